@@ -1,0 +1,98 @@
+// Runners for system tools. The only place (with kernel/ffi) that spawns processes.
+import { spawn, spawnSync } from 'node:child_process';
+import { PermissionError, ToolFailedError, ToolMissingError } from '../errors.js';
+
+/** Debian package that provides each tool we run, for actionable errors. */
+const PACKAGE_OF: Record<string, string> = {
+  ip: 'iproute2',
+  nft: 'nftables',
+  iptables: 'iptables',
+  'iptables-save': 'iptables',
+  'iptables-restore': 'iptables',
+  ip6tables: 'iptables',
+  'ip6tables-save': 'iptables',
+  'ip6tables-restore': 'iptables',
+  sysctl: 'procps',
+  unshare: 'util-linux',
+  nsenter: 'util-linux',
+};
+
+export interface RunOptions {
+  /** Text written to the tool's standard input. */
+  input?: string;
+  /** Run inside this named network namespace (`ip netns exec NAME`). */
+  netns?: string;
+  /** Do not throw on a non-zero exit; return the result instead. */
+  allowFailure?: boolean;
+}
+
+export interface RunResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function commandLine(tool: string, args: readonly string[], netns?: string): [string, string[]] {
+  return netns ? ['ip', ['netns', 'exec', netns, tool, ...args]] : [tool, [...args]];
+}
+
+function looksLikePermissionProblem(stderr: string): boolean {
+  return /Operation not permitted|Permission denied|must be root|you must be root/i.test(stderr);
+}
+
+function check(tool: string, args: readonly string[], r: RunResult, opts: RunOptions): RunResult {
+  if (r.status === 0 || opts.allowFailure) return r;
+  if (looksLikePermissionProblem(r.stderr)) {
+    throw new PermissionError(
+      `${tool} ${args.join(' ')}: ${r.stderr.trim()} — run as root or grant CAP_NET_ADMIN`,
+    );
+  }
+  throw new ToolFailedError(tool, args, r.status, r.stderr);
+}
+
+/** Run a tool to completion, synchronously. For set-up and tear-down paths only. */
+export function runSync(tool: string, args: readonly string[], opts: RunOptions = {}): RunResult {
+  const [cmd, argv] = commandLine(tool, args, opts.netns);
+  const res = spawnSync(cmd, argv, { input: opts.input, encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (res.error) {
+    if ((res.error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new ToolMissingError(cmd, PACKAGE_OF[cmd] ?? cmd);
+    }
+    throw res.error;
+  }
+  const r: RunResult = { status: res.status, stdout: res.stdout ?? '', stderr: res.stderr ?? '' };
+  if (opts.netns && r.status !== 0 && /not found|No such file/.test(r.stderr) && r.stderr.includes(tool)) {
+    throw new ToolMissingError(tool, PACKAGE_OF[tool] ?? tool);
+  }
+  return check(tool, args, r, opts);
+}
+
+/** Run a tool to completion, asynchronously. */
+export function run(tool: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const [cmd, argv] = commandLine(tool, args, opts.netns);
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      reject(err.code === 'ENOENT' ? new ToolMissingError(cmd, PACKAGE_OF[cmd] ?? cmd) : err);
+    });
+    child.on('close', (status) => {
+      try {
+        resolve(check(tool, args, { status, stdout, stderr }, opts));
+      } catch (e) {
+        reject(e);
+      }
+    });
+    child.stdin.on('error', () => {});
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** True when `tool` can be found on PATH. */
+export function hasTool(tool: string): boolean {
+  const res = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' });
+  return res.status === 0;
+}
