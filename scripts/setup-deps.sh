@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Installs the system tools tranproxy's tests, demo and benchmarks use, if missing.
+# Idempotent: checks each tool by its binary; runs apt-get only when something is missing.
+# Never starts the packages' system services (policy-rc.d answers 101 during the install).
+set -euo pipefail
+
+# binary:debian-package pairs. The binary proves the package is usable.
+PAIRS=(
+  ip:iproute2
+  nft:nftables
+  iptables:iptables
+  sysctl:procps
+  unshare:util-linux
+  nsenter:util-linux
+  curl:curl
+  python3:python3
+  nc:netcat-openbsd
+  iperf3:iperf3
+  nginx:nginx-light
+  haproxy:haproxy
+  wrk:wrk
+  microsocks:microsocks
+  danted:dante-server
+  ss-server:shadowsocks-libev
+  tinyproxy:tinyproxy
+  openssl:openssl
+)
+
+# Service daemons live in sbin dirs, which a non-root PATH may lack.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+missing=()
+for pair in "${PAIRS[@]}"; do
+  bin=${pair%%:*} pkg=${pair#*:}
+  if ! command -v "$bin" >/dev/null 2>&1; then
+    case " ${missing[*]-} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup-deps: all dependencies present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup-deps: missing ${missing[*]}; run as root:" >&2
+  echo "  sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+APT_OPTS=(-y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+
+# Keep services from starting; only remove our policy file, never a pre-existing one.
+POLICY=/usr/sbin/policy-rc.d
+own_policy=0
+if [ ! -e "$POLICY" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$POLICY"
+  chmod 755 "$POLICY"
+  own_policy=1
+fi
+cleanup() { if [ "$own_policy" = 1 ]; then rm -f "$POLICY"; fi; }
+trap cleanup EXIT
+
+apt-get update -qq >/dev/null
+# nginx-light is gone in newer Debian releases: fall back to nginx.
+if [[ " ${missing[*]} " == *" nginx-light "* ]] && ! apt-cache show nginx-light >/dev/null 2>&1; then
+  missing=("${missing[@]/nginx-light/nginx}")
+fi
+apt-get install "${APT_OPTS[@]}" "${missing[@]}" >/dev/null
+
+# policy-rc.d stops services from starting, not from being enabled at boot: on a systemd
+# host, disable (and stop) the services of the packages installed just now.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  for pkg in "${missing[@]}"; do
+    case $pkg in
+      nginx*) svc=nginx ;; haproxy) svc=haproxy ;; dante-server) svc=danted ;;
+      tinyproxy) svc=tinyproxy ;; shadowsocks-libev) svc=shadowsocks-libev ;; iperf3) svc=iperf3 ;;
+      *) continue ;;
+    esac
+    systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  done
+fi
+
+echo "setup-deps: installed ${missing[*]}"
