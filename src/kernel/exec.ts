@@ -96,3 +96,10 @@ export function hasTool(tool: string): boolean {
   const res = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' });
   return res.status === 0;
 }
+
+/** Start a user's program with our stdio (the `-- cmd args` of `tranproxy run`). */
+export function spawnCommand(argv: readonly string[]): import('node:child_process').ChildProcess {
+  const [cmd, ...args] = argv;
+  if (!cmd) throw new TypeError('empty command');
+  return spawn(cmd, args, { stdio: 'inherit' });
+}

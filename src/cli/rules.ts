@@ -1,0 +1,32 @@
+// `tranproxy rules plan|apply|remove|show`: the firewall part alone.
+import { Command } from 'commander';
+import { capturePlanOf, parseRunOptions, type RawRunOptions } from '../config/run-config.js';
+import { applyPlan, detectBackend, removeRules, renderPlan, showRules, type Backend } from '../firewall/apply.js';
+import { addCaptureOptions } from './capture-options.js';
+
+function backendOf(opts: RawRunOptions): Backend {
+  const fw = opts.firewall ?? 'auto';
+  return fw === 'nft' || fw === 'iptables' ? fw : detectBackend();
+}
+
+export function rulesCommand(): Command {
+  const rules = new Command('rules').description('plan, apply, remove or show the firewall rules without running the proxy');
+  const plan = addCaptureOptions(new Command('plan').description('print the rules that would be applied (dry run)')).action((opts: RawRunOptions) => {
+    const cfg = parseRunOptions(opts);
+    process.stdout.write(renderPlan(capturePlanOf(cfg), backendOf(opts)));
+  });
+  const apply = addCaptureOptions(new Command('apply').description('apply the rules (replacing any tranproxy rules present)')).action((opts: RawRunOptions) => {
+    const cfg = parseRunOptions(opts);
+    applyPlan(capturePlanOf(cfg), backendOf(opts));
+    process.stderr.write('tranproxy: rules applied\n');
+  });
+  const remove = new Command('remove').description("remove every tranproxy rule (nft table, TRANPROXY_* chains, ip rules); safe to repeat").action(() => {
+    removeRules();
+    process.stderr.write('tranproxy: rules removed\n');
+  });
+  const show = new Command('show').description('print the tranproxy rules in force').action(() => {
+    const text = showRules();
+    process.stdout.write(text || 'no tranproxy rules\n');
+  });
+  return rules.addCommand(plan).addCommand(apply).addCommand(remove).addCommand(show);
+}

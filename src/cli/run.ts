@@ -1,0 +1,30 @@
+// `tranproxy run`: flags → RunConfig → Supervisor. Nothing else.
+import { Command } from 'commander';
+import { parseRunOptions, type RawRunOptions } from '../config/run-config.js';
+import { createLogger } from '../observe/log.js';
+import { Supervisor } from '../proxy/supervisor.js';
+import { UsageError } from '../errors.js';
+import { addCaptureOptions } from './capture-options.js';
+
+export function runCommand(): Command {
+  const cmd = new Command('run')
+    .description('run the transparent proxy (sidecar or gateway); with -- CMD, run CMD once ready and exit with its status')
+    .argument('[command...]', 'program to run, after --, once the proxy and rules are ready');
+  addCaptureOptions(cmd)
+    .option('--preserve-source', 'TPROXY: connect upstream from the client\'s own address (default in tproxy prerouting mode)')
+    .option('--no-preserve-source', 'TPROXY: connect upstream from this host\'s address')
+    .option('--connect-timeout <duration>', 'upstream connect timeout', '10s')
+    .option('--idle-timeout <duration>', 'close connections idle in both directions this long', '10m')
+    .option('--max-connections <n>', 'refuse connections beyond this many at once', '8000')
+    .option('--log-format <format>', 'text or json', 'text')
+    .action(async (command: string[], opts: RawRunOptions) => {
+      if (command.length > 0 && !process.argv.includes('--')) {
+        throw new UsageError(`unexpected argument '${command[0]}': put the program to run after --, e.g. tranproxy run -P 80 -- curl http://example`);
+      }
+      const cfg = parseRunOptions(opts, command);
+      const log = createLogger(cfg.logFormat);
+      const status = await new Supervisor(cfg, log).run();
+      process.exit(status);
+    });
+  return cmd;
+}

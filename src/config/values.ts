@@ -1,0 +1,92 @@
+// Parsers for the small value types flags and config files share: ports, ranges, CIDRs,
+// durations, marks, uid:gid. Each throws a UsageError that names the flag and the fix.
+import { isIP } from 'node:net';
+import { UsageError } from '../errors.js';
+import type { Cidr, PortRange } from '../firewall/plan.js';
+
+export function parsePort(text: string, flag: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isInteger(n) || n < 1 || n > 65535) {
+    throw new UsageError(`${flag}: '${text}' is not a port: use a number from 1 to 65535`);
+  }
+  return n;
+}
+
+/** "80", "8000-8100" or "8000:8100". */
+export function parsePortRange(text: string, flag: string): PortRange {
+  const m = text.trim().match(/^(\d+)(?:[-:](\d+))?$/);
+  if (!m) throw new UsageError(`${flag}: '${text}' is not a port or range: use 80 or 8000-8100`);
+  const from = parsePort(m[1]!, flag);
+  const to = m[2] === undefined ? from : parsePort(m[2], flag);
+  if (to < from) throw new UsageError(`${flag}: range '${text}' ends before it starts`);
+  return { from, to };
+}
+
+/** Accepts "a,b,c" as well as repeated flags. */
+export function splitList(values: readonly string[] | undefined): string[] {
+  return (values ?? []).flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v.length > 0);
+}
+
+export function parseCidr(text: string, flag: string): Cidr {
+  const [addr, len, extra] = text.trim().split('/');
+  const version = addr ? isIP(addr) : 0;
+  const max = version === 4 ? 32 : 128;
+  const bits = len === undefined ? max : Number(len);
+  if (!version || extra !== undefined || !Number.isInteger(bits) || bits < 0 || bits > max || (len !== undefined && !/^\d+$/.test(len))) {
+    throw new UsageError(`${flag}: '${text}' is not a CIDR: use e.g. 10.0.0.0/8 or fd00::/8`);
+  }
+  return { family: version === 4 ? 'ipv4' : 'ipv6', text: `${addr!.toLowerCase()}/${bits}` };
+}
+
+/** "250ms", "10s", "5m", "1h", or plain milliseconds. */
+export function parseDuration(text: string, flag: string): number {
+  const m = text.trim().match(/^(\d+(?:\.\d+)?)(ms|s|m|h)?$/);
+  if (!m) throw new UsageError(`${flag}: '${text}' is not a duration: use e.g. 500ms, 10s, 5m`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 'ms'] ?? 1;
+  const ms = Math.round(Number(m[1]) * unit);
+  if (ms <= 0) throw new UsageError(`${flag}: duration must be positive`);
+  return ms;
+}
+
+/** Firewall marks: decimal or 0x hex, non-zero, 32 bits. */
+export function parseMark(text: string, flag: string): number {
+  const t = text.trim().toLowerCase();
+  const n = /^0x[0-9a-f]+$/.test(t) ? parseInt(t, 16) : /^\d+$/.test(t) ? Number(t) : NaN;
+  if (!Number.isInteger(n) || n <= 0 || n > 0xffffffff) {
+    throw new UsageError(`${flag}: '${text}' is not a mark: use a non-zero number such as 0x100`);
+  }
+  return n;
+}
+
+export function parseId(text: string, flag: string): number {
+  const t = text.trim();
+  const n = Number(t);
+  if (!/^\d+$/.test(t) || n > 0xfffffffe) throw new UsageError(`${flag}: '${text}' is not a numeric id`);
+  return n;
+}
+
+/** "1337:1337" or "1337" (gid = uid). */
+export function parseUidGid(text: string, flag: string): { uid: number; gid: number } {
+  const [u, g, extra] = text.split(':');
+  if (u === undefined || extra !== undefined) throw new UsageError(`${flag}: '${text}' is not UID:GID`);
+  const uid = parseId(u, flag);
+  return { uid, gid: g === undefined ? uid : parseId(g, flag) };
+}
+
+export function parseInterfaceName(text: string, flag: string): string {
+  if (!/^[A-Za-z0-9_.@+-]{1,15}$/.test(text)) {
+    throw new UsageError(`${flag}: '${text}' is not an interface name (1–15 letters, digits, . _ - @ +)`);
+  }
+  return text;
+}
+
+export function parseChoice<T extends string>(text: string, choices: readonly T[], flag: string): T {
+  if ((choices as readonly string[]).includes(text)) return text as T;
+  throw new UsageError(`${flag}: '${text}' is not one of ${choices.join(', ')}`);
+}
+
+export function parsePositiveInt(text: string, flag: string, max = 1_000_000): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || n < 1 || n > max) throw new UsageError(`${flag}: '${text}' must be a whole number from 1 to ${max}`);
+  return n;
+}

@@ -1,0 +1,55 @@
+// The `direct` outbound: connect straight to the original destination, optionally with
+// SO_MARK (so the firewall plan skips our own packets) or a spoofed client source (TPROXY
+// full transparency: the server sees the client's address).
+import net from 'node:net';
+import { closeFd, createOutboundFd } from '../kernel/sockets.js';
+import type { Endpoint } from '../kernel/sockaddr.js';
+
+export interface DirectOptions {
+  connectTimeoutMs: number;
+  mark?: number;
+  /** Bind the outbound socket to the client's own address (needs IP_TRANSPARENT). */
+  spoofSource?: string;
+}
+
+export class ConnectError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+    this.name = 'ConnectError';
+  }
+}
+
+/** Resolves with a connected socket, or rejects with ConnectError (timeout, refused, …). */
+export function connectDirect(dst: Endpoint, opts: DirectOptions): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    let socket: net.Socket;
+    let fd: number | undefined;
+    try {
+      fd = createOutboundFd({ family: dst.family, mark: opts.mark, transparentSource: opts.spoofSource });
+      socket = fd === undefined ? new net.Socket({ allowHalfOpen: true }) : new net.Socket({ fd, allowHalfOpen: true });
+    } catch (e) {
+      if (fd !== undefined) closeFd(fd);
+      reject(new ConnectError('ESOCKET', (e as Error).message));
+      return;
+    }
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new ConnectError('ETIMEDOUT', `connect to ${fmt(dst)} timed out after ${opts.connectTimeoutMs} ms`));
+    }, opts.connectTimeoutMs);
+    socket.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(new ConnectError(e.code ?? 'ECONNECT', `connect to ${fmt(dst)}: ${e.message}`));
+    });
+    socket.connect({ host: dst.address, port: dst.port }, () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      socket.setNoDelay(true);
+      resolve(socket);
+    });
+  });
+}
+
+export function fmt(ep: { address: string; port: number }): string {
+  return ep.address.includes(':') ? `[${ep.address}]:${ep.port}` : `${ep.address}:${ep.port}`;
+}

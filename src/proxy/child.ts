@@ -1,0 +1,55 @@
+// Entry point of the data-plane child process. It receives its listeners as inherited file
+// descriptors and its settings over IPC, so it can run unprivileged (the supervisor keeps
+// the privileges needed for the firewall).
+import { createLogger } from '../observe/log.js';
+import { startDataPlane, type DataPlane } from './dataplane.js';
+import { FIRST_LISTENER_FD, type FromChild, type ToChild } from './protocol.js';
+
+function send(msg: FromChild): void {
+  process.send?.(msg);
+}
+
+let plane: DataPlane | undefined;
+
+process.on('message', (msg: ToChild) => {
+  if (msg.type === 'start') {
+    const log = createLogger(msg.logFormat);
+    startDataPlane(
+      {
+        mode: msg.mode,
+        listenPort: msg.listenPort,
+        connectTimeoutMs: msg.connectTimeoutMs,
+        idleTimeoutMs: msg.idleTimeoutMs,
+        maxConnections: msg.maxConnections,
+        outboundMark: msg.outboundMark,
+        preserveSource: msg.preserveSource,
+      },
+      msg.listeners.map((l, i) => ({ fd: FIRST_LISTENER_FD + i, family: l.family, label: l.label })),
+      log,
+    ).then(
+      (p) => {
+        plane = p;
+        send({ type: 'ready' });
+      },
+      (e: Error) => send({ type: 'failed', message: e.message }),
+    );
+  } else if (msg.type === 'shutdown') {
+    const p = plane;
+    if (!p) process.exit(0);
+    void p
+      .stopAccepting()
+      .then(() => p.drain(msg.drainMs))
+      .then(() => {
+        p.destroyAll();
+        send({ type: 'drained' });
+        process.exit(0);
+      });
+  }
+});
+
+// The supervisor going away (even by SIGKILL) closes the IPC channel: do not outlive it.
+process.on('disconnect', () => process.exit(0));
+// Signals are the supervisor's business (it forwards a shutdown message).
+process.on('SIGINT', () => {});
+process.on('SIGTERM', () => {});
+process.on('SIGHUP', () => {});

@@ -1,0 +1,178 @@
+// The data plane: accept intercepted connections on the listeners, recover the original
+// destination, connect to it and relay. Runs in a child process (possibly unprivileged);
+// the supervisor owns the firewall.
+import net from 'node:net';
+import os from 'node:os';
+import { originalDestination } from '../kernel/sockets.js';
+import { unmapAddress, type Endpoint } from '../kernel/sockaddr.js';
+import { connectDirect, ConnectError, fmt } from '../outbound/direct.js';
+import { relay, type UpstreamRewriter } from '../relay/relay.js';
+import type { Logger } from '../observe/log.js';
+import type { CaptureMode } from '../firewall/plan.js';
+
+export interface ListenerHandle {
+  fd: number;
+  family: 4 | 6;
+  /** For logs only. */
+  label: string;
+}
+
+export interface DataPlaneConfig {
+  mode: CaptureMode;
+  listenPort: number;
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  maxConnections: number;
+  /** SO_MARK on outbound sockets (needs CAP_NET_ADMIN); 0: none. */
+  outboundMark: number;
+  preserveSource: boolean;
+  /** Builds a rewriter for the client→server stream of a new connection, if any. */
+  rewriterFor?: (flow: Flow) => UpstreamRewriter | undefined;
+}
+
+export interface Flow {
+  id: number;
+  src: Endpoint;
+  dst: Endpoint;
+  started: number;
+}
+
+export interface DataPlane {
+  readonly active: number;
+  /** Stop accepting; resolves when every listener is closed. */
+  stopAccepting(): Promise<void>;
+  /** Resolves when no connection is active, or after `deadlineMs`. */
+  drain(deadlineMs: number): Promise<void>;
+  destroyAll(): void;
+}
+
+/** Addresses of this host, refreshed at most every few seconds, for the loop guard. */
+class LocalAddresses {
+  private cache = new Set<string>();
+  private at = 0;
+  has(address: string): boolean {
+    if (Date.now() - this.at > 5000) {
+      this.cache = new Set(['0.0.0.0', '::']);
+      for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) this.cache.add(a.address);
+      this.at = Date.now();
+    }
+    return this.cache.has(address) || address.startsWith('127.');
+  }
+}
+
+export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[], log: Logger): Promise<DataPlane> {
+  const servers: net.Server[] = [];
+  const sockets = new Set<net.Socket>();
+  const local = new LocalAddresses();
+  let nextId = 1;
+  let drained: (() => void) | undefined;
+
+  const finishOne = (client: net.Socket): void => {
+    sockets.delete(client);
+    if (sockets.size === 0 && drained) drained();
+  };
+
+  const onConnection = (client: net.Socket, family: 4 | 6): void => {
+    client.pause();
+    const started = Date.now();
+    const src: Endpoint = { address: unmapAddress(client.remoteAddress ?? '?'), port: client.remotePort ?? 0, family };
+    if (sockets.size >= cfg.maxConnections) {
+      log.warn('refused', { src: fmt(src), reason: 'max-connections', limit: cfg.maxConnections });
+      client.destroy();
+      return;
+    }
+    let dst: Endpoint;
+    try {
+      dst =
+        cfg.mode === 'redirect'
+          ? originalDestination(client, family)
+          : { address: unmapAddress(client.localAddress ?? ''), port: client.localPort ?? 0, family };
+    } catch (e) {
+      log.warn('refused', { src: fmt(src), reason: 'no-original-destination', error: (e as Error).message });
+      client.destroy();
+      return;
+    }
+    if (dst.port === cfg.listenPort && local.has(dst.address)) {
+      // Connecting to ourselves would loop until file descriptors run out.
+      log.warn('refused', { src: fmt(src), dst: fmt(dst), reason: 'loop' });
+      client.destroy();
+      return;
+    }
+    sockets.add(client);
+    const flow: Flow = { id: nextId++, src, dst, started };
+    client.on('error', () => {}); // reported by relay once attached; before that, just closed
+    void handle(flow, client).finally(() => finishOne(client));
+  };
+
+  const handle = async (flow: Flow, client: net.Socket): Promise<void> => {
+    let upstream: net.Socket;
+    try {
+      upstream = await connectDirect(flow.dst, {
+        connectTimeoutMs: cfg.connectTimeoutMs,
+        mark: cfg.outboundMark || undefined,
+        spoofSource: cfg.preserveSource ? flow.src.address : undefined,
+      });
+    } catch (e) {
+      const code = e instanceof ConnectError ? e.code : 'ERROR';
+      resetClient(client);
+      log.info('conn', { id: flow.id, src: fmt(flow.src), dst: fmt(flow.dst), up: 0, down: 0, dur: `${Date.now() - flow.started}ms`, close: 'connect-failed', error: code });
+      return;
+    }
+    if (client.destroyed) {
+      upstream.destroy();
+      log.info('conn', { id: flow.id, src: fmt(flow.src), dst: fmt(flow.dst), up: 0, down: 0, dur: `${Date.now() - flow.started}ms`, close: 'client-gone' });
+      return;
+    }
+    const rewriter = cfg.rewriterFor?.(flow);
+    const r = await relay(client, upstream, { idleTimeoutMs: cfg.idleTimeoutMs, ...(rewriter ? { rewriter } : {}) });
+    log.info('conn', {
+      id: flow.id,
+      src: fmt(flow.src),
+      dst: fmt(flow.dst),
+      up: r.bytesUp,
+      down: r.bytesDown,
+      dur: `${Date.now() - flow.started}ms`,
+      close: r.reason,
+      error: r.error,
+    });
+  };
+
+  return Promise.all(
+    listeners.map(
+      (l) =>
+        new Promise<void>((resolve, reject) => {
+          const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (c) => onConnection(c, l.family));
+          server.on('error', (e) => {
+            // Accept errors (EMFILE…) must not kill the proxy: pause accepting briefly.
+            log.error('listener error', { listener: l.label, error: (e as NodeJS.ErrnoException).code ?? e.message });
+            reject(e);
+          });
+          server.listen({ fd: l.fd }, () => resolve());
+          servers.push(server);
+        }),
+    ),
+  ).then(() => ({
+    get active() {
+      return sockets.size;
+    },
+    stopAccepting: () => Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined),
+    drain: (deadlineMs: number) =>
+      new Promise<void>((resolve) => {
+        if (sockets.size === 0) return resolve();
+        const t = setTimeout(resolve, deadlineMs);
+        drained = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      }),
+    destroyAll: () => {
+      for (const s of sockets) s.destroy();
+    },
+  }));
+}
+
+function resetClient(client: net.Socket): void {
+  const s = client as net.Socket & { resetAndDestroy?: () => void };
+  if (typeof s.resetAndDestroy === 'function') s.resetAndDestroy();
+  else client.destroy();
+}

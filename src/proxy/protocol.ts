@@ -1,0 +1,29 @@
+// Messages between the supervisor and its data-plane child over the IPC channel.
+import type { CaptureMode } from '../firewall/plan.js';
+import type { LogFormat } from '../config/run-config.js';
+
+export interface ChildStart {
+  type: 'start';
+  logFormat: LogFormat;
+  mode: CaptureMode;
+  listenPort: number;
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  maxConnections: number;
+  outboundMark: number;
+  preserveSource: boolean;
+  /** Listener fds arrive as the child's file descriptors 4, 5, …, in this order. */
+  listeners: { family: 4 | 6; label: string }[];
+}
+
+export interface ChildShutdown {
+  type: 'shutdown';
+  drainMs: number;
+}
+
+export type ToChild = ChildStart | ChildShutdown;
+
+export type FromChild = { type: 'ready' } | { type: 'failed'; message: string } | { type: 'drained' };
+
+/** First fd of the listeners in the child: 0-2 are stdio, 3 is the IPC channel. */
+export const FIRST_LISTENER_FD = 4;

@@ -1,0 +1,161 @@
+// The byte pump between an accepted client socket and its upstream socket.
+// Both directions honour backpressure (pause the reader while the writer's buffer is full),
+// half-close (an EOF from one side becomes a FIN to the other, the other direction goes on),
+// an idle timeout over both directions, and an optional rewriter on the client→server path.
+import type { Socket } from 'node:net';
+
+export type CloseReason = 'eof' | 'idle' | 'client-error' | 'upstream-error' | 'rejected' | 'aborted';
+
+export interface RelayResult {
+  bytesUp: number; // client → server, as read from the client
+  bytesDown: number; // server → client
+  reason: CloseReason;
+  error?: string;
+}
+
+export type RewriteEvent =
+  | { kind: 'forward'; chunks: Buffer[] }
+  | { kind: 'passthrough' }
+  | { kind: 'reject'; status: number; reason: string; response: Buffer };
+
+/** Rewrites the client→server stream (the HTTP head rewriter implements this). */
+export interface UpstreamRewriter {
+  push(chunk: Buffer): RewriteEvent[];
+}
+
+export interface RelayOptions {
+  idleTimeoutMs: number;
+  rewriter?: UpstreamRewriter;
+  /** Bytes already read from the client (e.g. by a sniffer) that must go upstream first. */
+  head?: Buffer;
+}
+
+export function relay(client: Socket, upstream: Socket, opts: RelayOptions): Promise<RelayResult> {
+  return new Promise((resolve) => {
+    let bytesUp = 0;
+    let bytesDown = 0;
+    let lastActivity = Date.now();
+    let clientEnded = false;
+    let upstreamEnded = false;
+    let settled = false;
+    let rewriter = opts.rewriter;
+
+    const finish = (reason: CloseReason, error?: string): void => {
+      if (settled) return;
+      settled = true;
+      client.setTimeout(0);
+      resolve({ bytesUp, bytesDown, reason, ...(error ? { error } : {}) });
+    };
+
+    const fail = (reason: CloseReason, err: Error): void => {
+      // Propagate an abortive close as a reset so the peer sees it as one, not as a clean EOF.
+      resetOrDestroy(reason === 'client-error' ? upstream : client);
+      resetOrDestroy(reason === 'client-error' ? client : upstream);
+      finish(reason, (err as NodeJS.ErrnoException).code ?? err.message);
+    };
+
+    const maybeDone = (): void => {
+      if (clientEnded && upstreamEnded) {
+        client.destroy();
+        upstream.destroy();
+        finish('eof');
+      }
+    };
+
+    // client → upstream
+    let clientPaused = false;
+    const resumeClient = (): void => {
+      clientPaused = false;
+      client.resume();
+    };
+    const writeUp = (chunk: Buffer): void => {
+      if (!upstream.write(chunk) && !clientPaused) {
+        clientPaused = true;
+        client.pause();
+        upstream.once('drain', resumeClient);
+      }
+    };
+    const onClientData = (chunk: Buffer): void => {
+      bytesUp += chunk.length;
+      lastActivity = Date.now();
+      if (!rewriter) return writeUp(chunk);
+      for (const ev of rewriter.push(chunk)) {
+        if (ev.kind === 'forward') for (const c of ev.chunks) writeUp(c);
+        else if (ev.kind === 'passthrough') rewriter = undefined;
+        else {
+          client.removeListener('data', onClientData);
+          upstream.destroy();
+          client.end(ev.response);
+          client.once('close', () => finish('rejected', `${ev.status} ${ev.reason}`));
+          return;
+        }
+      }
+    };
+    client.on('data', onClientData);
+    client.on('end', () => {
+      clientEnded = true;
+      upstream.end();
+      maybeDone();
+    });
+
+    // upstream → client
+    let upstreamPaused = false;
+    const resumeUpstream = (): void => {
+      upstreamPaused = false;
+      upstream.resume();
+    };
+    upstream.on('data', (chunk: Buffer) => {
+      bytesDown += chunk.length;
+      lastActivity = Date.now();
+      if (!client.write(chunk) && !upstreamPaused) {
+        upstreamPaused = true;
+        upstream.pause();
+        client.once('drain', resumeUpstream);
+      }
+    });
+    upstream.on('end', () => {
+      upstreamEnded = true;
+      client.end();
+      maybeDone();
+    });
+
+    client.on('error', (e) => fail('client-error', e));
+    upstream.on('error', (e) => fail('upstream-error', e));
+    // A close without error or both EOFs (e.g. destroyed from outside) still settles.
+    client.on('close', () => {
+      if (!settled && !(clientEnded && upstreamEnded)) {
+        upstream.destroy();
+        finish('aborted');
+      }
+    });
+    upstream.on('close', () => {
+      if (!settled && !upstreamEnded) {
+        client.destroy();
+        finish('aborted');
+      }
+    });
+
+    // One timer per connection: the client socket's own idle timer, re-armed while the
+    // other direction is still busy.
+    client.setTimeout(opts.idleTimeoutMs, function onIdle() {
+      const quiet = Date.now() - lastActivity;
+      if (quiet >= opts.idleTimeoutMs) {
+        client.destroy();
+        upstream.destroy();
+        finish('idle');
+      } else {
+        client.setTimeout(opts.idleTimeoutMs - quiet + 1, onIdle);
+      }
+    });
+
+    if (opts.head && opts.head.length > 0) onClientData(opts.head);
+    client.resume();
+  });
+}
+
+function resetOrDestroy(socket: Socket): void {
+  if (socket.destroyed) return;
+  const s = socket as Socket & { resetAndDestroy?: () => void };
+  if (typeof s.resetAndDestroy === 'function' && !socket.connecting) s.resetAndDestroy();
+  else socket.destroy();
+}
