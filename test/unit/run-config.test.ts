@@ -1,0 +1,54 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { capturePlanOf, parseRunOptions } from '../../src/config/run-config.js';
+import { UsageError } from '../../src/errors.js';
+
+test('defaults: REDIRECT output capture, dual stack, proxy user 1337 excluded', () => {
+  const cfg = parseRunOptions({});
+  assert.equal(cfg.mode, 'redirect');
+  assert.deepEqual(cfg.capture, ['output']);
+  assert.deepEqual(cfg.families, ['ipv4', 'ipv6']);
+  assert.deepEqual(cfg.proxyUser, { uid: 1337, gid: 1337 });
+  const plan = capturePlanOf(cfg);
+  assert.deepEqual(plan.excludeUids, [1337]);
+  assert.deepEqual(plan.excludeGids, [1337]);
+  assert.deepEqual(plan.includePorts, []);
+  assert.equal(plan.proxyPort, 15001);
+});
+
+test('ports, ranges, CIDRs and comma lists are parsed', () => {
+  const cfg = parseRunOptions({ port: ['80', '8000-8100,9090'], excludeCidr: ['10.0.0.0/8', 'fd00::/8'], excludePort: ['22'] });
+  assert.deepEqual(cfg.ports, [{ from: 80, to: 80 }, { from: 8000, to: 8100 }, { from: 9090, to: 9090 }]);
+  assert.deepEqual(cfg.excludeCidrs, [{ family: 'ipv4', text: '10.0.0.0/8' }, { family: 'ipv6', text: 'fd00::/8' }]);
+  assert.deepEqual(cfg.excludePorts, [{ from: 22, to: 22 }]);
+});
+
+test('tproxy prerouting preserves the client source by default and runs as root', () => {
+  const cfg = parseRunOptions({ mode: 'tproxy', capture: ['prerouting'], inInterface: ['veth0'] });
+  assert.equal(cfg.preserveSource, true);
+  assert.equal(cfg.proxyUser, undefined);
+  assert.deepEqual(cfg.inInterfaces, ['veth0']);
+});
+
+const bad: [Record<string, unknown>, RegExp][] = [
+  [{ port: ['0'] }, /--port: '0' is not a port/],
+  [{ port: ['70000'] }, /not a port/],
+  [{ port: ['90-80'] }, /ends before it starts/],
+  [{ port: ['15001'] }, /would loop/],
+  [{ includeCidr: ['10.0.0.0/33'] }, /--include-cidr: '10.0.0.0\/33' is not a CIDR/],
+  [{ excludeCidr: ['banana'] }, /is not a CIDR/],
+  [{ mode: 'magic' }, /--mode: 'magic' is not one of redirect, tproxy/],
+  [{ capture: ['input'] }, /--capture/],
+  [{ inInterface: ['eth0'] }, /add --capture prerouting/],
+  [{ inInterface: ['this-name-is-too-long'], capture: ['prerouting'] }, /not an interface name/],
+  [{ connectTimeout: 'soon' }, /not a duration/],
+  [{ tproxyMark: '0' }, /not a mark/],
+  [{ proxyUser: 'root' }, /not a numeric id/],
+  [{ proxyUser: 'none' }, /needs --proxy-user/],
+  [{ preserveSource: true }, /needs --mode tproxy/],
+];
+for (const [raw, re] of bad) {
+  test(`rejects ${JSON.stringify(raw)}`, () => {
+    assert.throws(() => parseRunOptions(raw as never), (e: unknown) => e instanceof UsageError && e.exitCode === 2 && re.test(e.message));
+  });
+}
