@@ -12,6 +12,10 @@ PAIRS=(
   sysctl:procps
   unshare:util-linux
   nsenter:util-linux
+  setpriv:util-linux
+  ps:procps
+  ss:iproute2
+  ping:iputils-ping
   curl:curl
   python3:python3
   nc:netcat-openbsd
@@ -62,12 +66,17 @@ fi
 cleanup() { if [ "$own_policy" = 1 ]; then rm -f "$POLICY"; fi; }
 trap cleanup EXIT
 
-apt-get update -qq >/dev/null
+# apt's chatter goes to a log, shown only if it fails.
+LOG=$(mktemp)
+trap 'cleanup; rm -f "$LOG"' EXIT
+apt_quiet() { "$@" >>"$LOG" 2>&1 || { cat "$LOG" >&2; echo "setup-deps: failed: $*" >&2; exit 1; }; }
+
+apt_quiet apt-get update -q
 # nginx-light is gone in newer Debian releases: fall back to nginx.
 if [[ " ${missing[*]} " == *" nginx-light "* ]] && ! apt-cache show nginx-light >/dev/null 2>&1; then
   missing=("${missing[@]/nginx-light/nginx}")
 fi
-apt-get install "${APT_OPTS[@]}" "${missing[@]}" >/dev/null
+apt_quiet apt-get install "${APT_OPTS[@]}" "${missing[@]}"
 
 # policy-rc.d stops services from starting, not from being enabled at boot: on a systemd
 # host, disable (and stop) the services of the packages installed just now.

@@ -82,11 +82,28 @@ function trySignal(pid: number, sig: NodeJS.Signals | 0): void {
   }
 }
 
-/** SIGKILL every process still inside `netns`, then delete it (which deletes its veths). */
+function netnsPids(netns: string): number[] {
+  const out = runSync('ip', ['netns', 'pids', netns], { allowFailure: true }).stdout;
+  return out.split(/\s+/).filter(Boolean).map(Number);
+}
+
+/** Blocking sleep: the exit/signal paths cannot await. */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * SIGKILL every process still inside `netns`, wait (≤1 s) until none is left, then delete
+ * the netns — its veths go with it once no process holds it.
+ */
 function removeNetns(netns: string): void {
   try {
-    const pids = runSync('ip', ['netns', 'pids', netns], { allowFailure: true }).stdout;
-    for (const p of pids.split(/\s+/).filter(Boolean)) trySignal(Number(p), 'SIGKILL');
+    for (let i = 0; i < 50; i++) {
+      const pids = netnsPids(netns);
+      if (pids.length === 0) break;
+      for (const p of pids) trySignal(p, 'SIGKILL');
+      sleepSync(20);
+    }
     runSync('ip', ['netns', 'del', netns], { allowFailure: true });
   } catch {
     /* never throw from cleanup */

@@ -1,0 +1,152 @@
+// Test helpers around netlab's Lab: scoped labs, readiness waits, real peers, leak checks.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runSync } from '../../src/kernel/exec.js';
+import { Lab, type Host, type LabProcess } from '../../src/netlab/lab.js';
+
+export { Lab, type Host, type LabProcess };
+
+/** Create a lab, run `fn`, always destroy the lab — also when `fn` throws. */
+export async function withLab<T>(fn: (lab: Lab) => Promise<T>, opts: { prefix?: string } = {}): Promise<T> {
+  const lab = await Lab.create(opts);
+  try {
+    return await fn(lab);
+  } finally {
+    await lab.destroy();
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Wait until something listens on `port` inside `host` (checked with ss: no probe traffic). */
+export async function waitForPort(
+  host: Host,
+  port: number,
+  opts: { udp?: boolean; timeoutMs?: number } = {},
+): Promise<void> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+  const args = ['-H', opts.udp ? '-lnu' : '-lnt', `sport = :${port}`];
+  for (;;) {
+    const r = await host.run('ss', args, { allowFailure: true });
+    if (r.status === 0 && r.stdout.trim()) return;
+    if (Date.now() > deadline) throw new Error(`${host.name}: nothing listens on ${opts.udp ? 'udp' : 'tcp'} port ${port}`);
+    await sleep(50);
+  }
+}
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** Path of the built CLI (`npm run build` makes it). */
+export function tranproxyBin(): string {
+  return join(ROOT, 'dist/cli/main.js');
+}
+
+/**
+ * Start `tranproxy ARGS...` in `host` and wait for its `tranproxy ready:` line.
+ * Example: startTranproxy(gw, ['run', '--mode', 'redirect', '-P', '80']).
+ */
+export async function startTranproxy(
+  host: Host,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number; timeoutMs?: number } = {},
+): Promise<LabProcess> {
+  const { timeoutMs = 15_000, ...spawnOpts } = opts;
+  const p = host.spawn(process.execPath, [tranproxyBin(), ...args], spawnOpts);
+  await p.waitForOutput(/^tranproxy ready:.*$/m, timeoutMs);
+  return p;
+}
+
+/** Absolute path of a peer script in test/peers. */
+export function peerPath(script: string): string {
+  return join(ROOT, 'test/peers', script);
+}
+
+export type PeerName = 'echo_headers' | 'tcp_echo' | 'udp_echo';
+
+/**
+ * Start a python peer (test/peers/NAME.py PORT BIND) in `host`; resolves once it listens.
+ * BIND '::' (the default) is dual stack.
+ */
+export async function startPeer(host: Host, name: PeerName, port: number, bind = '::'): Promise<LabProcess> {
+  const p = host.spawn('python3', [peerPath(`${name}.py`), String(port), bind]);
+  await p.waitForOutput(/^listening .*$/m);
+  return p;
+}
+
+export interface TlsPeer {
+  proc: LabProcess;
+  certFile: string;
+  keyFile: string;
+}
+
+const tempDirs: string[] = [];
+process.on('exit', () => {
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+});
+
+/**
+ * Start test/peers/tls_server.py (echo_headers behind TLS; JSON has tls.sni) in `host`
+ * with a fresh self-signed certificate for `names` (DNS names or IPs; default
+ * 'tls.test'). The cert doubles as the CA for curl --cacert. Temp files go at exit.
+ */
+export async function startTlsServer(
+  host: Host,
+  port: number,
+  opts: { names?: string[]; bind?: string } = {},
+): Promise<TlsPeer> {
+  const names = opts.names ?? ['tls.test'];
+  const dir = mkdtempSync(join(tmpdir(), 'tpx-tls-'));
+  tempDirs.push(dir);
+  const certFile = join(dir, 'cert.pem');
+  const keyFile = join(dir, 'key.pem');
+  const san = names.map((n) => (/^[\d.]+$|:/.test(n) ? `IP:${n}` : `DNS:${n}`)).join(',');
+  await host.run('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+    '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${san}`, '-keyout', keyFile, '-out', certFile,
+  ]);
+  const proc = host.spawn('python3', [peerPath('tls_server.py'), String(port), certFile, keyFile, opts.bind ?? '::']);
+  await proc.waitForOutput(/^listening .*$/m);
+  return { proc, certFile, keyFile };
+}
+
+/** Number of open file descriptors of `pid`. */
+export function fdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+export interface HostNetSnapshot {
+  netns: string[];
+  links: string[];
+}
+
+/** The host's own netns list and interface names, for assertNoLeftovers. */
+export function snapshotHost(): HostNetSnapshot {
+  const netns = runSync('ip', ['netns', 'list']).stdout.split('\n').map((l) => l.split(' ')[0]!).filter(Boolean);
+  const links = runSync('ip', ['-o', 'link', 'show']).stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(': ')[1]!.split('@')[0]!);
+  return { netns: netns.sort(), links: links.sort() };
+}
+
+/** Lab netns of *other* processes (their pid is in the name) may come and go meanwhile. */
+const LAB_NS = /^[a-z][a-z0-9]{0,7}-([0-9a-z]{1,7})-[0-9a-z]{4}-/;
+function othersLab(ns: string): boolean {
+  const m = LAB_NS.exec(ns);
+  return !!m && parseInt(m[1]!, 36) !== process.pid;
+}
+
+/**
+ * Assert the host's netns list and links are as in `before`. Differences that are
+ * other processes' labs are ignored (engineers and test files may run side by side).
+ */
+export function assertNoLeftovers(before: HostNetSnapshot): void {
+  const now = snapshotHost();
+  const diff = (a: string[], b: string[]) => a.filter((x) => !b.includes(x));
+  const netns = [...diff(now.netns, before.netns), ...diff(before.netns, now.netns)].filter((n) => !othersLab(n));
+  assert.deepEqual(netns, [], `netns changed: ${netns.join(', ')}`);
+  assert.deepEqual(now.links, before.links, 'host interfaces changed');
+}
