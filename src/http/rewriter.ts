@@ -1,0 +1,663 @@
+// Streaming HTTP/1.1 request-head rewriter (client → server direction only).
+//
+// Why this shape: the proxy must stamp headers into every request at nginx speed, so the
+// rewriter never parses or rebuilds what it does not change. Per request it locates the
+// head, validates just enough to frame messages safely (request line, field syntax,
+// Content-Length / Transfer-Encoding / Upgrade), drops the lines it replaces, and appends
+// the pre-rendered block from `compileInjectConfig` before the blank line. Everything it
+// forwards is a `subarray` view of the buffers it was given: kept header lines, bodies,
+// chunk framing. Bodies are skipped by arithmetic (Content-Length, chunk sizes), never
+// scanned or copied; only the few framing bytes of chunked encoding are read one by one.
+// The one copy: a head that arrives split across pushes is gathered into a small buffer
+// (bounded by maxHeadBytes) so it can be validated contiguously; the bytes of a head never
+// stay referenced inside the caller's buffers between pushes.
+//
+// Framing is strict where proxies and servers are known to disagree (request smuggling):
+// obs-fold, CL+TE, duplicate CL, TE whose final coding is not chunked, TE in HTTP/1.0,
+// bare CR, and — inside chunked bodies — bare LF and control characters in chunk lines are
+// all rejected. Heads may use bare LF line endings (the client's endings are kept).
+//
+// Caller contract (the relay): forwarded chunks are views into the pushed buffers, so a
+// pushed buffer must not be reused until those writes complete. The array returned by
+// push() is reused by the next push(); the event objects and their `chunks` arrays are
+// fresh and may be kept (e.g. queued while the upstream connects).
+//
+// Known limit: the server→client direction is not parsed, so after an Upgrade or CONNECT
+// head the connection turns to passthrough whether or not the server agreed to switch.
+
+import {
+  CompiledInject,
+  KIND_CONTENT_LENGTH,
+  KIND_REPLACE,
+  KIND_TRANSFER_ENCODING,
+  KIND_UPGRADE,
+  KIND_XFF,
+  LOWER,
+  TCHAR,
+} from './inject-config.js';
+
+export type RewriteEvent =
+  | { kind: 'forward'; chunks: Buffer[] }
+  | { kind: 'passthrough' }
+  | { kind: 'reject'; status: 400 | 431; reason: string; response: Buffer };
+
+const CR = 0x0d;
+const LF = 0x0a;
+const SP = 0x20;
+const HT = 0x09;
+const COLON = 0x3a;
+const SEMI = 0x3b;
+const COMMA = 0x2c;
+const DEL = 0x7f;
+
+/** Longest method token accepted by connection-start detection (UPDATEREDIRECTREF is 17). */
+const MAX_METHOD = 20;
+/** Longest chunk-size line (size + extensions) accepted; guards against endless extensions. */
+const MAX_CHUNK_LINE = 16384;
+
+export const RESPONSE_400 = Buffer.from('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', 'latin1');
+export const RESPONSE_431 = Buffer.from(
+  'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
+  'latin1',
+);
+
+const HEX = new Uint8Array(256).fill(255);
+for (let b = 0; b < 10; b++) HEX[0x30 + b] = b;
+for (let b = 0; b < 6; b++) { HEX[0x41 + b] = 10 + b; HEX[0x61 + b] = 10 + b; }
+
+const CHUNKED = Buffer.from('chunked', 'latin1');
+const CONNECT = Buffer.from('CONNECT', 'latin1');
+const HTTP_SLASH = Buffer.from('HTTP/', 'latin1');
+
+// Parser states.
+const S_HEAD = 0; // expecting (or inside) a request head
+const S_BODY = 1; // Content-Length body: `remaining` bytes
+const S_CS = 2; // chunk size digits
+const S_CEXT = 3; // chunk extensions (after ';' or BWS)
+const S_CS_LF = 4; // LF ending the chunk-size line
+const S_CDATA = 5; // chunk data: `remaining` bytes
+const S_CDATA_CR = 6; // CR after chunk data
+const S_CDATA_LF = 7; // LF after chunk data
+const S_TR_START = 8; // start of a trailer line (or the final CRLF)
+const S_TR_NAME = 9; // trailer field name
+const S_TR_VALUE = 10; // trailer field value
+const S_TR_LF = 11; // LF ending a trailer line
+const S_TR_END_LF = 12; // LF ending the message
+const S_PASS = 13; // passthrough: raw relay
+const S_DEAD = 14; // rejected
+
+// Request-line verdicts.
+const RL_BAD = -1;
+const RL_VERSION = -2;
+const RL_H2 = -3;
+
+export class RequestRewriter {
+  private readonly inj: CompiledInject;
+  private state = S_HEAD;
+  private count = 0;
+  /** Connection start: protocol not decided yet. */
+  private detecting = true;
+  private detN = 0;
+
+  // A head split across pushes, gathered here (copied; bounded by maxHeadBytes).
+  private hbuf: Buffer | null = null;
+  private hlen = 0;
+  /** End-of-head scan carry: 0 none, 1 after LF, 2 after LF CR. */
+  private hs = 0;
+  /** Request line of the pending head already validated / scanned up to. */
+  private rlChecked = false;
+  private rlScan = 0;
+
+  // Body framing.
+  private remaining = 0;
+  private csVal = 0;
+  private csDigits = 0;
+  private lineLen = 0;
+  private trLen = 0;
+
+  // Request-line facts (set by parseRequestLine).
+  private rlConnect = false;
+  private rlHttp10 = false;
+
+  // Per-push output.
+  private readonly ev: RewriteEvent[] = [];
+  private out: Buffer[] | null = null;
+  /** Start of the not-yet-emitted forward range in the current chunk. */
+  private fwd = 0;
+
+  // Per-head scratch (reused).
+  private readonly drops: number[] = [];
+  private readonly xffVals: number[] = [];
+
+  constructor(inject: CompiledInject) {
+    this.inj = inject;
+  }
+
+  /** Heads rewritten so far. */
+  get requests(): number {
+    return this.count;
+  }
+
+  /**
+   * Feed the next client chunk; returns the events in order (at most one 'forward',
+   * possibly followed by 'passthrough' or 'reject'). The returned array is reused by the
+   * next call. After 'passthrough' further pushes are forwarded raw; after 'reject' they
+   * return no events.
+   */
+  push(chunk: Buffer): RewriteEvent[] {
+    const ev = this.ev;
+    ev.length = 0;
+    const len = chunk.length;
+    if (len === 0) return ev;
+    if (this.state >= S_PASS) {
+      if (this.state === S_PASS) ev.push({ kind: 'forward', chunks: [chunk] });
+      return ev;
+    }
+    this.out = null;
+    this.fwd = 0;
+    let pos = 0;
+    while (pos < len) {
+      switch (this.state) {
+        case S_HEAD:
+          pos = this.head(chunk, pos);
+          break;
+        case S_BODY: {
+          const n = Math.min(this.remaining, len - pos);
+          pos += n;
+          this.remaining -= n;
+          if (this.remaining === 0) this.state = S_HEAD;
+          break;
+        }
+        default:
+          pos = this.framing(chunk, pos);
+      }
+      if (this.state >= S_PASS) return ev; // terminal events already queued
+    }
+    this.flush(chunk, len);
+    if (this.out !== null) ev.push({ kind: 'forward', chunks: this.out });
+    return ev;
+  }
+
+  // ---- output helpers ----------------------------------------------------------------------
+
+  private emit(b: Buffer): void {
+    if (this.out === null) this.out = [b];
+    else this.out.push(b);
+  }
+
+  /** Emit the forward range [fwd, end) of the current chunk. */
+  private flush(c: Buffer, end: number): void {
+    if (end > this.fwd) {
+      this.emit(this.fwd === 0 && end === c.length ? c : c.subarray(this.fwd, end));
+      this.fwd = end;
+    }
+  }
+
+  private finish(): void {
+    if (this.out !== null) this.ev.push({ kind: 'forward', chunks: this.out });
+    this.out = null;
+  }
+
+  /** Switch to passthrough: everything from fwd to the end of the chunk is forwarded raw. */
+  private passthrough(c: Buffer): number {
+    this.flush(c, c.length);
+    this.finish();
+    this.ev.push({ kind: 'passthrough' });
+    this.state = S_PASS;
+    this.hbuf = null;
+    return c.length;
+  }
+
+  /** Reject: forward [fwd, upto) (earlier complete messages), then the reject event. */
+  private reject(c: Buffer, upto: number, status: 400 | 431, reason: string): number {
+    this.flush(c, upto);
+    this.finish();
+    this.ev.push({ kind: 'reject', status, reason, response: status === 400 ? RESPONSE_400 : RESPONSE_431 });
+    this.state = S_DEAD;
+    this.hbuf = null;
+    return c.length;
+  }
+
+  // ---- heads ---------------------------------------------------------------------------------
+
+  private append(c: Buffer, from: number, to: number): void {
+    const need = this.hlen + (to - from);
+    let hb = this.hbuf;
+    if (hb === null || need > hb.length) {
+      let cap = hb === null ? 1024 : hb.length * 2;
+      if (cap < need) cap = need;
+      const nb = Buffer.allocUnsafe(cap);
+      if (hb !== null) hb.copy(nb, 0, 0, this.hlen);
+      this.hbuf = hb = nb;
+    }
+    c.copy(hb, this.hlen, from, to);
+    this.hlen = need;
+  }
+
+  /**
+   * Find the end of the head (just past LF LF or LF CR LF) in c from `from`, continuing the
+   * carried scan state. Returns the end index or -1.
+   */
+  private scanEnd(c: Buffer, from: number): number {
+    const len = c.length;
+    let i = from;
+    if (this.hs !== 0 && i < len) {
+      if (this.hs === 1) {
+        if (c[i] === LF) return i + 1;
+        if (c[i] === CR) {
+          i++;
+          if (i === len) { this.hs = 2; return -1; }
+          if (c[i] === LF) return i + 1;
+        }
+      } else if (c[i] === LF) {
+        return i + 1;
+      }
+      this.hs = 0;
+    }
+    for (;;) {
+      const j = c.indexOf(LF, i);
+      if (j < 0) { this.hs = 0; return -1; }
+      const k = j + 1;
+      if (k === len) { this.hs = 1; return -1; }
+      const x = c[k];
+      if (x === LF) return k + 1;
+      if (x === CR) {
+        if (k + 1 === len) { this.hs = 2; return -1; }
+        if (c[k + 1] === LF) return k + 2;
+      }
+      i = k;
+    }
+  }
+
+  private head(c: Buffer, pos: number): number {
+    const len = c.length;
+    const max = this.inj.maxHeadBytes;
+    const pending = this.hlen > 0;
+    if (!pending) {
+      // Empty lines before a request line are ignored by servers (RFC 9112 §2.2): keep them
+      // in the forward range and start the head at the request line.
+      while (pos < len && (c[pos] === CR || c[pos] === LF)) pos++;
+      if (pos === len) return pos;
+      this.hs = 0;
+    }
+    const base = pos;
+
+    if (this.detecting) {
+      // HTTP iff the connection starts with a method token followed by SP.
+      let k = this.detN;
+      let i = base;
+      let verdict = 0;
+      while (i < len) {
+        const x = c[i];
+        if (TCHAR[x] === 1) {
+          if (k >= MAX_METHOD) { verdict = 2; break; }
+        } else {
+          verdict = x === SP && k > 0 ? 1 : 2;
+          break;
+        }
+        k++;
+        i++;
+      }
+      if (verdict === 2) {
+        if (pending) this.emit((this.hbuf as Buffer).subarray(0, this.hlen));
+        return this.passthrough(c);
+      }
+      if (verdict === 1) this.detecting = false;
+      else this.detN = k;
+    }
+
+    const e = this.scanEnd(c, base);
+    if (e < 0) {
+      // Head incomplete: gather it.
+      if (this.hlen + (len - base) > max) return this.reject(c, base, 431, `request head larger than ${max} bytes`);
+      this.flush(c, base);
+      this.append(c, base, len);
+      this.fwd = len;
+      if (!this.rlChecked && !this.detecting) {
+        // Judge the request line as soon as it is complete, so that a text protocol that
+        // only looks like HTTP is answered at once instead of waiting for a blank line.
+        const hb = this.hbuf as Buffer;
+        const nl = hb.indexOf(LF, this.rlScan);
+        if (nl >= 0 && nl < this.hlen) {
+          this.rlChecked = true;
+          const r = this.parseRequestLine(hb, 0);
+          if (r === RL_H2) return this.passthroughPending(c);
+          if (r < 0) return this.reject(c, base, 400, r === RL_VERSION ? 'unsupported HTTP version' : 'malformed request line');
+        } else {
+          this.rlScan = this.hlen;
+        }
+      }
+      return len;
+    }
+
+    if (this.hlen + (e - base) > max) return this.reject(c, base, 431, `request head larger than ${max} bytes`);
+    if (!pending) return this.rewrite(c, c, base, e, e);
+    this.append(c, 0, e);
+    const hb = this.hbuf as Buffer;
+    const hl = this.hlen;
+    this.hbuf = null;
+    this.hlen = 0;
+    return this.rewrite(c, hb, 0, hl, e);
+  }
+
+  /** HTTP/2 prior-knowledge preface found in a gathered head: forward it raw. */
+  private passthroughPending(c: Buffer): number {
+    // The current chunk has been gathered (fwd is at its end): forward the gathered bytes.
+    this.emit((this.hbuf as Buffer).subarray(0, this.hlen));
+    return this.passthrough(c);
+  }
+
+  /**
+   * Validate the request line at b[s..]. Returns the index just past its LF, or RL_BAD /
+   * RL_VERSION / RL_H2. Sets rlConnect and rlHttp10.
+   */
+  private parseRequestLine(b: Buffer, s: number): number {
+    let p = s;
+    while (TCHAR[b[p] as number] === 1) p++;
+    const mEnd = p;
+    if (mEnd === s || b[p] !== SP) return RL_BAD;
+    p++;
+    const tStart = p;
+    for (;;) {
+      const x = b[p];
+      if (x === undefined || x <= SP || x === DEL) break;
+      p++;
+    }
+    if (p === tStart || b[p] !== SP) return RL_BAD;
+    const tEnd = p;
+    p++;
+    if (p + 8 > b.length || b.compare(HTTP_SLASH, 0, 5, p, p + 5) !== 0) return RL_BAD;
+    const major = (b[p + 5] as number) - 0x30;
+    const minor = (b[p + 7] as number) - 0x30;
+    if (major < 0 || major > 9 || b[p + 6] !== 0x2e || minor < 0 || minor > 9) return RL_BAD;
+    p += 8;
+    if (b[p] === CR) p++;
+    if (b[p] !== LF) return RL_BAD;
+    if (major !== 1) {
+      // "PRI * HTTP/2.0": HTTP/2 with prior knowledge — not ours to rewrite.
+      if (major === 2 && minor === 0 && mEnd - s === 3 && b[s] === 0x50 && b[s + 1] === 0x52 && b[s + 2] === 0x49 &&
+        tEnd - tStart === 1 && b[tStart] === 0x2a) return RL_H2;
+      return RL_VERSION;
+    }
+    this.rlConnect = mEnd - s === 7 && b.compare(CONNECT, 0, 7, s, mEnd) === 0;
+    this.rlHttp10 = minor === 0;
+    return p + 1;
+  }
+
+  /**
+   * Validate and rewrite the complete head b[s, e). `c` is the current chunk and `ce` the
+   * index in c just past the head; b === c when the head lies within this chunk.
+   */
+  private rewrite(c: Buffer, b: Buffer, s: number, e: number, ce: number): number {
+    const inPlace = b === c;
+    // Where a rejected head's bytes start in c (earlier bytes are complete messages).
+    const rejAt = inPlace ? s : 0;
+    let p = this.parseRequestLine(b, s);
+    if (p < 0) {
+      if (p === RL_H2) {
+        if (!inPlace) {
+          this.emit(b.subarray(s, e));
+          this.fwd = ce;
+        }
+        return this.passthrough(c);
+      }
+      return this.reject(c, rejAt, 400, p === RL_VERSION ? 'unsupported HTTP version' : 'malformed request line');
+    }
+
+    const byLen = this.inj.byLen;
+    const drops = this.drops;
+    const xffVals = this.xffVals;
+    drops.length = 0;
+    xffVals.length = 0;
+    let cl = -1;
+    let te = false;
+    let teChunked = false;
+    let teBad = false;
+    let upgrade = false;
+    let first = true;
+    let bl: number; // start of the blank line
+
+    for (;;) {
+      const ls = p;
+      let x = b[p];
+      if (x === LF) { bl = ls; break; }
+      if (x === CR) {
+        if (b[p + 1] === LF) { bl = ls; break; }
+        return this.reject(c, rejAt, 400, 'bare CR in request head');
+      }
+      if (x === SP || x === HT) {
+        return this.reject(c, rejAt, 400, first ? 'whitespace before the first header line' : 'obsolete line folding (obs-fold) in header');
+      }
+      first = false;
+      while (TCHAR[b[p] as number] === 1) p++;
+      const nEnd = p;
+      if (b[p] !== COLON || nEnd === ls) return this.reject(c, rejAt, 400, 'malformed header line');
+      p++;
+      while (b[p] === SP || b[p] === HT) p++;
+      const vStart = p;
+      for (;;) {
+        x = b[p];
+        if (x === undefined) break;
+        if (x < SP ? x !== HT : x === DEL) break;
+        p++;
+      }
+      let vEnd = p;
+      if (x === LF) p += 1;
+      else if (x === CR && b[p + 1] === LF) p += 2;
+      else return this.reject(c, rejAt, 400, 'invalid character in header value');
+      while (vEnd > vStart && (b[vEnd - 1] === SP || b[vEnd - 1] === HT)) vEnd--;
+
+      const list = byLen[nEnd - ls];
+      if (list === undefined) continue;
+      let kind = 0;
+      for (let li = 0; li < list.length; li++) {
+        const lower = list[li]!.lower;
+        let j = 0;
+        while (j < lower.length && LOWER[b[ls + j] as number] === lower[j]) j++;
+        if (j === lower.length) { kind = list[li]!.kind; break; }
+      }
+      switch (kind) {
+        case 0:
+          break;
+        case KIND_CONTENT_LENGTH: {
+          if (cl >= 0) return this.reject(c, rejAt, 400, 'more than one Content-Length header');
+          const n = vEnd - vStart;
+          if (n === 0 || n > 16) return this.reject(c, rejAt, 400, 'invalid Content-Length');
+          let v = 0;
+          for (let j = vStart; j < vEnd; j++) {
+            const d = (b[j] as number) - 0x30;
+            if (d < 0 || d > 9) return this.reject(c, rejAt, 400, 'invalid Content-Length');
+            v = v * 10 + d;
+          }
+          if (!Number.isSafeInteger(v)) return this.reject(c, rejAt, 400, 'invalid Content-Length');
+          cl = v;
+          break;
+        }
+        case KIND_TRANSFER_ENCODING: {
+          te = true;
+          // Walk the comma list; chunked must be the final coding and appear once.
+          let j = vStart;
+          while (j < vEnd) {
+            while (j < vEnd && (b[j] === SP || b[j] === HT || b[j] === COMMA)) j++;
+            if (j === vEnd) break;
+            let k = j;
+            while (k < vEnd && b[k] !== COMMA) k++;
+            let ke = k;
+            while (ke > j && (b[ke - 1] === SP || b[ke - 1] === HT)) ke--;
+            if (teChunked) teBad = true; // something after chunked
+            let isChunked = ke - j === 7;
+            for (let q = 0; isChunked && q < 7; q++) if (LOWER[b[j + q] as number] !== CHUNKED[q]) isChunked = false;
+            if (isChunked) teChunked = true;
+            j = k;
+          }
+          break;
+        }
+        case KIND_UPGRADE:
+          if (vEnd > vStart) upgrade = true;
+          break;
+        case KIND_XFF:
+          drops.push(ls, p);
+          if (vEnd > vStart) xffVals.push(vStart, vEnd);
+          break;
+        case KIND_REPLACE:
+          drops.push(ls, p);
+          break;
+      }
+    }
+
+    if (te) {
+      if (cl >= 0) return this.reject(c, rejAt, 400, 'Transfer-Encoding together with Content-Length');
+      if (this.rlHttp10) return this.reject(c, rejAt, 400, 'Transfer-Encoding in an HTTP/1.0 request');
+      if (!teChunked || teBad) return this.reject(c, rejAt, 400, 'Transfer-Encoding whose final coding is not chunked');
+    }
+
+    // ---- emit: kept segments (views), then the injected block before the blank line ----
+    const inj = this.inj;
+    if (inj.empty) {
+      if (!inPlace) this.emit(b.subarray(s, e)); // else: stays in the forward range
+    } else {
+      let seg = inPlace ? this.fwd : s;
+      for (let i = 0; i < drops.length; i += 2) {
+        const ds = drops[i]!;
+        if (ds > seg) this.emit(b.subarray(seg, ds));
+        seg = drops[i + 1]!;
+      }
+      if (bl > seg) this.emit(b.subarray(seg, bl));
+      const lfOnly = b[bl] === LF;
+      if (inj.xffAppend && xffVals.length > 0) {
+        this.emit(this.mergedXff(b));
+        this.emit(lfOnly ? inj.restLF : inj.restCRLF);
+      } else {
+        this.emit(lfOnly ? inj.blockLF : inj.blockCRLF);
+      }
+      this.fwd = ce;
+    }
+    if (!inPlace) this.fwd = ce;
+    this.count++;
+    this.rlChecked = false;
+    this.rlScan = 0;
+
+    if (this.rlConnect || upgrade) {
+      // CONNECT tunnel or protocol switch: the rest of the connection is not HTTP/1.1.
+      return this.passthrough(c);
+    }
+    if (te) {
+      this.state = S_CS;
+      this.csVal = 0;
+      this.csDigits = 0;
+      this.lineLen = 0;
+    } else if (cl > 0) {
+      this.state = S_BODY;
+      this.remaining = cl;
+    }
+    return ce;
+  }
+
+  /** "X-Forwarded-For: <client values joined by ', '>, <value>\r\n" */
+  private mergedXff(b: Buffer): Buffer {
+    const inj = this.inj;
+    const vals = this.xffVals;
+    let n = inj.xffPrefix.length + inj.xffSuffix.length + (vals.length / 2 - 1) * 2;
+    for (let i = 0; i < vals.length; i += 2) n += vals[i + 1]! - vals[i]!;
+    const o = Buffer.allocUnsafe(n);
+    let w = inj.xffPrefix.copy(o, 0);
+    for (let i = 0; i < vals.length; i += 2) {
+      if (i > 0) { o[w++] = COMMA; o[w++] = SP; }
+      w += b.copy(o, w, vals[i]!, vals[i + 1]!);
+    }
+    inj.xffSuffix.copy(o, w);
+    return o;
+  }
+
+  // ---- chunked body framing -------------------------------------------------------------------
+
+  private framing(c: Buffer, pos: number): number {
+    const len = c.length;
+    let st = this.state;
+    while (pos < len) {
+      const x = c[pos] as number;
+      switch (st) {
+        case S_CDATA: {
+          const n = Math.min(this.remaining, len - pos);
+          pos += n;
+          this.remaining -= n;
+          if (this.remaining === 0) st = S_CDATA_CR;
+          continue;
+        }
+        case S_CS: {
+          const h = HEX[x] as number;
+          if (h !== 255) {
+            const v = this.csVal * 16 + h;
+            if (v > Number.MAX_SAFE_INTEGER) return this.reject(c, pos, 400, 'chunk size too large');
+            this.csVal = v;
+            this.csDigits++;
+          } else if (this.csDigits === 0) {
+            return this.reject(c, pos, 400, 'malformed chunk size');
+          } else if (x === CR) {
+            st = S_CS_LF;
+          } else if (x === SEMI || x === SP || x === HT) {
+            st = S_CEXT;
+          } else {
+            return this.reject(c, pos, 400, 'malformed chunk size');
+          }
+          if (++this.lineLen > MAX_CHUNK_LINE) return this.reject(c, pos, 400, 'chunk-size line too long');
+          break;
+        }
+        case S_CEXT:
+          if (x === CR) st = S_CS_LF;
+          else if ((x < SP && x !== HT) || x === DEL) return this.reject(c, pos, 400, 'invalid character in chunk extension');
+          if (++this.lineLen > MAX_CHUNK_LINE) return this.reject(c, pos, 400, 'chunk extensions too long');
+          break;
+        case S_CS_LF:
+          if (x !== LF) return this.reject(c, pos, 400, 'malformed chunk size');
+          if (this.csVal > 0) {
+            st = S_CDATA;
+            this.remaining = this.csVal;
+          } else {
+            st = S_TR_START;
+            this.trLen = 0;
+          }
+          break;
+        case S_CDATA_CR:
+          if (x !== CR) return this.reject(c, pos, 400, 'missing CRLF after chunk data');
+          st = S_CDATA_LF;
+          break;
+        case S_CDATA_LF:
+          if (x !== LF) return this.reject(c, pos, 400, 'missing CRLF after chunk data');
+          st = S_CS;
+          this.csVal = 0;
+          this.csDigits = 0;
+          this.lineLen = 0;
+          break;
+        case S_TR_START:
+          if (x === CR) st = S_TR_END_LF;
+          else if (x === SP || x === HT) return this.reject(c, pos, 400, 'obsolete line folding (obs-fold) in trailer');
+          else if (TCHAR[x] === 1) st = S_TR_NAME;
+          else return this.reject(c, pos, 400, 'malformed trailer line');
+          break;
+        case S_TR_NAME:
+          if (x === COLON) st = S_TR_VALUE;
+          else if (TCHAR[x] !== 1) return this.reject(c, pos, 400, 'malformed trailer line');
+          break;
+        case S_TR_VALUE:
+          if (x === CR) st = S_TR_LF;
+          else if ((x < SP && x !== HT) || x === DEL) return this.reject(c, pos, 400, 'invalid character in trailer');
+          break;
+        case S_TR_LF:
+          if (x !== LF) return this.reject(c, pos, 400, 'bare CR in trailer');
+          st = S_TR_START;
+          break;
+        case S_TR_END_LF:
+          if (x !== LF) return this.reject(c, pos, 400, 'bare CR in trailer');
+          this.state = S_HEAD;
+          return pos + 1;
+      }
+      if (st >= S_TR_START && ++this.trLen > this.inj.maxHeadBytes) {
+        return this.reject(c, pos, 431, `trailer section larger than ${this.inj.maxHeadBytes} bytes`);
+      }
+      pos++;
+    }
+    this.state = st;
+    return pos;
+  }
+}
