@@ -1,0 +1,121 @@
+// TPROXY policy routing as data: `ip rule fwmark M lookup T` + `ip route local default dev lo
+// table T`, per family. Everything we add carries routing protocol ROUTE_PROTO, so removal
+// finds it without knowing the mark or table (the kernel matches `protocol` on delete).
+import { runSync } from '../kernel/exec.js';
+import type { CapturePlan, Family } from './plan.js';
+import { hex, validatePlan } from './validate.js';
+
+/** rtnetlink protocol tag of our rules and routes (unassigned in /etc/iproute2/rt_protos). */
+export const ROUTE_PROTO = 116;
+
+export interface PolicyRule {
+  family: Family;
+  fwmark: number;
+  table: number;
+}
+
+export interface LocalRoute {
+  family: Family;
+  table: number;
+}
+
+export interface Routing {
+  rules: PolicyRule[];
+  routes: LocalRoute[];
+}
+
+const FLAG: Record<Family, string> = { ipv4: '-4', ipv6: '-6' };
+const ANY: Record<Family, string> = { ipv4: '0.0.0.0/0', ipv6: '::/0' };
+
+/** What a plan needs: nothing for REDIRECT; one rule and one route per family for TPROXY. */
+export function routingFor(plan: CapturePlan): Routing {
+  const p = validatePlan(plan);
+  if (p.mode !== 'tproxy') return { rules: [], routes: [] };
+  return {
+    rules: p.families.map((family) => ({ family, fwmark: p.tproxyMark, table: p.tproxyTable })),
+    routes: p.families.map((family) => ({ family, table: p.tproxyTable })),
+  };
+}
+
+function ruleArgs(r: PolicyRule): string[] {
+  return [FLAG[r.family], 'rule', 'add', 'fwmark', hex(r.fwmark), 'lookup', String(r.table), 'protocol', String(ROUTE_PROTO)];
+}
+
+function routeArgs(r: LocalRoute): string[] {
+  return [FLAG[r.family], 'route', 'replace', 'local', ANY[r.family], 'dev', 'lo', 'table', String(r.table), 'proto', String(ROUTE_PROTO)];
+}
+
+/** `ip …` command lines, for display (`rules plan`). */
+export function routingCommands(r: Routing): string[] {
+  return [...r.rules.map(ruleArgs), ...r.routes.map(routeArgs)].map((a) => `ip ${a.join(' ')}`);
+}
+
+interface Opts {
+  netns?: string;
+}
+
+interface LiveRule {
+  priority: number;
+  fwmark?: string;
+  table?: string;
+  protocol?: string;
+}
+
+/** Our tagged rules of one family; [] when the family is unavailable (IPv6 disabled). */
+function liveRules(family: Family, o: Opts): LiveRule[] {
+  const r = runSync('ip', ['-N', '-j', FLAG[family], 'rule', 'show'], { netns: o.netns, allowFailure: family === 'ipv6' });
+  if (r.status !== 0) return [];
+  const all = JSON.parse(r.stdout || '[]') as LiveRule[];
+  return all.filter((x) => x.protocol === String(ROUTE_PROTO));
+}
+
+function liveRouteTables(family: Family, o: Opts): string[] {
+  const args = ['-N', '-j', FLAG[family], 'route', 'show', 'table', 'all', 'proto', String(ROUTE_PROTO)];
+  const r = runSync('ip', args, { netns: o.netns, allowFailure: family === 'ipv6' });
+  if (r.status !== 0) return [];
+  return (JSON.parse(r.stdout || '[]') as { table?: string }[]).map((x) => x.table ?? 'main');
+}
+
+function delRule(family: Family, r: LiveRule, o: Opts): void {
+  runSync('ip', [FLAG[family], 'rule', 'del', 'pref', String(r.priority), 'protocol', String(ROUTE_PROTO)], { netns: o.netns });
+}
+
+function delRoutes(family: Family, table: string, o: Opts): void {
+  runSync('ip', [FLAG[family], 'route', 'flush', 'table', table, 'proto', String(ROUTE_PROTO)], { netns: o.netns });
+}
+
+/** Idempotent: keeps matching tagged entries, deletes other tagged ones, adds what is missing. */
+export function applyRouting(want: Routing, o: Opts = {}): void {
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const rules = want.rules.filter((r) => r.family === family);
+    const kept = new Set<PolicyRule>();
+    for (const live of liveRules(family, o)) {
+      const match = rules.find((r) => !kept.has(r) && Number(live.fwmark) === r.fwmark && live.table === String(r.table));
+      if (match) kept.add(match);
+      else delRule(family, live, o);
+    }
+    for (const r of rules) if (!kept.has(r)) runSync('ip', ruleArgs(r), { netns: o.netns });
+    const tables = want.routes.filter((r) => r.family === family).map((r) => String(r.table));
+    for (const t of new Set(liveRouteTables(family, o))) if (!tables.includes(t)) delRoutes(family, t, o);
+    for (const r of want.routes.filter((x) => x.family === family)) runSync('ip', routeArgs(r), { netns: o.netns });
+  }
+}
+
+/** Idempotent removal of every tagged rule and route, both families. */
+export function removeRouting(o: Opts = {}): void {
+  applyRouting({ rules: [], routes: [] }, o);
+}
+
+/** Tagged rules and routes as `ip` prints them; '' when none. */
+export function showRouting(o: Opts = {}): string {
+  const lines: string[] = [];
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const rules = runSync('ip', ['-N', FLAG[family], 'rule', 'show'], { netns: o.netns, allowFailure: true });
+    const tag = new RegExp(`\\bproto ${ROUTE_PROTO}\\b`);
+    for (const l of rules.stdout.split('\n')) if (tag.test(l)) lines.push(`ip ${FLAG[family]} rule: ${l.trim()}`);
+    const args = ['-N', FLAG[family], 'route', 'show', 'table', 'all', 'proto', String(ROUTE_PROTO)];
+    const routes = runSync('ip', args, { netns: o.netns, allowFailure: true });
+    for (const l of routes.stdout.split('\n')) if (l.trim()) lines.push(`ip ${FLAG[family]} route: ${l.trim()}`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,106 @@
+// Defensive validation + normalisation of a CapturePlan, shared by every renderer so nft
+// and iptables render the same meaning from the same canonical data.
+import { UsageError } from '../errors.js';
+import { normalizeCidrs } from './cidr.js';
+import type { CapturePlan, Cidr, Family, PortRange, Protocol } from './plan.js';
+
+export const FAMILIES: readonly Family[] = ['ipv4', 'ipv6'];
+export const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp'];
+const U32_MAX = 0xffffffff;
+
+function isInt(n: unknown, lo: number, hi: number): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= lo && n <= hi;
+}
+
+function port(n: unknown, what: string): number {
+  if (!isInt(n, 1, 65535)) throw new UsageError(`${what}: port ${String(n)} is not in 1-65535`);
+  return n;
+}
+
+/** Sort, then merge overlapping or adjacent ranges. */
+export function normalizePorts(ranges: readonly PortRange[], what: string): PortRange[] {
+  const sorted = ranges
+    .map((r) => {
+      const from = port(r.from, what);
+      const to = port(r.to, what);
+      if (from > to) throw new UsageError(`${what}: range ${from}-${to} is reversed`);
+      return { from, to };
+    })
+    .sort((a, b) => a.from - b.from || a.to - b.to);
+  const out: PortRange[] = [];
+  for (const r of sorted) {
+    const last = out[out.length - 1];
+    if (last && r.from <= last.to + 1) last.to = Math.max(last.to, r.to);
+    else out.push({ ...r });
+  }
+  return out;
+}
+
+function ids(list: readonly number[], what: string): number[] {
+  for (const n of list) if (!isInt(n, 0, U32_MAX - 1)) throw new UsageError(`${what}: ${String(n)} is not a valid id`);
+  return [...new Set(list)].sort((a, b) => a - b);
+}
+
+// Linux interface names: 1-15 bytes, no '/', ':', whitespace or quotes (wildcards not supported).
+const IFNAME = /^[A-Za-z0-9_.@-]{1,15}$/;
+
+function subset<T extends string>(list: readonly T[], allowed: readonly T[], what: string, nonEmpty: boolean): T[] {
+  for (const x of list) if (!allowed.includes(x)) throw new UsageError(`${what}: unknown value '${String(x)}'`);
+  if (nonEmpty && list.length === 0) throw new UsageError(`${what}: at least one value is required`);
+  return allowed.filter((x) => list.includes(x)); // canonical order, duplicates dropped
+}
+
+/** Returns a normalised copy; throws UsageError on anything a kernel would reject or misread. */
+export function validatePlan(plan: CapturePlan): CapturePlan {
+  if (plan.mode !== 'redirect' && plan.mode !== 'tproxy') throw new UsageError(`mode: unknown value '${String(plan.mode)}'`);
+  const capture = subset(plan.capture, ['output', 'prerouting'], 'capture', true);
+  const families = subset(plan.families, FAMILIES, 'families', true);
+  const protocols = subset(plan.protocols, PROTOCOLS, 'protocols', true);
+  if (plan.mode === 'redirect' && protocols.includes('udp')) {
+    throw new UsageError('protocols: UDP capture needs TPROXY mode (REDIRECT cannot recover a UDP destination)');
+  }
+  const proxyPort = port(plan.proxyPort, 'proxyPort');
+  if (!isInt(plan.bypassMark, 1, U32_MAX)) throw new UsageError('bypassMark must be a non-zero 32-bit mark');
+  if (plan.mode === 'tproxy') {
+    if (!isInt(plan.tproxyMark, 1, U32_MAX)) throw new UsageError('tproxyMark must be a non-zero 32-bit mark');
+    if (plan.tproxyMark === plan.bypassMark) {
+      throw new UsageError('tproxyMark and bypassMark must differ (the proxy’s own traffic would loop back)');
+    }
+    // 253-255 are the kernel's default/main/local tables; 0 is "unspecified".
+    if (!isInt(plan.tproxyTable, 1, U32_MAX) || [253, 254, 255].includes(plan.tproxyTable)) {
+      throw new UsageError('tproxyTable must be a route table id in 1-4294967295 other than 253, 254, 255');
+    }
+  }
+  for (const name of plan.inInterfaces) {
+    if (!IFNAME.test(name) || name === '.' || name === '..') {
+      throw new UsageError(`inInterfaces: '${name}' is not a valid interface name`);
+    }
+  }
+  const cidrs = (list: readonly Cidr[], what: string) => normalizeCidrs(list, what);
+  return {
+    ...plan,
+    capture,
+    families,
+    protocols,
+    proxyPort,
+    includePorts: normalizePorts(plan.includePorts, 'includePorts'),
+    excludePorts: normalizePorts(plan.excludePorts, 'excludePorts'),
+    includeDestinations: cidrs(plan.includeDestinations, 'includeDestinations'),
+    excludeDestinations: cidrs(plan.excludeDestinations, 'excludeDestinations'),
+    sourceCidrs: cidrs(plan.sourceCidrs, 'sourceCidrs'),
+    inInterfaces: [...new Set(plan.inInterfaces)].sort(),
+    excludeUids: ids(plan.excludeUids, 'excludeUids'),
+    excludeGids: ids(plan.excludeGids, 'excludeGids'),
+  };
+}
+
+/** CIDR texts of one family. */
+export function ofFamily(list: readonly Cidr[], family: Family): string[] {
+  return list.filter((c) => c.family === family).map((c) => c.text);
+}
+
+export const FAMILY_LABEL: Record<Family, string> = { ipv4: 'IPv4', ipv6: 'IPv6' };
+
+export function hex(n: number): string {
+  return `0x${n.toString(16)}`;
+}
