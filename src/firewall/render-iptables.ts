@@ -92,7 +92,8 @@ function local(f: Family): IptRule[] {
 function excludes(p: CapturePlan, f: Family): IptRule[] {
   return [
     ...ofFamily(p.excludeDestinations, f).map((d) => ({ spec: `-d ${d} -j RETURN`, why: 'excluded destinations' })),
-    ...perPort(p, p.excludePorts, '-j RETURN', 'excluded ports'),
+    // perPort treats no ranges as "all ports": only call it when there are exclusions.
+    ...(p.excludePorts.length ? perPort(p, p.excludePorts, '-j RETURN', 'excluded ports') : []),
   ];
 }
 

@@ -113,7 +113,7 @@ export function showRouting(o: Opts = {}): string {
     const rules = runSync('ip', ['-N', FLAG[family], 'rule', 'show'], { netns: o.netns, allowFailure: true });
     const tag = new RegExp(`\\bproto ${ROUTE_PROTO}\\b`);
     for (const l of rules.stdout.split('\n')) if (tag.test(l)) lines.push(`ip ${FLAG[family]} rule: ${l.trim()}`);
-    const args = ['-N', FLAG[family], 'route', 'show', 'table', 'all', 'proto', String(ROUTE_PROTO)];
+    const args = [FLAG[family], 'route', 'show', 'table', 'all', 'proto', String(ROUTE_PROTO)];
     const routes = runSync('ip', args, { netns: o.netns, allowFailure: true });
     for (const l of routes.stdout.split('\n')) if (l.trim()) lines.push(`ip ${FLAG[family]} route: ${l.trim()}`);
   }
