@@ -10,6 +10,11 @@ import { runInNetns, spawnInNetns } from '../kernel/netns-spawn.js';
 
 export interface RunOpts {
   input?: string;
+  /** Merged over process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Run as this uid/gid (e.g. to test owner-based capture exclusion). */
+  uid?: number;
+  gid?: number;
   allowFailure?: boolean;
   /** Default 60 s; on expiry the program is killed and the result has status null. */
   timeoutMs?: number;

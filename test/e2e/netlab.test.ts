@@ -148,6 +148,8 @@ test('run() timeouts, failures, and waitForOutput on early exit', async () => {
     const p = h.spawn('sh', ['-c', 'echo bye; exit 4']);
     await assert.rejects(p.waitForOutput(/never/), /exited \(4\).*bye/s);
     assert.equal(await p.stop(), 4);
+    assert.equal((await h.run('id', ['-u'], { uid: 65534, gid: 65534 })).stdout.trim(), '65534');
+    assert.equal((await h.run('sh', ['-c', 'echo $TPX_X'], { env: { TPX_X: 'y' } })).stdout.trim(), 'y');
     assert.equal((await h.run('sysctl', ['-n', 'net.ipv6.conf.all.disable_ipv6'])).stdout.trim(), '0');
   });
 });
