@@ -56,7 +56,7 @@ export interface LabProcess {
 
 const DEFAULT_TAG = 'tpxlab';
 const TAG_RE = /^[a-z][a-z0-9]{0,7}$/;
-const HOST_RE = /^[a-z0-9][a-z0-9_.]{0,31}$/i;
+const HOST_RE = /^[a-z0-9][a-z0-9_.-]{0,31}$/i;
 const OUTPUT_CAP = 4 << 20; // keep the last 4 MiB of a process's output
 const STOP_GRACE_MS = 3000;
 
