@@ -91,6 +91,11 @@ const RL_BAD = -1;
 const RL_VERSION = -2;
 const RL_H2 = -3;
 
+// Per-head scratch, shared by all rewriters: push() is synchronous and never re-entered,
+// so one pair of arrays serves every connection (less memory per idle connection).
+const drops: number[] = [];
+const xffVals: number[] = [];
+
 export class RequestRewriter {
   private readonly inj: CompiledInject;
   private state = S_HEAD;
@@ -124,10 +129,6 @@ export class RequestRewriter {
   private out: Buffer[] | null = null;
   /** Start of the not-yet-emitted forward range in the current chunk. */
   private fwd = 0;
-
-  // Per-head scratch (reused).
-  private readonly drops: number[] = [];
-  private readonly xffVals: number[] = [];
 
   constructor(inject: CompiledInject) {
     this.inj = inject;
@@ -405,8 +406,6 @@ export class RequestRewriter {
     }
 
     const byLen = this.inj.byLen;
-    const drops = this.drops;
-    const xffVals = this.xffVals;
     drops.length = 0;
     xffVals.length = 0;
     let cl = -1;
@@ -447,7 +446,8 @@ export class RequestRewriter {
       else return this.reject(c, rejAt, 400, 'invalid character in header value');
       while (vEnd > vStart && (b[vEnd - 1] === SP || b[vEnd - 1] === HT)) vEnd--;
 
-      const list = byLen[nEnd - ls];
+      const nLen = nEnd - ls;
+      const list = nLen < byLen.length ? byLen[nLen] : undefined;
       if (list === undefined) continue;
       let kind = 0;
       for (let li = 0; li < list.length; li++) {
@@ -556,7 +556,7 @@ export class RequestRewriter {
   /** "X-Forwarded-For: <client values joined by ', '>, <value>\r\n" */
   private mergedXff(b: Buffer): Buffer {
     const inj = this.inj;
-    const vals = this.xffVals;
+    const vals = xffVals;
     let n = inj.xffPrefix.length + inj.xffSuffix.length + (vals.length / 2 - 1) * 2;
     for (let i = 0; i < vals.length; i += 2) n += vals[i + 1]! - vals[i]!;
     const o = Buffer.allocUnsafe(n);
