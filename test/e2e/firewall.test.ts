@@ -68,21 +68,38 @@ while True:
     c.sendall(('%s %s %s\\n' % (tag, a[0].replace('::ffff:', ''), a[1])).encode()); c.close()
 `;
 
+// UDP under TPROXY: the original destination arrives as IP_ORIGDSTADDR (IP_RECVORIGDSTADDR = 20).
+const UDP_SERVER = `
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_IP, 19, 1)
+s.setsockopt(socket.SOL_IP, 20, 1)
+s.bind(('0.0.0.0', int(sys.argv[1])))
+print('listening', flush=True)
+while True:
+    data, anc, _, peer = s.recvmsg(200, 256)
+    dst = [socket.inet_ntoa(raw[4:8]) + ' ' + str(struct.unpack('!H', raw[2:4])[0]) for lvl, typ, raw in anc if typ == 20]
+    s.sendto(('proxy-udp ' + ' '.join(dst)).encode(), peer)
+`;
+
 const CLIENT = `
 import os, socket, sys
-host, port, uid, timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+host, port, uid, timeout, proto = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 if uid: os.setgid(uid); os.setuid(uid)
 try:
-    s = socket.create_connection((host, port), timeout=timeout)
-    print(s.recv(200).decode().strip())
+    if proto == 'udp':
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(timeout)
+        s.sendto(b'hi', (host, port)); print(s.recvfrom(200)[0].decode())
+    else:
+        s = socket.create_connection((host, port), timeout=timeout)
+        print(s.recv(200).decode().strip())
 except Exception as e:
     print('ERR', type(e).__name__)
 `;
 
-async function server(lab: Lab, ns: string, port: number, tag: string, opts: { transparent?: boolean; bind?: string } = {}) {
-  const p = spawn('ip', ['netns', 'exec', ns, PY, '-c', SERVER, String(port), tag, opts.transparent ? '1' : '0', opts.bind ?? '::'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+async function server(lab: Lab, ns: string, port: number, tag: string, opts: { transparent?: boolean; bind?: string; udp?: boolean } = {}) {
+  const args = opts.udp ? [UDP_SERVER, String(port)] : [SERVER, String(port), tag, opts.transparent ? '1' : '0', opts.bind ?? '::'];
+  const p = spawn('ip', ['netns', 'exec', ns, PY, '-c', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   lab.procs.push(p);
   await new Promise<void>((resolve, reject) => {
     let err = '';
@@ -93,9 +110,9 @@ async function server(lab: Lab, ns: string, port: number, tag: string, opts: { t
 }
 
 /** Connect from `ns` and return the server's answer, or "ERR <reason>". */
-function connect(ns: string, host: string, port: number, opts: { uid?: number; timeout?: number } = {}): string {
-  return runSync('ip', ['netns', 'exec', ns, PY, '-c', CLIENT, host, String(port), String(opts.uid ?? 0), String(opts.timeout ?? 3)])
-    .stdout.trim();
+function connect(ns: string, host: string, port: number, opts: { uid?: number; timeout?: number; udp?: boolean } = {}): string {
+  const args = [host, String(port), String(opts.uid ?? 0), String(opts.timeout ?? 3), opts.udp ? 'udp' : 'tcp'];
+  return runSync('ip', ['netns', 'exec', ns, PY, '-c', CLIENT, ...args]).stdout.trim();
 }
 
 // ---- state dumps ----
@@ -227,23 +244,26 @@ for (const backend of BACKENDS) {
       assert.match(connect(host!, 'fd01::2', 8080), /^origin /);
     }));
 
-  test(`${backend}: TPROXY prerouting hands a routed client's TCP to a transparent listener`, { skip }, () =>
+  test(`${backend}: TPROXY prerouting hands a routed client's TCP and UDP to transparent listeners`, { skip }, () =>
     withNetns(2, async ([gw, client], lab) => {
       link(gw!, client!, 2);
       runSync('ip', ['-n', client!, 'route', 'add', 'default', 'via', '10.22.0.1']);
       runSync('ip', ['-n', client!, '-6', 'route', 'add', 'default', 'via', 'fd02::1']);
       await server(lab, gw!, 15001, 'proxy', { transparent: true });
+      await server(lab, gw!, 15001, 'proxy-udp', { udp: true });
       const plan: CapturePlan = {
         ...BASE,
         mode: 'tproxy',
         capture: ['prerouting'],
         families: ['ipv4', 'ipv6'],
+        protocols: ['tcp', 'udp'],
         inInterfaces: ['va'],
         excludeDestinations: [{ family: 'ipv4', text: '198.51.100.99/32' }],
       };
       applyPlan(plan, backend, { netns: gw });
       assert.equal(connect(client!, '198.51.100.7', 8080), 'proxy 198.51.100.7 8080');
       assert.equal(connect(client!, '2001:db8::7', 443), 'proxy 2001:db8::7 443');
+      assert.equal(connect(client!, '198.51.100.8', 5353, { udp: true }), 'proxy-udp 198.51.100.8 5353');
       assert.match(connect(client!, '198.51.100.99', 8080, { timeout: 1 }), /^ERR/, 'excluded destination');
       removeRules({ netns: gw });
       assert.match(connect(client!, '198.51.100.7', 8080, { timeout: 1 }), /^ERR/);
