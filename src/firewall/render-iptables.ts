@@ -2,7 +2,7 @@
 // TRANPROXY_* chains; built-in chains only get jump rules, added at apply time when missing.
 // In --noflush mode `:CHAIN - [0:0]` flushes an existing user chain (checked with
 // iptables-nft and iptables-legacy 1.8.9), which is what makes re-apply idempotent.
-import { IPT_CHAIN_PREFIX, type CapturePlan, type Family, type PortRange } from './plan.js';
+import { IPT_CHAIN_PREFIX, type CapturePlan, type CapturePoint, type Family, type PortRange } from './plan.js';
 import { FAMILY_LABEL, hex, ofFamily, validatePlan } from './validate.js';
 
 export type IptTable = 'nat' | 'mangle';
@@ -103,7 +103,8 @@ interface Stage {
   /** Match per item; undefined: the plan has no such filter (stage skipped). */
   items: string[] | undefined;
   why: string;
-  none: string;
+  /** Why the family is skipped when the list has no entry of it. */
+  none?: string;
 }
 
 function pipeline(table: IptTable, base: string, head: IptRule[], stages: Stage[], capture: IptRule[]): IptChain[] {
@@ -111,7 +112,7 @@ function pipeline(table: IptTable, base: string, head: IptRule[], stages: Stage[
   const empty = stages.find((st) => st.items?.length === 0);
   if (empty) {
     // A filter list with no entry of this family: the family is not captured here at all.
-    chains[0]!.rules.push({ spec: '-j RETURN', why: empty.none });
+    chains[0]!.rules.push({ spec: '-j RETURN', why: empty.none ?? 'nothing to capture' });
     return chains;
   }
   let cur = chains[0]!;
@@ -141,7 +142,6 @@ function sourceStages(p: CapturePlan, f: Family): Stage[] {
       suffix: 'IIF',
       items: p.inInterfaces.length ? p.inInterfaces.map((i) => `-i ${i}`) : undefined,
       why: 'only listed input interfaces',
-      none: '',
     },
     {
       suffix: 'SRC',
@@ -156,7 +156,7 @@ function sourceStages(p: CapturePlan, f: Family): Stage[] {
 function build(p: CapturePlan, f: Family): { chains: IptChain[]; jumps: IptJump[] } {
   const chains: IptChain[] = [];
   const jumps: IptJump[] = [];
-  const has = (point: string) => p.capture.includes(point as never);
+  const has = (point: CapturePoint) => p.capture.includes(point);
   if (p.mode === 'redirect') {
     const redirect = perPort(p, p.includePorts, `-j REDIRECT --to-ports ${p.proxyPort}`, 'capture: redirect to the proxy');
     if (has('output')) {

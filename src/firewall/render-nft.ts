@@ -1,6 +1,6 @@
 // CapturePlan → one nft script. `table X` + `delete table X` + `table X { ... }` in one
 // `nft -f` transaction: creates-if-missing, drops, recreates. Atomic and idempotent.
-import { NFT_TABLE, type CapturePlan, type Family, type PortRange } from './plan.js';
+import { NFT_TABLE, type CapturePlan, type CapturePoint, type Family, type PortRange } from './plan.js';
 import { FAMILIES, FAMILY_LABEL, hex, ofFamily, validatePlan } from './validate.js';
 
 interface Rule {
@@ -98,7 +98,7 @@ interface Chain {
 
 function chains(p: CapturePlan): Chain[] {
   const out: Chain[] = [];
-  const has = (point: string) => p.capture.includes(point as never);
+  const has = (point: CapturePoint) => p.capture.includes(point);
   if (p.mode === 'redirect') {
     const redirect: Rule = { text: `${captured(p, 'tcp')} redirect to :${p.proxyPort}`, why: 'capture: redirect to the proxy' };
     if (has('output')) {
