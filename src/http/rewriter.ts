@@ -18,9 +18,10 @@
 // all rejected. Heads may use bare LF line endings (the client's endings are kept).
 //
 // Caller contract (the relay): forwarded chunks are views into the pushed buffers, so a
-// pushed buffer must not be reused until those writes complete. The array returned by
-// push() is reused by the next push(); the event objects and their `chunks` arrays are
-// fresh and may be kept (e.g. queued while the upstream connects).
+// pushed buffer must not be reused until those writes complete. Events and their arrays
+// belong to the caller and may be kept (e.g. queued while the upstream connects); a push
+// with nothing to forward returns a shared frozen empty array. (Measured: allocating the
+// one small result array is cheaper in V8 than resetting a reused one's length.)
 //
 // Known limit: the server→client direction is not parsed, so after an Upgrade or CONNECT
 // head the connection turns to passthrough whether or not the server agreed to switch.
@@ -66,8 +67,6 @@ for (let b = 0; b < 10; b++) HEX[0x30 + b] = b;
 for (let b = 0; b < 6; b++) { HEX[0x41 + b] = 10 + b; HEX[0x61 + b] = 10 + b; }
 
 const CHUNKED = Buffer.from('chunked', 'latin1');
-const CONNECT = Buffer.from('CONNECT', 'latin1');
-const HTTP_SLASH = Buffer.from('HTTP/', 'latin1');
 
 // Parser states.
 const S_HEAD = 0; // expecting (or inside) a request head
@@ -93,8 +92,14 @@ const RL_H2 = -3;
 
 // Per-head scratch, shared by all rewriters: push() is synchronous and never re-entered,
 // so one pair of arrays serves every connection (less memory per idle connection).
+// Pairs of offsets; only the first nDrops / nXff entries of a head are meaningful.
 const drops: number[] = [];
 const xffVals: number[] = [];
+let nDrops = 0;
+let nXff = 0;
+
+/** Returned when a push produces no event (frozen: shared by all rewriters). */
+const NO_EVENTS = Object.freeze([]) as unknown as RewriteEvent[];
 
 export class RequestRewriter {
   private readonly inj: CompiledInject;
@@ -125,8 +130,9 @@ export class RequestRewriter {
   private rlHttp10 = false;
 
   // Per-push output.
-  private readonly ev: RewriteEvent[] = [];
   private out: Buffer[] | null = null;
+  /** Events of a push that ended in passthrough or reject. */
+  private res: RewriteEvent[] = NO_EVENTS;
   /** Start of the not-yet-emitted forward range in the current chunk. */
   private fwd = 0;
 
@@ -141,18 +147,14 @@ export class RequestRewriter {
 
   /**
    * Feed the next client chunk; returns the events in order (at most one 'forward',
-   * possibly followed by 'passthrough' or 'reject'). The returned array is reused by the
-   * next call. After 'passthrough' further pushes are forwarded raw; after 'reject' they
-   * return no events.
+   * possibly followed by 'passthrough' or 'reject'). After 'passthrough' further pushes
+   * are forwarded raw; after 'reject' they return no events.
    */
   push(chunk: Buffer): RewriteEvent[] {
-    const ev = this.ev;
-    ev.length = 0;
     const len = chunk.length;
-    if (len === 0) return ev;
+    if (len === 0) return NO_EVENTS;
     if (this.state >= S_PASS) {
-      if (this.state === S_PASS) ev.push({ kind: 'forward', chunks: [chunk] });
-      return ev;
+      return this.state === S_PASS ? [{ kind: 'forward', chunks: [chunk] }] : NO_EVENTS;
     }
     this.out = null;
     this.fwd = 0;
@@ -172,11 +174,18 @@ export class RequestRewriter {
         default:
           pos = this.framing(chunk, pos);
       }
-      if (this.state >= S_PASS) return ev; // terminal events already queued
+      if (this.state >= S_PASS) { // passthrough / reject: events prepared
+        const res = this.res;
+        this.res = NO_EVENTS;
+        this.out = null;
+        return res;
+      }
     }
     this.flush(chunk, len);
-    if (this.out !== null) ev.push({ kind: 'forward', chunks: this.out });
-    return ev;
+    const out = this.out;
+    if (out === null) return NO_EVENTS;
+    this.out = null; // do not keep the caller's buffers alive between pushes
+    return [{ kind: 'forward', chunks: out }];
   }
 
   // ---- output helpers ----------------------------------------------------------------------
@@ -194,16 +203,16 @@ export class RequestRewriter {
     }
   }
 
-  private finish(): void {
-    if (this.out !== null) this.ev.push({ kind: 'forward', chunks: this.out });
+  /** Prepare the events of a push that ends with `last`. */
+  private finish(last: RewriteEvent): void {
+    this.res = this.out === null ? [last] : [{ kind: 'forward', chunks: this.out }, last];
     this.out = null;
   }
 
   /** Switch to passthrough: everything from fwd to the end of the chunk is forwarded raw. */
   private passthrough(c: Buffer): number {
     this.flush(c, c.length);
-    this.finish();
-    this.ev.push({ kind: 'passthrough' });
+    this.finish({ kind: 'passthrough' });
     this.state = S_PASS;
     this.hbuf = null;
     return c.length;
@@ -212,8 +221,7 @@ export class RequestRewriter {
   /** Reject: forward [fwd, upto) (earlier complete messages), then the reject event. */
   private reject(c: Buffer, upto: number, status: 400 | 431, reason: string): number {
     this.flush(c, upto);
-    this.finish();
-    this.ev.push({ kind: 'reject', status, reason, response: status === 400 ? RESPONSE_400 : RESPONSE_431 });
+    this.finish({ kind: 'reject', status, reason, response: status === 400 ? RESPONSE_400 : RESPONSE_431 });
     this.state = S_DEAD;
     this.hbuf = null;
     return c.length;
@@ -367,7 +375,8 @@ export class RequestRewriter {
     if (p === tStart || b[p] !== SP) return RL_BAD;
     const tEnd = p;
     p++;
-    if (p + 8 > b.length || b.compare(HTTP_SLASH, 0, 5, p, p + 5) !== 0) return RL_BAD;
+    // "HTTP/" (case-sensitive)
+    if (b[p] !== 0x48 || b[p + 1] !== 0x54 || b[p + 2] !== 0x54 || b[p + 3] !== 0x50 || b[p + 4] !== 0x2f) return RL_BAD;
     const major = (b[p + 5] as number) - 0x30;
     const minor = (b[p + 7] as number) - 0x30;
     if (major < 0 || major > 9 || b[p + 6] !== 0x2e || minor < 0 || minor > 9) return RL_BAD;
@@ -380,7 +389,8 @@ export class RequestRewriter {
         tEnd - tStart === 1 && b[tStart] === 0x2a) return RL_H2;
       return RL_VERSION;
     }
-    this.rlConnect = mEnd - s === 7 && b.compare(CONNECT, 0, 7, s, mEnd) === 0;
+    this.rlConnect = mEnd - s === 7 && b[s] === 0x43 && b[s + 1] === 0x4f && b[s + 2] === 0x4e && b[s + 3] === 0x4e &&
+      b[s + 4] === 0x45 && b[s + 5] === 0x43 && b[s + 6] === 0x54; // "CONNECT"
     this.rlHttp10 = minor === 0;
     return p + 1;
   }
@@ -406,8 +416,8 @@ export class RequestRewriter {
     }
 
     const byLen = this.inj.byLen;
-    drops.length = 0;
-    xffVals.length = 0;
+    nDrops = 0;
+    nXff = 0;
     let cl = -1;
     let te = false;
     let teChunked = false;
@@ -436,8 +446,7 @@ export class RequestRewriter {
       const vStart = p;
       for (;;) {
         x = b[p];
-        if (x === undefined) break;
-        if (x < SP ? x !== HT : x === DEL) break;
+        if (x === undefined || (x < SP ? x !== HT : x === DEL)) break;
         p++;
       }
       let vEnd = p;
@@ -496,11 +505,13 @@ export class RequestRewriter {
           if (vEnd > vStart) upgrade = true;
           break;
         case KIND_XFF:
-          drops.push(ls, p);
-          if (vEnd > vStart) xffVals.push(vStart, vEnd);
+          drops[nDrops++] = ls;
+          drops[nDrops++] = p;
+          if (vEnd > vStart) { xffVals[nXff++] = vStart; xffVals[nXff++] = vEnd; }
           break;
         case KIND_REPLACE:
-          drops.push(ls, p);
+          drops[nDrops++] = ls;
+          drops[nDrops++] = p;
           break;
       }
     }
@@ -517,14 +528,14 @@ export class RequestRewriter {
       if (!inPlace) this.emit(b.subarray(s, e)); // else: stays in the forward range
     } else {
       let seg = inPlace ? this.fwd : s;
-      for (let i = 0; i < drops.length; i += 2) {
+      for (let i = 0; i < nDrops; i += 2) {
         const ds = drops[i]!;
         if (ds > seg) this.emit(b.subarray(seg, ds));
         seg = drops[i + 1]!;
       }
       if (bl > seg) this.emit(b.subarray(seg, bl));
       const lfOnly = b[bl] === LF;
-      if (inj.xffAppend && xffVals.length > 0) {
+      if (inj.xffAppend && nXff > 0) {
         this.emit(this.mergedXff(b));
         this.emit(lfOnly ? inj.restLF : inj.restCRLF);
       } else {
@@ -555,19 +566,23 @@ export class RequestRewriter {
 
   /** "X-Forwarded-For: <client values joined by ', '>, <value>\r\n" */
   private mergedXff(b: Buffer): Buffer {
-    const inj = this.inj;
+    const pre = this.inj.xffPrefix;
+    const suf = this.inj.xffSuffix;
     const vals = xffVals;
-    let n = inj.xffPrefix.length + inj.xffSuffix.length + (vals.length / 2 - 1) * 2;
-    for (let i = 0; i < vals.length; i += 2) n += vals[i + 1]! - vals[i]!;
+    let n = pre.length + suf.length + (nXff / 2 - 1) * 2;
+    for (let i = 0; i < nXff; i += 2) n += vals[i + 1]! - vals[i]!;
+    // Short pieces: byte loops beat native copy calls here.
     const o = Buffer.allocUnsafe(n);
-    let w = inj.xffPrefix.copy(o, 0);
-    for (let i = 0; i < vals.length; i += 2) {
+    let w = 0;
+    for (let j = 0; j < pre.length; j++) o[w++] = pre[j]!;
+    for (let i = 0; i < nXff; i += 2) {
       if (i > 0) { o[w++] = COMMA; o[w++] = SP; }
-      w += b.copy(o, w, vals[i]!, vals[i + 1]!);
+      for (let j = vals[i]!, end = vals[i + 1]!; j < end; j++) o[w++] = b[j]!;
     }
-    inj.xffSuffix.copy(o, w);
+    for (let j = 0; j < suf.length; j++) o[w++] = suf[j]!;
     return o;
   }
+
 
   // ---- chunked body framing -------------------------------------------------------------------
 

@@ -495,12 +495,15 @@ test('after passthrough further pushes are relayed raw', () => {
   assert.equal((evs[0] as { chunks: Buffer[] }).chunks[0], more);
 });
 
-test('the event array is reused between pushes but events can be kept', () => {
+test('returned events and arrays belong to the caller: they can be queued and kept', () => {
   const rw = new RequestRewriter(compileInjectConfig(BASE));
   const a = rw.push(Buffer.from('GET /1 HTTP/1.1\r\n\r\n'));
-  const kept = a[0]!;
   const b = rw.push(Buffer.from('GET /2 HTTP/1.1\r\n\r\n'));
-  assert.equal(a, b);
-  assert.notEqual(kept, b[0]);
-  assert.equal(text([kept]), `GET /1 HTTP/1.1\r\n${INJ}\r\n`);
+  assert.notEqual(a, b);
+  assert.equal(text(a), `GET /1 HTTP/1.1\r\n${INJ}\r\n`);
+  assert.equal(text(b), `GET /2 HTTP/1.1\r\n${INJ}\r\n`);
+  // a push with nothing to do returns an empty (shared, frozen) array
+  const none = rw.push(Buffer.from('GET /3'));
+  assert.deepEqual(none, []);
+  assert.ok(Object.isFrozen(none));
 });
