@@ -319,6 +319,23 @@ test('malformed chunked framing is rejected (bad size, bare LF, missing CRLF, ba
   rejected(`${head}0\r\nno colon\r\n\r\n`, 400, /malformed trailer line/, `${fwd}0\r\nno`);
 });
 
+test('endless chunk extensions and oversized trailer sections are cut off', () => {
+  const head = 'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n';
+  const fwd = `POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n${INJ}\r\n`;
+  const ext = `5;${'e'.repeat(16400)}`;
+  rejected(`${head}${ext}\r\nhello\r\n0\r\n\r\n`, 400, /chunk extensions too long/, `${fwd}${ext.slice(0, 16384)}`);
+  const cfg: InjectConfig = { ...BASE, maxHeadBytes: 1024 };
+  const trailer = `X-T: ${'t'.repeat(1100)}\r\n`;
+  rejected(`${head}0\r\n${trailer}\r\n`, 431, /trailer section larger than 1024/, `${fwd}0\r\n${trailer.slice(0, 1023)}`, cfg);
+});
+
+test('an empty Upgrade header does not switch the connection to passthrough', () => {
+  ok(
+    'GET / HTTP/1.1\r\nUpgrade:\r\n\r\nGET /2 HTTP/1.1\r\n\r\n',
+    `GET / HTTP/1.1\r\nUpgrade:\r\n${INJ}\r\nGET /2 HTTP/1.1\r\n${INJ}\r\n`,
+  );
+});
+
 test('a head over maxHeadBytes is rejected with 431', () => {
   const cfg: InjectConfig = { ...BASE, maxHeadBytes: 1024 };
   const big = `GET / HTTP/1.1\r\nX-Big: ${'a'.repeat(1100)}\r\n\r\n`;
