@@ -316,13 +316,15 @@ export class RequestRewriter {
     }
 
     const e = this.scanEnd(c, base);
-    if (e < 0) {
-      // Head incomplete: gather it.
-      if (this.hlen + (len - base) > max) return this.reject(c, base, 431, `request head larger than ${max} bytes`);
+    if (e < 0 || this.hlen + (e - base) > max) {
+      // Head incomplete (or complete but too large): gather what fits under the limit.
+      // The request line is judged before the size, and the same way whatever the chunking.
+      const total = this.hlen + (len - base);
+      const take = total > max ? len - (total - max) : len;
       this.flush(c, base);
-      this.append(c, base, len);
-      this.fwd = len;
-      if (!this.rlChecked && !this.detecting) {
+      if (take > base) this.append(c, base, take);
+      this.fwd = take;
+      if (!this.rlChecked && !this.detecting && this.hlen > 0) {
         // Judge the request line as soon as it is complete, so that a text protocol that
         // only looks like HTTP is answered at once instead of waiting for a blank line.
         const hb = this.hbuf as Buffer;
@@ -336,10 +338,10 @@ export class RequestRewriter {
           this.rlScan = this.hlen;
         }
       }
+      if (total > max) return this.reject(c, base, 431, `request head larger than ${max} bytes`);
       return len;
     }
 
-    if (this.hlen + (e - base) > max) return this.reject(c, base, 431, `request head larger than ${max} bytes`);
     if (!pending) return this.rewrite(c, c, base, e, e);
     this.append(c, 0, e);
     const hb = this.hbuf as Buffer;
@@ -351,7 +353,7 @@ export class RequestRewriter {
 
   /** HTTP/2 prior-knowledge preface found in a gathered head: forward it raw. */
   private passthroughPending(c: Buffer): number {
-    // The current chunk has been gathered (fwd is at its end): forward the gathered bytes.
+    // The current chunk has been gathered up to fwd: forward the gathered bytes, then the rest.
     this.emit((this.hbuf as Buffer).subarray(0, this.hlen));
     return this.passthrough(c);
   }

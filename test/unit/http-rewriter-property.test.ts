@@ -193,3 +193,46 @@ test('every split point of one pipelined connection gives the same output', () =
     assert.ok(two.out.equals(whole.out), `split at ${i} differs`);
   }
 });
+
+/** Like feed(), but reports the terminal event instead of failing on reject. */
+function feedAny(cfg: InjectConfig, chunks: Buffer[]): string {
+  const rw = new RequestRewriter(compileInjectConfig(cfg));
+  const out: Buffer[] = [];
+  let end = 'open';
+  for (const c of chunks) {
+    if (end === 'passthrough') { out.push(c); continue; }
+    if (end !== 'open') break;
+    for (const ev of rw.push(c)) {
+      if (ev.kind === 'forward') out.push(...ev.chunks);
+      else end = ev.kind === 'passthrough' ? 'passthrough' : `reject ${ev.status} ${ev.reason}`;
+    }
+  }
+  return `${end} requests=${rw.requests} ${Buffer.concat(out).toString('hex')}`;
+}
+
+test('damaged connections: never throws, and the verdict and output do not depend on chunking', () => {
+  const rnd = mulberry32(0xbad5eed);
+  const small: InjectConfig = { ...CFG, maxHeadBytes: 512 + int(rnd, 2048) };
+  const verdicts = new Set<string>();
+  for (let c = 0; c < 300; c++) {
+    const conn = genConnection(rnd);
+    const bytes = [...conn.input];
+    for (let k = 1 + int(rnd, 4); k > 0; k--) {
+      const at = int(rnd, bytes.length);
+      const op = int(rnd, 3);
+      const byte = pick(rnd, [0x0d, 0x0a, 0x20, 0x09, 0x3a, 0x00, 0x3b, int(rnd, 256)]);
+      if (op === 0) bytes[at] = byte;
+      else if (op === 1) bytes.splice(at, 0, byte);
+      else bytes.splice(at, 1);
+    }
+    const input = Buffer.from(bytes.slice(0, rnd() < 0.2 ? int(rnd, bytes.length) : bytes.length));
+    const cfg = c % 3 === 0 ? small : CFG;
+    const whole = feedAny(cfg, [input]);
+    verdicts.add(whole.split(' requests=')[0]!.replace(/^reject (\d+) .*/, 'reject $1'));
+    for (let s = 0; s < 4; s++) {
+      assert.equal(feedAny(cfg, randomSplit(rnd, input)), whole, `connection ${c} split ${s}`);
+    }
+  }
+  // the damage produced every kind of outcome
+  for (const v of ['open', 'passthrough', 'reject 400', 'reject 431']) assert.ok(verdicts.has(v), `no '${v}' outcome among ${[...verdicts].join(', ')}`);
+});

@@ -344,6 +344,9 @@ test('a head over maxHeadBytes is rejected with 431', () => {
   rejected(`GET / HTTP/1.1\r\nX-Big: ${'a'.repeat(2000)}`, 431, /larger than 1024/, '', cfg);
   // earlier requests on the connection still go through
   rejected(`GET /ok HTTP/1.1\r\n\r\n${big}`, 431, /larger than 1024/, `GET /ok HTTP/1.1\r\n${INJ}\r\n`, cfg);
+  // a bad request line is judged first, however the bytes are chunked
+  rejected(`GET  / HTTP/1.1\r\nX-Big: ${'a'.repeat(2000)}\r\n\r\n`, 400, /malformed request line/, '', cfg);
+  rejected(`GET / HTTP/1.1\r\nX-Big: ${'a'.repeat(2000)}\r\nbad line\r\n\r\n`, 431, /larger than 1024/, '', cfg);
   // exactly at the limit is fine
   const line = 'GET / HTTP/1.1\r\nX-Fill: ';
   const exact = `${line}${'b'.repeat(1024 - line.length - 4)}\r\n\r\n`;
