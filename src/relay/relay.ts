@@ -39,6 +39,7 @@ export function relay(client: Socket, upstream: Socket, opts: RelayOptions): Pro
     let upstreamEnded = false;
     let settled = false;
     let rewriter = opts.rewriter;
+    let rejected: string | undefined; // set when the rewriter refused the client's bytes
 
     const finish = (reason: CloseReason, error?: string): void => {
       if (settled) return;
@@ -83,10 +84,10 @@ export function relay(client: Socket, upstream: Socket, opts: RelayOptions): Pro
         if (ev.kind === 'forward') for (const c of ev.chunks) writeUp(c);
         else if (ev.kind === 'passthrough') rewriter = undefined;
         else {
+          rejected = `${ev.status} ${ev.reason}`;
           client.removeListener('data', onClientData);
           upstream.destroy();
           client.end(ev.response);
-          client.once('close', () => finish('rejected', `${ev.status} ${ev.reason}`));
           return;
         }
       }
@@ -123,13 +124,14 @@ export function relay(client: Socket, upstream: Socket, opts: RelayOptions): Pro
     upstream.on('error', (e) => fail('upstream-error', e));
     // A close without error or both EOFs (e.g. destroyed from outside) still settles.
     client.on('close', () => {
-      if (!settled && !(clientEnded && upstreamEnded)) {
+      if (rejected) finish('rejected', rejected);
+      else if (!settled && !(clientEnded && upstreamEnded)) {
         upstream.destroy();
         finish('aborted');
       }
     });
     upstream.on('close', () => {
-      if (!settled && !upstreamEnded) {
+      if (!settled && !upstreamEnded && !rejected) {
         client.destroy();
         finish('aborted');
       }

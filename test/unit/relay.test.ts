@@ -1,0 +1,164 @@
+// The relay on loopback sockets: both directions, half-close, backpressure, idle timeout,
+// rewriter events. No root needed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
+import { relay, type RelayResult, type UpstreamRewriter } from '../../src/relay/relay.js';
+
+/** A proxy on loopback that relays every accepted client to `target` with `relay()`. */
+async function withRelay(
+  target: net.AddressInfo,
+  opts: { idleTimeoutMs?: number; rewriter?: () => UpstreamRewriter },
+  fn: (port: number, results: Promise<RelayResult>[]) => Promise<void>,
+): Promise<void> {
+  const results: Promise<RelayResult>[] = [];
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
+    const upstream = net.connect({ port: target.port, host: '127.0.0.1', allowHalfOpen: true });
+    results.push(
+      once(upstream, 'connect').then(() =>
+        relay(client, upstream, { idleTimeoutMs: opts.idleTimeoutMs ?? 10_000, ...(opts.rewriter ? { rewriter: opts.rewriter() } : {}) }),
+      ),
+    );
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  try {
+    await fn((server.address() as net.AddressInfo).port, results);
+  } finally {
+    server.close();
+  }
+}
+
+async function listen(handler: (s: net.Socket) => void): Promise<net.Server> {
+  const s = net.createServer({ allowHalfOpen: true }, handler);
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  return s;
+}
+
+function readAll(s: net.Socket): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  s.on('data', (d: Buffer) => parts.push(d));
+  return once(s, 'end').then(() => Buffer.concat(parts));
+}
+
+test('half-close: the client FIN reaches the server, and the reply still flows back', async () => {
+  // The server answers only after the client's EOF: impossible without half-close.
+  const upstream = await listen((s) => {
+    const got: Buffer[] = [];
+    s.on('data', (d: Buffer) => got.push(d));
+    s.on('end', () => s.end(`got ${Buffer.concat(got).length} bytes`));
+  });
+  await withRelay(upstream.address() as net.AddressInfo, {}, async (port, results) => {
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    await once(c, 'connect');
+    c.end(Buffer.alloc(12345, 1));
+    const reply = await readAll(c);
+    assert.equal(reply.toString(), 'got 12345 bytes');
+    c.destroy();
+    const r = await results[0]!;
+    assert.equal(r.reason, 'eof');
+    assert.equal(r.bytesUp, 12345);
+    assert.equal(r.bytesDown, 'got 12345 bytes'.length);
+  });
+  upstream.close();
+});
+
+test('backpressure: a slow reader stalls the writer instead of filling memory; all bytes arrive', async () => {
+  const total = 96 << 20;
+  const accepted = new Promise<net.Socket>((resolve) => {
+    void listen((s) => {
+      s.pause(); // a reader that does not read yet
+      resolve(s);
+    }).then((srv) => (upstreamServer = srv));
+  });
+  let upstreamServer: net.Server | undefined;
+  while (!upstreamServer) await new Promise((r) => setImmediate(r));
+  await withRelay(upstreamServer.address() as net.AddressInfo, {}, async (port) => {
+    const c = net.connect({ port, host: '127.0.0.1' });
+    await once(c, 'connect');
+    const upstreamSocket = await accepted;
+    const chunk = Buffer.alloc(1 << 20, 7);
+    let written = 0;
+    // Write until a drain does not come within 500 ms: the pipeline is full.
+    for (;;) {
+      written += chunk.length;
+      if (c.write(chunk)) continue;
+      const drained = await Promise.race([once(c, 'drain').then(() => true), new Promise((r) => setTimeout(() => r(false), 500))]);
+      if (!drained || written >= total) break;
+    }
+    // Kernel buffers hold a few MiB per socket; without backpressure the relay would
+    // swallow everything.
+    assert.ok(written < total, `wrote ${written >> 20} MiB with the reader stopped: no backpressure`);
+    let received = 0;
+    const done = new Promise<void>((resolve) => {
+      upstreamSocket.on('data', (d: Buffer) => {
+        received += d.length;
+        if (received >= total) resolve();
+      });
+    });
+    upstreamSocket.resume();
+    while (written < total) {
+      written += chunk.length;
+      if (!c.write(chunk)) await once(c, 'drain');
+    }
+    await done;
+    assert.equal(received, total);
+    c.destroy();
+  });
+  upstreamServer.close();
+});
+
+test('idle timeout closes a connection quiet in both directions', async () => {
+  const upstream = await listen(() => {});
+  await withRelay(upstream.address() as net.AddressInfo, { idleTimeoutMs: 200 }, async (port, results) => {
+    const c = net.connect({ port, host: '127.0.0.1' });
+    c.on('error', () => {});
+    await once(c, 'connect');
+    c.write('x');
+    const t0 = Date.now();
+    await once(c, 'close');
+    const r = await results[0]!;
+    assert.equal(r.reason, 'idle');
+    assert.ok(Date.now() - t0 >= 150, 'closed too early');
+  });
+  upstream.close();
+});
+
+test('an upstream reset is propagated to the client as an error, not a clean EOF', async () => {
+  const upstream = await listen((s) => s.once('data', () => s.resetAndDestroy()));
+  await withRelay(upstream.address() as net.AddressInfo, {}, async (port, results) => {
+    const c = net.connect({ port, host: '127.0.0.1' });
+    await once(c, 'connect');
+    c.write('hello');
+    const [err] = (await once(c, 'error')) as [NodeJS.ErrnoException];
+    assert.equal(err.code, 'ECONNRESET');
+    const r = await results[0]!;
+    assert.equal(r.reason, 'upstream-error');
+  });
+  upstream.close();
+});
+
+test('rewriter: forward events replace bytes, reject answers the client and closes', async () => {
+  const upstream = await listen((s) => readAll(s).then((b) => s.end(`upstream saw: ${b.toString()}`)));
+  const upper: UpstreamRewriter = { push: (c) => [{ kind: 'forward', chunks: [Buffer.from(c.toString().toUpperCase())] }] };
+  await withRelay(upstream.address() as net.AddressInfo, { rewriter: () => upper }, async (port) => {
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    await once(c, 'connect');
+    c.end('abc');
+    assert.equal((await readAll(c)).toString(), 'upstream saw: ABC');
+  });
+  const rejecting: UpstreamRewriter = {
+    push: () => [{ kind: 'reject', status: 400, reason: 'bad', response: Buffer.from('HTTP/1.1 400 Bad Request\r\n\r\n') }],
+  };
+  await withRelay(upstream.address() as net.AddressInfo, { rewriter: () => rejecting }, async (port, results) => {
+    const c = net.connect({ port, host: '127.0.0.1' });
+    await once(c, 'connect');
+    c.write('garbage');
+    assert.equal((await readAll(c)).toString(), 'HTTP/1.1 400 Bad Request\r\n\r\n');
+    const r = await results[0]!;
+    assert.equal(r.reason, 'rejected');
+  });
+  upstream.close();
+});
