@@ -418,6 +418,9 @@ test('HTTP/2 prior-knowledge preface is passed through untouched', () => {
   const preface = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00';
   const r = passthrough(preface, preface);
   assert.equal(r.requests, 0);
+  // judged from its first line alone, even when more than maxHeadBytes follow at once
+  const odd = `PRI * HTTP/2.0\r\n${'x'.repeat(3000)}`;
+  passthrough(odd, odd, { ...BASE, maxHeadBytes: 1024 });
 });
 
 test('detection waits for enough bytes: "GE" is undecided', () => {
