@@ -106,13 +106,13 @@ test('TPROXY prerouting on a gateway: server sees the client address, v4 and v6,
 
     const r4 = await curl(client, 'http://10.72.2.2/copyright');
     assert.equal(r4.status, 0, r4.stderr);
-    await proxy.waitForOutput(/conn src=10\.72\.1\.2:\d+ dst=10\.72\.2\.2:80 .*close=eof/);
+    await proxy.waitForOutput(/conn id=\d+ src=10\.72\.1\.2:\d+ dst=10\.72\.2\.2:80 .*close=eof/);
     // The server's access log shows the client's own address: full transparency.
     await http.waitForOutput(/10\.72\.1\.2 - - .*GET \/copyright/);
 
     const r6 = await curl(client, 'http://[fd72:2::2]/copyright');
     assert.equal(r6.status, 0, r6.stderr);
-    await proxy.waitForOutput(/conn src=\[fd72:1::2\]:\d+ dst=\[fd72:2::2\]:80 .*close=eof/);
+    await proxy.waitForOutput(/conn id=\d+ src=\[fd72:1::2\]:\d+ dst=\[fd72:2::2\]:80 .*close=eof/);
     await http.waitForOutput(/fd72:1::2 - - .*GET \/copyright/);
 
     // A client aiming at the proxy's own port is refused, not relayed to itself.
