@@ -2,7 +2,8 @@
 // Both directions honour backpressure (pause the reader while the writer's buffer is full),
 // half-close (an EOF from one side becomes a FIN to the other, the other direction goes on),
 // an idle timeout over both directions, and an optional rewriter on the client→server path.
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 export type CloseReason = 'eof' | 'idle' | 'client-error' | 'upstream-error' | 'rejected' | 'aborted';
 
@@ -30,7 +31,8 @@ export interface RelayOptions {
   head?: Buffer;
 }
 
-export function relay(client: Socket, upstream: Socket, opts: RelayOptions): Promise<RelayResult> {
+/** `upstream` is a socket, or any duplex stream an outbound returns (e.g. an encrypted one). */
+export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Promise<RelayResult> {
   return new Promise((resolve) => {
     let bytesUp = 0;
     let bytesDown = 0;
@@ -155,9 +157,8 @@ export function relay(client: Socket, upstream: Socket, opts: RelayOptions): Pro
   });
 }
 
-function resetOrDestroy(socket: Socket): void {
-  if (socket.destroyed) return;
-  const s = socket as Socket & { resetAndDestroy?: () => void };
-  if (typeof s.resetAndDestroy === 'function' && !socket.connecting) s.resetAndDestroy();
-  else socket.destroy();
+function resetOrDestroy(stream: Duplex): void {
+  if (stream.destroyed) return;
+  if (stream instanceof Socket && !stream.connecting) stream.resetAndDestroy();
+  else stream.destroy();
 }
