@@ -1,10 +1,10 @@
 // `tranproxy run`: flags → RunConfig → Supervisor. Nothing else.
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { parseRunOptions, type RawRunOptions } from '../config/run-config.js';
 import { createLogger } from '../observe/log.js';
 import { Supervisor } from '../proxy/supervisor.js';
 import { UsageError } from '../errors.js';
-import { addCaptureOptions } from './capture-options.js';
+import { addCaptureOptions, collect } from './capture-options.js';
 
 export function runCommand(): Command {
   const cmd = new Command('run')
@@ -17,6 +17,15 @@ export function runCommand(): Command {
     .option('--idle-timeout <duration>', 'close connections idle in both directions this long', '10m')
     .option('--max-connections <n>', 'refuse connections beyond this many at once', '8000')
     .option('--log-format <format>', 'text or json', 'text')
+    .option('-H, --header <name:value>', 'HTTP: add this header to every request (replaces a same-named one; the value may contain \':\'); repeatable', collect)
+    .option('--Set-Forwarded-For [value]', 'HTTP: add X-Forwarded-For (default or no value: $PODIP, else the primary interface address)')
+    .addOption(new Option('--set-forwarded-for [value]').hideHelp())
+    .option('--Set-Client-Hostname [value]', 'HTTP: add X-Client-Hostname (default or no value: this host name)')
+    .addOption(new Option('--set-client-hostname [value]').hideHelp())
+    .addOption(new Option('--xff-mode <mode>', 'X-Forwarded-For: append to what the client sent, or replace it').choices(['append', 'replace']))
+    .option('--max-head-size <bytes>', 'HTTP: largest request head accepted (larger gets 431)', '65536')
+    .option('-N, --nameserver <ip>', 'resolver for names tranproxy must resolve itself (default: /etc/resolv.conf); repeatable', collect)
+    .option('--dst-from-host', 'HTTP: when the kernel has no original destination (no NAT), connect to the Host header\'s name instead')
     .action(async (command: string[], opts: RawRunOptions) => {
       if (command.length > 0 && !process.argv.includes('--')) {
         throw new UsageError(`unexpected argument '${command[0]}': put the program to run after --, e.g. tranproxy run -P 80 -- curl http://example`);

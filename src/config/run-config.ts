@@ -1,6 +1,10 @@
 // `tranproxy run` configuration: raw flag values in, a validated RunConfig out, and the
 // capture plan derived from it. No I/O here beyond reading defaults passed in.
+import os from 'node:os';
+import { isIP } from 'node:net';
 import { UsageError } from '../errors.js';
+import { compileInjectConfig, DEFAULT_MAX_HEAD_BYTES, parseHeaderFlag, validateHeader, type InjectConfig, type XffMode } from '../http/inject-config.js';
+import { podAddress, readResolvConf, type ResolvConf } from './host-identity.js';
 import type { CaptureMode, CapturePlan, CapturePoint, Cidr, Family, PortRange } from '../firewall/plan.js';
 import {
   parseChoice,
@@ -47,6 +51,12 @@ export interface RunConfig {
   logFormat: LogFormat;
   /** Program to run once the proxy and rules are ready (`-- cmd args`). */
   command: string[];
+  /** HTTP header injection on captured connections; undefined: plain relay. */
+  inject: InjectConfig | undefined;
+  /** Resolvers for names we must resolve ourselves (-N; default: resolv.conf). */
+  resolver: ResolvConf;
+  /** Find the destination from the Host header when the kernel has none (no NAT). */
+  dstFromHost: boolean;
 }
 
 /** What commander hands over: strings, string arrays, booleans, undefined. */
@@ -73,6 +83,65 @@ export interface RawRunOptions {
   idleTimeout?: string;
   maxConnections?: string;
   logFormat?: string;
+  header?: string[];
+  nameserver?: string[];
+  /** nginx-tranproxy spellings, and lower-case ones: true when given without a value. */
+  SetForwardedFor?: string | boolean;
+  setForwardedFor?: string | boolean;
+  SetClientHostname?: string | boolean;
+  setClientHostname?: string | boolean;
+  xffMode?: string;
+  maxHeadSize?: string;
+  dstFromHost?: boolean;
+}
+
+/** Facts the sidecar defaults depend on; injectable for tests. */
+export interface HostFacts {
+  podAddress(): string | undefined;
+  hostname(): string;
+  resolvConf(): ResolvConf;
+}
+
+const REAL_HOST: HostFacts = { podAddress: () => podAddress(), hostname: () => os.hostname(), resolvConf: () => readResolvConf() };
+
+function injectOf(raw: RawRunOptions, facts: HostFacts): InjectConfig | undefined {
+  const headers = (raw.header ?? []).map((h) => {
+    try {
+      return parseHeaderFlag(h);
+    } catch (e) {
+      throw new UsageError(`-H/--header '${h}': ${(e as Error).message}`);
+    }
+  });
+  const xffFlag = raw.SetForwardedFor ?? raw.setForwardedFor;
+  const hostFlag = raw.SetClientHostname ?? raw.setClientHostname;
+  let forwardedFor: InjectConfig['forwardedFor'];
+  if (xffFlag !== undefined && xffFlag !== false) {
+    const mode = parseChoice(raw.xffMode ?? 'append', ['append', 'replace'] as const, '--xff-mode') as XffMode;
+    let value: string | undefined;
+    if (xffFlag === true || xffFlag === 'default') {
+      value = facts.podAddress();
+      if (!value) throw new UsageError('--Set-Forwarded-For: no pod address found: set PODIP or give a value, e.g. --Set-Forwarded-For 10.0.0.5');
+    } else value = xffFlag === 'hostname' ? facts.hostname() : xffFlag;
+    forwardedFor = { value: validateHeader('X-Forwarded-For', value).value, mode };
+  } else if (raw.xffMode !== undefined) {
+    throw new UsageError('--xff-mode needs --Set-Forwarded-For');
+  }
+  if (hostFlag !== undefined && hostFlag !== false) {
+    const value = hostFlag === true || hostFlag === 'default' || hostFlag === 'hostname' ? facts.hostname() : hostFlag;
+    headers.push(validateHeader('X-Client-Hostname', value));
+  }
+  if (!headers.length && !forwardedFor) return undefined;
+  const maxHeadBytes = raw.maxHeadSize === undefined ? DEFAULT_MAX_HEAD_BYTES : parsePositiveInt(raw.maxHeadSize, '--max-head-size', 1 << 24);
+  const cfg: InjectConfig = { headers, maxHeadBytes, ...(forwardedFor ? { forwardedFor } : {}) };
+  compileInjectConfig(cfg); // validates combinations (e.g. XFF given twice)
+  return cfg;
+}
+
+function resolverOf(raw: RawRunOptions, facts: HostFacts): ResolvConf {
+  const conf = facts.resolvConf();
+  const given = splitList(raw.nameserver);
+  for (const ns of given) if (!isIP(ns)) throw new UsageError(`-N/--nameserver: '${ns}' is not an IP address`);
+  return { ...conf, nameservers: given.length ? given : conf.nameservers };
 }
 
 export const DEFAULTS = {
@@ -90,7 +159,7 @@ function families(choice: FamilyChoice): Family[] {
   return choice === 'dual' ? ['ipv4', 'ipv6'] : [choice];
 }
 
-export function parseRunOptions(raw: RawRunOptions, command: string[] = []): RunConfig {
+export function parseRunOptions(raw: RawRunOptions, command: string[] = [], facts: HostFacts = REAL_HOST): RunConfig {
   const mode = parseChoice(raw.mode ?? 'redirect', ['redirect', 'tproxy'] as const, '--mode');
   const capture = [...new Set(splitList(raw.capture ?? ['output']).map((c) => parseChoice(c, ['output', 'prerouting'] as const, '--capture')))];
   const fam = parseChoice(raw.family ?? 'dual', ['dual', 'ipv4', 'ipv6'] as const, '--family');
@@ -139,6 +208,9 @@ export function parseRunOptions(raw: RawRunOptions, command: string[] = []): Run
     maxConnections: parsePositiveInt(raw.maxConnections ?? String(DEFAULTS.maxConnections), '--max-connections'),
     logFormat: parseChoice(raw.logFormat ?? 'text', ['text', 'json'] as const, '--log-format'),
     command,
+    inject: injectOf(raw, facts),
+    resolver: resolverOf(raw, facts),
+    dstFromHost: raw.dstFromHost ?? false,
   };
 }
 

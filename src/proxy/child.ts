@@ -2,6 +2,8 @@
 // descriptors and its settings over IPC, so it can run unprivileged (the supervisor keeps
 // the privileges needed for the firewall).
 import { createLogger } from '../observe/log.js';
+import { compileInjectConfig, type CompiledInject } from '../http/inject-config.js';
+import { RequestRewriter } from '../http/rewriter.js';
 import { startDataPlane, type DataPlane } from './dataplane.js';
 import { FIRST_LISTENER_FD, type FromChild, type ToChild } from './protocol.js';
 
@@ -10,6 +12,10 @@ function send(msg: FromChild): void {
 }
 
 let plane: DataPlane | undefined;
+
+function rewriterFactory(inject: CompiledInject): () => RequestRewriter {
+  return () => new RequestRewriter(inject);
+}
 
 process.on('message', (msg: ToChild) => {
   if (msg.type === 'start') {
@@ -23,6 +29,7 @@ process.on('message', (msg: ToChild) => {
         maxConnections: msg.maxConnections,
         outboundMark: msg.outboundMark,
         preserveSource: msg.preserveSource,
+        ...(msg.inject ? { rewriterFor: rewriterFactory(compileInjectConfig(msg.inject)) } : {}),
       },
       msg.listeners.map((l, i) => ({ fd: FIRST_LISTENER_FD + i, family: l.family, label: l.label })),
       log,

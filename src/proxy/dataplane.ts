@@ -134,6 +134,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       dur: `${Date.now() - flow.started}ms`,
       close: r.reason,
       error: r.error,
+      requests: rewriter?.requests,
     });
   };
 

@@ -1,6 +1,8 @@
 // Messages between the supervisor and its data-plane child over the IPC channel.
 import type { CaptureMode } from '../firewall/plan.js';
 import type { LogFormat } from '../config/run-config.js';
+import type { InjectConfig } from '../http/inject-config.js';
+import type { ResolvConf } from '../config/host-identity.js';
 
 export interface ChildStart {
   type: 'start';
@@ -12,6 +14,9 @@ export interface ChildStart {
   maxConnections: number;
   outboundMark: number;
   preserveSource: boolean;
+  inject: InjectConfig | undefined;
+  resolver: ResolvConf;
+  dstFromHost: boolean;
   /** Listener fds arrive as the child's file descriptors 4, 5, …, in this order. */
   listeners: { family: 4 | 6; label: string }[];
 }

@@ -87,6 +87,7 @@ export class Supervisor {
       firewall: this.backend ?? 'none',
       user: cfg.proxyUser ? `${cfg.proxyUser.uid}:${cfg.proxyUser.gid}` : 'self',
       families: families.join(','),
+      inject: cfg.inject ? [...cfg.inject.headers.map((h) => h.name), ...(cfg.inject.forwardedFor ? [`X-Forwarded-For(${cfg.inject.forwardedFor.mode})`] : [])].join(',') : undefined,
     });
 
     return new Promise<number>((resolve) => {
@@ -131,6 +132,9 @@ export class Supervisor {
       // An unprivileged child cannot set SO_MARK; it is excluded by its uid instead.
       outboundMark: cfg.proxyUser ? 0 : cfg.bypassMark,
       preserveSource: cfg.preserveSource,
+      inject: cfg.inject,
+      resolver: cfg.resolver,
+      dstFromHost: cfg.dstFromHost,
       listeners: this.listeners.map((l) => ({ family: l.family, label: l.label })),
     };
     return new Promise<void>((resolve, reject) => {

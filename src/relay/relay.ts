@@ -22,6 +22,8 @@ export type RewriteEvent =
 /** Rewrites the client→server stream (the HTTP head rewriter implements this). */
 export interface UpstreamRewriter {
   push(chunk: Buffer): RewriteEvent[];
+  /** Requests rewritten so far, for logs. */
+  readonly requests?: number;
 }
 
 export interface RelayOptions {
@@ -78,21 +80,49 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
         upstream.once('drain', resumeClient);
       }
     };
+    let sentUp = 0; // bytes written upstream (after rewriting)
     const onClientData = (chunk: Buffer): void => {
       bytesUp += chunk.length;
       lastActivity = Date.now();
-      if (!rewriter) return writeUp(chunk);
-      for (const ev of rewriter.push(chunk)) {
-        if (ev.kind === 'forward') for (const c of ev.chunks) writeUp(c);
-        else if (ev.kind === 'passthrough') rewriter = undefined;
-        else {
-          rejected = `${ev.status} ${ev.reason}`;
-          client.removeListener('data', onClientData);
-          upstream.destroy();
-          client.end(ev.response);
-          return;
-        }
+      if (!rewriter) {
+        sentUp += chunk.length;
+        return writeUp(chunk);
       }
+      const events = rewriter.push(chunk);
+      upstream.cork(); // one writev for head pieces + body
+      try {
+        for (const ev of events) {
+          if (ev.kind === 'forward') {
+            for (const c of ev.chunks) {
+              sentUp += c.length;
+              writeUp(c);
+            }
+          } else if (ev.kind === 'passthrough') rewriter = undefined;
+          else return reject(ev.status, ev.reason, ev.response);
+        }
+      } finally {
+        upstream.uncork();
+      }
+    };
+    // A bad request: answer it, but only after the responses to the requests forwarded
+    // before it (pipelining), so the client sees responses in order.
+    let rejectResponse: Buffer | undefined;
+    const reject = (status: number, reason: string, response: Buffer): void => {
+      rejected = `${status} ${reason}`;
+      client.removeListener('data', onClientData);
+      client.pause();
+      if (sentUp === 0) {
+        upstream.destroy();
+        client.end(response);
+        return;
+      }
+      rejectResponse = response;
+      upstream.end(); // flush what was forwarded; the server closes after answering it
+      const t = setTimeout(() => upstream.destroy(), 2000);
+      upstream.once('close', () => {
+        clearTimeout(t);
+        if (!client.writableEnded) client.end(response);
+      });
     };
     client.on('data', onClientData);
     client.on('end', () => {
@@ -118,12 +148,13 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
     });
     upstream.on('end', () => {
       upstreamEnded = true;
+      if (rejectResponse) return void client.end(rejectResponse);
       client.end();
       maybeDone();
     });
 
     client.on('error', (e) => fail('client-error', e));
-    upstream.on('error', (e) => fail('upstream-error', e));
+    upstream.on('error', (e) => (rejected ? upstream.destroy() : fail('upstream-error', e)));
     // A close without error or both EOFs (e.g. destroyed from outside) still settles.
     client.on('close', () => {
       if (rejected) finish('rejected', rejected);
