@@ -55,7 +55,7 @@ export async function startTranproxy(
 ): Promise<LabProcess> {
   const { timeoutMs = 15_000, ...spawnOpts } = opts;
   const p = host.spawn(process.execPath, [tranproxyBin(), ...args], spawnOpts);
-  await p.waitForOutput(/^tranproxy ready:.*$/m, timeoutMs);
+  await p.waitForOutput(/^tranproxy:? ready:.*$/m, timeoutMs);
   return p;
 }
 

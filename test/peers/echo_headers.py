@@ -92,7 +92,7 @@ class Handler(socketserver.StreamRequestHandler):
         get = lambda n: next((v for k, v in headers if k.lower() == n), None)
 
         if (get("upgrade") or "").lower() == "websocket":
-            return self.websocket(get("sec-websocket-key") or "")
+            return self.websocket(get("sec-websocket-key") or "", headers)
         if (get("expect") or "").lower() == "100-continue":
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.wfile.flush()
@@ -123,12 +123,14 @@ class Handler(socketserver.StreamRequestHandler):
         self.wfile.flush()
         return keep
 
-    def websocket(self, key):
+    def websocket(self, key, headers):
         accept = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
+        # The handshake's request headers, so tests can see what was injected into it.
+        seen = base64.b64encode(json.dumps(headers).encode()).decode()
         self.wfile.write(
             (
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+                f"Sec-WebSocket-Accept: {accept}\r\nX-Request-Headers: {seen}\r\n\r\n"
             ).encode()
         )
         self.wfile.flush()
