@@ -191,3 +191,26 @@ test('--help lists the contract flags', () => {
   assert.equal(r.status, 0);
   for (const flag of ['--mode', '--capture', '-P, --port', '--exclude-cidr', '--proxy-user', '--firewall']) assert.ok(r.stdout.includes(flag), flag);
 });
+
+test('rules plan prints without applying; apply, show and remove do what they say', async () => {
+  await withLab(async (lab) => {
+    const h = lab.addHost('rules');
+    const cli = (args: string[]) => h.run(NODE, [tranproxyBin(), 'rules', ...args], { allowFailure: true });
+    const plan = await cli(['plan', '-P', '80', '--exclude-cidr', '10.9.0.0/16']);
+    assert.equal(plan.status, 0, plan.stderr);
+    assert.match(plan.stdout, /table inet tranproxy/);
+    assert.match(plan.stdout, /redirect to :15001/);
+    assert.match(plan.stdout, /10\.9\.0\.0\/16/);
+    assert.doesNotMatch(await rulesIn(h), /tranproxy/, 'plan is a dry run');
+    const ipt = await cli(['plan', '--firewall', 'iptables', '--mode', 'tproxy', '--capture', 'prerouting']);
+    assert.match(ipt.stdout, /TRANPROXY_/);
+    assert.match(ipt.stdout, /TPROXY/);
+
+    assert.equal((await cli(['apply', '-P', '80'])).status, 0);
+    const show = await cli(['show']);
+    assert.match(show.stdout, /table inet tranproxy/);
+    assert.match(show.stdout, /tcp dport 80/);
+    assert.equal((await cli(['remove'])).status, 0);
+    assert.match((await cli(['show'])).stdout, /no tranproxy rules/);
+  });
+});
