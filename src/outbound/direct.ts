@@ -10,6 +10,8 @@ export interface DirectOptions {
   mark?: number;
   /** Bind the outbound socket to the client's own address (needs IP_TRANSPARENT). */
   spoofSource?: string;
+  /** Aborts the attempt: the socket is destroyed and the promise rejects with code EABORTED. */
+  signal?: AbortSignal;
 }
 
 export class ConnectError extends Error {
@@ -22,6 +24,10 @@ export class ConnectError extends Error {
 /** Resolves with a connected socket, or rejects with ConnectError (timeout, refused, …). */
 export function connectDirect(dst: Endpoint, opts: DirectOptions): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
+    if (opts.signal?.aborted) {
+      reject(new ConnectError('EABORTED', `connect to ${fmt(dst)} aborted`));
+      return;
+    }
     let socket: net.Socket;
     let fd: number | undefined;
     try {
@@ -32,17 +38,28 @@ export function connectDirect(dst: Endpoint, opts: DirectOptions): Promise<net.S
       reject(new ConnectError('ESOCKET', (e as Error).message));
       return;
     }
+    const done = (): void => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+    };
+    const onAbort = (): void => {
+      done();
+      socket.destroy();
+      reject(new ConnectError('EABORTED', `connect to ${fmt(dst)} aborted`));
+    };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => {
+      done();
       socket.destroy();
       reject(new ConnectError('ETIMEDOUT', `connect to ${fmt(dst)} timed out after ${opts.connectTimeoutMs} ms`));
     }, opts.connectTimeoutMs);
     socket.once('error', (e: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
+      done();
       socket.destroy();
       reject(new ConnectError(e.code ?? 'ECONNECT', `connect to ${fmt(dst)}: ${e.message}`));
     });
     socket.connect({ host: dst.address, port: dst.port }, () => {
-      clearTimeout(timer);
+      done();
       socket.removeAllListeners('error');
       socket.setNoDelay(true);
       resolve(socket);

@@ -1,0 +1,425 @@
+// Shadowsocks AEAD outbound (SIP004 with the session subkeys of the AEAD spec):
+//   master key = EVP_BytesToKey(MD5, password)          subkey = HKDF-SHA1(master, salt, "ss-subkey")
+//   TCP stream, each direction: salt, then chunks  [len(2, BE) + tag][payload + tag],
+//     payload at most 0x3FFF bytes, nonce = 12-byte little-endian counter from 0, +1 per seal/open.
+//   The first payload client → node starts with the target address (SOCKS5 ATYP format).
+//   UDP packet: salt + seal(subkey, zero nonce, address + payload).
+// The crypto is pure and exported (known-answer tests, fuzzing); ShadowsocksStream puts it
+// around a TCP socket as a Duplex the relay can use like a socket.
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, type CipherGCMTypes } from 'node:crypto';
+import type net from 'node:net';
+import { Duplex } from 'node:stream';
+import { fmt } from './direct.js';
+import { connectNode, type NodeConnOptions } from './node-conn.js';
+import { decodeSocksAddress, destinationAddress, encodeSocksAddress, type SocksAddress } from './socks5.js';
+import { OutboundError, type ConnectContext, type Destination, type TcpOutbound } from './types.js';
+import type { ShadowsocksNodeSpec, SsMethod } from './uri.js';
+
+export interface SsCipherInfo {
+  /** Node's cipher name. */
+  cipher: CipherGCMTypes | 'chacha20-poly1305';
+  keyLen: number;
+  saltLen: number;
+}
+
+export const SS_CIPHERS: Record<SsMethod, SsCipherInfo> = {
+  'aes-128-gcm': { cipher: 'aes-128-gcm', keyLen: 16, saltLen: 16 },
+  'aes-256-gcm': { cipher: 'aes-256-gcm', keyLen: 32, saltLen: 32 },
+  'chacha20-ietf-poly1305': { cipher: 'chacha20-poly1305', keyLen: 32, saltLen: 32 },
+};
+
+export const TAG_LEN = 16;
+export const NONCE_LEN = 12;
+export const MAX_PAYLOAD = 0x3fff;
+/** Largest UDP payload after the address (a UDP datagram is at most 65507 bytes). */
+const SUBKEY_INFO = Buffer.from('ss-subkey');
+
+/** OpenSSL EVP_BytesToKey with MD5, one iteration, no salt: the Shadowsocks master key. */
+export function evpBytesToKey(password: string | Buffer, keyLen: number): Buffer {
+  const pw = typeof password === 'string' ? Buffer.from(password) : password;
+  const parts: Buffer[] = [];
+  let prev = Buffer.alloc(0);
+  let have = 0;
+  while (have < keyLen) {
+    prev = createHash('md5').update(prev).update(pw).digest();
+    parts.push(prev);
+    have += prev.length;
+  }
+  return Buffer.concat(parts).subarray(0, keyLen);
+}
+
+export function masterKey(method: SsMethod, password: string): Buffer {
+  return evpBytesToKey(password, SS_CIPHERS[method].keyLen);
+}
+
+/** HKDF-SHA1(master key, salt, "ss-subkey") → per-session subkey. */
+export function deriveSubkey(master: Buffer, salt: Buffer, keyLen: number): Buffer {
+  return Buffer.from(hkdfSync('sha1', master, salt, SUBKEY_INFO, keyLen));
+}
+
+/** Increments a little-endian counter nonce in place. */
+export function incrementNonce(nonce: Buffer): void {
+  for (let i = 0; i < nonce.length; i++) {
+    nonce[i] = (nonce[i]! + 1) & 0xff;
+    if (nonce[i] !== 0) return;
+  }
+}
+
+/** ciphertext + tag */
+export function aeadSeal(info: SsCipherInfo, key: Buffer, nonce: Buffer, plaintext: Buffer): Buffer {
+  const c = createCipheriv(info.cipher as CipherGCMTypes, key, nonce, { authTagLength: TAG_LEN });
+  const out = Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
+  return out;
+}
+
+/** plaintext, or undefined when the tag does not verify. */
+export function aeadOpen(info: SsCipherInfo, key: Buffer, nonce: Buffer, sealed: Buffer): Buffer | undefined {
+  if (sealed.length < TAG_LEN) return undefined;
+  const d = createDecipheriv(info.cipher as CipherGCMTypes, key, nonce, { authTagLength: TAG_LEN });
+  d.setAuthTag(sealed.subarray(sealed.length - TAG_LEN));
+  try {
+    return Buffer.concat([d.update(sealed.subarray(0, sealed.length - TAG_LEN)), d.final()]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Encrypts one direction of a TCP session. The first output starts with the salt. */
+export class AeadStreamEncryptor {
+  readonly salt: Buffer;
+  private readonly key: Buffer;
+  private readonly nonce = Buffer.alloc(NONCE_LEN);
+  private saltSent = false;
+
+  constructor(
+    private readonly info: SsCipherInfo,
+    master: Buffer,
+    salt?: Buffer,
+  ) {
+    this.salt = salt ?? randomBytes(info.saltLen);
+    if (this.salt.length !== info.saltLen) throw new TypeError(`salt must be ${info.saltLen} bytes`);
+    this.key = deriveSubkey(master, this.salt, info.keyLen);
+  }
+
+  /** Chunks of at most MAX_PAYLOAD bytes; an empty input gives no chunk (only the salt, once). */
+  seal(data: Buffer): Buffer {
+    const out: Buffer[] = [];
+    if (!this.saltSent) {
+      out.push(this.salt);
+      this.saltSent = true;
+    }
+    const len = Buffer.alloc(2);
+    for (let off = 0; off < data.length; off += MAX_PAYLOAD) {
+      const piece = data.subarray(off, Math.min(data.length, off + MAX_PAYLOAD));
+      len.writeUInt16BE(piece.length, 0);
+      out.push(aeadSeal(this.info, this.key, this.nonce, len));
+      incrementNonce(this.nonce);
+      out.push(aeadSeal(this.info, this.key, this.nonce, piece));
+      incrementNonce(this.nonce);
+    }
+    return out.length === 1 ? out[0]! : Buffer.concat(out);
+  }
+}
+
+/** Why a stream could not be decrypted. */
+export class SsDecryptError extends Error {
+  constructor(
+    readonly code: 'EAUTH' | 'EPROTO',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'SsDecryptError';
+  }
+}
+
+/** Decrypts one direction of a TCP session, incrementally. */
+export class AeadStreamDecryptor {
+  private buf: Buffer = Buffer.alloc(0);
+  private key: Buffer | undefined;
+  private readonly nonce = Buffer.alloc(NONCE_LEN);
+  /** Payload length of the chunk whose length was read, awaiting its payload. */
+  private payloadLen = -1;
+  private broken = false;
+  /** Payload bytes decrypted so far. */
+  bytesOut = 0;
+
+  constructor(
+    private readonly info: SsCipherInfo,
+    private readonly master: Buffer,
+  ) {}
+
+  /** True when the salt has arrived (the peer answered with this key's session). */
+  get started(): boolean {
+    return this.key !== undefined;
+  }
+
+  /** Bytes held that are not yet a whole chunk (non-zero at EOF: truncated stream). */
+  get pending(): number {
+    return this.buf.length + (this.payloadLen >= 0 ? 1 : 0);
+  }
+
+  /** Decrypted payloads of the complete chunks so far. Throws SsDecryptError. */
+  push(data: Buffer): Buffer[] {
+    if (this.broken) throw new SsDecryptError('EPROTO', 'stream already failed');
+    this.buf = this.buf.length === 0 ? data : Buffer.concat([this.buf, data]);
+    const out: Buffer[] = [];
+    let off = 0;
+    try {
+      for (;;) {
+        if (!this.key) {
+          if (this.buf.length - off < this.info.saltLen) break;
+          this.key = deriveSubkey(this.master, this.buf.subarray(off, off + this.info.saltLen), this.info.keyLen);
+          off += this.info.saltLen;
+          continue;
+        }
+        if (this.payloadLen < 0) {
+          if (this.buf.length - off < 2 + TAG_LEN) break;
+          const len = aeadOpen(this.info, this.key, this.nonce, this.buf.subarray(off, off + 2 + TAG_LEN));
+          if (!len) throw new SsDecryptError('EAUTH', 'chunk length failed authentication (wrong password or method?)');
+          incrementNonce(this.nonce);
+          off += 2 + TAG_LEN;
+          const n = len.readUInt16BE(0);
+          if (n === 0 || n > MAX_PAYLOAD) throw new SsDecryptError('EPROTO', `invalid chunk length ${n}`);
+          this.payloadLen = n;
+          continue;
+        }
+        if (this.buf.length - off < this.payloadLen + TAG_LEN) break;
+        const payload = aeadOpen(this.info, this.key, this.nonce, this.buf.subarray(off, off + this.payloadLen + TAG_LEN));
+        if (!payload) throw new SsDecryptError('EAUTH', 'chunk payload failed authentication');
+        incrementNonce(this.nonce);
+        off += this.payloadLen + TAG_LEN;
+        this.payloadLen = -1;
+        this.bytesOut += payload.length;
+        out.push(payload);
+      }
+    } catch (e) {
+      this.broken = true;
+      throw e;
+    }
+    this.buf = off === this.buf.length ? Buffer.alloc(0) : this.buf.subarray(off);
+    return out;
+  }
+}
+
+// ── UDP ──────────────────────────────────────────────────────────────────────
+
+/** salt + seal(subkey, zero nonce, ATYP address + payload) */
+export function encryptUdpPacket(method: SsMethod, master: Buffer, address: SocksAddress, payload: Buffer, salt?: Buffer): Buffer {
+  const info = SS_CIPHERS[method];
+  const s = salt ?? randomBytes(info.saltLen);
+  if (s.length !== info.saltLen) throw new TypeError(`salt must be ${info.saltLen} bytes`);
+  const key = deriveSubkey(master, s, info.keyLen);
+  return Buffer.concat([s, aeadSeal(info, key, Buffer.alloc(NONCE_LEN), Buffer.concat([encodeSocksAddress(address), payload]))]);
+}
+
+export function decryptUdpPacket(
+  method: SsMethod,
+  master: Buffer,
+  packet: Buffer,
+): { ok: true; address: SocksAddress; payload: Buffer } | { ok: false; error: string } {
+  const info = SS_CIPHERS[method];
+  if (packet.length < info.saltLen + TAG_LEN) return { ok: false, error: 'packet shorter than salt + tag' };
+  const key = deriveSubkey(master, packet.subarray(0, info.saltLen), info.keyLen);
+  const plain = aeadOpen(info, key, Buffer.alloc(NONCE_LEN), packet.subarray(info.saltLen));
+  if (!plain) return { ok: false, error: 'packet failed authentication (wrong password or method?)' };
+  const addr = decodeSocksAddress(plain, 0);
+  if (addr === 'need-more') return { ok: false, error: 'truncated address' };
+  if (!addr.ok) return addr;
+  return { ok: true, address: addr.address, payload: plain.subarray(addr.length) };
+}
+
+// ── the stream ───────────────────────────────────────────────────────────────
+
+export interface ShadowsocksStreamOptions {
+  outbound: string;
+  /** node host:port, for messages */
+  where: string;
+  method: SsMethod;
+  master: Buffer;
+  /** Target address header, sent in the first chunk (with the first data when it comes at once). */
+  header: Buffer;
+  /** Fixed client salt (tests only). */
+  salt?: Buffer;
+}
+
+/**
+ * A Duplex over a connected socket to the node: writes are encrypted and sent, the node's
+ * bytes come out decrypted. end() flushes and half-closes the socket; the node's EOF ends
+ * the readable side; an authentication failure destroys the stream with OutboundError EAUTH.
+ */
+export class ShadowsocksStream extends Duplex {
+  private readonly enc: AeadStreamEncryptor;
+  private readonly dec: AeadStreamDecryptor;
+  private header: Buffer | undefined;
+  private headerTimer: NodeJS.Immediate | undefined;
+  private writeCb: ((err?: Error | null) => void) | undefined;
+  private sentAny = false;
+  private eof = false;
+
+  constructor(
+    readonly socket: net.Socket,
+    private readonly o: ShadowsocksStreamOptions,
+  ) {
+    super({ allowHalfOpen: true });
+    const info = SS_CIPHERS[o.method];
+    this.enc = new AeadStreamEncryptor(info, o.master, o.salt);
+    this.dec = new AeadStreamDecryptor(info, o.master);
+    this.header = o.header;
+    // Target first: if the client says nothing at once (server-speaks-first protocols), the
+    // header goes alone.
+    this.headerTimer = setImmediate(() => {
+      this.headerTimer = undefined;
+      this.flushHeader();
+    });
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+    socket.on('drain', this.onDrain);
+  }
+
+  private flushHeader(): void {
+    if (!this.header || this.socket.destroyed) return;
+    const h = this.header;
+    this.header = undefined;
+    this.sentAny = true;
+    this.socket.write(this.enc.seal(h));
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    let plain: Buffer[];
+    try {
+      plain = this.dec.push(chunk);
+    } catch (e) {
+      const err = e as SsDecryptError;
+      this.fail(err.code, `data from node ${this.o.where} ${err.message}`);
+      return;
+    }
+    for (const p of plain) {
+      if (!this.push(p)) this.socket.pause();
+    }
+  };
+
+  private readonly onEnd = (): void => {
+    if (this.dec.pending > 0) {
+      this.fail('EPROTO', `node ${this.o.where} closed the connection in the middle of a chunk`);
+      return;
+    }
+    this.eof = true;
+    this.push(null);
+  };
+
+  private readonly onError = (e: NodeJS.ErrnoException): void => {
+    // A reset before the node said anything, after we sent our first chunk, is how a
+    // Shadowsocks server answers a wrong password or method.
+    if (!this.dec.started && this.sentAny && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) {
+      this.fail('EAUTH', `node ${this.o.where} reset the connection before answering (wrong password or method?)`);
+      return;
+    }
+    this.fail(e.code ?? 'ECONNRESET', `connection to node ${this.o.where}: ${e.message}`);
+  };
+
+  private readonly onClose = (): void => {
+    if (!this.destroyed && !this.eof) {
+      this.fail('ECONNRESET', `connection to node ${this.o.where} closed`);
+    }
+  };
+
+  private readonly onDrain = (): void => {
+    const cb = this.writeCb;
+    this.writeCb = undefined;
+    cb?.();
+  };
+
+  private fail(code: string, text: string): void {
+    if (this.destroyed) return;
+    this.destroy(new OutboundError(this.o.outbound, code, text));
+  }
+
+  private send(data: Buffer, cb: (err?: Error | null) => void): void {
+    if (this.header) {
+      data = Buffer.concat([this.header, data]);
+      this.header = undefined;
+    }
+    if (data.length === 0) return cb();
+    this.sentAny = true;
+    if (this.socket.write(this.enc.seal(data))) cb();
+    else this.writeCb = cb;
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.send(chunk, cb);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    this.send(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk)), cb);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.flushHeader();
+    if (this.socket.destroyed) return cb();
+    this.socket.end(() => cb());
+  }
+
+  override _read(): void {
+    if (this.socket.isPaused()) this.socket.resume();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (this.headerTimer) clearImmediate(this.headerTimer);
+    this.headerTimer = undefined;
+    const pending = this.writeCb;
+    this.writeCb = undefined;
+    this.socket.removeListener('data', this.onData);
+    this.socket.removeListener('end', this.onEnd);
+    this.socket.removeListener('close', this.onClose);
+    this.socket.removeListener('drain', this.onDrain);
+    this.socket.removeListener('error', this.onError);
+    this.socket.on('error', () => {}); // late errors of a socket being torn down
+    if (!err && this.socket.writableEnded && !this.socket.writableFinished && !this.socket.destroyed) {
+      // Ended cleanly but the FIN is still queued behind data: let it go out.
+      const t = setTimeout(() => this.socket.destroy(), 5000).unref();
+      this.socket.once('finish', () => {
+        clearTimeout(t);
+        this.socket.destroy();
+      });
+    } else {
+      this.socket.destroy();
+    }
+    pending?.(err ?? undefined);
+    cb(err);
+  }
+}
+
+// ── the outbound ─────────────────────────────────────────────────────────────
+
+export class ShadowsocksOutbound implements TcpOutbound {
+  readonly kind = 'shadowsocks';
+  readonly name: string;
+  private readonly where: string;
+  private readonly master: Buffer;
+
+  constructor(
+    private readonly spec: ShadowsocksNodeSpec,
+    private readonly opts: NodeConnOptions = {},
+  ) {
+    this.name = spec.name;
+    this.where = fmt({ address: spec.host, port: spec.port });
+    this.master = masterKey(spec.method, spec.password);
+  }
+
+  async connect(dst: Destination, ctx: ConnectContext): Promise<Duplex> {
+    let header: Buffer;
+    try {
+      header = encodeSocksAddress(destinationAddress(dst));
+    } catch (e) {
+      throw new OutboundError(this.name, 'EINVAL', `cannot ask node ${this.where} for ${fmt({ address: dst.ip, port: dst.port })}: ${(e as Error).message}`);
+    }
+    const socket = await connectNode(this.name, this.spec.host, this.spec.port, this.opts, ctx.signal);
+    if (ctx.signal?.aborted) {
+      socket.destroy();
+      throw new OutboundError(this.name, 'EABORTED', `connect to node ${this.where} aborted`);
+    }
+    return new ShadowsocksStream(socket, { outbound: this.name, where: this.where, method: this.spec.method, master: this.master, header });
+  }
+}

@@ -1,0 +1,301 @@
+// Upstream proxy nodes written as URIs, the way users copy them from their provider:
+//   socks5://[user:pass@]host:port   socks5h://… (same: the domain is sent when one is known)
+//   http://[user:pass@]host:port     (HTTP CONNECT)
+//   ss://BASE64(method:password)@host:port[/][?plugin=…]#tag        SIP002
+//   ss://method:password@host:port#tag                              SIP002 plain userinfo (AEAD-2022 form)
+//   ss://BASE64(method:password@host:port)#tag                      legacy
+// Pure: no I/O. Errors are UsageErrors naming the problem, never the password.
+import { isIP } from 'node:net';
+import { UsageError } from '../errors.js';
+
+/** Shadowsocks AEAD ciphers this build implements. */
+export const SS_METHODS = ['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'] as const;
+export type SsMethod = (typeof SS_METHODS)[number];
+
+interface NodeBase {
+  /** Name for logs and routing rules: the `name` argument, else the URI's #tag, else kind-host:port. */
+  name: string;
+  /** Host name or IP address of the node (IPv6 without brackets). */
+  host: string;
+  port: number;
+}
+
+export interface Socks5NodeSpec extends NodeBase {
+  kind: 'socks5';
+  /** RFC 1929 credentials (1..255 bytes each when present). */
+  username?: string;
+  password?: string;
+}
+
+export interface HttpNodeSpec extends NodeBase {
+  kind: 'http';
+  username?: string;
+  password?: string;
+}
+
+export interface ShadowsocksNodeSpec extends NodeBase {
+  kind: 'shadowsocks';
+  method: SsMethod;
+  password: string;
+}
+
+export type NodeSpec = Socks5NodeSpec | HttpNodeSpec | ShadowsocksNodeSpec;
+
+const SCHEMES: Record<string, NodeSpec['kind']> = {
+  socks5: 'socks5',
+  socks5h: 'socks5',
+  http: 'http',
+  ss: 'shadowsocks',
+};
+
+/** Parse a node URI. `name` overrides the URI's #tag. Throws UsageError. */
+export function parseNodeUri(uri: string, name?: string): NodeSpec {
+  const shown = redactUri(uri);
+  const fail = (problem: string): never => {
+    throw new UsageError(`proxy node ${shown}: ${problem}`);
+  };
+  if (typeof uri !== 'string' || uri.trim() === '') fail('empty URI; expected e.g. socks5://host:1080, http://host:3128 or ss://…');
+  const text = uri.trim();
+  if (/[\x00-\x20\x7f]/.test(text)) fail('URI contains spaces or control characters');
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/s.exec(text);
+  if (!m) fail('not a URI; expected scheme://host:port (socks5, socks5h, http, ss)');
+  const scheme = m![1]!.toLowerCase();
+  const kind = SCHEMES[scheme];
+  if (!kind) {
+    fail(
+      scheme === 'https'
+        ? 'https:// proxies (TLS to the proxy) are not supported; use http://, socks5:// or ss://'
+        : `unsupported scheme '${scheme}'; use socks5, socks5h, http or ss`,
+    );
+  }
+  let rest = m![2]!;
+
+  let tag: string | undefined;
+  const hash = rest.indexOf('#');
+  if (hash >= 0) {
+    tag = pctDecode(rest.slice(hash + 1), 'the #tag', fail);
+    rest = rest.slice(0, hash);
+  }
+  let query: string | undefined;
+  const q = rest.indexOf('?');
+  if (q >= 0) {
+    query = rest.slice(q + 1);
+    rest = rest.slice(0, q);
+  }
+  // Path: only an empty one or '/' makes sense for a proxy node.
+  // (The legacy ss form has no '@' and its base64 may hold '/': no path there.)
+  let authority = rest;
+  const legacySs = kind === 'shadowsocks' && !rest.includes('@');
+  const slash = legacySs ? -1 : rest.indexOf('/', rest.lastIndexOf('@') + 1);
+  if (slash >= 0) {
+    if (rest.slice(slash) !== '/') fail('a proxy node URI has no path');
+    authority = rest.slice(0, slash);
+  }
+  if (query !== undefined && query !== '') {
+    if (kind !== 'shadowsocks') fail('a proxy node URI has no query string');
+    for (const part of query.split('&')) {
+      const key = pctDecode(part.split('=')[0] ?? '', 'the query', fail);
+      if (key === 'plugin') fail('shadowsocks plugins (SIP003) are not supported');
+      if (key !== '') fail(`unknown query parameter '${key}'`);
+    }
+  }
+
+  let userinfo: string | undefined;
+  let hostport = authority;
+  const at = authority.lastIndexOf('@');
+  if (at >= 0) {
+    userinfo = authority.slice(0, at);
+    hostport = authority.slice(at + 1);
+  }
+
+  if (kind === 'shadowsocks' && userinfo === undefined) {
+    // Legacy: the whole authority is BASE64(method:password@host:port).
+    const b64 = pctDecode(authority, 'the base64 part', fail);
+    const decoded = decodeBase64(b64) ?? (b64.endsWith('/') ? decodeBase64(b64.slice(0, -1)) : undefined);
+    if (decoded === undefined) fail('expected ss://BASE64(method:password)@host:port or ss://BASE64(method:password@host:port)');
+    const legacyAt = decoded!.lastIndexOf('@');
+    if (legacyAt < 0) fail('the base64 part does not decode to method:password@host:port');
+    const creds = splitCredentials(decoded!.slice(0, legacyAt), fail);
+    hostport = decoded!.slice(legacyAt + 1);
+    const { host, port } = parseHostPort(hostport, fail);
+    return ssSpec(creds.user, creds.pass, host, port, name ?? tag, fail);
+  }
+
+  const { host, port } = parseHostPort(hostport, fail);
+
+  if (kind === 'shadowsocks') {
+    let creds: { user: string; pass: string };
+    const raw = userinfo!;
+    if (raw.includes(':') || /%3a/i.test(raw)) {
+      // Plain (percent-encoded) userinfo: required for AEAD-2022, allowed for the others.
+      const c = raw.indexOf(':');
+      if (c < 0) fail('userinfo must be method:password');
+      creds = {
+        user: pctDecode(raw.slice(0, c), 'the method', fail),
+        pass: pctDecode(raw.slice(c + 1), 'the password', fail),
+      };
+    } else {
+      const decoded = decodeBase64(pctDecode(raw, 'the userinfo', fail));
+      if (decoded === undefined) fail('userinfo is neither method:password nor base64 of it');
+      creds = splitCredentials(decoded!, fail);
+    }
+    return ssSpec(creds.user, creds.pass, host, port, name ?? tag, fail);
+  }
+
+  const spec: Socks5NodeSpec | HttpNodeSpec = { kind, name: name ?? tag ?? defaultName(kind, host, port), host, port } as
+    | Socks5NodeSpec
+    | HttpNodeSpec;
+  if (userinfo !== undefined) {
+    const c = userinfo.indexOf(':');
+    const username = pctDecode(c >= 0 ? userinfo.slice(0, c) : userinfo, 'the user name', fail);
+    const password = c >= 0 ? pctDecode(userinfo.slice(c + 1), 'the password', fail) : '';
+    if (username === '') fail('empty user name');
+    if (kind === 'socks5') {
+      if (Buffer.byteLength(username) > 255) fail('SOCKS5 user name longer than 255 bytes');
+      if (Buffer.byteLength(password) > 255) fail('SOCKS5 password longer than 255 bytes');
+    } else if (username.includes(':')) {
+      fail("the user name of HTTP Basic authentication cannot contain ':'");
+    }
+    spec.username = username;
+    spec.password = password;
+  }
+  return spec;
+}
+
+function ssSpec(
+  method: string,
+  password: string,
+  host: string,
+  port: number,
+  name: string | undefined,
+  fail: (p: string) => never,
+): ShadowsocksNodeSpec {
+  const lower = method.toLowerCase();
+  if (!(SS_METHODS as readonly string[]).includes(lower)) {
+    if (lower.startsWith('2022-blake3-')) fail(`method '${method}' (Shadowsocks 2022, SIP022) is not supported yet; use ${SS_METHODS.join(', ')}`);
+    if (lower === 'chacha20-poly1305') fail(`unknown method '${method}'; did you mean chacha20-ietf-poly1305?`);
+    if (/-(cfb|ctr|ofb)$|^rc4|^chacha20(-ietf)?$|^salsa20|^bf-|^camellia|^none$|^plain$|^table$/.test(lower)) {
+      fail(`method '${method}' is a stream cipher (insecure, deprecated); use an AEAD method: ${SS_METHODS.join(', ')}`);
+    }
+    fail(`unknown method '${method}'; supported: ${SS_METHODS.join(', ')}`);
+  }
+  if (password === '') fail('empty password');
+  return { kind: 'shadowsocks', name: name ?? defaultName('shadowsocks', host, port), host, port, method: lower as SsMethod, password };
+}
+
+function splitCredentials(text: string, fail: (p: string) => never): { user: string; pass: string } {
+  const c = text.indexOf(':');
+  if (c <= 0) fail('credentials must be method:password');
+  return { user: text.slice(0, c), pass: text.slice(c + 1) };
+}
+
+function defaultName(kind: NodeSpec['kind'], host: string, port: number): string {
+  return `${kind}-${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+const HOSTNAME = /^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+
+function parseHostPort(text: string, fail: (p: string) => never): { host: string; port: number } {
+  let host: string;
+  let portText: string | undefined;
+  if (text.startsWith('[')) {
+    const close = text.indexOf(']');
+    if (close < 0) fail("IPv6 address without closing ']'");
+    host = pctDecode(text.slice(1, close), 'the host', fail);
+    if (isIP(host) !== 6) fail(`'${host}' in brackets is not an IPv6 address`);
+    const after = text.slice(close + 1);
+    if (after !== '' && !after.startsWith(':')) fail(`unexpected '${after}' after the IPv6 address`);
+    portText = after === '' ? undefined : after.slice(1);
+  } else {
+    const c = text.lastIndexOf(':');
+    if (c >= 0 && text.indexOf(':') !== c) fail('IPv6 addresses must be written in brackets, e.g. [::1]:1080');
+    host = pctDecode(c >= 0 ? text.slice(0, c) : text, 'the host', fail);
+    portText = c >= 0 ? text.slice(c + 1) : undefined;
+    if (host === '') fail('missing host');
+    if (isIP(host) === 0 && !HOSTNAME.test(host)) fail(`'${host}' is not a valid host name or IP address`);
+  }
+  if (portText === undefined || portText === '') fail('missing port (e.g. host:1080)');
+  if (!/^\d{1,5}$/.test(portText!)) fail(`port '${portText}' is not a number`);
+  const port = Number(portText);
+  if (port < 1 || port > 65535) fail(`port ${port} is out of range 1-65535`);
+  return { host, port };
+}
+
+function pctDecode(text: string, what: string, fail: (p: string) => never): string {
+  if (!text.includes('%')) return text;
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return fail(`bad percent-encoding in ${what}`);
+  }
+}
+
+/** Standard or URL-safe base64, padding optional; undefined when it is not valid UTF-8 base64. */
+function decodeBase64(text: string): string | undefined {
+  const t = text.replace(/=+$/, '');
+  if (t === '' || !/^[A-Za-z0-9+/_-]+$/.test(t) || t.length % 4 === 1) return undefined;
+  const bytes = Buffer.from(t.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The URI with its secrets replaced, for logs and error messages: `socks5://user:***@host:1080`,
+ * `ss://aes-256-gcm:***@host:8388#tag`. Never throws, whatever the input.
+ */
+export function redactUri(uri: string): string {
+  if (typeof uri !== 'string') return '<not a string>';
+  const text = uri.trim();
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/s.exec(text);
+  if (!m) return text.length > 0 && !text.includes('@') && !text.includes(':') ? clip(text) : '<unparseable URI>';
+  const scheme = m[1]!;
+  let rest = m[2]!;
+  let fragment = '';
+  const hash = rest.indexOf('#');
+  if (hash >= 0) {
+    fragment = rest.slice(hash);
+    rest = rest.slice(0, hash);
+  }
+  const at = rest.lastIndexOf('@');
+  if (at < 0) {
+    if (scheme.toLowerCase() === 'ss') {
+      // Legacy whole-base64 form: show where it goes, not what it holds.
+      const decoded = decodeBase64(safeDecode(rest));
+      const dAt = decoded?.lastIndexOf('@') ?? -1;
+      if (decoded && dAt >= 0) {
+        const method = decoded.slice(0, Math.max(0, decoded.indexOf(':')));
+        return clip(`${scheme}://${method ? `${method}:` : ''}***@${decoded.slice(dAt + 1)}${fragment}`);
+      }
+      return clip(`${scheme}://***${fragment}`);
+    }
+    return clip(text);
+  }
+  const userinfo = rest.slice(0, at);
+  const after = rest.slice(at + 1);
+  let shown: string;
+  if (scheme.toLowerCase() === 'ss') {
+    const plain = userinfo.includes(':') ? userinfo : decodeBase64(safeDecode(userinfo));
+    const c = plain?.indexOf(':') ?? -1;
+    shown = plain && c > 0 ? `${plain.slice(0, c)}:***` : '***';
+  } else {
+    const c = userinfo.indexOf(':');
+    shown = c >= 0 ? `${userinfo.slice(0, c)}:***` : userinfo;
+  }
+  return clip(`${scheme}://${shown}@${after}${fragment}`);
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+function clip(text: string): string {
+  const printable = text.replace(/[\x00-\x1f\x7f]/g, '?');
+  return printable.length > 200 ? `${printable.slice(0, 200)}…` : printable;
+}
