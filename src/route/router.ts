@@ -1,0 +1,287 @@
+// The rule engine: an ordered list of rules, first match wins, else the default action.
+//
+// A rule's matchers are grouped; every group the rule uses must match:
+//   domain group   domain (exact) | domainSuffix | domainKeyword | domainList  — any entry
+//   cidr           destination address in any of the CIDRs (IPv4 and IPv6)
+//   port           destination port in any of the ports / ranges
+//   sourceCidr     source address in any of the CIDRs
+//   network        tcp / udp
+// A flow without a domain never matches a rule that has a domain group.
+//
+// Speed: every domain entry of every rule goes into one index (exact names and suffixes
+// in Maps, looked up once per label level of the flow's name), so routing costs a handful
+// of Map lookups however many entries there are; CIDRs and ports are merged numeric
+// ranges searched by bisection.
+import { UsageError } from '../errors.js';
+import { parsePortRange } from '../config/values.js';
+import type { PortRange } from '../firewall/plan.js';
+import type { Destination } from '../outbound/types.js';
+import { normalizeDomainEntry, type DomainEntryKind, type DomainList } from './domain-list.js';
+import { CidrSet, parseFlowIp, PortSet, type ParsedIp } from './ip-set.js';
+
+export type Network = 'tcp' | 'udp';
+type OneOrMany<T> = T | readonly T[];
+
+export interface RuleSpec {
+  /** Exact names. */
+  domain?: OneOrMany<string>;
+  /** `example.com` matches example.com and a.example.com, not badexample.com. */
+  domainSuffix?: OneOrMany<string>;
+  /** Substrings of the name. */
+  domainKeyword?: OneOrMany<string>;
+  /** Parsed domain list files (parseDomainList). */
+  domainList?: OneOrMany<DomainList>;
+  /** Destination CIDRs (a bare address is a /32 or /128). */
+  cidr?: OneOrMany<string>;
+  /** Destination ports: 443, "443", "8000-8100", or { from, to }. */
+  port?: OneOrMany<number | string | PortRange>;
+  /** Source CIDRs. */
+  sourceCidr?: OneOrMany<string>;
+  network?: OneOrMany<Network>;
+  /** An outbound name, or 'reject'. */
+  outbound: string;
+  /** How messages name this rule; default `rules[<index>]`. */
+  name?: string;
+}
+
+export interface Flow {
+  dst: Destination;
+  /** Source IP address. */
+  src: string;
+  network: Network;
+}
+
+export interface RouteDecision {
+  /** Outbound name or 'reject'. */
+  action: string;
+  /** Index of the rule that matched, or 'default'. */
+  rule: number | 'default';
+}
+
+export interface Router {
+  route(flow: Flow): RouteDecision;
+  readonly ruleCount: number;
+}
+
+/** Outbound names that always exist. */
+export const BUILTIN_OUTBOUNDS = ['direct', 'reject'] as const;
+
+/** How the config file spells each RuleSpec field (for messages). */
+export const RULE_FIELD_NAMES: Record<Exclude<keyof RuleSpec, 'name'>, string> = {
+  domain: 'domain',
+  domainSuffix: 'domain-suffix',
+  domainKeyword: 'domain-keyword',
+  domainList: 'domain-list',
+  cidr: 'cidr',
+  port: 'port',
+  sourceCidr: 'source-cidr',
+  network: 'network',
+  outbound: 'outbound',
+};
+
+/** A rule that cannot be compiled; `rule` is its index, `field` the RuleSpec key at fault. */
+export class RuleError extends UsageError {
+  constructor(
+    readonly rule: number,
+    readonly field: keyof RuleSpec | undefined,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface CompiledRule {
+  action: string;
+  hasDomain: boolean;
+  dst: CidrSet | undefined;
+  src: CidrSet | undefined;
+  ports: PortSet | undefined;
+  network: Network | undefined;
+}
+
+function list<T>(v: OneOrMany<T> | undefined): readonly T[] {
+  return v === undefined ? [] : Array.isArray(v) ? (v as readonly T[]) : [v as T];
+}
+
+/** Rule indices per key; a lone index is stored bare (most keys belong to one rule). */
+type Index = Map<string, number | number[]>;
+
+function addTo(index: Index, key: string, rule: number): void {
+  const cur = index.get(key);
+  if (cur === undefined) index.set(key, rule);
+  else if (typeof cur === 'number') {
+    if (cur !== rule) index.set(key, [cur, rule]);
+  } else if (cur[cur.length - 1] !== rule) cur.push(rule);
+}
+
+function collect(index: Index, key: string, out: number[]): void {
+  const hit = index.get(key);
+  if (hit === undefined) return;
+  if (typeof hit === 'number') out.push(hit);
+  else for (const r of hit) out.push(r);
+}
+
+export function suggest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Math.max(2, Math.floor(word.length / 3)) + 1;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestD) {
+      best = c;
+      bestD = d;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/** "unknown outbound 'x' (known: …)[; did you mean 'y'?]" */
+export function unknownOutboundMessage(name: string, known: readonly string[]): string {
+  const guess = suggest(name, known);
+  return `unknown outbound '${name}' (known: ${known.join(', ')})${guess ? `; did you mean '${guess}'?` : ''}`;
+}
+
+/**
+ * Compile rules. Throws RuleError naming the rule and field for an unknown outbound, a
+ * bad CIDR, port, network or domain entry, or a rule without matchers; UsageError for an
+ * unknown default action.
+ */
+export function compileRules(rules: readonly RuleSpec[], defaultAction: string, knownOutbounds: readonly string[]): Router {
+  const known = [...new Set<string>([...BUILTIN_OUTBOUNDS, ...knownOutbounds])];
+  const knownSet = new Set(known);
+  if (!knownSet.has(defaultAction)) throw new UsageError(`default: ${unknownOutboundMessage(defaultAction, known)}`);
+
+  const exact: Index = new Map();
+  const suffix: Index = new Map();
+  const keywords: { kw: string; rule: number }[] = [];
+  const compiled: CompiledRule[] = [];
+  const withoutDomain: number[] = [];
+
+  rules.forEach((spec, i) => {
+    const label = spec.name ?? `rules[${i}]`;
+    const fail = (field: keyof RuleSpec | undefined, msg: string): never => {
+      throw new RuleError(i, field, `${label}${field && field !== 'name' ? `.${RULE_FIELD_NAMES[field]}` : ''}: ${msg}`);
+    };
+    if (typeof spec.outbound !== 'string' || !knownSet.has(spec.outbound)) fail('outbound', unknownOutboundMessage(String(spec.outbound), known));
+
+    let domainEntries = 0;
+    const addDomain = (field: keyof RuleSpec, kind: DomainEntryKind, values: readonly string[], prenormalized = false) => {
+      for (const raw of values) {
+        let v = raw;
+        if (!prenormalized) {
+          const r = normalizeDomainEntry(kind, String(raw));
+          if ('error' in r) fail(field, r.error);
+          else v = r.value;
+        }
+        domainEntries++;
+        if (kind === 'full') addTo(exact, v, i);
+        else if (kind === 'suffix') addTo(suffix, v, i);
+        else keywords.push({ kw: v, rule: i });
+      }
+    };
+    addDomain('domain', 'full', list(spec.domain));
+    addDomain('domainSuffix', 'suffix', list(spec.domainSuffix));
+    addDomain('domainKeyword', 'keyword', list(spec.domainKeyword));
+    for (const dl of list(spec.domainList)) {
+      addDomain('domainList', 'full', dl.full, true);
+      addDomain('domainList', 'suffix', dl.suffix, true);
+      addDomain('domainList', 'keyword', dl.keyword, true);
+    }
+    const hasDomain = spec.domain !== undefined || spec.domainSuffix !== undefined || spec.domainKeyword !== undefined || spec.domainList !== undefined;
+
+    const cidrs = (field: 'cidr' | 'sourceCidr'): CidrSet | undefined => {
+      const v = spec[field];
+      if (v === undefined) return undefined;
+      const texts = list(v);
+      if (!texts.length) fail(field, 'empty list');
+      try {
+        return new CidrSet(texts.map(String));
+      } catch (e) {
+        return fail(field, (e as Error).message);
+      }
+    };
+    let ports: PortSet | undefined;
+    if (spec.port !== undefined) {
+      const items = list(spec.port);
+      if (!items.length) fail('port', 'empty list');
+      try {
+        ports = new PortSet(items.map((p) => (typeof p === 'object' ? parsePortRange(`${p.from}-${p.to}`, '') : parsePortRange(String(p), ''))));
+      } catch (e) {
+        fail('port', (e as Error).message.replace(/^: /, ''));
+      }
+    }
+    let network: Network | undefined;
+    if (spec.network !== undefined) {
+      const nets = new Set(list(spec.network));
+      for (const n of nets) if (n !== 'tcp' && n !== 'udp') fail('network', `'${String(n)}' is not tcp or udp`);
+      if (nets.size === 0) fail('network', 'empty list');
+      network = nets.size === 1 ? [...nets][0] : undefined;
+    }
+    const rule: CompiledRule = { action: spec.outbound, hasDomain, dst: cidrs('cidr'), src: cidrs('sourceCidr'), ports, network };
+    if (hasDomain && domainEntries === 0) fail(spec.domainList !== undefined ? 'domainList' : undefined, 'the domain matchers have no entries: the rule could never match');
+    if (!hasDomain && !rule.dst && !rule.src && !rule.ports && spec.network === undefined) {
+      fail(undefined, 'no matcher (domain, domain-suffix, domain-keyword, domain-list, cidr, port, source-cidr, network); use `default` for a catch-all');
+    }
+    compiled.push(rule);
+    if (!hasDomain) withoutDomain.push(i);
+  });
+
+  const otherMatch = (r: CompiledRule, flow: Flow, ips: { dst?: ParsedIp; src?: ParsedIp }): boolean => {
+    if (r.network !== undefined && r.network !== flow.network) return false;
+    if (r.ports !== undefined && !r.ports.has(flow.dst.port)) return false;
+    if (r.dst !== undefined && !r.dst.has(ips.dst === undefined ? (ips.dst = parseFlowIp(flow.dst.ip)) : ips.dst)) return false;
+    if (r.src !== undefined && !r.src.has(ips.src === undefined ? (ips.src = parseFlowIp(flow.src)) : ips.src)) return false;
+    return true;
+  };
+
+  const hasDomainRules = withoutDomain.length !== compiled.length;
+  const scratch: number[] = [];
+
+  return {
+    ruleCount: compiled.length,
+    route(flow: Flow): RouteDecision {
+      const ips: { dst?: ParsedIp; src?: ParsedIp } = {};
+      // Rules whose domain group matches the flow's name, ascending.
+      const hits = scratch;
+      hits.length = 0;
+      let name = flow.dst.domain;
+      if (hasDomainRules && name) {
+        name = name.toLowerCase();
+        if (name.endsWith('.')) name = name.slice(0, -1);
+        collect(exact, name, hits);
+        for (let at = 0; at >= 0; at = name.indexOf('.', at) + 1 || -1) collect(suffix, at === 0 ? name : name.slice(at), hits);
+        for (const k of keywords) if (name.includes(k.kw)) hits.push(k.rule);
+        if (hits.length > 1) hits.sort((a, b) => a - b);
+      }
+      // Walk both ascending lists in rule order: domain hits and rules without a domain group.
+      let h = 0;
+      let w = 0;
+      while (h < hits.length || w < withoutDomain.length) {
+        const nextHit = h < hits.length ? hits[h]! : Infinity;
+        const nextW = w < withoutDomain.length ? withoutDomain[w]! : Infinity;
+        let idx: number;
+        if (nextHit <= nextW) {
+          idx = nextHit;
+          while (h < hits.length && hits[h] === idx) h++; // skip duplicates
+        } else {
+          idx = nextW;
+          w++;
+        }
+        const r = compiled[idx]!;
+        if (otherMatch(r, flow, ips)) return { action: r.action, rule: idx };
+      }
+      return { action: defaultAction, rule: 'default' };
+    },
+  };
+}
