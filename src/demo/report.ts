@@ -43,6 +43,7 @@ function wrap(text: string, indent: string, width = 92): string[] {
 
 /** What each mode step demonstrates, in one sentence. */
 function lesson(step: StepResult): string {
+  if (step.id === 'baseline') return "the server sees the client's own socket";
   if (step.id === 'tproxy') {
     return "the proxy read the destination from its own socket's local address (the packet was never rewritten), and the server saw the client itself";
   }
@@ -65,15 +66,15 @@ function stepHeader(step: StepResult, st: Style): string {
 
 function modeStep(step: StepResult, st: Style): string[] {
   const I = '   ';
-  const lines = [stepHeader(step, st), `${I}${step.host}$ ${step.command}`, ...wrap(step.how, I).map(st.dim)];
+  const lines = [stepHeader(step, st)];
+  if (step.command) lines.push(`${I}${step.host}$ ${step.command}`);
+  lines.push(...wrap(step.how, I).map(st.dim));
   if (step.note) lines.push(...wrap(`note: ${step.note}`, I).map(st.dim));
   if (step.requests.length) {
-    const rows: [string, (r: StepResult['requests'][number]) => string | undefined][] = [
-      ['client socket', (r) => r.client],
-      ['proxy saw src', (r) => r.proxySrc],
-      ['recovered dst', (r) => r.recovered],
-      ['server saw src', (r) => r.serverSaw],
-    ];
+    type Row = [string, (r: StepResult['requests'][number]) => string | undefined];
+    const rows: Row[] = [['client socket', (r) => r.client]];
+    if (step.id !== 'baseline') rows.push(['proxy saw src', (r) => r.proxySrc], ['recovered dst', (r) => r.recovered]);
+    rows.push(['server saw src', (r) => r.serverSaw]);
     const w = 24;
     lines.push(I + pad('', 17) + step.requests.map((r) => pad(r.family === 'ipv4' ? 'IPv4' : 'IPv6', w)).join('').trimEnd());
     for (const [label, get] of rows) {
@@ -108,7 +109,8 @@ export function renderText(report: DemoReport, st: Style): string {
   const lines = [
     st.bold(`tranproxy demo: REDIRECT and TPROXY in a throw-away lab (${who})`),
     st.dim(
-      `lab ${report.lab.prefix}-*: client ${ADDR.client.ipv4} ${ADDR.client.ipv6} ── ${lan} gw ${ADDR.gwWan.ipv4} ── server ${ADDR.server.ipv4} ${ADDR.server.ipv6}`,
+      `lab ${report.lab.prefix}-{client,gw,server}: client ${ADDR.client.ipv4} ── ${ADDR.gwLan.ipv4} (${lan}) gw ${ADDR.gwWan.ipv4} ── server ${ADDR.server.ipv4}; ` +
+        `IPv6 the same in ${ADDR.client.ipv6.replace(/2$/, '')}/64 and ${ADDR.server.ipv6.replace(/2$/, '')}/64`,
     ),
     '',
   ];
@@ -119,7 +121,7 @@ export function renderText(report: DemoReport, st: Style): string {
   const labText = report.lab.kept ? 'lab kept' : report.lab.removed ? 'lab removed' : 'lab NOT removed';
   lines.push(
     report.ok
-      ? st.ok(`All ${report.steps.length} steps passed in ${seconds(report.durationMs)}; ${labText}.`)
+      ? st.ok(`All steps passed in ${seconds(report.durationMs)}; ${labText}.`)
       : st.bad(`FAILED: ${report.steps.filter((s) => !s.ok).length} of ${report.steps.length} steps (${failed} checks) in ${seconds(report.durationMs)}; ${labText}.`),
   );
   return lines.join('\n') + '\n';

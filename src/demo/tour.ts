@@ -67,7 +67,7 @@ export interface RulesResult {
   nftAfter?: string;
 }
 
-export type StepId = 'redirect' | 'tproxy' | 'cleanup';
+export type StepId = 'baseline' | 'redirect' | 'tproxy' | 'cleanup';
 
 export interface StepResult {
   n: number;
@@ -146,7 +146,7 @@ async function startProxy(host: Host, args: string[]): Promise<{ proc: LabProces
 }
 
 /** One GET from the client to the server over `family`, and the proxy's log line for it. */
-async function request(ctx: Ctx, family: Family, proxy: LabProcess): Promise<RequestResult> {
+async function request(ctx: Ctx, family: Family, proxy: LabProcess | undefined): Promise<RequestResult> {
   const url = family === 'ipv4' ? `http://${ADDR.server.ipv4}/` : `http://[${ADDR.server.ipv6}]/`;
   const out: RequestResult = { family, url };
   const r = await ctx.client.run(process.execPath, [PEER_CLIENT, url], { allowFailure: true, timeoutMs: 10_000 });
@@ -163,6 +163,7 @@ async function request(ctx: Ctx, family: Family, proxy: LabProcess): Promise<Req
     out.error = `unexpected answer: ${errorText(e)} (${r.stdout.trim().slice(0, 200)})`;
     return out;
   }
+  if (!proxy) return out;
   try {
     // Logged when the connection closes, i.e. just after the client got its answer.
     const re = new RegExp(`^tranproxy: conn id=\\d+ src=${escapeRe(out.client)} dst=(\\S+) .*$`, 'm');
@@ -267,6 +268,34 @@ async function runModeStep(ctx: Ctx, spec: ModeSpec): Promise<StepResult> {
   return step;
 }
 
+/**
+ * Step 0, no proxy: what the server sees of a direct connection (the client's own socket).
+ * It also proves the lab routes both families before any proxy is blamed, and it takes
+ * the first-packet cost of a fresh link (IPv6 neighbour discovery) out of the proxy steps.
+ */
+async function baselineStep(ctx: Ctx): Promise<StepResult> {
+  const t0 = Date.now();
+  const requests = await Promise.all(FAMILIES.map((f) => request(ctx, f, undefined)));
+  const checks = requests.map((req) => {
+    const fam = req.family === 'ipv4' ? 'IPv4' : 'IPv6';
+    return req.error
+      ? check(`${fam} request answered`, 'HTTP 200 from the server', req.error, false)
+      : check(`${fam}: the server saw the client's own socket`, req.client ?? '?', req.serverSaw, req.serverSaw === req.client);
+  });
+  return {
+    n: 0,
+    id: 'baseline',
+    title: 'Without a proxy',
+    how: 'the client connects straight to the server, routed through gw; nothing is captured',
+    host: 'client',
+    requests,
+    rules: [],
+    checks,
+    ok: checks.every((c) => c.ok),
+    durationMs: Date.now() - t0,
+  };
+}
+
 function cleanupStep(n: number, steps: StepResult[]): StepResult {
   const t0 = Date.now();
   const rules = steps.flatMap((s) => s.rules);
@@ -280,7 +309,7 @@ function cleanupStep(n: number, steps: StepResult[]): StepResult {
       checks.push(check(`${who}: nft list ruleset after it stopped`, 'empty', r.nftAfter ? r.nftAfter.split('\n')[0] : 'empty', r.nftAfter === ''));
     }
   }
-  const missing = steps.filter((s) => s.rules.length === 0);
+  const missing = steps.filter((s) => s.id !== 'baseline' && s.rules.length === 0);
   for (const s of missing) checks.push(check(`${s.title}: proxy stopped and inspected`, 'yes', 'no (the step failed before)', false));
   return {
     n,
@@ -330,9 +359,9 @@ export async function runTour(opts: TourOptions, onLab: (lab: Lab) => void): Pro
   const t0 = Date.now();
   const p = opts.progress;
   const total = 3;
-  p(`building the lab: client ── gw ── server, 3 network namespaces, IPv4 + IPv6`);
   const lab = await Lab.create({ prefix: LAB_TAG });
   onLab(lab);
+  p(`building the lab ${lab.prefix}: client ── gw ── server, 3 network namespaces, IPv4 + IPv6`);
   const ctx: Ctx = { lab, opts, ...createLabHosts(lab) };
   const report: DemoReport = {
     ok: false,
@@ -398,6 +427,8 @@ export async function runTour(opts: TourOptions, onLab: (lab: Lab) => void): Pro
     }),
   };
 
+  p(`[0/${total}] without a proxy: client → server, IPv4 and IPv6`);
+  report.steps.push(await baselineStep(ctx));
   for (const spec of [redirect, tproxy]) {
     p(`[${spec.n}/${total}] ${spec.title}: ${spec.host.name}$ tranproxy run ${spec.args.join(' ')}`);
     report.steps.push(await runModeStep(ctx, spec));
