@@ -230,6 +230,12 @@ export function decryptUdpPacket(
 
 // ── the stream ───────────────────────────────────────────────────────────────
 
+// A Shadowsocks server answers a request it cannot decrypt (wrong password or method) by
+// closing the connection, and does the same when it cannot reach the target: the client
+// cannot tell the two apart, so a close before the node's first byte is ENOREPLY.
+const NO_REPLY =
+  'closed the connection without answering: wrong password or method, or the target refused or closed the connection';
+
 export interface ShadowsocksStreamOptions {
   outbound: string;
   /** node host:port, for messages */
@@ -301,6 +307,10 @@ export class ShadowsocksStream extends Duplex {
   };
 
   private readonly onEnd = (): void => {
+    if (!this.dec.started && this.sentAny) {
+      this.fail('ENOREPLY', `node ${this.o.where} ${NO_REPLY}`);
+      return;
+    }
     if (this.dec.pending > 0) {
       this.fail('EPROTO', `node ${this.o.where} closed the connection in the middle of a chunk`);
       return;
@@ -310,10 +320,8 @@ export class ShadowsocksStream extends Duplex {
   };
 
   private readonly onError = (e: NodeJS.ErrnoException): void => {
-    // A reset before the node said anything, after we sent our first chunk, is how a
-    // Shadowsocks server answers a wrong password or method.
     if (!this.dec.started && this.sentAny && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) {
-      this.fail('EAUTH', `node ${this.o.where} reset the connection before answering (wrong password or method?)`);
+      this.fail('ENOREPLY', `node ${this.o.where} ${NO_REPLY} (reset)`);
       return;
     }
     this.fail(e.code ?? 'ECONNRESET', `connection to node ${this.o.where}: ${e.message}`);

@@ -250,7 +250,7 @@ export function redactUri(uri: string): string {
   if (typeof uri !== 'string') return '<not a string>';
   const text = uri.trim();
   const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/s.exec(text);
-  if (!m) return text.length > 0 && !text.includes('@') && !text.includes(':') ? clip(text) : '<unparseable URI>';
+  if (!m) return '<not a URI>';
   const scheme = m[1]!;
   let rest = m[2]!;
   let fragment = '';
