@@ -6,8 +6,8 @@ import { isIP } from 'node:net';
 import type { ResolvConf } from '../config/host-identity.js';
 
 export class ResolveError extends Error {
-  constructor(readonly name: string, readonly code: string) {
-    super(`cannot resolve '${name}': ${code}`);
+  constructor(readonly host: string, readonly code: string) {
+    super(`cannot resolve '${host}': ${code}`);
     this.name = 'ResolveError';
   }
 }

@@ -4,6 +4,7 @@
 import { createLogger } from '../observe/log.js';
 import { compileInjectConfig, type CompiledInject } from '../http/inject-config.js';
 import { RequestRewriter } from '../http/rewriter.js';
+import { NameResolver } from '../dns/resolver.js';
 import { startDataPlane, type DataPlane } from './dataplane.js';
 import { FIRST_LISTENER_FD, type FromChild, type ToChild } from './protocol.js';
 
@@ -20,6 +21,7 @@ function rewriterFactory(inject: CompiledInject): () => RequestRewriter {
 process.on('message', (msg: ToChild) => {
   if (msg.type === 'start') {
     const log = createLogger(msg.logFormat);
+    const resolver = new NameResolver(msg.resolver);
     startDataPlane(
       {
         mode: msg.mode,
@@ -29,6 +31,7 @@ process.on('message', (msg: ToChild) => {
         maxConnections: msg.maxConnections,
         outboundMark: msg.outboundMark,
         preserveSource: msg.preserveSource,
+        ...(msg.dstFromHost ? { dstFromHost: { resolve: (n: string) => resolver.resolve(n), maxHeadBytes: msg.inject?.maxHeadBytes ?? 65536 } } : {}),
         ...(msg.inject ? { rewriterFor: rewriterFactory(compileInjectConfig(msg.inject)) } : {}),
       },
       msg.listeners.map((l, i) => ({ fd: FIRST_LISTENER_FD + i, family: l.family, label: l.label })),

@@ -9,6 +9,7 @@ import { connectDirect, ConnectError, fmt } from '../outbound/direct.js';
 import { relay, type UpstreamRewriter } from '../relay/relay.js';
 import type { Logger } from '../observe/log.js';
 import type { CaptureMode } from '../firewall/plan.js';
+import { requestAuthority } from '../sniff/authority.js';
 
 export interface ListenerHandle {
   fd: number;
@@ -26,6 +27,8 @@ export interface DataPlaneConfig {
   /** SO_MARK on outbound sockets (needs CAP_NET_ADMIN); 0: none. */
   outboundMark: number;
   preserveSource: boolean;
+  /** Without an original destination from the kernel, read it from the Host header. */
+  dstFromHost?: { resolve(name: string): Promise<{ address: string; family: 4 | 6 }>; maxHeadBytes: number };
   /** Builds a rewriter for the client→server stream of a new connection, if any. */
   rewriterFor?: (flow: Flow) => UpstreamRewriter | undefined;
 }
@@ -88,12 +91,17 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
           ? originalDestination(client, family)
           : { address: unmapAddress(client.localAddress ?? ''), port: client.localPort ?? 0, family };
     } catch (e) {
+      if (cfg.dstFromHost) {
+        sockets.add(client);
+        client.on('error', () => {});
+        void destinationFromHost(client, src, started).finally(() => finishOne(client));
+        return;
+      }
       log.warn('refused', { src: fmt(src), reason: 'no-original-destination', error: (e as Error).message });
       client.destroy();
       return;
     }
-    if (dst.port === cfg.listenPort && local.has(dst.address)) {
-      // Connecting to ourselves would loop until file descriptors run out.
+    if (isLoop(dst)) {
       log.warn('refused', { src: fmt(src), dst: fmt(dst), reason: 'loop' });
       client.destroy();
       return;
@@ -104,7 +112,56 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     void handle(flow, client).finally(() => finishOne(client));
   };
 
-  const handle = async (flow: Flow, client: net.Socket): Promise<void> => {
+  // Connecting to ourselves would loop until file descriptors run out.
+  const isLoop = (dst: Endpoint): boolean => dst.port === cfg.listenPort && local.has(dst.address);
+
+  /** --dst-from-host: read the request head, resolve its Host, then relay as usual. */
+  const destinationFromHost = async (client: net.Socket, src: Endpoint, started: number): Promise<void> => {
+    const opts = cfg.dstFromHost!;
+    const chunks: Buffer[] = [];
+    const authority = await new Promise<ReturnType<typeof requestAuthority>>((resolve) => {
+      const timer = setTimeout(() => done('none'), cfg.connectTimeoutMs);
+      const done = (r: ReturnType<typeof requestAuthority>): void => {
+        clearTimeout(timer);
+        client.pause();
+        client.removeListener('data', onData);
+        client.removeListener('close', onClose);
+        resolve(r);
+      };
+      const onData = (d: Buffer): void => {
+        chunks.push(d);
+        const r = requestAuthority(Buffer.concat(chunks), opts.maxHeadBytes);
+        if (r !== 'need-more') done(r);
+      };
+      const onClose = (): void => done('none');
+      client.on('data', onData);
+      client.on('close', onClose);
+      client.resume();
+    });
+    const head = Buffer.concat(chunks);
+    if (authority === 'none' || authority === 'need-more') {
+      log.warn('refused', { src: fmt(src), reason: 'no-original-destination', error: 'no usable Host header' });
+      if (!client.destroyed) client.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    let dst: Endpoint;
+    try {
+      const r = await opts.resolve(authority.host);
+      dst = { address: r.address, port: authority.port, family: r.family };
+    } catch (e) {
+      log.warn('refused', { src: fmt(src), reason: 'resolve-failed', host: authority.host, error: (e as Error).message });
+      if (!client.destroyed) client.end('HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    if (isLoop(dst)) {
+      log.warn('refused', { src: fmt(src), dst: fmt(dst), reason: 'loop' });
+      client.destroy();
+      return;
+    }
+    await handle({ id: nextId++, src, dst, started }, client, head);
+  };
+
+  const handle = async (flow: Flow, client: net.Socket, head?: Buffer): Promise<void> => {
     let upstream: net.Socket;
     try {
       upstream = await connectDirect(flow.dst, {
@@ -124,7 +181,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       return;
     }
     const rewriter = cfg.rewriterFor?.(flow);
-    const r = await relay(client, upstream, { idleTimeoutMs: cfg.idleTimeoutMs, ...(rewriter ? { rewriter } : {}) });
+    const r = await relay(client, upstream, { idleTimeoutMs: cfg.idleTimeoutMs, ...(rewriter ? { rewriter } : {}), ...(head ? { head } : {}) });
     log.info('conn', {
       id: flow.id,
       src: fmt(flow.src),

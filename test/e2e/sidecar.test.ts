@@ -187,3 +187,18 @@ test('bad header flags are usage errors', async () => {
     }
   });
 });
+
+test('--dst-from-host: without NAT the destination comes from the Host header', async () => {
+  await withLab(async (lab) => {
+    const { pod: p } = await pod(lab);
+    const proxy = await startTranproxy(p, ['run', '--firewall', 'none', '--proxy-user', 'none', '--dst-from-host', '-H', 'tranproxy:true', '--family', 'ipv4']);
+    const r = await p.run('curl', ['-sS', '--max-time', '5', '-H', `Host: ${SERVER}:8080`, 'http://127.0.0.1:15001/via-host']);
+    const [echo] = parseEchoes(r.stdout);
+    assert.ok(echo, r.stdout + r.stderr);
+    assert.equal(echo.path, '/via-host');
+    assert.deepEqual(header(echo, 'tranproxy'), ['true']);
+    await proxy.waitForOutput(/conn .*dst=10\.73\.1\.2:8080 .*close=eof/);
+    const noHost = await p.run(NODE, [peerPath('raw_client.mjs'), '127.0.0.1', '15001'], { input: 'GET / HTTP/1.0\r\n\r\n' });
+    assert.match(noHost.stdout, /^HTTP\/1\.1 400 /);
+  });
+});
