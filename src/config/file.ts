@@ -1,0 +1,259 @@
+// Loading the YAML config file: YAML syntax, the schema (schema.ts), the domain list files
+// rules refer to, and a trial compile of the rules. Every problem is reported as
+// `FILE:LINE:COL: path: reason`, the position taken from the YAML source.
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+import type { z } from 'zod';
+import { UsageError } from '../errors.js';
+import { compileRules, parseDomainList, RULE_FIELD_NAMES, RuleError, suggest, type DomainList, type RuleSpec } from '../route/index.js';
+import { ConfigSchema, describe, KNOWN_KEYS, settingsOf, type ConfigRule, type ConfigSettings } from './schema.js';
+
+export interface ConfigFile extends ConfigSettings {
+  /** The file as named by the user. */
+  path: string;
+  /** Rules ready for compileRules: domain list files read and parsed. */
+  routeRules: RuleSpec[];
+}
+
+export interface ConfigIssue {
+  file: string;
+  line: number;
+  col: number;
+  /** e.g. `rules[2].outbound`; '' for the file as a whole. */
+  path: string;
+  message: string;
+}
+
+/** One or more problems in a config file; the message lists them all, one per line. */
+export class ConfigError extends UsageError {
+  constructor(readonly issues: ConfigIssue[]) {
+    super(issues.map(formatIssue).join('\n'));
+  }
+}
+
+export function formatIssue(i: ConfigIssue): string {
+  return `${i.file}:${i.line}:${i.col}: ${i.path ? `${i.path}: ` : ''}${i.message}`;
+}
+
+export interface ParseOptions {
+  /** Reads a domain list file (absolute path). Default: fs.readFileSync as UTF-8. */
+  readFile?: (path: string) => string;
+  /** Directory relative domain list paths start from. Default: the config file's directory. */
+  baseDir?: string;
+}
+
+type Path = (string | number)[];
+
+/** `rules[2].outbound`, `nodes["a b"]`. */
+export function pathText(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else if (typeof seg === 'string' && /^[A-Za-z0-9_-]+$/.test(seg)) out += out ? `.${seg}` : seg;
+    else out += `[${JSON.stringify(String(seg))}]`;
+  }
+  return out;
+}
+
+interface Located {
+  /** Offset in the text. */
+  offset: number;
+  /** The part of the path that exists in the document (plus a missing map key, if any). */
+  path: Path;
+}
+
+function resolve(doc: Document, node: unknown): unknown {
+  return isAlias(node) ? node.resolve(doc) : node;
+}
+
+/**
+ * Find where `path` is in the document. `at: 'key'` points at a map key instead of its
+ * value. A path that runs past the document (a single value standing for a list of one,
+ * a missing key) stops at the deepest node that exists.
+ */
+function locate(doc: Document, path: readonly PropertyKey[], at: 'value' | 'key' = 'value'): Located {
+  let node = resolve(doc, doc.contents) as YamlNode | null;
+  let offset = node?.range?.[0] ?? 0;
+  const found: Path = [];
+  for (let i = 0; i < path.length; i++) {
+    const seg = path[i]!;
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isPair(p) && String(isScalar(p.key) ? p.key.value : p.key) === String(seg));
+      if (!pair) {
+        found.push(seg as string | number); // a missing key: name it, point at its mapping
+        break;
+      }
+      const keyNode = pair.key as YamlNode | null;
+      const value = resolve(doc, pair.value) as YamlNode | null;
+      found.push(seg as string | number);
+      const last = i === path.length - 1;
+      if (last && at === 'key' && keyNode?.range) offset = keyNode.range[0];
+      else if (value?.range && !(isScalar(value) && value.value === null && value.range[0] === value.range[1])) offset = value.range[0];
+      else if (keyNode?.range) offset = keyNode.range[0];
+      node = value;
+    } else if (isSeq(node)) {
+      const item = resolve(doc, node.items[Number(seg)]) as YamlNode | null | undefined;
+      if (!item) break;
+      found.push(Number(seg));
+      if (item.range) offset = item.range[0];
+      node = item;
+    } else break;
+  }
+  return { offset, path: found };
+}
+
+function keysFor(path: readonly PropertyKey[]): readonly string[] {
+  if (path.length === 0) return KNOWN_KEYS.top;
+  if (path[0] === 'rules' && path.length === 2) return KNOWN_KEYS.rule;
+  if (path[0] === 'nodes' && path.length === 2) return KNOWN_KEYS.node;
+  if (path[0] === 'dns' && path.length === 1) return KNOWN_KEYS.dns;
+  if (path[0] === 'dns' && path[1] === 'fake-ip' && path.length === 2) return KNOWN_KEYS.fakeIp;
+  return [];
+}
+
+function unknownKeyMessage(key: string, known: readonly string[]): string {
+  const kebab = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).replace(/_/g, '-');
+  const guess = known.includes(kebab) ? kebab : suggest(key, known) ?? suggest(kebab, known);
+  const plural = known.includes(`${kebab}s`) ? `${kebab}s` : undefined;
+  const hint = plural ?? guess;
+  return `unknown key '${key}'${hint ? `; did you mean '${hint}'?${hint !== key && kebab !== key && hint === kebab ? ' (keys are kebab-case)' : ''}` : ''}`;
+}
+
+/** Drop `key:` entries left empty (null), so they read as absent; flag-like switches given bare mean true. */
+function dropNulls(v: unknown, top = true): unknown {
+  if (Array.isArray(v)) return v.map((x) => dropNulls(x, false));
+  if (v === null || typeof v !== 'object') return v;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (x === null) {
+      if (top && (k === 'set-forwarded-for' || k === 'set-client-hostname')) out[k] = true;
+      continue;
+    }
+    out[k] = dropNulls(x, false);
+  }
+  return out;
+}
+
+function issueMessage(iss: z.core.$ZodIssue): string {
+  const value = (iss as { input?: unknown }).input; // parsed with reportInput
+  switch (iss.code) {
+    case 'invalid_key':
+      return iss.issues.map((i) => i.message).join('; ');
+    case 'invalid_type':
+      if (value === undefined) return 'required';
+      return `expected ${iss.expected === 'array' ? 'a list' : iss.expected === 'object' || iss.expected === 'record' ? 'a mapping' : iss.expected}, got ${describe(value)}`;
+    default:
+      // A missing key whose check says "expected X": say it is required.
+      if (value === undefined && iss.code === 'custom' && iss.message.startsWith('expected ')) return `required: ${iss.message.slice(9)}`;
+      return iss.message;
+  }
+}
+
+/**
+ * Parse and validate config text. `path` names the file in messages and anchors relative
+ * domain list paths. Throws ConfigError (a UsageError) listing every problem with its line.
+ */
+export function parseConfigText(text: string, path: string, opts: ParseOptions = {}): ConfigFile {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const issueAt = (offset: number, p: readonly PropertyKey[], message: string): ConfigIssue => {
+    const { line, col } = lineCounter.linePos(offset);
+    return { file: path, line, col, path: pathText(p), message };
+  };
+  const fail = (issues: ConfigIssue[]): never => {
+    issues.sort((a, b) => a.line - b.line || a.col - b.col);
+    throw new ConfigError(issues);
+  };
+
+  if (doc.errors.length) {
+    fail(doc.errors.map((e) => issueAt(e.pos[0], [], `YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`)));
+  }
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 1000 });
+  } catch (e) {
+    fail([issueAt(0, [], `YAML: ${(e as Error).message}`)]);
+  }
+  if (raw === null || raw === undefined) raw = {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    fail([issueAt(0, [], `expected a mapping of settings (key: value), got ${describe(raw)}`)]);
+  }
+  const data = dropNulls(raw);
+
+  const parsed = ConfigSchema.safeParse(data, { reportInput: true });
+  if (!parsed.success) {
+    const issues: ConfigIssue[] = [];
+    for (const iss of parsed.error.issues) {
+      if (iss.code === 'unrecognized_keys') {
+        for (const key of iss.keys) {
+          const loc = locate(doc, [...iss.path, key], 'key');
+          issues.push(issueAt(loc.offset, iss.path, unknownKeyMessage(key, keysFor(iss.path))));
+        }
+        continue;
+      }
+      const loc = locate(doc, iss.path, iss.code === 'invalid_key' ? 'key' : 'value');
+      issues.push(issueAt(loc.offset, loc.path, issueMessage(iss)));
+    }
+    fail(issues);
+  }
+  const settings = settingsOf(parsed.data!);
+
+  // Domain list files, relative to the config file.
+  const baseDir = opts.baseDir ?? dirname(path);
+  const read = opts.readFile ?? ((p: string) => readFileSync(p, 'utf8'));
+  const cache = new Map<string, DomainList>();
+  const issues: ConfigIssue[] = [];
+  const routeRules: RuleSpec[] = settings.rules.map((r: ConfigRule, i) => {
+    const { domainList, ...rest } = r;
+    const spec: RuleSpec = { ...rest, name: `rules[${i}]` };
+    if (domainList) {
+      const lists: DomainList[] = [];
+      domainList.forEach((file, j) => {
+        const full = isAbsolute(file) ? file : join(baseDir, file);
+        try {
+          let list = cache.get(full);
+          if (!list) {
+            list = parseDomainList(read(full), file);
+            cache.set(full, list);
+          }
+          lists.push(list);
+        } catch (e) {
+          const err = e as NodeJS.ErrnoException;
+          const why = err instanceof UsageError ? err.message : `cannot read '${file}' (${full}): ${err.code === 'ENOENT' ? 'no such file' : err.code ?? err.message}`;
+          const loc = locate(doc, ['rules', i, 'domain-list', j]);
+          issues.push(issueAt(loc.offset, loc.path, why));
+        }
+      });
+      spec.domainList = lists;
+    }
+    return spec;
+  });
+  if (issues.length) fail(issues);
+
+  // Everything the router checks, checked now, with a line to show.
+  try {
+    compileRules(routeRules, settings.default, Object.keys(settings.nodes));
+  } catch (e) {
+    if (e instanceof RuleError) {
+      const p: Path = ['rules', e.rule, ...(e.field && e.field !== 'name' ? [RULE_FIELD_NAMES[e.field]] : [])];
+      const loc = locate(doc, p);
+      fail([issueAt(loc.offset, loc.path, e.message.replace(/^rules\[\d+\](\.[a-z-]+)?: /, ''))]);
+    }
+    if (e instanceof UsageError) fail([issueAt(locate(doc, ['default']).offset, ['default'], e.message.replace(/^default: /, ''))]);
+    throw e;
+  }
+  return { path, ...settings, routeRules };
+}
+
+/** Read and parse a config file. Throws ConfigError, or UsageError when it cannot be read. */
+export function loadConfigFile(path: string, opts: ParseOptions = {}): ConfigFile {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new UsageError(`--config ${path}: cannot read the file: ${err.code === 'ENOENT' ? 'no such file' : err.code ?? err.message}`);
+  }
+  return parseConfigText(text, path, opts);
+}

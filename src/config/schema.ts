@@ -1,0 +1,443 @@
+// The YAML config file (`tranproxy run --config FILE`): its schema, and what it becomes.
+//
+// Key style: kebab-case everywhere. Settings that `tranproxy run` also takes as flags use the
+// flag's long name; flags that may be repeated take a list here and use the plural:
+//
+//   file key              flag                    file key              flag
+//   mode                  --mode                  firewall              --firewall
+//   capture (list)        --capture               bypass-mark           --bypass-mark
+//   family                --family                tproxy-mark           --tproxy-mark
+//   listen-port           --listen-port           tproxy-table          --tproxy-table
+//   ports (list)          -P/--port               preserve-source       --[no-]preserve-source
+//   exclude-ports (list)  --exclude-port          connect-timeout       --connect-timeout
+//   include-cidrs (list)  --include-cidr          idle-timeout          --idle-timeout
+//   exclude-cidrs (list)  --exclude-cidr          max-connections       --max-connections
+//   source-cidrs (list)   --source-cidr           log-format            --log-format
+//   in-interfaces (list)  -i/--in-interface       headers (list)        -H/--header
+//   proxy-user            --proxy-user            set-forwarded-for     --Set-Forwarded-For
+//   exclude-uids (list)   --exclude-uid           set-client-hostname   --Set-Client-Hostname
+//   exclude-gids (list)   --exclude-gid           xff-mode              --xff-mode
+//   nameservers (list)    -N/--nameserver         max-head-size         --max-head-size
+//   dst-from-host         --dst-from-host
+//
+// A list key also takes a single value (`ports: 80`). Durations are "10s", "5m", "250ms" or
+// a number of milliseconds. `headers` items are "Name: value" strings or `Name: value` maps.
+// `set-forwarded-for` / `set-client-hostname`: true (or no value) = the flag without a
+// value, false = off, a string = the flag's value ("default", "hostname" or a literal).
+//
+// Beyond the flags:
+//   nodes:    name → URI (socks5://, socks5h://, http://, ss://) or { uri, connect-timeout, udp }
+//   rules:    list of { domain | domain-suffix | domain-keyword | domain-list | cidr | port |
+//             source-cidr | network …, outbound }; every matcher given must match (the domain
+//             ones count as one: any of them); first matching rule wins
+//   default:  outbound for flows no rule matches (default: direct)
+//   dns:      { listen, nameservers, via, cache, fake-ip: { enabled, range } }
+// Outbound names: `direct`, `reject`, or a key of `nodes`. Unknown keys are errors.
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { UsageError } from '../errors.js';
+import { parseHeaderFlag, validateHeader, type HeaderSpec } from '../http/inject-config.js';
+import { BUILTIN_OUTBOUNDS, normalizeDomainEntry, suggest, unknownOutboundMessage, type DomainEntryKind, type Network } from '../route/index.js';
+import type { RawRunOptions } from './run-config.js';
+import {
+  parseCidr,
+  parseDuration,
+  parseId,
+  parseInterfaceName,
+  parseMark,
+  parsePort,
+  parsePortRange,
+  parsePositiveInt,
+  parseUidGid,
+} from './values.js';
+
+/** Node URI schemes the outbound layer implements (see src/outbound/uri.ts). */
+export const NODE_SCHEMES = ['socks5', 'socks5h', 'http', 'ss'] as const;
+/** Fake-IP range used when `dns.fake-ip.enabled` is set without a range. */
+export const DEFAULT_FAKE_IP_RANGE = '198.18.0.0/15';
+
+// ---------------------------------------------------------------------------------------
+// Building blocks
+
+/** Run one of values.ts's parsers (they throw UsageError "<flag>: <reason>") as a zod check. */
+function check(parse: (text: string) => unknown) {
+  return (v: string | number, ctx: z.RefinementCtx) => {
+    try {
+      parse(String(v));
+    } catch (e) {
+      if (!(e instanceof UsageError)) throw e;
+      ctx.addIssue({ code: 'custom', message: e.message.replace(/^: /, '') });
+    }
+  };
+}
+
+/** A string or number (YAML gives `80` as a number, `8000-8100` as a string), checked by `parse`. */
+function scalar(what: string, parse?: (text: string) => unknown) {
+  const base = z.custom<string | number>((v) => typeof v === 'string' || typeof v === 'number', { message: `expected ${what}` });
+  return parse ? base.superRefine(check(parse)) : base;
+}
+
+function text(what: string, parse?: (text: string) => unknown) {
+  const base = z.custom<string>((v) => typeof v === 'string' && v.trim().length > 0, { message: `expected ${what}` });
+  return parse ? base.superRefine(check(parse)) : base;
+}
+
+/** A list; a single value stands for a list of one. */
+function many<T extends z.ZodType>(item: T) {
+  return z.preprocess((v) => (v === undefined || Array.isArray(v) ? v : [v]), z.array(item));
+}
+
+const bool = z.custom<boolean>((v) => typeof v === 'boolean', { message: 'expected true or false' });
+
+function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
+  return z.custom<T[number]>((v) => typeof v === 'string' && (values as readonly string[]).includes(v), {
+    error: (iss) => {
+      const guess = typeof iss.input === 'string' ? suggest(iss.input, values) : undefined;
+      return `${describe(iss.input)} is not one of ${values.join(', ')}${guess ? `; did you mean '${guess}'?` : ''}`;
+    },
+  });
+}
+
+/** How a value reads in a message. */
+export function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'an empty value';
+  if (typeof v === 'string') return `'${v}'`;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (Array.isArray(v)) return 'a list';
+  return 'a mapping';
+}
+
+const portRange = scalar('a port or range, e.g. 80 or 8000-8100', (t) => parsePortRange(t, ''));
+const cidr = text('a CIDR, e.g. 10.0.0.0/8', (t) => parseCidr(t, ''));
+const duration = scalar('a duration, e.g. 10s or 500ms', (t) => parseDuration(t, ''));
+const ipAddress = text('an IP address', (t) => {
+  if (!isIP(t.trim())) throw new UsageError(`: '${t}' is not an IP address`);
+});
+
+/** "53", "127.0.0.1:53", "[::1]:53", "::1" (no port), "1.1.1.1". */
+export function parseHostPort(t: string, defaultPort: number | undefined): { host: string | undefined; port: number } {
+  const s = t.trim();
+  const fail = (): never => {
+    throw new UsageError(`: '${t}' is not ${defaultPort === undefined ? 'PORT or IP:PORT' : 'IP or IP:PORT'} (IPv6 in brackets: [::1]:53)`);
+  };
+  if (/^\d+$/.test(s)) {
+    if (defaultPort !== undefined) fail();
+    return { host: undefined, port: parsePort(s, '') };
+  }
+  if (isIP(s)) {
+    if (defaultPort === undefined) fail();
+    return { host: s, port: defaultPort! };
+  }
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d+)$/.exec(s);
+  const host = m?.[1] ?? m?.[2];
+  if (!m || !host || !isIP(host) || (m[2] !== undefined && isIP(host) !== 4)) return fail();
+  return { host, port: parsePort(m[3]!, '') };
+}
+
+function domainEntries(kind: DomainEntryKind, what: string) {
+  return many(
+    text(what, (t) => {
+      const r = normalizeDomainEntry(kind, t);
+      if ('error' in r) throw new UsageError(`: ${r.error}`);
+    }),
+  ).optional();
+}
+
+const headerItem = z
+  .custom<string | Record<string, unknown>>((v) => typeof v === 'string' || (typeof v === 'object' && v !== null && !Array.isArray(v)), {
+    message: "expected 'Name: value' or a mapping Name: value",
+  })
+  .superRefine((v, ctx) => {
+    const add = (message: string, key?: string) => ctx.addIssue({ code: 'custom', message, ...(key === undefined ? {} : { path: [key] }) });
+    try {
+      if (typeof v === 'string') parseHeaderFlag(v);
+      else if (Object.keys(v).length === 0) add('expected at least one Name: value');
+    } catch (e) {
+      if (!(e instanceof UsageError)) throw e;
+      add(e.message);
+    }
+    if (typeof v === 'string') return;
+    for (const [name, value] of Object.entries(v)) {
+      if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
+        add(`expected a text value for header '${name}', got ${describe(value)}`, name);
+        continue;
+      }
+      try {
+        validateHeader(name, String(value));
+      } catch (e) {
+        if (!(e instanceof UsageError)) throw e;
+        add(e.message, name);
+      }
+    }
+  });
+
+const identityHeader = (header: string) =>
+  z
+    .custom<boolean | string>((v) => typeof v === 'boolean' || (typeof v === 'string' && v.trim() !== '') || typeof v === 'number', {
+      message: "expected true, false, 'default', 'hostname' or a value",
+    })
+    .superRefine((v, ctx) => {
+      if (typeof v !== 'boolean' && v !== 'default' && v !== 'hostname') check((t) => validateHeader(header, t))(String(v), ctx);
+    });
+
+// ---------------------------------------------------------------------------------------
+// The file
+
+const RuleSchema = z.strictObject({
+  domain: domainEntries('full', 'a domain name'),
+  'domain-suffix': domainEntries('suffix', 'a domain suffix, e.g. example.com'),
+  'domain-keyword': domainEntries('keyword', 'a domain keyword'),
+  'domain-list': many(text('a domain list file path')).optional(),
+  cidr: many(cidr).optional(),
+  port: many(portRange).optional(),
+  'source-cidr': many(cidr).optional(),
+  network: many(oneOf(['tcp', 'udp'])).optional(),
+  outbound: text('an outbound name (direct, reject or a node)'),
+});
+
+const NodeObject = z.strictObject({
+  uri: text('a node URI, e.g. socks5://host:1080', (t) => {
+    const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/./.exec(t.trim());
+    const scheme = m?.[1]?.toLowerCase();
+    if (!scheme || !(NODE_SCHEMES as readonly string[]).includes(scheme)) {
+      throw new UsageError(`: ${m ? `unsupported scheme '${m[1]}'` : 'not a URI'}: use ${NODE_SCHEMES.map((s) => `${s}://`).join(', ')}`);
+    }
+  }),
+  'connect-timeout': duration.optional(),
+  udp: bool.optional(),
+});
+const NodeName = z.string().superRefine((name, ctx) => {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(name)) {
+    ctx.addIssue({ code: 'custom', message: `node name '${name}': use letters, digits, '.', '_' and '-' (up to 63, starting with a letter or digit)` });
+  } else if ((BUILTIN_OUTBOUNDS as readonly string[]).includes(name)) {
+    ctx.addIssue({ code: 'custom', message: `'${name}' is a built-in outbound; give the node another name` });
+  }
+});
+const NodeSchema = z.preprocess((v) => (typeof v === 'string' ? { uri: v } : v), NodeObject);
+
+const FakeIpSchema = z.strictObject({
+  enabled: bool.optional(),
+  range: cidr.optional(),
+});
+
+const DnsSchema = z.strictObject({
+  listen: scalar('a port or IP:PORT, e.g. 127.0.0.1:5353', (t) => parseHostPort(t, undefined)).optional(),
+  nameservers: many(text('a nameserver IP or IP:PORT', (t) => parseHostPort(t, 53))).optional(),
+  via: text('an outbound name').optional(),
+  cache: bool.optional(),
+  'fake-ip': FakeIpSchema.optional(),
+});
+
+export const ConfigSchema = z
+  .strictObject({
+    mode: oneOf(['redirect', 'tproxy']).optional(),
+    capture: many(oneOf(['output', 'prerouting'])).optional(),
+    family: oneOf(['dual', 'ipv4', 'ipv6']).optional(),
+    'listen-port': scalar('a port', (t) => parsePort(t, '')).optional(),
+    ports: many(portRange).optional(),
+    'exclude-ports': many(portRange).optional(),
+    'include-cidrs': many(cidr).optional(),
+    'exclude-cidrs': many(cidr).optional(),
+    'source-cidrs': many(cidr).optional(),
+    'in-interfaces': many(text('an interface name', (t) => parseInterfaceName(t, ''))).optional(),
+    'proxy-user': scalar('UID:GID or none', (t) => t === 'none' || parseUidGid(t, '')).optional(),
+    'exclude-uids': many(scalar('a uid', (t) => parseId(t, ''))).optional(),
+    'exclude-gids': many(scalar('a gid', (t) => parseId(t, ''))).optional(),
+    firewall: oneOf(['auto', 'nft', 'iptables', 'none']).optional(),
+    'bypass-mark': scalar('a mark, e.g. 0x539', (t) => parseMark(t, '')).optional(),
+    'tproxy-mark': scalar('a mark, e.g. 0x1e7', (t) => parseMark(t, '')).optional(),
+    'tproxy-table': scalar('a route table number', (t) => parsePositiveInt(t, '', 0xfffffffe)).optional(),
+    'preserve-source': bool.optional(),
+    'connect-timeout': duration.optional(),
+    'idle-timeout': duration.optional(),
+    'max-connections': scalar('a number', (t) => parsePositiveInt(t, '')).optional(),
+    'log-format': oneOf(['text', 'json']).optional(),
+    headers: many(headerItem).optional(),
+    'set-forwarded-for': identityHeader('X-Forwarded-For').optional(),
+    'set-client-hostname': identityHeader('X-Client-Hostname').optional(),
+    'xff-mode': oneOf(['append', 'replace']).optional(),
+    'max-head-size': scalar('a number of bytes', (t) => parsePositiveInt(t, '', 1 << 24)).optional(),
+    nameservers: many(ipAddress).optional(),
+    'dst-from-host': bool.optional(),
+    nodes: z.record(NodeName, NodeSchema).optional(),
+    rules: many(RuleSchema).optional(),
+    default: text('an outbound name (direct, reject or a node)').optional(),
+    dns: DnsSchema.optional(),
+  })
+  .superRefine((cfg, ctx) => {
+    const nodes = Object.keys(cfg.nodes ?? {});
+    const known = [...BUILTIN_OUTBOUNDS, ...nodes];
+    const outbound = (name: string | undefined, path: (string | number)[], allowReject = true) => {
+      if (name === undefined) return;
+      if (!known.includes(name)) ctx.addIssue({ code: 'custom', path, message: unknownOutboundMessage(name, known) });
+      else if (!allowReject && name === 'reject') ctx.addIssue({ code: 'custom', path, message: "'reject' cannot carry DNS queries: use direct or a node" });
+    };
+    cfg.rules?.forEach((rule, i) => {
+      outbound(rule.outbound, ['rules', i, 'outbound']);
+      for (const key of ['domain', 'domain-suffix', 'domain-keyword', 'domain-list', 'cidr', 'port', 'source-cidr', 'network'] as const) {
+        if (rule[key]?.length === 0) ctx.addIssue({ code: 'custom', path: ['rules', i, key], message: 'empty list: the rule could never match' });
+      }
+    });
+    outbound(cfg.default, ['default']);
+    outbound(cfg.dns?.via, ['dns', 'via'], false);
+    if (cfg['xff-mode'] !== undefined && (cfg['set-forwarded-for'] === undefined || cfg['set-forwarded-for'] === false)) {
+      ctx.addIssue({ code: 'custom', path: ['xff-mode'], message: 'xff-mode needs set-forwarded-for' });
+    }
+  });
+
+export type ConfigFileInput = z.output<typeof ConfigSchema>;
+
+/** Keys allowed in each kind of mapping, for "did you mean" hints. */
+export const KNOWN_KEYS = {
+  top: Object.keys(ConfigSchema.shape),
+  rule: Object.keys(RuleSchema.shape),
+  node: Object.keys(NodeObject.shape),
+  dns: Object.keys(DnsSchema.shape),
+  fakeIp: Object.keys(FakeIpSchema.shape),
+} as const;
+
+// ---------------------------------------------------------------------------------------
+// What the file becomes
+
+export interface ConfigNode {
+  /** The node URI, unparsed (see src/outbound/uri.ts parseNodeUri). */
+  uri: string;
+  connectTimeoutMs?: number;
+  /** Relay UDP through this node too. */
+  udp?: boolean;
+}
+
+/** A rule as written, before its domain list files are read. */
+export interface ConfigRule {
+  domain?: string[];
+  domainSuffix?: string[];
+  domainKeyword?: string[];
+  /** Paths as written (relative to the config file's directory). */
+  domainList?: string[];
+  cidr?: string[];
+  port?: string[];
+  sourceCidr?: string[];
+  network?: Network[];
+  outbound: string;
+}
+
+export interface DnsConfig {
+  /** undefined host: all addresses. */
+  listen?: { host: string | undefined; port: number };
+  nameservers: { host: string; port: number }[];
+  /** Outbound used to reach the nameservers (default: direct). */
+  via: string;
+  cache: boolean;
+  fakeIp?: { enabled: boolean; range: string };
+}
+
+export interface ConfigSettings {
+  /** The flag-equivalent settings, exactly as commander would hand them to parseRunOptions. */
+  run: RawRunOptions;
+  nodes: Record<string, ConfigNode>;
+  rules: ConfigRule[];
+  /** Outbound for flows no rule matches ('direct' unless the file says otherwise). */
+  default: string;
+  /** Whether the file itself named a default outbound. */
+  defaultGiven: boolean;
+  dns: DnsConfig | undefined;
+}
+
+const strs = (v: readonly (string | number)[] | undefined): string[] | undefined => v?.map((x) => String(x).trim());
+
+function headerFlags(items: ConfigFileInput['headers']): string[] | undefined {
+  if (!items) return undefined;
+  const out: string[] = [];
+  for (const item of items) {
+    if (typeof item === 'string') out.push(item);
+    else for (const [name, value] of Object.entries(item)) out.push(`${name}:${String(value)}`);
+  }
+  return out;
+}
+
+function identityFlag(v: boolean | string | number | undefined): string | boolean | undefined {
+  return typeof v === 'number' ? String(v) : v;
+}
+
+/** Parsed headers of a validated file (for callers that want them as HeaderSpec). */
+export function headersOf(cfg: ConfigSettings): HeaderSpec[] {
+  return (cfg.run.header ?? []).map((h) => parseHeaderFlag(h));
+}
+
+/** A validated file → settings. */
+export function settingsOf(f: ConfigFileInput): ConfigSettings {
+  const run: RawRunOptions = {};
+  const set = <K extends keyof RawRunOptions>(k: K, v: RawRunOptions[K] | undefined) => {
+    if (v !== undefined) run[k] = v;
+  };
+  const one = (v: string | number | undefined) => (v === undefined ? undefined : String(v).trim());
+  set('mode', f.mode);
+  set('capture', f.capture);
+  set('family', f.family);
+  set('listenPort', one(f['listen-port']));
+  set('port', strs(f.ports));
+  set('excludePort', strs(f['exclude-ports']));
+  set('includeCidr', strs(f['include-cidrs']));
+  set('excludeCidr', strs(f['exclude-cidrs']));
+  set('sourceCidr', strs(f['source-cidrs']));
+  set('inInterface', strs(f['in-interfaces']));
+  set('proxyUser', one(f['proxy-user']));
+  set('excludeUid', strs(f['exclude-uids']));
+  set('excludeGid', strs(f['exclude-gids']));
+  set('firewall', f.firewall);
+  set('bypassMark', one(f['bypass-mark']));
+  set('tproxyMark', one(f['tproxy-mark']));
+  set('tproxyTable', one(f['tproxy-table']));
+  set('preserveSource', f['preserve-source']);
+  set('connectTimeout', one(f['connect-timeout']));
+  set('idleTimeout', one(f['idle-timeout']));
+  set('maxConnections', one(f['max-connections']));
+  set('logFormat', f['log-format']);
+  set('header', headerFlags(f.headers));
+  set('setForwardedFor', identityFlag(f['set-forwarded-for']));
+  set('setClientHostname', identityFlag(f['set-client-hostname']));
+  set('xffMode', f['xff-mode']);
+  set('maxHeadSize', one(f['max-head-size']));
+  set('nameserver', strs(f.nameservers));
+  set('dstFromHost', f['dst-from-host']);
+
+  const nodes: Record<string, ConfigNode> = {};
+  for (const [name, n] of Object.entries(f.nodes ?? {})) {
+    nodes[name] = {
+      uri: n.uri.trim(),
+      ...(n['connect-timeout'] !== undefined ? { connectTimeoutMs: parseDuration(String(n['connect-timeout']), `nodes.${name}.connect-timeout`) } : {}),
+      ...(n.udp !== undefined ? { udp: n.udp } : {}),
+    };
+  }
+
+  const rules: ConfigRule[] = (f.rules ?? []).map((r) => {
+    const out: ConfigRule = { outbound: r.outbound };
+    if (r.domain) out.domain = r.domain;
+    if (r['domain-suffix']) out.domainSuffix = r['domain-suffix'];
+    if (r['domain-keyword']) out.domainKeyword = r['domain-keyword'];
+    if (r['domain-list']) out.domainList = r['domain-list'];
+    if (r.cidr) out.cidr = strs(r.cidr);
+    if (r.port) out.port = strs(r.port);
+    if (r['source-cidr']) out.sourceCidr = strs(r['source-cidr']);
+    if (r.network) out.network = r.network;
+    return out;
+  });
+
+  let dns: DnsConfig | undefined;
+  if (f.dns) {
+    const d = f.dns;
+    const fake = d['fake-ip'];
+    dns = {
+      ...(d.listen !== undefined ? { listen: parseHostPort(String(d.listen), undefined) } : {}),
+      nameservers: (d.nameservers ?? []).map((n) => {
+        const hp = parseHostPort(n, 53);
+        return { host: hp.host!, port: hp.port };
+      }),
+      via: d.via ?? 'direct',
+      cache: d.cache ?? true,
+      ...(fake ? { fakeIp: { enabled: fake.enabled ?? true, range: parseCidr(fake.range ?? DEFAULT_FAKE_IP_RANGE, 'dns.fake-ip.range').text } } : {}),
+    };
+  }
+  return { run, nodes, rules, default: f.default ?? 'direct', defaultGiven: f.default !== undefined, dns };
+}
