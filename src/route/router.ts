@@ -121,9 +121,10 @@ function collect(index: Index, key: string, out: number[]): void {
   else for (const r of hit) out.push(r);
 }
 
+/** The candidate closest to `word` by edit distance, if close enough to be a typo. */
 export function suggest(word: string, candidates: readonly string[]): string | undefined {
   let best: string | undefined;
-  let bestD = Math.max(2, Math.floor(word.length / 3)) + 1;
+  let bestD = Math.max(1, Math.floor(word.length / 3)) + 1; // a typo or two, not a different word
   for (const c of candidates) {
     const d = editDistance(word.toLowerCase(), c.toLowerCase());
     if (d < bestD) {
