@@ -1,6 +1,7 @@
 // `tranproxy run`: flags → RunConfig → Supervisor. Nothing else.
 import { Command, Option } from 'commander';
 import { parseRunOptions, type RawRunOptions } from '../config/run-config.js';
+import { loadConfigFile } from '../config/file.js';
 import { createLogger } from '../observe/log.js';
 import { Supervisor } from '../proxy/supervisor.js';
 import { UsageError } from '../errors.js';
@@ -25,15 +26,30 @@ export function runCommand(): Command {
     .addOption(new Option('--xff-mode <mode>', 'X-Forwarded-For: append to what the client sent, or replace it').choices(['append', 'replace']))
     .option('--max-head-size <bytes>', 'HTTP: largest request head accepted (larger gets 431)', '65536')
     .option('-N, --nameserver <ip>', 'resolver for names tranproxy must resolve itself (default: /etc/resolv.conf); repeatable', collect)
+    .option('-c, --config <file>', 'YAML config file (nodes, rules, and any flag); flags given on the command line win')
+    .option('--upstream <uri>', 'send every flow through this node: socks5://[user:pass@]host:port, http://…, ss://…')
+    .option('--sniff-timeout <duration>', 'gateway: how long to wait for a client\'s first bytes to find its domain', '300ms')
     .option('--dst-from-host', 'HTTP: when the kernel has no original destination (no NAT), connect to the Host header\'s name instead')
-    .action(async (command: string[], opts: RawRunOptions) => {
+    .action(async (command: string[], opts: RawRunOptions & { config?: string }, self: Command) => {
       if (command.length > 0 && !process.argv.includes('--')) {
         throw new UsageError(`unexpected argument '${command[0]}': put the program to run after --, e.g. tranproxy run -P 80 -- curl http://example`);
       }
-      const cfg = parseRunOptions(opts, command);
+      const file = opts.config ? loadConfigFile(opts.config) : undefined;
+      const cfg = parseRunOptions(file ? withFile(file.run, opts, self) : opts, command, undefined, file);
       const log = createLogger(cfg.logFormat);
       const status = await new Supervisor(cfg, log).run();
       process.exit(status);
     });
   return cmd;
+}
+
+/** File settings, overridden by flags the user actually typed (not commander's defaults). */
+function withFile(fromFile: RawRunOptions, flags: RawRunOptions, cmd: Command): RawRunOptions {
+  const merged: Record<string, unknown> = { ...flags };
+  for (const [key, value] of Object.entries(fromFile)) {
+    if (value === undefined) continue;
+    const source = cmd.getOptionValueSource(key);
+    if (source !== 'cli' && source !== 'env') merged[key] = value;
+  }
+  return merged as RawRunOptions;
 }

@@ -5,6 +5,8 @@ import { isIP } from 'node:net';
 import { UsageError } from '../errors.js';
 import { compileInjectConfig, DEFAULT_MAX_HEAD_BYTES, parseHeaderFlag, validateHeader, type InjectConfig, type XffMode } from '../http/inject-config.js';
 import { podAddress, readResolvConf, type ResolvConf } from './host-identity.js';
+import { routingOf, type RoutingConfig } from './routing.js';
+import type { ConfigFile } from './file.js';
 import type { CaptureMode, CapturePlan, CapturePoint, Cidr, Family, PortRange } from '../firewall/plan.js';
 import {
   parseChoice,
@@ -57,6 +59,8 @@ export interface RunConfig {
   resolver: ResolvConf;
   /** Find the destination from the Host header when the kernel has none (no NAT). */
   dstFromHost: boolean;
+  /** Upstream nodes and rules; undefined: every flow goes direct, nothing is sniffed. */
+  routing: RoutingConfig | undefined;
 }
 
 /** What commander hands over: strings, string arrays, booleans, undefined. */
@@ -93,6 +97,8 @@ export interface RawRunOptions {
   xffMode?: string;
   maxHeadSize?: string;
   dstFromHost?: boolean;
+  upstream?: string;
+  sniffTimeout?: string;
 }
 
 /** Facts the sidecar defaults depend on; injectable for tests. */
@@ -159,7 +165,7 @@ function families(choice: FamilyChoice): Family[] {
   return choice === 'dual' ? ['ipv4', 'ipv6'] : [choice];
 }
 
-export function parseRunOptions(raw: RawRunOptions, command: string[] = [], facts: HostFacts = REAL_HOST): RunConfig {
+export function parseRunOptions(raw: RawRunOptions, command: string[] = [], facts: HostFacts = REAL_HOST, file?: ConfigFile): RunConfig {
   const mode = parseChoice(raw.mode ?? 'redirect', ['redirect', 'tproxy'] as const, '--mode');
   const capture = [...new Set(splitList(raw.capture ?? ['output']).map((c) => parseChoice(c, ['output', 'prerouting'] as const, '--capture')))];
   const fam = parseChoice(raw.family ?? 'dual', ['dual', 'ipv4', 'ipv6'] as const, '--family');
@@ -211,6 +217,7 @@ export function parseRunOptions(raw: RawRunOptions, command: string[] = [], fact
     inject: injectOf(raw, facts),
     resolver: resolverOf(raw, facts),
     dstFromHost: raw.dstFromHost ?? false,
+    routing: routingOf(file, raw.upstream, parseDuration(raw.sniffTimeout ?? '300ms', '--sniff-timeout')),
   };
 }
 

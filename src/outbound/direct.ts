@@ -15,7 +15,14 @@ export interface DirectOptions {
 }
 
 export class ConnectError extends Error {
-  constructor(readonly code: string, message: string) {
+  constructor(
+    readonly code: string,
+    message: string,
+    /** Outbound, rule and domain of the attempt, for logs. */
+    readonly via = 'direct',
+    readonly rule?: string,
+    readonly domain?: string,
+  ) {
     super(message);
     this.name = 'ConnectError';
   }

@@ -5,7 +5,10 @@ import { createLogger } from '../observe/log.js';
 import { compileInjectConfig, type CompiledInject } from '../http/inject-config.js';
 import { RequestRewriter } from '../http/rewriter.js';
 import { NameResolver } from '../dns/resolver.js';
-import { startDataPlane, type DataPlane } from './dataplane.js';
+import { startDataPlane, type DataPlane, type DataPlaneRouting } from './dataplane.js';
+import { compileRules } from '../route/index.js';
+import { createOutbound, parseNodeUri, type TcpOutbound } from '../outbound/index.js';
+import type { RoutingConfig } from '../config/routing.js';
 import { FIRST_LISTENER_FD, type FromChild, type ToChild } from './protocol.js';
 
 function send(msg: FromChild): void {
@@ -13,6 +16,18 @@ function send(msg: FromChild): void {
 }
 
 let plane: DataPlane | undefined;
+
+/** Outbounds and router from plain config (validated already by the supervisor). */
+function buildRouting(cfg: RoutingConfig, mark: number, connectTimeoutMs: number): DataPlaneRouting {
+  const outbounds = new Map<string, TcpOutbound>();
+  for (const [name, node] of Object.entries(cfg.nodes)) {
+    outbounds.set(
+      name,
+      createOutbound(parseNodeUri(node.uri, name), { ...(mark ? { mark } : {}), connectTimeoutMs: node.connectTimeoutMs ?? connectTimeoutMs }),
+    );
+  }
+  return { router: compileRules(cfg.rules, cfg.defaultOutbound, [...outbounds.keys()]), outbounds, sniffTimeoutMs: cfg.sniffTimeoutMs };
+}
 
 function rewriterFactory(inject: CompiledInject): () => RequestRewriter {
   return () => new RequestRewriter(inject);
@@ -32,6 +47,7 @@ process.on('message', (msg: ToChild) => {
         outboundMark: msg.outboundMark,
         preserveSource: msg.preserveSource,
         ...(msg.dstFromHost ? { dstFromHost: { resolve: (n: string) => resolver.resolve(n), maxHeadBytes: msg.inject?.maxHeadBytes ?? 65536 } } : {}),
+        ...(msg.routing ? { routing: buildRouting(msg.routing, msg.outboundMark, msg.connectTimeoutMs) } : {}),
         ...(msg.inject ? { rewriterFor: rewriterFactory(compileInjectConfig(msg.inject)) } : {}),
       },
       msg.listeners.map((l, i) => ({ fd: FIRST_LISTENER_FD + i, family: l.family, label: l.label })),

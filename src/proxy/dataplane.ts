@@ -10,6 +10,11 @@ import { relay, type UpstreamRewriter } from '../relay/relay.js';
 import type { Logger } from '../observe/log.js';
 import type { CaptureMode } from '../firewall/plan.js';
 import { requestAuthority } from '../sniff/authority.js';
+import { peek } from '../sniff/peek.js';
+import { sniff } from '../sniff/index.js';
+import type { Router } from '../route/index.js';
+import { OutboundError, type TcpOutbound } from '../outbound/types.js';
+import type { Duplex } from 'node:stream';
 
 export interface ListenerHandle {
   fd: number;
@@ -29,8 +34,35 @@ export interface DataPlaneConfig {
   preserveSource: boolean;
   /** Without an original destination from the kernel, read it from the Host header. */
   dstFromHost?: { resolve(name: string): Promise<{ address: string; family: 4 | 6 }>; maxHeadBytes: number };
+  routing?: DataPlaneRouting;
   /** Builds a rewriter for the client→server stream of a new connection, if any. */
   rewriterFor?: (flow: Flow) => UpstreamRewriter | undefined;
+}
+
+/** Gateway routing, built by the data-plane process from plain config. */
+export interface DataPlaneRouting {
+  router: Router;
+  /** Upstream nodes by name ('direct' and 'reject' are built in). */
+  outbounds: Map<string, TcpOutbound>;
+  sniffTimeoutMs: number;
+}
+
+interface Upstream {
+  stream: Duplex;
+  via: string;
+  rule?: string;
+  domain?: string;
+  /** Client bytes read before connecting, to relay first. */
+  head: Buffer | undefined;
+}
+
+class RouteRejected extends Error {
+  constructor(
+    readonly rule: string,
+    readonly domain: string | undefined,
+  ) {
+    super('rejected by rule');
+  }
 }
 
 export interface Flow {
@@ -118,28 +150,10 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
   /** --dst-from-host: read the request head, resolve its Host, then relay as usual. */
   const destinationFromHost = async (client: net.Socket, src: Endpoint, started: number): Promise<void> => {
     const opts = cfg.dstFromHost!;
-    const chunks: Buffer[] = [];
-    const authority = await new Promise<ReturnType<typeof requestAuthority>>((resolve) => {
-      const timer = setTimeout(() => done('none'), cfg.connectTimeoutMs);
-      const done = (r: ReturnType<typeof requestAuthority>): void => {
-        clearTimeout(timer);
-        client.pause();
-        client.removeListener('data', onData);
-        client.removeListener('close', onClose);
-        resolve(r);
-      };
-      const onData = (d: Buffer): void => {
-        chunks.push(d);
-        const r = requestAuthority(Buffer.concat(chunks), opts.maxHeadBytes);
-        if (r !== 'need-more') done(r);
-      };
-      const onClose = (): void => done('none');
-      client.on('data', onData);
-      client.on('close', onClose);
-      client.resume();
-    });
-    const head = Buffer.concat(chunks);
-    if (authority === 'none' || authority === 'need-more') {
+    const peeked = await peek(client, (b) => requestAuthority(b, opts.maxHeadBytes), cfg.connectTimeoutMs);
+    const head = peeked.head;
+    const authority = peeked.result ?? 'none';
+    if (authority === 'none') {
       log.warn('refused', { src: fmt(src), reason: 'no-original-destination', error: 'no usable Host header' });
       if (!client.destroyed) client.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
@@ -161,31 +175,86 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     await handle({ id: nextId++, src, dst, started }, client, head);
   };
 
-  const handle = async (flow: Flow, client: net.Socket, head?: Buffer): Promise<void> => {
-    let upstream: net.Socket;
+  /** Where a flow goes: sniff (if routing), pick an outbound, connect. */
+  const connectUpstream = async (flow: Flow, client: net.Socket, head: Buffer | undefined): Promise<Upstream> => {
+    const routing = cfg.routing;
+    if (!routing) {
+      const socket = await connectDirect(flow.dst, directOptions(flow));
+      return { stream: socket, via: 'direct', head };
+    }
+    let domain: string | undefined;
+    if (!head) {
+      const peeked = await peek(client, (b) => sniff(b), routing.sniffTimeoutMs);
+      head = peeked.head.length ? peeked.head : undefined;
+      domain = peeked.result?.domain;
+    } else {
+      const r = sniff(head);
+      domain = r === 'need-more' ? undefined : r.domain;
+    }
+    const decision = routing.router.route({
+      dst: { ip: flow.dst.address, port: flow.dst.port, family: flow.dst.family, ...(domain ? { domain } : {}) },
+      src: flow.src.address,
+      network: 'tcp',
+    });
+    const rule = decision.rule === 'default' ? 'default' : `rules[${decision.rule}]`;
+    if (decision.action === 'reject') throw new RouteRejected(rule, domain);
+    if (decision.action === 'direct') {
+      return { stream: await connectDirect(flow.dst, directOptions(flow)), via: 'direct', rule, domain, head };
+    }
+    const outbound = routing.outbounds.get(decision.action);
+    if (!outbound) throw new ConnectError('ENOOUTBOUND', `no outbound named ${decision.action}`);
     try {
-      upstream = await connectDirect(flow.dst, {
-        connectTimeoutMs: cfg.connectTimeoutMs,
-        mark: cfg.outboundMark || undefined,
-        spoofSource: cfg.preserveSource ? flow.src.address : undefined,
-      });
+      const stream = await outbound.connect(
+        { ip: flow.dst.address, port: flow.dst.port, family: flow.dst.family, ...(domain ? { domain } : {}) },
+        { source: { address: flow.src.address, port: flow.src.port } },
+      );
+      return { stream, via: decision.action, rule, domain, head };
     } catch (e) {
-      const code = e instanceof ConnectError ? e.code : 'ERROR';
+      throw new ConnectError(e instanceof OutboundError ? e.code : 'ERROR', (e as Error).message, decision.action, rule, domain);
+    }
+  };
+
+  const directOptions = (flow: Flow) => ({
+    connectTimeoutMs: cfg.connectTimeoutMs,
+    mark: cfg.outboundMark || undefined,
+    spoofSource: cfg.preserveSource ? flow.src.address : undefined,
+  });
+
+  const handle = async (flow: Flow, client: net.Socket, head?: Buffer): Promise<void> => {
+    const base = () => ({ id: flow.id, src: fmt(flow.src), dst: fmt(flow.dst) });
+    let up: Upstream;
+    try {
+      up = await connectUpstream(flow, client, head);
+    } catch (e) {
       resetClient(client);
-      log.info('conn', { id: flow.id, src: fmt(flow.src), dst: fmt(flow.dst), up: 0, down: 0, dur: `${Date.now() - flow.started}ms`, close: 'connect-failed', error: code });
+      const rejected = e instanceof RouteRejected;
+      log.info('conn', {
+        ...base(),
+        domain: rejected ? e.domain : e instanceof ConnectError ? e.domain : undefined,
+        via: rejected ? 'reject' : e instanceof ConnectError ? e.via : undefined,
+        route: rejected ? e.rule : e instanceof ConnectError ? e.rule : undefined,
+        up: 0,
+        down: 0,
+        dur: `${Date.now() - flow.started}ms`,
+        close: rejected ? 'rejected-by-rule' : 'connect-failed',
+        error: rejected ? undefined : e instanceof ConnectError ? e.code : (e as Error).message,
+        detail: !rejected && e instanceof ConnectError && e.via !== 'direct' ? e.message : undefined,
+      });
       return;
     }
+    const upstream = up.stream;
     if (client.destroyed) {
       upstream.destroy();
-      log.info('conn', { id: flow.id, src: fmt(flow.src), dst: fmt(flow.dst), up: 0, down: 0, dur: `${Date.now() - flow.started}ms`, close: 'client-gone' });
+      log.info('conn', { ...base(), up: 0, down: 0, dur: `${Date.now() - flow.started}ms`, close: 'client-gone' });
       return;
     }
     const rewriter = cfg.rewriterFor?.(flow);
-    const r = await relay(client, upstream, { idleTimeoutMs: cfg.idleTimeoutMs, ...(rewriter ? { rewriter } : {}), ...(head ? { head } : {}) });
+    const r = await relay(client, upstream, { idleTimeoutMs: cfg.idleTimeoutMs, ...(rewriter ? { rewriter } : {}), ...(up.head ? { head: up.head } : {}) });
     log.info('conn', {
-      id: flow.id,
-      src: fmt(flow.src),
-      dst: fmt(flow.dst),
+      ...base(),
+      domain: up.domain,
+      via: cfg.routing ? up.via : undefined,
+      route: up.rule,
       up: r.bytesUp,
       down: r.bytesDown,
       dur: `${Date.now() - flow.started}ms`,

@@ -3,6 +3,7 @@ import type { CaptureMode } from '../firewall/plan.js';
 import type { LogFormat } from '../config/run-config.js';
 import type { InjectConfig } from '../http/inject-config.js';
 import type { ResolvConf } from '../config/host-identity.js';
+import type { RoutingConfig } from '../config/routing.js';
 
 export interface ChildStart {
   type: 'start';
@@ -17,6 +18,7 @@ export interface ChildStart {
   inject: InjectConfig | undefined;
   resolver: ResolvConf;
   dstFromHost: boolean;
+  routing: RoutingConfig | undefined;
   /** Listener fds arrive as the child's file descriptors 4, 5, …, in this order. */
   listeners: { family: 4 | 6; label: string }[];
 }

@@ -87,6 +87,9 @@ export class Supervisor {
       firewall: this.backend ?? 'none',
       user: cfg.proxyUser ? `${cfg.proxyUser.uid}:${cfg.proxyUser.gid}` : 'self',
       families: families.join(','),
+      default: cfg.routing ? cfg.routing.defaultOutbound : undefined,
+      nodes: cfg.routing ? Object.keys(cfg.routing.nodes).join(',') || undefined : undefined,
+      rules: cfg.routing ? cfg.routing.rules.length : undefined,
       inject: cfg.inject ? [...cfg.inject.headers.map((h) => h.name), ...(cfg.inject.forwardedFor ? [`X-Forwarded-For(${cfg.inject.forwardedFor.mode})`] : [])].join(',') : undefined,
     });
 
@@ -135,6 +138,7 @@ export class Supervisor {
       inject: cfg.inject,
       resolver: cfg.resolver,
       dstFromHost: cfg.dstFromHost,
+      routing: cfg.routing,
       listeners: this.listeners.map((l) => ({ family: l.family, label: l.label })),
     };
     return new Promise<void>((resolve, reject) => {

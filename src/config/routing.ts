@@ -1,0 +1,47 @@
+// Gateway routing: named upstream nodes, rules, the default outbound. Built from the
+// config file and --upstream, validated here (URIs parsed, rules compiled) so a bad node or
+// rule fails at start-up, not on the first connection. Plain data: it crosses to the data
+// plane child over IPC.
+import { UsageError } from '../errors.js';
+import { parseNodeUri } from '../outbound/uri.js';
+import { compileRules, type RuleSpec } from '../route/index.js';
+import type { ConfigFile } from './file.js';
+
+export interface NodeConfig {
+  uri: string;
+  connectTimeoutMs?: number;
+}
+
+export interface RoutingConfig {
+  nodes: Record<string, NodeConfig>;
+  rules: RuleSpec[];
+  /** Outbound for flows no rule matches: a node name, 'direct' or 'reject'. */
+  defaultOutbound: string;
+  /** How long to wait for a client's first bytes to sniff a domain. */
+  sniffTimeoutMs: number;
+}
+
+export const UPSTREAM_NODE = 'upstream';
+
+export function routingOf(file: ConfigFile | undefined, upstream: string | undefined, sniffTimeoutMs: number): RoutingConfig | undefined {
+  const nodes: Record<string, NodeConfig> = {};
+  for (const [name, n] of Object.entries(file?.nodes ?? {})) {
+    nodes[name] = { uri: n.uri, ...(n.connectTimeoutMs ? { connectTimeoutMs: n.connectTimeoutMs } : {}) };
+  }
+  if (upstream !== undefined) {
+    if (nodes[UPSTREAM_NODE]) throw new UsageError(`--upstream: the config file already has a node named '${UPSTREAM_NODE}'`);
+    nodes[UPSTREAM_NODE] = { uri: upstream };
+  }
+  const rules = file?.routeRules ?? [];
+  if (!Object.keys(nodes).length && !rules.length && !file?.defaultGiven) return undefined;
+  for (const [name, n] of Object.entries(nodes)) {
+    try {
+      parseNodeUri(n.uri, name);
+    } catch (e) {
+      throw new UsageError(`${name === UPSTREAM_NODE && upstream !== undefined ? '--upstream' : `node '${name}'`}: ${(e as Error).message}`);
+    }
+  }
+  const defaultOutbound = file?.defaultGiven ? file.default : upstream !== undefined ? UPSTREAM_NODE : 'direct';
+  compileRules(rules, defaultOutbound, Object.keys(nodes)); // throws with the rule's name
+  return { nodes, rules, defaultOutbound, sniffTimeoutMs };
+}
