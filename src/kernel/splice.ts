@@ -1,0 +1,313 @@
+// The zero-copy relay engine: connections that need no more byte inspection leave libuv and
+// are relayed by splice(2) (socket → pipe → socket, the bytes never enter user space) in an
+// epoll loop on worker threads (splice-worker.ts).
+//
+// Hand-over of a pair of connected TCP sockets (engine.relay):
+//   1. eligibility (canSplice): plain TCP net.Sockets, open both ways, not corked, no 'data'
+//      listeners (they would miss bytes); otherwise HandoverError and the sockets are untouched;
+//   2. dup(2) both descriptors (F_DUPFD_CLOEXEC);
+//   3. stop Node reading (uv_read_stop), then write what Node had already read but nobody
+//      consumed to the other side through Node, and wait until Node's write queues are empty:
+//      from here on every byte is in the kernel;
+//   4. destroy() the Node sockets: libuv closes *its* descriptor (close(2), never shutdown(2)),
+//      the connection stays open through the dup, which the worker now owns and closes.
+// The result has the same shape as relay()'s: bytes counted as read from each side,
+// including the bytes flushed in step 3.
+import net from 'node:net';
+import { TLSSocket } from 'node:tls';
+import { MessageChannel, Worker } from 'node:worker_threads';
+import type { RelayResult } from '../relay/relay.js';
+import { socketFd } from './sockets.js';
+import type { FromWorker, SpliceWorkerInit, ToWorker } from './splice-protocol.js';
+import { eventfdSignal, loadSpliceLibc, probeSplice, rawClose, sysDupCloexec, sysEventfd } from './splice-ffi.js';
+
+export interface SpliceEngineOptions {
+  /** Worker threads running epoll loops (connections are spread over them). Default 1. */
+  threads?: number;
+  /** Pipe size per direction while bytes are in flight (F_SETPIPE_SZ). Default 1 MiB. */
+  pipeSize?: number;
+}
+
+export interface SpliceRelayOptions {
+  /** Close both sides when neither moved a byte for this long; ≤ 0: never. */
+  idleTimeoutMs: number;
+}
+
+export interface SpliceEngine {
+  /**
+   * Relays until both sides are done, like relay(). The sockets must pass canSplice() (else
+   * the promise rejects with HandoverError and the sockets are left as they were); after a
+   * successful hand-over the Node sockets are destroyed (their 'close' fires) while the
+   * connections live on in the engine.
+   */
+  relay(client: net.Socket, upstream: net.Socket, opts: SpliceRelayOptions): Promise<RelayResult>;
+  /** Connections currently in the engine (handed over or being handed over). */
+  readonly active: number;
+  /** Closes every live connection (reason 'aborted') and stops the workers. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** The sockets cannot be handed over; nothing was done to them. */
+export class HandoverError extends Error {
+  override readonly name = 'HandoverError';
+}
+
+let available: boolean | undefined;
+
+/**
+ * True when splice(2), epoll and koffi work here (Linux x86-64/AArch64, koffi loads, a
+ * pipe-to-pipe splice moves a byte). Cached; never throws.
+ */
+export function spliceAvailable(): boolean {
+  if (available !== undefined) return available;
+  try {
+    available = process.platform === 'linux' && (process.arch === 'x64' || process.arch === 'arm64') && (loadSpliceLibc(), probeSplice());
+  } catch {
+    available = false;
+  }
+  return available;
+}
+
+interface NodeHandle {
+  fd?: number;
+  reading?: boolean;
+  readStop?: () => number;
+  constructor?: { name?: string };
+}
+
+function handleOf(s: net.Socket): NodeHandle | undefined {
+  return (s as unknown as { _handle?: NodeHandle | null })._handle ?? undefined;
+}
+
+/** Why this socket cannot be handed over, or undefined when it can. */
+function ineligible(s: net.Socket): string | undefined {
+  if (!(s instanceof net.Socket) || s instanceof TLSSocket) return 'not a plain net.Socket';
+  if (s.destroyed || s.connecting || s.readyState !== 'open') return `socket is ${s.destroyed ? 'destroyed' : s.readyState}`;
+  const h = handleOf(s);
+  if (!h || h.constructor?.name !== 'TCP' || typeof h.fd !== 'number' || h.fd < 0 || typeof h.readStop !== 'function') return 'not a TCP socket with a descriptor';
+  const rs = (s as unknown as { _readableState?: { ended?: boolean } })._readableState;
+  if (s.readableEnded || rs?.ended) return 'EOF already read';
+  if (s.writableEnded || s.writableCorked > 0) return 'writable side ended or corked';
+  if (s.listenerCount('data') > 0) return "has 'data' listeners";
+  return undefined;
+}
+
+/** True when engine.relay() can take these two sockets. */
+export function canSplice(client: net.Socket, upstream: net.Socket): boolean {
+  return ineligible(client) === undefined && ineligible(upstream) === undefined;
+}
+
+/** Stops libuv reading; `reading = true` keeps Node from starting it again on read(). */
+function stopReading(s: net.Socket): void {
+  const h = handleOf(s)!;
+  h.readStop!();
+  h.reading = true;
+}
+
+/** Takes whatever Node already read from `from` and writes it to `to`; returns the byte count. */
+function moveBuffered(from: net.Socket, to: net.Socket): number {
+  let n = 0;
+  for (let chunk = from.read() as Buffer | null; chunk !== null; chunk = from.read() as Buffer | null) {
+    n += chunk.length;
+    to.write(chunk);
+  }
+  return n;
+}
+
+/** Resolves when Node's write queues of both sockets are empty (every byte in the kernel). */
+function flushed(a: net.Socket, b: net.Socket, timeoutMs: number): Promise<{ side: 'client' | 'upstream' | 'timeout'; error: string } | undefined> {
+  const pending = [a, b].filter((s) => s.writableLength > 0);
+  if (pending.length === 0) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    let left = pending.length;
+    const timer = timeoutMs > 0 ? setTimeout(() => done({ side: 'timeout', error: 'idle' }), timeoutMs) : undefined;
+    const onError = (s: net.Socket) => (e: Error) => done({ side: s === a ? 'client' : 'upstream', error: (e as NodeJS.ErrnoException).code ?? e.message });
+    const onClose = (s: net.Socket) => () => done({ side: s === a ? 'client' : 'upstream', error: 'closed' });
+    const listeners = [a, b].map((s) => ({ s, err: onError(s), close: onClose(s) }));
+    for (const l of listeners) {
+      l.s.on('error', l.err);
+      l.s.on('close', l.close);
+    }
+    let settled = false;
+    function done(r: { side: 'client' | 'upstream' | 'timeout'; error: string } | undefined): void {
+      if (settled) return;
+      settled = true;
+      if (timer) clearTimeout(timer);
+      for (const l of listeners) {
+        l.s.removeListener('error', l.err);
+        l.s.removeListener('close', l.close);
+      }
+      resolve(r);
+    }
+    // An empty write completes after every write queued before it.
+    for (const s of pending)
+      s.write(Buffer.alloc(0), (e) => {
+        if (e) return done({ side: s === a ? 'client' : 'upstream', error: (e as NodeJS.ErrnoException).code ?? e.message });
+        if (--left === 0) done(undefined);
+      });
+  });
+}
+
+interface Pending {
+  resolve: (r: RelayResult) => void;
+  preUp: number;
+  preDown: number;
+  worker: WorkerSlot;
+}
+
+interface WorkerSlot {
+  worker: Worker;
+  port: MessagePort;
+  wakeFd: number;
+  active: number;
+  dead: boolean;
+  exited: Promise<void>;
+  closed: Promise<void>;
+}
+
+function spawn(init: Omit<SpliceWorkerInit, 'port'>, port: MessagePort): Worker {
+  const workerData: SpliceWorkerInit = { ...init, port };
+  const opts = { workerData, transferList: [port] as unknown as Transferable[] };
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./splice-worker.js', import.meta.url), opts);
+  // Running from sources under tsx: its --import hooks do not reach worker threads.
+  const tsxApi = import.meta.resolve('tsx/esm/api');
+  const entry = new URL('./splice-worker.ts', import.meta.url).href;
+  const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
+  return new Worker(code, { ...opts, eval: true });
+}
+
+type Transferable = import('node:worker_threads').TransferListItem;
+type MessagePort = import('node:worker_threads').MessagePort;
+
+/** Starts the engine's worker threads. Throws when splice is unavailable (see spliceAvailable()). */
+export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine {
+  if (!spliceAvailable()) throw new Error('splice relay is not available on this system (needs Linux x86-64/AArch64 and koffi)');
+  const threads = Math.max(1, Math.floor(opts.threads ?? 1));
+  const pending = new Map<number, Pending>();
+  let nextId = 1;
+  let closing: Promise<void> | undefined;
+
+  const settle = (id: number, r: Omit<RelayResult, 'bytesUp' | 'bytesDown'> & { bytesUp: number; bytesDown: number }): void => {
+    const p = pending.get(id);
+    if (!p) return;
+    pending.delete(id);
+    if (--p.worker.active === 0) p.worker.worker.unref();
+    p.resolve({ ...r, bytesUp: r.bytesUp + p.preUp, bytesDown: r.bytesDown + p.preDown });
+  };
+
+  const slots: WorkerSlot[] = [];
+  for (let i = 0; i < threads; i++) {
+    const wakeFd = sysEventfd();
+    const { port1, port2 } = new MessageChannel();
+    const worker = spawn({ wakeFd, pipeSize: opts.pipeSize ?? 1 << 20, pipePool: 64 }, port2);
+    worker.unref();
+    let onClosed!: () => void;
+    const slot: WorkerSlot = {
+      worker,
+      port: port1,
+      wakeFd,
+      active: 0,
+      dead: false,
+      exited: new Promise<void>((r) => worker.once('exit', () => r())),
+      closed: new Promise<void>((r) => (onClosed = r)),
+    };
+    const die = (error: string): void => {
+      if (slot.dead) return;
+      slot.dead = true;
+      // Connections still in the worker are lost: report them. Their descriptors are not
+      // closed here (the worker may have closed some already; a double close is worse).
+      for (const [id, p] of pending) if (p.worker === slot) settle(id, { bytesUp: 0, bytesDown: 0, reason: 'aborted', error });
+      onClosed();
+    };
+    worker.on('message', (m: FromWorker) => {
+      if (m.t === 'done') settle(m.id, { bytesUp: m.bytesUp, bytesDown: m.bytesDown, reason: m.reason, ...(m.error ? { error: m.error } : {}) });
+      else if (m.t === 'closed') die('engine closed');
+      else if (m.t === 'fatal') die(`splice worker failed: ${m.error}`);
+    });
+    worker.on('error', (e) => die(`splice worker failed: ${e.message}`));
+    worker.on('exit', () => die('splice worker exited'));
+    void slot.exited.then(() => rawClose(wakeFd));
+    slots.push(slot);
+  }
+
+  const post = (slot: WorkerSlot, m: ToWorker): void => {
+    slot.port.postMessage(m);
+    eventfdSignal(slot.wakeFd);
+  };
+
+  const relay = async (client: net.Socket, upstream: net.Socket, ro: SpliceRelayOptions): Promise<RelayResult> => {
+    const live = slots.filter((s) => !s.dead);
+    if (closing || live.length === 0) throw new HandoverError(closing ? 'splice engine closed' : 'splice engine has no live worker');
+    const why = ineligible(client) ?? ineligible(upstream);
+    if (why) throw new HandoverError(`cannot hand over: ${why}`);
+    // dup first: if it fails (EMFILE), nothing has been done to the sockets yet.
+    const clientFd = sysDupCloexec(socketFd(client));
+    let upstreamFd: number;
+    try {
+      upstreamFd = sysDupCloexec(socketFd(upstream));
+    } catch (e) {
+      rawClose(clientFd);
+      throw new HandoverError(`dup: ${(e as Error).message}`);
+    }
+    const slot = live.reduce((a, b) => (b.active < a.active ? b : a));
+    const id = nextId++;
+    slot.active++;
+    slot.worker.ref();
+    const result = new Promise<RelayResult>((resolve) => pending.set(id, { resolve, preUp: 0, preDown: 0, worker: slot }));
+    const p = pending.get(id)!;
+
+    stopReading(client);
+    stopReading(upstream);
+    p.preUp = moveBuffered(client, upstream);
+    p.preDown = moveBuffered(upstream, client);
+    const bad = await flushed(client, upstream, ro.idleTimeoutMs);
+    if (bad || client.destroyed || upstream.destroyed || closing || slot.dead) {
+      rawClose(clientFd);
+      rawClose(upstreamFd);
+      const reason: RelayResult['reason'] = bad?.side === 'timeout' ? 'idle' : bad?.side === 'client' ? 'client-error' : bad?.side === 'upstream' ? 'upstream-error' : 'aborted';
+      if (reason === 'client-error' || reason === 'upstream-error') {
+        resetOrDestroy(reason === 'client-error' ? upstream : client);
+        resetOrDestroy(reason === 'client-error' ? client : upstream);
+      } else {
+        client.destroy();
+        upstream.destroy();
+      }
+      settle(id, { bytesUp: 0, bytesDown: 0, reason, ...(bad && bad.side !== 'timeout' ? { error: bad.error } : {}) });
+      return result;
+    }
+    // Node closes its own descriptors (no shutdown(2), no FIN: the dups keep the sockets).
+    client.destroy();
+    upstream.destroy();
+    post(slot, { t: 'add', id, clientFd, upstreamFd, idleMs: ro.idleTimeoutMs });
+    return result;
+  };
+
+  return {
+    relay,
+    get active() {
+      return pending.size;
+    },
+    close() {
+      closing ??= (async () => {
+        for (const s of slots) {
+          if (s.dead) continue;
+          s.worker.ref();
+          post(s, { t: 'close' });
+        }
+        await Promise.all(slots.map((s) => s.closed));
+        await Promise.all(slots.map((s) => Promise.race([s.exited, new Promise<void>((r) => setTimeout(r, 2000).unref())])));
+        for (const s of slots) {
+          s.port.close();
+          await s.worker.terminate();
+        }
+      })();
+      return closing;
+    },
+  };
+}
+
+function resetOrDestroy(s: net.Socket): void {
+  if (s.destroyed) return;
+  if (!s.connecting) s.resetAndDestroy();
+  else s.destroy();
+}

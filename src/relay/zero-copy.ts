@@ -1,0 +1,64 @@
+// Picks the byte pump per connection: the zero-copy splice engine (src/kernel/splice.ts)
+// when nothing needs to see the bytes any more, the JS relay (relay.ts) otherwise.
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { HandoverError, canSplice, createSpliceEngine, spliceAvailable, type SpliceEngine } from '../kernel/splice.js';
+import { relay, type RelayOptions, type RelayResult } from './relay.js';
+
+export interface AutoRelayOptions extends RelayOptions {
+  /**
+   * The engine to hand connections to. Omitted: a shared engine started on first use (one
+   * worker thread) when splice is available. null: always the JS relay.
+   */
+  engine?: SpliceEngine | null;
+}
+
+let shared: SpliceEngine | null | undefined;
+
+/** The shared engine relayAuto() uses by default; null when splice is unavailable. */
+export function defaultSpliceEngine(): SpliceEngine | null {
+  if (shared === undefined) shared = spliceAvailable() ? createSpliceEngine() : null;
+  return shared;
+}
+
+/** Closes the shared engine (and its connections), if it was started. */
+export async function closeDefaultSpliceEngine(): Promise<void> {
+  const e = shared;
+  shared = undefined;
+  if (e) await e.close();
+}
+
+/** Whether relayAuto() would use the engine for this pair (given an engine). */
+export function wouldSplice(client: net.Socket, upstream: Duplex, opts: Pick<RelayOptions, 'rewriter'>): upstream is net.Socket {
+  return !opts.rewriter && upstream instanceof net.Socket && canSplice(client, upstream);
+}
+
+/**
+ * relay() with the same contract and result, but connections without a rewriter between two
+ * plain TCP sockets go to the splice engine. `head` (bytes a sniffer already took from the
+ * client) is written upstream first and counted in bytesUp; so is anything Node had already
+ * read from either socket (the engine flushes it before taking the descriptors).
+ */
+export async function relayAuto(client: net.Socket, upstream: Duplex, opts: AutoRelayOptions): Promise<RelayResult> {
+  const engine = opts.engine === undefined ? defaultSpliceEngine() : opts.engine;
+  if (!engine || !wouldSplice(client, upstream, opts)) return relay(client, upstream, jsOptions(opts));
+  let head = 0;
+  if (opts.head && opts.head.length > 0) {
+    head = opts.head.length;
+    upstream.write(opts.head);
+  }
+  try {
+    const r = await engine.relay(client, upstream, { idleTimeoutMs: opts.idleTimeoutMs });
+    return head ? { ...r, bytesUp: r.bytesUp + head } : r;
+  } catch (e) {
+    if (!(e instanceof HandoverError)) throw e;
+    // Nothing was done to the sockets (the head, if any, is already on its way).
+    const r = await relay(client, upstream, { ...jsOptions(opts), head: undefined });
+    return head ? { ...r, bytesUp: r.bytesUp + head } : r;
+  }
+}
+
+function jsOptions(opts: AutoRelayOptions): RelayOptions {
+  const { engine: _engine, ...rest } = opts;
+  return rest;
+}
