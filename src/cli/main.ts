@@ -13,7 +13,8 @@ const program = new Command('tranproxy')
   .showHelpAfterError("(add --help for usage)")
   .addCommand(runCommand())
   .addCommand(rulesCommand())
-  .addCommand(demoCommand());
+  .addCommand(demoCommand())
+  .addCommand((await import('./publish.js')).publishCommand());
 
 function exitOverrideAll(cmd: Command): void {
   cmd.exitOverride();

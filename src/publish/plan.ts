@@ -1,0 +1,139 @@
+// The publish plan: which NAT rules each mapping gets, as plain data. Pure: the facts it
+// depends on (routes to the targets, forwarding sysctls) are passed in by the caller.
+//
+// Per mapping (target family F):
+//   prerouting  DNAT for remote clients and containers (fib daddr type local, or HOST_IP).
+//   output      DNAT for the host's own clients of non-loopback local addresses; with
+//               --userland-proxy=false also 127.0.0.1 (needs route_localnet + localnet).
+//   postrouting MASQUERADE for hairpin: a client on the target's own segment (or the target
+//               itself) would get the reply straight from the target, not through our NAT.
+//   localnet    --userland-proxy=false: MASQUERADE 127.0.0.0/8 sources after OUTPUT DNAT.
+// Whatever no rule covers (127.0.0.1 and ::1 with the userland proxy, ::1 always, a client
+// family that differs from the target's, loopback targets) reaches tranproxy's own
+// listener on HOST_PORT and is relayed in user space.
+import { normalizeCidrs } from '../firewall/cidr.js';
+import type { Cidr } from '../firewall/plan.js';
+import { familyOf, isLoopback, isWildcard, mappingKey, mappingTag, type IpFamily, type PortMapping } from './mapping.js';
+
+export const PUBLISH_TABLE = 'tranproxy_publish';
+
+/** What routing says about a target, probed by the caller (`ip route get`). */
+export interface TargetRoute {
+  /** The target is an address of this host. */
+  local: boolean;
+  /** Directly connected prefixes of the target's outgoing interface (its segment). */
+  onLink: string[];
+}
+
+export interface PlanInputs {
+  mappings: readonly PortMapping[];
+  /** pid of the publishing process: part of every rule tag. */
+  owner: number;
+  userlandProxy: boolean;
+  /** net.ipv4.ip_forward / net.ipv6.conf.all.forwarding: remote DNAT needs them. */
+  forwarding: Record<IpFamily, boolean>;
+  route: (targetIp: string) => TargetRoute;
+}
+
+export interface Dnat {
+  /** Only this local address; undefined: any local address (fib daddr type local). */
+  daddr?: string;
+  /** Skip loopback destinations (left to the userland proxy). */
+  skipLoopback?: boolean;
+}
+
+export interface MappingPlan {
+  mapping: PortMapping;
+  key: string;
+  tag: string;
+  family: IpFamily;
+  prerouting?: Dnat;
+  output?: Dnat;
+  /** Sources to masquerade after a prerouting DNAT (hairpin); empty: none. */
+  hairpinSources: string[];
+  /** --userland-proxy=false: masquerade 127.0.0.0/8 sources (route_localnet). */
+  localnet: boolean;
+  /** Why a path is left to the userland proxy, for the log and the dry run. */
+  notes: string[];
+}
+
+export interface PublishPlan {
+  owner: number;
+  userlandProxy: boolean;
+  mappings: MappingPlan[];
+  /** Some mapping DNATs 127.0.0.1 to another host: route_localnet must be 1. */
+  needsRouteLocalnet: boolean;
+  warnings: string[];
+}
+
+const FORWARD_SYSCTL: Record<IpFamily, string> = { 4: 'net.ipv4.ip_forward', 6: 'net.ipv6.conf.all.forwarding' };
+
+function hostCidr(ip: string): Cidr {
+  return familyOf(ip) === 4 ? { family: 'ipv4', text: `${ip}/32` } : { family: 'ipv6', text: `${ip}/128` };
+}
+
+function planOne(m: PortMapping, inp: PlanInputs, forwardingOff: Set<IpFamily>): MappingPlan {
+  const family = familyOf(m.targetIp);
+  const base: MappingPlan = {
+    mapping: m,
+    key: mappingKey(m),
+    tag: mappingTag(m, inp.owner),
+    family,
+    hairpinSources: [],
+    localnet: false,
+    notes: [],
+  };
+  if (isLoopback(m.targetIp)) {
+    base.notes.push('loopback target: relayed by the userland proxy only');
+    return base;
+  }
+  if (m.hostIp !== undefined && familyOf(m.hostIp) !== family) {
+    base.notes.push(`IPv${familyOf(m.hostIp)} host address to an IPv${family} target: relayed by the userland proxy only`);
+    return base;
+  }
+  const daddr = m.hostIp === undefined || isWildcard(m.hostIp) ? undefined : m.hostIp;
+  const loopbackHost = daddr !== undefined && isLoopback(daddr);
+  const route = inp.route(m.targetIp);
+
+  if (!loopbackHost) {
+    if (inp.forwarding[family] || route.local) {
+      base.prerouting = daddr ? { daddr } : {};
+      if (!route.local) {
+        const cidrs = normalizeCidrs([hostCidr(m.targetIp), ...route.onLink.map((c) => ({ family: family === 4 ? 'ipv4' : 'ipv6', text: c }) as Cidr)], 'hairpin sources');
+        base.hairpinSources = cidrs.map((c) => c.text);
+      }
+    } else {
+      forwardingOff.add(family);
+      base.notes.push(`${FORWARD_SYSCTL[family]}=0: remote clients are relayed by the userland proxy`);
+    }
+  }
+  // 127.0.0.1 → another host needs route_localnet; ::1 cannot be DNATed to another host at all.
+  const dnatLoopback = !inp.userlandProxy && family === 4 && !route.local;
+  if (loopbackHost) {
+    if (dnatLoopback || route.local) base.output = { daddr };
+  } else {
+    base.output = daddr ? { daddr } : dnatLoopback || route.local ? {} : { skipLoopback: true };
+  }
+  base.localnet = dnatLoopback && (daddr === undefined || loopbackHost);
+  if (!inp.userlandProxy && family === 6 && (daddr === undefined || loopbackHost)) {
+    base.notes.push('::1 cannot be NATed to another host: relayed by the userland proxy');
+  }
+  return base;
+}
+
+export function buildPlan(inp: PlanInputs): PublishPlan {
+  const forwardingOff = new Set<IpFamily>();
+  const mappings = inp.mappings.map((m) => planOne(m, inp, forwardingOff));
+  const warnings = [...forwardingOff].sort().map(
+    (f) =>
+      `${FORWARD_SYSCTL[f]} is 0: remote clients of IPv${f} targets go through the userland proxy, so targets see this host's address ` +
+      `instead of the client's; for NAT enable forwarding (sysctl -w ${FORWARD_SYSCTL[f]}=1) and restart`,
+  );
+  return {
+    owner: inp.owner,
+    userlandProxy: inp.userlandProxy,
+    mappings,
+    needsRouteLocalnet: mappings.some((m) => m.localnet),
+    warnings,
+  };
+}

@@ -1,0 +1,124 @@
+// `tranproxy publish` from start to end, in docker-proxy's order:
+//   1. hold every host port (bind + listen / bind): nothing else can take one;
+//   2. plan the NAT rules from the routes and sysctls, apply them in one nft transaction;
+//      --userland-proxy=false: then route_localnet=1 (its old value recorded in the table);
+//   3. serve; log one `ready:` line listing the mappings;
+//   4. on SIGINT/SIGTERM/SIGHUP: remove our rules (restoring route_localnet when we were
+//      its last user), release the ports. A crash leaves rules behind: the next run of the
+//      same mappings replaces them; `publish --remove-all` removes them all.
+import type { Logger } from '../observe/log.js';
+import { formatMappings, type PortMapping } from './mapping.js';
+import { buildPlan, type PublishPlan } from './plan.js';
+import { renderApply } from './render-nft.js';
+import { applyPublish, forwardingEnabled, LOCALNET_SYSCTL, probeRoute, readLiveTable, readSysctl, removePublish, writeSysctl } from './system.js';
+import { UserlandProxy } from './userland.js';
+
+export type FirewallBackend = 'nft' | 'none';
+
+export interface PublishConfig {
+  mappings: PortMapping[];
+  userlandProxy: boolean;
+  firewall: FirewallBackend;
+  connectTimeoutMs: number;
+  tcpIdleTimeoutMs: number;
+  udpIdleTimeoutMs: number;
+  maxConnections: number;
+  maxUdpFlowsPerPort: number;
+}
+
+/** The plan for this host as it is now (routes, forwarding sysctls). */
+export function planFor(cfg: PublishConfig, owner: number): PublishPlan {
+  const routes = new Map<string, ReturnType<typeof probeRoute>>();
+  return buildPlan({
+    mappings: cfg.mappings,
+    owner,
+    userlandProxy: cfg.userlandProxy,
+    forwarding: forwardingEnabled(),
+    route: (ip) => {
+      let r = routes.get(ip);
+      if (!r) routes.set(ip, (r = probeRoute(ip)));
+      return r;
+    },
+  });
+}
+
+/** The nft transaction `publish` would run now (dry run; needs nft only to read the live table). */
+export function dryRun(cfg: PublishConfig, owner: number): string {
+  const plan = planFor(cfg, owner);
+  let live;
+  try {
+    live = readLiveTable();
+  } catch {
+    live = undefined; // not root: render as if the table were empty
+  }
+  const original = plan.needsRouteLocalnet ? readSysctl(LOCALNET_SYSCTL) : undefined;
+  const warnings = plan.warnings.map((w) => `# warning: ${w}\n`).join('');
+  return warnings + renderApply(plan, live, original === undefined ? {} : { localnetOriginal: original });
+}
+
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/** Publish until a signal arrives; resolves with the exit status. */
+export async function runPublisher(cfg: PublishConfig, log: Logger): Promise<number> {
+  const owner = process.pid;
+  let stop!: (sig: string) => void;
+  const stopped = new Promise<string>((r) => (stop = r));
+  const onSignal = (sig: NodeJS.Signals) => stop(sig);
+  for (const s of SIGNALS) process.on(s, onSignal);
+
+  // 1. Hold every port before any rule exists.
+  const proxy = await UserlandProxy.hold(cfg.mappings, {
+    connectTimeoutMs: cfg.connectTimeoutMs,
+    tcpIdleTimeoutMs: cfg.tcpIdleTimeoutMs,
+    udpIdleTimeoutMs: cfg.udpIdleTimeoutMs,
+    maxConnections: cfg.maxConnections,
+    maxUdpFlowsPerPort: cfg.maxUdpFlowsPerPort,
+    log,
+  });
+
+  let rulesMayExist = false;
+  const removeRules = (): void => {
+    if (!rulesMayExist) return;
+    rulesMayExist = false;
+    try {
+      const r = removePublish(owner);
+      if (r.restoredLocalnet !== undefined) log.info('restored sysctl', { [LOCALNET_SYSCTL]: r.restoredLocalnet });
+    } catch (e) {
+      log.error(`could not remove the published-port rules: ${(e as Error).message}; run tranproxy publish --remove-all`);
+    }
+  };
+  // Last resort (an exception escaping everything below): never leave rules behind.
+  process.once('exit', removeRules);
+
+  try {
+    // 2. Rules.
+    if (cfg.firewall === 'nft') {
+      const plan = planFor(cfg, owner);
+      for (const w of plan.warnings) log.warn(w);
+      const original = plan.needsRouteLocalnet ? readSysctl(LOCALNET_SYSCTL) : undefined;
+      rulesMayExist = true;
+      applyPublish(plan, original);
+      if (plan.needsRouteLocalnet && original !== '1') {
+        writeSysctl(LOCALNET_SYSCTL, '1');
+        log.info('set sysctl (restored on exit)', { [LOCALNET_SYSCTL]: 1 });
+      }
+    }
+    // 3. Serve.
+    await proxy.start();
+    log.info(`ready: publishing ${formatMappings(cfg.mappings)}`, {
+      ports: cfg.mappings.length,
+      'userland-proxy': cfg.userlandProxy,
+      firewall: cfg.firewall,
+      pid: owner,
+    });
+    const sig = await stopped;
+    log.info('stopping', { signal: sig, ...proxy.stats() });
+    return 0;
+  } finally {
+    // 4. Rules first (nothing is NATed to a target we no longer vouch for), then the ports.
+    removeRules();
+    await proxy.close();
+    for (const s of SIGNALS) process.removeListener(s, onSignal);
+    process.removeListener('exit', removeRules);
+  }
+}
