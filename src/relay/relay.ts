@@ -184,6 +184,12 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
     });
 
     if (opts.head && opts.head.length > 0) onClientData(opts.head);
+    if (client.readableEnded) {
+      // The client's EOF arrived while its first bytes were being peeked (sniffing):
+      // its 'end' event is gone, so forward the half-close now.
+      clientEnded = true;
+      upstream.end();
+    }
     client.resume();
   });
 }

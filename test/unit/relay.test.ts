@@ -162,3 +162,27 @@ test('rewriter: forward events replace bytes, reject answers the client and clos
   });
   upstream.close();
 });
+
+test('a client EOF that arrived before the relay started (while peeking) is still forwarded', async () => {
+  const upstream = await listen((s) => readAll(s).then((b) => s.end(`saw ${b.toString()}`)));
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
+    // Read everything, including the EOF, before the relay exists.
+    const chunks: Buffer[] = [];
+    client.on('data', (d: Buffer) => chunks.push(d));
+    client.once('end', () => {
+      client.removeAllListeners('data');
+      const up = net.connect({ port: (upstream.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+      up.once('connect', () => void relay(client, up, { idleTimeoutMs: 5000, head: Buffer.concat(chunks) }));
+    });
+    client.resume();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const c = net.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+  await once(c, 'connect');
+  c.end('early');
+  assert.equal((await readAll(c)).toString(), 'saw early');
+  c.destroy();
+  server.close();
+  upstream.close();
+});

@@ -1,0 +1,186 @@
+// Issue 4 end to end, in the seed's topology: LAN hosts route through a gateway namespace;
+// a "remote" namespace is reachable only through the upstream node. Real nodes from Debian:
+// microsocks (SOCKS5, with and without auth), tinyproxy (HTTP CONNECT), ss-server
+// (Shadowsocks AEAD, each cipher).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Host, Lab, LabProcess } from '../../src/netlab/lab.js';
+import { peerPath, startPeer, startTranproxy, waitForPort, withLab } from '../helpers/lab.js';
+
+const NODE_IP = '10.74.2.2';
+const REMOTE = '10.74.3.2';
+const NODE_SIDE_OF_REMOTE = '10.74.3.1';
+const DIRECT_SRV = '10.74.4.2';
+const LAN_CLIENT = '10.74.1.2';
+
+interface GatewayLab {
+  lan: Host;
+  gw: Host;
+  node: Host;
+  remote: Host;
+  direct: Host;
+  lanIf: string;
+  tmp: string;
+}
+
+/** lan ─ gw ─ node ─ remote, and gw ─ direct. gw has no route to remote: only the node does. */
+async function gatewayLab(lab: Lab): Promise<GatewayLab> {
+  const lan = lab.addHost('lan');
+  const gw = lab.addHost('gw');
+  const node = lab.addHost('node');
+  const remote = lab.addHost('remote');
+  const direct = lab.addHost('direct');
+  const l = lab.link(lan, gw, { a: [`${LAN_CLIENT}/24`], b: ['10.74.1.1/24'] });
+  lab.link(gw, node, { a: ['10.74.2.1/24'], b: [`${NODE_IP}/24`] });
+  lab.link(node, remote, { a: [`${NODE_SIDE_OF_REMOTE}/24`], b: [`${REMOTE}/24`] });
+  lab.link(gw, direct, { a: ['10.74.4.1/24'], b: [`${DIRECT_SRV}/24`] });
+  lan.addRoute('default', '10.74.1.1');
+  direct.addRoute('default', '10.74.4.1');
+  gw.enableForwarding();
+  await startPeer(remote, 'echo_headers', 80);
+  await startPeer(remote, 'tcp_echo', 7);
+  await startPeer(direct, 'echo_headers', 80);
+  // The node resolves names it is given (SOCKS5 CONNECT with a domain): /etc/netns/NS/hosts
+  // is bind-mounted over /etc/hosts by `ip netns exec`.
+  mkdirSync(`/etc/netns/${node.netns}`, { recursive: true });
+  writeFileSync(`/etc/netns/${node.netns}/hosts`, `${REMOTE} www.remote.test api.remote.test\n`);
+  return { lan, gw, node, remote, direct, lanIf: l.b, tmp: mkdtempSync(join(tmpdir(), 'tpx-gw-')) };
+}
+
+function cleanup(g: GatewayLab | undefined): void {
+  if (!g) return;
+  rmSync(`/etc/netns/${g.node.netns}`, { recursive: true, force: true });
+  rmSync(g.tmp, { recursive: true, force: true });
+}
+
+async function withGateway(fn: (g: GatewayLab, lab: Lab) => Promise<void>): Promise<void> {
+  await withLab(async (lab) => {
+    let g: GatewayLab | undefined;
+    try {
+      g = await gatewayLab(lab);
+      await fn(g, lab);
+    } finally {
+      cleanup(g);
+    }
+  });
+}
+
+function gatewayArgs(g: GatewayLab, extra: string[]): string[] {
+  return ['run', '--mode', 'tproxy', '--capture', 'prerouting', '-i', g.lanIf, '--family', 'ipv4', '--connect-timeout', '3s', ...extra];
+}
+
+async function curlJson(h: Host, url: string, extra: string[] = []): Promise<{ client: { address: string } } | undefined> {
+  const r = await h.run('curl', ['-sS', '--max-time', '6', ...extra, url], { allowFailure: true });
+  const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
+  return line ? (JSON.parse(line) as { client: { address: string } }) : undefined;
+}
+
+/** A raw TCP round trip. No half-close: microsocks closes both ways on the first FIN. */
+async function tcpExchange(h: Host, ip: string, port: number, text: string): Promise<string> {
+  const r = await h.run(process.execPath, [peerPath('raw_client.mjs'), ip, String(port), '700'], { input: text, allowFailure: true });
+  return r.stdout;
+}
+
+async function microsocks(node: Host, port: number, auth?: [string, string]): Promise<LabProcess> {
+  const p = node.spawn('microsocks', ['-i', NODE_IP, '-p', String(port), ...(auth ? ['-u', auth[0], '-P', auth[1]] : [])]);
+  await waitForPort(node, port);
+  return p;
+}
+
+test('SOCKS5 node: curl and a raw TCP exchange from a LAN host leave through the node', async () => {
+  await withGateway(async (g) => {
+    await microsocks(g.node, 1080);
+    const proxy = await startTranproxy(g.gw, gatewayArgs(g, ['--upstream', `socks5://${NODE_IP}:1080`]));
+    const echo = await curlJson(g.lan, `http://${REMOTE}/via-node`);
+    assert.equal(echo?.client.address, NODE_SIDE_OF_REMOTE, 'the remote server sees the node, not the client');
+    await proxy.waitForOutput(/conn .*dst=10\.74\.3\.2:80 .*via=upstream route=default .*close=eof/);
+    assert.equal(await tcpExchange(g.lan, REMOTE, 7, 'hello through socks\n'), 'hello through socks\n');
+    await proxy.waitForOutput(/conn .*dst=10\.74\.3\.2:7 .*via=upstream/);
+    // Sniffed domain is sent to the node, which resolves it itself.
+    const named = await curlJson(g.lan, 'http://www.remote.test/', ['--resolve', `www.remote.test:80:${REMOTE}`]);
+    assert.equal(named?.client.address, NODE_SIDE_OF_REMOTE);
+    await proxy.waitForOutput(/conn .*domain=www\.remote\.test via=upstream/);
+  });
+});
+
+test('SOCKS5 with auth, HTTP CONNECT (tinyproxy) and Shadowsocks (each cipher) nodes', async () => {
+  await withGateway(async (g) => {
+    const nodes: [string, () => Promise<LabProcess>][] = [];
+    nodes.push([`socks5://alice:s3cret@${NODE_IP}:1081`, () => microsocks(g.node, 1081, ['alice', 's3cret'])]);
+    const tinyConf = join(g.tmp, 'tinyproxy.conf');
+    writeFileSync(tinyConf, `Port 3128\nListen ${NODE_IP}\nTimeout 30\nAllow 10.74.0.0/16\nMaxClients 50\nLogLevel Error\n`);
+    nodes.push([`http://${NODE_IP}:3128`, async () => {
+      const p = g.node.spawn('tinyproxy', ['-d', '-c', tinyConf]);
+      await waitForPort(g.node, 3128);
+      return p;
+    }]);
+    for (const [i, method] of ['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'].entries()) {
+      const port = 8388 + i;
+      const userinfo = Buffer.from(`${method}:pa:ss`).toString('base64url');
+      nodes.push([`ss://${userinfo}@${NODE_IP}:${port}#n${i}`, async () => {
+        const p = g.node.spawn('ss-server', ['-s', NODE_IP, '-p', String(port), '-k', 'pa:ss', '-m', method]);
+        await waitForPort(g.node, port);
+        return p;
+      }]);
+    }
+    for (const [uri, start] of nodes) {
+      const peer = await start();
+      const proxy = await startTranproxy(g.gw, gatewayArgs(g, ['--upstream', uri]));
+      const echo = await curlJson(g.lan, `http://${REMOTE}/`);
+      assert.equal(echo?.client.address, NODE_SIDE_OF_REMOTE, uri);
+      assert.equal(await tcpExchange(g.lan, REMOTE, 7, `raw ${uri}\n`), `raw ${uri}\n`, uri);
+      await proxy.stop();
+      await peer.stop();
+    }
+  });
+});
+
+test('domain rules: one name direct, another through the node, a third rejected; node down is quick and isolated', async () => {
+  await withGateway(async (g) => {
+    const socks = await microsocks(g.node, 1080);
+    const config = join(g.tmp, 'gateway.yaml');
+    writeFileSync(
+      config,
+      [
+        'nodes:',
+        `  node-a: socks5://${NODE_IP}:1080`,
+        'rules:',
+        '  - domain-suffix: direct.test',
+        '    outbound: direct',
+        '  - domain-keyword: blocked',
+        '    outbound: reject',
+        '  - domain-suffix: remote.test',
+        '    outbound: node-a',
+        'default: direct',
+        '',
+      ].join('\n'),
+    );
+    const proxy = await startTranproxy(g.gw, [...gatewayArgs(g, []), '--config', config]);
+    const direct = await curlJson(g.lan, 'http://www.direct.test/', ['--resolve', `www.direct.test:80:${DIRECT_SRV}`]);
+    // Direct flows keep the client's own address (TPROXY full transparency).
+    assert.equal(direct?.client.address, LAN_CLIENT);
+    await proxy.waitForOutput(/conn .*domain=www\.direct\.test via=direct route=rules\[0\]/);
+    const proxied = await curlJson(g.lan, 'http://api.remote.test/', ['--resolve', `api.remote.test:80:${REMOTE}`]);
+    assert.equal(proxied?.client.address, NODE_SIDE_OF_REMOTE);
+    await proxy.waitForOutput(/conn .*domain=api\.remote\.test via=node-a route=rules\[2\]/);
+
+    const t0 = Date.now();
+    const blocked = await g.lan.run('curl', ['-sS', '--max-time', '5', '--resolve', `ads.blocked.test:80:${DIRECT_SRV}`, 'http://ads.blocked.test/'], { allowFailure: true });
+    assert.notEqual(blocked.status, 0);
+    assert.ok(Date.now() - t0 < 2000, 'reject is immediate');
+    await proxy.waitForOutput(/conn .*domain=ads\.blocked\.test via=reject route=rules\[1\] .*close=rejected-by-rule/);
+
+    await socks.stop();
+    const t1 = Date.now();
+    const down = await g.lan.run('curl', ['-sS', '--max-time', '8', '--resolve', `api.remote.test:80:${REMOTE}`, 'http://api.remote.test/'], { allowFailure: true });
+    assert.notEqual(down.status, 0);
+    assert.ok(Date.now() - t1 < 3000, `node down must fail fast, took ${Date.now() - t1} ms`);
+    await proxy.waitForOutput(/conn .*via=node-a .*close=connect-failed error=ECONNREFUSED/);
+    // Other traffic is unaffected.
+    const still = await curlJson(g.lan, 'http://www.direct.test/', ['--resolve', `www.direct.test:80:${DIRECT_SRV}`]);
+    assert.equal(still?.client.address, LAN_CLIENT);
+  });
+});
