@@ -83,6 +83,7 @@ export interface RawRunOptions {
   tproxyMark?: string;
   tproxyTable?: string;
   preserveSource?: boolean;
+  bypassPrivate?: boolean;
   connectTimeout?: string;
   idleTimeout?: string;
   maxConnections?: string;
@@ -150,6 +151,14 @@ function resolverOf(raw: RawRunOptions, facts: HostFacts): ResolvConf {
   return { ...conf, nameservers: given.length ? given : conf.nameservers };
 }
 
+/** Private, loopback, link-local, multicast and reserved ranges (RFC 6890). */
+export const RESERVED_CIDRS: Cidr[] = [
+  ...['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.168.0.0/16', '224.0.0.0/4', '240.0.0.0/4'].map(
+    (text) => ({ family: 'ipv4' as const, text }),
+  ),
+  ...['::1/128', 'fc00::/7', 'fe80::/10', 'ff00::/8'].map((text) => ({ family: 'ipv6' as const, text })),
+];
+
 export const DEFAULTS = {
   listenPort: 15001,
   proxyUser: '1337:1337',
@@ -198,7 +207,11 @@ export function parseRunOptions(raw: RawRunOptions, command: string[] = [], fact
     ports,
     excludePorts: splitList(raw.excludePort).map((p) => parsePortRange(p, '--exclude-port')),
     includeCidrs: splitList(raw.includeCidr).map((c) => parseCidr(c, '--include-cidr')),
-    excludeCidrs: splitList(raw.excludeCidr).map((c) => parseCidr(c, '--exclude-cidr')),
+    excludeCidrs: [
+      ...splitList(raw.excludeCidr).map((c) => parseCidr(c, '--exclude-cidr')),
+      // A gateway leaves LAN-internal and reserved destinations alone unless told otherwise.
+      ...(capture.includes('prerouting') && (raw.bypassPrivate ?? true) ? RESERVED_CIDRS : []),
+    ],
     sourceCidrs,
     inInterfaces,
     proxyUser,

@@ -1,5 +1,6 @@
 // The firewall API the CLI calls: render, apply atomically, remove, show. Only our own nft
 // table, TRANPROXY_* chains (+ their jumps) and tagged ip rules/routes are ever touched.
+import { enableForwarding, restoreForwarding } from './forwarding.js';
 import { ToolFailedError, ToolMissingError } from '../errors.js';
 import { hasTool, runSync } from '../kernel/exec.js';
 import { NFT_TABLE, type CapturePlan, type Family } from './plan.js';
@@ -78,6 +79,8 @@ export function applyPlan(plan: CapturePlan, backend: Backend, target?: Target):
     applyRouting(routing, target);
     if (backend === 'nft') runSync('nft', ['-f', '-'], { input: nft, netns: target?.netns });
     else for (const r of ipt) reconcileIptables(r.family, r.chains.length ? r : undefined, target);
+    // A gateway forwards what it does not capture; the old values come back on removal.
+    if (p.capture.includes('prerouting')) enableForwarding(p.families, target);
   } catch (e) {
     try {
       removeRules(target);
@@ -93,6 +96,7 @@ export function removeRules(target?: Target): void {
   removeNft(target);
   for (const f of FAMILIES) reconcileIptables(f, undefined, target);
   removeRouting(target);
+  restoreForwarding(target);
 }
 
 /** Everything of ours currently installed, '' when none. */

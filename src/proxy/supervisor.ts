@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { PermissionError, SyscallError, TranproxyError } from '../errors.js';
 import { closeFd, createListenerFd } from '../kernel/sockets.js';
 import { spawnCommand } from '../kernel/exec.js';
+import { bridgeNfWarning } from '../firewall/forwarding.js';
 import { applyPlan, detectBackend, removeRules, type Backend } from '../firewall/apply.js';
 import { capturePlanOf, type RunConfig } from '../config/run-config.js';
 import type { Logger } from '../observe/log.js';
@@ -70,6 +71,10 @@ export class Supervisor {
       this.listeners = bindListeners(cfg, this.log);
       families = this.listeners.map((l) => (l.family === 4 ? 'ipv4' : 'ipv6'));
       await this.startChild();
+      if (cfg.mode === 'tproxy') {
+        const warning = bridgeNfWarning();
+        if (warning) this.log.warn(warning);
+      }
       if (this.backend) {
         this.rulesApplied = true; // set first: a half-applied plan is removed on the way out too
         applyPlan({ ...capturePlanOf(cfg), families }, this.backend);

@@ -98,11 +98,16 @@ test('TPROXY prerouting on a gateway: server sees the client address, v4 and v6,
     client.addRoute('default', 'fd72:1::1');
     server.addRoute('default', '10.72.2.1');
     server.addRoute('default', 'fd72:2::1');
-    gw.enableForwarding();
     const http = await httpServer(server, 80);
+    const sysctl = async (k: string) => (await gw.run('sysctl', ['-n', k])).stdout.trim();
+    assert.equal(await sysctl('net.ipv4.ip_forward'), '0');
 
-    const proxy = tranproxy(gw, ['run', '--mode', 'tproxy', '--capture', 'prerouting', '-i', lan.b, '-P', '80']);
+    // Lab addresses are private: a gateway bypasses those unless told otherwise.
+    const proxy = tranproxy(gw, ['run', '--mode', 'tproxy', '--capture', 'prerouting', '-i', lan.b, '-P', '80', '--no-bypass-private']);
     await proxy.waitForOutput(READY);
+    // A gateway forwards what it does not capture.
+    assert.equal(await sysctl('net.ipv4.ip_forward'), '1');
+    assert.equal(await sysctl('net.ipv6.conf.all.forwarding'), '1');
 
     const r4 = await curl(client, 'http://10.72.2.2/copyright');
     assert.equal(r4.status, 0, r4.stderr);
@@ -125,6 +130,8 @@ test('TPROXY prerouting on a gateway: server sees the client address, v4 and v6,
     const after = await rulesIn(gw);
     assert.doesNotMatch(after, /tranproxy/);
     assert.doesNotMatch(after, /lookup 233/);
+    assert.equal(await sysctl('net.ipv4.ip_forward'), '0', 'old forwarding value restored');
+    assert.equal(await sysctl('net.ipv6.conf.all.forwarding'), '0');
   });
 });
 
@@ -205,6 +212,10 @@ test('rules plan prints without applying; apply, show and remove do what they sa
     const ipt = await cli(['plan', '--firewall', 'iptables', '--mode', 'tproxy', '--capture', 'prerouting']);
     assert.match(ipt.stdout, /TRANPROXY_/);
     assert.match(ipt.stdout, /TPROXY/);
+    // A gateway plan leaves private destinations alone by default.
+    assert.match(ipt.stdout, /-d 192\.168\.0\.0\/16 -j RETURN/);
+    const all = await cli(['plan', '--mode', 'tproxy', '--capture', 'prerouting']);
+    assert.match(all.stdout, /10\.0\.0\.0\/8/);
 
     assert.equal((await cli(['apply', '-P', '80'])).status, 0);
     const show = await cli(['show']);

@@ -69,7 +69,7 @@ async function withGateway(fn: (g: GatewayLab, lab: Lab) => Promise<void>): Prom
 }
 
 function gatewayArgs(g: GatewayLab, extra: string[]): string[] {
-  return ['run', '--mode', 'tproxy', '--capture', 'prerouting', '-i', g.lanIf, '--family', 'ipv4', '--connect-timeout', '3s', ...extra];
+  return ['run', '--mode', 'tproxy', '--capture', 'prerouting', '-i', g.lanIf, '--family', 'ipv4', '--connect-timeout', '3s', '--no-bypass-private', ...extra];
 }
 
 async function curlJson(h: Host, url: string, extra: string[] = []): Promise<{ client: { address: string } } | undefined> {
