@@ -13,8 +13,22 @@ interface Libc {
   bind: KoffiFn;
   listen: KoffiFn;
   close: KoffiFn;
+  shutdown: KoffiFn;
+  recvmmsg: KoffiFn;
+  sendto: KoffiFn;
+  poll: KoffiFn;
+  getsockname: KoffiFn;
   errno: () => number;
+  address: (b: Buffer) => bigint;
+  /** koffi ≥ 2.15: a libuv uv_poll_t on the calling thread's event loop (undocumented API). */
+  nodePoll: KoffiNodePoll | undefined;
 }
+
+type KoffiNodePoll = (
+  fd: number,
+  opts: { readable?: boolean; writable?: boolean; disconnect?: boolean },
+  cb: (status: number, ev: { readable: boolean; writable: boolean; disconnect: boolean }) => void,
+) => { stop(): void; close(): void; unref(): void; ref(): void };
 
 let libc: Libc | undefined;
 
@@ -25,6 +39,8 @@ function load(): Libc {
   const koffi = require('koffi') as {
     load(path: string): { func(sig: string): KoffiFn };
     errno(): number;
+    address(v: unknown): bigint;
+    node?: { poll?: KoffiNodePoll };
   };
   const lib = koffi.load('libc.so.6');
   libc = {
@@ -34,7 +50,16 @@ function load(): Libc {
     bind: lib.func('int bind(int fd, const void *addr, uint32_t len)'),
     listen: lib.func('int listen(int fd, int backlog)'),
     close: lib.func('int close(int fd)'),
+    shutdown: lib.func('int shutdown(int fd, int how)'),
+    // Buffers are passed by address (uintptr_t) where the kernel writes through pointers
+    // stored inside them (mmsghdr vectors): koffi never copies or reorders that memory.
+    recvmmsg: lib.func('int recvmmsg(int fd, uintptr_t msgvec, unsigned int vlen, int flags, void *timeout)'),
+    sendto: lib.func('intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
+    poll: lib.func('int poll(uintptr_t fds, uint64_t nfds, int timeout)'),
+    getsockname: lib.func('int getsockname(int fd, void *addr, void *len)'),
     errno: () => koffi.errno(),
+    address: (b) => koffi.address(b),
+    nodePoll: typeof koffi.node?.poll === 'function' ? koffi.node.poll : undefined,
   };
   return libc;
 }
@@ -79,4 +104,77 @@ export function sysListen(fd: number, backlog: number): void {
 
 export function sysClose(fd: number): void {
   load().close(fd);
+}
+
+export const SHUT_RDWR = 2;
+export const MSG_DONTWAIT = 0x40;
+export const EAGAIN = 11;
+export const EINTR = 4;
+
+/**
+ * shutdown(2), errors ignored: on an unconnected UDP socket it fails with ENOTCONN but still
+ * marks the socket shut down and wakes every thread blocked in recv/poll on it.
+ */
+export function sysShutdown(fd: number, how = SHUT_RDWR): void {
+  load().shutdown(fd, how);
+}
+
+/** Address of a Buffer's first byte. The Buffer must stay referenced while it is used. */
+export function addressOf(b: Buffer): bigint {
+  return load().address(b);
+}
+
+/**
+ * recvmmsg(2) into a prepared mmsghdr vector (see udp-msg.ts). Returns the number of
+ * messages, 0 when nothing is queued (EAGAIN with MSG_DONTWAIT, or EINTR); throws otherwise.
+ */
+export function sysRecvmmsg(fd: number, vecAddr: bigint, vlen: number, flags: number): number {
+  const n = load().recvmmsg(fd, vecAddr, vlen, flags, null);
+  if (n >= 0) return n;
+  const errno = load().errno();
+  if (errno === EAGAIN || errno === EINTR) return 0;
+  fail('recvmmsg');
+}
+
+/** sendto(2): bytes sent, or −errno (EAGAIN when the socket buffer is full: a drop for UDP). */
+export function sysSendto(fd: number, payload: Buffer, flags: number, sockaddr: Buffer): number {
+  const n = Number(load().sendto(fd, payload, payload.length, flags, sockaddr, sockaddr.length));
+  return n >= 0 ? n : -load().errno();
+}
+
+/** poll(2) over a prepared `struct pollfd` array; returns ready count, 0 on timeout/EINTR. */
+export function sysPoll(fdsAddr: bigint, nfds: number, timeoutMs: number): number {
+  const n = load().poll(fdsAddr, nfds, timeoutMs);
+  if (n >= 0) return n;
+  if (load().errno() === EINTR) return 0;
+  fail('poll');
+}
+
+/** The address a socket is bound to, as a raw sockaddr. */
+export function sysGetsockname(fd: number): Buffer {
+  const addr = Buffer.alloc(128);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(addr.length, 0);
+  if (load().getsockname(fd, addr, len) !== 0) fail('getsockname');
+  return addr.subarray(0, len.readUInt32LE(0));
+}
+
+export interface FdPoller {
+  close(): void;
+}
+
+/** True when this koffi offers readiness polling on the Node event loop (koffi.node.poll). */
+export function hasEventLoopPoll(): boolean {
+  return load().nodePoll !== undefined;
+}
+
+/**
+ * Call `onReadable` whenever `fd` is readable, from the Node event loop (libuv uv_poll_t;
+ * the fd is made non-blocking). close() before closing the fd. Throws when unavailable.
+ */
+export function pollReadable(fd: number, onReadable: () => void, onError: (status: number) => void): FdPoller {
+  const poll = load().nodePoll;
+  if (!poll) throw new Error('koffi.node.poll is not available in this koffi version');
+  const handle = poll(fd, { readable: true }, (status) => (status < 0 ? onError(status) : onReadable()));
+  return { close: () => handle.close() };
 }
