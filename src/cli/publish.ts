@@ -91,7 +91,7 @@ export function publishCommand(): Command {
         if (live.length) log.warn(`removed the rules of running publishers too (pid ${live.join(', ')}): their NAT is gone, their userland proxies still run`);
         log.info('published-port rules removed', {
           rules: r.removed,
-          ...(r.restoredLocalnet !== undefined ? { 'restored route_localnet': r.restoredLocalnet } : {}),
+          ...(r.restoredLocalnet !== undefined ? { restored_route_localnet: r.restoredLocalnet } : {}),
         });
         return;
       }

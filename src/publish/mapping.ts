@@ -166,7 +166,7 @@ export function parseMappings(args: readonly string[]): PortMapping[] {
       const clash = listenAddresses(e.m).find((a) => listenAddresses(o.m).some((b) => overlaps(a, b)));
       if (clash !== undefined) {
         throw new UsageError(
-          `publish: host port ${e.m.hostPort}/${e.m.proto} on ${clash === '::' ? '[::]' : clash} is published twice ('${o.arg}' and '${e.arg}'); ` +
+          `publish: host port ${e.m.hostPort}/${e.m.proto} on ${familyOf(clash) === 6 ? `[${clash}]` : clash} is published twice ('${o.arg}' and '${e.arg}'); ` +
             'without HOST_IP a mapping takes both 0.0.0.0 and [::]: give each a HOST_IP such as 0.0.0.0 or [::]',
         );
       }

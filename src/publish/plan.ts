@@ -5,8 +5,9 @@
 //   prerouting  DNAT for remote clients and containers (fib daddr type local, or HOST_IP).
 //   output      DNAT for the host's own clients of non-loopback local addresses; with
 //               --userland-proxy=false also 127.0.0.1 (needs route_localnet + localnet).
-//   postrouting MASQUERADE for hairpin: a client on the target's own segment (or the target
-//               itself) would get the reply straight from the target, not through our NAT.
+//   postrouting MASQUERADE for hairpin: a client on the target's own segment (a sibling
+//               container) would get the reply straight from the target, not through our NAT.
+//               The target itself is left to the userland proxy (see planOne).
 //   localnet    --userland-proxy=false: MASQUERADE 127.0.0.0/8 sources after OUTPUT DNAT.
 // Whatever no rule covers (127.0.0.1 and ::1 with the userland proxy, ::1 always, a client
 // family that differs from the target's, loopback targets) reaches tranproxy's own
@@ -40,6 +41,8 @@ export interface Dnat {
   daddr?: string;
   /** Skip loopback destinations (left to the userland proxy). */
   skipLoopback?: boolean;
+  /** Skip packets from this source (the target itself: left to the userland proxy). */
+  notFrom?: string;
 }
 
 export interface MappingPlan {
@@ -68,10 +71,6 @@ export interface PublishPlan {
 
 const FORWARD_SYSCTL: Record<IpFamily, string> = { 4: 'net.ipv4.ip_forward', 6: 'net.ipv6.conf.all.forwarding' };
 
-function hostCidr(ip: string): Cidr {
-  return familyOf(ip) === 4 ? { family: 'ipv4', text: `${ip}/32` } : { family: 'ipv6', text: `${ip}/128` };
-}
-
 function planOne(m: PortMapping, inp: PlanInputs, forwardingOff: Set<IpFamily>): MappingPlan {
   const family = familyOf(m.targetIp);
   const base: MappingPlan = {
@@ -96,12 +95,15 @@ function planOne(m: PortMapping, inp: PlanInputs, forwardingOff: Set<IpFamily>):
   const route = inp.route(m.targetIp);
 
   if (!loopbackHost) {
-    if (inp.forwarding[family] || route.local) {
+    if (route.local) {
       base.prerouting = daddr ? { daddr } : {};
-      if (!route.local) {
-        const cidrs = normalizeCidrs([hostCidr(m.targetIp), ...route.onLink.map((c) => ({ family: family === 4 ? 'ipv4' : 'ipv6', text: c }) as Cidr)], 'hairpin sources');
-        base.hairpinSources = cidrs.map((c) => c.text);
-      }
+    } else if (inp.forwarding[family]) {
+      // The target reaching itself through HOST_IP:HOST_PORT goes to the userland proxy: a
+      // DNATed packet sent back out of the bridge port it came in by needs that port in
+      // hairpin mode when br_netfilter is loaded — a bridge setting that is not ours.
+      base.prerouting = { ...(daddr ? { daddr } : {}), notFrom: m.targetIp };
+      const cidrs = normalizeCidrs(route.onLink.map((c): Cidr => ({ family: family === 4 ? 'ipv4' : 'ipv6', text: c })), 'hairpin sources');
+      base.hairpinSources = cidrs.map((c) => c.text);
     } else {
       forwardingOff.add(family);
       base.notes.push(`${FORWARD_SYSCTL[family]}=0: remote clients are relayed by the userland proxy`);

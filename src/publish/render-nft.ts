@@ -81,10 +81,11 @@ function endpoint(ip: string, port: number): string {
 function dnatRule(p: MappingPlan, d: Dnat): string {
   const m = p.mapping;
   const a = ADDR[p.family];
-  const where = d.daddr
-    ? `${a} daddr ${d.daddr}`
-    : `fib daddr type local ${d.skipLoopback ? `${a} daddr != ${LOOPBACK[p.family]}` : `meta nfproto ${NFPROTO[p.family]}`}`;
-  return `${where} ${m.proto} dport ${m.hostPort} dnat ${a} to ${endpoint(m.targetIp, m.targetPort)}`;
+  const parts = d.daddr ? [`${a} daddr ${d.daddr}`] : ['fib daddr type local'];
+  if (d.skipLoopback) parts.push(`${a} daddr != ${LOOPBACK[p.family]}`);
+  if (d.notFrom) parts.push(`${a} saddr != ${d.notFrom}`);
+  if (parts.length === 1 && !d.daddr) parts.push(`meta nfproto ${NFPROTO[p.family]}`); // the family of the dnat
+  return `${parts.join(' ')} ${m.proto} dport ${m.hostPort} dnat ${a} to ${endpoint(m.targetIp, m.targetPort)}`;
 }
 
 function masqueradeRule(p: MappingPlan, sources: readonly string[]): string {

@@ -86,18 +86,30 @@ function rulesOf(mapping: string): string[] {
 }
 
 test('per mapping: prerouting DNAT for remote clients, output DNAT for local non-loopback, hairpin masquerade', () => {
+  // The target reaching itself is left to the userland proxy (saddr != target).
   assert.deepEqual(rulesOf('8080:10.0.0.2:80'), [
     'mappings continue',
-    'prerouting fib daddr type local meta nfproto ipv4 tcp dport 8080 dnat ip to 10.0.0.2:80',
+    'prerouting fib daddr type local ip saddr != 10.0.0.2 tcp dport 8080 dnat ip to 10.0.0.2:80',
     'output fib daddr type local ip daddr != 127.0.0.0/8 tcp dport 8080 dnat ip to 10.0.0.2:80',
     'postrouting ip saddr 10.0.0.0/24 ip daddr 10.0.0.2 tcp dport 80 ct status dnat ct original proto-dst 8080 masquerade',
   ]);
-  // HOST_IP: only that address; the target behind a gateway: only itself is masqueraded.
+  // HOST_IP: only that address; the target behind a gateway: no segment of ours to masquerade.
   assert.deepEqual(rulesOf('10.1.0.1:8080:10.9.0.5:80/udp'), [
     'mappings continue',
-    'prerouting ip daddr 10.1.0.1 udp dport 8080 dnat ip to 10.9.0.5:80',
+    'prerouting ip daddr 10.1.0.1 ip saddr != 10.9.0.5 udp dport 8080 dnat ip to 10.9.0.5:80',
     'output ip daddr 10.1.0.1 udp dport 8080 dnat ip to 10.9.0.5:80',
-    'postrouting ip saddr 10.9.0.5/32 ip daddr 10.9.0.5 udp dport 80 ct status dnat ct original proto-dst 8080 masquerade',
+  ]);
+  // A local target: no forwarding, no hairpin; 127.0.0.1 can be NATed to it directly.
+  assert.deepEqual(rulesOf('8080:10.1.0.1:3000'), [
+    'mappings continue',
+    'prerouting fib daddr type local meta nfproto ipv4 tcp dport 8080 dnat ip to 10.1.0.1:3000',
+    'output fib daddr type local meta nfproto ipv4 tcp dport 8080 dnat ip to 10.1.0.1:3000',
+  ]);
+  assert.deepEqual(rulesOf('8080:[fd00::2]:80'), [
+    'mappings continue',
+    'prerouting fib daddr type local ip6 saddr != fd00::2 tcp dport 8080 dnat ip6 to [fd00::2]:80',
+    'output fib daddr type local ip6 daddr != ::1 tcp dport 8080 dnat ip6 to [fd00::2]:80',
+    'postrouting ip6 saddr fd00::/64 ip6 daddr fd00::2 tcp dport 80 ct status dnat ct original proto-dst 8080 masquerade',
   ]);
   // 127.0.0.1 only: nothing to NAT with the userland proxy on.
   assert.deepEqual(rulesOf('127.0.0.1:8080:10.0.0.2:80'), ['mappings continue']);
@@ -228,7 +240,7 @@ test('parseLiveTable reads nft -j output; listedMappings reads the registry', ()
   assert.deepEqual(parseLiveTable('{"nftables":[{"metainfo":{}}]}'), { exists: false, rules: [] });
 });
 
-test('plan is deterministic: hairpin sources normalised (target inside its segment is not repeated)', () => {
+test('plan is deterministic: hairpin sources normalised', () => {
   const plan = buildPlan(inputs({ route: () => ({ local: false, onLink: ['10.0.0.0/24', '10.0.0.0/25', '192.168.5.0/24'] }), mappings: parseMappings(['80:10.0.0.2:80']) }));
   assert.deepEqual(plan.mappings[0]!.hairpinSources, ['10.0.0.0/24', '192.168.5.0/24']);
 });
