@@ -1,0 +1,135 @@
+// Process plumbing for the benchmark runner: programs started inside lab hosts with their
+// output going to a log file (not through a pipe into this process, which shares the CPUs
+// being measured), readiness waits, and /proc readings (CPU ticks, RSS, descendants).
+import { chownSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import type { Host, LabProcess } from '../../src/netlab/lab.js';
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Clock ticks per second of /proc/PID/stat times (CONFIG_HZ-independent USER_HZ). */
+export const CLK_TCK = 100;
+
+export interface IdOpts {
+  uid?: number;
+  gid?: number;
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Start `cmd args` in `host` with stdout+stderr appended to `logFile` (created, and owned by
+ * `uid` when given, so the program can open it after dropping privileges). The lab tracks
+ * the process and kills it on destroy; `ip netns exec`, setpriv and `sh -c exec` all exec,
+ * so the returned pid is the program's own.
+ */
+export function startLogged(host: Host, logFile: string, cmd: string, args: string[], opts: IdOpts = {}): LabProcess {
+  writeFileSync(logFile, '');
+  if (opts.uid !== undefined) chownSync(logFile, opts.uid, opts.gid ?? opts.uid);
+  return host.spawn('sh', ['-c', 'exec "$@" >>"$0" 2>&1', logFile, cmd, ...args], opts);
+}
+
+export function exited(p: LabProcess): boolean {
+  return p.child.exitCode !== null || p.child.signalCode !== null;
+}
+
+export function readLog(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Wait until `re` matches the log file; fails if the process exits first or on timeout. */
+export async function waitForLog(p: LabProcess, file: string, re: RegExp, timeoutMs = 15_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const text = readLog(file);
+    const m = re.exec(text);
+    if (m) return m[0];
+    if (exited(p)) throw new Error(`process exited (${p.child.exitCode ?? p.child.signalCode}) before ${re}; log ${file}:\n${text.slice(-2000)}`);
+    if (Date.now() > deadline) throw new Error(`no ${re} within ${timeoutMs} ms; log ${file}:\n${text.slice(-2000)}`);
+    await sleep(50);
+  }
+}
+
+/** Wait until a TCP socket listens on `port` inside `host` (ss; no probe traffic). */
+export async function waitForListen(host: Host, port: number, p?: LabProcess, logFile?: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await host.run('ss', ['-Hltn', `sport = :${port}`], { allowFailure: true });
+    if (r.status === 0 && r.stdout.trim()) return;
+    if (p && exited(p)) throw new Error(`${host.name}: process exited before listening on ${port}; log:\n${logFile ? readLog(logFile).slice(-2000) : p.output()}`);
+    if (Date.now() > deadline) throw new Error(`${host.name}: nothing listens on tcp port ${port}${logFile ? `; log:\n${readLog(logFile).slice(-2000)}` : ''}`);
+    await sleep(50);
+  }
+}
+
+interface Stat {
+  ppid: number;
+  ticks: number;
+}
+
+function stat(pid: number): Stat | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after "(comm) ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+    const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** utime+stime of a process, in seconds (0 if it is gone). */
+export function cpuSeconds(pid: number): number {
+  return (stat(pid)?.ticks ?? 0) / CLK_TCK;
+}
+
+/** Every descendant of `pid` (children, grandchildren…), from a scan of /proc. */
+export function descendants(pid: number): number[] {
+  const kids = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const st = stat(Number(name));
+    if (!st) continue;
+    const list = kids.get(st.ppid) ?? [];
+    list.push(Number(name));
+    kids.set(st.ppid, list);
+  }
+  const out: number[] = [];
+  const walk = (p: number): void => {
+    for (const c of kids.get(p) ?? []) {
+      out.push(c);
+      walk(c);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+/** Resident set size in KiB (VmRSS), 0 if the process is gone. */
+export function rssKb(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+export function fdCount(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return 0;
+  }
+}
+
+/** Comm name of a process ('' if gone). */
+export function comm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}

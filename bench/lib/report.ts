@@ -1,0 +1,110 @@
+// Results as data, and their rendering as Markdown (bench/RESULTS.md and the console).
+import { fmtNum, median } from './parse.js';
+
+export interface Variant {
+  key: string;
+  label: string;
+  /** How it was set up, one line. */
+  detail: string;
+}
+
+export interface Metric {
+  key: string;
+  /** Column header, with unit. */
+  label: string;
+  better: 'higher' | 'lower';
+  /** variant key → one value per round (a failed round is left out). */
+  values: Map<string, number[]>;
+}
+
+export interface CaseResult {
+  id: string;
+  title: string;
+  /** Markdown lines describing what was measured and how. */
+  method: string[];
+  variants: Variant[];
+  metrics: Metric[];
+  /** The variant the ratios are for (tranproxy) and the anchors it is compared with. */
+  subject: string;
+  anchors: string[];
+  notes: string[];
+  errors: string[];
+}
+
+export function newCase(c: Omit<CaseResult, 'metrics' | 'notes' | 'errors'>, metrics: Array<Omit<Metric, 'values'>>): CaseResult {
+  return { ...c, metrics: metrics.map((m) => ({ ...m, values: new Map() })), notes: [], errors: [] };
+}
+
+export function record(c: CaseResult, metric: string, variant: string, value: number): void {
+  const m = c.metrics.find((x) => x.key === metric);
+  if (!m) throw new Error(`no metric ${metric} in case ${c.id}`);
+  if (!Number.isFinite(value)) return;
+  const list = m.values.get(variant) ?? [];
+  list.push(value);
+  m.values.set(variant, list);
+}
+
+export function medianOf(c: CaseResult, metric: string, variant: string): number {
+  return median(c.metrics.find((x) => x.key === metric)?.values.get(variant) ?? []);
+}
+
+function cell(xs: number[] | undefined): string {
+  if (!xs || xs.length === 0) return '–';
+  const m = median(xs);
+  if (xs.length === 1) return `**${fmtNum(m)}**`;
+  return `**${fmtNum(m)}** (${fmtNum(Math.min(...xs))}–${fmtNum(Math.max(...xs))})`;
+}
+
+function ratio(a: number, b: number): string {
+  if (!Number.isFinite(a) || !Number.isFinite(b) || b === 0) return '–';
+  return `${(a / b).toFixed(2)}×`;
+}
+
+/** Metrics that have a value for at least one variant. */
+function present(c: CaseResult): Metric[] {
+  return c.metrics.filter((m) => [...m.values.values()].some((v) => v.length > 0));
+}
+
+export function renderCase(c: CaseResult): string {
+  const out: string[] = [`## ${c.title}`, ''];
+  out.push(...c.method, '');
+  const metrics = present(c);
+  if (metrics.length > 0) {
+    out.push(`| | ${metrics.map((m) => `${m.label}${m.better === 'lower' ? ' ↓' : ' ↑'}`).join(' | ')} |`);
+    out.push(`|---|${metrics.map(() => '---:').join('|')}|`);
+    for (const v of c.variants) {
+      out.push(`| ${v.label} | ${metrics.map((m) => cell(m.values.get(v.key))).join(' | ')} |`);
+    }
+    out.push('', 'Median of the rounds in bold, (min–max) after it; ↑ higher is better, ↓ lower is better.', '');
+    const anchors = c.anchors.filter((a) => metrics.some((m) => (m.values.get(a)?.length ?? 0) > 0));
+    if (anchors.length > 0) {
+      const subj = c.variants.find((v) => v.key === c.subject)?.label ?? c.subject;
+      out.push(`Ratios, ${subj} ÷ anchor (medians):`, '');
+      out.push(`| ${subj} ÷ | ${metrics.map((m) => m.label).join(' | ')} |`);
+      out.push(`|---|${metrics.map(() => '---:').join('|')}|`);
+      for (const a of anchors) {
+        const label = c.variants.find((v) => v.key === a)?.label ?? a;
+        out.push(`| ${label} | ${metrics.map((m) => ratio(median(m.values.get(c.subject) ?? []), median(m.values.get(a) ?? []))).join(' | ')} |`);
+      }
+      out.push('');
+    }
+    out.push('<details><summary>Set-up of each variant and per-round values</summary>', '');
+    for (const v of c.variants) out.push(`- **${v.label}**: ${v.detail}`);
+    out.push('');
+    for (const m of metrics) {
+      const rounds = c.variants
+        .filter((v) => (m.values.get(v.key)?.length ?? 0) > 0)
+        .map((v) => `${v.label} ${m.values.get(v.key)!.map(fmtNum).join(', ')}`);
+      out.push(`- ${m.label}: ${rounds.join('; ')}`);
+    }
+    out.push('', '</details>', '');
+  }
+  for (const n of c.notes) out.push(`- ${n}`);
+  if (c.notes.length) out.push('');
+  if (c.errors.length) {
+    out.push('**Failures:**', '');
+    for (const e of c.errors) out.push(`- ${e.split('\n')[0]}`);
+    out.push('');
+  }
+  return out.join('\n');
+}

@@ -1,0 +1,869 @@
+// tranproxy benchmarks against the anchors, side by side in one run.
+//
+//   node --import tsx bench/run.ts [--quick] [--only a,c|CASE-NAME] [--rounds N] [--out FILE]
+//
+// Builds its own netns lab (client ns ⇄ server ns on a veth pair; client ⇄ gateway ⇄ server
+// for TPROXY), runs every case for tranproxy and the anchors alternately (A B C, A B C, …),
+// prints medians and ratios and writes bench/RESULTS.md. Needs root, `npm run build`
+// (dist/cli/main.js), haproxy, nginx, iperf3 and wrk (scripts/setup-deps.sh).
+//
+// Cases: a  bulk TCP through REDIRECT (iperf3 1 and 4 streams) — tranproxy, HAProxy, no proxy
+//        b  bulk TCP through TPROXY on a gateway — tranproxy, HAProxy, no proxy
+//        c  HTTP keep-alive req/s and latency with 3 injected headers — tranproxy, nginx ×2, none
+//        d  new HTTP connections per second (Connection: close) — same variants as c
+//        e  RSS per idle proxied connection (8,000 held open) — tranproxy, HAProxy
+//        f  CPU seconds per GB relayed, from the proxies' utime+stime during a (and b)
+//
+// BENCH_DEBUG=1 prints socket and conntrack counts of the lab namespaces after each wrk run.
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Lab, type Host, type LabProcess } from '../src/netlab/lab.js';
+import { haproxyRedirect, haproxyTproxy, nginxFast, nginxSeed, nginxServer } from './lib/configs.js';
+import { parseIperf, parseWrk, fmtNum, type IperfResult, type WrkResult } from './lib/parse.js';
+import { cpuSeconds, descendants, fdCount, readLog, rssKb, sleep, startLogged, waitForListen, waitForLog } from './lib/proc.js';
+import { medianOf, newCase, record, renderCase, type CaseResult } from './lib/report.js';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const MAIN = join(ROOT, 'dist/cli/main.js');
+const NODE = process.execPath;
+const HOLD_SERVER = join(ROOT, 'bench/peers/hold-server.mjs');
+const HOLD_CLIENT = join(ROOT, 'bench/peers/hold-client.mjs');
+
+// Documentation ranges (RFC 5737), only ever inside the lab's own namespaces: a gateway's
+// default capture excludes private destinations (10/8, 192.168/16, …), these it captures.
+const ADDR = {
+  cli: '192.0.2.1',
+  srv: '192.0.2.2',
+  tcli: '198.51.100.1',
+  gwLan: '198.51.100.2',
+  gwWan: '203.0.113.1',
+  tsrv: '203.0.113.2',
+} as const;
+const PORT = { iperf: 5201, http: 80, hold: 7000, tranproxy: 15001, haproxy: 15002, nginx: 15004 } as const;
+const UID = { tranproxy: 1337, haproxy: 1338, nginx: 1339 } as const;
+
+type CaseId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f';
+const CASE_NAMES: Record<CaseId, string> = {
+  a: 'redirect-throughput',
+  b: 'tproxy-throughput',
+  c: 'http-keepalive',
+  d: 'http-new-connections',
+  e: 'idle-memory',
+  f: 'cpu-per-gb',
+};
+
+interface Options {
+  quick: boolean;
+  only: Set<CaseId>;
+  rounds: number;
+  iperfSecs: number;
+  wrkSecs: number;
+  holdCount: number;
+  out: string;
+  keepLogs: boolean;
+}
+
+function usage(): never {
+  process.stderr.write(
+    'usage: node --import tsx bench/run.ts [--quick] [--only a,b,…|NAME] [--rounds N] [--out FILE] [--keep-logs]\n' +
+      `cases: ${Object.entries(CASE_NAMES).map(([k, v]) => `${k}=${v}`).join(' ')}\n`,
+  );
+  process.exit(2);
+}
+
+function parseArgs(argv: string[]): Options {
+  let quick = false;
+  let only: Set<CaseId> | undefined;
+  let rounds: number | undefined;
+  let out: string | undefined;
+  let keepLogs = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) usage();
+      return v;
+    };
+    if (a === '--quick') quick = true;
+    else if (a === '--keep-logs') keepLogs = true;
+    else if (a === '--only') {
+      only ??= new Set();
+      for (const part of value().split(',')) {
+        const id = (Object.keys(CASE_NAMES) as CaseId[]).find((k) => k === part || CASE_NAMES[k] === part);
+        if (!id) usage();
+        only.add(id);
+      }
+    } else if (a === '--rounds') {
+      rounds = Number(value());
+      if (!Number.isInteger(rounds) || rounds < 1) usage();
+    } else if (a === '--out') out = value();
+    else usage();
+  }
+  const partial = quick || only !== undefined || rounds !== undefined;
+  return {
+    quick,
+    only: only ?? new Set(Object.keys(CASE_NAMES) as CaseId[]),
+    rounds: rounds ?? 3,
+    iperfSecs: quick ? 2 : 5,
+    wrkSecs: quick ? 2 : 5,
+    holdCount: quick ? 2000 : 8000,
+    // A quick or partial run never overwrites the full results.
+    out: out ?? join(ROOT, partial ? 'bench/RESULTS-partial.md' : 'bench/RESULTS.md'),
+    keepLogs,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proxies
+
+interface RunningProxy {
+  /** Every process of the proxy (CPU and RSS are summed over these). */
+  pids: number[];
+  /** The process that relays (tranproxy's data-plane child, HAProxy itself, nginx's worker). */
+  dataPid: number;
+  stop(): Promise<void>;
+}
+
+interface VariantDef {
+  key: string;
+  label: string;
+  detail: string;
+  /** undefined: no proxy. */
+  start?: () => Promise<RunningProxy>;
+}
+
+let TMP = '';
+let seq = 0;
+const logPath = (name: string): string => join(TMP, `${String(++seq).padStart(3, '0')}-${name}.log`);
+
+async function tranproxyCli(host: Host, args: string[]): Promise<void> {
+  await host.run(NODE, [MAIN, ...args], { timeoutMs: 30_000 });
+}
+
+async function rulesRemove(host: Host): Promise<void> {
+  await host.run(NODE, [MAIN, 'rules', 'remove'], { allowFailure: true, timeoutMs: 30_000 });
+}
+
+/** `tranproxy run ARGS` in `host`; ready when it prints its ready line (rules applied). */
+async function startTranproxy(host: Host, args: string[]): Promise<RunningProxy> {
+  const log = logPath('tranproxy');
+  const p = startLogged(host, log, NODE, [MAIN, 'run', ...args]);
+  try {
+    await waitForLog(p, log, /^tranproxy:? ready:.*$/m, 20_000);
+  } catch (e) {
+    await p.stop();
+    await rulesRemove(host);
+    throw e;
+  }
+  const kids = descendants(p.pid);
+  return {
+    pids: [p.pid, ...kids],
+    dataPid: kids[0] ?? p.pid,
+    stop: async () => {
+      await p.stop('SIGTERM');
+      await rulesRemove(host); // in case the supervisor was killed before removing its rules
+    },
+  };
+}
+
+/** HAProxy in the foreground (-db) as `uid` (undefined: root); then `tranproxy rules apply RULES`. */
+async function startHaproxy(host: Host, config: string, listenPort: number, uid: number | undefined, rules: string[]): Promise<RunningProxy> {
+  const cfg = join(TMP, `haproxy-${++seq}.cfg`);
+  writeFileSync(cfg, config, { mode: 0o644 });
+  const log = logPath('haproxy');
+  const p = startLogged(host, log, 'haproxy', ['-db', '-f', cfg], uid === undefined ? {} : { uid, gid: uid });
+  try {
+    await waitForListen(host, listenPort, p, log);
+    await tranproxyCli(host, ['rules', 'apply', ...rules]);
+  } catch (e) {
+    await rulesRemove(host);
+    await p.stop();
+    throw e;
+  }
+  return {
+    pids: [p.pid],
+    dataPid: p.pid,
+    stop: async () => {
+      await rulesRemove(host);
+      await p.stop();
+    },
+  };
+}
+
+/** nginx (master + 1 worker) as `uid`, with its own prefix directory; then the rules. */
+async function startNginx(host: Host, name: string, config: (prefix: string) => string, listenPort: number, uid: number, rules: string[]): Promise<RunningProxy> {
+  const prefix = join(TMP, `nginx-${name}-${++seq}`);
+  mkdirSync(prefix);
+  chownSync(prefix, uid, uid);
+  const conf = join(prefix, 'nginx.conf');
+  writeFileSync(conf, config(prefix), { mode: 0o644 });
+  const log = logPath(`nginx-${name}`);
+  const p = startLogged(host, log, 'nginx', ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')], { uid, gid: uid });
+  let workers: number[] = [];
+  try {
+    await waitForListen(host, listenPort, p, log);
+    for (let i = 0; i < 50 && workers.length === 0; i++) {
+      workers = descendants(p.pid);
+      if (workers.length === 0) await sleep(50);
+    }
+    await tranproxyCli(host, ['rules', 'apply', ...rules]);
+  } catch (e) {
+    await rulesRemove(host);
+    await p.stop();
+    throw new Error(`${(e as Error).message}\nnginx error.log:\n${readLog(join(prefix, 'error.log')).slice(-1500)}`);
+  }
+  return {
+    pids: [p.pid, ...workers],
+    dataPid: workers[0] ?? p.pid,
+    stop: async () => {
+      await rulesRemove(host);
+      await p.stop('SIGQUIT');
+    },
+  };
+}
+
+const cpuOf = (proxy: RunningProxy | undefined): number => (proxy ? proxy.pids.reduce((s, pid) => s + cpuSeconds(pid), 0) : 0);
+
+// ---------------------------------------------------------------------------------------------
+// Load generators
+
+interface IperfServer {
+  proc: LabProcess;
+  log: string;
+}
+
+async function startIperfServer(host: Host): Promise<IperfServer> {
+  const log = logPath(`iperf3-server-${host.name}`);
+  const proc = startLogged(host, log, 'iperf3', ['-s', '-p', String(PORT.iperf)]);
+  await waitForListen(host, PORT.iperf, proc, log);
+  return { proc, log };
+}
+
+/** One iperf3 test; on a failure the server is restarted and the test tried once more. */
+async function iperf(client: Host, server: Host, srv: IperfServer, dst: string, streams: number, secs: number): Promise<IperfResult> {
+  const args = ['-c', dst, '-p', String(PORT.iperf), '-t', String(secs), '-P', String(streams), '-J', '--connect-timeout', '3000'];
+  let lastError = '';
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const r = await client.run('iperf3', args, { allowFailure: true, timeoutMs: secs * 1000 + 30_000 });
+    try {
+      return parseIperf(r.stdout);
+    } catch (e) {
+      lastError = `${(e as Error).message}${r.stderr ? ` (${r.stderr.trim().slice(0, 300)})` : ''}`;
+      await srv.proc.stop();
+      Object.assign(srv, await startIperfServer(server));
+    }
+  }
+  throw new Error(lastError);
+}
+
+async function wrk(client: Host, url: string, secs: number, close: boolean): Promise<WrkResult> {
+  const args = ['-t1', '-c50', `-d${secs}s`, '--latency', '--timeout', '5s', ...(close ? ['-H', 'Connection: close'] : []), url];
+  const r = await client.run('wrk', args, { allowFailure: true, timeoutMs: secs * 1000 + 30_000 });
+  if (r.status !== 0) throw new Error(`wrk failed (${r.status}): ${r.stderr || r.stdout}`);
+  return parseWrk(r.stdout);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases
+
+interface Ctx {
+  opts: Options;
+  lab: Lab;
+  cli?: Host;
+  srv?: Host;
+  tcli?: Host;
+  gw?: Host;
+  tsrv?: Host;
+  log: (line: string) => void;
+}
+
+/** Runs `body` for every variant, round after round (A B C, A B C, …). A failure is recorded, not fatal. */
+async function alternate(
+  ctx: Ctx,
+  c: CaseResult,
+  variants: VariantDef[],
+  body: (v: VariantDef, proxy: RunningProxy | undefined, round: number) => Promise<void>,
+): Promise<void> {
+  for (let round = 1; round <= ctx.opts.rounds; round++) {
+    for (const v of variants) {
+      let proxy: RunningProxy | undefined;
+      try {
+        proxy = v.start ? await v.start() : undefined;
+        await body(v, proxy, round);
+      } catch (e) {
+        const msg = `round ${round}, ${v.label}: ${(e as Error).message}`;
+        c.errors.push(msg);
+        ctx.log(`  FAILED ${msg}`);
+      } finally {
+        try {
+          await proxy?.stop();
+        } catch (e) {
+          c.errors.push(`round ${round}, ${v.label}: stop failed: ${(e as Error).message}`);
+        }
+      }
+    }
+  }
+}
+
+function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: () => Promise<void> } {
+  const tp = id === 'b';
+  const title = tp ? '(b) Bulk TCP through TPROXY on a gateway (iperf3)' : '(a) Bulk TCP through REDIRECT (iperf3)';
+  const { iperfSecs: secs } = ctx.opts;
+  const c = newCase(
+    {
+      id,
+      title,
+      method: tp
+        ? [
+            `client ns → gateway ns → server ns over two veth pairs; the gateway captures port ${PORT.iperf} in PREROUTING with TPROXY`,
+            `(\`tranproxy rules\` plan: mangle prerouting \`tproxy to :PORT\`, fwmark → local route table). iperf3 ${secs} s per test, 1 stream and \`-P 4\`;`,
+            'both proxies run as root on the gateway and connect upstream from the client\'s own address (tranproxy: `--preserve-source`, its default in this mode;',
+            'HAProxy: `source 0.0.0.0 usesrc clientip`). "no proxy" is plain forwarding through the same gateway.',
+          ]
+        : [
+            `client ns ⇄ server ns over one veth pair; the client's own traffic to port ${PORT.iperf} is captured in OUTPUT with REDIRECT`,
+            `(nft \`redirect to :PORT\`); each proxy runs in the client ns under its own uid, excluded from capture. iperf3 ${secs} s per test, 1 stream and \`-P 4\`.`,
+          ],
+      variants: [],
+      subject: 'tranproxy',
+      anchors: ['haproxy', 'none'],
+    },
+    [
+      { key: 'g1', label: '1 stream Gbit/s', better: 'higher' },
+      { key: 'g4', label: '4 streams Gbit/s', better: 'higher' },
+      { key: 'cpu1', label: 'proxy CPU s/GB, 1 stream', better: 'lower' },
+      { key: 'cpu4', label: 'proxy CPU s/GB, 4 streams', better: 'lower' },
+    ],
+  );
+  const client = tp ? ctx.tcli! : ctx.cli!;
+  const server = tp ? ctx.tsrv! : ctx.srv!;
+  const proxyHost = tp ? ctx.gw! : ctx.cli!;
+  const dst = tp ? ADDR.tsrv : ADDR.srv;
+  const variants: VariantDef[] = tp
+    ? [
+        {
+          key: 'tranproxy',
+          label: 'tranproxy',
+          detail: `\`tranproxy run --mode tproxy --capture prerouting -P ${PORT.iperf} --family ipv4 --listen-port ${PORT.tranproxy}\` (supervisor + data-plane child, as root)`,
+          start: () => startTranproxy(proxyHost, ['--mode', 'tproxy', '--capture', 'prerouting', '-P', String(PORT.iperf), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy)]),
+        },
+        {
+          key: 'haproxy',
+          label: 'HAProxy 2.6',
+          detail: `\`mode tcp\`, \`bind :${PORT.haproxy} transparent\`, \`source 0.0.0.0 usesrc clientip\`, \`server s 0.0.0.0:0\`, nbthread 1, as root; rules: \`tranproxy rules apply --mode tproxy --capture prerouting --listen-port ${PORT.haproxy} -P ${PORT.iperf}\``,
+          start: () =>
+            startHaproxy(proxyHost, haproxyTproxy(PORT.haproxy, 9000), PORT.haproxy, undefined, [
+              '--mode', 'tproxy', '--capture', 'prerouting', '-P', String(PORT.iperf), '--family', 'ipv4', '--listen-port', String(PORT.haproxy),
+            ]),
+        },
+        { key: 'none', label: 'no proxy', detail: 'routed through the gateway, no rules' },
+      ]
+    : [
+        {
+          key: 'tranproxy',
+          label: 'tranproxy',
+          detail: `\`tranproxy run -P ${PORT.iperf} --family ipv4 --listen-port ${PORT.tranproxy}\` (supervisor as root, data-plane child as uid ${UID.tranproxy})`,
+          start: () => startTranproxy(proxyHost, ['-P', String(PORT.iperf), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy)]),
+        },
+        {
+          key: 'haproxy',
+          label: 'HAProxy 2.6',
+          detail: `\`mode tcp\`, \`server s 0.0.0.0:0\` (follows SO_ORIGINAL_DST), nbthread 1, as uid ${UID.haproxy}; rules: \`tranproxy rules apply --proxy-user ${UID.haproxy}:${UID.haproxy} --listen-port ${PORT.haproxy} -P ${PORT.iperf}\``,
+          start: () =>
+            startHaproxy(proxyHost, haproxyRedirect(PORT.haproxy, 9000), PORT.haproxy, UID.haproxy, [
+              '--proxy-user', `${UID.haproxy}:${UID.haproxy}`, '-P', String(PORT.iperf), '--family', 'ipv4', '--listen-port', String(PORT.haproxy),
+            ]),
+        },
+        { key: 'none', label: 'no proxy', detail: 'no rules' },
+      ];
+  c.variants = variants.map(({ key, label, detail }) => ({ key, label, detail }));
+  const run = async (): Promise<void> => {
+    const srv = await startIperfServer(server);
+    try {
+      await alternate(ctx, c, variants, async (v, proxy, round) => {
+        const line: string[] = [];
+        for (const streams of [1, 4]) {
+          const cpu0 = cpuOf(proxy);
+          const r = await iperf(client, server, srv, dst, streams, secs);
+          const cpu = cpuOf(proxy) - cpu0;
+          if (proxy && cpu < 0.05 * secs) throw new Error(`the proxy used ${cpu.toFixed(2)} s of CPU: the traffic did not go through it`);
+          if (tp && proxy) {
+            // The proxies connect upstream from the client's own address: the server must see it.
+            const from = [...readLog(srv.log).matchAll(/Accepted connection from ([\d.]+)/g)].pop()?.[1];
+            if (from !== ADDR.tcli) throw new Error(`the server saw the test come from ${from ?? 'nowhere'}, not from the client ${ADDR.tcli}`);
+          }
+          record(c, `g${streams}`, v.key, r.gbps);
+          if (proxy) record(c, `cpu${streams}`, v.key, cpu / (r.bytes / 1e9));
+          line.push(`${streams}×: ${r.gbps.toFixed(2)} Gbit/s${proxy ? ` (proxy ${cpu.toFixed(2)} CPU s, ${(cpu / (r.bytes / 1e9)).toFixed(2)} s/GB)` : ''}`);
+        }
+        ctx.log(`  [${id}] round ${round} ${v.label.padEnd(12)} ${line.join('  ')}`);
+      });
+    } finally {
+      await srv.proc.stop();
+    }
+  };
+  return { c, run };
+}
+
+function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: () => Promise<void> } {
+  const secs = ctx.opts.wrkSecs;
+  const cli = ctx.cli!;
+  const srv = ctx.srv!;
+  const url = `http://${ADDR.srv}/`;
+  const common = [
+    `wrk \`-t1 -c50 -d${secs}s --latency\` in the client ns to \`${url}\` (port ${PORT.http} captured with REDIRECT in OUTPUT); the server is nginx in the server ns`,
+    '(1 worker, `return 200 "ok"`, keepalive_requests 1000000). Every proxy adds three headers (a: 1, b: 2, c: 3) — checked before each run',
+    'through `/check`, which echoes them — and runs one worker process under its own uid. The anchors log nothing (tranproxy writes one log line per connection).',
+  ];
+  const variants: VariantDef[] = [
+    {
+      key: 'tranproxy',
+      label: 'tranproxy',
+      detail: `\`tranproxy run -P ${PORT.http} --family ipv4 -H a:1 -H b:2 -H c:3\` (data-plane child as uid ${UID.tranproxy}, log to a file)`,
+      start: () => startTranproxy(cli, ['-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), '-H', 'a:1', '-H', 'b:2', '-H', 'c:3']),
+    },
+    {
+      key: 'nginx-seed',
+      label: 'nginx as nginx-tranproxy',
+      detail:
+        `nginx 1.22, worker_processes 1, as uid ${UID.nginx}: \`resolver\`, \`proxy_pass http://$host:${PORT.http}$request_uri\`, \`proxy_set_header\` ×3, ` +
+        'defaults otherwise (HTTP/1.0 upstream, one upstream connection per request) — the configuration nginx-tranproxy generates; the Host is the server\'s IP, so no DNS query is made',
+      start: () =>
+        startNginx(cli, 'seed', (p) => nginxSeed(p, PORT.nginx, PORT.http, '127.0.0.1'), PORT.nginx, UID.nginx, [
+          '--proxy-user', `${UID.nginx}:${UID.nginx}`, '-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.nginx),
+        ]),
+    },
+    {
+      key: 'nginx-fast',
+      label: 'nginx, upstream keepalive',
+      detail:
+        `nginx 1.22, worker_processes 1, as uid ${UID.nginx}: \`upstream { server ${ADDR.srv}:${PORT.http}; keepalive 64; }\`, \`proxy_http_version 1.1\`, ` +
+        '`proxy_set_header Connection ""`, `proxy_set_header` ×3 — its fastest form (a fixed upstream: not a transparent proxy, it ignores the original destination)',
+      start: () =>
+        startNginx(cli, 'fast', (p) => nginxFast(p, PORT.nginx, `${ADDR.srv}:${PORT.http}`), PORT.nginx, UID.nginx, [
+          '--proxy-user', `${UID.nginx}:${UID.nginx}`, '-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.nginx),
+        ]),
+    },
+    { key: 'none', label: 'no proxy', detail: 'no rules; no headers added' },
+  ];
+  const base = { variants: variants.map(({ key, label, detail }) => ({ key, label, detail })), subject: 'tranproxy', anchors: ['nginx-seed', 'nginx-fast', 'none'] };
+  const metrics = [
+    { key: 'rps', label: 'req/s', better: 'higher' as const },
+    { key: 'p50', label: 'p50 ms', better: 'lower' as const },
+    { key: 'p99', label: 'p99 ms', better: 'lower' as const },
+  ];
+  const cCase = newCase({ id: 'c', title: '(c) HTTP/1.1 keep-alive, 3 injected headers (wrk)', method: common, ...base }, metrics);
+  const dCase = newCase(
+    {
+      id: 'd',
+      title: '(d) New connections per second (wrk, `Connection: close`)',
+      method: [...common, 'Each request on a new connection (`-H "Connection: close"`): the server closes after answering, wrk reconnects; requests/s = connections/s.'],
+      ...base,
+    },
+    metrics.map((m) => (m.key === 'rps' ? { ...m, label: 'conn/s' } : m)),
+  );
+  const cases = [...(which.has('c') ? [cCase] : []), ...(which.has('d') ? [dCase] : [])];
+  const run = async (): Promise<void> => {
+    const prefix = join(TMP, 'nginx-server');
+    mkdirSync(prefix);
+    const log = logPath('nginx-server');
+    const server = startLogged(srv, log, 'nginx', ['-p', prefix, '-c', writeConf(prefix, nginxServer(prefix, PORT.http)), '-e', join(prefix, 'error.log')]);
+    try {
+      await waitForListen(srv, PORT.http, server, log);
+      for (let round = 1; round <= ctx.opts.rounds; round++) {
+        for (const v of variants) {
+          let proxy: RunningProxy | undefined;
+          const fail = (c: CaseResult, e: unknown): void => {
+            const msg = `round ${round}, ${v.label}: ${(e as Error).message}`;
+            c.errors.push(msg);
+            ctx.log(`  FAILED ${msg}`);
+          };
+          try {
+            proxy = v.start ? await v.start() : undefined;
+            const check = await cli.run('curl', ['-sS', '--max-time', '5', `${url}check`], { allowFailure: true });
+            const want = v.start ? 'a=1 b=2 c=3' : 'a= b= c=';
+            if (check.stdout.trim() !== want) throw new Error(`header check: got '${check.stdout.trim()}' ${check.stderr.trim()}, want '${want}'`);
+            for (const c of cases) {
+              try {
+                const cpu0 = cpuOf(proxy);
+                const r = await wrk(cli, url, secs, c.id === 'd');
+                const cpu = cpuOf(proxy) - cpu0;
+                if (process.env.BENCH_DEBUG) {
+                  for (const h of [cli, srv]) {
+                    const ss = await h.run('ss', ['-s'], { allowFailure: true });
+                    const ct = await h.run('sysctl', ['-n', 'net.netfilter.nf_conntrack_count'], { allowFailure: true });
+                    ctx.log(`    ${h.name}: ${/TCP:.*$/m.exec(ss.stdout)?.[0]} conntrack ${ct.stdout.trim()} wrk: ${r.requests} req, ${r.errors} err`);
+                  }
+                }
+                if (r.errors + r.non2xx > 0.01 * r.requests) {
+                  throw new Error(`${r.errors} socket errors and ${r.non2xx} non-2xx responses in ${r.requests} requests`);
+                }
+                if (r.errors + r.non2xx > 0) c.notes.push(`round ${round}, ${v.label}: ${r.errors} socket errors and ${r.non2xx} non-2xx responses in ${r.requests} requests (kept: under 1%)`);
+                if (proxy && cpu < 0.05 * secs) throw new Error(`the proxy used ${cpu.toFixed(2)} s of CPU: the traffic did not go through it`);
+                record(c, 'rps', v.key, r.rps);
+                record(c, 'p50', v.key, r.p50ms);
+                record(c, 'p99', v.key, r.p99ms);
+                const errs = r.errors + r.non2xx ? ` (${r.errors} socket errors, ${r.non2xx} non-2xx)` : '';
+                ctx.log(`  [${c.id}] round ${round} ${v.label.padEnd(26)} ${fmtNum(r.rps)} ${c.id === 'd' ? 'conn' : 'req'}/s  p50 ${fmtNum(r.p50ms)} ms  p99 ${fmtNum(r.p99ms)} ms${proxy ? `  proxy CPU ${cpu.toFixed(2)} s` : ''}${errs}`);
+              } catch (e) {
+                fail(c, e);
+              }
+            }
+          } catch (e) {
+            for (const c of cases) fail(c, e);
+          } finally {
+            try {
+              await proxy?.stop();
+            } catch (e) {
+              for (const c of cases) fail(c, e);
+            }
+          }
+        }
+      }
+    } finally {
+      await server.stop('SIGQUIT');
+    }
+  };
+  return { cases, run };
+}
+
+function writeConf(prefix: string, text: string): string {
+  const f = join(prefix, 'nginx.conf');
+  writeFileSync(f, text, { mode: 0o644 });
+  return f;
+}
+
+function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {
+  const n = ctx.opts.holdCount;
+  const cli = ctx.cli!;
+  const srv = ctx.srv!;
+  const c = newCase(
+    {
+      id: 'e',
+      title: `(e) Memory per idle proxied connection (${n.toLocaleString('en-US')} held open)`,
+      method: [
+        `A Node client in the client ns opens ${n.toLocaleString('en-US')} connections to an idle server in the server ns (port ${PORT.hold}, captured with REDIRECT),`,
+        '200 connecting at a time; the server writes one byte on each, and a connection counts once that byte reached the client (so it is relayed end to end).',
+        'RSS (VmRSS) is read 2 s after the last one, minus the RSS read before (after a warm-up of 200 connections opened and closed, then 1.5 s idle), ÷ connections.',
+        '"data plane" is the relaying process (tranproxy\'s child; HAProxy\'s only process); "all processes" adds tranproxy\'s supervisor.',
+      ],
+      variants: [],
+      subject: 'tranproxy',
+      anchors: ['haproxy'],
+    },
+    [
+      { key: 'kb', label: 'data plane KB/conn', better: 'lower' },
+      { key: 'kbAll', label: 'all processes KB/conn', better: 'lower' },
+      { key: 'base', label: 'idle RSS MB', better: 'lower' },
+      { key: 'loaded', label: `RSS MB with ${n} conns`, better: 'lower' },
+    ],
+  );
+  const variants: VariantDef[] = [
+    {
+      key: 'tranproxy',
+      label: 'tranproxy',
+      detail: `\`tranproxy run -P ${PORT.hold} --family ipv4 --max-connections 9000\` (child as uid ${UID.tranproxy})`,
+      start: () => startTranproxy(cli, ['-P', String(PORT.hold), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), '--max-connections', '9000']),
+    },
+    {
+      key: 'haproxy',
+      label: 'HAProxy 2.6',
+      detail: `\`mode tcp\`, \`server s 0.0.0.0:0\`, maxconn 9000, nbthread 1, as uid ${UID.haproxy}`,
+      start: () =>
+        startHaproxy(cli, haproxyRedirect(PORT.haproxy, 9000), PORT.haproxy, UID.haproxy, [
+          '--proxy-user', `${UID.haproxy}:${UID.haproxy}`, '-P', String(PORT.hold), '--family', 'ipv4', '--listen-port', String(PORT.haproxy),
+        ]),
+    },
+  ];
+  c.variants = variants.map(({ key, label, detail }) => ({ key, label, detail }));
+  const rss = (pids: number[]): number => pids.reduce((s, p) => s + rssKb(p), 0);
+  const run = async (): Promise<void> => {
+    const log = logPath('hold-server');
+    const server = startLogged(srv, log, NODE, [HOLD_SERVER, String(PORT.hold), '0.0.0.0']);
+    try {
+      await waitForListen(srv, PORT.hold, server, log);
+      await alternate(ctx, c, variants, async (v, proxy, round) => {
+        if (!proxy) return;
+        const warm = await cli.run(NODE, [HOLD_CLIENT, ADDR.srv, String(PORT.hold), '200', '100', '--close'], { timeoutMs: 60_000 });
+        if (!/held 200 failed 0/.test(warm.stdout)) throw new Error(`warm-up: ${warm.stdout.trim()} ${warm.stderr.trim()}`);
+        await sleep(1500);
+        const base = { data: rssKb(proxy.dataPid), all: rss(proxy.pids) };
+        const holder = cli.spawn(NODE, [HOLD_CLIENT, ADDR.srv, String(PORT.hold), String(n), '200']);
+        try {
+          const line = await holder.waitForOutput(/held \d+ failed \d+/, 180_000);
+          const held = Number(/held (\d+)/.exec(line)![1]);
+          if (held < n) throw new Error(`only ${line}`);
+          await sleep(2000);
+          const loaded = { data: rssKb(proxy.dataPid), all: rss(proxy.pids) };
+          const fds = fdCount(proxy.dataPid);
+          if (fds < 2 * held) throw new Error(`the proxy holds ${fds} fds for ${held} connections: they do not go through it`);
+          record(c, 'kb', v.key, (loaded.data - base.data) / held);
+          record(c, 'kbAll', v.key, (loaded.all - base.all) / held);
+          record(c, 'base', v.key, base.all / 1024);
+          record(c, 'loaded', v.key, loaded.all / 1024);
+          ctx.log(
+            `  [e] round ${round} ${v.label.padEnd(12)} ${held} conns, ${fds} fds: data plane ${(base.data / 1024).toFixed(1)} → ${(loaded.data / 1024).toFixed(1)} MB = ` +
+              `${((loaded.data - base.data) / held).toFixed(2)} KB/conn; all ${(base.all / 1024).toFixed(1)} → ${(loaded.all / 1024).toFixed(1)} MB = ${((loaded.all - base.all) / held).toFixed(2)} KB/conn`,
+          );
+        } finally {
+          await holder.stop();
+          await sleep(500);
+        }
+      });
+    } finally {
+      await server.stop();
+    }
+  };
+  return { c, run };
+}
+
+/** (f) is read off the CPU columns of (a) and (b). */
+function cpuCase(from: CaseResult[]): CaseResult {
+  const c = newCase(
+    {
+      id: 'f',
+      title: '(f) CPU seconds per GB relayed',
+      method: [
+        'utime+stime of every process of the proxy (/proc/PID/stat, tranproxy: supervisor + data-plane child) over each iperf3 test of (a) and (b),',
+        '÷ GB received by the iperf3 server. Kernel work done in softirq context on behalf of the proxy is not attributed to it.',
+      ],
+      variants: from[0]?.variants.filter((v) => v.key !== 'none') ?? [],
+      subject: 'tranproxy',
+      anchors: ['haproxy'],
+    },
+    from.flatMap((src) => [
+      { key: `${src.id}1`, label: `(${src.id}) 1 stream s/GB`, better: 'lower' as const },
+      { key: `${src.id}4`, label: `(${src.id}) 4 streams s/GB`, better: 'lower' as const },
+    ]),
+  );
+  for (const src of from) {
+    for (const streams of [1, 4]) {
+      const m = src.metrics.find((x) => x.key === `cpu${streams}`)!;
+      for (const [variant, values] of m.values) for (const v of values) record(c, `${src.id}${streams}`, variant, v);
+    }
+  }
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lab
+
+/**
+ * Settings for the connection-rate case, in our own namespaces only (never the host's): it
+ * makes hundreds of thousands of short connections. Through a proxy, wrk closes first (it has
+ * the whole response before the FIN), so its side keeps TIME_WAIT for 60 s per connection: more
+ * ephemeral ports, and TIME_WAIT reuse for outgoing connections (tcp_tw_reuse=1, the usual
+ * setting for load generators), keep it from running out of ports. The conntrack table is
+ * shared by every netns on the machine, so closed connections leave it quickly.
+ */
+function tuneNetns(h: Host): void {
+  h.sysctl('net.ipv4.ip_local_port_range', '20000 65535'); // above every port the lab listens on
+  h.sysctl('net.ipv4.tcp_tw_reuse', '1');
+  for (const [k, v] of [
+    ['time_wait', '1'],
+    ['close', '1'],
+    ['fin_wait', '5'],
+    ['close_wait', '5'],
+    ['last_ack', '5'],
+  ]) {
+    try {
+      h.sysctl(`net.netfilter.nf_conntrack_tcp_timeout_${k}`, v);
+    } catch {
+      /* conntrack not loaded: nothing is tracked then */
+    }
+  }
+}
+
+function buildLab(lab: Lab, direct: boolean, gateway: boolean): Pick<Ctx, 'cli' | 'srv' | 'tcli' | 'gw' | 'tsrv'> {
+  const hosts: Pick<Ctx, 'cli' | 'srv' | 'tcli' | 'gw' | 'tsrv'> = {};
+  if (direct) {
+    hosts.cli = lab.addHost('cli');
+    hosts.srv = lab.addHost('srv');
+    lab.link(hosts.cli, hosts.srv, { a: [`${ADDR.cli}/24`], b: [`${ADDR.srv}/24`] });
+    tuneNetns(hosts.cli);
+    tuneNetns(hosts.srv);
+  }
+  if (gateway) {
+    hosts.tcli = lab.addHost('tcli');
+    hosts.gw = lab.addHost('gw');
+    hosts.tsrv = lab.addHost('tsrv');
+    lab.link(hosts.tcli, hosts.gw, { a: [`${ADDR.tcli}/24`], b: [`${ADDR.gwLan}/24`] });
+    lab.link(hosts.gw, hosts.tsrv, { a: [`${ADDR.gwWan}/24`], b: [`${ADDR.tsrv}/24`] });
+    hosts.tcli.addRoute('default', ADDR.gwLan);
+    hosts.tsrv.addRoute('default', ADDR.gwWan);
+    hosts.gw.enableForwarding();
+    for (const h of [hosts.tcli, hosts.gw, hosts.tsrv]) tuneNetns(h);
+  }
+  return hosts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+function firstLine(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0]!.trim();
+  } catch (e) {
+    const err = e as { stderr?: string; stdout?: string };
+    return ((err.stdout || err.stderr) ?? '').split('\n')[0]!.trim() || '?';
+  }
+}
+
+function toolVersion(cmd: string, args: string[]): string {
+  // nginx -v prints to stderr
+  try {
+    const r = execFileSync('sh', ['-c', `${cmd} ${args.join(' ')} 2>&1; true`], { encoding: 'utf8' });
+    return r.split('\n')[0]!.trim();
+  } catch {
+    return '?';
+  }
+}
+
+function machine(): string[] {
+  const cpus = os.cpus();
+  const commit = firstLine('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']);
+  const dirty = firstLine('sh', ['-c', `git -C '${ROOT}' status --porcelain -- src | wc -l`]);
+  return [
+    `- machine: ${os.availableParallelism()} CPUs (nproc) — ${cpus[0]?.model ?? '?'}; ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM; kernel ${os.release()}`,
+    `- software: node ${process.version}; ${toolVersion('haproxy', ['-v'])}; ${toolVersion('nginx', ['-v'])}; ${toolVersion('iperf3', ['-v'])}; ${toolVersion('wrk', ['-v'])}`,
+    `- tranproxy: commit ${commit}${dirty !== '0' ? ` (+ ${dirty} uncommitted files under src/ in the working tree)` : ''}, run from \`dist/\` (\`npm run build\`)`,
+  ];
+}
+
+function render(opts: Options, cases: CaseResult[], started: Date, elapsedS: number, load: { before: string; after: string }, extra: string[]): string {
+  const cmd = `node --import tsx bench/run.ts${process.argv.slice(2).length ? ` ${process.argv.slice(2).join(' ')}` : ''}`;
+  const lines = [
+    '# tranproxy benchmarks',
+    '',
+    `Generated by \`bench/run.ts\`. Every case runs tranproxy and its anchors alternately in one run (A B C, A B C, … — ${opts.rounds} rounds), so`,
+    'drift on the machine hits every variant alike; medians are over the rounds. The ratios are what matters: absolute numbers depend on the machine,',
+    'and all load generators, servers and proxies share its CPUs.',
+    '',
+    `- date: ${started.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}; the run took ${Math.round(elapsedS)} s`,
+    `- command: \`${cmd}\` (as root, from the repository root, after \`npm run build\`)`,
+    ...machine(),
+    `- load average (1/5/15 min) before: ${load.before}; after: ${load.after} — other work on the machine shows up here`,
+    '',
+  ];
+  lines.push('## Summary', '');
+  const tp = (c: CaseResult | undefined, m: string, v: string): number => (c ? medianOf(c, m, v) : NaN);
+  const r = (a: number, b: number): string => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(2)}×` : '–');
+  const byId = (id: string): CaseResult | undefined => cases.find((c) => c.id === id);
+  const summary: string[] = [];
+  for (const id of ['a', 'b'] as const) {
+    const c = byId(id);
+    if (!c) continue;
+    for (const s of [1, 4]) {
+      summary.push(
+        `| ${id === 'a' ? 'REDIRECT' : 'TPROXY'} throughput, ${s} stream${s > 1 ? 's' : ''} | ${fmtNum(tp(c, `g${s}`, 'tranproxy'))} Gbit/s | HAProxy ${fmtNum(tp(c, `g${s}`, 'haproxy'))}, no proxy ${fmtNum(tp(c, `g${s}`, 'none'))} | ${r(tp(c, `g${s}`, 'tranproxy'), tp(c, `g${s}`, 'haproxy'))} of HAProxy, ${r(tp(c, `g${s}`, 'tranproxy'), tp(c, `g${s}`, 'none'))} of no proxy |`,
+      );
+    }
+  }
+  for (const id of ['c', 'd'] as const) {
+    const c = byId(id);
+    if (!c) continue;
+    const unit = id === 'c' ? 'req/s' : 'conn/s';
+    summary.push(
+      `| ${id === 'c' ? 'HTTP keep-alive +3 headers' : 'new connections'} | ${fmtNum(tp(c, 'rps', 'tranproxy'))} ${unit} | nginx-tranproxy config ${fmtNum(tp(c, 'rps', 'nginx-seed'))}, nginx keepalive ${fmtNum(tp(c, 'rps', 'nginx-fast'))}, no proxy ${fmtNum(tp(c, 'rps', 'none'))} | ${r(tp(c, 'rps', 'tranproxy'), tp(c, 'rps', 'nginx-seed'))} / ${r(tp(c, 'rps', 'tranproxy'), tp(c, 'rps', 'nginx-fast'))} of the nginx configs |`,
+    );
+  }
+  const e = byId('e');
+  if (e) {
+    summary.push(
+      `| memory per idle connection | ${fmtNum(tp(e, 'kb', 'tranproxy'))} KB (all processes ${fmtNum(tp(e, 'kbAll', 'tranproxy'))}) | HAProxy ${fmtNum(tp(e, 'kb', 'haproxy'))} KB | ${r(tp(e, 'kb', 'tranproxy'), tp(e, 'kb', 'haproxy'))} of HAProxy (lower is better) |`,
+    );
+  }
+  const f = byId('f');
+  if (f) {
+    for (const m of f.metrics.filter((x) => (x.values.get('tranproxy')?.length ?? 0) > 0)) {
+      summary.push(`| CPU ${m.label} | ${fmtNum(tp(f, m.key, 'tranproxy'))} | HAProxy ${fmtNum(tp(f, m.key, 'haproxy'))} | ${r(tp(f, m.key, 'tranproxy'), tp(f, m.key, 'haproxy'))} of HAProxy (lower is better) |`);
+    }
+  }
+  if (summary.length) lines.push('| case | tranproxy | anchors | ratio |', '|---|---:|---|---|', ...summary, '');
+  for (const c of cases) lines.push(renderCase(c));
+  if (extra.length) lines.push(...extra, '');
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  if (process.getuid?.() !== 0) throw new Error('bench/run.ts needs root (network namespaces, nftables)');
+  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` first`);
+  for (const tool of ['haproxy', 'nginx', 'iperf3', 'wrk', 'curl', 'nft', 'ss']) {
+    try {
+      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore', env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } });
+    } catch {
+      throw new Error(`${tool} is missing: run scripts/setup-deps.sh`);
+    }
+  }
+  process.env.PATH = `${process.env.PATH}:/usr/sbin:/sbin`;
+  const want = new Set(opts.only);
+  if (want.has('f')) want.add('a'); // (f) is measured during (a)
+
+  const started = new Date();
+  const t0 = Date.now();
+  const loadBefore = os.loadavg().map((x) => x.toFixed(2)).join(' / ');
+  TMP = mkdtempSync(join(os.tmpdir(), 'tpx-bench-'));
+  chmodSync(TMP, 0o755); // proxies running as other uids open their logs and configs here
+  const removeTmp = (): void => {
+    if (!opts.keepLogs) rmSync(TMP, { recursive: true, force: true });
+  };
+  process.on('exit', removeTmp);
+
+  const lab = await Lab.create({ prefix: 'tpxbench' });
+  // Lab's own hooks destroy the lab on these signals; this one makes sure we then exit.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      process.stderr.write(`\nbench: ${sig}: lab removed, exiting\n`);
+      process.exit(130);
+    });
+  }
+  const log = (line: string): void => {
+    process.stdout.write(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
+  };
+  const cases: CaseResult[] = [];
+  try {
+    const hosts = buildLab(lab, ['a', 'c', 'd', 'e'].some((id) => want.has(id as CaseId)), want.has('b'));
+    const ctx: Ctx = { opts, lab, log, ...hosts };
+    log(`lab ${lab.prefix} built; ${opts.rounds} rounds, iperf3 ${opts.iperfSecs} s, wrk ${opts.wrkSecs} s, ${opts.holdCount} idle connections; logs in ${TMP}`);
+    const tput: CaseResult[] = [];
+    for (const id of ['a', 'b'] as const) {
+      if (!want.has(id)) continue;
+      log(`(${id}) ${CASE_NAMES[id]}`);
+      const t = throughputCase(ctx, id);
+      cases.push(t.c);
+      tput.push(t.c);
+      await t.run();
+    }
+    if (want.has('c') || want.has('d')) {
+      log(`(c, d) ${CASE_NAMES.c}, ${CASE_NAMES.d}`);
+      const h = httpCases(ctx, want);
+      cases.push(...h.cases);
+      await h.run();
+    }
+    if (want.has('e')) {
+      log(`(e) ${CASE_NAMES.e}`);
+      const m = memoryCase(ctx);
+      cases.push(m.c);
+      await m.run();
+    }
+    if (want.has('f') && tput.length) cases.push(cpuCase(tput));
+  } finally {
+    await lab.destroy();
+  }
+  const elapsed = (Date.now() - t0) / 1000;
+  const text = render(opts, cases, started, elapsed, { before: loadBefore, after: os.loadavg().map((x) => x.toFixed(2)).join(' / ') }, []);
+  writeFileSync(opts.out, text);
+  process.stdout.write(`\n${text}\nbench: wrote ${opts.out} (${Math.round(elapsed)} s)\n`);
+  if (cases.some((c) => c.errors.length)) process.exitCode = 1;
+}
+
+main().catch((e: Error) => {
+  process.stderr.write(`bench: ${e.stack ?? e.message}\n`);
+  process.exit(1);
+});
