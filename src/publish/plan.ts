@@ -14,7 +14,8 @@
 // listener on HOST_PORT and is relayed in user space.
 import { normalizeCidrs } from '../firewall/cidr.js';
 import type { Cidr } from '../firewall/plan.js';
-import { familyOf, isLoopback, isWildcard, mappingKey, mappingTag, type IpFamily, type PortMapping } from './mapping.js';
+import { UsageError } from '../errors.js';
+import { familyOf, formatEndpoint, isLoopback, isWildcard, mappingKey, mappingTag, type IpFamily, type PortMapping } from './mapping.js';
 
 export const PUBLISH_TABLE = 'tranproxy_publish';
 
@@ -121,6 +122,22 @@ function planOne(m: PortMapping, inp: PlanInputs, forwardingOff: Set<IpFamily>):
     base.notes.push('::1 cannot be NATed to another host: relayed by the userland proxy');
   }
   return base;
+}
+
+/**
+ * A mapping whose target is this very host port would relay (and NAT) into itself forever:
+ * refuse it. `isLocal` says whether an address belongs to this host.
+ */
+export function checkLoops(mappings: readonly PortMapping[], isLocal: (ip: string) => boolean): void {
+  for (const m of mappings) {
+    if (m.targetPort !== m.hostPort) continue;
+    const covered = m.hostIp === undefined || isWildcard(m.hostIp) || m.hostIp === m.targetIp;
+    if (covered && (isLoopback(m.targetIp) || isLocal(m.targetIp))) {
+      throw new UsageError(
+        `publish '${mappingKey(m)}': the target ${formatEndpoint(m.targetIp, m.targetPort)} is this host's own published port: it would loop; choose another port`,
+      );
+    }
+  }
 }
 
 export function buildPlan(inp: PlanInputs): PublishPlan {

@@ -8,7 +8,7 @@
 //      same mappings replaces them; `publish --remove-all` removes them all.
 import type { Logger } from '../observe/log.js';
 import { formatMappings, type PortMapping } from './mapping.js';
-import { buildPlan, type PublishPlan } from './plan.js';
+import { buildPlan, checkLoops, type PublishPlan, type TargetRoute } from './plan.js';
 import { renderApply } from './render-nft.js';
 import { applyPublish, forwardingEnabled, LOCALNET_SYSCTL, probeRoute, readLiveTable, readSysctl, removePublish, writeSysctl } from './system.js';
 import { UserlandProxy } from './userland.js';
@@ -26,20 +26,20 @@ export interface PublishConfig {
   maxUdpFlowsPerPort: number;
 }
 
+/** Routes to the targets, probed once each. */
+function routeCache(): (ip: string) => TargetRoute {
+  const routes = new Map<string, TargetRoute>();
+  return (ip) => {
+    let r = routes.get(ip);
+    if (!r) routes.set(ip, (r = probeRoute(ip)));
+    return r;
+  };
+}
+
 /** The plan for this host as it is now (routes, forwarding sysctls). */
-export function planFor(cfg: PublishConfig, owner: number): PublishPlan {
-  const routes = new Map<string, ReturnType<typeof probeRoute>>();
-  return buildPlan({
-    mappings: cfg.mappings,
-    owner,
-    userlandProxy: cfg.userlandProxy,
-    forwarding: forwardingEnabled(),
-    route: (ip) => {
-      let r = routes.get(ip);
-      if (!r) routes.set(ip, (r = probeRoute(ip)));
-      return r;
-    },
-  });
+export function planFor(cfg: PublishConfig, owner: number, route = routeCache()): PublishPlan {
+  checkLoops(cfg.mappings, (ip) => route(ip).local);
+  return buildPlan({ mappings: cfg.mappings, owner, userlandProxy: cfg.userlandProxy, forwarding: forwardingEnabled(), route });
 }
 
 /** The nft transaction `publish` would run now (dry run; needs nft only to read the live table). */
@@ -64,6 +64,8 @@ export async function runPublisher(cfg: PublishConfig, log: Logger): Promise<num
   let stop!: (sig: string) => void;
   const stopped = new Promise<string>((r) => (stop = r));
   const onSignal = (sig: NodeJS.Signals) => stop(sig);
+  const route = routeCache();
+  checkLoops(cfg.mappings, (ip) => route(ip).local); // before anything is bound
   for (const s of SIGNALS) process.on(s, onSignal);
 
   // 1. Hold every port before any rule exists.
@@ -93,7 +95,7 @@ export async function runPublisher(cfg: PublishConfig, log: Logger): Promise<num
   try {
     // 2. Rules.
     if (cfg.firewall === 'nft') {
-      const plan = planFor(cfg, owner);
+      const plan = planFor(cfg, owner, route);
       for (const w of plan.warnings) log.warn(w);
       const original = plan.needsRouteLocalnet ? readSysctl(LOCALNET_SYSCTL) : undefined;
       rulesMayExist = true;

@@ -18,7 +18,7 @@ export interface UserlandOptions {
   tcpIdleTimeoutMs: number;
   /** UDP: forget a client (and close its upstream socket) after this long without packets. */
   udpIdleTimeoutMs: number;
-  /** TCP connections at once, over all ports (each takes two file descriptors). */
+  /** TCP connections plus UDP clients at once, over all ports (two and one file descriptors). */
   maxConnections: number;
   /** UDP clients per port; the least recently active one is dropped beyond it. */
   maxUdpFlowsPerPort: number;
@@ -82,6 +82,8 @@ export class UserlandProxy {
   private readonly tcp: TcpBinding[] = [];
   private readonly udp: UdpBinding[] = [];
   private readonly conns = new Set<net.Socket>();
+  private tcpActive = 0;
+  private udpFlows = 0;
   private nextId = 0;
   private closed = false;
 
@@ -161,14 +163,14 @@ export class UserlandProxy {
     return {
       tcpListeners: this.tcp.length,
       udpSockets: this.udp.length,
-      connections: this.conns.size,
-      udpFlows: this.udp.reduce((n, b) => n + b.flows.size, 0),
+      connections: this.tcpActive,
+      udpFlows: this.udpFlows,
     };
   }
 
   private onConnection(b: TcpBinding, client: net.Socket): void {
     const m = b.mapping;
-    if (this.closed || this.conns.size >= this.opts.maxConnections) {
+    if (this.closed || this.tcpActive + this.udpFlows >= this.opts.maxConnections) {
       this.opts.log.warn('connection refused: too many connections', { max: this.opts.maxConnections, host: ep(b.address, m.hostPort) });
       client.resetAndDestroy();
       return;
@@ -179,11 +181,13 @@ export class UserlandProxy {
     const via = ep(client.localAddress ?? b.address, client.localPort ?? m.hostPort);
     const dst = ep(m.targetIp, m.targetPort);
     this.conns.add(client);
+    this.tcpActive++;
     client.on('error', () => {}); // the relay reports errors; before it runs there is nothing to tell
     const abort = new AbortController();
     client.once('close', () => abort.abort());
     const done = (fields: Record<string, string | number>) => {
       this.conns.delete(client);
+      this.tcpActive--;
       this.opts.log.info('conn', { id, proto: 'tcp', src, via, dst, ...fields, dur: `${Date.now() - started}ms` });
     };
     connectDirect({ family: familyOf(m.targetIp), address: m.targetIp, port: m.targetPort }, { connectTimeoutMs: this.opts.connectTimeoutMs, signal: abort.signal }).then(
@@ -207,11 +211,13 @@ export class UserlandProxy {
     if (flow) {
       b.flows.delete(key); // re-insert: the Map's order is least recently active first
     } else {
-      if (b.flows.size >= this.opts.maxUdpFlowsPerPort) {
+      if (b.flows.size >= this.opts.maxUdpFlowsPerPort || this.tcpActive + this.udpFlows >= this.opts.maxConnections) {
         const oldest = b.flows.values().next().value as UdpFlow | undefined;
-        if (oldest) this.endFlow(b, oldest, 'evicted');
+        if (!oldest) return; // the budget is spent elsewhere: drop, as a full network would
+        this.endFlow(b, oldest, 'evicted');
       }
       flow = this.newFlow(b, key, rinfo);
+      this.udpFlows++;
     }
     b.flows.set(key, flow);
     flow.last = Date.now();
@@ -256,6 +262,7 @@ export class UserlandProxy {
   private endFlow(b: UdpBinding, flow: UdpFlow, reason: string, error?: string): void {
     if (b.flows.get(flow.key) !== flow) return;
     b.flows.delete(flow.key);
+    this.udpFlows--;
     clearTimeout(flow.timer);
     try {
       flow.upstream.close();

@@ -155,6 +155,11 @@ async function waitLine(p: LabProcess, mark: number, re: RegExp, ms = 5000): Pro
   }
 }
 
+/** Resident set size of a process, in kB. */
+function rss(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('publish: remote, localhost, host IP, hairpin, held ports, UDP, IPv6, --list, clean removal', async (t: TestContext) => {
@@ -354,6 +359,12 @@ test('publish: 200 ports from one process', async (t: TestContext) => {
     await startPeer(ctr, 'tcp_echo', 30000);
     await startPeer(ctr, 'tcp_echo', 30199);
     const before = await ruleset(host);
+    // Baseline: the same process publishing one port.
+    const one = publish(host, ['20000:10.0.0.2:30000']);
+    await one.waitForOutput(READY);
+    const oneRssKb = rss(one.pid);
+    assert.equal(await one.stop('SIGTERM'), 0);
+
     const started = Date.now();
     const pub = publish(host, ['20000-20199:10.0.0.2:30000-30199']);
     await pub.waitForOutput(READY, 30_000);
@@ -371,10 +382,12 @@ test('publish: 200 ports from one process', async (t: TestContext) => {
     assert.equal(await tcpEcho(remote, '10.1.0.1', 20199, 'last'), 'last');
     assert.equal(await tcpEcho(host, '127.0.0.1', 20199, 'local last'), 'local last');
 
-    const status = readFileSync(`/proc/${pub.pid}/status`, 'utf8');
-    const rssKb = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]);
+    const rssKb = rss(pub.pid);
     const fds = fdCount(pub.pid);
-    t.diagnostic(`200 ports (400 listeners) in one process: RSS ${(rssKb / 1024).toFixed(1)} MiB, ${fds} fds, ready after ${startMs} ms`);
+    t.diagnostic(
+      `200 ports (400 listeners) in one process: RSS ${(rssKb / 1024).toFixed(1)} MiB (1 port: ${(oneRssKb / 1024).toFixed(1)} MiB), ` +
+        `${fds} fds, ready after ${startMs} ms`,
+    );
     assert.ok(rssKb > 0 && rssKb < 200 * 1024, `RSS ${rssKb} kB`);
 
     assert.equal(await pub.stop('SIGTERM'), 0);
