@@ -1,6 +1,6 @@
 // tranproxy benchmarks against the anchors, side by side in one run.
 //
-//   node --import tsx bench/run.ts [--quick] [--only a,c|CASE-NAME] [--rounds N] [--out FILE]
+//   node --import tsx bench/run.ts [--quick] [--only a,c|CASE-NAME] [--rounds N] [--out FILE] [--[no-]profile]
 //
 // Builds its own netns lab (client ns ⇄ server ns on a veth pair; client ⇄ gateway ⇄ server
 // for TPROXY), runs every case for tranproxy and the anchors alternately (A B C, A B C, …),
@@ -14,6 +14,8 @@
 //        e  RSS per idle proxied connection (8,000 held open) — tranproxy, HAProxy
 //        f  CPU seconds per GB relayed, from the proxies' utime+stime during a (and b)
 //
+// A full run (and --profile) ends with a --cpu-prof of tranproxy's data-plane child during a
+// bulk transfer and during keep-alive HTTP, summarised in RESULTS.md ("where the time goes").
 // BENCH_DEBUG=1 prints socket and conntrack counts of the lab namespaces after each wrk run.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,6 +26,7 @@ import { Lab, type Host, type LabProcess } from '../src/netlab/lab.js';
 import { haproxyRedirect, haproxyTproxy, nginxFast, nginxSeed, nginxServer } from './lib/configs.js';
 import { parseIperf, parseWrk, fmtNum, type IperfResult, type WrkResult } from './lib/parse.js';
 import { cpuSeconds, descendants, fdCount, readLog, rssKb, sleep, startLogged, waitForListen, waitForLog } from './lib/proc.js';
+import { renderProfile, summarizeProfile, type ProfileSummary } from './lib/profile.js';
 import { medianOf, newCase, record, renderCase, type CaseResult } from './lib/report.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -31,6 +34,7 @@ const MAIN = join(ROOT, 'dist/cli/main.js');
 const NODE = process.execPath;
 const HOLD_SERVER = join(ROOT, 'bench/peers/hold-server.mjs');
 const HOLD_CLIENT = join(ROOT, 'bench/peers/hold-client.mjs');
+const PROF_PRELOAD = join(ROOT, 'bench/lib/cpu-prof-preload.cjs');
 
 // Documentation ranges (RFC 5737), only ever inside the lab's own namespaces: a gateway's
 // default capture excludes private destinations (10/8, 192.168/16, …), these it captures.
@@ -64,11 +68,12 @@ interface Options {
   holdCount: number;
   out: string;
   keepLogs: boolean;
+  profile: boolean;
 }
 
 function usage(): never {
   process.stderr.write(
-    'usage: node --import tsx bench/run.ts [--quick] [--only a,b,…|NAME] [--rounds N] [--out FILE] [--keep-logs]\n' +
+    'usage: node --import tsx bench/run.ts [--quick] [--only a,b,…|NAME] [--rounds N] [--out FILE] [--keep-logs] [--[no-]profile]\n' +
       `cases: ${Object.entries(CASE_NAMES).map(([k, v]) => `${k}=${v}`).join(' ')}\n`,
   );
   process.exit(2);
@@ -80,6 +85,7 @@ function parseArgs(argv: string[]): Options {
   let rounds: number | undefined;
   let out: string | undefined;
   let keepLogs = false;
+  let profile: boolean | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = (): string => {
@@ -89,6 +95,8 @@ function parseArgs(argv: string[]): Options {
     };
     if (a === '--quick') quick = true;
     else if (a === '--keep-logs') keepLogs = true;
+    else if (a === '--profile') profile = true;
+    else if (a === '--no-profile') profile = false;
     else if (a === '--only') {
       only ??= new Set();
       for (const part of value().split(',')) {
@@ -113,6 +121,7 @@ function parseArgs(argv: string[]): Options {
     // A quick or partial run never overwrites the full results.
     out: out ?? join(ROOT, partial ? 'bench/RESULTS-partial.md' : 'bench/RESULTS.md'),
     keepLogs,
+    profile: profile ?? !partial,
   };
 }
 
@@ -148,9 +157,9 @@ async function rulesRemove(host: Host): Promise<void> {
 }
 
 /** `tranproxy run ARGS` in `host`; ready when it prints its ready line (rules applied). */
-async function startTranproxy(host: Host, args: string[]): Promise<RunningProxy> {
+async function startTranproxy(host: Host, args: string[], env?: NodeJS.ProcessEnv): Promise<RunningProxy> {
   const log = logPath('tranproxy');
-  const p = startLogged(host, log, NODE, [MAIN, 'run', ...args]);
+  const p = startLogged(host, log, NODE, [MAIN, 'run', ...args], env ? { env } : {});
   try {
     await waitForLog(p, log, /^tranproxy:? ready:.*$/m, 20_000);
   } catch (e) {
@@ -467,12 +476,8 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
   );
   const cases = [...(which.has('c') ? [cCase] : []), ...(which.has('d') ? [dCase] : [])];
   const run = async (): Promise<void> => {
-    const prefix = join(TMP, 'nginx-server');
-    mkdirSync(prefix);
-    const log = logPath('nginx-server');
-    const server = startLogged(srv, log, 'nginx', ['-p', prefix, '-c', writeConf(prefix, nginxServer(prefix, PORT.http)), '-e', join(prefix, 'error.log')]);
+    const server = await startHttpServer(srv);
     try {
-      await waitForListen(srv, PORT.http, server, log);
       for (let round = 1; round <= ctx.opts.rounds; round++) {
         for (const v of variants) {
           let proxy: RunningProxy | undefined;
@@ -530,10 +535,87 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
   return { cases, run };
 }
 
-function writeConf(prefix: string, text: string): string {
-  const f = join(prefix, 'nginx.conf');
-  writeFileSync(f, text, { mode: 0o644 });
-  return f;
+/** The nginx HTTP server (root master, worker as nobody) on port 80 of `srv`. */
+async function startHttpServer(srv: Host): Promise<LabProcess> {
+  const prefix = join(TMP, `nginx-server-${++seq}`);
+  mkdirSync(prefix);
+  const conf = join(prefix, 'nginx.conf');
+  writeFileSync(conf, nginxServer(prefix, PORT.http), { mode: 0o644 });
+  const log = logPath('nginx-server');
+  const server = startLogged(srv, log, 'nginx', ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')]);
+  try {
+    await waitForListen(srv, PORT.http, server, log);
+  } catch (e) {
+    await server.stop();
+    throw e;
+  }
+  return server;
+}
+
+/**
+ * --cpu-prof of tranproxy's data-plane child (NODE_OPTIONS reaches it through fork) during one
+ * 1-stream iperf3 test and one keep-alive wrk run; returns the Markdown section.
+ */
+async function profileTranproxy(ctx: Ctx): Promise<string[]> {
+  const cli = ctx.cli!;
+  const srv = ctx.srv!;
+  const dir = join(TMP, 'cpu-prof');
+  mkdirSync(dir);
+  chmodSync(dir, 0o1777); // the child writes here as uid 1337
+  // `--cpu-prof` is not allowed in NODE_OPTIONS: a preload starts the profiler instead.
+  const env = { NODE_OPTIONS: `--require ${PROF_PRELOAD}`, BENCH_CPU_PROF_DIR: dir };
+  const grab = async (proxy: RunningProxy): Promise<ProfileSummary> => {
+    const child = proxy.dataPid;
+    const file = join(dir, `${child}.cpuprofile`);
+    try {
+      process.kill(child, 'SIGUSR2');
+      for (let i = 0; i < 100 && !existsSync(file); i++) await sleep(100);
+    } finally {
+      await proxy.stop();
+    }
+    if (!existsSync(file)) throw new Error(`no profile of the data-plane child (pid ${child}) in ${dir}`);
+    return summarizeProfile(readLog(file));
+  };
+  const out = [
+    '## Where the time goes (tranproxy data plane, V8 CPU profile)',
+    '',
+    'V8 CPU profiles of the data-plane child (the V8 profiler started by a preload, `bench/lib/cpu-prof-preload.cjs`, sampling every 0.5 ms;',
+    'it slows the proxy somewhat, and the numbers above were taken without it).',
+    'Self time: time spent in the function itself. `writeBuffer` and `writev` are the native bindings of a socket write: their self time is the',
+    'write(2)/writev(2) system call, i.e. the kernel copying the bytes and running the TCP send path — on a veth pair or loopback that often includes',
+    'the receiving side\'s protocol processing too. Reads (read(2) from libuv\'s event loop) fall under `(program)`. "busy" is the sampled time minus',
+    'V8\'s `(idle)` (waiting in epoll).',
+    '',
+  ];
+  const iperfSrv = await startIperfServer(srv);
+  try {
+    const proxy = await startTranproxy(cli, ['-P', String(PORT.iperf), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy)], env);
+    let r: IperfResult;
+    try {
+      r = await iperf(cli, srv, iperfSrv, ADDR.srv, 1, ctx.opts.iperfSecs);
+    } catch (e) {
+      await proxy.stop();
+      throw e;
+    }
+    out.push(...renderProfile(`Bulk TCP, iperf3 1 stream through REDIRECT (${r.gbps.toFixed(2)} Gbit/s while profiled)`, await grab(proxy)));
+  } finally {
+    await iperfSrv.proc.stop();
+  }
+  const http = await startHttpServer(srv);
+  try {
+    const proxy = await startTranproxy(cli, ['-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), '-H', 'a:1', '-H', 'b:2', '-H', 'c:3'], env);
+    let r: WrkResult;
+    try {
+      r = await wrk(cli, `http://${ADDR.srv}/`, ctx.opts.wrkSecs, false);
+    } catch (e) {
+      await proxy.stop();
+      throw e;
+    }
+    out.push(...renderProfile(`HTTP keep-alive with 3 injected headers, wrk -c50 (${fmtNum(r.rps)} req/s while profiled)`, await grab(proxy)));
+  } finally {
+    await http.stop('SIGQUIT');
+  }
+  return out;
 }
 
 function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {
@@ -827,8 +909,9 @@ async function main(): Promise<void> {
     process.stdout.write(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
   };
   const cases: CaseResult[] = [];
+  const extra: string[] = [];
   try {
-    const hosts = buildLab(lab, ['a', 'c', 'd', 'e'].some((id) => want.has(id as CaseId)), want.has('b'));
+    const hosts = buildLab(lab, opts.profile || ['a', 'c', 'd', 'e'].some((id) => want.has(id as CaseId)), want.has('b'));
     const ctx: Ctx = { opts, lab, log, ...hosts };
     log(`lab ${lab.prefix} built; ${opts.rounds} rounds, iperf3 ${opts.iperfSecs} s, wrk ${opts.wrkSecs} s, ${opts.holdCount} idle connections; logs in ${TMP}`);
     const tput: CaseResult[] = [];
@@ -853,11 +936,20 @@ async function main(): Promise<void> {
       await m.run();
     }
     if (want.has('f') && tput.length) cases.push(cpuCase(tput));
+    if (opts.profile && ctx.cli) {
+      log('profile: tranproxy data plane under --cpu-prof');
+      try {
+        extra.push(...(await profileTranproxy(ctx)));
+      } catch (e) {
+        extra.push('## Where the time goes', '', `The profiling run failed: ${(e as Error).message.split('\n')[0]}`);
+        log(`  FAILED profile: ${(e as Error).message}`);
+      }
+    }
   } finally {
     await lab.destroy();
   }
   const elapsed = (Date.now() - t0) / 1000;
-  const text = render(opts, cases, started, elapsed, { before: loadBefore, after: os.loadavg().map((x) => x.toFixed(2)).join(' / ') }, []);
+  const text = render(opts, cases, started, elapsed, { before: loadBefore, after: os.loadavg().map((x) => x.toFixed(2)).join(' / ') }, extra);
   writeFileSync(opts.out, text);
   process.stdout.write(`\n${text}\nbench: wrote ${opts.out} (${Math.round(elapsed)} s)\n`);
   if (cases.some((c) => c.errors.length)) process.exitCode = 1;

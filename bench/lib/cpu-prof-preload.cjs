@@ -1,0 +1,24 @@
+// Preloaded into tranproxy's processes by the benchmark (NODE_OPTIONS=--require …) when it
+// profiles the data plane: `node --cpu-prof` is not allowed in NODE_OPTIONS and the data-plane
+// child is forked with its own argv. Starts the V8 CPU profiler at once; on SIGUSR2 writes
+// BENCH_CPU_PROF_DIR/PID.cpuprofile. Nothing happens without BENCH_CPU_PROF_DIR.
+'use strict';
+const dir = process.env.BENCH_CPU_PROF_DIR;
+if (dir) {
+  const inspector = require('node:inspector');
+  const fs = require('node:fs');
+  const path = require('node:path');
+  const session = new inspector.Session();
+  session.connect();
+  session.post('Profiler.enable', () => {
+    session.post('Profiler.setSamplingInterval', { interval: 500 }, () => session.post('Profiler.start'));
+  });
+  process.on('SIGUSR2', () => {
+    session.post('Profiler.stop', (err, res) => {
+      if (err) return;
+      const file = path.join(dir, `${process.pid}.cpuprofile`);
+      fs.writeFileSync(`${file}.tmp`, JSON.stringify(res.profile));
+      fs.renameSync(`${file}.tmp`, file);
+    });
+  });
+}
