@@ -1,0 +1,340 @@
+// Talking to upstream nameservers: one UDP exchange per query (a fresh connected socket, so
+// the source port is random and an ICMP port-unreachable fails the attempt at once), and
+// DNS over TCP (RFC 7766: 2-byte length framing) on reused, pipelined connections, either
+// straight to the server or through an outbound node (SOCKS5 / HTTP CONNECT / Shadowsocks).
+import dgram from 'node:dgram';
+import { isIP } from 'node:net';
+import { ConnectError, connectDirect } from '../outbound/direct.js';
+import { createOutboundFd } from '../kernel/sockets.js';
+import type { Duplex } from 'node:stream';
+import type { TcpOutbound } from '../outbound/types.js';
+import { isResponseTo, tryParseMessage, type DnsMessage } from './wire.js';
+
+export interface Upstream {
+  host: string;
+  port: number;
+  family: 4 | 6;
+  /** host:port (IPv6 in brackets), for logs and stats. */
+  label: string;
+}
+
+/** `ip`, `ip:port`, `[v6]:port` or a bare IPv6 address. Throws TypeError otherwise. */
+export function parseUpstream(text: string): Upstream {
+  const s = text.trim();
+  let host: string | undefined;
+  let port = 53;
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ?? /^([^:]+):(\d+)$/.exec(s);
+  if (isIP(s)) host = s;
+  else if (m) {
+    host = m[1];
+    if (m[2] !== undefined) port = Number(m[2]);
+  }
+  const family = host ? isIP(host) : 0;
+  if (!host || !family || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new TypeError(`nameserver '${text}': expected IP, IP:PORT or [IPv6]:PORT`);
+  }
+  return { host, port, family: family as 4 | 6, label: family === 6 ? `[${host}]:${port}` : `${host}:${port}` };
+}
+
+export type UpstreamErrorCode = 'timeout' | 'refused' | 'network' | 'closed' | 'connect' | 'busy' | 'aborted';
+
+export class UpstreamError extends Error {
+  constructor(
+    readonly code: UpstreamErrorCode,
+    readonly upstream: string,
+    message: string,
+  ) {
+    super(`${upstream}: ${message}`);
+    this.name = 'UpstreamError';
+  }
+}
+
+export interface Exchanged {
+  response: Buffer;
+  msg: DnsMessage;
+}
+
+/** Makes a UDP socket for one exchange (lets the caller add SO_MARK); default: a plain one. */
+export type UdpSocketFactory = (family: 4 | 6) => dgram.Socket | Promise<dgram.Socket>;
+
+/**
+ * Sends `query` (parsed as `qmsg`) over UDP and waits for a response with the same id and
+ * question; anything else that arrives is ignored (spoofing, late answers).
+ */
+export async function udpExchange(up: Upstream, query: Buffer, qmsg: DnsMessage, timeoutMs: number, factory?: UdpSocketFactory): Promise<Exchanged> {
+  const sock = factory ? await factory(up.family) : dgram.createSocket(up.family === 6 ? 'udp6' : 'udp4');
+  return new Promise<Exchanged>((resolve, reject) => {
+    let done = false;
+    const finish = (err: UpstreamError | undefined, value?: Exchanged) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.removeAllListeners('message');
+      sock.on('error', () => {});
+      try {
+        sock.close();
+      } catch {
+        /* already closed */
+      }
+      if (err) reject(err);
+      else resolve(value!);
+    };
+    const timer = setTimeout(() => finish(new UpstreamError('timeout', up.label, `no answer over UDP in ${timeoutMs} ms`)), timeoutMs);
+    sock.on('error', (e: NodeJS.ErrnoException) => {
+      const refused = e.code === 'ECONNREFUSED';
+      finish(new UpstreamError(refused ? 'refused' : 'network', up.label, refused ? 'port unreachable' : `UDP: ${e.code ?? e.message}`));
+    });
+    sock.on('message', (data: Buffer) => {
+      const r = tryParseMessage(data);
+      if (r.ok && isResponseTo(r.msg, qmsg)) finish(undefined, { response: data, msg: r.msg });
+    });
+    sock.connect(up.port, up.host, () => {
+      sock.send(query, (err) => {
+        if (err) finish(new UpstreamError('network', up.label, `UDP send: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+      });
+    });
+  });
+}
+
+interface Pending {
+  qmsg: DnsMessage;
+  resolve: (x: Exchanged) => void;
+  reject: (e: UpstreamError) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** Reassembles length-framed DNS messages from a TCP byte stream. */
+export class TcpFramer {
+  private buf: Buffer = Buffer.alloc(0);
+
+  /** Feeds bytes; returns the whole messages now complete. */
+  push(chunk: Buffer): Buffer[] {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    const out: Buffer[] = [];
+    while (this.buf.length >= 2) {
+      const len = this.buf.readUInt16BE(0);
+      if (this.buf.length < 2 + len) break;
+      out.push(Buffer.from(this.buf.subarray(2, 2 + len)));
+      this.buf = this.buf.subarray(2 + len);
+    }
+    return out;
+  }
+
+  get buffered(): number {
+    return this.buf.length;
+  }
+}
+
+export function frame(msg: Uint8Array): Buffer {
+  const out = Buffer.alloc(2 + msg.length);
+  out.writeUInt16BE(msg.length, 0);
+  out.set(msg, 2);
+  return out;
+}
+
+/**
+ * One DNS-over-TCP connection carrying any number of outstanding queries (pipelining,
+ * answers matched by id, in any order). Each query gets its own id on the connection.
+ */
+export class TcpChannel {
+  private readonly pending = new Map<number, Pending>();
+  private readonly framer = new TcpFramer();
+  private idleTimer: NodeJS.Timeout | undefined;
+  private dead = false;
+  /** Responses received so far (a channel that never answered is not worth a retry). */
+  answered = 0;
+
+  constructor(
+    private readonly stream: Duplex,
+    readonly label: string,
+    private readonly idleMs: number,
+    private readonly maxPending: number,
+  ) {
+    stream.on('data', (chunk: Buffer) => this.onData(chunk));
+    stream.on('error', () => this.fail('closed', 'connection error'));
+    stream.on('close', () => this.fail('closed', 'connection closed'));
+    stream.on('end', () => this.fail('closed', 'connection closed by the server'));
+    this.armIdle();
+  }
+
+  get alive(): boolean {
+    return !this.dead;
+  }
+
+  get load(): number {
+    return this.pending.size;
+  }
+
+  /** Sends `query` (its id is replaced) and resolves with the matching response. */
+  query(query: Buffer, qmsg: DnsMessage, timeoutMs: number): Promise<Exchanged> {
+    if (this.dead) return Promise.reject(new UpstreamError('closed', this.label, 'connection closed'));
+    if (this.pending.size >= this.maxPending) return Promise.reject(new UpstreamError('busy', this.label, 'too many queries in flight'));
+    let id = (Math.random() * 0x10000) | 0;
+    while (this.pending.has(id)) id = (id + 1) & 0xffff;
+    const wire = Buffer.from(query);
+    wire.writeUInt16BE(id, 0);
+    const expect: DnsMessage = { ...qmsg, header: { ...qmsg.header, id } };
+    clearTimeout(this.idleTimer);
+    return new Promise<Exchanged>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new UpstreamError('timeout', this.label, `no answer over TCP in ${timeoutMs} ms`));
+        this.armIdle();
+      }, timeoutMs);
+      this.pending.set(id, { qmsg: expect, resolve, reject, timer });
+      this.stream.write(frame(wire));
+    });
+  }
+
+  close(): void {
+    this.fail('closed', 'connection closed');
+  }
+
+  private onData(chunk: Buffer): void {
+    for (const m of this.framer.push(chunk)) {
+      const r = tryParseMessage(m);
+      if (!r.ok) continue;
+      const p = this.pending.get(r.msg.header.id);
+      if (!p || !isResponseTo(r.msg, p.qmsg)) continue;
+      this.pending.delete(r.msg.header.id);
+      clearTimeout(p.timer);
+      this.answered++;
+      p.resolve({ response: m, msg: r.msg });
+    }
+    this.armIdle();
+  }
+
+  private armIdle(): void {
+    clearTimeout(this.idleTimer);
+    if (this.dead || this.pending.size > 0) return;
+    this.idleTimer = setTimeout(() => this.close(), this.idleMs);
+    this.idleTimer.unref();
+  }
+
+  private fail(code: UpstreamErrorCode, message: string): void {
+    if (this.dead) return;
+    this.dead = true;
+    clearTimeout(this.idleTimer);
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new UpstreamError(code, this.label, message));
+    }
+    this.pending.clear();
+    this.stream.destroy();
+  }
+}
+
+/** Opens a TCP stream to an upstream (directly, or through a node). */
+export type TcpConnector = (up: Upstream, signal: AbortSignal) => Promise<Duplex>;
+
+/** Straight TCP to the upstream, with SO_MARK when `mark` is set (loop avoidance). */
+export function directConnector(o: { mark?: number; connectTimeoutMs?: number } = {}): TcpConnector {
+  return async (up, signal) => {
+    try {
+      return await connectDirect({ address: up.host, port: up.port, family: up.family }, { connectTimeoutMs: o.connectTimeoutMs ?? 10_000, mark: o.mark, signal });
+    } catch (e) {
+      const code = e instanceof ConnectError ? e.code : 'ECONNECT';
+      throw new UpstreamError(code === 'ECONNREFUSED' ? 'refused' : 'connect', up.label, `TCP connect: ${(e as Error).message}`);
+    }
+  };
+}
+
+/** A UDP socket carrying SO_MARK (needs CAP_NET_ADMIN), for udpExchange. */
+export function markedUdpSocket(mark: number): UdpSocketFactory {
+  return (family) => {
+    const fd = createOutboundFd({ family, mark, udp: true });
+    const sock = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
+    if (fd !== undefined) sock.bind({ fd });
+    return sock;
+  };
+}
+
+export function outboundConnector(outbound: TcpOutbound): TcpConnector {
+  return async (up, signal) => {
+    try {
+      return await outbound.connect({ ip: up.host, port: up.port, family: up.family }, { source: { address: '0.0.0.0', port: 0 }, signal });
+    } catch (e) {
+      throw new UpstreamError('connect', up.label, `through ${outbound.name}: ${(e as Error).message}`);
+    }
+  };
+}
+
+export interface TcpPoolOptions {
+  /** Close a connection idle this long (default 10 s). */
+  idleMs?: number;
+  /** Outstanding queries per connection (default 1000). */
+  maxPending?: number;
+  /** Give up connecting after this long (default 10 s). */
+  connectTimeoutMs?: number;
+}
+
+/**
+ * One reusable TCP channel per upstream, opened on demand. A query that fails because a
+ * reused connection was closed under it (servers close idle or pipelined connections) is
+ * retried once on a fresh connection.
+ */
+export class TcpPool {
+  private readonly channels = new Map<string, TcpChannel>();
+  private readonly connecting = new Map<string, Promise<TcpChannel>>();
+  private readonly aborter = new AbortController();
+  private closed = false;
+  connects = 0;
+
+  constructor(
+    private readonly connector: TcpConnector,
+    private readonly o: TcpPoolOptions = {},
+  ) {}
+
+  async exchange(up: Upstream, query: Buffer, qmsg: DnsMessage, timeoutMs: number): Promise<Exchanged> {
+    const deadline = Date.now() + timeoutMs;
+    const withDeadline = <T>(p: Promise<T>): Promise<T> =>
+      new Promise<T>((resolve, reject) => {
+        const t = setTimeout(() => reject(new UpstreamError('timeout', up.label, `no TCP connection in ${timeoutMs} ms`)), Math.max(1, deadline - Date.now()));
+        p.then(
+          (v) => (clearTimeout(t), resolve(v)),
+          (e) => (clearTimeout(t), reject(e)),
+        );
+      });
+    for (let attempt = 0; ; attempt++) {
+      const reused = this.channels.get(up.label)?.alive === true;
+      const ch = await withDeadline(this.channel(up));
+      try {
+        return await ch.query(query, qmsg, Math.max(1, deadline - Date.now()));
+      } catch (e) {
+        const retry = attempt === 0 && reused && e instanceof UpstreamError && e.code === 'closed' && Date.now() < deadline;
+        if (!retry) throw e;
+      }
+    }
+  }
+
+  private channel(up: Upstream): Promise<TcpChannel> {
+    if (this.closed) return Promise.reject(new UpstreamError('closed', up.label, 'forwarder closed'));
+    const have = this.channels.get(up.label);
+    if (have?.alive) return Promise.resolve(have);
+    let p = this.connecting.get(up.label);
+    if (!p) {
+      const signal = AbortSignal.any([this.aborter.signal, AbortSignal.timeout(this.o.connectTimeoutMs ?? 10_000)]);
+      p = this.connector(up, signal)
+        .then((stream) => {
+          if (this.closed) {
+            stream.destroy();
+            throw new UpstreamError('closed', up.label, 'forwarder closed');
+          }
+          this.connects++;
+          const ch = new TcpChannel(stream, up.label, this.o.idleMs ?? 10_000, this.o.maxPending ?? 1000);
+          this.channels.set(up.label, ch);
+          return ch;
+        })
+        .finally(() => this.connecting.delete(up.label));
+      this.connecting.set(up.label, p);
+    }
+    return p;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.aborter.abort();
+    for (const ch of this.channels.values()) ch.close();
+    this.channels.clear();
+  }
+}
