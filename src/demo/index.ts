@@ -3,7 +3,7 @@
 import type { Lab } from '../netlab/lab.js';
 import { prepareUserNamespace, reexecInUserNamespace, USERNS_MARKER } from './rootless.js';
 import { renderText, styleFor } from './report.js';
-import { labGone, MAIN_JS, runTour, signalStatus, type DemoReport } from './tour.js';
+import { ADDR, labGone, MAIN_JS, runTour, signalStatus, type DemoReport } from './tour.js';
 
 export interface DemoOptions {
   json: boolean;
@@ -23,7 +23,7 @@ function keepInstructions(report: DemoReport): string {
   return [
     `lab kept; the server still answers on port 80 (proxies are stopped). Try, in another terminal:`,
     `  ${enter}ip netns exec ${ns('gw')} ${node} run --mode tproxy --capture prerouting -i ${report.lab.lanInterface} -P 80`,
-    `  ${enter}ip netns exec ${ns('client')} curl -s http://10.80.2.2/      # or: ${enter}ip netns exec ${ns('client')} bash`,
+    `  ${enter}ip netns exec ${ns('client')} curl -s http://${ADDR.server.ipv4}/      # or: ${enter}ip netns exec ${ns('client')} bash`,
     `press Ctrl-C here to remove the lab`,
     '',
   ].join('\n');

@@ -108,10 +108,9 @@ export function renderText(report: DemoReport, st: Style): string {
   const lan = report.lab.lanInterface;
   const lines = [
     st.bold(`tranproxy demo: REDIRECT and TPROXY in a throw-away lab (${who})`),
-    st.dim(
-      `lab ${report.lab.prefix}-{client,gw,server}: client ${ADDR.client.ipv4} ── ${ADDR.gwLan.ipv4} (${lan}) gw ${ADDR.gwWan.ipv4} ── server ${ADDR.server.ipv4}; ` +
-        `IPv6 the same in ${ADDR.client.ipv6.replace(/2$/, '')}/64 and ${ADDR.server.ipv6.replace(/2$/, '')}/64`,
-    ),
+    st.dim(`lab ${report.lab.prefix}-{client,gw,server}:`),
+    st.dim(`  client ${ADDR.client.ipv4} ── ${ADDR.gwLan.ipv4} (${lan}) gw ${ADDR.gwWan.ipv4} ── server ${ADDR.server.ipv4}`),
+    st.dim(`  client ${ADDR.client.ipv6} ── ${ADDR.gwLan.ipv6} (${lan}) gw ${ADDR.gwWan.ipv6} ── server ${ADDR.server.ipv6}`),
     '',
   ];
   for (const step of report.steps) {

@@ -7,7 +7,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import { runSync } from '../../src/kernel/exec.js';
 import { tranproxyBin } from '../helpers/lab.js';
-import type { DemoReport } from '../../src/demo/tour.js';
+import { ADDR, type DemoReport } from '../../src/demo/tour.js';
+
+const re = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 const NODE = process.execPath;
 const SETPRIV = spawnSync('sh', ['-c', 'command -v setpriv'], { encoding: 'utf8' }).stdout.trim() || 'setpriv';
@@ -87,9 +89,9 @@ function assertFullReport(report: DemoReport, expect: { rootless: boolean }): vo
   assert.equal(report.lab.removed, true);
   assert.deepEqual(report.steps.map((s) => s.id), ['baseline', 'redirect', 'tproxy', 'cleanup']);
   const [baseline, redirect, tproxy, cleanup] = report.steps as [DemoReport['steps'][number], DemoReport['steps'][number], DemoReport['steps'][number], DemoReport['steps'][number]];
-  const server = { ipv4: '10.80.2.2:80', ipv6: '[fd80:2::2]:80' };
-  const clientIp = { ipv4: '10.80.1.2', ipv6: 'fd80:1::2' };
-  const gwIp = { ipv4: '10.80.2.1', ipv6: 'fd80:2::1' };
+  const server = { ipv4: `${ADDR.server.ipv4}:80`, ipv6: `[${ADDR.server.ipv6}]:80` };
+  const clientIp = ADDR.client;
+  const gwIp = ADDR.gwWan;
   const ipOf = (ep: string | undefined) => ep?.replace(/^\[?(.*?)\]?:\d+$/, '$1');
   for (const r of baseline.requests) assert.equal(r.serverSaw, r.client, 'without a proxy the server sees the client socket');
   for (const step of [redirect, tproxy]) {
@@ -97,7 +99,7 @@ function assertFullReport(report: DemoReport, expect: { rootless: boolean }): vo
     for (const r of step.requests) {
       assert.equal(r.recovered, server[r.family], `${step.title} ${r.family}: recovered destination`);
       assert.equal(r.proxySrc, r.client, `${step.title} ${r.family}: the proxy saw the client`);
-      assert.match(r.connLog ?? '', new RegExp(`^tranproxy: conn id=\\d+ src=\\S+ dst=${server[r.family].replace(/[[\].]/g, '\\$&')} .*close=eof`));
+      assert.match(r.connLog ?? '', new RegExp(`^tranproxy: conn id=\\d+ src=\\S+ dst=${re(server[r.family])} .*close=eof`));
       assert.notEqual(r.serverSaw, r.client, `${step.title} ${r.family}: the server got a connection made by the proxy`);
     }
   }
@@ -131,9 +133,9 @@ test('demo as root: every step passes, the report shows what the server saw and 
   assert.match(r.stdout, /^1\. REDIRECT, sidecar style {2}ok/m);
   assert.match(r.stdout, /^2\. TPROXY, gateway style {2}ok/m);
   assert.match(r.stdout, /^3\. Rules removed when the proxy stops {2}ok/m);
-  assert.match(r.stdout, /recovered dst +10\.80\.2\.2:80 +\[fd80:2::2\]:80$/m);
+  assert.match(r.stdout, new RegExp(`recovered dst +${re(ADDR.server.ipv4)}:80 +\\[${re(ADDR.server.ipv6)}\\]:80$`, 'm'));
   const tproxyPart = r.stdout.slice(r.stdout.indexOf('2. TPROXY'), r.stdout.indexOf('3. Rules'));
-  assert.match(tproxyPart, /server saw src +10\.80\.1\.2:\d+ +\[fd80:1::2\]:\d+$/m, 'TPROXY: the server saw the client IP');
+  assert.match(tproxyPart, new RegExp(`server saw src +${re(ADDR.client.ipv4)}:\\d+ +\\[${re(ADDR.client.ipv6)}\\]:\\d+$`, 'm'), 'TPROXY: the server saw the client IP');
   assert.match(r.stdout, /SIGTERM → exit 0; after: nothing of tranproxy; nft list ruleset: empty/);
   assert.match(r.stdout, /^All steps passed in [\d.]+ s; lab removed\.$/m);
   assert.deepEqual(newDemoNetns(before), []);
