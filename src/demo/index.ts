@@ -17,7 +17,7 @@ export interface DemoOptions {
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 function keepInstructions(report: DemoReport): string {
-  const enter = report.rootless ? `nsenter --target ${process.pid} --user --mount ` : '';
+  const enter = report.rootless ? `nsenter --target ${process.pid} --user --mount --preserve-credentials ` : '';
   const ns = (h: string) => report.lab.hosts[h]!.netns;
   const node = `${process.execPath} ${MAIN_JS}`;
   return [
