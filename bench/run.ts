@@ -115,9 +115,9 @@ function parseArgs(argv: string[]): Options {
     quick,
     only: only ?? new Set(Object.keys(CASE_NAMES) as CaseId[]),
     rounds: rounds ?? 3,
-    iperfSecs: quick ? 2 : 5,
+    iperfSecs: quick ? 1 : 5,
     wrkSecs: quick ? 2 : 5,
-    holdCount: quick ? 2000 : 8000,
+    holdCount: quick ? 1000 : 8000,
     // A quick or partial run never overwrites the full results.
     out: out ?? join(ROOT, partial ? 'bench/RESULTS-partial.md' : 'bench/RESULTS.md'),
     keepLogs,
@@ -426,6 +426,7 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
     `wrk \`-t1 -c50 -d${secs}s --latency\` in the client ns to \`${url}\` (port ${PORT.http} captured with REDIRECT in OUTPUT); the server is nginx in the server ns`,
     '(1 worker, `return 200 "ok"`, keepalive_requests 1000000). Every proxy adds three headers (a: 1, b: 2, c: 3) — checked before each run',
     'through `/check`, which echoes them — and runs one worker process under its own uid. The anchors log nothing (tranproxy writes one log line per connection).',
+    'Each proxy start is followed by a 1 s keep-alive warm-up run (not measured), then the measured run(s).',
   ];
   const variants: VariantDef[] = [
     {
@@ -491,6 +492,7 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
             const check = await cli.run('curl', ['-sS', '--max-time', '5', `${url}check`], { allowFailure: true });
             const want = v.start ? 'a=1 b=2 c=3' : 'a= b= c=';
             if (check.stdout.trim() !== want) throw new Error(`header check: got '${check.stdout.trim()}' ${check.stderr.trim()}, want '${want}'`);
+            await wrk(cli, url, 1, false); // warm-up (JIT, pools), not measured
             for (const c of cases) {
               try {
                 const cpu0 = cpuOf(proxy);
