@@ -109,8 +109,10 @@ export class HttpConnectOutbound implements TcpOutbound {
     hs.write(request);
     const r = await hs.read(parseConnectResponse, 'CONNECT response');
     if (r.status !== 200) {
-      const code = r.status === 407 ? 'EAUTH' : 'EREFUSED';
-      const hint = r.status === 407 ? (this.spec.username !== undefined ? ' (wrong user name or password?)' : ' (add user:password to the node URI)') : '';
+      // 407 is the proxy's own authentication; some proxies (tinyproxy) answer CONNECT with 401.
+      const auth = r.status === 407 || r.status === 401;
+      const code = auth ? 'EAUTH' : 'EREFUSED';
+      const hint = auth ? (this.spec.username !== undefined ? ' (wrong user name or password?)' : ' (add user:password to the node URI)') : '';
       const err = new OutboundError(this.name, code, `node ${this.where} refused CONNECT ${printable(authority)}: ${printable(r.statusLine)}${hint}`);
       hs.fail(err);
       throw err;
