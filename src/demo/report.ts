@@ -117,11 +117,12 @@ export function renderText(report: DemoReport, st: Style): string {
     lines.push(...(step.id === 'cleanup' ? cleanup(step, st) : modeStep(step, st)), '');
   }
   const failed = report.steps.flatMap((s) => s.checks).filter((c) => !c.ok).length;
+  const bad = report.steps.filter((s) => !s.ok);
   const labText = report.lab.kept ? 'lab kept' : report.lab.removed ? 'lab removed' : 'lab NOT removed';
   lines.push(
     report.ok
       ? st.ok(`All steps passed in ${seconds(report.durationMs)}; ${labText}.`)
-      : st.bad(`FAILED: ${report.steps.filter((s) => !s.ok).length} of ${report.steps.length} steps (${failed} checks) in ${seconds(report.durationMs)}; ${labText}.`),
+      : st.bad(`FAILED: step${bad.length === 1 ? '' : 's'} ${bad.map((s) => s.n).join(', ')}${failed ? ` (${failed} failed check${failed === 1 ? '' : 's'})` : ''} in ${seconds(report.durationMs)}; ${labText}.`),
   );
   return lines.join('\n') + '\n';
 }

@@ -129,7 +129,7 @@ function escapeRe(s: string): string {
 }
 
 function errorText(e: unknown): string {
-  const msg = e instanceof Error ? e.message : String(e);
+  const msg = (e instanceof Error ? e.message : String(e)).trim();
   // Keep it short: a failing proxy's whole output is in the message.
   const lines = msg.split('\n');
   return lines.length > 12 ? [...lines.slice(0, 2), '…', ...lines.slice(-9)].join('\n') : msg;
@@ -143,7 +143,14 @@ async function startServer(ctx: Ctx): Promise<LabProcess> {
 
 async function startProxy(host: Host, args: string[]): Promise<{ proc: LabProcess; ready: Record<string, string> }> {
   const proc = host.spawn(process.execPath, [MAIN_JS, 'run', ...args]);
-  const line = await proc.waitForOutput(/^tranproxy: ready:.*$/m, READY_MS);
+  let line: string;
+  try {
+    line = await proc.waitForOutput(/^tranproxy: ready:.*$/m, READY_MS);
+  } catch {
+    const exit = await proc.stop('SIGKILL');
+    const said = proc.output().trim().split('\n').slice(-8).join('\n') || 'no output';
+    throw new Error(`the proxy did not get ready (${exit === null ? `not within ${READY_MS / 1000} s` : `exit ${exit}`}):\n${said}`);
+  }
   const ready: Record<string, string> = {};
   for (const m of line.matchAll(/(\w+)=(\S+)/g)) ready[m[1]!] = m[2]!;
   return { proc, ready };
