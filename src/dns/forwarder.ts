@@ -1,0 +1,562 @@
+// The gateway's DNS forwarder: LAN hosts (or the firewall's port-53 capture) send their
+// queries here; we answer fake-IP queries ourselves, serve the cache, and forward the rest
+// to the upstream nameservers: over UDP directly (next upstream on timeout, TCP when the
+// answer is truncated), or over TCP through an outbound node (pipelined, reused connections).
+//
+//   client ─UDP/TCP─▶ parse ─▶ fake-IP? ─▶ cache? ─▶ in flight already? ─▶ upstream
+//                                                                          │
+//   client ◀── id, question case, OPT, UDP size fitted ◀── cache.set ◀─────┘
+//
+// Nothing a client or an upstream sends can throw out of here: malformed queries get FORMERR
+// (or are dropped when not even the header is readable), failures become SERVFAIL.
+import dgram from 'node:dgram';
+import { randomInt } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import net from 'node:net';
+import { dirname } from 'node:path';
+import type { Logger } from '../observe/log.js';
+import type { TcpOutbound } from '../outbound/types.js';
+import { cacheKey, DnsCache } from './cache.js';
+import { FakeIpPool } from './fake-ip.js';
+import {
+  directConnector,
+  frame,
+  markedUdpSocket,
+  outboundConnector,
+  parseUpstream,
+  TcpFramer,
+  TcpPool,
+  udpExchange,
+  UpstreamError,
+  type Exchanged,
+  type UdpSocketFactory,
+  type Upstream,
+} from './upstream.js';
+import {
+  buildQuery,
+  buildResponse,
+  CLASS_IN,
+  clientUdpLimit,
+  EDNS_UDP_SIZE,
+  fitUdp,
+  formErrFor,
+  ipRdata,
+  normalizeName,
+  OPCODE_QUERY,
+  parseMessage,
+  RCODE,
+  reverseNameToIp,
+  tryParseMessage,
+  TYPE,
+  withoutOpt,
+  withQuestionOf,
+  encodeName,
+  type DnsMessage,
+  type DnsQuestion,
+} from './wire.js';
+
+export interface FakeIpOptions {
+  /** IPv4 CIDR for A answers, e.g. 198.18.0.0/15. */
+  range: string;
+  /** IPv6 CIDR for AAAA answers; without it AAAA queries get NOERROR with no answer. */
+  range6?: string;
+  /** TTL of fake answers (default 1 s: clients ask again soon, so a reused address is rarely stale). */
+  ttl?: number;
+  /** Domains per family at most (LRU reuse past it); default: the range's size. */
+  maxEntries?: number;
+  /**
+   * Domain suffixes answered with real addresses (forwarded). Default: localhost, local, lan,
+   * home.arpa (names of the LAN itself must not be routed into the proxy).
+   */
+  exclude?: string[];
+  /** Save the domain ↔ address map here on close and load it on start. */
+  persistPath?: string;
+}
+
+export interface DnsForwarderOptions {
+  /** Addresses to serve UDP and TCP on; port 0 picks a free port (the same one for both). */
+  listen: { address: string; port: number }[];
+  /** Upstream nameservers: `ip`, `ip:port`, `[v6]:port`. */
+  upstreams: string[];
+  /** When set, every upstream query goes over TCP through this node. */
+  via?: TcpOutbound;
+  cache: boolean;
+  /** Cache entries at most (default 10,000). */
+  cacheSize?: number;
+  fakeIp?: FakeIpOptions;
+  /** Wait for one upstream attempt (default 2000 ms); a query makes max(2, upstreams) attempts. */
+  timeoutMs?: number;
+  /** SO_MARK on direct upstream sockets (UDP and TCP), so the DNS capture does not take them again. */
+  mark?: number;
+  log: Logger;
+  /** Milliseconds clock for the cache (tests). */
+  now?: () => number;
+}
+
+export interface DnsForwarderStats {
+  queries: number;
+  udpQueries: number;
+  tcpQueries: number;
+  cacheHits: number;
+  cacheMisses: number;
+  cacheEntries: number;
+  /** Queries that joined an identical query already in flight. */
+  coalesced: number;
+  inflight: number;
+  upstreamQueries: number;
+  upstreamErrors: number;
+  /** UDP answers with TC=1 asked again over TCP. */
+  tcpFallbacks: number;
+  tcpConnects: number;
+  servfail: number;
+  formerr: number;
+  /** Packets we could not parse. */
+  malformed: number;
+  /** Queries dropped because too many were in flight. */
+  dropped: number;
+  fakeIpAnswers: number;
+  fakeIpEntries: number;
+  fakeIpEvictions: number;
+}
+
+export interface DnsForwarder {
+  close(): Promise<void>;
+  stats(): DnsForwarderStats;
+  /** The domain a fake-IP destination stands for (undefined: not a fake address, or unknown). */
+  lookupFakeIp(ip: string): string | undefined;
+  clearCache(): void;
+  /** Where it listens (ports resolved), UDP and TCP alike. */
+  readonly addresses: readonly { address: string; port: number; family: 4 | 6 }[];
+}
+
+export const DEFAULT_FAKE_IP_EXCLUDE = ['localhost', 'local', 'lan', 'home.arpa'];
+const DEFAULT_TIMEOUT_MS = 2000;
+/** UDP queries being answered at once, at most (more are dropped: the client retries). */
+const MAX_UDP_INFLIGHT = 10_000;
+/** Queries in flight on one client TCP connection before we stop reading from it. */
+const MAX_TCP_CLIENT_PENDING = 64;
+const TCP_CLIENT_IDLE_MS = 10_000;
+
+type Transport = 'udp' | 'tcp';
+
+interface Listener {
+  address: string;
+  port: number;
+  family: 4 | 6;
+  udp: dgram.Socket;
+  tcp: net.Server;
+}
+
+export async function startDnsForwarder(opts: DnsForwarderOptions): Promise<DnsForwarder> {
+  const f = new Forwarder(opts);
+  await f.start();
+  return f;
+}
+
+class Forwarder implements DnsForwarder {
+  private readonly log: Logger;
+  private readonly upstreams: Upstream[];
+  private readonly cache: DnsCache | undefined;
+  private readonly fake: FakeIpPool | undefined;
+  private readonly fakeTtl: number;
+  private readonly fakeExclude: string[];
+  private readonly timeoutMs: number;
+  private readonly tcpPool: TcpPool;
+  private readonly udpFactory: UdpSocketFactory | undefined;
+  private readonly inflight = new Map<string, Promise<Exchanged>>();
+  private readonly listeners: Listener[] = [];
+  private readonly tcpClients = new Set<net.Socket>();
+  private readonly lastWarn = new Map<string, number>();
+  private preferred = 0;
+  private udpInflight = 0;
+  private closed = false;
+  /** The saved fake-IP map was read (or there was none): saving may overwrite it. */
+  private fakeLoaded = false;
+  private readonly counters = {
+    queries: 0,
+    udpQueries: 0,
+    tcpQueries: 0,
+    coalesced: 0,
+    upstreamQueries: 0,
+    upstreamErrors: 0,
+    tcpFallbacks: 0,
+    servfail: 0,
+    formerr: 0,
+    malformed: 0,
+    dropped: 0,
+    fakeIpAnswers: 0,
+  };
+
+  constructor(private readonly opts: DnsForwarderOptions) {
+    this.log = opts.log;
+    this.upstreams = opts.upstreams.map(parseUpstream);
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.cache = opts.cache ? new DnsCache({ maxEntries: opts.cacheSize, now: opts.now }) : undefined;
+    if (opts.fakeIp) {
+      this.fake = new FakeIpPool({ range: opts.fakeIp.range, range6: opts.fakeIp.range6, maxEntries: opts.fakeIp.maxEntries });
+      this.fakeTtl = opts.fakeIp.ttl ?? 1;
+      this.fakeExclude = (opts.fakeIp.exclude ?? DEFAULT_FAKE_IP_EXCLUDE).map(normalizeName);
+    } else {
+      this.fakeTtl = 1;
+      this.fakeExclude = [];
+    }
+    this.tcpPool = new TcpPool(opts.via ? outboundConnector(opts.via) : directConnector({ mark: opts.mark }));
+    this.udpFactory = opts.mark ? markedUdpSocket(opts.mark) : undefined;
+  }
+
+  get addresses(): readonly { address: string; port: number; family: 4 | 6 }[] {
+    return this.listeners.map(({ address, port, family }) => ({ address, port, family }));
+  }
+
+  async start(): Promise<void> {
+    if (this.opts.listen.length === 0) throw new TypeError('dns forwarder: nothing to listen on');
+    const anyV4 = this.opts.listen.some((l) => isIP(l.address) === 4);
+    try {
+      for (const l of this.opts.listen) {
+        const family = isIP(l.address);
+        if (!family) throw new TypeError(`dns forwarder: listen address '${l.address}' is not an IP address`);
+        this.listeners.push(await this.bind(l.address, l.port, family as 4 | 6, family === 6 && anyV4));
+      }
+      this.checkLoops();
+      await this.loadFakeIps();
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+    if (this.upstreams.length === 0) this.log.warn('dns forwarder has no upstream nameserver: only fake-IP queries can be answered');
+    this.log.info('dns forwarder listening', {
+      listen: this.listeners.map((l) => (l.family === 6 ? `[${l.address}]:${l.port}` : `${l.address}:${l.port}`)).join(','),
+      upstreams: this.upstreams.map((u) => u.label).join(','),
+      via: this.opts.via?.name ?? 'direct',
+      cache: this.cache !== undefined,
+      'fake-ip': this.opts.fakeIp ? [this.opts.fakeIp.range, this.opts.fakeIp.range6].filter(Boolean).join(',') : undefined,
+    });
+  }
+
+  /** Refuses an upstream that is one of our own listen addresses (every query would loop). */
+  private checkLoops(): void {
+    for (const up of this.upstreams) {
+      for (const l of this.listeners) {
+        const wildcard = l.address === '0.0.0.0' || l.address === '::';
+        const local = up.host === l.address || (wildcard && (up.host.startsWith('127.') || up.host === '::1'));
+        if (local && up.port === l.port) throw new TypeError(`dns forwarder: upstream ${up.label} is the forwarder itself`);
+      }
+    }
+  }
+
+  private async bind(address: string, port: number, family: 4 | 6, ipv6Only: boolean): Promise<Listener> {
+    for (let attempt = 0; ; attempt++) {
+      const tcp = net.createServer((s) => this.onTcpClient(s));
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen({ host: address, port, ipv6Only, exclusive: true }, () => {
+          tcp.off('error', reject);
+          resolve();
+        });
+      }).catch((e: NodeJS.ErrnoException) => {
+        throw new Error(`dns forwarder: cannot listen on TCP ${fmtAddr(address, port)}: ${e.code ?? e.message}`);
+      });
+      tcp.on('error', (e) => this.log.error('dns TCP listener error', { error: e.message }));
+      const bound = (tcp.address() as net.AddressInfo).port;
+      const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          udp.once('error', reject);
+          udp.bind({ address, port: bound, exclusive: true }, () => {
+            udp.off('error', reject);
+            resolve();
+          });
+        });
+      } catch (e) {
+        udp.close();
+        await new Promise((r) => tcp.close(r));
+        const code = (e as NodeJS.ErrnoException).code;
+        if (port === 0 && code === 'EADDRINUSE' && attempt < 10) continue;
+        throw new Error(`dns forwarder: cannot listen on UDP ${fmtAddr(address, bound)}: ${code ?? (e as Error).message}`);
+      }
+      udp.on('error', (e) => this.log.error('dns UDP listener error', { error: e.message }));
+      udp.on('message', (m, rinfo) => this.onUdp(udp, m, rinfo));
+      return { address, port: bound, family, udp, tcp };
+    }
+  }
+
+  private onUdp(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (this.udpInflight >= MAX_UDP_INFLIGHT) {
+      this.counters.dropped++;
+      return;
+    }
+    this.udpInflight++;
+    this.handle(msg, 'udp')
+      .then((resp) => {
+        if (resp && !this.closed) sock.send(resp, rinfo.port, rinfo.address, () => {});
+      })
+      .finally(() => this.udpInflight--);
+  }
+
+  private onTcpClient(sock: net.Socket): void {
+    if (this.closed) {
+      sock.destroy();
+      return;
+    }
+    this.tcpClients.add(sock);
+    sock.setNoDelay(true);
+    const framer = new TcpFramer();
+    let pending = 0;
+    let ended = false;
+    const idle = () => sock.setTimeout(pending === 0 ? TCP_CLIENT_IDLE_MS : 0);
+    idle();
+    sock.on('timeout', () => sock.destroy());
+    sock.on('error', () => sock.destroy());
+    sock.on('close', () => this.tcpClients.delete(sock));
+    sock.on('end', () => {
+      ended = true;
+      if (pending === 0) sock.end();
+    });
+    sock.on('data', (chunk: Buffer) => {
+      for (const m of framer.push(chunk)) {
+        pending++;
+        if (pending >= MAX_TCP_CLIENT_PENDING) sock.pause();
+        idle();
+        this.handle(m, 'tcp')
+          .then((resp) => {
+            if (resp && !sock.destroyed && sock.writable) sock.write(frame(resp));
+          })
+          .finally(() => {
+            pending--;
+            if (pending < MAX_TCP_CLIENT_PENDING / 2 && sock.isPaused()) sock.resume();
+            if (ended && pending === 0) sock.end();
+            idle();
+          });
+      }
+    });
+  }
+
+  /** One query in, one response out (or nothing: dropped). Never rejects. */
+  private async handle(packet: Buffer, transport: Transport): Promise<Buffer | undefined> {
+    this.counters.queries++;
+    this.counters[transport === 'udp' ? 'udpQueries' : 'tcpQueries']++;
+    const parsed = tryParseMessage(packet);
+    if (!parsed.ok) {
+      this.counters.malformed++;
+      const r = formErrFor(packet);
+      if (r) this.counters.formerr++;
+      return r;
+    }
+    const q = parsed.msg;
+    try {
+      if (q.header.qr) {
+        this.counters.malformed++;
+        return undefined;
+      }
+      if (q.header.opcode !== OPCODE_QUERY) return buildResponse(packet, q, { rcode: RCODE.NOTIMP });
+      const question = q.questions[0];
+      if (q.questions.length !== 1 || !question) {
+        this.counters.formerr++;
+        return buildResponse(packet, { ...q, questions: [] }, { rcode: RCODE.FORMERR });
+      }
+      const fake = this.fakeAnswer(packet, q, question);
+      if (fake) {
+        this.counters.fakeIpAnswers++;
+        return transport === 'udp' ? fitUdp(fake, packet, q, clientUdpLimit(q)) : fake;
+      }
+      const key = cacheKey({ name: question.name, type: question.type, class: question.class, do: q.edns?.do ?? false, cd: q.header.cd });
+      const hit = this.cache?.get(key);
+      if (hit) return this.reply(hit.response, hit.msg, packet, q, transport);
+      let p = this.inflight.get(key);
+      if (p) this.counters.coalesced++;
+      else {
+        p = this.forward(question, q.edns?.do ?? false, q.header.cd).then((ex) => {
+          if (this.cache && !this.closed) this.cache.set(key, ex.response, ex.msg);
+          return ex;
+        });
+        const entry = p;
+        this.inflight.set(key, entry);
+        void entry.then(
+          () => this.inflight.delete(key),
+          () => this.inflight.delete(key),
+        );
+      }
+      try {
+        const ex = await p;
+        return this.reply(ex.response, ex.msg, packet, q, transport);
+      } catch (e) {
+        this.counters.servfail++;
+        return buildResponse(packet, q, { rcode: RCODE.SERVFAIL });
+      }
+    } catch (e) {
+      // A bug, not a client's fault: answer SERVFAIL rather than leave the client waiting.
+      this.warnOnce('internal', 'dns forwarder: cannot answer a query', { error: (e as Error).message });
+      this.counters.servfail++;
+      try {
+        return buildResponse(packet, q, { rcode: RCODE.SERVFAIL });
+      } catch {
+        return undefined;
+      }
+    }
+  }
+
+  /** The upstream's (or cache's) response made the client's own. */
+  private reply(resp: Buffer, rmsg: DnsMessage, query: Buffer, qmsg: DnsMessage, transport: Transport): Buffer {
+    let out = withQuestionOf(resp, rmsg, query, qmsg);
+    if (out === resp) out = Buffer.from(resp);
+    out.writeUInt16BE(qmsg.header.id, 0);
+    if (!qmsg.header.rd) out.writeUInt16BE(out.readUInt16BE(2) & ~0x0100, 2);
+    if (!qmsg.edns && rmsg.edns) out = withoutOpt(out, rmsg);
+    return transport === 'udp' ? fitUdp(out, query, qmsg, clientUdpLimit(qmsg)) : out;
+  }
+
+  private fakeAnswer(packet: Buffer, q: DnsMessage, question: DnsQuestion): Buffer | undefined {
+    if (!this.fake || question.class !== CLASS_IN) return undefined;
+    const name = normalizeName(question.name);
+    if (question.type === TYPE.PTR) {
+      const ip = reverseNameToIp(name);
+      if (!ip || !this.fake.contains(ip)) return undefined;
+      const domain = this.fake.lookup(ip);
+      if (!domain) return buildResponse(packet, q, { rcode: RCODE.NXDOMAIN });
+      return buildResponse(packet, q, { rcode: RCODE.NOERROR, answers: [{ type: TYPE.PTR, ttl: this.fakeTtl, rdata: encodeName(domain) }] });
+    }
+    if (question.type !== TYPE.A && question.type !== TYPE.AAAA) return undefined;
+    if (name === '' || this.fakeExclude.some((s) => name === s || name.endsWith('.' + s))) return undefined;
+    const ip = this.fake.allocate(name, question.type === TYPE.A ? 4 : 6);
+    if (!ip) return buildResponse(packet, q, { rcode: RCODE.NOERROR });
+    return buildResponse(packet, q, { rcode: RCODE.NOERROR, answers: [{ type: question.type, ttl: this.fakeTtl, rdata: ipRdata(ip) }] });
+  }
+
+  /** Asks the upstreams: our own query (lowercased name, EDNS, RD), next upstream on failure. */
+  private async forward(question: DnsQuestion, dnssecOk: boolean, cd: boolean): Promise<Exchanged> {
+    const n = this.upstreams.length;
+    if (n === 0) throw new UpstreamError('closed', '-', 'no upstream nameserver');
+    const query = buildQuery({
+      id: randomInt(0x10000),
+      name: question.name.toLowerCase(),
+      type: question.type,
+      class: question.class,
+      rd: true,
+      cd,
+      edns: { udpSize: EDNS_UDP_SIZE, do: dnssecOk },
+    });
+    const qmsg = parseMessage(query);
+    const tries = Math.max(2, n);
+    const start = this.preferred;
+    let fallback: Exchanged | undefined;
+    let lastError: unknown;
+    for (let i = 0; i < tries && !this.closed; i++) {
+      const index = (start + i) % n;
+      const up = this.upstreams[index]!;
+      this.counters.upstreamQueries++;
+      try {
+        let ex: Exchanged;
+        if (this.opts.via) ex = await this.tcpPool.exchange(up, query, qmsg, this.timeoutMs);
+        else {
+          ex = await udpExchange(up, query, qmsg, this.timeoutMs, this.udpFactory);
+          if (ex.msg.header.tc) {
+            this.counters.tcpFallbacks++;
+            ex = await this.tcpPool.exchange(up, query, qmsg, this.timeoutMs);
+          }
+        }
+        const rcode = ex.msg.header.rcode;
+        if ((rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED) && i < tries - 1) {
+          fallback = ex;
+          continue;
+        }
+        this.preferred = index;
+        return ex;
+      } catch (e) {
+        this.counters.upstreamErrors++;
+        lastError = e;
+        this.warnOnce(up.label, 'dns upstream failed', { upstream: up.label, via: this.opts.via?.name, error: (e as Error).message });
+      }
+    }
+    if (fallback) return fallback;
+    throw lastError ?? new UpstreamError('closed', '-', 'forwarder closed');
+  }
+
+  /** One warning per subject per 10 s. */
+  private warnOnce(subject: string, msg: string, fields: Record<string, string | undefined>): void {
+    const now = Date.now();
+    if (now - (this.lastWarn.get(subject) ?? -Infinity) < 10_000) return;
+    this.lastWarn.set(subject, now);
+    this.log.warn(msg, fields);
+  }
+
+  lookupFakeIp(ip: string): string | undefined {
+    return this.fake?.lookup(ip);
+  }
+
+  clearCache(): void {
+    this.cache?.clear();
+  }
+
+  stats(): DnsForwarderStats {
+    return {
+      ...this.counters,
+      cacheHits: this.cache?.hits ?? 0,
+      cacheMisses: this.cache?.misses ?? 0,
+      cacheEntries: this.cache?.size ?? 0,
+      inflight: this.inflight.size,
+      tcpConnects: this.tcpPool.connects,
+      fakeIpEntries: this.fake?.size ?? 0,
+      fakeIpEvictions: this.fake?.evictions ?? 0,
+    };
+  }
+
+  private async loadFakeIps(): Promise<void> {
+    const path = this.opts.fakeIp?.persistPath;
+    if (!this.fake || !path) return;
+    this.fakeLoaded = true;
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn('cannot read the fake-IP map', { path, error: (e as Error).message });
+      return;
+    }
+    try {
+      const data = JSON.parse(text) as { entries?: unknown };
+      const pairs = Array.isArray(data.entries) ? (data.entries.filter((p) => Array.isArray(p) && p.length === 2) as [string, string][]) : [];
+      const n = this.fake.restore(pairs);
+      this.log.info('fake-IP map loaded', { path, entries: n });
+    } catch (e) {
+      this.log.warn('ignoring a damaged fake-IP map', { path, error: (e as Error).message });
+    }
+  }
+
+  private async saveFakeIps(): Promise<void> {
+    const path = this.opts.fakeIp?.persistPath;
+    if (!this.fake || !path || !this.fakeLoaded) return;
+    try {
+      await mkdir(dirname(path), { recursive: true });
+      const tmp = `${path}.${process.pid}.tmp`;
+      await writeFile(tmp, JSON.stringify({ version: 1, entries: this.fake.entries() }) + '\n');
+      await rename(tmp, path);
+    } catch (e) {
+      this.log.warn('cannot save the fake-IP map', { path, error: (e as Error).message });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.tcpPool.close();
+    for (const s of this.tcpClients) s.destroy();
+    await Promise.all(
+      this.listeners.map(
+        (l) =>
+          new Promise<void>((resolve) => {
+            try {
+              l.udp.close();
+            } catch {
+              /* already closed */
+            }
+            l.tcp.close(() => resolve());
+          }),
+      ),
+    );
+    await this.saveFakeIps();
+  }
+}
+
+function fmtAddr(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
