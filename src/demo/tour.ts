@@ -82,6 +82,8 @@ export interface StepResult {
   note?: string;
   host?: string;
   command?: string;
+  /** The proxy's `ready:` fields (mode, listen, firewall, user, families…). */
+  ready?: Record<string, string>;
   requests: RequestResult[];
   rules: RulesResult[];
   checks: Check[];
@@ -178,7 +180,8 @@ async function request(ctx: Ctx, family: Family, proxy: LabProcess | undefined):
   try {
     // Logged when the connection closes, i.e. just after the client got its answer.
     const re = new RegExp(`^tranproxy: conn id=\\d+ src=${escapeRe(out.client)} dst=(\\S+) .*$`, 'm');
-    const line = await proxy.waitForOutput(re, CONN_LOG_MS);
+    // The server seeing the client's own socket means nothing was proxied: no need to wait long.
+    const line = await proxy.waitForOutput(re, out.serverSaw === out.client ? 300 : CONN_LOG_MS);
     out.connLog = line;
     out.proxySrc = out.client;
     out.recovered = re.exec(line)?.[1];
@@ -240,6 +243,7 @@ async function runModeStep(ctx: Ctx, spec: ModeSpec): Promise<StepResult> {
   try {
     const started = await startProxy(spec.host, spec.args);
     proc = started.proc;
+    step.ready = started.ready;
     for (const family of FAMILIES) step.requests.push(await request(ctx, family, proc));
     const running = showRules({ netns: spec.host.netns });
     const exit = await proc.stop('SIGTERM');
