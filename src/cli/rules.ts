@@ -3,9 +3,11 @@ import { Command } from 'commander';
 import { capturePlanOf, parseRunOptions, type RawRunOptions } from '../config/run-config.js';
 import { applyPlan, detectBackend, removeRules, renderPlan, showRules, type Backend } from '../firewall/apply.js';
 import { addCaptureOptions } from './capture-options.js';
+import { UsageError } from '../errors.js';
 
 function backendOf(opts: RawRunOptions): Backend {
   const fw = opts.firewall ?? 'auto';
+  if (fw === 'none') throw new UsageError('--firewall none means no rules: choose nft, iptables or auto');
   return fw === 'nft' || fw === 'iptables' ? fw : detectBackend();
 }
 

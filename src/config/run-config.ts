@@ -186,10 +186,8 @@ export function parseRunOptions(raw: RawRunOptions, command: string[] = [], fact
   const firewall = parseChoice(raw.firewall ?? 'auto', ['auto', 'nft', 'iptables', 'none'] as const, '--firewall');
   const proxyUserText = raw.proxyUser ?? (capture.includes('output') ? DEFAULTS.proxyUser : 'none');
   const proxyUser = proxyUserText === 'none' ? undefined : parseUidGid(proxyUserText, '--proxy-user');
-  if (capture.includes('output') && !proxyUser && firewall !== 'none') {
-    // Without a dedicated user the proxy's own connections would be captured again.
-    throw new UsageError('--capture output needs --proxy-user UID:GID so the proxy\'s own traffic is not captured (default 1337:1337)');
-  }
+  // Without a dedicated user (--proxy-user none) the proxy marks its own sockets with the
+  // bypass mark instead, which needs CAP_NET_ADMIN in the data plane.
   const preserveSource = raw.preserveSource ?? (mode === 'tproxy' && !capture.includes('output'));
   if (preserveSource && mode !== 'tproxy') {
     throw new UsageError('--preserve-source needs --mode tproxy (REDIRECT rewrites the destination, not the source)');

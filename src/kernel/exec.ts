@@ -61,7 +61,8 @@ export function runSync(tool: string, args: readonly string[], opts: RunOptions 
     throw res.error;
   }
   const r: RunResult = { status: res.status, stdout: res.stdout ?? '', stderr: res.stderr ?? '' };
-  if (opts.netns && r.status !== 0 && /not found|No such file/.test(r.stderr) && r.stderr.includes(tool)) {
+  // `ip netns exec` reports a missing program as: exec of "nft" failed: No such file or directory
+  if (opts.netns && r.status !== 0 && r.stderr.includes(`exec of "${tool}" failed`)) {
     throw new ToolMissingError(tool, PACKAGE_OF[tool] ?? tool);
   }
   return check(tool, args, r, opts);

@@ -23,6 +23,12 @@ test('ports, ranges, CIDRs and comma lists are parsed', () => {
   assert.deepEqual(cfg.excludePorts, [{ from: 22, to: 22 }]);
 });
 
+test('output capture without a proxy user relies on the bypass mark', () => {
+  const plan = capturePlanOf(parseRunOptions({ proxyUser: 'none' }));
+  assert.deepEqual(plan.excludeUids, []);
+  assert.equal(plan.bypassMark, 0x539);
+});
+
 test('tproxy prerouting preserves the client source by default and runs as root', () => {
   const cfg = parseRunOptions({ mode: 'tproxy', capture: ['prerouting'], inInterface: ['veth0'] });
   assert.equal(cfg.preserveSource, true);
@@ -44,7 +50,6 @@ const bad: [Record<string, unknown>, RegExp][] = [
   [{ connectTimeout: 'soon' }, /not a duration/],
   [{ tproxyMark: '0' }, /not a mark/],
   [{ proxyUser: 'root' }, /not a numeric id/],
-  [{ proxyUser: 'none' }, /needs --proxy-user/],
   [{ preserveSource: true }, /needs --mode tproxy/],
 ];
 for (const [raw, re] of bad) {
