@@ -1,0 +1,597 @@
+// DNS forwarder end to end on loopback: a small authoritative-style upstream written here
+// (UDP + TCP, logs every query it sees), the forwarder on 127.0.0.1:<port>, and two kinds of
+// client: raw packets over UDP and pipelined TCP, and Node's own c-ares resolver (which
+// retries over TCP on TC=1 by itself). The `via` path goes through microsocks (SOCKS5).
+// Peers are killed by pid in `finally`.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
+import { Resolver } from 'node:dns/promises';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { startDnsForwarder, type DnsForwarder, type DnsForwarderOptions } from '../../src/dns/forwarder.js';
+import { frame, TcpFramer } from '../../src/dns/upstream.js';
+import {
+  buildQuery,
+  buildResponse,
+  encodeName,
+  ipRdata,
+  parseMessage,
+  RCODE,
+  rdataText,
+  TYPE,
+  type AnswerRecord,
+  type DnsMessage,
+} from '../../src/dns/wire.js';
+import { createOutbound, parseNodeUri } from '../../src/outbound/index.js';
+import type { Logger } from '../../src/observe/log.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function have(bin: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
+}
+
+const logLines: string[] = [];
+const log: Logger = {
+  info: (m, f) => logLines.push(`info ${m} ${JSON.stringify(f ?? {})}`),
+  warn: (m, f) => logLines.push(`warn ${m} ${JSON.stringify(f ?? {})}`),
+  error: (m, f) => logLines.push(`error ${m} ${JSON.stringify(f ?? {})}`),
+};
+
+// ── the upstream ────────────────────────────────────────────────────────────
+
+interface Seen {
+  transport: 'udp' | 'tcp';
+  name: string;
+  type: number;
+}
+
+interface TestUpstream {
+  port: number;
+  seen: Seen[];
+  tcpConnections: number;
+  /** Stop answering (UDP and TCP) without closing: a dead server behind a live port. */
+  silent: boolean;
+  close(): Promise<void>;
+}
+
+function soa(ttl: number, minimum: number): AnswerRecord {
+  const fixed = Buffer.alloc(20);
+  [2024, 7200, 3600, 1209600, minimum].forEach((v, i) => fixed.writeUInt32BE(v, i * 4));
+  return { name: 'test', type: TYPE.SOA, ttl, rdata: Buffer.concat([encodeName('ns.test'), encodeName('hostmaster.test'), fixed]) };
+}
+
+const BIG_TXT = Buffer.concat(Array.from({ length: 12 }, (_, i) => Buffer.concat([Buffer.from([200]), Buffer.alloc(200, 0x61 + i)])));
+
+/** What the upstream answers (`tcp` tells which transport asked). */
+async function answer(raw: Buffer, q: DnsMessage, tcp: boolean): Promise<Buffer> {
+  const question = q.questions[0]!;
+  const name = question.name.toLowerCase();
+  if (name.startsWith('slow.')) await sleep(300);
+  if (name === 'big.test' && question.type === TYPE.TXT) {
+    if (!tcp) {
+      const r = buildResponse(raw, q, { rcode: RCODE.NOERROR, aa: true });
+      r.writeUInt16BE(r.readUInt16BE(2) | 0x0200, 2); // TC: ask me over TCP
+      return r;
+    }
+    return buildResponse(raw, q, { rcode: RCODE.NOERROR, aa: true, answers: [{ type: TYPE.TXT, ttl: 60, rdata: BIG_TXT }] });
+  }
+  if (name === 'fail.test') return buildResponse(raw, q, { rcode: RCODE.SERVFAIL });
+  if (name.endsWith('.a.test') || name.endsWith('.lan')) {
+    const n = [...name].reduce((h, c) => (h * 31 + c.charCodeAt(0)) & 0xff, 7) || 1;
+    if (question.type === TYPE.A) return buildResponse(raw, q, { rcode: 0, aa: true, answers: [{ type: TYPE.A, ttl: 300, rdata: ipRdata(`192.0.2.${n}`) }] });
+    if (question.type === TYPE.MX) return buildResponse(raw, q, { rcode: 0, aa: true, answers: [{ type: TYPE.MX, ttl: 300, rdata: Buffer.concat([Buffer.from([0, 10]), encodeName(`mail.${name}`)]) }] });
+    return buildResponse(raw, q, { rcode: 0, aa: true, authority: [soa(300, 60)] });
+  }
+  return buildResponse(raw, q, { rcode: RCODE.NXDOMAIN, aa: true, authority: [soa(3600, 60)] });
+}
+
+async function startUpstream(host = '127.0.0.1'): Promise<TestUpstream> {
+  const up: TestUpstream = { port: 0, seen: [], tcpConnections: 0, silent: false, close: async () => {} };
+  const sockets = new Set<net.Socket>();
+  const tcp = net.createServer((s) => {
+    up.tcpConnections++;
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+    const framer = new TcpFramer();
+    s.on('data', (chunk: Buffer) => {
+      for (const m of framer.push(chunk)) {
+        const q = parseMessage(m);
+        up.seen.push({ transport: 'tcp', name: q.questions[0]!.name, type: q.questions[0]!.type });
+        if (up.silent) continue;
+        void answer(m, q, true).then((r) => s.writable && s.write(frame(r)));
+      }
+    });
+  });
+  tcp.listen(0, host);
+  await once(tcp, 'listening');
+  up.port = (tcp.address() as net.AddressInfo).port;
+  const udp = dgram.createSocket('udp4');
+  udp.bind(up.port, host);
+  await once(udp, 'listening');
+  udp.on('message', (m, rinfo) => {
+    const q = parseMessage(m);
+    up.seen.push({ transport: 'udp', name: q.questions[0]!.name, type: q.questions[0]!.type });
+    if (up.silent) return;
+    void answer(m, q, false).then((r) => udp.send(r, rinfo.port, rinfo.address));
+  });
+  up.close = async () => {
+    udp.close();
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => tcp.close(r));
+  };
+  return up;
+}
+
+/** A UDP port nobody answers on (bound, silent): queries to it time out. */
+async function blackhole(): Promise<{ port: number; close(): void }> {
+  const s = dgram.createSocket('udp4');
+  s.bind(0, '127.0.0.1');
+  await once(s, 'listening');
+  return { port: s.address().port, close: () => s.close() };
+}
+
+/** A port with nothing bound to it (UDP gets ICMP port unreachable, TCP RST). */
+async function closedPort(): Promise<number> {
+  const s = net.createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+// ── clients ─────────────────────────────────────────────────────────────────
+
+async function udpAsk(port: number, packet: Buffer, timeoutMs = 3000): Promise<Buffer | undefined> {
+  const s = dgram.createSocket('udp4');
+  try {
+    s.connect(port, '127.0.0.1');
+    await once(s, 'connect');
+    s.send(packet);
+    const timeout = sleep(timeoutMs).then(() => undefined);
+    const got = once(s, 'message').then(([m]) => m as Buffer);
+    return await Promise.race([got, timeout]);
+  } finally {
+    s.close();
+  }
+}
+
+/** Sends all packets at once on one TCP connection; returns the responses in arrival order. */
+async function tcpAsk(port: number, packets: Buffer[], expect = packets.length, timeoutMs = 3000): Promise<Buffer[]> {
+  const s = net.connect(port, '127.0.0.1');
+  await once(s, 'connect');
+  const out: Buffer[] = [];
+  const framer = new TcpFramer();
+  try {
+    const done = new Promise<void>((resolve) => {
+      s.on('data', (c: Buffer) => {
+        out.push(...framer.push(c));
+        if (out.length >= expect) resolve();
+      });
+      s.on('close', () => resolve());
+    });
+    s.write(Buffer.concat(packets.map(frame)));
+    await Promise.race([done, sleep(timeoutMs)]);
+    return out;
+  } finally {
+    s.destroy();
+  }
+}
+
+function resolverFor(port: number): Resolver {
+  const r = new Resolver({ timeout: 3000, tries: 1 });
+  r.setServers([`127.0.0.1:${port}`]);
+  return r;
+}
+
+const q = (name: string, type: number = TYPE.A, id = 0x2222, edns?: { udpSize?: number; do?: boolean }) => buildQuery({ id, name, type, ...(edns ? { edns } : {}) });
+const answers = (buf: Buffer) => {
+  const m = parseMessage(buf);
+  return m.answers.map((r) => rdataText(buf, r));
+};
+
+async function withForwarder(o: Partial<DnsForwarderOptions>, fn: (f: DnsForwarder, port: number) => Promise<void>): Promise<void> {
+  const f = await startDnsForwarder({ listen: [{ address: '127.0.0.1', port: 0 }], upstreams: [], cache: true, log, timeoutMs: 1000, ...o });
+  try {
+    await fn(f, f.addresses[0]!.port);
+  } finally {
+    await f.close();
+  }
+}
+
+// ── tests ───────────────────────────────────────────────────────────────────
+
+test('UDP and TCP queries are answered; ids, question case and EDNS are the client\'s', async () => {
+  const up = await startUpstream();
+  try {
+    await withForwarder({ upstreams: [`127.0.0.1:${up.port}`], cache: false }, async (f, port) => {
+      assert.equal(f.addresses.length, 1);
+      assert.equal(f.addresses[0]!.address, '127.0.0.1');
+
+      const r1 = (await udpAsk(port, q('WwW.A.TeSt', TYPE.A, 0x1111)))!;
+      const m1 = parseMessage(r1);
+      assert.equal(m1.header.id, 0x1111);
+      assert.equal(m1.header.qr, true);
+      assert.equal(m1.header.rcode, RCODE.NOERROR);
+      assert.equal(m1.questions[0]!.name, 'WwW.A.TeSt', '0x20 case comes back as sent');
+      assert.equal(m1.edns, undefined, 'no OPT for a client that sent none');
+      assert.match(answers(r1)[0]!, /^192\.0\.2\.\d+$/);
+
+      const withEdns = parseMessage((await udpAsk(port, q('www.a.test', TYPE.A, 0x1112, { udpSize: 1232, do: true })))!);
+      assert.ok(withEdns.edns, 'OPT for a client that sent one');
+
+      // Three pipelined queries on one TCP connection.
+      const rs = await tcpAsk(port, [q('one.a.test', TYPE.A, 1), q('two.a.test', TYPE.MX, 2), q('nope.test', TYPE.A, 3)]);
+      assert.equal(rs.length, 3);
+      const byId = new Map(rs.map((r) => [parseMessage(r).header.id, r]));
+      assert.match(answers(byId.get(1)!)[0]!, /^192\.0\.2\./);
+      assert.equal(parseMessage(byId.get(2)!).answers[0]!.type, TYPE.MX);
+      assert.equal(parseMessage(byId.get(3)!).header.rcode, RCODE.NXDOMAIN);
+
+      // Node's resolver (c-ares), both ways.
+      const res = resolverFor(port);
+      const a = await res.resolve4('node.a.test', { ttl: true });
+      assert.equal(a.length, 1);
+      assert.equal(a[0]!.ttl, 300);
+      await assert.rejects(res.resolve4('missing.test'), { code: 'ENOTFOUND' });
+      assert.ok(up.seen.every((s) => s.transport === 'udp'), 'direct upstream queries go over UDP');
+      assert.ok(up.seen.every((s) => s.name === s.name.toLowerCase()), 'upstream sees our own lowercased query');
+      const st = f.stats();
+      assert.ok(st.udpQueries >= 4 && st.tcpQueries === 3, JSON.stringify(st));
+    });
+  } finally {
+    await up.close();
+  }
+});
+
+test('cache: two client queries, one upstream query; TTLs fall with the (fake) clock; negative caching', async () => {
+  const up = await startUpstream();
+  const clock = { t: 5_000_000 };
+  try {
+    await withForwarder({ upstreams: [`127.0.0.1:${up.port}`], cache: true, now: () => clock.t }, async (f, port) => {
+      const first = (await udpAsk(port, q('cached.a.test', TYPE.A, 1)))!;
+      const second = (await udpAsk(port, q('CACHED.a.test', TYPE.A, 2)))!;
+      assert.equal(up.seen.filter((s) => s.name === 'cached.a.test').length, 1, 'upstream asked once');
+      assert.deepEqual(answers(second), answers(first));
+      assert.equal(parseMessage(second).header.id, 2);
+      assert.equal(parseMessage(second).questions[0]!.name, 'CACHED.a.test');
+      assert.equal(parseMessage(first).answers[0]!.ttl, 300);
+
+      clock.t += 42_500;
+      const later = (await tcpAsk(port, [q('cached.a.test', TYPE.A, 3)]))[0]!;
+      assert.equal(parseMessage(later).answers[0]!.ttl, 258, 'TTL decremented by whole seconds in cache');
+      const node = await resolverFor(port).resolve4('cached.a.test', { ttl: true });
+      assert.equal(node[0]!.ttl, 258);
+
+      clock.t += 258_000;
+      const fresh = (await udpAsk(port, q('cached.a.test', TYPE.A, 4)))!;
+      assert.equal(parseMessage(fresh).answers[0]!.ttl, 300, 'expired entry refetched');
+      assert.equal(up.seen.filter((s) => s.name === 'cached.a.test').length, 2);
+
+      // NXDOMAIN cached for min(SOA TTL 3600, minimum 60) = 60 s.
+      await udpAsk(port, q('gone.test'));
+      await udpAsk(port, q('gone.test'));
+      assert.equal(up.seen.filter((s) => s.name === 'gone.test').length, 1);
+      clock.t += 60_000;
+      await udpAsk(port, q('gone.test'));
+      assert.equal(up.seen.filter((s) => s.name === 'gone.test').length, 2);
+
+      // SERVFAIL is not cached.
+      await udpAsk(port, q('fail.test'));
+      await udpAsk(port, q('fail.test'));
+      assert.equal(parseMessage((await udpAsk(port, q('fail.test')))!).header.rcode, RCODE.SERVFAIL);
+      assert.ok(up.seen.filter((s) => s.name === 'fail.test').length >= 3);
+
+      // DO bit is part of the key.
+      await udpAsk(port, q('cached.a.test', TYPE.A, 5, { do: true }));
+      assert.equal(up.seen.filter((s) => s.name === 'cached.a.test').length, 3);
+
+      f.clearCache();
+      await udpAsk(port, q('cached.a.test', TYPE.A, 6));
+      assert.equal(up.seen.filter((s) => s.name === 'cached.a.test').length, 4);
+      assert.ok(f.stats().cacheHits >= 4);
+    });
+  } finally {
+    await up.close();
+  }
+});
+
+test('identical queries in flight are coalesced into one upstream query', async () => {
+  const up = await startUpstream();
+  try {
+    await withForwarder({ upstreams: [`127.0.0.1:${up.port}`], cache: false }, async (f, port) => {
+      const rs = await Promise.all([
+        ...Array.from({ length: 6 }, (_, i) => udpAsk(port, q('slow.a.test', TYPE.A, 100 + i))),
+        tcpAsk(port, [q('Slow.A.Test', TYPE.A, 200)]).then((r) => r[0]),
+      ]);
+      assert.equal(up.seen.filter((s) => s.name === 'slow.a.test').length, 1);
+      const ids = rs.map((r) => parseMessage(r!).header.id);
+      assert.deepEqual(ids, [100, 101, 102, 103, 104, 105, 200]);
+      assert.equal(new Set(rs.map((r) => answers(r!)[0])).size, 1);
+      assert.equal(f.stats().coalesced, 6);
+      assert.equal(f.stats().inflight, 0);
+    });
+  } finally {
+    await up.close();
+  }
+});
+
+test('TC=1 from the upstream: the forwarder asks again over TCP; UDP clients get TC and retry over TCP', async () => {
+  const up = await startUpstream();
+  try {
+    await withForwarder({ upstreams: [`127.0.0.1:${up.port}`] }, async (f, port) => {
+      const viaTcp = (await tcpAsk(port, [q('big.test', TYPE.TXT, 9)]))[0]!;
+      const m = parseMessage(viaTcp);
+      assert.equal(m.header.tc, false);
+      assert.equal(m.answers.length, 1);
+      assert.ok(viaTcp.length > 2400);
+      assert.deepEqual(
+        up.seen.filter((s) => s.name === 'big.test').map((s) => s.transport),
+        ['udp', 'tcp'],
+      );
+      assert.equal(f.stats().tcpFallbacks, 1);
+
+      // A classic UDP client (512 bytes) gets TC=1 with the question and nothing else.
+      const small = (await udpAsk(port, q('big.test', TYPE.TXT, 10)))!;
+      const sm = parseMessage(small);
+      assert.equal(sm.header.tc, true);
+      assert.equal(sm.header.id, 10);
+      assert.equal(sm.answers.length, 0);
+      assert.ok(small.length <= 512);
+
+      // c-ares sees TC and retries over TCP to the forwarder: the whole record arrives.
+      const txt = await resolverFor(port).resolveTxt('big.test');
+      assert.equal(txt.length, 1);
+      assert.equal(txt[0]!.join('').length, 2400);
+      assert.equal(up.seen.filter((s) => s.name === 'big.test').length, 2, 'the rest came from the cache');
+    });
+  } finally {
+    await up.close();
+  }
+});
+
+test('next upstream on timeout; all upstreams down → SERVFAIL quickly', async () => {
+  const up = await startUpstream();
+  const hole = await blackhole();
+  const closed = await closedPort();
+  try {
+    await withForwarder({ upstreams: [`127.0.0.1:${hole.port}`, `127.0.0.1:${up.port}`], timeoutMs: 300 }, async (f, port) => {
+      const t0 = Date.now();
+      const r = (await udpAsk(port, q('failover.a.test')))!;
+      const took = Date.now() - t0;
+      assert.equal(parseMessage(r).header.rcode, RCODE.NOERROR);
+      assert.ok(took >= 250 && took < 1500, `took ${took} ms`);
+      // The working upstream is preferred from now on.
+      const t1 = Date.now();
+      await udpAsk(port, q('second.a.test'));
+      assert.ok(Date.now() - t1 < 250, 'no second timeout');
+      assert.ok(f.stats().upstreamErrors >= 1);
+    });
+
+    await withForwarder({ upstreams: [`127.0.0.1:${closed}`] }, async (f, port) => {
+      const t0 = Date.now();
+      const r = (await udpAsk(port, q('down.a.test', TYPE.A, 0x4444)))!;
+      const m = parseMessage(r);
+      assert.equal(m.header.rcode, RCODE.SERVFAIL);
+      assert.equal(m.header.id, 0x4444);
+      assert.equal(m.questions[0]!.name, 'down.a.test');
+      assert.ok(Date.now() - t0 < 500, `port unreachable noticed at once (${Date.now() - t0} ms)`);
+      const tcp = (await tcpAsk(port, [q('down.a.test', TYPE.A, 5)]))[0]!;
+      assert.equal(parseMessage(tcp).header.rcode, RCODE.SERVFAIL);
+      assert.equal(f.stats().servfail, 2);
+    });
+
+    // A silent upstream: SERVFAIL after the attempts (2 × timeout), not never.
+    await withForwarder({ upstreams: [`127.0.0.1:${hole.port}`], timeoutMs: 200 }, async (_f, port) => {
+      const t0 = Date.now();
+      const r = (await udpAsk(port, q('silent.a.test')))!;
+      assert.equal(parseMessage(r).header.rcode, RCODE.SERVFAIL);
+      assert.ok(Date.now() - t0 < 1000);
+    });
+    assert.ok(logLines.some((l) => l.startsWith('warn dns upstream failed')));
+  } finally {
+    hole.close();
+    await up.close();
+  }
+});
+
+test('malformed queries: FORMERR when the header is readable, dropped otherwise, never a crash', async () => {
+  const up = await startUpstream();
+  try {
+    await withForwarder({ upstreams: [`127.0.0.1:${up.port}`] }, async (f, port) => {
+      // Header says one question, none follows.
+      const bad = Buffer.from('abcd01000001000000000000', 'hex');
+      const r = (await udpAsk(port, bad))!;
+      const h = parseMessage(r).header;
+      assert.equal(h.id, 0xabcd);
+      assert.equal(h.rcode, RCODE.FORMERR);
+      // A compression loop.
+      const loop = Buffer.from('abce01000001000000000000c00c00010001', 'hex');
+      assert.equal(parseMessage((await udpAsk(port, loop))!).header.rcode, RCODE.FORMERR);
+      // Junk shorter than a header: no answer at all.
+      assert.equal(await udpAsk(port, Buffer.from([1, 2, 3]), 300), undefined);
+      // A response sent to us as if it were a query: ignored.
+      const resp = buildResponse(q('x.a.test'), parseMessage(q('x.a.test')), { rcode: 0 });
+      assert.equal(await udpAsk(port, resp, 300), undefined);
+      // Two questions: FORMERR.
+      const two = Buffer.concat([q('x.a.test').subarray(0, 12), q('x.a.test').subarray(12), q('y.a.test').subarray(12)]);
+      two.writeUInt16BE(2, 4);
+      assert.equal(parseMessage((await udpAsk(port, two))!).header.rcode, RCODE.FORMERR);
+      // A non-QUERY opcode (NOTIFY): NOTIMP.
+      const notify = q('x.a.test');
+      notify.writeUInt16BE((4 << 11) | 0x0100, 2);
+      assert.equal(parseMessage((await udpAsk(port, notify))!).header.rcode, RCODE.NOTIMP);
+      // Over TCP: junk, then a good query on the same connection.
+      const rs = await tcpAsk(port, [bad, Buffer.from([9, 9]), q('after.a.test', TYPE.A, 77)], 2);
+      const ids = rs.map((x) => parseMessage(x).header.id).sort((a, b) => a - b);
+      assert.deepEqual(ids, [77, 0xabcd]);
+      // Still alive.
+      assert.equal(parseMessage((await udpAsk(port, q('alive.a.test')))!).header.rcode, RCODE.NOERROR);
+      assert.ok(f.stats().malformed >= 4);
+    });
+  } finally {
+    await up.close();
+  }
+});
+
+test('fake-IP: A from the range, lookupFakeIp maps back, AAAA empty, PTR, exclusions and other types forwarded', async () => {
+  const up = await startUpstream();
+  const dir = mkdtempSync(join(tmpdir(), 'tranproxy-dns-'));
+  const persistPath = join(dir, 'fake-ip.json');
+  try {
+    let remembered = '';
+    await withForwarder({ upstreams: [`127.0.0.1:${up.port}`], fakeIp: { range: '198.18.0.0/15', persistPath } }, async (f, port) => {
+      const r = (await udpAsk(port, q('Video.Example.COM', TYPE.A, 1)))!;
+      const m = parseMessage(r);
+      assert.equal(m.header.rcode, RCODE.NOERROR);
+      assert.equal(m.answers[0]!.ttl, 1);
+      const ip = answers(r)[0]!;
+      assert.match(ip, /^198\.1[89]\./);
+      assert.equal(f.lookupFakeIp(ip), 'video.example.com');
+      assert.equal(f.lookupFakeIp(`::ffff:${ip}`), 'video.example.com');
+      assert.equal(f.lookupFakeIp('192.0.2.1'), undefined);
+      remembered = ip;
+      // Same name, same address; through Node's resolver too.
+      assert.deepEqual(await resolverFor(port).resolve4('video.example.com'), [ip]);
+      const other = answers((await udpAsk(port, q('other.example.com')))!)[0]!;
+      assert.notEqual(other, ip);
+      // AAAA without a v6 range: NOERROR, no answer.
+      const aaaa = parseMessage((await udpAsk(port, q('video.example.com', TYPE.AAAA)))!);
+      assert.equal(aaaa.header.rcode, RCODE.NOERROR);
+      assert.equal(aaaa.answers.length, 0);
+      // PTR of a fake address gives the domain back; of an unused one, NXDOMAIN.
+      const rev = ip.split('.').reverse().join('.') + '.in-addr.arpa';
+      const ptr = (await udpAsk(port, q(rev, TYPE.PTR)))!;
+      assert.deepEqual(answers(ptr), ['video.example.com']);
+      assert.equal(parseMessage((await udpAsk(port, q('254.255.19.198.in-addr.arpa', TYPE.PTR)))!).header.rcode, RCODE.NXDOMAIN);
+      // None of that reached the upstream.
+      assert.equal(up.seen.length, 0);
+      // Other types and excluded names are forwarded.
+      const mx = parseMessage((await udpAsk(port, q('mail.a.test', TYPE.MX)))!);
+      assert.equal(mx.answers[0]!.type, TYPE.MX);
+      assert.match(answers((await udpAsk(port, q('printer.lan')))!)[0]!, /^192\.0\.2\./);
+      assert.deepEqual(up.seen.map((s) => s.name).sort(), ['mail.a.test', 'printer.lan']);
+      assert.equal(f.stats().fakeIpAnswers, 6);
+      assert.equal(f.stats().fakeIpEntries, 2);
+    });
+    // The map was saved on close and comes back on start.
+    assert.ok(JSON.parse(readFileSync(persistPath, 'utf8')).entries.length === 2);
+    await withForwarder({ upstreams: [], fakeIp: { range: '198.18.0.0/15', persistPath } }, async (f) => {
+      assert.equal(f.lookupFakeIp(remembered), 'video.example.com');
+    });
+
+    // With a v6 range AAAA gets an address too, reachable both ways; the pool reuses LRU addresses.
+    await withForwarder({ upstreams: [], fakeIp: { range: '10.77.0.0/30', range6: 'fc00:77::/120', ttl: 10 } }, async (f, port) => {
+      const r6 = (await udpAsk(port, q('v6.example', TYPE.AAAA)))!;
+      const ip6 = answers(r6)[0]!;
+      assert.match(ip6, /^fc00:77::/);
+      assert.equal(parseMessage(r6).answers[0]!.ttl, 10);
+      assert.equal(f.lookupFakeIp(ip6), 'v6.example');
+      const a = answers((await udpAsk(port, q('a.example')))!)[0]!;
+      const b = answers((await udpAsk(port, q('b.example')))!)[0]!;
+      f.lookupFakeIp(a); // a is in use: b goes first
+      const c = answers((await udpAsk(port, q('c.example')))!)[0]!;
+      assert.equal(c, b);
+      assert.equal(f.lookupFakeIp(c), 'c.example');
+      assert.equal(f.lookupFakeIp(a), 'a.example');
+      // No upstream: anything not faked is SERVFAIL right away.
+      assert.equal(parseMessage((await udpAsk(port, q('x.example', TYPE.MX)))!).header.rcode, RCODE.SERVFAIL);
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    await up.close();
+  }
+});
+
+test('via a SOCKS5 node (microsocks): queries go over TCP through it, on one reused connection', { skip: have('microsocks') ? false : 'microsocks not installed (apt-get install microsocks)' }, async () => {
+  const up = await startUpstream();
+  const socksPort = await closedPort();
+  let proc: ChildProcess | undefined;
+  try {
+    proc = spawn('microsocks', ['-i', '127.0.0.1', '-p', String(socksPort)], { stdio: 'ignore' });
+    const deadline = Date.now() + 5000;
+    while (!spawnSync('ss', ['-Hlnt', `sport = :${socksPort}`], { encoding: 'utf8' }).stdout.trim()) {
+      if (Date.now() > deadline || proc.exitCode !== null) throw new Error('microsocks did not start');
+      await sleep(30);
+    }
+    const via = createOutbound(parseNodeUri(`socks5://127.0.0.1:${socksPort}`));
+    await withForwarder({ upstreams: [`127.0.0.1:${up.port}`], via, cache: false }, async (f, port) => {
+      const names = ['p1.a.test', 'p2.a.test', 'p3.a.test', 'p4.a.test'];
+      const rs = await Promise.all(names.map((n, i) => udpAsk(port, q(n, TYPE.A, 300 + i))));
+      for (const r of rs) assert.match(answers(r!)[0]!, /^192\.0\.2\./);
+      const more = await tcpAsk(port, [q('p5.a.test', TYPE.A, 1), q('p6.a.test', TYPE.MX, 2)]);
+      assert.equal(more.length, 2);
+      assert.ok(up.seen.length === 6 && up.seen.every((s) => s.transport === 'tcp'), JSON.stringify(up.seen));
+      assert.equal(up.tcpConnections, 1, 'one pipelined connection through the node');
+      assert.equal(f.stats().tcpConnects, 1);
+
+      // With the node gone, the path is gone: SERVFAIL quickly, not an answer from elsewhere.
+      const exited = once(proc!, 'exit');
+      process.kill(proc!.pid!, 'SIGTERM');
+      await exited;
+      await sleep(100);
+      const t0 = Date.now();
+      const r = (await udpAsk(port, q('p7.a.test')))!;
+      assert.equal(parseMessage(r).header.rcode, RCODE.SERVFAIL);
+      assert.ok(Date.now() - t0 < 1500, `${Date.now() - t0} ms`);
+      assert.equal(up.seen.filter((s) => s.name === 'p7.a.test').length, 0);
+    });
+  } finally {
+    if (proc?.pid !== undefined && proc.exitCode === null && proc.signalCode === null) {
+      const exited = once(proc, 'exit');
+      process.kill(proc.pid, 'SIGTERM');
+      await exited;
+    }
+    await up.close();
+  }
+});
+
+test('listens on several addresses (IPv4 and IPv6 loopback), the same port for UDP and TCP; close frees them', async () => {
+  const up = await startUpstream();
+  try {
+    const f = await startDnsForwarder({
+      listen: [
+        { address: '127.0.0.1', port: 0 },
+        { address: '::1', port: 0 },
+      ],
+      upstreams: [`127.0.0.1:${up.port}`],
+      cache: true,
+      log,
+    });
+    const [v4, v6] = f.addresses;
+    assert.equal(v4!.family, 4);
+    assert.equal(v6!.family, 6);
+    const s = dgram.createSocket('udp6');
+    s.send(q('six.a.test', TYPE.A, 66), v6!.port, '::1');
+    const [msg] = (await once(s, 'message')) as [Buffer];
+    s.close();
+    assert.equal(parseMessage(msg).header.id, 66);
+    assert.match(answers(msg)[0]!, /^192\.0\.2\./);
+    await f.close();
+    // The ports are free again.
+    const again = dgram.createSocket('udp4');
+    again.bind(v4!.port, '127.0.0.1');
+    await once(again, 'listening');
+    again.close();
+    const srv = net.createServer().listen(v4!.port, '127.0.0.1');
+    await once(srv, 'listening');
+    srv.close();
+  } finally {
+    await up.close();
+  }
+});
+
+test('an upstream that is the forwarder itself is refused', async () => {
+  const port = await closedPort();
+  await assert.rejects(
+    startDnsForwarder({ listen: [{ address: '127.0.0.1', port }], upstreams: [`127.0.0.1:${port}`], cache: true, log }),
+    /is the forwarder itself/,
+  );
+});
