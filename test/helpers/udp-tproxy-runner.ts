@@ -1,8 +1,10 @@
 // Test-only entry for test/e2e/udp-tproxy.test.ts: runs INSIDE a lab netns (the listener must
 // live where the TPROXY rules are). Applies a TPROXY prerouting plan for TCP+UDP, starts
 // startUdpTproxy, prints `ready` on stdout; on SIGTERM closes and removes the rules.
-// Commands on stdin, one per line: `stats` prints `stats {json}`.
+// Commands on stdin, one per line: `stats` prints `stats {json}`. On exit it prints
+// `stopped fds-before=N fds-after=M` (fd counts around startUdpTproxy … close()).
 //   node --import tsx udp-tproxy-runner.ts '{"port":15001,"families":[4,6],...}'
+import { readdirSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { applyPlan, removeRules } from '../../src/firewall/apply.js';
 import type { CapturePlan } from '../../src/firewall/plan.js';
@@ -45,6 +47,7 @@ const plan: CapturePlan = {
   tproxyTable: 100,
 };
 
+const fdsBefore = readdirSync('/proc/self/fd').length;
 // Proxy ready before rules (the seed's start order): no datagram is diverted to nothing.
 const udp = await startUdpTproxy({ port: cfg.port, families: cfg.families, idleTimeoutMs: cfg.idleTimeoutMs, mark: cfg.mark, backend: cfg.backend, log });
 if (cfg.rules !== false) applyPlan(plan, 'nft');
@@ -62,7 +65,8 @@ process.on('SIGTERM', () => {
     try {
       if (cfg.rules !== false) removeRules();
       await udp.close();
-      process.stdout.write('stopped\n');
+      // Everything startUdpTproxy opened (listeners, workers, flows, reply sockets) is closed.
+      process.stdout.write(`stopped fds-before=${fdsBefore} fds-after=${readdirSync('/proc/self/fd').length}\n`);
       process.exit(0);
     } catch (e) {
       process.stderr.write(`stop failed: ${(e as Error).message}\n`);
