@@ -46,6 +46,7 @@ import {
   OPCODE_QUERY,
   parseMessage,
   RCODE,
+  rdataText,
   reverseNameToIp,
   tryParseMessage,
   TYPE,
@@ -126,6 +127,12 @@ export interface DnsForwarder {
   /** The domain a fake-IP destination stands for (undefined: not a fake address, or unknown). */
   lookupFakeIp(ip: string): string | undefined;
   clearCache(): void;
+  /**
+   * Real addresses of `domain` (A or AAAA) through the forwarder's own upstream path (cache,
+   * `via` node), never fake ones: for a fake-IP flow routed `direct`, which cannot connect to
+   * the fake address. Rejects when the upstreams fail; [] for NXDOMAIN / no data.
+   */
+  resolveReal(domain: string, family?: 4 | 6): Promise<string[]>;
   /** Where it listens (ports resolved), UDP and TCP alike. */
   readonly addresses: readonly { address: string; port: number; family: 4 | 6 }[];
 }
@@ -360,30 +367,14 @@ class Forwarder implements DnsForwarder {
         this.counters.fakeIpAnswers++;
         return transport === 'udp' ? fitUdp(fake, packet, q, clientUdpLimit(q)) : fake;
       }
-      const key = cacheKey({ name: question.name, type: question.type, class: question.class, do: q.edns?.do ?? false, cd: q.header.cd });
-      const hit = this.cache?.get(key);
-      if (hit) return this.reply(hit.response, hit.msg, packet, q, transport);
-      let p = this.inflight.get(key);
-      if (p) this.counters.coalesced++;
-      else {
-        p = this.forward(question, q.edns?.do ?? false, q.header.cd).then((ex) => {
-          if (this.cache && !this.closed) this.cache.set(key, ex.response, ex.msg);
-          return ex;
-        });
-        const entry = p;
-        this.inflight.set(key, entry);
-        void entry.then(
-          () => this.inflight.delete(key),
-          () => this.inflight.delete(key),
-        );
-      }
+      let ex: Exchanged;
       try {
-        const ex = await p;
-        return this.reply(ex.response, ex.msg, packet, q, transport);
-      } catch (e) {
+        ex = await this.answer(question, q.edns?.do ?? false, q.header.cd);
+      } catch {
         this.counters.servfail++;
         return buildResponse(packet, q, { rcode: RCODE.SERVFAIL });
       }
+      return this.reply(ex.response, ex.msg, packet, q, transport);
     } catch (e) {
       // A bug, not a client's fault: answer SERVFAIL rather than leave the client waiting.
       this.warnOnce('internal', 'dns forwarder: cannot answer a query', { error: (e as Error).message });
@@ -394,6 +385,34 @@ class Forwarder implements DnsForwarder {
         return undefined;
       }
     }
+  }
+
+  /** The answer to a question: from the cache, from an identical query in flight, or asked upstream. */
+  private answer(question: Pick<DnsQuestion, 'name' | 'type' | 'class'>, dnssecOk: boolean, cd: boolean): Promise<Exchanged> {
+    const key = cacheKey({ name: question.name, type: question.type, class: question.class, do: dnssecOk, cd });
+    const hit = this.cache?.get(key);
+    if (hit) return Promise.resolve({ response: hit.response, msg: hit.msg });
+    const running = this.inflight.get(key);
+    if (running) {
+      this.counters.coalesced++;
+      return running;
+    }
+    const p = this.forward(question, dnssecOk, cd).then((ex) => {
+      if (this.cache && !this.closed) this.cache.set(key, ex.response, ex.msg);
+      return ex;
+    });
+    this.inflight.set(key, p);
+    void p.then(
+      () => this.inflight.delete(key),
+      () => this.inflight.delete(key),
+    );
+    return p;
+  }
+
+  async resolveReal(domain: string, family: 4 | 6 = 4): Promise<string[]> {
+    const type = family === 4 ? TYPE.A : TYPE.AAAA;
+    const ex = await this.answer({ name: normalizeName(domain), type, class: CLASS_IN }, false, false);
+    return ex.msg.answers.filter((r) => r.type === type && r.class === CLASS_IN).map((r) => rdataText(ex.response, r));
   }
 
   /** The upstream's (or cache's) response made the client's own. */
@@ -424,7 +443,7 @@ class Forwarder implements DnsForwarder {
   }
 
   /** Asks the upstreams: our own query (lowercased name, EDNS, RD), next upstream on failure. */
-  private async forward(question: DnsQuestion, dnssecOk: boolean, cd: boolean): Promise<Exchanged> {
+  private async forward(question: Pick<DnsQuestion, 'name' | 'type' | 'class'>, dnssecOk: boolean, cd: boolean): Promise<Exchanged> {
     const n = this.upstreams.length;
     if (n === 0) throw new UpstreamError('closed', '-', 'no upstream nameserver');
     const query = buildQuery({

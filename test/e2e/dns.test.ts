@@ -478,6 +478,12 @@ test('fake-IP: A from the range, lookupFakeIp maps back, AAAA empty, PTR, exclus
       assert.equal(mx.answers[0]!.type, TYPE.MX);
       assert.match(answers((await udpAsk(port, q('printer.lan')))!)[0]!, /^192\.0\.2\./);
       assert.deepEqual(up.seen.map((s) => s.name).sort(), ['mail.a.test', 'printer.lan']);
+      // The data plane's way to the real address of a fake-IP flow routed direct.
+      const real = await f.resolveReal('Video.a.test');
+      assert.equal(real.length, 1);
+      assert.match(real[0]!, /^192\.0\.2\./);
+      assert.deepEqual(await f.resolveReal('nothing.test'), []);
+      assert.equal(up.seen.filter((s) => s.name === 'video.a.test' && s.type === TYPE.A).length, 1);
       assert.equal(f.stats().fakeIpAnswers, 6);
       assert.equal(f.stats().fakeIpEntries, 2);
     });
