@@ -176,5 +176,15 @@ export function pollReadable(fd: number, onReadable: () => void, onError: (statu
   const poll = load().nodePoll;
   if (!poll) throw new Error('koffi.node.poll is not available in this koffi version');
   const handle = poll(fd, { readable: true }, (status) => (status < 0 ? onError(status) : onReadable()));
-  return { close: () => handle.close() };
+  // koffi closes the uv_poll_t when its JS wrapper is garbage-collected, and nothing else
+  // references the wrapper: hold it here until close(), or polling could stop at random.
+  livePolls.add(handle);
+  return {
+    close: () => {
+      if (!livePolls.delete(handle)) return;
+      handle.close();
+    },
+  };
 }
+
+const livePolls = new Set<unknown>();
