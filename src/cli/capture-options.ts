@@ -18,6 +18,7 @@ export function addCaptureOptions(cmd: Command): Command {
     .option('--exclude-cidr <cidr>', 'never capture these destinations; repeatable', collect)
     .option('--source-cidr <cidr>', 'prerouting: capture only from these sources; repeatable', collect)
     .option('-i, --in-interface <name>', 'prerouting: capture only from these interfaces; repeatable', collect)
+    .option('--udp', 'also capture UDP (TPROXY only)')
     .option('--no-bypass-private', 'prerouting: capture private and reserved destinations too (by default a gateway leaves 10/8, 192.168/16, fc00::/7, … alone)')
     .option('--proxy-user <uid:gid|none>', `the proxy runs as this user, whose traffic is never captured (default with --capture output: ${DEFAULTS.proxyUser})`)
     .option('--exclude-uid <uid>', 'never capture traffic of this uid; repeatable', collect)

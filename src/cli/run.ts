@@ -16,6 +16,7 @@ export function runCommand(): Command {
     .option('--no-preserve-source', 'TPROXY: connect upstream from this host\'s address')
     .option('--connect-timeout <duration>', 'upstream connect timeout', '10s')
     .option('--idle-timeout <duration>', 'close connections idle in both directions this long', '10m')
+    .option('--udp-idle-timeout <duration>', 'UDP: forget a flow after this long without datagrams', '60s')
     .option('--max-connections <n>', 'refuse connections beyond this many at once', '8000')
     .option('--log-format <format>', 'text or json', 'text')
     .option('-H, --header <name:value>', 'HTTP: add this header to every request (replaces a same-named one; the value may contain \':\'); repeatable', collect)

@@ -59,6 +59,9 @@ export interface RunConfig {
   resolver: ResolvConf;
   /** Find the destination from the Host header when the kernel has none (no NAT). */
   dstFromHost: boolean;
+  /** Also capture UDP (TPROXY only); flows expire after udpIdleTimeoutMs. */
+  udp: boolean;
+  udpIdleTimeoutMs: number;
   /** Upstream nodes and rules; undefined: every flow goes direct, nothing is sniffed. */
   routing: RoutingConfig | undefined;
 }
@@ -100,6 +103,8 @@ export interface RawRunOptions {
   dstFromHost?: boolean;
   upstream?: string;
   sniffTimeout?: string;
+  udp?: boolean;
+  udpIdleTimeout?: string;
 }
 
 /** Facts the sidecar defaults depend on; injectable for tests. */
@@ -192,6 +197,11 @@ export function parseRunOptions(raw: RawRunOptions, command: string[] = [], fact
   if (preserveSource && mode !== 'tproxy') {
     throw new UsageError('--preserve-source needs --mode tproxy (REDIRECT rewrites the destination, not the source)');
   }
+  const udp = raw.udp ?? false;
+  if (udp && mode !== 'tproxy') throw new UsageError('--udp needs --mode tproxy: REDIRECT cannot recover a UDP destination');
+  if (udp && proxyUser) {
+    throw new UsageError('--udp needs a privileged data plane (transparent UDP sockets): add --proxy-user none');
+  }
   const listenPort = parsePort(raw.listenPort ?? String(DEFAULTS.listenPort), '--listen-port');
   const ports = splitList(raw.port).map((p) => parsePortRange(p, '--port'));
   if (ports.some((p) => p.from <= listenPort && listenPort <= p.to)) {
@@ -228,6 +238,8 @@ export function parseRunOptions(raw: RawRunOptions, command: string[] = [], fact
     inject: injectOf(raw, facts),
     resolver: resolverOf(raw, facts),
     dstFromHost: raw.dstFromHost ?? false,
+    udp,
+    udpIdleTimeoutMs: parseDuration(raw.udpIdleTimeout ?? '60s', '--udp-idle-timeout'),
     routing: routingOf(file, raw.upstream, parseDuration(raw.sniffTimeout ?? '300ms', '--sniff-timeout')),
   };
 }
@@ -238,7 +250,7 @@ export function capturePlanOf(cfg: RunConfig): CapturePlan {
     mode: cfg.mode,
     capture: cfg.capture,
     families: cfg.families,
-    protocols: ['tcp'],
+    protocols: cfg.udp ? ['tcp', 'udp'] : ['tcp'],
     proxyPort: cfg.listenPort,
     includePorts: cfg.ports,
     excludePorts: cfg.excludePorts,

@@ -9,6 +9,7 @@ import { startDataPlane, type DataPlane, type DataPlaneRouting } from './datapla
 import { compileRules } from '../route/index.js';
 import { createOutbound, parseNodeUri, type TcpOutbound } from '../outbound/index.js';
 import type { RoutingConfig } from '../config/routing.js';
+import { startUdpTproxy, type UdpTproxy } from '../udp/index.js';
 import { FIRST_LISTENER_FD, type FromChild, type ToChild } from './protocol.js';
 
 function send(msg: FromChild): void {
@@ -16,6 +17,7 @@ function send(msg: FromChild): void {
 }
 
 let plane: DataPlane | undefined;
+let udp: UdpTproxy | undefined;
 
 /** Outbounds and router from plain config (validated already by the supervisor). */
 function buildRouting(cfg: RoutingConfig, mark: number, connectTimeoutMs: number): DataPlaneRouting {
@@ -52,18 +54,25 @@ process.on('message', (msg: ToChild) => {
       },
       msg.listeners.map((l, i) => ({ fd: FIRST_LISTENER_FD + i, family: l.family, label: l.label })),
       log,
-    ).then(
-      (p) => {
+    )
+      .then(async (p) => {
         plane = p;
+        if (msg.udp) {
+          udp = await startUdpTproxy({
+            port: msg.listenPort,
+            families: msg.udp.families,
+            idleTimeoutMs: msg.udp.idleTimeoutMs,
+            ...(msg.outboundMark ? { mark: msg.outboundMark } : {}),
+            log,
+          });
+        }
         send({ type: 'ready' });
-      },
-      (e: Error) => send({ type: 'failed', message: e.message }),
-    );
+      })
+      .catch((e: Error) => send({ type: 'failed', message: e.message }));
   } else if (msg.type === 'shutdown') {
     const p = plane;
     if (!p) process.exit(0);
-    void p
-      .stopAccepting()
+    void Promise.all([p.stopAccepting(), udp?.close()])
       .then(() => p.drain(msg.drainMs))
       .then(() => {
         p.destroyAll();

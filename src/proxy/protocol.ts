@@ -19,6 +19,8 @@ export interface ChildStart {
   resolver: ResolvConf;
   dstFromHost: boolean;
   routing: RoutingConfig | undefined;
+  /** TPROXY UDP on listenPort for these families, or undefined. */
+  udp: { families: (4 | 6)[]; idleTimeoutMs: number } | undefined;
   /** Listener fds arrive as the child's file descriptors 4, 5, …, in this order. */
   listeners: { family: 4 | 6; label: string }[];
 }

@@ -87,6 +87,7 @@ export class Supervisor {
     this.log.info('ready:', {
       mode: cfg.mode,
       capture: cfg.capture.join(','),
+      protocols: cfg.udp ? 'tcp,udp' : 'tcp',
       listen: this.listeners.map((l) => l.label).join(','),
       ports: cfg.ports.length ? cfg.ports.map((p) => (p.from === p.to ? `${p.from}` : `${p.from}-${p.to}`)).join(',') : 'all',
       firewall: this.backend ?? 'none',
@@ -144,6 +145,7 @@ export class Supervisor {
       resolver: cfg.resolver,
       dstFromHost: cfg.dstFromHost,
       routing: cfg.routing,
+      udp: cfg.udp ? { families: this.listeners.map((l) => l.family), idleTimeoutMs: cfg.udpIdleTimeoutMs } : undefined,
       listeners: this.listeners.map((l) => ({ family: l.family, label: l.label })),
     };
     return new Promise<void>((resolve, reject) => {

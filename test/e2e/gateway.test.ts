@@ -184,3 +184,22 @@ test('domain rules: one name direct, another through the node, a third rejected;
     assert.equal(still?.client.address, LAN_CLIENT);
   });
 });
+
+test('UDP through the gateway: TPROXY UDP relayed direct, replies come from the original destination', async () => {
+  await withGateway(async (g) => {
+    const echo = await startPeer(g.direct, 'udp_echo', 5353);
+    const proxy = await startTranproxy(g.gw, gatewayArgs(g, ['--udp', '-P', '5353', '--udp-idle-timeout', '1s']));
+    assert.match(proxy.output(), /protocols=tcp,udp/);
+    // A python client that checks the reply's source address (it must be the server's).
+    const script =
+      'import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(3)\n' +
+      `s.sendto(b"ping-udp",("${DIRECT_SRV}",5353))\nd,a=s.recvfrom(100)\nprint(d.decode(),a[0],a[1])\n`;
+    const r = await g.lan.run('python3', ['-c', script], { allowFailure: true });
+    assert.equal(r.stdout.trim(), `ping-udp ${DIRECT_SRV} 5353`, r.stderr);
+    await echo.waitForOutput(/^10\.74\.4\.1 \d+$/m); // the gateway relayed it
+    await proxy.waitForOutput(/udp src=10\.74\.1\.2:\d+ dst=10\.74\.4\.2:5353 .*close=idle/, 8000);
+    await proxy.stop();
+    const nft = await g.gw.run('nft', ['list', 'ruleset']);
+    assert.doesNotMatch(nft.stdout, /tranproxy/);
+  });
+});
