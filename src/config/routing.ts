@@ -6,6 +6,7 @@ import { UsageError } from '../errors.js';
 import { parseNodeUri } from '../outbound/uri.js';
 import { compileRules, type RuleSpec } from '../route/index.js';
 import type { ConfigFile } from './file.js';
+import type { DnsConfig } from './schema.js';
 
 export interface NodeConfig {
   uri: string;
@@ -19,6 +20,8 @@ export interface RoutingConfig {
   defaultOutbound: string;
   /** How long to wait for a client's first bytes to sniff a domain. */
   sniffTimeoutMs: number;
+  /** Built-in DNS forwarder (the file's `dns:` section), if any. */
+  dns?: DnsConfig;
 }
 
 export const UPSTREAM_NODE = 'upstream';
@@ -33,7 +36,8 @@ export function routingOf(file: ConfigFile | undefined, upstream: string | undef
     nodes[UPSTREAM_NODE] = { uri: upstream };
   }
   const rules = file?.routeRules ?? [];
-  if (!Object.keys(nodes).length && !rules.length && !file?.defaultGiven) return undefined;
+  const dns = file?.dns;
+  if (!Object.keys(nodes).length && !rules.length && !file?.defaultGiven && !dns) return undefined;
   for (const [name, n] of Object.entries(nodes)) {
     try {
       parseNodeUri(n.uri, name);
@@ -43,5 +47,8 @@ export function routingOf(file: ConfigFile | undefined, upstream: string | undef
   }
   const defaultOutbound = file?.defaultGiven ? file.default : upstream !== undefined ? UPSTREAM_NODE : 'direct';
   compileRules(rules, defaultOutbound, Object.keys(nodes)); // throws with the rule's name
-  return { nodes, rules, defaultOutbound, sniffTimeoutMs };
+  if (dns && dns.via !== 'direct' && !nodes[dns.via]) {
+    throw new UsageError(`dns.via: unknown outbound '${dns.via}' (known: direct, ${Object.keys(nodes).join(', ') || 'no nodes'})`);
+  }
+  return { nodes, rules, defaultOutbound, sniffTimeoutMs, ...(dns ? { dns } : {}) };
 }

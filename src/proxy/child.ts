@@ -10,7 +10,10 @@ import { compileRules } from '../route/index.js';
 import { createOutbound, parseNodeUri, type TcpOutbound } from '../outbound/index.js';
 import type { RoutingConfig } from '../config/routing.js';
 import { startUdpTproxy, type UdpTproxy } from '../udp/index.js';
-import { FIRST_LISTENER_FD, type FromChild, type ToChild } from './protocol.js';
+import { FIRST_LISTENER_FD, type ChildStart, type FromChild, type ToChild } from './protocol.js';
+import { startDnsForwarder, type DnsForwarder } from '../dns/forwarder.js';
+import { dnsForwarderOptions } from '../dns/config.js';
+import { fmt } from '../outbound/direct.js';
 
 function send(msg: FromChild): void {
   process.send?.(msg);
@@ -18,6 +21,7 @@ function send(msg: FromChild): void {
 
 let plane: DataPlane | undefined;
 let udp: UdpTproxy | undefined;
+let dns: DnsForwarder | undefined;
 
 /** Outbounds and router from plain config (validated already by the supervisor). */
 function buildRouting(cfg: RoutingConfig, mark: number, connectTimeoutMs: number): DataPlaneRouting {
@@ -35,44 +39,65 @@ function rewriterFactory(inject: CompiledInject): () => RequestRewriter {
   return () => new RequestRewriter(inject);
 }
 
+async function start(msg: ChildStart): Promise<void> {
+  const log = createLogger(msg.logFormat);
+  const resolver = new NameResolver(msg.resolver);
+  const routing = msg.routing ? buildRouting(msg.routing, msg.outboundMark, msg.connectTimeoutMs) : undefined;
+  if (msg.routing?.dns && routing) {
+    // The DNS forwarder lives here, next to the data plane, so fake-IP lookups are calls.
+    const dnsCfg = msg.routing.dns;
+    dns = await startDnsForwarder(
+      dnsForwarderOptions(dnsCfg, {
+        log,
+        ...(dnsCfg.via !== 'direct' ? { via: routing.outbounds.get(dnsCfg.via)! } : {}),
+        ...(msg.outboundMark ? { mark: msg.outboundMark } : {}),
+        fallbackNameservers: msg.resolver.nameservers,
+        families: msg.listeners.map((l) => l.family),
+      }),
+    );
+    const forwarder = dns;
+    if (dnsCfg.fakeIp?.enabled) {
+      routing.fakeIp = { lookup: (ip) => forwarder.lookupFakeIp(ip), resolveReal: (d, f) => forwarder.resolveReal(d, f) };
+    }
+    log.info('dns ready:', { listen: forwarder.addresses.map((a) => fmt(a)).join(','), via: dnsCfg.via, 'fake-ip': dnsCfg.fakeIp?.enabled ? dnsCfg.fakeIp.range : 'off' });
+  }
+  plane = await startDataPlane(
+    {
+      mode: msg.mode,
+      listenPort: msg.listenPort,
+      connectTimeoutMs: msg.connectTimeoutMs,
+      idleTimeoutMs: msg.idleTimeoutMs,
+      maxConnections: msg.maxConnections,
+      outboundMark: msg.outboundMark,
+      preserveSource: msg.preserveSource,
+      ...(msg.dstFromHost ? { dstFromHost: { resolve: (n: string) => resolver.resolve(n), maxHeadBytes: msg.inject?.maxHeadBytes ?? 65536 } } : {}),
+      ...(routing ? { routing } : {}),
+      ...(msg.inject ? { rewriterFor: rewriterFactory(compileInjectConfig(msg.inject)) } : {}),
+    },
+    msg.listeners.map((l, i) => ({ fd: FIRST_LISTENER_FD + i, family: l.family, label: l.label })),
+    log,
+  );
+  if (msg.udp) {
+    udp = await startUdpTproxy({
+      port: msg.listenPort,
+      families: msg.udp.families,
+      idleTimeoutMs: msg.udp.idleTimeoutMs,
+      ...(msg.outboundMark ? { mark: msg.outboundMark } : {}),
+      log,
+    });
+  }
+}
+
 process.on('message', (msg: ToChild) => {
   if (msg.type === 'start') {
-    const log = createLogger(msg.logFormat);
-    const resolver = new NameResolver(msg.resolver);
-    startDataPlane(
-      {
-        mode: msg.mode,
-        listenPort: msg.listenPort,
-        connectTimeoutMs: msg.connectTimeoutMs,
-        idleTimeoutMs: msg.idleTimeoutMs,
-        maxConnections: msg.maxConnections,
-        outboundMark: msg.outboundMark,
-        preserveSource: msg.preserveSource,
-        ...(msg.dstFromHost ? { dstFromHost: { resolve: (n: string) => resolver.resolve(n), maxHeadBytes: msg.inject?.maxHeadBytes ?? 65536 } } : {}),
-        ...(msg.routing ? { routing: buildRouting(msg.routing, msg.outboundMark, msg.connectTimeoutMs) } : {}),
-        ...(msg.inject ? { rewriterFor: rewriterFactory(compileInjectConfig(msg.inject)) } : {}),
-      },
-      msg.listeners.map((l, i) => ({ fd: FIRST_LISTENER_FD + i, family: l.family, label: l.label })),
-      log,
-    )
-      .then(async (p) => {
-        plane = p;
-        if (msg.udp) {
-          udp = await startUdpTproxy({
-            port: msg.listenPort,
-            families: msg.udp.families,
-            idleTimeoutMs: msg.udp.idleTimeoutMs,
-            ...(msg.outboundMark ? { mark: msg.outboundMark } : {}),
-            log,
-          });
-        }
-        send({ type: 'ready' });
-      })
-      .catch((e: Error) => send({ type: 'failed', message: e.message }));
+    start(msg).then(
+      () => send({ type: 'ready' }),
+      (e: Error) => send({ type: 'failed', message: e.message }),
+    );
   } else if (msg.type === 'shutdown') {
     const p = plane;
     if (!p) process.exit(0);
-    void Promise.all([p.stopAccepting(), udp?.close()])
+    void Promise.all([p.stopAccepting(), udp?.close(), dns?.close()])
       .then(() => p.drain(msg.drainMs))
       .then(() => {
         p.destroyAll();

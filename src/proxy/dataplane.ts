@@ -45,6 +45,11 @@ export interface DataPlaneRouting {
   /** Upstream nodes by name ('direct' and 'reject' are built in). */
   outbounds: Map<string, TcpOutbound>;
   sniffTimeoutMs: number;
+  /** Fake-IP DNS: map a destination back to its domain, and find real addresses for direct flows. */
+  fakeIp?: {
+    lookup(ip: string): string | undefined;
+    resolveReal(domain: string, family: 4 | 6): Promise<string[]>;
+  };
 }
 
 interface Upstream {
@@ -182,8 +187,12 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       const socket = await connectDirect(flow.dst, directOptions(flow));
       return { stream: socket, via: 'direct', head };
     }
-    let domain: string | undefined;
-    if (!head) {
+    // A fake-IP destination names its domain outright; no sniffing needed for it.
+    const fakeDomain = routing.fakeIp?.lookup(flow.dst.address);
+    let domain: string | undefined = fakeDomain;
+    if (fakeDomain) {
+      // nothing to peek
+    } else if (!head) {
       const peeked = await peek(client, (b) => sniff(b), routing.sniffTimeoutMs);
       head = peeked.head.length ? peeked.head : undefined;
       domain = peeked.result?.domain;
@@ -199,7 +208,14 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     const rule = decision.rule === 'default' ? 'default' : `rules[${decision.rule}]`;
     if (decision.action === 'reject') throw new RouteRejected(rule, domain);
     if (decision.action === 'direct') {
-      return { stream: await connectDirect(flow.dst, directOptions(flow)), via: 'direct', rule, domain, head };
+      let target = flow.dst;
+      if (fakeDomain) {
+        // The fake address leads nowhere: connect to the domain's real address.
+        const real = (await routing.fakeIp!.resolveReal(fakeDomain, flow.dst.family).catch(() => []))[0];
+        if (!real) throw new ConnectError('ENOTFOUND', `no address for ${fakeDomain}`, 'direct', rule, domain);
+        target = { ...flow.dst, address: real };
+      }
+      return { stream: await connectDirect(target, directOptions(flow)), via: 'direct', rule, domain, head };
     }
     const outbound = routing.outbounds.get(decision.action);
     if (!outbound) throw new ConnectError('ENOOUTBOUND', `no outbound named ${decision.action}`);

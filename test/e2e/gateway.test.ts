@@ -203,3 +203,45 @@ test('UDP through the gateway: TPROXY UDP relayed direct, replies come from the 
     assert.doesNotMatch(nft.stdout, /tranproxy/);
   });
 });
+
+test('DNS forwarder on the gateway: queries go through the node, fake-IP maps connections back to their domain', async () => {
+  await withGateway(async (g) => {
+    await microsocks(g.node, 1080);
+    const dnsPeer = g.remote.spawn('python3', [peerPath('dns_server.py'), '53', REMOTE, `www.remote.test=${REMOTE}`]);
+    await dnsPeer.waitForOutput(/^listening /m);
+    const config = join(g.tmp, 'dns.yaml');
+    writeFileSync(
+      config,
+      [
+        'nodes:',
+        `  node-a: socks5://${NODE_IP}:1080`,
+        'rules:',
+        '  - domain-suffix: remote.test',
+        '    outbound: node-a',
+        'default: direct',
+        'dns:',
+        '  listen: 10.74.1.1:53',
+        `  nameservers: [${REMOTE}]`,
+        '  via: node-a',
+        '  cache: true',
+        '  fake-ip:',
+        '    enabled: true',
+        '    range: 198.18.0.0/15',
+        '',
+      ].join('\n'),
+    );
+    const proxy = await startTranproxy(g.gw, [...gatewayArgs(g, []), '--config', config]);
+    await proxy.waitForOutput(/dns ready: listen=10\.74\.1\.1:53 via=node-a fake-ip=198\.18\.0\.0\/15/);
+    const resolve = `const {Resolver}=require('dns').promises;const r=new Resolver();r.setServers(['10.74.1.1']);r[process.argv[1]](process.argv[2]).then(a=>console.log(a.join(',')),e=>{console.log(e.code)})`;
+    const fake = (await g.lan.run(process.execPath, ['-e', resolve, 'resolve4', 'www.remote.test'])).stdout.trim();
+    assert.match(fake, /^198\.1[89]\.\d+\.\d+$/, 'a fake address from the range');
+    assert.doesNotMatch(dnsPeer.output(), /query/, 'fake-IP answers A queries itself');
+    // Other types are forwarded, through the node over TCP: the DNS server sees the node.
+    await g.lan.run(process.execPath, ['-e', resolve, 'resolveTxt', 'www.remote.test']);
+    await dnsPeer.waitForOutput(/query www\.remote\.test from 10\.74\.3\.1 tcp/);
+    // A connection to the fake address is routed by its domain and reaches the real server.
+    const echo = await curlJson(g.lan, 'http://www.remote.test/', ['--resolve', `www.remote.test:80:${fake}`]);
+    assert.equal(echo?.client.address, NODE_SIDE_OF_REMOTE);
+    await proxy.waitForOutput(new RegExp(`conn .*dst=${fake.replace(/\./g, '\\.')}:80 domain=www\\.remote\\.test via=node-a route=rules\\[0\\]`));
+  });
+});
