@@ -27,7 +27,7 @@ import { haproxyRedirect, haproxyTproxy, nginxFast, nginxSeed, nginxServer } fro
 import { parseIperf, parseWrk, fmtNum, type IperfResult, type WrkResult } from './lib/parse.js';
 import { cpuSeconds, descendants, fdCount, readLog, rssKb, sleep, startLogged, waitForListen, waitForLog } from './lib/proc.js';
 import { renderProfile, summarizeProfile, type ProfileSummary } from './lib/profile.js';
-import { medianOf, newCase, record, renderCase, type CaseResult } from './lib/report.js';
+import { medianOf, newCase, pairedRatio, record, renderCase, type CaseResult } from './lib/report.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const MAIN = join(ROOT, 'dist/cli/main.js');
@@ -133,6 +133,8 @@ interface RunningProxy {
   pids: number[];
   /** The process that relays (tranproxy's data-plane child, HAProxy itself, nginx's worker). */
   dataPid: number;
+  /** Where the proxy logs its errors (nginx's error.log), for failure notes. */
+  errorLog?: string;
   stop(): Promise<void>;
 }
 
@@ -227,6 +229,7 @@ async function startNginx(host: Host, name: string, config: (prefix: string) => 
   return {
     pids: [p.pid, ...workers],
     dataPid: workers[0] ?? p.pid,
+    errorLog: join(prefix, 'error.log'),
     stop: async () => {
       await rulesRemove(host);
       await p.stop('SIGQUIT');
@@ -246,7 +249,7 @@ interface IperfServer {
 
 async function startIperfServer(host: Host): Promise<IperfServer> {
   const log = logPath(`iperf3-server-${host.name}`);
-  const proc = startLogged(host, log, 'iperf3', ['-s', '-p', String(PORT.iperf)]);
+  const proc = startLogged(host, log, 'iperf3', ['-s', '-p', String(PORT.iperf), '--forceflush']);
   await waitForListen(host, PORT.iperf, proc, log);
   return { proc, log };
 }
@@ -389,6 +392,13 @@ function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: () => Pr
         { key: 'none', label: 'no proxy', detail: 'no rules' },
       ];
   c.variants = variants.map(({ key, label, detail }) => ({ key, label, detail }));
+  c.notes.push(
+    tp
+      ? `Both proxies really relay from the client's address: after every proxied test the runner checks that the iperf3 server logged the connection as coming from ${ADDR.tcli}.`
+      : `HAProxy ${'2.6'}'s \`server s 0.0.0.0:0\` does follow SO_ORIGINAL_DST here: every test through it reaches the iperf3 server (nothing listens on ${PORT.iperf} in the client ns, and 0.0.0.0:0 itself is not connectable), and its CPU time shows it relayed the bytes.`,
+    'A proxied test only counts if the proxy used CPU in proportion (≥ 0.05 s per second of test): traffic that bypassed the proxy fails the round instead of flattering it.',
+    'The no-proxy rows vary most: the kernel path alone is fast enough that the load generators and other work on the 2 CPUs decide it.',
+  );
   const run = async (): Promise<void> => {
     const srv = await startIperfServer(server);
     try {
@@ -404,8 +414,8 @@ function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: () => Pr
             const from = [...readLog(srv.log).matchAll(/Accepted connection from ([\d.]+)/g)].pop()?.[1];
             if (from !== ADDR.tcli) throw new Error(`the server saw the test come from ${from ?? 'nowhere'}, not from the client ${ADDR.tcli}`);
           }
-          record(c, `g${streams}`, v.key, r.gbps);
-          if (proxy) record(c, `cpu${streams}`, v.key, cpu / (r.bytes / 1e9));
+          record(c, `g${streams}`, v.key, round, r.gbps);
+          if (proxy) record(c, `cpu${streams}`, v.key, round, cpu / (r.bytes / 1e9));
           line.push(`${streams}×: ${r.gbps.toFixed(2)} Gbit/s${proxy ? ` (proxy ${cpu.toFixed(2)} CPU s, ${(cpu / (r.bytes / 1e9)).toFixed(2)} s/GB)` : ''}`);
         }
         ctx.log(`  [${id}] round ${round} ${v.label.padEnd(12)} ${line.join('  ')}`);
@@ -475,6 +485,16 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
     },
     metrics.map((m) => (m.key === 'rps' ? { ...m, label: 'conn/s' } : m)),
   );
+  dCase.notes.push(
+    'Observed (BENCH_DEBUG=1 counts TIME_WAIT sockets after each run): through tranproxy, wrk is the side that closes first — tranproxy relays the response',
+    'and then, as a separate event, the server\'s FIN — so the TIME_WAIT sockets sit on the client\'s ephemeral ports towards port 80, the same port space',
+    'tranproxy\'s upstream connections draw from; nginx terminates HTTP and closes the client connection itself, so its TIME_WAITs sit on its own listen port.',
+    'The lab namespaces use ip_local_port_range 20000–65535 and tcp_tw_reuse=1 so that no variant runs out of ports (without them every variant, even',
+    '"no proxy", collapsed to a few hundred conn/s after the first rounds).',
+  );
+  cCase.notes.push(
+    '"nginx, upstream keepalive" is the fastest nginx can do this job, but it is not a transparent proxy: it sends everything to one fixed upstream.',
+  );
   const cases = [...(which.has('c') ? [cCase] : []), ...(which.has('d') ? [dCase] : [])];
   const run = async (): Promise<void> => {
     const server = await startHttpServer(srv);
@@ -502,17 +522,28 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
                   for (const h of [cli, srv]) {
                     const ss = await h.run('ss', ['-s'], { allowFailure: true });
                     const ct = await h.run('sysctl', ['-n', 'net.netfilter.nf_conntrack_count'], { allowFailure: true });
-                    ctx.log(`    ${h.name}: ${/TCP:.*$/m.exec(ss.stdout)?.[0]} conntrack ${ct.stdout.trim()} wrk: ${r.requests} req, ${r.errors} err`);
+                    const tw = await h.run('ss', ['-Htan', 'state', 'time-wait'], { allowFailure: true });
+                    const byLocal = new Map<string, number>();
+                    for (const l of tw.stdout.split('\n').filter(Boolean)) {
+                      const [local, peer] = l.trim().split(/\s+/).slice(-2) as [string, string];
+                      const k = local.endsWith(':80') || /:(15001|15004)$/.test(local) ? `local ${local.replace(/^.*:/, ':')}` : `to ${peer.replace(/^.*:/, ':')}`;
+                      byLocal.set(k, (byLocal.get(k) ?? 0) + 1);
+                    }
+                    ctx.log(`    ${h.name}: ${/TCP:.*$/m.exec(ss.stdout)?.[0]} conntrack ${ct.stdout.trim()} TIME_WAIT ${[...byLocal].map(([k, n]) => `${k}: ${n}`).join(', ')}`);
                   }
                 }
                 if (r.errors + r.non2xx > 0.01 * r.requests) {
                   throw new Error(`${r.errors} socket errors and ${r.non2xx} non-2xx responses in ${r.requests} requests`);
                 }
-                if (r.errors + r.non2xx > 0) c.notes.push(`round ${round}, ${v.label}: ${r.errors} socket errors and ${r.non2xx} non-2xx responses in ${r.requests} requests (kept: under 1%)`);
+                if (r.errors + r.non2xx > 0) {
+                  const errLines = proxy?.errorLog ? readLog(proxy.errorLog).split('\n').filter((l) => l.includes('[error]')) : [];
+                  const why = errLines.length ? `; its error.log: ${errLines.length} × e.g. "${errLines[0]!.replace(/^.*?\[error\] \d+#\d+: (\*\d+ )?/, '').replace(/, client:.*$/, '')}"` : '';
+                  c.notes.push(`round ${round}, ${v.label}: ${r.errors} socket errors and ${r.non2xx} non-2xx responses in ${r.requests.toLocaleString('en-US')} requests (kept: under 1%)${why}`);
+                }
                 if (proxy && cpu < 0.05 * secs) throw new Error(`the proxy used ${cpu.toFixed(2)} s of CPU: the traffic did not go through it`);
-                record(c, 'rps', v.key, r.rps);
-                record(c, 'p50', v.key, r.p50ms);
-                record(c, 'p99', v.key, r.p99ms);
+                record(c, 'rps', v.key, round, r.rps);
+                record(c, 'p50', v.key, round, r.p50ms);
+                record(c, 'p99', v.key, round, r.p99ms);
                 const errs = r.errors + r.non2xx ? ` (${r.errors} socket errors, ${r.non2xx} non-2xx)` : '';
                 ctx.log(`  [${c.id}] round ${round} ${v.label.padEnd(26)} ${fmtNum(r.rps)} ${c.id === 'd' ? 'conn' : 'req'}/s  p50 ${fmtNum(r.p50ms)} ms  p99 ${fmtNum(r.p99ms)} ms${proxy ? `  proxy CPU ${cpu.toFixed(2)} s` : ''}${errs}`);
               } catch (e) {
@@ -555,8 +586,9 @@ async function startHttpServer(srv: Host): Promise<LabProcess> {
 }
 
 /**
- * --cpu-prof of tranproxy's data-plane child (NODE_OPTIONS reaches it through fork) during one
- * 1-stream iperf3 test and one keep-alive wrk run; returns the Markdown section.
+ * CPU profile of tranproxy's data-plane child (a preload via NODE_OPTIONS reaches it through
+ * fork) during one 1-stream iperf3 test, one keep-alive wrk run and one Connection: close wrk
+ * run, each with a fresh proxy; returns the Markdown section.
  */
 async function profileTranproxy(ctx: Ctx): Promise<string[]> {
   const cli = ctx.cli!;
@@ -605,15 +637,20 @@ async function profileTranproxy(ctx: Ctx): Promise<string[]> {
   }
   const http = await startHttpServer(srv);
   try {
-    const proxy = await startTranproxy(cli, ['-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), '-H', 'a:1', '-H', 'b:2', '-H', 'c:3'], env);
-    let r: WrkResult;
-    try {
-      r = await wrk(cli, `http://${ADDR.srv}/`, ctx.opts.wrkSecs, false);
-    } catch (e) {
-      await proxy.stop();
-      throw e;
+    for (const close of [false, true]) {
+      const proxy = await startTranproxy(cli, ['-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), '-H', 'a:1', '-H', 'b:2', '-H', 'c:3'], env);
+      let r: WrkResult;
+      try {
+        r = await wrk(cli, `http://${ADDR.srv}/`, ctx.opts.wrkSecs, close);
+      } catch (e) {
+        await proxy.stop();
+        throw e;
+      }
+      const title = close
+        ? `New connections, wrk -c50 with \`Connection: close\` and 3 injected headers (${fmtNum(r.rps)} conn/s while profiled)`
+        : `HTTP keep-alive with 3 injected headers, wrk -c50 (${fmtNum(r.rps)} req/s while profiled)`;
+      out.push(...renderProfile(title, await grab(proxy)));
     }
-    out.push(...renderProfile(`HTTP keep-alive with 3 injected headers, wrk -c50 (${fmtNum(r.rps)} req/s while profiled)`, await grab(proxy)));
   } finally {
     await http.stop('SIGQUIT');
   }
@@ -663,6 +700,11 @@ function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {
     },
   ];
   c.variants = variants.map(({ key, label, detail }) => ({ key, label, detail }));
+  c.notes.push(
+    'Each held connection is two sockets in the proxy (client side and upstream); the runner checks the proxy holds ≥ 2 fds per connection.',
+    'Kernel socket memory (buffers, TCP state) is not in a process\'s RSS and is the same for both proxies; this is the proxies\' own user-space cost.',
+    'tranproxy\'s RSS is read as it is (no forced GC): garbage not yet collected counts, as it would in production.',
+  );
   const rss = (pids: number[]): number => pids.reduce((s, p) => s + rssKb(p), 0);
   const run = async (): Promise<void> => {
     const log = logPath('hold-server');
@@ -684,10 +726,10 @@ function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {
           const loaded = { data: rssKb(proxy.dataPid), all: rss(proxy.pids) };
           const fds = fdCount(proxy.dataPid);
           if (fds < 2 * held) throw new Error(`the proxy holds ${fds} fds for ${held} connections: they do not go through it`);
-          record(c, 'kb', v.key, (loaded.data - base.data) / held);
-          record(c, 'kbAll', v.key, (loaded.all - base.all) / held);
-          record(c, 'base', v.key, base.all / 1024);
-          record(c, 'loaded', v.key, loaded.all / 1024);
+          record(c, 'kb', v.key, round, (loaded.data - base.data) / held);
+          record(c, 'kbAll', v.key, round, (loaded.all - base.all) / held);
+          record(c, 'base', v.key, round, base.all / 1024);
+          record(c, 'loaded', v.key, round, loaded.all / 1024);
           ctx.log(
             `  [e] round ${round} ${v.label.padEnd(12)} ${held} conns, ${fds} fds: data plane ${(base.data / 1024).toFixed(1)} → ${(loaded.data / 1024).toFixed(1)} MB = ` +
               `${((loaded.data - base.data) / held).toFixed(2)} KB/conn; all ${(base.all / 1024).toFixed(1)} → ${(loaded.all / 1024).toFixed(1)} MB = ${((loaded.all - base.all) / held).toFixed(2)} KB/conn`,
@@ -726,7 +768,7 @@ function cpuCase(from: CaseResult[]): CaseResult {
   for (const src of from) {
     for (const streams of [1, 4]) {
       const m = src.metrics.find((x) => x.key === `cpu${streams}`)!;
-      for (const [variant, values] of m.values) for (const v of values) record(c, `${src.id}${streams}`, variant, v);
+      for (const [variant, values] of m.values) for (const [round, v] of values) record(c, `${src.id}${streams}`, variant, round, v);
     }
   }
   return c;
@@ -833,16 +875,25 @@ function render(opts: Options, cases: CaseResult[], started: Date, elapsedS: num
     '',
   ];
   lines.push('## Summary', '');
-  const tp = (c: CaseResult | undefined, m: string, v: string): number => (c ? medianOf(c, m, v) : NaN);
-  const r = (a: number, b: number): string => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(2)}×` : '–');
   const byId = (id: string): CaseResult | undefined => cases.find((c) => c.id === id);
+  const med = (c: CaseResult, m: string, v: string): string => fmtNum(medianOf(c, m, v));
+  /** "0.97× of X" from the medians, with the median of the per-round ratios after it. */
+  const ratioText = (c: CaseResult, m: string, anchor: string, label: string): string => {
+    const a = medianOf(c, m, 'tranproxy');
+    const b = medianOf(c, m, anchor);
+    if (!Number.isFinite(a) || !Number.isFinite(b) || b === 0) return `– of ${label}`;
+    const metric = c.metrics.find((x) => x.key === m)!;
+    const paired = pairedRatio(metric, 'tranproxy', anchor);
+    return `${(a / b).toFixed(2)}×${Number.isFinite(paired) ? ` (${paired.toFixed(2)}×)` : ''} of ${label}`;
+  };
   const summary: string[] = [];
   for (const id of ['a', 'b'] as const) {
     const c = byId(id);
     if (!c) continue;
     for (const s of [1, 4]) {
+      const m = `g${s}`;
       summary.push(
-        `| ${id === 'a' ? 'REDIRECT' : 'TPROXY'} throughput, ${s} stream${s > 1 ? 's' : ''} | ${fmtNum(tp(c, `g${s}`, 'tranproxy'))} Gbit/s | HAProxy ${fmtNum(tp(c, `g${s}`, 'haproxy'))}, no proxy ${fmtNum(tp(c, `g${s}`, 'none'))} | ${r(tp(c, `g${s}`, 'tranproxy'), tp(c, `g${s}`, 'haproxy'))} of HAProxy, ${r(tp(c, `g${s}`, 'tranproxy'), tp(c, `g${s}`, 'none'))} of no proxy |`,
+        `| ${id === 'a' ? 'REDIRECT' : 'TPROXY'} throughput, ${s} stream${s > 1 ? 's' : ''} | ${med(c, m, 'tranproxy')} Gbit/s | HAProxy ${med(c, m, 'haproxy')}, no proxy ${med(c, m, 'none')} | ${ratioText(c, m, 'haproxy', 'HAProxy')}; ${ratioText(c, m, 'none', 'no proxy')} |`,
       );
     }
   }
@@ -851,22 +902,25 @@ function render(opts: Options, cases: CaseResult[], started: Date, elapsedS: num
     if (!c) continue;
     const unit = id === 'c' ? 'req/s' : 'conn/s';
     summary.push(
-      `| ${id === 'c' ? 'HTTP keep-alive +3 headers' : 'new connections'} | ${fmtNum(tp(c, 'rps', 'tranproxy'))} ${unit} | nginx-tranproxy config ${fmtNum(tp(c, 'rps', 'nginx-seed'))}, nginx keepalive ${fmtNum(tp(c, 'rps', 'nginx-fast'))}, no proxy ${fmtNum(tp(c, 'rps', 'none'))} | ${r(tp(c, 'rps', 'tranproxy'), tp(c, 'rps', 'nginx-seed'))} / ${r(tp(c, 'rps', 'tranproxy'), tp(c, 'rps', 'nginx-fast'))} of the nginx configs |`,
+      `| ${id === 'c' ? 'HTTP keep-alive, 3 headers added' : 'new HTTP connections'} | ${med(c, 'rps', 'tranproxy')} ${unit}, p99 ${med(c, 'p99', 'tranproxy')} ms | nginx as nginx-tranproxy ${med(c, 'rps', 'nginx-seed')} (p99 ${med(c, 'p99', 'nginx-seed')} ms), nginx with upstream keepalive ${med(c, 'rps', 'nginx-fast')} (p99 ${med(c, 'p99', 'nginx-fast')} ms), no proxy ${med(c, 'rps', 'none')} | ${unit}: ${ratioText(c, 'rps', 'nginx-seed', 'nginx as nginx-tranproxy')}; ${ratioText(c, 'rps', 'nginx-fast', 'nginx with keepalive')} |`,
     );
   }
   const e = byId('e');
   if (e) {
     summary.push(
-      `| memory per idle connection | ${fmtNum(tp(e, 'kb', 'tranproxy'))} KB (all processes ${fmtNum(tp(e, 'kbAll', 'tranproxy'))}) | HAProxy ${fmtNum(tp(e, 'kb', 'haproxy'))} KB | ${r(tp(e, 'kb', 'tranproxy'), tp(e, 'kb', 'haproxy'))} of HAProxy (lower is better) |`,
+      `| memory per idle proxied connection ↓ | ${med(e, 'kb', 'tranproxy')} KB (data plane; idle RSS ${med(e, 'base', 'tranproxy')} MB, supervisor included) | HAProxy ${med(e, 'kb', 'haproxy')} KB (idle RSS ${med(e, 'base', 'haproxy')} MB) | ${ratioText(e, 'kb', 'haproxy', 'HAProxy')} |`,
     );
   }
   const f = byId('f');
   if (f) {
-    for (const m of f.metrics.filter((x) => (x.values.get('tranproxy')?.length ?? 0) > 0)) {
-      summary.push(`| CPU ${m.label} | ${fmtNum(tp(f, m.key, 'tranproxy'))} | HAProxy ${fmtNum(tp(f, m.key, 'haproxy'))} | ${r(tp(f, m.key, 'tranproxy'), tp(f, m.key, 'haproxy'))} of HAProxy (lower is better) |`);
+    for (const m of f.metrics.filter((x) => (x.values.get('tranproxy')?.size ?? 0) > 0)) {
+      summary.push(`| CPU ${m.label} ↓ | ${med(f, m.key, 'tranproxy')} | HAProxy ${med(f, m.key, 'haproxy')} | ${ratioText(f, m.key, 'haproxy', 'HAProxy')} |`);
     }
   }
-  if (summary.length) lines.push('| case | tranproxy | anchors | ratio |', '|---|---:|---|---|', ...summary, '');
+  if (summary.length) {
+    lines.push('Medians over the rounds; ratios are tranproxy ÷ anchor (ratio of the medians, and in parentheses the median of the per-round ratios).', '');
+  }
+  if (summary.length) lines.push('| case | tranproxy | anchors | tranproxy ÷ anchor |', '|---|---|---|---|', ...summary, '');
   for (const c of cases) lines.push(renderCase(c));
   if (extra.length) lines.push(...extra, '');
   return lines.join('\n');

@@ -13,8 +13,8 @@ export interface Metric {
   /** Column header, with unit. */
   label: string;
   better: 'higher' | 'lower';
-  /** variant key → one value per round (a failed round is left out). */
-  values: Map<string, number[]>;
+  /** variant key → round → value (a failed round has none). */
+  values: Map<string, Map<number, number>>;
 }
 
 export interface CaseResult {
@@ -35,34 +35,49 @@ export function newCase(c: Omit<CaseResult, 'metrics' | 'notes' | 'errors'>, met
   return { ...c, metrics: metrics.map((m) => ({ ...m, values: new Map() })), notes: [], errors: [] };
 }
 
-export function record(c: CaseResult, metric: string, variant: string, value: number): void {
+export function record(c: CaseResult, metric: string, variant: string, round: number, value: number): void {
   const m = c.metrics.find((x) => x.key === metric);
   if (!m) throw new Error(`no metric ${metric} in case ${c.id}`);
   if (!Number.isFinite(value)) return;
-  const list = m.values.get(variant) ?? [];
-  list.push(value);
-  m.values.set(variant, list);
+  const byRound = m.values.get(variant) ?? new Map<number, number>();
+  byRound.set(round, value);
+  m.values.set(variant, byRound);
+}
+
+/** The values of one variant, in round order. */
+export function valuesOf(m: Metric, variant: string): number[] {
+  return [...(m.values.get(variant) ?? new Map<number, number>())].sort((a, b) => a[0] - b[0]).map(([, v]) => v);
 }
 
 export function medianOf(c: CaseResult, metric: string, variant: string): number {
-  return median(c.metrics.find((x) => x.key === metric)?.values.get(variant) ?? []);
+  const m = c.metrics.find((x) => x.key === metric);
+  return m ? median(valuesOf(m, variant)) : NaN;
 }
 
-function cell(xs: number[] | undefined): string {
-  if (!xs || xs.length === 0) return '–';
+/** Median over the rounds where both ran of a/b, each pair measured minutes apart at most. */
+export function pairedRatio(m: Metric, a: string, b: string): number {
+  const va = m.values.get(a);
+  const vb = m.values.get(b);
+  if (!va || !vb) return NaN;
+  const ratios = [...va].filter(([r]) => vb.has(r) && vb.get(r)! !== 0).map(([r, v]) => v / vb.get(r)!);
+  return median(ratios);
+}
+
+function cell(xs: number[]): string {
+  if (xs.length === 0) return '–';
   const m = median(xs);
   if (xs.length === 1) return `**${fmtNum(m)}**`;
   return `**${fmtNum(m)}** (${fmtNum(Math.min(...xs))}–${fmtNum(Math.max(...xs))})`;
 }
 
-function ratio(a: number, b: number): string {
+function ratio(a: number, b: number, paired: number): string {
   if (!Number.isFinite(a) || !Number.isFinite(b) || b === 0) return '–';
-  return `${(a / b).toFixed(2)}×`;
+  return `${(a / b).toFixed(2)}×${Number.isFinite(paired) ? ` (${paired.toFixed(2)}×)` : ''}`;
 }
 
 /** Metrics that have a value for at least one variant. */
 function present(c: CaseResult): Metric[] {
-  return c.metrics.filter((m) => [...m.values.values()].some((v) => v.length > 0));
+  return c.metrics.filter((m) => [...m.values.values()].some((v) => v.size > 0));
 }
 
 export function renderCase(c: CaseResult): string {
@@ -73,18 +88,18 @@ export function renderCase(c: CaseResult): string {
     out.push(`| | ${metrics.map((m) => `${m.label}${m.better === 'lower' ? ' ↓' : ' ↑'}`).join(' | ')} |`);
     out.push(`|---|${metrics.map(() => '---:').join('|')}|`);
     for (const v of c.variants) {
-      out.push(`| ${v.label} | ${metrics.map((m) => cell(m.values.get(v.key))).join(' | ')} |`);
+      out.push(`| ${v.label} | ${metrics.map((m) => cell(valuesOf(m, v.key))).join(' | ')} |`);
     }
     out.push('', 'Median of the rounds in bold, (min–max) after it; ↑ higher is better, ↓ lower is better.', '');
-    const anchors = c.anchors.filter((a) => metrics.some((m) => (m.values.get(a)?.length ?? 0) > 0));
+    const anchors = c.anchors.filter((a) => metrics.some((m) => (m.values.get(a)?.size ?? 0) > 0));
     if (anchors.length > 0) {
       const subj = c.variants.find((v) => v.key === c.subject)?.label ?? c.subject;
-      out.push(`Ratios, ${subj} ÷ anchor (medians):`, '');
+      out.push(`Ratios, ${subj} ÷ anchor: ratio of the medians, and in parentheses the median of the per-round ratios (each pair run back to back):`, '');
       out.push(`| ${subj} ÷ | ${metrics.map((m) => m.label).join(' | ')} |`);
       out.push(`|---|${metrics.map(() => '---:').join('|')}|`);
       for (const a of anchors) {
         const label = c.variants.find((v) => v.key === a)?.label ?? a;
-        out.push(`| ${label} | ${metrics.map((m) => ratio(median(m.values.get(c.subject) ?? []), median(m.values.get(a) ?? []))).join(' | ')} |`);
+        out.push(`| ${label} | ${metrics.map((m) => ratio(median(valuesOf(m, c.subject)), median(valuesOf(m, a)), pairedRatio(m, c.subject, a))).join(' | ')} |`);
       }
       out.push('');
     }
@@ -93,8 +108,8 @@ export function renderCase(c: CaseResult): string {
     out.push('');
     for (const m of metrics) {
       const rounds = c.variants
-        .filter((v) => (m.values.get(v.key)?.length ?? 0) > 0)
-        .map((v) => `${v.label} ${m.values.get(v.key)!.map(fmtNum).join(', ')}`);
+        .filter((v) => (m.values.get(v.key)?.size ?? 0) > 0)
+        .map((v) => `${v.label} ${[...m.values.get(v.key)!].sort((x, y) => x[0] - y[0]).map(([r, x]) => `r${r} ${fmtNum(x)}`).join(', ')}`);
       out.push(`- ${m.label}: ${rounds.join('; ')}`);
     }
     out.push('', '</details>', '');
