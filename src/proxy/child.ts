@@ -9,7 +9,10 @@ import { startDataPlane, type DataPlane, type DataPlaneRouting } from './datapla
 import { compileRules } from '../route/index.js';
 import { createOutbound, parseNodeUri, type TcpOutbound } from '../outbound/index.js';
 import type { RoutingConfig } from '../config/routing.js';
-import { startUdpTproxy, type UdpTproxy } from '../udp/index.js';
+import { directUdpOutbound, startUdpTproxy, type UdpOutbound, type UdpTproxy } from '../udp/index.js';
+import { routedUdpOutbound } from '../udp/routed.js';
+import { createUdpOutbound, udpUnsupportedReason } from '../outbound/udp-outbound.js';
+import type { Logger } from '../observe/log.js';
 import { FIRST_LISTENER_FD, type ChildStart, type FromChild, type ToChild } from './protocol.js';
 import { startDnsForwarder, type DnsForwarder } from '../dns/forwarder.js';
 import { dnsForwarderOptions } from '../dns/config.js';
@@ -33,6 +36,27 @@ function buildRouting(cfg: RoutingConfig, mark: number, connectTimeoutMs: number
     );
   }
   return { router: compileRules(cfg.rules, cfg.defaultOutbound, [...outbounds.keys()]), outbounds, sniffTimeoutMs: cfg.sniffTimeoutMs };
+}
+
+/**
+ * UDP side of the routing: the same router (network 'udp') and fake-IP map, a UDP outbound
+ * per node that can carry UDP (SOCKS5 UDP ASSOCIATE, Shadowsocks); flows routed to other
+ * nodes (HTTP CONNECT) are refused with the reason.
+ */
+function buildUdpRouting(cfg: RoutingConfig, routing: DataPlaneRouting, mark: number, connectTimeoutMs: number, log: Logger): UdpOutbound {
+  const outbounds = new Map<string, UdpOutbound>();
+  const unsupported = new Map<string, string>();
+  for (const [name, node] of Object.entries(cfg.nodes)) {
+    const spec = parseNodeUri(node.uri, name);
+    const ob = createUdpOutbound(spec, { ...(mark ? { mark } : {}), connectTimeoutMs: node.connectTimeoutMs ?? connectTimeoutMs });
+    if (ob) outbounds.set(name, ob);
+    else unsupported.set(name, udpUnsupportedReason(spec) ?? `node '${name}' cannot carry UDP`);
+  }
+  return routedUdpOutbound(routing.router, outbounds, directUdpOutbound(mark ? { mark } : {}), {
+    log,
+    unsupported,
+    ...(routing.fakeIp ? { fakeIp: routing.fakeIp } : {}),
+  });
 }
 
 function rewriterFactory(inject: CompiledInject): () => RequestRewriter {
@@ -83,6 +107,7 @@ async function start(msg: ChildStart): Promise<void> {
       families: msg.udp.families,
       idleTimeoutMs: msg.udp.idleTimeoutMs,
       ...(msg.outboundMark ? { mark: msg.outboundMark } : {}),
+      ...(msg.routing && routing ? { outbound: buildUdpRouting(msg.routing, routing, msg.outboundMark, msg.connectTimeoutMs, log) } : {}),
       log,
     });
   }
