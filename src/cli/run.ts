@@ -19,6 +19,9 @@ export function runCommand(): Command {
     .option('--udp-idle-timeout <duration>', 'UDP: forget a flow after this long without datagrams', '60s')
     .option('--max-connections <n>', 'refuse connections beyond this many at once', '8000')
     .option('--log-format <format>', 'text or json', 'text')
+    .option('--workers <n>', 'data-plane processes sharing the listeners (like nginx worker_processes)', '1')
+    .option('--admin [address:port]', 'admin HTTP listener: /healthz /readyz /metrics /connections, POST /quitquitquit (default 127.0.0.1:15000)')
+    .option('--drain-timeout <duration>', 'on SIGTERM, how long in-flight connections may finish before the rules go', '5s')
     .option('-H, --header <name:value>', 'HTTP: add this header to every request (replaces a same-named one; the value may contain \':\'); repeatable', collect)
     .option('--Set-Forwarded-For [value]', 'HTTP: add X-Forwarded-For (default or no value: $PODIP, else the primary interface address)')
     .addOption(new Option('--set-forwarded-for [value]').hideHelp())
@@ -38,7 +41,14 @@ export function runCommand(): Command {
       const file = opts.config ? loadConfigFile(opts.config) : undefined;
       const cfg = parseRunOptions(file ? withFile(file.run, opts, self) : opts, command, undefined, file);
       const log = createLogger(cfg.logFormat);
-      const status = await new Supervisor(cfg, log).run();
+      // SIGHUP re-reads the file; flags typed on the command line still win.
+      const reload = opts.config
+        ? () => {
+            const again = loadConfigFile(opts.config!);
+            return parseRunOptions(withFile(again.run, opts, self), command, undefined, again);
+          }
+        : undefined;
+      const status = await new Supervisor(cfg, log, reload ? { reload } : {}).run();
       process.exit(status);
     });
   return cmd;

@@ -6,6 +6,7 @@ import { UsageError } from '../errors.js';
 import { compileInjectConfig, DEFAULT_MAX_HEAD_BYTES, parseHeaderFlag, validateHeader, type InjectConfig, type XffMode } from '../http/inject-config.js';
 import { podAddress, readResolvConf, type ResolvConf } from './host-identity.js';
 import { routingOf, type RoutingConfig } from './routing.js';
+import { parseAdminAddress } from '../observe/admin.js';
 import type { ConfigFile } from './file.js';
 import type { CaptureMode, CapturePlan, CapturePoint, Cidr, Family, PortRange } from '../firewall/plan.js';
 import {
@@ -59,6 +60,12 @@ export interface RunConfig {
   resolver: ResolvConf;
   /** Find the destination from the Host header when the kernel has none (no NAT). */
   dstFromHost: boolean;
+  /** Data-plane worker processes sharing the listeners. */
+  workers: number;
+  /** Admin HTTP listener (health, readiness, metrics, connections); undefined: off. */
+  admin: { host: string; port: number } | undefined;
+  /** On shutdown, how long in-flight connections may take before rules go. */
+  drainTimeoutMs: number;
   /** Also capture UDP (TPROXY only); flows expire after udpIdleTimeoutMs. */
   udp: boolean;
   udpIdleTimeoutMs: number;
@@ -105,6 +112,10 @@ export interface RawRunOptions {
   sniffTimeout?: string;
   udp?: boolean;
   udpIdleTimeout?: string;
+  workers?: string;
+  /** true: the default address. */
+  admin?: string | boolean;
+  drainTimeout?: string;
 }
 
 /** Facts the sidecar defaults depend on; injectable for tests. */
@@ -147,6 +158,16 @@ function injectOf(raw: RawRunOptions, facts: HostFacts): InjectConfig | undefine
   const cfg: InjectConfig = { headers, maxHeadBytes, ...(forwardedFor ? { forwardedFor } : {}) };
   compileInjectConfig(cfg); // validates combinations (e.g. XFF given twice)
   return cfg;
+}
+
+export const DEFAULT_ADMIN = '127.0.0.1:15000';
+
+function adminOf(flag: string | boolean | undefined): RunConfig['admin'] {
+  if (flag === undefined || flag === false) return undefined;
+  const text = flag === true ? DEFAULT_ADMIN : flag;
+  const a = parseAdminAddress(text);
+  if (!a) throw new UsageError(`--admin: '${text}' is not ADDRESS:PORT (e.g. ${DEFAULT_ADMIN}; loopback keeps it private)`);
+  return a;
 }
 
 function resolverOf(raw: RawRunOptions, facts: HostFacts): ResolvConf {
@@ -238,6 +259,9 @@ export function parseRunOptions(raw: RawRunOptions, command: string[] = [], fact
     inject: injectOf(raw, facts),
     resolver: resolverOf(raw, facts),
     dstFromHost: raw.dstFromHost ?? false,
+    workers: parsePositiveInt(raw.workers ?? '1', '--workers', 64),
+    admin: adminOf(raw.admin),
+    drainTimeoutMs: parseDuration(raw.drainTimeout ?? '5s', '--drain-timeout'),
     udp,
     udpIdleTimeoutMs: parseDuration(raw.udpIdleTimeout ?? '60s', '--udp-idle-timeout'),
     routing: routingOf(file, raw.upstream, parseDuration(raw.sniffTimeout ?? '300ms', '--sniff-timeout')),

@@ -2,6 +2,7 @@
 // descriptors and its settings over IPC, so it can run unprivileged (the supervisor keeps
 // the privileges needed for the firewall).
 import { createLogger } from '../observe/log.js';
+import { DataPlaneMetrics } from '../observe/metrics.js';
 import { compileInjectConfig, type CompiledInject } from '../http/inject-config.js';
 import { RequestRewriter } from '../http/rewriter.js';
 import { NameResolver } from '../dns/resolver.js';
@@ -23,6 +24,7 @@ function send(msg: FromChild): void {
 }
 
 let plane: DataPlane | undefined;
+const metrics = new DataPlaneMetrics();
 let udp: UdpTproxy | undefined;
 let dns: DnsForwarder | undefined;
 
@@ -96,6 +98,7 @@ async function start(msg: ChildStart): Promise<void> {
       preserveSource: msg.preserveSource,
       ...(msg.dstFromHost ? { dstFromHost: { resolve: (n: string) => resolver.resolve(n), maxHeadBytes: msg.inject?.maxHeadBytes ?? 65536 } } : {}),
       ...(routing ? { routing } : {}),
+      metrics,
       ...(msg.inject ? { rewriterFor: rewriterFactory(compileInjectConfig(msg.inject)) } : {}),
     },
     msg.listeners.map((l, i) => ({ fd: FIRST_LISTENER_FD + i, family: l.family, label: l.label })),
@@ -119,6 +122,10 @@ process.on('message', (msg: ToChild) => {
       () => send({ type: 'ready' }),
       (e: Error) => send({ type: 'failed', message: e.message }),
     );
+  } else if (msg.type === 'query') {
+    const answer = (data: unknown) => process.send?.({ type: 'answer', id: msg.id, data });
+    if (msg.what === 'connections') answer(plane?.connections() ?? []);
+    else void metrics.snapshot().then(answer, () => answer(undefined));
   } else if (msg.type === 'shutdown') {
     const p = plane;
     if (!p) process.exit(0);

@@ -7,7 +7,8 @@ import { originalDestination } from '../kernel/sockets.js';
 import { unmapAddress, type Endpoint } from '../kernel/sockaddr.js';
 import { connectDirect, ConnectError, fmt } from '../outbound/direct.js';
 import { relay, type UpstreamRewriter } from '../relay/relay.js';
-import type { Logger } from '../observe/log.js';
+import type { LogFields, Logger } from '../observe/log.js';
+import type { DataPlaneMetrics } from '../observe/metrics.js';
 import type { CaptureMode } from '../firewall/plan.js';
 import { requestAuthority } from '../sniff/authority.js';
 import { peek } from '../sniff/peek.js';
@@ -35,6 +36,7 @@ export interface DataPlaneConfig {
   /** Without an original destination from the kernel, read it from the Host header. */
   dstFromHost?: { resolve(name: string): Promise<{ address: string; family: 4 | 6 }>; maxHeadBytes: number };
   routing?: DataPlaneRouting;
+  metrics?: DataPlaneMetrics;
   /** Builds a rewriter for the client→server stream of a new connection, if any. */
   rewriterFor?: (flow: Flow) => UpstreamRewriter | undefined;
 }
@@ -50,6 +52,23 @@ export interface DataPlaneRouting {
     lookup(ip: string): string | undefined;
     resolveReal(domain: string, family: 4 | 6): Promise<string[]>;
   };
+}
+
+interface LiveFlow {
+  flow: Flow;
+  via?: string;
+  domain?: string;
+}
+
+/** One active flow, as the admin API shows it. */
+export interface ConnectionInfo {
+  id: number;
+  listener: string;
+  src: string;
+  dst: string;
+  domain?: string;
+  via?: string;
+  ageMs: number;
 }
 
 interface Upstream {
@@ -72,6 +91,8 @@ class RouteRejected extends Error {
 
 export interface Flow {
   id: number;
+  /** Label of the listener that accepted it. */
+  listener: string;
   src: Endpoint;
   dst: Endpoint;
   started: number;
@@ -79,6 +100,7 @@ export interface Flow {
 
 export interface DataPlane {
   readonly active: number;
+  connections(): ConnectionInfo[];
   /** Stop accepting; resolves when every listener is closed. */
   stopAccepting(): Promise<void>;
   /** Resolves when no connection is active, or after `deadlineMs`. */
@@ -107,17 +129,24 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
   let nextId = 1;
   let drained: (() => void) | undefined;
 
+  const metrics = cfg.metrics;
+  const live = new Map<number, LiveFlow>();
+  const refused = (fields: LogFields & { reason: string }): void => {
+    metrics?.refused.inc({ reason: fields.reason });
+    log.warn('refused', fields);
+  };
+
   const finishOne = (client: net.Socket): void => {
     sockets.delete(client);
     if (sockets.size === 0 && drained) drained();
   };
 
-  const onConnection = (client: net.Socket, family: 4 | 6): void => {
+  const onConnection = (client: net.Socket, family: 4 | 6, listener: string): void => {
     client.pause();
     const started = Date.now();
     const src: Endpoint = { address: unmapAddress(client.remoteAddress ?? '?'), port: client.remotePort ?? 0, family };
     if (sockets.size >= cfg.maxConnections) {
-      log.warn('refused', { src: fmt(src), reason: 'max-connections', limit: cfg.maxConnections });
+      refused({ src: fmt(src), reason: 'max-connections', limit: cfg.maxConnections });
       client.destroy();
       return;
     }
@@ -131,20 +160,20 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       if (cfg.dstFromHost) {
         sockets.add(client);
         client.on('error', () => {});
-        void destinationFromHost(client, src, started).finally(() => finishOne(client));
+        void destinationFromHost(client, src, started, listener).finally(() => finishOne(client));
         return;
       }
-      log.warn('refused', { src: fmt(src), reason: 'no-original-destination', error: (e as Error).message });
+      refused({ src: fmt(src), reason: 'no-original-destination', error: (e as Error).message });
       client.destroy();
       return;
     }
     if (isLoop(dst)) {
-      log.warn('refused', { src: fmt(src), dst: fmt(dst), reason: 'loop' });
+      refused({ src: fmt(src), dst: fmt(dst), reason: 'loop' });
       client.destroy();
       return;
     }
     sockets.add(client);
-    const flow: Flow = { id: nextId++, src, dst, started };
+    const flow: Flow = { id: nextId++, listener, src, dst, started };
     client.on('error', () => {}); // reported by relay once attached; before that, just closed
     void handle(flow, client).finally(() => finishOne(client));
   };
@@ -153,13 +182,13 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
   const isLoop = (dst: Endpoint): boolean => dst.port === cfg.listenPort && local.has(dst.address);
 
   /** --dst-from-host: read the request head, resolve its Host, then relay as usual. */
-  const destinationFromHost = async (client: net.Socket, src: Endpoint, started: number): Promise<void> => {
+  const destinationFromHost = async (client: net.Socket, src: Endpoint, started: number, listener: string): Promise<void> => {
     const opts = cfg.dstFromHost!;
     const peeked = await peek(client, (b) => requestAuthority(b, opts.maxHeadBytes), cfg.connectTimeoutMs);
     const head = peeked.head;
     const authority = peeked.result ?? 'none';
     if (authority === 'none') {
-      log.warn('refused', { src: fmt(src), reason: 'no-original-destination', error: 'no usable Host header' });
+      refused({ src: fmt(src), reason: 'no-original-destination', error: 'no usable Host header' });
       if (!client.destroyed) client.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
@@ -168,16 +197,16 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       const r = await opts.resolve(authority.host);
       dst = { address: r.address, port: authority.port, family: r.family };
     } catch (e) {
-      log.warn('refused', { src: fmt(src), reason: 'resolve-failed', host: authority.host, error: (e as Error).message });
+      refused({ src: fmt(src), reason: 'resolve-failed', host: authority.host, error: (e as Error).message });
       if (!client.destroyed) client.end('HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
     if (isLoop(dst)) {
-      log.warn('refused', { src: fmt(src), dst: fmt(dst), reason: 'loop' });
+      refused({ src: fmt(src), dst: fmt(dst), reason: 'loop' });
       client.destroy();
       return;
     }
-    await handle({ id: nextId++, src, dst, started }, client, head);
+    await handle({ id: nextId++, listener, src, dst, started }, client, head);
   };
 
   /** Where a flow goes: sniff (if routing), pick an outbound, connect. */
@@ -238,12 +267,31 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
 
   const handle = async (flow: Flow, client: net.Socket, head?: Buffer): Promise<void> => {
     const base = () => ({ id: flow.id, src: fmt(flow.src), dst: fmt(flow.dst) });
+    const liveFlow: LiveFlow = { flow };
+    live.set(flow.id, liveFlow);
+    metrics?.active.inc({ listener: flow.listener });
+    try {
+      await relayFlow(flow, client, head, liveFlow, base);
+    } finally {
+      live.delete(flow.id);
+      metrics?.active.dec({ listener: flow.listener });
+    }
+  };
+
+  const relayFlow = async (flow: Flow, client: net.Socket, head: Buffer | undefined, liveFlow: LiveFlow, base: () => LogFields): Promise<void> => {
     let up: Upstream;
+    const connectStart = process.hrtime.bigint();
     try {
       up = await connectUpstream(flow, client, head);
     } catch (e) {
+      const rejectedByRule = e instanceof RouteRejected;
+      metrics?.total.inc({
+        listener: flow.listener,
+        outbound: rejectedByRule ? 'reject' : e instanceof ConnectError ? e.via : 'direct',
+        result: rejectedByRule ? 'rejected-by-rule' : 'connect-failed',
+      });
       resetClient(client);
-      const rejected = e instanceof RouteRejected;
+      const rejected = rejectedByRule;
       log.info('conn', {
         ...base(),
         domain: rejected ? e.domain : e instanceof ConnectError ? e.domain : undefined,
@@ -258,6 +306,9 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       });
       return;
     }
+    metrics?.connectSeconds.observe({ outbound: up.via }, Number(process.hrtime.bigint() - connectStart) / 1e9);
+    liveFlow.via = up.via;
+    if (up.domain) liveFlow.domain = up.domain;
     const upstream = up.stream;
     if (client.destroyed) {
       upstream.destroy();
@@ -266,6 +317,10 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     }
     const rewriter = cfg.rewriterFor?.(flow);
     const r = await relay(client, upstream, { idleTimeoutMs: cfg.idleTimeoutMs, ...(rewriter ? { rewriter } : {}), ...(up.head ? { head: up.head } : {}) });
+    metrics?.total.inc({ listener: flow.listener, outbound: up.via, result: r.reason });
+    metrics?.bytes.inc({ direction: 'up' }, r.bytesUp);
+    metrics?.bytes.inc({ direction: 'down' }, r.bytesDown);
+    if (rewriter?.requests) metrics?.injected.inc(rewriter.requests);
     log.info('conn', {
       ...base(),
       domain: up.domain,
@@ -284,7 +339,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     listeners.map(
       (l) =>
         new Promise<void>((resolve, reject) => {
-          const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (c) => onConnection(c, l.family));
+          const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (c) => onConnection(c, l.family, l.label));
           server.on('error', (e) => {
             // Accept errors (EMFILE…) must not kill the proxy: pause accepting briefly.
             log.error('listener error', { listener: l.label, error: (e as NodeJS.ErrnoException).code ?? e.message });
@@ -298,6 +353,16 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     get active() {
       return sockets.size;
     },
+    connections: () =>
+      [...live.values()].map((l) => ({
+        id: l.flow.id,
+        listener: l.flow.listener,
+        src: fmt(l.flow.src),
+        dst: fmt(l.flow.dst),
+        ...(l.domain ? { domain: l.domain } : {}),
+        ...(l.via ? { via: l.via } : {}),
+        ageMs: Date.now() - l.flow.started,
+      })),
     stopAccepting: () => Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined),
     drain: (deadlineMs: number) =>
       new Promise<void>((resolve) => {

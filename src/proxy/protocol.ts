@@ -30,9 +30,21 @@ export interface ChildShutdown {
   drainMs: number;
 }
 
-export type ToChild = ChildStart | ChildShutdown;
+export type QueryKind = 'metrics' | 'connections';
 
-export type FromChild = { type: 'ready' } | { type: 'failed'; message: string } | { type: 'drained' };
+export interface ChildQuery {
+  type: 'query';
+  id: number;
+  what: QueryKind;
+}
+
+export type ToChild = ChildStart | ChildShutdown | ChildQuery;
+
+export type FromChild =
+  | { type: 'ready' }
+  | { type: 'failed'; message: string }
+  | { type: 'drained' }
+  | { type: 'answer'; id: number; data: unknown };
 
 /** First fd of the listeners in the child: 0-2 are stdio, 3 is the IPC channel. */
 export const FIRST_LISTENER_FD = 4;

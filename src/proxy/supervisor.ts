@@ -1,6 +1,10 @@
 // `tranproxy run`: the privileged supervisor. Order matters (the seed got this right):
 // listeners bound → data plane ready → rules applied → wrapped command started. On the way
 // out: stop accepting → drain → rules removed → exit with the command's status.
+//
+// The data plane is a generation of N worker processes sharing the listening sockets the
+// supervisor holds. A reload starts a new generation on the same sockets and lets the old
+// one finish its connections: nothing established is dropped, no port is ever unbound.
 import { fork, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +16,10 @@ import { applyPlan, detectBackend, removeRules, type Backend } from '../firewall
 import { capturePlanOf, type RunConfig } from '../config/run-config.js';
 import type { Logger } from '../observe/log.js';
 import type { Family } from '../firewall/plan.js';
-import type { ChildStart, FromChild } from './protocol.js';
+import type { ChildStart, FromChild, QueryKind } from './protocol.js';
+import { SupervisorMetrics, type MetricsSnapshot } from '../observe/metrics.js';
+import { startAdminServer, type AdminServer } from '../observe/admin.js';
+import type { ConnectionInfo } from './dataplane.js';
 
 const CHILD_ENTRY = fileURLToPath(new URL('./child.js', import.meta.url));
 
@@ -49,63 +56,138 @@ function bindListeners(cfg: RunConfig, log: Logger): Listener[] {
   return out;
 }
 
-export class Supervisor {
-  private child: ChildProcess | undefined;
-  private listeners: Listener[] = [];
-  private backend: Backend | undefined;
-  private rulesApplied = false;
-  private stopping: Promise<void> | undefined;
-  private restarts: number[] = [];
+/** One data-plane worker process. */
+class Worker {
+  readonly ready: Promise<void>;
+  private nextQuery = 1;
+  private readonly pending = new Map<number, (data: unknown) => void>();
+  exited = false;
 
   constructor(
-    private readonly cfg: RunConfig,
+    readonly child: ChildProcess,
+    start: ChildStart,
+    onExit: (w: Worker, code: number | null, signal: NodeJS.Signals | null, wasReady: boolean) => void,
+  ) {
+    let wasReady = false;
+    this.ready = new Promise<void>((resolve, reject) => {
+      child.on('message', (m: FromChild) => {
+        if (m.type === 'ready') {
+          wasReady = true;
+          resolve();
+        } else if (m.type === 'failed') reject(new TranproxyError(`data plane failed to start: ${m.message}`));
+        else if (m.type === 'answer') {
+          this.pending.get(m.id)?.(m.data);
+          this.pending.delete(m.id);
+        }
+      });
+      child.on('exit', (code, signal) => {
+        this.exited = true;
+        for (const answer of this.pending.values()) answer(undefined);
+        this.pending.clear();
+        if (!wasReady) reject(new TranproxyError(`data plane exited during start-up (${signal ?? `exit ${code}`})`));
+        onExit(this, code, signal, wasReady);
+      });
+    });
+    this.ready.catch(() => {});
+    child.send(start);
+  }
+
+  /** Ask the worker for a snapshot; undefined if it is gone or silent for 2 s. */
+  query(what: QueryKind): Promise<unknown> {
+    if (this.exited || !this.child.connected) return Promise.resolve(undefined);
+    const id = this.nextQuery++;
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.pending.delete(id);
+        resolve(undefined);
+      }, 2000);
+      this.pending.set(id, (d) => {
+        clearTimeout(t);
+        resolve(d);
+      });
+      this.child.send({ type: 'query', id, what });
+    });
+  }
+
+  /** Stop accepting, let connections finish for up to drainMs, then exit. */
+  stop(drainMs: number): Promise<void> {
+    const child = this.child;
+    if (this.exited || !child.connected) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => child.kill('SIGKILL'), drainMs + 2000);
+      child.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      child.send({ type: 'shutdown', drainMs });
+    });
+  }
+}
+
+export interface SupervisorOptions {
+  /** Re-reads the configuration (file + flags) for SIGHUP; throws on a bad config. */
+  reload?: () => RunConfig;
+}
+
+export class Supervisor {
+  private workers: Worker[] = [];
+  private draining = new Set<Worker>();
+  private listeners: Listener[] = [];
+  private families: Family[] = [];
+  private backend: Backend | undefined;
+  private rulesApplied = false;
+  private ready = false;
+  private admin: AdminServer | undefined;
+  private stopping: Promise<void> | undefined;
+  private restarts: number[] = [];
+  private readonly metrics = new SupervisorMetrics();
+  private quit: ((status: number) => void) | undefined;
+
+  constructor(
+    private cfg: RunConfig,
     private readonly log: Logger,
+    private readonly opts: SupervisorOptions = {},
   ) {}
 
   /** Runs until signalled or until the wrapped command exits; resolves with the exit status. */
   async run(): Promise<number> {
     const cfg = this.cfg;
-    let families: Family[] = cfg.families;
     try {
       if (cfg.firewall !== 'none') this.backend = cfg.firewall === 'auto' ? detectBackend() : cfg.firewall;
       this.listeners = bindListeners(cfg, this.log);
-      families = this.listeners.map((l) => (l.family === 4 ? 'ipv4' : 'ipv6'));
-      await this.startChild();
+      this.families = this.listeners.map((l) => (l.family === 4 ? 'ipv4' : 'ipv6'));
+      this.workers = await this.startGeneration(cfg);
       if (cfg.mode === 'tproxy') {
         const warning = bridgeNfWarning();
         if (warning) this.log.warn(warning);
       }
-      if (this.backend) {
-        this.rulesApplied = true; // set first: a half-applied plan is removed on the way out too
-        applyPlan({ ...capturePlanOf(cfg), families }, this.backend);
+      this.applyRules(cfg);
+      if (cfg.admin) {
+        this.admin = await startAdminServer(cfg.admin, {
+          ready: () => this.ready,
+          metrics: async () => ({ contentType: this.metrics.contentType, body: await this.metrics.render(await this.collect<MetricsSnapshot>('metrics')) }),
+          connections: async () => (await this.collect<ConnectionInfo[]>('connections')).flat(),
+          quit: () => this.quit?.(0),
+        }).catch((e: NodeJS.ErrnoException) => {
+          throw new TranproxyError(`admin listener ${cfg.admin!.host}:${cfg.admin!.port}: ${e.code ?? e.message}: choose another --admin address`);
+        });
       }
     } catch (e) {
       await this.shutdown(0);
       throw e;
     }
-
-    this.log.info('ready:', {
-      mode: cfg.mode,
-      capture: cfg.capture.join(','),
-      protocols: cfg.udp ? 'tcp,udp' : 'tcp',
-      listen: this.listeners.map((l) => l.label).join(','),
-      ports: cfg.ports.length ? cfg.ports.map((p) => (p.from === p.to ? `${p.from}` : `${p.from}-${p.to}`)).join(',') : 'all',
-      firewall: this.backend ?? 'none',
-      user: cfg.proxyUser ? `${cfg.proxyUser.uid}:${cfg.proxyUser.gid}` : 'self',
-      families: families.join(','),
-      default: cfg.routing ? cfg.routing.defaultOutbound : undefined,
-      nodes: cfg.routing ? Object.keys(cfg.routing.nodes).join(',') || undefined : undefined,
-      rules: cfg.routing ? cfg.routing.rules.length : undefined,
-      inject: cfg.inject ? [...cfg.inject.headers.map((h) => h.name), ...(cfg.inject.forwardedFor ? [`X-Forwarded-For(${cfg.inject.forwardedFor.mode})`] : [])].join(',') : undefined,
-    });
+    this.ready = true;
+    this.logReady(cfg);
 
     return new Promise<number>((resolve) => {
       let command: ChildProcess | undefined;
       const finish = (status: number): void => {
-        void this.shutdown(5000).then(() => resolve(status));
+        void this.shutdown(this.cfg.drainTimeoutMs).then(() => resolve(status));
       };
+      this.quit = finish;
       const onSignal = (sig: NodeJS.Signals): void => {
         if (command && command.exitCode === null) command.kill(sig); // the command decides; we follow it
+        else if (sig === 'SIGHUP') void this.reload();
         else finish(0);
       };
       for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
@@ -122,14 +204,98 @@ export class Supervisor {
     });
   }
 
-  private startChild(): Promise<void> {
-    const cfg = this.cfg;
+  private logReady(cfg: RunConfig): void {
+    this.log.info('ready:', {
+      mode: cfg.mode,
+      capture: cfg.capture.join(','),
+      protocols: cfg.udp ? 'tcp,udp' : 'tcp',
+      listen: this.listeners.map((l) => l.label).join(','),
+      ports: cfg.ports.length ? cfg.ports.map((p) => (p.from === p.to ? `${p.from}` : `${p.from}-${p.to}`)).join(',') : 'all',
+      firewall: this.backend ?? 'none',
+      user: cfg.proxyUser ? `${cfg.proxyUser.uid}:${cfg.proxyUser.gid}` : 'self',
+      families: this.families.join(','),
+      workers: cfg.workers > 1 ? cfg.workers : undefined,
+      admin: this.admin?.address,
+      default: cfg.routing ? cfg.routing.defaultOutbound : undefined,
+      nodes: cfg.routing ? Object.keys(cfg.routing.nodes).join(',') || undefined : undefined,
+      rules: cfg.routing ? cfg.routing.rules.length : undefined,
+      inject: cfg.inject ? [...cfg.inject.headers.map((h) => h.name), ...(cfg.inject.forwardedFor ? [`X-Forwarded-For(${cfg.inject.forwardedFor.mode})`] : [])].join(',') : undefined,
+    });
+  }
+
+  private applyRules(cfg: RunConfig): void {
+    if (!this.backend) return;
+    this.rulesApplied = true; // set first: a half-applied plan is removed on the way out too
+    try {
+      applyPlan({ ...capturePlanOf(cfg), families: this.families }, this.backend);
+      this.metrics.ruleApplies.inc();
+    } catch (e) {
+      this.metrics.ruleErrors.inc();
+      throw e;
+    }
+  }
+
+  private async collect<T>(what: QueryKind): Promise<T[]> {
+    const answers = await Promise.all([...this.workers, ...this.draining].map((w) => w.query(what)));
+    return answers.filter((a): a is T => a !== undefined);
+  }
+
+  /** SIGHUP: a new generation with the new config; the old one finishes its connections. */
+  private async reload(): Promise<void> {
+    if (!this.opts.reload) {
+      this.log.warn('SIGHUP: nothing to reload (no --config); ignored');
+      return;
+    }
+    let next: RunConfig;
+    try {
+      next = this.opts.reload();
+      const fixed: (keyof RunConfig)[] = ['mode', 'listenPort', 'families', 'proxyUser', 'firewall', 'udp', 'admin', 'workers'];
+      const changed = fixed.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.cfg[k]));
+      if (changed.length) throw new TranproxyError(`${changed.join(', ')} cannot change on reload: restart tranproxy`);
+    } catch (e) {
+      this.metrics.reloads.inc({ result: 'rejected' });
+      this.log.error(`reload rejected, keeping the running configuration: ${(e as Error).message}`);
+      return;
+    }
+    let fresh: Worker[];
+    try {
+      fresh = await this.startGeneration(next);
+      const planChanged = JSON.stringify(capturePlanOf(next)) !== JSON.stringify(capturePlanOf(this.cfg));
+      if (planChanged) this.applyRules(next);
+    } catch (e) {
+      this.metrics.reloads.inc({ result: 'failed' });
+      this.log.error(`reload failed, keeping the running configuration: ${(e as Error).message}`);
+      return;
+    }
+    const old = this.workers;
+    this.workers = fresh;
+    this.cfg = next;
+    this.metrics.reloads.inc({ result: 'ok' });
+    this.log.info('reloaded:', { workers: fresh.length, draining: old.length, rules: next.routing?.rules.length, nodes: next.routing ? Object.keys(next.routing.nodes).join(',') : undefined });
+    // Established connections stay on the old workers until they end (or the idle timeout).
+    for (const w of old) {
+      this.draining.add(w);
+      void w.stop(next.idleTimeoutMs).then(() => this.draining.delete(w));
+    }
+  }
+
+  private startGeneration(cfg: RunConfig): Promise<Worker[]> {
+    const workers = Array.from({ length: cfg.workers }, () => this.startWorker(cfg));
+    return Promise.all(workers.map((w) => w.ready)).then(
+      () => workers,
+      async (e) => {
+        await Promise.all(workers.map((w) => w.stop(0)));
+        throw e;
+      },
+    );
+  }
+
+  private startWorker(cfg: RunConfig): Worker {
     const child = fork(CHILD_ENTRY, [], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...this.listeners.map((l) => l.fd)],
       ...(cfg.proxyUser && process.getuid?.() === 0 ? { uid: cfg.proxyUser.uid, gid: cfg.proxyUser.gid } : {}),
       execArgv: [],
     });
-    this.child = child;
     const start: ChildStart = {
       type: 'start',
       logFormat: cfg.logFormat,
@@ -137,7 +303,7 @@ export class Supervisor {
       listenPort: cfg.listenPort,
       connectTimeoutMs: cfg.connectTimeoutMs,
       idleTimeoutMs: cfg.idleTimeoutMs,
-      maxConnections: cfg.maxConnections,
+      maxConnections: Math.ceil(cfg.maxConnections / cfg.workers),
       // An unprivileged child cannot set SO_MARK; it is excluded by its uid instead.
       outboundMark: cfg.proxyUser ? 0 : cfg.bypassMark,
       preserveSource: cfg.preserveSource,
@@ -148,28 +314,16 @@ export class Supervisor {
       udp: cfg.udp ? { families: this.listeners.map((l) => l.family), idleTimeoutMs: cfg.udpIdleTimeoutMs } : undefined,
       listeners: this.listeners.map((l) => ({ family: l.family, label: l.label })),
     };
-    return new Promise<void>((resolve, reject) => {
-      let ready = false;
-      child.on('message', (m: FromChild) => {
-        if (m.type === 'ready') {
-          ready = true;
-          resolve();
-        } else if (m.type === 'failed') reject(new TranproxyError(`data plane failed to start: ${m.message}`));
-      });
-      child.on('exit', (code, signal) => {
-        if (!ready) {
-          reject(new TranproxyError(`data plane exited during start-up (${signal ?? `exit ${code}`})`));
-          return;
-        }
-        if (this.stopping) return;
-        this.onChildCrash(code, signal);
-      });
-      child.send(start);
+    return new Worker(child, start, (w, code, signal, wasReady) => {
+      if (this.stopping || !wasReady || this.draining.has(w)) return;
+      const i = this.workers.indexOf(w);
+      if (i < 0) return;
+      this.onWorkerCrash(i, code, signal);
     });
   }
 
-  /** A crashed data plane is restarted on the same listeners; rules stay (fail closed). */
-  private onChildCrash(code: number | null, signal: NodeJS.Signals | null): void {
+  /** A crashed worker is replaced on the same listeners; rules stay (fail closed). */
+  private onWorkerCrash(index: number, code: number | null, signal: NodeJS.Signals | null): void {
     const now = Date.now();
     this.restarts = this.restarts.filter((t) => now - t < 60_000);
     this.restarts.push(now);
@@ -179,32 +333,25 @@ export class Supervisor {
       return;
     }
     this.log.error('data plane exited; restarting', { exit: code ?? signal ?? '' });
-    this.startChild().catch((e: Error) => this.log.error(e.message));
+    const w = this.startWorker(this.cfg);
+    this.workers[index] = w;
+    w.ready.catch((e: Error) => this.log.error(e.message));
   }
 
   /** Stop accepting, drain up to drainMs, remove rules, close listeners. Idempotent. */
   shutdown(drainMs: number): Promise<void> {
     this.stopping ??= (async () => {
-      const child = this.child;
-      if (child && child.exitCode === null && child.signalCode === null && child.connected) {
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(() => {
-            child.kill('SIGKILL');
-          }, drainMs + 2000);
-          child.once('exit', () => {
-            clearTimeout(t);
-            resolve();
-          });
-          child.send({ type: 'shutdown', drainMs });
-        });
-      }
+      this.ready = false;
+      await Promise.all([...this.workers, ...this.draining].map((w) => w.stop(drainMs)));
       if (this.rulesApplied) {
         try {
           removeRules();
         } catch (e) {
+          this.metrics.ruleErrors.inc();
           this.log.error(`removing rules failed: ${(e as Error).message}; run 'tranproxy rules remove'`);
         }
       }
+      await this.admin?.close();
       for (const l of this.listeners) closeFd(l.fd);
       this.listeners = [];
     })();
