@@ -18,6 +18,8 @@ interface Libc {
   sendto: KoffiFn;
   poll: KoffiFn;
   getsockname: KoffiFn;
+  getrlimit: KoffiFn;
+  setrlimit: KoffiFn;
   errno: () => number;
   address: (b: Buffer) => bigint;
   /** koffi ≥ 2.15: a libuv uv_poll_t on the calling thread's event loop (undocumented API). */
@@ -57,6 +59,8 @@ function load(): Libc {
     sendto: lib.func('intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
     poll: lib.func('int poll(uintptr_t fds, uint64_t nfds, int timeout)'),
     getsockname: lib.func('int getsockname(int fd, void *addr, void *len)'),
+    getrlimit: lib.func('int getrlimit(int resource, void *rlim)'),
+    setrlimit: lib.func('int setrlimit(int resource, const void *rlim)'),
     errno: () => koffi.errno(),
     address: (b) => koffi.address(b),
     nodePoll: typeof koffi.node?.poll === 'function' ? koffi.node.poll : undefined,
@@ -188,3 +192,24 @@ export function pollReadable(fd: number, onReadable: () => void, onError: (statu
 }
 
 const livePolls = new Set<unknown>();
+
+// ---- resource limits --------------------------------------------------------------------
+
+const RLIMIT_NOFILE = 7;
+
+/** Soft and hard limits on open file descriptors of this process. */
+export function getFdLimit(): { soft: number; hard: number } {
+  const b = Buffer.alloc(16);
+  if (load().getrlimit(RLIMIT_NOFILE, b) !== 0) fail('getrlimit');
+  return { soft: Number(b.readBigUInt64LE(0)), hard: Number(b.readBigUInt64LE(8)) };
+}
+
+/** Raise the soft fd limit to the hard one (children inherit it); returns the new limits. */
+export function raiseFdLimit(): { soft: number; hard: number } {
+  const { hard } = getFdLimit();
+  const b = Buffer.alloc(16);
+  b.writeBigUInt64LE(BigInt(hard), 0);
+  b.writeBigUInt64LE(BigInt(hard), 8);
+  if (load().setrlimit(RLIMIT_NOFILE, b) !== 0) fail('setrlimit');
+  return getFdLimit();
+}

@@ -340,9 +340,15 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       (l) =>
         new Promise<void>((resolve, reject) => {
           const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (c) => onConnection(c, l.family, l.label));
+          let lastAcceptError = 0;
           server.on('error', (e) => {
-            // Accept errors (EMFILE…) must not kill the proxy: pause accepting briefly.
-            log.error('listener error', { listener: l.label, error: (e as NodeJS.ErrnoException).code ?? e.message });
+            // Accept errors (EMFILE when descriptors run out) must not kill the proxy: libuv
+            // keeps listening and sheds the pending connection; we log at most once a second.
+            if (Date.now() - lastAcceptError > 1000) {
+              lastAcceptError = Date.now();
+              log.error('accept failed', { listener: l.label, error: (e as NodeJS.ErrnoException).code ?? e.message });
+            }
+            metrics?.refused.inc({ reason: 'accept-error' });
             reject(e);
           });
           server.listen({ fd: l.fd }, () => resolve());

@@ -10,6 +10,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { PermissionError, SyscallError, TranproxyError } from '../errors.js';
 import { closeFd, createListenerFd } from '../kernel/sockets.js';
+import { getFdLimit, raiseFdLimit } from '../kernel/ffi.js';
 import { spawnCommand } from '../kernel/exec.js';
 import { bridgeNfWarning } from '../firewall/forwarding.js';
 import { applyPlan, detectBackend, removeRules, type Backend } from '../firewall/apply.js';
@@ -153,6 +154,7 @@ export class Supervisor {
   async run(): Promise<number> {
     const cfg = this.cfg;
     try {
+      this.checkFdLimit();
       if (cfg.firewall !== 'none') this.backend = cfg.firewall === 'auto' ? detectBackend() : cfg.firewall;
       this.listeners = bindListeners(cfg, this.log);
       this.families = this.listeners.map((l) => (l.family === 4 ? 'ipv4' : 'ipv6'));
@@ -204,6 +206,22 @@ export class Supervisor {
     });
   }
 
+  private fdLimit = 0;
+
+  /** Raise the fd limit to its hard cap; each proxied connection needs two descriptors. */
+  private checkFdLimit(): void {
+    try {
+      this.fdLimit = raiseFdLimit().soft;
+    } catch {
+      this.fdLimit = getFdLimit().soft;
+    }
+    const perWorker = Math.ceil(this.cfg.maxConnections / this.cfg.workers);
+    const needed = perWorker * 2 + 64;
+    if (needed > this.fdLimit) {
+      this.log.warn(`file descriptor limit ${this.fdLimit} is below what --max-connections ${this.cfg.maxConnections} needs (${needed} per worker); connections beyond ~${Math.floor((this.fdLimit - 64) / 2)} per worker are refused`);
+    }
+  }
+
   private logReady(cfg: RunConfig): void {
     this.log.info('ready:', {
       mode: cfg.mode,
@@ -215,6 +233,8 @@ export class Supervisor {
       user: cfg.proxyUser ? `${cfg.proxyUser.uid}:${cfg.proxyUser.gid}` : 'self',
       families: this.families.join(','),
       workers: cfg.workers > 1 ? cfg.workers : undefined,
+      'fd-limit': this.fdLimit,
+      'max-connections': cfg.maxConnections,
       admin: this.admin?.address,
       default: cfg.routing ? cfg.routing.defaultOutbound : undefined,
       nodes: cfg.routing ? Object.keys(cfg.routing.nodes).join(',') || undefined : undefined,
