@@ -11,6 +11,8 @@ export interface SpliceWorkerInit {
   /** Idle pipes kept open for reuse. */
   pipePool: number;
   port: MessagePort;
+  /** Int32Array over it: [0] ≠ 0 means the process is exiting: leave the loop at once. */
+  exitFlag: SharedArrayBuffer;
 }
 
 /** main → worker (on `port`, read with receiveMessageOnPort). */

@@ -112,12 +112,14 @@ class Engine {
   private sweepMs = 1000;
   private nextSweep = 0;
   private stopping = false;
+  private readonly exitFlag: Int32Array;
 
   constructor(
     private readonly init: SpliceWorkerInit,
     private readonly port: MessagePort,
     private readonly out: (m: FromWorker) => void,
   ) {
+    this.exitFlag = new Int32Array(init.exitFlag);
     this.epfd = sysEpollCreate();
     this.eventsAddr = addressOf(this.events);
     const r = rawEpollCtl(this.epfd, EPOLL_CTL_ADD, init.wakeFd, EPOLLIN, WAKE_TOKEN, this.ctlScratch);
@@ -315,6 +317,12 @@ class Engine {
 
   private onWake(): void {
     eventfdDrain(this.init.wakeFd, this.scratch);
+    // The process is exiting (Node waits for its workers, and this one would sit in
+    // epoll_wait forever): stop now; the kernel closes the descriptors with the process.
+    if (Atomics.load(this.exitFlag, 0) !== 0) {
+      this.stopping = true;
+      return;
+    }
     for (let m = receiveMessageOnPort(this.port); m; m = receiveMessageOnPort(this.port)) {
       const msg = m.message as ToWorker;
       if (msg.t === 'add') this.add(msg);

@@ -26,6 +26,8 @@ export interface SpliceEngineOptions {
   threads?: number;
   /** Pipe size per direction while bytes are in flight (F_SETPIPE_SZ). Default 1 MiB. */
   pipeSize?: number;
+  /** Empty pipes each worker keeps open for reuse (2 descriptors each). Default 64. */
+  pipePool?: number;
 }
 
 export interface SpliceRelayOptions {
@@ -185,6 +187,7 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
   const threads = Math.max(1, Math.floor(opts.threads ?? 1));
   const pending = new Map<number, Pending>();
   let nextId = 1;
+  let rr = 0;
   let closing: Promise<void> | undefined;
 
   const settle = (id: number, r: Omit<RelayResult, 'bytesUp' | 'bytesDown'> & { bytesUp: number; bytesDown: number }): void => {
@@ -196,10 +199,11 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
   };
 
   const slots: WorkerSlot[] = [];
+  const exitFlag = new Int32Array(new SharedArrayBuffer(4));
   for (let i = 0; i < threads; i++) {
     const wakeFd = sysEventfd();
     const { port1, port2 } = new MessageChannel();
-    const worker = spawn({ wakeFd, pipeSize: opts.pipeSize ?? 1 << 20, pipePool: 64 }, port2);
+    const worker = spawn({ wakeFd, pipeSize: opts.pipeSize ?? 1 << 20, pipePool: Math.max(0, opts.pipePool ?? 64), exitFlag: exitFlag.buffer as SharedArrayBuffer }, port2);
     worker.unref();
     let onClosed!: () => void;
     const slot: WorkerSlot = {
@@ -221,7 +225,9 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
     };
     worker.on('message', (m: FromWorker) => {
       if (m.t === 'done') settle(m.id, { bytesUp: m.bytesUp, bytesDown: m.bytesDown, reason: m.reason, ...(m.error ? { error: m.error } : {}) });
-      else if (m.t === 'closed') die('engine closed');
+      else if (m.t === 'ready') {
+        if (slot.active === 0) worker.unref(); // an unref() before the thread is online does not stick
+      } else if (m.t === 'closed') die('engine closed');
       else if (m.t === 'fatal') die(`splice worker failed: ${m.error}`);
     });
     worker.on('error', (e) => die(`splice worker failed: ${e.message}`));
@@ -229,6 +235,14 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
     void slot.exited.then(() => rawClose(wakeFd));
     slots.push(slot);
   }
+
+  // At process exit Node waits for every worker to stop, and ours block in epoll_wait.
+  const onExit = (): void => {
+    Atomics.store(exitFlag, 0, 1);
+    for (const s of slots) if (!s.dead) eventfdSignal(s.wakeFd);
+  };
+  exitHooks.add(onExit);
+  if (exitHooks.size === 1) process.on('exit', runExitHooks);
 
   const post = (slot: WorkerSlot, m: ToWorker): void => {
     slot.port.postMessage(m);
@@ -249,7 +263,13 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
       rawClose(clientFd);
       throw new HandoverError(`dup: ${(e as Error).message}`);
     }
-    const slot = live.reduce((a, b) => (b.active < a.active ? b : a));
+    // Least busy worker; ties go round-robin.
+    const start = rr++ % live.length;
+    let slot = live[start]!;
+    for (let i = 1; i < live.length; i++) {
+      const s = live[(start + i) % live.length]!;
+      if (s.active < slot.active) slot = s;
+    }
     const id = nextId++;
     slot.active++;
     slot.worker.ref();
@@ -300,10 +320,17 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
           s.port.close();
           await s.worker.terminate();
         }
+        exitHooks.delete(onExit);
+        if (exitHooks.size === 0) process.removeListener('exit', runExitHooks);
       })();
       return closing;
     },
   };
+}
+
+const exitHooks = new Set<() => void>();
+function runExitHooks(): void {
+  for (const h of exitHooks) h();
 }
 
 function resetOrDestroy(s: net.Socket): void {

@@ -1,0 +1,402 @@
+// The splice engine on loopback sockets: integrity, half-close both ways, reset propagation,
+// idle timeout, byte counts, hand-over of bytes Node already read, engine close, relayAuto's
+// choice. No root needed.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
+import { createHash, randomBytes } from 'node:crypto';
+import { PassThrough } from 'node:stream';
+import { canSplice, createSpliceEngine, HandoverError, spliceAvailable, type SpliceEngine } from '../../src/kernel/splice.js';
+import { relayAuto } from '../../src/relay/zero-copy.js';
+import type { RelayResult } from '../../src/relay/relay.js';
+
+const skip = !spliceAvailable() && 'splice(2) via koffi is not available here';
+let engine: SpliceEngine;
+
+before(() => {
+  if (!skip) engine = createSpliceEngine({ threads: 2 });
+});
+after(async () => {
+  if (!skip) await engine.close();
+});
+
+type Relayer = (client: net.Socket, upstream: net.Socket) => Promise<RelayResult>;
+
+/** A proxy on loopback that hands every accepted client and its upstream to `relayer`. */
+async function withProxy(
+  target: net.AddressInfo,
+  relayer: Relayer,
+  fn: (port: number, results: Promise<RelayResult>[]) => Promise<void>,
+  beforeRelay?: (client: net.Socket, upstream: net.Socket) => Promise<void>,
+): Promise<void> {
+  const results: Promise<RelayResult>[] = [];
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
+    const upstream = net.connect({ port: target.port, host: '127.0.0.1', allowHalfOpen: true });
+    client.on('error', () => {});
+    results.push(
+      once(upstream, 'connect').then(async () => {
+        if (beforeRelay) await beforeRelay(client, upstream);
+        return relayer(client, upstream);
+      }),
+    );
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  try {
+    await fn((server.address() as net.AddressInfo).port, results);
+  } finally {
+    server.close();
+  }
+}
+
+const viaEngine =
+  (idleTimeoutMs = 10_000): Relayer =>
+  (c, u) =>
+    engine.relay(c, u, { idleTimeoutMs });
+
+async function listen(handler: (s: net.Socket) => void): Promise<net.Server> {
+  const s = net.createServer({ allowHalfOpen: true }, handler);
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  return s;
+}
+
+async function connect(port: number): Promise<net.Socket> {
+  const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  await once(c, 'connect');
+  return c;
+}
+
+function readAll(s: net.Socket): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  s.on('data', (d: Buffer) => parts.push(d));
+  return once(s, 'end').then(() => Buffer.concat(parts));
+}
+
+/** Hashes everything read until EOF. */
+function hashUntilEnd(s: net.Socket): Promise<{ bytes: number; sha: string }> {
+  const h = createHash('sha256');
+  let bytes = 0;
+  s.on('data', (d: Buffer) => {
+    h.update(d);
+    bytes += d.length;
+  });
+  return once(s, 'end').then(() => ({ bytes, sha: h.digest('hex') }));
+}
+
+/** Writes `total` bytes of a seeded pattern (each MiB tagged with its index), honouring backpressure, then ends. */
+async function sendPattern(s: net.Socket, total: number, seed: Buffer): Promise<string> {
+  const h = createHash('sha256');
+  const chunk = 1 << 20;
+  for (let off = 0, i = 0; off < total; off += chunk, i++) {
+    const b = Buffer.from(seed.subarray(0, Math.min(chunk, total - off)));
+    b.writeUInt32LE(i, 0);
+    h.update(b);
+    if (!s.write(b)) await once(s, 'drain');
+  }
+  s.end();
+  return h.digest('hex');
+}
+
+test('100 MB in both directions at once arrive byte-identical', { skip, timeout: 120_000 }, async () => {
+  const MB100 = 100 << 20;
+  const seedUp = randomBytes(1 << 20);
+  const seedDown = randomBytes(1 << 20);
+  let serverSide: Promise<[{ bytes: number; sha: string }, string]> | undefined;
+  const upstream = await listen((s) => {
+    serverSide = Promise.all([hashUntilEnd(s), sendPattern(s, MB100, seedDown)]);
+  });
+  await withProxy(upstream.address() as net.AddressInfo, viaEngine(), async (port, results) => {
+    const c = await connect(port);
+    const [got, sentSha] = await Promise.all([hashUntilEnd(c), sendPattern(c, MB100, seedUp)]);
+    const [serverGot, serverSentSha] = await serverSide!;
+    assert.equal(serverGot.bytes, MB100);
+    assert.equal(serverGot.sha, sentSha, 'client → server intact');
+    assert.equal(got.bytes, MB100);
+    assert.equal(got.sha, serverSentSha, 'server → client intact');
+    c.destroy();
+    const r = await results[0]!;
+    assert.deepEqual(r, { bytesUp: MB100, bytesDown: MB100, reason: 'eof' });
+  });
+  upstream.close();
+});
+
+test('half-close: the client FIN reaches the server, and the reply still flows back', { skip }, async () => {
+  const upstream = await listen((s) => {
+    const got: Buffer[] = [];
+    s.on('data', (d: Buffer) => got.push(d));
+    s.on('end', () => s.end(`got ${Buffer.concat(got).length} bytes`));
+  });
+  await withProxy(upstream.address() as net.AddressInfo, viaEngine(), async (port, results) => {
+    const c = await connect(port);
+    c.end(Buffer.alloc(123_456, 1));
+    assert.equal((await readAll(c)).toString(), 'got 123456 bytes');
+    c.destroy();
+    assert.deepEqual(await results[0]!, { bytesUp: 123_456, bytesDown: 16, reason: 'eof' });
+  });
+  upstream.close();
+});
+
+test('half-close: the server FIN reaches the client, and the client can still send', { skip }, async () => {
+  let serverGot: Promise<Buffer> | undefined;
+  const upstream = await listen((s) => {
+    serverGot = readAll(s);
+    s.end('banner and bye');
+  });
+  await withProxy(upstream.address() as net.AddressInfo, viaEngine(), async (port, results) => {
+    const c = await connect(port);
+    assert.equal((await readAll(c)).toString(), 'banner and bye');
+    // The client's direction is still open after the server's FIN.
+    await new Promise((r) => setTimeout(r, 50));
+    c.end(Buffer.alloc(77_777, 2));
+    assert.equal((await serverGot!).length, 77_777);
+    const r = await results[0]!;
+    assert.deepEqual(r, { bytesUp: 77_777, bytesDown: 14, reason: 'eof' });
+    c.destroy();
+  });
+  upstream.close();
+});
+
+test('an upstream reset reaches the client as a reset', { skip }, async () => {
+  const upstream = await listen((s) => {
+    s.once('data', () => s.resetAndDestroy());
+  });
+  await withProxy(upstream.address() as net.AddressInfo, viaEngine(), async (port, results) => {
+    const c = await connect(port);
+    c.write('hello');
+    const [err] = (await once(c, 'error')) as [NodeJS.ErrnoException];
+    assert.equal(err.code, 'ECONNRESET');
+    const r = await results[0]!;
+    assert.equal(r.reason, 'upstream-error');
+    assert.equal(r.error, 'ECONNRESET');
+    assert.equal(r.bytesUp, 5);
+  });
+  upstream.close();
+});
+
+test('a client reset reaches the server as a reset', { skip }, async () => {
+  let serverErr: Promise<unknown> | undefined;
+  const upstream = await listen((s) => {
+    serverErr = once(s, 'error').then(([e]) => e);
+    s.write('hi');
+  });
+  await withProxy(upstream.address() as net.AddressInfo, viaEngine(), async (port, results) => {
+    const c = await connect(port);
+    await once(c, 'data');
+    c.resetAndDestroy();
+    const err = (await serverErr!) as NodeJS.ErrnoException;
+    assert.equal(err.code, 'ECONNRESET');
+    const r = await results[0]!;
+    assert.equal(r.reason, 'client-error');
+    assert.equal(r.error, 'ECONNRESET');
+    assert.equal(r.bytesDown, 2);
+  });
+  upstream.close();
+});
+
+test('idle timeout closes both sides; traffic in either direction keeps it alive', { skip, timeout: 10_000 }, async () => {
+  const serverEnded: Promise<unknown>[] = [];
+  const upstream = await listen((s) => {
+    serverEnded.push(once(s, 'end'));
+    s.on('error', () => {});
+    s.on('data', () => {});
+  });
+  await withProxy(upstream.address() as net.AddressInfo, viaEngine(300), async (port, results) => {
+    const c = await connect(port);
+    c.on('data', () => {});
+    c.on('error', () => {});
+    // 700 ms of a byte every 100 ms (longer than the timeout): still open.
+    const t0 = Date.now();
+    for (let i = 0; i < 7; i++) {
+      c.write('x');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(c.destroyed, false);
+    const ended = once(c, 'end'); // a FIN (allowHalfOpen keeps the socket itself open)
+    const r = await results[0]!;
+    const quiet = Date.now() - t0 - 700;
+    assert.equal(r.reason, 'idle');
+    assert.equal(r.bytesUp, 7);
+    assert.ok(quiet >= 200 && quiet < 1500, `closed after ${quiet} ms of quiet`);
+    await ended;
+    await serverEnded[0];
+    c.destroy();
+  });
+  upstream.close();
+});
+
+test('byte counts are per direction and include what Node had already read', { skip }, async () => {
+  // A server-first protocol: the banner is read by Node before the hand-over and must be
+  // flushed to the client and counted.
+  let serverGot: Promise<Buffer> | undefined;
+  const upstream = await listen((s) => {
+    serverGot = readAll(s);
+    s.write('220 banner\r\n');
+    s.once('data', () => s.end(Buffer.alloc(300_001, 3)));
+  });
+  const beforeRelay = async (client: net.Socket, up: net.Socket): Promise<void> => {
+    // Let Node read the banner into its buffer (paused stream, reading started).
+    up.read(0);
+    while (up.readableLength === 0) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(canSplice(client, up));
+  };
+  await withProxy(
+    upstream.address() as net.AddressInfo,
+    viaEngine(),
+    async (port, results) => {
+      const c = await connect(port);
+      const got = readAll(c);
+      await once(c, 'readable');
+      c.end(Buffer.alloc(4_242, 4));
+      const all = await got;
+      assert.equal(all.subarray(0, 12).toString(), '220 banner\r\n');
+      assert.equal(all.length, 12 + 300_001);
+      assert.equal((await serverGot!).length, 4_242);
+      assert.deepEqual(await results[0]!, { bytesUp: 4_242, bytesDown: 300_013, reason: 'eof' });
+      c.destroy();
+    },
+    beforeRelay,
+  );
+  upstream.close();
+});
+
+test('hand-over sends nothing: the peers see no FIN while the engine holds the sockets', { skip }, async () => {
+  let serverSock: net.Socket | undefined;
+  let serverEnded = false;
+  const upstream = await listen((s) => {
+    serverSock = s;
+    s.on('end', () => {
+      serverEnded = true;
+      s.end();
+    });
+    s.on('data', (d: Buffer) => s.write(d));
+  });
+  await withProxy(upstream.address() as net.AddressInfo, viaEngine(), async (port, results) => {
+    const c = await connect(port);
+    let clientEnded = false;
+    c.on('end', () => (clientEnded = true));
+    await new Promise((r) => setTimeout(r, 200)); // hand-over done, Node sockets destroyed
+    assert.equal(engine.active >= 1, true);
+    assert.equal(serverEnded, false);
+    assert.equal(clientEnded, false);
+    c.write('ping');
+    const [d] = (await once(c, 'data')) as [Buffer];
+    assert.equal(d.toString(), 'ping');
+    c.end();
+    await once(c, 'end');
+    assert.ok(serverSock);
+    assert.deepEqual(await results[0]!, { bytesUp: 4, bytesDown: 4, reason: 'eof' });
+    c.destroy();
+  });
+  upstream.close();
+});
+
+test('closing the engine closes its live connections', { skip }, async () => {
+  const own = createSpliceEngine();
+  const serverEnds: Promise<unknown>[] = [];
+  const upstream = await listen((s) => {
+    serverEnds.push(once(s, 'end'));
+    s.on('data', () => {});
+  });
+  await withProxy(
+    upstream.address() as net.AddressInfo,
+    (c, u) => own.relay(c, u, { idleTimeoutMs: 60_000 }),
+    async (port, results) => {
+      const clients = await Promise.all([connect(port), connect(port), connect(port)]);
+      for (const c of clients) c.write('x');
+      while (own.active < 3) await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, 50));
+      const ends = clients.map((c) => {
+        c.on('data', () => {});
+        return once(c, 'end');
+      });
+      await own.close();
+      await Promise.all(ends);
+      await Promise.all(serverEnds);
+      for (const r of await Promise.all(results)) assert.equal(r.reason, 'aborted');
+      await assert.rejects(own.relay(clients[0]!, clients[1]!, { idleTimeoutMs: 1 }), HandoverError);
+      for (const c of clients) c.destroy();
+    },
+  );
+  upstream.close();
+});
+
+test('relayAuto: the engine for plain sockets, the JS relay for rewriters and other streams', { skip }, async () => {
+  const upstream = await listen((s) => s.pipe(s));
+  const target = upstream.address() as net.AddressInfo;
+  // Plain sockets with a sniffed head: engine (the Node sockets are destroyed at hand-over).
+  let handedOver = false;
+  await withProxy(
+    target,
+    async (c, u) => {
+      const p = relayAuto(c, u, { idleTimeoutMs: 5000, engine, head: Buffer.from('HEAD') });
+      await new Promise((r) => setTimeout(r, 50));
+      handedOver = c.destroyed && u.destroyed;
+      return p;
+    },
+    async (port, results) => {
+      const c = await connect(port);
+      const got = readAll(c);
+      c.end('tail');
+      assert.equal((await got).toString(), 'HEADtail');
+      assert.deepEqual(await results[0]!, { bytesUp: 8, bytesDown: 8, reason: 'eof' });
+      c.destroy();
+    },
+  );
+  assert.equal(handedOver, true);
+  // A rewriter: the JS relay (the sockets stay Node's).
+  let jsRelay = false;
+  let checked!: () => void;
+  const check = new Promise<void>((r) => (checked = r));
+  await withProxy(
+    target,
+    async (c, u) => {
+      const rewriter = { push: (chunk: Buffer) => [{ kind: 'forward' as const, chunks: [chunk] }] };
+      const p = relayAuto(c, u, { idleTimeoutMs: 5000, engine, rewriter });
+      await new Promise((r) => setTimeout(r, 50));
+      jsRelay = !c.destroyed && !u.destroyed;
+      checked();
+      return p;
+    },
+    async (port, results) => {
+      const c = await connect(port);
+      await check;
+      const got = readAll(c);
+      c.end('abc');
+      assert.equal((await got).toString(), 'abc');
+      assert.equal((await results[0]!).reason, 'eof');
+      c.destroy();
+    },
+  );
+  assert.equal(jsRelay, true);
+  // Not a socket upstream (e.g. an encrypted outbound stream): the JS relay.
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
+    const pt = new PassThrough();
+    void relayAuto(client, pt, { idleTimeoutMs: 5000, engine }); // echoes through the PassThrough
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const c = await connect((server.address() as net.AddressInfo).port);
+  c.write('echo');
+  const [d] = (await once(c, 'data')) as [Buffer];
+  assert.equal(d.toString(), 'echo');
+  c.destroy();
+  server.close();
+  upstream.close();
+});
+
+test('ineligible sockets are refused untouched', { skip }, async () => {
+  const upstream = await listen((s) => s.pipe(s));
+  const c1 = await connect((upstream.address() as net.AddressInfo).port);
+  const c2 = await connect((upstream.address() as net.AddressInfo).port);
+  c1.on('data', () => {});
+  assert.equal(canSplice(c1, c2), false);
+  await assert.rejects(engine.relay(c1, c2, { idleTimeoutMs: 1000 }), HandoverError);
+  assert.equal(c1.destroyed || c2.destroyed, false);
+  c2.end();
+  assert.equal(canSplice(c2, c2), false);
+  c1.destroy();
+  c2.destroy();
+  upstream.close();
+});
