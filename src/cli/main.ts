@@ -14,7 +14,8 @@ const program = new Command('tranproxy')
   .addCommand(runCommand())
   .addCommand(rulesCommand())
   .addCommand(demoCommand())
-  .addCommand((await import('./publish.js')).publishCommand());
+  .addCommand((await import('./publish.js')).publishCommand())
+  .addCommand((await import('./doctor.js')).doctorCommand());
 
 function exitOverrideAll(cmd: Command): void {
   cmd.exitOverride();
