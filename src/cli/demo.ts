@@ -5,8 +5,9 @@ import { runDemo } from '../demo/index.js';
 export function demoCommand(): Command {
   return new Command('demo')
     .description(
-      'build a small lab (client, gateway and server namespaces), run the proxy in REDIRECT and in TPROXY mode, ' +
-        'show what the server saw and what the proxy recovered, then remove everything (also on Ctrl-C); ' +
+      'build a small lab (client ── gw ── server, gw ── node ── remote) and show tranproxy working in it: the sidecar ' +
+        'injecting headers, the gateway in TPROXY mode, the gateway in REDIRECT and TPROXY mode through a SOCKS5 node, ' +
+        'a published port reached from outside and from 127.0.0.1; check every claim, then remove everything (also on Ctrl-C); ' +
         'as non-root it re-executes itself in a user namespace',
     )
     .option('--json', 'print the report as JSON on stdout (progress stays on stderr)')

@@ -2,8 +2,8 @@
 // as root, run the tour, print the report, remove the lab (also on Ctrl-C: exit 130).
 import type { Lab } from '../netlab/lab.js';
 import { prepareUserNamespace, reexecInUserNamespace, USERNS_MARKER } from './rootless.js';
-import { renderText, styleFor } from './report.js';
-import { ADDR, labGone, MAIN_JS, runTour, signalStatus, type DemoReport } from './tour.js';
+import { keepHints, renderText, styleFor } from './report.js';
+import { labGone, MAIN_JS, runTour, signalStatus, type DemoReport } from './tour.js';
 
 export interface DemoOptions {
   json: boolean;
@@ -18,15 +18,7 @@ const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 function keepInstructions(report: DemoReport): string {
   const enter = report.rootless ? `nsenter --target ${process.pid} --user --mount --preserve-credentials ` : '';
-  const ns = (h: string) => report.lab.hosts[h]!.netns;
-  const node = `${process.execPath} ${MAIN_JS}`;
-  return [
-    `lab kept; the server still answers on port 80 (proxies are stopped). Try, in another terminal:`,
-    `  ${enter}ip netns exec ${ns('gw')} ${node} run --mode tproxy --capture prerouting -i ${report.lab.lanInterface} -P 80`,
-    `  ${enter}ip netns exec ${ns('client')} curl -s http://${ADDR.server.ipv4}/      # or: ${enter}ip netns exec ${ns('client')} bash`,
-    `press Ctrl-C here to remove the lab`,
-    '',
-  ].join('\n');
+  return keepHints(report, enter, `${process.execPath} ${MAIN_JS}`).join('\n');
 }
 
 /** Runs the whole demo; resolves with the process exit status. */
