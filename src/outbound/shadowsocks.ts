@@ -31,7 +31,6 @@ export const SS_CIPHERS: Record<SsMethod, SsCipherInfo> = {
 export const TAG_LEN = 16;
 export const NONCE_LEN = 12;
 export const MAX_PAYLOAD = 0x3fff;
-/** Largest UDP payload after the address (a UDP datagram is at most 65507 bytes). */
 const SUBKEY_INFO = Buffer.from('ss-subkey');
 
 /** OpenSSL EVP_BytesToKey with MD5, one iteration, no salt: the Shadowsocks master key. */
@@ -371,6 +370,12 @@ export class ShadowsocksStream extends Duplex {
 
   override _read(): void {
     if (this.socket.isPaused()) this.socket.resume();
+  }
+
+  /** Abortive close: the node's socket is reset (RST), like net.Socket.resetAndDestroy(). */
+  resetAndDestroy(): this {
+    if (!this.socket.destroyed && !this.socket.connecting) this.socket.resetAndDestroy();
+    return this.destroy();
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {

@@ -53,9 +53,9 @@ const skipAll = MISSING.length > 0 ? `missing ${MISSING.join(', ')} (apt-get ins
 
 // ── plumbing ────────────────────────────────────────────────────────────────
 
-async function freePort(): Promise<number> {
+async function freePort(host = '127.0.0.1'): Promise<number> {
   const s = net.createServer();
-  s.listen(0, '127.0.0.1');
+  s.listen(0, host);
   await once(s, 'listening');
   const { port } = s.address() as net.AddressInfo;
   await new Promise((r) => s.close(r));
@@ -63,7 +63,7 @@ async function freePort(): Promise<number> {
 }
 
 /** A loopback test server whose close() also destroys the connections it accepted. */
-async function listen(handler: (s: net.Socket) => void, port = 0): Promise<net.Server> {
+async function listen(handler: (s: net.Socket) => void, port = 0, host = '127.0.0.1'): Promise<net.Server> {
   const conns = new Set<net.Socket>();
   const s = net.createServer({ allowHalfOpen: true }, (c) => {
     conns.add(c);
@@ -75,7 +75,7 @@ async function listen(handler: (s: net.Socket) => void, port = 0): Promise<net.S
     for (const c of conns) c.destroy();
     return close(cb);
   };
-  s.listen(port, '127.0.0.1');
+  s.listen(port, host);
   await once(s, 'listening');
   return s;
 }
@@ -137,7 +137,7 @@ async function withPeers(fn: (p: Peers) => Promise<void>): Promise<void> {
 }
 
 /** Echo target: echoes as it reads, ends after the client's EOF. Records EOFs seen. */
-async function echoServer(): Promise<net.Server & { eofs: number; conns: number }> {
+async function echoServer(host = '127.0.0.1'): Promise<net.Server & { eofs: number; conns: number }> {
   const srv = (await listen((s) => {
     srv.conns++;
     s.on('error', () => {});
@@ -146,7 +146,7 @@ async function echoServer(): Promise<net.Server & { eofs: number; conns: number 
       srv.eofs++;
       s.end();
     });
-  })) as net.Server & { eofs: number; conns: number };
+  }, 0, host)) as net.Server & { eofs: number; conns: number };
   srv.eofs = 0;
   srv.conns = 0;
   return srv;
@@ -382,6 +382,24 @@ test('socks5 via dante: reply after the client half-closes arrives', { skip: ski
       await roundTrip(ob, dst(portOf(echo)));
     } finally {
       target.close();
+      echo.close();
+    }
+  });
+});
+
+test('IPv6: nodes at [::1], target ::1 sent as ATYP 4, via microsocks and ss-server', { skip: skipAll }, async () => {
+  await withPeers(async (peers) => {
+    const echo = await echoServer('::1');
+    const target: Destination = { ip: '::1', port: portOf(echo), family: 6 };
+    const msPort = await freePort('::1');
+    await peers.start('microsocks', 'microsocks', ['-i', '::1', '-p', String(msPort)], msPort);
+    const ssPort = await freePort('::1');
+    await peers.start('ss-server', 'ss-server', ['-s', '::1', '-p', String(ssPort), '-k', 'pw', '-m', 'aes-256-gcm'], ssPort);
+    try {
+      await roundTrip(createOutbound(parseNodeUri(`socks5://[::1]:${msPort}`), { ...opts, mark: 0x2a5 }), target, 256 * 1024);
+      await roundTrip(createOutbound(parseNodeUri(`ss://aes-256-gcm:pw@[::1]:${ssPort}`), { ...opts, mark: 0x2a5 }), target, 256 * 1024);
+      assert.equal(echo.conns, 2);
+    } finally {
       echo.close();
     }
   });
@@ -709,6 +727,29 @@ test('handshake timeout, abort, and a node that is not a proxy', async () => {
   } finally {
     silent.close();
     chatty.close();
+  }
+});
+
+test('connect timeout: a node whose accept queue is full drops the SYN', async () => {
+  // A listener with backlog 0 that never accepts; two connections fill its queue.
+  const py = spawn(
+    'python3',
+    ['-c', 'import socket,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const fillers: net.Socket[] = [];
+  try {
+    const port = Number((await within(once(py.stdout!, 'data'), 5000, 'python listener'))[0].toString());
+    for (let i = 0; i < 3; i++) fillers.push(net.connect(port, '127.0.0.1').on('error', () => {}));
+    await sleep(200);
+    for (const kind of ['socks5', 'http', 'ss'] as const) {
+      const uri = kind === 'ss' ? `ss://aes-128-gcm:x@127.0.0.1:${port}` : `${kind}://127.0.0.1:${port}`;
+      const ob = createOutbound(parseNodeUri(uri), { connectTimeoutMs: 300 });
+      await expectError(ob.connect(dst(80), CTX), 'ETIMEDOUT', 1500, /connect to node .* timed out after 300 ms/);
+    }
+  } finally {
+    for (const f of fillers) f.destroy();
+    if (py.pid !== undefined && py.exitCode === null) process.kill(py.pid, 'SIGKILL');
   }
 });
 
