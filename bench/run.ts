@@ -158,6 +158,18 @@ async function rulesRemove(host: Host): Promise<void> {
   await host.run(NODE, [MAIN, 'rules', 'remove'], { allowFailure: true, timeoutMs: 30_000 });
 }
 
+/** Flags every tranproxy run gets: one data-plane process, like the anchors' one worker
+ *  (`--workers` is given only if this build has it; its default is 1 anyway). */
+let TP_COMMON: string[] = [];
+
+const TP = {
+  redirect: () => ['-P', String(PORT.iperf), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), ...TP_COMMON],
+  tproxy: () => ['--mode', 'tproxy', '--capture', 'prerouting', '-P', String(PORT.iperf), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), ...TP_COMMON],
+  http: () => ['-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), '-H', 'a:1', '-H', 'b:2', '-H', 'c:3', ...TP_COMMON],
+  hold: () => ['-P', String(PORT.hold), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), '--max-connections', '9000', ...TP_COMMON],
+};
+const tpCmd = (args: string[]): string => `\`tranproxy run ${args.join(' ')}\``;
+
 /** `tranproxy run ARGS` in `host`; ready when it prints its ready line (rules applied). */
 async function startTranproxy(host: Host, args: string[], env?: NodeJS.ProcessEnv): Promise<RunningProxy> {
   const log = logPath('tranproxy');
@@ -359,8 +371,8 @@ function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: () => Pr
         {
           key: 'tranproxy',
           label: 'tranproxy',
-          detail: `\`tranproxy run --mode tproxy --capture prerouting -P ${PORT.iperf} --family ipv4 --listen-port ${PORT.tranproxy}\` (supervisor + data-plane child, as root)`,
-          start: () => startTranproxy(proxyHost, ['--mode', 'tproxy', '--capture', 'prerouting', '-P', String(PORT.iperf), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy)]),
+          detail: `${tpCmd(TP.tproxy())} (supervisor + data-plane child, as root)`,
+          start: () => startTranproxy(proxyHost, TP.tproxy()),
         },
         {
           key: 'haproxy',
@@ -377,8 +389,8 @@ function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: () => Pr
         {
           key: 'tranproxy',
           label: 'tranproxy',
-          detail: `\`tranproxy run -P ${PORT.iperf} --family ipv4 --listen-port ${PORT.tranproxy}\` (supervisor as root, data-plane child as uid ${UID.tranproxy})`,
-          start: () => startTranproxy(proxyHost, ['-P', String(PORT.iperf), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy)]),
+          detail: `${tpCmd(TP.redirect())} (supervisor as root, data-plane child as uid ${UID.tranproxy})`,
+          start: () => startTranproxy(proxyHost, TP.redirect()),
         },
         {
           key: 'haproxy',
@@ -442,8 +454,8 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
     {
       key: 'tranproxy',
       label: 'tranproxy',
-      detail: `\`tranproxy run -P ${PORT.http} --family ipv4 -H a:1 -H b:2 -H c:3\` (data-plane child as uid ${UID.tranproxy}, log to a file)`,
-      start: () => startTranproxy(cli, ['-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), '-H', 'a:1', '-H', 'b:2', '-H', 'c:3']),
+      detail: `${tpCmd(TP.http())} (data-plane child as uid ${UID.tranproxy}, log to a file)`,
+      start: () => startTranproxy(cli, TP.http()),
     },
     {
       key: 'nginx-seed',
@@ -486,11 +498,11 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
     metrics.map((m) => (m.key === 'rps' ? { ...m, label: 'conn/s' } : m)),
   );
   dCase.notes.push(
-    'Observed (BENCH_DEBUG=1 counts TIME_WAIT sockets after each run): through tranproxy, wrk is the side that closes first — tranproxy relays the response',
-    'and then, as a separate event, the server\'s FIN — so the TIME_WAIT sockets sit on the client\'s ephemeral ports towards port 80, the same port space',
-    'tranproxy\'s upstream connections draw from; nginx terminates HTTP and closes the client connection itself, so its TIME_WAITs sit on its own listen port.',
-    'The lab namespaces use ip_local_port_range 20000–65535 and tcp_tw_reuse=1 so that no variant runs out of ports (without them every variant, even',
-    '"no proxy", collapsed to a few hundred conn/s after the first rounds).',
+    'Observed (BENCH_DEBUG=1 counts TIME_WAIT sockets after each run): through tranproxy, wrk is the side that closes first — tranproxy relays the response ' +
+      'and then, as a separate event, the server\'s FIN — so the TIME_WAIT sockets sit on the client\'s ephemeral ports towards port 80, the same port space ' +
+      'tranproxy\'s upstream connections draw from; nginx terminates HTTP and closes the client connection itself, so its TIME_WAITs sit on its own listen port.',
+    'The lab namespaces use ip_local_port_range 20000–65535 and tcp_tw_reuse=1 so that no variant runs out of ports (without them every variant, even ' +
+      '"no proxy", collapsed to a few hundred conn/s after the first rounds).',
   );
   cCase.notes.push(
     '"nginx, upstream keepalive" is the fastest nginx can do this job, but it is not a transparent proxy: it sends everything to one fixed upstream.',
@@ -596,60 +608,64 @@ async function profileTranproxy(ctx: Ctx): Promise<string[]> {
   const dir = join(TMP, 'cpu-prof');
   mkdirSync(dir);
   chmodSync(dir, 0o1777); // the child writes here as uid 1337
-  // `--cpu-prof` is not allowed in NODE_OPTIONS: a preload starts the profiler instead.
+  // `--cpu-prof` is not allowed in NODE_OPTIONS: a preload runs the profiler, toggled by SIGUSR2.
   const env = { NODE_OPTIONS: `--require ${PROF_PRELOAD}`, BENCH_CPU_PROF_DIR: dir };
-  const grab = async (proxy: RunningProxy): Promise<ProfileSummary> => {
+  /** Start a fresh tranproxy, warm it up, profile `load` only, stop it; the summary. */
+  const profiled = async <T>(args: string[], warmUp: () => Promise<unknown>, load: () => Promise<T>): Promise<{ result: T; summary: ProfileSummary }> => {
+    const proxy = await startTranproxy(cli, args, env);
     const child = proxy.dataPid;
     const file = join(dir, `${child}.cpuprofile`);
+    let result: T;
     try {
+      await warmUp();
+      process.kill(child, 'SIGUSR2');
+      await sleep(200);
+      result = await load();
       process.kill(child, 'SIGUSR2');
       for (let i = 0; i < 100 && !existsSync(file); i++) await sleep(100);
     } finally {
       await proxy.stop();
     }
     if (!existsSync(file)) throw new Error(`no profile of the data-plane child (pid ${child}) in ${dir}`);
-    return summarizeProfile(readLog(file));
+    return { result, summary: summarizeProfile(readLog(file)) };
   };
   const out = [
     '## Where the time goes (tranproxy data plane, V8 CPU profile)',
     '',
-    'V8 CPU profiles of the data-plane child (the V8 profiler started by a preload, `bench/lib/cpu-prof-preload.cjs`, sampling every 0.5 ms;',
-    'it slows the proxy somewhat, and the numbers above were taken without it).',
+    'V8 CPU profiles of the data-plane child during one measured-style run each, after a 1 s warm-up (the profiler is started by a preload,',
+    '`bench/lib/cpu-prof-preload.cjs`, sampling every 0.5 ms; it slows the proxy somewhat, and the numbers above were taken without it).',
     'Self time: time spent in the function itself. `writeBuffer` and `writev` are the native bindings of a socket write: their self time is the',
     'write(2)/writev(2) system call, i.e. the kernel copying the bytes and running the TCP send path — on a veth pair or loopback that often includes',
     'the receiving side\'s protocol processing too. Reads (read(2) from libuv\'s event loop) fall under `(program)`. "busy" is the sampled time minus',
-    'V8\'s `(idle)` (waiting in epoll).',
+    'V8\'s `(idle)` (waiting in epoll); it is less than the CPU time /proc charges the process in (f), probably because network softirq work done on',
+    'the proxy\'s CPU while it waits in epoll is charged to its system time but sampled as idle.',
     '',
   ];
+  const secs = ctx.opts.iperfSecs;
   const iperfSrv = await startIperfServer(srv);
   try {
-    const proxy = await startTranproxy(cli, ['-P', String(PORT.iperf), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy)], env);
-    let r: IperfResult;
-    try {
-      r = await iperf(cli, srv, iperfSrv, ADDR.srv, 1, ctx.opts.iperfSecs);
-    } catch (e) {
-      await proxy.stop();
-      throw e;
-    }
-    out.push(...renderProfile(`Bulk TCP, iperf3 1 stream through REDIRECT (${r.gbps.toFixed(2)} Gbit/s while profiled)`, await grab(proxy)));
+    const { result, summary } = await profiled(
+      TP.redirect(),
+      () => iperf(cli, srv, iperfSrv, ADDR.srv, 1, 1),
+      () => iperf(cli, srv, iperfSrv, ADDR.srv, 1, secs),
+    );
+    out.push(...renderProfile(`Bulk TCP, iperf3 1 stream through REDIRECT, ${secs} s (${result.gbps.toFixed(2)} Gbit/s while profiled)`, summary));
   } finally {
     await iperfSrv.proc.stop();
   }
   const http = await startHttpServer(srv);
+  const url = `http://${ADDR.srv}/`;
   try {
     for (const close of [false, true]) {
-      const proxy = await startTranproxy(cli, ['-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), '-H', 'a:1', '-H', 'b:2', '-H', 'c:3'], env);
-      let r: WrkResult;
-      try {
-        r = await wrk(cli, `http://${ADDR.srv}/`, ctx.opts.wrkSecs, close);
-      } catch (e) {
-        await proxy.stop();
-        throw e;
-      }
+      const { result, summary } = await profiled(
+        TP.http(),
+        () => wrk(cli, url, 1, false),
+        () => wrk(cli, url, ctx.opts.wrkSecs, close),
+      );
       const title = close
-        ? `New connections, wrk -c50 with \`Connection: close\` and 3 injected headers (${fmtNum(r.rps)} conn/s while profiled)`
-        : `HTTP keep-alive with 3 injected headers, wrk -c50 (${fmtNum(r.rps)} req/s while profiled)`;
-      out.push(...renderProfile(title, await grab(proxy)));
+        ? `New connections, wrk -c50 with \`Connection: close\` and 3 injected headers (${fmtNum(result.rps)} conn/s while profiled)`
+        : `HTTP keep-alive with 3 injected headers, wrk -c50 (${fmtNum(result.rps)} req/s while profiled)`;
+      out.push(...renderProfile(title, summary));
     }
   } finally {
     await http.stop('SIGQUIT');
@@ -686,8 +702,8 @@ function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {
     {
       key: 'tranproxy',
       label: 'tranproxy',
-      detail: `\`tranproxy run -P ${PORT.hold} --family ipv4 --max-connections 9000\` (child as uid ${UID.tranproxy})`,
-      start: () => startTranproxy(cli, ['-P', String(PORT.hold), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), '--max-connections', '9000']),
+      detail: `${tpCmd(TP.hold())} (child as uid ${UID.tranproxy})`,
+      start: () => startTranproxy(cli, TP.hold()),
     },
     {
       key: 'haproxy',
@@ -940,6 +956,7 @@ async function main(): Promise<void> {
     }
   }
   process.env.PATH = `${process.env.PATH}:/usr/sbin:/sbin`;
+  if (execFileSync(NODE, [MAIN, 'run', '--help'], { encoding: 'utf8' }).includes('--workers')) TP_COMMON = ['--workers', '1'];
   const want = new Set(opts.only);
   if (want.has('f')) want.add('a'); // (f) is measured during (a)
 
@@ -993,7 +1010,7 @@ async function main(): Promise<void> {
     }
     if (want.has('f') && tput.length) cases.push(cpuCase(tput));
     if (opts.profile && ctx.cli) {
-      log('profile: tranproxy data plane under --cpu-prof');
+      log('profile: V8 CPU profile of the tranproxy data plane');
       try {
         extra.push(...(await profileTranproxy(ctx)));
       } catch (e) {

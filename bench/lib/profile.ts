@@ -26,13 +26,17 @@ export interface ProfileSummary {
   top: Array<{ fn: string; where: string; ms: number }>;
 }
 
+const NATIVE = 'native functions called from JS';
+const TRANPROXY = 'tranproxy JS';
+const GC = 'garbage collector';
+
 function area(f: CallFrame): string {
   if (f.functionName === '(idle)') return 'idle (waiting in epoll)';
-  if (f.functionName === '(garbage collector)') return 'garbage collector';
+  if (f.functionName === '(garbage collector)') return GC;
   if (f.functionName === '(program)') return 'native: libuv/V8/syscalls outside JS frames';
-  if (f.url.includes('/dist/') || f.url.includes('/src/')) return 'tranproxy JS';
-  if (f.url.startsWith('node:')) return 'Node.js core JS (net, stream, …) and the native calls they make';
-  if (f.url === '') return 'native functions called from JS';
+  if (f.url.includes('/dist/') || f.url.includes('/src/')) return TRANPROXY;
+  if (f.url.startsWith('node:')) return 'Node.js core JS (net, stream, …)';
+  if (f.url === '') return NATIVE;
   return 'other JS';
 }
 
@@ -76,7 +80,14 @@ export function summarizeProfile(json: string, topN = 12): ProfileSummary {
 
 export function renderProfile(title: string, s: ProfileSummary): string[] {
   const pct = (ms: number): string => `${((100 * ms) / s.busyMs).toFixed(1)}%`;
-  const out = [`**${title}** — ${(s.totalMs / 1000).toFixed(1)} s sampled, ${(s.busyMs / 1000).toFixed(1)} s busy; shares of the busy time:`, ''];
+  const share = (name: string): number => s.areas.find((a) => a.area === name)?.ms ?? 0;
+  const natives = s.top.filter((t) => !t.where && !t.fn.startsWith('(')).slice(0, 4).map((t) => `\`${t.fn}\``);
+  const out = [
+    `**${title}** — ${(s.totalMs / 1000).toFixed(1)} s sampled, ${(s.busyMs / 1000).toFixed(1)} s busy. ` +
+      `${pct(share(NATIVE))} of the busy time is in native bindings called from JS — system calls (${natives.join(', ')}) — ` +
+      `${pct(share(TRANPROXY))} in tranproxy's own JS, ${pct(share(GC))} in the garbage collector.`,
+    '',
+  ];
   out.push('| area | share |', '|---|---:|');
   for (const a of s.areas.filter((x) => !x.area.startsWith('idle'))) out.push(`| ${a.area} | ${pct(a.ms)} |`);
   out.push('', '| function (self time) | where | share |', '|---|---|---:|');
