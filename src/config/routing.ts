@@ -11,6 +11,8 @@ import type { DnsConfig } from './schema.js';
 export interface NodeConfig {
   uri: string;
   connectTimeoutMs?: number;
+  /** Outbound tried when this node cannot be reached ('direct' or another node). */
+  fallback?: string;
 }
 
 export interface RoutingConfig {
@@ -29,7 +31,11 @@ export const UPSTREAM_NODE = 'upstream';
 export function routingOf(file: ConfigFile | undefined, upstream: string | undefined, sniffTimeoutMs: number): RoutingConfig | undefined {
   const nodes: Record<string, NodeConfig> = {};
   for (const [name, n] of Object.entries(file?.nodes ?? {})) {
-    nodes[name] = { uri: n.uri, ...(n.connectTimeoutMs ? { connectTimeoutMs: n.connectTimeoutMs } : {}) };
+    nodes[name] = {
+      uri: n.uri,
+      ...(n.connectTimeoutMs ? { connectTimeoutMs: n.connectTimeoutMs } : {}),
+      ...(n.fallback ? { fallback: n.fallback } : {}),
+    };
   }
   if (upstream !== undefined) {
     if (nodes[UPSTREAM_NODE]) throw new UsageError(`--upstream: the config file already has a node named '${UPSTREAM_NODE}'`);
@@ -44,6 +50,12 @@ export function routingOf(file: ConfigFile | undefined, upstream: string | undef
     } catch (e) {
       throw new UsageError(`${name === UPSTREAM_NODE && upstream !== undefined ? '--upstream' : `node '${name}'`}: ${(e as Error).message}`);
     }
+  }
+  for (const [name, n] of Object.entries(nodes)) {
+    if (n.fallback && n.fallback !== 'direct' && !nodes[n.fallback]) {
+      throw new UsageError(`nodes.${name}.fallback: unknown outbound '${n.fallback}' (known: direct, ${Object.keys(nodes).join(', ')})`);
+    }
+    if (n.fallback === name) throw new UsageError(`nodes.${name}.fallback: a node cannot fall back to itself`);
   }
   const defaultOutbound = file?.defaultGiven ? file.default : upstream !== undefined ? UPSTREAM_NODE : 'direct';
   compileRules(rules, defaultOutbound, Object.keys(nodes)); // throws with the rule's name

@@ -26,7 +26,7 @@
 // value, false = off, a string = the flag's value ("default", "hostname" or a literal).
 //
 // Beyond the flags:
-//   nodes:    name → URI (socks5://, socks5h://, http://, ss://) or { uri, connect-timeout, udp }
+//   nodes:    name → URI (socks5://, socks5h://, http://, ss://) or { uri, connect-timeout, udp, fallback }
 //   rules:    list of { domain | domain-suffix | domain-keyword | domain-list | cidr | port |
 //             source-cidr | network …, outbound }; every matcher given must match (the domain
 //             ones count as one: any of them); first matching rule wins
@@ -206,6 +206,8 @@ const NodeObject = z.strictObject({
   }),
   'connect-timeout': duration.optional(),
   udp: bool.optional(),
+  /** Outbound to use when this node cannot be reached: another node, or direct. */
+  fallback: z.string().optional(),
 });
 const NodeName = z.string().superRefine((name, ctx) => {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(name)) {
@@ -306,6 +308,8 @@ export interface ConfigNode {
   connectTimeoutMs?: number;
   /** Relay UDP through this node too. */
   udp?: boolean;
+  /** Outbound tried when this node is unreachable. */
+  fallback?: string;
 }
 
 /** A rule as written, before its domain list files are read. */
@@ -408,6 +412,7 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
       uri: n.uri.trim(),
       ...(n['connect-timeout'] !== undefined ? { connectTimeoutMs: parseDuration(String(n['connect-timeout']), `nodes.${name}.connect-timeout`) } : {}),
       ...(n.udp !== undefined ? { udp: n.udp } : {}),
+      ...(n.fallback !== undefined ? { fallback: n.fallback } : {}),
     };
   }
 

@@ -37,7 +37,8 @@ function buildRouting(cfg: RoutingConfig, mark: number, connectTimeoutMs: number
       createOutbound(parseNodeUri(node.uri, name), { ...(mark ? { mark } : {}), connectTimeoutMs: node.connectTimeoutMs ?? connectTimeoutMs }),
     );
   }
-  return { router: compileRules(cfg.rules, cfg.defaultOutbound, [...outbounds.keys()]), outbounds, sniffTimeoutMs: cfg.sniffTimeoutMs };
+  const fallbacks = new Map(Object.entries(cfg.nodes).flatMap(([name, n]) => (n.fallback ? [[name, n.fallback] as const] : [])));
+  return { router: compileRules(cfg.rules, cfg.defaultOutbound, [...outbounds.keys()]), outbounds, fallbacks, sniffTimeoutMs: cfg.sniffTimeoutMs };
 }
 
 /**

@@ -46,6 +46,8 @@ export interface DataPlaneRouting {
   router: Router;
   /** Upstream nodes by name ('direct' and 'reject' are built in). */
   outbounds: Map<string, TcpOutbound>;
+  /** Node name → the outbound to try when that node cannot be reached. */
+  fallbacks?: Map<string, string>;
   sniffTimeoutMs: number;
   /** Fake-IP DNS: map a destination back to its domain, and find real addresses for direct flows. */
   fakeIp?: {
@@ -71,9 +73,14 @@ export interface ConnectionInfo {
   ageMs: number;
 }
 
+/** Outbound error codes that mean the node itself could not be reached. */
+const NODE_UNREACHABLE = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN']);
+
 interface Upstream {
   stream: Duplex;
   via: string;
+  /** The node that was chosen but unreachable, when a fallback carried the flow. */
+  fallbackFrom?: string;
   rule?: string;
   domain?: string;
   /** Client bytes read before connecting, to relay first. */
@@ -246,16 +253,34 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       }
       return { stream: await connectDirect(target, directOptions(flow)), via: 'direct', rule, domain, head };
     }
-    const outbound = routing.outbounds.get(decision.action);
-    if (!outbound) throw new ConnectError('ENOOUTBOUND', `no outbound named ${decision.action}`);
-    try {
-      const stream = await outbound.connect(
-        { ip: flow.dst.address, port: flow.dst.port, family: flow.dst.family, ...(domain ? { domain } : {}) },
-        { source: { address: flow.src.address, port: flow.src.port } },
-      );
-      return { stream, via: decision.action, rule, domain, head };
-    } catch (e) {
-      throw new ConnectError(e instanceof OutboundError ? e.code : 'ERROR', (e as Error).message, decision.action, rule, domain);
+    // The chosen node, then its fallbacks in order while a node cannot be reached.
+    let name = decision.action;
+    const tried = new Set<string>();
+    for (;;) {
+      tried.add(name);
+      if (name === 'direct') {
+        return { stream: await connectDirect(flow.dst, directOptions(flow)), via: 'direct', rule, domain, head, ...(tried.size > 1 ? { fallbackFrom: decision.action } : {}) };
+      }
+      const outbound = routing.outbounds.get(name);
+      if (!outbound) throw new ConnectError('ENOOUTBOUND', `no outbound named ${name}`);
+      try {
+        const stream = await outbound.connect(
+          { ip: flow.dst.address, port: flow.dst.port, family: flow.dst.family, ...(domain ? { domain } : {}) },
+          { source: { address: flow.src.address, port: flow.src.port } },
+        );
+        return { stream, via: name, rule, domain, head, ...(tried.size > 1 ? { fallbackFrom: decision.action } : {}) };
+      } catch (e) {
+        const code = e instanceof OutboundError ? e.code : 'ERROR';
+        const next = routing.fallbacks?.get(name);
+        // Only an unreachable node warrants another path; a refusal by the node (the target
+        // is down, auth failed) would fail the same way elsewhere.
+        if (next && !tried.has(next) && NODE_UNREACHABLE.has(code) && !client.destroyed) {
+          log.warn('node unreachable, using fallback', { node: name, error: code, fallback: next });
+          name = next;
+          continue;
+        }
+        throw new ConnectError(code, (e as Error).message, name, rule, domain);
+      }
     }
   };
 
@@ -325,6 +350,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       ...base(),
       domain: up.domain,
       via: cfg.routing ? up.via : undefined,
+      'fallback-from': up.fallbackFrom,
       route: up.rule,
       up: r.bytesUp,
       down: r.bytesDown,

@@ -245,3 +245,19 @@ test('DNS forwarder on the gateway: queries go through the node, fake-IP maps co
     await proxy.waitForOutput(new RegExp(`conn .*dst=${fake.replace(/\./g, '\\.')}:80 domain=www\\.remote\\.test via=node-a route=rules\\[0\\]`));
   });
 });
+
+test('node down: its fallback node carries the flow', async () => {
+  await withGateway(async (g) => {
+    await microsocks(g.node, 1082); // the fallback; the primary (1080) is not running
+    const config = join(g.tmp, 'fallback.yaml');
+    writeFileSync(
+      config,
+      ['nodes:', '  primary:', `    uri: socks5://${NODE_IP}:1080`, '    fallback: backup', `  backup: socks5://${NODE_IP}:1082`, 'default: primary', ''].join('\n'),
+    );
+    const proxy = await startTranproxy(g.gw, [...gatewayArgs(g, []), '--config', config]);
+    const echo = await curlJson(g.lan, `http://${REMOTE}/`);
+    assert.equal(echo?.client.address, NODE_SIDE_OF_REMOTE);
+    await proxy.waitForOutput(/node unreachable, using fallback node=primary error=ECONNREFUSED fallback=backup/);
+    await proxy.waitForOutput(/conn .*via=backup fallback-from=primary route=default .*close=eof/);
+  });
+});
