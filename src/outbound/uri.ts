@@ -73,7 +73,7 @@ export function parseNodeUri(uri: string, name?: string): NodeSpec {
   let tag: string | undefined;
   const hash = rest.indexOf('#');
   if (hash >= 0) {
-    tag = pctDecode(rest.slice(hash + 1), 'the #tag', fail);
+    tag = pctDecode(rest.slice(hash + 1), 'the #tag', fail).trim() || undefined;
     rest = rest.slice(0, hash);
   }
   let query: string | undefined;

@@ -32,6 +32,7 @@ test('good node URIs parse into NodeSpecs', () => {
 
 test('the name argument overrides the #tag', () => {
   assert.equal(parseNodeUri('socks5://h:1#tag', 'chosen').name, 'chosen');
+  assert.equal(parseNodeUri('socks5://h:1#').name, 'socks5-h:1', 'an empty tag is no name');
   assert.equal(parseNodeUri(`ss://${b64('aes-128-gcm:x@h:1')}#tag`, 'chosen').name, 'chosen');
 });
 
