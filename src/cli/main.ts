@@ -14,6 +14,8 @@ const program = new Command('tranproxy')
   .addCommand(runCommand())
   .addCommand(rulesCommand())
   .addCommand(demoCommand())
+  .addCommand((await import('./inject.js')).injectCommand())
+  .addCommand((await import('./webhook.js')).webhookCommand())
   .addCommand((await import('./publish.js')).publishCommand())
   .addCommand((await import('./doctor.js')).doctorCommand());
 
