@@ -17,6 +17,7 @@ const program = new Command('tranproxy')
   .addCommand((await import('./inject.js')).injectCommand())
   .addCommand((await import('./webhook.js')).webhookCommand())
   .addCommand((await import('./publish.js')).publishCommand())
+  .addCommand((await import('./lab.js')).labCommand())
   .addCommand((await import('./doctor.js')).doctorCommand());
 
 function exitOverrideAll(cmd: Command): void {

@@ -1,0 +1,642 @@
+// A LabModel meets the kernel: `up` walks an ordered list of steps, each of which can tell
+// whether its piece already exists (check) and make it (apply, returning what to undo);
+// `status` runs only the checks; `down` undoes what the state file recorded and then removes
+// whatever still carries the lab's names (so a lost state file is no obstacle).
+// Every tool runs through kernel/exec (runSync); the process never switches namespace.
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve as resolvePath } from 'node:path';
+import { TranproxyError } from '../errors.js';
+import { runSync, type RunOptions } from '../kernel/exec.js';
+import { netnsName, renderNat, ROOT, tableName, type CreateSpec, type IfaceSpec, type LabModel, type PlaceSpec, type ProcessSpec, type RouteSpec } from './spec.js';
+import { logDir, mergeResources, readState, removeState, writeState, type LabState, type Resource } from './state.js';
+
+// ---------------------------------------------------------------------------------------
+// Small kernel readers and writers
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+function ip(netns: string | null, args: string[], opts: RunOptions = {}) {
+  return runSync('ip', netns ? ['-n', netns, ...args] : args, opts);
+}
+
+function netnsExists(netns: string): boolean {
+  return existsSync(join('/run/netns', netns));
+}
+
+interface LinkInfo {
+  ifname: string;
+  flags?: string[];
+  master?: string;
+  linkinfo?: { info_kind?: string };
+  addr_info?: { family: string; local: string; prefixlen: number }[];
+}
+
+function linkInfo(netns: string | null, dev: string): LinkInfo | undefined {
+  if (netns && !netnsExists(netns)) return undefined;
+  const r = ip(netns, ['-j', '-d', 'addr', 'show', 'dev', dev], { allowFailure: true });
+  if (r.status !== 0) return undefined;
+  try {
+    return (JSON.parse(r.stdout) as LinkInfo[])[0];
+  } catch {
+    return undefined;
+  }
+}
+
+function sysctlGet(netns: string | null, key: string): string | undefined {
+  if (netns && !netnsExists(netns)) return undefined;
+  const r = runSync('sysctl', ['-n', key], { ...(netns ? { netns } : {}), allowFailure: true });
+  return r.status === 0 ? r.stdout.trim().replace(/\s+/g, ' ') : undefined;
+}
+
+function sysctlSet(netns: string | null, key: string, value: string): void {
+  runSync('sysctl', ['-qw', `${key}=${value}`], netns ? { netns } : {});
+}
+
+interface RouteInfo {
+  dst: string;
+  gateway?: string;
+  dev?: string;
+  metric?: number;
+}
+
+function normDst(dst: string, family: 4 | 6): string {
+  return dst === 'default' || dst.includes('/') ? dst : `${dst}/${family === 4 ? 32 : 128}`;
+}
+
+function routeExists(netns: string | null, r: RouteSpec): boolean {
+  if (netns && !netnsExists(netns)) return false;
+  const res = ip(netns, [`-${r.family}`, '-j', 'route', 'show', 'table', 'main'], { allowFailure: true });
+  if (res.status !== 0) return false;
+  let list: RouteInfo[];
+  try {
+    list = JSON.parse(res.stdout) as RouteInfo[];
+  } catch {
+    return false;
+  }
+  return list.some(
+    (x) =>
+      normDst(x.dst, r.family) === r.dst &&
+      (r.via === undefined || x.gateway === r.via) &&
+      (r.dev === undefined || x.dev === r.dev) &&
+      (r.metric === undefined || (x.metric ?? 0) === r.metric),
+  );
+}
+
+function nftTable(netns: string | null, table: string): string | undefined {
+  if (netns && !netnsExists(netns)) return undefined;
+  const r = runSync('nft', ['list', 'table', 'inet', table], { ...(netns ? { netns } : {}), allowFailure: true });
+  return r.status === 0 ? r.stdout : undefined;
+}
+
+function nftRun(netns: string | null, script: string): void {
+  runSync('nft', ['-f', '-'], { input: script, ...(netns ? { netns } : {}) });
+}
+
+// Processes ---------------------------------------------------------------------------
+
+/** Start time (clock ticks since boot) of a live, non-zombie process; undefined when gone. */
+function procStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (rest[0] === 'Z' || rest[0] === 'X') return undefined;
+    return rest[19];
+  } catch {
+    return undefined;
+  }
+}
+
+function procCmdline(pid: number): string[] | undefined {
+  try {
+    const parts = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    if (parts[parts.length - 1] === '') parts.pop();
+    return parts;
+  } catch {
+    return undefined;
+  }
+}
+
+function netnsPids(netns: string): number[] {
+  if (!netnsExists(netns)) return [];
+  return runSync('ip', ['netns', 'pids', netns], { allowFailure: true }).stdout.split(/\s+/).filter(Boolean).map(Number);
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* gone */
+  }
+}
+
+/** Stop a process `up` started (it leads its own session and group): TERM, then KILL after 3 s. */
+function stopProcess(pid: number, start: string): boolean {
+  if (procStart(pid) !== start) return false;
+  signal(-pid, 'SIGTERM');
+  for (let i = 0; i < 60 && procStart(pid) === start; i++) sleepSync(50);
+  if (procStart(pid) === start) {
+    signal(-pid, 'SIGKILL');
+    for (let i = 0; i < 40 && procStart(pid) === start; i++) sleepSync(25);
+  }
+  return true;
+}
+
+/** Kill what is left in a lab namespace, then delete it (its interfaces go with it). */
+function deleteNetns(netns: string): boolean {
+  if (!netnsExists(netns)) return false;
+  for (let i = 0; i < 50; i++) {
+    const pids = netnsPids(netns);
+    if (pids.length === 0) break;
+    for (const p of pids) signal(p, 'SIGKILL');
+    sleepSync(20);
+  }
+  runSync('ip', ['netns', 'del', netns], { allowFailure: true });
+  return true;
+}
+
+function logTail(file: string, lines = 15): string {
+  try {
+    const t = readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    return t ? `\n--- ${file} ---\n${t}` : ` (${file} is empty)`;
+  } catch {
+    return '';
+  }
+}
+
+function portListening(netns: string, port: number): boolean {
+  const r = runSync('ss', ['-Hlnt', `sport = :${port}`], { netns, allowFailure: true });
+  return r.status === 0 && r.stdout.trim().length > 0;
+}
+
+/** Start `p` detached in `netns`, output appended to `log`; returns its pid and start time. */
+function startProcess(netns: string, host: string, p: ProcessSpec, log: string): Resource {
+  if (!existsSync(p.cwd) || !statSync(p.cwd).isDirectory()) throw new TranproxyError(`${host}: cwd ${p.cwd} is not a directory`);
+  mkdirSync(resolvePath(log, '..'), { recursive: true });
+  const envArgs = Object.entries(p.env).map(([k, v]) => `${k}=${v}`);
+  const inner = ['ip', 'netns', 'exec', netns, ...(envArgs.length ? ['env', ...envArgs] : []), ...p.argv];
+  // A background job of a non-interactive shell is no group leader, so setsid(1) does not
+  // fork: $! is the program's pid (ip netns exec, env and setsid all exec the next one).
+  const script = 'log=$1; dir=$2; shift 2; cd "$dir" || exit 1; setsid "$@" </dev/null >>"$log" 2>&1 & echo $!';
+  const r = runSync('sh', ['-c', script, 'sh', log, p.cwd, ...inner]);
+  const pid = Number(r.stdout.trim());
+  const start = procStart(pid);
+  const fail = (why: string): never => {
+    if (start) stopProcess(pid, start);
+    throw new TranproxyError(`${host}: ${p.argv.join(' ')}: ${why}${logTail(log)}`);
+  };
+  if (!Number.isInteger(pid) || pid <= 0 || !start) fail('did not start');
+  if (p.waitPort !== undefined) {
+    const deadline = Date.now() + 10_000;
+    while (!portListening(netns, p.waitPort)) {
+      if (procStart(pid) !== start) fail(`exited before listening on port ${p.waitPort}`);
+      if (Date.now() > deadline) fail(`nothing listens on port ${p.waitPort} after 10 s`);
+      sleepSync(50);
+    }
+  } else {
+    sleepSync(200);
+  }
+  if (procStart(pid) !== start) fail('exited at once');
+  return { kind: 'process', netns, host, pid, start: start!, argv: p.argv, log };
+}
+
+// ---------------------------------------------------------------------------------------
+// Steps
+
+export interface Step {
+  /** Where: 'root' or a host name. */
+  place: string;
+  /** What, in words: "address 10.0.0.1/24 on eth0". */
+  what: string;
+  /** True when the piece exists as declared. */
+  check(): boolean;
+  /** Make it; returns what to undo. */
+  apply(): Resource[];
+}
+
+function placeNetns(model: LabModel, place: string): string | null {
+  return place === ROOT ? null : netnsName(model.name, place);
+}
+
+function describeIf(i: { place: string; name: string }): string {
+  return `${i.place}:${i.name}`;
+}
+
+/** The ordered steps that build `model`. `state` lets process checks find pids `up` recorded. */
+export function planSteps(model: LabModel, state?: LabState): Step[] {
+  const steps: Step[] = [];
+  const places: PlaceSpec[] = [model.root, ...model.hosts];
+  const nsOf = (place: string) => placeNetns(model, place);
+
+  // 1. namespaces
+  for (const h of model.hosts) {
+    const ns = h.netns!;
+    steps.push({
+      place: h.name,
+      what: `netns ${ns}`,
+      check: () => netnsExists(ns),
+      apply: () => {
+        runSync('ip', ['netns', 'add', ns]);
+        const rec: Resource = { kind: 'netns', netns: ns };
+        try {
+          ip(ns, ['link', 'set', 'lo', 'up']);
+          // IPv6 on, no duplicate address detection: addresses work at once.
+          runSync('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=0', 'net.ipv6.conf.default.disable_ipv6=0', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0'], { netns: ns });
+        } catch (e) {
+          undo(rec, 'rollback');
+          throw e;
+        }
+        return [rec];
+      },
+    });
+  }
+
+  const sysctlSteps = (p: PlaceSpec, early: boolean) => {
+    for (const s of p.sysctls) {
+      if (s.key.split('.')[3] === 'default' !== early) continue;
+      const ns = p.netns;
+      steps.push({
+        place: p.name,
+        what: `sysctl ${s.key}=${s.value}`,
+        check: () => sysctlGet(ns, s.key) === s.value.replace(/\s+/g, ' '),
+        apply: () => {
+          const old = sysctlGet(ns, s.key);
+          if (old === undefined) throw new TranproxyError(`${p.name}: sysctl ${s.key}: no such key${ns ? ` in netns ${ns}` : ''}`);
+          sysctlSet(ns, s.key, s.value);
+          return [{ kind: 'sysctl', netns: ns, key: s.key, old }];
+        },
+      });
+    }
+  };
+  // 2. sysctls for interfaces yet to come (net.*.conf.default.*)
+  for (const p of places) sysctlSteps(p, true);
+
+  // 3. interfaces
+  for (const c of model.creates) steps.push(createStep(model, c));
+
+  // 4. bridge ports, addresses, link up
+  for (const i of model.interfaces) {
+    if (!i.master) continue;
+    const ns = nsOf(i.place);
+    steps.push({
+      place: i.place,
+      what: `port ${i.name} on bridge ${i.master}`,
+      check: () => linkInfo(ns, i.name)?.master === i.master,
+      apply: () => {
+        ip(ns, ['link', 'set', 'dev', i.name, 'master', i.master!]);
+        return [{ kind: 'master', netns: ns, name: i.name }];
+      },
+    });
+  }
+  for (const i of model.interfaces) {
+    const ns = nsOf(i.place);
+    for (const a of i.addresses) {
+      steps.push({
+        place: i.place,
+        what: `address ${a.text} on ${i.name}`,
+        check: () => !!linkInfo(ns, i.name)?.addr_info?.some((x) => x.local === a.addr && x.prefixlen === a.len),
+        apply: () => {
+          ip(ns, [`-${a.family}`, 'addr', 'add', a.text, 'dev', i.name, ...(a.family === 6 ? ['nodad'] : [])]);
+          return [{ kind: 'addr', netns: ns, dev: i.name, cidr: a.text }];
+        },
+      });
+    }
+  }
+  for (const i of model.interfaces) {
+    const ns = nsOf(i.place);
+    steps.push({
+      place: i.place,
+      what: `${i.name} up`,
+      check: () => !!linkInfo(ns, i.name)?.flags?.includes('UP'),
+      apply: () => {
+        ip(ns, ['link', 'set', 'dev', i.name, 'up']);
+        return [{ kind: 'up', netns: ns, dev: i.name }];
+      },
+    });
+  }
+
+  // 5. sysctls, routes, NAT, processes
+  for (const p of places) sysctlSteps(p, false);
+  for (const p of places) {
+    for (const r of p.routes) {
+      steps.push({
+        place: p.name,
+        what: `route ${r.args.join(' ')}`,
+        check: () => routeExists(p.netns, r),
+        apply: () => {
+          ip(p.netns, [`-${r.family}`, 'route', 'add', ...r.args]);
+          return [{ kind: 'route', netns: p.netns, family: r.family, args: r.args }];
+        },
+      });
+    }
+  }
+  for (const p of places) {
+    const script = renderNat(model.name, p.nat);
+    if (!script) continue;
+    const comment = script.match(/comment "([^"]+)"/)![1]!;
+    steps.push({
+      place: p.name,
+      what: `nft table inet ${model.table} (${p.nat.length} NAT rule${p.nat.length === 1 ? '' : 's'})`,
+      check: () => nftTable(p.netns, model.table)?.includes(`comment "${comment}"`) ?? false,
+      apply: () => {
+        const old = nftTable(p.netns, model.table);
+        nftRun(p.netns, `table inet ${model.table}\ndelete table inet ${model.table}\n${script}`);
+        return [{ kind: 'nft', netns: p.netns, table: model.table, ...(old !== undefined ? { old } : {}) }];
+      },
+    });
+  }
+  for (const h of model.hosts) {
+    h.processes.forEach((p, idx) => {
+      const ns = h.netns!;
+      steps.push({
+        place: h.name,
+        what: `process ${p.argv.join(' ')}`,
+        check: () => findProcess(ns, p, state) !== undefined,
+        apply: () => [startProcess(ns, h.name, p, join(logDir(model.name), `${h.name}.${idx}.log`))],
+      });
+    });
+  }
+  return steps;
+}
+
+/** A running instance of `p` in `netns`: the pid `up` recorded, or any process there with the same argv. */
+export function findProcess(netns: string, p: ProcessSpec, state?: LabState): number | undefined {
+  for (const r of state?.resources ?? []) {
+    if (r.kind === 'process' && r.netns === netns && JSON.stringify(r.argv) === JSON.stringify(p.argv) && procStart(r.pid) === r.start) return r.pid;
+  }
+  const want = JSON.stringify(p.argv);
+  return netnsPids(netns).find((pid) => JSON.stringify(procCmdline(pid)) === want);
+}
+
+function createStep(model: LabModel, c: CreateSpec): Step {
+  const nsOf = (place: string) => placeNetns(model, place);
+  const linkRec = (i: IfaceSpec, what: string): Resource => ({ kind: 'link', netns: nsOf(i.place), name: i.name, what });
+  switch (c.kind) {
+    case 'bridge':
+    case 'dummy': {
+      const ns = nsOf(c.iface.place);
+      return {
+        place: c.iface.place,
+        what: `${c.kind} ${c.iface.name}`,
+        check: () => linkInfo(ns, c.iface.name) !== undefined,
+        apply: () => {
+          ip(ns, ['link', 'add', c.iface.name, 'type', c.kind]);
+          return [linkRec(c.iface, c.kind)];
+        },
+      };
+    }
+    case 'veth': {
+      const [a, b] = [c.a, c.b];
+      const [na, nb] = [nsOf(a.place), nsOf(b.place)];
+      return {
+        place: a.place,
+        what: `veth ${describeIf(a)} <-> ${describeIf(b)}`,
+        check: () => linkInfo(na, a.name) !== undefined && linkInfo(nb, b.name) !== undefined,
+        apply: () => {
+          // A lone end left over from an earlier run (its peer's namespace was deleted) goes first.
+          for (const [ns, i] of [[na, a], [nb, b]] as const) if (linkInfo(ns, i.name)) ip(ns, ['link', 'del', i.name]);
+          ip(null, [
+            'link', 'add', a.name, ...(na ? ['netns', na] : []), ...(c.mtu ? ['mtu', String(c.mtu)] : []),
+            'type', 'veth', 'peer', 'name', b.name, ...(nb ? ['netns', nb] : []), ...(c.mtu ? ['mtu', String(c.mtu)] : []),
+          ]);
+          return [linkRec(a, 'veth')];
+        },
+      };
+    }
+    case 'macvlan': {
+      const ns = nsOf(c.iface.place);
+      const pns = nsOf(c.parent.place);
+      return {
+        place: c.iface.place,
+        what: `macvlan ${c.iface.name} on ${describeIf(c.parent)} (mode ${c.mode})`,
+        check: () => linkInfo(ns, c.iface.name) !== undefined,
+        apply: () => {
+          if (!linkInfo(pns, c.parent.name)) {
+            throw new TranproxyError(`macvlan ${describeIf(c.iface)}: parent interface ${c.parent.name} does not exist in ${pns ? `netns ${pns}` : 'the root namespace'}`);
+          }
+          ip(pns, ['link', 'add', 'link', c.parent.name, 'name', c.iface.name, ...(ns !== pns ? ['netns', ns ?? String(process.pid)] : []), 'type', 'macvlan', 'mode', c.mode]);
+          return [linkRec(c.iface, 'macvlan')];
+        },
+      };
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Undo
+
+type UndoMode = 'rollback' | 'down';
+
+/** Undo one resource; never throws. Returns a line saying what was removed, or undefined if nothing was there. */
+export function undo(r: Resource, mode: UndoMode): string | undefined {
+  try {
+    const where = (ns: string | null) => (ns ? ns : 'root');
+    switch (r.kind) {
+      case 'netns':
+        return deleteNetns(r.netns) ? `netns ${r.netns}` : undefined;
+      case 'link':
+        if (!linkInfo(r.netns, r.name)) return undefined;
+        ip(r.netns, ['link', 'del', r.name], { allowFailure: true });
+        return `${where(r.netns)}: ${r.what} ${r.name}`;
+      case 'master':
+        if (!linkInfo(r.netns, r.name)?.master) return undefined;
+        ip(r.netns, ['link', 'set', 'dev', r.name, 'nomaster'], { allowFailure: true });
+        return `${where(r.netns)}: port ${r.name} off its bridge`;
+      case 'addr': {
+        const [a, len] = r.cidr.split('/');
+        if (!linkInfo(r.netns, r.dev)?.addr_info?.some((x) => x.local === a && String(x.prefixlen) === len)) return undefined;
+        ip(r.netns, ['addr', 'del', r.cidr, 'dev', r.dev], { allowFailure: true });
+        return `${where(r.netns)}: address ${r.cidr} on ${r.dev}`;
+      }
+      case 'up':
+        if (!linkInfo(r.netns, r.dev)?.flags?.includes('UP')) return undefined;
+        ip(r.netns, ['link', 'set', 'dev', r.dev, 'down'], { allowFailure: true });
+        return `${where(r.netns)}: ${r.dev} down`;
+      case 'sysctl': {
+        const now = sysctlGet(r.netns, r.key);
+        if (now === undefined || now === r.old) return undefined;
+        runSync('sysctl', ['-qw', `${r.key}=${r.old}`], { ...(r.netns ? { netns: r.netns } : {}), allowFailure: true });
+        return `${where(r.netns)}: sysctl ${r.key} restored to ${r.old}`;
+      }
+      case 'route': {
+        const del = ip(r.netns, [`-${r.family}`, 'route', 'del', ...r.args], { allowFailure: true });
+        return del.status === 0 ? `${where(r.netns)}: route ${r.args.join(' ')}` : undefined;
+      }
+      case 'nft': {
+        if (nftTable(r.netns, r.table) === undefined) return undefined;
+        const restore = mode === 'rollback' && r.old !== undefined ? r.old : '';
+        runSync('nft', ['-f', '-'], { input: `delete table inet ${r.table}\n${restore}`, ...(r.netns ? { netns: r.netns } : {}), allowFailure: true });
+        return `${where(r.netns)}: nft table inet ${r.table}${restore ? ' (earlier version restored)' : ''}`;
+      }
+      case 'process':
+        return stopProcess(r.pid, r.start) ? `${r.host}: process ${r.pid} (${r.argv.join(' ')})` : undefined;
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// up / status / down
+
+export interface UpResult {
+  created: string[];
+  present: number;
+}
+
+export class LabUpError extends TranproxyError {}
+
+/**
+ * Make everything `model` declares that does not exist yet. On a failure, undo every change of
+ * this run (in reverse order), leave the state file as it was, and throw.
+ */
+export function labUp(model: LabModel, opts: { onChange?: (line: string) => void } = {}): UpResult {
+  const prev = readState(model.name);
+  const base: LabState = prev ?? { version: 1, name: model.name, file: resolvePath(model.file), updated: '', resources: [] };
+  const steps = planSteps(model, prev);
+  const done: Resource[] = [];
+  const created: string[] = [];
+  let present = 0;
+  for (const s of steps) {
+    let ok: boolean;
+    try {
+      ok = s.check();
+    } catch {
+      ok = false;
+    }
+    if (ok) {
+      present++;
+      continue;
+    }
+    try {
+      const recs = s.apply();
+      done.push(...recs);
+      const line = `${s.place}: ${s.what}`;
+      created.push(line);
+      opts.onChange?.(line);
+      writeState({ ...base, file: resolvePath(model.file), resources: mergeResources(base.resources, done) });
+    } catch (e) {
+      const undone = rollback(done);
+      if (prev) writeState(prev);
+      else removeState(model.name);
+      const why = e instanceof Error ? e.message : String(e);
+      throw new LabUpError(
+        `lab ${model.name}: ${s.place}: ${s.what}: ${why}\nrolled back ${done.length} change${done.length === 1 ? '' : 's'} of this run${undone.length ? `:\n  - ${undone.join('\n  - ')}` : ''}`,
+        { cause: e },
+      );
+    }
+  }
+  return { created, present };
+}
+
+function rollback(done: readonly Resource[]): string[] {
+  const out: string[] = [];
+  // Processes first, then everything else newest first; what lives in a namespace made by
+  // this run goes with that namespace.
+  const made = new Set(done.flatMap((r) => (r.kind === 'netns' ? [r.netns] : [])));
+  const order = [...done.filter((r) => r.kind === 'process'), ...[...done].reverse().filter((r) => r.kind !== 'process')];
+  for (const r of order) {
+    if (r.kind !== 'netns' && r.kind !== 'process' && r.netns && made.has(r.netns)) continue;
+    const line = undo(r, 'rollback');
+    if (line) out.push(line);
+  }
+  return out;
+}
+
+export interface StatusLine {
+  place: string;
+  what: string;
+  present: boolean;
+}
+
+export interface StatusResult {
+  lines: StatusLine[];
+  /** Pids of the declared processes that run (`host: argv` → pid). */
+  pids: Map<string, number>;
+  state: LabState | undefined;
+}
+
+export function labStatus(model: LabModel): StatusResult {
+  const state = readState(model.name);
+  const lines = planSteps(model, state).map((s) => {
+    let present = false;
+    try {
+      present = s.check();
+    } catch {
+      /* missing */
+    }
+    return { place: s.place, what: s.what, present };
+  });
+  const pids = new Map<string, number>();
+  for (const h of model.hosts) {
+    for (const p of h.processes) {
+      const pid = findProcess(h.netns!, p, state);
+      if (pid !== undefined) pids.set(`${h.name}: process ${p.argv.join(' ')}`, pid);
+    }
+  }
+  return { lines, pids, state };
+}
+
+export interface DownResult {
+  removed: string[];
+  warnings: string[];
+}
+
+/**
+ * Remove the lab: what the state file recorded (processes first, sysctls restored), then
+ * anything that still carries the lab's names per the file (namespaces, root-namespace
+ * interfaces, the nft table). Never throws for a missing piece.
+ */
+export function labDown(model: LabModel): DownResult {
+  const state = readState(model.name);
+  const removed: string[] = [];
+  const warnings: string[] = [];
+  const push = (l: string | undefined) => {
+    if (l) removed.push(l);
+  };
+  const recs = state?.resources ?? [];
+  // 1. processes, gracefully
+  for (const r of recs) if (r.kind === 'process') push(undo(r, 'down'));
+  // 2. root-namespace changes, newest first (inside lab namespaces everything goes with them)
+  const rootLinks = new Set([
+    ...recs.flatMap((r) => (r.kind === 'link' && r.netns === null ? [r.name] : [])),
+    ...model.interfaces.filter((i) => i.place === ROOT).map((i) => i.name),
+  ]);
+  for (const r of [...recs].reverse()) {
+    if (r.kind === 'process' || r.kind === 'netns' || r.netns !== null) continue;
+    // Addresses, ports and link state of an interface about to be deleted need no undoing.
+    if ((r.kind === 'addr' || r.kind === 'up') && rootLinks.has(r.dev)) continue;
+    if (r.kind === 'master' && rootLinks.has(r.name)) continue;
+    push(undo(r, 'down'));
+  }
+  // 3. namespaces: recorded ones and the file's
+  const spaces = new Set<string>([...recs.flatMap((r) => (r.kind === 'netns' ? [r.netns] : [])), ...model.hosts.map((h) => h.netns!)]);
+  for (const ns of spaces) push(undo({ kind: 'netns', netns: ns }, 'down'));
+  // 4. what carries the lab's names in the root namespace
+  for (const i of model.interfaces) {
+    if (i.place !== ROOT) continue;
+    push(undo({ kind: 'link', netns: null, name: i.name, what: 'interface' }, 'down'));
+  }
+  push(undo({ kind: 'nft', netns: null, table: tableName(model.name) }, 'down'));
+  if (!state) {
+    const sys = model.root.sysctls.map((s) => s.key);
+    if (sys.length) warnings.push(`no state file: root sysctls ${sys.join(', ')} keep their current values (the old ones are unknown)`);
+    const routes = model.root.routes.filter((r) => r.dev === undefined || !model.interfaces.some((i) => i.place === ROOT && i.name === r.dev));
+    for (const r of routes) {
+      if (routeExists(null, r)) warnings.push(`no state file: root route ${r.args.join(' ')} left in place (it may predate the lab)`);
+    }
+  }
+  removeState(model.name);
+  return { removed, warnings };
+}
+
+/** Names a lab file's `down` would look for, for messages and tests. */
+export function labNames(model: LabModel): { netns: string[]; rootInterfaces: string[]; table: string } {
+  return {
+    netns: model.hosts.map((h) => h.netns!),
+    rootInterfaces: model.interfaces.filter((i) => i.place === ROOT).map((i) => i.name),
+    table: tableName(model.name),
+  };
+}
+

@@ -1,0 +1,1047 @@
+// The lab file (`tranproxy lab up|down|status FILE`): a YAML description of a virtual network
+// — namespaces, bridges, veth links, macvlan, addresses, routes, sysctls, NAT, processes —
+// validated with zod plus cross-reference checks, and turned into a LabModel with every
+// kernel-side name derived. Problems are reported as `FILE:LINE:COL: path: reason`.
+//
+// Reference (see also examples/*.yaml):
+//
+//   name: dock                    lab name, [a-z][a-z0-9]*, at most 8 characters: the prefix of
+//                                 every namespace (`dock-<host>`), every interface the lab puts
+//                                 in the root namespace (`dock-<name>`, shortened with a hash when
+//                                 longer than 15 characters) and its nft table (`inet tpxlab_dock`)
+//   root:                         the namespace `lab up` runs in ("the host"); all optional:
+//     sysctls: {KEY: VALUE}       restored to their old values by `lab down`
+//     routes: [ROUTE]             ROUTE is `ip route` syntax, see below
+//     nat: [NAT]
+//   hosts:                        network namespaces, by name ([a-z][a-z0-9_]*, ≤ 15, not `root`)
+//     c1:
+//       sysctls: {net.ipv4.ip_forward: 1, net.ipv4.conf.eth0.proxy_arp: 1}
+//       routes: [default via 172.18.0.1]
+//       nat: [NAT]
+//       processes:                started detached by `lab up`, stopped by `lab down`
+//         - command: python3      a program, or a list [program, arg...]
+//           args: [-m, http.server, "80"]
+//           env: {KEY: VALUE}     added to the environment
+//           cwd: DIR              default: the lab file's directory
+//           wait-port: 80         `up` waits until something listens on this TCP port
+//   bridges:                      br0: {host: root|HOST (default root), addresses: [CIDR]}
+//   dummies:                      lan0: {host: root|HOST, addresses: [CIDR]}  (needs the dummy module)
+//   links:                        veth pairs; each end is {host: root|HOST, ifname, addresses}
+//     - a: {host: c1, ifname: eth0, addresses: [172.18.0.2/16]}   or {bridge: br0} (a bridge port)
+//       b: {bridge: br0}
+//       mtu: 1500                 optional
+//   macvlan:
+//     - {host: gw, ifname: eth0, parent: lan0, parent-host: root, mode: bridge, addresses: [CIDR]}
+//
+// Interface names: inside a host the name given (default eth0, eth1… in file order); in the
+// root namespace the name given is the *declared* name and the real one is `<lab>-<declared>`.
+// Everywhere a root interface is referred to (route `dev`, nat `in`/`out`, sysctl keys
+// net.ipv4.conf.X.*, macvlan `parent`), the declared name is translated; a name the lab does
+// not declare means an existing interface of the root namespace (e.g. a real eth0).
+// The root end of a link defaults to the other end's host name; a bridge port to
+// `<host>` (or `<host>-<ifname>` when a host has several ports on bridges of one namespace).
+//
+// ROUTE: `DEST [via GW] [dev IF] [src ADDR] [metric N] [scope link|host|global] [onlink]`,
+// DEST `default`, an address or a CIDR; e.g. `169.254.1.1 dev eth0 scope link`,
+// `default via 169.254.1.1 dev eth0 onlink`. The family follows DEST (or GW for default).
+//
+// NAT (in table `inet tpxlab_<name>` of the place that declares it):
+//   {type: masquerade, source: CIDR, out: IF}        either key may be left out, not both
+//   {type: snat, source: CIDR, out: IF, to: ADDR}
+//   {type: dnat, in: IF, destination: ADDR, protocol: tcp|udp, port: 8080 | 8000-8010,
+//    to: ADDR | ADDR:PORT | [V6]:PORT}                `port` required; `in`/`destination` optional
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+import { z } from 'zod';
+import { ConfigError, pathText, type ConfigIssue } from '../config/file.js';
+import { describe } from '../config/schema.js';
+import { UsageError } from '../errors.js';
+import { suggest } from '../route/index.js';
+
+// ---------------------------------------------------------------------------------------
+// The model `lab up` works from
+
+/** 'root' = the namespace `lab up` runs in; anything else is a host name. */
+export type PlaceName = string;
+export const ROOT = 'root';
+
+export interface Cidr {
+  family: 4 | 6;
+  /** Normalized address (IPv6 compressed, lower case). */
+  addr: string;
+  len: number;
+  /** `${addr}/${len}` */
+  text: string;
+}
+
+export interface RouteSpec {
+  family: 4 | 6;
+  /** 'default' or a normalized CIDR (`10.0.0.0/24`, `169.254.1.1/32`). */
+  dst: string;
+  via?: string;
+  /** Real interface name in the route's namespace. */
+  dev?: string;
+  src?: string;
+  metric?: number;
+  scope?: 'link' | 'host' | 'global';
+  onlink: boolean;
+  /** As written in the file. */
+  text: string;
+  /** Arguments after `ip route add`. */
+  args: string[];
+}
+
+export interface SysctlSpec {
+  /** With declared root interface names translated. */
+  key: string;
+  value: string;
+}
+
+export type NatSpec =
+  | { type: 'masquerade'; source?: Cidr; out?: string }
+  | { type: 'snat'; source?: Cidr; out?: string; to: string; toFamily: 4 | 6 }
+  | { type: 'dnat'; in?: string; destination?: string; protocol: 'tcp' | 'udp'; port: string; to: string; toPort?: number; toFamily: 4 | 6 };
+
+export interface ProcessSpec {
+  argv: string[];
+  env: Record<string, string>;
+  cwd: string;
+  waitPort?: number;
+}
+
+export interface PlaceSpec {
+  name: PlaceName;
+  /** Named netns; null for the root namespace. */
+  netns: string | null;
+  sysctls: SysctlSpec[];
+  routes: RouteSpec[];
+  nat: NatSpec[];
+  processes: ProcessSpec[];
+}
+
+export interface IfaceRef {
+  place: PlaceName;
+  /** Real name in that namespace. */
+  name: string;
+}
+
+export interface IfaceSpec extends IfaceRef {
+  /** The name the file uses (equal to `name` outside the root namespace). */
+  declared: string;
+  addresses: Cidr[];
+  /** Real name of the bridge (same place) this interface is a port of. */
+  master?: string;
+}
+
+export type CreateSpec =
+  | { kind: 'bridge'; iface: IfaceSpec }
+  | { kind: 'dummy'; iface: IfaceSpec }
+  | { kind: 'veth'; a: IfaceSpec; b: IfaceSpec; mtu?: number }
+  | { kind: 'macvlan'; iface: IfaceSpec; parent: IfaceRef; mode: string };
+
+export interface LabModel {
+  name: string;
+  /** The lab file as given, and its directory (for relative `cwd`). */
+  file: string;
+  /** nft table (family inet) holding the lab's NAT rules in every namespace that has some. */
+  table: string;
+  root: PlaceSpec;
+  hosts: PlaceSpec[];
+  /** In creation order: bridges, dummies, links, macvlan. */
+  creates: CreateSpec[];
+  /** Every interface, in creation order. */
+  interfaces: IfaceSpec[];
+}
+
+export const MAX_LAB_NAME = 8;
+export const LAB_NAME_RE = /^[a-z][a-z0-9]*$/;
+/** No '-': `<lab>-<host>` must never look like netlab/lab.ts's `<tag>-<pid>-<rand>-<host>`. */
+const HOST_RE = /^[a-z][a-z0-9_]{0,14}$/;
+const IFNAME_RE = /^[A-Za-z0-9_.+-]{1,15}$/;
+const SYSCTL_RE = /^[a-z][a-z0-9_]*(\.[A-Za-z0-9_+@-]+)+$/;
+const ENV_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export function netnsName(lab: string, host: string): string {
+  return `${lab}-${host}`;
+}
+
+export function tableName(lab: string): string {
+  return `tpxlab_${lab}`;
+}
+
+function hash4(text: string): string {
+  return BigInt(`0x${createHash('sha256').update(text).digest('hex').slice(0, 12)}`).toString(36).slice(-4).padStart(4, '0');
+}
+
+/** `prefix + token`, cut to an interface name's 15 characters with a hash of the token when too long. */
+export function shortIfName(prefix: string, token: string): string {
+  const full = `${prefix}${token}`;
+  if (full.length <= 15) return full;
+  return `${prefix}${token.slice(0, Math.max(0, 15 - prefix.length - 4))}${hash4(token)}`;
+}
+
+/** Real name of a lab interface in the root namespace. */
+export function rootIfName(lab: string, declared: string): string {
+  return shortIfName(`${lab}-`, declared);
+}
+
+// ---------------------------------------------------------------------------------------
+// Addresses
+
+function ipv6Normal(a: string): string {
+  return new URL(`http://[${a}]`).hostname.slice(1, -1);
+}
+
+/** Normalized address, or undefined when `a` is not an IP address. */
+export function normalizeIp(a: string): { family: 4 | 6; addr: string } | undefined {
+  const v = isIP(a);
+  if (v === 4) return { family: 4, addr: a };
+  if (v === 6) return { family: 6, addr: ipv6Normal(a) };
+  return undefined;
+}
+
+function ipBits(addr: string, family: 4 | 6): bigint {
+  if (family === 4) return addr.split('.').reduce((n, o) => (n << 8n) | BigInt(Number(o)), 0n);
+  const [head, tail] = addr.includes('::') ? addr.split('::') : [addr, undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  // An embedded IPv4 tail (::ffff:1.2.3.4) counts as two groups.
+  const flat = groups.flatMap((g) => (g.includes('.') ? [(ipBits(g, 4) >> 16n).toString(16), (ipBits(g, 4) & 0xffffn).toString(16)] : [g]));
+  return flat.reduce((n, g) => (n << 16n) | BigInt(parseInt(g || '0', 16)), 0n);
+}
+
+function bitsToIp(n: bigint, family: 4 | 6): string {
+  if (family === 4) return [24n, 16n, 8n, 0n].map((s) => String((n >> s) & 255n)).join('.');
+  const groups: string[] = [];
+  for (let i = 7; i >= 0; i--) groups.push(((n >> BigInt(i * 16)) & 0xffffn).toString(16));
+  return ipv6Normal(groups.join(':'));
+}
+
+/** `a.b.c.d/len`, `addr` alone meaning a host address (/32, /128). Throws a reason. */
+export function parseCidrText(text: string): Cidr {
+  const [a, len, extra] = text.trim().split('/');
+  const ip = a ? normalizeIp(a) : undefined;
+  if (!ip || extra !== undefined || (len !== undefined && !/^\d+$/.test(len))) {
+    throw new Error(`'${text}' is not an address with a prefix length, e.g. 10.0.0.2/24 or fd00::2/64`);
+  }
+  const max = ip.family === 4 ? 32 : 128;
+  const bits = len === undefined ? max : Number(len);
+  if (bits > max) throw new Error(`'${text}': prefix length ${bits} is more than ${max}`);
+  return { family: ip.family, addr: ip.addr, len: bits, text: `${ip.addr}/${bits}` };
+}
+
+/** The network of a CIDR (host bits cleared). */
+export function networkOf(c: Cidr): string {
+  const max = c.family === 4 ? 32 : 128;
+  const mask = ((1n << BigInt(max)) - 1n) ^ ((1n << BigInt(max - c.len)) - 1n);
+  return bitsToIp(ipBits(c.addr, c.family) & mask, c.family);
+}
+
+// ---------------------------------------------------------------------------------------
+// Routes
+
+const SCOPES = ['link', 'host', 'global'] as const;
+
+export interface ParsedRoute {
+  family: 4 | 6;
+  dst: string;
+  via?: string;
+  dev?: string;
+  src?: string;
+  metric?: number;
+  scope?: 'link' | 'host' | 'global';
+  onlink: boolean;
+}
+
+/** Parse the restricted `ip route` syntax. Throws an Error whose message is the reason. */
+export function parseRoute(text: string): ParsedRoute {
+  const words = text.trim().split(/\s+/).filter(Boolean);
+  const dstWord = words.shift();
+  if (!dstWord) throw new Error('empty route: write e.g. "default via 10.0.0.1" or "10.1.0.0/16 dev eth0"');
+  let dst: Cidr | 'default';
+  if (dstWord === 'default') dst = 'default';
+  else {
+    try {
+      dst = parseCidrText(dstWord);
+    } catch {
+      throw new Error(`'${dstWord}' is not a route destination: use default, an address or a CIDR`);
+    }
+    const net = networkOf(dst);
+    if (net !== dst.addr) throw new Error(`destination ${dst.text} has host bits set: write ${net}/${dst.len}`);
+  }
+  const r: Partial<ParsedRoute> & { onlink: boolean } = { onlink: false };
+  const seen = new Set<string>();
+  while (words.length) {
+    const w = words.shift()!;
+    if (seen.has(w)) throw new Error(`'${w}' given twice`);
+    seen.add(w);
+    const arg = () => {
+      const v = words.shift();
+      if (v === undefined) throw new Error(`'${w}' needs a value`);
+      return v;
+    };
+    switch (w) {
+      case 'via':
+      case 'src': {
+        const v = arg();
+        const ip = normalizeIp(v);
+        if (!ip) throw new Error(`${w} '${v}' is not an IP address`);
+        r[w] = ip.addr;
+        break;
+      }
+      case 'dev': {
+        const v = arg();
+        if (!IFNAME_RE.test(v)) throw new Error(`dev '${v}' is not an interface name`);
+        r.dev = v;
+        break;
+      }
+      case 'metric': {
+        const v = arg();
+        if (!/^\d+$/.test(v) || Number(v) > 0xffffffff) throw new Error(`metric '${v}' is not a number`);
+        r.metric = Number(v);
+        break;
+      }
+      case 'scope': {
+        const v = arg();
+        if (!(SCOPES as readonly string[]).includes(v)) throw new Error(`scope '${v}' is not one of ${SCOPES.join(', ')}`);
+        r.scope = v as ParsedRoute['scope'];
+        break;
+      }
+      case 'onlink':
+        r.onlink = true;
+        break;
+      default: {
+        const guess = suggest(w, ['via', 'dev', 'src', 'metric', 'scope', 'onlink']);
+        throw new Error(`unknown route word '${w}'${guess ? `; did you mean '${guess}'?` : ''} (known: via, dev, src, metric, scope, onlink)`);
+      }
+    }
+  }
+  const viaFam = r.via ? (isIP(r.via) as 4 | 6) : undefined;
+  const family: 4 | 6 = dst === 'default' ? (viaFam ?? (r.src ? (isIP(r.src) as 4 | 6) : 4)) : dst.family;
+  if (viaFam && viaFam !== family) throw new Error(`gateway ${r.via} is IPv${viaFam}, the destination is IPv${family}`);
+  if (r.src && isIP(r.src) !== family) throw new Error(`src ${r.src} is not IPv${family}`);
+  if (!r.via && !r.dev) throw new Error('a route needs "via GATEWAY" or "dev INTERFACE" (or both)');
+  if (r.onlink && !r.via) throw new Error('onlink needs "via GATEWAY"');
+  return { ...r, family, dst: dst === 'default' ? 'default' : dst.text } as ParsedRoute;
+}
+
+export function routeArgs(r: ParsedRoute): string[] {
+  const out = [r.dst];
+  if (r.via) out.push('via', r.via);
+  if (r.dev) out.push('dev', r.dev);
+  if (r.src) out.push('src', r.src);
+  if (r.metric !== undefined) out.push('metric', String(r.metric));
+  if (r.scope) out.push('scope', r.scope);
+  if (r.onlink) out.push('onlink');
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Schema (shapes); meaning is checked afterwards, with paths, by `build`.
+
+const text = z.string({ error: (iss) => `expected a string, got ${describe(iss.input)}` });
+const scalarText = z.union([z.string(), z.number(), z.boolean()], { error: (iss) => `expected a value (string, number or true/false), got ${describe(iss.input)}` });
+/** A list; a single value stands for a list of one. */
+function many<T extends z.ZodType>(item: T) {
+  return z.preprocess((v) => (v === undefined || v === null || Array.isArray(v) ? (v ?? undefined) : [v]), z.array(item).optional());
+}
+/** A mapping that may be written empty (`outside:`). */
+function mapping<T extends z.ZodType>(inner: T) {
+  return z.preprocess((v) => (v === null ? {} : v), inner);
+}
+
+const Sysctls = z.record(text, scalarText).optional();
+const Routes = many(text);
+const NatRule = z.strictObject({
+  type: z.enum(['masquerade', 'snat', 'dnat'], { error: (iss) => `${describe(iss.input)} is not one of masquerade, snat, dnat` }),
+  source: text.optional(),
+  out: text.optional(),
+  in: text.optional(),
+  destination: text.optional(),
+  protocol: z.enum(['tcp', 'udp'], { error: (iss) => `${describe(iss.input)} is not one of tcp, udp` }).optional(),
+  port: z.union([z.number(), z.string()]).optional(),
+  to: text.optional(),
+});
+const Process = z.strictObject({
+  command: z.union([text, z.array(scalarText)]),
+  args: many(scalarText),
+  env: z.record(text, scalarText).optional(),
+  cwd: text.optional(),
+  'wait-port': z.number().int().min(1).max(65535).optional(),
+});
+const Root = mapping(z.strictObject({ sysctls: Sysctls, routes: Routes, nat: many(NatRule) }));
+const Host = mapping(z.strictObject({ sysctls: Sysctls, routes: Routes, nat: many(NatRule), processes: many(Process) }));
+const Device = mapping(z.strictObject({ host: text.optional(), addresses: many(text) }));
+const Endpoint = z.strictObject({ host: text.optional(), bridge: text.optional(), ifname: text.optional(), addresses: many(text) });
+const Link = z.strictObject({ a: Endpoint, b: Endpoint, mtu: z.number().int().min(68).max(65535).optional() });
+const Macvlan = z.strictObject({
+  host: text,
+  ifname: text.optional(),
+  parent: text,
+  'parent-host': text.optional(),
+  mode: z.enum(['bridge', 'private', 'vepa', 'passthru'], { error: (iss) => `${describe(iss.input)} is not one of bridge, private, vepa, passthru` }).optional(),
+  addresses: many(text),
+});
+const LabSchema = z.strictObject({
+  name: text,
+  root: Root.optional(),
+  hosts: z.record(text, Host).optional(),
+  bridges: z.record(text, Device).optional(),
+  dummies: z.record(text, Device).optional(),
+  links: many(Link),
+  macvlan: many(Macvlan),
+});
+type LabInput = z.infer<typeof LabSchema>;
+
+const KNOWN_KEYS: Record<string, readonly string[]> = {
+  top: Object.keys(LabSchema.shape),
+  root: ['sysctls', 'routes', 'nat'],
+  host: ['sysctls', 'routes', 'nat', 'processes'],
+  device: ['host', 'addresses'],
+  endpoint: Object.keys(Endpoint.shape),
+  link: Object.keys(Link.shape),
+  macvlan: Object.keys(Macvlan.shape),
+  nat: Object.keys(NatRule.shape),
+  process: Object.keys(Process.shape),
+};
+
+function keysFor(path: readonly PropertyKey[]): readonly string[] {
+  const p = path.map(String);
+  if (p.length === 0) return KNOWN_KEYS.top!;
+  if (p[0] === 'root' && p.length === 1) return KNOWN_KEYS.root!;
+  if (p[0] === 'hosts' && p.length === 2) return KNOWN_KEYS.host!;
+  if ((p[0] === 'root' && p[1] === 'nat') || (p[0] === 'hosts' && p[2] === 'nat')) return KNOWN_KEYS.nat!;
+  if (p[0] === 'hosts' && p[2] === 'processes') return KNOWN_KEYS.process!;
+  if ((p[0] === 'bridges' || p[0] === 'dummies') && p.length === 2) return KNOWN_KEYS.device!;
+  if (p[0] === 'links' && p.length === 2) return KNOWN_KEYS.link!;
+  if (p[0] === 'links' && p.length === 3) return KNOWN_KEYS.endpoint!;
+  if (p[0] === 'macvlan') return KNOWN_KEYS.macvlan!;
+  return [];
+}
+
+// ---------------------------------------------------------------------------------------
+// Positions in the YAML text (the technique of config/file.ts)
+
+type Path = (string | number)[];
+
+function resolveNode(doc: Document, node: unknown): unknown {
+  return isAlias(node) ? node.resolve(doc) : node;
+}
+
+/** Offset of `path` in the document (of its key with at 'key'); stops at the deepest node that exists. */
+function locate(doc: Document, path: readonly PropertyKey[], at: 'value' | 'key' = 'value'): { offset: number; path: Path } {
+  let node = resolveNode(doc, doc.contents) as YamlNode | null;
+  let offset = node?.range?.[0] ?? 0;
+  const found: Path = [];
+  for (let i = 0; i < path.length; i++) {
+    const seg = path[i]!;
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isPair(p) && String(isScalar(p.key) ? p.key.value : p.key) === String(seg));
+      if (!pair) {
+        found.push(seg as string | number);
+        break;
+      }
+      const keyNode = pair.key as YamlNode | null;
+      const value = resolveNode(doc, pair.value) as YamlNode | null;
+      found.push(seg as string | number);
+      const last = i === path.length - 1;
+      if (last && at === 'key' && keyNode?.range) offset = keyNode.range[0];
+      else if (value?.range && !(isScalar(value) && value.value === null && value.range[0] === value.range[1])) offset = value.range[0];
+      else if (keyNode?.range) offset = keyNode.range[0];
+      node = value;
+    } else if (isSeq(node)) {
+      const item = resolveNode(doc, node.items[Number(seg)]) as YamlNode | null | undefined;
+      if (!item) {
+        // A single value standing for a list of one: the value itself is item 0.
+        if (Number(seg) === 0) continue;
+        break;
+      }
+      found.push(Number(seg));
+      if (item.range) offset = item.range[0];
+      node = item;
+    } else {
+      if (Number(seg) === 0 && typeof seg === 'number') continue; // scalar written for a list of one
+      break;
+    }
+  }
+  return { offset, path: found };
+}
+
+// ---------------------------------------------------------------------------------------
+// Parsing
+
+export interface ParseLabOptions {
+  /** Use this lab name instead of the file's `name` (run one file twice side by side). */
+  name?: string;
+}
+
+interface Problem {
+  path: Path;
+  message: string;
+  at?: 'key' | 'value';
+}
+
+function unknownKeyMessage(key: string, known: readonly string[]): string {
+  const guess = suggest(key, known);
+  return `unknown key '${key}'${guess ? `; did you mean '${guess}'?` : ''}`;
+}
+
+function zodMessage(iss: z.core.$ZodIssue): string {
+  const value = (iss as { input?: unknown }).input;
+  if (iss.code === 'invalid_type') {
+    if (value === undefined) return 'required';
+    return `expected ${iss.expected === 'array' ? 'a list' : iss.expected === 'object' || iss.expected === 'record' ? 'a mapping' : iss.expected}, got ${describe(value)}`;
+  }
+  if (iss.code === 'invalid_union' && value === undefined) return 'required';
+  if (iss.code === 'invalid_key') return iss.issues.map((i) => i.message).join('; ');
+  return iss.message;
+}
+
+/** Parse and check lab file text. Throws ConfigError listing every problem with its position. */
+export function parseLabText(textIn: string, file: string, opts: ParseLabOptions = {}): LabModel {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(textIn, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const issueAt = (offset: number, p: readonly PropertyKey[], message: string): ConfigIssue => {
+    const { line, col } = lineCounter.linePos(offset);
+    return { file, line, col, path: pathText(p), message };
+  };
+  const fail = (issues: ConfigIssue[]): never => {
+    issues.sort((a, b) => a.line - b.line || a.col - b.col);
+    throw new ConfigError(issues);
+  };
+  if (doc.errors.length) {
+    fail(doc.errors.map((e) => issueAt(e.pos[0], [], `YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`)));
+  }
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 1000 });
+  } catch (e) {
+    fail([issueAt(0, [], `YAML: ${(e as Error).message}`)]);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    fail([issueAt(0, [], `expected a lab description (name:, hosts:, links: …), got ${describe(raw)}`)]);
+  }
+  const parsed = LabSchema.safeParse(raw, { reportInput: true });
+  if (!parsed.success) {
+    const issues: ConfigIssue[] = [];
+    for (const iss of parsed.error.issues) {
+      if (iss.code === 'unrecognized_keys') {
+        for (const key of iss.keys) {
+          const loc = locate(doc, [...iss.path, key], 'key');
+          issues.push(issueAt(loc.offset, iss.path, unknownKeyMessage(key, keysFor(iss.path))));
+        }
+        continue;
+      }
+      const loc = locate(doc, iss.path, iss.code === 'invalid_key' ? 'key' : 'value');
+      issues.push(issueAt(loc.offset, iss.path, zodMessage(iss)));
+    }
+    fail(issues);
+  }
+  const problems: Problem[] = [];
+  const model = build(parsed.data!, file, opts, problems);
+  if (problems.length) {
+    fail(
+      problems.map((p) => {
+        const loc = locate(doc, p.path, p.at ?? 'value');
+        return issueAt(loc.offset, p.path, p.message);
+      }),
+    );
+  }
+  return model;
+}
+
+/** Read and check a lab file. Throws ConfigError, or UsageError when it cannot be read. */
+export function loadLabFile(file: string, opts: ParseLabOptions = {}): LabModel {
+  let content: string;
+  try {
+    content = readFileSync(file, 'utf8');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new UsageError(`${file}: cannot read the lab file: ${err.code === 'ENOENT' ? 'no such file' : err.code ?? err.message}`);
+  }
+  return parseLabText(content, file, opts);
+}
+
+// ---------------------------------------------------------------------------------------
+// Meaning: names, references, values
+
+function str(v: string | number | boolean): string {
+  return typeof v === 'boolean' ? (v ? '1' : '0') : String(v);
+}
+
+function build(input: LabInput, file: string, opts: ParseLabOptions, problems: Problem[]): LabModel {
+  const problem = (path: Path, message: string, at?: 'key' | 'value') => problems.push({ path, message, ...(at ? { at } : {}) });
+
+  // The lab name.
+  let name = opts.name ?? input.name;
+  const nameWhere: Path = ['name'];
+  if (!LAB_NAME_RE.test(name)) {
+    problem(nameWhere, `lab name '${name}' must be a lower-case letter followed by letters and digits${opts.name ? ' (given with --name)' : ''}`);
+    name = 'x';
+  } else if (name.length > MAX_LAB_NAME) {
+    problem(nameWhere, `lab name '${name}' is too long (${name.length} characters, at most ${MAX_LAB_NAME}): it prefixes interface names, which have at most 15${opts.name ? ' (given with --name)' : ''}`);
+    name = name.slice(0, MAX_LAB_NAME);
+  }
+
+  // Places.
+  const hostNames = Object.keys(input.hosts ?? {});
+  const places = new Map<PlaceName, PlaceSpec>();
+  const root: PlaceSpec = { name: ROOT, netns: null, sysctls: [], routes: [], nat: [], processes: [] };
+  places.set(ROOT, root);
+  const hosts: PlaceSpec[] = [];
+  for (const h of hostNames) {
+    if (h === ROOT) problem(['hosts', h], `'root' names the namespace lab up runs in: choose another host name`, 'key');
+    else if (!HOST_RE.test(h)) {
+      problem(['hosts', h], h.length > 15
+        ? `host name '${h}' is too long (${h.length} characters, at most 15)`
+        : `host name '${h}' must be a lower-case letter followed by lower-case letters, digits or '_'`, 'key');
+    }
+    const p: PlaceSpec = { name: h, netns: netnsName(name, h), sysctls: [], routes: [], nat: [], processes: [] };
+    places.set(h, p);
+    hosts.push(p);
+  }
+  const placeRef = (v: string | undefined, path: Path): PlaceName | undefined => {
+    const p = v ?? ROOT;
+    if (places.has(p)) return p;
+    const guess = suggest(p, [...places.keys()]);
+    problem(path, `unknown host '${p}'${guess ? `; did you mean '${guess}'?` : ''} (hosts: ${hostNames.join(', ') || 'none'}; 'root' is the namespace lab up runs in)`);
+    return undefined;
+  };
+
+  // Interface names per place: declared → real, and where each was declared (for duplicates).
+  const declaredIn = new Map<PlaceName, Map<string, string>>();
+  const realIn = new Map<PlaceName, Map<string, Path>>();
+  for (const p of places.keys()) {
+    declaredIn.set(p, new Map());
+    realIn.set(p, new Map([['lo', []]]));
+  }
+  const claim = (place: PlaceName, declared: string, path: Path, at?: 'key'): IfaceSpec | undefined => {
+    if (!IFNAME_RE.test(declared) || declared === '.' || declared === '..') {
+      problem(path, declared.length > 15
+        ? `interface name '${declared}' is too long (${declared.length} characters, at most 15)`
+        : `'${declared}' is not an interface name (1–15 letters, digits, . _ - +)`, at);
+      return undefined;
+    }
+    const real = place === ROOT ? rootIfName(name, declared) : declared;
+    const decl = declaredIn.get(place)!;
+    const reals = realIn.get(place)!;
+    if (decl.has(declared) || reals.has(real)) {
+      const first = reals.get(real);
+      problem(path, `duplicate interface name '${declared}' in ${place === ROOT ? 'the root namespace' : `host '${place}'`}${first && first.length ? ` (first at ${pathText(first)})` : declared === 'lo' ? ' (the loopback interface)' : ''}`, at);
+      return undefined;
+    }
+    decl.set(declared, real);
+    reals.set(real, path);
+    return { place, name: real, declared, addresses: [] };
+  };
+  const addresses = (list: string[] | undefined, path: Path): Cidr[] => {
+    const out: Cidr[] = [];
+    (list ?? []).forEach((a, i) => {
+      try {
+        const c = parseCidrText(String(a));
+        if (out.some((o) => o.addr === c.addr)) problem([...path, i], `address ${c.addr} given twice`);
+        else out.push(c);
+      } catch (e) {
+        problem([...path, i], (e as Error).message);
+      }
+    });
+    return out;
+  };
+
+  const creates: CreateSpec[] = [];
+  const interfaces: IfaceSpec[] = [];
+  const bridges = new Map<string, IfaceSpec>();
+
+  // Bridges and dummies.
+  for (const kind of ['bridge', 'dummy'] as const) {
+    const section = kind === 'bridge' ? 'bridges' : 'dummies';
+    for (const [key, dev] of Object.entries(input[section] ?? {})) {
+      const place = placeRef(dev.host, [section, key, 'host']);
+      if (place === undefined) continue;
+      if (kind === 'bridge' && bridges.has(key)) continue; // YAML already refuses duplicate keys
+      const iface = claim(place, key, [section, key], 'key');
+      if (!iface) continue;
+      iface.addresses = addresses(dev.addresses, [section, key, 'addresses']);
+      if (kind === 'bridge') bridges.set(key, iface);
+      creates.push({ kind, iface });
+      interfaces.push(iface);
+    }
+  }
+  // Names the other checks need before interfaces are claimed: the root-or-dummy names of a
+  // bridge and the dummies are claimed; links and macvlan next.
+
+  // Links: first pass resolves places and explicit names; default names come after, so an
+  // explicit eth1 further down is never taken by a generated one.
+  type EndPlan = { place: PlaceName; bridge?: IfaceSpec; explicit?: string; path: Path; addrs: string[] | undefined; other?: EndPlan; iface?: IfaceSpec };
+  const linkPlans: { a: EndPlan; b: EndPlan; mtu?: number }[] = [];
+  (input.links ?? []).forEach((l, i) => {
+    const ends: EndPlan[] = [];
+    for (const side of ['a', 'b'] as const) {
+      const e = l[side];
+      const path: Path = ['links', i, side];
+      if ((e.host === undefined) === (e.bridge === undefined)) {
+        problem(path, e.host === undefined ? 'an end needs host: (root or a host name) or bridge: (a bridge name)' : 'an end is either on a host or on a bridge, not both');
+        continue;
+      }
+      if (e.bridge !== undefined) {
+        const br = bridges.get(e.bridge);
+        if (!br) {
+          const guess = suggest(e.bridge, [...bridges.keys()]);
+          problem([...path, 'bridge'], `unknown bridge '${e.bridge}'${guess ? `; did you mean '${guess}'?` : ''} (bridges: ${[...bridges.keys()].join(', ') || 'none'})`);
+          continue;
+        }
+        if (e.addresses?.length) problem([...path, 'addresses'], 'a bridge port takes no addresses: give them to the bridge');
+        ends.push({ place: br.place, bridge: br, explicit: e.ifname, path, addrs: undefined });
+        continue;
+      }
+      const place = placeRef(e.host, [...path, 'host']);
+      if (place === undefined) continue;
+      ends.push({ place, explicit: e.ifname, path, addrs: e.addresses });
+    }
+    if (ends.length !== 2) return;
+    const [a, b] = ends as [EndPlan, EndPlan];
+    if (a.bridge && b.bridge) {
+      problem(['links', i], 'both ends are bridge ports: link a host to a bridge, or two hosts');
+      return;
+    }
+    if (a.place === b.place && !a.bridge && !b.bridge) {
+      problem(['links', i, 'b', 'host'], `both ends are in ${a.place === ROOT ? 'the root namespace' : `host '${a.place}'`}: a link joins two namespaces`);
+      return;
+    }
+    a.other = b;
+    b.other = a;
+    linkPlans.push({ a, b, ...(l.mtu !== undefined ? { mtu: l.mtu } : {}) });
+  });
+  type MvPlan = { place: PlaceName; explicit?: string; path: Path; input: NonNullable<LabInput['macvlan']>[number]; iface?: IfaceSpec; parentPlace?: PlaceName };
+  const mvPlans: MvPlan[] = [];
+  (input.macvlan ?? []).forEach((m, i) => {
+    const place = placeRef(m.host, ['macvlan', i, 'host']);
+    const parentPlace = placeRef(m['parent-host'], ['macvlan', i, 'parent-host']);
+    if (place === undefined || parentPlace === undefined) return;
+    mvPlans.push({ place, explicit: m.ifname, path: ['macvlan', i], input: m, parentPlace });
+  });
+
+  // Explicit names first.
+  for (const lp of linkPlans) {
+    for (const e of [lp.a, lp.b]) {
+      if (e.explicit !== undefined) e.iface = claim(e.place, e.explicit, [...e.path, 'ifname']);
+    }
+  }
+  for (const mp of mvPlans) if (mp.explicit !== undefined) mp.iface = claim(mp.place, mp.explicit, [...mp.path, 'ifname']);
+  // Then generated ones: ethN in hosts; toward-host names in the root namespace and on bridges.
+  const nextEth = new Map<PlaceName, number>();
+  const genEth = (place: PlaceName, path: Path) => {
+    let n = nextEth.get(place) ?? 0;
+    while (declaredIn.get(place)!.has(`eth${n}`)) n++;
+    nextEth.set(place, n + 1);
+    return claim(place, `eth${n}`, path);
+  };
+  // Non-bridge ends in hosts get ethN before bridge ports are named (ports are named after them).
+  for (const lp of linkPlans) {
+    for (const e of [lp.a, lp.b]) {
+      if (e.explicit === undefined && !e.bridge && e.place !== ROOT) e.iface = genEth(e.place, e.path);
+    }
+  }
+  for (const mp of mvPlans) if (mp.explicit === undefined && mp.place !== ROOT) mp.iface = genEth(mp.place, mp.path);
+  // Root ends and bridge ports: named after the host at the other end.
+  const towardCount = new Map<string, number>();
+  const towardKey = (e: EndPlan) => `${e.place}\u0000${e.other!.place}`;
+  for (const lp of linkPlans) {
+    for (const e of [lp.a, lp.b]) {
+      if (e.explicit === undefined && (e.bridge || e.place === ROOT)) towardCount.set(towardKey(e), (towardCount.get(towardKey(e)) ?? 0) + 1);
+    }
+  }
+  for (const lp of linkPlans) {
+    for (const e of [lp.a, lp.b]) {
+      if (e.explicit !== undefined || !(e.bridge || e.place === ROOT)) continue;
+      const other = e.other!;
+      const otherIf = other.iface?.declared ?? 'x';
+      const token = (towardCount.get(towardKey(e)) ?? 0) > 1 ? `${other.place}-${otherIf}` : other.place;
+      e.iface = claim(e.place, e.place === ROOT ? token : shortIfName('', token), [...e.path, e.bridge ? 'bridge' : 'host']);
+    }
+  }
+  mvPlans.forEach((mp, n) => {
+    if (mp.explicit === undefined && mp.place === ROOT) mp.iface = claim(ROOT, `mv${n}`, [...mp.path, 'host']);
+  });
+
+  // Addresses, bridge ports, creations.
+  for (const lp of linkPlans) {
+    for (const e of [lp.a, lp.b]) {
+      if (!e.iface) continue;
+      e.iface.addresses = addresses(e.addrs, [...e.path, 'addresses']);
+      if (e.bridge) e.iface.master = e.bridge.name;
+    }
+    if (lp.a.iface && lp.b.iface) {
+      creates.push({ kind: 'veth', a: lp.a.iface, b: lp.b.iface, ...(lp.mtu !== undefined ? { mtu: lp.mtu } : {}) });
+      interfaces.push(lp.a.iface, lp.b.iface);
+    }
+  }
+  for (const mp of mvPlans) {
+    if (!mp.iface) continue;
+    mp.iface.addresses = addresses(mp.input.addresses, [...mp.path, 'addresses']);
+    const parentName = ifRef(mp.parentPlace!, mp.input.parent, [...mp.path, 'parent']);
+    if (parentName === undefined) continue;
+    if (mp.parentPlace === mp.place && parentName === mp.iface.name) {
+      problem([...mp.path, 'parent'], 'a macvlan interface cannot be its own parent');
+      continue;
+    }
+    creates.push({ kind: 'macvlan', iface: mp.iface, parent: { place: mp.parentPlace!, name: parentName }, mode: mp.input.mode ?? 'bridge' });
+    interfaces.push(mp.iface);
+  }
+
+  /** Real name for an interface reference in `place`; undeclared names are existing interfaces in root only. */
+  function ifRef(place: PlaceName, ref: string, path: Path): string | undefined {
+    const declared = declaredIn.get(place)!;
+    const real = declared.get(ref);
+    if (real) return real;
+    if (ref === 'lo') return 'lo';
+    if (place === ROOT) {
+      if (!IFNAME_RE.test(ref)) {
+        problem(path, `'${ref}' is not an interface name (1–15 letters, digits, . _ - +)`);
+        return undefined;
+      }
+      return ref; // an interface of the root namespace the lab does not create
+    }
+    const names = [...declared.keys()];
+    const guess = suggest(ref, names);
+    problem(path, `unknown interface '${ref}' in host '${place}'${guess ? `; did you mean '${guess}'?` : ''} (interfaces: ${['lo', ...names].join(', ')})`);
+    return undefined;
+  }
+
+  // Per-place settings.
+  const settings: [PlaceSpec, Path, { sysctls?: Record<string, string | number | boolean>; routes?: string[]; nat?: NonNullable<LabInput['root']>['nat']; processes?: NonNullable<NonNullable<LabInput['hosts']>[string]['processes']> } | undefined][] = [
+    [root, ['root'], input.root],
+    ...hosts.map((h) => [h, ['hosts', h.name], input.hosts?.[h.name]] as [PlaceSpec, Path, NonNullable<LabInput['hosts']>[string]]),
+  ];
+  const baseDir = dirname(resolvePath(file));
+  for (const [place, base, s] of settings) {
+    if (!s) continue;
+    // sysctls
+    for (const [key, value] of Object.entries(s.sysctls ?? {})) {
+      const path = [...base, 'sysctls', key];
+      if (!SYSCTL_RE.test(key)) {
+        problem(path, `'${key}' is not a sysctl name (e.g. net.ipv4.ip_forward)`, 'key');
+        continue;
+      }
+      const parts = key.split('.');
+      if (parts[0] === 'net' && (parts[1] === 'ipv4' || parts[1] === 'ipv6') && (parts[2] === 'conf' || parts[2] === 'neigh') && parts.length >= 5) {
+        const dev = parts[3]!;
+        if (!['all', 'default'].includes(dev)) {
+          const real = ifRef(place.name, dev, path);
+          if (real === undefined) continue;
+          parts[3] = real;
+        }
+      }
+      place.sysctls.push({ key: parts.join('.'), value: str(value) });
+    }
+    // routes
+    (s.routes ?? []).forEach((t, i) => {
+      const path = [...base, 'routes', i];
+      let r: ParsedRoute;
+      try {
+        r = parseRoute(t);
+      } catch (e) {
+        problem(path, (e as Error).message);
+        return;
+      }
+      if (r.dev !== undefined) {
+        const real = ifRef(place.name, r.dev, path);
+        if (real === undefined) return;
+        r.dev = real;
+      }
+      const spec: RouteSpec = { ...r, text: t, args: routeArgs(r) };
+      if (place.routes.some((o) => o.family === spec.family && o.dst === spec.dst && (o.metric ?? 0) === (spec.metric ?? 0))) {
+        problem(path, `a second route to ${spec.dst}${spec.metric !== undefined ? ` metric ${spec.metric}` : ''}: the kernel keeps one per destination and metric`);
+        return;
+      }
+      place.routes.push(spec);
+    });
+    // nat
+    (s.nat ?? []).forEach((n, i) => {
+      const nat = natRule(place.name, n, [...base, 'nat', i]);
+      if (nat) place.nat.push(nat);
+    });
+    // processes
+    (s.processes ?? []).forEach((p, i) => {
+      const path = [...base, 'processes', i];
+      const cmd = Array.isArray(p.command) ? p.command.map(str) : [p.command];
+      if (cmd.length === 0 || !cmd[0]) {
+        problem([...path, 'command'], 'empty command');
+        return;
+      }
+      const env: Record<string, string> = {};
+      for (const [k, v] of Object.entries(p.env ?? {})) {
+        if (!ENV_RE.test(k)) problem([...path, 'env', k], `'${k}' is not an environment variable name`, 'key');
+        env[k] = str(v);
+      }
+      place.processes.push({
+        argv: [...cmd, ...(p.args ?? []).map(str)],
+        env,
+        cwd: p.cwd === undefined ? baseDir : isAbsolute(p.cwd) ? p.cwd : resolvePath(baseDir, p.cwd),
+        ...(p['wait-port'] !== undefined ? { waitPort: p['wait-port'] } : {}),
+      });
+    });
+  }
+  // Processes run inside hosts only (root has no `processes` key in the schema).
+
+  function natRule(place: PlaceName, n: NonNullable<NonNullable<LabInput['root']>['nat']>[number], path: Path): NatSpec | undefined {
+    const allowed: Record<NatSpec['type'], string[]> = {
+      masquerade: ['type', 'source', 'out'],
+      snat: ['type', 'source', 'out', 'to'],
+      dnat: ['type', 'in', 'destination', 'protocol', 'port', 'to'],
+    };
+    let ok = true;
+    for (const k of Object.keys(n)) {
+      if (!allowed[n.type].includes(k)) {
+        problem([...path, k], `'${k}' does not apply to ${n.type} (keys: ${allowed[n.type].join(', ')})`, 'key');
+        ok = false;
+      }
+    }
+    const cidr = (v: string | undefined, key: string): Cidr | undefined => {
+      if (v === undefined) return undefined;
+      try {
+        return parseCidrText(v);
+      } catch (e) {
+        problem([...path, key], (e as Error).message);
+        ok = false;
+        return undefined;
+      }
+    };
+    const iface = (v: string | undefined, key: string) => {
+      if (v === undefined) return undefined;
+      const r = ifRef(place, v, [...path, key]);
+      if (r === undefined) ok = false;
+      return r;
+    };
+    if (n.type === 'masquerade' || n.type === 'snat') {
+      const source = cidr(n.source, 'source');
+      const out = iface(n.out, 'out');
+      if (n.source === undefined && n.out === undefined) {
+        problem(path, `${n.type} needs source: (a CIDR) or out: (an interface), or both`);
+        return undefined;
+      }
+      if (n.type === 'masquerade') return ok ? { type: 'masquerade', ...(source ? { source } : {}), ...(out ? { out } : {}) } : undefined;
+      if (n.to === undefined) {
+        problem([...path, 'to'], 'required: the address to rewrite the source to');
+        return undefined;
+      }
+      const to = normalizeIp(n.to);
+      if (!to) {
+        problem([...path, 'to'], `'${n.to}' is not an IP address`);
+        return undefined;
+      }
+      if (source && source.family !== to.family) {
+        problem([...path, 'to'], `${to.addr} is IPv${to.family}, source ${source.text} is IPv${source.family}`);
+        return undefined;
+      }
+      return ok ? { type: 'snat', ...(source ? { source } : {}), ...(out ? { out } : {}), to: to.addr, toFamily: to.family } : undefined;
+    }
+    // dnat
+    const inIf = iface(n.in, 'in');
+    let destination: { family: 4 | 6; addr: string } | undefined;
+    if (n.destination !== undefined) {
+      destination = normalizeIp(n.destination);
+      if (!destination) {
+        problem([...path, 'destination'], `'${n.destination}' is not an IP address`);
+        ok = false;
+      }
+    }
+    if (n.port === undefined) {
+      problem([...path, 'port'], 'required: the port (or range) to forward, e.g. 8080');
+      return undefined;
+    }
+    const pm = String(n.port).trim().match(/^(\d+)(?:-(\d+))?$/);
+    const p1 = pm ? Number(pm[1]) : NaN;
+    const p2 = pm?.[2] !== undefined ? Number(pm[2]) : p1;
+    if (!pm || p1 < 1 || p2 > 65535 || p2 < p1) {
+      problem([...path, 'port'], `'${n.port}' is not a port or range (1–65535, e.g. 8080 or 8000-8010)`);
+      return undefined;
+    }
+    if (n.to === undefined) {
+      problem([...path, 'to'], 'required: where to send it, e.g. 172.18.0.2:80');
+      return undefined;
+    }
+    const tm = n.to.match(/^\[([^\]]+)\](?::(\d+))?$/) ?? n.to.match(/^([^:]+)(?::(\d+))?$/) ?? [n.to, n.to, undefined];
+    const to = normalizeIp(tm[1]!);
+    const toPort = tm[2] !== undefined ? Number(tm[2]) : undefined;
+    if (!to || (toPort !== undefined && (toPort < 1 || toPort > 65535))) {
+      problem([...path, 'to'], `'${n.to}' is not ADDRESS or ADDRESS:PORT (IPv6 in brackets: [fd00::2]:80)`);
+      return undefined;
+    }
+    if (toPort !== undefined && p2 !== p1) {
+      problem([...path, 'to'], 'a port range keeps its ports: leave the port out of to:');
+      return undefined;
+    }
+    if (destination && destination.family !== to.family) {
+      problem([...path, 'to'], `${to.addr} is IPv${to.family}, destination ${destination.addr} is IPv${destination.family}`);
+      return undefined;
+    }
+    if (!ok) return undefined;
+    return {
+      type: 'dnat',
+      ...(inIf ? { in: inIf } : {}),
+      ...(destination ? { destination: destination.addr } : {}),
+      protocol: n.protocol ?? 'tcp',
+      port: p1 === p2 ? String(p1) : `${p1}-${p2}`,
+      to: to.addr,
+      ...(toPort !== undefined ? { toPort } : {}),
+      toFamily: to.family,
+    };
+  }
+
+  // Addresses must not repeat across the lab's interfaces of one namespace.
+  for (const p of places.keys()) {
+    const seen = new Map<string, string>();
+    for (const i of interfaces.filter((x) => x.place === p)) {
+      for (const a of i.addresses) {
+        const prev = seen.get(a.addr);
+        if (prev) problems.push({ path: [], message: `address ${a.addr} is on both ${prev} and ${i.declared} in ${p === ROOT ? 'the root namespace' : `host '${p}'`}` });
+        seen.set(a.addr, i.declared);
+      }
+    }
+  }
+
+  return { name, file, table: tableName(name), root, hosts, creates, interfaces };
+}
+
+// ---------------------------------------------------------------------------------------
+// NAT rendering
+
+function natLine(n: NatSpec): string {
+  const parts: string[] = [];
+  if (n.type === 'dnat') {
+    if (n.in) parts.push(`iifname "${n.in}"`);
+    if (n.destination) parts.push(`${n.toFamily === 4 ? 'ip' : 'ip6'} daddr ${n.destination}`);
+    parts.push(`${n.protocol} dport ${n.port}`);
+    const target = n.toFamily === 6 ? (n.toPort !== undefined ? `[${n.to}]:${n.toPort}` : n.to) : n.toPort !== undefined ? `${n.to}:${n.toPort}` : n.to;
+    parts.push(`dnat ${n.toFamily === 4 ? 'ip' : 'ip6'} to ${target}`);
+    return parts.join(' ');
+  }
+  if (n.source) parts.push(`${n.source.family === 4 ? 'ip' : 'ip6'} saddr ${networkOf(n.source)}/${n.source.len}`);
+  if (n.out) parts.push(`oifname "${n.out}"`);
+  parts.push(n.type === 'masquerade' ? 'masquerade' : `snat ${n.toFamily === 4 ? 'ip' : 'ip6'} to ${n.to}`);
+  return parts.join(' ');
+}
+
+/** The comment that identifies a lab's table and the exact rules in it. */
+export function natComment(lab: string, body: string): string {
+  return `tranproxy lab ${lab} ${createHash('sha256').update(body).digest('hex').slice(0, 12)}`;
+}
+
+/** The lab's nft table for one namespace, or undefined when it has no NAT rules. */
+export function renderNat(lab: string, nat: readonly NatSpec[]): string | undefined {
+  if (nat.length === 0) return undefined;
+  const pre = nat.filter((n) => n.type === 'dnat').map(natLine);
+  const post = nat.filter((n) => n.type !== 'dnat').map(natLine);
+  const chains: string[] = [];
+  if (pre.length) {
+    chains.push(['\tchain prerouting {', '\t\ttype nat hook prerouting priority dstnat; policy accept;', ...pre.map((l) => `\t\t${l}`), '\t}'].join('\n'));
+  }
+  if (post.length) chains.push(['\tchain postrouting {', '\t\ttype nat hook postrouting priority srcnat; policy accept;', ...post.map((l) => `\t\t${l}`), '\t}'].join('\n'));
+  const body = chains.join('\n');
+  return `table inet ${tableName(lab)} {\n\tcomment "${natComment(lab, body)}"\n${body}\n}\n`;
+}
