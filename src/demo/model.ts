@@ -58,7 +58,7 @@ export interface RequestResult {
   proxySrc?: string;
   /** The proxy: the recovered original destination. The publisher: where it relayed to. */
   recovered?: string;
-  /** via= of the proxy's conn line (`upstream` when sent through the node). */
+  /** via= of the conn line: the proxy's outbound (`upstream`: through the node); publish's: the host address:port it accepted on. */
   via?: string;
   /** The SOCKS5 node's line for this connection, and the address it connected from. */
   nodeLog?: string;
