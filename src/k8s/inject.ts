@@ -76,7 +76,9 @@ export function injectPodTemplate(template: PodTemplate, opts: InjectOptions = {
   const defaults = opts.defaults ?? DEFAULT_INJECT;
   const leave = (status: InjectStatus, reason: string, warnings: string[] = []): PodResult => ({ status, reason, warnings, template });
   if (!isObject(template) || !isObject(template.spec)) return leave('skipped', 'no pod spec');
-  if (template.metadata !== undefined && !isObject(template.metadata)) return leave('skipped', 'metadata is not a mapping');
+  if (template.metadata !== undefined && template.metadata !== null && !isObject(template.metadata)) return leave('skipped', 'metadata is not a mapping');
+  const rawAnnotations: unknown = template.metadata?.annotations;
+  if (rawAnnotations !== undefined && rawAnnotations !== null && !isObject(rawAnnotations)) return leave('skipped', 'metadata.annotations is not a mapping');
   const spec = template.spec;
   let containers = containerList(spec.containers);
   let initContainers = containerList(spec.initContainers);
