@@ -3,7 +3,7 @@
 // `status` runs only the checks; `down` undoes what the state file recorded and then removes
 // whatever still carries the lab's names (so a lost state file is no obstacle).
 // Every tool runs through kernel/exec (runSync); the process never switches namespace.
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join, resolve as resolvePath } from 'node:path';
 import { TranproxyError } from '../errors.js';
 import { runSync, type RunOptions } from '../kernel/exec.js';
@@ -201,6 +201,23 @@ function startProcess(netns: string, host: string, p: ProcessSpec, log: string):
   return { kind: 'process', netns, host, pid, start: start!, argv: p.argv, log };
 }
 
+/**
+ * Whether a netns handle made by this process is also mounted for our parent. Under
+ * `ip netns exec` the process has a private (slave) mount namespace: the handle's bind mount
+ * never reaches the real /run/netns, and the namespace dies with the process.
+ * Undefined when it cannot be told.
+ */
+function visibleToParent(netns: string): boolean | undefined {
+  try {
+    if (readlinkSync('/proc/self/ns/mnt') === readlinkSync(`/proc/${process.ppid}/ns/mnt`)) return true;
+    const mine = statSync(join('/run/netns', netns));
+    const theirs = statSync(join(`/proc/${process.ppid}/root/run/netns`, netns));
+    return mine.dev === theirs.dev && mine.ino === theirs.ino;
+  } catch {
+    return undefined;
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // Steps
 
@@ -240,6 +257,12 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
         runSync('ip', ['netns', 'add', ns]);
         const rec: Resource = { kind: 'netns', netns: ns };
         try {
+          if (visibleToParent(ns) === false) {
+            throw new TranproxyError(
+              `netns ${ns} is only visible in this process's own mount namespace (as under \`ip netns exec\`) and would vanish with it: ` +
+                'enter just the network namespace instead, e.g. nsenter --net=/run/netns/NAME tranproxy lab up FILE',
+            );
+          }
           ip(ns, ['link', 'set', 'lo', 'up']);
           // IPv6 on, no duplicate address detection: addresses work at once.
           runSync('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=0', 'net.ipv6.conf.default.disable_ipv6=0', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0'], { netns: ns });
@@ -289,7 +312,8 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
       },
     });
   }
-  for (const i of model.interfaces) {
+  const addressed = [...model.interfaces, ...places.flatMap((p) => p.extraAddresses.map((x) => ({ place: p.name, name: x.dev, addresses: x.addresses })))];
+  for (const i of addressed) {
     const ns = nsOf(i.place);
     for (const a of i.addresses) {
       steps.push({
@@ -610,16 +634,22 @@ export function labDown(model: LabModel): DownResult {
     if (r.kind === 'master' && rootLinks.has(r.name)) continue;
     push(undo(r, 'down'));
   }
-  // 3. namespaces: recorded ones and the file's
-  const spaces = new Set<string>([...recs.flatMap((r) => (r.kind === 'netns' ? [r.netns] : [])), ...model.hosts.map((h) => h.netns!)]);
-  for (const ns of spaces) push(undo({ kind: 'netns', netns: ns }, 'down'));
-  // 4. what carries the lab's names in the root namespace
+  // 3. what carries the lab's names in the root namespace (before the namespaces: a veth end
+  //    deleted here takes its peer at once, while a namespace's interfaces go asynchronously)
+  const kindOf = new Map<string, string>();
+  for (const c of model.creates) {
+    if (c.kind === 'veth') for (const i of [c.a, c.b]) kindOf.set(`${i.place}/${i.name}`, 'veth');
+    else kindOf.set(`${c.iface.place}/${c.iface.name}`, c.kind);
+  }
   for (const i of model.interfaces) {
     if (i.place !== ROOT) continue;
-    push(undo({ kind: 'link', netns: null, name: i.name, what: 'interface' }, 'down'));
+    push(undo({ kind: 'link', netns: null, name: i.name, what: kindOf.get(`${i.place}/${i.name}`) ?? 'interface' }, 'down'));
   }
   push(undo({ kind: 'nft', netns: null, table: tableName(model.name) }, 'down'));
-  if (!state) {
+  // 4. namespaces: recorded ones and the file's
+  const spaces = new Set<string>([...recs.flatMap((r) => (r.kind === 'netns' ? [r.netns] : [])), ...model.hosts.map((h) => h.netns!)]);
+  for (const ns of spaces) push(undo({ kind: 'netns', netns: ns }, 'down'));
+  if (!state && removed.length) {
     const sys = model.root.sysctls.map((s) => s.key);
     if (sys.length) warnings.push(`no state file: root sysctls ${sys.join(', ')} keep their current values (the old ones are unknown)`);
     const routes = model.root.routes.filter((r) => r.dev === undefined || !model.interfaces.some((i) => i.place === ROOT && i.name === r.dev));

@@ -16,6 +16,8 @@
 //   hosts:                        network namespaces, by name ([a-z][a-z0-9_]*, ≤ 15, not `root`)
 //     c1:
 //       sysctls: {net.ipv4.ip_forward: 1, net.ipv4.conf.eth0.proxy_arp: 1}
+//       addresses: {lo: [198.51.100.10/32]}   more addresses, by interface (also lo; in root:
+//                                 an existing interface — `lab down` removes them again)
 //       routes: [default via 172.18.0.1]
 //       nat: [NAT]
 //       processes:                started detached by `lab up`, stopped by `lab down`
@@ -120,6 +122,8 @@ export interface PlaceSpec {
   routes: RouteSpec[];
   nat: NatSpec[];
   processes: ProcessSpec[];
+  /** Addresses for interfaces the lab does not create (lo, an existing root interface). */
+  extraAddresses: { dev: string; addresses: Cidr[] }[];
 }
 
 export interface IfaceRef {
@@ -373,8 +377,9 @@ const Process = z.strictObject({
   cwd: text.optional(),
   'wait-port': z.number().int().min(1).max(65535).optional(),
 });
-const Root = mapping(z.strictObject({ sysctls: Sysctls, routes: Routes, nat: many(NatRule) }));
-const Host = mapping(z.strictObject({ sysctls: Sysctls, routes: Routes, nat: many(NatRule), processes: many(Process) }));
+const Addresses = z.record(text, many(text)).optional();
+const Root = mapping(z.strictObject({ sysctls: Sysctls, addresses: Addresses, routes: Routes, nat: many(NatRule) }));
+const Host = mapping(z.strictObject({ sysctls: Sysctls, addresses: Addresses, routes: Routes, nat: many(NatRule), processes: many(Process) }));
 const Device = mapping(z.strictObject({ host: text.optional(), addresses: many(text) }));
 const Endpoint = z.strictObject({ host: text.optional(), bridge: text.optional(), ifname: text.optional(), addresses: many(text) });
 const Link = z.strictObject({ a: Endpoint, b: Endpoint, mtu: z.number().int().min(68).max(65535).optional() });
@@ -399,8 +404,8 @@ type LabInput = z.infer<typeof LabSchema>;
 
 const KNOWN_KEYS: Record<string, readonly string[]> = {
   top: Object.keys(LabSchema.shape),
-  root: ['sysctls', 'routes', 'nat'],
-  host: ['sysctls', 'routes', 'nat', 'processes'],
+  root: ['sysctls', 'addresses', 'routes', 'nat'],
+  host: ['sysctls', 'addresses', 'routes', 'nat', 'processes'],
   device: ['host', 'addresses'],
   endpoint: Object.keys(Endpoint.shape),
   link: Object.keys(Link.shape),
@@ -590,7 +595,7 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
   // Places.
   const hostNames = Object.keys(input.hosts ?? {});
   const places = new Map<PlaceName, PlaceSpec>();
-  const root: PlaceSpec = { name: ROOT, netns: null, sysctls: [], routes: [], nat: [], processes: [] };
+  const root: PlaceSpec = { name: ROOT, netns: null, sysctls: [], routes: [], nat: [], processes: [], extraAddresses: [] };
   places.set(ROOT, root);
   const hosts: PlaceSpec[] = [];
   for (const h of hostNames) {
@@ -600,7 +605,7 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
         ? `host name '${h}' is too long (${h.length} characters, at most 15)`
         : `host name '${h}' must be a lower-case letter followed by lower-case letters, digits or '_'`, 'key');
     }
-    const p: PlaceSpec = { name: h, netns: netnsName(name, h), sysctls: [], routes: [], nat: [], processes: [] };
+    const p: PlaceSpec = { name: h, netns: netnsName(name, h), sysctls: [], routes: [], nat: [], processes: [], extraAddresses: [] };
     places.set(h, p);
     hosts.push(p);
   }
@@ -813,7 +818,7 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
   }
 
   // Per-place settings.
-  const settings: [PlaceSpec, Path, { sysctls?: Record<string, string | number | boolean>; routes?: string[]; nat?: NonNullable<LabInput['root']>['nat']; processes?: NonNullable<NonNullable<LabInput['hosts']>[string]['processes']> } | undefined][] = [
+  const settings: [PlaceSpec, Path, { sysctls?: Record<string, string | number | boolean>; addresses?: Record<string, string[] | undefined>; routes?: string[]; nat?: NonNullable<LabInput['root']>['nat']; processes?: NonNullable<NonNullable<LabInput['hosts']>[string]['processes']> } | undefined][] = [
     [root, ['root'], input.root],
     ...hosts.map((h) => [h, ['hosts', h.name], input.hosts?.[h.name]] as [PlaceSpec, Path, NonNullable<LabInput['hosts']>[string]]),
   ];
@@ -837,6 +842,20 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
         }
       }
       place.sysctls.push({ key: parts.join('.'), value: str(value) });
+    }
+    // addresses by interface name
+    for (const [dev, list] of Object.entries(s.addresses ?? {})) {
+      const path = [...base, 'addresses', dev];
+      const real = ifRef(place.name, dev, path);
+      if (real === undefined) continue;
+      const own = interfaces.find((i) => i.place === place.name && i.name === real);
+      const add = addresses(list, path).filter((a) => {
+        const dup = (own?.addresses ?? place.extraAddresses.find((x) => x.dev === real)?.addresses ?? []).some((o) => o.addr === a.addr);
+        if (dup) problem(path, `address ${a.addr} given twice for ${dev}`);
+        return !dup;
+      });
+      if (own) own.addresses.push(...add);
+      else place.extraAddresses.push({ dev: real, addresses: add });
     }
     // routes
     (s.routes ?? []).forEach((t, i) => {
