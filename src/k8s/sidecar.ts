@@ -79,7 +79,8 @@ export function nativeSidecar(c: SidecarConfig): Container {
     startupProbe: probe(c, { periodSeconds: 1, timeoutSeconds: 3, failureThreshold: 60 }),
     readinessProbe: probe(c, { periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 }),
     resources: resources(c),
-    securityContext: rootSecurityContext([...ruleCapabilities(c), 'SETGID', 'SETUID']),
+    // SETUID/SETGID: start the data plane as the proxy user; KILL: signal it (another uid).
+    securityContext: rootSecurityContext([...ruleCapabilities(c), 'KILL', 'SETGID', 'SETUID']),
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
 }

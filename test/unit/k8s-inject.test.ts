@@ -96,7 +96,7 @@ test('native: the sidecar is the first init container, existing ones follow in o
   assert.equal(side.restartPolicy, 'Always');
   assert.deepEqual(side.env, [{ name: 'PODIP', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'status.podIP' } } }]);
   assert.ok(side.startupProbe, 'native sidecars hold the app back with a startupProbe');
-  assert.deepEqual((side.securityContext as { capabilities: unknown }).capabilities, { drop: ['ALL'], add: ['NET_ADMIN', 'SETGID', 'SETUID'] });
+  assert.deepEqual((side.securityContext as { capabilities: unknown }).capabilities, { drop: ['ALL'], add: ['NET_ADMIN', 'KILL', 'SETGID', 'SETUID'] });
   assert.equal(pod.spec.initContainers.length, 2, 'input not modified');
 });
 
@@ -127,7 +127,7 @@ test('existing pod and container securityContext are kept; ours overrides only i
   const sc = r.template.spec!.initContainers![0]!.securityContext as Record<string, unknown>;
   assert.equal(sc.runAsNonRoot, false, 'the pod-level runAsNonRoot: true is overridden for the sidecar only');
   assert.equal(sc.runAsUser, 0);
-  assert.deepEqual((sc.capabilities as { add: string[] }).add, ['NET_ADMIN', 'NET_RAW', 'SETGID', 'SETUID'], 'iptables backend: NET_RAW');
+  assert.deepEqual((sc.capabilities as { add: string[] }).add, ['NET_ADMIN', 'NET_RAW', 'KILL', 'SETGID', 'SETUID'], 'iptables backend: NET_RAW');
   assert.match(r.warnings.join('\n'), /container metrics runs as uid 1337/);
 });
 
