@@ -688,6 +688,10 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
     for (const side of ['a', 'b'] as const) {
       const e = l[side];
       const path: Path = ['links', i, side];
+      if (e.ifname !== undefined && !IFNAME_RE.test(e.ifname)) {
+        problem([...path, 'ifname'], e.ifname.length > 15 ? `interface name '${e.ifname}' is too long (${e.ifname.length} characters, at most 15)` : `'${e.ifname}' is not an interface name (1–15 letters, digits, . _ - +)`);
+        continue;
+      }
       if ((e.host === undefined) === (e.bridge === undefined)) {
         problem(path, e.host === undefined ? 'an end needs host: (root or a host name) or bridge: (a bridge name)' : 'an end is either on a host or on a bridge, not both');
         continue;
@@ -799,21 +803,21 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
   }
 
   /** Real name for an interface reference in `place`; undeclared names are existing interfaces in root only. */
-  function ifRef(place: PlaceName, ref: string, path: Path): string | undefined {
+  function ifRef(place: PlaceName, ref: string, path: Path, at?: 'key'): string | undefined {
     const declared = declaredIn.get(place)!;
     const real = declared.get(ref);
     if (real) return real;
     if (ref === 'lo') return 'lo';
     if (place === ROOT) {
       if (!IFNAME_RE.test(ref)) {
-        problem(path, `'${ref}' is not an interface name (1–15 letters, digits, . _ - +)`);
+        problem(path, `'${ref}' is not an interface name (1–15 letters, digits, . _ - +)`, at);
         return undefined;
       }
       return ref; // an interface of the root namespace the lab does not create
     }
     const names = [...declared.keys()];
     const guess = suggest(ref, names);
-    problem(path, `unknown interface '${ref}' in host '${place}'${guess ? `; did you mean '${guess}'?` : ''} (interfaces: ${['lo', ...names].join(', ')})`);
+    problem(path, `unknown interface '${ref}' in host '${place}'${guess ? `; did you mean '${guess}'?` : ''} (interfaces: ${['lo', ...names].join(', ')})`, at);
     return undefined;
   }
 
@@ -836,7 +840,7 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
       if (parts[0] === 'net' && (parts[1] === 'ipv4' || parts[1] === 'ipv6') && (parts[2] === 'conf' || parts[2] === 'neigh') && parts.length >= 5) {
         const dev = parts[3]!;
         if (!['all', 'default'].includes(dev)) {
-          const real = ifRef(place.name, dev, path);
+          const real = ifRef(place.name, dev, path, 'key');
           if (real === undefined) continue;
           parts[3] = real;
         }
@@ -846,7 +850,7 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
     // addresses by interface name
     for (const [dev, list] of Object.entries(s.addresses ?? {})) {
       const path = [...base, 'addresses', dev];
-      const real = ifRef(place.name, dev, path);
+      const real = ifRef(place.name, dev, path, 'key');
       if (real === undefined) continue;
       const own = interfaces.find((i) => i.place === place.name && i.name === real);
       const add = addresses(list, path).filter((a) => {
