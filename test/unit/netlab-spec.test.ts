@@ -234,7 +234,7 @@ test('errors: lab name, duplicate YAML keys, shapes and unknown keys with sugges
     "lab.yaml:4:35: macvlan[0].mode: 'bridged' is not one of bridge, private, vepa, passthru",
   ]);
   assert.deepEqual(errors('name: d\nhosts: {a: }\nmacvlan:\n  - {host: a, parent: eth5, parent-host: a}\n'), [
-    "lab.yaml:4:23: macvlan[0].parent: unknown interface 'eth5' in host 'a' (interfaces: lo, eth0)",
+    "lab.yaml:4:23: macvlan[0].parent: unknown interface 'eth5' in host 'a'; did you mean 'eth0'? (interfaces: lo, eth0)",
   ]);
   assert.deepEqual(errors('name: d\nhosts: {a: }\nlinks: [{a: {host: a, addresses: [10.0.0.1/24]}, b: {host: root, addresses: 10.0.0.2/24}}]\nroot:\n  routes: [10.0.0.0/24 dev eth0, 10.0.0.0/24 dev eth1]\n'), [
     'lab.yaml:5:34: root.routes[1]: a second route to 10.0.0.0/24: the kernel keeps one per destination and metric',
