@@ -184,7 +184,7 @@ function startProcess(netns: string, host: string, p: ProcessSpec, log: string):
   const start = procStart(pid);
   const fail = (why: string): never => {
     if (start) stopProcess(pid, start);
-    throw new TranproxyError(`${host}: ${p.argv.join(' ')}: ${why}${logTail(log)}`);
+    throw new TranproxyError(`${why}${logTail(log)}`);
   };
   if (!Number.isInteger(pid) || pid <= 0 || !start) fail('did not start');
   if (p.waitPort !== undefined) {
@@ -424,7 +424,8 @@ function createStep(model: LabModel, c: CreateSpec): Step {
             'link', 'add', a.name, ...(na ? ['netns', na] : []), ...(c.mtu ? ['mtu', String(c.mtu)] : []),
             'type', 'veth', 'peer', 'name', b.name, ...(nb ? ['netns', nb] : []), ...(c.mtu ? ['mtu', String(c.mtu)] : []),
           ]);
-          return [linkRec(a, 'veth')];
+          // Both ends: undoing the root one deletes the pair at once (a namespace's go later).
+          return [linkRec(a, 'veth'), linkRec(b, 'veth')];
         },
       };
     }
@@ -559,9 +560,13 @@ function rollback(done: readonly Resource[]): string[] {
   // Processes first, then everything else newest first; what lives in a namespace made by
   // this run goes with that namespace.
   const made = new Set(done.flatMap((r) => (r.kind === 'netns' ? [r.netns] : [])));
+  const links = new Set(done.flatMap((r) => (r.kind === 'link' ? [`${r.netns ?? ''}/${r.name}`] : [])));
   const order = [...done.filter((r) => r.kind === 'process'), ...[...done].reverse().filter((r) => r.kind !== 'process')];
   for (const r of order) {
     if (r.kind !== 'netns' && r.kind !== 'process' && r.netns && made.has(r.netns)) continue;
+    // Addresses, ports and link state of an interface about to be deleted need no undoing.
+    if ((r.kind === 'addr' || r.kind === 'up') && links.has(`${r.netns ?? ''}/${r.dev}`)) continue;
+    if (r.kind === 'master' && links.has(`${r.netns ?? ''}/${r.name}`)) continue;
     const line = undo(r, 'rollback');
     if (line) out.push(line);
   }
