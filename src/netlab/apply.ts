@@ -389,8 +389,13 @@ export function findProcess(netns: string, p: ProcessSpec, state?: LabState): nu
   for (const r of state?.resources ?? []) {
     if (r.kind === 'process' && r.netns === netns && JSON.stringify(r.argv) === JSON.stringify(p.argv) && procStart(r.pid) === r.start) return r.pid;
   }
-  const want = JSON.stringify(p.argv);
-  return netnsPids(netns).find((pid) => JSON.stringify(procCmdline(pid)) === want);
+  // Same argv; the program may show as a full path (PATH lookups, version-manager shims).
+  const base = (a: string) => a.slice(a.lastIndexOf('/') + 1);
+  const want = JSON.stringify([base(p.argv[0]!), ...p.argv.slice(1)]);
+  return netnsPids(netns).find((pid) => {
+    const c = procCmdline(pid);
+    return !!c?.length && JSON.stringify([base(c[0]!), ...c.slice(1)]) === want;
+  });
 }
 
 function createStep(model: LabModel, c: CreateSpec): Step {

@@ -20,7 +20,8 @@
 //                                 an existing interface — `lab down` removes them again)
 //       routes: [default via 172.18.0.1]
 //       nat: [NAT]
-//       processes:                started detached by `lab up`, stopped by `lab down`
+//       processes:                started detached by `lab up` (output in
+//                                 /run/tranproxy/labs/<name>/<host>.<index>.log), stopped by `lab down`
 //         - command: python3      a program, or a list [program, arg...]
 //           args: [-m, http.server, "80"]
 //           env: {KEY: VALUE}     added to the environment

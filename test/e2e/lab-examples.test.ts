@@ -214,8 +214,22 @@ test('docker-bridge: bridge, MASQUERADE out of the uplink, DNAT port mapping to 
     assert.match(nft, new RegExp(`iifname "${n}-uplink" tcp dport 8080 dnat ip to 172\\.18\\.0\\.2:80`));
     assert.match(nft, new RegExp(`ip saddr 172\\.18\\.0\\.0/16 oifname "${n}-uplink" masquerade`));
     assert.equal(o.run('sysctl', ['-n', 'net.ipv4.ip_forward']).stdout.trim(), '1');
-    const status = ok(o.lab('status', join(EXAMPLES, 'docker-bridge.yaml'), n), 'status').stdout;
-    assert.match(status, /^ok {6}c1: process python3 -m http\.server 80 --bind 0\.0\.0\.0 \(pid \d+\)$/m);
+    const file = join(EXAMPLES, 'docker-bridge.yaml');
+    const status = ok(o.lab('status', file, n), 'status').stdout;
+    const pid = Number(status.match(/^ok {6}c1: process python3 -m http\.server 80 --bind 0\.0\.0\.0 \(pid (\d+)\)$/m)?.[1]);
+    assert.ok(pid > 0, status);
+    // Pieces that went missing: `up` makes exactly those again, `status` names them first.
+    process.kill(-pid, 'SIGTERM'); // the server lab up started (it leads its own group)
+    ok(inNs(`${n}-c2`, 'ip', ['route', 'del', 'default']), 'route del');
+    for (let i = 0; i < 100 && existsSync(`/proc/${pid}`) && !/^[ZX]$/.test(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0]!); i++) await sleep(20);
+    const partial = o.lab('status', file, n);
+    assert.equal(partial.status, 1);
+    assert.match(partial.stdout, /^MISSING c2: route default via 172\.18\.0\.1$/m);
+    assert.match(partial.stdout, /^MISSING c1: process python3 -m http\.server/m);
+    assert.match(partial.stdout, /: 2 of \d+ declared pieces missing/);
+    const re = ok(o.lab('up', file, n), 'up again').stdout;
+    assert.match(re, /up \(2 created, \d+ already present\)/);
+    pingOk(`${n}-c2`, '203.0.113.2');
   });
 });
 
