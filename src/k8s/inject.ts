@@ -101,6 +101,9 @@ export function injectPodTemplate(template: PodTemplate, opts: InjectOptions = {
     initContainers = initContainers.filter((c) => !ours(c));
   }
   warnings.push(...uidWarnings(spec, [...initContainers, ...containers], config.proxyUser.uid, config.proxyUser.gid));
+  if (config.probe === 'http') {
+    warnings.push(`probe http: the admin API (/connections, POST /quitquitquit) listens on 0.0.0.0:${config.adminPort}, reachable from the pod network; prefer the exec probe unless a NetworkPolicy closes that port`);
+  }
   const others = [...initContainers, ...containers].map((c) => c.name).filter((n) => OTHER_CAPTURERS.includes(n));
   if (others.length) warnings.push(`${others.join(', ')} found: that sidecar captures outbound traffic too; which one sees a connection depends on rule order`);
 

@@ -15,6 +15,9 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { injectObject } from '../../src/k8s/inject.js';
+import { DEFAULT_INJECT, type InjectDefaults } from '../../src/k8s/config.js';
+
+const DEFAULTS_CLASSIC: InjectDefaults = { ...DEFAULT_INJECT, mode: 'classic' };
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = join(ROOT, 'dist/cli/main.js');
@@ -415,4 +418,152 @@ test('one log line per review; SIGTERM stops it cleanly', async () => {
   const exited = new Promise<number | null>((resolve) => child!.on('exit', (code) => resolve(code)));
   child!.kill('SIGTERM');
   assert.equal(await exited, 0);
+});
+
+// --- the injected pod, emulated ----------------------------------------------------------
+// What a kubelet would do with the injected containers, done with the same kernel parts: a
+// network namespace for the pod, each container's args run under `setpriv` with exactly the
+// user, capabilities and no_new_privs its securityContext asks for, its probes and hooks
+// run as the kubelet runs them, and an app process (another uid) making a real request to
+// a server in a second namespace. Needs root, ip, setpriv, curl, python3.
+
+function have(cmd: string, args: string[] = ['--version']): boolean {
+  const r = spawnSync(cmd, args, { stdio: 'ignore' });
+  return !r.error;
+}
+
+const CAN_EMULATE =
+  process.getuid?.() === 0 && have('ip', ['-V']) && have('setpriv') && have('curl') && have('python3') && have('nft', ['--version'])
+    ? true
+    : 'needs root, ip, setpriv, curl, python3 and nft';
+
+interface Ctr {
+  name: string;
+  args: string[];
+  securityContext: { runAsUser?: number; runAsGroup?: number; allowPrivilegeEscalation?: boolean; capabilities?: { add?: string[]; drop?: string[] } };
+  startupProbe?: { exec: { command: string[] } };
+  readinessProbe?: { exec: { command: string[] } };
+  lifecycle?: { postStart?: { exec: { command: string[] } } };
+}
+
+/** `ip netns exec NS setpriv …` prefix for a container's securityContext (drop ALL + add). */
+function privileges(ns: string, sc: Ctr['securityContext']): string[] {
+  const caps = (sc.capabilities?.add ?? []).map((c) => `+${c.toLowerCase()}`);
+  const uid = sc.runAsUser ?? 1337; // the image's default user
+  const gid = sc.runAsGroup ?? uid;
+  return [
+    'ip', 'netns', 'exec', ns, 'env', 'PODIP=192.0.2.2',
+    'setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups',
+    `--bounding-set=-all${caps.length ? ',' + caps.join(',') : ''}`, '--inh-caps=-all',
+    ...(sc.allowPrivilegeEscalation === false ? ['--no-new-privs'] : []),
+  ];
+}
+
+function runIn(prefix: string[], cmd: string[]): { status: number | null; stderr: string } {
+  const [bin, ...rest] = [...prefix, ...cmd];
+  const r = spawnSync(bin!, rest, { encoding: 'utf8', timeout: 20_000 });
+  return { status: r.status, stderr: r.stderr };
+}
+
+/** The node `tranproxy` runs as: the image's entrypoint is `tranproxy` = node dist/cli/main.js. */
+function entrypoint(args: string[]): string[] {
+  return [process.execPath, MAIN, ...args];
+}
+
+/** Run a probe / hook command as the kubelet does (node is `node` in the image: ours here). */
+function execAction(ns: string, sc: Ctr['securityContext'], command: string[]): number | null {
+  const cmd = command[0] === 'node' ? [process.execPath, ...command.slice(1)] : command;
+  return runIn(privileges(ns, sc), cmd).status;
+}
+
+async function until(what: string, fn: () => boolean, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!fn()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+test('injected pods run with exactly the privileges they are given (native and classic, emulated)', { skip: CAN_EMULATE === true ? false : CAN_EMULATE }, async (t) => {
+  const id = `tpk8s${process.pid}`;
+  const app = `${id}-pod`;
+  const srv = `${id}-srv`;
+  const sh = (args: string[]) => {
+    const r = spawnSync(args[0]!, args.slice(1), { encoding: 'utf8' });
+    assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
+  };
+  const procs: ChildProcess[] = [];
+  try {
+    sh(['ip', 'netns', 'add', app]);
+    sh(['ip', 'netns', 'add', srv]);
+    sh(['ip', 'link', 'add', 'tpk8sa', 'netns', app, 'type', 'veth', 'peer', 'name', 'tpk8ss', 'netns', srv]);
+    sh(['ip', '-n', app, 'addr', 'add', '192.0.2.2/24', 'dev', 'tpk8sa']);
+    sh(['ip', '-n', srv, 'addr', 'add', '192.0.2.1/24', 'dev', 'tpk8ss']);
+    for (const [ns, dev] of [[app, 'tpk8sa'], [srv, 'tpk8ss']] as const) {
+      sh(['ip', '-n', ns, 'link', 'set', dev, 'up']);
+      sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+    }
+    const echo =
+      'import http.server\n' +
+      'class H(http.server.BaseHTTPRequestHandler):\n' +
+      '  def do_GET(self):\n' +
+      "    b=('team=%s xff=%s' % (self.headers.get('X-Team'), self.headers.get('X-Forwarded-For'))).encode()\n" +
+      "    self.send_response(200); self.send_header('Content-Length', str(len(b))); self.end_headers(); self.wfile.write(b)\n" +
+      '  def log_message(self, *a): pass\n' +
+      "http.server.HTTPServer(('192.0.2.1', 80), H).serve_forever()\n";
+    const server = spawn('ip', ['netns', 'exec', srv, 'python3', '-c', echo], { stdio: 'ignore' });
+    procs.push(server);
+    const curlAsApp = (): string => {
+      const r = spawnSync('ip', ['netns', 'exec', app, 'setpriv', '--reuid=1000', '--regid=1000', '--clear-groups', 'curl', '-s', '-m', '5', 'http://192.0.2.1/'], { encoding: 'utf8' });
+      return r.stdout;
+    };
+    await until('the echo server', () => spawnSync('ip', ['netns', 'exec', srv, 'curl', '-s', '-m', '1', 'http://192.0.2.1/'], { encoding: 'utf8' }).stdout.startsWith('team='));
+
+    const pod = { metadata: { name: 'emulated', annotations: { 'tranproxy.io/ports': '80', 'tranproxy.io/headers': 'X-Team: payments', 'tranproxy.io/set-forwarded-for': 'default' } }, spec: { containers: [{ name: 'app', image: 'app:1' }] } };
+    const nftTables = () => spawnSync('ip', ['netns', 'exec', app, 'nft', 'list', 'tables'], { encoding: 'utf8' }).stdout;
+
+    await t.test('native: one root sidecar with NET_ADMIN, KILL, SETUID, SETGID', async () => {
+      const injected = injectObject({ apiVersion: 'v1', kind: 'Pod', ...pod }).object as { spec: { initContainers: Ctr[] } };
+      const side = injected.spec.initContainers[0]!;
+      let log = '';
+      const p = spawn(privileges(app, side.securityContext)[0]!, [...privileges(app, side.securityContext).slice(1), ...entrypoint(side.args)], { stdio: ['ignore', 'ignore', 'pipe'] });
+      procs.push(p);
+      p.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+      // The kubelet runs the startupProbe until it passes, then starts the app.
+      await until(`startupProbe (log: ${log})`, () => execAction(app, side.securityContext, side.startupProbe!.exec.command) === 0);
+      assert.equal(curlAsApp(), 'team=payments xff=192.0.2.2');
+      assert.equal(execAction(app, side.securityContext, side.readinessProbe!.exec.command), 0);
+      assert.match(nftTables(), /table inet tranproxy/);
+      const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
+      p.kill('SIGTERM');
+      assert.equal(await exited, 0, log);
+      assert.doesNotMatch(nftTables(), /tranproxy/, 'rules removed on exit');
+      assert.equal(curlAsApp(), 'team=None xff=None', 'uncaptured once the sidecar is gone');
+    });
+
+    await t.test('classic: rules by a NET_ADMIN init container, then a proxy with no privileges at all', async () => {
+      const injected = injectObject({ apiVersion: 'v1', kind: 'Pod', ...pod }, { defaults: { ...DEFAULTS_CLASSIC } }).object as { spec: { initContainers: Ctr[]; containers: Ctr[] } };
+      const init = injected.spec.initContainers.at(-1)!;
+      const side = injected.spec.containers[0]!;
+      assert.equal(side.securityContext.runAsUser, 1337);
+      assert.deepEqual(side.securityContext.capabilities?.add, undefined);
+      const r = runIn(privileges(app, init.securityContext), entrypoint(init.args));
+      assert.equal(r.status, 0, r.stderr);
+      let log = '';
+      const p = spawn(privileges(app, side.securityContext)[0]!, [...privileges(app, side.securityContext).slice(1), ...entrypoint(side.args)], { stdio: ['ignore', 'ignore', 'pipe'] });
+      procs.push(p);
+      p.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+      // The postStart hook holds the app containers back until the proxy is ready.
+      assert.equal(execAction(app, side.securityContext, side.lifecycle!.postStart!.exec.command), 0, log);
+      assert.equal(curlAsApp(), 'team=payments xff=192.0.2.2');
+      const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
+      p.kill('SIGTERM');
+      assert.equal(await exited, 0, log);
+      assert.match(nftTables(), /table inet tranproxy/, 'classic: the rules outlive the proxy (the netns goes with the pod)');
+    });
+  } finally {
+    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+    spawnSync('ip', ['netns', 'del', app]);
+    spawnSync('ip', ['netns', 'del', srv]);
+  }
 });
