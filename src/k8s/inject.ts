@@ -125,7 +125,9 @@ export function injectPodTemplate(template: PodTemplate, opts: InjectOptions = {
       newAnnotations['kubectl.kubernetes.io/default-container'] = containers[0]!.name;
     }
     if (opts.kind === 'Job' || opts.kind === 'CronJob') {
-      warnings.push(`classic sidecar in a ${opts.kind}: the pod does not complete while the sidecar runs; use native mode (Kubernetes >= 1.29)`);
+      warnings.push(
+        `classic sidecar in a ${opts.kind}: the pod does not complete while the sidecar runs; use native mode (Kubernetes >= 1.29), or have the app POST http://127.0.0.1:${config.adminPort}/quitquitquit when done`,
+      );
     }
   }
   meta.annotations = newAnnotations;
