@@ -182,9 +182,11 @@ async function startTranproxy(host: Host, args: string[], env?: NodeJS.ProcessEn
     throw e;
   }
   const kids = descendants(p.pid);
+  // The data plane: the child holding the listeners (most fds), should there be other children.
+  const data = kids.reduce((best, k) => (fdCount(k) > fdCount(best) ? k : best), kids[0] ?? p.pid);
   return {
     pids: [p.pid, ...kids],
-    dataPid: kids[0] ?? p.pid,
+    dataPid: data,
     stop: async () => {
       await p.stop('SIGTERM');
       await rulesRemove(host); // in case the supervisor was killed before removing its rules
