@@ -128,9 +128,16 @@ export function sniffTls(buf: Buffer, opts?: SniffOptions): SniffResult {
   let have = 0;
   let need = -1; // total handshake bytes (4 + hello length), once known
   let pos = 0;
+  // A record that cannot continue the handshake ends it: parse what came before, so the
+  // answer is the same whether the bytes arrive at once or in pieces (an SNI seen before
+  // the bad record counts either way; a ClientHello cut short by it is malformed).
+  let broken = false;
   while (pos < len && (need < 0 || have < need)) {
     if (len - pos < 5) break;
-    if (!recordHeaderOk(buf, pos)) return 'no-domain';
+    if (!recordHeaderOk(buf, pos)) {
+      broken = true;
+      break;
+    }
     const recLen = (buf[pos + 3]! << 8) | buf[pos + 4]!;
     const start = pos + 5;
     const end = Math.min(start + recLen, len);
@@ -148,7 +155,7 @@ export function sniffTls(buf: Buffer, opts?: SniffOptions): SniffResult {
   try {
     name = parseClientHello(reader);
   } catch (e) {
-    if (e === NEED_MORE) return more();
+    if (e === NEED_MORE) return broken ? 'no-domain' : more();
     if (e === MALFORMED) return 'no-domain';
     throw e;
   }
