@@ -3,7 +3,7 @@
 // `FILE:LINE:COL: path: reason`, the position taken from the YAML source.
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
 import { UsageError } from '../errors.js';
 import { compileRules, parseDomainList, RULE_FIELD_NAMES, RuleError, suggest, type DomainList, type RuleSpec } from '../route/index.js';
@@ -169,6 +169,19 @@ export function parseConfigText(text: string, path: string, opts: ParseOptions =
   if (doc.errors.length) {
     fail(doc.errors.map((e) => issueAt(e.pos[0], [], `YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`)));
   }
+  // An alias inside the node it names (`a: &a {b: *a}`) would make a cyclic value: refuse it.
+  let cycleAt: number | undefined;
+  visit(doc, {
+    Alias(_, node) {
+      const target = node.resolve(doc);
+      if (target?.range && node.range && target.range[0] <= node.range[0] && node.range[1] <= target.range[1]) {
+        cycleAt = node.range[0];
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  if (cycleAt !== undefined) fail([issueAt(cycleAt, [], 'YAML: an alias refers to a node that contains it (a cycle)')]);
   let raw: unknown;
   try {
     raw = doc.toJS({ maxAliasCount: 1000 });
