@@ -16,15 +16,22 @@ const CORPUS_ROOT = fileURLToPath(new URL('./corpus/', import.meta.url));
 const SCALE = Number(process.env.FUZZ_SCALE ?? 1) || 1;
 const SEED = process.env.FUZZ_SEED === 'random' ? undefined : Number(process.env.FUZZ_SEED ?? 0x7a11) | 0;
 
+/** Wall-clock budget of one target file (each file imports this module once). */
+const FILE_BUDGET_MS = 9000 * SCALE;
+const fileDeadline = Date.now() + FILE_BUDGET_MS;
+
 /**
- * fast-check parameters for one property: `numRuns` (scaled) and a hard time cap so a target
- * stays inside its CI budget on a slow machine (an interrupted run passes: it found nothing).
+ * fast-check parameters for one property: `numRuns` (scaled) and a time cap — the smaller of
+ * `timeCapMs` and what is left of the file's 9-second budget — so a target stays inside its
+ * CI budget on a slow machine (an interrupted run passes: it found nothing in the time).
+ * Call it right before fc.assert (inside the test), so the budget is measured then.
  */
-export function params<T>(numRuns: number, timeCapMs = 7000): fc.Parameters<T> {
+export function params<T>(numRuns: number, timeCapMs = 5000): fc.Parameters<T> {
+  const left = fileDeadline - Date.now();
   return {
     numRuns: Math.max(1, Math.round(numRuns * SCALE)),
     ...(SEED === undefined ? {} : { seed: SEED }),
-    interruptAfterTimeLimit: timeCapMs * SCALE,
+    interruptAfterTimeLimit: Math.max(300, Math.min(timeCapMs * SCALE, left)),
     markInterruptAsFailure: false,
   };
 }
