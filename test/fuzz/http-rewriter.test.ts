@@ -19,7 +19,6 @@ const CONFIGS: Record<string, InjectConfig> = {
   none: { headers: [], maxHeadBytes: 65536 },
   small: { ...CFG, maxHeadBytes: 160 },
 };
-const INJECTED = ['x-client-hostname', 'x-team', 'x-forwarded-for'];
 
 interface Outcome {
   out: Buffer;
@@ -174,6 +173,8 @@ const headerArb = fc.tuple(
   pick(w(200, fc.constantFrom(':', ': ', ':\t')), w(1, fc.constant(' :'))),
 );
 
+type Body = { kind: 'none' } | { kind: 'cl' | 'both'; data: Buffer } | { kind: 'chunked'; parts: Buffer[] };
+
 const requestArb = fc.record({
   method: pick(w(100, fc.constantFrom('GET', 'POST', 'HEAD', 'PUT', 'OPTIONS', 'M-SEARCH')), w(1, fc.constantFrom('CONNECT', 'PRI', 'G\x00T'))),
   target: fc.constantFrom('/', '/a?b=c:d', 'http://h.example/x', 'h.example:443', '*', '/%0d%0a'),
@@ -181,7 +182,7 @@ const requestArb = fc.record({
   eol: fc.constantFrom('\r\n', '\r\n', '\n'),
   headers: fc.array(headerArb, { maxLength: 8 }),
   fold: fc.noBias(fc.integer({ min: 0, max: 30 })).map((n) => n === 0),
-  body: pick(
+  body: pick<Body>(
     w(12, fc.constant({ kind: 'none' as const })),
     w(6, fc.record({ kind: fc.constant('cl' as const), data: bytesArb(64) })),
     w(6, fc.record({ kind: fc.constant('chunked' as const), parts: fc.array(bytesArb(32).filter((b) => b.length > 0), { maxLength: 3 }) })),
@@ -198,7 +199,7 @@ function render(r: Req): Buffer {
   for (const [n, v, sep] of r.headers) head += `${n}${sep}${v}${e}`;
   if (r.fold) head += ` folded${e}`;
   if (r.upgrade) head += `Upgrade: websocket${e}Connection: Upgrade${e}`;
-  let body = Buffer.alloc(0);
+  let body: Buffer = Buffer.alloc(0);
   if (r.body.kind === 'cl') {
     head += `Content-Length: ${r.body.data.length}${e}`;
     body = r.body.data;
