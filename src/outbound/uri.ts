@@ -254,7 +254,9 @@ export function redactUri(uri: string): string {
   const scheme = m[1]!;
   let rest = m[2]!;
   let fragment = '';
-  const hash = rest.indexOf('#');
+  // A '#' before the last '@' is part of the userinfo (an unencoded '#' in a password), not
+  // the start of the tag: showing it as the tag would show the password.
+  const hash = rest.indexOf('#', rest.lastIndexOf('@') + 1);
   if (hash >= 0) {
     fragment = rest.slice(hash);
     rest = rest.slice(0, hash);
