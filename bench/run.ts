@@ -773,6 +773,8 @@ function cpuCase(from: CaseResult[]): CaseResult {
       method: [
         'utime+stime of every process of the proxy (/proc/PID/stat, tranproxy: supervisor + data-plane child) over each iperf3 test of (a) and (b),',
         '÷ GB received by the iperf3 server. Kernel work done in softirq context on behalf of the proxy is not attributed to it.',
+        'This is the figure least sensitive to other load on the machine: throughput depends on how much of the 2 CPUs each proxy gets',
+        '(a proxy that got 2.7 CPU s in a 5 s test was waiting for a CPU, not saturated), CPU per byte much less.',
       ],
       variants: from[0]?.variants.filter((v) => v.key !== 'none') ?? [],
       subject: 'tranproxy',
