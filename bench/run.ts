@@ -641,6 +641,9 @@ async function profileTranproxy(ctx: Ctx): Promise<string[]> {
     'the receiving side\'s protocol processing too. Reads (read(2) from libuv\'s event loop) fall under `(program)`. "busy" is the sampled time minus',
     'V8\'s `(idle)` (waiting in epoll); it is less than the CPU time /proc charges the process in (f), probably because network softirq work done on',
     'the proxy\'s CPU while it waits in epoll is charged to its system time but sampled as idle.',
+    'FFI calls made through koffi all appear under one name, that of the last function koffi bound in the process (V8 names native functions by',
+    'their shared entry point; checked with a two-function test) — in the current build `setrlimit`, which therefore stands for the data plane\'s',
+    'FFI calls such as getsockopt(SO_ORIGINAL_DST), not for setrlimit(2). `dispatch` is the profiler\'s own inspector session.',
     '',
   ];
   const secs = ctx.opts.iperfSecs;
