@@ -37,10 +37,11 @@ export interface SpliceRelayOptions {
 
 export interface SpliceEngine {
   /**
-   * Relays until both sides are done, like relay(). The sockets must pass canSplice() (else
-   * the promise rejects with HandoverError and the sockets are left as they were); after a
-   * successful hand-over the Node sockets are destroyed (their 'close' fires) while the
-   * connections live on in the engine.
+   * Relays until both sides are done, like relay(). Throws HandoverError synchronously (and
+   * leaves the sockets as they were) when they fail canSplice(), the engine is closed, or the
+   * descriptors cannot be duplicated. Otherwise the Node sockets are destroyed at hand-over
+   * (their 'close' fires; drop references to them: the engine needs none) while the
+   * connections live on in the engine; the promise never rejects.
    */
   relay(client: net.Socket, upstream: net.Socket, opts: SpliceRelayOptions): Promise<RelayResult>;
   /** Connections currently in the engine (handed over or being handed over). */
@@ -249,18 +250,20 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
     eventfdSignal(slot.wakeFd);
   };
 
-  const relay = async (client: net.Socket, upstream: net.Socket, ro: SpliceRelayOptions): Promise<RelayResult> => {
+  /** Synchronous up to the hand-over, so that refusals throw before anything is touched. */
+  const relay = (client: net.Socket, upstream: net.Socket, ro: SpliceRelayOptions): Promise<RelayResult> => {
     const live = slots.filter((s) => !s.dead);
     if (closing || live.length === 0) throw new HandoverError(closing ? 'splice engine closed' : 'splice engine has no live worker');
     const why = ineligible(client) ?? ineligible(upstream);
     if (why) throw new HandoverError(`cannot hand over: ${why}`);
     // dup first: if it fails (EMFILE), nothing has been done to the sockets yet.
-    const clientFd = sysDupCloexec(socketFd(client));
+    let clientFd = -1;
     let upstreamFd: number;
     try {
+      clientFd = sysDupCloexec(socketFd(client));
       upstreamFd = sysDupCloexec(socketFd(upstream));
     } catch (e) {
-      rawClose(clientFd);
+      if (clientFd >= 0) rawClose(clientFd);
       throw new HandoverError(`dup: ${(e as Error).message}`);
     }
     // Least busy worker; ties go round-robin.
@@ -273,33 +276,41 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
     const id = nextId++;
     slot.active++;
     slot.worker.ref();
-    const result = new Promise<RelayResult>((resolve) => pending.set(id, { resolve, preUp: 0, preDown: 0, worker: slot }));
-    const p = pending.get(id)!;
+    let entry!: Pending;
+    const result = new Promise<RelayResult>((resolve) => pending.set(id, (entry = { resolve, preUp: 0, preDown: 0, worker: slot })));
 
     stopReading(client);
     stopReading(upstream);
-    p.preUp = moveBuffered(client, upstream);
-    p.preDown = moveBuffered(upstream, client);
-    const bad = await flushed(client, upstream, ro.idleTimeoutMs);
-    if (bad || client.destroyed || upstream.destroyed || closing || slot.dead) {
-      rawClose(clientFd);
-      rawClose(upstreamFd);
-      const reason: RelayResult['reason'] = bad?.side === 'timeout' ? 'idle' : bad?.side === 'client' ? 'client-error' : bad?.side === 'upstream' ? 'upstream-error' : 'aborted';
-      if (reason === 'client-error' || reason === 'upstream-error') {
-        resetOrDestroy(reason === 'client-error' ? upstream : client);
-        resetOrDestroy(reason === 'client-error' ? client : upstream);
-      } else {
-        client.destroy();
-        upstream.destroy();
-      }
-      settle(id, { bytesUp: 0, bytesDown: 0, reason, ...(bad && bad.side !== 'timeout' ? { error: bad.error } : {}) });
-      return result;
-    }
-    // Node closes its own descriptors (no shutdown(2), no FIN: the dups keep the sockets).
+    entry.preUp = moveBuffered(client, upstream);
+    entry.preDown = moveBuffered(upstream, client);
+    const add: ToWorker = { t: 'add', id, clientFd, upstreamFd, idleMs: ro.idleTimeoutMs };
+    if (client.writableLength === 0 && upstream.writableLength === 0) commit(slot, client, upstream, add);
+    else void flushThenCommit(slot, client, upstream, add, ro.idleTimeoutMs);
+    // Nothing here keeps the Node sockets alive: they can be collected during the relay.
+    return result;
+  };
+
+  /** Node closes its own descriptors (close(2): no shutdown(2), no FIN: the dups keep the sockets). */
+  const commit = (slot: WorkerSlot, client: net.Socket, upstream: net.Socket, add: Extract<ToWorker, { t: 'add' }>): void => {
     client.destroy();
     upstream.destroy();
-    post(slot, { t: 'add', id, clientFd, upstreamFd, idleMs: ro.idleTimeoutMs });
-    return result;
+    post(slot, add);
+  };
+
+  const flushThenCommit = async (slot: WorkerSlot, client: net.Socket, upstream: net.Socket, add: Extract<ToWorker, { t: 'add' }>, idleMs: number): Promise<void> => {
+    const bad = await flushed(client, upstream, idleMs);
+    if (!bad && !client.destroyed && !upstream.destroyed && !closing && !slot.dead) return commit(slot, client, upstream, add);
+    rawClose(add.clientFd);
+    rawClose(add.upstreamFd);
+    const reason: RelayResult['reason'] = bad?.side === 'timeout' ? 'idle' : bad?.side === 'client' ? 'client-error' : bad?.side === 'upstream' ? 'upstream-error' : 'aborted';
+    if (reason === 'client-error' || reason === 'upstream-error') {
+      resetOrDestroy(reason === 'client-error' ? upstream : client);
+      resetOrDestroy(reason === 'client-error' ? client : upstream);
+    } else {
+      client.destroy();
+      upstream.destroy();
+    }
+    settle(add.id, { bytesUp: 0, bytesDown: 0, reason, ...(bad && bad.side !== 'timeout' ? { error: bad.error } : {}) });
   };
 
   return {

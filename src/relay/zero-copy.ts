@@ -39,23 +39,26 @@ export function wouldSplice(client: net.Socket, upstream: Duplex, opts: Pick<Rel
  * client) is written upstream first and counted in bytesUp; so is anything Node had already
  * read from either socket (the engine flushes it before taking the descriptors).
  */
-export async function relayAuto(client: net.Socket, upstream: Duplex, opts: AutoRelayOptions): Promise<RelayResult> {
+export function relayAuto(client: net.Socket, upstream: Duplex, opts: AutoRelayOptions): Promise<RelayResult> {
   const engine = opts.engine === undefined ? defaultSpliceEngine() : opts.engine;
   if (!engine || !wouldSplice(client, upstream, opts)) return relay(client, upstream, jsOptions(opts));
-  let head = 0;
-  if (opts.head && opts.head.length > 0) {
-    head = opts.head.length;
-    upstream.write(opts.head);
-  }
+  const head = opts.head?.length ?? 0;
+  if (opts.head && head > 0) upstream.write(opts.head);
+  let spliced: Promise<RelayResult>;
   try {
-    const r = await engine.relay(client, upstream, { idleTimeoutMs: opts.idleTimeoutMs });
-    return head ? { ...r, bytesUp: r.bytesUp + head } : r;
+    spliced = engine.relay(client, upstream, { idleTimeoutMs: opts.idleTimeoutMs });
   } catch (e) {
     if (!(e instanceof HandoverError)) throw e;
     // Nothing was done to the sockets (the head, if any, is already on its way).
-    const r = await relay(client, upstream, { ...jsOptions(opts), head: undefined });
-    return head ? { ...r, bytesUp: r.bytesUp + head } : r;
+    return withHead(relay(client, upstream, { ...jsOptions(opts), head: undefined }), head);
   }
+  // Not an async function, and no closure over the sockets: once handed over, the
+  // destroyed Node sockets can be collected while the engine relays (~4 KiB per connection).
+  return withHead(spliced, head);
+}
+
+function withHead(p: Promise<RelayResult>, head: number): Promise<RelayResult> {
+  return head ? p.then((r) => ({ ...r, bytesUp: r.bytesUp + head })) : p;
 }
 
 function jsOptions(opts: AutoRelayOptions): RelayOptions {
