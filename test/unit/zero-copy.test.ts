@@ -426,3 +426,40 @@ test('relayAuto: a sniffed head goes first, then what Node buffered, then the re
   );
   upstream.close();
 });
+
+test('backpressure: a server that does not read stalls the client; nothing piles up; all bytes arrive', { skip, timeout: 60_000 }, async () => {
+  let serverSock: net.Socket | undefined;
+  const upstream = await listen((s) => {
+    serverSock = s;
+    s.pause(); // not reading (yet)
+  });
+  await withProxy(upstream.address() as net.AddressInfo, viaEngine(), async (port, results) => {
+    const c = await connect(port);
+    const chunk = Buffer.alloc(1 << 20, 9);
+    // Write until the kernel stops taking bytes: client sndbuf + proxy rcvbuf + one pipe +
+    // proxy sndbuf + server rcvbuf, a few MiB on loopback, not the 64 MiB offered.
+    let accepted = 0;
+    for (let i = 0; i < 64; i++) {
+      c.write(chunk);
+      await new Promise((r) => setTimeout(r, 10));
+      accepted = c.bytesWritten - c.writableLength;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    accepted = c.bytesWritten - c.writableLength;
+    assert.ok(c.writableLength > 16 << 20, `the client is held back (${c.writableLength} bytes still queued in the client)`);
+    assert.ok(accepted < 48 << 20, `${accepted} bytes accepted while nobody reads`);
+    // The server reads now: everything arrives.
+    let got = 0;
+    serverSock!.on('data', (d: Buffer) => (got += d.length));
+    serverSock!.on('end', () => serverSock!.end());
+    serverSock!.resume();
+    c.end();
+    await once(serverSock!, 'end');
+    assert.equal(got, 64 << 20);
+    c.on('data', () => {});
+    await once(c, 'end');
+    assert.deepEqual(await results[0]!, { bytesUp: 64 << 20, bytesDown: 0, reason: 'eof' });
+    c.destroy();
+  });
+  upstream.close();
+});
