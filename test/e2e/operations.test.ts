@@ -42,7 +42,7 @@ test('admin API: readiness, metrics aggregated over 2 workers, live connections,
   await withLab(async (lab) => {
     const { client } = await twoHosts(lab);
     const proxy = await startTranproxy(client, ['run', '-P', '80', '-P', '7', '--family', 'ipv4', '--workers', '2', '--admin', '-H', 'x-a:1']);
-    assert.match(proxy.output(), /workers=2 admin=127\.0\.0\.1:15000/);
+    assert.match(proxy.output(), /workers=2 .*admin=127\.0\.0\.1:15000/);
     const ps = await client.run('ps', ['-o', 'args=', '-u', '1337']);
     assert.equal(ps.stdout.trim().split('\n').filter((l) => l.includes('child.js')).length, 2, 'two data-plane workers');
     for (let i = 0; i < 6; i++) assert.equal((await get(client, `http://${SERVER}/m${i}`)).status, 0);
