@@ -208,7 +208,8 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       if (!client.destroyed) client.end('HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    if (isLoop(dst)) {
+    // A Host header must not reach this host's own loopback services (admin API, …).
+    if (isLoop(dst) || dst.address.startsWith('127.') || dst.address === '::1') {
       refused({ src: fmt(src), dst: fmt(dst), reason: 'loop' });
       client.destroy();
       return;
