@@ -28,6 +28,7 @@ PAIRS=(
   ss-server:shadowsocks-libev
   tinyproxy:tinyproxy
   openssl:openssl
+  chromium:chromium
 )
 
 # Service daemons live in sbin dirs, which a non-root PATH may lack.
