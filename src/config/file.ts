@@ -3,11 +3,11 @@
 // `FILE:LINE:COL: path: reason`, the position taken from the YAML source.
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node as YamlNode } from 'yaml';
-import type { z } from 'zod';
+import { LineCounter, parseDocument, visit } from 'yaml';
 import { UsageError } from '../errors.js';
 import { compileRules, parseDomainList, RULE_FIELD_NAMES, RuleError, suggest, type DomainList, type RuleSpec } from '../route/index.js';
 import { ConfigSchema, describe, KNOWN_KEYS, settingsOf, type ConfigRule, type ConfigSettings } from './schema.js';
+import { locateInYaml as locate, placeZodIssues } from './yaml-issues.js';
 
 export interface ConfigFile extends ConfigSettings {
   /** The file as named by the user. */
@@ -56,53 +56,6 @@ export function pathText(path: readonly PropertyKey[]): string {
   return out;
 }
 
-interface Located {
-  /** Offset in the text. */
-  offset: number;
-  /** The part of the path that exists in the document (plus a missing map key, if any). */
-  path: Path;
-}
-
-function resolve(doc: Document, node: unknown): unknown {
-  return isAlias(node) ? node.resolve(doc) : node;
-}
-
-/**
- * Find where `path` is in the document. `at: 'key'` points at a map key instead of its
- * value. A path that runs past the document (a single value standing for a list of one,
- * a missing key) stops at the deepest node that exists.
- */
-function locate(doc: Document, path: readonly PropertyKey[], at: 'value' | 'key' = 'value'): Located {
-  let node = resolve(doc, doc.contents) as YamlNode | null;
-  let offset = node?.range?.[0] ?? 0;
-  const found: Path = [];
-  for (let i = 0; i < path.length; i++) {
-    const seg = path[i]!;
-    if (isMap(node)) {
-      const pair = node.items.find((p) => isPair(p) && String(isScalar(p.key) ? p.key.value : p.key) === String(seg));
-      if (!pair) {
-        found.push(seg as string | number); // a missing key: name it, point at its mapping
-        break;
-      }
-      const keyNode = pair.key as YamlNode | null;
-      const value = resolve(doc, pair.value) as YamlNode | null;
-      found.push(seg as string | number);
-      const last = i === path.length - 1;
-      if (last && at === 'key' && keyNode?.range) offset = keyNode.range[0];
-      else if (value?.range && !(isScalar(value) && value.value === null && value.range[0] === value.range[1])) offset = value.range[0];
-      else if (keyNode?.range) offset = keyNode.range[0];
-      node = value;
-    } else if (isSeq(node)) {
-      const item = resolve(doc, node.items[Number(seg)]) as YamlNode | null | undefined;
-      if (!item) break;
-      found.push(Number(seg));
-      if (item.range) offset = item.range[0];
-      node = item;
-    } else break;
-  }
-  return { offset, path: found };
-}
-
 function keysFor(path: readonly PropertyKey[]): readonly string[] {
   if (path.length === 0) return KNOWN_KEYS.top;
   if (path[0] === 'rules' && path.length === 2) return KNOWN_KEYS.rule;
@@ -133,21 +86,6 @@ function dropNulls(v: unknown, top = true): unknown {
     out[k] = dropNulls(x, false);
   }
   return out;
-}
-
-function issueMessage(iss: z.core.$ZodIssue): string {
-  const value = (iss as { input?: unknown }).input; // parsed with reportInput
-  switch (iss.code) {
-    case 'invalid_key':
-      return iss.issues.map((i) => i.message).join('; ');
-    case 'invalid_type':
-      if (value === undefined) return 'required';
-      return `expected ${iss.expected === 'array' ? 'a list' : iss.expected === 'object' || iss.expected === 'record' ? 'a mapping' : iss.expected}, got ${describe(value)}`;
-    default:
-      // A missing key whose check says "expected X": say it is required.
-      if (value === undefined && iss.code === 'custom' && iss.message.startsWith('expected ')) return `required: ${iss.message.slice(9)}`;
-      return iss.message;
-  }
 }
 
 /**
@@ -196,19 +134,8 @@ export function parseConfigText(text: string, path: string, opts: ParseOptions =
 
   const parsed = ConfigSchema.safeParse(data, { reportInput: true });
   if (!parsed.success) {
-    const issues: ConfigIssue[] = [];
-    for (const iss of parsed.error.issues) {
-      if (iss.code === 'unrecognized_keys') {
-        for (const key of iss.keys) {
-          const loc = locate(doc, [...iss.path, key], 'key');
-          issues.push(issueAt(loc.offset, iss.path, unknownKeyMessage(key, keysFor(iss.path))));
-        }
-        continue;
-      }
-      const loc = locate(doc, iss.path, iss.code === 'invalid_key' ? 'key' : 'value');
-      issues.push(issueAt(loc.offset, loc.path, issueMessage(iss)));
-    }
-    fail(issues);
+    const unknownKey = (key: string, parent: readonly PropertyKey[]) => unknownKeyMessage(key, keysFor(parent));
+    fail(placeZodIssues(doc, parsed.error.issues, { unknownKey, pathShown: 'found' }, issueAt));
   }
   const settings = settingsOf(parsed.data!);
 

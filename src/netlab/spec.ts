@@ -57,10 +57,11 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, pathText, type ConfigIssue } from '../config/file.js';
 import { describe } from '../config/schema.js';
+import { locateInYaml, placeZodIssues, type YamlPath } from '../config/yaml-issues.js';
 import { UsageError } from '../errors.js';
 import { suggest } from '../route/index.js';
 
@@ -429,53 +430,7 @@ function keysFor(path: readonly PropertyKey[]): readonly string[] {
   return [];
 }
 
-// ---------------------------------------------------------------------------------------
-// Positions in the YAML text (the technique of config/file.ts)
-
-type Path = (string | number)[];
-
-function resolveNode(doc: Document, node: unknown): unknown {
-  return isAlias(node) ? node.resolve(doc) : node;
-}
-
-/** Offset of `path` in the document (of its key with at 'key'); stops at the deepest node that exists. */
-function locate(doc: Document, path: readonly PropertyKey[], at: 'value' | 'key' = 'value'): { offset: number; path: Path } {
-  let node = resolveNode(doc, doc.contents) as YamlNode | null;
-  let offset = node?.range?.[0] ?? 0;
-  const found: Path = [];
-  for (let i = 0; i < path.length; i++) {
-    const seg = path[i]!;
-    if (isMap(node)) {
-      const pair = node.items.find((p) => isPair(p) && String(isScalar(p.key) ? p.key.value : p.key) === String(seg));
-      if (!pair) {
-        found.push(seg as string | number);
-        break;
-      }
-      const keyNode = pair.key as YamlNode | null;
-      const value = resolveNode(doc, pair.value) as YamlNode | null;
-      found.push(seg as string | number);
-      const last = i === path.length - 1;
-      if (last && at === 'key' && keyNode?.range) offset = keyNode.range[0];
-      else if (value?.range && !(isScalar(value) && value.value === null && value.range[0] === value.range[1])) offset = value.range[0];
-      else if (keyNode?.range) offset = keyNode.range[0];
-      node = value;
-    } else if (isSeq(node)) {
-      const item = resolveNode(doc, node.items[Number(seg)]) as YamlNode | null | undefined;
-      if (!item) {
-        // A single value standing for a list of one: the value itself is item 0.
-        if (Number(seg) === 0) continue;
-        break;
-      }
-      found.push(Number(seg));
-      if (item.range) offset = item.range[0];
-      node = item;
-    } else {
-      if (Number(seg) === 0 && typeof seg === 'number') continue; // scalar written for a list of one
-      break;
-    }
-  }
-  return { offset, path: found };
-}
+type Path = YamlPath;
 
 // ---------------------------------------------------------------------------------------
 // Parsing
@@ -494,17 +449,6 @@ interface Problem {
 function unknownKeyMessage(key: string, known: readonly string[]): string {
   const guess = suggest(key, known);
   return `unknown key '${key}'${guess ? `; did you mean '${guess}'?` : ''}`;
-}
-
-function zodMessage(iss: z.core.$ZodIssue): string {
-  const value = (iss as { input?: unknown }).input;
-  if (iss.code === 'invalid_type') {
-    if (value === undefined) return 'required';
-    return `expected ${iss.expected === 'array' ? 'a list' : iss.expected === 'object' || iss.expected === 'record' ? 'a mapping' : iss.expected}, got ${describe(value)}`;
-  }
-  if (iss.code === 'invalid_union' && value === undefined) return 'required';
-  if (iss.code === 'invalid_key') return iss.issues.map((i) => i.message).join('; ');
-  return iss.message;
 }
 
 /** Parse and check lab file text. Throws ConfigError listing every problem with its position. */
@@ -533,26 +477,15 @@ export function parseLabText(textIn: string, file: string, opts: ParseLabOptions
   }
   const parsed = LabSchema.safeParse(raw, { reportInput: true });
   if (!parsed.success) {
-    const issues: ConfigIssue[] = [];
-    for (const iss of parsed.error.issues) {
-      if (iss.code === 'unrecognized_keys') {
-        for (const key of iss.keys) {
-          const loc = locate(doc, [...iss.path, key], 'key');
-          issues.push(issueAt(loc.offset, iss.path, unknownKeyMessage(key, keysFor(iss.path))));
-        }
-        continue;
-      }
-      const loc = locate(doc, iss.path, iss.code === 'invalid_key' ? 'key' : 'value');
-      issues.push(issueAt(loc.offset, iss.path, zodMessage(iss)));
-    }
-    fail(issues);
+    const unknownKey = (key: string, parent: readonly PropertyKey[]) => unknownKeyMessage(key, keysFor(parent));
+    fail(placeZodIssues(doc, parsed.error.issues, { unknownKey, pathShown: 'schema' }, issueAt));
   }
   const problems: Problem[] = [];
   const model = build(parsed.data!, file, opts, problems);
   if (problems.length) {
     fail(
       problems.map((p) => {
-        const loc = locate(doc, p.path, p.at ?? 'value');
+        const loc = locateInYaml(doc, p.path, p.at ?? 'value');
         return issueAt(loc.offset, p.path, p.message);
       }),
     );
