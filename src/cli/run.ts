@@ -33,6 +33,7 @@ export function runCommand(): Command {
     .option('-c, --config <file>', 'YAML config file (nodes, rules, and any flag); flags given on the command line win')
     .option('--upstream <uri>', 'send every flow through this node: socks5://[user:pass@]host:port, http://…, ss://…')
     .option('--sniff-timeout <duration>', 'gateway: how long to wait for a client\'s first bytes to find its domain', '300ms')
+    .addOption(new Option('--relay <engine>', 'byte pump: splice(2) for flows nobody inspects, else JS (auto); js only; splice required').choices(['auto', 'js', 'splice']))
     .option('--dst-from-host', 'HTTP: when the kernel has no original destination (no NAT), connect to the Host header\'s name instead')
     .action(async (command: string[], opts: RawRunOptions & { config?: string }, self: Command) => {
       if (command.length > 0 && !process.argv.includes('--')) {

@@ -26,6 +26,7 @@ import {
 export type FirewallChoice = 'auto' | 'nft' | 'iptables' | 'none';
 export type FamilyChoice = 'dual' | 'ipv4' | 'ipv6';
 export type LogFormat = 'text' | 'json';
+export type RelayEngineChoice = 'auto' | 'js' | 'splice';
 
 export interface RunConfig {
   mode: CaptureMode;
@@ -62,6 +63,8 @@ export interface RunConfig {
   dstFromHost: boolean;
   /** Data-plane worker processes sharing the listeners. */
   workers: number;
+  /** Byte pump: splice engine where nothing inspects the bytes ('auto'), never ('js'), or required ('splice'). */
+  relay: RelayEngineChoice;
   /** Admin HTTP listener (health, readiness, metrics, connections); undefined: off. */
   admin: { host: string; port: number } | undefined;
   /** On shutdown, how long in-flight connections may take before rules go. */
@@ -113,6 +116,7 @@ export interface RawRunOptions {
   udp?: boolean;
   udpIdleTimeout?: string;
   workers?: string;
+  relay?: string;
   /** true: the default address. */
   admin?: string | boolean;
   drainTimeout?: string;
@@ -260,6 +264,7 @@ export function parseRunOptions(raw: RawRunOptions, command: string[] = [], fact
     resolver: resolverOf(raw, facts),
     dstFromHost: raw.dstFromHost ?? false,
     workers: parsePositiveInt(raw.workers ?? '1', '--workers', 64),
+    relay: parseChoice(raw.relay ?? 'auto', ['auto', 'js', 'splice'] as const, '--relay'),
     admin: adminOf(raw.admin),
     drainTimeoutMs: parseDuration(raw.drainTimeout ?? '5s', '--drain-timeout'),
     udp,

@@ -18,7 +18,7 @@
 //   exclude-uids (list)   --exclude-uid           set-client-hostname   --Set-Client-Hostname
 //   exclude-gids (list)   --exclude-gid           xff-mode              --xff-mode
 //   nameservers (list)    -N/--nameserver         max-head-size         --max-head-size
-//   dst-from-host         --dst-from-host
+//   dst-from-host         --dst-from-host         relay                 --relay
 //
 // A list key also takes a single value (`ports: 80`). Durations are "10s", "5m", "250ms" or
 // a number of milliseconds. `headers` items are "Name: value" strings or `Name: value` maps.
@@ -262,6 +262,7 @@ export const ConfigSchema = z
     'max-head-size': scalar('a number of bytes', (t) => parsePositiveInt(t, '', 1 << 24)).optional(),
     nameservers: many(ipAddress).optional(),
     'dst-from-host': bool.optional(),
+    relay: oneOf(['auto', 'js', 'splice']).optional(),
     nodes: z.record(NodeName, NodeSchema).optional(),
     rules: many(RuleSchema).optional(),
     default: text('an outbound name (direct, reject or a node)').optional(),
@@ -405,6 +406,7 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
   set('maxHeadSize', one(f['max-head-size']));
   set('nameserver', strs(f.nameservers));
   set('dstFromHost', f['dst-from-host']);
+  set('relay', f.relay);
 
   const nodes: Record<string, ConfigNode> = {};
   for (const [name, n] of Object.entries(f.nodes ?? {})) {

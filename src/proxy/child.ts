@@ -100,6 +100,7 @@ async function start(msg: ChildStart): Promise<void> {
       ...(msg.dstFromHost ? { dstFromHost: { resolve: (n: string) => resolver.resolve(n), maxHeadBytes: msg.inject?.maxHeadBytes ?? 65536 } } : {}),
       ...(routing ? { routing } : {}),
       metrics,
+      relay: msg.relay,
       ...(msg.inject ? { rewriterFor: rewriterFactory(compileInjectConfig(msg.inject)) } : {}),
     },
     msg.listeners.map((l, i) => ({ fd: FIRST_LISTENER_FD + i, family: l.family, label: l.label })),
@@ -132,8 +133,8 @@ process.on('message', (msg: ToChild) => {
     if (!p) process.exit(0);
     void Promise.all([p.stopAccepting(), udp?.close(), dns?.close()])
       .then(() => p.drain(msg.drainMs))
+      .then(() => p.destroyAll())
       .then(() => {
-        p.destroyAll();
         send({ type: 'drained' });
         process.exit(0);
       });

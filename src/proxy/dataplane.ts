@@ -6,10 +6,13 @@ import os from 'node:os';
 import { originalDestination } from '../kernel/sockets.js';
 import { unmapAddress, type Endpoint } from '../kernel/sockaddr.js';
 import { connectDirect, ConnectError, fmt } from '../outbound/direct.js';
-import { relay, type UpstreamRewriter } from '../relay/relay.js';
+import { relay, type RelayResult, type UpstreamRewriter } from '../relay/relay.js';
+import { relayAuto, wouldSplice } from '../relay/zero-copy.js';
+import { createSpliceEngine, spliceAvailable, type SpliceEngine } from '../kernel/splice.js';
 import type { LogFields, Logger } from '../observe/log.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
 import type { CaptureMode } from '../firewall/plan.js';
+import type { RelayEngineChoice } from '../config/run-config.js';
 import { requestAuthority } from '../sniff/authority.js';
 import { peek } from '../sniff/peek.js';
 import { sniff } from '../sniff/index.js';
@@ -39,6 +42,20 @@ export interface DataPlaneConfig {
   metrics?: DataPlaneMetrics;
   /** Builds a rewriter for the client→server stream of a new connection, if any. */
   rewriterFor?: (flow: Flow) => UpstreamRewriter | undefined;
+  /**
+   * Byte pump: 'auto' (default) hands flows nobody needs to inspect to the splice engine and
+   * keeps the JS relay for the rest and as the fallback; 'js' never splices; 'splice' is
+   * 'auto' that refuses to start without the engine.
+   */
+  relay?: RelayEngineChoice;
+}
+
+/** --relay splice on a system where splice(2) via koffi cannot work. */
+export class SpliceUnavailableError extends Error {
+  override readonly name = 'SpliceUnavailableError';
+  constructor() {
+    super('--relay splice: the splice(2) engine is not available here (needs Linux x86-64/AArch64 and koffi); use --relay auto or js');
+  }
 }
 
 /** Gateway routing, built by the data-plane process from plain config. */
@@ -112,7 +129,8 @@ export interface DataPlane {
   stopAccepting(): Promise<void>;
   /** Resolves when no connection is active, or after `deadlineMs`. */
   drain(deadlineMs: number): Promise<void>;
-  destroyAll(): void;
+  /** Closes every connection, JS-relayed or spliced, and stops the splice engine. */
+  destroyAll(): Promise<void>;
 }
 
 /** Addresses of this host, refreshed at most every few seconds, for the loop guard. */
@@ -131,10 +149,31 @@ class LocalAddresses {
 
 export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[], log: Logger): Promise<DataPlane> {
   const servers: net.Server[] = [];
+  // Client sockets the JS side holds (sniffing, connecting, JS relay). A spliced flow's
+  // sockets leave at hand-over (their 'close'), so nothing keeps the Node objects alive.
   const sockets = new Set<net.Socket>();
+  // Flows from accept to their log line, wherever their bytes are (JS or splice engine).
+  let flows = 0;
   const local = new LocalAddresses();
   let nextId = 1;
   let drained: (() => void) | undefined;
+
+  const relayChoice = cfg.relay ?? 'auto';
+  if (relayChoice === 'splice' && !spliceAvailable()) return Promise.reject(new SpliceUnavailableError());
+  // Started on the first flow that can use it: a sidecar whose flows all get headers never needs it.
+  let engine: SpliceEngine | null | undefined = relayChoice === 'js' || !spliceAvailable() ? null : undefined;
+  if (relayChoice === 'auto' && engine === null) log.warn('splice relay unavailable here; every flow uses the JS relay', {});
+  let closed = false;
+  const spliceEngine = (): SpliceEngine | null => {
+    if (engine !== undefined || closed) return engine ?? null;
+    try {
+      engine = createSpliceEngine();
+    } catch (e) {
+      engine = null;
+      log.warn('splice relay failed to start; every flow uses the JS relay', { error: (e as Error).message });
+    }
+    return engine;
+  };
 
   const metrics = cfg.metrics;
   const live = new Map<number, LiveFlow>();
@@ -143,16 +182,22 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     log.warn('refused', fields);
   };
 
-  const finishOne = (client: net.Socket): void => {
-    sockets.delete(client);
-    if (sockets.size === 0 && drained) drained();
+  const track = (client: net.Socket): void => {
+    flows++;
+    sockets.add(client);
+    client.once('close', () => sockets.delete(client));
+    client.on('error', () => {}); // reported by relay once attached; before that, just closed
+  };
+  const finishFlow = (): void => {
+    flows--;
+    if (flows === 0 && drained) drained();
   };
 
   const onConnection = (client: net.Socket, family: 4 | 6, listener: string): void => {
     client.pause();
     const started = Date.now();
     const src: Endpoint = { address: unmapAddress(client.remoteAddress ?? '?'), port: client.remotePort ?? 0, family };
-    if (sockets.size >= cfg.maxConnections) {
+    if (flows >= cfg.maxConnections) {
       refused({ src: fmt(src), reason: 'max-connections', limit: cfg.maxConnections });
       client.destroy();
       return;
@@ -165,9 +210,8 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
           : { address: unmapAddress(client.localAddress ?? ''), port: client.localPort ?? 0, family };
     } catch (e) {
       if (cfg.dstFromHost) {
-        sockets.add(client);
-        client.on('error', () => {});
-        void destinationFromHost(client, src, started, listener).finally(() => finishOne(client));
+        track(client);
+        void destinationFromHost(client, src, started, listener).finally(finishFlow);
         return;
       }
       refused({ src: fmt(src), reason: 'no-original-destination', error: (e as Error).message });
@@ -179,10 +223,10 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       client.destroy();
       return;
     }
-    sockets.add(client);
+    track(client);
     const flow: Flow = { id: nextId++, listener, src, dst, started };
-    client.on('error', () => {}); // reported by relay once attached; before that, just closed
-    void handle(flow, client).finally(() => finishOne(client));
+    // No closure here holds `client`: after a splice hand-over it must be collectable.
+    void handle(flow, client).finally(finishFlow);
   };
 
   // Connecting to ourselves would loop until file descriptors run out.
@@ -214,7 +258,8 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       client.destroy();
       return;
     }
-    await handle({ id: nextId++, listener, src, dst, started }, client, head);
+    // Returned, not awaited: this frame (and its reference to `client`) ends here.
+    return handle({ id: nextId++, listener, src, dst, started }, client, head);
   };
 
   /** Where a flow goes: sniff (if routing), pick an outbound, connect. */
@@ -291,20 +336,17 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     spoofSource: cfg.preserveSource ? flow.src.address : undefined,
   });
 
-  const handle = async (flow: Flow, client: net.Socket, head?: Buffer): Promise<void> => {
-    const base = () => ({ id: flow.id, src: fmt(flow.src), dst: fmt(flow.dst) });
+  const handle = (flow: Flow, client: net.Socket, head?: Buffer): Promise<void> => {
     const liveFlow: LiveFlow = { flow };
     live.set(flow.id, liveFlow);
     metrics?.active.inc({ listener: flow.listener });
-    try {
-      await relayFlow(flow, client, head, liveFlow, base);
-    } finally {
+    return relayFlow(flow, client, head, liveFlow).finally(() => {
       live.delete(flow.id);
       metrics?.active.dec({ listener: flow.listener });
-    }
+    });
   };
 
-  const relayFlow = async (flow: Flow, client: net.Socket, head: Buffer | undefined, liveFlow: LiveFlow, base: () => LogFields): Promise<void> => {
+  const relayFlow = async (flow: Flow, client: net.Socket, head: Buffer | undefined, liveFlow: LiveFlow): Promise<void> => {
     let up: Upstream;
     const connectStart = process.hrtime.bigint();
     try {
@@ -319,7 +361,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       resetClient(client);
       const rejected = rejectedByRule;
       log.info('conn', {
-        ...base(),
+        ...baseFields(flow),
         domain: rejected ? e.domain : e instanceof ConnectError ? e.domain : undefined,
         via: rejected ? 'reject' : e instanceof ConnectError ? e.via : undefined,
         route: rejected ? e.rule : e instanceof ConnectError ? e.rule : undefined,
@@ -338,27 +380,42 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     const upstream = up.stream;
     if (client.destroyed) {
       upstream.destroy();
-      log.info('conn', { ...base(), up: 0, down: 0, dur: `${Date.now() - flow.started}ms`, close: 'client-gone' });
+      log.info('conn', { ...baseFields(flow), up: 0, down: 0, dur: `${Date.now() - flow.started}ms`, close: 'client-gone' });
       return;
     }
+    const meta: FlowMeta = { via: up.via, ...(up.domain ? { domain: up.domain } : {}), ...(up.rule ? { rule: up.rule } : {}), ...(up.fallbackFrom ? { fallbackFrom: up.fallbackFrom } : {}) };
     const rewriter = cfg.rewriterFor?.(flow);
+    const eng = rewriter ? null : spliceEngine();
+    if (eng && wouldSplice(client, upstream, {})) {
+      // Returned, not awaited: once handed over, nothing in JS refers to the sockets any more.
+      // relayAuto falls back to the JS relay itself if the engine refuses the pair.
+      return report(flow, meta, undefined, relayAuto(client, upstream, { idleTimeoutMs: cfg.idleTimeoutMs, engine: eng, ...(up.head ? { head: up.head } : {}) }), 'splice');
+    }
     const r = await relay(client, upstream, { idleTimeoutMs: cfg.idleTimeoutMs, ...(rewriter ? { rewriter } : {}), ...(up.head ? { head: up.head } : {}) });
-    metrics?.total.inc({ listener: flow.listener, outbound: up.via, result: r.reason });
+    finishLog(flow, meta, rewriter, r);
+  };
+
+  const report = (flow: Flow, meta: FlowMeta, rewriter: UpstreamRewriter | undefined, p: Promise<RelayResult>, engineName: 'splice'): Promise<void> =>
+    p.then((r) => finishLog(flow, meta, rewriter, r, engineName));
+
+  const finishLog = (flow: Flow, meta: FlowMeta, rewriter: UpstreamRewriter | undefined, r: RelayResult, engineName?: 'splice'): void => {
+    metrics?.total.inc({ listener: flow.listener, outbound: meta.via, result: r.reason });
     metrics?.bytes.inc({ direction: 'up' }, r.bytesUp);
     metrics?.bytes.inc({ direction: 'down' }, r.bytesDown);
     if (rewriter?.requests) metrics?.injected.inc(rewriter.requests);
     log.info('conn', {
-      ...base(),
-      domain: up.domain,
-      via: cfg.routing ? up.via : undefined,
-      'fallback-from': up.fallbackFrom,
-      route: up.rule,
+      ...baseFields(flow),
+      domain: meta.domain,
+      via: cfg.routing ? meta.via : undefined,
+      'fallback-from': meta.fallbackFrom,
+      route: meta.rule,
       up: r.bytesUp,
       down: r.bytesDown,
       dur: `${Date.now() - flow.started}ms`,
       close: r.reason,
       error: r.error,
       requests: rewriter?.requests,
+      relay: engineName,
     });
   };
 
@@ -384,7 +441,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     ),
   ).then(() => ({
     get active() {
-      return sockets.size;
+      return flows;
     },
     connections: () =>
       [...live.values()].map((l) => ({
@@ -399,17 +456,34 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     stopAccepting: () => Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined),
     drain: (deadlineMs: number) =>
       new Promise<void>((resolve) => {
-        if (sockets.size === 0) return resolve();
+        if (flows === 0) return resolve();
         const t = setTimeout(resolve, deadlineMs);
         drained = () => {
           clearTimeout(t);
           resolve();
         };
       }),
-    destroyAll: () => {
+    destroyAll: async () => {
       for (const s of sockets) s.destroy();
+      closed = true;
+      const e = engine;
+      engine = null;
+      // Spliced flows end as 'aborted' (and get their log lines) before the workers stop.
+      if (e) await e.close();
     },
   }));
+}
+
+/** What the log line and metrics need of a connected flow (not its sockets). */
+interface FlowMeta {
+  via: string;
+  domain?: string;
+  rule?: string;
+  fallbackFrom?: string;
+}
+
+function baseFields(flow: Flow): LogFields {
+  return { id: flow.id, src: fmt(flow.src), dst: fmt(flow.dst) };
 }
 
 function resetClient(client: net.Socket): void {

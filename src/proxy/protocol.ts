@@ -1,6 +1,6 @@
 // Messages between the supervisor and its data-plane child over the IPC channel.
 import type { CaptureMode } from '../firewall/plan.js';
-import type { LogFormat } from '../config/run-config.js';
+import type { LogFormat, RelayEngineChoice } from '../config/run-config.js';
 import type { InjectConfig } from '../http/inject-config.js';
 import type { ResolvConf } from '../config/host-identity.js';
 import type { RoutingConfig } from '../config/routing.js';
@@ -18,6 +18,7 @@ export interface ChildStart {
   inject: InjectConfig | undefined;
   resolver: ResolvConf;
   dstFromHost: boolean;
+  relay: RelayEngineChoice;
   routing: RoutingConfig | undefined;
   /** TPROXY UDP on listenPort for these families, or undefined. */
   udp: { families: (4 | 6)[]; idleTimeoutMs: number } | undefined;

@@ -330,6 +330,7 @@ export class Supervisor {
       inject: cfg.inject,
       resolver: cfg.resolver,
       dstFromHost: cfg.dstFromHost,
+      relay: cfg.relay,
       routing: cfg.routing,
       udp: cfg.udp ? { families: this.listeners.map((l) => l.family), idleTimeoutMs: cfg.udpIdleTimeoutMs } : undefined,
       listeners: this.listeners.map((l) => ({ family: l.family, label: l.label })),

@@ -4,6 +4,7 @@
 // an idle timeout over both directions, and an optional rewriter on the client→server path.
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { RewriteEvent } from '../http/rewriter.js';
 
 export type CloseReason = 'eof' | 'idle' | 'client-error' | 'upstream-error' | 'rejected' | 'aborted';
 
@@ -14,10 +15,8 @@ export interface RelayResult {
   error?: string;
 }
 
-export type RewriteEvent =
-  | { kind: 'forward'; chunks: Buffer[] }
-  | { kind: 'passthrough' }
-  | { kind: 'reject'; status: number; reason: string; response: Buffer };
+// What the rewriter tells the relay to do with the client's bytes (src/http/rewriter.ts).
+export type { RewriteEvent };
 
 /** Rewrites the client→server stream (the HTTP head rewriter implements this). */
 export interface UpstreamRewriter {
