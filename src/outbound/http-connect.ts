@@ -113,9 +113,7 @@ export class HttpConnectOutbound implements TcpOutbound {
       const auth = r.status === 407 || r.status === 401;
       const code = auth ? 'EAUTH' : 'EREFUSED';
       const hint = auth ? (this.spec.username !== undefined ? ' (wrong user name or password?)' : ' (add user:password to the node URI)') : '';
-      const err = new OutboundError(this.name, code, `node ${this.where} refused CONNECT ${printable(authority)}: ${printable(r.statusLine)}${hint}`);
-      hs.fail(err);
-      throw err;
+      hs.failWith(code, `node ${this.where} refused CONNECT ${printable(authority)}: ${printable(r.statusLine)}${hint}`);
     }
     return hs.done();
   }

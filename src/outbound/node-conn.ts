@@ -105,7 +105,8 @@ export class Handshake {
   constructor(
     readonly socket: net.Socket,
     private readonly outbound: string,
-    private readonly where: string,
+    /** The node as messages name it (host:port). */
+    readonly where: string,
     timeoutMs: number,
     private readonly signal: AbortSignal | undefined,
   ) {
@@ -154,6 +155,13 @@ export class Handshake {
     this.poke();
   }
 
+  /** Fails the handshake with OutboundError(code, text) and throws that error. */
+  failWith(code: string, text: string): never {
+    const err = new OutboundError(this.outbound, code, text);
+    this.fail(err);
+    throw err;
+  }
+
   write(bytes: Buffer): void {
     if (this.failure) throw this.failure;
     this.socket.write(bytes);
@@ -174,19 +182,11 @@ export class Handshake {
       this.pull();
       const r = parse(this.buf);
       if (r !== 'need-more') {
-        if (!r.ok) {
-          const err = new OutboundError(this.outbound, 'EHANDSHAKE', `node ${this.where} sent an invalid ${what}: ${r.error}`);
-          this.fail(err);
-          throw err;
-        }
+        if (!r.ok) this.failWith('EHANDSHAKE', `node ${this.where} sent an invalid ${what}: ${r.error}`);
         this.buf = this.buf.subarray(r.length);
         return r;
       }
-      if (this.ended) {
-        const err = new OutboundError(this.outbound, eof.code, `node ${this.where} ${eof.text}`);
-        this.fail(err);
-        throw err;
-      }
+      if (this.ended) this.failWith(eof.code, `node ${this.where} ${eof.text}`);
       const waiting = new Promise<void>((resolve) => (this.wake = resolve));
       // Nothing buffered: read(0) asks for more, and at EOF makes the stream emit 'end'.
       if (this.socket.readableLength === 0) this.socket.read(0);

@@ -30,16 +30,10 @@ import {
   ATYP_IPV6,
   CMD_UDP_ASSOCIATE,
   decodeSocksUdpPacket,
-  encodeGreeting,
   encodeRequest,
   encodeSocksAddress,
-  encodeUserPassAuth,
-  METHOD_NO_AUTH,
-  METHOD_NONE_ACCEPTABLE,
-  METHOD_USERPASS,
-  parseAuthReply,
+  negotiateSocks5Auth,
   parseConnectReply,
-  parseMethodReply,
   socksReplyText,
   type SocksAddress,
 } from './socks5.js';
@@ -100,32 +94,13 @@ export class Socks5UdpOutbound implements UdpOutbound {
   /** Greeting, authentication, UDP ASSOCIATE; the relay address to send datagrams to. */
   private async associate(control: net.Socket): Promise<Endpoint> {
     const hs = new Handshake(control, this.name, this.where, this.opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS, undefined);
-    const fail = (code: string, text: string): never => {
-      const err = new OutboundError(this.name, code, text);
-      hs.fail(err);
-      throw err;
-    };
-    const hasCreds = this.spec.username !== undefined;
-    hs.write(encodeGreeting(hasCreds ? [METHOD_NO_AUTH, METHOD_USERPASS] : [METHOD_NO_AUTH]));
-    const m = await hs.read(parseMethodReply, 'method selection reply');
-    if (m.method === METHOD_NONE_ACCEPTABLE) {
-      fail('EAUTH', hasCreds ? `node ${this.where} accepted none of the offered authentication methods` : `node ${this.where} requires authentication (add user:password to the node URI)`);
-    } else if (m.method === METHOD_USERPASS && hasCreds) {
-      hs.write(encodeUserPassAuth(this.spec.username!, this.spec.password ?? ''));
-      const a = await hs.read(parseAuthReply, 'authentication reply', {
-        code: 'EAUTH',
-        text: 'closed the connection after authentication (wrong user name or password?)',
-      });
-      if (!a.success) fail('EAUTH', `node ${this.where} rejected the user name or password (status ${a.status})`);
-    } else if (m.method !== METHOD_NO_AUTH) {
-      fail('EHANDSHAKE', `node ${this.where} chose authentication method ${m.method}, which was not offered`);
-    }
+    await negotiateSocks5Auth(hs, this.spec);
     // DST = all zeros: we cannot know the address:port the node will see our datagrams from.
     const v6 = isIP(unmapAddress(control.remoteAddress ?? '')) === 6;
     hs.write(encodeRequest(CMD_UDP_ASSOCIATE, { host: v6 ? '::' : '0.0.0.0', port: 0, type: v6 ? ATYP_IPV6 : ATYP_IPV4 }));
     const r = await hs.read(parseConnectReply, 'UDP ASSOCIATE reply');
     if (r.reply !== 0) {
-      fail(
+      hs.failWith(
         'EREFUSED',
         `node ${this.where} refused UDP ASSOCIATE: ${socksReplyText(r.reply)} (SOCKS reply ${r.reply})${r.reply === 7 ? '; the node does not relay UDP' : ''}`,
       );
@@ -137,7 +112,7 @@ export class Socks5UdpOutbound implements UdpOutbound {
       family: isIP(unmapAddress(control.remoteAddress ?? this.spec.host)) === 6 ? 6 : 4,
     };
     const rel = relayEndpoint(r.bound, node);
-    if (rel.port === 0) fail('EHANDSHAKE', `node ${this.where} answered UDP ASSOCIATE with relay port 0`);
+    if (rel.port === 0) hs.failWith('EHANDSHAKE', `node ${this.where} answered UDP ASSOCIATE with relay port 0`);
     if (rel.needsLookup) return resolveNode(this.name, rel.address, rel.port, this.opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
     return { address: rel.address, port: rel.port, family: isIP(rel.address) === 6 ? 6 : 4 };
   }
