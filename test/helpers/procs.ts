@@ -1,0 +1,44 @@
+// Process inspection for e2e tests: the supervisor's worker, /proc status fields.
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** Child pids of `pid` (every thread's children). */
+export function childPids(pid: number): number[] {
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const tid of tids) {
+    try {
+      out.push(...readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(/\s+/).filter(Boolean).map(Number));
+    } catch {
+      /* thread gone */
+    }
+  }
+  return out;
+}
+
+/** The data-plane worker of a supervisor started with --workers 1: its only child. */
+export function workerPid(supervisorPid: number): number {
+  const kids = childPids(supervisorPid);
+  assert.equal(kids.length, 1, `one data-plane worker under ${supervisorPid}, found [${kids.join(',')}]`);
+  return kids[0]!;
+}
+
+/** Fields of /proc/PID/status, e.g. status(pid).CapEff === '0000000000001000'. */
+export function procStatus(pid: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
+    const i = line.indexOf(':');
+    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1).trim();
+  }
+  return out;
+}
+
+/** Resident set size of `pid` in KiB. */
+export function rssKiB(pid: number): number {
+  return Number(/(\d+)/.exec(procStatus(pid).VmRSS ?? '0')![1]);
+}
