@@ -245,9 +245,23 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
   exitHooks.add(onExit);
   if (exitHooks.size === 1) process.on('exit', runExitHooks);
 
-  const post = (slot: WorkerSlot, m: ToWorker): void => {
+  // One eventfd write per worker per event-loop turn, however many hand-overs that turn
+  // made: a write that wakes a thread is a costly FFI call, and new connections come in bursts.
+  const toWake = new Set<WorkerSlot>();
+  let wakeScheduled = false;
+  const wakeAll = (): void => {
+    wakeScheduled = false;
+    for (const s of toWake) if (!s.dead) eventfdSignal(s.wakeFd);
+    toWake.clear();
+  };
+  const post = (slot: WorkerSlot, m: ToWorker, now = false): void => {
     slot.port.postMessage(m);
-    eventfdSignal(slot.wakeFd);
+    if (now) return eventfdSignal(slot.wakeFd);
+    toWake.add(slot);
+    if (!wakeScheduled) {
+      wakeScheduled = true;
+      setImmediate(wakeAll);
+    }
   };
 
   /** Synchronous up to the hand-over, so that refusals throw before anything is touched. */
@@ -323,7 +337,7 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
         for (const s of slots) {
           if (s.dead) continue;
           s.worker.ref();
-          post(s, { t: 'close' });
+          post(s, { t: 'close' }, true);
         }
         await Promise.all(slots.map((s) => s.closed));
         await Promise.all(slots.map((s) => Promise.race([s.exited, new Promise<void>((r) => setTimeout(r, 2000).unref())])));
