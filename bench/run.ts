@@ -144,6 +144,10 @@ interface VariantDef {
   detail: string;
   /** undefined: no proxy. */
   start?: () => Promise<RunningProxy>;
+  /** Only in these cases (default: every case of its group). */
+  only?: CaseId[];
+  /** Adds no headers (a plain TCP relay). */
+  plain?: boolean;
 }
 
 let TMP = '';
@@ -166,6 +170,8 @@ const TP = {
   redirect: () => ['-P', String(PORT.iperf), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), ...TP_COMMON],
   tproxy: () => ['--mode', 'tproxy', '--capture', 'prerouting', '-P', String(PORT.iperf), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), ...TP_COMMON],
   http: () => ['-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), '-H', 'a:1', '-H', 'b:2', '-H', 'c:3', ...TP_COMMON],
+  /** Port 80 without header injection: a plain TCP relay (the splice engine under --relay auto). */
+  httpPlain: () => ['-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), ...TP_COMMON],
   hold: () => ['-P', String(PORT.hold), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), '--max-connections', '9000', ...TP_COMMON],
 };
 const tpCmd = (args: string[]): string => `\`tranproxy run ${args.join(' ')}\``;
@@ -481,21 +487,45 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
           '--proxy-user', `${UID.nginx}:${UID.nginx}`, '-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.nginx),
         ]),
     },
-    { key: 'none', label: 'no proxy', detail: 'no rules; no headers added' },
+    {
+      key: 'tranproxy-tcp',
+      label: 'tranproxy, no headers',
+      detail: `${tpCmd(TP.httpPlain())}: no header injection, so a plain TCP relay (spliced under the default \`--relay auto\`); compared with HAProxy in tcp mode`,
+      start: () => startTranproxy(cli, TP.httpPlain()),
+      only: ['d'],
+      plain: true,
+    },
+    {
+      key: 'haproxy-tcp',
+      label: 'HAProxy 2.6, tcp mode',
+      detail: `\`mode tcp\`, \`server s 0.0.0.0:0\` (follows SO_ORIGINAL_DST), nbthread 1, as uid ${UID.haproxy}; no headers (tcp mode cannot add any)`,
+      start: () =>
+        startHaproxy(cli, haproxyRedirect(PORT.haproxy, 9000), PORT.haproxy, UID.haproxy, [
+          '--proxy-user', `${UID.haproxy}:${UID.haproxy}`, '-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.haproxy),
+        ]),
+      only: ['d'],
+      plain: true,
+    },
+    { key: 'none', label: 'no proxy', detail: 'no rules; no headers added', plain: true },
   ];
-  const base = { variants: variants.map(({ key, label, detail }) => ({ key, label, detail })), subject: 'tranproxy', anchors: ['nginx-seed', 'nginx-fast', 'none'] };
+  const inC = variants.filter((v) => !v.only || v.only.includes('c'));
+  const base = (vs: VariantDef[], anchors: string[]) => ({ variants: vs.map(({ key, label, detail }) => ({ key, label, detail })), subject: 'tranproxy', anchors });
   const metrics = [
     { key: 'rps', label: 'req/s', better: 'higher' as const },
     { key: 'p50', label: 'p50 ms', better: 'lower' as const },
     { key: 'p99', label: 'p99 ms', better: 'lower' as const },
   ];
-  const cCase = newCase({ id: 'c', title: '(c) HTTP/1.1 keep-alive, 3 injected headers (wrk)', method: common, ...base }, metrics);
+  const cCase = newCase({ id: 'c', title: '(c) HTTP/1.1 keep-alive, 3 injected headers (wrk)', method: common, ...base(inC, ['nginx-seed', 'nginx-fast', 'none']) }, metrics);
   const dCase = newCase(
     {
       id: 'd',
       title: '(d) New connections per second (wrk, `Connection: close`)',
-      method: [...common, 'Each request on a new connection (`-H "Connection: close"`): the server closes after answering, wrk reconnects; requests/s = connections/s.'],
-      ...base,
+      method: [
+        ...common,
+        'Each request on a new connection (`-H "Connection: close"`): the server closes after answering, wrk reconnects; requests/s = connections/s.',
+        'Two more variants add no headers, for the connections/s target against HAProxy in tcp mode (which cannot add headers): "tranproxy, no headers" and "HAProxy 2.6, tcp mode".',
+      ],
+      ...base(variants, ['nginx-seed', 'nginx-fast', 'haproxy-tcp', 'none']),
     },
     metrics.map((m) => (m.key === 'rps' ? { ...m, label: 'conn/s' } : m)),
   );
@@ -515,6 +545,8 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
     try {
       for (let round = 1; round <= ctx.opts.rounds; round++) {
         for (const v of variants) {
+          const vCases = cases.filter((c) => !v.only || v.only.includes(c.id as CaseId));
+          if (vCases.length === 0) continue;
           let proxy: RunningProxy | undefined;
           const fail = (c: CaseResult, e: unknown): void => {
             const msg = `round ${round}, ${v.label}: ${(e as Error).message}`;
@@ -524,10 +556,10 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
           try {
             proxy = v.start ? await v.start() : undefined;
             const check = await cli.run('curl', ['-sS', '--max-time', '5', `${url}check`], { allowFailure: true });
-            const want = v.start ? 'a=1 b=2 c=3' : 'a= b= c=';
+            const want = v.plain ? 'a= b= c=' : 'a=1 b=2 c=3';
             if (check.stdout.trim() !== want) throw new Error(`header check: got '${check.stdout.trim()}' ${check.stderr.trim()}, want '${want}'`);
             await wrk(cli, url, 1, false); // warm-up (JIT, pools), not measured
-            for (const c of cases) {
+            for (const c of vCases) {
               try {
                 const cpu0 = cpuOf(proxy);
                 const r = await wrk(cli, url, secs, c.id === 'd');
@@ -565,12 +597,12 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
               }
             }
           } catch (e) {
-            for (const c of cases) fail(c, e);
+            for (const c of vCases) fail(c, e);
           } finally {
             try {
               await proxy?.stop();
             } catch (e) {
-              for (const c of cases) fail(c, e);
+              for (const c of vCases) fail(c, e);
             }
           }
         }
@@ -647,8 +679,10 @@ async function profileTranproxy(ctx: Ctx): Promise<string[]> {
     '',
   ];
   const secs = ctx.opts.iperfSecs;
-  const iperfSrv = await startIperfServer(srv);
-  try {
+  // BENCH_PROFILE=bulk,keepalive,close,close-plain picks profiles (while iterating on one).
+  const pick = new Set((process.env.BENCH_PROFILE ?? 'bulk,keepalive,close,close-plain').split(','));
+  const iperfSrv = pick.has('bulk') ? await startIperfServer(srv) : undefined;
+  if (iperfSrv) try {
     const { result, summary } = await profiled(
       TP.redirect(),
       () => iperf(cli, srv, iperfSrv, ADDR.srv, 1, 1),
@@ -661,15 +695,20 @@ async function profileTranproxy(ctx: Ctx): Promise<string[]> {
   const http = await startHttpServer(srv);
   const url = `http://${ADDR.srv}/`;
   try {
-    for (const close of [false, true]) {
+    for (const which of ['keepalive', 'close', 'close-plain'] as const) {
+      if (!pick.has(which)) continue;
+      const close = which !== 'keepalive';
       const { result, summary } = await profiled(
-        TP.http(),
+        which === 'close-plain' ? TP.httpPlain() : TP.http(),
         () => wrk(cli, url, 1, false),
         () => wrk(cli, url, ctx.opts.wrkSecs, close),
       );
-      const title = close
-        ? `New connections, wrk -c50 with \`Connection: close\` and 3 injected headers (${fmtNum(result.rps)} conn/s while profiled)`
-        : `HTTP keep-alive with 3 injected headers, wrk -c50 (${fmtNum(result.rps)} req/s while profiled)`;
+      const title =
+        which === 'close-plain'
+          ? `New connections, wrk -c50 with \`Connection: close\`, no headers added (TCP relay, spliced; ${fmtNum(result.rps)} conn/s while profiled)`
+          : close
+            ? `New connections, wrk -c50 with \`Connection: close\` and 3 injected headers (${fmtNum(result.rps)} conn/s while profiled)`
+            : `HTTP keep-alive with 3 injected headers, wrk -c50 (${fmtNum(result.rps)} req/s while profiled)`;
       out.push(...renderProfile(title, summary));
     }
   } finally {
@@ -901,12 +940,12 @@ function render(opts: Options, cases: CaseResult[], started: Date, elapsedS: num
   const byId = (id: string): CaseResult | undefined => cases.find((c) => c.id === id);
   const med = (c: CaseResult, m: string, v: string): string => fmtNum(medianOf(c, m, v));
   /** "0.97× of X" from the medians, with the median of the per-round ratios after it. */
-  const ratioText = (c: CaseResult, m: string, anchor: string, label: string): string => {
-    const a = medianOf(c, m, 'tranproxy');
+  const ratioText = (c: CaseResult, m: string, anchor: string, label: string, subject = 'tranproxy'): string => {
+    const a = medianOf(c, m, subject);
     const b = medianOf(c, m, anchor);
     if (!Number.isFinite(a) || !Number.isFinite(b) || b === 0) return `– of ${label}`;
     const metric = c.metrics.find((x) => x.key === m)!;
-    const paired = pairedRatio(metric, 'tranproxy', anchor);
+    const paired = pairedRatio(metric, subject, anchor);
     return `${(a / b).toFixed(2)}×${Number.isFinite(paired) ? ` (${paired.toFixed(2)}×)` : ''} of ${label}`;
   };
   const summary: string[] = [];
@@ -927,6 +966,11 @@ function render(opts: Options, cases: CaseResult[], started: Date, elapsedS: num
     summary.push(
       `| ${id === 'c' ? 'HTTP keep-alive, 3 headers added' : 'new HTTP connections'} | ${med(c, 'rps', 'tranproxy')} ${unit}, p99 ${med(c, 'p99', 'tranproxy')} ms | nginx as nginx-tranproxy ${med(c, 'rps', 'nginx-seed')} (p99 ${med(c, 'p99', 'nginx-seed')} ms), nginx with upstream keepalive ${med(c, 'rps', 'nginx-fast')} (p99 ${med(c, 'p99', 'nginx-fast')} ms), no proxy ${med(c, 'rps', 'none')} | ${unit}: ${ratioText(c, 'rps', 'nginx-seed', 'nginx as nginx-tranproxy')}; ${ratioText(c, 'rps', 'nginx-fast', 'nginx with keepalive')} |`,
     );
+    if (id === 'd' && c.metrics.some((m) => m.values.has('haproxy-tcp'))) {
+      summary.push(
+        `| new TCP connections, no headers (HTTP Connection: close) | tranproxy ${med(c, 'rps', 'tranproxy-tcp')} conn/s, p99 ${med(c, 'p99', 'tranproxy-tcp')} ms | HAProxy tcp mode ${med(c, 'rps', 'haproxy-tcp')} (p99 ${med(c, 'p99', 'haproxy-tcp')} ms) | conn/s: ${ratioText(c, 'rps', 'haproxy-tcp', 'HAProxy', 'tranproxy-tcp')}; with 3 headers added: ${ratioText(c, 'rps', 'haproxy-tcp', 'HAProxy')} |`,
+      );
+    }
   }
   const e = byId('e');
   if (e) {
@@ -964,6 +1008,8 @@ async function main(): Promise<void> {
   }
   process.env.PATH = `${process.env.PATH}:/usr/sbin:/sbin`;
   if (execFileSync(NODE, [MAIN, 'run', '--help'], { encoding: 'utf8' }).includes('--workers')) TP_COMMON = ['--workers', '1'];
+  // BENCH_TRANPROXY_ARGS="--relay js": extra flags for every tranproxy run (experiments; recorded in the set-up lines).
+  if (process.env.BENCH_TRANPROXY_ARGS) TP_COMMON = [...TP_COMMON, ...process.env.BENCH_TRANPROXY_ARGS.split(/\s+/).filter(Boolean)];
   const want = new Set(opts.only);
   if (want.has('f')) want.add('a'); // (f) is measured during (a)
 
