@@ -1,6 +1,7 @@
 // Outbounds to upstream proxy nodes, made from a NodeSpec (see uri.ts for the URI forms).
 import { HttpConnectOutbound } from './http-connect.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, type NodeConnOptions } from './node-conn.js';
+import { implementationsOf, nodeConnOptions } from './node-kinds.js';
 import { ShadowsocksOutbound } from './shadowsocks.js';
 import { Socks5Outbound } from './socks5.js';
 import type { TcpOutbound } from './types.js';
@@ -21,17 +22,5 @@ export interface OutboundOptions {
 }
 
 export function createOutbound(spec: NodeSpec, opts: OutboundOptions = {}): TcpOutbound {
-  const o: NodeConnOptions = {
-    ...(opts.mark ? { mark: opts.mark } : {}),
-    connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-    handshakeTimeoutMs: opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
-  };
-  switch (spec.kind) {
-    case 'socks5':
-      return new Socks5Outbound(spec, o);
-    case 'http':
-      return new HttpConnectOutbound(spec, o);
-    case 'shadowsocks':
-      return new ShadowsocksOutbound(spec, o);
-  }
+  return implementationsOf(spec).tcp(nodeConnOptions(opts));
 }
