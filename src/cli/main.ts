@@ -18,7 +18,8 @@ const program = new Command('tranproxy')
   .addCommand((await import('./webhook.js')).webhookCommand())
   .addCommand((await import('./publish.js')).publishCommand())
   .addCommand((await import('./lab.js')).labCommand())
-  .addCommand((await import('./doctor.js')).doctorCommand());
+  .addCommand((await import('./doctor.js')).doctorCommand())
+  .addCommand((await import('./console.js')).consoleCommand());
 
 function exitOverrideAll(cmd: Command): void {
   cmd.exitOverride();

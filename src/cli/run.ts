@@ -1,7 +1,8 @@
 // `tranproxy run`: flags → RunConfig → Supervisor. Nothing else.
 import { Command, Option } from 'commander';
 import { parseRunOptions, type RawRunOptions } from '../config/run-config.js';
-import { loadConfigFile } from '../config/file.js';
+import { loadConfigFile, type ConfigFile } from '../config/file.js';
+import { checkConsoleConfig, consoleService } from '../console/index.js';
 import { createLogger } from '../observe/log.js';
 import { Supervisor } from '../proxy/supervisor.js';
 import { UsageError } from '../errors.js';
@@ -21,6 +22,7 @@ export function runCommand(): Command {
     .option('--log-format <format>', 'text or json', 'text')
     .option('--workers <n>', 'data-plane processes sharing the listeners (like nginx worker_processes)', '1')
     .option('--admin [address:port]', 'admin HTTP listener: /healthz /readyz /metrics /connections, POST /quitquitquit (default 127.0.0.1:15000)')
+    .option('--console [address:port]', 'web console (needs --config and a password from `tranproxy console passwd`; default 127.0.0.1:8080)')
     .option('--drain-timeout <duration>', 'on SIGTERM, how long in-flight connections may finish before the rules go', '5s')
     .option('-H, --header <name:value>', 'HTTP: add this header to every request (replaces a same-named one; the value may contain \':\'); repeatable', collect)
     .option('--Set-Forwarded-For [value]', 'HTTP: add X-Forwarded-For (default or no value: $PODIP, else the primary interface address)')
@@ -41,15 +43,14 @@ export function runCommand(): Command {
       }
       const file = opts.config ? loadConfigFile(opts.config) : undefined;
       const cfg = parseRunOptions(file ? withFile(file.run, opts, self) : opts, command, undefined, file);
+      checkConsoleConfig(cfg, opts.config, file);
       const log = createLogger(cfg.logFormat);
-      // SIGHUP re-reads the file; flags typed on the command line still win.
-      const reload = opts.config
-        ? () => {
-            const again = loadConfigFile(opts.config!);
-            return parseRunOptions(withFile(again.run, opts, self), command, undefined, again);
-          }
-        : undefined;
-      const status = await new Supervisor(cfg, log, reload ? { reload } : {}).run();
+      // SIGHUP re-reads the file (and the console applies its edits the same way); flags
+      // typed on the command line still win.
+      const build = (f: ConfigFile) => parseRunOptions(withFile(f.run, opts, self), command, undefined, f);
+      const reload = opts.config ? () => build(loadConfigFile(opts.config!)) : undefined;
+      const services = cfg.console && opts.config ? consoleService(cfg.console, opts.config, build, log) : undefined;
+      const status = await new Supervisor(cfg, log, { ...(reload ? { reload } : {}), ...(services ? { services } : {}) }).run();
       process.exit(status);
     });
   return cmd;

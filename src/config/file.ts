@@ -62,6 +62,7 @@ function keysFor(path: readonly PropertyKey[]): readonly string[] {
   if (path[0] === 'nodes' && path.length === 2) return KNOWN_KEYS.node;
   if (path[0] === 'dns' && path.length === 1) return KNOWN_KEYS.dns;
   if (path[0] === 'dns' && path[1] === 'fake-ip' && path.length === 2) return KNOWN_KEYS.fakeIp;
+  if (path[0] === 'console' && path.length === 1) return KNOWN_KEYS.console;
   return [];
 }
 

@@ -20,6 +20,8 @@ export interface RoutingConfig {
   rules: RuleSpec[];
   /** Outbound for flows no rule matches: a node name, 'direct' or 'reject'. */
   defaultOutbound: string;
+  /** Outbound for UDP flows no rule matches; undefined: defaultOutbound. */
+  defaultUdpOutbound?: string;
   /** How long to wait for a client's first bytes to sniff a domain. */
   sniffTimeoutMs: number;
   /** Built-in DNS forwarder (the file's `dns:` section), if any. */
@@ -43,7 +45,8 @@ export function routingOf(file: ConfigFile | undefined, upstream: string | undef
   }
   const rules = file?.routeRules ?? [];
   const dns = file?.dns;
-  if (!Object.keys(nodes).length && !rules.length && !file?.defaultGiven && !dns) return undefined;
+  const defaultUdp = file?.defaultUdp;
+  if (!Object.keys(nodes).length && !rules.length && !file?.defaultGiven && !dns && defaultUdp === undefined) return undefined;
   for (const [name, n] of Object.entries(nodes)) {
     try {
       parseNodeUri(n.uri, name);
@@ -59,8 +62,15 @@ export function routingOf(file: ConfigFile | undefined, upstream: string | undef
   }
   const defaultOutbound = file?.defaultGiven ? file.default : upstream !== undefined ? UPSTREAM_NODE : 'direct';
   compileRules(rules, defaultOutbound, Object.keys(nodes)); // throws with the rule's name
+  if (defaultUdp !== undefined) {
+    try {
+      compileRules([], defaultUdp, Object.keys(nodes));
+    } catch (e) {
+      throw new UsageError(`default-udp: ${(e as Error).message.replace(/^default: /, '')}`);
+    }
+  }
   if (dns && dns.via !== 'direct' && !nodes[dns.via]) {
     throw new UsageError(`dns.via: unknown outbound '${dns.via}' (known: direct, ${Object.keys(nodes).join(', ') || 'no nodes'})`);
   }
-  return { nodes, rules, defaultOutbound, sniffTimeoutMs, ...(dns ? { dns } : {}) };
+  return { nodes, rules, defaultOutbound, ...(defaultUdp !== undefined ? { defaultUdpOutbound: defaultUdp } : {}), sniffTimeoutMs, ...(dns ? { dns } : {}) };
 }

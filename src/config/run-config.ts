@@ -74,6 +74,10 @@ export interface RunConfig {
   udpIdleTimeoutMs: number;
   /** Upstream nodes and rules; undefined: every flow goes direct, nothing is sniffed. */
   routing: RoutingConfig | undefined;
+  /** The main switch (config `enabled`): false = proxy up, no capture rules in the kernel. */
+  enabled: boolean;
+  /** Web console listener (`--console`, or the file's console.listen); undefined: off. */
+  console: { host: string; port: number } | undefined;
 }
 
 /** What commander hands over: strings, string arrays, booleans, undefined. */
@@ -120,6 +124,10 @@ export interface RawRunOptions {
   /** true: the default address. */
   admin?: string | boolean;
   drainTimeout?: string;
+  /** Config file only (no flag): the main switch. */
+  enabled?: boolean;
+  /** ADDRESS:PORT or PORT (loopback). */
+  console?: string | boolean;
 }
 
 /** Facts the sidecar defaults depend on; injectable for tests. */
@@ -171,6 +179,16 @@ function adminOf(flag: string | boolean | undefined): RunConfig['admin'] {
   const text = flag === true ? DEFAULT_ADMIN : flag;
   const a = parseAdminAddress(text);
   if (!a) throw new UsageError(`--admin: '${text}' is not ADDRESS:PORT (e.g. ${DEFAULT_ADMIN}; loopback keeps it private)`);
+  return a;
+}
+
+export const DEFAULT_CONSOLE = '127.0.0.1:8080';
+
+function consoleOf(flag: string | boolean | undefined): RunConfig['console'] {
+  if (flag === undefined || flag === false) return undefined;
+  const text = flag === true ? DEFAULT_CONSOLE : /^\d+$/.test(flag.trim()) ? `:${flag.trim()}` : flag;
+  const a = parseAdminAddress(text);
+  if (!a) throw new UsageError(`--console: '${text}' is not ADDRESS:PORT (e.g. ${DEFAULT_CONSOLE}; loopback keeps it private)`);
   return a;
 }
 
@@ -270,6 +288,8 @@ export function parseRunOptions(raw: RawRunOptions, command: string[] = [], fact
     udp,
     udpIdleTimeoutMs: parseDuration(raw.udpIdleTimeout ?? '60s', '--udp-idle-timeout'),
     routing: routingOf(file, raw.upstream, parseDuration(raw.sniffTimeout ?? '300ms', '--sniff-timeout')),
+    enabled: raw.enabled ?? true,
+    console: consoleOf(raw.console),
   };
 }
 

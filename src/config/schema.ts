@@ -32,6 +32,11 @@
 //             ones count as one: any of them); first matching rule wins
 //   default:  outbound for flows no rule matches (default: direct)
 //   dns:      { listen, nameservers, via, cache, fake-ip: { enabled, range } }
+//   default-udp:    outbound for UDP flows no rule matches (default: the same as `default`)
+//   enabled:        the main switch: false keeps the proxy running with no capture rules (default true)
+//   check-targets:  "host:port" list the web console's reachability check tries
+//   console:  { listen, password-hash, subscriptions: [{ url, nodes, updated-at, error }] }
+//             the web console (`--console`); `tranproxy console passwd` writes password-hash
 // Outbound names: `direct`, `reject`, or a key of `nodes`. Unknown keys are errors.
 import { isIP } from 'node:net';
 import { z } from 'zod';
@@ -218,6 +223,31 @@ const NodeName = z.string().superRefine((name, ctx) => {
 });
 const NodeSchema = z.preprocess((v) => (typeof v === 'string' ? { uri: v } : v), NodeObject);
 
+/** "host:port", host a name or an IP (IPv6 in brackets). */
+export function parseCheckTarget(t: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(t.trim());
+  const host = m?.[1] ?? m?.[2];
+  if (!m || !host || (m[1] !== undefined && isIP(host) !== 6)) throw new UsageError(`: '${t}' is not HOST:PORT (e.g. example.com:443, [2001:db8::1]:80)`);
+  return { host, port: parsePort(m[3]!, '') };
+}
+
+const SubscriptionSchema = z.strictObject({
+  url: text('an http(s) URL', (t) => {
+    if (!/^https?:\/\/[^\s]+$/i.test(t.trim())) throw new UsageError(`: '${t}' is not an http:// or https:// URL`);
+  }),
+  nodes: many(z.string()).optional(),
+  'updated-at': z.string().optional(),
+  error: z.string().optional(),
+});
+
+const ConsoleSchema = z.strictObject({
+  listen: scalar('ADDRESS:PORT, e.g. 127.0.0.1:8080').optional(),
+  'password-hash': text("a hash from 'tranproxy console passwd'", (t) => {
+    if (!/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]+\$[A-Za-z0-9_-]+$/.test(t.trim())) throw new UsageError(": not a scrypt$N$r$p$salt$hash string: set it with 'tranproxy console passwd --config FILE'");
+  }).optional(),
+  subscriptions: many(SubscriptionSchema).optional(),
+});
+
 const FakeIpSchema = z.strictObject({
   enabled: bool.optional(),
   range: cidr.optional(),
@@ -266,7 +296,11 @@ export const ConfigSchema = z
     nodes: z.record(NodeName, NodeSchema).optional(),
     rules: many(RuleSchema).optional(),
     default: text('an outbound name (direct, reject or a node)').optional(),
+    'default-udp': text('an outbound name (direct, reject or a node)').optional(),
     dns: DnsSchema.optional(),
+    enabled: bool.optional(),
+    'check-targets': many(text('HOST:PORT', parseCheckTarget)).optional(),
+    console: ConsoleSchema.optional(),
   })
   .superRefine((cfg, ctx) => {
     const nodes = Object.keys(cfg.nodes ?? {});
@@ -283,6 +317,10 @@ export const ConfigSchema = z
       }
     });
     outbound(cfg.default, ['default']);
+    outbound(cfg['default-udp'], ['default-udp']);
+    (cfg.console?.subscriptions ?? []).forEach((sub, i) => {
+      for (const n of sub.nodes ?? []) if (!nodes.includes(n)) ctx.addIssue({ code: 'custom', path: ['console', 'subscriptions', i, 'nodes'], message: `unknown node '${n}'` });
+    });
     outbound(cfg.dns?.via, ['dns', 'via'], false);
     if (cfg['xff-mode'] !== undefined && (cfg['set-forwarded-for'] === undefined || cfg['set-forwarded-for'] === false)) {
       ctx.addIssue({ code: 'custom', path: ['xff-mode'], message: 'xff-mode needs set-forwarded-for' });
@@ -297,6 +335,7 @@ export const KNOWN_KEYS = {
   rule: Object.keys(RuleSchema.shape),
   node: Object.keys(NodeObject.shape),
   dns: Object.keys(DnsSchema.shape),
+  console: Object.keys(ConsoleSchema.shape),
   fakeIp: Object.keys(FakeIpSchema.shape),
 } as const;
 
@@ -347,6 +386,26 @@ export interface ConfigSettings {
   /** Whether the file itself named a default outbound. */
   defaultGiven: boolean;
   dns: DnsConfig | undefined;
+  /** Outbound for UDP flows no rule matches; undefined: the same as `default`. */
+  defaultUdp: string | undefined;
+  /** `check-targets`, as written. */
+  checkTargets: string[];
+  console: ConsoleConfig | undefined;
+}
+
+export interface ConsoleSubscription {
+  url: string;
+  /** Names of the nodes this subscription added (replaced together on refresh). */
+  nodes: string[];
+  updatedAt: string | null;
+  error?: string;
+}
+
+export interface ConsoleConfig {
+  /** As written; parsed by the run configuration. */
+  listen?: string;
+  passwordHash?: string;
+  subscriptions: ConsoleSubscription[];
 }
 
 const strs = (v: readonly (string | number)[] | undefined): string[] | undefined => v?.map((x) => String(x).trim());
@@ -406,6 +465,8 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
   set('maxHeadSize', one(f['max-head-size']));
   set('nameserver', strs(f.nameservers));
   set('dstFromHost', f['dst-from-host']);
+  set('enabled', f.enabled);
+  if (f.console?.listen !== undefined) set('console', String(f.console.listen).trim());
   set('relay', f.relay);
 
   const nodes: Record<string, ConfigNode> = {};
@@ -446,5 +507,28 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
       ...(fake ? { fakeIp: { enabled: fake.enabled ?? true, range: parseCidr(fake.range ?? DEFAULT_FAKE_IP_RANGE, 'dns.fake-ip.range').text } } : {}),
     };
   }
-  return { run, nodes, rules, default: f.default ?? 'direct', defaultGiven: f.default !== undefined, dns };
+  const c = f.console;
+  const consoleCfg: ConsoleConfig | undefined = c
+    ? {
+        ...(c.listen !== undefined ? { listen: String(c.listen).trim() } : {}),
+        ...(c['password-hash'] !== undefined ? { passwordHash: c['password-hash'].trim() } : {}),
+        subscriptions: (c.subscriptions ?? []).map((s) => ({
+          url: s.url.trim(),
+          nodes: s.nodes ?? [],
+          updatedAt: s['updated-at'] ?? null,
+          ...(s.error !== undefined ? { error: s.error } : {}),
+        })),
+      }
+    : undefined;
+  return {
+    run,
+    nodes,
+    rules,
+    default: f.default ?? 'direct',
+    defaultGiven: f.default !== undefined,
+    dns,
+    defaultUdp: f['default-udp'],
+    checkTargets: strs(f['check-targets']) ?? [],
+    console: consoleCfg,
+  };
 }

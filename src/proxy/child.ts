@@ -2,6 +2,7 @@
 // descriptors and its settings over IPC, so it can run unprivileged (the supervisor keeps
 // the privileges needed for the firewall).
 import { createLogger } from '../observe/log.js';
+import { batchedStderr } from '../observe/batched-stderr.js';
 import { DataPlaneMetrics } from '../observe/metrics.js';
 import { compileInjectConfig, type CompiledInject } from '../http/inject-config.js';
 import { RequestRewriter } from '../http/rewriter.js';
@@ -55,7 +56,9 @@ function buildUdpRouting(cfg: RoutingConfig, routing: DataPlaneRouting, mark: nu
     if (ob) outbounds.set(name, ob);
     else unsupported.set(name, udpUnsupportedReason(spec) ?? `node '${name}' cannot carry UDP`);
   }
-  return routedUdpOutbound(routing.router, outbounds, directUdpOutbound(mark ? { mark } : {}), {
+  // UDP flows no rule matches take `default-udp` when set: the same rules, another default.
+  const router = cfg.defaultUdpOutbound !== undefined ? compileRules(cfg.rules, cfg.defaultUdpOutbound, [...routing.outbounds.keys()]) : routing.router;
+  return routedUdpOutbound(router, outbounds, directUdpOutbound(mark ? { mark } : {}), {
     log,
     unsupported,
     ...(routing.fakeIp ? { fakeIp: routing.fakeIp } : {}),
@@ -67,7 +70,7 @@ function rewriterFactory(inject: CompiledInject): () => RequestRewriter {
 }
 
 async function start(msg: ChildStart): Promise<void> {
-  const log = createLogger(msg.logFormat);
+  const log = createLogger(msg.logFormat, batchedStderr()); // one write per event-loop turn
   const resolver = new NameResolver(msg.resolver);
   const routing = msg.routing ? buildRouting(msg.routing, msg.outboundMark, msg.connectTimeoutMs) : undefined;
   if (msg.routing?.dns && routing) {
@@ -127,7 +130,13 @@ process.on('message', (msg: ToChild) => {
   } else if (msg.type === 'query') {
     const answer = (data: unknown) => process.send?.({ type: 'answer', id: msg.id, data });
     if (msg.what === 'connections') answer(plane?.connections() ?? []);
+    else if (msg.what === 'dns-flush') {
+      dns?.clearCache();
+      answer(dns !== undefined);
+    }
     else void metrics.snapshot().then(answer, () => answer(undefined));
+  } else if (msg.type === 'close-connection') {
+    process.send?.({ type: 'answer', id: msg.id, data: plane?.closeConnection(msg.conn) ?? false });
   } else if (msg.type === 'shutdown') {
     const p = plane;
     if (!p) process.exit(0);

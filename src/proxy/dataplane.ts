@@ -77,6 +77,8 @@ interface LiveFlow {
   flow: Flow;
   via?: string;
   domain?: string;
+  /** Weak: a flow handed to the splice engine must not keep its socket object alive. */
+  client?: WeakRef<net.Socket>;
 }
 
 /** One active flow, as the admin API shows it. */
@@ -125,6 +127,8 @@ export interface Flow {
 export interface DataPlane {
   readonly active: number;
   connections(): ConnectionInfo[];
+  /** Close one active connection (JS-relayed or not yet connected); false if not found. */
+  closeConnection(id: number): boolean;
   /** Stop accepting; resolves when every listener is closed. */
   stopAccepting(): Promise<void>;
   /** Resolves when no connection is active, or after `deadlineMs`. */
@@ -337,7 +341,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
   });
 
   const handle = (flow: Flow, client: net.Socket, head?: Buffer): Promise<void> => {
-    const liveFlow: LiveFlow = { flow };
+    const liveFlow: LiveFlow = { flow, client: new WeakRef(client) };
     live.set(flow.id, liveFlow);
     metrics?.active.inc({ listener: flow.listener });
     return relayFlow(flow, client, head, liveFlow).finally(() => {
@@ -453,6 +457,12 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
         ...(l.via ? { via: l.via } : {}),
         ageMs: Date.now() - l.flow.started,
       })),
+    closeConnection: (id: number) => {
+      const c = live.get(id)?.client?.deref();
+      if (!c || c.destroyed) return false;
+      c.destroy();
+      return true;
+    },
     stopAccepting: () => Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined),
     drain: (deadlineMs: number) =>
       new Promise<void>((resolve) => {

@@ -31,7 +31,8 @@ export interface ChildShutdown {
   drainMs: number;
 }
 
-export type QueryKind = 'metrics' | 'connections';
+/** 'dns-flush' empties the DNS forwarder's cache (answer: whether there is a forwarder). */
+export type QueryKind = 'metrics' | 'connections' | 'dns-flush';
 
 export interface ChildQuery {
   type: 'query';
@@ -39,7 +40,14 @@ export interface ChildQuery {
   what: QueryKind;
 }
 
-export type ToChild = ChildStart | ChildShutdown | ChildQuery;
+/** Close one active connection (the console's "close" button); answer: whether it was found. */
+export interface ChildCloseConnection {
+  type: 'close-connection';
+  id: number;
+  conn: number;
+}
+
+export type ToChild = ChildStart | ChildShutdown | ChildQuery | ChildCloseConnection;
 
 export type FromChild =
   | { type: 'ready' }

@@ -13,11 +13,11 @@ import { closeFd, createListenerFd } from '../kernel/sockets.js';
 import { getFdLimit, raiseFdLimit } from '../kernel/ffi.js';
 import { spawnCommand } from '../kernel/exec.js';
 import { bridgeNfWarning } from '../firewall/forwarding.js';
-import { applyPlan, detectBackend, removeRules, type Backend } from '../firewall/apply.js';
+import { applyPlan, detectBackend, removeRules, showRules, type Backend } from '../firewall/apply.js';
 import { capturePlanOf, type RunConfig } from '../config/run-config.js';
 import type { Logger } from '../observe/log.js';
 import type { Family } from '../firewall/plan.js';
-import type { ChildStart, FromChild, QueryKind } from './protocol.js';
+import type { ChildStart, FromChild, QueryKind, ToChild } from './protocol.js';
 import { SupervisorMetrics, type MetricsSnapshot } from '../observe/metrics.js';
 import { startAdminServer, type AdminServer } from '../observe/admin.js';
 import type { ConnectionInfo } from './dataplane.js';
@@ -30,13 +30,24 @@ interface Listener {
   label: string;
 }
 
+/**
+ * With the web console, listeners are always made IP_TRANSPARENT (the supervisor has
+ * CAP_NET_ADMIN) so the console can switch REDIRECT ↔ TPROXY live without rebinding: a
+ * transparent listener accepts REDIRECTed connections just the same, and rebinding the port
+ * while the old generation still holds it would either fail or (SO_REUSEPORT) split new
+ * connections between the generations. Only the rules and the new workers change.
+ */
+function transparentListeners(cfg: RunConfig): boolean {
+  return cfg.mode === 'tproxy' || cfg.console !== undefined;
+}
+
 function bindListeners(cfg: RunConfig, log: Logger): Listener[] {
   const out: Listener[] = [];
   for (const fam of cfg.families) {
     const family = fam === 'ipv4' ? 4 : 6;
     const address = family === 4 ? '0.0.0.0' : '::';
     try {
-      const fd = createListenerFd({ family, address, port: cfg.listenPort, transparent: cfg.mode === 'tproxy' });
+      const fd = createListenerFd({ family, address, port: cfg.listenPort, transparent: transparentListeners(cfg) });
       out.push({ fd, family, label: family === 4 ? `0.0.0.0:${cfg.listenPort}` : `[::]:${cfg.listenPort}` });
     } catch (e) {
       const code = e instanceof SyscallError ? e.code : '';
@@ -95,6 +106,11 @@ class Worker {
 
   /** Ask the worker for a snapshot; undefined if it is gone or silent for 2 s. */
   query(what: QueryKind): Promise<unknown> {
+    return this.ask((id) => ({ type: 'query', id, what }));
+  }
+
+  /** Send a request carrying a fresh id; its answer, or undefined if gone or silent for 2 s. */
+  ask(message: (id: number) => ToChild): Promise<unknown> {
     if (this.exited || !this.child.connected) return Promise.resolve(undefined);
     const id = this.nextQuery++;
     return new Promise((resolve) => {
@@ -106,7 +122,7 @@ class Worker {
         clearTimeout(t);
         resolve(d);
       });
-      this.child.send({ type: 'query', id, what });
+      this.child.send(message(id));
     });
   }
 
@@ -128,9 +144,31 @@ class Worker {
 export interface SupervisorOptions {
   /** Re-reads the configuration (file + flags) for SIGHUP; throws on a bad config. */
   reload?: () => RunConfig;
+  /** Started once the proxy is ready (the web console), closed on shutdown. */
+  services?: (ctl: SupervisorControl) => Promise<{ close(): Promise<void> }>;
 }
 
-export class Supervisor {
+/** An active connection with the worker (pid) that holds it. */
+export interface WorkerConnection extends ConnectionInfo {
+  worker: number;
+}
+
+/** What the web console may do with a running supervisor. */
+export interface SupervisorControl {
+  /** The configuration in force. */
+  config(): RunConfig;
+  /** Apply a configuration the way SIGHUP does; rejects with the reason, the running state kept. */
+  apply(next: RunConfig): Promise<void>;
+  connections(): Promise<WorkerConnection[]>;
+  metricSnapshots(): Promise<MetricsSnapshot[]>;
+  closeConnection(worker: number, id: number): Promise<boolean>;
+  /** Workers whose DNS cache was cleared. */
+  flushDns(): Promise<number>;
+  /** Whether tranproxy's rules are in the kernel right now (asks the kernel). */
+  rulesInKernel(): boolean;
+}
+
+export class Supervisor implements SupervisorControl {
   private workers: Worker[] = [];
   private draining = new Set<Worker>();
   private listeners: Listener[] = [];
@@ -139,6 +177,9 @@ export class Supervisor {
   private rulesApplied = false;
   private ready = false;
   private admin: AdminServer | undefined;
+  private services: { close(): Promise<void> } | undefined;
+  /** Applies (SIGHUP, console) one at a time. */
+  private applying: Promise<unknown> = Promise.resolve();
   private stopping: Promise<void> | undefined;
   private restarts: number[] = [];
   private readonly metrics = new SupervisorMetrics();
@@ -163,7 +204,7 @@ export class Supervisor {
         const warning = bridgeNfWarning();
         if (warning) this.log.warn(warning);
       }
-      this.applyRules(cfg);
+      if (cfg.enabled) this.applyRules(cfg);
       if (cfg.admin) {
         this.admin = await startAdminServer(cfg.admin, {
           ready: () => this.ready,
@@ -174,6 +215,7 @@ export class Supervisor {
           throw new TranproxyError(`admin listener ${cfg.admin!.host}:${cfg.admin!.port}: ${e.code ?? e.message}: choose another --admin address`);
         });
       }
+      if (this.opts.services) this.services = await this.opts.services(this);
     } catch (e) {
       await this.shutdown(0);
       throw e;
@@ -260,7 +302,34 @@ export class Supervisor {
     return answers.filter((a): a is T => a !== undefined);
   }
 
-  /** SIGHUP: a new generation with the new config; the old one finishes its connections. */
+  config(): RunConfig {
+    return this.cfg;
+  }
+
+  async connections(): Promise<WorkerConnection[]> {
+    const all = [...this.workers, ...this.draining];
+    const answers = await Promise.all(all.map((w) => w.query('connections')));
+    return answers.flatMap((a, i) => (Array.isArray(a) ? (a as ConnectionInfo[]).map((c) => ({ ...c, worker: all[i]!.child.pid ?? 0 })) : []));
+  }
+
+  metricSnapshots(): Promise<MetricsSnapshot[]> {
+    return this.collect<MetricsSnapshot>('metrics');
+  }
+
+  async closeConnection(worker: number, id: number): Promise<boolean> {
+    const w = [...this.workers, ...this.draining].find((x) => x.child.pid === worker);
+    return (await w?.ask((q) => ({ type: 'close-connection', id: q, conn: id }))) === true;
+  }
+
+  async flushDns(): Promise<number> {
+    return (await this.collect<boolean>('dns-flush')).filter(Boolean).length;
+  }
+
+  rulesInKernel(): boolean {
+    return this.backend !== undefined && showRules() !== '';
+  }
+
+  /** SIGHUP: re-read the file and apply it; a bad file is logged and the running state kept. */
   private async reload(): Promise<void> {
     if (!this.opts.reload) {
       this.log.warn('SIGHUP: nothing to reload (no --config); ignored');
@@ -269,34 +338,91 @@ export class Supervisor {
     let next: RunConfig;
     try {
       next = this.opts.reload();
-      const fixed: (keyof RunConfig)[] = ['mode', 'listenPort', 'families', 'proxyUser', 'firewall', 'udp', 'admin', 'workers'];
-      const changed = fixed.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.cfg[k]));
-      if (changed.length) throw new TranproxyError(`${changed.join(', ')} cannot change on reload: restart tranproxy`);
     } catch (e) {
       this.metrics.reloads.inc({ result: 'rejected' });
       this.log.error(`reload rejected, keeping the running configuration: ${(e as Error).message}`);
       return;
     }
+    await this.apply(next).catch(() => {}); // apply logged it
+  }
+
+  /**
+   * A new generation with `next`; the old one finishes its connections. Rules follow
+   * `next.enabled`. Rejects (and logs) when `next` cannot be applied; the running
+   * configuration, workers and rules are then as they were.
+   */
+  apply(next: RunConfig): Promise<void> {
+    const run = this.applying.then(() => this.applyNow(next));
+    this.applying = run.catch(() => {});
+    return run;
+  }
+
+  private async applyNow(next: RunConfig): Promise<void> {
+    if (this.stopping) throw new TranproxyError('tranproxy is shutting down');
+    // The mode can change live when the listeners are transparent (see transparentListeners).
+    const fixed: (keyof RunConfig)[] = ['listenPort', 'families', 'proxyUser', 'firewall', 'udp', 'admin', 'workers'];
+    if (!transparentListeners(this.cfg)) fixed.unshift('mode');
+    const changed = fixed.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.cfg[k]));
+    if (changed.length) {
+      this.metrics.reloads.inc({ result: 'rejected' });
+      const e = new TranproxyError(`${changed.join(', ')} cannot change on reload: restart tranproxy`);
+      this.log.error(`reload rejected, keeping the running configuration: ${e.message}`);
+      throw e;
+    }
     let fresh: Worker[];
     try {
       fresh = await this.startGeneration(next);
-      const planChanged = JSON.stringify(capturePlanOf(next)) !== JSON.stringify(capturePlanOf(this.cfg));
-      if (planChanged) this.applyRules(next);
     } catch (e) {
       this.metrics.reloads.inc({ result: 'failed' });
       this.log.error(`reload failed, keeping the running configuration: ${(e as Error).message}`);
-      return;
+      throw e;
+    }
+    try {
+      this.applyRulesFor(next);
+    } catch (e) {
+      await Promise.all(fresh.map((w) => w.stop(0)));
+      // applyPlan removed everything (fail closed); put the running plan back.
+      try {
+        this.rulesApplied = false;
+        if (this.cfg.enabled) this.applyRules(this.cfg);
+      } catch (e2) {
+        this.log.error(`restoring the previous rules failed: ${(e2 as Error).message}`);
+      }
+      this.metrics.reloads.inc({ result: 'failed' });
+      this.log.error(`reload failed, keeping the running configuration: ${(e as Error).message}`);
+      throw e;
     }
     const old = this.workers;
     this.workers = fresh;
     this.cfg = next;
     this.metrics.reloads.inc({ result: 'ok' });
-    this.log.info('reloaded:', { workers: fresh.length, draining: old.length, rules: next.routing?.rules.length, nodes: next.routing ? Object.keys(next.routing.nodes).join(',') : undefined });
+    this.log.info('reloaded:', {
+      workers: fresh.length,
+      draining: old.length,
+      mode: next.mode,
+      rules: next.routing?.rules.length,
+      nodes: next.routing ? Object.keys(next.routing.nodes).join(',') : undefined,
+      capture: next.enabled ? 'on' : 'off',
+    });
     // Established connections stay on the old workers until they end (or the idle timeout).
     for (const w of old) {
       this.draining.add(w);
       void w.stop(next.idleTimeoutMs).then(() => this.draining.delete(w));
     }
+  }
+
+  /** Rules for `next`: applied (if the plan changed or none are in), or removed when disabled. */
+  private applyRulesFor(next: RunConfig): void {
+    if (!this.backend) return;
+    if (!next.enabled) {
+      if (this.rulesApplied) {
+        removeRules();
+        this.rulesApplied = false;
+      }
+      return;
+    }
+    const planChanged = JSON.stringify(capturePlanOf(next)) !== JSON.stringify(capturePlanOf(this.cfg));
+    if (planChanged || !this.rulesApplied) this.applyRules(next);
   }
 
   private startGeneration(cfg: RunConfig): Promise<Worker[]> {
@@ -323,7 +449,8 @@ export class Supervisor {
       listenPort: cfg.listenPort,
       connectTimeoutMs: cfg.connectTimeoutMs,
       idleTimeoutMs: cfg.idleTimeoutMs,
-      maxConnections: Math.ceil(cfg.maxConnections / cfg.workers),
+      // Refuse cleanly at the fd budget rather than fail accept/connect with EMFILE.
+      maxConnections: Math.min(Math.ceil(cfg.maxConnections / cfg.workers), Math.max(1, Math.floor((this.fdLimit - 64) / 2))),
       // An unprivileged child cannot set SO_MARK; it is excluded by its uid instead.
       outboundMark: cfg.proxyUser ? 0 : cfg.bypassMark,
       preserveSource: cfg.preserveSource,
@@ -372,6 +499,7 @@ export class Supervisor {
           this.log.error(`removing rules failed: ${(e as Error).message}; run 'tranproxy rules remove'`);
         }
       }
+      await this.services?.close();
       await this.admin?.close();
       for (const l of this.listeners) closeFd(l.fd);
       this.listeners = [];

@@ -1,0 +1,355 @@
+// The console's JSON API behind authentication (server.ts does cookies, CSRF, static files
+// and SSE). Every change goes through ConfigStore.change: edit → validate → apply → save.
+// The contract is src/console/API.md.
+import type { Document } from 'yaml';
+import type { MetricsSnapshot } from '../observe/metrics.js';
+import type { Logger } from '../observe/log.js';
+import type { SupervisorControl, WorkerConnection } from '../proxy/supervisor.js';
+import type { ConfigStore, Snapshot } from './apply.js';
+import {
+  deleteNode,
+  DNS_FIELDS,
+  invalid,
+  nodeNames,
+  nodeUri,
+  nodeUsers,
+  renameNode,
+  setIn,
+  setNodeUri,
+  SETTINGS_FIELDS,
+  setSubscriptions,
+  subscriptionsOf,
+  ValidationError,
+  type ConsoleState,
+  type FieldMap,
+} from './document.js';
+import { baseName, decodeSubscription, parseLinks, uniqueName } from './links.js';
+import { checkDirect, checkViaNode, testNode } from './probe.js';
+import { redactUri } from '../outbound/uri.js';
+import { parseCheckTarget } from '../config/schema.js';
+
+export interface ApiRequest {
+  method: string;
+  /** Path below /api, e.g. `/nodes/a/test`. */
+  path: string;
+  query: URLSearchParams;
+  body: unknown;
+}
+
+export interface ApiResponse {
+  status: number;
+  body: unknown;
+}
+
+export interface ApiDeps {
+  store: ConfigStore;
+  control: SupervisorControl;
+  log: Logger;
+  /** Fetches a subscription URL's body (injectable for tests). */
+  fetchText?: (url: string) => Promise<string>;
+}
+
+/** A console connection row. */
+export interface ConsoleConnection {
+  id: string;
+  src: string;
+  dst: string;
+  domain?: string;
+  node: string;
+  up: number;
+  down: number;
+  startedAt: string;
+}
+
+export function connectionRow(c: WorkerConnection, now = Date.now()): ConsoleConnection {
+  const bytes = c as WorkerConnection & { up?: number; down?: number };
+  return {
+    id: `${c.worker}-${c.id}`,
+    src: c.src,
+    dst: c.dst,
+    ...(c.domain ? { domain: c.domain } : {}),
+    node: c.via ?? '',
+    up: typeof bytes.up === 'number' ? bytes.up : 0,
+    down: typeof bytes.down === 'number' ? bytes.down : 0,
+    startedAt: new Date(now - c.ageMs).toISOString(),
+  };
+}
+
+/** Bytes relayed so far, up and down, summed over the workers' snapshots. */
+export function byteTotals(snaps: MetricsSnapshot[]): { up: number; down: number } {
+  let up = 0;
+  let down = 0;
+  for (const snap of snaps) {
+    for (const m of snap) {
+      if (m.name !== 'tranproxy_bytes_total') continue;
+      for (const v of m.values) {
+        if (v.labels.direction === 'up') up += v.value;
+        else if (v.labels.direction === 'down') down += v.value;
+      }
+    }
+  }
+  return { up, down };
+}
+
+const CHECK_TIMEOUT_MS = 5000;
+const SUBSCRIPTION_TIMEOUT_MS = 15_000;
+const SUBSCRIPTION_MAX_BYTES = 4 << 20;
+
+async function defaultFetch(url: string): Promise<string> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(SUBSCRIPTION_TIMEOUT_MS), redirect: 'follow' });
+  if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
+  const text = await res.text();
+  if (text.length > SUBSCRIPTION_MAX_BYTES) throw new Error('the subscription is larger than 4 MiB');
+  return text;
+}
+
+type Obj = Record<string, unknown>;
+
+function objectBody(body: unknown, field = ''): Obj {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid(field, 'expected a JSON object');
+  return body as Obj;
+}
+
+function stringList(v: unknown, field: string): string[] {
+  if (typeof v === 'string') return v.split(/[\s,]+/).filter(Boolean);
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return (v as string[]).map((x) => x.trim()).filter(Boolean);
+  throw invalid(field, 'expected a list of strings');
+}
+
+export class ConsoleApi {
+  private readonly fetchText: (url: string) => Promise<string>;
+
+  constructor(private readonly deps: ApiDeps) {
+    this.fetchText = deps.fetchText ?? defaultFetch;
+  }
+
+  state(snapshot?: Snapshot): ConsoleState {
+    return this.deps.store.state(snapshot);
+  }
+
+  async connections(): Promise<ConsoleConnection[]> {
+    const now = Date.now();
+    return (await this.deps.control.connections()).map((c) => connectionRow(c, now));
+  }
+
+  async handle(req: ApiRequest): Promise<ApiResponse> {
+    try {
+      return await this.route(req);
+    } catch (e) {
+      if (e instanceof ValidationError) return { status: 400, body: { errors: e.errors } };
+      this.deps.log.error('console: request failed', { method: req.method, path: req.path, error: (e as Error).message });
+      return { status: 500, body: { error: (e as Error).message } };
+    }
+  }
+
+  private change(edit: (doc: Document, before: Snapshot) => void | Promise<void>, fields: FieldMap): Promise<Snapshot> {
+    return this.deps.store.change(edit, fields);
+  }
+
+  private async route(req: ApiRequest): Promise<ApiResponse> {
+    const { method, path } = req;
+    const ok = (body: unknown): ApiResponse => ({ status: 200, body });
+    const seg = path.split('/').filter(Boolean).map((s) => decodeURIComponent(s));
+    const [a, b, c] = seg;
+
+    if (method === 'GET' && path === '/state') return ok(this.state());
+    if (method === 'PUT' && path === '/settings') return ok(this.state(await this.change((doc) => this.editSettings(doc, objectBody(req.body)), SETTINGS_FIELDS)));
+    if (a === 'nodes') {
+      if (method === 'POST' && seg.length === 1) return this.addNodes(req.body);
+      if (b !== undefined && seg.length === 2 && method === 'PUT') return ok(this.state(await this.editNode(b, req.body)));
+      if (b !== undefined && seg.length === 2 && method === 'DELETE') return ok(this.state(await this.deleteNode(b)));
+      if (b !== undefined && c === 'test' && seg.length === 3 && method === 'POST') return this.testNode(b);
+    }
+    if (a === 'subscriptions') {
+      if (method === 'POST' && seg.length === 1) return ok(this.state(await this.subscribe(objectBody(req.body).url, false)));
+      if (method === 'POST' && b === 'refresh' && seg.length === 2) return ok(this.state(await this.subscribe(objectBody(req.body).url, true)));
+      if (method === 'DELETE' && seg.length === 1) return ok(this.state(await this.unsubscribe(req.query.get('url') ?? '')));
+    }
+    if (method === 'PUT' && path === '/dns') return ok(this.state(await this.change((doc) => this.editDns(doc, objectBody(req.body)), DNS_FIELDS)));
+    if (method === 'POST' && path === '/dns/flush') return ok({ flushed: await this.deps.control.flushDns() });
+    if (method === 'PUT' && path === '/rules') {
+      const rules = objectBody(req.body).rules;
+      if (!Array.isArray(rules)) throw invalid('rules', 'expected a list of rules');
+      return ok(this.state(await this.change((doc) => setIn(doc, ['rules'], rules.length ? rules : undefined), [])));
+    }
+    if (a === 'connections') {
+      if (method === 'GET' && seg.length === 1) return ok(await this.connections());
+      if (method === 'DELETE' && b !== undefined && seg.length === 2) {
+        const m = /^(\d+)-(\d+)$/.exec(b);
+        const closed = m ? await this.deps.control.closeConnection(Number(m[1]), Number(m[2])) : false;
+        return closed ? ok({}) : { status: 404, body: { error: `no active connection '${b}' (it may have ended, or it is relayed in the kernel and cannot be closed individually)` } };
+      }
+    }
+    if (method === 'POST' && path === '/check') return ok(await this.check(req.body ?? {}));
+    return { status: 404, body: { error: `no such API route: ${method} /api${path}` } };
+  }
+
+  // -- settings --------------------------------------------------------------------------
+
+  private editSettings(doc: Document, body: Obj): void {
+    const known = ['enabled', 'mode', 'lan', 'tcpNode', 'udpNode', 'checkTargets'];
+    for (const k of Object.keys(body)) if (!known.includes(k)) throw invalid('', `unknown setting '${k}' (known: ${known.join(', ')})`);
+    // Types are the schema's business (its messages land on the field); only shapes here.
+    if ('enabled' in body) setIn(doc, ['enabled'], body.enabled);
+    if ('mode' in body) setIn(doc, ['mode'], body.mode);
+    if ('lan' in body) {
+      const lan = objectBody(body.lan, 'lan.interfaces');
+      if ('interfaces' in lan) {
+        const list = stringList(lan.interfaces, 'lan.interfaces');
+        setIn(doc, ['in-interfaces'], list.length ? list : undefined);
+      }
+      if ('sources' in lan) {
+        const list = stringList(lan.sources, 'lan.sources');
+        setIn(doc, ['source-cidrs'], list.length ? list : undefined);
+      }
+    }
+    if ('tcpNode' in body) setIn(doc, ['default'], body.tcpNode);
+    if ('udpNode' in body) setIn(doc, ['default-udp'], body.udpNode === 'same' ? undefined : body.udpNode);
+    if ('checkTargets' in body) {
+      const list = stringList(body.checkTargets, 'checkTargets');
+      setIn(doc, ['check-targets'], list.length ? list : undefined);
+    }
+  }
+
+  private editDns(doc: Document, body: Obj): void {
+    if ('nameservers' in body) setIn(doc, ['dns', 'nameservers'], stringList(body.nameservers, 'dns.nameservers'));
+    if ('cache' in body) setIn(doc, ['dns', 'cache'], body.cache);
+    if ('fakeIp' in body) setIn(doc, ['dns', 'fake-ip', 'enabled'], body.fakeIp);
+  }
+
+  // -- nodes -----------------------------------------------------------------------------
+
+  private async addNodes(body: unknown): Promise<ApiResponse> {
+    const links = objectBody(body, 'links').links;
+    if (typeof links !== 'string' || !links.trim()) throw invalid('links', 'paste one or more links (ss://, socks5://, http://)');
+    const { links: parsed, problems } = parseLinks(links);
+    if (problems.length) throw new ValidationError(problems.map((p) => ({ field: 'links', message: `line ${p.line}: ${p.message}` })));
+    const added: string[] = [];
+    const snap = await this.change((doc) => {
+      const taken = new Set(nodeNames(doc));
+      for (const l of parsed) {
+        const name = uniqueName(baseName(l.spec), taken);
+        setIn(doc, ['nodes', name], l.uri);
+        added.push(name);
+      }
+    }, [['nodes', 'links']]);
+    const state = this.state(snap);
+    return { status: 200, body: { ...state, added, state } };
+  }
+
+  private editNode(name: string, body: unknown): Promise<Snapshot> {
+    const b = objectBody(body, 'uri');
+    return this.change((doc) => {
+      const old = nodeUri(doc, name);
+      if (old === undefined) throw invalid('name', `no node named '${name}'`);
+      const newName = b.name === undefined || b.name === '' ? name : b.name;
+      if (typeof newName !== 'string') throw invalid('name', 'expected a name');
+      if (newName !== name && nodeNames(doc).includes(newName)) throw invalid('name', `a node named '${newName}' exists already`);
+      if (b.uri !== undefined) {
+        if (typeof b.uri !== 'string' || !b.uri.trim()) throw invalid('uri', 'expected a link, e.g. ss://… or socks5://host:1080');
+        // The form shows the redacted link: sent back unchanged, it keeps the stored secret.
+        if (b.uri.trim() !== redactUri(old)) setNodeUri(doc, name, b.uri.trim());
+      }
+      if (newName !== name) renameNode(doc, name, newName);
+    }, [['nodes', 'uri'], ['default', 'name'], ['rules', 'name']]);
+  }
+
+  private deleteNode(name: string): Promise<Snapshot> {
+    return this.change((doc) => {
+      if (nodeUri(doc, name) === undefined) throw invalid('name', `no node named '${name}'`);
+      const users = nodeUsers(doc, name);
+      if (users.length) throw invalid('name', `node '${name}' is in use by ${users.join(', ')}: change those first`);
+      deleteNode(doc, name);
+    }, [['nodes', 'name']]);
+  }
+
+  private async testNode(name: string): Promise<ApiResponse> {
+    const { doc, file } = this.deps.store.read();
+    const uri = nodeUri(doc, name);
+    if (uri === undefined) return { status: 404, body: { error: `no node named '${name}'` } };
+    const mark = this.deps.control.config().bypassMark;
+    return { status: 200, body: await testNode(uri, name, file.checkTargets[0], { mark, timeoutMs: CHECK_TIMEOUT_MS }) };
+  }
+
+  // -- subscriptions ---------------------------------------------------------------------
+
+  private async subscribe(urlValue: unknown, refresh: boolean): Promise<Snapshot> {
+    if (typeof urlValue !== 'string' || !/^https?:\/\/\S+$/i.test(urlValue.trim())) throw invalid('url', 'expected an http:// or https:// URL');
+    const url = urlValue.trim();
+    const existing = subscriptionsOf(this.deps.store.read().doc).find((s) => s.url === url);
+    if (refresh && !existing) throw invalid('url', 'no such subscription: add it first');
+    if (!refresh && existing) throw invalid('url', 'this subscription exists already: refresh it instead');
+    let body: string;
+    try {
+      body = await this.fetchText(url);
+    } catch (e) {
+      const message = `cannot fetch the subscription: ${(e as Error).message}`;
+      if (refresh) await this.change((doc) => setSubscriptions(doc, subscriptionsOf(doc).map((s) => (s.url === url ? { ...s, error: message } : s))), []).catch(() => {});
+      throw invalid('url', message);
+    }
+    const { links, problems } = parseLinks(decodeSubscription(body));
+    if (!links.length) throw invalid('url', problems.length ? `no usable links (first problem: line ${problems[0]!.line}: ${problems[0]!.message})` : 'the subscription lists no links');
+    // Subscription nodes are replaced as a group: the old group's names go, the new take their place.
+    return this.change(
+      (doc) => {
+        const subs = subscriptionsOf(doc);
+        const old = subs.find((s) => s.url === url)?.nodes ?? [];
+        for (const n of old) doc.deleteIn(['nodes', n]);
+        const taken = new Set(nodeNames(doc));
+        const names = links.map((l) => {
+          const name = uniqueName(baseName(l.spec), taken);
+          setIn(doc, ['nodes', name], l.uri);
+          return name;
+        });
+        const entry = { url, nodes: names, updatedAt: new Date().toISOString() };
+        setSubscriptions(doc, existing ? subs.map((s) => (s.url === url ? entry : s)) : [...subs, entry]);
+      },
+      [['console.subscriptions', 'url'], ['nodes', 'url'], ['default', 'url'], ['rules', 'url']],
+    );
+  }
+
+  private unsubscribe(url: string): Promise<Snapshot> {
+    return this.change((doc) => {
+      const subs = subscriptionsOf(doc);
+      const sub = subs.find((s) => s.url === url);
+      if (!sub) throw invalid('url', `no subscription '${url}'`);
+      const used = sub.nodes.flatMap((n) => nodeUsers(doc, n).map((u) => `${n} (${u})`));
+      if (used.length) throw invalid('url', `its nodes are in use: ${used.join(', ')}`);
+      for (const n of sub.nodes) doc.deleteIn(['nodes', n]);
+      setSubscriptions(doc, subs.filter((s) => s !== sub));
+    }, [['console.subscriptions', 'url']]);
+  }
+
+  // -- check -----------------------------------------------------------------------------
+
+  private async check(body: unknown): Promise<ApiResponse> {
+    const b = objectBody(body, 'targets');
+    const { doc, file } = this.deps.store.read();
+    const targets = b.targets === undefined ? file.checkTargets : stringList(b.targets, 'targets');
+    if (!targets.length) throw invalid('targets', 'no check targets: add some (HOST:PORT) in the settings');
+    for (const t of targets) {
+      try {
+        parseCheckTarget(t);
+      } catch (e) {
+        throw invalid('targets', (e as Error).message.replace(/^: /, ''));
+      }
+    }
+    const node = file.default;
+    const uri = node === 'direct' || node === 'reject' ? undefined : nodeUri(doc, node);
+    const opts = { mark: this.deps.control.config().bypassMark, timeoutMs: CHECK_TIMEOUT_MS };
+    const results = await Promise.all(
+      targets.map(async (target) => {
+        const [direct, via] = await Promise.all([
+          checkDirect(target, opts),
+          node === 'reject'
+            ? Promise.resolve({ ok: false, error: 'the TCP node is reject' })
+            : uri === undefined
+              ? checkDirect(target, opts)
+              : checkViaNode(uri, node, target, opts),
+        ]);
+        return { target, direct, node: { ...via, node } };
+      }),
+    );
+    return { status: 200, body: { results } };
+  }
+}

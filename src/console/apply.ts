@@ -1,0 +1,95 @@
+// Every console change takes one path, the config file's: read the file, edit the YAML
+// document, validate the new text with the `--config` parser and the run configuration,
+// apply it to the running supervisor (a new worker generation, rules replaced), and only
+// then write the file (atomically). A refused change leaves the file and the proxy as they were.
+import { readFileSync } from 'node:fs';
+import type { Document } from 'yaml';
+import type { ConfigFile } from '../config/file.js';
+import type { RunConfig } from '../config/run-config.js';
+import { TranproxyError, UsageError } from '../errors.js';
+import type { SupervisorControl } from '../proxy/supervisor.js';
+import { parseDoc, stateOf, usageErrors, validateText, ValidationError, writeFileAtomic, type ConsoleState, type FieldMap } from './document.js';
+
+/** Builds the run configuration from a parsed file (flags typed on the command line still win). */
+export type BuildConfig = (file: ConfigFile) => RunConfig;
+
+export interface Snapshot {
+  text: string;
+  doc: Document;
+  file: ConfigFile;
+}
+
+export class ConfigStore {
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly listeners = new Set<() => void>();
+
+  constructor(
+    readonly path: string,
+    private readonly build: BuildConfig,
+    private readonly control: SupervisorControl,
+  ) {}
+
+  /** The file as it is now (re-read every time, so SIGHUP edits and the console agree). */
+  read(): Snapshot {
+    let text: string;
+    try {
+      text = readFileSync(this.path, 'utf8');
+    } catch (e) {
+      throw new TranproxyError(`cannot read ${this.path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    const doc = parseDoc(text);
+    return { text, doc, file: validateText(text, this.path, []) };
+  }
+
+  state(snapshot: Snapshot = this.read()): ConsoleState {
+    const cfg = this.control.config();
+    return stateOf(
+      snapshot.file,
+      snapshot.doc,
+      { enabled: cfg.enabled, mode: cfg.mode, interfaces: cfg.inInterfaces, sources: cfg.sourceCidrs.map((c) => c.text) },
+      this.control.rulesInKernel(),
+    );
+  }
+
+  /** Called after every applied change (SSE `state`). */
+  onChange(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /**
+   * Edit, validate, apply, persist — one change at a time. `edit` may throw
+   * ValidationError for input it refuses itself. Resolves with the new snapshot.
+   */
+  change(edit: (doc: Document, before: Snapshot) => void | Promise<void>, fields: FieldMap): Promise<Snapshot> {
+    const run = this.queue.then(() => this.changeNow(edit, fields));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async changeNow(edit: (doc: Document, before: Snapshot) => void | Promise<void>, fields: FieldMap): Promise<Snapshot> {
+    const before = this.read();
+    const doc = parseDoc(before.text);
+    await edit(doc, before);
+    const text = doc.toString();
+    const file = validateText(text, this.path, fields);
+    let cfg: RunConfig;
+    try {
+      cfg = this.build(file);
+    } catch (e) {
+      if (e instanceof UsageError) throw new ValidationError(usageErrors(e, fields));
+      throw e;
+    }
+    if (text !== before.text) {
+      try {
+        await this.control.apply(cfg);
+      } catch (e) {
+        // e.g. "mode cannot change on reload", or the firewall refused the plan
+        throw new ValidationError(e instanceof UsageError ? usageErrors(e, fields) : [{ field: '', message: (e as Error).message }]);
+      }
+      writeFileAtomic(this.path, text);
+    }
+    for (const fn of this.listeners) fn();
+    return { text, doc: parseDoc(text), file };
+  }
+}

@@ -1,0 +1,314 @@
+// The config file as the console edits it: a YAML Document (comments and layout kept),
+// changed by small edits, validated by the very parser `--config` uses, written atomically.
+import { chownSync, closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
+import { isMap, isScalar, parseDocument, type Document } from 'yaml';
+import { ConfigError, parseConfigText, type ConfigFile } from '../config/file.js';
+import { UsageError } from '../errors.js';
+import { parseNodeUri, redactUri } from '../outbound/uri.js';
+import { nodeType } from './links.js';
+
+/** One problem, named by the console form field it belongs to ('' for none). */
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+/** A change the console refuses: HTTP 400 `{ errors }`. */
+export class ValidationError extends Error {
+  constructor(readonly errors: FieldError[]) {
+    super(errors.map((e) => (e.field ? `${e.field}: ${e.message}` : e.message)).join('; '));
+  }
+}
+
+export function invalid(field: string, message: string): ValidationError {
+  return new ValidationError([{ field, message }]);
+}
+
+/** Config path prefix → console field. The first match wins; rules keep their own path. */
+export type FieldMap = readonly (readonly [string, string])[];
+
+export const SETTINGS_FIELDS: FieldMap = [
+  ['enabled', 'enabled'],
+  ['mode', 'mode'],
+  ['in-interfaces', 'lan.interfaces'],
+  ['source-cidrs', 'lan.sources'],
+  ['capture', 'lan.interfaces'],
+  ['default-udp', 'udpNode'],
+  ['default', 'tcpNode'],
+  ['check-targets', 'checkTargets'],
+];
+
+export const DNS_FIELDS: FieldMap = [
+  ['dns.nameservers', 'dns.nameservers'],
+  ['dns.cache', 'dns.cache'],
+  ['dns.fake-ip', 'dns.fakeIp'],
+  ['dns', 'dns.nameservers'],
+];
+
+/** Flag names in run-config / routing messages → config paths. */
+const FLAG_PATHS: [RegExp, string][] = [
+  [/^--in-interface/, 'in-interfaces'],
+  [/^--source-cidr/, 'source-cidrs'],
+  [/^--(mode|preserve-source|udp)\b/, 'mode'],
+  [/^default-udp:/, 'default-udp'],
+  [/^default:/, 'default'],
+  [/^dns\./, 'dns'],
+  [/^node '([^']+)'/, 'nodes'],
+  [/^nodes\.([^.]+)\.fallback/, 'nodes'],
+  [/^rules\[(\d+)\]/, 'rules'],
+];
+
+function matches(path: string, prefix: string): boolean {
+  return path === prefix || path.startsWith(`${prefix}.`) || path.startsWith(`${prefix}[`);
+}
+
+/** The console field for a config path, e.g. `rules[2].cidr[0]` → `rules[2].cidr`. */
+export function fieldOf(path: string, map: FieldMap): string {
+  const rule = /^(rules\[\d+\](?:\.[a-z-]+)?)/.exec(path);
+  if (rule) return rule[1]!;
+  if (path === 'rules') return 'rules';
+  for (const [prefix, field] of map) if (matches(path, prefix)) return field;
+  return '';
+}
+
+/** A message for the user: the `FILE:LINE:COL: path:` prefix is noise in a form. */
+function issueErrors(e: ConfigError, map: FieldMap): FieldError[] {
+  return e.issues.map((i) => ({ field: fieldOf(i.path, map), message: i.path && !fieldOf(i.path, map) ? `${i.path}: ${i.message}` : i.message }));
+}
+
+/** A run-config UsageError (names a flag or key) → a field error. */
+export function usageErrors(e: UsageError, map: FieldMap): FieldError[] {
+  for (const [re, path] of FLAG_PATHS) {
+    const m = re.exec(e.message);
+    if (m) {
+      const p = path === 'rules' ? `rules[${m[1]}]` : path;
+      return [{ field: fieldOf(p, map), message: e.message }];
+    }
+  }
+  return [{ field: '', message: e.message }];
+}
+
+export function parseDoc(text: string): Document {
+  return parseDocument(text, { keepSourceTokens: false });
+}
+
+/**
+ * Validate edited document text exactly as `--config` would. Throws ValidationError with
+ * the problems mapped to console fields.
+ */
+export function validateText(text: string, path: string, map: FieldMap): ConfigFile {
+  try {
+    return parseConfigText(text, path);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new ValidationError(issueErrors(e, map));
+    if (e instanceof UsageError) throw new ValidationError(usageErrors(e, map));
+    throw e;
+  }
+}
+
+/** Write `text` to `path` via a temporary file and rename: readers see the old or the new file. */
+export function writeFileAtomic(path: string, text: string): void {
+  let mode = 0o600;
+  let owner: { uid: number; gid: number } | undefined;
+  try {
+    const st = statSync(path);
+    mode = st.mode & 0o7777;
+    owner = { uid: st.uid, gid: st.gid };
+  } catch {
+    // a new file: private by default (it holds node passwords and the console's hash)
+  }
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const fd = openSync(tmp, 'wx', mode);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+    if (owner && process.getuid?.() === 0) chownSync(tmp, owner.uid, owner.gid);
+  } catch (e) {
+    closeSync(fd);
+    unlinkSync(tmp);
+    throw e;
+  } finally {
+    try {
+      closeSync(fd);
+    } catch {
+      // closed above
+    }
+  }
+  try {
+    renameSync(tmp, path);
+  } catch (e) {
+    unlinkSync(tmp);
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Edits
+
+/** Set a key (creating the mappings on the way); undefined deletes it. */
+export function setIn(doc: Document, path: (string | number)[], value: unknown): void {
+  if (value === undefined) doc.deleteIn(path);
+  else doc.setIn(path, doc.createNode(value));
+}
+
+/** Node names in file order. */
+export function nodeNames(doc: Document): string[] {
+  const nodes = doc.get('nodes', true);
+  if (!isMap(nodes)) return [];
+  return nodes.items.map((p) => String(isScalar(p.key) ? p.key.value : p.key));
+}
+
+/** The URI of node `name` as written (a string node or a mapping's uri). */
+export function nodeUri(doc: Document, name: string): string | undefined {
+  const v = doc.getIn(['nodes', name]);
+  if (typeof v === 'string') return v;
+  const uri = doc.getIn(['nodes', name, 'uri']);
+  return typeof uri === 'string' ? uri : undefined;
+}
+
+export function setNodeUri(doc: Document, name: string, uri: string): void {
+  if (isMap(doc.getIn(['nodes', name], true))) doc.setIn(['nodes', name, 'uri'], uri);
+  else doc.setIn(['nodes', name], uri);
+}
+
+/** Rename a node in place (its position in the file kept) and everywhere it is named. */
+export function renameNode(doc: Document, from: string, to: string): void {
+  const nodes = doc.get('nodes', true);
+  if (!isMap(nodes)) return;
+  const pair = nodes.items.find((p) => String(isScalar(p.key) ? p.key.value : p.key) === from);
+  if (!pair) return;
+  pair.key = doc.createNode(to);
+  for (const key of ['default', 'default-udp']) if (doc.get(key) === from) doc.set(key, to);
+  if (doc.getIn(['dns', 'via']) === from) doc.setIn(['dns', 'via'], to);
+  const rules = doc.toJS().rules as unknown;
+  if (Array.isArray(rules)) rules.forEach((r: { outbound?: unknown }, i) => r?.outbound === from && doc.setIn(['rules', i, 'outbound'], to));
+  for (const n of nodeNames(doc)) if (doc.getIn(['nodes', n, 'fallback']) === from) doc.setIn(['nodes', n, 'fallback'], to);
+  const subs = subscriptionsOf(doc);
+  subs.forEach((s, i) => {
+    const j = s.nodes.indexOf(from);
+    if (j >= 0) doc.setIn(['console', 'subscriptions', i, 'nodes', j], to);
+  });
+}
+
+/** What refers to a node: ["tcpNode", "rules[2]", …]; empty when it can go. */
+export function nodeUsers(doc: Document, name: string): string[] {
+  const out: string[] = [];
+  if (doc.get('default') === name) out.push('tcpNode (default)');
+  if (doc.get('default-udp') === name) out.push('udpNode (default-udp)');
+  if (doc.getIn(['dns', 'via']) === name) out.push('dns.via');
+  const rules = doc.toJS().rules as unknown;
+  if (Array.isArray(rules)) rules.forEach((r: { outbound?: unknown }, i) => r?.outbound === name && out.push(`rules[${i}]`));
+  for (const n of nodeNames(doc)) if (n !== name && doc.getIn(['nodes', n, 'fallback']) === name) out.push(`nodes.${n}.fallback`);
+  return out;
+}
+
+export function deleteNode(doc: Document, name: string): void {
+  doc.deleteIn(['nodes', name]);
+  subscriptionsOf(doc).forEach((s, i) => {
+    const j = s.nodes.indexOf(name);
+    if (j >= 0) doc.deleteIn(['console', 'subscriptions', i, 'nodes', j]);
+  });
+}
+
+export interface DocSubscription {
+  url: string;
+  nodes: string[];
+  updatedAt: string | null;
+  error?: string;
+}
+
+export function subscriptionsOf(doc: Document): DocSubscription[] {
+  const raw = doc.getIn(['console', 'subscriptions']) as unknown;
+  const list = raw === undefined || raw === null ? [] : (doc.toJS() as { console?: { subscriptions?: unknown } }).console?.subscriptions;
+  const items = Array.isArray(list) ? list : list ? [list] : [];
+  return items.map((s: Record<string, unknown>) => ({
+    url: String(s?.url ?? ''),
+    nodes: Array.isArray(s?.nodes) ? s.nodes.map(String) : s?.nodes ? [String(s.nodes)] : [],
+    updatedAt: typeof s?.['updated-at'] === 'string' ? s['updated-at'] : null,
+    ...(typeof s?.error === 'string' ? { error: s.error } : {}),
+  }));
+}
+
+export function setSubscriptions(doc: Document, subs: DocSubscription[]): void {
+  const value = subs.map((s) => ({
+    url: s.url,
+    nodes: s.nodes,
+    ...(s.updatedAt ? { 'updated-at': s.updatedAt } : {}),
+    ...(s.error ? { error: s.error } : {}),
+  }));
+  if (value.length) setIn(doc, ['console', 'subscriptions'], value);
+  else doc.deleteIn(['console', 'subscriptions']);
+}
+
+// ---------------------------------------------------------------------------------------
+// State
+
+export interface ConsoleNode {
+  name: string;
+  type: 'ss' | 'socks5' | 'http';
+  server: string;
+  port: number;
+  uri: string;
+}
+
+export interface ConsoleState {
+  enabled: boolean;
+  mode: 'redirect' | 'tproxy';
+  lan: { interfaces: string[]; sources: string[] };
+  tcpNode: string;
+  udpNode: string;
+  nodes: ConsoleNode[];
+  subscriptions: DocSubscription[];
+  dns: { nameservers: string[]; cache: boolean; fakeIp: boolean };
+  rules: Record<string, unknown>[];
+  checkTargets: string[];
+  applied: boolean;
+}
+
+const asList = (v: unknown): unknown[] => (v === undefined || v === null ? [] : Array.isArray(v) ? v : [v]);
+
+/** The rules as the file writes them, every matcher a list (what the rules editor edits). */
+export function rulesOf(doc: Document): Record<string, unknown>[] {
+  return asList((doc.toJS() as { rules?: unknown }).rules).map((r) => {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries((r ?? {}) as Record<string, unknown>)) out[k] = k === 'outbound' ? v : asList(v);
+    return out;
+  });
+}
+
+/** The console's view: the file's settings, and what the running proxy does (mode, switch, LAN). */
+export function stateOf(
+  file: ConfigFile,
+  doc: Document,
+  running: { enabled: boolean; mode: 'redirect' | 'tproxy'; interfaces: string[]; sources: string[] },
+  applied: boolean,
+): ConsoleState {
+  const nodes: ConsoleNode[] = Object.entries(file.nodes).map(([name, n]) => {
+    try {
+      const spec = parseNodeUri(n.uri, name);
+      return { name, type: nodeType(spec), server: spec.host, port: spec.port, uri: redactUri(n.uri) };
+    } catch {
+      return { name, type: 'socks5', server: '?', port: 0, uri: redactUri(n.uri) }; // validated already; cannot happen
+    }
+  });
+  const hostPort = (h: string, p: number) => (p === 53 ? h : h.includes(':') ? `[${h}]:${p}` : `${h}:${p}`);
+  return {
+    enabled: running.enabled,
+    mode: running.mode,
+    lan: { interfaces: running.interfaces, sources: running.sources },
+    tcpNode: file.default,
+    udpNode: file.defaultUdp ?? 'same',
+    nodes,
+    subscriptions: file.console?.subscriptions ?? [],
+    dns: {
+      nameservers: (file.dns?.nameservers ?? []).map((n) => hostPort(n.host, n.port)),
+      cache: file.dns?.cache ?? true,
+      fakeIp: file.dns?.fakeIp?.enabled ?? false,
+    },
+    rules: rulesOf(doc),
+    checkTargets: file.checkTargets,
+    applied,
+  };
+}

@@ -1,0 +1,274 @@
+// The console's HTTP server, inside the supervisor process: login and sessions, CSRF and
+// Origin checks, the JSON API (api.ts), Server-Sent Events, and the prebuilt UI (ui-dist/).
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { extname, join, normalize, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from '../observe/log.js';
+import type { SupervisorControl } from '../proxy/supervisor.js';
+import { ConsoleApi, byteTotals } from './api.js';
+import type { ConfigStore } from './apply.js';
+import { LoginLimiter, SessionStore, verifyPassword, type Session } from './auth.js';
+
+/** ui-dist/ at the package root (dist/console/server.js → ../../ui-dist). */
+export const UI_DIR = fileURLToPath(new URL('../../ui-dist/', import.meta.url));
+
+export const SESSION_COOKIE = 'tpx_session';
+const MAX_BODY = 1 << 20;
+const TICK_MS = 1000;
+
+export interface ConsoleServerOptions {
+  listen: { host: string; port: number };
+  store: ConfigStore;
+  control: SupervisorControl;
+  log: Logger;
+  uiDir?: string;
+  /** Injectable for tests. */
+  sessions?: SessionStore;
+  limiter?: LoginLimiter;
+  fetchText?: (url: string) => Promise<string>;
+}
+
+export interface ConsoleServer {
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.json': 'application/json',
+  '.webmanifest': 'application/manifest+json',
+  '.woff2': 'font/woff2',
+  '.txt': 'text/plain; charset=utf-8',
+};
+
+const SECURITY_HEADERS = {
+  'content-security-policy': "default-src 'self'",
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'same-origin',
+};
+
+function cookieOf(req: http.IncomingMessage, name: string): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0 && part.slice(0, i).trim() === name) return part.slice(i + 1).trim();
+  }
+  return undefined;
+}
+
+function readBody(req: http.IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (b: Buffer) => {
+      size += b.length;
+      if (size > MAX_BODY) {
+        reject(Object.assign(new Error('request body larger than 1 MiB'), { status: 413 }));
+        req.destroy();
+        return;
+      }
+      chunks.push(b);
+    });
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      if (!text.trim()) return resolve(undefined);
+      try {
+        resolve(JSON.parse(text));
+      } catch {
+        reject(Object.assign(new Error('the body is not valid JSON'), { status: 400 }));
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+/** Origin, when present, must name the host the request was sent to (a cross-site form or fetch does not). */
+export function originMatches(origin: string | undefined, host: string | undefined): boolean {
+  if (origin === undefined) return true;
+  if (!host) return false;
+  try {
+    return new URL(origin).host === host;
+  } catch {
+    return false;
+  }
+}
+
+export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleServer> {
+  const { store, control, log } = opts;
+  const sessions = opts.sessions ?? new SessionStore();
+  const limiter = opts.limiter ?? new LoginLimiter();
+  const api = new ConsoleApi({ store, control, log, ...(opts.fetchText ? { fetchText: opts.fetchText } : {}) });
+  const uiDir = opts.uiDir ?? UI_DIR;
+  const streams = new Set<http.ServerResponse>();
+
+  const send = (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string | number> = {}): void => {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text), ...headers });
+    res.end(text);
+  };
+
+  const sessionCookie = (value: string, maxAge?: number): string =>
+    // No Secure flag: the console is plain http (loopback or a LAN address).
+    `${SESSION_COOKIE}=${value}; HttpOnly; SameSite=Strict; Path=/${maxAge !== undefined ? `; Max-Age=${maxAge}` : ''}`;
+
+  const serveStatic = (req: http.IncomingMessage, res: http.ServerResponse, path: string): void => {
+    const headers = { ...SECURITY_HEADERS };
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { ...headers, allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' });
+      return void res.end('use GET\n');
+    }
+    const index = join(uiDir, 'index.html');
+    if (!existsSync(index)) {
+      res.writeHead(503, { ...headers, 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+      return void res.end(`tranproxy console: the web UI is not built (${index} is missing).\nBuild it with 'npx vite build ui' or install a tranproxy package that includes ui-dist/. The API under /api works without it.\n`);
+    }
+    let file = index;
+    if (path.startsWith('/assets/') || /^\/[A-Za-z0-9_.-]+\.(ico|png|svg|webmanifest|txt)$/.test(path)) {
+      const rel = normalize(decodeURIComponent(path)).replace(/^([/\\])+/, '');
+      const full = join(uiDir, rel);
+      if (!full.startsWith(uiDir.endsWith(sep) ? uiDir : uiDir + sep) || !existsSync(full) || !statSync(full).isFile()) {
+        res.writeHead(404, { ...headers, 'content-type': 'text/plain; charset=utf-8' });
+        return void res.end('not found\n');
+      }
+      file = full;
+    }
+    const body = readFileSync(file);
+    res.writeHead(200, {
+      ...headers,
+      'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
+      'content-length': body.length,
+      // Vite's assets carry a content hash in their names; index.html must always be fresh.
+      'cache-control': file === index ? 'no-cache' : 'public, max-age=31536000, immutable',
+    });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  };
+
+  const login = async (req: http.IncomingMessage, res: http.ServerResponse, body: unknown): Promise<void> => {
+    const addr = req.socket.remoteAddress ?? '?';
+    const wait = limiter.retryAfter(addr);
+    if (wait > 0) return send(res, 429, { error: `too many failed logins: try again in ${wait} s` }, { 'retry-after': wait });
+    const password = (body as { password?: unknown } | undefined)?.password;
+    const hash = store.read().file.console?.passwordHash;
+    if (!hash) return send(res, 401, { error: "no console password is set: run 'tranproxy console passwd --config FILE'" });
+    if (typeof password !== 'string' || !(await verifyPassword(password, hash))) {
+      limiter.fail(addr);
+      log.warn('console: failed login', { from: addr });
+      return send(res, 401, { error: 'wrong password' });
+    }
+    limiter.succeed(addr);
+    sessions.destroy(cookieOf(req, SESSION_COOKIE)); // a fresh id at every login (no fixation)
+    const s = sessions.create();
+    log.info('console: login', { from: addr });
+    send(res, 200, { csrf: s.csrf }, { 'set-cookie': sessionCookie(s.id) });
+  };
+
+  const events = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    res.write('retry: 2000\n\n');
+    streams.add(res);
+    req.on('close', () => streams.delete(res));
+  };
+  const broadcast = (event: string, data: unknown): void => {
+    const text = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+    for (const s of streams) s.write(text);
+  };
+
+  // Once a second, while someone watches: connections and throughput.
+  let last: { t: number; up: number; down: number } | undefined;
+  let ticking = false;
+  const tick = async (): Promise<void> => {
+    if (ticking || streams.size === 0) {
+      if (streams.size === 0) last = undefined;
+      return;
+    }
+    ticking = true;
+    try {
+      const [conns, snaps] = await Promise.all([api.connections(), control.metricSnapshots()]);
+      const now = Date.now();
+      const totals = byteTotals(snaps);
+      // A worker generation that exits takes its counters along: never report negative rates.
+      const rate = (cur: number, prev: number | undefined) => (prev === undefined || !last ? 0 : Math.max(0, Math.round(((cur - prev) * 1000) / Math.max(1, now - last.t))));
+      const point = { t: now, up: rate(totals.up, last?.up), down: rate(totals.down, last?.down) };
+      last = { t: now, ...totals };
+      broadcast('connections', conns);
+      broadcast('throughput', point);
+    } catch (e) {
+      log.warn('console: live update failed', { error: (e as Error).message });
+    } finally {
+      ticking = false;
+    }
+  };
+  const timer = setInterval(() => void tick(), TICK_MS);
+  timer.unref();
+  const stopWatching = store.onChange(() => {
+    if (streams.size === 0) return;
+    try {
+      broadcast('state', api.state());
+    } catch (e) {
+      log.warn('console: state update failed', { error: (e as Error).message });
+    }
+  });
+
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://console.invalid');
+    const path = url.pathname;
+    if (!path.startsWith('/api/') && path !== '/api') return serveStatic(req, res, path);
+    const method = req.method ?? 'GET';
+    const safe = method === 'GET' || method === 'HEAD';
+    if (!safe && !originMatches(req.headers.origin, req.headers.host)) {
+      return send(res, 403, { error: 'cross-origin request refused (Origin does not match Host)' });
+    }
+    const sid = cookieOf(req, SESSION_COOKIE);
+    if (path === '/api/login' && method === 'POST') return login(req, res, await readBody(req));
+    const session: Session | undefined = sessions.get(sid);
+    if (path === '/api/session' && safe) return send(res, 200, session ? { authenticated: true, csrf: session.csrf } : { authenticated: false });
+    if (!session) return send(res, 401, { error: 'not logged in' });
+    if (!safe && !sessions.checkCsrf(session, req.headers['x-csrf-token'] as string | undefined)) {
+      return send(res, 403, { error: 'missing or wrong X-CSRF-Token header: reload the page' });
+    }
+    if (path === '/api/logout' && method === 'POST') {
+      sessions.destroy(session.id);
+      return send(res, 200, {}, { 'set-cookie': sessionCookie('', 0) });
+    }
+    if (path === '/api/events' && method === 'GET') return events(req, res);
+    const body = safe ? undefined : await readBody(req);
+    const r = await api.handle({ method, path: path.slice(4), query: url.searchParams, body });
+    send(res, r.status, r.body);
+  };
+
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((e: Error & { status?: number }) => {
+      if (res.headersSent) return void res.destroy();
+      if (!e.status) log.error('console: request failed', { path: (req.url ?? '').split('?')[0], error: e.message });
+      send(res, e.status ?? 500, { error: e.message });
+    });
+  });
+  server.keepAliveTimeout = 5000;
+  server.headersTimeout = 10_000;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.listen.port, opts.listen.host, () => {
+      server.off('error', reject);
+      const a = server.address() as AddressInfo;
+      resolve({
+        address: a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`,
+        close: () =>
+          new Promise<void>((r) => {
+            clearInterval(timer);
+            stopWatching();
+            for (const s of streams) s.end();
+            server.closeAllConnections();
+            server.close(() => r());
+          }),
+      });
+    });
+  });
+}
