@@ -180,7 +180,7 @@ export class ConsoleApi {
         return closed ? ok({}) : { status: 404, body: { error: `no active connection '${b}' (it may have ended, or it is relayed in the kernel and cannot be closed individually)` } };
       }
     }
-    if (method === 'POST' && path === '/check') return ok(await this.check(req.body ?? {}));
+    if (method === 'POST' && path === '/check') return this.check(req.body ?? {});
     return { status: 404, body: { error: `no such API route: ${method} /api${path}` } };
   }
 

@@ -27,6 +27,7 @@ let plane: DataPlane | undefined;
 const metrics = new DataPlaneMetrics();
 let udp: UdpTproxy | undefined;
 let dns: DnsForwarder | undefined;
+let restartDns: (() => Promise<void>) | undefined;
 
 /** Outbounds and router from plain config (validated already by the supervisor). */
 function buildRouting(cfg: RoutingConfig, mark: number, connectTimeoutMs: number): DataPlaneRouting {
@@ -75,18 +76,22 @@ async function start(msg: ChildStart): Promise<void> {
   if (msg.routing?.dns && routing) {
     // The DNS forwarder lives here, next to the data plane, so fake-IP lookups are calls.
     const dnsCfg = msg.routing.dns;
-    dns = await startDnsForwarder(
-      dnsForwarderOptions(dnsCfg, {
+    const dnsOptions = dnsForwarderOptions(dnsCfg, {
         log,
         ...(dnsCfg.via !== 'direct' ? { via: routing.outbounds.get(dnsCfg.via)! } : {}),
         ...(msg.outboundMark ? { mark: msg.outboundMark } : {}),
         fallbackNameservers: msg.resolver.nameservers,
         families: msg.listeners.map((l) => l.family),
-      }),
-    );
-    const forwarder = dns;
+    });
+    // Kept so this worker can hand the DNS port to the next generation ('dns-release') and
+    // take it back if that generation fails to start ('dns-restore').
+    restartDns = async () => {
+      dns = await startDnsForwarder(dnsOptions);
+    };
+    await restartDns();
+    const forwarder = dns!;
     if (dnsCfg.fakeIp?.enabled) {
-      routing.fakeIp = { lookup: (ip) => forwarder.lookupFakeIp(ip), resolveReal: (d, f) => forwarder.resolveReal(d, f) };
+      routing.fakeIp = { lookup: (ip) => (dns ?? forwarder).lookupFakeIp(ip), resolveReal: (d, f) => (dns ?? forwarder).resolveReal(d, f) };
     }
     log.info('dns ready:', { listen: forwarder.addresses.map((a) => fmt(a)).join(','), via: dnsCfg.via, 'fake-ip': dnsCfg.fakeIp?.enabled ? dnsCfg.fakeIp.range : 'off' });
   }
@@ -129,7 +134,14 @@ process.on('message', (msg: ToChild) => {
   } else if (msg.type === 'query') {
     const answer = (data: unknown) => process.send?.({ type: 'answer', id: msg.id, data });
     if (msg.what === 'connections') answer(plane?.connections() ?? []);
-    else if (msg.what === 'dns-flush') {
+    else if (msg.what === 'dns-release') {
+      const d = dns;
+      dns = undefined;
+      void (d?.close() ?? Promise.resolve()).then(() => answer(d !== undefined), () => answer(false));
+    } else if (msg.what === 'dns-restore') {
+      if (dns || !restartDns) answer(false);
+      else void restartDns().then(() => answer(true), () => answer(false));
+    } else if (msg.what === 'dns-flush') {
       dns?.clearCache();
       answer(dns !== undefined);
     }

@@ -31,8 +31,11 @@ export interface ChildShutdown {
   drainMs: number;
 }
 
-/** 'dns-flush' empties the DNS forwarder's cache (answer: whether there is a forwarder). */
-export type QueryKind = 'metrics' | 'connections' | 'dns-flush';
+/**
+ * 'dns-flush' empties the DNS forwarder's cache; 'dns-release' closes the forwarder (its port
+ * goes to the next generation), 'dns-restore' starts it again. Answer: whether it did.
+ */
+export type QueryKind = 'metrics' | 'connections' | 'dns-flush' | 'dns-release' | 'dns-restore';
 
 export interface ChildQuery {
   type: 'query';

@@ -370,9 +370,17 @@ export class Supervisor implements SupervisorControl {
       throw e;
     }
     let fresh: Worker[];
+    // The DNS forwarder's port cannot be shared (no SO_REUSEPORT in Node 20): the old
+    // generation lets go of it just before the new one starts, and takes it back on failure.
+    const dnsHandover = this.cfg.routing?.dns !== undefined && next.routing?.dns !== undefined;
+    if (dnsHandover) await Promise.all(this.workers.map((w) => w.query('dns-release')));
+    const restoreDns = async () => {
+      if (dnsHandover) await Promise.all(this.workers.map((w) => w.query('dns-restore')));
+    };
     try {
       fresh = await this.startGeneration(next);
     } catch (e) {
+      await restoreDns();
       this.metrics.reloads.inc({ result: 'failed' });
       this.log.error(`reload failed, keeping the running configuration: ${(e as Error).message}`);
       throw e;
@@ -381,6 +389,7 @@ export class Supervisor implements SupervisorControl {
       this.applyRulesFor(next);
     } catch (e) {
       await Promise.all(fresh.map((w) => w.stop(0)));
+      await restoreDns();
       // applyPlan removed everything (fail closed); put the running plan back.
       try {
         this.rulesApplied = false;
