@@ -1,0 +1,142 @@
+import { useEffect, useState } from 'preact/hooks';
+import { put, type State } from '../api';
+import type { AppCtx } from '../main';
+import { Field, FieldErr, FormStatus, Section, idOf, splitList, splitLines, useAction } from '../ui';
+
+const FIELDS = ['enabled', 'mode', 'lan.interfaces', 'lan.sources', 'tcpNode', 'udpNode', 'checkTargets'];
+const isField = (f: string) => FIELDS.includes(f);
+
+interface Form { mode: State['mode']; interfaces: string; sources: string; tcpNode: string; udpNode: string; checkTargets: string }
+const formOf = (s: State): Form => ({
+  mode: s.mode,
+  interfaces: s.lan.interfaces.join(', '),
+  sources: s.lan.sources.join(', '),
+  tcpNode: s.tcpNode,
+  udpNode: s.udpNode,
+  checkTargets: s.checkTargets.join('\n'),
+});
+
+export function Settings({ state, setState }: AppCtx) {
+  const sw = useAction((f) => f === 'enabled');
+  const a = useAction(isField);
+  const [form, setForm] = useState<Form>(() => formOf(state));
+  const [dirty, setDirty] = useState(false);
+  // Follow the server's state (SSE) while the user has not started editing.
+  useEffect(() => {
+    if (!dirty) setForm(formOf(state));
+  }, [state, dirty]);
+
+  const set = <K extends keyof Form>(k: K, v: Form[K]) => {
+    setForm((f) => ({ ...f, [k]: v }));
+    setDirty(true);
+  };
+
+  const toggle = async () => {
+    const want = !state.enabled;
+    const r = await sw.run(() => put<State>('/api/settings', { enabled: want }), want ? 'Switched on: rules applied.' : 'Switched off: rules removed.');
+    if (r) setState(r);
+  };
+
+  const save = async (e: Event) => {
+    e.preventDefault();
+    const r = await a.run(
+      () =>
+        put<State>('/api/settings', {
+          mode: form.mode,
+          lan: { interfaces: splitList(form.interfaces), sources: splitList(form.sources) },
+          tcpNode: form.tcpNode,
+          udpNode: form.udpNode,
+          checkTargets: splitLines(form.checkTargets.replace(/,/g, '\n')),
+        }),
+      'Settings saved and applied.',
+    );
+    if (r) {
+      setState(r);
+      setDirty(false);
+      setForm(formOf(r));
+    }
+  };
+
+  const nodes = state.nodes.map((n) => n.name);
+  const withCurrent = (v: string) => (v && !['direct', 'same', ...nodes].includes(v) ? [v] : []);
+
+  return (
+    <>
+      <Section title="Main switch">
+        <div class="switch-row">
+          <button
+            type="button"
+            role="switch"
+            name="enabled"
+            id={idOf('enabled')}
+            class={'switch' + (state.enabled ? ' on' : '')}
+            aria-checked={state.enabled ? 'true' : 'false'}
+            aria-describedby={idOf('enabled') + '-desc ' + idOf('enabled') + '-err'}
+            disabled={sw.busy}
+            onClick={toggle}
+          >
+            <span class="knob" aria-hidden="true" />
+            <span class="switch-label">{state.enabled ? 'On' : 'Off'}</span>
+          </button>
+          <p id={idOf('enabled') + '-desc'} class="hint">
+            {state.enabled
+              ? state.applied
+                ? 'LAN traffic is captured and routed by the rules.'
+                : 'On, but the capture rules are not in the kernel (see the log).'
+              : 'Nothing is captured: LAN traffic is forwarded untouched.'}
+          </p>
+        </div>
+        <FieldErr name="enabled" a={sw} />
+        <FormStatus a={sw} />
+      </Section>
+
+      <form class="card" onSubmit={save} aria-labelledby="settings-h" noValidate>
+        <h2 id="settings-h">Routing</h2>
+        <div class="grid2">
+          <div class={'field' + (a.err('tcpNode') ? ' invalid' : '')}>
+            <label for={idOf('tcpNode')}>TCP node</label>
+            <select id={idOf('tcpNode')} name="tcpNode" value={form.tcpNode} aria-describedby={idOf('tcpNode') + '-err'} aria-invalid={a.err('tcpNode') ? 'true' : undefined} onChange={(e) => set('tcpNode', e.currentTarget.value)}>
+              <option value="direct">direct (no node)</option>
+              {[...nodes, ...withCurrent(form.tcpNode)].map((n) => <option key={n} value={n}>{n}</option>)}
+            </select>
+            <FieldErr name="tcpNode" a={a} />
+          </div>
+          <div class={'field' + (a.err('udpNode') ? ' invalid' : '')}>
+            <label for={idOf('udpNode')}>UDP node</label>
+            <select id={idOf('udpNode')} name="udpNode" value={form.udpNode} aria-describedby={idOf('udpNode') + '-err'} aria-invalid={a.err('udpNode') ? 'true' : undefined} onChange={(e) => set('udpNode', e.currentTarget.value)}>
+              <option value="same">same as TCP</option>
+              <option value="direct">direct (no node)</option>
+              {[...nodes, ...withCurrent(form.udpNode).filter((v) => v !== 'same')].map((n) => <option key={n} value={n}>{n}</option>)}
+            </select>
+            <FieldErr name="udpNode" a={a} />
+          </div>
+        </div>
+
+        <fieldset class={'field' + (a.err('mode') ? ' invalid' : '')} aria-describedby={idOf('mode') + '-err'}>
+          <legend>Capture mode</legend>
+          <div class="radios">
+            {(['redirect', 'tproxy'] as const).map((m) => (
+              <label key={m} class="radio">
+                <input type="radio" name="mode" value={m} checked={form.mode === m} onChange={() => set('mode', m)} />
+                {m === 'redirect' ? 'REDIRECT (NAT)' : 'TPROXY (keeps source address)'}
+              </label>
+            ))}
+          </div>
+          <FieldErr name="mode" a={a} />
+        </fieldset>
+
+        <div class="grid2">
+          <Field a={a} name="lan.interfaces" label="LAN interfaces" hint="Comma separated, e.g. eth1. Empty: any." value={form.interfaces} onInput={(v) => set('interfaces', v)} autoComplete="off" spellcheck={false} />
+          <Field a={a} name="lan.sources" label="LAN source ranges" hint="CIDRs, e.g. 192.168.1.0/24. Empty: any." value={form.sources} onInput={(v) => set('sources', v)} autoComplete="off" spellcheck={false} />
+        </div>
+        <Field a={a} multiline rows={3} name="checkTargets" label="Check targets" hint="host:port, one per line (used by the Check page)." value={form.checkTargets} onInput={(v) => set('checkTargets', v)} spellcheck={false} />
+
+        <div class="actions">
+          <button type="submit" class="primary" disabled={a.busy}>{a.busy ? 'Saving…' : 'Save'}</button>
+          <button type="button" class="ghost" disabled={a.busy || !dirty} onClick={() => { setDirty(false); setForm(formOf(state)); a.clear(); }}>Revert</button>
+        </div>
+        <FormStatus a={a} />
+      </form>
+    </>
+  );
+}
