@@ -2,6 +2,7 @@
 // descriptors and its settings over IPC, so it can run unprivileged (the supervisor keeps
 // the privileges needed for the firewall).
 import { createLogger } from '../observe/log.js';
+import { batchedStderr } from '../observe/batched-stderr.js';
 import { DataPlaneMetrics } from '../observe/metrics.js';
 import { compileInjectConfig, type CompiledInject } from '../http/inject-config.js';
 import { RequestRewriter } from '../http/rewriter.js';
@@ -70,7 +71,7 @@ function rewriterFactory(inject: CompiledInject): () => RequestRewriter {
 }
 
 async function start(msg: ChildStart): Promise<void> {
-  const log = createLogger(msg.logFormat);
+  const log = createLogger(msg.logFormat, batchedStderr()); // one write per event-loop turn
   const resolver = new NameResolver(msg.resolver);
   const routing = msg.routing ? buildRouting(msg.routing, msg.outboundMark, msg.connectTimeoutMs) : undefined;
   if (msg.routing?.dns && routing) {
