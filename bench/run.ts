@@ -179,7 +179,10 @@ const tpCmd = (args: string[]): string => `\`tranproxy run ${args.join(' ')}\``;
 /** `tranproxy run ARGS` in `host`; ready when it prints its ready line (rules applied). */
 async function startTranproxy(host: Host, args: string[], env?: NodeJS.ProcessEnv): Promise<RunningProxy> {
   const log = logPath('tranproxy');
-  const p = startLogged(host, log, NODE, [MAIN, 'run', ...args], env ? { env } : {});
+  // BENCH_TRANPROXY_NODE_OPTIONS: V8 flags for tranproxy's processes (experiments).
+  const nodeOpts = process.env.BENCH_TRANPROXY_NODE_OPTIONS;
+  const e = nodeOpts ? { ...env, NODE_OPTIONS: `${env?.NODE_OPTIONS ?? ''} ${nodeOpts}`.trim() } : env;
+  const p = startLogged(host, log, NODE, [MAIN, 'run', ...args], e ? { env: e } : {});
   try {
     await waitForLog(p, log, /^tranproxy:? ready:.*$/m, 20_000);
   } catch (e) {
