@@ -10,18 +10,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Host, Lab, LabProcess } from '../../src/netlab/lab.js';
-import { startPeer, startTranproxy, waitForPort, withLab } from '../helpers/lab.js';
+import type { Host, LabProcess } from '../../src/netlab/lab.js';
+import { gatewayLabAddresses, gatewayRunArgs, withGatewayLab, type GatewayLab } from '../helpers/gateway-lab.js';
+import { startPeer, startTranproxy, waitForPort } from '../helpers/lab.js';
 
-const LAN_CLIENT = '10.75.1.2';
-const NODE_IP = '10.75.2.2';
-const NODE_SIDE_OF_REMOTE = '10.75.3.1';
-const REMOTE = '10.75.3.2';
-const DIRECT_SRV = '10.75.4.2';
-const GW_SIDE_OF_DIRECT = '10.75.4.1';
+const NET = gatewayLabAddresses(75);
+const NODE_IP = NET.node;
+const NODE_SIDE_OF_REMOTE = NET.nodeSideOfRemote;
+const REMOTE = NET.remote;
+const DIRECT_SRV = NET.direct;
+const GW_SIDE_OF_DIRECT = NET.gwDirect;
 
 const have = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin} || test -x /usr/sbin/${bin}`]).status === 0;
 const MISSING = ['danted', 'ss-server', 'python3', 'nft'].filter((b) => !have(b));
@@ -32,51 +32,14 @@ const skip =
       ? `missing ${MISSING.join(', ')} (apt-get install dante-server shadowsocks-libev python3 nftables)`
       : false;
 
-interface UdpLab {
-  lan: Host;
-  gw: Host;
-  node: Host;
-  remote: Host;
-  direct: Host;
-  lanIf: string;
-  tmp: string;
+/** The gateway lab, no servers started (each test starts its node and peers). */
+async function withUdpLab(fn: (g: GatewayLab) => Promise<void>): Promise<void> {
+  await withGatewayLab({ net: 75, tmpPrefix: 'tpx-gwudp-' }, fn);
 }
 
-/** lan ─ gw ─ node ─ remote, and gw ─ direct. gw has no route to remote: only the node does. */
-async function udpLab(lab: Lab): Promise<UdpLab> {
-  const lan = lab.addHost('lan');
-  const gw = lab.addHost('gw');
-  const node = lab.addHost('node');
-  const remote = lab.addHost('remote');
-  const direct = lab.addHost('direct');
-  const l = lab.link(lan, gw, { a: [`${LAN_CLIENT}/24`], b: ['10.75.1.1/24'] });
-  lab.link(gw, node, { a: ['10.75.2.1/24'], b: [`${NODE_IP}/24`] });
-  lab.link(node, remote, { a: [`${NODE_SIDE_OF_REMOTE}/24`], b: [`${REMOTE}/24`] });
-  lab.link(gw, direct, { a: [`${GW_SIDE_OF_DIRECT}/24`], b: [`${DIRECT_SRV}/24`] });
-  lan.addRoute('default', '10.75.1.1');
-  direct.addRoute('default', GW_SIDE_OF_DIRECT);
-  gw.enableForwarding();
-  return { lan, gw, node, remote, direct, lanIf: l.b, tmp: mkdtempSync(join(tmpdir(), 'tpx-gwudp-')) };
-}
-
-async function withUdpLab(fn: (g: UdpLab) => Promise<void>): Promise<void> {
-  await withLab(async (lab) => {
-    let g: UdpLab | undefined;
-    try {
-      g = await udpLab(lab);
-      await fn(g);
-    } finally {
-      // Processes (danted, ss-server, tranproxy, peers) are stopped by the lab, by pid group.
-      if (g) rmSync(g.tmp, { recursive: true, force: true });
-    }
-  });
-}
-
-function gatewayArgs(g: UdpLab, extra: string[]): string[] {
-  return [
-    'run', '--mode', 'tproxy', '--capture', 'prerouting', '-i', g.lanIf, '--family', 'ipv4',
-    '--connect-timeout', '3s', '--no-bypass-private', '--udp', ...extra,
-  ];
+/** The gateway's `tranproxy run` with UDP capture on. */
+function gatewayArgs(g: GatewayLab, extra: string[]): string[] {
+  return gatewayRunArgs(g, ['--udp', ...extra]);
 }
 
 /**
@@ -100,7 +63,7 @@ async function udpExchange(h: Host, ip: string, port: number, messages: string[]
   return r.stdout.trim().split('\n').filter(Boolean);
 }
 
-async function dante(g: UdpLab, port = 1080): Promise<LabProcess> {
+async function dante(g: GatewayLab, port = 1080): Promise<LabProcess> {
   const conf = join(g.tmp, 'danted.conf');
   writeFileSync(
     conf,
@@ -125,7 +88,7 @@ async function dante(g: UdpLab, port = 1080): Promise<LabProcess> {
   return p;
 }
 
-async function ssServer(g: UdpLab, port: number, method: string, password: string): Promise<LabProcess> {
+async function ssServer(g: GatewayLab, port: number, method: string, password: string): Promise<LabProcess> {
   const p = g.node.spawn('ss-server', ['-s', NODE_IP, '-p', String(port), '-k', password, '-m', method, '-u']);
   await waitForPort(g.node, port);
   await waitForPort(g.node, port, { udp: true });

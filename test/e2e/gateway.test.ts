@@ -4,72 +4,27 @@
 // (Shadowsocks AEAD, each cipher).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Host, Lab, LabProcess } from '../../src/netlab/lab.js';
-import { peerPath, startPeer, startTranproxy, waitForPort, withLab } from '../helpers/lab.js';
+import { gatewayLabAddresses, gatewayRunArgs, withGatewayLab, type GatewayLab } from '../helpers/gateway-lab.js';
+import { peerPath, startPeer, startTranproxy, waitForPort } from '../helpers/lab.js';
 
-const NODE_IP = '10.74.2.2';
-const REMOTE = '10.74.3.2';
-const NODE_SIDE_OF_REMOTE = '10.74.3.1';
-const DIRECT_SRV = '10.74.4.2';
-const LAN_CLIENT = '10.74.1.2';
+const NET = gatewayLabAddresses(74);
+const NODE_IP = NET.node;
+const REMOTE = NET.remote;
+const NODE_SIDE_OF_REMOTE = NET.nodeSideOfRemote;
+const DIRECT_SRV = NET.direct;
+const LAN_CLIENT = NET.lanClient;
 
-interface GatewayLab {
-  lan: Host;
-  gw: Host;
-  node: Host;
-  remote: Host;
-  direct: Host;
-  lanIf: string;
-  tmp: string;
-}
-
-/** lan ─ gw ─ node ─ remote, and gw ─ direct. gw has no route to remote: only the node does. */
-async function gatewayLab(lab: Lab): Promise<GatewayLab> {
-  const lan = lab.addHost('lan');
-  const gw = lab.addHost('gw');
-  const node = lab.addHost('node');
-  const remote = lab.addHost('remote');
-  const direct = lab.addHost('direct');
-  const l = lab.link(lan, gw, { a: [`${LAN_CLIENT}/24`], b: ['10.74.1.1/24'] });
-  lab.link(gw, node, { a: ['10.74.2.1/24'], b: [`${NODE_IP}/24`] });
-  lab.link(node, remote, { a: [`${NODE_SIDE_OF_REMOTE}/24`], b: [`${REMOTE}/24`] });
-  lab.link(gw, direct, { a: ['10.74.4.1/24'], b: [`${DIRECT_SRV}/24`] });
-  lan.addRoute('default', '10.74.1.1');
-  direct.addRoute('default', '10.74.4.1');
-  gw.enableForwarding();
-  await startPeer(remote, 'echo_headers', 80);
-  await startPeer(remote, 'tcp_echo', 7);
-  await startPeer(direct, 'echo_headers', 80);
-  // The node resolves names it is given (SOCKS5 CONNECT with a domain): /etc/netns/NS/hosts
-  // is bind-mounted over /etc/hosts by `ip netns exec`.
-  mkdirSync(`/etc/netns/${node.netns}`, { recursive: true });
-  writeFileSync(`/etc/netns/${node.netns}/hosts`, `${REMOTE} www.remote.test api.remote.test\n`);
-  return { lan, gw, node, remote, direct, lanIf: l.b, tmp: mkdtempSync(join(tmpdir(), 'tpx-gw-')) };
-}
-
-function cleanup(g: GatewayLab | undefined): void {
-  if (!g) return;
-  rmSync(`/etc/netns/${g.node.netns}`, { recursive: true, force: true });
-  rmSync(g.tmp, { recursive: true, force: true });
-}
-
+/** The gateway lab with the servers every test here talks to; the node resolves *.remote.test. */
 async function withGateway(fn: (g: GatewayLab, lab: Lab) => Promise<void>): Promise<void> {
-  await withLab(async (lab) => {
-    let g: GatewayLab | undefined;
-    try {
-      g = await gatewayLab(lab);
-      await fn(g, lab);
-    } finally {
-      cleanup(g);
-    }
+  await withGatewayLab({ net: 74, tmpPrefix: 'tpx-gw-', remoteNames: ['www.remote.test', 'api.remote.test'] }, async (g, lab) => {
+    await startPeer(g.remote, 'echo_headers', 80);
+    await startPeer(g.remote, 'tcp_echo', 7);
+    await startPeer(g.direct, 'echo_headers', 80);
+    await fn(g, lab);
   });
-}
-
-function gatewayArgs(g: GatewayLab, extra: string[]): string[] {
-  return ['run', '--mode', 'tproxy', '--capture', 'prerouting', '-i', g.lanIf, '--family', 'ipv4', '--connect-timeout', '3s', '--no-bypass-private', ...extra];
 }
 
 async function curlJson(h: Host, url: string, extra: string[] = []): Promise<{ client: { address: string } } | undefined> {
@@ -93,7 +48,7 @@ async function microsocks(node: Host, port: number, auth?: [string, string]): Pr
 test('SOCKS5 node: curl and a raw TCP exchange from a LAN host leave through the node', async () => {
   await withGateway(async (g) => {
     await microsocks(g.node, 1080);
-    const proxy = await startTranproxy(g.gw, gatewayArgs(g, ['--upstream', `socks5://${NODE_IP}:1080`]));
+    const proxy = await startTranproxy(g.gw, gatewayRunArgs(g, ['--upstream', `socks5://${NODE_IP}:1080`]));
     const echo = await curlJson(g.lan, `http://${REMOTE}/via-node`);
     assert.equal(echo?.client.address, NODE_SIDE_OF_REMOTE, 'the remote server sees the node, not the client');
     await proxy.waitForOutput(/conn .*dst=10\.74\.3\.2:80 .*via=upstream route=default .*close=eof/);
@@ -128,7 +83,7 @@ test('SOCKS5 with auth, HTTP CONNECT (tinyproxy) and Shadowsocks (each cipher) n
     }
     for (const [uri, start] of nodes) {
       const peer = await start();
-      const proxy = await startTranproxy(g.gw, gatewayArgs(g, ['--upstream', uri]));
+      const proxy = await startTranproxy(g.gw, gatewayRunArgs(g, ['--upstream', uri]));
       const echo = await curlJson(g.lan, `http://${REMOTE}/`);
       assert.equal(echo?.client.address, NODE_SIDE_OF_REMOTE, uri);
       assert.equal(await tcpExchange(g.lan, REMOTE, 7, `raw ${uri}\n`), `raw ${uri}\n`, uri);
@@ -158,7 +113,7 @@ test('domain rules: one name direct, another through the node, a third rejected;
         '',
       ].join('\n'),
     );
-    const proxy = await startTranproxy(g.gw, [...gatewayArgs(g, []), '--config', config]);
+    const proxy = await startTranproxy(g.gw, [...gatewayRunArgs(g, []), '--config', config]);
     const direct = await curlJson(g.lan, 'http://www.direct.test/', ['--resolve', `www.direct.test:80:${DIRECT_SRV}`]);
     // Direct flows keep the client's own address (TPROXY full transparency).
     assert.equal(direct?.client.address, LAN_CLIENT);
@@ -188,7 +143,7 @@ test('domain rules: one name direct, another through the node, a third rejected;
 test('UDP through the gateway: TPROXY UDP relayed direct, replies come from the original destination', async () => {
   await withGateway(async (g) => {
     const echo = await startPeer(g.direct, 'udp_echo', 5353);
-    const proxy = await startTranproxy(g.gw, gatewayArgs(g, ['--udp', '-P', '5353', '--udp-idle-timeout', '1s']));
+    const proxy = await startTranproxy(g.gw, gatewayRunArgs(g, ['--udp', '-P', '5353', '--udp-idle-timeout', '1s']));
     assert.match(proxy.output(), /protocols=tcp,udp/);
     // A python client that checks the reply's source address (it must be the server's).
     const script =
@@ -230,7 +185,7 @@ test('DNS forwarder on the gateway: queries go through the node, fake-IP maps co
         '',
       ].join('\n'),
     );
-    const proxy = await startTranproxy(g.gw, [...gatewayArgs(g, []), '--config', config]);
+    const proxy = await startTranproxy(g.gw, [...gatewayRunArgs(g, []), '--config', config]);
     await proxy.waitForOutput(/dns ready: listen=10\.74\.1\.1:53 via=node-a fake-ip=198\.18\.0\.0\/15/);
     const resolve = `const {Resolver}=require('dns').promises;const r=new Resolver();r.setServers(['10.74.1.1']);r[process.argv[1]](process.argv[2]).then(a=>console.log(a.join(',')),e=>{console.log(e.code)})`;
     const fake = (await g.lan.run(process.execPath, ['-e', resolve, 'resolve4', 'www.remote.test'])).stdout.trim();
@@ -254,7 +209,7 @@ test('node down: its fallback node carries the flow', async () => {
       config,
       ['nodes:', '  primary:', `    uri: socks5://${NODE_IP}:1080`, '    fallback: backup', `  backup: socks5://${NODE_IP}:1082`, 'default: primary', ''].join('\n'),
     );
-    const proxy = await startTranproxy(g.gw, [...gatewayArgs(g, []), '--config', config]);
+    const proxy = await startTranproxy(g.gw, [...gatewayRunArgs(g, []), '--config', config]);
     const echo = await curlJson(g.lan, `http://${REMOTE}/`);
     assert.equal(echo?.client.address, NODE_SIDE_OF_REMOTE);
     await proxy.waitForOutput(/node unreachable, using fallback node=primary error=ECONNREFUSED fallback=backup/);
