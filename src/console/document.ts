@@ -3,7 +3,7 @@
 import { chownSync, closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
-import { isMap, isScalar, parseDocument, type Document } from 'yaml';
+import { isCollection, isMap, isNode, isScalar, parseDocument, type Document } from 'yaml';
 import { ConfigError, parseConfigText, type ConfigFile } from '../config/file.js';
 import { UsageError } from '../errors.js';
 import { parseNodeUri, redactUri } from '../outbound/uri.js';
@@ -149,8 +149,13 @@ export function writeFileAtomic(path: string, text: string): void {
 
 /** Set a key (creating the mappings on the way); undefined deletes it. */
 export function setIn(doc: Document, path: (string | number)[], value: unknown): void {
-  if (value === undefined) doc.deleteIn(path);
-  else doc.setIn(path, doc.createNode(value));
+  if (value === undefined) return void doc.deleteIn(path);
+  const old = doc.getIn(path, true);
+  const node = doc.createNode(value);
+  // A list written inline (`[a, b]`) stays inline, and a comment on the value stays.
+  if (isCollection(old) && isCollection(node) && old.flow) node.flow = true;
+  if (isNode(old) && old.comment) node.comment = old.comment;
+  doc.setIn(path, node);
 }
 
 /** Node names in file order. */

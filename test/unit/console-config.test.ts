@@ -1,0 +1,295 @@
+// Console config edits: the YAML document keeps comments, every change is validated like
+// the file (errors land on console fields), refused changes leave file and proxy untouched,
+// writes are atomic; node links, names and subscriptions.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ConfigStore } from '../../src/console/apply.js';
+import { ConsoleApi } from '../../src/console/api.js';
+import { fieldOf, parseDoc, SETTINGS_FIELDS, writeFileAtomic } from '../../src/console/document.js';
+import { baseName, decodeSubscription, parseLinks, uniqueName } from '../../src/console/links.js';
+import { parseRunOptions, type RunConfig } from '../../src/config/run-config.js';
+import { parseNodeUri } from '../../src/outbound/uri.js';
+import { createLogger } from '../../src/observe/log.js';
+import type { SupervisorControl } from '../../src/proxy/supervisor.js';
+import { withPasswordHash } from '../../src/cli/console.js';
+
+const SS = 'ss://YWVzLTI1Ni1nY206c2VjcmV0@203.0.113.11:8388#HK%201';
+const SS_PLAIN_REDACTED = 'ss://aes-256-gcm:***@203.0.113.11:8388#HK%201';
+
+const ORIGINAL = `# Gateway for the lab
+mode: tproxy          # TPROXY keeps client addresses
+capture: prerouting
+in-interfaces: [eth1]
+
+nodes:
+  # the office node
+  office: socks5://user:pw@192.0.2.10:1080
+rules:
+  - cidr: [192.168.0.0/16]   # LAN stays direct
+    outbound: direct
+default: direct
+`;
+
+interface Harness {
+  dir: string;
+  path: string;
+  api: ConsoleApi;
+  applied: RunConfig[];
+  failNextApply: { value: string | undefined };
+}
+
+function harness(t: { after(fn: () => void): void }, text = ORIGINAL, fetchText?: (url: string) => Promise<string>): Harness {
+  const dir = mkdtempSync(join(tmpdir(), 'tpx-console-config-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'gateway.yaml');
+  writeFileSync(path, text, { mode: 0o640 });
+  const build = (f: Parameters<ConstructorParameters<typeof ConfigStore>[1]>[0]) => parseRunOptions({ ...f.run, firewall: 'none' }, [], undefined, f);
+  let cfg: RunConfig = build(new ConfigStore(path, build, undefined as unknown as SupervisorControl).read().file);
+  const applied: RunConfig[] = [];
+  const failNextApply = { value: undefined as string | undefined };
+  const control: SupervisorControl = {
+    config: () => cfg,
+    apply: async (next) => {
+      if (failNextApply.value) {
+        const m = failNextApply.value;
+        failNextApply.value = undefined;
+        throw new Error(m);
+      }
+      applied.push(next);
+      cfg = next;
+    },
+    connections: async () => [{ id: 7, worker: 1234, listener: '0.0.0.0:15001', src: '10.0.0.2:5000', dst: '198.51.100.1:80', via: 'office', ageMs: 1500 }],
+    metricSnapshots: async () => [],
+    closeConnection: async (w, id) => w === 1234 && id === 7,
+    flushDns: async () => 1,
+    rulesInKernel: () => cfg.enabled,
+  };
+  const store = new ConfigStore(path, build, control);
+  return { dir, path, api: new ConsoleApi({ store, control, log: createLogger('text', () => {}), ...(fetchText ? { fetchText } : {}) }), applied, failNextApply };
+}
+
+type Body = Record<string, unknown> & { errors?: { field: string; message: string }[] };
+async function call(h: Harness, method: string, path: string, body?: unknown, query = ''): Promise<{ status: number; body: Body }> {
+  const r = await h.api.handle({ method, path, query: new URLSearchParams(query), body });
+  return { status: r.status, body: r.body as Body };
+}
+
+test('state from the file', async (t) => {
+  const h = harness(t);
+  const { status, body } = await call(h, 'GET', '/state');
+  assert.equal(status, 200);
+  assert.deepEqual(body, {
+    enabled: true,
+    mode: 'tproxy',
+    lan: { interfaces: ['eth1'], sources: [] },
+    tcpNode: 'direct',
+    udpNode: 'same',
+    nodes: [{ name: 'office', type: 'socks5', server: '192.0.2.10', port: 1080, uri: 'socks5://user:***@192.0.2.10:1080' }],
+    subscriptions: [],
+    dns: { nameservers: [], cache: true, fakeIp: false },
+    rules: [{ cidr: ['192.168.0.0/16'], outbound: 'direct' }],
+    checkTargets: [],
+    applied: true,
+  });
+});
+
+test('settings: applied, saved, comments kept (golden), file mode kept, no temp files left', async (t) => {
+  const h = harness(t);
+  const r = await call(h, 'PUT', '/settings', { enabled: false, tcpNode: 'office', udpNode: 'direct', lan: { interfaces: ['eth1', 'eth2'], sources: ['192.168.1.0/24'] }, checkTargets: ['198.51.100.1:80'] });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.equal(h.applied.length, 1);
+  assert.equal(h.applied[0]!.enabled, false);
+  assert.equal(h.applied[0]!.routing?.defaultOutbound, 'office');
+  assert.equal(h.applied[0]!.routing?.defaultUdpOutbound, 'direct');
+  assert.deepEqual(h.applied[0]!.inInterfaces, ['eth1', 'eth2']);
+  assert.equal(r.body.applied, false);
+  assert.equal(
+    readFileSync(h.path, 'utf8'),
+    `# Gateway for the lab
+mode: tproxy # TPROXY keeps client addresses
+capture: prerouting
+in-interfaces: [ eth1, eth2 ]
+
+nodes:
+  # the office node
+  office: socks5://user:pw@192.0.2.10:1080
+rules:
+  - cidr: [ 192.168.0.0/16 ] # LAN stays direct
+    outbound: direct
+default: office
+enabled: false
+source-cidrs:
+  - 192.168.1.0/24
+default-udp: direct
+check-targets:
+  - 198.51.100.1:80
+`,
+  );
+  assert.equal(statSync(h.path).mode & 0o777, 0o640);
+  assert.deepEqual(readdirSync(h.dir), ['gateway.yaml']);
+  // "same" removes default-udp again
+  await call(h, 'PUT', '/settings', { udpNode: 'same' });
+  assert.doesNotMatch(readFileSync(h.path, 'utf8'), /default-udp/);
+});
+
+test('invalid settings: 400 with form fields; file and proxy untouched', async (t) => {
+  const h = harness(t);
+  const r = await call(h, 'PUT', '/settings', { mode: 'nat', tcpNode: 'offce', lan: { sources: ['10.0.0.0/33'] }, enabled: 'yes', checkTargets: ['nohost'] });
+  assert.equal(r.status, 400);
+  const fields = r.body.errors!.map((e) => e.field).sort();
+  assert.deepEqual(fields, ['checkTargets', 'enabled', 'lan.sources', 'mode']);
+  // cross-key checks (outbound names) run once every value has the right shape, as in the file
+  const r1 = await call(h, 'PUT', '/settings', { tcpNode: 'offce' });
+  assert.equal(r1.body.errors![0]!.field, 'tcpNode');
+  assert.match(r1.body.errors![0]!.message, /unknown outbound 'offce'.*did you mean 'office'/);
+  assert.equal(readFileSync(h.path, 'utf8'), ORIGINAL);
+  assert.equal(h.applied.length, 0);
+  // a run-configuration rule (not the schema's): interfaces need prerouting capture
+  const h2 = harness(t, 'capture: output\n');
+  const r2 = await call(h2, 'PUT', '/settings', { lan: { interfaces: ['eth1'] } });
+  assert.equal(r2.status, 400);
+  assert.equal(r2.body.errors![0]!.field, 'lan.interfaces');
+  assert.equal(readFileSync(h2.path, 'utf8'), 'capture: output\n');
+});
+
+test('a change the supervisor refuses is not saved', async (t) => {
+  const h = harness(t);
+  h.failNextApply.value = 'nft: Operation not permitted';
+  const r = await call(h, 'PUT', '/settings', { enabled: false });
+  assert.equal(r.status, 400);
+  assert.match(r.body.errors![0]!.message, /Operation not permitted/);
+  assert.equal(readFileSync(h.path, 'utf8'), ORIGINAL);
+});
+
+test('rules: validated exactly like the file, fields rules[N].key', async (t) => {
+  const h = harness(t);
+  const bad = await call(h, 'PUT', '/rules', { rules: [{ cidr: ['10.0.0.0/8'], outbound: 'direct' }, { cidr: ['10.0.0.300/8'], outbound: 'nowhere' }, { outbound: 'direct', colour: 'red' }] });
+  assert.equal(bad.status, 400);
+  const got = bad.body.errors!.map((e) => e.field).sort();
+  assert.deepEqual(got, ['rules[1].cidr', 'rules[1].outbound', 'rules[2]']);
+  assert.equal(readFileSync(h.path, 'utf8'), ORIGINAL);
+  const ok = await call(h, 'PUT', '/rules', { rules: [{ 'domain-suffix': ['example.com'], outbound: 'office' }, { port: ['25'], outbound: 'reject' }] });
+  assert.equal(ok.status, 200);
+  assert.deepEqual(ok.body.rules, [{ 'domain-suffix': ['example.com'], outbound: 'office' }, { port: ['25'], outbound: 'reject' }]);
+  assert.equal(h.applied.at(-1)!.routing!.rules.length, 2);
+  assert.equal((await call(h, 'PUT', '/rules', { rules: 'x' })).body.errors![0]!.field, 'rules');
+});
+
+test('nodes: paste many, names from #tag made unique, bad line named, edit keeps secret, rename follows references, delete refused while used', async (t) => {
+  const h = harness(t);
+  const add = await call(h, 'POST', '/nodes', { links: `${SS}\n  socks5://a:b@192.0.2.20:1080#office\n\n${SS}` });
+  assert.equal(add.status, 200, JSON.stringify(add.body));
+  assert.deepEqual(add.body.added, ['HK-1', 'office-2', 'HK-1-2']);
+  assert.deepEqual((add.body.state as Body).nodes, add.body.nodes);
+  const bad = await call(h, 'POST', '/nodes', { links: `${SS}\nss://nonsense\nhttp://host-without-port` });
+  assert.equal(bad.status, 400);
+  assert.deepEqual(bad.body.errors!.map((e) => e.field), ['links', 'links']);
+  assert.match(bad.body.errors![0]!.message, /^line 2: /);
+  assert.match(bad.body.errors![1]!.message, /^line 3: /);
+
+  // edit: the redacted form sent back keeps the password
+  const node = (add.body.nodes as { name: string; uri: string }[]).find((n) => n.name === 'HK-1')!;
+  assert.equal(node.uri, SS_PLAIN_REDACTED.replace('aes-256-gcm:***', 'aes-256-gcm:***'));
+  const kept = await call(h, 'PUT', '/nodes/HK-1', { name: 'hk', uri: node.uri });
+  assert.equal(kept.status, 200, JSON.stringify(kept.body));
+  assert.match(readFileSync(h.path, 'utf8'), /\n {2}hk: ss:\/\/YWVzLTI1Ni1nY206c2VjcmV0@203\.0\.113\.11:8388#HK%201\n/);
+  const badUri = await call(h, 'PUT', '/nodes/hk', { uri: 'ftp://x:1' });
+  assert.equal(badUri.status, 400);
+  assert.equal(badUri.body.errors![0]!.field, 'uri');
+
+  // rename follows rules and default; delete refused while used, with who uses it
+  await call(h, 'PUT', '/rules', { rules: [{ 'domain-suffix': ['example.com'], outbound: 'office' }] });
+  await call(h, 'PUT', '/settings', { tcpNode: 'office' });
+  const ren = await call(h, 'PUT', '/nodes/office', { name: 'work' });
+  assert.equal(ren.status, 200, JSON.stringify(ren.body));
+  assert.equal(ren.body.tcpNode, 'work');
+  assert.equal((ren.body.rules as { outbound: string }[])[0]!.outbound, 'work');
+  assert.match(readFileSync(h.path, 'utf8'), /# the office node\n {2}work: socks5:/, 'renamed in place, comment kept');
+  const del = await call(h, 'DELETE', '/nodes/work');
+  assert.equal(del.status, 400);
+  assert.equal(del.body.errors![0]!.field, 'name');
+  assert.match(del.body.errors![0]!.message, /tcpNode.*rules\[0\]/);
+  const gone = await call(h, 'DELETE', '/nodes/hk');
+  assert.equal(gone.status, 200);
+  assert.ok(!(gone.body.nodes as { name: string }[]).some((n) => n.name === 'hk'));
+  assert.equal((await call(h, 'DELETE', '/nodes/nope')).status, 400);
+});
+
+test('subscriptions: base64 list, nodes replaced as a group on refresh, removal', async (t) => {
+  let served = Buffer.from(`${SS}\nsocks5://192.0.2.30:1080#sub-b\n`).toString('base64');
+  const h = harness(t, ORIGINAL, async () => served);
+  const url = 'http://198.51.100.9/sub';
+  const add = await call(h, 'POST', '/subscriptions', { url });
+  assert.equal(add.status, 200, JSON.stringify(add.body));
+  const sub = (add.body.subscriptions as { url: string; nodes: string[]; updatedAt: string }[])[0]!;
+  assert.deepEqual(sub.nodes, ['HK-1', 'sub-b']);
+  assert.ok(sub.updatedAt);
+  served = 'socks5://192.0.2.31:1080#sub-c\n';
+  const ref = await call(h, 'POST', '/subscriptions/refresh', { url });
+  assert.equal(ref.status, 200, JSON.stringify(ref.body));
+  assert.deepEqual((ref.body.nodes as { name: string }[]).map((n) => n.name), ['office', 'sub-c']);
+  assert.equal((await call(h, 'POST', '/subscriptions', { url: 'ftp://x' })).body.errors![0]!.field, 'url');
+  const del = await call(h, 'DELETE', '/subscriptions', undefined, `url=${encodeURIComponent(url)}`);
+  assert.equal(del.status, 200);
+  assert.deepEqual((del.body.nodes as { name: string }[]).map((n) => n.name), ['office']);
+  assert.deepEqual(del.body.subscriptions, []);
+});
+
+test('dns, connections, close, flush', async (t) => {
+  const h = harness(t);
+  const bad = await call(h, 'PUT', '/dns', { nameservers: ['not-an-ip'], cache: 'no' });
+  assert.equal(bad.status, 400);
+  assert.deepEqual(bad.body.errors!.map((e) => e.field).sort(), ['dns.cache', 'dns.nameservers']);
+  const ok = await call(h, 'PUT', '/dns', { nameservers: ['192.0.2.53', '192.0.2.54:5353'], cache: false, fakeIp: true });
+  assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  assert.deepEqual(ok.body.dns, { nameservers: ['192.0.2.53', '192.0.2.54:5353'], cache: false, fakeIp: true });
+  assert.deepEqual((await call(h, 'POST', '/dns/flush')).body, { flushed: 1 });
+  const conns = (await call(h, 'GET', '/connections')).body as unknown as { id: string; node: string; startedAt: string }[];
+  assert.equal(conns[0]!.id, '1234-7');
+  assert.equal(conns[0]!.node, 'office');
+  assert.ok(!Number.isNaN(Date.parse(conns[0]!.startedAt)));
+  assert.equal((await call(h, 'DELETE', '/connections/1234-7')).status, 200);
+  assert.equal((await call(h, 'DELETE', '/connections/1234-8')).status, 404);
+});
+
+test('links: names, uniqueness, subscription decoding', () => {
+  assert.equal(baseName(parseNodeUri('socks5://192.0.2.1:1080')), 'socks5-192.0.2.1-1080');
+  assert.equal(baseName(parseNodeUri('socks5://192.0.2.1:1080#%E9%A6%99%E6%B8%AF%2001')), '01');
+  assert.equal(baseName(parseNodeUri('socks5://192.0.2.1:1080#direct')), 'socks5-192.0.2.1-1080');
+  const taken = new Set(['a']);
+  assert.equal(uniqueName('a', taken), 'a-2');
+  assert.equal(uniqueName('a', taken), 'a-3');
+  assert.equal(uniqueName('reject', taken), 'reject-2');
+  const b64 = Buffer.from('ss://x@h:1#a\nsocks5://h:2#b').toString('base64');
+  assert.equal(decodeSubscription(`${b64.slice(0, 10)}\n${b64.slice(10)}`), 'ss://x@h:1#a\nsocks5://h:2#b');
+  assert.equal(decodeSubscription('socks5://h:2#b'), 'socks5://h:2#b');
+  const { links, problems } = parseLinks('socks5://h:2#b garbage');
+  assert.equal(links.length, 1);
+  assert.deepEqual(problems.map((p) => p.line), [2]);
+});
+
+test('fieldOf maps config paths to form fields', () => {
+  assert.equal(fieldOf('rules[3].cidr[0]', []), 'rules[3].cidr');
+  assert.equal(fieldOf('rules[3]', []), 'rules[3]');
+  assert.equal(fieldOf('in-interfaces[1]', SETTINGS_FIELDS), 'lan.interfaces');
+  assert.equal(fieldOf('default-udp', SETTINGS_FIELDS), 'udpNode');
+  assert.equal(fieldOf('default', SETTINGS_FIELDS), 'tcpNode');
+  assert.equal(fieldOf('nodes.x', SETTINGS_FIELDS), '');
+});
+
+test('console passwd edit keeps the file and its comments; atomic write creates private files', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tpx-console-pw-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const out = withPasswordHash(ORIGINAL, 'scrypt$1024$8$1$AAAAAAAAAAAAAAAAAAAAAA$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB', 'gw.yaml');
+  assert.ok(out.startsWith('# Gateway for the lab\nmode: tproxy # TPROXY keeps client addresses\n'));
+  assert.match(out, /\nconsole:\n {2}password-hash: scrypt\$1024/);
+  assert.equal(parseDoc(out).errors.length, 0);
+  assert.throws(() => withPasswordHash('- a\n- b\n', 'h', 'x.yaml'), /mapping/);
+  const p = join(dir, 'new.yaml');
+  writeFileAtomic(p, 'a: 1\n');
+  assert.equal(statSync(p).mode & 0o777, 0o600);
+  assert.equal(readFileSync(p, 'utf8'), 'a: 1\n');
+});
