@@ -5,13 +5,15 @@
 // The data plane is a generation of N worker processes sharing the listening sockets the
 // supervisor holds. A reload starts a new generation on the same sockets and lets the old
 // one finish its connections: nothing established is dropped, no port is ever unbound.
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { PermissionError, SyscallError, TranproxyError } from '../errors.js';
 import { closeFd, createListenerFd } from '../kernel/sockets.js';
 import { getFdLimit, raiseFdLimit } from '../kernel/ffi.js';
 import { spawnCommand } from '../kernel/exec.js';
+import { forkModule, idMapped, type DropSpec } from '../kernel/privdrop.js';
+import { dataPlanePrivileges } from './privileges.js';
 import { bridgeNfWarning } from '../firewall/forwarding.js';
 import { applyPlan, detectBackend, removeRules, showRules, type Backend } from '../firewall/apply.js';
 import { capturePlanOf, type RunConfig } from '../config/run-config.js';
@@ -272,7 +274,8 @@ export class Supervisor implements SupervisorControl {
       listen: this.listeners.map((l) => l.label).join(','),
       ports: cfg.ports.length ? cfg.ports.map((p) => (p.from === p.to ? `${p.from}` : `${p.from}-${p.to}`)).join(',') : 'all',
       firewall: this.backend ?? 'none',
-      user: cfg.proxyUser ? `${cfg.proxyUser.uid}:${cfg.proxyUser.gid}` : 'self',
+      user: this.workerUser,
+      caps: this.workerCaps,
       families: this.families.join(','),
       workers: cfg.workers > 1 ? cfg.workers : undefined,
       'fd-limit': this.fdLimit,
@@ -445,14 +448,33 @@ export class Supervisor implements SupervisorControl {
     );
   }
 
+  private workerUser = 'self';
+  private workerCaps = 'inherited';
+
+  /**
+   * The user and capabilities the workers drop to (see privileges.ts); undefined when this
+   * process cannot drop (not root, or the user is not mapped in this user namespace).
+   */
+  private workerDrop(cfg: RunConfig): { drop: DropSpec | undefined; mark: number } {
+    const p = dataPlanePrivileges(cfg);
+    if (process.getuid?.() !== 0 || !idMapped(p.drop.uid, 'uid') || !idMapped(p.drop.gid, 'gid')) {
+      this.workerUser = 'self';
+      this.workerCaps = 'inherited';
+      return { drop: undefined, mark: cfg.proxyUser ? 0 : cfg.bypassMark };
+    }
+    this.workerUser = `${p.drop.uid}:${p.drop.gid}`;
+    this.workerCaps = p.drop.caps.join(',') || 'none';
+    return p;
+  }
+
   private startWorker(cfg: RunConfig): Worker {
-    const child = fork(CHILD_ENTRY, [], {
+    const priv = this.workerDrop(cfg);
+    const child = forkModule(CHILD_ENTRY, {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...this.listeners.map((l) => l.fd)],
-      ...(cfg.proxyUser && process.getuid?.() === 0 ? { uid: cfg.proxyUser.uid, gid: cfg.proxyUser.gid } : {}),
       // A small young generation: garbage from connections handed to the splice engine no
       // longer keeps megabytes resident (idle RSS per connection, issue 6).
       execArgv: ['--max-semi-space-size=1'],
-    });
+    }, priv.drop);
     const start: ChildStart = {
       type: 'start',
       logFormat: cfg.logFormat,
@@ -462,8 +484,8 @@ export class Supervisor implements SupervisorControl {
       idleTimeoutMs: cfg.idleTimeoutMs,
       // Refuse cleanly at the fd budget rather than fail accept/connect with EMFILE.
       maxConnections: Math.min(Math.ceil(cfg.maxConnections / cfg.workers), Math.max(1, Math.floor((this.fdLimit - 64) / 2))),
-      // An unprivileged child cannot set SO_MARK; it is excluded by its uid instead.
-      outboundMark: cfg.proxyUser ? 0 : cfg.bypassMark,
+      // Excluded by its uid, or marked (SO_MARK, with CAP_NET_ADMIN) where output capture could catch it.
+      outboundMark: priv.mark,
       preserveSource: cfg.preserveSource,
       inject: cfg.inject,
       resolver: cfg.resolver,
