@@ -19,6 +19,7 @@
 //   exclude-gids (list)   --exclude-gid           xff-mode              --xff-mode
 //   nameservers (list)    -N/--nameserver         max-head-size         --max-head-size
 //   dst-from-host         --dst-from-host         relay                 --relay
+//   bypass-private        --[no-]bypass-private
 //
 // A list key also takes a single value (`ports: 80`). Durations are "10s", "5m", "250ms" or
 // a number of milliseconds. `headers` items are "Name: value" strings or `Name: value` maps.
@@ -292,6 +293,7 @@ export const ConfigSchema = z
     'max-head-size': scalar('a number of bytes', (t) => parsePositiveInt(t, '', 1 << 24)).optional(),
     nameservers: many(ipAddress).optional(),
     'dst-from-host': bool.optional(),
+    'bypass-private': bool.optional(),
     relay: oneOf(['auto', 'js', 'splice']).optional(),
     nodes: z.record(NodeName, NodeSchema).optional(),
     rules: many(RuleSchema).optional(),
@@ -465,6 +467,7 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
   set('maxHeadSize', one(f['max-head-size']));
   set('nameserver', strs(f.nameservers));
   set('dstFromHost', f['dst-from-host']);
+  set('bypassPrivate', f['bypass-private']);
   set('enabled', f.enabled);
   if (f.console?.listen !== undefined) set('console', String(f.console.listen).trim());
   set('relay', f.relay);
