@@ -81,17 +81,10 @@ export interface Cidr {
   text: string;
 }
 
-export interface RouteSpec {
-  family: 4 | 6;
-  /** 'default' or a normalized CIDR (`10.0.0.0/24`, `169.254.1.1/32`). */
-  dst: string;
-  via?: string;
+/** A route of the model: the parsed route (parseRoute) with its text and `ip` arguments. */
+export interface RouteSpec extends ParsedRoute {
   /** Real interface name in the route's namespace. */
   dev?: string;
-  src?: string;
-  metric?: number;
-  scope?: 'link' | 'host' | 'global';
-  onlink: boolean;
   /** As written in the file. */
   text: string;
   /** Arguments after `ip route add`. */
@@ -254,6 +247,7 @@ const SCOPES = ['link', 'host', 'global'] as const;
 
 export interface ParsedRoute {
   family: 4 | 6;
+  /** 'default' or a normalized CIDR (`10.0.0.0/24`, `169.254.1.1/32`). */
   dst: string;
   via?: string;
   dev?: string;
