@@ -1,0 +1,328 @@
+// Issue 9 end to end: the web console in a real browser (Debian's chromium driven by
+// playwright-core) against a real gateway in a netns lab with a real Shadowsocks node.
+//
+//   lan ─ gw ─ node (ss-server) ─ web (HTTP + TCP echo peers)
+//
+// The gateway has no route to `web`: only the node does, so a LAN host reaches `web` only
+// when the switch is on and the TCP node is the ss node. Chromium runs inside the gateway's
+// netns (a wrapper script does `ip netns exec`; playwright talks to it over a pipe), so it
+// reaches the console on the gateway's loopback without touching the host's network.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Host, LabProcess } from '../../src/netlab/lab.js';
+import { peerPath, startPeer, startTranproxy, tranproxyBin, waitForPort, withLab } from '../helpers/lab.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const SHOTS = join(ROOT, 'test/.artifacts/console');
+const NODE_IP = '10.75.2.2';
+const WEB = '10.75.3.2';
+const NODE_SIDE_OF_WEB = '10.75.3.1';
+const LAN_CLIENT = '10.75.1.2';
+const CONSOLE = '127.0.0.1:8080';
+const BASE = `http://${CONSOLE}/`;
+const PASSWORD = 'correct horse battery staple';
+const SS_PORT = 8388;
+const SS_LINK = `ss://${Buffer.from('aes-256-gcm:lab-secret').toString('base64url')}@${NODE_IP}:${SS_PORT}#lab-ss`;
+const CHECK_TARGET = `${WEB}:80`;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function nftRuleset(gw: Host): Promise<string> {
+  return (await gw.run('nft', ['list', 'ruleset'])).stdout;
+}
+
+async function curlFromLan(lan: Host, url: string): Promise<{ status: number | null; client?: string }> {
+  const r = await lan.run('curl', ['-sS', '--max-time', '5', url], { allowFailure: true });
+  const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
+  return { status: r.status, client: line ? (JSON.parse(line) as { client: { address: string } }).client.address : undefined };
+}
+
+async function shoot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** The API as the logged-in page sees it (same cookies); for assertions only. */
+async function pageApi<T>(page: Page, path: string): Promise<T> {
+  return page.evaluate(async (p) => (await fetch(p, { credentials: 'same-origin' })).json(), path) as Promise<T>;
+}
+
+interface ConsoleState {
+  enabled: boolean;
+  tcpNode: string;
+  nodes: { name: string; type: string; server: string; port: number }[];
+  rules: Record<string, unknown>[];
+  applied: boolean;
+}
+
+async function gotoPage(page: Page, name: string): Promise<void> {
+  await page.click(`nav a[href="#/${name}"]`);
+  await page.waitForSelector(`nav a[href="#/${name}"][aria-current="page"]`);
+}
+
+test('web console in chromium: login, add an ss:// node, switch on, live connection, check, invalid rule, CSRF refused, switch off', { timeout: 240_000 }, async () => {
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run scripts/setup-deps.sh (Debian package chromium)`);
+  assert.ok(existsSync(join(ROOT, 'ui-dist/index.html')), 'ui-dist/ is not built: npm run build:ui');
+  rmSync(SHOTS, { recursive: true, force: true });
+  mkdirSync(SHOTS, { recursive: true });
+  const tmp = mkdtempSync(join(tmpdir(), 'tpx-console-'));
+  let browser: Browser | undefined;
+  try {
+    await withLab(async (lab) => {
+      const lan = lab.addHost('lan');
+      const gw = lab.addHost('gw');
+      const node = lab.addHost('node');
+      const web = lab.addHost('web');
+      const l = lab.link(lan, gw, { a: [`${LAN_CLIENT}/24`], b: ['10.75.1.1/24'] });
+      lab.link(gw, node, { a: ['10.75.2.1/24'], b: [`${NODE_IP}/24`] });
+      lab.link(node, web, { a: [`${NODE_SIDE_OF_WEB}/24`], b: [`${WEB}/24`] });
+      lan.addRoute('default', '10.75.1.1');
+      gw.enableForwarding();
+      await startPeer(web, 'echo_headers', 80);
+      await startPeer(web, 'tcp_echo', 7);
+      node.spawn('ss-server', ['-s', NODE_IP, '-p', String(SS_PORT), '-k', 'lab-secret', '-m', 'aes-256-gcm']);
+      await waitForPort(node, SS_PORT);
+
+      // The gateway: switch off, no nodes; one rule so "state unchanged" means something.
+      const config = join(tmp, 'gateway.yaml');
+      writeFileSync(
+        config,
+        [
+          '# gateway for the console e2e test',
+          'mode: tproxy',
+          'capture: prerouting',
+          `in-interfaces: [${l.b}]`,
+          'family: ipv4',
+          'connect-timeout: 3s',
+          'enabled: false',
+          'default: direct',
+          'rules:',
+          '  - domain-suffix: [corp.example]',
+          '    outbound: direct',
+          `check-targets: ["${CHECK_TARGET}"]`,
+          '',
+        ].join('\n'),
+      );
+      const passwd = await gw.run(process.execPath, [tranproxyBin(), 'console', 'passwd', '--config', config, '--password-stdin'], { input: `${PASSWORD}\n` });
+      assert.equal(passwd.status, 0, passwd.stderr);
+      assert.match(readFileSync(config, 'utf8'), /password-hash: .?scrypt\$/);
+      assert.doesNotMatch(readFileSync(config, 'utf8'), new RegExp(PASSWORD), 'the password itself is never stored');
+      const proxy = await startTranproxy(gw, ['run', '--config', config, '--console', CONSOLE, '--no-bypass-private'], { timeoutMs: 20_000 });
+      try {
+      await proxy.waitForOutput(/console ready/);
+      assert.doesNotMatch(await nftRuleset(gw), /table inet tranproxy/, 'switch off at start: no capture rules');
+      // Without the switch the LAN host cannot reach `web` (the gateway has no route to it).
+      assert.notEqual((await curlFromLan(lan, `http://${WEB}/`)).client, NODE_SIDE_OF_WEB);
+
+      // Chromium inside the gateway's netns.
+      const wrapper = join(tmp, 'chromium-in-netns.sh');
+      writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${gw.netns} ${CHROMIUM} "$@"\n`);
+      chmodSync(wrapper, 0o755);
+      browser = await chromium.launch({
+        executablePath: wrapper,
+        headless: true,
+        timeout: 60_000,
+        args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      });
+      const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+      const page = await context.newPage();
+      page.setDefaultTimeout(15_000);
+      const cspViolations: string[] = [];
+      const pageErrors: string[] = [];
+      page.on('console', (m) => {
+        if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+      });
+      page.on('pageerror', (e) => pageErrors.push(e.message));
+
+      // ── Login: a wrong password first.
+      await page.goto(BASE);
+      await page.fill('input[name="password"]', 'not the password');
+      await page.click('button[type="submit"]');
+      await page.waitForSelector('.field-error[data-for="password"]:has-text("Wrong password")');
+      assert.equal(await page.locator('nav').count(), 0, 'a wrong password does not log in');
+      await shoot(page, 'login-wrong-password');
+      await page.fill('input[name="password"]', PASSWORD);
+      await page.click('button[type="submit"]');
+      await page.waitForSelector('nav a[aria-current="page"]');
+      await page.waitForSelector('button[role="switch"][name="enabled"][aria-checked="false"]');
+      await shoot(page, 'settings-off');
+
+      // ── Nodes: paste the ss:// link of the running ss-server.
+      await gotoPage(page, 'nodes');
+      await page.fill('textarea[name="links"]', SS_LINK);
+      await page.click('button:has-text("Add")');
+      await page.waitForSelector('p.ok[role="status"]:has-text("lab-ss")');
+      await page.waitForSelector('li.node[data-node="lab-ss"]');
+      let st = await pageApi<ConsoleState>(page, '/api/state');
+      assert.deepEqual(st.nodes.map((n) => [n.name, n.type, n.server, n.port]), [['lab-ss', 'ss', NODE_IP, SS_PORT]]);
+      assert.match(readFileSync(config, 'utf8'), /lab-ss/, 'the node is saved to the config file');
+      // An invalid link: the error is shown next to the textarea.
+      await page.fill('textarea[name="links"]', 'ss://not-a-link');
+      await page.click('button:has-text("Add")');
+      await page.waitForSelector('.field-error[data-for="links"]:not([hidden])');
+      assert.match(await page.locator('.field-error[data-for="links"]').innerText(), /line 1/);
+      // Latency test through the node: connect and handshake times.
+      await page.click('button[aria-label="Test latency of lab-ss"]');
+      await page.waitForSelector('li.node[data-node="lab-ss"] .node-test .good');
+      assert.match(await page.locator('li.node[data-node="lab-ss"] .node-test').innerText(), /connect [\d.]+ ms · handshake [\d.]+ ms/);
+      await shoot(page, 'nodes');
+
+      // ── Settings: lab-ss as the TCP node, then the switch on.
+      await gotoPage(page, 'settings');
+      await page.selectOption('select[name="tcpNode"]', 'lab-ss');
+      await page.click('form button[type="submit"]:has-text("Save")');
+      await page.waitForSelector('p.ok[role="status"]:has-text("Settings saved")');
+      await page.click('button[role="switch"][name="enabled"]');
+      await page.waitForSelector('button[role="switch"][name="enabled"][aria-checked="true"]');
+      await page.waitForSelector('p.ok[role="status"]:has-text("Switched on")');
+      await page.waitForSelector('#switch-pill:has-text("on")');
+      st = await pageApi<ConsoleState>(page, '/api/state');
+      assert.equal(st.enabled, true);
+      assert.equal(st.applied, true);
+      assert.equal(st.tcpNode, 'lab-ss');
+      assert.match(await nftRuleset(gw), /table inet tranproxy/, 'switch on: the capture rules are in the kernel');
+      assert.match(readFileSync(config, 'utf8'), /enabled: true/);
+      await shoot(page, 'settings-on');
+      // A LAN host now reaches `web` through the ss node.
+      const through = await curlFromLan(lan, `http://${WEB}/`);
+      assert.equal(through.client, NODE_SIDE_OF_WEB, 'the web server sees the node, not the client');
+
+      // ── Live: a LAN host's held-open connection appears without a reload.
+      await gotoPage(page, 'live');
+      await page.waitForSelector('.live-dot.open');
+      const hold: LabProcess = lan.spawn('python3', [peerPath('hold_client.py'), WEB, '7']);
+      await hold.waitForOutput(/^connected$/m);
+      hold.child.stdin!.write('ping through the node\n');
+      await hold.waitForOutput(/^echo: ping through the node$/m);
+      const row = page.locator(`table.conns tbody tr:has(td[data-label="Destination"]:text-is("${WEB}:7"))`);
+      await row.waitFor();
+      assert.match(await row.locator('td[data-label="Source"]').innerText(), new RegExp(`^${LAN_CLIENT.replace(/\./g, '\\.')}:\\d+$`));
+      await page.waitForSelector(`table.conns tbody tr:has(td[data-label="Node"]:text-is("lab-ss"))`);
+      await page.waitForFunction(() => document.querySelectorAll('.spark polyline').length === 2, undefined, { timeout: 10_000 });
+      await shoot(page, 'live');
+      // Close it from the page: the row goes and the LAN host's connection is cut.
+      await row.locator('button:has-text("Close")').click();
+      await row.waitFor({ state: 'detached', timeout: 10_000 });
+      hold.child.stdin!.write('are you there\n');
+      await hold.waitForOutput(/^closed$/m);
+
+      // ── Check: the target is unreachable direct (no route) and reachable through the node.
+      await gotoPage(page, 'check');
+      await page.click('button:has-text("Run check")');
+      const result = page.locator(`table.check tr[data-target="${CHECK_TARGET}"]`);
+      await result.waitFor({ timeout: 30_000 });
+      await result.locator('td.probe-node .good').waitFor();
+      assert.match(await result.locator('td.probe-node').innerText(), /ok · [\d.]+ ms/);
+      assert.match(await result.locator('td.probe-direct').innerText(), /✗/, 'direct has no route from the gateway');
+      await shoot(page, 'check');
+
+      // ── Rules: an invalid rule is refused with its error next to the field; nothing changes.
+      await gotoPage(page, 'rules');
+      const rulesBefore = (await pageApi<ConsoleState>(page, '/api/state')).rules;
+      const fileBefore = readFileSync(config, 'utf8');
+      const rulesetBefore = await nftRuleset(gw);
+      await page.click('button:has-text("+ Add rule")');
+      await page.selectOption('ol.rules li:nth-child(2) .matcher select', 'cidr');
+      await page.fill('input[name="rules[1].cidr"]', '10.0.0.0/99');
+      await page.click('button:has-text("Save rules")');
+      const ruleErr = page.locator('.field-error[data-for="rules[1].cidr"]:not([hidden])');
+      await ruleErr.waitFor();
+      assert.match(await ruleErr.innerText(), /\S/);
+      assert.equal(await page.locator('input[name="rules[1].cidr"]').getAttribute('aria-invalid'), 'true');
+      await shoot(page, 'rules-invalid');
+      assert.deepEqual((await pageApi<ConsoleState>(page, '/api/state')).rules, rulesBefore, 'refused: the rules in force are unchanged');
+      assert.equal(readFileSync(config, 'utf8'), fileBefore, 'refused: the config file is unchanged');
+      assert.equal(await nftRuleset(gw), rulesetBefore, 'refused: the kernel rules are unchanged');
+      assert.equal((await curlFromLan(lan, `http://${WEB}/`)).client, NODE_SIDE_OF_WEB, 'refused: traffic still flows through the node');
+
+      // DNS page (screenshot; the form is there).
+      await gotoPage(page, 'dns');
+      await page.waitForSelector('textarea[name="dns.nameservers"]');
+      await shoot(page, 'dns');
+
+      // ── CSRF: a change without the token from the console's own page is refused…
+      const noToken = await page.evaluate(async () => {
+        const r = await fetch('/api/settings', { method: 'PUT', credentials: 'same-origin', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ enabled: false }) });
+        return r.status;
+      });
+      assert.equal(noToken, 403, 'no X-CSRF-Token: 403');
+      const wrongToken = await page.evaluate(async () => {
+        const r = await fetch('/api/settings', { method: 'PUT', credentials: 'same-origin', headers: { 'content-type': 'application/json', 'x-csrf-token': 'forged' }, body: JSON.stringify({ enabled: false }) });
+        return r.status;
+      });
+      assert.equal(wrongToken, 403, 'wrong X-CSRF-Token: 403');
+      // …and so is one from a page on another origin (same site, so the browser even sends the cookie).
+      const evil = await context.newPage();
+      // A real server for the other origin (a page fulfilled by playwright would be refused by
+      // chromium's own local-network checks, which is not what this tests).
+      const evilDir = join(tmp, 'evil');
+      mkdirSync(evilDir);
+      writeFileSync(join(evilDir, 'index.html'), '<!doctype html><title>evil</title><p>another site</p>');
+      gw.spawn('python3', ['-m', 'http.server', '8099', '--bind', '127.0.0.1', '--directory', evilDir]);
+      await waitForPort(gw, 8099);
+      await evil.goto('http://127.0.0.1:8099/');
+      // A "simple" cross-origin POST (no preflight): the browser sends it, cookie included.
+      const evilLink = `socks5://${NODE_IP}:1080#evil`;
+      const crossResp = evil.waitForResponse((r) => r.url() === `${BASE}api/nodes`);
+      await evil.evaluate(async ([url, links]) => {
+        try {
+          await fetch(url!, { method: 'POST', mode: 'no-cors', credentials: 'include', headers: { 'content-type': 'text/plain' }, body: JSON.stringify({ links }) });
+        } catch { /* opaque */ }
+      }, [`${BASE}api/nodes`, evilLink]);
+      assert.equal((await crossResp).status(), 403, 'cross-origin change: 403');
+      await evil.close();
+      st = await pageApi<ConsoleState>(page, '/api/state');
+      assert.equal(st.enabled, true, 'the refused requests changed nothing');
+      assert.deepEqual(st.nodes.map((n) => n.name), ['lab-ss'], 'the refused cross-origin request added no node');
+      assert.match(await nftRuleset(gw), /table inet tranproxy/);
+
+      // ── Switch off: the rules are gone from the kernel.
+      await gotoPage(page, 'settings');
+      await page.click('button[role="switch"][name="enabled"]');
+      await page.waitForSelector('button[role="switch"][name="enabled"][aria-checked="false"]');
+      await page.waitForSelector('p.ok[role="status"]:has-text("Switched off")');
+      let ruleset = '';
+      for (let i = 0; i < 50; i++) {
+        ruleset = await nftRuleset(gw);
+        if (!/table inet tranproxy/.test(ruleset)) break;
+        await sleep(100);
+      }
+      assert.doesNotMatch(ruleset, /table inet tranproxy/, 'switch off: no tranproxy table');
+      assert.match(readFileSync(config, 'utf8'), /enabled: false/);
+      await shoot(page, 'settings-off-again');
+
+      // Phone-sized screenshots of every page.
+      await page.setViewportSize({ width: 390, height: 844 });
+      for (const p of ['settings', 'nodes', 'rules', 'dns', 'live', 'check']) {
+        await gotoPage(page, p);
+        await sleep(p === 'live' ? 1500 : 300);
+        await shoot(page, `${p}-phone`);
+      }
+      // Log out: the API is closed again.
+      await page.click('button:has-text("Log out")');
+      await page.waitForSelector('input[name="password"]');
+      assert.equal(await page.evaluate(async () => (await fetch('/api/state')).status), 401);
+      await shoot(page, 'login-phone');
+
+      assert.deepEqual(cspViolations, [], 'no Content-Security-Policy violations');
+      assert.deepEqual(pageErrors, [], 'no script errors');
+      await hold.stop();
+      await browser.close();
+      browser = undefined;
+      } catch (e) {
+        // The gateway's log explains most failures.
+        process.stderr.write(`--- tranproxy output (last 6000 chars):\n${proxy.output().slice(-6000)}\n---\n`);
+        throw e;
+      }
+      await proxy.stop();
+    }, { prefix: 'tpxcon' });
+  } finally {
+    await browser?.close().catch(() => {});
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
