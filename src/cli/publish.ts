@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { parseChoice, parseDuration, parsePositiveInt } from '../config/values.js';
 import { UsageError } from '../errors.js';
+import { pidAlive } from '../kernel/exec.js';
 import { createLogger } from '../observe/log.js';
 import { formatListing } from '../publish/list.js';
 import { parseMappings, SYNTAX } from '../publish/mapping.js';
@@ -21,15 +22,6 @@ interface RawPublishOptions {
   maxConnections: string;
   maxUdpFlows: string;
   logFormat: string;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function parseBool(text: string, flag: string): boolean {

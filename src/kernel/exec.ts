@@ -104,3 +104,13 @@ export function spawnCommand(argv: readonly string[]): import('node:child_proces
   if (!cmd) throw new TypeError('empty command');
   return spawn(cmd, args, { stdio: 'inherit' });
 }
+
+/** Whether a process with this pid exists (signal 0; EPERM means it exists but is not ours). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

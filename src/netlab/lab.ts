@@ -5,7 +5,7 @@
 import { randomInt } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { UsageError } from '../errors.js';
-import { runSync } from '../kernel/exec.js';
+import { pidAlive, runSync } from '../kernel/exec.js';
 import { runInNetns, spawnInNetns } from '../kernel/netns-spawn.js';
 
 export interface RunOpts {
@@ -68,15 +68,6 @@ function labRe(tag: string): RegExp {
 function listNetns(): string[] {
   const out = runSync('ip', ['netns', 'list'], { allowFailure: true }).stdout;
   return out.split('\n').map((l) => l.split(' ')[0]!).filter(Boolean);
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function trySignal(pid: number, sig: NodeJS.Signals | 0): void {
