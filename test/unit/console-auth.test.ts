@@ -138,6 +138,29 @@ test('HTTP: 401 before login, cookie flags, CSRF and Origin checks, logout, 429 
   assert.equal(put.status, 200);
   assert.equal(((await put.json()) as { enabled: boolean }).enabled, false);
 
+  // Server-Sent Events: connections and throughput every second, state after a change.
+  const ac = new AbortController();
+  const events = await fetch(`${base}/api/events`, { headers: { cookie }, signal: ac.signal });
+  assert.equal(events.status, 200);
+  assert.match(events.headers.get('content-type') ?? '', /^text\/event-stream/);
+  const reader = events.body!.getReader();
+  let seen = '';
+  const waitFor = async (re: RegExp) => {
+    const deadline = Date.now() + 5000;
+    while (!re.test(seen)) {
+      assert.ok(Date.now() < deadline, `no ${re} in ${seen}`);
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += Buffer.from(value).toString('utf8');
+    }
+  };
+  await waitFor(/event: connections\ndata: \[\]\n\n/);
+  await waitFor(/event: throughput\ndata: \{"t":\d+,"up":0,"down":0\}\n\n/);
+  await req('PUT', '/api/settings', { enabled: true }, { cookie, 'x-csrf-token': csrf });
+  await waitFor(/event: state\ndata: \{"enabled":true,/);
+  ac.abort();
+  await reader.cancel().catch(() => {});
+
   const ui = await req('GET', '/');
   assert.equal(ui.status, 503);
   assert.match(await ui.text(), /not built/);
