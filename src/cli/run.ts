@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { parseRunOptions, type RawRunOptions } from '../config/run-config.js';
 import { loadConfigFile, type ConfigFile } from '../config/file.js';
+import { checkConfigFile } from '../config/file-permissions.js';
 import { checkConsoleConfig, consoleService } from '../console/index.js';
 import { createLogger } from '../observe/log.js';
 import { Supervisor } from '../proxy/supervisor.js';
@@ -42,13 +43,22 @@ export function runCommand(): Command {
         throw new UsageError(`unexpected argument '${command[0]}': put the program to run after --, e.g. tranproxy run -P 80 -- curl http://example`);
       }
       const file = opts.config ? loadConfigFile(opts.config) : undefined;
+      // Refuses a file others could change; warns about secrets everybody can read.
+      const permissionWarnings = file ? checkConfigFile(file) : [];
       const cfg = parseRunOptions(file ? withFile(file.run, opts, self) : opts, command, undefined, file);
       checkConsoleConfig(cfg, opts.config, file);
       const log = createLogger(cfg.logFormat);
+      for (const w of permissionWarnings) log.warn(w);
       // SIGHUP re-reads the file (and the console applies its edits the same way); flags
       // typed on the command line still win.
       const build = (f: ConfigFile) => parseRunOptions(withFile(f.run, opts, self), command, undefined, f);
-      const reload = opts.config ? () => build(loadConfigFile(opts.config!)) : undefined;
+      const reload = opts.config
+        ? () => {
+            const f = loadConfigFile(opts.config!);
+            for (const w of checkConfigFile(f)) log.warn(w);
+            return build(f);
+          }
+        : undefined;
       const services = cfg.console && opts.config ? consoleService(cfg.console, opts.config, build, log) : undefined;
       const status = await new Supervisor(cfg, log, { ...(reload ? { reload } : {}), ...(services ? { services } : {}) }).run();
       process.exit(status);

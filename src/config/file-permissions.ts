@@ -1,0 +1,58 @@
+// A config file may hold node passwords and decides where traffic goes: refuse one that
+// someone else could change, warn about one everybody can read while it holds secrets.
+import { statSync } from 'node:fs';
+import { UsageError } from '../errors.js';
+import { parseNodeUri } from '../outbound/uri.js';
+import type { ConfigFile } from './file.js';
+
+export interface FileFacts {
+  /** st_mode permission bits (mode & 0o7777 is enough). */
+  mode: number;
+  /** Owner uid. */
+  uid: number;
+}
+
+const octal = (mode: number) => `0${(mode & 0o777).toString(8).padStart(3, '0')}`;
+
+/** Node passwords (any URI with one, every Shadowsocks node) or a console password hash. */
+export function configSecrets(file: Pick<ConfigFile, 'nodes' | 'console' | 'run'>): string[] {
+  const out: string[] = [];
+  const uris: [string, string][] = Object.entries(file.nodes).map(([name, n]) => [`nodes.${name}`, n.uri]);
+  if (file.run.upstream) uris.push(['upstream', file.run.upstream]);
+  for (const [where, uri] of uris) {
+    try {
+      const spec = parseNodeUri(uri);
+      if ('password' in spec && spec.password) out.push(where);
+    } catch {
+      // unparsable URIs were reported by the loader already; assume the worst
+      out.push(where);
+    }
+  }
+  if (file.console?.passwordHash) out.push('console.password-hash');
+  return out;
+}
+
+/**
+ * Throws UsageError when the file is group- or world-writable, or owned by a user other than
+ * root and `selfUid`; returns warnings (world-readable with secrets in it).
+ */
+export function checkConfigPermissions(path: string, facts: FileFacts, selfUid: number, secrets: readonly string[]): string[] {
+  const mode = facts.mode & 0o7777;
+  if (mode & 0o022) {
+    const who = mode & 0o002 ? 'every user' : 'its group';
+    throw new UsageError(`--config ${path}: mode ${octal(mode)} lets ${who} change the proxy's rules and nodes: run 'chmod go-w ${path}'`);
+  }
+  if (facts.uid !== 0 && facts.uid !== selfUid) {
+    throw new UsageError(`--config ${path}: owned by uid ${facts.uid}, neither root nor the user running tranproxy (uid ${selfUid}), who could change it: run 'chown root ${path}' (or your own user)`);
+  }
+  if (secrets.length && mode & 0o004) {
+    return [`--config ${path}: mode ${octal(mode)} lets every user read the secrets in it (${secrets.join(', ')}): run 'chmod o-r ${path}'`];
+  }
+  return [];
+}
+
+/** checkConfigPermissions for a loaded file, from the file system. */
+export function checkConfigFile(file: ConfigFile): string[] {
+  const st = statSync(file.path);
+  return checkConfigPermissions(file.path, { mode: st.mode, uid: st.uid }, process.geteuid?.() ?? 0, configSecrets(file));
+}
