@@ -8,17 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { compileInjectConfig, type InjectConfig } from '../../src/http/inject-config.js';
 import { RequestRewriter } from '../../src/http/rewriter.js';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../helpers/prng.js';
 
 const CFG: InjectConfig = {
   headers: [{ name: 'X-Client-Hostname', value: 'pod-a' }, { name: 'X-Team', value: 'a:b' }],

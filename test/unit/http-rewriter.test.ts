@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { compileInjectConfig, type InjectConfig } from '../../src/http/inject-config.js';
 import { RequestRewriter, type RewriteEvent } from '../../src/http/rewriter.js';
+import { mulberry32 } from '../helpers/prng.js';
 
 const BASE: InjectConfig = {
   headers: [{ name: 'X-Client-Hostname', value: 'pod-a' }],
@@ -13,17 +14,6 @@ const BASE: InjectConfig = {
   maxHeadBytes: 65536,
 };
 const INJ = 'X-Forwarded-For: 10.0.0.7\r\nX-Client-Hostname: pod-a\r\n';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Result { out: string; terminal: Exclude<RewriteEvent, { kind: 'forward' }> | null; requests: number }
 

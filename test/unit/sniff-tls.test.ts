@@ -5,6 +5,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { test } from 'node:test';
 import { sniff, sniffTls, type SniffResult } from '../../src/sniff/index.js';
+import { mulberry32 } from '../helpers/prng.js';
 
 /** The first flight a TLS client writes: connect to a server that records bytes and hangs up. */
 async function clientHello(opts: tls.ConnectionOptions): Promise<Buffer> {
@@ -44,18 +45,6 @@ function refragment(hello: Buffer, size: number): Buffer {
     out.push(head, piece);
   }
   return Buffer.concat(out);
-}
-
-/** Deterministic PRNG (mulberry32) so a failing fuzz case can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function isDomain(r: SniffResult, d: string): boolean {
@@ -145,7 +134,7 @@ test('sniffTls: malformed, truncated and mutated input never throws', async () =
     await clientHello({ servername: 'fuzz.example.com', maxVersion: 'TLSv1.2' }),
   ];
   hellos.push(refragment(hellos[0]!, 37));
-  const rand = rng(0x5eed);
+  const rand = mulberry32(0x5eed);
   let answers = 0;
   for (let round = 0; round < 3000; round++) {
     const base = Buffer.from(hellos[round % hellos.length]!);
