@@ -62,15 +62,14 @@ export interface ConsoleConnection {
 }
 
 export function connectionRow(c: WorkerConnection, now = Date.now()): ConsoleConnection {
-  const bytes = c as WorkerConnection & { up?: number; down?: number };
   return {
     id: `${c.worker}-${c.id}`,
     src: c.src,
     dst: c.dst,
     ...(c.domain ? { domain: c.domain } : {}),
     node: c.via ?? '',
-    up: typeof bytes.up === 'number' ? bytes.up : 0,
-    down: typeof bytes.down === 'number' ? bytes.down : 0,
+    up: c.up ?? 0,
+    down: c.down ?? 0,
     startedAt: new Date(now - c.ageMs).toISOString(),
   };
 }

@@ -90,6 +90,9 @@ export interface ConnectionInfo {
   domain?: string;
   via?: string;
   ageMs: number;
+  /** Bytes so far from / to the client, while its socket is in JS (a spliced flow counts in the kernel). */
+  up?: number;
+  down?: number;
 }
 
 /** Outbound error codes that mean the node itself could not be reached. */
@@ -456,6 +459,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
         ...(l.domain ? { domain: l.domain } : {}),
         ...(l.via ? { via: l.via } : {}),
         ageMs: Date.now() - l.flow.started,
+        ...bytesOf(l.client?.deref()),
       })),
     closeConnection: (id: number) => {
       const c = live.get(id)?.client?.deref();
@@ -494,6 +498,10 @@ interface FlowMeta {
 
 function baseFields(flow: Flow): LogFields {
   return { id: flow.id, src: fmt(flow.src), dst: fmt(flow.dst) };
+}
+
+function bytesOf(client: net.Socket | undefined): { up?: number; down?: number } {
+  return client && !client.destroyed ? { up: client.bytesRead, down: client.bytesWritten } : {};
 }
 
 function resetClient(client: net.Socket): void {

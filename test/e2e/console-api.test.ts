@@ -194,8 +194,9 @@ test('console API: login, CSRF, ss:// node, switch on, live connection and close
           await hold.waitForOutput(/^echo: ping$/m);
           const conn = await until('the held connection in /api/connections', async () => {
             const r = await api.call('GET', '/api/connections');
-            return (r.body as { id: string; src: string; dst: string; node: string; startedAt: string }[]).find((c) => c.dst === `${WEB}:7`);
+            return (r.body as { id: string; src: string; dst: string; node: string; up: number; down: number; startedAt: string }[]).find((c) => c.dst === `${WEB}:7` && c.up > 0);
           });
+          assert.ok(conn.up >= 5 && conn.down >= 5, `live byte counts: up ${conn.up} down ${conn.down}`);
           assert.match(conn.src, new RegExp(`^${LAN_CLIENT.replace(/\./g, '\\.')}:\\d+$`));
           assert.equal(conn.node, 'lab-ss');
           assert.match(conn.id, /^\d+-\d+$/);
