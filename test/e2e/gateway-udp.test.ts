@@ -16,12 +16,7 @@ import type { Host, LabProcess } from '../../src/netlab/lab.js';
 import { gatewayLabAddresses, gatewayRunArgs, withGatewayLab, type GatewayLab } from '../helpers/gateway-lab.js';
 import { startPeer, startTranproxy, waitForPort } from '../helpers/lab.js';
 
-const NET = gatewayLabAddresses(75);
-const NODE_IP = NET.node;
-const NODE_SIDE_OF_REMOTE = NET.nodeSideOfRemote;
-const REMOTE = NET.remote;
-const DIRECT_SRV = NET.direct;
-const GW_SIDE_OF_DIRECT = NET.gwDirect;
+const { node: NODE_IP, nodeSideOfRemote: NODE_SIDE_OF_REMOTE, remote: REMOTE, direct: DIRECT_SRV, gwDirect: GW_SIDE_OF_DIRECT } = gatewayLabAddresses(75);
 
 const have = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin} || test -x /usr/sbin/${bin}`]).status === 0;
 const MISSING = ['danted', 'ss-server', 'python3', 'nft'].filter((b) => !have(b));

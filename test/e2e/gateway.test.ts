@@ -10,12 +10,7 @@ import type { Host, Lab, LabProcess } from '../../src/netlab/lab.js';
 import { gatewayLabAddresses, gatewayRunArgs, withGatewayLab, type GatewayLab } from '../helpers/gateway-lab.js';
 import { peerPath, startPeer, startTranproxy, waitForPort } from '../helpers/lab.js';
 
-const NET = gatewayLabAddresses(74);
-const NODE_IP = NET.node;
-const REMOTE = NET.remote;
-const NODE_SIDE_OF_REMOTE = NET.nodeSideOfRemote;
-const DIRECT_SRV = NET.direct;
-const LAN_CLIENT = NET.lanClient;
+const { node: NODE_IP, remote: REMOTE, nodeSideOfRemote: NODE_SIDE_OF_REMOTE, direct: DIRECT_SRV, lanClient: LAN_CLIENT } = gatewayLabAddresses(74);
 
 /** The gateway lab with the servers every test here talks to; the node resolves *.remote.test. */
 async function withGateway(fn: (g: GatewayLab, lab: Lab) => Promise<void>): Promise<void> {
