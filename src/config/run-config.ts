@@ -66,7 +66,7 @@ export interface RunConfig {
   /** Byte pump: splice engine where nothing inspects the bytes ('auto'), never ('js'), or required ('splice'). */
   relay: RelayEngineChoice;
   /** Admin HTTP listener (health, readiness, metrics, connections); undefined: off. */
-  admin: { host: string; port: number } | undefined;
+  admin: { host: string; port: number; tokenFile?: string } | undefined;
   /** On shutdown, how long in-flight connections may take before rules go. */
   drainTimeoutMs: number;
   /** Also capture UDP (TPROXY only); flows expire after udpIdleTimeoutMs. */
@@ -123,6 +123,8 @@ export interface RawRunOptions {
   relay?: string;
   /** true: the default address. */
   admin?: string | boolean;
+  /** Bearer token for /connections and POST /quitquitquit. */
+  adminTokenFile?: string;
   drainTimeout?: string;
   /** Config file only (no flag): the main switch. */
   enabled?: boolean;
@@ -174,12 +176,15 @@ function injectOf(raw: RawRunOptions, facts: HostFacts): InjectConfig | undefine
 
 export const DEFAULT_ADMIN = '127.0.0.1:15000';
 
-function adminOf(flag: string | boolean | undefined): RunConfig['admin'] {
-  if (flag === undefined || flag === false) return undefined;
+function adminOf(flag: string | boolean | undefined, tokenFile: string | undefined): RunConfig['admin'] {
+  if (flag === undefined || flag === false) {
+    if (tokenFile !== undefined) throw new UsageError('--admin-token-file needs --admin');
+    return undefined;
+  }
   const text = flag === true ? DEFAULT_ADMIN : flag;
   const a = parseAdminAddress(text);
   if (!a) throw new UsageError(`--admin: '${text}' is not ADDRESS:PORT (e.g. ${DEFAULT_ADMIN}; loopback keeps it private)`);
-  return a;
+  return tokenFile !== undefined ? { ...a, tokenFile } : a;
 }
 
 export const DEFAULT_CONSOLE = '127.0.0.1:8080';
@@ -283,7 +288,7 @@ export function parseRunOptions(raw: RawRunOptions, command: string[] = [], fact
     dstFromHost: raw.dstFromHost ?? false,
     workers: parsePositiveInt(raw.workers ?? '1', '--workers', 64),
     relay: parseChoice(raw.relay ?? 'auto', ['auto', 'js', 'splice'] as const, '--relay'),
-    admin: adminOf(raw.admin),
+    admin: adminOf(raw.admin, raw.adminTokenFile),
     drainTimeoutMs: parseDuration(raw.drainTimeout ?? '5s', '--drain-timeout'),
     udp,
     udpIdleTimeoutMs: parseDuration(raw.udpIdleTimeout ?? '60s', '--udp-idle-timeout'),

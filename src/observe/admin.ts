@@ -1,8 +1,15 @@
 // The admin HTTP listener (loopback by default): health, readiness, metrics, active
 // connections, and a graceful exit for Job pods. It only reads state through the hooks it
 // is given, so it knows nothing of the supervisor's internals.
+//
+// With a token (--admin-token-file), the endpoints that reveal flows or change state
+// (/connections, POST /quitquitquit) need `Authorization: Bearer TOKEN`; the probes
+// (/healthz, /readyz) and /metrics stay open so kubelet and Prometheus need no secret.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { UsageError } from '../errors.js';
 
 export interface AdminHooks {
   /** Rules applied and listeners up. */
@@ -26,10 +33,48 @@ export function parseAdminAddress(text: string): { host: string; port: number } 
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 }
 
-export function startAdminServer(listen: { host: string; port: number }, hooks: AdminHooks): Promise<AdminServer> {
+/**
+ * The bearer token in `file` (surrounding whitespace removed). Refuses a file other users
+ * could read or change: whoever holds the token can list flows and stop the proxy.
+ */
+export function readAdminToken(file: string): string {
+  let text: string;
+  let mode: number;
+  try {
+    mode = statSync(file).mode & 0o777;
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`--admin-token-file ${file}: cannot read it: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  if (mode & 0o026) {
+    throw new UsageError(`--admin-token-file ${file}: mode 0${mode.toString(8)} lets other users read or change the token: run 'chmod 600 ${file}'`);
+  }
+  const token = text.trim();
+  if (!token || /\s/.test(token)) throw new UsageError(`--admin-token-file ${file}: expected one token (no spaces), e.g. from 'openssl rand -hex 32'`);
+  return token;
+}
+
+/** Constant-time comparison of `Authorization: Bearer …` with the token. */
+function authorized(header: string | undefined, token: string): boolean {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
+  if (!m) return false;
+  const digest = (t: string) => createHash('sha256').update(t).digest();
+  return timingSafeEqual(digest(m[1]!), digest(token));
+}
+
+export interface AdminListen {
+  host: string;
+  port: number;
+  /** Bearer token file for /connections and POST /quitquitquit; undefined: no auth. */
+  tokenFile?: string;
+}
+
+/** Throws UsageError synchronously when the token file is unusable. */
+export function startAdminServer(listen: AdminListen, hooks: AdminHooks): Promise<AdminServer> {
+  const token = listen.tokenFile ? readAdminToken(listen.tokenFile) : undefined;
   const server = http.createServer((req, res) => {
-    const send = (status: number, body: string, type = 'text/plain; charset=utf-8'): void => {
-      res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+    const send = (status: number, body: string, type = 'text/plain; charset=utf-8', extra: Record<string, string> = {}): void => {
+      res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', ...extra });
       res.end(body);
     };
     const path = (req.url ?? '/').split('?')[0];
@@ -37,6 +82,9 @@ export function startAdminServer(listen: { host: string; port: number }, hooks: 
     if (path === '/healthz') return send(200, 'ok\n');
     if (path === '/readyz') return hooks.ready() ? send(200, 'ready\n') : send(503, 'not ready\n');
     if (path === '/metrics') return void hooks.metrics().then((m) => send(200, m.body, m.contentType), fail);
+    if (token && (path === '/connections' || path === '/quitquitquit') && !authorized(req.headers.authorization, token)) {
+      return send(401, 'unauthorized: send Authorization: Bearer <token from --admin-token-file>\n', undefined, { 'www-authenticate': 'Bearer realm="tranproxy"' });
+    }
     if (path === '/connections') {
       return void hooks.connections().then((c) => send(200, JSON.stringify(c, null, 1) + '\n', 'application/json'), fail);
     }
