@@ -30,7 +30,8 @@ import { renderProfile, summarizeProfile, type ProfileSummary } from './lib/prof
 import { medianOf, newCase, pairedRatio, record, renderCase, type CaseResult } from './lib/report.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
-const MAIN = join(ROOT, 'dist/cli/main.js');
+// BENCH_DIST: run a snapshot of dist/ (others may rebuild dist/ during a long run on a shared tree).
+const MAIN = join(process.env.BENCH_DIST ?? join(ROOT, 'dist'), 'cli/main.js');
 const NODE = process.execPath;
 const HOLD_SERVER = join(ROOT, 'bench/peers/hold-server.mjs');
 const HOLD_CLIENT = join(ROOT, 'bench/peers/hold-client.mjs');
