@@ -207,6 +207,7 @@ export class Supervisor implements SupervisorControl {
         if (warning) this.log.warn(warning);
       }
       if (cfg.enabled) this.applyRules(cfg);
+      else if (this.backend) removeRules(); // switched off: not even a crashed run's leftovers stay
       if (cfg.admin) {
         this.admin = await startAdminServer(cfg.admin, {
           ready: () => this.ready,

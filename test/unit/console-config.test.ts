@@ -153,6 +153,9 @@ test('invalid settings: 400 with form fields; file and proxy untouched', async (
   assert.equal(r2.status, 400);
   assert.equal(r2.body.errors![0]!.field, 'lan.interfaces');
   assert.equal(readFileSync(h2.path, 'utf8'), 'capture: output\n');
+  const r3 = await call(h, 'PUT', '/settings', { udpNode: 'nowhere' });
+  assert.equal(r3.body.errors![0]!.field, 'udpNode');
+  assert.match(r3.body.errors![0]!.message, /unknown outbound 'nowhere'/);
 });
 
 test('a change the supervisor refuses is not saved', async (t) => {
