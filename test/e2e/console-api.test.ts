@@ -8,7 +8,7 @@
 // file, and the kernel (`nft list ruleset` in the gateway).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Host, LabProcess } from '../../src/netlab/lab.js';
@@ -238,6 +238,36 @@ test('console API: login, CSRF, ss:// node, switch on, live connection and close
           assert.equal(await curlFromLan(lan, `http://${WEB}/`), NODE_SIDE_OF_WEB, 'REDIRECT mode: still through the node');
           assert.equal((await api.call('PUT', '/api/settings', { mode: 'tproxy' })).status, 200);
           assert.equal(await curlFromLan(lan, `http://${WEB}/`), NODE_SIDE_OF_WEB, 'back to TPROXY');
+
+          // ── Subscription (a base64 list served from the node's side), then removed again
+          const subDir = join(tmp, 'sub');
+          mkdirSync(subDir);
+          writeFileSync(join(subDir, 'list'), Buffer.from(`socks5://${NODE_IP}:1080#sub-a\n${SS_LINK.replace('#lab-ss', '#sub-b')}\n`).toString('base64'));
+          const httpd = node.spawn('python3', ['-m', 'http.server', '8000', '--bind', NODE_IP, '--directory', subDir]);
+          await waitForPort(node, 8000);
+          const subUrl = `http://${NODE_IP}:8000/list`;
+          const sub = await api.call('POST', '/api/subscriptions', { url: subUrl });
+          assert.equal(sub.status, 200, JSON.stringify(sub.body));
+          assert.deepEqual(sub.body.subscriptions[0].nodes, ['sub-a', 'sub-b']);
+          assert.deepEqual(sub.body.nodes.map((n: { name: string }) => n.name), ['lab-ss', 'sub-a', 'sub-b']);
+          writeFileSync(join(subDir, 'list'), `socks5://${NODE_IP}:1081#sub-c\n`);
+          const refreshed = await api.call('POST', '/api/subscriptions/refresh', { url: subUrl });
+          assert.deepEqual(refreshed.body.nodes.map((n: { name: string }) => n.name), ['lab-ss', 'sub-c'], 'replaced as a group');
+          const unsub = await api.call('DELETE', `/api/subscriptions?url=${encodeURIComponent(subUrl)}`);
+          assert.equal(unsub.status, 200);
+          assert.deepEqual(unsub.body.nodes.map((n: { name: string }) => n.name), ['lab-ss']);
+          await httpd.stop();
+
+          // ── DNS: the forwarder starts on the gateway; later changes hand its port over
+          const dns = await api.call('PUT', '/api/dns', { nameservers: [NODE_IP], cache: true });
+          assert.equal(dns.status, 200, JSON.stringify(dns.body));
+          assert.deepEqual(dns.body.dns, { nameservers: [NODE_IP], cache: true, fakeIp: false });
+          await waitForPort(gw, 53, { udp: true });
+          assert.deepEqual((await api.call('POST', '/api/dns/flush')).body, { flushed: 1 });
+          const fake = await api.call('PUT', '/api/dns', { fakeIp: true });
+          assert.equal(fake.status, 200, JSON.stringify(fake.body));
+          assert.equal(fake.body.dns.fakeIp, true);
+          assert.equal(await curlFromLan(lan, `http://${WEB}/`), NODE_SIDE_OF_WEB, 'still through the node after the DNS changes');
 
           // ── Switch off: rules gone, the proxy (and console) keep running
           const off = await api.call('PUT', '/api/settings', { enabled: false });
