@@ -242,7 +242,11 @@ const SubscriptionSchema = z.strictObject({
 });
 
 const ConsoleSchema = z.strictObject({
-  listen: scalar('ADDRESS:PORT, e.g. 127.0.0.1:8080').optional(),
+  listen: scalar('ADDRESS:PORT, e.g. 127.0.0.1:8080', (t) => {
+    const m = /^(?:(?:\[[0-9a-fA-F:.]+\]|[^:[\]]*):)?(\d{1,5})$/.exec(t.trim());
+    if (!m) throw new UsageError(`: '${t}' is not ADDRESS:PORT or PORT (e.g. 127.0.0.1:8080; loopback keeps it private)`);
+    parsePort(m[1]!, '');
+  }).optional(),
   'password-hash': text("a hash from 'tranproxy console passwd'", (t) => {
     if (!/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]+\$[A-Za-z0-9_-]+$/.test(t.trim())) throw new UsageError(": not a scrypt$N$r$p$salt$hash string: set it with 'tranproxy console passwd --config FILE'");
   }).optional(),
