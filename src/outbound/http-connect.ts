@@ -2,8 +2,7 @@
 // The response-head parser is pure, strict and incremental ('need-more' until the blank line).
 import { isIPv6 } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { fmt } from './direct.js';
-import { connectNode, DEFAULT_HANDSHAKE_TIMEOUT_MS, Handshake, printable, type NodeConnOptions, type Parsed } from './node-conn.js';
+import { connectNode, DEFAULT_HANDSHAKE_TIMEOUT_MS, Handshake, NodeOutbound, printable, type Parsed } from './node-conn.js';
 import { destinationAddress } from './socks5.js';
 import { OutboundError, type ConnectContext, type Destination, type TcpOutbound } from './types.js';
 import type { HttpNodeSpec } from './uri.js';
@@ -79,18 +78,8 @@ function bareLineFeed(b: Buffer, upTo: number): string | undefined {
   return undefined;
 }
 
-export class HttpConnectOutbound implements TcpOutbound {
+export class HttpConnectOutbound extends NodeOutbound<HttpNodeSpec> implements TcpOutbound {
   readonly kind = 'http';
-  readonly name: string;
-  private readonly where: string;
-
-  constructor(
-    private readonly spec: HttpNodeSpec,
-    private readonly opts: NodeConnOptions = {},
-  ) {
-    this.name = spec.name;
-    this.where = fmt({ address: spec.host, port: spec.port });
-  }
 
   async connect(dst: Destination, ctx: ConnectContext): Promise<Duplex> {
     const target = destinationAddress(dst);

@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import type net from 'node:net';
 import { OutboundError } from './types.js';
 import { ConnectError, connectDirect, fmt } from './direct.js';
+import type { NodeSpec } from './uri.js';
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -15,6 +16,23 @@ export interface NodeConnOptions {
   mark?: number;
   connectTimeoutMs?: number;
   handshakeTimeoutMs?: number;
+}
+
+/**
+ * What every node outbound (TCP or UDP, any kind) holds: the node's spec and connection
+ * options, its name, and its address as messages print it.
+ */
+export abstract class NodeOutbound<Spec extends NodeSpec> {
+  readonly name: string;
+  protected readonly where: string;
+
+  constructor(
+    protected readonly spec: Spec,
+    protected readonly opts: NodeConnOptions = {},
+  ) {
+    this.name = spec.name;
+    this.where = fmt({ address: spec.host, port: spec.port });
+  }
 }
 
 /** What an incremental parser says about the bytes so far. */

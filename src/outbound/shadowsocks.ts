@@ -10,7 +10,7 @@ import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, ty
 import type net from 'node:net';
 import { Duplex } from 'node:stream';
 import { fmt } from './direct.js';
-import { connectNode, type NodeConnOptions } from './node-conn.js';
+import { connectNode, NodeOutbound, type NodeConnOptions } from './node-conn.js';
 import { decodeSocksAddress, destinationAddress, encodeSocksAddress, type SocksAddress } from './socks5.js';
 import { OutboundError, type ConnectContext, type Destination, type TcpOutbound } from './types.js';
 import type { ShadowsocksNodeSpec, SsMethod } from './uri.js';
@@ -406,20 +406,18 @@ export class ShadowsocksStream extends Duplex {
 
 // ── the outbound ─────────────────────────────────────────────────────────────
 
-export class ShadowsocksOutbound implements TcpOutbound {
-  readonly kind = 'shadowsocks';
-  readonly name: string;
-  private readonly where: string;
-  private readonly master: Buffer;
+/** A Shadowsocks node's outbound, TCP or UDP: the master key is derived once, from the spec. */
+export abstract class ShadowsocksNodeOutbound extends NodeOutbound<ShadowsocksNodeSpec> {
+  protected readonly master: Buffer;
 
-  constructor(
-    private readonly spec: ShadowsocksNodeSpec,
-    private readonly opts: NodeConnOptions = {},
-  ) {
-    this.name = spec.name;
-    this.where = fmt({ address: spec.host, port: spec.port });
+  constructor(spec: ShadowsocksNodeSpec, opts: NodeConnOptions = {}) {
+    super(spec, opts);
     this.master = masterKey(spec.method, spec.password);
   }
+}
+
+export class ShadowsocksOutbound extends ShadowsocksNodeOutbound implements TcpOutbound {
+  readonly kind = 'shadowsocks';
 
   async connect(dst: Destination, ctx: ConnectContext): Promise<Duplex> {
     let header: Buffer;

@@ -5,7 +5,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { encodeSockaddr, ipv6FromBytes } from '../kernel/sockaddr.js';
 import { fmt } from './direct.js';
-import { connectNode, DEFAULT_HANDSHAKE_TIMEOUT_MS, Handshake, type NodeConnOptions, type Parsed } from './node-conn.js';
+import { connectNode, DEFAULT_HANDSHAKE_TIMEOUT_MS, Handshake, NodeOutbound, type Parsed } from './node-conn.js';
 import { OutboundError, type ConnectContext, type Destination, type TcpOutbound } from './types.js';
 import type { Socks5NodeSpec } from './uri.js';
 
@@ -208,18 +208,8 @@ export async function negotiateSocks5Auth(hs: Handshake, creds: Pick<Socks5NodeS
 
 // ── the outbound ─────────────────────────────────────────────────────────────
 
-export class Socks5Outbound implements TcpOutbound {
+export class Socks5Outbound extends NodeOutbound<Socks5NodeSpec> implements TcpOutbound {
   readonly kind = 'socks5';
-  readonly name: string;
-  private readonly where: string;
-
-  constructor(
-    private readonly spec: Socks5NodeSpec,
-    private readonly opts: NodeConnOptions = {},
-  ) {
-    this.name = spec.name;
-    this.where = fmt({ address: spec.host, port: spec.port });
-  }
 
   async connect(dst: Destination, ctx: ConnectContext): Promise<Duplex> {
     const socket = await connectNode(this.name, this.spec.host, this.spec.port, this.opts, ctx.signal);

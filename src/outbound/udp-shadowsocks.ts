@@ -10,27 +10,15 @@
 // A node without UDP relaying answers with ICMP port unreachable: the session ends 'refused'.
 import type { UdpFlowInfo, UdpOutbound, UdpSession } from '../udp/types.js';
 import { fmt } from './direct.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, type NodeConnOptions } from './node-conn.js';
-import { decryptUdpPacket, encryptUdpPacket, masterKey } from './shadowsocks.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from './node-conn.js';
+import { decryptUdpPacket, encryptUdpPacket, ShadowsocksNodeOutbound } from './shadowsocks.js';
 import { encodeSocksAddress, type SocksAddress } from './socks5.js';
 import { OutboundError } from './types.js';
 import { flowTarget, NodeUdpSession, openConnectedUdp, resolveNode } from './udp-socket.js';
-import type { ShadowsocksNodeSpec, SsMethod } from './uri.js';
+import type { SsMethod } from './uri.js';
 
-export class ShadowsocksUdpOutbound implements UdpOutbound {
+export class ShadowsocksUdpOutbound extends ShadowsocksNodeOutbound implements UdpOutbound {
   readonly kind = 'shadowsocks';
-  readonly name: string;
-  private readonly where: string;
-  private readonly master: Buffer;
-
-  constructor(
-    private readonly spec: ShadowsocksNodeSpec,
-    private readonly opts: NodeConnOptions = {},
-  ) {
-    this.name = spec.name;
-    this.where = fmt({ address: spec.host, port: spec.port });
-    this.master = masterKey(spec.method, spec.password);
-  }
 
   async open(flow: UdpFlowInfo): Promise<UdpSession> {
     const target = flowTarget(flow);

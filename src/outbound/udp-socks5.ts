@@ -23,7 +23,7 @@ import { isIP } from 'node:net';
 import type { Endpoint } from '../kernel/sockaddr.js';
 import type { UdpFlowInfo, UdpOutbound, UdpSession } from '../udp/types.js';
 import { fmt } from './direct.js';
-import { connectNode, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, Handshake, type NodeConnOptions } from './node-conn.js';
+import { connectNode, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, Handshake, NodeOutbound } from './node-conn.js';
 import {
   ATYP_DOMAIN,
   ATYP_IPV4,
@@ -52,18 +52,8 @@ export function relayEndpoint(bound: SocksAddress, node: Endpoint): { address: s
   return { address: unspecified ? node.address : address, port: bound.port, needsLookup: false };
 }
 
-export class Socks5UdpOutbound implements UdpOutbound {
+export class Socks5UdpOutbound extends NodeOutbound<Socks5NodeSpec> implements UdpOutbound {
   readonly kind = 'socks5';
-  readonly name: string;
-  private readonly where: string;
-
-  constructor(
-    private readonly spec: Socks5NodeSpec,
-    private readonly opts: NodeConnOptions = {},
-  ) {
-    this.name = spec.name;
-    this.where = fmt({ address: spec.host, port: spec.port });
-  }
 
   async open(flow: UdpFlowInfo): Promise<UdpSession> {
     let header: Buffer;
