@@ -22,12 +22,25 @@ export interface Snapshot {
 export class ConfigStore {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly listeners = new Set<() => void>();
+  /** A console change is being applied: its own event comes once the file is written. */
+  private changing = false;
 
   constructor(
     readonly path: string,
     private readonly build: BuildConfig,
     private readonly control: SupervisorControl,
   ) {}
+
+  /** Also tell listeners about SIGHUP reloads (the file was edited by hand). */
+  watchReloads(): () => void {
+    return this.control.onApplied(() => {
+      if (!this.changing) this.emit();
+    });
+  }
+
+  private emit(): void {
+    for (const fn of this.listeners) fn();
+  }
 
   /** The file as it is now (re-read every time, so SIGHUP edits and the console agree). */
   read(): Snapshot {
@@ -81,15 +94,18 @@ export class ConfigStore {
       throw e;
     }
     if (text !== before.text) {
+      this.changing = true;
       try {
         await this.control.apply(cfg);
       } catch (e) {
         // e.g. "mode cannot change on reload", or the firewall refused the plan
         throw new ValidationError(e instanceof UsageError ? usageErrors(e, fields) : [{ field: '', message: (e as Error).message }]);
+      } finally {
+        this.changing = false;
       }
       writeFileAtomic(this.path, text);
     }
-    for (const fn of this.listeners) fn();
+    this.emit();
     return { text, doc: parseDoc(text), file };
   }
 }

@@ -208,6 +208,7 @@ export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleS
   };
   const timer = setInterval(() => void tick(), TICK_MS);
   timer.unref();
+  const stopReloads = store.watchReloads();
   const stopWatching = store.onChange(() => {
     if (streams.size === 0) return;
     try {
@@ -264,6 +265,7 @@ export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleS
           new Promise<void>((r) => {
             clearInterval(timer);
             stopWatching();
+            stopReloads();
             for (const s of streams) s.end();
             server.closeAllConnections();
             server.close(() => r());

@@ -168,6 +168,8 @@ export interface SupervisorControl {
   flushDns(): Promise<number>;
   /** Whether tranproxy's rules are in the kernel right now (asks the kernel). */
   rulesInKernel(): boolean;
+  /** Called after every configuration applied (SIGHUP or console); returns an unsubscribe. */
+  onApplied(fn: () => void): () => void;
 }
 
 export class Supervisor implements SupervisorControl {
@@ -182,6 +184,7 @@ export class Supervisor implements SupervisorControl {
   private services: { close(): Promise<void> } | undefined;
   /** Applies (SIGHUP, console) one at a time. */
   private applying: Promise<unknown> = Promise.resolve();
+  private readonly appliedListeners = new Set<() => void>();
   private stopping: Promise<void> | undefined;
   private restarts: number[] = [];
   private readonly metrics = new SupervisorMetrics();
@@ -329,6 +332,11 @@ export class Supervisor implements SupervisorControl {
     return (await this.collect<boolean>('dns-flush')).filter(Boolean).length;
   }
 
+  onApplied(fn: () => void): () => void {
+    this.appliedListeners.add(fn);
+    return () => this.appliedListeners.delete(fn);
+  }
+
   rulesInKernel(): boolean {
     return this.backend !== undefined && showRules() !== '';
   }
@@ -422,6 +430,7 @@ export class Supervisor implements SupervisorControl {
       this.draining.add(w);
       void w.stop(next.idleTimeoutMs).then(() => this.draining.delete(w));
     }
+    for (const fn of this.appliedListeners) fn();
   }
 
   /** Rules for `next`: applied (if the plan changed or none are in), or removed when disabled. */

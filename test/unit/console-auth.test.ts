@@ -88,6 +88,7 @@ test('HTTP: 401 before login, cookie flags, CSRF and Origin checks, logout, 429 
   const path = join(dir, 'gw.yaml');
   writeFileSync(path, `# test\ncapture: prerouting\nconsole:\n  password-hash: ${await hashPassword('s3cret-pass', FAST)}\n`);
   let cfg: RunConfig = parseRunOptions({ capture: ['prerouting'], firewall: 'none' });
+  let reloaded: (() => void) | undefined;
   const control: SupervisorControl = {
     config: () => cfg,
     apply: async (next) => {
@@ -98,6 +99,10 @@ test('HTTP: 401 before login, cookie flags, CSRF and Origin checks, logout, 429 
     closeConnection: async () => false,
     flushDns: async () => 0,
     rulesInKernel: () => false,
+    onApplied: (fn) => {
+      reloaded = fn;
+      return () => {};
+    },
   };
   const store = new ConfigStore(path, (f) => parseRunOptions({ ...f.run, firewall: 'none' }, [], undefined, f), control);
   const server = await startConsoleServer({ listen: { host: '127.0.0.1', port: 0 }, store, control, log: createLogger('text', () => {}), uiDir: join(dir, 'no-ui') });
@@ -157,6 +162,9 @@ test('HTTP: 401 before login, cookie flags, CSRF and Origin checks, logout, 429 
   await waitFor(/event: connections\ndata: \[\]\n\n/);
   await waitFor(/event: throughput\ndata: \{"t":\d+,"up":0,"down":0\}\n\n/);
   await req('PUT', '/api/settings', { enabled: true }, { cookie, 'x-csrf-token': csrf });
+  await waitFor(/event: state\ndata: \{"enabled":true,/);
+  seen = '';
+  reloaded!(); // a SIGHUP reload: the page hears about it too
   await waitFor(/event: state\ndata: \{"enabled":true,/);
   ac.abort();
   await reader.cancel().catch(() => {});

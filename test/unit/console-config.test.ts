@@ -66,6 +66,7 @@ function harness(t: { after(fn: () => void): void }, text = ORIGINAL, fetchText?
     closeConnection: async (w, id) => w === 1234 && id === 7,
     flushDns: async () => 1,
     rulesInKernel: () => cfg.enabled,
+    onApplied: () => () => {},
   };
   const store = new ConfigStore(path, build, control);
   return { dir, path, api: new ConsoleApi({ store, control, log: createLogger('text', () => {}), ...(fetchText ? { fetchText } : {}) }), applied, failNextApply };
