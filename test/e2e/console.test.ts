@@ -113,6 +113,7 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
       assert.match(readFileSync(config, 'utf8'), /password-hash: .?scrypt\$/);
       assert.doesNotMatch(readFileSync(config, 'utf8'), new RegExp(PASSWORD), 'the password itself is never stored');
       const proxy = await startTranproxy(gw, ['run', '--config', config, '--console', CONSOLE, '--no-bypass-private'], { timeoutMs: 20_000 });
+      const failedRequests: string[] = [];
       try {
       await proxy.waitForOutput(/console ready/);
       assert.doesNotMatch(await nftRuleset(gw), /table inet tranproxy/, 'switch off at start: no capture rules');
@@ -138,6 +139,10 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
         if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
       });
       page.on('pageerror', (e) => pageErrors.push(e.message));
+      page.on('requestfailed', (r) => {
+        // An EventSource torn down by a page change or logout is not a failure.
+        if (!r.url().endsWith('/api/events')) failedRequests.push(`${r.method()} ${r.url()}: ${r.failure()?.errorText}`);
+      });
 
       // ── Login: a wrong password first.
       await page.goto(BASE);
@@ -316,6 +321,7 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
       browser = undefined;
       } catch (e) {
         // The gateway's log explains most failures.
+        process.stderr.write(`--- failed requests: ${JSON.stringify(failedRequests)}\n`);
         process.stderr.write(`--- tranproxy output (last 6000 chars):\n${proxy.output().slice(-6000)}\n---\n`);
         throw e;
       }

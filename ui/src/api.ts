@@ -40,16 +40,24 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   const headers: Record<string, string> = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (method !== 'GET' && csrf) headers['x-csrf-token'] = csrf;
-  let res: Response;
-  try {
-    res = await fetch(path, {
+  const send = () =>
+    fetch(path, {
       method,
       headers,
       credentials: 'same-origin',
       body: body === undefined ? undefined : JSON.stringify(body),
     });
+  let res: Response;
+  try {
+    res = await send();
   } catch (e) {
-    throw new ApiError(0, `network error: ${(e as Error).message}`);
+    // A GET is safe to repeat once (e.g. a kept-alive connection closed under it).
+    if (method !== 'GET') throw new ApiError(0, `network error: ${(e as Error).message}`);
+    try {
+      res = await send();
+    } catch (e2) {
+      throw new ApiError(0, `network error: ${(e2 as Error).message}`);
+    }
   }
   let data: unknown = undefined;
   const text = await res.text();

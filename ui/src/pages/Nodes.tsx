@@ -57,7 +57,8 @@ function NodeList({ state, setState }: { state: State; setState: (s: State) => v
   const a = useAction(() => false);
   const [editing, setEditing] = useState<string | null>(null);
   const [tests, setTests] = useState<Record<string, TestResult | 'running'>>({});
-  const users = (n: string) => [state.tcpNode === n ? 'TCP' : '', state.udpNode === n ? 'UDP' : ''].filter(Boolean);
+  const users = (n: string) =>
+    [state.tcpNode === n ? 'TCP' : '', state.udpNode === n || (state.udpNode === 'same' && state.tcpNode === n) ? 'UDP' : ''].filter(Boolean);
 
   const test = async (n: string) => {
     setTests((t) => ({ ...t, [n]: 'running' }));
