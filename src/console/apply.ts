@@ -93,7 +93,9 @@ export class ConfigStore {
       if (e instanceof UsageError) throw new ValidationError(usageErrors(e, fields));
       throw e;
     }
-    if (text !== before.text) {
+    // Only what the proxy runs on needs a new generation: check targets, subscription
+    // bookkeeping or a password change are just saved.
+    if (text !== before.text && JSON.stringify(cfg) !== JSON.stringify(this.control.config())) {
       this.changing = true;
       try {
         await this.control.apply(cfg);
@@ -103,8 +105,8 @@ export class ConfigStore {
       } finally {
         this.changing = false;
       }
-      writeFileAtomic(this.path, text);
     }
+    if (text !== before.text) writeFileAtomic(this.path, text);
     this.emit();
     return { text, doc: parseDoc(text), file };
   }

@@ -131,6 +131,10 @@ check-targets:
   );
   assert.equal(statSync(h.path).mode & 0o777, 0o640);
   assert.deepEqual(readdirSync(h.dir), ['gateway.yaml']);
+  // only check targets: saved, no new worker generation
+  await call(h, 'PUT', '/settings', { checkTargets: ['198.51.100.2:443'] });
+  assert.equal(h.applied.length, 1);
+  assert.match(readFileSync(h.path, 'utf8'), /198\.51\.100\.2:443/);
   // "same" removes default-udp again
   await call(h, 'PUT', '/settings', { udpNode: 'same' });
   assert.doesNotMatch(readFileSync(h.path, 'utf8'), /default-udp/);
