@@ -7,22 +7,15 @@ import { existsSync, mkdirSync, readFileSync, readlinkSync, statSync } from 'nod
 import { join, resolve as resolvePath } from 'node:path';
 import { TranproxyError } from '../errors.js';
 import { runSync, type RunOptions } from '../kernel/exec.js';
+import { killAndDeleteNetns, netnsExists, netnsPids, signalIfAlive, sleepSync } from './netns.js';
 import { netnsName, renderNat, ROOT, tableName, type CreateSpec, type IfaceSpec, type LabModel, type PlaceSpec, type ProcessSpec, type RouteSpec } from './spec.js';
 import { logDir, mergeResources, readState, removeState, writeState, type LabState, type Resource } from './state.js';
 
 // ---------------------------------------------------------------------------------------
 // Small kernel readers and writers
 
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
 function ip(netns: string | null, args: string[], opts: RunOptions = {}) {
   return runSync('ip', netns ? ['-n', netns, ...args] : args, opts);
-}
-
-function netnsExists(netns: string): boolean {
-  return existsSync(join('/run/netns', netns));
 }
 
 interface LinkInfo {
@@ -118,26 +111,13 @@ function procCmdline(pid: number): string[] | undefined {
   }
 }
 
-function netnsPids(netns: string): number[] {
-  if (!netnsExists(netns)) return [];
-  return runSync('ip', ['netns', 'pids', netns], { allowFailure: true }).stdout.split(/\s+/).filter(Boolean).map(Number);
-}
-
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    /* gone */
-  }
-}
-
 /** Stop a process `up` started (it leads its own session and group): TERM, then KILL after 3 s. */
 function stopProcess(pid: number, start: string): boolean {
   if (procStart(pid) !== start) return false;
-  signal(-pid, 'SIGTERM');
+  signalIfAlive(-pid, 'SIGTERM');
   for (let i = 0; i < 60 && procStart(pid) === start; i++) sleepSync(50);
   if (procStart(pid) === start) {
-    signal(-pid, 'SIGKILL');
+    signalIfAlive(-pid, 'SIGKILL');
     for (let i = 0; i < 40 && procStart(pid) === start; i++) sleepSync(25);
   }
   return true;
@@ -146,13 +126,7 @@ function stopProcess(pid: number, start: string): boolean {
 /** Kill what is left in a lab namespace, then delete it (its interfaces go with it). */
 function deleteNetns(netns: string): boolean {
   if (!netnsExists(netns)) return false;
-  for (let i = 0; i < 50; i++) {
-    const pids = netnsPids(netns);
-    if (pids.length === 0) break;
-    for (const p of pids) signal(p, 'SIGKILL');
-    sleepSync(20);
-  }
-  runSync('ip', ['netns', 'del', netns], { allowFailure: true });
+  killAndDeleteNetns(netns);
   return true;
 }
 

@@ -7,6 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { UsageError } from '../errors.js';
 import { pidAlive, runSync } from '../kernel/exec.js';
 import { runInNetns, spawnInNetns } from '../kernel/netns-spawn.js';
+import { killAndDeleteNetns, signalIfAlive } from './netns.js';
 
 export interface RunOpts {
   input?: string;
@@ -70,37 +71,10 @@ function listNetns(): string[] {
   return out.split('\n').map((l) => l.split(' ')[0]!).filter(Boolean);
 }
 
-function trySignal(pid: number, sig: NodeJS.Signals | 0): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    /* already gone */
-  }
-}
-
-function netnsPids(netns: string): number[] {
-  const out = runSync('ip', ['netns', 'pids', netns], { allowFailure: true }).stdout;
-  return out.split(/\s+/).filter(Boolean).map(Number);
-}
-
-/** Blocking sleep: the exit/signal paths cannot await. */
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-/**
- * SIGKILL every process still inside `netns`, wait (≤1 s) until none is left, then delete
- * the netns — its veths go with it once no process holds it.
- */
+/** killAndDeleteNetns for cleanup paths, which must never throw. */
 function removeNetns(netns: string): void {
   try {
-    for (let i = 0; i < 50; i++) {
-      const pids = netnsPids(netns);
-      if (pids.length === 0) break;
-      for (const p of pids) trySignal(p, 'SIGKILL');
-      sleepSync(20);
-    }
-    runSync('ip', ['netns', 'del', netns], { allowFailure: true });
+    killAndDeleteNetns(netns);
   } catch {
     /* never throw from cleanup */
   }
@@ -199,7 +173,7 @@ class LabProcessImpl implements LabProcess {
 
   /** Signal the whole group (it leads one): reaches what it forked too. */
   signal(sig: NodeJS.Signals): void {
-    if (this.alive) trySignal(-this.pid, sig);
+    if (this.alive) signalIfAlive(-this.pid, sig);
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
