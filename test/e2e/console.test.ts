@@ -107,6 +107,7 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
           `check-targets: ["${CHECK_TARGET}"]`,
           '',
         ].join('\n'),
+        { mode: 0o600 },
       );
       const passwd = await gw.run(process.execPath, [tranproxyBin(), 'console', 'passwd', '--config', config, '--password-stdin'], { input: `${PASSWORD}\n` });
       assert.equal(passwd.status, 0, passwd.stderr);
@@ -119,6 +120,18 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
       assert.doesNotMatch(await nftRuleset(gw), /table inet tranproxy/, 'switch off at start: no capture rules');
       // Without the switch the LAN host cannot reach `web` (the gateway has no route to it).
       assert.notEqual((await curlFromLan(lan, `http://${WEB}/`)).client, NODE_SIDE_OF_WEB);
+
+      // A static server in the gateway's netns on another port: a subscription to import, and
+      // a page of another origin for the CSRF test (a page fulfilled by playwright would be
+      // refused by chromium's own local-network checks, which is not what that tests).
+      const site = join(tmp, 'site');
+      mkdirSync(site);
+      writeFileSync(join(site, 'index.html'), '<!doctype html><title>evil</title><p>another site</p>');
+      const subLinks = [`socks5://${NODE_IP}:1080#sub-socks`, `http://${NODE_IP}:3128#sub-http`];
+      writeFileSync(join(site, 'sub.txt'), Buffer.from(subLinks.join('\n')).toString('base64'));
+      gw.spawn('python3', ['-m', 'http.server', '8099', '--bind', '127.0.0.1', '--directory', site]);
+      await waitForPort(gw, 8099);
+      const SUB_URL = 'http://127.0.0.1:8099/sub.txt';
 
       // Chromium inside the gateway's netns.
       const wrapper = join(tmp, 'chromium-in-netns.sh');
@@ -175,14 +188,31 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
       await page.click('button[aria-label="Test latency of lab-ss"]');
       await page.waitForSelector('li.node[data-node="lab-ss"] .node-test .good');
       assert.match(await page.locator('li.node[data-node="lab-ss"] .node-test').innerText(), /connect [\d.]+ ms · handshake [\d.]+ ms/);
+      // A subscription (a base64 list of links): import, refresh, remove.
+      await page.fill('input[name="url"]', SUB_URL);
+      await page.click('button:has-text("Import")');
+      await page.waitForSelector('p.ok[role="status"]:has-text("Subscription imported")');
+      await page.waitForSelector('li.node[data-node="sub-socks"]');
+      await page.waitForSelector('li.node[data-node="sub-http"]');
+      await page.waitForSelector(`ul.subs li:has-text("${SUB_URL}"):has-text("2 nodes")`);
       await shoot(page, 'nodes');
+      await page.click(`ul.subs li:has-text("${SUB_URL}") button:has-text("Refresh")`);
+      await page.waitForSelector('p.ok[role="status"]:has-text("Subscription refreshed")');
+      page.once('dialog', (d) => void d.accept());
+      await page.click(`ul.subs li:has-text("${SUB_URL}") button:has-text("Remove")`);
+      await page.waitForSelector('p.ok[role="status"]:has-text("Subscription removed")');
+      await page.waitForSelector('li.node[data-node="sub-socks"]', { state: 'detached' });
+      st = await pageApi<ConsoleState>(page, '/api/state');
+      assert.deepEqual(st.nodes.map((n) => n.name), ['lab-ss'], 'the subscription took its nodes along');
 
       // ── Settings: lab-ss as the TCP node, then the switch on.
       await gotoPage(page, 'settings');
       await page.selectOption('select[name="tcpNode"]', 'lab-ss');
       await page.click('form button[type="submit"]:has-text("Save")');
       await page.waitForSelector('p.ok[role="status"]:has-text("Settings saved")');
-      await page.click('button[role="switch"][name="enabled"]');
+      // The switch by keyboard: focus it, press Space.
+      await page.focus('button[role="switch"][name="enabled"]');
+      await page.keyboard.press('Space');
       await page.waitForSelector('button[role="switch"][name="enabled"][aria-checked="true"]');
       await page.waitForSelector('p.ok[role="status"]:has-text("Switched on")');
       await page.waitForSelector('#switch-pill:has-text("on")');
@@ -208,6 +238,11 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
       await row.waitFor();
       assert.match(await row.locator('td[data-label="Source"]').innerText(), new RegExp(`^${LAN_CLIENT.replace(/\./g, '\\.')}:\\d+$`));
       await page.waitForSelector(`table.conns tbody tr:has(td[data-label="Node"]:text-is("lab-ss"))`);
+      // Live byte counts: the 22-byte line went up and came back.
+      await page.waitForFunction((dst) => {
+        const tr = [...document.querySelectorAll('table.conns tbody tr')].find((r) => r.querySelector('td[data-label="Destination"]')?.textContent === dst);
+        return tr?.querySelector('td[data-label="Up"]')?.textContent === '22 B' && tr?.querySelector('td[data-label="Down"]')?.textContent === '22 B';
+      }, `${WEB}:7`, { timeout: 10_000 });
       await page.waitForFunction(() => document.querySelectorAll('.spark polyline').length === 2, undefined, { timeout: 10_000 });
       await shoot(page, 'live');
       // Close it from the page: the row goes and the LAN host's connection is cut.
@@ -263,13 +298,6 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
       assert.equal(wrongToken, 403, 'wrong X-CSRF-Token: 403');
       // …and so is one from a page on another origin (same site, so the browser even sends the cookie).
       const evil = await context.newPage();
-      // A real server for the other origin (a page fulfilled by playwright would be refused by
-      // chromium's own local-network checks, which is not what this tests).
-      const evilDir = join(tmp, 'evil');
-      mkdirSync(evilDir);
-      writeFileSync(join(evilDir, 'index.html'), '<!doctype html><title>evil</title><p>another site</p>');
-      gw.spawn('python3', ['-m', 'http.server', '8099', '--bind', '127.0.0.1', '--directory', evilDir]);
-      await waitForPort(gw, 8099);
       await evil.goto('http://127.0.0.1:8099/');
       // A "simple" cross-origin POST (no preflight): the browser sends it, cookie included.
       const evilLink = `socks5://${NODE_IP}:1080#evil`;
