@@ -158,8 +158,10 @@ export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleS
     const password = (body as { password?: unknown } | undefined)?.password;
     const hash = store.read().file.console?.passwordHash;
     if (!hash) return send(res, 401, { error: "no console password is set: run 'tranproxy console passwd --config FILE'" });
+    // Counted as a failure before the (deliberately slow) check, so parallel guesses from one
+    // address are limited too, not only sequential ones.
+    limiter.fail(addr);
     if (typeof password !== 'string' || !(await verifyPassword(password, hash))) {
-      limiter.fail(addr);
       log.warn('console: failed login', { from: addr });
       return send(res, 401, { error: 'wrong password' });
     }
