@@ -57,7 +57,10 @@ export function useAction(isField: (field: string) => boolean): Action {
         const mine = e.fields.filter((f) => f.field && isFieldRef.current(f.field));
         const rest = e.fields.filter((f) => !mine.includes(f));
         setFieldErrors(mine);
-        setError(rest.length ? rest.map((f) => (f.field ? `${f.field}: ${f.message}` : f.message)).join('; ') : 'Not saved: fix the fields marked below.');
+        setError(rest.length ? rest.map((f) => (f.field ? `${f.field}: ${f.message}` : f.message)).join('; ') : 'Not saved: see the errors next to the fields.');
+        // Keyboard and screen-reader users land on the first field to fix.
+        const first = mine[0]?.field;
+        if (first) requestAnimationFrame(() => document.querySelector<HTMLElement>(`[name="${CSS.escape(first)}"]`)?.focus());
       } else {
         setError((e as Error).message || String(e));
       }
