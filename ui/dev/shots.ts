@@ -15,7 +15,7 @@ const ctx = await chromium.launchPersistentContext(udd, {
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 try {
-  for (const [tag, vp] of [['desktop', { width: 1280, height: 900 }], ['phone', { width: 390, height: 844 }]] as const) {
+  for (const [tag, vp] of [['desktop', { width: 1280, height: 900 }], ['phone', { width: 390, height: 844 }], ['phone360', { width: 360, height: 740 }]] as const) {
     const page = await ctx.newPage();
     await page.setViewportSize(vp);
     page.on('console', (m) => console.log(`[${tag} console.${m.type()}] ${m.text()}`));
