@@ -59,11 +59,17 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
     };
 
     const maybeDone = (): void => {
-      if (clientEnded && upstreamEnded) {
+      if (!clientEnded || !upstreamEnded || settled) return;
+      // Both EOFs seen: close once what is still queued for either side has been handed to
+      // the kernel (destroy() now would drop the tail of the last response).
+      const flushed = (s: Duplex): boolean => s.writableFinished || s.destroyed;
+      if (flushed(client) && flushed(upstream)) {
         client.destroy();
         upstream.destroy();
         finish('eof');
+        return;
       }
+      for (const s of [client, upstream]) if (!flushed(s)) s.once('finish', maybeDone);
     };
 
     // client → upstream
@@ -157,13 +163,15 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
     // A close without error or both EOFs (e.g. destroyed from outside) still settles.
     client.on('close', () => {
       if (rejected) finish('rejected', rejected);
-      else if (!settled && !(clientEnded && upstreamEnded)) {
+      else if (clientEnded && upstreamEnded) maybeDone(); // closed while flushing
+      else if (!settled) {
         upstream.destroy();
         finish('aborted');
       }
     });
     upstream.on('close', () => {
-      if (!settled && !upstreamEnded && !rejected) {
+      if (clientEnded && upstreamEnded) maybeDone(); // closed while flushing
+      else if (!settled && !upstreamEnded && !rejected) {
         client.destroy();
         finish('aborted');
       }
