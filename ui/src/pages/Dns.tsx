@@ -42,7 +42,7 @@ export function Dns({ state, setState }: AppCtx) {
     <>
       <form class="card" onSubmit={save} aria-labelledby="dns-h" noValidate>
         <h2 id="dns-h">Resolver</h2>
-        <Field a={a} multiline rows={3} name="dns.nameservers" label="Upstream nameservers" hint="IP addresses (optionally :port), one per line." value={ns} onInput={(v) => { setNs(v); setDirty(true); }} spellcheck={false} />
+        <Field a={a} multiline rows={3} name="dns.nameservers" label="Upstream nameservers" hint="IP addresses (optionally :port), one per line. Empty: the -N nameservers, else /etc/resolv.conf." placeholder="1.1.1.1" value={ns} onInput={(v) => { setNs(v); setDirty(true); }} spellcheck={false} />
         {check('dns.cache', 'Cache answers', 'Keep answers for their TTL.', cache, setCache)}
         {check('dns.fakeIp', 'Fake IP', 'Answer with addresses from a private pool and route by name.', fakeIp, setFakeIp)}
         <div class="actions">
