@@ -280,9 +280,14 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
       assert.equal(await nftRuleset(gw), rulesetBefore, 'refused: the kernel rules are unchanged');
       assert.equal((await curlFromLan(lan, `http://${WEB}/`)).client, NODE_SIDE_OF_WEB, 'refused: traffic still flows through the node');
 
-      // DNS page (screenshot; the form is there).
+      // DNS: an invalid nameserver is refused next to its field; nothing changes.
       await gotoPage(page, 'dns');
-      await page.waitForSelector('textarea[name="dns.nameservers"]');
+      const dnsFileBefore = readFileSync(config, 'utf8');
+      await page.fill('textarea[name="dns.nameservers"]', 'not-an-ip');
+      await page.click('button[type="submit"]:has-text("Save")');
+      await page.locator('.field-error[data-for="dns.nameservers"]:not([hidden])').waitFor();
+      assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('name')), 'dns.nameservers', 'focus goes to the refused field');
+      assert.equal(readFileSync(config, 'utf8'), dnsFileBefore, 'refused: the config file is unchanged');
       await shoot(page, 'dns');
 
       // ── CSRF: a change without the token from the console's own page is refused…
