@@ -9,7 +9,7 @@
 // reaches the console on the gateway's loopback without touching the host's network.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -64,6 +64,25 @@ async function gotoPage(page: Page, name: string): Promise<void> {
   await page.click(`nav a[href="#/${name}"]`);
   await page.waitForSelector(`nav a[href="#/${name}"][aria-current="page"]`);
 }
+
+test('ui-dist/ (committed, shipped) is the build of the current ui/ sources', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'tpx-ui-'));
+  try {
+    const { build } = await import('vite');
+    await build({ configFile: join(ROOT, 'ui/vite.config.ts'), logLevel: 'silent', build: { outDir: out, emptyOutDir: true } });
+    const list = (dir: string) => [...readdirSync(dir), ...readdirSync(join(dir, 'assets')).map((f) => `assets/${f}`)].sort();
+    assert.deepEqual(list(join(ROOT, 'ui-dist')), list(out), 'ui-dist/ is stale: run npm run build:ui and commit ui-dist/');
+    assert.equal(readFileSync(join(ROOT, 'ui-dist/index.html'), 'utf8'), readFileSync(join(out, 'index.html'), 'utf8'));
+    // Small, and nothing inline or remote (CSP default-src 'self', no internet).
+    const html = readFileSync(join(out, 'index.html'), 'utf8');
+    assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>|<style|\bstyle=|https?:\/\//);
+    const { gzipSync } = await import('node:zlib');
+    const gz = list(out).filter((f) => f.startsWith('assets/')).reduce((n, f) => n + gzipSync(readFileSync(join(out, f))).length, 0);
+    assert.ok(gz < 100_000, `the UI is ${gz} bytes gzipped`);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
 
 test('web console in chromium: login, add an ss:// node, switch on, live connection, check, invalid rule, CSRF refused, switch off', { timeout: 240_000 }, async () => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run scripts/setup-deps.sh (Debian package chromium)`);
