@@ -358,6 +358,10 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
       for (const p of ['settings', 'nodes', 'rules', 'dns', 'live', 'check']) {
         await gotoPage(page, p);
         await sleep(p === 'live' ? 1500 : 300);
+        if (p === 'check') {
+          await page.click('button:has-text("Run check")');
+          await page.locator(`table.check tr[data-target="${CHECK_TARGET}"]`).waitFor({ timeout: 30_000 });
+        }
         await shoot(page, `${p}-phone`);
       }
       // Log out: the API is closed again.

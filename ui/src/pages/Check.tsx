@@ -55,8 +55,10 @@ export function Check({ state }: AppCtx) {
                   <th scope="row" class="mono">{r.target}</th>
                   <td data-label="Direct" class="probe-direct"><ProbeOut p={r.direct} /></td>
                   <td data-label={`Through ${r.node.node ?? 'node'}`} class="probe-node">
-                    <ProbeOut p={r.node} />
-                    {r.node.node ? <span class="muted"> via {r.node.node}</span> : null}
+                    <span>
+                      <ProbeOut p={r.node} />
+                      {r.node.node ? <span class="muted"> via {r.node.node}</span> : null}
+                    </span>
                   </td>
                 </tr>
               ))}
