@@ -1,9 +1,7 @@
 // Renderers against golden files (UPDATE_GOLDEN=1 rewrites them), plus the semantics and
 // validation the goldens alone would not explain. Pure: no root, no tools.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { renderPlan } from '../../src/firewall/apply.js';
 import { normalizeCidrs } from '../../src/firewall/cidr.js';
 import type { CapturePlan } from '../../src/firewall/plan.js';
@@ -12,25 +10,10 @@ import { renderNft, renderNftRemove } from '../../src/firewall/render-nft.js';
 import { routingCommands, routingFor } from '../../src/firewall/routes.js';
 import { UsageError } from '../../src/errors.js';
 import { BASE, PLANS } from '../golden/plans.js';
-
-const GOLDEN = fileURLToPath(new URL('../golden/', import.meta.url));
-const UPDATE = process.env.UPDATE_GOLDEN === '1';
+import { golden as checkGolden } from '../helpers/golden.js';
 
 /** Compare with test/golden/NAME; '' means "no file expected". */
-function golden(name: string, actual: string): void {
-  const path = GOLDEN + name;
-  if (UPDATE) {
-    if (actual) writeFileSync(path, actual);
-    else if (existsSync(path)) unlinkSync(path);
-    return;
-  }
-  if (!actual) {
-    assert.ok(!existsSync(path), `${name}: nothing rendered but a golden file exists`);
-    return;
-  }
-  assert.ok(existsSync(path), `${name}: golden file missing (run with UPDATE_GOLDEN=1)`);
-  assert.equal(actual, readFileSync(path, 'utf8'), `${name} differs from its golden file`);
-}
+const golden = (name: string, actual: string): void => checkGolden(name, actual, { emptyMeansAbsent: true });
 
 function iptablesText(plan: CapturePlan, family: 'ipv4' | 'ipv6'): string {
   const r = renderIptables(plan, family);

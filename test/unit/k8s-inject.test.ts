@@ -2,7 +2,7 @@
 // manifests in test/fixtures/k8s, re-injection (idempotence), and the rules the goldens
 // alone would not explain. Pure: no cluster, no root.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
@@ -10,22 +10,12 @@ import { AnnotationError, DEFAULT_INJECT, parseHeadersAnnotation, sidecarConfig,
 import { injectObject, injectPodTemplate, type ObjectReport } from '../../src/k8s/inject.js';
 import { injectYaml } from '../../src/k8s/yaml.js';
 import { UsageError } from '../../src/errors.js';
+import { golden as checkGolden } from '../helpers/golden.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/k8s/', import.meta.url));
-const GOLDEN = fileURLToPath(new URL('../golden/k8s/', import.meta.url));
-const UPDATE = process.env.UPDATE_GOLDEN === '1';
 const CLASSIC: InjectDefaults = { ...DEFAULT_INJECT, mode: 'classic' };
 
-function golden(name: string, actual: string): void {
-  const path = GOLDEN + name;
-  if (UPDATE) {
-    mkdirSync(GOLDEN, { recursive: true });
-    writeFileSync(path, actual);
-    return;
-  }
-  assert.ok(existsSync(path), `${name}: golden file missing (run with UPDATE_GOLDEN=1)`);
-  assert.equal(actual, readFileSync(path, 'utf8'), `${name} differs from its golden file (UPDATE_GOLDEN=1 to accept)`);
-}
+const golden = (name: string, actual: string): void => checkGolden(name, actual, { dir: 'k8s' });
 
 function reportText(reports: ObjectReport[]): string {
   return reports

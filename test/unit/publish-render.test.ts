@@ -1,9 +1,7 @@
 // The publish plan and its nft scripts against golden files (UPDATE_GOLDEN=1 rewrites them),
 // plus the decisions the goldens alone would not explain: leftovers, removal, route_localnet.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { parseMappings, mappingTag, type PortMapping } from '../../src/publish/mapping.js';
 import { buildPlan, type PlanInputs, type TargetRoute } from '../../src/publish/plan.js';
 import {
@@ -15,16 +13,7 @@ import {
   stateTag,
   type LiveTable,
 } from '../../src/publish/render-nft.js';
-
-const GOLDEN = fileURLToPath(new URL('../golden/', import.meta.url));
-const UPDATE = process.env.UPDATE_GOLDEN === '1';
-
-function golden(name: string, actual: string): void {
-  const path = GOLDEN + name;
-  if (UPDATE) return void writeFileSync(path, actual);
-  assert.ok(existsSync(path), `${name}: golden file missing (run with UPDATE_GOLDEN=1)`);
-  assert.equal(actual, readFileSync(path, 'utf8'), `${name} differs from its golden file`);
-}
+import { golden } from '../helpers/golden.js';
 
 /** A host like the e2e lab's: ctr segment 10.0.0.0/24 + fd00::/64, remote segment 10.1.0.0/24; 10.1.0.1 is local. */
 const ROUTES: Record<string, TargetRoute> = {
