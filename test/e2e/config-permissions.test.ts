@@ -6,6 +6,7 @@ import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTranproxy, tranproxyBin, withLab } from '../helpers/lab.js';
+import { stopGracefully } from '../helpers/procs.js';
 
 const YAML = ['mode: redirect', 'ports: [80]', 'family: ipv4', 'nodes:', '  a: socks5://user:s3cret-pw@10.87.1.2:1080', 'rules:', '  - port: 81', '    outbound: a', 'default: direct', ''].join('\n');
 
@@ -36,12 +37,12 @@ test('run --config: a world-writable or foreign-owned file is refused (exit 2, n
       const proxy = await startTranproxy(h, ['run', '--config', file]);
       assert.match(proxy.output(), /WARN.*mode 0644 lets every user read the secrets in it \(nodes\.a\): run 'chmod o-r/);
       assert.doesNotMatch(proxy.output(), /s3cret-pw/);
-      await proxy.stop('SIGTERM');
+      await stopGracefully(proxy);
 
       chmodSync(file, 0o600);
       const quiet = await startTranproxy(h, ['run', '--config', file]);
       assert.doesNotMatch(quiet.output(), /WARN.*--config/);
-      await quiet.stop('SIGTERM');
+      await stopGracefully(quiet);
     });
   } finally {
     rmSync(dir, { recursive: true, force: true });

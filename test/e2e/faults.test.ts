@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { Host, Lab, LabProcess } from '../../src/netlab/lab.js';
 import { fdCount, peerPath, startTranproxy, withLab } from '../helpers/lab.js';
-import { workerPid } from '../helpers/procs.js';
+import { stopGracefully, workerPid } from '../helpers/procs.js';
 
 const IDLE_S = 2;
 const CONNECT_S = 2;
@@ -183,7 +183,7 @@ async function faultSuite(t: Topology, label: string, extra: string[] = []): Pro
       `killed → ${rc.kind} after ${rc.ms} ms; host down → ${rd.kind} after ${rd.ms} ms (connect ${CONNECT_S}s); worker fds ${baseline} → ${after}`,
   );
   assert.equal(after, baseline, `${label}: worker fds back to baseline`);
-  assert.equal(await proxy.stop('SIGTERM'), 0);
+  assert.equal(await stopGracefully(proxy), 0);
   await server.stop();
 }
 
@@ -253,7 +253,7 @@ test('SIGKILL of the supervisor mid-traffic, then restart: rules not duplicated,
     await echoOnce(d, 'second-run');
     d.proc.child.stdin!.end();
     await second.waitForOutput(/conn .*dst=10\.82\.2\.2:7000 .*close=eof/, 10_000);
-    assert.equal(await second.stop('SIGTERM'), 0);
+    assert.equal(await stopGracefully(second), 0);
     assert.equal(await countOf(gw, 'nft', ['list', 'tables'], /tranproxy/), 0);
     assert.equal(await countOf(gw, 'ip', ['-4', 'rule', 'list'], /lookup 233/), 0);
     assert.equal(await sysctl('net.ipv4.ip_forward'), '0', 'the value from before the first run is restored');

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import type { Host, Lab, LabProcess } from '../../src/netlab/lab.js';
 import { fdCount, peerPath, startTranproxy, tranproxyBin, withLab } from '../helpers/lab.js';
-import { rssKiB, workerPid } from '../helpers/procs.js';
+import { rssKiB, stopGracefully, workerPid } from '../helpers/procs.js';
 
 const SERVER = '10.83.1.2';
 const PORT = 7000;
@@ -127,7 +127,7 @@ test('8,000 concurrent connections held for 60 s: no error, every echo right, fd
     assert.ok(samples.length >= 6, `${samples.length} RSS samples`);
     assert.ok(last < first * 1.25, `RSS flat: ${first} MiB after the ramp, ${last} MiB at the end`);
     assert.equal(workerPid(proxy.pid), worker, 'the worker never restarted');
-    assert.equal(await proxy.stop('SIGTERM'), 0);
+    assert.equal(await stopGracefully(proxy), 0);
   });
 });
 
@@ -147,7 +147,7 @@ test('beyond --max-connections the excess is refused and counted; the proxy keep
     const again = await summaryOf(loadClient(app, 100, 1, 1), 60_000);
     assert.equal(again.opened, 100, JSON.stringify(again));
     assert.equal(workerPid(proxy.pid), worker, 'no crash, no restart');
-    assert.equal(await proxy.stop('SIGTERM'), 0);
+    assert.equal(await stopGracefully(proxy), 0);
   });
 });
 
@@ -171,6 +171,6 @@ test('with a low fd limit (prlimit) the proxy reports it at start and refuses, n
     const again = await summaryOf(loadClient(app, 50, 1, 1), 60_000);
     assert.equal(again.opened, 50, JSON.stringify(again));
     assert.equal(workerPid(p.pid), worker, 'no crash, no restart');
-    assert.equal(await p.stop('SIGTERM'), 0);
+    assert.equal(await stopGracefully(p), 0);
   });
 });

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Host, Lab } from '../../src/netlab/lab.js';
 import { startPeer, startTranproxy, withLab } from '../helpers/lab.js';
-import { procStatus, workerPid } from '../helpers/procs.js';
+import { procStatus, stopGracefully, workerPid } from '../helpers/procs.js';
 import { CAPABILITY_BIT, type Capability } from '../../src/kernel/privdrop.js';
 
 function capHex(caps: Capability[]): string {
@@ -47,7 +47,26 @@ test('REDIRECT sidecar: the worker runs as 1337:1337 with no capability at all, 
     assertWorker(proxy.pid, 1337, 1337, []);
     assert.equal((await curlJson(app, 'http://10.85.1.2/')).client.address, '10.85.1.1');
     await proxy.waitForOutput(/conn .*dst=10\.85\.1\.2:80/);
-    assert.equal(await proxy.stop('SIGTERM'), 0);
+    assert.equal(await stopGracefully(proxy), 0);
+  });
+});
+
+test('output capture with --proxy-user none: the worker keeps CAP_NET_ADMIN only for SO_MARK, and its own upstream connections are not captured again', async () => {
+  await withLab(async (lab) => {
+    const app = lab.addHost('app');
+    const server = lab.addHost('server');
+    lab.link(app, server, { a: ['10.85.2.1/24'], b: ['10.85.2.2/24'] });
+    await startPeer(server, 'echo_headers', 80);
+    // Every port captured: the proxy's connection to :80 would loop back into it unless the
+    // bypass mark (set by the unprivileged worker with CAP_NET_ADMIN) exempts it.
+    const proxy = await startTranproxy(app, ['run', '--proxy-user', 'none', '--family', 'ipv4']);
+    assert.match(proxy.output(), /ready:.* user=65534:65534 caps=net_admin/);
+    assertWorker(proxy.pid, 65534, 65534, ['net_admin']);
+    assert.equal((await curlJson(app, 'http://10.85.2.2/')).client.address, '10.85.2.1');
+    await proxy.waitForOutput(/conn .*dst=10\.85\.2\.2:80 .*close=eof/);
+    assert.equal(proxy.output().match(/conn .*dst=10\.85\.2\.2:80 /g)?.length, 1, 'exactly one proxied connection: no loop');
+    assert.doesNotMatch(proxy.output(), /reason=loop/);
+    assert.equal(await stopGracefully(proxy), 0);
   });
 });
 
@@ -93,7 +112,7 @@ test('gateway: REDIRECT worker as 65534 with no capability; TPROXY preserve-sour
     assert.match(redirect.output(), /ready:.* user=65534:65534 caps=none/);
     assertWorker(redirect.pid, 65534, 65534, []);
     assert.equal((await curlJson(g.lan, 'http://10.86.2.2/')).client.address, '10.86.2.1', 'REDIRECT: the server sees the gateway');
-    assert.equal(await redirect.stop('SIGTERM'), 0);
+    assert.equal(await stopGracefully(redirect), 0);
 
     // TPROXY, preserve-source (the default on a gateway): IP_TRANSPARENT on upstream sockets.
     const tproxy = await startTranproxy(g.gw, ['run', '--mode', 'tproxy', ...base]);
@@ -101,7 +120,7 @@ test('gateway: REDIRECT worker as 65534 with no capability; TPROXY preserve-sour
     assertWorker(tproxy.pid, 65534, 65534, ['net_admin']);
     assert.equal((await curlJson(g.lan, 'http://10.86.2.2/')).client.address, '10.86.1.2', 'TPROXY: the server sees the LAN client');
     await tproxy.waitForOutput(/conn .*src=10\.86\.1\.2:\d+ dst=10\.86\.2\.2:80 .*close=eof/);
-    assert.equal(await tproxy.stop('SIGTERM'), 0);
+    assert.equal(await stopGracefully(tproxy), 0);
 
     // TPROXY UDP: transparent reply sockets bound to the original destination, port 53.
     const udp = await startTranproxy(g.gw, ['run', '--mode', 'tproxy', ...base, '-P', '53', '--udp', '--proxy-user', 'none']);
@@ -111,6 +130,6 @@ test('gateway: REDIRECT worker as 65534 with no capability; TPROXY preserve-sour
     assert.equal(ping.stdout.trim(), 'ping 10.86.2.2 53', `the reply comes from the original destination: ${ping.stderr}`);
     await udpEcho.waitForOutput(/^10\.86\.2\.1 \d+$/m); // UDP is relayed from the gateway's address
     assert.equal((await curlJson(g.lan, 'http://10.86.2.2/')).client.address, '10.86.1.2');
-    assert.equal(await udp.stop('SIGTERM'), 0);
+    assert.equal(await stopGracefully(udp), 0);
   });
 });

@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { peerPath, startTranproxy, withLab } from '../helpers/lab.js';
+import { stopGracefully } from '../helpers/procs.js';
 
 interface Stats {
   bulk?: { ok: number; err: number; bytes: number };
@@ -32,7 +33,7 @@ for (const [label, extra] of [
       assert.equal(stats.bulk?.err ?? 0, 0, JSON.stringify(stats.errors));
       assert.ok((stats.bulk?.ok ?? 0) >= 50, 'enough transfers to catch a rare loss');
       assert.doesNotMatch(proxy.output(), /relay=splice/, 'the JS relay carried them');
-      await proxy.stop('SIGTERM');
+      await stopGracefully(proxy);
     });
   });
 }

@@ -42,3 +42,16 @@ export function procStatus(pid: number): Record<string, string> {
 export function rssKiB(pid: number): number {
   return Number(/(\d+)/.exec(procStatus(pid).VmRSS ?? '0')![1]);
 }
+
+/**
+ * SIGTERM a tranproxy supervisor and wait (generously: shared, slow machines) for it to
+ * drain and remove its rules; resolves with its exit code (null if it had to be killed).
+ */
+export async function stopGracefully(p: { pid: number; child: import('node:child_process').ChildProcess; stop(sig?: NodeJS.Signals): Promise<number | null> }, timeoutMs = 20_000): Promise<number | null> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return p.child.exitCode;
+  const exited = new Promise<void>((r) => p.child.once('exit', () => r()));
+  process.kill(p.pid, 'SIGTERM');
+  const t = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), timeoutMs).unref());
+  if ((await Promise.race([exited, t])) === 'timeout') return p.stop('SIGKILL').then(() => null);
+  return p.child.exitCode;
+}
