@@ -103,7 +103,23 @@ class Worker {
       });
     });
     this.ready.catch(() => {});
-    child.send(start);
+    // A send to a worker whose channel is closing (it is exiting after a drain) fails with
+    // EPIPE, reported as an 'error' event: without a listener that would end the supervisor.
+    // The failed send's own callback deals with it; 'exit' follows.
+    child.on('error', () => {});
+    this.send(start);
+  }
+
+  /** child.send that never throws or emits; onFailed runs when the worker cannot get it. */
+  private send(message: ToChild, onFailed?: () => void): void {
+    if (this.exited || !this.child.connected) return onFailed?.();
+    try {
+      this.child.send(message, (err) => {
+        if (err) onFailed?.();
+      });
+    } catch {
+      onFailed?.();
+    }
   }
 
   /** Ask the worker for a snapshot; undefined if it is gone or silent for 2 s. */
@@ -120,11 +136,13 @@ class Worker {
         this.pending.delete(id);
         resolve(undefined);
       }, 2000);
-      this.pending.set(id, (d) => {
+      const answer = (d: unknown): void => {
         clearTimeout(t);
+        this.pending.delete(id);
         resolve(d);
-      });
-      this.child.send(message(id));
+      };
+      this.pending.set(id, answer);
+      this.send(message(id), () => answer(undefined));
     });
   }
 
@@ -138,7 +156,7 @@ class Worker {
         clearTimeout(t);
         resolve();
       });
-      child.send({ type: 'shutdown', drainMs });
+      this.send({ type: 'shutdown', drainMs }, () => child.kill('SIGKILL'));
     });
   }
 }
