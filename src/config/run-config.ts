@@ -13,6 +13,7 @@ import {
   parseChoice,
   parseCidr,
   parseDuration,
+  parseDurationOrOff,
   parseId,
   parseInterfaceName,
   parseMark,
@@ -51,6 +52,8 @@ export interface RunConfig {
   preserveSource: boolean;
   connectTimeoutMs: number;
   idleTimeoutMs: number;
+  /** HTTP injection: a request head must be complete this long after it began, else 408; 0: no limit. */
+  headTimeoutMs: number;
   maxConnections: number;
   logFormat: LogFormat;
   /** Program to run once the proxy and rules are ready (`-- cmd args`). */
@@ -103,6 +106,7 @@ export interface RawRunOptions {
   bypassPrivate?: boolean;
   connectTimeout?: string;
   idleTimeout?: string;
+  headTimeout?: string;
   maxConnections?: string;
   logFormat?: string;
   header?: string[];
@@ -220,6 +224,7 @@ export const DEFAULTS = {
   tproxyTable: 233,
   connectTimeout: '10s',
   idleTimeout: '10m',
+  headTimeout: '30s',
   maxConnections: 8000,
 } as const;
 
@@ -280,6 +285,7 @@ export function parseRunOptions(raw: RawRunOptions, command: string[] = [], fact
     preserveSource,
     connectTimeoutMs: parseDuration(raw.connectTimeout ?? DEFAULTS.connectTimeout, '--connect-timeout'),
     idleTimeoutMs: parseDuration(raw.idleTimeout ?? DEFAULTS.idleTimeout, '--idle-timeout'),
+    headTimeoutMs: parseDurationOrOff(raw.headTimeout ?? DEFAULTS.headTimeout, '--head-timeout'),
     maxConnections: parsePositiveInt(raw.maxConnections ?? String(DEFAULTS.maxConnections), '--max-connections'),
     logFormat: parseChoice(raw.logFormat ?? 'text', ['text', 'json'] as const, '--log-format'),
     command,

@@ -19,7 +19,7 @@
 //   exclude-gids (list)   --exclude-gid           xff-mode              --xff-mode
 //   nameservers (list)    -N/--nameserver         max-head-size         --max-head-size
 //   dst-from-host         --dst-from-host         relay                 --relay
-//   bypass-private        --[no-]bypass-private
+//   bypass-private        --[no-]bypass-private   head-timeout          --head-timeout
 //
 // A list key also takes a single value (`ports: 80`). Durations are "10s", "5m", "250ms" or
 // a number of milliseconds. `headers` items are "Name: value" strings or `Name: value` maps.
@@ -48,6 +48,7 @@ import type { RawRunOptions } from './run-config.js';
 import {
   parseCidr,
   parseDuration,
+  parseDurationOrOff,
   parseId,
   parseInterfaceName,
   parseMark,
@@ -117,6 +118,7 @@ export function describe(v: unknown): string {
 const portRange = scalar('a port or range, e.g. 80 or 8000-8100', (t) => parsePortRange(t, ''));
 const cidr = text('a CIDR, e.g. 10.0.0.0/8', (t) => parseCidr(t, ''));
 const duration = scalar('a duration, e.g. 10s or 500ms', (t) => parseDuration(t, ''));
+const durationOrOff = scalar('a duration, e.g. 10s or 500ms, or 0 for none', (t) => parseDurationOrOff(t, ''));
 const ipAddress = text('an IP address', (t) => {
   if (!isIP(t.trim())) throw new UsageError(`: '${t}' is not an IP address`);
 });
@@ -288,6 +290,7 @@ export const ConfigSchema = z
     'preserve-source': bool.optional(),
     'connect-timeout': duration.optional(),
     'idle-timeout': duration.optional(),
+    'head-timeout': durationOrOff.optional(),
     'max-connections': scalar('a number', (t) => parsePositiveInt(t, '')).optional(),
     'log-format': oneOf(['text', 'json']).optional(),
     headers: many(headerItem).optional(),
@@ -462,6 +465,7 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
   set('preserveSource', f['preserve-source']);
   set('connectTimeout', one(f['connect-timeout']));
   set('idleTimeout', one(f['idle-timeout']));
+  set('headTimeout', one(f['head-timeout']));
   set('maxConnections', one(f['max-connections']));
   set('logFormat', f['log-format']);
   set('header', headerFlags(f.headers));

@@ -48,6 +48,12 @@ export function parseDuration(text: string, flag: string): number {
   return ms;
 }
 
+/** A duration, or 0 (also "0s", "0ms", …) for a limit that is switched off. */
+export function parseDurationOrOff(text: string, flag: string): number {
+  if (/^0+(?:\.0+)?(ms|s|m|h)?$/.test(text.trim())) return 0;
+  return parseDuration(text, flag);
+}
+
 /** Firewall marks: decimal or 0x hex, non-zero, 32 bits. */
 export function parseMark(text: string, flag: string): number {
   const t = text.trim().toLowerCase();

@@ -61,6 +61,8 @@ export const RESPONSE_431 = Buffer.from(
   'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
   'latin1',
 );
+/** The relay's answer to a head that did not arrive within --head-timeout. */
+export const RESPONSE_408 = Buffer.from('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', 'latin1');
 
 const HEX = new Uint8Array(256).fill(255);
 for (let b = 0; b < 10; b++) HEX[0x30 + b] = b;
@@ -143,6 +145,15 @@ export class RequestRewriter {
   /** Heads rewritten so far. */
   get requests(): number {
     return this.count;
+  }
+
+  /**
+   * A request head has begun (its first byte after any empty lines) and not ended: its
+   * bytes are gathered here, unforwarded. False between requests, in bodies, after
+   * passthrough or reject. The relay's head-read timeout runs while this is true.
+   */
+  get headPending(): boolean {
+    return this.hlen > 0 && this.state === S_HEAD;
   }
 
   /**

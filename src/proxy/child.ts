@@ -102,6 +102,7 @@ async function start(msg: ChildStart): Promise<void> {
       listenPort: msg.listenPort,
       connectTimeoutMs: msg.connectTimeoutMs,
       idleTimeoutMs: msg.idleTimeoutMs,
+      headTimeoutMs: msg.headTimeoutMs,
       maxConnections: msg.maxConnections,
       outboundMark: msg.outboundMark,
       preserveSource: msg.preserveSource,

@@ -32,6 +32,8 @@ export interface DataPlaneConfig {
   listenPort: number;
   connectTimeoutMs: number;
   idleTimeoutMs: number;
+  /** With a rewriter: how long a request head may take once begun (408 after); 0: no limit. */
+  headTimeoutMs?: number;
   maxConnections: number;
   /** SO_MARK on outbound sockets (needs CAP_NET_ADMIN); 0: none. */
   outboundMark: number;
@@ -398,7 +400,11 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       // relayAuto falls back to the JS relay itself if the engine refuses the pair.
       return report(flow, meta, undefined, relayAuto(client, upstream, { idleTimeoutMs: cfg.idleTimeoutMs, engine: eng, ...(up.head ? { head: up.head } : {}) }), 'splice');
     }
-    const r = await relay(client, upstream, { idleTimeoutMs: cfg.idleTimeoutMs, ...(rewriter ? { rewriter } : {}), ...(up.head ? { head: up.head } : {}) });
+    const r = await relay(client, upstream, {
+      idleTimeoutMs: cfg.idleTimeoutMs,
+      ...(rewriter ? { rewriter, headTimeoutMs: cfg.headTimeoutMs ?? 0 } : {}),
+      ...(up.head ? { head: up.head } : {}),
+    });
     finishLog(flow, meta, rewriter, r);
   };
 

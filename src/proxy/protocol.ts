@@ -12,6 +12,8 @@ export interface ChildStart {
   listenPort: number;
   connectTimeoutMs: number;
   idleTimeoutMs: number;
+  /** HTTP injection: deadline for a request head once begun; 0: none. */
+  headTimeoutMs: number;
   maxConnections: number;
   outboundMark: number;
   preserveSource: boolean;

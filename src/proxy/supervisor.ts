@@ -510,6 +510,7 @@ export class Supervisor implements SupervisorControl {
       listenPort: cfg.listenPort,
       connectTimeoutMs: cfg.connectTimeoutMs,
       idleTimeoutMs: cfg.idleTimeoutMs,
+      headTimeoutMs: cfg.headTimeoutMs,
       // Refuse cleanly at the fd budget rather than fail accept/connect with EMFILE.
       maxConnections: Math.min(Math.ceil(cfg.maxConnections / cfg.workers), Math.max(1, Math.floor((this.fdLimit - 64) / 2))),
       // Excluded by its uid, or marked (SO_MARK, with CAP_NET_ADMIN) where output capture could catch it.

@@ -1,12 +1,13 @@
 // The byte pump between an accepted client socket and its upstream socket.
 // Both directions honour backpressure (pause the reader while the writer's buffer is full),
 // half-close (an EOF from one side becomes a FIN to the other, the other direction goes on),
-// an idle timeout over both directions, and an optional rewriter on the client→server path.
+// an idle timeout over both directions, and an optional rewriter on the client→server path
+// with a deadline for each request head it is gathering (against slowloris).
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { RewriteEvent } from '../http/rewriter.js';
+import { RESPONSE_408, type RewriteEvent } from '../http/rewriter.js';
 
-export type CloseReason = 'eof' | 'idle' | 'client-error' | 'upstream-error' | 'rejected' | 'aborted';
+export type CloseReason = 'eof' | 'idle' | 'head-timeout' | 'client-error' | 'upstream-error' | 'rejected' | 'aborted';
 
 export interface RelayResult {
   bytesUp: number; // client → server, as read from the client
@@ -23,10 +24,21 @@ export interface UpstreamRewriter {
   push(chunk: Buffer): RewriteEvent[];
   /** Requests rewritten so far, for logs. */
   readonly requests?: number;
+  /**
+   * True while a request head has begun but not ended: its bytes are held by the rewriter,
+   * not forwarded. Read after each push; drives the head-read timeout.
+   */
+  readonly headPending?: boolean;
 }
 
 export interface RelayOptions {
   idleTimeoutMs: number;
+  /**
+   * With a rewriter that reports `headPending`: a request head must be complete this long
+   * after the push that began it, else the client gets 408 and both sides close
+   * ('head-timeout'). Bytes dripping in do not extend it. 0 or absent: no limit.
+   */
+  headTimeoutMs?: number;
   rewriter?: UpstreamRewriter;
   /** Bytes already read from the client (e.g. by a sniffer) that must go upstream first. */
   head?: Buffer;
@@ -43,11 +55,15 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
     let settled = false;
     let rewriter = opts.rewriter;
     let rejected: string | undefined; // set when the rewriter refused the client's bytes
+    let rejectedAs: CloseReason = 'rejected'; // or 'head-timeout'
+    const headTimeoutMs = opts.headTimeoutMs ?? 0;
+    let headTimer: NodeJS.Timeout | undefined; // runs only while a head is incomplete
 
     const finish = (reason: CloseReason, error?: string): void => {
       if (settled) return;
       settled = true;
       client.setTimeout(0);
+      if (headTimer !== undefined) clearTimeout(headTimer);
       resolve({ bytesUp, bytesDown, reason, ...(error ? { error } : {}) });
     };
 
@@ -66,7 +82,7 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
       if (flushed(client) && flushed(upstream)) {
         client.destroy();
         upstream.destroy();
-        finish('eof');
+        finish(rejected ? rejectedAs : 'eof', rejected);
         return;
       }
       for (const s of [client, upstream]) if (!flushed(s)) s.once('finish', maybeDone);
@@ -93,6 +109,7 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
         sentUp += chunk.length;
         return writeUp(chunk);
       }
+      const requestsBefore = rewriter.requests;
       const events = rewriter.push(chunk);
       upstream.cork(); // one writev for head pieces + body
       try {
@@ -108,26 +125,71 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
       } finally {
         upstream.uncork();
       }
+      if (headTimeoutMs > 0) watchHead(requestsBefore);
+    };
+
+    // Head-read timeout. A head that arrives whole in one chunk (the usual case) never
+    // starts a timer; one split across chunks gets a single timer from its first chunk,
+    // which later chunks of the same head leave alone (a client dripping bytes cannot push
+    // the deadline) and a new head restarts. No timer while idle between requests or while
+    // a body streams: the rewriter holds no head then.
+    const watchHead = (requestsBefore: number | undefined): void => {
+      if (rewriter?.headPending) {
+        if (headTimer === undefined) headTimer = setTimeout(onHeadTimeout, headTimeoutMs);
+        else if (rewriter.requests !== requestsBefore) headTimer.refresh(); // that head ended, this one began
+      } else if (headTimer !== undefined) {
+        clearTimeout(headTimer);
+        headTimer = undefined;
+      }
+    };
+    const onHeadTimeout = (): void => {
+      headTimer = undefined;
+      if (settled || rejected !== undefined) return;
+      if (clientPaused) {
+        // We stopped reading (upstream backpressure): the client cannot finish the head.
+        headTimer = setTimeout(onHeadTimeout, headTimeoutMs);
+        return;
+      }
+      // The upstream has not seen a byte of this head (the rewriter holds it), so nothing
+      // it sent can be a response to it: 408 after the responses to earlier requests.
+      reject(408, `request head not complete within ${headTimeoutMs}ms`, RESPONSE_408, 'head-timeout');
     };
     // A bad request: answer it, but only after the responses to the requests forwarded
     // before it (pipelining), so the client sees responses in order.
     let rejectResponse: Buffer | undefined;
-    const reject = (status: number, reason: string, response: Buffer): void => {
+    const reject = (status: number, reason: string, response: Buffer, as: CloseReason = 'rejected'): void => {
       rejected = `${status} ${reason}`;
+      rejectedAs = as;
+      if (headTimer !== undefined) clearTimeout(headTimer);
+      headTimer = undefined;
       client.removeListener('data', onClientData);
       client.pause();
       if (sentUp === 0) {
         upstream.destroy();
-        client.end(response);
-        return;
+        // A server that spoke first (bytesDown > 0) is no HTTP server waiting for this head.
+        return answerRejected(as === 'head-timeout' && bytesDown > 0 ? undefined : response);
       }
       rejectResponse = response;
       upstream.end(); // flush what was forwarded; the server closes after answering it
       const t = setTimeout(() => upstream.destroy(), 2000);
       upstream.once('close', () => {
         clearTimeout(t);
-        if (!client.writableEnded) client.end(response);
+        // A timed-out head's 408 only after a complete last response (the upstream's own
+        // EOF, below): one cut off here may have been mid-response, and a 408 appended to
+        // that would be garbage.
+        if (!client.writableEnded) answerRejected(as === 'head-timeout' ? undefined : response);
       });
+    };
+    const answerRejected = (response: Buffer | undefined): void => {
+      if (response) client.end(response);
+      else client.end();
+      if (rejectedAs !== 'head-timeout') return;
+      // A slow client may never close its side. Read and drop what it still sends for a
+      // moment (closing with unread bytes would reset the connection, and the reset can
+      // destroy the 408 in flight), then close.
+      client.resume();
+      const t = setTimeout(() => client.destroy(), LINGER_MS);
+      client.once('close', () => clearTimeout(t));
     };
     client.on('data', onClientData);
     client.on('end', () => {
@@ -153,7 +215,7 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
     });
     upstream.on('end', () => {
       upstreamEnded = true;
-      if (rejectResponse) return void client.end(rejectResponse);
+      if (rejectResponse) return void answerRejected(rejectResponse);
       client.end();
       maybeDone();
     });
@@ -162,7 +224,7 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
     upstream.on('error', (e) => (rejected ? upstream.destroy() : fail('upstream-error', e)));
     // A close without error or both EOFs (e.g. destroyed from outside) still settles.
     client.on('close', () => {
-      if (rejected) finish('rejected', rejected);
+      if (rejected) finish(rejectedAs, rejected);
       else if (clientEnded && upstreamEnded) maybeDone(); // closed while flushing
       else if (!settled) {
         upstream.destroy();
@@ -200,6 +262,9 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
     client.resume();
   });
 }
+
+/** How long a client answered 408 may take to close its side before we close the socket. */
+const LINGER_MS = 2000;
 
 function resetOrDestroy(stream: Duplex): void {
   if (stream.destroyed) return;

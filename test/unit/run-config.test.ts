@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { capturePlanOf, parseRunOptions } from '../../src/config/run-config.js';
+import { parseConfigText } from '../../src/config/file.js';
 import { UsageError } from '../../src/errors.js';
 
 test('defaults: REDIRECT output capture, dual stack, proxy user 1337 excluded', () => {
@@ -36,6 +37,20 @@ test('tproxy prerouting preserves the client source by default and runs as root'
   assert.deepEqual(cfg.inInterfaces, ['veth0']);
 });
 
+test('--head-timeout: 30s by default, the --idle-timeout duration syntax, 0 switches it off, also from the file', () => {
+  assert.equal(parseRunOptions({}).headTimeoutMs, 30_000);
+  assert.equal(parseRunOptions({ headTimeout: '500ms' }).headTimeoutMs, 500);
+  assert.equal(parseRunOptions({ headTimeout: '10s' }).headTimeoutMs, 10_000);
+  assert.equal(parseRunOptions({ headTimeout: '2m' }).headTimeoutMs, 120_000);
+  assert.equal(parseRunOptions({ headTimeout: '0' }).headTimeoutMs, 0);
+  assert.equal(parseRunOptions({ headTimeout: '0s' }).headTimeoutMs, 0);
+  const file = (yaml: string) => parseConfigText(yaml, 'tranproxy.yaml', {}).run;
+  assert.equal(file('head-timeout: 5s\n').headTimeout, '5s');
+  assert.equal(parseRunOptions(file('head-timeout: 5s\n')).headTimeoutMs, 5000);
+  assert.equal(parseRunOptions(file('head-timeout: 0\n')).headTimeoutMs, 0);
+  assert.throws(() => file('head-timeout: soon\n'), /head-timeout: 'soon' is not a duration/);
+});
+
 const bad: [Record<string, unknown>, RegExp][] = [
   [{ port: ['0'] }, /--port: '0' is not a port/],
   [{ port: ['70000'] }, /not a port/],
@@ -48,6 +63,8 @@ const bad: [Record<string, unknown>, RegExp][] = [
   [{ inInterface: ['eth0'] }, /add --capture prerouting/],
   [{ inInterface: ['this-name-is-too-long'], capture: ['prerouting'] }, /not an interface name/],
   [{ connectTimeout: 'soon' }, /not a duration/],
+  [{ headTimeout: 'soon' }, /--head-timeout: 'soon' is not a duration/],
+  [{ headTimeout: '-1s' }, /--head-timeout/],
   [{ tproxyMark: '0' }, /not a mark/],
   [{ proxyUser: 'root' }, /not a numeric id/],
   [{ preserveSource: true }, /needs --mode tproxy/],
