@@ -172,6 +172,26 @@ test('malformed and oversized heads get 400/431 while a parallel good connection
   });
 });
 
+test('--head-timeout 1s: a slowloris client gets 408 and is closed while other clients are served', async () => {
+  await withLab(async (lab) => {
+    const { pod: p } = await pod(lab);
+    const proxy = await startTranproxy(p, ['run', ...SEED_FLAGS, '--head-timeout', '1s']);
+    // One byte every 150 ms: this head would take ~20 s; each byte must not extend the deadline.
+    const slowHead = `GET /slow HTTP/1.1\r\nHost: s\r\nX-Pad: ${'a'.repeat(100)}\r\n\r\n`;
+    const slow = p.run(NODE, [peerPath('slow_client.mjs'), SERVER, '80', '150'], { input: slowHead });
+    const during = await p.run('curl', ['-sS', '--max-time', '5', `http://${SERVER}/during`]);
+    assert.equal(parseEchoes(during.stdout)[0]?.path, '/during');
+    const s = await slow;
+    assert.equal(s.stdout, 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    const closedMs = Number(/closed after (\d+) ms/.exec(s.stderr)?.[1]);
+    assert.ok(closedMs >= 900 && closedMs < 4000, `closed after ${closedMs} ms: ${s.stderr}`);
+    await proxy.waitForOutput(/conn .*dst=10\.73\.1\.2:80 .*close=head-timeout error="408 request head not complete within 1000ms"/);
+    // The proxy goes on serving, keep-alive included.
+    const after = await p.run('curl', ['-sS', '--max-time', '5', `http://${SERVER}/after1`, `http://${SERVER}/after2`]);
+    assert.deepEqual(parseEchoes(after.stdout).map((e) => e.path), ['/after1', '/after2']);
+  });
+});
+
 test('bad header flags are usage errors', async () => {
   await withLab(async (lab) => {
     const h = lab.addHost('solo');
