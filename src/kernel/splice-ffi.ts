@@ -25,6 +25,11 @@ interface SpliceLibc {
   shutdown: KoffiFn;
   setsockopt: KoffiFn;
   getsockopt: KoffiFn;
+  accept4: KoffiFn;
+  socket: KoffiFn;
+  connect: KoffiFn;
+  bind: KoffiFn;
+  getsockname: KoffiFn;
   errno: () => number;
   address: (b: Buffer) => bigint;
 }
@@ -59,6 +64,11 @@ function load(): SpliceLibc {
       shutdown: lib.func('int shutdown(int fd, int how)'),
       setsockopt: lib.func('int setsockopt(int fd, int level, int name, uintptr_t val, uint32_t len)'),
       getsockopt: lib.func('int getsockopt(int fd, int level, int name, uintptr_t val, uintptr_t len)'),
+      accept4: lib.func('int accept4(int fd, uintptr_t addr, uintptr_t addrlen, int flags)'),
+      socket: lib.func('int socket(int domain, int type, int protocol)'),
+      connect: lib.func('int connect(int fd, uintptr_t addr, uint32_t len)'),
+      bind: lib.func('int bind(int fd, uintptr_t addr, uint32_t len)'),
+      getsockname: lib.func('int getsockname(int fd, uintptr_t addr, uintptr_t len)'),
       errno: () => koffi.errno(),
       address: (b) => koffi.address(b),
     };
@@ -101,6 +111,21 @@ export const SOCK_STREAM = 1;
 export const IPPROTO_TCP = 6;
 export const EINTR = 4;
 export const EAGAIN = 11;
+export const EINPROGRESS = 115;
+export const EMFILE = 24;
+export const ENFILE = 23;
+export const ENOBUFS = 105;
+export const ENOMEM = 12;
+export const SOCK_NONBLOCK = O_NONBLOCK;
+export const SOCK_CLOEXEC = O_CLOEXEC;
+export const SOL_IP = 0;
+export const SOL_IPV6 = 41;
+export const SOL_TCP = 6;
+export const TCP_NODELAY = 1;
+export const SO_MARK = 36;
+export const IP_TRANSPARENT = 19;
+export const IPV6_TRANSPARENT = 75;
+export const SO_ORIGINAL_DST = 80; // also IP6T_SO_ORIGINAL_DST
 
 /** sizeof(struct epoll_event): packed on x86-64 (12 bytes), naturally aligned elsewhere (16). */
 export const EPOLL_EVENT_SIZE = process.arch === 'x64' ? 12 : 16;
@@ -232,6 +257,71 @@ export function getsockoptInt(fd: number, level: number, name: number, scratch: 
   const r = Number(l.getsockopt(fd, level, name, l.address(scratch), l.address(scratch) + 8n));
   if (r !== 0) return { errno: l.errno() };
   return { value: scratch.readInt32LE(0) };
+}
+
+// ---- the engine's own accept and connect (kernel-only flows): raw results, −errno ----
+
+/** A scratch area for one sockaddr (128 bytes) and its length word, by address. */
+export interface SockaddrScratch {
+  buf: Buffer;
+  addr: bigint;
+  lenAddr: bigint;
+}
+
+export function sockaddrScratch(): SockaddrScratch {
+  const buf = Buffer.alloc(136);
+  const addr = load().address(buf);
+  return { buf, addr, lenAddr: addr + 128n };
+}
+
+/** The sockaddr a call left in the scratch area (a view: copy or decode before the next call). */
+export function scratchSockaddr(s: SockaddrScratch): Buffer {
+  return s.buf.subarray(0, Math.min(128, s.buf.readUInt32LE(128)));
+}
+
+/** accept4(2), non-blocking and close-on-exec; the peer's sockaddr lands in `s`. fd or −errno. */
+export function rawAccept(fd: number, s: SockaddrScratch): number {
+  const l = load();
+  s.buf.writeUInt32LE(128, 128);
+  const n = Number(l.accept4(fd, s.addr, s.lenAddr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+  return n >= 0 ? n : -l.errno();
+}
+
+/** getsockname(2) (TPROXY: the original destination) or getsockopt(SO_ORIGINAL_DST) (REDIRECT) into `s`: 0 or −errno. */
+export function rawLocalOrOriginal(fd: number, original: 4 | 6 | undefined, s: SockaddrScratch): number {
+  const l = load();
+  s.buf.writeUInt32LE(128, 128);
+  const r =
+    original === undefined
+      ? Number(l.getsockname(fd, s.addr, s.lenAddr))
+      : Number(l.getsockopt(fd, original === 4 ? SOL_IP : SOL_IPV6, SO_ORIGINAL_DST, s.addr, s.lenAddr));
+  return r === 0 ? 0 : -l.errno();
+}
+
+/** A non-blocking, close-on-exec TCP socket: fd or −errno. */
+export function rawTcpSocket(family: 4 | 6): number {
+  const l = load();
+  const n = Number(l.socket(family === 4 ? 2 : 10, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  return n >= 0 ? n : -l.errno();
+}
+
+/** setsockopt of an int option through a scratch buffer: 0 or −errno. */
+export function rawSetsockoptInt(fd: number, level: number, name: number, value: number, scratch: Buffer): number {
+  const l = load();
+  scratch.writeInt32LE(value, 0);
+  return Number(l.setsockopt(fd, level, name, l.address(scratch), 4)) === 0 ? 0 : -l.errno();
+}
+
+/** bind(2) to a sockaddr given by address: 0 or −errno. */
+export function rawBind(fd: number, addr: bigint, len: number): number {
+  const l = load();
+  return Number(l.bind(fd, addr, len)) === 0 ? 0 : -l.errno();
+}
+
+/** connect(2) to a sockaddr given by address: 0, or −errno (−EINPROGRESS on a non-blocking socket). */
+export function rawConnect(fd: number, addr: bigint, len: number): number {
+  const l = load();
+  return Number(l.connect(fd, addr, len)) === 0 ? 0 : -l.errno();
 }
 
 /** A one-byte pipe-to-pipe splice: proves splice(2) works here. Closes what it opens. */

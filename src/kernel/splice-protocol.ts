@@ -1,6 +1,7 @@
 // Messages between the splice engine (main thread, splice.ts) and its workers
 // (splice-worker.ts). Plain structured-clone data.
 import type { MessagePort } from 'node:worker_threads';
+import type { Endpoint } from './sockaddr.js';
 
 /** workerData of a splice worker. */
 export interface SpliceWorkerInit {
@@ -15,6 +16,69 @@ export interface SpliceWorkerInit {
   exitFlag: SharedArrayBuffer;
 }
 
+/**
+ * A listening socket the engine serves itself: it accepts, finds the original destination,
+ * connects and splices without the connection ever becoming a Node socket (kernel-only
+ * flows, for listeners whose flows nobody inspects).
+ */
+export interface ServedListener {
+  /** Listening socket; the worker owns it from now on and closes it at 'unlisten' or close. */
+  fd: number;
+  family: 4 | 6;
+  label: string;
+  /** redirect: SO_ORIGINAL_DST; tproxy: the accepted socket's own address. */
+  mode: 'redirect' | 'tproxy';
+  connectTimeoutMs: number;
+  /** ≤ 0: no idle timeout. */
+  idleMs: number;
+  /** SO_MARK on upstream sockets (the firewall plan skips it); 0: none. */
+  mark: number;
+  /** TPROXY: connect upstream from the client's own address (IP_TRANSPARENT + bind). */
+  preserveSource: boolean;
+  /** A destination on this port at one of this host's addresses is the proxy itself: refused. */
+  loopPort: number;
+  /** Flows at once over all served listeners; beyond it new ones are refused. */
+  maxConnections: number;
+}
+
+/** How a kernel-only flow ended, or why it was refused: one record each, sent in batches. */
+export type FlowRecord =
+  | {
+      t: 'end';
+      id: number;
+      listener: string;
+      src: Endpoint;
+      dst: Endpoint;
+      /** Date.now() at accept and at the end. */
+      started: number;
+      ended: number;
+      /** Accept to connected upstream; absent when the connect failed. */
+      connectMs?: number;
+      bytesUp: number;
+      bytesDown: number;
+      reason: 'eof' | 'idle' | 'client-error' | 'upstream-error' | 'aborted' | 'connect-failed';
+      error?: string;
+    }
+  | {
+      t: 'refused';
+      listener: string;
+      src?: Endpoint;
+      dst?: Endpoint;
+      reason: 'max-connections' | 'loop' | 'no-original-destination' | 'accept-error';
+      error?: string;
+    };
+
+/** One live kernel-only flow, for the admin API. */
+export interface ServedConnection {
+  id: number;
+  listener: string;
+  src: Endpoint;
+  dst: Endpoint;
+  started: number;
+  bytesUp: number;
+  bytesDown: number;
+}
+
 /** main → worker (on `port`, read with receiveMessageOnPort). */
 export type ToWorker =
   | {
@@ -26,6 +90,10 @@ export type ToWorker =
       /** ≤ 0: no idle timeout. */
       idleMs: number;
     }
+  | { t: 'listen'; listener: ServedListener }
+  | { t: 'unlisten' }
+  | { t: 'list'; req: number }
+  | { t: 'kill'; req: number; id: number }
   | { t: 'close' };
 
 /** worker → main (parentPort). */
@@ -39,5 +107,10 @@ export type FromWorker =
       reason: 'eof' | 'idle' | 'client-error' | 'upstream-error' | 'aborted';
       error?: string;
     }
+  /** Kernel-only flows since the last batch, and how many are live per listener label. */
+  | { t: 'flows'; records: FlowRecord[]; active: Record<string, number> }
+  | { t: 'unlistened' }
+  | { t: 'list'; req: number; conns: ServedConnection[] }
+  | { t: 'killed'; req: number; found: boolean }
   | { t: 'closed' }
   | { t: 'fatal'; error: string };

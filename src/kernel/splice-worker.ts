@@ -13,9 +13,34 @@
 // stops on EAGAIN (or EOF), so the next edge always comes. Pipes are taken from a small pool
 // when a direction has bytes to move and returned as soon as they are empty, so an idle
 // connection holds only its two socket descriptors (no pipe fds, no pipe buffers).
+//
+// Kernel-only flows ('listen'): for listeners whose flows nobody inspects, the loop also
+// accepts itself (accept4, SO_ORIGINAL_DST or getsockname, a non-blocking connect) and the
+// connection never becomes a Node socket: a third of the system calls of a hand-over and no
+// JS objects beyond the Conn below. How each ended goes back in one batch per loop turn.
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import {
   EAGAIN,
+  EINPROGRESS,
+  EMFILE,
+  ENFILE,
+  ENOBUFS,
+  ENOMEM,
+  IPV6_TRANSPARENT,
+  IP_TRANSPARENT,
+  SOL_IP,
+  SOL_IPV6,
+  SOL_TCP,
+  SO_MARK,
+  TCP_NODELAY,
+  rawAccept,
+  rawBind,
+  rawConnect,
+  rawLocalOrOriginal,
+  rawSetsockoptInt,
+  rawTcpSocket,
+  scratchSockaddr,
+  sockaddrScratch,
   EINTR,
   EPOLLERR,
   EPOLLET,
@@ -50,7 +75,9 @@ import {
   setLingerZero,
   sysEpollCreate,
 } from './splice-ffi.js';
-import type { FromWorker, SpliceWorkerInit, ToWorker } from './splice-protocol.js';
+import type { FlowRecord, FromWorker, ServedConnection, ServedListener, SpliceWorkerInit, ToWorker } from './splice-protocol.js';
+import { decodeSockaddr, type Endpoint } from './sockaddr.js';
+import { LocalAddresses } from './local-addresses.js';
 
 const F_SETFL = 4;
 const MAX_EVENTS = 256;
@@ -58,7 +85,14 @@ const FLAGS = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 /** Bytes one direction may move per turn before others get theirs (fairness). */
 const TURN_BUDGET = 4 << 20;
 const WAKE_TOKEN = 0;
+/** epoll tokens: 0 the eventfd, 1…FIRST_CONN_KEY*2−1 listeners, then connection key × 2 + side. */
+const FIRST_CONN_KEY = 512;
 const SOCKET_EVENTS = (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) >>> 0;
+/** Accepts per listener per loop turn (the listener is level-triggered: the rest come next turn). */
+const ACCEPT_BURST = 64;
+/** After EMFILE/ENFILE/ENOBUFS on accept, the listener rests this long (the backlog keeps the clients). */
+const ACCEPT_PAUSE_MS = 100;
+const ETIMEDOUT = 110;
 
 type Side = 0 | 1; // 0: client, 1: upstream
 type Reason = Extract<FromWorker, { t: 'done' }>['reason'];
@@ -83,6 +117,9 @@ interface Dir {
 }
 
 interface Conn {
+  /** epoll token base (key × 2 + side); worker-local. */
+  key: number;
+  /** The id reported back: the main thread's for hand-overs, the flow id for served flows. */
   id: number;
   fds: [number, number];
   idleMs: number;
@@ -90,6 +127,28 @@ interface Conn {
   up: Dir; // client → upstream
   down: Dir; // upstream → client
   closed: boolean;
+  /** Set for kernel-only flows (accepted by this worker). */
+  served?: Served;
+}
+
+interface Served {
+  listener: Listener;
+  src: Endpoint;
+  dst: Endpoint;
+  started: number;
+  /** Until the upstream connect completes: no bytes move, the deadline applies. */
+  connecting: boolean;
+  connectDeadline: number;
+  connectMs?: number;
+}
+
+interface Listener {
+  token: number;
+  cfg: ServedListener;
+  /** In epoll; false while resting after EMFILE (until `resumeAt`) or after 'unlisten'. */
+  armed: boolean;
+  resumeAt: number;
+  active: number;
 }
 
 function makeDir(conn: Conn, src: number, dst: number, srcSide: Side): Dir {
@@ -98,7 +157,19 @@ function makeDir(conn: Conn, src: number, dst: number, srcSide: Side): Dir {
 
 class Engine {
   private readonly epfd: number;
+  /** By key. */
   private readonly conns = new Map<number, Conn>();
+  private nextKey = FIRST_CONN_KEY;
+  /** Kernel-only flows: listeners by token, live flows by id, records not yet sent. */
+  private readonly listeners = new Map<number, Listener>();
+  private nextListenerToken = 1;
+  private readonly served = new Map<number, Conn>();
+  private nextServedId = 1;
+  private outbox: FlowRecord[] = [];
+  private activeChanged = false;
+  private readonly sa = sockaddrScratch();
+  private readonly sa2 = sockaddrScratch();
+  private readonly local = new LocalAddresses();
   private readonly pool: Pipe[] = [];
   private readonly events = Buffer.alloc(EPOLL_EVENT_SIZE * MAX_EVENTS);
   private readonly eventsAddr: bigint;
@@ -132,7 +203,7 @@ class Engine {
     while (!this.stopping) {
       let timeout = -1;
       if (this.again.length > 0) timeout = 0;
-      else if (this.conns.size > 0) timeout = Math.max(0, this.nextSweep - Date.now());
+      else if (this.conns.size > 0 || this.resting()) timeout = Math.max(0, this.nextSweep - Date.now());
       const n = rawEpollWait(this.epfd, this.eventsAddr, MAX_EVENTS, timeout);
       this.now = Date.now();
       if (n < 0) {
@@ -145,6 +216,7 @@ class Engine {
         const mask = ev.readUInt32LE(off);
         const token = ev.readUInt32LE(off + EPOLL_DATA_OFFSET);
         if (token === WAKE_TOKEN) wake = true;
+        else if (token < FIRST_CONN_KEY * 2) this.onListenerEvent(token);
         else this.onSocketEvent(token, mask);
       }
       if (this.again.length > 0) {
@@ -154,6 +226,7 @@ class Engine {
       }
       if (wake) this.onWake();
       if (this.now >= this.nextSweep) this.sweep();
+      this.flushRecords();
     }
   }
 
@@ -161,6 +234,11 @@ class Engine {
     const c = this.conns.get(token >>> 1);
     if (!c) return; // stale: already closed
     const side = (token & 1) as Side;
+    if (c.served?.connecting) {
+      // Client events wait: once connected, both directions are pumped anyway.
+      if (side === 1 && mask & (EPOLLOUT | EPOLLERR | EPOLLHUP)) this.onConnected(c);
+      return;
+    }
     if (mask & EPOLLERR) {
       const r = getsockoptInt(c.fds[side], SOL_SOCKET, SO_ERROR, this.scratch);
       const err = 'value' in r ? r.value : r.errno;
@@ -256,24 +334,40 @@ class Engine {
     d.inPipe = 0;
   }
 
-  private add(m: Extract<ToWorker, { t: 'add' }>): void {
-    const c = { id: m.id, fds: [m.clientFd, m.upstreamFd], idleMs: m.idleMs, last: this.now, closed: false } as Conn;
-    c.up = makeDir(c, m.clientFd, m.upstreamFd, 0);
-    c.down = makeDir(c, m.upstreamFd, m.clientFd, 1);
-    this.conns.set(c.id, c);
-    if (m.idleMs > 0) {
-      const s = Math.min(1000, Math.max(5, Math.floor(m.idleMs / 8)));
-      if (s < this.sweepMs) {
-        this.sweepMs = s;
-        this.nextSweep = Math.min(this.nextSweep, this.now + s);
-      }
+  private newConn(id: number, clientFd: number, upstreamFd: number, idleMs: number): Conn {
+    const c = { key: this.takeKey(), id, fds: [clientFd, upstreamFd], idleMs, last: this.now, closed: false } as Conn;
+    c.up = makeDir(c, clientFd, upstreamFd, 0);
+    c.down = makeDir(c, upstreamFd, clientFd, 1);
+    this.conns.set(c.key, c);
+    if (idleMs > 0) this.sweepAtLeastEvery(idleMs);
+    return c;
+  }
+
+  private takeKey(): number {
+    // Wraps after 2^30 connections; a key still in use is skipped.
+    do {
+      this.nextKey = this.nextKey >= 0x3fffffff ? FIRST_CONN_KEY : this.nextKey + 1;
+    } while (this.conns.has(this.nextKey));
+    return this.nextKey;
+  }
+
+  /** Sweeps (idle and connect deadlines) often enough for a timeout of `ms`. */
+  private sweepAtLeastEvery(ms: number): void {
+    const s = Math.min(1000, Math.max(5, Math.floor(ms / 8)));
+    if (s < this.sweepMs) {
+      this.sweepMs = s;
+      this.nextSweep = Math.min(this.nextSweep, this.now + s);
     }
+  }
+
+  private add(m: Extract<ToWorker, { t: 'add' }>): void {
+    const c = this.newConn(m.id, m.clientFd, m.upstreamFd, m.idleMs);
     for (const side of [0, 1] as const) {
       const fd = c.fds[side];
       // The descriptors share their file status flags with Node's: normally non-blocking already.
       const fl = rawFcntl(fd, F_GETFL, 0);
       if (fl >= 0 && !(fl & O_NONBLOCK)) rawFcntl(fd, F_SETFL, fl | O_NONBLOCK);
-      const r = rawEpollCtl(this.epfd, EPOLL_CTL_ADD, fd, SOCKET_EVENTS, c.id * 2 + side, this.ctlScratch);
+      const r = rawEpollCtl(this.epfd, EPOLL_CTL_ADD, fd, SOCKET_EVENTS, c.key * 2 + side, this.ctlScratch);
       if (r < 0) return this.finish(c, 'aborted', `epoll_ctl: ${errnoName(-r)}`);
     }
     // Bytes may already be queued: no need to wait for the first edge.
@@ -287,27 +381,62 @@ class Engine {
 
   /** Closes every descriptor of a connection exactly once and reports it. */
   private finish(c: Conn, reason: Reason, error?: string, reset = false): void {
-    if (c.closed) return;
+    if (!this.close(c, reset)) return;
+    const s = c.served;
+    if (!s) return this.out({ t: 'done', id: c.id, bytesUp: c.up.bytes, bytesDown: c.down.bytes, reason, ...(error ? { error } : {}) });
+    this.record(c, reason, error);
+  }
+
+  /** Closes every descriptor of a connection exactly once; true if it was still open. */
+  private close(c: Conn, reset: boolean, resetSide: Side | 'both' = 'both'): boolean {
+    if (c.closed) return false;
     c.closed = true;
-    this.conns.delete(c.id);
+    this.conns.delete(c.key);
     this.starved.delete(c.up);
     this.starved.delete(c.down);
     for (const side of [0, 1] as const) {
       const fd = c.fds[side];
-      if (reset) setLingerZero(fd); // close(2) then sends an RST, like Node's resetAndDestroy()
-      rawEpollCtl(this.epfd, EPOLL_CTL_DEL, fd, 0, 0, this.ctlScratch); // ENOENT if never added
+      // close(2) then sends an RST, like Node's resetAndDestroy()
+      if (reset && (resetSide === 'both' || resetSide === side)) setLingerZero(fd);
+      // A served flow's descriptors are the only references to their sockets: close(2)
+      // takes them out of epoll. A hand-over's could (in theory) be shared: delete first.
+      if (!c.served) rawEpollCtl(this.epfd, EPOLL_CTL_DEL, fd, 0, 0, this.ctlScratch); // ENOENT if never added
       rawClose(fd);
     }
     this.release(c.up);
     this.release(c.down);
-    this.out({ t: 'done', id: c.id, bytesUp: c.up.bytes, bytesDown: c.down.bytes, reason, ...(error ? { error } : {}) });
+    return true;
+  }
+
+  private record(c: Conn, reason: Extract<FlowRecord, { t: 'end' }>['reason'], error?: string): void {
+    const s = c.served!;
+    this.served.delete(c.id);
+    s.listener.active--;
+    this.activeChanged = true;
+    this.outbox.push({
+      t: 'end',
+      id: c.id,
+      listener: s.listener.cfg.label,
+      src: s.src,
+      dst: s.dst,
+      started: s.started,
+      ended: this.now,
+      ...(s.connectMs !== undefined ? { connectMs: s.connectMs } : {}),
+      bytesUp: c.up.bytes,
+      bytesDown: c.down.bytes,
+      reason,
+      ...(error ? { error } : {}),
+    });
   }
 
   private sweep(): void {
     this.nextSweep = this.now + this.sweepMs;
     for (const c of this.conns.values()) {
-      if (c.idleMs > 0 && this.now - c.last >= c.idleMs) this.finish(c, 'idle');
+      if (c.served?.connecting) {
+        if (this.now >= c.served.connectDeadline) this.connectFailed(c, ETIMEDOUT);
+      } else if (c.idleMs > 0 && this.now - c.last >= c.idleMs) this.finish(c, 'idle');
     }
+    for (const l of this.listeners.values()) if (!l.armed && l.resumeAt > 0 && this.now >= l.resumeAt) this.arm(l);
     if (this.starved.size > 0) {
       const list = [...this.starved];
       this.starved.clear();
@@ -326,14 +455,184 @@ class Engine {
     for (let m = receiveMessageOnPort(this.port); m; m = receiveMessageOnPort(this.port)) {
       const msg = m.message as ToWorker;
       if (msg.t === 'add') this.add(msg);
-      else if (msg.t === 'close') return this.shutdown();
+      else if (msg.t === 'listen') this.listen(msg.listener);
+      else if (msg.t === 'unlisten') this.unlisten();
+      else if (msg.t === 'list') this.out({ t: 'list', req: msg.req, conns: this.list() });
+      else if (msg.t === 'kill') {
+        const c = this.served.get(msg.id);
+        if (c) this.finish(c, 'aborted', 'closed by request');
+        this.out({ t: 'killed', req: msg.req, found: c !== undefined });
+      } else if (msg.t === 'close') return this.shutdown();
     }
+  }
+
+  // ---- kernel-only flows ----
+
+  private listen(cfg: ServedListener): void {
+    const l: Listener = { token: this.nextListenerToken++, cfg, armed: false, resumeAt: 0, active: 0 };
+    if (l.token >= FIRST_CONN_KEY * 2) throw new Error('too many served listeners');
+    this.listeners.set(l.token, l);
+    if (cfg.connectTimeoutMs > 0) this.sweepAtLeastEvery(cfg.connectTimeoutMs);
+    // accept4 must never block this loop (the flag is shared with every copy of the socket,
+    // which Node would set non-blocking too).
+    const fl = rawFcntl(cfg.fd, F_GETFL, 0);
+    if (fl >= 0 && !(fl & O_NONBLOCK)) rawFcntl(cfg.fd, F_SETFL, fl | O_NONBLOCK);
+    this.arm(l);
+  }
+
+  /** (Re)registers a listener, level-triggered: pending clients are picked up turn after turn. */
+  private arm(l: Listener): void {
+    l.resumeAt = 0;
+    const r = rawEpollCtl(this.epfd, EPOLL_CTL_ADD, l.cfg.fd, EPOLLIN, l.token, this.ctlScratch);
+    if (r < 0) throw new Error(`epoll_ctl(listener ${l.cfg.label}): ${errnoName(-r)}`);
+    l.armed = true;
+  }
+
+  private disarm(l: Listener, resumeAt: number): void {
+    if (l.armed) rawEpollCtl(this.epfd, EPOLL_CTL_DEL, l.cfg.fd, 0, 0, this.ctlScratch);
+    l.armed = false;
+    l.resumeAt = resumeAt;
+    if (resumeAt > 0) this.nextSweep = Math.min(this.nextSweep, resumeAt);
+  }
+
+  private resting(): boolean {
+    for (const l of this.listeners.values()) if (l.resumeAt > 0) return true;
+    return false;
+  }
+
+  /** Stops accepting: the listening descriptors are closed (other processes' copies stay). */
+  private unlisten(): void {
+    for (const l of this.listeners.values()) {
+      this.disarm(l, 0);
+      rawClose(l.cfg.fd);
+    }
+    this.listeners.clear();
+    this.out({ t: 'unlistened' });
+  }
+
+  private onListenerEvent(token: number): void {
+    const l = this.listeners.get(token);
+    if (!l?.armed) return;
+    const cfg = l.cfg;
+    for (let i = 0; i < ACCEPT_BURST; i++) {
+      const fd = rawAccept(cfg.fd, this.sa);
+      if (fd < 0) {
+        if (fd === -EAGAIN) return;
+        if (fd === -EINTR || fd === -103 /* ECONNABORTED */) continue;
+        // Out of descriptors or memory: rest this listener a moment (clients wait in the
+        // backlog), keep relaying the flows we have.
+        if (fd === -EMFILE || fd === -ENFILE || fd === -ENOBUFS || fd === -ENOMEM) this.disarm(l, this.now + ACCEPT_PAUSE_MS);
+        this.outbox.push({ t: 'refused', listener: cfg.label, reason: 'accept-error', error: errnoName(-fd) });
+        return;
+      }
+      this.accepted(l, fd);
+    }
+  }
+
+  private accepted(l: Listener, fd: number): void {
+    const cfg = l.cfg;
+    let src: Endpoint | undefined;
+    let dst: Endpoint | undefined;
+    const refuse = (reason: Extract<FlowRecord, { t: 'refused' }>['reason'], error?: string): void => {
+      rawClose(fd);
+      this.outbox.push({ t: 'refused', listener: cfg.label, ...(src ? { src } : {}), ...(dst ? { dst } : {}), reason, ...(error ? { error } : {}) });
+    };
+    try {
+      src = decodeSockaddr(scratchSockaddr(this.sa));
+    } catch {
+      return refuse('no-original-destination', 'unknown peer address family');
+    }
+    if (this.served.size >= cfg.maxConnections) return refuse('max-connections');
+    const r = rawLocalOrOriginal(fd, cfg.mode === 'redirect' ? cfg.family : undefined, this.sa2);
+    if (r < 0) return refuse('no-original-destination', errnoName(-r));
+    const dstAddr = scratchSockaddr(this.sa2);
+    dst = decodeSockaddr(dstAddr);
+    if (dst.port === cfg.loopPort && this.local.has(dst.address)) return refuse('loop');
+
+    const c = this.newConn(this.nextServedId++, fd, -1, cfg.idleMs);
+    c.served = { listener: l, src, dst, started: this.now, connecting: true, connectDeadline: cfg.connectTimeoutMs > 0 ? this.now + cfg.connectTimeoutMs : Infinity };
+    this.served.set(c.id, c);
+    l.active++;
+    this.activeChanged = true;
+
+    // The upstream socket: same family as the destination's sockaddr, our mark, the client's source.
+    const family = dstAddr.readUInt16LE(0) === 2 ? 4 : 6;
+    const ufd = rawTcpSocket(family);
+    if (ufd < 0) return this.connectFailed(c, -ufd);
+    c.fds[1] = ufd;
+    c.up.dst = ufd;
+    c.down.src = ufd;
+    let e = rawSetsockoptInt(ufd, SOL_TCP, TCP_NODELAY, 1, this.scratch);
+    if (e === 0 && cfg.mark) e = rawSetsockoptInt(ufd, SOL_SOCKET, SO_MARK, cfg.mark, this.scratch);
+    if (e === 0 && cfg.preserveSource) {
+      e = rawSetsockoptInt(ufd, family === 4 ? SOL_IP : SOL_IPV6, family === 4 ? IP_TRANSPARENT : IPV6_TRANSPARENT, 1, this.scratch);
+      if (e === 0) {
+        this.sa.buf.writeUInt16BE(0, 2); // the client's address, any port
+        e = rawBind(ufd, this.sa.addr, this.sa.buf.readUInt32LE(128));
+      }
+    }
+    if (e === 0) {
+      e = rawConnect(ufd, this.sa2.addr, this.sa2.buf.readUInt32LE(128));
+      if (e === -EINPROGRESS) e = 0;
+    }
+    if (e < 0) return this.connectFailed(c, -e);
+    for (const side of [0, 1] as const) {
+      const r2 = rawEpollCtl(this.epfd, EPOLL_CTL_ADD, c.fds[side], SOCKET_EVENTS, c.key * 2 + side, this.ctlScratch);
+      if (r2 < 0) return this.finish(c, 'aborted', `epoll_ctl: ${errnoName(-r2)}`);
+    }
+    // Registration reports a writable (connected) socket at once; onConnected runs then.
+  }
+
+  private onConnected(c: Conn): void {
+    const s = c.served!;
+    const r = getsockoptInt(c.fds[1], SOL_SOCKET, SO_ERROR, this.scratch);
+    const err = 'value' in r ? r.value : r.errno;
+    if (err > 0) return this.connectFailed(c, err);
+    s.connecting = false;
+    s.connectMs = this.now - s.started;
+    c.last = this.now;
+    this.pump(c.up);
+    if (!c.closed) this.pump(c.down);
+  }
+
+  /** The client gets an RST (as the JS path's resetAndDestroy), the upstream socket a close. */
+  private connectFailed(c: Conn, errno: number): void {
+    if (!this.close(c, true, 0)) return;
+    this.record(c, 'connect-failed', errnoName(errno));
+  }
+
+  private list(): ServedConnection[] {
+    return [...this.served.values()].map((c) => ({
+      id: c.id,
+      listener: c.served!.listener.cfg.label,
+      src: c.served!.src,
+      dst: c.served!.dst,
+      started: c.served!.started,
+      bytesUp: c.up.bytes,
+      bytesDown: c.down.bytes,
+    }));
+  }
+
+  private flushRecords(): void {
+    if (this.outbox.length === 0 && !this.activeChanged) return;
+    const active: Record<string, number> = {};
+    for (const l of this.listeners.values()) active[l.cfg.label] = (active[l.cfg.label] ?? 0) + l.active;
+    // Listeners already closed (unlisten) still have flows: count those by label too.
+    for (const c of this.served.values()) {
+      const label = c.served!.listener.cfg.label;
+      if (!this.listeners.has(c.served!.listener.token)) active[label] = (active[label] ?? 0) + 1;
+    }
+    this.out({ t: 'flows', records: this.outbox, active });
+    this.outbox = [];
+    this.activeChanged = false;
   }
 
   /** Engine close: every live connection is closed (FIN, like destroy()) and reported. */
   private shutdown(): void {
     this.stopping = true;
+    this.unlisten();
     for (const c of [...this.conns.values()]) this.finish(c, 'aborted', 'engine closed');
+    this.flushRecords();
     for (const p of this.pool.splice(0)) {
       rawClose(p.r);
       rawClose(p.w);

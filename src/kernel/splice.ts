@@ -18,7 +18,9 @@ import { TLSSocket } from 'node:tls';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import type { RelayResult } from '../relay/relay.js';
 import { socketFd } from './sockets.js';
-import type { FromWorker, SpliceWorkerInit, ToWorker } from './splice-protocol.js';
+import type { FlowRecord, FromWorker, ServedConnection, ServedListener, SpliceWorkerInit, ToWorker } from './splice-protocol.js';
+
+export type { FlowRecord, ServedConnection, ServedListener } from './splice-protocol.js';
 import { eventfdSignal, loadSpliceLibc, probeSplice, rawClose, sysDupCloexec, sysEventfd } from './splice-ffi.js';
 
 export interface SpliceEngineOptions {
@@ -46,8 +48,27 @@ export interface SpliceEngine {
   relay(client: net.Socket, upstream: net.Socket, opts: SpliceRelayOptions): Promise<RelayResult>;
   /** Connections currently in the engine (handed over or being handed over). */
   readonly active: number;
+  /**
+   * Kernel-only flows: the engine accepts on these listening sockets itself (it owns them
+   * from now on), connects to each flow's original destination and splices, with no Node
+   * socket at all. How each flow ended (or why it was refused) reaches `sink` in batches,
+   * with the live count per listener label. Once per engine.
+   */
+  serve(listeners: ServedListener[], sink: ServedSink): void;
+  /** Stops accepting on the served listeners (closes them); their flows go on. */
+  stopServing(): Promise<void>;
+  /** Live kernel-only flows. */
+  servedConnections(): Promise<ServedConnection[]>;
+  /** Closes one kernel-only flow; false if there is none with this id. */
+  closeServed(id: number): Promise<boolean>;
   /** Closes every live connection (reason 'aborted') and stops the workers. Idempotent. */
   close(): Promise<void>;
+}
+
+export interface ServedSink {
+  records(records: FlowRecord[], active: Record<string, number>): void;
+  /** The worker serving the listeners died: its flows and listeners are gone. */
+  failed?(error: string): void;
 }
 
 /** The sockets cannot be handed over; nothing was done to them. */
@@ -200,6 +221,19 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
   };
 
   const slots: WorkerSlot[] = [];
+  // Kernel-only flows live on the first worker (served listeners are few, accepts cheap).
+  let sink: ServedSink | undefined;
+  let nextReq = 1;
+  const replies = new Map<number, (m: FromWorker) => void>();
+  let unlistened: (() => void) | undefined;
+  const ask = <T>(slot: WorkerSlot | undefined, m: (req: number) => ToWorker, empty: T, pick: (m: FromWorker) => T): Promise<T> => {
+    if (!slot || slot.dead || closing) return Promise.resolve(empty);
+    const req = nextReq++;
+    return new Promise<T>((resolve) => {
+      replies.set(req, (r) => resolve(pick(r)));
+      post(slot, m(req), true);
+    });
+  };
   const exitFlag = new Int32Array(new SharedArrayBuffer(4));
   for (let i = 0; i < threads; i++) {
     const wakeFd = sysEventfd();
@@ -222,10 +256,25 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
       // Connections still in the worker are lost: report them. Their descriptors are not
       // closed here (the worker may have closed some already; a double close is worse).
       for (const [id, p] of pending) if (p.worker === slot) settle(id, { bytesUp: 0, bytesDown: 0, reason: 'aborted', error });
+      if (slot === slots[0]) {
+        for (const r of replies.values()) r({ t: 'closed' });
+        replies.clear();
+        unlistened?.();
+        // Served flows are gone with the worker: say so, and that none is live any more.
+        if (sink && error !== 'engine closed') {
+          sink.failed?.(error);
+          sink.records([], {});
+        }
+      }
       onClosed();
     };
     worker.on('message', (m: FromWorker) => {
       if (m.t === 'done') settle(m.id, { bytesUp: m.bytesUp, bytesDown: m.bytesDown, reason: m.reason, ...(m.error ? { error: m.error } : {}) });
+      else if (m.t === 'flows') sink?.records(m.records, m.active);
+      else if (m.t === 'list' || m.t === 'killed') {
+        replies.get(m.req)?.(m);
+        replies.delete(m.req);
+      } else if (m.t === 'unlistened') unlistened?.();
       else if (m.t === 'ready') {
         if (slot.active === 0) worker.unref(); // an unref() before the thread is online does not stick
       } else if (m.t === 'closed') die('engine closed');
@@ -332,6 +381,30 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
     get active() {
       return pending.size;
     },
+    serve(listeners, s) {
+      const slot = slots[0]!;
+      if (sink) throw new Error('engine.serve() may be called once');
+      if (closing || slot.dead) throw new HandoverError('splice engine closed');
+      sink = s;
+      // A worker with served listeners must keep the process (and itself) alive.
+      slot.active++;
+      slot.worker.ref();
+      for (const listener of listeners) post(slot, { t: 'listen', listener }, true);
+    },
+    stopServing() {
+      const slot = slots[0]!;
+      if (!sink || slot.dead || closing) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        unlistened = () => {
+          unlistened = undefined;
+          if (--slot.active === 0) slot.worker.unref();
+          resolve();
+        };
+        post(slot, { t: 'unlisten' }, true);
+      });
+    },
+    servedConnections: () => ask(slots[0], (req) => ({ t: 'list', req }), [] as ServedConnection[], (m) => (m.t === 'list' ? m.conns : [])),
+    closeServed: (id) => ask(slots[0], (req) => ({ t: 'kill', req, id }), false, (m) => m.t === 'killed' && m.found),
     close() {
       closing ??= (async () => {
         for (const s of slots) {

@@ -130,12 +130,12 @@ async function start(msg: ChildStart): Promise<void> {
 process.on('message', (msg: ToChild) => {
   if (msg.type === 'start') {
     start(msg).then(
-      () => send({ type: 'ready' }),
+      () => send({ type: 'ready', relay: plane!.relay }),
       (e: Error) => send({ type: 'failed', message: e.message }),
     );
   } else if (msg.type === 'query') {
     const answer = (data: unknown) => process.send?.({ type: 'answer', id: msg.id, data });
-    if (msg.what === 'connections') answer(plane?.connections() ?? []);
+    if (msg.what === 'connections') void (plane?.connections() ?? Promise.resolve([])).then(answer, () => answer([]));
     else if (msg.what === 'dns-release') {
       const d = dns;
       dns = undefined;
@@ -149,7 +149,10 @@ process.on('message', (msg: ToChild) => {
     }
     else void metrics.snapshot().then(answer, () => answer(undefined));
   } else if (msg.type === 'close-connection') {
-    process.send?.({ type: 'answer', id: msg.id, data: plane?.closeConnection(msg.conn) ?? false });
+    void (plane?.closeConnection(msg.conn) ?? Promise.resolve(false)).then(
+      (data) => process.send?.({ type: 'answer', id: msg.id, data }),
+      () => process.send?.({ type: 'answer', id: msg.id, data: false }),
+    );
   } else if (msg.type === 'shutdown') {
     const p = plane;
     if (!p) process.exit(0);

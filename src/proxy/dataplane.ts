@@ -2,13 +2,14 @@
 // destination, connect to it and relay. Runs in a child process (possibly unprivileged);
 // the supervisor owns the firewall.
 import net from 'node:net';
-import os from 'node:os';
 import { originalDestination } from '../kernel/sockets.js';
 import { unmapAddress, type Endpoint } from '../kernel/sockaddr.js';
 import { connectDirect, ConnectError, fmt } from '../outbound/direct.js';
 import { relay, type RelayResult, type UpstreamRewriter } from '../relay/relay.js';
 import { relayAuto, wouldSplice } from '../relay/zero-copy.js';
 import { createSpliceEngine, spliceAvailable, type SpliceEngine } from '../kernel/splice.js';
+import { LocalAddresses } from '../kernel/local-addresses.js';
+import { startServedPlane } from './served-plane.js';
 import type { LogFields, Logger } from '../observe/log.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
 import type { CaptureMode } from '../firewall/plan.js';
@@ -19,6 +20,7 @@ import { sniff } from '../sniff/index.js';
 import type { Router } from '../route/index.js';
 import { OutboundError, type TcpOutbound } from '../outbound/types.js';
 import type { Duplex } from 'node:stream';
+import type { RelayPath } from './protocol.js';
 
 export interface ListenerHandle {
   fd: number;
@@ -131,29 +133,16 @@ export interface Flow {
 
 export interface DataPlane {
   readonly active: number;
-  connections(): ConnectionInfo[];
-  /** Close one active connection (JS-relayed or not yet connected); false if not found. */
-  closeConnection(id: number): boolean;
+  readonly relay: RelayPath;
+  connections(): Promise<ConnectionInfo[]>;
+  /** Close one active connection; false if not found. */
+  closeConnection(id: number): Promise<boolean>;
   /** Stop accepting; resolves when every listener is closed. */
   stopAccepting(): Promise<void>;
   /** Resolves when no connection is active, or after `deadlineMs`. */
   drain(deadlineMs: number): Promise<void>;
   /** Closes every connection, JS-relayed or spliced, and stops the splice engine. */
   destroyAll(): Promise<void>;
-}
-
-/** Addresses of this host, refreshed at most every few seconds, for the loop guard. */
-class LocalAddresses {
-  private cache = new Set<string>();
-  private at = 0;
-  has(address: string): boolean {
-    if (Date.now() - this.at > 5000) {
-      this.cache = new Set(['0.0.0.0', '::']);
-      for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) this.cache.add(a.address);
-      this.at = Date.now();
-    }
-    return this.cache.has(address) || address.startsWith('127.');
-  }
 }
 
 export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[], log: Logger): Promise<DataPlane> {
@@ -183,6 +172,12 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     }
     return engine;
   };
+
+  // Nobody needs to see these flows' bytes: the engine accepts and relays them itself.
+  if (engine === undefined && !cfg.routing && !cfg.rewriterFor && !cfg.dstFromHost) {
+    const eng = spliceEngine();
+    if (eng) return Promise.resolve(startServedPlane(cfg, listeners, log, eng));
+  }
 
   const metrics = cfg.metrics;
   const live = new Map<number, LiveFlow>();
@@ -456,7 +451,8 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     get active() {
       return flows;
     },
-    connections: () =>
+    relay: engine === null ? 'js' : 'splice',
+    connections: async () =>
       [...live.values()].map((l) => ({
         id: l.flow.id,
         listener: l.flow.listener,
@@ -467,7 +463,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
         ageMs: Date.now() - l.flow.started,
         ...bytesOf(l.client?.deref()),
       })),
-    closeConnection: (id: number) => {
+    closeConnection: async (id: number) => {
       const c = live.get(id)?.client?.deref();
       if (!c || c.destroyed) return false;
       c.destroy();

@@ -55,10 +55,18 @@ export interface ChildCloseConnection {
 export type ToChild = ChildStart | ChildShutdown | ChildQuery | ChildCloseConnection;
 
 export type FromChild =
-  | { type: 'ready' }
+  /** relay: how this worker's flows are relayed (RelayPath). */
+  | { type: 'ready'; relay: RelayPath }
   | { type: 'failed'; message: string }
   | { type: 'drained' }
   | { type: 'answer'; id: number; data: unknown };
+
+/**
+ * kernel: the splice engine accepts and relays every flow itself (nobody inspects them);
+ * splice: flows are accepted and inspected in JS, then handed to the splice engine;
+ * js: the JS relay carries every flow.
+ */
+export type RelayPath = 'kernel' | 'splice' | 'js';
 
 /** First fd of the listeners in the child: 0-2 are stdio, 3 is the IPC channel. */
 export const FIRST_LISTENER_FD = 4;
