@@ -19,7 +19,7 @@ import { applyPlan, detectBackend, removeRules, showRules, type Backend } from '
 import { capturePlanOf, type RunConfig } from '../config/run-config.js';
 import type { Logger } from '../observe/log.js';
 import type { Family } from '../firewall/plan.js';
-import type { ChildStart, FromChild, QueryKind, ToChild } from './protocol.js';
+import type { ChildStart, FromChild, QueryKind, RelayPath, ToChild } from './protocol.js';
 import { SupervisorMetrics, type MetricsSnapshot } from '../observe/metrics.js';
 import { startAdminServer, type AdminServer } from '../observe/admin.js';
 import type { ConnectionInfo } from './dataplane.js';
@@ -70,12 +70,16 @@ function bindListeners(cfg: RunConfig, log: Logger): Listener[] {
   return out;
 }
 
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 /** One data-plane worker process. */
 class Worker {
   readonly ready: Promise<void>;
   private nextQuery = 1;
   private readonly pending = new Map<number, (data: unknown) => void>();
   exited = false;
+  /** How its flows are relayed, from its ready message. */
+  relay: RelayPath | undefined;
 
   constructor(
     readonly child: ChildProcess,
@@ -87,6 +91,7 @@ class Worker {
       child.on('message', (m: FromChild) => {
         if (m.type === 'ready') {
           wasReady = true;
+          this.relay = m.relay;
           resolve();
         } else if (m.type === 'failed') reject(new TranproxyError(`data plane failed to start: ${m.message}`));
         else if (m.type === 'answer') {
@@ -217,6 +222,12 @@ export class Supervisor implements SupervisorControl {
   /** Runs until signalled or until the wrapped command exits; resolves with the exit status. */
   async run(): Promise<number> {
     const cfg = this.cfg;
+    // Signals are ours from the first moment: one arriving during start-up (or in the ~2 ms
+    // Node takes to install a handler) would otherwise end the process with its rules in
+    // place. It is acted on once start-up is over.
+    const early: NodeJS.Signals[] = [];
+    const onEarly = (sig: NodeJS.Signals): void => void early.push(sig);
+    for (const sig of SIGNALS) process.on(sig, onEarly);
     try {
       this.checkFdLimit();
       if (cfg.firewall !== 'none') this.backend = cfg.firewall === 'auto' ? detectBackend() : cfg.firewall;
@@ -241,11 +252,11 @@ export class Supervisor implements SupervisorControl {
       }
       if (this.opts.services) this.services = await this.opts.services(this);
     } catch (e) {
+      for (const sig of SIGNALS) process.removeListener(sig, onEarly);
       await this.shutdown(0);
       throw e;
     }
     this.ready = true;
-    this.logReady(cfg);
 
     return new Promise<number>((resolve) => {
       let command: ChildProcess | undefined;
@@ -258,7 +269,14 @@ export class Supervisor implements SupervisorControl {
         else if (sig === 'SIGHUP') void this.reload();
         else finish(0);
       };
-      for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
+      for (const sig of SIGNALS) {
+        process.on(sig, onSignal);
+        process.removeListener(sig, onEarly);
+      }
+      // 'ready' promises that a signal from now on is handled.
+      this.logReady(cfg);
+      const stopEarly = early.find((s) => s !== 'SIGHUP');
+      if (stopEarly) return onSignal(stopEarly);
       if (cfg.command.length > 0) {
         command = spawnCommand(cfg.command);
         command.on('error', (e: NodeJS.ErrnoException) => {
@@ -300,6 +318,7 @@ export class Supervisor implements SupervisorControl {
       caps: this.workerCaps,
       families: this.families.join(','),
       workers: cfg.workers > 1 ? cfg.workers : undefined,
+      relay: this.workers[0]?.relay,
       'fd-limit': this.fdLimit,
       'max-connections': cfg.maxConnections,
       admin: this.admin?.address,
