@@ -118,14 +118,14 @@ test('slowloris: a head dripped a byte every 40 ms gets 408 at the deadline and 
 
 test('a head split across chunks but complete in time is served; the connection outlives the deadline', async () => {
   const up = await httpUpstream();
-  await withProxy(up.port, 300, async (port, results) => {
+  await withProxy(up.port, 600, async (port, results) => {
     const c = await connect(port);
     for (const piece of ['GET /a HT', 'TP/1.1\r\nHo', 'st: x\r\n', '\r\n']) {
       c.sock.write(piece);
-      await sleep(60); // 240 ms in all: within 300 ms
+      await sleep(60); // 240 ms in all: within 600 ms
     }
     await until(() => c.got().includes('GET /a 0 yes'));
-    await sleep(500); // well past the first head's deadline: no timer may still be running
+    await sleep(900); // well past the first head's deadline: no timer may still be running
     assert.doesNotMatch(c.got(), /408/);
     c.sock.write('GET /b HTTP/1.1\r\nHost: x\r\n\r\n');
     await until(() => c.got().includes('GET /b 0 yes'));
@@ -156,12 +156,12 @@ test('keep-alive: a connection idle between requests longer than the head timeou
 
 test('each head has its own deadline: a chunk that ends one head and begins the next restarts it', async () => {
   const up = await httpUpstream();
-  await withProxy(up.port, 400, async (port, results) => {
+  await withProxy(up.port, 600, async (port, results) => {
     const c = await connect(port);
     c.sock.write('GET /a HTTP/1.1\r\nHo');
-    await sleep(250);
+    await sleep(400);
     c.sock.write('st: x\r\n\r\nGET /b HTTP/1.1\r\nHo'); // pipelined: /b begins here
-    await sleep(250); // 500 ms after /a began, 250 ms after /b began
+    await sleep(400); // 800 ms after /a began, 400 ms after /b began
     c.sock.write('st: x\r\n\r\n');
     await until(() => c.got().includes('GET /b 0 yes'));
     assert.doesNotMatch(c.got(), /408/);
