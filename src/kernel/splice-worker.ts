@@ -93,6 +93,13 @@ const ACCEPT_BURST = 64;
 /** After EMFILE/ENFILE/ENOBUFS on accept, the listener rests this long (the backlog keeps the clients). */
 const ACCEPT_PAUSE_MS = 100;
 const ETIMEDOUT = 110;
+/** A read shorter than this (and than the room asked for) counts as draining the socket… */
+const SHORT_READ = 64 << 10;
+/** …when the pipe has at least this capacity (256 slots: a short read cannot be slots running out). */
+const SHORT_READ_PIPE = 1 << 20;
+/** Flow records wait at most this long (or until there are RECORD_BATCH) before they are posted. */
+const RECORD_FLUSH_MS = 20;
+const RECORD_BATCH = 256;
 
 type Side = 0 | 1; // 0: client, 1: upstream
 type Reason = Extract<FromWorker, { t: 'done' }>['reason'];
@@ -138,6 +145,8 @@ interface Served {
   started: number;
   /** Until the upstream connect completes: no bytes move, the deadline applies. */
   connecting: boolean;
+  /** epoll events of the client's socket while connecting (held back until connected). */
+  clientEvents: number;
   connectDeadline: number;
   connectMs?: number;
 }
@@ -167,6 +176,7 @@ class Engine {
   private nextServedId = 1;
   private outbox: FlowRecord[] = [];
   private activeChanged = false;
+  private lastFlush = 0;
   private readonly sa = sockaddrScratch();
   private readonly sa2 = sockaddrScratch();
   private readonly local = new LocalAddresses();
@@ -204,6 +214,10 @@ class Engine {
       let timeout = -1;
       if (this.again.length > 0) timeout = 0;
       else if (this.conns.size > 0 || this.resting()) timeout = Math.max(0, this.nextSweep - Date.now());
+      if (this.outbox.length > 0 || this.activeChanged) {
+        const flushIn = Math.max(0, this.lastFlush + RECORD_FLUSH_MS - Date.now());
+        if (timeout < 0 || flushIn < timeout) timeout = flushIn;
+      }
       const n = rawEpollWait(this.epfd, this.eventsAddr, MAX_EVENTS, timeout);
       this.now = Date.now();
       if (n < 0) {
@@ -235,8 +249,9 @@ class Engine {
     if (!c) return; // stale: already closed
     const side = (token & 1) as Side;
     if (c.served?.connecting) {
-      // Client events wait: once connected, both directions are pumped anyway.
-      if (side === 1 && mask & (EPOLLOUT | EPOLLERR | EPOLLHUP)) this.onConnected(c);
+      // Client events wait: once connected, the client's side is pumped anyway.
+      if (side === 1 && mask & (EPOLLOUT | EPOLLERR | EPOLLHUP)) this.onConnected(c, mask);
+      else if (side === 0) c.served.clientEvents |= mask;
       return;
     }
     if (mask & EPOLLERR) {
@@ -246,18 +261,27 @@ class Engine {
     }
     const from = side === 0 ? c.up : c.down; // this socket is its source
     const to = side === 0 ? c.down : c.up; // this socket is its destination
-    if (mask & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) && !c.closed && !from.eof && from.inPipe === 0 && !this.starved.has(from)) this.pump(from);
+    if (mask & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) && !c.closed && !from.eof && from.inPipe === 0 && !this.starved.has(from)) {
+      this.pump(from, (mask & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === 0);
+    }
     if (mask & (EPOLLOUT | EPOLLHUP | EPOLLERR) && to.inPipe > 0 && !c.closed) this.pump(to);
   }
 
   /** Moves bytes in one direction until it must wait for an edge (or its turn is over). */
-  private pump(d: Dir): void {
+  /**
+   * Moves bytes in one direction until it must wait for an edge (or its turn is over).
+   * `shortMeansDrained`: the edge that led here said nothing of a FIN or an error, so a read
+   * shorter than asked means the socket is empty for now (any later segment raises a new
+   * edge): no extra splice just to see EAGAIN. Only with a pipe large enough that a short
+   * read cannot be a pipe out of slots.
+   */
+  private pump(d: Dir, shortMeansDrained = false): void {
     const c = d.conn;
     let budget = TURN_BUDGET;
+    let drained = false; // the source has nothing more for now: wait for its next edge
     for (;;) {
-      let srcBlocked = false; // EAGAIN from the source with an empty pipe: wait for EPOLLIN
       let dstBlocked = false;
-      if (!d.eof) {
+      if (!d.eof && !drained) {
         if (!d.pipe && !this.acquire(d)) {
           this.starved.add(d);
           return;
@@ -272,8 +296,9 @@ class Engine {
             d.bytes += n;
             budget -= n;
             c.last = this.now;
+            if (shortMeansDrained && n < room && n < SHORT_READ && pipe.cap >= SHORT_READ_PIPE) drained = true;
           } else if (n === 0) d.eof = true;
-          else if (n === -EAGAIN) srcBlocked = wasEmpty; // else: maybe only the pipe was full
+          else if (n === -EAGAIN) drained = wasEmpty; // else: maybe only the pipe was full
           else if (n !== -EINTR) return this.fail(c, d.srcSide, -n);
         }
       }
@@ -291,12 +316,15 @@ class Engine {
           this.release(d);
           if (!d.shut) {
             d.shut = true;
-            rawShutdown(d.dst, SHUT_WR); // ENOTCONN after a reset: reported by the other direction
+            // The other way already done: close(2) right below sends the FIN (its receive
+            // queue is empty up to the peer's FIN, so no RST).
+            const other = d === c.up ? c.down : c.up;
+            if (!other.shut) rawShutdown(d.dst, SHUT_WR); // ENOTCONN after a reset: reported by the other direction
           }
           if (c.up.shut && c.down.shut) this.finish(c, 'eof');
           return;
         }
-        if (srcBlocked) {
+        if (drained) {
           this.release(d);
           return;
         }
@@ -457,7 +485,10 @@ class Engine {
       if (msg.t === 'add') this.add(msg);
       else if (msg.t === 'listen') this.listen(msg.listener);
       else if (msg.t === 'unlisten') this.unlisten();
-      else if (msg.t === 'list') this.out({ t: 'list', req: msg.req, conns: this.list() });
+      else if (msg.t === 'list') {
+        this.flushRecords(true); // what has ended is reported before what is live
+        this.out({ t: 'list', req: msg.req, conns: this.list() });
+      }
       else if (msg.t === 'kill') {
         const c = this.served.get(msg.id);
         if (c) this.finish(c, 'aborted', 'closed by request');
@@ -550,7 +581,7 @@ class Engine {
     if (dst.port === cfg.loopPort && this.local.has(dst.address)) return refuse('loop');
 
     const c = this.newConn(this.nextServedId++, fd, -1, cfg.idleMs);
-    c.served = { listener: l, src, dst, started: this.now, connecting: true, connectDeadline: cfg.connectTimeoutMs > 0 ? this.now + cfg.connectTimeoutMs : Infinity };
+    c.served = { listener: l, src, dst, started: this.now, connecting: true, clientEvents: 0, connectDeadline: cfg.connectTimeoutMs > 0 ? this.now + cfg.connectTimeoutMs : Infinity };
     this.served.set(c.id, c);
     l.active++;
     this.activeChanged = true;
@@ -583,16 +614,20 @@ class Engine {
     // Registration reports a writable (connected) socket at once; onConnected runs then.
   }
 
-  private onConnected(c: Conn): void {
+  private onConnected(c: Conn, mask: number): void {
     const s = c.served!;
-    const r = getsockoptInt(c.fds[1], SOL_SOCKET, SO_ERROR, this.scratch);
-    const err = 'value' in r ? r.value : r.errno;
-    if (err > 0) return this.connectFailed(c, err);
+    // A failed connect raises EPOLLERR; a plain EPOLLOUT is a connected socket.
+    if (mask & (EPOLLERR | EPOLLHUP)) {
+      const r = getsockoptInt(c.fds[1], SOL_SOCKET, SO_ERROR, this.scratch);
+      const err = 'value' in r ? r.value : r.errno || 111; /* ECONNREFUSED */
+      if (err > 0) return this.connectFailed(c, err);
+    }
     s.connecting = false;
     s.connectMs = this.now - s.started;
     c.last = this.now;
-    this.pump(c.up);
-    if (!c.closed) this.pump(c.down);
+    // The client's edges were held back while connecting; the upstream's are still to come
+    // (it was registered before it could send anything).
+    this.pump(c.up, (s.clientEvents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === 0);
   }
 
   /** The client gets an RST (as the JS path's resetAndDestroy), the upstream socket a close. */
@@ -613,8 +648,11 @@ class Engine {
     }));
   }
 
-  private flushRecords(): void {
+  /** Posts the records (and live counts) at most every RECORD_FLUSH_MS, or at once if `now`. */
+  private flushRecords(now = false): void {
     if (this.outbox.length === 0 && !this.activeChanged) return;
+    if (!now && this.outbox.length < RECORD_BATCH && this.now - this.lastFlush < RECORD_FLUSH_MS) return;
+    this.lastFlush = this.now;
     const active: Record<string, number> = {};
     for (const l of this.listeners.values()) active[l.cfg.label] = (active[l.cfg.label] ?? 0) + l.active;
     // Listeners already closed (unlisten) still have flows: count those by label too.
@@ -632,7 +670,7 @@ class Engine {
     this.stopping = true;
     this.unlisten();
     for (const c of [...this.conns.values()]) this.finish(c, 'aborted', 'engine closed');
-    this.flushRecords();
+    this.flushRecords(true);
     for (const p of this.pool.splice(0)) {
       rawClose(p.r);
       rawClose(p.w);
