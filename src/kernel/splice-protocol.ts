@@ -35,8 +35,8 @@ export interface ServedListener {
   mark: number;
   /** TPROXY: connect upstream from the client's own address (IP_TRANSPARENT + bind). */
   preserveSource: boolean;
-  /** A destination on this port at one of this host's addresses is the proxy itself: refused. */
-  loopPort: number;
+  /** A destination on one of these ports at one of this host's addresses is tranproxy itself (its listener, admin API, console): refused. */
+  ownPorts: number[];
   /** Flows at once over all served listeners; beyond it new ones are refused. */
   maxConnections: number;
 }

@@ -578,7 +578,7 @@ class Engine {
     if (r < 0) return refuse('no-original-destination', errnoName(-r));
     const dstAddr = scratchSockaddr(this.sa2);
     dst = decodeSockaddr(dstAddr);
-    if (dst.port === cfg.loopPort && this.local.has(dst.address)) return refuse('loop');
+    if (cfg.ownPorts.includes(dst.port) && this.local.has(dst.address)) return refuse('loop');
 
     const c = this.newConn(this.nextServedId++, fd, -1, cfg.idleMs);
     c.served = { listener: l, src, dst, started: this.now, connecting: true, clientEvents: 0, connectDeadline: cfg.connectTimeoutMs > 0 ? this.now + cfg.connectTimeoutMs : Infinity };

@@ -100,6 +100,7 @@ async function start(msg: ChildStart): Promise<void> {
     {
       mode: msg.mode,
       listenPort: msg.listenPort,
+      ownPorts: msg.ownPorts,
       connectTimeoutMs: msg.connectTimeoutMs,
       idleTimeoutMs: msg.idleTimeoutMs,
       headTimeoutMs: msg.headTimeoutMs,

@@ -32,6 +32,8 @@ export interface ListenerHandle {
 export interface DataPlaneConfig {
   mode: CaptureMode;
   listenPort: number;
+  /** Ports of our own services (listener, admin, console): a destination on one at a local address is refused. */
+  ownPorts?: number[];
   connectTimeoutMs: number;
   idleTimeoutMs: number;
   /** With a rewriter: how long a request head may take once begun (408 after); 0: no limit. */
@@ -233,8 +235,10 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     void handle(flow, client).finally(finishFlow);
   };
 
-  // Connecting to ourselves would loop until file descriptors run out.
-  const isLoop = (dst: Endpoint): boolean => dst.port === cfg.listenPort && local.has(dst.address);
+  // Connecting to ourselves would loop until file descriptors run out; and a client must not
+  // reach our admin API or console through us (from our address, with our uid).
+  const ownPorts = new Set([cfg.listenPort, ...(cfg.ownPorts ?? [])]);
+  const isLoop = (dst: Endpoint): boolean => ownPorts.has(dst.port) && local.has(dst.address);
 
   /** --dst-from-host: read the request head, resolve its Host, then relay as usual. */
   const destinationFromHost = async (client: net.Socket, src: Endpoint, started: number, listener: string): Promise<void> => {

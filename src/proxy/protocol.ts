@@ -10,6 +10,8 @@ export interface ChildStart {
   logFormat: LogFormat;
   mode: CaptureMode;
   listenPort: number;
+  /** Ports this host serves tranproxy itself on (listener, admin, console): never a destination at a local address. */
+  ownPorts: number[];
   connectTimeoutMs: number;
   idleTimeoutMs: number;
   /** HTTP injection: deadline for a request head once begun; 0: none. */

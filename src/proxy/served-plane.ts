@@ -62,7 +62,7 @@ export function startServedPlane(cfg: DataPlaneConfig, listeners: ListenerHandle
         idleMs: cfg.idleTimeoutMs,
         mark: cfg.outboundMark,
         preserveSource: cfg.preserveSource,
-        loopPort: cfg.listenPort,
+        ownPorts: [...new Set([cfg.listenPort, ...(cfg.ownPorts ?? [])])],
         maxConnections: cfg.maxConnections,
       }),
     ),

@@ -527,6 +527,7 @@ export class Supervisor implements SupervisorControl {
       logFormat: cfg.logFormat,
       mode: cfg.mode,
       listenPort: cfg.listenPort,
+      ownPorts: [cfg.listenPort, ...(cfg.admin ? [cfg.admin.port] : []), ...(cfg.console ? [cfg.console.port] : [])],
       connectTimeoutMs: cfg.connectTimeoutMs,
       idleTimeoutMs: cfg.idleTimeoutMs,
       headTimeoutMs: cfg.headTimeoutMs,

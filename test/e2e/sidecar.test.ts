@@ -211,7 +211,7 @@ test('bad header flags are usage errors', async () => {
 test('--dst-from-host: without NAT the destination comes from the Host header', async () => {
   await withLab(async (lab) => {
     const { pod: p } = await pod(lab);
-    const proxy = await startTranproxy(p, ['run', '--firewall', 'none', '--proxy-user', 'none', '--dst-from-host', '-H', 'tranproxy:true', '--family', 'ipv4']);
+    const proxy = await startTranproxy(p, ['run', '--firewall', 'none', '--proxy-user', 'none', '--dst-from-host', '-H', 'tranproxy:true', '--family', 'ipv4', '--admin', `${POD}:15000`]);
     const r = await p.run('curl', ['-sS', '--max-time', '5', '-H', `Host: ${SERVER}:8080`, 'http://127.0.0.1:15001/via-host']);
     const [echo] = parseEchoes(r.stdout);
     assert.ok(echo, r.stdout + r.stderr);
@@ -220,5 +220,12 @@ test('--dst-from-host: without NAT the destination comes from the Host header', 
     await proxy.waitForOutput(/conn .*dst=10\.73\.1\.2:8080 .*close=eof/);
     const noHost = await p.run(NODE, [peerPath('raw_client.mjs'), '127.0.0.1', '15001'], { input: 'GET / HTTP/1.0\r\n\r\n' });
     assert.match(noHost.stdout, /^HTTP\/1\.1 400 /);
+    // Our own admin API (here on the pod's address) is no destination: the proxy refuses to
+    // connect there for a client, as it refuses its own listener.
+    const viaUs = await p.run('curl', ['-sS', '--max-time', '5', '-H', `Host: ${POD}:15000`, 'http://127.0.0.1:15001/connections'], { allowFailure: true });
+    assert.doesNotMatch(viaUs.stdout, /\[/, 'the admin API answered through the proxy');
+    await proxy.waitForOutput(new RegExp(`refused .*dst=${POD.replace(/\./g, '\\.')}:15000 reason=loop`));
+    const direct = await p.run('curl', ['-sf', `http://${POD}:15000/connections`]);
+    assert.match(direct.stdout, /^\[/, 'the admin API itself is up');
   });
 });

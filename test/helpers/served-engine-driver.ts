@@ -132,7 +132,7 @@ async function held(): Promise<net.Socket> {
 const engine = createSpliceEngine();
 const listenFd = createListenerFd({ family: 4, address: '0.0.0.0', port: cfg.listenPort, transparent: false });
 engine.serve(
-  [{ fd: listenFd, family: 4, label: 'test', mode: 'redirect', connectTimeoutMs: CONNECT_MS, idleMs: IDLE_MS, mark: MARK, preserveSource: false, loopPort: cfg.listenPort, maxConnections: MAX }],
+  [{ fd: listenFd, family: 4, label: 'test', mode: 'redirect', connectTimeoutMs: CONNECT_MS, idleMs: IDLE_MS, mark: MARK, preserveSource: false, ownPorts: [cfg.listenPort], maxConnections: MAX }],
   {
     records(r, a) {
       records.push(...r);
