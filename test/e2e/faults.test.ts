@@ -173,6 +173,13 @@ async function faultSuite(t: Topology, label: string, extra: string[] = []): Pro
   await t.server.run('ip', ['link', 'set', 'dev', t.serverIf, 'up']);
   t.relink();
   server = await faultServer(t.server, 7001);
+  // The proxy host's neighbour entry for the server went FAILED while the link was down
+  // (connects then fail with EHOSTUNREACH until it is resolved again): wait until the server
+  // answers a ping, which is the network coming back, not the proxy.
+  for (let i = 0; i < 20; i++) {
+    if ((await t.proxyHost.run('ping', ['-c1', '-W1', t.serverIp], { allowFailure: true })).status === 0) break;
+    await sleep(250);
+  }
   const e = await connectClient(t.client, t.serverIp, 7001);
   await echoOnce(e, 'after-faults');
   e.proc.child.stdin!.end();
