@@ -625,9 +625,11 @@ class Engine {
     s.connecting = false;
     s.connectMs = this.now - s.started;
     c.last = this.now;
-    // The client's edges were held back while connecting; the upstream's are still to come
-    // (it was registered before it could send anything).
+    // The client's edges were held back while connecting. The upstream's first edge is this
+    // one: a server that speaks first may already have sent (on a fast link the handshake and
+    // its first bytes can land before the socket is even in epoll), so it is pumped too then.
     this.pump(c.up, (s.clientEvents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === 0);
+    if (!c.closed && mask & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) this.pump(c.down, (mask & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === 0);
   }
 
   /** The client gets an RST (as the JS path's resetAndDestroy), the upstream socket a close. */

@@ -18,6 +18,8 @@ export interface DriverConfig {
   serverIp: string;
   /** An echo server there. */
   echoPort: number;
+  /** A server there that greets (one byte 'g') each connection first. */
+  greetPort: number;
   /** A port there nothing listens on. */
   deadPort: number;
   /** An address on the link with no host behind it (connects to it time out). */
@@ -29,7 +31,7 @@ export interface DriverConfig {
 
 const cfg = JSON.parse(process.argv[2] ?? '{}') as DriverConfig;
 const MARK = 0x539;
-const MAX = 12;
+const MAX = 120;
 const IDLE_MS = 1500;
 const CONNECT_MS = 700;
 
@@ -39,7 +41,7 @@ const plan: CapturePlan = {
   families: ['ipv4'],
   protocols: ['tcp'],
   proxyPort: cfg.listenPort,
-  includePorts: [{ from: cfg.echoPort, to: cfg.echoPort }, { from: cfg.deadPort, to: cfg.deadPort }],
+  includePorts: [{ from: cfg.echoPort, to: cfg.echoPort }, { from: cfg.greetPort, to: cfg.greetPort }, { from: cfg.deadPort, to: cfg.deadPort }],
   excludePorts: [],
   includeDestinations: [],
   excludeDestinations: [],
@@ -160,6 +162,26 @@ try {
   assert.deepEqual(ends().map((r) => r.bytesUp).sort((a, b) => a - b), [...sizes].sort((a, b) => a - b));
   console.log('ok echo 60 flows, byte counts and destinations recorded');
 
+  // 1b. A server that speaks first, many connections at once: its greeting may arrive before
+  // the upstream socket is even in epoll, and must still be relayed.
+  const greeted = async (): Promise<boolean> => {
+    const s = await connectTo(cfg.serverIp, cfg.greetPort);
+    const got = await new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => resolve(false), 5000);
+      s.once('data', (d: Buffer) => {
+        clearTimeout(t);
+        resolve(d.toString() === 'g');
+      });
+    });
+    s.destroy();
+    return got;
+  };
+  let greetOk = 0;
+  for (let round = 0; round < 4; round++) greetOk += (await Promise.all(Array.from({ length: 100 }, greeted))).filter(Boolean).length;
+  assert.equal(greetOk, 400, `every greeting of a server-speaks-first protocol reached its client (${greetOk} did); ${JSON.stringify(records.slice(-3))}`);
+  await until('the greeting flows ended', () => activeNow() === 0);
+  console.log('ok server speaks first: 400 greetings relayed, 100 connections at a time');
+
   // 2. Live list and close by id.
   const hold = [await held(), await held(), await held()];
   await until('3 active', () => activeNow() === 3);
@@ -177,7 +199,7 @@ try {
   assert.equal(ends().find((r) => r.id === victim.id)!.reason, 'aborted');
   console.log('ok list shows the live flows with bytes; close by id ends one');
 
-  // 3. Max connections: 2 held + 10 more = 12 = MAX; the 13th is refused, the rest unaffected.
+  // 3. Max connections: 2 held + MAX - 2 more = MAX; one more is refused, the rest unaffected.
   for (let i = 0; i < MAX - 2; i++) hold.push(await held());
   await until(`${MAX} active`, () => activeNow() === MAX);
   const extraEnd = await refusedOutcome(cfg.serverIp, cfg.echoPort);
