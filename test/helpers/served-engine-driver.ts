@@ -11,6 +11,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { applyPlan, removeRules } from '../../src/firewall/apply.js';
 import type { CapturePlan } from '../../src/firewall/plan.js';
+import { BASE } from '../golden/plans.js';
 import { createListenerFd } from '../../src/kernel/sockets.js';
 import { createSpliceEngine, type FlowRecord } from '../../src/kernel/splice.js';
 
@@ -36,22 +37,10 @@ const IDLE_MS = 1500;
 const CONNECT_MS = 700;
 
 const plan: CapturePlan = {
-  mode: 'redirect',
-  capture: ['output'],
-  families: ['ipv4'],
-  protocols: ['tcp'],
+  ...BASE,
   proxyPort: cfg.listenPort,
-  includePorts: [{ from: cfg.echoPort, to: cfg.echoPort }, { from: cfg.greetPort, to: cfg.greetPort }, { from: cfg.deadPort, to: cfg.deadPort }],
-  excludePorts: [],
-  includeDestinations: [],
-  excludeDestinations: [],
-  sourceCidrs: [],
-  inInterfaces: [],
-  excludeUids: [],
-  excludeGids: [],
+  includePorts: [cfg.echoPort, cfg.greetPort, cfg.deadPort].map((p) => ({ from: p, to: p })),
   bypassMark: MARK,
-  tproxyMark: 0x1e7,
-  tproxyTable: 233,
 };
 
 /** N clients that connect when told ('go' on stdin) and each echo 100 bytes. */
