@@ -183,10 +183,10 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
     const answerRejected = (response: Buffer | undefined): void => {
       if (response) client.end(response);
       else client.end();
-      if (rejectedAs !== 'head-timeout') return;
-      // A slow client may never close its side. Read and drop what it still sends for a
-      // moment (closing with unread bytes would reset the connection, and the reset can
-      // destroy the 408 in flight), then close.
+      // A refused or slow client may never close its side (nor stop sending a body we will
+      // not forward). Read and drop what it still sends for a moment (closing with unread
+      // bytes would reset the connection, and the reset can destroy the answer in flight),
+      // then close: it must not hold the socket until the idle timeout.
       client.resume();
       const t = setTimeout(() => client.destroy(), LINGER_MS);
       client.once('close', () => clearTimeout(t));

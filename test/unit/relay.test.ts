@@ -163,6 +163,34 @@ test('rewriter: forward events replace bytes, reject answers the client and clos
   upstream.close();
 });
 
+test('a refused client that never closes its side is closed after a short linger, not at the idle timeout', async () => {
+  const upstream = await listen((s) => s.resume());
+  const rejecting: UpstreamRewriter = {
+    push: () => [{ kind: 'reject', status: 400, reason: 'bad', response: Buffer.from('HTTP/1.1 400 Bad Request\r\n\r\n') }],
+  };
+  await withRelay(upstream.address() as net.AddressInfo, { idleTimeoutMs: 30_000, rewriter: () => rejecting }, async (port, results) => {
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true }); // never ends its side
+    c.on('error', () => {});
+    await once(c, 'connect');
+    const t0 = Date.now();
+    c.write('garbage');
+    const got: Buffer[] = [];
+    c.on('data', (d: Buffer) => {
+      got.push(d);
+      c.write('more body the proxy drops'); // still sending: read and dropped while lingering
+    });
+    // The proxy's side of the connection is closed (the relay settles) well before the idle timeout.
+    const r = await Promise.race([results[0]!, new Promise<undefined>((res) => setTimeout(() => res(undefined), 6000))]);
+    const ms = Date.now() - t0;
+    assert.ok(r, `the proxy still held the refused connection after ${ms} ms`);
+    assert.equal(r.reason, 'rejected');
+    assert.ok(ms >= 1500, `closed after ${ms} ms: the linger lets the answer arrive first`);
+    assert.equal(Buffer.concat(got).toString(), 'HTTP/1.1 400 Bad Request\r\n\r\n');
+    c.destroy();
+  });
+  upstream.close();
+});
+
 test('a client EOF that arrived before the relay started (while peeking) is still forwarded', async () => {
   const upstream = await listen((s) => readAll(s).then((b) => s.end(`saw ${b.toString()}`)));
   const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
