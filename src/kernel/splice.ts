@@ -19,9 +19,9 @@ import { MessageChannel, Worker } from 'node:worker_threads';
 import type { RelayResult } from '../relay/relay.js';
 import { socketFd } from './sockets.js';
 import type { FlowRecord, FromWorker, ServedConnection, ServedListener, SpliceWorkerInit, ToWorker } from './splice-protocol.js';
+import { eventfdSignal, loadSpliceLibc, probeSplice, rawClose, sysDupCloexec, sysEventfd } from './splice-ffi.js';
 
 export type { FlowRecord, ServedConnection, ServedListener } from './splice-protocol.js';
-import { eventfdSignal, loadSpliceLibc, probeSplice, rawClose, sysDupCloexec, sysEventfd } from './splice-ffi.js';
 
 export interface SpliceEngineOptions {
   /** Worker threads running epoll loops (connections are spread over them). Default 1. */
