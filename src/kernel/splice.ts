@@ -13,6 +13,10 @@
 //      the connection stays open through the dup, which the worker now owns and closes.
 // The result has the same shape as relay()'s: bytes counted as read from each side,
 // including the bytes flushed in step 3.
+//
+// serve(): listeners whose flows nobody inspects are given to the first worker outright; it
+// accepts, connects and splices itself (kernel-only flows) and reports each flow's end in
+// batches, so those connections never exist as Node sockets at all.
 import net from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { MessageChannel, Worker } from 'node:worker_threads';
