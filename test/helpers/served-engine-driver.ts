@@ -33,7 +33,7 @@ export interface DriverConfig {
 const cfg = JSON.parse(process.argv[2] ?? '{}') as DriverConfig;
 const MARK = 0x539;
 const MAX = 120;
-const IDLE_MS = 1500;
+const IDLE_MS = 3000; // long enough that held flows of steps 2-3 never idle out on a loaded machine
 const CONNECT_MS = 700;
 
 const plan: CapturePlan = {
@@ -180,25 +180,27 @@ try {
   await until('3 active', () => activeNow() === 3);
   const list = await engine.servedConnections();
   assert.equal(list.length, 3);
-  const ports = hold.map((s) => s.localPort);
-  assert.deepEqual(list.map((c) => c.src.port).sort(), [...ports].sort());
-  assert.ok(list.every((c) => c.bytesUp === 1 && c.bytesDown === 1 && c.listener === 'test'));
-  const victim = list.find((c) => c.src.port === hold[0]!.localPort)!;
-  const closed = ending(hold[0]!);
+  // Not matched by source port: conntrack may give a REDIRECTed flow another source port when
+  // its reply tuple clashes with an old entry (many short flows from one address came before).
+  assert.ok(list.every((c) => c.bytesUp === 1 && c.bytesDown === 1 && c.listener === 'test' && c.dst.port === cfg.echoPort && c.src.address === cfg.ownIp), JSON.stringify(list));
+  const victim = list[0]!;
+  const endings = hold.map((s, i) => ending(s).then(() => i));
   assert.equal(await engine.closeServed(victim.id), true);
-  await closed;
+  const gone = await Promise.race(endings);
+  hold.splice(gone, 1); // the others are untouched
+  for (const s of hold) assert.ok(!s.destroyed && !s.readableEnded, `only the flow closed by id ended (${gone} did)`);
   assert.equal(await engine.closeServed(999_999), false);
   await until('the closed flow recorded', () => ends().some((r) => r.id === victim.id));
   assert.equal(ends().find((r) => r.id === victim.id)!.reason, 'aborted');
   console.log('ok list shows the live flows with bytes; close by id ends one');
 
   // 3. Max connections: 2 held + MAX - 2 more = MAX; one more is refused, the rest unaffected.
-  for (let i = 0; i < MAX - 2; i++) hold.push(await held());
+  for (let i = 0; i < MAX - 2; i += 20) hold.push(...(await Promise.all(Array.from({ length: Math.min(20, MAX - 2 - i) }, held))));
   await until(`${MAX} active`, () => activeNow() === MAX);
   const extraEnd = await refusedOutcome(cfg.serverIp, cfg.echoPort);
   assert.equal(extraEnd.data.length, 0);
   await until('a max-connections refusal', () => refusals().some((r) => r.reason === 'max-connections'));
-  for (const s of hold.slice(1)) s.destroy();
+  for (const s of hold) s.destroy();
   await until('none active', () => activeNow() === 0);
   assert.equal((await echo(1000)).length, 1000);
   console.log('ok beyond max-connections refused; capacity returns');
