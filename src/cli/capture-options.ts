@@ -24,7 +24,9 @@ export function addCaptureOptions(cmd: Command): Command {
     .option('--exclude-uid <uid>', 'never capture traffic of this uid; repeatable', collect)
     .option('--exclude-gid <gid>', 'never capture traffic of this gid; repeatable', collect)
     .addOption(new Option('--firewall <backend>', 'firewall backend; none leaves the rules to you').choices(['auto', 'nft', 'iptables', 'none']).default('auto'))
-    .option('--bypass-mark <mark>', 'packets with this mark are never captured (the proxy sets it on its own sockets)', `0x${DEFAULTS.bypassMark.toString(16)}`)
-    .option('--tproxy-mark <mark>', 'TPROXY: mark of diverted packets', `0x${DEFAULTS.tproxyMark.toString(16)}`)
-    .option('--tproxy-table <n>', 'TPROXY: route table that delivers marked packets locally', String(DEFAULTS.tproxyTable));
+    // No commander default: an untyped bypass mark may move off a masked --tproxy-mark's bits.
+    .option('--bypass-mark <mark[/mask]>', `packets with this mark (in the mask bits) are never captured (the proxy sets it on its own sockets) (default: 0x${DEFAULTS.bypassMark.toString(16)})`)
+    .option('--tproxy-mark <mark[/mask]>', 'TPROXY: mark of diverted packets; with /mask only those bits are set and matched (e.g. 0x1/0x1)', `0x${DEFAULTS.tproxyMark.toString(16)}`)
+    .option('--tproxy-table <n>', 'TPROXY: route table that delivers marked packets locally', String(DEFAULTS.tproxyTable))
+    .option('--tproxy-rule-pref <n>', "TPROXY: preference of the 'ip rule fwmark … lookup TABLE' (1-32765; default: the kernel's choice)");
 }

@@ -16,7 +16,7 @@ import {
   parseDurationOrOff,
   parseId,
   parseInterfaceName,
-  parseMark,
+  parseMarkMask,
   parsePort,
   parsePortRange,
   parsePositiveInt,
@@ -46,8 +46,14 @@ export interface RunConfig {
   excludeGids: number[];
   firewall: FirewallChoice;
   bypassMark: number;
+  /** Bits the bypass mark is compared on (0xffffffff: all). */
+  bypassMask: number;
   tproxyMark: number;
+  /** Bits of the packet mark the TPROXY mark occupies (0xffffffff: all). */
+  tproxyMask: number;
   tproxyTable: number;
+  /** Preference of the TPROXY `ip rule`; undefined: the kernel's choice. */
+  tproxyRulePref: number | undefined;
   /** TPROXY: connect upstream from the client's own address (server sees the client). */
   preserveSource: boolean;
   connectTimeoutMs: number;
@@ -102,6 +108,7 @@ export interface RawRunOptions {
   bypassMark?: string;
   tproxyMark?: string;
   tproxyTable?: string;
+  tproxyRulePref?: string;
   preserveSource?: boolean;
   bypassPrivate?: boolean;
   connectTimeout?: string;
@@ -228,6 +235,15 @@ export const DEFAULTS = {
   maxConnections: 8000,
 } as const;
 
+function marksOf(raw: RawRunOptions): Pick<RunConfig, 'bypassMark' | 'bypassMask' | 'tproxyMark' | 'tproxyMask'> {
+  const tproxy = parseMarkMask(raw.tproxyMark ?? String(DEFAULTS.tproxyMark), '--tproxy-mark');
+  let bypass = { mark: DEFAULTS.bypassMark as number, mask: 0xffffffff };
+  if (raw.bypassMark !== undefined) bypass = parseMarkMask(raw.bypassMark, '--bypass-mark');
+  // The default bypass mark must not carry a masked TPROXY mark's bits (0x539 has bit 0x1).
+  else if ((bypass.mark & tproxy.mask) >>> 0 === tproxy.mark) bypass.mark = (bypass.mark & ~tproxy.mask) >>> 0 || 0x80000000;
+  return { bypassMark: bypass.mark, bypassMask: bypass.mask, tproxyMark: tproxy.mark, tproxyMask: tproxy.mask };
+}
+
 function families(choice: FamilyChoice): Family[] {
   return choice === 'dual' ? ['ipv4', 'ipv6'] : [choice];
 }
@@ -279,9 +295,9 @@ export function parseRunOptions(raw: RawRunOptions, command: string[] = [], fact
     excludeUids: splitList(raw.excludeUid).map((u) => parseId(u, '--exclude-uid')),
     excludeGids: splitList(raw.excludeGid).map((g) => parseId(g, '--exclude-gid')),
     firewall,
-    bypassMark: parseMark(raw.bypassMark ?? String(DEFAULTS.bypassMark), '--bypass-mark'),
-    tproxyMark: parseMark(raw.tproxyMark ?? String(DEFAULTS.tproxyMark), '--tproxy-mark'),
+    ...marksOf(raw),
     tproxyTable: parsePositiveInt(raw.tproxyTable ?? String(DEFAULTS.tproxyTable), '--tproxy-table', 0xfffffffe),
+    tproxyRulePref: raw.tproxyRulePref === undefined ? undefined : parsePositiveInt(raw.tproxyRulePref, '--tproxy-rule-pref', 32765),
     preserveSource,
     connectTimeoutMs: parseDuration(raw.connectTimeout ?? DEFAULTS.connectTimeout, '--connect-timeout'),
     idleTimeoutMs: parseDuration(raw.idleTimeout ?? DEFAULTS.idleTimeout, '--idle-timeout'),
@@ -323,5 +339,9 @@ export function capturePlanOf(cfg: RunConfig): CapturePlan {
     bypassMark: cfg.bypassMark,
     tproxyMark: cfg.tproxyMark,
     tproxyTable: cfg.tproxyTable,
+    // Only when not the default, so plans (and their JSON) stay as before for plain marks.
+    ...(cfg.bypassMask !== 0xffffffff ? { bypassMask: cfg.bypassMask } : {}),
+    ...(cfg.tproxyMask !== 0xffffffff ? { tproxyMask: cfg.tproxyMask } : {}),
+    ...(cfg.tproxyRulePref !== undefined ? { rulePref: cfg.tproxyRulePref } : {}),
   };
 }

@@ -8,6 +8,7 @@
 //   capture (list)        --capture               bypass-mark           --bypass-mark
 //   family                --family                tproxy-mark           --tproxy-mark
 //   listen-port           --listen-port           tproxy-table          --tproxy-table
+//   tproxy-rule-pref      --tproxy-rule-pref
 //   ports (list)          -P/--port               preserve-source       --[no-]preserve-source
 //   exclude-ports (list)  --exclude-port          connect-timeout       --connect-timeout
 //   include-cidrs (list)  --include-cidr          idle-timeout          --idle-timeout
@@ -51,7 +52,7 @@ import {
   parseDurationOrOff,
   parseId,
   parseInterfaceName,
-  parseMark,
+  parseMarkMask,
   parsePort,
   parsePortRange,
   parsePositiveInt,
@@ -284,9 +285,10 @@ export const ConfigSchema = z
     'exclude-uids': many(scalar('a uid', (t) => parseId(t, ''))).optional(),
     'exclude-gids': many(scalar('a gid', (t) => parseId(t, ''))).optional(),
     firewall: oneOf(['auto', 'nft', 'iptables', 'none']).optional(),
-    'bypass-mark': scalar('a mark, e.g. 0x539', (t) => parseMark(t, '')).optional(),
-    'tproxy-mark': scalar('a mark, e.g. 0x1e7', (t) => parseMark(t, '')).optional(),
+    'bypass-mark': scalar('a mark or MARK/MASK, e.g. 0x539 or 0x2/0x2', (t) => parseMarkMask(t, '')).optional(),
+    'tproxy-mark': scalar('a mark or MARK/MASK, e.g. 0x1e7 or 0x1/0x1', (t) => parseMarkMask(t, '')).optional(),
     'tproxy-table': scalar('a route table number', (t) => parsePositiveInt(t, '', 0xfffffffe)).optional(),
+    'tproxy-rule-pref': scalar('an ip rule preference, 1-32765', (t) => parsePositiveInt(t, '', 32765)).optional(),
     'preserve-source': bool.optional(),
     'connect-timeout': duration.optional(),
     'idle-timeout': duration.optional(),
@@ -462,6 +464,7 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
   set('bypassMark', one(f['bypass-mark']));
   set('tproxyMark', one(f['tproxy-mark']));
   set('tproxyTable', one(f['tproxy-table']));
+  set('tproxyRulePref', one(f['tproxy-rule-pref']));
   set('preserveSource', f['preserve-source']);
   set('connectTimeout', one(f['connect-timeout']));
   set('idleTimeout', one(f['idle-timeout']));

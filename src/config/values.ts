@@ -54,14 +54,31 @@ export function parseDurationOrOff(text: string, flag: string): number {
   return parseDuration(text, flag);
 }
 
+function u32(text: string): number {
+  const t = text.trim().toLowerCase();
+  const n = /^0x[0-9a-f]{1,8}$/.test(t) ? parseInt(t, 16) : /^\d+$/.test(t) ? Number(t) : NaN;
+  return Number.isInteger(n) && n > 0 && n <= 0xffffffff ? n : NaN;
+}
+
 /** Firewall marks: decimal or 0x hex, non-zero, 32 bits. */
 export function parseMark(text: string, flag: string): number {
-  const t = text.trim().toLowerCase();
-  const n = /^0x[0-9a-f]+$/.test(t) ? parseInt(t, 16) : /^\d+$/.test(t) ? Number(t) : NaN;
-  if (!Number.isInteger(n) || n <= 0 || n > 0xffffffff) {
-    throw new UsageError(`${flag}: '${text}' is not a mark: use a non-zero number such as 0x100`);
-  }
+  const n = u32(text);
+  if (Number.isNaN(n)) throw new UsageError(`${flag}: '${text}' is not a mark: use a non-zero number such as 0x100`);
   return n;
+}
+
+/** "0x1e7" (all bits count) or "0x1/0x1" (only the mask's bits): as iptables and ip rule write it. */
+export function parseMarkMask(text: string, flag: string): { mark: number; mask: number } {
+  const [v, m, extra] = text.split('/');
+  const mark = u32(v ?? '');
+  const mask = m === undefined ? 0xffffffff : u32(m);
+  if (extra !== undefined || Number.isNaN(mark) || Number.isNaN(mask)) {
+    throw new UsageError(`${flag}: '${text}' is not a mark: use a non-zero number such as 0x100, or MARK/MASK such as 0x1/0x1`);
+  }
+  if ((mark & ~mask) >>> 0 !== 0) {
+    throw new UsageError(`${flag}: '${text}' sets bits outside its mask: the mark must be within the mask (e.g. 0x1/0x1)`);
+  }
+  return { mark, mask };
 }
 
 export function parseId(text: string, flag: string): number {

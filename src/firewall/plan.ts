@@ -45,9 +45,15 @@ export interface CapturePlan {
   excludeGids: number[];
   /** Packets carrying this mark (set by the proxy with SO_MARK) are never captured. */
   bypassMark: number;
+  /** Bits of the packet mark the bypass mark is compared on (default 0xffffffff: all). */
+  bypassMask?: number;
   /** TPROXY only: mark given to diverted packets, and the route table that delivers them locally. */
   tproxyMark: number;
+  /** Bits of the packet mark the TPROXY mark occupies; other bits are kept (default: all). */
+  tproxyMask?: number;
   tproxyTable: number;
+  /** TPROXY only: preference of the `ip rule`; undefined lets the kernel choose. */
+  rulePref?: number;
 }
 
 /** Names shared by every renderer, so `rules remove` finds what any apply created. */

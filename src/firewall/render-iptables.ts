@@ -3,7 +3,7 @@
 // In --noflush mode `:CHAIN - [0:0]` flushes an existing user chain (checked with
 // iptables-nft and iptables-legacy 1.8.9), which is what makes re-apply idempotent.
 import { IPT_CHAIN_PREFIX, type CapturePlan, type CapturePoint, type Family, type PortRange } from './plan.js';
-import { FAMILY_LABEL, hex, ofFamily, validatePlan } from './validate.js';
+import { FAMILY_LABEL, FULL_MASK, hex, markText, ofFamily, validatePlan } from './validate.js';
 
 export type IptTable = 'nat' | 'mangle';
 
@@ -77,7 +77,7 @@ function ownTraffic(p: CapturePlan): IptRule[] {
     { spec: '-o lo -j RETURN', why: 'loopback is never captured' },
     ...p.excludeUids.map((u) => ({ spec: `-m owner --uid-owner ${u} -j RETURN`, why: 'excluded uid (the proxy)' })),
     ...p.excludeGids.map((g) => ({ spec: `-m owner --gid-owner ${g} -j RETURN`, why: 'excluded gid (the proxy)' })),
-    { spec: `-m mark --mark ${hex(p.bypassMark)} -j RETURN`, why: 'bypass mark (SO_MARK of the proxy)' },
+    { spec: `-m mark --mark ${markText(p.bypassMark, p.bypassMask)} -j RETURN`, why: 'bypass mark (SO_MARK of the proxy)' },
   ];
 }
 
@@ -171,13 +171,15 @@ function build(p: CapturePlan, f: Family): { chains: IptChain[]; jumps: IptJump[
     }
     return { chains, jumps };
   }
-  const mark = hex(p.tproxyMark);
-  const tproxy = `-j TPROXY --on-port ${p.proxyPort} --tproxy-mark ${mark}/0xffffffff`;
+  const mark = markText(p.tproxyMark, p.tproxyMask);
+  const tproxy = `-j TPROXY --on-port ${p.proxyPort} --tproxy-mark ${hex(p.tproxyMark)}/${hex(p.tproxyMask ?? FULL_MASK)}`;
+  // --set-mark replaces the whole mark; --set-xmark V/M changes only the mask's bits.
+  const setMark = mark.includes('/') ? `-j MARK --set-xmark ${mark}` : `-j MARK --set-mark ${mark}`;
   chains.push({
     table: 'mangle',
     name: C.divert,
     rules: [
-      { spec: `-j MARK --set-mark ${mark}`, why: 'deliver locally through the tproxy route table' },
+      { spec: setMark, why: 'deliver locally through the tproxy route table' },
       { spec: '-j ACCEPT', why: 'no further mangling' },
     ],
   });
@@ -202,7 +204,7 @@ function build(p: CapturePlan, f: Family): { chains: IptChain[]; jumps: IptJump[
   jumps.push({ table: 'mangle', chain: 'PREROUTING', target: C.manglePre });
   if (has('output')) {
     const outHead = [...scope(p), ...ownTraffic(p), ...local(f), ...excludes(p, f)];
-    const reroute = perPort(p, p.includePorts, `-j MARK --set-mark ${mark}`,
+    const reroute = perPort(p, p.includePorts, setMark,
       `capture: mark so ip rule fwmark ${mark} reroutes it via lo to TRANPROXY_MANGLE_PRE`);
     chains.push(...pipeline('mangle', C.mangleOut, outHead, [destinationStage(p, f)], reroute));
     jumps.push({ table: 'mangle', chain: 'OUTPUT', target: C.mangleOut });

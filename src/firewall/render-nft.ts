@@ -1,7 +1,7 @@
 // CapturePlan → one nft script. `table X` + `delete table X` + `table X { ... }` in one
 // `nft -f` transaction: creates-if-missing, drops, recreates. Atomic and idempotent.
 import { NFT_TABLE, type CapturePlan, type CapturePoint, type Family, type PortRange } from './plan.js';
-import { FAMILIES, FAMILY_LABEL, hex, ofFamily, validatePlan } from './validate.js';
+import { FAMILIES, FAMILY_LABEL, FULL_MASK, hex, markText, ofFamily, validatePlan } from './validate.js';
 
 interface Rule {
   text: string;
@@ -10,6 +10,16 @@ interface Rule {
 }
 
 const ADDR: Record<Family, string> = { ipv4: 'ip', ipv6: 'ip6' };
+
+/** `meta mark 0x539`, or `meta mark & 0x1 == 0x1` when only the masked bits count. */
+function markIs(mark: number, mask = FULL_MASK): string {
+  return mask === FULL_MASK ? `meta mark ${hex(mark)}` : `meta mark & ${hex(mask)} == ${hex(mark)}`;
+}
+
+/** Sets the mask's bits to `mark` and keeps the others (another tool's marks survive). */
+function markSet(mark: number, mask = FULL_MASK): string {
+  return mask === FULL_MASK ? `meta mark set ${hex(mark)}` : `meta mark set meta mark & ${hex(~mask >>> 0)} | ${hex(mark)}`;
+}
 
 function set(items: readonly (string | number)[]): string {
   return items.length === 1 ? String(items[0]) : `{ ${items.join(', ')} }`;
@@ -38,7 +48,7 @@ function ownTraffic(p: CapturePlan): Rule[] {
   const out: Rule[] = [{ text: 'oifname "lo" return', why: 'loopback is never captured' }];
   if (p.excludeUids.length) out.push({ text: `meta skuid ${set(p.excludeUids)} return`, why: 'excluded uid (the proxy)' });
   if (p.excludeGids.length) out.push({ text: `meta skgid ${set(p.excludeGids)} return`, why: 'excluded gid (the proxy)' });
-  out.push({ text: `meta mark ${hex(p.bypassMark)} return`, why: 'bypass mark (SO_MARK of the proxy)' });
+  out.push({ text: `${markIs(p.bypassMark, p.bypassMask)} return`, why: 'bypass mark (SO_MARK of the proxy)' });
   return out;
 }
 
@@ -84,7 +94,7 @@ function captured(p: CapturePlan, proto: string): string {
 function tproxyTo(p: CapturePlan, why: string, prefix = ''): Rule[] {
   return p.families.flatMap((f) =>
     p.protocols.map((proto) => ({
-      text: `${prefix}meta nfproto ${f} ${captured(p, proto)} tproxy ${ADDR[f]} to :${p.proxyPort} meta mark set ${hex(p.tproxyMark)} accept`,
+      text: `${prefix}meta nfproto ${f} ${captured(p, proto)} tproxy ${ADDR[f]} to :${p.proxyPort} ${markSet(p.tproxyMark, p.tproxyMask)} accept`,
       why,
     })),
   );
@@ -117,16 +127,16 @@ function chains(p: CapturePlan): Chain[] {
     }
     return out;
   }
-  const mark = hex(p.tproxyMark);
+  const mark = markText(p.tproxyMark, p.tproxyMask);
   const pre: Rule[] = [
     {
-      text: `meta l4proto tcp socket transparent 1 meta mark set ${mark} accept`,
+      text: `meta l4proto tcp socket transparent 1 ${markSet(p.tproxyMark, p.tproxyMask)} accept`,
       why: 'packet of an existing transparent socket (also replies to spoofed-source connections)',
     },
   ];
   if (has('output')) {
     // Host traffic marked in mangle_output comes back through lo: tproxy it before any filter.
-    pre.push(...tproxyTo(p, 'host traffic rerouted via lo by mangle_output', `iifname "lo" meta mark ${mark} `));
+    pre.push(...tproxyTo(p, 'host traffic rerouted via lo by mangle_output', `iifname "lo" ${markIs(p.tproxyMark, p.tproxyMask)} `));
   }
   if (has('prerouting')) {
     pre.push(...scope(p), LOCAL, ...sources(p), ...destinations(p), ...tproxyTo(p, 'capture: tproxy to the proxy'));
@@ -134,7 +144,7 @@ function chains(p: CapturePlan): Chain[] {
   out.push({ name: 'mangle_prerouting', hook: 'type filter hook prerouting priority mangle', rules: pre });
   if (has('output')) {
     const reroute: Rule = {
-      text: `${p.includePorts.length ? `${dport(p)} ${ports(p.includePorts)} ` : ''}meta mark set ${mark}`,
+      text: `${p.includePorts.length ? `${dport(p)} ${ports(p.includePorts)} ` : ''}${markSet(p.tproxyMark, p.tproxyMask)}`,
       why: `capture: mark so ip rule fwmark ${mark} reroutes it via lo to mangle_prerouting`,
     };
     out.push({

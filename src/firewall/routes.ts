@@ -1,9 +1,10 @@
 // TPROXY policy routing as data: `ip rule fwmark M lookup T` + `ip route local default dev lo
 // table T`, per family. Everything we add carries routing protocol ROUTE_PROTO, so removal
 // finds it without knowing the mark or table (the kernel matches `protocol` on delete).
+import { ToolFailedError } from '../errors.js';
 import { runSync } from '../kernel/exec.js';
 import type { CapturePlan, Family } from './plan.js';
-import { hex, validatePlan } from './validate.js';
+import { FULL_MASK, markText, validatePlan } from './validate.js';
 
 /** rtnetlink protocol tag of our rules and routes (unassigned in /etc/iproute2/rt_protos). */
 export const ROUTE_PROTO = 116;
@@ -11,7 +12,11 @@ export const ROUTE_PROTO = 116;
 export interface PolicyRule {
   family: Family;
   fwmark: number;
+  /** Bits of the mark that count (FULL_MASK: all). */
+  fwmask: number;
   table: number;
+  /** Rule preference; undefined: the kernel's choice. */
+  pref?: number;
 }
 
 export interface LocalRoute {
@@ -32,13 +37,20 @@ export function routingFor(plan: CapturePlan): Routing {
   const p = validatePlan(plan);
   if (p.mode !== 'tproxy') return { rules: [], routes: [] };
   return {
-    rules: p.families.map((family) => ({ family, fwmark: p.tproxyMark, table: p.tproxyTable })),
+    rules: p.families.map((family) => ({
+      family,
+      fwmark: p.tproxyMark,
+      fwmask: p.tproxyMask ?? FULL_MASK,
+      table: p.tproxyTable,
+      ...(p.rulePref !== undefined ? { pref: p.rulePref } : {}),
+    })),
     routes: p.families.map((family) => ({ family, table: p.tproxyTable })),
   };
 }
 
 function ruleArgs(r: PolicyRule): string[] {
-  return [FLAG[r.family], 'rule', 'add', 'fwmark', hex(r.fwmark), 'lookup', String(r.table), 'protocol', String(ROUTE_PROTO)];
+  const pref = r.pref !== undefined ? ['pref', String(r.pref)] : [];
+  return [FLAG[r.family], 'rule', 'add', ...pref, 'fwmark', markText(r.fwmark, r.fwmask), 'lookup', String(r.table), 'protocol', String(ROUTE_PROTO)];
 }
 
 function routeArgs(r: LocalRoute): string[] {
@@ -57,6 +69,7 @@ interface Opts {
 interface LiveRule {
   priority: number;
   fwmark?: string;
+  fwmask?: string;
   table?: string;
   protocol?: string;
 }
@@ -76,6 +89,11 @@ function liveRouteTables(family: Family, o: Opts): string[] {
   return (JSON.parse(r.stdout || '[]') as { table?: string }[]).map((x) => x.table ?? 'main');
 }
 
+function sameRule(live: LiveRule, r: PolicyRule): boolean {
+  const mask = live.fwmask === undefined ? FULL_MASK : Number(live.fwmask);
+  return Number(live.fwmark) === r.fwmark && mask === r.fwmask && live.table === String(r.table) && (r.pref === undefined || live.priority === r.pref);
+}
+
 function delRule(family: Family, r: LiveRule, o: Opts): void {
   runSync('ip', [FLAG[family], 'rule', 'del', 'pref', String(r.priority), 'protocol', String(ROUTE_PROTO)], { netns: o.netns });
 }
@@ -84,13 +102,30 @@ function delRoutes(family: Family, table: string, o: Opts): void {
   runSync('ip', [FLAG[family], 'route', 'flush', 'table', table, 'proto', String(ROUTE_PROTO)], { netns: o.netns });
 }
 
+/**
+ * The local routes go through `lo`; in a fresh network namespace it is down and the kernel
+ * refuses IPv6 routes on it ("Nexthop device is not up"). Up is harmless, so it stays up.
+ */
+function ensureLoopbackUp(o: Opts): void {
+  const r = runSync('ip', ['-j', 'link', 'show', 'dev', 'lo'], { netns: o.netns });
+  const flags = (JSON.parse(r.stdout || '[]') as { flags?: string[] }[])[0]?.flags ?? [];
+  if (flags.includes('UP')) return;
+  try {
+    runSync('ip', ['link', 'set', 'dev', 'lo', 'up'], { netns: o.netns });
+  } catch (e) {
+    if (!(e instanceof ToolFailedError)) throw e;
+    throw new ToolFailedError(e.tool, e.args, e.status, `${e.stderr.trim()} (TPROXY delivers through the loopback interface 'lo', which is down: bring it up)`);
+  }
+}
+
 /** Idempotent: keeps matching tagged entries, deletes other tagged ones, adds what is missing. */
 export function applyRouting(want: Routing, o: Opts = {}): void {
+  if (want.routes.length) ensureLoopbackUp(o);
   for (const family of ['ipv4', 'ipv6'] as const) {
     const rules = want.rules.filter((r) => r.family === family);
     const kept = new Set<PolicyRule>();
     for (const live of liveRules(family, o)) {
-      const match = rules.find((r) => !kept.has(r) && Number(live.fwmark) === r.fwmark && live.table === String(r.table));
+      const match = rules.find((r) => !kept.has(r) && sameRule(live, r));
       if (match) kept.add(match);
       else delRule(family, live, o);
     }

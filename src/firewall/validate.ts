@@ -60,15 +60,22 @@ export function validatePlan(plan: CapturePlan): CapturePlan {
     throw new UsageError('protocols: UDP capture needs TPROXY mode (REDIRECT cannot recover a UDP destination)');
   }
   const proxyPort = port(plan.proxyPort, 'proxyPort');
-  if (!isInt(plan.bypassMark, 1, U32_MAX)) throw new UsageError('bypassMark must be a non-zero 32-bit mark');
+  const bypassMask = mask(plan.bypassMark, plan.bypassMask, 'bypassMark');
+  const tproxyMask = plan.mode === 'tproxy' ? mask(plan.tproxyMark, plan.tproxyMask, 'tproxyMark') : FULL_MASK;
   if (plan.mode === 'tproxy') {
-    if (!isInt(plan.tproxyMark, 1, U32_MAX)) throw new UsageError('tproxyMark must be a non-zero 32-bit mark');
-    if (plan.tproxyMark === plan.bypassMark) {
-      throw new UsageError('tproxyMark and bypassMark must differ (the proxy’s own traffic would loop back)');
+    // The proxy's SO_MARK must not match `ip rule fwmark`: its own traffic would come back to it.
+    if ((plan.bypassMark & tproxyMask) >>> 0 === plan.tproxyMark) {
+      throw new UsageError(
+        `bypassMark ${markText(plan.bypassMark, bypassMask)} matches tproxyMark ${markText(plan.tproxyMark, tproxyMask)} (the proxy’s own traffic would loop back): choose marks that differ in the TPROXY mask bits`,
+      );
     }
     // 253-255 are the kernel's default/main/local tables; 0 is "unspecified".
     if (!isInt(plan.tproxyTable, 1, U32_MAX) || [253, 254, 255].includes(plan.tproxyTable)) {
       throw new UsageError('tproxyTable must be a route table id in 1-4294967295 other than 253, 254, 255');
+    }
+    // 0 is the `local` table's rule; 32766/32767 are main/default, which must come after ours.
+    if (plan.rulePref !== undefined && !isInt(plan.rulePref, 1, 32765)) {
+      throw new UsageError(`rulePref ${String(plan.rulePref)} must be from 1 to 32765 (before the main table's rule)`);
     }
   }
   for (const name of plan.inInterfaces) {
@@ -91,7 +98,25 @@ export function validatePlan(plan: CapturePlan): CapturePlan {
     inInterfaces: [...new Set(plan.inInterfaces)].sort(),
     excludeUids: ids(plan.excludeUids, 'excludeUids'),
     excludeGids: ids(plan.excludeGids, 'excludeGids'),
+    bypassMask,
+    tproxyMask,
   };
+}
+
+export const FULL_MASK = 0xffffffff;
+
+/** The mask of a mark (default: all bits); the mark must be non-zero and inside it. */
+function mask(mark: number, m: number | undefined, what: string): number {
+  const full = m ?? FULL_MASK;
+  if (!isInt(full, 1, U32_MAX)) throw new UsageError(`${what}: mask must be a non-zero 32-bit number`);
+  if (!isInt(mark, 1, U32_MAX)) throw new UsageError(`${what} must be a non-zero 32-bit mark`);
+  if ((mark & ~full) >>> 0 !== 0) throw new UsageError(`${what}: ${hex(mark)} has bits outside its mask ${hex(full)}`);
+  return full;
+}
+
+/** "0x1e7", or "0x1/0x1" when only some bits count. */
+export function markText(mark: number, m: number = FULL_MASK): string {
+  return m === FULL_MASK ? hex(mark) : `${hex(mark)}/${hex(m)}`;
 }
 
 /** CIDR texts of one family. */

@@ -294,3 +294,26 @@ for (const backend of BACKENDS) {
       assert.match(connect(host!, '2001:db8::7', 8080), /^origin /);
     }));
 }
+
+for (const backend of BACKENDS) {
+  test(`${backend}: TPROXY as the seeds write it: lo down at start, 0x1/0x1 marks, a fixed rule preference`, { skip }, () =>
+    withNetns(2, async ([host, peer], lab) => {
+      link(host!, peer!, 4);
+      runSync('ip', ['-n', peer!, 'addr', 'add', '198.51.100.7/32', 'dev', 'lo']);
+      runSync('ip', ['-n', host!, 'route', 'add', '198.51.100.0/24', 'via', '10.24.0.2']);
+      runSync('ip', ['-n', host!, 'link', 'set', 'lo', 'down']);
+      const plan: CapturePlan = { ...PLANS['tproxy-masked']!, capture: ['output'], families: ['ipv4', 'ipv6'], includePorts: [{ from: 8080, to: 8080 }] };
+      applyPlan(plan, backend, { netns: host });
+      assert.match(sh(host!, 'ip', ['link', 'show', 'lo']), /<LOOPBACK,UP,LOWER_UP>/, 'lo brought up');
+      applyPlan(plan, backend, { netns: host });
+      for (const f of ['-4', '-6']) {
+        const rules = sh(host!, 'ip', [f, 'rule', 'show']).split('\n').filter((l) => l.includes('proto 116'));
+        assert.deepEqual(rules, ['90:\tfrom all fwmark 0x1/0x1 lookup 100 proto 116'], `${f}: one rule, re-apply kept it`);
+      }
+      await server(lab, peer!, 8080, 'origin');
+      await server(lab, host!, 15001, 'proxy', { transparent: true });
+      assert.equal(connect(host!, '198.51.100.7', 8080), 'proxy 198.51.100.7 8080', 'captured with the masked mark');
+      removeRules({ netns: host });
+      assert.match(connect(host!, '198.51.100.7', 8080), /^origin /);
+    }));
+}

@@ -86,6 +86,18 @@ export const PLANS: Record<string, CapturePlan> = {
     excludeUids: [1337],
     excludeGids: [1337],
   },
+  // The seeds' spelling: one bit of the mark each, and a fixed rule preference.
+  'tproxy-masked': {
+    ...BASE,
+    mode: 'tproxy',
+    capture: ['output', 'prerouting'],
+    includePorts: [{ from: 80, to: 80 }],
+    tproxyMark: 0x1,
+    tproxyMask: 0x1,
+    bypassMark: 0x80,
+    bypassMask: 0x80,
+    rulePref: 90,
+  },
   // More than 15 ports: iptables multiport needs several rules.
   'many-ports': {
     ...BASE,

@@ -141,9 +141,26 @@ test('TPROXY both: transparent sockets first, then lo-rerouted host traffic befo
   assert.ok(at(ipt.restore, '-i lo -m mark --mark 0x1 -p udp') < at(ipt.restore, '-i eth1 -j'));
   assert.deepEqual(ipt.jumps.map((j) => `${j.table}/${j.chain}`), ['mangle/PREROUTING', 'mangle/OUTPUT']);
   assert.deepEqual(routingFor(plan), {
-    rules: [{ family: 'ipv4', fwmark: 1, table: 100 }, { family: 'ipv6', fwmark: 1, table: 100 }],
+    rules: [{ family: 'ipv4', fwmark: 1, fwmask: 0xffffffff, table: 100 }, { family: 'ipv6', fwmark: 1, fwmask: 0xffffffff, table: 100 }],
     routes: [{ family: 'ipv4', table: 100 }, { family: 'ipv6', table: 100 }],
   });
+});
+
+test('masked marks: only the mask bits are matched and set, in nft, iptables and ip rule', () => {
+  const plan = PLANS['tproxy-masked']!;
+  const nft = renderNft(plan);
+  assert.match(nft, /meta mark & 0x80 == 0x80 return/);
+  assert.match(nft, /socket transparent 1 meta mark set meta mark & 0xfffffffe \| 0x1 accept/);
+  assert.match(nft, /iifname "lo" meta mark & 0x1 == 0x1 meta nfproto ipv4/);
+  assert.doesNotMatch(nft, /meta mark set 0x1\b/, 'never overwrites the other bits');
+  const ipt = renderIptables(plan, 'ipv4').restore;
+  assert.match(ipt, /-j MARK --set-xmark 0x1\/0x1\n/);
+  assert.match(ipt, /-m mark --mark 0x80\/0x80 -j RETURN/);
+  assert.match(ipt, /--tproxy-mark 0x1\/0x1/);
+  assert.deepEqual(routingCommands(routingFor(plan)), [
+    'ip -4 rule add pref 90 fwmark 0x1/0x1 lookup 100 protocol 116',
+    'ip -4 route replace local 0.0.0.0/0 dev lo table 100 proto 116',
+  ]);
 });
 
 test('TPROXY output alone: prerouting keeps only the socket and lo rules', () => {
@@ -187,6 +204,11 @@ test('invalid plans are refused with UsageError by every renderer', () => {
     ['zero tproxy mark', { mode: 'tproxy', tproxyMark: 0 }],
     ['same marks', { mode: 'tproxy', tproxyMark: 0x539 }],
     ['main table', { mode: 'tproxy', tproxyTable: 254 }],
+    ['mark outside its mask', { mode: 'tproxy', tproxyMark: 0x3, tproxyMask: 0x1 }],
+    ['zero mask', { bypassMask: 0 }],
+    ['bypass mark matches the masked tproxy mark', { mode: 'tproxy', tproxyMark: 0x1, tproxyMask: 0x1, bypassMark: 0x539 }],
+    ['rule pref after main', { mode: 'tproxy', rulePref: 32766 }],
+    ['rule pref 0', { mode: 'tproxy', rulePref: 0 }],
     ['udp with redirect', { protocols: ['tcp', 'udp'] }],
     ['no capture point', { capture: [] }],
     ['no family', { families: [] }],

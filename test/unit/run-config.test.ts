@@ -30,6 +30,20 @@ test('output capture without a proxy user relies on the bypass mark', () => {
   assert.equal(plan.bypassMark, 0x539);
 });
 
+test('marks with masks, as the seeds write them: --tproxy-mark 0x1/0x1, --bypass-mark, --tproxy-rule-pref', () => {
+  const cfg = parseRunOptions({ mode: 'tproxy', tproxyMark: '0x1/0x1', bypassMark: '0x2/0x2', tproxyRulePref: '100' });
+  const plan = capturePlanOf(cfg);
+  assert.deepEqual([plan.tproxyMark, plan.tproxyMask, plan.bypassMark, plan.bypassMask, plan.rulePref], [1, 1, 2, 2, 100]);
+  // An untyped bypass mark moves off the masked TPROXY bits (0x539 has bit 0x1 set).
+  const seed = capturePlanOf(parseRunOptions({ mode: 'tproxy', tproxyMark: '0x1/0x1' }));
+  assert.equal(seed.bypassMark, 0x538);
+  assert.equal(seed.bypassMask, undefined);
+  assert.equal(seed.rulePref, undefined, 'default: the kernel chooses, as before');
+  const file = parseConfigText('mode: tproxy\ntproxy-mark: 0x10/0xf0\nbypass-mark: "0x2/0x2"\ntproxy-rule-pref: 77\n', 't.yaml');
+  const fromFile = capturePlanOf(parseRunOptions(file.run));
+  assert.deepEqual([fromFile.tproxyMark, fromFile.tproxyMask, fromFile.bypassMark, fromFile.bypassMask, fromFile.rulePref], [0x10, 0xf0, 2, 2, 77]);
+});
+
 test('tproxy prerouting preserves the client source by default and runs as root', () => {
   const cfg = parseRunOptions({ mode: 'tproxy', capture: ['prerouting'], inInterface: ['veth0'] });
   assert.equal(cfg.preserveSource, true);
@@ -66,6 +80,9 @@ const bad: [Record<string, unknown>, RegExp][] = [
   [{ headTimeout: 'soon' }, /--head-timeout: 'soon' is not a duration/],
   [{ headTimeout: '-1s' }, /--head-timeout/],
   [{ tproxyMark: '0' }, /not a mark/],
+  [{ tproxyMark: '0x3/0x1' }, /--tproxy-mark: '0x3\/0x1' sets bits outside its mask/],
+  [{ bypassMark: '0x1/0x1/0x1' }, /--bypass-mark: .* is not a mark/],
+  [{ tproxyRulePref: '32766' }, /--tproxy-rule-pref/],
   [{ proxyUser: 'root' }, /not a numeric id/],
   [{ preserveSource: true }, /needs --mode tproxy/],
 ];
