@@ -14,7 +14,7 @@ export interface FileFacts {
 
 const octal = (mode: number) => `0${(mode & 0o777).toString(8).padStart(3, '0')}`;
 
-/** Node passwords (any URI with one, every Shadowsocks node) or a console password hash. */
+/** Node passwords (any URI with one, every Shadowsocks and Trojan node), VMess/VLESS ids, or a console password hash. */
 export function configSecrets(file: Pick<ConfigFile, 'nodes' | 'console' | 'run'>): string[] {
   const out: string[] = [];
   const uris: [string, string][] = Object.entries(file.nodes).map(([name, n]) => [`nodes.${name}`, n.uri]);
@@ -22,7 +22,7 @@ export function configSecrets(file: Pick<ConfigFile, 'nodes' | 'console' | 'run'
   for (const [where, uri] of uris) {
     try {
       const spec = parseNodeUri(uri);
-      if ('password' in spec && spec.password) out.push(where);
+      if (('password' in spec && spec.password) || 'id' in spec) out.push(where);
     } catch {
       // unparsable URIs were reported by the loader already; assume the worst
       out.push(where);

@@ -252,7 +252,7 @@ export function setSubscriptions(doc: Document, subs: DocSubscription[]): void {
 
 export interface ConsoleNode {
   name: string;
-  type: 'ss' | 'socks5' | 'http';
+  type: ReturnType<typeof nodeType>;
   server: string;
   port: number;
   uri: string;

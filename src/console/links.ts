@@ -16,7 +16,7 @@ export interface LinkProblem {
 }
 
 /** Node types as the console shows them. */
-export function nodeType(spec: NodeSpec): 'ss' | 'socks5' | 'http' {
+export function nodeType(spec: NodeSpec): 'ss' | Exclude<NodeSpec['kind'], 'shadowsocks'> {
   return spec.kind === 'shadowsocks' ? 'ss' : spec.kind;
 }
 

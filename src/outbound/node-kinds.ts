@@ -9,6 +9,9 @@ import type { TcpOutbound } from './types.js';
 import type { UdpOutbound } from '../udp/types.js';
 import { ShadowsocksUdpOutbound } from './udp-shadowsocks.js';
 import { Socks5UdpOutbound } from './udp-socks5.js';
+import { TrojanOutbound } from './trojan.js';
+import { VlessOutbound } from './vless.js';
+import { VmessOutbound } from './vmess.js';
 import type { NodeSpec } from './uri.js';
 
 /** What callers may set for the connections to a node; the rest has defaults. */
@@ -44,5 +47,11 @@ export function implementationsOf(spec: NodeSpec): NodeImplementations {
       };
     case 'shadowsocks':
       return { tcp: (o) => new ShadowsocksOutbound(spec, o), udp: (o) => new ShadowsocksUdpOutbound(spec, o) };
+    case 'vmess':
+      return { tcp: (o) => new VmessOutbound(spec, o), udp: undefined, udpUnsupported: `node '${spec.name}' is a VMess node; UDP through VMess is not implemented yet` };
+    case 'vless':
+      return { tcp: (o) => new VlessOutbound(spec, o), udp: undefined, udpUnsupported: `node '${spec.name}' is a VLESS node; UDP through VLESS is not implemented yet` };
+    case 'trojan':
+      return { tcp: (o) => new TrojanOutbound(spec, o), udp: undefined, udpUnsupported: `node '${spec.name}' is a Trojan node; UDP through Trojan is not implemented yet` };
   }
 }

@@ -4,9 +4,13 @@
 //   ss://BASE64(method:password)@host:port[/][?plugin=…]#tag        SIP002
 //   ss://method:password@host:port#tag                              SIP002 plain userinfo (AEAD-2022 form)
 //   ss://BASE64(method:password@host:port)#tag                      legacy
+//   vmess://…  vless://…  trojan://…                                 see uri-v2ray.ts
 // Pure: no I/O. Errors are UsageErrors naming the problem, never the password.
-import { isIP } from 'node:net';
 import { UsageError } from '../errors.js';
+import { decodeBase64, parseHostPort, pctDecode } from './uri-parts.js';
+import { parseV2rayUri, redactV2rayUri, type TrojanNodeSpec, type V2rayNodeSpec, type VlessNodeSpec, type VmessNodeSpec } from './uri-v2ray.js';
+
+export type { TrojanNodeSpec, VlessNodeSpec, VmessNodeSpec };
 
 /** Shadowsocks AEAD ciphers this build implements. */
 export const SS_METHODS = ['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'] as const;
@@ -39,13 +43,16 @@ export interface ShadowsocksNodeSpec extends NodeBase {
   password: string;
 }
 
-export type NodeSpec = Socks5NodeSpec | HttpNodeSpec | ShadowsocksNodeSpec;
+export type NodeSpec = Socks5NodeSpec | HttpNodeSpec | ShadowsocksNodeSpec | V2rayNodeSpec;
 
 const SCHEMES: Record<string, NodeSpec['kind']> = {
   socks5: 'socks5',
   socks5h: 'socks5',
   http: 'http',
   ss: 'shadowsocks',
+  vmess: 'vmess',
+  vless: 'vless',
+  trojan: 'trojan',
 };
 
 /** Parse a node URI. `name` overrides the URI's #tag. Throws UsageError. */
@@ -58,17 +65,18 @@ export function parseNodeUri(uri: string, name?: string): NodeSpec {
   const text = uri.trim();
   if (/[\x00-\x20\x7f]/.test(text)) fail('URI contains spaces or control characters');
   const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/s.exec(text);
-  if (!m) fail('not a URI; expected scheme://host:port (socks5, socks5h, http, ss)');
+  if (!m) fail('not a URI; expected scheme://host:port (socks5, socks5h, http, ss, vmess, vless, trojan)');
   const scheme = m![1]!.toLowerCase();
   const kind = SCHEMES[scheme];
   if (!kind) {
     fail(
       scheme === 'https'
         ? 'https:// proxies (TLS to the proxy) are not supported; use http://, socks5:// or ss://'
-        : `unsupported scheme '${scheme}'; use socks5, socks5h, http or ss`,
+        : `unsupported scheme '${scheme}'; use socks5, socks5h, http, ss, vmess, vless or trojan`,
     );
   }
   let rest = m![2]!;
+  if (kind === 'vmess' || kind === 'vless' || kind === 'trojan') return parseV2rayUri(kind, rest, name, fail);
 
   let tag: string | undefined;
   const hash = rest.indexOf('#');
@@ -189,57 +197,8 @@ function splitCredentials(text: string, fail: (p: string) => never): { user: str
   return { user: text.slice(0, c), pass: text.slice(c + 1) };
 }
 
-function defaultName(kind: NodeSpec['kind'], host: string, port: number): string {
+function defaultName(kind: 'socks5' | 'http' | 'shadowsocks', host: string, port: number): string {
   return `${kind}-${host.includes(':') ? `[${host}]` : host}:${port}`;
-}
-
-const HOSTNAME = /^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
-
-function parseHostPort(text: string, fail: (p: string) => never): { host: string; port: number } {
-  let host: string;
-  let portText: string | undefined;
-  if (text.startsWith('[')) {
-    const close = text.indexOf(']');
-    if (close < 0) fail("IPv6 address without closing ']'");
-    host = pctDecode(text.slice(1, close), 'the host', fail);
-    if (isIP(host) !== 6) fail(`'${host}' in brackets is not an IPv6 address`);
-    const after = text.slice(close + 1);
-    if (after !== '' && !after.startsWith(':')) fail(`unexpected '${after}' after the IPv6 address`);
-    portText = after === '' ? undefined : after.slice(1);
-  } else {
-    const c = text.lastIndexOf(':');
-    if (c >= 0 && text.indexOf(':') !== c) fail('IPv6 addresses must be written in brackets, e.g. [::1]:1080');
-    host = pctDecode(c >= 0 ? text.slice(0, c) : text, 'the host', fail);
-    portText = c >= 0 ? text.slice(c + 1) : undefined;
-    if (host === '') fail('missing host');
-    if (isIP(host) === 0 && !HOSTNAME.test(host)) fail(`'${host}' is not a valid host name or IP address`);
-  }
-  if (portText === undefined || portText === '') fail('missing port (e.g. host:1080)');
-  if (!/^\d{1,5}$/.test(portText!)) fail(`port '${portText}' is not a number`);
-  const port = Number(portText);
-  if (port < 1 || port > 65535) fail(`port ${port} is out of range 1-65535`);
-  return { host, port };
-}
-
-function pctDecode(text: string, what: string, fail: (p: string) => never): string {
-  if (!text.includes('%')) return text;
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return fail(`bad percent-encoding in ${what}`);
-  }
-}
-
-/** Standard or URL-safe base64, padding optional; undefined when it is not valid UTF-8 base64. */
-function decodeBase64(text: string): string | undefined {
-  const t = text.replace(/=+$/, '');
-  if (t === '' || !/^[A-Za-z0-9+/_-]+$/.test(t) || t.length % 4 === 1) return undefined;
-  const bytes = Buffer.from(t.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
-    return undefined;
-  }
 }
 
 /**
@@ -253,6 +212,7 @@ export function redactUri(uri: string): string {
   if (!m) return '<not a URI>';
   const scheme = m[1]!;
   let rest = m[2]!;
+  if (/^(vmess|vless|trojan)$/i.test(scheme)) return clip(redactV2rayUri(scheme, rest));
   let fragment = '';
   // A '#' before the last '@' is part of the userinfo (an unencoded '#' in a password), not
   // the start of the tag: showing it as the tag would show the password.
