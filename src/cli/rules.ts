@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { capturePlanOf, parseRunOptions, type RawRunOptions } from '../config/run-config.js';
 import { applyPlan, detectBackend, removeRules, renderPlan, showRules, type Backend } from '../firewall/apply.js';
 import { addCaptureOptions } from './capture-options.js';
+import { loadWithFile } from './file-options.js';
 import { UsageError } from '../errors.js';
 
 function backendOf(opts: RawRunOptions): Backend {
@@ -11,17 +12,30 @@ function backendOf(opts: RawRunOptions): Backend {
   return fw === 'nft' || fw === 'iptables' ? fw : detectBackend();
 }
 
+/** The same --config as `run`: the file's settings, flags typed on the command line win. */
+function withConfig(cmd: Command): Command {
+  return cmd.option('-c, --config <file>', 'YAML config file, as for tranproxy run; flags given on the command line win');
+}
+
 export function rulesCommand(): Command {
   const rules = new Command('rules').description('plan, apply, remove or show the firewall rules without running the proxy');
-  const plan = addCaptureOptions(new Command('plan').description('print the rules that would be applied (dry run)')).action((opts: RawRunOptions) => {
-    const cfg = parseRunOptions(opts);
-    process.stdout.write(renderPlan(capturePlanOf(cfg), backendOf(opts)));
-  });
-  const apply = addCaptureOptions(new Command('apply').description('apply the rules (replacing any tranproxy rules present)')).action((opts: RawRunOptions) => {
-    const cfg = parseRunOptions(opts);
-    applyPlan(capturePlanOf(cfg), backendOf(opts));
-    process.stderr.write('tranproxy: rules applied\n');
-  });
+  const plan = withConfig(addCaptureOptions(new Command('plan').description('print the rules that would be applied (dry run)'))).action(
+    (raw: RawRunOptions & { config?: string }, self: Command) => {
+      const { opts, file, warnings } = loadWithFile(raw, self);
+      for (const w of warnings) process.stderr.write(`tranproxy: warning: ${w}\n`);
+      const cfg = parseRunOptions(opts, [], undefined, file);
+      process.stdout.write(renderPlan(capturePlanOf(cfg), backendOf(opts)));
+    },
+  );
+  const apply = withConfig(addCaptureOptions(new Command('apply').description('apply the rules (replacing any tranproxy rules present)'))).action(
+    (raw: RawRunOptions & { config?: string }, self: Command) => {
+      const { opts, file, warnings } = loadWithFile(raw, self);
+      for (const w of warnings) process.stderr.write(`tranproxy: warning: ${w}\n`);
+      const cfg = parseRunOptions(opts, [], undefined, file);
+      applyPlan(capturePlanOf(cfg), backendOf(opts));
+      process.stderr.write('tranproxy: rules applied\n');
+    },
+  );
   const remove = new Command('remove').description("remove every tranproxy rule (nft table, TRANPROXY_* chains, ip rules); safe to repeat").action(() => {
     removeRules();
     process.stderr.write('tranproxy: rules removed\n');

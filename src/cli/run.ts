@@ -8,6 +8,7 @@ import { createLogger } from '../observe/log.js';
 import { Supervisor } from '../proxy/supervisor.js';
 import { UsageError } from '../errors.js';
 import { addCaptureOptions, collect } from './capture-options.js';
+import { withFile } from './file-options.js';
 
 export function runCommand(): Command {
   const cmd = new Command('run')
@@ -66,15 +67,4 @@ export function runCommand(): Command {
       process.exit(status);
     });
   return cmd;
-}
-
-/** File settings, overridden by flags the user actually typed (not commander's defaults). */
-function withFile(fromFile: RawRunOptions, flags: RawRunOptions, cmd: Command): RawRunOptions {
-  const merged: Record<string, unknown> = { ...flags };
-  for (const [key, value] of Object.entries(fromFile)) {
-    if (value === undefined) continue;
-    const source = cmd.getOptionValueSource(key);
-    if (source !== 'cli' && source !== 'env') merged[key] = value;
-  }
-  return merged as RawRunOptions;
 }

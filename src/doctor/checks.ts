@@ -372,6 +372,18 @@ const ipForward: Check = {
   },
 };
 
+/**
+ * Bridges of this process's network namespace, from netlink. Not /sys/class/net: sysfs shows
+ * the namespace it was mounted in, so under `nsenter --net=` it lists the host's links.
+ */
+function bridgesHere(p: SystemProbe): string[] | undefined {
+  const r = p.run('ip', ['-j', 'link', 'show', 'type', 'bridge']);
+  if (!r || r.status !== 0) return undefined;
+  return parseIpJson<{ ifname?: string }>(r.stdout)
+    .flatMap((l) => (l.ifname ? [l.ifname] : []))
+    .sort();
+}
+
 const bridgeNf: Check = {
   id: 'bridge-nf-call-iptables',
   title: 'br_netfilter: bridged frames through iptables/nft (breaks TPROXY for hosts on a bridge)',
@@ -379,7 +391,10 @@ const bridgeNf: Check = {
     const v = sysctlInt(p.readFile('/proc/sys/net/bridge/bridge-nf-call-iptables'));
     if (v === undefined) return ok('br_netfilter is not loaded: bridged frames bypass the IP hooks');
     if (v === 0) return ok('net.bridge.bridge-nf-call-iptables=0');
-    const bridges = (p.listDir('/sys/class/net') ?? []).filter((d) => p.listDir(`/sys/class/net/${d}/bridge`) !== undefined).sort();
+    const bridges = bridgesHere(p);
+    if (bridges === undefined) {
+      return warn('net.bridge.bridge-nf-call-iptables=1; cannot list bridges (`ip` is missing)', 'apt-get install iproute2, then run doctor again');
+    }
     if (bridges.length === 0) {
       return ok('net.bridge.bridge-nf-call-iptables=1, but there is no bridge in this network namespace (a bridge added later, e.g. docker0, would be affected)');
     }

@@ -3,6 +3,9 @@
 // bridge, legacy rules) are created there, never on the host. Needs `npm run build`.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { CHECKS, type CheckResult } from '../../src/doctor/index.js';
 import { hasTool, runSync } from '../../src/kernel/exec.js';
@@ -156,4 +159,44 @@ test('rules in legacy iptables while `iptables` is iptables-nft: a backend misma
     assert.match(b.detail, /1 rule\(s\) live in legacy tables \(v4: filter/);
     assert.match(get(d, 'firewall-rules').detail, /iptables-legacy: 1 rule\(s\)/);
   });
+});
+
+test('under nsenter --net= (sysfs still the host\'s): the bridge check sees the netns\'s own bridge', { skip: skip || (!hasTool('nsenter') && 'nsenter missing') }, async () => {
+  await withNetns((ns) => {
+    runSync('ip', ['-n', ns, 'link', 'add', 'tpxbr0', 'type', 'bridge']);
+    const v = sysctl(ns, 'net.bridge.bridge-nf-call-iptables');
+    const r = runSync('nsenter', [`--net=/run/netns/${ns}`, process.execPath, tranproxyBin(), 'doctor', '--json'], { allowFailure: true });
+    const b = (JSON.parse(r.stdout) as CheckResult[]).find((c) => c.check === 'bridge-nf-call-iptables');
+    assert.ok(b, r.stderr);
+    if (v === '1') {
+      assert.equal(b.status, 'WARN', b.detail);
+      assert.match(b.detail, /bridge\(s\) tpxbr0:/, 'exactly the netns\'s bridge, none of the host\'s');
+    } else {
+      assert.equal(b.status, 'OK', `br_netfilter ${v === undefined ? 'not loaded' : `= ${v}`}: ${b.detail}`);
+    }
+  });
+});
+
+test('rules plan|apply --config FILE: the file\'s capture settings, flags typed on the command line win', { skip }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tpxdoc-config-'));
+  try {
+    const file = join(dir, 'gateway.yaml');
+    writeFileSync(file, 'mode: tproxy\ncapture: prerouting\nin-interfaces: [tpxlan0]\nfamily: ipv4\nports: [8080]\n', { mode: 0o600 });
+    await withNetns((ns) => {
+      const plan = tranproxy(ns, ['rules', 'plan', '--config', file, '--firewall', 'nft']);
+      assert.equal(plan.status, 0, plan.stderr);
+      assert.match(plan.stdout, /iifname != "tpxlan0" return/);
+      assert.match(plan.stdout, /tproxy ip to :15001/);
+      assert.match(plan.stdout, /dport 8080/);
+      const apply = tranproxy(ns, ['rules', 'apply', '-c', file, '-P', '8443']);
+      assert.equal(apply.status, 0, apply.stderr);
+      const live = runSync('nft', ['list', 'table', 'inet', 'tranproxy'], { netns: ns }).stdout;
+      assert.match(live, /iifname != "tpxlan0" return/);
+      assert.match(live, /dport 8443/, 'the flag typed on the command line');
+      assert.doesNotMatch(live, /dport 8080/, 'replaced by the typed flag');
+      assert.match(runSync('ip', ['-4', 'rule', 'show'], { netns: ns }).stdout, /fwmark/);
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -43,7 +43,6 @@ function healthy(): Fake {
   const dirs = new Map<string, string[]>([
     ['/proc/sys/net/ipv4/conf', ['all', 'default', 'lo', 'eth0']],
     ['/proc/net', ['nf_conntrack', 'dev', 'tcp']],
-    ['/sys/class/net', ['lo', 'eth0']],
   ]);
   const tools = new Set(['nft', 'iptables', 'ip6tables', 'iptables-restore', 'iptables-nft-save', 'ip6tables-nft-save', 'iptables-legacy-save', 'ip6tables-legacy-save', 'ip']);
   const runs = new Map<string, ProbeRun>([
@@ -58,6 +57,7 @@ function healthy(): Fake {
     ['ip -j -N -6 rule show', OK_RUN('[{"priority":0,"src":"all","table":"255"}]')],
     ['ip -j -N -4 route show table all proto 116', OK_RUN('[]')],
     ['ip -j -N -6 route show table all proto 116', OK_RUN('[]')],
+    ['ip -j link show type bridge', OK_RUN('[]')],
   ]);
   for (const name of Object.keys(NFT_PROBES)) runs.set(`nft -c -f - <<${name}`, OK_RUN());
   const calls: string[] = [];
@@ -264,11 +264,15 @@ test('bridge-nf-call-iptables: WARN only with a bridge present', async () => {
   const f = healthy();
   f.files.set('/proc/sys/net/bridge/bridge-nf-call-iptables', '1\n');
   assert.equal((await one(f, 'bridge-nf-call-iptables')).status, 'OK');
-  f.dirs.set('/sys/class/net', ['lo', 'eth0', 'br0']);
-  f.dirs.set('/sys/class/net/br0/bridge', ['stp_state']);
+  // /sys/class/net is the mount's namespace (the host's under nsenter --net=): never read
+  f.dirs.set('/sys/class/net', ['lo', 'eth0', 'hostbr']);
+  f.dirs.set('/sys/class/net/hostbr/bridge', ['stp_state']);
+  assert.equal((await one(f, 'bridge-nf-call-iptables')).status, 'OK', 'a bridge seen only in /sys is not in this netns');
+  f.runs.set('ip -j link show type bridge', OK_RUN('[{"ifindex":3,"ifname":"br0","flags":["BROADCAST"],"mtu":1500,"link_type":"ether"}]'));
   const r = await one(f, 'bridge-nf-call-iptables');
   assert.equal(r.status, 'WARN');
   assert.match(r.detail, /br0/);
+  assert.doesNotMatch(r.detail, /hostbr/);
   assert.match(r.fix!, /bridge-nf-call-iptables=0/);
   f.files.delete('/proc/sys/net/bridge/bridge-nf-call-iptables');
   assert.match((await one(f, 'bridge-nf-call-iptables')).detail, /br_netfilter is not loaded/);
