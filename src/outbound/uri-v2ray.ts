@@ -215,7 +215,7 @@ export function redactV2rayUri(scheme: string, rest: string): string {
   }
   // The last '@' anywhere: a '#' or '@' in an unencoded password must not show it.
   const at = rest.lastIndexOf('@');
-  return at < 0 ? `${scheme}://${rest}` : `${scheme}://***${rest.slice(at)}`;
+  return at < 0 ? `${scheme}://***` : `${scheme}://***${rest.slice(at)}`;
 }
 
 function safeDecode(text: string): string {
