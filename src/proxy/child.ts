@@ -8,7 +8,7 @@ import { compileInjectConfig, type CompiledInject } from '../http/inject-config.
 import { RequestRewriter } from '../http/rewriter.js';
 import { NameResolver } from '../dns/resolver.js';
 import { startDataPlane, type DataPlane, type DataPlaneRouting } from './dataplane.js';
-import { compileRules } from '../route/index.js';
+import { compileRules, reviveRuleLists } from '../route/index.js';
 import { createOutbound, parseNodeUri, type TcpOutbound } from '../outbound/index.js';
 import type { RoutingConfig } from '../config/routing.js';
 import { directUdpOutbound, startUdpTproxy, type UdpOutbound, type UdpTproxy } from '../udp/index.js';
@@ -73,6 +73,8 @@ function rewriterFactory(inject: CompiledInject): () => RequestRewriter {
 async function start(msg: ChildStart): Promise<void> {
   const log = createLogger(msg.logFormat, batchedStderr()); // one write per event-loop turn
   const resolver = new NameResolver(msg.resolver);
+  // Domain lists arrive packed (DomainList.toJSON): unpacked once, shared by the TCP and UDP routers.
+  if (msg.routing) msg.routing.rules = reviveRuleLists(msg.routing.rules);
   const routing = msg.routing ? buildRouting(msg.routing, msg.outboundMark, msg.connectTimeoutMs) : undefined;
   if (msg.routing?.dns && routing) {
     // The DNS forwarder lives here, next to the data plane, so fake-IP lookups are calls.

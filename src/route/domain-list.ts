@@ -7,14 +7,63 @@
 //   full:www.example.com      exactly this name
 //   keyword:tracker           any name containing 'tracker'
 //   ads.example @ads          trailing @attributes are ignored
+//
+// A list is compiled as it is parsed (packed name sets, a keyword automaton), once per
+// file per generation: every compileRules call of that generation shares it.
 import { UsageError } from '../errors.js';
+import { KeywordSet, NameSet, NameSetBuilder } from './name-set.js';
 
-export interface DomainList {
-  /** Where the entries came from (a file path), for messages. */
+/** How a DomainList crosses to the data plane (JSON IPC): see DomainList.toJSON. */
+export interface PackedDomainList {
   source: string;
-  full: string[];
-  suffix: string[];
+  full: string;
+  suffix: string;
   keyword: string[];
+}
+
+export class DomainList {
+  private keywordSet: KeywordSet | undefined;
+
+  constructor(
+    /** Where the entries came from (a file path), for messages. */
+    readonly source: string,
+    readonly full: NameSet,
+    readonly suffix: NameSet,
+    readonly keyword: readonly string[],
+  ) {}
+
+  get size(): number {
+    return this.full.size + this.suffix.size + this.keyword.length;
+  }
+
+  /** Whether the list matches `name` (lower case, no trailing dot). */
+  matches(name: string): boolean {
+    if (this.full.has(name)) return true;
+    if (this.suffix.size > 0) {
+      for (let at = 0; at >= 0; at = name.indexOf('.', at) + 1 || -1) if (this.suffix.has(name, at)) return true;
+    }
+    if (this.keyword.length === 0) return false;
+    this.keywordSet ??= new KeywordSet(this.keyword);
+    return this.keywordSet.matches(name);
+  }
+
+  /** The entries as written lists (tests, messages). */
+  entries(): { full: string[]; suffix: string[]; keyword: string[] } {
+    return { full: this.full.names(), suffix: this.suffix.names(), keyword: [...this.keyword] };
+  }
+
+  toJSON(): PackedDomainList {
+    return { source: this.source, full: this.full.pack(), suffix: this.suffix.pack(), keyword: [...this.keyword] };
+  }
+
+  static fromJSON(p: PackedDomainList): DomainList {
+    return new DomainList(p.source, NameSet.unpack(p.full), NameSet.unpack(p.suffix), p.keyword);
+  }
+}
+
+/** A DomainList, or its JSON form after crossing to the data plane. */
+export function reviveDomainList(v: DomainList | PackedDomainList): DomainList {
+  return v instanceof DomainList ? v : DomainList.fromJSON(v);
 }
 
 const NAME = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/;
@@ -40,31 +89,53 @@ export function normalizeDomainEntry(kind: DomainEntryKind, text: string): { val
   return { value: v };
 }
 
+/** A line in its simplest form: a bare name or `kind:name`, no comment, blank or attribute. */
+const PLAIN_LINE = /^(?:(full|domain|keyword):)?([a-z0-9_.-]+)$/;
+
 export function parseDomainList(text: string, source = 'domain list'): DomainList {
-  const list: DomainList = { source, full: [], suffix: [], keyword: [] };
-  const lines = text.split(/\r?\n/);
-  for (let n = 0; n < lines.length; n++) {
-    let line = lines[n]!;
-    const hash = line.indexOf('#');
-    if (hash >= 0) line = line.slice(0, hash);
-    line = line.trim();
-    if (!line) continue;
-    // Attributes (`@cn`, `@ads`) qualify an entry in v2fly lists; routing ignores them.
-    line = line.split(/\s+/).filter((w) => !w.startsWith('@')).join(' ');
-    if (!line) continue;
-    const colon = line.indexOf(':');
-    const prefix = colon < 0 ? '' : line.slice(0, colon).toLowerCase();
-    const value = colon < 0 ? line : line.slice(colon + 1);
-    let kind: DomainEntryKind;
-    if (prefix === '' || prefix === 'domain') kind = 'suffix';
-    else if (prefix === 'full') kind = 'full';
-    else if (prefix === 'keyword') kind = 'keyword';
-    else {
-      throw new UsageError(`${source}:${n + 1}: '${line}': unsupported entry type '${prefix}:' (use full:, domain:, keyword: or a bare name)`);
+  const full = new NameSetBuilder();
+  const suffix = new NameSetBuilder();
+  const keyword = new Set<string>();
+  const add = (kind: DomainEntryKind, v: string) => (kind === 'full' ? full.add(v) : kind === 'suffix' ? suffix.add(v) : keyword.add(v));
+  let n = 0;
+  for (let start = 0; start < text.length; n++) {
+    let end = text.indexOf('\n', start);
+    if (end < 0) end = text.length;
+    const line = text.slice(start, end > start && text.charCodeAt(end - 1) === 13 ? end - 1 : end);
+    start = end + 1;
+    // Most lines of a big list are plain lower-case entries: one regex test, no copies.
+    const m = PLAIN_LINE.exec(line);
+    if (m && (m[1] === 'keyword' || (m[2]!.length <= 253 && NAME.test(m[2]!)))) {
+      add(m[1] === 'full' ? 'full' : m[1] === 'keyword' ? 'keyword' : 'suffix', m[2]!);
+      continue;
     }
-    const r = normalizeDomainEntry(kind, value);
-    if ('error' in r) throw new UsageError(`${source}:${n + 1}: ${r.error}`);
-    list[kind].push(r.value);
+    const entry = parseLine(line, source, n + 1);
+    if (entry) add(entry.kind, entry.value);
   }
-  return list;
+  return new DomainList(source, full.build(), suffix.build(), [...keyword]);
+}
+
+/** Any other line: comments, attributes, upper case, spaces; undefined for a blank one. */
+function parseLine(raw: string, source: string, lineNo: number): { kind: DomainEntryKind; value: string } | undefined {
+  let line = raw;
+  const hash = line.indexOf('#');
+  if (hash >= 0) line = line.slice(0, hash);
+  line = line.trim();
+  if (!line) return undefined;
+  // Attributes (`@cn`, `@ads`) qualify an entry in v2fly lists; routing ignores them.
+  line = line.split(/\s+/).filter((w) => !w.startsWith('@')).join(' ');
+  if (!line) return undefined;
+  const colon = line.indexOf(':');
+  const prefix = colon < 0 ? '' : line.slice(0, colon).toLowerCase();
+  const value = colon < 0 ? line : line.slice(colon + 1);
+  let kind: DomainEntryKind;
+  if (prefix === '' || prefix === 'domain') kind = 'suffix';
+  else if (prefix === 'full') kind = 'full';
+  else if (prefix === 'keyword') kind = 'keyword';
+  else {
+    throw new UsageError(`${source}:${lineNo}: '${line}': unsupported entry type '${prefix}:' (use full:, domain:, keyword: or a bare name)`);
+  }
+  const r = normalizeDomainEntry(kind, value);
+  if ('error' in r) throw new UsageError(`${source}:${lineNo}: ${r.error}`);
+  return { kind, value: r.value };
 }

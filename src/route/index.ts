@@ -2,6 +2,7 @@
 export {
   BUILTIN_OUTBOUNDS,
   compileRules,
+  reviveRuleLists,
   RULE_FIELD_NAMES,
   RuleError,
   suggest,
@@ -12,5 +13,6 @@ export {
   type Router,
   type RuleSpec,
 } from './router.js';
-export { normalizeDomainEntry, parseDomainList, type DomainEntryKind, type DomainList } from './domain-list.js';
+export { DomainList, normalizeDomainEntry, parseDomainList, reviveDomainList, type DomainEntryKind, type PackedDomainList } from './domain-list.js';
+export { KeywordSet, NameSet, NameSetBuilder } from './name-set.js';
 export { CidrSet, ipv4ToNumber, parseFlowIp, PortSet, type ParsedIp } from './ip-set.js';

@@ -8,15 +8,16 @@
 //   network        tcp / udp
 // A flow without a domain never matches a rule that has a domain group.
 //
-// Speed: every domain entry of every rule goes into one index (exact names and suffixes
-// in Maps, looked up once per label level of the flow's name), so routing costs a handful
-// of Map lookups however many entries there are; CIDRs and ports are merged numeric
-// ranges searched by bisection.
+// Speed: every inline domain entry of every rule goes into one index (exact names and
+// suffixes in Maps, looked up once per label level of the flow's name); a domain list is
+// matched by its own packed sets (compiled once when it was parsed, shared by every rule
+// and every compile), so routing costs a handful of lookups per list however many entries
+// there are; CIDRs and ports are merged numeric ranges searched by bisection.
 import { UsageError } from '../errors.js';
 import { parsePortRange } from '../config/values.js';
 import type { PortRange } from '../firewall/plan.js';
 import type { Destination } from '../outbound/types.js';
-import { normalizeDomainEntry, type DomainEntryKind, type DomainList } from './domain-list.js';
+import { DomainList, normalizeDomainEntry, reviveDomainList, type DomainEntryKind, type PackedDomainList } from './domain-list.js';
 import { CidrSet, parseFlowIp, PortSet, type ParsedIp } from './ip-set.js';
 
 export type Network = 'tcp' | 'udp';
@@ -29,8 +30,8 @@ export interface RuleSpec {
   domainSuffix?: OneOrMany<string>;
   /** Substrings of the name. */
   domainKeyword?: OneOrMany<string>;
-  /** Parsed domain list files (parseDomainList). */
-  domainList?: OneOrMany<DomainList>;
+  /** Parsed domain list files (parseDomainList), or their JSON form (DomainList.toJSON). */
+  domainList?: OneOrMany<DomainList | PackedDomainList>;
   /** Destination CIDRs (a bare address is a /32 or /128). */
   cidr?: OneOrMany<string>;
   /** Destination ports: 443, "443", "8000-8100", or { from, to }. */
@@ -166,6 +167,8 @@ export function compileRules(rules: readonly RuleSpec[], defaultAction: string, 
   const exact: Index = new Map();
   const suffix: Index = new Map();
   const keywords: { kw: string; rule: number }[] = [];
+  /** Each distinct list once, with the rules that use it (ascending). */
+  const lists = new Map<DomainList, number[]>();
   const compiled: CompiledRule[] = [];
   const withoutDomain: number[] = [];
 
@@ -177,14 +180,12 @@ export function compileRules(rules: readonly RuleSpec[], defaultAction: string, 
     if (typeof spec.outbound !== 'string' || !knownSet.has(spec.outbound)) fail('outbound', unknownOutboundMessage(String(spec.outbound), known));
 
     let domainEntries = 0;
-    const addDomain = (field: keyof RuleSpec, kind: DomainEntryKind, values: readonly string[], prenormalized = false) => {
+    const addDomain = (field: keyof RuleSpec, kind: DomainEntryKind, values: readonly string[]) => {
       for (const raw of values) {
         let v = raw;
-        if (!prenormalized) {
-          const r = normalizeDomainEntry(kind, String(raw));
-          if ('error' in r) fail(field, r.error);
-          else v = r.value;
-        }
+        const r = normalizeDomainEntry(kind, String(raw));
+        if ('error' in r) fail(field, r.error);
+        else v = r.value;
         domainEntries++;
         if (kind === 'full') addTo(exact, v, i);
         else if (kind === 'suffix') addTo(suffix, v, i);
@@ -194,10 +195,12 @@ export function compileRules(rules: readonly RuleSpec[], defaultAction: string, 
     addDomain('domain', 'full', list(spec.domain));
     addDomain('domainSuffix', 'suffix', list(spec.domainSuffix));
     addDomain('domainKeyword', 'keyword', list(spec.domainKeyword));
-    for (const dl of list(spec.domainList)) {
-      addDomain('domainList', 'full', dl.full, true);
-      addDomain('domainList', 'suffix', dl.suffix, true);
-      addDomain('domainList', 'keyword', dl.keyword, true);
+    for (const packed of list(spec.domainList)) {
+      const dl = reviveDomainList(packed);
+      domainEntries += dl.size;
+      const users = lists.get(dl);
+      if (!users) lists.set(dl, [i]);
+      else if (users[users.length - 1] !== i) users.push(i);
     }
     const hasDomain = spec.domain !== undefined || spec.domainSuffix !== undefined || spec.domainKeyword !== undefined || spec.domainList !== undefined;
 
@@ -248,6 +251,7 @@ export function compileRules(rules: readonly RuleSpec[], defaultAction: string, 
 
   const hasDomainRules = withoutDomain.length !== compiled.length;
   const scratch: number[] = [];
+  const listUsers = [...lists];
 
   return {
     ruleCount: compiled.length,
@@ -263,6 +267,7 @@ export function compileRules(rules: readonly RuleSpec[], defaultAction: string, 
         collect(exact, name, hits);
         for (let at = 0; at >= 0; at = name.indexOf('.', at) + 1 || -1) collect(suffix, at === 0 ? name : name.slice(at), hits);
         for (const k of keywords) if (name.includes(k.kw)) hits.push(k.rule);
+        for (const [dl, users] of listUsers) if (dl.matches(name)) for (const r of users) hits.push(r);
         if (hits.length > 1) hits.sort((a, b) => a - b);
       }
       // Walk both ascending lists in rule order: domain hits and rules without a domain group.
@@ -285,4 +290,24 @@ export function compileRules(rules: readonly RuleSpec[], defaultAction: string, 
       return { action: defaultAction, rule: 'default' };
     },
   };
+}
+
+/**
+ * The rules with every domain list in its compiled form: lists that crossed to the data plane
+ * as JSON are unpacked once here, so each compileRules call of a generation shares them.
+ */
+export function reviveRuleLists(rules: readonly RuleSpec[]): RuleSpec[] {
+  const seen = new Map<string, DomainList>();
+  const revive = (v: DomainList | PackedDomainList): DomainList => {
+    if (v instanceof DomainList) return v;
+    // The same list in several rules arrives as several copies: unpack each content once.
+    const key = `${v.source}\0${v.full}\0${v.suffix}\0${v.keyword.join('\n')}`;
+    let dl = seen.get(key);
+    if (!dl) {
+      dl = reviveDomainList(v);
+      seen.set(key, dl);
+    }
+    return dl;
+  };
+  return rules.map((r) => (r.domainList === undefined ? r : { ...r, domainList: list(r.domainList).map(revive) }));
 }

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { ConfigError, loadConfigFile, parseConfigText } from '../../src/config/file.js';
 import { parseRunOptions, type HostFacts } from '../../src/config/run-config.js';
 import { UsageError } from '../../src/errors.js';
-import { compileRules } from '../../src/route/index.js';
+import { compileRules, type DomainList } from '../../src/route/index.js';
 
 const DIR = 'test/fixtures/config';
 const FACTS: HostFacts = {
@@ -152,11 +152,13 @@ test('domain list files: read relative to the config, errors point at the path i
     readFile: (p) => (read.push(p), p.endsWith('a.txt') ? 'full:a.example\n' : 'b.example\n'),
   });
   assert.deepEqual(read, ['/etc/tranproxy/a.txt', '/abs/b.txt']);
-  assert.deepEqual(cfg.routeRules[0]!.domainList, [
+  const lists = [cfg.routeRules[0]!.domainList].flat() as DomainList[];
+  assert.deepEqual(lists.map((l) => ({ source: l.source, ...l.entries() })), [
     { source: 'a.txt', full: ['a.example'], suffix: [], keyword: [] },
     { source: 'a.txt', full: ['a.example'], suffix: [], keyword: [] },
     { source: '/abs/b.txt', full: [], suffix: ['b.example'], keyword: [] },
   ]);
+  assert.equal(lists[0], lists[1], 'a file named twice is parsed (and compiled) once');
 });
 
 test('cross-references: default, dns.via, xff-mode; errors found by the router still get a line', () => {

@@ -131,7 +131,8 @@ test('domain list files', () => {
     '   ',
   ].join('\n');
   const dl = parseDomainList(text, 'lists/ads.txt');
-  assert.deepEqual(dl, { source: 'lists/ads.txt', full: ['exact.example'], suffix: ['doubleclick.net', 'ads.example', 'cn.example'], keyword: ['tracker'] });
+  assert.equal(dl.source, 'lists/ads.txt');
+  assert.deepEqual(dl.entries(), { full: ['exact.example'], suffix: ['doubleclick.net', 'ads.example', 'cn.example'], keyword: ['tracker'] });
   const r = compileRules([{ domainList: dl, outbound: 'reject' }], 'direct', []);
   for (const d of ['doubleclick.net', 'x.doubleclick.net', 'ads.example', 'exact.example', 'my-tracker.io', 'a.cn.example']) {
     assert.deepEqual(r.route(flow('1.1.1.1', 443, d)), { action: 'reject', rule: 0 }, d);

@@ -1,0 +1,138 @@
+// The compact domain-list structures (packed name sets, keyword automaton) and the router
+// built on them, checked against the plain implementation they replaced: arrays of entries,
+// every rule tried in order (full: equal, suffix: equal or ends with '.'+suffix, keyword:
+// includes).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { compileRules, KeywordSet, NameSet, NameSetBuilder, parseDomainList, reviveRuleLists, type Flow, type RuleSpec } from '../../src/route/index.js';
+
+const flow = (domain: string | undefined, port = 443): Flow => ({ dst: { ip: '192.0.2.9', port, family: 4, ...(domain ? { domain } : {}) }, src: '10.0.0.2', network: 'tcp' });
+
+interface PlainList {
+  full: string[];
+  suffix: string[];
+  keyword: string[];
+}
+
+/** The reference: the old matcher, entry by entry. */
+function plainMatches(l: PlainList, name: string): boolean {
+  return l.full.includes(name) || l.suffix.some((s) => name === s || name.endsWith(`.${s}`)) || l.keyword.some((k) => name.includes(k));
+}
+
+function listText(l: PlainList): string {
+  return [...l.full.map((v) => `full:${v}`), ...l.suffix.map((v, i) => (i % 2 ? `domain:${v}` : v)), ...l.keyword.map((v) => `keyword:${v}`)].join('\n');
+}
+
+// A small alphabet so that generated names and entries collide often.
+const label = fc.constantFrom('a', 'b', 'ab', 'ba', 'c', 'cdn', 'x1');
+const name = fc.array(label, { minLength: 1, maxLength: 4 }).map((ls) => ls.join('.'));
+const keyword = fc.constantFrom('a', 'b.a', 'cd', 'x', 'n.x', 'ab.c', 'zz');
+const plainList = fc.record({
+  full: fc.array(name, { maxLength: 6 }),
+  suffix: fc.array(name, { maxLength: 6 }),
+  keyword: fc.array(keyword, { maxLength: 3 }),
+});
+
+test('NameSet: membership of whole names and of a name from an offset, duplicates kept once', () => {
+  const b = new NameSetBuilder();
+  for (const n of ['example.com', 'a.example.com', 'example.com', 'x']) b.add(n);
+  const s = b.build();
+  assert.equal(s.size, 3);
+  assert.deepEqual(s.names(), ['example.com', 'a.example.com', 'x']);
+  assert.ok(s.has('example.com'));
+  assert.ok(s.has('www.example.com', 4), 'from the second label');
+  assert.ok(!s.has('www.example.com', 3), '.example.com is not example.com');
+  assert.ok(!s.has('example.co'));
+  assert.ok(!s.has('xx'));
+  assert.ok(!NameSet.EMPTY.has('x'));
+});
+
+test('NameSet: pack/unpack round trip over many names; garbage is refused', () => {
+  const b = new NameSetBuilder();
+  for (let i = 0; i < 5000; i++) b.add(`n${i}.example${i % 7}.org`);
+  const s = NameSet.unpack(b.build().pack());
+  assert.equal(s.size, 5000);
+  for (let i = 0; i < 5000; i += 97) assert.ok(s.has(`n${i}.example${i % 7}.org`));
+  assert.ok(!s.has('n5000.example2.org'));
+  assert.equal(NameSet.unpack('').size, 0);
+  assert.throws(() => NameSet.unpack('a.example'), /not newline-terminated/);
+  assert.throws(() => NameSet.unpack('a\n\nb\n'), /an empty name/);
+});
+
+test('KeywordSet: contains-any agrees with String.includes (property)', () => {
+  fc.assert(
+    fc.property(fc.array(fc.stringMatching(/^[ab.]{1,4}$/), { minLength: 1, maxLength: 8 }), fc.stringMatching(/^[abc.]{0,16}$/), (kws, n) => {
+      assert.equal(new KeywordSet(kws).matches(n), kws.some((k) => n.includes(k)), `${JSON.stringify(kws)} in '${n}'`);
+    }),
+    { numRuns: 500 },
+  );
+});
+
+test('domain list: one list agrees with the plain matcher (property)', () => {
+  fc.assert(
+    fc.property(plainList, fc.array(name, { minLength: 1, maxLength: 8 }), (l, names) => {
+      const dl = parseDomainList(listText(l), 'gen.txt');
+      for (const n of names) assert.equal(dl.matches(n), plainMatches(l, n), `${n} in ${listText(l)}`);
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('router: first match wins across lists, inline entries and ports, like the plain router (property)', () => {
+  const rule = fc.record({
+    inline: fc.option(fc.record({ full: fc.array(name, { maxLength: 2 }), suffix: fc.array(name, { maxLength: 2 }), keyword: fc.array(keyword, { maxLength: 1 }) }), { nil: undefined }),
+    lists: fc.array(plainList, { maxLength: 2 }),
+    port: fc.option(fc.constantFrom(80, 443), { nil: undefined }),
+  });
+  fc.assert(
+    fc.property(fc.array(rule, { minLength: 1, maxLength: 5 }), fc.array(fc.tuple(fc.option(name, { nil: undefined }), fc.constantFrom(80, 443)), { minLength: 1, maxLength: 6 }), (rules, flows) => {
+      const specs: RuleSpec[] = [];
+      const plain: { lists: PlainList[]; port?: number; domain: boolean }[] = [];
+      rules.forEach((r, i) => {
+        const lists = [...(r.inline ? [r.inline] : []), ...r.lists];
+        const entries = lists.reduce((n, l) => n + l.full.length + l.suffix.length + l.keyword.length, 0);
+        if (entries === 0 && r.port === undefined) return; // no matcher: compileRules refuses it
+        const hasDomain = r.inline !== undefined || r.lists.length > 0;
+        if (hasDomain && entries === 0) return; // a domain group with no entries is refused too
+        specs.push({
+          ...(r.inline ? { domain: r.inline.full, domainSuffix: r.inline.suffix, domainKeyword: r.inline.keyword } : {}),
+          ...(r.lists.length ? { domainList: r.lists.map((l, j) => parseDomainList(listText(l), `r${i}-${j}.txt`)) } : {}),
+          ...(r.port !== undefined ? { port: r.port } : {}),
+          outbound: `o${i}`,
+        });
+        plain.push({ lists, ...(r.port !== undefined ? { port: r.port } : {}), domain: hasDomain });
+      });
+      const outs = specs.map((s) => s.outbound);
+      const direct = compileRules(specs, 'direct', outs);
+      // The data plane's copy: lists packed to JSON and unpacked again.
+      const revived = compileRules(reviveRuleLists(JSON.parse(JSON.stringify(specs)) as RuleSpec[]), 'direct', outs);
+      for (const [n, port] of flows) {
+        const want = plain.findIndex((p) => (p.port === undefined || p.port === port) && (!p.domain || (n !== undefined && p.lists.some((l) => plainMatches(l, n)))));
+        const expected = want < 0 ? { action: 'direct', rule: 'default' } : { action: specs[want]!.outbound, rule: want };
+        assert.deepEqual(direct.route(flow(n, port)), expected, `${n}:${port}`);
+        assert.deepEqual(revived.route(flow(n, port)), expected, `revived ${n}:${port}`);
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('router: suffix, full and keyword semantics of a list; case and trailing dot of the flow name', () => {
+  const dl = parseDomainList('full:www.example.com\nexample.org\nkeyword:track\n', 'l.txt');
+  const r = compileRules([{ domainList: dl, port: 443, outbound: 'a' }, { domainList: dl, outbound: 'b' }], 'direct', ['a', 'b']);
+  assert.deepEqual(r.route(flow('WWW.Example.COM.')), { action: 'a', rule: 0 });
+  assert.deepEqual(r.route(flow('www.example.com', 80)), { action: 'b', rule: 1 }, 'the port fails rule 0; rule 1 matches the same list');
+  assert.equal(r.route(flow('example.com')).action, 'direct', 'full: is not a suffix');
+  assert.equal(r.route(flow('a.www.example.com')).action, 'direct', 'full: matches no name below');
+  assert.equal(r.route(flow('deep.sub.example.org')).action, 'a');
+  assert.equal(r.route(flow('notexample.org')).action, 'direct', 'a suffix matches at label boundaries only');
+  assert.equal(r.route(flow('cdn.tracker.net')).action, 'a');
+  assert.equal(r.route(flow(undefined)).action, 'direct', 'no name: no domain rule');
+});
+
+test('router: a list shared by rules is compiled once and packed once per JSON copy', () => {
+  const dl = parseDomainList('a.example\n', 'l.txt');
+  const rules = reviveRuleLists(JSON.parse(JSON.stringify([{ domainList: dl, outbound: 'x' }, { domainList: [dl], outbound: 'y' }])) as RuleSpec[]);
+  assert.equal([rules[0]!.domainList].flat()[0], [rules[1]!.domainList].flat()[0], 'both rules share one unpacked list');
+});
