@@ -6,6 +6,7 @@ import { TranproxyError } from '../errors.js';
 import { runCommand } from './run.js';
 import { rulesCommand } from './rules.js';
 import { demoCommand } from './demo.js';
+import { withDefaultCommand } from './default-command.js';
 
 const program = new Command('tranproxy')
   .description('Linux transparent proxy: capture connections with REDIRECT or TPROXY and relay them')
@@ -27,7 +28,16 @@ function exitOverrideAll(cmd: Command): void {
 }
 exitOverrideAll(program);
 
-program.parseAsync(process.argv).catch((e: unknown) => {
+const subcommands = program.commands.map((c) => c.name());
+let argv: string[];
+try {
+  argv = [...process.argv.slice(0, 2), ...withDefaultCommand(process.argv.slice(2), subcommands, process.env.TRANPROXY_DEFAULT_COMMAND)];
+} catch (e) {
+  process.stderr.write(`tranproxy: ${(e as Error).message}\n`);
+  process.exit(2);
+}
+
+program.parseAsync(argv).catch((e: unknown) => {
   if (e instanceof CommanderError) {
     // commander already printed the message; help and version exit 0.
     process.exit(e.exitCode === 0 ? 0 : 2);

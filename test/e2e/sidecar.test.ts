@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Host, Lab } from '../../src/netlab/lab.js';
@@ -61,6 +61,30 @@ test("the seed's exact invocation stamps the wrapped command's requests and prop
     assert.equal(missing.status, 127);
     assert.match(missing.stderr, /cannot run no-such-program-xyz: command not found/);
   });
+});
+
+test("the image's entry point takes the seed's arguments unchanged (no `run`): IMAGE -P 80 -H a:b -- cmd", async () => {
+  const bin = mkdtempSync(join(tmpdir(), 'tpx-image-'));
+  try {
+    // `tranproxy` on PATH, as the image has it.
+    writeFileSync(join(bin, 'tranproxy'), `#!/bin/sh\nexec "${NODE}" "${tranproxyBin()}" "$@"\n`);
+    chmodSync(join(bin, 'tranproxy'), 0o755);
+    const entry = join(tranproxyBin(), '../../../deploy/entrypoint.sh');
+    await withLab(async (lab) => {
+      const { pod: p } = await pod(lab);
+      const r = await p.run('sh', [entry, ...SEED_FLAGS, '--', 'curl', '-sS', '--max-time', '5', `http://${SERVER}:8080/image`], {
+        allowFailure: true,
+        env: { PATH: `${bin}:${process.env.PATH}` },
+      });
+      assert.equal(r.status, 0, r.stderr);
+      const [echo] = parseEchoes(r.stdout);
+      assert.ok(echo, r.stdout + r.stderr);
+      assert.deepEqual(header(echo, 'tranproxy'), ['true']);
+      assert.deepEqual(header(echo, 'x-forwarded-for'), [POD]);
+    });
+  } finally {
+    rmSync(bin, { recursive: true, force: true });
+  }
 });
 
 test('keep-alive, pipelining, XFF append/replace, custom header replaces the client one', async () => {

@@ -21,6 +21,9 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { parseConfigText } from '../../src/config/file.js';
+import { parseRunOptions } from '../../src/config/run-config.js';
+import { runCommand } from '../../src/cli/run.js';
+import { withDefaultCommand } from '../../src/cli/default-command.js';
 import { DEFAULT_IMAGE, DEFAULT_INJECT, INIT_NAME, SIDECAR_NAME, type InjectDefaults } from '../../src/k8s/config.js';
 import { injectYaml } from '../../src/k8s/yaml.js';
 import { POD_TEMPLATE_PATHS } from '../../src/k8s/inject.js';
@@ -220,7 +223,7 @@ test('the API rules catch what they should (a classic init container with a prob
 
 // --- deploy/ -----------------------------------------------------------------------------
 
-const KUSTOMIZATIONS = ['webhook', 'webhook/cert-manager', 'gateway'];
+const KUSTOMIZATIONS = ['webhook', 'webhook/cert-manager', 'gateway', 'seed-sidecar'];
 
 function hasKubectl(): boolean {
   return spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status === 0;
@@ -357,6 +360,23 @@ test('deploy/gateway: hostNetwork DaemonSet, NET_ADMIN only, its config file par
     assert.equal(cm.metadata.name, cmVolume.configMap.name, 'the generated ConfigMap (hash suffix) is the one mounted');
     assert.equal(cm.data['gateway.yaml'], config);
   }
+});
+
+test('deploy/seed-sidecar: the seed\'s arguments unchanged, which the entry point reads as `run`', () => {
+  const [deployment] = deployObjects().get('seed-sidecar')!.filter((o) => o.kind === 'Deployment');
+  const sidecar = deployment.spec.template.spec.initContainers[0];
+  assert.equal(sidecar.restartPolicy, 'Always');
+  assert.equal(sidecar.command, undefined, 'the image entry point is kept');
+  assert.equal(sidecar.args[0], '-P', 'no subcommand: as the seed wrote it');
+  assert.deepEqual(withDefaultCommand(sidecar.args, ['run', 'rules'], 'run').slice(0, 3), ['run', '-P', '80']);
+  // The real `run` command line parses them.
+  const run = runCommand().exitOverride();
+  assert.deepEqual(run.parseOptions(sidecar.args), { operands: [], unknown: [] });
+  const facts = { podAddress: () => '10.0.0.5', hostname: () => 'web', resolvConf: () => ({ nameservers: [], search: [], ndots: 1 }) };
+  const cfg = parseRunOptions(run.opts(), [], facts);
+  assert.deepEqual(cfg.inject?.headers.map((h) => `${h.name}=${h.value}`), ['X-Team=payments']);
+  assert.deepEqual(cfg.ports, [{ from: 80, to: 80 }]);
+  assert.deepEqual(cfg.resolver.nameservers, ['10.96.0.10']);
 });
 
 test('deploy/systemd: the unit and the example config', () => {
