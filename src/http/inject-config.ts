@@ -24,6 +24,10 @@ export interface InjectConfig {
   forwardedFor?: { value: string; mode: XffMode };
   /** Largest request head accepted (request line + header section); default 65536. */
   maxHeadBytes: number;
+  /** Let h2c (prior-knowledge preface, Upgrade: h2c) through unstamped; default: refused. */
+  allowH2c?: boolean;
+  /** Refuse connections whose first byte is not HTTP (e.g. TLS) instead of passing them through. */
+  httpOnly?: boolean;
 }
 
 export const DEFAULT_MAX_HEAD_BYTES = 65536;
@@ -40,6 +44,18 @@ for (let b = 0x41; b <= 0x5a; b++) { TCHAR[b] = 1; TCHAR[b + 0x20] = 1; }
 export const LOWER = new Uint8Array(256);
 for (let b = 0; b < 256; b++) LOWER[b] = b >= 0x41 && b <= 0x5a ? b + 0x20 : b;
 
+/**
+ * LOWER that also folds '_' to '-': CGI/WSGI servers turn both into '_' (HTTP_X_CLIENT_HOSTNAME),
+ * so a client's X_Client_Hostname must count as X-Client-Hostname.
+ */
+export const FOLD = Uint8Array.from(LOWER);
+FOLD[0x5f] = 0x2d;
+
+/** A header name as CGI/WSGI servers see it: lower case, '_' as '-'. */
+export function foldName(name: string): string {
+  return name.toLowerCase().replace(/_/g, '-');
+}
+
 // ---- header-name kinds the rewriter recognises --------------------------------------------
 
 export const KIND_CONTENT_LENGTH = 1;
@@ -50,6 +66,11 @@ export const KIND_XFF = 4;
 /** A custom header the client also sent: dropped (the configured one is injected). */
 export const KIND_REPLACE = 5;
 
+/**
+ * `lower` is the lower-cased name; for KIND_XFF and KIND_REPLACE it is also folded ('_' as
+ * '-', compare with FOLD), for the framing kinds it is exact (compare with LOWER): a
+ * Content_Length line is no Content-Length to nginx or Node, so it must not frame here either.
+ */
 export interface NameEntry { readonly lower: Uint8Array; readonly kind: number }
 
 /**
@@ -96,7 +117,7 @@ export function validateHeader(name: string, value: string): HeaderSpec {
       `invalid header name '${name}': a header name is a non-empty token of letters, digits and !#$%&'*+-.^_\`|~ (no spaces, no ':')`,
     );
   }
-  if (FORBIDDEN.has(name.toLowerCase())) {
+  if (FORBIDDEN.has(foldName(name))) {
     throw new UsageError(
       `header '${name}' cannot be injected: it controls message framing or the connection; tranproxy keeps the client's own`,
     );
@@ -132,12 +153,17 @@ export class CompiledInject {
   /** Nothing is injected: heads go through untouched. */
   readonly empty: boolean;
 
-  constructor(readonly maxHeadBytes: number, headers: readonly HeaderSpec[], xff: { value: string; mode: XffMode } | undefined) {
+  constructor(
+    readonly maxHeadBytes: number,
+    headers: readonly HeaderSpec[],
+    xff: { value: string; mode: XffMode } | undefined,
+    readonly policy: { readonly allowH2c: boolean; readonly httpOnly: boolean } = { allowH2c: false, httpOnly: false },
+  ) {
     const table: (NameEntry[] | undefined)[] = [];
     const add = (name: string, kind: number): void => {
-      const lower = Buffer.from(name.toLowerCase(), 'latin1');
+      const lower = Buffer.from(kind >= KIND_XFF ? foldName(name) : name.toLowerCase(), 'latin1');
       const list = (table[lower.length] ??= []);
-      if (!list.some((e) => Buffer.compare(e.lower, lower) === 0)) list.push({ lower, kind });
+      if (!list.some((e) => e.kind === kind && Buffer.compare(e.lower, lower) === 0)) list.push({ lower, kind });
     };
     add('content-length', KIND_CONTENT_LENGTH);
     add('transfer-encoding', KIND_TRANSFER_ENCODING);
@@ -175,10 +201,10 @@ export function compileInjectConfig(cfg: InjectConfig): CompiledInject {
     checkValue('X-Forwarded-For', value);
     const v = trimOws(value);
     if (v === '') throw new UsageError('X-Forwarded-For: the value is empty; give an address or omit the option');
-    if (headers.some((h) => h.name.toLowerCase() === 'x-forwarded-for')) {
+    if (headers.some((h) => foldName(h.name) === 'x-forwarded-for')) {
       throw new UsageError('X-Forwarded-For is set twice (as a custom header and as the forwarded-for option): keep one');
     }
     xff = { value: v, mode };
   }
-  return new CompiledInject(max, headers, xff);
+  return new CompiledInject(max, headers, xff, { allowH2c: cfg.allowH2c === true, httpOnly: cfg.httpOnly === true });
 }

@@ -23,11 +23,16 @@
 // with nothing to forward returns a shared frozen empty array. (Measured: allocating the
 // one small result array is cheaper in V8 than resetting a reused one's length.)
 //
-// Known limit: the server→client direction is not parsed, so after an Upgrade or CONNECT
-// head the connection turns to passthrough whether or not the server agreed to switch.
+// Policy on an injection port (SECURITY.md): a connection whose first byte could start an
+// HTTP/1.x request is HTTP for good: every request is stamped or the connection is refused.
+// Only the server turns it into something else (101 to an Upgrade, 2xx to CONNECT, read by
+// ResponseFramer from the bytes the relay feeds to pushResponse); until it has answered,
+// client bytes after such a request are held (the relay bounds them by pausing the client),
+// and stamped as further requests if the server declines. h2c is refused unless allowed.
 
 import {
   CompiledInject,
+  FOLD,
   KIND_CONTENT_LENGTH,
   KIND_REPLACE,
   KIND_TRANSFER_ENCODING,
@@ -36,6 +41,7 @@ import {
   LOWER,
   TCHAR,
 } from './inject-config.js';
+import { FR_NONE, FR_SWITCHED, REQ_CONNECT, REQ_HEAD, REQ_UPGRADE, ResponseFramer } from './response-framer.js';
 
 export type RewriteEvent =
   | { kind: 'forward'; chunks: Buffer[] }
@@ -51,8 +57,15 @@ const SEMI = 0x3b;
 const COMMA = 0x2c;
 const DEL = 0x7f;
 
-/** Longest method token accepted by connection-start detection (UPDATEREDIRECTREF is 17). */
-const MAX_METHOD = 20;
+/**
+ * First bytes of a connection that no HTTP/1.x server reads as (the start of) a request:
+ * C0 controls except the ones some parser skips as whitespace (HT, LF, VT, FF, CR, and
+ * 0x1C-0x1F, which Python's str.split() skips), and DEL. A TLS record starts with 0x14-0x17.
+ * Any other first byte (tchars, spaces, bytes >= 0x80) commits the connection to HTTP.
+ */
+const NON_HTTP = new Uint8Array(256);
+for (let b = 0; b < 0x1c; b++) if (b < 0x09 || b > 0x0d) NON_HTTP[b] = 1;
+NON_HTTP[0x7f] = 1;
 /** Longest chunk-size line (size + extensions) accepted; guards against endless extensions. */
 const MAX_CHUNK_LINE = 16384;
 
@@ -61,6 +74,8 @@ export const RESPONSE_431 = Buffer.from(
   'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
   'latin1',
 );
+/** What a refused non-HTTP connection (--http-only) is told: nothing, it is closed. */
+const NO_RESPONSE = Buffer.alloc(0);
 /** The relay's answer to a head that did not arrive within --head-timeout. */
 export const RESPONSE_408 = Buffer.from('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', 'latin1');
 
@@ -69,6 +84,26 @@ for (let b = 0; b < 10; b++) HEX[0x30 + b] = b;
 for (let b = 0; b < 6; b++) { HEX[0x41 + b] = 10 + b; HEX[0x61 + b] = 10 + b; }
 
 const CHUNKED = Buffer.from('chunked', 'latin1');
+const H2C = Buffer.from('h2c', 'latin1');
+
+/** b[s, e) is a comma list containing `lower` as an element (case-insensitive). */
+function hasToken(b: Buffer, s: number, e: number, lower: Buffer): boolean {
+  let j = s;
+  while (j < e) {
+    while (j < e && (b[j] === SP || b[j] === HT || b[j] === COMMA)) j++;
+    let k = j;
+    while (k < e && b[k] !== COMMA) k++;
+    let ke = k;
+    while (ke > j && (b[ke - 1] === SP || b[ke - 1] === HT)) ke--;
+    if (ke - j === lower.length) {
+      let q = 0;
+      while (q < lower.length && LOWER[b[j + q] as number] === lower[q]) q++;
+      if (q === lower.length) return true;
+    }
+    j = k;
+  }
+  return false;
+}
 
 // Parser states.
 const S_HEAD = 0; // expecting (or inside) a request head
@@ -84,8 +119,9 @@ const S_TR_NAME = 9; // trailer field name
 const S_TR_VALUE = 10; // trailer field value
 const S_TR_LF = 11; // LF ending a trailer line
 const S_TR_END_LF = 12; // LF ending the message
-const S_PASS = 13; // passthrough: raw relay
-const S_DEAD = 14; // rejected
+const S_HOLD = 13; // after an Upgrade/CONNECT request: client bytes held until the server answers
+const S_PASS = 14; // passthrough: raw relay
+const S_DEAD = 15; // rejected
 
 // Request-line verdicts.
 const RL_BAD = -1;
@@ -107,9 +143,13 @@ export class RequestRewriter {
   private readonly inj: CompiledInject;
   private state = S_HEAD;
   private count = 0;
-  /** Connection start: protocol not decided yet. */
-  private detecting = true;
-  private detN = 0;
+  /** The connection's first byte has been judged (HTTP or not). */
+  private started = false;
+  /** An Upgrade/CONNECT request was forwarded: bytes after its message wait for the answer. */
+  private awaiting = false;
+  private held: Buffer[] | null = null;
+  private heldLen = 0;
+  private readonly framer = new ResponseFramer();
 
   // A head split across pushes, gathered here (copied; bounded by maxHeadBytes).
   private hbuf: Buffer | null = null;
@@ -130,6 +170,7 @@ export class RequestRewriter {
   // Request-line facts (set by parseRequestLine).
   private rlConnect = false;
   private rlHttp10 = false;
+  private rlHead = false;
 
   // Per-push output.
   private out: Buffer[] | null = null;
@@ -156,6 +197,20 @@ export class RequestRewriter {
     return this.hlen > 0 && this.state === S_HEAD;
   }
 
+  /** Client bytes held after an Upgrade/CONNECT request until the server answers it. */
+  get heldBytes(): number {
+    return this.heldLen;
+  }
+
+  /**
+   * Every forwarded request has its complete response and no other response has begun, so
+   * a refusal written to the client now is read as the answer to the refused request. With
+   * `eof` (the server closed): also true after a close-delimited last response.
+   */
+  responsesComplete(eof: boolean): boolean {
+    return this.framer.complete(eof);
+  }
+
   /**
    * Feed the next client chunk; returns the events in order (at most one 'forward',
    * possibly followed by 'passthrough' or 'reject'). After 'passthrough' further pushes
@@ -164,6 +219,14 @@ export class RequestRewriter {
   push(chunk: Buffer): RewriteEvent[] {
     const len = chunk.length;
     if (len === 0) return NO_EVENTS;
+    if (this.state === S_HOLD) {
+      this.hold(chunk);
+      return NO_EVENTS;
+    }
+    if (!this.started) {
+      this.started = true;
+      if (NON_HTTP[chunk[0] as number] === 1) return this.notHttp(chunk);
+    }
     if (this.state >= S_PASS) {
       return this.state === S_PASS ? [{ kind: 'forward', chunks: [chunk] }] : NO_EVENTS;
     }
@@ -197,6 +260,50 @@ export class RequestRewriter {
     if (out === null) return NO_EVENTS;
     this.out = null; // do not keep the caller's buffers alive between pushes
     return [{ kind: 'forward', chunks: out }];
+  }
+
+  /**
+   * Feed the next server chunk (the caller forwards it to the client unchanged, before
+   * acting on the events). Events come when the server answers a held Upgrade/CONNECT
+   * request: switched → the held bytes raw, then 'passthrough'; declined → the held bytes
+   * as requests (stamped, or a reject).
+   */
+  pushResponse(chunk: Buffer): RewriteEvent[] {
+    if (this.state === S_PASS) return NO_EVENTS;
+    const v = this.framer.push(chunk);
+    if (this.state === S_DEAD) return NO_EVENTS; // only framed, for placing the refusal
+    if (v === FR_NONE) return NO_EVENTS;
+    this.awaiting = false;
+    const held = this.held;
+    this.held = null;
+    this.heldLen = 0;
+    if (v === FR_SWITCHED) {
+      this.state = S_PASS;
+      this.hbuf = null;
+      return held === null ? [{ kind: 'passthrough' }] : [{ kind: 'forward', chunks: held }, { kind: 'passthrough' }];
+    }
+    if (this.state === S_HOLD) this.state = S_HEAD;
+    if (held === null) return NO_EVENTS;
+    const events: RewriteEvent[] = [];
+    for (const h of held) for (const ev of this.push(h)) events.push(ev);
+    return events;
+  }
+
+  private hold(b: Buffer): void {
+    if (b.length === 0) return;
+    if (this.held === null) this.held = [b];
+    else this.held.push(b);
+    this.heldLen += b.length;
+  }
+
+  /** The connection's first byte cannot start an HTTP request (e.g. TLS). */
+  private notHttp(chunk: Buffer): RewriteEvent[] {
+    if (this.inj.policy.httpOnly) {
+      this.state = S_DEAD;
+      return [{ kind: 'reject', status: 400, reason: 'not HTTP/1.x (--http-only)', response: NO_RESPONSE }];
+    }
+    this.state = S_PASS;
+    return [{ kind: 'forward', chunks: [chunk] }, { kind: 'passthrough' }];
   }
 
   // ---- output helpers ----------------------------------------------------------------------
@@ -291,6 +398,14 @@ export class RequestRewriter {
 
   private head(c: Buffer, pos: number): number {
     const len = c.length;
+    if (this.awaiting) {
+      // The server has not yet answered the Upgrade/CONNECT request: hold the rest.
+      this.flush(c, pos);
+      this.hold(pos === 0 ? c : c.subarray(pos));
+      this.state = S_HOLD;
+      this.fwd = len;
+      return len;
+    }
     const max = this.inj.maxHeadBytes;
     const pending = this.hlen > 0;
     if (!pending) {
@@ -298,33 +413,11 @@ export class RequestRewriter {
       // in the forward range and start the head at the request line.
       while (pos < len && (c[pos] === CR || c[pos] === LF)) pos++;
       if (pos === len) return pos;
+      // Not a method's first byte: no need to wait for the line to end (" GET", "\x00").
+      if (TCHAR[c[pos] as number] !== 1) return this.reject(c, pos, 400, 'malformed request line');
       this.hs = 0;
     }
     const base = pos;
-
-    if (this.detecting) {
-      // HTTP iff the connection starts with a method token followed by SP.
-      let k = this.detN;
-      let i = base;
-      let verdict = 0;
-      while (i < len) {
-        const x = c[i];
-        if (TCHAR[x] === 1) {
-          if (k >= MAX_METHOD) { verdict = 2; break; }
-        } else {
-          verdict = x === SP && k > 0 ? 1 : 2;
-          break;
-        }
-        k++;
-        i++;
-      }
-      if (verdict === 2) {
-        if (pending) this.emit((this.hbuf as Buffer).subarray(0, this.hlen));
-        return this.passthrough(c);
-      }
-      if (verdict === 1) this.detecting = false;
-      else this.detN = k;
-    }
 
     const e = this.scanEnd(c, base);
     if (e < 0 || this.hlen + (e - base) > max) {
@@ -335,7 +428,7 @@ export class RequestRewriter {
       this.flush(c, base);
       if (take > base) this.append(c, base, take);
       this.fwd = take;
-      if (!this.rlChecked && !this.detecting && this.hlen > 0) {
+      if (!this.rlChecked && this.hlen > 0) {
         // Judge the request line as soon as it is complete, so that a text protocol that
         // only looks like HTTP is answered at once instead of waiting for a blank line.
         const hb = this.hbuf as Buffer;
@@ -343,7 +436,7 @@ export class RequestRewriter {
         if (nl >= 0 && nl < this.hlen) {
           this.rlChecked = true;
           const r = this.parseRequestLine(hb, 0);
-          if (r === RL_H2) return this.passthroughPending(c);
+          if (r === RL_H2) return this.h2Preface(c, base, true);
           if (r < 0) return this.reject(c, base, 400, r === RL_VERSION ? 'unsupported HTTP version' : 'malformed request line');
         } else {
           this.rlScan = this.hlen;
@@ -362,10 +455,16 @@ export class RequestRewriter {
     return this.rewrite(c, hb, 0, hl, e);
   }
 
-  /** HTTP/2 prior-knowledge preface found in a gathered head: forward it raw. */
-  private passthroughPending(c: Buffer): number {
-    // The current chunk has been gathered up to fwd: forward the gathered bytes, then the rest.
-    this.emit((this.hbuf as Buffer).subarray(0, this.hlen));
+  /**
+   * "PRI * HTTP/2.0" (h2c with prior knowledge): refused unless allowed, and allowed only as
+   * the connection's first request (then raw from here). `gathered`: the preface is in hbuf
+   * and c has been consumed up to fwd; else it starts at c[base].
+   */
+  private h2Preface(c: Buffer, base: number, gathered: boolean): number {
+    if (!this.inj.policy.allowH2c || this.count > 0) {
+      return this.reject(c, base, 400, 'HTTP/2 prior knowledge (h2c) refused on an injection port (--allow-h2c)');
+    }
+    if (gathered) this.emit((this.hbuf as Buffer).subarray(0, this.hlen));
     return this.passthrough(c);
   }
 
@@ -405,6 +504,7 @@ export class RequestRewriter {
     this.rlConnect = mEnd - s === 7 && b[s] === 0x43 && b[s + 1] === 0x4f && b[s + 2] === 0x4e && b[s + 3] === 0x4e &&
       b[s + 4] === 0x45 && b[s + 5] === 0x43 && b[s + 6] === 0x54; // "CONNECT"
     this.rlHttp10 = minor === 0;
+    this.rlHead = mEnd - s === 4 && b[s] === 0x48 && b[s + 1] === 0x45 && b[s + 2] === 0x41 && b[s + 3] === 0x44; // "HEAD"
     return p + 1;
   }
 
@@ -419,11 +519,11 @@ export class RequestRewriter {
     let p = this.parseRequestLine(b, s);
     if (p < 0) {
       if (p === RL_H2) {
-        if (!inPlace) {
+        if (!inPlace && this.inj.policy.allowH2c && this.count === 0) {
           this.emit(b.subarray(s, e));
           this.fwd = ce;
         }
-        return this.passthrough(c);
+        return this.h2Preface(c, rejAt, false);
       }
       return this.reject(c, rejAt, 400, p === RL_VERSION ? 'unsupported HTTP version' : 'malformed request line');
     }
@@ -436,6 +536,7 @@ export class RequestRewriter {
     let teChunked = false;
     let teBad = false;
     let upgrade = false;
+    let h2c = false;
     let first = true;
     let bl: number; // start of the blank line
 
@@ -474,8 +575,9 @@ export class RequestRewriter {
       let kind = 0;
       for (let li = 0; li < list.length; li++) {
         const lower = list[li]!.lower;
+        const fold = list[li]!.kind >= KIND_XFF ? FOLD : LOWER;
         let j = 0;
-        while (j < lower.length && LOWER[b[ls + j] as number] === lower[j]) j++;
+        while (j < lower.length && fold[b[ls + j] as number] === lower[j]) j++;
         if (j === lower.length) { kind = list[li]!.kind; break; }
       }
       switch (kind) {
@@ -516,6 +618,7 @@ export class RequestRewriter {
         }
         case KIND_UPGRADE:
           if (vEnd > vStart) upgrade = true;
+          if (hasToken(b, vStart, vEnd, H2C)) h2c = true;
           break;
         case KIND_XFF:
           drops[nDrops++] = ls;
@@ -534,6 +637,7 @@ export class RequestRewriter {
       if (this.rlHttp10) return this.reject(c, rejAt, 400, 'Transfer-Encoding in an HTTP/1.0 request');
       if (!teChunked || teBad) return this.reject(c, rejAt, 400, 'Transfer-Encoding whose final coding is not chunked');
     }
+    if (h2c && !this.inj.policy.allowH2c) return this.reject(c, rejAt, 400, 'Upgrade: h2c refused on an injection port (--allow-h2c)');
 
     // ---- emit: kept segments (views), then the injected block before the blank line ----
     const inj = this.inj;
@@ -561,10 +665,9 @@ export class RequestRewriter {
     this.rlChecked = false;
     this.rlScan = 0;
 
-    if (this.rlConnect || upgrade) {
-      // CONNECT tunnel or protocol switch: the rest of the connection is not HTTP/1.1.
-      return this.passthrough(c);
-    }
+    // The response framer pairs responses with requests; a protocol switch is the server's call.
+    this.framer.expect((this.rlHead ? REQ_HEAD : 0) | (this.rlConnect ? REQ_CONNECT : 0) | (upgrade ? REQ_UPGRADE : 0));
+    if (this.rlConnect || upgrade) this.awaiting = this.framer.awaiting = true;
     if (te) {
       this.state = S_CS;
       this.csVal = 0;

@@ -29,7 +29,19 @@ export interface UpstreamRewriter {
    * not forwarded. Read after each push; drives the head-read timeout.
    */
   readonly headPending?: boolean;
+  /**
+   * Server bytes (forwarded to the client unchanged first). Returns what to do with client
+   * bytes the rewriter held while the server had not yet answered an Upgrade/CONNECT.
+   */
+  pushResponse?(chunk: Buffer): RewriteEvent[];
+  /** Client bytes held (the relay stops reading the client above HOLD_LIMIT). */
+  readonly heldBytes?: number;
+  /** Every forwarded request has been answered in full: a refusal may be written now. */
+  responsesComplete?(eof: boolean): boolean;
 }
+
+/** Client bytes held while an Upgrade/CONNECT awaits its answer before the client is paused. */
+const HOLD_LIMIT = 65536;
 
 export interface RelayOptions {
   idleTimeoutMs: number;
@@ -92,7 +104,7 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
     let clientPaused = false;
     const resumeClient = (): void => {
       clientPaused = false;
-      client.resume();
+      if (!holdPaused) client.resume();
     };
     const writeUp = (chunk: Buffer): void => {
       if (!upstream.write(chunk) && !clientPaused) {
@@ -110,7 +122,17 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
         return writeUp(chunk);
       }
       const requestsBefore = rewriter.requests;
-      const events = rewriter.push(chunk);
+      applyEvents(rewriter.push(chunk));
+      if (rewriter === undefined || rejected !== undefined) return;
+      if ((rewriter.heldBytes ?? 0) > HOLD_LIMIT && !holdPaused) {
+        holdPaused = true; // resumed when the server has answered (pushResponse)
+        client.pause();
+      }
+      if (headTimeoutMs > 0) watchHead(requestsBefore);
+    };
+    // Carry out the rewriter's verdicts: forward, switch to raw passthrough, or refuse.
+    const applyEvents = (events: RewriteEvent[]): void => {
+      if (events.length === 0) return;
       upstream.cork(); // one writev for head pieces + body
       try {
         for (const ev of events) {
@@ -125,7 +147,30 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
       } finally {
         upstream.uncork();
       }
-      if (headTimeoutMs > 0) watchHead(requestsBefore);
+    };
+    let holdPaused = false;
+    // Server bytes on a rewritten connection: they may decide a held Upgrade/CONNECT, or
+    // complete the last response before a pending refusal.
+    const onResponseData = (chunk: Buffer): void => {
+      const rw = rewriter;
+      if (rw?.pushResponse === undefined) return;
+      if (rejected !== undefined) {
+        rw.pushResponse(chunk);
+        if (rejectResponse !== undefined && rw.responsesComplete?.(false)) answerAfterResponses();
+        return;
+      }
+      applyEvents(rw.pushResponse(chunk));
+      if (rejected !== undefined) return;
+      if (holdPaused && (rewriter === undefined || (rewriter.heldBytes ?? 0) <= HOLD_LIMIT)) {
+        holdPaused = false;
+        if (!clientPaused) client.resume();
+      }
+      if (clientEnded && !upstreamEndSent && !(rewriter?.heldBytes)) endUpstream();
+    };
+    let upstreamEndSent = false;
+    const endUpstream = (): void => {
+      upstreamEndSent = true;
+      upstream.end();
     };
 
     // Head-read timeout. A head that arrives whole in one chunk (the usual case) never
@@ -170,15 +215,20 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
         return answerRejected(as === 'head-timeout' && bytesDown > 0 ? undefined : response);
       }
       rejectResponse = response;
-      upstream.end(); // flush what was forwarded; the server closes after answering it
-      const t = setTimeout(() => upstream.destroy(), 2000);
+      if (!upstreamEndSent) endUpstream(); // flush what was forwarded; the server answers, then closes
+      // The refusal goes to the client only once every response in flight is complete (the
+      // response framer says so, here or as server bytes arrive; else at the server's EOF):
+      // written earlier it would land in the middle of a response body.
+      if (rewriter?.responsesComplete?.(false)) answerAfterResponses();
       upstream.once('close', () => {
-        clearTimeout(t);
-        // A timed-out head's 408 only after a complete last response (the upstream's own
-        // EOF, below): one cut off here may have been mid-response, and a 408 appended to
-        // that would be garbage.
-        if (!client.writableEnded) answerRejected(as === 'head-timeout' ? undefined : response);
+        // Closed without EOF (reset, or by us): a refusal only if nothing was cut short.
+        if (!client.writableEnded) answerRejected(rewriter?.responsesComplete?.(false) ? rejectResponse : undefined);
       });
+    };
+    const completeAtEof = (): boolean => rewriter?.responsesComplete?.(true) ?? true;
+    const answerAfterResponses = (): void => {
+      upstream.destroy();
+      if (!client.writableEnded) answerRejected(rejectResponse);
     };
     const answerRejected = (response: Buffer | undefined): void => {
       if (response) client.end(response);
@@ -194,7 +244,8 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
     client.on('data', onClientData);
     client.on('end', () => {
       clientEnded = true;
-      upstream.end();
+      // Held bytes still go up if the server declines or accepts the switch: end after them.
+      if (!rewriter?.heldBytes && !upstreamEndSent) endUpstream();
       maybeDone();
     });
 
@@ -212,10 +263,14 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
         upstream.pause();
         client.once('drain', resumeUpstream);
       }
+      if (rewriter !== undefined) onResponseData(chunk);
     });
     upstream.on('end', () => {
       upstreamEnded = true;
-      if (rejectResponse) return void answerRejected(rejectResponse);
+      if (rejected !== undefined && sentUp > 0) {
+        // A response cut short by the EOF gets no refusal appended (it would read as body).
+        return void answerRejected(completeAtEof() ? rejectResponse : undefined);
+      }
       client.end();
       maybeDone();
     });
@@ -257,7 +312,7 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
       // The client's EOF arrived while its first bytes were being peeked (sniffing):
       // its 'end' event is gone, so forward the half-close now.
       clientEnded = true;
-      upstream.end();
+      if (!upstreamEndSent) endUpstream();
     }
     client.resume();
   });

@@ -114,19 +114,33 @@ function genConnection(rnd: Rnd): Conn {
   return { input: Buffer.concat(inp), expected: Buffer.concat(exp), requests, upgraded };
 }
 
+/**
+ * The server's side, sent after all the client's bytes: a 204 to every request
+ * but the last, which gets 101 (an Upgrade then switches; any other request makes the
+ * framer give up, and nothing switches).
+ */
+function serverAnswers(requests: number): Buffer {
+  const ok = 'HTTP/1.1 204 No Content\r\n\r\n';
+  return Buffer.from(ok.repeat(Math.max(0, requests - 1)) + (requests > 0 ? 'HTTP/1.1 101 Switching Protocols\r\n\r\n' : ''), 'latin1');
+}
+
 function feed(chunks: Buffer[]): { out: Buffer; requests: number; passthrough: boolean } {
   const rw = new RequestRewriter(compileInjectConfig(CFG));
   const out: Buffer[] = [];
   let passthrough = false;
-  for (const c of chunks) {
-    if (passthrough) { out.push(c); continue; } // the relay's raw path
-    const evs = rw.push(c);
+  const apply = (evs: ReturnType<RequestRewriter['push']>): void => {
     for (const ev of evs) {
       if (ev.kind === 'forward') out.push(...ev.chunks);
       else if (ev.kind === 'passthrough') passthrough = true;
       else assert.fail(`unexpected reject: ${ev.reason}`);
     }
+  };
+  for (const c of chunks) {
+    if (passthrough) { out.push(c); continue; } // the relay's raw path
+    apply(rw.push(c));
   }
+  assert.equal(passthrough, false, 'no passthrough before the server has answered');
+  apply(rw.pushResponse(serverAnswers(rw.requests)));
   return { out: Buffer.concat(out), requests: rw.requests, passthrough };
 }
 
@@ -189,14 +203,19 @@ function feedAny(cfg: InjectConfig, chunks: Buffer[]): string {
   const rw = new RequestRewriter(compileInjectConfig(cfg));
   const out: Buffer[] = [];
   let end = 'open';
-  for (const c of chunks) {
-    if (end === 'passthrough') { out.push(c); continue; }
-    if (end !== 'open') break;
-    for (const ev of rw.push(c)) {
+  const apply = (evs: ReturnType<RequestRewriter['push']>): void => {
+    for (const ev of evs) {
+      if (end.startsWith('reject')) break;
       if (ev.kind === 'forward') out.push(...ev.chunks);
       else end = ev.kind === 'passthrough' ? 'passthrough' : `reject ${ev.status} ${ev.reason}`;
     }
+  };
+  for (const c of chunks) {
+    if (end === 'passthrough') { out.push(c); continue; }
+    if (end !== 'open') break;
+    apply(rw.push(c));
   }
+  if (end === 'open') apply(rw.pushResponse(serverAnswers(rw.requests)));
   return `${end} requests=${rw.requests} ${Buffer.concat(out).toString('hex')}`;
 }
 

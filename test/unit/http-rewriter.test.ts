@@ -20,16 +20,17 @@ interface Result { out: string; terminal: Exclude<RewriteEvent, { kind: 'forward
 /**
  * Feed chunks like the relay would: forward events are written upstream; after
  * 'passthrough' the remaining chunks are relayed raw; after 'reject' nothing more is sent.
+ * Then the server's `response` bytes, if any (they may release held bytes).
  */
-function feed(cfg: InjectConfig, chunks: Buffer[]): Result {
+function feed(cfg: InjectConfig, chunks: Buffer[], response?: string): Result {
   const rw = new RequestRewriter(compileInjectConfig(cfg));
   const out: Buffer[] = [];
   let terminal: Result['terminal'] = null;
-  for (const c of chunks) {
-    if (terminal?.kind === 'passthrough') { out.push(c); continue; }
+  for (const c of [...chunks, ...(response === undefined ? [] : [null])]) {
+    if (terminal?.kind === 'passthrough' && c !== null) { out.push(c); continue; }
     if (terminal) break;
-    const evs = rw.push(c);
-    assert.ok(evs.length <= 2, 'at most a forward and a terminal event per push');
+    const evs = c === null ? rw.pushResponse(Buffer.from(response!, 'latin1')) : rw.push(c);
+    assert.ok(c === null || evs.length <= 2, 'at most a forward and a terminal event per push');
     for (let i = 0; i < evs.length; i++) {
       const ev = evs[i]!;
       assert.equal(terminal, null, 'nothing after a terminal event');
@@ -57,28 +58,28 @@ function splits(input: Buffer, rnd: () => number): Buffer[] {
 }
 
 /** Run whole, byte by byte and in 5 random splits; assert they agree; return the whole-run result. */
-function run(input: string | Buffer, cfg: InjectConfig = BASE): Result {
+function run(input: string | Buffer, cfg: InjectConfig = BASE, response?: string): Result {
   const buf = typeof input === 'string' ? Buffer.from(input, 'latin1') : input;
-  const whole = feed(cfg, [buf]);
-  const bytes = feed(cfg, [...buf].map((b) => Buffer.from([b])));
+  const whole = feed(cfg, [buf], response);
+  const bytes = feed(cfg, [...buf].map((b) => Buffer.from([b])), response);
   const strip = (r: Result) => ({ out: r.out, terminal: r.terminal && { ...r.terminal, response: undefined }, requests: r.requests });
   assert.deepEqual(strip(bytes), strip(whole), 'byte-by-byte feeding differs from one chunk');
   const rnd = mulberry32(buf.length * 7919 + 1);
   for (let k = 0; k < 5; k++) {
-    assert.deepEqual(strip(feed(cfg, splits(buf, rnd))), strip(whole), 'random split differs from one chunk');
+    assert.deepEqual(strip(feed(cfg, splits(buf, rnd), response)), strip(whole), 'random split differs from one chunk');
   }
   return whole;
 }
 
-function ok(input: string | Buffer, expected: string, cfg: InjectConfig = BASE): Result {
-  const r = run(input, cfg);
+function ok(input: string | Buffer, expected: string, cfg: InjectConfig = BASE, response?: string): Result {
+  const r = run(input, cfg, response);
   assert.equal(r.terminal, null, `unexpected ${r.terminal?.kind}: ${r.terminal && 'reason' in r.terminal ? r.terminal.reason : ''}`);
   assert.equal(r.out, expected);
   return r;
 }
 
-function rejected(input: string, status: 400 | 431, reason: RegExp, forwarded = '', cfg: InjectConfig = BASE): void {
-  const r = run(input, cfg);
+function rejected(input: string, status: 400 | 431, reason: RegExp, forwarded = '', cfg: InjectConfig = BASE, response?: string): void {
+  const r = run(input, cfg, response);
   assert.ok(r.terminal && r.terminal.kind === 'reject', `expected reject, got ${r.terminal?.kind ?? 'none'}`);
   assert.equal(r.terminal.status, status);
   assert.match(r.terminal.reason, reason);
@@ -87,8 +88,8 @@ function rejected(input: string, status: 400 | 431, reason: RegExp, forwarded = 
   assert.equal(r.out, forwarded);
 }
 
-function passthrough(input: string | Buffer, expected: string, cfg: InjectConfig = BASE): Result {
-  const r = run(input, cfg);
+function passthrough(input: string | Buffer, expected: string, cfg: InjectConfig = BASE, response?: string): Result {
+  const r = run(input, cfg, response);
   assert.equal(r.terminal?.kind, 'passthrough');
   assert.equal(r.out, expected);
   return r;
@@ -244,26 +245,60 @@ test('absolute-form request target is kept intact', () => {
   );
 });
 
-test('CONNECT: head rewritten, then passthrough with the tunnel bytes untouched', () => {
+test('CONNECT: head rewritten; the tunnel bytes are held until the server answers 2xx, then raw', () => {
   const tunnel = '\x16\x03\x01\x00\x05hello GET / HTTP/1.1\r\n\r\n';
-  const r = passthrough(
-    `CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n${tunnel}`,
-    `CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n${INJ}\r\n${tunnel}`,
-  );
+  const connect = `CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n${tunnel}`;
+  const head = `CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n${INJ}\r\n`;
+  // No answer yet: only the CONNECT head has gone up.
+  assert.equal(ok(connect, head).requests, 1);
+  const r = passthrough(connect, head + tunnel, BASE, 'HTTP/1.1 200 Connection established\r\n\r\n');
   assert.equal(r.requests, 1);
+  // Refused by the server: what followed is HTTP again, judged as such (here: not a request line).
+  rejected(connect, 400, /malformed request line/, head, BASE, 'HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n');
 });
 
-test('Upgrade: head rewritten, then passthrough (frames and later text not parsed)', () => {
+test('Upgrade: the client alone cannot switch the connection; only a 101 from the server does', () => {
   const frames = '\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58GET / HTTP/1.1\r\nX-Client-Hostname: spoof\r\n\r\n';
-  passthrough(
-    `GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n${frames}`,
-    `GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${INJ}\r\n${frames}`,
+  const up = 'GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n';
+  passthrough(`${up}\r\n${frames}`, `${up}${INJ}\r\n${frames}`, BASE, 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n');
+  // Issue 14 item 1: the server answers 200, not 101 — the next request is stamped, the spoof dropped.
+  const next = 'GET /b HTTP/1.1\r\nX-Client-Hostname: spoofed\r\n\r\n';
+  ok(`${up}\r\n${next}`, `${up}${INJ}\r\nGET /b HTTP/1.1\r\n${INJ}\r\n`, BASE, 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello');
+  // A body that looks like a 101 does not switch; nor does a 101 to a request that did not ask.
+  ok(`${up}\r\n${next}`, `${up}${INJ}\r\nGET /b HTTP/1.1\r\n${INJ}\r\n`, BASE,
+    'HTTP/1.1 200 OK\r\nContent-Length: 36\r\n\r\nHTTP/1.1 101 Switching Protocols\r\n\r\n');
+  ok(`GET /1 HTTP/1.1\r\n\r\n${up}\r\n${next}`, `GET /1 HTTP/1.1\r\n${INJ}\r\n${up}${INJ}\r\nGET /b HTTP/1.1\r\n${INJ}\r\n`, BASE,
+    'HTTP/1.1 101 Switching Protocols\r\n\r\n');
+  // after an ordinary (chunked) response and an interim 100; case-insensitive name
+  const lower = 'GET /ws HTTP/1.1\r\nupgrade: websocket\r\n';
+  passthrough(`GET /1 HTTP/1.1\r\n\r\n${lower}\r\n${frames}`, `GET /1 HTTP/1.1\r\n${INJ}\r\n${lower}${INJ}\r\n${frames}`, BASE,
+    'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nHTTP/\r\n0\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\n\r\n');
+});
+
+test('h2c is refused unless allowed: Upgrade: h2c and the prior-knowledge preface', () => {
+  rejected('GET / HTTP/1.1\r\nUpgrade: websocket, H2C\r\nConnection: Upgrade\r\n\r\n', 400, /h2c refused/);
+  const preface = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00';
+  rejected(preface, 400, /h2c\) refused/);
+  const allow: InjectConfig = { ...BASE, allowH2c: true };
+  const up = 'GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n';
+  passthrough(`${up}\r\nPRI * HTTP/2.0\r\n`, `${up}${INJ}\r\nPRI * HTTP/2.0\r\n`, allow, 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n');
+  assert.equal(passthrough(preface, preface, allow).requests, 0);
+  // judged from its first line alone, even when more than maxHeadBytes follow at once
+  const odd = `PRI * HTTP/2.0\r\n${'x'.repeat(3000)}`;
+  passthrough(odd, odd, { ...allow, maxHeadBytes: 1024 });
+  // only as the first request of a connection
+  rejected(`GET / HTTP/1.1\r\n\r\n${preface}`, 400, /h2c\) refused/, `GET / HTTP/1.1\r\n${INJ}\r\n`, allow);
+});
+
+test('client headers equal to an injected one after folding case and _ to - are dropped', () => {
+  ok(
+    'GET / HTTP/1.1\r\nX_Client_Hostname: spoofed\r\nx-client_hostname: s2\r\nX_Client-Hostnamex: kept\r\n\r\n',
+    `GET / HTTP/1.1\r\nX_Client-Hostnamex: kept\r\n${INJ}\r\n`,
   );
-  // case-insensitive name, after an ordinary request on the same connection
-  passthrough(
-    `GET /1 HTTP/1.1\r\n\r\nGET /ws HTTP/1.1\r\nupgrade: h2c\r\n\r\n${frames}`,
-    `GET /1 HTTP/1.1\r\n${INJ}\r\nGET /ws HTTP/1.1\r\nupgrade: h2c\r\n${INJ}\r\n${frames}`,
-  );
+  // X_Forwarded_For is X-Forwarded-For to a CGI server: merged like one in append mode
+  ok('GET / HTTP/1.1\r\nX_Forwarded_For: 1.2.3.4\r\n\r\n', 'GET / HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4, 10.0.0.7\r\nX-Client-Hostname: pod-a\r\n\r\n');
+  // Framing headers are matched exactly: Content_Length frames nothing (nginx and Node ignore it too).
+  ok('POST / HTTP/1.1\r\nContent_Length: 5\r\n\r\nGET / HTTP/1.1\r\n\r\n', `POST / HTTP/1.1\r\nContent_Length: 5\r\n${INJ}\r\nGET / HTTP/1.1\r\n${INJ}\r\n`);
 });
 
 test('pipelined requests: every head is rewritten', () => {
@@ -397,20 +432,27 @@ test('a TLS ClientHello is passed through untouched, at once', () => {
   assert.deepEqual(evs.map((e) => e.kind), ['forward', 'passthrough'], 'decided on the first byte');
 });
 
-test('other non-HTTP openings are passed through', () => {
-  passthrough('SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n', 'SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n');
-  passthrough('*3\r\n$3\r\nSET\r\n', '*3\r\n$3\r\nSET\r\n');
-  passthrough(' GET / HTTP/1.1\r\n\r\n', ' GET / HTTP/1.1\r\n\r\n');
-  passthrough('\r\n\x00\x01binary', '\r\n\x00\x01binary');
+test('a first byte that could start a request commits the connection to HTTP: no escape to passthrough', () => {
+  // Issue 14 item 2: long methods, tabs, leading whitespace, other text protocols.
+  ok('AAAAAAAAAAAAAAAAAAAAAAAAA / HTTP/1.1\r\nX-Client-Hostname: x\r\n\r\n', `AAAAAAAAAAAAAAAAAAAAAAAAA / HTTP/1.1\r\n${INJ}\r\n`);
+  rejected('GET\t/a HTTP/1.1\r\nX-Client-Hostname: spoofed\r\n\r\n', 400, /malformed request line/);
+  rejected('SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n', 400, /malformed request line/);
+  rejected('*3\r\n$3\r\nSET\r\n', 400, /malformed request line/);
+  rejected(' GET / HTTP/1.1\r\n\r\n', 400, /malformed request line/);
+  rejected('\x1cGET / HTTP/1.1\r\n\r\n', 400, /malformed request line/);
+  rejected('\xa0GET / HTTP/1.1\r\n\r\n', 400, /malformed request line/);
+  rejected('\r\n\x00\x01binary', 400, /malformed request line/, '\r\n');
+  // Bytes no HTTP server reads as a request pass untouched, decided on the first byte.
+  passthrough('\x00\x01binary GET / HTTP/1.1\r\n\r\n', '\x00\x01binary GET / HTTP/1.1\r\n\r\n');
 });
 
-test('HTTP/2 prior-knowledge preface is passed through untouched', () => {
-  const preface = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00';
-  const r = passthrough(preface, preface);
-  assert.equal(r.requests, 0);
-  // judged from its first line alone, even when more than maxHeadBytes follow at once
-  const odd = `PRI * HTTP/2.0\r\n${'x'.repeat(3000)}`;
-  passthrough(odd, odd, { ...BASE, maxHeadBytes: 1024 });
+test('--http-only refuses a connection that does not start like HTTP, and answers nothing', () => {
+  const rw = new RequestRewriter(compileInjectConfig({ ...BASE, httpOnly: true }));
+  const evs = rw.push(CLIENT_HELLO);
+  assert.equal(evs.length, 1);
+  assert.ok(evs[0]!.kind === 'reject');
+  assert.equal(evs[0].response.length, 0);
+  assert.match(evs[0].reason, /--http-only/);
 });
 
 test('detection waits for enough bytes: "GE" is undecided', () => {
@@ -501,7 +543,11 @@ test('a rejected request does not hold back complete earlier requests of the sam
 
 test('after passthrough further pushes are relayed raw', () => {
   const rw = new RequestRewriter(compileInjectConfig(BASE));
-  assert.deepEqual(kinds(rw.push(Buffer.from('CONNECT a:443 HTTP/1.1\r\n\r\n'))), ['forward', 'passthrough']);
+  assert.deepEqual(kinds(rw.push(Buffer.from('CONNECT a:443 HTTP/1.1\r\n\r\n'))), ['forward']);
+  assert.deepEqual(kinds(rw.push(Buffer.from('held'))), [], 'held until the server answers');
+  assert.equal(rw.heldBytes, 4);
+  assert.deepEqual(kinds(rw.pushResponse(Buffer.from('HTTP/1.1 200 OK\r\n\r\n'))), ['forward', 'passthrough']);
+  assert.equal(rw.heldBytes, 0);
   const more = Buffer.from('GET / HTTP/1.1\r\n\r\n');
   const evs = rw.push(more);
   assert.deepEqual(kinds(evs), ['forward']);
