@@ -28,7 +28,7 @@
 // value, false = off, a string = the flag's value ("default", "hostname" or a literal).
 //
 // Beyond the flags:
-//   nodes:    name → URI (socks5://, socks5h://, http://, ss://) or { uri, connect-timeout, udp, fallback }
+//   nodes:    name → URI (socks5://, socks5h://, http://, ss://) or { uri, label, connect-timeout, udp, fallback }
 //   rules:    list of { domain | domain-suffix | domain-keyword | domain-list | cidr | port |
 //             source-cidr | network …, outbound }; every matcher given must match (the domain
 //             ones count as one: any of them); first matching rule wins
@@ -37,7 +37,7 @@
 //   default-udp:    outbound for UDP flows no rule matches (default: the same as `default`)
 //   enabled:        the main switch: false keeps the proxy running with no capture rules (default true)
 //   check-targets:  "host:port" list the web console's reachability check tries
-//   console:  { listen, password-hash, subscriptions: [{ url, nodes, updated-at, error }] }
+//   console:  { listen, password-hash, subscriptions: [{ url, nodes, kept, interval, user-agent, updated-at, result, error }] }
 //             the web console (`--console`); `tranproxy console passwd` writes password-hash
 // Outbound names: `direct`, `reject`, or a key of `nodes`. Unknown keys are errors.
 import { isIP } from 'node:net';
@@ -213,6 +213,8 @@ const NodeObject = z.strictObject({
       throw new UsageError(`: ${m ? `unsupported scheme '${m[1]}'` : 'not a URI'}: use ${NODE_SCHEMES.map((s) => `${s}://`).join(', ')}`);
     }
   }),
+  /** The node's name as its link or subscription wrote it (any Unicode); the key is the config-safe name. */
+  label: z.string().optional(),
   'connect-timeout': duration.optional(),
   udp: bool.optional(),
   /** Outbound to use when this node cannot be reached: another node, or direct. */
@@ -240,7 +242,13 @@ const SubscriptionSchema = z.strictObject({
     if (!/^https?:\/\/[^\s]+$/i.test(t.trim())) throw new UsageError(`: '${t}' is not an http:// or https:// URL`);
   }),
   nodes: many(z.string()).optional(),
+  /** Nodes the provider dropped that were kept because something uses them (last good copy). */
+  kept: many(z.string()).optional(),
+  interval: durationOrOff.optional(),
+  'user-agent': text('a User-Agent header value').optional(),
   'updated-at': z.string().optional(),
+  /** What the last import took and skipped ("3 imported, 2 skipped: tuic not supported"). */
+  result: z.string().optional(),
   error: z.string().optional(),
 });
 
@@ -356,6 +364,8 @@ export const KNOWN_KEYS = {
 export interface ConfigNode {
   /** The node URI, unparsed (see src/outbound/uri.ts parseNodeUri). */
   uri: string;
+  /** Name as written by the link or subscription (Unicode, emoji), when it differs from the key. */
+  label?: string;
   connectTimeoutMs?: number;
   /** Relay UDP through this node too. */
   udp?: boolean;
@@ -408,9 +418,20 @@ export interface ConsoleSubscription {
   url: string;
   /** Names of the nodes this subscription added (replaced together on refresh). */
   nodes: string[];
+  /** Of those, the ones the provider dropped but something still uses (kept as last seen). */
+  kept: string[];
+  /** Refresh interval in ms (0: never; default SUBSCRIPTION_INTERVAL_MS). */
+  intervalMs: number;
+  userAgent: string;
   updatedAt: string | null;
+  result?: string;
   error?: string;
 }
+
+/** Subscriptions refresh twice a day unless the file says otherwise. */
+export const SUBSCRIPTION_INTERVAL_MS = 12 * 3600_000;
+/** Providers pick the format by User-Agent; a Clash-like one gets the full node list. */
+export const SUBSCRIPTION_USER_AGENT = 'clash.meta/1.18 (tranproxy)';
 
 export interface ConsoleConfig {
   /** As written; parsed by the run configuration. */
@@ -487,6 +508,7 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
   for (const [name, n] of Object.entries(f.nodes ?? {})) {
     nodes[name] = {
       uri: n.uri.trim(),
+      ...(n.label !== undefined && n.label.trim() !== '' ? { label: n.label } : {}),
       ...(n['connect-timeout'] !== undefined ? { connectTimeoutMs: parseDuration(String(n['connect-timeout']), `nodes.${name}.connect-timeout`) } : {}),
       ...(n.udp !== undefined ? { udp: n.udp } : {}),
       ...(n.fallback !== undefined ? { fallback: n.fallback } : {}),
@@ -529,7 +551,11 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
         subscriptions: (c.subscriptions ?? []).map((s) => ({
           url: s.url.trim(),
           nodes: s.nodes ?? [],
+          kept: s.kept ?? [],
+          intervalMs: s.interval === undefined ? SUBSCRIPTION_INTERVAL_MS : parseDurationOrOff(String(s.interval), 'console.subscriptions.interval'),
+          userAgent: s['user-agent']?.trim() ?? SUBSCRIPTION_USER_AGENT,
           updatedAt: s['updated-at'] ?? null,
+          ...(s.result !== undefined ? { result: s.result } : {}),
           ...(s.error !== undefined ? { error: s.error } : {}),
         })),
       }

@@ -17,13 +17,13 @@ import {
   setIn,
   setNodeUri,
   SETTINGS_FIELDS,
-  setSubscriptions,
-  subscriptionsOf,
   ValidationError,
+  writeNode,
   type ConsoleState,
   type FieldMap,
 } from './document.js';
-import { baseName, decodeSubscription, parseLinks, uniqueName } from './links.js';
+import { baseName, importSummary, parseLinks, uniqueName } from './links.js';
+import { Subscriptions, type FetchText } from './subscriptions.js';
 import { checkDirect, checkViaNode, testNode } from './probe.js';
 import { redactUri } from '../outbound/uri.js';
 import { parseCheckTarget } from '../config/schema.js';
@@ -45,8 +45,8 @@ export interface ApiDeps {
   store: ConfigStore;
   control: SupervisorControl;
   log: Logger;
-  /** Fetches a subscription URL's body (injectable for tests). */
-  fetchText?: (url: string) => Promise<string>;
+  /** Fetches a subscription URL's body with the subscription's User-Agent (injectable for tests). */
+  fetchText?: FetchText;
 }
 
 /** A console connection row. */
@@ -94,8 +94,8 @@ const CHECK_TIMEOUT_MS = 5000;
 const SUBSCRIPTION_TIMEOUT_MS = 15_000;
 const SUBSCRIPTION_MAX_BYTES = 4 << 20;
 
-async function defaultFetch(url: string): Promise<string> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(SUBSCRIPTION_TIMEOUT_MS), redirect: 'follow' });
+async function defaultFetch(url: string, opts: { userAgent: string }): Promise<string> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(SUBSCRIPTION_TIMEOUT_MS), redirect: 'follow', headers: { 'user-agent': opts.userAgent } });
   if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
   const text = await res.text();
   if (text.length > SUBSCRIPTION_MAX_BYTES) throw new Error('the subscription is larger than 4 MiB');
@@ -116,10 +116,10 @@ function stringList(v: unknown, field: string): string[] {
 }
 
 export class ConsoleApi {
-  private readonly fetchText: (url: string) => Promise<string>;
+  readonly subscriptions: Subscriptions;
 
   constructor(private readonly deps: ApiDeps) {
-    this.fetchText = deps.fetchText ?? defaultFetch;
+    this.subscriptions = new Subscriptions({ store: deps.store, fetchText: deps.fetchText ?? defaultFetch, log: deps.log });
   }
 
   state(snapshot?: Snapshot): ConsoleState {
@@ -160,9 +160,9 @@ export class ConsoleApi {
       if (b !== undefined && c === 'test' && seg.length === 3 && method === 'POST') return this.testNode(b);
     }
     if (a === 'subscriptions') {
-      if (method === 'POST' && seg.length === 1) return ok(this.state(await this.subscribe(objectBody(req.body).url, false)));
-      if (method === 'POST' && b === 'refresh' && seg.length === 2) return ok(this.state(await this.subscribe(objectBody(req.body).url, true)));
-      if (method === 'DELETE' && seg.length === 1) return ok(this.state(await this.unsubscribe(req.query.get('url') ?? '')));
+      if (method === 'POST' && seg.length === 1) return this.subscribe(objectBody(req.body), false);
+      if (method === 'POST' && b === 'refresh' && seg.length === 2) return this.subscribe(objectBody(req.body), true);
+      if (method === 'DELETE' && seg.length === 1) return ok(this.state(await this.subscriptions.remove(req.query.get('url') ?? '')));
     }
     if (method === 'PUT' && path === '/dns') return ok(this.state(await this.change((doc) => this.editDns(doc, objectBody(req.body)), DNS_FIELDS)));
     if (method === 'POST' && path === '/dns/flush') return ok({ flushed: await this.deps.control.flushDns() });
@@ -218,22 +218,24 @@ export class ConsoleApi {
 
   // -- nodes -----------------------------------------------------------------------------
 
+  /** Pasted links: the usable ones are added (labels kept), the others reported as skipped. */
   private async addNodes(body: unknown): Promise<ApiResponse> {
     const links = objectBody(body, 'links').links;
     if (typeof links !== 'string' || !links.trim()) throw invalid('links', 'paste one or more links (ss://, socks5://, http://)');
-    const { links: parsed, problems } = parseLinks(links);
-    if (problems.length) throw new ValidationError(problems.map((p) => ({ field: 'links', message: `line ${p.line}: ${p.message}` })));
+    const { links: parsed, skipped } = parseLinks(links);
+    if (!parsed.length) throw invalid('links', `nothing imported: ${importSummary(0, skipped)}`);
     const added: string[] = [];
     const snap = await this.change((doc) => {
       const taken = new Set(nodeNames(doc));
       for (const l of parsed) {
-        const name = uniqueName(baseName(l.spec), taken);
-        setIn(doc, ['nodes', name], l.uri);
+        const name = uniqueName(baseName(l.spec, l.label ?? ''), taken);
+        writeNode(doc, name, l.uri, l.label);
         added.push(name);
       }
     }, [['nodes', 'links']]);
     const state = this.state(snap);
-    return { status: 200, body: { ...state, added, state } };
+    const report = { imported: added.map((name, i) => ({ name, label: parsed[i]!.label ?? name })), skipped, summary: importSummary(parsed.length, skipped) };
+    return { status: 200, body: { ...state, added, report, state } };
   }
 
   private editNode(name: string, body: unknown): Promise<Snapshot> {
@@ -272,51 +274,21 @@ export class ConsoleApi {
 
   // -- subscriptions ---------------------------------------------------------------------
 
-  private async subscribe(urlValue: unknown, refresh: boolean): Promise<Snapshot> {
+  private async subscribe(body: Obj, refresh: boolean): Promise<ApiResponse> {
+    const urlValue = body.url;
     if (typeof urlValue !== 'string' || !/^https?:\/\/\S+$/i.test(urlValue.trim())) throw invalid('url', 'expected an http:// or https:// URL');
-    const url = urlValue.trim();
-    const existing = subscriptionsOf(this.deps.store.read().doc).find((s) => s.url === url);
-    if (refresh && !existing) throw invalid('url', 'no such subscription: add it first');
-    if (!refresh && existing) throw invalid('url', 'this subscription exists already: refresh it instead');
-    let body: string;
-    try {
-      body = await this.fetchText(url);
-    } catch (e) {
-      const message = `cannot fetch the subscription: ${(e as Error).message}`;
-      if (refresh) await this.change((doc) => setSubscriptions(doc, subscriptionsOf(doc).map((s) => (s.url === url ? { ...s, error: message } : s))), []).catch(() => {});
-      throw invalid('url', message);
+    const settings: { interval?: string; userAgent?: string } = {};
+    if (body.interval !== undefined) {
+      if (typeof body.interval !== 'string' && typeof body.interval !== 'number') throw invalid('interval', 'expected a duration, e.g. 12h, or off');
+      settings.interval = String(body.interval);
     }
-    const { links, problems } = parseLinks(decodeSubscription(body));
-    if (!links.length) throw invalid('url', problems.length ? `no usable links (first problem: line ${problems[0]!.line}: ${problems[0]!.message})` : 'the subscription lists no links');
-    // Subscription nodes are replaced as a group: the old group's names go, the new take their place.
-    return this.change(
-      (doc) => {
-        const subs = subscriptionsOf(doc);
-        const old = subs.find((s) => s.url === url)?.nodes ?? [];
-        for (const n of old) doc.deleteIn(['nodes', n]);
-        const taken = new Set(nodeNames(doc));
-        const names = links.map((l) => {
-          const name = uniqueName(baseName(l.spec), taken);
-          setIn(doc, ['nodes', name], l.uri);
-          return name;
-        });
-        const entry = { url, nodes: names, updatedAt: new Date().toISOString() };
-        setSubscriptions(doc, existing ? subs.map((s) => (s.url === url ? entry : s)) : [...subs, entry]);
-      },
-      [['console.subscriptions', 'url'], ['nodes', 'url'], ['default', 'url'], ['rules', 'url']],
-    );
-  }
-
-  private unsubscribe(url: string): Promise<Snapshot> {
-    return this.change((doc) => {
-      const subs = subscriptionsOf(doc);
-      const sub = subs.find((s) => s.url === url);
-      if (!sub) throw invalid('url', `no subscription '${url}'`);
-      const used = sub.nodes.flatMap((n) => nodeUsers(doc, n).map((u) => `${n} (${u})`));
-      if (used.length) throw invalid('url', `its nodes are in use: ${used.join(', ')}`);
-      for (const n of sub.nodes) doc.deleteIn(['nodes', n]);
-      setSubscriptions(doc, subs.filter((s) => s !== sub));
-    }, [['console.subscriptions', 'url']]);
+    if (body.userAgent !== undefined) {
+      if (typeof body.userAgent !== 'string' || !body.userAgent.trim() || /[\x00-\x1f\x7f]/.test(body.userAgent)) throw invalid('userAgent', 'expected a User-Agent header value');
+      settings.userAgent = body.userAgent.trim();
+    }
+    const { snapshot, report } = await this.subscriptions.fetchAndMerge(urlValue.trim(), refresh, settings);
+    const state = this.state(snapshot);
+    return { status: 200, body: { ...state, report, state } };
   }
 
   // -- check -----------------------------------------------------------------------------

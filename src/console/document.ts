@@ -7,7 +7,7 @@ import { isCollection, isMap, isNode, isScalar, parseDocument, type Document } f
 import { ConfigError, parseConfigText, type ConfigFile } from '../config/file.js';
 import { UsageError } from '../errors.js';
 import { parseNodeUri, redactUri } from '../outbound/uri.js';
-import { nodeType } from './links.js';
+import { labelFromUri, nodeType } from './links.js';
 
 /** One problem, named by the console form field it belongs to ('' for none). */
 export interface FieldError {
@@ -178,6 +178,27 @@ export function setNodeUri(doc: Document, name: string, uri: string): void {
   else doc.setIn(['nodes', name], uri);
 }
 
+/** The node's label as written in the file, if any. */
+export function nodeLabel(doc: Document, name: string): string | undefined {
+  const v = doc.getIn(['nodes', name, 'label']);
+  return typeof v === 'string' && v.trim() ? v : undefined;
+}
+
+/**
+ * Write a node's link and label: a plain `name: uri` when there is no label worth keeping
+ * (none, or the key itself), else `{ uri, label }`; a mapping keeps its other settings.
+ */
+export function writeNode(doc: Document, name: string, uri: string, label: string | undefined): void {
+  const keep = label !== undefined && label !== name ? label : undefined;
+  if (isMap(doc.getIn(['nodes', name], true))) {
+    doc.setIn(['nodes', name, 'uri'], uri);
+    if (keep === undefined) doc.deleteIn(['nodes', name, 'label']);
+    else doc.setIn(['nodes', name, 'label'], keep);
+  } else {
+    doc.setIn(['nodes', name], keep === undefined ? uri : doc.createNode({ uri, label: keep }));
+  }
+}
+
 /** Rename a node in place (its position in the file kept) and everywhere it is named. */
 export function renameNode(doc: Document, from: string, to: string): void {
   const nodes = doc.get('nodes', true);
@@ -220,7 +241,13 @@ export function deleteNode(doc: Document, name: string): void {
 export interface DocSubscription {
   url: string;
   nodes: string[];
+  /** Nodes the provider dropped but kept because they are in use. */
+  kept?: string[];
+  /** As written (e.g. "12h", "off"). */
+  interval?: string;
+  userAgent?: string;
   updatedAt: string | null;
+  result?: string;
   error?: string;
 }
 
@@ -231,7 +258,11 @@ export function subscriptionsOf(doc: Document): DocSubscription[] {
   return items.map((s: Record<string, unknown>) => ({
     url: String(s?.url ?? ''),
     nodes: Array.isArray(s?.nodes) ? s.nodes.map(String) : s?.nodes ? [String(s.nodes)] : [],
+    ...(Array.isArray(s?.kept) && s.kept.length ? { kept: s.kept.map(String) } : typeof s?.kept === 'string' ? { kept: [s.kept] } : {}),
+    ...(s?.interval !== undefined && s.interval !== null ? { interval: String(s.interval) } : {}),
+    ...(typeof s?.['user-agent'] === 'string' ? { userAgent: s['user-agent'] } : {}),
     updatedAt: typeof s?.['updated-at'] === 'string' ? s['updated-at'] : null,
+    ...(typeof s?.result === 'string' ? { result: s.result } : {}),
     ...(typeof s?.error === 'string' ? { error: s.error } : {}),
   }));
 }
@@ -240,7 +271,11 @@ export function setSubscriptions(doc: Document, subs: DocSubscription[]): void {
   const value = subs.map((s) => ({
     url: s.url,
     nodes: s.nodes,
+    ...(s.kept?.length ? { kept: s.kept } : {}),
+    ...(s.interval !== undefined ? { interval: s.interval } : {}),
+    ...(s.userAgent !== undefined ? { 'user-agent': s.userAgent } : {}),
     ...(s.updatedAt ? { 'updated-at': s.updatedAt } : {}),
+    ...(s.result ? { result: s.result } : {}),
     ...(s.error ? { error: s.error } : {}),
   }));
   if (value.length) setIn(doc, ['console', 'subscriptions'], value);
@@ -252,7 +287,11 @@ export function setSubscriptions(doc: Document, subs: DocSubscription[]): void {
 
 export interface ConsoleNode {
   name: string;
+  /** The name as the link or subscription wrote it (Unicode, emoji); the key otherwise. */
+  label: string;
   type: ReturnType<typeof nodeType>;
+  /** SIP003 plugin of an ss node. */
+  plugin?: string;
   server: string;
   port: number;
   uri: string;
@@ -291,11 +330,13 @@ export function stateOf(
   applied: boolean,
 ): ConsoleState {
   const nodes: ConsoleNode[] = Object.entries(file.nodes).map(([name, n]) => {
+    const label = n.label ?? labelFromUri(n.uri) ?? name;
     try {
       const spec = parseNodeUri(n.uri, name);
-      return { name, type: nodeType(spec), server: spec.host, port: spec.port, uri: redactUri(n.uri) };
+      const plugin = spec.kind === 'shadowsocks' && spec.plugin ? { plugin: spec.plugin.name } : {};
+      return { name, label, type: nodeType(spec), ...plugin, server: spec.host, port: spec.port, uri: redactUri(n.uri) };
     } catch {
-      return { name, type: 'socks5', server: '?', port: 0, uri: redactUri(n.uri) }; // validated already; cannot happen
+      return { name, label, type: 'socks5', server: '?', port: 0, uri: redactUri(n.uri) }; // validated already; cannot happen
     }
   });
   const hostPort = (h: string, p: number) => (p === 53 ? h : h.includes(':') ? `[${h}]:${p}` : `${h}:${p}`);

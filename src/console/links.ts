@@ -1,56 +1,156 @@
-// Node links pasted into the console or served by a subscription: split, parse, name.
+// Node links pasted into the console or served by a subscription: split, parse, label, name.
+// Every source (pasted text, a subscription in any format) becomes a list of LinkEntry
+// {label, uri}; parseEntries is the one place links are parsed and skipped with a reason.
 import { parseNodeUri, type NodeSpec } from '../outbound/uri.js';
 import { BUILTIN_OUTBOUNDS } from '../route/index.js';
 
+/** A link and the node's name as its source wrote it (Unicode, emoji kept). */
+export interface LinkEntry {
+  uri: string;
+  label?: string;
+  /** Set when the source already knows the entry cannot be used (e.g. a Clash `type: tuic`). */
+  skip?: string;
+}
+
 export interface ParsedLink {
-  /** The link as given (it is what the config file stores). */
+  /** The link to store in the config file (a raw #fragment percent-encoded). */
   uri: string;
   spec: NodeSpec;
-  /** 1-based position among the non-empty lines/words, for messages. */
+  /** The node's name exactly as written, if the source gave one. */
+  label?: string;
+  /** 1-based position among the entries, for messages. */
   line: number;
 }
 
-export interface LinkProblem {
+export interface SkippedLink {
   line: number;
-  message: string;
+  label?: string;
+  /** Why, short: "hysteria2 not supported", or the parser's message (secrets redacted). */
+  reason: string;
 }
 
-/** Node types as the console shows them. */
+/** Schemes seen in subscriptions that no outbound here speaks (skipped with that reason). */
+const UNSUPPORTED_SCHEMES = new Set(['hysteria', 'hysteria2', 'hy2', 'tuic', 'wireguard', 'wg', 'ssr', 'snell', 'juicity', 'anytls', 'mieru', 'naive+https', 'naive+quic', 'ssh']);
+
+/** Node types as the console shows them ('ss' for shadowsocks, else the kind). */
 export function nodeType(spec: NodeSpec): 'ss' | Exclude<NodeSpec['kind'], 'shadowsocks'> {
   return spec.kind === 'shadowsocks' ? 'ss' : spec.kind;
 }
 
-/** Links separated by newlines or other whitespace (a link itself has none). */
+/**
+ * Links one per line; several on a line when separated by whitespace before a `scheme://`
+ * (a label written with raw spaces, `#HK 01`, stays in one piece).
+ */
 export function splitLinks(text: string): string[] {
-  return text.split(/\s+/).filter((l) => l.length > 0);
+  return text
+    .split(/\r?\n|\r/)
+    .flatMap((line) => line.trim().split(/\s+(?=[A-Za-z][A-Za-z0-9+.-]*:\/\/)/))
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);
 }
 
-export function parseLinks(text: string): { links: ParsedLink[]; problems: LinkProblem[] } {
+/** The link's #fragment, decoded (tolerant of raw spaces and bad escapes), and the link with it encoded. */
+export function fragmentOf(link: string): { uri: string; label?: string } {
+  const hash = link.indexOf('#', link.lastIndexOf('@') + 1);
+  if (hash < 0) return { uri: link };
+  const raw = link.slice(hash + 1);
+  let label: string;
+  try {
+    label = decodeURIComponent(raw);
+  } catch {
+    label = raw;
+  }
+  label = cleanLabel(label);
+  if (!label) return { uri: link.slice(0, hash) };
+  const clean = /^[^\s%]*$/.test(raw) || raw === encodeURIComponent(label);
+  return { uri: clean ? link : `${link.slice(0, hash)}#${encodeURIComponent(label)}`, label };
+}
+
+/** The `ps` name inside a v2rayN `vmess://BASE64(JSON)` link. */
+function vmessLabel(uri: string): string | undefined {
+  const m = /^vmess:\/\/([A-Za-z0-9+/_=-]+)$/i.exec(uri);
+  if (!m) return undefined;
+  try {
+    const json = JSON.parse(Buffer.from(m[1]!.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8')) as { ps?: unknown };
+    return typeof json.ps === 'string' ? cleanLabel(json.ps) || undefined : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A label as written, minus control characters, at most 200 characters; '' when empty. */
+export function cleanLabel(label: string | undefined): string {
+  return [...(label ?? '').replace(/[\x00-\x1f\x7f]/g, ' ').trim()].slice(0, 200).join('');
+}
+
+/** The name a link itself carries: its #fragment, or a vmess link's `ps`. */
+export function labelFromUri(uri: string): string | undefined {
+  const frag = fragmentOf(uri.trim());
+  return frag.label ?? vmessLabel(frag.uri);
+}
+
+function schemeOf(uri: string): string | undefined {
+  return /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(uri)?.[1]?.toLowerCase();
+}
+
+/** Parse entries; the unusable ones are skipped with a reason, never failing the rest. */
+export function parseEntries(entries: readonly LinkEntry[]): { links: ParsedLink[]; skipped: SkippedLink[] } {
   const links: ParsedLink[] = [];
-  const problems: LinkProblem[] = [];
-  splitLinks(text).forEach((uri, i) => {
+  const skipped: SkippedLink[] = [];
+  entries.forEach((entry, i) => {
+    const line = i + 1;
+    const frag = fragmentOf(entry.uri.trim());
+    const label = cleanLabel(entry.label) || frag.label || vmessLabel(frag.uri);
+    const scheme = schemeOf(frag.uri);
+    const skip = (reason: string) => skipped.push({ line, ...(label ? { label } : {}), reason });
+    if (entry.skip) return skip(entry.skip);
+    if (scheme && UNSUPPORTED_SCHEMES.has(scheme)) return skip(`${scheme} not supported`);
     try {
-      links.push({ uri, spec: parseNodeUri(uri), line: i + 1 });
+      links.push({ uri: frag.uri, spec: parseNodeUri(frag.uri), ...(label ? { label } : {}), line });
     } catch (e) {
-      problems.push({ line: i + 1, message: (e as Error).message }); // parseNodeUri redacts secrets
+      const message = (e as Error).message; // parseNodeUri redacts secrets
+      const unsupported = /unsupported scheme '([^']+)'/.exec(message);
+      skip(unsupported ? `${unsupported[1]!.toLowerCase()} not supported` : message);
     }
   });
-  return { links, problems };
+  return { links, skipped };
+}
+
+/** Pasted text: one link per line (see splitLinks). */
+export function parseLinks(text: string): { links: ParsedLink[]; skipped: SkippedLink[] } {
+  return parseEntries(splitLinks(text).map((uri) => ({ uri })));
+}
+
+/** "3 imported, 2 skipped: hysteria2 not supported; tuic not supported" */
+export function importSummary(imported: number, skipped: readonly SkippedLink[]): string {
+  if (!skipped.length) return `${imported} imported`;
+  const reasons = [...new Set(skipped.map((s) => s.reason))];
+  return `${imported} imported, ${skipped.length} skipped: ${reasons.join('; ')}`;
 }
 
 const NAME_OK = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
-/** A valid node name (see schema.ts NodeName) from a link's #tag or its type and server. */
-export function baseName(spec: NodeSpec): string {
+/** Flag emoji (regional indicator pairs) as their two letters: 🇭🇰 → HK. */
+function flagsToLetters(s: string): string {
+  return s.replace(/[\u{1F1E6}-\u{1F1FF}]{2}/gu, (pair) => [...pair].map((c) => String.fromCharCode(c.codePointAt(0)! - 0x1f1e6 + 65)).join('') + ' ');
+}
+
+/**
+ * A valid config key (see schema.ts NodeName) for a node: the ASCII of its label when that
+ * says something (two letters at least: "🇭🇰 香港 IPLC 01" → "HK-IPLC-01"), else type-host-port.
+ * The label itself is kept beside the key, exactly as written.
+ */
+export function baseName(spec: NodeSpec, label: string | undefined = spec.name): string {
   const clean = (s: string) =>
-    s
+    flagsToLetters(s)
       .normalize('NFKD')
       .replace(/[^A-Za-z0-9_.-]+/g, '-')
       .replace(/^[^A-Za-z0-9]+/, '')
       .replace(/-+$/, '')
       .slice(0, 56);
-  let name = clean(spec.name);
-  if (!name || (BUILTIN_OUTBOUNDS as readonly string[]).includes(name)) name = clean(`${nodeType(spec)}-${spec.host}-${spec.port}`);
+  let name = clean(label ?? '');
+  const meaningful = (/[A-Za-z].*[A-Za-z]/.test(name) || /^[A-Za-z]$/.test(name)) && !(BUILTIN_OUTBOUNDS as readonly string[]).includes(name);
+  if (!meaningful) name = clean(`${nodeType(spec)}-${spec.host}-${spec.port}`);
   return NAME_OK.test(name) ? name : 'node';
 }
 
@@ -60,17 +160,4 @@ export function uniqueName(name: string, taken: Set<string>): string {
   for (let i = 2; taken.has(out) || (BUILTIN_OUTBOUNDS as readonly string[]).includes(out); i++) out = `${name}-${i}`;
   taken.add(out);
   return out;
-}
-
-/**
- * A subscription body: a base64 (standard or url-safe, maybe wrapped) list of links, or a
- * plain list. Returns the link text to hand to parseLinks.
- */
-export function decodeSubscription(body: string): string {
-  const text = body.trim();
-  if (text.includes('://')) return text;
-  const compact = text.replace(/\s+/g, '');
-  if (!/^[A-Za-z0-9+/_-]+=*$/.test(compact)) return text;
-  const decoded = Buffer.from(compact.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8');
-  return decoded.includes('://') ? decoded : text;
 }

@@ -260,12 +260,14 @@ export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleS
     server.once('error', reject);
     server.listen(opts.listen.port, opts.listen.host, () => {
       server.off('error', reject);
+      const stopRefresh = api.subscriptions.startTimer();
       const a = server.address() as AddressInfo;
       resolve({
         address: a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`,
         close: () =>
           new Promise<void>((r) => {
             clearInterval(timer);
+            stopRefresh();
             stopWatching();
             stopReloads();
             for (const s of streams) s.end();

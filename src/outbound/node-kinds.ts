@@ -46,6 +46,13 @@ export function implementationsOf(spec: NodeSpec): NodeImplementations {
         udpUnsupported: `node '${spec.name}' is an HTTP CONNECT proxy, which carries TCP only`,
       };
     case 'shadowsocks':
+      if (spec.plugin) {
+        return {
+          tcp: (o) => new ShadowsocksOutbound(spec, o),
+          udp: undefined,
+          udpUnsupported: `node '${spec.name}' runs the SIP003 plugin ${spec.plugin.name}, which carries TCP only`,
+        };
+      }
       return { tcp: (o) => new ShadowsocksOutbound(spec, o), udp: (o) => new ShadowsocksUdpOutbound(spec, o) };
     case 'vmess':
       return { tcp: (o) => new VmessOutbound(spec, o), udp: undefined, udpUnsupported: `node '${spec.name}' is a VMess node; UDP through VMess is not implemented yet` };

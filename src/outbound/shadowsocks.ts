@@ -14,6 +14,7 @@ import { connectNode, NodeOutbound, type NodeConnOptions } from './node-conn.js'
 import { decodeSocksAddress, destinationAddress, encodeSocksAddress, type SocksAddress } from './socks5.js';
 import { OutboundError, type ConnectContext, type Destination, type TcpOutbound } from './types.js';
 import type { ShadowsocksNodeSpec, SsMethod } from './uri.js';
+import { pluginHostFor } from './sip003.js';
 
 export interface SsCipherInfo {
   /** Node's cipher name. */
@@ -426,11 +427,29 @@ export class ShadowsocksOutbound extends ShadowsocksNodeOutbound implements TcpO
     } catch (e) {
       throw new OutboundError(this.name, 'EINVAL', `cannot ask node ${this.where} for ${fmt({ address: dst.ip, port: dst.port })}: ${(e as Error).message}`);
     }
-    const socket = await connectNode(this.name, this.spec.host, this.spec.port, this.opts, ctx.signal);
+    const socket = this.spec.plugin ? await connectViaPlugin(this.name, this.spec, this.opts, ctx.signal) : await connectNode(this.name, this.spec.host, this.spec.port, this.opts, ctx.signal);
     if (ctx.signal?.aborted) {
       socket.destroy();
       throw new OutboundError(this.name, 'EABORTED', `connect to node ${this.where} aborted`);
     }
     return new ShadowsocksStream(socket, { outbound: this.name, where: this.where, method: this.spec.method, master: this.master, header });
+  }
+}
+
+/** A plugin only just started may not listen yet: refused connections are retried for this long. */
+const PLUGIN_WARMUP_MS = 3000;
+
+/** TCP connection to the node's SIP003 plugin on loopback (the plugin carries it to the node). */
+async function connectViaPlugin(name: string, spec: ShadowsocksNodeSpec, opts: NodeConnOptions, signal: AbortSignal | undefined): Promise<net.Socket> {
+  const host = pluginHostFor(spec as ShadowsocksNodeSpec & { plugin: NonNullable<ShadowsocksNodeSpec['plugin']> });
+  for (;;) {
+    const port = await host.localPort();
+    try {
+      return await connectNode(name, '127.0.0.1', port, opts, signal);
+    } catch (e) {
+      const warming = e instanceof OutboundError && e.code === 'ECONNREFUSED' && host.uptimeMs() < PLUGIN_WARMUP_MS;
+      if (!warming || signal?.aborted) throw e instanceof OutboundError && e.code === 'ECONNREFUSED' ? new OutboundError(name, 'EPLUGIN', `SIP003 plugin ${host.plugin} on 127.0.0.1:${port} refused the connection`) : e;
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 }

@@ -1,7 +1,7 @@
 // Upstream proxy nodes written as URIs, the way users copy them from their provider:
 //   socks5://[user:pass@]host:port   socks5h://… (same: the domain is sent when one is known)
 //   http://[user:pass@]host:port     (HTTP CONNECT)
-//   ss://BASE64(method:password)@host:port[/][?plugin=…]#tag        SIP002
+//   ss://BASE64(method:password)@host:port[/][?plugin=NAME;OPTS]#tag  SIP002 (+ SIP003 plugin)
 //   ss://method:password@host:port#tag                              SIP002 plain userinfo (AEAD-2022 form)
 //   ss://BASE64(method:password@host:port)#tag                      legacy
 //   vmess://…  vless://…  trojan://…                                 see uri-v2ray.ts
@@ -37,10 +37,16 @@ export interface HttpNodeSpec extends NodeBase {
   password?: string;
 }
 
+/** SIP003 plugins this build runs (link names → the plugin; see sip003.ts). */
+export const SS_PLUGINS = { 'v2ray-plugin': 'v2ray-plugin', 'ss-v2ray-plugin': 'v2ray-plugin', 'obfs-local': 'obfs-local', 'simple-obfs': 'obfs-local' } as const;
+export type SsPluginName = (typeof SS_PLUGINS)[keyof typeof SS_PLUGINS];
+
 export interface ShadowsocksNodeSpec extends NodeBase {
   kind: 'shadowsocks';
   method: SsMethod;
   password: string;
+  /** SIP003 plugin run beside the node's stream, with its options (`mode=websocket;tls;host=x`). */
+  plugin?: { name: SsPluginName; opts: string };
 }
 
 export type NodeSpec = Socks5NodeSpec | HttpNodeSpec | ShadowsocksNodeSpec | V2rayNodeSpec;
@@ -99,12 +105,14 @@ export function parseNodeUri(uri: string, name?: string): NodeSpec {
     if (rest.slice(slash) !== '/') fail('a proxy node URI has no path');
     authority = rest.slice(0, slash);
   }
+  let plugin: ShadowsocksNodeSpec['plugin'];
   if (query !== undefined && query !== '') {
     if (kind !== 'shadowsocks') fail('a proxy node URI has no query string');
     for (const part of query.split('&')) {
-      const key = pctDecode(part.split('=')[0] ?? '', 'the query', fail);
-      if (key === 'plugin') fail('shadowsocks plugins (SIP003) are not supported');
-      if (key !== '') fail(`unknown query parameter '${key}'`);
+      const eq = part.indexOf('=');
+      const key = pctDecode(eq >= 0 ? part.slice(0, eq) : part, 'the query', fail);
+      if (key === 'plugin') plugin = parsePlugin(pctDecode(eq >= 0 ? part.slice(eq + 1) : '', 'the plugin', fail), fail);
+      else if (key !== '') fail(`unknown query parameter '${key}'`);
     }
   }
 
@@ -126,7 +134,7 @@ export function parseNodeUri(uri: string, name?: string): NodeSpec {
     const creds = splitCredentials(decoded!.slice(0, legacyAt), fail);
     hostport = decoded!.slice(legacyAt + 1);
     const { host, port } = parseHostPort(hostport, fail);
-    return ssSpec(creds.user, creds.pass, host, port, name ?? tag, fail);
+    return withPlugin(ssSpec(creds.user, creds.pass, host, port, name ?? tag, fail), plugin);
   }
 
   const { host, port } = parseHostPort(hostport, fail);
@@ -147,7 +155,7 @@ export function parseNodeUri(uri: string, name?: string): NodeSpec {
       if (decoded === undefined) fail('userinfo is neither method:password nor base64 of it');
       creds = splitCredentials(decoded!, fail);
     }
-    return ssSpec(creds.user, creds.pass, host, port, name ?? tag, fail);
+    return withPlugin(ssSpec(creds.user, creds.pass, host, port, name ?? tag, fail), plugin);
   }
 
   const spec: Socks5NodeSpec | HttpNodeSpec = { kind, name: name ?? tag ?? defaultName(kind, host, port), host, port } as
@@ -168,6 +176,22 @@ export function parseNodeUri(uri: string, name?: string): NodeSpec {
     spec.password = password;
   }
   return spec;
+}
+
+function withPlugin(spec: ShadowsocksNodeSpec, plugin: ShadowsocksNodeSpec['plugin']): ShadowsocksNodeSpec {
+  return plugin ? { ...spec, plugin } : spec;
+}
+
+/** SIP002 `plugin=NAME;OPTS` (percent-decoded already). Only known plugins: a link never names a program to run. */
+function parsePlugin(value: string, fail: (p: string) => never): ShadowsocksNodeSpec['plugin'] {
+  const semi = value.indexOf(';');
+  const given = (semi >= 0 ? value.slice(0, semi) : value).trim();
+  const opts = semi >= 0 ? value.slice(semi + 1) : '';
+  if (given === '') return undefined;
+  const name = (SS_PLUGINS as Record<string, SsPluginName>)[given];
+  if (!name) fail(`SIP003 plugin '${given.slice(0, 40)}' is not supported; supported: v2ray-plugin, obfs-local`);
+  if (/[\x00-\x1f\x7f]/.test(opts) || opts.length > 1024) fail('the plugin options hold control characters or are longer than 1024 characters');
+  return { name: name!, opts };
 }
 
 function ssSpec(

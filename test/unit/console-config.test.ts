@@ -9,7 +9,8 @@ import { test } from 'node:test';
 import { ConfigStore } from '../../src/console/apply.js';
 import { ConsoleApi } from '../../src/console/api.js';
 import { fieldOf, parseDoc, SETTINGS_FIELDS, writeFileAtomic } from '../../src/console/document.js';
-import { baseName, decodeSubscription, parseLinks, uniqueName } from '../../src/console/links.js';
+import { baseName, parseLinks, uniqueName } from '../../src/console/links.js';
+import { decodeSubscription } from '../../src/console/subscription-formats.js';
 import { parseRunOptions, type RunConfig } from '../../src/config/run-config.js';
 import { parseNodeUri } from '../../src/outbound/uri.js';
 import { createLogger } from '../../src/observe/log.js';
@@ -88,7 +89,7 @@ test('state from the file', async (t) => {
     lan: { interfaces: ['eth1'], sources: [] },
     tcpNode: 'direct',
     udpNode: 'same',
-    nodes: [{ name: 'office', type: 'socks5', server: '192.0.2.10', port: 1080, uri: 'socks5://user:***@192.0.2.10:1080' }],
+    nodes: [{ name: 'office', label: 'office', type: 'socks5', server: '192.0.2.10', port: 1080, uri: 'socks5://user:***@192.0.2.10:1080' }],
     subscriptions: [],
     dns: { nameservers: [], cache: true, fakeIp: false },
     rules: [{ cidr: ['192.168.0.0/16'], outbound: 'direct' }],
@@ -192,18 +193,27 @@ test('nodes: paste many, names from #tag made unique, bad line named, edit keeps
   assert.equal(add.status, 200, JSON.stringify(add.body));
   assert.deepEqual(add.body.added, ['HK-1', 'office-2', 'HK-1-2']);
   assert.deepEqual((add.body.state as Body).nodes, add.body.nodes);
-  const bad = await call(h, 'POST', '/nodes', { links: `${SS}\nss://nonsense\nhttp://host-without-port` });
+  // the usable links are taken, the others reported with the reason, never failing the rest
+  const mixed = await call(h, 'POST', '/nodes', { links: `${SS}\nss://nonsense\nhttp://host-without-port\nhysteria2://pw@198.51.100.7:443#%F0%9F%87%AF%F0%9F%87%B5%20Tokyo` });
+  assert.equal(mixed.status, 200, JSON.stringify(mixed.body));
+  const report = mixed.body.report as { imported: { name: string }[]; skipped: { line: number; label?: string; reason: string }[]; summary: string };
+  assert.deepEqual(report.imported.map((i) => i.name), ['HK-1-3']);
+  assert.deepEqual(report.skipped.map((s) => s.line), [2, 3, 4]);
+  assert.deepEqual(report.skipped[2], { line: 4, label: '🇯🇵 Tokyo', reason: 'hysteria2 not supported' });
+  assert.match(report.summary, /^1 imported, 3 skipped: .*missing port.*; hysteria2 not supported$/);
+  assert.doesNotMatch(JSON.stringify(mixed.body), /secret/);
+  await call(h, 'DELETE', '/nodes/HK-1-3');
+  const bad = await call(h, 'POST', '/nodes', { links: 'ss://nonsense\ntuic://x@h:1' });
   assert.equal(bad.status, 400);
-  assert.deepEqual(bad.body.errors!.map((e) => e.field), ['links', 'links']);
-  assert.match(bad.body.errors![0]!.message, /^line 2: /);
-  assert.match(bad.body.errors![1]!.message, /^line 3: /);
+  assert.equal(bad.body.errors![0]!.field, 'links');
+  assert.match(bad.body.errors![0]!.message, /^nothing imported: 0 imported, 2 skipped: .*; tuic not supported$/);
 
   // edit: the redacted form sent back keeps the password
   const node = (add.body.nodes as { name: string; uri: string }[]).find((n) => n.name === 'HK-1')!;
   assert.equal(node.uri, SS_PLAIN_REDACTED.replace('aes-256-gcm:***', 'aes-256-gcm:***'));
   const kept = await call(h, 'PUT', '/nodes/HK-1', { name: 'hk', uri: node.uri });
   assert.equal(kept.status, 200, JSON.stringify(kept.body));
-  assert.match(readFileSync(h.path, 'utf8'), /\n {2}hk: ss:\/\/YWVzLTI1Ni1nY206c2VjcmV0@203\.0\.113\.11:8388#HK%201\n/);
+  assert.match(readFileSync(h.path, 'utf8'), /\n {2}hk:\n {4}uri: ss:\/\/YWVzLTI1Ni1nY206c2VjcmV0@203\.0\.113\.11:8388#HK%201\n {4}label: HK 1\n/, 'the label is kept beside the renamed key');
   const badUri = await call(h, 'PUT', '/nodes/hk', { uri: 'ftp://x:1' });
   assert.equal(badUri.status, 400);
   assert.equal(badUri.body.errors![0]!.field, 'uri');
@@ -265,18 +275,18 @@ test('dns, connections, close, flush', async (t) => {
 
 test('links: names, uniqueness, subscription decoding', () => {
   assert.equal(baseName(parseNodeUri('socks5://192.0.2.1:1080')), 'socks5-192.0.2.1-1080');
-  assert.equal(baseName(parseNodeUri('socks5://192.0.2.1:1080#%E9%A6%99%E6%B8%AF%2001')), '01');
+  assert.equal(baseName(parseNodeUri('socks5://192.0.2.1:1080#%E9%A6%99%E6%B8%AF%2001')), 'socks5-192.0.2.1-1080', 'a label with no ASCII words: type-host-port');
   assert.equal(baseName(parseNodeUri('socks5://192.0.2.1:1080#direct')), 'socks5-192.0.2.1-1080');
   const taken = new Set(['a']);
   assert.equal(uniqueName('a', taken), 'a-2');
   assert.equal(uniqueName('a', taken), 'a-3');
   assert.equal(uniqueName('reject', taken), 'reject-2');
   const b64 = Buffer.from('ss://x@h:1#a\nsocks5://h:2#b').toString('base64');
-  assert.equal(decodeSubscription(`${b64.slice(0, 10)}\n${b64.slice(10)}`), 'ss://x@h:1#a\nsocks5://h:2#b');
-  assert.equal(decodeSubscription('socks5://h:2#b'), 'socks5://h:2#b');
-  const { links, problems } = parseLinks('socks5://h:2#b garbage');
+  assert.deepEqual(decodeSubscription(`${b64.slice(0, 10)}\n${b64.slice(10)}`).entries.map((e) => e.uri), ['ss://x@h:1#a', 'socks5://h:2#b']);
+  assert.deepEqual(decodeSubscription('socks5://h:2#b').entries, [{ uri: 'socks5://h:2#b' }]);
+  const { links, skipped } = parseLinks('socks5://h:2#b\ngarbage');
   assert.equal(links.length, 1);
-  assert.deepEqual(problems.map((p) => p.line), [2]);
+  assert.deepEqual(skipped.map((p) => p.line), [2]);
 });
 
 test('fieldOf maps config paths to form fields', () => {

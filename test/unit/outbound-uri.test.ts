@@ -30,6 +30,18 @@ test('good node URIs parse into NodeSpecs', () => {
   for (const [uri, want] of cases) assert.deepEqual(parseNodeUri(uri), want, uri);
 });
 
+test('SIP002 plugin= parses into the SIP003 plugin and its options (only known plugins)', () => {
+  const v2 = parseNodeUri(`ss://${b64('aes-128-gcm:pw')}@h:443/?plugin=v2ray-plugin%3Bmode%3Dwebsocket%3Btls%3Bhost%3Dx.example#n`);
+  assert.deepEqual(v2.kind === 'shadowsocks' && v2.plugin, { name: 'v2ray-plugin', opts: 'mode=websocket;tls;host=x.example' });
+  // unencoded ';' and '=' as many links write them; simple-obfs is obfs-local's other name
+  const obfs = parseNodeUri(`ss://${b64('aes-128-gcm:pw')}@h:80?plugin=simple-obfs;obfs=http;obfs-host=www.example.com`);
+  assert.deepEqual(obfs.kind === 'shadowsocks' && obfs.plugin, { name: 'obfs-local', opts: 'obfs=http;obfs-host=www.example.com' });
+  const legacy = parseNodeUri(`ss://${b64('aes-128-gcm:pw@h:80')}?plugin=obfs-local`);
+  assert.deepEqual(legacy.kind === 'shadowsocks' && legacy.plugin, { name: 'obfs-local', opts: '' });
+  const none = parseNodeUri(`ss://${b64('aes-128-gcm:pw')}@h:80/?plugin=`);
+  assert.equal(none.kind === 'shadowsocks' && none.plugin, undefined);
+});
+
 test('the name argument overrides the #tag', () => {
   assert.equal(parseNodeUri('socks5://h:1#tag', 'chosen').name, 'chosen');
   assert.equal(parseNodeUri('socks5://h:1#').name, 'socks5-h:1', 'an empty tag is no name');
@@ -71,7 +83,9 @@ test('bad node URIs are UsageErrors that name the problem and never the password
     ['ss://chacha20-poly1305:topsecret@h:1', /did you mean chacha20-ietf-poly1305/],
     ['ss://foo:topsecret@h:1', /unknown method 'foo'/],
     ['ss://aes-128-gcm:@h:1', /empty password/],
-    [`ss://${b64('aes-128-gcm:topsecret')}@h:1/?plugin=obfs-local%3Bobfs%3Dhttp`, /plugins \(SIP003\) are not supported/],
+    [`ss://${b64('aes-128-gcm:topsecret')}@h:1/?plugin=kcptun%3Bkey%3Dx`, /SIP003 plugin 'kcptun' is not supported; supported: v2ray-plugin, obfs-local/],
+    [`ss://${b64('aes-128-gcm:topsecret')}@h:1/?plugin=%2Fbin%2Fsh%3B-c%3Did`, /SIP003 plugin '\/bin\/sh' is not supported/],
+    [`ss://${b64('aes-128-gcm:topsecret')}@h:1/?plugin=obfs-local%3Bobfs%3Dhttp%0A`, /control characters/],
     [`ss://${b64('aes-128-gcm:topsecret')}@h:1/?foo=bar`, /unknown query parameter 'foo'/],
   ];
   for (const [uri, want] of cases) {
