@@ -35,6 +35,8 @@ export function runCommand(): Command {
     .addOption(new Option('--xff-mode <mode>', 'X-Forwarded-For: append to what the client sent, or replace it').choices(['append', 'replace']))
     .option('--max-head-size <bytes>', 'HTTP: largest request head accepted (larger gets 431)', '65536')
     .option('--head-timeout <duration>', 'HTTP: a request head must be complete this long after its first byte, else 408 (0: no limit)', '30s')
+    .option('--allow-h2c', 'HTTP: let cleartext HTTP/2 (prior knowledge or Upgrade: h2c) through unstamped instead of refusing it with 400')
+    .option('--http-only', 'HTTP: close connections that do not start like HTTP/1.x (e.g. TLS) instead of passing them through untouched')
     .option('-N, --nameserver <ip>', 'resolver for names tranproxy must resolve itself (default: /etc/resolv.conf); repeatable', collect)
     .option('-c, --config <file>', 'YAML config file (nodes, rules, and any flag); flags given on the command line win')
     .option('--upstream <uri>', 'send every flow through this node: socks5://[user:pass@]host:port, http://…, ss://…')

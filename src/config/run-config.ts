@@ -125,6 +125,8 @@ export interface RawRunOptions {
   setClientHostname?: string | boolean;
   xffMode?: string;
   maxHeadSize?: string;
+  allowH2c?: boolean;
+  httpOnly?: boolean;
   dstFromHost?: boolean;
   upstream?: string;
   sniffTimeout?: string;
@@ -180,7 +182,13 @@ function injectOf(raw: RawRunOptions, facts: HostFacts): InjectConfig | undefine
   }
   if (!headers.length && !forwardedFor) return undefined;
   const maxHeadBytes = raw.maxHeadSize === undefined ? DEFAULT_MAX_HEAD_BYTES : parsePositiveInt(raw.maxHeadSize, '--max-head-size', 1 << 24);
-  const cfg: InjectConfig = { headers, maxHeadBytes, ...(forwardedFor ? { forwardedFor } : {}) };
+  const cfg: InjectConfig = {
+    headers,
+    maxHeadBytes,
+    ...(forwardedFor ? { forwardedFor } : {}),
+    ...(raw.allowH2c ? { allowH2c: true } : {}),
+    ...(raw.httpOnly ? { httpOnly: true } : {}),
+  };
   compileInjectConfig(cfg); // validates combinations (e.g. XFF given twice)
   return cfg;
 }

@@ -21,6 +21,7 @@
 //   nameservers (list)    -N/--nameserver         max-head-size         --max-head-size
 //   dst-from-host         --dst-from-host         relay                 --relay
 //   bypass-private        --[no-]bypass-private   head-timeout          --head-timeout
+//   allow-h2c             --allow-h2c             http-only             --http-only
 //
 // A list key also takes a single value (`ports: 80`). Durations are "10s", "5m", "250ms" or
 // a number of milliseconds. `headers` items are "Name: value" strings or `Name: value` maps.
@@ -310,6 +311,8 @@ export const ConfigSchema = z
     'max-head-size': scalar('a number of bytes', (t) => parsePositiveInt(t, '', 1 << 24)).optional(),
     nameservers: many(ipAddress).optional(),
     'dst-from-host': bool.optional(),
+    'allow-h2c': bool.optional(),
+    'http-only': bool.optional(),
     'bypass-private': bool.optional(),
     relay: oneOf(['auto', 'js', 'splice']).optional(),
     nodes: z.record(NodeName, NodeSchema).optional(),
@@ -499,6 +502,8 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
   set('maxHeadSize', one(f['max-head-size']));
   set('nameserver', strs(f.nameservers));
   set('dstFromHost', f['dst-from-host']);
+  set('allowH2c', f['allow-h2c']);
+  set('httpOnly', f['http-only']);
   set('bypassPrivate', f['bypass-private']);
   set('enabled', f.enabled);
   if (f.console?.listen !== undefined) set('console', String(f.console.listen).trim());

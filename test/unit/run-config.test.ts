@@ -65,6 +65,18 @@ test('--head-timeout: 30s by default, the --idle-timeout duration syntax, 0 swit
   assert.throws(() => file('head-timeout: soon\n'), /head-timeout: 'soon' is not a duration/);
 });
 
+test('--allow-h2c and --http-only: off by default, reach the injection config, also from the file', () => {
+  const inject = (o: Parameters<typeof parseRunOptions>[0]) => parseRunOptions({ header: ['tranproxy:true'], ...o }).inject!;
+  assert.equal(inject({}).allowH2c, undefined);
+  assert.equal(inject({}).httpOnly, undefined);
+  assert.equal(inject({ allowH2c: true }).allowH2c, true);
+  assert.equal(inject({ httpOnly: true }).httpOnly, true);
+  const file = (yaml: string) => parseConfigText(yaml, 'tranproxy.yaml', {}).run;
+  assert.equal(inject(file('allow-h2c: true\nhttp-only: true\n')).allowH2c, true);
+  assert.equal(inject(file('allow-h2c: true\nhttp-only: true\n')).httpOnly, true);
+  assert.throws(() => file('http-only: maybe\n'), /http-only/);
+});
+
 const bad: [Record<string, unknown>, RegExp][] = [
   [{ port: ['0'] }, /--port: '0' is not a port/],
   [{ port: ['70000'] }, /not a port/],
