@@ -3,7 +3,7 @@
 // authority, or the SOA minimum for negative answers), served with TTLs decremented by the
 // time spent in the cache, evicted least-recently-used past `maxEntries`. The clock is
 // injectable so TTL behaviour is tested without waiting.
-import { cacheVerdict, normalizeName, rewriteTtls, type DnsMessage } from './wire.js';
+import { cacheVerdict, normalizeName, rewriteTtls, withoutOpt, type DnsMessage } from './wire.js';
 
 export interface DnsCacheOptions {
   /** Entries kept at most (LRU eviction past it); default 10,000. */
@@ -39,15 +39,23 @@ interface Entry {
   negative: boolean;
   /** TTL cap applied when stored (msg's TTLs are the upstream's). */
   cap: number;
+  /** The response as last served, for `servedElapsed` seconds in the cache: TTLs are
+   *  rewritten once per second of age, not once per hit. */
+  served: Buffer;
+  servedElapsed: number;
+  /** `served` without its OPT record (for clients without EDNS), made on first need. */
+  servedNoOpt: Buffer | undefined;
 }
 
 export interface CacheHit {
   /**
    * Response with TTLs decremented by the whole seconds spent in the cache, id 0. `msg` is
    * the parse of the stored response: its offsets hold for `response` (only the TTL values
-   * and the id differ).
+   * and the id differ). Shared by the hits of the same second: copy before changing it.
    */
   response: Buffer;
+  /** `response` without the OPT record (shared likewise); `response` when it has none. */
+  withoutOpt(): Buffer;
   msg: DnsMessage;
   /** Seconds this entry still lives. */
   remaining: number;
@@ -75,16 +83,17 @@ export class DnsCache {
     return this.entries.size;
   }
 
-  get(key: string): CacheHit | undefined {
+  /** The entry for `key`; `countMiss` false: a miss is not counted (the caller will ask again). */
+  get(key: string, countMiss = true): CacheHit | undefined {
     const e = this.entries.get(key);
     if (!e) {
-      this.misses++;
+      if (countMiss) this.misses++;
       return undefined;
     }
     const now = this.now();
     if (now >= e.expiresAt) {
       this.entries.delete(key);
-      this.misses++;
+      if (countMiss) this.misses++;
       return undefined;
     }
     // Most recently used goes last.
@@ -92,8 +101,15 @@ export class DnsCache {
     this.entries.set(key, e);
     this.hits++;
     const elapsed = Math.floor((now - e.storedAt) / 1000);
+    if (elapsed !== e.servedElapsed) {
+      e.served = rewriteTtls(e.response, e.msg, elapsed, e.cap);
+      e.servedElapsed = elapsed;
+      e.servedNoOpt = undefined;
+    }
+    const served = e.served;
     return {
-      response: rewriteTtls(e.response, e.msg, elapsed, e.cap),
+      response: served,
+      withoutOpt: () => (e.served !== served ? withoutOpt(served, e.msg) : (e.servedNoOpt ??= e.msg.edns ? withoutOpt(served, e.msg) : served)),
       msg: e.msg,
       remaining: Math.ceil((e.expiresAt - now) / 1000),
       negative: e.negative,
@@ -111,7 +127,17 @@ export class DnsCache {
     stored.writeUInt16BE(0, 0);
     const now = this.now();
     this.entries.delete(key);
-    this.entries.set(key, { response: stored, msg, storedAt: now, expiresAt: now + ttl * 1000, negative: verdict.kind === 'negative', cap });
+    this.entries.set(key, {
+      response: stored,
+      msg,
+      storedAt: now,
+      expiresAt: now + ttl * 1000,
+      negative: verdict.kind === 'negative',
+      cap,
+      served: stored,
+      servedElapsed: 0,
+      servedNoOpt: undefined,
+    });
     while (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next().value as string;
       this.entries.delete(oldest);

@@ -37,6 +37,11 @@ import {
   buildQuery,
   buildResponse,
   CLASS_IN,
+  CLASSIC_UDP_SIZE,
+  HEADER_SIZE,
+  optRecord,
+  peekQuery,
+  type QuickQuery,
   clientUdpLimit,
   EDNS_UDP_SIZE,
   fitUdp,
@@ -93,6 +98,12 @@ export interface DnsForwarderOptions {
   log: Logger;
   /** Milliseconds clock for the cache (tests). */
   now?: () => number;
+  /**
+   * Answer cache hits and fake-IP queries of plain shape in the socket's message handler,
+   * without parsing the whole query (default true; false: every query takes the full path,
+   * for tests that compare the two).
+   */
+  fastPath?: boolean;
 }
 
 export interface DnsForwarderStats {
@@ -289,6 +300,11 @@ class Forwarder implements DnsForwarder {
   }
 
   private onUdp(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const quick = this.quickAnswer(msg, 'udp');
+    if (quick) {
+      sock.send(quick, rinfo.port, rinfo.address);
+      return;
+    }
     if (this.udpInflight >= MAX_UDP_INFLIGHT) {
       this.counters.dropped++;
       return;
@@ -322,6 +338,11 @@ class Forwarder implements DnsForwarder {
     });
     sock.on('data', (chunk: Buffer) => {
       for (const m of framer.push(chunk)) {
+        const quick = this.quickAnswer(m, 'tcp');
+        if (quick) {
+          if (sock.writable) sock.write(frame(quick));
+          continue;
+        }
         pending++;
         if (pending >= MAX_TCP_CLIENT_PENDING) sock.pause();
         idle();
@@ -337,6 +358,71 @@ class Forwarder implements DnsForwarder {
           });
       }
     });
+  }
+
+  /**
+   * The answer when it needs no waiting: a fake-IP address or a cache hit, for a query of
+   * plain shape (peekQuery). Byte for byte what handle() would answer; undefined: use handle().
+   */
+  private quickAnswer(packet: Buffer, transport: Transport): Buffer | undefined {
+    if (this.closed || this.opts.fastPath === false) return undefined;
+    const q = peekQuery(packet);
+    if (!q) return undefined;
+    let out: Buffer | undefined;
+    const fakeable = this.fake !== undefined && q.class === CLASS_IN && (q.type === TYPE.A || q.type === TYPE.AAAA);
+    if (fakeable && q.name !== '' && !this.fakeExcluded(q.name)) {
+      out = this.quickFake(packet, q);
+      if (out) this.counters.fakeIpAnswers++;
+    } else if (!(this.fake && q.type === TYPE.PTR)) out = this.quickCached(packet, q, transport);
+    if (!out) return undefined;
+    this.counters.queries++;
+    this.counters[transport === 'udp' ? 'udpQueries' : 'tcpQueries']++;
+    return out;
+  }
+
+  private fakeExcluded(name: string): boolean {
+    return this.fakeExclude.some((s) => name === s || name.endsWith('.' + s));
+  }
+
+  /** What fakeAnswer + buildResponse give for an A/AAAA query, written directly. */
+  private quickFake(packet: Buffer, q: QuickQuery): Buffer | undefined {
+    const ip = this.fake!.allocate(q.name, q.type === TYPE.A ? 4 : 6);
+    if (!ip) return undefined;
+    const rdata = ipRdata(ip);
+    const answerAt = q.questionEnd;
+    const out = Buffer.allocUnsafe(answerAt + 12 + rdata.length + (q.edns ? 11 : 0));
+    out.writeUInt16BE(q.id, 0);
+    out.writeUInt16BE(0x8080 | (q.rd ? 0x0100 : 0) | (q.cd ? 0x0010 : 0), 2);
+    out.writeUInt32BE(0x00010001, 4); // one question, one answer
+    out.writeUInt32BE(q.edns ? 1 : 0, 8); // no authority; the OPT when the query had one
+    packet.copy(out, HEADER_SIZE, HEADER_SIZE, q.questionEnd);
+    out.writeUInt16BE(0xc000 | HEADER_SIZE, answerAt); // owner: the question's name
+    out.writeUInt16BE(q.type, answerAt + 2);
+    out.writeUInt16BE(CLASS_IN, answerAt + 4);
+    out.writeUInt32BE(Math.max(0, Math.floor(this.fakeTtl)) >>> 0, answerAt + 6);
+    out.writeUInt16BE(rdata.length, answerAt + 10);
+    rdata.copy(out, answerAt + 12);
+    if (q.edns) optRecord(EDNS_UDP_SIZE, q.edns.do).copy(out, answerAt + 12 + rdata.length);
+    return out;
+  }
+
+  /** What answer() + reply() give for a cache hit: the stored wire with the client's id, RD and question. */
+  private quickCached(packet: Buffer, q: QuickQuery, transport: Transport): Buffer | undefined {
+    if (!this.cache) return undefined;
+    const hit = this.cache.get(`${q.name}|${q.type}|${q.class}|${q.edns?.do ? 1 : 0}${q.cd ? 1 : 0}`, false);
+    if (!hit) return undefined;
+    const rq = hit.msg.questions[0];
+    if (hit.msg.questions.length !== 1 || !rq || rq.start !== HEADER_SIZE || rq.end !== q.questionEnd || rq.type !== q.type || rq.class !== q.class) return undefined;
+    if (rq.name !== q.name && normalizeName(rq.name) !== q.name) return undefined;
+    const base = !q.edns && hit.msg.edns ? hit.withoutOpt() : hit.response;
+    // Too big for the client: handle() answers with TC=1 (fitUdp).
+    if (transport === 'udp' && base.length > (q.edns ? Math.max(CLASSIC_UDP_SIZE, q.edns.udpSize) : CLASSIC_UDP_SIZE)) return undefined;
+    const out = Buffer.allocUnsafe(base.length);
+    base.copy(out);
+    packet.copy(out, HEADER_SIZE, HEADER_SIZE, q.questionEnd);
+    out.writeUInt16BE(q.id, 0);
+    if (!q.rd) out[2]! &= ~0x01;
+    return out;
   }
 
   /** One query in, one response out (or nothing: dropped). Never rejects. */
@@ -436,7 +522,7 @@ class Forwarder implements DnsForwarder {
       return buildResponse(packet, q, { rcode: RCODE.NOERROR, answers: [{ type: TYPE.PTR, ttl: this.fakeTtl, rdata: encodeName(domain) }] });
     }
     if (question.type !== TYPE.A && question.type !== TYPE.AAAA) return undefined;
-    if (name === '' || this.fakeExclude.some((s) => name === s || name.endsWith('.' + s))) return undefined;
+    if (name === '' || this.fakeExcluded(name)) return undefined;
     const ip = this.fake.allocate(name, question.type === TYPE.A ? 4 : 6);
     if (!ip) return buildResponse(packet, q, { rcode: RCODE.NOERROR });
     return buildResponse(packet, q, { rcode: RCODE.NOERROR, answers: [{ type: question.type, ttl: this.fakeTtl, rdata: ipRdata(ip) }] });

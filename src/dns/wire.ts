@@ -655,3 +655,70 @@ export function rdataText(buf: Uint8Array, rr: DnsRecord): string {
   }
   return Buffer.from(buf.subarray(o, o + n)).toString('hex');
 }
+
+// ── the fast path: a plain query read without a full parse ─────────────────
+
+/** What the forwarder's fast path needs of a query (see peekQuery). */
+export interface QuickQuery {
+  id: number;
+  rd: boolean;
+  cd: boolean;
+  /** Question name lower-cased, no trailing dot ('' for the root). */
+  name: string;
+  type: number;
+  class: number;
+  /** End of the question entry (it starts at HEADER_SIZE). */
+  questionEnd: number;
+  /** The query's OPT record: its UDP size and DO bit; undefined without EDNS. */
+  edns: { udpSize: number; do: boolean } | undefined;
+}
+
+const nameScratch = Buffer.allocUnsafe(MAX_NAME_LENGTH);
+
+/**
+ * The header, question and OPT of the commonest query: QR=0, opcode QUERY, one question whose
+ * name is plain letters, digits, '-' and '_' (no escapes, no pointers), no answer or authority
+ * records, at most one additional record, an OPT. Anything else is undefined: the caller
+ * takes the full parse, which gives the same answer (the fast path must never differ).
+ */
+export function peekQuery(buf: Uint8Array): QuickQuery | undefined {
+  if (buf.length < HEADER_SIZE + 5) return undefined;
+  const flags = u16(buf, 2);
+  if ((flags & 0xf800) !== 0 || u16(buf, 4) !== 1 || u16(buf, 6) !== 0 || u16(buf, 8) !== 0) return undefined;
+  const arcount = u16(buf, 10);
+  if (arcount > 1) return undefined;
+  let off = HEADER_SIZE;
+  let n = 0;
+  for (;;) {
+    const len = buf[off]!;
+    if (len === 0) break;
+    if (len > MAX_LABEL_LENGTH || off + 1 + len >= buf.length || n + len + 3 > MAX_NAME_LENGTH) return undefined;
+    if (n > 0) nameScratch[n++] = 0x2e;
+    for (let i = off + 1; i <= off + len; i++) {
+      let c = buf[i]!;
+      if (c >= 0x41 && c <= 0x5a) c |= 0x20;
+      else if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f)) return undefined;
+      nameScratch[n++] = c;
+    }
+    off += len + 1;
+  }
+  const questionEnd = off + 5;
+  if (questionEnd > buf.length) return undefined;
+  let edns: QuickQuery['edns'];
+  if (arcount === 1) {
+    // OPT: root owner, type 41, class = UDP size, TTL = ext-rcode/version/flags, rdata.
+    const o = questionEnd;
+    if (o + 11 > buf.length || buf[o] !== 0 || u16(buf, o + 1) !== TYPE.OPT || o + 11 + u16(buf, o + 9) > buf.length) return undefined;
+    edns = { udpSize: u16(buf, o + 3), do: (buf[o + 7]! & 0x80) !== 0 };
+  }
+  return {
+    id: u16(buf, 0),
+    rd: (flags & 0x0100) !== 0,
+    cd: (flags & 0x0010) !== 0,
+    name: nameScratch.toString('latin1', 0, n),
+    type: u16(buf, off + 1),
+    class: u16(buf, off + 3),
+    questionEnd,
+    edns,
+  };
+}
