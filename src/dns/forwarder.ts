@@ -17,6 +17,7 @@ import net from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from '../observe/log.js';
 import type { TcpOutbound } from '../outbound/types.js';
+import { batchUdpAvailable, openBatchUdpSocket, type BatchUdpSocket } from '../kernel/udp-batch.js';
 import { cacheKey, DnsCache } from './cache.js';
 import { FakeIpPool } from './fake-ip.js';
 import {
@@ -104,6 +105,8 @@ export interface DnsForwarderOptions {
    * for tests that compare the two).
    */
   fastPath?: boolean;
+  /** UDP sockets: 'auto' (default) batches with recvmmsg/sendmmsg when the FFI can; 'dgram': Node's dgram. */
+  udpBackend?: 'auto' | 'dgram';
 }
 
 export interface DnsForwarderStats {
@@ -162,7 +165,7 @@ interface Listener {
   address: string;
   port: number;
   family: 4 | 6;
-  udp: dgram.Socket;
+  udp: { close(): void };
   tcp: net.Server;
 }
 
@@ -277,44 +280,72 @@ class Forwarder implements DnsForwarder {
       });
       tcp.on('error', (e) => this.log.error('dns TCP listener error', { error: e.message }));
       const bound = (tcp.address() as net.AddressInfo).port;
-      const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only });
+      let udp: { close(): void };
       try {
-        await new Promise<void>((resolve, reject) => {
-          udp.once('error', reject);
-          udp.bind({ address, port: bound, exclusive: true }, () => {
-            udp.off('error', reject);
-            resolve();
-          });
-        });
+        udp = await this.bindUdp(address, bound, family, ipv6Only);
       } catch (e) {
-        udp.close();
         await new Promise((r) => tcp.close(r));
         const code = (e as NodeJS.ErrnoException).code;
         if (port === 0 && code === 'EADDRINUSE' && attempt < 10) continue;
         throw new Error(`dns forwarder: cannot listen on UDP ${fmtAddr(address, bound)}: ${code ?? (e as Error).message}`);
       }
-      udp.on('error', (e) => this.log.error('dns UDP listener error', { error: e.message }));
-      udp.on('message', (m, rinfo) => this.onUdp(udp, m, rinfo));
       return { address, port: bound, family, udp, tcp };
     }
   }
 
-  private onUdp(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    const quick = this.quickAnswer(msg, 'udp');
-    if (quick) {
-      sock.send(quick, rinfo.port, rinfo.address);
-      return;
+  /** The UDP side: batched (recvmmsg/sendmmsg) where the FFI offers it, else Node's dgram. */
+  private async bindUdp(address: string, port: number, family: 4 | 6, ipv6Only: boolean): Promise<{ close(): void }> {
+    if (this.opts.udpBackend !== 'dgram' && batchUdpAvailable()) {
+      const sock: BatchUdpSocket = openBatchUdpSocket({
+        family,
+        address,
+        port,
+        ipv6Only,
+        onDatagram: (payload, from) => {
+          const quick = this.quickAnswer(payload, 'udp');
+          if (quick) return quick;
+          const to = Buffer.from(from); // views into the batch: the next one overwrites them
+          return this.slowUdp(Buffer.from(payload), (resp) => sock.send(to, resp));
+        },
+        onError: (message) => this.warnOnce('udp-listener', 'dns UDP listener error', { error: message }),
+      });
+      return sock;
     }
+    const udp = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        udp.once('error', reject);
+        udp.bind({ address, port, exclusive: true }, () => {
+          udp.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (e) {
+      udp.close();
+      throw e;
+    }
+    udp.on('error', (e) => this.log.error('dns UDP listener error', { error: e.message }));
+    udp.on('message', (m, rinfo) => {
+      const quick = this.quickAnswer(m, 'udp');
+      if (quick) udp.send(quick, rinfo.port, rinfo.address);
+      else this.slowUdp(m, (resp) => udp.send(resp, rinfo.port, rinfo.address, () => {}));
+    });
+    return udp;
+  }
+
+  /** A query the fast path could not answer: handle() it, send the answer when it comes. */
+  private slowUdp(packet: Buffer, send: (resp: Buffer) => void): undefined {
     if (this.udpInflight >= MAX_UDP_INFLIGHT) {
       this.counters.dropped++;
-      return;
+      return undefined;
     }
     this.udpInflight++;
-    this.handle(msg, 'udp')
+    this.handle(packet, 'udp')
       .then((resp) => {
-        if (resp && !this.closed) sock.send(resp, rinfo.port, rinfo.address, () => {});
+        if (resp && !this.closed) send(resp);
       })
       .finally(() => this.udpInflight--);
+    return undefined;
   }
 
   private onTcpClient(sock: net.Socket): void {

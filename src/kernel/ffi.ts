@@ -15,6 +15,7 @@ interface Libc {
   close: KoffiFn;
   shutdown: KoffiFn;
   recvmmsg: KoffiFn;
+  sendmmsg: KoffiFn;
   sendto: KoffiFn;
   poll: KoffiFn;
   getsockname: KoffiFn;
@@ -56,6 +57,7 @@ function load(): Libc {
     // Buffers are passed by address (uintptr_t) where the kernel writes through pointers
     // stored inside them (mmsghdr vectors): koffi never copies or reorders that memory.
     recvmmsg: lib.func('int recvmmsg(int fd, uintptr_t msgvec, unsigned int vlen, int flags, void *timeout)'),
+    sendmmsg: lib.func('int sendmmsg(int fd, uintptr_t msgvec, unsigned int vlen, int flags)'),
     sendto: lib.func('intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
     poll: lib.func('int poll(uintptr_t fds, uint64_t nfds, int timeout)'),
     getsockname: lib.func('int getsockname(int fd, void *addr, void *len)'),
@@ -138,6 +140,12 @@ export function sysRecvmmsg(fd: number, vecAddr: bigint, vlen: number, flags: nu
   const errno = load().errno();
   if (errno === EAGAIN || errno === EINTR) return 0;
   fail('recvmmsg');
+}
+
+/** sendmmsg(2) of a prepared mmsghdr vector: messages sent, or −errno. */
+export function sysSendmmsg(fd: number, vecAddr: bigint, vlen: number, flags: number): number {
+  const n = load().sendmmsg(fd, vecAddr, vlen, flags);
+  return n >= 0 ? n : -load().errno();
 }
 
 /** sendto(2): bytes sent, or −errno (EAGAIN when the socket buffer is full: a drop for UDP). */
