@@ -3,12 +3,14 @@
 // apply it to the running supervisor (a new worker generation, rules replaced), and only
 // then write the file (atomically). A refused change leaves the file and the proxy as they were.
 import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import type { Document } from 'yaml';
 import type { ConfigFile } from '../config/file.js';
 import type { RunConfig } from '../config/run-config.js';
 import { TranproxyError, UsageError } from '../errors.js';
 import type { SupervisorControl } from '../proxy/supervisor.js';
-import { parseDoc, stateOf, usageErrors, validateText, ValidationError, writeFileAtomic, type ConsoleState, type FieldMap } from './document.js';
+import { DEFAULT_DNS_PORT } from '../dns/config.js';
+import { parseDoc, stateOf, usageErrors, validateText, ValidationError, writeFileAtomic, type ConsoleState, type DnsServerState, type FieldMap } from './document.js';
 
 /** Builds the run configuration from a parsed file (flags typed on the command line still win). */
 export type BuildConfig = (file: ConfigFile) => RunConfig;
@@ -61,6 +63,7 @@ export class ConfigStore {
       snapshot.doc,
       { enabled: cfg.enabled, mode: cfg.mode, interfaces: cfg.inInterfaces, sources: cfg.sourceCidrs.map((c) => c.text) },
       this.control.rulesInKernel(),
+      dnsServerOf(cfg),
     );
   }
 
@@ -110,4 +113,16 @@ export class ConfigStore {
     this.emit();
     return { text, doc: parseDoc(text), file };
   }
+}
+
+/** Where the running DNS forwarder listens, its fake-IP range, and the LAN interfaces' addresses. */
+export function dnsServerOf(cfg: RunConfig): DnsServerState {
+  const dns = cfg.routing?.dns;
+  const ifs = networkInterfaces();
+  const lanAddresses = cfg.inInterfaces.flatMap((name) => (ifs[name] ?? []).filter((a) => !a.internal && !a.address.startsWith('fe80:')).map((a) => a.address));
+  return {
+    listen: dns ? { host: dns.listen?.host ?? null, port: dns.listen?.port ?? DEFAULT_DNS_PORT } : null,
+    fakeIpRange: dns?.fakeIp?.enabled ? dns.fakeIp.range : null,
+    lanAddresses,
+  };
 }

@@ -297,6 +297,16 @@ export interface ConsoleNode {
   uri: string;
 }
 
+/** The running DNS forwarder as LAN hosts meet it. */
+export interface DnsServerState {
+  /** null: no `dns:` section, no forwarder; host null: every address. */
+  listen: { host: string | null; port: number } | null;
+  /** The fake-IP range while fake IP is on, else null. */
+  fakeIpRange: string | null;
+  /** Addresses of the LAN interfaces (in-interfaces): what LAN hosts use as their DNS server. */
+  lanAddresses: string[];
+}
+
 export interface ConsoleState {
   enabled: boolean;
   mode: 'redirect' | 'tproxy';
@@ -309,6 +319,7 @@ export interface ConsoleState {
   rules: Record<string, unknown>[];
   checkTargets: string[];
   applied: boolean;
+  dnsServer: DnsServerState;
 }
 
 const asList = (v: unknown): unknown[] => (v === undefined || v === null ? [] : Array.isArray(v) ? v : [v]);
@@ -328,6 +339,7 @@ export function stateOf(
   doc: Document,
   running: { enabled: boolean; mode: 'redirect' | 'tproxy'; interfaces: string[]; sources: string[] },
   applied: boolean,
+  dnsServer: DnsServerState,
 ): ConsoleState {
   const nodes: ConsoleNode[] = Object.entries(file.nodes).map(([name, n]) => {
     const label = n.label ?? labelFromUri(n.uri) ?? name;
@@ -356,5 +368,6 @@ export function stateOf(
     rules: rulesOf(doc),
     checkTargets: file.checkTargets,
     applied,
+    dnsServer,
   };
 }

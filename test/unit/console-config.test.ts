@@ -81,8 +81,12 @@ async function call(h: Harness, method: string, path: string, body?: unknown, qu
 
 test('state from the file', async (t) => {
   const h = harness(t);
-  const { status, body } = await call(h, 'GET', '/state');
+  const { status, body: full } = await call(h, 'GET', '/state');
   assert.equal(status, 200);
+  // lanAddresses are the host's own eth1 addresses, if it has one: only their shape is checked.
+  const { dnsServer, ...body } = full as Body & { dnsServer: { lanAddresses: string[] } };
+  assert.ok(Array.isArray(dnsServer.lanAddresses));
+  assert.deepEqual({ ...dnsServer, lanAddresses: [] }, { listen: null, fakeIpRange: null, lanAddresses: [] }, 'no dns section: no DNS server');
   assert.deepEqual(body, {
     enabled: true,
     mode: 'tproxy',
@@ -264,6 +268,9 @@ test('dns, connections, close, flush', async (t) => {
   const ok = await call(h, 'PUT', '/dns', { nameservers: ['192.0.2.53', '192.0.2.54:5353'], cache: false, fakeIp: true });
   assert.equal(ok.status, 200, JSON.stringify(ok.body));
   assert.deepEqual(ok.body.dns, { nameservers: ['192.0.2.53', '192.0.2.54:5353'], cache: false, fakeIp: true });
+  // The DNS server LAN hosts use (port 53 on every address) and the fake-IP range now in force.
+  const server = ok.body.dnsServer as { listen: unknown; fakeIpRange: unknown };
+  assert.deepEqual([server.listen, server.fakeIpRange], [{ host: null, port: 53 }, '198.18.0.0/15']);
   assert.deepEqual((await call(h, 'POST', '/dns/flush')).body, { flushed: 1 });
   const conns = (await call(h, 'GET', '/connections')).body as unknown as { id: string; node: string; startedAt: string }[];
   assert.equal(conns[0]!.id, '1234-7');
