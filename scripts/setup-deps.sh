@@ -42,6 +42,13 @@ for pair in "${PAIRS[@]}"; do
   fi
 done
 
+# file:debian-package pairs, for packages without a binary (a CJK font, so the console's
+# Chinese screenshots show characters, not boxes).
+for pair in /usr/share/fonts/truetype/wqy/wqy-microhei.ttc:fonts-wqy-microhei; do
+  file=${pair%%:*} pkg=${pair#*:}
+  [ -e "$file" ] || missing+=("$pkg")
+done
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup-deps: all dependencies present"
   exit 0

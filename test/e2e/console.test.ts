@@ -162,7 +162,7 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
         timeout: 60_000,
         args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
       });
-      const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+      const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
       const page = await context.newPage();
       page.setDefaultTimeout(15_000);
       const cspViolations: string[] = [];
@@ -202,7 +202,7 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
       await page.fill('textarea[name="links"]', 'ss://not-a-link');
       await page.click('button:has-text("Add")');
       await page.waitForSelector('.field-error[data-for="links"]:not([hidden])');
-      assert.match(await page.locator('.field-error[data-for="links"]').innerText(), /line 1/);
+      assert.match(await page.locator('.field-error[data-for="links"]').innerText(), /Line 1/);
       // Latency test through the node: connect and handshake times.
       await page.click('button[aria-label="Test latency of lab-ss"]');
       await page.waitForSelector('li.node[data-node="lab-ss"] .node-test .good');
@@ -253,14 +253,14 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
       await hold.waitForOutput(/^connected$/m);
       hold.child.stdin!.write('ping through the node\n');
       await hold.waitForOutput(/^echo: ping through the node$/m);
-      const row = page.locator(`table.conns tbody tr:has(td[data-label="Destination"]:text-is("${WEB}:7"))`);
+      const row = page.locator(`table.conns tbody tr:has(td[data-col="dst"]:text-is("${WEB}:7"))`);
       await row.waitFor();
-      assert.match(await row.locator('td[data-label="Source"]').innerText(), new RegExp(`^${LAN_CLIENT.replace(/\./g, '\\.')}:\\d+$`));
-      await page.waitForSelector(`table.conns tbody tr:has(td[data-label="Node"]:text-is("lab-ss"))`);
+      assert.match(await row.locator('td[data-col="src"]').innerText(), new RegExp(`^${LAN_CLIENT.replace(/\./g, '\\.')}:\\d+$`));
+      await page.waitForSelector(`table.conns tbody tr:has(td[data-col="node"]:text-is("lab-ss"))`);
       // Live byte counts: the 22-byte line went up and came back.
       await page.waitForFunction((dst) => {
-        const tr = [...document.querySelectorAll('table.conns tbody tr')].find((r) => r.querySelector('td[data-label="Destination"]')?.textContent === dst);
-        return tr?.querySelector('td[data-label="Up"]')?.textContent === '22 B' && tr?.querySelector('td[data-label="Down"]')?.textContent === '22 B';
+        const tr = [...document.querySelectorAll('table.conns tbody tr')].find((r) => r.querySelector('td[data-col="dst"]')?.textContent === dst);
+        return tr?.querySelector('td[data-col="up"]')?.textContent === '22 B' && tr?.querySelector('td[data-col="down"]')?.textContent === '22 B';
       }, `${WEB}:7`, { timeout: 10_000 });
       await page.waitForFunction(() => document.querySelectorAll('.spark polyline').length === 2, undefined, { timeout: 10_000 });
       await shoot(page, 'live');
@@ -365,7 +365,7 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
         await shoot(page, `${p}-phone`);
       }
       // Log out: the API is closed again.
-      await page.click('button:has-text("Log out")');
+      await page.click('#logout');
       await page.waitForSelector('input[name="password"]');
       assert.equal(await page.evaluate(async () => (await fetch('/api/state')).status), 401);
       await shoot(page, 'login-phone');

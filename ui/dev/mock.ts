@@ -29,6 +29,7 @@ const state = {
   ] as Record<string, unknown>[],
   checkTargets: ['www.google.com:443', 'example.com:80'],
   applied: false,
+  dnsServer: { listen: { host: null, port: 53 } as { host: string | null; port: number } | null, fakeIpRange: null as string | null, lanAddresses: ['192.168.1.1'] },
 };
 let conns = [
   { id: '1-1', src: '192.168.1.23:51234', dst: '142.250.1.1:443', domain: 'www.google.com', node: 'hk1', up: 1234, down: 884422, startedAt: new Date(Date.now() - 65_000).toISOString() },
@@ -163,6 +164,7 @@ createServer(async (req, res) => {
     const b = await body(req) as Partial<typeof state.dns>;
     for (const n of b.nameservers ?? []) if (!/^[\d.:]+$/.test(n)) return bad(res, [{ field: 'dns.nameservers', message: `'${n}' is not an IP address` }]);
     Object.assign(state.dns, b);
+    state.dnsServer.fakeIpRange = state.dns.fakeIp ? '198.18.0.0/15' : null;
     return send(res, 200, state);
   }
   if (p === '/api/dns/flush') return send(res, 200, { flushed: 1 });
@@ -189,7 +191,7 @@ createServer(async (req, res) => {
     return send(res, 200, {
       results: t.map((target, i) => ({
         target,
-        direct: i === 0 ? { ok: false, error: 'ETIMEDOUT' } : { ok: true, ms: 23 },
+        direct: i === 0 ? { ok: false, error: 'connect ENETUNREACH 10.80.4.2:80 - Local (0.0.0.0:0)' } : { ok: true, ms: 23 },
         node: { ok: true, ms: 87 + i, node: state.tcpNode },
       })),
     });

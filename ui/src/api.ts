@@ -1,9 +1,19 @@
 // Thin client for the console API (src/console/API.md). Every non-GET request carries the
-// CSRF token as X-CSRF-Token; cookies are same-origin only.
+// CSRF token as X-CSRF-Token; cookies are same-origin only. The app hears about an ended
+// session (401), an unreachable gateway (fetch failed) and every finished change (to re-read
+// /api/state) through the handlers below.
 
 export interface NodeInfo { name: string; type: string; server: string; port: number; uri: string }
 export interface Subscription { url: string; nodes: string[]; updatedAt: string | null; error?: string }
 export type Rule = Record<string, unknown> & { outbound: string };
+export interface DnsServer {
+  /** Where the DNS forwarder listens (host null: every address); null: no DNS section. */
+  listen: { host: string | null; port: number } | null;
+  /** The fake-IP range while fake IP is on. */
+  fakeIpRange: string | null;
+  /** Addresses of the LAN interfaces, the ones LAN hosts can reach. */
+  lanAddresses: string[];
+}
 export interface State {
   enabled: boolean;
   mode: 'redirect' | 'tproxy';
@@ -16,6 +26,8 @@ export interface State {
   rules: Rule[];
   checkTargets: string[];
   applied: boolean;
+  /** Absent from gateways older than the field. */
+  dnsServer?: DnsServer;
 }
 export interface Conn { id: string; src: string; dst: string; domain?: string; node: string; up: number; down: number; startedAt: string | number }
 export interface Probe { ok: boolean; ms?: number; error?: string }
@@ -23,7 +35,7 @@ export interface CheckResult { target: string; direct: Probe; node: Probe & { no
 export interface TestResult { ok: boolean; connectMs?: number; handshakeMs?: number; error?: string }
 export interface FieldError { field: string; message: string }
 
-/** A refused request: `fields` holds HTTP 400 validation errors, else `message` says why. */
+/** A refused request: `fields` holds HTTP 400 validation errors, else `message` says why (status 0: no answer). */
 export class ApiError extends Error {
   constructor(readonly status: number, message: string, readonly fields: FieldError[] = []) {
     super(message);
@@ -31,12 +43,23 @@ export class ApiError extends Error {
 }
 
 let csrf = '';
-let onUnauthorized: () => void = () => {};
+const handlers = { unauthorized: () => {}, unreachable: () => {}, changed: () => {} };
 
 export function setCsrf(token: string): void { csrf = token; }
-export function setUnauthorizedHandler(fn: () => void): void { onUnauthorized = fn; }
+export function setApiHandlers(h: Partial<typeof handlers>): void { Object.assign(handlers, h); }
+
+const SESSION_ROUTES = ['/api/login', '/api/logout', '/api/session'];
 
 export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  try {
+    return await request<T>(method, path, body);
+  } finally {
+    // The switch, pills and forms show what the gateway says after every change, failed or not.
+    if (method !== 'GET' && !SESSION_ROUTES.includes(path)) handlers.changed();
+  }
+}
+
+async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (method !== 'GET' && csrf) headers['x-csrf-token'] = csrf;
@@ -52,10 +75,11 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
     res = await send();
   } catch (e) {
     // A GET is safe to repeat once (e.g. a kept-alive connection closed under it).
-    if (method !== 'GET') throw new ApiError(0, `network error: ${(e as Error).message}`);
     try {
+      if (method !== 'GET') throw e;
       res = await send();
     } catch (e2) {
+      handlers.unreachable();
       throw new ApiError(0, `network error: ${(e2 as Error).message}`);
     }
   }
@@ -66,7 +90,7 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   }
   if (res.ok) return data as T;
   const d = (data ?? {}) as { error?: string; errors?: FieldError[] };
-  if (res.status === 401 && path !== '/api/login') onUnauthorized();
+  if (res.status === 401 && path !== '/api/login') handlers.unauthorized();
   if (Array.isArray(d.errors)) {
     const msg = d.errors.map((e) => (e.field ? `${e.field}: ${e.message}` : e.message)).join('; ');
     throw new ApiError(res.status, msg || `HTTP ${res.status}`, d.errors);

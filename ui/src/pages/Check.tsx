@@ -1,7 +1,8 @@
 import { useEffect, useState } from 'preact/hooks';
 import { post, type CheckResult, type Probe } from '../api';
 import type { AppCtx } from '../main';
-import { Field, FormStatus, splitLines, useAction } from '../ui';
+import { t } from '../i18n';
+import { ErrorText, Field, FormStatus, outboundLabel, splitLines, useAction } from '../ui';
 
 export function Check({ state }: AppCtx) {
   const a = useAction((f) => f === 'targets');
@@ -21,7 +22,7 @@ export function Check({ state }: AppCtx) {
       () => post<{ results: CheckResult[] }>('/api/check', body),
       (r) => {
         const good = r.results.filter((x) => x.node.ok).length;
-        return `Check done: ${good} of ${r.results.length} reachable through ${state.tcpNode === 'direct' ? 'the direct path' : 'the node'}.`;
+        return t(state.tcpNode === 'direct' ? 'check.doneDirect' : 'check.doneNode', { good, n: r.results.length });
       },
     );
     if (r) setResults(r.results);
@@ -29,35 +30,33 @@ export function Check({ state }: AppCtx) {
 
   return (
     <form class="card" onSubmit={run} aria-labelledby="check-h" noValidate>
-      <h2 id="check-h">Reachability</h2>
-      <p class="hint">
-        Connects to each target directly from the gateway and through the TCP node (<code>{state.tcpNode}</code>).
-      </p>
-      <Field a={a} multiline rows={3} name="targets" label="Targets" hint="host:port, one per line. The saved list is on the Settings page." value={targets} onInput={(v) => { setTargets(v); setTouched(true); }} spellcheck={false} />
+      <h2 id="check-h">{t('check.title')}</h2>
+      <p class="hint">{t('check.hint', { node: outboundLabel(state.tcpNode) })}</p>
+      <Field a={a} multiline rows={3} name="targets" label={t('check.targets')} hint={t('check.targetsHint')} value={targets} onInput={(v) => { setTargets(v); setTouched(true); }} spellcheck={false} />
       <div class="actions">
-        <button type="submit" class="primary" disabled={a.busy}>{a.busy ? 'Checking…' : 'Run check'}</button>
+        <button type="submit" class="primary" disabled={a.busy}>{a.busy ? t('check.running') : t('check.run')}</button>
       </div>
       <FormStatus a={a} />
       {results ? (
         <div class="table-wrap">
           <table class="check">
-            <caption class="sr-only">Check results</caption>
+            <caption class="sr-only">{t('check.caption')}</caption>
             <thead>
               <tr>
-                <th scope="col">Target</th>
-                <th scope="col">Direct</th>
-                <th scope="col">Through node</th>
+                <th scope="col">{t('check.target')}</th>
+                <th scope="col">{t('check.direct')}</th>
+                <th scope="col">{t('check.viaNode')}</th>
               </tr>
             </thead>
             <tbody>
               {results.map((r) => (
                 <tr key={r.target} data-target={r.target}>
                   <th scope="row" class="mono">{r.target}</th>
-                  <td data-label="Direct" class="probe-direct"><ProbeOut p={r.direct} /></td>
-                  <td data-label={`Through ${r.node.node ?? 'node'}`} class="probe-node">
+                  <td data-label={t('check.direct')} class="probe-direct"><ProbeOut p={r.direct} /></td>
+                  <td data-label={t('check.viaNode')} class="probe-node">
                     <span>
                       <ProbeOut p={r.node} />
-                      {r.node.node ? <span class="muted"> via {r.node.node}</span> : null}
+                      {r.node.node ? <span class="muted"> · {t('check.via', { node: outboundLabel(r.node.node) })}</span> : null}
                     </span>
                   </td>
                 </tr>
@@ -72,8 +71,8 @@ export function Check({ state }: AppCtx) {
 
 function ProbeOut({ p }: { p: Probe }) {
   return p.ok ? (
-    <span class="good">✓ ok{p.ms !== undefined ? ` · ${p.ms} ms` : ''}</span>
+    <span class="good">✓ {t('check.ok')}{p.ms !== undefined ? ` · ${p.ms} ms` : ''}</span>
   ) : (
-    <span class="bad">✗ {p.error ?? 'failed'}</span>
+    <span class="bad">✗ {p.error ? <ErrorText p={{ field: '', message: p.error, status: 0 }} /> : t('check.failed')}</span>
   );
 }

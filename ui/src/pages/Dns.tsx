@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
-import { post, put, type State } from '../api';
+import { post, put, type DnsServer as Server, type State } from '../api';
+import { t } from '../i18n';
 import type { AppCtx } from '../main';
 import { Field, FieldErr, FormStatus, Section, idOf, splitList, useAction } from '../ui';
 
@@ -21,13 +22,13 @@ export function Dns({ state, setState }: AppCtx) {
 
   const save = async (e: Event) => {
     e.preventDefault();
-    const r = await a.run(() => put<State>('/api/dns', { nameservers: splitList(ns), cache, fakeIp }), 'DNS settings saved.');
+    const r = await a.run(() => put<State>('/api/dns', { nameservers: splitList(ns), cache, fakeIp }), () => t('dns.saved'));
     if (r) {
       setState(r);
       setDirty(false);
     }
   };
-  const doFlush = () => flush.run(() => post<{ flushed?: number }>('/api/dns/flush'), 'DNS cache cleared.');
+  const doFlush = () => flush.run(() => post<{ flushed?: number }>('/api/dns/flush'), () => t('dns.cleared'));
 
   const check = (name: string, label: string, hint: string, v: boolean, set: (b: boolean) => void) => (
     <div class={'field check' + (a.err(name) ? ' invalid' : '')}>
@@ -40,23 +41,55 @@ export function Dns({ state, setState }: AppCtx) {
 
   return (
     <>
+      {state.dnsServer ? <DnsServer s={state.dnsServer} /> : null}
       <form class="card" onSubmit={save} aria-labelledby="dns-h" noValidate>
-        <h2 id="dns-h">Resolver</h2>
-        <Field a={a} multiline rows={3} name="dns.nameservers" label="Upstream nameservers" hint="IP addresses (optionally :port), one per line. Empty: the -N nameservers, else /etc/resolv.conf." placeholder="1.1.1.1" value={ns} onInput={(v) => { setNs(v); setDirty(true); }} spellcheck={false} />
-        {check('dns.cache', 'Cache answers', 'Keep answers for their TTL.', cache, setCache)}
-        {check('dns.fakeIp', 'Fake IP', 'Answer with addresses from a private pool and route by name.', fakeIp, setFakeIp)}
+        <h2 id="dns-h">{t('dns.resolver')}</h2>
+        <Field a={a} multiline rows={3} name="dns.nameservers" label={t('dns.nameservers')} hint={t('dns.nameserversHint')} placeholder="1.1.1.1" value={ns} onInput={(v) => { setNs(v); setDirty(true); }} spellcheck={false} />
+        {check('dns.cache', t('dns.cache'), t('dns.cacheHint'), cache, setCache)}
+        {check('dns.fakeIp', t('dns.fakeIp'), t('dns.fakeIpHint'), fakeIp, setFakeIp)}
         <div class="actions">
-          <button type="submit" class="primary" disabled={a.busy}>{a.busy ? 'Saving…' : 'Save'}</button>
+          <button type="submit" class="primary" disabled={a.busy}>{a.busy ? t('common.saving') : t('common.save')}</button>
         </div>
         <FormStatus a={a} />
       </form>
-      <Section title="Cache">
-        <p class="hint">Forget every cached answer now.</p>
+      <Section title={t('dns.cacheTitle')} id="dns-cache">
+        <p class="hint">{t('dns.cacheClearHint')}</p>
         <div class="actions">
-          <button type="button" onClick={doFlush} disabled={flush.busy}>Clear cache</button>
+          <button type="button" onClick={doFlush} disabled={flush.busy}>{t('dns.clear')}</button>
         </div>
         <FormStatus a={flush} />
       </Section>
     </>
+  );
+}
+
+const hostPort = (h: string, p: number) => (h.includes(':') ? `[${h}]:${p}` : `${h}:${p}`);
+const forClients = (h: string, p: number) => (p === 53 ? h : hostPort(h, p));
+
+/** Where LAN hosts send their DNS queries, and the fake-IP range (when the API says). */
+function DnsServer({ s }: { s: Server }) {
+  const l = s.listen;
+  const lan = s.lanAddresses;
+  return (
+    <Section title={t('dns.listenTitle')} id="dns-server">
+      {l === null ? (
+        <p class="hint" id="dns-listen">{t('dns.off')}</p>
+      ) : (
+        <>
+          <p class="dns-addr" id="dns-listen">
+            {l.host
+              ? <code class="big">{forClients(l.host, l.port)}</code>
+              : lan.length
+                ? lan.map((h) => <code class="big" key={h}>{forClients(h, l.port)}</code>)
+                : t('dns.listenAny', { port: l.port, addr: t('dns.lanAddr') })}
+          </p>
+          <p class="hint">{t('dns.listenHint')}</p>
+        </>
+      )}
+      <dl class="kv">
+        <dt>{t('dns.fakeRange')}</dt>
+        <dd id="dns-fake-range">{s.fakeIpRange ? <code>{s.fakeIpRange}</code> : t('dns.fakeRangeOff')}</dd>
+      </dl>
+    </Section>
   );
 }

@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { del, fmtAge, fmtBytes, type Conn } from '../api';
-import { FormStatus, Section, useAction } from '../ui';
+import { t, type Key } from '../i18n';
+import { FormStatus, Section, outboundLabel, useAction } from '../ui';
 
 export interface Sample { t: number; up: number; down: number }
 
@@ -12,54 +13,54 @@ export function Live({ conns, samples, live }: { conns: Conn[]; samples: Sample[
     const t = setInterval(() => setNow(Date.now()), 1000);
     return () => clearInterval(t);
   }, []);
-  const close = (c: Conn) => a.run(() => del(`/api/connections/${encodeURIComponent(c.id)}`), `Closed ${c.src} → ${c.domain || c.dst}.`);
+  const close = (c: Conn) => a.run(() => del(`/api/connections/${encodeURIComponent(c.id)}`), () => t('live.closed', { src: c.src, dst: c.domain || c.dst }));
   const f = filter.trim().toLowerCase();
   const shown = f ? conns.filter((c) => [c.src, c.dst, c.domain ?? '', c.node].some((x) => x.toLowerCase().includes(f))) : conns;
   const last = samples[samples.length - 1];
 
   return (
     <>
-      <Section title="Throughput">
+      <Section title={t('live.throughput')} id="throughput">
         <div class="tp-head">
-          <span class="legend up">▲ up {last ? fmtBytes(last.up) + '/s' : '–'}</span>
-          <span class="legend down">▼ down {last ? fmtBytes(last.down) + '/s' : '–'}</span>
-          <span class={'live-dot ' + live} title={`live updates: ${live}`}>{live === 'open' ? 'live' : live}</span>
+          <span class="legend up">▲ {t('live.up')} {last ? fmtBytes(last.up) + '/s' : '–'}</span>
+          <span class="legend down">▼ {t('live.down')} {last ? fmtBytes(last.down) + '/s' : '–'}</span>
+          <span class={'live-dot ' + live} title={t('live.stateTitle', { state: t(`live.state.${live}` as Key) })}>{t(`live.state.${live}` as Key)}</span>
         </div>
         <Sparkline samples={samples} />
       </Section>
-      <Section title={`Connections (${conns.length})`} id="connections">
+      <Section title={t('live.conns', { n: conns.length })} id="connections">
         <div class="field filter">
-          <label for="f-filter">Filter</label>
-          <input id="f-filter" type="search" value={filter} placeholder="address, domain or node" onInput={(e) => setFilter(e.currentTarget.value)} />
+          <label for="f-filter">{t('live.filter')}</label>
+          <input id="f-filter" type="search" value={filter} placeholder={t('live.filterPlaceholder')} onInput={(e) => setFilter(e.currentTarget.value)} />
         </div>
         <div class="table-wrap">
           <table class="conns">
             <thead>
               <tr>
-                <th scope="col">Source</th>
-                <th scope="col">Destination</th>
-                <th scope="col">Domain</th>
-                <th scope="col">Node</th>
-                <th scope="col" class="num">Up</th>
-                <th scope="col" class="num">Down</th>
-                <th scope="col" class="num">Age</th>
-                <th scope="col"><span class="sr-only">Actions</span></th>
+                <th scope="col">{t('live.src')}</th>
+                <th scope="col">{t('live.dst')}</th>
+                <th scope="col">{t('live.domain')}</th>
+                <th scope="col">{t('live.node')}</th>
+                <th scope="col" class="num">{t('live.upCol')}</th>
+                <th scope="col" class="num">{t('live.downCol')}</th>
+                <th scope="col" class="num">{t('live.age')}</th>
+                <th scope="col"><span class="sr-only">{t('live.actions')}</span></th>
               </tr>
             </thead>
             <tbody>
               {shown.length === 0 ? (
-                <tr><td colSpan={8} class="empty">{conns.length ? 'No connection matches the filter.' : 'No active connections.'}</td></tr>
+                <tr><td colSpan={8} class="empty">{conns.length ? t('live.noMatch') : t('live.none')}</td></tr>
               ) : (
                 shown.map((c) => (
                   <tr key={c.id} data-id={c.id}>
-                    <td data-label="Source" class="mono">{c.src}</td>
-                    <td data-label="Destination" class="mono">{c.dst}</td>
-                    <td data-label="Domain">{c.domain || <span class="muted">–</span>}</td>
-                    <td data-label="Node">{c.node || <span class="muted">connecting</span>}</td>
-                    <td data-label="Up" class="num">{fmtBytes(c.up)}</td>
-                    <td data-label="Down" class="num">{fmtBytes(c.down)}</td>
-                    <td data-label="Age" class="num">{fmtAge(c.startedAt, now)}</td>
-                    <td class="act"><button type="button" class="small danger" aria-label={`Close connection from ${c.src} to ${c.domain || c.dst}`} onClick={() => close(c)}>Close</button></td>
+                    <td data-col="src" data-label={t('live.src')} class="mono">{c.src}</td>
+                    <td data-col="dst" data-label={t('live.dst')} class="mono">{c.dst}</td>
+                    <td data-col="domain" data-label={t('live.domain')}>{c.domain || <span class="muted">–</span>}</td>
+                    <td data-col="node" data-label={t('live.node')}>{c.node ? outboundLabel(c.node) : <span class="muted">{t('live.connecting')}</span>}</td>
+                    <td data-col="up" data-label={t('live.upCol')} class="num">{fmtBytes(c.up)}</td>
+                    <td data-col="down" data-label={t('live.downCol')} class="num">{fmtBytes(c.down)}</td>
+                    <td data-col="age" data-label={t('live.age')} class="num">{fmtAge(c.startedAt, now)}</td>
+                    <td class="act"><button type="button" class="small danger" aria-label={t('live.closeLabel', { src: c.src, dst: c.domain || c.dst })} onClick={() => close(c)}>{t('live.close')}</button></td>
                   </tr>
                 ))
               )}
@@ -89,8 +90,8 @@ function Sparkline({ samples }: { samples: Sample[] }) {
       .join(' ');
   const last = samples[samples.length - 1];
   const label = last
-    ? `Throughput over the last ${samples.length} seconds; now ${fmtBytes(last.up)}/s up, ${fmtBytes(last.down)}/s down; peak ${fmtBytes(max)}/s.`
-    : 'Throughput: no data yet.';
+    ? t('live.sparkLabel', { n: samples.length, up: fmtBytes(last.up), down: fmtBytes(last.down), peak: fmtBytes(max) })
+    : t('live.sparkEmpty');
   return (
     <figure class="spark">
       <svg viewBox={`0 0 ${W} ${H}`} preserveAspectRatio="none" role="img" aria-label={label}>
@@ -99,7 +100,7 @@ function Sparkline({ samples }: { samples: Sample[] }) {
         {samples.length > 1 ? <polyline points={pts('down')} class="down" /> : null}
         {samples.length > 1 ? <polyline points={pts('up')} class="up" /> : null}
       </svg>
-      <figcaption class="muted">last 60 s · scale {fmtBytes(max)}/s</figcaption>
+      <figcaption class="muted">{t('live.sparkCaption', { max: fmtBytes(max) })}</figcaption>
     </figure>
   );
 }

@@ -1,7 +1,8 @@
 import { useState } from 'preact/hooks';
 import { del, post, put, type NodeInfo, type State, type TestResult } from '../api';
 import type { AppCtx } from '../main';
-import { Field, FormStatus, Section, useAction } from '../ui';
+import { lang, t } from '../i18n';
+import { ErrorText, Field, FormStatus, Section, rich, useAction } from '../ui';
 
 const enc = encodeURIComponent;
 
@@ -22,7 +23,7 @@ function AddNodes({ setState }: { setState: (s: State) => void }) {
     e.preventDefault();
     const r = await a.run(
       () => post<{ added: string[]; state?: State }>('/api/nodes', { links }),
-      (r) => (r.added.length ? `Added ${r.added.length} node${r.added.length > 1 ? 's' : ''}: ${r.added.join(', ')}.` : 'Nothing added.'),
+      (r) => (r.added.length ? t('nodes.added', { names: r.added.join(', ') }) : t('nodes.addedNone')),
     );
     if (r) {
       setLinks('');
@@ -31,14 +32,14 @@ function AddNodes({ setState }: { setState: (s: State) => void }) {
   };
   return (
     <form class="card" onSubmit={submit} aria-labelledby="add-h" noValidate>
-      <h2 id="add-h">Add nodes</h2>
+      <h2 id="add-h">{t('nodes.add')}</h2>
       <Field
         a={a}
         multiline
         rows={4}
         name="links"
-        label="Links"
-        hint={<>One or many, separated by new lines: <code>ss://…</code> (SIP002), <code>socks5://…</code>, <code>http://…</code>. The <code>#name</code> part names the node.</>}
+        label={t('nodes.links')}
+        hint={rich('nodes.linksHint', { schemes: <><code>ss://…</code> (SIP002), <code>socks5://…</code>, <code>http://…</code></>, frag: <code>#name</code> })}
         value={links}
         onInput={setLinks}
         spellcheck={false}
@@ -46,7 +47,7 @@ function AddNodes({ setState }: { setState: (s: State) => void }) {
         placeholder="ss://YWVzLTI1Ni1nY206cGFzcw@203.0.113.1:8388#home"
       />
       <div class="actions">
-        <button type="submit" class="primary" disabled={a.busy || !links.trim()}>{a.busy ? 'Adding…' : 'Add'}</button>
+        <button type="submit" class="primary" disabled={a.busy || !links.trim()}>{a.busy ? t('nodes.adding') : t('nodes.addButton')}</button>
       </div>
       <FormStatus a={a} />
     </form>
@@ -58,7 +59,7 @@ function NodeList({ state, setState }: { state: State; setState: (s: State) => v
   const [editing, setEditing] = useState<string | null>(null);
   const [tests, setTests] = useState<Record<string, TestResult | 'running'>>({});
   const users = (n: string) =>
-    [state.tcpNode === n ? 'TCP' : '', state.udpNode === n || (state.udpNode === 'same' && state.tcpNode === n) ? 'UDP' : ''].filter(Boolean);
+    [state.tcpNode === n ? t('nodes.usedTcp') : '', state.udpNode === n || (state.udpNode === 'same' && state.tcpNode === n) ? t('nodes.usedUdp') : ''].filter(Boolean);
 
   const test = async (n: string) => {
     setTests((t) => ({ ...t, [n]: 'running' }));
@@ -71,14 +72,14 @@ function NodeList({ state, setState }: { state: State; setState: (s: State) => v
     setTests((t) => ({ ...t, [n]: r }));
   };
   const remove = async (n: string) => {
-    if (!confirm(`Delete node ${n}?`)) return;
-    const r = await a.run(() => del<State>(`/api/nodes/${enc(n)}`), `Deleted ${n}.`);
+    if (!confirm(t('nodes.confirmDelete', { name: n }))) return;
+    const r = await a.run(() => del<State>(`/api/nodes/${enc(n)}`), () => t('nodes.deleted', { name: n }));
     if (r) setState(r);
   };
 
   return (
-    <Section title={`Nodes (${state.nodes.length})`} id="nodes">
-      {state.nodes.length === 0 ? <p class="empty">No nodes yet: paste a link above.</p> : null}
+    <Section title={t('nodes.list', { n: state.nodes.length })} id="nodes">
+      {state.nodes.length === 0 ? <p class="empty">{t('nodes.empty')}</p> : null}
       <ul class="nodes">
         {state.nodes.map((n) =>
           editing === n.name ? (
@@ -95,9 +96,9 @@ function NodeList({ state, setState }: { state: State; setState: (s: State) => v
               </div>
               <TestOut r={tests[n.name]} />
               <div class="node-actions">
-                <button type="button" onClick={() => test(n.name)} disabled={tests[n.name] === 'running'} aria-label={`Test latency of ${n.name}`}>Test</button>
-                <button type="button" onClick={() => setEditing(n.name)} aria-label={`Edit ${n.name}`}>Edit</button>
-                <button type="button" class="danger" onClick={() => remove(n.name)} aria-label={`Delete ${n.name}`}>Delete</button>
+                <button type="button" onClick={() => test(n.name)} disabled={tests[n.name] === 'running'} aria-label={t('nodes.testLabel', { name: n.name })}>{t('nodes.test')}</button>
+                <button type="button" onClick={() => setEditing(n.name)} aria-label={t('nodes.editLabel', { name: n.name })}>{t('common.edit')}</button>
+                <button type="button" class="danger" onClick={() => remove(n.name)} aria-label={t('nodes.deleteLabel', { name: n.name })}>{t('common.delete')}</button>
               </div>
             </li>
           ),
@@ -112,11 +113,11 @@ function TestOut({ r }: { r: TestResult | 'running' | undefined }) {
   return (
     <div class="node-test" aria-live="polite">
       {r === undefined ? null : r === 'running' ? (
-        <span class="muted">testing…</span>
+        <span class="muted">{t('nodes.testing')}</span>
       ) : r.ok ? (
-        <span class="good">connect {r.connectMs ?? '–'} ms · handshake {r.handshakeMs ?? '–'} ms</span>
+        <span class="good">{t('nodes.testOk', { connect: r.connectMs ?? '–', handshake: r.handshakeMs ?? '–' })}</span>
       ) : (
-        <span class="bad">failed: {r.error ?? 'unknown error'}</span>
+        <span class="bad">{rich('nodes.testFailed', { error: <ErrorText p={{ field: '', message: r.error ?? '', status: 0 }} /> })}</span>
       )}
     </div>
   );
@@ -130,16 +131,16 @@ function EditNode({ node, onDone }: { node: NodeInfo; onDone: (s?: State) => voi
     e.preventDefault();
     const body: { name?: string; uri: string } = { uri };
     if (name !== node.name) body.name = name;
-    const r = await a.run(() => put<State>(`/api/nodes/${enc(node.name)}`, body), 'Saved.');
+    const r = await a.run(() => put<State>(`/api/nodes/${enc(node.name)}`, body), () => t('nodes.saved'));
     if (r) onDone(r);
   };
   return (
-    <form onSubmit={save} aria-label={`Edit node ${node.name}`} noValidate>
-      <Field a={a} name="name" label="Name" value={name} onInput={setName} autoComplete="off" spellcheck={false} />
-      <Field a={a} name="uri" label="Link" hint="The password is shown redacted; leave it so to keep it." value={uri} onInput={setUri} autoComplete="off" spellcheck={false} />
+    <form onSubmit={save} aria-label={t('nodes.editForm', { name: node.name })} noValidate>
+      <Field a={a} name="name" label={t('nodes.name')} value={name} onInput={setName} autoComplete="off" spellcheck={false} />
+      <Field a={a} name="uri" label={t('nodes.link')} hint={t('nodes.linkHint')} value={uri} onInput={setUri} autoComplete="off" spellcheck={false} />
       <div class="actions">
-        <button type="submit" class="primary" disabled={a.busy}>Save</button>
-        <button type="button" class="ghost" onClick={() => onDone()}>Cancel</button>
+        <button type="submit" class="primary" disabled={a.busy}>{t('common.save')}</button>
+        <button type="button" class="ghost" onClick={() => onDone()}>{t('common.cancel')}</button>
       </div>
       <FormStatus a={a} />
     </form>
@@ -152,27 +153,27 @@ function Subscriptions({ state, setState }: { state: State; setState: (s: State)
   const [url, setUrl] = useState('');
   const add = async (e: Event) => {
     e.preventDefault();
-    const r = await a.run(() => post<State>('/api/subscriptions', { url }), 'Subscription imported.');
+    const r = await a.run(() => post<State>('/api/subscriptions', { url }), () => t('subs.imported'));
     if (r) {
       setState(r);
       setUrl('');
     }
   };
   const refresh = async (u: string) => {
-    const r = await list.run(() => post<State>('/api/subscriptions/refresh', { url: u }), 'Subscription refreshed.');
+    const r = await list.run(() => post<State>('/api/subscriptions/refresh', { url: u }), () => t('subs.refreshed'));
     if (r) setState(r);
   };
   const remove = async (u: string) => {
-    if (!confirm(`Remove the subscription ${u} and its nodes?`)) return;
-    const r = await list.run(() => del<State>(`/api/subscriptions?url=${enc(u)}`), 'Subscription removed.');
+    if (!confirm(t('subs.confirmRemove', { url: u }))) return;
+    const r = await list.run(() => del<State>(`/api/subscriptions?url=${enc(u)}`), () => t('subs.removed'));
     if (r) setState(r);
   };
   return (
-    <Section title="Subscriptions">
+    <Section title={t('subs.title')} id="subscriptions">
       <form onSubmit={add} class="inline-form" noValidate>
-        <Field a={a} name="url" label="Subscription URL" hint="A base64 list of links; its nodes are replaced on refresh." type="url" value={url} onInput={setUrl} autoComplete="off" spellcheck={false} placeholder="https://example.com/sub" />
+        <Field a={a} name="url" label={t('subs.url')} hint={t('subs.urlHint')} type="url" value={url} onInput={setUrl} autoComplete="off" spellcheck={false} placeholder="https://example.com/sub" />
         <div class="actions">
-          <button type="submit" class="primary" disabled={a.busy || !url.trim()}>{a.busy ? 'Importing…' : 'Import'}</button>
+          <button type="submit" class="primary" disabled={a.busy || !url.trim()}>{a.busy ? t('subs.importing') : t('subs.import')}</button>
         </div>
         <FormStatus a={a} />
       </form>
@@ -182,12 +183,12 @@ function Subscriptions({ state, setState }: { state: State; setState: (s: State)
             <li key={s.url}>
               <div class="mono break">{s.url}</div>
               <div class="muted">
-                {s.nodes.length} node{s.nodes.length === 1 ? '' : 's'} · {s.updatedAt ? `updated ${new Date(s.updatedAt).toLocaleString()}` : 'never updated'}
+                {s.nodes.length === 1 ? t('subs.nodeCountOne') : t('subs.nodeCount', { n: s.nodes.length })} · {s.updatedAt ? t('subs.updated', { when: new Date(s.updatedAt).toLocaleString(lang() === 'zh' ? 'zh-CN' : 'en') }) : t('subs.never')}
               </div>
-              {s.error ? <div class="bad">{s.error}</div> : null}
+              {s.error ? <div class="bad"><ErrorText p={{ field: '', message: s.error, status: 0 }} /></div> : null}
               <div class="node-actions">
-                <button type="button" disabled={list.busy} onClick={() => refresh(s.url)}>Refresh</button>
-                <button type="button" class="danger" disabled={list.busy} onClick={() => remove(s.url)}>Remove</button>
+                <button type="button" disabled={list.busy} onClick={() => refresh(s.url)}>{t('subs.refresh')}</button>
+                <button type="button" class="danger" disabled={list.busy} onClick={() => remove(s.url)}>{t('subs.remove')}</button>
               </div>
             </li>
           ))}

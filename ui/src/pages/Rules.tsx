@@ -1,7 +1,8 @@
 import { useEffect, useState } from 'preact/hooks';
 import { put, type Rule, type State } from '../api';
 import type { AppCtx } from '../main';
-import { FieldErr, FormStatus, idOf, useAction } from '../ui';
+import { t, type Key } from '../i18n';
+import { ErrorText, FieldErr, FormStatus, idOf, outboundLabel, rich, useAction, type Problem } from '../ui';
 
 const MATCHERS = ['domain', 'domain-suffix', 'domain-keyword', 'domain-list', 'cidr', 'port', 'source-cidr', 'network'] as const;
 const PLACEHOLDER: Record<string, string> = {
@@ -14,6 +15,11 @@ const PLACEHOLDER: Record<string, string> = {
   'source-cidr': '10.0.0.5/32',
   network: 'tcp',
 };
+
+const NOT_ARRAY = 'expected a JSON array of rules';
+/** A JSON text that does not parse, or is not a list, as a problem shown in plain words. */
+const jsonProblem = (err: unknown): Problem => ({ field: 'rules', message: (err as Error).message, status: -1 });
+const matcherLabel = (k: string) => ((MATCHERS as readonly string[]).includes(k) ? t(`matcher.${k}` as Key) : k);
 
 interface Row { matchers: { key: string; value: string }[]; outbound: string; extra: Record<string, unknown> }
 
@@ -55,7 +61,7 @@ export function Rules({ state, setState }: AppCtx) {
     return !m[2] || m[2] === 'outbound' || row.matchers.some((x) => x.key === m[2]);
   });
   const [dirty, setDirty] = useState(false);
-  const [jsonError, setJsonError] = useState('');
+  const [jsonError, setJsonError] = useState<Problem | null>(null);
   useEffect(() => {
     if (!dirty) setRows(toRows(state.rules));
   }, [state, dirty]);
@@ -72,17 +78,17 @@ export function Rules({ state, setState }: AppCtx) {
     if (json !== null) {
       try {
         const parsed: unknown = JSON.parse(json);
-        if (!Array.isArray(parsed)) throw new Error('expected a JSON array of rules');
+        if (!Array.isArray(parsed)) throw new Error(NOT_ARRAY);
         rules = parsed as Rule[];
-        setJsonError('');
+        setJsonError(null);
       } catch (err) {
-        setJsonError(`Not valid JSON: ${(err as Error).message}`);
+        setJsonError(jsonProblem(err));
         return;
       }
     } else {
       rules = toRules(rows);
     }
-    const r = await a.run(() => put<State>('/api/rules', { rules }), 'Rules saved and applied.');
+    const r = await a.run(() => put<State>('/api/rules', { rules }), () => t('rules.saved'));
     if (r) {
       setState(r);
       setDirty(false);
@@ -93,46 +99,46 @@ export function Rules({ state, setState }: AppCtx) {
 
   const switchMode = () => {
     a.clear();
-    setJsonError('');
+    setJsonError(null);
     if (json === null) {
       setJson(JSON.stringify(toRules(rows), null, 2));
     } else {
       try {
         const parsed = JSON.parse(json) as Rule[];
-        if (!Array.isArray(parsed)) throw new Error('expected a JSON array');
+        if (!Array.isArray(parsed)) throw new Error(NOT_ARRAY);
         setRows(toRows(parsed));
         setJson(null);
       } catch (err) {
-        setJsonError(`Fix the JSON first: ${(err as Error).message}`);
+        setJsonError(jsonProblem(err));
       }
     }
   };
 
-  const allRuleErrors = a.fieldErrors.map((f) => `${f.field}: ${f.message}`).join('\n');
+  const allRuleErrors = a.fieldErrors.length > 0;
 
   return (
     <form class="card" onSubmit={save} aria-labelledby="rules-h" noValidate>
       <div class="card-head">
-        <h2 id="rules-h">Routing rules</h2>
+        <h2 id="rules-h">{t('rules.title')}</h2>
         <button type="button" class="ghost" onClick={switchMode} aria-pressed={json !== null ? 'true' : 'false'}>
-          {json === null ? 'Edit as JSON' : 'Edit as table'}
+          {t(json === null ? 'rules.asJson' : 'rules.asTable')}
         </button>
       </div>
       <p class="hint">
-        First match wins; all matchers of a rule must match. Traffic no rule matches goes to the TCP node (<a href="#/settings">Settings</a>: <code>{state.tcpNode}</code>).
+        {rich('rules.hint', { settings: <a href="#/settings">{t('nav.settings')}</a>, node: <code>{outboundLabel(state.tcpNode)}</code> })}
       </p>
       {json !== null ? (
         <div class={'field' + (allRuleErrors || jsonError ? ' invalid' : '')}>
-          <label for={idOf('rules')}>Rules (JSON array)</label>
+          <label for={idOf('rules')}>{t('rules.jsonLabel')}</label>
           <textarea id={idOf('rules')} name="rules" rows={16} class="mono" spellcheck={false} value={json} aria-describedby={idOf('rules') + '-err'} aria-invalid={allRuleErrors || jsonError ? 'true' : undefined} onInput={(e) => { setJson(e.currentTarget.value); setDirty(true); }} />
-          <p class="field-error pre" id={idOf('rules') + '-err'} data-for="rules" aria-live="polite" hidden={!(allRuleErrors || jsonError)}>
-            {jsonError || allRuleErrors}
-          </p>
+          <div class="field-error" id={idOf('rules') + '-err'} data-for="rules" aria-live="polite" hidden={!(allRuleErrors || jsonError)}>
+            {jsonError ? <ErrorText p={jsonError} /> : a.fieldErrors.map((p, i) => <div key={i}><ErrorText p={p} withField /></div>)}
+          </div>
         </div>
       ) : (
         <>
           <FieldErr name="rules" a={a} />
-          {rows.length === 0 ? <p class="empty">No rules: everything goes to the TCP node.</p> : null}
+          {rows.length === 0 ? <p class="empty">{t('rules.empty')}</p> : null}
           <ol class="rules">
             {rows.map((row, i) => (
               <li key={i} class={'rule' + (a.fieldErrors.some((f) => f.field === `rules[${i}]` || f.field.startsWith(`rules[${i}].`)) ? ' invalid' : '')}>
@@ -143,13 +149,13 @@ export function Rules({ state, setState }: AppCtx) {
                     const err = a.err(name);
                     return (
                       <div class="matcher" key={j}>
-                        <label class="sr-only" for={`${idOf(name)}-key-${j}`}>Rule {i + 1} matcher {j + 1} kind</label>
+                        <label class="sr-only" for={`${idOf(name)}-key-${j}`}>{t('rules.kindLabel', { i: i + 1, j: j + 1 })}</label>
                         <select id={`${idOf(name)}-key-${j}`} value={m.key} onChange={(e) => edit((rs) => { rs[i]!.matchers[j]!.key = e.currentTarget.value; return rs; })}>
-                          {MATCHERS.map((k) => <option key={k} value={k} disabled={k !== m.key && row.matchers.some((x) => x.key === k)}>{k}</option>)}
+                          {MATCHERS.map((k) => <option key={k} value={k} disabled={k !== m.key && row.matchers.some((x) => x.key === k)}>{matcherLabel(k)}</option>)}
                         </select>
-                        <label class="sr-only" for={idOf(name)}>Rule {i + 1} {m.key}</label>
+                        <label class="sr-only" for={idOf(name)}>{t('rules.valueLabel', { i: i + 1, kind: matcherLabel(m.key) })}</label>
                         <input type="text" id={idOf(name)} name={name} value={m.value} placeholder={PLACEHOLDER[m.key]} spellcheck={false} autoComplete="off" aria-invalid={err ? 'true' : undefined} aria-describedby={idOf(name) + '-err'} onInput={(e) => edit((rs) => { rs[i]!.matchers[j]!.value = e.currentTarget.value; return rs; })} />
-                        <button type="button" class="icon" aria-label={`Remove matcher ${m.key} of rule ${i + 1}`} onClick={() => edit((rs) => { rs[i]!.matchers.splice(j, 1); return rs; })}>×</button>
+                        <button type="button" class="icon" aria-label={t('rules.removeMatcher', { i: i + 1, kind: matcherLabel(m.key) })} onClick={() => edit((rs) => { rs[i]!.matchers.splice(j, 1); return rs; })}>×</button>
                         <FieldErr name={name} a={a} />
                       </div>
                     );
@@ -159,15 +165,15 @@ export function Rules({ state, setState }: AppCtx) {
                       const free = MATCHERS.find((k) => !rs[i]!.matchers.some((x) => x.key === k));
                       if (free) rs[i]!.matchers.push({ key: free, value: '' });
                       return rs;
-                    })}>+ matcher</button>
-                    <label for={idOf(`rules[${i}].outbound`)}>then</label>
+                    })}>{t('rules.addMatcher')}</button>
+                    <label for={idOf(`rules[${i}].outbound`)}>{t('rules.then')}</label>
                     <select id={idOf(`rules[${i}].outbound`)} name={`rules[${i}].outbound`} value={row.outbound} aria-describedby={idOf(`rules[${i}].outbound`) + '-err'} onChange={(e) => edit((rs) => { rs[i]!.outbound = e.currentTarget.value; return rs; })}>
-                      {[...outbounds, ...(outbounds.includes(row.outbound) ? [] : [row.outbound])].map((o) => <option key={o} value={o}>{o}</option>)}
+                      {[...outbounds, ...(outbounds.includes(row.outbound) ? [] : [row.outbound])].map((o) => <option key={o} value={o}>{outboundLabel(o)}</option>)}
                     </select>
                     <span class="spacer" />
-                    <button type="button" class="icon" aria-label={`Move rule ${i + 1} up`} disabled={i === 0} onClick={() => edit((rs) => { [rs[i - 1], rs[i]] = [rs[i]!, rs[i - 1]!]; return rs; })}>↑</button>
-                    <button type="button" class="icon" aria-label={`Move rule ${i + 1} down`} disabled={i === rows.length - 1} onClick={() => edit((rs) => { [rs[i + 1], rs[i]] = [rs[i]!, rs[i + 1]!]; return rs; })}>↓</button>
-                    <button type="button" class="small danger" aria-label={`Delete rule ${i + 1}`} onClick={() => edit((rs) => { rs.splice(i, 1); return rs; })}>Delete</button>
+                    <button type="button" class="icon" aria-label={t('rules.up', { i: i + 1 })} disabled={i === 0} onClick={() => edit((rs) => { [rs[i - 1], rs[i]] = [rs[i]!, rs[i - 1]!]; return rs; })}>↑</button>
+                    <button type="button" class="icon" aria-label={t('rules.down', { i: i + 1 })} disabled={i === rows.length - 1} onClick={() => edit((rs) => { [rs[i + 1], rs[i]] = [rs[i]!, rs[i + 1]!]; return rs; })}>↓</button>
+                    <button type="button" class="small danger" aria-label={t('rules.deleteLabel', { i: i + 1 })} onClick={() => edit((rs) => { rs.splice(i, 1); return rs; })}>{t('common.delete')}</button>
                   </div>
                   <FieldErr name={`rules[${i}].outbound`} a={a} />
                   <FieldErr name={`rules[${i}]`} a={a} />
@@ -175,12 +181,12 @@ export function Rules({ state, setState }: AppCtx) {
               </li>
             ))}
           </ol>
-          <button type="button" onClick={() => edit((rs) => [...rs, { matchers: [{ key: 'domain-suffix', value: '' }], outbound: 'direct', extra: {} }])}>+ Add rule</button>
+          <button type="button" onClick={() => edit((rs) => [...rs, { matchers: [{ key: 'domain-suffix', value: '' }], outbound: 'direct', extra: {} }])}>{t('rules.add')}</button>
         </>
       )}
       <div class="actions">
-        <button type="submit" class="primary" disabled={a.busy}>{a.busy ? 'Validating…' : 'Save rules'}</button>
-        <button type="button" class="ghost" disabled={a.busy || !dirty} onClick={() => { setDirty(false); setRows(toRows(state.rules)); if (json !== null) setJson(JSON.stringify(state.rules, null, 2)); a.clear(); setJsonError(''); }}>Revert</button>
+        <button type="submit" class="primary" disabled={a.busy}>{a.busy ? t('rules.validating') : t('rules.save')}</button>
+        <button type="button" class="ghost" disabled={a.busy || !dirty} onClick={() => { setDirty(false); setRows(toRows(state.rules)); if (json !== null) setJson(JSON.stringify(state.rules, null, 2)); a.clear(); setJsonError(null); }}>{t('common.revert')}</button>
       </div>
       <FormStatus a={a} />
     </form>

@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { put, type State } from '../api';
 import type { AppCtx } from '../main';
+import { t } from '../i18n';
 import { Field, FieldErr, FormStatus, Section, idOf, splitList, splitLines, useAction } from '../ui';
 
 const FIELDS = ['enabled', 'mode', 'lan.interfaces', 'lan.sources', 'tcpNode', 'udpNode', 'checkTargets'];
@@ -33,7 +34,8 @@ export function Settings({ state, setState }: AppCtx) {
 
   const toggle = async () => {
     const want = !state.enabled;
-    const r = await sw.run(() => put<State>('/api/settings', { enabled: want }), want ? 'Switched on: rules applied.' : 'Switched off: rules removed.');
+    // No optimistic flip: the switch shows the state the gateway answers (and /api/state after it).
+    const r = await sw.run(() => put<State>('/api/settings', { enabled: want }), () => t(want ? 'settings.switchedOn' : 'settings.switchedOff'));
     if (r) setState(r);
   };
 
@@ -48,7 +50,7 @@ export function Settings({ state, setState }: AppCtx) {
           udpNode: form.udpNode,
           checkTargets: splitLines(form.checkTargets.replace(/,/g, '\n')),
         }),
-      'Settings saved and applied.',
+      () => t('settings.saved'),
     );
     if (r) {
       setState(r);
@@ -62,7 +64,7 @@ export function Settings({ state, setState }: AppCtx) {
 
   return (
     <>
-      <Section title="Main switch">
+      <Section title={t('settings.switch')} id="main-switch">
         <div class="switch-row">
           <button
             type="button"
@@ -76,14 +78,14 @@ export function Settings({ state, setState }: AppCtx) {
             onClick={toggle}
           >
             <span class="knob" aria-hidden="true" />
-            <span class="switch-label">{state.enabled ? 'On' : 'Off'}</span>
+            <span class="switch-label">{t(state.enabled ? 'settings.on' : 'settings.off')}</span>
           </button>
           <p id={idOf('enabled') + '-desc'} class="hint">
             {state.enabled
               ? state.applied
-                ? 'LAN traffic is captured and routed by the rules.'
-                : 'On, but the capture rules are not in the kernel (see the log).'
-              : 'Nothing is captured: LAN traffic is forwarded untouched.'}
+                ? t('settings.descOn')
+                : t('settings.descNotApplied')
+              : t('settings.descOff')}
           </p>
         </div>
         <FieldErr name="enabled" a={sw} />
@@ -91,21 +93,21 @@ export function Settings({ state, setState }: AppCtx) {
       </Section>
 
       <form class="card" onSubmit={save} aria-labelledby="settings-h" noValidate>
-        <h2 id="settings-h">Routing</h2>
+        <h2 id="settings-h">{t('settings.routing')}</h2>
         <div class="grid2">
           <div class={'field' + (a.err('tcpNode') ? ' invalid' : '')}>
-            <label for={idOf('tcpNode')}>TCP node</label>
+            <label for={idOf('tcpNode')}>{t('settings.tcpNode')}</label>
             <select id={idOf('tcpNode')} name="tcpNode" value={form.tcpNode} aria-describedby={idOf('tcpNode') + '-err'} aria-invalid={a.err('tcpNode') ? 'true' : undefined} onChange={(e) => set('tcpNode', e.currentTarget.value)}>
-              <option value="direct">direct (no node)</option>
+              <option value="direct">{t('settings.directNoNode')}</option>
               {[...nodes, ...withCurrent(form.tcpNode)].map((n) => <option key={n} value={n}>{n}</option>)}
             </select>
             <FieldErr name="tcpNode" a={a} />
           </div>
           <div class={'field' + (a.err('udpNode') ? ' invalid' : '')}>
-            <label for={idOf('udpNode')}>UDP node</label>
+            <label for={idOf('udpNode')}>{t('settings.udpNode')}</label>
             <select id={idOf('udpNode')} name="udpNode" value={form.udpNode} aria-describedby={idOf('udpNode') + '-err'} aria-invalid={a.err('udpNode') ? 'true' : undefined} onChange={(e) => set('udpNode', e.currentTarget.value)}>
-              <option value="same">same as TCP</option>
-              <option value="direct">direct (no node)</option>
+              <option value="same">{t('settings.sameAsTcp')}</option>
+              <option value="direct">{t('settings.directNoNode')}</option>
               {[...nodes, ...withCurrent(form.udpNode).filter((v) => v !== 'same')].map((n) => <option key={n} value={n}>{n}</option>)}
             </select>
             <FieldErr name="udpNode" a={a} />
@@ -113,12 +115,12 @@ export function Settings({ state, setState }: AppCtx) {
         </div>
 
         <fieldset class={'field' + (a.err('mode') ? ' invalid' : '')} aria-describedby={idOf('mode') + '-err'}>
-          <legend>Capture mode</legend>
+          <legend>{t('settings.mode')}</legend>
           <div class="radios">
             {(['redirect', 'tproxy'] as const).map((m) => (
               <label key={m} class="radio">
                 <input type="radio" name="mode" value={m} checked={form.mode === m} onChange={() => set('mode', m)} />
-                {m === 'redirect' ? 'REDIRECT (NAT)' : 'TPROXY (keeps source address)'}
+                {t(m === 'redirect' ? 'settings.modeRedirect' : 'settings.modeTproxy')}
               </label>
             ))}
           </div>
@@ -126,14 +128,14 @@ export function Settings({ state, setState }: AppCtx) {
         </fieldset>
 
         <div class="grid2">
-          <Field a={a} name="lan.interfaces" label="LAN interfaces" hint="Comma separated, e.g. eth1. Empty: any." value={form.interfaces} onInput={(v) => set('interfaces', v)} autoComplete="off" spellcheck={false} />
-          <Field a={a} name="lan.sources" label="LAN source ranges" hint="CIDRs, e.g. 192.168.1.0/24. Empty: any." value={form.sources} onInput={(v) => set('sources', v)} autoComplete="off" spellcheck={false} />
+          <Field a={a} name="lan.interfaces" label={t('settings.interfaces')} hint={t('settings.interfacesHint')} value={form.interfaces} onInput={(v) => set('interfaces', v)} autoComplete="off" spellcheck={false} />
+          <Field a={a} name="lan.sources" label={t('settings.sources')} hint={t('settings.sourcesHint')} value={form.sources} onInput={(v) => set('sources', v)} autoComplete="off" spellcheck={false} />
         </div>
-        <Field a={a} multiline rows={3} name="checkTargets" label="Check targets" hint="host:port, one per line (used by the Check page)." value={form.checkTargets} onInput={(v) => set('checkTargets', v)} spellcheck={false} />
+        <Field a={a} multiline rows={3} name="checkTargets" label={t('settings.checkTargets')} hint={t('settings.checkTargetsHint')} value={form.checkTargets} onInput={(v) => set('checkTargets', v)} spellcheck={false} />
 
         <div class="actions">
-          <button type="submit" class="primary" disabled={a.busy}>{a.busy ? 'Saving…' : 'Save'}</button>
-          <button type="button" class="ghost" disabled={a.busy || !dirty} onClick={() => { setDirty(false); setForm(formOf(state)); a.clear(); }}>Revert</button>
+          <button type="submit" class="primary" disabled={a.busy}>{a.busy ? t('common.saving') : t('common.save')}</button>
+          <button type="button" class="ghost" disabled={a.busy || !dirty} onClick={() => { setDirty(false); setForm(formOf(state)); a.clear(); }}>{t('common.revert')}</button>
         </div>
         <FormStatus a={a} />
       </form>
