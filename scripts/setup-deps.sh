@@ -27,6 +27,8 @@ PAIRS=(
   danted:dante-server
   ss-server:shadowsocks-libev
   tinyproxy:tinyproxy
+  v2ray:v2ray
+  trojan:trojan
   openssl:openssl
   chromium:chromium
 )

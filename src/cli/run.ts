@@ -39,7 +39,7 @@ export function runCommand(): Command {
     .option('--http-only', 'HTTP: close connections that do not start like HTTP/1.x (e.g. TLS) instead of passing them through untouched')
     .option('-N, --nameserver <ip>', 'resolver for names tranproxy must resolve itself (default: /etc/resolv.conf); repeatable', collect)
     .option('-c, --config <file>', 'YAML config file (nodes, rules, and any flag); flags given on the command line win')
-    .option('--upstream <uri>', 'send every flow through this node: socks5://[user:pass@]host:port, http://…, ss://…')
+    .option('--upstream <uri>', 'send every flow through this node: socks5://[user:pass@]host:port, http://…, ss://…, vmess://…, vless://…, trojan://…')
     .option('--sniff-timeout <duration>', 'gateway: how long to wait for a client\'s first bytes to find its domain', '300ms')
     .addOption(new Option('--relay <engine>', 'byte pump: splice(2) for flows nobody inspects, else JS (auto); js only; splice required').choices(['auto', 'js', 'splice']))
     .option('--dst-from-host', 'HTTP: when the kernel has no original destination (no NAT), connect to the Host header\'s name instead')

@@ -29,7 +29,7 @@
 // value, false = off, a string = the flag's value ("default", "hostname" or a literal).
 //
 // Beyond the flags:
-//   nodes:    name → URI (socks5://, socks5h://, http://, ss://) or { uri, label, connect-timeout, udp, fallback }
+//   nodes:    name → URI (socks5://, socks5h://, http://, ss://, vmess://, vless://, trojan://) or { uri, label, connect-timeout, udp, fallback }
 //   rules:    list of { domain | domain-suffix | domain-keyword | domain-list | cidr | port |
 //             source-cidr | network …, outbound }; every matcher given must match (the domain
 //             ones count as one: any of them); first matching rule wins
@@ -61,7 +61,7 @@ import {
 } from './values.js';
 
 /** Node URI schemes the outbound layer implements (see src/outbound/uri.ts). */
-export const NODE_SCHEMES = ['socks5', 'socks5h', 'http', 'ss'] as const;
+export const NODE_SCHEMES = ['socks5', 'socks5h', 'http', 'ss', 'vmess', 'vless', 'trojan'] as const;
 /** Fake-IP range used when `dns.fake-ip.enabled` is set without a range. */
 export const DEFAULT_FAKE_IP_RANGE = '198.18.0.0/15';
 

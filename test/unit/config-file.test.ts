@@ -134,7 +134,7 @@ test('bad values: each at its own line:col, all reported at once', () => {
     `${f}:6:5: headers[0]: invalid header 'no colon here': expected name:value, e.g. -H 'X-Team: payments'`,
     `${f}:7:21: headers[1].Content-Length: header 'Content-Length' cannot be injected: it controls message framing or the connection; tranproxy keeps the client's own`,
     `${f}:9:3: nodes.direct: 'direct' is a built-in outbound; give the node another name`,
-    `${f}:10:6: nodes.b: unsupported scheme 'ftp': use socks5://, socks5h://, http://, ss://`,
+    `${f}:10:6: nodes.b: unsupported scheme 'ftp': use socks5://, socks5h://, http://, ss://, vmess://, vless://, trojan://`,
     `${f}:12:5: rules[0].outbound: required: an outbound name (direct, reject or a node)`,
     `${f}:13:14: rules[1].network: 'icmp' is not one of tcp, udp`,
   ]);
