@@ -61,8 +61,19 @@ interface ConsoleState {
 }
 
 async function gotoPage(page: Page, name: string): Promise<void> {
-  await page.click(`nav a[href="#/${name}"]`);
-  await page.waitForSelector(`nav a[href="#/${name}"][aria-current="page"]`);
+  const link = `nav a[href="#/${name}"]`;
+  const moved = (await page.$(`${link}[aria-current="page"]`)) === null;
+  await page.click(link);
+  await page.waitForSelector(`${link}[aria-current="page"]`);
+  // The console moves focus to the page heading after navigating (an effect that may run a
+  // little later under load): wait for it, so it cannot steal focus from what we focus next.
+  if (moved) await page.waitForFunction(() => document.activeElement?.matches('main h1') === true);
+}
+
+/** Focus `selector` and wait until it really has the focus (nothing re-rendered it away). */
+async function focusOn(page: Page, selector: string): Promise<void> {
+  await page.focus(selector);
+  await page.waitForFunction((sel) => document.activeElement?.matches(sel) === true, selector);
 }
 
 test('ui-dist/ (committed, shipped) is the build of the current ui/ sources', async () => {
@@ -230,7 +241,7 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
       await page.click('form button[type="submit"]:has-text("Save")');
       await page.waitForSelector('p.ok[role="status"]:has-text("Settings saved")');
       // The switch by keyboard: focus it, press Space.
-      await page.focus('button[role="switch"][name="enabled"]');
+      await focusOn(page, 'button[role="switch"][name="enabled"]');
       await page.keyboard.press('Space');
       await page.waitForSelector('button[role="switch"][name="enabled"][aria-checked="true"]');
       await page.waitForSelector('p.ok[role="status"]:has-text("Switched on")');
@@ -305,7 +316,8 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
       await page.fill('textarea[name="dns.nameservers"]', 'not-an-ip');
       await page.click('button[type="submit"]:has-text("Save")');
       await page.locator('.field-error[data-for="dns.nameservers"]:not([hidden])').waitFor();
-      assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('name')), 'dns.nameservers', 'focus goes to the refused field');
+      // The console focuses the refused field on the next animation frame: wait for that state.
+      await page.waitForFunction(() => document.activeElement?.getAttribute('name') === 'dns.nameservers', undefined, { timeout: 10_000 });
       assert.equal(readFileSync(config, 'utf8'), dnsFileBefore, 'refused: the config file is unchanged');
       await shoot(page, 'dns');
 
@@ -357,7 +369,9 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
       await page.setViewportSize({ width: 390, height: 844 });
       for (const p of ['settings', 'nodes', 'rules', 'dns', 'live', 'check']) {
         await gotoPage(page, p);
-        await sleep(p === 'live' ? 1500 : 300);
+        // Rendered and (live) streaming, rather than a guessed delay.
+        await page.waitForSelector('main h1');
+        if (p === 'live') await page.waitForSelector('.live-dot.open');
         if (p === 'check') {
           await page.click('button:has-text("Run check")');
           await page.locator(`table.check tr[data-target="${CHECK_TARGET}"]`).waitFor({ timeout: 30_000 });

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import type { Host, Lab, LabProcess } from '../../src/netlab/lab.js';
 import { tranproxyBin, waitForPort, withLab } from '../helpers/lab.js';
+import { childProcesses } from '../helpers/procs.js';
 
 const NODE = process.execPath;
 const READY = /tranproxy: ready:.*/;
@@ -78,8 +79,8 @@ test('the proxy runs as its own uid and root traffic is still captured', async (
     const proxy = tranproxy(client, ['run', '-P', '80', '--family', 'ipv4']);
     await proxy.waitForOutput(READY);
     assert.match(proxy.output(), /user=1337:1337/);
-    const ps = await client.run('ps', ['-o', 'uid=,args=', '-u', '1337'], { allowFailure: true });
-    assert.match(ps.stdout, /1337 .*child\.js/);
+    const workers = childProcesses(proxy.pid).filter((c) => c.args.includes('child.js'));
+    assert.deepEqual(workers.map((w) => w.uid), [1337], 'this proxy\'s one data-plane worker runs as 1337');
     const r = await curl(client, 'http://10.71.1.2/copyright');
     assert.equal(r.status, 0, r.stderr);
     await proxy.waitForOutput(/conn .*dst=10\.71\.1\.2:80/);

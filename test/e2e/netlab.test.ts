@@ -1,6 +1,7 @@
 // Proves the netlab Lab: links, dual-stack reachability, routed chains, and that every
 // namespace and process it made is gone after destroy — also on failure and on Ctrl-C.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
@@ -8,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { sweepStaleLabs } from '../../src/netlab/lab.js';
 import {
   assertNoLeftovers,
+  labNamespaces,
   snapshotHost,
   startPeer,
   startTlsServer,
@@ -16,8 +18,7 @@ import {
   Lab,
 } from '../helpers/lab.js';
 
-const netnsList = () => spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout;
-const labNetns = (prefix: string) => netnsList().split('\n').filter((l) => l.startsWith(`${prefix}-`));
+const labNetns = labNamespaces;
 /** Running, not a zombie: an orphan killed with its netns is reaped by init a little later. */
 function alive(pid: number): boolean {
   try {
@@ -116,7 +117,7 @@ test('destroy leaves the host netns list and links exactly as before, and kills 
   for (const pid of [plain.pid, stubborn.pid, grandchild, asNobody.pid]) assert.ok(await gone(pid), `pid ${pid} alive`);
   assert.equal((await running).status, null);
   assert.deepEqual(labNetns(lab.prefix), []);
-  assertNoLeftovers(before);
+  assertNoLeftovers(before, lab.prefix);
 });
 
 test('withLab destroys the lab when the body throws', async () => {
@@ -135,7 +136,7 @@ test('withLab destroys the lab when the body throws', async () => {
   assert.ok(prefix);
   assert.deepEqual(labNetns(prefix), []);
   assert.ok(await gone(pid));
-  assertNoLeftovers(before);
+  assertNoLeftovers(before, prefix);
 });
 
 test('run() timeouts, failures, and waitForOutput on early exit', async () => {
@@ -184,18 +185,19 @@ test('Ctrl-C (SIGINT) of a process holding a lab removes its namespaces and proc
   assert.equal(await exited, 'SIGINT', 'dies of the signal as it would have');
   assert.deepEqual(labNetns(prefix!), []);
   assert.ok(await gone(Number(pidStr)));
-  assertNoLeftovers(before);
+  assertNoLeftovers(before, prefix!);
 });
 
 test('sweepStaleLabs removes netns of dead owners only', () => {
   const dead = spawnSync('true').pid!;
-  const mine = `tpxsw-${process.pid.toString(36)}-abcd-x`;
-  const stale = `tpxsw-${dead.toString(36)}-abcd-x`;
+  // A tag of this run only: a parallel run's sweep test never sees (or sweeps) these.
+  const tag = `sw${randomBytes(3).toString('hex')}`;
+  const mine = `${tag}-${process.pid.toString(36)}-abcd-x`;
+  const stale = `${tag}-${dead.toString(36)}-abcd-x`;
   try {
     for (const ns of [mine, stale]) spawnSync('ip', ['netns', 'add', ns]);
-    assert.deepEqual(sweepStaleLabs('tpxsw'), [stale]);
-    assert.ok(netnsList().includes(mine));
-    assert.ok(!netnsList().includes(stale));
+    assert.deepEqual(sweepStaleLabs(tag), [stale]);
+    assert.deepEqual(labNamespaces(tag), [mine]);
   } finally {
     for (const ns of [mine, stale]) spawnSync('ip', ['netns', 'del', ns]);
   }

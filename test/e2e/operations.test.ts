@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Host, Lab, LabProcess } from '../../src/netlab/lab.js';
 import { peerPath, startPeer, startTranproxy, withLab } from '../helpers/lab.js';
+import { childProcesses } from '../helpers/procs.js';
 
 const SERVER = '10.75.1.2';
 
@@ -43,8 +44,8 @@ test('admin API: readiness, metrics aggregated over 2 workers, live connections,
     const { client } = await twoHosts(lab);
     const proxy = await startTranproxy(client, ['run', '-P', '80', '-P', '7', '--family', 'ipv4', '--workers', '2', '--admin', '-H', 'x-a:1']);
     assert.match(proxy.output(), /workers=2 .*admin=127\.0\.0\.1:15000/);
-    const ps = await client.run('ps', ['-o', 'args=', '-u', '1337']);
-    assert.equal(ps.stdout.trim().split('\n').filter((l) => l.includes('child.js')).length, 2, 'two data-plane workers');
+    const workers = childProcesses(proxy.pid).filter((c) => c.args.includes('child.js'));
+    assert.deepEqual(workers.map((w) => w.uid), [1337, 1337], 'two data-plane workers of this proxy, as 1337');
     for (let i = 0; i < 6; i++) assert.equal((await get(client, `http://${SERVER}/m${i}`)).status, 0);
     assert.match((await get(client, 'http://127.0.0.1:15000/readyz')).stdout, /ready/);
     assert.match((await get(client, 'http://127.0.0.1:15000/healthz')).stdout, /ok/);

@@ -117,36 +117,31 @@ export function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
 }
 
-export interface HostNetSnapshot {
-  netns: string[];
-  links: string[];
-}
-
-/** The host's own netns list and interface names, for assertNoLeftovers. */
-export function snapshotHost(): HostNetSnapshot {
-  const netns = runSync('ip', ['netns', 'list']).stdout.split('\n').map((l) => l.split(' ')[0]!).filter(Boolean);
-  const links = runSync('ip', ['-o', 'link', 'show']).stdout
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => l.split(': ')[1]!.split('@')[0]!);
-  return { netns: netns.sort(), links: links.sort() };
-}
-
-/** Lab netns of *other* processes (their pid is in the name) may come and go meanwhile. */
-const LAB_NS = /^[a-z][a-z0-9]{0,7}-([0-9a-z]{1,7})-[0-9a-z]{4}-/;
-function othersLab(ns: string): boolean {
-  const m = LAB_NS.exec(ns);
-  return !!m && parseInt(m[1]!, 36) !== process.pid;
-}
-
 /**
- * Assert the host's netns list and links are as in `before`. Differences that are
- * other processes' labs are ignored (engineers and test files may run side by side).
+ * What a lab could leak into the host's own netns: veths named like a lab's ends (`eth<N>`;
+ * a lab creates them directly inside its namespaces). Other runs' labs never put any there.
  */
-export function assertNoLeftovers(before: HostNetSnapshot): void {
-  const now = snapshotHost();
-  const diff = (a: string[], b: string[]) => a.filter((x) => !b.includes(x));
-  const netns = [...diff(now.netns, before.netns), ...diff(before.netns, now.netns)].filter((n) => !othersLab(n));
-  assert.deepEqual(netns, [], `netns changed: ${netns.join(', ')}`);
-  assert.deepEqual(now.links, before.links, 'host interfaces changed');
+export interface HostNetSnapshot {
+  veths: string[];
+}
+
+function hostLabLikeVeths(): string[] {
+  const links = JSON.parse(runSync('ip', ['-j', 'link', 'show', 'type', 'veth']).stdout || '[]') as { ifname: string }[];
+  return links.map((l) => l.ifname).filter((n) => /^eth\d+$/.test(n)).sort();
+}
+
+export function snapshotHost(): HostNetSnapshot {
+  return { veths: hostLabLikeVeths() };
+}
+
+/** The lab `prefix`'s own namespaces still present (other runs' labs are not looked at). */
+export function labNamespaces(prefix: string): string[] {
+  assert.ok(prefix, 'a lab prefix');
+  return runSync('ip', ['netns', 'list']).stdout.split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith(`${prefix}-`));
+}
+
+/** Assert the lab `prefix` left no namespace and no veth in the host's netns. */
+export function assertNoLeftovers(before: HostNetSnapshot, prefix: string): void {
+  assert.deepEqual(labNamespaces(prefix), [], `namespaces of ${prefix} left`);
+  assert.deepEqual(hostLabLikeVeths(), before.veths, 'veths left in the host netns');
 }

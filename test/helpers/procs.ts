@@ -28,6 +28,23 @@ export function workerPid(supervisorPid: number): number {
   return kids[0]!;
 }
 
+/**
+ * The children of `supervisorPid` with their real uid and command line: the data-plane
+ * workers of that supervisor only (never a machine-wide `ps -u`, which counts other runs').
+ */
+export function childProcesses(supervisorPid: number): { pid: number; uid: number; args: string }[] {
+  const out: { pid: number; uid: number; args: string }[] = [];
+  for (const pid of childPids(supervisorPid)) {
+    try {
+      const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+      out.push({ pid, uid: Number(procStatus(pid).Uid?.split(/\s+/)[0]), args });
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out;
+}
+
 /** Fields of /proc/PID/status, e.g. status(pid).CapEff === '0000000000001000'. */
 export function procStatus(pid: number): Record<string, string> {
   const out: Record<string, string> = {};
