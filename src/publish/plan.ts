@@ -13,6 +13,7 @@
 // family that differs from the target's, loopback targets) reaches tranproxy's own
 // listener on HOST_PORT and is relayed in user space.
 import { normalizeCidrs } from '../firewall/cidr.js';
+import { describeDrop, dnatAcceptFix, dropsFamily, type ForwardDrop } from '../firewall/forward-drop.js';
 import type { Cidr } from '../firewall/plan.js';
 import { UsageError } from '../errors.js';
 import { familyOf, formatEndpoint, isLoopback, isWildcard, mappingKey, mappingTag, type IpFamily, type PortMapping } from './mapping.js';
@@ -35,7 +36,12 @@ export interface PlanInputs {
   /** net.ipv4.ip_forward / net.ipv6.conf.all.forwarding: remote DNAT needs them. */
   forwarding: Record<IpFamily, boolean>;
   route: (targetIp: string) => TargetRoute;
+  /** Filter-forward chains that drop by policy (probed by the caller); none when omitted. */
+  forwardDrops?: readonly ForwardDrop[];
 }
+
+/** An iptables FORWARD chain that gets a jump to our accept chain (the Docker way). */
+export type IptablesBackend = 'iptables-nft' | 'iptables-legacy';
 
 export interface Dnat {
   /** Only this local address; undefined: any local address (fib daddr type local). */
@@ -59,6 +65,8 @@ export interface MappingPlan {
   localnet: boolean;
   /** Why a path is left to the userland proxy, for the log and the dry run. */
   notes: string[];
+  /** iptables FORWARD chains that drop: our accept rule for this DNATed flow goes there. */
+  forwardAccept: IptablesBackend[];
 }
 
 export interface PublishPlan {
@@ -67,12 +75,24 @@ export interface PublishPlan {
   mappings: MappingPlan[];
   /** Some mapping DNATs 127.0.0.1 to another host: route_localnet must be 1. */
   needsRouteLocalnet: boolean;
+  /** iptables FORWARD chains (backend, family) that need our accept chain. */
+  forwardAccept: { backend: IptablesBackend; family: IpFamily }[];
   warnings: string[];
 }
 
 const FORWARD_SYSCTL: Record<IpFamily, string> = { 4: 'net.ipv4.ip_forward', 6: 'net.ipv6.conf.all.forwarding' };
 
-function planOne(m: PortMapping, inp: PlanInputs, forwardingOff: Set<IpFamily>): MappingPlan {
+/** A native nft forward chain that drops DNATed flows of `family`: no rule of ours can pass it. */
+function blockingDrop(inp: PlanInputs, family: IpFamily): ForwardDrop | undefined {
+  return (inp.forwardDrops ?? []).find((d) => d.backend === 'nft' && !d.acceptsDnat && dropsFamily(d, family));
+}
+
+function iptablesDrops(inp: PlanInputs, family: IpFamily): IptablesBackend[] {
+  const found = (inp.forwardDrops ?? []).flatMap((d) => (d.backend !== 'nft' && dropsFamily(d, family) ? [d.backend] : []));
+  return [...new Set(found)].sort();
+}
+
+function planOne(m: PortMapping, inp: PlanInputs, forwardingOff: Set<IpFamily>, blocked: Map<string, ForwardDrop>): MappingPlan {
   const family = familyOf(m.targetIp);
   const base: MappingPlan = {
     mapping: m,
@@ -82,6 +102,7 @@ function planOne(m: PortMapping, inp: PlanInputs, forwardingOff: Set<IpFamily>):
     hairpinSources: [],
     localnet: false,
     notes: [],
+    forwardAccept: [],
   };
   if (isLoopback(m.targetIp)) {
     base.notes.push('loopback target: relayed by the userland proxy only');
@@ -98,7 +119,12 @@ function planOne(m: PortMapping, inp: PlanInputs, forwardingOff: Set<IpFamily>):
   if (!loopbackHost) {
     if (route.local) {
       base.prerouting = daddr ? { daddr } : {};
+    } else if (inp.forwarding[family] && blockingDrop(inp, family)) {
+      const d = blockingDrop(inp, family)!;
+      blocked.set(describeDrop(d), d);
+      base.notes.push(`${describeDrop(d)}: remote clients are relayed by the userland proxy`);
     } else if (inp.forwarding[family]) {
+      base.forwardAccept = iptablesDrops(inp, family);
       // The target reaching itself through HOST_IP:HOST_PORT goes to the userland proxy: a
       // DNATed packet sent back out of the bridge port it came in by needs that port in
       // hairpin mode when br_netfilter is loaded — a bridge setting that is not ours.
@@ -140,19 +166,33 @@ export function checkLoops(mappings: readonly PortMapping[], isLocal: (ip: strin
   }
 }
 
+function forwardAcceptChains(mappings: readonly MappingPlan[]): { backend: IptablesBackend; family: IpFamily }[] {
+  const seen = new Map<string, { backend: IptablesBackend; family: IpFamily }>();
+  for (const m of mappings) for (const backend of m.forwardAccept) seen.set(`${backend} ${m.family}`, { backend, family: m.family });
+  return [...seen.keys()].sort().map((k) => seen.get(k)!);
+}
+
 export function buildPlan(inp: PlanInputs): PublishPlan {
   const forwardingOff = new Set<IpFamily>();
-  const mappings = inp.mappings.map((m) => planOne(m, inp, forwardingOff));
+  const blocked = new Map<string, ForwardDrop>();
+  const mappings = inp.mappings.map((m) => planOne(m, inp, forwardingOff, blocked));
   const warnings = [...forwardingOff].sort().map(
     (f) =>
       `${FORWARD_SYSCTL[f]} is 0: remote clients of IPv${f} targets go through the userland proxy, so targets see this host's address ` +
       `instead of the client's; for NAT enable forwarding (sysctl -w ${FORWARD_SYSCTL[f]}=1) and restart`,
   );
+  for (const [what, d] of blocked) {
+    warnings.push(
+      `${what} drops forwarded traffic and an accept in another nft table cannot override it: remote clients go through the userland proxy, ` +
+        `so targets see this host's address; for NAT let DNATed flows through (${dnatAcceptFix(d)}) and restart`,
+    );
+  }
   return {
     owner: inp.owner,
     userlandProxy: inp.userlandProxy,
     mappings,
     needsRouteLocalnet: mappings.some((m) => m.localnet),
+    forwardAccept: forwardAcceptChains(mappings),
     warnings,
   };
 }

@@ -10,7 +10,8 @@ import type { Logger } from '../observe/log.js';
 import { formatMappings, type PortMapping } from './mapping.js';
 import { buildPlan, checkLoops, type PublishPlan, type TargetRoute } from './plan.js';
 import { renderApply } from './render-nft.js';
-import { applyPublish, forwardingEnabled, LOCALNET_SYSCTL, probeRoute, readLiveTable, readSysctl, removePublish, writeSysctl } from './system.js';
+import { acceptRule, ACCEPT_CHAIN } from './render-iptables.js';
+import { applyPublish, forwardingEnabled, LOCALNET_SYSCTL, probeForwardDrops, probeRoute, readLiveTable, readSysctl, removePublish, writeSysctl } from './system.js';
 import { UserlandProxy } from './userland.js';
 
 export type FirewallBackend = 'nft' | 'none';
@@ -39,7 +40,7 @@ function routeCache(): (ip: string) => TargetRoute {
 /** The plan for this host as it is now (routes, forwarding sysctls). */
 export function planFor(cfg: PublishConfig, owner: number, route = routeCache()): PublishPlan {
   checkLoops(cfg.mappings, (ip) => route(ip).local);
-  return buildPlan({ mappings: cfg.mappings, owner, userlandProxy: cfg.userlandProxy, forwarding: forwardingEnabled(), route });
+  return buildPlan({ mappings: cfg.mappings, owner, userlandProxy: cfg.userlandProxy, forwarding: forwardingEnabled(), route, forwardDrops: probeForwardDrops() });
 }
 
 /** The nft transaction `publish` would run now (dry run; needs nft only to read the live table). */
@@ -53,7 +54,19 @@ export function dryRun(cfg: PublishConfig, owner: number): string {
   }
   const original = plan.needsRouteLocalnet ? readSysctl(LOCALNET_SYSCTL) : undefined;
   const warnings = plan.warnings.map((w) => `# warning: ${w}\n`).join('');
-  return warnings + renderApply(plan, live, original === undefined ? {} : { localnetOriginal: original });
+  return warnings + renderApply(plan, live, original === undefined ? {} : { localnetOriginal: original }) + renderAcceptDryRun(plan);
+}
+
+/** The iptables side of the dry run: where FORWARD drops, our chain and its accept rules. */
+function renderAcceptDryRun(plan: PublishPlan): string {
+  const lines: string[] = [];
+  for (const { backend, family } of plan.forwardAccept) {
+    const tool = `${family === 4 ? 'iptables' : 'ip6tables'}-${backend === 'iptables-nft' ? 'nft' : 'legacy'}`;
+    lines.push(`# ${tool} FORWARD drops: DNATed flows of these mappings are accepted in our own chain (removed with them)`);
+    lines.push(`# ${tool} -N ${ACCEPT_CHAIN}; ${tool} -I FORWARD 1 -j ${ACCEPT_CHAIN}`);
+    for (const p of plan.mappings) if (p.family === family && p.forwardAccept.includes(backend)) lines.push(`# ${tool} -A ${ACCEPT_CHAIN} ${acceptRule(p)}`);
+  }
+  return lines.length ? lines.join('\n') + '\n' : '';
 }
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;

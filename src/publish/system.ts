@@ -1,10 +1,14 @@
 // The publish plan meets the kernel: read the live nft table, apply and remove atomically
 // (retrying when another publishing process changed the table in between), probe routes
 // and sysctls. Every tool runs through kernel/exec.
+import { readFileSync } from 'node:fs';
 import { ToolFailedError } from '../errors.js';
-import { runSync } from '../kernel/exec.js';
+import { forwardDropFromLegacySave, forwardDropsFromNft, type ForwardDrop } from '../firewall/forward-drop.js';
+import { NFT_TABLE } from '../firewall/plan.js';
+import { hasTool, runSync } from '../kernel/exec.js';
 import { familyOf, parseTag, type IpFamily } from './mapping.js';
-import { PUBLISH_TABLE, type PublishPlan, type TargetRoute } from './plan.js';
+import { PUBLISH_TABLE, type IptablesBackend, type PublishPlan, type TargetRoute } from './plan.js';
+import { ACCEPT_CHAIN, parseAcceptChain, planAcceptRemoval, renderAcceptApply } from './render-iptables.js';
 import { EMPTY_TABLE, parseLiveTable, planRemoval, renderApply, type LiveTable } from './render-nft.js';
 
 const ATTEMPTS = 4;
@@ -37,11 +41,78 @@ export interface AppliedPublish {
 
 /** Add the plan's rules (replacing leftovers of the same mappings) in one transaction. */
 export function applyPublish(plan: PublishPlan, localnetOriginal?: string): AppliedPublish {
-  return retrying(() => {
+  const applied = retrying(() => {
     const script = renderApply(plan, readLiveTable(), localnetOriginal === undefined ? {} : { localnetOriginal });
     runSync('nft', ['-f', '-'], { input: script });
     return { script };
   });
+  for (const c of plan.forwardAccept) applyForwardAccept(plan, c.backend, c.family);
+  return applied;
+}
+
+// ── iptables FORWARD accept chain ────────────────────────────────────────────
+
+const IPT: Record<IptablesBackend, Record<IpFamily, [tool: string, restore: string]>> = {
+  'iptables-nft': { 4: ['iptables-nft', 'iptables-nft-restore'], 6: ['ip6tables-nft', 'ip6tables-nft-restore'] },
+  'iptables-legacy': { 4: ['iptables-legacy', 'iptables-legacy-restore'], 6: ['ip6tables-legacy', 'ip6tables-legacy-restore'] },
+};
+const LEGACY_NAMES: Record<IpFamily, string> = { 4: '/proc/net/ip_tables_names', 6: '/proc/net/ip6_tables_names' };
+
+/** The legacy filter table exists (asking a legacy tool otherwise would create it). */
+function legacyFilter(family: IpFamily): boolean {
+  try {
+    return readFileSync(LEGACY_NAMES[family], 'utf8').split('\n').includes('filter');
+  } catch {
+    return false;
+  }
+}
+
+function ipt(backend: IptablesBackend, family: IpFamily, args: string[], allowFailure = false) {
+  return runSync(IPT[backend][family][0], ['-w', ...args], { allowFailure });
+}
+
+/** Our chain, the jump to it first in FORWARD, then the plan's rules (one restore transaction). */
+function applyForwardAccept(plan: PublishPlan, backend: IptablesBackend, family: IpFamily): void {
+  ipt(backend, family, ['-N', ACCEPT_CHAIN], true); // exists already when another publisher runs
+  if (ipt(backend, family, ['-C', 'FORWARD', '-j', ACCEPT_CHAIN], true).status !== 0) ipt(backend, family, ['-I', 'FORWARD', '1', '-j', ACCEPT_CHAIN]);
+  const live = parseAcceptChain(ipt(backend, family, ['-S', ACCEPT_CHAIN]).stdout);
+  const script = renderAcceptApply(plan, (p) => p.family === family && p.forwardAccept.includes(backend), live);
+  runSync(IPT[backend][family][1], ['-w', '--noflush'], { input: script });
+}
+
+/** Remove `owner`'s accept rules (all when undefined) wherever our chain exists; the chain goes with its last rule. */
+function removeForwardAccept(owner?: number): number {
+  let removed = 0;
+  for (const backend of Object.keys(IPT) as IptablesBackend[]) {
+    for (const family of [4, 6] as const) {
+      if (backend === 'iptables-legacy' && !legacyFilter(family)) continue;
+      if (!hasTool(IPT[backend][family][0])) continue;
+      const listed = ipt(backend, family, ['-S', ACCEPT_CHAIN], true);
+      if (listed.status !== 0) continue; // no chain of ours here
+      const r = planAcceptRemoval(parseAcceptChain(listed.stdout), owner);
+      if (r.script) runSync(IPT[backend][family][1], ['-w', '--noflush'], { input: r.script });
+      removed += r.removed;
+      if (!r.chainEmpty) continue;
+      while (ipt(backend, family, ['-D', 'FORWARD', '-j', ACCEPT_CHAIN], true).status === 0);
+      // Another publisher may have added a rule meanwhile: then its jump comes back.
+      if (ipt(backend, family, ['-X', ACCEPT_CHAIN], true).status !== 0) ipt(backend, family, ['-I', 'FORWARD', '1', '-j', ACCEPT_CHAIN], true);
+    }
+  }
+  return removed;
+}
+
+/** Filter-forward chains of this netns that drop by policy (nft, iptables-nft, iptables-legacy). */
+export function probeForwardDrops(): ForwardDrop[] {
+  const drops: ForwardDrop[] = [];
+  const r = runSync('nft', ['-j', 'list', 'ruleset'], { allowFailure: true });
+  if (r.status === 0) drops.push(...forwardDropsFromNft(r.stdout, [PUBLISH_TABLE, NFT_TABLE]));
+  for (const family of [4, 6] as const) {
+    const save = family === 4 ? 'iptables-legacy-save' : 'ip6tables-legacy-save';
+    if (!legacyFilter(family) || !hasTool(save)) continue;
+    const out = runSync(save, ['-t', 'filter'], { allowFailure: true });
+    if (out.status === 0) drops.push(...forwardDropFromLegacySave(out.stdout, family));
+  }
+  return drops;
 }
 
 export interface RemoveResult {
@@ -58,6 +129,7 @@ export function removePublish(owner?: number): RemoveResult {
     const owners = [...new Set(live.rules.flatMap((r) => parseTag(r.comment)?.owner ?? []))].sort((a, b) => a - b);
     const removal = planRemoval(live, owner);
     if (removal.script) runSync('nft', ['-f', '-'], { input: removal.script });
+    removeForwardAccept(owner);
     if (removal.restoreLocalnet !== undefined) writeSysctl(LOCALNET_SYSCTL, removal.restoreLocalnet);
     return {
       removed: removal.removed,

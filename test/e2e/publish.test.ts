@@ -353,6 +353,76 @@ test('publish: crash leftovers are listed, replaced by the next run, removed by 
   }, { prefix: 'tpxpub' });
 });
 
+/** curl from `from`; the HTTP status ('000' when nothing answered in time). */
+async function httpCode(from: Host, url: string): Promise<string> {
+  return (await from.run('curl', ['-s', '-g', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', url], { allowFailure: true })).stdout;
+}
+
+async function iptablesS(h: Host, tool: string, chain: string): Promise<string> {
+  return (await h.run(tool, ['-w', '-S', chain], { allowFailure: true })).stdout;
+}
+
+test('publish on FORWARD-DROP hosts: iptables (nft and legacy, both families) get our own accept chain; an nft drop chain falls back to the userland proxy', async (t: TestContext) => {
+  await withLab(async (lab) => {
+    const { host, ctr, remote } = await lab4(lab);
+    await startPeer(ctr, 'echo_headers', 80);
+    // remote may route to the containers directly: that flow is not published and stays dropped.
+    remote.addRoute('10.0.0.0/24', '10.1.0.1');
+    const before = await ruleset(host);
+
+    await t.test('iptables -P FORWARD DROP (iptables-nft, IPv4 and IPv6): DNAT accepted, nothing else', async () => {
+      for (const tool of ['iptables', 'ip6tables']) await host.run(tool, ['-P', 'FORWARD', 'DROP']);
+      const forwardBefore = await iptablesS(host, 'iptables', 'FORWARD');
+      assert.equal(await httpCode(remote, 'http://10.0.0.2/'), '000', 'policy DROP in force');
+      const pub = publish(host, ['8080:10.0.0.2:80', '8086:[fd00::2]:80']);
+      await pub.waitForOutput(READY);
+      assert.match(await iptablesS(host, 'iptables', 'FORWARD'), /^-A FORWARD -j TPX_PUBLISH$/m);
+      assert.match(await iptablesS(host, 'iptables', 'TPX_PUBLISH'), /--ctorigdstport 8080 --ctreplsrcport 80 .*tpx-publish tcp \*:8080 10\.0\.0\.2:80 pid=\d+.* -j ACCEPT/);
+      assert.equal((await httpClient(remote, 'http://10.1.0.1:8080/')).client.address, '10.1.0.2', 'NATed through the DROP, client address kept');
+      assert.equal((await httpClient(remote, 'http://[fd01::1]:8086/')).client.address, 'fd01::2');
+      assert.doesNotMatch(pub.output(), /conn .*src=10\.1\.0\.2/, 'not the userland proxy');
+      assert.equal(await httpCode(remote, 'http://10.0.0.2/'), '000', 'exactly what is published: the direct route stays dropped');
+      assert.equal(await pub.stop('SIGTERM'), 0);
+      assert.equal(await iptablesS(host, 'iptables', 'FORWARD'), forwardBefore, 'jump removed');
+      assert.equal(await iptablesS(host, 'iptables', 'TPX_PUBLISH'), '', 'chain removed');
+      assert.equal(await iptablesS(host, 'ip6tables', 'TPX_PUBLISH'), '');
+      assert.equal(await httpCode(remote, 'http://10.1.0.1:8080/'), '000', 'gone with the publisher');
+      // The test's own DROP goes with the tables iptables-nft made for it.
+      for (const fam of ['ip', 'ip6']) await host.run('nft', ['delete', 'table', fam, 'filter']);
+    });
+
+    await t.test('iptables-legacy -P FORWARD DROP: the jump goes into the legacy FORWARD', async () => {
+      await host.run('iptables-legacy', ['-P', 'FORWARD', 'DROP']);
+      const pub = publish(host, ['8080:10.0.0.2:80']);
+      await pub.waitForOutput(READY);
+      assert.match(await iptablesS(host, 'iptables-legacy', 'FORWARD'), /^-A FORWARD -j TPX_PUBLISH$/m);
+      assert.equal((await httpClient(remote, 'http://10.1.0.1:8080/')).client.address, '10.1.0.2');
+      assert.equal(await pub.stop('SIGTERM'), 0);
+      assert.doesNotMatch(await iptablesS(host, 'iptables-legacy', 'FORWARD'), /TPX_PUBLISH/);
+      await host.run('iptables-legacy', ['-P', 'FORWARD', 'ACCEPT']);
+    });
+
+    await t.test('nft chain with policy drop: no accept of ours can pass it; remote clients relayed, the fix named', async () => {
+      await host.run('nft', ['-f', '-'], { input: 'table inet userfw {\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n\t}\n}\n' });
+      let pub = publish(host, ['8080:10.0.0.2:80']);
+      await pub.waitForOutput(READY);
+      assert.match(pub.output(), /nft chain inet userfw forward \(policy drop\) drops forwarded traffic.*nft insert rule inet userfw forward ct status dnat accept/);
+      assert.equal((await httpClient(remote, 'http://10.1.0.1:8080/')).client.address, '10.0.0.1', 'works, through the userland proxy');
+      await pub.waitForOutput(/conn .*src=10\.1\.0\.2:\d+ via=10\.1\.0\.1:8080/);
+      assert.equal(await pub.stop('SIGTERM'), 0);
+      // The operator lets DNATed flows through, as the warning says: NAT again.
+      await host.run('nft', ['insert', 'rule', 'inet', 'userfw', 'forward', 'ct', 'status', 'dnat', 'accept']);
+      pub = publish(host, ['8080:10.0.0.2:80']);
+      await pub.waitForOutput(READY);
+      assert.doesNotMatch(pub.output(), /drops forwarded traffic/);
+      assert.equal((await httpClient(remote, 'http://10.1.0.1:8080/')).client.address, '10.1.0.2');
+      assert.equal(await pub.stop('SIGTERM'), 0);
+      await host.run('nft', ['delete', 'table', 'inet', 'userfw']);
+    });
+    assert.equal(await ruleset(host), before);
+  }, { prefix: 'tpxpub' });
+});
+
 test('publish: 200 ports from one process', async (t: TestContext) => {
   await withLab(async (lab) => {
     const { host, ctr, remote } = await lab4(lab);
