@@ -13,6 +13,9 @@
 //        d  new HTTP connections per second (Connection: close) — same variants as c
 //        e  RSS per idle proxied connection (8,000 held open) — tranproxy, HAProxy
 //        f  CPU seconds per GB relayed, from the proxies' utime+stime during a (and b)
+//        g  DNS answers from the cache (dnsperf -c 10, 50 names) — tranproxy's forwarder, dnsmasq
+//        h  DNS fake-IP answers — tranproxy (fake-ip), dnsmasq answering from --address
+//        i  DNS uncached (every query asked upstream) — tranproxy (cache off), dnsmasq (cache-size 0)
 //
 // A full run (and --profile) ends with a --cpu-prof of tranproxy's data-plane child during a
 // bulk transfer and during keep-alive HTTP, summarised in RESULTS.md ("where the time goes").
@@ -50,7 +53,7 @@ const ADDR = {
 const PORT = { iperf: 5201, http: 80, hold: 7000, tranproxy: 15001, haproxy: 15002, nginx: 15004 } as const;
 const UID = { tranproxy: 1337, haproxy: 1338, nginx: 1339 } as const;
 
-type CaseId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f';
+type CaseId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 'g' | 'h' | 'i';
 const CASE_NAMES: Record<CaseId, string> = {
   a: 'redirect-throughput',
   b: 'tproxy-throughput',
@@ -58,7 +61,11 @@ const CASE_NAMES: Record<CaseId, string> = {
   d: 'http-new-connections',
   e: 'idle-memory',
   f: 'cpu-per-gb',
+  g: 'dns-cached',
+  h: 'dns-fake-ip',
+  i: 'dns-uncached',
 };
+const DNS_CASES = ['g', 'h', 'i'] as const;
 
 interface Options {
   quick: boolean;
@@ -810,6 +817,132 @@ function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {
   return { c, run };
 }
 
+// ---------------------------------------------------------------------------------------------
+// DNS (g, h, i): the gateway's forwarder against dnsmasq, dnsperf from the client namespace
+
+const DNS = { port: 53, upstreamPort: 5300, names: 50, zone: 'bench.test' } as const;
+
+type DnsMode = 'g' | 'h' | 'i';
+
+/** What dnsperf printed: queries/s, average and worst latency (ms), lost queries. */
+function parseDnsperf(out: string): { qps: number; avgMs: number; maxMs: number; lost: number } {
+  const num = (re: RegExp): number => {
+    const m = re.exec(out);
+    if (!m) throw new Error(`dnsperf output not understood: ${out.slice(-400)}`);
+    return Number(m[1]);
+  };
+  return {
+    qps: num(/Queries per second:\s+([\d.]+)/),
+    avgMs: num(/Average Latency \(s\):\s+([\d.]+)/) * 1000,
+    maxMs: num(/Average Latency \(s\):.*max ([\d.]+)\)/) * 1000,
+    lost: num(/Queries lost:\s+(\d+)/),
+  };
+}
+
+/** The lab's authoritative upstream: dnsmasq answering *.bench.test from --address, TTL 1 h. */
+function startDnsUpstream(srv: Host): LabProcess {
+  return startLogged(srv, logPath('dns-upstream'), 'dnsmasq', [
+    '-k', '--no-resolv', '--no-hosts', '--pid-file=', '--user=root', '--bind-interfaces', '--listen-address=127.0.0.1', '-p', String(DNS.upstreamPort),
+    `--address=/${DNS.zone}/192.0.2.200`, '--local-ttl=3600', '--cache-size=0', '--log-facility=-',
+  ]);
+}
+
+function dnsCase(ctx: Ctx, id: DnsMode): { c: CaseResult; run: () => Promise<void> } {
+  const cli = ctx.cli!;
+  const srv = ctx.srv!;
+  const secs = ctx.opts.quick ? 3 : 8;
+  const what = { g: 'answers from the cache', h: 'fake-IP answers', i: 'uncached answers (every query goes upstream)' }[id];
+  const c = newCase(
+    {
+      id,
+      title: `(${id}) DNS ${what} (dnsperf -c 10)`,
+      method: [
+        `\`dnsperf -c 10 -l ${secs}\` in the client ns sends A queries for ${DNS.names} names (n1…n${DNS.names}.${DNS.zone}, in a loop) to the forwarder in the server ns (${ADDR.srv}:${DNS.port}).`,
+        `The upstream is dnsmasq in the server ns on 127.0.0.1:${DNS.upstreamPort}, answering *.${DNS.zone} from \`--address\` with TTL 3600 and no cache of its own.`,
+        id === 'g'
+          ? 'Cached: both forwarders cache (tranproxy `dns.cache: true`, dnsmasq `--cache-size=1000`); a 1 s dnsperf pass fills the caches before the measured one.'
+          : id === 'h'
+            ? `Fake-IP: tranproxy answers from its fake-IP pool (\`dns.fake-ip\`, 198.18.0.0/15), dnsmasq from its own \`--address=/${DNS.zone}/…\`: neither asks upstream.`
+            : 'Uncached: tranproxy `dns.cache: false`, dnsmasq `--cache-size=0`: every query is forwarded to the upstream (which runs on the same 2 CPUs for both).',
+        'tranproxy is the real gateway process: `tranproxy run --config FILE --firewall none`, the forwarder in its data-plane child (as uid 1337).',
+      ],
+      variants: [],
+      subject: 'tranproxy',
+      anchors: ['dnsmasq'],
+    },
+    [
+      { key: 'qps', label: 'queries/s', better: 'higher' },
+      { key: 'avg', label: 'avg latency ms', better: 'lower' },
+      { key: 'max', label: 'worst latency ms', better: 'lower' },
+      { key: 'lost', label: 'lost queries', better: 'lower' },
+    ],
+  );
+  const dnsYaml = [
+    'dns:',
+    `  listen: ${DNS.port}`,
+    `  nameservers: ["127.0.0.1:${DNS.upstreamPort}"]`,
+    `  cache: ${id === 'i' ? 'false' : 'true'}`,
+    ...(id === 'h' ? ['  fake-ip:', '    enabled: true', '    range: 198.18.0.0/15'] : []),
+    '',
+  ].join('\n');
+  const variants: VariantDef[] = [
+    {
+      key: 'tranproxy',
+      label: 'tranproxy',
+      detail: `\`tranproxy run --config FILE --firewall none\` with \`${dnsYaml.trim().replace(/\n\s*/g, ' ')}\``,
+      start: async () => {
+        const file = join(TMP, `dns-${id}.yaml`);
+        writeFileSync(file, dnsYaml);
+        chmodSync(file, 0o644);
+        const p = await startTranproxy(srv, ['--config', file, '--firewall', 'none', '--listen-port', String(PORT.tranproxy)]);
+        await waitForListen(srv, DNS.port);
+        return p;
+      },
+    },
+    {
+      key: 'dnsmasq',
+      label: 'dnsmasq',
+      detail:
+        id === 'h'
+          ? `\`dnsmasq --address=/${DNS.zone}/198.18.0.1 --local-ttl=1\` (answers itself)`
+          : `\`dnsmasq --server=127.0.0.1#${DNS.upstreamPort} --cache-size=${id === 'i' ? 0 : 1000}\``,
+      start: async () => {
+        const log = logPath('dnsmasq');
+        const args = ['-k', '--no-resolv', '--no-hosts', '--pid-file=', '--user=root', '--bind-interfaces', `--listen-address=${ADDR.srv}`, '-p', String(DNS.port), '--log-facility=-'];
+        if (id === 'h') args.push(`--address=/${DNS.zone}/198.18.0.1`, '--local-ttl=1');
+        else args.push(`--server=127.0.0.1#${DNS.upstreamPort}`, `--cache-size=${id === 'i' ? 0 : 1000}`);
+        const p = startLogged(srv, log, 'dnsmasq', args);
+        await waitForListen(srv, DNS.port, p, log);
+        return { pids: [p.pid], dataPid: p.pid, errorLog: log, stop: async () => void (await p.stop()) };
+      },
+    },
+  ];
+  c.variants = variants.map(({ key, label, detail }) => ({ key, label, detail }));
+  const queries = join(TMP, 'dns-queries.txt');
+  const run = async (): Promise<void> => {
+    writeFileSync(queries, Array.from({ length: DNS.names }, (_, i) => `n${i + 1}.${DNS.zone} A\n`).join(''));
+    chmodSync(queries, 0o644);
+    const upstream = startDnsUpstream(srv);
+    try {
+      await alternate(ctx, c, variants, async (v, _proxy, round) => {
+        const perf = (l: number) => cli.run('dnsperf', ['-s', ADDR.srv, '-p', String(DNS.port), '-d', queries, '-c', '10', '-l', String(l)], { allowFailure: true, timeoutMs: (l + 30) * 1000 });
+        if (id === 'g') await perf(1);
+        const r = await perf(secs);
+        if (r.status !== 0) throw new Error(`dnsperf failed (${r.status}): ${r.stderr || r.stdout}`);
+        const d = parseDnsperf(r.stdout);
+        record(c, 'qps', v.key, round, d.qps);
+        record(c, 'avg', v.key, round, d.avgMs);
+        record(c, 'max', v.key, round, d.maxMs);
+        record(c, 'lost', v.key, round, d.lost);
+        ctx.log(`  [${id}] round ${round} ${v.label.padEnd(10)} ${fmtNum(d.qps)} q/s, avg ${d.avgMs.toFixed(2)} ms, worst ${d.maxMs.toFixed(1)} ms, lost ${d.lost}`);
+      });
+    } finally {
+      await upstream.stop();
+    }
+  };
+  return { c, run };
+}
+
 /** (f) is read off the CPU columns of (a) and (b). */
 function cpuCase(from: CaseResult[]): CaseResult {
   const c = newCase(
@@ -988,6 +1121,14 @@ function render(opts: Options, cases: CaseResult[], started: Date, elapsedS: num
       summary.push(`| CPU ${m.label} ↓ | ${med(f, m.key, 'tranproxy')} | HAProxy ${med(f, m.key, 'haproxy')} | ${ratioText(f, m.key, 'haproxy', 'HAProxy')} |`);
     }
   }
+  for (const id of DNS_CASES) {
+    const c = byId(id);
+    if (!c) continue;
+    const label = { g: 'DNS, cached answers', h: 'DNS, fake-IP answers', i: 'DNS, uncached (upstream every query)' }[id];
+    summary.push(
+      `| ${label} | ${med(c, 'qps', 'tranproxy')} q/s, avg ${med(c, 'avg', 'tranproxy')} ms, worst ${med(c, 'max', 'tranproxy')} ms | dnsmasq ${med(c, 'qps', 'dnsmasq')} q/s, avg ${med(c, 'avg', 'dnsmasq')} ms, worst ${med(c, 'max', 'dnsmasq')} ms | q/s: ${ratioText(c, 'qps', 'dnsmasq', 'dnsmasq')}; avg latency: ${ratioText(c, 'avg', 'dnsmasq', 'dnsmasq')} |`,
+    );
+  }
   if (summary.length) {
     lines.push('Medians over the rounds; ratios are tranproxy ÷ anchor (ratio of the medians, and in parentheses the median of the per-round ratios).', '');
   }
@@ -1003,7 +1144,7 @@ async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   if (process.getuid?.() !== 0) throw new Error('bench/run.ts needs root (network namespaces, nftables)');
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` first`);
-  for (const tool of ['haproxy', 'nginx', 'iperf3', 'wrk', 'curl', 'nft', 'ss']) {
+  for (const tool of ['haproxy', 'nginx', 'iperf3', 'wrk', 'curl', 'nft', 'ss', 'dnsperf', 'dnsmasq']) {
     try {
       execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore', env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } });
     } catch {
@@ -1041,7 +1182,7 @@ async function main(): Promise<void> {
   const cases: CaseResult[] = [];
   const extra: string[] = [];
   try {
-    const hosts = buildLab(lab, opts.profile || ['a', 'c', 'd', 'e'].some((id) => want.has(id as CaseId)), want.has('b'));
+    const hosts = buildLab(lab, opts.profile || ['a', 'c', 'd', 'e', ...DNS_CASES].some((id) => want.has(id as CaseId)), want.has('b'));
     const ctx: Ctx = { opts, lab, log, ...hosts };
     log(`lab ${lab.prefix} built; ${opts.rounds} rounds, iperf3 ${opts.iperfSecs} s, wrk ${opts.wrkSecs} s, ${opts.holdCount} idle connections; logs in ${TMP}`);
     const tput: CaseResult[] = [];
@@ -1066,6 +1207,13 @@ async function main(): Promise<void> {
       await m.run();
     }
     if (want.has('f') && tput.length) cases.push(cpuCase(tput));
+    for (const id of DNS_CASES) {
+      if (!want.has(id)) continue;
+      log(`(${id}) ${CASE_NAMES[id]}`);
+      const d = dnsCase(ctx, id);
+      cases.push(d.c);
+      await d.run();
+    }
     if (opts.profile && ctx.cli) {
       log('profile: V8 CPU profile of the tranproxy data plane');
       try {

@@ -31,6 +31,8 @@ PAIRS=(
   trojan:trojan
   openssl:openssl
   chromium:chromium
+  dnsperf:dnsperf
+  dnsmasq:dnsmasq-base
 )
 
 # Service daemons live in sbin dirs, which a non-root PATH may lack.

@@ -54,8 +54,8 @@ export interface CacheHit {
    * and the id differ). Shared by the hits of the same second: copy before changing it.
    */
   response: Buffer;
-  /** `response` without the OPT record (shared likewise); `response` when it has none. */
-  withoutOpt(): Buffer;
+  /** The entry, for withoutOpt(). */
+  readonly entry: unknown;
   msg: DnsMessage;
   /** Seconds this entry still lives. */
   remaining: number;
@@ -106,14 +106,20 @@ export class DnsCache {
       e.servedElapsed = elapsed;
       e.servedNoOpt = undefined;
     }
-    const served = e.served;
     return {
-      response: served,
-      withoutOpt: () => (e.served !== served ? withoutOpt(served, e.msg) : (e.servedNoOpt ??= e.msg.edns ? withoutOpt(served, e.msg) : served)),
+      response: e.served,
+      entry: e,
       msg: e.msg,
       remaining: Math.ceil((e.expiresAt - now) / 1000),
       negative: e.negative,
     };
+  }
+
+  /** A hit's response without its OPT record (made once per second of age and shared: copy before changing it). */
+  withoutOpt(hit: CacheHit): Buffer {
+    const e = hit.entry as Entry;
+    if (e.served !== hit.response) return withoutOpt(hit.response, e.msg);
+    return (e.servedNoOpt ??= e.msg.edns ? withoutOpt(e.served, e.msg) : e.served);
   }
 
   /** Stores `response` if it is cacheable; returns whether it was. */

@@ -131,6 +131,8 @@ export interface DnsForwarderStats {
   /** Queries dropped because too many were in flight. */
   dropped: number;
   fakeIpAnswers: number;
+  /** Queries answered in the socket's message handler (cache hits and fake-IP answers of plain shape). */
+  fastAnswers: number;
   fakeIpEntries: number;
   fakeIpEvictions: number;
 }
@@ -190,6 +192,8 @@ class Forwarder implements DnsForwarder {
   private readonly tcpClients = new Set<net.Socket>();
   private readonly lastWarn = new Map<string, number>();
   private preferred = 0;
+  /** UDP listeners use recvmmsg/sendmmsg (kernel/udp-batch.ts) rather than dgram. */
+  private udpBatched = false;
   private udpInflight = 0;
   private closed = false;
   /** The saved fake-IP map was read (or there was none): saving may overwrite it. */
@@ -207,6 +211,7 @@ class Forwarder implements DnsForwarder {
     malformed: 0,
     dropped: 0,
     fakeIpAnswers: 0,
+    fastAnswers: 0,
   };
 
   constructor(private readonly opts: DnsForwarderOptions) {
@@ -251,6 +256,7 @@ class Forwarder implements DnsForwarder {
       upstreams: this.upstreams.map((u) => u.label).join(','),
       via: this.opts.via?.name ?? 'direct',
       cache: this.cache !== undefined,
+      udp: this.udpBatched ? 'batched' : 'dgram',
       'fake-ip': this.opts.fakeIp ? [this.opts.fakeIp.range, this.opts.fakeIp.range6].filter(Boolean).join(',') : undefined,
     });
   }
@@ -296,6 +302,7 @@ class Forwarder implements DnsForwarder {
   /** The UDP side: batched (recvmmsg/sendmmsg) where the FFI offers it, else Node's dgram. */
   private async bindUdp(address: string, port: number, family: 4 | 6, ipv6Only: boolean): Promise<{ close(): void }> {
     if (this.opts.udpBackend !== 'dgram' && batchUdpAvailable()) {
+      this.udpBatched = true;
       const sock: BatchUdpSocket = openBatchUdpSocket({
         family,
         address,
@@ -406,6 +413,7 @@ class Forwarder implements DnsForwarder {
       if (out) this.counters.fakeIpAnswers++;
     } else if (!(this.fake && q.type === TYPE.PTR)) out = this.quickCached(packet, q, transport);
     if (!out) return undefined;
+    this.counters.fastAnswers++;
     this.counters.queries++;
     this.counters[transport === 'udp' ? 'udpQueries' : 'tcpQueries']++;
     return out;
@@ -445,7 +453,7 @@ class Forwarder implements DnsForwarder {
     const rq = hit.msg.questions[0];
     if (hit.msg.questions.length !== 1 || !rq || rq.start !== HEADER_SIZE || rq.end !== q.questionEnd || rq.type !== q.type || rq.class !== q.class) return undefined;
     if (rq.name !== q.name && normalizeName(rq.name) !== q.name) return undefined;
-    const base = !q.edns && hit.msg.edns ? hit.withoutOpt() : hit.response;
+    const base = !q.edns && hit.msg.edns ? this.cache.withoutOpt(hit) : hit.response;
     // Too big for the client: handle() answers with TC=1 (fitUdp).
     if (transport === 'udp' && base.length > (q.edns ? Math.max(CLASSIC_UDP_SIZE, q.edns.udpSize) : CLASSIC_UDP_SIZE)) return undefined;
     const out = Buffer.allocUnsafe(base.length);

@@ -66,12 +66,15 @@ class SendBatch {
   private readonly iov = Buffer.alloc(BATCH * IOVEC_SIZE);
   private readonly data = Buffer.allocUnsafeSlow(BATCH * SEND_SLOT);
   private readonly dataAddr: bigint;
+  /** Address of each receive slot's sockaddr (BigInts made once, not per answer). */
+  private readonly nameAddrs: bigint[];
   readonly vecAddr: bigint;
   count = 0;
 
-  constructor(private readonly namesAddr: bigint) {
+  constructor(namesAddr: bigint) {
     this.dataAddr = addressOf(this.data);
     this.vecAddr = addressOf(this.vec);
+    this.nameAddrs = Array.from({ length: BATCH }, (_, i) => namesAddr + BigInt(i * NAME_SLOT));
     const iovAddr = addressOf(this.iov);
     for (let i = 0; i < BATCH; i++) {
       this.iov.writeBigUInt64LE(this.dataAddr + BigInt(i * SEND_SLOT), i * IOVEC_SIZE);
@@ -84,9 +87,9 @@ class SendBatch {
   add(slot: number, nameLen: number, payload: Buffer): void {
     const i = this.count++;
     payload.copy(this.data, i * SEND_SLOT);
-    this.iov.writeBigUInt64LE(BigInt(payload.length), i * IOVEC_SIZE + 8);
+    this.iov.writeUInt32LE(payload.length, i * IOVEC_SIZE + 8); // iov_len: the high half stays 0
     const m = i * MMSGHDR_SIZE;
-    this.vec.writeBigUInt64LE(this.namesAddr + BigInt(slot * NAME_SLOT), m + MSG_NAME);
+    this.vec.writeBigUInt64LE(this.nameAddrs[slot]!, m + MSG_NAME);
     this.vec.writeUInt32LE(nameLen, m + MSG_NAMELEN);
   }
 }

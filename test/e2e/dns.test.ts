@@ -601,3 +601,55 @@ test('an upstream that is the forwarder itself is refused', async () => {
     /is the forwarder itself/,
   );
 });
+
+test('fast path: cache hits and fake-IP answers are byte for byte the full path\'s, on batched and dgram sockets', async () => {
+  const up = await startUpstream();
+  const fake = { range: '198.18.0.0/24', range6: 'fc00:18::/120' };
+  const names = ['www.a.test', 'x.lan', 'nope.test', 'deep.sub.a.test'];
+  // Every shape the fast path takes, and some it must leave to the full path.
+  const shapes: { id: number; rd?: boolean; cd?: boolean; edns?: { udpSize?: number; do?: boolean } }[] = [
+    { id: 1 },
+    { id: 0xbeef, rd: false },
+    { id: 7, cd: true },
+    { id: 8, edns: { udpSize: 1232 } },
+    { id: 9, edns: { udpSize: 512, do: true } },
+    { id: 10, edns: { udpSize: 4096 } },
+  ];
+  const mixCase = (n: string, seed: number) => [...n].map((c, i) => ((seed >> i % 8) & 1 ? c.toUpperCase() : c)).join('');
+  const queries: Buffer[] = [];
+  names.forEach((n, i) => {
+    for (const [j, s] of shapes.entries()) {
+      for (const type of [TYPE.A, TYPE.AAAA, TYPE.MX, TYPE.TXT]) queries.push(buildQuery({ name: mixCase(n, i * 7 + j), type, ...s }));
+    }
+  });
+  queries.push(buildQuery({ id: 3, name: 'big.test', type: TYPE.TXT })); // too big for 512 bytes: TC=1 from the full path
+  const start = (o: Partial<DnsForwarderOptions>) =>
+    startDnsForwarder({ listen: [{ address: '127.0.0.1', port: 0 }], upstreams: [`127.0.0.1:${up.port}`], cache: true, log, timeoutMs: 1000, now: () => 1_000_000, ...o });
+  const fwd = await Promise.all([start({ fakeIp: fake }), start({ fakeIp: fake, fastPath: false }), start({ fakeIp: fake, udpBackend: 'dgram' }), start({}), start({ fastPath: false })]);
+  try {
+    const [fastFake, slowFake, dgramFake, fastPlain, slowPlain] = fwd;
+    for (const [a, b, what] of [[fastFake, slowFake, 'fake-IP'], [dgramFake, slowFake, 'fake-IP over dgram'], [fastPlain, slowPlain, 'cache']] as const) {
+      for (let pass = 0; pass < 2; pass++) {
+        // Pass 0 fills the caches (and the fake-IP pools, in the same order); pass 1 is answered from them.
+        for (const query of queries) {
+          const ra = await udpAsk(a.addresses[0]!.port, query);
+          const rb = await udpAsk(b.addresses[0]!.port, query);
+          assert.ok(ra && rb, `${what}: an answer to ${parseMessage(query).questions[0]!.name}`);
+          assert.deepEqual(ra.toString('hex'), rb.toString('hex'), `${what}, pass ${pass}: ${JSON.stringify(parseMessage(query).questions[0])} ${JSON.stringify(parseMessage(query).header)}`);
+        }
+      }
+      const tcpA = await tcpAsk(a.addresses[0]!.port, queries.slice(0, 6));
+      const tcpB = await tcpAsk(b.addresses[0]!.port, queries.slice(0, 6));
+      const byId = (rs: Buffer[]) => new Map(rs.map((r) => [r.readUInt16BE(0), r.toString('hex')]));
+      assert.deepEqual(byId(tcpA), byId(tcpB), `${what} over TCP`);
+    }
+    assert.equal(slowFake.stats().fastAnswers + slowPlain.stats().fastAnswers, 0);
+    // Pass 1 of the cache comparison: every query but big.test's and the uncacheable ones came from the fast path.
+    assert.ok(fastPlain.stats().fastAnswers >= names.length * shapes.length * 3, JSON.stringify(fastPlain.stats()));
+    assert.ok(fastFake.stats().fastAnswers >= 2 * 3 * shapes.length * 2, JSON.stringify(fastFake.stats()));
+    assert.ok(dgramFake.stats().fastAnswers > 0);
+  } finally {
+    await Promise.all(fwd.map((f) => f.close()));
+    await up.close();
+  }
+});

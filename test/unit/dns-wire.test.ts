@@ -3,6 +3,7 @@
 // truncation and random byte flips must end in a DnsWireError, never another exception.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import {
   bigIntToIpv6,
   buildQuery,
@@ -28,6 +29,8 @@ import {
   TYPE,
   withId,
   withoutOpt,
+  normalizeName,
+  peekQuery,
   withQuestionOf,
 } from '../../src/dns/wire.js';
 
@@ -313,4 +316,60 @@ test('addresses: IPv6 text, reverse names', () => {
   assert.equal(reverseNameToIp('0.18.198.in-addr.arpa'), undefined);
   const nibbles = '1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.c.f.ip6.arpa';
   assert.equal(reverseNameToIp(nibbles), 'fc00::1');
+});
+
+test('peekQuery: a plain query read without a full parse agrees with parseMessage (property)', () => {
+  const label = fc.stringMatching(/^[A-Za-z0-9_-]{1,12}$/);
+  fc.assert(
+    fc.property(
+      fc.array(label, { minLength: 0, maxLength: 5 }),
+      fc.record({ id: fc.integer({ min: 0, max: 0xffff }), type: fc.integer({ min: 1, max: 300 }), rd: fc.boolean(), cd: fc.boolean() }),
+      fc.option(fc.record({ udpSize: fc.integer({ min: 0, max: 0xffff }), do: fc.boolean() }), { nil: undefined }),
+      (labels, h, edns) => {
+        const buf = buildQuery({ name: labels.join('.'), ...h, ...(edns ? { edns } : {}) });
+        const m = parseMessage(buf);
+        const p = peekQuery(buf);
+        assert.ok(p);
+        assert.deepEqual(
+          { id: p.id, rd: p.rd, cd: p.cd, name: p.name, type: p.type, class: p.class, end: p.questionEnd, edns: p.edns },
+          {
+            id: m.header.id,
+            rd: m.header.rd,
+            cd: m.header.cd,
+            name: normalizeName(m.questions[0]!.name),
+            type: m.questions[0]!.type,
+            class: m.questions[0]!.class,
+            end: m.questions[0]!.end,
+            edns: m.edns ? { udpSize: m.edns.udpSize, do: m.edns.do } : undefined,
+          },
+        );
+      },
+    ),
+    { numRuns: 400 },
+  );
+});
+
+test('peekQuery: anything but the plain shape is left to the full parse', () => {
+  const plain = buildQuery({ id: 1, name: 'www.example.com', type: TYPE.A });
+  assert.ok(peekQuery(plain));
+  const variant = (edit: (b: Buffer) => void) => {
+    const b = Buffer.from(plain);
+    edit(b);
+    return peekQuery(b);
+  };
+  assert.equal(variant((b) => (b[2]! |= 0x80)), undefined, 'a response (QR)');
+  assert.equal(variant((b) => (b[2]! |= 0x10)), undefined, 'opcode 2');
+  assert.equal(variant((b) => b.writeUInt16BE(2, 4)), undefined, 'two questions');
+  assert.equal(variant((b) => b.writeUInt16BE(1, 6)), undefined, 'an answer record');
+  assert.equal(variant((b) => b.writeUInt16BE(1, 10)), undefined, 'an additional record that is not there');
+  assert.equal(variant((b) => (b[13] = 0x2e)), undefined, "a '.' inside a label (escaped in presentation form)");
+  assert.equal(variant((b) => (b[13] = 0xc3)), undefined, 'a non-ASCII byte');
+  assert.equal(peekQuery(plain.subarray(0, plain.length - 1)), undefined, 'cut short');
+  const pointer = Buffer.concat([plain.subarray(0, 12), Buffer.from([0xc0, 0x0c, 0, 1, 0, 1])]);
+  assert.equal(peekQuery(pointer), undefined, 'a compression pointer in the question');
+  const tsig = Buffer.concat([plain, Buffer.from([0, 0, 250, 0, 255, 0, 0, 0, 0, 0, 0])]);
+  tsig.writeUInt16BE(1, 10);
+  assert.equal(peekQuery(tsig), undefined, 'an additional record that is not OPT');
+  const long = buildQuery({ id: 1, name: Array.from({ length: 4 }, () => 'a'.repeat(62)).join('.'), type: TYPE.A });
+  assert.equal(peekQuery(long)?.name.length, 4 * 62 + 3, 'a 253-character name');
 });
