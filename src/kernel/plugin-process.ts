@@ -26,7 +26,7 @@ function executable(path: string): boolean {
 
 function onPath(binary: string): string | undefined {
   const dirs = (process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin').split(delimiter).filter(Boolean);
-  for (const dir of [...dirs, '/usr/bin', '/usr/local/bin']) if (executable(join(dir, binary))) return join(dir, binary);
+  for (const dir of dirs) if (dir.startsWith('/') && executable(join(dir, binary))) return join(dir, binary);
   return undefined;
 }
 

@@ -5,9 +5,9 @@
 import type { ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { ToolMissingError } from '../errors.js';
-import { spawnPlugin } from '../kernel/plugin-process.js';
+import { pluginBinary, spawnPlugin } from '../kernel/plugin-process.js';
 import { OutboundError } from './types.js';
-import type { ShadowsocksNodeSpec } from './uri.js';
+import { parseNodeUri, type ShadowsocksNodeSpec } from './uri.js';
 
 export type PluginEvent =
   | { type: 'started'; plugin: string; node: string; pid: number; port: number }
@@ -51,6 +51,26 @@ export function stopAllPlugins(): void {
   hosts.clear();
 }
 process.once('exit', stopAllPlugins);
+
+/** Warnings for nodes whose plugin is not installed here (start-up; connections fail with the same words). */
+export function missingPlugins(nodes: Record<string, { uri: string }>): string[] {
+  const out: string[] = [];
+  for (const [name, n] of Object.entries(nodes)) {
+    let spec;
+    try {
+      spec = parseNodeUri(n.uri, name);
+    } catch {
+      continue; // reported where the config is validated
+    }
+    if (spec.kind !== 'shadowsocks' || !spec.plugin) continue;
+    try {
+      pluginBinary(spec.plugin.name);
+    } catch (e) {
+      if (e instanceof ToolMissingError) out.push(`node '${name}': SIP003 plugin '${spec.plugin.name}' is not installed: apt-get install ${e.debianPackage}`);
+    }
+  }
+  return out;
+}
 
 function freeLoopbackPort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -19,6 +19,7 @@ import { FIRST_LISTENER_FD, type ChildStart, type FromChild, type ToChild } from
 import { startDnsForwarder, type DnsForwarder } from '../dns/forwarder.js';
 import { dnsForwarderOptions } from '../dns/config.js';
 import { fmt } from '../outbound/direct.js';
+import { onPluginEvent, type PluginEvent } from '../outbound/sip003.js';
 
 function send(msg: FromChild): void {
   process.send?.(msg);
@@ -70,8 +71,15 @@ function rewriterFactory(inject: CompiledInject): () => RequestRewriter {
   return () => new RequestRewriter(inject);
 }
 
+function logPluginEvent(log: Logger, e: PluginEvent): void {
+  if (e.type === 'started') log.info('plugin started:', { node: e.node, plugin: e.plugin, pid: e.pid, listen: `127.0.0.1:${e.port}` });
+  else if (e.type === 'exited') log.warn('plugin exited:', { node: e.node, plugin: e.plugin, pid: e.pid, status: e.signal ?? e.code ?? undefined, 'restart-in-ms': e.restartInMs, stderr: e.stderr || undefined });
+  else log.error(`plugin failed: node '${e.node}': ${e.error}`);
+}
+
 async function start(msg: ChildStart): Promise<void> {
   const log = createLogger(msg.logFormat, batchedStderr()); // one write per event-loop turn
+  onPluginEvent((e) => logPluginEvent(log, e));
   const resolver = new NameResolver(msg.resolver);
   // Domain lists arrive packed (DomainList.toJSON): unpacked once, shared by the TCP and UDP routers.
   if (msg.routing) msg.routing.rules = reviveRuleLists(msg.routing.rules);

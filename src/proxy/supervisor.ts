@@ -14,6 +14,7 @@ import { getFdLimit, raiseFdLimit } from '../kernel/ffi.js';
 import { spawnCommand } from '../kernel/exec.js';
 import { forkModule, idMapped, type DropSpec } from '../kernel/privdrop.js';
 import { dataPlanePrivileges } from './privileges.js';
+import { missingPlugins, setPluginUser } from '../outbound/sip003.js';
 import { bridgeNfWarning } from '../firewall/forwarding.js';
 import { applyPlan, detectBackend, removeRules, showRules, type Backend } from '../firewall/apply.js';
 import { capturePlanOf, type RunConfig } from '../config/run-config.js';
@@ -307,6 +308,7 @@ export class Supervisor implements SupervisorControl {
   }
 
   private logReady(cfg: RunConfig): void {
+    for (const warning of missingPlugins(cfg.routing?.nodes ?? {})) this.log.warn(warning);
     this.log.info('ready:', {
       mode: cfg.mode,
       capture: cfg.capture.join(','),
@@ -511,6 +513,7 @@ export class Supervisor implements SupervisorControl {
     }
     this.workerUser = `${p.drop.uid}:${p.drop.gid}`;
     this.workerCaps = p.drop.caps.join(',') || 'none';
+    setPluginUser({ uid: p.drop.uid, gid: p.drop.gid }); // plugins the console's node tests start here
     return p;
   }
 
