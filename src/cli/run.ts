@@ -37,7 +37,7 @@ export function runCommand(): Command {
     .option('--head-timeout <duration>', 'HTTP: a request head must be complete this long after its first byte, else 408 (0: no limit)', '30s')
     .option('--allow-h2c', 'HTTP: let cleartext HTTP/2 (prior knowledge or Upgrade: h2c) through unstamped instead of refusing it with 400')
     .option('--http-only', 'HTTP: close connections that do not start like HTTP/1.x (e.g. TLS) instead of passing them through untouched')
-    .option('-N, --nameserver <ip>', 'resolver for names tranproxy must resolve itself (default: /etc/resolv.conf); repeatable', collect)
+    .option('-N, --nameserver <ip>', 'resolver for every name tranproxy resolves itself (--dst-from-host, upstream node names, console checks); repeatable (default: /etc/resolv.conf, or the system resolver for node names)', collect)
     .option('-c, --config <file>', 'YAML config file (nodes, rules, and any flag); flags given on the command line win')
     .option('--upstream <uri>', 'send every flow through this node: socks5://[user:pass@]host:port, http://…, ss://…, vmess://…, vless://…, trojan://…')
     .option('--sniff-timeout <duration>', 'gateway: how long to wait for a client\'s first bytes to find its domain', '300ms')

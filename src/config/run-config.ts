@@ -68,6 +68,8 @@ export interface RunConfig {
   inject: InjectConfig | undefined;
   /** Resolvers for names we must resolve ourselves (-N; default: resolv.conf). */
   resolver: ResolvConf;
+  /** -N given (flag or file): node names and probe targets resolve through those nameservers too. */
+  nameserversGiven: boolean;
   /** Find the destination from the Host header when the kernel has none (no NAT). */
   dstFromHost: boolean;
   /** Data-plane worker processes sharing the listeners. */
@@ -315,6 +317,7 @@ export function parseRunOptions(raw: RawRunOptions, command: string[] = [], fact
     command,
     inject: injectOf(raw, facts),
     resolver: resolverOf(raw, facts),
+    nameserversGiven: splitList(raw.nameserver).length > 0,
     dstFromHost: raw.dstFromHost ?? false,
     workers: parsePositiveInt(raw.workers ?? '1', '--workers', 64),
     relay: parseChoice(raw.relay ?? 'auto', ['auto', 'js', 'splice'] as const, '--relay'),

@@ -24,7 +24,8 @@ import {
 } from './document.js';
 import { baseName, importSummary, parseLinks, uniqueName } from './links.js';
 import { Subscriptions, type FetchText } from './subscriptions.js';
-import { checkDirect, checkViaNode, testNode } from './probe.js';
+import { checkDirect, checkViaNode, testNode, type ProbeOptions } from './probe.js';
+import { resolverForNames } from '../dns/resolver.js';
 import { redactUri } from '../outbound/uri.js';
 import { parseCheckTarget } from '../config/schema.js';
 
@@ -264,12 +265,18 @@ export class ConsoleApi {
     }, [['nodes', 'name']]);
   }
 
+  /** Probes carry the bypass mark and resolve names as the proxy does (-N). */
+  private probeOptions(): ProbeOptions {
+    const cfg = this.deps.control.config();
+    const resolve = resolverForNames(cfg.resolver, cfg.nameserversGiven);
+    return { mark: cfg.bypassMark, timeoutMs: CHECK_TIMEOUT_MS, ...(resolve ? { resolve } : {}) };
+  }
+
   private async testNode(name: string): Promise<ApiResponse> {
     const { doc, file } = this.deps.store.read();
     const uri = nodeUri(doc, name);
     if (uri === undefined) return { status: 404, body: { error: `no node named '${name}'` } };
-    const mark = this.deps.control.config().bypassMark;
-    return { status: 200, body: await testNode(uri, name, file.checkTargets[0], { mark, timeoutMs: CHECK_TIMEOUT_MS }) };
+    return { status: 200, body: await testNode(uri, name, file.checkTargets[0], this.probeOptions()) };
   }
 
   // -- subscriptions ---------------------------------------------------------------------
@@ -307,7 +314,7 @@ export class ConsoleApi {
     }
     const node = file.default;
     const uri = node === 'direct' || node === 'reject' ? undefined : nodeUri(doc, node);
-    const opts = { mark: this.deps.control.config().bypassMark, timeoutMs: CHECK_TIMEOUT_MS };
+    const opts = this.probeOptions();
     const results = await Promise.all(
       targets.map(async (target) => {
         const [direct, via] = await Promise.all([

@@ -1,16 +1,18 @@
 // Reachability checks the console runs from the supervisor: a TCP connect (and for port 80 an
 // HTTP HEAD) directly and through a node's outbound. Sockets carry the bypass mark so the
 // proxy's own capture rules never take them.
-import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { parseCheckTarget } from '../config/schema.js';
 import { connectDirect } from '../outbound/direct.js';
-import { createOutbound, parseNodeUri, type Destination } from '../outbound/index.js';
+import { createOutbound, parseNodeUri, type Destination, type HostResolver } from '../outbound/index.js';
+import { systemResolver } from '../outbound/node-conn.js';
 
 export interface ProbeOptions {
   mark?: number;
   timeoutMs: number;
+  /** Host names through the -N nameservers when given; default: the system resolver. */
+  resolve?: HostResolver;
 }
 
 export interface ProbeResult {
@@ -28,12 +30,12 @@ export interface NodeTestResult {
 
 const since = (t: bigint) => Math.round(Number(process.hrtime.bigint() - t) / 1e5) / 10;
 
-async function destinationOf(target: string): Promise<Destination> {
+async function destinationOf(target: string, resolve: HostResolver = systemResolver): Promise<Destination> {
   const { host, port } = parseCheckTarget(target);
   const family = isIP(host);
   if (family) return { ip: host, port, family: family as 4 | 6 };
   try {
-    const a = await lookup(host);
+    const a = await resolve(host);
     return { ip: a.address, port, family: a.family as 4 | 6, domain: host };
   } catch {
     return { ip: '0.0.0.0', port, family: 4, domain: host }; // a node may still resolve it
@@ -70,7 +72,7 @@ function message(e: unknown): string {
 export async function checkDirect(target: string, opts: ProbeOptions): Promise<ProbeResult> {
   const t0 = process.hrtime.bigint();
   try {
-    const dst = await destinationOf(target);
+    const dst = await destinationOf(target, opts.resolve);
     if (dst.ip === '0.0.0.0') throw new Error(`cannot resolve ${dst.domain}`);
     const s = await connectDirect({ address: dst.ip, port: dst.port, family: dst.family }, { connectTimeoutMs: opts.timeoutMs, ...(opts.mark ? { mark: opts.mark } : {}) });
     if (dst.port === 80) await headRequest(s, dst.domain ?? dst.ip, opts.timeoutMs);
@@ -85,8 +87,8 @@ export async function checkDirect(target: string, opts: ProbeOptions): Promise<P
 export async function checkViaNode(uri: string, name: string, target: string, opts: ProbeOptions): Promise<ProbeResult> {
   const t0 = process.hrtime.bigint();
   try {
-    const dst = await destinationOf(target);
-    const ob = createOutbound(parseNodeUri(uri, name), { ...(opts.mark ? { mark: opts.mark } : {}), connectTimeoutMs: opts.timeoutMs, handshakeTimeoutMs: opts.timeoutMs });
+    const dst = await destinationOf(target, opts.resolve);
+    const ob = createOutbound(parseNodeUri(uri, name), { ...(opts.mark ? { mark: opts.mark } : {}), ...(opts.resolve ? { resolve: opts.resolve } : {}), connectTimeoutMs: opts.timeoutMs, handshakeTimeoutMs: opts.timeoutMs });
     const s = await ob.connect(dst, { source: { address: '0.0.0.0', port: 0 } });
     if (dst.port === 80) await headRequest(s, dst.domain ?? dst.ip, opts.timeoutMs);
     else s.destroy();
@@ -110,7 +112,7 @@ export async function testNode(uri: string, name: string, target: string | undef
     let address = spec.host;
     let family = isIP(address) as 0 | 4 | 6;
     if (!family) {
-      const a = await lookup(spec.host);
+      const a = await (opts.resolve ?? systemResolver)(spec.host);
       address = a.address;
       family = a.family as 4 | 6;
     }

@@ -20,6 +20,17 @@ export function searchCandidates(name: string, conf: Pick<ResolvConf, 'search' |
   return dots >= conf.ndots ? [name, ...searched] : [...searched, name];
 }
 
+/**
+ * What tranproxy resolves host names with: the -N nameservers when given (every lookup then
+ * goes to them, like the seed's resolver), else undefined: the system's getaddrinfo, which
+ * also reads /etc/hosts.
+ */
+export function resolverForNames(conf: ResolvConf, nameserversGiven: boolean): ((name: string) => Promise<{ address: string; family: 4 | 6 }>) | undefined {
+  if (!nameserversGiven) return undefined;
+  const r = new NameResolver(conf);
+  return (name) => r.resolve(name);
+}
+
 export class NameResolver {
   private readonly resolver = new Resolver({ timeout: 2000, tries: 2 });
 

@@ -2,6 +2,7 @@
 // `tranproxy webhook`) overridden by the pod's `tranproxy.io/*` annotations. Pure: every
 // annotation is validated with the same parsers `tranproxy run` uses, so a bad value is
 // reported at injection time (naming the annotation), not as a crash-looping sidecar.
+import { isIP } from 'node:net';
 import { UsageError } from '../errors.js';
 import { parseHeaderFlag, validateHeader } from '../http/inject-config.js';
 import { suggest } from '../route/index.js';
@@ -63,6 +64,8 @@ export interface SidecarConfig extends InjectDefaults {
   setClientHostname: string | undefined;
   family: 'dual' | 'ipv4' | 'ipv6' | undefined;
   logFormat: 'text' | 'json' | undefined;
+  /** `-N`: resolvers for the names tranproxy resolves itself; empty: the pod's resolv.conf. */
+  nameservers: string[];
 }
 
 /** A pod annotation with a bad value. The message names the annotation and the fix. */
@@ -80,6 +83,7 @@ export const ANNOTATIONS: Record<string, string> = {
   'tranproxy.io/set-forwarded-for': '"default" (the pod IP), "hostname", a literal value, or "false"',
   'tranproxy.io/xff-mode': 'append (default) or replace the X-Forwarded-For a client sent',
   'tranproxy.io/set-client-hostname': '"default" (the pod\'s host name), a literal value, or "false"',
+  'tranproxy.io/nameservers': 'resolvers (IP addresses) for names tranproxy resolves itself, as -N: "10.96.0.10,fd00::a" (default: the pod\'s resolv.conf)',
   'tranproxy.io/image': 'sidecar image',
   'tranproxy.io/firewall': 'auto, nft or iptables (iptables adds NET_RAW, which iptables-legacy needs)',
   'tranproxy.io/family': 'dual, ipv4 or ipv6',
@@ -217,6 +221,7 @@ export function sidecarConfig(annotations: Record<string, unknown> | undefined, 
     setClientHostname: undefined,
     family: undefined,
     logFormat: undefined,
+    nameservers: [],
   };
   const v = (name: string): string | undefined => get(name)?.trim();
 
@@ -250,6 +255,10 @@ export function sidecarConfig(annotations: Record<string, unknown> | undefined, 
   cfg.ports = ranges('ports');
   cfg.excludePorts = ranges('exclude-ports');
   cfg.includeCidrs = cidrs('include-cidrs');
+  cfg.nameservers = list(get('nameservers') ?? '').map((ip) => {
+    if (!isIP(ip)) throw new AnnotationError(`${key('nameservers')}: '${ip}' is not an IP address (e.g. 10.96.0.10)`);
+    return ip;
+  });
   cfg.excludeCidrs = cidrs('exclude-cidrs');
   for (const port of [cfg.adminPort, cfg.listenPort]) {
     if (cfg.ports.some((r) => inRange(port, r))) {
@@ -299,5 +308,6 @@ export function httpArgs(c: SidecarConfig): string[] {
   if (c.setClientHostname) out.push('--Set-Client-Hostname', c.setClientHostname);
   for (const h of c.headers) out.push('-H', h);
   if (c.logFormat) out.push('--log-format', c.logFormat);
+  for (const ns of c.nameservers) out.push('-N', ns);
   return out;
 }

@@ -11,9 +11,20 @@ import type { NodeSpec } from './uri.js';
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 
+/** Resolves a node's host name (e.g. with the -N nameservers); default: the system's getaddrinfo. */
+export type HostResolver = (host: string) => Promise<{ address: string; family: 4 | 6 }>;
+
+/** getaddrinfo (honours /etc/hosts and nsswitch), the default. */
+export const systemResolver: HostResolver = async (host) => {
+  const r = await lookup(host, { verbatim: true });
+  return { address: r.address, family: r.family === 6 ? 6 : 4 };
+};
+
 export interface NodeConnOptions {
   /** SO_MARK for the socket to the node, so the firewall plan does not capture it again. */
   mark?: number;
+  /** How the node's host name is resolved; default systemResolver. */
+  resolve?: HostResolver;
   connectTimeoutMs?: number;
   handshakeTimeoutMs?: number;
 }
@@ -54,7 +65,7 @@ export async function connectNode(
   let family = isIP(host) as 0 | 4 | 6;
   if (family === 0) {
     try {
-      const r = await withDeadline(lookup(host, { verbatim: true }), timeoutMs, signal);
+      const r = await withDeadline((opts.resolve ?? systemResolver)(host), timeoutMs, signal);
       address = r.address;
       family = r.family as 4 | 6;
     } catch (e) {

@@ -2,7 +2,7 @@
 // outbound, and the UDP outbound when the kind can carry UDP. createOutbound (index.ts) and
 // createUdpOutbound (udp-outbound.ts) both build from here, so a new kind is added once.
 import { HttpConnectOutbound } from './http-connect.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, type NodeConnOptions } from './node-conn.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, type HostResolver, type NodeConnOptions } from './node-conn.js';
 import { ShadowsocksOutbound } from './shadowsocks.js';
 import { Socks5Outbound } from './socks5.js';
 import type { TcpOutbound } from './types.js';
@@ -19,12 +19,14 @@ export interface NodeOutboundOptions {
   mark?: number;
   connectTimeoutMs?: number;
   handshakeTimeoutMs?: number;
+  resolve?: HostResolver;
 }
 
 /** Options as the outbounds take them: timeouts defaulted, no mark when it is 0 or unset. */
 export function nodeConnOptions(opts: NodeOutboundOptions): NodeConnOptions {
   return {
     ...(opts.mark ? { mark: opts.mark } : {}),
+    ...(opts.resolve ? { resolve: opts.resolve } : {}),
     connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     handshakeTimeoutMs: opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
   };

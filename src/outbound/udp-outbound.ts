@@ -6,6 +6,7 @@ import { ShadowsocksUdpOutbound } from './udp-shadowsocks.js';
 import { Socks5UdpOutbound } from './udp-socks5.js';
 import type { UdpOutbound } from '../udp/types.js';
 import type { NodeSpec } from './uri.js';
+import type { HostResolver } from './node-conn.js';
 
 export { ShadowsocksUdpOutbound, Socks5UdpOutbound };
 
@@ -16,6 +17,8 @@ export interface UdpOutboundOptions {
   connectTimeoutMs?: number;
   /** SOCKS5 greeting/authentication/UDP ASSOCIATE; default 10 s. */
   handshakeTimeoutMs?: number;
+  /** Resolves the node's host name (-N); default: the system resolver. */
+  resolve?: HostResolver;
 }
 
 /** The UDP outbound of a node, or undefined when its kind cannot carry UDP (http). */

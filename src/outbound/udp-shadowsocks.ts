@@ -27,7 +27,7 @@ export class ShadowsocksUdpOutbound extends ShadowsocksNodeOutbound implements U
     } catch (e) {
       throw new OutboundError(this.name, 'EINVAL', `cannot address ${fmt(flow.dst)} through node ${this.where}: ${(e as Error).message}`);
     }
-    const node = await resolveNode(this.name, this.spec.host, this.spec.port, this.opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+    const node = await resolveNode(this.name, this.spec.host, this.spec.port, this.opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, this.opts.resolve);
     try {
       const sock = await openConnectedUdp(node, this.opts.mark);
       return new ShadowsocksUdpSession(sock, flow, this.spec.method, this.master, target);

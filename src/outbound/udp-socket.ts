@@ -2,7 +2,6 @@
 // a connected dgram socket towards the node's UDP relay, carrying SO_MARK when asked (made by
 // the kernel layer, adopted by dgram) so the firewall plan never captures it again.
 import dgram from 'node:dgram';
-import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Endpoint } from '../kernel/sockaddr.js';
 import { closeFd } from '../kernel/sockets.js';
@@ -10,6 +9,7 @@ import { createMarkedUdpFd } from '../kernel/udp-tproxy.js';
 import type { UdpFlowInfo, UdpSession } from '../udp/types.js';
 import { ATYP_DOMAIN, destinationAddress, type SocksAddress } from './socks5.js';
 import { OutboundError } from './types.js';
+import { systemResolver, type HostResolver } from './node-conn.js';
 
 /** IPv4-mapped IPv6 text → IPv4 text (as Endpoint addresses are written). */
 export function unmapAddress(address: string): string {
@@ -18,13 +18,13 @@ export function unmapAddress(address: string): string {
 }
 
 /** The node's address (a host name is resolved, within `timeoutMs`), or OutboundError. */
-export async function resolveNode(outbound: string, host: string, port: number, timeoutMs: number): Promise<Endpoint> {
+export async function resolveNode(outbound: string, host: string, port: number, timeoutMs: number, resolve: HostResolver = systemResolver): Promise<Endpoint> {
   const family = isIP(host);
   if (family !== 0) return { address: unmapAddress(host), port, family: family === 4 || unmapAddress(host) !== host ? 4 : 6 };
   let timer: NodeJS.Timeout | undefined;
   try {
     const r = await Promise.race([
-      lookup(host, { verbatim: true }),
+      resolve(host),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new OutboundError(outbound, 'ETIMEDOUT', `resolving node ${host} timed out after ${timeoutMs} ms`)), timeoutMs);
       }),

@@ -103,7 +103,7 @@ export class Socks5UdpOutbound extends NodeOutbound<Socks5NodeSpec> implements U
     };
     const rel = relayEndpoint(r.bound, node);
     if (rel.port === 0) hs.failWith('EHANDSHAKE', `node ${this.where} answered UDP ASSOCIATE with relay port 0`);
-    if (rel.needsLookup) return resolveNode(this.name, rel.address, rel.port, this.opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+    if (rel.needsLookup) return resolveNode(this.name, rel.address, rel.port, this.opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, this.opts.resolve);
     return { address: rel.address, port: rel.port, family: isIP(rel.address) === 6 ? 6 : 4 };
   }
 }

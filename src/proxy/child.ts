@@ -6,10 +6,10 @@ import { batchedStderr } from '../observe/batched-stderr.js';
 import { DataPlaneMetrics } from '../observe/metrics.js';
 import { compileInjectConfig, type CompiledInject } from '../http/inject-config.js';
 import { RequestRewriter } from '../http/rewriter.js';
-import { NameResolver } from '../dns/resolver.js';
+import { NameResolver, resolverForNames } from '../dns/resolver.js';
 import { startDataPlane, type DataPlane, type DataPlaneRouting } from './dataplane.js';
 import { compileRules, reviveRuleLists } from '../route/index.js';
-import { createOutbound, parseNodeUri, type TcpOutbound } from '../outbound/index.js';
+import { createOutbound, parseNodeUri, type HostResolver, type TcpOutbound } from '../outbound/index.js';
 import type { RoutingConfig } from '../config/routing.js';
 import { directUdpOutbound, startUdpTproxy, type UdpOutbound, type UdpTproxy } from '../udp/index.js';
 import { routedUdpOutbound } from '../udp/routed.js';
@@ -32,12 +32,12 @@ let dns: DnsForwarder | undefined;
 let restartDns: (() => Promise<void>) | undefined;
 
 /** Outbounds and router from plain config (validated already by the supervisor). */
-function buildRouting(cfg: RoutingConfig, mark: number, connectTimeoutMs: number): DataPlaneRouting {
+function buildRouting(cfg: RoutingConfig, mark: number, connectTimeoutMs: number, resolve: HostResolver | undefined): DataPlaneRouting {
   const outbounds = new Map<string, TcpOutbound>();
   for (const [name, node] of Object.entries(cfg.nodes)) {
     outbounds.set(
       name,
-      createOutbound(parseNodeUri(node.uri, name), { ...(mark ? { mark } : {}), connectTimeoutMs: node.connectTimeoutMs ?? connectTimeoutMs }),
+      createOutbound(parseNodeUri(node.uri, name), { ...(mark ? { mark } : {}), ...(resolve ? { resolve } : {}), connectTimeoutMs: node.connectTimeoutMs ?? connectTimeoutMs }),
     );
   }
   const fallbacks = new Map(Object.entries(cfg.nodes).flatMap(([name, n]) => (n.fallback ? [[name, n.fallback] as const] : [])));
@@ -49,12 +49,12 @@ function buildRouting(cfg: RoutingConfig, mark: number, connectTimeoutMs: number
  * per node that can carry UDP (SOCKS5 UDP ASSOCIATE, Shadowsocks); flows routed to other
  * nodes (HTTP CONNECT) are refused with the reason.
  */
-function buildUdpRouting(cfg: RoutingConfig, routing: DataPlaneRouting, mark: number, connectTimeoutMs: number, log: Logger): UdpOutbound {
+function buildUdpRouting(cfg: RoutingConfig, routing: DataPlaneRouting, mark: number, connectTimeoutMs: number, log: Logger, resolve: HostResolver | undefined): UdpOutbound {
   const outbounds = new Map<string, UdpOutbound>();
   const unsupported = new Map<string, string>();
   for (const [name, node] of Object.entries(cfg.nodes)) {
     const spec = parseNodeUri(node.uri, name);
-    const ob = createUdpOutbound(spec, { ...(mark ? { mark } : {}), connectTimeoutMs: node.connectTimeoutMs ?? connectTimeoutMs });
+    const ob = createUdpOutbound(spec, { ...(mark ? { mark } : {}), ...(resolve ? { resolve } : {}), connectTimeoutMs: node.connectTimeoutMs ?? connectTimeoutMs });
     if (ob) outbounds.set(name, ob);
     else unsupported.set(name, udpUnsupportedReason(spec) ?? `node '${name}' cannot carry UDP`);
   }
@@ -83,7 +83,8 @@ async function start(msg: ChildStart): Promise<void> {
   const resolver = new NameResolver(msg.resolver);
   // Domain lists arrive packed (DomainList.toJSON): unpacked once, shared by the TCP and UDP routers.
   if (msg.routing) msg.routing.rules = reviveRuleLists(msg.routing.rules);
-  const routing = msg.routing ? buildRouting(msg.routing, msg.outboundMark, msg.connectTimeoutMs) : undefined;
+  const resolveNames = resolverForNames(msg.resolver, msg.nameserversGiven);
+  const routing = msg.routing ? buildRouting(msg.routing, msg.outboundMark, msg.connectTimeoutMs, resolveNames) : undefined;
   if (msg.routing?.dns && routing) {
     // The DNS forwarder lives here, next to the data plane, so fake-IP lookups are calls.
     const dnsCfg = msg.routing.dns;
@@ -132,7 +133,7 @@ async function start(msg: ChildStart): Promise<void> {
       families: msg.udp.families,
       idleTimeoutMs: msg.udp.idleTimeoutMs,
       ...(msg.outboundMark ? { mark: msg.outboundMark } : {}),
-      ...(msg.routing && routing ? { outbound: buildUdpRouting(msg.routing, routing, msg.outboundMark, msg.connectTimeoutMs, log) } : {}),
+      ...(msg.routing && routing ? { outbound: buildUdpRouting(msg.routing, routing, msg.outboundMark, msg.connectTimeoutMs, log, resolveNames) } : {}),
       log,
     });
   }

@@ -21,6 +21,8 @@ export interface ChildStart {
   preserveSource: boolean;
   inject: InjectConfig | undefined;
   resolver: ResolvConf;
+  /** Resolve upstream node names with resolver's nameservers (-N given), not getaddrinfo. */
+  nameserversGiven: boolean;
   dstFromHost: boolean;
   relay: RelayEngineChoice;
   routing: RoutingConfig | undefined;

@@ -541,6 +541,7 @@ export class Supervisor implements SupervisorControl {
       preserveSource: cfg.preserveSource,
       inject: cfg.inject,
       resolver: cfg.resolver,
+      nameserversGiven: cfg.nameserversGiven,
       dstFromHost: cfg.dstFromHost,
       relay: cfg.relay,
       routing: cfg.routing,

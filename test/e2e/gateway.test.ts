@@ -56,6 +56,20 @@ test('SOCKS5 node: curl and a raw TCP exchange from a LAN host leave through the
   });
 });
 
+test('-N: the upstream node given by name is resolved through the -N nameserver', async () => {
+  await withGateway(async (g) => {
+    await microsocks(g.node, 1080);
+    // Only this nameserver knows the node's name; the system resolver does not.
+    const dnsPeer = g.direct.spawn('python3', [peerPath('dns_server.py'), '53', DIRECT_SRV, `node-a.upstream.test=${NODE_IP}`]);
+    await dnsPeer.waitForOutput(/^listening /m);
+    const proxy = await startTranproxy(g.gw, gatewayRunArgs(g, ['--upstream', 'socks5://node-a.upstream.test:1080', '-N', DIRECT_SRV]));
+    const echo = await curlJson(g.lan, `http://${REMOTE}/named-node`);
+    assert.equal(echo?.client.address, NODE_SIDE_OF_REMOTE, 'through the node found by its name');
+    await dnsPeer.waitForOutput(/query node-a\.upstream\.test/);
+    await proxy.waitForOutput(/conn .*dst=10\.74\.3\.2:80 .*via=upstream/);
+  });
+});
+
 test('SOCKS5 with auth, HTTP CONNECT (tinyproxy) and Shadowsocks (each cipher) nodes', async () => {
   await withGateway(async (g) => {
     const nodes: [string, () => Promise<LabProcess>][] = [];

@@ -9,6 +9,7 @@ import { parse } from 'yaml';
 import { AnnotationError, DEFAULT_INJECT, parseHeadersAnnotation, sidecarConfig, type InjectDefaults } from '../../src/k8s/config.js';
 import { injectObject, injectPodTemplate, type ObjectReport } from '../../src/k8s/inject.js';
 import { injectYaml } from '../../src/k8s/yaml.js';
+import { classicSidecar, nativeSidecar } from '../../src/k8s/sidecar.js';
 import { UsageError } from '../../src/errors.js';
 import { golden as checkGolden } from '../helpers/golden.js';
 
@@ -190,12 +191,23 @@ test('annotation values are validated and errors name the annotation (and the ob
     [{ 'tranproxy.io/set-forwarded-for': 'a\u0001b' }, /tranproxy\.io\/set-forwarded-for/],
     [{ 'tranproxy.io/headers': 'X-A: 1\nx-a: 2' }, /given twice/],
     [{ 'tranproxy.io/image': 'a b' }, /not an image reference/],
+    [{ 'tranproxy.io/nameservers': '10.96.0.10,kube-dns' }, /^tranproxy\.io\/nameservers: 'kube-dns' is not an IP address/],
   ];
   for (const [a, re] of bad) assert.throws(() => sidecarConfig(a), (e: unknown) => e instanceof AnnotationError && e instanceof UsageError && re.test((e as Error).message), JSON.stringify(a));
   assert.throws(
     () => injectObject({ kind: 'Deployment', metadata: { name: 'web' }, spec: { template: { metadata: { annotations: { 'tranproxy.io/ports': 'x' } }, spec: { containers: [{ name: 'a' }] } } } }),
     /^AnnotationError: Deployment\/web: tranproxy\.io\/ports/,
   );
+});
+
+test('tranproxy.io/nameservers becomes -N for the sidecar, native and classic', () => {
+  const { config } = sidecarConfig({ 'tranproxy.io/nameservers': '10.96.0.10, fd00::a' });
+  assert.deepEqual(config.nameservers, ['10.96.0.10', 'fd00::a']);
+  for (const c of [nativeSidecar(config), classicSidecar(config)]) {
+    const args = c.args as string[];
+    assert.deepEqual(args.slice(args.indexOf('-N'), args.indexOf('-N') + 4), ['-N', '10.96.0.10', '-N', 'fd00::a']);
+  }
+  assert.ok(!(nativeSidecar(sidecarConfig({}).config).args as string[]).includes('-N'), 'no annotation: resolv.conf');
 });
 
 test('annotations become flags: ports normalised, literal values, json logs, typos warned', () => {
