@@ -96,8 +96,8 @@ export class FramedStream extends Duplex {
 
   private readonly onEnd = (): void => {
     if (this.eof) return;
-    if (!this.codec.answered && this.sentAny && !this.o.silentServer) return this.fail('ENOREPLY', `node ${this.o.where} ${NO_REPLY}`);
     if (this.codec.pending > 0) return this.fail('EPROTO', `node ${this.o.where} closed the connection in the middle of a frame`);
+    if (!this.codec.answered && this.sentAny && !this.o.silentServer) return this.fail('ENOREPLY', `node ${this.o.where} ${NO_REPLY}`);
     this.eof = true;
     this.push(null);
   };
