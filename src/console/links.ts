@@ -147,6 +147,9 @@ export function baseName(spec: NodeSpec, label: string | undefined = spec.name):
       .replace(/[^A-Za-z0-9_.-]+/g, '-')
       .replace(/^[^A-Za-z0-9]+/, '')
       .replace(/-+$/, '')
+      .split('-')
+      .filter((w, i, all) => i === 0 || w.toLowerCase() !== all[i - 1]!.toLowerCase()) // "🇺🇸 US" → US, not US-US
+      .join('-')
       .slice(0, 56);
   let name = clean(label ?? '');
   const meaningful = (/[A-Za-z].*[A-Za-z]/.test(name) || /^[A-Za-z]$/.test(name)) && !(BUILTIN_OUTBOUNDS as readonly string[]).includes(name);

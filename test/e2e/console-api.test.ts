@@ -165,12 +165,12 @@ test('console API: login, CSRF, ss:// node, switch on, live connection and close
           const added = await api.call('POST', '/api/nodes', { links: SS_LINK });
           assert.equal(added.status, 200, JSON.stringify(added.body));
           assert.deepEqual(added.body.added, ['lab-ss']);
-          assert.deepEqual(added.body.nodes, [{ name: 'lab-ss', type: 'ss', server: NODE_IP, port: SS_PORT, uri: `ss://aes-256-gcm:***@${NODE_IP}:${SS_PORT}#lab-ss` }]);
+          assert.deepEqual(added.body.nodes, [{ name: 'lab-ss', label: 'lab-ss', type: 'ss', server: NODE_IP, port: SS_PORT, uri: `ss://aes-256-gcm:***@${NODE_IP}:${SS_PORT}#lab-ss` }]);
           assert.match(readFileSync(config, 'utf8'), /\nnodes:\n {2}lab-ss: ss:\/\//);
-          const bad = await api.call('POST', '/api/nodes', { links: `${SS_LINK}\nss://nonsense` });
+          const bad = await api.call('POST', '/api/nodes', { links: 'ss://nonsense\nwireguard://k@192.0.2.1:51820' });
           assert.equal(bad.status, 400);
           assert.equal(bad.body.errors[0].field, 'links');
-          assert.match(bad.body.errors[0].message, /^line 2: /);
+          assert.match(bad.body.errors[0].message, /^nothing imported: 0 imported, 2 skipped: .+; wireguard not supported$/);
           const lat = await api.call('POST', '/api/nodes/lab-ss/test');
           assert.equal(lat.status, 200);
           assert.equal(lat.body.ok, true, JSON.stringify(lat.body));

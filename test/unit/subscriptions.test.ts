@@ -43,6 +43,7 @@ test('a list imports what it can: labels exactly as written, skips with reasons'
   // safe keys beside the labels: flags become their letters, words stay, else type-host-port
   assert.deepEqual(links.map((l) => baseName(l.spec, l.label)), ['HK-01', 'JP-Tokyo', 'plain']);
   assert.equal(baseName(parseNodeUri('socks5://192.0.2.9:1080'), '香港 01'), 'socks5-192.0.2.9-1080');
+  assert.equal(baseName(parseNodeUri('socks5://192.0.2.9:1080'), '🇺🇸 US 美国 obfs'), 'US-obfs', 'a flag and the same letters written after it count once');
   // a label with raw spaces and Unicode (as some providers write it) stays one link
   const raw = parseLinks(`socks5://192.0.2.3:1080#HK 02 ✈️ ${ss('c', '192.0.2.6', 'x')}`);
   assert.deepEqual(raw.links.map((l) => [l.label, l.uri]), [

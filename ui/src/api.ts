@@ -3,8 +3,10 @@
 // session (401), an unreachable gateway (fetch failed) and every finished change (to re-read
 // /api/state) through the handlers below.
 
-export interface NodeInfo { name: string; type: string; server: string; port: number; uri: string }
-export interface Subscription { url: string; nodes: string[]; updatedAt: string | null; error?: string }
+export interface NodeInfo { name: string; label: string; type: string; plugin?: string; server: string; port: number; uri: string }
+export interface Subscription { url: string; nodes: string[]; kept?: string[]; updatedAt: string | null; result?: string; error?: string }
+/** What an import took and skipped; `summary` is the server's own sentence. */
+export interface ImportReport { summary: string }
 export type Rule = Record<string, unknown> & { outbound: string };
 export interface DnsServer {
   /** Where the DNS forwarder listens (host null: every address); null: no DNS section. */

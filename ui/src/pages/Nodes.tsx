@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import { del, post, put, type NodeInfo, type State, type TestResult } from '../api';
+import { del, post, put, type ImportReport, type NodeInfo, type State, type TestResult } from '../api';
 import type { AppCtx } from '../main';
 import { lang, t } from '../i18n';
 import { ErrorText, Field, FormStatus, Section, rich, useAction } from '../ui';
@@ -22,8 +22,8 @@ function AddNodes({ setState }: { setState: (s: State) => void }) {
   const submit = async (e: Event) => {
     e.preventDefault();
     const r = await a.run(
-      () => post<{ added: string[]; state?: State }>('/api/nodes', { links }),
-      (r) => (r.added.length ? t('nodes.added', { names: r.added.join(', ') }) : t('nodes.addedNone')),
+      () => post<{ added: string[]; report?: ImportReport; state?: State }>('/api/nodes', { links }),
+      (r) => `${r.added.length ? t('nodes.added', { names: r.added.join(', ') }) : t('nodes.addedNone')}${r.report ? ` (${r.report.summary})` : ''}`,
     );
     if (r) {
       setLinks('');
@@ -89,8 +89,9 @@ function NodeList({ state, setState }: { state: State; setState: (s: State) => v
           ) : (
             <li key={n.name} class="node" data-node={n.name}>
               <div class="node-main">
-                <strong class="node-name">{n.name}</strong>
-                <span class="tag">{n.type}</span>
+                <strong class="node-name">{n.label ?? n.name}</strong>
+                {n.label && n.label !== n.name ? <span class="muted mono node-key">{n.name}</span> : null}
+                <span class="tag">{n.plugin ? `${n.type}+${n.plugin}` : n.type}</span>
                 {users(n.name).map((u) => <span key={u} class="tag used">{u}</span>)}
                 <div class="muted mono">{n.server}:{n.port}</div>
               </div>
@@ -153,14 +154,14 @@ function Subscriptions({ state, setState }: { state: State; setState: (s: State)
   const [url, setUrl] = useState('');
   const add = async (e: Event) => {
     e.preventDefault();
-    const r = await a.run(() => post<State>('/api/subscriptions', { url }), () => t('subs.imported'));
+    const r = await a.run(() => post<State & { report?: ImportReport }>('/api/subscriptions', { url }), (r) => `${t('subs.imported')}${r.report ? ` ${r.report.summary}` : ''}`);
     if (r) {
       setState(r);
       setUrl('');
     }
   };
   const refresh = async (u: string) => {
-    const r = await list.run(() => post<State>('/api/subscriptions/refresh', { url: u }), () => t('subs.refreshed'));
+    const r = await list.run(() => post<State & { report?: ImportReport }>('/api/subscriptions/refresh', { url: u }), (r) => `${t('subs.refreshed')}${r.report ? ` ${r.report.summary}` : ''}`);
     if (r) setState(r);
   };
   const remove = async (u: string) => {
@@ -185,6 +186,8 @@ function Subscriptions({ state, setState }: { state: State; setState: (s: State)
               <div class="muted">
                 {s.nodes.length === 1 ? t('subs.nodeCountOne') : t('subs.nodeCount', { n: s.nodes.length })} · {s.updatedAt ? t('subs.updated', { when: new Date(s.updatedAt).toLocaleString(lang() === 'zh' ? 'zh-CN' : 'en') }) : t('subs.never')}
               </div>
+              {s.result ? <div class="muted">{s.result}</div> : null}
+              {s.kept?.length ? <div class="warn">{t('subs.kept', { names: s.kept.join(', ') })}</div> : null}
               {s.error ? <div class="bad"><ErrorText p={{ field: '', message: s.error, status: 0 }} /></div> : null}
               <div class="node-actions">
                 <button type="button" disabled={list.busy} onClick={() => refresh(s.url)}>{t('subs.refresh')}</button>
