@@ -77,6 +77,11 @@ export class ResponseFramer {
     this.queue.push(flags);
   }
 
+  /** The framer still knows where responses end (it has not given up). */
+  get following(): boolean {
+    return this.state !== S_LOST;
+  }
+
   /** Requests forwarded whose final response has not fully arrived. */
   get pending(): number {
     return this.queue.length - this.qHead;

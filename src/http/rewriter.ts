@@ -211,6 +211,11 @@ export class RequestRewriter {
     return this.framer.complete(eof);
   }
 
+  /** False once the server's responses could not be followed (only its EOF ends them then). */
+  get responsesFollowed(): boolean {
+    return this.framer.following;
+  }
+
   /**
    * Feed the next client chunk; returns the events in order (at most one 'forward',
    * possibly followed by 'passthrough' or 'reject'). After 'passthrough' further pushes

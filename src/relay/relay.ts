@@ -38,6 +38,8 @@ export interface UpstreamRewriter {
   readonly heldBytes?: number;
   /** Every forwarded request has been answered in full: a refusal may be written now. */
   responsesComplete?(eof: boolean): boolean;
+  /** responsesComplete will become true by itself (the responses can be followed). */
+  readonly responsesFollowed?: boolean;
 }
 
 /** Client bytes held while an Upgrade/CONNECT awaits its answer before the client is paused. */
@@ -156,7 +158,9 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
       if (rw?.pushResponse === undefined) return;
       if (rejected !== undefined) {
         rw.pushResponse(chunk);
-        if (rejectResponse !== undefined && rw.responsesComplete?.(false)) answerAfterResponses();
+        if (rejectResponse === undefined) return;
+        if (rw.responsesComplete?.(false)) answerAfterResponses();
+        else if (!rw.responsesFollowed && !upstreamEndSent) endUpstream(); // the framer gave up: wait for EOF
         return;
       }
       applyEvents(rw.pushResponse(chunk));
@@ -215,11 +219,13 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
         return answerRejected(as === 'head-timeout' && bytesDown > 0 ? undefined : response);
       }
       rejectResponse = response;
-      if (!upstreamEndSent) endUpstream(); // flush what was forwarded; the server answers, then closes
       // The refusal goes to the client only once every response in flight is complete (the
       // response framer says so, here or as server bytes arrive; else at the server's EOF):
-      // written earlier it would land in the middle of a response body.
-      if (rewriter?.responsesComplete?.(false)) answerAfterResponses();
+      // written earlier it would land in the middle of a response body. The upstream is not
+      // half-closed while the framer can follow it: servers (nginx) abort a response in
+      // flight when the client's side ends.
+      if (rewriter?.responsesComplete?.(false)) return answerAfterResponses();
+      if (!rewriter?.responsesFollowed && !upstreamEndSent) endUpstream(); // the server answers, then closes
       upstream.once('close', () => {
         // Closed without EOF (reset, or by us): a refusal only if nothing was cut short.
         if (!client.writableEnded) answerRejected(rewriter?.responsesComplete?.(false) ? rejectResponse : undefined);
