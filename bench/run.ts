@@ -862,11 +862,12 @@ function dnsCase(ctx: Ctx, id: DnsMode): { c: CaseResult; run: () => Promise<voi
         `\`dnsperf -c 10 -l ${secs}\` in the client ns sends A queries for ${DNS.names} names (n1…n${DNS.names}.${DNS.zone}, in a loop) to the forwarder in the server ns (${ADDR.srv}:${DNS.port}).`,
         `The upstream is dnsmasq in the server ns on 127.0.0.1:${DNS.upstreamPort}, answering *.${DNS.zone} from \`--address\` with TTL 3600 and no cache of its own.`,
         id === 'g'
-          ? 'Cached: both forwarders cache (tranproxy `dns.cache: true`, dnsmasq `--cache-size=1000`); a 1 s dnsperf pass fills the caches before the measured one.'
+          ? 'Cached: both forwarders cache (tranproxy `dns.cache: true`, dnsmasq `--cache-size=1000`); the warm-up pass fills the caches.'
           : id === 'h'
             ? `Fake-IP: tranproxy answers from its fake-IP pool (\`dns.fake-ip\`, 198.18.0.0/15), dnsmasq from its own \`--address=/${DNS.zone}/…\`: neither asks upstream.`
             : 'Uncached: tranproxy `dns.cache: false`, dnsmasq `--cache-size=0`: every query is forwarded to the upstream (which runs on the same 2 CPUs for both).',
         'tranproxy is the real gateway process: `tranproxy run --config FILE --firewall none`, the forwarder in its data-plane child (as uid 1337).',
+        'Each round starts the variant afresh, runs a 2 s dnsperf warm-up pass (a long-running gateway has its JIT warm), then the measured pass.',
       ],
       variants: [],
       subject: 'tranproxy',
@@ -928,7 +929,7 @@ function dnsCase(ctx: Ctx, id: DnsMode): { c: CaseResult; run: () => Promise<voi
     try {
       await alternate(ctx, c, variants, async (v, _proxy, round) => {
         const perf = (l: number) => cli.run('dnsperf', ['-s', ADDR.srv, '-p', String(DNS.port), '-d', queries, '-c', '10', '-l', String(l)], { allowFailure: true, timeoutMs: (l + 30) * 1000 });
-        if (id === 'g') await perf(1);
+        await perf(2); // warm-up: JIT for tranproxy, and for (g) both caches filled
         const r = await perf(secs);
         if (r.status !== 0) throw new Error(`dnsperf failed (${r.status}): ${r.stderr || r.stdout}`);
         const d = parseDnsperf(r.stdout);

@@ -102,25 +102,37 @@ export function openBatchUdpSocket(o: BatchUdpOptions): BatchUdpSocket {
   const send = new SendBatch(addressOf(recv.names));
   let closed = false;
   const flush = () => {
-    if (send.count === 0) return;
-    // A full socket buffer drops the rest of the batch, as it would drop single sends.
-    const n = sysSendmmsg(fd, send.vecAddr, send.count, MSG_DONTWAIT);
-    if (n < 0 && -n !== EAGAIN) o.onError(`sendmmsg: errno ${-n}`);
+    // sendmmsg stops at the first message that fails (reported by the next call, which then
+    // sends nothing): skip that one and go on. A full socket buffer drops the rest, as UDP would.
+    for (let sent = 0; sent < send.count; ) {
+      const n = sysSendmmsg(fd, send.vecAddr + BigInt(sent * MMSGHDR_SIZE), send.count - sent, MSG_DONTWAIT);
+      if (n > 0) sent += n;
+      else if (n === -EAGAIN || n === 0) break;
+      else {
+        o.onError(`sendmmsg: errno ${-n}`);
+        sent++;
+      }
+    }
     send.count = 0;
+  };
+  const answerSlot = (i: number) => {
+    const r = recv.raw(i);
+    if (r.truncated || r.name.length < 16) return;
+    const answer = o.onDatagram(r.payload, r.name);
+    if (!answer) return;
+    if (answer.length <= SEND_SLOT) send.add(i, r.name.length, answer);
+    else sysSendto(fd, answer, MSG_DONTWAIT, Buffer.from(r.name));
   };
   const drain = () => {
     for (let b = 0; b < MAX_BATCHES_PER_WAKE && !closed; b++) {
       const n = sysRecvmmsg(fd, recvAddr, BATCH, MSG_DONTWAIT);
-      for (let i = 0; i < n; i++) {
-        const r = recv.raw(i);
-        if (r.truncated || r.name.length < 16) continue;
-        const answer = o.onDatagram(r.payload, r.name);
-        if (!answer) continue;
-        if (answer.length <= SEND_SLOT) send.add(i, r.name.length, answer);
-        else sysSendto(fd, answer, MSG_DONTWAIT, Buffer.from(r.name));
+      try {
+        for (let i = 0; i < n; i++) answerSlot(i);
+        flush(); // before the next recvmmsg overwrites the source addresses
+      } finally {
+        send.count = 0;
+        recv.reset(n); // the kernel overwrote the slots' lengths, even if a handler threw
       }
-      flush(); // before the next recvmmsg overwrites the source addresses
-      recv.reset(n);
       if (n < BATCH) return;
     }
   };
@@ -130,7 +142,6 @@ export function openBatchUdpSocket(o: BatchUdpOptions): BatchUdpSocket {
       try {
         drain();
       } catch (e) {
-        send.count = 0;
         o.onError((e as Error).message);
       }
     },
