@@ -29,6 +29,9 @@ PAIRS=(
   tinyproxy:tinyproxy
   v2ray:v2ray
   trojan:trojan
+  ss-v2ray-plugin:shadowsocks-v2ray-plugin
+  obfs-local:simple-obfs
+  obfs-server:simple-obfs
   openssl:openssl
   chromium:chromium
   dnsperf:dnsperf

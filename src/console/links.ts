@@ -1,7 +1,7 @@
 // Node links pasted into the console or served by a subscription: split, parse, label, name.
 // Every source (pasted text, a subscription in any format) becomes a list of LinkEntry
 // {label, uri}; parseEntries is the one place links are parsed and skipped with a reason.
-import { parseNodeUri, type NodeSpec } from '../outbound/uri.js';
+import { parseNodeUri, redactUri, type NodeSpec } from '../outbound/uri.js';
 import { BUILTIN_OUTBOUNDS } from '../route/index.js';
 
 /** A link and the node's name as its source wrote it (Unicode, emoji kept). */
@@ -108,7 +108,10 @@ export function parseEntries(entries: readonly LinkEntry[]): { links: ParsedLink
     try {
       links.push({ uri: frag.uri, spec: parseNodeUri(frag.uri), ...(label ? { label } : {}), line });
     } catch (e) {
-      const message = (e as Error).message; // parseNodeUri redacts secrets
+      // The line and label name the entry; the link itself (even redacted) stays out of the reason.
+      const prefix = `proxy node ${redactUri(frag.uri)}: `;
+      const full = (e as Error).message;
+      const message = full.startsWith(prefix) ? full.slice(prefix.length) : full;
       const unsupported = /unsupported scheme '([^']+)'/.exec(message);
       skip(unsupported ? `${unsupported[1]!.toLowerCase()} not supported` : message);
     }
