@@ -48,7 +48,7 @@ test('validateHeader rejects CR, LF, NUL and other control characters in values'
 });
 
 test('validateHeader refuses headers that control framing or the connection', () => {
-  for (const name of ['Content-Length', 'transfer-encoding', 'Connection', 'UPGRADE']) {
+  for (const name of ['Content-Length', 'transfer-encoding', 'Connection', 'UPGRADE', 'Content_Length', 'transfer_encoding']) {
     usage(() => validateHeader(name, 'x'), /cannot be injected/);
   }
   assert.deepEqual(validateHeader('Host', 'example.com'), { name: 'Host', value: 'example.com' });

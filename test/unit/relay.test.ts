@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import { relay, type RelayResult, type UpstreamRewriter } from '../../src/relay/relay.js';
+import { RequestRewriter } from '../../src/http/rewriter.js';
+import { compileInjectConfig } from '../../src/http/inject-config.js';
 
 /** A proxy on loopback that relays every accepted client to `target` with `relay()`. */
 async function withRelay(
@@ -212,5 +214,33 @@ test('a client EOF that arrived before the relay started (while peeking) is stil
   assert.equal((await readAll(c)).toString(), 'saw early');
   c.destroy();
   server.close();
+  upstream.close();
+});
+
+test('Upgrade not yet answered: the client is paused after ~64 KiB held; a 101 releases it all raw', async () => {
+  const rw = new RequestRewriter(compileInjectConfig({ headers: [{ name: 'X-Id', value: 'pod' }], maxHeadBytes: 65536 }));
+  let got = Buffer.alloc(0);
+  let serverSide: net.Socket | undefined;
+  const upstream = await listen((s) => {
+    serverSide = s;
+    s.on('data', (d: Buffer) => { got = Buffer.concat([got, d]); });
+  });
+  await withRelay(upstream.address() as net.AddressInfo, { rewriter: () => rw }, async (port) => {
+    const c = net.connect({ port, host: '127.0.0.1' });
+    await once(c, 'connect');
+    const head = 'GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n';
+    const frames = Buffer.alloc(4 << 20, 0x81);
+    c.write(head);
+    c.write(frames);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(got.toString('latin1'), head.replace('\r\n\r\n', '\r\nX-Id: pod\r\n\r\n'), 'only the stamped head went up');
+    assert.ok(rw.heldBytes > 0 && rw.heldBytes <= 2 * 65536, `held ${rw.heldBytes} bytes`);
+    serverSide!.write('HTTP/1.1 101 Switching Protocols\r\n\r\n');
+    const want = got.length + frames.length;
+    for (let i = 0; i < 100 && got.length < want; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(got.length, want, 'every held and later byte went up raw');
+    assert.ok(got.subarray(got.length - frames.length).equals(frames));
+    c.destroy();
+  });
   upstream.close();
 });
