@@ -83,3 +83,40 @@ timeIt('pipelined: 16 heads per push', 'req', heads(HEAD, 16, 1));
 timeIt('head split over 3 pushes (gathered)', 'req', heads(HEAD, 1, 3));
 timeIt('Content-Length body, 64 KiB pushes', 'B', body(false));
 timeIt('chunked body (16 KiB chunks), 64 KiB pushes', 'B', body(true));
+
+// The response side: the framer each rewritten connection runs on server bytes.
+const RESPONSE =
+  'HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Mon, 07 Dec 2026 02:00:00 GMT\r\n' +
+  'Content-Type: application/json\r\nContent-Length: 512\r\nConnection: keep-alive\r\n\r\n' + 'r'.repeat(512);
+
+function responses(): () => number {
+  const data = Buffer.from(RESPONSE, 'latin1');
+  const req = Buffer.from(HEAD, 'latin1');
+  return () => {
+    const rw = new RequestRewriter(inject);
+    for (let k = 0; k < 2000; k++) {
+      rw.push(req);
+      rw.pushResponse(data);
+    }
+    if (!rw.responsesComplete(false)) throw new Error('responses not followed');
+    return 2000;
+  };
+}
+
+function responseBody(): () => number {
+  const piece = Buffer.alloc(64 * 1024, 0x61);
+  return () => {
+    const rw = new RequestRewriter(inject);
+    rw.push(Buffer.from(HEAD, 'latin1'));
+    rw.pushResponse(Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${1 << 30}\r\n\r\n`));
+    let bytes = 0;
+    for (let k = 0; k < 2048; k++) {
+      rw.pushResponse(piece);
+      bytes += piece.length;
+    }
+    return bytes;
+  };
+}
+
+timeIt('request + 512 B response framed, per exchange', 'req', responses());
+timeIt('response Content-Length body, 64 KiB reads', 'B', responseBody());
