@@ -215,6 +215,8 @@ export function renameNode(doc: Document, from: string, to: string): void {
   subs.forEach((s, i) => {
     const j = s.nodes.indexOf(from);
     if (j >= 0) doc.setIn(['console', 'subscriptions', i, 'nodes', j], to);
+    const k = s.kept?.indexOf(from) ?? -1;
+    if (k >= 0) doc.setIn(['console', 'subscriptions', i, 'kept', k], to);
   });
 }
 
@@ -235,6 +237,8 @@ export function deleteNode(doc: Document, name: string): void {
   subscriptionsOf(doc).forEach((s, i) => {
     const j = s.nodes.indexOf(name);
     if (j >= 0) doc.deleteIn(['console', 'subscriptions', i, 'nodes', j]);
+    const k = s.kept?.indexOf(name) ?? -1;
+    if (k >= 0) doc.deleteIn(['console', 'subscriptions', i, 'kept', k]);
   });
 }
 

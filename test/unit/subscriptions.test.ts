@@ -196,6 +196,18 @@ test('a refresh that drops a node in use keeps it, says so, and sends the config
   assert.deepEqual(agents, ['ClashForAndroid/2.5', 'ClashForAndroid/2.5']);
   assert.match(readFileSync(h.path, 'utf8'), /interval: 6h\n\s+user-agent: ClashForAndroid\/2.5/);
 
+  // Renamed by hand, a kept node stays kept under its new name; deleted, it leaves the lists.
+  assert.equal((await call('PUT', '/nodes/JP-Tokyo', { name: 'jp' })).status, 200);
+  assert.deepEqual(((await call('GET', '/state')).body as { subscriptions: { kept: string[] }[] }).subscriptions[0]!.kept, ['jp']);
+  assert.equal((await call('PUT', '/settings', { tcpNode: 'HK-01' })).status, 200);
+  assert.equal((await call('DELETE', '/nodes/jp')).status, 200);
+  const afterDelete = ((await call('GET', '/state')).body as { subscriptions: { kept: string[]; nodes: string[] }[] }).subscriptions[0]!;
+  assert.deepEqual([afterDelete.nodes, afterDelete.kept], [['HK-01'], []]);
+  served = [ss('a', '192.0.2.1', '🇭🇰 香港 01'), ss('b', '192.0.2.2', 'JP Tokyo')].join('\n');
+  const back = await call('POST', '/subscriptions/refresh', { url });
+  assert.deepEqual((back.body as { nodes: { name: string }[] }).nodes.map((n) => n.name), ['HK-01', 'JP-Tokyo'], 'served again: back under its label-made key');
+  served = ss('a', '192.0.2.1', '🇭🇰 香港 01');
+
   // Once nothing uses it, the next refresh lets it go; an empty or broken body changes nothing.
   assert.equal((await call('PUT', '/settings', { tcpNode: 'direct' })).status, 200);
   const gone = await call('POST', '/subscriptions/refresh', { url });
