@@ -10,6 +10,7 @@ import type { UdpOutbound } from '../udp/types.js';
 import { ShadowsocksUdpOutbound } from './udp-shadowsocks.js';
 import { Socks5UdpOutbound } from './udp-socks5.js';
 import { TrojanOutbound } from './trojan.js';
+import { V2rayUdpOutbound } from './udp-v2ray.js';
 import { VlessOutbound } from './vless.js';
 import { VmessOutbound } from './vmess.js';
 import type { NodeSpec } from './uri.js';
@@ -57,10 +58,10 @@ export function implementationsOf(spec: NodeSpec): NodeImplementations {
       }
       return { tcp: (o) => new ShadowsocksOutbound(spec, o), udp: (o) => new ShadowsocksUdpOutbound(spec, o) };
     case 'vmess':
-      return { tcp: (o) => new VmessOutbound(spec, o), udp: undefined, udpUnsupported: `node '${spec.name}' is a VMess node; UDP through VMess is not implemented yet` };
+      return { tcp: (o) => new VmessOutbound(spec, o), udp: (o) => new V2rayUdpOutbound(spec, o) };
     case 'vless':
-      return { tcp: (o) => new VlessOutbound(spec, o), udp: undefined, udpUnsupported: `node '${spec.name}' is a VLESS node; UDP through VLESS is not implemented yet` };
+      return { tcp: (o) => new VlessOutbound(spec, o), udp: (o) => new V2rayUdpOutbound(spec, o) };
     case 'trojan':
-      return { tcp: (o) => new TrojanOutbound(spec, o), udp: undefined, udpUnsupported: `node '${spec.name}' is a Trojan node; UDP through Trojan is not implemented yet` };
+      return { tcp: (o) => new TrojanOutbound(spec, o), udp: (o) => new V2rayUdpOutbound(spec, o) };
   }
 }

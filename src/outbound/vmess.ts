@@ -217,7 +217,13 @@ export class VmessChunkWriter {
   private readonly mask: ShakeMask;
   private readonly cipher: ChunkCipher;
 
-  constructor(security: VmessSecurity, key: Buffer, iv: Buffer) {
+  constructor(
+    security: VmessSecurity,
+    key: Buffer,
+    iv: Buffer,
+    /** Largest payload per chunk (UDP: a whole datagram is one chunk). */
+    private readonly maxPayload = VMESS_MAX_CHUNK_PAYLOAD,
+  ) {
     this.mask = new ShakeMask(iv);
     this.cipher = new ChunkCipher(security, key, iv);
   }
@@ -227,7 +233,7 @@ export class VmessChunkWriter {
     const out: Buffer[] = [];
     let off = 0;
     do {
-      const piece = data.subarray(off, off + VMESS_MAX_CHUNK_PAYLOAD);
+      const piece = data.subarray(off, off + this.maxPayload);
       const sealed = this.cipher.seal(piece);
       const len = Buffer.alloc(2);
       len.writeUInt16BE((sealed.length ^ this.mask.next()) & 0xffff);
@@ -324,7 +330,8 @@ export class VmessCodec implements FrameCodec {
     now = Math.floor(Date.now() / 1000),
   ) {
     this.header = sealVmessHeader(cmdKey, encodeVmessHeader(session, security, command, target), vmessAuthId(cmdKey, now));
-    this.writer = new VmessChunkWriter(security, session.key, session.iv);
+    // UDP: one datagram per chunk, up to the 16-bit chunk length.
+    this.writer = new VmessChunkWriter(security, session.key, session.iv, command === VMESS_CMD_UDP ? 0xffff - TAG : VMESS_MAX_CHUNK_PAYLOAD);
     this.respKey = createHash('sha256').update(session.key).digest().subarray(0, 16);
     this.respIv = createHash('sha256').update(session.iv).digest().subarray(0, 16);
     this.reader = new VmessChunkReader(security, this.respKey, this.respIv);

@@ -196,3 +196,57 @@ test('certificates are verified: a node link with neither its CA nor allowInsecu
     assert.equal((await get(1))?.client.address, NODE_SIDE_OF_REMOTE);
   });
 });
+
+/** From `h`: one UDP socket sends each message and waits for its reply; "DATA ADDR PORT" each, or "timeout". */
+async function udpExchange(h: Host, ip: string, port: number, messages: string[]): Promise<string[]> {
+  const script = [
+    'import socket,sys',
+    's=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)',
+    's.settimeout(3)',
+    'for m in sys.argv[3:]:',
+    '    s.sendto(m.encode(),(sys.argv[1],int(sys.argv[2])))',
+    '    try:',
+    '        d,a=s.recvfrom(65535)',
+    '        print(d.decode(),a[0],a[1],flush=True)',
+    '    except socket.timeout:',
+    '        print("timeout",flush=True)',
+  ].join('\n');
+  const r = await h.run('python3', ['-c', script, ip, String(port), ...messages], { allowFailure: true });
+  return r.stdout.trim().split('\n').filter(Boolean);
+}
+
+test('UDP through VMess, VLESS and Trojan nodes (tcp, tls, ws+tls): replies come back from the remote, which sees the node', async () => {
+  await withV2rayLab(async (g, ca) => {
+    const byPort: Array<[number, string, string]> = [
+      [5301, 'vmess-tcp', linkFor(INBOUNDS[0]!, { ca }, { scy: 'chacha20-poly1305' })],
+      [5302, 'vmess-wss', linkFor(INBOUNDS[3]!, { ca })],
+      [5303, 'vless-tcp', linkFor(INBOUNDS[4]!, { ca })],
+      [5304, 'vless-ws', linkFor(INBOUNDS[6]!, { ca })],
+      [5305, 'trojan-tls', linkFor(INBOUNDS[8]!, { ca })],
+      [5306, 'trojan-gfw', linkFor({ port: TROJAN_GFW_PORT, protocol: 'trojan', network: 'tcp', tls: true }, { ca })],
+    ];
+    const echoes = [];
+    for (const [port] of byPort) echoes.push(await startPeer(g.remote, 'udp_echo', port));
+    const config = join(g.tmp, 'udp.yaml');
+    writeFileSync(
+      config,
+      [
+        'nodes:',
+        ...byPort.map(([, name, link]) => `  ${name}: '${link}'`),
+        'rules:',
+        ...byPort.map(([port, name]) => `  - port: ${port}\n    network: udp\n    outbound: ${name}`),
+        'default: direct',
+        '',
+      ].join('\n'),
+      { mode: 0o600 },
+    );
+    const proxy = await startTranproxy(g.gw, [...gatewayRunArgs(g, ['--udp', '-P', '5301-5306', '--udp-idle-timeout', '2s']), '--config', config]);
+    for (const [i, [port, name]] of byPort.entries()) {
+      const replies = await udpExchange(g.lan, REMOTE, port, [`${name}-1`, `${name}-2`]);
+      assert.deepEqual(replies, [`${name}-1 ${REMOTE} ${port}`, `${name}-2 ${REMOTE} ${port}`], `${name}\n${proxy.output().slice(-1500)}`);
+      await echoes[i]!.waitForOutput(new RegExp(`^${NODE_SIDE_OF_REMOTE.replace(/\./g, '\\.')} \\d+$`, 'm'));
+      await proxy.waitForOutput(new RegExp(`udp route src=\\S+ dst=${REMOTE.replace(/\./g, '\\.')}:${port} via=${name} route=rules`));
+    }
+    for (const e of echoes) assert.doesNotMatch(e.output(), new RegExp(`^${LAN_CLIENT.replace(/\./g, '\\.')} `, 'm'), 'the client never reaches the remote itself');
+  });
+});

@@ -9,6 +9,7 @@ import { UsageError } from '../../src/errors.js';
 import { CodecError } from '../../src/outbound/framed-stream.js';
 import { serverName } from '../../src/outbound/transport.js';
 import { encodeTrojanRequest, TrojanCodec, trojanPasswordHash } from '../../src/outbound/trojan.js';
+import { TrojanPacketCodec, VlessPacketCodec, VmessPacketCodec } from '../../src/outbound/udp-v2ray.js';
 import { parseNodeUri, redactUri } from '../../src/outbound/uri.js';
 import { encodePortThenAddress } from '../../src/outbound/v2ray-common.js';
 import { encodeVlessRequest, VlessCodec } from '../../src/outbound/vless.js';
@@ -326,4 +327,41 @@ test('TLS server name: sni, else the WebSocket Host, else the node name; never a
   assert.equal(serverName({ network: 'ws', security: 'tls', host: 'h.example:8443' }, '1.2.3.4'), 'h.example');
   assert.equal(serverName({ network: 'tcp', security: 'tls' }, 'n.example'), 'n.example');
   assert.equal(serverName({ network: 'tcp', security: 'tls' }, '1.2.3.4'), undefined);
+});
+
+// ── UDP framing ──────────────────────────────────────────────────────────────
+
+test('UDP packets: Trojan address+length+CRLF, VLESS length prefix, VMess one chunk per datagram; split anywhere', () => {
+  const t = new TrojanPacketCodec(trojanPasswordHash('pw'), IPV4);
+  assert.equal(t.header.subarray(56).toString('hex'), '0d0a03010a00000700500d0a', 'command 3 (UDP associate)');
+  const tp = t.encodePacket(Buffer.from('hi'));
+  assert.equal(tp.toString('hex'), '010a0000070050' + '0002' + '0d0a' + '6869');
+  const back = Buffer.concat([tp, t.encodePacket(Buffer.from('there'))]);
+  for (let cut = 0; cut <= back.length; cut++) {
+    const c = new TrojanPacketCodec(trojanPasswordHash('pw'), IPV4);
+    const got = [...c.decode(back.subarray(0, cut)), ...c.decode(back.subarray(cut))];
+    assert.deepEqual(got.map((p) => p.payload.toString()), ['hi', 'there']);
+    assert.deepEqual(got[0]!.address, IPV4);
+  }
+  assert.throws(() => new TrojanPacketCodec('h', IPV4).decode(Buffer.from('010a000007005000020000', 'hex')), CodecError);
+
+  const v = new VlessPacketCodec(ID, IPV4);
+  assert.equal(v.header[17 + 1], 2, 'VLESS command UDP');
+  assert.equal(v.encodePacket(Buffer.from('abc')).toString('hex'), '0003616263');
+  const vWire = Buffer.concat([Buffer.from([0, 0]), v.encodePacket(Buffer.from('abc')), v.encodePacket(Buffer.alloc(0)), v.encodePacket(Buffer.from('d'))]);
+  for (let cut = 0; cut <= vWire.length; cut++) {
+    const c = new VlessPacketCodec(ID, IPV4);
+    assert.deepEqual([...c.decode(vWire.subarray(0, cut)), ...c.decode(vWire.subarray(cut))].map((p) => p.payload.toString()), ['abc', '', 'd']);
+  }
+
+  // VMess: a 60,000-byte datagram is one chunk (the TCP stream would split it at 16 KiB).
+  const s = session(0);
+  const m = new VmessPacketCodec(vmessCmdKey(ID), { security: 'aes-128-gcm' }, IPV4, s);
+  const big = Buffer.alloc(60_000, 1);
+  const reader = new VmessChunkReader('aes-128-gcm', s.key, s.iv);
+  assert.deepEqual(reader.push(m.encodePacket(big)).data, [big]);
+  assert.throws(() => m.encodePacket(Buffer.alloc(0xffff)), TypeError);
+  const wire = serverResponse(s, 'aes-128-gcm', [Buffer.from('r1'), Buffer.from('r2')]);
+  const mc = new VmessPacketCodec(vmessCmdKey(ID), { security: 'aes-128-gcm' }, IPV4, s);
+  assert.deepEqual(mc.decode(wire).map((p) => p.payload.toString()), ['r1', 'r2']);
 });
