@@ -211,6 +211,11 @@ export class RequestRewriter {
     return this.framer.complete(eof);
   }
 
+  /** Requests forwarded whose response has not fully arrived (0 once the framer gave up). */
+  get unanswered(): number {
+    return this.framer.following ? this.framer.pending : 0;
+  }
+
   /** False once the server's responses could not be followed (only its EOF ends them then). */
   get responsesFollowed(): boolean {
     return this.framer.following;

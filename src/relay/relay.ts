@@ -36,6 +36,8 @@ export interface UpstreamRewriter {
   pushResponse?(chunk: Buffer): RewriteEvent[];
   /** Client bytes held (the relay stops reading the client above HOLD_LIMIT). */
   readonly heldBytes?: number;
+  /** Requests forwarded and not yet answered in full (the relay stops reading above MAX_UNANSWERED). */
+  readonly unanswered?: number;
   /** Every forwarded request has been answered in full: a refusal may be written now. */
   responsesComplete?(eof: boolean): boolean;
   /** responsesComplete will become true by itself (the responses can be followed). */
@@ -44,6 +46,9 @@ export interface UpstreamRewriter {
 
 /** Client bytes held while an Upgrade/CONNECT awaits its answer before the client is paused. */
 const HOLD_LIMIT = 65536;
+/** Pipelined requests without a complete response before the client is paused (bounds the framer's queue). */
+const MAX_UNANSWERED = 4096;
+const backlogged = (rw: UpstreamRewriter): boolean => (rw.heldBytes ?? 0) > HOLD_LIMIT || (rw.unanswered ?? 0) > MAX_UNANSWERED;
 
 export interface RelayOptions {
   idleTimeoutMs: number;
@@ -126,7 +131,7 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
       const requestsBefore = rewriter.requests;
       applyEvents(rewriter.push(chunk));
       if (rewriter === undefined || rejected !== undefined) return;
-      if ((rewriter.heldBytes ?? 0) > HOLD_LIMIT && !holdPaused) {
+      if (!holdPaused && backlogged(rewriter)) {
         holdPaused = true; // resumed when the server has answered (pushResponse)
         client.pause();
       }
@@ -165,7 +170,7 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
       }
       applyEvents(rw.pushResponse(chunk));
       if (rejected !== undefined) return;
-      if (holdPaused && (rewriter === undefined || (rewriter.heldBytes ?? 0) <= HOLD_LIMIT)) {
+      if (holdPaused && (rewriter === undefined || !backlogged(rewriter))) {
         holdPaused = false;
         if (!clientPaused) client.resume();
       }

@@ -244,3 +244,20 @@ test('Upgrade not yet answered: the client is paused after ~64 KiB held; a 101 r
   });
   upstream.close();
 });
+
+test('a client pipelining requests to a server that does not answer is paused after 4096 unanswered', async () => {
+  const rw = new RequestRewriter(compileInjectConfig({ headers: [{ name: 'X-Id', value: 'pod' }], maxHeadBytes: 65536 }));
+  let received = 0;
+  const upstream = await listen((s) => s.on('data', (d: Buffer) => { received += d.length; }));
+  await withRelay(upstream.address() as net.AddressInfo, { rewriter: () => rw }, async (port) => {
+    const c = net.connect({ port, host: '127.0.0.1' });
+    await once(c, 'connect');
+    c.write('GET / HTTP/1.1\r\n\r\n'.repeat(100_000)); // 1.8 MB of tiny requests
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok(rw.unanswered > 4096 && rw.unanswered < 4096 + 5000, `${rw.unanswered} requests in flight`);
+    assert.ok(rw.requests < 20_000, `${rw.requests} requests read`);
+    assert.ok(received > 0);
+    c.destroy();
+  });
+  upstream.close();
+});
