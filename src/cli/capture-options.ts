@@ -9,7 +9,9 @@ export function collect(value: string, previous: string[] = []): string[] {
 export function addCaptureOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--mode <mode>', 'how connections are handed over').choices(['redirect', 'tproxy']).default('redirect'))
-    .option('--capture <point>', "where to capture: 'output' (this host's or pod's own traffic) and/or 'prerouting' (traffic routed through it); repeatable", collect)
+    .option('--capture <point>', "where to capture: 'output' (this host's or pod's own traffic), 'prerouting' (traffic routed through it), 'inbound' (connections to this host's own ports, as Istio's inbound; -H applies to them too); repeatable", collect)
+    .option('--inbound-port <port>', 'inbound: capture only connections to these local ports (8080, 9000-9100); repeatable; default: all', collect)
+    .option('--exclude-inbound-port <port>', "inbound: never capture these local ports (tranproxy's own are always left alone); repeatable", collect)
     .addOption(new Option('--family <family>', 'IP families to capture').choices(['dual', 'ipv4', 'ipv6']).default('dual'))
     .option('--listen-port <port>', 'port the proxy listens on', String(DEFAULTS.listenPort))
     .option('-P, --port <port>', 'capture only these destination ports (80, 8000-8100); repeatable; default: all', collect)

@@ -40,6 +40,9 @@ export interface RunConfig {
   excludeCidrs: Cidr[];
   sourceCidrs: Cidr[];
   inInterfaces: string[];
+  /** --capture inbound: the local ports captured (empty: all) and never captured (ours added in the plan). */
+  inboundPorts: PortRange[];
+  excludeInboundPorts: PortRange[];
   /** Data plane runs as this user; undefined: as the invoking user. */
   proxyUser: { uid: number; gid: number } | undefined;
   excludeUids: number[];
@@ -103,6 +106,8 @@ export interface RawRunOptions {
   excludeCidr?: string[];
   sourceCidr?: string[];
   inInterface?: string[];
+  inboundPort?: string[];
+  excludeInboundPort?: string[];
   proxyUser?: string;
   excludeUid?: string[];
   excludeGid?: string[];
@@ -260,7 +265,12 @@ function families(choice: FamilyChoice): Family[] {
 
 export function parseRunOptions(raw: RawRunOptions, command: string[] = [], facts: HostFacts = REAL_HOST, file?: ConfigFile): RunConfig {
   const mode = parseChoice(raw.mode ?? 'redirect', ['redirect', 'tproxy'] as const, '--mode');
-  const capture = [...new Set(splitList(raw.capture ?? ['output']).map((c) => parseChoice(c, ['output', 'prerouting'] as const, '--capture')))];
+  const capture = [...new Set(splitList(raw.capture ?? ['output']).map((c) => parseChoice(c, ['output', 'prerouting', 'inbound'] as const, '--capture')))];
+  const inboundPorts = splitList(raw.inboundPort).map((p) => parsePortRange(p, '--inbound-port'));
+  const excludeInboundPorts = splitList(raw.excludeInboundPort).map((p) => parsePortRange(p, '--exclude-inbound-port'));
+  if (!capture.includes('inbound') && (inboundPorts.length || excludeInboundPorts.length)) {
+    throw new UsageError('--inbound-port and --exclude-inbound-port apply to connections to this host: add --capture inbound');
+  }
   const fam = parseChoice(raw.family ?? 'dual', ['dual', 'ipv4', 'ipv6'] as const, '--family');
   const inInterfaces = splitList(raw.inInterface).map((i) => parseInterfaceName(i, '--in-interface'));
   const sourceCidrs = splitList(raw.sourceCidr).map((c) => parseCidr(c, '--source-cidr'));
@@ -301,6 +311,8 @@ export function parseRunOptions(raw: RawRunOptions, command: string[] = [], fact
     ],
     sourceCidrs,
     inInterfaces,
+    inboundPorts,
+    excludeInboundPorts,
     proxyUser,
     excludeUids: splitList(raw.excludeUid).map((u) => parseId(u, '--exclude-uid')),
     excludeGids: splitList(raw.excludeGid).map((g) => parseId(g, '--exclude-gid')),
@@ -354,5 +366,16 @@ export function capturePlanOf(cfg: RunConfig): CapturePlan {
     ...(cfg.bypassMask !== 0xffffffff ? { bypassMask: cfg.bypassMask } : {}),
     ...(cfg.tproxyMask !== 0xffffffff ? { tproxyMask: cfg.tproxyMask } : {}),
     ...(cfg.tproxyRulePref !== undefined ? { rulePref: cfg.tproxyRulePref } : {}),
+    ...(cfg.capture.includes('inbound') ? inboundPlan(cfg) : {}),
+  };
+}
+
+/** Inbound capture never takes tranproxy's own ports (listener, admin API, console). */
+function inboundPlan(cfg: RunConfig): Pick<CapturePlan, 'inboundPorts' | 'excludeInboundPorts' | 'inboundPreserveSource'> {
+  const own = [cfg.listenPort, ...(cfg.admin ? [cfg.admin.port] : []), ...(cfg.console ? [cfg.console.port] : [])];
+  return {
+    inboundPorts: cfg.inboundPorts,
+    excludeInboundPorts: [...cfg.excludeInboundPorts, ...own.map((port) => ({ from: port, to: port }))],
+    inboundPreserveSource: cfg.mode === 'tproxy' && cfg.preserveSource,
   };
 }

@@ -9,6 +9,7 @@
 //   family                --family                tproxy-mark           --tproxy-mark
 //   listen-port           --listen-port           tproxy-table          --tproxy-table
 //   tproxy-rule-pref      --tproxy-rule-pref
+//   inbound-ports (list)  --inbound-port          exclude-inbound-ports (list) --exclude-inbound-port
 //   ports (list)          -P/--port               preserve-source       --[no-]preserve-source
 //   exclude-ports (list)  --exclude-port          connect-timeout       --connect-timeout
 //   include-cidrs (list)  --include-cidr          idle-timeout          --idle-timeout
@@ -281,7 +282,9 @@ const DnsSchema = z.strictObject({
 export const ConfigSchema = z
   .strictObject({
     mode: oneOf(['redirect', 'tproxy']).optional(),
-    capture: many(oneOf(['output', 'prerouting'])).optional(),
+    capture: many(oneOf(['output', 'prerouting', 'inbound'])).optional(),
+    'inbound-ports': many(portRange).optional(),
+    'exclude-inbound-ports': many(portRange).optional(),
     family: oneOf(['dual', 'ipv4', 'ipv6']).optional(),
     'listen-port': scalar('a port', (t) => parsePort(t, '')).optional(),
     ports: many(portRange).optional(),
@@ -481,6 +484,8 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
   set('excludeCidr', strs(f['exclude-cidrs']));
   set('sourceCidr', strs(f['source-cidrs']));
   set('inInterface', strs(f['in-interfaces']));
+  set('inboundPort', strs(f['inbound-ports']));
+  set('excludeInboundPort', strs(f['exclude-inbound-ports']));
   set('proxyUser', one(f['proxy-user']));
   set('excludeUid', strs(f['exclude-uids']));
   set('excludeGid', strs(f['exclude-gids']));

@@ -2,8 +2,11 @@
 // into nft or iptables-restore text; apply/remove feed that text to the kernel atomically.
 
 export type CaptureMode = 'redirect' | 'tproxy';
-/** `output`: this host's (or pod's) own traffic. `prerouting`: traffic routed through it. */
-export type CapturePoint = 'output' | 'prerouting';
+/**
+ * `output`: this host's (or pod's) own traffic. `prerouting`: traffic routed through it.
+ * `inbound`: connections arriving for this host's own addresses (Istio's inbound capture).
+ */
+export type CapturePoint = 'output' | 'prerouting' | 'inbound';
 export type Family = 'ipv4' | 'ipv6';
 export type Protocol = 'tcp' | 'udp';
 
@@ -54,6 +57,16 @@ export interface CapturePlan {
   tproxyTable: number;
   /** TPROXY only: preference of the `ip rule`; undefined lets the kernel choose. */
   rulePref?: number;
+  /** inbound only: local destination ports to capture; empty or absent: all. */
+  inboundPorts?: PortRange[];
+  /** inbound only: local destination ports never captured (the proxy's own among them). */
+  excludeInboundPorts?: PortRange[];
+  /**
+   * TPROXY inbound only: the proxy connects to the local app from the client's address with
+   * the TPROXY mark on its socket; the connection keeps that mark (conntrack) so the app's
+   * replies are routed back through lo to the proxy instead of out to the client.
+   */
+  inboundPreserveSource?: boolean;
 }
 
 /** Names shared by every renderer, so `rules remove` finds what any apply created. */

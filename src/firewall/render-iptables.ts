@@ -45,6 +45,8 @@ const C = {
   manglePre: `${IPT_CHAIN_PREFIX}MANGLE_PRE`,
   mangleOut: `${IPT_CHAIN_PREFIX}MANGLE_OUT`,
   divert: `${IPT_CHAIN_PREFIX}DIVERT`,
+  natIn: `${IPT_CHAIN_PREFIX}INBOUND`,
+  mangleIn: `${IPT_CHAIN_PREFIX}MANGLE_IN`,
 };
 
 /** `--dport` for one range, else multiport in chunks of at most 15 ports (a range counts 2). */
@@ -153,6 +155,26 @@ function sourceStages(p: CapturePlan, f: Family): Stage[] {
   ];
 }
 
+/** inbound: only connections from outside to this host's own addresses and ports. */
+function inboundHead(p: CapturePlan): IptRule[] {
+  const excluded = p.excludeInboundPorts ?? [];
+  return [
+    ...scope(p),
+    { spec: '-i lo -j RETURN', why: "loopback (also the proxy's own connections to the app)" },
+    { spec: '-m addrtype ! --dst-type LOCAL -j RETURN', why: 'inbound: only connections to this host' },
+    ...(excluded.length ? perPort(p, excluded, '-j RETURN', "excluded inbound ports (tranproxy's own among them)") : []),
+  ];
+}
+
+/** TPROXY inbound keeping the client's address: the app's replies go back to the proxy (see render-nft). */
+function inboundReplies(p: CapturePlan, mark: string, setMark: string): IptRule[] {
+  if (!p.inboundPreserveSource) return [];
+  return [
+    { spec: `-m connmark --mark ${mark} ${setMark}`, why: "inbound: the app's replies go back to the proxy via lo" },
+    { spec: `-m mark --mark ${mark} -m addrtype --dst-type LOCAL -j CONNMARK --set-xmark ${hex(p.tproxyMark)}/${hex(p.tproxyMask ?? FULL_MASK)}`, why: "inbound: remember the proxy's connection to the app" },
+  ];
+}
+
 function build(p: CapturePlan, f: Family): { chains: IptChain[]; jumps: IptJump[] } {
   const chains: IptChain[] = [];
   const jumps: IptJump[] = [];
@@ -168,6 +190,11 @@ function build(p: CapturePlan, f: Family): { chains: IptChain[]; jumps: IptJump[
       const head = [...scope(p), ...local(f), ...excludes(p, f)];
       chains.push(...pipeline('nat', C.natPre, head, sourceStages(p, f), redirect));
       jumps.push({ table: 'nat', chain: 'PREROUTING', target: C.natPre });
+    }
+    if (has('inbound')) {
+      const rules = [...inboundHead(p), ...perPort(p, p.inboundPorts ?? [], `-j REDIRECT --to-ports ${p.proxyPort}`, 'inbound: redirect to the proxy')];
+      chains.push({ table: 'nat', name: C.natIn, rules });
+      jumps.push({ table: 'nat', chain: 'PREROUTING', target: C.natIn });
     }
     return { chains, jumps };
   }
@@ -190,6 +217,9 @@ function build(p: CapturePlan, f: Family): { chains: IptChain[]; jumps: IptJump[
     },
   ];
   if (has('output')) {
+    if (p.inboundPreserveSource) {
+      head.push({ spec: '-i lo -m addrtype --dst-type LOCAL -j RETURN', why: "the proxy's own connections to a local app" });
+    }
     // Host traffic marked in TRANPROXY_MANGLE_OUT comes back through lo: tproxy it before any filter.
     head.push(...perPort(p, p.includePorts, tproxy, 'host traffic rerouted via lo by TRANPROXY_MANGLE_OUT')
       .map((r) => ({ ...r, spec: `-i lo -m mark --mark ${mark} ${r.spec}` })));
@@ -202,8 +232,17 @@ function build(p: CapturePlan, f: Family): { chains: IptChain[]; jumps: IptJump[
     chains.push({ table: 'mangle', name: C.manglePre, rules: head });
   }
   jumps.push({ table: 'mangle', chain: 'PREROUTING', target: C.manglePre });
+  if (has('inbound')) {
+    chains.push({ table: 'mangle', name: C.mangleIn, rules: [...inboundHead(p), ...perPort(p, p.inboundPorts ?? [], tproxy, 'inbound: tproxy to the proxy')] });
+    jumps.push({ table: 'mangle', chain: 'PREROUTING', target: C.mangleIn });
+  }
+  const replies = inboundReplies(p, mark, setMark);
+  if (!has('output') && replies.length) {
+    chains.push({ table: 'mangle', name: C.mangleOut, rules: replies });
+    jumps.push({ table: 'mangle', chain: 'OUTPUT', target: C.mangleOut });
+  }
   if (has('output')) {
-    const outHead = [...scope(p), ...ownTraffic(p), ...local(f), ...excludes(p, f)];
+    const outHead = [...replies, ...scope(p), ...ownTraffic(p), ...local(f), ...excludes(p, f)];
     const reroute = perPort(p, p.includePorts, setMark,
       `capture: mark so ip rule fwmark ${mark} reroutes it via lo to TRANPROXY_MANGLE_PRE`);
     chains.push(...pipeline('mangle', C.mangleOut, outHead, [destinationStage(p, f)], reroute));

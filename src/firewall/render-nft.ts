@@ -87,17 +87,50 @@ const LOCAL: Rule = {
 };
 
 /** `tcp dport {…}` or `meta l4proto tcp`: the match that selects captured packets of one protocol. */
-function captured(p: CapturePlan, proto: string): string {
-  return p.includePorts.length ? `${proto} dport ${ports(p.includePorts)}` : `meta l4proto ${proto}`;
+function captured(p: CapturePlan, proto: string, ranges: readonly PortRange[] = p.includePorts): string {
+  return ranges.length ? `${proto} dport ${ports(ranges)}` : `meta l4proto ${proto}`;
 }
 
-function tproxyTo(p: CapturePlan, why: string, prefix = ''): Rule[] {
+function tproxyTo(p: CapturePlan, why: string, prefix = '', ranges: readonly PortRange[] = p.includePorts): Rule[] {
   return p.families.flatMap((f) =>
     p.protocols.map((proto) => ({
-      text: `${prefix}meta nfproto ${f} ${captured(p, proto)} tproxy ${ADDR[f]} to :${p.proxyPort} ${markSet(p.tproxyMark, p.tproxyMask)} accept`,
+      text: `${prefix}meta nfproto ${f} ${captured(p, proto, ranges)} tproxy ${ADDR[f]} to :${p.proxyPort} ${markSet(p.tproxyMark, p.tproxyMask)} accept`,
       why,
     })),
   );
+}
+
+/** inbound: only connections from outside to this host's own addresses and ports. */
+function inboundScope(p: CapturePlan): Rule[] {
+  const out: Rule[] = [
+    ...scope(p),
+    { text: 'iifname "lo" return', why: "loopback (also the proxy's own connections to the app)" },
+    { text: 'fib daddr type != local return', why: 'inbound: only connections to this host' },
+  ];
+  const excluded = p.excludeInboundPorts ?? [];
+  if (excluded.length) out.push({ text: `${dport(p)} ${ports(excluded)} return`, why: "excluded inbound ports (tranproxy's own among them)" });
+  return out;
+}
+
+function ctMarkIs(mark: number, mask = FULL_MASK): string {
+  return mask === FULL_MASK ? `ct mark ${hex(mark)}` : `ct mark & ${hex(mask)} == ${hex(mark)}`;
+}
+
+function ctMarkSet(mark: number, mask = FULL_MASK): string {
+  return mask === FULL_MASK ? `ct mark set ${hex(mark)}` : `ct mark set ct mark & ${hex(~mask >>> 0)} | ${hex(mark)}`;
+}
+
+/**
+ * TPROXY inbound with the client's address kept: the proxy's connection to the local app
+ * carries the TPROXY mark; conntrack keeps it, and the app's replies (to the client's
+ * address) get it back, so `ip rule fwmark` routes them via lo to the proxy (Istio's way).
+ */
+function inboundReplies(p: CapturePlan): Rule[] {
+  if (!p.inboundPreserveSource) return [];
+  return [
+    { text: `${ctMarkIs(p.tproxyMark, p.tproxyMask)} ${markSet(p.tproxyMark, p.tproxyMask)}`, why: "inbound: the app's replies go back to the proxy via lo" },
+    { text: `${markIs(p.tproxyMark, p.tproxyMask)} fib daddr type local ${ctMarkSet(p.tproxyMark, p.tproxyMask)}`, why: "inbound: remember the proxy's connection to the app" },
+  ];
 }
 
 interface Chain {
@@ -125,6 +158,13 @@ function chains(p: CapturePlan): Chain[] {
         rules: [...scope(p), LOCAL, ...sources(p), ...destinations(p), redirect],
       });
     }
+    if (has('inbound')) {
+      out.push({
+        name: 'nat_inbound',
+        hook: 'type nat hook prerouting priority dstnat + 1',
+        rules: [...inboundScope(p), { text: `${captured(p, 'tcp', p.inboundPorts ?? [])} redirect to :${p.proxyPort}`, why: 'inbound: redirect to the proxy' }],
+      });
+    }
     return out;
   }
   const mark = markText(p.tproxyMark, p.tproxyMask);
@@ -135,6 +175,10 @@ function chains(p: CapturePlan): Chain[] {
     },
   ];
   if (has('output')) {
+    if (p.inboundPreserveSource) {
+      // The proxy's own connection to a local app also arrives on lo with the mark: not for us.
+      pre.push({ text: 'iifname "lo" fib daddr type local return', why: "the proxy's own connections to a local app" });
+    }
     // Host traffic marked in mangle_output comes back through lo: tproxy it before any filter.
     pre.push(...tproxyTo(p, 'host traffic rerouted via lo by mangle_output', `iifname "lo" ${markIs(p.tproxyMark, p.tproxyMask)} `));
   }
@@ -142,6 +186,16 @@ function chains(p: CapturePlan): Chain[] {
     pre.push(...scope(p), LOCAL, ...sources(p), ...destinations(p), ...tproxyTo(p, 'capture: tproxy to the proxy'));
   }
   out.push({ name: 'mangle_prerouting', hook: 'type filter hook prerouting priority mangle', rules: pre });
+  if (has('inbound')) {
+    out.push({
+      name: 'mangle_inbound',
+      hook: 'type filter hook prerouting priority mangle + 1',
+      rules: [...inboundScope(p), ...tproxyTo(p, 'inbound: tproxy to the proxy', '', p.inboundPorts ?? [])],
+    });
+  }
+  if (!has('output') && p.inboundPreserveSource) {
+    out.push({ name: 'mangle_output', hook: 'type route hook output priority mangle', rules: inboundReplies(p) });
+  }
   if (has('output')) {
     const reroute: Rule = {
       text: `${p.includePorts.length ? `${dport(p)} ${ports(p.includePorts)} ` : ''}${markSet(p.tproxyMark, p.tproxyMask)}`,
@@ -150,7 +204,7 @@ function chains(p: CapturePlan): Chain[] {
     out.push({
       name: 'mangle_output',
       hook: 'type route hook output priority mangle', // route type: re-lookup after the mark changes
-      rules: [...scope(p), ...ownTraffic(p), LOCAL, ...destinations(p), reroute],
+      rules: [...inboundReplies(p), ...scope(p), ...ownTraffic(p), LOCAL, ...destinations(p), reroute],
     });
   }
   return out;

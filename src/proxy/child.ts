@@ -117,6 +117,7 @@ async function start(msg: ChildStart): Promise<void> {
       headTimeoutMs: msg.headTimeoutMs,
       maxConnections: msg.maxConnections,
       outboundMark: msg.outboundMark,
+      ...(msg.inboundMark ? { inboundMark: msg.inboundMark } : {}),
       preserveSource: msg.preserveSource,
       ...(msg.dstFromHost ? { dstFromHost: { resolve: (n: string) => resolver.resolve(n), maxHeadBytes: msg.inject?.maxHeadBytes ?? 65536 } } : {}),
       ...(routing ? { routing } : {}),

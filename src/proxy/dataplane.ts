@@ -41,6 +41,11 @@ export interface DataPlaneConfig {
   maxConnections: number;
   /** SO_MARK on outbound sockets (needs CAP_NET_ADMIN); 0: none. */
   outboundMark: number;
+  /**
+   * TPROXY inbound keeping the client's address: SO_MARK (the TPROXY mark) on connections to
+   * a local app, so its replies to the client's address come back to us; 0: none.
+   */
+  inboundMark?: number;
   preserveSource: boolean;
   /** Without an original destination from the kernel, read it from the Host header. */
   dstFromHost?: { resolve(name: string): Promise<{ address: string; family: 4 | 6 }>; maxHeadBytes: number };
@@ -176,7 +181,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
   };
 
   // Nobody needs to see these flows' bytes: the engine accepts and relays them itself.
-  if (engine === undefined && !cfg.routing && !cfg.rewriterFor && !cfg.dstFromHost) {
+  if (engine === undefined && !cfg.routing && !cfg.rewriterFor && !cfg.dstFromHost && !cfg.inboundMark) {
     const eng = spliceEngine();
     if (eng) return Promise.resolve(startServedPlane(cfg, listeners, log, eng));
   }
@@ -340,7 +345,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
 
   const directOptions = (flow: Flow) => ({
     connectTimeoutMs: cfg.connectTimeoutMs,
-    mark: cfg.outboundMark || undefined,
+    mark: (cfg.inboundMark && local.has(flow.dst.address) ? cfg.inboundMark : cfg.outboundMark) || undefined,
     spoofSource: cfg.preserveSource ? flow.src.address : undefined,
   });
 

@@ -18,6 +18,8 @@ export interface ChildStart {
   headTimeoutMs: number;
   maxConnections: number;
   outboundMark: number;
+  /** SO_MARK on connections to a local app (TPROXY inbound keeping the client's address); 0: none. */
+  inboundMark: number;
   preserveSource: boolean;
   inject: InjectConfig | undefined;
   resolver: ResolvConf;

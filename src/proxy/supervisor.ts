@@ -538,6 +538,7 @@ export class Supervisor implements SupervisorControl {
       maxConnections: Math.min(Math.ceil(cfg.maxConnections / cfg.workers), Math.max(1, Math.floor((this.fdLimit - 64) / 2))),
       // Excluded by its uid, or marked (SO_MARK, with CAP_NET_ADMIN) where output capture could catch it.
       outboundMark: priv.mark,
+      inboundMark: cfg.capture.includes('inbound') && cfg.mode === 'tproxy' && cfg.preserveSource ? cfg.tproxyMark : 0,
       preserveSource: cfg.preserveSource,
       inject: cfg.inject,
       resolver: cfg.resolver,

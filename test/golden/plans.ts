@@ -98,6 +98,36 @@ export const PLANS: Record<string, CapturePlan> = {
     bypassMask: 0x80,
     rulePref: 90,
   },
+  // Istio-style inbound: connections to the pod's own ports, minus tranproxy's own.
+  'redirect-inbound': {
+    ...BASE,
+    capture: ['inbound'],
+    families: ['ipv4', 'ipv6'],
+    inboundPorts: [{ from: 8080, to: 8080 }, { from: 9000, to: 9100 }],
+    excludeInboundPorts: [{ from: 15000, to: 15001 }],
+  },
+  // The app sees the client's address: the proxy's connection to it keeps the TPROXY mark.
+  'tproxy-inbound': {
+    ...BASE,
+    mode: 'tproxy',
+    capture: ['inbound'],
+    families: ['ipv4', 'ipv6'],
+    excludeInboundPorts: [{ from: 22, to: 22 }, { from: 15000, to: 15001 }],
+    inboundPreserveSource: true,
+  },
+  'tproxy-inbound-output': {
+    ...BASE,
+    mode: 'tproxy',
+    capture: ['output', 'inbound'],
+    includePorts: [{ from: 80, to: 80 }],
+    inboundPorts: [{ from: 8080, to: 8080 }],
+    excludeInboundPorts: [{ from: 15001, to: 15001 }],
+    excludeUids: [1337],
+    tproxyMark: 0x1,
+    tproxyMask: 0x1,
+    bypassMark: 0x2,
+    inboundPreserveSource: true,
+  },
   // More than 15 ports: iptables multiport needs several rules.
   'many-ports': {
     ...BASE,

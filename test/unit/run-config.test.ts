@@ -44,6 +44,19 @@ test('marks with masks, as the seeds write them: --tproxy-mark 0x1/0x1, --bypass
   assert.deepEqual([fromFile.tproxyMark, fromFile.tproxyMask, fromFile.bypassMark, fromFile.bypassMask, fromFile.rulePref], [0x10, 0xf0, 2, 2, 77]);
 });
 
+test('--capture inbound: ports, tranproxy\'s own ports always excluded, TPROXY keeps the client address', () => {
+  const cfg = parseRunOptions({ mode: 'tproxy', capture: ['inbound'], inboundPort: ['8080,9000-9100'], excludeInboundPort: ['22'], admin: '127.0.0.1:15000' });
+  assert.equal(cfg.preserveSource, true);
+  assert.equal(cfg.proxyUser, undefined);
+  const plan = capturePlanOf(cfg);
+  assert.deepEqual(plan.inboundPorts, [{ from: 8080, to: 8080 }, { from: 9000, to: 9100 }]);
+  assert.deepEqual(plan.excludeInboundPorts, [{ from: 22, to: 22 }, { from: 15001, to: 15001 }, { from: 15000, to: 15000 }]);
+  assert.equal(plan.inboundPreserveSource, true);
+  assert.equal(capturePlanOf(parseRunOptions({ capture: ['inbound'] })).inboundPreserveSource, false, 'REDIRECT: the app sees the pod address');
+  const file = parseConfigText('capture: [inbound]\ninbound-ports: [8080]\nexclude-inbound-ports: 9090\n', 't.yaml');
+  assert.deepEqual(parseRunOptions(file.run).inboundPorts, [{ from: 8080, to: 8080 }]);
+});
+
 test('tproxy prerouting preserves the client source by default and runs as root', () => {
   const cfg = parseRunOptions({ mode: 'tproxy', capture: ['prerouting'], inInterface: ['veth0'] });
   assert.equal(cfg.preserveSource, true);
@@ -95,6 +108,8 @@ const bad: [Record<string, unknown>, RegExp][] = [
   [{ tproxyMark: '0x3/0x1' }, /--tproxy-mark: '0x3\/0x1' sets bits outside its mask/],
   [{ bypassMark: '0x1/0x1/0x1' }, /--bypass-mark: .* is not a mark/],
   [{ tproxyRulePref: '32766' }, /--tproxy-rule-pref/],
+  [{ inboundPort: ['8080'] }, /add --capture inbound/],
+  [{ capture: ['inbound'], inboundPort: ['80x'] }, /--inbound-port/],
   [{ proxyUser: 'root' }, /not a numeric id/],
   [{ preserveSource: true }, /needs --mode tproxy/],
 ];
