@@ -29,6 +29,24 @@ export function setPluginUser(user: { uid: number; gid: number } | undefined): v
   runAs = user;
 }
 
+let idleTimer: NodeJS.Timeout | undefined;
+/**
+ * Stop plugins unused for `ms` (the supervisor, whose plugins serve only the console's node
+ * tests); the workers keep theirs ready for the next flow.
+ */
+export function stopIdlePluginsAfter(ms: number): void {
+  clearInterval(idleTimer);
+  idleTimer = setInterval(() => {
+    for (const [key, h] of hosts) {
+      if (Date.now() - h.lastUsed > ms) {
+        h.stop();
+        hosts.delete(key);
+      }
+    }
+  }, Math.max(1000, ms / 2));
+  idleTimer.unref();
+}
+
 export function onPluginEvent(listener: (e: PluginEvent) => void): () => void {
   listeners.add(listener);
   return () => listeners.delete(listener);
@@ -92,6 +110,8 @@ export class PluginHost {
   private restartTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private lastError: string | undefined;
+  /** When a connection last asked for the plugin (Date.now()). */
+  lastUsed = Date.now();
 
   constructor(
     private readonly node: string,
@@ -107,6 +127,7 @@ export class PluginHost {
 
   /** The loopback port the plugin listens on, starting it if needed. Throws OutboundError. */
   async localPort(): Promise<number> {
+    this.lastUsed = Date.now();
     if (this.child && this.child.exitCode === null && this.child.signalCode === null) return this.port;
     if (!this.starting) {
       if (this.restartTimer) throw new OutboundError(this.node, 'EPLUGIN', `SIP003 plugin ${this.plugin} is restarting: ${this.lastError ?? 'it exited'}`);

@@ -14,7 +14,7 @@ import { getFdLimit, raiseFdLimit } from '../kernel/ffi.js';
 import { spawnCommand } from '../kernel/exec.js';
 import { forkModule, idMapped, type DropSpec } from '../kernel/privdrop.js';
 import { dataPlanePrivileges } from './privileges.js';
-import { missingPlugins, setPluginUser } from '../outbound/sip003.js';
+import { missingPlugins, setPluginUser, stopIdlePluginsAfter } from '../outbound/sip003.js';
 import { bridgeNfWarning } from '../firewall/forwarding.js';
 import { applyPlan, detectBackend, removeRules, showRules, type Backend } from '../firewall/apply.js';
 import { capturePlanOf, type RunConfig } from '../config/run-config.js';
@@ -309,6 +309,7 @@ export class Supervisor implements SupervisorControl {
 
   private logReady(cfg: RunConfig): void {
     for (const warning of missingPlugins(cfg.routing?.nodes ?? {})) this.log.warn(warning);
+    stopIdlePluginsAfter(60_000); // plugins here serve only the console's node tests
     this.log.info('ready:', {
       mode: cfg.mode,
       capture: cfg.capture.join(','),

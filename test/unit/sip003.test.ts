@@ -6,7 +6,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { missingPlugins, onPluginEvent, pluginHostFor, type PluginEvent } from '../../src/outbound/sip003.js';
+import { missingPlugins, onPluginEvent, pluginHostFor, stopIdlePluginsAfter, type PluginEvent } from '../../src/outbound/sip003.js';
 import { OutboundError } from '../../src/outbound/types.js';
 import { parseNodeUri, type ShadowsocksNodeSpec } from '../../src/outbound/uri.js';
 
@@ -54,4 +54,29 @@ test('a missing plugin binary is named with its Debian package, at start-up and 
     await assert.rejects(host.localPort(), (e: unknown) => e instanceof OutboundError && e.code === 'EPLUGIN' && /not installed: apt-get install shadowsocks-v2ray-plugin/.test(e.message));
     host.stop();
   });
+});
+
+test('where plugins only serve node tests (the supervisor), an unused one is stopped', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tpx-sip003-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'obfs-local'), '#!/bin/sh\nexec sleep 30\n');
+  chmodSync(join(dir, 'obfs-local'), 0o755);
+  const spec = parseNodeUri(link(8444, 'obfs-local;obfs=tls')) as PluginSpec;
+  const host = pluginHostFor(spec);
+  t.after(() => host.stop());
+  await withPath(`${dir}:/usr/bin:/bin`, () => host.localPort());
+  const pid = host.pid!;
+  assert.ok(pid > 0);
+  stopIdlePluginsAfter(1000);
+  const gone = () => {
+    try {
+      process.kill(pid, 0);
+      return /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return true;
+    }
+  };
+  for (let i = 0; i < 60 && !gone(); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.ok(gone(), 'the idle plugin was stopped');
+  assert.notEqual(pluginHostFor(spec), host, 'the next use starts a fresh one');
 });
