@@ -60,6 +60,38 @@ interface ConsoleState {
   applied: boolean;
 }
 
+const PHONE = { width: 390, height: 844 };
+const DESKTOP = { width: 1280, height: 800 };
+const PAGES = ['settings', 'nodes', 'rules', 'dns', 'live', 'check'];
+
+/** Every page at the current size, each once its content is there (no fixed sleeps). */
+async function shootAll(page: Page, lang: string, size: string): Promise<void> {
+  for (const p of PAGES) {
+    await gotoPage(page, p);
+    await page.locator('main .card').first().waitFor();
+    if (p === 'live') await page.locator('.live-dot.open').waitFor();
+    if (p === 'check') {
+      await page.click('form button[type="submit"]');
+      await page.locator(`table.check tr[data-target="${CHECK_TARGET}"] td.probe-node .good`).waitFor({ timeout: 30_000 });
+    }
+    // Nothing wider than the window (a phone must not scroll sideways).
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 0, `${lang} ${p} ${size}: ${overflow}px wider than the window`);
+    await shoot(page, `${lang}-${p}-${size}`);
+  }
+}
+
+/** English words of the console's own UI left on a Chinese page (user data, code and details excluded). */
+async function assertNoEnglish(page: Page): Promise<void> {
+  const text = await page.evaluate(() => {
+    const copy = document.body.cloneNode(true) as HTMLElement;
+    for (const el of copy.querySelectorAll('code, .mono, details, #lang-toggle, .node-name, option, .sr-only')) el.remove();
+    return copy.innerText || copy.textContent || '';
+  });
+  const m = /\b(Save|Revert|Delete|Edit|Add|Remove|Refresh|Import|Test|Close|Filter|Source|Destination|Domain|Nodes?|Rules?|Settings|Check|Targets?|Direct|Through|Loading|Details|Switch|Subscriptions?|Throughput|Connections?|Resolver|Cache|failed|direct|reject|connect|handshake|Log out|on|off)\b/.exec(text);
+  assert.equal(m?.[0], undefined, `English left on the Chinese page: …${m ? text.slice(Math.max(0, m.index - 40), m.index + 40) : ''}…`);
+}
+
 async function gotoPage(page: Page, name: string): Promise<void> {
   const link = `nav a[href="#/${name}"]`;
   const moved = (await page.$(`${link}[aria-current="page"]`)) === null;
@@ -135,6 +167,8 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
           '  - domain-suffix: [corp.example]',
           '    outbound: direct',
           `check-targets: ["${CHECK_TARGET}"]`,
+          'dns:',
+          '  fake-ip: { enabled: true }',
           '',
         ].join('\n'),
         { mode: 0o600 },
@@ -143,7 +177,8 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
       assert.equal(passwd.status, 0, passwd.stderr);
       assert.match(readFileSync(config, 'utf8'), /password-hash: .?scrypt\$/);
       assert.doesNotMatch(readFileSync(config, 'utf8'), new RegExp(PASSWORD), 'the password itself is never stored');
-      const proxy = await startTranproxy(gw, ['run', '--config', config, '--console', CONSOLE, '--no-bypass-private'], { timeoutMs: 20_000 });
+      const runArgs = ['run', '--config', config, '--console', CONSOLE, '--no-bypass-private'];
+      let proxy = await startTranproxy(gw, runArgs, { timeoutMs: 20_000 });
       const failedRequests: string[] = [];
       try {
       await proxy.waitForOutput(/console ready/);
@@ -178,14 +213,18 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
       page.setDefaultTimeout(15_000);
       const cspViolations: string[] = [];
       const pageErrors: string[] = [];
-      page.on('console', (m) => {
-        if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
-      });
-      page.on('pageerror', (e) => pageErrors.push(e.message));
-      page.on('requestfailed', (r) => {
-        // An EventSource torn down by a page change or logout is not a failure.
-        if (!r.url().endsWith('/api/events')) failedRequests.push(`${r.method()} ${r.url()}: ${r.failure()?.errorText}`);
-      });
+      const watch = (p: Page, expectFailures: () => boolean) => {
+        p.on('console', (m) => {
+          if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+        });
+        p.on('pageerror', (e) => pageErrors.push(e.message));
+        p.on('requestfailed', (r) => {
+          // An EventSource torn down by a page change or logout is not a failure, nor is a request while the gateway is stopped on purpose.
+          if (!r.url().endsWith('/api/events') && !expectFailures()) failedRequests.push(`${r.method()} ${r.url()}: ${r.failure()?.errorText}`);
+        });
+      };
+      let gatewayStopped = false;
+      watch(page, () => gatewayStopped);
 
       // ── Login: a wrong password first.
       await page.goto(BASE);
@@ -213,7 +252,7 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
       await page.fill('textarea[name="links"]', 'ss://not-a-link');
       await page.click('button:has-text("Add")');
       await page.waitForSelector('.field-error[data-for="links"]:not([hidden])');
-      assert.match(await page.locator('.field-error[data-for="links"]').innerText(), /Line 1/);
+      assert.equal(await page.locator('.field-error[data-for="links"] .err-text').innerText(), 'None of the links could be added: their kind is not supported or they cannot be read.');
       // Latency test through the node: connect and handshake times.
       await page.click('button[aria-label="Test latency of lab-ss"]');
       await page.waitForSelector('li.node[data-node="lab-ss"] .node-test .good');
@@ -367,22 +406,106 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
 
       // Phone-sized screenshots of every page.
       await page.setViewportSize({ width: 390, height: 844 });
-      for (const p of ['settings', 'nodes', 'rules', 'dns', 'live', 'check']) {
-        await gotoPage(page, p);
-        // Rendered and (live) streaming, rather than a guessed delay.
-        await page.waitForSelector('main h1');
-        if (p === 'live') await page.waitForSelector('.live-dot.open');
-        if (p === 'check') {
-          await page.click('button:has-text("Run check")');
-          await page.locator(`table.check tr[data-target="${CHECK_TARGET}"]`).waitFor({ timeout: 30_000 });
-        }
-        await shoot(page, `${p}-phone`);
-      }
+      await shootAll(page, 'en', 'phone');
       // Log out: the API is closed again.
       await page.click('#logout');
       await page.waitForSelector('input[name="password"]');
       assert.equal(await page.evaluate(async () => (await fetch('/api/state')).status), 401);
       await shoot(page, 'login-phone');
+
+      // ── The same tasks in Chinese, chosen from the browser's language, phone first.
+      const zhContext = await browser.newContext({ viewport: PHONE, locale: 'zh-CN' });
+      const zh = await zhContext.newPage();
+      zh.setDefaultTimeout(15_000);
+      watch(zh, () => gatewayStopped);
+      await zh.goto(BASE);
+      await zh.locator('#login-h:has-text("tranproxy 控制台")').waitFor();
+      assert.equal(await zh.evaluate(() => document.documentElement.lang), 'zh-CN');
+      await zh.fill('input[name="password"]', 'not the password');
+      await zh.click('button[type="submit"]');
+      await zh.locator('.field-error[data-for="password"]:has-text("密码错误")').waitFor();
+      await shoot(zh, 'zh-login-wrong-password-phone');
+      await zh.fill('input[name="password"]', PASSWORD);
+      await zh.click('button[type="submit"]');
+      await zh.locator('nav a[aria-current="page"]').waitFor();
+      assert.deepEqual(await zh.locator('nav a').allInnerTexts(), ['设置', '节点', '规则', 'DNS', '连接', '检测']);
+      // The switch on from the Chinese page: switch and pill show what /api/state says.
+      await zh.locator('button[role="switch"][name="enabled"][aria-checked="false"]').click();
+      await zh.locator('button[role="switch"][name="enabled"][aria-checked="true"]').waitFor();
+      await zh.locator('p.ok[role="status"]:has-text("已开启")').waitFor();
+      await zh.locator('#switch-pill[data-state="on"]:has-text("已开启")').waitFor();
+      assert.equal((await pageApi<ConsoleState>(zh, '/api/state')).enabled, true);
+      await assertNoEnglish(zh);
+      // An invalid rule: the error next to the field is a Chinese sentence, the gateway's words one click away.
+      await gotoPage(zh, 'rules');
+      await zh.click('button:has-text("+ 添加规则")');
+      await zh.selectOption('ol.rules li:nth-child(2) .matcher select', 'cidr');
+      await zh.fill('input[name="rules[1].cidr"]', '10.0.0.0/99');
+      await zh.click('button:has-text("保存规则")');
+      const zhRuleErr = zh.locator('.field-error[data-for="rules[1].cidr"]:not([hidden])');
+      await zhRuleErr.waitFor();
+      assert.equal(await zhRuleErr.locator('.err-text').innerText(), '“10.0.0.0/99”不是地址段：请写成 192.168.1.0/24 这样的格式。');
+      await zhRuleErr.locator('summary:has-text("详情")').click();
+      assert.match(await zhRuleErr.locator('details code').innerText(), /is not a CIDR/);
+      await zh.locator('.form-status .error:has-text("未保存")').waitFor();
+      await assertNoEnglish(zh);
+      await shoot(zh, 'zh-rules-invalid-phone');
+      await zh.click('button:has-text("撤销更改")');
+      // DNS: the address LAN hosts use (the gateway's LAN address, port 53) and the fake-IP range.
+      await gotoPage(zh, 'dns');
+      await zh.locator('#dns-listen:has-text("10.75.1.1")').waitFor();
+      await zh.locator('#dns-fake-range:has-text("198.18.0.0/15")').waitFor();
+      await assertNoEnglish(zh);
+      // Check: "no route" in plain Chinese; the errno is under 详情 only.
+      await gotoPage(zh, 'check');
+      await zh.click('form button[type="submit"]');
+      const zhResult = zh.locator(`table.check tr[data-target="${CHECK_TARGET}"]`);
+      await zhResult.locator('td.probe-node .good').waitFor({ timeout: 30_000 });
+      const direct = zhResult.locator('td.probe-direct');
+      assert.equal(await direct.locator('.err-text').innerText(), `没有到 ${CHECK_TARGET} 的路由：无法到达该网络。`);
+      await assertNoEnglish(zh);
+      await direct.locator('summary').click();
+      assert.match(await direct.locator('details code').innerText(), /ENETUNREACH/);
+      await shootAll(zh, 'zh', 'phone');
+
+      // ── The gateway stops: the page says it is not answering; a change fails and the switch does not flip.
+      await gotoPage(zh, 'settings');
+      gatewayStopped = true;
+      await proxy.stop();
+      await zh.locator('#gateway-down:has-text("网关没有响应")').waitFor();
+      await zh.locator('button[role="switch"][name="enabled"]').click();
+      await zh.locator('.form-status .error:has-text("网关没有响应")').waitFor();
+      assert.equal(await zh.locator('button[role="switch"][name="enabled"]').getAttribute('aria-checked'), 'true', 'no optimistic flip');
+      await shoot(zh, 'zh-gateway-down-phone');
+      // …and comes back (a restart: its sessions are gone): a re-login prompt instead of stale data.
+      proxy = await startTranproxy(gw, runArgs, { timeoutMs: 20_000 });
+      await proxy.waitForOutput(/console ready/);
+      gatewayStopped = false;
+      await zh.locator('#session-ended').waitFor({ timeout: 20_000 });
+      assert.equal(await zh.locator('nav').count(), 0, 'no stale pages after the restart');
+      await shoot(zh, 'zh-session-ended-phone');
+      await zh.fill('input[name="password"]', PASSWORD);
+      await zh.click('button[type="submit"]');
+      await zh.locator('#switch-pill[data-state="on"]').waitFor();
+
+      // Desktop size in Chinese; then the header's language switch (remembered) and the theme (remembered).
+      await zh.setViewportSize(DESKTOP);
+      await shootAll(zh, 'zh', 'desktop');
+      await zh.click('#lang-toggle');
+      await zh.locator('nav a:text-is("Settings")').waitFor();
+      await zh.reload();
+      await zh.locator('nav a:text-is("Settings")').waitFor();
+      assert.equal(await zh.evaluate(() => document.documentElement.lang), 'en');
+      const dark = await zh.evaluate(() => matchMedia('(prefers-color-scheme: dark)').matches);
+      await zh.click('#theme-toggle');
+      await zh.locator(`html[data-theme="${dark ? 'light' : 'dark'}"]`).waitFor();
+      await zh.reload();
+      await zh.locator(`html[data-theme="${dark ? 'light' : 'dark'}"]`).waitFor({ state: 'attached' });
+      await zh.locator('nav a[aria-current="page"]').waitFor();
+      await shoot(zh, `en-theme-${dark ? 'light' : 'dark'}-desktop`);
+      await zh.click('#lang-toggle');
+      await zh.locator('nav a:text-is("设置")').waitFor();
+      await zhContext.close();
 
       assert.deepEqual(cspViolations, [], 'no Content-Security-Policy violations');
       assert.deepEqual(pageErrors, [], 'no script errors');

@@ -50,6 +50,7 @@ const RAW = [
   'network error: Failed to fetch',
   "node 'hk' is in use by tcpNode (default), rules[0]: change those first",
   'line 2: unsupported scheme \'vmess\': use ss://, socks5://, http://',
+  'nothing imported: 0 imported, 1 skipped: proxy node ss://***: expected ss://BASE64(method:password)@host:port',
   'too many failed logins: try again in 42 s',
 ];
 

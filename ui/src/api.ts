@@ -5,8 +5,8 @@
 
 export interface NodeInfo { name: string; label: string; type: string; plugin?: string; server: string; port: number; uri: string }
 export interface Subscription { url: string; nodes: string[]; kept?: string[]; updatedAt: string | null; result?: string; error?: string }
-/** What an import took and skipped; `summary` is the server's own sentence. */
-export interface ImportReport { summary: string }
+/** What an import took and skipped; `summary` is the server's own (English) sentence. */
+export interface ImportReport { summary: string; skipped?: unknown[] }
 export type Rule = Record<string, unknown> & { outbound: string };
 export interface DnsServer {
   /** Where the DNS forwarder listens (host null: every address); null: no DNS section. */

@@ -33,6 +33,7 @@ const PATTERNS: [RegExp, Key | ((m: RegExpExecArray) => [Key, Params?])][] = [
   [/\b(ETIMEDOUT|ESOCKETTIMEDOUT)\b|timed? ?out|timeout/i, 'err.timeout'],
   [/\b(ECONNRESET|EPIPE)\b|socket hang up|closed the connection/i, 'err.reset'],
   [/\b(ENOTFOUND|EAI_AGAIN|ENODATA)\b(?: (\S+))?/, (m) => (m[2] ? ['err.dnsFail', { name: m[2] }] : ['err.dnsFailAny'])],
+  [/^nothing imported/, 'err.nothingImported'],
   [/^line (\d+): /, (m) => ['err.linkLine', { line: m[1]! }]],
   [/^paste one or more links/i, 'err.pasteLinks'],
   [/unsupported scheme|not a URI|not a valid .*link|cannot parse .*link/i, 'err.badLink'],

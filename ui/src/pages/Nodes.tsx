@@ -5,6 +5,8 @@ import { lang, t } from '../i18n';
 import { ErrorText, Field, FormStatus, Section, rich, useAction } from '../ui';
 
 const enc = encodeURIComponent;
+/** " 2 links skipped: …" in the page's language (the server's summary is English). */
+const skippedNote = (r?: ImportReport) => (r?.skipped?.length ? ' ' + t('nodes.skipped', { n: r.skipped.length }) : '');
 
 export function Nodes({ state, setState }: AppCtx) {
   return (
@@ -23,7 +25,7 @@ function AddNodes({ setState }: { setState: (s: State) => void }) {
     e.preventDefault();
     const r = await a.run(
       () => post<{ added: string[]; report?: ImportReport; state?: State }>('/api/nodes', { links }),
-      (r) => `${r.added.length ? t('nodes.added', { names: r.added.join(', ') }) : t('nodes.addedNone')}${r.report ? ` (${r.report.summary})` : ''}`,
+      (r) => `${r.added.length ? t('nodes.added', { names: r.added.join(', ') }) : t('nodes.addedNone')}${skippedNote(r.report)}`,
     );
     if (r) {
       setLinks('');
@@ -154,14 +156,14 @@ function Subscriptions({ state, setState }: { state: State; setState: (s: State)
   const [url, setUrl] = useState('');
   const add = async (e: Event) => {
     e.preventDefault();
-    const r = await a.run(() => post<State & { report?: ImportReport }>('/api/subscriptions', { url }), (r) => `${t('subs.imported')}${r.report ? ` ${r.report.summary}` : ''}`);
+    const r = await a.run(() => post<State & { report?: ImportReport }>('/api/subscriptions', { url }), (r) => `${t('subs.imported')}${skippedNote(r.report)}`);
     if (r) {
       setState(r);
       setUrl('');
     }
   };
   const refresh = async (u: string) => {
-    const r = await list.run(() => post<State & { report?: ImportReport }>('/api/subscriptions/refresh', { url: u }), (r) => `${t('subs.refreshed')}${r.report ? ` ${r.report.summary}` : ''}`);
+    const r = await list.run(() => post<State & { report?: ImportReport }>('/api/subscriptions/refresh', { url: u }), (r) => `${t('subs.refreshed')}${skippedNote(r.report)}`);
     if (r) setState(r);
   };
   const remove = async (u: string) => {

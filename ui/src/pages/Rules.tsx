@@ -168,7 +168,7 @@ export function Rules({ state, setState }: AppCtx) {
                     })}>{t('rules.addMatcher')}</button>
                     <label for={idOf(`rules[${i}].outbound`)}>{t('rules.then')}</label>
                     <select id={idOf(`rules[${i}].outbound`)} name={`rules[${i}].outbound`} value={row.outbound} aria-describedby={idOf(`rules[${i}].outbound`) + '-err'} onChange={(e) => edit((rs) => { rs[i]!.outbound = e.currentTarget.value; return rs; })}>
-                      {[...outbounds, ...(outbounds.includes(row.outbound) ? [] : [row.outbound])].map((o) => <option key={o} value={o}>{outboundLabel(o)}</option>)}
+                      {[...outbounds, ...(outbounds.includes(row.outbound) ? [] : [row.outbound])].map((o) => <option key={o} value={o}>{state.nodes.find((n) => n.name === o)?.label || outboundLabel(o)}</option>)}
                     </select>
                     <span class="spacer" />
                     <button type="button" class="icon" aria-label={t('rules.up', { i: i + 1 })} disabled={i === 0} onClick={() => edit((rs) => { [rs[i - 1], rs[i]] = [rs[i]!, rs[i - 1]!]; return rs; })}>↑</button>

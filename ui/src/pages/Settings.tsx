@@ -60,6 +60,7 @@ export function Settings({ state, setState }: AppCtx) {
   };
 
   const nodes = state.nodes.map((n) => n.name);
+  const labelOf = (name: string) => state.nodes.find((n) => n.name === name)?.label || name;
   const withCurrent = (v: string) => (v && !['direct', 'same', ...nodes].includes(v) ? [v] : []);
 
   return (
@@ -99,7 +100,7 @@ export function Settings({ state, setState }: AppCtx) {
             <label for={idOf('tcpNode')}>{t('settings.tcpNode')}</label>
             <select id={idOf('tcpNode')} name="tcpNode" value={form.tcpNode} aria-describedby={idOf('tcpNode') + '-err'} aria-invalid={a.err('tcpNode') ? 'true' : undefined} onChange={(e) => set('tcpNode', e.currentTarget.value)}>
               <option value="direct">{t('settings.directNoNode')}</option>
-              {[...nodes, ...withCurrent(form.tcpNode)].map((n) => <option key={n} value={n}>{n}</option>)}
+              {[...nodes, ...withCurrent(form.tcpNode)].map((n) => <option key={n} value={n}>{labelOf(n)}</option>)}
             </select>
             <FieldErr name="tcpNode" a={a} />
           </div>
@@ -108,7 +109,7 @@ export function Settings({ state, setState }: AppCtx) {
             <select id={idOf('udpNode')} name="udpNode" value={form.udpNode} aria-describedby={idOf('udpNode') + '-err'} aria-invalid={a.err('udpNode') ? 'true' : undefined} onChange={(e) => set('udpNode', e.currentTarget.value)}>
               <option value="same">{t('settings.sameAsTcp')}</option>
               <option value="direct">{t('settings.directNoNode')}</option>
-              {[...nodes, ...withCurrent(form.udpNode).filter((v) => v !== 'same')].map((n) => <option key={n} value={n}>{n}</option>)}
+              {[...nodes, ...withCurrent(form.udpNode).filter((v) => v !== 'same')].map((n) => <option key={n} value={n}>{labelOf(n)}</option>)}
             </select>
             <FieldErr name="udpNode" a={a} />
           </div>
