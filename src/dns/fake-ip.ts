@@ -10,7 +10,7 @@
 // domain (asked for, or looked up by the data plane) gives its address up.
 import { createHash } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
-import { bigIntToIpv6, ipv6ToBigInt, normalizeName } from './wire.js';
+import { bigIntToIpv6, ipRdata, ipv6ToBigInt, normalizeName } from './wire.js';
 
 export interface FakeIpPoolOptions {
   /** IPv4 CIDR, e.g. 198.18.0.0/15. */
@@ -65,6 +65,8 @@ export function parseFakeIpCidr(text: string, family: 4 | 6): Cidr {
 interface Entry {
   domain: string;
   offset: bigint;
+  /** The address in wire form (A/AAAA rdata), made on first answer. */
+  rdata?: Buffer;
 }
 
 /** One family's address space and its two maps. */
@@ -113,10 +115,20 @@ class Space {
   }
 
   allocate(domain: string): string {
+    return this.ip(this.allocateEntry(domain));
+  }
+
+  /** allocate(), as the record data of an answer (kept with the entry: no formatting per query). */
+  allocateRdata(domain: string): Buffer {
+    const e = this.allocateEntry(domain);
+    return (e.rdata ??= ipRdata(this.ip(e)));
+  }
+
+  private allocateEntry(domain: string): Entry {
     const known = this.byDomain.get(domain);
     if (known) {
       this.touch(known);
-      return this.ip(known);
+      return known;
     }
     if (this.byDomain.size >= this.capacity) {
       const oldest = this.byDomain.values().next().value as Entry;
@@ -129,7 +141,7 @@ class Space {
     const e = { domain, offset };
     this.byDomain.set(domain, e);
     this.byOffset.set(offset, e);
-    return this.ip(e);
+    return e;
   }
 
   /** Puts a known pair back (restoring a saved map); false if it does not fit. */
@@ -196,6 +208,12 @@ export class FakeIpPool {
   allocate(domain: string, family: 4 | 6): string | undefined {
     const space = family === 4 ? this.v4 : this.v6;
     return space?.allocate(normalizeName(domain));
+  }
+
+  /** allocate(), as A/AAAA record data (shared: copy before changing it). */
+  allocateRdata(domain: string, family: 4 | 6): Buffer | undefined {
+    const space = family === 4 ? this.v4 : this.v6;
+    return space?.allocateRdata(normalizeName(domain));
   }
 
   /** The domain a fake address stands for (marks it recently used); accepts ::ffff:a.b.c.d. */

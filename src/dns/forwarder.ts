@@ -425,9 +425,8 @@ class Forwarder implements DnsForwarder {
 
   /** What fakeAnswer + buildResponse give for an A/AAAA query, written directly. */
   private quickFake(packet: Buffer, q: QuickQuery): Buffer | undefined {
-    const ip = this.fake!.allocate(q.name, q.type === TYPE.A ? 4 : 6);
-    if (!ip) return undefined;
-    const rdata = ipRdata(ip);
+    const rdata = this.fake!.allocateRdata(q.name, q.type === TYPE.A ? 4 : 6);
+    if (!rdata) return undefined;
     const answerAt = q.questionEnd;
     const out = Buffer.allocUnsafe(answerAt + 12 + rdata.length + (q.edns ? 11 : 0));
     out.writeUInt16BE(q.id, 0);
