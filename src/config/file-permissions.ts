@@ -1,16 +1,11 @@
 // A config file may hold node passwords and decides where traffic goes: refuse one that
 // someone else could change, warn about one everybody can read while it holds secrets.
 import { statSync } from 'node:fs';
-import { UsageError } from '../errors.js';
 import { parseNodeUri } from '../outbound/uri.js';
 import type { ConfigFile } from './file.js';
+import { refuseWritableByOthers, type FileFacts } from './safe-read.js';
 
-export interface FileFacts {
-  /** st_mode permission bits (mode & 0o7777 is enough). */
-  mode: number;
-  /** Owner uid. */
-  uid: number;
-}
+export type { FileFacts };
 
 const octal = (mode: number) => `0${(mode & 0o777).toString(8).padStart(3, '0')}`;
 
@@ -38,13 +33,7 @@ export function configSecrets(file: Pick<ConfigFile, 'nodes' | 'console' | 'run'
  */
 export function checkConfigPermissions(path: string, facts: FileFacts, selfUid: number, secrets: readonly string[]): string[] {
   const mode = facts.mode & 0o7777;
-  if (mode & 0o022) {
-    const who = mode & 0o002 ? 'every user' : 'its group';
-    throw new UsageError(`--config ${path}: mode ${octal(mode)} lets ${who} change the proxy's rules and nodes: run 'chmod go-w ${path}'`);
-  }
-  if (facts.uid !== 0 && facts.uid !== selfUid) {
-    throw new UsageError(`--config ${path}: owned by uid ${facts.uid}, neither root nor the user running tranproxy (uid ${selfUid}), who could change it: run 'chown root ${path}' (or your own user)`);
-  }
+  refuseWritableByOthers(`--config ${path}`, path, facts, selfUid, "the proxy's rules and nodes");
   if (secrets.length && mode & 0o004) {
     return [`--config ${path}: mode ${octal(mode)} lets every user read the secrets in it (${secrets.join(', ')}): run 'chmod o-r ${path}'`];
   }

@@ -3,11 +3,12 @@
 // `FILE:LINE:COL: path: reason`, the position taken from the YAML source.
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
-import { LineCounter, parseDocument, visit } from 'yaml';
+import { isScalar, LineCounter, parseDocument, visit, type Document } from 'yaml';
 import { UsageError } from '../errors.js';
 import { compileRules, parseDomainList, RULE_FIELD_NAMES, RuleError, suggest, type DomainList, type RuleSpec } from '../route/index.js';
 import { ConfigSchema, describe, KNOWN_KEYS, settingsOf, type ConfigRule, type ConfigSettings } from './schema.js';
 import { locateInYaml as locate, placeZodIssues } from './yaml-issues.js';
+import { readNamedFileSync } from './safe-read.js';
 
 export interface ConfigFile extends ConfigSettings {
   /** The file as named by the user. */
@@ -37,7 +38,7 @@ export function formatIssue(i: ConfigIssue): string {
 }
 
 export interface ParseOptions {
-  /** Reads a domain list file (absolute path). Default: fs.readFileSync as UTF-8. */
+  /** Reads a domain list file (absolute path). Default: readNamedFileSync (regular files only, capped, owner checked). */
   readFile?: (path: string) => string;
   /** Directory relative domain list paths start from. Default: the config file's directory. */
   baseDir?: string;
@@ -72,6 +73,25 @@ function unknownKeyMessage(key: string, known: readonly string[]): string {
   const plural = known.includes(`${kebab}s`) ? `${kebab}s` : undefined;
   const hint = plural ?? guess;
   return `unknown key '${key}'${hint ? `; did you mean '${hint}'?${hint !== key && kebab !== key && hint === kebab ? ' (keys are kebab-case)' : ''}` : ''}`;
+}
+
+/** Keys that would reach an object's prototype, not become one of its entries. */
+export const PROTOTYPE_KEYS: readonly string[] = ['__proto__', 'constructor', 'prototype'];
+
+/** Offset of the first mapping key that is a prototype key (any depth), or undefined. */
+function prototypeKeyAt(doc: Document): { offset: number; key: string } | undefined {
+  let found: { offset: number; key: string } | undefined;
+  visit(doc, {
+    Pair(_, pair) {
+      const k = isScalar(pair.key) ? pair.key.value : pair.key;
+      if (typeof k === 'string' && PROTOTYPE_KEYS.includes(k)) {
+        found = { offset: (isScalar(pair.key) && pair.key.range?.[0]) || 0, key: k };
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  return found;
 }
 
 /** Drop `key:` entries left empty (null), so they read as absent; flag-like switches given bare mean true. */
@@ -121,6 +141,9 @@ export function parseConfigText(text: string, path: string, opts: ParseOptions =
     },
   });
   if (cycleAt !== undefined) fail([issueAt(cycleAt, [], 'YAML: an alias refers to a node that contains it (a cycle)')]);
+  // Such a key silently vanishes into the prototype when the YAML becomes objects.
+  const proto = prototypeKeyAt(doc);
+  if (proto) fail([issueAt(proto.offset, [], `'${proto.key}' cannot be a key or a name (nodes, groups, hosts…): choose another name`)]);
   let raw: unknown;
   try {
     raw = doc.toJS({ maxAliasCount: 1000 });
@@ -142,7 +165,7 @@ export function parseConfigText(text: string, path: string, opts: ParseOptions =
 
   // Domain list files, relative to the config file.
   const baseDir = opts.baseDir ?? dirname(path);
-  const read = opts.readFile ?? ((p: string) => readFileSync(p, 'utf8'));
+  const read = opts.readFile ?? ((p: string) => readNamedFileSync('domain list', p));
   const cache = new Map<string, DomainList>();
   const issues: ConfigIssue[] = [];
   const routeRules: RuleSpec[] = settings.rules.map((r: ConfigRule, i) => {
@@ -185,6 +208,24 @@ export function parseConfigText(text: string, path: string, opts: ParseOptions =
     throw e;
   }
   return { path, ...settings, routeRules };
+}
+
+/** Absolute paths of the domain list files `text` names (none when it does not parse). */
+export function domainListPaths(text: string, path: string, baseDir = dirname(path)): string[] {
+  let raw: unknown;
+  try {
+    raw = parseDocument(text).toJS({ maxAliasCount: 1000 });
+  } catch {
+    return [];
+  }
+  const rules = (raw as { rules?: unknown } | null)?.rules;
+  if (!Array.isArray(rules)) return [];
+  const out: string[] = [];
+  for (const r of rules) {
+    const v = (r as Record<string, unknown> | null)?.['domain-list'];
+    for (const f of Array.isArray(v) ? v : [v]) if (typeof f === 'string') out.push(isAbsolute(f) ? f : join(baseDir, f));
+  }
+  return out;
 }
 
 /** Read and parse a config file. Throws ConfigError, or UsageError when it cannot be read. */

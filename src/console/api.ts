@@ -123,8 +123,12 @@ export class ConsoleApi {
     this.subscriptions = new Subscriptions({ store: deps.store, fetchText: deps.fetchText ?? defaultFetch, log: deps.log });
   }
 
-  state(snapshot?: Snapshot): ConsoleState {
+  state(snapshot: Snapshot): ConsoleState {
     return this.deps.store.state(snapshot);
+  }
+
+  current(): Promise<ConsoleState> {
+    return this.deps.store.current();
   }
 
   async connections(): Promise<ConsoleConnection[]> {
@@ -152,7 +156,7 @@ export class ConsoleApi {
     const seg = path.split('/').filter(Boolean).map((s) => decodeURIComponent(s));
     const [a, b, c] = seg;
 
-    if (method === 'GET' && path === '/state') return ok(this.state());
+    if (method === 'GET' && path === '/state') return ok(await this.current());
     if (method === 'PUT' && path === '/settings') return ok(this.state(await this.change((doc) => this.editSettings(doc, objectBody(req.body)), SETTINGS_FIELDS)));
     if (a === 'nodes') {
       if (method === 'POST' && seg.length === 1) return this.addNodes(req.body);
@@ -273,7 +277,7 @@ export class ConsoleApi {
   }
 
   private async testNode(name: string): Promise<ApiResponse> {
-    const { doc, file } = this.deps.store.read();
+    const { doc, file } = (await this.deps.store.read());
     const uri = nodeUri(doc, name);
     if (uri === undefined) return { status: 404, body: { error: `no node named '${name}'` } };
     return { status: 200, body: await testNode(uri, name, file.checkTargets[0], this.probeOptions()) };
@@ -302,7 +306,7 @@ export class ConsoleApi {
 
   private async check(body: unknown): Promise<ApiResponse> {
     const b = objectBody(body, 'targets');
-    const { doc, file } = this.deps.store.read();
+    const { doc, file } = (await this.deps.store.read());
     const targets = b.targets === undefined ? file.checkTargets : stringList(b.targets, 'targets');
     if (!targets.length) throw invalid('targets', 'no check targets: add some (HOST:PORT) in the settings');
     for (const t of targets) {

@@ -2,10 +2,12 @@
 // document, validate the new text with the `--config` parser and the run configuration,
 // apply it to the running supervisor (a new worker generation, rules replaced), and only
 // then write the file (atomically). A refused change leaves the file and the proxy as they were.
-import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
+import { dirname } from 'node:path';
 import type { Document } from 'yaml';
-import type { ConfigFile } from '../config/file.js';
+import { domainListPaths, type ConfigFile, type ParseOptions } from '../config/file.js';
+import { confineToDirs, readNamedFile } from '../config/safe-read.js';
 import type { RunConfig } from '../config/run-config.js';
 import { TranproxyError, UsageError } from '../errors.js';
 import type { SupervisorControl } from '../proxy/supervisor.js';
@@ -45,18 +47,47 @@ export class ConfigStore {
   }
 
   /** The file as it is now (re-read every time, so SIGHUP edits and the console agree). */
-  read(): Snapshot {
+  async read(): Promise<Snapshot> {
     let text: string;
     try {
-      text = readFileSync(this.path, 'utf8');
+      text = await readFile(this.path, 'utf8');
     } catch (e) {
       throw new TranproxyError(`cannot read ${this.path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
     const doc = parseDoc(text);
-    return { text, doc, file: validateText(text, this.path, []) };
+    return { text, doc, file: validateText(text, this.path, [], await this.namedFiles(text)) };
   }
 
-  state(snapshot: Snapshot = this.read()): ConsoleState {
+  /**
+   * The domain lists `text` names, read off the event loop. A path `known` does not hold
+   * (one the console adds) must lie in the config file's directory.
+   */
+  private async namedFiles(text: string, known?: ReadonlySet<string>): Promise<ParseOptions> {
+    const lists = new Map<string, string | Error>();
+    for (const full of domainListPaths(text, this.path)) {
+      if (lists.has(full)) continue;
+      try {
+        if (known && !known.has(full)) await confineToDirs('domain list', full, [dirname(this.path)]);
+        lists.set(full, await readNamedFile('domain list', full));
+      } catch (e) {
+        lists.set(full, e as Error);
+      }
+    }
+    return {
+      readFile: (p) => {
+        const v = lists.get(p);
+        if (typeof v === 'string') return v;
+        throw v ?? new TranproxyError(`domain list: ${p} was not read`);
+      },
+    };
+  }
+
+  /** The console's view of the file as it is now. */
+  async current(): Promise<ConsoleState> {
+    return this.state(await this.read());
+  }
+
+  state(snapshot: Snapshot): ConsoleState {
     const cfg = this.control.config();
     return stateOf(
       snapshot.file,
@@ -84,11 +115,11 @@ export class ConfigStore {
   }
 
   private async changeNow(edit: (doc: Document, before: Snapshot) => void | Promise<void>, fields: FieldMap): Promise<Snapshot> {
-    const before = this.read();
+    const before = await this.read();
     const doc = parseDoc(before.text);
     await edit(doc, before);
     const text = doc.toString();
-    const file = validateText(text, this.path, fields);
+    const file = validateText(text, this.path, fields, await this.namedFiles(text, new Set(domainListPaths(before.text, this.path))));
     let cfg: RunConfig;
     try {
       cfg = this.build(file);

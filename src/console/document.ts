@@ -4,7 +4,7 @@ import { chownSync, closeSync, fsyncSync, openSync, renameSync, statSync, unlink
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { isCollection, isMap, isNode, isScalar, parseDocument, type Document } from 'yaml';
-import { ConfigError, parseConfigText, type ConfigFile } from '../config/file.js';
+import { ConfigError, parseConfigText, type ConfigFile, type ParseOptions } from '../config/file.js';
 import { UsageError } from '../errors.js';
 import { parseNodeUri, redactUri } from '../outbound/uri.js';
 import { labelFromUri, nodeType } from './links.js';
@@ -98,9 +98,9 @@ export function parseDoc(text: string): Document {
  * Validate edited document text exactly as `--config` would. Throws ValidationError with
  * the problems mapped to console fields.
  */
-export function validateText(text: string, path: string, map: FieldMap): ConfigFile {
+export function validateText(text: string, path: string, map: FieldMap, opts: ParseOptions = {}): ConfigFile {
   try {
-    return parseConfigText(text, path);
+    return parseConfigText(text, path, opts);
   } catch (e) {
     if (e instanceof ConfigError) throw new ValidationError(issueErrors(e, map));
     if (e instanceof UsageError) throw new ValidationError(usageErrors(e, map));

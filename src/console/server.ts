@@ -156,7 +156,7 @@ export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleS
     const wait = limiter.retryAfter(addr);
     if (wait > 0) return send(res, 429, { error: `too many failed logins: try again in ${wait} s` }, { 'retry-after': wait });
     const password = (body as { password?: unknown } | undefined)?.password;
-    const hash = store.read().file.console?.passwordHash;
+    const hash = (await store.read()).file.console?.passwordHash;
     if (!hash) return send(res, 401, { error: "no console password is set: run 'tranproxy console passwd --config FILE'" });
     // Counted as a failure before the (deliberately slow) check, so parallel guesses from one
     // address are limited too, not only sequential ones.
@@ -213,11 +213,10 @@ export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleS
   const stopReloads = store.watchReloads();
   const stopWatching = store.onChange(() => {
     if (streams.size === 0) return;
-    try {
-      broadcast('state', api.state());
-    } catch (e) {
-      log.warn('console: state update failed', { error: (e as Error).message });
-    }
+    api.current().then(
+      (state) => broadcast('state', state),
+      (e: Error) => log.warn('console: state update failed', { error: e.message }),
+    );
   });
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {

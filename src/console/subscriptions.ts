@@ -117,7 +117,7 @@ export class Subscriptions {
 
   /** Add (or, with `refresh`, refresh) the subscription at `url`. */
   async fetchAndMerge(url: string, refresh: boolean, settings: { interval?: string; userAgent?: string } = {}): Promise<{ snapshot: Snapshot; report: ImportReport }> {
-    const { doc, file } = this.deps.store.read();
+    const { doc, file } = (await this.deps.store.read());
     const existing = subscriptionsOf(doc).find((s) => s.url === url);
     if (refresh && !existing) throw invalid('url', 'no such subscription: add it first');
     if (!refresh && existing) throw invalid('url', 'this subscription exists already: refresh it instead');
@@ -181,7 +181,7 @@ export class Subscriptions {
 
   /** Refresh every subscription whose interval has passed (one at a time). */
   async refreshDue(now = Date.now()): Promise<void> {
-    const subs = this.deps.store.read().file.console?.subscriptions ?? [];
+    const subs = (await this.deps.store.read()).file.console?.subscriptions ?? [];
     for (const s of subs) {
       if (!isDue(s, now, this.nextTry.get(s.url))) continue;
       try {

@@ -133,9 +133,10 @@ function parseLine(raw: string, source: string, lineNo: number): { kind: DomainE
   else if (prefix === 'full') kind = 'full';
   else if (prefix === 'keyword') kind = 'keyword';
   else {
-    throw new UsageError(`${source}:${lineNo}: '${line}': unsupported entry type '${prefix}:' (use full:, domain:, keyword: or a bare name)`);
+    // Never quote the line: a list path pointed at a secret file must not echo it.
+    throw new UsageError(`${source}:${lineNo}: not a domain list entry: use full:NAME, domain:NAME, keyword:WORD or a bare name`);
   }
   const r = normalizeDomainEntry(kind, value);
-  if ('error' in r) throw new UsageError(`${source}:${lineNo}: ${r.error}`);
+  if ('error' in r) throw new UsageError(`${source}:${lineNo}: not a ${kind === 'keyword' ? 'domain keyword' : 'domain name'}${value.includes('*') ? ' (no wildcards: a suffix already matches every name below it)' : ''}`);
   return { kind, value: r.value };
 }

@@ -143,8 +143,8 @@ test('bad values: each at its own line:col, all reported at once', () => {
 test('domain list files: read relative to the config, errors point at the path in the config', () => {
   const f = `${DIR}/bad-domain-list.yaml`;
   assert.deepEqual(errorsOf('bad-domain-list.yaml'), [
-    `${f}:2:34: rules[0].domain-list[1]: lists/broken.txt:2: 'regexp:^ads\\.': unsupported entry type 'regexp:' (use full:, domain:, keyword: or a bare name)`,
-    `${f}:4:18: rules[1].domain-list: cannot read 'lists/missing.txt' (${DIR}/lists/missing.txt): no such file`,
+    `${f}:2:34: rules[0].domain-list[1]: lists/broken.txt:2: not a domain list entry: use full:NAME, domain:NAME, keyword:WORD or a bare name`,
+    `${f}:4:18: rules[1].domain-list: domain list: cannot read ${DIR}/lists/missing.txt: no such file`,
   ]);
   // An injected reader: the engine never touches the disk when told not to.
   const read: string[] = [];

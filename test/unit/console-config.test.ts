@@ -2,7 +2,8 @@
 // the file (errors land on console fields), refused changes leave file and proxy untouched,
 // writes are atomic; node links, names and subscriptions.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -12,6 +13,7 @@ import { fieldOf, parseDoc, SETTINGS_FIELDS, writeFileAtomic } from '../../src/c
 import { baseName, parseLinks, uniqueName } from '../../src/console/links.js';
 import { decodeSubscription } from '../../src/console/subscription-formats.js';
 import { parseRunOptions, type RunConfig } from '../../src/config/run-config.js';
+import { loadConfigFile } from '../../src/config/file.js';
 import { parseNodeUri } from '../../src/outbound/uri.js';
 import { createLogger } from '../../src/observe/log.js';
 import type { SupervisorControl } from '../../src/proxy/supervisor.js';
@@ -48,7 +50,7 @@ function harness(t: { after(fn: () => void): void }, text = ORIGINAL, fetchText?
   const path = join(dir, 'gateway.yaml');
   writeFileSync(path, text, { mode: 0o640 });
   const build = (f: Parameters<ConstructorParameters<typeof ConfigStore>[1]>[0]) => parseRunOptions({ ...f.run, firewall: 'none' }, [], undefined, f);
-  let cfg: RunConfig = build(new ConfigStore(path, build, undefined as unknown as SupervisorControl).read().file);
+  let cfg: RunConfig = build(loadConfigFile(path));
   const applied: RunConfig[] = [];
   const failNextApply = { value: undefined as string | undefined };
   const control: SupervisorControl = {
@@ -189,6 +191,36 @@ test('rules: validated exactly like the file, fields rules[N].key', async (t) =>
   assert.deepEqual(ok.body.rules, [{ 'domain-suffix': ['example.com'], outbound: 'office' }, { port: ['25'], outbound: 'reject' }]);
   assert.equal(h.applied.at(-1)!.routing!.rules.length, 2);
   assert.equal((await call(h, 'PUT', '/rules', { rules: 'x' })).body.errors![0]!.field, 'rules');
+});
+
+test('rules: a domain-list the console sets must be a regular file in the config directory; errors never quote a file', async (t) => {
+  const h = harness(t);
+  const outside = mkdtempSync(join(tmpdir(), 'tpx-outside-'));
+  t.after(() => rmSync(outside, { recursive: true, force: true }));
+  const secret = join(outside, 'shadow');
+  writeFileSync(secret, 'root:$y$j9T$s3cr3t:19000:0:99999:7:::\n', { mode: 0o600 });
+  const rules = (list: string) => ({ rules: [{ 'domain-list': [list], outbound: 'reject' }] });
+  const t0 = Date.now();
+  for (const path of ['/etc/shadow', '/proc/self/environ', '/dev/zero', secret, `${h.dir}/../${outside.split('/').pop()}/shadow`]) {
+    const r = await call(h, 'PUT', '/rules', rules(path));
+    assert.equal(r.status, 400, path);
+    const text = JSON.stringify(r.body);
+    assert.match(text, /outside .*: the console may only name files in the config file's directory/, path);
+    assert.doesNotMatch(text, /s3cr3t|root:|PATH=|HOME=/, path);
+  }
+  execFileSync('mkfifo', [join(h.dir, 'fifo')]);
+  symlinkSync(secret, join(h.dir, 'link.txt'));
+  assert.match(JSON.stringify((await call(h, 'PUT', '/rules', rules('fifo'))).body), /is a FIFO: name a regular file/);
+  assert.match(JSON.stringify((await call(h, 'PUT', '/rules', rules('link.txt'))).body), /outside/);
+  assert.ok(Date.now() - t0 < 3000, 'no read blocked');
+  writeFileSync(join(h.dir, 'bad.txt'), 'root:$y$j9T$s3cr3t\n', { mode: 0o600 });
+  const bad = await call(h, 'PUT', '/rules', rules('bad.txt'));
+  assert.match(JSON.stringify(bad.body), /bad\.txt:1: not a domain list entry/);
+  assert.doesNotMatch(JSON.stringify(bad.body), /s3cr3t/);
+  assert.equal(readFileSync(h.path, 'utf8'), ORIGINAL);
+  writeFileSync(join(h.dir, 'ads.txt'), 'ads.example\n', { mode: 0o600 });
+  assert.equal((await call(h, 'PUT', '/rules', rules('ads.txt'))).status, 200);
+  assert.equal((h.applied.at(-1)!.routing!.rules[0]!.domainList as readonly { suffix: string[] }[])[0]!.suffix[0], 'ads.example');
 });
 
 test('nodes: paste many, names from #tag made unique, bad line named, edit keeps secret, rename follows references, delete refused while used', async (t) => {
