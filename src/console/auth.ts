@@ -1,6 +1,7 @@
 // Console authentication: scrypt password hashes, in-memory sessions with CSRF tokens, and
 // a per-address login rate limit. Pure (no HTTP), so it is unit-tested without a server.
 import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { isIP } from 'node:net';
 import { UsageError } from '../errors.js';
 
 const scrypt = (password: string, salt: Buffer, keylen: number, opts: ScryptOptions): Promise<Buffer> =>
@@ -109,44 +110,114 @@ export class SessionStore {
   }
 }
 
-/** At most `max` failed logins per address in a sliding window. */
+export interface LoginLimits {
+  /** Failures a minute from one address before it must wait. */
+  perAddress: number;
+  /** … from one IPv4 /24 or IPv6 /64 (one host usually holds a whole /64). */
+  perPrefix: number;
+  /** … from all non-loopback clients together. */
+  global: number;
+  windowMs: number;
+  /** Loopback is never refused: past `perAddress` failures its attempts wait, doubling from this… */
+  loopbackDelayMs: number;
+  /** …up to this. */
+  loopbackMaxDelayMs: number;
+}
+
+export const LOGIN_LIMITS: LoginLimits = { perAddress: 5, perPrefix: 20, global: 100, windowMs: 60_000, loopbackDelayMs: 1000, loopbackMaxDelayMs: 30_000 };
+
+/** What a login attempt from an address must do: wait `retryAfter` s (refused), or be checked after `delayMs`. */
+export interface LoginGate {
+  retryAfter: number;
+  delayMs: number;
+}
+
+const v4 = (a: string) => (a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a);
+
+/** All of 127/8 and ::1 are one client: any local user can pick any of them. */
+export function isLoopback(addr: string): boolean {
+  const a = v4(addr);
+  return a === '::1' || (isIP(a) === 4 && a.startsWith('127.'));
+}
+
+/** The /24 (IPv4) or /64 (IPv6) an address is in, as a key. */
+export function prefixOf(addr: string): string {
+  const a = v4(addr);
+  if (isIP(a) === 4) return `${a.split('.').slice(0, 3).join('.')}.0/24`;
+  if (isIP(a) !== 6) return a;
+  const [head = '', tail = ''] = a.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = a.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
+  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+}
+
+/**
+ * Failed console logins in a sliding window, counted per address, per /24 or /64, and over all
+ * remote clients; past a limit a client is refused (429). Loopback is one client that is never
+ * refused, only slowed: a local user cannot lock the admin out, and guesses slowly.
+ */
 export class LoginLimiter {
   private readonly failures = new Map<string, number[]>();
 
   constructor(
-    private readonly max = 5,
-    private readonly windowMs = 60_000,
+    private readonly limits: LoginLimits = LOGIN_LIMITS,
     private readonly now: () => number = Date.now,
   ) {}
 
+  private keys(addr: string): [string, number][] {
+    const a = v4(addr);
+    if (isLoopback(a)) return [['loopback', this.limits.perAddress]];
+    return [
+      [`addr ${a}`, this.limits.perAddress],
+      [`net ${prefixOf(a)}`, this.limits.perPrefix],
+      ['global', this.limits.global],
+    ];
+  }
+
+  check(addr: string): LoginGate {
+    if (isLoopback(addr)) {
+      const over = this.recent('loopback').length - this.limits.perAddress;
+      const delayMs = over < 0 ? 0 : Math.min(this.limits.loopbackMaxDelayMs, this.limits.loopbackDelayMs * 2 ** Math.min(over, 20));
+      return { retryAfter: 0, delayMs };
+    }
+    let wait = 0;
+    for (const [key, max] of this.keys(addr)) {
+      const recent = this.recent(key);
+      if (recent.length >= max) wait = Math.max(wait, Math.ceil((recent[recent.length - max]! + this.limits.windowMs - this.now()) / 1000));
+    }
+    return { retryAfter: wait > 0 ? Math.max(1, wait) : 0, delayMs: 0 };
+  }
+
   /** Seconds until `addr` may try again; 0 when it may try now. */
   retryAfter(addr: string): number {
-    const recent = this.recent(addr);
-    if (recent.length < this.max) return 0;
-    return Math.max(1, Math.ceil((recent[0]! + this.windowMs - this.now()) / 1000));
+    return this.check(addr).retryAfter;
   }
 
   fail(addr: string): void {
-    const recent = this.recent(addr);
-    recent.push(this.now());
-    this.failures.set(addr, recent);
+    for (const [key] of this.keys(addr)) {
+      const recent = this.recent(key);
+      recent.push(this.now());
+      this.failures.set(key, recent);
+    }
     if (this.failures.size > 10_000) this.prune(); // bounded under a spray of addresses
   }
 
+  /** The address's own count is forgiven; its network's, the global and loopback's stay (an attacker shares them). */
   succeed(addr: string): void {
-    this.failures.delete(addr);
+    if (!isLoopback(addr)) this.failures.delete(`addr ${v4(addr)}`);
   }
 
-  private recent(addr: string): number[] {
-    const t = this.now() - this.windowMs;
-    return (this.failures.get(addr) ?? []).filter((x) => x > t);
+  private recent(key: string): number[] {
+    const t = this.now() - this.limits.windowMs;
+    return (this.failures.get(key) ?? []).filter((x) => x > t);
   }
 
   private prune(): void {
-    for (const addr of [...this.failures.keys()]) {
-      const r = this.recent(addr);
-      if (r.length) this.failures.set(addr, r);
-      else this.failures.delete(addr);
+    for (const key of [...this.failures.keys()]) {
+      const r = this.recent(key);
+      if (r.length) this.failures.set(key, r);
+      else this.failures.delete(key);
     }
   }
 }

@@ -1,8 +1,9 @@
 // The console's HTTP server, inside the supervisor process: login and sessions, CSRF and
 // Origin checks, the JSON API (api.ts), Server-Sent Events, and the prebuilt UI (ui-dist/).
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { guardedServer, hostAllowed, originMatches, RefusalLog } from '../observe/http-guard.js';
 import { extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../observe/log.js';
@@ -16,7 +17,11 @@ export const UI_DIR = fileURLToPath(new URL('../../ui-dist/', import.meta.url));
 
 export const SESSION_COOKIE = 'tpx_session';
 const MAX_BODY = 1 << 20;
+/** A login body is `{"password": …}`: nothing legitimate comes near this. */
+const MAX_LOGIN_BODY = 8 << 10;
 const TICK_MS = 1000;
+
+export { originMatches };
 
 export interface ConsoleServerOptions {
   listen: { host: string; port: number };
@@ -28,6 +33,8 @@ export interface ConsoleServerOptions {
   sessions?: SessionStore;
   limiter?: LoginLimiter;
   fetchText?: (url: string) => Promise<string>;
+  /** Names (besides localhost and the listener's address) a browser may use in Host. */
+  hostNames?: readonly string[];
 }
 
 export interface ConsoleServer {
@@ -64,14 +71,17 @@ function cookieOf(req: http.IncomingMessage, name: string): string | undefined {
   return undefined;
 }
 
-function readBody(req: http.IncomingMessage): Promise<unknown> {
+function readBody(req: http.IncomingMessage, max = MAX_BODY): Promise<unknown> {
   return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    const tooLarge = () => Object.assign(new Error(`request body larger than ${max >> 10} KiB`), { status: 413 });
+    if (declared > max) return reject(tooLarge()); // answered, then closed: the body is never read
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (b: Buffer) => {
       size += b.length;
-      if (size > MAX_BODY) {
-        reject(Object.assign(new Error('request body larger than 1 MiB'), { status: 413 }));
+      if (size > max) {
+        reject(tooLarge());
         req.destroy();
         return;
       }
@@ -88,17 +98,6 @@ function readBody(req: http.IncomingMessage): Promise<unknown> {
     });
     req.on('error', reject);
   });
-}
-
-/** Origin, when present, must name the host the request was sent to (a cross-site form or fetch does not). */
-export function originMatches(origin: string | undefined, host: string | undefined): boolean {
-  if (origin === undefined) return true;
-  if (!host) return false;
-  try {
-    return new URL(origin).host === host;
-  } catch {
-    return false;
-  }
 }
 
 export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleServer> {
@@ -151,16 +150,21 @@ export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleS
     res.end(req.method === 'HEAD' ? undefined : body);
   };
 
-  const login = async (req: http.IncomingMessage, res: http.ServerResponse, body: unknown): Promise<void> => {
+  const login = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const addr = req.socket.remoteAddress ?? '?';
-    const wait = limiter.retryAfter(addr);
-    if (wait > 0) return send(res, 429, { error: `too many failed logins: try again in ${wait} s` }, { 'retry-after': wait });
+    const gate = limiter.check(addr);
+    if (gate.retryAfter > 0) {
+      refused.note(req, 429, 'too many failed logins');
+      return send(res, 429, { error: `too many failed logins: try again in ${gate.retryAfter} s` }, { 'retry-after': gate.retryAfter });
+    }
+    const body = await readBody(req, MAX_LOGIN_BODY);
     const password = (body as { password?: unknown } | undefined)?.password;
     const hash = (await store.read()).file.console?.passwordHash;
     if (!hash) return send(res, 401, { error: "no console password is set: run 'tranproxy console passwd --config FILE'" });
     // Counted as a failure before the (deliberately slow) check, so parallel guesses from one
     // address are limited too, not only sequential ones.
     limiter.fail(addr);
+    if (gate.delayMs > 0) await new Promise((r) => setTimeout(r, gate.delayMs)); // loopback: slowed, never refused
     if (typeof password !== 'string' || !(await verifyPassword(password, hash))) {
       log.warn('console: failed login', { from: addr });
       return send(res, 401, { error: 'wrong password' });
@@ -175,6 +179,7 @@ export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleS
   const events = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     res.write('retry: 2000\n\n');
+    req.socket.setTimeout(0); // a stream is idle between events by design
     streams.add(res);
     req.on('close', () => streams.delete(res));
   };
@@ -219,21 +224,30 @@ export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleS
     );
   });
 
+  const refused = new RefusalLog(log, 'console');
+  let boundHost = opts.listen.host;
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://console.invalid');
     const path = url.pathname;
-    if (!path.startsWith('/api/') && path !== '/api') return serveStatic(req, res, path);
+    // Before anything else, static files included: a rebound name must not even read the UI.
+    if (!hostAllowed(req.headers.host, [req.socket.localAddress, boundHost], opts.hostNames)) {
+      refused.note(req, 421, 'Host is not this listener (DNS rebinding?)');
+      return send(res, 421, { error: 'Host is not this console: use its address (or a name listed in console.hosts)' });
+    }
     const method = req.method ?? 'GET';
     const safe = method === 'GET' || method === 'HEAD';
-    if (!safe && !originMatches(req.headers.origin, req.headers.host)) {
+    if (!originMatches(req.headers.origin, req.headers.host)) {
+      refused.note(req, 403, 'Origin does not match Host (a cross-site request)');
       return send(res, 403, { error: 'cross-origin request refused (Origin does not match Host)' });
     }
+    if (!path.startsWith('/api/') && path !== '/api') return serveStatic(req, res, path);
     const sid = cookieOf(req, SESSION_COOKIE);
-    if (path === '/api/login' && method === 'POST') return login(req, res, await readBody(req));
+    if (path === '/api/login' && method === 'POST') return login(req, res);
     const session: Session | undefined = sessions.get(sid);
     if (path === '/api/session' && safe) return send(res, 200, session ? { authenticated: true, csrf: session.csrf } : { authenticated: false });
     if (!session) return send(res, 401, { error: 'not logged in' });
     if (!safe && !sessions.checkCsrf(session, req.headers['x-csrf-token'] as string | undefined)) {
+      refused.note(req, 403, 'missing or wrong X-CSRF-Token');
       return send(res, 403, { error: 'missing or wrong X-CSRF-Token header: reload the page' });
     }
     if (path === '/api/logout' && method === 'POST') {
@@ -246,21 +260,20 @@ export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleS
     send(res, r.status, r.body);
   };
 
-  const server = http.createServer((req, res) => {
+  const server = guardedServer((req, res) => {
     handle(req, res).catch((e: Error & { status?: number }) => {
       if (res.headersSent) return void res.destroy();
       if (!e.status) log.error('console: request failed', { path: (req.url ?? '').split('?')[0], error: e.message });
       send(res, e.status ?? 500, { error: e.message });
     });
   });
-  server.keepAliveTimeout = 5000;
-  server.headersTimeout = 10_000;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.listen.port, opts.listen.host, () => {
       server.off('error', reject);
       const stopRefresh = api.subscriptions.startTimer();
       const a = server.address() as AddressInfo;
+      boundHost = a.address;
       resolve({
         address: a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`,
         close: () =>

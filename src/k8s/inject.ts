@@ -126,7 +126,7 @@ export function injectPodTemplate(template: PodTemplate, opts: InjectOptions = {
     }
     if (opts.kind === 'Job' || opts.kind === 'CronJob') {
       warnings.push(
-        `classic sidecar in a ${opts.kind}: the pod does not complete while the sidecar runs; use native mode (Kubernetes >= 1.29), or have the app POST http://127.0.0.1:${config.adminPort}/quitquitquit when done`,
+        `classic sidecar in a ${opts.kind}: the pod does not complete while the sidecar runs; use native mode (Kubernetes >= 1.29), or have the app POST http://127.0.0.1:${config.adminPort}/quitquitquit with the header 'X-Tranproxy: 1' when done`,
       );
     }
   }

@@ -5,11 +5,19 @@
 // With a token (--admin-token-file), the endpoints that reveal flows or change state
 // (/connections, POST /quitquitquit) need `Authorization: Bearer TOKEN`; the probes
 // (/healthz, /readyz) and /metrics stay open so kubelet and Prometheus need no secret.
+// Every request must name the listener in Host (no DNS rebinding), a present Origin must
+// match it, and POST /quitquitquit needs `X-Tranproxy: 1` or the token: a header a web page
+// cannot send without a CORS preflight, which this listener never grants.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { UsageError } from '../errors.js';
+import { guardedServer, hostAllowed, originMatches, RefusalLog } from './http-guard.js';
+import type { Logger } from './log.js';
+
+/** The header a state-changing admin request must carry when no token is configured. */
+export const ADMIN_INTENT_HEADER = 'X-Tranproxy';
 
 export interface AdminHooks {
   /** Rules applied and listeners up. */
@@ -69,20 +77,36 @@ export interface AdminListen {
   tokenFile?: string;
 }
 
+/** Why a request is refused before it reaches an endpoint (Host, Origin, intent), or undefined. */
+function refusal(req: http.IncomingMessage, path: string, bound: string, token: string | undefined): [number, string] | undefined {
+  if (!hostAllowed(req.headers.host, [req.socket.localAddress, bound])) return [421, 'Host is not this listener (DNS rebinding?)'];
+  if (!originMatches(req.headers.origin, req.headers.host)) return [403, 'Origin does not match Host (a cross-site request)'];
+  const changesState = path === '/quitquitquit' && req.method === 'POST';
+  if (changesState && !token && !req.headers[ADMIN_INTENT_HEADER.toLowerCase()]) return [403, `missing ${ADMIN_INTENT_HEADER} header`];
+  return undefined;
+}
+
 /** Throws UsageError synchronously when the token file is unusable. */
-export function startAdminServer(listen: AdminListen, hooks: AdminHooks): Promise<AdminServer> {
+export function startAdminServer(listen: AdminListen, hooks: AdminHooks, log?: Logger): Promise<AdminServer> {
   const token = listen.tokenFile ? readAdminToken(listen.tokenFile) : undefined;
-  const server = http.createServer((req, res) => {
+  const refused = new RefusalLog(log, 'admin');
+  const server = guardedServer((req, res) => {
     const send = (status: number, body: string, type = 'text/plain; charset=utf-8', extra: Record<string, string> = {}): void => {
       res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', ...extra });
       res.end(body);
     };
     const path = (req.url ?? '/').split('?')[0];
     const fail = (e: unknown) => send(500, `${(e as Error).message}\n`);
+    const no = refusal(req, path ?? '/', listen.host, token);
+    if (no) {
+      refused.note(req, no[0], no[1]);
+      return send(no[0], `refused: ${no[1]}\n`);
+    }
     if (path === '/healthz') return send(200, 'ok\n');
     if (path === '/readyz') return hooks.ready() ? send(200, 'ready\n') : send(503, 'not ready\n');
     if (path === '/metrics') return void hooks.metrics().then((m) => send(200, m.body, m.contentType), fail);
     if (token && (path === '/connections' || path === '/quitquitquit') && !authorized(req.headers.authorization, token)) {
+      refused.note(req, 401, 'no valid bearer token');
       return send(401, 'unauthorized: send Authorization: Bearer <token from --admin-token-file>\n', undefined, { 'www-authenticate': 'Bearer realm="tranproxy"' });
     }
     if (path === '/connections') {
@@ -91,12 +115,12 @@ export function startAdminServer(listen: AdminListen, hooks: AdminHooks): Promis
     if (path === '/quitquitquit') {
       // POST only: a stray GET (a browser, a crawler) must not stop the proxy.
       if (req.method !== 'POST') return send(405, 'use POST\n');
+      log?.info('admin: POST /quitquitquit: shutting down', { from: req.socket.remoteAddress });
       send(200, 'bye\n');
       return hooks.quit();
     }
     send(404, 'not found: try /healthz /readyz /metrics /connections /quitquitquit\n');
   });
-  server.keepAliveTimeout = 5000;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(listen.port, listen.host, () => {

@@ -247,7 +247,7 @@ export class Supervisor implements SupervisorControl {
           metrics: async () => ({ contentType: this.metrics.contentType, body: await this.metrics.render(await this.collect<MetricsSnapshot>('metrics')) }),
           connections: async () => (await this.collect<ConnectionInfo[]>('connections')).flat(),
           quit: () => this.quit?.(0),
-        }).catch((e: NodeJS.ErrnoException) => {
+        }, this.log).catch((e: NodeJS.ErrnoException) => {
           throw new TranproxyError(`admin listener ${cfg.admin!.host}:${cfg.admin!.port}: ${e.code ?? e.message}: choose another --admin address`);
         });
       }

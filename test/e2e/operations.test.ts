@@ -64,7 +64,8 @@ test('admin API: readiness, metrics aggregated over 2 workers, live connections,
     assert.equal(conns[0]!.dst, `${SERVER}:7`);
     assert.equal((await get(client, 'http://127.0.0.1:15000/quitquitquit')).stdout.trim(), 'use POST');
     h.proc.child.stdin!.end();
-    await get(client, 'http://127.0.0.1:15000/quitquitquit', ['-X', 'POST']);
+    assert.match((await get(client, 'http://127.0.0.1:15000/quitquitquit', ['-X', 'POST'])).stdout, /refused: missing X-Tranproxy header/);
+    await get(client, 'http://127.0.0.1:15000/quitquitquit', ['-X', 'POST', '-H', 'X-Tranproxy: 1']);
     assert.equal(await proxy.stop('SIGCONT'), 0);
     assert.doesNotMatch((await client.run('nft', ['list', 'ruleset'])).stdout, /tranproxy/);
   });

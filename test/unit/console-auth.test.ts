@@ -2,10 +2,11 @@
 // and the HTTP layer's cookie / CSRF / Origin / rate-limit behaviour on a loopback server.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { hashPassword, LoginLimiter, parsePasswordHash, safeEqual, SessionStore, verifyPassword } from '../../src/console/auth.js';
+import { hashPassword, LOGIN_LIMITS, LoginLimiter, parsePasswordHash, prefixOf, safeEqual, SessionStore, verifyPassword } from '../../src/console/auth.js';
 import { ConfigStore } from '../../src/console/apply.js';
 import { originMatches, startConsoleServer } from '../../src/console/server.js';
 import { parseRunOptions } from '../../src/config/run-config.js';
@@ -58,21 +59,60 @@ test('sessions: random ids, idle expiry restarted by use, CSRF per session, dest
   assert.equal(store.get(undefined), undefined);
 });
 
-test('login limiter: 5 failures a minute per address, then Retry-After; success resets', () => {
+test('login limiter: 5 failures a minute per address, then Retry-After; success resets the address', () => {
   let now = 0;
-  const l = new LoginLimiter(5, 60_000, () => now);
+  const l = new LoginLimiter(LOGIN_LIMITS, () => now);
   for (let i = 0; i < 5; i++) {
     assert.equal(l.retryAfter('10.0.0.1'), 0);
     l.fail('10.0.0.1');
     now += 1000;
   }
   assert.ok(l.retryAfter('10.0.0.1') > 0);
+  assert.ok(l.retryAfter('::ffff:10.0.0.1') > 0, 'the IPv4-mapped form is the same client');
   assert.equal(l.retryAfter('10.0.0.2'), 0, 'other addresses unaffected');
   now = 61_000;
   assert.equal(l.retryAfter('10.0.0.1'), 0, 'the oldest failure left the window');
   l.fail('10.0.0.1');
   l.succeed('10.0.0.1');
   assert.equal(l.retryAfter('10.0.0.1'), 0);
+});
+
+test('login limiter: 40 guesses from 40 addresses of one IPv6 /64 or IPv4 /24 are cut off at 20; all remote clients together at 100', () => {
+  let now = 0;
+  const l = new LoginLimiter(LOGIN_LIMITS, () => now);
+  const refused = (addrs: string[]) =>
+    addrs.filter((a) => {
+      if (l.retryAfter(a) > 0) return true;
+      l.fail(a);
+      return false;
+    }).length;
+  assert.equal(refused(Array.from({ length: 40 }, (_, i) => `2001:db8:1:2::${(i + 1).toString(16)}`)), 20);
+  assert.ok(l.retryAfter('2001:db8:1:2:ffff:1:2:3') > 0, 'anywhere in the /64');
+  assert.equal(l.retryAfter('2001:db8:1:3::1'), 0, 'the next /64 is another client');
+  assert.equal(refused(Array.from({ length: 40 }, (_, i) => `198.51.100.${i + 1}`)), 20);
+  assert.equal(refused(Array.from({ length: 100 }, (_, i) => `203.0.${i}.1`)), 40, '100 remote failures a minute in all, spread over networks');
+  assert.equal(prefixOf('2001:db8::1'), '2001:db8:0:0::/64');
+  assert.equal(prefixOf('::ffff:192.0.2.7'), '192.0.2.0/24');
+  now = 61_000;
+  assert.equal(l.retryAfter('203.0.200.1'), 0, 'the window passes');
+});
+
+test('login limiter: loopback (all of 127/8 and ::1) is one client, slowed with backoff but never refused', () => {
+  let now = 0;
+  const l = new LoginLimiter(LOGIN_LIMITS, () => now);
+  const delays: number[] = [];
+  for (let i = 0; i < 40; i++) {
+    const addr = i % 2 ? `127.0.${i}.${i + 1}` : '::1';
+    const gate = l.check(addr);
+    assert.equal(gate.retryAfter, 0, 'loopback is never refused');
+    delays.push(gate.delayMs);
+    l.fail(addr);
+  }
+  assert.deepEqual(delays.slice(0, 10), [0, 0, 0, 0, 0, 1000, 2000, 4000, 8000, 16000]);
+  assert.equal(Math.max(...delays), 30_000);
+  l.succeed('127.0.0.1');
+  assert.equal(l.check('127.0.0.1').delayMs, 30_000, 'a success does not reset the shared loopback count');
+  assert.equal(l.retryAfter('192.0.2.1'), 0, 'loopback failures do not count against remote clients');
 });
 
 test('originMatches', () => {
@@ -82,7 +122,66 @@ test('originMatches', () => {
   assert.equal(originMatches('null', '127.0.0.1:8080'), false);
 });
 
-test('HTTP: 401 before login, cookie flags, CSRF and Origin checks, logout, 429 after repeated failures', async (t) => {
+async function consoleServer(t: { after(fn: () => void): void }, limiter?: LoginLimiter): Promise<{ base: string; logged: string[] }> {
+  const dir = mkdtempSync(join(tmpdir(), 'tpx-console-auth-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'gw.yaml');
+  writeFileSync(path, `capture: prerouting\nconsole:\n  password-hash: ${await hashPassword('s3cret-pass', FAST)}\n`);
+  const cfg: RunConfig = parseRunOptions({ capture: ['prerouting'], firewall: 'none' });
+  const control = { config: () => cfg, rulesInKernel: () => false, onApplied: () => () => {} } as unknown as SupervisorControl;
+  const store = new ConfigStore(path, (f) => parseRunOptions({ ...f.run, firewall: 'none' }, [], undefined, f), control);
+  const logged: string[] = [];
+  const log = createLogger('text', (line) => void logged.push(line));
+  const server = await startConsoleServer({ listen: { host: '127.0.0.1', port: 0 }, store, control, log, uiDir: join(dir, 'no-ui'), ...(limiter ? { limiter } : {}) });
+  t.after(() => server.close());
+  return { base: `http://${server.address}`, logged };
+}
+
+/** A request from a chosen local address with exactly these headers. */
+function raw(base: string, method: string, path: string, opts: { headers?: Record<string, string>; body?: string; from?: string } = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${base}${path}`, { method, headers: { 'content-type': 'application/json', ...opts.headers }, agent: false, ...(opts.from ? { localAddress: opts.from } : {}) }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+test('HTTP: failed logins from 40 addresses in 127/8 are slowed, not refused, and the right password from 127.0.0.1 still works', async (t) => {
+  const limiter = new LoginLimiter({ ...LOGIN_LIMITS, loopbackDelayMs: 40, loopbackMaxDelayMs: 160 });
+  const { base, logged } = await consoleServer(t, limiter);
+  const t0 = Date.now();
+  for (let i = 0; i < 40; i++) {
+    const r = await raw(base, 'POST', '/api/login', { body: JSON.stringify({ password: `guess${i}` }), from: `127.0.${i}.${i + 2}` });
+    assert.equal(r.status, 401, `guess ${i}`);
+  }
+  // Guesses 6..40 waited 40, 80, 160, 160… ms: 5.2 s in all, on top of the checks themselves.
+  assert.ok(Date.now() - t0 >= 40 + 80 + 32 * 160, `guesses were not slowed (${Date.now() - t0} ms)`);
+  const ok = await raw(base, 'POST', '/api/login', { body: JSON.stringify({ password: 's3cret-pass' }), from: '127.0.0.1' });
+  assert.equal(ok.status, 200, 'the admin on loopback is never locked out');
+  assert.match(logged.join('\n'), /console: failed login.*from=127\.0\.39\.41/);
+});
+
+test('HTTP: Host must be the console (DNS rebinding), Origin must match on every request, login bodies over 8 KiB refused; refusals logged', async (t) => {
+  const { base, logged } = await consoleServer(t);
+  const port = new URL(base).port;
+  for (const path of ['/', '/api/session', '/api/login']) {
+    const r = await raw(base, path === '/api/login' ? 'POST' : 'GET', path, { headers: { host: `rebind.attacker.example:${port}` }, body: '{"password":"x"}' });
+    assert.equal(r.status, 421, path);
+  }
+  assert.equal((await raw(base, 'GET', '/api/session', { headers: { host: `localhost:${port}` } })).status, 200);
+  assert.equal((await raw(base, 'GET', '/api/session', { headers: { host: `127.0.0.1:${port}` } })).status, 200);
+  assert.equal((await raw(base, 'GET', '/api/session', { headers: { origin: 'http://evil.example' } })).status, 403, 'a cross-site GET too');
+  assert.equal((await raw(base, 'POST', '/api/login', { headers: { origin: 'http://evil.example' }, body: '{"password":"s3cret-pass"}' })).status, 403);
+  const big = await raw(base, 'POST', '/api/login', { body: JSON.stringify({ password: 'x'.repeat(9000) }) });
+  assert.equal(big.status, 413);
+  assert.match(logged.join('\n'), /console: refused request.*status=421.*host=rebind\.attacker\.example/);
+  assert.match(logged.join('\n'), /console: refused request.*status=403.*origin=http:\/\/evil\.example/);
+});
+
+test('HTTP: 401 before login, cookie flags, CSRF and Origin checks, logout', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'tpx-console-auth-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'gw.yaml');
@@ -176,8 +275,4 @@ test('HTTP: 401 before login, cookie flags, CSRF and Origin checks, logout, 429 
   assert.equal((await req('POST', '/api/logout', {}, { cookie, 'x-csrf-token': csrf })).status, 200);
   assert.equal((await req('GET', '/api/state', undefined, { cookie })).status, 401, 'session gone after logout');
 
-  for (let i = 0; i < 5; i++) assert.equal((await req('POST', '/api/login', { password: `bad${i}` })).status, 401);
-  const limited = await req('POST', '/api/login', { password: 's3cret-pass' });
-  assert.equal(limited.status, 429, 'five failures in a minute: even the right password waits');
-  assert.ok(Number(limited.headers.get('retry-after')) > 0);
 });
