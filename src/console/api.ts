@@ -10,6 +10,7 @@ import {
   deleteNode,
   DNS_FIELDS,
   invalid,
+  keepRedactedSecret,
   nodeNames,
   nodeUri,
   nodeUsers,
@@ -26,6 +27,7 @@ import { baseName, importSummary, parseLinks, uniqueName } from './links.js';
 import { Subscriptions, type FetchText } from './subscriptions.js';
 import { checkDirect, checkViaNode, testNode, type ProbeOptions } from './probe.js';
 import { resolverForNames } from '../dns/resolver.js';
+import { fetchSubscription } from './subscription-fetch.js';
 import { redactUri } from '../outbound/uri.js';
 import { parseCheckTarget } from '../config/schema.js';
 
@@ -92,16 +94,6 @@ export function byteTotals(snaps: MetricsSnapshot[]): { up: number; down: number
 }
 
 const CHECK_TIMEOUT_MS = 5000;
-const SUBSCRIPTION_TIMEOUT_MS = 15_000;
-const SUBSCRIPTION_MAX_BYTES = 4 << 20;
-
-async function defaultFetch(url: string, opts: { userAgent: string }): Promise<string> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(SUBSCRIPTION_TIMEOUT_MS), redirect: 'follow', headers: { 'user-agent': opts.userAgent } });
-  if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
-  const text = await res.text();
-  if (text.length > SUBSCRIPTION_MAX_BYTES) throw new Error('the subscription is larger than 4 MiB');
-  return text;
-}
 
 type Obj = Record<string, unknown>;
 
@@ -120,7 +112,7 @@ export class ConsoleApi {
   readonly subscriptions: Subscriptions;
 
   constructor(private readonly deps: ApiDeps) {
-    this.subscriptions = new Subscriptions({ store: deps.store, fetchText: deps.fetchText ?? defaultFetch, log: deps.log });
+    this.subscriptions = new Subscriptions({ store: deps.store, fetchText: deps.fetchText ?? ((url, opts) => fetchSubscription(url, opts)), log: deps.log });
   }
 
   state(snapshot: Snapshot): ConsoleState {
@@ -253,8 +245,9 @@ export class ConsoleApi {
       if (newName !== name && nodeNames(doc).includes(newName)) throw invalid('name', `a node named '${newName}' exists already`);
       if (b.uri !== undefined) {
         if (typeof b.uri !== 'string' || !b.uri.trim()) throw invalid('uri', 'expected a link, e.g. ss://… or socks5://host:1080');
-        // The form shows the redacted link: sent back unchanged, it keeps the stored secret.
-        if (b.uri.trim() !== redactUri(old)) setNodeUri(doc, name, b.uri.trim());
+        // The form shows the redacted link: `***` sent back keeps the stored secret, even
+        // when the host, port or tag changed with it.
+        if (b.uri.trim() !== redactUri(old)) setNodeUri(doc, name, keepRedactedSecret(b.uri.trim(), old));
       }
       if (newName !== name) renameNode(doc, name, newName);
     }, [['nodes', 'uri'], ['default', 'name'], ['rules', 'name']]);

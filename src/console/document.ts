@@ -173,6 +173,40 @@ export function nodeUri(doc: Document, name: string): string | undefined {
   return typeof uri === 'string' ? uri : undefined;
 }
 
+/**
+ * A link edited from its redacted form: `***` where the password was keeps the stored
+ * password, whatever else changed (host, port, user, tag). Other links are returned as given.
+ */
+export function keepRedactedSecret(uri: string, old: string): string {
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/s.exec(uri);
+  if (!m) return uri;
+  const [, scheme, rest] = m as unknown as [string, string, string];
+  const at = rest.lastIndexOf('@');
+  if (at < 0) return uri;
+  const ss = scheme.toLowerCase() === 'ss';
+  let userinfo = rest.slice(0, at);
+  if (ss && !userinfo.includes(':')) userinfo = Buffer.from(userinfo, 'base64url').toString('utf8');
+  const c = userinfo.indexOf(':');
+  if (c < 0 || userinfo.slice(c + 1) !== '***') return uri;
+  let password: string | undefined;
+  try {
+    const spec = parseNodeUri(old);
+    password = 'password' in spec && typeof spec.password === 'string' ? spec.password : undefined;
+  } catch {
+    return uri; // nothing to keep: the stored link does not parse
+  }
+  if (!password) return uri;
+  const user = userinfo.slice(0, c);
+  let method = user;
+  try {
+    method = decodeURIComponent(user);
+  } catch {
+    // kept as typed: the parser names the problem
+  }
+  const kept = ss ? Buffer.from(`${method}:${password}`).toString('base64url') : `${user}:${encodeURIComponent(password)}`;
+  return `${scheme}://${kept}${rest.slice(at)}`;
+}
+
 export function setNodeUri(doc: Document, name: string, uri: string): void {
   if (isMap(doc.getIn(['nodes', name], true))) doc.setIn(['nodes', name, 'uri'], uri);
   else doc.setIn(['nodes', name], uri);

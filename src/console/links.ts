@@ -3,6 +3,7 @@
 // {label, uri}; parseEntries is the one place links are parsed and skipped with a reason.
 import { parseNodeUri, redactUri, type NodeSpec } from '../outbound/uri.js';
 import { BUILTIN_OUTBOUNDS } from '../route/index.js';
+import { PROTOTYPE_KEYS } from '../config/file.js';
 
 /** A link and the node's name as its source wrote it (Unicode, emoji kept). */
 export interface LinkEntry {
@@ -163,7 +164,8 @@ export function baseName(spec: NodeSpec, label: string | undefined = spec.name):
 /** `name`, or `name-2`, `name-3`… — the first not in `taken` (which gains it). */
 export function uniqueName(name: string, taken: Set<string>): string {
   let out = name;
-  for (let i = 2; taken.has(out) || (BUILTIN_OUTBOUNDS as readonly string[]).includes(out); i++) out = `${name}-${i}`;
+  const reserved = (n: string) => (BUILTIN_OUTBOUNDS as readonly string[]).includes(n) || PROTOTYPE_KEYS.includes(n);
+  for (let i = 2; taken.has(out) || reserved(out); i++) out = `${name}-${i}`;
   taken.add(out);
   return out;
 }

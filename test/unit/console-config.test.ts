@@ -3,6 +3,8 @@
 // writes are atomic; node links, names and subscriptions.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -290,6 +292,62 @@ test('subscriptions: base64 list, nodes replaced as a group on refresh, removal'
   assert.equal(del.status, 200);
   assert.deepEqual((del.body.nodes as { name: string }[]).map((n) => n.name), ['office']);
   assert.deepEqual(del.body.subscriptions, []);
+});
+
+test('nodes: a redacted secret is kept whatever else changes; prototype names refused everywhere', async (t) => {
+  const h = harness(t);
+  await call(h, 'POST', '/nodes', { links: `${SS}\nsocks5://u:p%40ss@192.0.2.20:1080#s5` });
+  const moved = await call(h, 'PUT', '/nodes/HK-1', { name: 'hk2', uri: 'ss://aes-256-gcm:***@203.0.113.12:9999#moved' });
+  assert.equal(moved.status, 200, JSON.stringify(moved.body));
+  const socks = await call(h, 'PUT', '/nodes/s5', { uri: 'socks5://u:***@192.0.2.21:1081' });
+  assert.equal(socks.status, 200, JSON.stringify(socks.body));
+  const office = await call(h, 'PUT', '/nodes/office', { uri: 'socks5://user:***@192.0.2.10:1081' });
+  assert.equal(office.status, 200);
+  const nodes = h.applied.at(-1)!.routing!.nodes as Record<string, { uri: string }>;
+  assert.deepEqual(parseNodeUri(nodes.hk2!.uri), { kind: 'shadowsocks', name: 'moved', host: '203.0.113.12', port: 9999, method: 'aes-256-gcm', password: 'secret' });
+  assert.equal((parseNodeUri(nodes.s5!.uri) as { password?: string }).password, 'p@ss');
+  assert.equal((parseNodeUri(nodes.office!.uri) as { password?: string }).password, 'pw');
+  assert.doesNotMatch(readFileSync(h.path, 'utf8'), /\*\*\*/, 'no literal *** stored');
+
+  const before = readFileSync(h.path, 'utf8');
+  for (const name of ['__proto__', 'constructor', 'prototype']) {
+    const r = await call(h, 'PUT', '/nodes/office', { name });
+    assert.equal(r.status, 400, name);
+    assert.match(JSON.stringify(r.body), new RegExp(`'${name}' cannot be a key or a name`), name);
+  }
+  const rule = JSON.parse('{"rules": [{"__proto__": {"outbound": "reject"}, "port": ["25"], "outbound": "direct"}]}');
+  assert.match(JSON.stringify((await call(h, 'PUT', '/rules', rule)).body), /'__proto__' cannot be a key/);
+  assert.equal(readFileSync(h.path, 'utf8'), before, 'nothing saved');
+  const added = await call(h, 'POST', '/nodes', { links: 'socks5://192.0.2.30:1080#constructor' });
+  assert.deepEqual(added.body.added, ['constructor-2']);
+});
+
+test('subscriptions: a huge or endless answer is cut off at 4 MiB while it streams, never buffered whole', async (t) => {
+  const h = harness(t); // the real fetcher
+  let sent = 0;
+  const server = http.createServer((req, res) => {
+    const chunk = Buffer.alloc(64 << 10, 'A');
+    res.writeHead(200, req.url === '/declared' ? { 'content-length': String(1.5 * 2 ** 30) } : {});
+    const pump = (): void => {
+      while (!res.destroyed && res.write(chunk)) sent += chunk.length;
+      if (!res.destroyed) res.once('drain', pump);
+    };
+    res.on('close', () => res.removeAllListeners('drain'));
+    pump();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const rss0 = process.memoryUsage().rss;
+  for (const path of ['/endless', '/declared']) {
+    sent = 0;
+    const r = await call(h, 'POST', '/subscriptions', { url: `${base}${path}` });
+    assert.equal(r.status, 400, path);
+    assert.match(r.body.errors![0]!.message, /cannot fetch the subscription: the subscription is larger than 4 MiB/, path);
+    assert.ok(sent < 16 << 20, `${path}: the server sent ${sent >> 20} MiB before the fetch was aborted`);
+  }
+  assert.ok(process.memoryUsage().rss - rss0 < 200 << 20, 'memory stayed bounded');
+  assert.equal(readFileSync(h.path, 'utf8'), ORIGINAL);
 });
 
 test('dns, connections, close, flush', async (t) => {
