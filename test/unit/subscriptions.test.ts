@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { loadConfigFile } from '../../src/config/file.js';
 import { ConfigStore } from '../../src/console/apply.js';
 import { ConsoleApi } from '../../src/console/api.js';
 import { baseName, importSummary, parseEntries, parseLinks } from '../../src/console/links.js';
@@ -153,7 +154,7 @@ function harness(t: { after(fn: () => void): void }, text: string, fetchText: (u
   const path = join(dir, 'gw.yaml');
   writeFileSync(path, text, { mode: 0o600 });
   const build = (f: Parameters<ConstructorParameters<typeof ConfigStore>[1]>[0]) => parseRunOptions({ ...f.run, firewall: 'none' }, [], undefined, f);
-  let cfg: RunConfig = build(new ConfigStore(path, build, undefined as unknown as SupervisorControl).read().file);
+  let cfg: RunConfig = build(loadConfigFile(path));
   const control = {
     config: () => cfg,
     apply: async (next: RunConfig) => void (cfg = next),
