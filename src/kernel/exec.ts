@@ -1,5 +1,6 @@
 // Runners for system tools. The only place (with kernel/ffi) that spawns processes.
 import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { PermissionError, ToolFailedError, ToolMissingError } from '../errors.js';
 
 /** Debian package that provides each tool we run, for actionable errors. */
@@ -112,5 +113,37 @@ export function pidAlive(pid: number): boolean {
     return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Descriptors held open on /dev/null so that running a tool still works after a flood of
+ * connections used up RLIMIT_NOFILE: release() just before the tool runs (synchronously, so
+ * nothing else takes them), refill() after.
+ */
+export class FdReserve {
+  private fds: number[] = [];
+
+  constructor(private readonly count = 16) {
+    this.refill();
+  }
+
+  get size(): number {
+    return this.fds.length;
+  }
+
+  refill(): void {
+    while (this.fds.length < this.count) {
+      try {
+        this.fds.push(openSync('/dev/null', 'r'));
+      } catch {
+        return; // out of descriptors now: try again next time
+      }
+    }
+  }
+
+  release(): void {
+    for (const fd of this.fds) closeSync(fd);
+    this.fds = [];
   }
 }

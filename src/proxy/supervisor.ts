@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { PermissionError, SyscallError, TranproxyError } from '../errors.js';
 import { closeFd, createListenerFd } from '../kernel/sockets.js';
 import { getFdLimit, raiseFdLimit } from '../kernel/ffi.js';
-import { spawnCommand } from '../kernel/exec.js';
+import { FdReserve, spawnCommand } from '../kernel/exec.js';
 import { forkModule, idMapped, type DropSpec } from '../kernel/privdrop.js';
 import { dataPlanePrivileges } from './privileges.js';
 import { missingPlugins, setPluginUser, stopIdlePluginsAfter } from '../outbound/sip003.js';
@@ -213,6 +213,8 @@ export class Supervisor implements SupervisorControl {
   private restarts: number[] = [];
   private readonly metrics = new SupervisorMetrics();
   private quit: ((status: number) => void) | undefined;
+  /** Spare descriptors for nft/ip/fork when a flood used up the rest (see FdReserve). */
+  private spare: FdReserve | undefined;
 
   constructor(
     private cfg: RunConfig,
@@ -231,6 +233,7 @@ export class Supervisor implements SupervisorControl {
     for (const sig of SIGNALS) process.on(sig, onEarly);
     try {
       this.checkFdLimit();
+      this.spare = new FdReserve();
       if (cfg.firewall !== 'none') this.backend = cfg.firewall === 'auto' ? detectBackend() : cfg.firewall;
       this.listeners = bindListeners(cfg, this.log);
       this.families = this.listeners.map((l) => (l.family === 4 ? 'ipv4' : 'ipv6'));
@@ -388,9 +391,11 @@ export class Supervisor implements SupervisorControl {
       return;
     }
     let next: RunConfig;
+    this.spare?.release(); // reading the file needs a descriptor, even after a flood
     try {
       next = this.opts.reload();
     } catch (e) {
+      this.spare?.refill();
       this.metrics.reloads.inc({ result: 'rejected' });
       this.log.error(`reload rejected, keeping the running configuration: ${(e as Error).message}`);
       return;
@@ -411,6 +416,16 @@ export class Supervisor implements SupervisorControl {
 
   private async applyNow(next: RunConfig): Promise<void> {
     if (this.stopping) throw new TranproxyError('tranproxy is shutting down');
+    // Workers to fork and rules to apply need descriptors, even after a flood took the rest.
+    this.spare?.release();
+    try {
+      await this.applyWith(next);
+    } finally {
+      if (!this.stopping) this.spare?.refill();
+    }
+  }
+
+  private async applyWith(next: RunConfig): Promise<void> {
     // The mode can change live when the listeners are transparent (see transparentListeners).
     const fixed: (keyof RunConfig)[] = ['listenPort', 'families', 'proxyUser', 'firewall', 'udp', 'admin', 'workers'];
     if (!transparentListeners(this.cfg)) fixed.unshift('mode');
@@ -579,6 +594,7 @@ export class Supervisor implements SupervisorControl {
     this.stopping ??= (async () => {
       this.ready = false;
       await Promise.all([...this.workers, ...this.draining].map((w) => w.stop(drainMs)));
+      this.spare?.release(); // no await until removeRules: nothing else can take them
       if (this.rulesApplied) {
         try {
           removeRules();
