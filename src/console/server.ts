@@ -232,7 +232,7 @@ export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleS
     // Before anything else, static files included: a rebound name must not even read the UI.
     if (!hostAllowed(req.headers.host, [req.socket.localAddress, boundHost], opts.hostNames)) {
       refused.note(req, 421, 'Host is not this listener (DNS rebinding?)');
-      return send(res, 421, { error: 'Host is not this console: use its address (or a name listed in console.hosts)' });
+      return send(res, 421, { error: 'Host is not this console: open it by its address (or localhost)' });
     }
     const method = req.method ?? 'GET';
     const safe = method === 'GET' || method === 'HEAD';
