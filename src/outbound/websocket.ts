@@ -62,9 +62,20 @@ export function encodeClientFrame(opcode: number, payload: Buffer, mask: Buffer 
     head.writeBigUInt64BE(BigInt(n), 2);
   }
   mask.copy(head, 2 + lenBytes);
-  const body = Buffer.allocUnsafe(n);
-  for (let i = 0; i < n; i++) body[i] = payload[i]! ^ mask[i & 3]!;
-  return Buffer.concat([head, body]);
+  return Buffer.concat([head, xorMask(payload, mask)]);
+}
+
+/** payload XOR the repeated 4-byte mask, a 32-bit word at a time (on a fresh, aligned copy). */
+function xorMask(payload: Buffer, mask: Buffer): Buffer {
+  const n = payload.length;
+  const ab = new ArrayBuffer(n);
+  const out = Buffer.from(ab);
+  payload.copy(out);
+  const word = new Uint32Array(new Uint8Array(mask.subarray(0, 4)).buffer)[0]!;
+  const words = new Uint32Array(ab, 0, n >>> 2);
+  for (let i = 0; i < words.length; i++) words[i]! ^= word;
+  for (let i = n & ~3; i < n; i++) out[i] = payload[i]! ^ mask[i & 3]!;
+  return out;
 }
 
 /** What the server sent, frame by frame: data bytes (streamed) and control messages. */

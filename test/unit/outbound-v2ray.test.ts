@@ -3,7 +3,7 @@
 // server side written here from v2ray's algorithm (auth ID check, header open, chunks).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createCipheriv, createDecipheriv, createHash } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { UsageError } from '../../src/errors.js';
 import { CodecError } from '../../src/outbound/framed-stream.js';
@@ -209,6 +209,12 @@ test('WebSocket client frames are masked; server frames decode across any split'
   assert.equal(f.toString('hex'), '8284' + '01020304' + '60606060');
   assert.equal(encodeClientFrame(OP_BINARY, Buffer.alloc(200), mask).subarray(0, 4).toString('hex'), '82fe00c8');
   assert.equal(encodeClientFrame(OP_BINARY, Buffer.alloc(70_000), mask).subarray(0, 10).toString('hex'), '82ff0000000000011170');
+  // Masking undone by a masked-frame reader gives the payload back, whatever its length and offset.
+  for (const n of [0, 1, 3, 5, 127, 65_537]) {
+    const payload = randomBytes(n + 3).subarray(3);
+    const events = new WsFrameDecoder().push(encodeClientFrame(OP_BINARY, payload, randomBytes(4)));
+    assert.deepEqual(Buffer.concat(events.flatMap((e) => (e.type === 'data' ? [e.bytes] : []))), payload, `length ${n}`);
+  }
   const big = Buffer.alloc(70_000, 0x33);
   const server = Buffer.concat([
     Buffer.from([0x02, 0x03]), Buffer.from('abc'), // binary, not FIN
