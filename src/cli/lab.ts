@@ -47,7 +47,7 @@ export function labCommand(): Command {
 
   lab
     .command('status')
-    .description('show which declared pieces exist; exit status 0 when all do, 1 otherwise')
+    .description('show which declared pieces exist and any forward drop (nft or iptables) outside the lab that breaks its routing; exit status 0 when all exist and nothing drops, 1 otherwise')
     .argument('<file>', 'lab file (YAML)')
     .option(...nameOpt)
     .option('--json', 'print JSON')
@@ -56,18 +56,20 @@ export function labCommand(): Command {
       const s = labStatus(model);
       const missing = s.lines.filter((l) => !l.present).length;
       if (opts.json) {
-        out(JSON.stringify({ name: model.name, present: s.lines.length - missing, missing, pieces: s.lines, pids: Object.fromEntries(s.pids), state: s.state ? statePath(model.name) : null }, null, 2));
+        out(JSON.stringify({ name: model.name, present: s.lines.length - missing, missing, pieces: s.lines, forwardProblems: s.forwardProblems, pids: Object.fromEntries(s.pids), state: s.state ? statePath(model.name) : null }, null, 2));
       } else {
         for (const l of s.lines) {
           const key = `${l.place}: ${l.what}`;
           const pid = s.pids.get(key);
           out(`${l.present ? 'ok     ' : 'MISSING'} ${key}${pid !== undefined ? ` (pid ${pid})` : ''}`);
         }
-        if (missing === 0) out(`lab ${model.name}: all ${s.lines.length} declared pieces present`);
+        for (const f of s.forwardProblems) out(`DROPPED ${f.place}: ${f.text}`);
+        const dropped = s.forwardProblems.length ? `, but ${s.forwardProblems.length} forward drop${s.forwardProblems.length === 1 ? '' : 's'} outside the lab break${s.forwardProblems.length === 1 ? 's' : ''} its routing` : '';
+        if (missing === 0) out(`lab ${model.name}: all ${s.lines.length} declared pieces present${dropped}`);
         else if (missing === s.lines.length) out(`lab ${model.name}: down (none of ${s.lines.length} declared pieces present)`);
         else out(`lab ${model.name}: ${missing} of ${s.lines.length} declared pieces missing (run lab up to create them)`);
       }
-      if (missing) process.exitCode = 1;
+      if (missing || s.forwardProblems.length) process.exitCode = 1;
     });
   return lab;
 }

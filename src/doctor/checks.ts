@@ -1,6 +1,7 @@
 // The checks of `tranproxy doctor`, as data. Each reads the system through a SystemProbe
 // (read-only: /proc, /sys, `nft list`, `nft -c` check-only transactions, `*-save` dumps,
 // `ip rule show`, socket options on an unbound socket) and says OK, WARN or FAIL with the fix.
+import { describeDrop, dropsFamily, forwardDropFromLegacySave, forwardDropsFromNft, type ForwardDrop } from '../firewall/forward-drop.js';
 import { NFT_TABLE } from '../firewall/plan.js';
 import { ROUTE_PROTO } from '../firewall/routes.js';
 import type { SystemProbe } from '../kernel/probe.js';
@@ -372,6 +373,39 @@ const ipForward: Check = {
   },
 };
 
+/** Forward-hook chains with policy drop: nft (native and iptables-nft) and legacy filter tables that exist. */
+function forwardDrops(p: SystemProbe): ForwardDrop[] {
+  const drops: ForwardDrop[] = [];
+  const r = p.run('nft', ['-j', 'list', 'ruleset']);
+  if (r && r.status === 0) drops.push(...forwardDropsFromNft(r.stdout, [PUBLISH_TABLE, NFT_TABLE]));
+  for (const fam of ['v4', 'v6'] as const) {
+    const tool = SAVE_TOOLS.legacy[fam];
+    if (!legacyTableNames(p.readFile(LEGACY_NAMES[fam])).includes('filter') || !p.hasTool(tool)) continue;
+    const save = p.run(tool, []);
+    if (save && save.status === 0) drops.push(...forwardDropFromLegacySave(save.stdout, fam === 'v4' ? 4 : 6));
+  }
+  return drops;
+}
+
+const forwardDrop: Check = {
+  id: 'forward-drop',
+  title: 'filter FORWARD drops by policy (Docker hosts, hardened hosts): routed traffic must be accepted',
+  run(p) {
+    const drops = forwardDrops(p);
+    if (drops.length === 0) return ok('no filter-forward chain drops by policy');
+    const on = { 4: sysctlInt(p.readFile('/proc/sys/net/ipv4/ip_forward')) === 1, 6: sysctlInt(p.readFile('/proc/sys/net/ipv6/conf/all/forwarding')) === 1 };
+    const hit = drops.filter((d) => (on[4] && dropsFamily(d, 4)) || (on[6] && dropsFamily(d, 6)));
+    if (hit.length === 0) return ok(`${drops.map(describeDrop).join(', ')}; forwarding is off, so nothing routed is lost`);
+    const nft = hit.filter((d) => d.backend === 'nft' && !d.acceptsDnat);
+    return warn(
+      `${hit.map(describeDrop).join('; ')}: forwarded traffic (gateway capture, lab links, ports published to other hosts) is dropped unless something accepts it`,
+      'tranproxy publish accepts its own DNATed flows through an iptables FORWARD drop (chain TPX_PUBLISH); a native nft chain cannot be overridden from another table' +
+        (nft.length ? `: add accepts to it, e.g. ${nft.map((d) => `nft insert rule ${d.family} ${d.table} ${d.chain} ct status dnat accept`).join('; ')} for published ports` : '') +
+        '; for a gateway or a lab, accept the routed interfaces (e.g. iptables -I FORWARD -i LAN -j ACCEPT)',
+    );
+  },
+};
+
 /**
  * Bridges of this process's network namespace, from netlink. Not /sys/class/net: sysfs shows
  * the namespace it was mounted in, so under `nsenter --net=` it lists the host's links.
@@ -530,6 +564,7 @@ export const CHECKS: readonly Check[] = [
   iptablesBackend,
   firewallRules,
   ipForward,
+  forwardDrop,
   bridgeNf,
   routeLocalnet,
   rpFilter,

@@ -79,7 +79,8 @@ export function forwardDropsFromNft(json: string, ignoreTables: readonly string[
 
 /** `:FORWARD DROP [..]` in `ip(6)tables-legacy-save -t filter` output. */
 export function forwardDropFromLegacySave(save: string, family: IpFamily): ForwardDrop[] {
-  if (!/^:FORWARD DROP\b/m.test(save)) return [];
+  const filter = /^\*filter\n([\s\S]*?)^COMMIT$/m.exec(save)?.[1] ?? '';
+  if (!/^:FORWARD DROP\b/m.test(filter)) return [];
   return [{ backend: 'iptables-legacy', family: family === 4 ? 'ip' : 'ip6', table: 'filter', chain: 'FORWARD', acceptsDnat: false }];
 }
 

@@ -7,8 +7,10 @@ import { existsSync, mkdirSync, readFileSync, readlinkSync, statSync } from 'nod
 import { join, resolve as resolvePath } from 'node:path';
 import { TranproxyError } from '../errors.js';
 import { runSync, type RunOptions } from '../kernel/exec.js';
+import { describeDrop, dropsFamily, type IpFamily } from '../firewall/forward-drop.js';
+import { probeForwardDrops } from '../firewall/forward-drop-probe.js';
 import { killAndDeleteNetns, netnsExists, netnsPids, signalIfAlive, sleepSync } from './netns.js';
-import { netnsName, renderNat, ROOT, tableName, type CreateSpec, type IfaceSpec, type LabModel, type PlaceSpec, type ProcessSpec, type RouteSpec } from './spec.js';
+import { netnsName, renderNat, ROOT, tableName, type CreateSpec, type IfaceSpec, type LabModel, type LinkSettings, type PlaceSpec, type ProcessSpec, type RouteSpec } from './spec.js';
 import { logDir, mergeResources, readState, removeState, writeState, type LabState, type Resource } from './state.js';
 
 // ---------------------------------------------------------------------------------------
@@ -20,6 +22,8 @@ function ip(netns: string | null, args: string[], opts: RunOptions = {}) {
 
 interface LinkInfo {
   ifname: string;
+  address?: string;
+  mtu?: number;
   flags?: string[];
   master?: string;
   linkinfo?: { info_kind?: string };
@@ -272,6 +276,9 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
   // 3. interfaces
   for (const c of model.creates) steps.push(createStep(model, c));
 
+  // 3b. link settings (mac, mtu, promisc) of the interfaces the lab creates
+  for (const i of model.interfaces) if (i.settings) steps.push(settingsStep(nsOf(i.place), i, i.settings));
+
   // 4. bridge ports, addresses, link up
   for (const i of model.interfaces) {
     if (!i.master) continue;
@@ -330,12 +337,13 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
     }
   }
   for (const p of places) {
-    const script = renderNat(model.name, p.nat);
+    const script = renderNat(model.name, p.nat, p.forward);
     if (!script) continue;
+    const forwardWhat = p.forward ? `, forward policy ${p.forward.policy} + ${p.forward.accept.length} accept rule${p.forward.accept.length === 1 ? '' : 's'}` : '';
     const comment = script.match(/comment "([^"]+)"/)![1]!;
     steps.push({
       place: p.name,
-      what: `nft table inet ${model.table} (${p.nat.length} NAT rule${p.nat.length === 1 ? '' : 's'})`,
+      what: `nft table inet ${model.table} (${p.nat.length} NAT rule${p.nat.length === 1 ? '' : 's'}${forwardWhat})`,
       check: () => nftTable(p.netns, model.table)?.includes(`comment "${comment}"`) ?? false,
       apply: () => {
         const old = nftTable(p.netns, model.table);
@@ -370,6 +378,32 @@ export function findProcess(netns: string, p: ProcessSpec, state?: LabState): nu
     const c = procCmdline(pid);
     return !!c?.length && JSON.stringify([base(c[0]!), ...c.slice(1)]) === want;
   });
+}
+
+function settingsArgs(t: LinkSettings): string[] {
+  return [
+    ...(t.mac !== undefined ? ['address', t.mac] : []),
+    ...(t.mtu !== undefined ? ['mtu', String(t.mtu)] : []),
+    ...(t.promisc !== undefined ? ['promisc', t.promisc ? 'on' : 'off'] : []),
+  ];
+}
+
+/** `ip link set dev X address MAC mtu N promisc on|off`; nothing to undo (the lab deletes the interface). */
+function settingsStep(ns: string | null, i: IfaceSpec, t: LinkSettings): Step {
+  return {
+    place: i.place,
+    what: `${i.name} ${settingsArgs(t).join(' ')}`,
+    check: () => {
+      const l = linkInfo(ns, i.name);
+      if (!l) return false;
+      const promisc = l.flags?.includes('PROMISC') ?? false;
+      return (t.mac === undefined || l.address === t.mac) && (t.mtu === undefined || l.mtu === t.mtu) && (t.promisc === undefined || promisc === t.promisc);
+    },
+    apply: () => {
+      ip(ns, ['link', 'set', 'dev', i.name, ...settingsArgs(t)]);
+      return [];
+    },
+  };
 }
 
 function createStep(model: LabModel, c: CreateSpec): Step {
@@ -558,8 +592,16 @@ export interface StatusLine {
   present: boolean;
 }
 
+/** A filter-forward chain outside the lab that drops what a place of the lab forwards. */
+export interface ForwardProblem {
+  place: string;
+  text: string;
+}
+
 export interface StatusResult {
   lines: StatusLine[];
+  /** Forward drops (nft or iptables, either family) that break the routing the lab declares. */
+  forwardProblems: ForwardProblem[];
   /** Pids of the declared processes that run (`host: argv` → pid). */
   pids: Map<string, number>;
   state: LabState | undefined;
@@ -583,7 +625,33 @@ export function labStatus(model: LabModel): StatusResult {
       if (pid !== undefined) pids.set(`${h.name}: process ${p.argv.join(' ')}`, pid);
     }
   }
-  return { lines, pids, state };
+  return { lines, pids, state, forwardProblems: forwardProblems(model) };
+}
+
+/** The families a place forwards, as its sysctls declare them. */
+function forwardedFamilies(p: PlaceSpec): IpFamily[] {
+  const on = (key: string) => p.sysctls.some((s) => s.key === key && s.value.trim() === '1');
+  return [...(on('net.ipv4.ip_forward') || on('net.ipv4.conf.all.forwarding') ? [4 as const] : []), ...(on('net.ipv6.conf.all.forwarding') ? [6 as const] : [])];
+}
+
+/** Drops by chains the lab does not own (its own declared `forward:` is intentional). */
+function forwardProblems(model: LabModel): ForwardProblem[] {
+  const out: ForwardProblem[] = [];
+  for (const p of [model.root, ...model.hosts]) {
+    const families = forwardedFamilies(p);
+    if (families.length === 0 || (p.netns && !netnsExists(p.netns))) continue;
+    for (const d of probeForwardDrops([model.table], p.netns ?? undefined)) {
+      const hit = families.filter((f) => dropsFamily(d, f));
+      if (hit.length === 0) continue;
+      out.push({
+        place: p.name,
+        text:
+          `${describeDrop(d)} drops the IPv${hit.join('/IPv')} traffic this lab routes here (${hit.map((f) => (f === 4 ? 'net.ipv4.ip_forward=1' : 'net.ipv6.conf.all.forwarding=1')).join(', ')}); ` +
+          `an accept in the lab's own table cannot override another chain's drop: ${d.backend === 'nft' ? `add accept rules to that chain` : `e.g. ${d.family === 'ip6' ? 'ip6tables' : 'iptables'}${d.backend === 'iptables-legacy' ? '-legacy' : ''} -I FORWARD -i IF -j ACCEPT`}, or declare the drop in the lab (forward: {policy: drop, accept: [...]})`,
+      });
+    }
+  }
+  return out;
 }
 
 export interface DownResult {

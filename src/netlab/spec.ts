@@ -49,8 +49,15 @@
 // `default via 169.254.1.1 dev eth0 onlink`. The family follows DEST (or GW for default).
 //
 // NAT (in table `inet tpxlab_<name>` of the place that declares it):
-//   {type: masquerade, source: CIDR, out: IF}        either key may be left out, not both
+//   {type: masquerade, source: CIDR, out: IF}        either key may be left out, not both;
+//                                                    IF may be negated: out: "!eth0" (all but eth0)
 //   {type: snat, source: CIDR, out: IF, to: ADDR}
+//
+// FORWARD (root or a host; in the same table): a filter-forward chain, e.g. a Docker-style host
+//   forward: {policy: drop, accept: [{in: br0, out: "!br0"}, {out: br0, destination: 172.18.0.2/32, port: 80}]}
+//   policy accept|drop (default accept); with drop, replies of accepted flows pass (ct state
+//   established,related); rule keys: in, out (IF or !IF), source, destination (CIDR), protocol, port.
+//
 //   {type: dnat, in: IF, destination: ADDR, protocol: tcp|udp, port: 8080 | 8000-8010,
 //    to: ADDR | ADDR:PORT | [V6]:PORT}                `port` required; `in`/`destination` optional
 import { createHash } from 'node:crypto';
@@ -97,10 +104,27 @@ export interface SysctlSpec {
   value: string;
 }
 
+/** `in`/`out` name an interface; `inNot`/`outNot`: every interface but that one (`! -i`, `! -o`). */
 export type NatSpec =
-  | { type: 'masquerade'; source?: Cidr; out?: string }
-  | { type: 'snat'; source?: Cidr; out?: string; to: string; toFamily: 4 | 6 }
-  | { type: 'dnat'; in?: string; destination?: string; protocol: 'tcp' | 'udp'; port: string; to: string; toPort?: number; toFamily: 4 | 6 };
+  | { type: 'masquerade'; source?: Cidr; out?: string; outNot?: boolean }
+  | { type: 'snat'; source?: Cidr; out?: string; outNot?: boolean; to: string; toFamily: 4 | 6 }
+  | { type: 'dnat'; in?: string; inNot?: boolean; destination?: string; protocol: 'tcp' | 'udp'; port: string; to: string; toPort?: number; toFamily: 4 | 6 };
+
+export interface ForwardRule {
+  in?: string;
+  inNot?: boolean;
+  out?: string;
+  outNot?: boolean;
+  source?: Cidr;
+  destination?: Cidr;
+  protocol?: 'tcp' | 'udp';
+  port?: string;
+}
+
+export interface ForwardSpec {
+  policy: 'accept' | 'drop';
+  accept: ForwardRule[];
+}
 
 export interface ProcessSpec {
   argv: string[];
@@ -116,6 +140,8 @@ export interface PlaceSpec {
   sysctls: SysctlSpec[];
   routes: RouteSpec[];
   nat: NatSpec[];
+  /** Declared filter-forward policy and accept rules (in the lab's nft table). */
+  forward?: ForwardSpec;
   processes: ProcessSpec[];
   /** Addresses for interfaces the lab does not create (lo, an existing root interface). */
   extraAddresses: { dev: string; addresses: Cidr[] }[];
@@ -133,6 +159,15 @@ export interface IfaceSpec extends IfaceRef {
   addresses: Cidr[];
   /** Real name of the bridge (same place) this interface is a port of. */
   master?: string;
+  /** Link settings applied after creation: `ip link set dev NAME address MAC mtu N promisc on`. */
+  settings?: LinkSettings;
+}
+
+export interface LinkSettings {
+  /** Unicast MAC, lower case. */
+  mac?: string;
+  mtu?: number;
+  promisc?: boolean;
 }
 
 export type CreateSpec =
@@ -154,6 +189,8 @@ export interface LabModel {
   /** Every interface, in creation order. */
   interfaces: IfaceSpec[];
 }
+
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
 export const MAX_LAB_NAME = 8;
 export const LAB_NAME_RE = /^[a-z][a-z0-9]*$/;
@@ -366,6 +403,18 @@ const NatRule = z.strictObject({
   port: z.union([z.number(), z.string()]).optional(),
   to: text.optional(),
 });
+const ForwardAccept = z.strictObject({
+  in: text.optional(),
+  out: text.optional(),
+  source: text.optional(),
+  destination: text.optional(),
+  protocol: z.enum(['tcp', 'udp'], { error: (iss) => `${describe(iss.input)} is not one of tcp, udp` }).optional(),
+  port: z.union([z.number(), z.string()]).optional(),
+});
+const Forward = mapping(z.strictObject({
+  policy: z.enum(['accept', 'drop'], { error: (iss) => `${describe(iss.input)} is not one of accept, drop` }).optional(),
+  accept: many(ForwardAccept),
+}));
 const Process = z.strictObject({
   command: z.union([text, z.array(scalarText)]),
   args: many(scalarText),
@@ -374,11 +423,13 @@ const Process = z.strictObject({
   'wait-port': z.number().int().min(1).max(65535).optional(),
 });
 const Addresses = z.record(text, many(text)).optional();
-const Root = mapping(z.strictObject({ sysctls: Sysctls, addresses: Addresses, routes: Routes, nat: many(NatRule) }));
-const Host = mapping(z.strictObject({ sysctls: Sysctls, addresses: Addresses, routes: Routes, nat: many(NatRule), processes: many(Process) }));
-const Device = mapping(z.strictObject({ host: text.optional(), addresses: many(text) }));
-const Endpoint = z.strictObject({ host: text.optional(), bridge: text.optional(), ifname: text.optional(), addresses: many(text) });
-const Link = z.strictObject({ a: Endpoint, b: Endpoint, mtu: z.number().int().min(68).max(65535).optional() });
+const Root = mapping(z.strictObject({ sysctls: Sysctls, addresses: Addresses, routes: Routes, nat: many(NatRule), forward: Forward.optional() }));
+const Host = mapping(z.strictObject({ sysctls: Sysctls, addresses: Addresses, routes: Routes, nat: many(NatRule), forward: Forward.optional(), processes: many(Process) }));
+const Mtu = z.number().int().min(68).max(65535).optional();
+const LinkKeys = { mac: text.optional(), mtu: Mtu, promisc: z.boolean({ error: (iss) => `expected true or false, got ${describe(iss.input)}` }).optional() };
+const Device = mapping(z.strictObject({ host: text.optional(), addresses: many(text), ...LinkKeys }));
+const Endpoint = z.strictObject({ host: text.optional(), bridge: text.optional(), ifname: text.optional(), addresses: many(text), ...LinkKeys });
+const Link = z.strictObject({ a: Endpoint, b: Endpoint, mtu: Mtu });
 const Macvlan = z.strictObject({
   host: text,
   ifname: text.optional(),
@@ -386,6 +437,7 @@ const Macvlan = z.strictObject({
   'parent-host': text.optional(),
   mode: z.enum(['bridge', 'private', 'vepa', 'passthru'], { error: (iss) => `${describe(iss.input)} is not one of bridge, private, vepa, passthru` }).optional(),
   addresses: many(text),
+  ...LinkKeys,
 });
 const LabSchema = z.strictObject({
   name: text,
@@ -400,9 +452,11 @@ type LabInput = z.infer<typeof LabSchema>;
 
 const KNOWN_KEYS: Record<string, readonly string[]> = {
   top: Object.keys(LabSchema.shape),
-  root: ['sysctls', 'addresses', 'routes', 'nat'],
-  host: ['sysctls', 'addresses', 'routes', 'nat', 'processes'],
-  device: ['host', 'addresses'],
+  root: ['sysctls', 'addresses', 'routes', 'nat', 'forward'],
+  host: ['sysctls', 'addresses', 'routes', 'nat', 'forward', 'processes'],
+  forward: ['policy', 'accept'],
+  forwardAccept: Object.keys(ForwardAccept.shape),
+  device: ['host', 'addresses', ...Object.keys(LinkKeys)],
   endpoint: Object.keys(Endpoint.shape),
   link: Object.keys(Link.shape),
   macvlan: Object.keys(Macvlan.shape),
@@ -417,6 +471,8 @@ function keysFor(path: readonly PropertyKey[]): readonly string[] {
   if (p[0] === 'hosts' && p.length === 2) return KNOWN_KEYS.host!;
   if ((p[0] === 'root' && p[1] === 'nat') || (p[0] === 'hosts' && p[2] === 'nat')) return KNOWN_KEYS.nat!;
   if (p[0] === 'hosts' && p[2] === 'processes') return KNOWN_KEYS.process!;
+  const f = p[0] === 'root' ? 1 : p[0] === 'hosts' ? 2 : -1;
+  if (f > 0 && p[f] === 'forward') return p.length === f + 1 ? KNOWN_KEYS.forward! : KNOWN_KEYS.forwardAccept!;
   if ((p[0] === 'bridges' || p[0] === 'dummies') && p.length === 2) return KNOWN_KEYS.device!;
   if (p[0] === 'links' && p.length === 2) return KNOWN_KEYS.link!;
   if (p[0] === 'links' && p.length === 3) return KNOWN_KEYS.endpoint!;
@@ -588,6 +644,20 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
   const creates: CreateSpec[] = [];
   const interfaces: IfaceSpec[] = [];
   const bridges = new Map<string, IfaceSpec>();
+  /** mac/mtu/promisc of a declared interface (`linkMtu`: the link's own mtu, for both ends). */
+  const linkSettings = (i: IfaceSpec, v: { mac?: string | undefined; mtu?: number | undefined; promisc?: boolean | undefined }, path: Path, linkMtu?: number): void => {
+    const out: LinkSettings = {};
+    if (v.mac !== undefined) {
+      const mac = v.mac.trim().toLowerCase();
+      if (!MAC_RE.test(mac)) problem([...path, 'mac'], `'${v.mac}' is not a MAC address (six hex pairs, e.g. 02:42:ac:12:00:02)`);
+      else if (parseInt(mac.slice(0, 2), 16) & 1) problem([...path, 'mac'], `${mac} is a multicast address: an interface needs a unicast one (even first octet, e.g. 02:…)`);
+      else out.mac = mac;
+    }
+    const mtu = v.mtu ?? linkMtu;
+    if (mtu !== undefined) out.mtu = mtu;
+    if (v.promisc !== undefined) out.promisc = v.promisc;
+    if (Object.keys(out).length) i.settings = out;
+  };
 
   // Bridges and dummies.
   for (const kind of ['bridge', 'dummy'] as const) {
@@ -599,6 +669,7 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
       const iface = claim(place, key, [section, key], 'key');
       if (!iface) continue;
       iface.addresses = addresses(dev.addresses, [section, key, 'addresses']);
+      linkSettings(iface, dev, [section, key]);
       if (kind === 'bridge') bridges.set(key, iface);
       creates.push({ kind, iface });
       interfaces.push(iface);
@@ -609,7 +680,7 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
 
   // Links: first pass resolves places and explicit names; default names come after, so an
   // explicit eth1 further down is never taken by a generated one.
-  type EndPlan = { place: PlaceName; bridge?: IfaceSpec; explicit?: string; path: Path; addrs: string[] | undefined; other?: EndPlan; iface?: IfaceSpec };
+  type EndPlan = { place: PlaceName; bridge?: IfaceSpec; explicit?: string; path: Path; addrs: string[] | undefined; other?: EndPlan; iface?: IfaceSpec; input?: { mac?: string | undefined; mtu?: number | undefined; promisc?: boolean | undefined } };
   const linkPlans: { a: EndPlan; b: EndPlan; mtu?: number }[] = [];
   (input.links ?? []).forEach((l, i) => {
     const ends: EndPlan[] = [];
@@ -632,12 +703,12 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
           continue;
         }
         if (e.addresses?.length) problem([...path, 'addresses'], 'a bridge port takes no addresses: give them to the bridge');
-        ends.push({ place: br.place, bridge: br, explicit: e.ifname, path, addrs: undefined });
+        ends.push({ place: br.place, bridge: br, explicit: e.ifname, path, addrs: undefined, input: e });
         continue;
       }
       const place = placeRef(e.host, [...path, 'host']);
       if (place === undefined) continue;
-      ends.push({ place, explicit: e.ifname, path, addrs: e.addresses });
+      ends.push({ place, explicit: e.ifname, path, addrs: e.addresses, input: e });
     }
     if (ends.length !== 2) return;
     const [a, b] = ends as [EndPlan, EndPlan];
@@ -710,6 +781,7 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
     for (const e of [lp.a, lp.b]) {
       if (!e.iface) continue;
       e.iface.addresses = addresses(e.addrs, [...e.path, 'addresses']);
+      linkSettings(e.iface, e.input ?? {}, e.path, lp.mtu);
       if (e.bridge) e.iface.master = e.bridge.name;
     }
     if (lp.a.iface && lp.b.iface) {
@@ -720,6 +792,7 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
   for (const mp of mvPlans) {
     if (!mp.iface) continue;
     mp.iface.addresses = addresses(mp.input.addresses, [...mp.path, 'addresses']);
+    linkSettings(mp.iface, mp.input, mp.path);
     const parentName = ifRef(mp.parentPlace!, mp.input.parent, [...mp.path, 'parent']);
     if (parentName === undefined) continue;
     if (mp.parentPlace === mp.place && parentName === mp.iface.name) {
@@ -750,7 +823,7 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
   }
 
   // Per-place settings.
-  const settings: [PlaceSpec, Path, { sysctls?: Record<string, string | number | boolean>; addresses?: Record<string, string[] | undefined>; routes?: string[]; nat?: NonNullable<LabInput['root']>['nat']; processes?: NonNullable<NonNullable<LabInput['hosts']>[string]['processes']> } | undefined][] = [
+  const settings: [PlaceSpec, Path, { sysctls?: Record<string, string | number | boolean>; addresses?: Record<string, string[] | undefined>; routes?: string[]; nat?: NonNullable<LabInput['root']>['nat']; forward?: NonNullable<LabInput['root']>['forward']; processes?: NonNullable<NonNullable<LabInput['hosts']>[string]['processes']> } | undefined][] = [
     [root, ['root'], input.root],
     ...hosts.map((h) => [h, ['hosts', h.name], input.hosts?.[h.name]] as [PlaceSpec, Path, NonNullable<LabInput['hosts']>[string]]),
   ];
@@ -816,6 +889,11 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
       const nat = natRule(place.name, n, [...base, 'nat', i]);
       if (nat) place.nat.push(nat);
     });
+    // forward policy and accept rules
+    if (s.forward) {
+      const accept = (s.forward.accept ?? []).flatMap((r, i) => forwardRule(place.name, r, [...base, 'forward', 'accept', i]) ?? []);
+      place.forward = { policy: s.forward.policy ?? 'accept', accept };
+    }
     // processes
     (s.processes ?? []).forEach((p, i) => {
       const path = [...base, 'processes', i];
@@ -838,6 +916,44 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
     });
   }
   // Processes run inside hosts only (root has no `processes` key in the schema).
+
+  function forwardRule(place: PlaceName, r: NonNullable<NonNullable<NonNullable<LabInput['root']>['forward']>['accept']>[number], path: Path): ForwardRule | undefined {
+    let ok = true;
+    const out: ForwardRule = {};
+    for (const key of ['in', 'out'] as const) {
+      const v = r[key];
+      if (v === undefined) continue;
+      const neg = /^!\s*(.*)$/.exec(v.trim());
+      const real = ifRef(place, neg ? neg[1]! : v.trim(), [...path, key]);
+      if (real === undefined) ok = false;
+      else if (key === 'in') Object.assign(out, { in: real, ...(neg ? { inNot: true } : {}) });
+      else Object.assign(out, { out: real, ...(neg ? { outNot: true } : {}) });
+    }
+    for (const key of ['source', 'destination'] as const) {
+      const v = r[key];
+      if (v === undefined) continue;
+      try {
+        out[key] = parseCidrText(v);
+      } catch (e) {
+        problem([...path, key], (e as Error).message);
+        ok = false;
+      }
+    }
+    if (out.source && out.destination && out.source.family !== out.destination.family) {
+      problem([...path, 'destination'], `source is IPv${out.source.family}, destination IPv${out.destination.family}`);
+      ok = false;
+    }
+    if (r.port !== undefined) {
+      const pm = String(r.port).trim().match(/^(\d+)(?:-(\d+))?$/);
+      if (!pm || Number(pm[1]) < 1 || Number(pm[2] ?? pm[1]) > 65535 || Number(pm[2] ?? pm[1]) < Number(pm[1])) {
+        problem([...path, 'port'], `'${r.port}' is not a port or range (1–65535, e.g. 8080 or 8000-8010)`);
+        ok = false;
+      } else out.port = pm[0];
+      if (r.protocol === undefined) out.protocol = 'tcp';
+    }
+    if (r.protocol !== undefined) out.protocol = r.protocol;
+    return ok ? out : undefined;
+  }
 
   function natRule(place: PlaceName, n: NonNullable<NonNullable<LabInput['root']>['nat']>[number], path: Path): NatSpec | undefined {
     const allowed: Record<NatSpec['type'], string[]> = {
@@ -862,11 +978,13 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
         return undefined;
       }
     };
-    const iface = (v: string | undefined, key: string) => {
+    /** An interface, or `!IF` (any but IF, as iptables' `! -i IF`). */
+    const iface = (v: string | undefined, key: string): { name: string; not: boolean } | undefined => {
       if (v === undefined) return undefined;
-      const r = ifRef(place, v, [...path, key]);
+      const neg = /^!\s*(.*)$/.exec(v.trim());
+      const r = ifRef(place, neg ? neg[1]! : v.trim(), [...path, key]);
       if (r === undefined) ok = false;
-      return r;
+      return r === undefined ? undefined : { name: r, not: !!neg };
     };
     if (n.type === 'masquerade' || n.type === 'snat') {
       const source = cidr(n.source, 'source');
@@ -875,7 +993,8 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
         problem(path, `${n.type} needs source: (a CIDR) or out: (an interface), or both`);
         return undefined;
       }
-      if (n.type === 'masquerade') return ok ? { type: 'masquerade', ...(source ? { source } : {}), ...(out ? { out } : {}) } : undefined;
+      const outKeys = out ? { out: out.name, ...(out.not ? { outNot: true } : {}) } : {};
+      if (n.type === 'masquerade') return ok ? { type: 'masquerade', ...(source ? { source } : {}), ...outKeys } : undefined;
       if (n.to === undefined) {
         problem([...path, 'to'], 'required: the address to rewrite the source to');
         return undefined;
@@ -889,7 +1008,7 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
         problem([...path, 'to'], `${to.addr} is IPv${to.family}, source ${source.text} is IPv${source.family}`);
         return undefined;
       }
-      return ok ? { type: 'snat', ...(source ? { source } : {}), ...(out ? { out } : {}), to: to.addr, toFamily: to.family } : undefined;
+      return ok ? { type: 'snat', ...(source ? { source } : {}), ...outKeys, to: to.addr, toFamily: to.family } : undefined;
     }
     // dnat
     const inIf = iface(n.in, 'in');
@@ -934,7 +1053,7 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
     if (!ok) return undefined;
     return {
       type: 'dnat',
-      ...(inIf ? { in: inIf } : {}),
+      ...(inIf ? { in: inIf.name, ...(inIf.not ? { inNot: true } : {}) } : {}),
       ...(destination ? { destination: destination.addr } : {}),
       protocol: n.protocol ?? 'tcp',
       port: p1 === p2 ? String(p1) : `${p1}-${p2}`,
@@ -965,7 +1084,7 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
 function natLine(n: NatSpec): string {
   const parts: string[] = [];
   if (n.type === 'dnat') {
-    if (n.in) parts.push(`iifname "${n.in}"`);
+    if (n.in) parts.push(`iifname ${n.inNot ? '!= ' : ''}"${n.in}"`);
     if (n.destination) parts.push(`${n.toFamily === 4 ? 'ip' : 'ip6'} daddr ${n.destination}`);
     parts.push(`${n.protocol} dport ${n.port}`);
     const target = n.toFamily === 6 ? (n.toPort !== undefined ? `[${n.to}]:${n.toPort}` : n.to) : n.toPort !== undefined ? `${n.to}:${n.toPort}` : n.to;
@@ -973,7 +1092,7 @@ function natLine(n: NatSpec): string {
     return parts.join(' ');
   }
   if (n.source) parts.push(`${n.source.family === 4 ? 'ip' : 'ip6'} saddr ${networkOf(n.source)}/${n.source.len}`);
-  if (n.out) parts.push(`oifname "${n.out}"`);
+  if (n.out) parts.push(`oifname ${n.outNot ? '!= ' : ''}"${n.out}"`);
   parts.push(n.type === 'masquerade' ? 'masquerade' : `snat ${n.toFamily === 4 ? 'ip' : 'ip6'} to ${n.to}`);
   return parts.join(' ');
 }
@@ -983,9 +1102,30 @@ export function natComment(lab: string, body: string): string {
   return `tranproxy lab ${lab} ${createHash('sha256').update(body).digest('hex').slice(0, 12)}`;
 }
 
-/** The lab's nft table for one namespace, or undefined when it has no NAT rules. */
-export function renderNat(lab: string, nat: readonly NatSpec[]): string | undefined {
-  if (nat.length === 0) return undefined;
+function forwardLine(r: ForwardRule): string {
+  const parts: string[] = [];
+  if (r.in) parts.push(`iifname ${r.inNot ? '!= ' : ''}"${r.in}"`);
+  if (r.out) parts.push(`oifname ${r.outNot ? '!= ' : ''}"${r.out}"`);
+  for (const [key, c] of [['saddr', r.source], ['daddr', r.destination]] as const) {
+    if (c) parts.push(`${c.family === 4 ? 'ip' : 'ip6'} ${key} ${networkOf(c)}/${c.len}`);
+  }
+  if (r.port) parts.push(`${r.protocol} dport ${r.port}`);
+  else if (r.protocol) parts.push(`meta l4proto ${r.protocol}`);
+  parts.push('accept');
+  return parts.join(' ');
+}
+
+/** The declared forward chain: replies of accepted flows pass, then the accept rules, then the policy. */
+function forwardChain(f: ForwardSpec): string {
+  const lines = [`\t\ttype filter hook forward priority filter; policy ${f.policy};`];
+  if (f.policy === 'drop') lines.push('\t\tct state established,related accept');
+  lines.push(...f.accept.map((r) => `\t\t${forwardLine(r)}`));
+  return ['\tchain forward {', ...lines, '\t}'].join('\n');
+}
+
+/** The lab's nft table for one namespace, or undefined when it has no NAT or forward rules. */
+export function renderNat(lab: string, nat: readonly NatSpec[], forward?: ForwardSpec): string | undefined {
+  if (nat.length === 0 && !forward) return undefined;
   const pre = nat.filter((n) => n.type === 'dnat').map(natLine);
   const post = nat.filter((n) => n.type !== 'dnat').map(natLine);
   const chains: string[] = [];
@@ -993,6 +1133,7 @@ export function renderNat(lab: string, nat: readonly NatSpec[]): string | undefi
     chains.push(['\tchain prerouting {', '\t\ttype nat hook prerouting priority dstnat; policy accept;', ...pre.map((l) => `\t\t${l}`), '\t}'].join('\n'));
   }
   if (post.length) chains.push(['\tchain postrouting {', '\t\ttype nat hook postrouting priority srcnat; policy accept;', ...post.map((l) => `\t\t${l}`), '\t}'].join('\n'));
+  if (forward) chains.push(forwardChain(forward));
   const body = chains.join('\n');
   return `table inet ${tableName(lab)} {\n\tcomment "${natComment(lab, body)}"\n${body}\n}\n`;
 }

@@ -1,9 +1,9 @@
 // The publish plan meets the kernel: read the live nft table, apply and remove atomically
 // (retrying when another publishing process changed the table in between), probe routes
 // and sysctls. Every tool runs through kernel/exec.
-import { readFileSync } from 'node:fs';
 import { ToolFailedError } from '../errors.js';
-import { forwardDropFromLegacySave, forwardDropsFromNft, type ForwardDrop } from '../firewall/forward-drop.js';
+import type { ForwardDrop } from '../firewall/forward-drop.js';
+import { legacyFilterExists, probeForwardDrops as probeDrops } from '../firewall/forward-drop-probe.js';
 import { NFT_TABLE } from '../firewall/plan.js';
 import { hasTool, runSync } from '../kernel/exec.js';
 import { familyOf, parseTag, type IpFamily } from './mapping.js';
@@ -56,17 +56,6 @@ const IPT: Record<IptablesBackend, Record<IpFamily, [tool: string, restore: stri
   'iptables-nft': { 4: ['iptables-nft', 'iptables-nft-restore'], 6: ['ip6tables-nft', 'ip6tables-nft-restore'] },
   'iptables-legacy': { 4: ['iptables-legacy', 'iptables-legacy-restore'], 6: ['ip6tables-legacy', 'ip6tables-legacy-restore'] },
 };
-const LEGACY_NAMES: Record<IpFamily, string> = { 4: '/proc/net/ip_tables_names', 6: '/proc/net/ip6_tables_names' };
-
-/** The legacy filter table exists (asking a legacy tool otherwise would create it). */
-function legacyFilter(family: IpFamily): boolean {
-  try {
-    return readFileSync(LEGACY_NAMES[family], 'utf8').split('\n').includes('filter');
-  } catch {
-    return false;
-  }
-}
-
 function ipt(backend: IptablesBackend, family: IpFamily, args: string[], allowFailure = false) {
   return runSync(IPT[backend][family][0], ['-w', ...args], { allowFailure });
 }
@@ -85,7 +74,7 @@ function removeForwardAccept(owner?: number): number {
   let removed = 0;
   for (const backend of Object.keys(IPT) as IptablesBackend[]) {
     for (const family of [4, 6] as const) {
-      if (backend === 'iptables-legacy' && !legacyFilter(family)) continue;
+      if (backend === 'iptables-legacy' && !legacyFilterExists(family)) continue;
       if (!hasTool(IPT[backend][family][0])) continue;
       const listed = ipt(backend, family, ['-S', ACCEPT_CHAIN], true);
       if (listed.status !== 0) continue; // no chain of ours here
@@ -103,16 +92,7 @@ function removeForwardAccept(owner?: number): number {
 
 /** Filter-forward chains of this netns that drop by policy (nft, iptables-nft, iptables-legacy). */
 export function probeForwardDrops(): ForwardDrop[] {
-  const drops: ForwardDrop[] = [];
-  const r = runSync('nft', ['-j', 'list', 'ruleset'], { allowFailure: true });
-  if (r.status === 0) drops.push(...forwardDropsFromNft(r.stdout, [PUBLISH_TABLE, NFT_TABLE]));
-  for (const family of [4, 6] as const) {
-    const save = family === 4 ? 'iptables-legacy-save' : 'ip6tables-legacy-save';
-    if (!legacyFilter(family) || !hasTool(save)) continue;
-    const out = runSync(save, ['-t', 'filter'], { allowFailure: true });
-    if (out.status === 0) drops.push(...forwardDropFromLegacySave(out.stdout, family));
-  }
-  return drops;
+  return probeDrops([PUBLISH_TABLE, NFT_TABLE]);
 }
 
 export interface RemoveResult {

@@ -273,6 +273,12 @@ test('macvlan-gateway: LAN hosts reach the gateway and route through it; the hos
     assert.equal(curlJson(`${n}-lan2`, 'http://[2001:db8:100::10]:8000/').client.address, 'fd77::2');
     // On the LAN itself, no gateway: the router sees the host's own address.
     assert.equal(curlJson(`${n}-lan1`, 'http://192.168.77.1:8000/').client.address, '192.168.77.11');
+    // The file's suggested tranproxy command is accepted as written (its rules, dry run, in gw).
+    const suggested = /^#\s+nsenter --net=\/run\/netns\/mvgw-gw tranproxy (run .*)$/m.exec(readFileSync(join(EXAMPLES, 'macvlan-gateway.yaml'), 'utf8'));
+    assert.ok(suggested, 'the example suggests a tranproxy run command');
+    const flags = suggested[1]!.split(/\s+/).slice(1);
+    const plan = ok(inNs(`${n}-gw`, process.execPath, [BIN, 'rules', 'plan', ...flags]), `rules plan ${flags.join(' ')}`);
+    assert.match(plan.stdout, /tproxy ip to :15001/);
   });
 });
 
@@ -285,8 +291,17 @@ test('calico-proxyarp: /32 pods behind the 169.254.1.1 proxy-ARP gateway reach e
     assert.match(ok(inNs(`${n}-pod1`, 'ip', ['neigh', 'show', '169.254.1.1']), 'neigh').stdout, new RegExp(`lladdr ${mac}`));
     // The pod has no subnet: only its /32.
     assert.match(inNs(`${n}-pod1`, 'ip', ['-o', '-4', 'addr', 'show', 'dev', 'eth0']).stdout, /inet 10\.244\.1\.10\/32 /);
-    await o.peer(`${n}-outside`, 'echo_headers.py', 8000, '0.0.0.0');
+    // Calico's node-side sysctls, set inside the node namespace (not the one lab up ran in).
+    for (const [key, value] of [['net.ipv4.conf.cali1.rp_filter', '1'], ['net.ipv4.conf.cali2.route_localnet', '1'], ['net.ipv6.conf.cali1.proxy_ndp', '1'], ['net.ipv6.conf.cali2.proxy_ndp', '1']]) {
+      assert.equal(ok(inNs(`${n}-node`, 'sysctl', ['-n', key!]), key!).stdout.trim(), value, key);
+    }
+    // IPv6: the cali* ends carry Calico's MAC, so the pods' fe80::ecee:eeff:feee:eeee gateway is theirs.
+    assert.equal(mac, 'ee:ee:ee:ee:ee:ee', 'mac: applied');
+    pingOk(`${n}-pod1`, 'fd00:244:1::11');
+    pingOk(`${n}-pod2`, 'fd00:244:1::10');
+    await o.peer(`${n}-outside`, 'echo_headers.py', 8000, '::');
     assert.equal(curlJson(`${n}-pod1`, 'http://192.0.2.2:8000/').client.address, '192.0.2.1');
+    assert.equal(curlJson(`${n}-pod2`, 'http://[2001:db8:2::2]:8000/').client.address, '2001:db8:2::1');
     // Nothing of this lab is in the namespace it ran in.
     assert.equal(o.run('ip', ['-o', 'link']).stdout.trim().split('\n').length, 1);
   });
@@ -303,6 +318,9 @@ function labFile(body: string): string {
   return f;
 }
 
+/** This run's own sleep duration: a parallel run's sleepers never match it. */
+const SLEEP_ARG = String(3_000_000 + (process.pid % 1_000_000));
+
 /** A lab touching every kind of resource, root included; `tail` adds the failing piece. */
 const FULL = (tail: { routes?: string; processes?: string }) => `
 name: x
@@ -316,7 +334,7 @@ hosts:
     sysctls: {net.ipv4.ip_forward: 1}
     routes: [default via 10.50.0.1]
     processes:
-      - {command: sleep, args: ["3607"]}
+      - {command: sleep, args: ["${SLEEP_ARG}"]}
   b:
     routes:
       - default via 10.50.0.1
@@ -334,7 +352,7 @@ function sleepers(): number[] {
     .filter((d) => /^\d+$/.test(d))
     .filter((d) => {
       try {
-        return readFileSync(`/proc/${d}/cmdline`, 'utf8') === 'sleep\u00003607\u0000';
+        return readFileSync(`/proc/${d}/cmdline`, 'utf8') === `sleep\u0000${SLEEP_ARG}\u0000`;
       } catch {
         return false;
       }
@@ -388,7 +406,7 @@ root:
   nat: [{type: masquerade, out: up}]
 hosts:
   a:
-    processes: [{command: sleep, args: ["3607"]}]
+    processes: [{command: sleep, args: ["${SLEEP_ARG}"]}]
   far:
 bridges:
   br0: {addresses: [10.70.0.1/24]}
@@ -422,6 +440,59 @@ test('lab up refuses a private mount namespace (ip netns exec), where its namesp
     const r = sh('ip', ['netns', 'exec', o.name, process.execPath, BIN, 'lab', 'up', file, '--name', name]);
     assert.equal(r.status, 1);
     assert.match(r.stderr, /only visible in this process's own mount namespace .* nsenter --net=/);
+    assertSame(before, o.snapshot(name));
+  });
+});
+
+test('lab forward policy drop + accept rules with negation, link mtu/mac/promisc applied; status and doctor name a foreign FORWARD drop', async () => {
+  const file = labFile(`
+name: x
+root:
+  sysctls: {net.ipv4.ip_forward: 1}
+  forward:
+    policy: drop
+    accept:
+      - {in: "!up", out: up}
+hosts:
+  a:
+    routes: [default via 10.80.0.1]
+  far:
+    routes: [10.80.0.0/24 via 10.81.0.1]
+links:
+  - a: {host: a, addresses: [10.80.0.2/24], mtu: 1400, mac: "02:00:00:00:80:02", promisc: true}
+    b: {host: root, addresses: [10.80.0.1/24], mtu: 1400}
+  - {a: {host: root, ifname: up, addresses: [10.81.0.1/24]}, b: {host: far, addresses: [10.81.0.2/24]}}
+`);
+  const name = `w${rand(5)}`;
+  await withOuter(async (o) => {
+    const before = o.snapshot(name);
+    ok(o.lab('up', file, name), 'up');
+    const link = JSON.parse(ok(inNs(`${name}-a`, 'ip', ['-j', 'link', 'show', 'dev', 'eth0']), 'link').stdout)[0];
+    assert.equal(link.mtu, 1400);
+    assert.equal(link.address, '02:00:00:00:80:02');
+    assert.ok(link.flags.includes('PROMISC'), link.flags.join(','));
+    // The declared forward chain: out through `up` from anything but `up` passes; a new flow in via `up` does not.
+    pingOk(`${name}-a`, '10.81.0.2');
+    assert.notEqual(inNs(`${name}-far`, 'ping', ['-c1', '-W1', '10.80.0.2']).status, 0, 'far -> a is dropped by the declared policy');
+    const clean = ok(o.lab('status', file, name), 'status');
+    assert.match(clean.stdout, /forward policy drop \+ 1 accept rule/);
+    assert.doesNotMatch(clean.stdout, /DROPPED/, 'the lab\'s own declared drop is not a problem');
+
+    // A FORWARD drop outside the lab (Docker's default) breaks the lab's routing: status and doctor say so.
+    ok(o.run('iptables', ['-P', 'FORWARD', 'DROP']), 'iptables -P FORWARD DROP');
+    assert.notEqual(inNs(`${name}-a`, 'ping', ['-c1', '-W1', '10.81.0.2']).status, 0, 'now dropped');
+    const st = o.lab('status', file, name);
+    assert.equal(st.status, 1, st.stdout);
+    assert.match(st.stdout, /^DROPPED root: iptables FORWARD policy DROP drops the IPv4 traffic this lab routes here \(net\.ipv4\.ip_forward=1\)/m);
+    assert.match(st.stdout, /all \d+ declared pieces present, but 1 forward drop outside the lab breaks its routing/);
+    const doc = JSON.parse(o.run(process.execPath, [BIN, 'doctor', '--json']).stdout) as { check: string; status: string; detail: string }[];
+    const fd = doc.find((c) => c.check === 'forward-drop')!;
+    assert.equal(fd.status, 'WARN', fd.detail);
+    assert.match(fd.detail, /iptables FORWARD policy DROP/);
+    assert.match(fd.detail, new RegExp(`nft chain inet tpxlab_${name} forward \\(policy drop\\)`));
+    ok(o.run('nft', ['delete', 'table', 'ip', 'filter']), 'the test\'s own DROP goes with the table iptables-nft made');
+
+    ok(o.lab('down', file, name), 'down');
     assertSame(before, o.snapshot(name));
   });
 });

@@ -361,3 +361,23 @@ test('formatText puts the fix under a WARN line', async () => {
   assert.match(text, /^WARN  rp-filter .*\n +fix: loose mode/m);
   assert.match(text, /1 WARN, 0 FAIL\n$/);
 });
+
+test('forward-drop: a FORWARD policy drop (nft chain, iptables-nft, legacy) is a WARN once forwarding is on', async () => {
+  const f = healthy();
+  assert.equal((await one(f, 'forward-drop')).status, 'OK');
+  const ruleset = JSON.stringify({ nftables: [
+    { chain: { family: 'ip', table: 'filter', name: 'FORWARD', type: 'filter', hook: 'forward', prio: 0, policy: 'drop' } },
+    { chain: { family: 'inet', table: 'fw', name: 'fwd', type: 'filter', hook: 'forward', prio: 0, policy: 'drop' } },
+  ] });
+  f.runs.set('nft -j list ruleset', OK_RUN(ruleset));
+  f.files.set('/proc/net/ip6_tables_names', 'filter\n');
+  f.runs.set('ip6tables-legacy-save', OK_RUN('*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n'));
+  const off = await one(f, 'forward-drop');
+  assert.equal(off.status, 'OK', 'forwarding off: nothing routed is lost');
+  assert.match(off.detail, /iptables FORWARD policy DROP, nft chain inet fw fwd \(policy drop\), ip6tables-legacy FORWARD policy DROP; forwarding is off/);
+  f.files.set('/proc/sys/net/ipv4/ip_forward', '1\n');
+  const r = await one(f, 'forward-drop');
+  assert.equal(r.status, 'WARN');
+  assert.equal(r.detail.startsWith('iptables FORWARD policy DROP; nft chain inet fw fwd (policy drop): forwarded traffic'), true, r.detail);
+  assert.match(r.fix!, /nft insert rule inet fw fwd ct status dnat accept/);
+});

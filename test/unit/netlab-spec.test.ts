@@ -78,7 +78,7 @@ test('calico example: sysctl keys and routes name the host interfaces, /32 pod a
   const node = m.hosts.find((h) => h.name === 'node')!;
   assert.ok(node.sysctls.some((s) => s.key === 'net.ipv4.conf.cali1.proxy_arp' && s.value === '1'));
   const pod = m.hosts.find((h) => h.name === 'pod1')!;
-  assert.deepEqual(pod.routes.map((r) => r.args.join(' ')), ['169.254.1.1/32 dev eth0 scope link', 'default via 169.254.1.1 dev eth0 onlink']);
+  assert.deepEqual(pod.routes.map((r) => r.args.join(' ')), ['169.254.1.1/32 dev eth0 scope link', 'default via 169.254.1.1 dev eth0 onlink', 'default via fe80::ecee:eeff:feee:eeee dev eth0']);
   assert.deepEqual(m.interfaces.filter((i) => i.place === 'root'), []);
 });
 
@@ -252,4 +252,67 @@ test('state: a newer record replaces an older one; a sysctl keeps its first old 
   const p1: Resource = { kind: 'process', netns: 'd-a', host: 'a', pid: 1, start: '5', argv: ['x'], log: '/l' };
   const p2: Resource = { ...p1, pid: 2 };
   assert.deepEqual(mergeResources([a, p1], [b, p2]), [a, p2]);
+});
+
+test('negated interfaces in NAT and forward rules (! -i / ! -o), the forward chain rendered in the lab table', () => {
+  const m = lab(`
+name: neg
+root:
+  nat:
+    - {type: masquerade, source: 172.18.0.0/16, out: "!br0"}
+    - {type: dnat, in: "! br0", port: 8080, to: "172.18.0.2:80"}
+  forward:
+    policy: drop
+    accept:
+      - {in: br0, out: "!br0"}
+      - {out: br0, destination: 172.18.0.2/32, port: 80}
+      - {in: eth9, protocol: udp}
+bridges:
+  br0: {addresses: [172.18.0.1/16]}
+`);
+  assert.deepEqual(m.root.nat[0], { type: 'masquerade', source: m.root.nat[0]!.type === 'masquerade' ? m.root.nat[0]!.source : undefined, out: 'neg-br0', outNot: true });
+  const nft = renderNat('neg', m.root.nat, m.root.forward)!;
+  assert.match(nft, /\t\tip saddr 172\.18\.0\.0\/16 oifname != "neg-br0" masquerade\n/);
+  assert.match(nft, /\t\tiifname != "neg-br0" tcp dport 8080 dnat ip to 172\.18\.0\.2:80\n/);
+  assert.match(nft, /\tchain forward \{\n\t\ttype filter hook forward priority filter; policy drop;\n\t\tct state established,related accept\n/);
+  assert.match(nft, /\t\tiifname "neg-br0" oifname != "neg-br0" accept\n/);
+  assert.match(nft, /\t\toifname "neg-br0" ip daddr 172\.18\.0\.2\/32 tcp dport 80 accept\n/);
+  assert.match(nft, /\t\tiifname "eth9" meta l4proto udp accept\n/, 'an undeclared root interface is an existing one');
+  // A forward declaration alone makes a table.
+  assert.match(renderNat('neg', [], { policy: 'accept', accept: [] })!, /policy accept;/);
+  assert.deepEqual(errors(`
+name: neg
+root:
+  forward: {policy: reject, accept: [{in: br0, dport: 80}]}
+`).map((l) => l.replace(/^lab\.yaml:\d+:\d+: /, '')), ["root.forward.policy: 'reject' is not one of accept, drop", "root.forward.accept[0]: unknown key 'dport'; did you mean 'port'?"]);
+});
+
+test('link settings: mac (unicast, normalised), mtu (the link\'s for both ends, an end\'s own wins), promisc', () => {
+  const m = lab(`
+name: ls
+hosts:
+  a:
+  b:
+links:
+  - a: {host: a, mac: "EE:EE:EE:EE:EE:EE", promisc: true}
+    b: {host: b, mtu: 9000}
+    mtu: 1400
+bridges:
+  br0: {mac: "02:00:00:00:00:01", mtu: 1450}
+`);
+  const byName = new Map(m.interfaces.map((i) => [`${i.place}/${i.name}`, i.settings]));
+  assert.deepEqual(byName.get('a/eth0'), { mac: 'ee:ee:ee:ee:ee:ee', mtu: 1400, promisc: true });
+  assert.deepEqual(byName.get('b/eth0'), { mtu: 9000 });
+  assert.deepEqual(byName.get('root/ls-br0'), { mac: '02:00:00:00:00:01', mtu: 1450 });
+  const errs = errors(`
+name: ls
+hosts:
+  a:
+  b:
+links:
+  - {a: {host: a, mac: "01:00:5e:00:00:01"}, b: {host: b, mac: nope}}
+`).join('\n');
+  assert.match(errs, /links\[0\]\.a\.mac: 01:00:5e:00:00:01 is a multicast address/);
+  assert.match(errs, /links\[0\]\.b\.mac: 'nope' is not a MAC address/);
+  assert.match(errors('name: ls\nhosts: {a: , b: }\nlinks: [{a: {host: a, promisc: yes please}, b: {host: b}}]\n').join('\n'), /links\[0\]\.a\.promisc: expected (true or false|boolean)/);
 });
