@@ -501,7 +501,7 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
       await zh.locator(`html[data-theme="${dark ? 'light' : 'dark'}"]`).waitFor();
       await zh.reload();
       await zh.locator(`html[data-theme="${dark ? 'light' : 'dark'}"]`).waitFor({ state: 'attached' });
-      await zh.locator('nav a[aria-current="page"]').waitFor();
+      await zh.locator('main .card').first().waitFor();
       await shoot(zh, `en-theme-${dark ? 'light' : 'dark'}-desktop`);
       await zh.click('#lang-toggle');
       await zh.locator('nav a:text-is("设置")').waitFor();
