@@ -52,6 +52,7 @@ const RAW = [
   'line 2: unsupported scheme \'vmess\': use ss://, socks5://, http://',
   'nothing imported: 0 imported, 1 skipped: proxy node ss://***: expected ss://BASE64(method:password)@host:port',
   'too many failed logins: try again in 42 s',
+  'Host is not this console: open it by its address (or localhost)',
 ];
 
 test('errors in plain words: no errno codes, config keys or rules[N] in the sentence; the raw text under details', () => {

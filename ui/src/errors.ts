@@ -24,6 +24,8 @@ const PATTERNS: [RegExp, Key | ((m: RegExpExecArray) => [Key, Params?])][] = [
   [/too many failed logins: try again in (\d+)/i, (m) => ['err.tooManyLogins', { s: m[1]! }]],
   [/X-CSRF-Token/i, 'err.csrf'],
   [/cross-origin request refused/i, 'err.crossOrigin'],
+  [/^Host is not this console/, 'err.hostRefused'],
+  [/^request body larger than/, 'err.tooLarge'],
   [/^no active connection/i, 'err.connGone'],
   [/\bEROFS\b|read-only file system/i, 'err.readOnly'],
   [/\bENOSPC\b/, 'err.diskFull'],
