@@ -56,3 +56,13 @@ for (const mode of ['tproxy', 'redirect'] as const) {
     });
   });
 }
+
+test('inbound redirect without headers: the kernel-only relay delivers to the local app without looping', async () => {
+  await withLab(async (lab) => {
+    const { pod: p, client } = await pod(lab);
+    await startTranproxy(p, ['run', '--capture', 'inbound', '--inbound-port', '8080']);
+    const e = await get(client, `http://${POD}:8080/plain`);
+    assert.equal(e.client.address.replace(/^::ffff:/, ''), POD, 'relayed by the proxy (the app sees the pod address)');
+    assert.deepEqual(injected(e), []);
+  });
+});
