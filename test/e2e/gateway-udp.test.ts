@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Host, LabProcess } from '../../src/netlab/lab.js';
-import { gatewayLabAddresses, gatewayRunArgs, withGatewayLab, type GatewayLab } from '../helpers/gateway-lab.js';
+import { gatewayLabAddresses, gatewayRunArgs, udpExchange, withGatewayLab, type GatewayLab } from '../helpers/gateway-lab.js';
 import { startPeer, startTranproxy, waitForPort } from '../helpers/lab.js';
 
 const { node: NODE_IP, nodeSideOfRemote: NODE_SIDE_OF_REMOTE, remote: REMOTE, direct: DIRECT_SRV, gwDirect: GW_SIDE_OF_DIRECT } = gatewayLabAddresses(75);
@@ -35,27 +35,6 @@ async function withUdpLab(fn: (g: GatewayLab) => Promise<void>): Promise<void> {
 /** The gateway's `tranproxy run` with UDP capture on. */
 function gatewayArgs(g: GatewayLab, extra: string[]): string[] {
   return gatewayRunArgs(g, ['--udp', ...extra]);
-}
-
-/**
- * From `h`: one UDP socket sends each message to ip:port and waits for one reply each;
- * returns "DATA ADDR PORT" per message, or "timeout".
- */
-async function udpExchange(h: Host, ip: string, port: number, messages: string[], timeoutS = 3): Promise<string[]> {
-  const script = [
-    'import socket,sys',
-    's=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)',
-    `s.settimeout(${timeoutS})`,
-    'for m in sys.argv[3:]:',
-    '    s.sendto(m.encode(),(sys.argv[1],int(sys.argv[2])))',
-    '    try:',
-    '        d,a=s.recvfrom(65535)',
-    '        print(d.decode(),a[0],a[1],flush=True)',
-    '    except socket.timeout:',
-    '        print("timeout",flush=True)',
-  ].join('\n');
-  const r = await h.run('python3', ['-c', script, ip, String(port), ...messages], { allowFailure: true });
-  return r.stdout.trim().split('\n').filter(Boolean);
 }
 
 async function dante(g: GatewayLab, port = 1080): Promise<LabProcess> {

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { gatewayLabAddresses, gatewayRunArgs, withGatewayLab, type GatewayLab } from '../helpers/gateway-lab.js';
+import { gatewayLabAddresses, gatewayRunArgs, udpExchange, withGatewayLab, type GatewayLab } from '../helpers/gateway-lab.js';
 import { startPeer, startTranproxy, waitForPort } from '../helpers/lab.js';
 import type { Host } from '../../src/netlab/lab.js';
 
@@ -196,24 +196,6 @@ test('certificates are verified: a node link with neither its CA nor allowInsecu
     assert.equal((await get(1))?.client.address, NODE_SIDE_OF_REMOTE);
   });
 });
-
-/** From `h`: one UDP socket sends each message and waits for its reply; "DATA ADDR PORT" each, or "timeout". */
-async function udpExchange(h: Host, ip: string, port: number, messages: string[]): Promise<string[]> {
-  const script = [
-    'import socket,sys',
-    's=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)',
-    's.settimeout(3)',
-    'for m in sys.argv[3:]:',
-    '    s.sendto(m.encode(),(sys.argv[1],int(sys.argv[2])))',
-    '    try:',
-    '        d,a=s.recvfrom(65535)',
-    '        print(d.decode(),a[0],a[1],flush=True)',
-    '    except socket.timeout:',
-    '        print("timeout",flush=True)',
-  ].join('\n');
-  const r = await h.run('python3', ['-c', script, ip, String(port), ...messages], { allowFailure: true });
-  return r.stdout.trim().split('\n').filter(Boolean);
-}
 
 test('UDP through VMess, VLESS and Trojan nodes (tcp, tls, ws+tls): replies come back from the remote, which sees the node', async () => {
   await withV2rayLab(async (g, ca) => {

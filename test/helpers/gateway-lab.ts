@@ -113,3 +113,24 @@ export async function withGatewayLab(opts: GatewayLabOptions, fn: (g: GatewayLab
 export function gatewayRunArgs(g: GatewayLab, extra: readonly string[]): string[] {
   return ['run', '--mode', 'tproxy', '--capture', 'prerouting', '-i', g.lanIf, '--family', 'ipv4', '--connect-timeout', '3s', '--no-bypass-private', ...extra];
 }
+
+/**
+ * From `h`: one UDP socket sends each message to ip:port and waits for one reply each;
+ * returns "DATA ADDR PORT" per message, or "timeout".
+ */
+export async function udpExchange(h: Host, ip: string, port: number, messages: string[], timeoutS = 3): Promise<string[]> {
+  const script = [
+    'import socket,sys',
+    's=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)',
+    `s.settimeout(${timeoutS})`,
+    'for m in sys.argv[3:]:',
+    '    s.sendto(m.encode(),(sys.argv[1],int(sys.argv[2])))',
+    '    try:',
+    '        d,a=s.recvfrom(65535)',
+    '        print(d.decode(),a[0],a[1],flush=True)',
+    '    except socket.timeout:',
+    '        print("timeout",flush=True)',
+  ].join('\n');
+  const r = await h.run('python3', ['-c', script, ip, String(port), ...messages], { allowFailure: true });
+  return r.stdout.trim().split('\n').filter(Boolean);
+}
