@@ -58,14 +58,18 @@ const COMMA = 0x2c;
 const DEL = 0x7f;
 
 /**
- * First bytes of a connection that no HTTP/1.x server reads as (the start of) a request:
- * C0 controls except the ones some parser skips as whitespace (HT, LF, VT, FF, CR, and
- * 0x1C-0x1F, which Python's str.split() skips), and DEL. A TLS record starts with 0x14-0x17.
- * Any other first byte (tchars, spaces, bytes >= 0x80) commits the connection to HTTP.
+ * First bytes of a connection that cannot begin an HTTP/1.x method: neither a tchar nor a
+ * byte some parser skips as whitespace (HT, LF, VT, FF, CR, SP, and 0x1C-0x1F, 0x85, 0xA0,
+ * which Python's str.split() skips). A TLS record starts with 0x14-0x17. Any other first
+ * byte commits the connection to HTTP. (Python's http.server still takes "\x16GET / HTTP/1.1"
+ * as a request: hence the first-line watch in passthrough, see watchFirstLine.)
  */
 const NON_HTTP = new Uint8Array(256);
-for (let b = 0; b < 0x1c; b++) if (b < 0x09 || b > 0x0d) NON_HTTP[b] = 1;
-NON_HTTP[0x7f] = 1;
+for (let b = 0; b < 256; b++) NON_HTTP[b] = TCHAR[b] === 1 ? 0 : 1;
+for (const b of [0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x20, 0x1c, 0x1d, 0x1e, 0x1f, 0x85, 0xa0]) NON_HTTP[b] = 0;
+/** A first line longer than this is refused by the lenient parsers too (python: 65536). */
+const MAX_FIRST_LINE = 65537;
+const HTTP_SLASH = Buffer.from('HTTP/', 'latin1');
 /** Longest chunk-size line (size + extensions) accepted; guards against endless extensions. */
 const MAX_CHUNK_LINE = 16384;
 
@@ -76,6 +80,7 @@ export const RESPONSE_431 = Buffer.from(
 );
 /** What a refused non-HTTP connection (--http-only) is told: nothing, it is closed. */
 const NO_RESPONSE = Buffer.alloc(0);
+const NO_BYTES = Buffer.alloc(0);
 /** The relay's answer to a head that did not arrive within --head-timeout. */
 export const RESPONSE_408 = Buffer.from('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', 'latin1');
 
@@ -120,8 +125,9 @@ const S_TR_VALUE = 10; // trailer field value
 const S_TR_LF = 11; // LF ending a trailer line
 const S_TR_END_LF = 12; // LF ending the message
 const S_HOLD = 13; // after an Upgrade/CONNECT request: client bytes held until the server answers
-const S_PASS = 14; // passthrough: raw relay
-const S_DEAD = 15; // rejected
+const S_WATCH = 14; // non-HTTP start: raw, but the first line must not hold "HTTP/"
+const S_PASS = 15; // passthrough: raw relay
+const S_DEAD = 16; // rejected
 
 // Request-line verdicts.
 const RL_BAD = -1;
@@ -150,6 +156,9 @@ export class RequestRewriter {
   private held: Buffer[] | null = null;
   private heldLen = 0;
   private readonly framer = new ResponseFramer();
+  /** S_WATCH: bytes seen, and the last (up to 4) of them for a "HTTP/" split across pushes. */
+  private watched = 0;
+  private watchCarry: Buffer = NO_BYTES;
 
   // A head split across pushes, gathered here (copied; bounded by maxHeadBytes).
   private hbuf: Buffer | null = null;
@@ -237,6 +246,7 @@ export class RequestRewriter {
       this.started = true;
       if (NON_HTTP[chunk[0] as number] === 1) return this.notHttp(chunk);
     }
+    if (this.state === S_WATCH) return this.watchFirstLine(chunk);
     if (this.state >= S_PASS) {
       return this.state === S_PASS ? [{ kind: 'forward', chunks: [chunk] }] : NO_EVENTS;
     }
@@ -312,8 +322,37 @@ export class RequestRewriter {
       this.state = S_DEAD;
       return [{ kind: 'reject', status: 400, reason: 'not HTTP/1.x (--http-only)', response: NO_RESPONSE }];
     }
-    this.state = S_PASS;
-    return [{ kind: 'forward', chunks: [chunk] }, { kind: 'passthrough' }];
+    this.state = S_WATCH;
+    this.watched = 0;
+    return this.watchFirstLine(chunk);
+  }
+
+  /**
+   * Raw bytes of a non-HTTP connection, until its first LF: lenient parsers (python's
+   * http.server, wsgiref) take any first line of three words ending in an HTTP version as a
+   * request, whatever its method bytes. A first line holding "HTTP/" is refused (the relay
+   * resets the upstream, so the unfinished line is never parsed); after an LF without it,
+   * or MAX_FIRST_LINE bytes, the connection is passthrough.
+   */
+  private watchFirstLine(c: Buffer): RewriteEvent[] {
+    const lf = c.indexOf(LF);
+    const line = lf < 0 ? c : c.subarray(0, lf);
+    const carry = this.watchCarry;
+    const across = carry.length > 0 && Buffer.concat([carry, line.subarray(0, 4)]).indexOf(HTTP_SLASH) >= 0;
+    if (across || line.indexOf(HTTP_SLASH) >= 0) {
+      this.state = S_DEAD;
+      return [{ kind: 'reject', status: 400, reason: 'non-HTTP connection whose first line holds "HTTP/"', response: NO_RESPONSE }];
+    }
+    this.watched += c.length;
+    if (lf >= 0 || this.watched >= MAX_FIRST_LINE) {
+      this.state = S_PASS;
+      this.watchCarry = NO_BYTES;
+      return [{ kind: 'forward', chunks: [c] }, { kind: 'passthrough' }];
+    }
+    // The last 4 bytes seen (copied: the caller owns c), however short the pushes.
+    const tail = c.length >= 4 ? c : Buffer.concat([carry, c]);
+    this.watchCarry = Buffer.from(tail.subarray(Math.max(0, tail.length - 4)));
+    return [{ kind: 'forward', chunks: [c] }];
   }
 
   // ---- output helpers ----------------------------------------------------------------------

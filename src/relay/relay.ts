@@ -238,7 +238,8 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
     };
     const completeAtEof = (): boolean => rewriter?.responsesComplete?.(true) ?? true;
     const answerAfterResponses = (): void => {
-      upstream.destroy();
+      // A reset, not a FIN: a server must not parse an unfinished line at EOF as a request.
+      resetOrDestroy(upstream);
       if (!client.writableEnded) answerRejected(rejectResponse);
     };
     const answerRejected = (response: Buffer | undefined): void => {

@@ -48,8 +48,10 @@ function feed(cfg: InjectConfig, chunks: readonly Buffer[]): Outcome {
       } else {
         assert.ok(end === 'open', 'reject after passthrough');
         assert.ok(ev.status === 400 || ev.status === 431);
-        assert.ok(ev.response.toString('latin1').startsWith(`HTTP/1.1 ${ev.status} `));
-        end = `reject ${ev.status}`;
+        const raw = /first line holds/.test(ev.reason);
+        assert.ok(raw ? ev.response.length === 0 : ev.response.toString('latin1').startsWith(`HTTP/1.1 ${ev.status} `));
+        // A refused non-HTTP first line went up raw as far as it had come (the relay resets the upstream).
+        end = raw ? 'reject raw-first-line' : `reject ${ev.status}`;
       }
     }
   }
@@ -59,6 +61,7 @@ function feed(cfg: InjectConfig, chunks: readonly Buffer[]): Outcome {
 function sameOutcome(a: Outcome, b: Outcome, what: string): void {
   assert.equal(b.end, a.end, `${what}: verdict`);
   assert.equal(b.requests, a.requests, `${what}: request count`);
+  if (a.end === 'reject raw-first-line') return;
   assert.ok(b.out.equals(a.out), `${what}: forwarded bytes differ (${a.out.length} vs ${b.out.length})`);
 }
 

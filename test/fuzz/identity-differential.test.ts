@@ -67,7 +67,9 @@ const ODD = [0x0d, 0x0a, 0x20, 0x09, 0x3a, 0x5f, 0x2d, 0x00, 0x0b, 0x0c, 0x1c, 0
 /** A connection's bytes: pipelined requests, sometimes the h2 preface, sometimes damaged. */
 function connection(rnd: Rnd, c: number): Buffer {
   let text = rnd() < 0.03 ? 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' : '';
-  if (rnd() < 0.05) text += pick(rnd, [' ', '\t', '\x1c', '\r\n', '\x0b']);
+  // Bytes before the first request: skipped by some parser, or no method at all (python's
+  // http.server still takes "\x16GET / HTTP/1.1" as a request).
+  if (rnd() < 0.08) text += pick(rnd, [' ', '\t', '\x1c', '\r\n', '\x0b', '\x16', '\x00', '{', '\xff']);
   for (let r = 1 + int(rnd, 4); r > 0; r--) text += request(rnd, `${c}-${r}`);
   if (rnd() < 0.15) text = text.replace(/ /, pick(rnd, ['\t', '  ', ' \t', '\x0b']));
   const bytes = [...Buffer.from(text, 'latin1')];

@@ -62,7 +62,9 @@ function run(input: string | Buffer, cfg: InjectConfig = BASE, response?: string
   const buf = typeof input === 'string' ? Buffer.from(input, 'latin1') : input;
   const whole = feed(cfg, [buf], response);
   const bytes = feed(cfg, [...buf].map((b) => Buffer.from([b])), response);
-  const strip = (r: Result) => ({ out: r.out, terminal: r.terminal && { ...r.terminal, response: undefined }, requests: r.requests });
+  // A refused non-HTTP first line went up raw as far as it had come (the relay then resets the upstream).
+  const watched = (r: Result) => r.terminal?.kind === 'reject' && /first line holds/.test(r.terminal.reason);
+  const strip = (r: Result) => ({ out: watched(r) ? '' : r.out, terminal: r.terminal && { ...r.terminal, response: undefined }, requests: r.requests });
   assert.deepEqual(strip(bytes), strip(whole), 'byte-by-byte feeding differs from one chunk');
   const rnd = mulberry32(buf.length * 7919 + 1);
   for (let k = 0; k < 5; k++) {
@@ -425,11 +427,15 @@ const CLIENT_HELLO = Buffer.from(
 );
 
 test('a TLS ClientHello is passed through untouched, at once', () => {
-  const r = passthrough(CLIENT_HELLO, CLIENT_HELLO.toString('latin1'));
+  const r = run(CLIENT_HELLO);
+  assert.equal(r.out, CLIENT_HELLO.toString('latin1'));
+  assert.equal(r.terminal?.kind, 'passthrough', 'its first line ended (an LF byte) without "HTTP/"');
   assert.equal(r.requests, 0);
   const rw = new RequestRewriter(compileInjectConfig(BASE));
   const evs = rw.push(CLIENT_HELLO.subarray(0, 1));
-  assert.deepEqual(evs.map((e) => e.kind), ['forward', 'passthrough'], 'decided on the first byte');
+  assert.deepEqual(evs.map((e) => e.kind), ['forward'], 'forwarded from the first byte');
+  // 64 KiB without LF: no lenient parser takes that as a request line any more.
+  assert.deepEqual(rw.push(Buffer.alloc(65536, 0x17)).map((e) => e.kind), ['forward', 'passthrough']);
 });
 
 test('a first byte that could start a request commits the connection to HTTP: no escape to passthrough', () => {
@@ -442,8 +448,16 @@ test('a first byte that could start a request commits the connection to HTTP: no
   rejected('\x1cGET / HTTP/1.1\r\n\r\n', 400, /malformed request line/);
   rejected('\xa0GET / HTTP/1.1\r\n\r\n', 400, /malformed request line/);
   rejected('\r\n\x00\x01binary', 400, /malformed request line/, '\r\n');
-  // Bytes no HTTP server reads as a request pass untouched, decided on the first byte.
-  passthrough('\x00\x01binary GET / HTTP/1.1\r\n\r\n', '\x00\x01binary GET / HTTP/1.1\r\n\r\n');
+  // Bytes no HTTP method starts with pass untouched once their first line has ended...
+  passthrough('\x00\x01binary\nGET / HTTP/1.1\r\n\r\n', '\x00\x01binary\nGET / HTTP/1.1\r\n\r\n');
+  passthrough('{"json": 1}\n', '{"json": 1}\n');
+  // ...unless that line holds "HTTP/": python's http.server reads "\x16GET / HTTP/1.1" as a GET.
+  for (const start of ['\x16GET / HTTP/1.1\r\nX-Client-Hostname: spoofed\r\n\r\n', '{x / HTTP/1.1\n\n', '\x00\x01 / HTTP/']) {
+    const r = run(start);
+    assert.ok(r.terminal?.kind === 'reject', JSON.stringify(start));
+    assert.equal(r.terminal.response.length, 0);
+    assert.ok(!r.out.includes('HTTP/'), 'the line with HTTP/ never went up whole');
+  }
 });
 
 test('--http-only refuses a connection that does not start like HTTP, and answers nothing', () => {
