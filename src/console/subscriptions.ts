@@ -125,12 +125,15 @@ export class Subscriptions {
     let decoded: ReturnType<typeof decodeSubscription>;
     let links: ParsedLink[];
     let skipped: SkippedLink[];
+    let stage = 'fetch';
     try {
-      decoded = decodeSubscription(await this.deps.fetchText(url, { userAgent }));
+      const body = await this.deps.fetchText(url, { userAgent });
+      stage = 'use';
+      decoded = decodeSubscription(body);
       ({ links, skipped } = parseEntries(decoded.entries));
       if (!links.length) throw new Error(skipped.length ? `no usable links: ${importSummary(0, skipped)}` : 'the subscription lists no nodes');
     } catch (e) {
-      const message = `cannot use the subscription: ${(e as Error).message}`;
+      const message = `cannot ${stage} the subscription: ${(e as Error).message}`;
       if (refresh) {
         this.deps.log.warn(`subscription ${url}: ${message}; keeping its nodes as they are`);
         await this.deps.store.change((d) => setSubscriptions(d, subscriptionsOf(d).map((s) => (s.url === url ? { ...s, error: message } : s))), []).catch(() => {});

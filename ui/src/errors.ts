@@ -17,6 +17,7 @@ const Q = `'([^']*)'`;
 // First match wins. Each entry: a pattern over the raw text and the message it becomes.
 const PATTERNS: [RegExp, Key | ((m: RegExpExecArray) => [Key, Params?])][] = [
   [/^network error|Failed to fetch|NetworkError|Load failed/i, 'err.unreachable'],
+  [/^cannot use the subscription: the subscription is not a link list/, 'err.notSubscription'],
   [/^expected a JSON array/, 'rules.notArray'],
   [/\bJSON\b|Unexpected token|Unexpected end/i, 'rules.notJson'],
   [/^not logged in$/i, 'err.session'],
