@@ -98,7 +98,7 @@ function prototypeKeyAt(doc: Document): { offset: number; key: string } | undefi
 function dropNulls(v: unknown, top = true): unknown {
   if (Array.isArray(v)) return v.map((x) => dropNulls(x, false));
   if (v === null || typeof v !== 'object') return v;
-  const out: Record<string, unknown> = {};
+  const out: Record<string, unknown> = Object.create(null);
   for (const [k, x] of Object.entries(v)) {
     if (x === null) {
       if (top && (k === 'set-forwarded-for' || k === 'set-client-hostname')) out[k] = true;

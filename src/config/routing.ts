@@ -31,7 +31,7 @@ export interface RoutingConfig {
 export const UPSTREAM_NODE = 'upstream';
 
 export function routingOf(file: ConfigFile | undefined, upstream: string | undefined, sniffTimeoutMs: number): RoutingConfig | undefined {
-  const nodes: Record<string, NodeConfig> = {};
+  const nodes: Record<string, NodeConfig> = Object.create(null); // a name never reaches a prototype
   for (const [name, n] of Object.entries(file?.nodes ?? {})) {
     nodes[name] = {
       uri: n.uri,

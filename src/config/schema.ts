@@ -514,7 +514,7 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
   if (f.console?.listen !== undefined) set('console', String(f.console.listen).trim());
   set('relay', f.relay);
 
-  const nodes: Record<string, ConfigNode> = {};
+  const nodes: Record<string, ConfigNode> = Object.create(null); // a name never reaches a prototype
   for (const [name, n] of Object.entries(f.nodes ?? {})) {
     nodes[name] = {
       uri: n.uri.trim(),

@@ -46,7 +46,8 @@ test('full example: every section, handed on to parseRunOptions and compileRules
   assert.equal(cfg.run.bypassMark, '1337'); // YAML reads 0x539 as a number
   assert.equal(cfg.run.tproxyMark, '0x1e7');
   assert.equal(cfg.run.setForwardedFor, 'default');
-  assert.deepEqual(cfg.nodes, {
+  assert.equal(Object.getPrototypeOf(cfg.nodes), null, "node names are keys of a null-prototype map");
+  assert.deepEqual({ ...cfg.nodes }, {
     'node-a': { uri: 'socks5://user:pass@203.0.113.10:1080' },
     'node-b': { uri: 'ss://aes-256-gcm:secret@203.0.113.11:8388#b', connectTimeoutMs: 3000, udp: true },
     corp: { uri: 'http://proxy.corp.example:3128' },
