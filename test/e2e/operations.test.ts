@@ -51,7 +51,9 @@ test('admin API: readiness, metrics aggregated over 2 workers, live connections,
     assert.match((await get(client, 'http://127.0.0.1:15000/healthz')).stdout, /ok/);
     const h = hold(client);
     await h.proc.waitForOutput(/connected/);
-    await h.say('hello');
+    // Port 7 is an injection port here: a first byte that is not a token character keeps the
+    // connection raw (a letter would make it HTTP, and 'hello' would get a 400).
+    await h.say('<hello>');
     const metrics = (await get(client, 'http://127.0.0.1:15000/metrics')).stdout;
     assert.match(metrics, /tranproxy_connections_total\{listener="0\.0\.0\.0:15001",outbound="direct",result="eof"\} 6/);
     assert.match(metrics, /tranproxy_connections_active\{listener="0\.0\.0\.0:15001"\} 1/);
@@ -84,7 +86,7 @@ test('SIGHUP reload: new headers for new connections, established ones kept, a b
       assert.equal(await gen(), '1');
       const h = hold(client);
       await h.proc.waitForOutput(/connected/);
-      await h.say('before');
+      await h.say('<before>'); // not a token character first: a raw (non-HTTP) connection on an injection port
 
       write('2');
       proxy.child.kill('SIGHUP');
