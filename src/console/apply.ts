@@ -1,7 +1,8 @@
 // Every console change takes one path, the config file's: read the file, edit the YAML
 // document, validate the new text with the `--config` parser and the run configuration,
-// apply it to the running supervisor (a new worker generation, rules replaced), and only
-// then write the file (atomically). A refused change leaves the file and the proxy as they were.
+// stage the new file beside the old one (so a file that cannot be saved refuses the change),
+// apply it to the running supervisor (a new worker generation, rules replaced), then rename
+// the staged file over. A refused or unsavable change leaves the file and the proxy as they were.
 import { readFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { dirname } from 'node:path';
@@ -12,7 +13,7 @@ import type { RunConfig } from '../config/run-config.js';
 import { TranproxyError, UsageError } from '../errors.js';
 import type { SupervisorControl } from '../proxy/supervisor.js';
 import { DEFAULT_DNS_PORT } from '../dns/config.js';
-import { parseDoc, stateOf, usageErrors, validateText, ValidationError, writeFileAtomic, type ConsoleState, type DnsServerState, type FieldMap } from './document.js';
+import { parseDoc, stateOf, usageErrors, validateText, ValidationError, stageFile, type StagedFile, type ConsoleState, type DnsServerState, type FieldMap } from './document.js';
 
 /** Builds the run configuration from a parsed file (flags typed on the command line still win). */
 export type BuildConfig = (file: ConfigFile) => RunConfig;
@@ -127,23 +128,61 @@ export class ConfigStore {
       if (e instanceof UsageError) throw new ValidationError(usageErrors(e, fields));
       throw e;
     }
+    if (text === before.text) {
+      this.emit();
+      return { text, doc: parseDoc(text), file };
+    }
+    const staged = this.stage(text);
     // Only what the proxy runs on needs a new generation: check targets, subscription
     // bookkeeping or a password change are just saved.
-    if (text !== before.text && JSON.stringify(cfg) !== JSON.stringify(this.control.config())) {
-      this.changing = true;
-      try {
-        await this.control.apply(cfg);
-      } catch (e) {
-        // e.g. "mode cannot change on reload", or the firewall refused the plan
-        throw new ValidationError(e instanceof UsageError ? usageErrors(e, fields) : [{ field: '', message: (e as Error).message }]);
-      } finally {
-        this.changing = false;
-      }
+    const previous = this.control.config();
+    const applies = JSON.stringify(cfg) !== JSON.stringify(previous);
+    if (applies) await this.applyOrDiscard(cfg, fields, staged);
+    try {
+      staged.commit();
+    } catch (e) {
+      if (applies) await this.rollBack(previous);
+      throw new TranproxyError(`cannot save ${this.path}: ${errCode(e)}; the change was not applied`);
     }
-    if (text !== before.text) writeFileAtomic(this.path, text);
     this.emit();
     return { text, doc: parseDoc(text), file };
   }
+
+  /** The new file, written but not yet in place: a directory that cannot be written refuses the change. */
+  private stage(text: string): StagedFile {
+    try {
+      return stageFile(this.path, text);
+    } catch (e) {
+      throw new TranproxyError(`cannot save ${this.path}: ${errCode(e)}; the change was not applied`);
+    }
+  }
+
+  private async applyOrDiscard(cfg: RunConfig, fields: FieldMap, staged: StagedFile): Promise<void> {
+    this.changing = true;
+    try {
+      await this.control.apply(cfg);
+    } catch (e) {
+      staged.discard();
+      // e.g. "mode cannot change on reload", or the firewall refused the plan
+      throw new ValidationError(e instanceof UsageError ? usageErrors(e, fields) : [{ field: '', message: (e as Error).message }]);
+    } finally {
+      this.changing = false;
+    }
+  }
+
+  /** The file could not be put in place after the change ran: run the previous configuration again. */
+  private async rollBack(previous: RunConfig): Promise<void> {
+    this.changing = true;
+    try {
+      await this.control.apply(previous);
+    } finally {
+      this.changing = false;
+    }
+  }
+}
+
+function errCode(e: unknown): string {
+  return (e as NodeJS.ErrnoException).code ?? (e as Error).message;
 }
 
 /** Where the running DNS forwarder listens, its fake-IP range, and the LAN interfaces' addresses. */

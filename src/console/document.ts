@@ -110,6 +110,20 @@ export function validateText(text: string, path: string, map: FieldMap, opts: Pa
 
 /** Write `text` to `path` via a temporary file and rename: readers see the old or the new file. */
 export function writeFileAtomic(path: string, text: string): void {
+  stageFile(path, text).commit();
+}
+
+/** A written, synced temporary file next to its target: `commit` renames it over, `discard` removes it. */
+export interface StagedFile {
+  commit(): void;
+  discard(): void;
+}
+
+/**
+ * Writes `text` beside `path` without replacing it yet, so a change can learn that the file
+ * cannot be saved (read-only directory, EROFS/EACCES) before it is applied.
+ */
+export function stageFile(path: string, text: string): StagedFile {
   let mode = 0o600;
   let owner: { uid: number; gid: number } | undefined;
   try {
@@ -136,12 +150,24 @@ export function writeFileAtomic(path: string, text: string): void {
       // closed above
     }
   }
-  try {
-    renameSync(tmp, path);
-  } catch (e) {
-    unlinkSync(tmp);
-    throw e;
-  }
+  const discard = (): void => {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // already gone
+    }
+  };
+  return {
+    commit: () => {
+      try {
+        renameSync(tmp, path);
+      } catch (e) {
+        discard();
+        throw e;
+      }
+    },
+    discard,
+  };
 }
 
 // ---------------------------------------------------------------------------------------
