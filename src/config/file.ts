@@ -61,6 +61,7 @@ function keysFor(path: readonly PropertyKey[]): readonly string[] {
   if (path.length === 0) return KNOWN_KEYS.top;
   if (path[0] === 'rules' && path.length === 2) return KNOWN_KEYS.rule;
   if (path[0] === 'nodes' && path.length === 2) return KNOWN_KEYS.node;
+  if (path[0] === 'groups' && path.length === 2) return KNOWN_KEYS.group;
   if (path[0] === 'dns' && path.length === 1) return KNOWN_KEYS.dns;
   if (path[0] === 'dns' && path[1] === 'fake-ip' && path.length === 2) return KNOWN_KEYS.fakeIp;
   if (path[0] === 'console' && path.length === 1) return KNOWN_KEYS.console;
@@ -197,7 +198,7 @@ export function parseConfigText(text: string, path: string, opts: ParseOptions =
 
   // Everything the router checks, checked now, with a line to show.
   try {
-    compileRules(routeRules, settings.default, Object.keys(settings.nodes));
+    compileRules(routeRules, settings.default, [...Object.keys(settings.nodes), ...Object.keys(settings.groups)]);
   } catch (e) {
     if (e instanceof RuleError) {
       const p: Path = ['rules', e.rule, ...(e.field && e.field !== 'name' ? [RULE_FIELD_NAMES[e.field]] : [])];

@@ -3,6 +3,7 @@
 // rule fails at start-up, not on the first connection. Plain data: it crosses to the data
 // plane child over IPC.
 import { UsageError } from '../errors.js';
+import type { GroupSpec } from '../outbound/group.js';
 import { parseNodeUri } from '../outbound/uri.js';
 import { compileRules, type RuleSpec } from '../route/index.js';
 import type { ConfigFile } from './file.js';
@@ -17,6 +18,8 @@ export interface NodeConfig {
 
 export interface RoutingConfig {
   nodes: Record<string, NodeConfig>;
+  /** Node groups (validated by the file's schema: known members, no cycles). */
+  groups: Record<string, GroupSpec>;
   rules: RuleSpec[];
   /** Outbound for flows no rule matches: a node name, 'direct' or 'reject'. */
   defaultOutbound: string;
@@ -46,7 +49,8 @@ export function routingOf(file: ConfigFile | undefined, upstream: string | undef
   const rules = file?.routeRules ?? [];
   const dns = file?.dns;
   const defaultUdp = file?.defaultUdp;
-  if (!Object.keys(nodes).length && !rules.length && !file?.defaultGiven && !dns && defaultUdp === undefined) return undefined;
+  const groups = file?.groups ?? {};
+  if (!Object.keys(nodes).length && !Object.keys(groups).length && !rules.length && !file?.defaultGiven && !dns && defaultUdp === undefined) return undefined;
   for (const [name, n] of Object.entries(nodes)) {
     try {
       parseNodeUri(n.uri, name);
@@ -61,10 +65,11 @@ export function routingOf(file: ConfigFile | undefined, upstream: string | undef
     if (n.fallback === name) throw new UsageError(`nodes.${name}.fallback: a node cannot fall back to itself`);
   }
   const defaultOutbound = file?.defaultGiven ? file.default : upstream !== undefined ? UPSTREAM_NODE : 'direct';
-  compileRules(rules, defaultOutbound, Object.keys(nodes)); // throws with the rule's name
+  const outbounds = [...Object.keys(nodes), ...Object.keys(groups)];
+  compileRules(rules, defaultOutbound, outbounds); // throws with the rule's name
   if (defaultUdp !== undefined) {
     try {
-      compileRules([], defaultUdp, Object.keys(nodes));
+      compileRules([], defaultUdp, outbounds);
     } catch (e) {
       throw new UsageError(`default-udp: ${(e as Error).message.replace(/^default: /, '')}`);
     }
@@ -72,5 +77,5 @@ export function routingOf(file: ConfigFile | undefined, upstream: string | undef
   if (dns && dns.via !== 'direct' && !nodes[dns.via]) {
     throw new UsageError(`dns.via: unknown outbound '${dns.via}' (known: direct, ${Object.keys(nodes).join(', ') || 'no nodes'})`);
   }
-  return { nodes, rules, defaultOutbound, ...(defaultUdp !== undefined ? { defaultUdpOutbound: defaultUdp } : {}), sniffTimeoutMs, ...(dns ? { dns } : {}) };
+  return { nodes, groups, rules, defaultOutbound, ...(defaultUdp !== undefined ? { defaultUdpOutbound: defaultUdp } : {}), sniffTimeoutMs, ...(dns ? { dns } : {}) };
 }

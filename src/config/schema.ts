@@ -34,6 +34,8 @@
 //   rules:    list of { domain | domain-suffix | domain-keyword | domain-list | cidr | port |
 //             source-cidr | network …, outbound }; every matcher given must match (the domain
 //             ones count as one: any of them); first matching rule wins
+//   groups:   name → { type: select | url-test | fallback, members, url, interval, tolerance }
+//             a group is an outbound like a node (rules, default, default-udp, other groups)
 //   default:  outbound for flows no rule matches (default: direct)
 //   dns:      { listen, nameservers, via, cache, fake-ip: { enabled, range } }
 //   default-udp:    outbound for UDP flows no rule matches (default: the same as `default`)
@@ -45,6 +47,8 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { UsageError } from '../errors.js';
+import { DEFAULT_PROBE_INTERVAL_MS, DEFAULT_PROBE_URL, DEFAULT_TOLERANCE_MS, GROUP_TYPES, type GroupSpec } from '../outbound/group.js';
+import { groupProblems } from './groups.js';
 import { parseHeaderFlag, validateHeader, type HeaderSpec } from '../http/inject-config.js';
 import { BUILTIN_OUTBOUNDS, normalizeDomainEntry, suggest, unknownOutboundMessage, type DomainEntryKind, type Network } from '../route/index.js';
 import type { RawRunOptions } from './run-config.js';
@@ -231,6 +235,16 @@ const NodeName = z.string().superRefine((name, ctx) => {
 });
 const NodeSchema = z.preprocess((v) => (typeof v === 'string' ? { uri: v } : v), NodeObject);
 
+const GroupSchema = z.strictObject({
+  type: oneOf(GROUP_TYPES),
+  members: many(text('an outbound name (a node, a group, direct or reject)')),
+  url: text('an http:// or https:// URL to probe', (t) => {
+    if (!/^https?:\/\/[^\s/]+/i.test(t.trim())) throw new UsageError(`: '${t}' is not an http:// or https:// URL`);
+  }).optional(),
+  interval: duration.optional(),
+  tolerance: scalar('a number of milliseconds', (t) => parseDurationOrOff(t, '')).optional(),
+});
+
 /** "host:port", host a name or an IP (IPv6 in brackets). */
 export function parseCheckTarget(t: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(t.trim());
@@ -319,6 +333,7 @@ export const ConfigSchema = z
     'bypass-private': bool.optional(),
     relay: oneOf(['auto', 'js', 'splice']).optional(),
     nodes: z.record(NodeName, NodeSchema).optional(),
+    groups: z.record(NodeName, GroupSchema).optional(),
     rules: many(RuleSchema).optional(),
     default: text('an outbound name (direct, reject or a node)').optional(),
     'default-udp': text('an outbound name (direct, reject or a node)').optional(),
@@ -329,7 +344,8 @@ export const ConfigSchema = z
   })
   .superRefine((cfg, ctx) => {
     const nodes = Object.keys(cfg.nodes ?? {});
-    const known = [...BUILTIN_OUTBOUNDS, ...nodes];
+    const known = [...BUILTIN_OUTBOUNDS, ...nodes, ...Object.keys(cfg.groups ?? {})];
+    for (const [path, message] of groupProblems(cfg.groups ?? {}, known, nodes)) ctx.addIssue({ code: 'custom', path, message });
     const outbound = (name: string | undefined, path: (string | number)[], allowReject = true) => {
       if (name === undefined) return;
       if (!known.includes(name)) ctx.addIssue({ code: 'custom', path, message: unknownOutboundMessage(name, known) });
@@ -359,6 +375,7 @@ export const KNOWN_KEYS = {
   top: Object.keys(ConfigSchema.shape),
   rule: Object.keys(RuleSchema.shape),
   node: Object.keys(NodeObject.shape),
+  group: Object.keys(GroupSchema.shape),
   dns: Object.keys(DnsSchema.shape),
   console: Object.keys(ConsoleSchema.shape),
   fakeIp: Object.keys(FakeIpSchema.shape),
@@ -407,6 +424,7 @@ export interface ConfigSettings {
   /** The flag-equivalent settings, exactly as commander would hand them to parseRunOptions. */
   run: RawRunOptions;
   nodes: Record<string, ConfigNode>;
+  groups: Record<string, GroupSpec>;
   rules: ConfigRule[];
   /** Outbound for flows no rule matches ('direct' unless the file says otherwise). */
   default: string;
@@ -525,6 +543,17 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
     };
   }
 
+  const groups: Record<string, GroupSpec> = {};
+  for (const [name, g] of Object.entries(f.groups ?? {})) {
+    groups[name] = {
+      type: g.type,
+      members: g.members.map((m) => m.trim()),
+      url: g.url?.trim() ?? DEFAULT_PROBE_URL,
+      intervalMs: g.interval === undefined ? DEFAULT_PROBE_INTERVAL_MS : parseDuration(String(g.interval), `groups.${name}.interval`),
+      toleranceMs: g.tolerance === undefined ? DEFAULT_TOLERANCE_MS : parseDurationOrOff(String(g.tolerance), `groups.${name}.tolerance`),
+    };
+  }
+
   const rules: ConfigRule[] = (f.rules ?? []).map((r) => {
     const out: ConfigRule = { outbound: r.outbound };
     if (r.domain) out.domain = r.domain;
@@ -573,6 +602,7 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
   return {
     run,
     nodes,
+    groups,
     rules,
     default: f.default ?? 'direct',
     defaultGiven: f.default !== undefined,

@@ -24,6 +24,8 @@ export interface AdminHooks {
   ready(): boolean;
   metrics(): Promise<{ contentType: string; body: string }>;
   connections(): Promise<unknown[]>;
+  /** Node groups: type, chosen member, members' health. */
+  groups?(): Promise<unknown[]>;
   /** Begin a graceful exit (status 0). */
   quit(): void;
 }
@@ -105,12 +107,15 @@ export function startAdminServer(listen: AdminListen, hooks: AdminHooks, log?: L
     if (path === '/healthz') return send(200, 'ok\n');
     if (path === '/readyz') return hooks.ready() ? send(200, 'ready\n') : send(503, 'not ready\n');
     if (path === '/metrics') return void hooks.metrics().then((m) => send(200, m.body, m.contentType), fail);
-    if (token && (path === '/connections' || path === '/quitquitquit') && !authorized(req.headers.authorization, token)) {
+    if (token && (path === '/connections' || path === '/groups' || path === '/quitquitquit') && !authorized(req.headers.authorization, token)) {
       refused.note(req, 401, 'no valid bearer token');
       return send(401, 'unauthorized: send Authorization: Bearer <token from --admin-token-file>\n', undefined, { 'www-authenticate': 'Bearer realm="tranproxy"' });
     }
     if (path === '/connections') {
       return void hooks.connections().then((c) => send(200, JSON.stringify(c, null, 1) + '\n', 'application/json'), fail);
+    }
+    if (path === '/groups' && hooks.groups) {
+      return void hooks.groups().then((g) => send(200, JSON.stringify(g, null, 1) + '\n', 'application/json'), fail);
     }
     if (path === '/quitquitquit') {
       // POST only: a stray GET (a browser, a crawler) must not stop the proxy.
@@ -119,7 +124,7 @@ export function startAdminServer(listen: AdminListen, hooks: AdminHooks, log?: L
       send(200, 'bye\n');
       return hooks.quit();
     }
-    send(404, 'not found: try /healthz /readyz /metrics /connections /quitquitquit\n');
+    send(404, 'not found: try /healthz /readyz /metrics /connections /groups /quitquitquit\n');
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);

@@ -20,6 +20,7 @@ import { startDnsForwarder, type DnsForwarder } from '../dns/forwarder.js';
 import { dnsForwarderOptions } from '../dns/config.js';
 import { fmt } from '../outbound/direct.js';
 import { onPluginEvent, type PluginEvent } from '../outbound/sip003.js';
+import { buildGroups, type Groups } from './groups.js';
 
 function send(msg: FromChild): void {
   process.send?.(msg);
@@ -30,9 +31,10 @@ const metrics = new DataPlaneMetrics();
 let udp: UdpTproxy | undefined;
 let dns: DnsForwarder | undefined;
 let restartDns: (() => Promise<void>) | undefined;
+let groups: Groups | undefined;
 
 /** Outbounds and router from plain config (validated already by the supervisor). */
-function buildRouting(cfg: RoutingConfig, mark: number, connectTimeoutMs: number, resolve: HostResolver | undefined): DataPlaneRouting {
+function buildRouting(cfg: RoutingConfig, mark: number, connectTimeoutMs: number, resolve: HostResolver | undefined, log: Logger): DataPlaneRouting {
   const outbounds = new Map<string, TcpOutbound>();
   for (const [name, node] of Object.entries(cfg.nodes)) {
     outbounds.set(
@@ -40,6 +42,7 @@ function buildRouting(cfg: RoutingConfig, mark: number, connectTimeoutMs: number
       createOutbound(parseNodeUri(node.uri, name), { ...(mark ? { mark } : {}), ...(resolve ? { resolve } : {}), connectTimeoutMs: node.connectTimeoutMs ?? connectTimeoutMs }),
     );
   }
+  groups = buildGroups(cfg.groups ?? {}, outbounds, { mark, connectTimeoutMs, log, metrics });
   const fallbacks = new Map(Object.entries(cfg.nodes).flatMap(([name, n]) => (n.fallback ? [[name, n.fallback] as const] : [])));
   return { router: compileRules(cfg.rules, cfg.defaultOutbound, [...outbounds.keys()]), outbounds, fallbacks, sniffTimeoutMs: cfg.sniffTimeoutMs };
 }
@@ -84,7 +87,7 @@ async function start(msg: ChildStart): Promise<void> {
   // Domain lists arrive packed (DomainList.toJSON): unpacked once, shared by the TCP and UDP routers.
   if (msg.routing) msg.routing.rules = reviveRuleLists(msg.routing.rules);
   const resolveNames = resolverForNames(msg.resolver, msg.nameserversGiven);
-  const routing = msg.routing ? buildRouting(msg.routing, msg.outboundMark, msg.connectTimeoutMs, resolveNames) : undefined;
+  const routing = msg.routing ? buildRouting(msg.routing, msg.outboundMark, msg.connectTimeoutMs, resolveNames, log) : undefined;
   if (msg.routing?.dns && routing) {
     // The DNS forwarder lives here, next to the data plane, so fake-IP lookups are calls.
     const dnsCfg = msg.routing.dns;
@@ -149,6 +152,7 @@ process.on('message', (msg: ToChild) => {
   } else if (msg.type === 'query') {
     const answer = (data: unknown) => process.send?.({ type: 'answer', id: msg.id, data });
     if (msg.what === 'connections') void (plane?.connections() ?? Promise.resolve([])).then(answer, () => answer([]));
+    else if (msg.what === 'groups') answer(groups?.states() ?? []);
     else if (msg.what === 'dns-release') {
       const d = dns;
       dns = undefined;
@@ -161,6 +165,15 @@ process.on('message', (msg: ToChild) => {
       answer(dns !== undefined);
     }
     else void metrics.snapshot().then(answer, () => answer(undefined));
+  } else if (msg.type === 'select-group') {
+    const g = groups?.byName.get(msg.group);
+    try {
+      if (!g) throw new Error(`no group named '${msg.group}'`);
+      g.select(msg.member);
+      process.send?.({ type: 'answer', id: msg.id, data: { ok: true } });
+    } catch (e) {
+      process.send?.({ type: 'answer', id: msg.id, data: { ok: false, error: (e as Error).message } });
+    }
   } else if (msg.type === 'close-connection') {
     void (plane?.closeConnection(msg.conn) ?? Promise.resolve(false)).then(
       (data) => process.send?.({ type: 'answer', id: msg.id, data }),

@@ -43,7 +43,7 @@ export interface ChildShutdown {
  * 'dns-flush' empties the DNS forwarder's cache; 'dns-release' closes the forwarder (its port
  * goes to the next generation), 'dns-restore' starts it again. Answer: whether it did.
  */
-export type QueryKind = 'metrics' | 'connections' | 'dns-flush' | 'dns-release' | 'dns-restore';
+export type QueryKind = 'metrics' | 'connections' | 'groups' | 'dns-flush' | 'dns-release' | 'dns-restore';
 
 export interface ChildQuery {
   type: 'query';
@@ -58,7 +58,15 @@ export interface ChildCloseConnection {
   conn: number;
 }
 
-export type ToChild = ChildStart | ChildShutdown | ChildQuery | ChildCloseConnection;
+/** Choose the member of a select group; answer: { ok, error? }. */
+export interface ChildSelectGroup {
+  type: 'select-group';
+  id: number;
+  group: string;
+  member: string;
+}
+
+export type ToChild = ChildStart | ChildShutdown | ChildQuery | ChildCloseConnection | ChildSelectGroup;
 
 export type FromChild =
   /** relay: how this worker's flows are relayed (RelayPath). */

@@ -8,7 +8,7 @@
 import type { ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { PermissionError, SyscallError, TranproxyError } from '../errors.js';
+import { PermissionError, SyscallError, TranproxyError, UsageError } from '../errors.js';
 import { closeFd, createListenerFd } from '../kernel/sockets.js';
 import { getFdLimit, raiseFdLimit } from '../kernel/ffi.js';
 import { FdReserve, spawnCommand } from '../kernel/exec.js';
@@ -24,6 +24,7 @@ import type { ChildStart, FromChild, QueryKind, RelayPath, ToChild } from './pro
 import { SupervisorMetrics, type MetricsSnapshot } from '../observe/metrics.js';
 import { startAdminServer, type AdminServer } from '../observe/admin.js';
 import type { ConnectionInfo } from './dataplane.js';
+import type { GroupState } from '../outbound/group.js';
 
 const CHILD_ENTRY = fileURLToPath(new URL('./child.js', import.meta.url));
 
@@ -188,6 +189,10 @@ export interface SupervisorControl {
   connections(): Promise<WorkerConnection[]>;
   metricSnapshots(): Promise<MetricsSnapshot[]>;
   closeConnection(worker: number, id: number): Promise<boolean>;
+  /** Node groups and their chosen members, as the first worker sees them. */
+  groups?(): Promise<GroupState[]>;
+  /** Choose the member of a select group in every worker; rejects with the reason. */
+  selectGroup?(group: string, member: string): Promise<void>;
   /** Workers whose DNS cache was cleared. */
   flushDns(): Promise<number>;
   /** Whether tranproxy's rules are in the kernel right now (asks the kernel). */
@@ -249,6 +254,7 @@ export class Supervisor implements SupervisorControl {
           ready: () => this.ready,
           metrics: async () => ({ contentType: this.metrics.contentType, body: await this.metrics.render(await this.collect<MetricsSnapshot>('metrics')) }),
           connections: async () => (await this.collect<ConnectionInfo[]>('connections')).flat(),
+          groups: () => this.groups(),
           quit: () => this.quit?.(0),
         }, this.log).catch((e: NodeJS.ErrnoException) => {
           throw new TranproxyError(`admin listener ${cfg.admin!.host}:${cfg.admin!.port}: ${e.code ?? e.message}: choose another --admin address`);
@@ -364,6 +370,18 @@ export class Supervisor implements SupervisorControl {
 
   metricSnapshots(): Promise<MetricsSnapshot[]> {
     return this.collect<MetricsSnapshot>('metrics');
+  }
+
+  async groups(): Promise<GroupState[]> {
+    const w = this.workers[0];
+    const a = w ? await w.query('groups') : undefined;
+    return Array.isArray(a) ? (a as GroupState[]) : [];
+  }
+
+  async selectGroup(group: string, member: string): Promise<void> {
+    const answers = await Promise.all(this.workers.map((w) => w.ask((q) => ({ type: 'select-group', id: q, group, member }))));
+    const failed = answers.find((a) => (a as { ok?: boolean } | undefined)?.ok !== true) as { error?: string } | undefined;
+    if (failed) throw new UsageError(failed.error ?? `group '${group}': no answer from the data plane`);
   }
 
   async closeConnection(worker: number, id: number): Promise<boolean> {

@@ -1,0 +1,148 @@
+// Node groups: selection (url-test tolerance, fallback order, health transitions) with fake
+// probes, a real HTTP probe through a direct-style outbound, and the file's validation.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import { ConfigError, parseConfigText } from '../../src/config/file.js';
+import { routingOf } from '../../src/config/routing.js';
+import { GroupOutbound, httpProbe, pickFallback, pickUrlTest, type GroupSpec, type MemberHealth } from '../../src/outbound/group.js';
+import type { TcpOutbound } from '../../src/outbound/types.js';
+
+const h = (entries: Record<string, MemberHealth>) => new Map(Object.entries(entries));
+
+test('url-test keeps the current member unless another is faster by more than the tolerance', () => {
+  const members = ['a', 'b', 'c'];
+  assert.equal(pickUrlTest(members, h({ a: { alive: true, delayMs: 100 }, b: { alive: true, delayMs: 60 } }), 'a', 50), 'a');
+  assert.equal(pickUrlTest(members, h({ a: { alive: true, delayMs: 100 }, b: { alive: true, delayMs: 49 } }), 'a', 50), 'b');
+  assert.equal(pickUrlTest(members, h({ a: { alive: false }, b: { alive: true, delayMs: 300 }, c: { alive: true, delayMs: 200 } }), 'a', 50), 'c');
+  assert.equal(pickUrlTest(members, h({ a: { alive: false }, b: { alive: false } }), 'b', 50), 'b', 'nothing alive: stays');
+});
+
+test('fallback takes the first member not known to be down, in order', () => {
+  const members = ['a', 'b', 'c'];
+  assert.equal(pickFallback(members, h({}), 'a'), 'a');
+  assert.equal(pickFallback(members, h({ a: { alive: false }, b: { alive: true, delayMs: 900 }, c: { alive: true, delayMs: 1 } }), 'a'), 'b');
+  assert.equal(pickFallback(members, h({ a: { alive: false }, b: { alive: false }, c: { alive: false } }), 'c'), 'c');
+});
+
+/** A group over fake members whose probe results the test sets. */
+function fakeGroup(type: GroupSpec['type'], members: string[]) {
+  const results = new Map<string, number | Error>();
+  const changes: string[] = [];
+  const outbound = (name: string): TcpOutbound => ({ name, kind: 'fake', connect: () => Promise.reject(new Error(`${name} used`)) });
+  const spec: GroupSpec = { type, members, url: 'http://probe/', intervalMs: 60_000, toleranceMs: 50 };
+  const probe = async (m: TcpOutbound) => {
+    const r = results.get(m.name);
+    if (r === undefined || r instanceof Error) throw r ?? new Error('no result');
+    return r;
+  };
+  const g = new GroupOutbound('g', spec, new Map(members.map((m) => [m, outbound(m)])), probe, (grp, from, reason) => changes.push(`${from}->${grp.now} (${reason})`));
+  return { g, results, changes };
+}
+
+test('fallback moves off a member that goes down and back when it returns; connect goes to the chosen member', async () => {
+  const { g, results, changes } = fakeGroup('fallback', ['hk', 'jp']);
+  results.set('hk', 10).set('jp', 20);
+  await g.checkNow();
+  assert.equal(g.now, 'hk');
+  results.set('hk', new Error('ECONNREFUSED'));
+  await g.checkNow();
+  assert.equal(g.now, 'jp');
+  await assert.rejects(g.connect({ ip: '192.0.2.1', port: 80, family: 4 }, { source: { address: '192.0.2.9', port: 1 } }), /jp used/);
+  assert.deepEqual(g.state().members, [
+    { name: 'hk', alive: false, error: 'ECONNREFUSED' },
+    { name: 'jp', alive: true, delayMs: 20 },
+  ]);
+  results.set('hk', 30);
+  await g.checkNow();
+  assert.equal(g.now, 'hk');
+  assert.deepEqual(changes, ['hk->jp (hk down: ECONNREFUSED)', 'jp->hk (back up)']);
+});
+
+test('url-test switches to the faster member only beyond the tolerance', async () => {
+  const { g, results, changes } = fakeGroup('url-test', ['a', 'b']);
+  results.set('a', 100).set('b', 70);
+  await g.checkNow();
+  assert.equal(g.now, 'a', '30 ms faster is within the 50 ms tolerance');
+  results.set('b', 20);
+  await g.checkNow();
+  assert.equal(g.now, 'b');
+  assert.deepEqual(changes, ['a->b (faster)']);
+});
+
+test('select: chosen by hand among its members only; probes do not change it', async () => {
+  const { g, results } = fakeGroup('select', ['a', 'b']);
+  results.set('a', new Error('down')).set('b', 5);
+  await g.checkNow();
+  assert.equal(g.now, 'a');
+  g.select('b');
+  assert.equal(g.now, 'b');
+  assert.throws(() => g.select('zz'), /'zz' is not a member of 'g' \(members: a, b\)/);
+  const other = fakeGroup('url-test', ['a']).g;
+  assert.throws(() => other.select('a'), /only select groups/);
+});
+
+/** An outbound that connects straight to 127.0.0.1 (what a member does, minus the node). */
+const loopback: TcpOutbound = {
+  name: 'lo',
+  kind: 'test',
+  connect: (dst) =>
+    new Promise((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port: dst.port }, () => resolve(s));
+      s.once('error', reject);
+    }),
+};
+
+test('httpProbe: a 204 is healthy with its time; other statuses, closed ports and silence are failures', async () => {
+  const server = http.createServer((req, res) => {
+    if (req.url === '/generate_204') res.writeHead(204).end();
+    else if (req.url === '/slow') setTimeout(() => res.writeHead(204).end(), 2000).unref();
+    else res.writeHead(503).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  try {
+    const ms = await httpProbe(loopback, `http://127.0.0.1:${port}/generate_204`, 2000);
+    assert.ok(ms > 0 && ms < 2000, `delay ${ms}`);
+    await assert.rejects(httpProbe(loopback, `http://127.0.0.1:${port}/other`, 2000), /HTTP status 503/);
+    await assert.rejects(httpProbe(loopback, `http://127.0.0.1:${port}/slow`, 200), /timed out/);
+    const closed = net.createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const closedPort = (closed.address() as AddressInfo).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    await assert.rejects(httpProbe(loopback, `http://127.0.0.1:${closedPort}/`, 2000), /ECONNREFUSED/);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
+const NODES = 'nodes:\n  hk1: socks5://192.0.2.1:1080\n  jp1: socks5://192.0.2.2:1080\n';
+
+test('config: groups are outbounds for rules, default and default-udp, with their settings', () => {
+  const cfg = parseConfigText(
+    `${NODES}groups:\n  auto: { type: url-test, members: [hk1, jp1], url: "http://192.0.2.9/generate_204", interval: 5m, tolerance: 80 }\n  pick: { type: select, members: [auto, hk1, direct] }\nrules:\n  - { domain-suffix: example.com, outbound: auto }\ndefault: pick\ndefault-udp: auto\n`,
+    'test.yaml',
+  );
+  assert.deepEqual(cfg.groups.auto, { type: 'url-test', members: ['hk1', 'jp1'], url: 'http://192.0.2.9/generate_204', intervalMs: 300_000, toleranceMs: 80 });
+  assert.equal(cfg.groups.pick?.url, 'http://www.gstatic.com/generate_204');
+  const routing = routingOf(cfg, undefined, 300);
+  assert.equal(routing?.defaultOutbound, 'pick');
+  assert.deepEqual(Object.keys(routing?.groups ?? {}), ['auto', 'pick']);
+});
+
+test('config: unknown members get "did you mean", cycles are refused naming the cycle', () => {
+  const refuse = (text: string, re: RegExp) =>
+    assert.throws(
+      () => parseConfigText(text, 'test.yaml'),
+      (e: unknown) => e instanceof ConfigError && re.test(e.message),
+    );
+  refuse(`${NODES}groups:\n  auto: { type: fallback, members: [hk1, jp2] }\n`, /groups\.auto\.members\[1\].*unknown outbound 'jp2'.*did you mean 'jp1'/s);
+  refuse(`${NODES}groups:\n  a: { type: select, members: [b] }\n  b: { type: fallback, members: [hk1, c] }\n  c: { type: url-test, members: [a] }\n`, /groups form a cycle: a -> b -> c -> a/);
+  refuse(`${NODES}groups:\n  a: { type: select, members: [a] }\n`, /cycle: a -> a/);
+  refuse(`${NODES}groups:\n  a: { type: speed, members: [hk1] }\n`, /'speed' is not one of select, url-test, fallback/);
+  refuse(`${NODES}groups:\n  hk1: { type: select, members: [jp1] }\n`, /'hk1' is already a node/);
+  refuse(`${NODES}groups:\n  a: { type: select, members: [hk1] }\nrules:\n  - { port: 80, outbound: b }\n`, /unknown outbound 'b'/);
+});
