@@ -23,7 +23,7 @@ export function runCommand(): Command {
     .option('--max-connections <n>', 'refuse connections beyond this many at once', '8000')
     .option('--log-format <format>', 'text or json', 'text')
     .option('--workers <n>', 'data-plane processes sharing the listeners (like nginx worker_processes)', '1')
-    .option('--admin [address:port]', 'admin HTTP listener: /healthz /readyz /metrics /connections, POST /quitquitquit (default 127.0.0.1:15000)')
+    .option('--admin [address:port]', 'admin HTTP listener: /healthz /readyz /metrics /connections /groups, POST /quitquitquit (default 127.0.0.1:15000)')
     .option('--admin-token-file <file>', 'admin API: /connections and POST /quitquitquit need Authorization: Bearer <the token in FILE>; probes and /metrics stay open')
     .option('--console [address:port]', 'web console (needs --config and a password from `tranproxy console passwd`; default 127.0.0.1:8080)')
     .option('--drain-timeout <duration>', 'on SIGTERM, how long in-flight connections may finish before the rules go', '5s')
