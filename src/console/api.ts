@@ -142,6 +142,17 @@ export class ConsoleApi {
     return this.deps.store.change(edit, fields);
   }
 
+  /** Choose the member of a select group (in the running data plane; not written to the file). */
+  private async selectGroup(group: string, member: unknown): Promise<ApiResponse> {
+    if (typeof member !== 'string' || !member) throw invalid('member', 'expected the name of a member of the group');
+    try {
+      await this.deps.control.selectGroup?.(group, member);
+    } catch (e) {
+      return { status: 400, body: { error: (e as Error).message } };
+    }
+    return { status: 200, body: (await this.deps.control.groups?.()) ?? [] };
+  }
+
   private async route(req: ApiRequest): Promise<ApiResponse> {
     const { method, path } = req;
     const ok = (body: unknown): ApiResponse => ({ status: 200, body });
@@ -175,6 +186,10 @@ export class ConsoleApi {
         const closed = m ? await this.deps.control.closeConnection(Number(m[1]), Number(m[2])) : false;
         return closed ? ok({}) : { status: 404, body: { error: `no active connection '${b}' (it may have ended, or it is relayed in the kernel and cannot be closed individually)` } };
       }
+    }
+    if (a === 'groups') {
+      if (method === 'GET' && seg.length === 1) return ok((await this.deps.control.groups?.()) ?? []);
+      if (method === 'PUT' && b !== undefined && seg.length === 2) return this.selectGroup(b, objectBody(req.body).member);
     }
     if (method === 'POST' && path === '/check') return this.check(req.body ?? {});
     return { status: 404, body: { error: `no such API route: ${method} /api${path}` } };

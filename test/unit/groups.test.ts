@@ -146,3 +146,29 @@ test('config: unknown members get "did you mean", cycles are refused naming the 
   refuse(`${NODES}groups:\n  hk1: { type: select, members: [jp1] }\n`, /'hk1' is already a node/);
   refuse(`${NODES}groups:\n  a: { type: select, members: [hk1] }\nrules:\n  - { port: 80, outbound: b }\n`, /unknown outbound 'b'/);
 });
+
+test('console API: GET /api/groups lists the groups; PUT /api/groups/NAME chooses a select group member, refusals are 400 with the reason', async () => {
+  const { ConsoleApi } = await import('../../src/console/api.js');
+  const { createLogger } = await import('../../src/observe/log.js');
+  const { g } = fakeGroup('select', ['a', 'b']);
+  const control = {
+    groups: async () => [g.state()],
+    selectGroup: async (name: string, member: string) => {
+      if (name !== 'g') throw new Error(`no group named '${name}'`);
+      g.select(member);
+    },
+  };
+  const api = new ConsoleApi({ store: {} as never, control: control as never, log: createLogger('text', () => {}) });
+  const call = (method: string, path: string, body?: unknown) => api.handle({ method, path, query: new URLSearchParams(), body });
+  const list = await call('GET', '/groups');
+  assert.equal(list.status, 200);
+  assert.equal((list.body as { now: string }[])[0]?.now, 'a');
+  const chosen = await call('PUT', '/groups/g', { member: 'b' });
+  assert.equal(chosen.status, 200);
+  assert.equal((chosen.body as { now: string }[])[0]?.now, 'b');
+  assert.equal(g.now, 'b');
+  const bad = await call('PUT', '/groups/g', { member: 'zz' });
+  assert.equal(bad.status, 400);
+  assert.match((bad.body as { error: string }).error, /'zz' is not a member of 'g'/);
+  assert.equal((await call('PUT', '/groups/nope', { member: 'a' })).status, 400);
+});
