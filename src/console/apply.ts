@@ -13,7 +13,7 @@ import type { RunConfig } from '../config/run-config.js';
 import { TranproxyError, UsageError } from '../errors.js';
 import type { SupervisorControl } from '../proxy/supervisor.js';
 import { DEFAULT_DNS_PORT } from '../dns/config.js';
-import { parseDoc, stateOf, usageErrors, validateText, ValidationError, stageFile, type StagedFile, type ConsoleState, type DnsServerState, type FieldMap } from './document.js';
+import { parseDoc, renderKeepingLines, stateOf, usageErrors, validateText, ValidationError, stageFile, type StagedFile, type ConsoleState, type DnsServerState, type FieldMap } from './document.js';
 
 /** Builds the run configuration from a parsed file (flags typed on the command line still win). */
 export type BuildConfig = (file: ConfigFile) => RunConfig;
@@ -119,7 +119,7 @@ export class ConfigStore {
     const before = await this.read();
     const doc = parseDoc(before.text);
     await edit(doc, before);
-    const text = doc.toString();
+    const text = renderKeepingLines(before.text, doc);
     const file = validateText(text, this.path, fields, await this.namedFiles(text, new Set(domainListPaths(before.text, this.path))));
     let cfg: RunConfig;
     try {

@@ -3,7 +3,7 @@
 import { chownSync, closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
-import { isCollection, isMap, isNode, isScalar, parseDocument, type Document } from 'yaml';
+import { isCollection, isMap, isNode, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
 import { ConfigError, parseConfigText, type ConfigFile, type ParseOptions } from '../config/file.js';
 import { UsageError } from '../errors.js';
 import { parseNodeUri, redactUri } from '../outbound/uri.js';
@@ -94,6 +94,51 @@ export function parseDoc(text: string): Document {
   return parseDocument(text, { keepSourceTokens: false });
 }
 
+const RENDER = { flowCollectionPadding: false } as const;
+/** Above this many line pairs the original lines are not matched up (the edit is written as rendered). */
+const MAX_LINE_PAIRS = 4_000_000;
+
+/**
+ * The edited document as text in which every line the edit did not touch is byte-identical to
+ * `original` (the yaml printer alone would re-space comments and flow lists everywhere). The
+ * unedited and the edited document are rendered alike and matched line by line; a line whose
+ * rendering did not change is taken from `original`. If that text would not read back as the
+ * edited document (e.g. the file's indentation differs from the printer's), the rendering is used.
+ */
+export function renderKeepingLines(original: string, edited: Document): string {
+  const rendered = edited.toString(RENDER);
+  const before = parseDoc(original);
+  if (before.errors.length > 0) return rendered;
+  const origLines = original.split('\n');
+  const normLines = before.toString(RENDER).split('\n');
+  const newLines = rendered.split('\n');
+  if (normLines.length !== origLines.length || normLines.length * newLines.length > MAX_LINE_PAIRS) return rendered;
+  const kept = matchLines(normLines, newLines);
+  const merged = newLines.map((line, j) => (kept[j] === undefined ? line : origLines[kept[j]]!)).join('\n');
+  return JSON.stringify(parseDoc(merged).toJS()) === JSON.stringify(edited.toJS()) ? merged : rendered;
+}
+
+/** For each line of `b`, the index of the same line of `a` in a longest common subsequence (or undefined). */
+function matchLines(a: string[], b: string[]): (number | undefined)[] {
+  const n = a.length;
+  const m = b.length;
+  const len = new Uint32Array((n + 1) * (m + 1));
+  for (let i = n - 1; i >= 0; i--) {
+    for (let j = m - 1; j >= 0; j--) {
+      len[i * (m + 1) + j] = a[i] === b[j] ? len[(i + 1) * (m + 1) + j + 1]! + 1 : Math.max(len[(i + 1) * (m + 1) + j]!, len[i * (m + 1) + j + 1]!);
+    }
+  }
+  const out: (number | undefined)[] = new Array(m).fill(undefined);
+  let i = 0;
+  let j = 0;
+  while (i < n && j < m) {
+    if (a[i] === b[j]) out[j++] = i++;
+    else if (len[(i + 1) * (m + 1) + j]! >= len[i * (m + 1) + j + 1]!) i++;
+    else j++;
+  }
+  return out;
+}
+
 /**
  * Validate edited document text exactly as `--config` would. Throws ValidationError with
  * the problems mapped to console fields.
@@ -177,11 +222,46 @@ export function stageFile(path: string, text: string): StagedFile {
 export function setIn(doc: Document, path: (string | number)[], value: unknown): void {
   if (value === undefined) return void doc.deleteIn(path);
   const old = doc.getIn(path, true);
+  if (isNode(old) && reconcile(doc, old, value)) return;
+  doc.setIn(path, replacement(doc, old, value));
+}
+
+/** A new node for `value`; a list written inline (`[a, b]`) stays inline, and a comment on the value stays. */
+function replacement(doc: Document, old: unknown, value: unknown): unknown {
   const node = doc.createNode(value);
-  // A list written inline (`[a, b]`) stays inline, and a comment on the value stays.
   if (isCollection(old) && isCollection(node) && old.flow) node.flow = true;
   if (isNode(old) && old.comment) node.comment = old.comment;
-  doc.setIn(path, node);
+  return node;
+}
+
+/**
+ * Edits `old` in place into `value` where their shapes agree (a list item by item, a mapping
+ * key by key), so untouched items keep their style and comments. False: replace the node.
+ */
+function reconcile(doc: Document, old: Node, value: unknown): boolean {
+  if (JSON.stringify(old.toJS(doc)) === JSON.stringify(value)) return true;
+  if (isSeq(old) && Array.isArray(value)) {
+    value.forEach((v, i) => {
+      const item = old.items[i];
+      if (!isNode(item) || !reconcile(doc, item, v)) old.items[i] = replacement(doc, item, v);
+    });
+    old.items.length = value.length;
+    return true;
+  }
+  if (isMap(old) && value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const obj = value as Record<string, unknown>;
+    for (const pair of [...old.items]) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+      if (!(key in obj) || obj[key] === undefined) old.delete(pair.key);
+    }
+    for (const [k, v] of Object.entries(obj)) {
+      if (v === undefined) continue;
+      const cur = old.get(k, true);
+      if (!isNode(cur) || !reconcile(doc, cur, v)) old.set(k, replacement(doc, cur, v));
+    }
+    return true;
+  }
+  return false;
 }
 
 /** Node names in file order. */

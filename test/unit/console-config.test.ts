@@ -120,15 +120,15 @@ test('settings: applied, saved, comments kept (golden), file mode kept, no temp 
   assert.equal(
     readFileSync(h.path, 'utf8'),
     `# Gateway for the lab
-mode: tproxy # TPROXY keeps client addresses
+mode: tproxy          # TPROXY keeps client addresses
 capture: prerouting
-in-interfaces: [ eth1, eth2 ]
+in-interfaces: [eth1, eth2]
 
 nodes:
   # the office node
   office: socks5://user:pw@192.0.2.10:1080
 rules:
-  - cidr: [ 192.168.0.0/16 ] # LAN stays direct
+  - cidr: [192.168.0.0/16]   # LAN stays direct
     outbound: direct
 default: office
 enabled: false
@@ -409,4 +409,38 @@ test('console passwd edit keeps the file and its comments; atomic write creates 
   writeFileAtomic(p, 'a: 1\n');
   assert.equal(statSync(p).mode & 0o777, 0o600);
   assert.equal(readFileSync(p, 'utf8'), 'a: 1\n');
+});
+
+test('an edit changes only the edited line: flow lists, comment spacing and other rules stay byte-identical (#18)', async (t) => {
+  const text = `# Gateway
+mode: tproxy          # keeps client addresses
+capture: prerouting
+in-interfaces: [eth1,  eth2]   # two LAN ports
+nodes:
+  office: socks5://user:pw@192.0.2.10:1080
+rules:
+  # LAN first
+  - cidr: [192.168.0.0/16, 10.0.0.0/8]   # private
+    outbound: direct
+  - domain-suffix: [example.com]  # work
+    outbound: direct
+  - domain-keyword: [video, stream]
+    outbound: office
+default: direct
+`;
+  const h = harness(t, text);
+  const r = await call(h, 'PUT', '/rules', {
+    rules: [
+      { cidr: ['192.168.0.0/16', '10.0.0.0/8'], outbound: 'direct' },
+      { 'domain-suffix': ['example.com'], outbound: 'office' },
+      { 'domain-keyword': ['video', 'stream'], outbound: 'office' },
+    ],
+  });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const before = text.split('\n');
+  const after = readFileSync(h.path, 'utf8').split('\n');
+  assert.equal(after.length, before.length);
+  const changed = before.flatMap((line, i) => (line === after[i] ? [] : [[line, after[i]]]));
+  assert.deepEqual(changed, [['    outbound: direct', '    outbound: office']]);
+  assert.equal(after[11], '    outbound: office');
 });
