@@ -20,7 +20,7 @@ import { startDnsForwarder, type DnsForwarder } from '../dns/forwarder.js';
 import { dnsForwarderOptions } from '../dns/config.js';
 import { fmt } from '../outbound/direct.js';
 import { onPluginEvent, type PluginEvent } from '../outbound/sip003.js';
-import { buildGroups, type Groups } from './groups.js';
+import { buildGroups, udpGroupOutbounds, type Groups } from './groups.js';
 
 function send(msg: FromChild): void {
   process.send?.(msg);
@@ -63,7 +63,9 @@ function buildUdpRouting(cfg: RoutingConfig, routing: DataPlaneRouting, mark: nu
   }
   // UDP flows no rule matches take `default-udp` when set: the same rules, another default.
   const router = cfg.defaultUdpOutbound !== undefined ? compileRules(cfg.rules, cfg.defaultUdpOutbound, [...routing.outbounds.keys()]) : routing.router;
-  return routedUdpOutbound(router, outbounds, directUdpOutbound(mark ? { mark } : {}), {
+  const direct = directUdpOutbound(mark ? { mark } : {});
+  for (const [name, ob] of udpGroupOutbounds(groups?.byName ?? new Map(), new Map(outbounds), direct, unsupported)) outbounds.set(name, ob);
+  return routedUdpOutbound(router, outbounds, direct, {
     log,
     unsupported,
     ...(routing.fakeIp ? { fakeIp: routing.fakeIp } : {}),

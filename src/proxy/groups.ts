@@ -6,6 +6,8 @@ import { GroupOutbound, httpProbe, type GroupSpec, type GroupState } from '../ou
 import { OutboundError, type TcpOutbound } from '../outbound/types.js';
 import type { Logger } from '../observe/log.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
+import { UdpRefusedError } from '../udp/routed.js';
+import type { UdpFlowInfo, UdpOutbound, UdpSession } from '../udp/index.js';
 
 /** Probes give up after this long (or the interval, when shorter). */
 const PROBE_TIMEOUT_MS = 5000;
@@ -73,4 +75,41 @@ function exportGauges(groups: GroupOutbound[], metrics: DataPlaneMetrics): void 
   new Gauge({ name: 'tranproxy_group_member_up', help: 'Whether the last probe of a group member succeeded (1 before the first probe)', labelNames, registers, aggregator: 'min', collect() { up(this); } });
   new Gauge({ name: 'tranproxy_group_member_selected', help: 'The member a group uses now (1) and the others (0)', labelNames, registers, aggregator: 'max', collect() { selected(this); } });
   new Gauge({ name: 'tranproxy_group_member_delay_seconds', help: "Time to the response headers of a group member's last good probe", labelNames, registers, aggregator: 'average', collect() { delay(this); } });
+}
+
+/**
+ * UDP side of the groups: each flow goes to the UDP outbound of the group's current member
+ * (through nested groups), refused with the reason when that member cannot carry UDP.
+ */
+export function udpGroupOutbounds(
+  groups: ReadonlyMap<string, GroupOutbound>,
+  nodes: ReadonlyMap<string, UdpOutbound>,
+  direct: UdpOutbound,
+  unsupported: ReadonlyMap<string, string>,
+): Map<string, UdpOutbound> {
+  const memberOf = (name: string): UdpOutbound => {
+    let at = name;
+    for (let g = groups.get(at); g; g = groups.get(at)) at = g.now; // no cycles: refused at load
+    if (at === 'direct') return direct;
+    const ob = nodes.get(at);
+    if (ob) return ob;
+    if (at === 'reject') throw new UdpRefusedError('rejected-by-rule', `group '${name}' uses reject`);
+    throw new UdpRefusedError('udp-unsupported', `group '${name}' uses ${unsupported.get(at) ?? `'${at}', which cannot carry UDP`}`);
+  };
+  return new Map(
+    [...groups.keys()].map((name) => [
+      name,
+      {
+        name,
+        kind: 'group',
+        open: (flow: UdpFlowInfo): Promise<UdpSession> => {
+          try {
+            return memberOf(name).open(flow);
+          } catch (e) {
+            return Promise.reject(e);
+          }
+        },
+      },
+    ]),
+  );
 }

@@ -172,3 +172,23 @@ test('console API: GET /api/groups lists the groups; PUT /api/groups/NAME choose
   assert.match((bad.body as { error: string }).error, /'zz' is not a member of 'g'/);
   assert.equal((await call('PUT', '/groups/nope', { member: 'a' })).status, 400);
 });
+
+test('UDP: a group routes each flow to the UDP outbound of its current member, through nested groups; members without UDP are refused with the reason', async () => {
+  const { udpGroupOutbounds } = await import('../../src/proxy/groups.js');
+  const opened: string[] = [];
+  const udp = (name: string) => ({ name, kind: 'fake', open: async () => (opened.push(name), {} as never) });
+  const inner = fakeGroup('select', ['a', 'http1', 'direct', 'reject']).g;
+  const outerSpec: GroupSpec = { type: 'select', members: ['g', 'a'], url: 'http://probe/', intervalMs: 60_000, toleranceMs: 50 };
+  const outer = new GroupOutbound('outer', outerSpec, new Map(), async () => 1);
+  const obs = udpGroupOutbounds(new Map([['g', inner], ['outer', outer]]), new Map([['a', udp('a')]]), udp('direct'), new Map([['http1', "node 'http1' (http) cannot carry UDP"]]));
+  const flow = { id: 1, src: { address: '10.0.0.2', port: 5000, family: 4 as const }, dst: { address: '192.0.2.1', port: 53, family: 4 as const } };
+  await obs.get('outer')!.open(flow);
+  assert.deepEqual(opened, ['a'], 'outer -> g -> a');
+  inner.select('direct');
+  await obs.get('outer')!.open(flow);
+  assert.deepEqual(opened, ['a', 'direct']);
+  inner.select('http1');
+  await assert.rejects(obs.get('g')!.open(flow), /group 'g' uses node 'http1' \(http\) cannot carry UDP/);
+  inner.select('reject');
+  await assert.rejects(obs.get('g')!.open(flow), (e: Error & { code?: string }) => e.code === 'rejected-by-rule');
+});
