@@ -23,6 +23,7 @@
 //   dst-from-host         --dst-from-host         relay                 --relay
 //   bypass-private        --[no-]bypass-private   head-timeout          --head-timeout
 //   allow-h2c             --allow-h2c             http-only             --http-only
+//   udp                   --udp
 //
 // A list key also takes a single value (`ports: 80`). Durations are "10s", "5m", "250ms" or
 // a number of milliseconds. `headers` items are "Name: value" strings or `Name: value` maps.
@@ -328,6 +329,7 @@ export const ConfigSchema = z
     'max-head-size': scalar('a number of bytes', (t) => parsePositiveInt(t, '', 1 << 24)).optional(),
     nameservers: many(ipAddress).optional(),
     'dst-from-host': bool.optional(),
+    udp: bool.optional(),
     'allow-h2c': bool.optional(),
     'http-only': bool.optional(),
     'bypass-private': bool.optional(),
@@ -525,6 +527,7 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
   set('maxHeadSize', one(f['max-head-size']));
   set('nameserver', strs(f.nameservers));
   set('dstFromHost', f['dst-from-host']);
+  set('udp', f.udp);
   set('allowH2c', f['allow-h2c']);
   set('httpOnly', f['http-only']);
   set('bypassPrivate', f['bypass-private']);

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ConfigError, loadConfigFile, parseConfigText } from '../../src/config/file.js';
-import { parseRunOptions, type HostFacts } from '../../src/config/run-config.js';
+import { capturePlanOf, parseRunOptions, type HostFacts } from '../../src/config/run-config.js';
 import { UsageError } from '../../src/errors.js';
 import { compileRules, type DomainList } from '../../src/route/index.js';
 
@@ -228,4 +228,14 @@ test('dns section: listen and nameserver forms', () => {
 
 test('loadConfigFile: a missing file is a UsageError naming it', () => {
   assert.throws(() => loadConfigFile(join(DIR, 'nope.yaml')), (e: unknown) => e instanceof UsageError && /nope\.yaml: cannot read the file: no such file/.test(e.message));
+});
+
+test('udp: true in the file captures UDP like --udp (#17); absent, only TCP', () => {
+  const on = parseRunOptions(parseConfigText('mode: tproxy\nproxy-user: none\nudp: true\n', 'udp.yaml').run, [], FACTS);
+  assert.equal(on.udp, true);
+  assert.deepEqual(capturePlanOf(on).protocols, ['tcp', 'udp']);
+  const off = parseRunOptions(parseConfigText('mode: tproxy\nproxy-user: none\n', 'tcp.yaml').run, [], FACTS);
+  assert.deepEqual(capturePlanOf(off).protocols, ['tcp']);
+  assert.throws(() => parseRunOptions(parseConfigText('mode: redirect\nproxy-user: none\nudp: true\n', 'r.yaml').run, [], FACTS), /--udp needs --mode tproxy/);
+  assert.throws(() => parseConfigText('udp: yes please\n', 'bad.yaml'), ConfigError);
 });
