@@ -5,6 +5,7 @@
 import type { Duplex as DuplexType } from 'node:stream';
 import { Duplex } from 'node:stream';
 import { OutboundError } from './types.js';
+import { releaseInner } from './stream-teardown.js';
 
 /** Why the node's bytes could not be decoded. */
 export class CodecError extends Error {
@@ -176,22 +177,7 @@ export class FramedStream extends Duplex {
     this.headerTimer = undefined;
     const pending = this.writeCb;
     this.writeCb = undefined;
-    this.inner.removeListener('data', this.onData);
-    this.inner.removeListener('end', this.onEnd);
-    this.inner.removeListener('close', this.onClose);
-    this.inner.removeListener('drain', this.onDrain);
-    this.inner.removeListener('error', this.onError);
-    this.inner.on('error', () => {}); // late errors of a stream being torn down
-    if (!err && this.inner.writableEnded && !this.inner.writableFinished && !this.inner.destroyed) {
-      // Ended cleanly but the FIN is still queued behind data: let it go out.
-      const t = setTimeout(() => this.inner.destroy(), 5000).unref();
-      this.inner.once('finish', () => {
-        clearTimeout(t);
-        this.inner.destroy();
-      });
-    } else {
-      this.inner.destroy();
-    }
+    releaseInner(this.inner, { onData: this.onData, onEnd: this.onEnd, onClose: this.onClose, onDrain: this.onDrain, onError: this.onError }, err);
     pending?.(err ?? undefined);
     cb(err);
   }

@@ -13,6 +13,7 @@ import { fmt } from './direct.js';
 import { connectNode, NodeOutbound, type NodeConnOptions } from './node-conn.js';
 import { decodeSocksAddress, destinationAddress, encodeSocksAddress, type SocksAddress } from './socks5.js';
 import { OutboundError, type ConnectContext, type Destination, type TcpOutbound } from './types.js';
+import { releaseInner } from './stream-teardown.js';
 import type { ShadowsocksNodeSpec, SsMethod } from './uri.js';
 import { pluginHostFor } from './sip003.js';
 
@@ -384,22 +385,7 @@ export class ShadowsocksStream extends Duplex {
     this.headerTimer = undefined;
     const pending = this.writeCb;
     this.writeCb = undefined;
-    this.socket.removeListener('data', this.onData);
-    this.socket.removeListener('end', this.onEnd);
-    this.socket.removeListener('close', this.onClose);
-    this.socket.removeListener('drain', this.onDrain);
-    this.socket.removeListener('error', this.onError);
-    this.socket.on('error', () => {}); // late errors of a socket being torn down
-    if (!err && this.socket.writableEnded && !this.socket.writableFinished && !this.socket.destroyed) {
-      // Ended cleanly but the FIN is still queued behind data: let it go out.
-      const t = setTimeout(() => this.socket.destroy(), 5000).unref();
-      this.socket.once('finish', () => {
-        clearTimeout(t);
-        this.socket.destroy();
-      });
-    } else {
-      this.socket.destroy();
-    }
+    releaseInner(this.socket, { onData: this.onData, onEnd: this.onEnd, onClose: this.onClose, onDrain: this.onDrain, onError: this.onError }, err);
     pending?.(err ?? undefined);
     cb(err);
   }
