@@ -7,7 +7,10 @@ import { compileInjectConfig } from '../src/http/inject-config.js';
 import { RequestRewriter } from '../src/http/rewriter.js';
 
 const inject = compileInjectConfig({
-  headers: [{ name: 'X-Client-Hostname', value: 'pod-a.default.svc' }, { name: 'X-Team', value: 'payments' }],
+  headers: [
+    { name: 'X-Client-Hostname', value: 'pod-a.default.svc' },
+    { name: 'X-Team', value: 'payments' },
+  ],
   forwardedFor: { value: '10.244.1.17', mode: 'append' },
   maxHeadBytes: 65536,
 });
@@ -33,7 +36,10 @@ function timeIt(name: string, unit: string, fn: () => number): void {
     elapsed = Number(process.hrtime.bigint() - t0);
   }
   const perSec = units / (elapsed / 1e9);
-  const shown = unit === 'B' ? `${(perSec / 1e9).toFixed(2)} GB/s` : `${(perSec / 1e6).toFixed(2)} M${unit}/s (${(1e9 / perSec).toFixed(0)} ns each)`;
+  const shown =
+    unit === 'B'
+      ? `${(perSec / 1e9).toFixed(2)} GB/s`
+      : `${(perSec / 1e6).toFixed(2)} M${unit}/s (${(1e9 / perSec).toFixed(0)} ns each)`;
   console.log(`${name.padEnd(52)} ${shown}`);
 }
 
@@ -63,7 +69,13 @@ function body(chunked: boolean): () => number {
   );
   // chunked: each 64 KiB push holds four 16 KiB chunks with their framing
   const framed = chunked
-    ? Buffer.concat(Array.from({ length: 4 }, () => [Buffer.from('3ff0\r\n'), piece.subarray(0, 0x3ff0), Buffer.from('\r\n')]).flat())
+    ? Buffer.concat(
+        Array.from({ length: 4 }, () => [
+          Buffer.from('3ff0\r\n'),
+          piece.subarray(0, 0x3ff0),
+          Buffer.from('\r\n'),
+        ]).flat(),
+      )
     : piece;
   return () => {
     const rw = new RequestRewriter(inject);
@@ -87,7 +99,8 @@ timeIt('chunked body (16 KiB chunks), 64 KiB pushes', 'B', body(true));
 // The response side: the framer each rewritten connection runs on server bytes.
 const RESPONSE =
   'HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Mon, 07 Dec 2026 02:00:00 GMT\r\n' +
-  'Content-Type: application/json\r\nContent-Length: 512\r\nConnection: keep-alive\r\n\r\n' + 'r'.repeat(512);
+  'Content-Type: application/json\r\nContent-Length: 512\r\nConnection: keep-alive\r\n\r\n' +
+  'r'.repeat(512);
 
 function responses(): () => number {
   const data = Buffer.from(RESPONSE, 'latin1');

@@ -29,7 +29,17 @@ import { fileURLToPath } from 'node:url';
 import { Lab, type Host, type LabProcess } from '../src/netlab/lab.js';
 import { haproxyRedirect, haproxyTproxy, nginxFast, nginxSeed, nginxServer } from './lib/configs.js';
 import { parseIperf, parseWrk, fmtNum, type IperfResult, type WrkResult } from './lib/parse.js';
-import { cpuSeconds, descendants, fdCount, readLog, rssKb, sleep, startLogged, waitForListen, waitForLog } from './lib/proc.js';
+import {
+  cpuSeconds,
+  descendants,
+  fdCount,
+  readLog,
+  rssKb,
+  sleep,
+  startLogged,
+  waitForListen,
+  waitForLog,
+} from './lib/proc.js';
 import { renderProfile, summarizeProfile, type ProfileSummary } from './lib/profile.js';
 import { medianOf, newCase, pairedRatio, record, renderCase, type CaseResult } from './lib/report.js';
 
@@ -84,7 +94,9 @@ interface Options {
 function usage(): never {
   process.stderr.write(
     'usage: node --import tsx bench/run.ts [--quick] [--only a,b,…|NAME] [--rounds N] [--out FILE] [--keep-logs] [--[no-]profile]\n' +
-      `cases: ${Object.entries(CASE_NAMES).map(([k, v]) => `${k}=${v}`).join(' ')}\n`,
+      `cases: ${Object.entries(CASE_NAMES)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')}\n`,
   );
   process.exit(2);
 }
@@ -178,11 +190,47 @@ let TP_COMMON: string[] = [];
 
 const TP = {
   redirect: () => ['-P', String(PORT.iperf), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), ...TP_COMMON],
-  tproxy: () => ['--mode', 'tproxy', '--capture', 'prerouting', '-P', String(PORT.iperf), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), ...TP_COMMON],
-  http: () => ['-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), '-H', 'a:1', '-H', 'b:2', '-H', 'c:3', ...TP_COMMON],
+  tproxy: () => [
+    '--mode',
+    'tproxy',
+    '--capture',
+    'prerouting',
+    '-P',
+    String(PORT.iperf),
+    '--family',
+    'ipv4',
+    '--listen-port',
+    String(PORT.tranproxy),
+    ...TP_COMMON,
+  ],
+  http: () => [
+    '-P',
+    String(PORT.http),
+    '--family',
+    'ipv4',
+    '--listen-port',
+    String(PORT.tranproxy),
+    '-H',
+    'a:1',
+    '-H',
+    'b:2',
+    '-H',
+    'c:3',
+    ...TP_COMMON,
+  ],
   /** Port 80 without header injection: a plain TCP relay (the splice engine under --relay auto). */
   httpPlain: () => ['-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), ...TP_COMMON],
-  hold: () => ['-P', String(PORT.hold), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), '--max-connections', '9000', ...TP_COMMON],
+  hold: () => [
+    '-P',
+    String(PORT.hold),
+    '--family',
+    'ipv4',
+    '--listen-port',
+    String(PORT.tranproxy),
+    '--max-connections',
+    '9000',
+    ...TP_COMMON,
+  ],
 };
 const tpCmd = (args: string[]): string => `\`tranproxy run ${args.join(' ')}\``;
 
@@ -214,7 +262,13 @@ async function startTranproxy(host: Host, args: string[], env?: NodeJS.ProcessEn
 }
 
 /** HAProxy in the foreground (-db) as `uid` (undefined: root); then `tranproxy rules apply RULES`. */
-async function startHaproxy(host: Host, config: string, listenPort: number, uid: number | undefined, rules: string[]): Promise<RunningProxy> {
+async function startHaproxy(
+  host: Host,
+  config: string,
+  listenPort: number,
+  uid: number | undefined,
+  rules: string[],
+): Promise<RunningProxy> {
   const cfg = join(TMP, `haproxy-${++seq}.cfg`);
   writeFileSync(cfg, config, { mode: 0o644 });
   const log = logPath('haproxy');
@@ -238,14 +292,24 @@ async function startHaproxy(host: Host, config: string, listenPort: number, uid:
 }
 
 /** nginx (master + 1 worker) as `uid`, with its own prefix directory; then the rules. */
-async function startNginx(host: Host, name: string, config: (prefix: string) => string, listenPort: number, uid: number, rules: string[]): Promise<RunningProxy> {
+async function startNginx(
+  host: Host,
+  name: string,
+  config: (prefix: string) => string,
+  listenPort: number,
+  uid: number,
+  rules: string[],
+): Promise<RunningProxy> {
   const prefix = join(TMP, `nginx-${name}-${++seq}`);
   mkdirSync(prefix);
   chownSync(prefix, uid, uid);
   const conf = join(prefix, 'nginx.conf');
   writeFileSync(conf, config(prefix), { mode: 0o644 });
   const log = logPath(`nginx-${name}`);
-  const p = startLogged(host, log, 'nginx', ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')], { uid, gid: uid });
+  const p = startLogged(host, log, 'nginx', ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')], {
+    uid,
+    gid: uid,
+  });
   let workers: number[] = [];
   try {
     await waitForListen(host, listenPort, p, log);
@@ -270,7 +334,8 @@ async function startNginx(host: Host, name: string, config: (prefix: string) => 
   };
 }
 
-const cpuOf = (proxy: RunningProxy | undefined): number => (proxy ? proxy.pids.reduce((s, pid) => s + cpuSeconds(pid), 0) : 0);
+const cpuOf = (proxy: RunningProxy | undefined): number =>
+  proxy ? proxy.pids.reduce((s, pid) => s + cpuSeconds(pid), 0) : 0;
 
 // ---------------------------------------------------------------------------------------------
 // Load generators
@@ -288,8 +353,27 @@ async function startIperfServer(host: Host): Promise<IperfServer> {
 }
 
 /** One iperf3 test; on a failure the server is restarted and the test tried once more. */
-async function iperf(client: Host, server: Host, srv: IperfServer, dst: string, streams: number, secs: number): Promise<IperfResult> {
-  const args = ['-c', dst, '-p', String(PORT.iperf), '-t', String(secs), '-P', String(streams), '-J', '--connect-timeout', '3000'];
+async function iperf(
+  client: Host,
+  server: Host,
+  srv: IperfServer,
+  dst: string,
+  streams: number,
+  secs: number,
+): Promise<IperfResult> {
+  const args = [
+    '-c',
+    dst,
+    '-p',
+    String(PORT.iperf),
+    '-t',
+    String(secs),
+    '-P',
+    String(streams),
+    '-J',
+    '--connect-timeout',
+    '3000',
+  ];
   let lastError = '';
   for (let attempt = 0; attempt < 2; attempt++) {
     const r = await client.run('iperf3', args, { allowFailure: true, timeoutMs: secs * 1000 + 30_000 });
@@ -305,7 +389,16 @@ async function iperf(client: Host, server: Host, srv: IperfServer, dst: string, 
 }
 
 async function wrk(client: Host, url: string, secs: number, close: boolean): Promise<WrkResult> {
-  const args = ['-t1', '-c50', `-d${secs}s`, '--latency', '--timeout', '5s', ...(close ? ['-H', 'Connection: close'] : []), url];
+  const args = [
+    '-t1',
+    '-c50',
+    `-d${secs}s`,
+    '--latency',
+    '--timeout',
+    '5s',
+    ...(close ? ['-H', 'Connection: close'] : []),
+    url,
+  ];
   const r = await client.run('wrk', args, { allowFailure: true, timeoutMs: secs * 1000 + 30_000 });
   if (r.status !== 0) throw new Error(`wrk failed (${r.status}): ${r.stderr || r.stdout}`);
   return parseWrk(r.stdout);
@@ -365,7 +458,7 @@ function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: () => Pr
         ? [
             `client ns → gateway ns → server ns over two veth pairs; the gateway captures port ${PORT.iperf} in PREROUTING with TPROXY`,
             `(\`tranproxy rules\` plan: mangle prerouting \`tproxy to :PORT\`, fwmark → local route table). iperf3 ${secs} s per test, 1 stream and \`-P 4\`;`,
-            'both proxies run as root on the gateway and connect upstream from the client\'s own address (tranproxy: `--preserve-source`, its default in this mode;',
+            "both proxies run as root on the gateway and connect upstream from the client's own address (tranproxy: `--preserve-source`, its default in this mode;",
             'HAProxy: `source 0.0.0.0 usesrc clientip`). "no proxy" is plain forwarding through the same gateway.',
           ]
         : [
@@ -401,7 +494,16 @@ function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: () => Pr
           detail: `\`mode tcp\`, \`bind :${PORT.haproxy} transparent\`, \`source 0.0.0.0 usesrc clientip\`, \`server s 0.0.0.0:0\`, nbthread 1, as root; rules: \`tranproxy rules apply --mode tproxy --capture prerouting --listen-port ${PORT.haproxy} -P ${PORT.iperf}\``,
           start: () =>
             startHaproxy(proxyHost, haproxyTproxy(PORT.haproxy, 9000), PORT.haproxy, undefined, [
-              '--mode', 'tproxy', '--capture', 'prerouting', '-P', String(PORT.iperf), '--family', 'ipv4', '--listen-port', String(PORT.haproxy),
+              '--mode',
+              'tproxy',
+              '--capture',
+              'prerouting',
+              '-P',
+              String(PORT.iperf),
+              '--family',
+              'ipv4',
+              '--listen-port',
+              String(PORT.haproxy),
             ]),
         },
         { key: 'none', label: 'no proxy', detail: 'routed through the gateway, no rules' },
@@ -419,7 +521,14 @@ function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: () => Pr
           detail: `\`mode tcp\`, \`server s 0.0.0.0:0\` (follows SO_ORIGINAL_DST), nbthread 1, as uid ${UID.haproxy}; rules: \`tranproxy rules apply --proxy-user ${UID.haproxy}:${UID.haproxy} --listen-port ${PORT.haproxy} -P ${PORT.iperf}\``,
           start: () =>
             startHaproxy(proxyHost, haproxyRedirect(PORT.haproxy, 9000), PORT.haproxy, UID.haproxy, [
-              '--proxy-user', `${UID.haproxy}:${UID.haproxy}`, '-P', String(PORT.iperf), '--family', 'ipv4', '--listen-port', String(PORT.haproxy),
+              '--proxy-user',
+              `${UID.haproxy}:${UID.haproxy}`,
+              '-P',
+              String(PORT.iperf),
+              '--family',
+              'ipv4',
+              '--listen-port',
+              String(PORT.haproxy),
             ]),
         },
         { key: 'none', label: 'no proxy', detail: 'no rules' },
@@ -441,15 +550,21 @@ function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: () => Pr
           const cpu0 = cpuOf(proxy);
           const r = await iperf(client, server, srv, dst, streams, secs);
           const cpu = cpuOf(proxy) - cpu0;
-          if (proxy && cpu < 0.05 * secs) throw new Error(`the proxy used ${cpu.toFixed(2)} s of CPU: the traffic did not go through it`);
+          if (proxy && cpu < 0.05 * secs)
+            throw new Error(`the proxy used ${cpu.toFixed(2)} s of CPU: the traffic did not go through it`);
           if (tp && proxy) {
             // The proxies connect upstream from the client's own address: the server must see it.
             const from = [...readLog(srv.log).matchAll(/Accepted connection from ([\d.]+)/g)].pop()?.[1];
-            if (from !== ADDR.tcli) throw new Error(`the server saw the test come from ${from ?? 'nowhere'}, not from the client ${ADDR.tcli}`);
+            if (from !== ADDR.tcli)
+              throw new Error(
+                `the server saw the test come from ${from ?? 'nowhere'}, not from the client ${ADDR.tcli}`,
+              );
           }
           record(c, `g${streams}`, v.key, round, r.gbps);
           if (proxy) record(c, `cpu${streams}`, v.key, round, cpu / (r.bytes / 1e9));
-          line.push(`${streams}×: ${r.gbps.toFixed(2)} Gbit/s${proxy ? ` (proxy ${cpu.toFixed(2)} CPU s, ${(cpu / (r.bytes / 1e9)).toFixed(2)} s/GB)` : ''}`);
+          line.push(
+            `${streams}×: ${r.gbps.toFixed(2)} Gbit/s${proxy ? ` (proxy ${cpu.toFixed(2)} CPU s, ${(cpu / (r.bytes / 1e9)).toFixed(2)} s/GB)` : ''}`,
+          );
         }
         ctx.log(`  [${id}] round ${round} ${v.label.padEnd(12)} ${line.join('  ')}`);
       });
@@ -483,10 +598,17 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
       label: 'nginx as nginx-tranproxy',
       detail:
         `nginx 1.22, worker_processes 1, as uid ${UID.nginx}: \`resolver\`, \`proxy_pass http://$host:${PORT.http}$request_uri\`, \`proxy_set_header\` ×3, ` +
-        'defaults otherwise (HTTP/1.0 upstream, one upstream connection per request) — the configuration nginx-tranproxy generates; the Host is the server\'s IP, so no DNS query is made',
+        "defaults otherwise (HTTP/1.0 upstream, one upstream connection per request) — the configuration nginx-tranproxy generates; the Host is the server's IP, so no DNS query is made",
       start: () =>
         startNginx(cli, 'seed', (p) => nginxSeed(p, PORT.nginx, PORT.http, '127.0.0.1'), PORT.nginx, UID.nginx, [
-          '--proxy-user', `${UID.nginx}:${UID.nginx}`, '-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.nginx),
+          '--proxy-user',
+          `${UID.nginx}:${UID.nginx}`,
+          '-P',
+          String(PORT.http),
+          '--family',
+          'ipv4',
+          '--listen-port',
+          String(PORT.nginx),
         ]),
     },
     {
@@ -497,7 +619,14 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
         '`proxy_set_header Connection ""`, `proxy_set_header` ×3 — its fastest form (a fixed upstream: not a transparent proxy, it ignores the original destination)',
       start: () =>
         startNginx(cli, 'fast', (p) => nginxFast(p, PORT.nginx, `${ADDR.srv}:${PORT.http}`), PORT.nginx, UID.nginx, [
-          '--proxy-user', `${UID.nginx}:${UID.nginx}`, '-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.nginx),
+          '--proxy-user',
+          `${UID.nginx}:${UID.nginx}`,
+          '-P',
+          String(PORT.http),
+          '--family',
+          'ipv4',
+          '--listen-port',
+          String(PORT.nginx),
         ]),
     },
     {
@@ -514,7 +643,14 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
       detail: `\`mode tcp\`, \`server s 0.0.0.0:0\` (follows SO_ORIGINAL_DST), nbthread 1, as uid ${UID.haproxy}; no headers (tcp mode cannot add any)`,
       start: () =>
         startHaproxy(cli, haproxyRedirect(PORT.haproxy, 9000), PORT.haproxy, UID.haproxy, [
-          '--proxy-user', `${UID.haproxy}:${UID.haproxy}`, '-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.haproxy),
+          '--proxy-user',
+          `${UID.haproxy}:${UID.haproxy}`,
+          '-P',
+          String(PORT.http),
+          '--family',
+          'ipv4',
+          '--listen-port',
+          String(PORT.haproxy),
         ]),
       only: ['d'],
       plain: true,
@@ -522,13 +658,25 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
     { key: 'none', label: 'no proxy', detail: 'no rules; no headers added', plain: true },
   ];
   const inC = variants.filter((v) => !v.only || v.only.includes('c'));
-  const base = (vs: VariantDef[], anchors: string[]) => ({ variants: vs.map(({ key, label, detail }) => ({ key, label, detail })), subject: 'tranproxy', anchors });
+  const base = (vs: VariantDef[], anchors: string[]) => ({
+    variants: vs.map(({ key, label, detail }) => ({ key, label, detail })),
+    subject: 'tranproxy',
+    anchors,
+  });
   const metrics = [
     { key: 'rps', label: 'req/s', better: 'higher' as const },
     { key: 'p50', label: 'p50 ms', better: 'lower' as const },
     { key: 'p99', label: 'p99 ms', better: 'lower' as const },
   ];
-  const cCase = newCase({ id: 'c', title: '(c) HTTP/1.1 keep-alive, 3 injected headers (wrk)', method: common, ...base(inC, ['nginx-seed', 'nginx-fast', 'none']) }, metrics);
+  const cCase = newCase(
+    {
+      id: 'c',
+      title: '(c) HTTP/1.1 keep-alive, 3 injected headers (wrk)',
+      method: common,
+      ...base(inC, ['nginx-seed', 'nginx-fast', 'none']),
+    },
+    metrics,
+  );
   const dCase = newCase(
     {
       id: 'd',
@@ -544,8 +692,8 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
   );
   dCase.notes.push(
     'Observed (BENCH_DEBUG=1 counts TIME_WAIT sockets after each run): through tranproxy, wrk is the side that closes first — tranproxy relays the response ' +
-      'and then, as a separate event, the server\'s FIN — so the TIME_WAIT sockets sit on the client\'s ephemeral ports towards port 80, the same port space ' +
-      'tranproxy\'s upstream connections draw from; nginx terminates HTTP and closes the client connection itself, so its TIME_WAITs sit on its own listen port.',
+      "and then, as a separate event, the server's FIN — so the TIME_WAIT sockets sit on the client's ephemeral ports towards port 80, the same port space " +
+      "tranproxy's upstream connections draw from; nginx terminates HTTP and closes the client connection itself, so its TIME_WAITs sit on its own listen port.",
     'The lab namespaces use ip_local_port_range 20000–65535 and tcp_tw_reuse=1 so that no variant runs out of ports (without them every variant, even ' +
       '"no proxy", collapsed to a few hundred conn/s after the first rounds).',
   );
@@ -570,7 +718,8 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
             proxy = v.start ? await v.start() : undefined;
             const check = await cli.run('curl', ['-sS', '--max-time', '5', `${url}check`], { allowFailure: true });
             const want = v.plain ? 'a= b= c=' : 'a=1 b=2 c=3';
-            if (check.stdout.trim() !== want) throw new Error(`header check: got '${check.stdout.trim()}' ${check.stderr.trim()}, want '${want}'`);
+            if (check.stdout.trim() !== want)
+              throw new Error(`header check: got '${check.stdout.trim()}' ${check.stderr.trim()}, want '${want}'`);
             await wrk(cli, url, 1, false); // warm-up (JIT, pools), not measured
             for (const c of vCases) {
               try {
@@ -580,31 +729,51 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
                 if (process.env.BENCH_DEBUG) {
                   for (const h of [cli, srv]) {
                     const ss = await h.run('ss', ['-s'], { allowFailure: true });
-                    const ct = await h.run('sysctl', ['-n', 'net.netfilter.nf_conntrack_count'], { allowFailure: true });
+                    const ct = await h.run('sysctl', ['-n', 'net.netfilter.nf_conntrack_count'], {
+                      allowFailure: true,
+                    });
                     const tw = await h.run('ss', ['-Htan', 'state', 'time-wait'], { allowFailure: true });
                     const byLocal = new Map<string, number>();
                     for (const l of tw.stdout.split('\n').filter(Boolean)) {
                       const [local, peer] = l.trim().split(/\s+/).slice(-2) as [string, string];
-                      const k = local.endsWith(':80') || /:(15001|15004)$/.test(local) ? `local ${local.replace(/^.*:/, ':')}` : `to ${peer.replace(/^.*:/, ':')}`;
+                      const k =
+                        local.endsWith(':80') || /:(15001|15004)$/.test(local)
+                          ? `local ${local.replace(/^.*:/, ':')}`
+                          : `to ${peer.replace(/^.*:/, ':')}`;
                       byLocal.set(k, (byLocal.get(k) ?? 0) + 1);
                     }
-                    ctx.log(`    ${h.name}: ${/TCP:.*$/m.exec(ss.stdout)?.[0]} conntrack ${ct.stdout.trim()} TIME_WAIT ${[...byLocal].map(([k, n]) => `${k}: ${n}`).join(', ')}`);
+                    ctx.log(
+                      `    ${h.name}: ${/TCP:.*$/m.exec(ss.stdout)?.[0]} conntrack ${ct.stdout.trim()} TIME_WAIT ${[...byLocal].map(([k, n]) => `${k}: ${n}`).join(', ')}`,
+                    );
                   }
                 }
                 if (r.errors + r.non2xx > 0.01 * r.requests) {
-                  throw new Error(`${r.errors} socket errors and ${r.non2xx} non-2xx responses in ${r.requests} requests`);
+                  throw new Error(
+                    `${r.errors} socket errors and ${r.non2xx} non-2xx responses in ${r.requests} requests`,
+                  );
                 }
                 if (r.errors + r.non2xx > 0) {
-                  const errLines = proxy?.errorLog ? readLog(proxy.errorLog).split('\n').filter((l) => l.includes('[error]')) : [];
-                  const why = errLines.length ? `; its error.log: ${errLines.length} × e.g. "${errLines[0]!.replace(/^.*?\[error\] \d+#\d+: (\*\d+ )?/, '').replace(/, client:.*$/, '')}"` : '';
-                  c.notes.push(`round ${round}, ${v.label}: ${r.errors} socket errors and ${r.non2xx} non-2xx responses in ${r.requests.toLocaleString('en-US')} requests (kept: under 1%)${why}`);
+                  const errLines = proxy?.errorLog
+                    ? readLog(proxy.errorLog)
+                        .split('\n')
+                        .filter((l) => l.includes('[error]'))
+                    : [];
+                  const why = errLines.length
+                    ? `; its error.log: ${errLines.length} × e.g. "${errLines[0]!.replace(/^.*?\[error\] \d+#\d+: (\*\d+ )?/, '').replace(/, client:.*$/, '')}"`
+                    : '';
+                  c.notes.push(
+                    `round ${round}, ${v.label}: ${r.errors} socket errors and ${r.non2xx} non-2xx responses in ${r.requests.toLocaleString('en-US')} requests (kept: under 1%)${why}`,
+                  );
                 }
-                if (proxy && cpu < 0.05 * secs) throw new Error(`the proxy used ${cpu.toFixed(2)} s of CPU: the traffic did not go through it`);
+                if (proxy && cpu < 0.05 * secs)
+                  throw new Error(`the proxy used ${cpu.toFixed(2)} s of CPU: the traffic did not go through it`);
                 record(c, 'rps', v.key, round, r.rps);
                 record(c, 'p50', v.key, round, r.p50ms);
                 record(c, 'p99', v.key, round, r.p99ms);
                 const errs = r.errors + r.non2xx ? ` (${r.errors} socket errors, ${r.non2xx} non-2xx)` : '';
-                ctx.log(`  [${c.id}] round ${round} ${v.label.padEnd(26)} ${fmtNum(r.rps)} ${c.id === 'd' ? 'conn' : 'req'}/s  p50 ${fmtNum(r.p50ms)} ms  p99 ${fmtNum(r.p99ms)} ms${proxy ? `  proxy CPU ${cpu.toFixed(2)} s` : ''}${errs}`);
+                ctx.log(
+                  `  [${c.id}] round ${round} ${v.label.padEnd(26)} ${fmtNum(r.rps)} ${c.id === 'd' ? 'conn' : 'req'}/s  p50 ${fmtNum(r.p50ms)} ms  p99 ${fmtNum(r.p99ms)} ms${proxy ? `  proxy CPU ${cpu.toFixed(2)} s` : ''}${errs}`,
+                );
               } catch (e) {
                 fail(c, e);
               }
@@ -658,7 +827,11 @@ async function profileTranproxy(ctx: Ctx): Promise<string[]> {
   // `--cpu-prof` is not allowed in NODE_OPTIONS: a preload runs the profiler, toggled by SIGUSR2.
   const env = { NODE_OPTIONS: `--require ${PROF_PRELOAD}`, BENCH_CPU_PROF_DIR: dir };
   /** Start a fresh tranproxy, warm it up, profile `load` only, stop it; the summary. */
-  const profiled = async <T>(args: string[], warmUp: () => Promise<unknown>, load: () => Promise<T>): Promise<{ result: T; summary: ProfileSummary }> => {
+  const profiled = async <T>(
+    args: string[],
+    warmUp: () => Promise<unknown>,
+    load: () => Promise<T>,
+  ): Promise<{ result: T; summary: ProfileSummary }> => {
     const proxy = await startTranproxy(cli, args, env);
     const child = proxy.dataPid;
     const file = join(dir, `${child}.cpuprofile`);
@@ -684,27 +857,33 @@ async function profileTranproxy(ctx: Ctx): Promise<string[]> {
     'Self time: time spent in the function itself. `writeBuffer` and `writev` are the native bindings of a socket write: their self time is the',
     'write(2)/writev(2) system call, i.e. the kernel copying the bytes and running the TCP send path — on a veth pair or loopback that often includes',
     'the receiving side\'s protocol processing too. Reads (read(2) from libuv\'s event loop) fall under `(program)`. "busy" is the sampled time minus',
-    'V8\'s `(idle)` (waiting in epoll); it is less than the CPU time /proc charges the process in (f), probably because network softirq work done on',
-    'the proxy\'s CPU while it waits in epoll is charged to its system time but sampled as idle.',
+    "V8's `(idle)` (waiting in epoll); it is less than the CPU time /proc charges the process in (f), probably because network softirq work done on",
+    "the proxy's CPU while it waits in epoll is charged to its system time but sampled as idle.",
     'FFI calls made through koffi all appear under one name, that of the last function koffi bound in the process (V8 names native functions by',
-    'their shared entry point; checked with a two-function test) — in the current build `setrlimit`, which therefore stands for the data plane\'s',
-    'FFI calls such as getsockopt(SO_ORIGINAL_DST), not for setrlimit(2). `dispatch` is the profiler\'s own inspector session.',
+    "their shared entry point; checked with a two-function test) — in the current build `setrlimit`, which therefore stands for the data plane's",
+    "FFI calls such as getsockopt(SO_ORIGINAL_DST), not for setrlimit(2). `dispatch` is the profiler's own inspector session.",
     '',
   ];
   const secs = ctx.opts.iperfSecs;
   // BENCH_PROFILE=bulk,keepalive,close,close-plain picks profiles (while iterating on one).
   const pick = new Set((process.env.BENCH_PROFILE ?? 'bulk,keepalive,close,close-plain').split(','));
   const iperfSrv = pick.has('bulk') ? await startIperfServer(srv) : undefined;
-  if (iperfSrv) try {
-    const { result, summary } = await profiled(
-      TP.redirect(),
-      () => iperf(cli, srv, iperfSrv, ADDR.srv, 1, 1),
-      () => iperf(cli, srv, iperfSrv, ADDR.srv, 1, secs),
-    );
-    out.push(...renderProfile(`Bulk TCP, iperf3 1 stream through REDIRECT, ${secs} s (${result.gbps.toFixed(2)} Gbit/s while profiled)`, summary));
-  } finally {
-    await iperfSrv.proc.stop();
-  }
+  if (iperfSrv)
+    try {
+      const { result, summary } = await profiled(
+        TP.redirect(),
+        () => iperf(cli, srv, iperfSrv, ADDR.srv, 1, 1),
+        () => iperf(cli, srv, iperfSrv, ADDR.srv, 1, secs),
+      );
+      out.push(
+        ...renderProfile(
+          `Bulk TCP, iperf3 1 stream through REDIRECT, ${secs} s (${result.gbps.toFixed(2)} Gbit/s while profiled)`,
+          summary,
+        ),
+      );
+    } finally {
+      await iperfSrv.proc.stop();
+    }
   const http = await startHttpServer(srv);
   const url = `http://${ADDR.srv}/`;
   try {
@@ -768,15 +947,22 @@ function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {
       detail: `\`mode tcp\`, \`server s 0.0.0.0:0\`, maxconn 9000, nbthread 1, as uid ${UID.haproxy}`,
       start: () =>
         startHaproxy(cli, haproxyRedirect(PORT.haproxy, 9000), PORT.haproxy, UID.haproxy, [
-          '--proxy-user', `${UID.haproxy}:${UID.haproxy}`, '-P', String(PORT.hold), '--family', 'ipv4', '--listen-port', String(PORT.haproxy),
+          '--proxy-user',
+          `${UID.haproxy}:${UID.haproxy}`,
+          '-P',
+          String(PORT.hold),
+          '--family',
+          'ipv4',
+          '--listen-port',
+          String(PORT.haproxy),
         ]),
     },
   ];
   c.variants = variants.map(({ key, label, detail }) => ({ key, label, detail }));
   c.notes.push(
     'Each held connection is two sockets in the proxy (client side and upstream); the runner checks the proxy holds ≥ 2 fds per connection.',
-    'Kernel socket memory (buffers, TCP state) is not in a process\'s RSS and is the same for both proxies; this is the proxies\' own user-space cost.',
-    'tranproxy\'s RSS is read as it is (no forced GC): garbage not yet collected counts, as it would in production.',
+    "Kernel socket memory (buffers, TCP state) is not in a process's RSS and is the same for both proxies; this is the proxies' own user-space cost.",
+    "tranproxy's RSS is read as it is (no forced GC): garbage not yet collected counts, as it would in production.",
   );
   const rss = (pids: number[]): number => pids.reduce((s, p) => s + rssKb(p), 0);
   const run = async (): Promise<void> => {
@@ -786,8 +972,11 @@ function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {
       await waitForListen(srv, PORT.hold, server, log);
       await alternate(ctx, c, variants, async (v, proxy, round) => {
         if (!proxy) return;
-        const warm = await cli.run(NODE, [HOLD_CLIENT, ADDR.srv, String(PORT.hold), '200', '100', '--close'], { timeoutMs: 60_000 });
-        if (!/held 200 failed 0/.test(warm.stdout)) throw new Error(`warm-up: ${warm.stdout.trim()} ${warm.stderr.trim()}`);
+        const warm = await cli.run(NODE, [HOLD_CLIENT, ADDR.srv, String(PORT.hold), '200', '100', '--close'], {
+          timeoutMs: 60_000,
+        });
+        if (!/held 200 failed 0/.test(warm.stdout))
+          throw new Error(`warm-up: ${warm.stdout.trim()} ${warm.stderr.trim()}`);
         await sleep(1500);
         const base = { data: rssKb(proxy.dataPid), all: rss(proxy.pids) };
         const holder = cli.spawn(NODE, [HOLD_CLIENT, ADDR.srv, String(PORT.hold), String(n), '200']);
@@ -798,7 +987,8 @@ function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {
           await sleep(2000);
           const loaded = { data: rssKb(proxy.dataPid), all: rss(proxy.pids) };
           const fds = fdCount(proxy.dataPid);
-          if (fds < 2 * held) throw new Error(`the proxy holds ${fds} fds for ${held} connections: they do not go through it`);
+          if (fds < 2 * held)
+            throw new Error(`the proxy holds ${fds} fds for ${held} connections: they do not go through it`);
           record(c, 'kb', v.key, round, (loaded.data - base.data) / held);
           record(c, 'kbAll', v.key, round, (loaded.all - base.all) / held);
           record(c, 'base', v.key, round, base.all / 1024);
@@ -844,8 +1034,19 @@ function parseDnsperf(out: string): { qps: number; avgMs: number; maxMs: number;
 /** The lab's authoritative upstream: dnsmasq answering *.bench.test from --address, TTL 1 h. */
 function startDnsUpstream(srv: Host): LabProcess {
   return startLogged(srv, logPath('dns-upstream'), 'dnsmasq', [
-    '-k', '--no-resolv', '--no-hosts', '--pid-file=', '--user=root', '--bind-interfaces', '--listen-address=127.0.0.1', '-p', String(DNS.upstreamPort),
-    `--address=/${DNS.zone}/192.0.2.200`, '--local-ttl=3600', '--cache-size=0', '--log-facility=-',
+    '-k',
+    '--no-resolv',
+    '--no-hosts',
+    '--pid-file=',
+    '--user=root',
+    '--bind-interfaces',
+    '--listen-address=127.0.0.1',
+    '-p',
+    String(DNS.upstreamPort),
+    `--address=/${DNS.zone}/192.0.2.200`,
+    '--local-ttl=3600',
+    '--cache-size=0',
+    '--log-facility=-',
   ]);
 }
 
@@ -853,7 +1054,9 @@ function dnsCase(ctx: Ctx, id: DnsMode): { c: CaseResult; run: () => Promise<voi
   const cli = ctx.cli!;
   const srv = ctx.srv!;
   const secs = ctx.opts.quick ? 3 : 8;
-  const what = { g: 'answers from the cache', h: 'fake-IP answers', i: 'uncached answers (every query goes upstream)' }[id];
+  const what = { g: 'answers from the cache', h: 'fake-IP answers', i: 'uncached answers (every query goes upstream)' }[
+    id
+  ];
   const c = newCase(
     {
       id,
@@ -897,7 +1100,14 @@ function dnsCase(ctx: Ctx, id: DnsMode): { c: CaseResult; run: () => Promise<voi
         const file = join(TMP, `dns-${id}.yaml`);
         writeFileSync(file, dnsYaml);
         chmodSync(file, 0o644);
-        const p = await startTranproxy(srv, ['--config', file, '--firewall', 'none', '--listen-port', String(PORT.tranproxy)]);
+        const p = await startTranproxy(srv, [
+          '--config',
+          file,
+          '--firewall',
+          'none',
+          '--listen-port',
+          String(PORT.tranproxy),
+        ]);
         await waitForListen(srv, DNS.port);
         return p;
       },
@@ -911,7 +1121,18 @@ function dnsCase(ctx: Ctx, id: DnsMode): { c: CaseResult; run: () => Promise<voi
           : `\`dnsmasq --server=127.0.0.1#${DNS.upstreamPort} --cache-size=${id === 'i' ? 0 : 1000}\``,
       start: async () => {
         const log = logPath('dnsmasq');
-        const args = ['-k', '--no-resolv', '--no-hosts', '--pid-file=', '--user=root', '--bind-interfaces', `--listen-address=${ADDR.srv}`, '-p', String(DNS.port), '--log-facility=-'];
+        const args = [
+          '-k',
+          '--no-resolv',
+          '--no-hosts',
+          '--pid-file=',
+          '--user=root',
+          '--bind-interfaces',
+          `--listen-address=${ADDR.srv}`,
+          '-p',
+          String(DNS.port),
+          '--log-facility=-',
+        ];
         if (id === 'h') args.push(`--address=/${DNS.zone}/198.18.0.1`, '--local-ttl=1');
         else args.push(`--server=127.0.0.1#${DNS.upstreamPort}`, `--cache-size=${id === 'i' ? 0 : 1000}`);
         const p = startLogged(srv, log, 'dnsmasq', args);
@@ -928,7 +1149,11 @@ function dnsCase(ctx: Ctx, id: DnsMode): { c: CaseResult; run: () => Promise<voi
     const upstream = startDnsUpstream(srv);
     try {
       await alternate(ctx, c, variants, async (v, _proxy, round) => {
-        const perf = (l: number) => cli.run('dnsperf', ['-s', ADDR.srv, '-p', String(DNS.port), '-d', queries, '-c', '10', '-l', String(l)], { allowFailure: true, timeoutMs: (l + 30) * 1000 });
+        const perf = (l: number) =>
+          cli.run('dnsperf', ['-s', ADDR.srv, '-p', String(DNS.port), '-d', queries, '-c', '10', '-l', String(l)], {
+            allowFailure: true,
+            timeoutMs: (l + 30) * 1000,
+          });
         await perf(2); // warm-up: JIT for tranproxy, and for (g) both caches filled
         const r = await perf(secs);
         if (r.status !== 0) throw new Error(`dnsperf failed (${r.status}): ${r.stderr || r.stdout}`);
@@ -937,7 +1162,9 @@ function dnsCase(ctx: Ctx, id: DnsMode): { c: CaseResult; run: () => Promise<voi
         record(c, 'avg', v.key, round, d.avgMs);
         record(c, 'max', v.key, round, d.maxMs);
         record(c, 'lost', v.key, round, d.lost);
-        ctx.log(`  [${id}] round ${round} ${v.label.padEnd(10)} ${fmtNum(d.qps)} q/s, avg ${d.avgMs.toFixed(2)} ms, worst ${d.maxMs.toFixed(1)} ms, lost ${d.lost}`);
+        ctx.log(
+          `  [${id}] round ${round} ${v.label.padEnd(10)} ${fmtNum(d.qps)} q/s, avg ${d.avgMs.toFixed(2)} ms, worst ${d.maxMs.toFixed(1)} ms, lost ${d.lost}`,
+        );
       });
     } finally {
       await upstream.stop();
@@ -978,7 +1205,11 @@ function ruleSetCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {
         '(/proc/PID/stat) at ready — less sensitive to other load than wall time; RSS is VmRSS after ready and after the reload. No anchor: the goal is',
         'a million entries in under 2 s and under 300 MB.',
       ],
-      variants: sizes.map((n) => ({ key: `n${n}`, label: `${n.toLocaleString('en-US')} entries`, detail: `list of ${n.toLocaleString('en-US')} lines` })),
+      variants: sizes.map((n) => ({
+        key: `n${n}`,
+        label: `${n.toLocaleString('en-US')} entries`,
+        detail: `list of ${n.toLocaleString('en-US')} lines`,
+      })),
       subject: `n${sizes[1]}`,
       anchors: [],
     },
@@ -999,17 +1230,35 @@ function ruleSetCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {
         const dir = mkdtempSync(join(TMP, 'rules-'));
         chmodSync(dir, 0o755);
         writeFileSync(join(dir, 'list.txt'), domainListText(n));
-        writeFileSync(join(dir, 'tranproxy.yaml'), 'rules:\n  - domain-list: list.txt\n    outbound: direct\ndefault: direct\n');
+        writeFileSync(
+          join(dir, 'tranproxy.yaml'),
+          'rules:\n  - domain-list: list.txt\n    outbound: direct\ndefault: direct\n',
+        );
         const log = logPath('tranproxy-rules');
         const t0 = Date.now();
-        const p = startLogged(srv, log, NODE, [MAIN, 'run', '--config', join(dir, 'tranproxy.yaml'), '--firewall', 'none', '--listen-port', String(PORT.tranproxy)]);
+        const p = startLogged(srv, log, NODE, [
+          MAIN,
+          'run',
+          '--config',
+          join(dir, 'tranproxy.yaml'),
+          '--firewall',
+          'none',
+          '--listen-port',
+          String(PORT.tranproxy),
+        ]);
         try {
           await waitForLog(p, log, /^tranproxy:? ready:.*$/m, 120_000);
           const ready = (Date.now() - t0) / 1000;
           const kids = descendants(p.pid);
           record(c, 'ready', key, round, ready);
           record(c, 'cpuSup', key, round, cpuSeconds(p.pid));
-          record(c, 'cpuChild', key, round, kids.reduce((s, k) => s + cpuSeconds(k), 0));
+          record(
+            c,
+            'cpuChild',
+            key,
+            round,
+            kids.reduce((s, k) => s + cpuSeconds(k), 0),
+          );
           record(c, 'rssSup', key, round, rssKb(p.pid) / 1024);
           record(c, 'rssChild', key, round, kids.reduce((s, k) => s + rssKb(k), 0) / 1024);
           const t1 = Date.now();
@@ -1017,7 +1266,9 @@ function ruleSetCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {
           await waitForLog(p, log, /^tranproxy:? reloaded:.*$/m, 120_000);
           record(c, 'reload', key, round, (Date.now() - t1) / 1000);
           record(c, 'rssSupReload', key, round, rssKb(p.pid) / 1024);
-          ctx.log(`  [j] round ${round} ${String(n).padStart(7)} entries: ready ${ready.toFixed(1)} s (CPU ${cpuSeconds(p.pid).toFixed(2)} s + child), reload ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+          ctx.log(
+            `  [j] round ${round} ${String(n).padStart(7)} entries: ready ${ready.toFixed(1)} s (CPU ${cpuSeconds(p.pid).toFixed(2)} s + child), reload ${((Date.now() - t1) / 1000).toFixed(1)} s`,
+          );
         } catch (e) {
           c.errors.push(`round ${round}, ${n} entries: ${(e as Error).message.split('\n')[0]}`);
         } finally {
@@ -1054,7 +1305,8 @@ function cpuCase(from: CaseResult[]): CaseResult {
   for (const src of from) {
     for (const streams of [1, 4]) {
       const m = src.metrics.find((x) => x.key === `cpu${streams}`)!;
-      for (const [variant, values] of m.values) for (const [round, v] of values) record(c, `${src.id}${streams}`, variant, round, v);
+      for (const [variant, values] of m.values)
+        for (const [round, v] of values) record(c, `${src.id}${streams}`, variant, round, v);
     }
   }
   return c;
@@ -1117,7 +1369,9 @@ function buildLab(lab: Lab, direct: boolean, gateway: boolean): Pick<Ctx, 'cli' 
 
 function firstLine(cmd: string, args: string[]): string {
   try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0]!.trim();
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+      .split('\n')[0]!
+      .trim();
   } catch (e) {
     const err = e as { stderr?: string; stdout?: string };
     return ((err.stdout || err.stderr) ?? '').split('\n')[0]!.trim() || '?';
@@ -1145,7 +1399,14 @@ function machine(): string[] {
   ];
 }
 
-function render(opts: Options, cases: CaseResult[], started: Date, elapsedS: number, load: { before: string; after: string }, extra: string[]): string {
+function render(
+  opts: Options,
+  cases: CaseResult[],
+  started: Date,
+  elapsedS: number,
+  load: { before: string; after: string },
+  extra: string[],
+): string {
   const cmd = `node --import tsx bench/run.ts${process.argv.slice(2).length ? ` ${process.argv.slice(2).join(' ')}` : ''}`;
   const lines = [
     '# tranproxy benchmarks',
@@ -1154,7 +1415,10 @@ function render(opts: Options, cases: CaseResult[], started: Date, elapsedS: num
     'drift on the machine hits every variant alike; medians are over the rounds. The ratios are what matters: absolute numbers depend on the machine,',
     'and all load generators, servers and proxies share its CPUs.',
     '',
-    `- date: ${started.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}; the run took ${Math.round(elapsedS)} s`,
+    `- date: ${started
+      .toISOString()
+      .replace('T', ' ')
+      .replace(/\.\d+Z$/, ' UTC')}; the run took ${Math.round(elapsedS)} s`,
     `- command: \`${cmd}\` (as root, from the repository root, after \`npm run build\`)`,
     ...machine(),
     `- load average (1/5/15 min) before: ${load.before}; after: ${load.after} — other work on the machine shows up here`,
@@ -1205,7 +1469,9 @@ function render(opts: Options, cases: CaseResult[], started: Date, elapsedS: num
   const f = byId('f');
   if (f) {
     for (const m of f.metrics.filter((x) => (x.values.get('tranproxy')?.size ?? 0) > 0)) {
-      summary.push(`| CPU ${m.label} ↓ | ${med(f, m.key, 'tranproxy')} | HAProxy ${med(f, m.key, 'haproxy')} | ${ratioText(f, m.key, 'haproxy', 'HAProxy')} |`);
+      summary.push(
+        `| CPU ${m.label} ↓ | ${med(f, m.key, 'tranproxy')} | HAProxy ${med(f, m.key, 'haproxy')} | ${ratioText(f, m.key, 'haproxy', 'HAProxy')} |`,
+      );
     }
   }
   const j = byId('j');
@@ -1219,15 +1485,21 @@ function render(opts: Options, cases: CaseResult[], started: Date, elapsedS: num
   for (const id of DNS_CASES) {
     const c = byId(id);
     if (!c) continue;
-    const label = { g: 'DNS, cached answers', h: 'DNS, fake-IP answers', i: 'DNS, uncached (upstream every query)' }[id];
+    const label = { g: 'DNS, cached answers', h: 'DNS, fake-IP answers', i: 'DNS, uncached (upstream every query)' }[
+      id
+    ];
     summary.push(
       `| ${label} | ${med(c, 'qps', 'tranproxy')} q/s, avg ${med(c, 'avg', 'tranproxy')} ms, worst ${med(c, 'max', 'tranproxy')} ms | dnsmasq ${med(c, 'qps', 'dnsmasq')} q/s, avg ${med(c, 'avg', 'dnsmasq')} ms, worst ${med(c, 'max', 'dnsmasq')} ms | q/s: ${ratioText(c, 'qps', 'dnsmasq', 'dnsmasq')}; avg latency: ${ratioText(c, 'avg', 'dnsmasq', 'dnsmasq')} |`,
     );
   }
   if (summary.length) {
-    lines.push('Medians over the rounds; ratios are tranproxy ÷ anchor (ratio of the medians, and in parentheses the median of the per-round ratios).', '');
+    lines.push(
+      'Medians over the rounds; ratios are tranproxy ÷ anchor (ratio of the medians, and in parentheses the median of the per-round ratios).',
+      '',
+    );
   }
-  if (summary.length) lines.push('| case | tranproxy | anchors | tranproxy ÷ anchor |', '|---|---|---|---|', ...summary, '');
+  if (summary.length)
+    lines.push('| case | tranproxy | anchors | tranproxy ÷ anchor |', '|---|---|---|---|', ...summary, '');
   for (const c of cases) lines.push(renderCase(c));
   if (extra.length) lines.push(...extra, '');
   return lines.join('\n');
@@ -1241,21 +1513,29 @@ async function main(): Promise<void> {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` first`);
   for (const tool of ['haproxy', 'nginx', 'iperf3', 'wrk', 'curl', 'nft', 'ss', 'dnsperf', 'dnsmasq']) {
     try {
-      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore', env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } });
+      execFileSync('sh', ['-c', `command -v ${tool}`], {
+        stdio: 'ignore',
+        env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` },
+      });
     } catch {
       throw new Error(`${tool} is missing: run scripts/setup-deps.sh`);
     }
   }
   process.env.PATH = `${process.env.PATH}:/usr/sbin:/sbin`;
-  if (execFileSync(NODE, [MAIN, 'run', '--help'], { encoding: 'utf8' }).includes('--workers')) TP_COMMON = ['--workers', '1'];
+  if (execFileSync(NODE, [MAIN, 'run', '--help'], { encoding: 'utf8' }).includes('--workers'))
+    TP_COMMON = ['--workers', '1'];
   // BENCH_TRANPROXY_ARGS="--relay js": extra flags for every tranproxy run (experiments; recorded in the set-up lines).
-  if (process.env.BENCH_TRANPROXY_ARGS) TP_COMMON = [...TP_COMMON, ...process.env.BENCH_TRANPROXY_ARGS.split(/\s+/).filter(Boolean)];
+  if (process.env.BENCH_TRANPROXY_ARGS)
+    TP_COMMON = [...TP_COMMON, ...process.env.BENCH_TRANPROXY_ARGS.split(/\s+/).filter(Boolean)];
   const want = new Set(opts.only);
   if (want.has('f')) want.add('a'); // (f) is measured during (a)
 
   const started = new Date();
   const t0 = Date.now();
-  const loadBefore = os.loadavg().map((x) => x.toFixed(2)).join(' / ');
+  const loadBefore = os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' / ');
   TMP = mkdtempSync(join(os.tmpdir(), 'tpx-bench-'));
   chmodSync(TMP, 0o755); // proxies running as other uids open their logs and configs here
   const removeTmp = (): void => {
@@ -1277,9 +1557,15 @@ async function main(): Promise<void> {
   const cases: CaseResult[] = [];
   const extra: string[] = [];
   try {
-    const hosts = buildLab(lab, opts.profile || ['a', 'c', 'd', 'e', 'j', ...DNS_CASES].some((id) => want.has(id as CaseId)), want.has('b'));
+    const hosts = buildLab(
+      lab,
+      opts.profile || ['a', 'c', 'd', 'e', 'j', ...DNS_CASES].some((id) => want.has(id as CaseId)),
+      want.has('b'),
+    );
     const ctx: Ctx = { opts, lab, log, ...hosts };
-    log(`lab ${lab.prefix} built; ${opts.rounds} rounds, iperf3 ${opts.iperfSecs} s, wrk ${opts.wrkSecs} s, ${opts.holdCount} idle connections; logs in ${TMP}`);
+    log(
+      `lab ${lab.prefix} built; ${opts.rounds} rounds, iperf3 ${opts.iperfSecs} s, wrk ${opts.wrkSecs} s, ${opts.holdCount} idle connections; logs in ${TMP}`,
+    );
     const tput: CaseResult[] = [];
     for (const id of ['a', 'b'] as const) {
       if (!want.has(id)) continue;
@@ -1328,7 +1614,20 @@ async function main(): Promise<void> {
     await lab.destroy();
   }
   const elapsed = (Date.now() - t0) / 1000;
-  const text = render(opts, cases, started, elapsed, { before: loadBefore, after: os.loadavg().map((x) => x.toFixed(2)).join(' / ') }, extra);
+  const text = render(
+    opts,
+    cases,
+    started,
+    elapsed,
+    {
+      before: loadBefore,
+      after: os
+        .loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' / '),
+    },
+    extra,
+  );
   writeFileSync(opts.out, text);
   process.stdout.write(`\n${text}\nbench: wrote ${opts.out} (${Math.round(elapsed)} s)\n`);
   if (cases.some((c) => c.errors.length)) process.exitCode = 1;

@@ -142,9 +142,28 @@ async function startProxy(mode: string, target: number, gc = false): Promise<Pro
     child = spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
     await waitPort(port);
   } else {
-    child = spawn(process.execPath, [...process.execArgv, ...(gc ? ['--expose-gc'] : []), new URL(import.meta.url).pathname, ...(gc ? ['--gc'] : []), '--forward', mode, '--listen', String(port), '--to', String(target), '--splice-threads', args['splice-threads']!, '--pipe-size', args['pipe-size']!], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    child = spawn(
+      process.execPath,
+      [
+        ...process.execArgv,
+        ...(gc ? ['--expose-gc'] : []),
+        new URL(import.meta.url).pathname,
+        ...(gc ? ['--gc'] : []),
+        '--forward',
+        mode,
+        '--listen',
+        String(port),
+        '--to',
+        String(target),
+        '--splice-threads',
+        args['splice-threads']!,
+        '--pipe-size',
+        args['pipe-size']!,
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     await waitLine(child, 'ready');
   }
   return {
@@ -174,11 +193,29 @@ function iperf(port: number, streams: number, bytes: number): { gbps: number; by
 }
 
 function iperfOnce(port: number, streams: number, bytes: number): { gbps: number; bytes: number } {
-  const r = spawnSync('iperf3', ['-c', '127.0.0.1', '-p', String(port), '-P', String(streams), '-n', String(bytes), '-J', ...(args.reverse ? ['-R'] : [])], {
-    encoding: 'utf8',
-    timeout: 300_000,
-  });
-  const j = JSON.parse(r.stdout || '{}') as { error?: string; end?: { sum_received?: { bits_per_second: number; bytes: number } } };
+  const r = spawnSync(
+    'iperf3',
+    [
+      '-c',
+      '127.0.0.1',
+      '-p',
+      String(port),
+      '-P',
+      String(streams),
+      '-n',
+      String(bytes),
+      '-J',
+      ...(args.reverse ? ['-R'] : []),
+    ],
+    {
+      encoding: 'utf8',
+      timeout: 300_000,
+    },
+  );
+  const j = JSON.parse(r.stdout || '{}') as {
+    error?: string;
+    end?: { sum_received?: { bits_per_second: number; bytes: number } };
+  };
   if (j.error || !j.end?.sum_received) throw new Error(`iperf3: ${j.error ?? r.stderr ?? 'no result'}`);
   return { gbps: j.end.sum_received.bits_per_second / 1e9, bytes: j.end.sum_received.bytes };
 }
@@ -207,8 +244,12 @@ async function driver(): Promise<void> {
   try {
     await waitPort(target);
     await new Promise((r) => setTimeout(r, 200));
-    console.log(`# loopback bulk TCP, ${gb} GB per stream, median of ${reps}, ${args.reverse ? 'server → client (-R)' : 'client → server'}; splice threads ${args['splice-threads']}, pipe ${Number(args['pipe-size']) >> 10} KiB`);
-    console.log(`${'mode'.padEnd(12)} ${'streams'.padStart(7)} ${'Gbit/s'.padStart(8)} ${'runs'.padEnd(24)} ${'proxy CPU s/GB'.padStart(14)}`);
+    console.log(
+      `# loopback bulk TCP, ${gb} GB per stream, median of ${reps}, ${args.reverse ? 'server → client (-R)' : 'client → server'}; splice threads ${args['splice-threads']}, pipe ${Number(args['pipe-size']) >> 10} KiB`,
+    );
+    console.log(
+      `${'mode'.padEnd(12)} ${'streams'.padStart(7)} ${'Gbit/s'.padStart(8)} ${'runs'.padEnd(24)} ${'proxy CPU s/GB'.padStart(14)}`,
+    );
     const table = new Map<string, number>();
     for (const streams of streamsList) {
       // Every forwarder runs for the whole round and the modes take turns within each
@@ -234,7 +275,11 @@ async function driver(): Promise<void> {
           table.set(`${mode}/${streams}`, m);
           const pid = proxies.get(mode)!.pid;
           console.log(
-            `${mode.padEnd(12)} ${String(streams).padStart(7)} ${m.toFixed(2).padStart(8)} ${runs.get(mode)!.map((x) => x.toFixed(2)).join(' ').padEnd(24)} ${pid ? median(cpu.get(mode)!).toFixed(3).padStart(14) : '-'.padStart(14)}`,
+            `${mode.padEnd(12)} ${String(streams).padStart(7)} ${m.toFixed(2).padStart(8)} ${runs
+              .get(mode)!
+              .map((x) => x.toFixed(2))
+              .join(' ')
+              .padEnd(24)} ${pid ? median(cpu.get(mode)!).toFixed(3).padStart(14) : '-'.padStart(14)}`,
           );
         }
       } finally {
@@ -297,7 +342,9 @@ async function idleDriver(n: number): Promise<void> {
         }
         await new Promise((r) => setTimeout(r, 2000));
         const after = rssKiB(proxy.pid!);
-        console.log(`${mode.padEnd(12)} ${(((after - before) * 1024) / n / 1024).toFixed(2).padStart(8)} KiB/conn   (RSS ${before} → ${after} KiB)`);
+        console.log(
+          `${mode.padEnd(12)} ${(((after - before) * 1024) / n / 1024).toFixed(2).padStart(8)} KiB/conn   (RSS ${before} → ${after} KiB)`,
+        );
       } finally {
         for (const c of clients) c.destroy();
         await proxy.stop();

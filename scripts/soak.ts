@@ -117,10 +117,39 @@ async function main(): Promise<number> {
     await startPeer(server, [peer('echo_async.py'), '7000', '0.0.0.0']);
     await startPeer(server, [peer('udp_echo.py'), '5353', '0.0.0.0']);
 
-    const sidecar = await startProxy('sidecar', app, ['-P', '80', '-P', '7000', '--family', 'ipv4', '-H', 'X-Soak: 1', '--idle-timeout', '60s']);
+    const sidecar = await startProxy('sidecar', app, [
+      '-P',
+      '80',
+      '-P',
+      '7000',
+      '--family',
+      'ipv4',
+      '-H',
+      'X-Soak: 1',
+      '--idle-timeout',
+      '60s',
+    ]);
     const gateway = await startProxy('gateway', gw, [
-      '--mode', 'tproxy', '--capture', 'prerouting', '-i', lanLink.b, '--family', 'ipv4', '--no-bypass-private',
-      '-P', '7000', '-P', '5353', '--udp', '--proxy-user', 'none', '--idle-timeout', '60s', '--udp-idle-timeout', '10s',
+      '--mode',
+      'tproxy',
+      '--capture',
+      'prerouting',
+      '-i',
+      lanLink.b,
+      '--family',
+      'ipv4',
+      '--no-bypass-private',
+      '-P',
+      '7000',
+      '-P',
+      '5353',
+      '--udp',
+      '--proxy-user',
+      'none',
+      '--idle-timeout',
+      '60s',
+      '--udp-idle-timeout',
+      '10s',
     ]);
     const proxies = [sidecar, gateway];
 
@@ -129,13 +158,22 @@ async function main(): Promise<number> {
       bulk: { host: '10.91.1.2', port: 7000, conns: 2, bytes: 4 << 20 },
       short: { host: '10.91.1.2', port: 7000, conns: 4 },
     };
-    const lanTraffic = { short: { host: '10.91.3.2', port: 7000, conns: 4 }, udp: { host: '10.91.3.2', port: 5353, rate: 20 } };
-    const exited = (c: LabProcess) => new Promise<void>((r) => (c.child.exitCode !== null ? r() : c.child.once('exit', () => r())));
+    const lanTraffic = {
+      short: { host: '10.91.3.2', port: 7000, conns: 4 },
+      udp: { host: '10.91.3.2', port: 5353, rate: 20 },
+    };
+    const exited = (c: LabProcess) =>
+      new Promise<void>((r) => (c.child.exitCode !== null ? r() : c.child.once('exit', () => r())));
 
     // Warm-up: the relay engines start their threads, pipes and event fds on first use.
     // The idle baseline is taken after it, once UDP flows have expired.
-    const warm = (cfg: object) => [peer('soak_client.mjs'), JSON.stringify({ ...cfg, durationMs: 5000, reportMs: 5000 })];
-    await Promise.all([app.spawn(process.execPath, warm(appTraffic)), lan.spawn(process.execPath, warm(lanTraffic))].map(exited));
+    const warm = (cfg: object) => [
+      peer('soak_client.mjs'),
+      JSON.stringify({ ...cfg, durationMs: 5000, reportMs: 5000 }),
+    ];
+    await Promise.all(
+      [app.spawn(process.execPath, warm(appTraffic)), lan.spawn(process.execPath, warm(lanTraffic))].map(exited),
+    );
     await sleep(13_000);
     for (const p of proxies) p.idleFds = fds(p.worker);
 
@@ -144,7 +182,9 @@ async function main(): Promise<number> {
     const clientArgs = (cfg: object) => [peer('soak_client.mjs'), JSON.stringify({ ...cfg, durationMs, reportMs })];
     const appClient = app.spawn(process.execPath, clientArgs(appTraffic));
     const lanClient = lan.spawn(process.execPath, clientArgs(lanTraffic));
-    console.log(`soak: ${o.minutes} min of mixed traffic, a sample every ${o.sampleSeconds} s; idle worker fds after warm-up: sidecar ${sidecar.idleFds}, gateway ${gateway.idleFds}`);
+    console.log(
+      `soak: ${o.minutes} min of mixed traffic, a sample every ${o.sampleSeconds} s; idle worker fds after warm-up: sidecar ${sidecar.idleFds}, gateway ${gateway.idleFds}`,
+    );
 
     const rows: Row[] = [];
     const firstRss: Record<string, number> = {};
@@ -169,7 +209,11 @@ async function main(): Promise<number> {
       cells['short ok/err'] = `${(a.short?.ok ?? 0) + (l.short?.ok ?? 0)}/${(a.short?.err ?? 0) + (l.short?.err ?? 0)}`;
       cells['udp ok/lost'] = `${l.udp?.ok ?? 0}/${l.udp?.err ?? 0}`;
       rows.push({ minute: ((Date.now() - started) / 60_000).toFixed(1), cells });
-      console.log(`t=${rows[rows.length - 1]!.minute} min  ${Object.entries(cells).map(([k, v]) => `${k}=${v}`).join('  ')}`);
+      console.log(
+        `t=${rows[rows.length - 1]!.minute} min  ${Object.entries(cells)
+          .map(([k, v]) => `${k}=${v}`)
+          .join('  ')}`,
+      );
     };
     // Sample just after each client report (reports come every sample period).
     for (let t = reportMs; t <= durationMs; t += reportMs) {
@@ -186,11 +230,15 @@ async function main(): Promise<number> {
       const deadline = Date.now() + 30_000;
       while (fds(p.worker) > p.idleFds && Date.now() < deadline) await sleep(500);
       after[p.name] = fds(p.worker);
-      if (after[p.name]! > p.idleFds) problems.push(`${p.name}: ${after[p.name]} fds after the traffic stopped, ${p.idleFds} before (leak)`);
+      if (after[p.name]! > p.idleFds)
+        problems.push(`${p.name}: ${after[p.name]} fds after the traffic stopped, ${p.idleFds} before (leak)`);
     }
     const finalA = lastStats(appClient);
     const finalL = lastStats(lanClient);
-    for (const [who, s] of [['app', finalA], ['lan', finalL]] as const) {
+    for (const [who, s] of [
+      ['app', finalA],
+      ['lan', finalL],
+    ] as const) {
       for (const [kind, c] of Object.entries(s)) {
         if (kind === 'errors') continue;
         const cc = c as { ok: number; err: number };
@@ -201,7 +249,8 @@ async function main(): Promise<number> {
     for (const p of proxies) {
       const first = firstRss[p.name];
       const last = rows.length ? Number(rows[rows.length - 1]!.cells[`${p.name} rss`]?.split(' ')[0]) : NaN;
-      if (first !== undefined && last > first * o.rssFactor) problems.push(`${p.name}: RSS grew from ${first} to ${last} MiB (more than ×${o.rssFactor})`);
+      if (first !== undefined && last > first * o.rssFactor)
+        problems.push(`${p.name}: RSS grew from ${first} to ${last} MiB (more than ×${o.rssFactor})`);
     }
 
     // Summary table.
@@ -218,10 +267,20 @@ async function main(): Promise<number> {
         const k = `${m[1]}${m[2] ? `/${m[2]}` : ''}`;
         reasons[k] = (reasons[k] ?? 0) + 1;
       }
-      console.log(`${p.name} connections by close reason/relay: ${Object.entries(reasons).map(([k, v]) => `${k} ${v}`).join(', ') || 'none logged'}`);
+      console.log(
+        `${p.name} connections by close reason/relay: ${
+          Object.entries(reasons)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ') || 'none logged'
+        }`,
+      );
     }
-    console.log(`\nworker fds idle before → after: ${proxies.map((p) => `${p.name} ${p.idleFds} → ${after[p.name]}`).join(', ')}`);
-    console.log(`totals: http ${finalA.http?.ok ?? 0} ok, bulk ${Math.round((finalA.bulk?.bytes ?? 0) / 1048576)} MiB in ${finalA.bulk?.ok ?? 0} echoes, short ${(finalA.short?.ok ?? 0) + (finalL.short?.ok ?? 0)}, udp ${finalL.udp?.ok ?? 0} answered`);
+    console.log(
+      `\nworker fds idle before → after: ${proxies.map((p) => `${p.name} ${p.idleFds} → ${after[p.name]}`).join(', ')}`,
+    );
+    console.log(
+      `totals: http ${finalA.http?.ok ?? 0} ok, bulk ${Math.round((finalA.bulk?.bytes ?? 0) / 1048576)} MiB in ${finalA.bulk?.ok ?? 0} echoes, short ${(finalA.short?.ok ?? 0) + (finalL.short?.ok ?? 0)}, udp ${finalL.udp?.ok ?? 0} answered`,
+    );
     for (const p of proxies) await p.proc.stop('SIGTERM');
   } catch (e) {
     problems.push(`soak aborted: ${(e as Error).message}`);

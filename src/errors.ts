@@ -17,7 +17,10 @@ export class UsageError extends TranproxyError {
 
 /** A system tool (nft, iptables-restore, ip, sysctl…) is not installed. */
 export class ToolMissingError extends TranproxyError {
-  constructor(readonly tool: string, readonly debianPackage: string) {
+  constructor(
+    readonly tool: string,
+    readonly debianPackage: string,
+  ) {
     super(`'${tool}' not found: install it (apt-get install ${debianPackage}) or choose another backend`);
   }
 }
@@ -39,7 +42,12 @@ export class PermissionError extends TranproxyError {}
 
 /** A syscall made through the FFI layer failed. */
 export class SyscallError extends TranproxyError {
-  constructor(readonly syscall: string, readonly errno: number, readonly code: string, detail = '') {
+  constructor(
+    readonly syscall: string,
+    readonly errno: number,
+    readonly code: string,
+    detail = '',
+  ) {
     super(`${syscall} failed: ${code} (errno ${errno})${detail ? `: ${detail}` : ''}`);
   }
 }

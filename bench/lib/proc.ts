@@ -46,20 +46,35 @@ export async function waitForLog(p: LabProcess, file: string, re: RegExp, timeou
     const text = readLog(file);
     const m = re.exec(text);
     if (m) return m[0];
-    if (exited(p)) throw new Error(`process exited (${p.child.exitCode ?? p.child.signalCode}) before ${re}; log ${file}:\n${text.slice(-2000)}`);
+    if (exited(p))
+      throw new Error(
+        `process exited (${p.child.exitCode ?? p.child.signalCode}) before ${re}; log ${file}:\n${text.slice(-2000)}`,
+      );
     if (Date.now() > deadline) throw new Error(`no ${re} within ${timeoutMs} ms; log ${file}:\n${text.slice(-2000)}`);
     await sleep(50);
   }
 }
 
 /** Wait until a TCP socket listens on `port` inside `host` (ss; no probe traffic). */
-export async function waitForListen(host: Host, port: number, p?: LabProcess, logFile?: string, timeoutMs = 10_000): Promise<void> {
+export async function waitForListen(
+  host: Host,
+  port: number,
+  p?: LabProcess,
+  logFile?: string,
+  timeoutMs = 10_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = await host.run('ss', ['-Hltn', `sport = :${port}`], { allowFailure: true });
     if (r.status === 0 && r.stdout.trim()) return;
-    if (p && exited(p)) throw new Error(`${host.name}: process exited before listening on ${port}; log:\n${logFile ? readLog(logFile).slice(-2000) : p.output()}`);
-    if (Date.now() > deadline) throw new Error(`${host.name}: nothing listens on tcp port ${port}${logFile ? `; log:\n${readLog(logFile).slice(-2000)}` : ''}`);
+    if (p && exited(p))
+      throw new Error(
+        `${host.name}: process exited before listening on ${port}; log:\n${logFile ? readLog(logFile).slice(-2000) : p.output()}`,
+      );
+    if (Date.now() > deadline)
+      throw new Error(
+        `${host.name}: nothing listens on tcp port ${port}${logFile ? `; log:\n${readLog(logFile).slice(-2000)}` : ''}`,
+      );
     await sleep(50);
   }
 }

@@ -51,7 +51,8 @@ export function summarizeProfile(json: string, topN = 12): ProfileSummary {
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const self = new Map<number, number>();
   // timeDeltas[i] is the time between sample i-1 and i; attribute it to sample i's node.
-  for (let i = 0; i < p.samples.length; i++) self.set(p.samples[i]!, (self.get(p.samples[i]!) ?? 0) + (p.timeDeltas[i] ?? 0));
+  for (let i = 0; i < p.samples.length; i++)
+    self.set(p.samples[i]!, (self.get(p.samples[i]!) ?? 0) + (p.timeDeltas[i] ?? 0));
   const areas = new Map<string, number>();
   const fns = new Map<string, { fn: string; where: string; ms: number }>();
   let total = 0;
@@ -74,14 +75,20 @@ export function summarizeProfile(json: string, topN = 12): ProfileSummary {
     totalMs: total,
     busyMs: total - idle,
     areas: [...areas].map(([a, ms]) => ({ area: a, ms })).sort((x, y) => y.ms - x.ms),
-    top: [...fns.values()].filter((e) => e.fn !== '(idle)').sort((x, y) => y.ms - x.ms).slice(0, topN),
+    top: [...fns.values()]
+      .filter((e) => e.fn !== '(idle)')
+      .sort((x, y) => y.ms - x.ms)
+      .slice(0, topN),
   };
 }
 
 export function renderProfile(title: string, s: ProfileSummary): string[] {
   const pct = (ms: number): string => `${((100 * ms) / s.busyMs).toFixed(1)}%`;
   const share = (name: string): number => s.areas.find((a) => a.area === name)?.ms ?? 0;
-  const natives = s.top.filter((t) => !t.where && !t.fn.startsWith('(')).slice(0, 4).map((t) => `\`${t.fn}\``);
+  const natives = s.top
+    .filter((t) => !t.where && !t.fn.startsWith('('))
+    .slice(0, 4)
+    .map((t) => `\`${t.fn}\``);
   const out = [
     `**${title}** — ${(s.totalMs / 1000).toFixed(1)} s sampled, ${(s.busyMs / 1000).toFixed(1)} s busy. ` +
       `${pct(share(NATIVE))} of the busy time is in native bindings called from JS — system calls (${natives.join(', ')}) — ` +

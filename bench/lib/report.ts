@@ -31,7 +31,10 @@ export interface CaseResult {
   errors: string[];
 }
 
-export function newCase(c: Omit<CaseResult, 'metrics' | 'notes' | 'errors'>, metrics: Array<Omit<Metric, 'values'>>): CaseResult {
+export function newCase(
+  c: Omit<CaseResult, 'metrics' | 'notes' | 'errors'>,
+  metrics: Array<Omit<Metric, 'values'>>,
+): CaseResult {
   return { ...c, metrics: metrics.map((m) => ({ ...m, values: new Map() })), notes: [], errors: [] };
 }
 
@@ -94,12 +97,17 @@ export function renderCase(c: CaseResult): string {
     const anchors = c.anchors.filter((a) => metrics.some((m) => (m.values.get(a)?.size ?? 0) > 0));
     if (anchors.length > 0) {
       const subj = c.variants.find((v) => v.key === c.subject)?.label ?? c.subject;
-      out.push(`Ratios, ${subj} ÷ anchor: ratio of the medians, and in parentheses the median of the per-round ratios (each pair run back to back):`, '');
+      out.push(
+        `Ratios, ${subj} ÷ anchor: ratio of the medians, and in parentheses the median of the per-round ratios (each pair run back to back):`,
+        '',
+      );
       out.push(`| ${subj} ÷ | ${metrics.map((m) => m.label).join(' | ')} |`);
       out.push(`|---|${metrics.map(() => '---:').join('|')}|`);
       for (const a of anchors) {
         const label = c.variants.find((v) => v.key === a)?.label ?? a;
-        out.push(`| ${label} | ${metrics.map((m) => ratio(median(valuesOf(m, c.subject)), median(valuesOf(m, a)), pairedRatio(m, c.subject, a))).join(' | ')} |`);
+        out.push(
+          `| ${label} | ${metrics.map((m) => ratio(median(valuesOf(m, c.subject)), median(valuesOf(m, a)), pairedRatio(m, c.subject, a))).join(' | ')} |`,
+        );
       }
       out.push('');
     }
@@ -109,7 +117,13 @@ export function renderCase(c: CaseResult): string {
     for (const m of metrics) {
       const rounds = c.variants
         .filter((v) => (m.values.get(v.key)?.size ?? 0) > 0)
-        .map((v) => `${v.label} ${[...m.values.get(v.key)!].sort((x, y) => x[0] - y[0]).map(([r, x]) => `r${r} ${fmtNum(x)}`).join(', ')}`);
+        .map(
+          (v) =>
+            `${v.label} ${[...m.values.get(v.key)!]
+              .sort((x, y) => x[0] - y[0])
+              .map(([r, x]) => `r${r} ${fmtNum(x)}`)
+              .join(', ')}`,
+        );
       out.push(`- ${m.label}: ${rounds.join('; ')}`);
     }
     out.push('', '</details>', '');

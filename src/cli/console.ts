@@ -54,7 +54,8 @@ function prompt(question: string): Promise<string> {
 /** Set console.password-hash in the config text (created when empty); the rest is kept. */
 export function withPasswordHash(text: string, hash: string, path: string): string {
   const doc = parseDoc(text);
-  if (doc.errors.length) throw new UsageError(`${path}: not valid YAML (${doc.errors[0]!.message.split('\n')[0]}): fix it first`);
+  if (doc.errors.length)
+    throw new UsageError(`${path}: not valid YAML (${doc.errors[0]!.message.split('\n')[0]}): fix it first`);
   const top = doc.toJS() as unknown;
   if (top !== null && top !== undefined && (typeof top !== 'object' || Array.isArray(top))) {
     throw new UsageError(`${path}: expected a mapping of settings at the top`);
@@ -79,11 +80,14 @@ export function consoleCommand(): Command {
         const again = await prompt('Repeat it: ');
         if (again !== password) throw new UsageError('the passwords differ; nothing changed');
       }
-      if (password.length < MIN_PASSWORD_LENGTH) throw new UsageError(`the password is too short: use at least ${MIN_PASSWORD_LENGTH} characters`);
+      if (password.length < MIN_PASSWORD_LENGTH)
+        throw new UsageError(`the password is too short: use at least ${MIN_PASSWORD_LENGTH} characters`);
       const text = existsSync(opts.config) ? readFileSync(opts.config, 'utf8') : '';
       const next = withPasswordHash(text, await hashPassword(password), opts.config);
       writeFileAtomic(opts.config, next);
-      process.stderr.write(`tranproxy: console password set in ${opts.config}; a running tranproxy uses it at the next login\n`);
+      process.stderr.write(
+        `tranproxy: console password set in ${opts.config}; a running tranproxy uses it at the next login\n`,
+      );
     });
   return cmd;
 }

@@ -6,9 +6,14 @@
 const PROGRAM_FLAGS = new Set(['-h', '--help', '-V', '--version', 'help']);
 
 /** `args` (after node and the script) with `dflt` put first unless they already name a subcommand. */
-export function withDefaultCommand(args: readonly string[], subcommands: readonly string[], dflt: string | undefined): string[] {
+export function withDefaultCommand(
+  args: readonly string[],
+  subcommands: readonly string[],
+  dflt: string | undefined,
+): string[] {
   if (!dflt) return [...args];
-  if (!subcommands.includes(dflt)) throw new Error(`TRANPROXY_DEFAULT_COMMAND: '${dflt}' is not one of ${subcommands.join(', ')}`);
+  if (!subcommands.includes(dflt))
+    throw new Error(`TRANPROXY_DEFAULT_COMMAND: '${dflt}' is not one of ${subcommands.join(', ')}`);
   const first = args[0];
   if (first === undefined || subcommands.includes(first) || PROGRAM_FLAGS.has(first)) return [...args];
   return [dflt, ...args];

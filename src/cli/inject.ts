@@ -23,28 +23,53 @@ export interface RawInjectDefaults {
 export function addInjectDefaultsOptions(cmd: Command): Command {
   return cmd
     .option('--image <ref>', 'sidecar image (annotation tranproxy.io/image overrides)', DEFAULT_INJECT.image)
-    .addOption(new Option('--image-pull-policy <policy>', 'sidecar imagePullPolicy').choices(['Always', 'IfNotPresent', 'Never']).default(DEFAULT_INJECT.imagePullPolicy))
-    .option('--classic', 'classic sidecar (a container, plus an init container that applies the rules) for Kubernetes < 1.29; default: native sidecar (tranproxy.io/mode overrides)')
     .addOption(
-      new Option('--probe <kind>', 'readiness check: exec (node fetches 127.0.0.1/readyz; the admin API stays on loopback) or http (kubelet httpGet; the admin API listens on 0.0.0.0)')
+      new Option('--image-pull-policy <policy>', 'sidecar imagePullPolicy')
+        .choices(['Always', 'IfNotPresent', 'Never'])
+        .default(DEFAULT_INJECT.imagePullPolicy),
+    )
+    .option(
+      '--classic',
+      'classic sidecar (a container, plus an init container that applies the rules) for Kubernetes < 1.29; default: native sidecar (tranproxy.io/mode overrides)',
+    )
+    .addOption(
+      new Option(
+        '--probe <kind>',
+        'readiness check: exec (node fetches 127.0.0.1/readyz; the admin API stays on loopback) or http (kubelet httpGet; the admin API listens on 0.0.0.0)',
+      )
         .choices(['exec', 'http'])
         .default(DEFAULT_INJECT.probe),
     )
-    .addOption(new Option('--firewall <backend>', 'backend the sidecar uses (iptables adds NET_RAW, for iptables-legacy)').choices(['auto', 'nft', 'iptables']).default(DEFAULT_INJECT.firewall))
+    .addOption(
+      new Option('--firewall <backend>', 'backend the sidecar uses (iptables adds NET_RAW, for iptables-legacy)')
+        .choices(['auto', 'nft', 'iptables'])
+        .default(DEFAULT_INJECT.firewall),
+    )
     .option('--admin-port <port>', 'sidecar admin API port (/readyz)', String(DEFAULT_INJECT.adminPort))
     .option('--listen-port <port>', "sidecar proxy's port", String(DEFAULT_INJECT.listenPort))
-    .option('--proxy-user <uid:gid>', 'user the data plane runs as; its traffic is never captured', `${DEFAULT_INJECT.proxyUser.uid}:${DEFAULT_INJECT.proxyUser.gid}`);
+    .option(
+      '--proxy-user <uid:gid>',
+      'user the data plane runs as; its traffic is never captured',
+      `${DEFAULT_INJECT.proxyUser.uid}:${DEFAULT_INJECT.proxyUser.gid}`,
+    );
 }
 
 export function injectDefaultsOf(raw: RawInjectDefaults): InjectDefaults {
   const proxyUser = parseUidGid(raw.proxyUser ?? '1337:1337', '--proxy-user');
-  if (proxyUser.uid === 0) throw new UsageError('--proxy-user: the data plane must not run as root (uid 0): its traffic would never be captured');
+  if (proxyUser.uid === 0)
+    throw new UsageError(
+      '--proxy-user: the data plane must not run as root (uid 0): its traffic would never be captured',
+    );
   const image = (raw.image ?? DEFAULT_INJECT.image).trim();
   if (!image || /\s/.test(image)) throw new UsageError(`--image: '${raw.image}' is not an image reference`);
   return {
     ...DEFAULT_INJECT,
     image,
-    imagePullPolicy: parseChoice(raw.imagePullPolicy ?? DEFAULT_INJECT.imagePullPolicy, ['Always', 'IfNotPresent', 'Never'] as const, '--image-pull-policy'),
+    imagePullPolicy: parseChoice(
+      raw.imagePullPolicy ?? DEFAULT_INJECT.imagePullPolicy,
+      ['Always', 'IfNotPresent', 'Never'] as const,
+      '--image-pull-policy',
+    ),
     mode: raw.classic ? 'classic' : 'native',
     probe: parseChoice(raw.probe ?? DEFAULT_INJECT.probe, ['exec', 'http'] as const, '--probe'),
     firewall: parseChoice(raw.firewall ?? DEFAULT_INJECT.firewall, ['auto', 'nft', 'iptables'] as const, '--firewall'),
@@ -67,7 +92,9 @@ function describe(r: ObjectReport): string {
 
 export function injectCommand(): Command {
   const cmd = new Command('inject')
-    .description('add the tranproxy sidecar to Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs in a YAML manifest (other kinds pass through)')
+    .description(
+      'add the tranproxy sidecar to Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs in a YAML manifest (other kinds pass through)',
+    )
     .requiredOption('-f, --filename <file>', "manifest to read ('-' for stdin); multi-document YAML is fine")
     .option('-o, --output <file>', 'write here instead of stdout')
     .option('--force', 'replace an existing tranproxy sidecar (after changing annotations) instead of leaving it')
@@ -88,7 +115,9 @@ export function injectCommand(): Command {
       text = readFileSync(opts.filename === '-' ? 0 : opts.filename, 'utf8');
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
-      throw new UsageError(`-f ${opts.filename}: cannot read: ${err.code === 'ENOENT' ? 'no such file' : err.code ?? err.message}`);
+      throw new UsageError(
+        `-f ${opts.filename}: cannot read: ${err.code === 'ENOENT' ? 'no such file' : (err.code ?? err.message)}`,
+      );
     }
     const source = opts.filename === '-' ? 'stdin' : opts.filename;
     const out = injectYaml(text, { defaults, force: opts.force ?? false }, source);

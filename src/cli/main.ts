@@ -11,7 +11,7 @@ import { withDefaultCommand } from './default-command.js';
 const program = new Command('tranproxy')
   .description('Linux transparent proxy: capture connections with REDIRECT or TPROXY and relay them')
   .version(process.env.npm_package_version ?? '0.1.0')
-  .showHelpAfterError("(add --help for usage)")
+  .showHelpAfterError('(add --help for usage)')
   .addCommand(runCommand())
   .addCommand(rulesCommand())
   .addCommand(demoCommand())
@@ -31,7 +31,10 @@ exitOverrideAll(program);
 const subcommands = program.commands.map((c) => c.name());
 let argv: string[];
 try {
-  argv = [...process.argv.slice(0, 2), ...withDefaultCommand(process.argv.slice(2), subcommands, process.env.TRANPROXY_DEFAULT_COMMAND)];
+  argv = [
+    ...process.argv.slice(0, 2),
+    ...withDefaultCommand(process.argv.slice(2), subcommands, process.env.TRANPROXY_DEFAULT_COMMAND),
+  ];
 } catch (e) {
   process.stderr.write(`tranproxy: ${(e as Error).message}\n`);
   process.exit(2);

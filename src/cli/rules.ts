@@ -14,32 +14,39 @@ function backendOf(opts: RawRunOptions): Backend {
 
 /** The same --config as `run`: the file's settings, flags typed on the command line win. */
 function withConfig(cmd: Command): Command {
-  return cmd.option('-c, --config <file>', 'YAML config file, as for tranproxy run; flags given on the command line win');
+  return cmd.option(
+    '-c, --config <file>',
+    'YAML config file, as for tranproxy run; flags given on the command line win',
+  );
 }
 
 export function rulesCommand(): Command {
-  const rules = new Command('rules').description('plan, apply, remove or show the firewall rules without running the proxy');
-  const plan = withConfig(addCaptureOptions(new Command('plan').description('print the rules that would be applied (dry run)'))).action(
-    (raw: RawRunOptions & { config?: string }, self: Command) => {
-      const { opts, file, warnings } = loadWithFile(raw, self);
-      for (const w of warnings) process.stderr.write(`tranproxy: warning: ${w}\n`);
-      const cfg = parseRunOptions(opts, [], undefined, file);
-      process.stdout.write(renderPlan(capturePlanOf(cfg), backendOf(opts)));
-    },
+  const rules = new Command('rules').description(
+    'plan, apply, remove or show the firewall rules without running the proxy',
   );
-  const apply = withConfig(addCaptureOptions(new Command('apply').description('apply the rules (replacing any tranproxy rules present)'))).action(
-    (raw: RawRunOptions & { config?: string }, self: Command) => {
-      const { opts, file, warnings } = loadWithFile(raw, self);
-      for (const w of warnings) process.stderr.write(`tranproxy: warning: ${w}\n`);
-      const cfg = parseRunOptions(opts, [], undefined, file);
-      applyPlan(capturePlanOf(cfg), backendOf(opts));
-      process.stderr.write('tranproxy: rules applied\n');
-    },
-  );
-  const remove = new Command('remove').description("remove every tranproxy rule (nft table, TRANPROXY_* chains, ip rules); safe to repeat").action(() => {
-    removeRules();
-    process.stderr.write('tranproxy: rules removed\n');
+  const plan = withConfig(
+    addCaptureOptions(new Command('plan').description('print the rules that would be applied (dry run)')),
+  ).action((raw: RawRunOptions & { config?: string }, self: Command) => {
+    const { opts, file, warnings } = loadWithFile(raw, self);
+    for (const w of warnings) process.stderr.write(`tranproxy: warning: ${w}\n`);
+    const cfg = parseRunOptions(opts, [], undefined, file);
+    process.stdout.write(renderPlan(capturePlanOf(cfg), backendOf(opts)));
   });
+  const apply = withConfig(
+    addCaptureOptions(new Command('apply').description('apply the rules (replacing any tranproxy rules present)')),
+  ).action((raw: RawRunOptions & { config?: string }, self: Command) => {
+    const { opts, file, warnings } = loadWithFile(raw, self);
+    for (const w of warnings) process.stderr.write(`tranproxy: warning: ${w}\n`);
+    const cfg = parseRunOptions(opts, [], undefined, file);
+    applyPlan(capturePlanOf(cfg), backendOf(opts));
+    process.stderr.write('tranproxy: rules applied\n');
+  });
+  const remove = new Command('remove')
+    .description('remove every tranproxy rule (nft table, TRANPROXY_* chains, ip rules); safe to repeat')
+    .action(() => {
+      removeRules();
+      process.stderr.write('tranproxy: rules removed\n');
+    });
   const show = new Command('show').description('print the tranproxy rules in force').action(() => {
     const text = showRules();
     process.stdout.write(text || 'no tranproxy rules\n');

@@ -18,33 +18,63 @@ export function parseListen(text: string): { host: string; port: number } {
 
 export function webhookCommand(): Command {
   const cmd = new Command('webhook')
-    .description('serve the mutating admission webhook (AdmissionReview v1 on POST /mutate, GET /healthz) that injects the sidecar into new pods')
+    .description(
+      'serve the mutating admission webhook (AdmissionReview v1 on POST /mutate, GET /healthz) that injects the sidecar into new pods',
+    )
     .requiredOption('--tls-cert <file>', 'serving certificate (PEM); re-read when it changes')
     .requiredOption('--tls-key <file>', 'its private key (PEM)')
     .option('--listen <host:port>', 'address to serve HTTPS on', ':8443')
     .option('--cert-reload-interval <duration>', 'how often to look for a renewed certificate', '30s')
-    .option('--shutdown-delay <duration>', 'on SIGTERM keep serving this long (while endpoints drop this pod), then stop', '0s')
+    .option(
+      '--shutdown-delay <duration>',
+      'on SIGTERM keep serving this long (while endpoints drop this pod), then stop',
+      '0s',
+    )
     .addOption(new Option('--log-format <format>', 'text or json').choices(['text', 'json']).default('text'));
   addInjectDefaultsOptions(cmd);
-  cmd.action(async (opts: RawInjectDefaults & { tlsCert: string; tlsKey: string; listen: string; certReloadInterval: string; shutdownDelay: string; logFormat: 'text' | 'json' }) => {
-    const defaults = injectDefaultsOf(opts);
-    const { host, port } = parseListen(opts.listen);
-    const reload = parseDuration(opts.certReloadInterval, '--cert-reload-interval');
-    const delay = /^0+(ms|s|m|h)?$/.test(opts.shutdownDelay.trim()) ? 0 : parseDuration(opts.shutdownDelay, '--shutdown-delay');
-    const log = createLogger(opts.logFormat);
-    const server = await startWebhookServer({ certFile: opts.tlsCert, keyFile: opts.tlsKey, host, port, defaults, log, reloadIntervalMs: reload });
-    const a = server.address;
-    const shown = a.family === 'IPv6' || a.family === (6 as unknown) ? `[${a.address}]` : a.address;
-    log.info(`webhook listening on https://${shown}:${a.port}/mutate`, { mode: defaults.mode, image: defaults.image });
-    let stopping = false;
-    const stop = (sig: NodeJS.Signals): void => {
-      if (stopping) return;
-      stopping = true;
-      log.info('webhook stopping', { signal: sig, delay_ms: delay });
-      setTimeout(() => void server.close().then(() => process.exit(0)), delay);
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
+  cmd.action(
+    async (
+      opts: RawInjectDefaults & {
+        tlsCert: string;
+        tlsKey: string;
+        listen: string;
+        certReloadInterval: string;
+        shutdownDelay: string;
+        logFormat: 'text' | 'json';
+      },
+    ) => {
+      const defaults = injectDefaultsOf(opts);
+      const { host, port } = parseListen(opts.listen);
+      const reload = parseDuration(opts.certReloadInterval, '--cert-reload-interval');
+      const delay = /^0+(ms|s|m|h)?$/.test(opts.shutdownDelay.trim())
+        ? 0
+        : parseDuration(opts.shutdownDelay, '--shutdown-delay');
+      const log = createLogger(opts.logFormat);
+      const server = await startWebhookServer({
+        certFile: opts.tlsCert,
+        keyFile: opts.tlsKey,
+        host,
+        port,
+        defaults,
+        log,
+        reloadIntervalMs: reload,
+      });
+      const a = server.address;
+      const shown = a.family === 'IPv6' || a.family === (6 as unknown) ? `[${a.address}]` : a.address;
+      log.info(`webhook listening on https://${shown}:${a.port}/mutate`, {
+        mode: defaults.mode,
+        image: defaults.image,
+      });
+      let stopping = false;
+      const stop = (sig: NodeJS.Signals): void => {
+        if (stopping) return;
+        stopping = true;
+        log.info('webhook stopping', { signal: sig, delay_ms: delay });
+        setTimeout(() => void server.close().then(() => process.exit(0)), delay);
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+    },
+  );
   return cmd;
 }

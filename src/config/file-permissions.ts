@@ -31,11 +31,18 @@ export function configSecrets(file: Pick<ConfigFile, 'nodes' | 'console' | 'run'
  * Throws UsageError when the file is group- or world-writable, or owned by a user other than
  * root and `selfUid`; returns warnings (world-readable with secrets in it).
  */
-export function checkConfigPermissions(path: string, facts: FileFacts, selfUid: number, secrets: readonly string[]): string[] {
+export function checkConfigPermissions(
+  path: string,
+  facts: FileFacts,
+  selfUid: number,
+  secrets: readonly string[],
+): string[] {
   const mode = facts.mode & 0o7777;
   refuseWritableByOthers(`--config ${path}`, path, facts, selfUid, "the proxy's rules and nodes");
   if (secrets.length && mode & 0o004) {
-    return [`--config ${path}: mode ${octal(mode)} lets every user read the secrets in it (${secrets.join(', ')}): run 'chmod o-r ${path}'`];
+    return [
+      `--config ${path}: mode ${octal(mode)} lets every user read the secrets in it (${secrets.join(', ')}): run 'chmod o-r ${path}'`,
+    ];
   }
   return [];
 }
@@ -43,5 +50,10 @@ export function checkConfigPermissions(path: string, facts: FileFacts, selfUid: 
 /** checkConfigPermissions for a loaded file, from the file system. */
 export function checkConfigFile(file: ConfigFile): string[] {
   const st = statSync(file.path);
-  return checkConfigPermissions(file.path, { mode: st.mode, uid: st.uid }, process.geteuid?.() ?? 0, configSecrets(file));
+  return checkConfigPermissions(
+    file.path,
+    { mode: st.mode, uid: st.uid },
+    process.geteuid?.() ?? 0,
+    configSecrets(file),
+  );
 }

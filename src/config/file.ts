@@ -5,7 +5,15 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { isScalar, LineCounter, parseDocument, visit, type Document } from 'yaml';
 import { UsageError } from '../errors.js';
-import { compileRules, parseDomainList, RULE_FIELD_NAMES, RuleError, suggest, type DomainList, type RuleSpec } from '../route/index.js';
+import {
+  compileRules,
+  parseDomainList,
+  RULE_FIELD_NAMES,
+  RuleError,
+  suggest,
+  type DomainList,
+  type RuleSpec,
+} from '../route/index.js';
 import { ConfigSchema, describe, KNOWN_KEYS, settingsOf, type ConfigRule, type ConfigSettings } from './schema.js';
 import { locateInYaml as locate, placeZodIssues } from './yaml-issues.js';
 import { readNamedFileSync } from './safe-read.js';
@@ -70,7 +78,7 @@ function keysFor(path: readonly PropertyKey[]): readonly string[] {
 
 function unknownKeyMessage(key: string, known: readonly string[]): string {
   const kebab = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).replace(/_/g, '-');
-  const guess = known.includes(kebab) ? kebab : suggest(key, known) ?? suggest(kebab, known);
+  const guess = known.includes(kebab) ? kebab : (suggest(key, known) ?? suggest(kebab, known));
   const plural = known.includes(`${kebab}s`) ? `${kebab}s` : undefined;
   const hint = plural ?? guess;
   return `unknown key '${key}'${hint ? `; did you mean '${hint}'?${hint !== key && kebab !== key && hint === kebab ? ' (keys are kebab-case)' : ''}` : ''}`;
@@ -127,7 +135,11 @@ export function parseConfigText(text: string, path: string, opts: ParseOptions =
   };
 
   if (doc.errors.length) {
-    fail(doc.errors.map((e) => issueAt(e.pos[0], [], `YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`)));
+    fail(
+      doc.errors.map((e) =>
+        issueAt(e.pos[0], [], `YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`),
+      ),
+    );
   }
   // An alias inside the node it names (`a: &a {b: *a}`) would make a cyclic value: refuse it.
   let cycleAt: number | undefined;
@@ -144,7 +156,14 @@ export function parseConfigText(text: string, path: string, opts: ParseOptions =
   if (cycleAt !== undefined) fail([issueAt(cycleAt, [], 'YAML: an alias refers to a node that contains it (a cycle)')]);
   // Such a key silently vanishes into the prototype when the YAML becomes objects.
   const proto = prototypeKeyAt(doc);
-  if (proto) fail([issueAt(proto.offset, [], `'${proto.key}' cannot be a key or a name (nodes, groups, hosts…): choose another name`)]);
+  if (proto)
+    fail([
+      issueAt(
+        proto.offset,
+        [],
+        `'${proto.key}' cannot be a key or a name (nodes, groups, hosts…): choose another name`,
+      ),
+    ]);
   let raw: unknown;
   try {
     raw = doc.toJS({ maxAliasCount: 1000 });
@@ -185,7 +204,10 @@ export function parseConfigText(text: string, path: string, opts: ParseOptions =
           lists.push(list);
         } catch (e) {
           const err = e as NodeJS.ErrnoException;
-          const why = err instanceof UsageError ? err.message : `cannot read '${file}' (${full}): ${err.code === 'ENOENT' ? 'no such file' : err.code ?? err.message}`;
+          const why =
+            err instanceof UsageError
+              ? err.message
+              : `cannot read '${file}' (${full}): ${err.code === 'ENOENT' ? 'no such file' : (err.code ?? err.message)}`;
           const loc = locate(doc, ['rules', i, 'domain-list', j]);
           issues.push(issueAt(loc.offset, loc.path, why));
         }
@@ -205,7 +227,8 @@ export function parseConfigText(text: string, path: string, opts: ParseOptions =
       const loc = locate(doc, p);
       fail([issueAt(loc.offset, loc.path, e.message.replace(/^rules\[\d+\](\.[a-z-]+)?: /, ''))]);
     }
-    if (e instanceof UsageError) fail([issueAt(locate(doc, ['default']).offset, ['default'], e.message.replace(/^default: /, ''))]);
+    if (e instanceof UsageError)
+      fail([issueAt(locate(doc, ['default']).offset, ['default'], e.message.replace(/^default: /, ''))]);
     throw e;
   }
   return { path, ...settings, routeRules };
@@ -224,7 +247,8 @@ export function domainListPaths(text: string, path: string, baseDir = dirname(pa
   const out: string[] = [];
   for (const r of rules) {
     const v = (r as Record<string, unknown> | null)?.['domain-list'];
-    for (const f of Array.isArray(v) ? v : [v]) if (typeof f === 'string') out.push(isAbsolute(f) ? f : join(baseDir, f));
+    for (const f of Array.isArray(v) ? v : [v])
+      if (typeof f === 'string') out.push(isAbsolute(f) ? f : join(baseDir, f));
   }
   return out;
 }
@@ -236,7 +260,9 @@ export function loadConfigFile(path: string, opts: ParseOptions = {}): ConfigFil
     text = readFileSync(path, 'utf8');
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new UsageError(`--config ${path}: cannot read the file: ${err.code === 'ENOENT' ? 'no such file' : err.code ?? err.message}`);
+    throw new UsageError(
+      `--config ${path}: cannot read the file: ${err.code === 'ENOENT' ? 'no such file' : (err.code ?? err.message)}`,
+    );
   }
   return parseConfigText(text, path, opts);
 }

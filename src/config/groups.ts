@@ -23,11 +23,16 @@ export function findGroupCycle(groups: Readonly<Record<string, { members: readon
 }
 
 /** Problems with the groups, as [path, message] pairs (empty: fine). */
-export function groupProblems(groups: Readonly<Record<string, { members: readonly string[] }>>, known: readonly string[], nodes: readonly string[]): [(string | number)[], string][] {
+export function groupProblems(
+  groups: Readonly<Record<string, { members: readonly string[] }>>,
+  known: readonly string[],
+  nodes: readonly string[],
+): [(string | number)[], string][] {
   const out: [(string | number)[], string][] = [];
   for (const [name, g] of Object.entries(groups)) {
     if (nodes.includes(name)) out.push([['groups', name], `'${name}' is already a node; give the group another name`]);
-    if (g.members.length === 0) out.push([['groups', name, 'members'], 'empty list: a group needs at least one member']);
+    if (g.members.length === 0)
+      out.push([['groups', name, 'members'], 'empty list: a group needs at least one member']);
     g.members.forEach((m, i) => {
       if (!known.includes(m)) out.push([['groups', name, 'members', i], unknownOutboundMessage(m, known)]);
     });

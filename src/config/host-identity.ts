@@ -11,7 +11,8 @@ export function primaryAddress(routeTable = safeRead('/proc/net/route')): string
     .slice(1)
     .map((l) => l.trim().split(/\s+/))
     .find((f) => f[1] === '00000000' && f[7] === '00000000')?.[0];
-  const pick = (name: string | undefined) => (name ? ifaces[name]?.find((a) => a.family === 'IPv4' && !a.internal)?.address : undefined);
+  const pick = (name: string | undefined) =>
+    name ? ifaces[name]?.find((a) => a.family === 'IPv4' && !a.internal)?.address : undefined;
   if (pick(defaultIf)) return pick(defaultIf);
   for (const name of Object.keys(ifaces)) if (pick(name)) return pick(name);
   return undefined;
@@ -31,7 +32,10 @@ export interface ResolvConf {
 export function parseResolvConf(text: string): ResolvConf {
   const out: ResolvConf = { nameservers: [], search: [], ndots: 1 };
   for (const raw of text.split('\n')) {
-    const [key, ...rest] = raw.replace(/[#;].*/, '').trim().split(/\s+/);
+    const [key, ...rest] = raw
+      .replace(/[#;].*/, '')
+      .trim()
+      .split(/\s+/);
     if (key === 'nameserver' && rest[0]) out.nameservers.push(rest[0]);
     else if (key === 'search' || key === 'domain') out.search = rest.filter(Boolean);
     else if (key === 'options') {

@@ -33,7 +33,11 @@ export interface RoutingConfig {
 
 export const UPSTREAM_NODE = 'upstream';
 
-export function routingOf(file: ConfigFile | undefined, upstream: string | undefined, sniffTimeoutMs: number): RoutingConfig | undefined {
+export function routingOf(
+  file: ConfigFile | undefined,
+  upstream: string | undefined,
+  sniffTimeoutMs: number,
+): RoutingConfig | undefined {
   const nodes: Record<string, NodeConfig> = Object.create(null); // a name never reaches a prototype
   for (const [name, n] of Object.entries(file?.nodes ?? {})) {
     nodes[name] = {
@@ -43,24 +47,37 @@ export function routingOf(file: ConfigFile | undefined, upstream: string | undef
     };
   }
   if (upstream !== undefined) {
-    if (nodes[UPSTREAM_NODE]) throw new UsageError(`--upstream: the config file already has a node named '${UPSTREAM_NODE}'`);
+    if (nodes[UPSTREAM_NODE])
+      throw new UsageError(`--upstream: the config file already has a node named '${UPSTREAM_NODE}'`);
     nodes[UPSTREAM_NODE] = { uri: upstream };
   }
   const rules = file?.routeRules ?? [];
   const dns = file?.dns;
   const defaultUdp = file?.defaultUdp;
   const groups = file?.groups ?? {};
-  if (!Object.keys(nodes).length && !Object.keys(groups).length && !rules.length && !file?.defaultGiven && !dns && defaultUdp === undefined) return undefined;
+  if (
+    !Object.keys(nodes).length &&
+    !Object.keys(groups).length &&
+    !rules.length &&
+    !file?.defaultGiven &&
+    !dns &&
+    defaultUdp === undefined
+  )
+    return undefined;
   for (const [name, n] of Object.entries(nodes)) {
     try {
       parseNodeUri(n.uri, name);
     } catch (e) {
-      throw new UsageError(`${name === UPSTREAM_NODE && upstream !== undefined ? '--upstream' : `node '${name}'`}: ${(e as Error).message}`);
+      throw new UsageError(
+        `${name === UPSTREAM_NODE && upstream !== undefined ? '--upstream' : `node '${name}'`}: ${(e as Error).message}`,
+      );
     }
   }
   for (const [name, n] of Object.entries(nodes)) {
     if (n.fallback && n.fallback !== 'direct' && !nodes[n.fallback]) {
-      throw new UsageError(`nodes.${name}.fallback: unknown outbound '${n.fallback}' (known: direct, ${Object.keys(nodes).join(', ')})`);
+      throw new UsageError(
+        `nodes.${name}.fallback: unknown outbound '${n.fallback}' (known: direct, ${Object.keys(nodes).join(', ')})`,
+      );
     }
     if (n.fallback === name) throw new UsageError(`nodes.${name}.fallback: a node cannot fall back to itself`);
   }
@@ -75,7 +92,17 @@ export function routingOf(file: ConfigFile | undefined, upstream: string | undef
     }
   }
   if (dns && dns.via !== 'direct' && !nodes[dns.via]) {
-    throw new UsageError(`dns.via: unknown outbound '${dns.via}' (known: direct, ${Object.keys(nodes).join(', ') || 'no nodes'})`);
+    throw new UsageError(
+      `dns.via: unknown outbound '${dns.via}' (known: direct, ${Object.keys(nodes).join(', ') || 'no nodes'})`,
+    );
   }
-  return { nodes, groups, rules, defaultOutbound, ...(defaultUdp !== undefined ? { defaultUdpOutbound: defaultUdp } : {}), sniffTimeoutMs, ...(dns ? { dns } : {}) };
+  return {
+    nodes,
+    groups,
+    rules,
+    defaultOutbound,
+    ...(defaultUdp !== undefined ? { defaultUdpOutbound: defaultUdp } : {}),
+    sniffTimeoutMs,
+    ...(dns ? { dns } : {}),
+  };
 }

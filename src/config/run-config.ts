@@ -3,7 +3,14 @@
 import os from 'node:os';
 import { isIP } from 'node:net';
 import { UsageError } from '../errors.js';
-import { compileInjectConfig, DEFAULT_MAX_HEAD_BYTES, parseHeaderFlag, validateHeader, type InjectConfig, type XffMode } from '../http/inject-config.js';
+import {
+  compileInjectConfig,
+  DEFAULT_MAX_HEAD_BYTES,
+  parseHeaderFlag,
+  validateHeader,
+  type InjectConfig,
+  type XffMode,
+} from '../http/inject-config.js';
 import { podAddress, readResolvConf, type ResolvConf } from './host-identity.js';
 import { routingOf, type RoutingConfig } from './routing.js';
 import { parseAdminAddress } from '../observe/admin.js';
@@ -159,7 +166,11 @@ export interface HostFacts {
   resolvConf(): ResolvConf;
 }
 
-const REAL_HOST: HostFacts = { podAddress: () => podAddress(), hostname: () => os.hostname(), resolvConf: () => readResolvConf() };
+const REAL_HOST: HostFacts = {
+  podAddress: () => podAddress(),
+  hostname: () => os.hostname(),
+  resolvConf: () => readResolvConf(),
+};
 
 function injectOf(raw: RawRunOptions, facts: HostFacts): InjectConfig | undefined {
   const headers = (raw.header ?? []).map((h) => {
@@ -177,7 +188,10 @@ function injectOf(raw: RawRunOptions, facts: HostFacts): InjectConfig | undefine
     let value: string | undefined;
     if (xffFlag === true || xffFlag === 'default') {
       value = facts.podAddress();
-      if (!value) throw new UsageError('--Set-Forwarded-For: no pod address found: set PODIP or give a value, e.g. --Set-Forwarded-For 10.0.0.5');
+      if (!value)
+        throw new UsageError(
+          '--Set-Forwarded-For: no pod address found: set PODIP or give a value, e.g. --Set-Forwarded-For 10.0.0.5',
+        );
     } else value = xffFlag === 'hostname' ? facts.hostname() : xffFlag;
     forwardedFor = { value: validateHeader('X-Forwarded-For', value).value, mode };
   } else if (raw.xffMode !== undefined) {
@@ -188,7 +202,10 @@ function injectOf(raw: RawRunOptions, facts: HostFacts): InjectConfig | undefine
     headers.push(validateHeader('X-Client-Hostname', value));
   }
   if (!headers.length && !forwardedFor) return undefined;
-  const maxHeadBytes = raw.maxHeadSize === undefined ? DEFAULT_MAX_HEAD_BYTES : parsePositiveInt(raw.maxHeadSize, '--max-head-size', 1 << 24);
+  const maxHeadBytes =
+    raw.maxHeadSize === undefined
+      ? DEFAULT_MAX_HEAD_BYTES
+      : parsePositiveInt(raw.maxHeadSize, '--max-head-size', 1 << 24);
   const cfg: InjectConfig = {
     headers,
     maxHeadBytes,
@@ -209,7 +226,8 @@ function adminOf(flag: string | boolean | undefined, tokenFile: string | undefin
   }
   const text = flag === true ? DEFAULT_ADMIN : flag;
   const a = parseAdminAddress(text);
-  if (!a) throw new UsageError(`--admin: '${text}' is not ADDRESS:PORT (e.g. ${DEFAULT_ADMIN}; loopback keeps it private)`);
+  if (!a)
+    throw new UsageError(`--admin: '${text}' is not ADDRESS:PORT (e.g. ${DEFAULT_ADMIN}; loopback keeps it private)`);
   return tokenFile !== undefined ? { ...a, tokenFile } : a;
 }
 
@@ -219,7 +237,10 @@ function consoleOf(flag: string | boolean | undefined): RunConfig['console'] {
   if (flag === undefined || flag === false) return undefined;
   const text = flag === true ? DEFAULT_CONSOLE : /^\d+$/.test(flag.trim()) ? `:${flag.trim()}` : flag;
   const a = parseAdminAddress(text);
-  if (!a) throw new UsageError(`--console: '${text}' is not ADDRESS:PORT (e.g. ${DEFAULT_CONSOLE}; loopback keeps it private)`);
+  if (!a)
+    throw new UsageError(
+      `--console: '${text}' is not ADDRESS:PORT (e.g. ${DEFAULT_CONSOLE}; loopback keeps it private)`,
+    );
   return a;
 }
 
@@ -232,9 +253,17 @@ function resolverOf(raw: RawRunOptions, facts: HostFacts): ResolvConf {
 
 /** Private, loopback, link-local, multicast and reserved ranges (RFC 6890). */
 export const RESERVED_CIDRS: Cidr[] = [
-  ...['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.168.0.0/16', '224.0.0.0/4', '240.0.0.0/4'].map(
-    (text) => ({ family: 'ipv4' as const, text }),
-  ),
+  ...[
+    '0.0.0.0/8',
+    '10.0.0.0/8',
+    '100.64.0.0/10',
+    '127.0.0.0/8',
+    '169.254.0.0/16',
+    '172.16.0.0/12',
+    '192.168.0.0/16',
+    '224.0.0.0/4',
+    '240.0.0.0/4',
+  ].map((text) => ({ family: 'ipv4' as const, text })),
   ...['::1/128', 'fc00::/7', 'fe80::/10', 'ff00::/8'].map((text) => ({ family: 'ipv6' as const, text })),
 ];
 
@@ -255,7 +284,8 @@ function marksOf(raw: RawRunOptions): Pick<RunConfig, 'bypassMark' | 'bypassMask
   let bypass = { mark: DEFAULTS.bypassMark as number, mask: 0xffffffff };
   if (raw.bypassMark !== undefined) bypass = parseMarkMask(raw.bypassMark, '--bypass-mark');
   // The default bypass mark must not carry a masked TPROXY mark's bits (0x539 has bit 0x1).
-  else if ((bypass.mark & tproxy.mask) >>> 0 === tproxy.mark) bypass.mark = (bypass.mark & ~tproxy.mask) >>> 0 || 0x80000000;
+  else if ((bypass.mark & tproxy.mask) >>> 0 === tproxy.mark)
+    bypass.mark = (bypass.mark & ~tproxy.mask) >>> 0 || 0x80000000;
   return { bypassMark: bypass.mark, bypassMask: bypass.mask, tproxyMark: tproxy.mark, tproxyMask: tproxy.mask };
 }
 
@@ -263,13 +293,26 @@ function families(choice: FamilyChoice): Family[] {
   return choice === 'dual' ? ['ipv4', 'ipv6'] : [choice];
 }
 
-export function parseRunOptions(raw: RawRunOptions, command: string[] = [], facts: HostFacts = REAL_HOST, file?: ConfigFile): RunConfig {
+export function parseRunOptions(
+  raw: RawRunOptions,
+  command: string[] = [],
+  facts: HostFacts = REAL_HOST,
+  file?: ConfigFile,
+): RunConfig {
   const mode = parseChoice(raw.mode ?? 'redirect', ['redirect', 'tproxy'] as const, '--mode');
-  const capture = [...new Set(splitList(raw.capture ?? ['output']).map((c) => parseChoice(c, ['output', 'prerouting', 'inbound'] as const, '--capture')))];
+  const capture = [
+    ...new Set(
+      splitList(raw.capture ?? ['output']).map((c) =>
+        parseChoice(c, ['output', 'prerouting', 'inbound'] as const, '--capture'),
+      ),
+    ),
+  ];
   const inboundPorts = splitList(raw.inboundPort).map((p) => parsePortRange(p, '--inbound-port'));
   const excludeInboundPorts = splitList(raw.excludeInboundPort).map((p) => parsePortRange(p, '--exclude-inbound-port'));
   if (!capture.includes('inbound') && (inboundPorts.length || excludeInboundPorts.length)) {
-    throw new UsageError('--inbound-port and --exclude-inbound-port apply to connections to this host: add --capture inbound');
+    throw new UsageError(
+      '--inbound-port and --exclude-inbound-port apply to connections to this host: add --capture inbound',
+    );
   }
   const fam = parseChoice(raw.family ?? 'dual', ['dual', 'ipv4', 'ipv6'] as const, '--family');
   const inInterfaces = splitList(raw.inInterface).map((i) => parseInterfaceName(i, '--in-interface'));
@@ -287,14 +330,17 @@ export function parseRunOptions(raw: RawRunOptions, command: string[] = [], fact
     throw new UsageError('--preserve-source needs --mode tproxy (REDIRECT rewrites the destination, not the source)');
   }
   const udp = raw.udp ?? false;
-  if (udp && mode !== 'tproxy') throw new UsageError('--udp needs --mode tproxy: REDIRECT cannot recover a UDP destination');
+  if (udp && mode !== 'tproxy')
+    throw new UsageError('--udp needs --mode tproxy: REDIRECT cannot recover a UDP destination');
   if (udp && proxyUser) {
     throw new UsageError('--udp needs a privileged data plane (transparent UDP sockets): add --proxy-user none');
   }
   const listenPort = parsePort(raw.listenPort ?? String(DEFAULTS.listenPort), '--listen-port');
   const ports = splitList(raw.port).map((p) => parsePortRange(p, '--port'));
   if (ports.some((p) => p.from <= listenPort && listenPort <= p.to)) {
-    throw new UsageError(`--port includes the proxy's own --listen-port ${listenPort}: that would loop; choose another --listen-port`);
+    throw new UsageError(
+      `--port includes the proxy's own --listen-port ${listenPort}: that would loop; choose another --listen-port`,
+    );
   }
   return {
     mode,
@@ -319,7 +365,8 @@ export function parseRunOptions(raw: RawRunOptions, command: string[] = [], fact
     firewall,
     ...marksOf(raw),
     tproxyTable: parsePositiveInt(raw.tproxyTable ?? String(DEFAULTS.tproxyTable), '--tproxy-table', 0xfffffffe),
-    tproxyRulePref: raw.tproxyRulePref === undefined ? undefined : parsePositiveInt(raw.tproxyRulePref, '--tproxy-rule-pref', 32765),
+    tproxyRulePref:
+      raw.tproxyRulePref === undefined ? undefined : parsePositiveInt(raw.tproxyRulePref, '--tproxy-rule-pref', 32765),
     preserveSource,
     connectTimeoutMs: parseDuration(raw.connectTimeout ?? DEFAULTS.connectTimeout, '--connect-timeout'),
     idleTimeoutMs: parseDuration(raw.idleTimeout ?? DEFAULTS.idleTimeout, '--idle-timeout'),
@@ -371,7 +418,9 @@ export function capturePlanOf(cfg: RunConfig): CapturePlan {
 }
 
 /** Inbound capture never takes tranproxy's own ports (listener, admin API, console). */
-function inboundPlan(cfg: RunConfig): Pick<CapturePlan, 'inboundPorts' | 'excludeInboundPorts' | 'inboundPreserveSource'> {
+function inboundPlan(
+  cfg: RunConfig,
+): Pick<CapturePlan, 'inboundPorts' | 'excludeInboundPorts' | 'inboundPreserveSource'> {
   const own = [cfg.listenPort, ...(cfg.admin ? [cfg.admin.port] : []), ...(cfg.console ? [cfg.console.port] : [])];
   return {
     inboundPorts: cfg.inboundPorts,

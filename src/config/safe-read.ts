@@ -25,14 +25,22 @@ const octal = (mode: number) => `0${(mode & 0o777).toString(8).padStart(3, '0')}
  * Throws UsageError when a file is group- or world-writable, or owned by someone other than
  * root and `selfUid`. `label` names it (`--config FILE`), `what` says what a writer could change.
  */
-export function refuseWritableByOthers(label: string, path: string, facts: FileFacts, selfUid: number, what: string): void {
+export function refuseWritableByOthers(
+  label: string,
+  path: string,
+  facts: FileFacts,
+  selfUid: number,
+  what: string,
+): void {
   const mode = facts.mode & 0o7777;
   if (mode & 0o022) {
     const who = mode & 0o002 ? 'every user' : 'its group';
     throw new UsageError(`${label}: mode ${octal(mode)} lets ${who} change ${what}: run 'chmod go-w ${path}'`);
   }
   if (facts.uid !== 0 && facts.uid !== selfUid) {
-    throw new UsageError(`${label}: owned by uid ${facts.uid}, neither root nor the user running tranproxy (uid ${selfUid}), who could change it: run 'chown root ${path}' (or your own user)`);
+    throw new UsageError(
+      `${label}: owned by uid ${facts.uid}, neither root nor the user running tranproxy (uid ${selfUid}), who could change it: run 'chown root ${path}' (or your own user)`,
+    );
   }
 }
 
@@ -52,12 +60,14 @@ function checkOpened(label: string, path: string, st: Stats, max: number): void 
 
 function openError(label: string, path: string, e: NodeJS.ErrnoException): UsageError {
   if (e instanceof UsageError) return e;
-  if (e.code === 'ELOOP') return new UsageError(`${label}: ${path} is a symbolic link: name the file itself (links are not followed)`);
+  if (e.code === 'ELOOP')
+    return new UsageError(`${label}: ${path} is a symbolic link: name the file itself (links are not followed)`);
   if (e.code === 'ENOENT') return new UsageError(`${label}: cannot read ${path}: no such file`);
   return new UsageError(`${label}: cannot read ${path}: ${e.code ?? e.message}`);
 }
 
-const tooLarge = (label: string, path: string, max: number) => new UsageError(`${label}: ${path} is larger than ${max >> 20} MiB`);
+const tooLarge = (label: string, path: string, max: number) =>
+  new UsageError(`${label}: ${path} is larger than ${max >> 20} MiB`);
 
 /** A named file's text, synchronously (start-up and SIGHUP). Throws UsageError. */
 export function readNamedFileSync(label: string, path: string, max = MAX_NAMED_FILE_BYTES): string {
@@ -123,7 +133,9 @@ export async function confineToDirs(label: string, path: string, dirs: readonly 
     const rel = relative(base, real);
     if (rel && !rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel)) return;
   }
-  throw new UsageError(`${label}: ${path} is outside ${dirs.join(', ')}: the console may only name files in the config file's directory`);
+  throw new UsageError(
+    `${label}: ${path} is outside ${dirs.join(', ')}: the console may only name files in the config file's directory`,
+  );
 }
 
 /** `file` as a config names it, made absolute against the config file's directory. */

@@ -48,10 +48,23 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { UsageError } from '../errors.js';
-import { DEFAULT_PROBE_INTERVAL_MS, DEFAULT_PROBE_URL, DEFAULT_TOLERANCE_MS, GROUP_TYPES, type GroupSpec } from '../outbound/group.js';
+import {
+  DEFAULT_PROBE_INTERVAL_MS,
+  DEFAULT_PROBE_URL,
+  DEFAULT_TOLERANCE_MS,
+  GROUP_TYPES,
+  type GroupSpec,
+} from '../outbound/group.js';
 import { groupProblems } from './groups.js';
 import { parseHeaderFlag, validateHeader, type HeaderSpec } from '../http/inject-config.js';
-import { BUILTIN_OUTBOUNDS, normalizeDomainEntry, suggest, unknownOutboundMessage, type DomainEntryKind, type Network } from '../route/index.js';
+import {
+  BUILTIN_OUTBOUNDS,
+  normalizeDomainEntry,
+  suggest,
+  unknownOutboundMessage,
+  type DomainEntryKind,
+  type Network,
+} from '../route/index.js';
 import type { RawRunOptions } from './run-config.js';
 import {
   parseCidr,
@@ -88,7 +101,9 @@ function check(parse: (text: string) => unknown) {
 
 /** A string or number (YAML gives `80` as a number, `8000-8100` as a string), checked by `parse`. */
 function scalar(what: string, parse?: (text: string) => unknown) {
-  const base = z.custom<string | number>((v) => typeof v === 'string' || typeof v === 'number', { message: `expected ${what}` });
+  const base = z.custom<string | number>((v) => typeof v === 'string' || typeof v === 'number', {
+    message: `expected ${what}`,
+  });
   return parse ? base.superRefine(check(parse)) : base;
 }
 
@@ -135,7 +150,9 @@ const ipAddress = text('an IP address', (t) => {
 export function parseHostPort(t: string, defaultPort: number | undefined): { host: string | undefined; port: number } {
   const s = t.trim();
   const fail = (): never => {
-    throw new UsageError(`: '${t}' is not ${defaultPort === undefined ? 'PORT or IP:PORT' : 'IP or IP:PORT'} (IPv6 in brackets: [::1]:53)`);
+    throw new UsageError(
+      `: '${t}' is not ${defaultPort === undefined ? 'PORT or IP:PORT' : 'IP or IP:PORT'} (IPv6 in brackets: [::1]:53)`,
+    );
   };
   if (/^\d+$/.test(s)) {
     if (defaultPort !== undefined) fail();
@@ -161,11 +178,15 @@ function domainEntries(kind: DomainEntryKind, what: string) {
 }
 
 const headerItem = z
-  .custom<string | Record<string, unknown>>((v) => typeof v === 'string' || (typeof v === 'object' && v !== null && !Array.isArray(v)), {
-    message: "expected 'Name: value' or a mapping Name: value",
-  })
+  .custom<string | Record<string, unknown>>(
+    (v) => typeof v === 'string' || (typeof v === 'object' && v !== null && !Array.isArray(v)),
+    {
+      message: "expected 'Name: value' or a mapping Name: value",
+    },
+  )
   .superRefine((v, ctx) => {
-    const add = (message: string, key?: string) => ctx.addIssue({ code: 'custom', message, ...(key === undefined ? {} : { path: [key] }) });
+    const add = (message: string, key?: string) =>
+      ctx.addIssue({ code: 'custom', message, ...(key === undefined ? {} : { path: [key] }) });
     try {
       if (typeof v === 'string') parseHeaderFlag(v);
       else if (Object.keys(v).length === 0) add('expected at least one Name: value');
@@ -190,11 +211,15 @@ const headerItem = z
 
 const identityHeader = (header: string) =>
   z
-    .custom<boolean | string>((v) => typeof v === 'boolean' || (typeof v === 'string' && v.trim() !== '') || typeof v === 'number', {
-      message: "expected true, false, 'default', 'hostname' or a value",
-    })
+    .custom<boolean | string>(
+      (v) => typeof v === 'boolean' || (typeof v === 'string' && v.trim() !== '') || typeof v === 'number',
+      {
+        message: "expected true, false, 'default', 'hostname' or a value",
+      },
+    )
     .superRefine((v, ctx) => {
-      if (typeof v !== 'boolean' && v !== 'default' && v !== 'hostname') check((t) => validateHeader(header, t))(String(v), ctx);
+      if (typeof v !== 'boolean' && v !== 'default' && v !== 'hostname')
+        check((t) => validateHeader(header, t))(String(v), ctx);
     });
 
 // ---------------------------------------------------------------------------------------
@@ -217,7 +242,9 @@ const NodeObject = z.strictObject({
     const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/./.exec(t.trim());
     const scheme = m?.[1]?.toLowerCase();
     if (!scheme || !(NODE_SCHEMES as readonly string[]).includes(scheme)) {
-      throw new UsageError(`: ${m ? `unsupported scheme '${m[1]}'` : 'not a URI'}: use ${NODE_SCHEMES.map((s) => `${s}://`).join(', ')}`);
+      throw new UsageError(
+        `: ${m ? `unsupported scheme '${m[1]}'` : 'not a URI'}: use ${NODE_SCHEMES.map((s) => `${s}://`).join(', ')}`,
+      );
     }
   }),
   /** The node's name as its link or subscription wrote it (any Unicode); the key is the config-safe name. */
@@ -229,7 +256,10 @@ const NodeObject = z.strictObject({
 });
 const NodeName = z.string().superRefine((name, ctx) => {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(name)) {
-    ctx.addIssue({ code: 'custom', message: `node name '${name}': use letters, digits, '.', '_' and '-' (up to 63, starting with a letter or digit)` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `node name '${name}': use letters, digits, '.', '_' and '-' (up to 63, starting with a letter or digit)`,
+    });
   } else if ((BUILTIN_OUTBOUNDS as readonly string[]).includes(name)) {
     ctx.addIssue({ code: 'custom', message: `'${name}' is a built-in outbound; give the node another name` });
   }
@@ -250,7 +280,8 @@ const GroupSchema = z.strictObject({
 export function parseCheckTarget(t: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(t.trim());
   const host = m?.[1] ?? m?.[2];
-  if (!m || !host || (m[1] !== undefined && isIP(host) !== 6)) throw new UsageError(`: '${t}' is not HOST:PORT (e.g. example.com:443, [2001:db8::1]:80)`);
+  if (!m || !host || (m[1] !== undefined && isIP(host) !== 6))
+    throw new UsageError(`: '${t}' is not HOST:PORT (e.g. example.com:443, [2001:db8::1]:80)`);
   return { host, port: parsePort(m[3]!, '') };
 }
 
@@ -272,11 +303,15 @@ const SubscriptionSchema = z.strictObject({
 const ConsoleSchema = z.strictObject({
   listen: scalar('ADDRESS:PORT, e.g. 127.0.0.1:8080', (t) => {
     const m = /^(?:(?:\[[0-9a-fA-F:.]+\]|[^:[\]]*):)?(\d{1,5})$/.exec(t.trim());
-    if (!m) throw new UsageError(`: '${t}' is not ADDRESS:PORT or PORT (e.g. 127.0.0.1:8080; loopback keeps it private)`);
+    if (!m)
+      throw new UsageError(`: '${t}' is not ADDRESS:PORT or PORT (e.g. 127.0.0.1:8080; loopback keeps it private)`);
     parsePort(m[1]!, '');
   }).optional(),
   'password-hash': text("a hash from 'tranproxy console passwd'", (t) => {
-    if (!/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]+\$[A-Za-z0-9_-]+$/.test(t.trim())) throw new UsageError(": not a scrypt$N$r$p$salt$hash string: set it with 'tranproxy console passwd --config FILE'");
+    if (!/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]+\$[A-Za-z0-9_-]+$/.test(t.trim()))
+      throw new UsageError(
+        ": not a scrypt$N$r$p$salt$hash string: set it with 'tranproxy console passwd --config FILE'",
+      );
   }).optional(),
   subscriptions: many(SubscriptionSchema).optional(),
 });
@@ -347,25 +382,46 @@ export const ConfigSchema = z
   .superRefine((cfg, ctx) => {
     const nodes = Object.keys(cfg.nodes ?? {});
     const known = [...BUILTIN_OUTBOUNDS, ...nodes, ...Object.keys(cfg.groups ?? {})];
-    for (const [path, message] of groupProblems(cfg.groups ?? {}, known, nodes)) ctx.addIssue({ code: 'custom', path, message });
+    for (const [path, message] of groupProblems(cfg.groups ?? {}, known, nodes))
+      ctx.addIssue({ code: 'custom', path, message });
     const outbound = (name: string | undefined, path: (string | number)[], allowReject = true) => {
       if (name === undefined) return;
       if (!known.includes(name)) ctx.addIssue({ code: 'custom', path, message: unknownOutboundMessage(name, known) });
-      else if (!allowReject && name === 'reject') ctx.addIssue({ code: 'custom', path, message: "'reject' cannot carry DNS queries: use direct or a node" });
+      else if (!allowReject && name === 'reject')
+        ctx.addIssue({ code: 'custom', path, message: "'reject' cannot carry DNS queries: use direct or a node" });
     };
     cfg.rules?.forEach((rule, i) => {
       outbound(rule.outbound, ['rules', i, 'outbound']);
-      for (const key of ['domain', 'domain-suffix', 'domain-keyword', 'domain-list', 'cidr', 'port', 'source-cidr', 'network'] as const) {
-        if (rule[key]?.length === 0) ctx.addIssue({ code: 'custom', path: ['rules', i, key], message: 'empty list: the rule could never match' });
+      for (const key of [
+        'domain',
+        'domain-suffix',
+        'domain-keyword',
+        'domain-list',
+        'cidr',
+        'port',
+        'source-cidr',
+        'network',
+      ] as const) {
+        if (rule[key]?.length === 0)
+          ctx.addIssue({ code: 'custom', path: ['rules', i, key], message: 'empty list: the rule could never match' });
       }
     });
     outbound(cfg.default, ['default']);
     outbound(cfg['default-udp'], ['default-udp']);
     (cfg.console?.subscriptions ?? []).forEach((sub, i) => {
-      for (const n of sub.nodes ?? []) if (!nodes.includes(n)) ctx.addIssue({ code: 'custom', path: ['console', 'subscriptions', i, 'nodes'], message: `unknown node '${n}'` });
+      for (const n of sub.nodes ?? [])
+        if (!nodes.includes(n))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['console', 'subscriptions', i, 'nodes'],
+            message: `unknown node '${n}'`,
+          });
     });
     outbound(cfg.dns?.via, ['dns', 'via'], false);
-    if (cfg['xff-mode'] !== undefined && (cfg['set-forwarded-for'] === undefined || cfg['set-forwarded-for'] === false)) {
+    if (
+      cfg['xff-mode'] !== undefined &&
+      (cfg['set-forwarded-for'] === undefined || cfg['set-forwarded-for'] === false)
+    ) {
       ctx.addIssue({ code: 'custom', path: ['xff-mode'], message: 'xff-mode needs set-forwarded-for' });
     }
   });
@@ -540,7 +596,9 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
     nodes[name] = {
       uri: n.uri.trim(),
       ...(n.label !== undefined && n.label.trim() !== '' ? { label: n.label } : {}),
-      ...(n['connect-timeout'] !== undefined ? { connectTimeoutMs: parseDuration(String(n['connect-timeout']), `nodes.${name}.connect-timeout`) } : {}),
+      ...(n['connect-timeout'] !== undefined
+        ? { connectTimeoutMs: parseDuration(String(n['connect-timeout']), `nodes.${name}.connect-timeout`) }
+        : {}),
       ...(n.udp !== undefined ? { udp: n.udp } : {}),
       ...(n.fallback !== undefined ? { fallback: n.fallback } : {}),
     };
@@ -552,8 +610,14 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
       type: g.type,
       members: g.members.map((m) => m.trim()),
       url: g.url?.trim() ?? DEFAULT_PROBE_URL,
-      intervalMs: g.interval === undefined ? DEFAULT_PROBE_INTERVAL_MS : parseDuration(String(g.interval), `groups.${name}.interval`),
-      toleranceMs: g.tolerance === undefined ? DEFAULT_TOLERANCE_MS : parseDurationOrOff(String(g.tolerance), `groups.${name}.tolerance`),
+      intervalMs:
+        g.interval === undefined
+          ? DEFAULT_PROBE_INTERVAL_MS
+          : parseDuration(String(g.interval), `groups.${name}.interval`),
+      toleranceMs:
+        g.tolerance === undefined
+          ? DEFAULT_TOLERANCE_MS
+          : parseDurationOrOff(String(g.tolerance), `groups.${name}.tolerance`),
     };
   }
 
@@ -582,7 +646,14 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
       }),
       via: d.via ?? 'direct',
       cache: d.cache ?? true,
-      ...(fake ? { fakeIp: { enabled: fake.enabled ?? true, range: parseCidr(fake.range ?? DEFAULT_FAKE_IP_RANGE, 'dns.fake-ip.range').text } } : {}),
+      ...(fake
+        ? {
+            fakeIp: {
+              enabled: fake.enabled ?? true,
+              range: parseCidr(fake.range ?? DEFAULT_FAKE_IP_RANGE, 'dns.fake-ip.range').text,
+            },
+          }
+        : {}),
     };
   }
   const c = f.console;
@@ -594,7 +665,10 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
           url: s.url.trim(),
           nodes: s.nodes ?? [],
           kept: s.kept ?? [],
-          intervalMs: s.interval === undefined ? SUBSCRIPTION_INTERVAL_MS : parseDurationOrOff(String(s.interval), 'console.subscriptions.interval'),
+          intervalMs:
+            s.interval === undefined
+              ? SUBSCRIPTION_INTERVAL_MS
+              : parseDurationOrOff(String(s.interval), 'console.subscriptions.interval'),
           userAgent: s['user-agent']?.trim() ?? SUBSCRIPTION_USER_AGENT,
           updatedAt: s['updated-at'] ?? null,
           ...(s.result !== undefined ? { result: s.result } : {}),

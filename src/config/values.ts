@@ -24,7 +24,10 @@ export function parsePortRange(text: string, flag: string): PortRange {
 
 /** Accepts "a,b,c" as well as repeated flags. */
 export function splitList(values: readonly string[] | undefined): string[] {
-  return (values ?? []).flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v.length > 0);
+  return (values ?? [])
+    .flatMap((v) => v.split(','))
+    .map((v) => v.trim())
+    .filter((v) => v.length > 0);
 }
 
 export function parseCidr(text: string, flag: string): Cidr {
@@ -32,7 +35,14 @@ export function parseCidr(text: string, flag: string): Cidr {
   const version = addr ? isIP(addr) : 0;
   const max = version === 4 ? 32 : 128;
   const bits = len === undefined ? max : Number(len);
-  if (!version || extra !== undefined || !Number.isInteger(bits) || bits < 0 || bits > max || (len !== undefined && !/^\d+$/.test(len))) {
+  if (
+    !version ||
+    extra !== undefined ||
+    !Number.isInteger(bits) ||
+    bits < 0 ||
+    bits > max ||
+    (len !== undefined && !/^\d+$/.test(len))
+  ) {
     throw new UsageError(`${flag}: '${text}' is not a CIDR: use e.g. 10.0.0.0/8 or fd00::/8`);
   }
   return { family: version === 4 ? 'ipv4' : 'ipv6', text: `${addr!.toLowerCase()}/${bits}` };
@@ -73,10 +83,14 @@ export function parseMarkMask(text: string, flag: string): { mark: number; mask:
   const mark = u32(v ?? '');
   const mask = m === undefined ? 0xffffffff : u32(m);
   if (extra !== undefined || Number.isNaN(mark) || Number.isNaN(mask)) {
-    throw new UsageError(`${flag}: '${text}' is not a mark: use a non-zero number such as 0x100, or MARK/MASK such as 0x1/0x1`);
+    throw new UsageError(
+      `${flag}: '${text}' is not a mark: use a non-zero number such as 0x100, or MARK/MASK such as 0x1/0x1`,
+    );
   }
   if ((mark & ~mask) >>> 0 !== 0) {
-    throw new UsageError(`${flag}: '${text}' sets bits outside its mask: the mark must be within the mask (e.g. 0x1/0x1)`);
+    throw new UsageError(
+      `${flag}: '${text}' sets bits outside its mask: the mark must be within the mask (e.g. 0x1/0x1)`,
+    );
   }
   return { mark, mask };
 }
@@ -110,6 +124,7 @@ export function parseChoice<T extends string>(text: string, choices: readonly T[
 
 export function parsePositiveInt(text: string, flag: string, max = 1_000_000): number {
   const n = Number(text);
-  if (!/^\d+$/.test(text.trim()) || n < 1 || n > max) throw new UsageError(`${flag}: '${text}' must be a whole number from 1 to ${max}`);
+  if (!/^\d+$/.test(text.trim()) || n < 1 || n > max)
+    throw new UsageError(`${flag}: '${text}' must be a whole number from 1 to ${max}`);
   return n;
 }

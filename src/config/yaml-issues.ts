@@ -25,7 +25,11 @@ function resolveAlias(doc: Document, node: unknown): unknown {
  * value. A path that runs past the document (a single value standing for a list of one,
  * a missing key) stops at the deepest node that exists.
  */
-export function locateInYaml(doc: Document, path: readonly PropertyKey[], at: 'value' | 'key' = 'value'): LocatedInYaml {
+export function locateInYaml(
+  doc: Document,
+  path: readonly PropertyKey[],
+  at: 'value' | 'key' = 'value',
+): LocatedInYaml {
   let node = resolveAlias(doc, doc.contents) as YamlNode | null;
   let offset = node?.range?.[0] ?? 0;
   const found: YamlPath = [];
@@ -42,7 +46,8 @@ export function locateInYaml(doc: Document, path: readonly PropertyKey[], at: 'v
       found.push(seg as string | number);
       const last = i === path.length - 1;
       if (last && at === 'key' && keyNode?.range) offset = keyNode.range[0];
-      else if (value?.range && !(isScalar(value) && value.value === null && value.range[0] === value.range[1])) offset = value.range[0];
+      else if (value?.range && !(isScalar(value) && value.value === null && value.range[0] === value.range[1]))
+        offset = value.range[0];
       else if (keyNode?.range) offset = keyNode.range[0];
       node = value;
     } else if (isSeq(node)) {
@@ -70,7 +75,8 @@ export function zodIssueMessage(iss: z.core.$ZodIssue): string {
       return value === undefined ? 'required' : iss.message;
     default:
       // A missing key whose check says "expected X": say it is required.
-      if (value === undefined && iss.code === 'custom' && iss.message.startsWith('expected ')) return `required: ${iss.message.slice(9)}`;
+      if (value === undefined && iss.code === 'custom' && iss.message.startsWith('expected '))
+        return `required: ${iss.message.slice(9)}`;
       return iss.message;
   }
 }

@@ -104,7 +104,8 @@ function objectBody(body: unknown, field = ''): Obj {
 
 function stringList(v: unknown, field: string): string[] {
   if (typeof v === 'string') return v.split(/[\s,]+/).filter(Boolean);
-  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return (v as string[]).map((x) => x.trim()).filter(Boolean);
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string'))
+    return (v as string[]).map((x) => x.trim()).filter(Boolean);
   throw invalid(field, 'expected a list of strings');
 }
 
@@ -112,7 +113,11 @@ export class ConsoleApi {
   readonly subscriptions: Subscriptions;
 
   constructor(private readonly deps: ApiDeps) {
-    this.subscriptions = new Subscriptions({ store: deps.store, fetchText: deps.fetchText ?? ((url, opts) => fetchSubscription(url, opts)), log: deps.log });
+    this.subscriptions = new Subscriptions({
+      store: deps.store,
+      fetchText: deps.fetchText ?? ((url, opts) => fetchSubscription(url, opts)),
+      log: deps.log,
+    });
   }
 
   state(snapshot: Snapshot): ConsoleState {
@@ -133,7 +138,11 @@ export class ConsoleApi {
       return await this.route(req);
     } catch (e) {
       if (e instanceof ValidationError) return { status: 400, body: { errors: e.errors } };
-      this.deps.log.error('console: request failed', { method: req.method, path: req.path, error: (e as Error).message });
+      this.deps.log.error('console: request failed', {
+        method: req.method,
+        path: req.path,
+        error: (e as Error).message,
+      });
       return { status: 500, body: { error: (e as Error).message } };
     }
   }
@@ -156,23 +165,30 @@ export class ConsoleApi {
   private async route(req: ApiRequest): Promise<ApiResponse> {
     const { method, path } = req;
     const ok = (body: unknown): ApiResponse => ({ status: 200, body });
-    const seg = path.split('/').filter(Boolean).map((s) => decodeURIComponent(s));
+    const seg = path
+      .split('/')
+      .filter(Boolean)
+      .map((s) => decodeURIComponent(s));
     const [a, b, c] = seg;
 
     if (method === 'GET' && path === '/state') return ok(await this.current());
-    if (method === 'PUT' && path === '/settings') return ok(this.state(await this.change((doc) => this.editSettings(doc, objectBody(req.body)), SETTINGS_FIELDS)));
+    if (method === 'PUT' && path === '/settings')
+      return ok(this.state(await this.change((doc) => this.editSettings(doc, objectBody(req.body)), SETTINGS_FIELDS)));
     if (a === 'nodes') {
       if (method === 'POST' && seg.length === 1) return this.addNodes(req.body);
-      if (b !== undefined && seg.length === 2 && method === 'PUT') return ok(this.state(await this.editNode(b, req.body)));
+      if (b !== undefined && seg.length === 2 && method === 'PUT')
+        return ok(this.state(await this.editNode(b, req.body)));
       if (b !== undefined && seg.length === 2 && method === 'DELETE') return ok(this.state(await this.deleteNode(b)));
       if (b !== undefined && c === 'test' && seg.length === 3 && method === 'POST') return this.testNode(b);
     }
     if (a === 'subscriptions') {
       if (method === 'POST' && seg.length === 1) return this.subscribe(objectBody(req.body), false);
       if (method === 'POST' && b === 'refresh' && seg.length === 2) return this.subscribe(objectBody(req.body), true);
-      if (method === 'DELETE' && seg.length === 1) return ok(this.state(await this.subscriptions.remove(req.query.get('url') ?? '')));
+      if (method === 'DELETE' && seg.length === 1)
+        return ok(this.state(await this.subscriptions.remove(req.query.get('url') ?? '')));
     }
-    if (method === 'PUT' && path === '/dns') return ok(this.state(await this.change((doc) => this.editDns(doc, objectBody(req.body)), DNS_FIELDS)));
+    if (method === 'PUT' && path === '/dns')
+      return ok(this.state(await this.change((doc) => this.editDns(doc, objectBody(req.body)), DNS_FIELDS)));
     if (method === 'POST' && path === '/dns/flush') return ok({ flushed: await this.deps.control.flushDns() });
     if (method === 'PUT' && path === '/rules') {
       const rules = objectBody(req.body).rules;
@@ -184,12 +200,20 @@ export class ConsoleApi {
       if (method === 'DELETE' && b !== undefined && seg.length === 2) {
         const m = /^(\d+)-(\d+)$/.exec(b);
         const closed = m ? await this.deps.control.closeConnection(Number(m[1]), Number(m[2])) : false;
-        return closed ? ok({}) : { status: 404, body: { error: `no active connection '${b}' (it may have ended, or it is relayed in the kernel and cannot be closed individually)` } };
+        return closed
+          ? ok({})
+          : {
+              status: 404,
+              body: {
+                error: `no active connection '${b}' (it may have ended, or it is relayed in the kernel and cannot be closed individually)`,
+              },
+            };
       }
     }
     if (a === 'groups') {
       if (method === 'GET' && seg.length === 1) return ok((await this.deps.control.groups?.()) ?? []);
-      if (method === 'PUT' && b !== undefined && seg.length === 2) return this.selectGroup(b, objectBody(req.body).member);
+      if (method === 'PUT' && b !== undefined && seg.length === 2)
+        return this.selectGroup(b, objectBody(req.body).member);
     }
     if (method === 'POST' && path === '/check') return this.check(req.body ?? {});
     return { status: 404, body: { error: `no such API route: ${method} /api${path}` } };
@@ -199,7 +223,8 @@ export class ConsoleApi {
 
   private editSettings(doc: Document, body: Obj): void {
     const known = ['enabled', 'mode', 'lan', 'tcpNode', 'udpNode', 'checkTargets'];
-    for (const k of Object.keys(body)) if (!known.includes(k)) throw invalid('', `unknown setting '${k}' (known: ${known.join(', ')})`);
+    for (const k of Object.keys(body))
+      if (!known.includes(k)) throw invalid('', `unknown setting '${k}' (known: ${known.join(', ')})`);
     // Types are the schema's business (its messages land on the field); only shapes here.
     if ('enabled' in body) setIn(doc, ['enabled'], body.enabled);
     if ('mode' in body) setIn(doc, ['mode'], body.mode);
@@ -233,48 +258,68 @@ export class ConsoleApi {
   /** Pasted links: the usable ones are added (labels kept), the others reported as skipped. */
   private async addNodes(body: unknown): Promise<ApiResponse> {
     const links = objectBody(body, 'links').links;
-    if (typeof links !== 'string' || !links.trim()) throw invalid('links', 'paste one or more links (ss://, socks5://, http://)');
+    if (typeof links !== 'string' || !links.trim())
+      throw invalid('links', 'paste one or more links (ss://, socks5://, http://)');
     const { links: parsed, skipped } = parseLinks(links);
     if (!parsed.length) throw invalid('links', `nothing imported: ${importSummary(0, skipped)}`);
     const added: string[] = [];
-    const snap = await this.change((doc) => {
-      const taken = new Set(nodeNames(doc));
-      for (const l of parsed) {
-        const name = uniqueName(baseName(l.spec, l.label ?? ''), taken);
-        writeNode(doc, name, l.uri, l.label);
-        added.push(name);
-      }
-    }, [['nodes', 'links']]);
+    const snap = await this.change(
+      (doc) => {
+        const taken = new Set(nodeNames(doc));
+        for (const l of parsed) {
+          const name = uniqueName(baseName(l.spec, l.label ?? ''), taken);
+          writeNode(doc, name, l.uri, l.label);
+          added.push(name);
+        }
+      },
+      [['nodes', 'links']],
+    );
     const state = this.state(snap);
-    const report = { imported: added.map((name, i) => ({ name, label: parsed[i]!.label ?? name })), skipped, summary: importSummary(parsed.length, skipped) };
+    const report = {
+      imported: added.map((name, i) => ({ name, label: parsed[i]!.label ?? name })),
+      skipped,
+      summary: importSummary(parsed.length, skipped),
+    };
     return { status: 200, body: { ...state, added, report, state } };
   }
 
   private editNode(name: string, body: unknown): Promise<Snapshot> {
     const b = objectBody(body, 'uri');
-    return this.change((doc) => {
-      const old = nodeUri(doc, name);
-      if (old === undefined) throw invalid('name', `no node named '${name}'`);
-      const newName = b.name === undefined || b.name === '' ? name : b.name;
-      if (typeof newName !== 'string') throw invalid('name', 'expected a name');
-      if (newName !== name && nodeNames(doc).includes(newName)) throw invalid('name', `a node named '${newName}' exists already`);
-      if (b.uri !== undefined) {
-        if (typeof b.uri !== 'string' || !b.uri.trim()) throw invalid('uri', 'expected a link, e.g. ss://… or socks5://host:1080');
-        // The form shows the redacted link: `***` sent back keeps the stored secret, even
-        // when the host, port or tag changed with it.
-        if (b.uri.trim() !== redactUri(old)) setNodeUri(doc, name, keepRedactedSecret(b.uri.trim(), old));
-      }
-      if (newName !== name) renameNode(doc, name, newName);
-    }, [['nodes', 'uri'], ['default', 'name'], ['rules', 'name']]);
+    return this.change(
+      (doc) => {
+        const old = nodeUri(doc, name);
+        if (old === undefined) throw invalid('name', `no node named '${name}'`);
+        const newName = b.name === undefined || b.name === '' ? name : b.name;
+        if (typeof newName !== 'string') throw invalid('name', 'expected a name');
+        if (newName !== name && nodeNames(doc).includes(newName))
+          throw invalid('name', `a node named '${newName}' exists already`);
+        if (b.uri !== undefined) {
+          if (typeof b.uri !== 'string' || !b.uri.trim())
+            throw invalid('uri', 'expected a link, e.g. ss://… or socks5://host:1080');
+          // The form shows the redacted link: `***` sent back keeps the stored secret, even
+          // when the host, port or tag changed with it.
+          if (b.uri.trim() !== redactUri(old)) setNodeUri(doc, name, keepRedactedSecret(b.uri.trim(), old));
+        }
+        if (newName !== name) renameNode(doc, name, newName);
+      },
+      [
+        ['nodes', 'uri'],
+        ['default', 'name'],
+        ['rules', 'name'],
+      ],
+    );
   }
 
   private deleteNode(name: string): Promise<Snapshot> {
-    return this.change((doc) => {
-      if (nodeUri(doc, name) === undefined) throw invalid('name', `no node named '${name}'`);
-      const users = nodeUsers(doc, name);
-      if (users.length) throw invalid('name', `node '${name}' is in use by ${users.join(', ')}: change those first`);
-      deleteNode(doc, name);
-    }, [['nodes', 'name']]);
+    return this.change(
+      (doc) => {
+        if (nodeUri(doc, name) === undefined) throw invalid('name', `no node named '${name}'`);
+        const users = nodeUsers(doc, name);
+        if (users.length) throw invalid('name', `node '${name}' is in use by ${users.join(', ')}: change those first`);
+        deleteNode(doc, name);
+      },
+      [['nodes', 'name']],
+    );
   }
 
   /** Probes carry the bypass mark and resolve names as the proxy does (-N). */
@@ -285,7 +330,7 @@ export class ConsoleApi {
   }
 
   private async testNode(name: string): Promise<ApiResponse> {
-    const { doc, file } = (await this.deps.store.read());
+    const { doc, file } = await this.deps.store.read();
     const uri = nodeUri(doc, name);
     if (uri === undefined) return { status: 404, body: { error: `no node named '${name}'` } };
     return { status: 200, body: await testNode(uri, name, file.checkTargets[0], this.probeOptions()) };
@@ -295,14 +340,17 @@ export class ConsoleApi {
 
   private async subscribe(body: Obj, refresh: boolean): Promise<ApiResponse> {
     const urlValue = body.url;
-    if (typeof urlValue !== 'string' || !/^https?:\/\/\S+$/i.test(urlValue.trim())) throw invalid('url', 'expected an http:// or https:// URL');
+    if (typeof urlValue !== 'string' || !/^https?:\/\/\S+$/i.test(urlValue.trim()))
+      throw invalid('url', 'expected an http:// or https:// URL');
     const settings: { interval?: string; userAgent?: string } = {};
     if (body.interval !== undefined) {
-      if (typeof body.interval !== 'string' && typeof body.interval !== 'number') throw invalid('interval', 'expected a duration, e.g. 12h, or off');
+      if (typeof body.interval !== 'string' && typeof body.interval !== 'number')
+        throw invalid('interval', 'expected a duration, e.g. 12h, or off');
       settings.interval = String(body.interval);
     }
     if (body.userAgent !== undefined) {
-      if (typeof body.userAgent !== 'string' || !body.userAgent.trim() || /[\x00-\x1f\x7f]/.test(body.userAgent)) throw invalid('userAgent', 'expected a User-Agent header value');
+      if (typeof body.userAgent !== 'string' || !body.userAgent.trim() || /[\x00-\x1f\x7f]/.test(body.userAgent))
+        throw invalid('userAgent', 'expected a User-Agent header value');
       settings.userAgent = body.userAgent.trim();
     }
     const { snapshot, report } = await this.subscriptions.fetchAndMerge(urlValue.trim(), refresh, settings);
@@ -314,7 +362,7 @@ export class ConsoleApi {
 
   private async check(body: unknown): Promise<ApiResponse> {
     const b = objectBody(body, 'targets');
-    const { doc, file } = (await this.deps.store.read());
+    const { doc, file } = await this.deps.store.read();
     const targets = b.targets === undefined ? file.checkTargets : stringList(b.targets, 'targets');
     if (!targets.length) throw invalid('targets', 'no check targets: add some (HOST:PORT) in the settings');
     for (const t of targets) {

@@ -13,7 +13,19 @@ import type { RunConfig } from '../config/run-config.js';
 import { TranproxyError, UsageError } from '../errors.js';
 import type { SupervisorControl } from '../proxy/supervisor.js';
 import { DEFAULT_DNS_PORT } from '../dns/config.js';
-import { parseDoc, renderKeepingLines, stateOf, usageErrors, validateText, ValidationError, stageFile, type StagedFile, type ConsoleState, type DnsServerState, type FieldMap } from './document.js';
+import {
+  parseDoc,
+  renderKeepingLines,
+  stateOf,
+  usageErrors,
+  validateText,
+  ValidationError,
+  stageFile,
+  type StagedFile,
+  type ConsoleState,
+  type DnsServerState,
+  type FieldMap,
+} from './document.js';
 
 /** Builds the run configuration from a parsed file (flags typed on the command line still win). */
 export type BuildConfig = (file: ConfigFile) => RunConfig;
@@ -53,7 +65,9 @@ export class ConfigStore {
     try {
       text = await readFile(this.path, 'utf8');
     } catch (e) {
-      throw new TranproxyError(`cannot read ${this.path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new TranproxyError(
+        `cannot read ${this.path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
     const doc = parseDoc(text);
     return { text, doc, file: validateText(text, this.path, [], await this.namedFiles(text)) };
@@ -93,7 +107,12 @@ export class ConfigStore {
     return stateOf(
       snapshot.file,
       snapshot.doc,
-      { enabled: cfg.enabled, mode: cfg.mode, interfaces: cfg.inInterfaces, sources: cfg.sourceCidrs.map((c) => c.text) },
+      {
+        enabled: cfg.enabled,
+        mode: cfg.mode,
+        interfaces: cfg.inInterfaces,
+        sources: cfg.sourceCidrs.map((c) => c.text),
+      },
       this.control.rulesInKernel(),
       dnsServerOf(cfg),
     );
@@ -115,12 +134,20 @@ export class ConfigStore {
     return run;
   }
 
-  private async changeNow(edit: (doc: Document, before: Snapshot) => void | Promise<void>, fields: FieldMap): Promise<Snapshot> {
+  private async changeNow(
+    edit: (doc: Document, before: Snapshot) => void | Promise<void>,
+    fields: FieldMap,
+  ): Promise<Snapshot> {
     const before = await this.read();
     const doc = parseDoc(before.text);
     await edit(doc, before);
     const text = renderKeepingLines(before.text, doc);
-    const file = validateText(text, this.path, fields, await this.namedFiles(text, new Set(domainListPaths(before.text, this.path))));
+    const file = validateText(
+      text,
+      this.path,
+      fields,
+      await this.namedFiles(text, new Set(domainListPaths(before.text, this.path))),
+    );
     let cfg: RunConfig;
     try {
       cfg = this.build(file);
@@ -164,7 +191,9 @@ export class ConfigStore {
     } catch (e) {
       staged.discard();
       // e.g. "mode cannot change on reload", or the firewall refused the plan
-      throw new ValidationError(e instanceof UsageError ? usageErrors(e, fields) : [{ field: '', message: (e as Error).message }]);
+      throw new ValidationError(
+        e instanceof UsageError ? usageErrors(e, fields) : [{ field: '', message: (e as Error).message }],
+      );
     } finally {
       this.changing = false;
     }
@@ -189,7 +218,9 @@ function errCode(e: unknown): string {
 export function dnsServerOf(cfg: RunConfig): DnsServerState {
   const dns = cfg.routing?.dns;
   const ifs = networkInterfaces();
-  const lanAddresses = cfg.inInterfaces.flatMap((name) => (ifs[name] ?? []).filter((a) => !a.internal && !a.address.startsWith('fe80:')).map((a) => a.address));
+  const lanAddresses = cfg.inInterfaces.flatMap((name) =>
+    (ifs[name] ?? []).filter((a) => !a.internal && !a.address.startsWith('fe80:')).map((a) => a.address),
+  );
   return {
     listen: dns ? { host: dns.listen?.host ?? null, port: dns.listen?.port ?? DEFAULT_DNS_PORT } : null,
     fakeIpRange: dns?.fakeIp?.enabled ? dns.fakeIp.range : null,

@@ -12,7 +12,10 @@ export const SCRYPT_DEFAULTS = { N: 1 << 15, r: 8, p: 1, keylen: 32 } as const;
 const b64 = (b: Buffer) => b.toString('base64url');
 
 /** `scrypt$N$r$p$salt$hash` (salt and hash base64url): the parameters travel with the hash. */
-export async function hashPassword(password: string, params: { N: number; r: number; p: number } = SCRYPT_DEFAULTS): Promise<string> {
+export async function hashPassword(
+  password: string,
+  params: { N: number; r: number; p: number } = SCRYPT_DEFAULTS,
+): Promise<string> {
   if (password.length === 0) throw new UsageError('the password is empty');
   const salt = randomBytes(16);
   const key = await scrypt(password, salt, SCRYPT_DEFAULTS.keylen, { ...params, maxmem: 256 * params.N * params.r });
@@ -124,7 +127,14 @@ export interface LoginLimits {
   loopbackMaxDelayMs: number;
 }
 
-export const LOGIN_LIMITS: LoginLimits = { perAddress: 5, perPrefix: 20, global: 100, windowMs: 60_000, loopbackDelayMs: 1000, loopbackMaxDelayMs: 30_000 };
+export const LOGIN_LIMITS: LoginLimits = {
+  perAddress: 5,
+  perPrefix: 20,
+  global: 100,
+  windowMs: 60_000,
+  loopbackDelayMs: 1000,
+  loopbackMaxDelayMs: 30_000,
+};
 
 /** What a login attempt from an address must do: wait `retryAfter` s (refused), or be checked after `delayMs`. */
 export interface LoginGate {
@@ -149,7 +159,10 @@ export function prefixOf(addr: string): string {
   const h = head ? head.split(':') : [];
   const t = tail ? tail.split(':') : [];
   const groups = a.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
-  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => parseInt(g, 16).toString(16))
+    .join(':')}::/64`;
 }
 
 /**
@@ -178,13 +191,15 @@ export class LoginLimiter {
   check(addr: string): LoginGate {
     if (isLoopback(addr)) {
       const over = this.recent('loopback').length - this.limits.perAddress;
-      const delayMs = over < 0 ? 0 : Math.min(this.limits.loopbackMaxDelayMs, this.limits.loopbackDelayMs * 2 ** Math.min(over, 20));
+      const delayMs =
+        over < 0 ? 0 : Math.min(this.limits.loopbackMaxDelayMs, this.limits.loopbackDelayMs * 2 ** Math.min(over, 20));
       return { retryAfter: 0, delayMs };
     }
     let wait = 0;
     for (const [key, max] of this.keys(addr)) {
       const recent = this.recent(key);
-      if (recent.length >= max) wait = Math.max(wait, Math.ceil((recent[recent.length - max]! + this.limits.windowMs - this.now()) / 1000));
+      if (recent.length >= max)
+        wait = Math.max(wait, Math.ceil((recent[recent.length - max]! + this.limits.windowMs - this.now()) / 1000));
     }
     return { retryAfter: wait > 0 ? Math.max(1, wait) : 0, delayMs: 0 };
   }

@@ -75,7 +75,10 @@ export function fieldOf(path: string, map: FieldMap): string {
 
 /** A message for the user: the `FILE:LINE:COL: path:` prefix is noise in a form. */
 function issueErrors(e: ConfigError, map: FieldMap): FieldError[] {
-  return e.issues.map((i) => ({ field: fieldOf(i.path, map), message: i.path && !fieldOf(i.path, map) ? `${i.path}: ${i.message}` : i.message }));
+  return e.issues.map((i) => ({
+    field: fieldOf(i.path, map),
+    message: i.path && !fieldOf(i.path, map) ? `${i.path}: ${i.message}` : i.message,
+  }));
 }
 
 /** A run-config UsageError (names a flag or key) → a field error. */
@@ -125,7 +128,10 @@ function matchLines(a: string[], b: string[]): (number | undefined)[] {
   const len = new Uint32Array((n + 1) * (m + 1));
   for (let i = n - 1; i >= 0; i--) {
     for (let j = m - 1; j >= 0; j--) {
-      len[i * (m + 1) + j] = a[i] === b[j] ? len[(i + 1) * (m + 1) + j + 1]! + 1 : Math.max(len[(i + 1) * (m + 1) + j]!, len[i * (m + 1) + j + 1]!);
+      len[i * (m + 1) + j] =
+        a[i] === b[j]
+          ? len[(i + 1) * (m + 1) + j + 1]! + 1
+          : Math.max(len[(i + 1) * (m + 1) + j]!, len[i * (m + 1) + j + 1]!);
     }
   }
   const out: (number | undefined)[] = new Array(m).fill(undefined);
@@ -309,7 +315,9 @@ export function keepRedactedSecret(uri: string, old: string): string {
   } catch {
     // kept as typed: the parser names the problem
   }
-  const kept = ss ? Buffer.from(`${method}:${password}`).toString('base64url') : `${user}:${encodeURIComponent(password)}`;
+  const kept = ss
+    ? Buffer.from(`${method}:${password}`).toString('base64url')
+    : `${user}:${encodeURIComponent(password)}`;
   return `${scheme}://${kept}${rest.slice(at)}`;
 }
 
@@ -349,8 +357,10 @@ export function renameNode(doc: Document, from: string, to: string): void {
   for (const key of ['default', 'default-udp']) if (doc.get(key) === from) doc.set(key, to);
   if (doc.getIn(['dns', 'via']) === from) doc.setIn(['dns', 'via'], to);
   const rules = doc.toJS().rules as unknown;
-  if (Array.isArray(rules)) rules.forEach((r: { outbound?: unknown }, i) => r?.outbound === from && doc.setIn(['rules', i, 'outbound'], to));
-  for (const n of nodeNames(doc)) if (doc.getIn(['nodes', n, 'fallback']) === from) doc.setIn(['nodes', n, 'fallback'], to);
+  if (Array.isArray(rules))
+    rules.forEach((r: { outbound?: unknown }, i) => r?.outbound === from && doc.setIn(['rules', i, 'outbound'], to));
+  for (const n of nodeNames(doc))
+    if (doc.getIn(['nodes', n, 'fallback']) === from) doc.setIn(['nodes', n, 'fallback'], to);
   const subs = subscriptionsOf(doc);
   subs.forEach((s, i) => {
     const j = s.nodes.indexOf(from);
@@ -367,8 +377,10 @@ export function nodeUsers(doc: Document, name: string): string[] {
   if (doc.get('default-udp') === name) out.push('udpNode (default-udp)');
   if (doc.getIn(['dns', 'via']) === name) out.push('dns.via');
   const rules = doc.toJS().rules as unknown;
-  if (Array.isArray(rules)) rules.forEach((r: { outbound?: unknown }, i) => r?.outbound === name && out.push(`rules[${i}]`));
-  for (const n of nodeNames(doc)) if (n !== name && doc.getIn(['nodes', n, 'fallback']) === name) out.push(`nodes.${n}.fallback`);
+  if (Array.isArray(rules))
+    rules.forEach((r: { outbound?: unknown }, i) => r?.outbound === name && out.push(`rules[${i}]`));
+  for (const n of nodeNames(doc))
+    if (n !== name && doc.getIn(['nodes', n, 'fallback']) === name) out.push(`nodes.${n}.fallback`);
   return out;
 }
 
@@ -397,12 +409,19 @@ export interface DocSubscription {
 
 export function subscriptionsOf(doc: Document): DocSubscription[] {
   const raw = doc.getIn(['console', 'subscriptions']) as unknown;
-  const list = raw === undefined || raw === null ? [] : (doc.toJS() as { console?: { subscriptions?: unknown } }).console?.subscriptions;
+  const list =
+    raw === undefined || raw === null
+      ? []
+      : (doc.toJS() as { console?: { subscriptions?: unknown } }).console?.subscriptions;
   const items = Array.isArray(list) ? list : list ? [list] : [];
   return items.map((s: Record<string, unknown>) => ({
     url: String(s?.url ?? ''),
     nodes: Array.isArray(s?.nodes) ? s.nodes.map(String) : s?.nodes ? [String(s.nodes)] : [],
-    ...(Array.isArray(s?.kept) && s.kept.length ? { kept: s.kept.map(String) } : typeof s?.kept === 'string' ? { kept: [s.kept] } : {}),
+    ...(Array.isArray(s?.kept) && s.kept.length
+      ? { kept: s.kept.map(String) }
+      : typeof s?.kept === 'string'
+        ? { kept: [s.kept] }
+        : {}),
     ...(s?.interval !== undefined && s.interval !== null ? { interval: String(s.interval) } : {}),
     ...(typeof s?.['user-agent'] === 'string' ? { userAgent: s['user-agent'] } : {}),
     updatedAt: typeof s?.['updated-at'] === 'string' ? s['updated-at'] : null,
@@ -472,7 +491,8 @@ const asList = (v: unknown): unknown[] => (v === undefined || v === null ? [] : 
 export function rulesOf(doc: Document): Record<string, unknown>[] {
   return asList((doc.toJS() as { rules?: unknown }).rules).map((r) => {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries((r ?? {}) as Record<string, unknown>)) out[k] = k === 'outbound' ? v : asList(v);
+    for (const [k, v] of Object.entries((r ?? {}) as Record<string, unknown>))
+      out[k] = k === 'outbound' ? v : asList(v);
     return out;
   });
 }
@@ -490,7 +510,15 @@ export function stateOf(
     try {
       const spec = parseNodeUri(n.uri, name);
       const plugin = spec.kind === 'shadowsocks' && spec.plugin ? { plugin: spec.plugin.name } : {};
-      return { name, label, type: nodeType(spec), ...plugin, server: spec.host, port: spec.port, uri: redactUri(n.uri) };
+      return {
+        name,
+        label,
+        type: nodeType(spec),
+        ...plugin,
+        server: spec.host,
+        port: spec.port,
+        uri: redactUri(n.uri),
+      };
     } catch {
       return { name, label, type: 'socks5', server: '?', port: 0, uri: redactUri(n.uri) }; // validated already; cannot happen
     }

@@ -31,7 +31,22 @@ export interface SkippedLink {
 }
 
 /** Schemes seen in subscriptions that no outbound here speaks (skipped with that reason). */
-const UNSUPPORTED_SCHEMES = new Set(['hysteria', 'hysteria2', 'hy2', 'tuic', 'wireguard', 'wg', 'ssr', 'snell', 'juicity', 'anytls', 'mieru', 'naive+https', 'naive+quic', 'ssh']);
+const UNSUPPORTED_SCHEMES = new Set([
+  'hysteria',
+  'hysteria2',
+  'hy2',
+  'tuic',
+  'wireguard',
+  'wg',
+  'ssr',
+  'snell',
+  'juicity',
+  'anytls',
+  'mieru',
+  'naive+https',
+  'naive+quic',
+  'ssh',
+]);
 
 /** Node types as the console shows them ('ss' for shadowsocks, else the kind). */
 export function nodeType(spec: NodeSpec): 'ss' | Exclude<NodeSpec['kind'], 'shadowsocks'> {
@@ -72,7 +87,9 @@ function vmessLabel(uri: string): string | undefined {
   const m = /^vmess:\/\/([A-Za-z0-9+/_=-]+)$/i.exec(uri);
   if (!m) return undefined;
   try {
-    const json = JSON.parse(Buffer.from(m[1]!.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8')) as { ps?: unknown };
+    const json = JSON.parse(Buffer.from(m[1]!.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8')) as {
+      ps?: unknown;
+    };
     return typeof json.ps === 'string' ? cleanLabel(json.ps) || undefined : undefined;
   } catch {
     return undefined;
@@ -136,7 +153,10 @@ const NAME_OK = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
 /** Flag emoji (regional indicator pairs) as their two letters: 🇭🇰 → HK. */
 function flagsToLetters(s: string): string {
-  return s.replace(/[\u{1F1E6}-\u{1F1FF}]{2}/gu, (pair) => [...pair].map((c) => String.fromCharCode(c.codePointAt(0)! - 0x1f1e6 + 65)).join('') + ' ');
+  return s.replace(
+    /[\u{1F1E6}-\u{1F1FF}]{2}/gu,
+    (pair) => [...pair].map((c) => String.fromCharCode(c.codePointAt(0)! - 0x1f1e6 + 65)).join('') + ' ',
+  );
 }
 
 /**
@@ -156,7 +176,9 @@ export function baseName(spec: NodeSpec, label: string | undefined = spec.name):
       .join('-')
       .slice(0, 56);
   let name = clean(label ?? '');
-  const meaningful = (/[A-Za-z].*[A-Za-z]/.test(name) || /^[A-Za-z]$/.test(name)) && !(BUILTIN_OUTBOUNDS as readonly string[]).includes(name);
+  const meaningful =
+    (/[A-Za-z].*[A-Za-z]/.test(name) || /^[A-Za-z]$/.test(name)) &&
+    !(BUILTIN_OUTBOUNDS as readonly string[]).includes(name);
   if (!meaningful) name = clean(`${nodeType(spec)}-${spec.host}-${spec.port}`);
   return NAME_OK.test(name) ? name : 'node';
 }

@@ -59,7 +59,9 @@ function headRequest(stream: Duplex, host: string, timeoutMs: number): Promise<s
       if (got.includes('\r\n')) finish();
     });
     stream.once('error', (e: Error) => finish(e));
-    stream.once('close', () => finish(new Error(got ? 'connection closed mid-answer' : 'connection closed without an answer')));
+    stream.once('close', () =>
+      finish(new Error(got ? 'connection closed mid-answer' : 'connection closed without an answer')),
+    );
     stream.write(`HEAD / HTTP/1.1\r\nHost: ${host}\r\nUser-Agent: tranproxy-check\r\nConnection: close\r\n\r\n`);
   });
 }
@@ -74,7 +76,10 @@ export async function checkDirect(target: string, opts: ProbeOptions): Promise<P
   try {
     const dst = await destinationOf(target, opts.resolve);
     if (dst.ip === '0.0.0.0') throw new Error(`cannot resolve ${dst.domain}`);
-    const s = await connectDirect({ address: dst.ip, port: dst.port, family: dst.family }, { connectTimeoutMs: opts.timeoutMs, ...(opts.mark ? { mark: opts.mark } : {}) });
+    const s = await connectDirect(
+      { address: dst.ip, port: dst.port, family: dst.family },
+      { connectTimeoutMs: opts.timeoutMs, ...(opts.mark ? { mark: opts.mark } : {}) },
+    );
     if (dst.port === 80) await headRequest(s, dst.domain ?? dst.ip, opts.timeoutMs);
     else s.destroy();
     return { ok: true, ms: since(t0) };
@@ -84,11 +89,21 @@ export async function checkDirect(target: string, opts: ProbeOptions): Promise<P
 }
 
 /** Through a node: the outbound's connect (its handshake included), and HEAD for :80. */
-export async function checkViaNode(uri: string, name: string, target: string, opts: ProbeOptions): Promise<ProbeResult> {
+export async function checkViaNode(
+  uri: string,
+  name: string,
+  target: string,
+  opts: ProbeOptions,
+): Promise<ProbeResult> {
   const t0 = process.hrtime.bigint();
   try {
     const dst = await destinationOf(target, opts.resolve);
-    const ob = createOutbound(parseNodeUri(uri, name), { ...(opts.mark ? { mark: opts.mark } : {}), ...(opts.resolve ? { resolve: opts.resolve } : {}), connectTimeoutMs: opts.timeoutMs, handshakeTimeoutMs: opts.timeoutMs });
+    const ob = createOutbound(parseNodeUri(uri, name), {
+      ...(opts.mark ? { mark: opts.mark } : {}),
+      ...(opts.resolve ? { resolve: opts.resolve } : {}),
+      connectTimeoutMs: opts.timeoutMs,
+      handshakeTimeoutMs: opts.timeoutMs,
+    });
     const s = await ob.connect(dst, { source: { address: '0.0.0.0', port: 0 } });
     if (dst.port === 80) await headRequest(s, dst.domain ?? dst.ip, opts.timeoutMs);
     else s.destroy();
@@ -99,7 +114,12 @@ export async function checkViaNode(uri: string, name: string, target: string, op
 }
 
 /** Latency test of a node: TCP connect to it, then the whole way to `target` through it. */
-export async function testNode(uri: string, name: string, target: string | undefined, opts: ProbeOptions): Promise<NodeTestResult> {
+export async function testNode(
+  uri: string,
+  name: string,
+  target: string | undefined,
+  opts: ProbeOptions,
+): Promise<NodeTestResult> {
   let spec;
   try {
     spec = parseNodeUri(uri, name);
@@ -116,7 +136,10 @@ export async function testNode(uri: string, name: string, target: string | undef
       address = a.address;
       family = a.family as 4 | 6;
     }
-    const s = await connectDirect({ address, port: spec.port, family }, { connectTimeoutMs: opts.timeoutMs, ...(opts.mark ? { mark: opts.mark } : {}) });
+    const s = await connectDirect(
+      { address, port: spec.port, family },
+      { connectTimeoutMs: opts.timeoutMs, ...(opts.mark ? { mark: opts.mark } : {}) },
+    );
     connectMs = since(t0);
     s.destroy();
   } catch (e) {
@@ -124,5 +147,7 @@ export async function testNode(uri: string, name: string, target: string | undef
   }
   if (!target) return { ok: true, connectMs, error: 'no check target configured: handshake not tested' };
   const via = await checkViaNode(uri, name, target, opts);
-  return via.ok ? { ok: true, connectMs, ...(via.ms !== undefined ? { handshakeMs: via.ms } : {}) } : { ok: false, connectMs, error: `through the node to ${target}: ${via.error}` };
+  return via.ok
+    ? { ok: true, connectMs, ...(via.ms !== undefined ? { handshakeMs: via.ms } : {}) }
+    : { ok: false, connectMs, error: `through the node to ${target}: ${via.error}` };
 }

@@ -108,9 +108,20 @@ export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleS
   const uiDir = opts.uiDir ?? UI_DIR;
   const streams = new Set<http.ServerResponse>();
 
-  const send = (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string | number> = {}): void => {
+  const send = (
+    res: http.ServerResponse,
+    status: number,
+    body: unknown,
+    headers: Record<string, string | number> = {},
+  ): void => {
     const text = JSON.stringify(body);
-    res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text), ...headers });
+    res.writeHead(status, {
+      ...SECURITY_HEADERS,
+      'content-type': 'application/json; charset=utf-8',
+      'cache-control': 'no-store',
+      'content-length': Buffer.byteLength(text),
+      ...headers,
+    });
     res.end(text);
   };
 
@@ -127,13 +138,19 @@ export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleS
     const index = join(uiDir, 'index.html');
     if (!existsSync(index)) {
       res.writeHead(503, { ...headers, 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
-      return void res.end(`tranproxy console: the web UI is not built (${index} is missing).\nBuild it with 'npx vite build ui' or install a tranproxy package that includes ui-dist/. The API under /api works without it.\n`);
+      return void res.end(
+        `tranproxy console: the web UI is not built (${index} is missing).\nBuild it with 'npx vite build ui' or install a tranproxy package that includes ui-dist/. The API under /api works without it.\n`,
+      );
     }
     let file = index;
     if (path.startsWith('/assets/') || /^\/[A-Za-z0-9_.-]+\.(ico|png|svg|webmanifest|txt)$/.test(path)) {
       const rel = normalize(decodeURIComponent(path)).replace(/^([/\\])+/, '');
       const full = join(uiDir, rel);
-      if (!full.startsWith(uiDir.endsWith(sep) ? uiDir : uiDir + sep) || !existsSync(full) || !statSync(full).isFile()) {
+      if (
+        !full.startsWith(uiDir.endsWith(sep) ? uiDir : uiDir + sep) ||
+        !existsSync(full) ||
+        !statSync(full).isFile()
+      ) {
         res.writeHead(404, { ...headers, 'content-type': 'text/plain; charset=utf-8' });
         return void res.end('not found\n');
       }
@@ -155,12 +172,18 @@ export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleS
     const gate = limiter.check(addr);
     if (gate.retryAfter > 0) {
       refused.note(req, 429, 'too many failed logins');
-      return send(res, 429, { error: `too many failed logins: try again in ${gate.retryAfter} s` }, { 'retry-after': gate.retryAfter });
+      return send(
+        res,
+        429,
+        { error: `too many failed logins: try again in ${gate.retryAfter} s` },
+        { 'retry-after': gate.retryAfter },
+      );
     }
     const body = await readBody(req, MAX_LOGIN_BODY);
     const password = (body as { password?: unknown } | undefined)?.password;
     const hash = (await store.read()).file.console?.passwordHash;
-    if (!hash) return send(res, 401, { error: "no console password is set: run 'tranproxy console passwd --config FILE'" });
+    if (!hash)
+      return send(res, 401, { error: "no console password is set: run 'tranproxy console passwd --config FILE'" });
     // Counted as a failure before the (deliberately slow) check, so parallel guesses from one
     // address are limited too, not only sequential ones.
     limiter.fail(addr);
@@ -177,7 +200,13 @@ export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleS
   };
 
   const events = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    res.writeHead(200, {
+      ...SECURITY_HEADERS,
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
     res.write('retry: 2000\n\n');
     req.socket.setTimeout(0); // a stream is idle between events by design
     streams.add(res);
@@ -202,7 +231,8 @@ export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleS
       const now = Date.now();
       const totals = byteTotals(snaps);
       // A worker generation that exits takes its counters along: never report negative rates.
-      const rate = (cur: number, prev: number | undefined) => (prev === undefined || !last ? 0 : Math.max(0, Math.round(((cur - prev) * 1000) / Math.max(1, now - last.t))));
+      const rate = (cur: number, prev: number | undefined) =>
+        prev === undefined || !last ? 0 : Math.max(0, Math.round(((cur - prev) * 1000) / Math.max(1, now - last.t)));
       const point = { t: now, up: rate(totals.up, last?.up), down: rate(totals.down, last?.down) };
       last = { t: now, ...totals };
       broadcast('connections', conns);
@@ -244,7 +274,8 @@ export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleS
     const sid = cookieOf(req, SESSION_COOKIE);
     if (path === '/api/login' && method === 'POST') return login(req, res);
     const session: Session | undefined = sessions.get(sid);
-    if (path === '/api/session' && safe) return send(res, 200, session ? { authenticated: true, csrf: session.csrf } : { authenticated: false });
+    if (path === '/api/session' && safe)
+      return send(res, 200, session ? { authenticated: true, csrf: session.csrf } : { authenticated: false });
     if (!session) return send(res, 401, { error: 'not logged in' });
     if (!safe && !sessions.checkCsrf(session, req.headers['x-csrf-token'] as string | undefined)) {
       refused.note(req, 403, 'missing or wrong X-CSRF-Token');

@@ -13,11 +13,21 @@ const tooLarge = (max: number) => new Error(`the subscription is larger than ${m
 
 /** The body of `url` as text; rejects on a non-2xx status, past `maxBytes` (decoded) or past `timeoutMs`. */
 export async function fetchSubscription(url: string, opts: FetchOptions = {}): Promise<string> {
-  const limits = { maxBytes: opts.maxBytes ?? SUBSCRIPTION_MAX_BYTES, timeoutMs: opts.timeoutMs ?? SUBSCRIPTION_TIMEOUT_MS };
+  const limits = {
+    maxBytes: opts.maxBytes ?? SUBSCRIPTION_MAX_BYTES,
+    timeoutMs: opts.timeoutMs ?? SUBSCRIPTION_TIMEOUT_MS,
+  };
   const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(new Error(`no complete answer within ${limits.timeoutMs / 1000} s`)), limits.timeoutMs);
+  const timer = setTimeout(
+    () => ac.abort(new Error(`no complete answer within ${limits.timeoutMs / 1000} s`)),
+    limits.timeoutMs,
+  );
   try {
-    const res = await fetch(url, { signal: ac.signal, redirect: 'follow', ...(opts.userAgent ? { headers: { 'user-agent': opts.userAgent } } : {}) });
+    const res = await fetch(url, {
+      signal: ac.signal,
+      redirect: 'follow',
+      ...(opts.userAgent ? { headers: { 'user-agent': opts.userAgent } } : {}),
+    });
     if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
     if (Number(res.headers.get('content-length') ?? 0) > limits.maxBytes) throw tooLarge(limits.maxBytes);
     const chunks: Uint8Array[] = [];

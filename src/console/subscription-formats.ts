@@ -10,12 +10,14 @@ export type SubscriptionFormat = 'links' | 'base64' | 'clash' | 'sip008';
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : typeof v === 'number' ? String(v) : undefined);
+const str = (v: unknown): string | undefined =>
+  typeof v === 'string' ? v : typeof v === 'number' ? String(v) : undefined;
 
 /** Standard or URL-safe base64, padding optional, wrapped with CRLF or LF; undefined if not. */
 function fromBase64(text: string): string | undefined {
   const compact = text.replace(/\s+/g, '');
-  if (!compact || !/^[A-Za-z0-9+/_-]+=*$/.test(compact) || compact.replace(/=+$/, '').length % 4 === 1) return undefined;
+  if (!compact || !/^[A-Za-z0-9+/_-]+=*$/.test(compact) || compact.replace(/=+$/, '').length % 4 === 1)
+    return undefined;
   return Buffer.from(compact.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8');
 }
 
@@ -33,9 +35,11 @@ export function decodeSubscription(body: string): { format: SubscriptionFormat; 
     throw new UsageError('a JSON subscription must be SIP008: {"version": 1, "servers": [...]}');
   }
   if (/^proxies\s*:/m.test(text)) return { format: 'clash', entries: clashEntries(text) };
-  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//m.test(text)) return { format: 'links', entries: splitLinks(text).map((uri) => ({ uri })) };
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//m.test(text))
+    return { format: 'links', entries: splitLinks(text).map((uri) => ({ uri })) };
   const decoded = fromBase64(text);
-  if (decoded !== undefined && /^[A-Za-z][A-Za-z0-9+.-]*:\/\//m.test(decoded)) return { format: 'base64', entries: splitLinks(decoded).map((uri) => ({ uri })) };
+  if (decoded !== undefined && /^[A-Za-z][A-Za-z0-9+.-]*:\/\//m.test(decoded))
+    return { format: 'base64', entries: splitLinks(decoded).map((uri) => ({ uri })) };
   throw new UsageError('the subscription is not a link list (plain or base64), Clash YAML (proxies:) or SIP008 JSON');
 }
 
@@ -43,12 +47,22 @@ function hostPort(host: string, port: string): string {
   return `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`;
 }
 
-function ssUri(e: { method: string; password: string; server: string; port: string; plugin?: string; pluginOpts?: string; label?: string }): string {
+function ssUri(e: {
+  method: string;
+  password: string;
+  server: string;
+  port: string;
+  plugin?: string;
+  pluginOpts?: string;
+  label?: string;
+}): string {
   // SIP002: base64url userinfo, except AEAD-2022 which must be percent-encoded plain text.
   const userinfo = e.method.startsWith('2022-')
     ? `${encodeURIComponent(e.method)}:${encodeURIComponent(e.password)}`
     : Buffer.from(`${e.method}:${e.password}`).toString('base64url');
-  const plugin = e.plugin ? `/?plugin=${encodeURIComponent(e.pluginOpts ? `${e.plugin};${e.pluginOpts}` : e.plugin)}` : '';
+  const plugin = e.plugin
+    ? `/?plugin=${encodeURIComponent(e.pluginOpts ? `${e.plugin};${e.pluginOpts}` : e.plugin)}`
+    : '';
   return `ss://${userinfo}@${hostPort(e.server, e.port)}${plugin}${e.label ? `#${encodeURIComponent(e.label)}` : ''}`;
 }
 
@@ -56,10 +70,22 @@ function sip008Entry(s: unknown, i: number): LinkEntry {
   if (!isObj(s)) return { uri: '', skip: `servers[${i}] is not an object` };
   const label = str(s.remarks)?.trim() || undefined;
   const [server, port, method, password] = [str(s.server), str(s.server_port), str(s.method), str(s.password)];
-  if (!server || !port || !method || password === undefined) return { uri: '', ...(label ? { label } : {}), skip: 'missing server, server_port, method or password' };
+  if (!server || !port || !method || password === undefined)
+    return { uri: '', ...(label ? { label } : {}), skip: 'missing server, server_port, method or password' };
   const plugin = str(s.plugin) || undefined;
   const pluginOpts = str(s.plugin_opts) || undefined;
-  return { uri: ssUri({ method, password, server, port, ...(plugin ? { plugin } : {}), ...(pluginOpts ? { pluginOpts } : {}), ...(label ? { label } : {}) }), ...(label ? { label } : {}) };
+  return {
+    uri: ssUri({
+      method,
+      password,
+      server,
+      port,
+      ...(plugin ? { plugin } : {}),
+      ...(pluginOpts ? { pluginOpts } : {}),
+      ...(label ? { label } : {}),
+    }),
+    ...(label ? { label } : {}),
+  };
 }
 
 function clashEntries(text: string): LinkEntry[] {
@@ -104,7 +130,14 @@ const userinfo = (p: Obj) => {
 };
 
 /** Transport fields shared by vmess/vless/trojan items: network, ws-opts, tls/sni, alpn. */
-function transport(p: Obj): { net: string; host?: string; path?: string; sni?: string; alpn?: string; insecure: boolean } {
+function transport(p: Obj): {
+  net: string;
+  host?: string;
+  path?: string;
+  sni?: string;
+  alpn?: string;
+  insecure: boolean;
+} {
   const ws = isObj(p['ws-opts']) ? p['ws-opts'] : {};
   const headers = isObj(ws.headers) ? ws.headers : {};
   const grpc = isObj(p['grpc-opts']) ? p['grpc-opts'] : {};

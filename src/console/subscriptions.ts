@@ -7,8 +7,26 @@ import type { Document } from 'yaml';
 import { SUBSCRIPTION_INTERVAL_MS, SUBSCRIPTION_USER_AGENT } from '../config/schema.js';
 import type { Logger } from '../observe/log.js';
 import type { ConfigStore, Snapshot } from './apply.js';
-import { invalid, nodeLabel, nodeNames, nodeUri, nodeUsers, setSubscriptions, subscriptionsOf, writeNode, type DocSubscription } from './document.js';
-import { baseName, importSummary, labelFromUri, parseEntries, uniqueName, type ParsedLink, type SkippedLink } from './links.js';
+import {
+  invalid,
+  nodeLabel,
+  nodeNames,
+  nodeUri,
+  nodeUsers,
+  setSubscriptions,
+  subscriptionsOf,
+  writeNode,
+  type DocSubscription,
+} from './document.js';
+import {
+  baseName,
+  importSummary,
+  labelFromUri,
+  parseEntries,
+  uniqueName,
+  type ParsedLink,
+  type SkippedLink,
+} from './links.js';
 import { decodeSubscription, type SubscriptionFormat } from './subscription-formats.js';
 
 export type FetchText = (url: string, opts: { userAgent: string }) => Promise<string>;
@@ -39,11 +57,19 @@ const withoutFragment = (uri: string) => uri.replace(/#.*$/s, '');
  * What a refresh does, given the subscription's nodes now, the fresh links, the names taken
  * by other nodes, and who uses each node. Pure.
  */
-export function planRefresh(old: readonly SubNode[], fresh: readonly ParsedLink[], taken: ReadonlySet<string>, usersOf: (name: string) => string[]): RefreshPlan {
+export function planRefresh(
+  old: readonly SubNode[],
+  fresh: readonly ParsedLink[],
+  taken: ReadonlySet<string>,
+  usersOf: (name: string) => string[],
+): RefreshPlan {
   const unmatched = new Map(old.map((n) => [n.name, n]));
   const matchOf = new Map<number, SubNode>();
   // Same label first (a provider that rotates servers keeps the name), then the same link.
-  for (const by of [(o: SubNode, l: ParsedLink) => l.label !== undefined && o.label === l.label, (o: SubNode, l: ParsedLink) => withoutFragment(o.uri) === withoutFragment(l.uri)]) {
+  for (const by of [
+    (o: SubNode, l: ParsedLink) => l.label !== undefined && o.label === l.label,
+    (o: SubNode, l: ParsedLink) => withoutFragment(o.uri) === withoutFragment(l.uri),
+  ]) {
     fresh.forEach((l, i) => {
       if (matchOf.has(i)) return;
       const hit = [...unmatched.values()].find((o) => by(o, l));
@@ -67,7 +93,8 @@ export function planRefresh(old: readonly SubNode[], fresh: readonly ParsedLink[
     const match = matchOf.get(i);
     const name = match?.name ?? uniqueName(baseName(l.spec, l.label ?? ''), names);
     if (!match) added.push(name);
-    if (!match || match.uri !== l.uri || match.label !== l.label) write.push({ name, uri: l.uri, ...(l.label ? { label: l.label } : {}) });
+    if (!match || match.uri !== l.uri || match.label !== l.label)
+      write.push({ name, uri: l.uri, ...(l.label ? { label: l.label } : {}) });
     return name;
   });
   return { write, remove, kept, added, nodes: [...nodes, ...kept.map((k) => k.name)] };
@@ -83,9 +110,15 @@ export interface ImportReport {
   summary: string;
 }
 
-export function reportOf(plan: RefreshPlan, links: readonly ParsedLink[], skipped: SkippedLink[], format?: SubscriptionFormat): ImportReport {
+export function reportOf(
+  plan: RefreshPlan,
+  links: readonly ParsedLink[],
+  skipped: SkippedLink[],
+  format?: SubscriptionFormat,
+): ImportReport {
   let summary = importSummary(links.length, skipped);
-  if (plan.kept.length) summary += `; kept ${plan.kept.length} no longer listed but in use: ${plan.kept.map((k) => `${k.label ?? k.name} (${k.users.join(', ')})`).join(', ')}`;
+  if (plan.kept.length)
+    summary += `; kept ${plan.kept.length} no longer listed but in use: ${plan.kept.map((k) => `${k.label ?? k.name} (${k.users.join(', ')})`).join(', ')}`;
   return {
     ...(format ? { format } : {}),
     imported: plan.nodes.slice(0, links.length).map((name, i) => ({ name, label: links[i]!.label ?? name })),
@@ -105,7 +138,12 @@ function subNodes(doc: Document, names: readonly string[]): SubNode[] {
   });
 }
 
-const FIELDS = [['console.subscriptions', 'url'], ['nodes', 'url'], ['default', 'url'], ['rules', 'url']] as const;
+const FIELDS = [
+  ['console.subscriptions', 'url'],
+  ['nodes', 'url'],
+  ['default', 'url'],
+  ['rules', 'url'],
+] as const;
 /** A failed automatic refresh is tried again after this long (or the interval, if shorter). */
 const RETRY_MS = 10 * 60_000;
 const TICK_MS = 60_000;
@@ -116,12 +154,19 @@ export class Subscriptions {
   constructor(private readonly deps: { store: ConfigStore; fetchText: FetchText; log: Logger }) {}
 
   /** Add (or, with `refresh`, refresh) the subscription at `url`. */
-  async fetchAndMerge(url: string, refresh: boolean, settings: { interval?: string; userAgent?: string } = {}): Promise<{ snapshot: Snapshot; report: ImportReport }> {
-    const { doc, file } = (await this.deps.store.read());
+  async fetchAndMerge(
+    url: string,
+    refresh: boolean,
+    settings: { interval?: string; userAgent?: string } = {},
+  ): Promise<{ snapshot: Snapshot; report: ImportReport }> {
+    const { doc, file } = await this.deps.store.read();
     const existing = subscriptionsOf(doc).find((s) => s.url === url);
     if (refresh && !existing) throw invalid('url', 'no such subscription: add it first');
     if (!refresh && existing) throw invalid('url', 'this subscription exists already: refresh it instead');
-    const userAgent = settings.userAgent ?? file.console?.subscriptions.find((s) => s.url === url)?.userAgent ?? SUBSCRIPTION_USER_AGENT;
+    const userAgent =
+      settings.userAgent ??
+      file.console?.subscriptions.find((s) => s.url === url)?.userAgent ??
+      SUBSCRIPTION_USER_AGENT;
     let decoded: ReturnType<typeof decodeSubscription>;
     let links: ParsedLink[];
     let skipped: SkippedLink[];
@@ -131,12 +176,24 @@ export class Subscriptions {
       stage = 'use';
       decoded = decodeSubscription(body);
       ({ links, skipped } = parseEntries(decoded.entries));
-      if (!links.length) throw new Error(skipped.length ? `no usable links: ${importSummary(0, skipped)}` : 'the subscription lists no nodes');
+      if (!links.length)
+        throw new Error(
+          skipped.length ? `no usable links: ${importSummary(0, skipped)}` : 'the subscription lists no nodes',
+        );
     } catch (e) {
       const message = `cannot ${stage} the subscription: ${(e as Error).message}`;
       if (refresh) {
         this.deps.log.warn(`subscription ${url}: ${message}; keeping its nodes as they are`);
-        await this.deps.store.change((d) => setSubscriptions(d, subscriptionsOf(d).map((s) => (s.url === url ? { ...s, error: message } : s))), []).catch(() => {});
+        await this.deps.store
+          .change(
+            (d) =>
+              setSubscriptions(
+                d,
+                subscriptionsOf(d).map((s) => (s.url === url ? { ...s, error: message } : s)),
+              ),
+            [],
+          )
+          .catch(() => {});
       }
       throw invalid('url', message);
     }
@@ -164,22 +221,30 @@ export class Subscriptions {
       setSubscriptions(d, sub ? subs.map((s) => (s === sub ? entry : s)) : [...subs, entry]);
     }, FIELDS);
     for (const k of report!.kept) {
-      this.deps.log.warn(`subscription ${url} no longer lists node '${k.label ?? k.name}' (${k.name}), which is in use by ${k.users.join(', ')}: kept the last good copy`);
+      this.deps.log.warn(
+        `subscription ${url} no longer lists node '${k.label ?? k.name}' (${k.name}), which is in use by ${k.users.join(', ')}: kept the last good copy`,
+      );
     }
     this.deps.log.info(`subscription ${url}: ${report!.summary}`, { format: decoded.format });
     return { snapshot, report: report! };
   }
 
   remove(url: string): Promise<Snapshot> {
-    return this.deps.store.change((doc) => {
-      const subs = subscriptionsOf(doc);
-      const sub = subs.find((s) => s.url === url);
-      if (!sub) throw invalid('url', `no subscription '${url}'`);
-      const used = sub.nodes.flatMap((n) => nodeUsers(doc, n).map((u) => `${n} (${u})`));
-      if (used.length) throw invalid('url', `its nodes are in use: ${used.join(', ')}`);
-      for (const n of sub.nodes) doc.deleteIn(['nodes', n]);
-      setSubscriptions(doc, subs.filter((s) => s !== sub));
-    }, [['console.subscriptions', 'url']]);
+    return this.deps.store.change(
+      (doc) => {
+        const subs = subscriptionsOf(doc);
+        const sub = subs.find((s) => s.url === url);
+        if (!sub) throw invalid('url', `no subscription '${url}'`);
+        const used = sub.nodes.flatMap((n) => nodeUsers(doc, n).map((u) => `${n} (${u})`));
+        if (used.length) throw invalid('url', `its nodes are in use: ${used.join(', ')}`);
+        for (const n of sub.nodes) doc.deleteIn(['nodes', n]);
+        setSubscriptions(
+          doc,
+          subs.filter((s) => s !== sub),
+        );
+      },
+      [['console.subscriptions', 'url']],
+    );
   }
 
   /** Refresh every subscription whose interval has passed (one at a time). */

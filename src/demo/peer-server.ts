@@ -22,7 +22,11 @@ const server = http.createServer((req, res) => {
   };
   const body = JSON.stringify(seen);
   process.stdout.write(`request from ${seen.client.address}:${seen.client.port}\n`);
-  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
+  res.writeHead(200, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    connection: 'close',
+  });
   res.end(body);
 });
 server.keepAliveTimeout = 1000;

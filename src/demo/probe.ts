@@ -41,7 +41,10 @@ export async function startSocksNode(host: Host, ip: string, port: number): Prom
 }
 
 /** `tranproxy ARGS…` (run or publish) in `host`, once it logged its `ready:` line. */
-export async function startTranproxy(host: Host, args: string[]): Promise<{ proc: LabProcess; ready: Record<string, string> }> {
+export async function startTranproxy(
+  host: Host,
+  args: string[],
+): Promise<{ proc: LabProcess; ready: Record<string, string> }> {
   const proc = host.spawn(process.execPath, [MAIN_JS, ...args]);
   let line: string;
   try {
@@ -49,7 +52,9 @@ export async function startTranproxy(host: Host, args: string[]): Promise<{ proc
   } catch {
     const exit = await proc.stop('SIGKILL');
     const said = proc.output().trim().split('\n').slice(-8).join('\n') || 'no output';
-    throw new Error(`tranproxy ${args[0]} did not get ready (${exit === null ? `not within ${READY_MS / 1000} s` : `exit ${exit}`}):\n${said}`);
+    throw new Error(
+      `tranproxy ${args[0]} did not get ready (${exit === null ? `not within ${READY_MS / 1000} s` : `exit ${exit}`}):\n${said}`,
+    );
   }
   const ready: Record<string, string> = {};
   for (const m of line.matchAll(/([\w-]+)=(\S+)/g)) ready[m[1]!] = m[2]!;
@@ -57,7 +62,12 @@ export async function startTranproxy(host: Host, args: string[]): Promise<{ proc
 }
 
 /** The first match of `re` in what `proc` printed after offset `mark`, waiting up to `ms`. */
-async function matchSince(proc: LabProcess, mark: number, re: RegExp, ms: number): Promise<RegExpExecArray | undefined> {
+async function matchSince(
+  proc: LabProcess,
+  mark: number,
+  re: RegExp,
+  ms: number,
+): Promise<RegExpExecArray | undefined> {
   const deadline = Date.now() + ms;
   for (;;) {
     const m = re.exec(proc.output().slice(mark));
@@ -88,7 +98,13 @@ export interface RequestSpec {
 
 /** One GET, and every log line about it. */
 export async function request(spec: RequestSpec): Promise<RequestResult> {
-  const out: RequestResult = { family: spec.family, label: spec.label, from: spec.from.name, target: spec.target, url: spec.url };
+  const out: RequestResult = {
+    family: spec.family,
+    label: spec.label,
+    from: spec.from.name,
+    target: spec.target,
+    url: spec.url,
+  };
   const proxyMark = spec.proxy?.output().length ?? 0;
   const nodeMark = spec.node?.output().length ?? 0;
   const r = await spec.from.run(process.execPath, [PEER_CLIENT, spec.url], { allowFailure: true, timeoutMs: 10_000 });
@@ -103,7 +119,8 @@ export async function request(spec: RequestSpec): Promise<RequestResult> {
       body: { client?: { address: string; port: number }; headers?: Record<string, string | string[]> };
     };
     out.client = endpoint(res.local.address, res.local.port);
-    if (res.status !== 200 || !res.body.client) throw new Error(`HTTP ${res.status}: ${JSON.stringify(res.body).slice(0, 200)}`);
+    if (res.status !== 200 || !res.body.client)
+      throw new Error(`HTTP ${res.status}: ${JSON.stringify(res.body).slice(0, 200)}`);
     out.serverSaw = endpoint(res.body.client.address, res.body.client.port);
     if (spec.headers) {
       out.headers = {};
@@ -153,7 +170,10 @@ export function summarize(rules: string): string {
   const tables = [...rules.matchAll(/^table (\S+ \S+) \{/gm)].map((m) => m[1]!);
   const chains = lines.filter((l) => /^\s*chain /.test(l)).length;
   const nftRules = lines.filter((l) => /\scomment "/.test(l)).length;
-  if (chains) parts.push(`nft table ${tables.join(', ') || 'inet tranproxy'} (${chains} chain${chains === 1 ? '' : 's'}, ${nftRules} rules)`);
+  if (chains)
+    parts.push(
+      `nft table ${tables.join(', ') || 'inet tranproxy'} (${chains} chain${chains === 1 ? '' : 's'}, ${nftRules} rules)`,
+    );
   const ipt = lines.filter((l) => l.startsWith('-A ')).length;
   if (ipt) parts.push(`${ipt} iptables rules in TRANPROXY_* chains`);
   const ipRules = lines.filter((l) => / rule: /.test(l)).length;

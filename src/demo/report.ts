@@ -1,7 +1,16 @@
 // The demo's report as text: a few lines per step, what was seen side by side per request
 // (IPv4 / IPv6, or where a published port was reached from), failures spelled out
 // (expected vs got). Colours only when asked (stdout is a TTY).
-import { ADDR, DEMO_HEADER, endpoint, PUBLISH_PORT, type Check, type DemoReport, type RequestResult, type StepResult } from './model.js';
+import {
+  ADDR,
+  DEMO_HEADER,
+  endpoint,
+  PUBLISH_PORT,
+  type Check,
+  type DemoReport,
+  type RequestResult,
+  type StepResult,
+} from './model.js';
 
 export interface Style {
   ok(s: string): string;
@@ -50,9 +59,12 @@ const LESSON: Record<StepResult['id'], string> = {
   baseline: "the server sees the client's own socket; remote cannot be reached without the node",
   sidecar:
     "the kernel rewrote the destination to the proxy's port; the proxy got it back with SO_ORIGINAL_DST, made its own connection and stamped the pod's identity on the request",
-  tproxy: "the proxy read the destination from its own socket's local address (the packet was never rewritten), and the server saw the client itself",
-  'redirect-node': "the proxy got the destination back with SO_ORIGINAL_DST and asked the node for it (SOCKS5 CONNECT): remote saw only the node",
-  'tproxy-node': "the proxy took the destination from its socket's local address and asked the node for it (SOCKS5 CONNECT): remote saw only the node",
+  tproxy:
+    "the proxy read the destination from its own socket's local address (the packet was never rewritten), and the server saw the client itself",
+  'redirect-node':
+    'the proxy got the destination back with SO_ORIGINAL_DST and asked the node for it (SOCKS5 CONNECT): remote saw only the node',
+  'tproxy-node':
+    "the proxy took the destination from its socket's local address and asked the node for it (SOCKS5 CONNECT): remote saw only the node",
   publish:
     'from outside, DNAT: the server saw the client itself; 127.0.0.1 never passes PREROUTING, so the userland proxy relayed it and the server saw gw',
   cleanup: '',
@@ -96,7 +108,10 @@ function rowsFor(step: StepResult): Row[] {
     case 'publish':
       return [
         client,
-        ['publish logged', (r) => (r.connLog ? `conn → ${r.recovered}` : r.error ? undefined : 'nothing (kernel DNAT)')],
+        [
+          'publish logged',
+          (r) => (r.connLog ? `conn → ${r.recovered}` : r.error ? undefined : 'nothing (kernel DNAT)'),
+        ],
         ['server saw src', (r) => r.serverSaw],
       ];
     default:
@@ -105,9 +120,23 @@ function rowsFor(step: StepResult): Row[] {
 }
 
 function table(step: StepResult, requests: RequestResult[]): string[] {
-  const lines = [I + pad('', LABEL_W) + requests.map((r) => pad(r.label, COL_W)).join('').trimEnd()];
+  const lines = [
+    I +
+      pad('', LABEL_W) +
+      requests
+        .map((r) => pad(r.label, COL_W))
+        .join('')
+        .trimEnd(),
+  ];
   for (const [label, get] of rowsFor(step)) {
-    lines.push(I + pad(label, LABEL_W) + requests.map((r) => pad(get(r) ?? (r.error ? shortError(r.error) : '-'), COL_W)).join('').trimEnd());
+    lines.push(
+      I +
+        pad(label, LABEL_W) +
+        requests
+          .map((r) => pad(get(r) ?? (r.error ? shortError(r.error) : '-'), COL_W))
+          .join('')
+          .trimEnd(),
+    );
   }
   return lines;
 }
@@ -115,7 +144,11 @@ function table(step: StepResult, requests: RequestResult[]): string[] {
 function failures(checks: Check[], st: Style, indent: string): string[] {
   return checks
     .filter((c) => !c.ok)
-    .flatMap((c) => [`${indent}${st.bad('FAIL')} ${c.name}`, `${indent}     expected ${c.expected}`, `${indent}     got      ${c.actual.split('\n').join(`\n${indent}              `)}`]);
+    .flatMap((c) => [
+      `${indent}${st.bad('FAIL')} ${c.name}`,
+      `${indent}     expected ${c.expected}`,
+      `${indent}     got      ${c.actual.split('\n').join(`\n${indent}              `)}`,
+    ]);
 }
 
 function stepHeader(step: StepResult, st: Style): string {
@@ -135,7 +168,12 @@ function modeStep(step: StepResult, st: Style): string[] {
   if (step.id === 'baseline') {
     const remote = step.requests.filter((r) => r.target === 'remote');
     if (remote.length) {
-      const said = remote.map((r) => `${r.family === 'ipv4' ? 'IPv4' : 'IPv6'} ${r.error ? shortError(r.error) : `answered (${r.serverSaw})`}`).join(', ');
+      const said = remote
+        .map(
+          (r) =>
+            `${r.family === 'ipv4' ? 'IPv4' : 'IPv6'} ${r.error ? shortError(r.error) : `answered (${r.serverSaw})`}`,
+        )
+        .join(', ');
       lines.push(`${I}${pad('client → remote', LABEL_W)}${said}`);
     }
   }
@@ -172,19 +210,31 @@ function labLines(report: DemoReport, st: Style): string[] {
   const top6 = `  IPv6: client ${ADDR.client.ipv6} ── ${ADDR.gwLan.ipv6} gw ${ADDR.gwWan.ipv6} ── server ${ADDR.server.ipv6}`;
   const at6 = top6.indexOf(' gw ') + 1;
   const below6 = `${' '.repeat(at6)}└─ ${ADDR.gwNodeSide.ipv6} ── ${ADDR.node.ipv6} node ${ADDR.nodeWan.ipv6} ── remote ${ADDR.remote.ipv6}`;
-  return [`lab ${report.lab.prefix}-{${Object.keys(report.lab.hosts).join(',')}}; SOCKS5 node: ${report.socksNode}`, top, below, top6, below6].map(st.dim);
+  return [
+    `lab ${report.lab.prefix}-{${Object.keys(report.lab.hosts).join(',')}}; SOCKS5 node: ${report.socksNode}`,
+    top,
+    below,
+    top6,
+    below6,
+  ].map(st.dim);
 }
 
 export function renderText(report: DemoReport, st: Style): string {
   const who = report.rootless ? 'rootless, in a user namespace' : 'as root';
-  const lines = [st.bold(`tranproxy demo: sidecar, gateway, SOCKS5 node and published port in a throw-away lab (${who})`), ...labLines(report, st), ''];
+  const lines = [
+    st.bold(`tranproxy demo: sidecar, gateway, SOCKS5 node and published port in a throw-away lab (${who})`),
+    ...labLines(report, st),
+    '',
+  ];
   for (const step of report.steps) lines.push(...(step.id === 'cleanup' ? cleanup(step, st) : modeStep(step, st)), '');
   const failed = report.steps.flatMap((s) => s.checks).filter((c) => !c.ok).length;
   const passed = report.steps.flatMap((s) => s.checks).length - failed;
   const bad = report.steps.filter((s) => !s.ok);
   const skipped = report.steps.filter((s) => s.skipped);
   const labText = report.lab.kept ? 'lab kept' : report.lab.removed ? 'lab removed' : 'lab NOT removed';
-  const skipText = skipped.length ? `; skipped: step${skipped.length === 1 ? '' : 's'} ${skipped.map((s) => s.n).join(', ')} (reason above)` : '';
+  const skipText = skipped.length
+    ? `; skipped: step${skipped.length === 1 ? '' : 's'} ${skipped.map((s) => s.n).join(', ')} (reason above)`
+    : '';
   lines.push(
     report.ok
       ? st.ok(`All steps passed (${passed} checks) in ${seconds(report.durationMs)}; ${labText}${skipText}.`)

@@ -54,9 +54,14 @@ export function userNamespaceObstacle(): Obstacle | undefined {
   if (probe.status !== 0) {
     const said = probe.stderr.trim().split('\n').pop() || `exit ${probe.status}`;
     return {
-      reason: `'unshare ${UNSHARE_ARGS.join(' ')}' fails here: ${said}` +
-        (/No space left/i.test(said) ? ' (user.max_user_namespaces is used up)' : ' (a seccomp profile or security module forbids user namespaces)'),
-      fix: /No space left/i.test(said) ? 'as root: raise user.max_user_namespaces' : 'allow user namespaces for this user',
+      reason:
+        `'unshare ${UNSHARE_ARGS.join(' ')}' fails here: ${said}` +
+        (/No space left/i.test(said)
+          ? ' (user.max_user_namespaces is used up)'
+          : ' (a seccomp profile or security module forbids user namespaces)'),
+      fix: /No space left/i.test(said)
+        ? 'as root: raise user.max_user_namespaces'
+        : 'allow user namespaces for this user',
     };
   }
   return undefined;
@@ -77,7 +82,9 @@ export function rootlessError(o: Obstacle): TranproxyError {
 export function reexecInUserNamespace(mainJs: string, args: readonly string[]): Promise<number> {
   if (process.env[USERNS_MARKER]) {
     // We are the re-executed demo and still not root: never loop.
-    throw new TranproxyError(`demo: re-executed in a user namespace but running as uid ${process.getuid?.()}, not 0; giving up`);
+    throw new TranproxyError(
+      `demo: re-executed in a user namespace but running as uid ${process.getuid?.()}, not 0; giving up`,
+    );
   }
   const obstacle = userNamespaceObstacle();
   if (obstacle) throw rootlessError(obstacle);
@@ -110,7 +117,9 @@ export function reexecInUserNamespace(mainJs: string, args: readonly string[]): 
 export function prepareUserNamespace(): void {
   const r = runSync('mount', ['-t', 'tmpfs', '-o', 'mode=0755', 'tranproxy-demo', '/run'], { allowFailure: true });
   if (r.status !== 0) {
-    throw new TranproxyError(`demo: cannot mount a tmpfs on /run inside the user namespace: ${r.stderr.trim() || `exit ${r.status}`}`);
+    throw new TranproxyError(
+      `demo: cannot mount a tmpfs on /run inside the user namespace: ${r.stderr.trim() || `exit ${r.status}`}`,
+    );
   }
 }
 

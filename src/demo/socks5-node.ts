@@ -24,7 +24,11 @@ function parseRequest(b: Buffer): { host: string; port: number; len: number } | 
   if (b.length < len) return 'more';
   const raw = b.subarray(4, 4 + addrLen);
   const target =
-    atyp === 1 ? [...raw].join('.') : atyp === 4 ? (raw.toString('hex').match(/.{4}/g) ?? []).join(':') : raw.subarray(1).toString('latin1');
+    atyp === 1
+      ? [...raw].join('.')
+      : atyp === 4
+        ? (raw.toString('hex').match(/.{4}/g) ?? []).join(':')
+        : raw.subarray(1).toString('latin1');
   return { host: target, port: b.readUInt16BE(len - 2), len };
 }
 
@@ -53,7 +57,9 @@ const server = net.createServer((client) => {
     let connected = false;
     up.once('connect', () => {
       connected = true;
-      process.stdout.write(`connect ${ep(client.remoteAddress, client.remotePort)} -> ${ep(up.remoteAddress, up.remotePort)} local ${ep(up.localAddress, up.localPort)}\n`);
+      process.stdout.write(
+        `connect ${ep(client.remoteAddress, client.remotePort)} -> ${ep(up.remoteAddress, up.remotePort)} local ${ep(up.localAddress, up.localPort)}\n`,
+      );
       client.write(reply(0));
       if (rest.length) up.write(rest);
       client.pipe(up).pipe(client);

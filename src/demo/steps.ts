@@ -102,7 +102,8 @@ async function runStep(ctx: Ctx, spec: RunSpec): Promise<StepResult> {
       exit,
       after: await listRules(),
     };
-    if (hasTool('nft')) rules.nftAfter = (await spec.host.run('nft', ['list', 'ruleset'], { allowFailure: true })).stdout.trim();
+    if (hasTool('nft'))
+      rules.nftAfter = (await spec.host.run('nft', ['list', 'ruleset'], { allowFailure: true })).stdout.trim();
     step.rules.push(rules);
   } catch (e) {
     step.error = errorText(e);
@@ -126,7 +127,11 @@ function capturedChecks(req: RequestResult, dst: string): Check[] {
     check(
       `${f}: the proxy logged the client's connection`,
       `src=${req.client}`,
-      req.proxySrc ? `src=${req.proxySrc}` : uncaptured ? "nothing: the connection was not captured (the server saw the client's own socket)" : undefined,
+      req.proxySrc
+        ? `src=${req.proxySrc}`
+        : uncaptured
+          ? "nothing: the connection was not captured (the server saw the client's own socket)"
+          : undefined,
       req.proxySrc === req.client,
     ),
     check(`${f}: recovered destination`, dst, req.recovered, req.recovered === dst),
@@ -142,11 +147,32 @@ function capturedChecks(req: RequestResult, dst: string): Check[] {
  */
 export async function baselineStep(ctx: Ctx): Promise<StepResult> {
   const t0 = Date.now();
-  const step = blank(0, 'baseline', 'Without a proxy', 'the client connects straight to the server, routed through gw; remote is reachable only through the node');
+  const step = blank(
+    0,
+    'baseline',
+    'Without a proxy',
+    'the client connects straight to the server, routed through gw; remote is reachable only through the node',
+  );
   step.host = 'client';
   const specs: RequestSpec[] = [
-    ...FAMILIES.map((f): RequestSpec => ({ from: ctx.client, family: f, label: famLabel(f), target: 'server', url: url(ADDR.server[f]) })),
-    ...FAMILIES.map((f): RequestSpec => ({ from: ctx.client, family: f, label: `remote ${famLabel(f)}`, target: 'remote', url: url(ADDR.remote[f]) })),
+    ...FAMILIES.map(
+      (f): RequestSpec => ({
+        from: ctx.client,
+        family: f,
+        label: famLabel(f),
+        target: 'server',
+        url: url(ADDR.server[f]),
+      }),
+    ),
+    ...FAMILIES.map(
+      (f): RequestSpec => ({
+        from: ctx.client,
+        family: f,
+        label: `remote ${famLabel(f)}`,
+        target: 'remote',
+        url: url(ADDR.remote[f]),
+      }),
+    ),
   ];
   step.requests = await Promise.all(specs.map(request));
   for (const req of step.requests) {
@@ -154,11 +180,21 @@ export async function baselineStep(ctx: Ctx): Promise<StepResult> {
       step.checks.push(
         req.error
           ? check(`${req.label}: request answered`, 'HTTP 200 from the server', req.error, false)
-          : check(`${req.label}: the server saw the client's own socket`, req.client ?? '?', req.serverSaw, req.serverSaw === req.client),
+          : check(
+              `${req.label}: the server saw the client's own socket`,
+              req.client ?? '?',
+              req.serverSaw,
+              req.serverSaw === req.client,
+            ),
       );
     } else {
       step.checks.push(
-        check(`${req.label}: remote unreachable without the node`, 'no route (gw has none to remote)', req.error ?? `answered; remote saw ${req.serverSaw}`, req.error !== undefined),
+        check(
+          `${req.label}: remote unreachable without the node`,
+          'no route (gw has none to remote)',
+          req.error ?? `answered; remote saw ${req.serverSaw}`,
+          req.error !== undefined,
+        ),
       );
     }
   }
@@ -173,9 +209,18 @@ export function sidecarStep(ctx: Ctx, n: number, sidecarUser: boolean): Promise<
   const uid = DEFAULTS.proxyUser.split(':')[0];
   const hostname = os.hostname();
   const args = [
-    'run', '--mode', 'redirect', '--capture', 'output', '-P', String(HTTP_PORT),
+    'run',
+    '--mode',
+    'redirect',
+    '--capture',
+    'output',
+    '-P',
+    String(HTTP_PORT),
     ...(sidecarUser ? [] : ['--proxy-user', 'none']),
-    '-H', `${DEMO_HEADER.name}:${DEMO_HEADER.value}`, '--Set-Forwarded-For', '--Set-Client-Hostname',
+    '-H',
+    `${DEMO_HEADER.name}:${DEMO_HEADER.value}`,
+    '--Set-Forwarded-For',
+    '--Set-Client-Hostname',
   ];
   return runStep(ctx, {
     n,
@@ -189,12 +234,22 @@ export function sidecarStep(ctx: Ctx, n: number, sidecarUser: boolean): Promise<
         : 'its own connections carry the bypass mark, which is not captured'),
     ...(sidecarUser
       ? {}
-      : { note: `this user namespace maps only root, so the proxy cannot run as uid ${uid}: --proxy-user none, loop avoidance by socket mark instead` }),
+      : {
+          note: `this user namespace maps only root, so the proxy cannot run as uid ${uid}: --proxy-user none, loop avoidance by socket mark instead`,
+        }),
     host: ctx.client,
     args,
     mode: 'REDIRECT',
     requests: (proc) =>
-      FAMILIES.map((f) => ({ from: ctx.client, family: f, label: famLabel(f), target: 'server', url: url(ADDR.server[f]), proxy: proc, headers: INJECTED })),
+      FAMILIES.map((f) => ({
+        from: ctx.client,
+        family: f,
+        label: famLabel(f),
+        target: 'server',
+        url: url(ADDR.server[f]),
+        proxy: proc,
+        headers: INJECTED,
+      })),
     checks: (req) => {
       const f = req.family;
       const h = req.headers ?? {};
@@ -206,8 +261,18 @@ export function sidecarStep(ctx: Ctx, n: number, sidecarUser: boolean): Promise<
           req.serverSaw,
           hostOf(req.serverSaw) === ADDR.client[f] && req.serverSaw !== req.client,
         ),
-        check(`${req.label}: the server got X-Forwarded-For = the pod's address`, ADDR.client.ipv4, h['x-forwarded-for'], h['x-forwarded-for'] === ADDR.client.ipv4),
-        check(`${req.label}: the server got X-Client-Hostname = the host name`, hostname, h['x-client-hostname'], h['x-client-hostname'] === hostname),
+        check(
+          `${req.label}: the server got X-Forwarded-For = the pod's address`,
+          ADDR.client.ipv4,
+          h['x-forwarded-for'],
+          h['x-forwarded-for'] === ADDR.client.ipv4,
+        ),
+        check(
+          `${req.label}: the server got X-Client-Hostname = the host name`,
+          hostname,
+          h['x-client-hostname'],
+          h['x-client-hostname'] === hostname,
+        ),
         check(
           `${req.label}: the server got ${DEMO_HEADER.name} (value with ':' intact)`,
           DEMO_HEADER.value,
@@ -222,7 +287,18 @@ export function sidecarStep(ctx: Ctx, n: number, sidecarUser: boolean): Promise<
 // ─── steps 2–4: the gateway ────────────────────────────────────────────────────────────
 
 function gatewayArgs(ctx: Ctx, mode: 'redirect' | 'tproxy', upstream: boolean): string[] {
-  return ['run', '--mode', mode, '--capture', 'prerouting', '-i', ctx.lanIf, '-P', String(HTTP_PORT), ...(upstream ? ['--upstream', UPSTREAM] : [])];
+  return [
+    'run',
+    '--mode',
+    mode,
+    '--capture',
+    'prerouting',
+    '-i',
+    ctx.lanIf,
+    '-P',
+    String(HTTP_PORT),
+    ...(upstream ? ['--upstream', UPSTREAM] : []),
+  ];
 }
 
 /** TPROXY straight to the server: the server sees the client itself. */
@@ -235,10 +311,23 @@ export function tproxyDirectStep(ctx: Ctx, n: number): Promise<StepResult> {
     host: ctx.gw,
     args: gatewayArgs(ctx, 'tproxy', false),
     mode: 'TPROXY',
-    requests: (proc) => FAMILIES.map((f) => ({ from: ctx.client, family: f, label: famLabel(f), target: 'server', url: url(ADDR.server[f]), proxy: proc })),
+    requests: (proc) =>
+      FAMILIES.map((f) => ({
+        from: ctx.client,
+        family: f,
+        label: famLabel(f),
+        target: 'server',
+        url: url(ADDR.server[f]),
+        proxy: proc,
+      })),
     checks: (req) => [
       ...capturedChecks(req, endpoint(ADDR.server[req.family], HTTP_PORT)),
-      check(`${req.label}: the server saw the client's own address`, ADDR.client[req.family], req.serverSaw, hostOf(req.serverSaw) === ADDR.client[req.family]),
+      check(
+        `${req.label}: the server saw the client's own address`,
+        ADDR.client[req.family],
+        req.serverSaw,
+        hostOf(req.serverSaw) === ADDR.client[req.family],
+      ),
     ],
   });
 }
@@ -272,14 +361,24 @@ export function gatewayNodeStep(ctx: Ctx, n: number, mode: 'redirect' | 'tproxy'
       const dst = endpoint(ADDR.remote[f], HTTP_PORT);
       return [
         ...capturedChecks(req, dst),
-        check(`${req.label}: the proxy logged via=upstream`, 'via=upstream', req.via ? `via=${req.via}` : req.connLog ? 'no via= field' : undefined, req.via === 'upstream'),
+        check(
+          `${req.label}: the proxy logged via=upstream`,
+          'via=upstream',
+          req.via ? `via=${req.via}` : req.connLog ? 'no via= field' : undefined,
+          req.via === 'upstream',
+        ),
         check(
           `${req.label}: the node relayed it to remote`,
           `CONNECT ${dst} from ${ADDR.nodeWan[f]}`,
           req.nodeLog,
           !!req.nodeLog?.includes(`-> ${dst} `) && hostOf(req.nodeFrom) === ADDR.nodeWan[f],
         ),
-        check(`${req.label}: remote saw the node's address`, ADDR.nodeWan[f], req.serverSaw, hostOf(req.serverSaw) === ADDR.nodeWan[f]),
+        check(
+          `${req.label}: remote saw the node's address`,
+          ADDR.nodeWan[f],
+          req.serverSaw,
+          hostOf(req.serverSaw) === ADDR.nodeWan[f],
+        ),
       ];
     },
   });
@@ -301,7 +400,13 @@ export async function publishStep(ctx: Ctx, n: number): Promise<StepResult> {
     `(the server sees them), connections to 127.0.0.1 inside gw go through publish's userland proxy`;
   const obstacle = publishObstacle();
   if (obstacle) {
-    return { ...blank(n, 'publish', title, how), host: 'gw', command: `tranproxy publish ${mapping}`, skipped: obstacle, ok: true };
+    return {
+      ...blank(n, 'publish', title, how),
+      host: 'gw',
+      command: `tranproxy publish ${mapping}`,
+      skipped: obstacle,
+      ok: true,
+    };
   }
   const target = endpoint(ADDR.server.ipv4, HTTP_PORT);
   const outside = `client → ${endpoint(ADDR.gwLan.ipv4, PUBLISH_PORT)}`;
@@ -315,18 +420,52 @@ export async function publishStep(ctx: Ctx, n: number): Promise<StepResult> {
     args: ['publish', mapping],
     mode: 'publish',
     requests: (proc) => [
-      { from: ctx.client, family: 'ipv4', label: outside, target: 'published', url: url(ADDR.gwLan.ipv4, PUBLISH_PORT), proxy: proc },
-      { from: ctx.gw, family: 'ipv4', label: local, target: 'published', url: url('127.0.0.1', PUBLISH_PORT), proxy: proc },
+      {
+        from: ctx.client,
+        family: 'ipv4',
+        label: outside,
+        target: 'published',
+        url: url(ADDR.gwLan.ipv4, PUBLISH_PORT),
+        proxy: proc,
+      },
+      {
+        from: ctx.gw,
+        family: 'ipv4',
+        label: local,
+        target: 'published',
+        url: url('127.0.0.1', PUBLISH_PORT),
+        proxy: proc,
+      },
     ],
     checks: (req) =>
       req.from === 'client'
         ? [
-            check(`${req.label}: the server saw the client's own address`, ADDR.client.ipv4, req.serverSaw, hostOf(req.serverSaw) === ADDR.client.ipv4),
-            check(`${req.label}: handled by the kernel (DNAT), not the userland proxy`, 'no conn line from publish', req.connLog ?? 'none', !req.connLog),
+            check(
+              `${req.label}: the server saw the client's own address`,
+              ADDR.client.ipv4,
+              req.serverSaw,
+              hostOf(req.serverSaw) === ADDR.client.ipv4,
+            ),
+            check(
+              `${req.label}: handled by the kernel (DNAT), not the userland proxy`,
+              'no conn line from publish',
+              req.connLog ?? 'none',
+              !req.connLog,
+            ),
           ]
         : [
-            check(`${req.label}: publish's userland proxy relayed it`, `conn src=${req.client} dst=${target}`, req.connLog ? `conn src=${req.proxySrc} dst=${req.recovered}` : undefined, req.proxySrc === req.client && req.recovered === target),
-            check(`${req.label}: the server saw gw's own address`, ADDR.gwWan.ipv4, req.serverSaw, hostOf(req.serverSaw) === ADDR.gwWan.ipv4),
+            check(
+              `${req.label}: publish's userland proxy relayed it`,
+              `conn src=${req.client} dst=${target}`,
+              req.connLog ? `conn src=${req.proxySrc} dst=${req.recovered}` : undefined,
+              req.proxySrc === req.client && req.recovered === target,
+            ),
+            check(
+              `${req.label}: the server saw gw's own address`,
+              ADDR.gwWan.ipv4,
+              req.serverSaw,
+              hostOf(req.serverSaw) === ADDR.gwWan.ipv4,
+            ),
           ],
   });
 }
@@ -339,20 +478,39 @@ export function cleanupStep(n: number, steps: StepResult[]): StepResult {
     n,
     'cleanup',
     'Rules removed when each stops',
-    'each proxy and the publisher got SIGTERM; its namespace was then inspected (`tranproxy rules show`, publish\'s nft table, `nft list ruleset`)',
+    "each proxy and the publisher got SIGTERM; its namespace was then inspected (`tranproxy rules show`, publish's nft table, `nft list ruleset`)",
   );
   step.rules = steps.flatMap((s) => s.rules);
   for (const r of step.rules) {
     const who = `step ${r.step}, ${r.mode} on ${r.host}`;
-    step.checks.push(check(`${who}: rules in place while it ran`, 'tranproxy rules', r.summary, r.running.trim() !== ''));
-    step.checks.push(check(`${who}: exit status after SIGTERM`, '0', r.exit === null ? 'killed' : String(r.exit), r.exit === 0));
-    step.checks.push(check(`${who}: nothing of it left after it stopped`, 'none', r.after.trim() ? summarize(r.after) : 'none', r.after.trim() === ''));
+    step.checks.push(
+      check(`${who}: rules in place while it ran`, 'tranproxy rules', r.summary, r.running.trim() !== ''),
+    );
+    step.checks.push(
+      check(`${who}: exit status after SIGTERM`, '0', r.exit === null ? 'killed' : String(r.exit), r.exit === 0),
+    );
+    step.checks.push(
+      check(
+        `${who}: nothing of it left after it stopped`,
+        'none',
+        r.after.trim() ? summarize(r.after) : 'none',
+        r.after.trim() === '',
+      ),
+    );
     if (r.nftAfter !== undefined) {
-      step.checks.push(check(`${who}: nft list ruleset after it stopped`, 'empty', r.nftAfter ? r.nftAfter.split('\n')[0] : 'empty', r.nftAfter === ''));
+      step.checks.push(
+        check(
+          `${who}: nft list ruleset after it stopped`,
+          'empty',
+          r.nftAfter ? r.nftAfter.split('\n')[0] : 'empty',
+          r.nftAfter === '',
+        ),
+      );
     }
   }
   const missing = steps.filter((s) => s.id !== 'baseline' && !s.skipped && s.rules.length === 0);
-  for (const s of missing) step.checks.push(check(`${s.title}: stopped and inspected`, 'yes', 'no (the step failed before)', false));
+  for (const s of missing)
+    step.checks.push(check(`${s.title}: stopped and inspected`, 'yes', 'no (the step failed before)', false));
   step.ok = step.checks.length > 0 && step.checks.every((c) => c.ok);
   step.durationMs = Date.now() - t0;
   return step;

@@ -12,12 +12,39 @@ import { Lab, type Host } from '../netlab/lab.js';
 import { runSync } from '../kernel/exec.js';
 import { DEFAULTS } from '../config/run-config.js';
 import { idMapped } from './rootless.js';
-import { ADDR, FAMILIES, HTTP_PORT, PREFIX_LEN, SOCKS_NODE_KIND, SOCKS_PORT, type DemoReport, type StepResult } from './model.js';
+import {
+  ADDR,
+  FAMILIES,
+  HTTP_PORT,
+  PREFIX_LEN,
+  SOCKS_NODE_KIND,
+  SOCKS_PORT,
+  type DemoReport,
+  type StepResult,
+} from './model.js';
 import { startHttpServer, startSocksNode } from './probe.js';
-import { baselineStep, cleanupStep, gatewayNodeStep, publishStep, sidecarStep, tproxyDirectStep, type Ctx } from './steps.js';
+import {
+  baselineStep,
+  cleanupStep,
+  gatewayNodeStep,
+  publishStep,
+  sidecarStep,
+  tproxyDirectStep,
+  type Ctx,
+} from './steps.js';
 
 export { MAIN_JS } from './probe.js';
-export { ADDR, endpoint, type Check, type DemoReport, type Family, type RequestResult, type RulesResult, type StepId, type StepResult } from './model.js';
+export {
+  ADDR,
+  endpoint,
+  type Check,
+  type DemoReport,
+  type Family,
+  type RequestResult,
+  type RulesResult,
+  type StepId,
+  type StepResult,
+} from './model.js';
 
 const LAB_TAG = 'tpxdemo';
 

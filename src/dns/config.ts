@@ -29,7 +29,10 @@ export function dnsForwarderOptions(cfg: DnsConfig, w: DnsWiring): DnsForwarderO
   const listen = cfg.listen?.host
     ? [{ address: cfg.listen.host, port }]
     : (w.families ?? [4, 6]).map((f) => ({ address: f === 4 ? '0.0.0.0' : '::', port }));
-  const upstreams = cfg.nameservers.length > 0 ? cfg.nameservers.map((n) => hostPort(n.host, n.port)) : [...(w.fallbackNameservers ?? [])];
+  const upstreams =
+    cfg.nameservers.length > 0
+      ? cfg.nameservers.map((n) => hostPort(n.host, n.port))
+      : [...(w.fallbackNameservers ?? [])];
   const fake = cfg.fakeIp?.enabled ? cfg.fakeIp : undefined;
   return {
     listen,
@@ -38,6 +41,8 @@ export function dnsForwarderOptions(cfg: DnsConfig, w: DnsWiring): DnsForwarderO
     log: w.log,
     ...(cfg.via !== 'direct' && w.via ? { via: w.via } : {}),
     ...(w.mark ? { mark: w.mark } : {}),
-    ...(fake ? { fakeIp: { range: fake.range, ...(w.fakeIpPersistPath ? { persistPath: w.fakeIpPersistPath } : {}) } } : {}),
+    ...(fake
+      ? { fakeIp: { range: fake.range, ...(w.fakeIpPersistPath ? { persistPath: w.fakeIpPersistPath } : {}) } }
+      : {}),
   };
 }

@@ -220,7 +220,11 @@ class Forwarder implements DnsForwarder {
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.cache = opts.cache ? new DnsCache({ maxEntries: opts.cacheSize, now: opts.now }) : undefined;
     if (opts.fakeIp) {
-      this.fake = new FakeIpPool({ range: opts.fakeIp.range, range6: opts.fakeIp.range6, maxEntries: opts.fakeIp.maxEntries });
+      this.fake = new FakeIpPool({
+        range: opts.fakeIp.range,
+        range6: opts.fakeIp.range6,
+        maxEntries: opts.fakeIp.maxEntries,
+      });
       this.fakeTtl = opts.fakeIp.ttl ?? 1;
       this.fakeExclude = (opts.fakeIp.exclude ?? DEFAULT_FAKE_IP_EXCLUDE).map(normalizeName);
     } else {
@@ -250,14 +254,19 @@ class Forwarder implements DnsForwarder {
       await this.close();
       throw e;
     }
-    if (this.upstreams.length === 0) this.log.warn('dns forwarder has no upstream nameserver: only fake-IP queries can be answered');
+    if (this.upstreams.length === 0)
+      this.log.warn('dns forwarder has no upstream nameserver: only fake-IP queries can be answered');
     this.log.info('dns forwarder listening', {
-      listen: this.listeners.map((l) => (l.family === 6 ? `[${l.address}]:${l.port}` : `${l.address}:${l.port}`)).join(','),
+      listen: this.listeners
+        .map((l) => (l.family === 6 ? `[${l.address}]:${l.port}` : `${l.address}:${l.port}`))
+        .join(','),
       upstreams: this.upstreams.map((u) => u.label).join(','),
       via: this.opts.via?.name ?? 'direct',
       cache: this.cache !== undefined,
       udp: this.udpBatched ? 'batched' : 'dgram',
-      'fake-ip': this.opts.fakeIp ? [this.opts.fakeIp.range, this.opts.fakeIp.range6].filter(Boolean).join(',') : undefined,
+      'fake-ip': this.opts.fakeIp
+        ? [this.opts.fakeIp.range, this.opts.fakeIp.range6].filter(Boolean).join(',')
+        : undefined,
     });
   }
 
@@ -267,7 +276,8 @@ class Forwarder implements DnsForwarder {
       for (const l of this.listeners) {
         const wildcard = l.address === '0.0.0.0' || l.address === '::';
         const local = up.host === l.address || (wildcard && (up.host.startsWith('127.') || up.host === '::1'));
-        if (local && up.port === l.port) throw new TypeError(`dns forwarder: upstream ${up.label} is the forwarder itself`);
+        if (local && up.port === l.port)
+          throw new TypeError(`dns forwarder: upstream ${up.label} is the forwarder itself`);
       }
     }
   }
@@ -293,7 +303,9 @@ class Forwarder implements DnsForwarder {
         await new Promise((r) => tcp.close(r));
         const code = (e as NodeJS.ErrnoException).code;
         if (port === 0 && code === 'EADDRINUSE' && attempt < 10) continue;
-        throw new Error(`dns forwarder: cannot listen on UDP ${fmtAddr(address, bound)}: ${code ?? (e as Error).message}`);
+        throw new Error(
+          `dns forwarder: cannot listen on UDP ${fmtAddr(address, bound)}: ${code ?? (e as Error).message}`,
+        );
       }
       return { address, port: bound, family, udp, tcp };
     }
@@ -450,11 +462,20 @@ class Forwarder implements DnsForwarder {
     const hit = this.cache.get(`${q.name}|${q.type}|${q.class}|${q.edns?.do ? 1 : 0}${q.cd ? 1 : 0}`, false);
     if (!hit) return undefined;
     const rq = hit.msg.questions[0];
-    if (hit.msg.questions.length !== 1 || !rq || rq.start !== HEADER_SIZE || rq.end !== q.questionEnd || rq.type !== q.type || rq.class !== q.class) return undefined;
+    if (
+      hit.msg.questions.length !== 1 ||
+      !rq ||
+      rq.start !== HEADER_SIZE ||
+      rq.end !== q.questionEnd ||
+      rq.type !== q.type ||
+      rq.class !== q.class
+    )
+      return undefined;
     if (rq.name !== q.name && normalizeName(rq.name) !== q.name) return undefined;
     const base = !q.edns && hit.msg.edns ? this.cache.withoutOpt(hit) : hit.response;
     // Too big for the client: handle() answers with TC=1 (fitUdp).
-    if (transport === 'udp' && base.length > (q.edns ? Math.max(CLASSIC_UDP_SIZE, q.edns.udpSize) : CLASSIC_UDP_SIZE)) return undefined;
+    if (transport === 'udp' && base.length > (q.edns ? Math.max(CLASSIC_UDP_SIZE, q.edns.udpSize) : CLASSIC_UDP_SIZE))
+      return undefined;
     const out = Buffer.allocUnsafe(base.length);
     base.copy(out);
     packet.copy(out, HEADER_SIZE, HEADER_SIZE, q.questionEnd);
@@ -512,7 +533,11 @@ class Forwarder implements DnsForwarder {
   }
 
   /** The answer to a question: from the cache, from an identical query in flight, or asked upstream. */
-  private answer(question: Pick<DnsQuestion, 'name' | 'type' | 'class'>, dnssecOk: boolean, cd: boolean): Promise<Exchanged> {
+  private answer(
+    question: Pick<DnsQuestion, 'name' | 'type' | 'class'>,
+    dnssecOk: boolean,
+    cd: boolean,
+  ): Promise<Exchanged> {
     const key = cacheKey({ name: question.name, type: question.type, class: question.class, do: dnssecOk, cd });
     const hit = this.cache?.get(key);
     if (hit) return Promise.resolve({ response: hit.response, msg: hit.msg });
@@ -557,17 +582,27 @@ class Forwarder implements DnsForwarder {
       if (!ip || !this.fake.contains(ip)) return undefined;
       const domain = this.fake.lookup(ip);
       if (!domain) return buildResponse(packet, q, { rcode: RCODE.NXDOMAIN });
-      return buildResponse(packet, q, { rcode: RCODE.NOERROR, answers: [{ type: TYPE.PTR, ttl: this.fakeTtl, rdata: encodeName(domain) }] });
+      return buildResponse(packet, q, {
+        rcode: RCODE.NOERROR,
+        answers: [{ type: TYPE.PTR, ttl: this.fakeTtl, rdata: encodeName(domain) }],
+      });
     }
     if (question.type !== TYPE.A && question.type !== TYPE.AAAA) return undefined;
     if (name === '' || this.fakeExcluded(name)) return undefined;
     const ip = this.fake.allocate(name, question.type === TYPE.A ? 4 : 6);
     if (!ip) return buildResponse(packet, q, { rcode: RCODE.NOERROR });
-    return buildResponse(packet, q, { rcode: RCODE.NOERROR, answers: [{ type: question.type, ttl: this.fakeTtl, rdata: ipRdata(ip) }] });
+    return buildResponse(packet, q, {
+      rcode: RCODE.NOERROR,
+      answers: [{ type: question.type, ttl: this.fakeTtl, rdata: ipRdata(ip) }],
+    });
   }
 
   /** Asks the upstreams: our own query (lowercased name, EDNS, RD), next upstream on failure. */
-  private async forward(question: Pick<DnsQuestion, 'name' | 'type' | 'class'>, dnssecOk: boolean, cd: boolean): Promise<Exchanged> {
+  private async forward(
+    question: Pick<DnsQuestion, 'name' | 'type' | 'class'>,
+    dnssecOk: boolean,
+    cd: boolean,
+  ): Promise<Exchanged> {
     const n = this.upstreams.length;
     if (n === 0) throw new UpstreamError('closed', '-', 'no upstream nameserver');
     const query = buildQuery({
@@ -608,7 +643,11 @@ class Forwarder implements DnsForwarder {
       } catch (e) {
         this.counters.upstreamErrors++;
         lastError = e;
-        this.warnOnce(up.label, 'dns upstream failed', { upstream: up.label, via: this.opts.via?.name, error: (e as Error).message });
+        this.warnOnce(up.label, 'dns upstream failed', {
+          upstream: up.label,
+          via: this.opts.via?.name,
+          error: (e as Error).message,
+        });
       }
     }
     if (fallback) return fallback;
@@ -652,12 +691,15 @@ class Forwarder implements DnsForwarder {
     try {
       text = await readFile(path, 'utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn('cannot read the fake-IP map', { path, error: (e as Error).message });
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+        this.log.warn('cannot read the fake-IP map', { path, error: (e as Error).message });
       return;
     }
     try {
       const data = JSON.parse(text) as { entries?: unknown };
-      const pairs = Array.isArray(data.entries) ? (data.entries.filter((p) => Array.isArray(p) && p.length === 2) as [string, string][]) : [];
+      const pairs = Array.isArray(data.entries)
+        ? (data.entries.filter((p) => Array.isArray(p) && p.length === 2) as [string, string][])
+        : [];
       const n = this.fake.restore(pairs);
       this.log.info('fake-IP map loaded', { path, entries: n });
     } catch (e) {

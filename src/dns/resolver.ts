@@ -6,7 +6,10 @@ import { isIP } from 'node:net';
 import type { ResolvConf } from '../config/host-identity.js';
 
 export class ResolveError extends Error {
-  constructor(readonly host: string, readonly code: string) {
+  constructor(
+    readonly host: string,
+    readonly code: string,
+  ) {
     super(`cannot resolve '${host}': ${code}`);
     this.name = 'ResolveError';
   }
@@ -25,7 +28,10 @@ export function searchCandidates(name: string, conf: Pick<ResolvConf, 'search' |
  * goes to them, like the seed's resolver), else undefined: the system's getaddrinfo, which
  * also reads /etc/hosts.
  */
-export function resolverForNames(conf: ResolvConf, nameserversGiven: boolean): ((name: string) => Promise<{ address: string; family: 4 | 6 }>) | undefined {
+export function resolverForNames(
+  conf: ResolvConf,
+  nameserversGiven: boolean,
+): ((name: string) => Promise<{ address: string; family: 4 | 6 }>) | undefined {
   if (!nameserversGiven) return undefined;
   const r = new NameResolver(conf);
   return (name) => r.resolve(name);

@@ -61,7 +61,13 @@ export type UdpSocketFactory = (family: 4 | 6) => dgram.Socket | Promise<dgram.S
  * Sends `query` (parsed as `qmsg`) over UDP and waits for a response with the same id and
  * question; anything else that arrives is ignored (spoofing, late answers).
  */
-export async function udpExchange(up: Upstream, query: Buffer, qmsg: DnsMessage, timeoutMs: number, factory?: UdpSocketFactory): Promise<Exchanged> {
+export async function udpExchange(
+  up: Upstream,
+  query: Buffer,
+  qmsg: DnsMessage,
+  timeoutMs: number,
+  factory?: UdpSocketFactory,
+): Promise<Exchanged> {
   const sock = factory ? await factory(up.family) : dgram.createSocket(up.family === 6 ? 'udp6' : 'udp4');
   return new Promise<Exchanged>((resolve, reject) => {
     let done = false;
@@ -79,10 +85,19 @@ export async function udpExchange(up: Upstream, query: Buffer, qmsg: DnsMessage,
       if (err) reject(err);
       else resolve(value!);
     };
-    const timer = setTimeout(() => finish(new UpstreamError('timeout', up.label, `no answer over UDP in ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => finish(new UpstreamError('timeout', up.label, `no answer over UDP in ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     sock.on('error', (e: NodeJS.ErrnoException) => {
       const refused = e.code === 'ECONNREFUSED';
-      finish(new UpstreamError(refused ? 'refused' : 'network', up.label, refused ? 'port unreachable' : `UDP: ${e.code ?? e.message}`));
+      finish(
+        new UpstreamError(
+          refused ? 'refused' : 'network',
+          up.label,
+          refused ? 'port unreachable' : `UDP: ${e.code ?? e.message}`,
+        ),
+      );
     });
     sock.on('message', (data: Buffer) => {
       const r = tryParseMessage(data);
@@ -90,7 +105,10 @@ export async function udpExchange(up: Upstream, query: Buffer, qmsg: DnsMessage,
     });
     sock.connect(up.port, up.host, () => {
       sock.send(query, (err) => {
-        if (err) finish(new UpstreamError('network', up.label, `UDP send: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+        if (err)
+          finish(
+            new UpstreamError('network', up.label, `UDP send: ${(err as NodeJS.ErrnoException).code ?? err.message}`),
+          );
       });
     });
   });
@@ -168,7 +186,8 @@ export class TcpChannel {
   /** Sends `query` (its id is replaced) and resolves with the matching response. */
   query(query: Buffer, qmsg: DnsMessage, timeoutMs: number): Promise<Exchanged> {
     if (this.dead) return Promise.reject(new UpstreamError('closed', this.label, 'connection closed'));
-    if (this.pending.size >= this.maxPending) return Promise.reject(new UpstreamError('busy', this.label, 'too many queries in flight'));
+    if (this.pending.size >= this.maxPending)
+      return Promise.reject(new UpstreamError('busy', this.label, 'too many queries in flight'));
     let id = (Math.random() * 0x10000) | 0;
     while (this.pending.has(id)) id = (id + 1) & 0xffff;
     const wire = Buffer.from(query);
@@ -231,10 +250,17 @@ export type TcpConnector = (up: Upstream, signal: AbortSignal) => Promise<Duplex
 export function directConnector(o: { mark?: number; connectTimeoutMs?: number } = {}): TcpConnector {
   return async (up, signal) => {
     try {
-      return await connectDirect({ address: up.host, port: up.port, family: up.family }, { connectTimeoutMs: o.connectTimeoutMs ?? 10_000, mark: o.mark, signal });
+      return await connectDirect(
+        { address: up.host, port: up.port, family: up.family },
+        { connectTimeoutMs: o.connectTimeoutMs ?? 10_000, mark: o.mark, signal },
+      );
     } catch (e) {
       const code = e instanceof ConnectError ? e.code : 'ECONNECT';
-      throw new UpstreamError(code === 'ECONNREFUSED' ? 'refused' : 'connect', up.label, `TCP connect: ${(e as Error).message}`);
+      throw new UpstreamError(
+        code === 'ECONNREFUSED' ? 'refused' : 'connect',
+        up.label,
+        `TCP connect: ${(e as Error).message}`,
+      );
     }
   };
 }
@@ -252,7 +278,10 @@ export function markedUdpSocket(mark: number): UdpSocketFactory {
 export function outboundConnector(outbound: TcpOutbound): TcpConnector {
   return async (up, signal) => {
     try {
-      return await outbound.connect({ ip: up.host, port: up.port, family: up.family }, { source: { address: '0.0.0.0', port: 0 }, signal });
+      return await outbound.connect(
+        { ip: up.host, port: up.port, family: up.family },
+        { source: { address: '0.0.0.0', port: 0 }, signal },
+      );
     } catch (e) {
       throw new UpstreamError('connect', up.label, `through ${outbound.name}: ${(e as Error).message}`);
     }
@@ -289,7 +318,10 @@ export class TcpPool {
     const deadline = Date.now() + timeoutMs;
     const withDeadline = <T>(p: Promise<T>): Promise<T> =>
       new Promise<T>((resolve, reject) => {
-        const t = setTimeout(() => reject(new UpstreamError('timeout', up.label, `no TCP connection in ${timeoutMs} ms`)), Math.max(1, deadline - Date.now()));
+        const t = setTimeout(
+          () => reject(new UpstreamError('timeout', up.label, `no TCP connection in ${timeoutMs} ms`)),
+          Math.max(1, deadline - Date.now()),
+        );
         p.then(
           (v) => (clearTimeout(t), resolve(v)),
           (e) => (clearTimeout(t), reject(e)),
@@ -301,7 +333,8 @@ export class TcpPool {
       try {
         return await ch.query(query, qmsg, Math.max(1, deadline - Date.now()));
       } catch (e) {
-        const retry = attempt === 0 && reused && e instanceof UpstreamError && e.code === 'closed' && Date.now() < deadline;
+        const retry =
+          attempt === 0 && reused && e instanceof UpstreamError && e.code === 'closed' && Date.now() < deadline;
         if (!retry) throw e;
       }
     }

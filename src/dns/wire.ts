@@ -141,14 +141,16 @@ export interface DnsMessage {
 // ── reading ─────────────────────────────────────────────────────────────────
 
 function need(buf: Uint8Array, off: number, n: number, what: string): void {
-  if (off + n > buf.length) throw new DnsWireError('truncated', off, `${what} runs past the end of the ${buf.length}-byte packet`);
+  if (off + n > buf.length)
+    throw new DnsWireError('truncated', off, `${what} runs past the end of the ${buf.length}-byte packet`);
 }
 
 const u16 = (b: Uint8Array, o: number) => (b[o]! << 8) | b[o + 1]!;
 const u32 = (b: Uint8Array, o: number) => ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
 
 export function parseHeader(buf: Uint8Array): DnsHeader {
-  if (buf.length < HEADER_SIZE) throw new DnsWireError('short-header', 0, `a DNS header is 12 bytes, got ${buf.length}`);
+  if (buf.length < HEADER_SIZE)
+    throw new DnsWireError('short-header', 0, `a DNS header is 12 bytes, got ${buf.length}`);
   const flags = u16(buf, 2);
   return {
     id: u16(buf, 0),
@@ -202,7 +204,8 @@ export function readName(buf: Uint8Array, off: number): { name: string; next: nu
     if (kind === 0xc0) {
       need(buf, pos, 2, 'compression pointer');
       const target = ((len & 0x3f) << 8) | buf[pos + 1]!;
-      if (target >= segmentStart) throw new DnsWireError('bad-pointer', pos, `compression pointer to ${target} does not point backwards`);
+      if (target >= segmentStart)
+        throw new DnsWireError('bad-pointer', pos, `compression pointer to ${target} does not point backwards`);
       if (next < 0) next = pos + 2;
       pos = segmentStart = target;
       continue;
@@ -269,7 +272,13 @@ export function parseMessage(buf: Uint8Array): DnsMessage {
     if (r.type !== TYPE.OPT) continue;
     if (edns) throw new DnsWireError('bad-opt', r.start, 'more than one OPT record');
     if (r.name !== '') throw new DnsWireError('bad-opt', r.start, 'OPT record not owned by the root');
-    edns = { udpSize: r.class, extRcode: r.ttl >>> 24, version: (r.ttl >>> 16) & 0xff, do: (r.ttl & 0x8000) !== 0, record: r };
+    edns = {
+      udpSize: r.class,
+      extRcode: r.ttl >>> 24,
+      version: (r.ttl >>> 16) & 0xff,
+      do: (r.ttl & 0x8000) !== 0,
+      record: r,
+    };
   }
   return { header, questions, answers, authority, additional, ...(edns ? { edns } : {}), size: off };
 }
@@ -352,7 +361,8 @@ export function withId(buf: Uint8Array, id: number): Buffer {
 /** A copy with every TTL set to max(0, min(ttl, cap) - elapsed). */
 export function rewriteTtls(buf: Uint8Array, msg: DnsMessage, elapsedSeconds: number, cap = Infinity): Buffer {
   const out = Buffer.from(buf);
-  for (const r of ttlRecords(msg)) out.writeUInt32BE(Math.max(0, Math.min(r.ttl, cap) - elapsedSeconds) >>> 0, r.ttlOffset);
+  for (const r of ttlRecords(msg))
+    out.writeUInt32BE(Math.max(0, Math.min(r.ttl, cap) - elapsedSeconds) >>> 0, r.ttlOffset);
   return out;
 }
 
@@ -364,7 +374,8 @@ export function rewriteTtls(buf: Uint8Array, msg: DnsMessage, elapsedSeconds: nu
 export function withQuestionOf(resp: Buffer, respMsg: DnsMessage, query: Uint8Array, queryMsg: DnsMessage): Buffer {
   const a = respMsg.questions[0];
   const b = queryMsg.questions[0];
-  if (!a || !b || respMsg.questions.length !== 1 || a.end - a.start !== b.end - b.start || a.start !== b.start) return resp;
+  if (!a || !b || respMsg.questions.length !== 1 || a.end - a.start !== b.end - b.start || a.start !== b.start)
+    return resp;
   if (a.type !== b.type || a.class !== b.class || !sameName(a.name, b.name)) return resp;
   const out = Buffer.from(resp);
   out.set(query.subarray(b.start, b.end), a.start);
@@ -393,7 +404,11 @@ export function fitUdp(resp: Buffer, query: Uint8Array, queryMsg: DnsMessage, li
   if (resp.length <= limit) return resp;
   const q = queryMsg.questions[0];
   const question = q ? query.subarray(q.start, q.end) : Buffer.alloc(0);
-  const out = Buffer.concat([resp.subarray(0, HEADER_SIZE), question, queryMsg.edns ? optRecord(EDNS_UDP_SIZE, false) : Buffer.alloc(0)]);
+  const out = Buffer.concat([
+    resp.subarray(0, HEADER_SIZE),
+    question,
+    queryMsg.edns ? optRecord(EDNS_UDP_SIZE, false) : Buffer.alloc(0),
+  ]);
   out.writeUInt16BE(out.readUInt16BE(2) | 0x0200, 2);
   out.writeUInt16BE(q ? 1 : 0, 4);
   out.writeUInt16BE(0, 6);
@@ -412,7 +427,8 @@ export function encodeName(name: string): Buffer {
   let label: number[] = [];
   const flush = () => {
     if (label.length === 0) throw new DnsWireError('bad-name', 0, `empty label in '${name}'`);
-    if (label.length > MAX_LABEL_LENGTH) throw new DnsWireError('bad-name', 0, `label longer than 63 bytes in '${name}'`);
+    if (label.length > MAX_LABEL_LENGTH)
+      throw new DnsWireError('bad-name', 0, `label longer than 63 bytes in '${name}'`);
     bytes.push(label.length, ...label);
     label = [];
   };
@@ -462,7 +478,7 @@ export interface QueryOptions {
 export function buildQuery(o: QueryOptions): Buffer {
   const header = Buffer.alloc(HEADER_SIZE);
   header.writeUInt16BE(o.id & 0xffff, 0);
-  header.writeUInt16BE((o.rd ?? true ? 0x0100 : 0) | (o.cd ? 0x0010 : 0), 2);
+  header.writeUInt16BE(((o.rd ?? true) ? 0x0100 : 0) | (o.cd ? 0x0010 : 0), 2);
   header.writeUInt16BE(1, 4);
   header.writeUInt16BE(o.edns ? 1 : 0, 10);
   const tail = Buffer.alloc(4);
@@ -517,7 +533,7 @@ export function buildResponse(query: Uint8Array, msg: DnsMessage, o: ResponseOpt
     ((msg.header.opcode & 0xf) << 11) |
     (o.aa ? 0x0400 : 0) |
     (msg.header.rd ? 0x0100 : 0) |
-    (o.ra ?? true ? 0x0080 : 0) |
+    ((o.ra ?? true) ? 0x0080 : 0) |
     (msg.header.cd ? 0x0010 : 0) |
     (o.rcode & 0xf);
   header.writeUInt16BE(flags, 2);
@@ -568,7 +584,8 @@ export function ipv6ToBigInt(ip: string): bigint {
   const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
   if (v4) {
     const n = v4[1]!.split('.').map(Number);
-    text = text.slice(0, -v4[1]!.length) + ((n[0]! << 8) | n[1]!).toString(16) + ':' + ((n[2]! << 8) | n[3]!).toString(16);
+    text =
+      text.slice(0, -v4[1]!.length) + ((n[0]! << 8) | n[1]!).toString(16) + ':' + ((n[2]! << 8) | n[3]!).toString(16);
   }
   const [head, tail] = text.split('::') as [string, string | undefined];
   const h = head ? head.split(':') : [];
@@ -708,7 +725,8 @@ export function peekQuery(buf: Uint8Array): QuickQuery | undefined {
   if (arcount === 1) {
     // OPT: root owner, type 41, class = UDP size, TTL = ext-rcode/version/flags, rdata.
     const o = questionEnd;
-    if (o + 11 > buf.length || buf[o] !== 0 || u16(buf, o + 1) !== TYPE.OPT || o + 11 + u16(buf, o + 9) > buf.length) return undefined;
+    if (o + 11 > buf.length || buf[o] !== 0 || u16(buf, o + 1) !== TYPE.OPT || o + 11 + u16(buf, o + 9) > buf.length)
+      return undefined;
     edns = { udpSize: u16(buf, o + 3), do: (buf[o + 7]! & 0x80) !== 0 };
   }
   return {

@@ -49,7 +49,10 @@ export function summarizeSave(text: string): SaveSummary {
 
 /** Table names of `/proc/net/ip_tables_names` (legacy x_tables tables instantiated here). */
 export function legacyTableNames(text: string | undefined): string[] {
-  return (text ?? '').split('\n').map((l) => l.trim()).filter(Boolean);
+  return (text ?? '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
 }
 
 export interface NftTable {
@@ -171,7 +174,8 @@ export type NftFailure = 'permission' | 'unsupported' | 'other';
 
 export function classifyNftError(stderr: string): NftFailure {
   if (/Operation not permitted|Permission denied/i.test(stderr)) return 'permission';
-  if (/No such file or directory|Protocol not supported|not supported|Could not process rule|unknown/i.test(stderr)) return 'unsupported';
+  if (/No such file or directory|Protocol not supported|not supported|Could not process rule|unknown/i.test(stderr))
+    return 'unsupported';
   return 'other';
 }
 

@@ -5,7 +5,14 @@ import { ToolFailedError, ToolMissingError } from '../errors.js';
 import { hasTool, runSync } from '../kernel/exec.js';
 import { NFT_TABLE, type CapturePlan, type Family } from './plan.js';
 import { renderNft, renderNftRemove } from './render-nft.js';
-import { IPT_TOOLS, jumpCommands, parseSave, reconcileRestore, renderIptables, type IptablesRender } from './render-iptables.js';
+import {
+  IPT_TOOLS,
+  jumpCommands,
+  parseSave,
+  reconcileRestore,
+  renderIptables,
+  type IptablesRender,
+} from './render-iptables.js';
 import { applyRouting, removeRouting, routingCommands, routingFor, showRouting } from './routes.js';
 import { FAMILIES, FAMILY_LABEL, validatePlan } from './validate.js';
 
@@ -32,7 +39,9 @@ export function renderPlan(plan: CapturePlan, backend: Backend): string {
   if (backend === 'nft') return renderNft(plan) + (routeText ? `\n${routeText.replace(/^ip /gm, '# ip ')}` : '');
   const parts = FAMILIES.map((f) => renderIptables(plan, f))
     .filter((r) => r.restore)
-    .map((r) => `${r.restore}# jumps from built-in chains (inserted only when missing):\n${jumpCommands(r).join('\n')}\n`);
+    .map(
+      (r) => `${r.restore}# jumps from built-in chains (inserted only when missing):\n${jumpCommands(r).join('\n')}\n`,
+    );
   return [...parts, routeText].filter(Boolean).join('\n');
 }
 
@@ -47,11 +56,14 @@ function nftHasTable(target?: Target): boolean {
 }
 
 function removeNft(target?: Target): void {
-  if (hasTool('nft') && nftHasTable(target)) runSync('nft', ['-f', '-'], { input: renderNftRemove(), netns: target?.netns });
+  if (hasTool('nft') && nftHasTable(target))
+    runSync('nft', ['-f', '-'], { input: renderNftRemove(), netns: target?.netns });
 }
 
 function liveIptables(family: Family, target?: Target) {
-  const text = TABLES.map((t) => runSync(IPT_TOOLS[family].save, ['-t', t], { netns: target?.netns }).stdout).join('\n');
+  const text = TABLES.map((t) => runSync(IPT_TOOLS[family].save, ['-t', t], { netns: target?.netns }).stdout).join(
+    '\n',
+  );
   return parseSave(text);
 }
 

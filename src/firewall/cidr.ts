@@ -40,10 +40,16 @@ function bigToV6(v: bigint): string {
   let best = -1;
   let bestLen = 1;
   for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) { i++; continue; }
+    if (g[i] !== 0) {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) { best = i; bestLen = j - i; }
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   const hex = g.map((x) => x.toString(16));
@@ -87,7 +93,15 @@ export function normalizeCidrs(list: readonly Cidr[], what: string): Cidr[] {
     (p, i) => !parsed.some((q, j) => j !== i && contains(q, p) && (q.prefix < p.prefix || j < i)),
   );
   kept.sort((a, b) =>
-    a.family !== b.family ? (a.family < b.family ? -1 : 1) : a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : a.prefix - b.prefix,
+    a.family !== b.family
+      ? a.family < b.family
+        ? -1
+        : 1
+      : a.addr < b.addr
+        ? -1
+        : a.addr > b.addr
+          ? 1
+          : a.prefix - b.prefix,
   );
   return kept.map((p) => ({ family: p.family, text: formatCidr(p) }));
 }

@@ -41,8 +41,11 @@ interface NftRule {
 function isDnatAccept(rule: NftRule): boolean {
   const expr = (rule.expr ?? []).filter((e) => !('counter' in e));
   if (expr.length !== 2 || !('accept' in expr[1]!)) return false;
-  const m = expr[0]!.match as { left?: { ct?: { key?: string; dir?: string } }; right?: unknown; op?: string } | undefined;
-  if (!m || m.left?.ct?.key !== 'status' || m.left.ct.dir !== undefined || (m.op !== '==' && m.op !== 'in')) return false;
+  const m = expr[0]!.match as
+    | { left?: { ct?: { key?: string; dir?: string } }; right?: unknown; op?: string }
+    | undefined;
+  if (!m || m.left?.ct?.key !== 'status' || m.left.ct.dir !== undefined || (m.op !== '==' && m.op !== 'in'))
+    return false;
   return m.right === 'dnat' || (Array.isArray(m.right) && m.right.includes('dnat'));
 }
 
@@ -81,7 +84,15 @@ export function forwardDropsFromNft(json: string, ignoreTables: readonly string[
 export function forwardDropFromLegacySave(save: string, family: IpFamily): ForwardDrop[] {
   const filter = /^\*filter\n([\s\S]*?)^COMMIT$/m.exec(save)?.[1] ?? '';
   if (!/^:FORWARD DROP\b/m.test(filter)) return [];
-  return [{ backend: 'iptables-legacy', family: family === 4 ? 'ip' : 'ip6', table: 'filter', chain: 'FORWARD', acceptsDnat: false }];
+  return [
+    {
+      backend: 'iptables-legacy',
+      family: family === 4 ? 'ip' : 'ip6',
+      table: 'filter',
+      chain: 'FORWARD',
+      acceptsDnat: false,
+    },
+  ];
 }
 
 /** The drop applies to packets of this IP family. */

@@ -57,7 +57,10 @@ function portMatches(ranges: readonly PortRange[]): string[] {
   let weight = 15;
   for (const r of ranges) {
     const w = r.from === r.to ? 1 : 2;
-    if (weight + w > 15) { out.push([]); weight = 0; }
+    if (weight + w > 15) {
+      out.push([]);
+      weight = 0;
+    }
     out[out.length - 1]!.push(text(r));
     weight += w;
   }
@@ -67,7 +70,9 @@ function portMatches(ranges: readonly PortRange[]): string[] {
 /** One rule per captured protocol (and port chunk), each ending in `action`. */
 function perPort(p: CapturePlan, ranges: readonly PortRange[], action: string, why: string): IptRule[] {
   const matches = ranges.length ? portMatches(ranges) : [''];
-  return p.protocols.flatMap((proto) => matches.map((m) => ({ spec: `-p ${proto} ${m ? m + ' ' : ''}${action}`, why })));
+  return p.protocols.flatMap((proto) =>
+    matches.map((m) => ({ spec: `-p ${proto} ${m ? m + ' ' : ''}${action}`, why })),
+  );
 }
 
 function scope(p: CapturePlan): IptRule[] {
@@ -79,7 +84,10 @@ function ownTraffic(p: CapturePlan): IptRule[] {
     { spec: '-o lo -j RETURN', why: 'loopback is never captured' },
     ...p.excludeUids.map((u) => ({ spec: `-m owner --uid-owner ${u} -j RETURN`, why: 'excluded uid (the proxy)' })),
     ...p.excludeGids.map((g) => ({ spec: `-m owner --gid-owner ${g} -j RETURN`, why: 'excluded gid (the proxy)' })),
-    { spec: `-m mark --mark ${markText(p.bypassMark, p.bypassMask)} -j RETURN`, why: 'bypass mark (SO_MARK of the proxy)' },
+    {
+      spec: `-m mark --mark ${markText(p.bypassMark, p.bypassMask)} -j RETURN`,
+      why: 'bypass mark (SO_MARK of the proxy)',
+    },
   ];
 }
 
@@ -162,7 +170,9 @@ function inboundHead(p: CapturePlan): IptRule[] {
     ...scope(p),
     { spec: '-i lo -j RETURN', why: "loopback (also the proxy's own connections to the app)" },
     { spec: '-m addrtype ! --dst-type LOCAL -j RETURN', why: 'inbound: only connections to this host' },
-    ...(excluded.length ? perPort(p, excluded, '-j RETURN', "excluded inbound ports (tranproxy's own among them)") : []),
+    ...(excluded.length
+      ? perPort(p, excluded, '-j RETURN', "excluded inbound ports (tranproxy's own among them)")
+      : []),
   ];
 }
 
@@ -171,7 +181,10 @@ function inboundReplies(p: CapturePlan, mark: string, setMark: string): IptRule[
   if (!p.inboundPreserveSource) return [];
   return [
     { spec: `-m connmark --mark ${mark} ${setMark}`, why: "inbound: the app's replies go back to the proxy via lo" },
-    { spec: `-m mark --mark ${mark} -m addrtype --dst-type LOCAL -j CONNMARK --set-xmark ${hex(p.tproxyMark)}/${hex(p.tproxyMask ?? FULL_MASK)}`, why: "inbound: remember the proxy's connection to the app" },
+    {
+      spec: `-m mark --mark ${mark} -m addrtype --dst-type LOCAL -j CONNMARK --set-xmark ${hex(p.tproxyMark)}/${hex(p.tproxyMask ?? FULL_MASK)}`,
+      why: "inbound: remember the proxy's connection to the app",
+    },
   ];
 }
 
@@ -180,7 +193,12 @@ function build(p: CapturePlan, f: Family): { chains: IptChain[]; jumps: IptJump[
   const jumps: IptJump[] = [];
   const has = (point: CapturePoint) => p.capture.includes(point);
   if (p.mode === 'redirect') {
-    const redirect = perPort(p, p.includePorts, `-j REDIRECT --to-ports ${p.proxyPort}`, 'capture: redirect to the proxy');
+    const redirect = perPort(
+      p,
+      p.includePorts,
+      `-j REDIRECT --to-ports ${p.proxyPort}`,
+      'capture: redirect to the proxy',
+    );
     if (has('output')) {
       const head = [...scope(p), ...ownTraffic(p), ...excludes(p, f)];
       chains.push(...pipeline('nat', C.natOut, head, [destinationStage(p, f)], redirect));
@@ -192,7 +210,10 @@ function build(p: CapturePlan, f: Family): { chains: IptChain[]; jumps: IptJump[
       jumps.push({ table: 'nat', chain: 'PREROUTING', target: C.natPre });
     }
     if (has('inbound')) {
-      const rules = [...inboundHead(p), ...perPort(p, p.inboundPorts ?? [], `-j REDIRECT --to-ports ${p.proxyPort}`, 'inbound: redirect to the proxy')];
+      const rules = [
+        ...inboundHead(p),
+        ...perPort(p, p.inboundPorts ?? [], `-j REDIRECT --to-ports ${p.proxyPort}`, 'inbound: redirect to the proxy'),
+      ];
       chains.push({ table: 'nat', name: C.natIn, rules });
       jumps.push({ table: 'nat', chain: 'PREROUTING', target: C.natIn });
     }
@@ -218,22 +239,40 @@ function build(p: CapturePlan, f: Family): { chains: IptChain[]; jumps: IptJump[
   ];
   if (has('output')) {
     if (p.inboundPreserveSource) {
-      head.push({ spec: '-i lo -m addrtype --dst-type LOCAL -j RETURN', why: "the proxy's own connections to a local app" });
+      head.push({
+        spec: '-i lo -m addrtype --dst-type LOCAL -j RETURN',
+        why: "the proxy's own connections to a local app",
+      });
     }
     // Host traffic marked in TRANPROXY_MANGLE_OUT comes back through lo: tproxy it before any filter.
-    head.push(...perPort(p, p.includePorts, tproxy, 'host traffic rerouted via lo by TRANPROXY_MANGLE_OUT')
-      .map((r) => ({ ...r, spec: `-i lo -m mark --mark ${mark} ${r.spec}` })));
+    head.push(
+      ...perPort(p, p.includePorts, tproxy, 'host traffic rerouted via lo by TRANPROXY_MANGLE_OUT').map((r) => ({
+        ...r,
+        spec: `-i lo -m mark --mark ${mark} ${r.spec}`,
+      })),
+    );
   }
   if (has('prerouting')) {
     head.push(...scope(p), ...local(f), ...excludes(p, f));
-    chains.push(...pipeline('mangle', C.manglePre, head, sourceStages(p, f),
-      perPort(p, p.includePorts, tproxy, 'capture: tproxy to the proxy')));
+    chains.push(
+      ...pipeline(
+        'mangle',
+        C.manglePre,
+        head,
+        sourceStages(p, f),
+        perPort(p, p.includePorts, tproxy, 'capture: tproxy to the proxy'),
+      ),
+    );
   } else {
     chains.push({ table: 'mangle', name: C.manglePre, rules: head });
   }
   jumps.push({ table: 'mangle', chain: 'PREROUTING', target: C.manglePre });
   if (has('inbound')) {
-    chains.push({ table: 'mangle', name: C.mangleIn, rules: [...inboundHead(p), ...perPort(p, p.inboundPorts ?? [], tproxy, 'inbound: tproxy to the proxy')] });
+    chains.push({
+      table: 'mangle',
+      name: C.mangleIn,
+      rules: [...inboundHead(p), ...perPort(p, p.inboundPorts ?? [], tproxy, 'inbound: tproxy to the proxy')],
+    });
     jumps.push({ table: 'mangle', chain: 'PREROUTING', target: C.mangleIn });
   }
   const replies = inboundReplies(p, mark, setMark);
@@ -243,8 +282,12 @@ function build(p: CapturePlan, f: Family): { chains: IptChain[]; jumps: IptJump[
   }
   if (has('output')) {
     const outHead = [...replies, ...scope(p), ...ownTraffic(p), ...local(f), ...excludes(p, f)];
-    const reroute = perPort(p, p.includePorts, setMark,
-      `capture: mark so ip rule fwmark ${mark} reroutes it via lo to TRANPROXY_MANGLE_PRE`);
+    const reroute = perPort(
+      p,
+      p.includePorts,
+      setMark,
+      `capture: mark so ip rule fwmark ${mark} reroutes it via lo to TRANPROXY_MANGLE_PRE`,
+    );
     chains.push(...pipeline('mangle', C.mangleOut, outHead, [destinationStage(p, f)], reroute));
     jumps.push({ table: 'mangle', chain: 'OUTPUT', target: C.mangleOut });
   }
@@ -270,7 +313,9 @@ export function renderIptables(plan: CapturePlan, family: Family): IptablesRende
   const p = validatePlan(plan);
   if (!p.families.includes(family)) return { family, chains: [], jumps: [], restore: '' };
   const { chains, jumps } = build(p, family);
-  const lines = [`# tranproxy ${FAMILY_LABEL[family]} ${p.mode} capture (${p.capture.join(', ')}): ${IPT_TOOLS[family].restore} --noflush`];
+  const lines = [
+    `# tranproxy ${FAMILY_LABEL[family]} ${p.mode} capture (${p.capture.join(', ')}): ${IPT_TOOLS[family].restore} --noflush`,
+  ];
   for (const t of tablesOf(chains)) {
     const mine = chains.filter((c) => c.table === t);
     lines.push(`*${t}`, ...mine.map((c) => `:${c.name} - [0:0]`), ...mine.flatMap(chainRules), 'COMMIT');

@@ -18,7 +18,9 @@ function markIs(mark: number, mask = FULL_MASK): string {
 
 /** Sets the mask's bits to `mark` and keeps the others (another tool's marks survive). */
 function markSet(mark: number, mask = FULL_MASK): string {
-  return mask === FULL_MASK ? `meta mark set ${hex(mark)}` : `meta mark set meta mark & ${hex(~mask >>> 0)} | ${hex(mark)}`;
+  return mask === FULL_MASK
+    ? `meta mark set ${hex(mark)}`
+    : `meta mark set meta mark & ${hex(~mask >>> 0)} | ${hex(mark)}`;
 }
 
 function set(items: readonly (string | number)[]): string {
@@ -46,8 +48,10 @@ function scope(p: CapturePlan): Rule[] {
 /** output chains: never capture loopback or the proxy's own sockets (loop avoidance). */
 function ownTraffic(p: CapturePlan): Rule[] {
   const out: Rule[] = [{ text: 'oifname "lo" return', why: 'loopback is never captured' }];
-  if (p.excludeUids.length) out.push({ text: `meta skuid ${set(p.excludeUids)} return`, why: 'excluded uid (the proxy)' });
-  if (p.excludeGids.length) out.push({ text: `meta skgid ${set(p.excludeGids)} return`, why: 'excluded gid (the proxy)' });
+  if (p.excludeUids.length)
+    out.push({ text: `meta skuid ${set(p.excludeUids)} return`, why: 'excluded uid (the proxy)' });
+  if (p.excludeGids.length)
+    out.push({ text: `meta skgid ${set(p.excludeGids)} return`, why: 'excluded gid (the proxy)' });
   out.push({ text: `${markIs(p.bypassMark, p.bypassMask)} return`, why: 'bypass mark (SO_MARK of the proxy)' });
   return out;
 }
@@ -66,7 +70,10 @@ function allowList(p: CapturePlan, list: CapturePlan['sourceCidrs'], field: 'sad
 function sources(p: CapturePlan): Rule[] {
   const out: Rule[] = [];
   if (p.inInterfaces.length) {
-    out.push({ text: `iifname != ${set(p.inInterfaces.map((i) => `"${i}"`))} return`, why: 'only listed input interfaces' });
+    out.push({
+      text: `iifname != ${set(p.inInterfaces.map((i) => `"${i}"`))} return`,
+      why: 'only listed input interfaces',
+    });
   }
   return [...out, ...allowList(p, p.sourceCidrs, 'saddr', 'sources')];
 }
@@ -108,7 +115,11 @@ function inboundScope(p: CapturePlan): Rule[] {
     { text: 'fib daddr type != local return', why: 'inbound: only connections to this host' },
   ];
   const excluded = p.excludeInboundPorts ?? [];
-  if (excluded.length) out.push({ text: `${dport(p)} ${ports(excluded)} return`, why: "excluded inbound ports (tranproxy's own among them)" });
+  if (excluded.length)
+    out.push({
+      text: `${dport(p)} ${ports(excluded)} return`,
+      why: "excluded inbound ports (tranproxy's own among them)",
+    });
   return out;
 }
 
@@ -128,8 +139,14 @@ function ctMarkSet(mark: number, mask = FULL_MASK): string {
 function inboundReplies(p: CapturePlan): Rule[] {
   if (!p.inboundPreserveSource) return [];
   return [
-    { text: `${ctMarkIs(p.tproxyMark, p.tproxyMask)} ${markSet(p.tproxyMark, p.tproxyMask)}`, why: "inbound: the app's replies go back to the proxy via lo" },
-    { text: `${markIs(p.tproxyMark, p.tproxyMask)} fib daddr type local ${ctMarkSet(p.tproxyMark, p.tproxyMask)}`, why: "inbound: remember the proxy's connection to the app" },
+    {
+      text: `${ctMarkIs(p.tproxyMark, p.tproxyMask)} ${markSet(p.tproxyMark, p.tproxyMask)}`,
+      why: "inbound: the app's replies go back to the proxy via lo",
+    },
+    {
+      text: `${markIs(p.tproxyMark, p.tproxyMask)} fib daddr type local ${ctMarkSet(p.tproxyMark, p.tproxyMask)}`,
+      why: "inbound: remember the proxy's connection to the app",
+    },
   ];
 }
 
@@ -143,7 +160,10 @@ function chains(p: CapturePlan): Chain[] {
   const out: Chain[] = [];
   const has = (point: CapturePoint) => p.capture.includes(point);
   if (p.mode === 'redirect') {
-    const redirect: Rule = { text: `${captured(p, 'tcp')} redirect to :${p.proxyPort}`, why: 'capture: redirect to the proxy' };
+    const redirect: Rule = {
+      text: `${captured(p, 'tcp')} redirect to :${p.proxyPort}`,
+      why: 'capture: redirect to the proxy',
+    };
     if (has('output')) {
       out.push({
         name: 'nat_output',
@@ -162,7 +182,13 @@ function chains(p: CapturePlan): Chain[] {
       out.push({
         name: 'nat_inbound',
         hook: 'type nat hook prerouting priority dstnat + 1',
-        rules: [...inboundScope(p), { text: `${captured(p, 'tcp', p.inboundPorts ?? [])} redirect to :${p.proxyPort}`, why: 'inbound: redirect to the proxy' }],
+        rules: [
+          ...inboundScope(p),
+          {
+            text: `${captured(p, 'tcp', p.inboundPorts ?? [])} redirect to :${p.proxyPort}`,
+            why: 'inbound: redirect to the proxy',
+          },
+        ],
       });
     }
     return out;
@@ -180,7 +206,13 @@ function chains(p: CapturePlan): Chain[] {
       pre.push({ text: 'iifname "lo" fib daddr type local return', why: "the proxy's own connections to a local app" });
     }
     // Host traffic marked in mangle_output comes back through lo: tproxy it before any filter.
-    pre.push(...tproxyTo(p, 'host traffic rerouted via lo by mangle_output', `iifname "lo" ${markIs(p.tproxyMark, p.tproxyMask)} `));
+    pre.push(
+      ...tproxyTo(
+        p,
+        'host traffic rerouted via lo by mangle_output',
+        `iifname "lo" ${markIs(p.tproxyMark, p.tproxyMask)} `,
+      ),
+    );
   }
   if (has('prerouting')) {
     pre.push(...scope(p), LOCAL, ...sources(p), ...destinations(p), ...tproxyTo(p, 'capture: tproxy to the proxy'));

@@ -50,11 +50,34 @@ export function routingFor(plan: CapturePlan): Routing {
 
 function ruleArgs(r: PolicyRule): string[] {
   const pref = r.pref !== undefined ? ['pref', String(r.pref)] : [];
-  return [FLAG[r.family], 'rule', 'add', ...pref, 'fwmark', markText(r.fwmark, r.fwmask), 'lookup', String(r.table), 'protocol', String(ROUTE_PROTO)];
+  return [
+    FLAG[r.family],
+    'rule',
+    'add',
+    ...pref,
+    'fwmark',
+    markText(r.fwmark, r.fwmask),
+    'lookup',
+    String(r.table),
+    'protocol',
+    String(ROUTE_PROTO),
+  ];
 }
 
 function routeArgs(r: LocalRoute): string[] {
-  return [FLAG[r.family], 'route', 'replace', 'local', ANY[r.family], 'dev', 'lo', 'table', String(r.table), 'proto', String(ROUTE_PROTO)];
+  return [
+    FLAG[r.family],
+    'route',
+    'replace',
+    'local',
+    ANY[r.family],
+    'dev',
+    'lo',
+    'table',
+    String(r.table),
+    'proto',
+    String(ROUTE_PROTO),
+  ];
 }
 
 /** `ip …` command lines, for display (`rules plan`). */
@@ -76,7 +99,10 @@ interface LiveRule {
 
 /** Our tagged rules of one family; [] when the family is unavailable (IPv6 disabled). */
 function liveRules(family: Family, o: Opts): LiveRule[] {
-  const r = runSync('ip', ['-N', '-j', FLAG[family], 'rule', 'show'], { netns: o.netns, allowFailure: family === 'ipv6' });
+  const r = runSync('ip', ['-N', '-j', FLAG[family], 'rule', 'show'], {
+    netns: o.netns,
+    allowFailure: family === 'ipv6',
+  });
   if (r.status !== 0) return [];
   const all = JSON.parse(r.stdout || '[]') as LiveRule[];
   return all.filter((x) => x.protocol === String(ROUTE_PROTO));
@@ -91,11 +117,18 @@ function liveRouteTables(family: Family, o: Opts): string[] {
 
 function sameRule(live: LiveRule, r: PolicyRule): boolean {
   const mask = live.fwmask === undefined ? FULL_MASK : Number(live.fwmask);
-  return Number(live.fwmark) === r.fwmark && mask === r.fwmask && live.table === String(r.table) && (r.pref === undefined || live.priority === r.pref);
+  return (
+    Number(live.fwmark) === r.fwmark &&
+    mask === r.fwmask &&
+    live.table === String(r.table) &&
+    (r.pref === undefined || live.priority === r.pref)
+  );
 }
 
 function delRule(family: Family, r: LiveRule, o: Opts): void {
-  runSync('ip', [FLAG[family], 'rule', 'del', 'pref', String(r.priority), 'protocol', String(ROUTE_PROTO)], { netns: o.netns });
+  runSync('ip', [FLAG[family], 'rule', 'del', 'pref', String(r.priority), 'protocol', String(ROUTE_PROTO)], {
+    netns: o.netns,
+  });
 }
 
 function delRoutes(family: Family, table: string, o: Opts): void {
@@ -114,7 +147,12 @@ function ensureLoopbackUp(o: Opts): void {
     runSync('ip', ['link', 'set', 'dev', 'lo', 'up'], { netns: o.netns });
   } catch (e) {
     if (!(e instanceof ToolFailedError)) throw e;
-    throw new ToolFailedError(e.tool, e.args, e.status, `${e.stderr.trim()} (TPROXY delivers through the loopback interface 'lo', which is down: bring it up)`);
+    throw new ToolFailedError(
+      e.tool,
+      e.args,
+      e.status,
+      `${e.stderr.trim()} (TPROXY delivers through the loopback interface 'lo', which is down: bring it up)`,
+    );
   }
 }
 

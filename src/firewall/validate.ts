@@ -52,7 +52,8 @@ function subset<T extends string>(list: readonly T[], allowed: readonly T[], wha
 
 /** Returns a normalised copy; throws UsageError on anything a kernel would reject or misread. */
 export function validatePlan(plan: CapturePlan): CapturePlan {
-  if (plan.mode !== 'redirect' && plan.mode !== 'tproxy') throw new UsageError(`mode: unknown value '${String(plan.mode)}'`);
+  if (plan.mode !== 'redirect' && plan.mode !== 'tproxy')
+    throw new UsageError(`mode: unknown value '${String(plan.mode)}'`);
   const capture = subset(plan.capture, ['output', 'prerouting', 'inbound'], 'capture', true);
   const families = subset(plan.families, FAMILIES, 'families', true);
   const protocols = subset(plan.protocols, PROTOCOLS, 'protocols', true);
@@ -102,7 +103,8 @@ export function validatePlan(plan: CapturePlan): CapturePlan {
     tproxyMask,
     inboundPorts: normalizePorts(plan.inboundPorts ?? [], 'inboundPorts'),
     excludeInboundPorts: normalizePorts(plan.excludeInboundPorts ?? [], 'excludeInboundPorts'),
-    inboundPreserveSource: plan.mode === 'tproxy' && capture.includes('inbound') && (plan.inboundPreserveSource ?? false),
+    inboundPreserveSource:
+      plan.mode === 'tproxy' && capture.includes('inbound') && (plan.inboundPreserveSource ?? false),
   };
 }
 

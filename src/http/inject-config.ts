@@ -15,7 +15,10 @@
 
 import { UsageError } from '../errors.js';
 
-export interface HeaderSpec { name: string; value: string }
+export interface HeaderSpec {
+  name: string;
+  value: string;
+}
 export type XffMode = 'append' | 'replace';
 export interface InjectConfig {
   /** Custom headers; each REPLACES a same-named header the client sent (case-insensitive). */
@@ -38,7 +41,10 @@ export const DEFAULT_MAX_HEAD_BYTES = 65536;
 export const TCHAR = new Uint8Array(256);
 for (const ch of "!#$%&'*+-.^_`|~") TCHAR[ch.charCodeAt(0)] = 1;
 for (let b = 0x30; b <= 0x39; b++) TCHAR[b] = 1;
-for (let b = 0x41; b <= 0x5a; b++) { TCHAR[b] = 1; TCHAR[b + 0x20] = 1; }
+for (let b = 0x41; b <= 0x5a; b++) {
+  TCHAR[b] = 1;
+  TCHAR[b + 0x20] = 1;
+}
 
 /** ASCII lower-casing table (other bytes map to themselves). */
 export const LOWER = new Uint8Array(256);
@@ -71,7 +77,10 @@ export const KIND_REPLACE = 5;
  * '-', compare with FOLD), for the framing kinds it is exact (compare with LOWER): a
  * Content_Length line is no Content-Length to nginx or Node, so it must not frame here either.
  */
-export interface NameEntry { readonly lower: Uint8Array; readonly kind: number }
+export interface NameEntry {
+  readonly lower: Uint8Array;
+  readonly kind: number;
+}
 
 /**
  * Headers whose meaning belongs to the client connection and its message framing: the
@@ -105,7 +114,9 @@ function checkValue(what: string, value: string): void {
       throw new UsageError(`${what}: the value contains CR, LF or NUL, which would break the request head; remove it`);
     }
     if ((c < 0x20 && c !== 0x09) || c === 0x7f) {
-      throw new UsageError(`${what}: the value contains control character 0x${c.toString(16).padStart(2, '0')}; header values may hold only visible characters, spaces and tabs`);
+      throw new UsageError(
+        `${what}: the value contains control character 0x${c.toString(16).padStart(2, '0')}; header values may hold only visible characters, spaces and tabs`,
+      );
     }
   }
 }
@@ -189,7 +200,9 @@ export class CompiledInject {
 export function compileInjectConfig(cfg: InjectConfig): CompiledInject {
   const max = cfg.maxHeadBytes ?? DEFAULT_MAX_HEAD_BYTES;
   if (!Number.isSafeInteger(max) || max < 1) {
-    throw new UsageError(`invalid maximum request-head size ${String(max)}: give a positive whole number of bytes (default ${DEFAULT_MAX_HEAD_BYTES})`);
+    throw new UsageError(
+      `invalid maximum request-head size ${String(max)}: give a positive whole number of bytes (default ${DEFAULT_MAX_HEAD_BYTES})`,
+    );
   }
   const headers = cfg.headers.map((h) => validateHeader(h.name, h.value));
   let xff: { value: string; mode: XffMode } | undefined;
@@ -202,7 +215,9 @@ export function compileInjectConfig(cfg: InjectConfig): CompiledInject {
     const v = trimOws(value);
     if (v === '') throw new UsageError('X-Forwarded-For: the value is empty; give an address or omit the option');
     if (headers.some((h) => foldName(h.name) === 'x-forwarded-for')) {
-      throw new UsageError('X-Forwarded-For is set twice (as a custom header and as the forwarded-for option): keep one');
+      throw new UsageError(
+        'X-Forwarded-For is set twice (as a custom header and as the forwarded-for option): keep one',
+      );
     }
     xff = { value: v, mode };
   }

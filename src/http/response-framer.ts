@@ -38,7 +38,10 @@ const COMMA = 0x2c;
 
 const HEX = new Uint8Array(256).fill(255);
 for (let b = 0; b < 10; b++) HEX[0x30 + b] = b;
-for (let b = 0; b < 6; b++) { HEX[0x41 + b] = 10 + b; HEX[0x61 + b] = 10 + b; }
+for (let b = 0; b < 6; b++) {
+  HEX[0x41 + b] = 10 + b;
+  HEX[0x61 + b] = 10 + b;
+}
 
 const CONTENT_LENGTH = Buffer.from('content-length', 'latin1');
 const TRANSFER_ENCODING = Buffer.from('transfer-encoding', 'latin1');
@@ -105,10 +108,16 @@ export class ResponseFramer {
       switch (this.state) {
         case S_HEAD: {
           const r = this.head(c, pos);
-          if (r < 0) { pos = len; break; }
+          if (r < 0) {
+            pos = len;
+            break;
+          }
           pos = r;
           if ((this.state as number) === S_SWITCHED) return FR_SWITCHED;
-          if (this.decided) { this.decided = false; verdict = FR_DECLINED; }
+          if (this.decided) {
+            this.decided = false;
+            verdict = FR_DECLINED;
+          }
           break;
         }
         case S_BODY: {
@@ -189,8 +198,17 @@ export class ResponseFramer {
   /** Judge the complete head b[s, e): status and framing. False: cannot be followed. */
   private onHead(b: Buffer, s: number, e: number): boolean {
     // "HTTP/1.x SP 3DIGIT"
-    if (b[s] !== 0x48 || b[s + 1] !== 0x54 || b[s + 2] !== 0x54 || b[s + 3] !== 0x50 || b[s + 4] !== 0x2f ||
-      b[s + 5] !== 0x31 || b[s + 6] !== 0x2e || b[s + 8] !== SP) return false;
+    if (
+      b[s] !== 0x48 ||
+      b[s + 1] !== 0x54 ||
+      b[s + 2] !== 0x54 ||
+      b[s + 3] !== 0x50 ||
+      b[s + 4] !== 0x2f ||
+      b[s + 5] !== 0x31 ||
+      b[s + 6] !== 0x2e ||
+      b[s + 8] !== SP
+    )
+      return false;
     let status = 0;
     for (let i = s + 9; i < s + 12; i++) {
       const d = (b[i] as number) - 0x30;
@@ -220,8 +238,13 @@ export class ResponseFramer {
   private dequeue(flags: number): void {
     if (this.pending > 0) {
       this.qHead++;
-      if (this.qHead === this.queue.length) { this.queue.length = 0; this.qHead = 0; }
-      else if (this.qHead > 1024) { this.queue.splice(0, this.qHead); this.qHead = 0; }
+      if (this.qHead === this.queue.length) {
+        this.queue.length = 0;
+        this.qHead = 0;
+      } else if (this.qHead > 1024) {
+        this.queue.splice(0, this.qHead);
+        this.qHead = 0;
+      }
     }
     if (this.awaiting && (flags & (REQ_UPGRADE | REQ_CONNECT)) !== 0) {
       this.awaiting = false;
@@ -257,8 +280,10 @@ export class ResponseFramer {
     }
     if (te === 1) this.startChunk();
     else if (te === 2) this.state = S_EOF;
-    else if (cl > 0) { this.state = S_BODY; this.remaining = cl; }
-    else if (cl < 0) this.state = S_EOF;
+    else if (cl > 0) {
+      this.state = S_BODY;
+      this.remaining = cl;
+    } else if (cl < 0) this.state = S_EOF;
     return true;
   }
 
@@ -279,8 +304,13 @@ export class ResponseFramer {
         if (++this.lineLen > 16384) return (this.lose(), len);
         if (x === LF) {
           if (this.csDigits === 0) return (this.lose(), len);
-          if (this.csVal === 0) { this.state = S_TRAILER; this.trLine = 0; }
-          else { this.state = S_CDATA; this.remaining = this.csVal + 2; } // data + CRLF
+          if (this.csVal === 0) {
+            this.state = S_TRAILER;
+            this.trLine = 0;
+          } else {
+            this.state = S_CDATA;
+            this.remaining = this.csVal + 2;
+          } // data + CRLF
           return pos;
         }
         const h = HEX[x] as number;
@@ -291,8 +321,12 @@ export class ResponseFramer {
         } else {
           this.csExt = true;
         }
-      } else if (x === LF) { // S_TRAILER
-        if (this.trLine === 0) { this.state = S_HEAD; return pos; }
+      } else if (x === LF) {
+        // S_TRAILER
+        if (this.trLine === 0) {
+          this.state = S_HEAD;
+          return pos;
+        }
         this.trLine = 0;
       } else if (x !== CR || this.trLine > 0) {
         if (++this.trLine > MAX_RESPONSE_HEAD) return (this.lose(), len);

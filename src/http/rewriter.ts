@@ -73,7 +73,10 @@ const HTTP_SLASH = Buffer.from('HTTP/', 'latin1');
 /** Longest chunk-size line (size + extensions) accepted; guards against endless extensions. */
 const MAX_CHUNK_LINE = 16384;
 
-export const RESPONSE_400 = Buffer.from('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', 'latin1');
+export const RESPONSE_400 = Buffer.from(
+  'HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
+  'latin1',
+);
 export const RESPONSE_431 = Buffer.from(
   'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
   'latin1',
@@ -82,11 +85,17 @@ export const RESPONSE_431 = Buffer.from(
 const NO_RESPONSE = Buffer.alloc(0);
 const NO_BYTES = Buffer.alloc(0);
 /** The relay's answer to a head that did not arrive within --head-timeout. */
-export const RESPONSE_408 = Buffer.from('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', 'latin1');
+export const RESPONSE_408 = Buffer.from(
+  'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
+  'latin1',
+);
 
 const HEX = new Uint8Array(256).fill(255);
 for (let b = 0; b < 10; b++) HEX[0x30 + b] = b;
-for (let b = 0; b < 6; b++) { HEX[0x41 + b] = 10 + b; HEX[0x61 + b] = 10 + b; }
+for (let b = 0; b < 6; b++) {
+  HEX[0x41 + b] = 10 + b;
+  HEX[0x61 + b] = 10 + b;
+}
 
 const CHUNKED = Buffer.from('chunked', 'latin1');
 const H2C = Buffer.from('h2c', 'latin1');
@@ -268,7 +277,8 @@ export class RequestRewriter {
         default:
           pos = this.framing(chunk, pos);
       }
-      if (this.state >= S_PASS) { // passthrough / reject: events prepared
+      if (this.state >= S_PASS) {
+        // passthrough / reject: events prepared
         const res = this.res;
         this.res = NO_EVENTS;
         this.out = null;
@@ -341,7 +351,14 @@ export class RequestRewriter {
     const across = carry.length > 0 && Buffer.concat([carry, line.subarray(0, 4)]).indexOf(HTTP_SLASH) >= 0;
     if (across || line.indexOf(HTTP_SLASH) >= 0) {
       this.state = S_DEAD;
-      return [{ kind: 'reject', status: 400, reason: 'non-HTTP connection whose first line holds "HTTP/"', response: NO_RESPONSE }];
+      return [
+        {
+          kind: 'reject',
+          status: 400,
+          reason: 'non-HTTP connection whose first line holds "HTTP/"',
+          response: NO_RESPONSE,
+        },
+      ];
     }
     this.watched += c.length;
     if (lf >= 0 || this.watched >= MAX_FIRST_LINE) {
@@ -422,7 +439,10 @@ export class RequestRewriter {
         if (c[i] === LF) return i + 1;
         if (c[i] === CR) {
           i++;
-          if (i === len) { this.hs = 2; return -1; }
+          if (i === len) {
+            this.hs = 2;
+            return -1;
+          }
           if (c[i] === LF) return i + 1;
         }
       } else if (c[i] === LF) {
@@ -432,13 +452,22 @@ export class RequestRewriter {
     }
     for (;;) {
       const j = c.indexOf(LF, i);
-      if (j < 0) { this.hs = 0; return -1; }
+      if (j < 0) {
+        this.hs = 0;
+        return -1;
+      }
       const k = j + 1;
-      if (k === len) { this.hs = 1; return -1; }
+      if (k === len) {
+        this.hs = 1;
+        return -1;
+      }
       const x = c[k];
       if (x === LF) return k + 1;
       if (x === CR) {
-        if (k + 1 === len) { this.hs = 2; return -1; }
+        if (k + 1 === len) {
+          this.hs = 2;
+          return -1;
+        }
         if (c[k + 1] === LF) return k + 2;
       }
       i = k;
@@ -486,7 +515,8 @@ export class RequestRewriter {
           this.rlChecked = true;
           const r = this.parseRequestLine(hb, 0);
           if (r === RL_H2) return this.h2Preface(c, base, true);
-          if (r < 0) return this.reject(c, base, 400, r === RL_VERSION ? 'unsupported HTTP version' : 'malformed request line');
+          if (r < 0)
+            return this.reject(c, base, 400, r === RL_VERSION ? 'unsupported HTTP version' : 'malformed request line');
         } else {
           this.rlScan = this.hlen;
         }
@@ -537,7 +567,8 @@ export class RequestRewriter {
     const tEnd = p;
     p++;
     // "HTTP/" (case-sensitive)
-    if (b[p] !== 0x48 || b[p + 1] !== 0x54 || b[p + 2] !== 0x54 || b[p + 3] !== 0x50 || b[p + 4] !== 0x2f) return RL_BAD;
+    if (b[p] !== 0x48 || b[p + 1] !== 0x54 || b[p + 2] !== 0x54 || b[p + 3] !== 0x50 || b[p + 4] !== 0x2f)
+      return RL_BAD;
     const major = (b[p + 5] as number) - 0x30;
     const minor = (b[p + 7] as number) - 0x30;
     if (major < 0 || major > 9 || b[p + 6] !== 0x2e || minor < 0 || minor > 9) return RL_BAD;
@@ -546,12 +577,28 @@ export class RequestRewriter {
     if (b[p] !== LF) return RL_BAD;
     if (major !== 1) {
       // "PRI * HTTP/2.0": HTTP/2 with prior knowledge — not ours to rewrite.
-      if (major === 2 && minor === 0 && mEnd - s === 3 && b[s] === 0x50 && b[s + 1] === 0x52 && b[s + 2] === 0x49 &&
-        tEnd - tStart === 1 && b[tStart] === 0x2a) return RL_H2;
+      if (
+        major === 2 &&
+        minor === 0 &&
+        mEnd - s === 3 &&
+        b[s] === 0x50 &&
+        b[s + 1] === 0x52 &&
+        b[s + 2] === 0x49 &&
+        tEnd - tStart === 1 &&
+        b[tStart] === 0x2a
+      )
+        return RL_H2;
       return RL_VERSION;
     }
-    this.rlConnect = mEnd - s === 7 && b[s] === 0x43 && b[s + 1] === 0x4f && b[s + 2] === 0x4e && b[s + 3] === 0x4e &&
-      b[s + 4] === 0x45 && b[s + 5] === 0x43 && b[s + 6] === 0x54; // "CONNECT"
+    this.rlConnect =
+      mEnd - s === 7 &&
+      b[s] === 0x43 &&
+      b[s + 1] === 0x4f &&
+      b[s + 2] === 0x4e &&
+      b[s + 3] === 0x4e &&
+      b[s + 4] === 0x45 &&
+      b[s + 5] === 0x43 &&
+      b[s + 6] === 0x54; // "CONNECT"
     this.rlHttp10 = minor === 0;
     this.rlHead = mEnd - s === 4 && b[s] === 0x48 && b[s + 1] === 0x45 && b[s + 2] === 0x41 && b[s + 3] === 0x44; // "HEAD"
     return p + 1;
@@ -592,13 +639,24 @@ export class RequestRewriter {
     for (;;) {
       const ls = p;
       let x = b[p];
-      if (x === LF) { bl = ls; break; }
+      if (x === LF) {
+        bl = ls;
+        break;
+      }
       if (x === CR) {
-        if (b[p + 1] === LF) { bl = ls; break; }
+        if (b[p + 1] === LF) {
+          bl = ls;
+          break;
+        }
         return this.reject(c, rejAt, 400, 'bare CR in request head');
       }
       if (x === SP || x === HT) {
-        return this.reject(c, rejAt, 400, first ? 'whitespace before the first header line' : 'obsolete line folding (obs-fold) in header');
+        return this.reject(
+          c,
+          rejAt,
+          400,
+          first ? 'whitespace before the first header line' : 'obsolete line folding (obs-fold) in header',
+        );
       }
       first = false;
       while (TCHAR[b[p] as number] === 1) p++;
@@ -627,7 +685,10 @@ export class RequestRewriter {
         const fold = list[li]!.kind >= KIND_XFF ? FOLD : LOWER;
         let j = 0;
         while (j < lower.length && fold[b[ls + j] as number] === lower[j]) j++;
-        if (j === lower.length) { kind = list[li]!.kind; break; }
+        if (j === lower.length) {
+          kind = list[li]!.kind;
+          break;
+        }
       }
       switch (kind) {
         case 0:
@@ -672,7 +733,10 @@ export class RequestRewriter {
         case KIND_XFF:
           drops[nDrops++] = ls;
           drops[nDrops++] = p;
-          if (vEnd > vStart) { xffVals[nXff++] = vStart; xffVals[nXff++] = vEnd; }
+          if (vEnd > vStart) {
+            xffVals[nXff++] = vStart;
+            xffVals[nXff++] = vEnd;
+          }
           break;
         case KIND_REPLACE:
           drops[nDrops++] = ls;
@@ -686,7 +750,8 @@ export class RequestRewriter {
       if (this.rlHttp10) return this.reject(c, rejAt, 400, 'Transfer-Encoding in an HTTP/1.0 request');
       if (!teChunked || teBad) return this.reject(c, rejAt, 400, 'Transfer-Encoding whose final coding is not chunked');
     }
-    if (h2c && !this.inj.policy.allowH2c) return this.reject(c, rejAt, 400, 'Upgrade: h2c refused on an injection port (--allow-h2c)');
+    if (h2c && !this.inj.policy.allowH2c)
+      return this.reject(c, rejAt, 400, 'Upgrade: h2c refused on an injection port (--allow-h2c)');
 
     // ---- emit: kept segments (views), then the injected block before the blank line ----
     const inj = this.inj;
@@ -741,13 +806,15 @@ export class RequestRewriter {
     let w = 0;
     for (let j = 0; j < pre.length; j++) o[w++] = pre[j]!;
     for (let i = 0; i < nXff; i += 2) {
-      if (i > 0) { o[w++] = COMMA; o[w++] = SP; }
+      if (i > 0) {
+        o[w++] = COMMA;
+        o[w++] = SP;
+      }
       for (let j = vals[i]!, end = vals[i + 1]!; j < end; j++) o[w++] = b[j]!;
     }
     for (let j = 0; j < suf.length; j++) o[w++] = suf[j]!;
     return o;
   }
-
 
   // ---- chunked body framing -------------------------------------------------------------------
 
@@ -785,7 +852,8 @@ export class RequestRewriter {
         }
         case S_CEXT:
           if (x === CR) st = S_CS_LF;
-          else if ((x < SP && x !== HT) || x === DEL) return this.reject(c, pos, 400, 'invalid character in chunk extension');
+          else if ((x < SP && x !== HT) || x === DEL)
+            return this.reject(c, pos, 400, 'invalid character in chunk extension');
           if (++this.lineLen > MAX_CHUNK_LINE) return this.reject(c, pos, 400, 'chunk extensions too long');
           break;
         case S_CS_LF:

@@ -32,29 +32,44 @@ function badRequest(reason: string): AdmissionOutcome {
 /** Decide on one AdmissionReview (already JSON-parsed). Never throws. */
 export function review(body: unknown, defaults: InjectDefaults): AdmissionOutcome {
   if (!isObject(body)) return badRequest('expected an AdmissionReview object');
-  const apiVersion = typeof body.apiVersion === 'string' && API_VERSIONS.includes(body.apiVersion) ? body.apiVersion : undefined;
-  if (body.kind !== 'AdmissionReview' || !apiVersion) return badRequest('expected kind AdmissionReview, apiVersion admission.k8s.io/v1');
+  const apiVersion =
+    typeof body.apiVersion === 'string' && API_VERSIONS.includes(body.apiVersion) ? body.apiVersion : undefined;
+  if (body.kind !== 'AdmissionReview' || !apiVersion)
+    return badRequest('expected kind AdmissionReview, apiVersion admission.k8s.io/v1');
   const req = body.request;
-  if (!isObject(req) || typeof req.uid !== 'string' || !req.uid) return badRequest('AdmissionReview without request.uid');
+  if (!isObject(req) || typeof req.uid !== 'string' || !req.uid)
+    return badRequest('AdmissionReview without request.uid');
   const uid = req.uid;
   const namespace = typeof req.namespace === 'string' ? req.namespace : undefined;
 
-  const answer = (response: Record<string, unknown>, summary: Omit<AdmissionOutcome['summary'], 'uid' | 'namespace'>): AdmissionOutcome => ({
+  const answer = (
+    response: Record<string, unknown>,
+    summary: Omit<AdmissionOutcome['summary'], 'uid' | 'namespace'>,
+  ): AdmissionOutcome => ({
     status: 200,
     body: { apiVersion, kind: 'AdmissionReview', response: { uid, ...response } },
     summary: { uid, ...(namespace ? { namespace } : {}), ...summary },
   });
   const allow = (result: AdmissionOutcome['summary']['result'], reason: string, warnings: string[] = []) =>
-    answer({ allowed: true, ...(warnings.length ? { warnings: warnings.map(warningText) } : {}) }, { result, reason, ...(warnings.length ? { warnings } : {}) });
+    answer(
+      { allowed: true, ...(warnings.length ? { warnings: warnings.map(warningText) } : {}) },
+      { result, reason, ...(warnings.length ? { warnings } : {}) },
+    );
 
   const kind = isObject(req.kind) ? req.kind : {};
-  if (kind.kind !== 'Pod' || (kind.group ?? '') !== '') return allow('ignored', `not a Pod (${String(kind.kind ?? '?')})`);
+  if (kind.kind !== 'Pod' || (kind.group ?? '') !== '')
+    return allow('ignored', `not a Pod (${String(kind.kind ?? '?')})`);
   if (typeof req.subResource === 'string' && req.subResource) return allow('ignored', `subresource ${req.subResource}`);
   if (req.operation !== 'CREATE') return allow('ignored', `operation ${String(req.operation)}`);
   const pod = req.object;
   if (!isObject(pod)) return allow('ignored', 'no object');
   const meta = isObject(pod.metadata) ? pod.metadata : {};
-  const name = typeof meta.name === 'string' && meta.name ? meta.name : typeof meta.generateName === 'string' ? `${meta.generateName}*` : undefined;
+  const name =
+    typeof meta.name === 'string' && meta.name
+      ? meta.name
+      : typeof meta.generateName === 'string'
+        ? `${meta.generateName}*`
+        : undefined;
   const named = (o: AdmissionOutcome): AdmissionOutcome => (name ? { ...o, summary: { ...o.summary, name } } : o);
 
   try {
@@ -83,7 +98,9 @@ export function review(body: unknown, defaults: InjectDefaults): AdmissionOutcom
       );
     }
     // A bug of ours must not block pod creation.
-    return named(allow('error', e instanceof Error ? e.message : String(e), ['tranproxy: internal error; pod not injected']));
+    return named(
+      allow('error', e instanceof Error ? e.message : String(e), ['tranproxy: internal error; pod not injected']),
+    );
   }
 }
 

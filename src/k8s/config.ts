@@ -83,7 +83,8 @@ export const ANNOTATIONS: Record<string, string> = {
   'tranproxy.io/set-forwarded-for': '"default" (the pod IP), "hostname", a literal value, or "false"',
   'tranproxy.io/xff-mode': 'append (default) or replace the X-Forwarded-For a client sent',
   'tranproxy.io/set-client-hostname': '"default" (the pod\'s host name), a literal value, or "false"',
-  'tranproxy.io/nameservers': 'resolvers (IP addresses) for names tranproxy resolves itself, as -N: "10.96.0.10,fd00::a" (default: the pod\'s resolv.conf)',
+  'tranproxy.io/nameservers':
+    'resolvers (IP addresses) for names tranproxy resolves itself, as -N: "10.96.0.10,fd00::a" (default: the pod\'s resolv.conf)',
   'tranproxy.io/image': 'sidecar image',
   'tranproxy.io/firewall': 'auto, nft or iptables (iptables adds NET_RAW, which iptables-legacy needs)',
   'tranproxy.io/family': 'dual, ipv4 or ipv6',
@@ -131,15 +132,24 @@ export function parseHeadersAnnotation(text: string): string[] {
     try {
       parsed = JSON.parse(t);
     } catch (e) {
-      throw new AnnotationError(`${key}: not valid JSON (${(e as Error).message}); use "Name: value" lines, ["Name: value", …] or {"Name": "value"}`);
+      throw new AnnotationError(
+        `${key}: not valid JSON (${(e as Error).message}); use "Name: value" lines, ["Name: value", …] or {"Name": "value"}`,
+      );
     }
     if (Array.isArray(parsed)) {
       items = parsed.map((x) => {
         if (typeof x === 'string') return x;
-        if (x && typeof x === 'object' && typeof (x as { name?: unknown }).name === 'string' && typeof (x as { value?: unknown }).value === 'string') {
+        if (
+          x &&
+          typeof x === 'object' &&
+          typeof (x as { name?: unknown }).name === 'string' &&
+          typeof (x as { value?: unknown }).value === 'string'
+        ) {
           return `${(x as { name: string }).name}: ${(x as { value: string }).value}`;
         }
-        throw new AnnotationError(`${key}: list items must be "Name: value" strings or {"name": …, "value": …}, got ${JSON.stringify(x)}`);
+        throw new AnnotationError(
+          `${key}: list items must be "Name: value" strings or {"name": …, "value": …}, got ${JSON.stringify(x)}`,
+        );
       });
     } else if (parsed && typeof parsed === 'object') {
       items = Object.entries(parsed).map(([name, value]) => {
@@ -179,7 +189,8 @@ const QUANTITY = /^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e\d+)?$/;
 
 function quantity(annotation: string, text: string): string {
   const t = text.trim();
-  if (!QUANTITY.test(t)) throw new AnnotationError(`${annotation}: '${text}' is not a Kubernetes quantity (e.g. 100m, 64Mi)`);
+  if (!QUANTITY.test(t))
+    throw new AnnotationError(`${annotation}: '${text}' is not a Kubernetes quantity (e.g. 100m, 64Mi)`);
   return t;
 }
 
@@ -193,12 +204,16 @@ export interface ConfigResult {
  * The sidecar configuration for a pod with these annotations. Throws AnnotationError on a
  * bad value; unknown `tranproxy.io/` keys (typos) become warnings.
  */
-export function sidecarConfig(annotations: Record<string, unknown> | undefined, defaults: InjectDefaults = DEFAULT_INJECT): ConfigResult {
+export function sidecarConfig(
+  annotations: Record<string, unknown> | undefined,
+  defaults: InjectDefaults = DEFAULT_INJECT,
+): ConfigResult {
   const a: Record<string, string> = {};
   const warnings: string[] = [];
   for (const [k, v] of Object.entries(annotations ?? {})) {
     if (!k.startsWith(ANNOTATION_PREFIX)) continue;
-    if (typeof v !== 'string') throw new AnnotationError(`${k}: annotation values are strings, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'string')
+      throw new AnnotationError(`${k}: annotation values are strings, got ${JSON.stringify(v)}`);
     if (!KNOWN.includes(k)) {
       const hint = suggest(k, KNOWN);
       warnings.push(`unknown annotation ${k} ignored${hint ? `; did you mean ${hint}?` : ''}`);
@@ -225,21 +240,41 @@ export function sidecarConfig(annotations: Record<string, unknown> | undefined, 
   };
   const v = (name: string): string | undefined => get(name)?.trim();
 
-  if (v('mode') !== undefined) cfg.mode = checked(key('mode'), () => parseChoice(v('mode')!, ['native', 'classic'] as const, key('mode')));
-  if (v('probe') !== undefined) cfg.probe = checked(key('probe'), () => parseChoice(v('probe')!, ['exec', 'http'] as const, key('probe')));
-  if (v('firewall') !== undefined) cfg.firewall = checked(key('firewall'), () => parseChoice(v('firewall')!, ['auto', 'nft', 'iptables'] as const, key('firewall')));
-  if (v('family') !== undefined) cfg.family = checked(key('family'), () => parseChoice(v('family')!, ['dual', 'ipv4', 'ipv6'] as const, key('family')));
-  if (v('log-format') !== undefined) cfg.logFormat = checked(key('log-format'), () => parseChoice(v('log-format')!, ['text', 'json'] as const, key('log-format')));
-  if (v('xff-mode') !== undefined) cfg.xffMode = checked(key('xff-mode'), () => parseChoice(v('xff-mode')!, ['append', 'replace'] as const, key('xff-mode')));
+  if (v('mode') !== undefined)
+    cfg.mode = checked(key('mode'), () => parseChoice(v('mode')!, ['native', 'classic'] as const, key('mode')));
+  if (v('probe') !== undefined)
+    cfg.probe = checked(key('probe'), () => parseChoice(v('probe')!, ['exec', 'http'] as const, key('probe')));
+  if (v('firewall') !== undefined)
+    cfg.firewall = checked(key('firewall'), () =>
+      parseChoice(v('firewall')!, ['auto', 'nft', 'iptables'] as const, key('firewall')),
+    );
+  if (v('family') !== undefined)
+    cfg.family = checked(key('family'), () =>
+      parseChoice(v('family')!, ['dual', 'ipv4', 'ipv6'] as const, key('family')),
+    );
+  if (v('log-format') !== undefined)
+    cfg.logFormat = checked(key('log-format'), () =>
+      parseChoice(v('log-format')!, ['text', 'json'] as const, key('log-format')),
+    );
+  if (v('xff-mode') !== undefined)
+    cfg.xffMode = checked(key('xff-mode'), () =>
+      parseChoice(v('xff-mode')!, ['append', 'replace'] as const, key('xff-mode')),
+    );
   if (v('image') !== undefined) {
     const image = v('image')!;
     if (!/^[^\s]+$/.test(image)) throw new AnnotationError(`${key('image')}: '${image}' is not an image reference`);
     cfg.image = image;
   }
-  if (v('admin-port') !== undefined) cfg.adminPort = checked(key('admin-port'), () => parsePort(v('admin-port')!, key('admin-port')));
-  if (v('listen-port') !== undefined) cfg.listenPort = checked(key('listen-port'), () => parsePort(v('listen-port')!, key('listen-port')));
-  if (v('proxy-user') !== undefined) cfg.proxyUser = checked(key('proxy-user'), () => parseUidGid(v('proxy-user')!, key('proxy-user')));
-  if (cfg.proxyUser.uid === 0) throw new AnnotationError(`${key('proxy-user')}: the data plane must not run as root (uid 0): its traffic would never be captured`);
+  if (v('admin-port') !== undefined)
+    cfg.adminPort = checked(key('admin-port'), () => parsePort(v('admin-port')!, key('admin-port')));
+  if (v('listen-port') !== undefined)
+    cfg.listenPort = checked(key('listen-port'), () => parsePort(v('listen-port')!, key('listen-port')));
+  if (v('proxy-user') !== undefined)
+    cfg.proxyUser = checked(key('proxy-user'), () => parseUidGid(v('proxy-user')!, key('proxy-user')));
+  if (cfg.proxyUser.uid === 0)
+    throw new AnnotationError(
+      `${key('proxy-user')}: the data plane must not run as root (uid 0): its traffic would never be captured`,
+    );
   if (v('cpu') !== undefined) cfg.cpuRequest = quantity(key('cpu'), v('cpu')!);
   if (v('memory') !== undefined) cfg.memoryRequest = quantity(key('memory'), v('memory')!);
   if (v('memory-limit') !== undefined) cfg.memoryLimit = quantity(key('memory-limit'), v('memory-limit')!);
@@ -251,7 +286,8 @@ export function sidecarConfig(annotations: Record<string, unknown> | undefined, 
         return r.from === r.to ? String(r.from) : `${r.from}-${r.to}`;
       }),
     );
-  const cidrs = (name: string): string[] => list(get(name) ?? '').map((c) => checked(key(name), () => parseCidr(c, key(name)).text));
+  const cidrs = (name: string): string[] =>
+    list(get(name) ?? '').map((c) => checked(key(name), () => parseCidr(c, key(name)).text));
   cfg.ports = ranges('ports');
   cfg.excludePorts = ranges('exclude-ports');
   cfg.includeCidrs = cidrs('include-cidrs');
@@ -262,18 +298,23 @@ export function sidecarConfig(annotations: Record<string, unknown> | undefined, 
   cfg.excludeCidrs = cidrs('exclude-cidrs');
   for (const port of [cfg.adminPort, cfg.listenPort]) {
     if (cfg.ports.some((r) => inRange(port, r))) {
-      throw new AnnotationError(`${key('ports')}: includes tranproxy's own port ${port}: that would loop; choose another ${port === cfg.adminPort ? 'admin-port' : 'listen-port'}`);
+      throw new AnnotationError(
+        `${key('ports')}: includes tranproxy's own port ${port}: that would loop; choose another ${port === cfg.adminPort ? 'admin-port' : 'listen-port'}`,
+      );
     }
   }
-  if (cfg.adminPort === cfg.listenPort) throw new AnnotationError(`${key('admin-port')}: the admin port and the listen port are both ${cfg.adminPort}`);
+  if (cfg.adminPort === cfg.listenPort)
+    throw new AnnotationError(`${key('admin-port')}: the admin port and the listen port are both ${cfg.adminPort}`);
   cfg.headers = parseHeadersAnnotation(get('headers') ?? '');
   cfg.setForwardedFor = switchValue(key('set-forwarded-for'), 'X-Forwarded-For', get('set-forwarded-for'));
   cfg.setClientHostname = switchValue(key('set-client-hostname'), 'X-Client-Hostname', get('set-client-hostname'));
-  if (cfg.xffMode && !cfg.setForwardedFor) throw new AnnotationError(`${key('xff-mode')}: needs ${key('set-forwarded-for')}`);
+  if (cfg.xffMode && !cfg.setForwardedFor)
+    throw new AnnotationError(`${key('xff-mode')}: needs ${key('set-forwarded-for')}`);
   const names = new Set<string>();
   for (const h of cfg.headers) {
     const name = h.slice(0, h.indexOf(':')).toLowerCase();
-    if (names.has(name)) throw new AnnotationError(`${key('headers')}: header '${h.slice(0, h.indexOf(':'))}' given twice`);
+    if (names.has(name))
+      throw new AnnotationError(`${key('headers')}: header '${h.slice(0, h.indexOf(':'))}' given twice`);
     names.add(name);
   }
   if (cfg.setForwardedFor && names.has('x-forwarded-for')) {

@@ -1,6 +1,14 @@
 // Sidecar injection into pods and into the pod templates of workloads. Pure: objects in,
 // new objects out (the input is never modified), plus a report per pod template.
-import { AnnotationError, DEFAULT_INJECT, INIT_NAME, SIDECAR_NAME, STATUS_ANNOTATION, sidecarConfig, type InjectDefaults } from './config.js';
+import {
+  AnnotationError,
+  DEFAULT_INJECT,
+  INIT_NAME,
+  SIDECAR_NAME,
+  STATUS_ANNOTATION,
+  sidecarConfig,
+  type InjectDefaults,
+} from './config.js';
 import { classicInit, classicSidecar, nativeSidecar } from './sidecar.js';
 import { isObject, type Container, type JsonObject, type KubeObject, type PodSpec, type PodTemplate } from './types.js';
 
@@ -62,8 +70,14 @@ function uidWarnings(spec: PodSpec, containers: Container[], uid: number, gid: n
     const sc = isObject(c.securityContext) ? c.securityContext : {};
     const u = idOf(sc.runAsUser) ?? idOf(pod.runAsUser);
     const g = idOf(sc.runAsGroup) ?? idOf(pod.runAsGroup);
-    if (u === uid) out.push(`container ${c.name} runs as uid ${uid}, the proxy's: its traffic is never captured (set tranproxy.io/proxy-user to another UID:GID)`);
-    else if (g === gid) out.push(`container ${c.name} runs as gid ${gid}, the proxy's: its traffic is never captured (set tranproxy.io/proxy-user to another UID:GID)`);
+    if (u === uid)
+      out.push(
+        `container ${c.name} runs as uid ${uid}, the proxy's: its traffic is never captured (set tranproxy.io/proxy-user to another UID:GID)`,
+      );
+    else if (g === gid)
+      out.push(
+        `container ${c.name} runs as gid ${gid}, the proxy's: its traffic is never captured (set tranproxy.io/proxy-user to another UID:GID)`,
+      );
   }
   return out;
 }
@@ -74,26 +88,39 @@ function uidWarnings(spec: PodSpec, containers: Container[], uid: number, gid: n
  */
 export function injectPodTemplate(template: PodTemplate, opts: InjectOptions = {}): PodResult {
   const defaults = opts.defaults ?? DEFAULT_INJECT;
-  const leave = (status: InjectStatus, reason: string, warnings: string[] = []): PodResult => ({ status, reason, warnings, template });
+  const leave = (status: InjectStatus, reason: string, warnings: string[] = []): PodResult => ({
+    status,
+    reason,
+    warnings,
+    template,
+  });
   if (!isObject(template) || !isObject(template.spec)) return leave('skipped', 'no pod spec');
-  if (template.metadata !== undefined && template.metadata !== null && !isObject(template.metadata)) return leave('skipped', 'metadata is not a mapping');
+  if (template.metadata !== undefined && template.metadata !== null && !isObject(template.metadata))
+    return leave('skipped', 'metadata is not a mapping');
   const rawAnnotations: unknown = template.metadata?.annotations;
-  if (rawAnnotations !== undefined && rawAnnotations !== null && !isObject(rawAnnotations)) return leave('skipped', 'metadata.annotations is not a mapping');
+  if (rawAnnotations !== undefined && rawAnnotations !== null && !isObject(rawAnnotations))
+    return leave('skipped', 'metadata.annotations is not a mapping');
   const spec = template.spec;
   let containers = containerList(spec.containers);
   let initContainers = containerList(spec.initContainers);
-  if (!containers || !initContainers) return leave('skipped', 'containers or initContainers is not a list of named containers');
+  if (!containers || !initContainers)
+    return leave('skipped', 'containers or initContainers is not a list of named containers');
   if (optedOut(template)) return leave('skipped', 'opted out (tranproxy.io/inject: "false")');
 
   const present = [...initContainers, ...containers].some(ours);
   if (present && !opts.force) return leave('already-injected', `a container named ${SIDECAR_NAME} is already there`);
   if (spec.hostNetwork === true) {
-    return leave('skipped', 'hostNetwork pod', ['hostNetwork pod not injected: its rules would capture the node\'s own traffic']);
+    return leave('skipped', 'hostNetwork pod', [
+      "hostNetwork pod not injected: its rules would capture the node's own traffic",
+    ]);
   }
-  if (isObject(spec.os) && spec.os.name === 'windows') return leave('skipped', 'Windows pod', ['Windows pod not injected: tranproxy needs Linux netfilter']);
+  if (isObject(spec.os) && spec.os.name === 'windows')
+    return leave('skipped', 'Windows pod', ['Windows pod not injected: tranproxy needs Linux netfilter']);
   if (containers.length === 0) return leave('skipped', 'no containers');
 
-  const annotations = isObject(template.metadata?.annotations) ? (template.metadata!.annotations as Record<string, unknown>) : undefined;
+  const annotations = isObject(template.metadata?.annotations)
+    ? (template.metadata!.annotations as Record<string, unknown>)
+    : undefined;
   const { config, warnings } = sidecarConfig(annotations, defaults);
 
   if (present) {
@@ -102,10 +129,15 @@ export function injectPodTemplate(template: PodTemplate, opts: InjectOptions = {
   }
   warnings.push(...uidWarnings(spec, [...initContainers, ...containers], config.proxyUser.uid, config.proxyUser.gid));
   if (config.probe === 'http') {
-    warnings.push(`probe http: the admin API (/connections, POST /quitquitquit) listens on 0.0.0.0:${config.adminPort}, reachable from the pod network; prefer the exec probe unless a NetworkPolicy closes that port`);
+    warnings.push(
+      `probe http: the admin API (/connections, POST /quitquitquit) listens on 0.0.0.0:${config.adminPort}, reachable from the pod network; prefer the exec probe unless a NetworkPolicy closes that port`,
+    );
   }
   const others = [...initContainers, ...containers].map((c) => c.name).filter((n) => OTHER_CAPTURERS.includes(n));
-  if (others.length) warnings.push(`${others.join(', ')} found: that sidecar captures outbound traffic too; which one sees a connection depends on rule order`);
+  if (others.length)
+    warnings.push(
+      `${others.join(', ')} found: that sidecar captures outbound traffic too; which one sees a connection depends on rule order`,
+    );
 
   const meta: JsonObject = { ...(template.metadata ?? {}) };
   const newAnnotations: Record<string, unknown> = { ...(annotations ?? {}), [STATUS_ANNOTATION]: config.mode };
@@ -161,7 +193,12 @@ export interface ObjectResult {
 function nameOf(o: KubeObject): string {
   const kind = typeof o.kind === 'string' ? o.kind : '?';
   const meta = isObject(o.metadata) ? o.metadata : {};
-  const name = typeof meta.name === 'string' ? meta.name : typeof meta.generateName === 'string' ? `${meta.generateName}*` : '(unnamed)';
+  const name =
+    typeof meta.name === 'string'
+      ? meta.name
+      : typeof meta.generateName === 'string'
+        ? `${meta.generateName}*`
+        : '(unnamed)';
   return `${kind}/${name}`;
 }
 
@@ -214,7 +251,14 @@ export function injectObject(obj: unknown, opts: InjectOptions = {}): ObjectResu
     if (e instanceof AnnotationError) throw new AnnotationError(`${name}: ${e.message}`);
     throw e;
   }
-  const report: ObjectReport = { name, kind, status: r.status, warnings: r.warnings, ...(r.reason ? { reason: r.reason } : {}), ...(r.mode ? { mode: r.mode } : {}) };
+  const report: ObjectReport = {
+    name,
+    kind,
+    status: r.status,
+    warnings: r.warnings,
+    ...(r.reason ? { reason: r.reason } : {}),
+    ...(r.mode ? { mode: r.mode } : {}),
+  };
   if (r.status !== 'injected') return { object: obj, reports: [report] };
   return { object: setIn(o, path, r.template), reports: [report] };
 }

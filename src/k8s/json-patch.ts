@@ -47,5 +47,7 @@ export function pointer(path: readonly PathSegment[]): string {
 
 /** The patch as the API server wants it: `[{op, path: "/a/b", value}]`. */
 export function toJsonPatch(ops: readonly PatchOp[]): Array<{ op: string; path: string; value?: unknown }> {
-  return ops.map((o) => (o.op === 'remove' ? { op: o.op, path: pointer(o.path) } : { op: o.op, path: pointer(o.path), value: o.value }));
+  return ops.map((o) =>
+    o.op === 'remove' ? { op: o.op, path: pointer(o.path) } : { op: o.op, path: pointer(o.path), value: o.value },
+  );
 }

@@ -72,7 +72,14 @@ function baseContainer(c: SidecarConfig, name: string, args: string[]): Containe
 /** native mode: the one container (an init container with restartPolicy: Always). */
 export function nativeSidecar(c: SidecarConfig): Container {
   return {
-    ...baseContainer(c, SIDECAR_NAME, ['run', '--admin', adminAddress(c), ...firewallArg(c), ...captureArgs(c), ...httpArgs(c)]),
+    ...baseContainer(c, SIDECAR_NAME, [
+      'run',
+      '--admin',
+      adminAddress(c),
+      ...firewallArg(c),
+      ...captureArgs(c),
+      ...httpArgs(c),
+    ]),
     restartPolicy: 'Always',
     env: [PODIP_ENV],
     // The kubelet starts the next container only once this succeeds (native sidecars).
@@ -102,7 +109,15 @@ export function classicInit(c: SidecarConfig): Container {
 /** classic mode: the proxy as an ordinary, unprivileged container. */
 export function classicSidecar(c: SidecarConfig): Container {
   return {
-    ...baseContainer(c, SIDECAR_NAME, ['run', '--firewall', 'none', '--admin', adminAddress(c), ...captureArgs(c), ...httpArgs(c)]),
+    ...baseContainer(c, SIDECAR_NAME, [
+      'run',
+      '--firewall',
+      'none',
+      '--admin',
+      adminAddress(c),
+      ...captureArgs(c),
+      ...httpArgs(c),
+    ]),
     env: [PODIP_ENV],
     // Containers start in order and each waits for the one before's postStart hook: the
     // app containers (after this one) start once the proxy is ready.

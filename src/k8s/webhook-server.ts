@@ -41,7 +41,9 @@ function readPair(certFile: string, keyFile: string): { cert: string; key: strin
     key = readFileSync(keyFile, 'utf8');
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new TranproxyError(`cannot read the TLS certificate or key (${err.path ?? ''}): ${err.code === 'ENOENT' ? 'no such file' : err.code ?? err.message}`);
+    throw new TranproxyError(
+      `cannot read the TLS certificate or key (${err.path ?? ''}): ${err.code === 'ENOENT' ? 'no such file' : (err.code ?? err.message)}`,
+    );
   }
   try {
     tls.createSecureContext({ cert, key }); // a mismatched or broken pair fails here, not per connection
@@ -53,7 +55,10 @@ function readPair(certFile: string, keyFile: string): { cert: string; key: strin
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
-  res.writeHead(status, { 'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, {
+    'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json',
+    'content-length': Buffer.byteLength(text),
+  });
   res.end(text);
 }
 
@@ -129,7 +134,9 @@ export async function startWebhookServer(opts: WebhookOptions): Promise<WebhookS
         e.code === 'EADDRINUSE'
           ? new TranproxyError(`--listen ${opts.host || '*'}:${opts.port}: address already in use`)
           : e.code === 'EACCES'
-            ? new TranproxyError(`--listen ${opts.host || '*'}:${opts.port}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)`)
+            ? new TranproxyError(
+                `--listen ${opts.host || '*'}:${opts.port}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)`,
+              )
             : e,
       );
     });

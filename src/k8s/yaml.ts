@@ -48,7 +48,9 @@ export function injectYaml(text: string, opts: InjectOptions = {}, source = 'inp
     if (doc.errors.length) {
       const e = doc.errors[0]!;
       const line = lineOf(text, tok.offset) + (e.linePos?.[0]?.line ?? 1);
-      throw new UsageError(`${source}:${line}: YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`);
+      throw new UsageError(
+        `${source}:${line}: YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`,
+      );
     }
     if (doc.contents === null || !isMap(doc.contents)) {
       out += src;

@@ -44,9 +44,7 @@ function looksLikePermissionProblem(stderr: string): boolean {
 function check(tool: string, args: readonly string[], r: RunResult, opts: RunOptions): RunResult {
   if (r.status === 0 || opts.allowFailure) return r;
   if (looksLikePermissionProblem(r.stderr)) {
-    throw new PermissionError(
-      `${tool} ${args.join(' ')}: ${r.stderr.trim()} — run as root or grant CAP_NET_ADMIN`,
-    );
+    throw new PermissionError(`${tool} ${args.join(' ')}: ${r.stderr.trim()} — run as root or grant CAP_NET_ADMIN`);
   }
   throw new ToolFailedError(tool, args, r.status, r.stderr);
 }

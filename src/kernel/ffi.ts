@@ -58,7 +58,9 @@ function load(): Libc {
     // stored inside them (mmsghdr vectors): koffi never copies or reorders that memory.
     recvmmsg: lib.func('int recvmmsg(int fd, uintptr_t msgvec, unsigned int vlen, int flags, void *timeout)'),
     sendmmsg: lib.func('int sendmmsg(int fd, uintptr_t msgvec, unsigned int vlen, int flags)'),
-    sendto: lib.func('intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
+    sendto: lib.func(
+      'intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)',
+    ),
     poll: lib.func('int poll(uintptr_t fds, uint64_t nfds, int timeout)'),
     getsockname: lib.func('int getsockname(int fd, void *addr, void *len)'),
     getrlimit: lib.func('int getrlimit(int resource, void *rlim)'),
@@ -70,9 +72,7 @@ function load(): Libc {
   return libc;
 }
 
-const ERRNO_NAMES = new Map<number, string>(
-  Object.entries(osConstants.errno).map(([name, num]) => [num, name]),
-);
+const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([name, num]) => [num, name]));
 
 function fail(syscall: string, detail = ''): never {
   const errno = load().errno();

@@ -55,7 +55,10 @@ export function spawnPlugin(l: PluginLaunch): ChildProcess {
   const binary = pluginBinary(l.plugin);
   const setpriv = SETPRIV.find(executable);
   if (!setpriv) throw new ToolMissingError('setpriv', 'util-linux');
-  const user = l.runAs && process.getuid?.() === 0 ? [`--reuid=${l.runAs.uid}`, `--regid=${l.runAs.gid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all'] : [];
+  const user =
+    l.runAs && process.getuid?.() === 0
+      ? [`--reuid=${l.runAs.uid}`, `--regid=${l.runAs.gid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all']
+      : [];
   const env = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     SS_REMOTE_HOST: l.remote.host,
@@ -64,5 +67,9 @@ export function spawnPlugin(l: PluginLaunch): ChildProcess {
     SS_LOCAL_PORT: String(l.local.port),
     SS_PLUGIN_OPTIONS: l.options,
   };
-  return spawn(setpriv, [...user, '--pdeathsig', 'KILL', '--no-new-privs', '--', binary], { env, stdio: ['ignore', 'ignore', 'pipe'], detached: false });
+  return spawn(setpriv, [...user, '--pdeathsig', 'KILL', '--no-new-privs', '--', binary], {
+    env,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: false,
+  });
 }

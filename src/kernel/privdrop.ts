@@ -55,9 +55,17 @@ export function setprivArgs(spec: DropSpec): string[] {
 }
 
 /** `child_process.fork(modulePath)`, exec'd through setpriv when `drop` is given. */
-export function forkModule(modulePath: string, opts: ForkOptions & { execArgv: string[] }, drop: DropSpec | undefined): ChildProcess {
+export function forkModule(
+  modulePath: string,
+  opts: ForkOptions & { execArgv: string[] },
+  drop: DropSpec | undefined,
+): ChildProcess {
   if (!drop) return fork(modulePath, [], opts);
-  return fork(modulePath, [], { ...opts, execPath: setprivPath(), execArgv: [...setprivArgs(drop), process.execPath, ...opts.execArgv] });
+  return fork(modulePath, [], {
+    ...opts,
+    execPath: setprivPath(),
+    execArgv: [...setprivArgs(drop), process.execPath, ...opts.execArgv],
+  });
 }
 
 /** True when `id` is mapped in this process's user namespace (always, outside one). */

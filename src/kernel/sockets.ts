@@ -2,7 +2,15 @@
 // sockets with SO_MARK or a spoofed (transparent) source, and SO_ORIGINAL_DST for REDIRECT.
 import type { Socket } from 'node:net';
 import { SyscallError } from '../errors.js';
-import { AF_INET, AF_INET6, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, decodeSockaddr, encodeSockaddr, type Endpoint } from './sockaddr.js';
+import {
+  AF_INET,
+  AF_INET6,
+  SOCKADDR_IN6_SIZE,
+  SOCKADDR_IN_SIZE,
+  decodeSockaddr,
+  encodeSockaddr,
+  type Endpoint,
+} from './sockaddr.js';
 import { sysBind, sysClose, sysGetsockopt, sysListen, sysSetsockoptInt, sysSocket } from './ffi.js';
 
 const SOCK_STREAM = 1;
@@ -93,7 +101,11 @@ export function createOutboundFd(spec: OutboundSpec): number | undefined {
     if (spec.mark) sysSetsockoptInt(fd, SOL_SOCKET, SO_MARK, spec.mark, 'SO_MARK (needs CAP_NET_ADMIN)');
     if (spec.transparentSource) {
       setTransparent(fd, spec.family);
-      sysBind(fd, encodeSockaddr({ address: spec.transparentSource, port: 0 }), `transparent source ${spec.transparentSource}`);
+      sysBind(
+        fd,
+        encodeSockaddr({ address: spec.transparentSource, port: 0 }),
+        `transparent source ${spec.transparentSource}`,
+      );
     }
     return fd;
   } catch (e) {

@@ -49,7 +49,9 @@ function load(): SpliceLibc {
     };
     const lib = koffi.load('libc.so.6');
     libc = {
-      splice: lib.func('intptr_t splice(int fd_in, uintptr_t off_in, int fd_out, uintptr_t off_out, size_t len, unsigned int flags)'),
+      splice: lib.func(
+        'intptr_t splice(int fd_in, uintptr_t off_in, int fd_out, uintptr_t off_out, size_t len, unsigned int flags)',
+      ),
       pipe2: lib.func('int pipe2(uintptr_t fds, int flags)'),
       // fcntl is variadic; every command used here takes one int argument, which the
       // Linux x86-64 and AArch64 ABIs pass exactly like a fixed int parameter.
@@ -198,7 +200,14 @@ export function sysEpollCreate(): number {
 }
 
 /** epoll_ctl with a scratch epoll_event buffer: 0 or −errno. */
-export function rawEpollCtl(epfd: number, op: number, fd: number, events: number, token: number, scratch: Buffer): number {
+export function rawEpollCtl(
+  epfd: number,
+  op: number,
+  fd: number,
+  events: number,
+  token: number,
+  scratch: Buffer,
+): number {
   const l = load();
   scratch.fill(0);
   scratch.writeUInt32LE(events >>> 0, 0);
@@ -250,7 +259,12 @@ export function setLingerZero(fd: number): number {
 }
 
 /** getsockopt of an int option: value, or −errno (as a thrown-free result object). */
-export function getsockoptInt(fd: number, level: number, name: number, scratch: Buffer): { value: number } | { errno: number } {
+export function getsockoptInt(
+  fd: number,
+  level: number,
+  name: number,
+  scratch: Buffer,
+): { value: number } | { errno: number } {
   const l = load();
   scratch.writeInt32LE(0, 0);
   scratch.writeUInt32LE(4, 8);

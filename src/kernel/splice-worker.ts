@@ -75,7 +75,14 @@ import {
   setLingerZero,
   sysEpollCreate,
 } from './splice-ffi.js';
-import type { FlowRecord, FromWorker, ServedConnection, ServedListener, SpliceWorkerInit, ToWorker } from './splice-protocol.js';
+import type {
+  FlowRecord,
+  FromWorker,
+  ServedConnection,
+  ServedListener,
+  SpliceWorkerInit,
+  ToWorker,
+} from './splice-protocol.js';
 import { decodeSockaddr, type Endpoint } from './sockaddr.js';
 import { LocalAddresses } from './local-addresses.js';
 
@@ -161,7 +168,18 @@ interface Listener {
 }
 
 function makeDir(conn: Conn, src: number, dst: number, srcSide: Side): Dir {
-  return { conn, src, dst, srcSide, dstSide: srcSide === 0 ? 1 : 0, pipe: undefined, inPipe: 0, eof: false, shut: false, bytes: 0 };
+  return {
+    conn,
+    src,
+    dst,
+    srcSide,
+    dstSide: srcSide === 0 ? 1 : 0,
+    pipe: undefined,
+    inPipe: 0,
+    eof: false,
+    shut: false,
+    bytes: 0,
+  };
 }
 
 class Engine {
@@ -261,7 +279,13 @@ class Engine {
     }
     const from = side === 0 ? c.up : c.down; // this socket is its source
     const to = side === 0 ? c.down : c.up; // this socket is its destination
-    if (mask & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) && !c.closed && !from.eof && from.inPipe === 0 && !this.starved.has(from)) {
+    if (
+      mask & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) &&
+      !c.closed &&
+      !from.eof &&
+      from.inPipe === 0 &&
+      !this.starved.has(from)
+    ) {
       this.pump(from, (mask & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === 0);
     }
     if (mask & (EPOLLOUT | EPOLLHUP | EPOLLERR) && to.inPipe > 0 && !c.closed) this.pump(to);
@@ -298,7 +322,8 @@ class Engine {
             c.last = this.now;
             if (shortMeansDrained && n < room && n < SHORT_READ && pipe.cap >= SHORT_READ_PIPE) drained = true;
           } else if (n === 0) d.eof = true;
-          else if (n === -EAGAIN) drained = wasEmpty; // else: maybe only the pipe was full
+          else if (n === -EAGAIN)
+            drained = wasEmpty; // else: maybe only the pipe was full
           else if (n !== -EINTR) return this.fail(c, d.srcSide, -n);
         }
       }
@@ -411,7 +436,15 @@ class Engine {
   private finish(c: Conn, reason: Reason, error?: string, reset = false): void {
     if (!this.close(c, reset)) return;
     const s = c.served;
-    if (!s) return this.out({ t: 'done', id: c.id, bytesUp: c.up.bytes, bytesDown: c.down.bytes, reason, ...(error ? { error } : {}) });
+    if (!s)
+      return this.out({
+        t: 'done',
+        id: c.id,
+        bytesUp: c.up.bytes,
+        bytesDown: c.down.bytes,
+        reason,
+        ...(error ? { error } : {}),
+      });
     this.record(c, reason, error);
   }
 
@@ -488,8 +521,7 @@ class Engine {
       else if (msg.t === 'list') {
         this.flushRecords(true); // what has ended is reported before what is live
         this.out({ t: 'list', req: msg.req, conns: this.list() });
-      }
-      else if (msg.t === 'kill') {
+      } else if (msg.t === 'kill') {
         const c = this.served.get(msg.id);
         if (c) this.finish(c, 'aborted', 'closed by request');
         this.out({ t: 'killed', req: msg.req, found: c !== undefined });
@@ -552,7 +584,8 @@ class Engine {
         if (fd === -EINTR || fd === -103 /* ECONNABORTED */) continue;
         // Out of descriptors or memory: rest this listener a moment (clients wait in the
         // backlog), keep relaying the flows we have.
-        if (fd === -EMFILE || fd === -ENFILE || fd === -ENOBUFS || fd === -ENOMEM) this.disarm(l, this.now + ACCEPT_PAUSE_MS);
+        if (fd === -EMFILE || fd === -ENFILE || fd === -ENOBUFS || fd === -ENOMEM)
+          this.disarm(l, this.now + ACCEPT_PAUSE_MS);
         this.outbox.push({ t: 'refused', listener: cfg.label, reason: 'accept-error', error: errnoName(-fd) });
         return;
       }
@@ -566,7 +599,14 @@ class Engine {
     let dst: Endpoint | undefined;
     const refuse = (reason: Extract<FlowRecord, { t: 'refused' }>['reason'], error?: string): void => {
       rawClose(fd);
-      this.outbox.push({ t: 'refused', listener: cfg.label, ...(src ? { src } : {}), ...(dst ? { dst } : {}), reason, ...(error ? { error } : {}) });
+      this.outbox.push({
+        t: 'refused',
+        listener: cfg.label,
+        ...(src ? { src } : {}),
+        ...(dst ? { dst } : {}),
+        reason,
+        ...(error ? { error } : {}),
+      });
     };
     try {
       src = decodeSockaddr(scratchSockaddr(this.sa));
@@ -581,7 +621,15 @@ class Engine {
     if (cfg.ownPorts.includes(dst.port) && this.local.has(dst.address)) return refuse('loop');
 
     const c = this.newConn(this.nextServedId++, fd, -1, cfg.idleMs);
-    c.served = { listener: l, src, dst, started: this.now, connecting: true, clientEvents: 0, connectDeadline: cfg.connectTimeoutMs > 0 ? this.now + cfg.connectTimeoutMs : Infinity };
+    c.served = {
+      listener: l,
+      src,
+      dst,
+      started: this.now,
+      connecting: true,
+      clientEvents: 0,
+      connectDeadline: cfg.connectTimeoutMs > 0 ? this.now + cfg.connectTimeoutMs : Infinity,
+    };
     this.served.set(c.id, c);
     l.active++;
     this.activeChanged = true;
@@ -596,7 +644,13 @@ class Engine {
     let e = rawSetsockoptInt(ufd, SOL_TCP, TCP_NODELAY, 1, this.scratch);
     if (e === 0 && cfg.mark) e = rawSetsockoptInt(ufd, SOL_SOCKET, SO_MARK, cfg.mark, this.scratch);
     if (e === 0 && cfg.preserveSource) {
-      e = rawSetsockoptInt(ufd, family === 4 ? SOL_IP : SOL_IPV6, family === 4 ? IP_TRANSPARENT : IPV6_TRANSPARENT, 1, this.scratch);
+      e = rawSetsockoptInt(
+        ufd,
+        family === 4 ? SOL_IP : SOL_IPV6,
+        family === 4 ? IP_TRANSPARENT : IPV6_TRANSPARENT,
+        1,
+        this.scratch,
+      );
       if (e === 0) {
         this.sa.buf.writeUInt16BE(0, 2); // the client's address, any port
         e = rawBind(ufd, this.sa.addr, this.sa.buf.readUInt32LE(128));
@@ -629,7 +683,8 @@ class Engine {
     // one: a server that speaks first may already have sent (on a fast link the handshake and
     // its first bytes can land before the socket is even in epoll), so it is pumped too then.
     this.pump(c.up, (s.clientEvents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === 0);
-    if (!c.closed && mask & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) this.pump(c.down, (mask & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === 0);
+    if (!c.closed && mask & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))
+      this.pump(c.down, (mask & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === 0);
   }
 
   /** The client gets an RST (as the JS path's resetAndDestroy), the upstream socket a close. */

@@ -22,7 +22,14 @@ import { TLSSocket } from 'node:tls';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import type { RelayResult } from '../relay/relay.js';
 import { socketFd } from './sockets.js';
-import type { FlowRecord, FromWorker, ServedConnection, ServedListener, SpliceWorkerInit, ToWorker } from './splice-protocol.js';
+import type {
+  FlowRecord,
+  FromWorker,
+  ServedConnection,
+  ServedListener,
+  SpliceWorkerInit,
+  ToWorker,
+} from './splice-protocol.js';
 import { eventfdSignal, loadSpliceLibc, probeSplice, rawClose, sysDupCloexec, sysEventfd } from './splice-ffi.js';
 
 export type { FlowRecord, ServedConnection, ServedListener } from './splice-protocol.js';
@@ -89,7 +96,10 @@ let available: boolean | undefined;
 export function spliceAvailable(): boolean {
   if (available !== undefined) return available;
   try {
-    available = process.platform === 'linux' && (process.arch === 'x64' || process.arch === 'arm64') && (loadSpliceLibc(), probeSplice());
+    available =
+      process.platform === 'linux' &&
+      (process.arch === 'x64' || process.arch === 'arm64') &&
+      (loadSpliceLibc(), probeSplice());
   } catch {
     available = false;
   }
@@ -110,9 +120,11 @@ function handleOf(s: net.Socket): NodeHandle | undefined {
 /** Why this socket cannot be handed over, or undefined when it can. */
 function ineligible(s: net.Socket): string | undefined {
   if (!(s instanceof net.Socket) || s instanceof TLSSocket) return 'not a plain net.Socket';
-  if (s.destroyed || s.connecting || s.readyState !== 'open') return `socket is ${s.destroyed ? 'destroyed' : s.readyState}`;
+  if (s.destroyed || s.connecting || s.readyState !== 'open')
+    return `socket is ${s.destroyed ? 'destroyed' : s.readyState}`;
   const h = handleOf(s);
-  if (!h || h.constructor?.name !== 'TCP' || typeof h.fd !== 'number' || h.fd < 0 || typeof h.readStop !== 'function') return 'not a TCP socket with a descriptor';
+  if (!h || h.constructor?.name !== 'TCP' || typeof h.fd !== 'number' || h.fd < 0 || typeof h.readStop !== 'function')
+    return 'not a TCP socket with a descriptor';
   const rs = (s as unknown as { _readableState?: { ended?: boolean } })._readableState;
   if (s.readableEnded || rs?.ended) return 'EOF already read';
   if (s.writableEnded || s.writableCorked > 0) return 'writable side ended or corked';
@@ -143,13 +155,18 @@ function moveBuffered(from: net.Socket, to: net.Socket): number {
 }
 
 /** Resolves when Node's write queues of both sockets are empty (every byte in the kernel). */
-function flushed(a: net.Socket, b: net.Socket, timeoutMs: number): Promise<{ side: 'client' | 'upstream' | 'timeout'; error: string } | undefined> {
+function flushed(
+  a: net.Socket,
+  b: net.Socket,
+  timeoutMs: number,
+): Promise<{ side: 'client' | 'upstream' | 'timeout'; error: string } | undefined> {
   const pending = [a, b].filter((s) => s.writableLength > 0);
   if (pending.length === 0) return Promise.resolve(undefined);
   return new Promise((resolve) => {
     let left = pending.length;
     const timer = timeoutMs > 0 ? setTimeout(() => done({ side: 'timeout', error: 'idle' }), timeoutMs) : undefined;
-    const onError = (s: net.Socket) => (e: Error) => done({ side: s === a ? 'client' : 'upstream', error: (e as NodeJS.ErrnoException).code ?? e.message });
+    const onError = (s: net.Socket) => (e: Error) =>
+      done({ side: s === a ? 'client' : 'upstream', error: (e as NodeJS.ErrnoException).code ?? e.message });
     const onClose = (s: net.Socket) => () => done({ side: s === a ? 'client' : 'upstream', error: 'closed' });
     const listeners = [a, b].map((s) => ({ s, err: onError(s), close: onClose(s) }));
     for (const l of listeners) {
@@ -170,7 +187,8 @@ function flushed(a: net.Socket, b: net.Socket, timeoutMs: number): Promise<{ sid
     // An empty write completes after every write queued before it.
     for (const s of pending)
       s.write(Buffer.alloc(0), (e) => {
-        if (e) return done({ side: s === a ? 'client' : 'upstream', error: (e as NodeJS.ErrnoException).code ?? e.message });
+        if (e)
+          return done({ side: s === a ? 'client' : 'upstream', error: (e as NodeJS.ErrnoException).code ?? e.message });
         if (--left === 0) done(undefined);
       });
   });
@@ -209,14 +227,18 @@ type MessagePort = import('node:worker_threads').MessagePort;
 
 /** Starts the engine's worker threads. Throws when splice is unavailable (see spliceAvailable()). */
 export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine {
-  if (!spliceAvailable()) throw new Error('splice relay is not available on this system (needs Linux x86-64/AArch64 and koffi)');
+  if (!spliceAvailable())
+    throw new Error('splice relay is not available on this system (needs Linux x86-64/AArch64 and koffi)');
   const threads = Math.max(1, Math.floor(opts.threads ?? 1));
   const pending = new Map<number, Pending>();
   let nextId = 1;
   let rr = 0;
   let closing: Promise<void> | undefined;
 
-  const settle = (id: number, r: Omit<RelayResult, 'bytesUp' | 'bytesDown'> & { bytesUp: number; bytesDown: number }): void => {
+  const settle = (
+    id: number,
+    r: Omit<RelayResult, 'bytesUp' | 'bytesDown'> & { bytesUp: number; bytesDown: number },
+  ): void => {
     const p = pending.get(id);
     if (!p) return;
     pending.delete(id);
@@ -230,7 +252,12 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
   let nextReq = 1;
   const replies = new Map<number, (m: FromWorker) => void>();
   let unlistened: (() => void) | undefined;
-  const ask = <T>(slot: WorkerSlot | undefined, m: (req: number) => ToWorker, empty: T, pick: (m: FromWorker) => T): Promise<T> => {
+  const ask = <T>(
+    slot: WorkerSlot | undefined,
+    m: (req: number) => ToWorker,
+    empty: T,
+    pick: (m: FromWorker) => T,
+  ): Promise<T> => {
     if (!slot || slot.dead || closing) return Promise.resolve(empty);
     const req = nextReq++;
     return new Promise<T>((resolve) => {
@@ -242,7 +269,15 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
   for (let i = 0; i < threads; i++) {
     const wakeFd = sysEventfd();
     const { port1, port2 } = new MessageChannel();
-    const worker = spawn({ wakeFd, pipeSize: opts.pipeSize ?? 1 << 20, pipePool: Math.max(0, opts.pipePool ?? 64), exitFlag: exitFlag.buffer as SharedArrayBuffer }, port2);
+    const worker = spawn(
+      {
+        wakeFd,
+        pipeSize: opts.pipeSize ?? 1 << 20,
+        pipePool: Math.max(0, opts.pipePool ?? 64),
+        exitFlag: exitFlag.buffer as SharedArrayBuffer,
+      },
+      port2,
+    );
     worker.unref();
     let onClosed!: () => void;
     const slot: WorkerSlot = {
@@ -259,7 +294,8 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
       slot.dead = true;
       // Connections still in the worker are lost: report them. Their descriptors are not
       // closed here (the worker may have closed some already; a double close is worse).
-      for (const [id, p] of pending) if (p.worker === slot) settle(id, { bytesUp: 0, bytesDown: 0, reason: 'aborted', error });
+      for (const [id, p] of pending)
+        if (p.worker === slot) settle(id, { bytesUp: 0, bytesDown: 0, reason: 'aborted', error });
       if (slot === slots[0]) {
         for (const r of replies.values()) r({ t: 'closed' });
         replies.clear();
@@ -273,7 +309,13 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
       onClosed();
     };
     worker.on('message', (m: FromWorker) => {
-      if (m.t === 'done') settle(m.id, { bytesUp: m.bytesUp, bytesDown: m.bytesDown, reason: m.reason, ...(m.error ? { error: m.error } : {}) });
+      if (m.t === 'done')
+        settle(m.id, {
+          bytesUp: m.bytesUp,
+          bytesDown: m.bytesDown,
+          reason: m.reason,
+          ...(m.error ? { error: m.error } : {}),
+        });
       else if (m.t === 'flows') sink?.records(m.records, m.active);
       else if (m.t === 'list' || m.t === 'killed') {
         replies.get(m.req)?.(m);
@@ -320,7 +362,8 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
   /** Synchronous up to the hand-over, so that refusals throw before anything is touched. */
   const relay = (client: net.Socket, upstream: net.Socket, ro: SpliceRelayOptions): Promise<RelayResult> => {
     const live = slots.filter((s) => !s.dead);
-    if (closing || live.length === 0) throw new HandoverError(closing ? 'splice engine closed' : 'splice engine has no live worker');
+    if (closing || live.length === 0)
+      throw new HandoverError(closing ? 'splice engine closed' : 'splice engine has no live worker');
     const why = ineligible(client) ?? ineligible(upstream);
     if (why) throw new HandoverError(`cannot hand over: ${why}`);
     // dup first: if it fails (EMFILE), nothing has been done to the sockets yet.
@@ -344,7 +387,9 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
     slot.active++;
     slot.worker.ref();
     let entry!: Pending;
-    const result = new Promise<RelayResult>((resolve) => pending.set(id, (entry = { resolve, preUp: 0, preDown: 0, worker: slot })));
+    const result = new Promise<RelayResult>((resolve) =>
+      pending.set(id, (entry = { resolve, preUp: 0, preDown: 0, worker: slot })),
+    );
 
     stopReading(client);
     stopReading(upstream);
@@ -358,18 +403,37 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
   };
 
   /** Node closes its own descriptors (close(2): no shutdown(2), no FIN: the dups keep the sockets). */
-  const commit = (slot: WorkerSlot, client: net.Socket, upstream: net.Socket, add: Extract<ToWorker, { t: 'add' }>): void => {
+  const commit = (
+    slot: WorkerSlot,
+    client: net.Socket,
+    upstream: net.Socket,
+    add: Extract<ToWorker, { t: 'add' }>,
+  ): void => {
     client.destroy();
     upstream.destroy();
     post(slot, add);
   };
 
-  const flushThenCommit = async (slot: WorkerSlot, client: net.Socket, upstream: net.Socket, add: Extract<ToWorker, { t: 'add' }>, idleMs: number): Promise<void> => {
+  const flushThenCommit = async (
+    slot: WorkerSlot,
+    client: net.Socket,
+    upstream: net.Socket,
+    add: Extract<ToWorker, { t: 'add' }>,
+    idleMs: number,
+  ): Promise<void> => {
     const bad = await flushed(client, upstream, idleMs);
-    if (!bad && !client.destroyed && !upstream.destroyed && !closing && !slot.dead) return commit(slot, client, upstream, add);
+    if (!bad && !client.destroyed && !upstream.destroyed && !closing && !slot.dead)
+      return commit(slot, client, upstream, add);
     rawClose(add.clientFd);
     rawClose(add.upstreamFd);
-    const reason: RelayResult['reason'] = bad?.side === 'timeout' ? 'idle' : bad?.side === 'client' ? 'client-error' : bad?.side === 'upstream' ? 'upstream-error' : 'aborted';
+    const reason: RelayResult['reason'] =
+      bad?.side === 'timeout'
+        ? 'idle'
+        : bad?.side === 'client'
+          ? 'client-error'
+          : bad?.side === 'upstream'
+            ? 'upstream-error'
+            : 'aborted';
     if (reason === 'client-error' || reason === 'upstream-error') {
       resetOrDestroy(reason === 'client-error' ? upstream : client);
       resetOrDestroy(reason === 'client-error' ? client : upstream);
@@ -377,7 +441,12 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
       client.destroy();
       upstream.destroy();
     }
-    settle(add.id, { bytesUp: 0, bytesDown: 0, reason, ...(bad && bad.side !== 'timeout' ? { error: bad.error } : {}) });
+    settle(add.id, {
+      bytesUp: 0,
+      bytesDown: 0,
+      reason,
+      ...(bad && bad.side !== 'timeout' ? { error: bad.error } : {}),
+    });
   };
 
   return {
@@ -407,8 +476,20 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
         post(slot, { t: 'unlisten' }, true);
       });
     },
-    servedConnections: () => ask(slots[0], (req) => ({ t: 'list', req }), [] as ServedConnection[], (m) => (m.t === 'list' ? m.conns : [])),
-    closeServed: (id) => ask(slots[0], (req) => ({ t: 'kill', req, id }), false, (m) => m.t === 'killed' && m.found),
+    servedConnections: () =>
+      ask(
+        slots[0],
+        (req) => ({ t: 'list', req }),
+        [] as ServedConnection[],
+        (m) => (m.t === 'list' ? m.conns : []),
+      ),
+    closeServed: (id) =>
+      ask(
+        slots[0],
+        (req) => ({ t: 'kill', req, id }),
+        false,
+        (m) => m.t === 'killed' && m.found,
+      ),
     close() {
       closing ??= (async () => {
         for (const s of slots) {
@@ -417,7 +498,9 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
           post(s, { t: 'close' }, true);
         }
         await Promise.all(slots.map((s) => s.closed));
-        await Promise.all(slots.map((s) => Promise.race([s.exited, new Promise<void>((r) => setTimeout(r, 2000).unref())])));
+        await Promise.all(
+          slots.map((s) => Promise.race([s.exited, new Promise<void>((r) => setTimeout(r, 2000).unref())])),
+        );
         for (const s of slots) {
           s.port.close();
           await s.worker.terminate();

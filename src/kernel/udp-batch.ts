@@ -3,9 +3,36 @@
 // the transparent UDP listener does), the answers the handler gives at once go back in one
 // sendmmsg(2), later ones with sendto(2). Per query that is no libuv request, no callback
 // and no RemoteInfo object: what keeps Node's dgram at a third of dnsmasq's rate.
-import { EAGAIN, MSG_DONTWAIT, SHUT_RDWR, addressOf, hasEventLoopPoll, pollReadable, sysBind, sysClose, sysGetsockname, sysRecvmmsg, sysSendmmsg, sysSendto, sysSetsockoptInt, sysShutdown, sysSocket } from './ffi.js';
+import {
+  EAGAIN,
+  MSG_DONTWAIT,
+  SHUT_RDWR,
+  addressOf,
+  hasEventLoopPoll,
+  pollReadable,
+  sysBind,
+  sysClose,
+  sysGetsockname,
+  sysRecvmmsg,
+  sysSendmmsg,
+  sysSendto,
+  sysSetsockoptInt,
+  sysShutdown,
+  sysSocket,
+} from './ffi.js';
 import { AF_INET, AF_INET6, decodeSockaddr, encodeSockaddr } from './sockaddr.js';
-import { IOVEC_SIZE, MMSGHDR_SIZE, MSG_IOV, MSG_IOVLEN, MSG_NAME, MSG_NAMELEN, NAME_SLOT, RecvBatchLayout, SOL_IPV6, assertSupportedAbi } from './udp-msg.js';
+import {
+  IOVEC_SIZE,
+  MMSGHDR_SIZE,
+  MSG_IOV,
+  MSG_IOVLEN,
+  MSG_NAME,
+  MSG_NAMELEN,
+  NAME_SLOT,
+  RecvBatchLayout,
+  SOL_IPV6,
+  assertSupportedAbi,
+} from './udp-msg.js';
 
 const SOCK_DGRAM = 2;
 const SOCK_NONBLOCK = 0o4000;
@@ -160,4 +187,3 @@ export function openBatchUdpSocket(o: BatchUdpOptions): BatchUdpSocket {
     },
   };
 }
-

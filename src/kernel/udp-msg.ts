@@ -44,7 +44,9 @@ export const MAX_DATAGRAM = 65535;
 export function assertSupportedAbi(arch: string = process.arch, endianness: 'LE' | 'BE' = leOrBe()): void {
   const lp64 = ['x64', 'arm64', 'riscv64', 'loong64', 'ppc64', 'mips64el'];
   if (!lp64.includes(arch) || endianness !== 'LE') {
-    throw new Error(`transparent UDP needs a 64-bit little-endian Linux (struct msghdr layout); this is ${arch} ${endianness}`);
+    throw new Error(
+      `transparent UDP needs a 64-bit little-endian Linux (struct msghdr layout); this is ${arch} ${endianness}`,
+    );
   }
 }
 
@@ -182,8 +184,10 @@ export function parseCmsgs(control: Buffer): Cmsg[] {
 /** The original destination of a TPROXYed datagram, from its control messages. */
 export function findOrigDst(control: Buffer): Endpoint | undefined {
   for (const c of parseCmsgs(control)) {
-    if ((c.level === SOL_IP && c.type === IP_ORIGDSTADDR && c.data.length >= 16) ||
-        (c.level === SOL_IPV6 && c.type === IPV6_ORIGDSTADDR && c.data.length >= 28)) {
+    if (
+      (c.level === SOL_IP && c.type === IP_ORIGDSTADDR && c.data.length >= 16) ||
+      (c.level === SOL_IPV6 && c.type === IPV6_ORIGDSTADDR && c.data.length >= 28)
+    ) {
       return decodeSockaddr(c.data);
     }
   }

@@ -50,7 +50,16 @@ import {
   type FdPoller,
 } from './ffi.js';
 import { AF_INET, AF_INET6, decodeSockaddr, encodeSockaddr, type Endpoint } from './sockaddr.js';
-import { IP_ORIGDSTADDR, IPV6_ORIGDSTADDR, MAX_DATAGRAM, RecvBatchLayout, SOL_IP, SOL_IPV6, assertSupportedAbi, type ReceivedDatagram } from './udp-msg.js';
+import {
+  IP_ORIGDSTADDR,
+  IPV6_ORIGDSTADDR,
+  MAX_DATAGRAM,
+  RecvBatchLayout,
+  SOL_IP,
+  SOL_IPV6,
+  assertSupportedAbi,
+  type ReceivedDatagram,
+} from './udp-msg.js';
 import { decodeWorkerBatch, type WorkerInit } from './udp-worker-protocol.js';
 
 const SOCK_DGRAM = 2;
@@ -122,7 +131,13 @@ function udpSocket(family: 4 | 6): number {
 const SO_RCVBUF = 8;
 
 /** Bound transparent UDP listener fd with original-destination reporting. */
-export function createUdpListenerFd(opts: { family: 4 | 6; port: number; address?: string; transparent?: boolean; receiveBuffer?: number }): number {
+export function createUdpListenerFd(opts: {
+  family: 4 | 6;
+  port: number;
+  address?: string;
+  transparent?: boolean;
+  receiveBuffer?: number;
+}): number {
   assertSupportedAbi();
   const address = opts.address ?? (opts.family === 4 ? '0.0.0.0' : '::');
   const fd = udpSocket(opts.family);
@@ -131,7 +146,11 @@ export function createUdpListenerFd(opts: { family: 4 | 6; port: number; address
     if (opts.family === 4) sysSetsockoptInt(fd, SOL_IP, IP_ORIGDSTADDR, 1, 'IP_RECVORIGDSTADDR');
     else sysSetsockoptInt(fd, SOL_IPV6, IPV6_ORIGDSTADDR, 1, 'IPV6_RECVORIGDSTADDR');
     if (opts.receiveBuffer) sysSetsockoptInt(fd, SOL_SOCKET, SO_RCVBUF, opts.receiveBuffer, 'SO_RCVBUF');
-    sysBind(fd, encodeSockaddr({ address, port: opts.port }), `udp ${opts.family === 6 ? `[${address}]` : address}:${opts.port}`);
+    sysBind(
+      fd,
+      encodeSockaddr({ address, port: opts.port }),
+      `udp ${opts.family === 6 ? `[${address}]` : address}:${opts.port}`,
+    );
     return fd;
   } catch (e) {
     sysClose(fd);
@@ -143,7 +162,11 @@ export function createUdpListenerFd(opts: { family: 4 | 6; port: number; address
 }
 
 /** Turn a received slot into a datagram, or a drop reason. */
-function accept(d: ReceivedDatagram, onDatagram: (d: UdpDatagram) => void, onDrop?: (r: string, detail?: string) => void): void {
+function accept(
+  d: ReceivedDatagram,
+  onDatagram: (d: UdpDatagram) => void,
+  onDrop?: (r: string, detail?: string) => void,
+): void {
   if (d.truncated) return onDrop?.('truncated', `${d.payload.length} bytes kept`);
   if (!d.src) return onDrop?.('no-source');
   if (!d.origDst) return onDrop?.('no-original-destination');
@@ -151,7 +174,13 @@ function accept(d: ReceivedDatagram, onDatagram: (d: UdpDatagram) => void, onDro
 }
 
 /** Drain a non-blocking fd with recvmmsg, at most `maxBatches` batches (fairness). Throws on errors other than EAGAIN/EINTR. */
-export function drainFd(fd: number, layout: RecvBatchLayout, vecAddr: bigint, each: (d: ReceivedDatagram) => void, maxBatches = MAX_BATCHES_PER_WAKE): void {
+export function drainFd(
+  fd: number,
+  layout: RecvBatchLayout,
+  vecAddr: bigint,
+  each: (d: ReceivedDatagram) => void,
+  maxBatches = MAX_BATCHES_PER_WAKE,
+): void {
   for (let b = 0; b < maxBatches; b++) {
     const n = sysRecvmmsg(fd, vecAddr, layout.count, MSG_DONTWAIT);
     for (let i = 0; i < n; i++) each(layout.read(i));
@@ -221,7 +250,13 @@ function spawnWorker(workerData: WorkerInit): Worker {
 
 async function workerListener(fd: number, local: Endpoint, opts: UdpTproxyListenerOptions): Promise<UdpTproxyListener> {
   const control = new Int32Array(new SharedArrayBuffer(8)); // [0] stop flag, [1] batches in flight
-  const init: WorkerInit = { fds: [fd], batch: BATCH, slotSize: MAX_DATAGRAM + 1, control: control.buffer as SharedArrayBuffer, maxInflight: MAX_INFLIGHT_BATCHES };
+  const init: WorkerInit = {
+    fds: [fd],
+    batch: BATCH,
+    slotSize: MAX_DATAGRAM + 1,
+    control: control.buffer as SharedArrayBuffer,
+    maxInflight: MAX_INFLIGHT_BATCHES,
+  };
   const worker = spawnWorker(init);
   let closing: Promise<void> | undefined;
   const exit = new Promise<void>((resolve) =>
@@ -269,13 +304,20 @@ export class TransparentUdpSender {
   /** Datagrams dropped because the socket buffer was full (EAGAIN) or the send failed. */
   drops = 0;
 
-  constructor(readonly from: Endpoint, mark?: number) {
+  constructor(
+    readonly from: Endpoint,
+    mark?: number,
+  ) {
     const fd = udpSocket(from.family);
     try {
       setTransparent(fd, from.family);
       // Our own replies must never be captured again (OUTPUT capture skips the bypass mark).
       if (mark) sysSetsockoptInt(fd, SOL_SOCKET, SO_MARK, mark, 'SO_MARK (needs CAP_NET_ADMIN)');
-      sysBind(fd, encodeSockaddr(from), `reply socket ${from.family === 6 ? `[${from.address}]` : from.address}:${from.port}`);
+      sysBind(
+        fd,
+        encodeSockaddr(from),
+        `reply socket ${from.family === 6 ? `[${from.address}]` : from.address}:${from.port}`,
+      );
     } catch (e) {
       sysClose(fd);
       throw e;

@@ -56,6 +56,9 @@ export function* decodeWorkerBatch(b: Buffer): Generator<ReceivedDatagram> {
     off += controlLen;
     const payload = b.subarray(off, off + len);
     off += len;
-    yield decodeSlot({ name, control, payload, truncated: (flags & F_TRUNC) !== 0, controlTruncated: (flags & F_CTRUNC) !== 0 }, false);
+    yield decodeSlot(
+      { name, control, payload, truncated: (flags & F_TRUNC) !== 0, controlTruncated: (flags & F_CTRUNC) !== 0 },
+      false,
+    );
   }
 }

@@ -10,7 +10,19 @@ import { runSync, type RunOptions } from '../kernel/exec.js';
 import { describeDrop, dropsFamily, type IpFamily } from '../firewall/forward-drop.js';
 import { probeForwardDrops } from '../firewall/forward-drop-probe.js';
 import { killAndDeleteNetns, netnsExists, netnsPids, signalIfAlive, sleepSync } from './netns.js';
-import { netnsName, renderNat, ROOT, tableName, type CreateSpec, type IfaceSpec, type LabModel, type LinkSettings, type PlaceSpec, type ProcessSpec, type RouteSpec } from './spec.js';
+import {
+  netnsName,
+  renderNat,
+  ROOT,
+  tableName,
+  type CreateSpec,
+  type IfaceSpec,
+  type LabModel,
+  type LinkSettings,
+  type PlaceSpec,
+  type ProcessSpec,
+  type RouteSpec,
+} from './spec.js';
 import { logDir, mergeResources, readState, removeState, writeState, type LabState, type Resource } from './state.js';
 
 // ---------------------------------------------------------------------------------------
@@ -150,7 +162,8 @@ function portListening(netns: string, port: number): boolean {
 
 /** Start `p` detached in `netns`, output appended to `log`; returns its pid and start time. */
 function startProcess(netns: string, host: string, p: ProcessSpec, log: string): Resource {
-  if (!existsSync(p.cwd) || !statSync(p.cwd).isDirectory()) throw new TranproxyError(`${host}: cwd ${p.cwd} is not a directory`);
+  if (!existsSync(p.cwd) || !statSync(p.cwd).isDirectory())
+    throw new TranproxyError(`${host}: cwd ${p.cwd} is not a directory`);
   mkdirSync(resolvePath(log, '..'), { recursive: true });
   const envArgs = Object.entries(p.env).map(([k, v]) => `${k}=${v}`);
   const inner = ['ip', 'netns', 'exec', netns, ...(envArgs.length ? ['env', ...envArgs] : []), ...p.argv];
@@ -243,7 +256,17 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
           }
           ip(ns, ['link', 'set', 'lo', 'up']);
           // IPv6 on, no duplicate address detection: addresses work at once.
-          runSync('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=0', 'net.ipv6.conf.default.disable_ipv6=0', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0'], { netns: ns });
+          runSync(
+            'sysctl',
+            [
+              '-qw',
+              'net.ipv6.conf.all.disable_ipv6=0',
+              'net.ipv6.conf.default.disable_ipv6=0',
+              'net.ipv6.conf.all.accept_dad=0',
+              'net.ipv6.conf.default.accept_dad=0',
+            ],
+            { netns: ns },
+          );
         } catch (e) {
           undo(rec, 'rollback');
           throw e;
@@ -255,7 +278,7 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
 
   const sysctlSteps = (p: PlaceSpec, early: boolean) => {
     for (const s of p.sysctls) {
-      if (s.key.split('.')[3] === 'default' !== early) continue;
+      if ((s.key.split('.')[3] === 'default') !== early) continue;
       const ns = p.netns;
       steps.push({
         place: p.name,
@@ -263,7 +286,8 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
         check: () => sysctlGet(ns, s.key) === s.value.replace(/\s+/g, ' '),
         apply: () => {
           const old = sysctlGet(ns, s.key);
-          if (old === undefined) throw new TranproxyError(`${p.name}: sysctl ${s.key}: no such key${ns ? ` in netns ${ns}` : ''}`);
+          if (old === undefined)
+            throw new TranproxyError(`${p.name}: sysctl ${s.key}: no such key${ns ? ` in netns ${ns}` : ''}`);
           sysctlSet(ns, s.key, s.value);
           return [{ kind: 'sysctl', netns: ns, key: s.key, old }];
         },
@@ -293,7 +317,10 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
       },
     });
   }
-  const addressed = [...model.interfaces, ...places.flatMap((p) => p.extraAddresses.map((x) => ({ place: p.name, name: x.dev, addresses: x.addresses })))];
+  const addressed = [
+    ...model.interfaces,
+    ...places.flatMap((p) => p.extraAddresses.map((x) => ({ place: p.name, name: x.dev, addresses: x.addresses }))),
+  ];
   for (const i of addressed) {
     const ns = nsOf(i.place);
     for (const a of i.addresses) {
@@ -339,7 +366,9 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
   for (const p of places) {
     const script = renderNat(model.name, p.nat, p.forward);
     if (!script) continue;
-    const forwardWhat = p.forward ? `, forward policy ${p.forward.policy} + ${p.forward.accept.length} accept rule${p.forward.accept.length === 1 ? '' : 's'}` : '';
+    const forwardWhat = p.forward
+      ? `, forward policy ${p.forward.policy} + ${p.forward.accept.length} accept rule${p.forward.accept.length === 1 ? '' : 's'}`
+      : '';
     const comment = script.match(/comment "([^"]+)"/)![1]!;
     steps.push({
       place: p.name,
@@ -369,7 +398,13 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
 /** A running instance of `p` in `netns`: the pid `up` recorded, or any process there with the same argv. */
 export function findProcess(netns: string, p: ProcessSpec, state?: LabState): number | undefined {
   for (const r of state?.resources ?? []) {
-    if (r.kind === 'process' && r.netns === netns && JSON.stringify(r.argv) === JSON.stringify(p.argv) && procStart(r.pid) === r.start) return r.pid;
+    if (
+      r.kind === 'process' &&
+      r.netns === netns &&
+      JSON.stringify(r.argv) === JSON.stringify(p.argv) &&
+      procStart(r.pid) === r.start
+    )
+      return r.pid;
   }
   // Same argv; the program may show as a full path (PATH lookups, version-manager shims).
   const base = (a: string) => a.slice(a.lastIndexOf('/') + 1);
@@ -397,7 +432,11 @@ function settingsStep(ns: string | null, i: IfaceSpec, t: LinkSettings): Step {
       const l = linkInfo(ns, i.name);
       if (!l) return false;
       const promisc = l.flags?.includes('PROMISC') ?? false;
-      return (t.mac === undefined || l.address === t.mac) && (t.mtu === undefined || l.mtu === t.mtu) && (t.promisc === undefined || promisc === t.promisc);
+      return (
+        (t.mac === undefined || l.address === t.mac) &&
+        (t.mtu === undefined || l.mtu === t.mtu) &&
+        (t.promisc === undefined || promisc === t.promisc)
+      );
     },
     apply: () => {
       ip(ns, ['link', 'set', 'dev', i.name, ...settingsArgs(t)]);
@@ -408,7 +447,12 @@ function settingsStep(ns: string | null, i: IfaceSpec, t: LinkSettings): Step {
 
 function createStep(model: LabModel, c: CreateSpec): Step {
   const nsOf = (place: string) => placeNetns(model, place);
-  const linkRec = (i: IfaceSpec, what: string): Resource => ({ kind: 'link', netns: nsOf(i.place), name: i.name, what });
+  const linkRec = (i: IfaceSpec, what: string): Resource => ({
+    kind: 'link',
+    netns: nsOf(i.place),
+    name: i.name,
+    what,
+  });
   switch (c.kind) {
     case 'bridge':
     case 'dummy': {
@@ -432,10 +476,24 @@ function createStep(model: LabModel, c: CreateSpec): Step {
         check: () => linkInfo(na, a.name) !== undefined && linkInfo(nb, b.name) !== undefined,
         apply: () => {
           // A lone end left over from an earlier run (its peer's namespace was deleted) goes first.
-          for (const [ns, i] of [[na, a], [nb, b]] as const) if (linkInfo(ns, i.name)) ip(ns, ['link', 'del', i.name]);
+          for (const [ns, i] of [
+            [na, a],
+            [nb, b],
+          ] as const)
+            if (linkInfo(ns, i.name)) ip(ns, ['link', 'del', i.name]);
           ip(null, [
-            'link', 'add', a.name, ...(na ? ['netns', na] : []), ...(c.mtu ? ['mtu', String(c.mtu)] : []),
-            'type', 'veth', 'peer', 'name', b.name, ...(nb ? ['netns', nb] : []), ...(c.mtu ? ['mtu', String(c.mtu)] : []),
+            'link',
+            'add',
+            a.name,
+            ...(na ? ['netns', na] : []),
+            ...(c.mtu ? ['mtu', String(c.mtu)] : []),
+            'type',
+            'veth',
+            'peer',
+            'name',
+            b.name,
+            ...(nb ? ['netns', nb] : []),
+            ...(c.mtu ? ['mtu', String(c.mtu)] : []),
           ]);
           // Both ends: undoing the root one deletes the pair at once (a namespace's go later).
           return [linkRec(a, 'veth'), linkRec(b, 'veth')];
@@ -451,9 +509,23 @@ function createStep(model: LabModel, c: CreateSpec): Step {
         check: () => linkInfo(ns, c.iface.name) !== undefined,
         apply: () => {
           if (!linkInfo(pns, c.parent.name)) {
-            throw new TranproxyError(`macvlan ${describeIf(c.iface)}: parent interface ${c.parent.name} does not exist in ${pns ? `netns ${pns}` : 'the root namespace'}`);
+            throw new TranproxyError(
+              `macvlan ${describeIf(c.iface)}: parent interface ${c.parent.name} does not exist in ${pns ? `netns ${pns}` : 'the root namespace'}`,
+            );
           }
-          ip(pns, ['link', 'add', 'link', c.parent.name, 'name', c.iface.name, ...(ns !== pns ? ['netns', ns ?? String(process.pid)] : []), 'type', 'macvlan', 'mode', c.mode]);
+          ip(pns, [
+            'link',
+            'add',
+            'link',
+            c.parent.name,
+            'name',
+            c.iface.name,
+            ...(ns !== pns ? ['netns', ns ?? String(process.pid)] : []),
+            'type',
+            'macvlan',
+            'mode',
+            c.mode,
+          ]);
           return [linkRec(c.iface, 'macvlan')];
         },
       };
@@ -483,7 +555,8 @@ export function undo(r: Resource, mode: UndoMode): string | undefined {
         return `${where(r.netns)}: port ${r.name} off its bridge`;
       case 'addr': {
         const [a, len] = r.cidr.split('/');
-        if (!linkInfo(r.netns, r.dev)?.addr_info?.some((x) => x.local === a && String(x.prefixlen) === len)) return undefined;
+        if (!linkInfo(r.netns, r.dev)?.addr_info?.some((x) => x.local === a && String(x.prefixlen) === len))
+          return undefined;
         ip(r.netns, ['addr', 'del', r.cidr, 'dev', r.dev], { allowFailure: true });
         return `${where(r.netns)}: address ${r.cidr} on ${r.dev}`;
       }
@@ -504,7 +577,11 @@ export function undo(r: Resource, mode: UndoMode): string | undefined {
       case 'nft': {
         if (nftTable(r.netns, r.table) === undefined) return undefined;
         const restore = mode === 'rollback' && r.old !== undefined ? r.old : '';
-        runSync('nft', ['-f', '-'], { input: `delete table inet ${r.table}\n${restore}`, ...(r.netns ? { netns: r.netns } : {}), allowFailure: true });
+        runSync('nft', ['-f', '-'], {
+          input: `delete table inet ${r.table}\n${restore}`,
+          ...(r.netns ? { netns: r.netns } : {}),
+          allowFailure: true,
+        });
         return `${where(r.netns)}: nft table inet ${r.table}${restore ? ' (earlier version restored)' : ''}`;
       }
       case 'process':
@@ -531,7 +608,13 @@ export class LabUpError extends TranproxyError {}
  */
 export function labUp(model: LabModel, opts: { onChange?: (line: string) => void } = {}): UpResult {
   const prev = readState(model.name);
-  const base: LabState = prev ?? { version: 1, name: model.name, file: resolvePath(model.file), updated: '', resources: [] };
+  const base: LabState = prev ?? {
+    version: 1,
+    name: model.name,
+    file: resolvePath(model.file),
+    updated: '',
+    resources: [],
+  };
   const steps = planSteps(model, prev);
   const done: Resource[] = [];
   const created: string[] = [];
@@ -574,7 +657,10 @@ function rollback(done: readonly Resource[]): string[] {
   // this run goes with that namespace.
   const made = new Set(done.flatMap((r) => (r.kind === 'netns' ? [r.netns] : [])));
   const links = new Set(done.flatMap((r) => (r.kind === 'link' ? [`${r.netns ?? ''}/${r.name}`] : [])));
-  const order = [...done.filter((r) => r.kind === 'process'), ...[...done].reverse().filter((r) => r.kind !== 'process')];
+  const order = [
+    ...done.filter((r) => r.kind === 'process'),
+    ...[...done].reverse().filter((r) => r.kind !== 'process'),
+  ];
   for (const r of order) {
     if (r.kind !== 'netns' && r.kind !== 'process' && r.netns && made.has(r.netns)) continue;
     // Addresses, ports and link state of an interface about to be deleted need no undoing.
@@ -631,7 +717,10 @@ export function labStatus(model: LabModel): StatusResult {
 /** The families a place forwards, as its sysctls declare them. */
 function forwardedFamilies(p: PlaceSpec): IpFamily[] {
   const on = (key: string) => p.sysctls.some((s) => s.key === key && s.value.trim() === '1');
-  return [...(on('net.ipv4.ip_forward') || on('net.ipv4.conf.all.forwarding') ? [4 as const] : []), ...(on('net.ipv6.conf.all.forwarding') ? [6 as const] : [])];
+  return [
+    ...(on('net.ipv4.ip_forward') || on('net.ipv4.conf.all.forwarding') ? [4 as const] : []),
+    ...(on('net.ipv6.conf.all.forwarding') ? [6 as const] : []),
+  ];
 }
 
 /** Drops by chains the lab does not own (its own declared `forward:` is intentional). */
@@ -695,18 +784,32 @@ export function labDown(model: LabModel): DownResult {
   }
   for (const i of model.interfaces) {
     if (i.place !== ROOT) continue;
-    push(undo({ kind: 'link', netns: null, name: i.name, what: kindOf.get(`${i.place}/${i.name}`) ?? 'interface' }, 'down'));
+    push(
+      undo(
+        { kind: 'link', netns: null, name: i.name, what: kindOf.get(`${i.place}/${i.name}`) ?? 'interface' },
+        'down',
+      ),
+    );
   }
   push(undo({ kind: 'nft', netns: null, table: tableName(model.name) }, 'down'));
   // 4. namespaces: recorded ones and the file's
-  const spaces = new Set<string>([...recs.flatMap((r) => (r.kind === 'netns' ? [r.netns] : [])), ...model.hosts.map((h) => h.netns!)]);
+  const spaces = new Set<string>([
+    ...recs.flatMap((r) => (r.kind === 'netns' ? [r.netns] : [])),
+    ...model.hosts.map((h) => h.netns!),
+  ]);
   for (const ns of spaces) push(undo({ kind: 'netns', netns: ns }, 'down'));
   if (!state && removed.length) {
     const sys = model.root.sysctls.map((s) => s.key);
-    if (sys.length) warnings.push(`no state file: root sysctls ${sys.join(', ')} keep their current values (the old ones are unknown)`);
-    const routes = model.root.routes.filter((r) => r.dev === undefined || !model.interfaces.some((i) => i.place === ROOT && i.name === r.dev));
+    if (sys.length)
+      warnings.push(
+        `no state file: root sysctls ${sys.join(', ')} keep their current values (the old ones are unknown)`,
+      );
+    const routes = model.root.routes.filter(
+      (r) => r.dev === undefined || !model.interfaces.some((i) => i.place === ROOT && i.name === r.dev),
+    );
     for (const r of routes) {
-      if (routeExists(null, r)) warnings.push(`no state file: root route ${r.args.join(' ')} left in place (it may predate the lab)`);
+      if (routeExists(null, r))
+        warnings.push(`no state file: root route ${r.args.join(' ')} left in place (it may predate the lab)`);
     }
   }
   removeState(model.name);
@@ -721,4 +824,3 @@ export function labNames(model: LabModel): { netns: string[]; rootInterfaces: st
     table: tableName(model.name),
   };
 }
-

@@ -68,7 +68,10 @@ function labRe(tag: string): RegExp {
 
 function listNetns(): string[] {
   const out = runSync('ip', ['netns', 'list'], { allowFailure: true }).stdout;
-  return out.split('\n').map((l) => l.split(' ')[0]!).filter(Boolean);
+  return out
+    .split('\n')
+    .map((l) => l.split(' ')[0]!)
+    .filter(Boolean);
 }
 
 /** killAndDeleteNetns for cleanup paths, which must never throw. */
@@ -103,7 +106,10 @@ class LabProcessImpl implements LabProcess {
   private waiters = new Set<() => void>();
   private readonly exitPromise: Promise<void>;
 
-  constructor(readonly child: ChildProcess, private readonly label: string) {
+  constructor(
+    readonly child: ChildProcess,
+    private readonly label: string,
+  ) {
     this.pid = child.pid ?? -1;
     const onData = (d: string) => {
       this.buf += d;
@@ -142,7 +148,13 @@ class LabProcessImpl implements LabProcess {
         const m = this.buf.match(re);
         if (m) return finish(() => resolve(m[0]));
         if (this.exited) {
-          finish(() => reject(new Error(`${this.label} exited (${this.child.exitCode ?? this.child.signalCode}) before printing ${re}; output:\n${this.buf}`)));
+          finish(() =>
+            reject(
+              new Error(
+                `${this.label} exited (${this.child.exitCode ?? this.child.signalCode}) before printing ${re}; output:\n${this.buf}`,
+              ),
+            ),
+          );
         }
       };
       const timer = setTimeout(
@@ -255,7 +267,9 @@ export class Lab {
     const existing = listNetns();
     let prefix: string;
     do {
-      prefix = `${tag}-${process.pid.toString(36)}-${randomInt(36 ** 4).toString(36).padStart(4, '0')}`;
+      prefix = `${tag}-${process.pid.toString(36)}-${randomInt(36 ** 4)
+        .toString(36)
+        .padStart(4, '0')}`;
     } while (existing.some((ns) => ns.startsWith(`${prefix}-`)));
     const lab = new Lab(prefix);
     liveLabs.add(lab);
@@ -298,7 +312,10 @@ export class Lab {
     const ifA = `eth${ha.nextIf++}`;
     const ifB = `eth${hb.nextIf++}`;
     runSync('ip', ['link', 'add', ifA, 'netns', ha.netns, 'type', 'veth', 'peer', 'name', ifB, 'netns', hb.netns]);
-    for (const [h, ifname, addrs] of [[ha, ifA, opts.a], [hb, ifB, opts.b]] as const) {
+    for (const [h, ifname, addrs] of [
+      [ha, ifA, opts.a],
+      [hb, ifB, opts.b],
+    ] as const) {
       for (const cidr of addrs) {
         const v6 = cidr.includes(':');
         runSync('ip', [v6 ? '-6' : '-4', '-n', h.netns, 'addr', 'add', cidr, 'dev', ifname, ...(v6 ? ['nodad'] : [])]);

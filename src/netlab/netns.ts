@@ -26,7 +26,10 @@ export function netnsExists(netns: string): boolean {
 /** Pids of the processes inside `netns` (none when it does not exist). */
 export function netnsPids(netns: string): number[] {
   if (!netnsExists(netns)) return [];
-  return runSync('ip', ['netns', 'pids', netns], { allowFailure: true }).stdout.split(/\s+/).filter(Boolean).map(Number);
+  return runSync('ip', ['netns', 'pids', netns], { allowFailure: true })
+    .stdout.split(/\s+/)
+    .filter(Boolean)
+    .map(Number);
 }
 
 /**

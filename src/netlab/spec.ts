@@ -108,7 +108,17 @@ export interface SysctlSpec {
 export type NatSpec =
   | { type: 'masquerade'; source?: Cidr; out?: string; outNot?: boolean }
   | { type: 'snat'; source?: Cidr; out?: string; outNot?: boolean; to: string; toFamily: 4 | 6 }
-  | { type: 'dnat'; in?: string; inNot?: boolean; destination?: string; protocol: 'tcp' | 'udp'; port: string; to: string; toPort?: number; toFamily: 4 | 6 };
+  | {
+      type: 'dnat';
+      in?: string;
+      inNot?: boolean;
+      destination?: string;
+      protocol: 'tcp' | 'udp';
+      port: string;
+      to: string;
+      toPort?: number;
+      toFamily: 4 | 6;
+    };
 
 export interface ForwardRule {
   in?: string;
@@ -209,7 +219,10 @@ export function tableName(lab: string): string {
 }
 
 function hash4(text: string): string {
-  return BigInt(`0x${createHash('sha256').update(text).digest('hex').slice(0, 12)}`).toString(36).slice(-4).padStart(4, '0');
+  return BigInt(`0x${createHash('sha256').update(text).digest('hex').slice(0, 12)}`)
+    .toString(36)
+    .slice(-4)
+    .padStart(4, '0');
 }
 
 /** `prefix + token`, cut to an interface name's 15 characters with a hash of the token when too long. */
@@ -246,7 +259,9 @@ function ipBits(addr: string, family: 4 | 6): bigint {
   const t = tail ? tail.split(':') : [];
   const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
   // An embedded IPv4 tail (::ffff:1.2.3.4) counts as two groups.
-  const flat = groups.flatMap((g) => (g.includes('.') ? [(ipBits(g, 4) >> 16n).toString(16), (ipBits(g, 4) & 0xffffn).toString(16)] : [g]));
+  const flat = groups.flatMap((g) =>
+    g.includes('.') ? [(ipBits(g, 4) >> 16n).toString(16), (ipBits(g, 4) & 0xffffn).toString(16)] : [g],
+  );
   return flat.reduce((n, g) => (n << 16n) | BigInt(parseInt(g || '0', 16)), 0n);
 }
 
@@ -344,7 +359,8 @@ export function parseRoute(text: string): ParsedRoute {
       }
       case 'scope': {
         const v = arg();
-        if (!(SCOPES as readonly string[]).includes(v)) throw new Error(`scope '${v}' is not one of ${SCOPES.join(', ')}`);
+        if (!(SCOPES as readonly string[]).includes(v))
+          throw new Error(`scope '${v}' is not one of ${SCOPES.join(', ')}`);
         r.scope = v as ParsedRoute['scope'];
         break;
       }
@@ -353,7 +369,9 @@ export function parseRoute(text: string): ParsedRoute {
         break;
       default: {
         const guess = suggest(w, ['via', 'dev', 'src', 'metric', 'scope', 'onlink']);
-        throw new Error(`unknown route word '${w}'${guess ? `; did you mean '${guess}'?` : ''} (known: via, dev, src, metric, scope, onlink)`);
+        throw new Error(
+          `unknown route word '${w}'${guess ? `; did you mean '${guess}'?` : ''} (known: via, dev, src, metric, scope, onlink)`,
+        );
       }
     }
   }
@@ -381,10 +399,15 @@ export function routeArgs(r: ParsedRoute): string[] {
 // Schema (shapes); meaning is checked afterwards, with paths, by `build`.
 
 const text = z.string({ error: (iss) => `expected a string, got ${describe(iss.input)}` });
-const scalarText = z.union([z.string(), z.number(), z.boolean()], { error: (iss) => `expected a value (string, number or true/false), got ${describe(iss.input)}` });
+const scalarText = z.union([z.string(), z.number(), z.boolean()], {
+  error: (iss) => `expected a value (string, number or true/false), got ${describe(iss.input)}`,
+});
 /** A list; a single value stands for a list of one. */
 function many<T extends z.ZodType>(item: T) {
-  return z.preprocess((v) => (v === undefined || v === null || Array.isArray(v) ? (v ?? undefined) : [v]), z.array(item).optional());
+  return z.preprocess(
+    (v) => (v === undefined || v === null || Array.isArray(v) ? (v ?? undefined) : [v]),
+    z.array(item).optional(),
+  );
 }
 /** A mapping that may be written empty (`outside:`). */
 function mapping<T extends z.ZodType>(inner: T) {
@@ -394,7 +417,9 @@ function mapping<T extends z.ZodType>(inner: T) {
 const Sysctls = z.record(text, scalarText).optional();
 const Routes = many(text);
 const NatRule = z.strictObject({
-  type: z.enum(['masquerade', 'snat', 'dnat'], { error: (iss) => `${describe(iss.input)} is not one of masquerade, snat, dnat` }),
+  type: z.enum(['masquerade', 'snat', 'dnat'], {
+    error: (iss) => `${describe(iss.input)} is not one of masquerade, snat, dnat`,
+  }),
   source: text.optional(),
   out: text.optional(),
   in: text.optional(),
@@ -411,10 +436,14 @@ const ForwardAccept = z.strictObject({
   protocol: z.enum(['tcp', 'udp'], { error: (iss) => `${describe(iss.input)} is not one of tcp, udp` }).optional(),
   port: z.union([z.number(), z.string()]).optional(),
 });
-const Forward = mapping(z.strictObject({
-  policy: z.enum(['accept', 'drop'], { error: (iss) => `${describe(iss.input)} is not one of accept, drop` }).optional(),
-  accept: many(ForwardAccept),
-}));
+const Forward = mapping(
+  z.strictObject({
+    policy: z
+      .enum(['accept', 'drop'], { error: (iss) => `${describe(iss.input)} is not one of accept, drop` })
+      .optional(),
+    accept: many(ForwardAccept),
+  }),
+);
 const Process = z.strictObject({
   command: z.union([text, z.array(scalarText)]),
   args: many(scalarText),
@@ -423,19 +452,50 @@ const Process = z.strictObject({
   'wait-port': z.number().int().min(1).max(65535).optional(),
 });
 const Addresses = z.record(text, many(text)).optional();
-const Root = mapping(z.strictObject({ sysctls: Sysctls, addresses: Addresses, routes: Routes, nat: many(NatRule), forward: Forward.optional() }));
-const Host = mapping(z.strictObject({ sysctls: Sysctls, addresses: Addresses, routes: Routes, nat: many(NatRule), forward: Forward.optional(), processes: many(Process) }));
+const Root = mapping(
+  z.strictObject({
+    sysctls: Sysctls,
+    addresses: Addresses,
+    routes: Routes,
+    nat: many(NatRule),
+    forward: Forward.optional(),
+  }),
+);
+const Host = mapping(
+  z.strictObject({
+    sysctls: Sysctls,
+    addresses: Addresses,
+    routes: Routes,
+    nat: many(NatRule),
+    forward: Forward.optional(),
+    processes: many(Process),
+  }),
+);
 const Mtu = z.number().int().min(68).max(65535).optional();
-const LinkKeys = { mac: text.optional(), mtu: Mtu, promisc: z.boolean({ error: (iss) => `expected true or false, got ${describe(iss.input)}` }).optional() };
+const LinkKeys = {
+  mac: text.optional(),
+  mtu: Mtu,
+  promisc: z.boolean({ error: (iss) => `expected true or false, got ${describe(iss.input)}` }).optional(),
+};
 const Device = mapping(z.strictObject({ host: text.optional(), addresses: many(text), ...LinkKeys }));
-const Endpoint = z.strictObject({ host: text.optional(), bridge: text.optional(), ifname: text.optional(), addresses: many(text), ...LinkKeys });
+const Endpoint = z.strictObject({
+  host: text.optional(),
+  bridge: text.optional(),
+  ifname: text.optional(),
+  addresses: many(text),
+  ...LinkKeys,
+});
 const Link = z.strictObject({ a: Endpoint, b: Endpoint, mtu: Mtu });
 const Macvlan = z.strictObject({
   host: text,
   ifname: text.optional(),
   parent: text,
   'parent-host': text.optional(),
-  mode: z.enum(['bridge', 'private', 'vepa', 'passthru'], { error: (iss) => `${describe(iss.input)} is not one of bridge, private, vepa, passthru` }).optional(),
+  mode: z
+    .enum(['bridge', 'private', 'vepa', 'passthru'], {
+      error: (iss) => `${describe(iss.input)} is not one of bridge, private, vepa, passthru`,
+    })
+    .optional(),
   addresses: many(text),
   ...LinkKeys,
 });
@@ -514,7 +574,11 @@ export function parseLabText(textIn: string, file: string, opts: ParseLabOptions
     throw new ConfigError(issues);
   };
   if (doc.errors.length) {
-    fail(doc.errors.map((e) => issueAt(e.pos[0], [], `YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`)));
+    fail(
+      doc.errors.map((e) =>
+        issueAt(e.pos[0], [], `YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`),
+      ),
+    );
   }
   let raw: unknown;
   try {
@@ -550,7 +614,9 @@ export function loadLabFile(file: string, opts: ParseLabOptions = {}): LabModel 
     content = readFileSync(file, 'utf8');
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new UsageError(`${file}: cannot read the lab file: ${err.code === 'ENOENT' ? 'no such file' : err.code ?? err.message}`);
+    throw new UsageError(
+      `${file}: cannot read the lab file: ${err.code === 'ENOENT' ? 'no such file' : (err.code ?? err.message)}`,
+    );
   }
   return parseLabText(content, file, opts);
 }
@@ -563,33 +629,60 @@ function str(v: string | number | boolean): string {
 }
 
 function build(input: LabInput, file: string, opts: ParseLabOptions, problems: Problem[]): LabModel {
-  const problem = (path: Path, message: string, at?: 'key' | 'value') => problems.push({ path, message, ...(at ? { at } : {}) });
+  const problem = (path: Path, message: string, at?: 'key' | 'value') =>
+    problems.push({ path, message, ...(at ? { at } : {}) });
 
   // The lab name.
   let name = opts.name ?? input.name;
   const nameWhere: Path = ['name'];
   if (!LAB_NAME_RE.test(name)) {
-    problem(nameWhere, `lab name '${name}' must be a lower-case letter followed by letters and digits${opts.name ? ' (given with --name)' : ''}`);
+    problem(
+      nameWhere,
+      `lab name '${name}' must be a lower-case letter followed by letters and digits${opts.name ? ' (given with --name)' : ''}`,
+    );
     name = 'x';
   } else if (name.length > MAX_LAB_NAME) {
-    problem(nameWhere, `lab name '${name}' is too long (${name.length} characters, at most ${MAX_LAB_NAME}): it prefixes interface names, which have at most 15${opts.name ? ' (given with --name)' : ''}`);
+    problem(
+      nameWhere,
+      `lab name '${name}' is too long (${name.length} characters, at most ${MAX_LAB_NAME}): it prefixes interface names, which have at most 15${opts.name ? ' (given with --name)' : ''}`,
+    );
     name = name.slice(0, MAX_LAB_NAME);
   }
 
   // Places.
   const hostNames = Object.keys(input.hosts ?? {});
   const places = new Map<PlaceName, PlaceSpec>();
-  const root: PlaceSpec = { name: ROOT, netns: null, sysctls: [], routes: [], nat: [], processes: [], extraAddresses: [] };
+  const root: PlaceSpec = {
+    name: ROOT,
+    netns: null,
+    sysctls: [],
+    routes: [],
+    nat: [],
+    processes: [],
+    extraAddresses: [],
+  };
   places.set(ROOT, root);
   const hosts: PlaceSpec[] = [];
   for (const h of hostNames) {
     if (h === ROOT) problem(['hosts', h], `'root' names the namespace lab up runs in: choose another host name`, 'key');
     else if (!HOST_RE.test(h)) {
-      problem(['hosts', h], h.length > 15
-        ? `host name '${h}' is too long (${h.length} characters, at most 15)`
-        : `host name '${h}' must be a lower-case letter followed by lower-case letters, digits or '_'`, 'key');
+      problem(
+        ['hosts', h],
+        h.length > 15
+          ? `host name '${h}' is too long (${h.length} characters, at most 15)`
+          : `host name '${h}' must be a lower-case letter followed by lower-case letters, digits or '_'`,
+        'key',
+      );
     }
-    const p: PlaceSpec = { name: h, netns: netnsName(name, h), sysctls: [], routes: [], nat: [], processes: [], extraAddresses: [] };
+    const p: PlaceSpec = {
+      name: h,
+      netns: netnsName(name, h),
+      sysctls: [],
+      routes: [],
+      nat: [],
+      processes: [],
+      extraAddresses: [],
+    };
     places.set(h, p);
     hosts.push(p);
   }
@@ -597,7 +690,10 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
     const p = v ?? ROOT;
     if (places.has(p)) return p;
     const guess = suggest(p, [...places.keys()]);
-    problem(path, `unknown host '${p}'${guess ? `; did you mean '${guess}'?` : ''} (hosts: ${hostNames.join(', ') || 'none'}; 'root' is the namespace lab up runs in)`);
+    problem(
+      path,
+      `unknown host '${p}'${guess ? `; did you mean '${guess}'?` : ''} (hosts: ${hostNames.join(', ') || 'none'}; 'root' is the namespace lab up runs in)`,
+    );
     return undefined;
   };
 
@@ -610,9 +706,13 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
   }
   const claim = (place: PlaceName, declared: string, path: Path, at?: 'key'): IfaceSpec | undefined => {
     if (!IFNAME_RE.test(declared) || declared === '.' || declared === '..') {
-      problem(path, declared.length > 15
-        ? `interface name '${declared}' is too long (${declared.length} characters, at most 15)`
-        : `'${declared}' is not an interface name (1–15 letters, digits, . _ - +)`, at);
+      problem(
+        path,
+        declared.length > 15
+          ? `interface name '${declared}' is too long (${declared.length} characters, at most 15)`
+          : `'${declared}' is not an interface name (1–15 letters, digits, . _ - +)`,
+        at,
+      );
       return undefined;
     }
     const real = place === ROOT ? rootIfName(name, declared) : declared;
@@ -620,7 +720,11 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
     const reals = realIn.get(place)!;
     if (decl.has(declared) || reals.has(real)) {
       const first = reals.get(real);
-      problem(path, `duplicate interface name '${declared}' in ${place === ROOT ? 'the root namespace' : `host '${place}'`}${first && first.length ? ` (first at ${pathText(first)})` : declared === 'lo' ? ' (the loopback interface)' : ''}`, at);
+      problem(
+        path,
+        `duplicate interface name '${declared}' in ${place === ROOT ? 'the root namespace' : `host '${place}'`}${first && first.length ? ` (first at ${pathText(first)})` : declared === 'lo' ? ' (the loopback interface)' : ''}`,
+        at,
+      );
       return undefined;
     }
     decl.set(declared, real);
@@ -645,12 +749,22 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
   const interfaces: IfaceSpec[] = [];
   const bridges = new Map<string, IfaceSpec>();
   /** mac/mtu/promisc of a declared interface (`linkMtu`: the link's own mtu, for both ends). */
-  const linkSettings = (i: IfaceSpec, v: { mac?: string | undefined; mtu?: number | undefined; promisc?: boolean | undefined }, path: Path, linkMtu?: number): void => {
+  const linkSettings = (
+    i: IfaceSpec,
+    v: { mac?: string | undefined; mtu?: number | undefined; promisc?: boolean | undefined },
+    path: Path,
+    linkMtu?: number,
+  ): void => {
     const out: LinkSettings = {};
     if (v.mac !== undefined) {
       const mac = v.mac.trim().toLowerCase();
-      if (!MAC_RE.test(mac)) problem([...path, 'mac'], `'${v.mac}' is not a MAC address (six hex pairs, e.g. 02:42:ac:12:00:02)`);
-      else if (parseInt(mac.slice(0, 2), 16) & 1) problem([...path, 'mac'], `${mac} is a multicast address: an interface needs a unicast one (even first octet, e.g. 02:…)`);
+      if (!MAC_RE.test(mac))
+        problem([...path, 'mac'], `'${v.mac}' is not a MAC address (six hex pairs, e.g. 02:42:ac:12:00:02)`);
+      else if (parseInt(mac.slice(0, 2), 16) & 1)
+        problem(
+          [...path, 'mac'],
+          `${mac} is a multicast address: an interface needs a unicast one (even first octet, e.g. 02:…)`,
+        );
       else out.mac = mac;
     }
     const mtu = v.mtu ?? linkMtu;
@@ -680,7 +794,16 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
 
   // Links: first pass resolves places and explicit names; default names come after, so an
   // explicit eth1 further down is never taken by a generated one.
-  type EndPlan = { place: PlaceName; bridge?: IfaceSpec; explicit?: string; path: Path; addrs: string[] | undefined; other?: EndPlan; iface?: IfaceSpec; input?: { mac?: string | undefined; mtu?: number | undefined; promisc?: boolean | undefined } };
+  type EndPlan = {
+    place: PlaceName;
+    bridge?: IfaceSpec;
+    explicit?: string;
+    path: Path;
+    addrs: string[] | undefined;
+    other?: EndPlan;
+    iface?: IfaceSpec;
+    input?: { mac?: string | undefined; mtu?: number | undefined; promisc?: boolean | undefined };
+  };
   const linkPlans: { a: EndPlan; b: EndPlan; mtu?: number }[] = [];
   (input.links ?? []).forEach((l, i) => {
     const ends: EndPlan[] = [];
@@ -688,21 +811,35 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
       const e = l[side];
       const path: Path = ['links', i, side];
       if (e.ifname !== undefined && !IFNAME_RE.test(e.ifname)) {
-        problem([...path, 'ifname'], e.ifname.length > 15 ? `interface name '${e.ifname}' is too long (${e.ifname.length} characters, at most 15)` : `'${e.ifname}' is not an interface name (1–15 letters, digits, . _ - +)`);
+        problem(
+          [...path, 'ifname'],
+          e.ifname.length > 15
+            ? `interface name '${e.ifname}' is too long (${e.ifname.length} characters, at most 15)`
+            : `'${e.ifname}' is not an interface name (1–15 letters, digits, . _ - +)`,
+        );
         continue;
       }
       if ((e.host === undefined) === (e.bridge === undefined)) {
-        problem(path, e.host === undefined ? 'an end needs host: (root or a host name) or bridge: (a bridge name)' : 'an end is either on a host or on a bridge, not both');
+        problem(
+          path,
+          e.host === undefined
+            ? 'an end needs host: (root or a host name) or bridge: (a bridge name)'
+            : 'an end is either on a host or on a bridge, not both',
+        );
         continue;
       }
       if (e.bridge !== undefined) {
         const br = bridges.get(e.bridge);
         if (!br) {
           const guess = suggest(e.bridge, [...bridges.keys()]);
-          problem([...path, 'bridge'], `unknown bridge '${e.bridge}'${guess ? `; did you mean '${guess}'?` : ''} (bridges: ${[...bridges.keys()].join(', ') || 'none'})`);
+          problem(
+            [...path, 'bridge'],
+            `unknown bridge '${e.bridge}'${guess ? `; did you mean '${guess}'?` : ''} (bridges: ${[...bridges.keys()].join(', ') || 'none'})`,
+          );
           continue;
         }
-        if (e.addresses?.length) problem([...path, 'addresses'], 'a bridge port takes no addresses: give them to the bridge');
+        if (e.addresses?.length)
+          problem([...path, 'addresses'], 'a bridge port takes no addresses: give them to the bridge');
         ends.push({ place: br.place, bridge: br, explicit: e.ifname, path, addrs: undefined, input: e });
         continue;
       }
@@ -717,14 +854,24 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
       return;
     }
     if (a.place === b.place && !a.bridge && !b.bridge) {
-      problem(['links', i, 'b', 'host'], `both ends are in ${a.place === ROOT ? 'the root namespace' : `host '${a.place}'`}: a link joins two namespaces`);
+      problem(
+        ['links', i, 'b', 'host'],
+        `both ends are in ${a.place === ROOT ? 'the root namespace' : `host '${a.place}'`}: a link joins two namespaces`,
+      );
       return;
     }
     a.other = b;
     b.other = a;
     linkPlans.push({ a, b, ...(l.mtu !== undefined ? { mtu: l.mtu } : {}) });
   });
-  type MvPlan = { place: PlaceName; explicit?: string; path: Path; input: NonNullable<LabInput['macvlan']>[number]; iface?: IfaceSpec; parentPlace?: PlaceName };
+  type MvPlan = {
+    place: PlaceName;
+    explicit?: string;
+    path: Path;
+    input: NonNullable<LabInput['macvlan']>[number];
+    iface?: IfaceSpec;
+    parentPlace?: PlaceName;
+  };
   const mvPlans: MvPlan[] = [];
   (input.macvlan ?? []).forEach((m, i) => {
     const place = placeRef(m.host, ['macvlan', i, 'host']);
@@ -739,7 +886,8 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
       if (e.explicit !== undefined) e.iface = claim(e.place, e.explicit, [...e.path, 'ifname']);
     }
   }
-  for (const mp of mvPlans) if (mp.explicit !== undefined) mp.iface = claim(mp.place, mp.explicit, [...mp.path, 'ifname']);
+  for (const mp of mvPlans)
+    if (mp.explicit !== undefined) mp.iface = claim(mp.place, mp.explicit, [...mp.path, 'ifname']);
   // Then generated ones: ethN in hosts; toward-host names in the root namespace and on bridges.
   const nextEth = new Map<PlaceName, number>();
   const genEth = (place: PlaceName, path: Path) => {
@@ -760,7 +908,8 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
   const towardKey = (e: EndPlan) => `${e.place}\u0000${e.other!.place}`;
   for (const lp of linkPlans) {
     for (const e of [lp.a, lp.b]) {
-      if (e.explicit === undefined && (e.bridge || e.place === ROOT)) towardCount.set(towardKey(e), (towardCount.get(towardKey(e)) ?? 0) + 1);
+      if (e.explicit === undefined && (e.bridge || e.place === ROOT))
+        towardCount.set(towardKey(e), (towardCount.get(towardKey(e)) ?? 0) + 1);
     }
   }
   for (const lp of linkPlans) {
@@ -769,7 +918,10 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
       const other = e.other!;
       const otherIf = other.iface?.declared ?? 'x';
       const token = (towardCount.get(towardKey(e)) ?? 0) > 1 ? `${other.place}-${otherIf}` : other.place;
-      e.iface = claim(e.place, e.place === ROOT ? token : shortIfName('', token), [...e.path, e.bridge ? 'bridge' : 'host']);
+      e.iface = claim(e.place, e.place === ROOT ? token : shortIfName('', token), [
+        ...e.path,
+        e.bridge ? 'bridge' : 'host',
+      ]);
     }
   }
   mvPlans.forEach((mp, n) => {
@@ -799,7 +951,12 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
       problem([...mp.path, 'parent'], 'a macvlan interface cannot be its own parent');
       continue;
     }
-    creates.push({ kind: 'macvlan', iface: mp.iface, parent: { place: mp.parentPlace!, name: parentName }, mode: mp.input.mode ?? 'bridge' });
+    creates.push({
+      kind: 'macvlan',
+      iface: mp.iface,
+      parent: { place: mp.parentPlace!, name: parentName },
+      mode: mp.input.mode ?? 'bridge',
+    });
     interfaces.push(mp.iface);
   }
 
@@ -818,14 +975,34 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
     }
     const names = [...declared.keys()];
     const guess = suggest(ref, names);
-    problem(path, `unknown interface '${ref}' in host '${place}'${guess ? `; did you mean '${guess}'?` : ''} (interfaces: ${['lo', ...names].join(', ')})`, at);
+    problem(
+      path,
+      `unknown interface '${ref}' in host '${place}'${guess ? `; did you mean '${guess}'?` : ''} (interfaces: ${['lo', ...names].join(', ')})`,
+      at,
+    );
     return undefined;
   }
 
   // Per-place settings.
-  const settings: [PlaceSpec, Path, { sysctls?: Record<string, string | number | boolean>; addresses?: Record<string, string[] | undefined>; routes?: string[]; nat?: NonNullable<LabInput['root']>['nat']; forward?: NonNullable<LabInput['root']>['forward']; processes?: NonNullable<NonNullable<LabInput['hosts']>[string]['processes']> } | undefined][] = [
+  const settings: [
+    PlaceSpec,
+    Path,
+    (
+      | {
+          sysctls?: Record<string, string | number | boolean>;
+          addresses?: Record<string, string[] | undefined>;
+          routes?: string[];
+          nat?: NonNullable<LabInput['root']>['nat'];
+          forward?: NonNullable<LabInput['root']>['forward'];
+          processes?: NonNullable<NonNullable<LabInput['hosts']>[string]['processes']>;
+        }
+      | undefined
+    ),
+  ][] = [
     [root, ['root'], input.root],
-    ...hosts.map((h) => [h, ['hosts', h.name], input.hosts?.[h.name]] as [PlaceSpec, Path, NonNullable<LabInput['hosts']>[string]]),
+    ...hosts.map(
+      (h) => [h, ['hosts', h.name], input.hosts?.[h.name]] as [PlaceSpec, Path, NonNullable<LabInput['hosts']>[string]],
+    ),
   ];
   const baseDir = dirname(resolvePath(file));
   for (const [place, base, s] of settings) {
@@ -838,7 +1015,12 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
         continue;
       }
       const parts = key.split('.');
-      if (parts[0] === 'net' && (parts[1] === 'ipv4' || parts[1] === 'ipv6') && (parts[2] === 'conf' || parts[2] === 'neigh') && parts.length >= 5) {
+      if (
+        parts[0] === 'net' &&
+        (parts[1] === 'ipv4' || parts[1] === 'ipv6') &&
+        (parts[2] === 'conf' || parts[2] === 'neigh') &&
+        parts.length >= 5
+      ) {
         const dev = parts[3]!;
         if (!['all', 'default'].includes(dev)) {
           const real = ifRef(place.name, dev, path, 'key');
@@ -855,7 +1037,9 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
       if (real === undefined) continue;
       const own = interfaces.find((i) => i.place === place.name && i.name === real);
       const add = addresses(list, path).filter((a) => {
-        const dup = (own?.addresses ?? place.extraAddresses.find((x) => x.dev === real)?.addresses ?? []).some((o) => o.addr === a.addr);
+        const dup = (own?.addresses ?? place.extraAddresses.find((x) => x.dev === real)?.addresses ?? []).some(
+          (o) => o.addr === a.addr,
+        );
         if (dup) problem(path, `address ${a.addr} given twice for ${dev}`);
         return !dup;
       });
@@ -878,8 +1062,15 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
         r.dev = real;
       }
       const spec: RouteSpec = { ...r, text: t, args: routeArgs(r) };
-      if (place.routes.some((o) => o.family === spec.family && o.dst === spec.dst && (o.metric ?? 0) === (spec.metric ?? 0))) {
-        problem(path, `a second route to ${spec.dst}${spec.metric !== undefined ? ` metric ${spec.metric}` : ''}: the kernel keeps one per destination and metric`);
+      if (
+        place.routes.some(
+          (o) => o.family === spec.family && o.dst === spec.dst && (o.metric ?? 0) === (spec.metric ?? 0),
+        )
+      ) {
+        problem(
+          path,
+          `a second route to ${spec.dst}${spec.metric !== undefined ? ` metric ${spec.metric}` : ''}: the kernel keeps one per destination and metric`,
+        );
         return;
       }
       place.routes.push(spec);
@@ -891,7 +1082,9 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
     });
     // forward policy and accept rules
     if (s.forward) {
-      const accept = (s.forward.accept ?? []).flatMap((r, i) => forwardRule(place.name, r, [...base, 'forward', 'accept', i]) ?? []);
+      const accept = (s.forward.accept ?? []).flatMap(
+        (r, i) => forwardRule(place.name, r, [...base, 'forward', 'accept', i]) ?? [],
+      );
       place.forward = { policy: s.forward.policy ?? 'accept', accept };
     }
     // processes
@@ -917,7 +1110,11 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
   }
   // Processes run inside hosts only (root has no `processes` key in the schema).
 
-  function forwardRule(place: PlaceName, r: NonNullable<NonNullable<NonNullable<LabInput['root']>['forward']>['accept']>[number], path: Path): ForwardRule | undefined {
+  function forwardRule(
+    place: PlaceName,
+    r: NonNullable<NonNullable<NonNullable<LabInput['root']>['forward']>['accept']>[number],
+    path: Path,
+  ): ForwardRule | undefined {
     let ok = true;
     const out: ForwardRule = {};
     for (const key of ['in', 'out'] as const) {
@@ -944,7 +1141,9 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
       ok = false;
     }
     if (r.port !== undefined) {
-      const pm = String(r.port).trim().match(/^(\d+)(?:-(\d+))?$/);
+      const pm = String(r.port)
+        .trim()
+        .match(/^(\d+)(?:-(\d+))?$/);
       if (!pm || Number(pm[1]) < 1 || Number(pm[2] ?? pm[1]) > 65535 || Number(pm[2] ?? pm[1]) < Number(pm[1])) {
         problem([...path, 'port'], `'${r.port}' is not a port or range (1–65535, e.g. 8080 or 8000-8010)`);
         ok = false;
@@ -955,7 +1154,11 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
     return ok ? out : undefined;
   }
 
-  function natRule(place: PlaceName, n: NonNullable<NonNullable<LabInput['root']>['nat']>[number], path: Path): NatSpec | undefined {
+  function natRule(
+    place: PlaceName,
+    n: NonNullable<NonNullable<LabInput['root']>['nat']>[number],
+    path: Path,
+  ): NatSpec | undefined {
     const allowed: Record<NatSpec['type'], string[]> = {
       masquerade: ['type', 'source', 'out'],
       snat: ['type', 'source', 'out', 'to'],
@@ -994,7 +1197,8 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
         return undefined;
       }
       const outKeys = out ? { out: out.name, ...(out.not ? { outNot: true } : {}) } : {};
-      if (n.type === 'masquerade') return ok ? { type: 'masquerade', ...(source ? { source } : {}), ...outKeys } : undefined;
+      if (n.type === 'masquerade')
+        return ok ? { type: 'masquerade', ...(source ? { source } : {}), ...outKeys } : undefined;
       if (n.to === undefined) {
         problem([...path, 'to'], 'required: the address to rewrite the source to');
         return undefined;
@@ -1008,7 +1212,9 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
         problem([...path, 'to'], `${to.addr} is IPv${to.family}, source ${source.text} is IPv${source.family}`);
         return undefined;
       }
-      return ok ? { type: 'snat', ...(source ? { source } : {}), ...outKeys, to: to.addr, toFamily: to.family } : undefined;
+      return ok
+        ? { type: 'snat', ...(source ? { source } : {}), ...outKeys, to: to.addr, toFamily: to.family }
+        : undefined;
     }
     // dnat
     const inIf = iface(n.in, 'in');
@@ -1024,7 +1230,9 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
       problem([...path, 'port'], 'required: the port (or range) to forward, e.g. 8080');
       return undefined;
     }
-    const pm = String(n.port).trim().match(/^(\d+)(?:-(\d+))?$/);
+    const pm = String(n.port)
+      .trim()
+      .match(/^(\d+)(?:-(\d+))?$/);
     const p1 = pm ? Number(pm[1]) : NaN;
     const p2 = pm?.[2] !== undefined ? Number(pm[2]) : p1;
     if (!pm || p1 < 1 || p2 > 65535 || p2 < p1) {
@@ -1047,7 +1255,10 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
       return undefined;
     }
     if (destination && destination.family !== to.family) {
-      problem([...path, 'to'], `${to.addr} is IPv${to.family}, destination ${destination.addr} is IPv${destination.family}`);
+      problem(
+        [...path, 'to'],
+        `${to.addr} is IPv${to.family}, destination ${destination.addr} is IPv${destination.family}`,
+      );
       return undefined;
     }
     if (!ok) return undefined;
@@ -1069,7 +1280,11 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
     for (const i of interfaces.filter((x) => x.place === p)) {
       for (const a of i.addresses) {
         const prev = seen.get(a.addr);
-        if (prev) problems.push({ path: [], message: `address ${a.addr} is on both ${prev} and ${i.declared} in ${p === ROOT ? 'the root namespace' : `host '${p}'`}` });
+        if (prev)
+          problems.push({
+            path: [],
+            message: `address ${a.addr} is on both ${prev} and ${i.declared} in ${p === ROOT ? 'the root namespace' : `host '${p}'`}`,
+          });
         seen.set(a.addr, i.declared);
       }
     }
@@ -1087,7 +1302,14 @@ function natLine(n: NatSpec): string {
     if (n.in) parts.push(`iifname ${n.inNot ? '!= ' : ''}"${n.in}"`);
     if (n.destination) parts.push(`${n.toFamily === 4 ? 'ip' : 'ip6'} daddr ${n.destination}`);
     parts.push(`${n.protocol} dport ${n.port}`);
-    const target = n.toFamily === 6 ? (n.toPort !== undefined ? `[${n.to}]:${n.toPort}` : n.to) : n.toPort !== undefined ? `${n.to}:${n.toPort}` : n.to;
+    const target =
+      n.toFamily === 6
+        ? n.toPort !== undefined
+          ? `[${n.to}]:${n.toPort}`
+          : n.to
+        : n.toPort !== undefined
+          ? `${n.to}:${n.toPort}`
+          : n.to;
     parts.push(`dnat ${n.toFamily === 4 ? 'ip' : 'ip6'} to ${target}`);
     return parts.join(' ');
   }
@@ -1106,7 +1328,10 @@ function forwardLine(r: ForwardRule): string {
   const parts: string[] = [];
   if (r.in) parts.push(`iifname ${r.inNot ? '!= ' : ''}"${r.in}"`);
   if (r.out) parts.push(`oifname ${r.outNot ? '!= ' : ''}"${r.out}"`);
-  for (const [key, c] of [['saddr', r.source], ['daddr', r.destination]] as const) {
+  for (const [key, c] of [
+    ['saddr', r.source],
+    ['daddr', r.destination],
+  ] as const) {
     if (c) parts.push(`${c.family === 4 ? 'ip' : 'ip6'} ${key} ${networkOf(c)}/${c.len}`);
   }
   if (r.port) parts.push(`${r.protocol} dport ${r.port}`);
@@ -1130,9 +1355,24 @@ export function renderNat(lab: string, nat: readonly NatSpec[], forward?: Forwar
   const post = nat.filter((n) => n.type !== 'dnat').map(natLine);
   const chains: string[] = [];
   if (pre.length) {
-    chains.push(['\tchain prerouting {', '\t\ttype nat hook prerouting priority dstnat; policy accept;', ...pre.map((l) => `\t\t${l}`), '\t}'].join('\n'));
+    chains.push(
+      [
+        '\tchain prerouting {',
+        '\t\ttype nat hook prerouting priority dstnat; policy accept;',
+        ...pre.map((l) => `\t\t${l}`),
+        '\t}',
+      ].join('\n'),
+    );
   }
-  if (post.length) chains.push(['\tchain postrouting {', '\t\ttype nat hook postrouting priority srcnat; policy accept;', ...post.map((l) => `\t\t${l}`), '\t}'].join('\n'));
+  if (post.length)
+    chains.push(
+      [
+        '\tchain postrouting {',
+        '\t\ttype nat hook postrouting priority srcnat; policy accept;',
+        ...post.map((l) => `\t\t${l}`),
+        '\t}',
+      ].join('\n'),
+    );
   if (forward) chains.push(forwardChain(forward));
   const body = chains.join('\n');
   return `table inet ${tableName(lab)} {\n\tcomment "${natComment(lab, body)}"\n${body}\n}\n`;

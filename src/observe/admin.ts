@@ -54,13 +54,20 @@ export function readAdminToken(file: string): string {
     mode = statSync(file).mode & 0o777;
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new UsageError(`--admin-token-file ${file}: cannot read it: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new UsageError(
+      `--admin-token-file ${file}: cannot read it: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   if (mode & 0o026) {
-    throw new UsageError(`--admin-token-file ${file}: mode 0${mode.toString(8)} lets other users read or change the token: run 'chmod 600 ${file}'`);
+    throw new UsageError(
+      `--admin-token-file ${file}: mode 0${mode.toString(8)} lets other users read or change the token: run 'chmod 600 ${file}'`,
+    );
   }
   const token = text.trim();
-  if (!token || /\s/.test(token)) throw new UsageError(`--admin-token-file ${file}: expected one token (no spaces), e.g. from 'openssl rand -hex 32'`);
+  if (!token || /\s/.test(token))
+    throw new UsageError(
+      `--admin-token-file ${file}: expected one token (no spaces), e.g. from 'openssl rand -hex 32'`,
+    );
   return token;
 }
 
@@ -80,11 +87,19 @@ export interface AdminListen {
 }
 
 /** Why a request is refused before it reaches an endpoint (Host, Origin, intent), or undefined. */
-function refusal(req: http.IncomingMessage, path: string, bound: string, token: string | undefined): [number, string] | undefined {
-  if (!hostAllowed(req.headers.host, [req.socket.localAddress, bound])) return [421, 'Host is not this listener (DNS rebinding?)'];
-  if (!originMatches(req.headers.origin, req.headers.host)) return [403, 'Origin does not match Host (a cross-site request)'];
+function refusal(
+  req: http.IncomingMessage,
+  path: string,
+  bound: string,
+  token: string | undefined,
+): [number, string] | undefined {
+  if (!hostAllowed(req.headers.host, [req.socket.localAddress, bound]))
+    return [421, 'Host is not this listener (DNS rebinding?)'];
+  if (!originMatches(req.headers.origin, req.headers.host))
+    return [403, 'Origin does not match Host (a cross-site request)'];
   const changesState = path === '/quitquitquit' && req.method === 'POST';
-  if (changesState && !token && !req.headers[ADMIN_INTENT_HEADER.toLowerCase()]) return [403, `missing ${ADMIN_INTENT_HEADER} header`];
+  if (changesState && !token && !req.headers[ADMIN_INTENT_HEADER.toLowerCase()])
+    return [403, `missing ${ADMIN_INTENT_HEADER} header`];
   return undefined;
 }
 
@@ -93,7 +108,12 @@ export function startAdminServer(listen: AdminListen, hooks: AdminHooks, log?: L
   const token = listen.tokenFile ? readAdminToken(listen.tokenFile) : undefined;
   const refused = new RefusalLog(log, 'admin');
   const server = guardedServer((req, res) => {
-    const send = (status: number, body: string, type = 'text/plain; charset=utf-8', extra: Record<string, string> = {}): void => {
+    const send = (
+      status: number,
+      body: string,
+      type = 'text/plain; charset=utf-8',
+      extra: Record<string, string> = {},
+    ): void => {
       res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', ...extra });
       res.end(body);
     };
@@ -107,12 +127,20 @@ export function startAdminServer(listen: AdminListen, hooks: AdminHooks, log?: L
     if (path === '/healthz') return send(200, 'ok\n');
     if (path === '/readyz') return hooks.ready() ? send(200, 'ready\n') : send(503, 'not ready\n');
     if (path === '/metrics') return void hooks.metrics().then((m) => send(200, m.body, m.contentType), fail);
-    if (token && (path === '/connections' || path === '/groups' || path === '/quitquitquit') && !authorized(req.headers.authorization, token)) {
+    if (
+      token &&
+      (path === '/connections' || path === '/groups' || path === '/quitquitquit') &&
+      !authorized(req.headers.authorization, token)
+    ) {
       refused.note(req, 401, 'no valid bearer token');
-      return send(401, 'unauthorized: send Authorization: Bearer <token from --admin-token-file>\n', undefined, { 'www-authenticate': 'Bearer realm="tranproxy"' });
+      return send(401, 'unauthorized: send Authorization: Bearer <token from --admin-token-file>\n', undefined, {
+        'www-authenticate': 'Bearer realm="tranproxy"',
+      });
     }
     if (path === '/connections') {
-      return void hooks.connections().then((c) => send(200, JSON.stringify(c, null, 1) + '\n', 'application/json'), fail);
+      return void hooks
+        .connections()
+        .then((c) => send(200, JSON.stringify(c, null, 1) + '\n', 'application/json'), fail);
     }
     if (path === '/groups' && hooks.groups) {
       return void hooks.groups().then((g) => send(200, JSON.stringify(g, null, 1) + '\n', 'application/json'), fail);

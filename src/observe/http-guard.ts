@@ -16,7 +16,12 @@ export interface ListenerLimits {
   idleTimeoutMs: number;
 }
 
-export const LISTENER_LIMITS: ListenerLimits = { maxConnections: 64, headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, idleTimeoutMs: 60_000 };
+export const LISTENER_LIMITS: ListenerLimits = {
+  maxConnections: 64,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  idleTimeoutMs: 60_000,
+};
 
 /** An http.Server with `limits` in force. */
 export function guardedServer(handler: http.RequestListener, limits: ListenerLimits = LISTENER_LIMITS): http.Server {
@@ -52,7 +57,11 @@ const unmapped = (ip: string) => (ip.startsWith('::ffff:') && isIP(ip.slice(7)) 
  * on, the address it is bound to, or one of `names`. A page from another site that made its
  * name resolve to 127.0.0.1 (DNS rebinding) still sends its own name, and is refused.
  */
-export function hostAllowed(host: string | undefined, local: readonly (string | undefined)[], names: readonly string[] = []): boolean {
+export function hostAllowed(
+  host: string | undefined,
+  local: readonly (string | undefined)[],
+  names: readonly string[] = [],
+): boolean {
   if (host === undefined) return true; // HTTP/1.0 without Host: no browser sends that
   const name = hostnameOf(host);
   if (!name) return false;

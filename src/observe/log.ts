@@ -18,7 +18,11 @@ function quote(v: string | number | boolean): string {
 export function createLogger(format: 'text' | 'json', out?: (line: string) => void): Logger {
   if (format === 'json') {
     const p = pino(
-      { base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
+      {
+        base: { pid: process.pid },
+        timestamp: pino.stdTimeFunctions.isoTime,
+        formatters: { level: (label) => ({ level: label }) },
+      },
       out ? { write: out } : destination({ fd: 2, sync: true }),
     );
     return {

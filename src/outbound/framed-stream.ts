@@ -35,7 +35,8 @@ export interface FrameCodec {
 
 // A server that cannot authenticate the request, or cannot reach the target, closes the
 // connection: the client cannot tell which, so a close before the node's first byte is ENOREPLY.
-const NO_REPLY = 'closed the connection without answering: wrong id/password or security, or the target refused or closed the connection';
+const NO_REPLY =
+  'closed the connection without answering: wrong id/password or security, or the target refused or closed the connection';
 
 export interface FramedStreamOptions {
   outbound: string;
@@ -97,8 +98,10 @@ export class FramedStream extends Duplex {
 
   private readonly onEnd = (): void => {
     if (this.eof) return;
-    if (this.codec.pending > 0) return this.fail('EPROTO', `node ${this.o.where} closed the connection in the middle of a frame`);
-    if (!this.codec.answered && this.sentAny && !this.o.silentServer) return this.fail('ENOREPLY', `node ${this.o.where} ${NO_REPLY}`);
+    if (this.codec.pending > 0)
+      return this.fail('EPROTO', `node ${this.o.where} closed the connection in the middle of a frame`);
+    if (!this.codec.answered && this.sentAny && !this.o.silentServer)
+      return this.fail('ENOREPLY', `node ${this.o.where} ${NO_REPLY}`);
     this.eof = true;
     this.push(null);
   };
@@ -160,9 +163,18 @@ export class FramedStream extends Duplex {
 
   /** Abortive close: the node's TCP connection is reset when there is one underneath. */
   resetAndDestroy(): this {
-    const s = this.inner as DuplexType & { resetAndDestroy?: () => void; connecting?: boolean; socket?: DuplexType & { resetAndDestroy?: () => void } };
+    const s = this.inner as DuplexType & {
+      resetAndDestroy?: () => void;
+      connecting?: boolean;
+      socket?: DuplexType & { resetAndDestroy?: () => void };
+    };
     const tcp = typeof s.resetAndDestroy === 'function' ? s : s.socket;
-    if (tcp && !tcp.destroyed && typeof tcp.resetAndDestroy === 'function' && !(tcp as { connecting?: boolean }).connecting) {
+    if (
+      tcp &&
+      !tcp.destroyed &&
+      typeof tcp.resetAndDestroy === 'function' &&
+      !(tcp as { connecting?: boolean }).connecting
+    ) {
       try {
         tcp.resetAndDestroy();
       } catch {
@@ -177,7 +189,11 @@ export class FramedStream extends Duplex {
     this.headerTimer = undefined;
     const pending = this.writeCb;
     this.writeCb = undefined;
-    releaseInner(this.inner, { onData: this.onData, onEnd: this.onEnd, onClose: this.onClose, onDrain: this.onDrain, onError: this.onError }, err);
+    releaseInner(
+      this.inner,
+      { onData: this.onData, onEnd: this.onEnd, onClose: this.onClose, onDrain: this.onDrain, onError: this.onError },
+      err,
+    );
     pending?.(err ?? undefined);
     cb(err);
   }

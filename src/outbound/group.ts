@@ -29,7 +29,12 @@ export interface MemberHealth {
 }
 
 /** url-test: the fastest alive member; the current one stays unless another beats it by more than `toleranceMs`. */
-export function pickUrlTest(members: readonly string[], health: ReadonlyMap<string, MemberHealth>, current: string, toleranceMs: number): string {
+export function pickUrlTest(
+  members: readonly string[],
+  health: ReadonlyMap<string, MemberHealth>,
+  current: string,
+  toleranceMs: number,
+): string {
   let best: string | undefined;
   for (const m of members) {
     const h = health.get(m);
@@ -37,12 +42,17 @@ export function pickUrlTest(members: readonly string[], health: ReadonlyMap<stri
   }
   if (best === undefined) return current;
   const cur = health.get(current);
-  if (cur?.alive && cur.delayMs !== undefined && cur.delayMs - health.get(best)!.delayMs! <= toleranceMs) return current;
+  if (cur?.alive && cur.delayMs !== undefined && cur.delayMs - health.get(best)!.delayMs! <= toleranceMs)
+    return current;
   return best;
 }
 
 /** fallback: the first member not known to be down; every one down: the current one. */
-export function pickFallback(members: readonly string[], health: ReadonlyMap<string, MemberHealth>, current: string): string {
+export function pickFallback(
+  members: readonly string[],
+  health: ReadonlyMap<string, MemberHealth>,
+  current: string,
+): string {
   return members.find((m) => health.get(m)?.alive !== false) ?? current;
 }
 
@@ -87,8 +97,18 @@ export class GroupOutbound implements TcpOutbound {
 
   /** select groups: choose a member by hand. */
   select(member: string): void {
-    if (this.spec.type !== 'select') throw new OutboundError(this.name, 'ENOTSELECT', `group '${this.name}' is ${this.spec.type}: only select groups are chosen by hand`);
-    if (!this.spec.members.includes(member)) throw new OutboundError(this.name, 'ENOMEMBER', `'${member}' is not a member of '${this.name}' (members: ${this.spec.members.join(', ')})`);
+    if (this.spec.type !== 'select')
+      throw new OutboundError(
+        this.name,
+        'ENOTSELECT',
+        `group '${this.name}' is ${this.spec.type}: only select groups are chosen by hand`,
+      );
+    if (!this.spec.members.includes(member))
+      throw new OutboundError(
+        this.name,
+        'ENOMEMBER',
+        `'${member}' is not a member of '${this.name}' (members: ${this.spec.members.join(', ')})`,
+      );
     this.setCurrent(member, 'selected');
   }
 
@@ -116,9 +136,19 @@ export class GroupOutbound implements TcpOutbound {
   private repick(): void {
     const { type, members, toleranceMs } = this.spec;
     if (type === 'select') return;
-    const next = type === 'url-test' ? pickUrlTest(members, this.health, this.current, toleranceMs) : pickFallback(members, this.health, this.current);
+    const next =
+      type === 'url-test'
+        ? pickUrlTest(members, this.health, this.current, toleranceMs)
+        : pickFallback(members, this.health, this.current);
     const h = this.health.get(this.current);
-    this.setCurrent(next, h?.alive === false ? `${this.current} down: ${h.error ?? 'unhealthy'}` : type === 'url-test' ? 'faster' : 'back up');
+    this.setCurrent(
+      next,
+      h?.alive === false
+        ? `${this.current} down: ${h.error ?? 'unhealthy'}`
+        : type === 'url-test'
+          ? 'faster'
+          : 'back up',
+    );
   }
 
   private setCurrent(next: string, reason: string): void {
@@ -173,10 +203,22 @@ export async function httpProbe(outbound: TcpOutbound, url: string, timeoutMs: n
   const timer = setTimeout(() => ac.abort(), timeoutMs);
   let stream: Duplex | undefined;
   try {
-    const dst: Destination = { ip: isIP(host) ? host : '0.0.0.0', port, family, ...(isIP(host) ? {} : { domain: host }) };
-    const raw = await withSignal(outbound.connect(dst, { source: { address: '0.0.0.0', port: 0 }, signal: ac.signal }), ac.signal);
+    const dst: Destination = {
+      ip: isIP(host) ? host : '0.0.0.0',
+      port,
+      family,
+      ...(isIP(host) ? {} : { domain: host }),
+    };
+    const raw = await withSignal(
+      outbound.connect(dst, { source: { address: '0.0.0.0', port: 0 }, signal: ac.signal }),
+      ac.signal,
+    );
     stream = https ? tls.connect({ socket: raw, servername: isIP(host) ? undefined : host }) : raw;
-    const status = await responseStatus(stream, `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUser-Agent: tranproxy\r\nConnection: close\r\n\r\n`, ac.signal);
+    const status = await responseStatus(
+      stream,
+      `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUser-Agent: tranproxy\r\nConnection: close\r\n\r\n`,
+      ac.signal,
+    );
     if (status < 200 || status > 299) throw new Error(`HTTP status ${status}`);
     return Number(process.hrtime.bigint() - started) / 1e6;
   } finally {

@@ -2,7 +2,14 @@
 // The response-head parser is pure, strict and incremental ('need-more' until the blank line).
 import { isIPv6 } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { connectNode, DEFAULT_HANDSHAKE_TIMEOUT_MS, Handshake, NodeOutbound, printable, type Parsed } from './node-conn.js';
+import {
+  connectNode,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  Handshake,
+  NodeOutbound,
+  printable,
+  type Parsed,
+} from './node-conn.js';
 import { destinationAddress } from './socks5.js';
 import { OutboundError, type ConnectContext, type Destination, type TcpOutbound } from './types.js';
 import type { HttpNodeSpec } from './uri.js';
@@ -16,9 +23,11 @@ export function connectAuthority(host: string, port: number): string {
 }
 
 export function encodeConnectRequest(authority: string, auth?: { username: string; password: string }): Buffer {
-  if (/[\s\x00-\x1f\x7f]/.test(authority)) throw new TypeError('CONNECT target contains whitespace or control characters');
+  if (/[\s\x00-\x1f\x7f]/.test(authority))
+    throw new TypeError('CONNECT target contains whitespace or control characters');
   let head = `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n`;
-  if (auth) head += `Proxy-Authorization: Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}\r\n`;
+  if (auth)
+    head += `Proxy-Authorization: Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}\r\n`;
   return Buffer.from(`${head}\r\n`, 'latin1');
 }
 
@@ -40,7 +49,8 @@ const FIELD = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[\t ]*([\t\x20-\x7e\x80-\xff]*?)[
  */
 export function parseConnectResponse(b: Buffer, maxHead = MAX_CONNECT_RESPONSE_HEAD): Parsed<ConnectResponse> {
   const n = Math.min(b.length, PREFIX.length);
-  if (b.subarray(0, n).compare(PREFIX, 0, n) !== 0) return { ok: false, error: 'response does not start with HTTP/1.x (not an HTTP proxy?)' };
+  if (b.subarray(0, n).compare(PREFIX, 0, n) !== 0)
+    return { ok: false, error: 'response does not start with HTTP/1.x (not an HTTP proxy?)' };
   const end = b.indexOf('\r\n\r\n', 0, 'latin1');
   if (end < 0) {
     if (b.length >= maxHead) return { ok: false, error: `response head longer than ${maxHead} bytes` };
@@ -60,7 +70,8 @@ export function parseConnectResponse(b: Buffer, maxHead = MAX_CONNECT_RESPONSE_H
   const headers: Array<[string, string]> = [];
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
-    if (line.startsWith(' ') || line.startsWith('\t')) return { ok: false, error: 'obsolete line folding in the response head' };
+    if (line.startsWith(' ') || line.startsWith('\t'))
+      return { ok: false, error: 'obsolete line folding in the response head' };
     const f = FIELD.exec(line);
     if (!f) return { ok: false, error: `malformed header line '${printable(line, 80)}'` };
     headers.push([f[1]!, f[2]!]);
@@ -88,21 +99,40 @@ export class HttpConnectOutbound extends NodeOutbound<HttpNodeSpec> implements T
     try {
       request = encodeConnectRequest(
         authority,
-        this.spec.username !== undefined ? { username: this.spec.username, password: this.spec.password ?? '' } : undefined,
+        this.spec.username !== undefined
+          ? { username: this.spec.username, password: this.spec.password ?? '' }
+          : undefined,
       );
     } catch (e) {
-      throw new OutboundError(this.name, 'EINVAL', `cannot ask node ${this.where} for ${printable(authority)}: ${(e as Error).message}`);
+      throw new OutboundError(
+        this.name,
+        'EINVAL',
+        `cannot ask node ${this.where} for ${printable(authority)}: ${(e as Error).message}`,
+      );
     }
     const socket = await connectNode(this.name, this.spec.host, this.spec.port, this.opts, ctx.signal);
-    const hs = new Handshake(socket, this.name, this.where, this.opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS, ctx.signal);
+    const hs = new Handshake(
+      socket,
+      this.name,
+      this.where,
+      this.opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+      ctx.signal,
+    );
     hs.write(request);
     const r = await hs.read(parseConnectResponse, 'CONNECT response');
     if (r.status !== 200) {
       // 407 is the proxy's own authentication; some proxies (tinyproxy) answer CONNECT with 401.
       const auth = r.status === 407 || r.status === 401;
       const code = auth ? 'EAUTH' : 'EREFUSED';
-      const hint = auth ? (this.spec.username !== undefined ? ' (wrong user name or password?)' : ' (add user:password to the node URI)') : '';
-      hs.failWith(code, `node ${this.where} refused CONNECT ${printable(authority)}: ${printable(r.statusLine)}${hint}`);
+      const hint = auth
+        ? this.spec.username !== undefined
+          ? ' (wrong user name or password?)'
+          : ' (add user:password to the node URI)'
+        : '';
+      hs.failWith(
+        code,
+        `node ${this.where} refused CONNECT ${printable(authority)}: ${printable(r.statusLine)}${hint}`,
+      );
     }
     return hs.done();
   }

@@ -1,13 +1,24 @@
 // Outbounds to upstream proxy nodes, made from a NodeSpec (see uri.ts for the URI forms).
 import { HttpConnectOutbound } from './http-connect.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, type HostResolver, type NodeConnOptions } from './node-conn.js';
+import {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  type HostResolver,
+  type NodeConnOptions,
+} from './node-conn.js';
 import { implementationsOf, nodeConnOptions } from './node-kinds.js';
 import { ShadowsocksOutbound } from './shadowsocks.js';
 import { Socks5Outbound } from './socks5.js';
 import type { TcpOutbound } from './types.js';
 import type { NodeSpec } from './uri.js';
 
-export { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, HttpConnectOutbound, ShadowsocksOutbound, Socks5Outbound };
+export {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  HttpConnectOutbound,
+  ShadowsocksOutbound,
+  Socks5Outbound,
+};
 export type { HostResolver, NodeConnOptions };
 export { parseNodeUri, redactUri, SS_METHODS, type NodeSpec, type SsMethod } from './uri.js';
 export { OutboundError, type ConnectContext, type Destination, type TcpOutbound } from './types.js';

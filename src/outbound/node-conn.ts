@@ -69,10 +69,15 @@ export async function connectNode(
       address = r.address;
       family = r.family as 4 | 6;
     } catch (e) {
-      if (e === TIMEOUT) throw new OutboundError(outbound, 'ETIMEDOUT', `resolving node ${host} timed out after ${timeoutMs} ms`);
+      if (e === TIMEOUT)
+        throw new OutboundError(outbound, 'ETIMEDOUT', `resolving node ${host} timed out after ${timeoutMs} ms`);
       if (e === ABORTED) throw new OutboundError(outbound, 'EABORTED', `connect to node ${where} aborted`);
       const code = (e as NodeJS.ErrnoException).code ?? 'ENOTFOUND';
-      throw new OutboundError(outbound, code === 'ENODATA' ? 'ENOTFOUND' : code, `cannot resolve node ${host}: ${code}`);
+      throw new OutboundError(
+        outbound,
+        code === 'ENODATA' ? 'ENOTFOUND' : code,
+        `cannot resolve node ${host}: ${code}`,
+      );
     }
   }
   try {
@@ -140,7 +145,10 @@ export class Handshake {
     private readonly signal: AbortSignal | undefined,
   ) {
     this.timer = setTimeout(
-      () => this.fail(new OutboundError(outbound, 'ETIMEDOUT', `handshake with node ${where} timed out after ${timeoutMs} ms`)),
+      () =>
+        this.fail(
+          new OutboundError(outbound, 'ETIMEDOUT', `handshake with node ${where} timed out after ${timeoutMs} ms`),
+        ),
       timeoutMs,
     );
     signal?.addEventListener('abort', this.onAbort, { once: true });
@@ -162,7 +170,13 @@ export class Handshake {
     this.poke();
   };
   private readonly onError = (e: NodeJS.ErrnoException): void => {
-    this.fail(new OutboundError(this.outbound, e.code ?? 'EHANDSHAKE', `connection to node ${this.where} failed during handshake: ${e.message}`));
+    this.fail(
+      new OutboundError(
+        this.outbound,
+        e.code ?? 'EHANDSHAKE',
+        `connection to node ${this.where} failed during handshake: ${e.message}`,
+      ),
+    );
   };
   private readonly onClose = (): void => {
     this.ended = true;

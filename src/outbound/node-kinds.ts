@@ -2,7 +2,12 @@
 // outbound, and the UDP outbound when the kind can carry UDP. createOutbound (index.ts) and
 // createUdpOutbound (udp-outbound.ts) both build from here, so a new kind is added once.
 import { HttpConnectOutbound } from './http-connect.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, type HostResolver, type NodeConnOptions } from './node-conn.js';
+import {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  type HostResolver,
+  type NodeConnOptions,
+} from './node-conn.js';
 import { ShadowsocksOutbound } from './shadowsocks.js';
 import { Socks5Outbound } from './socks5.js';
 import type { TcpOutbound } from './types.js';

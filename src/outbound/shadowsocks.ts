@@ -185,7 +185,12 @@ export class AeadStreamDecryptor {
           continue;
         }
         if (this.buf.length - off < this.payloadLen + TAG_LEN) break;
-        const payload = aeadOpen(this.info, this.key, this.nonce, this.buf.subarray(off, off + this.payloadLen + TAG_LEN));
+        const payload = aeadOpen(
+          this.info,
+          this.key,
+          this.nonce,
+          this.buf.subarray(off, off + this.payloadLen + TAG_LEN),
+        );
         if (!payload) throw new SsDecryptError('EAUTH', 'chunk payload failed authentication');
         incrementNonce(this.nonce);
         off += this.payloadLen + TAG_LEN;
@@ -205,12 +210,21 @@ export class AeadStreamDecryptor {
 // ── UDP ──────────────────────────────────────────────────────────────────────
 
 /** salt + seal(subkey, zero nonce, ATYP address + payload) */
-export function encryptUdpPacket(method: SsMethod, master: Buffer, address: SocksAddress, payload: Buffer, salt?: Buffer): Buffer {
+export function encryptUdpPacket(
+  method: SsMethod,
+  master: Buffer,
+  address: SocksAddress,
+  payload: Buffer,
+  salt?: Buffer,
+): Buffer {
   const info = SS_CIPHERS[method];
   const s = salt ?? randomBytes(info.saltLen);
   if (s.length !== info.saltLen) throw new TypeError(`salt must be ${info.saltLen} bytes`);
   const key = deriveSubkey(master, s, info.keyLen);
-  return Buffer.concat([s, aeadSeal(info, key, Buffer.alloc(NONCE_LEN), Buffer.concat([encodeSocksAddress(address), payload]))]);
+  return Buffer.concat([
+    s,
+    aeadSeal(info, key, Buffer.alloc(NONCE_LEN), Buffer.concat([encodeSocksAddress(address), payload])),
+  ]);
 }
 
 export function decryptUdpPacket(
@@ -385,7 +399,11 @@ export class ShadowsocksStream extends Duplex {
     this.headerTimer = undefined;
     const pending = this.writeCb;
     this.writeCb = undefined;
-    releaseInner(this.socket, { onData: this.onData, onEnd: this.onEnd, onClose: this.onClose, onDrain: this.onDrain, onError: this.onError }, err);
+    releaseInner(
+      this.socket,
+      { onData: this.onData, onEnd: this.onEnd, onClose: this.onClose, onDrain: this.onDrain, onError: this.onError },
+      err,
+    );
     pending?.(err ?? undefined);
     cb(err);
   }
@@ -411,14 +429,26 @@ export class ShadowsocksOutbound extends ShadowsocksNodeOutbound implements TcpO
     try {
       header = encodeSocksAddress(destinationAddress(dst));
     } catch (e) {
-      throw new OutboundError(this.name, 'EINVAL', `cannot ask node ${this.where} for ${fmt({ address: dst.ip, port: dst.port })}: ${(e as Error).message}`);
+      throw new OutboundError(
+        this.name,
+        'EINVAL',
+        `cannot ask node ${this.where} for ${fmt({ address: dst.ip, port: dst.port })}: ${(e as Error).message}`,
+      );
     }
-    const socket = this.spec.plugin ? await connectViaPlugin(this.name, this.spec, this.opts, ctx.signal) : await connectNode(this.name, this.spec.host, this.spec.port, this.opts, ctx.signal);
+    const socket = this.spec.plugin
+      ? await connectViaPlugin(this.name, this.spec, this.opts, ctx.signal)
+      : await connectNode(this.name, this.spec.host, this.spec.port, this.opts, ctx.signal);
     if (ctx.signal?.aborted) {
       socket.destroy();
       throw new OutboundError(this.name, 'EABORTED', `connect to node ${this.where} aborted`);
     }
-    return new ShadowsocksStream(socket, { outbound: this.name, where: this.where, method: this.spec.method, master: this.master, header });
+    return new ShadowsocksStream(socket, {
+      outbound: this.name,
+      where: this.where,
+      method: this.spec.method,
+      master: this.master,
+      header,
+    });
   }
 }
 
@@ -426,7 +456,12 @@ export class ShadowsocksOutbound extends ShadowsocksNodeOutbound implements TcpO
 const PLUGIN_WARMUP_MS = 3000;
 
 /** TCP connection to the node's SIP003 plugin on loopback (the plugin carries it to the node). */
-async function connectViaPlugin(name: string, spec: ShadowsocksNodeSpec, opts: NodeConnOptions, signal: AbortSignal | undefined): Promise<net.Socket> {
+async function connectViaPlugin(
+  name: string,
+  spec: ShadowsocksNodeSpec,
+  opts: NodeConnOptions,
+  signal: AbortSignal | undefined,
+): Promise<net.Socket> {
   const host = pluginHostFor(spec as ShadowsocksNodeSpec & { plugin: NonNullable<ShadowsocksNodeSpec['plugin']> });
   for (;;) {
     const port = await host.localPort();
@@ -434,7 +469,14 @@ async function connectViaPlugin(name: string, spec: ShadowsocksNodeSpec, opts: N
       return await connectNode(name, '127.0.0.1', port, opts, signal);
     } catch (e) {
       const warming = e instanceof OutboundError && e.code === 'ECONNREFUSED' && host.uptimeMs() < PLUGIN_WARMUP_MS;
-      if (!warming || signal?.aborted) throw e instanceof OutboundError && e.code === 'ECONNREFUSED' ? new OutboundError(name, 'EPLUGIN', `SIP003 plugin ${host.plugin} on 127.0.0.1:${port} refused the connection`) : e;
+      if (!warming || signal?.aborted)
+        throw e instanceof OutboundError && e.code === 'ECONNREFUSED'
+          ? new OutboundError(
+              name,
+              'EPLUGIN',
+              `SIP003 plugin ${host.plugin} on 127.0.0.1:${port} refused the connection`,
+            )
+          : e;
       await new Promise((r) => setTimeout(r, 50));
     }
   }

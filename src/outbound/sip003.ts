@@ -11,7 +11,16 @@ import { parseNodeUri, type ShadowsocksNodeSpec } from './uri.js';
 
 export type PluginEvent =
   | { type: 'started'; plugin: string; node: string; pid: number; port: number }
-  | { type: 'exited'; plugin: string; node: string; pid: number; code: number | null; signal: string | null; restartInMs: number; stderr: string }
+  | {
+      type: 'exited';
+      plugin: string;
+      node: string;
+      pid: number;
+      code: number | null;
+      signal: string | null;
+      restartInMs: number;
+      stderr: string;
+    }
   | { type: 'failed'; plugin: string; node: string; error: string };
 
 const BACKOFF_FIRST_MS = 250;
@@ -36,14 +45,17 @@ let idleTimer: NodeJS.Timeout | undefined;
  */
 export function stopIdlePluginsAfter(ms: number): void {
   clearInterval(idleTimer);
-  idleTimer = setInterval(() => {
-    for (const [key, h] of hosts) {
-      if (Date.now() - h.lastUsed > ms) {
-        h.stop();
-        hosts.delete(key);
+  idleTimer = setInterval(
+    () => {
+      for (const [key, h] of hosts) {
+        if (Date.now() - h.lastUsed > ms) {
+          h.stop();
+          hosts.delete(key);
+        }
       }
-    }
-  }, Math.max(1000, ms / 2));
+    },
+    Math.max(1000, ms / 2),
+  );
   idleTimer.unref();
 }
 
@@ -53,7 +65,9 @@ export function onPluginEvent(listener: (e: PluginEvent) => void): () => void {
 }
 
 /** The plugin host for a node (shared by every outbound of the same node and options). */
-export function pluginHostFor(spec: ShadowsocksNodeSpec & { plugin: NonNullable<ShadowsocksNodeSpec['plugin']> }): PluginHost {
+export function pluginHostFor(
+  spec: ShadowsocksNodeSpec & { plugin: NonNullable<ShadowsocksNodeSpec['plugin']> },
+): PluginHost {
   const key = JSON.stringify([spec.plugin.name, spec.plugin.opts, spec.host, spec.port]);
   let host = hosts.get(key);
   if (!host) {
@@ -84,7 +98,10 @@ export function missingPlugins(nodes: Record<string, { uri: string }>): string[]
     try {
       pluginBinary(spec.plugin.name);
     } catch (e) {
-      if (e instanceof ToolMissingError) out.push(`node '${name}': SIP003 plugin '${spec.plugin.name}' is not installed: apt-get install ${e.debianPackage}`);
+      if (e instanceof ToolMissingError)
+        out.push(
+          `node '${name}': SIP003 plugin '${spec.plugin.name}' is not installed: apt-get install ${e.debianPackage}`,
+        );
     }
   }
   return out;
@@ -130,7 +147,12 @@ export class PluginHost {
     this.lastUsed = Date.now();
     if (this.child && this.child.exitCode === null && this.child.signalCode === null) return this.port;
     if (!this.starting) {
-      if (this.restartTimer) throw new OutboundError(this.node, 'EPLUGIN', `SIP003 plugin ${this.plugin} is restarting: ${this.lastError ?? 'it exited'}`);
+      if (this.restartTimer)
+        throw new OutboundError(
+          this.node,
+          'EPLUGIN',
+          `SIP003 plugin ${this.plugin} is restarting: ${this.lastError ?? 'it exited'}`,
+        );
       this.starting = this.start().finally(() => (this.starting = undefined));
     }
     return this.starting;
@@ -153,9 +175,18 @@ export class PluginHost {
     const port = await freeLoopbackPort();
     let child: ChildProcess;
     try {
-      child = spawnPlugin({ plugin: this.plugin, remote: this.remote, local: { host: '127.0.0.1', port }, options: this.options, ...(runAs ? { runAs } : {}) });
+      child = spawnPlugin({
+        plugin: this.plugin,
+        remote: this.remote,
+        local: { host: '127.0.0.1', port },
+        options: this.options,
+        ...(runAs ? { runAs } : {}),
+      });
     } catch (e) {
-      const error = e instanceof ToolMissingError ? `SIP003 plugin '${this.plugin}' is not installed: apt-get install ${e.debianPackage}` : (e as Error).message;
+      const error =
+        e instanceof ToolMissingError
+          ? `SIP003 plugin '${this.plugin}' is not installed: apt-get install ${e.debianPackage}`
+          : (e as Error).message;
       emit({ type: 'failed', plugin: this.plugin, node: this.node, error });
       throw new OutboundError(this.node, 'EPLUGIN', error);
     }
@@ -179,7 +210,16 @@ export class PluginHost {
     this.backoffMs = Math.min(BACKOFF_MAX_MS, this.backoffMs * 2);
     const tail = stderr.trim().split('\n').slice(-3).join(' | ');
     this.lastError = `exited (${signal ?? `status ${code}`})${tail ? `: ${tail}` : ''}`;
-    emit({ type: 'exited', plugin: this.plugin, node: this.node, pid: child.pid ?? 0, code, signal, restartInMs: delay, stderr: tail });
+    emit({
+      type: 'exited',
+      plugin: this.plugin,
+      node: this.node,
+      pid: child.pid ?? 0,
+      code,
+      signal,
+      restartInMs: delay,
+      stderr: tail,
+    });
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
       if (!this.stopped && !this.child && !this.starting) {

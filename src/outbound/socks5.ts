@@ -30,16 +30,26 @@ export interface SocksAddress {
 /** Text of RFC 1928 reply codes. */
 export function socksReplyText(code: number): string {
   switch (code) {
-    case 0: return 'succeeded';
-    case 1: return 'general SOCKS server failure';
-    case 2: return 'connection not allowed by ruleset';
-    case 3: return 'network unreachable';
-    case 4: return 'host unreachable';
-    case 5: return 'connection refused';
-    case 6: return 'TTL expired';
-    case 7: return 'command not supported';
-    case 8: return 'address type not supported';
-    default: return `unknown reply code ${code}`;
+    case 0:
+      return 'succeeded';
+    case 1:
+      return 'general SOCKS server failure';
+    case 2:
+      return 'connection not allowed by ruleset';
+    case 3:
+      return 'network unreachable';
+    case 4:
+      return 'host unreachable';
+    case 5:
+      return 'connection refused';
+    case 6:
+      return 'TTL expired';
+    case 7:
+      return 'command not supported';
+    case 8:
+      return 'address type not supported';
+    default:
+      return `unknown reply code ${code}`;
   }
 }
 
@@ -188,12 +198,20 @@ export function decodeSocksUdpPacket(b: Buffer): { ok: true; packet: SocksUdpPac
  * the node URI has credentials. On return the node waits for the request; otherwise the
  * handshake has failed (EAUTH, EHANDSHAKE) and this throws.
  */
-export async function negotiateSocks5Auth(hs: Handshake, creds: Pick<Socks5NodeSpec, 'username' | 'password'>): Promise<void> {
+export async function negotiateSocks5Auth(
+  hs: Handshake,
+  creds: Pick<Socks5NodeSpec, 'username' | 'password'>,
+): Promise<void> {
   const hasCreds = creds.username !== undefined;
   hs.write(encodeGreeting(hasCreds ? [METHOD_NO_AUTH, METHOD_USERPASS] : [METHOD_NO_AUTH]));
   const m = await hs.read(parseMethodReply, 'method selection reply');
   if (m.method === METHOD_NONE_ACCEPTABLE) {
-    hs.failWith('EAUTH', hasCreds ? `node ${hs.where} accepted none of the offered authentication methods` : `node ${hs.where} requires authentication (add user:password to the node URI)`);
+    hs.failWith(
+      'EAUTH',
+      hasCreds
+        ? `node ${hs.where} accepted none of the offered authentication methods`
+        : `node ${hs.where} requires authentication (add user:password to the node URI)`,
+    );
   } else if (m.method === METHOD_USERPASS && hasCreds) {
     hs.write(encodeUserPassAuth(creds.username!, creds.password ?? ''));
     const a = await hs.read(parseAuthReply, 'authentication reply', {
@@ -213,12 +231,21 @@ export class Socks5Outbound extends NodeOutbound<Socks5NodeSpec> implements TcpO
 
   async connect(dst: Destination, ctx: ConnectContext): Promise<Duplex> {
     const socket = await connectNode(this.name, this.spec.host, this.spec.port, this.opts, ctx.signal);
-    const hs = new Handshake(socket, this.name, this.where, this.opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS, ctx.signal);
+    const hs = new Handshake(
+      socket,
+      this.name,
+      this.where,
+      this.opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+      ctx.signal,
+    );
     try {
       return await this.handshake(hs, dst);
     } catch (e) {
       if (e instanceof OutboundError) throw e;
-      return hs.failWith('EINVAL', `cannot ask node ${this.where} for ${fmt({ address: dst.ip, port: dst.port })}: ${(e as Error).message}`);
+      return hs.failWith(
+        'EINVAL',
+        `cannot ask node ${this.where} for ${fmt({ address: dst.ip, port: dst.port })}: ${(e as Error).message}`,
+      );
     }
   }
 
@@ -228,8 +255,14 @@ export class Socks5Outbound extends NodeOutbound<Socks5NodeSpec> implements TcpO
     hs.write(encodeRequest(CMD_CONNECT, target));
     const r = await hs.read(parseConnectReply, 'CONNECT reply');
     if (r.reply !== 0) {
-      const shown = target.type === ATYP_DOMAIN ? `${target.host}:${target.port}` : fmt({ address: target.host, port: target.port });
-      hs.failWith('EREFUSED', `node ${this.where} could not connect to ${shown}: ${socksReplyText(r.reply)} (SOCKS reply ${r.reply})`);
+      const shown =
+        target.type === ATYP_DOMAIN
+          ? `${target.host}:${target.port}`
+          : fmt({ address: target.host, port: target.port });
+      hs.failWith(
+        'EREFUSED',
+        `node ${this.where} could not connect to ${shown}: ${socksReplyText(r.reply)} (SOCKS reply ${r.reply})`,
+      );
     }
     return hs.done();
   }

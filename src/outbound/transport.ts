@@ -29,7 +29,9 @@ export function loadCa(t: TransportSpec, node: string): Buffer | undefined {
   try {
     return readFileSync(t.caFile);
   } catch (e) {
-    throw new UsageError(`node '${node}': cannot read the CA file ${t.caFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new UsageError(
+      `node '${node}': cannot read the CA file ${t.caFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
 }
 
@@ -98,7 +100,8 @@ function startTls(
     };
     const onSecure = (): void => finish();
     const onError = (e: NodeJS.ErrnoException): void => {
-      const cert = /CERT|SELF_SIGNED|HOSTNAME|ALTNAME|UNABLE_TO/i.test(e.code ?? '') || /certificate|altnames/i.test(e.message);
+      const cert =
+        /CERT|SELF_SIGNED|HOSTNAME|ALTNAME|UNABLE_TO/i.test(e.code ?? '') || /certificate|altnames/i.test(e.message);
       finish(
         new OutboundError(
           to.outbound,
@@ -109,8 +112,10 @@ function startTls(
         ),
       );
     };
-    const onClose = (): void => finish(new OutboundError(to.outbound, 'ETLS', `node ${to.where} closed the connection during the TLS handshake`));
-    const onAbort = (): void => finish(new OutboundError(to.outbound, 'EABORTED', `TLS handshake with node ${to.where} aborted`));
+    const onClose = (): void =>
+      finish(new OutboundError(to.outbound, 'ETLS', `node ${to.where} closed the connection during the TLS handshake`));
+    const onAbort = (): void =>
+      finish(new OutboundError(to.outbound, 'EABORTED', `TLS handshake with node ${to.where} aborted`));
     const timer = setTimeout(
       () => finish(new OutboundError(to.outbound, 'ETIMEDOUT', `TLS handshake with node ${to.where} timed out`)),
       Math.max(1, timeoutMs),

@@ -25,9 +25,19 @@ export class ShadowsocksUdpOutbound extends ShadowsocksNodeOutbound implements U
     try {
       encodeSocksAddress(target);
     } catch (e) {
-      throw new OutboundError(this.name, 'EINVAL', `cannot address ${fmt(flow.dst)} through node ${this.where}: ${(e as Error).message}`);
+      throw new OutboundError(
+        this.name,
+        'EINVAL',
+        `cannot address ${fmt(flow.dst)} through node ${this.where}: ${(e as Error).message}`,
+      );
     }
-    const node = await resolveNode(this.name, this.spec.host, this.spec.port, this.opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, this.opts.resolve);
+    const node = await resolveNode(
+      this.name,
+      this.spec.host,
+      this.spec.port,
+      this.opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      this.opts.resolve,
+    );
     try {
       const sock = await openConnectedUdp(node, this.opts.mark);
       return new ShadowsocksUdpSession(sock, flow, this.spec.method, this.master, target);

@@ -18,15 +18,26 @@ export function unmapAddress(address: string): string {
 }
 
 /** The node's address (a host name is resolved, within `timeoutMs`), or OutboundError. */
-export async function resolveNode(outbound: string, host: string, port: number, timeoutMs: number, resolve: HostResolver = systemResolver): Promise<Endpoint> {
+export async function resolveNode(
+  outbound: string,
+  host: string,
+  port: number,
+  timeoutMs: number,
+  resolve: HostResolver = systemResolver,
+): Promise<Endpoint> {
   const family = isIP(host);
-  if (family !== 0) return { address: unmapAddress(host), port, family: family === 4 || unmapAddress(host) !== host ? 4 : 6 };
+  if (family !== 0)
+    return { address: unmapAddress(host), port, family: family === 4 || unmapAddress(host) !== host ? 4 : 6 };
   let timer: NodeJS.Timeout | undefined;
   try {
     const r = await Promise.race([
       resolve(host),
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new OutboundError(outbound, 'ETIMEDOUT', `resolving node ${host} timed out after ${timeoutMs} ms`)), timeoutMs);
+        timer = setTimeout(
+          () =>
+            reject(new OutboundError(outbound, 'ETIMEDOUT', `resolving node ${host} timed out after ${timeoutMs} ms`)),
+          timeoutMs,
+        );
       }),
     ]);
     return { address: r.address, port, family: r.family === 6 ? 6 : 4 };
@@ -101,7 +112,12 @@ export function replySource(flow: UdpFlowInfo, addr: SocksAddress): Endpoint | u
 
 /** The address a datagram for `flow` is sent to through a node: its domain when known, else its IP. */
 export function flowTarget(flow: UdpFlowInfo): SocksAddress {
-  return destinationAddress({ ip: flow.dst.address, port: flow.dst.port, family: flow.dst.family, ...(flow.domain ? { domain: flow.domain } : {}) });
+  return destinationAddress({
+    ip: flow.dst.address,
+    port: flow.dst.port,
+    family: flow.dst.family,
+    ...(flow.domain ? { domain: flow.domain } : {}),
+  });
 }
 
 /**

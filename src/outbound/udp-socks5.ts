@@ -23,7 +23,13 @@ import { isIP } from 'node:net';
 import type { Endpoint } from '../kernel/sockaddr.js';
 import type { UdpFlowInfo, UdpOutbound, UdpSession } from '../udp/types.js';
 import { fmt } from './direct.js';
-import { connectNode, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, Handshake, NodeOutbound } from './node-conn.js';
+import {
+  connectNode,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  Handshake,
+  NodeOutbound,
+} from './node-conn.js';
 import {
   ATYP_DOMAIN,
   ATYP_IPV4,
@@ -45,7 +51,10 @@ import type { Socks5NodeSpec } from './uri.js';
 const UDP_HEADER_START = Buffer.from([0, 0, 0]);
 
 /** Where to send the datagrams of an association: BND, or the node itself when BND is unspecified. */
-export function relayEndpoint(bound: SocksAddress, node: Endpoint): { address: string; port: number; needsLookup: boolean } {
+export function relayEndpoint(
+  bound: SocksAddress,
+  node: Endpoint,
+): { address: string; port: number; needsLookup: boolean } {
   if (bound.type === ATYP_DOMAIN) return { address: bound.host, port: bound.port, needsLookup: true };
   const address = unmapAddress(bound.host);
   const unspecified = address === '0.0.0.0' || address === '::' || /^0*:(0*:)*0*$/.test(address);
@@ -60,7 +69,11 @@ export class Socks5UdpOutbound extends NodeOutbound<Socks5NodeSpec> implements U
     try {
       header = Buffer.concat([UDP_HEADER_START, encodeSocksAddress(flowTarget(flow))]);
     } catch (e) {
-      throw new OutboundError(this.name, 'EINVAL', `cannot address ${fmt(flow.dst)} through node ${this.where}: ${(e as Error).message}`);
+      throw new OutboundError(
+        this.name,
+        'EINVAL',
+        `cannot address ${fmt(flow.dst)} through node ${this.where}: ${(e as Error).message}`,
+      );
     }
     const control = await connectNode(this.name, this.spec.host, this.spec.port, this.opts, undefined);
     let relay: Endpoint;
@@ -76,18 +89,30 @@ export class Socks5UdpOutbound extends NodeOutbound<Socks5NodeSpec> implements U
     } catch (e) {
       control.destroy();
       const err = e as NodeJS.ErrnoException;
-      throw new OutboundError(this.name, err.code ?? 'EUDP', `UDP socket to the relay ${fmt(relay)} of node ${this.where}: ${err.message}`);
+      throw new OutboundError(
+        this.name,
+        err.code ?? 'EUDP',
+        `UDP socket to the relay ${fmt(relay)} of node ${this.where}: ${err.message}`,
+      );
     }
     return new Socks5UdpSession(sock, flow, header, control);
   }
 
   /** Greeting, authentication, UDP ASSOCIATE; the relay address to send datagrams to. */
   private async associate(control: net.Socket): Promise<Endpoint> {
-    const hs = new Handshake(control, this.name, this.where, this.opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS, undefined);
+    const hs = new Handshake(
+      control,
+      this.name,
+      this.where,
+      this.opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+      undefined,
+    );
     await negotiateSocks5Auth(hs, this.spec);
     // DST = all zeros: we cannot know the address:port the node will see our datagrams from.
     const v6 = isIP(unmapAddress(control.remoteAddress ?? '')) === 6;
-    hs.write(encodeRequest(CMD_UDP_ASSOCIATE, { host: v6 ? '::' : '0.0.0.0', port: 0, type: v6 ? ATYP_IPV6 : ATYP_IPV4 }));
+    hs.write(
+      encodeRequest(CMD_UDP_ASSOCIATE, { host: v6 ? '::' : '0.0.0.0', port: 0, type: v6 ? ATYP_IPV6 : ATYP_IPV4 }),
+    );
     const r = await hs.read(parseConnectReply, 'UDP ASSOCIATE reply');
     if (r.reply !== 0) {
       hs.failWith(
@@ -103,7 +128,14 @@ export class Socks5UdpOutbound extends NodeOutbound<Socks5NodeSpec> implements U
     };
     const rel = relayEndpoint(r.bound, node);
     if (rel.port === 0) hs.failWith('EHANDSHAKE', `node ${this.where} answered UDP ASSOCIATE with relay port 0`);
-    if (rel.needsLookup) return resolveNode(this.name, rel.address, rel.port, this.opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, this.opts.resolve);
+    if (rel.needsLookup)
+      return resolveNode(
+        this.name,
+        rel.address,
+        rel.port,
+        this.opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+        this.opts.resolve,
+      );
     return { address: rel.address, port: rel.port, family: isIP(rel.address) === 6 ? 6 : 4 };
   }
 }

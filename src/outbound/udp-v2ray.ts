@@ -114,7 +114,8 @@ export class TrojanPacketCodec implements PacketCodec {
       if (!a.ok) throw new CodecError('EPROTO', `UDP packet: ${a.error}`);
       if (this.buf.length < a.length + 4) break;
       const n = this.buf.readUInt16BE(a.length);
-      if (this.buf[a.length + 2] !== 0x0d || this.buf[a.length + 3] !== 0x0a) throw new CodecError('EPROTO', 'UDP packet without CRLF after its length');
+      if (this.buf[a.length + 2] !== 0x0d || this.buf[a.length + 3] !== 0x0a)
+        throw new CodecError('EPROTO', 'UDP packet without CRLF after its length');
       if (this.buf.length < a.length + 4 + n) break;
       out.push({ payload: this.buf.subarray(a.length + 4, a.length + 4 + n), address: a.address });
       this.buf = this.buf.subarray(a.length + 4 + n);
@@ -138,7 +139,9 @@ class StreamUdpSession implements UdpSession {
   ) {
     stream.write(codec.header);
     stream.on('data', (chunk: Buffer) => this.receive(chunk));
-    stream.on('error', (e: NodeJS.ErrnoException) => this.end('error', e instanceof OutboundError ? e.code : (e.code ?? e.message)));
+    stream.on('error', (e: NodeJS.ErrnoException) =>
+      this.end('error', e instanceof OutboundError ? e.code : (e.code ?? e.message)),
+    );
     stream.on('end', () => this.end('closed'));
     stream.on('close', () => this.end('closed'));
   }
@@ -216,7 +219,11 @@ export class V2rayUdpOutbound extends NodeOutbound<V2rayNodeSpec> implements Udp
     try {
       codec = this.codecFor(flowTarget(flow));
     } catch (e) {
-      throw new OutboundError(this.name, 'EINVAL', `cannot address ${fmt(flow.dst)} through node ${this.where}: ${(e as Error).message}`);
+      throw new OutboundError(
+        this.name,
+        'EINVAL',
+        `cannot address ${fmt(flow.dst)} through node ${this.where}: ${(e as Error).message}`,
+      );
     }
     const to = { outbound: this.name, host: this.spec.host, port: this.spec.port, where: this.where };
     const stream = await openTransport(this.spec.transport, to, this.ca, this.opts, undefined);

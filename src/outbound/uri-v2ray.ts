@@ -77,16 +77,22 @@ function transportOf(p: Map<string, string>, defaultSecurity: 'none' | 'tls', fa
   const sni = p.get('sni') || p.get('peer');
   if (sni) t.sni = sni;
   const alpn = p.get('alpn');
-  if (alpn) t.alpn = alpn.split(',').map((a) => a.trim()).filter((a) => a !== '');
+  if (alpn)
+    t.alpn = alpn
+      .split(',')
+      .map((a) => a.trim())
+      .filter((a) => a !== '');
   const insecure = p.get('allowinsecure') ?? p.get('insecure') ?? p.get('skip-cert-verify');
-  if (insecure !== undefined && !['0', '1', 'true', 'false', ''].includes(insecure.toLowerCase())) fail(`allowInsecure must be 0 or 1, not '${insecure}'`);
+  if (insecure !== undefined && !['0', '1', 'true', 'false', ''].includes(insecure.toLowerCase()))
+    fail(`allowInsecure must be 0 or 1, not '${insecure}'`);
   if (insecure === '1' || insecure?.toLowerCase() === 'true') t.allowInsecure = true;
   const ca = p.get('ca');
   if (ca) t.caFile = ca;
   if (net === 'ws') {
     const path = p.get('path');
     if (path) {
-      if (!path.startsWith('/') || /[\x00-\x20\x7f]/.test(path)) fail(`WebSocket path '${path.slice(0, 40)}' must start with '/' and have no spaces`);
+      if (!path.startsWith('/') || /[\x00-\x20\x7f]/.test(path))
+        fail(`WebSocket path '${path.slice(0, 40)}' must start with '/' and have no spaces`);
       t.path = path;
     }
     const host = p.get('host');
@@ -113,7 +119,10 @@ function splitLink(rest: string, fail: Fail): { authority: string; params: Map<s
       if (part === '') continue;
       const eq = part.indexOf('=');
       const key = pctDecode(eq >= 0 ? part.slice(0, eq) : part, 'the query', fail).toLowerCase();
-      params.set(key, pctDecode((eq >= 0 ? part.slice(eq + 1) : '').replace(/\+/g, '%20'), `the query parameter '${key}'`, fail));
+      params.set(
+        key,
+        pctDecode((eq >= 0 ? part.slice(eq + 1) : '').replace(/\+/g, '%20'), `the query parameter '${key}'`, fail),
+      );
     }
     rest = rest.slice(0, q);
   }
@@ -127,10 +136,18 @@ function defaultName(kind: string, host: string, port: number): string {
 }
 
 /** vless://uuid@host:port?… and trojan://password@host:port?… */
-function parseUserLink(kind: 'vless' | 'trojan', rest: string, name: string | undefined, fail: Fail): VlessNodeSpec | TrojanNodeSpec {
+function parseUserLink(
+  kind: 'vless' | 'trojan',
+  rest: string,
+  name: string | undefined,
+  fail: Fail,
+): VlessNodeSpec | TrojanNodeSpec {
   const { authority, params, tag } = splitLink(rest, fail);
   const at = authority.lastIndexOf('@');
-  if (at < 0) fail(kind === 'vless' ? 'missing the id: vless://UUID@host:port' : 'missing the password: trojan://PASSWORD@host:port');
+  if (at < 0)
+    fail(
+      kind === 'vless' ? 'missing the id: vless://UUID@host:port' : 'missing the password: trojan://PASSWORD@host:port',
+    );
   const user = pctDecode(authority.slice(0, at), kind === 'vless' ? 'the id' : 'the password', fail);
   const { host, port } = parseHostPort(authority.slice(at + 1), fail);
   const transport = transportOf(params, kind === 'trojan' ? 'tls' : 'none', fail);
@@ -159,7 +176,8 @@ function parseVmessLink(rest: string, name: string | undefined, fail: Fail): Vme
   if (typeof json !== 'object' || json === null || Array.isArray(json)) fail('the base64 part is not a JSON object');
   const params = new Map<string, string>();
   for (const [k, v] of Object.entries(json as Record<string, unknown>)) {
-    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') params.set(k.toLowerCase(), String(v));
+    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean')
+      params.set(k.toLowerCase(), String(v));
   }
   // In v2rayN JSON, "type" is the tcp header type (or the kcp/quic header): not the network.
   const net = params.get('net');
@@ -169,7 +187,10 @@ function parseVmessLink(rest: string, name: string | undefined, fail: Fail): Vme
   if (tcpHeader !== undefined) params.set('vmess-type', tcpHeader);
   const add = params.get('add') ?? fail('missing "add" (the server address)');
   const portText = params.get('port') ?? fail('missing "port"');
-  const { host, port } = parseHostPort(`${add.includes(':') && !add.startsWith('[') ? `[${add}]` : add}:${portText}`, fail);
+  const { host, port } = parseHostPort(
+    `${add.includes(':') && !add.startsWith('[') ? `[${add}]` : add}:${portText}`,
+    fail,
+  );
   const id = uuid(params.get('id') ?? fail('missing "id"'), fail);
   const aid = params.get('aid') ?? '0';
   if (!/^\d+$/.test(aid)) fail(`"aid" must be a number, not '${aid.slice(0, 20)}'`);
@@ -177,7 +198,11 @@ function parseVmessLink(rest: string, name: string | undefined, fail: Fail): Vme
   // "auto" means AES-128-GCM on x86-64 and ARM64 with AES instructions (v2ray's own choice).
   const security = scy === 'auto' ? 'aes-128-gcm' : scy;
   if (!(VMESS_SECURITIES as readonly string[]).includes(security)) {
-    fail(scy === 'zero' ? 'security "zero" (no chunk framing) is not supported' : `unknown security '${scy}'; use auto, aes-128-gcm, chacha20-poly1305 or none`);
+    fail(
+      scy === 'zero'
+        ? 'security "zero" (no chunk framing) is not supported'
+        : `unknown security '${scy}'; use auto, aes-128-gcm, chacha20-poly1305 or none`,
+    );
   }
   const tag = hash >= 0 ? pctDecode(rest.slice(hash + 1), 'the #tag', fail).trim() : '';
   const ps = params.get('ps')?.trim();
@@ -194,7 +219,12 @@ function parseVmessLink(rest: string, name: string | undefined, fail: Fail): Vme
 }
 
 /** Parses vmess://, vless:// and trojan:// links (`rest` is what follows '://'). */
-export function parseV2rayUri(scheme: 'vmess' | 'vless' | 'trojan', rest: string, name: string | undefined, fail: Fail): V2rayNodeSpec {
+export function parseV2rayUri(
+  scheme: 'vmess' | 'vless' | 'trojan',
+  rest: string,
+  name: string | undefined,
+  fail: Fail,
+): V2rayNodeSpec {
   if (scheme === 'vmess') return parseVmessLink(rest, name, fail);
   return parseUserLink(scheme, rest, name, fail);
 }
@@ -207,7 +237,8 @@ export function redactV2rayUri(scheme: string, rest: string): string {
     let where = '';
     try {
       const j = JSON.parse(text ?? '') as Record<string, unknown>;
-      if (typeof j.add === 'string' && (typeof j.port === 'string' || typeof j.port === 'number')) where = `@${j.add}:${j.port}`;
+      if (typeof j.add === 'string' && (typeof j.port === 'string' || typeof j.port === 'number'))
+        where = `@${j.add}:${j.port}`;
     } catch {
       // not JSON: show nothing of it
     }

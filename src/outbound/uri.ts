@@ -8,7 +8,14 @@
 // Pure: no I/O. Errors are UsageErrors naming the problem, never the password.
 import { UsageError } from '../errors.js';
 import { decodeBase64, parseHostPort, pctDecode } from './uri-parts.js';
-import { parseV2rayUri, redactV2rayUri, type TrojanNodeSpec, type V2rayNodeSpec, type VlessNodeSpec, type VmessNodeSpec } from './uri-v2ray.js';
+import {
+  parseV2rayUri,
+  redactV2rayUri,
+  type TrojanNodeSpec,
+  type V2rayNodeSpec,
+  type VlessNodeSpec,
+  type VmessNodeSpec,
+} from './uri-v2ray.js';
 
 export type { TrojanNodeSpec, VlessNodeSpec, VmessNodeSpec };
 
@@ -38,7 +45,12 @@ export interface HttpNodeSpec extends NodeBase {
 }
 
 /** SIP003 plugins this build runs (link names → the plugin; see sip003.ts). */
-export const SS_PLUGINS = { 'v2ray-plugin': 'v2ray-plugin', 'ss-v2ray-plugin': 'v2ray-plugin', 'obfs-local': 'obfs-local', 'simple-obfs': 'obfs-local' } as const;
+export const SS_PLUGINS = {
+  'v2ray-plugin': 'v2ray-plugin',
+  'ss-v2ray-plugin': 'v2ray-plugin',
+  'obfs-local': 'obfs-local',
+  'simple-obfs': 'obfs-local',
+} as const;
 export type SsPluginName = (typeof SS_PLUGINS)[keyof typeof SS_PLUGINS];
 
 export interface ShadowsocksNodeSpec extends NodeBase {
@@ -67,7 +79,8 @@ export function parseNodeUri(uri: string, name?: string): NodeSpec {
   const fail = (problem: string): never => {
     throw new UsageError(`proxy node ${shown}: ${problem}`);
   };
-  if (typeof uri !== 'string' || uri.trim() === '') fail('empty URI; expected e.g. socks5://host:1080, http://host:3128 or ss://…');
+  if (typeof uri !== 'string' || uri.trim() === '')
+    fail('empty URI; expected e.g. socks5://host:1080, http://host:3128 or ss://…');
   const text = uri.trim();
   if (/[\x00-\x20\x7f]/.test(text)) fail('URI contains spaces or control characters');
   const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/s.exec(text);
@@ -111,7 +124,8 @@ export function parseNodeUri(uri: string, name?: string): NodeSpec {
     for (const part of query.split('&')) {
       const eq = part.indexOf('=');
       const key = pctDecode(eq >= 0 ? part.slice(0, eq) : part, 'the query', fail);
-      if (key === 'plugin') plugin = parsePlugin(pctDecode(eq >= 0 ? part.slice(eq + 1) : '', 'the plugin', fail), fail);
+      if (key === 'plugin')
+        plugin = parsePlugin(pctDecode(eq >= 0 ? part.slice(eq + 1) : '', 'the plugin', fail), fail);
       else if (key !== '') fail(`unknown query parameter '${key}'`);
     }
   }
@@ -128,7 +142,8 @@ export function parseNodeUri(uri: string, name?: string): NodeSpec {
     // Legacy: the whole authority is BASE64(method:password@host:port).
     const b64 = pctDecode(authority, 'the base64 part', fail);
     const decoded = decodeBase64(b64) ?? (b64.endsWith('/') ? decodeBase64(b64.slice(0, -1)) : undefined);
-    if (decoded === undefined) fail('expected ss://BASE64(method:password)@host:port or ss://BASE64(method:password@host:port)');
+    if (decoded === undefined)
+      fail('expected ss://BASE64(method:password)@host:port or ss://BASE64(method:password@host:port)');
     const legacyAt = decoded!.lastIndexOf('@');
     if (legacyAt < 0) fail('the base64 part does not decode to method:password@host:port');
     const creds = splitCredentials(decoded!.slice(0, legacyAt), fail);
@@ -158,9 +173,12 @@ export function parseNodeUri(uri: string, name?: string): NodeSpec {
     return withPlugin(ssSpec(creds.user, creds.pass, host, port, name ?? tag, fail), plugin);
   }
 
-  const spec: Socks5NodeSpec | HttpNodeSpec = { kind, name: name ?? tag ?? defaultName(kind, host, port), host, port } as
-    | Socks5NodeSpec
-    | HttpNodeSpec;
+  const spec: Socks5NodeSpec | HttpNodeSpec = {
+    kind,
+    name: name ?? tag ?? defaultName(kind, host, port),
+    host,
+    port,
+  } as Socks5NodeSpec | HttpNodeSpec;
   if (userinfo !== undefined) {
     const c = userinfo.indexOf(':');
     const username = pctDecode(c >= 0 ? userinfo.slice(0, c) : userinfo, 'the user name', fail);
@@ -190,7 +208,8 @@ function parsePlugin(value: string, fail: (p: string) => never): ShadowsocksNode
   if (given === '') return undefined;
   const name = (SS_PLUGINS as Record<string, SsPluginName>)[given];
   if (!name) fail(`SIP003 plugin '${given.slice(0, 40)}' is not supported; supported: v2ray-plugin, obfs-local`);
-  if (/[\x00-\x1f\x7f]/.test(opts) || opts.length > 1024) fail('the plugin options hold control characters or are longer than 1024 characters');
+  if (/[\x00-\x1f\x7f]/.test(opts) || opts.length > 1024)
+    fail('the plugin options hold control characters or are longer than 1024 characters');
   return { name: name!, opts };
 }
 
@@ -204,15 +223,25 @@ function ssSpec(
 ): ShadowsocksNodeSpec {
   const lower = method.toLowerCase();
   if (!(SS_METHODS as readonly string[]).includes(lower)) {
-    if (lower.startsWith('2022-blake3-')) fail(`method '${method}' (Shadowsocks 2022, SIP022) is not supported yet; use ${SS_METHODS.join(', ')}`);
+    if (lower.startsWith('2022-blake3-'))
+      fail(`method '${method}' (Shadowsocks 2022, SIP022) is not supported yet; use ${SS_METHODS.join(', ')}`);
     if (lower === 'chacha20-poly1305') fail(`unknown method '${method}'; did you mean chacha20-ietf-poly1305?`);
     if (/-(cfb|ctr|ofb)$|^rc4|^chacha20(-ietf)?$|^salsa20|^bf-|^camellia|^none$|^plain$|^table$/.test(lower)) {
-      fail(`method '${method}' is a stream cipher (insecure, deprecated); use an AEAD method: ${SS_METHODS.join(', ')}`);
+      fail(
+        `method '${method}' is a stream cipher (insecure, deprecated); use an AEAD method: ${SS_METHODS.join(', ')}`,
+      );
     }
     fail(`unknown method '${method}'; supported: ${SS_METHODS.join(', ')}`);
   }
   if (password === '') fail('empty password');
-  return { kind: 'shadowsocks', name: name ?? defaultName('shadowsocks', host, port), host, port, method: lower as SsMethod, password };
+  return {
+    kind: 'shadowsocks',
+    name: name ?? defaultName('shadowsocks', host, port),
+    host,
+    port,
+    method: lower as SsMethod,
+    password,
+  };
 }
 
 function splitCredentials(text: string, fail: (p: string) => never): { user: string; pass: string } {

@@ -57,7 +57,11 @@ export abstract class V2rayTcpOutbound<Spec extends V2rayNodeSpec> extends NodeO
     try {
       codec = this.codecFor(destinationAddress(dst));
     } catch (e) {
-      throw new OutboundError(this.name, 'EINVAL', `cannot ask node ${this.where} for ${fmt({ address: dst.ip, port: dst.port })}: ${(e as Error).message}`);
+      throw new OutboundError(
+        this.name,
+        'EINVAL',
+        `cannot ask node ${this.where} for ${fmt({ address: dst.ip, port: dst.port })}: ${(e as Error).message}`,
+      );
     }
     const to = { outbound: this.name, host: this.spec.host, port: this.spec.port, where: this.where };
     const inner = await openTransport(this.spec.transport, to, this.ca, this.opts, ctx.signal);

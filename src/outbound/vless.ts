@@ -42,7 +42,8 @@ export class VlessCodec implements FrameCodec {
   decode(chunk: Buffer): { data: Buffer[]; eof: boolean } {
     if (this.buf === undefined) return { data: [chunk], eof: false };
     const b = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
-    if (b.length > 0 && b[0] !== 0) throw new CodecError('EPROTO', `VLESS response version ${b[0]} (expected 0; not a VLESS server?)`);
+    if (b.length > 0 && b[0] !== 0)
+      throw new CodecError('EPROTO', `VLESS response version ${b[0]} (expected 0; not a VLESS server?)`);
     if (b.length < 2 || b.length < 2 + b[1]!) {
       this.buf = b;
       return { data: [], eof: false };

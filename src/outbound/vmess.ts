@@ -87,12 +87,27 @@ function gcmOpen(key: Buffer, iv: Buffer, sealed: Buffer, aad?: Buffer): Buffer 
 }
 
 /** authID ‖ GCM(len) ‖ nonce ‖ GCM(header): the AEAD request header (SealVMessAEADHeader). */
-export function sealVmessHeader(cmdKey: Buffer, header: Buffer, authId: Buffer, nonce: Buffer = randomBytes(8)): Buffer {
+export function sealVmessHeader(
+  cmdKey: Buffer,
+  header: Buffer,
+  authId: Buffer,
+  nonce: Buffer = randomBytes(8),
+): Buffer {
   const kdf = (what: string) => vmessKdf(cmdKey, what, authId, nonce);
   const len = Buffer.alloc(2);
   len.writeUInt16BE(header.length);
-  const sealedLen = gcmSeal(kdf('VMess Header AEAD Key_Length').subarray(0, 16), kdf('VMess Header AEAD Nonce_Length').subarray(0, 12), len, authId);
-  const sealedHeader = gcmSeal(kdf('VMess Header AEAD Key').subarray(0, 16), kdf('VMess Header AEAD Nonce').subarray(0, 12), header, authId);
+  const sealedLen = gcmSeal(
+    kdf('VMess Header AEAD Key_Length').subarray(0, 16),
+    kdf('VMess Header AEAD Nonce_Length').subarray(0, 12),
+    len,
+    authId,
+  );
+  const sealedHeader = gcmSeal(
+    kdf('VMess Header AEAD Key').subarray(0, 16),
+    kdf('VMess Header AEAD Nonce').subarray(0, 12),
+    header,
+    authId,
+  );
   return Buffer.concat([authId, sealedLen, nonce, sealedHeader]);
 }
 
@@ -111,12 +126,23 @@ export function newVmessSession(): VmessSession {
 }
 
 /** The request header before sealing (ends with its FNV-1a). */
-export function encodeVmessHeader(s: VmessSession, security: VmessSecurity, command: number, target: SocksAddress): Buffer {
+export function encodeVmessHeader(
+  s: VmessSession,
+  security: VmessSecurity,
+  command: number,
+  target: SocksAddress,
+): Buffer {
   const head = Buffer.concat([
     Buffer.from([1]),
     s.iv,
     s.key,
-    Buffer.from([s.responseByte, OPT_CHUNK_STREAM | OPT_CHUNK_MASKING, (s.padding.length << 4) | SECURITY_CODE[security], 0, command]),
+    Buffer.from([
+      s.responseByte,
+      OPT_CHUNK_STREAM | OPT_CHUNK_MASKING,
+      (s.padding.length << 4) | SECURITY_CODE[security],
+      0,
+      command,
+    ]),
     encodePortThenAddress(target),
     s.padding,
   ]);
@@ -269,7 +295,8 @@ export class VmessChunkReader {
         if (this.buf.length < 2) break;
         this.size = this.buf.readUInt16BE(0) ^ this.mask.next();
         this.buf = this.buf.subarray(2);
-        if (this.size < this.cipher.overhead) throw new CodecError('EPROTO', `chunk length ${this.size} is shorter than its tag (wrong id or security?)`);
+        if (this.size < this.cipher.overhead)
+          throw new CodecError('EPROTO', `chunk length ${this.size} is shorter than its tag (wrong id or security?)`);
         if (this.size === this.cipher.overhead) {
           this.ended = true;
           this.size = -1;
@@ -301,13 +328,19 @@ export function openVmessResponseHeader(
   const lenKey = vmessKdf(key, 'AEAD Resp Header Len Key').subarray(0, 16);
   const lenIv = vmessKdf(iv, 'AEAD Resp Header Len IV').subarray(0, 12);
   const len = gcmOpen(lenKey, lenIv, b.subarray(0, 18));
-  if (!len) throw new CodecError('EAUTH', 'response header failed authentication (wrong id, or not a VMess AEAD server?)');
+  if (!len)
+    throw new CodecError('EAUTH', 'response header failed authentication (wrong id, or not a VMess AEAD server?)');
   const n = len.readUInt16BE(0);
   if (b.length < 18 + n + TAG) return 'need-more';
-  const head = gcmOpen(vmessKdf(key, 'AEAD Resp Header Key').subarray(0, 16), vmessKdf(iv, 'AEAD Resp Header IV').subarray(0, 12), b.subarray(18, 18 + n + TAG));
+  const head = gcmOpen(
+    vmessKdf(key, 'AEAD Resp Header Key').subarray(0, 16),
+    vmessKdf(iv, 'AEAD Resp Header IV').subarray(0, 12),
+    b.subarray(18, 18 + n + TAG),
+  );
   if (!head) throw new CodecError('EAUTH', 'response header failed authentication');
   if (head.length < 4) throw new CodecError('EPROTO', `response header of ${head.length} bytes (at least 4)`);
-  if (head[0] !== responseByte) throw new CodecError('EPROTO', `response header echoes ${head[0]}, expected ${responseByte}`);
+  if (head[0] !== responseByte)
+    throw new CodecError('EPROTO', `response header echoes ${head[0]}, expected ${responseByte}`);
   return { length: 18 + n + TAG };
 }
 
@@ -329,9 +362,18 @@ export class VmessCodec implements FrameCodec {
     command = VMESS_CMD_TCP,
     now = Math.floor(Date.now() / 1000),
   ) {
-    this.header = sealVmessHeader(cmdKey, encodeVmessHeader(session, security, command, target), vmessAuthId(cmdKey, now));
+    this.header = sealVmessHeader(
+      cmdKey,
+      encodeVmessHeader(session, security, command, target),
+      vmessAuthId(cmdKey, now),
+    );
     // UDP: one datagram per chunk, up to the 16-bit chunk length.
-    this.writer = new VmessChunkWriter(security, session.key, session.iv, command === VMESS_CMD_UDP ? 0xffff - TAG : VMESS_MAX_CHUNK_PAYLOAD);
+    this.writer = new VmessChunkWriter(
+      security,
+      session.key,
+      session.iv,
+      command === VMESS_CMD_UDP ? 0xffff - TAG : VMESS_MAX_CHUNK_PAYLOAD,
+    );
     this.respKey = createHash('sha256').update(session.key).digest().subarray(0, 16);
     this.respIv = createHash('sha256').update(session.iv).digest().subarray(0, 16);
     this.reader = new VmessChunkReader(security, this.respKey, this.respIv);

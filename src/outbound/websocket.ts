@@ -29,17 +29,26 @@ export function encodeUpgradeRequest(host: string, path: string, key: string): B
 }
 
 export function acceptKeyFor(key: string): string {
-  return createHash('sha1').update(key + WS_GUID).digest('base64');
+  return createHash('sha1')
+    .update(key + WS_GUID)
+    .digest('base64');
 }
 
 /** The server's answer to the Upgrade request: 101 with the right Sec-WebSocket-Accept. */
 export function parseUpgradeResponse(b: Buffer, key: string): Parsed<object> {
   const end = b.indexOf('\r\n\r\n');
-  if (end < 0) return b.length > MAX_RESPONSE_HEAD ? { ok: false, error: `response head longer than ${MAX_RESPONSE_HEAD} bytes` } : 'need-more';
+  if (end < 0)
+    return b.length > MAX_RESPONSE_HEAD
+      ? { ok: false, error: `response head longer than ${MAX_RESPONSE_HEAD} bytes` }
+      : 'need-more';
   const lines = b.toString('latin1', 0, end).split('\r\n');
   const status = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(lines[0]!);
   if (!status) return { ok: false, error: `not an HTTP response: '${printable(lines[0]!, 80)}'` };
-  if (status[1] !== '101') return { ok: false, error: `HTTP ${status[1]} ${printable(status[2] ?? '', 80)} instead of 101 Switching Protocols (wrong path or Host?)` };
+  if (status[1] !== '101')
+    return {
+      ok: false,
+      error: `HTTP ${status[1]} ${printable(status[2] ?? '', 80)} instead of 101 Switching Protocols (wrong path or Host?)`,
+    };
   const accept = lines.slice(1).find((l) => /^sec-websocket-accept:/i.test(l));
   if (!accept || accept.slice(accept.indexOf(':') + 1).trim() !== acceptKeyFor(key)) {
     return { ok: false, error: 'missing or wrong Sec-WebSocket-Accept' };
@@ -79,7 +88,10 @@ function xorMask(payload: Buffer, mask: Buffer): Buffer {
 }
 
 /** What the server sent, frame by frame: data bytes (streamed) and control messages. */
-export type WsEvent = { type: 'data'; bytes: Buffer } | { type: 'ping'; payload: Buffer } | { type: 'close'; code?: number };
+export type WsEvent =
+  | { type: 'data'; bytes: Buffer }
+  | { type: 'ping'; payload: Buffer }
+  | { type: 'close'; code?: number };
 
 export class WsProtocolError extends Error {}
 
@@ -117,7 +129,8 @@ export class WsFrameDecoder {
         }
         const payload = this.unmask(this.buf.subarray(0, frame.length));
         this.buf = this.buf.subarray(frame.length);
-        if (frame.opcode === OP_CLOSE) out.push({ type: 'close', ...(payload.length >= 2 ? { code: payload.readUInt16BE(0) } : {}) });
+        if (frame.opcode === OP_CLOSE)
+          out.push({ type: 'close', ...(payload.length >= 2 ? { code: payload.readUInt16BE(0) } : {}) });
         else if (frame.opcode === OP_PING) out.push({ type: 'ping', payload });
         continue;
       }
@@ -146,7 +159,8 @@ export class WsFrameDecoder {
     if ((b[0]! & 0x70) !== 0) throw new WsProtocolError('frame with reserved bits set (no extension was negotiated)');
     const opcode = b[0]! & 0x0f;
     const fin = (b[0]! & 0x80) !== 0;
-    if (![OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG].includes(opcode)) throw new WsProtocolError(`unknown opcode ${opcode}`);
+    if (![OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG].includes(opcode))
+      throw new WsProtocolError(`unknown opcode ${opcode}`);
     const masked = (b[1]! & 0x80) !== 0;
     let length = b[1]! & 0x7f;
     let off = 2;
@@ -161,7 +175,8 @@ export class WsFrameDecoder {
       length = Number(big);
       off = 10;
     }
-    if (opcode >= 0x8 && (length > 125 || !fin)) throw new WsProtocolError('control frame longer than 125 bytes or fragmented');
+    if (opcode >= 0x8 && (length > 125 || !fin))
+      throw new WsProtocolError('control frame longer than 125 bytes or fragmented');
     if (masked) off += 4;
     if (b.length < off) return undefined;
     this.mask = masked ? Buffer.from(b.subarray(off - 4, off)) : undefined;
@@ -230,7 +245,8 @@ export class WebSocketStream extends Duplex {
 
   private readonly onEnd = (): void => {
     if (this.wsClosed) return;
-    if (this.dec.pending > 0) return this.fail('EPROTO', `node ${this.where} closed the connection in the middle of a WebSocket frame`);
+    if (this.dec.pending > 0)
+      return this.fail('EPROTO', `node ${this.where} closed the connection in the middle of a WebSocket frame`);
     this.wsClosed = true;
     this.push(null);
   };
@@ -284,7 +300,13 @@ export class WebSocketStream extends Duplex {
     clearTimeout(this.lingerTimer);
     const pending = this.writeCb;
     this.writeCb = undefined;
-    for (const [ev, fn] of [['data', this.onData], ['end', this.onEnd], ['error', this.onError], ['close', this.onClose], ['drain', this.onDrain]] as const) {
+    for (const [ev, fn] of [
+      ['data', this.onData],
+      ['end', this.onEnd],
+      ['error', this.onError],
+      ['close', this.onClose],
+      ['drain', this.onDrain],
+    ] as const) {
       this.socket.removeListener(ev, fn as (...a: unknown[]) => void);
     }
     this.socket.on('error', () => {});

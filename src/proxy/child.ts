@@ -34,17 +34,34 @@ let restartDns: (() => Promise<void>) | undefined;
 let groups: Groups | undefined;
 
 /** Outbounds and router from plain config (validated already by the supervisor). */
-function buildRouting(cfg: RoutingConfig, mark: number, connectTimeoutMs: number, resolve: HostResolver | undefined, log: Logger): DataPlaneRouting {
+function buildRouting(
+  cfg: RoutingConfig,
+  mark: number,
+  connectTimeoutMs: number,
+  resolve: HostResolver | undefined,
+  log: Logger,
+): DataPlaneRouting {
   const outbounds = new Map<string, TcpOutbound>();
   for (const [name, node] of Object.entries(cfg.nodes)) {
     outbounds.set(
       name,
-      createOutbound(parseNodeUri(node.uri, name), { ...(mark ? { mark } : {}), ...(resolve ? { resolve } : {}), connectTimeoutMs: node.connectTimeoutMs ?? connectTimeoutMs }),
+      createOutbound(parseNodeUri(node.uri, name), {
+        ...(mark ? { mark } : {}),
+        ...(resolve ? { resolve } : {}),
+        connectTimeoutMs: node.connectTimeoutMs ?? connectTimeoutMs,
+      }),
     );
   }
   groups = buildGroups(cfg.groups ?? {}, outbounds, { mark, connectTimeoutMs, log, metrics });
-  const fallbacks = new Map(Object.entries(cfg.nodes).flatMap(([name, n]) => (n.fallback ? [[name, n.fallback] as const] : [])));
-  return { router: compileRules(cfg.rules, cfg.defaultOutbound, [...outbounds.keys()]), outbounds, fallbacks, sniffTimeoutMs: cfg.sniffTimeoutMs };
+  const fallbacks = new Map(
+    Object.entries(cfg.nodes).flatMap(([name, n]) => (n.fallback ? [[name, n.fallback] as const] : [])),
+  );
+  return {
+    router: compileRules(cfg.rules, cfg.defaultOutbound, [...outbounds.keys()]),
+    outbounds,
+    fallbacks,
+    sniffTimeoutMs: cfg.sniffTimeoutMs,
+  };
 }
 
 /**
@@ -52,19 +69,34 @@ function buildRouting(cfg: RoutingConfig, mark: number, connectTimeoutMs: number
  * per node that can carry UDP (SOCKS5 UDP ASSOCIATE, Shadowsocks); flows routed to other
  * nodes (HTTP CONNECT) are refused with the reason.
  */
-function buildUdpRouting(cfg: RoutingConfig, routing: DataPlaneRouting, mark: number, connectTimeoutMs: number, log: Logger, resolve: HostResolver | undefined): UdpOutbound {
+function buildUdpRouting(
+  cfg: RoutingConfig,
+  routing: DataPlaneRouting,
+  mark: number,
+  connectTimeoutMs: number,
+  log: Logger,
+  resolve: HostResolver | undefined,
+): UdpOutbound {
   const outbounds = new Map<string, UdpOutbound>();
   const unsupported = new Map<string, string>();
   for (const [name, node] of Object.entries(cfg.nodes)) {
     const spec = parseNodeUri(node.uri, name);
-    const ob = createUdpOutbound(spec, { ...(mark ? { mark } : {}), ...(resolve ? { resolve } : {}), connectTimeoutMs: node.connectTimeoutMs ?? connectTimeoutMs });
+    const ob = createUdpOutbound(spec, {
+      ...(mark ? { mark } : {}),
+      ...(resolve ? { resolve } : {}),
+      connectTimeoutMs: node.connectTimeoutMs ?? connectTimeoutMs,
+    });
     if (ob) outbounds.set(name, ob);
     else unsupported.set(name, udpUnsupportedReason(spec) ?? `node '${name}' cannot carry UDP`);
   }
   // UDP flows no rule matches take `default-udp` when set: the same rules, another default.
-  const router = cfg.defaultUdpOutbound !== undefined ? compileRules(cfg.rules, cfg.defaultUdpOutbound, [...routing.outbounds.keys()]) : routing.router;
+  const router =
+    cfg.defaultUdpOutbound !== undefined
+      ? compileRules(cfg.rules, cfg.defaultUdpOutbound, [...routing.outbounds.keys()])
+      : routing.router;
   const direct = directUdpOutbound(mark ? { mark } : {});
-  for (const [name, ob] of udpGroupOutbounds(groups?.byName ?? new Map(), new Map(outbounds), direct, unsupported)) outbounds.set(name, ob);
+  for (const [name, ob] of udpGroupOutbounds(groups?.byName ?? new Map(), new Map(outbounds), direct, unsupported))
+    outbounds.set(name, ob);
   return routedUdpOutbound(router, outbounds, direct, {
     log,
     unsupported,
@@ -77,8 +109,17 @@ function rewriterFactory(inject: CompiledInject): () => RequestRewriter {
 }
 
 function logPluginEvent(log: Logger, e: PluginEvent): void {
-  if (e.type === 'started') log.info('plugin started:', { node: e.node, plugin: e.plugin, pid: e.pid, listen: `127.0.0.1:${e.port}` });
-  else if (e.type === 'exited') log.warn('plugin exited:', { node: e.node, plugin: e.plugin, pid: e.pid, status: e.signal ?? e.code ?? undefined, 'restart-in-ms': e.restartInMs, stderr: e.stderr || undefined });
+  if (e.type === 'started')
+    log.info('plugin started:', { node: e.node, plugin: e.plugin, pid: e.pid, listen: `127.0.0.1:${e.port}` });
+  else if (e.type === 'exited')
+    log.warn('plugin exited:', {
+      node: e.node,
+      plugin: e.plugin,
+      pid: e.pid,
+      status: e.signal ?? e.code ?? undefined,
+      'restart-in-ms': e.restartInMs,
+      stderr: e.stderr || undefined,
+    });
   else log.error(`plugin failed: node '${e.node}': ${e.error}`);
 }
 
@@ -89,16 +130,18 @@ async function start(msg: ChildStart): Promise<void> {
   // Domain lists arrive packed (DomainList.toJSON): unpacked once, shared by the TCP and UDP routers.
   if (msg.routing) msg.routing.rules = reviveRuleLists(msg.routing.rules);
   const resolveNames = resolverForNames(msg.resolver, msg.nameserversGiven);
-  const routing = msg.routing ? buildRouting(msg.routing, msg.outboundMark, msg.connectTimeoutMs, resolveNames, log) : undefined;
+  const routing = msg.routing
+    ? buildRouting(msg.routing, msg.outboundMark, msg.connectTimeoutMs, resolveNames, log)
+    : undefined;
   if (msg.routing?.dns && routing) {
     // The DNS forwarder lives here, next to the data plane, so fake-IP lookups are calls.
     const dnsCfg = msg.routing.dns;
     const dnsOptions = dnsForwarderOptions(dnsCfg, {
-        log,
-        ...(dnsCfg.via !== 'direct' ? { via: routing.outbounds.get(dnsCfg.via)! } : {}),
-        ...(msg.outboundMark ? { mark: msg.outboundMark } : {}),
-        fallbackNameservers: msg.resolver.nameservers,
-        families: msg.listeners.map((l) => l.family),
+      log,
+      ...(dnsCfg.via !== 'direct' ? { via: routing.outbounds.get(dnsCfg.via)! } : {}),
+      ...(msg.outboundMark ? { mark: msg.outboundMark } : {}),
+      fallbackNameservers: msg.resolver.nameservers,
+      families: msg.listeners.map((l) => l.family),
     });
     // Kept so this worker can hand the DNS port to the next generation ('dns-release') and
     // take it back if that generation fails to start ('dns-restore').
@@ -108,9 +151,16 @@ async function start(msg: ChildStart): Promise<void> {
     await restartDns();
     const forwarder = dns!;
     if (dnsCfg.fakeIp?.enabled) {
-      routing.fakeIp = { lookup: (ip) => (dns ?? forwarder).lookupFakeIp(ip), resolveReal: (d, f) => (dns ?? forwarder).resolveReal(d, f) };
+      routing.fakeIp = {
+        lookup: (ip) => (dns ?? forwarder).lookupFakeIp(ip),
+        resolveReal: (d, f) => (dns ?? forwarder).resolveReal(d, f),
+      };
     }
-    log.info('dns ready:', { listen: forwarder.addresses.map((a) => fmt(a)).join(','), via: dnsCfg.via, 'fake-ip': dnsCfg.fakeIp?.enabled ? dnsCfg.fakeIp.range : 'off' });
+    log.info('dns ready:', {
+      listen: forwarder.addresses.map((a) => fmt(a)).join(','),
+      via: dnsCfg.via,
+      'fake-ip': dnsCfg.fakeIp?.enabled ? dnsCfg.fakeIp.range : 'off',
+    });
   }
   plane = await startDataPlane(
     {
@@ -124,7 +174,14 @@ async function start(msg: ChildStart): Promise<void> {
       outboundMark: msg.outboundMark,
       ...(msg.inboundMark ? { inboundMark: msg.inboundMark } : {}),
       preserveSource: msg.preserveSource,
-      ...(msg.dstFromHost ? { dstFromHost: { resolve: (n: string) => resolver.resolve(n), maxHeadBytes: msg.inject?.maxHeadBytes ?? 65536 } } : {}),
+      ...(msg.dstFromHost
+        ? {
+            dstFromHost: {
+              resolve: (n: string) => resolver.resolve(n),
+              maxHeadBytes: msg.inject?.maxHeadBytes ?? 65536,
+            },
+          }
+        : {}),
       ...(routing ? { routing } : {}),
       metrics,
       relay: msg.relay,
@@ -139,7 +196,9 @@ async function start(msg: ChildStart): Promise<void> {
       families: msg.udp.families,
       idleTimeoutMs: msg.udp.idleTimeoutMs,
       ...(msg.outboundMark ? { mark: msg.outboundMark } : {}),
-      ...(msg.routing && routing ? { outbound: buildUdpRouting(msg.routing, routing, msg.outboundMark, msg.connectTimeoutMs, log, resolveNames) } : {}),
+      ...(msg.routing && routing
+        ? { outbound: buildUdpRouting(msg.routing, routing, msg.outboundMark, msg.connectTimeoutMs, log, resolveNames) }
+        : {}),
       log,
     });
   }
@@ -158,15 +217,21 @@ process.on('message', (msg: ToChild) => {
     else if (msg.what === 'dns-release') {
       const d = dns;
       dns = undefined;
-      void (d?.close() ?? Promise.resolve()).then(() => answer(d !== undefined), () => answer(false));
+      void (d?.close() ?? Promise.resolve()).then(
+        () => answer(d !== undefined),
+        () => answer(false),
+      );
     } else if (msg.what === 'dns-restore') {
       if (dns || !restartDns) answer(false);
-      else void restartDns().then(() => answer(true), () => answer(false));
+      else
+        void restartDns().then(
+          () => answer(true),
+          () => answer(false),
+        );
     } else if (msg.what === 'dns-flush') {
       dns?.clearCache();
       answer(dns !== undefined);
-    }
-    else void metrics.snapshot().then(answer, () => answer(undefined));
+    } else void metrics.snapshot().then(answer, () => answer(undefined));
   } else if (msg.type === 'select-group') {
     const g = groups?.byName.get(msg.group);
     try {

@@ -65,7 +65,9 @@ export interface DataPlaneConfig {
 export class SpliceUnavailableError extends Error {
   override readonly name = 'SpliceUnavailableError';
   constructor() {
-    super('--relay splice: the splice(2) engine is not available here (needs Linux x86-64/AArch64 and koffi); use --relay auto or js');
+    super(
+      '--relay splice: the splice(2) engine is not available here (needs Linux x86-64/AArch64 and koffi); use --relay auto or js',
+    );
   }
 }
 
@@ -107,7 +109,15 @@ export interface ConnectionInfo {
 }
 
 /** Outbound error codes that mean the node itself could not be reached. */
-const NODE_UNREACHABLE = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN']);
+const NODE_UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
 
 interface Upstream {
   stream: Duplex;
@@ -167,7 +177,8 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
   if (relayChoice === 'splice' && !spliceAvailable()) return Promise.reject(new SpliceUnavailableError());
   // Started on the first flow that can use it: a sidecar whose flows all get headers never needs it.
   let engine: SpliceEngine | null | undefined = relayChoice === 'js' || !spliceAvailable() ? null : undefined;
-  if (relayChoice === 'auto' && engine === null) log.warn('splice relay unavailable here; every flow uses the JS relay', {});
+  if (relayChoice === 'auto' && engine === null)
+    log.warn('splice relay unavailable here; every flow uses the JS relay', {});
   let closed = false;
   const spliceEngine = (): SpliceEngine | null => {
     if (engine !== undefined || closed) return engine ?? null;
@@ -246,7 +257,12 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
   const isLoop = (dst: Endpoint): boolean => ownPorts.has(dst.port) && local.has(dst.address);
 
   /** --dst-from-host: read the request head, resolve its Host, then relay as usual. */
-  const destinationFromHost = async (client: net.Socket, src: Endpoint, started: number, listener: string): Promise<void> => {
+  const destinationFromHost = async (
+    client: net.Socket,
+    src: Endpoint,
+    started: number,
+    listener: string,
+  ): Promise<void> => {
     const opts = cfg.dstFromHost!;
     const peeked = await peek(client, (b) => requestAuthority(b, opts.maxHeadBytes), cfg.connectTimeoutMs);
     const head = peeked.head;
@@ -318,7 +334,14 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     for (;;) {
       tried.add(name);
       if (name === 'direct') {
-        return { stream: await connectDirect(flow.dst, directOptions(flow)), via: 'direct', rule, domain, head, ...(tried.size > 1 ? { fallbackFrom: decision.action } : {}) };
+        return {
+          stream: await connectDirect(flow.dst, directOptions(flow)),
+          via: 'direct',
+          rule,
+          domain,
+          head,
+          ...(tried.size > 1 ? { fallbackFrom: decision.action } : {}),
+        };
       }
       const outbound = routing.outbounds.get(name);
       if (!outbound) throw new ConnectError('ENOOUTBOUND', `no outbound named ${name}`);
@@ -359,7 +382,12 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     });
   };
 
-  const relayFlow = async (flow: Flow, client: net.Socket, head: Buffer | undefined, liveFlow: LiveFlow): Promise<void> => {
+  const relayFlow = async (
+    flow: Flow,
+    client: net.Socket,
+    head: Buffer | undefined,
+    liveFlow: LiveFlow,
+  ): Promise<void> => {
     let up: Upstream;
     const connectStart = process.hrtime.bigint();
     try {
@@ -393,16 +421,37 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     const upstream = up.stream;
     if (client.destroyed) {
       upstream.destroy();
-      log.info('conn', { ...baseFields(flow), up: 0, down: 0, dur: `${Date.now() - flow.started}ms`, close: 'client-gone' });
+      log.info('conn', {
+        ...baseFields(flow),
+        up: 0,
+        down: 0,
+        dur: `${Date.now() - flow.started}ms`,
+        close: 'client-gone',
+      });
       return;
     }
-    const meta: FlowMeta = { via: up.via, ...(up.domain ? { domain: up.domain } : {}), ...(up.rule ? { rule: up.rule } : {}), ...(up.fallbackFrom ? { fallbackFrom: up.fallbackFrom } : {}) };
+    const meta: FlowMeta = {
+      via: up.via,
+      ...(up.domain ? { domain: up.domain } : {}),
+      ...(up.rule ? { rule: up.rule } : {}),
+      ...(up.fallbackFrom ? { fallbackFrom: up.fallbackFrom } : {}),
+    };
     const rewriter = cfg.rewriterFor?.(flow);
     const eng = rewriter ? null : spliceEngine();
     if (eng && wouldSplice(client, upstream, {})) {
       // Returned, not awaited: once handed over, nothing in JS refers to the sockets any more.
       // relayAuto falls back to the JS relay itself if the engine refuses the pair.
-      return report(flow, meta, undefined, relayAuto(client, upstream, { idleTimeoutMs: cfg.idleTimeoutMs, engine: eng, ...(up.head ? { head: up.head } : {}) }), 'splice');
+      return report(
+        flow,
+        meta,
+        undefined,
+        relayAuto(client, upstream, {
+          idleTimeoutMs: cfg.idleTimeoutMs,
+          engine: eng,
+          ...(up.head ? { head: up.head } : {}),
+        }),
+        'splice',
+      );
     }
     const r = await relay(client, upstream, {
       idleTimeoutMs: cfg.idleTimeoutMs,
@@ -412,10 +461,21 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     finishLog(flow, meta, rewriter, r);
   };
 
-  const report = (flow: Flow, meta: FlowMeta, rewriter: UpstreamRewriter | undefined, p: Promise<RelayResult>, engineName: 'splice'): Promise<void> =>
-    p.then((r) => finishLog(flow, meta, rewriter, r, engineName));
+  const report = (
+    flow: Flow,
+    meta: FlowMeta,
+    rewriter: UpstreamRewriter | undefined,
+    p: Promise<RelayResult>,
+    engineName: 'splice',
+  ): Promise<void> => p.then((r) => finishLog(flow, meta, rewriter, r, engineName));
 
-  const finishLog = (flow: Flow, meta: FlowMeta, rewriter: UpstreamRewriter | undefined, r: RelayResult, engineName?: 'splice'): void => {
+  const finishLog = (
+    flow: Flow,
+    meta: FlowMeta,
+    rewriter: UpstreamRewriter | undefined,
+    r: RelayResult,
+    engineName?: 'splice',
+  ): void => {
     metrics?.total.inc({ listener: flow.listener, outbound: meta.via, result: r.reason });
     metrics?.bytes.inc({ direction: 'up' }, r.bytesUp);
     metrics?.bytes.inc({ direction: 'down' }, r.bytesDown);
@@ -440,7 +500,9 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     listeners.map(
       (l) =>
         new Promise<void>((resolve, reject) => {
-          const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (c) => onConnection(c, l.family, l.label));
+          const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (c) =>
+            onConnection(c, l.family, l.label),
+          );
           let lastAcceptError = 0;
           server.on('error', (e) => {
             // Accept errors (EMFILE when descriptors run out) must not kill the proxy: libuv
@@ -478,7 +540,8 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       c.destroy();
       return true;
     },
-    stopAccepting: () => Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined),
+    stopAccepting: () =>
+      Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined),
     drain: (deadlineMs: number) =>
       new Promise<void>((resolve) => {
         if (flows === 0) return resolve();

@@ -17,9 +17,17 @@ function builtinOutbounds(mark: number, connectTimeoutMs: number): Map<string, T
   const direct: TcpOutbound = {
     name: 'direct',
     kind: 'direct',
-    connect: (dst, ctx) => connectDirect({ address: dst.ip, port: dst.port, family: dst.family }, { connectTimeoutMs, ...(mark ? { mark } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) }),
+    connect: (dst, ctx) =>
+      connectDirect(
+        { address: dst.ip, port: dst.port, family: dst.family },
+        { connectTimeoutMs, ...(mark ? { mark } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) },
+      ),
   };
-  const reject: TcpOutbound = { name: 'reject', kind: 'reject', connect: () => Promise.reject(new OutboundError('reject', 'EREJECTED', 'rejected')) };
+  const reject: TcpOutbound = {
+    name: 'reject',
+    kind: 'reject',
+    connect: () => Promise.reject(new OutboundError('reject', 'EREJECTED', 'rejected')),
+  };
   return new Map([
     ['direct', direct],
     ['reject', reject],
@@ -33,10 +41,15 @@ export interface Groups {
 }
 
 /** Adds every group to `outbounds` (members first, so groups of groups work) and starts probing. */
-export function buildGroups(specs: Record<string, GroupSpec>, outbounds: Map<string, TcpOutbound>, opts: { mark: number; connectTimeoutMs: number; log: Logger; metrics: DataPlaneMetrics }): Groups {
+export function buildGroups(
+  specs: Record<string, GroupSpec>,
+  outbounds: Map<string, TcpOutbound>,
+  opts: { mark: number; connectTimeoutMs: number; log: Logger; metrics: DataPlaneMetrics },
+): Groups {
   const byName = new Map<string, GroupOutbound>();
   const all = new Map([...builtinOutbounds(opts.mark, opts.connectTimeoutMs), ...outbounds]);
-  const onChange = (g: GroupOutbound, from: string, reason: string) => opts.log.info('group:', { group: g.name, now: g.now, from, reason });
+  const onChange = (g: GroupOutbound, from: string, reason: string) =>
+    opts.log.info('group:', { group: g.name, now: g.now, from, reason });
   const build = (name: string): TcpOutbound => {
     const done = all.get(name);
     if (done) return done;
@@ -52,17 +65,22 @@ export function buildGroups(specs: Record<string, GroupSpec>, outbounds: Map<str
   for (const name of Object.keys(specs)) build(name);
   for (const g of byName.values()) g.start();
   exportGauges([...byName.values()], opts.metrics);
-  return { byName, states: () => [...byName.values()].map((g) => g.state()), stop: () => byName.forEach((g) => g.stop()) };
+  return {
+    byName,
+    states: () => [...byName.values()].map((g) => g.state()),
+    stop: () => byName.forEach((g) => g.stop()),
+  };
 }
 
 function exportGauges(groups: GroupOutbound[], metrics: DataPlaneMetrics): void {
   if (!groups.length) return;
   const each = (fn: (g: GroupOutbound, member: string) => number | undefined) => (gauge: Gauge) => {
     gauge.reset();
-    for (const g of groups) for (const m of g.spec.members) {
-      const v = fn(g, m);
-      if (v !== undefined) gauge.set({ group: g.name, member: m }, v);
-    }
+    for (const g of groups)
+      for (const m of g.spec.members) {
+        const v = fn(g, m);
+        if (v !== undefined) gauge.set({ group: g.name, member: m }, v);
+      }
   };
   const up = each((g, m) => (g.memberHealth(m)?.alive === false ? 0 : 1));
   const selected = each((g, m) => (g.now === m ? 1 : 0));
@@ -72,9 +90,36 @@ function exportGauges(groups: GroupOutbound[], metrics: DataPlaneMetrics): void 
   });
   const labelNames = ['group', 'member'];
   const registers = [metrics.registry];
-  new Gauge({ name: 'tranproxy_group_member_up', help: 'Whether the last probe of a group member succeeded (1 before the first probe)', labelNames, registers, aggregator: 'min', collect() { up(this); } });
-  new Gauge({ name: 'tranproxy_group_member_selected', help: 'The member a group uses now (1) and the others (0)', labelNames, registers, aggregator: 'max', collect() { selected(this); } });
-  new Gauge({ name: 'tranproxy_group_member_delay_seconds', help: "Time to the response headers of a group member's last good probe", labelNames, registers, aggregator: 'average', collect() { delay(this); } });
+  new Gauge({
+    name: 'tranproxy_group_member_up',
+    help: 'Whether the last probe of a group member succeeded (1 before the first probe)',
+    labelNames,
+    registers,
+    aggregator: 'min',
+    collect() {
+      up(this);
+    },
+  });
+  new Gauge({
+    name: 'tranproxy_group_member_selected',
+    help: 'The member a group uses now (1) and the others (0)',
+    labelNames,
+    registers,
+    aggregator: 'max',
+    collect() {
+      selected(this);
+    },
+  });
+  new Gauge({
+    name: 'tranproxy_group_member_delay_seconds',
+    help: "Time to the response headers of a group member's last good probe",
+    labelNames,
+    registers,
+    aggregator: 'average',
+    collect() {
+      delay(this);
+    },
+  });
 }
 
 /**
@@ -94,7 +139,10 @@ export function udpGroupOutbounds(
     const ob = nodes.get(at);
     if (ob) return ob;
     if (at === 'reject') throw new UdpRefusedError('rejected-by-rule', `group '${name}' uses reject`);
-    throw new UdpRefusedError('udp-unsupported', `group '${name}' uses ${unsupported.get(at) ?? `'${at}', which cannot carry UDP`}`);
+    throw new UdpRefusedError(
+      'udp-unsupported',
+      `group '${name}' uses ${unsupported.get(at) ?? `'${at}', which cannot carry UDP`}`,
+    );
   };
   return new Map(
     [...groups.keys()].map((name) => [

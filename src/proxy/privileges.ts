@@ -24,7 +24,10 @@ export interface DataPlanePrivileges {
   mark: number;
 }
 
-export type PrivilegeInputs = Pick<RunConfig, 'mode' | 'capture' | 'proxyUser' | 'preserveSource' | 'udp' | 'bypassMark' | 'routing'>;
+export type PrivilegeInputs = Pick<
+  RunConfig,
+  'mode' | 'capture' | 'proxyUser' | 'preserveSource' | 'udp' | 'bypassMark' | 'routing'
+>;
 
 export function dataPlanePrivileges(cfg: PrivilegeInputs): DataPlanePrivileges {
   const caps = new Set<Capability>();

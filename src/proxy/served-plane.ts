@@ -9,7 +9,12 @@ import { fmt } from '../outbound/direct.js';
 import type { ConnectionInfo, DataPlane, DataPlaneConfig, ListenerHandle } from './dataplane.js';
 
 /** Hands the listeners to the engine; the returned plane reports and controls its flows. */
-export function startServedPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[], log: Logger, engine: SpliceEngine): DataPlane {
+export function startServedPlane(
+  cfg: DataPlaneConfig,
+  listeners: ListenerHandle[],
+  log: Logger,
+  engine: SpliceEngine,
+): DataPlane {
   const metrics: DataPlaneMetrics | undefined = cfg.metrics;
   let active = 0;
   let drained: (() => void) | undefined;
@@ -27,7 +32,11 @@ export function startServedPlane(cfg: DataPlaneConfig, listeners: ListenerHandle
         }
         return;
       }
-      const fields: LogFields = { ...(r.src ? { src: fmt(r.src) } : {}), ...(r.dst ? { dst: fmt(r.dst) } : {}), reason: r.reason };
+      const fields: LogFields = {
+        ...(r.src ? { src: fmt(r.src) } : {}),
+        ...(r.dst ? { dst: fmt(r.dst) } : {}),
+        reason: r.reason,
+      };
       if (r.reason === 'max-connections') fields.limit = cfg.maxConnections;
       if (r.error) fields.error = r.error;
       log.warn('refused', fields);

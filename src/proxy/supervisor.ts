@@ -61,7 +61,9 @@ function bindListeners(cfg: RunConfig, log: Logger): Listener[] {
       }
       for (const l of out) closeFd(l.fd);
       if (code === 'EADDRINUSE') {
-        throw new TranproxyError(`listen port ${cfg.listenPort} is already in use: stop what holds it or choose another --listen-port`);
+        throw new TranproxyError(
+          `listen port ${cfg.listenPort} is already in use: stop what holds it or choose another --listen-port`,
+        );
       }
       if (code === 'EPERM' || code === 'EACCES') {
         throw new PermissionError(`${(e as Error).message}: TPROXY listeners need root or CAP_NET_ADMIN`);
@@ -250,14 +252,23 @@ export class Supervisor implements SupervisorControl {
       if (cfg.enabled) this.applyRules(cfg);
       else if (this.backend) removeRules(); // switched off: not even a crashed run's leftovers stay
       if (cfg.admin) {
-        this.admin = await startAdminServer(cfg.admin, {
-          ready: () => this.ready,
-          metrics: async () => ({ contentType: this.metrics.contentType, body: await this.metrics.render(await this.collect<MetricsSnapshot>('metrics')) }),
-          connections: async () => (await this.collect<ConnectionInfo[]>('connections')).flat(),
-          groups: () => this.groups(),
-          quit: () => this.quit?.(0),
-        }, this.log).catch((e: NodeJS.ErrnoException) => {
-          throw new TranproxyError(`admin listener ${cfg.admin!.host}:${cfg.admin!.port}: ${e.code ?? e.message}: choose another --admin address`);
+        this.admin = await startAdminServer(
+          cfg.admin,
+          {
+            ready: () => this.ready,
+            metrics: async () => ({
+              contentType: this.metrics.contentType,
+              body: await this.metrics.render(await this.collect<MetricsSnapshot>('metrics')),
+            }),
+            connections: async () => (await this.collect<ConnectionInfo[]>('connections')).flat(),
+            groups: () => this.groups(),
+            quit: () => this.quit?.(0),
+          },
+          this.log,
+        ).catch((e: NodeJS.ErrnoException) => {
+          throw new TranproxyError(
+            `admin listener ${cfg.admin!.host}:${cfg.admin!.port}: ${e.code ?? e.message}: choose another --admin address`,
+          );
         });
       }
       if (this.opts.services) this.services = await this.opts.services(this);
@@ -275,7 +286,8 @@ export class Supervisor implements SupervisorControl {
       };
       this.quit = finish;
       const onSignal = (sig: NodeJS.Signals): void => {
-        if (command && command.exitCode === null) command.kill(sig); // the command decides; we follow it
+        if (command && command.exitCode === null)
+          command.kill(sig); // the command decides; we follow it
         else if (sig === 'SIGHUP') void this.reload();
         else finish(0);
       };
@@ -312,7 +324,9 @@ export class Supervisor implements SupervisorControl {
     const perWorker = Math.ceil(this.cfg.maxConnections / this.cfg.workers);
     const needed = perWorker * 2 + 64;
     if (needed > this.fdLimit) {
-      this.log.warn(`file descriptor limit ${this.fdLimit} is below what --max-connections ${this.cfg.maxConnections} needs (${needed} per worker); connections beyond ~${Math.floor((this.fdLimit - 64) / 2)} per worker are refused`);
+      this.log.warn(
+        `file descriptor limit ${this.fdLimit} is below what --max-connections ${this.cfg.maxConnections} needs (${needed} per worker); connections beyond ~${Math.floor((this.fdLimit - 64) / 2)} per worker are refused`,
+      );
     }
   }
 
@@ -324,7 +338,9 @@ export class Supervisor implements SupervisorControl {
       capture: cfg.capture.join(','),
       protocols: cfg.udp ? 'tcp,udp' : 'tcp',
       listen: this.listeners.map((l) => l.label).join(','),
-      ports: cfg.ports.length ? cfg.ports.map((p) => (p.from === p.to ? `${p.from}` : `${p.from}-${p.to}`)).join(',') : 'all',
+      ports: cfg.ports.length
+        ? cfg.ports.map((p) => (p.from === p.to ? `${p.from}` : `${p.from}-${p.to}`)).join(',')
+        : 'all',
       firewall: this.backend ?? 'none',
       user: this.workerUser,
       caps: this.workerCaps,
@@ -337,7 +353,12 @@ export class Supervisor implements SupervisorControl {
       default: cfg.routing ? cfg.routing.defaultOutbound : undefined,
       nodes: cfg.routing ? Object.keys(cfg.routing.nodes).join(',') || undefined : undefined,
       rules: cfg.routing ? cfg.routing.rules.length : undefined,
-      inject: cfg.inject ? [...cfg.inject.headers.map((h) => h.name), ...(cfg.inject.forwardedFor ? [`X-Forwarded-For(${cfg.inject.forwardedFor.mode})`] : [])].join(',') : undefined,
+      inject: cfg.inject
+        ? [
+            ...cfg.inject.headers.map((h) => h.name),
+            ...(cfg.inject.forwardedFor ? [`X-Forwarded-For(${cfg.inject.forwardedFor.mode})`] : []),
+          ].join(',')
+        : undefined,
     });
   }
 
@@ -365,7 +386,9 @@ export class Supervisor implements SupervisorControl {
   async connections(): Promise<WorkerConnection[]> {
     const all = [...this.workers, ...this.draining];
     const answers = await Promise.all(all.map((w) => w.query('connections')));
-    return answers.flatMap((a, i) => (Array.isArray(a) ? (a as ConnectionInfo[]).map((c) => ({ ...c, worker: all[i]!.child.pid ?? 0 })) : []));
+    return answers.flatMap((a, i) =>
+      Array.isArray(a) ? (a as ConnectionInfo[]).map((c) => ({ ...c, worker: all[i]!.child.pid ?? 0 })) : [],
+    );
   }
 
   metricSnapshots(): Promise<MetricsSnapshot[]> {
@@ -379,8 +402,12 @@ export class Supervisor implements SupervisorControl {
   }
 
   async selectGroup(group: string, member: string): Promise<void> {
-    const answers = await Promise.all(this.workers.map((w) => w.ask((q) => ({ type: 'select-group', id: q, group, member }))));
-    const failed = answers.find((a) => (a as { ok?: boolean } | undefined)?.ok !== true) as { error?: string } | undefined;
+    const answers = await Promise.all(
+      this.workers.map((w) => w.ask((q) => ({ type: 'select-group', id: q, group, member }))),
+    );
+    const failed = answers.find((a) => (a as { ok?: boolean } | undefined)?.ok !== true) as
+      | { error?: string }
+      | undefined;
     if (failed) throw new UsageError(failed.error ?? `group '${group}': no answer from the data plane`);
   }
 
@@ -553,12 +580,16 @@ export class Supervisor implements SupervisorControl {
 
   private startWorker(cfg: RunConfig): Worker {
     const priv = this.workerDrop(cfg);
-    const child = forkModule(CHILD_ENTRY, {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...this.listeners.map((l) => l.fd)],
-      // A small young generation: garbage from connections handed to the splice engine no
-      // longer keeps megabytes resident (idle RSS per connection, issue 6).
-      execArgv: ['--max-semi-space-size=1'],
-    }, priv.drop);
+    const child = forkModule(
+      CHILD_ENTRY,
+      {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...this.listeners.map((l) => l.fd)],
+        // A small young generation: garbage from connections handed to the splice engine no
+        // longer keeps megabytes resident (idle RSS per connection, issue 6).
+        execArgv: ['--max-semi-space-size=1'],
+      },
+      priv.drop,
+    );
     const start: ChildStart = {
       type: 'start',
       logFormat: cfg.logFormat,
@@ -569,7 +600,10 @@ export class Supervisor implements SupervisorControl {
       idleTimeoutMs: cfg.idleTimeoutMs,
       headTimeoutMs: cfg.headTimeoutMs,
       // Refuse cleanly at the fd budget rather than fail accept/connect with EMFILE.
-      maxConnections: Math.min(Math.ceil(cfg.maxConnections / cfg.workers), Math.max(1, Math.floor((this.fdLimit - 64) / 2))),
+      maxConnections: Math.min(
+        Math.ceil(cfg.maxConnections / cfg.workers),
+        Math.max(1, Math.floor((this.fdLimit - 64) / 2)),
+      ),
       // Excluded by its uid, or marked (SO_MARK, with CAP_NET_ADMIN) where output capture could catch it.
       outboundMark: priv.mark,
       inboundMark: cfg.capture.includes('inbound') && cfg.mode === 'tproxy' && cfg.preserveSource ? cfg.tproxyMark : 0,

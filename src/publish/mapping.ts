@@ -28,7 +28,9 @@ export const SYNTAX = '[HOST_IP:]HOST_PORT:TARGET_IP:TARGET_PORT[/tcp|/udp]';
 export const MAX_MAPPINGS = 4096;
 
 function fail(text: string, why: string): never {
-  throw new UsageError(`publish '${text}': ${why} (syntax: ${SYNTAX}, e.g. 8080:10.0.0.2:80 or 127.0.0.1:5353:10.0.0.2:53/udp)`);
+  throw new UsageError(
+    `publish '${text}': ${why} (syntax: ${SYNTAX}, e.g. 8080:10.0.0.2:80 or 127.0.0.1:5353:10.0.0.2:53/udp)`,
+  );
 }
 
 export function familyOf(ip: string): IpFamily {
@@ -89,12 +91,14 @@ interface Range {
 }
 
 function parsePorts(text: string, field: string, what: 'HOST_PORT' | 'TARGET_PORT'): Range {
-  if (field === '') fail(text, `${what} is missing${what === 'HOST_PORT' ? ' (random host ports are not supported)' : ''}`);
+  if (field === '')
+    fail(text, `${what} is missing${what === 'HOST_PORT' ? ' (random host ports are not supported)' : ''}`);
   const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(field);
   if (!m) fail(text, `${what} '${field}' is not a port or a range such as 8000-8010`);
   const from = Number(m[1]);
   const to = m[2] === undefined ? from : Number(m[2]);
-  for (const p of [from, to]) if (p < 1 || p > 65535) fail(text, `${what} ${p} is out of range: ports go from 1 to 65535`);
+  for (const p of [from, to])
+    if (p < 1 || p > 65535) fail(text, `${what} ${p} is out of range: ports go from 1 to 65535`);
   if (to < from) fail(text, `${what} range '${field}' ends before it starts`);
   return { from, to };
 }
@@ -108,7 +112,8 @@ export function parseMapping(arg: string): PortMapping[] {
   const slash = text.lastIndexOf('/');
   if (slash >= 0) {
     const p = text.slice(slash + 1).toLowerCase();
-    if (p !== 'tcp' && p !== 'udp') fail(text, `protocol '${text.slice(slash + 1)}' is not supported: use /tcp or /udp`);
+    if (p !== 'tcp' && p !== 'udp')
+      fail(text, `protocol '${text.slice(slash + 1)}' is not supported: use /tcp or /udp`);
     proto = p;
     body = text.slice(0, slash);
   }
@@ -116,7 +121,12 @@ export function parseMapping(arg: string): PortMapping[] {
   // Unbracketed IPv6 addresses split into many fields: say what to do instead.
   if (f.length > 4) fail(text, 'too many fields: put IPv6 addresses in brackets, e.g. [::1]:8080:[fd00::2]:80');
   if (f.length < 3) {
-    fail(text, f.length === 2 ? 'TARGET_IP is missing: give the address to forward to' : 'expected HOST_PORT:TARGET_IP:TARGET_PORT');
+    fail(
+      text,
+      f.length === 2
+        ? 'TARGET_IP is missing: give the address to forward to'
+        : 'expected HOST_PORT:TARGET_IP:TARGET_PORT',
+    );
   }
   const [hostField, hostPortField, targetField, targetPortField] = f.length === 4 ? f : [undefined, ...f];
   const hostIp = hostField === undefined ? undefined : parseIp(text, hostField, 'HOST_IP');
@@ -127,7 +137,10 @@ export function parseMapping(arg: string): PortMapping[] {
   const n = hostPorts.to - hostPorts.from + 1;
   const tn = targetPorts.to - targetPorts.from + 1;
   if (n !== tn) {
-    fail(text, `host ports ${hostPortField} (${n}) and target ports ${targetPortField} (${tn}) differ in length: ranges map one to one`);
+    fail(
+      text,
+      `host ports ${hostPortField} (${n}) and target ports ${targetPortField} (${tn}) differ in length: ranges map one to one`,
+    );
   }
   const out: PortMapping[] = [];
   for (let i = 0; i < n; i++) {
@@ -248,7 +261,14 @@ export function compact(mappings: readonly PortMapping[]): MappingGroup[] {
     ) {
       last.count++;
     } else {
-      out.push({ proto: m.proto, ...(m.hostIp === undefined ? {} : { hostIp: m.hostIp }), targetIp: m.targetIp, hostFrom: m.hostPort, targetFrom: m.targetPort, count: 1 });
+      out.push({
+        proto: m.proto,
+        ...(m.hostIp === undefined ? {} : { hostIp: m.hostIp }),
+        targetIp: m.targetIp,
+        hostFrom: m.hostPort,
+        targetFrom: m.targetPort,
+        count: 1,
+      });
     }
   }
   return out;

@@ -16,7 +16,16 @@ import { normalizeCidrs } from '../firewall/cidr.js';
 import { describeDrop, dnatAcceptFix, dropsFamily, type ForwardDrop } from '../firewall/forward-drop.js';
 import type { Cidr } from '../firewall/plan.js';
 import { UsageError } from '../errors.js';
-import { familyOf, formatEndpoint, isLoopback, isWildcard, mappingKey, mappingTag, type IpFamily, type PortMapping } from './mapping.js';
+import {
+  familyOf,
+  formatEndpoint,
+  isLoopback,
+  isWildcard,
+  mappingKey,
+  mappingTag,
+  type IpFamily,
+  type PortMapping,
+} from './mapping.js';
 
 export const PUBLISH_TABLE = 'tranproxy_publish';
 
@@ -88,11 +97,18 @@ function blockingDrop(inp: PlanInputs, family: IpFamily): ForwardDrop | undefine
 }
 
 function iptablesDrops(inp: PlanInputs, family: IpFamily): IptablesBackend[] {
-  const found = (inp.forwardDrops ?? []).flatMap((d) => (d.backend !== 'nft' && dropsFamily(d, family) ? [d.backend] : []));
+  const found = (inp.forwardDrops ?? []).flatMap((d) =>
+    d.backend !== 'nft' && dropsFamily(d, family) ? [d.backend] : [],
+  );
   return [...new Set(found)].sort();
 }
 
-function planOne(m: PortMapping, inp: PlanInputs, forwardingOff: Set<IpFamily>, blocked: Map<string, ForwardDrop>): MappingPlan {
+function planOne(
+  m: PortMapping,
+  inp: PlanInputs,
+  forwardingOff: Set<IpFamily>,
+  blocked: Map<string, ForwardDrop>,
+): MappingPlan {
   const family = familyOf(m.targetIp);
   const base: MappingPlan = {
     mapping: m,
@@ -109,7 +125,9 @@ function planOne(m: PortMapping, inp: PlanInputs, forwardingOff: Set<IpFamily>, 
     return base;
   }
   if (m.hostIp !== undefined && familyOf(m.hostIp) !== family) {
-    base.notes.push(`IPv${familyOf(m.hostIp)} host address to an IPv${family} target: relayed by the userland proxy only`);
+    base.notes.push(
+      `IPv${familyOf(m.hostIp)} host address to an IPv${family} target: relayed by the userland proxy only`,
+    );
     return base;
   }
   const daddr = m.hostIp === undefined || isWildcard(m.hostIp) ? undefined : m.hostIp;
@@ -129,7 +147,10 @@ function planOne(m: PortMapping, inp: PlanInputs, forwardingOff: Set<IpFamily>, 
       // DNATed packet sent back out of the bridge port it came in by needs that port in
       // hairpin mode when br_netfilter is loaded — a bridge setting that is not ours.
       base.prerouting = { ...(daddr ? { daddr } : {}), notFrom: m.targetIp };
-      const cidrs = normalizeCidrs(route.onLink.map((c): Cidr => ({ family: family === 4 ? 'ipv4' : 'ipv6', text: c })), 'hairpin sources');
+      const cidrs = normalizeCidrs(
+        route.onLink.map((c): Cidr => ({ family: family === 4 ? 'ipv4' : 'ipv6', text: c })),
+        'hairpin sources',
+      );
       base.hairpinSources = cidrs.map((c) => c.text);
     } else {
       forwardingOff.add(family);
@@ -168,7 +189,8 @@ export function checkLoops(mappings: readonly PortMapping[], isLocal: (ip: strin
 
 function forwardAcceptChains(mappings: readonly MappingPlan[]): { backend: IptablesBackend; family: IpFamily }[] {
   const seen = new Map<string, { backend: IptablesBackend; family: IpFamily }>();
-  for (const m of mappings) for (const backend of m.forwardAccept) seen.set(`${backend} ${m.family}`, { backend, family: m.family });
+  for (const m of mappings)
+    for (const backend of m.forwardAccept) seen.set(`${backend} ${m.family}`, { backend, family: m.family });
   return [...seen.keys()].sort().map((k) => seen.get(k)!);
 }
 
@@ -176,11 +198,13 @@ export function buildPlan(inp: PlanInputs): PublishPlan {
   const forwardingOff = new Set<IpFamily>();
   const blocked = new Map<string, ForwardDrop>();
   const mappings = inp.mappings.map((m) => planOne(m, inp, forwardingOff, blocked));
-  const warnings = [...forwardingOff].sort().map(
-    (f) =>
-      `${FORWARD_SYSCTL[f]} is 0: remote clients of IPv${f} targets go through the userland proxy, so targets see this host's address ` +
-      `instead of the client's; for NAT enable forwarding (sysctl -w ${FORWARD_SYSCTL[f]}=1) and restart`,
-  );
+  const warnings = [...forwardingOff]
+    .sort()
+    .map(
+      (f) =>
+        `${FORWARD_SYSCTL[f]} is 0: remote clients of IPv${f} targets go through the userland proxy, so targets see this host's address ` +
+        `instead of the client's; for NAT enable forwarding (sysctl -w ${FORWARD_SYSCTL[f]}=1) and restart`,
+    );
   for (const [what, d] of blocked) {
     warnings.push(
       `${what} drops forwarded traffic and an accept in another nft table cannot override it: remote clients go through the userland proxy, ` +

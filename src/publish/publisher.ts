@@ -11,7 +11,17 @@ import { formatMappings, type PortMapping } from './mapping.js';
 import { buildPlan, checkLoops, type PublishPlan, type TargetRoute } from './plan.js';
 import { renderApply } from './render-nft.js';
 import { acceptRule, ACCEPT_CHAIN } from './render-iptables.js';
-import { applyPublish, forwardingEnabled, LOCALNET_SYSCTL, probeForwardDrops, probeRoute, readLiveTable, readSysctl, removePublish, writeSysctl } from './system.js';
+import {
+  applyPublish,
+  forwardingEnabled,
+  LOCALNET_SYSCTL,
+  probeForwardDrops,
+  probeRoute,
+  readLiveTable,
+  readSysctl,
+  removePublish,
+  writeSysctl,
+} from './system.js';
 import { UserlandProxy } from './userland.js';
 
 export type FirewallBackend = 'nft' | 'none';
@@ -40,7 +50,14 @@ function routeCache(): (ip: string) => TargetRoute {
 /** The plan for this host as it is now (routes, forwarding sysctls). */
 export function planFor(cfg: PublishConfig, owner: number, route = routeCache()): PublishPlan {
   checkLoops(cfg.mappings, (ip) => route(ip).local);
-  return buildPlan({ mappings: cfg.mappings, owner, userlandProxy: cfg.userlandProxy, forwarding: forwardingEnabled(), route, forwardDrops: probeForwardDrops() });
+  return buildPlan({
+    mappings: cfg.mappings,
+    owner,
+    userlandProxy: cfg.userlandProxy,
+    forwarding: forwardingEnabled(),
+    route,
+    forwardDrops: probeForwardDrops(),
+  });
 }
 
 /** The nft transaction `publish` would run now (dry run; needs nft only to read the live table). */
@@ -54,7 +71,11 @@ export function dryRun(cfg: PublishConfig, owner: number): string {
   }
   const original = plan.needsRouteLocalnet ? readSysctl(LOCALNET_SYSCTL) : undefined;
   const warnings = plan.warnings.map((w) => `# warning: ${w}\n`).join('');
-  return warnings + renderApply(plan, live, original === undefined ? {} : { localnetOriginal: original }) + renderAcceptDryRun(plan);
+  return (
+    warnings +
+    renderApply(plan, live, original === undefined ? {} : { localnetOriginal: original }) +
+    renderAcceptDryRun(plan)
+  );
 }
 
 /** The iptables side of the dry run: where FORWARD drops, our chain and its accept rules. */
@@ -62,9 +83,13 @@ function renderAcceptDryRun(plan: PublishPlan): string {
   const lines: string[] = [];
   for (const { backend, family } of plan.forwardAccept) {
     const tool = `${family === 4 ? 'iptables' : 'ip6tables'}-${backend === 'iptables-nft' ? 'nft' : 'legacy'}`;
-    lines.push(`# ${tool} FORWARD drops: DNATed flows of these mappings are accepted in our own chain (removed with them)`);
+    lines.push(
+      `# ${tool} FORWARD drops: DNATed flows of these mappings are accepted in our own chain (removed with them)`,
+    );
     lines.push(`# ${tool} -N ${ACCEPT_CHAIN}; ${tool} -I FORWARD 1 -j ${ACCEPT_CHAIN}`);
-    for (const p of plan.mappings) if (p.family === family && p.forwardAccept.includes(backend)) lines.push(`# ${tool} -A ${ACCEPT_CHAIN} ${acceptRule(p)}`);
+    for (const p of plan.mappings)
+      if (p.family === family && p.forwardAccept.includes(backend))
+        lines.push(`# ${tool} -A ${ACCEPT_CHAIN} ${acceptRule(p)}`);
   }
   return lines.length ? lines.join('\n') + '\n' : '';
 }
@@ -99,7 +124,9 @@ export async function runPublisher(cfg: PublishConfig, log: Logger): Promise<num
       const r = removePublish(owner);
       if (r.restoredLocalnet !== undefined) log.info('restored sysctl', { [LOCALNET_SYSCTL]: r.restoredLocalnet });
     } catch (e) {
-      log.error(`could not remove the published-port rules: ${(e as Error).message}; run tranproxy publish --remove-all`);
+      log.error(
+        `could not remove the published-port rules: ${(e as Error).message}; run tranproxy publish --remove-all`,
+      );
     }
   };
   // Last resort (an exception escaping everything below): never leave rules behind.

@@ -41,7 +41,11 @@ export function acceptRule(p: MappingPlan): string {
  * One `iptables-restore --noflush` transaction for one backend and family: drop leftovers of
  * the same mappings (their owner is gone: we hold the ports), add ours.
  */
-export function renderAcceptApply(plan: PublishPlan, mine: (p: MappingPlan) => boolean, live: readonly LiveAcceptRule[]): string {
+export function renderAcceptApply(
+  plan: PublishPlan,
+  mine: (p: MappingPlan) => boolean,
+  live: readonly LiveAcceptRule[],
+): string {
   const keys = new Set(plan.mappings.map((p) => p.key));
   const stale = live.filter((r) => {
     const t = parseTag(r.comment);
@@ -64,6 +68,8 @@ export interface AcceptRemoval {
 export function planAcceptRemoval(live: readonly LiveAcceptRule[], owner?: number): AcceptRemoval {
   const mine = (r: LiveAcceptRule) => owner === undefined || parseTag(r.comment)?.owner === owner;
   const removed = live.filter(mine);
-  const script = removed.length ? ['*filter', ...removed.map((r) => `-D ${ACCEPT_CHAIN} ${r.spec}`), 'COMMIT', ''].join('\n') : '';
+  const script = removed.length
+    ? ['*filter', ...removed.map((r) => `-D ${ACCEPT_CHAIN} ${r.spec}`), 'COMMIT', ''].join('\n')
+    : '';
   return { script, chainEmpty: removed.length === live.length, removed: removed.length };
 }

@@ -60,7 +60,11 @@ export function parseLiveTable(json: string): LiveTable {
     if ('table' in item) exists = true;
     const r = item.rule as { chain?: string; handle?: number; comment?: string } | undefined;
     if (r && typeof r.chain === 'string' && typeof r.handle === 'number') {
-      rules.push({ chain: r.chain, handle: r.handle, ...(typeof r.comment === 'string' ? { comment: r.comment } : {}) });
+      rules.push({
+        chain: r.chain,
+        handle: r.handle,
+        ...(typeof r.comment === 'string' ? { comment: r.comment } : {}),
+      });
     }
   }
   return { exists, rules };
@@ -134,7 +138,11 @@ export function renderApply(plan: PublishPlan, live: LiveTable = EMPTY_TABLE, op
     ...CHAINS.map(([name, spec]) => `add chain ${T} ${name}${spec}`),
   ];
   const stale = staleRules(plan, live);
-  if (stale.length) lines.push('# leftovers of the same mappings (their owner is gone: we hold the ports now)', ...stale.map(deleteRule));
+  if (stale.length)
+    lines.push(
+      '# leftovers of the same mappings (their owner is gone: we hold the ports now)',
+      ...stale.map(deleteRule),
+    );
   if (plan.needsRouteLocalnet && opts.localnetOriginal === '0' && !recordedLocalnet(live)) {
     lines.push(`add rule ${T} state continue comment "${stateTag(opts.localnetOriginal)}"`);
   }

@@ -54,7 +54,10 @@ export function applyPublish(plan: PublishPlan, localnetOriginal?: string): Appl
 
 const IPT: Record<IptablesBackend, Record<IpFamily, [tool: string, restore: string]>> = {
   'iptables-nft': { 4: ['iptables-nft', 'iptables-nft-restore'], 6: ['ip6tables-nft', 'ip6tables-nft-restore'] },
-  'iptables-legacy': { 4: ['iptables-legacy', 'iptables-legacy-restore'], 6: ['ip6tables-legacy', 'ip6tables-legacy-restore'] },
+  'iptables-legacy': {
+    4: ['iptables-legacy', 'iptables-legacy-restore'],
+    6: ['ip6tables-legacy', 'ip6tables-legacy-restore'],
+  },
 };
 function ipt(backend: IptablesBackend, family: IpFamily, args: string[], allowFailure = false) {
   return runSync(IPT[backend][family][0], ['-w', ...args], { allowFailure });
@@ -63,7 +66,8 @@ function ipt(backend: IptablesBackend, family: IpFamily, args: string[], allowFa
 /** Our chain, the jump to it first in FORWARD, then the plan's rules (one restore transaction). */
 function applyForwardAccept(plan: PublishPlan, backend: IptablesBackend, family: IpFamily): void {
   ipt(backend, family, ['-N', ACCEPT_CHAIN], true); // exists already when another publisher runs
-  if (ipt(backend, family, ['-C', 'FORWARD', '-j', ACCEPT_CHAIN], true).status !== 0) ipt(backend, family, ['-I', 'FORWARD', '1', '-j', ACCEPT_CHAIN]);
+  if (ipt(backend, family, ['-C', 'FORWARD', '-j', ACCEPT_CHAIN], true).status !== 0)
+    ipt(backend, family, ['-I', 'FORWARD', '1', '-j', ACCEPT_CHAIN]);
   const live = parseAcceptChain(ipt(backend, family, ['-S', ACCEPT_CHAIN]).stdout);
   const script = renderAcceptApply(plan, (p) => p.family === family && p.forwardAccept.includes(backend), live);
   runSync(IPT[backend][family][1], ['-w', '--noflush'], { input: script });
@@ -84,7 +88,8 @@ function removeForwardAccept(owner?: number): number {
       if (!r.chainEmpty) continue;
       while (ipt(backend, family, ['-D', 'FORWARD', '-j', ACCEPT_CHAIN], true).status === 0);
       // Another publisher may have added a rule meanwhile: then its jump comes back.
-      if (ipt(backend, family, ['-X', ACCEPT_CHAIN], true).status !== 0) ipt(backend, family, ['-I', 'FORWARD', '1', '-j', ACCEPT_CHAIN], true);
+      if (ipt(backend, family, ['-X', ACCEPT_CHAIN], true).status !== 0)
+        ipt(backend, family, ['-I', 'FORWARD', '1', '-j', ACCEPT_CHAIN], true);
     }
   }
   return removed;

@@ -132,7 +132,9 @@ export class UserlandProxy {
       socket.bind({ address, port: m.hostPort, exclusive: true }, () => {
         socket.removeListener('error', onError);
         const b: UdpBinding = { mapping: m, address, socket, flows: new Map() };
-        socket.on('error', (e) => this.opts.log.warn('udp socket error', { host: ep(address, m.hostPort), error: e.message }));
+        socket.on('error', (e) =>
+          this.opts.log.warn('udp socket error', { host: ep(address, m.hostPort), error: e.message }),
+        );
         socket.on('message', (msg, rinfo) => this.onDatagram(b, msg, rinfo));
         this.udp.push(b);
         resolve();
@@ -146,12 +148,16 @@ export class UserlandProxy {
       this.tcp.map(
         (b) =>
           new Promise<void>((resolve, reject) => {
-            const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.onConnection(b, s));
+            const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) =>
+              this.onConnection(b, s),
+            );
             b.server = server;
             server.once('error', reject);
             server.listen({ fd: b.fd }, () => {
               server.removeListener('error', reject);
-              server.on('error', (e) => this.opts.log.warn('listener error', { host: ep(b.address, b.mapping.hostPort), error: e.message }));
+              server.on('error', (e) =>
+                this.opts.log.warn('listener error', { host: ep(b.address, b.mapping.hostPort), error: e.message }),
+              );
               resolve();
             });
           }),
@@ -171,7 +177,10 @@ export class UserlandProxy {
   private onConnection(b: TcpBinding, client: net.Socket): void {
     const m = b.mapping;
     if (this.closed || this.tcpActive + this.udpFlows >= this.opts.maxConnections) {
-      this.opts.log.warn('connection refused: too many connections', { max: this.opts.maxConnections, host: ep(b.address, m.hostPort) });
+      this.opts.log.warn('connection refused: too many connections', {
+        max: this.opts.maxConnections,
+        host: ep(b.address, m.hostPort),
+      });
       client.resetAndDestroy();
       return;
     }
@@ -190,7 +199,10 @@ export class UserlandProxy {
       this.tcpActive--;
       this.opts.log.info('conn', { id, proto: 'tcp', src, via, dst, ...fields, dur: `${Date.now() - started}ms` });
     };
-    connectDirect({ family: familyOf(m.targetIp), address: m.targetIp, port: m.targetPort }, { connectTimeoutMs: this.opts.connectTimeoutMs, signal: abort.signal }).then(
+    connectDirect(
+      { family: familyOf(m.targetIp), address: m.targetIp, port: m.targetPort },
+      { connectTimeoutMs: this.opts.connectTimeoutMs, signal: abort.signal },
+    ).then(
       async (upstream) => {
         this.conns.add(upstream);
         const r = await relay(client, upstream, { idleTimeoutMs: this.opts.tcpIdleTimeoutMs });

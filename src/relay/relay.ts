@@ -48,7 +48,8 @@ export interface UpstreamRewriter {
 const HOLD_LIMIT = 65536;
 /** Pipelined requests without a complete response before the client is paused (bounds the framer's queue). */
 const MAX_UNANSWERED = 4096;
-const backlogged = (rw: UpstreamRewriter): boolean => (rw.heldBytes ?? 0) > HOLD_LIMIT || (rw.unanswered ?? 0) > MAX_UNANSWERED;
+const backlogged = (rw: UpstreamRewriter): boolean =>
+  (rw.heldBytes ?? 0) > HOLD_LIMIT || (rw.unanswered ?? 0) > MAX_UNANSWERED;
 
 export interface RelayOptions {
   idleTimeoutMs: number;
@@ -174,7 +175,7 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
         holdPaused = false;
         if (!clientPaused) client.resume();
       }
-      if (clientEnded && !upstreamEndSent && !(rewriter?.heldBytes)) endUpstream();
+      if (clientEnded && !upstreamEndSent && !rewriter?.heldBytes) endUpstream();
     };
     let upstreamEndSent = false;
     const endUpstream = (): void => {
@@ -292,14 +293,16 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
     // A close without error or both EOFs (e.g. destroyed from outside) still settles.
     client.on('close', () => {
       if (rejected) finish(rejectedAs, rejected);
-      else if (clientEnded && upstreamEnded) maybeDone(); // closed while flushing
+      else if (clientEnded && upstreamEnded)
+        maybeDone(); // closed while flushing
       else if (!settled) {
         upstream.destroy();
         finish('aborted');
       }
     });
     upstream.on('close', () => {
-      if (clientEnded && upstreamEnded) maybeDone(); // closed while flushing
+      if (clientEnded && upstreamEnded)
+        maybeDone(); // closed while flushing
       else if (!settled && !upstreamEnded && !rejected) {
         client.destroy();
         finish('aborted');

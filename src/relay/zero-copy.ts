@@ -29,7 +29,11 @@ export async function closeDefaultSpliceEngine(): Promise<void> {
 }
 
 /** Whether relayAuto() would use the engine for this pair (given an engine). */
-export function wouldSplice(client: net.Socket, upstream: Duplex, opts: Pick<RelayOptions, 'rewriter'>): upstream is net.Socket {
+export function wouldSplice(
+  client: net.Socket,
+  upstream: Duplex,
+  opts: Pick<RelayOptions, 'rewriter'>,
+): upstream is net.Socket {
   return !opts.rewriter && upstream instanceof net.Socket && canSplice(client, upstream);
 }
 

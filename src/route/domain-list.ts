@@ -77,7 +77,8 @@ export type DomainEntryKind = 'full' | 'suffix' | 'keyword';
 export function normalizeDomainEntry(kind: DomainEntryKind, text: string): { value: string } | { error: string } {
   let v = text.trim().toLowerCase();
   if (kind === 'keyword') {
-    if (v.length === 0 || /[\s/]/.test(v)) return { error: `'${text}' is not a domain keyword: use a piece of a name, e.g. 'google'` };
+    if (v.length === 0 || /[\s/]/.test(v))
+      return { error: `'${text}' is not a domain keyword: use a piece of a name, e.g. 'google'` };
     return { value: v };
   }
   if (kind === 'suffix' && v.startsWith('.')) v = v.slice(1);
@@ -96,7 +97,8 @@ export function parseDomainList(text: string, source = 'domain list'): DomainLis
   const full = new NameSetBuilder();
   const suffix = new NameSetBuilder();
   const keyword = new Set<string>();
-  const add = (kind: DomainEntryKind, v: string) => (kind === 'full' ? full.add(v) : kind === 'suffix' ? suffix.add(v) : keyword.add(v));
+  const add = (kind: DomainEntryKind, v: string) =>
+    kind === 'full' ? full.add(v) : kind === 'suffix' ? suffix.add(v) : keyword.add(v);
   let n = 0;
   for (let start = 0; start < text.length; n++) {
     let end = text.indexOf('\n', start);
@@ -123,7 +125,10 @@ function parseLine(raw: string, source: string, lineNo: number): { kind: DomainE
   line = line.trim();
   if (!line) return undefined;
   // Attributes (`@cn`, `@ads`) qualify an entry in v2fly lists; routing ignores them.
-  line = line.split(/\s+/).filter((w) => !w.startsWith('@')).join(' ');
+  line = line
+    .split(/\s+/)
+    .filter((w) => !w.startsWith('@'))
+    .join(' ');
   if (!line) return undefined;
   const colon = line.indexOf(':');
   const prefix = colon < 0 ? '' : line.slice(0, colon).toLowerCase();
@@ -134,9 +139,14 @@ function parseLine(raw: string, source: string, lineNo: number): { kind: DomainE
   else if (prefix === 'keyword') kind = 'keyword';
   else {
     // Never quote the line: a list path pointed at a secret file must not echo it.
-    throw new UsageError(`${source}:${lineNo}: not a domain list entry: use full:NAME, domain:NAME, keyword:WORD or a bare name`);
+    throw new UsageError(
+      `${source}:${lineNo}: not a domain list entry: use full:NAME, domain:NAME, keyword:WORD or a bare name`,
+    );
   }
   const r = normalizeDomainEntry(kind, value);
-  if ('error' in r) throw new UsageError(`${source}:${lineNo}: not a ${kind === 'keyword' ? 'domain keyword' : 'domain name'}${value.includes('*') ? ' (no wildcards: a suffix already matches every name below it)' : ''}`);
+  if ('error' in r)
+    throw new UsageError(
+      `${source}:${lineNo}: not a ${kind === 'keyword' ? 'domain keyword' : 'domain name'}${value.includes('*') ? ' (no wildcards: a suffix already matches every name below it)' : ''}`,
+    );
   return { kind, value: r.value };
 }

@@ -13,6 +13,13 @@ export {
   type Router,
   type RuleSpec,
 } from './router.js';
-export { DomainList, normalizeDomainEntry, parseDomainList, reviveDomainList, type DomainEntryKind, type PackedDomainList } from './domain-list.js';
+export {
+  DomainList,
+  normalizeDomainEntry,
+  parseDomainList,
+  reviveDomainList,
+  type DomainEntryKind,
+  type PackedDomainList,
+} from './domain-list.js';
 export { KeywordSet, NameSet, NameSetBuilder } from './name-set.js';
 export { CidrSet, ipv4ToNumber, parseFlowIp, PortSet, type ParsedIp } from './ip-set.js';

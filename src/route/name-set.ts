@@ -133,7 +133,8 @@ export class NameSetBuilder {
 
   build(): NameSet {
     if (this.count === 0) return NameSet.EMPTY;
-    const slots = this.slots.length === slotsFor(this.count) ? this.slots : tableOf(this.hashes, this.count, slotsFor(this.count));
+    const slots =
+      this.slots.length === slotsFor(this.count) ? this.slots : tableOf(this.hashes, this.count, slotsFor(this.count));
     return new NameSet(this.bytes.slice(0, this.used), this.ends.slice(0, this.count), slots, this.count);
   }
 

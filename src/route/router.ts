@@ -17,7 +17,13 @@ import { UsageError } from '../errors.js';
 import { parsePortRange } from '../config/values.js';
 import type { PortRange } from '../firewall/plan.js';
 import type { Destination } from '../outbound/types.js';
-import { DomainList, normalizeDomainEntry, reviveDomainList, type DomainEntryKind, type PackedDomainList } from './domain-list.js';
+import {
+  DomainList,
+  normalizeDomainEntry,
+  reviveDomainList,
+  type DomainEntryKind,
+  type PackedDomainList,
+} from './domain-list.js';
 import { CidrSet, parseFlowIp, PortSet, type ParsedIp } from './ip-set.js';
 
 export type Network = 'tcp' | 'udp';
@@ -159,7 +165,11 @@ export function unknownOutboundMessage(name: string, known: readonly string[]): 
  * bad CIDR, port, network or domain entry, or a rule without matchers; UsageError for an
  * unknown default action.
  */
-export function compileRules(rules: readonly RuleSpec[], defaultAction: string, knownOutbounds: readonly string[]): Router {
+export function compileRules(
+  rules: readonly RuleSpec[],
+  defaultAction: string,
+  knownOutbounds: readonly string[],
+): Router {
   const known = [...new Set<string>([...BUILTIN_OUTBOUNDS, ...knownOutbounds])];
   const knownSet = new Set(known);
   if (!knownSet.has(defaultAction)) throw new UsageError(`default: ${unknownOutboundMessage(defaultAction, known)}`);
@@ -175,9 +185,14 @@ export function compileRules(rules: readonly RuleSpec[], defaultAction: string, 
   rules.forEach((spec, i) => {
     const label = spec.name ?? `rules[${i}]`;
     const fail = (field: keyof RuleSpec | undefined, msg: string): never => {
-      throw new RuleError(i, field, `${label}${field && field !== 'name' ? `.${RULE_FIELD_NAMES[field]}` : ''}: ${msg}`);
+      throw new RuleError(
+        i,
+        field,
+        `${label}${field && field !== 'name' ? `.${RULE_FIELD_NAMES[field]}` : ''}: ${msg}`,
+      );
     };
-    if (typeof spec.outbound !== 'string' || !knownSet.has(spec.outbound)) fail('outbound', unknownOutboundMessage(String(spec.outbound), known));
+    if (typeof spec.outbound !== 'string' || !knownSet.has(spec.outbound))
+      fail('outbound', unknownOutboundMessage(String(spec.outbound), known));
 
     let domainEntries = 0;
     const addDomain = (field: keyof RuleSpec, kind: DomainEntryKind, values: readonly string[]) => {
@@ -202,7 +217,11 @@ export function compileRules(rules: readonly RuleSpec[], defaultAction: string, 
       if (!users) lists.set(dl, [i]);
       else if (users[users.length - 1] !== i) users.push(i);
     }
-    const hasDomain = spec.domain !== undefined || spec.domainSuffix !== undefined || spec.domainKeyword !== undefined || spec.domainList !== undefined;
+    const hasDomain =
+      spec.domain !== undefined ||
+      spec.domainSuffix !== undefined ||
+      spec.domainKeyword !== undefined ||
+      spec.domainList !== undefined;
 
     const cidrs = (field: 'cidr' | 'sourceCidr'): CidrSet | undefined => {
       const v = spec[field];
@@ -220,7 +239,11 @@ export function compileRules(rules: readonly RuleSpec[], defaultAction: string, 
       const items = list(spec.port);
       if (!items.length) fail('port', 'empty list');
       try {
-        ports = new PortSet(items.map((p) => (typeof p === 'object' ? parsePortRange(`${p.from}-${p.to}`, '') : parsePortRange(String(p), ''))));
+        ports = new PortSet(
+          items.map((p) =>
+            typeof p === 'object' ? parsePortRange(`${p.from}-${p.to}`, '') : parsePortRange(String(p), ''),
+          ),
+        );
       } catch (e) {
         fail('port', (e as Error).message.replace(/^: /, ''));
       }
@@ -232,10 +255,24 @@ export function compileRules(rules: readonly RuleSpec[], defaultAction: string, 
       if (nets.size === 0) fail('network', 'empty list');
       network = nets.size === 1 ? [...nets][0] : undefined;
     }
-    const rule: CompiledRule = { action: spec.outbound, hasDomain, dst: cidrs('cidr'), src: cidrs('sourceCidr'), ports, network };
-    if (hasDomain && domainEntries === 0) fail(spec.domainList !== undefined ? 'domainList' : undefined, 'the domain matchers have no entries: the rule could never match');
+    const rule: CompiledRule = {
+      action: spec.outbound,
+      hasDomain,
+      dst: cidrs('cidr'),
+      src: cidrs('sourceCidr'),
+      ports,
+      network,
+    };
+    if (hasDomain && domainEntries === 0)
+      fail(
+        spec.domainList !== undefined ? 'domainList' : undefined,
+        'the domain matchers have no entries: the rule could never match',
+      );
     if (!hasDomain && !rule.dst && !rule.src && !rule.ports && spec.network === undefined) {
-      fail(undefined, 'no matcher (domain, domain-suffix, domain-keyword, domain-list, cidr, port, source-cidr, network); use `default` for a catch-all');
+      fail(
+        undefined,
+        'no matcher (domain, domain-suffix, domain-keyword, domain-list, cidr, port, source-cidr, network); use `default` for a catch-all',
+      );
     }
     compiled.push(rule);
     if (!hasDomain) withoutDomain.push(i);
@@ -244,8 +281,10 @@ export function compileRules(rules: readonly RuleSpec[], defaultAction: string, 
   const otherMatch = (r: CompiledRule, flow: Flow, ips: { dst?: ParsedIp; src?: ParsedIp }): boolean => {
     if (r.network !== undefined && r.network !== flow.network) return false;
     if (r.ports !== undefined && !r.ports.has(flow.dst.port)) return false;
-    if (r.dst !== undefined && !r.dst.has(ips.dst === undefined ? (ips.dst = parseFlowIp(flow.dst.ip)) : ips.dst)) return false;
-    if (r.src !== undefined && !r.src.has(ips.src === undefined ? (ips.src = parseFlowIp(flow.src)) : ips.src)) return false;
+    if (r.dst !== undefined && !r.dst.has(ips.dst === undefined ? (ips.dst = parseFlowIp(flow.dst.ip)) : ips.dst))
+      return false;
+    if (r.src !== undefined && !r.src.has(ips.src === undefined ? (ips.src = parseFlowIp(flow.src)) : ips.src))
+      return false;
     return true;
   };
 
@@ -265,7 +304,8 @@ export function compileRules(rules: readonly RuleSpec[], defaultAction: string, 
         name = name.toLowerCase();
         if (name.endsWith('.')) name = name.slice(0, -1);
         collect(exact, name, hits);
-        for (let at = 0; at >= 0; at = name.indexOf('.', at) + 1 || -1) collect(suffix, at === 0 ? name : name.slice(at), hits);
+        for (let at = 0; at >= 0; at = name.indexOf('.', at) + 1 || -1)
+          collect(suffix, at === 0 ? name : name.slice(at), hits);
         for (const k of keywords) if (name.includes(k.kw)) hits.push(k.rule);
         for (const [dl, users] of listUsers) if (dl.matches(name)) for (const r of users) hits.push(r);
         if (hits.length > 1) hits.sort((a, b) => a - b);

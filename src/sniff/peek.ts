@@ -3,9 +3,15 @@
 // SSH) send nothing until the server speaks.
 import type { Socket } from 'node:net';
 
-export type PeekOutcome<T> = { head: Buffer; result: T } | { head: Buffer; result: undefined; why: 'timeout' | 'closed' };
+export type PeekOutcome<T> =
+  | { head: Buffer; result: T }
+  | { head: Buffer; result: undefined; why: 'timeout' | 'closed' };
 
-export function peek<T>(client: Socket, decide: (buf: Buffer) => T | 'need-more', timeoutMs: number): Promise<PeekOutcome<T>> {
+export function peek<T>(
+  client: Socket,
+  decide: (buf: Buffer) => T | 'need-more',
+  timeoutMs: number,
+): Promise<PeekOutcome<T>> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;

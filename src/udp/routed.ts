@@ -58,9 +58,16 @@ export function routedUdpOutbound(
     kind: 'routed',
     open(original: UdpFlowInfo): Promise<UdpSession> {
       const fakeDomain = opts.fakeIp?.lookup(original.dst.address);
-      const flow: UdpFlowInfo = fakeDomain ? { id: original.id, src: original.src, dst: original.dst, domain: fakeDomain } : original;
+      const flow: UdpFlowInfo = fakeDomain
+        ? { id: original.id, src: original.src, dst: original.dst, domain: fakeDomain }
+        : original;
       const decision = router.route({
-        dst: { ip: flow.dst.address, port: flow.dst.port, family: flow.dst.family, ...(flow.domain ? { domain: flow.domain } : {}) },
+        dst: {
+          ip: flow.dst.address,
+          port: flow.dst.port,
+          family: flow.dst.family,
+          ...(flow.domain ? { domain: flow.domain } : {}),
+        },
         src: flow.src.address,
         network: 'udp',
       });
@@ -74,7 +81,8 @@ export function routedUdpOutbound(
       };
       let refusal: UdpRefusedError | undefined;
       let outbound: UdpOutbound | undefined;
-      if (decision.action === 'reject') refusal = new UdpRefusedError('rejected-by-rule', `UDP to ${fields.dst} rejected by ${route}`);
+      if (decision.action === 'reject')
+        refusal = new UdpRefusedError('rejected-by-rule', `UDP to ${fields.dst} rejected by ${route}`);
       else if (decision.action === 'direct') outbound = direct;
       else {
         outbound = outbounds.get(decision.action);
@@ -82,11 +90,18 @@ export function routedUdpOutbound(
           const why = opts.unsupported?.get(decision.action);
           refusal = why
             ? new UdpRefusedError('udp-unsupported', `${why}: UDP to ${fields.dst} (routed by ${route}) is refused`)
-            : new UdpRefusedError('unknown-outbound', `no UDP outbound named '${decision.action}' (routed by ${route})`);
+            : new UdpRefusedError(
+                'unknown-outbound',
+                `no UDP outbound named '${decision.action}' (routed by ${route})`,
+              );
         }
       }
       if (refusal) {
-        log?.info('udp route', { ...fields, refused: refusal.code, ...(refusal.code === 'rejected-by-rule' ? {} : { reason: refusal.message }) });
+        log?.info('udp route', {
+          ...fields,
+          refused: refusal.code,
+          ...(refusal.code === 'rejected-by-rule' ? {} : { reason: refusal.message }),
+        });
         return Promise.reject(refusal);
       }
       log?.info('udp route', fields);

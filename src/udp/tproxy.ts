@@ -8,7 +8,12 @@
 import { networkInterfaces } from 'node:os';
 import type { Logger } from '../observe/log.js';
 import type { Endpoint } from '../kernel/sockaddr.js';
-import { UdpReplyPool, openUdpTproxyListener, type UdpRecvBackend, type UdpTproxyListener } from '../kernel/udp-tproxy.js';
+import {
+  UdpReplyPool,
+  openUdpTproxyListener,
+  type UdpRecvBackend,
+  type UdpTproxyListener,
+} from '../kernel/udp-tproxy.js';
 import { directUdpOutbound } from './direct.js';
 import { sweepInterval } from './flow-table.js';
 import { UdpRelay, type UdpRelayStats } from './relay.js';
@@ -56,7 +61,13 @@ function selfCheck(port: number): (dst: Endpoint) => boolean {
       local = new Set(Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((i) => i.address)));
       at = Date.now();
     }
-    return local.has(dst.address) || dst.address.startsWith('127.') || dst.address === '::1' || dst.address === '0.0.0.0' || dst.address === '::';
+    return (
+      local.has(dst.address) ||
+      dst.address.startsWith('127.') ||
+      dst.address === '::1' ||
+      dst.address === '0.0.0.0' ||
+      dst.address === '::'
+    );
   };
 }
 

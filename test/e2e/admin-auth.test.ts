@@ -11,7 +11,11 @@ import { startTranproxy, tranproxyBin, withLab, type Host } from '../helpers/lab
 const TOKEN = 'e2e-7f3a9c1b5d2e4f60';
 
 async function status(h: Host, path: string, extra: string[] = []): Promise<string> {
-  const r = await h.run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', ...extra, `http://127.0.0.1:15000${path}`], { allowFailure: true });
+  const r = await h.run(
+    'curl',
+    ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', ...extra, `http://127.0.0.1:15000${path}`],
+    { allowFailure: true },
+  );
   return r.stdout;
 }
 
@@ -23,11 +27,22 @@ test('admin token: 401 without it on /connections and POST /quitquitquit, 200 wi
     chmodSync(file, 0o600);
     await withLab(async (lab) => {
       const h = lab.addHost('h');
-      const usage = await h.run(process.execPath, [tranproxyBin(), 'run', '-P', '80', '--admin-token-file', file], { allowFailure: true });
+      const usage = await h.run(process.execPath, [tranproxyBin(), 'run', '-P', '80', '--admin-token-file', file], {
+        allowFailure: true,
+      });
       assert.equal(usage.status, 2);
       assert.match(usage.stderr, /--admin-token-file needs --admin/);
 
-      const proxy = await startTranproxy(h, ['run', '-P', '80', '--family', 'ipv4', '--admin', '--admin-token-file', file]);
+      const proxy = await startTranproxy(h, [
+        'run',
+        '-P',
+        '80',
+        '--family',
+        'ipv4',
+        '--admin',
+        '--admin-token-file',
+        file,
+      ]);
       for (const p of ['/healthz', '/readyz', '/metrics']) assert.equal(await status(h, p), '200', p);
       assert.equal(await status(h, '/connections'), '401');
       assert.equal(await status(h, '/connections', ['-H', 'Authorization: Bearer nope']), '401');

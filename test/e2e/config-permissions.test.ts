@@ -8,7 +8,18 @@ import { join } from 'node:path';
 import { startTranproxy, tranproxyBin, withLab } from '../helpers/lab.js';
 import { stopGracefully } from '../helpers/procs.js';
 
-const YAML = ['mode: redirect', 'ports: [80]', 'family: ipv4', 'nodes:', '  a: socks5://user:s3cret-pw@10.87.1.2:1080', 'rules:', '  - port: 81', '    outbound: a', 'default: direct', ''].join('\n');
+const YAML = [
+  'mode: redirect',
+  'ports: [80]',
+  'family: ipv4',
+  'nodes:',
+  '  a: socks5://user:s3cret-pw@10.87.1.2:1080',
+  'rules:',
+  '  - port: 81',
+  '    outbound: a',
+  'default: direct',
+  '',
+].join('\n');
 
 test('run --config: a world-writable or foreign-owned file is refused (exit 2, no rules); world-readable with passwords is a warning', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tpx-perm-'));
@@ -17,12 +28,16 @@ test('run --config: a world-writable or foreign-owned file is refused (exit 2, n
     writeFileSync(file, YAML);
     await withLab(async (lab) => {
       const h = lab.addHost('h');
-      const run = () => h.run(process.execPath, [tranproxyBin(), 'run', '--config', file], { allowFailure: true, timeoutMs: 30_000 });
+      const run = () =>
+        h.run(process.execPath, [tranproxyBin(), 'run', '--config', file], { allowFailure: true, timeoutMs: 30_000 });
 
       chmodSync(file, 0o666);
       const writable = await run();
       assert.equal(writable.status, 2, writable.stderr);
-      assert.match(writable.stderr, /mode 0666 lets every user change the proxy's rules and nodes: run 'chmod go-w .*gw\.yaml'/);
+      assert.match(
+        writable.stderr,
+        /mode 0666 lets every user change the proxy's rules and nodes: run 'chmod go-w .*gw\.yaml'/,
+      );
       assert.doesNotMatch(writable.stderr, /s3cret-pw/);
       assert.doesNotMatch((await h.run('nft', ['list', 'ruleset'])).stdout, /tranproxy/, 'nothing applied');
 
@@ -35,7 +50,10 @@ test('run --config: a world-writable or foreign-owned file is refused (exit 2, n
       chownSync(file, 0, 0);
       chmodSync(file, 0o644);
       const proxy = await startTranproxy(h, ['run', '--config', file]);
-      assert.match(proxy.output(), /WARN.*mode 0644 lets every user read the secrets in it \(nodes\.a\): run 'chmod o-r/);
+      assert.match(
+        proxy.output(),
+        /WARN.*mode 0644 lets every user read the secrets in it \(nodes\.a\): run 'chmod o-r/,
+      );
       assert.doesNotMatch(proxy.output(), /s3cret-pw/);
       await stopGracefully(proxy);
 

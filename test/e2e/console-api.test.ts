@@ -48,13 +48,22 @@ class Api {
   csrf = '';
   constructor(private readonly gw: Host) {}
 
-  async call(method: string, path: string, body: unknown = null, extra: { csrf?: string | null; origin?: string } = {}): Promise<Reply> {
+  async call(
+    method: string,
+    path: string,
+    body: unknown = null,
+    extra: { csrf?: string | null; origin?: string } = {},
+  ): Promise<Reply> {
     const headers: Record<string, string> = {};
     if (this.cookie) headers.cookie = this.cookie;
     const csrf = extra.csrf === undefined ? this.csrf : extra.csrf;
     if (csrf && method !== 'GET') headers['x-csrf-token'] = csrf;
     if (extra.origin) headers.origin = extra.origin;
-    const r = await this.gw.run(process.execPath, ['-e', CLIENT, JSON.stringify([method, `http://${CONSOLE}${path}`, body, headers])], { allowFailure: true });
+    const r = await this.gw.run(
+      process.execPath,
+      ['-e', CLIENT, JSON.stringify([method, `http://${CONSOLE}${path}`, body, headers])],
+      { allowFailure: true },
+    );
     const line = r.stdout.trim().split('\n').pop() ?? '';
     assert.ok(line.startsWith('{'), `no answer from the console: ${r.stdout} ${r.stderr}`);
     const reply = JSON.parse(line) as Reply;
@@ -90,7 +99,9 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
   }
 }
 
-test('console API: login, CSRF, ss:// node, switch on, live connection and close, check, invalid rule, live mode switch, switch off, restart keeps settings', { timeout: 240_000 }, async () => {
+test('console API: login, CSRF, ss:// node, switch on, live connection and close, check, invalid rule, live mode switch, switch off, restart keeps settings', {
+  timeout: 240_000,
+}, async () => {
   const tmp = mkdtempSync(join(tmpdir(), 'tpx-console-api-'));
   try {
     await withLab(
@@ -129,21 +140,36 @@ test('console API: login, CSRF, ss:// node, switch on, live connection and close
         writeFileSync(config, original);
 
         // Without a password the console refuses to start, and says how to fix it.
-        const nopw = await gw.run(process.execPath, [tranproxyBin(), 'run', '--config', config, '--console', CONSOLE], { allowFailure: true });
+        const nopw = await gw.run(process.execPath, [tranproxyBin(), 'run', '--config', config, '--console', CONSOLE], {
+          allowFailure: true,
+        });
         assert.equal(nopw.status, 2);
         assert.match(nopw.stderr, /console passwd --config/);
-        const noConfig = await gw.run(process.execPath, [tranproxyBin(), 'run', '--mode', 'tproxy', '--capture', 'prerouting', '--console', CONSOLE], { allowFailure: true });
+        const noConfig = await gw.run(
+          process.execPath,
+          [tranproxyBin(), 'run', '--mode', 'tproxy', '--capture', 'prerouting', '--console', CONSOLE],
+          { allowFailure: true },
+        );
         assert.equal(noConfig.status, 2);
         assert.match(noConfig.stderr, /--console needs --config FILE/);
 
-        const passwd = await gw.run(process.execPath, [tranproxyBin(), 'console', 'passwd', '--config', config, '--password-stdin'], { input: `${PASSWORD}\n` });
+        const passwd = await gw.run(
+          process.execPath,
+          [tranproxyBin(), 'console', 'passwd', '--config', config, '--password-stdin'],
+          { input: `${PASSWORD}\n` },
+        );
         assert.equal(passwd.status, 0, passwd.stderr);
         const withHash = readFileSync(config, 'utf8');
         assert.match(withHash, /\nconsole:\n {2}password-hash: scrypt\$\d+\$\d+\$\d+\$/);
-        assert.ok(withHash.startsWith('# gateway for the console API test\nmode: tproxy # clients keep their addresses\n'), 'comments kept');
+        assert.ok(
+          withHash.startsWith('# gateway for the console API test\nmode: tproxy # clients keep their addresses\n'),
+          'comments kept',
+        );
         assert.doesNotMatch(withHash, new RegExp(PASSWORD));
 
-        let proxy: LabProcess = await startTranproxy(gw, ['run', '--config', config, '--console', CONSOLE], { timeoutMs: 20_000 });
+        let proxy: LabProcess = await startTranproxy(gw, ['run', '--config', config, '--console', CONSOLE], {
+          timeoutMs: 20_000,
+        });
         try {
           await proxy.waitForOutput(/console ready: url=http:\/\/127\.0\.0\.1:8080\//);
           assert.doesNotMatch(await nftRuleset(gw), /table inet tranproxy/, 'enabled: false → no rules at start');
@@ -157,20 +183,40 @@ test('console API: login, CSRF, ss:// node, switch on, live connection and close
           const ok = await api.login();
           assert.equal(ok.status, 200);
           assert.match(api.cookie, /^tpx_session=/);
-          assert.equal((await api.call('PUT', '/api/settings', { enabled: true }, { csrf: null })).status, 403, 'no CSRF token');
-          assert.equal((await api.call('PUT', '/api/settings', { enabled: true }, { origin: 'http://evil.example' })).status, 403, 'foreign Origin');
+          assert.equal(
+            (await api.call('PUT', '/api/settings', { enabled: true }, { csrf: null })).status,
+            403,
+            'no CSRF token',
+          );
+          assert.equal(
+            (await api.call('PUT', '/api/settings', { enabled: true }, { origin: 'http://evil.example' })).status,
+            403,
+            'foreign Origin',
+          );
           assert.doesNotMatch(await nftRuleset(gw), /table inet tranproxy/, 'refused requests changed nothing');
 
           // ── Node: paste the ss:// link, test it
           const added = await api.call('POST', '/api/nodes', { links: SS_LINK });
           assert.equal(added.status, 200, JSON.stringify(added.body));
           assert.deepEqual(added.body.added, ['lab-ss']);
-          assert.deepEqual(added.body.nodes, [{ name: 'lab-ss', label: 'lab-ss', type: 'ss', server: NODE_IP, port: SS_PORT, uri: `ss://aes-256-gcm:***@${NODE_IP}:${SS_PORT}#lab-ss` }]);
+          assert.deepEqual(added.body.nodes, [
+            {
+              name: 'lab-ss',
+              label: 'lab-ss',
+              type: 'ss',
+              server: NODE_IP,
+              port: SS_PORT,
+              uri: `ss://aes-256-gcm:***@${NODE_IP}:${SS_PORT}#lab-ss`,
+            },
+          ]);
           assert.match(readFileSync(config, 'utf8'), /\nnodes:\n {2}lab-ss: ss:\/\//);
           const bad = await api.call('POST', '/api/nodes', { links: 'ss://nonsense\nwireguard://k@192.0.2.1:51820' });
           assert.equal(bad.status, 400);
           assert.equal(bad.body.errors[0].field, 'links');
-          assert.match(bad.body.errors[0].message, /^nothing imported: 0 imported, 2 skipped: .+; wireguard not supported$/);
+          assert.match(
+            bad.body.errors[0].message,
+            /^nothing imported: 0 imported, 2 skipped: .+; wireguard not supported$/,
+          );
           const lat = await api.call('POST', '/api/nodes/lab-ss/test');
           assert.equal(lat.status, 200);
           assert.equal(lat.body.ok, true, JSON.stringify(lat.body));
@@ -185,7 +231,11 @@ test('console API: login, CSRF, ss:// node, switch on, live connection and close
           assert.equal(on.body.tcpNode, 'lab-ss');
           assert.match(await nftRuleset(gw), /table inet tranproxy/);
           assert.match(await nftRuleset(gw), /tproxy/);
-          assert.equal(await curlFromLan(lan, `http://${WEB}/`), NODE_SIDE_OF_WEB, 'the LAN host goes through the ss node');
+          assert.equal(
+            await curlFromLan(lan, `http://${WEB}/`),
+            NODE_SIDE_OF_WEB,
+            'the LAN host goes through the ss node',
+          );
 
           // ── Live: a held connection appears, with its node; closing it cuts the client
           const hold = lan.spawn('python3', [peerPath('hold_client.py'), WEB, '7']);
@@ -194,7 +244,17 @@ test('console API: login, CSRF, ss:// node, switch on, live connection and close
           await hold.waitForOutput(/^echo: ping$/m);
           const conn = await until('the held connection in /api/connections', async () => {
             const r = await api.call('GET', '/api/connections');
-            return (r.body as { id: string; src: string; dst: string; node: string; up: number; down: number; startedAt: string }[]).find((c) => c.dst === `${WEB}:7` && c.up > 0);
+            return (
+              r.body as {
+                id: string;
+                src: string;
+                dst: string;
+                node: string;
+                up: number;
+                down: number;
+                startedAt: string;
+              }[]
+            ).find((c) => c.dst === `${WEB}:7` && c.up > 0);
           });
           assert.ok(conn.up >= 5 && conn.down >= 5, `live byte counts: up ${conn.up} down ${conn.down}`);
           assert.match(conn.src, new RegExp(`^${LAN_CLIENT.replace(/\./g, '\\.')}:\\d+$`));
@@ -218,10 +278,17 @@ test('console API: login, CSRF, ss:// node, switch on, live connection and close
           // ── Invalid rule: 400 with the field; file, rules and kernel untouched
           const fileBefore = readFileSync(config, 'utf8');
           const rulesetBefore = await nftRuleset(gw);
-          const badRule = await api.call('PUT', '/api/rules', { rules: [{ 'domain-suffix': ['corp.example'], outbound: 'direct' }, { cidr: ['10.0.0.0/99'], outbound: 'direct' }] });
+          const badRule = await api.call('PUT', '/api/rules', {
+            rules: [
+              { 'domain-suffix': ['corp.example'], outbound: 'direct' },
+              { cidr: ['10.0.0.0/99'], outbound: 'direct' },
+            ],
+          });
           assert.equal(badRule.status, 400);
           assert.equal(badRule.body.errors[0].field, 'rules[1].cidr');
-          const unknownOutbound = await api.call('PUT', '/api/rules', { rules: [{ cidr: ['10.0.0.0/8'], outbound: 'lab-sss' }] });
+          const unknownOutbound = await api.call('PUT', '/api/rules', {
+            rules: [{ cidr: ['10.0.0.0/8'], outbound: 'lab-sss' }],
+          });
           assert.equal(unknownOutbound.body.errors[0].field, 'rules[0].outbound');
           assert.match(unknownOutbound.body.errors[0].message, /did you mean 'lab-ss'/);
           assert.equal(readFileSync(config, 'utf8'), fileBefore);
@@ -235,27 +302,44 @@ test('console API: login, CSRF, ss:// node, switch on, live connection and close
           const nat = await nftRuleset(gw);
           assert.match(nat, /redirect to :15001/);
           assert.doesNotMatch(nat, /tproxy/);
-          assert.equal(await curlFromLan(lan, `http://${WEB}/`), NODE_SIDE_OF_WEB, 'REDIRECT mode: still through the node');
+          assert.equal(
+            await curlFromLan(lan, `http://${WEB}/`),
+            NODE_SIDE_OF_WEB,
+            'REDIRECT mode: still through the node',
+          );
           assert.equal((await api.call('PUT', '/api/settings', { mode: 'tproxy' })).status, 200);
           assert.equal(await curlFromLan(lan, `http://${WEB}/`), NODE_SIDE_OF_WEB, 'back to TPROXY');
 
           // ── Subscription (a base64 list served from the node's side), then removed again
           const subDir = join(tmp, 'sub');
           mkdirSync(subDir);
-          writeFileSync(join(subDir, 'list'), Buffer.from(`socks5://${NODE_IP}:1080#sub-a\n${SS_LINK.replace('#lab-ss', '#sub-b')}\n`).toString('base64'));
+          writeFileSync(
+            join(subDir, 'list'),
+            Buffer.from(`socks5://${NODE_IP}:1080#sub-a\n${SS_LINK.replace('#lab-ss', '#sub-b')}\n`).toString('base64'),
+          );
           const httpd = node.spawn('python3', ['-m', 'http.server', '8000', '--bind', NODE_IP, '--directory', subDir]);
           await waitForPort(node, 8000);
           const subUrl = `http://${NODE_IP}:8000/list`;
           const sub = await api.call('POST', '/api/subscriptions', { url: subUrl });
           assert.equal(sub.status, 200, JSON.stringify(sub.body));
           assert.deepEqual(sub.body.subscriptions[0].nodes, ['sub-a', 'sub-b']);
-          assert.deepEqual(sub.body.nodes.map((n: { name: string }) => n.name), ['lab-ss', 'sub-a', 'sub-b']);
+          assert.deepEqual(
+            sub.body.nodes.map((n: { name: string }) => n.name),
+            ['lab-ss', 'sub-a', 'sub-b'],
+          );
           writeFileSync(join(subDir, 'list'), `socks5://${NODE_IP}:1081#sub-c\n`);
           const refreshed = await api.call('POST', '/api/subscriptions/refresh', { url: subUrl });
-          assert.deepEqual(refreshed.body.nodes.map((n: { name: string }) => n.name), ['lab-ss', 'sub-c'], 'replaced as a group');
+          assert.deepEqual(
+            refreshed.body.nodes.map((n: { name: string }) => n.name),
+            ['lab-ss', 'sub-c'],
+            'replaced as a group',
+          );
           const unsub = await api.call('DELETE', `/api/subscriptions?url=${encodeURIComponent(subUrl)}`);
           assert.equal(unsub.status, 200);
-          assert.deepEqual(unsub.body.nodes.map((n: { name: string }) => n.name), ['lab-ss']);
+          assert.deepEqual(
+            unsub.body.nodes.map((n: { name: string }) => n.name),
+            ['lab-ss'],
+          );
           await httpd.stop();
 
           // ── DNS: the forwarder starts on the gateway; later changes hand its port over
@@ -267,7 +351,11 @@ test('console API: login, CSRF, ss:// node, switch on, live connection and close
           const fake = await api.call('PUT', '/api/dns', { fakeIp: true });
           assert.equal(fake.status, 200, JSON.stringify(fake.body));
           assert.equal(fake.body.dns.fakeIp, true);
-          assert.equal(await curlFromLan(lan, `http://${WEB}/`), NODE_SIDE_OF_WEB, 'still through the node after the DNS changes');
+          assert.equal(
+            await curlFromLan(lan, `http://${WEB}/`),
+            NODE_SIDE_OF_WEB,
+            'still through the node after the DNS changes',
+          );
 
           // ── Switch off: rules gone, the proxy (and console) keep running
           const off = await api.call('PUT', '/api/settings', { enabled: false });
@@ -291,7 +379,10 @@ test('console API: login, CSRF, ss:// node, switch on, live connection and close
           assert.equal(st.body.applied, false);
           assert.equal(st.body.tcpNode, 'lab-ss');
           assert.equal(st.body.mode, 'tproxy');
-          assert.deepEqual(st.body.nodes.map((n: { name: string }) => n.name), ['lab-ss']);
+          assert.deepEqual(
+            st.body.nodes.map((n: { name: string }) => n.name),
+            ['lab-ss'],
+          );
           assert.deepEqual(st.body.checkTargets, [CHECK_TARGET]);
           assert.deepEqual(st.body.lan.interfaces, [l.b]);
           const finalText = readFileSync(config, 'utf8');

@@ -27,7 +27,9 @@ setInterval(() => { for (const s of held) if (!s.destroyed) s.write(' '); }, 500
 setTimeout(() => console.log('flooding, open ' + open), 1500);
 `;
 
-test('console flood under RLIMIT_NOFILE 256: the admin API answers, SIGTERM removes the nft table', { timeout: 120_000 }, async () => {
+test('console flood under RLIMIT_NOFILE 256: the admin API answers, SIGTERM removes the nft table', {
+  timeout: 120_000,
+}, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tpx-flood-'));
   try {
     const config = join(dir, 'gw.yaml');
@@ -35,7 +37,17 @@ test('console flood under RLIMIT_NOFILE 256: the admin API answers, SIGTERM remo
     writeFileSync(config, `ports: [80]\nfamily: ipv4\nconsole:\n  password-hash: ${hash}\n`, { mode: 0o600 });
     await withLab(async (lab) => {
       const h = lab.addHost('h');
-      const proxy = h.spawn('prlimit', ['--nofile=256:256', process.execPath, tranproxyBin(), 'run', '--config', config, '--console', '127.0.0.1:8080', '--admin']);
+      const proxy = h.spawn('prlimit', [
+        '--nofile=256:256',
+        process.execPath,
+        tranproxyBin(),
+        'run',
+        '--config',
+        config,
+        '--console',
+        '127.0.0.1:8080',
+        '--admin',
+      ]);
       await proxy.waitForOutput(/ready:/, 20_000);
       assert.match((await h.run('nft', ['list', 'ruleset'])).stdout, /table \w+ tranproxy/, 'rules applied');
 
@@ -44,7 +56,9 @@ test('console flood under RLIMIT_NOFILE 256: the admin API answers, SIGTERM remo
       const open = Number(/open (\d+)/.exec(line)![1]);
       assert.ok(open <= 64, `the console held ${open} of 300 connections (cap 64)`);
 
-      const health = await h.run('curl', ['-s', '--max-time', '5', 'http://127.0.0.1:15000/healthz'], { allowFailure: true });
+      const health = await h.run('curl', ['-s', '--max-time', '5', 'http://127.0.0.1:15000/healthz'], {
+        allowFailure: true,
+      });
       assert.equal(health.stdout, 'ok\n', 'the admin API still answers during the flood');
 
       await proxy.stop('SIGTERM');

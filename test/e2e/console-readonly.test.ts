@@ -16,9 +16,23 @@ default: direct
 `;
 
 /** Runs the child with `dir` read-only in its own mount namespace (the host's mounts are untouched). */
-function changeInReadOnlyDir(dir: string, path: string, body: unknown): { put: { status: number; body: { error?: string } }; state: { enabled: boolean }; applied: boolean[]; running: boolean } {
-  const script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" "$1" && exec node --import tsx "$2" "$3" "$4"';
-  const r = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', dir, CHILD, path, JSON.stringify(body)], { encoding: 'utf8', timeout: 60_000 });
+function changeInReadOnlyDir(
+  dir: string,
+  path: string,
+  body: unknown,
+): {
+  put: { status: number; body: { error?: string } };
+  state: { enabled: boolean };
+  applied: boolean[];
+  running: boolean;
+} {
+  const script =
+    'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" "$1" && exec node --import tsx "$2" "$3" "$4"';
+  const r = spawnSync(
+    'unshare',
+    ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', dir, CHILD, path, JSON.stringify(body)],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout);
 }

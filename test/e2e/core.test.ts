@@ -14,13 +14,26 @@ function tranproxy(host: Host, args: string[]): LabProcess {
   return host.spawn(NODE, [tranproxyBin(), ...args]);
 }
 
-async function curl(host: Host, url: string, extra: string[] = []): Promise<{ status: number | null; stdout: string; stderr: string }> {
+async function curl(
+  host: Host,
+  url: string,
+  extra: string[] = [],
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return host.run('curl', ['-sS', '--max-time', '5', ...extra, url], { allowFailure: true });
 }
 
 async function httpServer(host: Host, port: number): Promise<LabProcess> {
   // python's http.server binds dual-stack with --bind :: and logs each client address.
-  const p = host.spawn('python3', ['-u', '-m', 'http.server', String(port), '--bind', '::', '--directory', '/usr/share/doc/curl']);
+  const p = host.spawn('python3', [
+    '-u',
+    '-m',
+    'http.server',
+    String(port),
+    '--bind',
+    '::',
+    '--directory',
+    '/usr/share/doc/curl',
+  ]);
   await waitForPort(host, port);
   return p;
 }
@@ -80,7 +93,11 @@ test('the proxy runs as its own uid and root traffic is still captured', async (
     await proxy.waitForOutput(READY);
     assert.match(proxy.output(), /user=1337:1337/);
     const workers = childProcesses(proxy.pid).filter((c) => c.args.includes('child.js'));
-    assert.deepEqual(workers.map((w) => w.uid), [1337], 'this proxy\'s one data-plane worker runs as 1337');
+    assert.deepEqual(
+      workers.map((w) => w.uid),
+      [1337],
+      "this proxy's one data-plane worker runs as 1337",
+    );
     const r = await curl(client, 'http://10.71.1.2/copyright');
     assert.equal(r.status, 0, r.stderr);
     await proxy.waitForOutput(/conn .*dst=10\.71\.1\.2:80/);
@@ -104,7 +121,18 @@ test('TPROXY prerouting on a gateway: server sees the client address, v4 and v6,
     assert.equal(await sysctl('net.ipv4.ip_forward'), '0');
 
     // Lab addresses are private: a gateway bypasses those unless told otherwise.
-    const proxy = tranproxy(gw, ['run', '--mode', 'tproxy', '--capture', 'prerouting', '-i', lan.b, '-P', '80', '--no-bypass-private']);
+    const proxy = tranproxy(gw, [
+      'run',
+      '--mode',
+      'tproxy',
+      '--capture',
+      'prerouting',
+      '-i',
+      lan.b,
+      '-P',
+      '80',
+      '--no-bypass-private',
+    ]);
     await proxy.waitForOutput(READY);
     // A gateway forwards what it does not capture.
     assert.equal(await sysctl('net.ipv4.ip_forward'), '1');
@@ -176,18 +204,40 @@ test('bad input: one clear line, exit 2 for usage, no rule left behind', async (
       assert.match(r.stderr, re);
     }
     // Listen port in use.
-    const holder = host.spawn('python3', ['-c', 'import socket,time;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(("0.0.0.0",15001));s.listen();print("held",flush=True);time.sleep(60)']);
+    const holder = host.spawn('python3', [
+      '-c',
+      'import socket,time;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(("0.0.0.0",15001));s.listen();print("held",flush=True);time.sleep(60)',
+    ]);
     await holder.waitForOutput(/held/);
     const inUse = await host.run(NODE, [tranproxyBin(), 'run', '--family', 'ipv4'], { allowFailure: true });
     assert.equal(inUse.status, 1, inUse.stderr);
     assert.match(inUse.stderr, /listen port 15001 is already in use.*--listen-port/);
     await holder.stop();
     // nft missing: PATH without sbin.
-    const noNft = await host.run('env', ['PATH=/usr/bin:/bin', NODE, tranproxyBin(), 'run', '--firewall', 'nft', '--listen-port', '15002'], { allowFailure: true });
+    const noNft = await host.run(
+      'env',
+      ['PATH=/usr/bin:/bin', NODE, tranproxyBin(), 'run', '--firewall', 'nft', '--listen-port', '15002'],
+      { allowFailure: true },
+    );
     assert.equal(noNft.status, 1, noNft.stderr);
     assert.match(noNft.stderr, /'nft' not found: install it \(apt-get install nftables\)/);
     // No CAP_NET_ADMIN: an unprivileged user.
-    const unpriv = await host.run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', NODE, tranproxyBin(), 'run', '--listen-port', '15003', '--proxy-user', '65534'], { allowFailure: true });
+    const unpriv = await host.run(
+      'setpriv',
+      [
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        NODE,
+        tranproxyBin(),
+        'run',
+        '--listen-port',
+        '15003',
+        '--proxy-user',
+        '65534',
+      ],
+      { allowFailure: true },
+    );
     assert.notEqual(unpriv.status, 0);
     assert.match(unpriv.stderr, /root|CAP_NET_ADMIN|not permitted/i);
     assert.doesNotMatch(await rulesIn(host), /tranproxy/);
@@ -197,7 +247,8 @@ test('bad input: one clear line, exit 2 for usage, no rule left behind', async (
 test('--help lists the contract flags', () => {
   const r = spawnSync(NODE, [tranproxyBin(), 'run', '--help'], { encoding: 'utf8' });
   assert.equal(r.status, 0);
-  for (const flag of ['--mode', '--capture', '-P, --port', '--exclude-cidr', '--proxy-user', '--firewall']) assert.ok(r.stdout.includes(flag), flag);
+  for (const flag of ['--mode', '--capture', '-P, --port', '--exclude-cidr', '--proxy-user', '--firewall'])
+    assert.ok(r.stdout.includes(flag), flag);
 });
 
 test('rules plan prints without applying; apply, show and remove do what they say', async () => {

@@ -28,12 +28,18 @@ interface Result {
 }
 
 /** Run `[prefix...] node main.js demo ARGS`; `onStderr` sees stderr as it grows. */
-function demo(args: string[], opts: { prefix?: string[]; env?: NodeJS.ProcessEnv; onStderr?: (text: string, pid: number) => void } = {}): Promise<Result> {
+function demo(
+  args: string[],
+  opts: { prefix?: string[]; env?: NodeJS.ProcessEnv; onStderr?: (text: string, pid: number) => void } = {},
+): Promise<Result> {
   assert.ok(existsSync(tranproxyBin()), 'dist/cli/main.js is missing: run npm run build');
   const argv = [...(opts.prefix ?? []), NODE, tranproxyBin(), 'demo', ...args];
   const t0 = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, NO_COLOR: '', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(argv[0]!, argv.slice(1), {
+      env: { ...process.env, NO_COLOR: '', ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
@@ -51,7 +57,10 @@ function demo(args: string[], opts: { prefix?: string[]; env?: NodeJS.ProcessEnv
 }
 
 function netnsList(): string[] {
-  return runSync('ip', ['netns', 'list'], { allowFailure: true }).stdout.split('\n').map((l) => l.split(' ')[0]!).filter(Boolean);
+  return runSync('ip', ['netns', 'list'], { allowFailure: true })
+    .stdout.split('\n')
+    .map((l) => l.split(' ')[0]!)
+    .filter(Boolean);
 }
 
 /** Namespaces of the lab `prefix` still present (others may run demos at the same time). */
@@ -96,13 +105,32 @@ const ipOf = (ep: string | undefined) => ep?.replace(/^\[?(.*?)\]?:\d+$/, '$1');
 type Step = DemoReport['steps'][number];
 
 function assertFullReport(report: DemoReport, expect: { rootless: boolean }): void {
-  assert.equal(report.ok, true, JSON.stringify(report.steps.flatMap((s) => s.checks.filter((c) => !c.ok)), null, 1));
+  assert.equal(
+    report.ok,
+    true,
+    JSON.stringify(
+      report.steps.flatMap((s) => s.checks.filter((c) => !c.ok)),
+      null,
+      1,
+    ),
+  );
   assert.equal(report.rootless, expect.rootless);
   assert.equal(report.lab.removed, true);
   assert.match(report.socksNode, /^built-in demo node/);
   assert.deepEqual(Object.keys(report.lab.hosts), ['client', 'gw', 'server', 'node', 'remote']);
-  assert.deepEqual(report.steps.map((s) => s.id), ['baseline', 'sidecar', 'tproxy', 'redirect-node', 'tproxy-node', 'publish', 'cleanup']);
-  const [baseline, sidecar, tproxy, redirectNode, tproxyNode, publish, cleanup] = report.steps as [Step, Step, Step, Step, Step, Step, Step];
+  assert.deepEqual(
+    report.steps.map((s) => s.id),
+    ['baseline', 'sidecar', 'tproxy', 'redirect-node', 'tproxy-node', 'publish', 'cleanup'],
+  );
+  const [baseline, sidecar, tproxy, redirectNode, tproxyNode, publish, cleanup] = report.steps as [
+    Step,
+    Step,
+    Step,
+    Step,
+    Step,
+    Step,
+    Step,
+  ];
   for (const s of report.steps) assert.equal(s.skipped, undefined, `${s.title} was skipped: ${s.skipped}`);
   const server = { ipv4: `${ADDR.server.ipv4}:80`, ipv6: `[${ADDR.server.ipv6}]:80` };
   const remote = { ipv4: `${ADDR.remote.ipv4}:80`, ipv6: `[${ADDR.remote.ipv6}]:80` };
@@ -113,16 +141,29 @@ function assertFullReport(report: DemoReport, expect: { rootless: boolean }): vo
   for (const r of base) assert.equal(r.serverSaw, r.client, 'without a proxy the server sees the client socket');
   const unreachable = baseline.requests.filter((r) => r.target === 'remote');
   assert.equal(unreachable.length, 2);
-  for (const r of unreachable) assert.match(r.error ?? '', /UNREACH/, `${r.label}: remote must be unreachable without the node`);
+  for (const r of unreachable)
+    assert.match(r.error ?? '', /UNREACH/, `${r.label}: remote must be unreachable without the node`);
 
   // Every proxy step: the proxy saw the client and recovered the destination.
-  for (const [step, dst] of [[sidecar, server], [tproxy, server], [redirectNode, remote], [tproxyNode, remote]] as const) {
+  for (const [step, dst] of [
+    [sidecar, server],
+    [tproxy, server],
+    [redirectNode, remote],
+    [tproxyNode, remote],
+  ] as const) {
     assert.equal(step.requests.length, 2, step.title);
     for (const r of step.requests) {
       assert.equal(r.recovered, dst[r.family], `${step.title} ${r.family}: recovered destination`);
       assert.equal(r.proxySrc, r.client, `${step.title} ${r.family}: the proxy saw the client`);
-      assert.match(r.connLog ?? '', new RegExp(`^tranproxy: conn id=\\d+ src=\\S+ dst=${re(dst[r.family])} .*close=eof`));
-      assert.notEqual(r.serverSaw, r.client, `${step.title} ${r.family}: the server got a connection made by the proxy`);
+      assert.match(
+        r.connLog ?? '',
+        new RegExp(`^tranproxy: conn id=\\d+ src=\\S+ dst=${re(dst[r.family])} .*close=eof`),
+      );
+      assert.notEqual(
+        r.serverSaw,
+        r.client,
+        `${step.title} ${r.family}: the server got a connection made by the proxy`,
+      );
     }
   }
 
@@ -132,18 +173,31 @@ function assertFullReport(report: DemoReport, expect: { rootless: boolean }): vo
   if (expect.rootless) assert.match(sidecar.command ?? '', /--proxy-user none/);
   for (const r of sidecar.requests) {
     assert.equal(ipOf(r.serverSaw), ADDR.client[r.family], 'the sidecar connects from the pod itself');
-    assert.deepEqual(r.headers, { 'x-forwarded-for': ADDR.client.ipv4, 'x-client-hostname': os.hostname(), 'x-demo-tag': 'sidecar:v1' }, `${r.family}: headers seen by the server`);
+    assert.deepEqual(
+      r.headers,
+      { 'x-forwarded-for': ADDR.client.ipv4, 'x-client-hostname': os.hostname(), 'x-demo-tag': 'sidecar:v1' },
+      `${r.family}: headers seen by the server`,
+    );
   }
   // 2: TPROXY direct: full transparency.
-  for (const r of tproxy.requests) assert.equal(ipOf(r.serverSaw), ADDR.client[r.family], `TPROXY ${r.family}: the server saw the client's own IP`);
+  for (const r of tproxy.requests)
+    assert.equal(ipOf(r.serverSaw), ADDR.client[r.family], `TPROXY ${r.family}: the server saw the client's own IP`);
   // 3, 4: through the node: remote sees the node, the proxy logged via=upstream.
   for (const step of [redirectNode, tproxyNode]) {
     assert.match(step.command ?? '', /--upstream socks5:\/\/10\.80\.2\.2:1080/);
     for (const r of step.requests) {
       assert.equal(r.via, 'upstream', `${step.title} ${r.family}`);
       assert.match(r.connLog ?? '', / via=upstream /);
-      assert.equal(ipOf(r.nodeFrom), ADDR.nodeWan[r.family], `${step.title} ${r.family}: the node connected from its own address`);
-      assert.equal(ipOf(r.serverSaw), ADDR.nodeWan[r.family], `${step.title} ${r.family}: remote saw the node's address`);
+      assert.equal(
+        ipOf(r.nodeFrom),
+        ADDR.nodeWan[r.family],
+        `${step.title} ${r.family}: the node connected from its own address`,
+      );
+      assert.equal(
+        ipOf(r.serverSaw),
+        ADDR.nodeWan[r.family],
+        `${step.title} ${r.family}: remote saw the node's address`,
+      );
       assert.equal(r.serverSaw, r.nodeFrom);
     }
   }
@@ -158,18 +212,29 @@ function assertFullReport(report: DemoReport, expect: { rootless: boolean }): vo
   assert.equal(local.from, 'gw');
   assert.equal(local.url, 'http://127.0.0.1:8080/');
   assert.equal(ipOf(local.client), '127.0.0.1');
-  assert.match(local.connLog ?? '', new RegExp(`^tranproxy: conn id=\\d+ proto=tcp src=${re(local.client!)} via=\\S+:8080 dst=${re(server.ipv4)} `));
+  assert.match(
+    local.connLog ?? '',
+    new RegExp(`^tranproxy: conn id=\\d+ proto=tcp src=${re(local.client!)} via=\\S+:8080 dst=${re(server.ipv4)} `),
+  );
   assert.equal(ipOf(local.serverSaw), ADDR.gwWan.ipv4, 'from localhost the userland proxy connects from gw');
 
   // 6: rules while running, nothing after.
-  assert.deepEqual(cleanup.rules.map((r) => `${r.step} ${r.mode} ${r.host}`), ['1 REDIRECT client', '2 TPROXY gw', '3 REDIRECT gw', '4 TPROXY gw', '5 publish gw']);
+  assert.deepEqual(
+    cleanup.rules.map((r) => `${r.step} ${r.mode} ${r.host}`),
+    ['1 REDIRECT client', '2 TPROXY gw', '3 REDIRECT gw', '4 TPROXY gw', '5 publish gw'],
+  );
   for (const r of cleanup.rules) {
-    assert.match(r.running, r.mode === 'publish' ? /table inet tranproxy_publish/ : /table inet tranproxy|TRANPROXY/, `${r.mode}: rules while running`);
+    assert.match(
+      r.running,
+      r.mode === 'publish' ? /table inet tranproxy_publish/ : /table inet tranproxy|TRANPROXY/,
+      `${r.mode}: rules while running`,
+    );
     assert.equal(r.exit, 0);
     assert.equal(r.after, '', `${r.step} ${r.mode}: nothing left after SIGTERM`);
     if (r.nftAfter !== undefined) assert.equal(r.nftAfter, '', `${r.step} ${r.mode}: nft list ruleset after SIGTERM`);
   }
-  for (const r of cleanup.rules.filter((r) => r.mode === 'TPROXY')) assert.match(r.running, /lookup 233|table 233/, 'TPROXY policy routing while running');
+  for (const r of cleanup.rules.filter((r) => r.mode === 'TPROXY'))
+    assert.match(r.running, /lookup 233|table 233/, 'TPROXY policy routing while running');
 }
 
 test('demo as root: every step passes, the report shows headers, node and published port as seen, under 60 s, nothing left', async () => {
@@ -193,16 +258,30 @@ test('demo as root: every step passes, the report shows headers, node and publis
   assert.match(sidecarPart, new RegExp(`X-Client-Hostname +${re(os.hostname())} +${re(os.hostname())}$`, 'm'));
   assert.match(sidecarPart, /X-Demo-Tag +sidecar:v1 +sidecar:v1$/m);
   const tproxyPart = part('2. Gateway', '3. Gateway');
-  assert.match(tproxyPart, new RegExp(`server saw src +${re(ADDR.client.ipv4)}:\\d+ +\\[${re(ADDR.client.ipv6)}\\]:\\d+$`, 'm'), 'TPROXY: the server saw the client IP');
-  for (const [from, to] of [['3. Gateway', '4. Gateway'], ['4. Gateway', '5. Published']] as const) {
+  assert.match(
+    tproxyPart,
+    new RegExp(`server saw src +${re(ADDR.client.ipv4)}:\\d+ +\\[${re(ADDR.client.ipv6)}\\]:\\d+$`, 'm'),
+    'TPROXY: the server saw the client IP',
+  );
+  for (const [from, to] of [
+    ['3. Gateway', '4. Gateway'],
+    ['4. Gateway', '5. Published'],
+  ] as const) {
     const p = part(from, to);
     assert.match(p, new RegExp(`recovered dst +${re(ADDR.remote.ipv4)}:80 +\\[${re(ADDR.remote.ipv6)}\\]:80$`, 'm'));
     assert.match(p, /proxy sent via +upstream +upstream$/m);
-    assert.match(p, new RegExp(`remote saw src +${re(ADDR.nodeWan.ipv4)}:\\d+ +\\[${re(ADDR.nodeWan.ipv6)}\\]:\\d+$`, 'm'), `${from}: remote saw the node`);
+    assert.match(
+      p,
+      new RegExp(`remote saw src +${re(ADDR.nodeWan.ipv4)}:\\d+ +\\[${re(ADDR.nodeWan.ipv6)}\\]:\\d+$`, 'm'),
+      `${from}: remote saw the node`,
+    );
   }
   const publishPart = part('5. Published', '6. Rules');
   assert.match(publishPart, /client → 10\.80\.1\.1:8080 +gw → 127\.0\.0\.1:8080$/m);
-  assert.match(publishPart, new RegExp(`server saw src +${re(ADDR.client.ipv4)}:\\d+ +${re(ADDR.gwWan.ipv4)}:\\d+$`, 'm'));
+  assert.match(
+    publishPart,
+    new RegExp(`server saw src +${re(ADDR.client.ipv4)}:\\d+ +${re(ADDR.gwWan.ipv4)}:\\d+$`, 'm'),
+  );
   assert.match(publishPart, /publish logged +nothing \(kernel DNAT\) +conn → 203\.0\.113\.80:80$/m);
   assert.match(r.stdout, /5\. publish on gw +nft table inet tranproxy_publish/);
   assert.match(r.stdout, /after SIGTERM: each exited 0 and left nothing; nft list ruleset empty in client and gw/);
@@ -231,7 +310,10 @@ test('Ctrl-C mid-run: exit 130, namespaces and every process of the lab gone', a
         // Give the step's proxy a moment to start, then note who lives in the lab and interrupt.
         setTimeout(() => {
           labPids = ['client', 'gw', 'server', 'node', 'remote'].flatMap((h) =>
-            runSync('ip', ['netns', 'pids', `${prefix}-${h}`], { allowFailure: true }).stdout.split(/\s+/).filter(Boolean).map(Number),
+            runSync('ip', ['netns', 'pids', `${prefix}-${h}`], { allowFailure: true })
+              .stdout.split(/\s+/)
+              .filter(Boolean)
+              .map(Number),
           );
           process.kill(pid, 'SIGINT');
         }, 300);
@@ -242,14 +324,27 @@ test('Ctrl-C mid-run: exit 130, namespaces and every process of the lab gone', a
     assert.match(r.stderr, /demo interrupted \(SIGINT\): removing the lab/);
     assert.ok(prefix, 'the lab prefix was announced');
     assert.ok(labPids.length > 0, 'processes were running in the lab when interrupted');
-    assert.deepEqual(await stillRunning(labPids), [], 'every lab process (servers, node, proxy and its data plane, publisher) is gone');
+    assert.deepEqual(
+      await stillRunning(labPids),
+      [],
+      'every lab process (servers, node, proxy and its data plane, publisher) is gone',
+    );
     assert.deepEqual(leftNetns(prefix), []);
   }
 });
 
 /** Can uid 65534 make the user namespace the demo needs, on this machine? */
 function nobodyCanUnshare(): boolean {
-  const probe = spawnSync(SETPRIV, [...NOBODY, 'unshare', '--user', '--map-root-user', '--net', '--mount', '--', 'true']);
+  const probe = spawnSync(SETPRIV, [
+    ...NOBODY,
+    'unshare',
+    '--user',
+    '--map-root-user',
+    '--net',
+    '--mount',
+    '--',
+    'true',
+  ]);
   return probe.status === 0;
 }
 
@@ -264,7 +359,10 @@ test('as uid 65534: runs rootless in a user namespace where the kernel allows it
     assert.deepEqual(leftNetns(report.lab.prefix), []);
   } else {
     assert.equal(r.status, 1, r.stderr);
-    assert.match(r.stderr, /^tranproxy: demo: building the lab needs root; as uid 65534 it re-executes itself in a user namespace, but .+\. Fix: .+, or run it as root \(sudo tranproxy demo\)\.$/m);
+    assert.match(
+      r.stderr,
+      /^tranproxy: demo: building the lab needs root; as uid 65534 it re-executes itself in a user namespace, but .+\. Fix: .+, or run it as root \(sudo tranproxy demo\)\.$/m,
+    );
   }
 });
 

@@ -63,10 +63,17 @@ interface TestUpstream {
 function soa(ttl: number, minimum: number): AnswerRecord {
   const fixed = Buffer.alloc(20);
   [2024, 7200, 3600, 1209600, minimum].forEach((v, i) => fixed.writeUInt32BE(v, i * 4));
-  return { name: 'test', type: TYPE.SOA, ttl, rdata: Buffer.concat([encodeName('ns.test'), encodeName('hostmaster.test'), fixed]) };
+  return {
+    name: 'test',
+    type: TYPE.SOA,
+    ttl,
+    rdata: Buffer.concat([encodeName('ns.test'), encodeName('hostmaster.test'), fixed]),
+  };
 }
 
-const BIG_TXT = Buffer.concat(Array.from({ length: 12 }, (_, i) => Buffer.concat([Buffer.from([200]), Buffer.alloc(200, 0x61 + i)])));
+const BIG_TXT = Buffer.concat(
+  Array.from({ length: 12 }, (_, i) => Buffer.concat([Buffer.from([200]), Buffer.alloc(200, 0x61 + i)])),
+);
 
 /** What the upstream answers (`tcp` tells which transport asked). */
 async function answer(raw: Buffer, q: DnsMessage, tcp: boolean): Promise<Buffer> {
@@ -79,13 +86,29 @@ async function answer(raw: Buffer, q: DnsMessage, tcp: boolean): Promise<Buffer>
       r.writeUInt16BE(r.readUInt16BE(2) | 0x0200, 2); // TC: ask me over TCP
       return r;
     }
-    return buildResponse(raw, q, { rcode: RCODE.NOERROR, aa: true, answers: [{ type: TYPE.TXT, ttl: 60, rdata: BIG_TXT }] });
+    return buildResponse(raw, q, {
+      rcode: RCODE.NOERROR,
+      aa: true,
+      answers: [{ type: TYPE.TXT, ttl: 60, rdata: BIG_TXT }],
+    });
   }
   if (name === 'fail.test') return buildResponse(raw, q, { rcode: RCODE.SERVFAIL });
   if (name.endsWith('.a.test') || name.endsWith('.lan')) {
     const n = [...name].reduce((h, c) => (h * 31 + c.charCodeAt(0)) & 0xff, 7) || 1;
-    if (question.type === TYPE.A) return buildResponse(raw, q, { rcode: 0, aa: true, answers: [{ type: TYPE.A, ttl: 300, rdata: ipRdata(`192.0.2.${n}`) }] });
-    if (question.type === TYPE.MX) return buildResponse(raw, q, { rcode: 0, aa: true, answers: [{ type: TYPE.MX, ttl: 300, rdata: Buffer.concat([Buffer.from([0, 10]), encodeName(`mail.${name}`)]) }] });
+    if (question.type === TYPE.A)
+      return buildResponse(raw, q, {
+        rcode: 0,
+        aa: true,
+        answers: [{ type: TYPE.A, ttl: 300, rdata: ipRdata(`192.0.2.${n}`) }],
+      });
+    if (question.type === TYPE.MX)
+      return buildResponse(raw, q, {
+        rcode: 0,
+        aa: true,
+        answers: [
+          { type: TYPE.MX, ttl: 300, rdata: Buffer.concat([Buffer.from([0, 10]), encodeName(`mail.${name}`)]) },
+        ],
+      });
     return buildResponse(raw, q, { rcode: 0, aa: true, authority: [soa(300, 60)] });
   }
   return buildResponse(raw, q, { rcode: RCODE.NXDOMAIN, aa: true, authority: [soa(3600, 60)] });
@@ -191,14 +214,25 @@ function resolverFor(port: number): Resolver {
   return r;
 }
 
-const q = (name: string, type: number = TYPE.A, id = 0x2222, edns?: { udpSize?: number; do?: boolean }) => buildQuery({ id, name, type, ...(edns ? { edns } : {}) });
+const q = (name: string, type: number = TYPE.A, id = 0x2222, edns?: { udpSize?: number; do?: boolean }) =>
+  buildQuery({ id, name, type, ...(edns ? { edns } : {}) });
 const answers = (buf: Buffer) => {
   const m = parseMessage(buf);
   return m.answers.map((r) => rdataText(buf, r));
 };
 
-async function withForwarder(o: Partial<DnsForwarderOptions>, fn: (f: DnsForwarder, port: number) => Promise<void>): Promise<void> {
-  const f = await startDnsForwarder({ listen: [{ address: '127.0.0.1', port: 0 }], upstreams: [], cache: true, log, timeoutMs: 1000, ...o });
+async function withForwarder(
+  o: Partial<DnsForwarderOptions>,
+  fn: (f: DnsForwarder, port: number) => Promise<void>,
+): Promise<void> {
+  const f = await startDnsForwarder({
+    listen: [{ address: '127.0.0.1', port: 0 }],
+    upstreams: [],
+    cache: true,
+    log,
+    timeoutMs: 1000,
+    ...o,
+  });
   try {
     await fn(f, f.addresses[0]!.port);
   } finally {
@@ -208,7 +242,7 @@ async function withForwarder(o: Partial<DnsForwarderOptions>, fn: (f: DnsForward
 
 // ── tests ───────────────────────────────────────────────────────────────────
 
-test('UDP and TCP queries are answered; ids, question case and EDNS are the client\'s', async () => {
+test("UDP and TCP queries are answered; ids, question case and EDNS are the client's", async () => {
   const up = await startUpstream();
   try {
     await withForwarder({ upstreams: [`127.0.0.1:${up.port}`], cache: false }, async (f, port) => {
@@ -224,11 +258,17 @@ test('UDP and TCP queries are answered; ids, question case and EDNS are the clie
       assert.equal(m1.edns, undefined, 'no OPT for a client that sent none');
       assert.match(answers(r1)[0]!, /^192\.0\.2\.\d+$/);
 
-      const withEdns = parseMessage((await udpAsk(port, q('www.a.test', TYPE.A, 0x1112, { udpSize: 1232, do: true })))!);
+      const withEdns = parseMessage(
+        (await udpAsk(port, q('www.a.test', TYPE.A, 0x1112, { udpSize: 1232, do: true })))!,
+      );
       assert.ok(withEdns.edns, 'OPT for a client that sent one');
 
       // Three pipelined queries on one TCP connection.
-      const rs = await tcpAsk(port, [q('one.a.test', TYPE.A, 1), q('two.a.test', TYPE.MX, 2), q('nope.test', TYPE.A, 3)]);
+      const rs = await tcpAsk(port, [
+        q('one.a.test', TYPE.A, 1),
+        q('two.a.test', TYPE.MX, 2),
+        q('nope.test', TYPE.A, 3),
+      ]);
       assert.equal(rs.length, 3);
       const byId = new Map(rs.map((r) => [parseMessage(r).header.id, r]));
       assert.match(answers(byId.get(1)!)[0]!, /^192\.0\.2\./);
@@ -241,8 +281,14 @@ test('UDP and TCP queries are answered; ids, question case and EDNS are the clie
       assert.equal(a.length, 1);
       assert.equal(a[0]!.ttl, 300);
       await assert.rejects(res.resolve4('missing.test'), { code: 'ENOTFOUND' });
-      assert.ok(up.seen.every((s) => s.transport === 'udp'), 'direct upstream queries go over UDP');
-      assert.ok(up.seen.every((s) => s.name === s.name.toLowerCase()), 'upstream sees our own lowercased query');
+      assert.ok(
+        up.seen.every((s) => s.transport === 'udp'),
+        'direct upstream queries go over UDP',
+      );
+      assert.ok(
+        up.seen.every((s) => s.name === s.name.toLowerCase()),
+        'upstream sees our own lowercased query',
+      );
       const st = f.stats();
       assert.ok(st.udpQueries >= 4 && st.tcpQueries === 3, JSON.stringify(st));
     });
@@ -362,18 +408,21 @@ test('next upstream on timeout; all upstreams down → SERVFAIL quickly', async 
   const hole = await blackhole();
   const closed = await closedPort();
   try {
-    await withForwarder({ upstreams: [`127.0.0.1:${hole.port}`, `127.0.0.1:${up.port}`], timeoutMs: 300 }, async (f, port) => {
-      const t0 = Date.now();
-      const r = (await udpAsk(port, q('failover.a.test')))!;
-      const took = Date.now() - t0;
-      assert.equal(parseMessage(r).header.rcode, RCODE.NOERROR);
-      assert.ok(took >= 250 && took < 1500, `took ${took} ms`);
-      // The working upstream is preferred from now on.
-      const t1 = Date.now();
-      await udpAsk(port, q('second.a.test'));
-      assert.ok(Date.now() - t1 < 250, 'no second timeout');
-      assert.ok(f.stats().upstreamErrors >= 1);
-    });
+    await withForwarder(
+      { upstreams: [`127.0.0.1:${hole.port}`, `127.0.0.1:${up.port}`], timeoutMs: 300 },
+      async (f, port) => {
+        const t0 = Date.now();
+        const r = (await udpAsk(port, q('failover.a.test')))!;
+        const took = Date.now() - t0;
+        assert.equal(parseMessage(r).header.rcode, RCODE.NOERROR);
+        assert.ok(took >= 250 && took < 1500, `took ${took} ms`);
+        // The working upstream is preferred from now on.
+        const t1 = Date.now();
+        await udpAsk(port, q('second.a.test'));
+        assert.ok(Date.now() - t1 < 250, 'no second timeout');
+        assert.ok(f.stats().upstreamErrors >= 1);
+      },
+    );
 
     await withForwarder({ upstreams: [`127.0.0.1:${closed}`] }, async (f, port) => {
       const t0 = Date.now();
@@ -421,7 +470,11 @@ test('malformed queries: FORMERR when the header is readable, dropped otherwise,
       const resp = buildResponse(q('x.a.test'), parseMessage(q('x.a.test')), { rcode: 0 });
       assert.equal(await udpAsk(port, resp, 300), undefined);
       // Two questions: FORMERR.
-      const two = Buffer.concat([q('x.a.test').subarray(0, 12), q('x.a.test').subarray(12), q('y.a.test').subarray(12)]);
+      const two = Buffer.concat([
+        q('x.a.test').subarray(0, 12),
+        q('x.a.test').subarray(12),
+        q('y.a.test').subarray(12),
+      ]);
       two.writeUInt16BE(2, 4);
       assert.equal(parseMessage((await udpAsk(port, two))!).header.rcode, RCODE.FORMERR);
       // A non-QUERY opcode (NOTIFY): NOTIMP.
@@ -447,46 +500,52 @@ test('fake-IP: A from the range, lookupFakeIp maps back, AAAA empty, PTR, exclus
   const persistPath = join(dir, 'fake-ip.json');
   try {
     let remembered = '';
-    await withForwarder({ upstreams: [`127.0.0.1:${up.port}`], fakeIp: { range: '198.18.0.0/15', persistPath } }, async (f, port) => {
-      const r = (await udpAsk(port, q('Video.Example.COM', TYPE.A, 1)))!;
-      const m = parseMessage(r);
-      assert.equal(m.header.rcode, RCODE.NOERROR);
-      assert.equal(m.answers[0]!.ttl, 1);
-      const ip = answers(r)[0]!;
-      assert.match(ip, /^198\.1[89]\./);
-      assert.equal(f.lookupFakeIp(ip), 'video.example.com');
-      assert.equal(f.lookupFakeIp(`::ffff:${ip}`), 'video.example.com');
-      assert.equal(f.lookupFakeIp('192.0.2.1'), undefined);
-      remembered = ip;
-      // Same name, same address; through Node's resolver too.
-      assert.deepEqual(await resolverFor(port).resolve4('video.example.com'), [ip]);
-      const other = answers((await udpAsk(port, q('other.example.com')))!)[0]!;
-      assert.notEqual(other, ip);
-      // AAAA without a v6 range: NOERROR, no answer.
-      const aaaa = parseMessage((await udpAsk(port, q('video.example.com', TYPE.AAAA)))!);
-      assert.equal(aaaa.header.rcode, RCODE.NOERROR);
-      assert.equal(aaaa.answers.length, 0);
-      // PTR of a fake address gives the domain back; of an unused one, NXDOMAIN.
-      const rev = ip.split('.').reverse().join('.') + '.in-addr.arpa';
-      const ptr = (await udpAsk(port, q(rev, TYPE.PTR)))!;
-      assert.deepEqual(answers(ptr), ['video.example.com']);
-      assert.equal(parseMessage((await udpAsk(port, q('254.255.19.198.in-addr.arpa', TYPE.PTR)))!).header.rcode, RCODE.NXDOMAIN);
-      // None of that reached the upstream.
-      assert.equal(up.seen.length, 0);
-      // Other types and excluded names are forwarded.
-      const mx = parseMessage((await udpAsk(port, q('mail.a.test', TYPE.MX)))!);
-      assert.equal(mx.answers[0]!.type, TYPE.MX);
-      assert.match(answers((await udpAsk(port, q('printer.lan')))!)[0]!, /^192\.0\.2\./);
-      assert.deepEqual(up.seen.map((s) => s.name).sort(), ['mail.a.test', 'printer.lan']);
-      // The data plane's way to the real address of a fake-IP flow routed direct.
-      const real = await f.resolveReal('Video.a.test');
-      assert.equal(real.length, 1);
-      assert.match(real[0]!, /^192\.0\.2\./);
-      assert.deepEqual(await f.resolveReal('nothing.test'), []);
-      assert.equal(up.seen.filter((s) => s.name === 'video.a.test' && s.type === TYPE.A).length, 1);
-      assert.equal(f.stats().fakeIpAnswers, 6);
-      assert.equal(f.stats().fakeIpEntries, 2);
-    });
+    await withForwarder(
+      { upstreams: [`127.0.0.1:${up.port}`], fakeIp: { range: '198.18.0.0/15', persistPath } },
+      async (f, port) => {
+        const r = (await udpAsk(port, q('Video.Example.COM', TYPE.A, 1)))!;
+        const m = parseMessage(r);
+        assert.equal(m.header.rcode, RCODE.NOERROR);
+        assert.equal(m.answers[0]!.ttl, 1);
+        const ip = answers(r)[0]!;
+        assert.match(ip, /^198\.1[89]\./);
+        assert.equal(f.lookupFakeIp(ip), 'video.example.com');
+        assert.equal(f.lookupFakeIp(`::ffff:${ip}`), 'video.example.com');
+        assert.equal(f.lookupFakeIp('192.0.2.1'), undefined);
+        remembered = ip;
+        // Same name, same address; through Node's resolver too.
+        assert.deepEqual(await resolverFor(port).resolve4('video.example.com'), [ip]);
+        const other = answers((await udpAsk(port, q('other.example.com')))!)[0]!;
+        assert.notEqual(other, ip);
+        // AAAA without a v6 range: NOERROR, no answer.
+        const aaaa = parseMessage((await udpAsk(port, q('video.example.com', TYPE.AAAA)))!);
+        assert.equal(aaaa.header.rcode, RCODE.NOERROR);
+        assert.equal(aaaa.answers.length, 0);
+        // PTR of a fake address gives the domain back; of an unused one, NXDOMAIN.
+        const rev = ip.split('.').reverse().join('.') + '.in-addr.arpa';
+        const ptr = (await udpAsk(port, q(rev, TYPE.PTR)))!;
+        assert.deepEqual(answers(ptr), ['video.example.com']);
+        assert.equal(
+          parseMessage((await udpAsk(port, q('254.255.19.198.in-addr.arpa', TYPE.PTR)))!).header.rcode,
+          RCODE.NXDOMAIN,
+        );
+        // None of that reached the upstream.
+        assert.equal(up.seen.length, 0);
+        // Other types and excluded names are forwarded.
+        const mx = parseMessage((await udpAsk(port, q('mail.a.test', TYPE.MX)))!);
+        assert.equal(mx.answers[0]!.type, TYPE.MX);
+        assert.match(answers((await udpAsk(port, q('printer.lan')))!)[0]!, /^192\.0\.2\./);
+        assert.deepEqual(up.seen.map((s) => s.name).sort(), ['mail.a.test', 'printer.lan']);
+        // The data plane's way to the real address of a fake-IP flow routed direct.
+        const real = await f.resolveReal('Video.a.test');
+        assert.equal(real.length, 1);
+        assert.match(real[0]!, /^192\.0\.2\./);
+        assert.deepEqual(await f.resolveReal('nothing.test'), []);
+        assert.equal(up.seen.filter((s) => s.name === 'video.a.test' && s.type === TYPE.A).length, 1);
+        assert.equal(f.stats().fakeIpAnswers, 6);
+        assert.equal(f.stats().fakeIpEntries, 2);
+      },
+    );
     // The map was saved on close and comes back on start.
     assert.ok(JSON.parse(readFileSync(persistPath, 'utf8')).entries.length === 2);
     await withForwarder({ upstreams: [], fakeIp: { range: '198.18.0.0/15', persistPath } }, async (f) => {
@@ -494,29 +553,34 @@ test('fake-IP: A from the range, lookupFakeIp maps back, AAAA empty, PTR, exclus
     });
 
     // With a v6 range AAAA gets an address too, reachable both ways; the pool reuses LRU addresses.
-    await withForwarder({ upstreams: [], fakeIp: { range: '10.77.0.0/30', range6: 'fc00:77::/120', ttl: 10 } }, async (f, port) => {
-      const r6 = (await udpAsk(port, q('v6.example', TYPE.AAAA)))!;
-      const ip6 = answers(r6)[0]!;
-      assert.match(ip6, /^fc00:77::/);
-      assert.equal(parseMessage(r6).answers[0]!.ttl, 10);
-      assert.equal(f.lookupFakeIp(ip6), 'v6.example');
-      const a = answers((await udpAsk(port, q('a.example')))!)[0]!;
-      const b = answers((await udpAsk(port, q('b.example')))!)[0]!;
-      f.lookupFakeIp(a); // a is in use: b goes first
-      const c = answers((await udpAsk(port, q('c.example')))!)[0]!;
-      assert.equal(c, b);
-      assert.equal(f.lookupFakeIp(c), 'c.example');
-      assert.equal(f.lookupFakeIp(a), 'a.example');
-      // No upstream: anything not faked is SERVFAIL right away.
-      assert.equal(parseMessage((await udpAsk(port, q('x.example', TYPE.MX)))!).header.rcode, RCODE.SERVFAIL);
-    });
+    await withForwarder(
+      { upstreams: [], fakeIp: { range: '10.77.0.0/30', range6: 'fc00:77::/120', ttl: 10 } },
+      async (f, port) => {
+        const r6 = (await udpAsk(port, q('v6.example', TYPE.AAAA)))!;
+        const ip6 = answers(r6)[0]!;
+        assert.match(ip6, /^fc00:77::/);
+        assert.equal(parseMessage(r6).answers[0]!.ttl, 10);
+        assert.equal(f.lookupFakeIp(ip6), 'v6.example');
+        const a = answers((await udpAsk(port, q('a.example')))!)[0]!;
+        const b = answers((await udpAsk(port, q('b.example')))!)[0]!;
+        f.lookupFakeIp(a); // a is in use: b goes first
+        const c = answers((await udpAsk(port, q('c.example')))!)[0]!;
+        assert.equal(c, b);
+        assert.equal(f.lookupFakeIp(c), 'c.example');
+        assert.equal(f.lookupFakeIp(a), 'a.example');
+        // No upstream: anything not faked is SERVFAIL right away.
+        assert.equal(parseMessage((await udpAsk(port, q('x.example', TYPE.MX)))!).header.rcode, RCODE.SERVFAIL);
+      },
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
     await up.close();
   }
 });
 
-test('via a SOCKS5 node (microsocks): queries go over TCP through it, on one reused connection', { skip: have('microsocks') ? false : 'microsocks not installed (apt-get install microsocks)' }, async () => {
+test('via a SOCKS5 node (microsocks): queries go over TCP through it, on one reused connection', {
+  skip: have('microsocks') ? false : 'microsocks not installed (apt-get install microsocks)',
+}, async () => {
   const up = await startUpstream();
   const socksPort = await closedPort();
   let proc: ChildProcess | undefined;
@@ -602,7 +666,7 @@ test('an upstream that is the forwarder itself is refused', async () => {
   );
 });
 
-test('fast path: cache hits and fake-IP answers are byte for byte the full path\'s, on batched and dgram sockets', async () => {
+test("fast path: cache hits and fake-IP answers are byte for byte the full path's, on batched and dgram sockets", async () => {
   const up = await startUpstream();
   const fake = { range: '198.18.0.0/24', range6: 'fc00:18::/120' };
   const names = ['www.a.test', 'x.lan', 'nope.test', 'deep.sub.a.test'];
@@ -615,27 +679,51 @@ test('fast path: cache hits and fake-IP answers are byte for byte the full path\
     { id: 9, edns: { udpSize: 512, do: true } },
     { id: 10, edns: { udpSize: 4096 } },
   ];
-  const mixCase = (n: string, seed: number) => [...n].map((c, i) => ((seed >> i % 8) & 1 ? c.toUpperCase() : c)).join('');
+  const mixCase = (n: string, seed: number) =>
+    [...n].map((c, i) => ((seed >> (i % 8)) & 1 ? c.toUpperCase() : c)).join('');
   const queries: Buffer[] = [];
   names.forEach((n, i) => {
     for (const [j, s] of shapes.entries()) {
-      for (const type of [TYPE.A, TYPE.AAAA, TYPE.MX, TYPE.TXT]) queries.push(buildQuery({ name: mixCase(n, i * 7 + j), type, ...s }));
+      for (const type of [TYPE.A, TYPE.AAAA, TYPE.MX, TYPE.TXT])
+        queries.push(buildQuery({ name: mixCase(n, i * 7 + j), type, ...s }));
     }
   });
   queries.push(buildQuery({ id: 3, name: 'big.test', type: TYPE.TXT })); // too big for 512 bytes: TC=1 from the full path
   const start = (o: Partial<DnsForwarderOptions>) =>
-    startDnsForwarder({ listen: [{ address: '127.0.0.1', port: 0 }], upstreams: [`127.0.0.1:${up.port}`], cache: true, log, timeoutMs: 1000, now: () => 1_000_000, ...o });
-  const fwd = await Promise.all([start({ fakeIp: fake }), start({ fakeIp: fake, fastPath: false }), start({ fakeIp: fake, udpBackend: 'dgram' }), start({}), start({ fastPath: false })]);
+    startDnsForwarder({
+      listen: [{ address: '127.0.0.1', port: 0 }],
+      upstreams: [`127.0.0.1:${up.port}`],
+      cache: true,
+      log,
+      timeoutMs: 1000,
+      now: () => 1_000_000,
+      ...o,
+    });
+  const fwd = await Promise.all([
+    start({ fakeIp: fake }),
+    start({ fakeIp: fake, fastPath: false }),
+    start({ fakeIp: fake, udpBackend: 'dgram' }),
+    start({}),
+    start({ fastPath: false }),
+  ]);
   try {
     const [fastFake, slowFake, dgramFake, fastPlain, slowPlain] = fwd;
-    for (const [a, b, what] of [[fastFake, slowFake, 'fake-IP'], [dgramFake, slowFake, 'fake-IP over dgram'], [fastPlain, slowPlain, 'cache']] as const) {
+    for (const [a, b, what] of [
+      [fastFake, slowFake, 'fake-IP'],
+      [dgramFake, slowFake, 'fake-IP over dgram'],
+      [fastPlain, slowPlain, 'cache'],
+    ] as const) {
       for (let pass = 0; pass < 2; pass++) {
         // Pass 0 fills the caches (and the fake-IP pools, in the same order); pass 1 is answered from them.
         for (const query of queries) {
           const ra = await udpAsk(a.addresses[0]!.port, query);
           const rb = await udpAsk(b.addresses[0]!.port, query);
           assert.ok(ra && rb, `${what}: an answer to ${parseMessage(query).questions[0]!.name}`);
-          assert.deepEqual(ra.toString('hex'), rb.toString('hex'), `${what}, pass ${pass}: ${JSON.stringify(parseMessage(query).questions[0])} ${JSON.stringify(parseMessage(query).header)}`);
+          assert.deepEqual(
+            ra.toString('hex'),
+            rb.toString('hex'),
+            `${what}, pass ${pass}: ${JSON.stringify(parseMessage(query).questions[0])} ${JSON.stringify(parseMessage(query).header)}`,
+          );
         }
       }
       const tcpA = await tcpAsk(a.addresses[0]!.port, queries.slice(0, 6));

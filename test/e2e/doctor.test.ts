@@ -56,7 +56,11 @@ const sysctl = (ns: string, key: string): string | undefined => {
 test('fresh netns: every check runs, the kernel/tool checks pass, exit 0', { skip }, async () => {
   await withNetns((ns) => {
     const d = doctor(ns);
-    assert.deepEqual(d.list.map((r) => r.check), CHECKS.map((c) => c.id), 'every check, in order');
+    assert.deepEqual(
+      d.list.map((r) => r.check),
+      CHECKS.map((c) => c.id),
+      'every check, in order',
+    );
     for (const r of d.list) {
       assert.match(r.status, /^(OK|WARN|FAIL)$/);
       assert.equal(typeof r.detail, 'string');
@@ -64,14 +68,32 @@ test('fresh netns: every check runs, the kernel/tool checks pass, exit 0', { ski
       assert.equal(r.fix === null, r.status === 'OK', `${r.check}: a fix exactly when not OK`);
     }
     // What this kind of machine (Debian 12, root, nf_tables kernel, 20,000 fds) provides.
-    const mustPass = ['nftables', 'tproxy', 'redirect', 'conntrack', 'ip-transparent', 'iptables-backend', 'firewall-rules',
-      'ip-forward', 'route-localnet', 'rp-filter', 'leftover-rules', 'user-namespaces', 'fd-limit', 'bridge-nf-call-iptables'];
+    const mustPass = [
+      'nftables',
+      'tproxy',
+      'redirect',
+      'conntrack',
+      'ip-transparent',
+      'iptables-backend',
+      'firewall-rules',
+      'ip-forward',
+      'route-localnet',
+      'rp-filter',
+      'leftover-rules',
+      'user-namespaces',
+      'fd-limit',
+      'bridge-nf-call-iptables',
+    ];
     for (const id of mustPass) assert.equal(get(d, id).status, 'OK', `${id}: ${get(d, id).detail}`);
     assert.equal(d.status, 0);
     assert.match(get(d, 'leftover-rules').detail, /^none$/);
     // nothing was created by the check-only probes
     assert.equal(runSync('nft', ['list', 'tables'], { netns: ns }).stdout.trim(), '');
-    assert.equal(runSync('sh', ['-c', 'cat /proc/net/ip_tables_names 2>/dev/null || true'], { netns: ns }).stdout.trim(), '', 'no legacy table instantiated');
+    assert.equal(
+      runSync('sh', ['-c', 'cat /proc/net/ip_tables_names 2>/dev/null || true'], { netns: ns }).stdout.trim(),
+      '',
+      'no legacy table instantiated',
+    );
   });
 });
 
@@ -84,7 +106,9 @@ test('plain-text output: one line per check and a summary', { skip }, async () =
   });
 });
 
-test('leftover rules (nft redirect, nft tproxy with ip rules, iptables chains) turn WARN; rules remove clears them', { skip }, async () => {
+test('leftover rules (nft redirect, nft tproxy with ip rules, iptables chains) turn WARN; rules remove clears them', {
+  skip,
+}, async () => {
   await withNetns((ns) => {
     let r = tranproxy(ns, ['rules', 'apply', '-P', '80']);
     assert.equal(r.status, 0, r.stderr);
@@ -108,7 +132,11 @@ test('leftover rules (nft redirect, nft tproxy with ip rules, iptables chains) t
       left = get(doctor(ns), 'leftover-rules');
       assert.equal(left.status, 'WARN');
       assert.match(left.detail, /chains nat\/TRANPROXY_/);
-      assert.doesNotMatch(left.detail, /nft table inet tranproxy\b/, 'apply --firewall iptables replaced the nft table');
+      assert.doesNotMatch(
+        left.detail,
+        /nft table inet tranproxy\b/,
+        'apply --firewall iptables replaced the nft table',
+      );
     }
 
     r = tranproxy(ns, ['rules', 'remove']);
@@ -148,7 +176,9 @@ test('a bridge with bridge-nf-call-iptables=1 is a WARN', { skip }, async () => 
   });
 });
 
-test('rules in legacy iptables while `iptables` is iptables-nft: a backend mismatch WARN', { skip: skip || (!hasTool('iptables-legacy') && 'iptables-legacy not installed') }, async () => {
+test('rules in legacy iptables while `iptables` is iptables-nft: a backend mismatch WARN', {
+  skip: skip || (!hasTool('iptables-legacy') && 'iptables-legacy not installed'),
+}, async () => {
   const variant = runSync('iptables', ['--version'], { allowFailure: true }).stdout;
   if (!variant.includes('nf_tables')) return; // iptables is legacy here: the mirror case is unit-tested
   await withNetns((ns) => {
@@ -161,27 +191,35 @@ test('rules in legacy iptables while `iptables` is iptables-nft: a backend misma
   });
 });
 
-test('under nsenter --net= (sysfs still the host\'s): the bridge check sees the netns\'s own bridge', { skip: skip || (!hasTool('nsenter') && 'nsenter missing') }, async () => {
+test("under nsenter --net= (sysfs still the host's): the bridge check sees the netns's own bridge", {
+  skip: skip || (!hasTool('nsenter') && 'nsenter missing'),
+}, async () => {
   await withNetns((ns) => {
     runSync('ip', ['-n', ns, 'link', 'add', 'tpxbr0', 'type', 'bridge']);
     const v = sysctl(ns, 'net.bridge.bridge-nf-call-iptables');
-    const r = runSync('nsenter', [`--net=/run/netns/${ns}`, process.execPath, tranproxyBin(), 'doctor', '--json'], { allowFailure: true });
+    const r = runSync('nsenter', [`--net=/run/netns/${ns}`, process.execPath, tranproxyBin(), 'doctor', '--json'], {
+      allowFailure: true,
+    });
     const b = (JSON.parse(r.stdout) as CheckResult[]).find((c) => c.check === 'bridge-nf-call-iptables');
     assert.ok(b, r.stderr);
     if (v === '1') {
       assert.equal(b.status, 'WARN', b.detail);
-      assert.match(b.detail, /bridge\(s\) tpxbr0:/, 'exactly the netns\'s bridge, none of the host\'s');
+      assert.match(b.detail, /bridge\(s\) tpxbr0:/, "exactly the netns's bridge, none of the host's");
     } else {
       assert.equal(b.status, 'OK', `br_netfilter ${v === undefined ? 'not loaded' : `= ${v}`}: ${b.detail}`);
     }
   });
 });
 
-test('rules plan|apply --config FILE: the file\'s capture settings, flags typed on the command line win', { skip }, async () => {
+test("rules plan|apply --config FILE: the file's capture settings, flags typed on the command line win", {
+  skip,
+}, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tpxdoc-config-'));
   try {
     const file = join(dir, 'gateway.yaml');
-    writeFileSync(file, 'mode: tproxy\ncapture: prerouting\nin-interfaces: [tpxlan0]\nfamily: ipv4\nports: [8080]\n', { mode: 0o600 });
+    writeFileSync(file, 'mode: tproxy\ncapture: prerouting\nin-interfaces: [tpxlan0]\nfamily: ipv4\nports: [8080]\n', {
+      mode: 0o600,
+    });
     await withNetns((ns) => {
       const plan = tranproxy(ns, ['rules', 'plan', '--config', file, '--firewall', 'nft']);
       assert.equal(plan.status, 0, plan.stderr);

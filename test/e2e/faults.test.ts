@@ -106,7 +106,21 @@ function tproxyTopology(lab: Lab): Topology {
     server,
     serverIp: '10.82.2.2',
     serverIf: l2.b,
-    proxyArgs: ['run', '--mode', 'tproxy', '--capture', 'prerouting', '-i', l1.b, '--family', 'ipv4', '--no-bypass-private', '-P', '7000-7001', ...TIMEOUTS],
+    proxyArgs: [
+      'run',
+      '--mode',
+      'tproxy',
+      '--capture',
+      'prerouting',
+      '-i',
+      l1.b,
+      '--family',
+      'ipv4',
+      '--no-bypass-private',
+      '-P',
+      '7000-7001',
+      ...TIMEOUTS,
+    ],
     // Replies to the preserved client address go back through the gateway.
     relink: () => server.addRoute('default', '10.82.2.1'),
   };
@@ -167,7 +181,10 @@ async function faultSuite(t: Topology, label: string, extra: string[] = []): Pro
   const d = await connectClient(t.client, t.serverIp, 7000);
   const rd = await d.closed(t3, CONNECT_S * 1000 + SLACK_MS);
   assert.ok(['reset', 'eof'].includes(rd.kind), `${label} host gone: client saw ${rd.kind}`);
-  await proxy.waitForOutput(/(refused|conn) .*dst=10\.8\d\.\d\.2:7000 .*(timeout|ETIMEDOUT|upstream-error|connect)/i, 10_000);
+  await proxy.waitForOutput(
+    /(refused|conn) .*dst=10\.8\d\.\d\.2:7000 .*(timeout|ETIMEDOUT|upstream-error|connect)/i,
+    10_000,
+  );
 
   // The proxy is unaffected: same processes, new connections work, no fd left behind.
   await t.server.run('ip', ['link', 'set', 'dev', t.serverIf, 'up']);
@@ -265,7 +282,9 @@ test('SIGKILL of the supervisor mid-traffic, then restart: rules not duplicated,
     assert.equal(await countOf(gw, 'ip', ['-4', 'rule', 'list'], /lookup 233/), 0);
     assert.equal(await sysctl('net.ipv4.ip_forward'), '0', 'the value from before the first run is restored');
     assert.ok(!existsSync(stateFile), 'state file removed');
-    console.log(`# SIGKILL mid-traffic: client saw ${closed.kind} after ${closed.ms} ms; restart left 1 table, 1 ip rule, 1 route`);
+    console.log(
+      `# SIGKILL mid-traffic: client saw ${closed.kind} after ${closed.ms} ms; restart left 1 table, 1 ip rule, 1 route`,
+    );
     await server.stop();
   });
 });

@@ -43,7 +43,10 @@ async function withNetns(count: number, fn: (ns: string[], lab: Lab) => Promise<
 /** veth between two namespaces: a gets .1 / ::1, b gets .2 / ::2 of 10.2N.0.0/24 and fd0N::/64. */
 function link(a: string, b: string, n: number): void {
   runSync('ip', ['-n', a, 'link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb', 'netns', b]);
-  for (const [ns, dev, host] of [[a, 'va', 1], [b, 'vb', 2]] as const) {
+  for (const [ns, dev, host] of [
+    [a, 'va', 1],
+    [b, 'vb', 2],
+  ] as const) {
     runSync('ip', ['-n', ns, 'addr', 'add', `10.2${n}.0.${host}/24`, 'dev', dev]);
     runSync('ip', ['-n', ns, '-6', 'addr', 'add', `fd0${n}::${host}/64`, 'dev', dev, 'nodad']);
     runSync('ip', ['-n', ns, 'link', 'set', dev, 'up']);
@@ -97,8 +100,16 @@ except Exception as e:
     print('ERR', type(e).__name__)
 `;
 
-async function server(lab: Lab, ns: string, port: number, tag: string, opts: { transparent?: boolean; bind?: string; udp?: boolean } = {}) {
-  const args = opts.udp ? [UDP_SERVER, String(port)] : [SERVER, String(port), tag, opts.transparent ? '1' : '0', opts.bind ?? '::'];
+async function server(
+  lab: Lab,
+  ns: string,
+  port: number,
+  tag: string,
+  opts: { transparent?: boolean; bind?: string; udp?: boolean } = {},
+) {
+  const args = opts.udp
+    ? [UDP_SERVER, String(port)]
+    : [SERVER, String(port), tag, opts.transparent ? '1' : '0', opts.bind ?? '::'];
   const p = spawn('ip', ['netns', 'exec', ns, PY, '-c', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   lab.procs.push(p);
   await new Promise<void>((resolve, reject) => {
@@ -110,7 +121,12 @@ async function server(lab: Lab, ns: string, port: number, tag: string, opts: { t
 }
 
 /** Connect from `ns` and return the server's answer, or "ERR <reason>". */
-function connect(ns: string, host: string, port: number, opts: { uid?: number; timeout?: number; udp?: boolean } = {}): string {
+function connect(
+  ns: string,
+  host: string,
+  port: number,
+  opts: { uid?: number; timeout?: number; udp?: boolean } = {},
+): string {
   const args = [host, String(port), String(opts.uid ?? 0), String(opts.timeout ?? 3), opts.udp ? 'udp' : 'tcp'];
   return runSync('ip', ['netns', 'exec', ns, PY, '-c', CLIENT, ...args]).stdout.trim();
 }
@@ -123,11 +139,20 @@ function sh(ns: string, tool: string, args: string[]): string {
 
 /** Everything a backend can change, counters and timestamps stripped. */
 function dump(ns: string, backend: Backend): string {
-  const fw = backend === 'nft'
-    ? sh(ns, 'nft', ['list', 'ruleset'])
-    : ['iptables-save', 'ip6tables-save'].map((t) => sh(ns, t, [])).join('');
-  const routing = ['-4', '-6'].flatMap((f) => [sh(ns, 'ip', [f, 'rule', 'show']), sh(ns, 'ip', [f, 'route', 'show', 'table', 'all'])]);
-  return [fw, ...routing].join('\n').split('\n').filter((l) => !l.startsWith('#')).join('\n').replace(/\[\d+:\d+\]/g, '[0:0]');
+  const fw =
+    backend === 'nft'
+      ? sh(ns, 'nft', ['list', 'ruleset'])
+      : ['iptables-save', 'ip6tables-save'].map((t) => sh(ns, t, [])).join('');
+  const routing = ['-4', '-6'].flatMap((f) => [
+    sh(ns, 'ip', [f, 'rule', 'show']),
+    sh(ns, 'ip', [f, 'route', 'show', 'table', 'all']),
+  ]);
+  return [fw, ...routing]
+    .join('\n')
+    .split('\n')
+    .filter((l) => !l.startsWith('#'))
+    .join('\n')
+    .replace(/\[\d+:\d+\]/g, '[0:0]');
 }
 
 /** Nothing of ours anywhere: no table, chain, jump, tagged rule or route. */
@@ -157,14 +182,18 @@ for (const backend of BACKENDS) {
       applyPlan(BOTH, backend, t);
       assert.equal(dump(ns!, backend), first, 're-apply changes nothing');
       if (backend === 'iptables') {
-        assert.equal(sh(ns!, 'iptables-save', ['-t', 'mangle']).match(/-A PREROUTING -j TRANPROXY_MANGLE_PRE/g)?.length, 1);
+        assert.equal(
+          sh(ns!, 'iptables-save', ['-t', 'mangle']).match(/-A PREROUTING -j TRANPROXY_MANGLE_PRE/g)?.length,
+          1,
+        );
       }
       assert.notEqual(showRules(t), '');
       removeRules(t);
       assertClean(ns!);
       removeRules(t);
       assertClean(ns!);
-    }));
+    }),
+  );
 
   test(`${backend}: every golden plan loads into the kernel`, { skip }, () =>
     withNetns(1, ([ns]) => {
@@ -176,7 +205,8 @@ for (const backend of BACKENDS) {
       }
       removeRules({ netns: ns });
       assertClean(ns!);
-    }));
+    }),
+  );
 
   test(`${backend}: apply after a crashed run (any backend, other plan) leaves only the new plan`, { skip }, () =>
     withNetns(2, ([crashed, fresh]) => {
@@ -189,35 +219,47 @@ for (const backend of BACKENDS) {
       assert.equal(showRules({ netns: crashed }), showRules({ netns: fresh }));
       const d = dump(crashed!, backend) + dump(crashed!, other);
       assert.doesNotMatch(d, /mangle_|MANGLE|proto 116/, 'nothing of the earlier TPROXY plans survives');
-    }));
+    }),
+  );
 
   test(`${backend}: a failing apply removes everything it applied`, { skip }, () =>
     withNetns(1, ([ns]) => {
       const t = { netns: ns };
-      assert.throws(() => applyPlan({ ...BOTH, inInterfaces: ['eth0" } accept; flush ruleset; {'] }, backend, t), UsageError);
+      assert.throws(
+        () => applyPlan({ ...BOTH, inInterfaces: ['eth0" } accept; flush ruleset; {'] }, backend, t),
+        UsageError,
+      );
       assertClean(ns!);
       // A backend that fails half-way: routes (and for iptables the IPv4 rules) are in already.
-      const [tool, marker] = backend === 'nft' ? ['nft', 'table inet tranproxy {'] : ['ip6tables-restore', '-A TRANPROXY_'];
+      const [tool, marker] =
+        backend === 'nft' ? ['nft', 'table inet tranproxy {'] : ['ip6tables-restore', '-A TRANPROXY_'];
       const real = runSync('sh', ['-c', `command -v ${tool}`]).stdout.trim();
       const dir = mkdtempSync(join(tmpdir(), 'tpxfw-'));
-      writeFileSync(join(dir, tool), [
-        '#!/bin/sh',
-        'tmp=$(mktemp); cat > "$tmp"',
-        `if grep -qF -e '${marker}' "$tmp"; then rm -f "$tmp"; echo 'injected failure' >&2; exit 1; fi`,
-        `${real} "$@" < "$tmp"; rc=$?; rm -f "$tmp"; exit $rc`,
-      ].join('\n') + '\n');
+      writeFileSync(
+        join(dir, tool),
+        [
+          '#!/bin/sh',
+          'tmp=$(mktemp); cat > "$tmp"',
+          `if grep -qF -e '${marker}' "$tmp"; then rm -f "$tmp"; echo 'injected failure' >&2; exit 1; fi`,
+          `${real} "$@" < "$tmp"; rc=$?; rm -f "$tmp"; exit $rc`,
+        ].join('\n') + '\n',
+      );
       chmodSync(join(dir, tool), 0o755);
       const path = process.env.PATH;
       process.env.PATH = `${dir}:${path}`;
       try {
         applyPlan(PLANS['redirect-output']!, 'nft' === backend ? 'iptables' : 'nft', t); // an earlier good state
-        assert.throws(() => applyPlan(BOTH, backend, t), (e: unknown) => e instanceof ToolFailedError && /injected failure/.test(e.message));
+        assert.throws(
+          () => applyPlan(BOTH, backend, t),
+          (e: unknown) => e instanceof ToolFailedError && /injected failure/.test(e.message),
+        );
       } finally {
         process.env.PATH = path;
         rmSync(dir, { recursive: true, force: true });
       }
       assertClean(ns!);
-    }));
+    }),
+  );
 
   test(`${backend}: REDIRECT output captures the host's TCP except loopback, excluded ports and uids`, { skip }, () =>
     withNetns(2, async ([host, peer], lab) => {
@@ -242,7 +284,8 @@ for (const backend of BACKENDS) {
       assert.match(connect(host!, '127.0.0.1', 8080), /^local /, 'loopback');
       removeRules({ netns: host });
       assert.match(connect(host!, 'fd01::2', 8080), /^origin /);
-    }));
+    }),
+  );
 
   test(`${backend}: TPROXY prerouting hands a routed client's TCP and UDP to transparent listeners`, { skip }, () =>
     withNetns(2, async ([gw, client], lab) => {
@@ -267,7 +310,8 @@ for (const backend of BACKENDS) {
       assert.match(connect(client!, '198.51.100.99', 8080, { timeout: 1 }), /^ERR/, 'excluded destination');
       removeRules({ netns: gw });
       assert.match(connect(client!, '198.51.100.7', 8080, { timeout: 1 }), /^ERR/);
-    }));
+    }),
+  );
 
   test(`${backend}: TPROXY output reroutes the host's own TCP through lo to the listener`, { skip }, () =>
     withNetns(2, async ([host, peer], lab) => {
@@ -292,28 +336,44 @@ for (const backend of BACKENDS) {
       assert.match(connect(host!, '198.51.100.7', 8080, { uid: 1337 }), /^origin /, 'excluded uid');
       removeRules({ netns: host });
       assert.match(connect(host!, '2001:db8::7', 8080), /^origin /);
-    }));
+    }),
+  );
 }
 
 for (const backend of BACKENDS) {
-  test(`${backend}: TPROXY as the seeds write it: lo down at start, 0x1/0x1 marks, a fixed rule preference`, { skip }, () =>
-    withNetns(2, async ([host, peer], lab) => {
-      link(host!, peer!, 4);
-      runSync('ip', ['-n', peer!, 'addr', 'add', '198.51.100.7/32', 'dev', 'lo']);
-      runSync('ip', ['-n', host!, 'route', 'add', '198.51.100.0/24', 'via', '10.24.0.2']);
-      runSync('ip', ['-n', host!, 'link', 'set', 'lo', 'down']);
-      const plan: CapturePlan = { ...PLANS['tproxy-masked']!, capture: ['output'], families: ['ipv4', 'ipv6'], includePorts: [{ from: 8080, to: 8080 }] };
-      applyPlan(plan, backend, { netns: host });
-      assert.match(sh(host!, 'ip', ['link', 'show', 'lo']), /<LOOPBACK,UP,LOWER_UP>/, 'lo brought up');
-      applyPlan(plan, backend, { netns: host });
-      for (const f of ['-4', '-6']) {
-        const rules = sh(host!, 'ip', [f, 'rule', 'show']).split('\n').filter((l) => l.includes('proto 116'));
-        assert.deepEqual(rules, ['90:\tfrom all fwmark 0x1/0x1 lookup 100 proto 116'], `${f}: one rule, re-apply kept it`);
-      }
-      await server(lab, peer!, 8080, 'origin');
-      await server(lab, host!, 15001, 'proxy', { transparent: true });
-      assert.equal(connect(host!, '198.51.100.7', 8080), 'proxy 198.51.100.7 8080', 'captured with the masked mark');
-      removeRules({ netns: host });
-      assert.match(connect(host!, '198.51.100.7', 8080), /^origin /);
-    }));
+  test(
+    `${backend}: TPROXY as the seeds write it: lo down at start, 0x1/0x1 marks, a fixed rule preference`,
+    { skip },
+    () =>
+      withNetns(2, async ([host, peer], lab) => {
+        link(host!, peer!, 4);
+        runSync('ip', ['-n', peer!, 'addr', 'add', '198.51.100.7/32', 'dev', 'lo']);
+        runSync('ip', ['-n', host!, 'route', 'add', '198.51.100.0/24', 'via', '10.24.0.2']);
+        runSync('ip', ['-n', host!, 'link', 'set', 'lo', 'down']);
+        const plan: CapturePlan = {
+          ...PLANS['tproxy-masked']!,
+          capture: ['output'],
+          families: ['ipv4', 'ipv6'],
+          includePorts: [{ from: 8080, to: 8080 }],
+        };
+        applyPlan(plan, backend, { netns: host });
+        assert.match(sh(host!, 'ip', ['link', 'show', 'lo']), /<LOOPBACK,UP,LOWER_UP>/, 'lo brought up');
+        applyPlan(plan, backend, { netns: host });
+        for (const f of ['-4', '-6']) {
+          const rules = sh(host!, 'ip', [f, 'rule', 'show'])
+            .split('\n')
+            .filter((l) => l.includes('proto 116'));
+          assert.deepEqual(
+            rules,
+            ['90:\tfrom all fwmark 0x1/0x1 lookup 100 proto 116'],
+            `${f}: one rule, re-apply kept it`,
+          );
+        }
+        await server(lab, peer!, 8080, 'origin');
+        await server(lab, host!, 15001, 'proxy', { transparent: true });
+        assert.equal(connect(host!, '198.51.100.7', 8080), 'proxy 198.51.100.7 8080', 'captured with the masked mark');
+        removeRules({ netns: host });
+        assert.match(connect(host!, '198.51.100.7', 8080), /^origin /);
+      }),
+  );
 }

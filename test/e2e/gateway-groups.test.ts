@@ -59,8 +59,14 @@ test('fallback group of two microsocks nodes: moves off a stopped node and back 
       ].join('\n'),
     );
     const proxy = await startTranproxy(g.gw, [...gatewayRunArgs(g, ['--admin']), '--config', config]);
-    const up = await waitForGroup(g.gw, (s) => s.now === 'hk1' && s.members.every((m) => m.alive && m.delayMs !== undefined));
-    assert.ok(up.members.every((m) => m.delayMs! > 0 && m.delayMs! < 1000), JSON.stringify(up));
+    const up = await waitForGroup(
+      g.gw,
+      (s) => s.now === 'hk1' && s.members.every((m) => m.alive && m.delayMs !== undefined),
+    );
+    assert.ok(
+      up.members.every((m) => m.delayMs! > 0 && m.delayMs! < 1000),
+      JSON.stringify(up),
+    );
 
     const curl = () => g.lan.run('curl', ['-sS', '--max-time', '6', `http://${REMOTE}/`], { allowFailure: true });
     assert.match((await curl()).stdout, new RegExp(NODE_SIDE_OF_REMOTE.replace(/\./g, '\\.')));
@@ -70,7 +76,11 @@ test('fallback group of two microsocks nodes: moves off a stopped node and back 
     const down = await waitForGroup(g.gw, (s) => s.now === 'jp1');
     assert.equal(down.members[0]?.alive, false);
     await proxy.waitForOutput(/group: group=auto now=jp1 from=hk1 reason="hk1 down: /);
-    assert.match((await curl()).stdout, new RegExp(NODE_SIDE_OF_REMOTE.replace(/\./g, '\\.')), 'flows now leave through jp1');
+    assert.match(
+      (await curl()).stdout,
+      new RegExp(NODE_SIDE_OF_REMOTE.replace(/\./g, '\\.')),
+      'flows now leave through jp1',
+    );
 
     const metrics = await g.gw.run('curl', ['-sS', 'http://127.0.0.1:15000/metrics']);
     assert.match(metrics.stdout, /tranproxy_group_member_selected\{group="auto",member="jp1"\} 1/);

@@ -13,10 +13,22 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Host, LabProcess } from '../../src/netlab/lab.js';
-import { gatewayLabAddresses, gatewayRunArgs, udpExchange, withGatewayLab, type GatewayLab } from '../helpers/gateway-lab.js';
+import {
+  gatewayLabAddresses,
+  gatewayRunArgs,
+  udpExchange,
+  withGatewayLab,
+  type GatewayLab,
+} from '../helpers/gateway-lab.js';
 import { startPeer, startTranproxy, waitForPort } from '../helpers/lab.js';
 
-const { node: NODE_IP, nodeSideOfRemote: NODE_SIDE_OF_REMOTE, remote: REMOTE, direct: DIRECT_SRV, gwDirect: GW_SIDE_OF_DIRECT } = gatewayLabAddresses(75);
+const {
+  node: NODE_IP,
+  nodeSideOfRemote: NODE_SIDE_OF_REMOTE,
+  remote: REMOTE,
+  direct: DIRECT_SRV,
+  gwDirect: GW_SIDE_OF_DIRECT,
+} = gatewayLabAddresses(75);
 
 const have = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin} || test -x /usr/sbin/${bin}`]).status === 0;
 const MISSING = ['danted', 'ss-server', 'python3', 'nft'].filter((b) => !have(b));
@@ -77,20 +89,32 @@ async function establishedTo(h: Host, port: number): Promise<number> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-test('UDP through a SOCKS5 node (dante, UDP ASSOCIATE): the remote sees the node, replies come from the remote', { skip }, async () => {
+test('UDP through a SOCKS5 node (dante, UDP ASSOCIATE): the remote sees the node, replies come from the remote', {
+  skip,
+}, async () => {
   await withUdpLab(async (g) => {
     const echo = await startPeer(g.remote, 'udp_echo', 5353);
     const socks = await dante(g);
-    const proxy = await startTranproxy(g.gw, gatewayArgs(g, ['-P', '5353', '--udp-idle-timeout', '2s', '--upstream', `socks5://${NODE_IP}:1080`]));
+    const proxy = await startTranproxy(
+      g.gw,
+      gatewayArgs(g, ['-P', '5353', '--udp-idle-timeout', '2s', '--upstream', `socks5://${NODE_IP}:1080`]),
+    );
     assert.match(proxy.output(), /protocols=tcp,udp/);
 
     const replies = await udpExchange(g.lan, REMOTE, 5353, ['via-dante-1', 'via-dante-2']);
     assert.deepEqual(replies, [`via-dante-1 ${REMOTE} 5353`, `via-dante-2 ${REMOTE} 5353`], proxy.output());
     await echo.waitForOutput(new RegExp(`^${NODE_SIDE_OF_REMOTE.replace(/\./g, '\\.')} \\d+$`, 'm'));
-    assert.doesNotMatch(echo.output(), /^10\.75\.(1|2)\.\d+ /m, 'neither the client nor the gateway reached the remote');
+    assert.doesNotMatch(
+      echo.output(),
+      /^10\.75\.(1|2)\.\d+ /m,
+      'neither the client nor the gateway reached the remote',
+    );
     await proxy.waitForOutput(/udp route src=10\.75\.1\.2:\d+ dst=10\.75\.3\.2:5353 via=upstream route=default/);
     // One flow (one association) for both datagrams; it ends idle and its control connection goes.
-    await proxy.waitForOutput(/udp src=10\.75\.1\.2:\d+ dst=10\.75\.3\.2:5353 up=22 down=22 packets=2\/2 .*close=idle out=routed/, 10_000);
+    await proxy.waitForOutput(
+      /udp src=10\.75\.1\.2:\d+ dst=10\.75\.3\.2:5353 up=22 down=22 packets=2\/2 .*close=idle out=routed/,
+      10_000,
+    );
     for (let i = 0; i < 50 && (await establishedTo(g.node, 1080)) > 0; i++) await sleep(100);
     assert.equal(await establishedTo(g.node, 1080), 0, 'the UDP association (its TCP control connection) is closed');
 
@@ -98,7 +122,10 @@ test('UDP through a SOCKS5 node (dante, UDP ASSOCIATE): the remote sees the node
     const first = await udpExchange(g.lan, REMOTE, 5353, ['before-node-stop']);
     assert.deepEqual(first, [`before-node-stop ${REMOTE} 5353`]);
     await socks.stop();
-    await proxy.waitForOutput(/udp src=10\.75\.1\.2:\d+ dst=10\.75\.3\.2:5353 .*close=association-closed out=routed/, 8000);
+    await proxy.waitForOutput(
+      /udp src=10\.75\.1\.2:\d+ dst=10\.75\.3\.2:5353 .*close=association-closed out=routed/,
+      8000,
+    );
     // With the node down, new flows fail fast and are logged; the gateway lives on.
     assert.deepEqual(await udpExchange(g.lan, REMOTE, 5353, ['node-down'], 1), ['timeout']);
     await proxy.waitForOutput(/udp src=\S+ dst=10\.75\.3\.2:5353 .*close=error out=routed error=ECONNREFUSED/, 5000);
@@ -115,23 +142,41 @@ test('UDP through Shadowsocks nodes (ss-server -u): aes-256-gcm and chacha20-iet
       const port = 8388 + i;
       const ss = await ssServer(g, port, method, 'pa:ss');
       const userinfo = Buffer.from(`${method}:pa:ss`).toString('base64url');
-      const proxy = await startTranproxy(g.gw, gatewayArgs(g, ['-P', '5353', '--upstream', `ss://${userinfo}@${NODE_IP}:${port}#ss${i}`]));
+      const proxy = await startTranproxy(
+        g.gw,
+        gatewayArgs(g, ['-P', '5353', '--upstream', `ss://${userinfo}@${NODE_IP}:${port}#ss${i}`]),
+      );
       const before = echo.output().split('\n').length;
       const msgs = [`${method}-a`, `${method}-b`, 'x'.repeat(1200)];
       const replies = await udpExchange(g.lan, REMOTE, 5353, msgs);
-      assert.deepEqual(replies, msgs.map((m) => `${m} ${REMOTE} 5353`), `${method}\n${proxy.output()}`);
-      const seen = echo.output().split('\n').slice(before - 1).filter((l) => /^\d/.test(l));
+      assert.deepEqual(
+        replies,
+        msgs.map((m) => `${m} ${REMOTE} 5353`),
+        `${method}\n${proxy.output()}`,
+      );
+      const seen = echo
+        .output()
+        .split('\n')
+        .slice(before - 1)
+        .filter((l) => /^\d/.test(l));
       assert.ok(seen.length >= 3, echo.output());
-      assert.ok(seen.every((l) => l.startsWith(`${NODE_SIDE_OF_REMOTE} `)), `the remote sees the node only: ${seen.join('; ')}`);
+      assert.ok(
+        seen.every((l) => l.startsWith(`${NODE_SIDE_OF_REMOTE} `)),
+        `the remote sees the node only: ${seen.join('; ')}`,
+      );
       await proxy.waitForOutput(/udp route src=10\.75\.1\.2:\d+ dst=10\.75\.3\.2:5353 via=upstream route=default/);
       await proxy.stop();
-      await proxy.waitForOutput(/udp src=10\.75\.1\.2:\d+ dst=10\.75\.3\.2:5353 .*packets=3\/3 .*close=shutdown out=routed/);
+      await proxy.waitForOutput(
+        /udp src=10\.75\.1\.2:\d+ dst=10\.75\.3\.2:5353 .*packets=3\/3 .*close=shutdown out=routed/,
+      );
       await ss.stop();
     }
   });
 });
 
-test('UDP rules from a config file: one port direct, the rest via the node; an HTTP node and reject refuse with a reason', { skip }, async () => {
+test('UDP rules from a config file: one port direct, the rest via the node; an HTTP node and reject refuse with a reason', {
+  skip,
+}, async () => {
   await withUdpLab(async (g) => {
     const remoteEcho = await startPeer(g.remote, 'udp_echo', 5353);
     const directEcho = await startPeer(g.direct, 'udp_echo', 5354);
@@ -160,12 +205,20 @@ test('UDP rules from a config file: one port direct, the rest via the node; an H
     const proxy = await startTranproxy(g.gw, gatewayArgs(g, ['-P', '5353-5356', '--config', config]));
 
     // Direct: the direct server sees the gateway (UDP source is not spoofed), the client the server.
-    assert.deepEqual(await udpExchange(g.lan, DIRECT_SRV, 5354, ['direct-port']), [`direct-port ${DIRECT_SRV} 5354`], proxy.output());
+    assert.deepEqual(
+      await udpExchange(g.lan, DIRECT_SRV, 5354, ['direct-port']),
+      [`direct-port ${DIRECT_SRV} 5354`],
+      proxy.output(),
+    );
     await directEcho.waitForOutput(new RegExp(`^${GW_SIDE_OF_DIRECT.replace(/\./g, '\\.')} \\d+$`, 'm'));
     await proxy.waitForOutput(/udp route src=10\.75\.1\.2:\d+ dst=10\.75\.4\.2:5354 via=direct route=rules\[0\]/);
 
     // Every other port: through the node.
-    assert.deepEqual(await udpExchange(g.lan, REMOTE, 5353, ['node-port']), [`node-port ${REMOTE} 5353`], proxy.output());
+    assert.deepEqual(
+      await udpExchange(g.lan, REMOTE, 5353, ['node-port']),
+      [`node-port ${REMOTE} 5353`],
+      proxy.output(),
+    );
     await remoteEcho.waitForOutput(new RegExp(`^${NODE_SIDE_OF_REMOTE.replace(/\./g, '\\.')} \\d+$`, 'm'));
     await proxy.waitForOutput(/udp route src=10\.75\.1\.2:\d+ dst=10\.75\.3\.2:5353 via=node-a route=default/);
 
@@ -174,10 +227,14 @@ test('UDP rules from a config file: one port direct, the rest via the node; an H
     await proxy.waitForOutput(
       /udp route src=10\.75\.1\.2:\d+ dst=10\.75\.3\.2:5355 via=web route=rules\[1\] refused=udp-unsupported reason="node 'web' is an HTTP CONNECT proxy, which carries TCP only/,
     );
-    await proxy.waitForOutput(/udp src=10\.75\.1\.2:\d+ dst=10\.75\.3\.2:5355 .*close=error out=routed error=udp-unsupported/);
+    await proxy.waitForOutput(
+      /udp src=10\.75\.1\.2:\d+ dst=10\.75\.3\.2:5355 .*close=error out=routed error=udp-unsupported/,
+    );
 
     assert.deepEqual(await udpExchange(g.lan, REMOTE, 5356, ['rejected'], 1), ['timeout']);
-    await proxy.waitForOutput(/udp route src=10\.75\.1\.2:\d+ dst=10\.75\.3\.2:5356 via=reject route=rules\[2\] refused=rejected-by-rule/);
+    await proxy.waitForOutput(
+      /udp route src=10\.75\.1\.2:\d+ dst=10\.75\.3\.2:5356 via=reject route=rules\[2\] refused=rejected-by-rule/,
+    );
     await proxy.waitForOutput(/udp src=\S+ dst=10\.75\.3\.2:5356 .*close=error out=routed error=rejected-by-rule/);
 
     // Still working after the refusals.

@@ -10,19 +10,32 @@ import type { Host, Lab, LabProcess } from '../../src/netlab/lab.js';
 import { gatewayLabAddresses, gatewayRunArgs, withGatewayLab, type GatewayLab } from '../helpers/gateway-lab.js';
 import { peerPath, startPeer, startTranproxy, waitForPort } from '../helpers/lab.js';
 
-const { node: NODE_IP, remote: REMOTE, nodeSideOfRemote: NODE_SIDE_OF_REMOTE, direct: DIRECT_SRV, lanClient: LAN_CLIENT } = gatewayLabAddresses(74);
+const {
+  node: NODE_IP,
+  remote: REMOTE,
+  nodeSideOfRemote: NODE_SIDE_OF_REMOTE,
+  direct: DIRECT_SRV,
+  lanClient: LAN_CLIENT,
+} = gatewayLabAddresses(74);
 
 /** The gateway lab with the servers every test here talks to; the node resolves *.remote.test. */
 async function withGateway(fn: (g: GatewayLab, lab: Lab) => Promise<void>): Promise<void> {
-  await withGatewayLab({ net: 74, tmpPrefix: 'tpx-gw-', remoteNames: ['www.remote.test', 'api.remote.test'] }, async (g, lab) => {
-    await startPeer(g.remote, 'echo_headers', 80);
-    await startPeer(g.remote, 'tcp_echo', 7);
-    await startPeer(g.direct, 'echo_headers', 80);
-    await fn(g, lab);
-  });
+  await withGatewayLab(
+    { net: 74, tmpPrefix: 'tpx-gw-', remoteNames: ['www.remote.test', 'api.remote.test'] },
+    async (g, lab) => {
+      await startPeer(g.remote, 'echo_headers', 80);
+      await startPeer(g.remote, 'tcp_echo', 7);
+      await startPeer(g.direct, 'echo_headers', 80);
+      await fn(g, lab);
+    },
+  );
 }
 
-async function curlJson(h: Host, url: string, extra: string[] = []): Promise<{ client: { address: string } } | undefined> {
+async function curlJson(
+  h: Host,
+  url: string,
+  extra: string[] = [],
+): Promise<{ client: { address: string } } | undefined> {
   const r = await h.run('curl', ['-sS', '--max-time', '6', ...extra, url], { allowFailure: true });
   const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
   return line ? (JSON.parse(line) as { client: { address: string } }) : undefined;
@@ -30,12 +43,21 @@ async function curlJson(h: Host, url: string, extra: string[] = []): Promise<{ c
 
 /** A raw TCP round trip. No half-close: microsocks closes both ways on the first FIN. */
 async function tcpExchange(h: Host, ip: string, port: number, text: string): Promise<string> {
-  const r = await h.run(process.execPath, [peerPath('raw_client.mjs'), ip, String(port), '700'], { input: text, allowFailure: true });
+  const r = await h.run(process.execPath, [peerPath('raw_client.mjs'), ip, String(port), '700'], {
+    input: text,
+    allowFailure: true,
+  });
   return r.stdout;
 }
 
 async function microsocks(node: Host, port: number, auth?: [string, string]): Promise<LabProcess> {
-  const p = node.spawn('microsocks', ['-i', NODE_IP, '-p', String(port), ...(auth ? ['-u', auth[0], '-P', auth[1]] : [])]);
+  const p = node.spawn('microsocks', [
+    '-i',
+    NODE_IP,
+    '-p',
+    String(port),
+    ...(auth ? ['-u', auth[0], '-P', auth[1]] : []),
+  ]);
   await waitForPort(node, port);
   return p;
 }
@@ -60,9 +82,17 @@ test('-N: the upstream node given by name is resolved through the -N nameserver'
   await withGateway(async (g) => {
     await microsocks(g.node, 1080);
     // Only this nameserver knows the node's name; the system resolver does not.
-    const dnsPeer = g.direct.spawn('python3', [peerPath('dns_server.py'), '53', DIRECT_SRV, `node-a.upstream.test=${NODE_IP}`]);
+    const dnsPeer = g.direct.spawn('python3', [
+      peerPath('dns_server.py'),
+      '53',
+      DIRECT_SRV,
+      `node-a.upstream.test=${NODE_IP}`,
+    ]);
     await dnsPeer.waitForOutput(/^listening /m);
-    const proxy = await startTranproxy(g.gw, gatewayRunArgs(g, ['--upstream', 'socks5://node-a.upstream.test:1080', '-N', DIRECT_SRV]));
+    const proxy = await startTranproxy(
+      g.gw,
+      gatewayRunArgs(g, ['--upstream', 'socks5://node-a.upstream.test:1080', '-N', DIRECT_SRV]),
+    );
     const echo = await curlJson(g.lan, `http://${REMOTE}/named-node`);
     assert.equal(echo?.client.address, NODE_SIDE_OF_REMOTE, 'through the node found by its name');
     await dnsPeer.waitForOutput(/query node-a\.upstream\.test/);
@@ -75,20 +105,29 @@ test('SOCKS5 with auth, HTTP CONNECT (tinyproxy) and Shadowsocks (each cipher) n
     const nodes: [string, () => Promise<LabProcess>][] = [];
     nodes.push([`socks5://alice:s3cret@${NODE_IP}:1081`, () => microsocks(g.node, 1081, ['alice', 's3cret'])]);
     const tinyConf = join(g.tmp, 'tinyproxy.conf');
-    writeFileSync(tinyConf, `Port 3128\nListen ${NODE_IP}\nTimeout 30\nAllow 10.74.0.0/16\nMaxClients 50\nLogLevel Error\n`);
-    nodes.push([`http://${NODE_IP}:3128`, async () => {
-      const p = g.node.spawn('tinyproxy', ['-d', '-c', tinyConf]);
-      await waitForPort(g.node, 3128);
-      return p;
-    }]);
+    writeFileSync(
+      tinyConf,
+      `Port 3128\nListen ${NODE_IP}\nTimeout 30\nAllow 10.74.0.0/16\nMaxClients 50\nLogLevel Error\n`,
+    );
+    nodes.push([
+      `http://${NODE_IP}:3128`,
+      async () => {
+        const p = g.node.spawn('tinyproxy', ['-d', '-c', tinyConf]);
+        await waitForPort(g.node, 3128);
+        return p;
+      },
+    ]);
     for (const [i, method] of ['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'].entries()) {
       const port = 8388 + i;
       const userinfo = Buffer.from(`${method}:pa:ss`).toString('base64url');
-      nodes.push([`ss://${userinfo}@${NODE_IP}:${port}#n${i}`, async () => {
-        const p = g.node.spawn('ss-server', ['-s', NODE_IP, '-p', String(port), '-k', 'pa:ss', '-m', method]);
-        await waitForPort(g.node, port);
-        return p;
-      }]);
+      nodes.push([
+        `ss://${userinfo}@${NODE_IP}:${port}#n${i}`,
+        async () => {
+          const p = g.node.spawn('ss-server', ['-s', NODE_IP, '-p', String(port), '-k', 'pa:ss', '-m', method]);
+          await waitForPort(g.node, port);
+          return p;
+        },
+      ]);
     }
     for (const [uri, start] of nodes) {
       const peer = await start();
@@ -132,14 +171,22 @@ test('domain rules: one name direct, another through the node, a third rejected;
     await proxy.waitForOutput(/conn .*domain=api\.remote\.test via=node-a route=rules\[2\]/);
 
     const t0 = Date.now();
-    const blocked = await g.lan.run('curl', ['-sS', '--max-time', '5', '--resolve', `ads.blocked.test:80:${DIRECT_SRV}`, 'http://ads.blocked.test/'], { allowFailure: true });
+    const blocked = await g.lan.run(
+      'curl',
+      ['-sS', '--max-time', '5', '--resolve', `ads.blocked.test:80:${DIRECT_SRV}`, 'http://ads.blocked.test/'],
+      { allowFailure: true },
+    );
     assert.notEqual(blocked.status, 0);
     assert.ok(Date.now() - t0 < 2000, 'reject is immediate');
     await proxy.waitForOutput(/conn .*domain=ads\.blocked\.test via=reject route=rules\[1\] .*close=rejected-by-rule/);
 
     await socks.stop();
     const t1 = Date.now();
-    const down = await g.lan.run('curl', ['-sS', '--max-time', '8', '--resolve', `api.remote.test:80:${REMOTE}`, 'http://api.remote.test/'], { allowFailure: true });
+    const down = await g.lan.run(
+      'curl',
+      ['-sS', '--max-time', '8', '--resolve', `api.remote.test:80:${REMOTE}`, 'http://api.remote.test/'],
+      { allowFailure: true },
+    );
     assert.notEqual(down.status, 0);
     assert.ok(Date.now() - t1 < 3000, `node down must fail fast, took ${Date.now() - t1} ms`);
     await proxy.waitForOutput(/conn .*via=node-a .*close=connect-failed error=ECONNREFUSED/);
@@ -206,7 +253,11 @@ test('DNS forwarder on the gateway: queries go through the node, fake-IP maps co
     // A connection to the fake address is routed by its domain and reaches the real server.
     const echo = await curlJson(g.lan, 'http://www.remote.test/', ['--resolve', `www.remote.test:80:${fake}`]);
     assert.equal(echo?.client.address, NODE_SIDE_OF_REMOTE);
-    await proxy.waitForOutput(new RegExp(`conn .*dst=${fake.replace(/\./g, '\\.')}:80 domain=www\\.remote\\.test via=node-a route=rules\\[0\\]`));
+    await proxy.waitForOutput(
+      new RegExp(
+        `conn .*dst=${fake.replace(/\./g, '\\.')}:80 domain=www\\.remote\\.test via=node-a route=rules\\[0\\]`,
+      ),
+    );
   });
 });
 
@@ -216,7 +267,15 @@ test('node down: its fallback node carries the flow', async () => {
     const config = join(g.tmp, 'fallback.yaml');
     writeFileSync(
       config,
-      ['nodes:', '  primary:', `    uri: socks5://${NODE_IP}:1080`, '    fallback: backup', `  backup: socks5://${NODE_IP}:1082`, 'default: primary', ''].join('\n'),
+      [
+        'nodes:',
+        '  primary:',
+        `    uri: socks5://${NODE_IP}:1080`,
+        '    fallback: backup',
+        `  backup: socks5://${NODE_IP}:1082`,
+        'default: primary',
+        '',
+      ].join('\n'),
     );
     const proxy = await startTranproxy(g.gw, [...gatewayRunArgs(g, []), '--config', config]);
     const echo = await curlJson(g.lan, `http://${REMOTE}/`);

@@ -32,12 +32,30 @@ async function get(client: Host, url: string): Promise<Echo> {
 
 const injected = (e: Echo): string[] => e.headers.filter(([n]) => n.toLowerCase() === 'x-inbound').map(([, v]) => v);
 
-const CASES = [['tproxy', 'nft'], ['tproxy', 'iptables'], ['redirect', 'nft']] as const;
+const CASES = [
+  ['tproxy', 'nft'],
+  ['tproxy', 'iptables'],
+  ['redirect', 'nft'],
+] as const;
 for (const [mode, firewall] of CASES) {
   test(`inbound ${mode} (${firewall}): a client's connection to the pod's port gets the header; the app sees ${mode === 'tproxy' ? "the client's" : "the pod's"} address`, async () => {
     await withLab(async (lab) => {
       const { pod: p, client } = await pod(lab);
-      const args = ['run', '--mode', mode, '--firewall', firewall, '--capture', 'inbound', '--inbound-port', '8080', '-H', 'X-Inbound: yes', '--admin', '127.0.0.1:15000'];
+      const args = [
+        'run',
+        '--mode',
+        mode,
+        '--firewall',
+        firewall,
+        '--capture',
+        'inbound',
+        '--inbound-port',
+        '8080',
+        '-H',
+        'X-Inbound: yes',
+        '--admin',
+        '127.0.0.1:15000',
+      ];
       const proxy = await startTranproxy(p, args);
       const seen = mode === 'tproxy' ? CLIENT : POD;
       const v4 = await get(client, `http://${POD}:8080/in`);

@@ -22,7 +22,10 @@ const BIN = join(ROOT, 'dist/cli/main.js');
 const EXAMPLES = join(ROOT, 'examples');
 const STATE_DIR = '/run/tranproxy/labs';
 
-const rand = (n: number) => randomInt(36 ** n).toString(36).padStart(n, '0');
+const rand = (n: number) =>
+  randomInt(36 ** n)
+    .toString(36)
+    .padStart(n, '0');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Result {
@@ -47,7 +50,10 @@ function inNs(ns: string, cmd: string, args: string[], opts: { timeoutMs?: numbe
 }
 
 function rootNetns(): string[] {
-  return sh('ip', ['netns', 'list']).stdout.split('\n').map((l) => l.split(' ')[0]!).filter(Boolean);
+  return sh('ip', ['netns', 'list'])
+    .stdout.split('\n')
+    .map((l) => l.split(' ')[0]!)
+    .filter(Boolean);
 }
 
 /** A throwaway namespace standing for the host; its name fits test/helpers' "other process's lab" pattern. */
@@ -73,7 +79,9 @@ class Outer {
 
   /** Start a python peer in `ns`; resolves once it listens. Killed (by pid) in cleanup. */
   async peer(ns: string, script: string, port: number, bind: string): Promise<ChildProcess> {
-    const child = spawn('ip', ['netns', 'exec', ns, 'python3', join(ROOT, 'test/peers', script), String(port), bind], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('ip', ['netns', 'exec', ns, 'python3', join(ROOT, 'test/peers', script), String(port), bind], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.peers.push(child);
     let err = '';
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
@@ -91,13 +99,18 @@ class Outer {
     const mine = (n: string) => n === this.name || n.startsWith(`${labName}-`);
     return {
       'root ip netns list (this test)': rootNetns().filter(mine).join('\n'),
-      'outer ip netns list (this test)': this.run('ip', ['netns', 'list']).stdout.split('\n').map((l) => l.split(' ')[0]!).filter((n) => n && mine(n)).join('\n'),
+      'outer ip netns list (this test)': this.run('ip', ['netns', 'list'])
+        .stdout.split('\n')
+        .map((l) => l.split(' ')[0]!)
+        .filter((n) => n && mine(n))
+        .join('\n'),
       'outer ip -o link': this.run('ip', ['-o', 'link']).stdout,
       'outer ip -o addr': this.run('ip', ['-o', 'addr']).stdout,
       'outer nft list ruleset': this.run('nft', ['list', 'ruleset']).stdout,
       'outer ip route': this.run('ip', ['route', 'show', 'table', 'all']).stdout,
       'outer ip -6 route': this.run('ip', ['-6', 'route', 'show', 'table', 'all']).stdout,
-      'outer sysctls': this.run('sysctl', ['-a', '-r', '^net\\.ipv[46]\\.(ip_forward|conf\\.(all|default|lo)\\.)']).stdout,
+      'outer sysctls': this.run('sysctl', ['-a', '-r', '^net\\.ipv[46]\\.(ip_forward|conf\\.(all|default|lo)\\.)'])
+        .stdout,
       'state file': String(existsSync(join(STATE_DIR, `${labName}.json`))),
     };
   }
@@ -149,7 +162,11 @@ function assertSame(before: Record<string, string>, after: Record<string, string
  * The common life cycle: up, the example's checks, up again (no change), status (all there),
  * down, status (none there), and every dump exactly as before.
  */
-async function lifeCycle(example: string, prefix: string, checks: (o: Outer, name: string) => Promise<void>): Promise<void> {
+async function lifeCycle(
+  example: string,
+  prefix: string,
+  checks: (o: Outer, name: string) => Promise<void>,
+): Promise<void> {
   const file = join(EXAMPLES, example);
   const name = `${prefix}${rand(5)}`;
   await withOuter(async (o) => {
@@ -161,7 +178,10 @@ async function lifeCycle(example: string, prefix: string, checks: (o: Outer, nam
     await checks(o, name);
 
     const again = ok(o.lab('up', file, name), 'second lab up');
-    assert.match(again.stdout, new RegExp(`^lab ${name}: already up, nothing changed \\(\\d+ declared pieces present\\)\\n$`));
+    assert.match(
+      again.stdout,
+      new RegExp(`^lab ${name}: already up, nothing changed \\(\\d+ declared pieces present\\)\\n$`),
+    );
     const status = ok(o.lab('status', file, name), 'lab status');
     assert.doesNotMatch(status.stdout, /MISSING/);
     assert.match(status.stdout, new RegExp(`lab ${name}: all \\d+ declared pieces present`));
@@ -203,9 +223,19 @@ test('docker-bridge: bridge, MASQUERADE out of the uplink, DNAT port mapping to 
     pingOk(`${n}-c2`, '172.18.0.1'); // the bridge is the gateway
     // Egress: the far side sees the uplink address, not the container's.
     await o.peer(`${n}-outside`, 'echo_headers.py', 8000, '0.0.0.0');
-    for (const c of ['c1', 'c2']) assert.equal(curlJson(`${n}-${c}`, 'http://203.0.113.2:8000/egress').client.address, '203.0.113.1');
+    for (const c of ['c1', 'c2'])
+      assert.equal(curlJson(`${n}-${c}`, 'http://203.0.113.2:8000/egress').client.address, '203.0.113.1');
     // DNAT: outside -> uplink:8080 -> c1:80, the client address kept.
-    const r = inNs(`${n}-outside`, 'curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', 'http://203.0.113.1:8080/']);
+    const r = inNs(`${n}-outside`, 'curl', [
+      '-sS',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '--max-time',
+      '5',
+      'http://203.0.113.1:8080/',
+    ]);
     assert.equal(httpCode(r), '200', r.stderr);
     const log = readFileSync(join(STATE_DIR, n, 'c1.0.log'), 'utf8');
     assert.match(log, /^203\.0\.113\.2 - - .*"GET \/ HTTP\/1\.1" 200/m);
@@ -216,12 +246,21 @@ test('docker-bridge: bridge, MASQUERADE out of the uplink, DNAT port mapping to 
     assert.equal(o.run('sysctl', ['-n', 'net.ipv4.ip_forward']).stdout.trim(), '1');
     const file = join(EXAMPLES, 'docker-bridge.yaml');
     const status = ok(o.lab('status', file, n), 'status').stdout;
-    const pid = Number(status.match(/^ok {6}c1: process python3 -m http\.server 80 --bind 0\.0\.0\.0 \(pid (\d+)\)$/m)?.[1]);
+    const pid = Number(
+      status.match(/^ok {6}c1: process python3 -m http\.server 80 --bind 0\.0\.0\.0 \(pid (\d+)\)$/m)?.[1],
+    );
     assert.ok(pid > 0, status);
     // Pieces that went missing: `up` makes exactly those again, `status` names them first.
     process.kill(-pid, 'SIGTERM'); // the server lab up started (it leads its own group)
     ok(inNs(`${n}-c2`, 'ip', ['route', 'del', 'default']), 'route del');
-    for (let i = 0; i < 100 && existsSync(`/proc/${pid}`) && !/^[ZX]$/.test(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0]!); i++) await sleep(20);
+    for (
+      let i = 0;
+      i < 100 &&
+      existsSync(`/proc/${pid}`) &&
+      !/^[ZX]$/.test(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0]!);
+      i++
+    )
+      await sleep(20);
     const partial = o.lab('status', file, n);
     assert.equal(partial.status, 1);
     assert.match(partial.stdout, /^MISSING c2: route default via 172\.18\.0\.1$/m);
@@ -235,11 +274,24 @@ test('docker-bridge: bridge, MASQUERADE out of the uplink, DNAT port mapping to 
 
 test('publish: a container with a server; tranproxy publish serves it on the host and to a remote', async () => {
   await lifeCycle('publish.yaml', 'p', async (o, n) => {
-    const direct = o.run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', 'http://10.88.0.2/']);
+    const direct = o.run('curl', [
+      '-sS',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '--max-time',
+      '5',
+      'http://10.88.0.2/',
+    ]);
     assert.equal(httpCode(direct), '200', direct.stderr);
     pingOk(`${n}-remote`, '192.0.2.1');
     // The command the example's header documents.
-    const pub = spawn('nsenter', [`--net=/run/netns/${o.name}`, process.execPath, BIN, 'publish', '8080:10.88.0.2:80'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const pub = spawn(
+      'nsenter',
+      [`--net=/run/netns/${o.name}`, process.execPath, BIN, 'publish', '8080:10.88.0.2:80'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
     pub.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
     pub.stderr!.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -247,9 +299,27 @@ test('publish: a container with a server; tranproxy publish serves it on the hos
     try {
       for (let i = 0; i < 400 && !/ready: publishing/.test(out) && pub.exitCode === null; i++) await sleep(25);
       assert.match(out, /tranproxy: ready: publishing tcp \*:8080->10\.88\.0\.2:80/, out);
-      const local = o.run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', 'http://127.0.0.1:8080/']);
+      const local = o.run('curl', [
+        '-sS',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code}',
+        '--max-time',
+        '5',
+        'http://127.0.0.1:8080/',
+      ]);
       assert.equal(httpCode(local), '200', local.stderr);
-      const remote = inNs(`${n}-remote`, 'curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', 'http://192.0.2.1:8080/']);
+      const remote = inNs(`${n}-remote`, 'curl', [
+        '-sS',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code}',
+        '--max-time',
+        '5',
+        'http://192.0.2.1:8080/',
+      ]);
       assert.equal(httpCode(remote), '200', remote.stderr);
       assert.match(readFileSync(join(STATE_DIR, n, 'web.0.log'), 'utf8'), /^192\.0\.2\.2 - - /m);
     } finally {
@@ -274,10 +344,15 @@ test('macvlan-gateway: LAN hosts reach the gateway and route through it; the hos
     // On the LAN itself, no gateway: the router sees the host's own address.
     assert.equal(curlJson(`${n}-lan1`, 'http://192.168.77.1:8000/').client.address, '192.168.77.11');
     // The file's suggested tranproxy command is accepted as written (its rules, dry run, in gw).
-    const suggested = /^#\s+nsenter --net=\/run\/netns\/mvgw-gw tranproxy (run .*)$/m.exec(readFileSync(join(EXAMPLES, 'macvlan-gateway.yaml'), 'utf8'));
+    const suggested = /^#\s+nsenter --net=\/run\/netns\/mvgw-gw tranproxy (run .*)$/m.exec(
+      readFileSync(join(EXAMPLES, 'macvlan-gateway.yaml'), 'utf8'),
+    );
     assert.ok(suggested, 'the example suggests a tranproxy run command');
     const flags = suggested[1]!.split(/\s+/).slice(1);
-    const plan = ok(inNs(`${n}-gw`, process.execPath, [BIN, 'rules', 'plan', ...flags]), `rules plan ${flags.join(' ')}`);
+    const plan = ok(
+      inNs(`${n}-gw`, process.execPath, [BIN, 'rules', 'plan', ...flags]),
+      `rules plan ${flags.join(' ')}`,
+    );
     assert.match(plan.stdout, /tproxy ip to :15001/);
   });
 });
@@ -288,11 +363,22 @@ test('calico-proxyarp: /32 pods behind the 169.254.1.1 proxy-ARP gateway reach e
     pingOk(`${n}-pod2`, '10.244.1.10');
     // The gateway address resolved to the MAC of the node's veth end.
     const mac = ok(inNs(`${n}-node`, 'cat', ['/sys/class/net/cali1/address']), 'cali1 mac').stdout.trim();
-    assert.match(ok(inNs(`${n}-pod1`, 'ip', ['neigh', 'show', '169.254.1.1']), 'neigh').stdout, new RegExp(`lladdr ${mac}`));
+    assert.match(
+      ok(inNs(`${n}-pod1`, 'ip', ['neigh', 'show', '169.254.1.1']), 'neigh').stdout,
+      new RegExp(`lladdr ${mac}`),
+    );
     // The pod has no subnet: only its /32.
-    assert.match(inNs(`${n}-pod1`, 'ip', ['-o', '-4', 'addr', 'show', 'dev', 'eth0']).stdout, /inet 10\.244\.1\.10\/32 /);
+    assert.match(
+      inNs(`${n}-pod1`, 'ip', ['-o', '-4', 'addr', 'show', 'dev', 'eth0']).stdout,
+      /inet 10\.244\.1\.10\/32 /,
+    );
     // Calico's node-side sysctls, set inside the node namespace (not the one lab up ran in).
-    for (const [key, value] of [['net.ipv4.conf.cali1.rp_filter', '1'], ['net.ipv4.conf.cali2.route_localnet', '1'], ['net.ipv6.conf.cali1.proxy_ndp', '1'], ['net.ipv6.conf.cali2.proxy_ndp', '1']]) {
+    for (const [key, value] of [
+      ['net.ipv4.conf.cali1.rp_filter', '1'],
+      ['net.ipv4.conf.cali2.route_localnet', '1'],
+      ['net.ipv6.conf.cali1.proxy_ndp', '1'],
+      ['net.ipv6.conf.cali2.proxy_ndp', '1'],
+    ]) {
       assert.equal(ok(inNs(`${n}-node`, 'sysctl', ['-n', key!]), key!).stdout.trim(), value, key);
     }
     // IPv6: the cali* ends carry Calico's MAC, so the pods' fe80::ecee:eeff:feee:eeee gateway is theirs.
@@ -387,7 +473,10 @@ test('a failure half way (route via an unreachable gateway) rolls back everythin
     const before = o.snapshot(name);
     const r = o.lab('up', file, name);
     assert.equal(r.status, 1, r.stdout);
-    assert.match(r.stderr, /b: route 10\.60\.0\.0\/16 via 10\.99\.0\.1: ip -n \S+ -4 route add .*Nexthop has invalid gateway/);
+    assert.match(
+      r.stderr,
+      /b: route 10\.60\.0\.0\/16 via 10\.99\.0\.1: ip -n \S+ -4 route add .*Nexthop has invalid gateway/,
+    );
     assert.match(r.stderr, /rolled back \d+ changes of this run:\n {2}- /);
     assert.match(r.stdout, /\+ root: sysctl net\.ipv4\.ip_forward=1/);
     assert.match(r.stdout, /\+ root: route 10\.55\.0\.0\/16 via 10\.50\.0\.2/);
@@ -396,7 +485,10 @@ test('a failure half way (route via an unreachable gateway) rolls back everythin
 });
 
 test('a failure at the last step (a process that exits at once) undoes processes, NAT, sysctls and all', async () => {
-  await failingUp({ processes: '{command: sh, args: [-c, "echo broken >&2; exit 3"]}' }, /b: process sh -c echo broken >&2; exit 3: exited at once\n--- .*b\.0\.log ---\nbroken/);
+  await failingUp(
+    { processes: '{command: sh, args: [-c, "echo broken >&2; exit 3"]}' },
+    /b: process sh -c echo broken >&2; exit 3: exited at once\n--- .*b\.0\.log ---\nbroken/,
+  );
 });
 
 test('down from the lab file alone (state file lost) removes namespaces, processes, root interfaces and table', async () => {
@@ -473,24 +565,35 @@ links:
     assert.ok(link.flags.includes('PROMISC'), link.flags.join(','));
     // The declared forward chain: out through `up` from anything but `up` passes; a new flow in via `up` does not.
     pingOk(`${name}-a`, '10.81.0.2');
-    assert.notEqual(inNs(`${name}-far`, 'ping', ['-c1', '-W1', '10.80.0.2']).status, 0, 'far -> a is dropped by the declared policy');
+    assert.notEqual(
+      inNs(`${name}-far`, 'ping', ['-c1', '-W1', '10.80.0.2']).status,
+      0,
+      'far -> a is dropped by the declared policy',
+    );
     const clean = ok(o.lab('status', file, name), 'status');
     assert.match(clean.stdout, /forward policy drop \+ 1 accept rule/);
-    assert.doesNotMatch(clean.stdout, /DROPPED/, 'the lab\'s own declared drop is not a problem');
+    assert.doesNotMatch(clean.stdout, /DROPPED/, "the lab's own declared drop is not a problem");
 
     // A FORWARD drop outside the lab (Docker's default) breaks the lab's routing: status and doctor say so.
     ok(o.run('iptables', ['-P', 'FORWARD', 'DROP']), 'iptables -P FORWARD DROP');
     assert.notEqual(inNs(`${name}-a`, 'ping', ['-c1', '-W1', '10.81.0.2']).status, 0, 'now dropped');
     const st = o.lab('status', file, name);
     assert.equal(st.status, 1, st.stdout);
-    assert.match(st.stdout, /^DROPPED root: iptables FORWARD policy DROP drops the IPv4 traffic this lab routes here \(net\.ipv4\.ip_forward=1\)/m);
+    assert.match(
+      st.stdout,
+      /^DROPPED root: iptables FORWARD policy DROP drops the IPv4 traffic this lab routes here \(net\.ipv4\.ip_forward=1\)/m,
+    );
     assert.match(st.stdout, /all \d+ declared pieces present, but 1 forward drop outside the lab breaks its routing/);
-    const doc = JSON.parse(o.run(process.execPath, [BIN, 'doctor', '--json']).stdout) as { check: string; status: string; detail: string }[];
+    const doc = JSON.parse(o.run(process.execPath, [BIN, 'doctor', '--json']).stdout) as {
+      check: string;
+      status: string;
+      detail: string;
+    }[];
     const fd = doc.find((c) => c.check === 'forward-drop')!;
     assert.equal(fd.status, 'WARN', fd.detail);
     assert.match(fd.detail, /iptables FORWARD policy DROP/);
     assert.match(fd.detail, new RegExp(`nft chain inet tpxlab_${name} forward \\(policy drop\\)`));
-    ok(o.run('nft', ['delete', 'table', 'ip', 'filter']), 'the test\'s own DROP goes with the table iptables-nft made');
+    ok(o.run('nft', ['delete', 'table', 'ip', 'filter']), "the test's own DROP goes with the table iptables-nft made");
 
     ok(o.lab('down', file, name), 'down');
     assertSame(before, o.snapshot(name));

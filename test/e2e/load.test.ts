@@ -42,7 +42,16 @@ interface Summary {
 }
 
 function loadClient(app: Host, n: number, holdS: number, intervalS: number): LabProcess {
-  return app.spawn('python3', ['-u', peerPath('load_client.py'), SERVER, String(PORT), String(n), String(holdS), String(intervalS), '200']);
+  return app.spawn('python3', [
+    '-u',
+    peerPath('load_client.py'),
+    SERVER,
+    String(PORT),
+    String(n),
+    String(holdS),
+    String(intervalS),
+    '200',
+  ]);
 }
 
 async function summaryOf(client: LabProcess, timeoutMs: number): Promise<Summary> {
@@ -58,7 +67,9 @@ async function metric(app: Host, re: RegExp): Promise<number> {
 
 /** Soft "Max open files" of `pid`. */
 function fdLimitOf(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/limits`, 'utf8').split('\n').find((l) => l.startsWith('Max open files'))!;
+  const line = readFileSync(`/proc/${pid}/limits`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('Max open files'))!;
   return Number(line.split(/\s{2,}/)[1]);
 }
 
@@ -78,7 +89,16 @@ test('8,000 concurrent connections held for 60 s: no error, every echo right, fd
     const HOLD_S = 60;
     const { app, server } = labOf(lab);
     await echoServer(server);
-    const proxy = await startTranproxy(app, ['run', '-P', String(PORT), '--family', 'ipv4', '--max-connections', String(N), '--admin']);
+    const proxy = await startTranproxy(app, [
+      'run',
+      '-P',
+      String(PORT),
+      '--family',
+      'ipv4',
+      '--max-connections',
+      String(N),
+      '--admin',
+    ]);
     const worker = workerPid(proxy.pid);
     // The limit the proxy reports is the one its worker really has, and it fits 8,000 × 2.
     const reported = Number(/fd-limit=(\d+)/.exec(proxy.output())![1]);
@@ -101,7 +121,12 @@ test('8,000 concurrent connections held for 60 s: no error, every echo right, fd
 
     // RSS and fds of the worker right after the ramp, then about every 10 s.
     const samples: { t: number; rssMiB: number; fds: number }[] = [];
-    const sample = () => samples.push({ t: Math.round((Date.now() - started) / 1000), rssMiB: Math.round(rssKiB(worker) / 102.4) / 10, fds: fdCount(worker) });
+    const sample = () =>
+      samples.push({
+        t: Math.round((Date.now() - started) / 1000),
+        rssMiB: Math.round(rssKiB(worker) / 102.4) / 10,
+        fds: fdCount(worker),
+      });
     sample();
     const timer = setInterval(sample, 10_000);
     let summary: Summary;
@@ -111,8 +136,12 @@ test('8,000 concurrent connections held for 60 s: no error, every echo right, fd
       clearInterval(timer);
     }
     const after = await fdsBackTo(worker, baseline);
-    console.log(`# load: ${N} connections ramped in ${rampS} s, held ${summary.hold_s} s; ${summary.echoes} echoes, ${summary.bad} wrong, ${summary.errors} errors ${JSON.stringify(summary.error_kinds)}`);
-    console.log(`# load: worker RSS/fds samples: ${samples.map((s) => `t=${s.t}s ${s.rssMiB} MiB ${s.fds} fds`).join('; ')}`);
+    console.log(
+      `# load: ${N} connections ramped in ${rampS} s, held ${summary.hold_s} s; ${summary.echoes} echoes, ${summary.bad} wrong, ${summary.errors} errors ${JSON.stringify(summary.error_kinds)}`,
+    );
+    console.log(
+      `# load: worker RSS/fds samples: ${samples.map((s) => `t=${s.t}s ${s.rssMiB} MiB ${s.fds} fds`).join('; ')}`,
+    );
     console.log(`# load: worker fds baseline ${baseline}, after close ${after}`);
 
     assert.equal(summary.opened, N);
@@ -135,7 +164,16 @@ test('beyond --max-connections the excess is refused and counted; the proxy keep
   await withLab(async (lab) => {
     const { app, server } = labOf(lab);
     await echoServer(server);
-    const proxy = await startTranproxy(app, ['run', '-P', String(PORT), '--family', 'ipv4', '--max-connections', '100', '--admin']);
+    const proxy = await startTranproxy(app, [
+      'run',
+      '-P',
+      String(PORT),
+      '--family',
+      'ipv4',
+      '--max-connections',
+      '100',
+      '--admin',
+    ]);
     const worker = workerPid(proxy.pid);
     const s = await summaryOf(loadClient(app, 150, 3, 1), 60_000);
     assert.equal(s.opened, 100, JSON.stringify(s));
@@ -156,7 +194,17 @@ test('with a low fd limit (prlimit) the proxy reports it at start and refuses, n
     const { app, server } = labOf(lab);
     await echoServer(server);
     const LIMIT = 256;
-    const p = app.spawn('prlimit', [`--nofile=${LIMIT}:${LIMIT}`, process.execPath, tranproxyBin(), 'run', '-P', String(PORT), '--family', 'ipv4', '--admin']);
+    const p = app.spawn('prlimit', [
+      `--nofile=${LIMIT}:${LIMIT}`,
+      process.execPath,
+      tranproxyBin(),
+      'run',
+      '-P',
+      String(PORT),
+      '--family',
+      'ipv4',
+      '--admin',
+    ]);
     await p.waitForOutput(/^tranproxy:? ready:.*$/m, 15_000);
     assert.match(p.output(), new RegExp(`fd-limit=${LIMIT}\\b`));
     assert.match(p.output(), /file descriptor limit 256 is below what --max-connections 8000 needs/);
@@ -167,7 +215,10 @@ test('with a low fd limit (prlimit) the proxy reports it at start and refuses, n
     assert.equal(s.opened + s.refused, 200);
     assert.equal(s.opened, budget, `the limit leaves room for ${budget} connections`);
     assert.equal(s.errors + s.bad, 0);
-    assert.equal(await metric(app, /^tranproxy_connections_refused_total\{reason="max-connections"\} (\d+)/m), 200 - budget);
+    assert.equal(
+      await metric(app, /^tranproxy_connections_refused_total\{reason="max-connections"\} (\d+)/m),
+      200 - budget,
+    );
     const again = await summaryOf(loadClient(app, 50, 1, 1), 60_000);
     assert.equal(again.opened, 50, JSON.stringify(again));
     assert.equal(workerPid(p.pid), worker, 'no crash, no restart');

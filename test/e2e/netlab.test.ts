@@ -74,7 +74,10 @@ test('three-host chain: client -> forwarding router -> server, both families, no
       const r = await client.run('curl', ['-sS', '--max-time', '5', '-H', 'X-Test: a:b', url]);
       const doc = JSON.parse(r.stdout);
       assert.equal(doc.client.address, clientAddr, 'routed, not NATed');
-      assert.deepEqual(doc.headers.find((h: string[]) => h[0] === 'X-Test'), ['X-Test', 'a:b']);
+      assert.deepEqual(
+        doc.headers.find((h: string[]) => h[0] === 'X-Test'),
+        ['X-Test', 'a:b'],
+      );
     }
     assert.match(echo.output(), /listening :: 8080/);
 
@@ -87,7 +90,14 @@ test('three-host chain: client -> forwarding router -> server, both families, no
     assert.equal(udp.stdout, 'dgram\n');
     const tls = await startTlsServer(server, 8443, { names: ['tls.test'] });
     const r = await client.run('curl', [
-      '-sS', '--max-time', '5', '--cacert', tls.certFile, '--resolve', 'tls.test:8443:10.72.2.2', 'https://tls.test:8443/s',
+      '-sS',
+      '--max-time',
+      '5',
+      '--cacert',
+      tls.certFile,
+      '--resolve',
+      'tls.test:8443:10.72.2.2',
+      'https://tls.test:8443/s',
     ]);
     assert.equal(JSON.parse(r.stdout).tls.sni, 'tls.test');
   });

@@ -42,10 +42,27 @@ function hold(h: Host): { proc: LabProcess; say(line: string): Promise<void> } {
 test('admin API: readiness, metrics aggregated over 2 workers, live connections, POST /quitquitquit', async () => {
   await withLab(async (lab) => {
     const { client } = await twoHosts(lab);
-    const proxy = await startTranproxy(client, ['run', '-P', '80', '-P', '7', '--family', 'ipv4', '--workers', '2', '--admin', '-H', 'x-a:1']);
+    const proxy = await startTranproxy(client, [
+      'run',
+      '-P',
+      '80',
+      '-P',
+      '7',
+      '--family',
+      'ipv4',
+      '--workers',
+      '2',
+      '--admin',
+      '-H',
+      'x-a:1',
+    ]);
     assert.match(proxy.output(), /workers=2 .*admin=127\.0\.0\.1:15000/);
     const workers = childProcesses(proxy.pid).filter((c) => c.args.includes('child.js'));
-    assert.deepEqual(workers.map((w) => w.uid), [1337, 1337], 'two data-plane workers of this proxy, as 1337');
+    assert.deepEqual(
+      workers.map((w) => w.uid),
+      [1337, 1337],
+      'two data-plane workers of this proxy, as 1337',
+    );
     for (let i = 0; i < 6; i++) assert.equal((await get(client, `http://${SERVER}/m${i}`)).status, 0);
     assert.match((await get(client, 'http://127.0.0.1:15000/readyz')).stdout, /ready/);
     assert.match((await get(client, 'http://127.0.0.1:15000/healthz')).stdout, /ok/);
@@ -55,18 +72,27 @@ test('admin API: readiness, metrics aggregated over 2 workers, live connections,
     // connection raw (a letter would make it HTTP, and 'hello' would get a 400).
     await h.say('<hello>');
     const metrics = (await get(client, 'http://127.0.0.1:15000/metrics')).stdout;
-    assert.match(metrics, /tranproxy_connections_total\{listener="0\.0\.0\.0:15001",outbound="direct",result="eof"\} 6/);
+    assert.match(
+      metrics,
+      /tranproxy_connections_total\{listener="0\.0\.0\.0:15001",outbound="direct",result="eof"\} 6/,
+    );
     assert.match(metrics, /tranproxy_connections_active\{listener="0\.0\.0\.0:15001"\} 1/);
     assert.match(metrics, /tranproxy_http_requests_injected_total 6/);
     assert.match(metrics, /tranproxy_upstream_connect_seconds_count\{outbound="direct"\} 7/);
     assert.match(metrics, /tranproxy_bytes_total\{direction="up"\} \d+/);
     assert.match(metrics, /tranproxy_rule_applies_total 1/);
-    const conns = JSON.parse((await get(client, 'http://127.0.0.1:15000/connections')).stdout) as { dst: string; ageMs: number }[];
+    const conns = JSON.parse((await get(client, 'http://127.0.0.1:15000/connections')).stdout) as {
+      dst: string;
+      ageMs: number;
+    }[];
     assert.equal(conns.length, 1);
     assert.equal(conns[0]!.dst, `${SERVER}:7`);
     assert.equal((await get(client, 'http://127.0.0.1:15000/quitquitquit')).stdout.trim(), 'use POST');
     h.proc.child.stdin!.end();
-    assert.match((await get(client, 'http://127.0.0.1:15000/quitquitquit', ['-X', 'POST'])).stdout, /refused: missing X-Tranproxy header/);
+    assert.match(
+      (await get(client, 'http://127.0.0.1:15000/quitquitquit', ['-X', 'POST'])).stdout,
+      /refused: missing X-Tranproxy header/,
+    );
     await get(client, 'http://127.0.0.1:15000/quitquitquit', ['-X', 'POST', '-H', 'X-Tranproxy: 1']);
     assert.equal(await proxy.stop('SIGCONT'), 0);
     assert.doesNotMatch((await client.run('nft', ['list', 'ruleset'])).stdout, /tranproxy/);
@@ -79,7 +105,8 @@ test('SIGHUP reload: new headers for new connections, established ones kept, a b
     const dir = mkdtempSync(join(tmpdir(), 'tpx-reload-'));
     try {
       const file = join(dir, 'sidecar.yaml');
-      const write = (gen: string) => writeFileSync(file, `ports: [80, 7]\nfamily: ipv4\nheaders:\n  - "X-Gen: ${gen}"\n`);
+      const write = (gen: string) =>
+        writeFileSync(file, `ports: [80, 7]\nfamily: ipv4\nheaders:\n  - "X-Gen: ${gen}"\n`);
       write('1');
       const proxy = await startTranproxy(client, ['run', '--config', file]);
       const gen = async () => (/"X-Gen", "(\d)"/.exec((await get(client, `http://${SERVER}/`)).stdout) ?? [])[1];

@@ -22,12 +22,7 @@ import type { Duplex } from 'node:stream';
 import { relay, type RelayResult } from '../../src/relay/relay.js';
 import { createOutbound, parseNodeUri, type OutboundOptions } from '../../src/outbound/index.js';
 import { OutboundError, type Destination, type TcpOutbound } from '../../src/outbound/types.js';
-import {
-  AeadStreamDecryptor,
-  AeadStreamEncryptor,
-  masterKey,
-  SS_CIPHERS,
-} from '../../src/outbound/shadowsocks.js';
+import { AeadStreamDecryptor, AeadStreamEncryptor, masterKey, SS_CIPHERS } from '../../src/outbound/shadowsocks.js';
 import { decodeSocksAddress } from '../../src/outbound/socks5.js';
 import { SS_METHODS, type SsMethod } from '../../src/outbound/uri.js';
 
@@ -37,7 +32,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms)))]);
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms))),
+    ]);
   } finally {
     clearTimeout(timer);
   }
@@ -49,7 +47,10 @@ function have(bin: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
 }
 const MISSING = ['microsocks', 'tinyproxy', 'ss-server', 'danted'].filter((b) => !have(b) && !have(`/usr/sbin/${b}`));
-const skipAll = MISSING.length > 0 ? `missing ${MISSING.join(', ')} (apt-get install microsocks tinyproxy shadowsocks-libev dante-server)` : false;
+const skipAll =
+  MISSING.length > 0
+    ? `missing ${MISSING.join(', ')} (apt-get install microsocks tinyproxy shadowsocks-libev dante-server)`
+    : false;
 
 // ── plumbing ────────────────────────────────────────────────────────────────
 
@@ -107,7 +108,10 @@ async function withPeers(fn: (p: Peers) => Promise<void>): Promise<void> {
     await fn({
       dir,
       async start(name, cmd, args, port) {
-        const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } });
+        const p = spawn(cmd, args, {
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` },
+        });
         procs.push(p);
         logs.set(p, '');
         const keep = (d: Buffer) => logs.set(p, (logs.get(p)! + d.toString()).slice(-4000));
@@ -138,15 +142,19 @@ async function withPeers(fn: (p: Peers) => Promise<void>): Promise<void> {
 
 /** Echo target: echoes as it reads, ends after the client's EOF. Records EOFs seen. */
 async function echoServer(host = '127.0.0.1'): Promise<net.Server & { eofs: number; conns: number }> {
-  const srv = (await listen((s) => {
-    srv.conns++;
-    s.on('error', () => {});
-    s.on('data', (d: Buffer) => s.write(d));
-    s.on('end', () => {
-      srv.eofs++;
-      s.end();
-    });
-  }, 0, host)) as net.Server & { eofs: number; conns: number };
+  const srv = (await listen(
+    (s) => {
+      srv.conns++;
+      s.on('error', () => {});
+      s.on('data', (d: Buffer) => s.write(d));
+      s.on('end', () => {
+        srv.eofs++;
+        s.end();
+      });
+    },
+    0,
+    host,
+  )) as net.Server & { eofs: number; conns: number };
   srv.eofs = 0;
   srv.conns = 0;
   return srv;
@@ -171,10 +179,18 @@ async function afterEofServer(): Promise<net.Server & { eofs: number }> {
   return srv;
 }
 
-const dst = (port: number, domain?: string): Destination => ({ ip: '127.0.0.1', port, family: 4, ...(domain ? { domain } : {}) });
+const dst = (port: number, domain?: string): Destination => ({
+  ip: '127.0.0.1',
+  port,
+  family: 4,
+  ...(domain ? { domain } : {}),
+});
 
 /** A client connected through a front listener that relays to `outbound.connect(dst)`. */
-async function viaRelay(outbound: TcpOutbound, target: Destination): Promise<{ client: net.Socket; result: Promise<RelayResult>; close(): void }> {
+async function viaRelay(
+  outbound: TcpOutbound,
+  target: Destination,
+): Promise<{ client: net.Socket; result: Promise<RelayResult>; close(): void }> {
   let resolveResult!: (r: RelayResult) => void;
   let rejectResult!: (e: unknown) => void;
   const result = new Promise<RelayResult>((res, rej) => ((resolveResult = res), (rejectResult = rej)));
@@ -269,7 +285,12 @@ async function halfCloseNoReply(outbound: TcpOutbound): Promise<void> {
   }
 }
 
-async function expectError(p: Promise<unknown>, codes: string | string[], within: number, text?: RegExp): Promise<OutboundError> {
+async function expectError(
+  p: Promise<unknown>,
+  codes: string | string[],
+  within: number,
+  text?: RegExp,
+): Promise<OutboundError> {
   const t0 = Date.now();
   const err = await p.then(
     () => assert.fail('expected an OutboundError'),
@@ -284,7 +305,11 @@ async function expectError(p: Promise<unknown>, codes: string | string[], within
 }
 
 /** Connects straight through the outbound (no relay) and waits for the stream's error or end. */
-async function streamOutcome(outbound: TcpOutbound, target: Destination, send: Buffer): Promise<{ error?: OutboundError; data: Buffer; ms: number }> {
+async function streamOutcome(
+  outbound: TcpOutbound,
+  target: Destination,
+  send: Buffer,
+): Promise<{ error?: OutboundError; data: Buffer; ms: number }> {
   const t0 = Date.now();
   const s = await outbound.connect(target, CTX);
   const parts: Buffer[] = [];
@@ -303,7 +328,9 @@ const opts: OutboundOptions = { connectTimeoutMs: 3000, handshakeTimeoutMs: 3000
 
 // ── SOCKS5 ──────────────────────────────────────────────────────────────────
 
-test('socks5 via microsocks: 1 MiB round trip by IP and by domain, refusals, node down, SO_MARK', { skip: skipAll }, async () => {
+test('socks5 via microsocks: 1 MiB round trip by IP and by domain, refusals, node down, SO_MARK', {
+  skip: skipAll,
+}, async () => {
   await withPeers(async (peers) => {
     const echo = await echoServer();
     const port = await freePort();
@@ -317,7 +344,12 @@ test('socks5 via microsocks: 1 MiB round trip by IP and by domain, refusals, nod
       await halfCloseNoReply(ob);
 
       const closed = await freePort();
-      await expectError(ob.connect(dst(closed), CTX), 'EREFUSED', 2000, /could not connect to 127\.0\.0\.1:\d+: .*\(SOCKS reply \d\)/);
+      await expectError(
+        ob.connect(dst(closed), CTX),
+        'EREFUSED',
+        2000,
+        /could not connect to 127\.0\.0\.1:\d+: .*\(SOCKS reply \d\)/,
+      );
 
       const down = await freePort();
       const gone = createOutbound(parseNodeUri(`socks5://127.0.0.1:${down}`), opts);
@@ -340,11 +372,24 @@ test('socks5 via microsocks with -u/-P: credentials, wrong password, none offere
   await withPeers(async (peers) => {
     const echo = await echoServer();
     const port = await freePort();
-    await peers.start('microsocks', 'microsocks', ['-i', '127.0.0.1', '-p', String(port), '-u', 'alice', '-P', 's3cr:t@'], port);
+    await peers.start(
+      'microsocks',
+      'microsocks',
+      ['-i', '127.0.0.1', '-p', String(port), '-u', 'alice', '-P', 's3cr:t@'],
+      port,
+    );
     try {
-      await roundTrip(createOutbound(parseNodeUri(`socks5://alice:s3cr%3At%40@127.0.0.1:${port}`), opts), dst(portOf(echo)));
+      await roundTrip(
+        createOutbound(parseNodeUri(`socks5://alice:s3cr%3At%40@127.0.0.1:${port}`), opts),
+        dst(portOf(echo)),
+      );
       const wrong = createOutbound(parseNodeUri(`socks5://alice:nope@127.0.0.1:${port}`), opts);
-      const e = await expectError(wrong.connect(dst(portOf(echo)), CTX), 'EAUTH', 1000, /rejected the user name or password/);
+      const e = await expectError(
+        wrong.connect(dst(portOf(echo)), CTX),
+        'EAUTH',
+        1000,
+        /rejected the user name or password/,
+      );
       assert.doesNotMatch(e.message, /nope/);
       const anon = createOutbound(parseNodeUri(`socks5://127.0.0.1:${port}`), opts);
       await expectError(anon.connect(dst(portOf(echo)), CTX), 'EAUTH', 1000, /requires authentication/);
@@ -394,10 +439,23 @@ test('IPv6: nodes at [::1], target ::1 sent as ATYP 4, via microsocks and ss-ser
     const msPort = await freePort('::1');
     await peers.start('microsocks', 'microsocks', ['-i', '::1', '-p', String(msPort)], msPort);
     const ssPort = await freePort('::1');
-    await peers.start('ss-server', 'ss-server', ['-s', '::1', '-p', String(ssPort), '-k', 'pw', '-m', 'aes-256-gcm'], ssPort);
+    await peers.start(
+      'ss-server',
+      'ss-server',
+      ['-s', '::1', '-p', String(ssPort), '-k', 'pw', '-m', 'aes-256-gcm'],
+      ssPort,
+    );
     try {
-      await roundTrip(createOutbound(parseNodeUri(`socks5://[::1]:${msPort}`), { ...opts, mark: 0x2a5 }), target, 256 * 1024);
-      await roundTrip(createOutbound(parseNodeUri(`ss://aes-256-gcm:pw@[::1]:${ssPort}`), { ...opts, mark: 0x2a5 }), target, 256 * 1024);
+      await roundTrip(
+        createOutbound(parseNodeUri(`socks5://[::1]:${msPort}`), { ...opts, mark: 0x2a5 }),
+        target,
+        256 * 1024,
+      );
+      await roundTrip(
+        createOutbound(parseNodeUri(`ss://aes-256-gcm:pw@[::1]:${ssPort}`), { ...opts, mark: 0x2a5 }),
+        target,
+        256 * 1024,
+      );
       assert.equal(echo.conns, 2);
     } finally {
       echo.close();
@@ -407,12 +465,17 @@ test('IPv6: nodes at [::1], target ::1 sent as ATYP 4, via microsocks and ss-ser
 
 // ── HTTP CONNECT ────────────────────────────────────────────────────────────
 
-test('http CONNECT via tinyproxy: 1 MiB round trip by IP and domain, refusals, node down', { skip: skipAll }, async () => {
+test('http CONNECT via tinyproxy: 1 MiB round trip by IP and domain, refusals, node down', {
+  skip: skipAll,
+}, async () => {
   await withPeers(async (peers) => {
     const echo = await echoServer();
     const port = await freePort();
     const conf = join(peers.dir, 'tinyproxy.conf');
-    writeFileSync(conf, `Port ${port}\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 30\nMaxClients 50\nLogLevel Warning\n`);
+    writeFileSync(
+      conf,
+      `Port ${port}\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 30\nMaxClients 50\nLogLevel Warning\n`,
+    );
     await peers.start('tinyproxy', 'tinyproxy', ['-d', '-c', conf], port);
     try {
       const ob = createOutbound(parseNodeUri(`http://127.0.0.1:${port}`), opts);
@@ -421,16 +484,27 @@ test('http CONNECT via tinyproxy: 1 MiB round trip by IP and domain, refusals, n
       await roundTrip(ob, dst(portOf(echo), 'localhost'));
       await halfCloseNoReply(ob);
       const closed = await freePort();
-      await expectError(ob.connect(dst(closed), CTX), 'EREFUSED', 3000, /refused CONNECT 127\.0\.0\.1:\d+: HTTP\/1\.[01] 5\d\d/);
+      await expectError(
+        ob.connect(dst(closed), CTX),
+        'EREFUSED',
+        3000,
+        /refused CONNECT 127\.0\.0\.1:\d+: HTTP\/1\.[01] 5\d\d/,
+      );
       const down = await freePort();
-      await expectError(createOutbound(parseNodeUri(`http://127.0.0.1:${down}`), opts).connect(dst(portOf(echo)), CTX), 'ECONNREFUSED', 1000);
+      await expectError(
+        createOutbound(parseNodeUri(`http://127.0.0.1:${down}`), opts).connect(dst(portOf(echo)), CTX),
+        'ECONNREFUSED',
+        1000,
+      );
     } finally {
       echo.close();
     }
   });
 });
 
-test('http CONNECT via tinyproxy with BasicAuth: credentials, wrong password → EAUTH (401/407)', { skip: skipAll }, async () => {
+test('http CONNECT via tinyproxy with BasicAuth: credentials, wrong password → EAUTH (401/407)', {
+  skip: skipAll,
+}, async () => {
   await withPeers(async (peers) => {
     const echo = await echoServer();
     const port = await freePort();
@@ -438,7 +512,11 @@ test('http CONNECT via tinyproxy with BasicAuth: credentials, wrong password →
     writeFileSync(conf, `Port ${port}\nListen 127.0.0.1\nAllow 127.0.0.1\nBasicAuth bob hunter2\nLogLevel Warning\n`);
     await peers.start('tinyproxy', 'tinyproxy', ['-d', '-c', conf], port);
     try {
-      await roundTrip(createOutbound(parseNodeUri(`http://bob:hunter2@127.0.0.1:${port}`), opts), dst(portOf(echo)), 64 * 1024);
+      await roundTrip(
+        createOutbound(parseNodeUri(`http://bob:hunter2@127.0.0.1:${port}`), opts),
+        dst(portOf(echo)),
+        64 * 1024,
+      );
       const e = await expectError(
         createOutbound(parseNodeUri(`http://bob:wrongpass@127.0.0.1:${port}`), opts).connect(dst(portOf(echo)), CTX),
         'EAUTH',
@@ -446,7 +524,12 @@ test('http CONNECT via tinyproxy with BasicAuth: credentials, wrong password →
         /40[17]/,
       );
       assert.doesNotMatch(e.message, /wrongpass/);
-      await expectError(createOutbound(parseNodeUri(`http://127.0.0.1:${port}`), opts).connect(dst(portOf(echo)), CTX), 'EAUTH', 1000, /add user:password/);
+      await expectError(
+        createOutbound(parseNodeUri(`http://127.0.0.1:${port}`), opts).connect(dst(portOf(echo)), CTX),
+        'EAUTH',
+        1000,
+        /add user:password/,
+      );
     } finally {
       echo.close();
     }
@@ -456,13 +539,25 @@ test('http CONNECT via tinyproxy with BasicAuth: credentials, wrong password →
 // ── Shadowsocks ─────────────────────────────────────────────────────────────
 
 for (const method of SS_METHODS) {
-  test(`shadowsocks ${method} via ss-server: 1 MiB round trip by IP and domain, wrong password, refusals, node down`, { skip: skipAll }, async () => {
+  test(`shadowsocks ${method} via ss-server: 1 MiB round trip by IP and domain, wrong password, refusals, node down`, {
+    skip: skipAll,
+  }, async () => {
     await withPeers(async (peers) => {
       const echo = await echoServer();
       const port = await freePort();
-      await peers.start('ss-server', 'ss-server', ['-s', '127.0.0.1', '-p', String(port), '-k', 'p@ss word', '-m', method], port);
+      await peers.start(
+        'ss-server',
+        'ss-server',
+        ['-s', '127.0.0.1', '-p', String(port), '-k', 'p@ss word', '-m', method],
+        port,
+      );
       try {
-        const ob = createOutbound(parseNodeUri(`ss://${Buffer.from(`${method}:p@ss word`).toString('base64url')}@127.0.0.1:${port}#ss-${method}`), opts);
+        const ob = createOutbound(
+          parseNodeUri(
+            `ss://${Buffer.from(`${method}:p@ss word`).toString('base64url')}@127.0.0.1:${port}#ss-${method}`,
+          ),
+          opts,
+        );
         assert.equal(ob.kind, 'shadowsocks');
         assert.equal(ob.name, `ss-${method}`);
         await roundTrip(ob, dst(portOf(echo)));
@@ -493,7 +588,11 @@ for (const method of SS_METHODS) {
         assert.ok(r.ms < 2000, `took ${r.ms} ms`);
 
         const down = await freePort();
-        await expectError(createOutbound(parseNodeUri(`ss://${method}:x@127.0.0.1:${down}`), opts).connect(dst(portOf(echo)), CTX), 'ECONNREFUSED', 1000);
+        await expectError(
+          createOutbound(parseNodeUri(`ss://${method}:x@127.0.0.1:${down}`), opts).connect(dst(portOf(echo)), CTX),
+          'ECONNREFUSED',
+          1000,
+        );
       } finally {
         echo.close();
       }
@@ -501,7 +600,9 @@ for (const method of SS_METHODS) {
   });
 }
 
-test('shadowsocks known-answer vector (computed with Python cryptography) is accepted by ss-server', { skip: skipAll }, async (t) => {
+test('shadowsocks known-answer vector (computed with Python cryptography) is accepted by ss-server', {
+  skip: skipAll,
+}, async (t) => {
   // Same vector as the unit test: aes-256-gcm, password "tranproxy-kat", salt 00..1f,
   // target 127.0.0.1:8080, payload "GET / HTTP/1.1\r\n\r\n". It needs the target on port 8080.
   const wire = Buffer.from(
@@ -525,7 +626,12 @@ test('shadowsocks known-answer vector (computed with Python cryptography) is acc
   try {
     await withPeers(async (peers) => {
       const port = await freePort();
-      await peers.start('ss-server', 'ss-server', ['-s', '127.0.0.1', '-p', String(port), '-k', 'tranproxy-kat', '-m', 'aes-256-gcm'], port);
+      await peers.start(
+        'ss-server',
+        'ss-server',
+        ['-s', '127.0.0.1', '-p', String(port), '-k', 'tranproxy-kat', '-m', 'aes-256-gcm'],
+        port,
+      );
       const sock = net.connect({ port, host: '127.0.0.1' });
       await once(sock, 'connect');
       const dec = new AeadStreamDecryptor(SS_CIPHERS['aes-256-gcm'], masterKey('aes-256-gcm', 'tranproxy-kat'));
@@ -534,8 +640,16 @@ test('shadowsocks known-answer vector (computed with Python cryptography) is acc
       sock.write(wire);
       await once(sock, 'end');
       sock.destroy();
-      assert.equal(Buffer.concat(got).toString(), 'GET / HTTP/1.1\r\n\r\n', 'ss-server decrypted the vector and forwarded its payload');
-      assert.equal(Buffer.concat(plain).toString(), 'HTTP/1.1 204 No Content\r\n\r\n', 'and its reply decrypts with our decryptor');
+      assert.equal(
+        Buffer.concat(got).toString(),
+        'GET / HTTP/1.1\r\n\r\n',
+        'ss-server decrypted the vector and forwarded its payload',
+      );
+      assert.equal(
+        Buffer.concat(plain).toString(),
+        'HTTP/1.1 204 No Content\r\n\r\n',
+        'and its reply decrypts with our decryptor',
+      );
     });
   } finally {
     target!.close();
@@ -734,7 +848,10 @@ test('connect timeout: a node whose accept queue is full drops the SYN', async (
   // A listener with backlog 0 that never accepts; two connections fill its queue.
   const py = spawn(
     'python3',
-    ['-c', 'import socket,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)'],
+    [
+      '-c',
+      'import socket,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)',
+    ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const fillers: net.Socket[] = [];
@@ -758,7 +875,10 @@ test('http CONNECT half-close through a Node proxy that supports it', async () =
   const proxy = http.createServer();
   proxy.on('connect', (req: http.IncomingMessage, sock: net.Socket, head: Buffer) => {
     sock.on('error', () => {});
-    const [host, port] = [req.url!.slice(0, req.url!.lastIndexOf(':')), Number(req.url!.slice(req.url!.lastIndexOf(':') + 1))];
+    const [host, port] = [
+      req.url!.slice(0, req.url!.lastIndexOf(':')),
+      Number(req.url!.slice(req.url!.lastIndexOf(':') + 1)),
+    ];
     const up = net.connect({ host, port, allowHalfOpen: true }, () => {
       sock.write('HTTP/1.1 200 Connection established\r\n\r\n');
       if (head.length) up.write(head);

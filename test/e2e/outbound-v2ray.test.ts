@@ -9,12 +9,23 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { gatewayLabAddresses, gatewayRunArgs, udpExchange, withGatewayLab, type GatewayLab } from '../helpers/gateway-lab.js';
+import {
+  gatewayLabAddresses,
+  gatewayRunArgs,
+  udpExchange,
+  withGatewayLab,
+  type GatewayLab,
+} from '../helpers/gateway-lab.js';
 import { startPeer, startTranproxy, waitForPort } from '../helpers/lab.js';
 import type { Host } from '../../src/netlab/lab.js';
 
 const NET = 86;
-const { node: NODE_IP, remote: REMOTE, nodeSideOfRemote: NODE_SIDE_OF_REMOTE, lanClient: LAN_CLIENT } = gatewayLabAddresses(NET);
+const {
+  node: NODE_IP,
+  remote: REMOTE,
+  nodeSideOfRemote: NODE_SIDE_OF_REMOTE,
+  lanClient: LAN_CLIENT,
+} = gatewayLabAddresses(NET);
 const ID = '6f0c1d2e-3b4a-4c5d-8e9f-a0b1c2d3e4f5';
 const TROJAN_PASSWORD = 'tr0jan pass#1';
 
@@ -42,7 +53,11 @@ const TROJAN_GFW_PORT = 443;
 
 function v2rayConfig(cert: string, key: string): string {
   const clients = (p: Inbound['protocol']) =>
-    p === 'trojan' ? { clients: [{ password: TROJAN_PASSWORD }] } : p === 'vless' ? { clients: [{ id: ID }], decryption: 'none' } : { clients: [{ id: ID, alterId: 0 }] };
+    p === 'trojan'
+      ? { clients: [{ password: TROJAN_PASSWORD }] }
+      : p === 'vless'
+        ? { clients: [{ id: ID }], decryption: 'none' }
+        : { clients: [{ id: ID, alterId: 0 }] };
   return JSON.stringify({
     log: { loglevel: 'warning' },
     inbounds: INBOUNDS.map((i) => ({
@@ -77,21 +92,43 @@ function trojanGfwConfig(cert: string, key: string): string {
 
 /** The node link for an inbound, with the TLS settings given (`ca` file, or allowInsecure). */
 function linkFor(i: Inbound, tlsWay: { ca: string } | 'insecure', extra: { scy?: string } = {}): string {
-  const tlsParams: Record<string, string> = i.tls ? (tlsWay === 'insecure' ? { allowInsecure: '1' } : { sni: 'node.test', ca: tlsWay.ca }) : {};
+  const tlsParams: Record<string, string> = i.tls
+    ? tlsWay === 'insecure'
+      ? { allowInsecure: '1' }
+      : { sni: 'node.test', ca: tlsWay.ca }
+    : {};
   const ws: Record<string, string> = i.network === 'ws' ? { type: 'ws', path: i.path!, host: 'node.test' } : {};
   if (i.protocol === 'vmess') {
     const json = {
-      v: '2', ps: `vmess ${i.network}${i.tls ? '+tls' : ''}`, add: NODE_IP, port: String(i.port), id: ID, aid: '0', scy: extra.scy ?? 'auto',
-      net: i.network, type: 'none', ...(i.network === 'ws' ? { path: i.path, host: 'node.test' } : {}), tls: i.tls ? 'tls' : '', ...tlsParams,
+      v: '2',
+      ps: `vmess ${i.network}${i.tls ? '+tls' : ''}`,
+      add: NODE_IP,
+      port: String(i.port),
+      id: ID,
+      aid: '0',
+      scy: extra.scy ?? 'auto',
+      net: i.network,
+      type: 'none',
+      ...(i.network === 'ws' ? { path: i.path, host: 'node.test' } : {}),
+      tls: i.tls ? 'tls' : '',
+      ...tlsParams,
     };
     return `vmess://${Buffer.from(JSON.stringify(json)).toString('base64')}`;
   }
-  const query = new URLSearchParams({ ...ws, ...(i.protocol === 'vless' ? { security: i.tls ? 'tls' : 'none', encryption: 'none' } : {}), ...tlsParams });
+  const query = new URLSearchParams({
+    ...ws,
+    ...(i.protocol === 'vless' ? { security: i.tls ? 'tls' : 'none', encryption: 'none' } : {}),
+    ...tlsParams,
+  });
   const user = i.protocol === 'trojan' ? encodeURIComponent(TROJAN_PASSWORD) : ID;
   return `${i.protocol}://${user}@${NODE_IP}:${i.port}?${query}#${i.protocol}`;
 }
 
-async function curlJson(h: Host, url: string, extra: string[] = []): Promise<{ client: { address: string }; body?: { length: number; sha256: string } } | undefined> {
+async function curlJson(
+  h: Host,
+  url: string,
+  extra: string[] = [],
+): Promise<{ client: { address: string }; body?: { length: number; sha256: string } } | undefined> {
   const r = await h.run('curl', ['-sS', '--max-time', '8', ...extra, url], { allowFailure: true });
   const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
   return line ? JSON.parse(line) : undefined;
@@ -103,8 +140,23 @@ async function withV2rayLab(fn: (g: GatewayLab, ca: string) => Promise<void>): P
     const cert = join(g.tmp, 'node.crt');
     const key = join(g.tmp, 'node.key');
     await g.node.run('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=node.test',
-      '-addext', `subjectAltName=DNS:node.test,IP:${NODE_IP}`, '-keyout', key, '-out', cert,
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=node.test',
+      '-addext',
+      `subjectAltName=DNS:node.test,IP:${NODE_IP}`,
+      '-keyout',
+      key,
+      '-out',
+      cert,
     ]);
     // The data plane reads the CA after dropping its privileges: it must be readable to all.
     chmodSync(g.tmp, 0o711);
@@ -123,11 +175,18 @@ test('VMess (each security), VLESS and Trojan over tcp, tls, ws and ws+tls: LAN 
   await withV2rayLab(async (g, ca) => {
     // One node per case, picked by the domain the LAN host asks for (sniffed from Host).
     const cases: Array<{ name: string; link: string }> = [];
-    for (const i of INBOUNDS) cases.push({ name: `${i.protocol}-${i.network}${i.tls ? '-tls' : ''}`, link: linkFor(i, i.port === 10022 ? 'insecure' : { ca }) });
+    for (const i of INBOUNDS)
+      cases.push({
+        name: `${i.protocol}-${i.network}${i.tls ? '-tls' : ''}`,
+        link: linkFor(i, i.port === 10022 ? 'insecure' : { ca }),
+      });
     cases.push({ name: 'vmess-aes', link: linkFor(INBOUNDS[0]!, { ca }, { scy: 'aes-128-gcm' }) });
     cases.push({ name: 'vmess-chacha', link: linkFor(INBOUNDS[1]!, { ca }, { scy: 'chacha20-poly1305' }) });
     cases.push({ name: 'vmess-none', link: linkFor(INBOUNDS[2]!, { ca }, { scy: 'none' }) });
-    cases.push({ name: 'trojan-gfw', link: linkFor({ port: TROJAN_GFW_PORT, protocol: 'trojan', network: 'tcp', tls: true }, { ca }) });
+    cases.push({
+      name: 'trojan-gfw',
+      link: linkFor({ port: TROJAN_GFW_PORT, protocol: 'trojan', network: 'tcp', tls: true }, { ca }),
+    });
     const config = join(g.tmp, 'nodes.yaml');
     writeFileSync(
       config,
@@ -145,7 +204,11 @@ test('VMess (each security), VLESS and Trojan over tcp, tls, ws and ws+tls: LAN 
     for (const [n, c] of cases.entries()) {
       const host = `n${n}.remote.test`;
       const echo = await curlJson(g.lan, `http://${host}/`, ['--resolve', `${host}:80:${REMOTE}`]);
-      assert.equal(echo?.client.address, NODE_SIDE_OF_REMOTE, `${c.name}: the remote sees the node\n${proxy.output().slice(-2000)}`);
+      assert.equal(
+        echo?.client.address,
+        NODE_SIDE_OF_REMOTE,
+        `${c.name}: the remote sees the node\n${proxy.output().slice(-2000)}`,
+      );
     }
     // A WebSocket has no half-close: those flows end when the node has been silent for 5 s
     // after the client's end (as v2ray's own client does), so their log lines come together.
@@ -158,8 +221,16 @@ test('VMess (each security), VLESS and Trojan over tcp, tls, ws and ws+tls: LAN 
     const big = await curlJson(g.lan, `http://${REMOTE}/upload`, ['--data-binary', `@${join(g.tmp, 'body')}`]);
     assert.equal(big?.client.address, NODE_SIDE_OF_REMOTE);
     assert.deepEqual(big?.body, { length: body.length, sha256: createHash('sha256').update(body).digest('hex') });
-    assert.doesNotMatch(proxy.output(), new RegExp(`${ID}|${TROJAN_PASSWORD.replace('#', '\\#')}`), 'ids and passwords never reach the log');
-    assert.doesNotMatch(proxy.output(), new RegExp(`src=${LAN_CLIENT.replace(/\./g, '\\.')}:\\d+ .*close=(?!eof)`), 'every flow ended cleanly');
+    assert.doesNotMatch(
+      proxy.output(),
+      new RegExp(`${ID}|${TROJAN_PASSWORD.replace('#', '\\#')}`),
+      'ids and passwords never reach the log',
+    );
+    assert.doesNotMatch(
+      proxy.output(),
+      new RegExp(`src=${LAN_CLIENT.replace(/\./g, '\\.')}:\\d+ .*close=(?!eof)`),
+      'every flow ended cleanly',
+    );
   });
 });
 
@@ -185,7 +256,8 @@ test('certificates are verified: a node link with neither its CA nor allowInsecu
       { mode: 0o600 },
     );
     const proxy = await startTranproxy(g.gw, [...gatewayRunArgs(g, []), '--config', config]);
-    const get = (n: number) => curlJson(g.lan, `http://n${n}.remote.test/`, ['--resolve', `n${n}.remote.test:80:${REMOTE}`]);
+    const get = (n: number) =>
+      curlJson(g.lan, `http://n${n}.remote.test/`, ['--resolve', `n${n}.remote.test:80:${REMOTE}`]);
     assert.equal(await get(0), undefined, 'self-signed certificate, no CA given: refused');
     await proxy.waitForOutput(/conn .*via=unverified .*error=ECERT/);
     assert.equal((await get(1))?.client.address, NODE_SIDE_OF_REMOTE, 'allowInsecure=1 in the link: accepted');
@@ -222,13 +294,28 @@ test('UDP through VMess, VLESS and Trojan nodes (tcp, tls, ws+tls): replies come
       ].join('\n'),
       { mode: 0o600 },
     );
-    const proxy = await startTranproxy(g.gw, [...gatewayRunArgs(g, ['--udp', '-P', '5301-5306', '--udp-idle-timeout', '2s']), '--config', config]);
+    const proxy = await startTranproxy(g.gw, [
+      ...gatewayRunArgs(g, ['--udp', '-P', '5301-5306', '--udp-idle-timeout', '2s']),
+      '--config',
+      config,
+    ]);
     for (const [i, [port, name]] of byPort.entries()) {
       const replies = await udpExchange(g.lan, REMOTE, port, [`${name}-1`, `${name}-2`]);
-      assert.deepEqual(replies, [`${name}-1 ${REMOTE} ${port}`, `${name}-2 ${REMOTE} ${port}`], `${name}\n${proxy.output().slice(-1500)}`);
+      assert.deepEqual(
+        replies,
+        [`${name}-1 ${REMOTE} ${port}`, `${name}-2 ${REMOTE} ${port}`],
+        `${name}\n${proxy.output().slice(-1500)}`,
+      );
       await echoes[i]!.waitForOutput(new RegExp(`^${NODE_SIDE_OF_REMOTE.replace(/\./g, '\\.')} \\d+$`, 'm'));
-      await proxy.waitForOutput(new RegExp(`udp route src=\\S+ dst=${REMOTE.replace(/\./g, '\\.')}:${port} via=${name} route=rules`));
+      await proxy.waitForOutput(
+        new RegExp(`udp route src=\\S+ dst=${REMOTE.replace(/\./g, '\\.')}:${port} via=${name} route=rules`),
+      );
     }
-    for (const e of echoes) assert.doesNotMatch(e.output(), new RegExp(`^${LAN_CLIENT.replace(/\./g, '\\.')} `, 'm'), 'the client never reaches the remote itself');
+    for (const e of echoes)
+      assert.doesNotMatch(
+        e.output(),
+        new RegExp(`^${LAN_CLIENT.replace(/\./g, '\\.')} `, 'm'),
+        'the client never reaches the remote itself',
+      );
   });
 });

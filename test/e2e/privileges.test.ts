@@ -64,7 +64,11 @@ test('output capture with --proxy-user none: the worker keeps CAP_NET_ADMIN only
     assertWorker(proxy.pid, 65534, 65534, ['net_admin']);
     assert.equal((await curlJson(app, 'http://10.85.2.2/')).client.address, '10.85.2.1');
     await proxy.waitForOutput(/conn .*dst=10\.85\.2\.2:80 .*close=eof/);
-    assert.equal(proxy.output().match(/conn .*dst=10\.85\.2\.2:80 /g)?.length, 1, 'exactly one proxied connection: no loop');
+    assert.equal(
+      proxy.output().match(/conn .*dst=10\.85\.2\.2:80 /g)?.length,
+      1,
+      'exactly one proxied connection: no loop',
+    );
     assert.doesNotMatch(proxy.output(), /reason=loop/);
     assert.equal(await stopGracefully(proxy), 0);
   });
@@ -111,23 +115,45 @@ test('gateway: REDIRECT worker as 65534 with no capability; TPROXY preserve-sour
     const redirect = await startTranproxy(g.gw, ['run', '--mode', 'redirect', ...base]);
     assert.match(redirect.output(), /ready:.* user=65534:65534 caps=none/);
     assertWorker(redirect.pid, 65534, 65534, []);
-    assert.equal((await curlJson(g.lan, 'http://10.86.2.2/')).client.address, '10.86.2.1', 'REDIRECT: the server sees the gateway');
+    assert.equal(
+      (await curlJson(g.lan, 'http://10.86.2.2/')).client.address,
+      '10.86.2.1',
+      'REDIRECT: the server sees the gateway',
+    );
     assert.equal(await stopGracefully(redirect), 0);
 
     // TPROXY, preserve-source (the default on a gateway): IP_TRANSPARENT on upstream sockets.
     const tproxy = await startTranproxy(g.gw, ['run', '--mode', 'tproxy', ...base]);
     assert.match(tproxy.output(), /ready:.* user=65534:65534 caps=net_admin/);
     assertWorker(tproxy.pid, 65534, 65534, ['net_admin']);
-    assert.equal((await curlJson(g.lan, 'http://10.86.2.2/')).client.address, '10.86.1.2', 'TPROXY: the server sees the LAN client');
+    assert.equal(
+      (await curlJson(g.lan, 'http://10.86.2.2/')).client.address,
+      '10.86.1.2',
+      'TPROXY: the server sees the LAN client',
+    );
     await tproxy.waitForOutput(/conn .*src=10\.86\.1\.2:\d+ dst=10\.86\.2\.2:80 .*close=eof/);
     assert.equal(await stopGracefully(tproxy), 0);
 
     // TPROXY UDP: transparent reply sockets bound to the original destination, port 53.
-    const udp = await startTranproxy(g.gw, ['run', '--mode', 'tproxy', ...base, '-P', '53', '--udp', '--proxy-user', 'none']);
+    const udp = await startTranproxy(g.gw, [
+      'run',
+      '--mode',
+      'tproxy',
+      ...base,
+      '-P',
+      '53',
+      '--udp',
+      '--proxy-user',
+      'none',
+    ]);
     assert.match(udp.output(), /ready:.* user=65534:65534 caps=net_admin,net_bind_service/);
     assertWorker(udp.pid, 65534, 65534, ['net_admin', 'net_bind_service']);
     const ping = await g.lan.run('python3', ['-c', UDP_PING], { allowFailure: true });
-    assert.equal(ping.stdout.trim(), 'ping 10.86.2.2 53', `the reply comes from the original destination: ${ping.stderr}`);
+    assert.equal(
+      ping.stdout.trim(),
+      'ping 10.86.2.2 53',
+      `the reply comes from the original destination: ${ping.stderr}`,
+    );
     await udpEcho.waitForOutput(/^10\.86\.2\.1 \d+$/m); // UDP is relayed from the gateway's address
     assert.equal((await curlJson(g.lan, 'http://10.86.2.2/')).client.address, '10.86.1.2');
     assert.equal(await stopGracefully(udp), 0);

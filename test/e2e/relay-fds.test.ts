@@ -58,13 +58,17 @@ interface ClientResult {
 }
 
 async function connections(client: Host, n: number, conc: number): Promise<ClientResult> {
-  const r = await client.run(process.execPath, ['-e', CLIENT, '10.76.1.2', String(PORT), String(n), String(conc)], { timeoutMs: 120_000 });
+  const r = await client.run(process.execPath, ['-e', CLIENT, '10.76.1.2', String(PORT), String(n), String(conc)], {
+    timeoutMs: 120_000,
+  });
   return JSON.parse(r.stdout.trim()) as ClientResult;
 }
 
 /** The data-plane child of the supervisor `pid`. */
 function dataPlanePid(pid: number): number {
-  const children = readdirSync(`/proc/${pid}/task`).flatMap((t) => readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean));
+  const children = readdirSync(`/proc/${pid}/task`).flatMap((t) =>
+    readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean),
+  );
   assert.equal(children.length, 1, `supervisor ${pid} should have one data-plane child, has ${children.join(',')}`);
   return Number(children[0]);
 }
@@ -98,59 +102,75 @@ async function settledFds(pid: number, ok: (k: Map<string, number>) => boolean):
 }
 
 function connLines(proxy: LabProcess): string[] {
-  return proxy.output().split('\n').filter((l) => / conn id=/.test(l));
+  return proxy
+    .output()
+    .split('\n')
+    .filter((l) => / conn id=/.test(l));
 }
 
 for (const engine of ['js', 'splice'] as const) {
-  test(
-    `--relay ${engine}: ${CONNECTIONS} connections through the proxy leak no socket or pipe`,
-    { skip: engine === 'splice' && !spliceAvailable() && 'splice(2) via koffi is not available here', timeout: 240_000 },
-    async () => {
-      await withLab(async (lab) => {
-        const client = lab.addHost('client');
-        const server = lab.addHost('server');
-        lab.link(client, server, { a: ['10.76.1.1/24'], b: ['10.76.1.2/24'] });
-        await startPeer(server, 'tcp_echo', PORT, '0.0.0.0');
-        const proxy = await startTranproxy(client, ['run', '--mode', 'redirect', '--family', 'ipv4', '-P', String(PORT), '--relay', engine]);
-        const child = dataPlanePid(proxy.pid);
+  test(`--relay ${engine}: ${CONNECTIONS} connections through the proxy leak no socket or pipe`, {
+    skip: engine === 'splice' && !spliceAvailable() && 'splice(2) via koffi is not available here',
+    timeout: 240_000,
+  }, async () => {
+    await withLab(async (lab) => {
+      const client = lab.addHost('client');
+      const server = lab.addHost('server');
+      lab.link(client, server, { a: ['10.76.1.1/24'], b: ['10.76.1.2/24'] });
+      await startPeer(server, 'tcp_echo', PORT, '0.0.0.0');
+      const proxy = await startTranproxy(client, [
+        'run',
+        '--mode',
+        'redirect',
+        '--family',
+        'ipv4',
+        '-P',
+        String(PORT),
+        '--relay',
+        engine,
+      ]);
+      const child = dataPlanePid(proxy.pid);
 
-        // Warm-up: the splice engine's worker, epoll and eventfd exist from the first flow on.
-        const warm = await connections(client, 100, 50);
-        assert.equal(warm.bad, 0);
-        const before = await settledFds(child, (k) => (k.get('socket') ?? 0) <= 4);
-        const beforeTotal = fdCount(child);
+      // Warm-up: the splice engine's worker, epoll and eventfd exist from the first flow on.
+      const warm = await connections(client, 100, 50);
+      assert.equal(warm.bad, 0);
+      const before = await settledFds(child, (k) => (k.get('socket') ?? 0) <= 4);
+      const beforeTotal = fdCount(child);
 
-        const r = await connections(client, CONNECTIONS, 50);
-        assert.deepEqual(r, { echoed: 900, reset: 50, empty: 50, bad: 0 }, 'every echo connection got its bytes back');
+      const r = await connections(client, CONNECTIONS, 50);
+      assert.deepEqual(r, { echoed: 900, reset: 50, empty: 50, bad: 0 }, 'every echo connection got its bytes back');
 
-        const after = await settledFds(child, (k) => (k.get('socket') ?? 0) === (before.get('socket') ?? 0));
-        const detail = `before: ${show(before)}; after: ${show(after)}`;
-        assert.equal(after.get('socket') ?? 0, before.get('socket') ?? 0, `socket descriptors leaked: ${detail}`);
-        for (const kind of new Set([...before.keys(), ...after.keys()])) {
-          if (kind === 'socket' || kind === 'pipe') continue;
-          assert.equal(after.get(kind) ?? 0, before.get(kind) ?? 0, `${kind} descriptors changed: ${detail}`);
-        }
-        if (engine === 'js') {
-          assert.equal(after.get('pipe') ?? 0, before.get('pipe') ?? 0, `pipe descriptors leaked: ${detail}`);
-          assert.equal(fdCount(child), beforeTotal, detail);
-        } else {
-          // Pipes: at most the engine's reuse pool beyond what was open before.
-          const extra = (after.get('pipe') ?? 0) - (before.get('pipe') ?? 0);
-          assert.ok(extra <= PIPE_POOL_FDS, `pipe descriptors leaked (${extra} more, pool holds at most ${PIPE_POOL_FDS}): ${detail}`);
-        }
+      const after = await settledFds(child, (k) => (k.get('socket') ?? 0) === (before.get('socket') ?? 0));
+      const detail = `before: ${show(before)}; after: ${show(after)}`;
+      assert.equal(after.get('socket') ?? 0, before.get('socket') ?? 0, `socket descriptors leaked: ${detail}`);
+      for (const kind of new Set([...before.keys(), ...after.keys()])) {
+        if (kind === 'socket' || kind === 'pipe') continue;
+        assert.equal(after.get(kind) ?? 0, before.get(kind) ?? 0, `${kind} descriptors changed: ${detail}`);
+      }
+      if (engine === 'js') {
+        assert.equal(after.get('pipe') ?? 0, before.get('pipe') ?? 0, `pipe descriptors leaked: ${detail}`);
+        assert.equal(fdCount(child), beforeTotal, detail);
+      } else {
+        // Pipes: at most the engine's reuse pool beyond what was open before.
+        const extra = (after.get('pipe') ?? 0) - (before.get('pipe') ?? 0);
+        assert.ok(
+          extra <= PIPE_POOL_FDS,
+          `pipe descriptors leaked (${extra} more, pool holds at most ${PIPE_POOL_FDS}): ${detail}`,
+        );
+      }
 
-        // Every connection was logged, through the engine asked for, with its byte counts.
-        const logEnd = Date.now() + 10_000;
-        while (connLines(proxy).length < CONNECTIONS + 100 && Date.now() < logEnd) await new Promise((res) => setTimeout(res, 100));
-        const lines = connLines(proxy);
-        assert.equal(lines.length, CONNECTIONS + 100);
-        const spliced = lines.filter((l) => / relay=splice/.test(l)).length;
-        if (engine === 'js') assert.equal(spliced, 0);
-        else assert.equal(spliced, CONNECTIONS + 100, 'every flow went through the splice engine');
-        const echoedLines = lines.filter((l) => / up=8192 down=8192 .*close=eof/.test(l)).length;
-        assert.ok(echoedLines >= 990, `byte counts in the log: ${echoedLines} lines with up=8192 down=8192`);
-        assert.equal(await proxy.stop('SIGTERM'), 0);
-      });
-    },
-  );
+      // Every connection was logged, through the engine asked for, with its byte counts.
+      const logEnd = Date.now() + 10_000;
+      while (connLines(proxy).length < CONNECTIONS + 100 && Date.now() < logEnd)
+        await new Promise((res) => setTimeout(res, 100));
+      const lines = connLines(proxy);
+      assert.equal(lines.length, CONNECTIONS + 100);
+      const spliced = lines.filter((l) => / relay=splice/.test(l)).length;
+      if (engine === 'js') assert.equal(spliced, 0);
+      else assert.equal(spliced, CONNECTIONS + 100, 'every flow went through the splice engine');
+      const echoedLines = lines.filter((l) => / up=8192 down=8192 .*close=eof/.test(l)).length;
+      assert.ok(echoedLines >= 990, `byte counts in the log: ${echoedLines} lines with up=8192 down=8192`);
+      assert.equal(await proxy.stop('SIGTERM'), 0);
+    });
+  });
 }

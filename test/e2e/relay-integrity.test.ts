@@ -26,10 +26,19 @@ for (const [label, extra] of [
       await srv.waitForOutput(/^listening/m);
       const proxy = await startTranproxy(app, ['run', '-P', '7000', '--family', 'ipv4', ...extra]);
       // 2 connections at a time, each sends 4 MiB + FIN and checks the sha256 of the echo.
-      const client = app.spawn(process.execPath, [peerPath('soak_client.mjs'), JSON.stringify({ bulk: { host: '10.88.1.2', port: 7000, conns: 2, bytes: 4 << 20 }, durationMs: 15_000, reportMs: 60_000 })]);
+      const client = app.spawn(process.execPath, [
+        peerPath('soak_client.mjs'),
+        JSON.stringify({
+          bulk: { host: '10.88.1.2', port: 7000, conns: 2, bytes: 4 << 20 },
+          durationMs: 15_000,
+          reportMs: 60_000,
+        }),
+      ]);
       const line = await client.waitForOutput(/^stats .*$/m, 120_000);
       const stats = JSON.parse(line.slice(6)) as Stats;
-      console.log(`# ${label}: ${stats.bulk?.ok ?? 0} transfers of 4 MiB intact, ${stats.bulk?.err ?? 0} not ${JSON.stringify(stats.errors)}`);
+      console.log(
+        `# ${label}: ${stats.bulk?.ok ?? 0} transfers of 4 MiB intact, ${stats.bulk?.err ?? 0} not ${JSON.stringify(stats.errors)}`,
+      );
       assert.equal(stats.bulk?.err ?? 0, 0, JSON.stringify(stats.errors));
       assert.ok((stats.bulk?.ok ?? 0) >= 50, 'enough transfers to catch a rare loss');
       assert.doesNotMatch(proxy.output(), /conn .*relay=splice/, 'the JS relay carried them');

@@ -20,7 +20,9 @@ net.createServer((s) => { s.on('error', () => {}); s.write('g'); }).listen(Numbe
 
 const DRIVER = fileURLToPath(new URL('../helpers/served-engine-driver.ts', import.meta.url));
 
-test('the splice engine serves a listener itself: echo, server-speaks-first, list/close, limits, connect failures, idle, EMFILE pause and resume', { timeout: 120_000 }, async () => {
+test('the splice engine serves a listener itself: echo, server-speaks-first, list/close, limits, connect failures, idle, EMFILE pause and resume', {
+  timeout: 120_000,
+}, async () => {
   await withLab(async (lab) => {
     const client = lab.addHost('client');
     const server = lab.addHost('server');
@@ -28,20 +30,46 @@ test('the splice engine serves a listener itself: echo, server-speaks-first, lis
     await startPeer(server, 'tcp_echo', 7000, '0.0.0.0');
     const greeter = server.spawn(process.execPath, ['-e', GREETER, '7001']);
     await greeter.waitForOutput(/^listening/m);
-    const cfg = { serverIp: '10.77.1.2', echoPort: 7000, greetPort: 7001, deadPort: 7999, silentIp: '10.77.1.99', ownIp: '10.77.1.1', listenPort: 15001 };
+    const cfg = {
+      serverIp: '10.77.1.2',
+      echoPort: 7000,
+      greetPort: 7001,
+      deadPort: 7999,
+      silentIp: '10.77.1.99',
+      ownIp: '10.77.1.1',
+      listenPort: 15001,
+    };
     // A modest descriptor limit, so that step 7 can exhaust it quickly.
-    const p = client.spawn('prlimit', ['--nofile=2048:2048', process.execPath, '--import', 'tsx', DRIVER, JSON.stringify(cfg)]);
+    const p = client.spawn('prlimit', [
+      '--nofile=2048:2048',
+      process.execPath,
+      '--import',
+      'tsx',
+      DRIVER,
+      JSON.stringify(cfg),
+    ]);
     await p.waitForOutput(/^(done|FAILED:)/m, 100_000).catch(() => undefined);
     const out = p.output();
     assert.match(out, /^done$/m, out);
-    for (const step of ['echo 60 flows', 'server speaks first', 'list shows', 'beyond max-connections', 'connect refused', 'idle flow closed', 'a connection straight to the listener', 'out of descriptors']) {
+    for (const step of [
+      'echo 60 flows',
+      'server speaks first',
+      'list shows',
+      'beyond max-connections',
+      'connect refused',
+      'idle flow closed',
+      'a connection straight to the listener',
+      'out of descriptors',
+    ]) {
       assert.match(out, new RegExp(`^ok ${step}`, 'm'));
     }
     for (const line of out.split('\n').filter((l) => l.startsWith('ok '))) console.log(`# ${line}`);
   });
 });
 
-test('tranproxy run: relay=kernel without inspection, relay=splice with headers, relay=js on request; kernel flows logged and counted', { timeout: 120_000 }, async () => {
+test('tranproxy run: relay=kernel without inspection, relay=splice with headers, relay=js on request; kernel flows logged and counted', {
+  timeout: 120_000,
+}, async () => {
   await withLab(async (lab) => {
     const client = lab.addHost('client');
     const server = lab.addHost('server');
@@ -71,7 +99,9 @@ test('tranproxy run: relay=kernel without inspection, relay=splice with headers,
         s.on('connect', () => s.end(Buffer.alloc(5000, 'x')));`;
       const r = await client.run(process.execPath, ['-e', ECHO]);
       assert.match(r.stdout, /echoed 5000/);
-      await proxy.waitForOutput(/conn id=\d+ src=10\.77\.2\.1:\d+ dst=10\.77\.2\.2:7000 up=5000 down=5000 dur=\d+ms close=eof relay=splice/);
+      await proxy.waitForOutput(
+        /conn id=\d+ src=10\.77\.2\.1:\d+ dst=10\.77\.2\.2:7000 up=5000 down=5000 dur=\d+ms close=eof relay=splice/,
+      );
 
       const HOLD = `
         const net = require('node:net');
@@ -100,7 +130,9 @@ test('tranproxy run: relay=kernel without inspection, relay=splice with headers,
         s.on('close', () => console.log('closed'));`;
       const d = await client.run(process.execPath, ['-e', DEAD]);
       assert.match(d.stdout, /client ECONNRESET/);
-      await proxy.waitForOutput(/conn id=\d+ .*dst=10\.77\.2\.2:7999 up=0 down=0 dur=\d+ms close=connect-failed error=ECONNREFUSED/);
+      await proxy.waitForOutput(
+        /conn id=\d+ .*dst=10\.77\.2\.2:7999 up=0 down=0 dur=\d+ms close=connect-failed error=ECONNREFUSED/,
+      );
       assert.equal(await stopGracefully(proxy), 0, proxy.output());
     }
   });

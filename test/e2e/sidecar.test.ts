@@ -26,7 +26,10 @@ function header(e: Echo, name: string): string[] {
 }
 
 function parseEchoes(text: string): Echo[] {
-  return text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Echo);
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Echo);
 }
 
 async function pod(lab: Lab): Promise<{ pod: Host; server: Host }> {
@@ -38,12 +41,29 @@ async function pod(lab: Lab): Promise<{ pod: Host; server: Host }> {
   return { pod: p, server };
 }
 
-const SEED_FLAGS = ['-P', '80', '-P', '8080', '-N', SERVER, '--Set-Forwarded-For', 'default', '--Set-Client-Hostname', 'default', '-H', 'tranproxy:true'];
+const SEED_FLAGS = [
+  '-P',
+  '80',
+  '-P',
+  '8080',
+  '-N',
+  SERVER,
+  '--Set-Forwarded-For',
+  'default',
+  '--Set-Client-Hostname',
+  'default',
+  '-H',
+  'tranproxy:true',
+];
 
 test("the seed's exact invocation stamps the wrapped command's requests and propagates its exit status", async () => {
   await withLab(async (lab) => {
     const { pod: p } = await pod(lab);
-    const r = await p.run(NODE, [tranproxyBin(), 'run', ...SEED_FLAGS, '--', 'curl', '-sS', '--max-time', '5', `http://${SERVER}:8080/hello`], { allowFailure: true });
+    const r = await p.run(
+      NODE,
+      [tranproxyBin(), 'run', ...SEED_FLAGS, '--', 'curl', '-sS', '--max-time', '5', `http://${SERVER}:8080/hello`],
+      { allowFailure: true },
+    );
     assert.equal(r.status, 0, r.stderr);
     const [echo] = parseEchoes(r.stdout);
     assert.ok(echo, r.stdout + r.stderr);
@@ -55,9 +75,13 @@ test("the seed's exact invocation stamps the wrapped command's requests and prop
     const nft = await p.run('nft', ['list', 'ruleset']);
     assert.doesNotMatch(nft.stdout, /tranproxy/);
 
-    const failing = await p.run(NODE, [tranproxyBin(), 'run', ...SEED_FLAGS, '--', 'sh', '-c', 'exit 7'], { allowFailure: true });
+    const failing = await p.run(NODE, [tranproxyBin(), 'run', ...SEED_FLAGS, '--', 'sh', '-c', 'exit 7'], {
+      allowFailure: true,
+    });
     assert.equal(failing.status, 7);
-    const missing = await p.run(NODE, [tranproxyBin(), 'run', '-P', '80', '--', 'no-such-program-xyz'], { allowFailure: true });
+    const missing = await p.run(NODE, [tranproxyBin(), 'run', '-P', '80', '--', 'no-such-program-xyz'], {
+      allowFailure: true,
+    });
     assert.equal(missing.status, 127);
     assert.match(missing.stderr, /cannot run no-such-program-xyz: command not found/);
   });
@@ -72,10 +96,14 @@ test("the image's entry point takes the seed's arguments unchanged (no `run`): I
     const entry = join(tranproxyBin(), '../../../deploy/entrypoint.sh');
     await withLab(async (lab) => {
       const { pod: p } = await pod(lab);
-      const r = await p.run('sh', [entry, ...SEED_FLAGS, '--', 'curl', '-sS', '--max-time', '5', `http://${SERVER}:8080/image`], {
-        allowFailure: true,
-        env: { PATH: `${bin}:${process.env.PATH}` },
-      });
+      const r = await p.run(
+        'sh',
+        [entry, ...SEED_FLAGS, '--', 'curl', '-sS', '--max-time', '5', `http://${SERVER}:8080/image`],
+        {
+          allowFailure: true,
+          env: { PATH: `${bin}:${process.env.PATH}` },
+        },
+      );
       assert.equal(r.status, 0, r.stderr);
       const [echo] = parseEchoes(r.stdout);
       assert.ok(echo, r.stdout + r.stderr);
@@ -93,7 +121,16 @@ test('keep-alive, pipelining, XFF append/replace, custom header replaces the cli
     const proxy = await startTranproxy(p, ['run', ...SEED_FLAGS]);
     // 100 requests on one connection (curl reuses it for URLs on the same host).
     const urls = Array.from({ length: 100 }, (_, i) => `http://${SERVER}/r${i}`);
-    const ka = await p.run('curl', ['-sS', '--max-time', '20', '-H', 'X-Forwarded-For: 198.51.100.9', '-H', 'tranproxy: client-said', ...urls]);
+    const ka = await p.run('curl', [
+      '-sS',
+      '--max-time',
+      '20',
+      '-H',
+      'X-Forwarded-For: 198.51.100.9',
+      '-H',
+      'tranproxy: client-said',
+      ...urls,
+    ]);
     const echoes = parseEchoes(ka.stdout);
     assert.equal(echoes.length, 100);
     for (const [i, e] of echoes.entries()) {
@@ -107,12 +144,30 @@ test('keep-alive, pipelining, XFF append/replace, custom header replaces the cli
     const pipelined = ['/a', '/b', '/c'].map((path) => `GET ${path} HTTP/1.1\r\nHost: s\r\n\r\n`).join('');
     const pr = await p.run(NODE, [peerPath('raw_client.mjs'), SERVER, '80', '1500'], { input: pipelined });
     const pe = parseEchoes(pr.stdout);
-    assert.deepEqual(pe.map((e) => e.path), ['/a', '/b', '/c']);
+    assert.deepEqual(
+      pe.map((e) => e.path),
+      ['/a', '/b', '/c'],
+    );
     for (const e of pe) assert.deepEqual(header(e, 'tranproxy'), ['true']);
     await proxy.stop();
 
-    const replacing = await startTranproxy(p, ['run', '-P', '80', '--Set-Forwarded-For', '192.0.2.1', '--xff-mode', 'replace']);
-    const rr = await p.run('curl', ['-sS', '--max-time', '5', '-H', 'X-Forwarded-For: 198.51.100.9', `http://${SERVER}/`]);
+    const replacing = await startTranproxy(p, [
+      'run',
+      '-P',
+      '80',
+      '--Set-Forwarded-For',
+      '192.0.2.1',
+      '--xff-mode',
+      'replace',
+    ]);
+    const rr = await p.run('curl', [
+      '-sS',
+      '--max-time',
+      '5',
+      '-H',
+      'X-Forwarded-For: 198.51.100.9',
+      `http://${SERVER}/`,
+    ]);
     assert.deepEqual(header(parseEchoes(rr.stdout)[0]!, 'x-forwarded-for'), ['192.0.2.1']);
     await replacing.stop();
   });
@@ -128,7 +183,16 @@ test('a 50 MB chunked upload arrives intact; IPv6 works too', async () => {
       const data = randomBytes(50 << 20);
       writeFileSync(file, data);
       const want = createHash('sha256').update(data).digest('hex');
-      const r = await p.run('curl', ['-sS', '--max-time', '60', '-H', 'Transfer-Encoding: chunked', '-T', file, `http://${SERVER}/upload`]);
+      const r = await p.run('curl', [
+        '-sS',
+        '--max-time',
+        '60',
+        '-H',
+        'Transfer-Encoding: chunked',
+        '-T',
+        file,
+        `http://${SERVER}/upload`,
+      ]);
       const [echo] = parseEchoes(r.stdout);
       assert.ok(echo, r.stdout + r.stderr);
       assert.equal(echo.body.length, data.length);
@@ -153,11 +217,19 @@ test('WebSocket: headers go into the handshake, then raw bytes pass both ways', 
       'GET /ws HTTP/1.1\r\nHost: s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
       'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
     // Bytes after the handshake look like a malformed HTTP request: they must pass raw.
-    const r = await p.run(NODE, [peerPath('raw_client.mjs'), SERVER, '80', '1500'], { input: handshake + 'NOT HTTP \x00\x01 raw-after-upgrade' });
+    const r = await p.run(NODE, [peerPath('raw_client.mjs'), SERVER, '80', '1500'], {
+      input: handshake + 'NOT HTTP \x00\x01 raw-after-upgrade',
+    });
     assert.match(r.stdout, /^HTTP\/1\.1 101 Switching Protocols/);
     assert.match(r.stdout, /Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=/);
-    const seen = JSON.parse(Buffer.from(r.stdout.match(/X-Request-Headers: (\S+)/)![1]!, 'base64').toString()) as [string, string][];
-    assert.ok(seen.some(([n, v]) => n.toLowerCase() === 'tranproxy' && v === 'true'), JSON.stringify(seen));
+    const seen = JSON.parse(Buffer.from(r.stdout.match(/X-Request-Headers: (\S+)/)![1]!, 'base64').toString()) as [
+      string,
+      string,
+    ][];
+    assert.ok(
+      seen.some(([n, v]) => n.toLowerCase() === 'tranproxy' && v === 'true'),
+      JSON.stringify(seen),
+    );
     assert.ok(r.stdout.endsWith('NOT HTTP \x00\x01 raw-after-upgrade'), 'raw bytes echoed after the upgrade');
   });
 });
@@ -167,7 +239,16 @@ test('TLS on a captured port passes through untouched', async () => {
     const { pod: p, server } = await pod(lab);
     const tls = await startTlsServer(server, 443, { names: ['tls.test', SERVER] });
     const proxy = await startTranproxy(p, ['run', '-P', '443', '-H', 'tranproxy:true']);
-    const r = await p.run('curl', ['-sS', '--max-time', '5', '--cacert', tls.certFile, '--resolve', `tls.test:443:${SERVER}`, 'https://tls.test/secure']);
+    const r = await p.run('curl', [
+      '-sS',
+      '--max-time',
+      '5',
+      '--cacert',
+      tls.certFile,
+      '--resolve',
+      `tls.test:443:${SERVER}`,
+      'https://tls.test/secure',
+    ]);
     const [echo] = parseEchoes(r.stdout);
     assert.ok(echo, r.stdout + r.stderr);
     assert.equal(echo.path, '/secure');
@@ -209,10 +290,15 @@ test('--head-timeout 1s: a slowloris client gets 408 and is closed while other c
     assert.equal(s.stdout, 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     const closedMs = Number(/closed after (\d+) ms/.exec(s.stderr)?.[1]);
     assert.ok(closedMs >= 900 && closedMs < 4000, `closed after ${closedMs} ms: ${s.stderr}`);
-    await proxy.waitForOutput(/conn .*dst=10\.73\.1\.2:80 .*close=head-timeout error="408 request head not complete within 1000ms"/);
+    await proxy.waitForOutput(
+      /conn .*dst=10\.73\.1\.2:80 .*close=head-timeout error="408 request head not complete within 1000ms"/,
+    );
     // The proxy goes on serving, keep-alive included.
     const after = await p.run('curl', ['-sS', '--max-time', '5', `http://${SERVER}/after1`, `http://${SERVER}/after2`]);
-    assert.deepEqual(parseEchoes(after.stdout).map((e) => e.path), ['/after1', '/after2']);
+    assert.deepEqual(
+      parseEchoes(after.stdout).map((e) => e.path),
+      ['/after1', '/after2'],
+    );
   });
 });
 
@@ -235,18 +321,44 @@ test('bad header flags are usage errors', async () => {
 test('--dst-from-host: without NAT the destination comes from the Host header', async () => {
   await withLab(async (lab) => {
     const { pod: p } = await pod(lab);
-    const proxy = await startTranproxy(p, ['run', '--firewall', 'none', '--proxy-user', 'none', '--dst-from-host', '-H', 'tranproxy:true', '--family', 'ipv4', '--admin', `${POD}:15000`]);
-    const r = await p.run('curl', ['-sS', '--max-time', '5', '-H', `Host: ${SERVER}:8080`, 'http://127.0.0.1:15001/via-host']);
+    const proxy = await startTranproxy(p, [
+      'run',
+      '--firewall',
+      'none',
+      '--proxy-user',
+      'none',
+      '--dst-from-host',
+      '-H',
+      'tranproxy:true',
+      '--family',
+      'ipv4',
+      '--admin',
+      `${POD}:15000`,
+    ]);
+    const r = await p.run('curl', [
+      '-sS',
+      '--max-time',
+      '5',
+      '-H',
+      `Host: ${SERVER}:8080`,
+      'http://127.0.0.1:15001/via-host',
+    ]);
     const [echo] = parseEchoes(r.stdout);
     assert.ok(echo, r.stdout + r.stderr);
     assert.equal(echo.path, '/via-host');
     assert.deepEqual(header(echo, 'tranproxy'), ['true']);
     await proxy.waitForOutput(/conn .*dst=10\.73\.1\.2:8080 .*close=eof/);
-    const noHost = await p.run(NODE, [peerPath('raw_client.mjs'), '127.0.0.1', '15001'], { input: 'GET / HTTP/1.0\r\n\r\n' });
+    const noHost = await p.run(NODE, [peerPath('raw_client.mjs'), '127.0.0.1', '15001'], {
+      input: 'GET / HTTP/1.0\r\n\r\n',
+    });
     assert.match(noHost.stdout, /^HTTP\/1\.1 400 /);
     // Our own admin API (here on the pod's address) is no destination: the proxy refuses to
     // connect there for a client, as it refuses its own listener.
-    const viaUs = await p.run('curl', ['-sS', '--max-time', '5', '-H', `Host: ${POD}:15000`, 'http://127.0.0.1:15001/connections'], { allowFailure: true });
+    const viaUs = await p.run(
+      'curl',
+      ['-sS', '--max-time', '5', '-H', `Host: ${POD}:15000`, 'http://127.0.0.1:15001/connections'],
+      { allowFailure: true },
+    );
     assert.doesNotMatch(viaUs.stdout, /\[/, 'the admin API answered through the proxy');
     await proxy.waitForOutput(new RegExp(`refused .*dst=${POD.replace(/\./g, '\\.')}:15000 reason=loop`));
     const direct = await p.run('curl', ['-sf', `http://${POD}:15000/connections`]);

@@ -8,7 +8,8 @@ import { startTranproxy, tranproxyBin, withLab } from '../helpers/lab.js';
 
 /** Resolves with the exit code and signal, failing after 20 s. */
 function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+  if (child.exitCode !== null || child.signalCode !== null)
+    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error('no exit within 20 s')), 20_000);
     child.once('exit', (code, signal) => {
@@ -18,7 +19,9 @@ function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: Nod
   });
 }
 
-test('SIGTERM right at the ready line, and during start-up: exit 0 and no tranproxy table left', { timeout: 120_000 }, async () => {
+test('SIGTERM right at the ready line, and during start-up: exit 0 and no tranproxy table left', {
+  timeout: 120_000,
+}, async () => {
   await withLab(async (lab) => {
     const host = lab.addHost('host');
     const rulesLeft = async () => (await host.run('nft', ['list', 'tables'])).stdout.includes('tranproxy');
@@ -34,7 +37,10 @@ test('SIGTERM right at the ready line, and during start-up: exit 0 and no tranpr
       await new Promise((r) => setTimeout(r, delayMs));
       process.kill(p.pid, 'SIGTERM');
       const e = await exitOf(p.child);
-      assert.ok(e.code === 0 || e.signal === 'SIGTERM', `SIGTERM after ${delayMs} ms: ${JSON.stringify(e)} ${p.output()}`);
+      assert.ok(
+        e.code === 0 || e.signal === 'SIGTERM',
+        `SIGTERM after ${delayMs} ms: ${JSON.stringify(e)} ${p.output()}`,
+      );
       assert.equal(await rulesLeft(), false, `SIGTERM after ${delayMs} ms: rules left; ${p.output()}`);
     }
   });

@@ -23,10 +23,34 @@ function variants(certDir: string) {
   const cert = join(certDir, 'cert.pem');
   const key = join(certDir, 'key.pem');
   return [
-    { name: 'v2-ws', port: 8001, server: ['ss-v2ray-plugin', 'server;path=/ws'], client: 'v2ray-plugin;mode=websocket;host=cdn.remote.test;path=/ws', remotePort: 81 },
-    { name: 'v2-wss', port: 8002, server: ['ss-v2ray-plugin', `server;tls;host=${TLS_HOST};cert=${cert};key=${key}`], client: `v2ray-plugin;mode=websocket;tls;host=${TLS_HOST};cert=${cert}`, remotePort: 82 },
-    { name: 'obfs-http', port: 8003, server: ['obfs-server', 'obfs=http'], client: 'obfs-local;obfs=http;obfs-host=www.bing.com', remotePort: 83 },
-    { name: 'obfs-tls', port: 8004, server: ['obfs-server', 'obfs=tls'], client: 'obfs-local;obfs=tls;obfs-host=www.bing.com', remotePort: 84 },
+    {
+      name: 'v2-ws',
+      port: 8001,
+      server: ['ss-v2ray-plugin', 'server;path=/ws'],
+      client: 'v2ray-plugin;mode=websocket;host=cdn.remote.test;path=/ws',
+      remotePort: 81,
+    },
+    {
+      name: 'v2-wss',
+      port: 8002,
+      server: ['ss-v2ray-plugin', `server;tls;host=${TLS_HOST};cert=${cert};key=${key}`],
+      client: `v2ray-plugin;mode=websocket;tls;host=${TLS_HOST};cert=${cert}`,
+      remotePort: 82,
+    },
+    {
+      name: 'obfs-http',
+      port: 8003,
+      server: ['obfs-server', 'obfs=http'],
+      client: 'obfs-local;obfs=http;obfs-host=www.bing.com',
+      remotePort: 83,
+    },
+    {
+      name: 'obfs-tls',
+      port: 8004,
+      server: ['obfs-server', 'obfs=tls'],
+      client: 'obfs-local;obfs=tls;obfs-host=www.bing.com',
+      remotePort: 84,
+    },
   ];
 }
 
@@ -68,11 +92,40 @@ async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void
 
 async function setUp(g: GatewayLab) {
   chmodSync(g.tmp, 0o755); // the plugins run as nobody and read the CA certificate from here
-  await g.node.run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${TLS_HOST}`, '-addext', `subjectAltName=DNS:${TLS_HOST}`, '-keyout', join(g.tmp, 'key.pem'), '-out', join(g.tmp, 'cert.pem')]);
+  await g.node.run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    `/CN=${TLS_HOST}`,
+    '-addext',
+    `subjectAltName=DNS:${TLS_HOST}`,
+    '-keyout',
+    join(g.tmp, 'key.pem'),
+    '-out',
+    join(g.tmp, 'cert.pem'),
+  ]);
   chmodSync(join(g.tmp, 'cert.pem'), 0o644);
   const vs = variants(g.tmp);
   for (const v of vs) {
-    g.node.spawn('ss-server', ['-s', IP.node, '-p', String(v.port), '-k', PW, '-m', METHOD, '--plugin', v.server[0]!, '--plugin-opts', v.server[1]!]);
+    g.node.spawn('ss-server', [
+      '-s',
+      IP.node,
+      '-p',
+      String(v.port),
+      '-k',
+      PW,
+      '-m',
+      METHOD,
+      '--plugin',
+      v.server[0]!,
+      '--plugin-opts',
+      v.server[1]!,
+    ]);
     await startPeer(g.remote, 'echo_headers', v.remotePort);
   }
   for (const v of vs) await waitForPort(g.node, v.port);
@@ -82,7 +135,9 @@ async function setUp(g: GatewayLab) {
     config,
     [
       'nodes:',
-      ...vs.map((v) => `  ${v.name}: "ss://${userinfo}@${IP.node}:${v.port}/?plugin=${encodeURIComponent(v.client)}#${v.name}"`),
+      ...vs.map(
+        (v) => `  ${v.name}: "ss://${userinfo}@${IP.node}:${v.port}/?plugin=${encodeURIComponent(v.client)}#${v.name}"`,
+      ),
       'rules:',
       ...vs.flatMap((v) => [`  - port: ${v.remotePort}`, `    outbound: ${v.name}`]),
       'default: direct',
@@ -98,8 +153,14 @@ test('ss nodes behind v2ray-plugin (ws, ws+tls) and obfs (http, tls): LAN traffi
     const { vs, config } = await setUp(g);
     const proxy = await startTranproxy(g.gw, [...gatewayRunArgs(g, ['--workers', '1']), '--config', config]);
     for (const v of vs) {
-      assert.equal(await curlClient(g.lan, `http://${IP.remote}:${v.remotePort}/`), IP.nodeSideOfRemote, `${v.name}: the remote sees the node\n${proxy.output().slice(-3000)}`);
-      await proxy.waitForOutput(new RegExp(`conn .*dst=${IP.remote.replace(/\./g, '\\.')}:${v.remotePort} .*via=${v.name} route=rules`));
+      assert.equal(
+        await curlClient(g.lan, `http://${IP.remote}:${v.remotePort}/`),
+        IP.nodeSideOfRemote,
+        `${v.name}: the remote sees the node\n${proxy.output().slice(-3000)}`,
+      );
+      await proxy.waitForOutput(
+        new RegExp(`conn .*dst=${IP.remote.replace(/\./g, '\\.')}:${v.remotePort} .*via=${v.name} route=rules`),
+      );
     }
     const worker = workerPid(proxy.pid);
     const plugins = pluginPids(worker);
@@ -108,22 +169,37 @@ test('ss nodes behind v2ray-plugin (ws, ws+tls) and obfs (http, tls): LAN traffi
       assert.match(procStatus(pid).Uid!, /^65534\s/, 'the plugin runs as the data plane user (nobody)');
       const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
       assert.ok(env.includes(`SS_REMOTE_HOST=${IP.node}`) && env.includes('SS_LOCAL_HOST=127.0.0.1'), env.join(' '));
-      assert.ok(env.some((e) => /^SS_LOCAL_PORT=\d+$/.test(e)) && env.some((e) => /^SS_PLUGIN_OPTIONS=(mode|obfs)=/.test(e)), env.join(' '));
+      assert.ok(
+        env.some((e) => /^SS_LOCAL_PORT=\d+$/.test(e)) && env.some((e) => /^SS_PLUGIN_OPTIONS=(mode|obfs)=/.test(e)),
+        env.join(' '),
+      );
     }
 
     // A plugin that dies is restarted (backoff starts at 250 ms) and the node works again.
     const [obfsPid] = [...plugins].find(([, comm]) => comm === 'obfs-local')!;
     process.kill(obfsPid, 'SIGKILL');
     await proxy.waitForOutput(new RegExp(`plugin exited: .*pid=${obfsPid}`));
-    await until('a new obfs-local', () => [...pluginPids(worker)].filter(([, c]) => c === 'obfs-local').length === 2 && !pluginPids(worker).has(obfsPid));
+    await until(
+      'a new obfs-local',
+      () =>
+        [...pluginPids(worker)].filter(([, c]) => c === 'obfs-local').length === 2 && !pluginPids(worker).has(obfsPid),
+    );
     for (const v of vs.filter((x) => x.name.startsWith('obfs'))) {
-      assert.equal(await curlClient(g.lan, `http://${IP.remote}:${v.remotePort}/`), IP.nodeSideOfRemote, `${v.name} after the restart`);
+      assert.equal(
+        await curlClient(g.lan, `http://${IP.remote}:${v.remotePort}/`),
+        IP.nodeSideOfRemote,
+        `${v.name} after the restart`,
+      );
     }
 
     // SIGTERM to tranproxy alone (not its process group): no plugin is left behind.
     const all = [...pluginPids(worker).keys()];
     process.kill(proxy.pid, 'SIGTERM');
-    await until('tranproxy, its worker and every plugin gone after SIGTERM', () => dead(proxy.pid) && dead(worker) && all.every(dead), 20_000);
+    await until(
+      'tranproxy, its worker and every plugin gone after SIGTERM',
+      () => dead(proxy.pid) && dead(worker) && all.every(dead),
+      20_000,
+    );
   });
 });
 

@@ -99,7 +99,9 @@ interface ClientResult {
 }
 
 async function udpClient(client: Host, host: string, port: number, count = 1, timeoutS = 5): Promise<ClientResult> {
-  const r = await client.run('python3', ['-c', UDP_CLIENT, host, String(port), String(count), String(timeoutS)], { timeoutMs: (timeoutS + 10) * 1000 });
+  const r = await client.run('python3', ['-c', UDP_CLIENT, host, String(port), String(count), String(timeoutS)], {
+    timeoutMs: (timeoutS + 10) * 1000,
+  });
   return JSON.parse(r.stdout) as ClientResult;
 }
 
@@ -128,12 +130,21 @@ async function stopRunner(gw: Host, runner: LabProcess): Promise<void> {
   assert.doesNotMatch(after, /lookup 100/);
 }
 
-test('UDP TPROXY on a gateway: echo v4 and v6, reply from the original destination, flows logged and expired, fds back to baseline', { skip }, async () => {
+test('UDP TPROXY on a gateway: echo v4 and v6, reply from the original destination, flows logged and expired, fds back to baseline', {
+  skip,
+}, async () => {
   await withLab(async (lab) => {
     const { client, gw, server, lanIf } = gateway(lab);
     await warmUp(client);
     const echo = await startPeer(server, 'udp_echo', 5353);
-    const runner = await startRunner(gw, { port: PORT, families: [4, 6], idleTimeoutMs: 1500, mark: MARK, ports: [[5353, 5353]], inInterfaces: [lanIf] });
+    const runner = await startRunner(gw, {
+      port: PORT,
+      families: [4, 6],
+      idleTimeoutMs: 1500,
+      mark: MARK,
+      ports: [[5353, 5353]],
+      inInterfaces: [lanIf],
+    });
     assert.match(runner.output(), /ready backends=4:event-loop,6:event-loop/);
     const baseline = fdCount(runner.pid);
 
@@ -158,8 +169,18 @@ test('UDP TPROXY on a gateway: echo v4 and v6, reply from the original destinati
     assert.equal(s.flows, 2);
 
     // Both flows end on the idle timeout, each with one line naming the original destination.
-    await runner.waitForOutput(new RegExp(`udp src=10\\.72\\.1\\.2:${clientPort4} dst=10\\.72\\.2\\.2:5353 up=7 down=7 packets=1/1 dur=\\d+ms close=idle out=direct`), 10_000);
-    await runner.waitForOutput(new RegExp(`udp src=\\[fd72:1::2\\]:${clientPort6} dst=\\[fd72:2::2\\]:5353 up=7 down=7 packets=1/1 dur=\\d+ms close=idle`), 10_000);
+    await runner.waitForOutput(
+      new RegExp(
+        `udp src=10\\.72\\.1\\.2:${clientPort4} dst=10\\.72\\.2\\.2:5353 up=7 down=7 packets=1/1 dur=\\d+ms close=idle out=direct`,
+      ),
+      10_000,
+    );
+    await runner.waitForOutput(
+      new RegExp(
+        `udp src=\\[fd72:1::2\\]:${clientPort6} dst=\\[fd72:2::2\\]:5353 up=7 down=7 packets=1/1 dur=\\d+ms close=idle`,
+      ),
+      10_000,
+    );
     assert.equal((await stats(runner)).flows, 0);
     // Upstream sockets are gone with their flows, reply sockets after their own idle time.
     await waitFor(`fd count back to ${baseline} (now ${fdCount(runner.pid)})`, () => fdCount(runner.pid) === baseline);
@@ -179,11 +200,22 @@ test('UDP TPROXY: 200 concurrent flows (distinct client ports) all answered, the
     const { client, gw, server, lanIf } = gateway(lab);
     await warmUp(client);
     const echo = await startPeer(server, 'udp_echo', 5353);
-    const runner = await startRunner(gw, { port: PORT, families: [4], idleTimeoutMs: 3000, mark: MARK, ports: [[5353, 5353]], inInterfaces: [lanIf] });
+    const runner = await startRunner(gw, {
+      port: PORT,
+      families: [4],
+      idleTimeoutMs: 3000,
+      mark: MARK,
+      ports: [[5353, 5353]],
+      inInterfaces: [lanIf],
+    });
     const baseline = fdCount(runner.pid);
 
     const r = await udpClient(client, '10.72.2.2', 5353, 200, 10);
-    assert.equal(r.answered, 200, `unanswered ports ${JSON.stringify(r.unanswered)}; stats ${JSON.stringify(await stats(runner))}`);
+    assert.equal(
+      r.answered,
+      200,
+      `unanswered ports ${JSON.stringify(r.unanswered)}; stats ${JSON.stringify(await stats(runner))}`,
+    );
     const ports = new Set<number>();
     for (const [i, [payload, from, fromPort, localPort]] of Object.entries(r.replies)) {
       assert.equal(payload, `hello ${i}`);
@@ -211,7 +243,14 @@ test('UDP TPROXY with the worker-thread receive backend and no mark: v4 and v6, 
     const { client, gw, server, lanIf } = gateway(lab);
     await warmUp(client);
     await startPeer(server, 'udp_echo', 5353);
-    const runner = await startRunner(gw, { port: PORT, families: [4, 6], idleTimeoutMs: 60_000, backend: 'worker', ports: [[5353, 5353]], inInterfaces: [lanIf] });
+    const runner = await startRunner(gw, {
+      port: PORT,
+      families: [4, 6],
+      idleTimeoutMs: 60_000,
+      backend: 'worker',
+      ports: [[5353, 5353]],
+      inInterfaces: [lanIf],
+    });
     assert.match(runner.output(), /ready backends=4:worker,6:worker/);
     for (const host of ['10.72.2.2', 'fd72:2::2']) {
       const r = await udpClient(client, host, 5353, 20);
@@ -244,19 +283,33 @@ while time.time() < end:
 print(n)
 `;
 
-test('UDP TPROXY receive rate (opt-in: TPX_UDP_BENCH=1)', { skip: skip || (process.env.TPX_UDP_BENCH ? false : 'set TPX_UDP_BENCH=1') }, async () => {
+test('UDP TPROXY receive rate (opt-in: TPX_UDP_BENCH=1)', {
+  skip: skip || (process.env.TPX_UDP_BENCH ? false : 'set TPX_UDP_BENCH=1'),
+}, async () => {
   for (const backend of ['event-loop', 'worker'] as const) {
     await withLab(async (lab) => {
       const { client, gw, server, lanIf } = gateway(lab);
-    await warmUp(client);
+      await warmUp(client);
       const sink = server.spawn('python3', ['-c', SINK, '9999']);
       await sink.waitForOutput(/listening/);
-      const runner = await startRunner(gw, { port: PORT, families: [4], idleTimeoutMs: 60_000, backend, mark: MARK, ports: [[9999, 9999]], inInterfaces: [lanIf] });
+      const runner = await startRunner(gw, {
+        port: PORT,
+        families: [4],
+        idleTimeoutMs: 60_000,
+        backend,
+        mark: MARK,
+        ports: [[9999, 9999]],
+        inInterfaces: [lanIf],
+      });
       const secs = 3;
-      const sent = Number((await client.run('python3', ['-c', BLAST, '10.72.2.2', '9999', String(secs), '64'])).stdout.trim());
+      const sent = Number(
+        (await client.run('python3', ['-c', BLAST, '10.72.2.2', '9999', String(secs), '64'])).stdout.trim(),
+      );
       await sleep(300);
       const s = await stats(runner);
-      console.log(`udp-bench backend=${backend} sent=${Math.round(sent / secs)}/s relayed=${Math.round(s.datagramsUp / secs)}/s drops=${JSON.stringify(s.drops)}`);
+      console.log(
+        `udp-bench backend=${backend} sent=${Math.round(sent / secs)}/s relayed=${Math.round(s.datagramsUp / secs)}/s drops=${JSON.stringify(s.drops)}`,
+      );
       await stopRunner(gw, runner);
     });
   }

@@ -33,9 +33,23 @@ function makeCert(name: string): void {
   const r = spawnSync(
     'openssl',
     [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.crt`), '-days', '1',
-      '-subj', `/CN=tranproxy-webhook-${name}`, '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      join(dir, `${name}.key`),
+      '-out',
+      join(dir, `${name}.crt`),
+      '-days',
+      '1',
+      '-subj',
+      `/CN=tranproxy-webhook-${name}`,
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
     ],
     { encoding: 'utf8' },
   );
@@ -52,7 +66,18 @@ before(async () => {
   ca = readFileSync(join(dir, 'a.crt'), 'utf8');
   child = spawn(
     process.execPath,
-    [MAIN, 'webhook', '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key'), '--listen', '127.0.0.1:0', '--cert-reload-interval', '200ms'],
+    [
+      MAIN,
+      'webhook',
+      '--tls-cert',
+      join(dir, 'tls.crt'),
+      '--tls-key',
+      join(dir, 'tls.key'),
+      '--listen',
+      '127.0.0.1:0',
+      '--cert-reload-interval',
+      '200ms',
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   child.stderr!.setEncoding('utf8');
@@ -84,7 +109,15 @@ interface Reply {
 function request(method: string, path: string, body?: string | Buffer, trust = ca): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = https.request(
-      { host: '127.0.0.1', port, method, path, ca: trust, headers: body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}, agent: false },
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path,
+        ca: trust,
+        headers: body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {},
+        agent: false,
+      },
       (res) => {
         let text = '';
         res.setEncoding('utf8');
@@ -119,7 +152,11 @@ function admissionReview(object: unknown, over: Record<string, unknown> = {}): R
       requestResource: { group: '', version: 'v1', resource: 'pods' },
       namespace: 'shop',
       operation: 'CREATE',
-      userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller', uid: 'x', groups: ['system:serviceaccounts'] },
+      userInfo: {
+        username: 'system:serviceaccount:kube-system:replicaset-controller',
+        uid: 'x',
+        groups: ['system:serviceaccounts'],
+      },
       object,
       oldObject: null,
       dryRun: false,
@@ -156,7 +193,10 @@ function applyMinimal(doc: unknown, ops: Op[]): unknown {
     let parent: any = root;
     for (const s of segs) {
       parent = Array.isArray(parent) ? parent[Number(s)] : parent?.[s];
-      assert.ok(parent !== undefined && parent !== null && typeof parent === 'object', `${o.op} ${o.path}: parent missing`);
+      assert.ok(
+        parent !== undefined && parent !== null && typeof parent === 'object',
+        `${o.op} ${o.path}: parent missing`,
+      );
     }
     const isArr = Array.isArray(parent);
     const idx = isArr ? (last === '-' ? parent.length : Number(last)) : -1;
@@ -194,7 +234,9 @@ async function applyPatch(doc: unknown, ops: Op[]): Promise<unknown> {
       const name = 'fast-json-patch';
       const m = (await import(name)) as { applyPatch?: Function; default?: { applyPatch?: Function } };
       const fn = m.applyPatch ?? m.default?.applyPatch;
-      fastJsonPatch = fn ? (d, o) => (fn(structuredClone(d), o, true, true) as { newDocument: unknown }).newDocument : undefined;
+      fastJsonPatch = fn
+        ? (d, o) => (fn(structuredClone(d), o, true, true) as { newDocument: unknown }).newDocument
+        : undefined;
     } catch {
       fastJsonPatch = undefined;
     }
@@ -217,7 +259,10 @@ function decodePatch(response: any): Op[] {
 
 /** `tranproxy inject -f -` of the pod, through the built CLI (JSON in, JSON out). */
 function injectCli(pod: unknown): unknown {
-  const r = spawnSync(process.execPath, [MAIN, 'inject', '-q', '-f', '-'], { input: JSON.stringify(pod), encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [MAIN, 'inject', '-q', '-f', '-'], {
+    input: JSON.stringify(pod),
+    encoding: 'utf8',
+  });
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout);
 }
@@ -225,14 +270,27 @@ function injectCli(pod: unknown): unknown {
 /** Pods as the API server sends them: fixtures' pods, and pods made from workloads' templates. */
 function fixturePods(): Array<[string, any]> {
   const out: Array<[string, any]> = [];
-  for (const f of ['pod-existing-init.yaml', 'pod-security-context.yaml', 'deployment-multi-container.yaml', 'statefulset.yaml', 'job.yaml', 'daemonset.yaml', 'cronjob.yaml']) {
+  for (const f of [
+    'pod-existing-init.yaml',
+    'pod-security-context.yaml',
+    'deployment-multi-container.yaml',
+    'statefulset.yaml',
+    'job.yaml',
+    'daemonset.yaml',
+    'cronjob.yaml',
+  ]) {
     const o = parse(readFileSync(join(FIXTURES, f), 'utf8'));
     const template = o.kind === 'Pod' ? o : o.kind === 'CronJob' ? o.spec.jobTemplate.spec.template : o.spec.template;
     const pod = {
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { generateName: `${o.metadata.name}-`, namespace: 'shop', ...template.metadata },
-      spec: { ...template.spec, terminationGracePeriodSeconds: 30, dnsPolicy: 'ClusterFirst', serviceAccountName: template.spec.serviceAccountName ?? 'default' },
+      spec: {
+        ...template.spec,
+        terminationGracePeriodSeconds: 30,
+        dnsPolicy: 'ClusterFirst',
+        serviceAccountName: template.spec.serviceAccountName ?? 'default',
+      },
     };
     out.push([f, pod]);
   }
@@ -266,7 +324,12 @@ test('pods: the patch applied to the pod equals `tranproxy inject` of the pod', 
 });
 
 test('a pod with no annotations at all gets /metadata/annotations added', async () => {
-  const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'bare' }, spec: { containers: [{ name: 'c', image: 'c:1' }] } };
+  const pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'bare' },
+    spec: { containers: [{ name: 'c', image: 'c:1' }] },
+  };
   const r = await mutate(admissionReview(pod));
   const ops = decodePatch(r.json.response);
   assert.ok(ops.some((o) => o.op === 'add' && o.path === '/metadata/annotations'));
@@ -275,7 +338,16 @@ test('a pod with no annotations at all gets /metadata/annotations added', async 
 });
 
 test('malformed JSON and non-AdmissionReview bodies get 400; the server stays up', async () => {
-  for (const body of ['{', 'not json', '', '\u0000\u0001', '{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}', '[]', 'null', '{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":5}}']) {
+  for (const body of [
+    '{',
+    'not json',
+    '',
+    '\u0000\u0001',
+    '{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}',
+    '[]',
+    'null',
+    '{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":5}}',
+  ]) {
     const r = await request('POST', '/mutate', body);
     assert.equal(r.status, 400, JSON.stringify(body));
     assert.ok(r.json?.error, 'a JSON error body');
@@ -303,7 +375,12 @@ test('odd but well-formed requests are allowed without a patch', async () => {
 });
 
 test('opt-out annotation: allowed, no patch', async () => {
-  const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'debug', annotations: { 'tranproxy.io/inject': 'false', 'tranproxy.io/ports': '80' } }, spec: { containers: [{ name: 'c' }] } };
+  const pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'debug', annotations: { 'tranproxy.io/inject': 'false', 'tranproxy.io/ports': '80' } },
+    spec: { containers: [{ name: 'c' }] },
+  };
   const r = await mutate(admissionReview(pod));
   assert.equal(r.json.response.allowed, true);
   assert.equal(r.json.response.patch, undefined);
@@ -314,12 +391,21 @@ test('non-Pod kinds, updates and subresources: allowed, no patch', async () => {
   const deployment = parse(readFileSync(join(FIXTURES, 'deployment-multi-container.yaml'), 'utf8'));
   const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'x' }, spec: { containers: [{ name: 'c' }] } };
   const reviews = [
-    admissionReview(deployment, { kind: { group: 'apps', version: 'v1', kind: 'Deployment' }, resource: { group: 'apps', version: 'v1', resource: 'deployments' } }),
-    admissionReview({ apiVersion: 'v1', kind: 'Service', metadata: { name: 's' } }, { kind: { group: '', version: 'v1', kind: 'Service' } }),
+    admissionReview(deployment, {
+      kind: { group: 'apps', version: 'v1', kind: 'Deployment' },
+      resource: { group: 'apps', version: 'v1', resource: 'deployments' },
+    }),
+    admissionReview(
+      { apiVersion: 'v1', kind: 'Service', metadata: { name: 's' } },
+      { kind: { group: '', version: 'v1', kind: 'Service' } },
+    ),
     admissionReview(pod, { operation: 'UPDATE', oldObject: pod }),
     admissionReview(pod, { operation: 'DELETE', object: null, oldObject: pod }),
     admissionReview(pod, { subResource: 'ephemeralcontainers', operation: 'UPDATE' }),
-    admissionReview({ kind: 'Binding' }, { kind: { group: '', version: 'v1', kind: 'Binding' }, subResource: 'binding' }),
+    admissionReview(
+      { kind: 'Binding' },
+      { kind: { group: '', version: 'v1', kind: 'Binding' }, subResource: 'binding' },
+    ),
   ];
   for (const review of reviews) {
     const r = await mutate(review);
@@ -346,7 +432,12 @@ test('an already injected pod gets no second patch', async () => {
 });
 
 test('a pod with an invalid tranproxy annotation is refused with the reason', async () => {
-  const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'typo', annotations: { 'tranproxy.io/ports': '80,http' } }, spec: { containers: [{ name: 'c' }] } };
+  const pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'typo', annotations: { 'tranproxy.io/ports': '80,http' } },
+    spec: { containers: [{ name: 'c' }] },
+  };
   const r = await mutate(admissionReview(pod));
   assert.equal(r.status, 200);
   assert.equal(r.json.response.allowed, false);
@@ -355,15 +446,29 @@ test('a pod with an invalid tranproxy annotation is refused with the reason', as
 });
 
 test('v1beta1 reviews are answered in v1beta1', async () => {
-  const review = { ...admissionReview({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'x' }, spec: { containers: [{ name: 'c' }] } }), apiVersion: 'admission.k8s.io/v1beta1' };
+  const review = {
+    ...admissionReview({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'x' },
+      spec: { containers: [{ name: 'c' }] },
+    }),
+    apiVersion: 'admission.k8s.io/v1beta1',
+  };
   const r = await mutate(review);
   assert.equal(r.json.apiVersion, 'admission.k8s.io/v1beta1');
   assert.equal(r.json.response.allowed, true);
 });
 
 test('an oversized body gets 413', async () => {
-  const big = JSON.stringify(admissionReview({ kind: 'Pod', metadata: { annotations: { pad: 'x'.repeat(9 * 1024 * 1024) } } }));
-  const r = await request('POST', '/mutate', big).catch((e: NodeJS.ErrnoException) => ({ status: e.code === 'ECONNRESET' || e.code === 'EPIPE' ? 413 : 0, body: '', json: undefined }));
+  const big = JSON.stringify(
+    admissionReview({ kind: 'Pod', metadata: { annotations: { pad: 'x'.repeat(9 * 1024 * 1024) } } }),
+  );
+  const r = await request('POST', '/mutate', big).catch((e: NodeJS.ErrnoException) => ({
+    status: e.code === 'ECONNRESET' || e.code === 'EPIPE' ? 413 : 0,
+    body: '',
+    json: undefined,
+  }));
   assert.equal(r.status, 413);
   assert.equal((await request('GET', '/healthz')).status, 200);
 });
@@ -433,14 +538,24 @@ function have(cmd: string, args: string[] = ['--version']): boolean {
 }
 
 const CAN_EMULATE =
-  process.getuid?.() === 0 && have('ip', ['-V']) && have('setpriv') && have('curl') && have('python3') && have('nft', ['--version'])
+  process.getuid?.() === 0 &&
+  have('ip', ['-V']) &&
+  have('setpriv') &&
+  have('curl') &&
+  have('python3') &&
+  have('nft', ['--version'])
     ? true
     : 'needs root, ip, setpriv, curl, python3 and nft';
 
 interface Ctr {
   name: string;
   args: string[];
-  securityContext: { runAsUser?: number; runAsGroup?: number; allowPrivilegeEscalation?: boolean; capabilities?: { add?: string[]; drop?: string[] } };
+  securityContext: {
+    runAsUser?: number;
+    runAsGroup?: number;
+    allowPrivilegeEscalation?: boolean;
+    capabilities?: { add?: string[]; drop?: string[] };
+  };
   startupProbe?: { exec: { command: string[] } };
   readinessProbe?: { exec: { command: string[] } };
   lifecycle?: { postStart?: { exec: { command: string[] } } };
@@ -452,9 +567,18 @@ function privileges(ns: string, sc: Ctr['securityContext']): string[] {
   const uid = sc.runAsUser ?? 1337; // the image's default user
   const gid = sc.runAsGroup ?? uid;
   return [
-    'ip', 'netns', 'exec', ns, 'env', 'PODIP=192.0.2.2',
-    'setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups',
-    `--bounding-set=-all${caps.length ? ',' + caps.join(',') : ''}`, '--inh-caps=-all',
+    'ip',
+    'netns',
+    'exec',
+    ns,
+    'env',
+    'PODIP=192.0.2.2',
+    'setpriv',
+    `--reuid=${uid}`,
+    `--regid=${gid}`,
+    '--clear-groups',
+    `--bounding-set=-all${caps.length ? ',' + caps.join(',') : ''}`,
+    '--inh-caps=-all',
     ...(sc.allowPrivilegeEscalation === false ? ['--no-new-privs'] : []),
   ];
 }
@@ -484,7 +608,9 @@ async function until(what: string, fn: () => boolean, ms = 15_000): Promise<void
   }
 }
 
-test('injected pods run with exactly the privileges they are given (native and classic, emulated)', { skip: CAN_EMULATE === true ? false : CAN_EMULATE }, async (t) => {
+test('injected pods run with exactly the privileges they are given (native and classic, emulated)', {
+  skip: CAN_EMULATE === true ? false : CAN_EMULATE,
+}, async (t) => {
   const id = `tpk8s${process.pid}`;
   const app = `${id}-pod`;
   const srv = `${id}-srv`;
@@ -499,7 +625,10 @@ test('injected pods run with exactly the privileges they are given (native and c
     sh(['ip', 'link', 'add', 'tpk8sa', 'netns', app, 'type', 'veth', 'peer', 'name', 'tpk8ss', 'netns', srv]);
     sh(['ip', '-n', app, 'addr', 'add', '192.0.2.2/24', 'dev', 'tpk8sa']);
     sh(['ip', '-n', srv, 'addr', 'add', '192.0.2.1/24', 'dev', 'tpk8ss']);
-    for (const [ns, dev] of [[app, 'tpk8sa'], [srv, 'tpk8ss']] as const) {
+    for (const [ns, dev] of [
+      [app, 'tpk8sa'],
+      [srv, 'tpk8ss'],
+    ] as const) {
       sh(['ip', '-n', ns, 'link', 'set', dev, 'up']);
       sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
     }
@@ -514,23 +643,64 @@ test('injected pods run with exactly the privileges they are given (native and c
     const server = spawn('ip', ['netns', 'exec', srv, 'python3', '-c', echo], { stdio: 'ignore' });
     procs.push(server);
     const curlAsApp = (): string => {
-      const r = spawnSync('ip', ['netns', 'exec', app, 'setpriv', '--reuid=1000', '--regid=1000', '--clear-groups', 'curl', '-s', '-m', '5', 'http://192.0.2.1/'], { encoding: 'utf8' });
+      const r = spawnSync(
+        'ip',
+        [
+          'netns',
+          'exec',
+          app,
+          'setpriv',
+          '--reuid=1000',
+          '--regid=1000',
+          '--clear-groups',
+          'curl',
+          '-s',
+          '-m',
+          '5',
+          'http://192.0.2.1/',
+        ],
+        { encoding: 'utf8' },
+      );
       return r.stdout;
     };
-    await until('the echo server', () => spawnSync('ip', ['netns', 'exec', srv, 'curl', '-s', '-m', '1', 'http://192.0.2.1/'], { encoding: 'utf8' }).stdout.startsWith('team='));
+    await until('the echo server', () =>
+      spawnSync('ip', ['netns', 'exec', srv, 'curl', '-s', '-m', '1', 'http://192.0.2.1/'], {
+        encoding: 'utf8',
+      }).stdout.startsWith('team='),
+    );
 
-    const pod = { metadata: { name: 'emulated', annotations: { 'tranproxy.io/ports': '80', 'tranproxy.io/headers': 'X-Team: payments', 'tranproxy.io/set-forwarded-for': 'default' } }, spec: { containers: [{ name: 'app', image: 'app:1' }] } };
-    const nftTables = () => spawnSync('ip', ['netns', 'exec', app, 'nft', 'list', 'tables'], { encoding: 'utf8' }).stdout;
+    const pod = {
+      metadata: {
+        name: 'emulated',
+        annotations: {
+          'tranproxy.io/ports': '80',
+          'tranproxy.io/headers': 'X-Team: payments',
+          'tranproxy.io/set-forwarded-for': 'default',
+        },
+      },
+      spec: { containers: [{ name: 'app', image: 'app:1' }] },
+    };
+    const nftTables = () =>
+      spawnSync('ip', ['netns', 'exec', app, 'nft', 'list', 'tables'], { encoding: 'utf8' }).stdout;
 
     await t.test('native: one root sidecar with NET_ADMIN, KILL, SETUID, SETGID', async () => {
-      const injected = injectObject({ apiVersion: 'v1', kind: 'Pod', ...pod }).object as { spec: { initContainers: Ctr[] } };
+      const injected = injectObject({ apiVersion: 'v1', kind: 'Pod', ...pod }).object as {
+        spec: { initContainers: Ctr[] };
+      };
       const side = injected.spec.initContainers[0]!;
       let log = '';
-      const p = spawn(privileges(app, side.securityContext)[0]!, [...privileges(app, side.securityContext).slice(1), ...entrypoint(side.args)], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const p = spawn(
+        privileges(app, side.securityContext)[0]!,
+        [...privileges(app, side.securityContext).slice(1), ...entrypoint(side.args)],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      );
       procs.push(p);
       p.stderr!.on('data', (d: Buffer) => (log += d.toString()));
       // The kubelet runs the startupProbe until it passes, then starts the app.
-      await until(`startupProbe (log: ${log})`, () => execAction(app, side.securityContext, side.startupProbe!.exec.command) === 0);
+      await until(
+        `startupProbe (log: ${log})`,
+        () => execAction(app, side.securityContext, side.startupProbe!.exec.command) === 0,
+      );
       assert.equal(curlAsApp(), 'team=payments xff=192.0.2.2');
       assert.equal(execAction(app, side.securityContext, side.readinessProbe!.exec.command), 0);
       assert.match(nftTables(), /table inet tranproxy/);
@@ -542,7 +712,8 @@ test('injected pods run with exactly the privileges they are given (native and c
     });
 
     await t.test('classic: rules by a NET_ADMIN init container, then a proxy with no privileges at all', async () => {
-      const injected = injectObject({ apiVersion: 'v1', kind: 'Pod', ...pod }, { defaults: { ...DEFAULTS_CLASSIC } }).object as { spec: { initContainers: Ctr[]; containers: Ctr[] } };
+      const injected = injectObject({ apiVersion: 'v1', kind: 'Pod', ...pod }, { defaults: { ...DEFAULTS_CLASSIC } })
+        .object as { spec: { initContainers: Ctr[]; containers: Ctr[] } };
       const init = injected.spec.initContainers.at(-1)!;
       const side = injected.spec.containers[0]!;
       assert.equal(side.securityContext.runAsUser, 1337);
@@ -550,7 +721,11 @@ test('injected pods run with exactly the privileges they are given (native and c
       const r = runIn(privileges(app, init.securityContext), entrypoint(init.args));
       assert.equal(r.status, 0, r.stderr);
       let log = '';
-      const p = spawn(privileges(app, side.securityContext)[0]!, [...privileges(app, side.securityContext).slice(1), ...entrypoint(side.args)], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const p = spawn(
+        privileges(app, side.securityContext)[0]!,
+        [...privileges(app, side.securityContext).slice(1), ...entrypoint(side.args)],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      );
       procs.push(p);
       p.stderr!.on('data', (d: Buffer) => (log += d.toString()));
       // The postStart hook holds the app containers back until the proxy is ready.
@@ -559,7 +734,11 @@ test('injected pods run with exactly the privileges they are given (native and c
       const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
       p.kill('SIGTERM');
       assert.equal(await exited, 0, log);
-      assert.match(nftTables(), /table inet tranproxy/, 'classic: the rules outlive the proxy (the netns goes with the pod)');
+      assert.match(
+        nftTables(),
+        /table inet tranproxy/,
+        'classic: the rules outlive the proxy (the netns goes with the pod)',
+      );
     });
   } finally {
     for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');

@@ -26,7 +26,11 @@ async function expectFds(want: number, before: string[], what: string): Promise<
   const end = Date.now() + 5000;
   while (fdCount() !== want && Date.now() < end) await settle(50);
   const now = fdList();
-  assert.equal(now.length, want, `${what}: new ${JSON.stringify(now.filter((x) => !before.includes(x)))}, gone ${JSON.stringify(before.filter((x) => !now.includes(x)))}`);
+  assert.equal(
+    now.length,
+    want,
+    `${what}: new ${JSON.stringify(now.filter((x) => !before.includes(x)))}, gone ${JSON.stringify(before.filter((x) => !now.includes(x)))}`,
+  );
 }
 
 /** A few connections through every worker, so that each has loaded and settled. */
@@ -34,7 +38,10 @@ async function warmUp(engine: SpliceEngine): Promise<void> {
   const r = await rig(engine, 5000);
   try {
     await Promise.all(Array.from({ length: 4 }, () => client(r.port, 1000, 'clean')));
-    await until(() => engine.active === 0 && r.liveServerSockets() === 0, () => `${engine.active} active`);
+    await until(
+      () => engine.active === 0 && r.liveServerSockets() === 0,
+      () => `${engine.active} active`,
+    );
   } finally {
     await r.close();
   }
@@ -74,7 +81,11 @@ async function rig(engine: SpliceEngine, idleTimeoutMs: number): Promise<Rig> {
   const results: RelayResult[] = [];
   const proxy = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
     client.on('error', () => {});
-    const up = net.connect({ port: (upstream.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+    const up = net.connect({
+      port: (upstream.address() as net.AddressInfo).port,
+      host: '127.0.0.1',
+      allowHalfOpen: true,
+    });
     up.on('error', () => client.destroy());
     up.once('connect', () => void engine.relay(client, up, { idleTimeoutMs }).then((r) => results.push(r)));
   });
@@ -141,7 +152,10 @@ async function exercise(engine: SpliceEngine, idleTimeoutMs: number): Promise<vo
   }
 }
 
-test('1,000 sequential + 200 concurrent connections leave no descriptor behind (no pipe pool)', { skip, timeout: 180_000 }, async () => {
+test('1,000 sequential + 200 concurrent connections leave no descriptor behind (no pipe pool)', {
+  skip,
+  timeout: 180_000,
+}, async () => {
   // A first engine, started and closed, so that Node's own lazily opened descriptors exist.
   const first = createSpliceEngine({ threads: 1 });
   await warmUp(first);
@@ -158,7 +172,10 @@ test('1,000 sequential + 200 concurrent connections leave no descriptor behind (
   await expectFds(before.length, before, 'descriptors after engine.close()');
 });
 
-test('with the default pipe pool: pooled pipes only, all closed by engine.close()', { skip, timeout: 180_000 }, async () => {
+test('with the default pipe pool: pooled pipes only, all closed by engine.close()', {
+  skip,
+  timeout: 180_000,
+}, async () => {
   const before = fdList();
   const engine = createSpliceEngine({ threads: 1 });
   await warmUp(engine);

@@ -46,7 +46,9 @@ export function corpus(target: string): CorpusEntry[] {
   const dir = join(CORPUS_ROOT, target);
   let names: string[];
   try {
-    names = readdirSync(dir).filter((n) => !n.startsWith('.') && n !== 'README.md').sort();
+    names = readdirSync(dir)
+      .filter((n) => !n.startsWith('.') && n !== 'README.md')
+      .sort();
   } catch {
     return [];
   }
@@ -88,7 +90,9 @@ export const bytesArb = (maxLength = 512): fc.Arbitrary<Buffer> =>
  * truncation. Good at reaching deep parser states that uniform random bytes never reach.
  */
 export function mutated(seed: Buffer, fragments: readonly string[] = []): fc.Arbitrary<Buffer> {
-  const frag = fragments.length ? fc.constantFrom(...fragments.map((f) => Buffer.from(f, 'latin1'))) : fc.constant(Buffer.alloc(0));
+  const frag = fragments.length
+    ? fc.constantFrom(...fragments.map((f) => Buffer.from(f, 'latin1')))
+    : fc.constant(Buffer.alloc(0));
   const op = fc.oneof(
     fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }),
     fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), frag }),

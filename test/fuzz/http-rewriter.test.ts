@@ -9,7 +9,10 @@ import { RequestRewriter } from '../../src/http/rewriter.js';
 import { bytesArb, corpus, cutsArb, fc, fixedChunkings, mutated, params, splitAt } from './harness.js';
 
 const CFG: InjectConfig = {
-  headers: [{ name: 'X-Client-Hostname', value: 'pod-a' }, { name: 'X-Team', value: 'a:b' }],
+  headers: [
+    { name: 'X-Client-Hostname', value: 'pod-a' },
+    { name: 'X-Team', value: 'a:b' },
+  ],
   forwardedFor: { value: '10.0.0.7', mode: 'append' },
   maxHeadBytes: 65536,
 };
@@ -92,7 +95,8 @@ function framedHeads(out: Buffer, max = Infinity): Head[] {
     if (!REQUEST_LINE.test(lines[0]!)) break; // not HTTP/1.x: raw passthrough from here
     heads.push({ lines });
     const fields = lines.slice(1);
-    const get = (n: string) => fields.filter((l) => l.toLowerCase().startsWith(`${n}:`)).map((l) => l.slice(n.length + 1).trim());
+    const get = (n: string) =>
+      fields.filter((l) => l.toLowerCase().startsWith(`${n}:`)).map((l) => l.slice(n.length + 1).trim());
     if (lines[0]!.startsWith('CONNECT ') || get('upgrade').some((v) => v !== '')) break;
     const te = get('transfer-encoding');
     if (te.length) {
@@ -149,7 +153,10 @@ function checkHeads(cfg: InjectConfig, input: Buffer, o: Outcome): void {
     const [reqLine, ...fields] = inHeads[k]!.lines;
     const expected = [reqLine!, ...fields.filter((l) => !replaced.has(nameOf(l)))];
     if (cfg.forwardedFor) {
-      const client = fields.filter((l) => nameOf(l) === 'x-forwarded-for').map((l) => l.slice(l.indexOf(':') + 1).replace(/^[ \t]+|[ \t]+$/g, '')).filter(Boolean);
+      const client = fields
+        .filter((l) => nameOf(l) === 'x-forwarded-for')
+        .map((l) => l.slice(l.indexOf(':') + 1).replace(/^[ \t]+|[ \t]+$/g, ''))
+        .filter(Boolean);
       const vals = cfg.forwardedFor.mode === 'append' ? [...client, cfg.forwardedFor.value] : [cfg.forwardedFor.value];
       expected.push(`X-Forwarded-For: ${vals.join(', ')}`);
     }
@@ -164,31 +171,88 @@ function checkHeads(cfg: InjectConfig, input: Buffer, o: Outcome): void {
 // properties are exercised; hostile shapes come in at a lower weight (and from mutation).
 const w = <T>(weight: number, arbitrary: fc.Arbitrary<T>) => ({ weight, arbitrary });
 // (without noBias fast-check's small-value bias picks the rare, hostile alternatives far more often than their weight)
-const pick = <T>(...alts: { weight: number; arbitrary: fc.Arbitrary<T> }[]): fc.Arbitrary<T> => fc.noBias(fc.oneof(...alts));
-const NAMES = ['Host', 'Accept', 'X-Client-Hostname', 'x-client-hostname', 'X-CLIENT-HOSTNAME', 'X-Team', 'x-team',
-  'X-Forwarded-For', 'x-forwarded-for', 'X-Teams', 'X-Client-Hostnames', 'Connection', 'Expect', 'Cookie'];
-const BENIGN = ['', 'a', 'a:b', '1.2.3.4', '1.2.3.4, 5.6.7.8', '\t padded \t', '\xff\xfe', 'keep-alive', '100-continue', 'GET / HTTP/1.1'];
-const HOSTILE = ['evil\r\nX-Client-Hostname: injected', 'v\nX-Team: injected', 'x\rX-Team: y', 'a\x00b', 'a\x7fb', 'a\x01b'];
+const pick = <T>(...alts: { weight: number; arbitrary: fc.Arbitrary<T> }[]): fc.Arbitrary<T> =>
+  fc.noBias(fc.oneof(...alts));
+const NAMES = [
+  'Host',
+  'Accept',
+  'X-Client-Hostname',
+  'x-client-hostname',
+  'X-CLIENT-HOSTNAME',
+  'X-Team',
+  'x-team',
+  'X-Forwarded-For',
+  'x-forwarded-for',
+  'X-Teams',
+  'X-Client-Hostnames',
+  'Connection',
+  'Expect',
+  'Cookie',
+];
+const BENIGN = [
+  '',
+  'a',
+  'a:b',
+  '1.2.3.4',
+  '1.2.3.4, 5.6.7.8',
+  '\t padded \t',
+  '\xff\xfe',
+  'keep-alive',
+  '100-continue',
+  'GET / HTTP/1.1',
+];
+const HOSTILE = [
+  'evil\r\nX-Client-Hostname: injected',
+  'v\nX-Team: injected',
+  'x\rX-Team: y',
+  'a\x00b',
+  'a\x7fb',
+  'a\x01b',
+];
 
 const headerArb = fc.tuple(
-  pick(w(150, fc.constantFrom(...NAMES)), w(50, fc.stringMatching(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}$/)), w(1, fc.constantFrom('X-Forwarded-For ', 'X A', ''))),
-  pick(w(150, fc.constantFrom(...BENIGN)), w(50, fc.stringMatching(/^[\x20-\x7e]{0,24}$/)), w(1, fc.constantFrom(...HOSTILE))),
+  pick(
+    w(150, fc.constantFrom(...NAMES)),
+    w(50, fc.stringMatching(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}$/)),
+    w(1, fc.constantFrom('X-Forwarded-For ', 'X A', '')),
+  ),
+  pick(
+    w(150, fc.constantFrom(...BENIGN)),
+    w(50, fc.stringMatching(/^[\x20-\x7e]{0,24}$/)),
+    w(1, fc.constantFrom(...HOSTILE)),
+  ),
   pick(w(200, fc.constantFrom(':', ': ', ':\t')), w(1, fc.constant(' :'))),
 );
 
 type Body = { kind: 'none' } | { kind: 'cl' | 'both'; data: Buffer } | { kind: 'chunked'; parts: Buffer[] };
 
 const requestArb = fc.record({
-  method: pick(w(100, fc.constantFrom('GET', 'POST', 'HEAD', 'PUT', 'OPTIONS', 'M-SEARCH')), w(1, fc.constantFrom('CONNECT', 'PRI', 'G\x00T'))),
+  method: pick(
+    w(100, fc.constantFrom('GET', 'POST', 'HEAD', 'PUT', 'OPTIONS', 'M-SEARCH')),
+    w(1, fc.constantFrom('CONNECT', 'PRI', 'G\x00T')),
+  ),
   target: fc.constantFrom('/', '/a?b=c:d', 'http://h.example/x', 'h.example:443', '*', '/%0d%0a'),
-  version: pick(w(100, fc.constant('HTTP/1.1')), w(10, fc.constant('HTTP/1.0')), w(2, fc.constantFrom('HTTP/2.0', 'HTTP/1.1 ', 'http/1.1', 'HTTP/1.10'))),
+  version: pick(
+    w(100, fc.constant('HTTP/1.1')),
+    w(10, fc.constant('HTTP/1.0')),
+    w(2, fc.constantFrom('HTTP/2.0', 'HTTP/1.1 ', 'http/1.1', 'HTTP/1.10')),
+  ),
   eol: fc.constantFrom('\r\n', '\r\n', '\n'),
   headers: fc.array(headerArb, { maxLength: 8 }),
   fold: fc.noBias(fc.integer({ min: 0, max: 30 })).map((n) => n === 0),
   body: pick<Body>(
     w(12, fc.constant({ kind: 'none' as const })),
     w(6, fc.record({ kind: fc.constant('cl' as const), data: bytesArb(64) })),
-    w(6, fc.record({ kind: fc.constant('chunked' as const), parts: fc.array(bytesArb(32).filter((b) => b.length > 0), { maxLength: 3 }) })),
+    w(
+      6,
+      fc.record({
+        kind: fc.constant('chunked' as const),
+        parts: fc.array(
+          bytesArb(32).filter((b) => b.length > 0),
+          { maxLength: 3 },
+        ),
+      }),
+    ),
     w(1, fc.record({ kind: fc.constant('both' as const), data: bytesArb(8) })),
   ),
   upgrade: fc.noBias(fc.integer({ min: 0, max: 15 })).map((n) => n === 0),
@@ -208,7 +272,10 @@ function render(r: Req): Buffer {
     body = r.body.data;
   } else if (r.body.kind === 'chunked') {
     head += `Transfer-Encoding: chunked${e}`;
-    body = Buffer.concat([...r.body.parts.flatMap((p) => [Buffer.from(`${p.length.toString(16)}\r\n`), p, Buffer.from('\r\n')]), Buffer.from('0\r\n\r\n')]);
+    body = Buffer.concat([
+      ...r.body.parts.flatMap((p) => [Buffer.from(`${p.length.toString(16)}\r\n`), p, Buffer.from('\r\n')]),
+      Buffer.from('0\r\n\r\n'),
+    ]);
   } else if (r.body.kind === 'both') {
     head += `Content-Length: ${r.body.data.length}${e}Transfer-Encoding: chunked${e}`;
     body = r.body.data;
@@ -219,8 +286,23 @@ function render(r: Req): Buffer {
 const connectionArb = fc.array(requestArb, { minLength: 1, maxLength: 5 }).map((rs) => Buffer.concat(rs.map(render)));
 const configArb = fc.constantFrom(...Object.keys(CONFIGS));
 
-const FRAGMENTS = ['\r\n', '\n', '\r', '\r\n\r\n', ' ', '\t', ':', 'Content-Length: 5\r\n', 'Transfer-Encoding: chunked\r\n',
-  'X-Client-Hostname: spoof\r\n', 'Upgrade: h2c\r\n', '0\r\n\r\n', 'GET / HTTP/1.1\r\n', '\x00', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'];
+const FRAGMENTS = [
+  '\r\n',
+  '\n',
+  '\r',
+  '\r\n\r\n',
+  ' ',
+  '\t',
+  ':',
+  'Content-Length: 5\r\n',
+  'Transfer-Encoding: chunked\r\n',
+  'X-Client-Hostname: spoof\r\n',
+  'Upgrade: h2c\r\n',
+  '0\r\n\r\n',
+  'GET / HTTP/1.1\r\n',
+  '\x00',
+  'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n',
+];
 
 function checkAll(cfgName: string, input: Buffer, chunkings: Buffer[][]): void {
   const cfg = CONFIGS[cfgName]!;
@@ -256,9 +338,14 @@ test('generated request streams: same output for any chunking; injected once; no
 
 test('mutated request streams: never throw, chunking-independent, heads still safe', () => {
   fc.assert(
-    fc.property(configArb, connectionArb.chain((b) => mutated(b, FRAGMENTS)), cutsArb, (cfgName, input, cuts) => {
-      checkAll(cfgName, input, [splitAt(input, cuts)]);
-    }),
+    fc.property(
+      configArb,
+      connectionArb.chain((b) => mutated(b, FRAGMENTS)),
+      cutsArb,
+      (cfgName, input, cuts) => {
+        checkAll(cfgName, input, [splitAt(input, cuts)]);
+      },
+    ),
     params(10000),
   );
 });
@@ -274,7 +361,10 @@ test('arbitrary bytes: never throw, chunking-independent', () => {
 });
 
 test('injection config: any header name/value either is refused or injects exactly that one line', () => {
-  const str = fc.oneof(fc.string({ unit: 'binary', maxLength: 12 }), fc.constantFrom('X-A', 'x-a', 'Host', 'Content-Length', 'a\r\nb', 'v\n', ' ', 'a:b'));
+  const str = fc.oneof(
+    fc.string({ unit: 'binary', maxLength: 12 }),
+    fc.constantFrom('X-A', 'x-a', 'Host', 'Content-Length', 'a\r\nb', 'v\n', ' ', 'a:b'),
+  );
   fc.assert(
     fc.property(str, str, (name, value) => {
       let compiled;
@@ -286,7 +376,9 @@ test('injection config: any header name/value either is refused or injects exact
       }
       // (a client header of the same name would be replaced: the probe request has one other header)
       fc.pre(name.toLowerCase() !== 'x-probe');
-      const o = feed({ headers: [{ name, value }], maxHeadBytes: 65536 }, [Buffer.from('GET / HTTP/1.1\r\nX-Probe: h\r\n\r\n')]);
+      const o = feed({ headers: [{ name, value }], maxHeadBytes: 65536 }, [
+        Buffer.from('GET / HTTP/1.1\r\nX-Probe: h\r\n\r\n'),
+      ]);
       assert.equal(o.requests, 1);
       const lines = o.out.toString('latin1').split('\r\n');
       assert.deepEqual(lines.slice(0, 2), ['GET / HTTP/1.1', 'X-Probe: h']);

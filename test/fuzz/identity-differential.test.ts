@@ -20,9 +20,16 @@ import { mulberry32 } from '../helpers/prng.js';
 const SERVER = '10.74.1.2';
 const POD = '10.74.1.1';
 const PORTS = { nginx: 80, node: 81, python: 82 } as const;
-const INJECTED: Record<string, string> = { 'x-client-hostname': 'pod-x', tranproxy: 'true', 'x-forwarded-for': '10.9.9.9' };
+const INJECTED: Record<string, string> = {
+  'x-client-hostname': 'pod-x',
+  tranproxy: 'true',
+  'x-forwarded-for': '10.9.9.9',
+};
 const SCALE = Number(process.env.FUZZ_SCALE ?? 1) || 1;
-const SEED = process.env.FUZZ_SEED === 'random' ? (Date.now() ^ (process.pid << 8)) >>> 0 : Number(process.env.FUZZ_SEED ?? 0x1d14) >>> 0;
+const SEED =
+  process.env.FUZZ_SEED === 'random'
+    ? (Date.now() ^ (process.pid << 8)) >>> 0
+    : Number(process.env.FUZZ_SEED ?? 0x1d14) >>> 0;
 const CONNECTIONS = Math.round(240 * SCALE);
 
 type Rnd = () => number;
@@ -30,8 +37,14 @@ const int = (rnd: Rnd, n: number): number => Math.floor(rnd() * n);
 const pick = <T>(rnd: Rnd, xs: readonly T[]): T => xs[int(rnd, xs.length)]!;
 
 const SPOOFS = [
-  'X-Client-Hostname: spoofed', 'x_client_hostname: spoofed', 'X-CLIENT_HOSTNAME:spoofed', 'X_Client-Hostname:\tspoofed \t',
-  'tranproxy: false', 'Tranproxy:false', 'X-Forwarded-For: 6.6.6.6', 'x_forwarded_for: 6.6.6.6',
+  'X-Client-Hostname: spoofed',
+  'x_client_hostname: spoofed',
+  'X-CLIENT_HOSTNAME:spoofed',
+  'X_Client-Hostname:\tspoofed \t',
+  'tranproxy: false',
+  'Tranproxy:false',
+  'X-Forwarded-For: 6.6.6.6',
+  'x_forwarded_for: 6.6.6.6',
 ];
 const SMUGGLED = 'GET /smuggled HTTP/1.1\r\nHost: s\r\nX-Client-Hostname: spoofed\r\ntranproxy: false\r\n\r\n';
 
@@ -40,12 +53,30 @@ function request(rnd: Rnd, id: string): string {
   const eol = rnd() < 0.2 ? '\n' : '\r\n';
   const connect = rnd() < 0.04;
   const upgrade = !connect && rnd() < 0.15;
-  const method = connect ? 'CONNECT'
-    : pick(rnd, ['GET', 'GET', 'POST', 'PUT', 'HEAD', 'DELETE', 'OPTIONS', 'PROPFIND', 'A'.repeat(21 + int(rnd, 10)), 'get']);
+  const method = connect
+    ? 'CONNECT'
+    : pick(rnd, [
+        'GET',
+        'GET',
+        'POST',
+        'PUT',
+        'HEAD',
+        'DELETE',
+        'OPTIONS',
+        'PROPFIND',
+        'A'.repeat(21 + int(rnd, 10)),
+        'get',
+      ]);
   const spoofs = Array.from({ length: int(rnd, 4) }, () => pick(rnd, SPOOFS));
   const target = connect ? 's:80' : `/${upgrade && rnd() < 0.5 ? 'ws101-' : 'f'}${id}${spoofs.length ? 's' : ''}`;
   const lines = [`${method} ${target} HTTP/1.${rnd() < 0.1 ? 0 : 1}`, 'Host: s', ...spoofs];
-  if (upgrade) lines.push(`Upgrade: ${rnd() < 0.15 ? 'h2c' : 'websocket'}`, 'Connection: Upgrade', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==');
+  if (upgrade)
+    lines.push(
+      `Upgrade: ${rnd() < 0.15 ? 'h2c' : 'websocket'}`,
+      'Connection: Upgrade',
+      'Sec-WebSocket-Version: 13',
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+    );
   if (rnd() < 0.2) lines.push(`X-Pad: ${'p'.repeat(int(rnd, 2000))}`);
   let body = '';
   const bodyKind = upgrade || connect ? 'none' : pick(rnd, ['none', 'none', 'cl', 'chunked']);
@@ -87,7 +118,9 @@ function connection(rnd: Rnd, c: number): Buffer {
 }
 
 function splitRandomly(rnd: Rnd, b: Buffer): Buffer[] {
-  const cuts = [...new Set(Array.from({ length: int(rnd, 6) }, () => 1 + int(rnd, Math.max(1, b.length - 1))))].sort((x, y) => x - y);
+  const cuts = [...new Set(Array.from({ length: int(rnd, 6) }, () => 1 + int(rnd, Math.max(1, b.length - 1))))].sort(
+    (x, y) => x - y,
+  );
   const out: Buffer[] = [];
   let from = 0;
   for (const cut of [...cuts, b.length]) {
@@ -97,7 +130,12 @@ function splitRandomly(rnd: Rnd, b: Buffer): Buffer[] {
   return out;
 }
 
-interface Parsed { server: string; method: string; target: string; values: Record<string, string[]> }
+interface Parsed {
+  server: string;
+  method: string;
+  target: string;
+  values: Record<string, string[]>;
+}
 
 /** CGI/WSGI view of a header name. */
 const fold = (name: string): string => name.toLowerCase().replace(/_/g, '-');
@@ -106,7 +144,16 @@ function parsedBy(text: string, server: string): Parsed[] {
   const out: Parsed[] = [];
   for (const line of text.split('\n')) {
     if (!line.startsWith('{')) continue;
-    const r = JSON.parse(line) as { server: string; method: string; target: string; headers?: [string, string][]; status?: string; xch?: string; tp?: string; xff?: string };
+    const r = JSON.parse(line) as {
+      server: string;
+      method: string;
+      target: string;
+      headers?: [string, string][];
+      status?: string;
+      xch?: string;
+      tp?: string;
+      xff?: string;
+    };
     if (r.server !== server) continue;
     const values: Record<string, string[]> = {};
     if (r.headers) {
@@ -114,7 +161,12 @@ function parsedBy(text: string, server: string): Parsed[] {
     } else {
       if (r.status !== '200') continue; // refused by nginx itself: no application saw it
       // nginx 1.22 shows the first matching header; a client line comes before the injected block.
-      for (const [k, v] of [['x-client-hostname', r.xch], ['tranproxy', r.tp], ['x-forwarded-for', r.xff]] as const) if (v) values[k] = [v];
+      for (const [k, v] of [
+        ['x-client-hostname', r.xch],
+        ['tranproxy', r.tp],
+        ['x-forwarded-for', r.xff],
+      ] as const)
+        if (v) values[k] = [v];
     }
     out.push({ server: r.server, method: r.method, target: r.target, values });
   }
@@ -122,12 +174,16 @@ function parsedBy(text: string, server: string): Parsed[] {
 }
 
 async function startServers(server: Host) {
-  const nginx = await startNginx(server, [
-    `  log_format parsed escape=json '{"server":"nginx","method":"$request_method","target":"$request_uri","status":"$status",'`,
-    `    '"xch":"$http_x_client_hostname","tp":"$http_tranproxy","xff":"$http_x_forwarded_for"}';`,
-    '  underscores_in_headers on;',
-    `  server { listen ${PORTS.nginx}; access_log {{DIR}}/parsed.log parsed; location / { return 200 "parsed\\n"; } }`,
-  ].join('\n'), [PORTS.nginx]);
+  const nginx = await startNginx(
+    server,
+    [
+      `  log_format parsed escape=json '{"server":"nginx","method":"$request_method","target":"$request_uri","status":"$status",'`,
+      `    '"xch":"$http_x_client_hostname","tp":"$http_tranproxy","xff":"$http_x_forwarded_for"}';`,
+      '  underscores_in_headers on;',
+      `  server { listen ${PORTS.nginx}; access_log {{DIR}}/parsed.log parsed; location / { return 200 "parsed\\n"; } }`,
+    ].join('\n'),
+    [PORTS.nginx],
+  );
   const node = server.spawn(process.execPath, [peerPath('parsed_node.mjs'), String(PORTS.node)]);
   const python = server.spawn('python3', [peerPath('parsed_python.py'), String(PORTS.python)]);
   await waitForPort(server, PORTS.node);
@@ -142,16 +198,42 @@ test(`differential: every request nginx, Node and python parse carries exactly t
     lab.link(pod, server, { a: [`${POD}/24`], b: [`${SERVER}/24`] });
     const peers = await startServers(server);
     try {
-      await startTranproxy(pod, ['run', '-P', '80', '-P', '81', '-P', '82', '--family', 'ipv4', '--Set-Client-Hostname', 'pod-x', '-H', 'tranproxy:true',
-        '--Set-Forwarded-For', '10.9.9.9', '--xff-mode', 'replace']);
+      await startTranproxy(pod, [
+        'run',
+        '-P',
+        '80',
+        '-P',
+        '81',
+        '-P',
+        '82',
+        '--family',
+        'ipv4',
+        '--Set-Client-Hostname',
+        'pod-x',
+        '-H',
+        'tranproxy:true',
+        '--Set-Forwarded-For',
+        '10.9.9.9',
+        '--xff-mode',
+        'replace',
+      ]);
       const rnd = mulberry32(SEED);
       const ports = Object.values(PORTS);
       const conns = Array.from({ length: CONNECTIONS }, (_, c) => {
         const bytes = connection(rnd, c);
         return { port: ports[c % ports.length]!, bytes, chunks: splitRandomly(rnd, bytes) };
       });
-      const job = { host: SERVER, parallel: 12, gapMs: 3, idleMs: 250, conns: conns.map((c) => ({ port: c.port, chunks: c.chunks.map((b) => b.toString('base64')) })) };
-      const run = await pod.run(process.execPath, [peerPath('fuzz_client.mjs')], { input: JSON.stringify(job), timeoutMs: 60_000 * SCALE + 30_000 });
+      const job = {
+        host: SERVER,
+        parallel: 12,
+        gapMs: 3,
+        idleMs: 250,
+        conns: conns.map((c) => ({ port: c.port, chunks: c.chunks.map((b) => b.toString('base64')) })),
+      };
+      const run = await pod.run(process.execPath, [peerPath('fuzz_client.mjs')], {
+        input: JSON.stringify(job),
+        timeoutMs: 60_000 * SCALE + 30_000,
+      });
       assert.equal(run.status, 0, run.stderr);
       await new Promise((r) => setTimeout(r, 500)); // the servers' last lines
 
@@ -163,23 +245,33 @@ test(`differential: every request nginx, Node and python parse carries exactly t
       const replay = (p: Parsed): string => {
         const c = Number(/^\/(?:f|ws101-)(\d+)-/.exec(p.target)?.[1]);
         const conn = conns[c];
-        return conn ? `\nconnection ${c} (port ${conn.port}) chunks: ${JSON.stringify(conn.chunks.map((b) => b.toString('latin1')))}` : '';
+        return conn
+          ? `\nconnection ${c} (port ${conn.port}) chunks: ${JSON.stringify(conn.chunks.map((b) => b.toString('latin1')))}`
+          : '';
       };
       for (const p of records) {
         for (const [name, value] of Object.entries(INJECTED)) {
-          assert.deepEqual(p.values[name] ?? [], [value],
-            `FUZZ_SEED=${SEED}: ${p.server} parsed ${p.method} ${p.target} with ${name}: ${JSON.stringify(p.values[name] ?? [])}${replay(p)}`);
+          assert.deepEqual(
+            p.values[name] ?? [],
+            [value],
+            `FUZZ_SEED=${SEED}: ${p.server} parsed ${p.method} ${p.target} with ${name}: ${JSON.stringify(p.values[name] ?? [])}${replay(p)}`,
+          );
         }
       }
       // Not vacuous: each parser saw many requests, and many that carried spoofed lines.
       for (const s of ['nginx', 'node', 'python']) {
         const mine = records.filter((r) => r.server === s);
         assert.ok(mine.length >= CONNECTIONS / 10, `${s} parsed only ${mine.length} requests`);
-        assert.ok(mine.filter((r) => r.target.endsWith('s')).length >= CONNECTIONS / 40, `${s}: too few spoof attempts parsed`);
+        assert.ok(
+          mine.filter((r) => r.target.endsWith('s')).length >= CONNECTIONS / 40,
+          `${s}: too few spoof attempts parsed`,
+        );
       }
       const statuses = (JSON.parse(run.stdout) as { statuses: Record<string, number> }).statuses;
       assert.ok((statuses['400'] ?? 0) > 0, `no request was refused: ${JSON.stringify(statuses)}`);
-      console.log(`# seed ${SEED}: ${records.length} requests parsed (${['nginx', 'node', 'python'].map((s) => `${s} ${records.filter((r) => r.server === s).length}`).join(', ')}); client saw ${JSON.stringify(statuses)}`);
+      console.log(
+        `# seed ${SEED}: ${records.length} requests parsed (${['nginx', 'node', 'python'].map((s) => `${s} ${records.filter((r) => r.server === s).length}`).join(', ')}); client saw ${JSON.stringify(statuses)}`,
+      );
     } finally {
       peers.nginx.remove();
     }

@@ -62,13 +62,24 @@ function checkParser(name: string, parse: Parser, b: Buffer, extra: Buffer): voi
     assert.ok(more !== 'need-more' && !more.ok, `${name}: an error stays an error when more bytes come`);
     return;
   }
-  assert.ok(Number.isInteger(r.length) && r.length >= 1 && r.length <= b.length, `${name}: length ${r.length} within 1..${b.length}`);
+  assert.ok(
+    Number.isInteger(r.length) && r.length >= 1 && r.length <= b.length,
+    `${name}: length ${r.length} within 1..${b.length}`,
+  );
   // Exactly the first `length` bytes decide the result: nothing past them is read.
   const exact = parse(Buffer.from(b.subarray(0, r.length)));
   assert.deepEqual(exact, r, `${name}: result depends on bytes past length`);
-  assert.deepEqual(parse(Buffer.concat([b.subarray(0, r.length), extra])), r, `${name}: result changes when other bytes follow`);
+  assert.deepEqual(
+    parse(Buffer.concat([b.subarray(0, r.length), extra])),
+    r,
+    `${name}: result changes when other bytes follow`,
+  );
   for (let k = 0; k < r.length; k++) {
-    assert.equal(parse(Buffer.from(b.subarray(0, k))), 'need-more', `${name}: a ${k}-byte prefix of a ${r.length}-byte message is not 'need-more'`);
+    assert.equal(
+      parse(Buffer.from(b.subarray(0, k))),
+      'need-more',
+      `${name}: a ${k}-byte prefix of a ${r.length}-byte message is not 'need-more'`,
+    );
   }
 }
 
@@ -113,7 +124,14 @@ test('SOCKS5 corpus replays', () => {
 
 test('SOCKS5 parsers: arbitrary and mutated replies', () => {
   fc.assert(
-    fc.property(fc.oneof(bytesArb(300), socksReplyArb.chain((b) => mutated(b))), bytesArb(8), (b, extra) => checkAllParsers(SOCKS_PARSERS, b, extra)),
+    fc.property(
+      fc.oneof(
+        bytesArb(300),
+        socksReplyArb.chain((b) => mutated(b)),
+      ),
+      bytesArb(8),
+      (b, extra) => checkAllParsers(SOCKS_PARSERS, b, extra),
+    ),
     params(20000),
   );
 });
@@ -143,11 +161,25 @@ test('SOCKS5 addresses and UDP datagrams round-trip', () => {
 // ── HTTP CONNECT ─────────────────────────────────────────────────────────────
 
 const statusArb = fc.oneof(fc.constantFrom(200, 407, 403, 502, 101), fc.integer({ min: 100, max: 999 }));
-const fieldArb = fc.tuple(fc.constantFrom('Proxy-Agent', 'Content-Length', 'Via', 'X-A', 'Connection'), fc.constantFrom(': ', ':', ':\t'), fc.stringMatching(/^[\x20-\x7e]{0,20}$/));
+const fieldArb = fc.tuple(
+  fc.constantFrom('Proxy-Agent', 'Content-Length', 'Via', 'X-A', 'Connection'),
+  fc.constantFrom(': ', ':', ':\t'),
+  fc.stringMatching(/^[\x20-\x7e]{0,20}$/),
+);
 const connectResponseArb = fc
-  .tuple(fc.constantFrom('HTTP/1.1', 'HTTP/1.0'), statusArb, fc.constantFrom(' Connection established', ' OK', '', ' '), fc.array(fieldArb, { maxLength: 5 }), bytesArb(16))
+  .tuple(
+    fc.constantFrom('HTTP/1.1', 'HTTP/1.0'),
+    statusArb,
+    fc.constantFrom(' Connection established', ' OK', '', ' '),
+    fc.array(fieldArb, { maxLength: 5 }),
+    bytesArb(16),
+  )
   .map(([v, st, reason, fields, tunnel]) =>
-    Buffer.concat([Buffer.from(`${v} ${st}${reason}\r\n${fields.map(([n, s, val]) => `${n}${s}${val}\r\n`).join('')}\r\n`, 'latin1'), tunnel]));
+    Buffer.concat([
+      Buffer.from(`${v} ${st}${reason}\r\n${fields.map(([n, s, val]) => `${n}${s}${val}\r\n`).join('')}\r\n`, 'latin1'),
+      tunnel,
+    ]),
+  );
 const HTTP_FRAGMENTS = ['\r\n', '\n', '\r', ' ', '\t', ':', '\r\n\r\n', 'HTTP/1.1 ', '\x00', '\xff', ' folded\r\n'];
 
 test('HTTP CONNECT corpus replays', () => {
@@ -164,8 +196,15 @@ test('HTTP CONNECT corpus replays', () => {
 
 test('parseConnectResponse: arbitrary and mutated response heads', () => {
   fc.assert(
-    fc.property(fc.oneof(bytesArb(300), connectResponseArb, connectResponseArb.chain((b) => mutated(b, HTTP_FRAGMENTS))), bytesArb(8), (b, extra) =>
-      checkAllParsers(HTTP_PARSERS, b, extra)),
+    fc.property(
+      fc.oneof(
+        bytesArb(300),
+        connectResponseArb,
+        connectResponseArb.chain((b) => mutated(b, HTTP_FRAGMENTS)),
+      ),
+      bytesArb(8),
+      (b, extra) => checkAllParsers(HTTP_PARSERS, b, extra),
+    ),
     params(8000),
   );
 });
@@ -205,7 +244,11 @@ function decryptAll(method: SsMethod, chunks: readonly Buffer[]): DecryptOutcome
     } catch (e) {
       assert.ok(e instanceof SsDecryptError, `unexpected ${(e as Error).name}: ${(e as Error).message}`);
       assert.ok(e.code === 'EAUTH' || e.code === 'EPROTO');
-      assert.throws(() => d.push(Buffer.from([1])), (x: unknown) => x instanceof SsDecryptError && x.code === 'EPROTO', 'a failed stream stays failed');
+      assert.throws(
+        () => d.push(Buffer.from([1])),
+        (x: unknown) => x instanceof SsDecryptError && x.code === 'EPROTO',
+        'a failed stream stays failed',
+      );
       return { plain: Buffer.concat(out), error: e.code, pending: -1 }; // (pending is meaningless after a failure)
     }
   }
@@ -218,9 +261,16 @@ test('Shadowsocks corpus replays (arbitrary streams for every method)', () => {
   for (const { name, data } of entries) {
     for (const m of METHODS) {
       const whole = decryptAll(m, [data]);
-      const bytewise = decryptAll(m, [...data].map((x) => Buffer.from([x])));
+      const bytewise = decryptAll(
+        m,
+        [...data].map((x) => Buffer.from([x])),
+      );
       assert.deepEqual(bytewise, whole, `corpus ${name} (${m}): chunking changed the outcome`);
-      assert.equal(decryptUdpPacket(m, MASTER[m], data).ok, false, `corpus ${name} (${m}): garbage authenticated as a UDP packet`);
+      assert.equal(
+        decryptUdpPacket(m, MASTER[m], data).ok,
+        false,
+        `corpus ${name} (${m}): garbage authenticated as a UDP packet`,
+      );
     }
   }
 });
@@ -239,7 +289,8 @@ test('Shadowsocks: arbitrary bytes never decrypt and never throw anything but Ss
 });
 
 const plaintextArb = fc.array(bytesArb(3000), { maxLength: 4 });
-const saltArb = (m: SsMethod) => fc.uint8Array({ minLength: SS_CIPHERS[m].saltLen, maxLength: SS_CIPHERS[m].saltLen }).map((u) => Buffer.from(u));
+const saltArb = (m: SsMethod) =>
+  fc.uint8Array({ minLength: SS_CIPHERS[m].saltLen, maxLength: SS_CIPHERS[m].saltLen }).map((u) => Buffer.from(u));
 
 function encryptAll(m: SsMethod, salt: Buffer, writes: readonly Buffer[]): Buffer {
   const e = new AeadStreamEncryptor(SS_CIPHERS[m], MASTER[m], salt);
@@ -248,17 +299,20 @@ function encryptAll(m: SsMethod, salt: Buffer, writes: readonly Buffer[]): Buffe
 
 test('Shadowsocks: streams round-trip through any chunking; truncation only leaves bytes pending', () => {
   fc.assert(
-    fc.property(methodArb.chain((m) => fc.tuple(fc.constant(m), saltArb(m), plaintextArb, cutsArb, fc.nat())), ([m, salt, writes, cuts, cut]) => {
-      const wire = encryptAll(m, salt, writes);
-      const plain = Buffer.concat(writes);
-      const r = decryptAll(m, splitAt(wire, cuts));
-      assert.equal(r.error, undefined);
-      assert.ok(r.plain.equals(plain));
-      assert.equal(r.pending, 0);
-      const truncated = decryptAll(m, [wire.subarray(0, cut % (wire.length + 1))]);
-      assert.equal(truncated.error, undefined, 'a truncated stream is not an error (only at EOF)');
-      assert.ok(plain.subarray(0, truncated.plain.length).equals(truncated.plain), 'a prefix of the plaintext');
-    }),
+    fc.property(
+      methodArb.chain((m) => fc.tuple(fc.constant(m), saltArb(m), plaintextArb, cutsArb, fc.nat())),
+      ([m, salt, writes, cuts, cut]) => {
+        const wire = encryptAll(m, salt, writes);
+        const plain = Buffer.concat(writes);
+        const r = decryptAll(m, splitAt(wire, cuts));
+        assert.equal(r.error, undefined);
+        assert.ok(r.plain.equals(plain));
+        assert.equal(r.pending, 0);
+        const truncated = decryptAll(m, [wire.subarray(0, cut % (wire.length + 1))]);
+        assert.equal(truncated.error, undefined, 'a truncated stream is not an error (only at EOF)');
+        assert.ok(plain.subarray(0, truncated.plain.length).equals(truncated.plain), 'a prefix of the plaintext');
+      },
+    ),
     params(1500),
   );
 });
@@ -266,7 +320,15 @@ test('Shadowsocks: streams round-trip through any chunking; truncation only leav
 test('Shadowsocks: any change to a stream is detected, never decrypted into other plaintext', () => {
   fc.assert(
     fc.property(
-      methodArb.chain((m) => fc.tuple(fc.constant(m), saltArb(m), plaintextArb.filter((w) => w.some((x) => x.length > 0)), fc.nat(), fc.integer({ min: 1, max: 255 }))),
+      methodArb.chain((m) =>
+        fc.tuple(
+          fc.constant(m),
+          saltArb(m),
+          plaintextArb.filter((w) => w.some((x) => x.length > 0)),
+          fc.nat(),
+          fc.integer({ min: 1, max: 255 }),
+        ),
+      ),
       ([m, salt, writes, at, xor]) => {
         const wire = encryptAll(m, salt, writes);
         const plain = Buffer.concat(writes);
@@ -275,7 +337,10 @@ test('Shadowsocks: any change to a stream is detected, never decrypted into othe
         bad[i] = bad[i]! ^ xor;
         const r = decryptAll(m, [bad]);
         assert.equal(r.error, 'EAUTH', `flipping byte ${i} of ${bad.length} was not detected`);
-        assert.ok(plain.subarray(0, r.plain.length).equals(r.plain), 'what came out before the damage is the real plaintext');
+        assert.ok(
+          plain.subarray(0, r.plain.length).equals(r.plain),
+          'what came out before the damage is the real plaintext',
+        );
       },
     ),
     params(1500),
@@ -284,16 +349,21 @@ test('Shadowsocks: any change to a stream is detected, never decrypted into othe
 
 test('Shadowsocks UDP: packets round-trip; a flipped byte is refused', () => {
   fc.assert(
-    fc.property(methodArb.chain((m) => fc.tuple(fc.constant(m), saltArb(m), addressArb, bytesArb(200), fc.nat(), fc.integer({ min: 1, max: 255 }))), ([m, salt, addr, payload, at, xor]) => {
-      const pkt = encryptUdpPacket(m, MASTER[m], addr, payload, salt);
-      const r = decryptUdpPacket(m, MASTER[m], pkt);
-      assert.ok(r.ok);
-      assert.ok(r.payload.equals(payload));
-      assert.equal(r.address.port, addr.port);
-      const bad = Buffer.from(pkt);
-      bad[at % bad.length] ^= xor;
-      assert.equal(decryptUdpPacket(m, MASTER[m], bad).ok, false);
-    }),
+    fc.property(
+      methodArb.chain((m) =>
+        fc.tuple(fc.constant(m), saltArb(m), addressArb, bytesArb(200), fc.nat(), fc.integer({ min: 1, max: 255 })),
+      ),
+      ([m, salt, addr, payload, at, xor]) => {
+        const pkt = encryptUdpPacket(m, MASTER[m], addr, payload, salt);
+        const r = decryptUdpPacket(m, MASTER[m], pkt);
+        assert.ok(r.ok);
+        assert.ok(r.payload.equals(payload));
+        assert.equal(r.address.port, addr.port);
+        const bad = Buffer.from(pkt);
+        bad[at % bad.length] ^= xor;
+        assert.equal(decryptUdpPacket(m, MASTER[m], bad).ok, false);
+      },
+    ),
     params(1500),
   );
 });

@@ -25,51 +25,74 @@ const SECURITIES = ['aes-128-gcm', 'chacha20-poly1305', 'none'] as const;
 
 test('VMess, VLESS and WebSocket decoders: arbitrary bytes in any chunking only ever raise their own errors', () => {
   fc.assert(
-    fc.property(fc.uint8Array({ maxLength: 600 }), fc.array(fc.nat(600), { maxLength: 6 }), fc.constantFrom(...SECURITIES), (bytes, cuts, security) => {
-      const b = Buffer.from(bytes);
-      const run = (push: (p: Buffer) => unknown, ok: (e: unknown) => boolean) => {
-        try {
-          for (const piece of splitAt(b, cuts)) push(piece);
-        } catch (e) {
-          assert.ok(ok(e), `unexpected ${String(e)}`);
-        }
-      };
-      const vm = new VmessCodec(vmessCmdKey(ID), security, TARGET);
-      run((p) => vm.decode(p), (e) => e instanceof CodecError);
-      const vl = new VlessCodec(ID, TARGET);
-      run((p) => vl.decode(p), (e) => e instanceof CodecError);
-      const ws = new WsFrameDecoder();
-      run((p) => ws.push(p), (e) => e instanceof WsProtocolError);
-    }),
+    fc.property(
+      fc.uint8Array({ maxLength: 600 }),
+      fc.array(fc.nat(600), { maxLength: 6 }),
+      fc.constantFrom(...SECURITIES),
+      (bytes, cuts, security) => {
+        const b = Buffer.from(bytes);
+        const run = (push: (p: Buffer) => unknown, ok: (e: unknown) => boolean) => {
+          try {
+            for (const piece of splitAt(b, cuts)) push(piece);
+          } catch (e) {
+            assert.ok(ok(e), `unexpected ${String(e)}`);
+          }
+        };
+        const vm = new VmessCodec(vmessCmdKey(ID), security, TARGET);
+        run(
+          (p) => vm.decode(p),
+          (e) => e instanceof CodecError,
+        );
+        const vl = new VlessCodec(ID, TARGET);
+        run(
+          (p) => vl.decode(p),
+          (e) => e instanceof CodecError,
+        );
+        const ws = new WsFrameDecoder();
+        run(
+          (p) => ws.push(p),
+          (e) => e instanceof WsProtocolError,
+        );
+      },
+    ),
     params(300),
   );
 });
 
 test('VMess chunks round-trip through any chunking; a flipped byte is never accepted as other data', () => {
   fc.assert(
-    fc.property(fc.array(fc.uint8Array({ minLength: 1, maxLength: 3000 }), { maxLength: 5 }), fc.array(fc.nat(20_000), { maxLength: 5 }), fc.nat(), (payloads, cuts, flip) => {
-      const key = Buffer.alloc(16, 3);
-      const iv = Buffer.alloc(16, 4);
-      for (const security of ['aes-128-gcm', 'chacha20-poly1305'] as const) {
-        const w = new VmessChunkWriter(security, key, iv);
-        const wire = Buffer.concat([...payloads.map((p) => w.write(Buffer.from(p))), w.write(Buffer.alloc(0))]);
-        const r = new VmessChunkReader(security, key, iv);
-        const got = splitAt(wire, cuts).flatMap((piece) => r.push(piece).data);
-        assert.deepEqual(Buffer.concat(got), Buffer.concat(payloads.map((p) => Buffer.from(p))));
-        assert.equal(r.ended, true);
-        const bad = Buffer.from(wire);
-        const at = flip % bad.length;
-        bad[at]! ^= 0x40;
-        const r2 = new VmessChunkReader(security, key, iv);
-        try {
-          const out = Buffer.concat(r2.push(bad).data);
-          // Only a change in the last (end) chunk's tag goes unseen: it carries no data.
-          assert.ok(Buffer.concat(payloads.map((p) => Buffer.from(p))).subarray(0, out.length).equals(out));
-        } catch (e) {
-          assert.ok(e instanceof CodecError);
+    fc.property(
+      fc.array(fc.uint8Array({ minLength: 1, maxLength: 3000 }), { maxLength: 5 }),
+      fc.array(fc.nat(20_000), { maxLength: 5 }),
+      fc.nat(),
+      (payloads, cuts, flip) => {
+        const key = Buffer.alloc(16, 3);
+        const iv = Buffer.alloc(16, 4);
+        for (const security of ['aes-128-gcm', 'chacha20-poly1305'] as const) {
+          const w = new VmessChunkWriter(security, key, iv);
+          const wire = Buffer.concat([...payloads.map((p) => w.write(Buffer.from(p))), w.write(Buffer.alloc(0))]);
+          const r = new VmessChunkReader(security, key, iv);
+          const got = splitAt(wire, cuts).flatMap((piece) => r.push(piece).data);
+          assert.deepEqual(Buffer.concat(got), Buffer.concat(payloads.map((p) => Buffer.from(p))));
+          assert.equal(r.ended, true);
+          const bad = Buffer.from(wire);
+          const at = flip % bad.length;
+          bad[at]! ^= 0x40;
+          const r2 = new VmessChunkReader(security, key, iv);
+          try {
+            const out = Buffer.concat(r2.push(bad).data);
+            // Only a change in the last (end) chunk's tag goes unseen: it carries no data.
+            assert.ok(
+              Buffer.concat(payloads.map((p) => Buffer.from(p)))
+                .subarray(0, out.length)
+                .equals(out),
+            );
+          } catch (e) {
+            assert.ok(e instanceof CodecError);
+          }
         }
-      }
-    }),
+      },
+    ),
     params(60),
   );
 });
@@ -79,7 +102,10 @@ test('VMess chunks round-trip through any chunking; a flipped byte is never acce
 type Behaviour = (s: net.Socket, firstBytes: Buffer) => void;
 
 /** A loopback server: reads the client's first bytes, then behaves. WebSocket mode answers the upgrade first (or not, per `upgrade`). */
-async function hostile(behave: Behaviour, opts: { ws?: 'ok' | ((s: net.Socket, key: string) => void); tls?: { key: Buffer; cert: Buffer } } = {}): Promise<net.Server> {
+async function hostile(
+  behave: Behaviour,
+  opts: { ws?: 'ok' | ((s: net.Socket, key: string) => void); tls?: { key: Buffer; cert: Buffer } } = {},
+): Promise<net.Server> {
   const onConn = (s: net.Socket): void => {
     s.on('error', () => {});
     let buf = Buffer.alloc(0);
@@ -96,7 +122,9 @@ async function hostile(behave: Behaviour, opts: { ws?: 'ok' | ((s: net.Socket, k
           opts.ws!(s, key);
           return;
         }
-        s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKeyFor(key)}\r\n\r\n`);
+        s.write(
+          `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKeyFor(key)}\r\n\r\n`,
+        );
         upgraded = true;
         if (buf.length === 0) return;
       }
@@ -105,7 +133,9 @@ async function hostile(behave: Behaviour, opts: { ws?: 'ok' | ((s: net.Socket, k
     };
     s.on('data', onData);
   };
-  const srv = opts.tls ? tls.createServer({ key: opts.tls.key, cert: opts.tls.cert }, onConn) : net.createServer(onConn);
+  const srv = opts.tls
+    ? tls.createServer({ key: opts.tls.key, cert: opts.tls.cert }, onConn)
+    : net.createServer(onConn);
   srv.listen(0, '127.0.0.1');
   await once(srv, 'listening');
   return srv;
@@ -142,13 +172,30 @@ async function outcome(ob: TcpOutbound): Promise<string> {
 
 const portOf = (s: net.Server) => (s.address() as net.AddressInfo).port;
 const fds = () => readdirSync('/proc/self/fd').length;
-const vmessUri = (port: number, o: object = {}) => `vmess://${Buffer.from(JSON.stringify({ add: '127.0.0.1', port, id: ID, scy: 'aes-128-gcm', ...o })).toString('base64')}`;
+const vmessUri = (port: number, o: object = {}) =>
+  `vmess://${Buffer.from(JSON.stringify({ add: '127.0.0.1', port, id: ID, scy: 'aes-128-gcm', ...o })).toString('base64')}`;
 
 test('hostile servers: garbage, early close, cut or endless frames, bad upgrades, untrusted certificates and stalls end in clean OutboundErrors, no fd left', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tpx-v2ray-fuzz-'));
   const servers: net.Server[] = [];
   try {
-    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=other.test', '-keyout', join(dir, 'k'), '-out', join(dir, 'c')]);
+    const made = spawnSync('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=other.test',
+      '-keyout',
+      join(dir, 'k'),
+      '-out',
+      join(dir, 'c'),
+    ]);
     assert.equal(made.status, 0, made.stderr?.toString());
     const cert = { key: readFileSync(join(dir, 'k')), cert: readFileSync(join(dir, 'c')) };
     const before = fds();
@@ -166,21 +213,75 @@ test('hostile servers: garbage, early close, cut or endless frames, bad upgrades
       ['VMess, closed without answering', vmessUri(await serve(closeAtOnce)), 'ENOREPLY'],
       ['VMess, reset without answering', vmessUri(await serve(reset)), 'ENOREPLY'],
       ['VMess, half a response header', vmessUri(await serve((s) => s.end(Buffer.alloc(10)))), 'EPROTO'],
-      ['VLESS, an HTTP answer', `vless://${ID}@127.0.0.1:${await serve((s) => s.end('HTTP/1.1 400 Bad Request\r\n\r\n'))}`, 'EPROTO'],
-      ['VLESS, addons cut short', `vless://${ID}@127.0.0.1:${await serve((s) => s.end(Buffer.from([0, 200, 1])))}`, 'EPROTO'],
+      [
+        'VLESS, an HTTP answer',
+        `vless://${ID}@127.0.0.1:${await serve((s) => s.end('HTTP/1.1 400 Bad Request\r\n\r\n'))}`,
+        'EPROTO',
+      ],
+      [
+        'VLESS, addons cut short',
+        `vless://${ID}@127.0.0.1:${await serve((s) => s.end(Buffer.from([0, 200, 1])))}`,
+        'EPROTO',
+      ],
       ['VLESS, stalls after the header', `vless://${ID}@127.0.0.1:${await serve(stall)}`, 'stalled'],
-      ['Trojan, untrusted certificate', `trojan://pw@127.0.0.1:${await serve(garbage, { tls: cert })}?sni=other.test`, 'connect:ECERT'],
-      ['Trojan, certificate for another name', `trojan://pw@127.0.0.1:${await serve(garbage, { tls: cert })}?sni=node.test&allowInsecure=0&ca=${join(dir, 'c')}`, 'connect:ECERT'],
+      [
+        'Trojan, untrusted certificate',
+        `trojan://pw@127.0.0.1:${await serve(garbage, { tls: cert })}?sni=other.test`,
+        'connect:ECERT',
+      ],
+      [
+        'Trojan, certificate for another name',
+        `trojan://pw@127.0.0.1:${await serve(garbage, { tls: cert })}?sni=node.test&allowInsecure=0&ca=${join(dir, 'c')}`,
+        'connect:ECERT',
+      ],
       ['Trojan, not TLS at all', `trojan://pw@127.0.0.1:${await serve(garbage)}?sni=other.test`, 'connect:ETLS'],
-      ['Trojan, TLS that never answers', `trojan://pw@127.0.0.1:${await serve(stall)}?sni=other.test`, 'connect:ETIMEDOUT'],
-      ['WebSocket, 404', `vless://${ID}@127.0.0.1:${await serve(stall, { ws: (s) => s.end('HTTP/1.1 404 Not Found\r\n\r\n') })}?type=ws&path=/x`, 'connect:EHANDSHAKE'],
-      ['WebSocket, wrong accept key', `vless://${ID}@127.0.0.1:${await serve(stall, { ws: (s) => s.end('HTTP/1.1 101 OK\r\nSec-WebSocket-Accept: AAAA\r\n\r\n') })}?type=ws`, 'connect:EHANDSHAKE'],
-      ['WebSocket, endless response head', `vless://${ID}@127.0.0.1:${await serve(stall, { ws: (s) => s.write(Buffer.alloc(40_000, 0x41)) })}?type=ws`, 'connect:EHANDSHAKE'],
-      ['WebSocket, no answer to the upgrade', `vless://${ID}@127.0.0.1:${await serve(stall, { ws: () => {} })}?type=ws`, 'connect:ETIMEDOUT'],
-      ['WebSocket, reserved bits', vmessUri(await serve((s) => s.write(Buffer.from([0xf2, 0x01, 0x00])), { ws: 'ok' }), { net: 'ws' }), 'EPROTO'],
-      ['WebSocket, 2^40-byte frame cut short', `vless://${ID}@127.0.0.1:${await serve((s) => s.end(Buffer.from([0x82, 0x7f, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 2])), { ws: 'ok' })}?type=ws`, 'EPROTO'],
-      ['WebSocket, 2^63 frame length', `vless://${ID}@127.0.0.1:${await serve((s) => s.write(Buffer.from([0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0])), { ws: 'ok' })}?type=ws`, 'EPROTO'],
-      ['WebSocket, garbage VMess inside', vmessUri(await serve((s) => s.write(Buffer.from([0x82, 0x40, ...Buffer.alloc(64, 1)])), { ws: 'ok' }), { net: 'ws' }), 'EAUTH'],
+      [
+        'Trojan, TLS that never answers',
+        `trojan://pw@127.0.0.1:${await serve(stall)}?sni=other.test`,
+        'connect:ETIMEDOUT',
+      ],
+      [
+        'WebSocket, 404',
+        `vless://${ID}@127.0.0.1:${await serve(stall, { ws: (s) => s.end('HTTP/1.1 404 Not Found\r\n\r\n') })}?type=ws&path=/x`,
+        'connect:EHANDSHAKE',
+      ],
+      [
+        'WebSocket, wrong accept key',
+        `vless://${ID}@127.0.0.1:${await serve(stall, { ws: (s) => s.end('HTTP/1.1 101 OK\r\nSec-WebSocket-Accept: AAAA\r\n\r\n') })}?type=ws`,
+        'connect:EHANDSHAKE',
+      ],
+      [
+        'WebSocket, endless response head',
+        `vless://${ID}@127.0.0.1:${await serve(stall, { ws: (s) => s.write(Buffer.alloc(40_000, 0x41)) })}?type=ws`,
+        'connect:EHANDSHAKE',
+      ],
+      [
+        'WebSocket, no answer to the upgrade',
+        `vless://${ID}@127.0.0.1:${await serve(stall, { ws: () => {} })}?type=ws`,
+        'connect:ETIMEDOUT',
+      ],
+      [
+        'WebSocket, reserved bits',
+        vmessUri(await serve((s) => s.write(Buffer.from([0xf2, 0x01, 0x00])), { ws: 'ok' }), { net: 'ws' }),
+        'EPROTO',
+      ],
+      [
+        'WebSocket, 2^40-byte frame cut short',
+        `vless://${ID}@127.0.0.1:${await serve((s) => s.end(Buffer.from([0x82, 0x7f, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 2])), { ws: 'ok' })}?type=ws`,
+        'EPROTO',
+      ],
+      [
+        'WebSocket, 2^63 frame length',
+        `vless://${ID}@127.0.0.1:${await serve((s) => s.write(Buffer.from([0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0])), { ws: 'ok' })}?type=ws`,
+        'EPROTO',
+      ],
+      [
+        'WebSocket, garbage VMess inside',
+        vmessUri(await serve((s) => s.write(Buffer.from([0x82, 0x40, ...Buffer.alloc(64, 1)])), { ws: 'ok' }), {
+          net: 'ws',
+        }),
+        'EAUTH',
+      ],
     ];
     const results = await Promise.all(
       cases.map(async ([what, uri]) => {

@@ -42,7 +42,11 @@ function check(form: string, pw: string): void {
     parseNodeUri(uri);
   } catch (e) {
     assert.equal((e as Error).name, 'UsageError', `${form}: ${(e as Error).name}: ${(e as Error).message}`);
-    assert.equal(leak((e as Error).message, pw), undefined, `${form}: the error shows the password: ${(e as Error).message}`);
+    assert.equal(
+      leak((e as Error).message, pw),
+      undefined,
+      `${form}: the error shows the password: ${(e as Error).message}`,
+    );
   }
 }
 
@@ -65,7 +69,11 @@ test('corpus replays (one password per line, every form)', () => {
 test('no password leaks through redactUri or parse errors', () => {
   const pwArb = fc.oneof(
     fc.string({ minLength: 4, maxLength: 24 }),
-    fc.string({ unit: fc.constantFrom('a', 'b', 'Z', '9', '#', '@', ':', '/', '%', '?', ' ', '\t', '!', '+', '=', 'é'), minLength: 4, maxLength: 16 }),
+    fc.string({
+      unit: fc.constantFrom('a', 'b', 'Z', '9', '#', '@', ':', '/', '%', '?', ' ', '\t', '!', '+', '=', 'é'),
+      minLength: 4,
+      maxLength: 16,
+    }),
   );
   fc.assert(
     fc.property(fc.constantFrom(...Object.keys(FORMS)), pwArb, (form, pw) => check(form, pw)),

@@ -32,12 +32,20 @@ function incremental(fn: (b: Buffer) => SniffResult, b: Buffer, step: number): S
 }
 
 function checkAny(b: Buffer): void {
-  for (const [name, fn] of [['tls', sniffTls], ['http', sniffHttp]] as const) {
+  for (const [name, fn] of [
+    ['tls', sniffTls],
+    ['http', sniffHttp],
+  ] as const) {
     const r = fn(b);
     checkResult(name, r);
     checkResult(name, fn(b, { maxBytes: 64 }));
     // Once a sniffer has answered, more bytes do not make it ask for more again.
-    if (r !== 'need-more') assert.notEqual(fn(Buffer.concat([b, Buffer.from('\r\n\r\n\x16\x03\x01')])), 'need-more', `${name}: need-more after a verdict`);
+    if (r !== 'need-more')
+      assert.notEqual(
+        fn(Buffer.concat([b, Buffer.from('\r\n\r\n\x16\x03\x01')])),
+        'need-more',
+        `${name}: need-more after a verdict`,
+      );
   }
   const s = sniff(b);
   if (s !== 'need-more') {
@@ -53,13 +61,31 @@ const u24 = (n: number) => Buffer.from([n >> 16, (n >> 8) & 255, n & 255]);
 const vec8 = (b: Buffer) => Buffer.concat([Buffer.from([b.length]), b]);
 const vec16 = (b: Buffer) => Buffer.concat([u16(b.length), b]);
 
-const sniNameArb = fc.oneof(fc.domain(), fc.constantFrom('Www.Example.COM.', 'xn--bcher-kva.example', 'under_score.example', '10.0.0.1', '', 'a..b', 'a/b', 'é.example'), fc.stringMatching(/^[a-z0-9.-]{1,70}$/));
+const sniNameArb = fc.oneof(
+  fc.domain(),
+  fc.constantFrom(
+    'Www.Example.COM.',
+    'xn--bcher-kva.example',
+    'under_score.example',
+    '10.0.0.1',
+    '',
+    'a..b',
+    'a/b',
+    'é.example',
+  ),
+  fc.stringMatching(/^[a-z0-9.-]{1,70}$/),
+);
 
 const helloArb = fc
   .record({
     sid: fc.uint8Array({ maxLength: 32 }),
     suites: fc.integer({ min: 1, max: 40 }),
-    sni: fc.option(fc.record({ names: fc.array(fc.tuple(fc.constantFrom(0, 0, 0, 1, 255), sniNameArb), { minLength: 1, maxLength: 3 }) }), { freq: 5 }),
+    sni: fc.option(
+      fc.record({
+        names: fc.array(fc.tuple(fc.constantFrom(0, 0, 0, 1, 255), sniNameArb), { minLength: 1, maxLength: 3 }),
+      }),
+      { freq: 5 },
+    ),
     others: fc.array(fc.tuple(fc.integer({ min: 1, max: 0xffff }), fc.uint8Array({ maxLength: 40 })), { maxLength: 6 }),
     sniAt: fc.nat(),
     noExtensions: fc.integer({ min: 0, max: 20 }).map((n) => n === 0),
@@ -71,7 +97,9 @@ const helloArb = fc
     const exts = h.others.map(([type, data]) => Buffer.concat([u16(type), vec16(Buffer.from(data))]));
     let expected: string | undefined;
     if (h.sni) {
-      const list = Buffer.concat(h.sni.names.map(([t, n]) => Buffer.concat([Buffer.from([t]), vec16(Buffer.from(n, 'latin1'))])));
+      const list = Buffer.concat(
+        h.sni.names.map(([t, n]) => Buffer.concat([Buffer.from([t]), vec16(Buffer.from(n, 'latin1'))])),
+      );
       exts.splice(h.sniAt % (exts.length + 1), 0, Buffer.concat([u16(0), vec16(vec16(list))]));
       const firstHost = h.sni.names.find(([t]) => t === 0);
       expected = firstHost ? firstHost[1] : undefined;
@@ -96,10 +124,13 @@ const helloArb = fc
       i += n;
     }
     const wire = Buffer.concat(records);
-    const want: SniffResult = expected === undefined ? 'no-domain' : (() => {
-      const d = normalizeHostName(expected);
-      return d === undefined ? 'no-domain' : { domain: d };
-    })();
+    const want: SniffResult =
+      expected === undefined
+        ? 'no-domain'
+        : (() => {
+            const d = normalizeHostName(expected);
+            return d === undefined ? 'no-domain' : { domain: d };
+          })();
     return { wire, want, after: Buffer.from(h.after) };
   });
 
@@ -144,9 +175,15 @@ test('TLS: generated ClientHellos (any record split, SNI anywhere) give exactly 
 
 test('TLS: mutated ClientHellos and arbitrary bytes are safe', () => {
   fc.assert(
-    fc.property(fc.oneof(bytesArb(600), helloArb.chain(({ wire }) => mutated(wire, ['\x16\x03\x01', '\x00\x00', '\xff\xff', '\x00']))), (b) => {
-      checkAny(b);
-    }),
+    fc.property(
+      fc.oneof(
+        bytesArb(600),
+        helloArb.chain(({ wire }) => mutated(wire, ['\x16\x03\x01', '\x00\x00', '\xff\xff', '\x00'])),
+      ),
+      (b) => {
+        checkAny(b);
+      },
+    ),
     params(8000),
   );
 });
@@ -163,14 +200,29 @@ function checkSegmentation(fn: (b: Buffer) => SniffResult, b: Buffer): void {
 
 test('TLS: the answer does not depend on how the bytes arrive (mutated ClientHellos)', () => {
   fc.assert(
-    fc.property(helloArb.chain(({ wire }) => mutated(wire, ['\x16\x03\x01', '\x00', '\x16\x03\x03\x00\x05'])), (b) => checkSegmentation(sniffTls, b)),
+    fc.property(
+      helloArb.chain(({ wire }) => mutated(wire, ['\x16\x03\x01', '\x00', '\x16\x03\x03\x00\x05'])),
+      (b) => checkSegmentation(sniffTls, b),
+    ),
     params(3000),
   );
 });
 
 // ── HTTP request heads ───────────────────────────────────────────────────────
 
-const hostArb = fc.oneof(fc.domain(), fc.constantFrom('Example.COM.', '[::1]', '10.1.2.3', 'h.example:8080', 'h.example:99999x', 'a b', '', 'under_score.example:1'));
+const hostArb = fc.oneof(
+  fc.domain(),
+  fc.constantFrom(
+    'Example.COM.',
+    '[::1]',
+    '10.1.2.3',
+    'h.example:8080',
+    'h.example:99999x',
+    'a b',
+    '',
+    'under_score.example:1',
+  ),
+);
 const httpArb = fc
   .record({
     method: fc.constantFrom('GET', 'POST', 'CONNECT', 'OPTIONS', 'M-SEARCH', 'PROPFIND'),
@@ -181,7 +233,10 @@ const httpArb = fc
     ows: fc.constantFrom('', ' ', '\t', '  '),
     eol: fc.constantFrom('\r\n', '\n'),
     fold: fc.integer({ min: 0, max: 10 }).map((n) => n === 0),
-    others: fc.array(fc.tuple(fc.constantFrom('Accept', 'X-Host', 'Hostname', 'Cookie'), fc.stringMatching(/^[\x20-\x7e]{0,30}$/)), { maxLength: 4 }),
+    others: fc.array(
+      fc.tuple(fc.constantFrom('Accept', 'X-Host', 'Hostname', 'Cookie'), fc.stringMatching(/^[\x20-\x7e]{0,30}$/)),
+      { maxLength: 4 },
+    ),
   })
   .map((h) => {
     const target = h.method === 'CONNECT' ? h.target : h.form === 'absolute' ? `http://${h.target}/p` : '/p';
@@ -226,28 +281,42 @@ test('HTTP corpus replays', () => {
 
 test('HTTP: generated heads give exactly the documented name', () => {
   fc.assert(
-    fc.property(httpArb, fc.integer({ min: 1, max: 16 }), fc.uint8Array({ maxLength: 30 }), ({ bytes, want }, step, body) => {
-      assert.deepEqual(sniffHttp(bytes), want, JSON.stringify(bytes.toString('latin1')));
-      assert.deepEqual(sniffHttp(Buffer.concat([bytes, Buffer.from(body)])), want, 'body bytes change nothing');
-      assert.deepEqual(incremental(sniffHttp, bytes, step), want);
-      checkAny(bytes);
-    }),
+    fc.property(
+      httpArb,
+      fc.integer({ min: 1, max: 16 }),
+      fc.uint8Array({ maxLength: 30 }),
+      ({ bytes, want }, step, body) => {
+        assert.deepEqual(sniffHttp(bytes), want, JSON.stringify(bytes.toString('latin1')));
+        assert.deepEqual(sniffHttp(Buffer.concat([bytes, Buffer.from(body)])), want, 'body bytes change nothing');
+        assert.deepEqual(incremental(sniffHttp, bytes, step), want);
+        checkAny(bytes);
+      },
+    ),
     params(5000),
   );
 });
 
 test('HTTP: mutated heads and arbitrary bytes are safe', () => {
   fc.assert(
-    fc.property(fc.oneof(bytesArb(600), httpArb.chain(({ bytes }) => mutated(bytes, ['\r\n', '\n', ' ', 'Host: ', '\r\n\r\n', ':', '\x00', '[']))), (b) => {
-      checkAny(b);
-    }),
+    fc.property(
+      fc.oneof(
+        bytesArb(600),
+        httpArb.chain(({ bytes }) => mutated(bytes, ['\r\n', '\n', ' ', 'Host: ', '\r\n\r\n', ':', '\x00', '['])),
+      ),
+      (b) => {
+        checkAny(b);
+      },
+    ),
     params(8000),
   );
 });
 
 test('HTTP: the answer does not depend on how the bytes arrive (mutated heads)', () => {
   fc.assert(
-    fc.property(httpArb.chain(({ bytes }) => mutated(bytes, ['\r\n', '\n', ' ', 'Host: ', ':'])), (b) => checkSegmentation(sniffHttp, b)),
+    fc.property(
+      httpArb.chain(({ bytes }) => mutated(bytes, ['\r\n', '\n', ' ', 'Host: ', ':'])),
+      (b) => checkSegmentation(sniffHttp, b),
+    ),
     params(3000),
   );
 });

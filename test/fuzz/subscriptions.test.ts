@@ -12,7 +12,10 @@ const SECRET = 'Sup3rSecretPw';
 const SEEDS = [
   `ss://${Buffer.from(`aes-256-gcm:${SECRET}`).toString('base64url')}@192.0.2.1:8388/?plugin=obfs-local%3Bobfs%3Dhttp#%F0%9F%87%AD%F0%9F%87%B0`,
   `proxies:\n  - { name: a, type: ss, server: 192.0.2.1, port: 1, cipher: aes-128-gcm, password: ${SECRET}, plugin: v2ray-plugin, plugin-opts: { mode: websocket, tls: true } }\n  - { name: b, type: vmess, server: h, port: 2, uuid: x }\n`,
-  JSON.stringify({ version: 1, servers: [{ remarks: 'r', server: '192.0.2.1', server_port: 8388, password: SECRET, method: 'aes-256-gcm' }] }),
+  JSON.stringify({
+    version: 1,
+    servers: [{ remarks: 'r', server: '192.0.2.1', server_port: 8388, password: SECRET, method: 'aes-256-gcm' }],
+  }),
   `trojan://${SECRET}@192.0.2.1:443?sni=a#t\nvless://${SECRET}@192.0.2.1:443?type=ws#v\nvmess://${Buffer.from(JSON.stringify({ add: '192.0.2.1', port: 1, id: SECRET })).toString('base64')}`,
 ];
 
@@ -39,7 +42,14 @@ function check(body: string): void {
 }
 
 test('subscription bodies: mutated seeds and arbitrary text never crash, never leak the password in a reason', () => {
-  const edit = fc.tuple(fc.nat(4000), fc.nat(8), fc.oneof(fc.string({ maxLength: 6 }), fc.constantFrom('\n', '\r\n', '://', '#', '%', '@', ':', ';', '{', '}', '- ', 'proxies:', '=', '&')));
+  const edit = fc.tuple(
+    fc.nat(4000),
+    fc.nat(8),
+    fc.oneof(
+      fc.string({ maxLength: 6 }),
+      fc.constantFrom('\n', '\r\n', '://', '#', '%', '@', ':', ';', '{', '}', '- ', 'proxies:', '=', '&'),
+    ),
+  );
   fc.assert(
     fc.property(fc.constantFrom(...SEEDS), fc.array(edit, { maxLength: 6 }), fc.boolean(), (seed, edits, b64) => {
       const body = mutate(seed, edits);
@@ -47,5 +57,8 @@ test('subscription bodies: mutated seeds and arbitrary text never crash, never l
     }),
     params(800),
   );
-  fc.assert(fc.property(fc.string({ maxLength: 300 }), (s) => check(s)), params(800, 2000));
+  fc.assert(
+    fc.property(fc.string({ maxLength: 300 }), (s) => check(s)),
+    params(800, 2000),
+  );
 });

@@ -26,7 +26,11 @@ const control: SupervisorControl = {
   rulesInKernel: () => cfg.enabled,
   onApplied: () => () => {},
 };
-const api = new ConsoleApi({ store: new ConfigStore(path, build, control), control, log: createLogger('text', () => {}) });
+const api = new ConsoleApi({
+  store: new ConfigStore(path, build, control),
+  control,
+  log: createLogger('text', () => {}),
+});
 const put = await api.handle({ method: 'PUT', path: '/settings', query: new URLSearchParams(), body });
 const state = await api.handle({ method: 'GET', path: '/state', query: new URLSearchParams(), body: undefined });
 process.stdout.write(JSON.stringify({ put, state: state.body, applied, running: cfg.enabled }));

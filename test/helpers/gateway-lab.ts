@@ -77,7 +77,10 @@ export interface GatewayLabOptions {
  * `fn`, and always removes what it made: the scratch directory, the node's hosts file, and
  * the lab itself with every process started in it.
  */
-export async function withGatewayLab(opts: GatewayLabOptions, fn: (g: GatewayLab, lab: Lab) => Promise<void>): Promise<void> {
+export async function withGatewayLab(
+  opts: GatewayLabOptions,
+  fn: (g: GatewayLab, lab: Lab) => Promise<void>,
+): Promise<void> {
   await withLab(async (lab) => {
     let g: GatewayLab | undefined;
     let hostsDir: string | undefined;
@@ -111,14 +114,34 @@ export async function withGatewayLab(opts: GatewayLabOptions, fn: (g: GatewayLab
 
 /** `tranproxy run` arguments for the gateway: TPROXY on gw's LAN interface, IPv4, then `extra`. */
 export function gatewayRunArgs(g: GatewayLab, extra: readonly string[]): string[] {
-  return ['run', '--mode', 'tproxy', '--capture', 'prerouting', '-i', g.lanIf, '--family', 'ipv4', '--connect-timeout', '3s', '--no-bypass-private', ...extra];
+  return [
+    'run',
+    '--mode',
+    'tproxy',
+    '--capture',
+    'prerouting',
+    '-i',
+    g.lanIf,
+    '--family',
+    'ipv4',
+    '--connect-timeout',
+    '3s',
+    '--no-bypass-private',
+    ...extra,
+  ];
 }
 
 /**
  * From `h`: one UDP socket sends each message to ip:port and waits for one reply each;
  * returns "DATA ADDR PORT" per message, or "timeout".
  */
-export async function udpExchange(h: Host, ip: string, port: number, messages: string[], timeoutS = 3): Promise<string[]> {
+export async function udpExchange(
+  h: Host,
+  ip: string,
+  port: number,
+  messages: string[],
+  timeoutS = 3,
+): Promise<string[]> {
   const script = [
     'import socket,sys',
     's=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)',

@@ -32,7 +32,8 @@ export async function waitForPort(
   for (;;) {
     const r = await host.run('ss', args, { allowFailure: true });
     if (r.status === 0 && r.stdout.trim()) return;
-    if (Date.now() > deadline) throw new Error(`${host.name}: nothing listens on ${opts.udp ? 'udp' : 'tcp'} port ${port}`);
+    if (Date.now() > deadline)
+      throw new Error(`${host.name}: nothing listens on ${opts.udp ? 'udp' : 'tcp'} port ${port}`);
     await sleep(50);
   }
 }
@@ -104,8 +105,23 @@ export async function startTlsServer(
   const keyFile = join(dir, 'key.pem');
   const san = names.map((n) => (/^[\d.]+$|:/.test(n) ? `IP:${n}` : `DNS:${n}`)).join(',');
   await host.run('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
-    '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${san}`, '-keyout', keyFile, '-out', certFile,
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    `/CN=${names[0]}`,
+    '-addext',
+    `subjectAltName=${san}`,
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
   ]);
   const proc = host.spawn('python3', [peerPath('tls_server.py'), String(port), certFile, keyFile, opts.bind ?? '::']);
   await proc.waitForOutput(/^listening .*$/m);
@@ -126,8 +142,13 @@ export interface HostNetSnapshot {
 }
 
 function hostLabLikeVeths(): string[] {
-  const links = JSON.parse(runSync('ip', ['-j', 'link', 'show', 'type', 'veth']).stdout || '[]') as { ifname: string }[];
-  return links.map((l) => l.ifname).filter((n) => /^eth\d+$/.test(n)).sort();
+  const links = JSON.parse(runSync('ip', ['-j', 'link', 'show', 'type', 'veth']).stdout || '[]') as {
+    ifname: string;
+  }[];
+  return links
+    .map((l) => l.ifname)
+    .filter((n) => /^eth\d+$/.test(n))
+    .sort();
 }
 
 export function snapshotHost(): HostNetSnapshot {
@@ -137,7 +158,10 @@ export function snapshotHost(): HostNetSnapshot {
 /** The lab `prefix`'s own namespaces still present (other runs' labs are not looked at). */
 export function labNamespaces(prefix: string): string[] {
   assert.ok(prefix, 'a lab prefix');
-  return runSync('ip', ['netns', 'list']).stdout.split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith(`${prefix}-`));
+  return runSync('ip', ['netns', 'list'])
+    .stdout.split('\n')
+    .map((l) => l.split(' ')[0]!)
+    .filter((n) => n.startsWith(`${prefix}-`));
 }
 
 /** Assert the lab `prefix` left no namespace and no veth in the host's netns. */

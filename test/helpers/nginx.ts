@@ -24,15 +24,22 @@ export async function startNginx(host: Host, http: string, ports: number[]): Pro
   chmodSync(dir, 0o755);
   for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, d));
   const conf = join(dir, 'nginx.conf');
-  writeFileSync(conf, [
-    'daemon off;', 'master_process off;', 'worker_processes 1;', `pid ${dir}/nginx.pid;`, `error_log ${dir}/error.log;`,
-    'events { worker_connections 1024; }',
-    'http {',
-    `  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi;`,
-    `  uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi; access_log off;`,
-    http.replaceAll('{{DIR}}', dir),
-    '}',
-  ].join('\n'));
+  writeFileSync(
+    conf,
+    [
+      'daemon off;',
+      'master_process off;',
+      'worker_processes 1;',
+      `pid ${dir}/nginx.pid;`,
+      `error_log ${dir}/error.log;`,
+      'events { worker_connections 1024; }',
+      'http {',
+      `  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi;`,
+      `  uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi; access_log off;`,
+      http.replaceAll('{{DIR}}', dir),
+      '}',
+    ].join('\n'),
+  );
   const proc = host.spawn('nginx', ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')]);
   const read = (file: string): string => {
     try {

@@ -64,7 +64,14 @@ export function rssKiB(pid: number): number {
  * SIGTERM a tranproxy supervisor and wait (generously: shared, slow machines) for it to
  * drain and remove its rules; resolves with its exit code (null if it had to be killed).
  */
-export async function stopGracefully(p: { pid: number; child: import('node:child_process').ChildProcess; stop(sig?: NodeJS.Signals): Promise<number | null> }, timeoutMs = 20_000): Promise<number | null> {
+export async function stopGracefully(
+  p: {
+    pid: number;
+    child: import('node:child_process').ChildProcess;
+    stop(sig?: NodeJS.Signals): Promise<number | null>;
+  },
+  timeoutMs = 20_000,
+): Promise<number | null> {
   if (p.child.exitCode !== null || p.child.signalCode !== null) return p.child.exitCode;
   const exited = new Promise<void>((r) => p.child.once('exit', () => r()));
   process.kill(p.pid, 'SIGTERM');

@@ -123,7 +123,20 @@ async function held(): Promise<net.Socket> {
 const engine = createSpliceEngine();
 const listenFd = createListenerFd({ family: 4, address: '0.0.0.0', port: cfg.listenPort, transparent: false });
 engine.serve(
-  [{ fd: listenFd, family: 4, label: 'test', mode: 'redirect', connectTimeoutMs: CONNECT_MS, idleMs: IDLE_MS, mark: MARK, preserveSource: false, ownPorts: [cfg.listenPort], maxConnections: MAX }],
+  [
+    {
+      fd: listenFd,
+      family: 4,
+      label: 'test',
+      mode: 'redirect',
+      connectTimeoutMs: CONNECT_MS,
+      idleMs: IDLE_MS,
+      mark: MARK,
+      preserveSource: false,
+      ownPorts: [cfg.listenPort],
+      maxConnections: MAX,
+    },
+  ],
   {
     records(r, a) {
       records.push(...r);
@@ -148,7 +161,12 @@ try {
     assert.equal(r.dst.port, cfg.echoPort);
     assert.ok(r.connectMs !== undefined && r.connectMs >= 0);
   }
-  assert.deepEqual(ends().map((r) => r.bytesUp).sort((a, b) => a - b), [...sizes].sort((a, b) => a - b));
+  assert.deepEqual(
+    ends()
+      .map((r) => r.bytesUp)
+      .sort((a, b) => a - b),
+    [...sizes].sort((a, b) => a - b),
+  );
   console.log('ok echo 60 flows, byte counts and destinations recorded');
 
   // 1b. A server that speaks first, many connections at once: its greeting may arrive before
@@ -172,7 +190,11 @@ try {
     await until('the greeting flows ended', () => activeNow() === 0);
   }
   assert.ok(!refusals().some((r) => r.reason === 'max-connections'));
-  assert.equal(greetOk, 400, `every greeting of a server-speaks-first protocol reached its client (${greetOk} did); ${JSON.stringify(records.slice(-3))}`);
+  assert.equal(
+    greetOk,
+    400,
+    `every greeting of a server-speaks-first protocol reached its client (${greetOk} did); ${JSON.stringify(records.slice(-3))}`,
+  );
   console.log('ok server speaks first: 400 greetings relayed, 100 connections at a time');
 
   // 2. Live list and close by id.
@@ -182,7 +204,17 @@ try {
   assert.equal(list.length, 3);
   // Not matched by source port: conntrack may give a REDIRECTed flow another source port when
   // its reply tuple clashes with an old entry (many short flows from one address came before).
-  assert.ok(list.every((c) => c.bytesUp === 1 && c.bytesDown === 1 && c.listener === 'test' && c.dst.port === cfg.echoPort && c.src.address === cfg.ownIp), JSON.stringify(list));
+  assert.ok(
+    list.every(
+      (c) =>
+        c.bytesUp === 1 &&
+        c.bytesDown === 1 &&
+        c.listener === 'test' &&
+        c.dst.port === cfg.echoPort &&
+        c.src.address === cfg.ownIp,
+    ),
+    JSON.stringify(list),
+  );
   const victim = list[0]!;
   const endings = hold.map((s, i) => ending(s).then(() => i));
   assert.equal(await engine.closeServed(victim.id), true);
@@ -195,7 +227,8 @@ try {
   console.log('ok list shows the live flows with bytes; close by id ends one');
 
   // 3. Max connections: 2 held + MAX - 2 more = MAX; one more is refused, the rest unaffected.
-  for (let i = 0; i < MAX - 2; i += 20) hold.push(...(await Promise.all(Array.from({ length: Math.min(20, MAX - 2 - i) }, held))));
+  for (let i = 0; i < MAX - 2; i += 20)
+    hold.push(...(await Promise.all(Array.from({ length: Math.min(20, MAX - 2 - i) }, held))));
   await until(`${MAX} active`, () => activeNow() === MAX);
   const extraEnd = await refusedOutcome(cfg.serverIp, cfg.echoPort);
   assert.equal(extraEnd.data.length, 0);
@@ -208,13 +241,17 @@ try {
   // 4. Connect failures: refused port → client reset; silent address → reset after the connect timeout.
   const dead = await refusedOutcome(cfg.serverIp, cfg.deadPort);
   assert.equal(dead.how, 'ECONNRESET');
-  await until('connect-failed ECONNREFUSED', () => ends().some((r) => r.reason === 'connect-failed' && r.error === 'ECONNREFUSED'));
+  await until('connect-failed ECONNREFUSED', () =>
+    ends().some((r) => r.reason === 'connect-failed' && r.error === 'ECONNREFUSED'),
+  );
   const t0 = Date.now();
   const silent = await refusedOutcome(cfg.silentIp, cfg.echoPort);
   const waited = Date.now() - t0;
   assert.equal(silent.how, 'ECONNRESET');
   assert.ok(waited >= CONNECT_MS - 50 && waited < CONNECT_MS + 1500, `connect timeout after ${waited} ms`);
-  await until('connect-failed ETIMEDOUT', () => ends().some((r) => r.reason === 'connect-failed' && r.error === 'ETIMEDOUT' && r.connectMs === undefined));
+  await until('connect-failed ETIMEDOUT', () =>
+    ends().some((r) => r.reason === 'connect-failed' && r.error === 'ETIMEDOUT' && r.connectMs === undefined),
+  );
   console.log(`ok connect refused → reset; silent host → reset after ${waited} ms (connect timeout ${CONNECT_MS} ms)`);
 
   // 5. Idle timeout.
@@ -236,7 +273,9 @@ try {
 
   // 7. Out of descriptors: accept rests, nothing is lost, it resumes when descriptors return.
   // The clients are another process (they need descriptors of their own).
-  const clients = spawn(process.execPath, ['-e', CLIENTS, cfg.serverIp, String(cfg.echoPort), '6'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const clients = spawn(process.execPath, ['-e', CLIENTS, cfg.serverIp, String(cfg.echoPort), '6'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   let clientOut = '';
   clients.stdout.on('data', (d: Buffer) => (clientOut += d.toString()));
   await until('the client process', () => clientOut.includes('waiting'));
@@ -248,7 +287,10 @@ try {
   }
   const refusedBefore = refusals().filter((r) => r.reason === 'accept-error').length;
   clients.stdin.write('go\n');
-  await until('an accept-error (EMFILE)', () => refusals().filter((r) => r.reason === 'accept-error').length > refusedBefore);
+  await until(
+    'an accept-error (EMFILE)',
+    () => refusals().filter((r) => r.reason === 'accept-error').length > refusedBefore,
+  );
   await sleep(300); // the clients wait in the backlog meanwhile
   assert.ok(!clientOut.includes('result'), 'no client finished while descriptors were exhausted');
   for (const fd of hog) closeSync(fd);
@@ -257,7 +299,9 @@ try {
   assert.equal(result.echoed, 6, `clients: ${clientOut}`);
   const emfile = refusals().find((r) => r.reason === 'accept-error')!;
   assert.equal(emfile.error, 'EMFILE');
-  console.log('ok out of descriptors: accept rested (EMFILE), all 6 waiting clients were served once descriptors returned');
+  console.log(
+    'ok out of descriptors: accept rested (EMFILE), all 6 waiting clients were served once descriptors returned',
+  );
 
   exitCode = 0;
   console.log('done');

@@ -49,7 +49,14 @@ const plan: CapturePlan = {
 
 const fdsBefore = readdirSync('/proc/self/fd').length;
 // Proxy ready before rules (the seed's start order): no datagram is diverted to nothing.
-const udp = await startUdpTproxy({ port: cfg.port, families: cfg.families, idleTimeoutMs: cfg.idleTimeoutMs, mark: cfg.mark, backend: cfg.backend, log });
+const udp = await startUdpTproxy({
+  port: cfg.port,
+  families: cfg.families,
+  idleTimeoutMs: cfg.idleTimeoutMs,
+  mark: cfg.mark,
+  backend: cfg.backend,
+  log,
+});
 if (cfg.rules !== false) applyPlan(plan, 'nft');
 process.stdout.write(`ready backends=${udp.listeners.map((l) => `${l.family}:${l.backend}`).join(',')}\n`);
 

@@ -16,10 +16,20 @@ function one(conn) {
     const sock = net.connect({ host: job.host, port: conn.port });
     sock.setNoDelay(true);
     let timer;
-    const finish = () => { clearTimeout(timer); sock.destroy(); resolve(); };
-    const arm = () => { clearTimeout(timer); timer = setTimeout(finish, job.idleMs); };
+    const finish = () => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve();
+    };
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(finish, job.idleMs);
+    };
     let got = '';
-    sock.on('data', (d) => { got += d.toString('latin1'); arm(); });
+    sock.on('data', (d) => {
+      got += d.toString('latin1');
+      arm();
+    });
     sock.on('close', () => {
       for (const m of got.matchAll(/HTTP\/1\.[01] (\d{3}) /g)) statuses[m[1]] = (statuses[m[1]] ?? 0) + 1;
       finish();

@@ -128,10 +128,13 @@ async function udpLoop(c) {
   let seq = 0;
   while (running()) {
     const msg = `udp ${seq++}`;
-    pending.set(msg, setTimeout(() => {
-      pending.delete(msg);
-      fail('udp', new Error('no reply in 2 s'));
-    }, 2000));
+    pending.set(
+      msg,
+      setTimeout(() => {
+        pending.delete(msg);
+        fail('udp', new Error('no reply in 2 s'));
+      }, 2000),
+    );
     sock.send(msg, c.port, c.host);
     await sleep(1000 / c.rate);
   }

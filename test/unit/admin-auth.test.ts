@@ -23,12 +23,20 @@ function raw(base: string, method: string, path: string, headers: Record<string,
 
 const TOKEN = 'b3f1c2d4e5a6978812345678deadbeef';
 
-async function withAdmin(tokenFile: string | undefined, fn: (base: string, quits: () => number, logged: string[]) => Promise<void>): Promise<void> {
+async function withAdmin(
+  tokenFile: string | undefined,
+  fn: (base: string, quits: () => number, logged: string[]) => Promise<void>,
+): Promise<void> {
   let quits = 0;
   const logged: string[] = [];
   const admin: AdminServer = await startAdminServer(
     { host: '127.0.0.1', port: 0, ...(tokenFile ? { tokenFile } : {}) },
-    { ready: () => true, metrics: async () => ({ contentType: 'text/plain', body: 'm 1\n' }), connections: async () => [{ id: 1 }], quit: () => void quits++ },
+    {
+      ready: () => true,
+      metrics: async () => ({ contentType: 'text/plain', body: 'm 1\n' }),
+      connections: async () => [{ id: 1 }],
+      quit: () => void quits++,
+    },
     createLogger('text', (line) => void logged.push(line)),
   );
   try {
@@ -59,9 +67,20 @@ test('with a token: /connections and POST /quitquitquit need the bearer token; p
       assert.equal(ok.status, 200);
       assert.deepEqual(await ok.json(), [{ id: 1 }]);
       assert.equal((await fetch(`${base}/quitquitquit`, { method: 'POST' })).status, 401);
-      assert.equal((await fetch(`${base}/quitquitquit`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN.slice(0, -1)}` } })).status, 401);
+      assert.equal(
+        (
+          await fetch(`${base}/quitquitquit`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${TOKEN.slice(0, -1)}` },
+          })
+        ).status,
+        401,
+      );
       assert.equal(quits(), 0, 'no unauthorized request stopped the proxy');
-      assert.equal((await fetch(`${base}/quitquitquit`, { method: 'POST', headers: { authorization: `bearer ${TOKEN}` } })).status, 200);
+      assert.equal(
+        (await fetch(`${base}/quitquitquit`, { method: 'POST', headers: { authorization: `bearer ${TOKEN}` } })).status,
+        200,
+      );
       assert.equal(quits(), 1);
     });
   } finally {
@@ -74,10 +93,16 @@ test('without a token: POST /quitquitquit needs X-Tranproxy (a no-cors page cann
     assert.equal((await fetch(`${base}/connections`)).status, 200);
     assert.equal((await fetch(`${base}/quitquitquit`)).status, 405);
     // What fetch(url, {method: 'POST', mode: 'no-cors'}) from a page sends: no custom header.
-    assert.equal((await raw(base, 'POST', '/quitquitquit', { 'content-type': 'text/plain' })), 403);
+    assert.equal(await raw(base, 'POST', '/quitquitquit', { 'content-type': 'text/plain' }), 403);
     assert.equal(quits(), 0, 'a simple cross-site POST does not stop the proxy');
-    assert.match(logged.join('\n'), /admin: refused request.*status=403.*missing X-Tranproxy header.*path=\/quitquitquit/);
-    assert.equal((await fetch(`${base}/quitquitquit`, { method: 'POST', headers: { 'x-tranproxy': '1' } })).status, 200);
+    assert.match(
+      logged.join('\n'),
+      /admin: refused request.*status=403.*missing X-Tranproxy header.*path=\/quitquitquit/,
+    );
+    assert.equal(
+      (await fetch(`${base}/quitquitquit`, { method: 'POST', headers: { 'x-tranproxy': '1' } })).status,
+      200,
+    );
     assert.equal(quits(), 1);
     assert.match(logged.join('\n'), /POST \/quitquitquit: shutting down/);
   });
@@ -86,10 +111,19 @@ test('without a token: POST /quitquitquit needs X-Tranproxy (a no-cors page cann
 test('Host must name the listener (DNS rebinding) and a present Origin must match it, on every endpoint', async () => {
   await withAdmin(undefined, async (base, quits, logged) => {
     const port = new URL(base).port;
-    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, 'localhost', '127.0.0.1']) assert.equal(await raw(base, 'GET', '/metrics', { host }), 200, host);
-    for (const path of ['/healthz', '/metrics', '/connections']) assert.equal(await raw(base, 'GET', path, { host: `rebind.attacker.example:${port}` }), 421, path);
-    assert.equal(await raw(base, 'POST', '/quitquitquit', { host: `rebind.attacker.example:${port}`, 'x-tranproxy': '1' }), 421);
-    assert.equal(await raw(base, 'GET', '/healthz', { host: `127.0.0.2:${port}` }), 421, 'another loopback address is not this listener');
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, 'localhost', '127.0.0.1'])
+      assert.equal(await raw(base, 'GET', '/metrics', { host }), 200, host);
+    for (const path of ['/healthz', '/metrics', '/connections'])
+      assert.equal(await raw(base, 'GET', path, { host: `rebind.attacker.example:${port}` }), 421, path);
+    assert.equal(
+      await raw(base, 'POST', '/quitquitquit', { host: `rebind.attacker.example:${port}`, 'x-tranproxy': '1' }),
+      421,
+    );
+    assert.equal(
+      await raw(base, 'GET', '/healthz', { host: `127.0.0.2:${port}` }),
+      421,
+      'another loopback address is not this listener',
+    );
     assert.equal(await raw(base, 'POST', '/quitquitquit', { origin: 'http://evil.example', 'x-tranproxy': '1' }), 403);
     assert.equal(await raw(base, 'POST', '/quitquitquit', { origin: 'null', 'x-tranproxy': '1' }), 403);
     assert.equal(quits(), 0);
@@ -128,12 +162,29 @@ test('token files others can read or write, empty ones and missing ones are refu
   const dir = mkdtempSync(join(tmpdir(), 'tpx-admin-'));
   try {
     assert.equal(readAdminToken(tokenFile(dir, ` ${TOKEN} \n`)), TOKEN);
-    assert.equal(readAdminToken(tokenFile(dir, TOKEN, 0o640)), TOKEN, 'group-readable is the operator\'s choice');
-    assert.throws(() => readAdminToken(tokenFile(dir, TOKEN, 0o644)), (e: Error) => e instanceof UsageError && /mode 0644 lets other users read or change the token: run 'chmod 600/.test(e.message));
+    assert.equal(readAdminToken(tokenFile(dir, TOKEN, 0o640)), TOKEN, "group-readable is the operator's choice");
+    assert.throws(
+      () => readAdminToken(tokenFile(dir, TOKEN, 0o644)),
+      (e: Error) =>
+        e instanceof UsageError &&
+        /mode 0644 lets other users read or change the token: run 'chmod 600/.test(e.message),
+    );
     assert.throws(() => readAdminToken(tokenFile(dir, TOKEN, 0o620)), /chmod 600/);
     assert.throws(() => readAdminToken(tokenFile(dir, '\n', 0o400)), /expected one token/);
     assert.throws(() => readAdminToken(join(dir, 'nope')), /cannot read it: ENOENT/);
-    assert.throws(() => startAdminServer({ host: '127.0.0.1', port: 0, tokenFile: join(dir, 'nope') }, { ready: () => true, metrics: async () => ({ contentType: '', body: '' }), connections: async () => [], quit: () => {} }), UsageError);
+    assert.throws(
+      () =>
+        startAdminServer(
+          { host: '127.0.0.1', port: 0, tokenFile: join(dir, 'nope') },
+          {
+            ready: () => true,
+            metrics: async () => ({ contentType: '', body: '' }),
+            connections: async () => [],
+            quit: () => {},
+          },
+        ),
+      UsageError,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

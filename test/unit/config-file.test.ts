@@ -12,7 +12,8 @@ const DIR = 'test/fixtures/config';
 const FACTS: HostFacts = {
   podAddress: () => '10.1.2.3',
   hostname: () => 'gw1',
-  resolvConf: () => ({ nameservers: ['127.0.0.53'], search: [], ndots: 1 }) as unknown as ReturnType<HostFacts['resolvConf']>,
+  resolvConf: () =>
+    ({ nameservers: ['127.0.0.53'], search: [], ndots: 1 }) as unknown as ReturnType<HostFacts['resolvConf']>,
 };
 
 /** The message lines of the ConfigError that loading `name` throws. */
@@ -46,12 +47,15 @@ test('full example: every section, handed on to parseRunOptions and compileRules
   assert.equal(cfg.run.bypassMark, '1337'); // YAML reads 0x539 as a number
   assert.equal(cfg.run.tproxyMark, '0x1e7');
   assert.equal(cfg.run.setForwardedFor, 'default');
-  assert.equal(Object.getPrototypeOf(cfg.nodes), null, "node names are keys of a null-prototype map");
-  assert.deepEqual({ ...cfg.nodes }, {
-    'node-a': { uri: 'socks5://user:pass@203.0.113.10:1080' },
-    'node-b': { uri: 'ss://aes-256-gcm:secret@203.0.113.11:8388#b', connectTimeoutMs: 3000, udp: true },
-    corp: { uri: 'http://proxy.corp.example:3128' },
-  });
+  assert.equal(Object.getPrototypeOf(cfg.nodes), null, 'node names are keys of a null-prototype map');
+  assert.deepEqual(
+    { ...cfg.nodes },
+    {
+      'node-a': { uri: 'socks5://user:pass@203.0.113.10:1080' },
+      'node-b': { uri: 'ss://aes-256-gcm:secret@203.0.113.11:8388#b', connectTimeoutMs: 3000, udp: true },
+      corp: { uri: 'http://proxy.corp.example:3128' },
+    },
+  );
   assert.equal(cfg.default, 'node-a');
   assert.equal(cfg.defaultGiven, true);
   assert.deepEqual(cfg.dns, {
@@ -71,17 +75,29 @@ test('full example: every section, handed on to parseRunOptions and compileRules
   const run = parseRunOptions(cfg.run, [], FACTS);
   assert.equal(run.mode, 'tproxy');
   assert.deepEqual(run.capture, ['prerouting']);
-  assert.deepEqual(run.ports, [{ from: 80, to: 80 }, { from: 443, to: 443 }, { from: 8000, to: 8100 }]);
+  assert.deepEqual(run.ports, [
+    { from: 80, to: 80 },
+    { from: 443, to: 443 },
+    { from: 8000, to: 8100 },
+  ]);
   assert.equal(run.connectTimeoutMs, 5000);
   assert.equal(run.bypassMark, 0x539);
   assert.equal(run.proxyUser, undefined);
   assert.deepEqual(run.inject?.forwardedFor, { value: '10.1.2.3', mode: 'append' });
-  assert.deepEqual(run.inject?.headers.map((h) => `${h.name}=${h.value}`), ['X-Team=payments', 'X-Env=staging', 'X-Build=42', 'X-Client-Hostname=gw1']);
+  assert.deepEqual(
+    run.inject?.headers.map((h) => `${h.name}=${h.value}`),
+    ['X-Team=payments', 'X-Env=staging', 'X-Build=42', 'X-Client-Hostname=gw1'],
+  );
   assert.deepEqual(run.resolver.nameservers, ['1.1.1.1', '2606:4700:4700::1111']);
 
   const router = compileRules(cfg.routeRules, cfg.default, Object.keys(cfg.nodes));
-  const go = (domain: string | undefined, ip = '93.184.216.34', port = 443, src = '192.168.1.20', network: 'tcp' | 'udp' = 'tcp') =>
-    router.route({ dst: { ip, port, family: 4, ...(domain ? { domain } : {}) }, src, network });
+  const go = (
+    domain: string | undefined,
+    ip = '93.184.216.34',
+    port = 443,
+    src = '192.168.1.20',
+    network: 'tcp' | 'udp' = 'tcp',
+  ) => router.route({ dst: { ip, port, family: 4, ...(domain ? { domain } : {}) }, src, network });
   assert.deepEqual(go('x.doubleclick.net'), { action: 'reject', rule: 0 }); // from lists/ads.txt
   assert.deepEqual(go('my-tracker.io'), { action: 'reject', rule: 0 });
   assert.deepEqual(go('git.corp.example'), { action: 'corp', rule: 1 });
@@ -149,16 +165,23 @@ test('domain list files: read relative to the config, errors point at the path i
   ]);
   // An injected reader: the engine never touches the disk when told not to.
   const read: string[] = [];
-  const cfg = parseConfigText('rules:\n  - domain-list: [a.txt, a.txt, /abs/b.txt]\n    outbound: reject\n', '/etc/tranproxy/t.yaml', {
-    readFile: (p) => (read.push(p), p.endsWith('a.txt') ? 'full:a.example\n' : 'b.example\n'),
-  });
+  const cfg = parseConfigText(
+    'rules:\n  - domain-list: [a.txt, a.txt, /abs/b.txt]\n    outbound: reject\n',
+    '/etc/tranproxy/t.yaml',
+    {
+      readFile: (p) => (read.push(p), p.endsWith('a.txt') ? 'full:a.example\n' : 'b.example\n'),
+    },
+  );
   assert.deepEqual(read, ['/etc/tranproxy/a.txt', '/abs/b.txt']);
   const lists = [cfg.routeRules[0]!.domainList].flat() as DomainList[];
-  assert.deepEqual(lists.map((l) => ({ source: l.source, ...l.entries() })), [
-    { source: 'a.txt', full: ['a.example'], suffix: [], keyword: [] },
-    { source: 'a.txt', full: ['a.example'], suffix: [], keyword: [] },
-    { source: '/abs/b.txt', full: [], suffix: ['b.example'], keyword: [] },
-  ]);
+  assert.deepEqual(
+    lists.map((l) => ({ source: l.source, ...l.entries() })),
+    [
+      { source: 'a.txt', full: ['a.example'], suffix: [], keyword: [] },
+      { source: 'a.txt', full: ['a.example'], suffix: [], keyword: [] },
+      { source: '/abs/b.txt', full: [], suffix: ['b.example'], keyword: [] },
+    ],
+  );
   assert.equal(lists[0], lists[1], 'a file named twice is parsed (and compiled) once');
 });
 
@@ -169,9 +192,10 @@ test('cross-references: default, dns.via, xff-mode; errors found by the router s
     'tranproxy.yaml:5:11: xff-mode: xff-mode needs set-forwarded-for',
   ]);
   // values.ts accepts a zone in a CIDR, the router does not: the router's verdict, with a line.
-  assert.deepEqual(textErrors('rules:\n  - port: 80\n    outbound: direct\n  - cidr: "fe80::1%eth0"\n    outbound: direct\n'), [
-    "tranproxy.yaml:4:11: rules[1].cidr: invalid CIDR 'fe80::1%eth0': expected ADDRESS[/PREFIX]",
-  ]);
+  assert.deepEqual(
+    textErrors('rules:\n  - port: 80\n    outbound: direct\n  - cidr: "fe80::1%eth0"\n    outbound: direct\n'),
+    ["tranproxy.yaml:4:11: rules[1].cidr: invalid CIDR 'fe80::1%eth0': expected ADDRESS[/PREFIX]"],
+  );
   assert.deepEqual(textErrors('rules:\n  - outbound: direct\n'), [
     'tranproxy.yaml:2:5: rules[0]: no matcher (domain, domain-suffix, domain-keyword, domain-list, cidr, port, source-cidr, network); use `default` for a catch-all',
   ]);
@@ -187,7 +211,9 @@ test('shapes: wrong types, empty and non-mapping files, empty values, anchors', 
     'tranproxy.yaml:3:18: preserve-source: expected true or false',
     'tranproxy.yaml:4:8: nodes: expected a mapping, got a list',
   ]);
-  assert.deepEqual(textErrors('- a\n- b\n'), ['tranproxy.yaml:1:1: expected a mapping of settings (key: value), got a list']);
+  assert.deepEqual(textErrors('- a\n- b\n'), [
+    'tranproxy.yaml:1:1: expected a mapping of settings (key: value), got a list',
+  ]);
   const empty = parseConfigText('# nothing yet\n', 'e.yaml');
   assert.deepEqual(empty.run, {});
   assert.deepEqual(empty.rules, []);
@@ -207,7 +233,10 @@ test('shapes: wrong types, empty and non-mapping files, empty values, anchors', 
 });
 
 test('dns section: listen and nameserver forms', () => {
-  const d = parseConfigText('dns:\n  listen: 53\n  nameservers: ["::1", "[::1]:5353", 9.9.9.9]\n  fake-ip: { range: "fc00::/18" }\n', 'd.yaml').dns!;
+  const d = parseConfigText(
+    'dns:\n  listen: 53\n  nameservers: ["::1", "[::1]:5353", 9.9.9.9]\n  fake-ip: { range: "fc00::/18" }\n',
+    'd.yaml',
+  ).dns!;
   assert.deepEqual(d, {
     listen: { host: undefined, port: 53 },
     nameservers: [
@@ -227,7 +256,10 @@ test('dns section: listen and nameserver forms', () => {
 });
 
 test('loadConfigFile: a missing file is a UsageError naming it', () => {
-  assert.throws(() => loadConfigFile(join(DIR, 'nope.yaml')), (e: unknown) => e instanceof UsageError && /nope\.yaml: cannot read the file: no such file/.test(e.message));
+  assert.throws(
+    () => loadConfigFile(join(DIR, 'nope.yaml')),
+    (e: unknown) => e instanceof UsageError && /nope\.yaml: cannot read the file: no such file/.test(e.message),
+  );
 });
 
 test('udp: true in the file captures UDP like --udp (#17); absent, only TCP', () => {
@@ -236,6 +268,9 @@ test('udp: true in the file captures UDP like --udp (#17); absent, only TCP', ()
   assert.deepEqual(capturePlanOf(on).protocols, ['tcp', 'udp']);
   const off = parseRunOptions(parseConfigText('mode: tproxy\nproxy-user: none\n', 'tcp.yaml').run, [], FACTS);
   assert.deepEqual(capturePlanOf(off).protocols, ['tcp']);
-  assert.throws(() => parseRunOptions(parseConfigText('mode: redirect\nproxy-user: none\nudp: true\n', 'r.yaml').run, [], FACTS), /--udp needs --mode tproxy/);
+  assert.throws(
+    () => parseRunOptions(parseConfigText('mode: redirect\nproxy-user: none\nudp: true\n', 'r.yaml').run, [], FACTS),
+    /--udp needs --mode tproxy/,
+  );
   assert.throws(() => parseConfigText('udp: yes please\n', 'bad.yaml'), ConfigError);
 });

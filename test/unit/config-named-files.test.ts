@@ -21,7 +21,9 @@ function lab(t: { after(fn: () => void): void }): string {
 
 function configNaming(dir: string, list: string): string {
   const path = join(dir, 'gw.yaml');
-  writeFileSync(path, `rules:\n  - domain-list: ${JSON.stringify(list)}\n    outbound: reject\ndefault: direct\n`, { mode: 0o600 });
+  writeFileSync(path, `rules:\n  - domain-list: ${JSON.stringify(list)}\n    outbound: reject\ndefault: direct\n`, {
+    mode: 0o600,
+  });
   return path;
 }
 
@@ -50,8 +52,17 @@ test('devices, FIFOs, links and directories are refused without reading or block
   const link = join(dir, 'link');
   symlinkSync('/etc/hostname', link);
   const t0 = Date.now();
-  for (const [path, why] of [['/dev/zero', /is a device/], [fifo, /is a FIFO/], [link, /is a symbolic link/], [dir, /is a directory/]] as const) {
-    assert.match(errorOf(() => loadConfigFile(configNaming(dir, path))), why, path);
+  for (const [path, why] of [
+    ['/dev/zero', /is a device/],
+    [fifo, /is a FIFO/],
+    [link, /is a symbolic link/],
+    [dir, /is a directory/],
+  ] as const) {
+    assert.match(
+      errorOf(() => loadConfigFile(configNaming(dir, path))),
+      why,
+      path,
+    );
     await assert.rejects(readNamedFile('domain list', path), why, path);
   }
   assert.ok(Date.now() - t0 < 2000, 'nothing blocked');
@@ -72,20 +83,40 @@ test('a domain list others could change is refused like the config file itself',
   const list = join(dir, 'ads.txt');
   writeFileSync(list, 'ads.example\n');
   chmodSync(list, 0o666);
-  assert.match(errorOf(() => loadConfigFile(configNaming(dir, list))), /mode 0666 lets every user change which names are routed where: run 'chmod go-w .*ads\.txt'/);
+  assert.match(
+    errorOf(() => loadConfigFile(configNaming(dir, list))),
+    /mode 0666 lets every user change which names are routed where: run 'chmod go-w .*ads\.txt'/,
+  );
   chmodSync(list, 0o620);
-  assert.match(errorOf(() => loadConfigFile(configNaming(dir, list))), /mode 0620 lets its group change/);
+  assert.match(
+    errorOf(() => loadConfigFile(configNaming(dir, list))),
+    /mode 0620 lets its group change/,
+  );
   chmodSync(list, 0o644);
   chownSync(list, 4242, 4242);
-  assert.match(errorOf(() => loadConfigFile(configNaming(dir, list))), /owned by uid 4242, neither root nor the user running tranproxy/);
+  assert.match(
+    errorOf(() => loadConfigFile(configNaming(dir, list))),
+    /owned by uid 4242, neither root nor the user running tranproxy/,
+  );
   chownSync(list, 0, 0);
-  assert.ok(reviveDomainList([loadConfigFile(configNaming(dir, list)).routeRules[0]!.domainList!].flat()[0]!).matches('x.ads.example'));
+  assert.ok(
+    reviveDomainList([loadConfigFile(configNaming(dir, list)).routeRules[0]!.domainList!].flat()[0]!).matches(
+      'x.ads.example',
+    ),
+  );
 });
 
 test('prototype keys are refused wherever a name becomes a key', () => {
   for (const key of ['__proto__', 'constructor', 'prototype']) {
     const yaml = `nodes:\n  ${key}: socks5://192.0.2.1:1080\ndefault: direct\n`;
-    assert.match(errorOf(() => parseConfigText(yaml, 'gw.yaml')), new RegExp(`gw\\.yaml:2:3: '${key}' cannot be a key or a name`), key);
+    assert.match(
+      errorOf(() => parseConfigText(yaml, 'gw.yaml')),
+      new RegExp(`gw\\.yaml:2:3: '${key}' cannot be a key or a name`),
+      key,
+    );
   }
-  assert.match(errorOf(() => parseConfigText('dns:\n  __proto__: {cache: false}\n', 'gw.yaml')), /'__proto__' cannot be a key/);
+  assert.match(
+    errorOf(() => parseConfigText('dns:\n  __proto__: {cache: false}\n', 'gw.yaml')),
+    /'__proto__' cannot be a key/,
+  );
 });

@@ -8,14 +8,20 @@ const P = '/etc/tranproxy/gateway.yaml';
 
 test('group- or world-writable files are refused with the chmod that fixes them', () => {
   for (const mode of [0o664, 0o666, 0o620, 0o602, 0o100622]) {
-    assert.throws(() => checkConfigPermissions(P, { mode, uid: 0 }, 0, []), (e: Error) => e instanceof UsageError && /chmod go-w \/etc\/tranproxy\/gateway\.yaml/.test(e.message));
+    assert.throws(
+      () => checkConfigPermissions(P, { mode, uid: 0 }, 0, []),
+      (e: Error) => e instanceof UsageError && /chmod go-w \/etc\/tranproxy\/gateway\.yaml/.test(e.message),
+    );
   }
   assert.throws(() => checkConfigPermissions(P, { mode: 0o646, uid: 0 }, 0, []), /mode 0646 lets every user change/);
   assert.throws(() => checkConfigPermissions(P, { mode: 0o660, uid: 0 }, 0, []), /mode 0660 lets its group change/);
 });
 
 test('a file owned by another non-root user is refused; root-owned or own files are fine', () => {
-  assert.throws(() => checkConfigPermissions(P, { mode: 0o600, uid: 1000 }, 0, []), /owned by uid 1000, neither root nor the user running tranproxy \(uid 0\).*chown root/);
+  assert.throws(
+    () => checkConfigPermissions(P, { mode: 0o600, uid: 1000 }, 0, []),
+    /owned by uid 1000, neither root nor the user running tranproxy \(uid 0\).*chown root/,
+  );
   assert.deepEqual(checkConfigPermissions(P, { mode: 0o600, uid: 0 }, 1000, []), []);
   assert.deepEqual(checkConfigPermissions(P, { mode: 0o600, uid: 1000 }, 1000, []), []);
 });

@@ -6,7 +6,16 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { hashPassword, LOGIN_LIMITS, LoginLimiter, parsePasswordHash, prefixOf, safeEqual, SessionStore, verifyPassword } from '../../src/console/auth.js';
+import {
+  hashPassword,
+  LOGIN_LIMITS,
+  LoginLimiter,
+  parsePasswordHash,
+  prefixOf,
+  safeEqual,
+  SessionStore,
+  verifyPassword,
+} from '../../src/console/auth.js';
 import { ConfigStore } from '../../src/console/apply.js';
 import { originMatches, startConsoleServer } from '../../src/console/server.js';
 import { parseRunOptions } from '../../src/config/run-config.js';
@@ -25,8 +34,16 @@ test('hash and verify: salted, parameters in the string, wrong password and malf
   assert.equal(await verifyPassword('correct horsf', h1), false);
   assert.equal(await verifyPassword('', h1), false);
   assert.equal(await verifyPassword('correct horse', 'plain-text'), false);
-  assert.equal(await verifyPassword('x', 'scrypt$3$8$1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA'), false, 'N must be a power of two');
-  assert.equal(parsePasswordHash('scrypt$4194304$8$1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA'), undefined, 'absurd cost refused');
+  assert.equal(
+    await verifyPassword('x', 'scrypt$3$8$1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA'),
+    false,
+    'N must be a power of two',
+  );
+  assert.equal(
+    parsePasswordHash('scrypt$4194304$8$1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA'),
+    undefined,
+    'absurd cost refused',
+  );
   const real = await hashPassword('pw', { N: 1 << 15, r: 8, p: 1 });
   assert.equal(await verifyPassword('pw', real), true, 'the default parameters work (maxmem is enough)');
   await assert.rejects(hashPassword(''), /empty/);
@@ -90,7 +107,11 @@ test('login limiter: 40 guesses from 40 addresses of one IPv6 /64 or IPv4 /24 ar
   assert.ok(l.retryAfter('2001:db8:1:2:ffff:1:2:3') > 0, 'anywhere in the /64');
   assert.equal(l.retryAfter('2001:db8:1:3::1'), 0, 'the next /64 is another client');
   assert.equal(refused(Array.from({ length: 40 }, (_, i) => `198.51.100.${i + 1}`)), 20);
-  assert.equal(refused(Array.from({ length: 100 }, (_, i) => `203.0.${i}.1`)), 40, '100 remote failures a minute in all, spread over networks');
+  assert.equal(
+    refused(Array.from({ length: 100 }, (_, i) => `203.0.${i}.1`)),
+    40,
+    '100 remote failures a minute in all, spread over networks',
+  );
   assert.equal(prefixOf('2001:db8::1'), '2001:db8:0:0::/64');
   assert.equal(prefixOf('::ffff:192.0.2.7'), '192.0.2.0/24');
   now = 61_000;
@@ -122,28 +143,63 @@ test('originMatches', () => {
   assert.equal(originMatches('null', '127.0.0.1:8080'), false);
 });
 
-async function consoleServer(t: { after(fn: () => void): void }, limiter?: LoginLimiter): Promise<{ base: string; logged: string[] }> {
+async function consoleServer(
+  t: { after(fn: () => void): void },
+  limiter?: LoginLimiter,
+): Promise<{ base: string; logged: string[] }> {
   const dir = mkdtempSync(join(tmpdir(), 'tpx-console-auth-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'gw.yaml');
   writeFileSync(path, `capture: prerouting\nconsole:\n  password-hash: ${await hashPassword('s3cret-pass', FAST)}\n`);
   const cfg: RunConfig = parseRunOptions({ capture: ['prerouting'], firewall: 'none' });
-  const control = { config: () => cfg, rulesInKernel: () => false, onApplied: () => () => {} } as unknown as SupervisorControl;
-  const store = new ConfigStore(path, (f) => parseRunOptions({ ...f.run, firewall: 'none' }, [], undefined, f), control);
+  const control = {
+    config: () => cfg,
+    rulesInKernel: () => false,
+    onApplied: () => () => {},
+  } as unknown as SupervisorControl;
+  const store = new ConfigStore(
+    path,
+    (f) => parseRunOptions({ ...f.run, firewall: 'none' }, [], undefined, f),
+    control,
+  );
   const logged: string[] = [];
   const log = createLogger('text', (line) => void logged.push(line));
-  const server = await startConsoleServer({ listen: { host: '127.0.0.1', port: 0 }, store, control, log, uiDir: join(dir, 'no-ui'), ...(limiter ? { limiter } : {}) });
+  const server = await startConsoleServer({
+    listen: { host: '127.0.0.1', port: 0 },
+    store,
+    control,
+    log,
+    uiDir: join(dir, 'no-ui'),
+    ...(limiter ? { limiter } : {}),
+  });
   t.after(() => server.close());
   return { base: `http://${server.address}`, logged };
 }
 
 /** A request from a chosen local address with exactly these headers. */
-function raw(base: string, method: string, path: string, opts: { headers?: Record<string, string>; body?: string; from?: string } = {}): Promise<{ status: number; body: string }> {
+function raw(
+  base: string,
+  method: string,
+  path: string,
+  opts: { headers?: Record<string, string>; body?: string; from?: string } = {},
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(`${base}${path}`, { method, headers: { 'content-type': 'application/json', ...opts.headers }, agent: false, ...(opts.from ? { localAddress: opts.from } : {}) }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
+    const req = http.request(
+      `${base}${path}`,
+      {
+        method,
+        headers: { 'content-type': 'application/json', ...opts.headers },
+        agent: false,
+        ...(opts.from ? { localAddress: opts.from } : {}),
+      },
+      (res) => {
+        let body = '';
+        res
+          .setEncoding('utf8')
+          .on('data', (d: string) => (body += d))
+          .on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
     req.on('error', reject);
     req.end(opts.body);
   });
@@ -154,12 +210,18 @@ test('HTTP: failed logins from 40 addresses in 127/8 are slowed, not refused, an
   const { base, logged } = await consoleServer(t, limiter);
   const t0 = Date.now();
   for (let i = 0; i < 40; i++) {
-    const r = await raw(base, 'POST', '/api/login', { body: JSON.stringify({ password: `guess${i}` }), from: `127.0.${i}.${i + 2}` });
+    const r = await raw(base, 'POST', '/api/login', {
+      body: JSON.stringify({ password: `guess${i}` }),
+      from: `127.0.${i}.${i + 2}`,
+    });
     assert.equal(r.status, 401, `guess ${i}`);
   }
   // Guesses 6..40 waited 40, 80, 160, 160… ms: 5.2 s in all, on top of the checks themselves.
   assert.ok(Date.now() - t0 >= 40 + 80 + 32 * 160, `guesses were not slowed (${Date.now() - t0} ms)`);
-  const ok = await raw(base, 'POST', '/api/login', { body: JSON.stringify({ password: 's3cret-pass' }), from: '127.0.0.1' });
+  const ok = await raw(base, 'POST', '/api/login', {
+    body: JSON.stringify({ password: 's3cret-pass' }),
+    from: '127.0.0.1',
+  });
   assert.equal(ok.status, 200, 'the admin on loopback is never locked out');
   assert.match(logged.join('\n'), /console: failed login.*from=127\.0\.39\.41/);
 });
@@ -168,13 +230,28 @@ test('HTTP: Host must be the console (DNS rebinding), Origin must match on every
   const { base, logged } = await consoleServer(t);
   const port = new URL(base).port;
   for (const path of ['/', '/api/session', '/api/login']) {
-    const r = await raw(base, path === '/api/login' ? 'POST' : 'GET', path, { headers: { host: `rebind.attacker.example:${port}` }, body: '{"password":"x"}' });
+    const r = await raw(base, path === '/api/login' ? 'POST' : 'GET', path, {
+      headers: { host: `rebind.attacker.example:${port}` },
+      body: '{"password":"x"}',
+    });
     assert.equal(r.status, 421, path);
   }
   assert.equal((await raw(base, 'GET', '/api/session', { headers: { host: `localhost:${port}` } })).status, 200);
   assert.equal((await raw(base, 'GET', '/api/session', { headers: { host: `127.0.0.1:${port}` } })).status, 200);
-  assert.equal((await raw(base, 'GET', '/api/session', { headers: { origin: 'http://evil.example' } })).status, 403, 'a cross-site GET too');
-  assert.equal((await raw(base, 'POST', '/api/login', { headers: { origin: 'http://evil.example' }, body: '{"password":"s3cret-pass"}' })).status, 403);
+  assert.equal(
+    (await raw(base, 'GET', '/api/session', { headers: { origin: 'http://evil.example' } })).status,
+    403,
+    'a cross-site GET too',
+  );
+  assert.equal(
+    (
+      await raw(base, 'POST', '/api/login', {
+        headers: { origin: 'http://evil.example' },
+        body: '{"password":"s3cret-pass"}',
+      })
+    ).status,
+    403,
+  );
   const big = await raw(base, 'POST', '/api/login', { body: JSON.stringify({ password: 'x'.repeat(9000) }) });
   assert.equal(big.status, 413);
   assert.match(logged.join('\n'), /console: refused request.*status=421.*host=rebind\.attacker\.example/);
@@ -185,7 +262,10 @@ test('HTTP: 401 before login, cookie flags, CSRF and Origin checks, logout', asy
   const dir = mkdtempSync(join(tmpdir(), 'tpx-console-auth-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'gw.yaml');
-  writeFileSync(path, `# test\ncapture: prerouting\nconsole:\n  password-hash: ${await hashPassword('s3cret-pass', FAST)}\n`);
+  writeFileSync(
+    path,
+    `# test\ncapture: prerouting\nconsole:\n  password-hash: ${await hashPassword('s3cret-pass', FAST)}\n`,
+  );
   let cfg: RunConfig = parseRunOptions({ capture: ['prerouting'], firewall: 'none' });
   let reloaded: (() => void) | undefined;
   const control: SupervisorControl = {
@@ -203,12 +283,26 @@ test('HTTP: 401 before login, cookie flags, CSRF and Origin checks, logout', asy
       return () => {};
     },
   };
-  const store = new ConfigStore(path, (f) => parseRunOptions({ ...f.run, firewall: 'none' }, [], undefined, f), control);
-  const server = await startConsoleServer({ listen: { host: '127.0.0.1', port: 0 }, store, control, log: createLogger('text', () => {}), uiDir: join(dir, 'no-ui') });
+  const store = new ConfigStore(
+    path,
+    (f) => parseRunOptions({ ...f.run, firewall: 'none' }, [], undefined, f),
+    control,
+  );
+  const server = await startConsoleServer({
+    listen: { host: '127.0.0.1', port: 0 },
+    store,
+    control,
+    log: createLogger('text', () => {}),
+    uiDir: join(dir, 'no-ui'),
+  });
   t.after(() => server.close());
   const base = `http://${server.address}`;
   const req = (method: string, p: string, body?: unknown, headers: Record<string, string> = {}) =>
-    fetch(base + p, { method, headers: { 'content-type': 'application/json', ...headers }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    fetch(base + p, {
+      method,
+      headers: { 'content-type': 'application/json', ...headers },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
 
   assert.equal((await req('GET', '/api/state')).status, 401);
   assert.deepEqual(await (await req('GET', '/api/session')).json(), { authenticated: false });
@@ -232,11 +326,23 @@ test('HTTP: 401 before login, cookie flags, CSRF and Origin checks, logout', asy
   assert.equal(state.headers.get('cache-control'), 'no-store');
   assert.equal(state.headers.get('content-security-policy'), "default-src 'self'");
   assert.equal(state.headers.get('x-frame-options'), 'DENY');
-  assert.deepEqual(await (await req('GET', '/api/session', undefined, { cookie })).json(), { authenticated: true, csrf });
+  assert.deepEqual(await (await req('GET', '/api/session', undefined, { cookie })).json(), {
+    authenticated: true,
+    csrf,
+  });
 
   assert.equal((await req('PUT', '/api/settings', { enabled: false }, { cookie })).status, 403, 'no CSRF token');
-  assert.equal((await req('PUT', '/api/settings', { enabled: false }, { cookie, 'x-csrf-token': 'x'.repeat(43) })).status, 403, 'wrong token');
-  const cross = await req('PUT', '/api/settings', { enabled: false }, { cookie, 'x-csrf-token': csrf, origin: 'http://evil.example' });
+  assert.equal(
+    (await req('PUT', '/api/settings', { enabled: false }, { cookie, 'x-csrf-token': 'x'.repeat(43) })).status,
+    403,
+    'wrong token',
+  );
+  const cross = await req(
+    'PUT',
+    '/api/settings',
+    { enabled: false },
+    { cookie, 'x-csrf-token': csrf, origin: 'http://evil.example' },
+  );
   assert.equal(cross.status, 403, 'foreign Origin');
   const put = await req('PUT', '/api/settings', { enabled: false }, { cookie, 'x-csrf-token': csrf, origin: base });
   assert.equal(put.status, 200);
@@ -274,5 +380,4 @@ test('HTTP: 401 before login, cookie flags, CSRF and Origin checks, logout', asy
 
   assert.equal((await req('POST', '/api/logout', {}, { cookie, 'x-csrf-token': csrf })).status, 200);
   assert.equal((await req('GET', '/api/state', undefined, { cookie })).status, 401, 'session gone after logout');
-
 });

@@ -47,12 +47,17 @@ interface Harness {
   failNextApply: { value: string | undefined };
 }
 
-function harness(t: { after(fn: () => void): void }, text = ORIGINAL, fetchText?: (url: string) => Promise<string>): Harness {
+function harness(
+  t: { after(fn: () => void): void },
+  text = ORIGINAL,
+  fetchText?: (url: string) => Promise<string>,
+): Harness {
   const dir = mkdtempSync(join(tmpdir(), 'tpx-console-config-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'gateway.yaml');
   writeFileSync(path, text, { mode: 0o640 });
-  const build = (f: Parameters<ConstructorParameters<typeof ConfigStore>[1]>[0]) => parseRunOptions({ ...f.run, firewall: 'none' }, [], undefined, f);
+  const build = (f: Parameters<ConstructorParameters<typeof ConfigStore>[1]>[0]) =>
+    parseRunOptions({ ...f.run, firewall: 'none' }, [], undefined, f);
   let cfg: RunConfig = build(loadConfigFile(path));
   const applied: RunConfig[] = [];
   const failNextApply = { value: undefined as string | undefined };
@@ -67,7 +72,17 @@ function harness(t: { after(fn: () => void): void }, text = ORIGINAL, fetchText?
       applied.push(next);
       cfg = next;
     },
-    connections: async () => [{ id: 7, worker: 1234, listener: '0.0.0.0:15001', src: '10.0.0.2:5000', dst: '198.51.100.1:80', via: 'office', ageMs: 1500 }],
+    connections: async () => [
+      {
+        id: 7,
+        worker: 1234,
+        listener: '0.0.0.0:15001',
+        src: '10.0.0.2:5000',
+        dst: '198.51.100.1:80',
+        via: 'office',
+        ageMs: 1500,
+      },
+    ],
     metricSnapshots: async () => [],
     closeConnection: async (w, id) => w === 1234 && id === 7,
     flushDns: async () => 1,
@@ -75,11 +90,23 @@ function harness(t: { after(fn: () => void): void }, text = ORIGINAL, fetchText?
     onApplied: () => () => {},
   };
   const store = new ConfigStore(path, build, control);
-  return { dir, path, api: new ConsoleApi({ store, control, log: createLogger('text', () => {}), ...(fetchText ? { fetchText } : {}) }), applied, failNextApply };
+  return {
+    dir,
+    path,
+    api: new ConsoleApi({ store, control, log: createLogger('text', () => {}), ...(fetchText ? { fetchText } : {}) }),
+    applied,
+    failNextApply,
+  };
 }
 
 type Body = Record<string, unknown> & { errors?: { field: string; message: string }[] };
-async function call(h: Harness, method: string, path: string, body?: unknown, query = ''): Promise<{ status: number; body: Body }> {
+async function call(
+  h: Harness,
+  method: string,
+  path: string,
+  body?: unknown,
+  query = '',
+): Promise<{ status: number; body: Body }> {
   const r = await h.api.handle({ method, path, query: new URLSearchParams(query), body });
   return { status: r.status, body: r.body as Body };
 }
@@ -91,14 +118,27 @@ test('state from the file', async (t) => {
   // lanAddresses are the host's own eth1 addresses, if it has one: only their shape is checked.
   const { dnsServer, ...body } = full as Body & { dnsServer: { lanAddresses: string[] } };
   assert.ok(Array.isArray(dnsServer.lanAddresses));
-  assert.deepEqual({ ...dnsServer, lanAddresses: [] }, { listen: null, fakeIpRange: null, lanAddresses: [] }, 'no dns section: no DNS server');
+  assert.deepEqual(
+    { ...dnsServer, lanAddresses: [] },
+    { listen: null, fakeIpRange: null, lanAddresses: [] },
+    'no dns section: no DNS server',
+  );
   assert.deepEqual(body, {
     enabled: true,
     mode: 'tproxy',
     lan: { interfaces: ['eth1'], sources: [] },
     tcpNode: 'direct',
     udpNode: 'same',
-    nodes: [{ name: 'office', label: 'office', type: 'socks5', server: '192.0.2.10', port: 1080, uri: 'socks5://user:***@192.0.2.10:1080' }],
+    nodes: [
+      {
+        name: 'office',
+        label: 'office',
+        type: 'socks5',
+        server: '192.0.2.10',
+        port: 1080,
+        uri: 'socks5://user:***@192.0.2.10:1080',
+      },
+    ],
     subscriptions: [],
     dns: { nameservers: [], cache: true, fakeIp: false },
     rules: [{ cidr: ['192.168.0.0/16'], outbound: 'direct' }],
@@ -109,7 +149,13 @@ test('state from the file', async (t) => {
 
 test('settings: applied, saved, comments kept (golden), file mode kept, no temp files left', async (t) => {
   const h = harness(t);
-  const r = await call(h, 'PUT', '/settings', { enabled: false, tcpNode: 'office', udpNode: 'direct', lan: { interfaces: ['eth1', 'eth2'], sources: ['192.168.1.0/24'] }, checkTargets: ['198.51.100.1:80'] });
+  const r = await call(h, 'PUT', '/settings', {
+    enabled: false,
+    tcpNode: 'office',
+    udpNode: 'direct',
+    lan: { interfaces: ['eth1', 'eth2'], sources: ['192.168.1.0/24'] },
+    checkTargets: ['198.51.100.1:80'],
+  });
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.equal(h.applied.length, 1);
   assert.equal(h.applied[0]!.enabled, false);
@@ -152,7 +198,13 @@ check-targets:
 
 test('invalid settings: 400 with form fields; file and proxy untouched', async (t) => {
   const h = harness(t);
-  const r = await call(h, 'PUT', '/settings', { mode: 'nat', tcpNode: 'offce', lan: { sources: ['10.0.0.0/33'] }, enabled: 'yes', checkTargets: ['nohost'] });
+  const r = await call(h, 'PUT', '/settings', {
+    mode: 'nat',
+    tcpNode: 'offce',
+    lan: { sources: ['10.0.0.0/33'] },
+    enabled: 'yes',
+    checkTargets: ['nohost'],
+  });
   assert.equal(r.status, 400);
   const fields = r.body.errors!.map((e) => e.field).sort();
   assert.deepEqual(fields, ['checkTargets', 'enabled', 'lan.sources', 'mode']);
@@ -184,14 +236,28 @@ test('a change the supervisor refuses is not saved', async (t) => {
 
 test('rules: validated exactly like the file, fields rules[N].key', async (t) => {
   const h = harness(t);
-  const bad = await call(h, 'PUT', '/rules', { rules: [{ cidr: ['10.0.0.0/8'], outbound: 'direct' }, { cidr: ['10.0.0.300/8'], outbound: 'nowhere' }, { outbound: 'direct', colour: 'red' }] });
+  const bad = await call(h, 'PUT', '/rules', {
+    rules: [
+      { cidr: ['10.0.0.0/8'], outbound: 'direct' },
+      { cidr: ['10.0.0.300/8'], outbound: 'nowhere' },
+      { outbound: 'direct', colour: 'red' },
+    ],
+  });
   assert.equal(bad.status, 400);
   const got = bad.body.errors!.map((e) => e.field).sort();
   assert.deepEqual(got, ['rules[1].cidr', 'rules[1].outbound', 'rules[2]']);
   assert.equal(readFileSync(h.path, 'utf8'), ORIGINAL);
-  const ok = await call(h, 'PUT', '/rules', { rules: [{ 'domain-suffix': ['example.com'], outbound: 'office' }, { port: ['25'], outbound: 'reject' }] });
+  const ok = await call(h, 'PUT', '/rules', {
+    rules: [
+      { 'domain-suffix': ['example.com'], outbound: 'office' },
+      { port: ['25'], outbound: 'reject' },
+    ],
+  });
   assert.equal(ok.status, 200);
-  assert.deepEqual(ok.body.rules, [{ 'domain-suffix': ['example.com'], outbound: 'office' }, { port: ['25'], outbound: 'reject' }]);
+  assert.deepEqual(ok.body.rules, [
+    { 'domain-suffix': ['example.com'], outbound: 'office' },
+    { port: ['25'], outbound: 'reject' },
+  ]);
   assert.equal(h.applied.at(-1)!.routing!.rules.length, 2);
   assert.equal((await call(h, 'PUT', '/rules', { rules: 'x' })).body.errors![0]!.field, 'rules');
 });
@@ -204,7 +270,13 @@ test('rules: a domain-list the console sets must be a regular file in the config
   writeFileSync(secret, 'root:$y$j9T$s3cr3t:19000:0:99999:7:::\n', { mode: 0o600 });
   const rules = (list: string) => ({ rules: [{ 'domain-list': [list], outbound: 'reject' }] });
   const t0 = Date.now();
-  for (const path of ['/etc/shadow', '/proc/self/environ', '/dev/zero', secret, `${h.dir}/../${outside.split('/').pop()}/shadow`]) {
+  for (const path of [
+    '/etc/shadow',
+    '/proc/self/environ',
+    '/dev/zero',
+    secret,
+    `${h.dir}/../${outside.split('/').pop()}/shadow`,
+  ]) {
     const r = await call(h, 'PUT', '/rules', rules(path));
     assert.equal(r.status, 400, path);
     const text = JSON.stringify(r.body);
@@ -233,11 +305,23 @@ test('nodes: paste many, names from #tag made unique, bad line named, edit keeps
   assert.deepEqual(add.body.added, ['HK-1', 'office-2', 'HK-1-2']);
   assert.deepEqual((add.body.state as Body).nodes, add.body.nodes);
   // the usable links are taken, the others reported with the reason, never failing the rest
-  const mixed = await call(h, 'POST', '/nodes', { links: `${SS}\nss://nonsense\nhttp://host-without-port\nhysteria2://pw@198.51.100.7:443#%F0%9F%87%AF%F0%9F%87%B5%20Tokyo` });
+  const mixed = await call(h, 'POST', '/nodes', {
+    links: `${SS}\nss://nonsense\nhttp://host-without-port\nhysteria2://pw@198.51.100.7:443#%F0%9F%87%AF%F0%9F%87%B5%20Tokyo`,
+  });
   assert.equal(mixed.status, 200, JSON.stringify(mixed.body));
-  const report = mixed.body.report as { imported: { name: string }[]; skipped: { line: number; label?: string; reason: string }[]; summary: string };
-  assert.deepEqual(report.imported.map((i) => i.name), ['HK-1-3']);
-  assert.deepEqual(report.skipped.map((s) => s.line), [2, 3, 4]);
+  const report = mixed.body.report as {
+    imported: { name: string }[];
+    skipped: { line: number; label?: string; reason: string }[];
+    summary: string;
+  };
+  assert.deepEqual(
+    report.imported.map((i) => i.name),
+    ['HK-1-3'],
+  );
+  assert.deepEqual(
+    report.skipped.map((s) => s.line),
+    [2, 3, 4],
+  );
   assert.deepEqual(report.skipped[2], { line: 4, label: '🇯🇵 Tokyo', reason: 'hysteria2 not supported' });
   assert.match(report.summary, /^1 imported, 3 skipped: .*missing port.*; hysteria2 not supported$/);
   assert.doesNotMatch(JSON.stringify(mixed.body), /secret/);
@@ -252,7 +336,11 @@ test('nodes: paste many, names from #tag made unique, bad line named, edit keeps
   assert.equal(node.uri, SS_PLAIN_REDACTED.replace('aes-256-gcm:***', 'aes-256-gcm:***'));
   const kept = await call(h, 'PUT', '/nodes/HK-1', { name: 'hk', uri: node.uri });
   assert.equal(kept.status, 200, JSON.stringify(kept.body));
-  assert.match(readFileSync(h.path, 'utf8'), /\n {2}hk:\n {4}uri: ss:\/\/YWVzLTI1Ni1nY206c2VjcmV0@203\.0\.113\.11:8388#HK%201\n {4}label: HK 1\n/, 'the label is kept beside the renamed key');
+  assert.match(
+    readFileSync(h.path, 'utf8'),
+    /\n {2}hk:\n {4}uri: ss:\/\/YWVzLTI1Ni1nY206c2VjcmV0@203\.0\.113\.11:8388#HK%201\n {4}label: HK 1\n/,
+    'the label is kept beside the renamed key',
+  );
   const badUri = await call(h, 'PUT', '/nodes/hk', { uri: 'ftp://x:1' });
   assert.equal(badUri.status, 400);
   assert.equal(badUri.body.errors![0]!.field, 'uri');
@@ -287,11 +375,17 @@ test('subscriptions: base64 list, nodes replaced as a group on refresh, removal'
   served = 'socks5://192.0.2.31:1080#sub-c\n';
   const ref = await call(h, 'POST', '/subscriptions/refresh', { url });
   assert.equal(ref.status, 200, JSON.stringify(ref.body));
-  assert.deepEqual((ref.body.nodes as { name: string }[]).map((n) => n.name), ['office', 'sub-c']);
+  assert.deepEqual(
+    (ref.body.nodes as { name: string }[]).map((n) => n.name),
+    ['office', 'sub-c'],
+  );
   assert.equal((await call(h, 'POST', '/subscriptions', { url: 'ftp://x' })).body.errors![0]!.field, 'url');
   const del = await call(h, 'DELETE', '/subscriptions', undefined, `url=${encodeURIComponent(url)}`);
   assert.equal(del.status, 200);
-  assert.deepEqual((del.body.nodes as { name: string }[]).map((n) => n.name), ['office']);
+  assert.deepEqual(
+    (del.body.nodes as { name: string }[]).map((n) => n.name),
+    ['office'],
+  );
   assert.deepEqual(del.body.subscriptions, []);
 });
 
@@ -299,14 +393,26 @@ test('nodes: a redacted secret is kept whatever else changes; prototype names re
   const h = harness(t);
   const added0 = await call(h, 'POST', '/nodes', { links: `${SS}\nsocks5://u:p%40ss@192.0.2.20:1080#s5` });
   const [ssName, s5Name] = added0.body.added as string[];
-  const moved = await call(h, 'PUT', `/nodes/${encodeURIComponent(ssName!)}`, { name: 'hk2', uri: 'ss://aes-256-gcm:***@203.0.113.12:9999#moved' });
+  const moved = await call(h, 'PUT', `/nodes/${encodeURIComponent(ssName!)}`, {
+    name: 'hk2',
+    uri: 'ss://aes-256-gcm:***@203.0.113.12:9999#moved',
+  });
   assert.equal(moved.status, 200, JSON.stringify(moved.body));
-  const socks = await call(h, 'PUT', `/nodes/${encodeURIComponent(s5Name!)}`, { uri: 'socks5://u:***@192.0.2.21:1081' });
+  const socks = await call(h, 'PUT', `/nodes/${encodeURIComponent(s5Name!)}`, {
+    uri: 'socks5://u:***@192.0.2.21:1081',
+  });
   assert.equal(socks.status, 200, JSON.stringify(socks.body));
   const office = await call(h, 'PUT', '/nodes/office', { uri: 'socks5://user:***@192.0.2.10:1081' });
   assert.equal(office.status, 200);
   const nodes = h.applied.at(-1)!.routing!.nodes as Record<string, { uri: string }>;
-  assert.deepEqual(parseNodeUri(nodes.hk2!.uri), { kind: 'shadowsocks', name: 'moved', host: '203.0.113.12', port: 9999, method: 'aes-256-gcm', password: 'secret' });
+  assert.deepEqual(parseNodeUri(nodes.hk2!.uri), {
+    kind: 'shadowsocks',
+    name: 'moved',
+    host: '203.0.113.12',
+    port: 9999,
+    method: 'aes-256-gcm',
+    password: 'secret',
+  });
   assert.equal((parseNodeUri(nodes[s5Name!]!.uri) as { password?: string }).password, 'p@ss');
   assert.equal((parseNodeUri(nodes.office!.uri) as { password?: string }).password, 'pw');
   assert.doesNotMatch(readFileSync(h.path, 'utf8'), /\*\*\*/, 'no literal *** stored');
@@ -357,14 +463,22 @@ test('dns, connections, close, flush', async (t) => {
   const bad = await call(h, 'PUT', '/dns', { nameservers: ['not-an-ip'], cache: 'no' });
   assert.equal(bad.status, 400);
   assert.deepEqual(bad.body.errors!.map((e) => e.field).sort(), ['dns.cache', 'dns.nameservers']);
-  const ok = await call(h, 'PUT', '/dns', { nameservers: ['192.0.2.53', '192.0.2.54:5353'], cache: false, fakeIp: true });
+  const ok = await call(h, 'PUT', '/dns', {
+    nameservers: ['192.0.2.53', '192.0.2.54:5353'],
+    cache: false,
+    fakeIp: true,
+  });
   assert.equal(ok.status, 200, JSON.stringify(ok.body));
   assert.deepEqual(ok.body.dns, { nameservers: ['192.0.2.53', '192.0.2.54:5353'], cache: false, fakeIp: true });
   // The DNS server LAN hosts use (port 53 on every address) and the fake-IP range now in force.
   const server = ok.body.dnsServer as { listen: unknown; fakeIpRange: unknown };
   assert.deepEqual([server.listen, server.fakeIpRange], [{ host: null, port: 53 }, '198.18.0.0/15']);
   assert.deepEqual((await call(h, 'POST', '/dns/flush')).body, { flushed: 1 });
-  const conns = (await call(h, 'GET', '/connections')).body as unknown as { id: string; node: string; startedAt: string }[];
+  const conns = (await call(h, 'GET', '/connections')).body as unknown as {
+    id: string;
+    node: string;
+    startedAt: string;
+  }[];
   assert.equal(conns[0]!.id, '1234-7');
   assert.equal(conns[0]!.node, 'office');
   assert.ok(!Number.isNaN(Date.parse(conns[0]!.startedAt)));
@@ -374,18 +488,28 @@ test('dns, connections, close, flush', async (t) => {
 
 test('links: names, uniqueness, subscription decoding', () => {
   assert.equal(baseName(parseNodeUri('socks5://192.0.2.1:1080')), 'socks5-192.0.2.1-1080');
-  assert.equal(baseName(parseNodeUri('socks5://192.0.2.1:1080#%E9%A6%99%E6%B8%AF%2001')), 'socks5-192.0.2.1-1080', 'a label with no ASCII words: type-host-port');
+  assert.equal(
+    baseName(parseNodeUri('socks5://192.0.2.1:1080#%E9%A6%99%E6%B8%AF%2001')),
+    'socks5-192.0.2.1-1080',
+    'a label with no ASCII words: type-host-port',
+  );
   assert.equal(baseName(parseNodeUri('socks5://192.0.2.1:1080#direct')), 'socks5-192.0.2.1-1080');
   const taken = new Set(['a']);
   assert.equal(uniqueName('a', taken), 'a-2');
   assert.equal(uniqueName('a', taken), 'a-3');
   assert.equal(uniqueName('reject', taken), 'reject-2');
   const b64 = Buffer.from('ss://x@h:1#a\nsocks5://h:2#b').toString('base64');
-  assert.deepEqual(decodeSubscription(`${b64.slice(0, 10)}\n${b64.slice(10)}`).entries.map((e) => e.uri), ['ss://x@h:1#a', 'socks5://h:2#b']);
+  assert.deepEqual(
+    decodeSubscription(`${b64.slice(0, 10)}\n${b64.slice(10)}`).entries.map((e) => e.uri),
+    ['ss://x@h:1#a', 'socks5://h:2#b'],
+  );
   assert.deepEqual(decodeSubscription('socks5://h:2#b').entries, [{ uri: 'socks5://h:2#b' }]);
   const { links, skipped } = parseLinks('socks5://h:2#b\ngarbage');
   assert.equal(links.length, 1);
-  assert.deepEqual(skipped.map((p) => p.line), [2]);
+  assert.deepEqual(
+    skipped.map((p) => p.line),
+    [2],
+  );
 });
 
 test('fieldOf maps config paths to form fields', () => {
@@ -400,7 +524,11 @@ test('fieldOf maps config paths to form fields', () => {
 test('console passwd edit keeps the file and its comments; atomic write creates private files', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'tpx-console-pw-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const out = withPasswordHash(ORIGINAL, 'scrypt$1024$8$1$AAAAAAAAAAAAAAAAAAAAAA$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB', 'gw.yaml');
+  const out = withPasswordHash(
+    ORIGINAL,
+    'scrypt$1024$8$1$AAAAAAAAAAAAAAAAAAAAAA$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB',
+    'gw.yaml',
+  );
   assert.ok(out.startsWith('# Gateway for the lab\nmode: tproxy # TPROXY keeps client addresses\n'));
   assert.match(out, /\nconsole:\n {2}password-hash: scrypt\$1024/);
   assert.equal(parseDoc(out).errors.length, 0);

@@ -15,25 +15,45 @@ const SUBS = ['run', 'rules', 'demo', 'inject', 'webhook', 'publish', 'lab', 'do
 test('arguments without a subcommand go to the default one; a subcommand or --help goes through', () => {
   const seed = ['-P', '80', '-H', 'a:b', '--', 'nginx', '-g', 'daemon off;'];
   assert.deepEqual(withDefaultCommand(seed, SUBS, 'run'), ['run', ...seed]);
-  assert.deepEqual(withDefaultCommand(['--Set-Forwarded-For', '-P', '80'], SUBS, 'run'), ['run', '--Set-Forwarded-For', '-P', '80']);
+  assert.deepEqual(withDefaultCommand(['--Set-Forwarded-For', '-P', '80'], SUBS, 'run'), [
+    'run',
+    '--Set-Forwarded-For',
+    '-P',
+    '80',
+  ]);
   assert.deepEqual(withDefaultCommand(['--', 'curl', 'x'], SUBS, 'run'), ['run', '--', 'curl', 'x']);
-  for (const args of [['rules', 'plan'], ['webhook', '--port', '8443'], ['run', '-P', '80'], ['--help'], ['-V'], ['help', 'run'], []]) {
+  for (const args of [
+    ['rules', 'plan'],
+    ['webhook', '--port', '8443'],
+    ['run', '-P', '80'],
+    ['--help'],
+    ['-V'],
+    ['help', 'run'],
+    [],
+  ]) {
     assert.deepEqual(withDefaultCommand(args, SUBS, 'run'), args, JSON.stringify(args));
   }
   assert.deepEqual(withDefaultCommand(seed, SUBS, undefined), seed, 'no rewrite outside the image');
   assert.deepEqual(withDefaultCommand(seed, SUBS, ''), seed, 'empty switches it off');
-  assert.throws(() => withDefaultCommand(seed, SUBS, 'rum'), /TRANPROXY_DEFAULT_COMMAND: 'rum' is not one of run, rules/);
+  assert.throws(
+    () => withDefaultCommand(seed, SUBS, 'rum'),
+    /TRANPROXY_DEFAULT_COMMAND: 'rum' is not one of run, rules/,
+  );
 });
 
 test('deploy/entrypoint.sh: the seed arguments reach `tranproxy run`, subcommands stay as they are', () => {
   const dir = mkdtempSync(join(tmpdir(), 'tpx-entry-'));
   try {
     // `tranproxy` on PATH as in the image, here the sources through tsx.
-    writeFileSync(join(dir, 'tranproxy'), `#!/bin/sh\nexec "${process.execPath}" --import tsx "${join(ROOT, 'src/cli/main.ts')}" "$@"\n`);
+    writeFileSync(
+      join(dir, 'tranproxy'),
+      `#!/bin/sh\nexec "${process.execPath}" --import tsx "${join(ROOT, 'src/cli/main.ts')}" "$@"\n`,
+    );
     chmodSync(join(dir, 'tranproxy'), 0o755);
     const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${dir}:${process.env.PATH}` };
     delete env.TRANPROXY_DEFAULT_COMMAND;
-    const entry = (...args: string[]) => spawnSync('sh', [join(ROOT, 'deploy/entrypoint.sh'), ...args], { encoding: 'utf8', env, cwd: ROOT });
+    const entry = (...args: string[]) =>
+      spawnSync('sh', [join(ROOT, 'deploy/entrypoint.sh'), ...args], { encoding: 'utf8', env, cwd: ROOT });
     const help = entry('-P', '80', '-H', 'a:b', '--help');
     assert.equal(help.status, 0, help.stderr);
     assert.match(help.stdout, /^Usage: tranproxy run \[options\] \[command\.\.\.\]/, 'seed flags mean run');

@@ -28,7 +28,10 @@ function serviceSettings(text: string): Map<string, string[]> {
 /** Paths a strict unit may write: ReadWritePaths= and the /etc/<ConfigurationDirectory>. */
 function writablePaths(settings: Map<string, string[]>): string[] {
   const words = (key: string) => (settings.get(key) ?? []).flatMap((v) => v.split(/\s+/)).filter(Boolean);
-  return [...words('ReadWritePaths').map((p) => p.replace(/^[-+]/, '')), ...words('ConfigurationDirectory').map((d) => `/etc/${d}`)];
+  return [
+    ...words('ReadWritePaths').map((p) => p.replace(/^[-+]/, '')),
+    ...words('ConfigurationDirectory').map((d) => `/etc/${d}`),
+  ];
 }
 
 test('systemd unit: ProtectSystem=strict, and the --config directory is writable so console edits can be saved', () => {

@@ -3,7 +3,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { cacheKey, DnsCache } from '../../src/dns/cache.js';
-import { buildQuery, buildResponse, encodeName, ipRdata, parseMessage, RCODE, TYPE, type AnswerRecord } from '../../src/dns/wire.js';
+import {
+  buildQuery,
+  buildResponse,
+  encodeName,
+  ipRdata,
+  parseMessage,
+  RCODE,
+  TYPE,
+  type AnswerRecord,
+} from '../../src/dns/wire.js';
 
 function clock(start = 1_000_000) {
   const c = { t: start, now: () => c.t };
@@ -19,7 +28,12 @@ function response(name: string, rcode: number, answers: AnswerRecord[], authorit
 function soa(zone: string, ttl: number, minimum: number): AnswerRecord {
   const fixed = Buffer.alloc(20);
   [1, 7200, 3600, 1209600, minimum].forEach((v, i) => fixed.writeUInt32BE(v, i * 4));
-  return { name: zone, type: TYPE.SOA, ttl, rdata: Buffer.concat([encodeName(`ns.${zone}`), encodeName(`hostmaster.${zone}`), fixed]) };
+  return {
+    name: zone,
+    type: TYPE.SOA,
+    ttl,
+    rdata: Buffer.concat([encodeName(`ns.${zone}`), encodeName(`hostmaster.${zone}`), fixed]),
+  };
 }
 
 const ttls = (b: Buffer) => {
@@ -117,7 +131,8 @@ test('LRU eviction past maxEntries; a get makes an entry recent', () => {
 });
 
 test('cache keys: case and trailing dot fold; type, class, DO and CD do not', () => {
-  const k = (name: string, type: number, cls = 1, d = false, cd = false) => cacheKey({ name, type, class: cls, do: d, cd });
+  const k = (name: string, type: number, cls = 1, d = false, cd = false) =>
+    cacheKey({ name, type, class: cls, do: d, cd });
   assert.equal(k('WWW.Example.COM.', 1), k('www.example.com', 1));
   assert.notEqual(k('a', 1), k('a', 28));
   assert.notEqual(k('a', 1), k('a', 1, 3));

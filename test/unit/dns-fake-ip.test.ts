@@ -17,9 +17,15 @@ test('allocation is deterministic, stable, inside the range, and maps both ways'
   const ips = names.map((n) => a.allocate(n, 4)!);
   // Another pool (a restart) given the same names in the same order hands out the same addresses;
   // in another order, all but the few that collided in the hash and probed onwards.
-  assert.deepEqual(names.map((n) => b.allocate(n, 4)!), ips);
+  assert.deepEqual(
+    names.map((n) => b.allocate(n, 4)!),
+    ips,
+  );
   const c = new FakeIpPool({ range: '198.18.0.0/15' });
-  const again = [...names].reverse().map((n) => c.allocate(n, 4)!).reverse();
+  const again = [...names]
+    .reverse()
+    .map((n) => c.allocate(n, 4)!)
+    .reverse();
   const same = again.filter((ip, i) => ip === ips[i]).length;
   assert.ok(same >= names.length - 5, `${same} of ${names.length} stable`);
   assert.equal(new Set(ips).size, names.length, 'one address per domain');
@@ -91,10 +97,22 @@ test('saved entries come back; foreign ones are skipped', () => {
   for (const n of ['a', 'b', 'c']) p.allocate(`${n}.test`, 4);
   const saved = p.entries();
   const q = new FakeIpPool({ range: '198.18.0.0/15' });
-  const n = q.restore([...saved, ['x.test', '10.0.0.1'], ['y.test', 'junk'], [1 as unknown as string, '198.18.0.9'], ['dup.test', saved[0]![1]]]);
+  const n = q.restore([
+    ...saved,
+    ['x.test', '10.0.0.1'],
+    ['y.test', 'junk'],
+    [1 as unknown as string, '198.18.0.9'],
+    ['dup.test', saved[0]![1]],
+  ]);
   assert.equal(n, 3);
   for (const [d, ip] of saved) assert.equal(q.lookup(ip), d);
-  assert.deepEqual(q.entries().map(([d]) => d).sort(), ['a.test', 'b.test', 'c.test']);
+  assert.deepEqual(
+    q
+      .entries()
+      .map(([d]) => d)
+      .sort(),
+    ['a.test', 'b.test', 'c.test'],
+  );
 });
 
 test('bad ranges are refused with the reason', () => {

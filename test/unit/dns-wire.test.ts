@@ -152,8 +152,13 @@ test('malformed: loops, forward pointers, truncation, bad labels, long names', (
   assert.equal(code(bytes('00 01 01 00 00 01 00 00 00 00 00 00  c0 0c 00 01 00 01')), 'bad-pointer');
   assert.equal(code(bytes('00 01 01 00 00 01 00 00 00 00 00 00  c0 12 00 01 00 01 00')), 'bad-pointer');
   // Two names pointing at each other: the second pointer must point before its own segment.
-  assert.equal(code(bytes(`00 01 81 80 00 01 00 01 00 00 00 00
-    01 'a' c0 12 00 01 00 01   c0 0c 00 01 00 01 00 00 00 01 00 00`)), 'bad-pointer');
+  assert.equal(
+    code(
+      bytes(`00 01 81 80 00 01 00 01 00 00 00 00
+    01 'a' c0 12 00 01 00 01   c0 0c 00 01 00 01 00 00 00 01 00 00`),
+    ),
+    'bad-pointer',
+  );
   // Extended label type 0x40.
   assert.equal(code(bytes('00 01 01 00 00 01 00 00 00 00 00 00  41 00 00 01 00 01')), 'bad-label');
   // Label length past the end.
@@ -162,7 +167,11 @@ test('malformed: loops, forward pointers, truncation, bad labels, long names', (
   const cut = Buffer.from(RESPONSE.subarray(0, 60));
   assert.equal(code(cut), 'truncated');
   // Name longer than 255 bytes.
-  const long = Buffer.concat([bytes('00 01 01 00 00 01 00 00 00 00 00 00'), ...Array.from({ length: 5 }, () => Buffer.concat([Buffer.from([63]), Buffer.alloc(63, 0x61)])), bytes('00 00 01 00 01')]);
+  const long = Buffer.concat([
+    bytes('00 01 01 00 00 01 00 00 00 00 00 00'),
+    ...Array.from({ length: 5 }, () => Buffer.concat([Buffer.from([63]), Buffer.alloc(63, 0x61)])),
+    bytes('00 00 01 00 01'),
+  ]);
   assert.equal(code(long), 'name-too-long');
   // Two OPT records.
   const twoOpt = Buffer.concat([RESPONSE, bytes('00 00 29 04 d0 00 00 00 00 00 00')]);
@@ -172,7 +181,7 @@ test('malformed: loops, forward pointers, truncation, bad labels, long names', (
 
 test('every truncation and random damage ends in DnsWireError or a parse', () => {
   let seed = 42;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
   for (const pkt of [QUERY, RESPONSE, NXDOMAIN]) {
     for (let n = 0; n < pkt.length; n++) {
       const r = tryParseMessage(pkt.subarray(0, n));
@@ -199,7 +208,13 @@ test('every truncation and random damage ends in DnsWireError or a parse', () =>
 });
 
 test('builder: query round trip, EDNS and flags', () => {
-  const q = buildQuery({ id: 0xabcd, name: 'Mixed.Example.ORG.', type: TYPE.AAAA, cd: true, edns: { udpSize: 1232, do: true } });
+  const q = buildQuery({
+    id: 0xabcd,
+    name: 'Mixed.Example.ORG.',
+    type: TYPE.AAAA,
+    cd: true,
+    edns: { udpSize: 1232, do: true },
+  });
   const m = parseMessage(q);
   assert.equal(m.header.id, 0xabcd);
   assert.equal(m.header.rd, true);
@@ -215,7 +230,10 @@ test('builder: query round trip, EDNS and flags', () => {
 test('builder: fake answers point at the question, echo its bytes, keep EDNS', () => {
   const raw = buildQuery({ id: 7, name: 'ExAmPlE.com', type: TYPE.A, edns: { udpSize: 4096 } });
   const qm = parseMessage(raw);
-  const resp = buildResponse(raw, qm, { rcode: RCODE.NOERROR, answers: [{ type: TYPE.A, ttl: 1, rdata: ipRdata('198.18.0.5') }] });
+  const resp = buildResponse(raw, qm, {
+    rcode: RCODE.NOERROR,
+    answers: [{ type: TYPE.A, ttl: 1, rdata: ipRdata('198.18.0.5') }],
+  });
   const m = parseMessage(resp);
   assert.equal(m.header.id, 7);
   assert.equal(m.header.qr, true);
@@ -228,7 +246,10 @@ test('builder: fake answers point at the question, echo its bytes, keep EDNS', (
   assert.ok(m.edns);
   // Compression pointer to offset 12: 2 bytes of owner name.
   assert.equal(resp.readUInt16BE(m.answers[0]!.start), 0xc00c);
-  const v6 = buildResponse(raw, qm, { rcode: RCODE.NOERROR, answers: [{ type: TYPE.AAAA, ttl: 5, rdata: ipRdata('fc00::1:2') }] });
+  const v6 = buildResponse(raw, qm, {
+    rcode: RCODE.NOERROR,
+    answers: [{ type: TYPE.AAAA, ttl: 5, rdata: ipRdata('fc00::1:2') }],
+  });
   const m6 = parseMessage(v6);
   assert.equal(rdataText(v6, m6.answers[0]!), 'fc00::1:2');
 });
@@ -238,9 +259,18 @@ test('rewrites: id, TTLs, question case, OPT removal', () => {
   const re = parseMessage(withId(RESPONSE, 0x4321));
   assert.equal(re.header.id, 0x4321);
   const aged = rewriteTtls(RESPONSE, m, 100);
-  assert.deepEqual(parseMessage(aged).answers.map((r) => r.ttl), [3500, 200]);
-  assert.deepEqual(parseMessage(rewriteTtls(RESPONSE, m, 1000)).answers.map((r) => r.ttl), [2600, 0]);
-  assert.deepEqual(parseMessage(rewriteTtls(RESPONSE, m, 0, 600)).answers.map((r) => r.ttl), [600, 300]);
+  assert.deepEqual(
+    parseMessage(aged).answers.map((r) => r.ttl),
+    [3500, 200],
+  );
+  assert.deepEqual(
+    parseMessage(rewriteTtls(RESPONSE, m, 1000)).answers.map((r) => r.ttl),
+    [2600, 0],
+  );
+  assert.deepEqual(
+    parseMessage(rewriteTtls(RESPONSE, m, 0, 600)).answers.map((r) => r.ttl),
+    [600, 300],
+  );
   // OPT's TTL field (flags) is left alone.
   assert.equal(parseMessage(aged).edns?.do, true);
 
@@ -266,7 +296,9 @@ test('fitUdp: TC=1 with the question when too big for the client', () => {
   const raw = buildQuery({ id: 9, name, type: TYPE.TXT });
   const qm = parseMessage(raw);
   assert.equal(clientUdpLimit(qm), 512);
-  const txt = Buffer.concat(Array.from({ length: 4 }, () => Buffer.concat([Buffer.from([200]), Buffer.alloc(200, 0x78)])));
+  const txt = Buffer.concat(
+    Array.from({ length: 4 }, () => Buffer.concat([Buffer.from([200]), Buffer.alloc(200, 0x78)])),
+  );
   const big = buildResponse(raw, qm, { rcode: 0, answers: [{ type: TYPE.TXT, ttl: 60, rdata: txt }] });
   assert.ok(big.length > 512);
   const small = fitUdp(big, raw, qm, 512);
@@ -323,7 +355,12 @@ test('peekQuery: a plain query read without a full parse agrees with parseMessag
   fc.assert(
     fc.property(
       fc.array(label, { minLength: 0, maxLength: 5 }),
-      fc.record({ id: fc.integer({ min: 0, max: 0xffff }), type: fc.integer({ min: 1, max: 300 }), rd: fc.boolean(), cd: fc.boolean() }),
+      fc.record({
+        id: fc.integer({ min: 0, max: 0xffff }),
+        type: fc.integer({ min: 1, max: 300 }),
+        rd: fc.boolean(),
+        cd: fc.boolean(),
+      }),
       fc.option(fc.record({ udpSize: fc.integer({ min: 0, max: 0xffff }), do: fc.boolean() }), { nil: undefined }),
       (labels, h, edns) => {
         const buf = buildQuery({ name: labels.join('.'), ...h, ...(edns ? { edns } : {}) });
@@ -331,7 +368,16 @@ test('peekQuery: a plain query read without a full parse agrees with parseMessag
         const p = peekQuery(buf);
         assert.ok(p);
         assert.deepEqual(
-          { id: p.id, rd: p.rd, cd: p.cd, name: p.name, type: p.type, class: p.class, end: p.questionEnd, edns: p.edns },
+          {
+            id: p.id,
+            rd: p.rd,
+            cd: p.cd,
+            name: p.name,
+            type: p.type,
+            class: p.class,
+            end: p.questionEnd,
+            edns: p.edns,
+          },
           {
             id: m.header.id,
             rd: m.header.rd,
@@ -357,13 +403,41 @@ test('peekQuery: anything but the plain shape is left to the full parse', () => 
     edit(b);
     return peekQuery(b);
   };
-  assert.equal(variant((b) => (b[2]! |= 0x80)), undefined, 'a response (QR)');
-  assert.equal(variant((b) => (b[2]! |= 0x10)), undefined, 'opcode 2');
-  assert.equal(variant((b) => b.writeUInt16BE(2, 4)), undefined, 'two questions');
-  assert.equal(variant((b) => b.writeUInt16BE(1, 6)), undefined, 'an answer record');
-  assert.equal(variant((b) => b.writeUInt16BE(1, 10)), undefined, 'an additional record that is not there');
-  assert.equal(variant((b) => (b[13] = 0x2e)), undefined, "a '.' inside a label (escaped in presentation form)");
-  assert.equal(variant((b) => (b[13] = 0xc3)), undefined, 'a non-ASCII byte');
+  assert.equal(
+    variant((b) => (b[2]! |= 0x80)),
+    undefined,
+    'a response (QR)',
+  );
+  assert.equal(
+    variant((b) => (b[2]! |= 0x10)),
+    undefined,
+    'opcode 2',
+  );
+  assert.equal(
+    variant((b) => b.writeUInt16BE(2, 4)),
+    undefined,
+    'two questions',
+  );
+  assert.equal(
+    variant((b) => b.writeUInt16BE(1, 6)),
+    undefined,
+    'an answer record',
+  );
+  assert.equal(
+    variant((b) => b.writeUInt16BE(1, 10)),
+    undefined,
+    'an additional record that is not there',
+  );
+  assert.equal(
+    variant((b) => (b[13] = 0x2e)),
+    undefined,
+    "a '.' inside a label (escaped in presentation form)",
+  );
+  assert.equal(
+    variant((b) => (b[13] = 0xc3)),
+    undefined,
+    'a non-ASCII byte',
+  );
   assert.equal(peekQuery(plain.subarray(0, plain.length - 1)), undefined, 'cut short');
   const pointer = Buffer.concat([plain.subarray(0, 12), Buffer.from([0xc0, 0x0c, 0, 1, 0, 1])]);
   assert.equal(peekQuery(pointer), undefined, 'a compression pointer in the question');

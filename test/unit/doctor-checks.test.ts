@@ -19,7 +19,8 @@ interface Fake extends SystemProbe {
 }
 
 const key = (tool: string, args: readonly string[], input?: string): string =>
-  [tool, ...args].join(' ') + (input === undefined ? '' : ` <<${Object.entries(NFT_PROBES).find(([, v]) => v === input)?.[0] ?? 'input'}`);
+  [tool, ...args].join(' ') +
+  (input === undefined ? '' : ` <<${Object.entries(NFT_PROBES).find(([, v]) => v === input)?.[0] ?? 'input'}`);
 
 const LIMITS = (soft: number, hard: number): string =>
   `Limit                     Soft Limit           Hard Limit           Units\nMax open files            ${soft}                 ${hard}                files\n`;
@@ -44,7 +45,17 @@ function healthy(): Fake {
     ['/proc/sys/net/ipv4/conf', ['all', 'default', 'lo', 'eth0']],
     ['/proc/net', ['nf_conntrack', 'dev', 'tcp']],
   ]);
-  const tools = new Set(['nft', 'iptables', 'ip6tables', 'iptables-restore', 'iptables-nft-save', 'ip6tables-nft-save', 'iptables-legacy-save', 'ip6tables-legacy-save', 'ip']);
+  const tools = new Set([
+    'nft',
+    'iptables',
+    'ip6tables',
+    'iptables-restore',
+    'iptables-nft-save',
+    'ip6tables-nft-save',
+    'iptables-legacy-save',
+    'ip6tables-legacy-save',
+    'ip',
+  ]);
   const runs = new Map<string, ProbeRun>([
     ['nft list tables', OK_RUN('')],
     ['nft --version', OK_RUN('nftables v1.0.6 (Lester Gooch #5)\n')],
@@ -53,7 +64,10 @@ function healthy(): Fake {
     ['ip6tables --version', OK_RUN('ip6tables v1.8.9 (nf_tables)\n')],
     ['iptables-nft-save', OK_RUN('')],
     ['ip6tables-nft-save', OK_RUN('')],
-    ['ip -j -N -4 rule show', OK_RUN('[{"priority":0,"src":"all","table":"255"},{"priority":32766,"src":"all","table":"254"}]')],
+    [
+      'ip -j -N -4 rule show',
+      OK_RUN('[{"priority":0,"src":"all","table":"255"},{"priority":32766,"src":"all","table":"254"}]'),
+    ],
     ['ip -j -N -6 rule show', OK_RUN('[{"priority":0,"src":"all","table":"255"}]')],
     ['ip -j -N -4 route show table all proto 116', OK_RUN('[]')],
     ['ip -j -N -6 route show table all proto 116', OK_RUN('[]')],
@@ -98,7 +112,10 @@ async function one(f: Fake, id: string): Promise<CheckResult> {
 test('healthy host: every check OK, exit 0, one result per check in order', async () => {
   const f = healthy();
   const res = await runDoctor(f);
-  assert.deepEqual(res.map((r) => r.check), CHECKS.map((c) => c.id));
+  assert.deepEqual(
+    res.map((r) => r.check),
+    CHECKS.map((c) => c.id),
+  );
   for (const r of res) {
     assert.equal(r.status, 'OK', `${r.check}: ${r.detail}`);
     assert.equal(r.fix, null);
@@ -112,7 +129,11 @@ test('doctor only reads: every command it runs is a list, save, show, version or
   const f = healthy();
   await runDoctor(f);
   for (const c of f.calls) {
-    assert.match(c, /^(nft (list tables|--version|-j list ruleset|-c -f - <<\w+)|i?p?6?tables(-nft|-legacy)?(-save| --version)|ip -j -N -[46] (rule show|route show table all proto 116))$/, c);
+    assert.match(
+      c,
+      /^(nft (list tables|--version|-j list ruleset|-c -f - <<\w+)|i?p?6?tables(-nft|-legacy)?(-save| --version)|ip -j -N -[46] (rule show|route show table all proto 116))$/,
+      c,
+    );
     assert.doesNotMatch(c, / -t /, 'never names an iptables table (legacy would instantiate it)');
   }
   // Each distinct command runs once per doctor run (memoized), although several checks use it.
@@ -144,7 +165,10 @@ test('nftables: not root is WARN (cannot check), kernel without nf_tables is FAI
 
 test('tproxy: kernel refuses the check-only ruleset → WARN naming the kernel options; xt fallback without nft', async () => {
   const f = healthy();
-  f.runs.set('nft -c -f - <<tproxy', ERR_RUN('Error: Could not process rule: No such file or directory\ntproxy ip to :15001\n^^^^^\n'));
+  f.runs.set(
+    'nft -c -f - <<tproxy',
+    ERR_RUN('Error: Could not process rule: No such file or directory\ntproxy ip to :15001\n^^^^^\n'),
+  );
   const r = await one(f, 'tproxy');
   assert.equal(r.status, 'WARN');
   assert.match(r.detail, /No such file or directory/);
@@ -204,7 +228,8 @@ test('user-namespaces: missing, 0, unprivileged clone off', async () => {
   assert.match((await one(g, 'user-namespaces')).fix!, /unprivileged_userns_clone=1/);
 });
 
-const LEGACY_DOCKER = '*nat\n:PREROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n-A PREROUTING -j DOCKER\n-A DOCKER -i docker0 -j RETURN\nCOMMIT\n';
+const LEGACY_DOCKER =
+  '*nat\n:PREROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n-A PREROUTING -j DOCKER\n-A DOCKER -i docker0 -j RETURN\nCOMMIT\n';
 
 test('iptables-backend: iptables-nft while legacy tables hold rules is WARN; legacy save only runs when legacy tables exist', async () => {
   const f = healthy();
@@ -245,7 +270,18 @@ test('iptables-backend: iptables and ip6tables on different backends', async () 
 
 test('firewall-rules: counts native nft rules', async () => {
   const f = healthy();
-  f.runs.set('nft -j list ruleset', OK_RUN(JSON.stringify({ nftables: [{ table: { family: 'inet', name: 'filter' } }, { rule: { family: 'inet', table: 'filter' } }, { rule: { family: 'inet', table: 'filter' } }] })));
+  f.runs.set(
+    'nft -j list ruleset',
+    OK_RUN(
+      JSON.stringify({
+        nftables: [
+          { table: { family: 'inet', name: 'filter' } },
+          { rule: { family: 'inet', table: 'filter' } },
+          { rule: { family: 'inet', table: 'filter' } },
+        ],
+      }),
+    ),
+  );
   const r = await one(f, 'firewall-rules');
   assert.equal(r.status, 'OK');
   assert.match(r.detail, /nftables: 1 table\(s\), 2 rule\(s\): inet filter \(2\)/);
@@ -267,8 +303,15 @@ test('bridge-nf-call-iptables: WARN only with a bridge present', async () => {
   // /sys/class/net is the mount's namespace (the host's under nsenter --net=): never read
   f.dirs.set('/sys/class/net', ['lo', 'eth0', 'hostbr']);
   f.dirs.set('/sys/class/net/hostbr/bridge', ['stp_state']);
-  assert.equal((await one(f, 'bridge-nf-call-iptables')).status, 'OK', 'a bridge seen only in /sys is not in this netns');
-  f.runs.set('ip -j link show type bridge', OK_RUN('[{"ifindex":3,"ifname":"br0","flags":["BROADCAST"],"mtu":1500,"link_type":"ether"}]'));
+  assert.equal(
+    (await one(f, 'bridge-nf-call-iptables')).status,
+    'OK',
+    'a bridge seen only in /sys is not in this netns',
+  );
+  f.runs.set(
+    'ip -j link show type bridge',
+    OK_RUN('[{"ifindex":3,"ifname":"br0","flags":["BROADCAST"],"mtu":1500,"link_type":"ether"}]'),
+  );
   const r = await one(f, 'bridge-nf-call-iptables');
   assert.equal(r.status, 'WARN');
   assert.match(r.detail, /br0/);
@@ -320,9 +363,20 @@ test('fd-limit: OK at 20,000, WARN below, FAIL below 1024', async () => {
 test('leftover-rules: nft tables, TRANPROXY chains, proto-116 rules and routes are WARN with the remove command', async () => {
   const f = healthy();
   f.runs.set('nft list tables', OK_RUN('table inet tranproxy\ntable inet tranproxy_publish\ntable ip filter\n'));
-  f.runs.set('iptables-nft-save', OK_RUN(LEGACY_DOCKER.replace('COMMIT', ':TRANPROXY_OUTPUT - [0:0]\n-A OUTPUT -j TRANPROXY_OUTPUT\nCOMMIT')));
-  f.runs.set('ip -j -N -4 rule show', OK_RUN('[{"priority":0,"src":"all","table":"255"},{"priority":32765,"src":"all","fwmark":"0x1e7","table":"233","protocol":"116"}]'));
-  f.runs.set('ip -j -N -4 route show table all proto 116', OK_RUN('[{"type":"2","dst":"default","dev":"lo","table":"233"}]'));
+  f.runs.set(
+    'iptables-nft-save',
+    OK_RUN(LEGACY_DOCKER.replace('COMMIT', ':TRANPROXY_OUTPUT - [0:0]\n-A OUTPUT -j TRANPROXY_OUTPUT\nCOMMIT')),
+  );
+  f.runs.set(
+    'ip -j -N -4 rule show',
+    OK_RUN(
+      '[{"priority":0,"src":"all","table":"255"},{"priority":32765,"src":"all","fwmark":"0x1e7","table":"233","protocol":"116"}]',
+    ),
+  );
+  f.runs.set(
+    'ip -j -N -4 route show table all proto 116',
+    OK_RUN('[{"type":"2","dst":"default","dev":"lo","table":"233"}]'),
+  );
   const r = await one(f, 'leftover-rules');
   assert.equal(r.status, 'WARN');
   assert.match(r.detail, /nft table inet tranproxy;/);
@@ -365,19 +419,41 @@ test('formatText puts the fix under a WARN line', async () => {
 test('forward-drop: a FORWARD policy drop (nft chain, iptables-nft, legacy) is a WARN once forwarding is on', async () => {
   const f = healthy();
   assert.equal((await one(f, 'forward-drop')).status, 'OK');
-  const ruleset = JSON.stringify({ nftables: [
-    { chain: { family: 'ip', table: 'filter', name: 'FORWARD', type: 'filter', hook: 'forward', prio: 0, policy: 'drop' } },
-    { chain: { family: 'inet', table: 'fw', name: 'fwd', type: 'filter', hook: 'forward', prio: 0, policy: 'drop' } },
-  ] });
+  const ruleset = JSON.stringify({
+    nftables: [
+      {
+        chain: {
+          family: 'ip',
+          table: 'filter',
+          name: 'FORWARD',
+          type: 'filter',
+          hook: 'forward',
+          prio: 0,
+          policy: 'drop',
+        },
+      },
+      { chain: { family: 'inet', table: 'fw', name: 'fwd', type: 'filter', hook: 'forward', prio: 0, policy: 'drop' } },
+    ],
+  });
   f.runs.set('nft -j list ruleset', OK_RUN(ruleset));
   f.files.set('/proc/net/ip6_tables_names', 'filter\n');
-  f.runs.set('ip6tables-legacy-save', OK_RUN('*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n'));
+  f.runs.set(
+    'ip6tables-legacy-save',
+    OK_RUN('*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n'),
+  );
   const off = await one(f, 'forward-drop');
   assert.equal(off.status, 'OK', 'forwarding off: nothing routed is lost');
-  assert.match(off.detail, /iptables FORWARD policy DROP, nft chain inet fw fwd \(policy drop\), ip6tables-legacy FORWARD policy DROP; forwarding is off/);
+  assert.match(
+    off.detail,
+    /iptables FORWARD policy DROP, nft chain inet fw fwd \(policy drop\), ip6tables-legacy FORWARD policy DROP; forwarding is off/,
+  );
   f.files.set('/proc/sys/net/ipv4/ip_forward', '1\n');
   const r = await one(f, 'forward-drop');
   assert.equal(r.status, 'WARN');
-  assert.equal(r.detail.startsWith('iptables FORWARD policy DROP; nft chain inet fw fwd (policy drop): forwarded traffic'), true, r.detail);
+  assert.equal(
+    r.detail.startsWith('iptables FORWARD policy DROP; nft chain inet fw fwd (policy drop): forwarded traffic'),
+    true,
+    r.detail,
+  );
   assert.match(r.fix!, /nft insert rule inet fw fwd ct status dnat accept/);
 });

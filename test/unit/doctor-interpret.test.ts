@@ -55,7 +55,13 @@ test('summarizeSave: tables, rule counts, ours vs foreign', () => {
 });
 
 test('summarizeSave: empty dump and warning-only output', () => {
-  assert.deepEqual(summarizeSave(''), { tables: [], rules: 0, foreignRules: 0, tranproxyChains: [], tranproxyJumps: [] });
+  assert.deepEqual(summarizeSave(''), {
+    tables: [],
+    rules: 0,
+    foreignRules: 0,
+    tranproxyChains: [],
+    tranproxyJumps: [],
+  });
   const s = summarizeSave('# Warning: iptables-legacy tables present, use iptables-legacy-save to see them\n');
   assert.equal(s.rules, 0);
   assert.deepEqual(s.tables, []);
@@ -92,7 +98,10 @@ test('parseNftJsonRuleset: tables and rules per table; undefined for non-JSON', 
     ],
   };
   const r = parseNftJsonRuleset(JSON.stringify(doc))!;
-  assert.deepEqual(r.tables, [{ family: 'inet', name: 'tranproxy' }, { family: 'ip', name: 'filter' }]);
+  assert.deepEqual(r.tables, [
+    { family: 'inet', name: 'tranproxy' },
+    { family: 'ip', name: 'filter' },
+  ]);
   assert.equal(r.rules.get('inet tranproxy'), 2);
   assert.equal(r.rules.get('ip filter'), 1);
   assert.equal(parseNftJsonRuleset('not json'), undefined);
@@ -107,7 +116,10 @@ Max open files            1024                 20000                files
 Max locked memory         8388608              8388608              bytes
 `;
   assert.deepEqual(parseOpenFilesLimit(text), { soft: 1024, hard: 20000 });
-  assert.deepEqual(parseOpenFilesLimit('Max open files            unlimited            unlimited            files\n'), { soft: Infinity, hard: Infinity });
+  assert.deepEqual(parseOpenFilesLimit('Max open files            unlimited            unlimited            files\n'), {
+    soft: Infinity,
+    hard: Infinity,
+  });
   assert.equal(parseOpenFilesLimit('Max cpu time unlimited unlimited seconds\n'), undefined);
   assert.equal(parseOpenFilesLimit('Max open files  x  y files\n'), undefined);
 });
@@ -123,11 +135,31 @@ test('sysctlInt', () => {
 
 test('strictRpFilter: effective value is max(all, interface); default flags future interfaces', () => {
   const m = (o: Record<string, number>) => new Map(Object.entries(o));
-  assert.deepEqual(strictRpFilter(m({ all: 0, default: 0, lo: 0, eth0: 0 })), { strict: [], defaultStrict: false, allValue: 0 });
-  assert.deepEqual(strictRpFilter(m({ all: 1, default: 0, lo: 0, eth0: 0 })), { strict: ['eth0', 'lo'], defaultStrict: true, allValue: 1 });
-  assert.deepEqual(strictRpFilter(m({ all: 0, default: 2, lo: 0, eth0: 1 })), { strict: ['eth0'], defaultStrict: false, allValue: 0 });
-  assert.deepEqual(strictRpFilter(m({ all: 2, default: 1, eth0: 1 })), { strict: [], defaultStrict: false, allValue: 2 }); // max(2, 1) = loose
-  assert.deepEqual(strictRpFilter(m({ all: 0, default: 1, eth0: 0 })), { strict: [], defaultStrict: true, allValue: 0 });
+  assert.deepEqual(strictRpFilter(m({ all: 0, default: 0, lo: 0, eth0: 0 })), {
+    strict: [],
+    defaultStrict: false,
+    allValue: 0,
+  });
+  assert.deepEqual(strictRpFilter(m({ all: 1, default: 0, lo: 0, eth0: 0 })), {
+    strict: ['eth0', 'lo'],
+    defaultStrict: true,
+    allValue: 1,
+  });
+  assert.deepEqual(strictRpFilter(m({ all: 0, default: 2, lo: 0, eth0: 1 })), {
+    strict: ['eth0'],
+    defaultStrict: false,
+    allValue: 0,
+  });
+  assert.deepEqual(strictRpFilter(m({ all: 2, default: 1, eth0: 1 })), {
+    strict: [],
+    defaultStrict: false,
+    allValue: 2,
+  }); // max(2, 1) = loose
+  assert.deepEqual(strictRpFilter(m({ all: 0, default: 1, eth0: 0 })), {
+    strict: [],
+    defaultStrict: true,
+    allValue: 0,
+  });
 });
 
 test('parseIpJson: arrays only', () => {
@@ -143,7 +175,11 @@ test('classifyNftError and firstLines', () => {
   assert.equal(classifyNftError('Operation not permitted (you must be root)\n'), 'permission');
   assert.equal(classifyNftError('Error: Could not process rule: No such file or directory\n'), 'unsupported');
   assert.equal(classifyNftError('Error: syntax error, unexpected junk\n'), 'other');
-  const err = 'Error: Could not process rule: No such file or directory\n  meta l4proto tcp tproxy ip to :1\n                   ^^^^^^^^^^^^^^\n';
-  assert.equal(firstLines(err), 'Error: Could not process rule: No such file or directory | meta l4proto tcp tproxy ip to :1');
+  const err =
+    'Error: Could not process rule: No such file or directory\n  meta l4proto tcp tproxy ip to :1\n                   ^^^^^^^^^^^^^^\n';
+  assert.equal(
+    firstLines(err),
+    'Error: Could not process rule: No such file or directory | meta l4proto tcp tproxy ip to :1',
+  );
   assert.equal(firstLines('a\n^^^~~~\nb\n'), 'a | b');
 });

@@ -17,7 +17,10 @@ test('detectBackend: nft when present, else iptables, else ToolMissingError nami
   try {
     symlinkSync('/bin/sh', join(dir, 'sh')); // hasTool asks `sh -c 'command -v …'`
     process.env.PATH = dir;
-    assert.throws(() => detectBackend(), (e: unknown) => e instanceof ToolMissingError && e.debianPackage === 'nftables');
+    assert.throws(
+      () => detectBackend(),
+      (e: unknown) => e instanceof ToolMissingError && e.debianPackage === 'nftables',
+    );
     tool('iptables-restore');
     assert.equal(detectBackend(), 'iptables');
     tool('nft');

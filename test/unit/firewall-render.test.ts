@@ -17,7 +17,11 @@ const golden = (name: string, actual: string): void => checkGolden(name, actual,
 
 function iptablesText(plan: CapturePlan, family: 'ipv4' | 'ipv6'): string {
   const r = renderIptables(plan, family);
-  return r.restore ? `${r.restore}# jumps\n${jumpCommands(r).map((c) => `# ${c}`).join('\n')}\n` : '';
+  return r.restore
+    ? `${r.restore}# jumps\n${jumpCommands(r)
+        .map((c) => `# ${c}`)
+        .join('\n')}\n`
+    : '';
 }
 
 for (const [name, plan] of Object.entries(PLANS)) {
@@ -47,8 +51,15 @@ test('rendering is deterministic and independent of input order', () => {
 test('nft script is one atomic replace of our table only', () => {
   const text = renderNft(PLANS['redirect-output']!);
   const lines = text.split('\n').filter((l) => !l.startsWith('#'));
-  assert.deepEqual(lines.slice(0, 3), ['table inet tranproxy', 'delete table inet tranproxy', 'table inet tranproxy {']);
-  assert.deepEqual([...text.matchAll(/table (\S+) (\S+)/g)].map((m) => `${m[1]} ${m[2]}`), Array(3).fill('inet tranproxy'));
+  assert.deepEqual(lines.slice(0, 3), [
+    'table inet tranproxy',
+    'delete table inet tranproxy',
+    'table inet tranproxy {',
+  ]);
+  assert.deepEqual(
+    [...text.matchAll(/table (\S+) (\S+)/g)].map((m) => `${m[1]} ${m[2]}`),
+    Array(3).fill('inet tranproxy'),
+  );
   assert.doesNotMatch(text, /flush ruleset/, 'no other table is touched');
   assert.equal(renderNftRemove(), 'table inet tranproxy\ndelete table inet tranproxy\n');
 });
@@ -64,15 +75,27 @@ test('REDIRECT output: loopback, uid, gid, mark, excludes all return before the 
   const plan = PLANS['redirect-output-dualstack']!;
   const nft = renderNft(plan);
   const redirect = at(nft, 'redirect to :15001');
-  for (const n of ['oifname "lo" return', 'meta skuid { 0, 1337 } return', 'meta mark 0x539 return',
-    'ip daddr 169.254.169.254/32 return', 'ip6 daddr fd00:ec2::254/128 return', 'tcp dport 8022 return']) {
+  for (const n of [
+    'oifname "lo" return',
+    'meta skuid { 0, 1337 } return',
+    'meta mark 0x539 return',
+    'ip daddr 169.254.169.254/32 return',
+    'ip6 daddr fd00:ec2::254/128 return',
+    'tcp dport 8022 return',
+  ]) {
     assert.ok(at(nft, n) < redirect, n);
   }
   assert.match(nft, /tcp dport \{ 80, 443, 8000-8080 \} redirect to :15001/);
   const ipt = renderIptables(plan, 'ipv6').restore;
   const r = at(ipt, '-j REDIRECT --to-ports 15001');
-  for (const n of ['-o lo -j RETURN', '--uid-owner 0 -j RETURN', '--uid-owner 1337 -j RETURN',
-    '-m mark --mark 0x539 -j RETURN', '-d fd00:ec2::254/128 -j RETURN', '--dport 8022 -j RETURN']) {
+  for (const n of [
+    '-o lo -j RETURN',
+    '--uid-owner 0 -j RETURN',
+    '--uid-owner 1337 -j RETURN',
+    '-m mark --mark 0x539 -j RETURN',
+    '-d fd00:ec2::254/128 -j RETURN',
+    '--dport 8022 -j RETURN',
+  ]) {
     assert.ok(at(ipt, n) < r, n);
   }
   assert.doesNotMatch(ipt, /169\.254/, 'IPv4 CIDRs never reach ip6tables');
@@ -111,7 +134,10 @@ test('REDIRECT prerouting: local destinations, interfaces and sources filter bef
   assert.ok(at(nft, 'ip saddr != 10.88.0.0/16 return') < r);
   assert.doesNotMatch(nft, /skuid|oifname/, 'uid/loopback filters are output-only');
   const ipt = renderIptables(plan, 'ipv4');
-  assert.deepEqual(ipt.chains.map((c) => c.name), ['TRANPROXY_PREROUTING', 'TRANPROXY_PREROUTING_IIF', 'TRANPROXY_PREROUTING_SRC']);
+  assert.deepEqual(
+    ipt.chains.map((c) => c.name),
+    ['TRANPROXY_PREROUTING', 'TRANPROXY_PREROUTING_IIF', 'TRANPROXY_PREROUTING_SRC'],
+  );
   assert.match(ipt.restore, /-A TRANPROXY_PREROUTING -i br0 -j TRANPROXY_PREROUTING_IIF/);
   assert.match(ipt.restore, /-A TRANPROXY_PREROUTING_IIF -s 10\.88\.0\.0\/16 -j TRANPROXY_PREROUTING_SRC/);
   assert.match(ipt.restore, /-A TRANPROXY_PREROUTING_SRC -p tcp -j REDIRECT --to-ports 15001/);
@@ -126,23 +152,39 @@ test('TPROXY both: transparent sockets first, then lo-rerouted host traffic befo
   const lo = at(pre, 'iifname "lo" meta mark 0x1 meta nfproto ipv6 udp dport { 80, 443 } tproxy ip6');
   assert.ok(lo < at(pre, 'iifname != { "eth1", "wg0" } return'));
   assert.ok(lo < at(pre, 'fib daddr type'));
-  for (const f of ['ip', 'ip6']) for (const proto of ['tcp', 'udp']) {
-    assert.match(pre, new RegExp(`${proto} dport \\{ 80, 443 \\} tproxy ${f} to :15001 meta mark set 0x1 accept`));
-  }
+  for (const f of ['ip', 'ip6'])
+    for (const proto of ['tcp', 'udp']) {
+      assert.match(pre, new RegExp(`${proto} dport \\{ 80, 443 \\} tproxy ${f} to :15001 meta mark set 0x1 accept`));
+    }
   const out = nft.slice(nft.indexOf('chain mangle_output'));
   assert.match(out, /type route hook output priority mangle/);
   const mark = at(out, 'th dport { 80, 443 } meta mark set 0x1');
-  for (const n of ['oifname "lo" return', 'meta skuid 1337 return', 'meta skgid 1337 return', 'meta mark 0x539 return', 'fib daddr type']) {
+  for (const n of [
+    'oifname "lo" return',
+    'meta skuid 1337 return',
+    'meta skgid 1337 return',
+    'meta mark 0x539 return',
+    'fib daddr type',
+  ]) {
     assert.ok(at(out, n) < mark, n);
   }
   const ipt = renderIptables(plan, 'ipv4');
   assert.match(ipt.restore, /-A TRANPROXY_MANGLE_PRE -p tcp -m socket --transparent -j TRANPROXY_DIVERT\n/);
   assert.match(ipt.restore, /-A TRANPROXY_DIVERT -j MARK --set-mark 0x1\n/);
   assert.ok(at(ipt.restore, '-i lo -m mark --mark 0x1 -p udp') < at(ipt.restore, '-i eth1 -j'));
-  assert.deepEqual(ipt.jumps.map((j) => `${j.table}/${j.chain}`), ['mangle/PREROUTING', 'mangle/OUTPUT']);
+  assert.deepEqual(
+    ipt.jumps.map((j) => `${j.table}/${j.chain}`),
+    ['mangle/PREROUTING', 'mangle/OUTPUT'],
+  );
   assert.deepEqual(routingFor(plan), {
-    rules: [{ family: 'ipv4', fwmark: 1, fwmask: 0xffffffff, table: 100 }, { family: 'ipv6', fwmark: 1, fwmask: 0xffffffff, table: 100 }],
-    routes: [{ family: 'ipv4', table: 100 }, { family: 'ipv6', table: 100 }],
+    rules: [
+      { family: 'ipv4', fwmark: 1, fwmask: 0xffffffff, table: 100 },
+      { family: 'ipv6', fwmark: 1, fwmask: 0xffffffff, table: 100 },
+    ],
+    routes: [
+      { family: 'ipv4', table: 100 },
+      { family: 'ipv6', table: 100 },
+    ],
   });
 });
 
@@ -184,14 +226,33 @@ test('multiport is split into chunks of at most 15 ports', () => {
     assert.ok(list.reduce((w, x) => w + (x.includes(':') ? 2 : 1), 0) <= 15, r);
   }
   assert.match(rules.join('\n'), /2000:2100/);
-  assert.match(renderIptables({ ...BASE, includePorts: [{ from: 80, to: 80 }] }, 'ipv4').restore, /-p tcp --dport 80 -j REDIRECT/);
+  assert.match(
+    renderIptables({ ...BASE, includePorts: [{ from: 80, to: 80 }] }, 'ipv4').restore,
+    /-p tcp --dport 80 -j REDIRECT/,
+  );
 });
 
 test('port ranges are merged and CIDRs normalised', () => {
-  const nft = renderNft({ ...BASE, includePorts: [{ from: 90, to: 100 }, { from: 80, to: 95 }, { from: 101, to: 101 }, { from: 80, to: 80 }] });
+  const nft = renderNft({
+    ...BASE,
+    includePorts: [
+      { from: 90, to: 100 },
+      { from: 80, to: 95 },
+      { from: 101, to: 101 },
+      { from: 80, to: 80 },
+    ],
+  });
   assert.match(nft, /tcp dport 80-101 redirect/);
-  assert.deepEqual(normalizeCidrs([{ family: 'ipv6', text: '2001:DB8:0:0:1::1/64' }, { family: 'ipv6', text: '2001:db8::/32' }], 'x'),
-    [{ family: 'ipv6', text: '2001:db8::/32' }]);
+  assert.deepEqual(
+    normalizeCidrs(
+      [
+        { family: 'ipv6', text: '2001:DB8:0:0:1::1/64' },
+        { family: 'ipv6', text: '2001:db8::/32' },
+      ],
+      'x',
+    ),
+    [{ family: 'ipv6', text: '2001:db8::/32' }],
+  );
 });
 
 test('invalid plans are refused with UsageError by every renderer', () => {
@@ -206,7 +267,10 @@ test('invalid plans are refused with UsageError by every renderer', () => {
     ['main table', { mode: 'tproxy', tproxyTable: 254 }],
     ['mark outside its mask', { mode: 'tproxy', tproxyMark: 0x3, tproxyMask: 0x1 }],
     ['zero mask', { bypassMask: 0 }],
-    ['bypass mark matches the masked tproxy mark', { mode: 'tproxy', tproxyMark: 0x1, tproxyMask: 0x1, bypassMark: 0x539 }],
+    [
+      'bypass mark matches the masked tproxy mark',
+      { mode: 'tproxy', tproxyMark: 0x1, tproxyMask: 0x1, bypassMark: 0x539 },
+    ],
     ['rule pref after main', { mode: 'tproxy', rulePref: 32766 }],
     ['rule pref 0', { mode: 'tproxy', rulePref: 0 }],
     ['udp with redirect', { protocols: ['tcp', 'udp'] }],
@@ -263,33 +327,42 @@ COMMIT
 
 test('reconcile: flushes ours, drops duplicate and stale jumps and chains, keeps others', () => {
   const text = reconcileRestore(renderIptables(PLANS['redirect-output']!, 'ipv4'), parseSave(LIVE));
-  assert.equal(text, [
-    '*nat',
-    ':TRANPROXY_OUTPUT - [0:0]',
-    ':TRANPROXY_OUTPUT_DST - [0:0]',
-    '-D OUTPUT -j TRANPROXY_OUTPUT', // the duplicate; the first jump is kept
-    '-X TRANPROXY_OUTPUT_DST',
-    '-A TRANPROXY_OUTPUT ! -p tcp -j RETURN',
-    '-A TRANPROXY_OUTPUT -o lo -j RETURN',
-    '-A TRANPROXY_OUTPUT -m owner --uid-owner 1337 -j RETURN',
-    '-A TRANPROXY_OUTPUT -m owner --gid-owner 1337 -j RETURN',
-    '-A TRANPROXY_OUTPUT -m mark --mark 0x539 -j RETURN',
-    '-A TRANPROXY_OUTPUT -p tcp -j REDIRECT --to-ports 15001',
-    'COMMIT',
-    '*mangle',
-    ':TRANPROXY_MANGLE_PRE - [0:0]',
-    '-D PREROUTING -p tcp -j TRANPROXY_MANGLE_PRE',
-    '-X TRANPROXY_MANGLE_PRE',
-    'COMMIT',
-    '',
-  ].join('\n'));
+  assert.equal(
+    text,
+    [
+      '*nat',
+      ':TRANPROXY_OUTPUT - [0:0]',
+      ':TRANPROXY_OUTPUT_DST - [0:0]',
+      '-D OUTPUT -j TRANPROXY_OUTPUT', // the duplicate; the first jump is kept
+      '-X TRANPROXY_OUTPUT_DST',
+      '-A TRANPROXY_OUTPUT ! -p tcp -j RETURN',
+      '-A TRANPROXY_OUTPUT -o lo -j RETURN',
+      '-A TRANPROXY_OUTPUT -m owner --uid-owner 1337 -j RETURN',
+      '-A TRANPROXY_OUTPUT -m owner --gid-owner 1337 -j RETURN',
+      '-A TRANPROXY_OUTPUT -m mark --mark 0x539 -j RETURN',
+      '-A TRANPROXY_OUTPUT -p tcp -j REDIRECT --to-ports 15001',
+      'COMMIT',
+      '*mangle',
+      ':TRANPROXY_MANGLE_PRE - [0:0]',
+      '-D PREROUTING -p tcp -j TRANPROXY_MANGLE_PRE',
+      '-X TRANPROXY_MANGLE_PRE',
+      'COMMIT',
+      '',
+    ].join('\n'),
+  );
 });
 
 test('reconcile: inserts missing jumps at the head; removal and no-op cases', () => {
-  const fresh = reconcileRestore(renderIptables(PLANS['tproxy-output']!, 'ipv4'), parseSave('*mangle\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n'));
+  const fresh = reconcileRestore(
+    renderIptables(PLANS['tproxy-output']!, 'ipv4'),
+    parseSave('*mangle\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n'),
+  );
   assert.match(fresh, /^-I PREROUTING 1 -j TRANPROXY_MANGLE_PRE$/m);
   assert.match(fresh, /^-I OUTPUT 1 -j TRANPROXY_MANGLE_OUT$/m);
-  assert.ok(fresh.indexOf('-I OUTPUT') > fresh.indexOf('-A TRANPROXY_MANGLE_OUT'), 'jump only after the chain is filled');
+  assert.ok(
+    fresh.indexOf('-I OUTPUT') > fresh.indexOf('-A TRANPROXY_MANGLE_OUT'),
+    'jump only after the chain is filled',
+  );
   const removal = reconcileRestore(undefined, parseSave(LIVE));
   assert.doesNotMatch(removal, /^-[AI] /m);
   assert.equal(removal.match(/^-D OUTPUT -j TRANPROXY_OUTPUT$/gm)?.length, 2);

@@ -7,23 +7,55 @@ import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { ConfigError, parseConfigText } from '../../src/config/file.js';
 import { routingOf } from '../../src/config/routing.js';
-import { GroupOutbound, httpProbe, pickFallback, pickUrlTest, type GroupSpec, type MemberHealth } from '../../src/outbound/group.js';
+import {
+  GroupOutbound,
+  httpProbe,
+  pickFallback,
+  pickUrlTest,
+  type GroupSpec,
+  type MemberHealth,
+} from '../../src/outbound/group.js';
 import type { TcpOutbound } from '../../src/outbound/types.js';
 
 const h = (entries: Record<string, MemberHealth>) => new Map(Object.entries(entries));
 
 test('url-test keeps the current member unless another is faster by more than the tolerance', () => {
   const members = ['a', 'b', 'c'];
-  assert.equal(pickUrlTest(members, h({ a: { alive: true, delayMs: 100 }, b: { alive: true, delayMs: 60 } }), 'a', 50), 'a');
-  assert.equal(pickUrlTest(members, h({ a: { alive: true, delayMs: 100 }, b: { alive: true, delayMs: 49 } }), 'a', 50), 'b');
-  assert.equal(pickUrlTest(members, h({ a: { alive: false }, b: { alive: true, delayMs: 300 }, c: { alive: true, delayMs: 200 } }), 'a', 50), 'c');
-  assert.equal(pickUrlTest(members, h({ a: { alive: false }, b: { alive: false } }), 'b', 50), 'b', 'nothing alive: stays');
+  assert.equal(
+    pickUrlTest(members, h({ a: { alive: true, delayMs: 100 }, b: { alive: true, delayMs: 60 } }), 'a', 50),
+    'a',
+  );
+  assert.equal(
+    pickUrlTest(members, h({ a: { alive: true, delayMs: 100 }, b: { alive: true, delayMs: 49 } }), 'a', 50),
+    'b',
+  );
+  assert.equal(
+    pickUrlTest(
+      members,
+      h({ a: { alive: false }, b: { alive: true, delayMs: 300 }, c: { alive: true, delayMs: 200 } }),
+      'a',
+      50,
+    ),
+    'c',
+  );
+  assert.equal(
+    pickUrlTest(members, h({ a: { alive: false }, b: { alive: false } }), 'b', 50),
+    'b',
+    'nothing alive: stays',
+  );
 });
 
 test('fallback takes the first member not known to be down, in order', () => {
   const members = ['a', 'b', 'c'];
   assert.equal(pickFallback(members, h({}), 'a'), 'a');
-  assert.equal(pickFallback(members, h({ a: { alive: false }, b: { alive: true, delayMs: 900 }, c: { alive: true, delayMs: 1 } }), 'a'), 'b');
+  assert.equal(
+    pickFallback(
+      members,
+      h({ a: { alive: false }, b: { alive: true, delayMs: 900 }, c: { alive: true, delayMs: 1 } }),
+      'a',
+    ),
+    'b',
+  );
   assert.equal(pickFallback(members, h({ a: { alive: false }, b: { alive: false }, c: { alive: false } }), 'c'), 'c');
 });
 
@@ -31,14 +63,20 @@ test('fallback takes the first member not known to be down, in order', () => {
 function fakeGroup(type: GroupSpec['type'], members: string[]) {
   const results = new Map<string, number | Error>();
   const changes: string[] = [];
-  const outbound = (name: string): TcpOutbound => ({ name, kind: 'fake', connect: () => Promise.reject(new Error(`${name} used`)) });
+  const outbound = (name: string): TcpOutbound => ({
+    name,
+    kind: 'fake',
+    connect: () => Promise.reject(new Error(`${name} used`)),
+  });
   const spec: GroupSpec = { type, members, url: 'http://probe/', intervalMs: 60_000, toleranceMs: 50 };
   const probe = async (m: TcpOutbound) => {
     const r = results.get(m.name);
     if (r === undefined || r instanceof Error) throw r ?? new Error('no result');
     return r;
   };
-  const g = new GroupOutbound('g', spec, new Map(members.map((m) => [m, outbound(m)])), probe, (grp, from, reason) => changes.push(`${from}->${grp.now} (${reason})`));
+  const g = new GroupOutbound('g', spec, new Map(members.map((m) => [m, outbound(m)])), probe, (grp, from, reason) =>
+    changes.push(`${from}->${grp.now} (${reason})`),
+  );
   return { g, results, changes };
 }
 
@@ -50,7 +88,10 @@ test('fallback moves off a member that goes down and back when it returns; conne
   results.set('hk', new Error('ECONNREFUSED'));
   await g.checkNow();
   assert.equal(g.now, 'jp');
-  await assert.rejects(g.connect({ ip: '192.0.2.1', port: 80, family: 4 }, { source: { address: '192.0.2.9', port: 1 } }), /jp used/);
+  await assert.rejects(
+    g.connect({ ip: '192.0.2.1', port: 80, family: 4 }, { source: { address: '192.0.2.9', port: 1 } }),
+    /jp used/,
+  );
   assert.deepEqual(g.state().members, [
     { name: 'hk', alive: false, error: 'ECONNREFUSED' },
     { name: 'jp', alive: true, delayMs: 20 },
@@ -126,7 +167,13 @@ test('config: groups are outbounds for rules, default and default-udp, with thei
     `${NODES}groups:\n  auto: { type: url-test, members: [hk1, jp1], url: "http://192.0.2.9/generate_204", interval: 5m, tolerance: 80 }\n  pick: { type: select, members: [auto, hk1, direct] }\nrules:\n  - { domain-suffix: example.com, outbound: auto }\ndefault: pick\ndefault-udp: auto\n`,
     'test.yaml',
   );
-  assert.deepEqual(cfg.groups.auto, { type: 'url-test', members: ['hk1', 'jp1'], url: 'http://192.0.2.9/generate_204', intervalMs: 300_000, toleranceMs: 80 });
+  assert.deepEqual(cfg.groups.auto, {
+    type: 'url-test',
+    members: ['hk1', 'jp1'],
+    url: 'http://192.0.2.9/generate_204',
+    intervalMs: 300_000,
+    toleranceMs: 80,
+  });
   assert.equal(cfg.groups.pick?.url, 'http://www.gstatic.com/generate_204');
   const routing = routingOf(cfg, undefined, 300);
   assert.equal(routing?.defaultOutbound, 'pick');
@@ -139,12 +186,21 @@ test('config: unknown members get "did you mean", cycles are refused naming the 
       () => parseConfigText(text, 'test.yaml'),
       (e: unknown) => e instanceof ConfigError && re.test(e.message),
     );
-  refuse(`${NODES}groups:\n  auto: { type: fallback, members: [hk1, jp2] }\n`, /groups\.auto\.members\[1\].*unknown outbound 'jp2'.*did you mean 'jp1'/s);
-  refuse(`${NODES}groups:\n  a: { type: select, members: [b] }\n  b: { type: fallback, members: [hk1, c] }\n  c: { type: url-test, members: [a] }\n`, /groups form a cycle: a -> b -> c -> a/);
+  refuse(
+    `${NODES}groups:\n  auto: { type: fallback, members: [hk1, jp2] }\n`,
+    /groups\.auto\.members\[1\].*unknown outbound 'jp2'.*did you mean 'jp1'/s,
+  );
+  refuse(
+    `${NODES}groups:\n  a: { type: select, members: [b] }\n  b: { type: fallback, members: [hk1, c] }\n  c: { type: url-test, members: [a] }\n`,
+    /groups form a cycle: a -> b -> c -> a/,
+  );
   refuse(`${NODES}groups:\n  a: { type: select, members: [a] }\n`, /cycle: a -> a/);
   refuse(`${NODES}groups:\n  a: { type: speed, members: [hk1] }\n`, /'speed' is not one of select, url-test, fallback/);
   refuse(`${NODES}groups:\n  hk1: { type: select, members: [jp1] }\n`, /'hk1' is already a node/);
-  refuse(`${NODES}groups:\n  a: { type: select, members: [hk1] }\nrules:\n  - { port: 80, outbound: b }\n`, /unknown outbound 'b'/);
+  refuse(
+    `${NODES}groups:\n  a: { type: select, members: [hk1] }\nrules:\n  - { port: 80, outbound: b }\n`,
+    /unknown outbound 'b'/,
+  );
 });
 
 test('console API: GET /api/groups lists the groups; PUT /api/groups/NAME chooses a select group member, refusals are 400 with the reason', async () => {
@@ -159,7 +215,8 @@ test('console API: GET /api/groups lists the groups; PUT /api/groups/NAME choose
     },
   };
   const api = new ConsoleApi({ store: {} as never, control: control as never, log: createLogger('text', () => {}) });
-  const call = (method: string, path: string, body?: unknown) => api.handle({ method, path, query: new URLSearchParams(), body });
+  const call = (method: string, path: string, body?: unknown) =>
+    api.handle({ method, path, query: new URLSearchParams(), body });
   const list = await call('GET', '/groups');
   assert.equal(list.status, 200);
   assert.equal((list.body as { now: string }[])[0]?.now, 'a');
@@ -178,10 +235,28 @@ test('UDP: a group routes each flow to the UDP outbound of its current member, t
   const opened: string[] = [];
   const udp = (name: string) => ({ name, kind: 'fake', open: async () => (opened.push(name), {} as never) });
   const inner = fakeGroup('select', ['a', 'http1', 'direct', 'reject']).g;
-  const outerSpec: GroupSpec = { type: 'select', members: ['g', 'a'], url: 'http://probe/', intervalMs: 60_000, toleranceMs: 50 };
+  const outerSpec: GroupSpec = {
+    type: 'select',
+    members: ['g', 'a'],
+    url: 'http://probe/',
+    intervalMs: 60_000,
+    toleranceMs: 50,
+  };
   const outer = new GroupOutbound('outer', outerSpec, new Map(), async () => 1);
-  const obs = udpGroupOutbounds(new Map([['g', inner], ['outer', outer]]), new Map([['a', udp('a')]]), udp('direct'), new Map([['http1', "node 'http1' (http) cannot carry UDP"]]));
-  const flow = { id: 1, src: { address: '10.0.0.2', port: 5000, family: 4 as const }, dst: { address: '192.0.2.1', port: 53, family: 4 as const } };
+  const obs = udpGroupOutbounds(
+    new Map([
+      ['g', inner],
+      ['outer', outer],
+    ]),
+    new Map([['a', udp('a')]]),
+    udp('direct'),
+    new Map([['http1', "node 'http1' (http) cannot carry UDP"]]),
+  );
+  const flow = {
+    id: 1,
+    src: { address: '10.0.0.2', port: 5000, family: 4 as const },
+    dst: { address: '192.0.2.1', port: 53, family: 4 as const },
+  };
   await obs.get('outer')!.open(flow);
   assert.deepEqual(opened, ['a'], 'outer -> g -> a');
   inner.select('direct');

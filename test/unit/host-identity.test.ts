@@ -16,12 +16,19 @@ test('resolv.conf: nameservers, search list, ndots', () => {
     search: ['default.svc.cluster.local', 'svc.cluster.local', 'cluster.local'],
     ndots: 5,
   });
-  assert.deepEqual(parseResolvConf('nameserver 1.1.1.1 # c\nnameserver ::1\n'), { nameservers: ['1.1.1.1', '::1'], search: [], ndots: 1 });
+  assert.deepEqual(parseResolvConf('nameserver 1.1.1.1 # c\nnameserver ::1\n'), {
+    nameservers: ['1.1.1.1', '::1'],
+    search: [],
+    ndots: 1,
+  });
 });
 
 test('search domains come first for names with fewer dots than ndots', () => {
   const conf = parseResolvConf(K8S_RESOLV);
-  assert.deepEqual(searchCandidates('api', conf).slice(0, 2), ['api.default.svc.cluster.local', 'api.svc.cluster.local']);
+  assert.deepEqual(searchCandidates('api', conf).slice(0, 2), [
+    'api.default.svc.cluster.local',
+    'api.svc.cluster.local',
+  ]);
   assert.equal(searchCandidates('api', conf).at(-1), 'api');
   assert.deepEqual(searchCandidates('example.com.', conf), ['example.com']);
   assert.equal(searchCandidates('a.b.c.d.e.f', conf)[0], 'a.b.c.d.e.f');
@@ -34,7 +41,11 @@ const facts = (pod: string | undefined) => ({
 });
 
 test('seed flags: default values come from PODIP / primary address and the host name', () => {
-  const cfg = parseRunOptions({ SetForwardedFor: 'default', SetClientHostname: true, header: ['tranproxy:true', 'X-Url: http://a:b/c'] }, [], facts('10.1.2.3'));
+  const cfg = parseRunOptions(
+    { SetForwardedFor: 'default', SetClientHostname: true, header: ['tranproxy:true', 'X-Url: http://a:b/c'] },
+    [],
+    facts('10.1.2.3'),
+  );
   assert.deepEqual(cfg.inject?.forwardedFor, { value: '10.1.2.3', mode: 'append' });
   assert.deepEqual(cfg.inject?.headers, [
     { name: 'tranproxy', value: 'true' },
@@ -42,9 +53,16 @@ test('seed flags: default values come from PODIP / primary address and the host 
     { name: 'X-Client-Hostname', value: 'pod-7' },
   ]);
   assert.deepEqual(cfg.resolver.nameservers, ['10.96.0.10'], '-N defaults to resolv.conf');
-  const lower = parseRunOptions({ setForwardedFor: '192.0.2.9', xffMode: 'replace', nameserver: ['9.9.9.9'] }, [], facts(undefined));
+  const lower = parseRunOptions(
+    { setForwardedFor: '192.0.2.9', xffMode: 'replace', nameserver: ['9.9.9.9'] },
+    [],
+    facts(undefined),
+  );
   assert.deepEqual(lower.inject?.forwardedFor, { value: '192.0.2.9', mode: 'replace' });
   assert.deepEqual(lower.resolver.nameservers, ['9.9.9.9']);
   assert.equal(parseRunOptions({}, [], facts('1.1.1.1')).inject, undefined, 'no injection unless asked');
-  assert.throws(() => parseRunOptions({ SetForwardedFor: true }, [], facts(undefined)), /no pod address found: set PODIP/);
+  assert.throws(
+    () => parseRunOptions({ SetForwardedFor: true }, [], facts(undefined)),
+    /no pod address found: set PODIP/,
+  );
 });

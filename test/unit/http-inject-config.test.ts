@@ -21,7 +21,10 @@ function usage(fn: () => unknown, re: RegExp): void {
 }
 
 test('parseHeaderFlag splits at the first colon and keeps colons in the value', () => {
-  assert.deepEqual(parseHeaderFlag('X-Url: http://svc.local:8080/a:b'), { name: 'X-Url', value: 'http://svc.local:8080/a:b' });
+  assert.deepEqual(parseHeaderFlag('X-Url: http://svc.local:8080/a:b'), {
+    name: 'X-Url',
+    value: 'http://svc.local:8080/a:b',
+  });
   assert.deepEqual(parseHeaderFlag('X-Time:12:34:56'), { name: 'X-Time', value: '12:34:56' });
 });
 
@@ -48,7 +51,14 @@ test('validateHeader rejects CR, LF, NUL and other control characters in values'
 });
 
 test('validateHeader refuses headers that control framing or the connection', () => {
-  for (const name of ['Content-Length', 'transfer-encoding', 'Connection', 'UPGRADE', 'Content_Length', 'transfer_encoding']) {
+  for (const name of [
+    'Content-Length',
+    'transfer-encoding',
+    'Connection',
+    'UPGRADE',
+    'Content_Length',
+    'transfer_encoding',
+  ]) {
     usage(() => validateHeader(name, 'x'), /cannot be injected/);
   }
   assert.deepEqual(validateHeader('Host', 'example.com'), { name: 'Host', value: 'example.com' });
@@ -56,12 +66,21 @@ test('validateHeader refuses headers that control framing or the connection', ()
 
 test('compileInjectConfig renders the block once: XFF first, then custom headers, CRLF each', () => {
   const c = compileInjectConfig({
-    headers: [{ name: 'X-Client-Hostname', value: 'pod-a' }, { name: 'X-Url', value: 'http://b:81/' }],
+    headers: [
+      { name: 'X-Client-Hostname', value: 'pod-a' },
+      { name: 'X-Url', value: 'http://b:81/' },
+    ],
     forwardedFor: { value: '10.0.0.7', mode: 'append' },
     maxHeadBytes: DEFAULT_MAX_HEAD_BYTES,
   });
-  assert.equal(c.blockCRLF.toString(), 'X-Forwarded-For: 10.0.0.7\r\nX-Client-Hostname: pod-a\r\nX-Url: http://b:81/\r\n\r\n');
-  assert.equal(c.blockLF.toString(), 'X-Forwarded-For: 10.0.0.7\r\nX-Client-Hostname: pod-a\r\nX-Url: http://b:81/\r\n\n');
+  assert.equal(
+    c.blockCRLF.toString(),
+    'X-Forwarded-For: 10.0.0.7\r\nX-Client-Hostname: pod-a\r\nX-Url: http://b:81/\r\n\r\n',
+  );
+  assert.equal(
+    c.blockLF.toString(),
+    'X-Forwarded-For: 10.0.0.7\r\nX-Client-Hostname: pod-a\r\nX-Url: http://b:81/\r\n\n',
+  );
   assert.equal(c.restCRLF.toString(), 'X-Client-Hostname: pod-a\r\nX-Url: http://b:81/\r\n\r\n');
   assert.equal(c.xffAppend, true);
   assert.equal(c.empty, false);
@@ -69,23 +88,42 @@ test('compileInjectConfig renders the block once: XFF first, then custom headers
 });
 
 test('compileInjectConfig re-validates headers given directly (config file path)', () => {
-  usage(() => compileInjectConfig({ headers: [{ name: 'X-A', value: 'x\r\nEvil: 1' }], maxHeadBytes: 65536 }), /CR, LF or NUL/);
-  usage(() => compileInjectConfig({ headers: [{ name: 'Bad Name', value: 'x' }], maxHeadBytes: 65536 }), /invalid header name/);
+  usage(
+    () => compileInjectConfig({ headers: [{ name: 'X-A', value: 'x\r\nEvil: 1' }], maxHeadBytes: 65536 }),
+    /CR, LF or NUL/,
+  );
+  usage(
+    () => compileInjectConfig({ headers: [{ name: 'Bad Name', value: 'x' }], maxHeadBytes: 65536 }),
+    /invalid header name/,
+  );
 });
 
 test('compileInjectConfig validates the forwarded-for option', () => {
-  usage(() => compileInjectConfig({ headers: [], forwardedFor: { value: '1.2.3.4\r\n', mode: 'append' }, maxHeadBytes: 65536 }), /CR, LF or NUL/);
-  usage(() => compileInjectConfig({ headers: [], forwardedFor: { value: '  ', mode: 'replace' }, maxHeadBytes: 65536 }), /empty/);
   usage(
-    () => compileInjectConfig({ headers: [], forwardedFor: { value: '1.2.3.4', mode: 'merge' as 'append' }, maxHeadBytes: 65536 }),
+    () =>
+      compileInjectConfig({ headers: [], forwardedFor: { value: '1.2.3.4\r\n', mode: 'append' }, maxHeadBytes: 65536 }),
+    /CR, LF or NUL/,
+  );
+  usage(
+    () => compileInjectConfig({ headers: [], forwardedFor: { value: '  ', mode: 'replace' }, maxHeadBytes: 65536 }),
+    /empty/,
+  );
+  usage(
+    () =>
+      compileInjectConfig({
+        headers: [],
+        forwardedFor: { value: '1.2.3.4', mode: 'merge' as 'append' },
+        maxHeadBytes: 65536,
+      }),
     /'append' or 'replace'/,
   );
   usage(
-    () => compileInjectConfig({
-      headers: [{ name: 'x-forwarded-for', value: '9.9.9.9' }],
-      forwardedFor: { value: '1.2.3.4', mode: 'append' },
-      maxHeadBytes: 65536,
-    }),
+    () =>
+      compileInjectConfig({
+        headers: [{ name: 'x-forwarded-for', value: '9.9.9.9' }],
+        forwardedFor: { value: '1.2.3.4', mode: 'append' },
+        maxHeadBytes: 65536,
+      }),
     /set twice/,
   );
 });

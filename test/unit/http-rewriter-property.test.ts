@@ -11,7 +11,10 @@ import { RequestRewriter } from '../../src/http/rewriter.js';
 import { mulberry32 } from '../helpers/prng.js';
 
 const CFG: InjectConfig = {
-  headers: [{ name: 'X-Client-Hostname', value: 'pod-a' }, { name: 'X-Team', value: 'a:b' }],
+  headers: [
+    { name: 'X-Client-Hostname', value: 'pod-a' },
+    { name: 'X-Team', value: 'a:b' },
+  ],
   forwardedFor: { value: '10.0.0.7', mode: 'append' },
   maxHeadBytes: 65536,
 };
@@ -30,16 +33,22 @@ function nastyBytes(rnd: Rnd, n: number): Buffer {
   const parts: Buffer[] = [];
   let len = 0;
   while (len < n) {
-    const p = rnd() < 0.15
-      ? Buffer.from(pick(rnd, traps), 'latin1')
-      : Buffer.from(Array.from({ length: 1 + int(rnd, 64) }, () => int(rnd, 256)));
+    const p =
+      rnd() < 0.15
+        ? Buffer.from(pick(rnd, traps), 'latin1')
+        : Buffer.from(Array.from({ length: 1 + int(rnd, 64) }, () => int(rnd, 256)));
     parts.push(p);
     len += p.length;
   }
   return Buffer.concat(parts).subarray(0, n);
 }
 
-interface Conn { input: Buffer; expected: Buffer; requests: number; upgraded: boolean }
+interface Conn {
+  input: Buffer;
+  expected: Buffer;
+  requests: number;
+  upgraded: boolean;
+}
 
 function genConnection(rnd: Rnd): Conn {
   const inp: Buffer[] = [];
@@ -57,7 +66,10 @@ function genConnection(rnd: Rnd): Conn {
     const eol = rnd() < 0.3 ? '\n' : '\r\n';
     const upgrade = r === n - 1 && rnd() < 0.25;
     const bodyKind = upgrade ? 'none' : pick(rnd, ['none', 'cl', 'chunked'] as const);
-    const method = bodyKind === 'none' ? pick(rnd, ['GET', 'HEAD', 'DELETE', 'OPTIONS', 'PROPFIND']) : pick(rnd, ['POST', 'PUT', 'PATCH']);
+    const method =
+      bodyKind === 'none'
+        ? pick(rnd, ['GET', 'HEAD', 'DELETE', 'OPTIONS', 'PROPFIND'])
+        : pick(rnd, ['POST', 'PUT', 'PATCH']);
     const target = pick(rnd, ['/', '/a/b?c=d:e', 'http://h.example:8080/x', '/%20x']);
     const reqLine = `${method} ${target} HTTP/1.${rnd() < 0.15 && bodyKind !== 'chunked' ? 0 : 1}${eol}`;
 
@@ -79,7 +91,10 @@ function genConnection(rnd: Rnd): Conn {
       body = nastyBytes(rnd, int(rnd, 3000));
       lines.push({ text: `${randCase(rnd, 'Content-Length')}:${ows()}${body.length}${ows()}${eol}`, keep: true });
     } else if (bodyKind === 'chunked') {
-      lines.push({ text: `${randCase(rnd, 'Transfer-Encoding')}: ${pick(rnd, ['chunked', 'gzip, chunked', 'Chunked'])}${eol}`, keep: true });
+      lines.push({
+        text: `${randCase(rnd, 'Transfer-Encoding')}: ${pick(rnd, ['chunked', 'gzip, chunked', 'Chunked'])}${eol}`,
+        keep: true,
+      });
       const parts: Buffer[] = [];
       for (let k = int(rnd, 5); k > 0; k--) {
         const data = nastyBytes(rnd, 1 + int(rnd, 2000));
@@ -89,7 +104,8 @@ function genConnection(rnd: Rnd): Conn {
         parts.push(Buffer.from(`${sizeText}${ext}\r\n`, 'latin1'), data, Buffer.from('\r\n', 'latin1'));
       }
       parts.push(Buffer.from(`0${pick(rnd, ['', ';end'])}\r\n`, 'latin1'));
-      for (let k = int(rnd, 3); k > 0; k--) parts.push(Buffer.from(`X-Trailer-${k}: v:${k}\r\nX-Client-Hostname: t\r\n`, 'latin1'));
+      for (let k = int(rnd, 3); k > 0; k--)
+        parts.push(Buffer.from(`X-Trailer-${k}: v:${k}\r\nX-Client-Hostname: t\r\n`, 'latin1'));
       parts.push(Buffer.from('\r\n', 'latin1'));
       body = Buffer.concat(parts);
     }
@@ -103,7 +119,18 @@ function genConnection(rnd: Rnd): Conn {
     inp.push(Buffer.from(reqLine + lines.map((l) => l.text).join('') + eol, 'latin1'));
     const xffVals = lines.filter((l) => l.xff !== undefined && l.xff !== '').map((l) => l.xff!);
     const injected = `X-Forwarded-For: ${[...xffVals, '10.0.0.7'].join(', ')}\r\n${REST}`;
-    exp.push(Buffer.from(reqLine + lines.filter((l) => l.keep).map((l) => l.text).join('') + injected + eol, 'latin1'));
+    exp.push(
+      Buffer.from(
+        reqLine +
+          lines
+            .filter((l) => l.keep)
+            .map((l) => l.text)
+            .join('') +
+          injected +
+          eol,
+        'latin1',
+      ),
+    );
     both(body);
     requests++;
     if (upgrade) {
@@ -121,7 +148,10 @@ function genConnection(rnd: Rnd): Conn {
  */
 function serverAnswers(requests: number): Buffer {
   const ok = 'HTTP/1.1 204 No Content\r\n\r\n';
-  return Buffer.from(ok.repeat(Math.max(0, requests - 1)) + (requests > 0 ? 'HTTP/1.1 101 Switching Protocols\r\n\r\n' : ''), 'latin1');
+  return Buffer.from(
+    ok.repeat(Math.max(0, requests - 1)) + (requests > 0 ? 'HTTP/1.1 101 Switching Protocols\r\n\r\n' : ''),
+    'latin1',
+  );
 }
 
 function feed(chunks: Buffer[]): { out: Buffer; requests: number; passthrough: boolean } {
@@ -136,7 +166,10 @@ function feed(chunks: Buffer[]): { out: Buffer; requests: number; passthrough: b
     }
   };
   for (const c of chunks) {
-    if (passthrough) { out.push(c); continue; } // the relay's raw path
+    if (passthrough) {
+      out.push(c);
+      continue;
+    } // the relay's raw path
     apply(rw.push(c));
   }
   assert.equal(passthrough, false, 'no passthrough before the server has answered');
@@ -149,10 +182,16 @@ function randomSplit(rnd: Rnd, b: Buffer): Buffer[] {
   const chunks: Buffer[] = [];
   let i = 0;
   while (i < b.length) {
-    const n = style === 0 ? 1 + int(rnd, 3) // tiny
-      : style === 1 ? 1 + int(rnd, 64)
-      : style === 2 ? 1 + int(rnd, 4096)
-      : rnd() < 0.5 ? 1 : 1 + int(rnd, 1500); // mixed
+    const n =
+      style === 0
+        ? 1 + int(rnd, 3) // tiny
+        : style === 1
+          ? 1 + int(rnd, 64)
+          : style === 2
+            ? 1 + int(rnd, 4096)
+            : rnd() < 0.5
+              ? 1
+              : 1 + int(rnd, 1500); // mixed
     // copy, so no test can pass by accident through shared memory with the whole input
     chunks.push(Buffer.from(b.subarray(i, i + n)));
     i += n;
@@ -189,7 +228,8 @@ test('random splits of random keep-alive connections forward exactly the expecte
 test('every split point of one pipelined connection gives the same output', () => {
   const rnd = mulberry32(42);
   let conn: Conn;
-  do conn = genConnection(rnd); while (conn.requests < 4 || conn.input.length > 6000);
+  do conn = genConnection(rnd);
+  while (conn.requests < 4 || conn.input.length > 6000);
   const whole = feed([conn.input]);
   assert.ok(whole.out.equals(conn.expected));
   for (let i = 1; i < conn.input.length; i++) {
@@ -211,7 +251,10 @@ function feedAny(cfg: InjectConfig, chunks: Buffer[]): string {
     }
   };
   for (const c of chunks) {
-    if (end === 'passthrough') { out.push(c); continue; }
+    if (end === 'passthrough') {
+      out.push(c);
+      continue;
+    }
     if (end !== 'open') break;
     apply(rw.push(c));
   }
@@ -243,5 +286,6 @@ test('damaged connections: never throws, and the verdict and output do not depen
     }
   }
   // the damage produced every kind of outcome
-  for (const v of ['open', 'passthrough', 'reject 400', 'reject 431']) assert.ok(verdicts.has(v), `no '${v}' outcome among ${[...verdicts].join(', ')}`);
+  for (const v of ['open', 'passthrough', 'reject 400', 'reject 431'])
+    assert.ok(verdicts.has(v), `no '${v}' outcome among ${[...verdicts].join(', ')}`);
 });

@@ -15,7 +15,11 @@ const BASE: InjectConfig = {
 };
 const INJ = 'X-Forwarded-For: 10.0.0.7\r\nX-Client-Hostname: pod-a\r\n';
 
-interface Result { out: string; terminal: Exclude<RewriteEvent, { kind: 'forward' }> | null; requests: number }
+interface Result {
+  out: string;
+  terminal: Exclude<RewriteEvent, { kind: 'forward' }> | null;
+  requests: number;
+}
 
 /**
  * Feed chunks like the relay would: forward events are written upstream; after
@@ -27,7 +31,10 @@ function feed(cfg: InjectConfig, chunks: Buffer[], response?: string): Result {
   const out: Buffer[] = [];
   let terminal: Result['terminal'] = null;
   for (const c of [...chunks, ...(response === undefined ? [] : [null])]) {
-    if (terminal?.kind === 'passthrough' && c !== null) { out.push(c); continue; }
+    if (terminal?.kind === 'passthrough' && c !== null) {
+      out.push(c);
+      continue;
+    }
     if (terminal) break;
     const evs = c === null ? rw.pushResponse(Buffer.from(response!, 'latin1')) : rw.push(c);
     assert.ok(c === null || evs.length <= 2, 'at most a forward and a terminal event per push');
@@ -37,7 +44,10 @@ function feed(cfg: InjectConfig, chunks: Buffer[], response?: string): Result {
       if (ev.kind === 'forward') {
         assert.equal(i, 0, 'the forward event comes first');
         assert.ok(ev.chunks.length > 0);
-        for (const b of ev.chunks) { assert.ok(Buffer.isBuffer(b)); out.push(b); }
+        for (const b of ev.chunks) {
+          assert.ok(Buffer.isBuffer(b));
+          out.push(b);
+        }
       } else {
         terminal = ev;
       }
@@ -61,10 +71,18 @@ function splits(input: Buffer, rnd: () => number): Buffer[] {
 function run(input: string | Buffer, cfg: InjectConfig = BASE, response?: string): Result {
   const buf = typeof input === 'string' ? Buffer.from(input, 'latin1') : input;
   const whole = feed(cfg, [buf], response);
-  const bytes = feed(cfg, [...buf].map((b) => Buffer.from([b])), response);
+  const bytes = feed(
+    cfg,
+    [...buf].map((b) => Buffer.from([b])),
+    response,
+  );
   // A refused non-HTTP first line went up raw as far as it had come (the relay then resets the upstream).
   const watched = (r: Result) => r.terminal?.kind === 'reject' && /first line holds/.test(r.terminal.reason);
-  const strip = (r: Result) => ({ out: watched(r) ? '' : r.out, terminal: r.terminal && { ...r.terminal, response: undefined }, requests: r.requests });
+  const strip = (r: Result) => ({
+    out: watched(r) ? '' : r.out,
+    terminal: r.terminal && { ...r.terminal, response: undefined },
+    requests: r.requests,
+  });
   assert.deepEqual(strip(bytes), strip(whole), 'byte-by-byte feeding differs from one chunk');
   const rnd = mulberry32(buf.length * 7919 + 1);
   for (let k = 0; k < 5; k++) {
@@ -75,12 +93,23 @@ function run(input: string | Buffer, cfg: InjectConfig = BASE, response?: string
 
 function ok(input: string | Buffer, expected: string, cfg: InjectConfig = BASE, response?: string): Result {
   const r = run(input, cfg, response);
-  assert.equal(r.terminal, null, `unexpected ${r.terminal?.kind}: ${r.terminal && 'reason' in r.terminal ? r.terminal.reason : ''}`);
+  assert.equal(
+    r.terminal,
+    null,
+    `unexpected ${r.terminal?.kind}: ${r.terminal && 'reason' in r.terminal ? r.terminal.reason : ''}`,
+  );
   assert.equal(r.out, expected);
   return r;
 }
 
-function rejected(input: string, status: 400 | 431, reason: RegExp, forwarded = '', cfg: InjectConfig = BASE, response?: string): void {
+function rejected(
+  input: string,
+  status: 400 | 431,
+  reason: RegExp,
+  forwarded = '',
+  cfg: InjectConfig = BASE,
+  response?: string,
+): void {
   const r = run(input, cfg, response);
   assert.ok(r.terminal && r.terminal.kind === 'reject', `expected reject, got ${r.terminal?.kind ?? 'none'}`);
   assert.equal(r.terminal.status, status);
@@ -140,19 +169,39 @@ test('bare LF line endings are accepted and kept; injected lines use CRLF', () =
 
 test('duplicate Content-Length is rejected, even with equal values', () => {
   rejected('POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc', 400, /more than one Content-Length/);
-  rejected('POST / HTTP/1.1\r\nContent-Length: 3\r\ncontent-length: 4\r\n\r\nabcd', 400, /more than one Content-Length/);
+  rejected(
+    'POST / HTTP/1.1\r\nContent-Length: 3\r\ncontent-length: 4\r\n\r\nabcd',
+    400,
+    /more than one Content-Length/,
+  );
 });
 
 test('Transfer-Encoding together with Content-Length is rejected', () => {
-  rejected('POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, /together with Content-Length/);
-  rejected('POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n', 400, /together with Content-Length/);
+  rejected(
+    'POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+    400,
+    /together with Content-Length/,
+  );
+  rejected(
+    'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n',
+    400,
+    /together with Content-Length/,
+  );
 });
 
 test('Transfer-Encoding whose final coding is not chunked is rejected', () => {
   rejected('POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nxx', 400, /final coding is not chunked/);
   rejected('POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\nxx', 400, /final coding is not chunked/);
-  rejected('POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\nxx', 400, /final coding is not chunked/);
-  rejected('POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n', 400, /final coding is not chunked/);
+  rejected(
+    'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\nxx',
+    400,
+    /final coding is not chunked/,
+  );
+  rejected(
+    'POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n',
+    400,
+    /final coding is not chunked/,
+  );
   rejected('POST / HTTP/1.1\r\nTransfer-Encoding: chunked;q=1\r\n\r\n0\r\n\r\n', 400, /final coding is not chunked/);
   rejected('POST / HTTP/1.1\r\nTransfer-Encoding:\r\n\r\n', 400, /final coding is not chunked/);
   // gzip then chunked is fine: the chunked walk frames the body.
@@ -220,7 +269,10 @@ test('without a forwarded-for option, client X-Forwarded-For lines are left alon
 
 test('custom headers replace same-named client headers, keeping other lines and their order', () => {
   const cfg: InjectConfig = {
-    headers: [{ name: 'X-Team', value: 'payments' }, { name: 'X-Client-Hostname', value: 'pod-a' }],
+    headers: [
+      { name: 'X-Team', value: 'payments' },
+      { name: 'X-Client-Hostname', value: 'pod-a' },
+    ],
     maxHeadBytes: 65536,
   };
   ok(
@@ -262,19 +314,41 @@ test('CONNECT: head rewritten; the tunnel bytes are held until the server answer
 test('Upgrade: the client alone cannot switch the connection; only a 101 from the server does', () => {
   const frames = '\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58GET / HTTP/1.1\r\nX-Client-Hostname: spoof\r\n\r\n';
   const up = 'GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n';
-  passthrough(`${up}\r\n${frames}`, `${up}${INJ}\r\n${frames}`, BASE, 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n');
+  passthrough(
+    `${up}\r\n${frames}`,
+    `${up}${INJ}\r\n${frames}`,
+    BASE,
+    'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n',
+  );
   // Issue 14 item 1: the server answers 200, not 101 — the next request is stamped, the spoof dropped.
   const next = 'GET /b HTTP/1.1\r\nX-Client-Hostname: spoofed\r\n\r\n';
-  ok(`${up}\r\n${next}`, `${up}${INJ}\r\nGET /b HTTP/1.1\r\n${INJ}\r\n`, BASE, 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello');
+  ok(
+    `${up}\r\n${next}`,
+    `${up}${INJ}\r\nGET /b HTTP/1.1\r\n${INJ}\r\n`,
+    BASE,
+    'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello',
+  );
   // A body that looks like a 101 does not switch; nor does a 101 to a request that did not ask.
-  ok(`${up}\r\n${next}`, `${up}${INJ}\r\nGET /b HTTP/1.1\r\n${INJ}\r\n`, BASE,
-    'HTTP/1.1 200 OK\r\nContent-Length: 36\r\n\r\nHTTP/1.1 101 Switching Protocols\r\n\r\n');
-  ok(`GET /1 HTTP/1.1\r\n\r\n${up}\r\n${next}`, `GET /1 HTTP/1.1\r\n${INJ}\r\n${up}${INJ}\r\nGET /b HTTP/1.1\r\n${INJ}\r\n`, BASE,
-    'HTTP/1.1 101 Switching Protocols\r\n\r\n');
+  ok(
+    `${up}\r\n${next}`,
+    `${up}${INJ}\r\nGET /b HTTP/1.1\r\n${INJ}\r\n`,
+    BASE,
+    'HTTP/1.1 200 OK\r\nContent-Length: 36\r\n\r\nHTTP/1.1 101 Switching Protocols\r\n\r\n',
+  );
+  ok(
+    `GET /1 HTTP/1.1\r\n\r\n${up}\r\n${next}`,
+    `GET /1 HTTP/1.1\r\n${INJ}\r\n${up}${INJ}\r\nGET /b HTTP/1.1\r\n${INJ}\r\n`,
+    BASE,
+    'HTTP/1.1 101 Switching Protocols\r\n\r\n',
+  );
   // after an ordinary (chunked) response and an interim 100; case-insensitive name
   const lower = 'GET /ws HTTP/1.1\r\nupgrade: websocket\r\n';
-  passthrough(`GET /1 HTTP/1.1\r\n\r\n${lower}\r\n${frames}`, `GET /1 HTTP/1.1\r\n${INJ}\r\n${lower}${INJ}\r\n${frames}`, BASE,
-    'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nHTTP/\r\n0\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\n\r\n');
+  passthrough(
+    `GET /1 HTTP/1.1\r\n\r\n${lower}\r\n${frames}`,
+    `GET /1 HTTP/1.1\r\n${INJ}\r\n${lower}${INJ}\r\n${frames}`,
+    BASE,
+    'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nHTTP/\r\n0\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\n\r\n',
+  );
 });
 
 test('h2c is refused unless allowed: Upgrade: h2c and the prior-knowledge preface', () => {
@@ -282,8 +356,14 @@ test('h2c is refused unless allowed: Upgrade: h2c and the prior-knowledge prefac
   const preface = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00';
   rejected(preface, 400, /h2c\) refused/);
   const allow: InjectConfig = { ...BASE, allowH2c: true };
-  const up = 'GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n';
-  passthrough(`${up}\r\nPRI * HTTP/2.0\r\n`, `${up}${INJ}\r\nPRI * HTTP/2.0\r\n`, allow, 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n');
+  const up =
+    'GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n';
+  passthrough(
+    `${up}\r\nPRI * HTTP/2.0\r\n`,
+    `${up}${INJ}\r\nPRI * HTTP/2.0\r\n`,
+    allow,
+    'HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n',
+  );
   assert.equal(passthrough(preface, preface, allow).requests, 0);
   // judged from its first line alone, even when more than maxHeadBytes follow at once
   const odd = `PRI * HTTP/2.0\r\n${'x'.repeat(3000)}`;
@@ -298,9 +378,15 @@ test('client headers equal to an injected one after folding case and _ to - are 
     `GET / HTTP/1.1\r\nX_Client-Hostnamex: kept\r\n${INJ}\r\n`,
   );
   // X_Forwarded_For is X-Forwarded-For to a CGI server: merged like one in append mode
-  ok('GET / HTTP/1.1\r\nX_Forwarded_For: 1.2.3.4\r\n\r\n', 'GET / HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4, 10.0.0.7\r\nX-Client-Hostname: pod-a\r\n\r\n');
+  ok(
+    'GET / HTTP/1.1\r\nX_Forwarded_For: 1.2.3.4\r\n\r\n',
+    'GET / HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4, 10.0.0.7\r\nX-Client-Hostname: pod-a\r\n\r\n',
+  );
   // Framing headers are matched exactly: Content_Length frames nothing (nginx and Node ignore it too).
-  ok('POST / HTTP/1.1\r\nContent_Length: 5\r\n\r\nGET / HTTP/1.1\r\n\r\n', `POST / HTTP/1.1\r\nContent_Length: 5\r\n${INJ}\r\nGET / HTTP/1.1\r\n${INJ}\r\n`);
+  ok(
+    'POST / HTTP/1.1\r\nContent_Length: 5\r\n\r\nGET / HTTP/1.1\r\n\r\n',
+    `POST / HTTP/1.1\r\nContent_Length: 5\r\n${INJ}\r\nGET / HTTP/1.1\r\n${INJ}\r\n`,
+  );
 });
 
 test('pipelined requests: every head is rewritten', () => {
@@ -353,7 +439,13 @@ test('endless chunk extensions and oversized trailer sections are cut off', () =
   rejected(`${head}${ext}\r\nhello\r\n0\r\n\r\n`, 400, /chunk extensions too long/, `${fwd}${ext.slice(0, 16384)}`);
   const cfg: InjectConfig = { ...BASE, maxHeadBytes: 1024 };
   const trailer = `X-T: ${'t'.repeat(1100)}\r\n`;
-  rejected(`${head}0\r\n${trailer}\r\n`, 431, /trailer section larger than 1024/, `${fwd}0\r\n${trailer.slice(0, 1023)}`, cfg);
+  rejected(
+    `${head}0\r\n${trailer}\r\n`,
+    431,
+    /trailer section larger than 1024/,
+    `${fwd}0\r\n${trailer.slice(0, 1023)}`,
+    cfg,
+  );
 });
 
 test('an empty Upgrade header does not switch the connection to passthrough', () => {
@@ -390,7 +482,12 @@ test('malformed request lines are rejected with 400', () => {
   rejected('GET /a\x01b HTTP/1.1\r\n\r\n', 400, /malformed request line/);
   rejected('GET / HTTP/3.0\r\n\r\n', 400, /unsupported HTTP version/);
   // on a later request of the connection too
-  rejected('GET / HTTP/1.1\r\n\r\nGET\t/ HTTP/1.1\r\n\r\n', 400, /malformed request line/, `GET / HTTP/1.1\r\n${INJ}\r\n`);
+  rejected(
+    'GET / HTTP/1.1\r\n\r\nGET\t/ HTTP/1.1\r\n\r\n',
+    400,
+    /malformed request line/,
+    `GET / HTTP/1.1\r\n${INJ}\r\n`,
+  );
 });
 
 test('malformed header lines are rejected with 400', () => {
@@ -419,10 +516,10 @@ test('an empty configuration forwards heads unchanged (still framing-checked)', 
 
 const CLIENT_HELLO = Buffer.from(
   '16030100c8010000c403035f1e2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f80910' +
-  '000020c02bc02fc02cc030cca9cca8c013c014009c009d002f0035000a010000' +
-  '7b0000000f000d00000a6578616d706c652e636f6d00170000ff01000100000a000800060017001800190' +
-  '00b00020100002300000010000e000c02683208687474702f312e31000500050100000000000d00140012' +
-  '040308040401050308050501080606010201',
+    '000020c02bc02fc02cc030cca9cca8c013c014009c009d002f0035000a010000' +
+    '7b0000000f000d00000a6578616d706c652e636f6d00170000ff01000100000a000800060017001800190' +
+    '00b00020100002300000010000e000c02683208687474702f312e31000500050100000000000d00140012' +
+    '040308040401050308050501080606010201',
   'hex',
 );
 
@@ -433,14 +530,24 @@ test('a TLS ClientHello is passed through untouched, at once', () => {
   assert.equal(r.requests, 0);
   const rw = new RequestRewriter(compileInjectConfig(BASE));
   const evs = rw.push(CLIENT_HELLO.subarray(0, 1));
-  assert.deepEqual(evs.map((e) => e.kind), ['forward'], 'forwarded from the first byte');
+  assert.deepEqual(
+    evs.map((e) => e.kind),
+    ['forward'],
+    'forwarded from the first byte',
+  );
   // 64 KiB without LF: no lenient parser takes that as a request line any more.
-  assert.deepEqual(rw.push(Buffer.alloc(65536, 0x17)).map((e) => e.kind), ['forward', 'passthrough']);
+  assert.deepEqual(
+    rw.push(Buffer.alloc(65536, 0x17)).map((e) => e.kind),
+    ['forward', 'passthrough'],
+  );
 });
 
 test('a first byte that could start a request commits the connection to HTTP: no escape to passthrough', () => {
   // Issue 14 item 2: long methods, tabs, leading whitespace, other text protocols.
-  ok('AAAAAAAAAAAAAAAAAAAAAAAAA / HTTP/1.1\r\nX-Client-Hostname: x\r\n\r\n', `AAAAAAAAAAAAAAAAAAAAAAAAA / HTTP/1.1\r\n${INJ}\r\n`);
+  ok(
+    'AAAAAAAAAAAAAAAAAAAAAAAAA / HTTP/1.1\r\nX-Client-Hostname: x\r\n\r\n',
+    `AAAAAAAAAAAAAAAAAAAAAAAAA / HTTP/1.1\r\n${INJ}\r\n`,
+  );
   rejected('GET\t/a HTTP/1.1\r\nX-Client-Hostname: spoofed\r\n\r\n', 400, /malformed request line/);
   rejected('SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n', 400, /malformed request line/);
   rejected('*3\r\n$3\r\nSET\r\n', 400, /malformed request line/);
@@ -452,7 +559,11 @@ test('a first byte that could start a request commits the connection to HTTP: no
   passthrough('\x00\x01binary\nGET / HTTP/1.1\r\n\r\n', '\x00\x01binary\nGET / HTTP/1.1\r\n\r\n');
   passthrough('{"json": 1}\n', '{"json": 1}\n');
   // ...unless that line holds "HTTP/": python's http.server reads "\x16GET / HTTP/1.1" as a GET.
-  for (const start of ['\x16GET / HTTP/1.1\r\nX-Client-Hostname: spoofed\r\n\r\n', '{x / HTTP/1.1\n\n', '\x00\x01 / HTTP/']) {
+  for (const start of [
+    '\x16GET / HTTP/1.1\r\nX-Client-Hostname: spoofed\r\n\r\n',
+    '{x / HTTP/1.1\n\n',
+    '\x00\x01 / HTTP/',
+  ]) {
     const r = run(start);
     assert.ok(r.terminal?.kind === 'reject', JSON.stringify(start));
     assert.equal(r.terminal.response.length, 0);
@@ -483,7 +594,10 @@ test('detection waits for enough bytes: "GE" is undecided', () => {
 test('a text protocol that only looks like HTTP is answered as soon as its first line ends', () => {
   const rw = new RequestRewriter(compileInjectConfig(BASE));
   const evs = rw.push(Buffer.from('SET key value\r\n'));
-  assert.deepEqual(evs.map((e) => e.kind), ['reject']);
+  assert.deepEqual(
+    evs.map((e) => e.kind),
+    ['reject'],
+  );
   assert.equal((evs[0] as { status: number }).status, 400);
 });
 
@@ -539,7 +653,7 @@ test('bodies and kept head lines are forwarded as views of the input, not copies
   assert.equal((evs[0] as { chunks: Buffer[] }).chunks[0], body);
 });
 
-test('a gathered head does not keep referencing the caller\'s buffers', () => {
+test("a gathered head does not keep referencing the caller's buffers", () => {
   const rw = new RequestRewriter(compileInjectConfig(BASE));
   const part = Buffer.from('GET /a HTTP/1.1\r\nHost: ');
   assert.deepEqual(rw.push(part), []);

@@ -8,13 +8,32 @@ import { diff, pointer, toJsonPatch } from '../../src/k8s/json-patch.js';
 import { parseListen } from '../../src/cli/webhook.js';
 
 function ar(object: unknown, over: Record<string, unknown> = {}): Record<string, unknown> {
-  return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u1', kind: { group: '', version: 'v1', kind: 'Pod' }, operation: 'CREATE', namespace: 'ns', object, ...over } };
+  return {
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: 'u1',
+      kind: { group: '', version: 'v1', kind: 'Pod' },
+      operation: 'CREATE',
+      namespace: 'ns',
+      object,
+      ...over,
+    },
+  };
 }
 
-const POD = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', annotations: { 'a/b': 'c', 'tranproxy.io/ports': '80' } }, spec: { containers: [{ name: 'app' }] } };
+const POD = {
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name: 'p', annotations: { 'a/b': 'c', 'tranproxy.io/ports': '80' } },
+  spec: { containers: [{ name: 'app' }] },
+};
 
 test('JSON Pointer escaping (RFC 6901) and diff shapes', () => {
-  assert.equal(pointer(['metadata', 'annotations', 'tranproxy.io/injected']), '/metadata/annotations/tranproxy.io~1injected');
+  assert.equal(
+    pointer(['metadata', 'annotations', 'tranproxy.io/injected']),
+    '/metadata/annotations/tranproxy.io~1injected',
+  );
   assert.equal(pointer(['a~b', 0]), '/a~0b/0');
   assert.deepEqual(diff({ a: 1, b: [1], c: { d: 1 } }, { a: 1, b: [1, 2], c: { e: 2 } }), [
     { op: 'replace', path: ['b'], value: [1, 2] },
@@ -32,13 +51,23 @@ test('review: a pod gets a patch that adds only what injection adds', () => {
   assert.equal(res.uid, 'u1');
   assert.equal(res.allowed, true);
   const ops = JSON.parse(Buffer.from(res.patch, 'base64').toString());
-  assert.deepEqual(ops.map((o: any) => `${o.op} ${o.path}`), ['add /metadata/annotations/tranproxy.io~1injected', 'add /spec/initContainers']);
+  assert.deepEqual(
+    ops.map((o: any) => `${o.op} ${o.path}`),
+    ['add /metadata/annotations/tranproxy.io~1injected', 'add /spec/initContainers'],
+  );
   assert.deepEqual(ops[1].value, injectPodTemplate(POD).template.spec!.initContainers);
   assert.deepEqual(out.summary, { uid: 'u1', namespace: 'ns', name: 'p', result: 'injected', reason: 'native' });
 });
 
 test('review: bad requests, ignored requests, denials', () => {
-  for (const b of [null, [], 'x', {}, { kind: 'AdmissionReview', apiVersion: 'v2' }, { kind: 'AdmissionReview', apiVersion: 'admission.k8s.io/v1', request: {} }]) {
+  for (const b of [
+    null,
+    [],
+    'x',
+    {},
+    { kind: 'AdmissionReview', apiVersion: 'v2' },
+    { kind: 'AdmissionReview', apiVersion: 'admission.k8s.io/v1', request: {} },
+  ]) {
     assert.equal(review(b, DEFAULT_INJECT).status, 400, JSON.stringify(b));
   }
   const ignored = [
@@ -61,7 +90,11 @@ test('review: bad requests, ignored requests, denials', () => {
 });
 
 test('review: warnings are prefixed and bounded', () => {
-  const pod = { ...POD, metadata: { annotations: { 'tranproxy.io/portz': '80' } }, spec: { containers: [{ name: 'x'.repeat(300), securityContext: { runAsUser: 1337 } }] } };
+  const pod = {
+    ...POD,
+    metadata: { annotations: { 'tranproxy.io/portz': '80' } },
+    spec: { containers: [{ name: 'x'.repeat(300), securityContext: { runAsUser: 1337 } }] },
+  };
   const res = (review(ar(pod), DEFAULT_INJECT).body as any).response;
   assert.ok(res.warnings.length >= 2);
   for (const w of res.warnings) {
@@ -75,5 +108,6 @@ test('--listen forms', () => {
   assert.deepEqual(parseListen('8443'), { host: '', port: 8443 });
   assert.deepEqual(parseListen('127.0.0.1:0'), { host: '127.0.0.1', port: 0 });
   assert.deepEqual(parseListen('[::1]:9443'), { host: '::1', port: 9443 });
-  for (const bad of ['x', '1.2.3.4', ':99999', '[::1]', 'a:b:c']) assert.throws(() => parseListen(bad), /--listen/, bad);
+  for (const bad of ['x', '1.2.3.4', ':99999', '[::1]', 'a:b:c'])
+    assert.throws(() => parseListen(bad), /--listen/, bad);
 });

@@ -6,7 +6,13 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { AnnotationError, DEFAULT_INJECT, parseHeadersAnnotation, sidecarConfig, type InjectDefaults } from '../../src/k8s/config.js';
+import {
+  AnnotationError,
+  DEFAULT_INJECT,
+  parseHeadersAnnotation,
+  sidecarConfig,
+  type InjectDefaults,
+} from '../../src/k8s/config.js';
 import { injectObject, injectPodTemplate, type ObjectReport } from '../../src/k8s/inject.js';
 import { injectYaml } from '../../src/k8s/yaml.js';
 import { classicSidecar, nativeSidecar } from '../../src/k8s/sidecar.js';
@@ -20,7 +26,10 @@ const golden = (name: string, actual: string): void => checkGolden(name, actual,
 
 function reportText(reports: ObjectReport[]): string {
   return reports
-    .map((r) => `${r.name}: ${r.status}${r.mode ? ` (${r.mode})` : ''}${r.reason && r.status !== 'injected' ? ` — ${r.reason}` : ''}\n${r.warnings.map((w) => `  warning: ${w}\n`).join('')}`)
+    .map(
+      (r) =>
+        `${r.name}: ${r.status}${r.mode ? ` (${r.mode})` : ''}${r.reason && r.status !== 'injected' ? ` — ${r.reason}` : ''}\n${r.warnings.map((w) => `  warning: ${w}\n`).join('')}`,
+    )
     .join('');
 }
 
@@ -55,7 +64,8 @@ for (const c of CASES) {
 }
 
 test('documents injection does not touch are copied byte for byte', () => {
-  const text = '# head\napiVersion: v1\nkind: Service\nmetadata: {name: a}   # odd spacing kept\nspec:\n  ports: [ {port: 80} ]\n---\nweird: "%but valid"   # trailing\n...\n';
+  const text =
+    '# head\napiVersion: v1\nkind: Service\nmetadata: {name: a}   # odd spacing kept\nspec:\n  ports: [ {port: 80} ]\n---\nweird: "%but valid"   # trailing\n...\n';
   assert.equal(injectYaml(text).text, text);
   assert.equal(injectYaml('').text, '');
   assert.equal(injectYaml('---\n---\n').text, '---\n---\n');
@@ -85,9 +95,14 @@ test('native: the sidecar is the first init container, existing ones follow in o
   assert.deepEqual(spec.containers, pod.spec.containers, 'app containers (and their PODIP env) unchanged');
   const side = spec.initContainers![0]!;
   assert.equal(side.restartPolicy, 'Always');
-  assert.deepEqual(side.env, [{ name: 'PODIP', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'status.podIP' } } }]);
+  assert.deepEqual(side.env, [
+    { name: 'PODIP', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'status.podIP' } } },
+  ]);
   assert.ok(side.startupProbe, 'native sidecars hold the app back with a startupProbe');
-  assert.deepEqual((side.securityContext as { capabilities: unknown }).capabilities, { drop: ['ALL'], add: ['NET_ADMIN', 'KILL', 'SETGID', 'SETUID'] });
+  assert.deepEqual((side.securityContext as { capabilities: unknown }).capabilities, {
+    drop: ['ALL'],
+    add: ['NET_ADMIN', 'KILL', 'SETGID', 'SETUID'],
+  });
   assert.equal(pod.spec.initContainers.length, 2, 'input not modified');
 });
 
@@ -95,8 +110,14 @@ test('classic: rules init container last, unprivileged proxy first in containers
   const pod = parse(readFileSync(FIXTURES + 'pod-existing-init.yaml', 'utf8'));
   const r = injectPodTemplate(pod, { defaults: CLASSIC });
   const spec = r.template.spec!;
-  assert.deepEqual(spec.initContainers!.map((c) => c.name), ['wait-for-db', 'migrate', 'tranproxy-init']);
-  assert.deepEqual(spec.containers!.map((c) => c.name), ['tranproxy', 'api']);
+  assert.deepEqual(
+    spec.initContainers!.map((c) => c.name),
+    ['wait-for-db', 'migrate', 'tranproxy-init'],
+  );
+  assert.deepEqual(
+    spec.containers!.map((c) => c.name),
+    ['tranproxy', 'api'],
+  );
   assert.equal(r.template.metadata!.annotations!['kubectl.kubernetes.io/default-container'], 'api');
   const init = spec.initContainers![2]!;
   assert.deepEqual(init.args, ['rules', 'apply', '-P', '80', '--proxy-user', '1337:1337']);
@@ -118,7 +139,11 @@ test('existing pod and container securityContext are kept; ours overrides only i
   const sc = r.template.spec!.initContainers![0]!.securityContext as Record<string, unknown>;
   assert.equal(sc.runAsNonRoot, false, 'the pod-level runAsNonRoot: true is overridden for the sidecar only');
   assert.equal(sc.runAsUser, 0);
-  assert.deepEqual((sc.capabilities as { add: string[] }).add, ['NET_ADMIN', 'NET_RAW', 'KILL', 'SETGID', 'SETUID'], 'iptables backend: NET_RAW');
+  assert.deepEqual(
+    (sc.capabilities as { add: string[] }).add,
+    ['NET_ADMIN', 'NET_RAW', 'KILL', 'SETGID', 'SETUID'],
+    'iptables backend: NET_RAW',
+  );
   assert.match(r.warnings.join('\n'), /container metrics runs as uid 1337/);
 });
 
@@ -135,12 +160,22 @@ test('hostNetwork pods are skipped with a warning; Windows pods too', () => {
 });
 
 test('opt-out by annotation or label', () => {
-  for (const meta of [{ annotations: { 'tranproxy.io/inject': 'false' } }, { labels: { 'tranproxy.io/inject': 'false' } }, { annotations: { 'tranproxy.io/inject': 'No' } }]) {
+  for (const meta of [
+    { annotations: { 'tranproxy.io/inject': 'false' } },
+    { labels: { 'tranproxy.io/inject': 'false' } },
+    { annotations: { 'tranproxy.io/inject': 'No' } },
+  ]) {
     const r = injectPodTemplate({ metadata: meta, spec: { containers: [{ name: 'a' }] } });
     assert.equal(r.status, 'skipped');
     assert.match(r.reason!, /opted out/);
   }
-  assert.equal(injectPodTemplate({ metadata: { annotations: { 'tranproxy.io/inject': 'true' } }, spec: { containers: [{ name: 'a' }] } }).status, 'injected');
+  assert.equal(
+    injectPodTemplate({
+      metadata: { annotations: { 'tranproxy.io/inject': 'true' } },
+      spec: { containers: [{ name: 'a' }] },
+    }).status,
+    'injected',
+  );
 });
 
 test('--force re-injects with the current annotations; without it an existing sidecar is left', () => {
@@ -155,15 +190,36 @@ test('--force re-injects with the current annotations; without it an existing si
   // A classic injection is replaced by a native one, not stacked.
   const classic = injectPodTemplate(pod, { defaults: CLASSIC }).template;
   const native = injectPodTemplate(classic, { force: true }).template;
-  assert.deepEqual(native.spec!.containers!.map((c) => c.name), ['a']);
-  assert.deepEqual(native.spec!.initContainers!.map((c) => c.name), ['tranproxy']);
+  assert.deepEqual(
+    native.spec!.containers!.map((c) => c.name),
+    ['a'],
+  );
+  assert.deepEqual(
+    native.spec!.initContainers!.map((c) => c.name),
+    ['tranproxy'],
+  );
 });
 
 test('malformed pod specs are skipped, never thrown on', () => {
-  for (const t of [{}, { spec: 'x' }, { spec: { containers: 'x' } }, { spec: { containers: [{ image: 'no-name' }] } }, { spec: { containers: [] } }, { metadata: 'x', spec: { containers: [{ name: 'a' }] } }]) {
+  for (const t of [
+    {},
+    { spec: 'x' },
+    { spec: { containers: 'x' } },
+    { spec: { containers: [{ image: 'no-name' }] } },
+    { spec: { containers: [] } },
+    { metadata: 'x', spec: { containers: [{ name: 'a' }] } },
+  ]) {
     assert.equal(injectPodTemplate(t as never).status, 'skipped', JSON.stringify(t));
   }
-  for (const o of [null, 1, 'x', [], { kind: 'Deployment' }, { kind: 'Deployment', spec: { template: 5 } }, { kind: 'List', items: [null, { kind: 'Pod' }] }]) {
+  for (const o of [
+    null,
+    1,
+    'x',
+    [],
+    { kind: 'Deployment' },
+    { kind: 'Deployment', spec: { template: 5 } },
+    { kind: 'List', items: [null, { kind: 'Pod' }] },
+  ]) {
     assert.doesNotThrow(() => injectObject(o));
   }
 });
@@ -191,11 +247,26 @@ test('annotation values are validated and errors name the annotation (and the ob
     [{ 'tranproxy.io/set-forwarded-for': 'a\u0001b' }, /tranproxy\.io\/set-forwarded-for/],
     [{ 'tranproxy.io/headers': 'X-A: 1\nx-a: 2' }, /given twice/],
     [{ 'tranproxy.io/image': 'a b' }, /not an image reference/],
-    [{ 'tranproxy.io/nameservers': '10.96.0.10,kube-dns' }, /^tranproxy\.io\/nameservers: 'kube-dns' is not an IP address/],
+    [
+      { 'tranproxy.io/nameservers': '10.96.0.10,kube-dns' },
+      /^tranproxy\.io\/nameservers: 'kube-dns' is not an IP address/,
+    ],
   ];
-  for (const [a, re] of bad) assert.throws(() => sidecarConfig(a), (e: unknown) => e instanceof AnnotationError && e instanceof UsageError && re.test((e as Error).message), JSON.stringify(a));
+  for (const [a, re] of bad)
+    assert.throws(
+      () => sidecarConfig(a),
+      (e: unknown) => e instanceof AnnotationError && e instanceof UsageError && re.test((e as Error).message),
+      JSON.stringify(a),
+    );
   assert.throws(
-    () => injectObject({ kind: 'Deployment', metadata: { name: 'web' }, spec: { template: { metadata: { annotations: { 'tranproxy.io/ports': 'x' } }, spec: { containers: [{ name: 'a' }] } } } }),
+    () =>
+      injectObject({
+        kind: 'Deployment',
+        metadata: { name: 'web' },
+        spec: {
+          template: { metadata: { annotations: { 'tranproxy.io/ports': 'x' } }, spec: { containers: [{ name: 'a' }] } },
+        },
+      }),
     /^AnnotationError: Deployment\/web: tranproxy\.io\/ports/,
   );
 });
@@ -226,13 +297,19 @@ test('annotations become flags: ports normalised, literal values, json logs, typ
 });
 
 test('probe http: kubelet httpGet on the admin port, admin API on all addresses', () => {
-  const r = injectPodTemplate({ metadata: { annotations: { 'tranproxy.io/probe': 'http', 'tranproxy.io/admin-port': '15020' } }, spec: { containers: [{ name: 'a' }] } });
+  const r = injectPodTemplate({
+    metadata: { annotations: { 'tranproxy.io/probe': 'http', 'tranproxy.io/admin-port': '15020' } },
+    spec: { containers: [{ name: 'a' }] },
+  });
   const c = r.template.spec!.initContainers![0]!;
   assert.deepEqual((c.args as string[]).slice(0, 3), ['run', '--admin', '0.0.0.0:15020']);
   assert.deepEqual((c.readinessProbe as { httpGet: unknown }).httpGet, { path: '/readyz', port: 15020 });
 });
 
 test('YAML syntax errors name the file and line', () => {
-  assert.throws(() => injectYaml('a: 1\n---\nkind: Pod\nspec: [\n', {}, 'x.yaml'), (e: unknown) => e instanceof UsageError && /^x\.yaml:\d+: YAML/.test((e as Error).message));
+  assert.throws(
+    () => injectYaml('a: 1\n---\nkind: Pod\nspec: [\n', {}, 'x.yaml'),
+    (e: unknown) => e instanceof UsageError && /^x\.yaml:\d+: YAML/.test((e as Error).message),
+  );
   assert.throws(() => injectYaml('a: 1\na: 2\n', {}, 'dup.yaml'), /dup\.yaml:\d+: YAML/);
 });

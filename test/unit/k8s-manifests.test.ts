@@ -66,44 +66,56 @@ function validate(schema: Schema, v: unknown, path = ''): string[] {
   if (schema.type) {
     const types: string[] = Array.isArray(schema.type) ? schema.type : [schema.type];
     const t = typeOf(v);
-    if (!types.some((x) => x === t || (x === 'number' && t === 'integer'))) return [`${at}: expected ${types.join('|')}, got ${t}`];
+    if (!types.some((x) => x === t || (x === 'number' && t === 'integer')))
+      return [`${at}: expected ${types.join('|')}, got ${t}`];
   }
-  if ('const' in schema && !deepEq(schema.const, v)) errs.push(`${at}: must be ${JSON.stringify(schema.const)}, got ${JSON.stringify(v)}`);
-  if (schema.enum && !schema.enum.some((e: unknown) => deepEq(e, v))) errs.push(`${at}: ${JSON.stringify(v)} is not one of ${JSON.stringify(schema.enum)}`);
+  if ('const' in schema && !deepEq(schema.const, v))
+    errs.push(`${at}: must be ${JSON.stringify(schema.const)}, got ${JSON.stringify(v)}`);
+  if (schema.enum && !schema.enum.some((e: unknown) => deepEq(e, v)))
+    errs.push(`${at}: ${JSON.stringify(v)} is not one of ${JSON.stringify(schema.enum)}`);
   if (typeof v === 'string') {
-    if (schema.pattern && !new RegExp(schema.pattern).test(v)) errs.push(`${at}: '${v}' does not match ${schema.pattern}`);
-    if (schema.maxLength !== undefined && v.length > schema.maxLength) errs.push(`${at}: '${v}' is longer than ${schema.maxLength}`);
+    if (schema.pattern && !new RegExp(schema.pattern).test(v))
+      errs.push(`${at}: '${v}' does not match ${schema.pattern}`);
+    if (schema.maxLength !== undefined && v.length > schema.maxLength)
+      errs.push(`${at}: '${v}' is longer than ${schema.maxLength}`);
   }
   if (typeof v === 'number') {
     if (schema.minimum !== undefined && v < schema.minimum) errs.push(`${at}: ${v} < ${schema.minimum}`);
     if (schema.maximum !== undefined && v > schema.maximum) errs.push(`${at}: ${v} > ${schema.maximum}`);
   }
   if (Array.isArray(v)) {
-    if (schema.minItems !== undefined && v.length < schema.minItems) errs.push(`${at}: fewer than ${schema.minItems} items`);
-    if (schema.maxItems !== undefined && v.length > schema.maxItems) errs.push(`${at}: more than ${schema.maxItems} items`);
+    if (schema.minItems !== undefined && v.length < schema.minItems)
+      errs.push(`${at}: fewer than ${schema.minItems} items`);
+    if (schema.maxItems !== undefined && v.length > schema.maxItems)
+      errs.push(`${at}: more than ${schema.maxItems} items`);
     if (schema.items) v.forEach((x, i) => errs.push(...validate(schema.items, x, `${path}[${i}]`)));
   }
   if (typeOf(v) === 'object') {
     const o = v as Record<string, unknown>;
     const keys = Object.keys(o);
     for (const r of schema.required ?? []) if (!(r in o)) errs.push(`${at}: missing required '${r}'`);
-    if (schema.minProperties !== undefined && keys.length < schema.minProperties) errs.push(`${at}: fewer than ${schema.minProperties} fields`);
-    if (schema.maxProperties !== undefined && keys.length > schema.maxProperties) errs.push(`${at}: more than ${schema.maxProperties} fields`);
+    if (schema.minProperties !== undefined && keys.length < schema.minProperties)
+      errs.push(`${at}: fewer than ${schema.minProperties} fields`);
+    if (schema.maxProperties !== undefined && keys.length > schema.maxProperties)
+      errs.push(`${at}: more than ${schema.maxProperties} fields`);
     for (const k of keys) {
       const sub = `${path}.${k}`;
       if (schema.propertyNames) errs.push(...validate(schema.propertyNames, k, `${sub} (name)`));
       if (schema.properties && k in schema.properties) errs.push(...validate(schema.properties[k], o[k], sub));
       else if (schema.additionalProperties === false) errs.push(`${at}: unknown field '${k}'`);
-      else if (typeof schema.additionalProperties === 'object') errs.push(...validate(schema.additionalProperties, o[k], sub));
+      else if (typeof schema.additionalProperties === 'object')
+        errs.push(...validate(schema.additionalProperties, o[k], sub));
     }
   }
   for (const s of schema.allOf ?? []) errs.push(...validate(s, v, path));
-  if (schema.anyOf && !schema.anyOf.some((s: Schema) => validate(s, v, path).length === 0)) errs.push(`${at}: matches none of anyOf`);
+  if (schema.anyOf && !schema.anyOf.some((s: Schema) => validate(s, v, path).length === 0))
+    errs.push(`${at}: matches none of anyOf`);
   if (schema.oneOf) {
     const n = schema.oneOf.filter((s: Schema) => validate(s, v, path).length === 0).length;
     if (n !== 1) errs.push(`${at}: matches ${n} of oneOf (exactly one expected)`);
   }
-  if (schema.not && validate(schema.not, v, path).length === 0) errs.push(`${at}: must not match ${JSON.stringify(schema.not)}`);
+  if (schema.not && validate(schema.not, v, path).length === 0)
+    errs.push(`${at}: must not match ${JSON.stringify(schema.not)}`);
   return errs;
 }
 
@@ -112,15 +124,29 @@ function def(name: string): Schema {
 }
 
 test('the validator itself: catches unknown fields, wrong types, bad enums, oneOf', () => {
-  const ok = { name: 'a', image: 'x:1', restartPolicy: 'Always', readinessProbe: { exec: { command: ['true'] }, periodSeconds: 1 } };
+  const ok = {
+    name: 'a',
+    image: 'x:1',
+    restartPolicy: 'Always',
+    readinessProbe: { exec: { command: ['true'] }, periodSeconds: 1 },
+  };
   assert.deepEqual(validate(def('Container'), ok), []);
   assert.match(validate(def('Container'), { ...ok, restartpolicy: 'Always' }).join(), /unknown field 'restartpolicy'/);
   assert.match(validate(def('Container'), { ...ok, restartPolicy: 'OnFailure' }).join(), /must be "Always"/);
   assert.match(validate(def('Container'), { ...ok, args: [80] }).join(), /args\[0\]: expected string/);
-  assert.match(validate(def('Container'), { ...ok, readinessProbe: { exec: { command: ['x'] }, httpGet: { port: 1 } } }).join(), /matches 2 of oneOf/);
-  assert.match(validate(def('Container'), { ...ok, securityContext: { capabilities: { add: ['CAP_NET_ADMIN'] } } }).join(), /must not match/);
+  assert.match(
+    validate(def('Container'), { ...ok, readinessProbe: { exec: { command: ['x'] }, httpGet: { port: 1 } } }).join(),
+    /matches 2 of oneOf/,
+  );
+  assert.match(
+    validate(def('Container'), { ...ok, securityContext: { capabilities: { add: ['CAP_NET_ADMIN'] } } }).join(),
+    /must not match/,
+  );
   assert.match(validate(def('Container'), { ...ok, name: 'Bad_Name' }).join(), /does not match/);
-  assert.match(validate(def('Container'), { ...ok, resources: { requests: { memory: '64MB' } } }).join(), /does not match/);
+  assert.match(
+    validate(def('Container'), { ...ok, resources: { requests: { memory: '64MB' } } }).join(),
+    /does not match/,
+  );
 });
 
 // --- the API server's rules beyond the schema ---------------------------------------------
@@ -132,7 +158,9 @@ function podSpecRules(spec: any, where: string, claimTemplates: string[] = []): 
   const names = [...init, ...main].map((c) => c.name);
   const dup = names.filter((n, i) => names.indexOf(n) !== i);
   if (dup.length) errs.push(`${where}: duplicate container names ${dup.join(', ')}`);
-  for (const c of main) if (c.restartPolicy !== undefined) errs.push(`${where}: container ${c.name}: restartPolicy is for init containers only`);
+  for (const c of main)
+    if (c.restartPolicy !== undefined)
+      errs.push(`${where}: container ${c.name}: restartPolicy is for init containers only`);
   for (const c of init) {
     if (c.restartPolicy === 'Always') continue;
     for (const f of ['startupProbe', 'readinessProbe', 'livenessProbe', 'lifecycle']) {
@@ -144,14 +172,20 @@ function podSpecRules(spec: any, where: string, claimTemplates: string[] = []): 
     const sc = c.securityContext ?? {};
     const nonRoot = sc.runAsNonRoot ?? podSc.runAsNonRoot;
     const uid = sc.runAsUser ?? podSc.runAsUser;
-    if (nonRoot === true && uid === 0) errs.push(`${where}: container ${c.name}: runAsNonRoot with runAsUser 0 never starts`);
-    if (sc.privileged === true && sc.allowPrivilegeEscalation === false) errs.push(`${where}: container ${c.name}: privileged with allowPrivilegeEscalation: false is rejected`);
-    for (const p of c.ports ?? []) if (p.name && !/^[a-z0-9-]{1,15}$/.test(p.name)) errs.push(`${where}: port name ${p.name}`);
+    if (nonRoot === true && uid === 0)
+      errs.push(`${where}: container ${c.name}: runAsNonRoot with runAsUser 0 never starts`);
+    if (sc.privileged === true && sc.allowPrivilegeEscalation === false)
+      errs.push(`${where}: container ${c.name}: privileged with allowPrivilegeEscalation: false is rejected`);
+    for (const p of c.ports ?? [])
+      if (p.name && !/^[a-z0-9-]{1,15}$/.test(p.name)) errs.push(`${where}: port name ${p.name}`);
     for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) {
       const port = c[probe]?.httpGet?.port;
-      if (typeof port === 'string' && !(c.ports ?? []).some((p: any) => p.name === port)) errs.push(`${where}: ${c.name}.${probe} names port '${port}' the container does not declare`);
+      if (typeof port === 'string' && !(c.ports ?? []).some((p: any) => p.name === port))
+        errs.push(`${where}: ${c.name}.${probe} names port '${port}' the container does not declare`);
     }
-    for (const m of c.volumeMounts ?? []) if (!(spec.volumes ?? []).some((v: any) => v.name === m.name) && !claimTemplates.includes(m.name)) errs.push(`${where}: ${c.name} mounts unknown volume ${m.name}`);
+    for (const m of c.volumeMounts ?? [])
+      if (!(spec.volumes ?? []).some((v: any) => v.name === m.name) && !claimTemplates.includes(m.name))
+        errs.push(`${where}: ${c.name} mounts unknown volume ${m.name}`);
   }
   return errs;
 }
@@ -163,7 +197,9 @@ function getIn(o: any, path: readonly string[]): any {
 // --- the injected pods -----------------------------------------------------------------
 
 function fixtureFiles(): string[] {
-  return readdirSync(FIXTURES).filter((f) => /\.(ya?ml|json)$/.test(f)).sort();
+  return readdirSync(FIXTURES)
+    .filter((f) => /\.(ya?ml|json)$/.test(f))
+    .sort();
 }
 
 function docsOf(text: string): any[] {
@@ -191,7 +227,11 @@ function injectedObjects(): Injected[] {
       for (const o of docsOf(injectYaml(readFileSync(join(FIXTURES, f), 'utf8'), { defaults }).text)) {
         const path = POD_TEMPLATE_PATHS[o.kind];
         if (!path) continue;
-        out.push({ where: `${f} [${variant}] ${o.kind}/${o.metadata?.name}`, object: o, template: path.length ? getIn(o, path) : o });
+        out.push({
+          where: `${f} [${variant}] ${o.kind}/${o.metadata?.name}`,
+          object: o,
+          template: path.length ? getIn(o, path) : o,
+        });
       }
     }
   }
@@ -203,8 +243,11 @@ test('injected sidecars match the strict schema and the API rules', () => {
   for (const { where, template, object } of injectedObjects()) {
     const spec = template.spec;
     const claims: string[] = (object.spec?.volumeClaimTemplates ?? []).map((v: any) => v.metadata.name);
-    const ours = [...(spec.initContainers ?? []), ...(spec.containers ?? [])].filter((c: any) => c.name === SIDECAR_NAME || c.name === INIT_NAME);
-    if (template.metadata?.annotations?.['tranproxy.io/injected']) assert.ok(ours.length > 0, `${where}: annotated but no sidecar`);
+    const ours = [...(spec.initContainers ?? []), ...(spec.containers ?? [])].filter(
+      (c: any) => c.name === SIDECAR_NAME || c.name === INIT_NAME,
+    );
+    if (template.metadata?.annotations?.['tranproxy.io/injected'])
+      assert.ok(ours.length > 0, `${where}: annotated but no sidecar`);
     for (const c of ours) {
       assert.deepEqual(validate(def('Container'), c, `${where} ${c.name}`), []);
       checked++;
@@ -216,9 +259,21 @@ test('injected sidecars match the strict schema and the API rules', () => {
 });
 
 test('the API rules catch what they should (a classic init container with a probe, duplicates)', () => {
-  assert.match(podSpecRules({ initContainers: [{ name: 'a', readinessProbe: {} }], containers: [{ name: 'a' }] }, 'x').join(), /duplicate.*needs restartPolicy|needs restartPolicy/);
-  assert.match(podSpecRules({ containers: [{ name: 'a', restartPolicy: 'Always' }] }, 'x').join(), /init containers only/);
-  assert.match(podSpecRules({ securityContext: { runAsNonRoot: true }, containers: [{ name: 'a', securityContext: { runAsUser: 0 } }] }, 'x').join(), /never starts/);
+  assert.match(
+    podSpecRules({ initContainers: [{ name: 'a', readinessProbe: {} }], containers: [{ name: 'a' }] }, 'x').join(),
+    /duplicate.*needs restartPolicy|needs restartPolicy/,
+  );
+  assert.match(
+    podSpecRules({ containers: [{ name: 'a', restartPolicy: 'Always' }] }, 'x').join(),
+    /init containers only/,
+  );
+  assert.match(
+    podSpecRules(
+      { securityContext: { runAsNonRoot: true }, containers: [{ name: 'a', securityContext: { runAsUser: 0 } }] },
+      'x',
+    ).join(),
+    /never starts/,
+  );
 });
 
 // --- deploy/ -----------------------------------------------------------------------------
@@ -246,12 +301,16 @@ function deployObjects(): Map<string, any[]> {
       const walk = (d: string, res: string[]): void => {
         for (const r of res) {
           const p = join(d, r);
-          if (existsSync(join(p, 'kustomization.yaml'))) walk(p, docsOf(readFileSync(join(p, 'kustomization.yaml'), 'utf8'))[0].resources);
+          if (existsSync(join(p, 'kustomization.yaml')))
+            walk(p, docsOf(readFileSync(join(p, 'kustomization.yaml'), 'utf8'))[0].resources);
           else files.push(p);
         }
       };
       walk(dir, kust.resources);
-      out.set(k, files.flatMap((f) => docsOf(readFileSync(f, 'utf8'))));
+      out.set(
+        k,
+        files.flatMap((f) => docsOf(readFileSync(f, 'utf8'))),
+      );
     }
   }
   return out;
@@ -281,7 +340,8 @@ test('deploy/: every object matches the strict schema and the API rules', () => 
       assert.deepEqual(validate(def(schema), o, where), []);
       if (o.spec?.template) assert.deepEqual(podSpecRules(o.spec.template.spec, where), []);
       if (o.spec?.selector?.matchLabels && o.spec?.template) {
-        for (const [l, v] of Object.entries(o.spec.selector.matchLabels)) assert.equal(o.spec.template.metadata.labels[l], v, `${where}: selector does not select its own pods`);
+        for (const [l, v] of Object.entries(o.spec.selector.matchLabels))
+          assert.equal(o.spec.template.metadata.labels[l], v, `${where}: selector does not select its own pods`);
       }
     }
   }
@@ -296,16 +356,29 @@ test('deploy/webhook: the pieces refer to each other correctly', () => {
   const [mwc] = by('MutatingWebhookConfiguration');
   const [sa] = by('ServiceAccount');
   assert.ok(ns && deploy && svc && mwc && sa);
-  assert.deepEqual(by('Role').concat(by('ClusterRole'), by('RoleBinding'), by('ClusterRoleBinding')), [], 'no RBAC: the webhook never calls the API server');
+  assert.deepEqual(
+    by('Role').concat(by('ClusterRole'), by('RoleBinding'), by('ClusterRoleBinding')),
+    [],
+    'no RBAC: the webhook never calls the API server',
+  );
   const hook = mwc.webhooks[0];
   assert.equal(hook.clientConfig.service.name, svc.metadata.name);
   assert.equal(hook.clientConfig.service.namespace, svc.metadata.namespace);
   assert.equal(hook.clientConfig.service.path, '/mutate');
   assert.equal(hook.clientConfig.service.port, svc.spec.ports[0].port);
   assert.deepEqual(hook.admissionReviewVersions, ['v1']);
-  assert.deepEqual(hook.rules, [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' }]);
-  assert.deepEqual(hook.namespaceSelector.matchExpressions[0], { key: 'tranproxy-injection', operator: 'In', values: ['enabled'] });
-  assert.ok(hook.namespaceSelector.matchExpressions[1].values.includes(ns.metadata.name), 'the webhook namespace is never injected');
+  assert.deepEqual(hook.rules, [
+    { operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' },
+  ]);
+  assert.deepEqual(hook.namespaceSelector.matchExpressions[0], {
+    key: 'tranproxy-injection',
+    operator: 'In',
+    values: ['enabled'],
+  });
+  assert.ok(
+    hook.namespaceSelector.matchExpressions[1].values.includes(ns.metadata.name),
+    'the webhook namespace is never injected',
+  );
   assert.ok(!ns.metadata.labels['tranproxy-injection']);
   for (const [l, v] of Object.entries(svc.spec.selector)) assert.equal(deploy.spec.template.metadata.labels[l], v);
   const c = deploy.spec.template.spec.containers[0];
@@ -316,7 +389,9 @@ test('deploy/webhook: the pieces refer to each other correctly', () => {
   assert.equal(deploy.spec.template.spec.serviceAccountName, sa.metadata.name);
   assert.equal(deploy.spec.template.metadata.labels['tranproxy.io/inject'], 'false');
   const secret = deploy.spec.template.spec.volumes.find((v: any) => v.secret).secret.secretName;
-  const mount = c.volumeMounts.find((m: any) => m.name === deploy.spec.template.spec.volumes.find((v: any) => v.secret).name).mountPath;
+  const mount = c.volumeMounts.find(
+    (m: any) => m.name === deploy.spec.template.spec.volumes.find((v: any) => v.secret).name,
+  ).mountPath;
   assert.ok(args.includes(`--tls-cert=${mount}/tls.crt`) && args.includes(`--tls-key=${mount}/tls.key`));
   assert.ok(args.includes(`--image=${DEFAULT_IMAGE}`), 'injects the image this version ships');
   assert.equal(c.image, DEFAULT_IMAGE);
@@ -334,7 +409,10 @@ test('deploy/webhook: the pieces refer to each other correctly', () => {
   assert.ok(cert.spec.dnsNames.includes(`${svc.metadata.name}.${svc.metadata.namespace}.svc`));
   if (hasKubectl()) {
     const patched = cm.find((o) => o.kind === 'MutatingWebhookConfiguration');
-    assert.equal(patched.metadata.annotations['cert-manager.io/inject-ca-from'], `${cert.metadata.namespace}/${cert.metadata.name}`);
+    assert.equal(
+      patched.metadata.annotations['cert-manager.io/inject-ca-from'],
+      `${cert.metadata.namespace}/${cert.metadata.name}`,
+    );
   }
 });
 
@@ -362,8 +440,10 @@ test('deploy/gateway: hostNetwork DaemonSet, NET_ADMIN only, its config file par
   }
 });
 
-test('deploy/seed-sidecar: the seed\'s arguments unchanged, which the entry point reads as `run`', () => {
-  const [deployment] = deployObjects().get('seed-sidecar')!.filter((o) => o.kind === 'Deployment');
+test("deploy/seed-sidecar: the seed's arguments unchanged, which the entry point reads as `run`", () => {
+  const [deployment] = deployObjects()
+    .get('seed-sidecar')!
+    .filter((o) => o.kind === 'Deployment');
   const sidecar = deployment.spec.template.spec.initContainers[0];
   assert.equal(sidecar.restartPolicy, 'Always');
   assert.equal(sidecar.command, undefined, 'the image entry point is kept');
@@ -372,9 +452,16 @@ test('deploy/seed-sidecar: the seed\'s arguments unchanged, which the entry poin
   // The real `run` command line parses them.
   const run = runCommand().exitOverride();
   assert.deepEqual(run.parseOptions(sidecar.args), { operands: [], unknown: [] });
-  const facts = { podAddress: () => '10.0.0.5', hostname: () => 'web', resolvConf: () => ({ nameservers: [], search: [], ndots: 1 }) };
+  const facts = {
+    podAddress: () => '10.0.0.5',
+    hostname: () => 'web',
+    resolvConf: () => ({ nameservers: [], search: [], ndots: 1 }),
+  };
   const cfg = parseRunOptions(run.opts(), [], facts);
-  assert.deepEqual(cfg.inject?.headers.map((h) => `${h.name}=${h.value}`), ['X-Team=payments']);
+  assert.deepEqual(
+    cfg.inject?.headers.map((h) => `${h.name}=${h.value}`),
+    ['X-Team=payments'],
+  );
   assert.deepEqual(cfg.ports, [{ from: 80, to: 80 }]);
   assert.deepEqual(cfg.resolver.nameservers, ['10.96.0.10']);
 });
@@ -385,25 +472,38 @@ test('deploy/systemd: the unit and the example config', () => {
   assert.match(unit, /^ExecStopPost=-\/usr\/local\/bin\/tranproxy rules remove$/m);
   assert.match(unit, /^CapabilityBoundingSet=.*CAP_NET_ADMIN/m);
   assert.doesNotMatch(unit, /^ProtectKernelTunables=yes/m, 'a gateway writes net.ipv4.ip_forward');
-  const parsed = parseConfigText(readFileSync(join(DEPLOY, 'systemd/gateway.yaml'), 'utf8'), 'deploy/systemd/gateway.yaml');
+  const parsed = parseConfigText(
+    readFileSync(join(DEPLOY, 'systemd/gateway.yaml'), 'utf8'),
+    'deploy/systemd/gateway.yaml',
+  );
   assert.ok(Object.keys(parsed.nodes).length > 0);
   const r = spawnSync('systemd-analyze', ['verify', join(DEPLOY, 'systemd/tranproxy.service')], { encoding: 'utf8' });
   if (r.status !== null && !r.error) {
     // The binary is not installed here; every other complaint is a real problem.
-    const problems = (r.stderr ?? '').split('\n').filter((l) => l.trim() && !/is not executable: No such file or directory/.test(l));
+    const problems = (r.stderr ?? '')
+      .split('\n')
+      .filter((l) => l.trim() && !/is not executable: No such file or directory/.test(l));
     assert.deepEqual(problems, []);
   }
 });
 
-test('deploy/webhook/gen-certs.sh --out: a CA and a serving certificate for the Service name', { skip: spawnSync('openssl', ['version']).status !== 0 && 'openssl missing' }, () => {
+test('deploy/webhook/gen-certs.sh --out: a CA and a serving certificate for the Service name', {
+  skip: spawnSync('openssl', ['version']).status !== 0 && 'openssl missing',
+}, () => {
   const dir = mkdtempSync(join(tmpdir(), 'tranproxy-gencerts-'));
   try {
     const r = spawnSync('bash', [join(DEPLOY, 'webhook/gen-certs.sh'), '--out', dir], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(readdirSync(dir).sort(), ['ca.crt', 'tls.crt', 'tls.key']);
-    const v = spawnSync('openssl', ['verify', '-CAfile', join(dir, 'ca.crt'), join(dir, 'tls.crt')], { encoding: 'utf8' });
+    const v = spawnSync('openssl', ['verify', '-CAfile', join(dir, 'ca.crt'), join(dir, 'tls.crt')], {
+      encoding: 'utf8',
+    });
     assert.equal(v.status, 0, v.stderr);
-    const text = spawnSync('openssl', ['x509', '-in', join(dir, 'tls.crt'), '-noout', '-ext', 'subjectAltName,extendedKeyUsage'], { encoding: 'utf8' }).stdout;
+    const text = spawnSync(
+      'openssl',
+      ['x509', '-in', join(dir, 'tls.crt'), '-noout', '-ext', 'subjectAltName,extendedKeyUsage'],
+      { encoding: 'utf8' },
+    ).stdout;
     assert.match(text, /DNS:tranproxy-webhook\.tranproxy-system\.svc\b/);
     assert.match(text, /TLS Web Server Authentication/);
   } finally {
@@ -464,8 +564,16 @@ test('the published Kubernetes OpenAPI schema (kubernetes-models): injected work
       n++;
     }
   }
-  for (const kind of ['Pod', 'Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'CronJob']) assert.ok(seen.has(kind), `no injected ${kind} checked`);
+  for (const kind of ['Pod', 'Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'CronJob'])
+    assert.ok(seen.has(kind), `no injected ${kind} checked`);
   // It does catch errors (so a pass means something).
-  assert.throws(() => check({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'x' }, spec: { containers: [{ name: 'a', ports: [{ containerPort: '80' }] }] } }));
+  assert.throws(() =>
+    check({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'x' },
+      spec: { containers: [{ name: 'a', ports: [{ containerPort: '80' }] }] },
+    }),
+  );
   assert.ok(n > 30);
 });

@@ -34,7 +34,12 @@ const lab = (text: string, opts = {}): LabModel => parseLabText(text, 'lab.yaml'
 
 test('every example parses; root interface names carry the lab name and fit 15 characters', () => {
   const files = readdirSync('examples').filter((f) => f.endsWith('.yaml'));
-  assert.deepEqual(files.sort(), ['calico-proxyarp.yaml', 'docker-bridge.yaml', 'macvlan-gateway.yaml', 'publish.yaml']);
+  assert.deepEqual(files.sort(), [
+    'calico-proxyarp.yaml',
+    'docker-bridge.yaml',
+    'macvlan-gateway.yaml',
+    'publish.yaml',
+  ]);
   for (const f of files) {
     const m = loadLabFile(`examples/${f}`);
     for (const i of m.interfaces) {
@@ -52,14 +57,19 @@ test('every example parses; root interface names carry the lab name and fit 15 c
 
 test('docker-bridge example: bridge ports, the uplink, NAT rendered into the lab table', () => {
   const m = loadLabFile('examples/docker-bridge.yaml');
-  const root = m.interfaces.filter((i) => i.place === 'root').map((i) => [i.name, i.master ?? '', i.addresses.map((a) => a.text).join(',')]);
+  const root = m.interfaces
+    .filter((i) => i.place === 'root')
+    .map((i) => [i.name, i.master ?? '', i.addresses.map((a) => a.text).join(',')]);
   assert.deepEqual(root, [
     ['dock-br0', '', '172.18.0.1/16'],
     ['dock-c1', 'dock-br0', ''],
     ['dock-c2', 'dock-br0', ''],
     ['dock-uplink', '', '203.0.113.1/24'],
   ]);
-  assert.deepEqual(m.creates.map((c) => c.kind), ['bridge', 'veth', 'veth', 'veth']);
+  assert.deepEqual(
+    m.creates.map((c) => c.kind),
+    ['bridge', 'veth', 'veth', 'veth'],
+  );
   assert.deepEqual(m.root.sysctls, [{ key: 'net.ipv4.ip_forward', value: '1' }]);
   const c1 = m.hosts.find((h) => h.name === 'c1')!;
   assert.deepEqual(c1.routes[0]!.args, ['default', 'via', '172.18.0.1']);
@@ -78,8 +88,18 @@ test('calico example: sysctl keys and routes name the host interfaces, /32 pod a
   const node = m.hosts.find((h) => h.name === 'node')!;
   assert.ok(node.sysctls.some((s) => s.key === 'net.ipv4.conf.cali1.proxy_arp' && s.value === '1'));
   const pod = m.hosts.find((h) => h.name === 'pod1')!;
-  assert.deepEqual(pod.routes.map((r) => r.args.join(' ')), ['169.254.1.1/32 dev eth0 scope link', 'default via 169.254.1.1 dev eth0 onlink', 'default via fe80::ecee:eeff:feee:eeee dev eth0']);
-  assert.deepEqual(m.interfaces.filter((i) => i.place === 'root'), []);
+  assert.deepEqual(
+    pod.routes.map((r) => r.args.join(' ')),
+    [
+      '169.254.1.1/32 dev eth0 scope link',
+      'default via 169.254.1.1 dev eth0 onlink',
+      'default via fe80::ecee:eeff:feee:eeee dev eth0',
+    ],
+  );
+  assert.deepEqual(
+    m.interfaces.filter((i) => i.place === 'root'),
+    [],
+  );
 });
 
 test('macvlan example: root sub-interface, parent translated, extra addresses on lo', () => {
@@ -91,9 +111,15 @@ test('macvlan example: root sub-interface, parent translated, extra addresses on
     assert.deepEqual(c.parent, { place: 'root', name: 'mvgw-lan0' });
     assert.equal(c.mode, 'bridge');
   }
-  assert.deepEqual(m.root.routes.map((r) => r.args.join(' ')), ['192.168.77.2/32 dev mvgw-mvhost', 'fd77::2/128 dev mvgw-mvhost']);
+  assert.deepEqual(
+    m.root.routes.map((r) => r.args.join(' ')),
+    ['192.168.77.2/32 dev mvgw-mvhost', 'fd77::2/128 dev mvgw-mvhost'],
+  );
   const router = m.hosts.find((h) => h.name === 'router')!;
-  assert.deepEqual(router.extraAddresses.map((x) => [x.dev, x.addresses.map((a) => a.text)]), [['lo', ['198.51.100.10/32', '2001:db8:100::10/128']]]);
+  assert.deepEqual(
+    router.extraAddresses.map((x) => [x.dev, x.addresses.map((a) => a.text)]),
+    [['lo', ['198.51.100.10/32', '2001:db8:100::10/128']]],
+  );
   const gw = m.hosts.find((h) => h.name === 'gw')!;
   assert.match(renderNat('mvgw', gw.nat)!, /ip6 saddr fd77::\/64 oifname "eth0" masquerade/);
 });
@@ -110,7 +136,18 @@ links:
   - {a: {host: a}, b: {bridge: br0}}
 `);
   const names = m.interfaces.map((i) => `${i.place}:${i.name}`);
-  assert.deepEqual(names, ['root:t-br0', 'b:br1', 'a:eth0', 'root:t-a-eth0', 'a:eth1', 'root:t-a-eth1', 'a:eth2', 'b:a', 'a:eth3', 'root:t-a-eth3']);
+  assert.deepEqual(names, [
+    'root:t-br0',
+    'b:br1',
+    'a:eth0',
+    'root:t-a-eth0',
+    'a:eth1',
+    'root:t-a-eth1',
+    'a:eth2',
+    'b:a',
+    'a:eth3',
+    'root:t-a-eth3',
+  ]);
 });
 
 test('names: shortened with a hash past 15 characters, stable, distinct', () => {
@@ -129,7 +166,13 @@ test('names: shortened with a hash past 15 characters, stable, distinct', () => 
 test('routes: the ip-route subset, normalized', () => {
   assert.deepEqual(parseRoute('default via 10.0.0.1'), { family: 4, dst: 'default', via: '10.0.0.1', onlink: false });
   assert.deepEqual(parseRoute('default via FD00:0::1'), { family: 6, dst: 'default', via: 'fd00::1', onlink: false });
-  assert.deepEqual(parseRoute('169.254.1.1 dev eth0 scope link'), { family: 4, dst: '169.254.1.1/32', dev: 'eth0', scope: 'link', onlink: false });
+  assert.deepEqual(parseRoute('169.254.1.1 dev eth0 scope link'), {
+    family: 4,
+    dst: '169.254.1.1/32',
+    dev: 'eth0',
+    scope: 'link',
+    onlink: false,
+  });
   assert.equal(parseRoute('10.1.0.0/16 via 10.0.0.1 dev eth0 metric 50 src 10.0.0.2').metric, 50);
   for (const [bad, why] of [
     ['', /empty route/],
@@ -213,7 +256,9 @@ test('errors: lab name, duplicate YAML keys, shapes and unknown keys with sugges
   assert.deepEqual(errors('name: averylongname\n'), [
     "lab.yaml:1:7: name: lab name 'averylongname' is too long (13 characters, at most 8): it prefixes interface names, which have at most 15",
   ]);
-  assert.deepEqual(errors('name: Dock-1\n'), ["lab.yaml:1:7: name: lab name 'Dock-1' must be a lower-case letter followed by letters and digits"]);
+  assert.deepEqual(errors('name: Dock-1\n'), [
+    "lab.yaml:1:7: name: lab name 'Dock-1' must be a lower-case letter followed by letters and digits",
+  ]);
   assert.match(errors('name: ok\n', { name: 'bad-name' })[0]!, /\(given with --name\)/);
   assert.deepEqual(errors('name: d\nhosts:\n  c1: {}\n  c1: {}\n'), ['lab.yaml:4:3: YAML: Map keys must be unique']);
   assert.deepEqual(errors('hosts: [a]\nlinkz: []\n'), [
@@ -221,29 +266,47 @@ test('errors: lab name, duplicate YAML keys, shapes and unknown keys with sugges
     'lab.yaml:1:8: hosts: expected a mapping, got a list',
     "lab.yaml:2:1: unknown key 'linkz'; did you mean 'links'?",
   ]);
-  assert.deepEqual(errors('name: d\nhosts:\n  a:\n    procesess: []\n'), ["lab.yaml:4:5: hosts.a: unknown key 'procesess'; did you mean 'processes'?"]);
+  assert.deepEqual(errors('name: d\nhosts:\n  a:\n    procesess: []\n'), [
+    "lab.yaml:4:5: hosts.a: unknown key 'procesess'; did you mean 'processes'?",
+  ]);
   assert.deepEqual(errors('name: d\nhosts: {root: {}, a-b: {}}\n'), [
     "lab.yaml:2:9: hosts.root: 'root' names the namespace lab up runs in: choose another host name",
     "lab.yaml:2:19: hosts.a-b: host name 'a-b' must be a lower-case letter followed by lower-case letters, digits or '_'",
   ]);
-  assert.deepEqual(errors('name: d\nhosts: {a: }\nlinks:\n  - a: {host: a}\n    b: {host: a}\n  - a: {host: a, bridge: x}\n    b: {host: root}\n'), [
-    "lab.yaml:5:15: links[0].b.host: both ends are in host 'a': a link joins two namespaces",
-    'lab.yaml:6:8: links[1].a: an end is either on a host or on a bridge, not both',
-  ]);
+  assert.deepEqual(
+    errors(
+      'name: d\nhosts: {a: }\nlinks:\n  - a: {host: a}\n    b: {host: a}\n  - a: {host: a, bridge: x}\n    b: {host: root}\n',
+    ),
+    [
+      "lab.yaml:5:15: links[0].b.host: both ends are in host 'a': a link joins two namespaces",
+      'lab.yaml:6:8: links[1].a: an end is either on a host or on a bridge, not both',
+    ],
+  );
   assert.deepEqual(errors('name: d\nhosts: {a: }\nmacvlan:\n  - {host: a, parent: eth5, mode: bridged}\n'), [
     "lab.yaml:4:35: macvlan[0].mode: 'bridged' is not one of bridge, private, vepa, passthru",
   ]);
   assert.deepEqual(errors('name: d\nhosts: {a: }\nmacvlan:\n  - {host: a, parent: eth5, parent-host: a}\n'), [
     "lab.yaml:4:23: macvlan[0].parent: unknown interface 'eth5' in host 'a'; did you mean 'eth0'? (interfaces: lo, eth0)",
   ]);
-  assert.deepEqual(errors('name: d\nhosts: {a: }\nlinks: [{a: {host: a, addresses: [10.0.0.1/24]}, b: {host: root, addresses: 10.0.0.2/24}}]\nroot:\n  routes: [10.0.0.0/24 dev eth0, 10.0.0.0/24 dev eth1]\n'), [
-    'lab.yaml:5:34: root.routes[1]: a second route to 10.0.0.0/24: the kernel keeps one per destination and metric',
-  ]);
+  assert.deepEqual(
+    errors(
+      'name: d\nhosts: {a: }\nlinks: [{a: {host: a, addresses: [10.0.0.1/24]}, b: {host: root, addresses: 10.0.0.2/24}}]\nroot:\n  routes: [10.0.0.0/24 dev eth0, 10.0.0.0/24 dev eth1]\n',
+    ),
+    ['lab.yaml:5:34: root.routes[1]: a second route to 10.0.0.0/24: the kernel keeps one per destination and metric'],
+  );
 });
 
 test('processes: command as a list, env, relative cwd from the file, wait-port', () => {
-  const m = parseLabText('name: d\nhosts:\n  a:\n    processes:\n      - {command: [sh, -c], args: ["sleep 9"], env: {A: 1}, cwd: sub, wait-port: 9}\n', '/x/y/lab.yaml');
-  assert.deepEqual(m.hosts[0]!.processes[0], { argv: ['sh', '-c', 'sleep 9'], env: { A: '1' }, cwd: '/x/y/sub', waitPort: 9 });
+  const m = parseLabText(
+    'name: d\nhosts:\n  a:\n    processes:\n      - {command: [sh, -c], args: ["sleep 9"], env: {A: 1}, cwd: sub, wait-port: 9}\n',
+    '/x/y/lab.yaml',
+  );
+  assert.deepEqual(m.hosts[0]!.processes[0], {
+    argv: ['sh', '-c', 'sleep 9'],
+    env: { A: '1' },
+    cwd: '/x/y/sub',
+    waitPort: 9,
+  });
 });
 
 test('state: a newer record replaces an older one; a sysctl keeps its first old value', () => {
@@ -270,24 +333,38 @@ root:
 bridges:
   br0: {addresses: [172.18.0.1/16]}
 `);
-  assert.deepEqual(m.root.nat[0], { type: 'masquerade', source: m.root.nat[0]!.type === 'masquerade' ? m.root.nat[0]!.source : undefined, out: 'neg-br0', outNot: true });
+  assert.deepEqual(m.root.nat[0], {
+    type: 'masquerade',
+    source: m.root.nat[0]!.type === 'masquerade' ? m.root.nat[0]!.source : undefined,
+    out: 'neg-br0',
+    outNot: true,
+  });
   const nft = renderNat('neg', m.root.nat, m.root.forward)!;
   assert.match(nft, /\t\tip saddr 172\.18\.0\.0\/16 oifname != "neg-br0" masquerade\n/);
   assert.match(nft, /\t\tiifname != "neg-br0" tcp dport 8080 dnat ip to 172\.18\.0\.2:80\n/);
-  assert.match(nft, /\tchain forward \{\n\t\ttype filter hook forward priority filter; policy drop;\n\t\tct state established,related accept\n/);
+  assert.match(
+    nft,
+    /\tchain forward \{\n\t\ttype filter hook forward priority filter; policy drop;\n\t\tct state established,related accept\n/,
+  );
   assert.match(nft, /\t\tiifname "neg-br0" oifname != "neg-br0" accept\n/);
   assert.match(nft, /\t\toifname "neg-br0" ip daddr 172\.18\.0\.2\/32 tcp dport 80 accept\n/);
   assert.match(nft, /\t\tiifname "eth9" meta l4proto udp accept\n/, 'an undeclared root interface is an existing one');
   // A forward declaration alone makes a table.
   assert.match(renderNat('neg', [], { policy: 'accept', accept: [] })!, /policy accept;/);
-  assert.deepEqual(errors(`
+  assert.deepEqual(
+    errors(`
 name: neg
 root:
   forward: {policy: reject, accept: [{in: br0, dport: 80}]}
-`).map((l) => l.replace(/^lab\.yaml:\d+:\d+: /, '')), ["root.forward.policy: 'reject' is not one of accept, drop", "root.forward.accept[0]: unknown key 'dport'; did you mean 'port'?"]);
+`).map((l) => l.replace(/^lab\.yaml:\d+:\d+: /, '')),
+    [
+      "root.forward.policy: 'reject' is not one of accept, drop",
+      "root.forward.accept[0]: unknown key 'dport'; did you mean 'port'?",
+    ],
+  );
 });
 
-test('link settings: mac (unicast, normalised), mtu (the link\'s for both ends, an end\'s own wins), promisc', () => {
+test("link settings: mac (unicast, normalised), mtu (the link's for both ends, an end's own wins), promisc", () => {
   const m = lab(`
 name: ls
 hosts:
@@ -314,5 +391,8 @@ links:
 `).join('\n');
   assert.match(errs, /links\[0\]\.a\.mac: 01:00:5e:00:00:01 is a multicast address/);
   assert.match(errs, /links\[0\]\.b\.mac: 'nope' is not a MAC address/);
-  assert.match(errors('name: ls\nhosts: {a: , b: }\nlinks: [{a: {host: a, promisc: yes please}, b: {host: b}}]\n').join('\n'), /links\[0\]\.a\.promisc: expected (true or false|boolean)/);
+  assert.match(
+    errors('name: ls\nhosts: {a: , b: }\nlinks: [{a: {host: a, promisc: yes please}, b: {host: b}}]\n').join('\n'),
+    /links\[0\]\.a\.promisc: expected (true or false|boolean)/,
+  );
 });

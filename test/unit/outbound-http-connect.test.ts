@@ -5,7 +5,10 @@ import { connectAuthority, encodeConnectRequest, parseConnectResponse } from '..
 test('CONNECT request: authority, Host, Basic credentials', () => {
   assert.equal(connectAuthority('::1', 443), '[::1]:443');
   assert.equal(connectAuthority('example.com', 80), 'example.com:80');
-  assert.equal(encodeConnectRequest('example.com:443').toString(), 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
+  assert.equal(
+    encodeConnectRequest('example.com:443').toString(),
+    'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n',
+  );
   assert.equal(
     encodeConnectRequest('[fd00::1]:22', { username: 'Aladdin', password: 'open sesame' }).toString(),
     'CONNECT [fd00::1]:22 HTTP/1.1\r\nHost: [fd00::1]:22\r\nProxy-Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==\r\n\r\n',
@@ -15,7 +18,8 @@ test('CONNECT request: authority, Host, Basic credentials', () => {
 
 test('200 response: every split needs more until the blank line; bytes after it are not consumed', () => {
   const head = Buffer.from('HTTP/1.1 200 Connection established\r\nProxy-Agent: tinyproxy/1.11.1\r\n\r\n');
-  for (let i = 0; i < head.length; i++) assert.equal(parseConnectResponse(head.subarray(0, i)), 'need-more', `prefix ${i}`);
+  for (let i = 0; i < head.length; i++)
+    assert.equal(parseConnectResponse(head.subarray(0, i)), 'need-more', `prefix ${i}`);
   const r = parseConnectResponse(Buffer.concat([head, Buffer.from('SSH-2.0-banner\r\n')]));
   assert.ok(r !== 'need-more' && r.ok);
   assert.equal(r.length, head.length);
@@ -29,7 +33,10 @@ test('status line forms: HTTP/1.0, empty reason, non-200 statuses parse (the out
     ['HTTP/1.0 200 OK\r\n\r\n', 200],
     ['HTTP/1.1 200 \r\n\r\n', 200],
     ['HTTP/1.1 200\r\n\r\n', 200],
-    ['HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="x"\r\nContent-Length: 0\r\n\r\n', 407],
+    [
+      'HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="x"\r\nContent-Length: 0\r\n\r\n',
+      407,
+    ],
     ['HTTP/1.1 403 Access violation\r\n\r\n', 403],
     ['HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\n\r\n<html>', 502],
   ] as const) {

@@ -22,8 +22,14 @@ import type { SsMethod } from '../../src/outbound/uri.js';
 
 const KAT_PASSWORD = 'tranproxy-kat';
 /** Target 127.0.0.1:8080 + "GET / HTTP/1.1\r\n\r\n", salt = 00 01 02 … */
-const KAT_PLAINTEXT = Buffer.concat([Buffer.from([1, 127, 0, 0, 1, 0x1f, 0x90]), Buffer.from('GET / HTTP/1.1\r\n\r\n')]);
-const KAT: Record<SsMethod, { master: string; subkey: string; short: string; bigLen: number; bigSha256: string; udp: string }> = {
+const KAT_PLAINTEXT = Buffer.concat([
+  Buffer.from([1, 127, 0, 0, 1, 0x1f, 0x90]),
+  Buffer.from('GET / HTTP/1.1\r\n\r\n'),
+]);
+const KAT: Record<
+  SsMethod,
+  { master: string; subkey: string; short: string; bigLen: number; bigSha256: string; udp: string }
+> = {
   'aes-128-gcm': {
     master: '6ccbdc60be9902b57f71fb4e993b49d7',
     subkey: '32ea4c77f82a5739ffdff01a659e8522',
@@ -59,11 +65,18 @@ const big = Buffer.from(Array.from({ length: 20000 }, (_, i) => i % 251));
 
 test('EVP_BytesToKey and HKDF-SHA1 subkeys match the reference', () => {
   // The classic EVP_BytesToKey("foobar") vector used by Shadowsocks implementations.
-  assert.equal(evpBytesToKey('foobar', 32).toString('hex'), '3858f62230ac3c915f300c664312c63f568378529614d22ddb49237d2f60bfdf');
+  assert.equal(
+    evpBytesToKey('foobar', 32).toString('hex'),
+    '3858f62230ac3c915f300c664312c63f568378529614d22ddb49237d2f60bfdf',
+  );
   for (const m of METHODS) {
     const info = SS_CIPHERS[m];
     assert.equal(masterKey(m, KAT_PASSWORD).toString('hex'), KAT[m].master, m);
-    assert.equal(deriveSubkey(masterKey(m, KAT_PASSWORD), fixedSalt(info.saltLen), info.keyLen).toString('hex'), KAT[m].subkey, m);
+    assert.equal(
+      deriveSubkey(masterKey(m, KAT_PASSWORD), fixedSalt(info.saltLen), info.keyLen).toString('hex'),
+      KAT[m].subkey,
+      m,
+    );
   }
 });
 
@@ -131,13 +144,20 @@ test('tampering, a wrong password and a truncated stream are detected', () => {
     const info = SS_CIPHERS[m];
     const wire = Buffer.from(KAT[m].short, 'hex');
     const wrong = new AeadStreamDecryptor(info, masterKey(m, 'not-the-password'));
-    assert.throws(() => wrong.push(wire), (e: unknown) => e instanceof SsDecryptError && e.code === 'EAUTH');
+    assert.throws(
+      () => wrong.push(wire),
+      (e: unknown) => e instanceof SsDecryptError && e.code === 'EAUTH',
+    );
     assert.throws(() => wrong.push(Buffer.alloc(1)), /already failed/);
 
     for (const at of [info.saltLen, info.saltLen + 1, info.saltLen + 2, wire.length - 1]) {
       const t = Buffer.from(wire);
       t[at]! ^= 0x01;
-      assert.throws(() => new AeadStreamDecryptor(info, masterKey(m, KAT_PASSWORD)).push(t), SsDecryptError, `${m} flip at ${at}`);
+      assert.throws(
+        () => new AeadStreamDecryptor(info, masterKey(m, KAT_PASSWORD)).push(t),
+        SsDecryptError,
+        `${m} flip at ${at}`,
+      );
     }
     const cut = new AeadStreamDecryptor(info, masterKey(m, KAT_PASSWORD));
     assert.deepEqual(cut.push(wire.subarray(0, wire.length - 3)), []);

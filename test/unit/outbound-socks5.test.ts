@@ -23,7 +23,8 @@ const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
 /** Every proper prefix needs more; the whole message (with trailing bytes) parses to `length`. */
 function checkIncremental<T>(parse: (b: Buffer) => Parsed<T>, msg: Buffer): { ok: true; length: number } & T {
-  for (let i = 0; i < msg.length; i++) assert.equal(parse(msg.subarray(0, i)), 'need-more', `prefix ${i}/${msg.length}`);
+  for (let i = 0; i < msg.length; i++)
+    assert.equal(parse(msg.subarray(0, i)), 'need-more', `prefix ${i}/${msg.length}`);
   const r = parse(Buffer.concat([msg, Buffer.from('EXTRA')]));
   assert.ok(r !== 'need-more' && r.ok, JSON.stringify(r));
   assert.equal(r.length, msg.length, 'consumes exactly the message, not the bytes after it');
@@ -32,22 +33,42 @@ function checkIncremental<T>(parse: (b: Buffer) => Parsed<T>, msg: Buffer): { ok
 
 test('client messages: greeting, RFC 1929 auth, CONNECT with IPv4, IPv6 and domain', () => {
   assert.deepEqual(encodeGreeting([0, 2]), hex('05 02 00 02'));
-  assert.deepEqual(encodeUserPassAuth('user', 'pässword'), Buffer.concat([hex('01 04'), Buffer.from('user'), hex('09'), Buffer.from('pässword')]));
+  assert.deepEqual(
+    encodeUserPassAuth('user', 'pässword'),
+    Buffer.concat([hex('01 04'), Buffer.from('user'), hex('09'), Buffer.from('pässword')]),
+  );
   assert.deepEqual(encodeUserPassAuth('u', ''), hex('01 01 75 00'));
   assert.throws(() => encodeUserPassAuth('', 'x'), /1-255/);
   assert.throws(() => encodeUserPassAuth('u', 'x'.repeat(256)), /at most 255/);
-  assert.deepEqual(encodeRequest(1, { type: ATYP_IPV4, host: '10.1.2.3', port: 443 }), hex('05 01 00 01 0a010203 01bb'));
-  assert.deepEqual(encodeRequest(1, { type: ATYP_IPV6, host: '2001:db8::1', port: 80 }), hex('05 01 00 04 20010db8000000000000000000000001 0050'));
-  assert.deepEqual(encodeRequest(1, { type: ATYP_DOMAIN, host: 'example.com', port: 8080 }), Buffer.concat([hex('05 01 00 03 0b'), Buffer.from('example.com'), hex('1f90')]));
+  assert.deepEqual(
+    encodeRequest(1, { type: ATYP_IPV4, host: '10.1.2.3', port: 443 }),
+    hex('05 01 00 01 0a010203 01bb'),
+  );
+  assert.deepEqual(
+    encodeRequest(1, { type: ATYP_IPV6, host: '2001:db8::1', port: 80 }),
+    hex('05 01 00 04 20010db8000000000000000000000001 0050'),
+  );
+  assert.deepEqual(
+    encodeRequest(1, { type: ATYP_DOMAIN, host: 'example.com', port: 8080 }),
+    Buffer.concat([hex('05 01 00 03 0b'), Buffer.from('example.com'), hex('1f90')]),
+  );
   assert.throws(() => encodeSocksAddress({ type: ATYP_IPV4, host: '::1', port: 1 }), /not an IPv4/);
   assert.throws(() => encodeSocksAddress({ type: ATYP_DOMAIN, host: 'x'.repeat(256), port: 1 }), /1-255/);
   assert.throws(() => encodeSocksAddress({ type: ATYP_IPV4, host: '1.2.3.4', port: 65536 }), /bad port/);
 });
 
 test('destinationAddress prefers a usable sniffed domain, else the IP', () => {
-  assert.deepEqual(destinationAddress({ ip: '1.2.3.4', port: 80, family: 4 }), { type: ATYP_IPV4, host: '1.2.3.4', port: 80 });
+  assert.deepEqual(destinationAddress({ ip: '1.2.3.4', port: 80, family: 4 }), {
+    type: ATYP_IPV4,
+    host: '1.2.3.4',
+    port: 80,
+  });
   assert.deepEqual(destinationAddress({ ip: '::1', port: 80, family: 6 }), { type: ATYP_IPV6, host: '::1', port: 80 });
-  assert.deepEqual(destinationAddress({ ip: '1.2.3.4', port: 443, family: 4, domain: 'example.com.' }), { type: ATYP_DOMAIN, host: 'example.com', port: 443 });
+  assert.deepEqual(destinationAddress({ ip: '1.2.3.4', port: 443, family: 4, domain: 'example.com.' }), {
+    type: ATYP_DOMAIN,
+    host: 'example.com',
+    port: 443,
+  });
   assert.equal(destinationAddress({ ip: '1.2.3.4', port: 443, family: 4, domain: 'bad name' }).type, ATYP_IPV4);
   assert.equal(destinationAddress({ ip: '1.2.3.4', port: 443, family: 4, domain: 'x'.repeat(256) }).type, ATYP_IPV4);
   assert.equal(destinationAddress({ ip: '1.2.3.4', port: 443, family: 4, domain: '' }).type, ATYP_IPV4);
@@ -72,13 +93,22 @@ test('auth reply: incremental, version 1 only', () => {
 
 test('CONNECT reply: every address type, split at every byte, trailing data kept', () => {
   const v4 = checkIncremental(parseConnectReply, hex('05 00 00 01 7f000001 1f90'));
-  assert.deepEqual({ reply: v4.reply, bound: v4.bound }, { reply: 0, bound: { type: ATYP_IPV4, host: '127.0.0.1', port: 8080 } });
+  assert.deepEqual(
+    { reply: v4.reply, bound: v4.bound },
+    { reply: 0, bound: { type: ATYP_IPV4, host: '127.0.0.1', port: 8080 } },
+  );
   const v6 = checkIncremental(parseConnectReply, hex('05 00 00 04 fd000000000000000000000000000002 0050'));
   assert.deepEqual(v6.bound, { type: ATYP_IPV6, host: 'fd00::2', port: 80 });
   const mapped = checkIncremental(parseConnectReply, hex('05 00 00 04 00000000000000000000ffff01020304 0050'));
   assert.equal(mapped.bound.host, '::ffff:1.2.3.4');
-  const dom = checkIncremental(parseConnectReply, Buffer.concat([hex('05 05 00 03 07'), Buffer.from('example'), hex('0001')]));
-  assert.deepEqual({ reply: dom.reply, bound: dom.bound }, { reply: 5, bound: { type: ATYP_DOMAIN, host: 'example', port: 1 } });
+  const dom = checkIncremental(
+    parseConnectReply,
+    Buffer.concat([hex('05 05 00 03 07'), Buffer.from('example'), hex('0001')]),
+  );
+  assert.deepEqual(
+    { reply: dom.reply, bound: dom.bound },
+    { reply: 5, bound: { type: ATYP_DOMAIN, host: 'example', port: 1 } },
+  );
 });
 
 test('CONNECT reply: strict rejections', () => {
@@ -126,9 +156,20 @@ test('UDP ASSOCIATE datagrams round-trip and reject junk', () => {
   assert.ok(d.ok);
   assert.deepEqual(d.packet.address, addr);
   assert.equal(d.packet.payload.toString(), 'query');
-  const dom = decodeSocksUdpPacket(encodeSocksUdpPacket({ frag: 3, address: { type: ATYP_DOMAIN, host: 'dns.example', port: 53 }, payload: Buffer.alloc(0) }));
-  assert.ok(dom.ok && dom.packet.frag === 3 && dom.packet.address.host === 'dns.example' && dom.packet.payload.length === 0);
-  assert.deepEqual(decodeSocksUdpPacket(hex('00 00')), { ok: false, error: 'datagram shorter than the SOCKS5 UDP header' });
+  const dom = decodeSocksUdpPacket(
+    encodeSocksUdpPacket({
+      frag: 3,
+      address: { type: ATYP_DOMAIN, host: 'dns.example', port: 53 },
+      payload: Buffer.alloc(0),
+    }),
+  );
+  assert.ok(
+    dom.ok && dom.packet.frag === 3 && dom.packet.address.host === 'dns.example' && dom.packet.payload.length === 0,
+  );
+  assert.deepEqual(decodeSocksUdpPacket(hex('00 00')), {
+    ok: false,
+    error: 'datagram shorter than the SOCKS5 UDP header',
+  });
   assert.equal(decodeSocksUdpPacket(hex('01 00 00 01 01020304 0035')).ok, false);
   assert.equal(decodeSocksUdpPacket(hex('00 00 00 01 0102')).ok, false);
   assert.throws(() => encodeSocksUdpPacket({ frag: 256, address: addr, payload: Buffer.alloc(0) }), /bad frag/);

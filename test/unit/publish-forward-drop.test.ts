@@ -2,14 +2,39 @@
 // does about each kind, and the iptables accept chain's scripts.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { dnatAcceptFix, forwardDropFromLegacySave, forwardDropsFromNft, type ForwardDrop } from '../../src/firewall/forward-drop.js';
+import {
+  dnatAcceptFix,
+  forwardDropFromLegacySave,
+  forwardDropsFromNft,
+  type ForwardDrop,
+} from '../../src/firewall/forward-drop.js';
 import { parseMappings } from '../../src/publish/mapping.js';
 import { buildPlan, type PlanInputs } from '../../src/publish/plan.js';
-import { ACCEPT_CHAIN, acceptRule, parseAcceptChain, planAcceptRemoval, renderAcceptApply } from '../../src/publish/render-iptables.js';
+import {
+  ACCEPT_CHAIN,
+  acceptRule,
+  parseAcceptChain,
+  planAcceptRemoval,
+  renderAcceptApply,
+} from '../../src/publish/render-iptables.js';
 
-const chain = (family: string, table: string, name: string, policy: string, hook = 'forward') => ({ chain: { family, table, name, handle: 1, type: 'filter', hook, prio: 0, policy } });
+const chain = (family: string, table: string, name: string, policy: string, hook = 'forward') => ({
+  chain: { family, table, name, handle: 1, type: 'filter', hook, prio: 0, policy },
+});
 const ruleset = (...items: object[]) => JSON.stringify({ nftables: [{ metainfo: { version: '1.0.6' } }, ...items] });
-const DNAT_ACCEPT = { rule: { family: 'inet', table: 'fw', chain: 'forward', handle: 2, expr: [{ match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } }, { counter: { packets: 0, bytes: 0 } }, { accept: null }] } };
+const DNAT_ACCEPT = {
+  rule: {
+    family: 'inet',
+    table: 'fw',
+    chain: 'forward',
+    handle: 2,
+    expr: [
+      { match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } },
+      { counter: { packets: 0, bytes: 0 } },
+      { accept: null },
+    ],
+  },
+};
 
 test('forwardDropsFromNft: iptables-nft FORWARD, native chains, accept chains and other hooks ignored', () => {
   const drops = forwardDropsFromNft(
@@ -33,7 +58,10 @@ test('forwardDropsFromNft: iptables-nft FORWARD, native chains, accept chains an
 });
 
 test('forwardDropFromLegacySave: only a DROP policy on FORWARD', () => {
-  assert.equal(forwardDropFromLegacySave('*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\nCOMMIT\n', 6)[0]!.family, 'ip6');
+  assert.equal(
+    forwardDropFromLegacySave('*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\nCOMMIT\n', 6)[0]!.family,
+    'ip6',
+  );
   assert.deepEqual(forwardDropFromLegacySave('*filter\n:FORWARD ACCEPT [0:0]\n:DROPPER - [0:0]\nCOMMIT\n', 4), []);
 });
 
@@ -49,14 +77,32 @@ function plan(drops: ForwardDrop[]) {
   return buildPlan(inp);
 }
 
-const IPT4: ForwardDrop = { backend: 'iptables-nft', family: 'ip', table: 'filter', chain: 'FORWARD', acceptsDnat: false };
-const LEGACY6: ForwardDrop = { backend: 'iptables-legacy', family: 'ip6', table: 'filter', chain: 'FORWARD', acceptsDnat: false };
+const IPT4: ForwardDrop = {
+  backend: 'iptables-nft',
+  family: 'ip',
+  table: 'filter',
+  chain: 'FORWARD',
+  acceptsDnat: false,
+};
+const LEGACY6: ForwardDrop = {
+  backend: 'iptables-legacy',
+  family: 'ip6',
+  table: 'filter',
+  chain: 'FORWARD',
+  acceptsDnat: false,
+};
 const NFT: ForwardDrop = { backend: 'nft', family: 'inet', table: 'fw', chain: 'forward', acceptsDnat: false };
 
 test('plan: an iptables FORWARD drop gets our accept chain for the DNATed mappings of its family only', () => {
   const p = plan([IPT4, LEGACY6]);
-  assert.deepEqual(p.forwardAccept, [{ backend: 'iptables-legacy', family: 6 }, { backend: 'iptables-nft', family: 4 }]);
-  assert.deepEqual(p.mappings.map((m) => m.forwardAccept), [['iptables-nft'], ['iptables-legacy'], []]);
+  assert.deepEqual(p.forwardAccept, [
+    { backend: 'iptables-legacy', family: 6 },
+    { backend: 'iptables-nft', family: 4 },
+  ]);
+  assert.deepEqual(
+    p.mappings.map((m) => m.forwardAccept),
+    [['iptables-nft'], ['iptables-legacy'], []],
+  );
   assert.ok(p.mappings[0]!.prerouting, 'still NATed');
   assert.deepEqual(p.warnings, []);
   assert.deepEqual(plan([]).forwardAccept, [], 'no drop: no accept chain');
@@ -67,9 +113,12 @@ test('plan: a native nft drop chain cannot be overridden: remote clients go to t
   assert.equal(p.mappings[0]!.prerouting, undefined);
   assert.equal(p.mappings[1]!.prerouting, undefined, 'inet covers IPv6 too');
   assert.deepEqual(p.mappings[0]!.hairpinSources, []);
-  assert.ok(p.mappings[0]!.output, 'the host\'s own clients are NATed in OUTPUT (no forward hook)');
+  assert.ok(p.mappings[0]!.output, "the host's own clients are NATed in OUTPUT (no forward hook)");
   assert.deepEqual(p.forwardAccept, []);
-  assert.match(p.mappings[0]!.notes.join(), /nft chain inet fw forward \(policy drop\): remote clients are relayed by the userland proxy/);
+  assert.match(
+    p.mappings[0]!.notes.join(),
+    /nft chain inet fw forward \(policy drop\): remote clients are relayed by the userland proxy/,
+  );
   assert.equal(p.warnings.length, 1);
   assert.match(p.warnings[0]!, /nft insert rule inet fw forward ct status dnat accept/);
   const ok = plan([{ ...NFT, acceptsDnat: true }]);
@@ -79,7 +128,10 @@ test('plan: a native nft drop chain cannot be overridden: remote clients go to t
 test('iptables accept chain: rules per mapping, leftovers of the same mapping replaced, removal by owner', () => {
   const p = plan([IPT4]);
   const rule = acceptRule(p.mappings[0]!);
-  assert.equal(rule, '-p tcp -m conntrack --ctstate DNAT --ctorigdstport 8080 --ctreplsrc 10.0.0.2 --ctreplsrcport 80 -m comment --comment "tpx-publish tcp *:8080 10.0.0.2:80 pid=42" -j ACCEPT');
+  assert.equal(
+    rule,
+    '-p tcp -m conntrack --ctstate DNAT --ctorigdstport 8080 --ctreplsrc 10.0.0.2 --ctreplsrcport 80 -m comment --comment "tpx-publish tcp *:8080 10.0.0.2:80 pid=42" -j ACCEPT',
+  );
   const live = parseAcceptChain(
     `-N ${ACCEPT_CHAIN}\n-A ${ACCEPT_CHAIN} -p tcp -m conntrack --ctstate DNAT --ctorigdstport 8080 -m comment --comment "tpx-publish tcp *:8080 10.0.0.2:80 pid=7" -j ACCEPT\n` +
       `-A ${ACCEPT_CHAIN} -p udp -m comment --comment "tpx-publish udp *:53 10.0.0.9:53 pid=9" -j ACCEPT\n`,
@@ -90,7 +142,7 @@ test('iptables accept chain: rules per mapping, leftovers of the same mapping re
   assert.equal(
     script,
     `*filter\n-D ${ACCEPT_CHAIN} ${live[0]!.spec}\n-A ${ACCEPT_CHAIN} ${rule}\nCOMMIT\n`,
-    'the crashed pid 7\'s rule of the same mapping goes; pid 9\'s other mapping stays',
+    "the crashed pid 7's rule of the same mapping goes; pid 9's other mapping stays",
   );
   const r9 = planAcceptRemoval(live, 9);
   assert.equal(r9.removed, 1);

@@ -17,24 +17,33 @@ import {
   type PortMapping,
 } from '../../src/publish/mapping.js';
 
-const m = (x: Partial<PortMapping> & { hostPort: number; targetIp: string; targetPort: number }): PortMapping => ({ proto: 'tcp', ...x });
+const m = (x: Partial<PortMapping> & { hostPort: number; targetIp: string; targetPort: number }): PortMapping => ({
+  proto: 'tcp',
+  ...x,
+});
 
 test('HOST_PORT:TARGET_IP:TARGET_PORT, tcp by default, no host IP means every address', () => {
   assert.deepEqual(parseMapping('8080:10.0.0.2:80'), [m({ hostPort: 8080, targetIp: '10.0.0.2', targetPort: 80 })]);
   assert.deepEqual(listenAddresses(parseMapping('8080:10.0.0.2:80')[0]!), ['0.0.0.0', '::']);
-  assert.deepEqual(parseMapping('  53:10.0.0.2:53/udp '), [m({ proto: 'udp', hostPort: 53, targetIp: '10.0.0.2', targetPort: 53 })]);
+  assert.deepEqual(parseMapping('  53:10.0.0.2:53/udp '), [
+    m({ proto: 'udp', hostPort: 53, targetIp: '10.0.0.2', targetPort: 53 }),
+  ]);
   assert.deepEqual(parseMapping('53:10.0.0.2:53/UDP')[0]!.proto, 'udp');
   assert.deepEqual(parseMapping('80:10.0.0.2:80/tcp')[0]!.proto, 'tcp');
 });
 
 test('HOST_IP narrows the listen address; 0.0.0.0 and [::] are one family', () => {
-  assert.deepEqual(parseMapping('127.0.0.1:8080:10.0.0.2:80'), [m({ hostIp: '127.0.0.1', hostPort: 8080, targetIp: '10.0.0.2', targetPort: 80 })]);
+  assert.deepEqual(parseMapping('127.0.0.1:8080:10.0.0.2:80'), [
+    m({ hostIp: '127.0.0.1', hostPort: 8080, targetIp: '10.0.0.2', targetPort: 80 }),
+  ]);
   assert.deepEqual(listenAddresses(parseMapping('0.0.0.0:8080:10.0.0.2:80')[0]!), ['0.0.0.0']);
   assert.deepEqual(listenAddresses(parseMapping('[::]:8080:10.0.0.2:80')[0]!), ['::']);
 });
 
 test('IPv6 in brackets, canonicalised', () => {
-  assert.deepEqual(parseMapping('[::1]:8080:[fd00::2]:80'), [m({ hostIp: '::1', hostPort: 8080, targetIp: 'fd00::2', targetPort: 80 })]);
+  assert.deepEqual(parseMapping('[::1]:8080:[fd00::2]:80'), [
+    m({ hostIp: '::1', hostPort: 8080, targetIp: 'fd00::2', targetPort: 80 }),
+  ]);
   assert.equal(parseMapping('8080:[FD00:0:0::02]:80')[0]!.targetIp, 'fd00::2');
   assert.equal(parseMapping('[fd00:0:0:0:0:0:0:1]:1:[fd00::2]:2/udp')[0]!.hostIp, 'fd00::1');
   assert.equal(canonicalIp('2001:db8:0:0:1:0:0:1'), '2001:db8::1:0:0:1');
@@ -58,7 +67,10 @@ function usage(text: string, re: RegExp): void {
     (e: unknown) => {
       assert.ok(e instanceof UsageError, `not a UsageError: ${String(e)}`);
       assert.match(e.message, re);
-      assert.ok(e.message.includes(`'${text.trim()}'`) || text.trim() === '', `message quotes the mapping: ${e.message}`);
+      assert.ok(
+        e.message.includes(`'${text.trim()}'`) || text.trim() === '',
+        `message quotes the mapping: ${e.message}`,
+      );
       assert.match(e.message, /syntax: \[HOST_IP:\]HOST_PORT:TARGET_IP:TARGET_PORT/);
       return true;
     },
@@ -91,18 +103,27 @@ test('clear usage errors', () => {
 });
 
 test('a host port published twice is refused; different families or protocols are fine', () => {
-  assert.throws(() => parseMappings(['8080:10.0.0.2:80', '8080:10.0.0.3:80']), /host port 8080\/tcp on 0\.0\.0\.0 is published twice/);
+  assert.throws(
+    () => parseMappings(['8080:10.0.0.2:80', '8080:10.0.0.3:80']),
+    /host port 8080\/tcp on 0\.0\.0\.0 is published twice/,
+  );
   assert.throws(() => parseMappings(['8000-8010:10.0.0.2:80-90', '8010:10.0.0.3:80']), /8010\/tcp .* published twice/);
-  assert.throws(() => parseMappings(['8080:10.0.0.2:80', '[::]:8080:[fd00::2]:80']), /on \[::\] is published twice.*give each a HOST_IP/);
+  assert.throws(
+    () => parseMappings(['8080:10.0.0.2:80', '[::]:8080:[fd00::2]:80']),
+    /on \[::\] is published twice.*give each a HOST_IP/,
+  );
   assert.throws(() => parseMappings(['0.0.0.0:8080:10.0.0.2:80', '127.0.0.1:8080:10.0.0.3:80']), /published twice/);
   assert.equal(parseMappings(['0.0.0.0:8080:10.0.0.2:80', '[::]:8080:[fd00::2]:80']).length, 2);
   assert.equal(parseMappings(['127.0.0.1:8080:10.0.0.2:80', '127.0.0.2:8080:10.0.0.3:80']).length, 2);
   assert.equal(parseMappings(['8080:10.0.0.2:80', '8080:10.0.0.2:80/udp']).length, 2);
   assert.throws(() => parseMappings(['8080:10.0.0.2:80', '[::1]:8080:[fd00::2]:80']), /on \[::1\] is published twice/);
-  assert.throws(() => parseMappings([`1-${MAX_MAPPINGS + 1}:10.0.0.2:1-${MAX_MAPPINGS + 1}`]), /at most 4096 per process/);
+  assert.throws(
+    () => parseMappings([`1-${MAX_MAPPINGS + 1}:10.0.0.2:1-${MAX_MAPPINGS + 1}`]),
+    /at most 4096 per process/,
+  );
 });
 
-test('tags: key + owner, parsed back, within nft\'s 128-byte comment limit', () => {
+test("tags: key + owner, parsed back, within nft's 128-byte comment limit", () => {
   const all = parseMappings([
     '8080:10.0.0.2:80',
     '127.0.0.1:5353:10.0.0.2:53/udp',
@@ -123,11 +144,22 @@ test('tags: key + owner, parsed back, within nft\'s 128-byte comment limit', () 
 });
 
 test('compaction shows ranges again, in order', () => {
-  const all = parseMappings(['8000-8199:10.0.0.2:9000-9199', '53:10.0.0.2:53/udp', '54:10.0.0.2:54/udp', '[::1]:1:[fd00::2]:1']);
+  const all = parseMappings([
+    '8000-8199:10.0.0.2:9000-9199',
+    '53:10.0.0.2:53/udp',
+    '54:10.0.0.2:54/udp',
+    '[::1]:1:[fd00::2]:1',
+  ]);
   assert.equal(compact(all).length, 3);
-  assert.equal(formatMappings(all), 'tcp *:8000-8199->10.0.0.2:9000-9199, udp *:53-54->10.0.0.2:53-54, tcp [::1]:1->[fd00::2]:1');
+  assert.equal(
+    formatMappings(all),
+    'tcp *:8000-8199->10.0.0.2:9000-9199, udp *:53-54->10.0.0.2:53-54, tcp [::1]:1->[fd00::2]:1',
+  );
   // not contiguous on the target side: two groups
-  assert.equal(formatMappings(parseMappings(['80:10.0.0.2:80', '81:10.0.0.2:90'])), 'tcp *:80->10.0.0.2:80, tcp *:81->10.0.0.2:90');
+  assert.equal(
+    formatMappings(parseMappings(['80:10.0.0.2:80', '81:10.0.0.2:90'])),
+    'tcp *:80->10.0.0.2:80, tcp *:81->10.0.0.2:90',
+  );
 });
 
 test('--list view groups by owner and marks leftovers', () => {
@@ -140,5 +172,8 @@ test('--list view groups by owner and marks leftovers', () => {
     'tcp *:8000-8002->10.0.0.2:80-82  pid 10 (running)\n' +
       'udp *:53->10.0.0.2:53            pid 20 (not running: leftover, remove with tranproxy publish --remove-all)\n',
   );
-  assert.equal(formatListing([], () => true), 'no published ports\n');
+  assert.equal(
+    formatListing([], () => true),
+    'no published ports\n',
+  );
 });

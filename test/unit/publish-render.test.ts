@@ -71,7 +71,9 @@ function ruleLines(text: string): string[] {
 
 function rulesOf(mapping: string): string[] {
   const plan = buildPlan(inputs({ mappings: parseMappings([mapping]) }));
-  return ruleLines(renderApply(plan)).map((l) => l.replace(/^add rule inet tranproxy_publish /, '').replace(/ comment ".*"$/, ''));
+  return ruleLines(renderApply(plan)).map((l) =>
+    l.replace(/^add rule inet tranproxy_publish /, '').replace(/ comment ".*"$/, ''),
+  );
 }
 
 test('per mapping: prerouting DNAT for remote clients, output DNAT for local non-loopback, hairpin masquerade', () => {
@@ -133,10 +135,13 @@ test('apply replaces leftovers of the same mappings (any owner) and keeps everyt
   const text = renderApply(plan, table);
   golden('publish-replace-leftovers.nft', text);
   const deletes = text.split('\n').filter((l) => l.startsWith('delete'));
-  assert.deepEqual(deletes, ['delete rule inet tranproxy_publish mappings handle 4', 'delete rule inet tranproxy_publish prerouting handle 5']);
+  assert.deepEqual(deletes, [
+    'delete rule inet tranproxy_publish mappings handle 4',
+    'delete rule inet tranproxy_publish prerouting handle 5',
+  ]);
 });
 
-test('removal: only the owner\'s rules; the table goes with the last mapping', () => {
+test("removal: only the owner's rules; the table goes with the last mapping", () => {
   const a = mappingTag(M('8080:10.0.0.2:80'), 10);
   const b = mappingTag(M('8081:10.0.0.2:80'), 20);
   const both = live([
@@ -146,7 +151,8 @@ test('removal: only the owner\'s rules; the table goes with the last mapping', (
     { chain: 'prerouting', handle: 7, comment: b },
   ]);
   assert.deepEqual(planRemoval(both, 10), {
-    script: 'delete rule inet tranproxy_publish mappings handle 4\ndelete rule inet tranproxy_publish prerouting handle 5\n',
+    script:
+      'delete rule inet tranproxy_publish mappings handle 4\ndelete rule inet tranproxy_publish prerouting handle 5\n',
     removed: 2,
   });
   const onlyA = live(both.rules.slice(0, 2));
@@ -166,7 +172,10 @@ test('route_localnet: recorded once, restored by the last --userland-proxy=false
   const plan = buildPlan(inputs({ userlandProxy: false, mappings: parseMappings(['8080:10.0.0.2:80']) }));
   const state = `add rule inet tranproxy_publish state continue comment "${stateTag('0')}"`;
   assert.ok(renderApply(plan, undefined, { localnetOriginal: '0' }).includes(state));
-  assert.ok(!renderApply(plan, undefined, { localnetOriginal: '1' }).includes('state continue'), 'already 1: nothing to restore');
+  assert.ok(
+    !renderApply(plan, undefined, { localnetOriginal: '1' }).includes('state continue'),
+    'already 1: nothing to restore',
+  );
   const a = mappingTag(M('8080:10.0.0.2:80'), 10);
   const b = mappingTag(M('8081:10.0.0.2:80'), 20);
   const withState = live([
@@ -176,7 +185,10 @@ test('route_localnet: recorded once, restored by the last --userland-proxy=false
     { chain: 'mappings', handle: 6, comment: b },
     { chain: 'localnet', handle: 7, comment: b },
   ]);
-  assert.ok(!renderApply(plan, withState, { localnetOriginal: '0' }).includes('state continue'), 'the first value recorded wins');
+  assert.ok(
+    !renderApply(plan, withState, { localnetOriginal: '0' }).includes('state continue'),
+    'the first value recorded wins',
+  );
   assert.deepEqual(recordedLocalnet(withState)?.value, '0');
   // 20 still needs it: no restore.
   assert.equal(planRemoval(withState, 10).restoreLocalnet, undefined);
@@ -211,7 +223,16 @@ test('parseLiveTable reads nft -j output; listedMappings reads the registry', ()
       { metainfo: { version: '1.0.6' } },
       { table: { family: 'inet', name: 'tranproxy_publish', handle: 1 } },
       { chain: { family: 'inet', table: 'tranproxy_publish', name: 'mappings', handle: 2 } },
-      { rule: { family: 'inet', table: 'tranproxy_publish', chain: 'mappings', handle: 5, comment: a, expr: [{ continue: null }] } },
+      {
+        rule: {
+          family: 'inet',
+          table: 'tranproxy_publish',
+          chain: 'mappings',
+          handle: 5,
+          comment: a,
+          expr: [{ continue: null }],
+        },
+      },
       { rule: { family: 'inet', table: 'tranproxy_publish', chain: 'prerouting', handle: 6, comment: a, expr: [] } },
       { rule: { family: 'inet', table: 'tranproxy_publish', chain: 'prerouting', handle: 7, expr: [] } },
     ],
@@ -230,6 +251,11 @@ test('parseLiveTable reads nft -j output; listedMappings reads the registry', ()
 });
 
 test('plan is deterministic: hairpin sources normalised', () => {
-  const plan = buildPlan(inputs({ route: () => ({ local: false, onLink: ['10.0.0.0/24', '10.0.0.0/25', '192.168.5.0/24'] }), mappings: parseMappings(['80:10.0.0.2:80']) }));
+  const plan = buildPlan(
+    inputs({
+      route: () => ({ local: false, onLink: ['10.0.0.0/24', '10.0.0.0/25', '192.168.5.0/24'] }),
+      mappings: parseMappings(['80:10.0.0.2:80']),
+    }),
+  );
   assert.deepEqual(plan.mappings[0]!.hairpinSources, ['10.0.0.0/24', '192.168.5.0/24']);
 });

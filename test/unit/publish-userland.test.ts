@@ -71,7 +71,10 @@ test('TCP: held from hold(), relayed after start(), half-close and 1 MB both way
   const echo = await tcpEcho();
   const hostPort = await freePort();
   const sink = logSink();
-  const proxy = await UserlandProxy.hold(parseMappings([`127.0.0.1:${hostPort}:127.0.0.1:${echo.port}`]), options(sink.opts));
+  const proxy = await UserlandProxy.hold(
+    parseMappings([`127.0.0.1:${hostPort}:127.0.0.1:${echo.port}`]),
+    options(sink.opts),
+  );
   try {
     // Held before start(): nobody else can bind it.
     const other = net.createServer();
@@ -86,7 +89,12 @@ test('TCP: held from hold(), relayed after start(), half-close and 1 MB both way
     assert.equal(back.length, payload.length);
     assert.ok(back.equals(payload));
     await new Promise((r) => setTimeout(r, 50));
-    assert.match(sink.lines.join(''), new RegExp(`conn id=1 proto=tcp src=127\\.0\\.0\\.1:\\d+ via=127\\.0\\.0\\.1:${hostPort} dst=127\\.0\\.0\\.1:${echo.port} up=1048576 down=1048576 close=eof dur=\\d+ms`));
+    assert.match(
+      sink.lines.join(''),
+      new RegExp(
+        `conn id=1 proto=tcp src=127\\.0\\.0\\.1:\\d+ via=127\\.0\\.0\\.1:${hostPort} dst=127\\.0\\.0\\.1:${echo.port} up=1048576 down=1048576 close=eof dur=\\d+ms`,
+      ),
+    );
   } finally {
     await proxy.close();
     echo.server.close();
@@ -97,7 +105,10 @@ test('TCP: a refused target resets the client and logs connect-error', async () 
   const deadPort = await freePort();
   const hostPort = await freePort();
   const sink = logSink();
-  const proxy = await UserlandProxy.hold(parseMappings([`127.0.0.1:${hostPort}:127.0.0.1:${deadPort}`]), options(sink.opts));
+  const proxy = await UserlandProxy.hold(
+    parseMappings([`127.0.0.1:${hostPort}:127.0.0.1:${deadPort}`]),
+    options(sink.opts),
+  );
   await proxy.start();
   try {
     await assert.rejects(halfCloseExchange(hostPort, Buffer.from('x')), /ECONNRESET/);
@@ -117,7 +128,9 @@ test('hold is all or nothing: one port in use releases the others', async () => 
   try {
     await assert.rejects(
       UserlandProxy.hold(parseMappings([`127.0.0.1:${a}:127.0.0.1:1`, `127.0.0.1:${b}:127.0.0.1:2`]), options()),
-      (e: unknown) => e instanceof PortUnavailableError && new RegExp(`host port ${b}/tcp on 127\\.0\\.0\\.1 is already in use`).test(e.message),
+      (e: unknown) =>
+        e instanceof PortUnavailableError &&
+        new RegExp(`host port ${b}/tcp on 127\\.0\\.0\\.1 is already in use`).test(e.message),
     );
     // a was released again.
     const again = net.createServer();
@@ -131,7 +144,11 @@ test('hold is all or nothing: one port in use releases the others', async () => 
   }
 });
 
-function udpAsk(port: number, msg: string, sock = dgram.createSocket('udp4')): Promise<{ reply: string; sock: dgram.Socket }> {
+function udpAsk(
+  port: number,
+  msg: string,
+  sock = dgram.createSocket('udp4'),
+): Promise<{ reply: string; sock: dgram.Socket }> {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error('no UDP reply')), 2000);
     sock.once('message', (m) => {
@@ -169,7 +186,10 @@ test('UDP: one upstream socket per client, replies only from the target, idle ti
     // A third client evicts the least recently active (a).
     const c = await udpAsk(hostPort, 'c1');
     assert.equal(proxy.stats().udpFlows, 2);
-    assert.match(sink.lines.join(''), /conn id=\d+ proto=udp src=127\.0\.0\.1:\d+ via=127\.0\.0\.1:\d+ dst=127\.0\.0\.1:\d+ up=4 down=\d+ dur=\d+ms close=evicted/);
+    assert.match(
+      sink.lines.join(''),
+      /conn id=\d+ proto=udp src=127\.0\.0\.1:\d+ via=127\.0\.0\.1:\d+ dst=127\.0\.0\.1:\d+ up=4 down=\d+ dur=\d+ms close=evicted/,
+    );
     // Idle: both remaining flows end after 300 ms without packets.
     await new Promise((r) => setTimeout(r, 800));
     assert.equal(proxy.stats().udpFlows, 0);
@@ -185,7 +205,10 @@ test('connection budget: beyond maxConnections new clients are reset', async () 
   const echo = await tcpEcho();
   const hostPort = await freePort();
   const sink = logSink();
-  const proxy = await UserlandProxy.hold(parseMappings([`127.0.0.1:${hostPort}:127.0.0.1:${echo.port}`]), options({ ...sink.opts, maxConnections: 1 }));
+  const proxy = await UserlandProxy.hold(
+    parseMappings([`127.0.0.1:${hostPort}:127.0.0.1:${echo.port}`]),
+    options({ ...sink.opts, maxConnections: 1 }),
+  );
   await proxy.start();
   const first = net.connect(hostPort, '127.0.0.1');
   try {

@@ -19,7 +19,10 @@ async function withRelay(
     const upstream = net.connect({ port: target.port, host: '127.0.0.1', allowHalfOpen: true });
     results.push(
       once(upstream, 'connect').then(() =>
-        relay(client, upstream, { idleTimeoutMs: opts.idleTimeoutMs ?? 10_000, ...(opts.rewriter ? { rewriter: opts.rewriter() } : {}) }),
+        relay(client, upstream, {
+          idleTimeoutMs: opts.idleTimeoutMs ?? 10_000,
+          ...(opts.rewriter ? { rewriter: opts.rewriter() } : {}),
+        }),
       ),
     );
   });
@@ -87,7 +90,10 @@ test('backpressure: a slow reader stalls the writer instead of filling memory; a
     for (;;) {
       written += chunk.length;
       if (c.write(chunk)) continue;
-      const drained = await Promise.race([once(c, 'drain').then(() => true), new Promise((r) => setTimeout(() => r(false), 500))]);
+      const drained = await Promise.race([
+        once(c, 'drain').then(() => true),
+        new Promise((r) => setTimeout(() => r(false), 500)),
+      ]);
       if (!drained || written >= total) break;
     }
     // Kernel buffers hold a few MiB per socket; without backpressure the relay would
@@ -144,7 +150,9 @@ test('an upstream reset is propagated to the client as an error, not a clean EOF
 
 test('rewriter: forward events replace bytes, reject answers the client and closes', async () => {
   const upstream = await listen((s) => readAll(s).then((b) => s.end(`upstream saw: ${b.toString()}`)));
-  const upper: UpstreamRewriter = { push: (c) => [{ kind: 'forward', chunks: [Buffer.from(c.toString().toUpperCase())] }] };
+  const upper: UpstreamRewriter = {
+    push: (c) => [{ kind: 'forward', chunks: [Buffer.from(c.toString().toUpperCase())] }],
+  };
   await withRelay(upstream.address() as net.AddressInfo, { rewriter: () => upper }, async (port) => {
     const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
     await once(c, 'connect');
@@ -152,7 +160,9 @@ test('rewriter: forward events replace bytes, reject answers the client and clos
     assert.equal((await readAll(c)).toString(), 'upstream saw: ABC');
   });
   const rejecting: UpstreamRewriter = {
-    push: () => [{ kind: 'reject', status: 400, reason: 'bad', response: Buffer.from('HTTP/1.1 400 Bad Request\r\n\r\n') }],
+    push: () => [
+      { kind: 'reject', status: 400, reason: 'bad', response: Buffer.from('HTTP/1.1 400 Bad Request\r\n\r\n') },
+    ],
   };
   await withRelay(upstream.address() as net.AddressInfo, { rewriter: () => rejecting }, async (port, results) => {
     const c = net.connect({ port, host: '127.0.0.1' });
@@ -168,28 +178,37 @@ test('rewriter: forward events replace bytes, reject answers the client and clos
 test('a refused client that never closes its side is closed after a short linger, not at the idle timeout', async () => {
   const upstream = await listen((s) => s.resume());
   const rejecting: UpstreamRewriter = {
-    push: () => [{ kind: 'reject', status: 400, reason: 'bad', response: Buffer.from('HTTP/1.1 400 Bad Request\r\n\r\n') }],
+    push: () => [
+      { kind: 'reject', status: 400, reason: 'bad', response: Buffer.from('HTTP/1.1 400 Bad Request\r\n\r\n') },
+    ],
   };
-  await withRelay(upstream.address() as net.AddressInfo, { idleTimeoutMs: 30_000, rewriter: () => rejecting }, async (port, results) => {
-    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true }); // never ends its side
-    c.on('error', () => {});
-    await once(c, 'connect');
-    const t0 = Date.now();
-    c.write('garbage');
-    const got: Buffer[] = [];
-    c.on('data', (d: Buffer) => {
-      got.push(d);
-      c.write('more body the proxy drops'); // still sending: read and dropped while lingering
-    });
-    // The proxy's side of the connection is closed (the relay settles) well before the idle timeout.
-    const r = await Promise.race([results[0]!, new Promise<undefined>((res) => setTimeout(() => res(undefined), 6000))]);
-    const ms = Date.now() - t0;
-    assert.ok(r, `the proxy still held the refused connection after ${ms} ms`);
-    assert.equal(r.reason, 'rejected');
-    assert.ok(ms >= 1500, `closed after ${ms} ms: the linger lets the answer arrive first`);
-    assert.equal(Buffer.concat(got).toString(), 'HTTP/1.1 400 Bad Request\r\n\r\n');
-    c.destroy();
-  });
+  await withRelay(
+    upstream.address() as net.AddressInfo,
+    { idleTimeoutMs: 30_000, rewriter: () => rejecting },
+    async (port, results) => {
+      const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true }); // never ends its side
+      c.on('error', () => {});
+      await once(c, 'connect');
+      const t0 = Date.now();
+      c.write('garbage');
+      const got: Buffer[] = [];
+      c.on('data', (d: Buffer) => {
+        got.push(d);
+        c.write('more body the proxy drops'); // still sending: read and dropped while lingering
+      });
+      // The proxy's side of the connection is closed (the relay settles) well before the idle timeout.
+      const r = await Promise.race([
+        results[0]!,
+        new Promise<undefined>((res) => setTimeout(() => res(undefined), 6000)),
+      ]);
+      const ms = Date.now() - t0;
+      assert.ok(r, `the proxy still held the refused connection after ${ms} ms`);
+      assert.equal(r.reason, 'rejected');
+      assert.ok(ms >= 1500, `closed after ${ms} ms: the linger lets the answer arrive first`);
+      assert.equal(Buffer.concat(got).toString(), 'HTTP/1.1 400 Bad Request\r\n\r\n');
+      c.destroy();
+    },
+  );
   upstream.close();
 });
 
@@ -201,7 +220,11 @@ test('a client EOF that arrived before the relay started (while peeking) is stil
     client.on('data', (d: Buffer) => chunks.push(d));
     client.once('end', () => {
       client.removeAllListeners('data');
-      const up = net.connect({ port: (upstream.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+      const up = net.connect({
+        port: (upstream.address() as net.AddressInfo).port,
+        host: '127.0.0.1',
+        allowHalfOpen: true,
+      });
       up.once('connect', () => void relay(client, up, { idleTimeoutMs: 5000, head: Buffer.concat(chunks) }));
     });
     client.resume();
@@ -218,12 +241,16 @@ test('a client EOF that arrived before the relay started (while peeking) is stil
 });
 
 test('Upgrade not yet answered: the client is paused after ~64 KiB held; a 101 releases it all raw', async () => {
-  const rw = new RequestRewriter(compileInjectConfig({ headers: [{ name: 'X-Id', value: 'pod' }], maxHeadBytes: 65536 }));
+  const rw = new RequestRewriter(
+    compileInjectConfig({ headers: [{ name: 'X-Id', value: 'pod' }], maxHeadBytes: 65536 }),
+  );
   let got = Buffer.alloc(0);
   let serverSide: net.Socket | undefined;
   const upstream = await listen((s) => {
     serverSide = s;
-    s.on('data', (d: Buffer) => { got = Buffer.concat([got, d]); });
+    s.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+    });
   });
   await withRelay(upstream.address() as net.AddressInfo, { rewriter: () => rw }, async (port) => {
     const c = net.connect({ port, host: '127.0.0.1' });
@@ -233,7 +260,11 @@ test('Upgrade not yet answered: the client is paused after ~64 KiB held; a 101 r
     c.write(head);
     c.write(frames);
     await new Promise((r) => setTimeout(r, 300));
-    assert.equal(got.toString('latin1'), head.replace('\r\n\r\n', '\r\nX-Id: pod\r\n\r\n'), 'only the stamped head went up');
+    assert.equal(
+      got.toString('latin1'),
+      head.replace('\r\n\r\n', '\r\nX-Id: pod\r\n\r\n'),
+      'only the stamped head went up',
+    );
     assert.ok(rw.heldBytes > 0 && rw.heldBytes <= 2 * 65536, `held ${rw.heldBytes} bytes`);
     serverSide!.write('HTTP/1.1 101 Switching Protocols\r\n\r\n');
     const want = got.length + frames.length;
@@ -246,9 +277,15 @@ test('Upgrade not yet answered: the client is paused after ~64 KiB held; a 101 r
 });
 
 test('a client pipelining requests to a server that does not answer is paused after 4096 unanswered', async () => {
-  const rw = new RequestRewriter(compileInjectConfig({ headers: [{ name: 'X-Id', value: 'pod' }], maxHeadBytes: 65536 }));
+  const rw = new RequestRewriter(
+    compileInjectConfig({ headers: [{ name: 'X-Id', value: 'pod' }], maxHeadBytes: 65536 }),
+  );
   let received = 0;
-  const upstream = await listen((s) => s.on('data', (d: Buffer) => { received += d.length; }));
+  const upstream = await listen((s) =>
+    s.on('data', (d: Buffer) => {
+      received += d.length;
+    }),
+  );
   await withRelay(upstream.address() as net.AddressInfo, { rewriter: () => rw }, async (port) => {
     const c = net.connect({ port, host: '127.0.0.1' });
     await once(c, 'connect');

@@ -28,7 +28,12 @@ async function dnsServer(zone: Record<string, string>): Promise<{ port: number; 
     header.writeUInt16BE(1, 4);
     header.writeUInt16BE(ip ? 1 : 0, 6);
     header.writeUInt32BE(0, 8);
-    const answer = ip ? Buffer.concat([Buffer.from([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]), Buffer.from(ip.split('.').map(Number))]) : Buffer.alloc(0);
+    const answer = ip
+      ? Buffer.concat([
+          Buffer.from([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]),
+          Buffer.from(ip.split('.').map(Number)),
+        ])
+      : Buffer.alloc(0);
     sock.send(Buffer.concat([header, question, answer]), rinfo.port, rinfo.address);
   });
   sock.bind(0, '127.0.0.1');
@@ -39,7 +44,11 @@ async function dnsServer(zone: Record<string, string>): Promise<{ port: number; 
 test('resolves through the given nameserver, search domains first for short names', async () => {
   const dns = await dnsServer({ 'api.ns1.svc.cluster.local': '10.0.0.7', 'example.test': '192.0.2.5' });
   try {
-    const r = new NameResolver({ nameservers: [`127.0.0.1:${dns.port}`], search: ['ns1.svc.cluster.local', 'svc.cluster.local'], ndots: 5 });
+    const r = new NameResolver({
+      nameservers: [`127.0.0.1:${dns.port}`],
+      search: ['ns1.svc.cluster.local', 'svc.cluster.local'],
+      ndots: 5,
+    });
     assert.deepEqual(await r.resolve('api'), { address: '10.0.0.7', family: 4 });
     assert.equal(dns.queries[0], 'api.ns1.svc.cluster.local/1');
     assert.deepEqual(await r.resolve('example.test.'), { address: '192.0.2.5', family: 4 });
@@ -55,9 +64,18 @@ test('resolves through the given nameserver, search domains first for short name
 
 test('request authority: Host header, absolute form, IP literals, defaults', () => {
   const head = (s: string) => Buffer.from(s);
-  assert.deepEqual(requestAuthority(head('GET / HTTP/1.1\r\nHost: svc:8080\r\n\r\n'), 65536), { host: 'svc', port: 8080 });
-  assert.deepEqual(requestAuthority(head('GET / HTTP/1.1\r\nhost: 10.0.0.2\r\n\r\n'), 65536), { host: '10.0.0.2', port: 80 });
-  assert.deepEqual(requestAuthority(head('GET http://[fd00::2]:81/x HTTP/1.1\r\nHost: other\r\n\r\n'), 65536), { host: 'fd00::2', port: 81 });
+  assert.deepEqual(requestAuthority(head('GET / HTTP/1.1\r\nHost: svc:8080\r\n\r\n'), 65536), {
+    host: 'svc',
+    port: 8080,
+  });
+  assert.deepEqual(requestAuthority(head('GET / HTTP/1.1\r\nhost: 10.0.0.2\r\n\r\n'), 65536), {
+    host: '10.0.0.2',
+    port: 80,
+  });
+  assert.deepEqual(requestAuthority(head('GET http://[fd00::2]:81/x HTTP/1.1\r\nHost: other\r\n\r\n'), 65536), {
+    host: 'fd00::2',
+    port: 81,
+  });
   assert.equal(requestAuthority(head('GET / HTTP/1.1\r\nHost: a'), 65536), 'need-more');
   assert.equal(requestAuthority(head('GET / HTTP/1.1\r\nX: y\r\n\r\n'), 65536), 'none');
   assert.equal(requestAuthority(head('GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'), 65536), 'none');

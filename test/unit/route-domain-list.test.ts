@@ -5,9 +5,22 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { compileRules, KeywordSet, NameSet, NameSetBuilder, parseDomainList, reviveRuleLists, type Flow, type RuleSpec } from '../../src/route/index.js';
+import {
+  compileRules,
+  KeywordSet,
+  NameSet,
+  NameSetBuilder,
+  parseDomainList,
+  reviveRuleLists,
+  type Flow,
+  type RuleSpec,
+} from '../../src/route/index.js';
 
-const flow = (domain: string | undefined, port = 443): Flow => ({ dst: { ip: '192.0.2.9', port, family: 4, ...(domain ? { domain } : {}) }, src: '10.0.0.2', network: 'tcp' });
+const flow = (domain: string | undefined, port = 443): Flow => ({
+  dst: { ip: '192.0.2.9', port, family: 4, ...(domain ? { domain } : {}) },
+  src: '10.0.0.2',
+  network: 'tcp',
+});
 
 interface PlainList {
   full: string[];
@@ -17,11 +30,19 @@ interface PlainList {
 
 /** The reference: the old matcher, entry by entry. */
 function plainMatches(l: PlainList, name: string): boolean {
-  return l.full.includes(name) || l.suffix.some((s) => name === s || name.endsWith(`.${s}`)) || l.keyword.some((k) => name.includes(k));
+  return (
+    l.full.includes(name) ||
+    l.suffix.some((s) => name === s || name.endsWith(`.${s}`)) ||
+    l.keyword.some((k) => name.includes(k))
+  );
 }
 
 function listText(l: PlainList): string {
-  return [...l.full.map((v) => `full:${v}`), ...l.suffix.map((v, i) => (i % 2 ? `domain:${v}` : v)), ...l.keyword.map((v) => `keyword:${v}`)].join('\n');
+  return [
+    ...l.full.map((v) => `full:${v}`),
+    ...l.suffix.map((v, i) => (i % 2 ? `domain:${v}` : v)),
+    ...l.keyword.map((v) => `keyword:${v}`),
+  ].join('\n');
 }
 
 // A small alphabet so that generated names and entries collide often.
@@ -62,9 +83,17 @@ test('NameSet: pack/unpack round trip over many names; garbage is refused', () =
 
 test('KeywordSet: contains-any agrees with String.includes (property)', () => {
   fc.assert(
-    fc.property(fc.array(fc.stringMatching(/^[ab.]{1,4}$/), { minLength: 1, maxLength: 8 }), fc.stringMatching(/^[abc.]{0,16}$/), (kws, n) => {
-      assert.equal(new KeywordSet(kws).matches(n), kws.some((k) => n.includes(k)), `${JSON.stringify(kws)} in '${n}'`);
-    }),
+    fc.property(
+      fc.array(fc.stringMatching(/^[ab.]{1,4}$/), { minLength: 1, maxLength: 8 }),
+      fc.stringMatching(/^[abc.]{0,16}$/),
+      (kws, n) => {
+        assert.equal(
+          new KeywordSet(kws).matches(n),
+          kws.some((k) => n.includes(k)),
+          `${JSON.stringify(kws)} in '${n}'`,
+        );
+      },
+    ),
     { numRuns: 500 },
   );
 });
@@ -81,48 +110,79 @@ test('domain list: one list agrees with the plain matcher (property)', () => {
 
 test('router: first match wins across lists, inline entries and ports, like the plain router (property)', () => {
   const rule = fc.record({
-    inline: fc.option(fc.record({ full: fc.array(name, { maxLength: 2 }), suffix: fc.array(name, { maxLength: 2 }), keyword: fc.array(keyword, { maxLength: 1 }) }), { nil: undefined }),
+    inline: fc.option(
+      fc.record({
+        full: fc.array(name, { maxLength: 2 }),
+        suffix: fc.array(name, { maxLength: 2 }),
+        keyword: fc.array(keyword, { maxLength: 1 }),
+      }),
+      { nil: undefined },
+    ),
     lists: fc.array(plainList, { maxLength: 2 }),
     port: fc.option(fc.constantFrom(80, 443), { nil: undefined }),
   });
   fc.assert(
-    fc.property(fc.array(rule, { minLength: 1, maxLength: 5 }), fc.array(fc.tuple(fc.option(name, { nil: undefined }), fc.constantFrom(80, 443)), { minLength: 1, maxLength: 6 }), (rules, flows) => {
-      const specs: RuleSpec[] = [];
-      const plain: { lists: PlainList[]; port?: number; domain: boolean }[] = [];
-      rules.forEach((r, i) => {
-        const lists = [...(r.inline ? [r.inline] : []), ...r.lists];
-        const entries = lists.reduce((n, l) => n + l.full.length + l.suffix.length + l.keyword.length, 0);
-        if (entries === 0 && r.port === undefined) return; // no matcher: compileRules refuses it
-        const hasDomain = r.inline !== undefined || r.lists.length > 0;
-        if (hasDomain && entries === 0) return; // a domain group with no entries is refused too
-        specs.push({
-          ...(r.inline ? { domain: r.inline.full, domainSuffix: r.inline.suffix, domainKeyword: r.inline.keyword } : {}),
-          ...(r.lists.length ? { domainList: r.lists.map((l, j) => parseDomainList(listText(l), `r${i}-${j}.txt`)) } : {}),
-          ...(r.port !== undefined ? { port: r.port } : {}),
-          outbound: `o${i}`,
+    fc.property(
+      fc.array(rule, { minLength: 1, maxLength: 5 }),
+      fc.array(fc.tuple(fc.option(name, { nil: undefined }), fc.constantFrom(80, 443)), { minLength: 1, maxLength: 6 }),
+      (rules, flows) => {
+        const specs: RuleSpec[] = [];
+        const plain: { lists: PlainList[]; port?: number; domain: boolean }[] = [];
+        rules.forEach((r, i) => {
+          const lists = [...(r.inline ? [r.inline] : []), ...r.lists];
+          const entries = lists.reduce((n, l) => n + l.full.length + l.suffix.length + l.keyword.length, 0);
+          if (entries === 0 && r.port === undefined) return; // no matcher: compileRules refuses it
+          const hasDomain = r.inline !== undefined || r.lists.length > 0;
+          if (hasDomain && entries === 0) return; // a domain group with no entries is refused too
+          specs.push({
+            ...(r.inline
+              ? { domain: r.inline.full, domainSuffix: r.inline.suffix, domainKeyword: r.inline.keyword }
+              : {}),
+            ...(r.lists.length
+              ? { domainList: r.lists.map((l, j) => parseDomainList(listText(l), `r${i}-${j}.txt`)) }
+              : {}),
+            ...(r.port !== undefined ? { port: r.port } : {}),
+            outbound: `o${i}`,
+          });
+          plain.push({ lists, ...(r.port !== undefined ? { port: r.port } : {}), domain: hasDomain });
         });
-        plain.push({ lists, ...(r.port !== undefined ? { port: r.port } : {}), domain: hasDomain });
-      });
-      const outs = specs.map((s) => s.outbound);
-      const direct = compileRules(specs, 'direct', outs);
-      // The data plane's copy: lists packed to JSON and unpacked again.
-      const revived = compileRules(reviveRuleLists(JSON.parse(JSON.stringify(specs)) as RuleSpec[]), 'direct', outs);
-      for (const [n, port] of flows) {
-        const want = plain.findIndex((p) => (p.port === undefined || p.port === port) && (!p.domain || (n !== undefined && p.lists.some((l) => plainMatches(l, n)))));
-        const expected = want < 0 ? { action: 'direct', rule: 'default' } : { action: specs[want]!.outbound, rule: want };
-        assert.deepEqual(direct.route(flow(n, port)), expected, `${n}:${port}`);
-        assert.deepEqual(revived.route(flow(n, port)), expected, `revived ${n}:${port}`);
-      }
-    }),
+        const outs = specs.map((s) => s.outbound);
+        const direct = compileRules(specs, 'direct', outs);
+        // The data plane's copy: lists packed to JSON and unpacked again.
+        const revived = compileRules(reviveRuleLists(JSON.parse(JSON.stringify(specs)) as RuleSpec[]), 'direct', outs);
+        for (const [n, port] of flows) {
+          const want = plain.findIndex(
+            (p) =>
+              (p.port === undefined || p.port === port) &&
+              (!p.domain || (n !== undefined && p.lists.some((l) => plainMatches(l, n)))),
+          );
+          const expected =
+            want < 0 ? { action: 'direct', rule: 'default' } : { action: specs[want]!.outbound, rule: want };
+          assert.deepEqual(direct.route(flow(n, port)), expected, `${n}:${port}`);
+          assert.deepEqual(revived.route(flow(n, port)), expected, `revived ${n}:${port}`);
+        }
+      },
+    ),
     { numRuns: 300 },
   );
 });
 
 test('router: suffix, full and keyword semantics of a list; case and trailing dot of the flow name', () => {
   const dl = parseDomainList('full:www.example.com\nexample.org\nkeyword:track\n', 'l.txt');
-  const r = compileRules([{ domainList: dl, port: 443, outbound: 'a' }, { domainList: dl, outbound: 'b' }], 'direct', ['a', 'b']);
+  const r = compileRules(
+    [
+      { domainList: dl, port: 443, outbound: 'a' },
+      { domainList: dl, outbound: 'b' },
+    ],
+    'direct',
+    ['a', 'b'],
+  );
   assert.deepEqual(r.route(flow('WWW.Example.COM.')), { action: 'a', rule: 0 });
-  assert.deepEqual(r.route(flow('www.example.com', 80)), { action: 'b', rule: 1 }, 'the port fails rule 0; rule 1 matches the same list');
+  assert.deepEqual(
+    r.route(flow('www.example.com', 80)),
+    { action: 'b', rule: 1 },
+    'the port fails rule 0; rule 1 matches the same list',
+  );
   assert.equal(r.route(flow('example.com')).action, 'direct', 'full: is not a suffix');
   assert.equal(r.route(flow('a.www.example.com')).action, 'direct', 'full: matches no name below');
   assert.equal(r.route(flow('deep.sub.example.org')).action, 'a');
@@ -133,6 +193,17 @@ test('router: suffix, full and keyword semantics of a list; case and trailing do
 
 test('router: a list shared by rules is compiled once and packed once per JSON copy', () => {
   const dl = parseDomainList('a.example\n', 'l.txt');
-  const rules = reviveRuleLists(JSON.parse(JSON.stringify([{ domainList: dl, outbound: 'x' }, { domainList: [dl], outbound: 'y' }])) as RuleSpec[]);
-  assert.equal([rules[0]!.domainList].flat()[0], [rules[1]!.domainList].flat()[0], 'both rules share one unpacked list');
+  const rules = reviveRuleLists(
+    JSON.parse(
+      JSON.stringify([
+        { domainList: dl, outbound: 'x' },
+        { domainList: [dl], outbound: 'y' },
+      ]),
+    ) as RuleSpec[],
+  );
+  assert.equal(
+    [rules[0]!.domainList].flat()[0],
+    [rules[1]!.domainList].flat()[0],
+    'both rules share one unpacked list',
+  );
 });

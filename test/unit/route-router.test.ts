@@ -83,8 +83,14 @@ test('ports, ranges, network, and combined matchers (all must match)', () => {
   assert.deepEqual(r.route(flow('1.2.3.4', 8443, 'corp.example')), { action: 'node-a', rule: 0 });
   assert.deepEqual(r.route(flow('1.2.3.4', 80, 'git.corp.example')), { action: 'node-b', rule: 'default' });
   assert.deepEqual(r.route(flow('1.2.3.4', 8050, undefined, '192.168.1.10', 'udp')), { action: 'node-b', rule: 1 });
-  assert.deepEqual(r.route(flow('1.2.3.4', 8050, undefined, '192.168.1.10', 'tcp')), { action: 'node-b', rule: 'default' });
-  assert.deepEqual(r.route(flow('1.2.3.4', 8101, undefined, '192.168.1.10', 'udp')), { action: 'node-b', rule: 'default' });
+  assert.deepEqual(r.route(flow('1.2.3.4', 8050, undefined, '192.168.1.10', 'tcp')), {
+    action: 'node-b',
+    rule: 'default',
+  });
+  assert.deepEqual(r.route(flow('1.2.3.4', 8101, undefined, '192.168.1.10', 'udp')), {
+    action: 'node-b',
+    rule: 'default',
+  });
   assert.deepEqual(r.route(flow('1.2.3.4', 25)), { action: 'reject', rule: 2 });
   assert.deepEqual(r.route(flow('10.0.0.5', 22, undefined, '192.168.1.77')), { action: 'direct', rule: 3 });
   assert.deepEqual(r.route(flow('10.0.0.5', 22, undefined, '192.168.2.77')), { action: 'node-b', rule: 'default' });
@@ -132,16 +138,38 @@ test('domain list files', () => {
   ].join('\n');
   const dl = parseDomainList(text, 'lists/ads.txt');
   assert.equal(dl.source, 'lists/ads.txt');
-  assert.deepEqual(dl.entries(), { full: ['exact.example'], suffix: ['doubleclick.net', 'ads.example', 'cn.example'], keyword: ['tracker'] });
+  assert.deepEqual(dl.entries(), {
+    full: ['exact.example'],
+    suffix: ['doubleclick.net', 'ads.example', 'cn.example'],
+    keyword: ['tracker'],
+  });
   const r = compileRules([{ domainList: dl, outbound: 'reject' }], 'direct', []);
-  for (const d of ['doubleclick.net', 'x.doubleclick.net', 'ads.example', 'exact.example', 'my-tracker.io', 'a.cn.example']) {
+  for (const d of [
+    'doubleclick.net',
+    'x.doubleclick.net',
+    'ads.example',
+    'exact.example',
+    'my-tracker.io',
+    'a.cn.example',
+  ]) {
     assert.deepEqual(r.route(flow('1.1.1.1', 443, d)), { action: 'reject', rule: 0 }, d);
   }
-  for (const d of ['sub.exact.example', 'notdoubleclick.net', 'example']) assert.equal(r.route(flow('1.1.1.1', 443, d)).action, 'direct', d);
+  for (const d of ['sub.exact.example', 'notdoubleclick.net', 'example'])
+    assert.equal(r.route(flow('1.1.1.1', 443, d)).action, 'direct', d);
   // Errors name the file and line, never the line's text (a list path may point at a secret).
-  assert.throws(() => parseDomainList('ok.example\nregexp:^ads\\.', 'l.txt'), (e: Error) => e.message === 'l.txt:2: not a domain list entry: use full:NAME, domain:NAME, keyword:WORD or a bare name');
-  assert.throws(() => parseDomainList('\n\nfull:a b', 'l.txt'), (e: Error) => e.message === 'l.txt:3: not a domain name');
-  assert.throws(() => parseDomainList('root:$y$j9T$secret:19000:0:99999:7:::', 'shadow'), (e: Error) => !/root|secret|\$y/.test(e.message));
+  assert.throws(
+    () => parseDomainList('ok.example\nregexp:^ads\\.', 'l.txt'),
+    (e: Error) =>
+      e.message === 'l.txt:2: not a domain list entry: use full:NAME, domain:NAME, keyword:WORD or a bare name',
+  );
+  assert.throws(
+    () => parseDomainList('\n\nfull:a b', 'l.txt'),
+    (e: Error) => e.message === 'l.txt:3: not a domain name',
+  );
+  assert.throws(
+    () => parseDomainList('root:$y$j9T$secret:19000:0:99999:7:::', 'shadow'),
+    (e: Error) => !/root|secret|\$y/.test(e.message),
+  );
   assert.throws(() => parseDomainList('*.example.com', 'l.txt'), /l\.txt:1: .*no wildcards/);
 });
 
@@ -154,11 +182,17 @@ test('errors name the rule and field', () => {
     }
     assert.fail('no error');
   };
-  let e = err([{ port: 80, outbound: 'direct' }, { cidr: '10.0.0.0/8', outbound: 'node-c' }]);
+  let e = err([
+    { port: 80, outbound: 'direct' },
+    { cidr: '10.0.0.0/8', outbound: 'node-c' },
+  ]);
   assert.ok(e instanceof RuleError && e instanceof UsageError);
   assert.equal(e.rule, 1);
   assert.equal(e.field, 'outbound');
-  assert.equal(e.message, "rules[1].outbound: unknown outbound 'node-c' (known: direct, reject, node-a, node-b); did you mean 'node-a'?");
+  assert.equal(
+    e.message,
+    "rules[1].outbound: unknown outbound 'node-c' (known: direct, reject, node-a, node-b); did you mean 'node-a'?",
+  );
   e = err([{ cidr: '10.0.0.0/33', outbound: 'direct' }]);
   assert.equal(e.field, 'cidr');
   assert.match(e.message, /^rules\[0\]\.cidr: invalid CIDR '10\.0\.0\.0\/33'/);
@@ -174,17 +208,28 @@ test('errors name the rule and field', () => {
   assert.match(e.message, /^rules\[0\]: no matcher/);
   e = err([{ domain: [], outbound: 'direct' }]);
   assert.match(e.message, /could never match/);
-  assert.throws(() => compileRules([], 'hk1', ['hk'], ), /^UsageError: default: unknown outbound 'hk1' \(known: direct, reject, hk\); did you mean 'hk'\?$/);
+  assert.throws(
+    () => compileRules([], 'hk1', ['hk']),
+    /^UsageError: default: unknown outbound 'hk1' \(known: direct, reject, hk\); did you mean 'hk'\?$/,
+  );
 });
 
 test('CidrSet, PortSet, address parsing', () => {
   assert.equal(ipv4ToNumber('255.255.255.255'), 0xffffffff);
   assert.equal(ipv4ToNumber('1.2.3.4'), 0x01020304);
-  for (const bad of ['1.2.3', '1.2.3.4.5', '256.1.1.1', '1..2.3', '1.2.3.4 ', '', '1.2.3.0004']) assert.equal(ipv4ToNumber(bad), -1, bad);
+  for (const bad of ['1.2.3', '1.2.3.4.5', '256.1.1.1', '1..2.3', '1.2.3.4 ', '', '1.2.3.0004'])
+    assert.equal(ipv4ToNumber(bad), -1, bad);
   assert.deepEqual(parseFlowIp('::ffff:1.2.3.4'), { v4: 0x01020304 });
   assert.deepEqual(parseFlowIp('::1'), { v6: 1n });
   assert.equal(parseFlowIp('nope'), null);
-  const set = new CidrSet(['10.0.0.0/24', '10.0.1.0/24', '10.0.0.128/25', '0.0.0.0/32', '2001:db8::/32', '2001:db9::/32']);
+  const set = new CidrSet([
+    '10.0.0.0/24',
+    '10.0.1.0/24',
+    '10.0.0.128/25',
+    '0.0.0.0/32',
+    '2001:db8::/32',
+    '2001:db9::/32',
+  ]);
   assert.ok(set.has(parseFlowIp('10.0.1.255')));
   assert.ok(!set.has(parseFlowIp('10.0.2.0')));
   assert.ok(set.has(parseFlowIp('0.0.0.0')));
@@ -194,14 +239,24 @@ test('CidrSet, PortSet, address parsing', () => {
   assert.ok(!set.has(null));
   const all = new CidrSet(['0.0.0.0/0', '::/0']);
   assert.ok(all.has(parseFlowIp('255.255.255.255')) && all.has(parseFlowIp('ffff::1')));
-  const ports = new PortSet([{ from: 80, to: 80 }, { from: 8000, to: 8100 }, { from: 81, to: 81 }]);
-  assert.deepEqual([79, 80, 81, 82, 7999, 8000, 8100, 8101].map((p) => ports.has(p)), [false, true, true, false, false, true, true, false]);
+  const ports = new PortSet([
+    { from: 80, to: 80 },
+    { from: 8000, to: 8100 },
+    { from: 81, to: 81 },
+  ]);
+  assert.deepEqual(
+    [79, 80, 81, 82, 7999, 8000, 8100, 8101].map((p) => ports.has(p)),
+    [false, true, true, false, false, true, true, false],
+  );
 });
 
 test('fast with thousands of suffix entries and CIDRs', (t) => {
   const suffixes = Array.from({ length: 20_000 }, (_, i) => `site${i}.example${i % 50}.com`);
   const cidrs = Array.from({ length: 5_000 }, (_, i) => `${10 + (i >> 8)}.${i & 255}.0.0/16`);
-  const manyRules: RuleSpec[] = Array.from({ length: 2_000 }, (_, i) => ({ domainSuffix: `r${i}.rules.example`, outbound: 'node-b' }));
+  const manyRules: RuleSpec[] = Array.from({ length: 2_000 }, (_, i) => ({
+    domainSuffix: `r${i}.rules.example`,
+    outbound: 'node-b',
+  }));
   const t0 = performance.now();
   const r = compileRules(
     [
@@ -218,7 +273,12 @@ test('fast with thousands of suffix entries and CIDRs', (t) => {
   const N = 200_000;
   let hits = 0;
   for (let i = 0; i < N; i++) {
-    const d = i % 3 === 0 ? `www.site${i % 20_000}.example${i % 20_000 % 50}.com` : i % 3 === 1 ? `x${i}.unknown.org` : undefined;
+    const d =
+      i % 3 === 0
+        ? `www.site${i % 20_000}.example${(i % 20_000) % 50}.com`
+        : i % 3 === 1
+          ? `x${i}.unknown.org`
+          : undefined;
     const res = r.route(flow(`${10 + ((i >> 8) & 15)}.${i & 255}.1.1`, i % 2 ? 443 : 80, d));
     if (res.action === 'node-a') hits++;
   }

@@ -18,9 +18,20 @@ test('defaults: REDIRECT output capture, dual stack, proxy user 1337 excluded', 
 });
 
 test('ports, ranges, CIDRs and comma lists are parsed', () => {
-  const cfg = parseRunOptions({ port: ['80', '8000-8100,9090'], excludeCidr: ['10.0.0.0/8', 'fd00::/8'], excludePort: ['22'] });
-  assert.deepEqual(cfg.ports, [{ from: 80, to: 80 }, { from: 8000, to: 8100 }, { from: 9090, to: 9090 }]);
-  assert.deepEqual(cfg.excludeCidrs, [{ family: 'ipv4', text: '10.0.0.0/8' }, { family: 'ipv6', text: 'fd00::/8' }]);
+  const cfg = parseRunOptions({
+    port: ['80', '8000-8100,9090'],
+    excludeCidr: ['10.0.0.0/8', 'fd00::/8'],
+    excludePort: ['22'],
+  });
+  assert.deepEqual(cfg.ports, [
+    { from: 80, to: 80 },
+    { from: 8000, to: 8100 },
+    { from: 9090, to: 9090 },
+  ]);
+  assert.deepEqual(cfg.excludeCidrs, [
+    { family: 'ipv4', text: '10.0.0.0/8' },
+    { family: 'ipv6', text: 'fd00::/8' },
+  ]);
   assert.deepEqual(cfg.excludePorts, [{ from: 22, to: 22 }]);
 });
 
@@ -33,26 +44,52 @@ test('output capture without a proxy user relies on the bypass mark', () => {
 test('marks with masks, as the seeds write them: --tproxy-mark 0x1/0x1, --bypass-mark, --tproxy-rule-pref', () => {
   const cfg = parseRunOptions({ mode: 'tproxy', tproxyMark: '0x1/0x1', bypassMark: '0x2/0x2', tproxyRulePref: '100' });
   const plan = capturePlanOf(cfg);
-  assert.deepEqual([plan.tproxyMark, plan.tproxyMask, plan.bypassMark, plan.bypassMask, plan.rulePref], [1, 1, 2, 2, 100]);
+  assert.deepEqual(
+    [plan.tproxyMark, plan.tproxyMask, plan.bypassMark, plan.bypassMask, plan.rulePref],
+    [1, 1, 2, 2, 100],
+  );
   // An untyped bypass mark moves off the masked TPROXY bits (0x539 has bit 0x1 set).
   const seed = capturePlanOf(parseRunOptions({ mode: 'tproxy', tproxyMark: '0x1/0x1' }));
   assert.equal(seed.bypassMark, 0x538);
   assert.equal(seed.bypassMask, undefined);
   assert.equal(seed.rulePref, undefined, 'default: the kernel chooses, as before');
-  const file = parseConfigText('mode: tproxy\ntproxy-mark: 0x10/0xf0\nbypass-mark: "0x2/0x2"\ntproxy-rule-pref: 77\n', 't.yaml');
+  const file = parseConfigText(
+    'mode: tproxy\ntproxy-mark: 0x10/0xf0\nbypass-mark: "0x2/0x2"\ntproxy-rule-pref: 77\n',
+    't.yaml',
+  );
   const fromFile = capturePlanOf(parseRunOptions(file.run));
-  assert.deepEqual([fromFile.tproxyMark, fromFile.tproxyMask, fromFile.bypassMark, fromFile.bypassMask, fromFile.rulePref], [0x10, 0xf0, 2, 2, 77]);
+  assert.deepEqual(
+    [fromFile.tproxyMark, fromFile.tproxyMask, fromFile.bypassMark, fromFile.bypassMask, fromFile.rulePref],
+    [0x10, 0xf0, 2, 2, 77],
+  );
 });
 
-test('--capture inbound: ports, tranproxy\'s own ports always excluded, TPROXY keeps the client address', () => {
-  const cfg = parseRunOptions({ mode: 'tproxy', capture: ['inbound'], inboundPort: ['8080,9000-9100'], excludeInboundPort: ['22'], admin: '127.0.0.1:15000' });
+test("--capture inbound: ports, tranproxy's own ports always excluded, TPROXY keeps the client address", () => {
+  const cfg = parseRunOptions({
+    mode: 'tproxy',
+    capture: ['inbound'],
+    inboundPort: ['8080,9000-9100'],
+    excludeInboundPort: ['22'],
+    admin: '127.0.0.1:15000',
+  });
   assert.equal(cfg.preserveSource, true);
   assert.equal(cfg.proxyUser, undefined);
   const plan = capturePlanOf(cfg);
-  assert.deepEqual(plan.inboundPorts, [{ from: 8080, to: 8080 }, { from: 9000, to: 9100 }]);
-  assert.deepEqual(plan.excludeInboundPorts, [{ from: 22, to: 22 }, { from: 15001, to: 15001 }, { from: 15000, to: 15000 }]);
+  assert.deepEqual(plan.inboundPorts, [
+    { from: 8080, to: 8080 },
+    { from: 9000, to: 9100 },
+  ]);
+  assert.deepEqual(plan.excludeInboundPorts, [
+    { from: 22, to: 22 },
+    { from: 15001, to: 15001 },
+    { from: 15000, to: 15000 },
+  ]);
   assert.equal(plan.inboundPreserveSource, true);
-  assert.equal(capturePlanOf(parseRunOptions({ capture: ['inbound'] })).inboundPreserveSource, false, 'REDIRECT: the app sees the pod address');
+  assert.equal(
+    capturePlanOf(parseRunOptions({ capture: ['inbound'] })).inboundPreserveSource,
+    false,
+    'REDIRECT: the app sees the pod address',
+  );
   const file = parseConfigText('capture: [inbound]\ninbound-ports: [8080]\nexclude-inbound-ports: 9090\n', 't.yaml');
   assert.deepEqual(parseRunOptions(file.run).inboundPorts, [{ from: 8080, to: 8080 }]);
 });
@@ -79,7 +116,8 @@ test('--head-timeout: 30s by default, the --idle-timeout duration syntax, 0 swit
 });
 
 test('--allow-h2c and --http-only: off by default, reach the injection config, also from the file', () => {
-  const inject = (o: Parameters<typeof parseRunOptions>[0]) => parseRunOptions({ header: ['tranproxy:true'], ...o }).inject!;
+  const inject = (o: Parameters<typeof parseRunOptions>[0]) =>
+    parseRunOptions({ header: ['tranproxy:true'], ...o }).inject!;
   assert.equal(inject({}).allowH2c, undefined);
   assert.equal(inject({}).httpOnly, undefined);
   assert.equal(inject({ allowH2c: true }).allowH2c, true);
@@ -115,6 +153,9 @@ const bad: [Record<string, unknown>, RegExp][] = [
 ];
 for (const [raw, re] of bad) {
   test(`rejects ${JSON.stringify(raw)}`, () => {
-    assert.throws(() => parseRunOptions(raw as never), (e: unknown) => e instanceof UsageError && e.exitCode === 2 && re.test(e.message));
+    assert.throws(
+      () => parseRunOptions(raw as never),
+      (e: unknown) => e instanceof UsageError && e.exitCode === 2 && re.test(e.message),
+    );
   });
 }

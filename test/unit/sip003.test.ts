@@ -6,12 +6,19 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { missingPlugins, onPluginEvent, pluginHostFor, stopIdlePluginsAfter, type PluginEvent } from '../../src/outbound/sip003.js';
+import {
+  missingPlugins,
+  onPluginEvent,
+  pluginHostFor,
+  stopIdlePluginsAfter,
+  type PluginEvent,
+} from '../../src/outbound/sip003.js';
 import { OutboundError } from '../../src/outbound/types.js';
 import { parseNodeUri, type ShadowsocksNodeSpec } from '../../src/outbound/uri.js';
 
 type PluginSpec = ShadowsocksNodeSpec & { plugin: NonNullable<ShadowsocksNodeSpec['plugin']> };
-const link = (port: number, plugin: string) => `ss://${Buffer.from('aes-128-gcm:pw').toString('base64url')}@192.0.2.7:${port}/?plugin=${encodeURIComponent(plugin)}#n`;
+const link = (port: number, plugin: string) =>
+  `ss://${Buffer.from('aes-128-gcm:pw').toString('base64url')}@192.0.2.7:${port}/?plugin=${encodeURIComponent(plugin)}#n`;
 
 function withPath<T>(path: string, fn: () => Promise<T>): Promise<T> {
   const old = process.env.PATH;
@@ -23,7 +30,10 @@ test('the plugin runs with the SS_* environment, and is restarted with backoff w
   const dir = mkdtempSync(join(tmpdir(), 'tpx-sip003-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const out = join(dir, 'env.log');
-  writeFileSync(join(dir, 'obfs-local'), `#!/bin/sh\necho "$SS_REMOTE_HOST $SS_REMOTE_PORT $SS_LOCAL_HOST $SS_LOCAL_PORT $SS_PLUGIN_OPTIONS" >> ${out}\nexit 3\n`);
+  writeFileSync(
+    join(dir, 'obfs-local'),
+    `#!/bin/sh\necho "$SS_REMOTE_HOST $SS_REMOTE_PORT $SS_LOCAL_HOST $SS_LOCAL_PORT $SS_PLUGIN_OPTIONS" >> ${out}\nexit 3\n`,
+  );
   chmodSync(join(dir, 'obfs-local'), 0o755);
   const events: PluginEvent[] = [];
   const off = onPluginEvent((e) => events.push(e));
@@ -37,21 +47,41 @@ test('the plugin runs with the SS_* environment, and is restarted with backoff w
     host.stop();
     return p;
   });
-  assert.deepEqual(exits().slice(0, 3).map((e) => [e.code, e.restartInMs]), [[3, 250], [3, 500], [3, 1000]], 'backoff doubles');
+  assert.deepEqual(
+    exits()
+      .slice(0, 3)
+      .map((e) => [e.code, e.restartInMs]),
+    [
+      [3, 250],
+      [3, 500],
+      [3, 1000],
+    ],
+    'backoff doubles',
+  );
   assert.ok(events.filter((e) => e.type === 'started').length >= 3, 'restarted after each exit');
   const lines = readFileSync(out, 'utf8').trim().split('\n');
   assert.equal(lines[0], `192.0.2.7 8441 127.0.0.1 ${port} obfs=http;obfs-host=www.example.com`);
 });
 
 test('a missing plugin binary is named with its Debian package, at start-up and on connect', async () => {
-  const nodes = { a: { uri: link(8442, 'v2ray-plugin;mode=websocket') }, b: { uri: link(8443, 'obfs-local') }, c: { uri: 'socks5://192.0.2.1:1080' } };
+  const nodes = {
+    a: { uri: link(8442, 'v2ray-plugin;mode=websocket') },
+    b: { uri: link(8443, 'obfs-local') },
+    c: { uri: 'socks5://192.0.2.1:1080' },
+  };
   await withPath('/nonexistent', async () => {
     assert.deepEqual(missingPlugins(nodes), [
       "node 'a': SIP003 plugin 'v2ray-plugin' is not installed: apt-get install shadowsocks-v2ray-plugin",
       "node 'b': SIP003 plugin 'obfs-local' is not installed: apt-get install simple-obfs",
     ]);
     const host = pluginHostFor(parseNodeUri(nodes.a.uri) as PluginSpec);
-    await assert.rejects(host.localPort(), (e: unknown) => e instanceof OutboundError && e.code === 'EPLUGIN' && /not installed: apt-get install shadowsocks-v2ray-plugin/.test(e.message));
+    await assert.rejects(
+      host.localPort(),
+      (e: unknown) =>
+        e instanceof OutboundError &&
+        e.code === 'EPLUGIN' &&
+        /not installed: apt-get install shadowsocks-v2ray-plugin/.test(e.message),
+    );
     host.stop();
   });
 });

@@ -8,11 +8,27 @@ const b = (s: string) => Buffer.from(s, 'latin1');
 const CASES: [string, string, SniffResult][] = [
   ['plain', 'GET / HTTP/1.1\r\nHost: example.com\r\n\r\n', { domain: 'example.com' }],
   ['port split off', 'GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n', { domain: 'example.com' }],
-  ['lower-cased, trailing dot', 'GET / HTTP/1.1\r\nhOsT:   WWW.Example.COM.  \r\nAccept: */*\r\n\r\n', { domain: 'www.example.com' }],
-  ['Host not first', 'POST /x HTTP/1.1\r\nContent-Length: 0\r\nX-Host: evil.com\r\nHost: api.example.org\r\n\r\n', { domain: 'api.example.org' }],
+  [
+    'lower-cased, trailing dot',
+    'GET / HTTP/1.1\r\nhOsT:   WWW.Example.COM.  \r\nAccept: */*\r\n\r\n',
+    { domain: 'www.example.com' },
+  ],
+  [
+    'Host not first',
+    'POST /x HTTP/1.1\r\nContent-Length: 0\r\nX-Host: evil.com\r\nHost: api.example.org\r\n\r\n',
+    { domain: 'api.example.org' },
+  ],
   ['HTTP/1.0, bare LF', 'HEAD / HTTP/1.0\nHost: old.example\n\n', { domain: 'old.example' }],
-  ['absolute-form wins', 'GET http://user:pw@Abs.Example:81/p?q HTTP/1.1\r\nHost: other.example\r\n\r\n', { domain: 'abs.example' }],
-  ['CONNECT authority', 'CONNECT tunnel.example:443 HTTP/1.1\r\nHost: tunnel.example:443\r\n\r\n', { domain: 'tunnel.example' }],
+  [
+    'absolute-form wins',
+    'GET http://user:pw@Abs.Example:81/p?q HTTP/1.1\r\nHost: other.example\r\n\r\n',
+    { domain: 'abs.example' },
+  ],
+  [
+    'CONNECT authority',
+    'CONNECT tunnel.example:443 HTTP/1.1\r\nHost: tunnel.example:443\r\n\r\n',
+    { domain: 'tunnel.example' },
+  ],
   ['OPTIONS *', 'OPTIONS * HTTP/1.1\r\nHost: star.example\r\n\r\n', { domain: 'star.example' }],
   ['IPv6 literal', 'GET / HTTP/1.1\r\nHost: [2001:db8::1]:8080\r\n\r\n', 'no-domain'],
   ['IPv6 literal without port', 'GET / HTTP/1.1\r\nHost: [::1]\r\n\r\n', 'no-domain'],
@@ -80,14 +96,25 @@ test('normalizeHostName', () => {
   assert.equal(normalizeHostName('Example.COM.'), 'example.com');
   assert.equal(normalizeHostName('a-b_c.example'), 'a-b_c.example');
   assert.equal(normalizeHostName('localhost'), 'localhost');
-  for (const bad of ['', '.', 'a..b', '.a', 'a b', '1.2.3.4', 'example.123', `${'x'.repeat(64)}.com`, `${'a.'.repeat(127)}com`, 'ä.example']) {
+  for (const bad of [
+    '',
+    '.',
+    'a..b',
+    '.a',
+    'a b',
+    '1.2.3.4',
+    'example.123',
+    `${'x'.repeat(64)}.com`,
+    `${'a.'.repeat(127)}com`,
+    'ä.example',
+  ]) {
     assert.equal(normalizeHostName(bad), undefined, bad);
   }
 });
 
 test('sniffHttp: damaged heads never throw', () => {
   let seed = 42;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
   for (let round = 0; round < 3000; round++) {
     const base = b(CASES[round % CASES.length]![1]);
     for (let f = 0; f < 3; f++) base[Math.floor(rand() * base.length)] = Math.floor(rand() * 256);

@@ -65,7 +65,13 @@ function assertEveryPrefix(bytes: Buffer, expected: SniffResult): void {
   assert.ok(answeredAt > 0, 'answered');
 }
 
-const NAMES = ['example.com', 'a.b.c.example.org', 'xn--bcher-kva.example', 'under_score.test', `${'l'.repeat(63)}.${'m'.repeat(63)}.example.net`];
+const NAMES = [
+  'example.com',
+  'a.b.c.example.org',
+  'xn--bcher-kva.example',
+  'under_score.test',
+  `${'l'.repeat(63)}.${'m'.repeat(63)}.example.net`,
+];
 
 test('sniffTls: SNI of real ClientHellos (TLS 1.3 and 1.2, with ALPN), at every split offset', async () => {
   for (const servername of NAMES) {

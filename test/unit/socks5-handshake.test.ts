@@ -13,7 +13,10 @@ import { OutboundError } from '../../src/outbound/types.js';
  * A node that answers each message the client sends with the next of `replies` (closing
  * after the last), and records what it received. Returns the handshake's outcome.
  */
-async function negotiate(creds: { username?: string; password?: string }, replies: number[][]): Promise<{ got: number[][]; error?: OutboundError }> {
+async function negotiate(
+  creds: { username?: string; password?: string },
+  replies: number[][],
+): Promise<{ got: number[][]; error?: OutboundError }> {
   const got: number[][] = [];
   const server = net.createServer((s) => {
     let i = 0;
@@ -51,9 +54,20 @@ test('no credentials: offers only no-auth; a node that wants auth is EAUTH with 
 });
 
 test('credentials: RFC 1929 sent when the node picks it; rejected and refused methods', async () => {
-  const ok = await negotiate({ username: 'u', password: 'pw' }, [[5, 2], [1, 0]]);
-  assert.deepEqual(ok, { got: [[5, 2, 0, 2], [1, 1, 0x75, 2, 0x70, 0x77]] });
-  const wrong = await negotiate({ username: 'u', password: 'x' }, [[5, 2], [1, 1]]);
+  const ok = await negotiate({ username: 'u', password: 'pw' }, [
+    [5, 2],
+    [1, 0],
+  ]);
+  assert.deepEqual(ok, {
+    got: [
+      [5, 2, 0, 2],
+      [1, 1, 0x75, 2, 0x70, 0x77],
+    ],
+  });
+  const wrong = await negotiate({ username: 'u', password: 'x' }, [
+    [5, 2],
+    [1, 1],
+  ]);
   assert.equal(wrong.error?.code, 'EAUTH');
   assert.equal(wrong.error?.message, 'n1: node node:1080 rejected the user name or password (status 1)');
   const none = await negotiate({ username: 'u' }, [[5, 0xff]]);
@@ -67,7 +81,10 @@ test('a method that was not offered is EHANDSHAKE; a bad reply names the message
   assert.equal(gssapi.error?.code, 'EHANDSHAKE');
   assert.equal(gssapi.error?.message, 'n1: node node:1080 chose authentication method 1, which was not offered');
   const v4 = await negotiate({}, [[4, 0]]);
-  assert.equal(v4.error?.message, 'n1: node node:1080 sent an invalid method selection reply: version 4 (not a SOCKS5 server)');
+  assert.equal(
+    v4.error?.message,
+    'n1: node node:1080 sent an invalid method selection reply: version 4 (not a SOCKS5 server)',
+  );
   const closed = await negotiate({ username: 'u', password: 'p' }, [[5, 2]]);
   assert.equal(closed.error?.code, 'EAUTH');
   assert.match(closed.error!.message, /closed the connection after authentication/);

@@ -66,9 +66,18 @@ test('IP_ORIGDSTADDR and IPV6_ORIGDSTADDR are found among other control messages
 
   assert.deepEqual(findOrigDst(v4), { address: '198.51.100.7', port: 5353, family: 4 });
   assert.deepEqual(findOrigDst(Buffer.concat([ttl, v6])), { address: '2001:db8::7', port: 443, family: 6 });
-  assert.deepEqual(parseCmsgs(Buffer.concat([ttl, v4])).map((c) => [c.level, c.type, c.data.length]), [[0, 2, 4], [0, 20, 16]]);
+  assert.deepEqual(
+    parseCmsgs(Buffer.concat([ttl, v4])).map((c) => [c.level, c.type, c.data.length]),
+    [
+      [0, 2, 4],
+      [0, 20, 16],
+    ],
+  );
   // Same numbers at the wrong level are not an original destination.
-  assert.equal(findOrigDst(encodeCmsg(SOL_IPV6, IP_ORIGDSTADDR, encodeSockaddr({ address: '10.0.0.1', port: 1 }))), undefined);
+  assert.equal(
+    findOrigDst(encodeCmsg(SOL_IPV6, IP_ORIGDSTADDR, encodeSockaddr({ address: '10.0.0.1', port: 1 }))),
+    undefined,
+  );
   assert.equal(findOrigDst(Buffer.alloc(0)), undefined);
 });
 
@@ -125,16 +134,30 @@ test('received slots decode to client, original destination and a payload copy; 
 
 test('worker batches round-trip v4 and v6 datagrams, empty payloads and the truncation flag', () => {
   const l = new RecvBatchLayout(3, 64, fakeAddresses());
-  kernelFill(l, 0, encodeSockaddr({ address: '10.0.0.2', port: 1 }), encodeCmsg(SOL_IP, IP_ORIGDSTADDR, encodeSockaddr({ address: '192.0.2.1', port: 53 })), Buffer.from('a'));
-  kernelFill(l, 1, encodeSockaddr({ address: 'fd00::2', port: 2 }), encodeCmsg(SOL_IPV6, IPV6_ORIGDSTADDR, encodeSockaddr({ address: '2001:db8::1', port: 443 })), Buffer.alloc(0));
+  kernelFill(
+    l,
+    0,
+    encodeSockaddr({ address: '10.0.0.2', port: 1 }),
+    encodeCmsg(SOL_IP, IP_ORIGDSTADDR, encodeSockaddr({ address: '192.0.2.1', port: 53 })),
+    Buffer.from('a'),
+  );
+  kernelFill(
+    l,
+    1,
+    encodeSockaddr({ address: 'fd00::2', port: 2 }),
+    encodeCmsg(SOL_IPV6, IPV6_ORIGDSTADDR, encodeSockaddr({ address: '2001:db8::1', port: 443 })),
+    Buffer.alloc(0),
+  );
   kernelFill(l, 2, encodeSockaddr({ address: '10.0.0.4', port: 3 }), Buffer.alloc(0), Buffer.alloc(100, 7), MSG_TRUNC);
   const out = [...decodeWorkerBatch(Buffer.from(encodeWorkerBatch(l, 3)))];
   assert.equal(out.length, 3);
-  assert.deepEqual([out[0]!.src, out[0]!.origDst, out[0]!.payload.toString()], [
-    { address: '10.0.0.2', port: 1, family: 4 },
-    { address: '192.0.2.1', port: 53, family: 4 },
-    'a',
-  ]);
-  assert.deepEqual([out[1]!.src?.address, out[1]!.origDst, out[1]!.payload.length], ['fd00::2', { address: '2001:db8::1', port: 443, family: 6 }, 0]);
+  assert.deepEqual(
+    [out[0]!.src, out[0]!.origDst, out[0]!.payload.toString()],
+    [{ address: '10.0.0.2', port: 1, family: 4 }, { address: '192.0.2.1', port: 53, family: 4 }, 'a'],
+  );
+  assert.deepEqual(
+    [out[1]!.src?.address, out[1]!.origDst, out[1]!.payload.length],
+    ['fd00::2', { address: '2001:db8::1', port: 443, family: 6 }, 0],
+  );
   assert.deepEqual([out[2]!.origDst, out[2]!.truncated, out[2]!.payload.length], [undefined, true, 64]);
 });

@@ -42,7 +42,10 @@ function setup() {
   );
   const direct = fakeOutbound('direct', 'direct');
   const nodeA = fakeOutbound('node-a', 'socks5');
-  const fake = new Map([['198.18.0.5', 'www.direct.test'], ['198.18.0.6', 'api.remote.test']]);
+  const fake = new Map([
+    ['198.18.0.5', 'www.direct.test'],
+    ['198.18.0.6', 'api.remote.test'],
+  ]);
   const resolved: string[] = [];
   const routed = routedUdpOutbound(router, new Map([['node-a', nodeA]]), direct, {
     log,
@@ -66,8 +69,14 @@ test('routed UDP: rules pick direct or a node; the decision is logged per flow',
   assert.equal(routed.name, 'routed');
   await routed.open(flow(v4('192.0.2.1', 5353)));
   await routed.open(flow(v4('192.0.2.1', 53), 2));
-  assert.deepEqual(direct.opened.map((f) => f.dst.port), [5353]);
-  assert.deepEqual(nodeA.opened.map((f) => f.dst.port), [53]);
+  assert.deepEqual(
+    direct.opened.map((f) => f.dst.port),
+    [5353],
+  );
+  assert.deepEqual(
+    nodeA.opened.map((f) => f.dst.port),
+    [53],
+  );
   assert.deepEqual(lines, [
     'tranproxy: udp route src=10.0.0.2:40001 dst=192.0.2.1:5353 via=direct route=rules[0]',
     'tranproxy: udp route src=10.0.0.2:40002 dst=192.0.2.1:53 via=node-a route=default',
@@ -76,16 +85,28 @@ test('routed UDP: rules pick direct or a node; the decision is logged per flow',
 
 test('routed UDP: reject rule, node without UDP and unknown outbound refuse the flow with a reason', async () => {
   const { lines, routed, direct, nodeA } = setup();
-  await assert.rejects(routed.open(flow(v4('192.0.2.66', 53))), (e: UdpRefusedError) => e instanceof UdpRefusedError && e.code === 'rejected-by-rule');
+  await assert.rejects(
+    routed.open(flow(v4('192.0.2.66', 53))),
+    (e: UdpRefusedError) => e instanceof UdpRefusedError && e.code === 'rejected-by-rule',
+  );
   await assert.rejects(routed.open(flow(v4('192.0.2.1', 8080))), (e: UdpRefusedError) => {
     assert.equal(e.code, 'udp-unsupported');
-    assert.match(e.message, /'web' is an HTTP CONNECT proxy, which carries TCP only: UDP to 192\.0\.2\.1:8080 \(routed by rules\[2\]\) is refused/);
+    assert.match(
+      e.message,
+      /'web' is an HTTP CONNECT proxy, which carries TCP only: UDP to 192\.0\.2\.1:8080 \(routed by rules\[2\]\) is refused/,
+    );
     return true;
   });
   await assert.rejects(routed.open(flow(v4('192.0.2.1', 9999))), { code: 'unknown-outbound' });
   assert.equal(direct.opened.length + nodeA.opened.length, 0);
-  assert.match(lines[0]!, /^tranproxy: udp route src=\S+ dst=192\.0\.2\.66:53 via=reject route=rules\[1\] refused=rejected-by-rule$/);
-  assert.match(lines[1]!, /via=web route=rules\[2\] refused=udp-unsupported reason="node 'web' is an HTTP CONNECT proxy/);
+  assert.match(
+    lines[0]!,
+    /^tranproxy: udp route src=\S+ dst=192\.0\.2\.66:53 via=reject route=rules\[1\] refused=rejected-by-rule$/,
+  );
+  assert.match(
+    lines[1]!,
+    /via=web route=rules\[2\] refused=udp-unsupported reason="node 'web' is an HTTP CONNECT proxy/,
+  );
   assert.match(lines[2]!, /via=ghost route=rules\[4\] refused=unknown-outbound/);
 });
 
@@ -109,10 +130,22 @@ test('routed UDP in the relay: a refused flow is dropped and logged closed with 
   const { lines, routed } = setup();
   const log = createLogger('text', (l) => lines.push(l.trimEnd()));
   const replies: string[] = [];
-  const relay = new UdpRelay({ outbound: routed, log, idleTimeoutMs: 1000, reply: (_f, _c, p) => (replies.push(p.toString()), true) });
+  const relay = new UdpRelay({
+    outbound: routed,
+    log,
+    idleTimeoutMs: 1000,
+    reply: (_f, _c, p) => (replies.push(p.toString()), true),
+  });
   relay.onDatagram(v4('10.0.0.2', 5000), v4('192.0.2.66', 53), Buffer.from('q'));
   await new Promise((r) => setImmediate(r));
   assert.equal(relay.flows, 0);
-  assert.ok(lines.some((l) => /^tranproxy: udp src=10\.0\.0\.2:5000 dst=192\.0\.2\.66:53 .*close=error out=routed error=rejected-by-rule$/.test(l)), lines.join('\n'));
+  assert.ok(
+    lines.some((l) =>
+      /^tranproxy: udp src=10\.0\.0\.2:5000 dst=192\.0\.2\.66:53 .*close=error out=routed error=rejected-by-rule$/.test(
+        l,
+      ),
+    ),
+    lines.join('\n'),
+  );
   relay.close();
 });

@@ -14,7 +14,12 @@ import { parseNodeUri, SS_METHODS, type SsMethod } from '../../src/outbound/uri.
 import type { UdpFlowInfo, UdpSession } from '../../src/udp/types.js';
 
 const v4 = (address: string, port: number): Endpoint => ({ address, port, family: 4 });
-const flow = (dst: Endpoint, domain?: string): UdpFlowInfo => ({ id: 7, src: v4('10.0.0.2', 40000), dst, ...(domain ? { domain } : {}) });
+const flow = (dst: Endpoint, domain?: string): UdpFlowInfo => ({
+  id: 7,
+  src: v4('10.0.0.2', 40000),
+  dst,
+  ...(domain ? { domain } : {}),
+});
 
 /** A Shadowsocks UDP "node" that echoes payloads back as if from `replyFrom` (default: the target). */
 async function ssNode(method: SsMethod, password: string) {
@@ -30,9 +35,17 @@ async function ssNode(method: SsMethod, password: string) {
   sock.on('message', (m, r) => {
     const d = decryptUdpPacket(method, master, m);
     if (!d.ok) return;
-    seen.push({ address: d.address, payload: d.payload.toString(), salt: m.subarray(0, SS_CIPHERS[method].saltLen).toString('hex') });
+    seen.push({
+      address: d.address,
+      payload: d.payload.toString(),
+      salt: m.subarray(0, SS_CIPHERS[method].saltLen).toString('hex'),
+    });
     const key = node.wrongKey ? masterKey(method, `${password}-not`) : master;
-    sock.send(encryptUdpPacket(method, key, node.replyFrom ?? d.address, Buffer.concat([Buffer.from('echo:'), d.payload])), r.port, r.address);
+    sock.send(
+      encryptUdpPacket(method, key, node.replyFrom ?? d.address, Buffer.concat([Buffer.from('echo:'), d.payload])),
+      r.port,
+      r.address,
+    );
   });
   sock.bind(0, '127.0.0.1');
   await once(sock, 'listening');
@@ -46,7 +59,9 @@ function collect(session: UdpSession) {
     msgs.push({ text: p.toString(), ...(from ? { from } : {}) });
     waiters.splice(0).forEach((w) => w());
   });
-  const closed = new Promise<[string, string | undefined]>((r) => session.onClose((reason, error) => r([reason, error])));
+  const closed = new Promise<[string, string | undefined]>((r) =>
+    session.onClose((reason, error) => r([reason, error])),
+  );
   const waitFor = (n: number, ms = 2000) =>
     new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`only ${msgs.length} of ${n} datagrams within ${ms} ms`)), ms);
@@ -74,7 +89,10 @@ for (const method of SS_METHODS) {
       s.send(Buffer.from('two'));
       await c.waitFor(2);
       assert.deepEqual(c.msgs.map((m) => m.text).sort(), ['echo:one', 'echo:two']);
-      assert.ok(c.msgs.every((m) => m.from === undefined), 'replies from the destination carry no `from`');
+      assert.ok(
+        c.msgs.every((m) => m.from === undefined),
+        'replies from the destination carry no `from`',
+      );
       assert.deepEqual(node.seen[0]!.address, { host: '192.0.2.10', port: 5353, type: ATYP_IPV4 });
       assert.notEqual(node.seen[0]!.salt, node.seen[1]!.salt, 'a fresh salt per datagram');
       // Another remote (full cone): the source comes from the reply's header.

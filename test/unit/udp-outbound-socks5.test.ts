@@ -61,7 +61,10 @@ class TinyUdpRelay {
       if (!d.ok) return;
       this.client = { address: rinfo.address, port: rinfo.port };
       this.seen.push(d.packet.address);
-      const host = d.packet.address.type === ATYP_DOMAIN ? this.resolve.get(d.packet.address.host) ?? '127.0.0.1' : d.packet.address.host;
+      const host =
+        d.packet.address.type === ATYP_DOMAIN
+          ? (this.resolve.get(d.packet.address.host) ?? '127.0.0.1')
+          : d.packet.address.host;
       this.out.send(d.packet.payload, d.packet.address.port, host);
     });
     this.out.on('message', (m, rinfo) => this.reply(m, { host: rinfo.address, port: rinfo.port, type: ATYP_IPV4 }));
@@ -72,7 +75,8 @@ class TinyUdpRelay {
 
   /** Send a datagram to the associated client, as if from `from`. */
   reply(payload: Buffer, from: SocksAddress, frag = 0): void {
-    if (this.client) this.udp.send(encodeSocksUdpPacket({ frag, address: from, payload }), this.client.port, this.client.address);
+    if (this.client)
+      this.udp.send(encodeSocksUdpPacket({ frag, address: from, payload }), this.client.port, this.client.address);
   }
 
   get port(): number {
@@ -118,7 +122,11 @@ class TinyUdpRelay {
           this.associateRequests.push(a.address);
           buf = buf.subarray(3 + a.length);
           const code = this.o.reply ?? 0;
-          const bnd: SocksAddress = { host: this.o.bind === 'unspecified' ? '0.0.0.0' : '127.0.0.1', port: (this.udp.address() as dgram.RemoteInfo).port, type: ATYP_IPV4 };
+          const bnd: SocksAddress = {
+            host: this.o.bind === 'unspecified' ? '0.0.0.0' : '127.0.0.1',
+            port: (this.udp.address() as dgram.RemoteInfo).port,
+            type: ATYP_IPV4,
+          };
           c.write(Buffer.concat([Buffer.from([5, code, 0]), encodeSocksAddress(bnd)]));
           if (code !== 0) return void c.end();
           stage = 'done';
@@ -145,24 +153,31 @@ async function udpEcho(): Promise<dgram.Socket> {
 
 const portOf = (s: dgram.Socket) => s.address().port;
 
-function collect(session: UdpSession): { msgs: { text: string; from?: Endpoint }[]; closed: Promise<[string, string | undefined]>; next: () => Promise<void> } {
+function collect(session: UdpSession): {
+  msgs: { text: string; from?: Endpoint }[];
+  closed: Promise<[string, string | undefined]>;
+  next: () => Promise<void>;
+} {
   const msgs: { text: string; from?: Endpoint }[] = [];
   let wake: (() => void) | undefined;
   session.onMessage((p, from) => {
     msgs.push({ text: p.toString(), ...(from ? { from } : {}) });
     wake?.();
   });
-  const closed = new Promise<[string, string | undefined]>((r) => session.onClose((reason, error) => r([reason, error])));
-  const next = () => new Promise<void>((r, j) => {
-    const n = msgs.length;
-    const t = setTimeout(() => j(new Error('no datagram within 2 s')), 2000);
-    wake = () => {
-      if (msgs.length > n) {
-        clearTimeout(t);
-        r();
-      }
-    };
-  });
+  const closed = new Promise<[string, string | undefined]>((r) =>
+    session.onClose((reason, error) => r([reason, error])),
+  );
+  const next = () =>
+    new Promise<void>((r, j) => {
+      const n = msgs.length;
+      const t = setTimeout(() => j(new Error('no datagram within 2 s')), 2000);
+      wake = () => {
+        if (msgs.length > n) {
+          clearTimeout(t);
+          r();
+        }
+      };
+    });
   return { msgs, closed, next };
 }
 
@@ -178,7 +193,12 @@ async function withRelay(o: RelayOpts, fn: (relay: TinyUdpRelay, echo: dgram.Soc
   }
 }
 
-const flow = (dst: Endpoint, domain?: string): UdpFlowInfo => ({ id: 1, src: v4('10.0.0.2', 40000), dst, ...(domain ? { domain } : {}) });
+const flow = (dst: Endpoint, domain?: string): UdpFlowInfo => ({
+  id: 1,
+  src: v4('10.0.0.2', 40000),
+  dst,
+  ...(domain ? { domain } : {}),
+});
 
 test('socks5 UDP: round trip through the association, header stripped, BND 0.0.0.0 means the node', async () => {
   await withRelay({ bind: 'unspecified' }, async (relay, echo) => {
@@ -226,7 +246,10 @@ test('socks5 UDP: domain target when known, auth, association ends with the cont
     const bad = createUdpOutbound(parseNodeUri(`socks5://alice:wrong@127.0.0.1:${relay.port}`))!;
     await assert.rejects(bad.open(flow(v4('127.0.0.1', portOf(echo)))), { code: 'EAUTH' });
     const none = createUdpOutbound(parseNodeUri(`socks5://127.0.0.1:${relay.port}`))!;
-    await assert.rejects(none.open(flow(v4('127.0.0.1', portOf(echo)))), (e: Error & { code: string }) => e.code === 'EAUTH' && /requires authentication/.test(e.message));
+    await assert.rejects(
+      none.open(flow(v4('127.0.0.1', portOf(echo)))),
+      (e: Error & { code: string }) => e.code === 'EAUTH' && /requires authentication/.test(e.message),
+    );
   });
 });
 
@@ -248,7 +271,11 @@ test('socks5 UDP: a node that refuses UDP ASSOCIATE, a node that is down', async
 });
 
 test('UDP header and address helpers (pure)', () => {
-  const pkt = encodeSocksUdpPacket({ frag: 0, address: { host: 'a.test', port: 53, type: ATYP_DOMAIN }, payload: Buffer.from('q') });
+  const pkt = encodeSocksUdpPacket({
+    frag: 0,
+    address: { host: 'a.test', port: 53, type: ATYP_DOMAIN },
+    payload: Buffer.from('q'),
+  });
   assert.deepEqual([...pkt.subarray(0, 5)], [0, 0, 0, ATYP_DOMAIN, 6]);
   const d = decodeSocksUdpPacket(pkt);
   assert.ok(d.ok);
@@ -257,10 +284,26 @@ test('UDP header and address helpers (pure)', () => {
   assert.equal(decodeSocksUdpPacket(Buffer.from([0, 1, 0, 1])).ok, false);
 
   const node = v4('192.0.2.1', 1080);
-  assert.deepEqual(relayEndpoint({ host: '0.0.0.0', port: 4000, type: ATYP_IPV4 }, node), { address: '192.0.2.1', port: 4000, needsLookup: false });
-  assert.deepEqual(relayEndpoint({ host: '::', port: 4000, type: 4 }, node), { address: '192.0.2.1', port: 4000, needsLookup: false });
-  assert.deepEqual(relayEndpoint({ host: '192.0.2.9', port: 4000, type: ATYP_IPV4 }, node), { address: '192.0.2.9', port: 4000, needsLookup: false });
-  assert.deepEqual(relayEndpoint({ host: 'relay.test', port: 4000, type: ATYP_DOMAIN }, node), { address: 'relay.test', port: 4000, needsLookup: true });
+  assert.deepEqual(relayEndpoint({ host: '0.0.0.0', port: 4000, type: ATYP_IPV4 }, node), {
+    address: '192.0.2.1',
+    port: 4000,
+    needsLookup: false,
+  });
+  assert.deepEqual(relayEndpoint({ host: '::', port: 4000, type: 4 }, node), {
+    address: '192.0.2.1',
+    port: 4000,
+    needsLookup: false,
+  });
+  assert.deepEqual(relayEndpoint({ host: '192.0.2.9', port: 4000, type: ATYP_IPV4 }, node), {
+    address: '192.0.2.9',
+    port: 4000,
+    needsLookup: false,
+  });
+  assert.deepEqual(relayEndpoint({ host: 'relay.test', port: 4000, type: ATYP_DOMAIN }, node), {
+    address: 'relay.test',
+    port: 4000,
+    needsLookup: true,
+  });
 
   const f = flow(v4('192.0.2.53', 53));
   assert.equal(replySource(f, { host: '192.0.2.53', port: 53, type: ATYP_IPV4 }), undefined);

@@ -90,7 +90,11 @@ function relayWith(over: Partial<UdpRelayOptions> & { outbound: UdpOutbound }) {
     idleTimeoutMs: 1000,
     reply: (from, client, payload) => {
       const to = decodeSockaddr(client);
-      replies.push({ from: `${from.address}:${from.port}`, to: `${to.address}:${to.port}`, payload: payload.toString() });
+      replies.push({
+        from: `${from.address}:${from.port}`,
+        to: `${to.address}:${to.port}`,
+        payload: payload.toString(),
+      });
       return true;
     },
     now: () => now,
@@ -138,12 +142,18 @@ test('relay: idle flows end with one log line each; activity in either direction
   s1.message!(Buffer.from('reply!')); // downstream activity
   advance(100);
   assert.equal(relay.sweep(), 1, 'only the v6 flow is idle');
-  assert.match(lines[0]!, /^tranproxy: udp src=\[fd00::2\]:2 dst=\[2001:db8::1\]:443 up=1 down=0 packets=1\/0 dur=1000ms close=idle out=fake$/);
+  assert.match(
+    lines[0]!,
+    /^tranproxy: udp src=\[fd00::2\]:2 dst=\[2001:db8::1\]:443 up=1 down=0 packets=1\/0 dur=1000ms close=idle out=fake$/,
+  );
   advance(899);
   assert.equal(relay.sweep(), 0);
   advance(1);
   assert.equal(relay.sweep(), 1);
-  assert.equal(lines[1], 'tranproxy: udp src=10.0.0.2:1 dst=192.0.2.1:53 up=3 down=6 packets=1/1 dur=1900ms close=idle out=fake');
+  assert.equal(
+    lines[1],
+    'tranproxy: udp src=10.0.0.2:1 dst=192.0.2.1:53 up=3 down=6 packets=1/1 dur=1900ms close=idle out=fake',
+  );
   assert.equal(s1.closed, true, 'the session is released');
   assert.equal(relay.flows, 0);
   // A later datagram from the same client starts a new flow.

@@ -21,7 +21,8 @@ test('English and Chinese catalogues: same keys, no empty values, same {placehol
   }
   // Chinese words a side-router user expects.
   const all = Object.values(zh).join('\n');
-  for (const w of ['节点', '订阅', '规则', '直连', '拒绝', '连接', '测速', '分流', '设置', '退出登录', '详情']) assert.ok(all.includes(w), w);
+  for (const w of ['节点', '订阅', '规则', '直连', '拒绝', '连接', '测速', '分流', '设置', '退出登录', '详情'])
+    assert.ok(all.includes(w), w);
 });
 
 test('language from navigator.languages: zh* is Chinese, else English; a stored choice wins', () => {
@@ -49,7 +50,7 @@ const RAW = [
   "EROFS: read-only file system, open '/etc/tranproxy/.gateway.yaml.tmp'",
   'network error: Failed to fetch',
   "node 'hk' is in use by tcpNode (default), rules[0]: change those first",
-  'line 2: unsupported scheme \'vmess\': use ss://, socks5://, http://',
+  "line 2: unsupported scheme 'vmess': use ss://, socks5://, http://",
   'nothing imported: 0 imported, 1 skipped: proxy node ss://***: expected ss://BASE64(method:password)@host:port',
   'too many failed logins: try again in 42 s',
   'Host is not this console: open it by its address (or localhost)',
@@ -60,23 +61,39 @@ test('errors in plain words: no errno codes, config keys or rules[N] in the sent
     setLang(l);
     for (const raw of RAW) {
       const x = explain(raw, 400);
-      assert.doesNotMatch(x.text, /\bE[A-Z]{4,}\b|default-udp|rules\[\d+\]|outbound|Failed to fetch/, `${l}: ${raw} -> ${x.text}`);
+      assert.doesNotMatch(
+        x.text,
+        /\bE[A-Z]{4,}\b|default-udp|rules\[\d+\]|outbound|Failed to fetch/,
+        `${l}: ${raw} -> ${x.text}`,
+      );
       if (l === 'zh') assert.match(x.text, /[\u4e00-\u9fff]/, `zh: ${raw} -> ${x.text}`);
       assert.equal(x.detail, renumberRules(raw));
     }
   }
   setLang('en');
-  assert.equal(explain('connect ENETUNREACH 10.80.4.2:80 - Local (0.0.0.0:0)').text, 'No route to 10.80.4.2:80: the network there cannot be reached.');
-  assert.equal(explain('network error: Failed to fetch', 0).text, 'The gateway is not answering. Check that it is running; the page retries by itself.');
-  assert.equal(explain("node 'hk' is in use by tcpNode (default), rules[0]: change those first").text, 'Node hk is still in use (TCP node, Rule 1): change those first.');
+  assert.equal(
+    explain('connect ENETUNREACH 10.80.4.2:80 - Local (0.0.0.0:0)').text,
+    'No route to 10.80.4.2:80: the network there cannot be reached.',
+  );
+  assert.equal(
+    explain('network error: Failed to fetch', 0).text,
+    'The gateway is not answering. Check that it is running; the page retries by itself.',
+  );
+  assert.equal(
+    explain("node 'hk' is in use by tcpNode (default), rules[0]: change those first").text,
+    'Node hk is still in use (TCP node, Rule 1): change those first.',
+  );
   setLang('zh');
-  assert.equal(explain("default-udp: unknown outbound '01' (known: direct)").text, '“01”不是已有的节点（也不是直连或拒绝）。');
+  assert.equal(
+    explain("default-udp: unknown outbound '01' (known: direct)").text,
+    '“01”不是已有的节点（也不是直连或拒绝）。',
+  );
   assert.equal(explain('too many failed logins: try again in 42 s').text, '密码错误次数过多：请等待 42 秒后再试。');
   assert.equal(explain('something new and unknown', 500).text, '网关无法完成此操作。');
   setLang('en');
 });
 
 test('rules are numbered from 1 in messages, as the page numbers them', () => {
-  assert.equal(renumberRules("rules[0]: no matcher; rules[12].cidr: bad"), 'rule 1: no matcher; rule 13.cidr: bad');
+  assert.equal(renumberRules('rules[0]: no matcher; rules[12].cidr: bad'), 'rule 1: no matcher; rule 13.cidr: bad');
   assert.equal(renumberRules('nothing to do'), 'nothing to do');
 });

@@ -11,7 +11,8 @@ function place(text: string, schema: z.ZodType, pathShown: 'schema' | 'found'): 
   const doc = parseDocument(text, { lineCounter });
   const parsed = schema.safeParse(doc.toJS(), { reportInput: true });
   assert.ok(!parsed.success);
-  const unknownKey = (key: string, parent: readonly PropertyKey[]) => `unknown key '${key}' under [${parent.join(',')}]`;
+  const unknownKey = (key: string, parent: readonly PropertyKey[]) =>
+    `unknown key '${key}' under [${parent.join(',')}]`;
   return placeZodIssues(doc, parsed.error.issues, { unknownKey, pathShown }, (offset, path, message) => {
     const { line, col } = lineCounter.linePos(offset);
     return `${line}:${col}: ${path.join('.')}: ${message}`;
@@ -31,18 +32,31 @@ test('locateInYaml: value, key, missing key, and a path past a scalar', () => {
 });
 
 test('placeZodIssues: unknown keys point at the key; pathShown picks the named path', () => {
-  const schema = z.strictObject({ a: z.strictObject({ b: z.number() }), d: z.array(z.strictObject({ x: z.number() })).or(z.number()) });
+  const schema = z.strictObject({
+    a: z.strictObject({ b: z.number() }),
+    d: z.array(z.strictObject({ x: z.number() })).or(z.number()),
+  });
   assert.deepEqual(place('a:\n  b: no\n  q: 1\nd: 3\n', schema, 'found'), [
     "2:6: a.b: expected number, got 'no'",
     "3:3: a: unknown key 'q' under [a]",
   ]);
-  const list = z.strictObject({ d: z.preprocess((v) => (Array.isArray(v) ? v : [v]), z.array(z.strictObject({ x: z.number() }))) });
+  const list = z.strictObject({
+    d: z.preprocess((v) => (Array.isArray(v) ? v : [v]), z.array(z.strictObject({ x: z.number() }))),
+  });
   assert.deepEqual(place('d: 7\n', list, 'schema'), ['1:4: d.0: expected a mapping, got 7']);
   assert.deepEqual(place('d: 7\n', list, 'found'), ['1:4: d: expected a mapping, got 7']);
 });
 
 test('zodIssueMessage: missing values read required', () => {
-  const issues = z.strictObject({ n: z.number(), u: z.union([z.string(), z.number()]), c: z.custom((v) => typeof v === 'string', { message: 'expected a name' }) })
+  const issues = z
+    .strictObject({
+      n: z.number(),
+      u: z.union([z.string(), z.number()]),
+      c: z.custom((v) => typeof v === 'string', { message: 'expected a name' }),
+    })
     .safeParse({}, { reportInput: true }).error!.issues;
-  assert.deepEqual(issues.map((i) => `${i.path.join('.')}: ${zodIssueMessage(i)}`), ['n: required', 'u: required', 'c: required: a name']);
+  assert.deepEqual(
+    issues.map((i) => `${i.path.join('.')}: ${zodIssueMessage(i)}`),
+    ['n: required', 'u: required', 'c: required: a name'],
+  );
 });

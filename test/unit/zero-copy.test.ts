@@ -7,7 +7,13 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
-import { canSplice, createSpliceEngine, HandoverError, spliceAvailable, type SpliceEngine } from '../../src/kernel/splice.js';
+import {
+  canSplice,
+  createSpliceEngine,
+  HandoverError,
+  spliceAvailable,
+  type SpliceEngine,
+} from '../../src/kernel/splice.js';
 import { relayAuto } from '../../src/relay/zero-copy.js';
 import type { RelayResult } from '../../src/relay/relay.js';
 
@@ -427,7 +433,10 @@ test('relayAuto: a sniffed head goes first, then what Node buffered, then the re
   upstream.close();
 });
 
-test('backpressure: a server that does not read stalls the client; nothing piles up; all bytes arrive', { skip, timeout: 60_000 }, async () => {
+test('backpressure: a server that does not read stalls the client; nothing piles up; all bytes arrive', {
+  skip,
+  timeout: 60_000,
+}, async () => {
   let serverSock: net.Socket | undefined;
   const upstream = await listen((s) => {
     serverSock = s;
@@ -446,7 +455,10 @@ test('backpressure: a server that does not read stalls the client; nothing piles
     }
     await new Promise((r) => setTimeout(r, 200));
     accepted = c.bytesWritten - c.writableLength;
-    assert.ok(c.writableLength > 16 << 20, `the client is held back (${c.writableLength} bytes still queued in the client)`);
+    assert.ok(
+      c.writableLength > 16 << 20,
+      `the client is held back (${c.writableLength} bytes still queued in the client)`,
+    );
     assert.ok(accepted < 48 << 20, `${accepted} bytes accepted while nobody reads`);
     // The server reads now: everything arrives.
     let got = 0;

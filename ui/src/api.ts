@@ -3,10 +3,28 @@
 // session (401), an unreachable gateway (fetch failed) and every finished change (to re-read
 // /api/state) through the handlers below.
 
-export interface NodeInfo { name: string; label: string; type: string; plugin?: string; server: string; port: number; uri: string }
-export interface Subscription { url: string; nodes: string[]; kept?: string[]; updatedAt: string | null; result?: string; error?: string }
+export interface NodeInfo {
+  name: string;
+  label: string;
+  type: string;
+  plugin?: string;
+  server: string;
+  port: number;
+  uri: string;
+}
+export interface Subscription {
+  url: string;
+  nodes: string[];
+  kept?: string[];
+  updatedAt: string | null;
+  result?: string;
+  error?: string;
+}
 /** What an import took and skipped; `summary` is the server's own (English) sentence. */
-export interface ImportReport { summary: string; skipped?: unknown[] }
+export interface ImportReport {
+  summary: string;
+  skipped?: unknown[];
+}
 export type Rule = Record<string, unknown> & { outbound: string };
 export interface DnsServer {
   /** Where the DNS forwarder listens (host null: every address); null: no DNS section. */
@@ -31,15 +49,44 @@ export interface State {
   /** Absent from gateways older than the field. */
   dnsServer?: DnsServer;
 }
-export interface Conn { id: string; src: string; dst: string; domain?: string; node: string; up: number; down: number; startedAt: string | number }
-export interface Probe { ok: boolean; ms?: number; error?: string }
-export interface CheckResult { target: string; direct: Probe; node: Probe & { node?: string } }
-export interface TestResult { ok: boolean; connectMs?: number; handshakeMs?: number; error?: string }
-export interface FieldError { field: string; message: string }
+export interface Conn {
+  id: string;
+  src: string;
+  dst: string;
+  domain?: string;
+  node: string;
+  up: number;
+  down: number;
+  startedAt: string | number;
+}
+export interface Probe {
+  ok: boolean;
+  ms?: number;
+  error?: string;
+}
+export interface CheckResult {
+  target: string;
+  direct: Probe;
+  node: Probe & { node?: string };
+}
+export interface TestResult {
+  ok: boolean;
+  connectMs?: number;
+  handshakeMs?: number;
+  error?: string;
+}
+export interface FieldError {
+  field: string;
+  message: string;
+}
 
 /** A refused request: `fields` holds HTTP 400 validation errors, else `message` says why (status 0: no answer). */
 export class ApiError extends Error {
-  constructor(readonly status: number, message: string, readonly fields: FieldError[] = []) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly fields: FieldError[] = [],
+  ) {
     super(message);
   }
 }
@@ -47,8 +94,12 @@ export class ApiError extends Error {
 let csrf = '';
 const handlers = { unauthorized: () => {}, unreachable: () => {}, changed: () => {} };
 
-export function setCsrf(token: string): void { csrf = token; }
-export function setApiHandlers(h: Partial<typeof handlers>): void { Object.assign(handlers, h); }
+export function setCsrf(token: string): void {
+  csrf = token;
+}
+export function setApiHandlers(h: Partial<typeof handlers>): void {
+  Object.assign(handlers, h);
+}
 
 const SESSION_ROUTES = ['/api/login', '/api/logout', '/api/session'];
 
@@ -88,7 +139,11 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
   let data: unknown = undefined;
   const text = await res.text();
   if (text) {
-    try { data = JSON.parse(text); } catch { data = { error: text.slice(0, 200) }; }
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = { error: text.slice(0, 200) };
+    }
   }
   if (res.ok) return data as T;
   const d = (data ?? {}) as { error?: string; errors?: FieldError[] };
@@ -111,7 +166,10 @@ export function fmtBytes(n: number): string {
   const u = ['KiB', 'MiB', 'GiB', 'TiB'];
   let v = n / 1024;
   let i = 0;
-  while (v >= 1024 && i < u.length - 1) { v /= 1024; i++; }
+  while (v >= 1024 && i < u.length - 1) {
+    v /= 1024;
+    i++;
+  }
   return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${u[i]}`;
 }
 

@@ -10,7 +10,8 @@ export interface Explained {
 }
 
 /** `rules[0]` → `rule 1`: the page numbers rules from 1. */
-export const renumberRules = (s: string): string => s.replace(/\brules\[(\d+)\]/g, (_m, n: string) => `rule ${Number(n) + 1}`);
+export const renumberRules = (s: string): string =>
+  s.replace(/\brules\[(\d+)\]/g, (_m, n: string) => `rule ${Number(n) + 1}`);
 
 const Q = `'([^']*)'`;
 
@@ -31,11 +32,20 @@ const PATTERNS: [RegExp, Key | ((m: RegExpExecArray) => [Key, Params?])][] = [
   [/\bEROFS\b|read-only file system/i, 'err.readOnly'],
   [/\bENOSPC\b/, 'err.diskFull'],
   [/\b(EACCES|EPERM)\b|permission denied/i, 'err.permission'],
-  [/\b(ENETUNREACH|EHOSTUNREACH)\b(?: ([\d.:a-f[\]]+))?/i, (m) => (m[2] ? ['err.noRoute', { addr: m[2] }] : ['err.noRouteAny'])],
-  [/\bECONNREFUSED\b(?: ([\d.:a-f[\]]+))?/i, (m) => (m[1] ? ['err.refusedConn', { addr: m[1] }] : ['err.refusedConnAny'])],
+  [
+    /\b(ENETUNREACH|EHOSTUNREACH)\b(?: ([\d.:a-f[\]]+))?/i,
+    (m) => (m[2] ? ['err.noRoute', { addr: m[2] }] : ['err.noRouteAny']),
+  ],
+  [
+    /\bECONNREFUSED\b(?: ([\d.:a-f[\]]+))?/i,
+    (m) => (m[1] ? ['err.refusedConn', { addr: m[1] }] : ['err.refusedConnAny']),
+  ],
   [/\b(ETIMEDOUT|ESOCKETTIMEDOUT)\b|timed? ?out|timeout/i, 'err.timeout'],
   [/\b(ECONNRESET|EPIPE)\b|socket hang up|closed the connection/i, 'err.reset'],
-  [/\b(ENOTFOUND|EAI_AGAIN|ENODATA)\b(?: (\S+))?/, (m) => (m[2] ? ['err.dnsFail', { name: m[2] }] : ['err.dnsFailAny'])],
+  [
+    /\b(ENOTFOUND|EAI_AGAIN|ENODATA)\b(?: (\S+))?/,
+    (m) => (m[2] ? ['err.dnsFail', { name: m[2] }] : ['err.dnsFailAny']),
+  ],
   [/^nothing imported/, 'err.nothingImported'],
   [/^line (\d+): /, (m) => ['err.linkLine', { line: m[1]! }]],
   [/^paste one or more links/i, 'err.pasteLinks'],
@@ -43,7 +53,10 @@ const PATTERNS: [RegExp, Key | ((m: RegExpExecArray) => [Key, Params?])][] = [
   [new RegExp(`unknown outbound ${Q}`), (m) => ['err.unknownOutbound', { name: m[1]! }]],
   [new RegExp(`${Q} is not a CIDR`), (m) => ['err.notCidr', { v: m[1]! }]],
   [new RegExp(`${Q} is not (?:IP or IP:PORT|an IP address)`), (m) => ['err.notIp', { v: m[1]! }]],
-  [new RegExp(`(?:range )?${Q} (?:is not a port|ends before it starts|is not a port or range)`), (m) => ['err.notPort', { v: m[1]! }]],
+  [
+    new RegExp(`(?:range )?${Q} (?:is not a port|ends before it starts|is not a port or range)`),
+    (m) => ['err.notPort', { v: m[1]! }],
+  ],
   [new RegExp(`${Q} is not HOST:PORT`), (m) => ['err.notHostPort', { v: m[1]! }]],
   [new RegExp(`${Q} is not an http:// or https:// URL`), (m) => ['err.notUrl', { v: m[1]! }]],
   [/^expected an http:\/\/ or https:\/\/ URL/, (m) => ['err.notUrl', { v: m.input.split(': ')[1] ?? '' }]],
@@ -52,7 +65,10 @@ const PATTERNS: [RegExp, Key | ((m: RegExpExecArray) => [Key, Params?])][] = [
   [new RegExp(`${Q} is not one of`), (m) => ['err.notChoice', { v: m[1]! }]],
   [/empty list: the rule could never match/, 'err.emptyList'],
   [/^no matcher/, 'err.noMatcher'],
-  [new RegExp(`node ${Q} is in use by (.*?)(?:: change those first)?$`), (m) => ['err.nodeInUse', { name: m[1]!, users: plainUsers(m[2]!) }]],
+  [
+    new RegExp(`node ${Q} is in use by (.*?)(?:: change those first)?$`),
+    (m) => ['err.nodeInUse', { name: m[1]!, users: plainUsers(m[2]!) }],
+  ],
   [new RegExp(`a node named ${Q} exists already`), (m) => ['err.nodeExists', { name: m[1]! }]],
   [new RegExp(`no node named ${Q}`), (m) => ['err.nodeMissing', { name: m[1]! }]],
   [/node name '.*': use letters/, 'err.nodeName'],

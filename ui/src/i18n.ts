@@ -25,7 +25,8 @@ const en = {
   'pill.off': 'off',
   'conn.down': 'The gateway is not answering. Trying again every few seconds…',
   'conn.back': 'The gateway answers again.',
-  'session.ended': 'Your session has ended (the gateway restarted, or you were logged out). Log in again to see the current state.',
+  'session.ended':
+    'Your session has ended (the gateway restarted, or you were logged out). Log in again to see the current state.',
   'state.loadFailed': 'Could not load the state.',
 
   'login.heading': 'tranproxy console',
@@ -72,7 +73,8 @@ const en = {
 
   'nodes.add': 'Add nodes',
   'nodes.links': 'Links',
-  'nodes.linksHint': 'One or many, one per line: {schemes}. The {frag} part names the node; the name is kept as written.',
+  'nodes.linksHint':
+    'One or many, one per line: {schemes}. The {frag} part names the node; the name is kept as written.',
   'nodes.addButton': 'Add',
   'nodes.adding': 'Adding…',
   'nodes.added': 'Added {names}.',
@@ -98,7 +100,8 @@ const en = {
   'nodes.saved': 'Saved.',
   'subs.title': 'Subscriptions',
   'subs.url': 'Subscription URL',
-  'subs.urlHint': 'A link list (plain or base64), Clash YAML or SIP008 JSON. On refresh, nodes in use are kept even if the provider drops them.',
+  'subs.urlHint':
+    'A link list (plain or base64), Clash YAML or SIP008 JSON. On refresh, nodes in use are kept even if the provider drops them.',
   'subs.kept': 'Kept, still in use though the provider no longer lists them: {names}',
   'subs.import': 'Import',
   'subs.importing': 'Importing…',
@@ -116,7 +119,8 @@ const en = {
   'rules.title': 'Routing rules',
   'rules.asJson': 'Edit as JSON',
   'rules.asTable': 'Edit as table',
-  'rules.hint': 'First match wins; all conditions of a rule must match. Traffic no rule matches goes to the TCP node ({settings}: {node}).',
+  'rules.hint':
+    'First match wins; all conditions of a rule must match. Traffic no rule matches goes to the TCP node ({settings}: {node}).',
   'rules.jsonLabel': 'Rules (JSON array)',
   'rules.empty': 'No rules: everything goes to the TCP node.',
   'rules.kindLabel': 'Rule {i}, condition {j}: kind',
@@ -147,7 +151,8 @@ const en = {
   'dns.listenHint': 'Give LAN hosts this address as their DNS server (by DHCP or by hand).',
   'dns.listenAny': 'port {port} on every address of this gateway; from the LAN: {addr}',
   'dns.lanAddr': 'the gateway’s LAN address',
-  'dns.off': 'The DNS server is off: the configuration has no DNS section yet. Saving the form below starts it on port 53.',
+  'dns.off':
+    'The DNS server is off: the configuration has no DNS section yet. Saving the form below starts it on port 53.',
   'dns.fakeRange': 'Fake-IP range',
   'dns.fakeRangeOff': 'Fake IP is off.',
   'dns.resolver': 'Resolver',
@@ -245,7 +250,8 @@ const en = {
   'err.linkLine': 'Line {line}: this link could not be read.',
   'err.nothingImported': 'None of the links could be added: their kind is not supported or they cannot be read.',
   'err.pasteLinks': 'Paste one or more links (ss://, socks5://, http://).',
-  'err.notSubscription': 'The address answered with something that is not a subscription (a link list, Clash YAML or SIP008 JSON).',
+  'err.notSubscription':
+    'The address answered with something that is not a subscription (a link list, Clash YAML or SIP008 JSON).',
   'err.nodeInUse': 'Node {name} is still in use ({users}): change those first.',
   'err.nodeExists': 'A node named {name} exists already.',
   'err.nodeMissing': 'There is no node named {name}.',
@@ -364,7 +370,8 @@ const zh: Record<Key, string> = {
   'nodes.saved': '已保存。',
   'subs.title': '订阅',
   'subs.url': '订阅地址',
-  'subs.urlHint': '支持链接列表（明文或 base64）、Clash YAML 与 SIP008 JSON。更新时，正在使用的节点即使已被服务商移除也会保留。',
+  'subs.urlHint':
+    '支持链接列表（明文或 base64）、Clash YAML 与 SIP008 JSON。更新时，正在使用的节点即使已被服务商移除也会保留。',
   'subs.kept': '已保留（服务商已不再提供，但仍在使用）：{names}',
   'subs.import': '导入',
   'subs.importing': '正在导入…',
@@ -382,7 +389,8 @@ const zh: Record<Key, string> = {
   'rules.title': '分流规则',
   'rules.asJson': '以 JSON 编辑',
   'rules.asTable': '以表格编辑',
-  'rules.hint': '自上而下匹配，命中第一条即停止；同一条规则的所有条件都满足才算命中。未命中任何规则的流量走 TCP 节点（{settings}：{node}）。',
+  'rules.hint':
+    '自上而下匹配，命中第一条即停止；同一条规则的所有条件都满足才算命中。未命中任何规则的流量走 TCP 节点（{settings}：{node}）。',
   'rules.jsonLabel': '规则（JSON 数组）',
   'rules.empty': '没有规则：所有流量都走 TCP 节点。',
   'rules.kindLabel': '第 {i} 条规则，条件 {j}：类型',
@@ -540,7 +548,9 @@ export function pickLang(stored: string | null, languages: readonly string[]): L
 
 let current: Lang = 'en';
 export const lang = (): Lang => current;
-export function setLang(l: Lang): void { current = l; }
+export function setLang(l: Lang): void {
+  current = l;
+}
 
 export function format(text: string, p?: Params): string {
   return p ? text.replace(/\{(\w+)\}/g, (m, k: string) => (k in p ? String(p[k]) : m)) : text;

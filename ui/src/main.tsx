@@ -34,11 +34,26 @@ export function Prefs(props: { lang: Lang; theme: Theme; setLang: (l: Lang) => v
   const other: Theme = props.theme === 'dark' ? 'light' : 'dark';
   return (
     <div class="prefs">
-      <button type="button" class="ghost small" id="lang-toggle" lang={props.lang === 'zh' ? 'en' : 'zh-CN'} aria-label={t('top.langLabel')} onClick={() => props.setLang(props.lang === 'zh' ? 'en' : 'zh')}>
+      <button
+        type="button"
+        class="ghost small"
+        id="lang-toggle"
+        lang={props.lang === 'zh' ? 'en' : 'zh-CN'}
+        aria-label={t('top.langLabel')}
+        onClick={() => props.setLang(props.lang === 'zh' ? 'en' : 'zh')}
+      >
         {t('top.lang')}
       </button>
-      <button type="button" class="ghost small" id="theme-toggle" aria-label={t(other === 'dark' ? 'top.themeToDark' : 'top.themeToLight')} aria-pressed={props.theme === 'dark' ? 'true' : 'false'} onClick={() => props.setTheme(other)}>
-        <span aria-hidden="true">{props.theme === 'dark' ? '☾' : '☀'}</span><span class="wide-only"> {t(props.theme === 'dark' ? 'top.themeDark' : 'top.themeLight')}</span>
+      <button
+        type="button"
+        class="ghost small"
+        id="theme-toggle"
+        aria-label={t(other === 'dark' ? 'top.themeToDark' : 'top.themeToLight')}
+        aria-pressed={props.theme === 'dark' ? 'true' : 'false'}
+        onClick={() => props.setTheme(other)}
+      >
+        <span aria-hidden="true">{props.theme === 'dark' ? '☾' : '☀'}</span>
+        <span class="wide-only"> {t(props.theme === 'dark' ? 'top.themeDark' : 'top.themeLight')}</span>
       </button>
     </div>
   );
@@ -60,8 +75,14 @@ function App() {
   const mainRef = useRef<HTMLElement>(null);
 
   applyLang(lang, false);
-  const setLang = (l: Lang) => { applyLang(l, true); setLangState(l); };
-  const setTheme = (th: Theme) => { applyTheme(th, true); setThemeState(th); };
+  const setLang = (l: Lang) => {
+    applyLang(l, true);
+    setLangState(l);
+  };
+  const setTheme = (th: Theme) => {
+    applyTheme(th, true);
+    setThemeState(th);
+  };
   useEffect(() => {
     applyTheme(theme, false);
     // Not chosen yet: follow the system's changes too.
@@ -120,7 +141,9 @@ function App() {
           if (!s.authenticated) sessionEnded();
           else void reload();
         })
-        .catch(() => { /* still down */ });
+        .catch(() => {
+          /* still down */
+        });
     }, RETRY_MS);
     return () => clearInterval(timer);
   }, [down, reload, sessionEnded]);
@@ -134,21 +157,39 @@ function App() {
     es.onerror = () => {
       setLive(es.readyState === EventSource.CLOSED ? 'closed' : 'connecting');
       // The stream broke: is the gateway down, or did it restart (and forget the session)?
-      void get<{ authenticated: boolean }>('/api/session').then((s) => { if (!s.authenticated) sessionEnded(); }, () => {});
+      void get<{ authenticated: boolean }>('/api/session').then(
+        (s) => {
+          if (!s.authenticated) sessionEnded();
+        },
+        () => {},
+      );
     };
     es.addEventListener('connections', (ev) => {
-      try { setConns(JSON.parse((ev as MessageEvent).data) as Conn[]); } catch { /* ignore a bad frame */ }
+      try {
+        setConns(JSON.parse((ev as MessageEvent).data) as Conn[]);
+      } catch {
+        /* ignore a bad frame */
+      }
     });
     es.addEventListener('throughput', (ev) => {
       try {
         const s = JSON.parse((ev as MessageEvent).data) as Sample;
         setSamples((old) => [...old, s].slice(-60));
-      } catch { /* ignore */ }
+      } catch {
+        /* ignore */
+      }
     });
     es.addEventListener('state', (ev) => {
-      try { setState(JSON.parse((ev as MessageEvent).data) as State); } catch { /* ignore */ }
+      try {
+        setState(JSON.parse((ev as MessageEvent).data) as State);
+      } catch {
+        /* ignore */
+      }
     });
-    return () => { es.close(); setLive('closed'); };
+    return () => {
+      es.close();
+      setLive('closed');
+    };
   }, [auth, reload, setState, sessionEnded]);
 
   // Move focus to the page heading on navigation (keyboard and screen-reader users).
@@ -156,7 +197,9 @@ function App() {
     mainRef.current?.querySelector<HTMLElement>('h1')?.focus();
   }, [page]);
 
-  useEffect(() => { document.title = t('app.title'); }, [lang]);
+  useEffect(() => {
+    document.title = t('app.title');
+  }, [lang]);
 
   const prefs = <Prefs lang={lang} theme={theme} setLang={setLang} setTheme={setTheme} />;
   if (auth === 'unknown') return <p class="loading">{t('app.loading')}</p>;
@@ -175,7 +218,11 @@ function App() {
   }
 
   const logout = async () => {
-    try { await post('/api/logout'); } catch { /* logged out anyway */ }
+    try {
+      await post('/api/logout');
+    } catch {
+      /* logged out anyway */
+    }
     setCsrf('');
     setStateRaw(null);
     setAuth('out');
@@ -185,10 +232,15 @@ function App() {
   const pill = state ? (state.enabled ? (state.applied ? 'on' : 'warn') : 'off') : '';
   return (
     <>
-      <a class="skip" href="#main">{t('app.skip')}</a>
+      <a class="skip" href="#main">
+        {t('app.skip')}
+      </a>
       <header class="top">
         <div class="brand">
-          <span class="logo" aria-hidden="true">⇄</span><span class="wide-only">tranproxy</span>
+          <span class="logo" aria-hidden="true">
+            ⇄
+          </span>
+          <span class="wide-only">tranproxy</span>
           {state ? (
             <span class={'pill ' + pill} id="switch-pill" data-state={pill}>
               {t(pill === 'on' ? 'pill.on' : pill === 'warn' ? 'pill.notApplied' : 'pill.off')}
@@ -199,18 +251,30 @@ function App() {
           <ul>
             {PAGES.map((p) => (
               <li key={p}>
-                <a href={'#/' + p} aria-current={p === page ? 'page' : undefined}>{t(`nav.${p}` as Key)}</a>
+                <a href={'#/' + p} aria-current={p === page ? 'page' : undefined}>
+                  {t(`nav.${p}` as Key)}
+                </a>
               </li>
             ))}
           </ul>
         </nav>
         {prefs}
-        <button type="button" class="ghost small" id="logout" onClick={logout}>{t('top.logout')}</button>
+        <button type="button" class="ghost small" id="logout" onClick={logout}>
+          {t('top.logout')}
+        </button>
       </header>
-      {down ? <p class="banner bad" role="alert" id="gateway-down">{t('conn.down')}</p> : null}
+      {down ? (
+        <p class="banner bad" role="alert" id="gateway-down">
+          {t('conn.down')}
+        </p>
+      ) : null}
       <main id="main" ref={mainRef}>
         <h1 tabIndex={-1}>{t(`nav.${page}` as Key)}</h1>
-        {loadError ? <div class="error" role="alert">{t('state.loadFailed')} <ErrorText p={loadError} /></div> : null}
+        {loadError ? (
+          <div class="error" role="alert">
+            {t('state.loadFailed')} <ErrorText p={loadError} />
+          </div>
+        ) : null}
         {!ctx ? (
           <p class="loading">{t('app.loading')}</p>
         ) : page === 'settings' ? (

@@ -7,10 +7,18 @@ const LANG_KEY = 'tpx-lang';
 const THEME_KEY = 'tpx-theme';
 
 function stored(key: string): string | null {
-  try { return localStorage.getItem(key); } catch { return null; }
+  try {
+    return localStorage.getItem(key);
+  } catch {
+    return null;
+  }
 }
 function store(key: string, v: string): void {
-  try { localStorage.setItem(key, v); } catch { /* private mode: not remembered */ }
+  try {
+    localStorage.setItem(key, v);
+  } catch {
+    /* private mode: not remembered */
+  }
 }
 
 export function initialLang(): Lang {

@@ -10,7 +10,11 @@ import { t, type Key } from './i18n';
 export const idOf = (name: string) => 'f-' + name.replace(/[^A-Za-z0-9_-]/g, '_');
 
 /** A problem as the gateway (or the browser) said it; put in words when shown. */
-export interface Problem { field: string; message: string; status: number }
+export interface Problem {
+  field: string;
+  message: string;
+  status: number;
+}
 
 export interface Action {
   busy: boolean;
@@ -48,39 +52,53 @@ export function useAction(isField: (field: string) => boolean): Action {
     setFieldErrors([]);
   }, []);
 
-  const run = useCallback(async <T,>(fn: () => Promise<T>, okMessage?: (r: T) => string) => {
-    setBusy(true);
-    clear();
-    window.clearTimeout(timer.current);
-    try {
-      const r = await fn();
-      if (okMessage) {
-        setOkFn(() => () => okMessage(r));
-        timer.current = window.setTimeout(() => setOkFn(null), 6000);
+  const run = useCallback(
+    async <T,>(fn: () => Promise<T>, okMessage?: (r: T) => string) => {
+      setBusy(true);
+      clear();
+      window.clearTimeout(timer.current);
+      try {
+        const r = await fn();
+        if (okMessage) {
+          setOkFn(() => () => okMessage(r));
+          timer.current = window.setTimeout(() => setOkFn(null), 6000);
+        }
+        return r;
+      } catch (e) {
+        const status = e instanceof ApiError ? e.status : 0;
+        if (e instanceof ApiError && e.fields.length) {
+          const all = e.fields.map((f) => ({ field: f.field, message: f.message, status }));
+          const mine = all.filter((f) => f.field && isFieldRef.current(f.field));
+          const rest = all.filter((f) => !mine.includes(f));
+          setFieldErrors(mine);
+          setErrors(rest);
+          // Keyboard and screen-reader users land on the first field to fix.
+          const first = mine[0]?.field;
+          if (first)
+            requestAnimationFrame(() => document.querySelector<HTMLElement>(`[name="${CSS.escape(first)}"]`)?.focus());
+        } else {
+          setErrors([{ field: '', message: (e as Error).message || String(e), status }]);
+        }
+        return undefined;
+      } finally {
+        setBusy(false);
       }
-      return r;
-    } catch (e) {
-      const status = e instanceof ApiError ? e.status : 0;
-      if (e instanceof ApiError && e.fields.length) {
-        const all = e.fields.map((f) => ({ field: f.field, message: f.message, status }));
-        const mine = all.filter((f) => f.field && isFieldRef.current(f.field));
-        const rest = all.filter((f) => !mine.includes(f));
-        setFieldErrors(mine);
-        setErrors(rest);
-        // Keyboard and screen-reader users land on the first field to fix.
-        const first = mine[0]?.field;
-        if (first) requestAnimationFrame(() => document.querySelector<HTMLElement>(`[name="${CSS.escape(first)}"]`)?.focus());
-      } else {
-        setErrors([{ field: '', message: (e as Error).message || String(e), status }]);
-      }
-      return undefined;
-    } finally {
-      setBusy(false);
-    }
-  }, [clear]);
+    },
+    [clear],
+  );
 
-  const fail = useCallback((p: Problem[]) => { clear(); setErrors(p); }, [clear]);
-  const err = (name: string) => fieldErrors.filter((f) => f.field === name).map((f) => f.message).join('; ');
+  const fail = useCallback(
+    (p: Problem[]) => {
+      clear();
+      setErrors(p);
+    },
+    [clear],
+  );
+  const err = (name: string) =>
+    fieldErrors
+      .filter((f) => f.field === name)
+      .map((f) => f.message)
+      .join('; ');
   return { busy, ok: okFn ? okFn() : '', errors, fieldErrors, err, run, fail, clear };
 }
 
@@ -108,7 +126,9 @@ export function FormStatus({ a }: { a: Action }) {
   const onlyFields = a.errors.length === 0 && a.fieldErrors.length > 0;
   return (
     <div class="form-status">
-      <p class="ok" role="status" aria-live="polite">{a.ok}</p>
+      <p class="ok" role="status" aria-live="polite">
+        {a.ok}
+      </p>
       <div class="error" role="alert" aria-live="assertive">
         {onlyFields ? t('common.fixFields') : a.errors.map((p, i) => <ErrorText key={i} p={p} withField />)}
       </div>
@@ -120,23 +140,34 @@ export function FieldErr({ name, a }: { name: string; a: Action }) {
   const mine = a.fieldErrors.filter((f) => f.field === name);
   return (
     <div class="field-error" id={idOf(name) + '-err'} data-for={name} aria-live="polite" hidden={!mine.length}>
-      {mine.map((p, i) => <ErrorText key={i} p={p} />)}
+      {mine.map((p, i) => (
+        <ErrorText key={i} p={p} />
+      ))}
     </div>
   );
 }
 
-interface InputProps { rows?: number; placeholder?: string; type?: string; autoComplete?: string; spellcheck?: boolean; required?: boolean }
+interface InputProps {
+  rows?: number;
+  placeholder?: string;
+  type?: string;
+  autoComplete?: string;
+  spellcheck?: boolean;
+  required?: boolean;
+}
 
 /** A labelled input (or textarea) named `name` with its server error right below it. */
-export function Field(props: {
-  name: string;
-  label: ComponentChildren;
-  a: Action;
-  hint?: ComponentChildren;
-  multiline?: boolean;
-  value: string;
-  onInput: (v: string) => void;
-} & InputProps) {
+export function Field(
+  props: {
+    name: string;
+    label: ComponentChildren;
+    a: Action;
+    hint?: ComponentChildren;
+    multiline?: boolean;
+    value: string;
+    onInput: (v: string) => void;
+  } & InputProps,
+) {
   const { name, label, a, hint, multiline, value, onInput, ...rest } = props;
   const id = idOf(name);
   const m = a.err(name);
@@ -152,16 +183,32 @@ export function Field(props: {
   return (
     <div class={'field' + (m ? ' invalid' : '')}>
       <label for={id}>{label}</label>
-      {multiline ? <textarea {...(rest as object)} {...common} /> : <input type="text" {...(rest as object)} {...common} />}
-      {hint ? <p class="hint" id={id + '-hint'}>{hint}</p> : null}
+      {multiline ? (
+        <textarea {...(rest as object)} {...common} />
+      ) : (
+        <input type="text" {...(rest as object)} {...common} />
+      )}
+      {hint ? (
+        <p class="hint" id={id + '-hint'}>
+          {hint}
+        </p>
+      ) : null}
       <FieldErr name={name} a={a} />
     </div>
   );
 }
 
 /** "a, b c\nd" -> ["a","b","c","d"] */
-export const splitList = (s: string) => s.split(/[\s,]+/).map((x) => x.trim()).filter(Boolean);
-export const splitLines = (s: string) => s.split(/\n/).map((x) => x.trim()).filter(Boolean);
+export const splitList = (s: string) =>
+  s
+    .split(/[\s,]+/)
+    .map((x) => x.trim())
+    .filter(Boolean);
+export const splitLines = (s: string) =>
+  s
+    .split(/\n/)
+    .map((x) => x.trim())
+    .filter(Boolean);
 
 export function Section(props: { title: string; children: ComponentChildren; id: string }) {
   const hid = props.id + '-h';
@@ -175,7 +222,9 @@ export function Section(props: { title: string; children: ComponentChildren; id:
 
 /** The message `key` with its `{name}` places filled by elements (e.g. <code>). */
 export function rich(key: Key, parts: Record<string, ComponentChildren>): ComponentChildren[] {
-  return t(key).split(/\{(\w+)\}/).map((s, i) => (i % 2 ? <Fragment key={i}>{parts[s]}</Fragment> : s));
+  return t(key)
+    .split(/\{(\w+)\}/)
+    .map((s, i) => (i % 2 ? <Fragment key={i}>{parts[s]}</Fragment> : s));
 }
 
 /** Built-in outbounds in the page's words; node names as written. */

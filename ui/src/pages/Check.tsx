@@ -32,9 +32,24 @@ export function Check({ state }: AppCtx) {
     <form class="card" onSubmit={run} aria-labelledby="check-h" noValidate>
       <h2 id="check-h">{t('check.title')}</h2>
       <p class="hint">{t('check.hint', { node: outboundLabel(state.tcpNode) })}</p>
-      <Field a={a} multiline rows={3} name="targets" label={t('check.targets')} hint={t('check.targetsHint')} value={targets} onInput={(v) => { setTargets(v); setTouched(true); }} spellcheck={false} />
+      <Field
+        a={a}
+        multiline
+        rows={3}
+        name="targets"
+        label={t('check.targets')}
+        hint={t('check.targetsHint')}
+        value={targets}
+        onInput={(v) => {
+          setTargets(v);
+          setTouched(true);
+        }}
+        spellcheck={false}
+      />
       <div class="actions">
-        <button type="submit" class="primary" disabled={a.busy}>{a.busy ? t('check.running') : t('check.run')}</button>
+        <button type="submit" class="primary" disabled={a.busy}>
+          {a.busy ? t('check.running') : t('check.run')}
+        </button>
       </div>
       <FormStatus a={a} />
       {results ? (
@@ -51,12 +66,18 @@ export function Check({ state }: AppCtx) {
             <tbody>
               {results.map((r) => (
                 <tr key={r.target} data-target={r.target}>
-                  <th scope="row" class="mono">{r.target}</th>
-                  <td data-label={t('check.direct')} class="probe-direct"><ProbeOut p={r.direct} /></td>
+                  <th scope="row" class="mono">
+                    {r.target}
+                  </th>
+                  <td data-label={t('check.direct')} class="probe-direct">
+                    <ProbeOut p={r.direct} />
+                  </td>
                   <td data-label={t('check.viaNode')} class="probe-node">
                     <span>
                       <ProbeOut p={r.node} />
-                      {r.node.node ? <span class="muted"> · {t('check.via', { node: outboundLabel(r.node.node) })}</span> : null}
+                      {r.node.node ? (
+                        <span class="muted"> · {t('check.via', { node: outboundLabel(r.node.node) })}</span>
+                      ) : null}
                     </span>
                   </td>
                 </tr>
@@ -71,8 +92,13 @@ export function Check({ state }: AppCtx) {
 
 function ProbeOut({ p }: { p: Probe }) {
   return p.ok ? (
-    <span class="good">✓ {t('check.ok')}{p.ms !== undefined ? ` · ${p.ms} ms` : ''}</span>
+    <span class="good">
+      ✓ {t('check.ok')}
+      {p.ms !== undefined ? ` · ${p.ms} ms` : ''}
+    </span>
   ) : (
-    <span class="bad">✗ {p.error ? <ErrorText p={{ field: '', message: p.error, status: 0 }} /> : t('check.failed')}</span>
+    <span class="bad">
+      ✗ {p.error ? <ErrorText p={{ field: '', message: p.error, status: 0 }} /> : t('check.failed')}
+    </span>
   );
 }

@@ -22,19 +22,38 @@ export function Dns({ state, setState }: AppCtx) {
 
   const save = async (e: Event) => {
     e.preventDefault();
-    const r = await a.run(() => put<State>('/api/dns', { nameservers: splitList(ns), cache, fakeIp }), () => t('dns.saved'));
+    const r = await a.run(
+      () => put<State>('/api/dns', { nameservers: splitList(ns), cache, fakeIp }),
+      () => t('dns.saved'),
+    );
     if (r) {
       setState(r);
       setDirty(false);
     }
   };
-  const doFlush = () => flush.run(() => post<{ flushed?: number }>('/api/dns/flush'), () => t('dns.cleared'));
+  const doFlush = () =>
+    flush.run(
+      () => post<{ flushed?: number }>('/api/dns/flush'),
+      () => t('dns.cleared'),
+    );
 
   const check = (name: string, label: string, hint: string, v: boolean, set: (b: boolean) => void) => (
     <div class={'field check' + (a.err(name) ? ' invalid' : '')}>
-      <input type="checkbox" id={idOf(name)} name={name} checked={v} aria-describedby={`${idOf(name)}-hint ${idOf(name)}-err`} onChange={(e) => { set(e.currentTarget.checked); setDirty(true); }} />
+      <input
+        type="checkbox"
+        id={idOf(name)}
+        name={name}
+        checked={v}
+        aria-describedby={`${idOf(name)}-hint ${idOf(name)}-err`}
+        onChange={(e) => {
+          set(e.currentTarget.checked);
+          setDirty(true);
+        }}
+      />
       <label for={idOf(name)}>{label}</label>
-      <p class="hint" id={idOf(name) + '-hint'}>{hint}</p>
+      <p class="hint" id={idOf(name) + '-hint'}>
+        {hint}
+      </p>
       <FieldErr name={name} a={a} />
     </div>
   );
@@ -44,18 +63,36 @@ export function Dns({ state, setState }: AppCtx) {
       {state.dnsServer ? <DnsServer s={state.dnsServer} /> : null}
       <form class="card" onSubmit={save} aria-labelledby="dns-h" noValidate>
         <h2 id="dns-h">{t('dns.resolver')}</h2>
-        <Field a={a} multiline rows={3} name="dns.nameservers" label={t('dns.nameservers')} hint={t('dns.nameserversHint')} placeholder="1.1.1.1" value={ns} onInput={(v) => { setNs(v); setDirty(true); }} spellcheck={false} />
+        <Field
+          a={a}
+          multiline
+          rows={3}
+          name="dns.nameservers"
+          label={t('dns.nameservers')}
+          hint={t('dns.nameserversHint')}
+          placeholder="1.1.1.1"
+          value={ns}
+          onInput={(v) => {
+            setNs(v);
+            setDirty(true);
+          }}
+          spellcheck={false}
+        />
         {check('dns.cache', t('dns.cache'), t('dns.cacheHint'), cache, setCache)}
         {check('dns.fakeIp', t('dns.fakeIp'), t('dns.fakeIpHint'), fakeIp, setFakeIp)}
         <div class="actions">
-          <button type="submit" class="primary" disabled={a.busy}>{a.busy ? t('common.saving') : t('common.save')}</button>
+          <button type="submit" class="primary" disabled={a.busy}>
+            {a.busy ? t('common.saving') : t('common.save')}
+          </button>
         </div>
         <FormStatus a={a} />
       </form>
       <Section title={t('dns.cacheTitle')} id="dns-cache">
         <p class="hint">{t('dns.cacheClearHint')}</p>
         <div class="actions">
-          <button type="button" onClick={doFlush} disabled={flush.busy}>{t('dns.clear')}</button>
+          <button type="button" onClick={doFlush} disabled={flush.busy}>
+            {t('dns.clear')}
+          </button>
         </div>
         <FormStatus a={flush} />
       </Section>
@@ -73,15 +110,23 @@ function DnsServer({ s }: { s: Server }) {
   return (
     <Section title={t('dns.listenTitle')} id="dns-server">
       {l === null ? (
-        <p class="hint" id="dns-listen">{t('dns.off')}</p>
+        <p class="hint" id="dns-listen">
+          {t('dns.off')}
+        </p>
       ) : (
         <>
           <p class="dns-addr" id="dns-listen">
-            {l.host
-              ? <code class="big">{forClients(l.host, l.port)}</code>
-              : lan.length
-                ? lan.map((h) => <code class="big" key={h}>{forClients(h, l.port)}</code>)
-                : t('dns.listenAny', { port: l.port, addr: t('dns.lanAddr') })}
+            {l.host ? (
+              <code class="big">{forClients(l.host, l.port)}</code>
+            ) : lan.length ? (
+              lan.map((h) => (
+                <code class="big" key={h}>
+                  {forClients(h, l.port)}
+                </code>
+              ))
+            ) : (
+              t('dns.listenAny', { port: l.port, addr: t('dns.lanAddr') })
+            )}
           </p>
           <p class="hint">{t('dns.listenHint')}</p>
         </>

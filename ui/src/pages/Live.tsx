@@ -3,9 +3,21 @@ import { del, fmtAge, fmtBytes, type Conn } from '../api';
 import { t, type Key } from '../i18n';
 import { FormStatus, Section, outboundLabel, useAction } from '../ui';
 
-export interface Sample { t: number; up: number; down: number }
+export interface Sample {
+  t: number;
+  up: number;
+  down: number;
+}
 
-export function Live({ conns, samples, live }: { conns: Conn[]; samples: Sample[]; live: 'connecting' | 'open' | 'closed' }) {
+export function Live({
+  conns,
+  samples,
+  live,
+}: {
+  conns: Conn[];
+  samples: Sample[];
+  live: 'connecting' | 'open' | 'closed';
+}) {
   const a = useAction(() => false);
   const [now, setNow] = useState(Date.now());
   const [filter, setFilter] = useState('');
@@ -13,25 +25,43 @@ export function Live({ conns, samples, live }: { conns: Conn[]; samples: Sample[
     const t = setInterval(() => setNow(Date.now()), 1000);
     return () => clearInterval(t);
   }, []);
-  const close = (c: Conn) => a.run(() => del(`/api/connections/${encodeURIComponent(c.id)}`), () => t('live.closed', { src: c.src, dst: c.domain || c.dst }));
+  const close = (c: Conn) =>
+    a.run(
+      () => del(`/api/connections/${encodeURIComponent(c.id)}`),
+      () => t('live.closed', { src: c.src, dst: c.domain || c.dst }),
+    );
   const f = filter.trim().toLowerCase();
-  const shown = f ? conns.filter((c) => [c.src, c.dst, c.domain ?? '', c.node].some((x) => x.toLowerCase().includes(f))) : conns;
+  const shown = f
+    ? conns.filter((c) => [c.src, c.dst, c.domain ?? '', c.node].some((x) => x.toLowerCase().includes(f)))
+    : conns;
   const last = samples[samples.length - 1];
 
   return (
     <>
       <Section title={t('live.throughput')} id="throughput">
         <div class="tp-head">
-          <span class="legend up">▲ {t('live.up')} {last ? fmtBytes(last.up) + '/s' : '–'}</span>
-          <span class="legend down">▼ {t('live.down')} {last ? fmtBytes(last.down) + '/s' : '–'}</span>
-          <span class={'live-dot ' + live} title={t('live.stateTitle', { state: t(`live.state.${live}` as Key) })}>{t(`live.state.${live}` as Key)}</span>
+          <span class="legend up">
+            ▲ {t('live.up')} {last ? fmtBytes(last.up) + '/s' : '–'}
+          </span>
+          <span class="legend down">
+            ▼ {t('live.down')} {last ? fmtBytes(last.down) + '/s' : '–'}
+          </span>
+          <span class={'live-dot ' + live} title={t('live.stateTitle', { state: t(`live.state.${live}` as Key) })}>
+            {t(`live.state.${live}` as Key)}
+          </span>
         </div>
         <Sparkline samples={samples} />
       </Section>
       <Section title={t('live.conns', { n: conns.length })} id="connections">
         <div class="field filter">
           <label for="f-filter">{t('live.filter')}</label>
-          <input id="f-filter" type="search" value={filter} placeholder={t('live.filterPlaceholder')} onInput={(e) => setFilter(e.currentTarget.value)} />
+          <input
+            id="f-filter"
+            type="search"
+            value={filter}
+            placeholder={t('live.filterPlaceholder')}
+            onInput={(e) => setFilter(e.currentTarget.value)}
+          />
         </div>
         <div class="table-wrap">
           <table class="conns">
@@ -41,26 +71,61 @@ export function Live({ conns, samples, live }: { conns: Conn[]; samples: Sample[
                 <th scope="col">{t('live.dst')}</th>
                 <th scope="col">{t('live.domain')}</th>
                 <th scope="col">{t('live.node')}</th>
-                <th scope="col" class="num">{t('live.upCol')}</th>
-                <th scope="col" class="num">{t('live.downCol')}</th>
-                <th scope="col" class="num">{t('live.age')}</th>
-                <th scope="col"><span class="sr-only">{t('live.actions')}</span></th>
+                <th scope="col" class="num">
+                  {t('live.upCol')}
+                </th>
+                <th scope="col" class="num">
+                  {t('live.downCol')}
+                </th>
+                <th scope="col" class="num">
+                  {t('live.age')}
+                </th>
+                <th scope="col">
+                  <span class="sr-only">{t('live.actions')}</span>
+                </th>
               </tr>
             </thead>
             <tbody>
               {shown.length === 0 ? (
-                <tr><td colSpan={8} class="empty">{conns.length ? t('live.noMatch') : t('live.none')}</td></tr>
+                <tr>
+                  <td colSpan={8} class="empty">
+                    {conns.length ? t('live.noMatch') : t('live.none')}
+                  </td>
+                </tr>
               ) : (
                 shown.map((c) => (
                   <tr key={c.id} data-id={c.id}>
-                    <td data-col="src" data-label={t('live.src')} class="mono">{c.src}</td>
-                    <td data-col="dst" data-label={t('live.dst')} class="mono">{c.dst}</td>
-                    <td data-col="domain" data-label={t('live.domain')}>{c.domain || <span class="muted">–</span>}</td>
-                    <td data-col="node" data-label={t('live.node')}>{c.node ? outboundLabel(c.node) : <span class="muted">{t('live.connecting')}</span>}</td>
-                    <td data-col="up" data-label={t('live.upCol')} class="num">{fmtBytes(c.up)}</td>
-                    <td data-col="down" data-label={t('live.downCol')} class="num">{fmtBytes(c.down)}</td>
-                    <td data-col="age" data-label={t('live.age')} class="num">{fmtAge(c.startedAt, now)}</td>
-                    <td class="act"><button type="button" class="small danger" aria-label={t('live.closeLabel', { src: c.src, dst: c.domain || c.dst })} onClick={() => close(c)}>{t('live.close')}</button></td>
+                    <td data-col="src" data-label={t('live.src')} class="mono">
+                      {c.src}
+                    </td>
+                    <td data-col="dst" data-label={t('live.dst')} class="mono">
+                      {c.dst}
+                    </td>
+                    <td data-col="domain" data-label={t('live.domain')}>
+                      {c.domain || <span class="muted">–</span>}
+                    </td>
+                    <td data-col="node" data-label={t('live.node')}>
+                      {c.node ? outboundLabel(c.node) : <span class="muted">{t('live.connecting')}</span>}
+                    </td>
+                    <td data-col="up" data-label={t('live.upCol')} class="num">
+                      {fmtBytes(c.up)}
+                    </td>
+                    <td data-col="down" data-label={t('live.downCol')} class="num">
+                      {fmtBytes(c.down)}
+                    </td>
+                    <td data-col="age" data-label={t('live.age')} class="num">
+                      {fmtAge(c.startedAt, now)}
+                    </td>
+                    <td class="act">
+                      <button
+                        type="button"
+                        class="small danger"
+                        aria-label={t('live.closeLabel', { src: c.src, dst: c.domain || c.dst })}
+                        onClick={() => close(c)}
+                      >
+                        {t('live.close')}
+                      </button>
+                    </td>
                   </tr>
                 ))
               )}

@@ -25,7 +25,8 @@ function AddNodes({ setState }: { setState: (s: State) => void }) {
     e.preventDefault();
     const r = await a.run(
       () => post<{ added: string[]; report?: ImportReport; state?: State }>('/api/nodes', { links }),
-      (r) => `${r.added.length ? t('nodes.added', { names: r.added.join(', ') }) : t('nodes.addedNone')}${skippedNote(r.report)}`,
+      (r) =>
+        `${r.added.length ? t('nodes.added', { names: r.added.join(', ') }) : t('nodes.addedNone')}${skippedNote(r.report)}`,
     );
     if (r) {
       setLinks('');
@@ -41,7 +42,14 @@ function AddNodes({ setState }: { setState: (s: State) => void }) {
         rows={4}
         name="links"
         label={t('nodes.links')}
-        hint={rich('nodes.linksHint', { schemes: <><code>ss://…</code> (SIP002), <code>socks5://…</code>, <code>http://…</code></>, frag: <code>#name</code> })}
+        hint={rich('nodes.linksHint', {
+          schemes: (
+            <>
+              <code>ss://…</code> (SIP002), <code>socks5://…</code>, <code>http://…</code>
+            </>
+          ),
+          frag: <code>#name</code>,
+        })}
         value={links}
         onInput={setLinks}
         spellcheck={false}
@@ -49,7 +57,9 @@ function AddNodes({ setState }: { setState: (s: State) => void }) {
         placeholder="ss://YWVzLTI1Ni1nY206cGFzcw@203.0.113.1:8388#home"
       />
       <div class="actions">
-        <button type="submit" class="primary" disabled={a.busy || !links.trim()}>{a.busy ? t('nodes.adding') : t('nodes.addButton')}</button>
+        <button type="submit" class="primary" disabled={a.busy || !links.trim()}>
+          {a.busy ? t('nodes.adding') : t('nodes.addButton')}
+        </button>
       </div>
       <FormStatus a={a} />
     </form>
@@ -61,7 +71,10 @@ function NodeList({ state, setState }: { state: State; setState: (s: State) => v
   const [editing, setEditing] = useState<string | null>(null);
   const [tests, setTests] = useState<Record<string, TestResult | 'running'>>({});
   const users = (n: string) =>
-    [state.tcpNode === n ? t('nodes.usedTcp') : '', state.udpNode === n || (state.udpNode === 'same' && state.tcpNode === n) ? t('nodes.usedUdp') : ''].filter(Boolean);
+    [
+      state.tcpNode === n ? t('nodes.usedTcp') : '',
+      state.udpNode === n || (state.udpNode === 'same' && state.tcpNode === n) ? t('nodes.usedUdp') : '',
+    ].filter(Boolean);
 
   const test = async (n: string) => {
     setTests((t) => ({ ...t, [n]: 'running' }));
@@ -75,7 +88,10 @@ function NodeList({ state, setState }: { state: State; setState: (s: State) => v
   };
   const remove = async (n: string) => {
     if (!confirm(t('nodes.confirmDelete', { name: n }))) return;
-    const r = await a.run(() => del<State>(`/api/nodes/${enc(n)}`), () => t('nodes.deleted', { name: n }));
+    const r = await a.run(
+      () => del<State>(`/api/nodes/${enc(n)}`),
+      () => t('nodes.deleted', { name: n }),
+    );
     if (r) setState(r);
   };
 
@@ -86,7 +102,13 @@ function NodeList({ state, setState }: { state: State; setState: (s: State) => v
         {state.nodes.map((n) =>
           editing === n.name ? (
             <li key={n.name} class="node editing">
-              <EditNode node={n} onDone={(s) => { setEditing(null); if (s) setState(s); }} />
+              <EditNode
+                node={n}
+                onDone={(s) => {
+                  setEditing(null);
+                  if (s) setState(s);
+                }}
+              />
             </li>
           ) : (
             <li key={n.name} class="node" data-node={n.name}>
@@ -94,14 +116,40 @@ function NodeList({ state, setState }: { state: State; setState: (s: State) => v
                 <strong class="node-name">{n.label ?? n.name}</strong>
                 {n.label && n.label !== n.name ? <span class="muted mono node-key">{n.name}</span> : null}
                 <span class="tag">{n.plugin ? `${n.type}+${n.plugin}` : n.type}</span>
-                {users(n.name).map((u) => <span key={u} class="tag used">{u}</span>)}
-                <div class="muted mono">{n.server}:{n.port}</div>
+                {users(n.name).map((u) => (
+                  <span key={u} class="tag used">
+                    {u}
+                  </span>
+                ))}
+                <div class="muted mono">
+                  {n.server}:{n.port}
+                </div>
               </div>
               <TestOut r={tests[n.name]} />
               <div class="node-actions">
-                <button type="button" onClick={() => test(n.name)} disabled={tests[n.name] === 'running'} aria-label={t('nodes.testLabel', { name: n.name })}>{t('nodes.test')}</button>
-                <button type="button" onClick={() => setEditing(n.name)} aria-label={t('nodes.editLabel', { name: n.name })}>{t('common.edit')}</button>
-                <button type="button" class="danger" onClick={() => remove(n.name)} aria-label={t('nodes.deleteLabel', { name: n.name })}>{t('common.delete')}</button>
+                <button
+                  type="button"
+                  onClick={() => test(n.name)}
+                  disabled={tests[n.name] === 'running'}
+                  aria-label={t('nodes.testLabel', { name: n.name })}
+                >
+                  {t('nodes.test')}
+                </button>
+                <button
+                  type="button"
+                  onClick={() => setEditing(n.name)}
+                  aria-label={t('nodes.editLabel', { name: n.name })}
+                >
+                  {t('common.edit')}
+                </button>
+                <button
+                  type="button"
+                  class="danger"
+                  onClick={() => remove(n.name)}
+                  aria-label={t('nodes.deleteLabel', { name: n.name })}
+                >
+                  {t('common.delete')}
+                </button>
               </div>
             </li>
           ),
@@ -120,7 +168,9 @@ function TestOut({ r }: { r: TestResult | 'running' | undefined }) {
       ) : r.ok ? (
         <span class="good">{t('nodes.testOk', { connect: r.connectMs ?? '–', handshake: r.handshakeMs ?? '–' })}</span>
       ) : (
-        <span class="bad">{rich('nodes.testFailed', { error: <ErrorText p={{ field: '', message: r.error ?? '', status: 0 }} /> })}</span>
+        <span class="bad">
+          {rich('nodes.testFailed', { error: <ErrorText p={{ field: '', message: r.error ?? '', status: 0 }} /> })}
+        </span>
       )}
     </div>
   );
@@ -134,16 +184,40 @@ function EditNode({ node, onDone }: { node: NodeInfo; onDone: (s?: State) => voi
     e.preventDefault();
     const body: { name?: string; uri: string } = { uri };
     if (name !== node.name) body.name = name;
-    const r = await a.run(() => put<State>(`/api/nodes/${enc(node.name)}`, body), () => t('nodes.saved'));
+    const r = await a.run(
+      () => put<State>(`/api/nodes/${enc(node.name)}`, body),
+      () => t('nodes.saved'),
+    );
     if (r) onDone(r);
   };
   return (
     <form onSubmit={save} aria-label={t('nodes.editForm', { name: node.name })} noValidate>
-      <Field a={a} name="name" label={t('nodes.name')} value={name} onInput={setName} autoComplete="off" spellcheck={false} />
-      <Field a={a} name="uri" label={t('nodes.link')} hint={t('nodes.linkHint')} value={uri} onInput={setUri} autoComplete="off" spellcheck={false} />
+      <Field
+        a={a}
+        name="name"
+        label={t('nodes.name')}
+        value={name}
+        onInput={setName}
+        autoComplete="off"
+        spellcheck={false}
+      />
+      <Field
+        a={a}
+        name="uri"
+        label={t('nodes.link')}
+        hint={t('nodes.linkHint')}
+        value={uri}
+        onInput={setUri}
+        autoComplete="off"
+        spellcheck={false}
+      />
       <div class="actions">
-        <button type="submit" class="primary" disabled={a.busy}>{t('common.save')}</button>
-        <button type="button" class="ghost" onClick={() => onDone()}>{t('common.cancel')}</button>
+        <button type="submit" class="primary" disabled={a.busy}>
+          {t('common.save')}
+        </button>
+        <button type="button" class="ghost" onClick={() => onDone()}>
+          {t('common.cancel')}
+        </button>
       </div>
       <FormStatus a={a} />
     </form>
@@ -156,27 +230,49 @@ function Subscriptions({ state, setState }: { state: State; setState: (s: State)
   const [url, setUrl] = useState('');
   const add = async (e: Event) => {
     e.preventDefault();
-    const r = await a.run(() => post<State & { report?: ImportReport }>('/api/subscriptions', { url }), (r) => `${t('subs.imported')}${skippedNote(r.report)}`);
+    const r = await a.run(
+      () => post<State & { report?: ImportReport }>('/api/subscriptions', { url }),
+      (r) => `${t('subs.imported')}${skippedNote(r.report)}`,
+    );
     if (r) {
       setState(r);
       setUrl('');
     }
   };
   const refresh = async (u: string) => {
-    const r = await list.run(() => post<State & { report?: ImportReport }>('/api/subscriptions/refresh', { url: u }), (r) => `${t('subs.refreshed')}${skippedNote(r.report)}`);
+    const r = await list.run(
+      () => post<State & { report?: ImportReport }>('/api/subscriptions/refresh', { url: u }),
+      (r) => `${t('subs.refreshed')}${skippedNote(r.report)}`,
+    );
     if (r) setState(r);
   };
   const remove = async (u: string) => {
     if (!confirm(t('subs.confirmRemove', { url: u }))) return;
-    const r = await list.run(() => del<State>(`/api/subscriptions?url=${enc(u)}`), () => t('subs.removed'));
+    const r = await list.run(
+      () => del<State>(`/api/subscriptions?url=${enc(u)}`),
+      () => t('subs.removed'),
+    );
     if (r) setState(r);
   };
   return (
     <Section title={t('subs.title')} id="subscriptions">
       <form onSubmit={add} class="inline-form" noValidate>
-        <Field a={a} name="url" label={t('subs.url')} hint={t('subs.urlHint')} type="url" value={url} onInput={setUrl} autoComplete="off" spellcheck={false} placeholder="https://example.com/sub" />
+        <Field
+          a={a}
+          name="url"
+          label={t('subs.url')}
+          hint={t('subs.urlHint')}
+          type="url"
+          value={url}
+          onInput={setUrl}
+          autoComplete="off"
+          spellcheck={false}
+          placeholder="https://example.com/sub"
+        />
         <div class="actions">
-          <button type="submit" class="primary" disabled={a.busy || !url.trim()}>{a.busy ? t('subs.importing') : t('subs.import')}</button>
+          <button type="submit" class="primary" disabled={a.busy || !url.trim()}>
+            {a.busy ? t('subs.importing') : t('subs.import')}
+          </button>
         </div>
         <FormStatus a={a} />
       </form>
@@ -186,14 +282,25 @@ function Subscriptions({ state, setState }: { state: State; setState: (s: State)
             <li key={s.url}>
               <div class="mono break">{s.url}</div>
               <div class="muted">
-                {s.nodes.length === 1 ? t('subs.nodeCountOne') : t('subs.nodeCount', { n: s.nodes.length })} · {s.updatedAt ? t('subs.updated', { when: new Date(s.updatedAt).toLocaleString(lang() === 'zh' ? 'zh-CN' : 'en') }) : t('subs.never')}
+                {s.nodes.length === 1 ? t('subs.nodeCountOne') : t('subs.nodeCount', { n: s.nodes.length })} ·{' '}
+                {s.updatedAt
+                  ? t('subs.updated', { when: new Date(s.updatedAt).toLocaleString(lang() === 'zh' ? 'zh-CN' : 'en') })
+                  : t('subs.never')}
               </div>
               {s.result ? <div class="muted">{s.result}</div> : null}
               {s.kept?.length ? <div class="warn">{t('subs.kept', { names: s.kept.join(', ') })}</div> : null}
-              {s.error ? <div class="bad"><ErrorText p={{ field: '', message: s.error, status: 0 }} /></div> : null}
+              {s.error ? (
+                <div class="bad">
+                  <ErrorText p={{ field: '', message: s.error, status: 0 }} />
+                </div>
+              ) : null}
               <div class="node-actions">
-                <button type="button" disabled={list.busy} onClick={() => refresh(s.url)}>{t('subs.refresh')}</button>
-                <button type="button" class="danger" disabled={list.busy} onClick={() => remove(s.url)}>{t('subs.remove')}</button>
+                <button type="button" disabled={list.busy} onClick={() => refresh(s.url)}>
+                  {t('subs.refresh')}
+                </button>
+                <button type="button" class="danger" disabled={list.busy} onClick={() => remove(s.url)}>
+                  {t('subs.remove')}
+                </button>
               </div>
             </li>
           ))}

@@ -4,7 +4,16 @@ import type { AppCtx } from '../main';
 import { t, type Key } from '../i18n';
 import { ErrorText, FieldErr, FormStatus, idOf, outboundLabel, rich, useAction, type Problem } from '../ui';
 
-const MATCHERS = ['domain', 'domain-suffix', 'domain-keyword', 'domain-list', 'cidr', 'port', 'source-cidr', 'network'] as const;
+const MATCHERS = [
+  'domain',
+  'domain-suffix',
+  'domain-keyword',
+  'domain-list',
+  'cidr',
+  'port',
+  'source-cidr',
+  'network',
+] as const;
 const PLACEHOLDER: Record<string, string> = {
   domain: 'www.example.com',
   'domain-suffix': 'example.com, example.org',
@@ -21,7 +30,11 @@ const NOT_ARRAY = 'expected a JSON array of rules';
 const jsonProblem = (err: unknown): Problem => ({ field: 'rules', message: (err as Error).message, status: -1 });
 const matcherLabel = (k: string) => ((MATCHERS as readonly string[]).includes(k) ? t(`matcher.${k}` as Key) : k);
 
-interface Row { matchers: { key: string; value: string }[]; outbound: string; extra: Record<string, unknown> }
+interface Row {
+  matchers: { key: string; value: string }[];
+  outbound: string;
+  extra: Record<string, unknown>;
+}
 
 const asText = (v: unknown) => (Array.isArray(v) ? v.join(', ') : v === undefined || v === null ? '' : String(v));
 function toRows(rules: Rule[]): Row[] {
@@ -88,7 +101,10 @@ export function Rules({ state, setState }: AppCtx) {
     } else {
       rules = toRules(rows);
     }
-    const r = await a.run(() => put<State>('/api/rules', { rules }), () => t('rules.saved'));
+    const r = await a.run(
+      () => put<State>('/api/rules', { rules }),
+      () => t('rules.saved'),
+    );
     if (r) {
       setState(r);
       setDirty(false);
@@ -125,14 +141,44 @@ export function Rules({ state, setState }: AppCtx) {
         </button>
       </div>
       <p class="hint">
-        {rich('rules.hint', { settings: <a href="#/settings">{t('nav.settings')}</a>, node: <code>{outboundLabel(state.tcpNode)}</code> })}
+        {rich('rules.hint', {
+          settings: <a href="#/settings">{t('nav.settings')}</a>,
+          node: <code>{outboundLabel(state.tcpNode)}</code>,
+        })}
       </p>
       {json !== null ? (
         <div class={'field' + (allRuleErrors || jsonError ? ' invalid' : '')}>
           <label for={idOf('rules')}>{t('rules.jsonLabel')}</label>
-          <textarea id={idOf('rules')} name="rules" rows={16} class="mono" spellcheck={false} value={json} aria-describedby={idOf('rules') + '-err'} aria-invalid={allRuleErrors || jsonError ? 'true' : undefined} onInput={(e) => { setJson(e.currentTarget.value); setDirty(true); }} />
-          <div class="field-error" id={idOf('rules') + '-err'} data-for="rules" aria-live="polite" hidden={!(allRuleErrors || jsonError)}>
-            {jsonError ? <ErrorText p={jsonError} /> : a.fieldErrors.map((p, i) => <div key={i}><ErrorText p={p} withField /></div>)}
+          <textarea
+            id={idOf('rules')}
+            name="rules"
+            rows={16}
+            class="mono"
+            spellcheck={false}
+            value={json}
+            aria-describedby={idOf('rules') + '-err'}
+            aria-invalid={allRuleErrors || jsonError ? 'true' : undefined}
+            onInput={(e) => {
+              setJson(e.currentTarget.value);
+              setDirty(true);
+            }}
+          />
+          <div
+            class="field-error"
+            id={idOf('rules') + '-err'}
+            data-for="rules"
+            aria-live="polite"
+            hidden={!(allRuleErrors || jsonError)}
+          >
+            {jsonError ? (
+              <ErrorText p={jsonError} />
+            ) : (
+              a.fieldErrors.map((p, i) => (
+                <div key={i}>
+                  <ErrorText p={p} withField />
+                </div>
+              ))
+            )}
           </div>
         </div>
       ) : (
@@ -141,39 +187,155 @@ export function Rules({ state, setState }: AppCtx) {
           {rows.length === 0 ? <p class="empty">{t('rules.empty')}</p> : null}
           <ol class="rules">
             {rows.map((row, i) => (
-              <li key={i} class={'rule' + (a.fieldErrors.some((f) => f.field === `rules[${i}]` || f.field.startsWith(`rules[${i}].`)) ? ' invalid' : '')}>
-                <div class="rule-num" aria-hidden="true">{i + 1}</div>
+              <li
+                key={i}
+                class={
+                  'rule' +
+                  (a.fieldErrors.some((f) => f.field === `rules[${i}]` || f.field.startsWith(`rules[${i}].`))
+                    ? ' invalid'
+                    : '')
+                }
+              >
+                <div class="rule-num" aria-hidden="true">
+                  {i + 1}
+                </div>
                 <div class="rule-body">
                   {row.matchers.map((m, j) => {
                     const name = `rules[${i}].${m.key}`;
                     const err = a.err(name);
                     return (
                       <div class="matcher" key={j}>
-                        <label class="sr-only" for={`${idOf(name)}-key-${j}`}>{t('rules.kindLabel', { i: i + 1, j: j + 1 })}</label>
-                        <select id={`${idOf(name)}-key-${j}`} value={m.key} onChange={(e) => edit((rs) => { rs[i]!.matchers[j]!.key = e.currentTarget.value; return rs; })}>
-                          {MATCHERS.map((k) => <option key={k} value={k} disabled={k !== m.key && row.matchers.some((x) => x.key === k)}>{matcherLabel(k)}</option>)}
+                        <label class="sr-only" for={`${idOf(name)}-key-${j}`}>
+                          {t('rules.kindLabel', { i: i + 1, j: j + 1 })}
+                        </label>
+                        <select
+                          id={`${idOf(name)}-key-${j}`}
+                          value={m.key}
+                          onChange={(e) =>
+                            edit((rs) => {
+                              rs[i]!.matchers[j]!.key = e.currentTarget.value;
+                              return rs;
+                            })
+                          }
+                        >
+                          {MATCHERS.map((k) => (
+                            <option key={k} value={k} disabled={k !== m.key && row.matchers.some((x) => x.key === k)}>
+                              {matcherLabel(k)}
+                            </option>
+                          ))}
                         </select>
-                        <label class="sr-only" for={idOf(name)}>{t('rules.valueLabel', { i: i + 1, kind: matcherLabel(m.key) })}</label>
-                        <input type="text" id={idOf(name)} name={name} value={m.value} placeholder={PLACEHOLDER[m.key]} spellcheck={false} autoComplete="off" aria-invalid={err ? 'true' : undefined} aria-describedby={idOf(name) + '-err'} onInput={(e) => edit((rs) => { rs[i]!.matchers[j]!.value = e.currentTarget.value; return rs; })} />
-                        <button type="button" class="icon" aria-label={t('rules.removeMatcher', { i: i + 1, kind: matcherLabel(m.key) })} onClick={() => edit((rs) => { rs[i]!.matchers.splice(j, 1); return rs; })}>×</button>
+                        <label class="sr-only" for={idOf(name)}>
+                          {t('rules.valueLabel', { i: i + 1, kind: matcherLabel(m.key) })}
+                        </label>
+                        <input
+                          type="text"
+                          id={idOf(name)}
+                          name={name}
+                          value={m.value}
+                          placeholder={PLACEHOLDER[m.key]}
+                          spellcheck={false}
+                          autoComplete="off"
+                          aria-invalid={err ? 'true' : undefined}
+                          aria-describedby={idOf(name) + '-err'}
+                          onInput={(e) =>
+                            edit((rs) => {
+                              rs[i]!.matchers[j]!.value = e.currentTarget.value;
+                              return rs;
+                            })
+                          }
+                        />
+                        <button
+                          type="button"
+                          class="icon"
+                          aria-label={t('rules.removeMatcher', { i: i + 1, kind: matcherLabel(m.key) })}
+                          onClick={() =>
+                            edit((rs) => {
+                              rs[i]!.matchers.splice(j, 1);
+                              return rs;
+                            })
+                          }
+                        >
+                          ×
+                        </button>
                         <FieldErr name={name} a={a} />
                       </div>
                     );
                   })}
                   <div class="rule-foot">
-                    <button type="button" class="small" onClick={() => edit((rs) => {
-                      const free = MATCHERS.find((k) => !rs[i]!.matchers.some((x) => x.key === k));
-                      if (free) rs[i]!.matchers.push({ key: free, value: '' });
-                      return rs;
-                    })}>{t('rules.addMatcher')}</button>
+                    <button
+                      type="button"
+                      class="small"
+                      onClick={() =>
+                        edit((rs) => {
+                          const free = MATCHERS.find((k) => !rs[i]!.matchers.some((x) => x.key === k));
+                          if (free) rs[i]!.matchers.push({ key: free, value: '' });
+                          return rs;
+                        })
+                      }
+                    >
+                      {t('rules.addMatcher')}
+                    </button>
                     <label for={idOf(`rules[${i}].outbound`)}>{t('rules.then')}</label>
-                    <select id={idOf(`rules[${i}].outbound`)} name={`rules[${i}].outbound`} value={row.outbound} aria-describedby={idOf(`rules[${i}].outbound`) + '-err'} onChange={(e) => edit((rs) => { rs[i]!.outbound = e.currentTarget.value; return rs; })}>
-                      {[...outbounds, ...(outbounds.includes(row.outbound) ? [] : [row.outbound])].map((o) => <option key={o} value={o}>{state.nodes.find((n) => n.name === o)?.label || outboundLabel(o)}</option>)}
+                    <select
+                      id={idOf(`rules[${i}].outbound`)}
+                      name={`rules[${i}].outbound`}
+                      value={row.outbound}
+                      aria-describedby={idOf(`rules[${i}].outbound`) + '-err'}
+                      onChange={(e) =>
+                        edit((rs) => {
+                          rs[i]!.outbound = e.currentTarget.value;
+                          return rs;
+                        })
+                      }
+                    >
+                      {[...outbounds, ...(outbounds.includes(row.outbound) ? [] : [row.outbound])].map((o) => (
+                        <option key={o} value={o}>
+                          {state.nodes.find((n) => n.name === o)?.label || outboundLabel(o)}
+                        </option>
+                      ))}
                     </select>
                     <span class="spacer" />
-                    <button type="button" class="icon" aria-label={t('rules.up', { i: i + 1 })} disabled={i === 0} onClick={() => edit((rs) => { [rs[i - 1], rs[i]] = [rs[i]!, rs[i - 1]!]; return rs; })}>↑</button>
-                    <button type="button" class="icon" aria-label={t('rules.down', { i: i + 1 })} disabled={i === rows.length - 1} onClick={() => edit((rs) => { [rs[i + 1], rs[i]] = [rs[i]!, rs[i + 1]!]; return rs; })}>↓</button>
-                    <button type="button" class="small danger" aria-label={t('rules.deleteLabel', { i: i + 1 })} onClick={() => edit((rs) => { rs.splice(i, 1); return rs; })}>{t('common.delete')}</button>
+                    <button
+                      type="button"
+                      class="icon"
+                      aria-label={t('rules.up', { i: i + 1 })}
+                      disabled={i === 0}
+                      onClick={() =>
+                        edit((rs) => {
+                          [rs[i - 1], rs[i]] = [rs[i]!, rs[i - 1]!];
+                          return rs;
+                        })
+                      }
+                    >
+                      ↑
+                    </button>
+                    <button
+                      type="button"
+                      class="icon"
+                      aria-label={t('rules.down', { i: i + 1 })}
+                      disabled={i === rows.length - 1}
+                      onClick={() =>
+                        edit((rs) => {
+                          [rs[i + 1], rs[i]] = [rs[i]!, rs[i + 1]!];
+                          return rs;
+                        })
+                      }
+                    >
+                      ↓
+                    </button>
+                    <button
+                      type="button"
+                      class="small danger"
+                      aria-label={t('rules.deleteLabel', { i: i + 1 })}
+                      onClick={() =>
+                        edit((rs) => {
+                          rs.splice(i, 1);
+                          return rs;
+                        })
+                      }
+                    >
+                      {t('common.delete')}
+                    </button>
                   </div>
                   <FieldErr name={`rules[${i}].outbound`} a={a} />
                   <FieldErr name={`rules[${i}]`} a={a} />
@@ -181,12 +343,34 @@ export function Rules({ state, setState }: AppCtx) {
               </li>
             ))}
           </ol>
-          <button type="button" onClick={() => edit((rs) => [...rs, { matchers: [{ key: 'domain-suffix', value: '' }], outbound: 'direct', extra: {} }])}>{t('rules.add')}</button>
+          <button
+            type="button"
+            onClick={() =>
+              edit((rs) => [...rs, { matchers: [{ key: 'domain-suffix', value: '' }], outbound: 'direct', extra: {} }])
+            }
+          >
+            {t('rules.add')}
+          </button>
         </>
       )}
       <div class="actions">
-        <button type="submit" class="primary" disabled={a.busy}>{a.busy ? t('rules.validating') : t('rules.save')}</button>
-        <button type="button" class="ghost" disabled={a.busy || !dirty} onClick={() => { setDirty(false); setRows(toRows(state.rules)); if (json !== null) setJson(JSON.stringify(state.rules, null, 2)); a.clear(); setJsonError(null); }}>{t('common.revert')}</button>
+        <button type="submit" class="primary" disabled={a.busy}>
+          {a.busy ? t('rules.validating') : t('rules.save')}
+        </button>
+        <button
+          type="button"
+          class="ghost"
+          disabled={a.busy || !dirty}
+          onClick={() => {
+            setDirty(false);
+            setRows(toRows(state.rules));
+            if (json !== null) setJson(JSON.stringify(state.rules, null, 2));
+            a.clear();
+            setJsonError(null);
+          }}
+        >
+          {t('common.revert')}
+        </button>
       </div>
       <FormStatus a={a} />
     </form>

@@ -7,7 +7,14 @@ import { Field, FieldErr, FormStatus, Section, idOf, splitList, splitLines, useA
 const FIELDS = ['enabled', 'mode', 'lan.interfaces', 'lan.sources', 'tcpNode', 'udpNode', 'checkTargets'];
 const isField = (f: string) => FIELDS.includes(f);
 
-interface Form { mode: State['mode']; interfaces: string; sources: string; tcpNode: string; udpNode: string; checkTargets: string }
+interface Form {
+  mode: State['mode'];
+  interfaces: string;
+  sources: string;
+  tcpNode: string;
+  udpNode: string;
+  checkTargets: string;
+}
 const formOf = (s: State): Form => ({
   mode: s.mode,
   interfaces: s.lan.interfaces.join(', '),
@@ -35,7 +42,10 @@ export function Settings({ state, setState }: AppCtx) {
   const toggle = async () => {
     const want = !state.enabled;
     // No optimistic flip: the switch shows the state the gateway answers (and /api/state after it).
-    const r = await sw.run(() => put<State>('/api/settings', { enabled: want }), () => t(want ? 'settings.switchedOn' : 'settings.switchedOff'));
+    const r = await sw.run(
+      () => put<State>('/api/settings', { enabled: want }),
+      () => t(want ? 'settings.switchedOn' : 'settings.switchedOff'),
+    );
     if (r) setState(r);
   };
 
@@ -98,18 +108,40 @@ export function Settings({ state, setState }: AppCtx) {
         <div class="grid2">
           <div class={'field' + (a.err('tcpNode') ? ' invalid' : '')}>
             <label for={idOf('tcpNode')}>{t('settings.tcpNode')}</label>
-            <select id={idOf('tcpNode')} name="tcpNode" value={form.tcpNode} aria-describedby={idOf('tcpNode') + '-err'} aria-invalid={a.err('tcpNode') ? 'true' : undefined} onChange={(e) => set('tcpNode', e.currentTarget.value)}>
+            <select
+              id={idOf('tcpNode')}
+              name="tcpNode"
+              value={form.tcpNode}
+              aria-describedby={idOf('tcpNode') + '-err'}
+              aria-invalid={a.err('tcpNode') ? 'true' : undefined}
+              onChange={(e) => set('tcpNode', e.currentTarget.value)}
+            >
               <option value="direct">{t('settings.directNoNode')}</option>
-              {[...nodes, ...withCurrent(form.tcpNode)].map((n) => <option key={n} value={n}>{labelOf(n)}</option>)}
+              {[...nodes, ...withCurrent(form.tcpNode)].map((n) => (
+                <option key={n} value={n}>
+                  {labelOf(n)}
+                </option>
+              ))}
             </select>
             <FieldErr name="tcpNode" a={a} />
           </div>
           <div class={'field' + (a.err('udpNode') ? ' invalid' : '')}>
             <label for={idOf('udpNode')}>{t('settings.udpNode')}</label>
-            <select id={idOf('udpNode')} name="udpNode" value={form.udpNode} aria-describedby={idOf('udpNode') + '-err'} aria-invalid={a.err('udpNode') ? 'true' : undefined} onChange={(e) => set('udpNode', e.currentTarget.value)}>
+            <select
+              id={idOf('udpNode')}
+              name="udpNode"
+              value={form.udpNode}
+              aria-describedby={idOf('udpNode') + '-err'}
+              aria-invalid={a.err('udpNode') ? 'true' : undefined}
+              onChange={(e) => set('udpNode', e.currentTarget.value)}
+            >
               <option value="same">{t('settings.sameAsTcp')}</option>
               <option value="direct">{t('settings.directNoNode')}</option>
-              {[...nodes, ...withCurrent(form.udpNode).filter((v) => v !== 'same')].map((n) => <option key={n} value={n}>{labelOf(n)}</option>)}
+              {[...nodes, ...withCurrent(form.udpNode).filter((v) => v !== 'same')].map((n) => (
+                <option key={n} value={n}>
+                  {labelOf(n)}
+                </option>
+              ))}
             </select>
             <FieldErr name="udpNode" a={a} />
           </div>
@@ -129,14 +161,55 @@ export function Settings({ state, setState }: AppCtx) {
         </fieldset>
 
         <div class="grid2">
-          <Field a={a} name="lan.interfaces" label={t('settings.interfaces')} hint={t('settings.interfacesHint')} value={form.interfaces} onInput={(v) => set('interfaces', v)} autoComplete="off" spellcheck={false} />
-          <Field a={a} name="lan.sources" label={t('settings.sources')} hint={t('settings.sourcesHint')} value={form.sources} onInput={(v) => set('sources', v)} autoComplete="off" spellcheck={false} />
+          <Field
+            a={a}
+            name="lan.interfaces"
+            label={t('settings.interfaces')}
+            hint={t('settings.interfacesHint')}
+            value={form.interfaces}
+            onInput={(v) => set('interfaces', v)}
+            autoComplete="off"
+            spellcheck={false}
+          />
+          <Field
+            a={a}
+            name="lan.sources"
+            label={t('settings.sources')}
+            hint={t('settings.sourcesHint')}
+            value={form.sources}
+            onInput={(v) => set('sources', v)}
+            autoComplete="off"
+            spellcheck={false}
+          />
         </div>
-        <Field a={a} multiline rows={3} name="checkTargets" label={t('settings.checkTargets')} hint={t('settings.checkTargetsHint')} value={form.checkTargets} onInput={(v) => set('checkTargets', v)} spellcheck={false} />
+        <Field
+          a={a}
+          multiline
+          rows={3}
+          name="checkTargets"
+          label={t('settings.checkTargets')}
+          hint={t('settings.checkTargetsHint')}
+          value={form.checkTargets}
+          onInput={(v) => set('checkTargets', v)}
+          spellcheck={false}
+        />
 
         <div class="actions">
-          <button type="submit" class="primary" disabled={a.busy}>{a.busy ? t('common.saving') : t('common.save')}</button>
-          <button type="button" class="ghost" disabled={a.busy || !dirty} onClick={() => { setDirty(false); setForm(formOf(state)); a.clear(); }}>{t('common.revert')}</button>
+          <button type="submit" class="primary" disabled={a.busy}>
+            {a.busy ? t('common.saving') : t('common.save')}
+          </button>
+          <button
+            type="button"
+            class="ghost"
+            disabled={a.busy || !dirty}
+            onClick={() => {
+              setDirty(false);
+              setForm(formOf(state));
+              a.clear();
+            }}
+          >
+            {t('common.revert')}
+          </button>
         </div>
         <FormStatus a={a} />
       </form>
