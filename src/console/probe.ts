@@ -120,7 +120,7 @@ export async function testNode(
   target: string | undefined,
   opts: ProbeOptions,
 ): Promise<NodeTestResult> {
-  let spec;
+  let spec: ReturnType<typeof parseNodeUri>;
   try {
     spec = parseNodeUri(uri, name);
   } catch (e) {

@@ -505,7 +505,7 @@ const forwardDrop: Check = {
  */
 function bridgesHere(p: SystemProbe): string[] | undefined {
   const r = p.run('ip', ['-j', 'link', 'show', 'type', 'bridge']);
-  if (!r || r.status !== 0) return undefined;
+  if (r?.status !== 0) return undefined;
   return parseIpJson<{ ifname?: string }>(r.stdout)
     .flatMap((l) => (l.ifname ? [l.ifname] : []))
     .sort();

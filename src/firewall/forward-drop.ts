@@ -44,8 +44,7 @@ function isDnatAccept(rule: NftRule): boolean {
   const m = expr[0]!.match as
     | { left?: { ct?: { key?: string; dir?: string } }; right?: unknown; op?: string }
     | undefined;
-  if (!m || m.left?.ct?.key !== 'status' || m.left.ct.dir !== undefined || (m.op !== '==' && m.op !== 'in'))
-    return false;
+  if (m?.left?.ct?.key !== 'status' || m.left.ct.dir !== undefined || (m.op !== '==' && m.op !== 'in')) return false;
   return m.right === 'dnat' || (Array.isArray(m.right) && m.right.includes('dnat'));
 }
 

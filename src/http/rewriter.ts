@@ -31,7 +31,7 @@
 // and stamped as further requests if the server declines. h2c is refused unless allowed.
 
 import {
-  CompiledInject,
+  type CompiledInject,
   FOLD,
   KIND_CONTENT_LENGTH,
   KIND_REPLACE,

@@ -123,7 +123,7 @@ function ineligible(s: net.Socket): string | undefined {
   if (s.destroyed || s.connecting || s.readyState !== 'open')
     return `socket is ${s.destroyed ? 'destroyed' : s.readyState}`;
   const h = handleOf(s);
-  if (!h || h.constructor?.name !== 'TCP' || typeof h.fd !== 'number' || h.fd < 0 || typeof h.readStop !== 'function')
+  if (h?.constructor?.name !== 'TCP' || typeof h.fd !== 'number' || h.fd < 0 || typeof h.readStop !== 'function')
     return 'not a TCP socket with a descriptor';
   const rs = (s as unknown as { _readableState?: { ended?: boolean } })._readableState;
   if (s.readableEnded || rs?.ended) return 'EOF already read';

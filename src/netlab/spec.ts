@@ -722,7 +722,7 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
       const first = reals.get(real);
       problem(
         path,
-        `duplicate interface name '${declared}' in ${place === ROOT ? 'the root namespace' : `host '${place}'`}${first && first.length ? ` (first at ${pathText(first)})` : declared === 'lo' ? ' (the loopback interface)' : ''}`,
+        `duplicate interface name '${declared}' in ${place === ROOT ? 'the root namespace' : `host '${place}'`}${first?.length ? ` (first at ${pathText(first)})` : declared === 'lo' ? ' (the loopback interface)' : ''}`,
         at,
       );
       return undefined;

@@ -88,7 +88,7 @@ process.once('exit', stopAllPlugins);
 export function missingPlugins(nodes: Record<string, { uri: string }>): string[] {
   const out: string[] = [];
   for (const [name, n] of Object.entries(nodes)) {
-    let spec;
+    let spec: ReturnType<typeof parseNodeUri>;
     try {
       spec = parseNodeUri(n.uri, name);
     } catch {

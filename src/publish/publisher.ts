@@ -63,7 +63,7 @@ export function planFor(cfg: PublishConfig, owner: number, route = routeCache())
 /** The nft transaction `publish` would run now (dry run; needs nft only to read the live table). */
 export function dryRun(cfg: PublishConfig, owner: number): string {
   const plan = planFor(cfg, owner);
-  let live;
+  let live: ReturnType<typeof readLiveTable> | undefined;
   try {
     live = readLiveTable();
   } catch {

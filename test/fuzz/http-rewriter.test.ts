@@ -367,7 +367,7 @@ test('injection config: any header name/value either is refused or injects exact
   );
   fc.assert(
     fc.property(str, str, (name, value) => {
-      let compiled;
+      let compiled: ReturnType<typeof compileInjectConfig>;
       try {
         compiled = compileInjectConfig({ headers: [{ name, value }], maxHeadBytes: 65536 });
       } catch (e) {

@@ -143,7 +143,7 @@ async function hostile(
 
 /** Connects through `ob`, sends a request, reads to the end: the OutboundError code, or 'eof'. */
 async function outcome(ob: TcpOutbound): Promise<string> {
-  let stream;
+  let stream: Awaited<ReturnType<TcpOutbound['connect']>>;
   try {
     stream = await ob.connect({ ip: '10.0.0.1', port: 80, family: 4 }, { source: { address: '127.0.0.1', port: 1 } });
   } catch (e) {

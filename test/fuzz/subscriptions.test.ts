@@ -29,7 +29,7 @@ function mutate(text: string, edits: [number, number, string][]): string {
 }
 
 function check(body: string): void {
-  let decoded;
+  let decoded: ReturnType<typeof decodeSubscription>;
   try {
     decoded = decodeSubscription(body);
   } catch (e) {

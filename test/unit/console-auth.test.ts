@@ -119,7 +119,7 @@ test('login limiter: 40 guesses from 40 addresses of one IPv6 /64 or IPv4 /24 ar
 });
 
 test('login limiter: loopback (all of 127/8 and ::1) is one client, slowed with backoff but never refused', () => {
-  let now = 0;
+  const now = 0;
   const l = new LoginLimiter(LOGIN_LIMITS, () => now);
   const delays: number[] = [];
   for (let i = 0; i < 40; i++) {

@@ -136,7 +136,7 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
       throw new ApiError(0, `network error: ${(e2 as Error).message}`);
     }
   }
-  let data: unknown = undefined;
+  let data: unknown;
   const text = await res.text();
   if (text) {
     try {
