@@ -5,6 +5,7 @@ import { loadConfigFile, type ConfigFile } from '../config/file.js';
 import { checkConfigFile } from '../config/file-permissions.js';
 import { checkConsoleConfig, consoleService } from '../console/index.js';
 import { createLogger } from '../observe/log.js';
+import { LogRing } from '../observe/log-ring.js';
 import { Supervisor } from '../proxy/supervisor.js';
 import { UsageError } from '../errors.js';
 import { addCaptureOptions, collect } from './capture-options.js';
@@ -113,7 +114,9 @@ export function runCommand(): Command {
       const permissionWarnings = file ? checkConfigFile(file) : [];
       const cfg = parseRunOptions(file ? withFile(file.run, opts, self) : opts, command, undefined, file);
       checkConsoleConfig(cfg, opts.config, file);
-      const log = createLogger(cfg.logFormat);
+      // The console's Logs page reads the last lines from memory (no log file needed).
+      const logRing = cfg.console ? new LogRing() : undefined;
+      const log = createLogger(cfg.logFormat, undefined, logRing);
       for (const w of permissionWarnings) log.warn(w);
       // SIGHUP re-reads the file (and the console applies its edits the same way); flags
       // typed on the command line still win.
@@ -129,6 +132,7 @@ export function runCommand(): Command {
       const status = await new Supervisor(cfg, log, {
         ...(reload ? { reload } : {}),
         ...(services ? { services } : {}),
+        ...(logRing ? { logRing } : {}),
       }).run();
       process.exit(status);
     });

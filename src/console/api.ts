@@ -30,6 +30,7 @@ import { resolverForNames } from '../dns/resolver.js';
 import { fetchSubscription } from './subscription-fetch.js';
 import { redactUri } from '../outbound/uri.js';
 import { parseCheckTarget } from '../config/schema.js';
+import { readLogs } from './logs-api.js';
 
 export interface ApiRequest {
   method: string;
@@ -216,6 +217,7 @@ export class ConsoleApi {
         return this.selectGroup(b, objectBody(req.body).member);
     }
     if (method === 'POST' && path === '/check') return this.check(req.body ?? {});
+    if (method === 'GET' && path === '/logs') return ok(await readLogs(this.deps.control, req.query));
     return { status: 404, body: { error: `no such API route: ${method} /api${path}` } };
   }
 

@@ -1,6 +1,7 @@
 // One logger for every room: text (key=value, one line per event, for people) or JSON lines
 // through pino (for collectors), on stderr so a wrapped command's stdout stays its own.
 import { pino, destination } from 'pino';
+import type { LogRing } from './log-ring.js';
 export type LogFields = Record<string, string | number | boolean | undefined>;
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 
@@ -15,7 +16,15 @@ function quote(v: string | number | boolean): string {
   return /[\s"=]/.test(s) || s === '' ? JSON.stringify(s) : s;
 }
 
-export function createLogger(format: 'text' | 'json', out?: (line: string) => void): Logger {
+/** `msg k=v …` as the text format writes it (after the prefix). */
+export function textOf(msg: string, fields: LogFields = {}): string {
+  let line = msg;
+  for (const [k, v] of Object.entries(fields)) if (v !== undefined) line += ` ${k}=${quote(v)}`;
+  return line;
+}
+
+/** `ring`: every line is also kept there, as text (the console's Logs page). */
+export function createLogger(format: 'text' | 'json', out?: (line: string) => void, ring?: LogRing): Logger {
   if (format === 'json') {
     const p = pino(
       {
@@ -25,17 +34,21 @@ export function createLogger(format: 'text' | 'json', out?: (line: string) => vo
       },
       out ? { write: out } : destination({ fd: 2, sync: true }),
     );
+    const emitJson = (level: 'info' | 'warn' | 'error', m: string, f?: LogFields): void => {
+      ring?.push(level, textOf(m, f));
+      p[level](f ?? {}, m);
+    };
     return {
-      info: (m, f) => p.info(f ?? {}, m),
-      warn: (m, f) => p.warn(f ?? {}, m),
-      error: (m, f) => p.error(f ?? {}, m),
+      info: (m, f) => emitJson('info', m, f),
+      warn: (m, f) => emitJson('warn', m, f),
+      error: (m, f) => emitJson('error', m, f),
     };
   }
   const write = out ?? ((l: string) => process.stderr.write(l));
   const emit = (level: Level, msg: string, fields: LogFields = {}): void => {
-    let line = `tranproxy${level === 'info' ? '' : ` ${level.toUpperCase()}`}: ${msg}`;
-    for (const [k, v] of Object.entries(fields)) if (v !== undefined) line += ` ${k}=${quote(v)}`;
-    write(line + '\n');
+    const text = textOf(msg, fields);
+    ring?.push(level, text);
+    write(`tranproxy${level === 'info' ? '' : ` ${level.toUpperCase()}`}: ${text}\n`);
   };
   return {
     info: (m, f) => emit('info', m, f),

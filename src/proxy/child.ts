@@ -3,6 +3,7 @@
 // the privileges needed for the firewall).
 import { createLogger } from '../observe/log.js';
 import { batchedStderr } from '../observe/batched-stderr.js';
+import { LogRing } from '../observe/log-ring.js';
 import { DataPlaneMetrics } from '../observe/metrics.js';
 import { compileInjectConfig, type CompiledInject } from '../http/inject-config.js';
 import { RequestRewriter } from '../http/rewriter.js';
@@ -28,6 +29,8 @@ function send(msg: FromChild): void {
 
 let plane: DataPlane | undefined;
 const metrics = new DataPlaneMetrics();
+/** This worker's last log lines; the supervisor pulls them for the console ('logs'). */
+const logRing = new LogRing();
 let udp: UdpTproxy | undefined;
 let dns: DnsForwarder | undefined;
 let restartDns: (() => Promise<void>) | undefined;
@@ -124,7 +127,7 @@ function logPluginEvent(log: Logger, e: PluginEvent): void {
 }
 
 async function start(msg: ChildStart): Promise<void> {
-  const log = createLogger(msg.logFormat, batchedStderr()); // one write per event-loop turn
+  const log = createLogger(msg.logFormat, batchedStderr(), logRing); // one write per event-loop turn
   onPluginEvent((e) => logPluginEvent(log, e));
   const resolver = new NameResolver(msg.resolver);
   // Domain lists arrive packed (DomainList.toJSON): unpacked once, shared by the TCP and UDP routers.
@@ -241,6 +244,8 @@ process.on('message', (msg: ToChild) => {
     } catch (e) {
       process.send?.({ type: 'answer', id: msg.id, data: { ok: false, error: (e as Error).message } });
     }
+  } else if (msg.type === 'logs') {
+    process.send?.({ type: 'answer', id: msg.id, data: logRing.read({ since: msg.after, limit: 2000 }).entries });
   } else if (msg.type === 'close-connection') {
     void (plane?.closeConnection(msg.conn) ?? Promise.resolve(false)).then(
       (data) => process.send?.({ type: 'answer', id: msg.id, data }),

@@ -66,7 +66,14 @@ export interface ChildSelectGroup {
   member: string;
 }
 
-export type ToChild = ChildStart | ChildShutdown | ChildQuery | ChildCloseConnection | ChildSelectGroup;
+/** The worker's log lines after sequence number `after` (its own LogRing); answer: LogEntry[]. */
+export interface ChildLogs {
+  type: 'logs';
+  id: number;
+  after: number;
+}
+
+export type ToChild = ChildStart | ChildShutdown | ChildQuery | ChildCloseConnection | ChildSelectGroup | ChildLogs;
 
 export type FromChild =
   /** relay: how this worker's flows are relayed (RelayPath). */

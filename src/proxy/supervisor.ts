@@ -19,6 +19,7 @@ import { bridgeNfWarning } from '../firewall/forwarding.js';
 import { applyPlan, detectBackend, removeRules, showRules, type Backend } from '../firewall/apply.js';
 import { capturePlanOf, type RunConfig } from '../config/run-config.js';
 import type { Logger } from '../observe/log.js';
+import type { LogEntry, LogRing } from '../observe/log-ring.js';
 import type { Family } from '../firewall/plan.js';
 import type { ChildStart, FromChild, QueryKind, RelayPath, ToChild } from './protocol.js';
 import { SupervisorMetrics, type MetricsSnapshot } from '../observe/metrics.js';
@@ -175,6 +176,8 @@ export interface SupervisorOptions {
   reload?: () => RunConfig;
   /** Started once the proxy is ready (the web console), closed on shutdown. */
   services?: (ctl: SupervisorControl) => Promise<{ close(): Promise<void> }>;
+  /** The supervisor's own log lines (its logger writes there); workers' lines are merged in by logs(). */
+  logRing?: LogRing;
 }
 
 /** An active connection with the worker (pid) that holds it. */
@@ -197,6 +200,8 @@ export interface SupervisorControl {
   selectGroup?(group: string, member: string): Promise<void>;
   /** Workers whose DNS cache was cleared. */
   flushDns(): Promise<number>;
+  /** Every process's recent log lines, merged (workers' new lines pulled now); undefined: none kept. */
+  logs?(): Promise<LogRing | undefined>;
   /** Whether tranproxy's rules are in the kernel right now (asks the kernel). */
   rulesInKernel(): boolean;
   /** Called after every configuration applied (SIGHUP or console); returns an unsubscribe. */
@@ -414,6 +419,33 @@ export class Supervisor implements SupervisorControl {
   async closeConnection(worker: number, id: number): Promise<boolean> {
     const w = [...this.workers, ...this.draining].find((x) => x.child.pid === worker);
     return (await w?.ask((q) => ({ type: 'close-connection', id: q, conn: id }))) === true;
+  }
+
+  private logCursor = new WeakMap<Worker, number>();
+  private pulling: Promise<LogRing | undefined> | undefined;
+
+  logs(): Promise<LogRing | undefined> {
+    const ring = this.opts.logRing;
+    if (!ring) return Promise.resolve(undefined);
+    // One pull at a time: two at once would copy the same lines twice.
+    this.pulling ??= this.pullLogs(ring).finally(() => {
+      this.pulling = undefined;
+    });
+    return this.pulling;
+  }
+
+  private async pullLogs(ring: LogRing): Promise<LogRing> {
+    const all = [...this.workers, ...this.draining];
+    const answers = await Promise.all(
+      all.map((w) => w.ask((id) => ({ type: 'logs', id, after: this.logCursor.get(w) ?? 0 }))),
+    );
+    answers.forEach((a, i) => {
+      if (!Array.isArray(a) || a.length === 0) return;
+      const w = all[i]!;
+      for (const e of a as LogEntry[]) ring.push(e.level, e.text, e.t, w.child.pid);
+      this.logCursor.set(w, (a[a.length - 1] as LogEntry).seq);
+    });
+    return ring;
   }
 
   async flushDns(): Promise<number> {
