@@ -12,8 +12,9 @@ import { Dns } from './pages/Dns';
 import { Rules } from './pages/Rules';
 import { Live, type Sample } from './pages/Live';
 import { Check } from './pages/Check';
+import { Logs } from './pages/Logs';
 
-const PAGES = ['settings', 'nodes', 'rules', 'dns', 'live', 'check'] as const;
+const PAGES = ['settings', 'nodes', 'rules', 'dns', 'live', 'logs', 'check'] as const;
 type Page = (typeof PAGES)[number];
 /** While the gateway does not answer, ask again this often. */
 const RETRY_MS = 2000;
@@ -287,6 +288,8 @@ function App() {
           <Dns {...ctx} />
         ) : page === 'live' ? (
           <Live conns={conns} samples={samples} live={live} />
+        ) : page === 'logs' ? (
+          <Logs />
         ) : (
           <Check {...ctx} />
         )}
