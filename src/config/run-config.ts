@@ -15,6 +15,7 @@ import { podAddress, readResolvConf, type ResolvConf } from './host-identity.js'
 import { routingOf, type RoutingConfig } from './routing.js';
 import { parseAdminAddress } from '../observe/admin.js';
 import type { ConfigFile } from './file.js';
+import type { RawRunOptions } from './run-options.js';
 import type { CaptureMode, CapturePlan, CapturePoint, Cidr, Family, PortRange } from '../firewall/plan.js';
 import {
   parseChoice,
@@ -30,6 +31,8 @@ import {
   parseUidGid,
   splitList,
 } from './values.js';
+
+export type { RawRunOptions } from './run-options.js';
 
 export type FirewallChoice = 'auto' | 'nft' | 'iptables' | 'none';
 export type FamilyChoice = 'dual' | 'ipv4' | 'ipv6';
@@ -102,63 +105,6 @@ export interface RunConfig {
 }
 
 /** What commander hands over: strings, string arrays, booleans, undefined. */
-export interface RawRunOptions {
-  mode?: string;
-  capture?: string[];
-  family?: string;
-  listenPort?: string;
-  port?: string[];
-  excludePort?: string[];
-  includeCidr?: string[];
-  excludeCidr?: string[];
-  sourceCidr?: string[];
-  inInterface?: string[];
-  inboundPort?: string[];
-  excludeInboundPort?: string[];
-  proxyUser?: string;
-  excludeUid?: string[];
-  excludeGid?: string[];
-  firewall?: string;
-  bypassMark?: string;
-  tproxyMark?: string;
-  tproxyTable?: string;
-  tproxyRulePref?: string;
-  preserveSource?: boolean;
-  bypassPrivate?: boolean;
-  connectTimeout?: string;
-  idleTimeout?: string;
-  headTimeout?: string;
-  maxConnections?: string;
-  logFormat?: string;
-  header?: string[];
-  nameserver?: string[];
-  /** nginx-tranproxy spellings, and lower-case ones: true when given without a value. */
-  SetForwardedFor?: string | boolean;
-  setForwardedFor?: string | boolean;
-  SetClientHostname?: string | boolean;
-  setClientHostname?: string | boolean;
-  xffMode?: string;
-  maxHeadSize?: string;
-  allowH2c?: boolean;
-  httpOnly?: boolean;
-  dstFromHost?: boolean;
-  upstream?: string;
-  sniffTimeout?: string;
-  udp?: boolean;
-  udpIdleTimeout?: string;
-  workers?: string;
-  relay?: string;
-  /** true: the default address. */
-  admin?: string | boolean;
-  /** Bearer token for /connections and POST /quitquitquit. */
-  adminTokenFile?: string;
-  drainTimeout?: string;
-  /** Config file only (no flag): the main switch. */
-  enabled?: boolean;
-  /** ADDRESS:PORT or PORT (loopback). */
-  console?: string | boolean;
-}
-
 /** Facts the sidecar defaults depend on; injectable for tests. */
 export interface HostFacts {
   podAddress(): string | undefined;

@@ -65,7 +65,7 @@ import {
   type DomainEntryKind,
   type Network,
 } from '../route/index.js';
-import type { RawRunOptions } from './run-config.js';
+import type { RawRunOptions } from './run-options.js';
 import {
   parseCidr,
   parseDuration,

@@ -2,25 +2,9 @@
 // durations, marks, uid:gid. Each throws a UsageError that names the flag and the fix.
 import { isIP } from 'node:net';
 import { UsageError } from '../errors.js';
-import type { Cidr, PortRange } from '../firewall/plan.js';
+import type { Cidr } from '../firewall/plan.js';
 
-export function parsePort(text: string, flag: string): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text.trim()) || !Number.isInteger(n) || n < 1 || n > 65535) {
-    throw new UsageError(`${flag}: '${text}' is not a port: use a number from 1 to 65535`);
-  }
-  return n;
-}
-
-/** "80", "8000-8100" or "8000:8100". */
-export function parsePortRange(text: string, flag: string): PortRange {
-  const m = text.trim().match(/^(\d+)(?:[-:](\d+))?$/);
-  if (!m) throw new UsageError(`${flag}: '${text}' is not a port or range: use 80 or 8000-8100`);
-  const from = parsePort(m[1]!, flag);
-  const to = m[2] === undefined ? from : parsePort(m[2], flag);
-  if (to < from) throw new UsageError(`${flag}: range '${text}' ends before it starts`);
-  return { from, to };
-}
+export { parsePort, parsePortRange } from '../firewall/ports.js';
 
 /** Accepts "a,b,c" as well as repeated flags. */
 export function splitList(values: readonly string[] | undefined): string[] {

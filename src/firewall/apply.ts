@@ -14,14 +14,10 @@ import {
   type IptablesRender,
 } from './render-iptables.js';
 import { applyRouting, removeRouting, routingCommands, routingFor, showRouting } from './routes.js';
+import type { Target } from './target.js';
 import { FAMILIES, FAMILY_LABEL, validatePlan } from './validate.js';
 
 export type Backend = 'nft' | 'iptables';
-
-/** Where to act: the current network namespace, or a named one (`ip netns exec NAME`). */
-export interface Target {
-  netns?: string;
-}
 
 const TABLES = ['nat', 'mangle'] as const;
 

@@ -4,7 +4,7 @@
 import { mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { runSync } from '../kernel/exec.js';
 import type { Family } from './plan.js';
-import type { Target } from './apply.js';
+import type { Target } from './target.js';
 
 const STATE_DIR = '/run/tranproxy';
 const KEYS: Record<Family, string> = { ipv4: 'net.ipv4.ip_forward', ipv6: 'net.ipv6.conf.all.forwarding' };

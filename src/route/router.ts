@@ -14,7 +14,7 @@
 // and every compile), so routing costs a handful of lookups per list however many entries
 // there are; CIDRs and ports are merged numeric ranges searched by bisection.
 import { UsageError } from '../errors.js';
-import { parsePortRange } from '../config/values.js';
+import { parsePortRange } from '../firewall/ports.js';
 import type { PortRange } from '../firewall/plan.js';
 import type { Destination } from '../outbound/types.js';
 import {

@@ -24,12 +24,6 @@ function pageFromHash(): Page {
   return PAGES.find((p) => p === h) ?? 'settings';
 }
 
-export interface AppCtx {
-  state: State;
-  setState: (s: State) => void;
-  reload: () => Promise<void>;
-}
-
 /** Language and theme buttons (header and login page). */
 export function Prefs(props: { lang: Lang; theme: Theme; setLang: (l: Lang) => void; setTheme: (th: Theme) => void }) {
   const other: Theme = props.theme === 'dark' ? 'light' : 'dark';

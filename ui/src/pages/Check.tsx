@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { post, type CheckResult, type Probe } from '../api';
-import type { AppCtx } from '../main';
+import type { AppCtx } from '../ctx';
 import { t } from '../i18n';
 import { ErrorText, Field, FormStatus, outboundLabel, splitLines, useAction } from '../ui';
 

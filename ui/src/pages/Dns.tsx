@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { post, put, type DnsServer as Server, type State } from '../api';
 import { t } from '../i18n';
-import type { AppCtx } from '../main';
+import type { AppCtx } from '../ctx';
 import { Field, FieldErr, FormStatus, Section, idOf, splitList, useAction } from '../ui';
 
 const FIELDS = ['dns.nameservers', 'dns.cache', 'dns.fakeIp'];

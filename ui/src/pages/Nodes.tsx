@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { del, post, put, type ImportReport, type NodeInfo, type State, type TestResult } from '../api';
-import type { AppCtx } from '../main';
+import type { AppCtx } from '../ctx';
 import { lang, t } from '../i18n';
 import { ErrorText, Field, FormStatus, Section, rich, useAction } from '../ui';
 

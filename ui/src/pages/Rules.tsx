@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { put, type Rule, type State } from '../api';
-import type { AppCtx } from '../main';
+import type { AppCtx } from '../ctx';
 import { t, type Key } from '../i18n';
 import { ErrorText, FieldErr, FormStatus, idOf, outboundLabel, rich, useAction, type Problem } from '../ui';
 

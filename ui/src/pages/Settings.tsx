@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { put, type State } from '../api';
-import type { AppCtx } from '../main';
+import type { AppCtx } from '../ctx';
 import { t } from '../i18n';
 import { Field, FieldErr, FormStatus, Section, idOf, splitList, splitLines, useAction } from '../ui';
 
