@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { relay } from '../src/relay/relay.js';
 import { relayAuto } from '../src/relay/zero-copy.js';
-import { createSpliceEngine, spliceAvailable } from '../src/kernel/splice.js';
+import { createSpliceEngine, spliceAvailable } from '../src/relay/engine/engine.js';
 
 const { values: args } = parseArgs({
   options: {

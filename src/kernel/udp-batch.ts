@@ -4,9 +4,6 @@
 // sendmmsg(2), later ones with sendto(2). Per query that is no libuv request, no callback
 // and no RemoteInfo object: what keeps Node's dgram at a third of dnsmasq's rate.
 import {
-  EAGAIN,
-  MSG_DONTWAIT,
-  SHUT_RDWR,
   addressOf,
   hasEventLoopPoll,
   pollReadable,
@@ -20,6 +17,7 @@ import {
   sysShutdown,
   sysSocket,
 } from './ffi.js';
+import { EAGAIN, MSG_DONTWAIT, SHUT_RDWR } from './linux.js';
 import { AF_INET, AF_INET6, decodeSockaddr, encodeSockaddr } from './sockaddr.js';
 import {
   IOVEC_SIZE,

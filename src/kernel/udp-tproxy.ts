@@ -33,9 +33,6 @@
 import { Worker } from 'node:worker_threads';
 import { SyscallError } from '../errors.js';
 import {
-  EAGAIN,
-  MSG_DONTWAIT,
-  SHUT_RDWR,
   addressOf,
   hasEventLoopPoll,
   pollReadable,
@@ -49,6 +46,7 @@ import {
   sysSocket,
   type FdPoller,
 } from './ffi.js';
+import { EAGAIN, MSG_DONTWAIT, SHUT_RDWR } from './linux.js';
 import { AF_INET, AF_INET6, decodeSockaddr, encodeSockaddr, type Endpoint } from './sockaddr.js';
 import {
   IP_ORIGDSTADDR,

@@ -4,7 +4,8 @@
 // ArrayBuffer per batch. Stops when the main thread sets the stop flag and shuts the fds
 // down (which wakes poll); never closes the fds itself (the main thread does, afterwards).
 import { parentPort, workerData } from 'node:worker_threads';
-import { MSG_DONTWAIT, addressOf, sysPoll, sysRecvmmsg } from './ffi.js';
+import { addressOf, sysPoll, sysRecvmmsg } from './ffi.js';
+import { MSG_DONTWAIT } from './linux.js';
 import { RecvBatchLayout } from './udp-msg.js';
 import { encodeWorkerBatch, type WorkerInit } from './udp-worker-protocol.js';
 

@@ -7,7 +7,7 @@ import { unmapAddress, type Endpoint } from '../kernel/sockaddr.js';
 import { connectDirect, ConnectError, fmt } from '../outbound/direct.js';
 import { relay, type RelayResult, type UpstreamRewriter } from '../relay/relay.js';
 import { relayAuto, wouldSplice } from '../relay/zero-copy.js';
-import { createSpliceEngine, spliceAvailable, type SpliceEngine } from '../kernel/splice.js';
+import { createSpliceEngine, spliceAvailable, type SpliceEngine } from '../relay/engine/engine.js';
 import { LocalAddresses } from '../kernel/local-addresses.js';
 import { startServedPlane } from './served-plane.js';
 import type { LogFields, Logger } from '../observe/log.js';

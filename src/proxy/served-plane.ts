@@ -1,8 +1,8 @@
 // The data plane for listeners whose flows nobody inspects (no header injection, no routing,
 // no --dst-from-host): the splice engine accepts, connects and relays them itself, so no
-// connection ever becomes a Node socket (src/kernel/splice-worker.ts). This side turns the
+// connection ever becomes a Node socket (src/relay/engine/worker.ts). This side turns the
 // engine's batched flow records into the same log lines and metrics the JS path writes.
-import type { FlowRecord, ServedListener, SpliceEngine } from '../kernel/splice.js';
+import type { FlowRecord, ServedListener, SpliceEngine } from '../relay/engine/engine.js';
 import type { LogFields, Logger } from '../observe/log.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
 import { fmt } from '../outbound/direct.js';

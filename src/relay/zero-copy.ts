@@ -1,8 +1,8 @@
-// Picks the byte pump per connection: the zero-copy splice engine (src/kernel/splice.ts)
+// Picks the byte pump per connection: the zero-copy splice engine (engine/engine.ts)
 // when nothing needs to see the bytes any more, the JS relay (relay.ts) otherwise.
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { HandoverError, canSplice, createSpliceEngine, spliceAvailable, type SpliceEngine } from '../kernel/splice.js';
+import { HandoverError, canSplice, createSpliceEngine, spliceAvailable, type SpliceEngine } from './engine/engine.js';
 import { relay, type RelayOptions, type RelayResult } from './relay.js';
 
 export interface AutoRelayOptions extends RelayOptions {
@@ -19,13 +19,6 @@ let shared: SpliceEngine | null | undefined;
 export function defaultSpliceEngine(): SpliceEngine | null {
   if (shared === undefined) shared = spliceAvailable() ? createSpliceEngine() : null;
   return shared;
-}
-
-/** Closes the shared engine (and its connections), if it was started. */
-export async function closeDefaultSpliceEngine(): Promise<void> {
-  const e = shared;
-  shared = undefined;
-  if (e) await e.close();
 }
 
 /** Whether relayAuto() would use the engine for this pair (given an engine). */

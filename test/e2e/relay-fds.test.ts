@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { spliceAvailable } from '../../src/kernel/splice.js';
+import { spliceAvailable } from '../../src/relay/engine/engine.js';
 import { fdCount, startPeer, startTranproxy, withLab, type Host, type LabProcess } from '../helpers/lab.js';
 
 const PORT = 7000;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import { readdirSync, readlinkSync } from 'node:fs';
-import { createSpliceEngine, spliceAvailable, type SpliceEngine } from '../../src/kernel/splice.js';
+import { createSpliceEngine, spliceAvailable, type SpliceEngine } from '../../src/relay/engine/engine.js';
 import type { RelayResult } from '../../src/relay/relay.js';
 
 const skip = !spliceAvailable() && 'splice(2) via koffi is not available here';

@@ -13,7 +13,7 @@ import { applyPlan, removeRules } from '../../src/firewall/apply.js';
 import type { CapturePlan } from '../../src/firewall/plan.js';
 import { BASE } from '../golden/plans.js';
 import { createListenerFd } from '../../src/kernel/sockets.js';
-import { createSpliceEngine, type FlowRecord } from '../../src/kernel/splice.js';
+import { createSpliceEngine, type FlowRecord } from '../../src/relay/engine/engine.js';
 
 export interface DriverConfig {
   serverIp: string;

@@ -13,7 +13,7 @@ import {
   HandoverError,
   spliceAvailable,
   type SpliceEngine,
-} from '../../src/kernel/splice.js';
+} from '../../src/relay/engine/engine.js';
 import { relayAuto } from '../../src/relay/zero-copy.js';
 import type { RelayResult } from '../../src/relay/relay.js';
 

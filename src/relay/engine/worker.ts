@@ -20,28 +20,36 @@
 // JS objects beyond the Conn below. How each ended goes back in one batch per loop turn.
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import {
+  addressOf,
+  errnoName,
+  eventfdDrain,
+  getsockoptInt,
+  rawAccept,
+  rawBind,
+  rawClose,
+  rawConnect,
+  rawEpollCtl,
+  rawEpollWait,
+  rawFcntl,
+  rawLocalOrOriginal,
+  rawPipe,
+  rawSetsockoptInt,
+  rawShutdown,
+  rawSplice,
+  rawTcpSocket,
+  scratchSockaddr,
+  setLingerZero,
+  sockaddrScratch,
+  sysEpollCreate,
+} from '../../kernel/ffi.js';
+import {
   EAGAIN,
   EINPROGRESS,
+  EINTR,
   EMFILE,
   ENFILE,
   ENOBUFS,
   ENOMEM,
-  IPV6_TRANSPARENT,
-  IP_TRANSPARENT,
-  SOL_IP,
-  SOL_IPV6,
-  SOL_TCP,
-  SO_MARK,
-  TCP_NODELAY,
-  rawAccept,
-  rawBind,
-  rawConnect,
-  rawLocalOrOriginal,
-  rawSetsockoptInt,
-  rawTcpSocket,
-  scratchSockaddr,
-  sockaddrScratch,
-  EINTR,
   EPOLLERR,
   EPOLLET,
   EPOLLHUP,
@@ -54,27 +62,22 @@ import {
   EPOLL_EVENT_SIZE,
   F_GETFL,
   F_GETPIPE_SZ,
+  F_SETFL,
   F_SETPIPE_SZ,
+  IPV6_TRANSPARENT,
+  IP_TRANSPARENT,
   O_NONBLOCK,
   SHUT_WR,
+  SOL_IP,
+  SOL_IPV6,
   SOL_SOCKET,
+  SOL_TCP,
   SO_ERROR,
+  SO_MARK,
   SPLICE_F_MOVE,
   SPLICE_F_NONBLOCK,
-  addressOf,
-  errnoName,
-  eventfdDrain,
-  getsockoptInt,
-  rawClose,
-  rawEpollCtl,
-  rawEpollWait,
-  rawFcntl,
-  rawPipe,
-  rawShutdown,
-  rawSplice,
-  setLingerZero,
-  sysEpollCreate,
-} from './splice-ffi.js';
+  TCP_NODELAY,
+} from '../../kernel/linux.js';
 import type {
   FlowRecord,
   FromWorker,
@@ -82,11 +85,10 @@ import type {
   ServedListener,
   SpliceWorkerInit,
   ToWorker,
-} from './splice-protocol.js';
-import { decodeSockaddr, type Endpoint } from './sockaddr.js';
-import { LocalAddresses } from './local-addresses.js';
+} from './protocol.js';
+import { decodeSockaddr, type Endpoint } from '../../kernel/sockaddr.js';
+import { LocalAddresses } from '../../kernel/local-addresses.js';
 
-const F_SETFL = 4;
 const MAX_EVENTS = 256;
 const FLAGS = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 /** Bytes one direction may move per turn before others get theirs (fairness). */

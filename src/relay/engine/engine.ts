@@ -1,6 +1,6 @@
 // The zero-copy relay engine: connections that need no more byte inspection leave libuv and
 // are relayed by splice(2) (socket → pipe → socket, the bytes never enter user space) in an
-// epoll loop on worker threads (splice-worker.ts).
+// epoll loop on worker threads (worker.ts).
 //
 // Hand-over of a pair of connected TCP sockets (engine.relay):
 //   1. eligibility (canSplice): plain TCP net.Sockets, open both ways, not corked, no 'data'
@@ -20,8 +20,20 @@
 import net from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { MessageChannel, Worker } from 'node:worker_threads';
-import type { RelayResult } from '../relay/relay.js';
-import { socketFd } from './sockets.js';
+import {
+  addressOf,
+  eventfdSignal,
+  loadLibc,
+  rawClose,
+  rawPipe,
+  rawSplice,
+  rawWrite,
+  sysDupCloexec,
+  sysEventfd,
+} from '../../kernel/ffi.js';
+import { SPLICE_F_NONBLOCK } from '../../kernel/linux.js';
+import { socketFd } from '../../kernel/sockets.js';
+import type { RelayResult } from '../relay.js';
 import type {
   FlowRecord,
   FromWorker,
@@ -29,10 +41,9 @@ import type {
   ServedListener,
   SpliceWorkerInit,
   ToWorker,
-} from './splice-protocol.js';
-import { eventfdSignal, loadSpliceLibc, probeSplice, rawClose, sysDupCloexec, sysEventfd } from './splice-ffi.js';
+} from './protocol.js';
 
-export type { FlowRecord, ServedConnection, ServedListener } from './splice-protocol.js';
+export type { FlowRecord, ServedConnection, ServedListener } from './protocol.js';
 
 export interface SpliceEngineOptions {
   /** Worker threads running epoll loops (connections are spread over them). Default 1. */
@@ -99,11 +110,27 @@ export function spliceAvailable(): boolean {
     available =
       process.platform === 'linux' &&
       (process.arch === 'x64' || process.arch === 'arm64') &&
-      (loadSpliceLibc(), probeSplice());
+      (loadLibc(), probeSplice());
   } catch {
     available = false;
   }
   return available;
+}
+
+/** A one-byte pipe-to-pipe splice: proves splice(2) works here. Closes what it opens. */
+function probeSplice(): boolean {
+  const scratch = Buffer.alloc(64);
+  const byte = Buffer.alloc(1);
+  const a = rawPipe(scratch);
+  if (typeof a === 'number') return false;
+  const b = rawPipe(scratch);
+  try {
+    if (typeof b === 'number') return false;
+    if (rawWrite(a[1], addressOf(byte), 1) !== 1) return false;
+    return rawSplice(a[0], b[1], 1, SPLICE_F_NONBLOCK) === 1;
+  } finally {
+    for (const fd of [...a, ...(typeof b === 'number' ? [] : b)]) rawClose(fd);
+  }
 }
 
 interface NodeHandle {
@@ -214,10 +241,10 @@ interface WorkerSlot {
 function spawn(init: Omit<SpliceWorkerInit, 'port'>, port: MessagePort): Worker {
   const workerData: SpliceWorkerInit = { ...init, port };
   const opts = { workerData, transferList: [port] as unknown as Transferable[] };
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./splice-worker.js', import.meta.url), opts);
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url), opts);
   // Running from sources under tsx: its --import hooks do not reach worker threads.
   const tsxApi = import.meta.resolve('tsx/esm/api');
-  const entry = new URL('./splice-worker.ts', import.meta.url).href;
+  const entry = new URL('./worker.ts', import.meta.url).href;
   const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
   return new Worker(code, { ...opts, eval: true });
 }

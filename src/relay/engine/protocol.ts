@@ -1,7 +1,7 @@
 // Messages between the splice engine (main thread, splice.ts) and its workers
 // (splice-worker.ts). Plain structured-clone data.
 import type { MessagePort } from 'node:worker_threads';
-import type { Endpoint } from './sockaddr.js';
+import type { Endpoint } from '../../kernel/sockaddr.js';
 
 /** workerData of a splice worker. */
 export interface SpliceWorkerInit {
