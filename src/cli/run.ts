@@ -42,6 +42,16 @@ export function runCommand(): Command {
       'web console (needs --config and a password from `tranproxy console passwd`; default 127.0.0.1:8080)',
     )
     .option(
+      '--listen-proxy <address:port>',
+      'proxy mode: an HTTP proxy (CONNECT and http:// URLs) and SOCKS5 (CONNECT, UDP ASSOCIATE) on this address, routed by the same rules and nodes; repeatable. Without --proxy-auth, anyone who can reach the address can use it',
+      collect,
+    )
+    .option(
+      '--proxy-auth <user:pass>',
+      'proxy mode: require this user and password (HTTP Basic, SOCKS5 username/password)',
+    )
+    .option('--proxy-auth-file <file>', 'proxy mode: like --proxy-auth, USER:PASS read from FILE (mode 600)')
+    .option(
       '--drain-timeout <duration>',
       'on SIGTERM, how long in-flight connections may finish before the rules go',
       '5s',

@@ -9,7 +9,7 @@ export type { FileFacts };
 
 const octal = (mode: number) => `0${(mode & 0o777).toString(8).padStart(3, '0')}`;
 
-/** Node passwords (any URI with one, every Shadowsocks and Trojan node), VMess/VLESS ids, or a console password hash. */
+/** Node passwords (any URI with one, every Shadowsocks and Trojan node), VMess/VLESS ids, a console password hash, proxy-auth. */
 export function configSecrets(file: Pick<ConfigFile, 'nodes' | 'console' | 'run'>): string[] {
   const out: string[] = [];
   const uris: [string, string][] = Object.entries(file.nodes).map(([name, n]) => [`nodes.${name}`, n.uri]);
@@ -24,6 +24,7 @@ export function configSecrets(file: Pick<ConfigFile, 'nodes' | 'console' | 'run'
     }
   }
   if (file.console?.passwordHash) out.push('console.password-hash');
+  if (file.run.proxyAuth) out.push('proxy-auth');
   return out;
 }
 

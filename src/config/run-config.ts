@@ -14,6 +14,7 @@ import {
 import { podAddress, readResolvConf, type ResolvConf } from './host-identity.js';
 import { routingOf, type RoutingConfig } from './routing.js';
 import { parseAdminAddress } from '../observe/admin.js';
+import { proxyModeOf, type ProxyModeConfig } from './proxy-mode.js';
 import type { ConfigFile } from './file.js';
 import type { RawRunOptions } from './run-options.js';
 import type { CaptureMode, CapturePlan, CapturePoint, Cidr, Family, PortRange } from '../firewall/plan.js';
@@ -102,6 +103,8 @@ export interface RunConfig {
   enabled: boolean;
   /** Web console listener (`--console`, or the file's console.listen); undefined: off. */
   console: { host: string; port: number } | undefined;
+  /** Proxy mode (`--listen-proxy`): HTTP proxy + SOCKS5 listeners; undefined: off. */
+  proxyMode: ProxyModeConfig | undefined;
 }
 
 /** What commander hands over: strings, string arrays, booleans, undefined. */
@@ -333,6 +336,7 @@ export function parseRunOptions(
     routing: routingOf(file, raw.upstream, parseDuration(raw.sniffTimeout ?? '300ms', '--sniff-timeout')),
     enabled: raw.enabled ?? true,
     console: consoleOf(raw.console),
+    proxyMode: proxyModeOf(raw.listenProxy, raw.proxyAuth, raw.proxyAuthFile),
   };
 }
 
@@ -367,10 +371,20 @@ export function capturePlanOf(cfg: RunConfig): CapturePlan {
 function inboundPlan(
   cfg: RunConfig,
 ): Pick<CapturePlan, 'inboundPorts' | 'excludeInboundPorts' | 'inboundPreserveSource'> {
-  const own = [cfg.listenPort, ...(cfg.admin ? [cfg.admin.port] : []), ...(cfg.console ? [cfg.console.port] : [])];
+  const own = ownPortsOf(cfg);
   return {
     inboundPorts: cfg.inboundPorts,
     excludeInboundPorts: [...cfg.excludeInboundPorts, ...own.map((port) => ({ from: port, to: port }))],
     inboundPreserveSource: cfg.mode === 'tproxy' && cfg.preserveSource,
   };
+}
+
+/** Ports tranproxy serves itself on (listener, admin API, console, proxy mode). */
+export function ownPortsOf(cfg: RunConfig): number[] {
+  return [
+    cfg.listenPort,
+    ...(cfg.admin ? [cfg.admin.port] : []),
+    ...(cfg.console ? [cfg.console.port] : []),
+    ...(cfg.proxyMode?.listen.map((l) => l.port) ?? []),
+  ];
 }

@@ -55,4 +55,8 @@ export interface RawRunOptions {
   enabled?: boolean;
   /** ADDRESS:PORT or PORT (loopback). */
   console?: string | boolean;
+  /** Proxy mode: ADDRESS:PORT listeners, and USER:PASS (or a file holding it). */
+  listenProxy?: string[];
+  proxyAuth?: string;
+  proxyAuthFile?: string;
 }

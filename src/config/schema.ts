@@ -24,6 +24,8 @@
 //   bypass-private        --[no-]bypass-private   head-timeout          --head-timeout
 //   allow-h2c             --allow-h2c             http-only             --http-only
 //   udp                   --udp
+//   listen-proxy (list)   --listen-proxy          proxy-auth            --proxy-auth
+//   proxy-auth-file       --proxy-auth-file
 //
 // A list key also takes a single value (`ports: 80`). Durations are "10s", "5m", "250ms" or
 // a number of milliseconds. `headers` items are "Name: value" strings or `Name: value` maps.
@@ -365,6 +367,9 @@ export const ConfigSchema = z
     nameservers: many(ipAddress).optional(),
     'dst-from-host': bool.optional(),
     udp: bool.optional(),
+    'listen-proxy': many(text('ADDRESS:PORT, e.g. 192.168.1.1:7890')).optional(),
+    'proxy-auth': text('USER:PASS').optional(),
+    'proxy-auth-file': text('a file holding USER:PASS').optional(),
     'allow-h2c': bool.optional(),
     'http-only': bool.optional(),
     'bypass-private': bool.optional(),
@@ -584,6 +589,9 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
   set('nameserver', strs(f.nameservers));
   set('dstFromHost', f['dst-from-host']);
   set('udp', f.udp);
+  set('listenProxy', strs(f['listen-proxy']));
+  set('proxyAuth', f['proxy-auth']);
+  set('proxyAuthFile', f['proxy-auth-file']);
   set('allowH2c', f['allow-h2c']);
   set('httpOnly', f['http-only']);
   set('bypassPrivate', f['bypass-private']);

@@ -38,3 +38,14 @@ export class OutboundError extends Error {
     this.name = 'OutboundError';
   }
 }
+
+/** Outbound error codes that mean the node itself could not be reached. */
+export const NODE_UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);

@@ -22,6 +22,9 @@ import { dnsForwarderOptions } from '../dns/config.js';
 import { fmt } from '../outbound/direct.js';
 import { onPluginEvent, type PluginEvent } from '../outbound/sip003.js';
 import { buildGroups, udpGroupOutbounds, type Groups } from './groups.js';
+import { startMixedInbound, type MixedInbound } from '../inbound/mixed.js';
+import { proxyDialer } from '../inbound/dial.js';
+import { systemResolver } from '../outbound/node-conn.js';
 
 function send(msg: FromChild): void {
   process.send?.(msg);
@@ -35,6 +38,7 @@ let udp: UdpTproxy | undefined;
 let dns: DnsForwarder | undefined;
 let restartDns: (() => Promise<void>) | undefined;
 let groups: Groups | undefined;
+let inbound: MixedInbound | undefined;
 
 /** Outbounds and router from plain config (validated already by the supervisor). */
 function buildRouting(
@@ -193,6 +197,7 @@ async function start(msg: ChildStart): Promise<void> {
     msg.listeners.map((l, i) => ({ fd: FIRST_LISTENER_FD + i, family: l.family, label: l.label })),
     log,
   );
+  if (msg.proxy) inbound = await startProxyMode(msg, msg.proxy, routing, resolveNames, log);
   if (msg.udp) {
     udp = await startUdpTproxy({
       port: msg.listenPort,
@@ -207,6 +212,46 @@ async function start(msg: ChildStart): Promise<void> {
   }
 }
 
+/** Proxy mode: the mixed inbound on its listeners, routed like captured flows. */
+function startProxyMode(
+  msg: ChildStart,
+  proxy: NonNullable<ChildStart['proxy']>,
+  routing: DataPlaneRouting | undefined,
+  resolveNames: HostResolver | undefined,
+  log: Logger,
+): Promise<MixedInbound> {
+  const resolve = resolveNames ?? systemResolver;
+  const mark = msg.outboundMark;
+  const dial = proxyDialer({
+    ...(routing ? { routing } : {}),
+    resolve,
+    connectTimeoutMs: msg.connectTimeoutMs,
+    mark,
+    ownPorts: msg.ownPorts,
+    log,
+  });
+  const udpOutbound =
+    msg.routing && routing
+      ? buildUdpRouting(msg.routing, routing, mark, msg.connectTimeoutMs, log, resolveNames)
+      : directUdpOutbound(mark ? { mark } : {});
+  const first = FIRST_LISTENER_FD + msg.listeners.length;
+  return startMixedInbound(
+    {
+      dial,
+      udp: udpOutbound,
+      resolve,
+      ...(proxy.auth ? { auth: proxy.auth } : {}),
+      handshakeTimeoutMs: msg.connectTimeoutMs,
+      idleTimeoutMs: msg.idleTimeoutMs,
+      udpIdleTimeoutMs: proxy.udpIdleTimeoutMs,
+      maxConnections: msg.maxConnections,
+      metrics,
+    },
+    proxy.listeners.map((l, i) => ({ fd: first + i, family: l.family, label: l.label })),
+    log,
+  );
+}
+
 process.on('message', (msg: ToChild) => {
   if (msg.type === 'start') {
     start(msg).then(
@@ -215,7 +260,11 @@ process.on('message', (msg: ToChild) => {
     );
   } else if (msg.type === 'query') {
     const answer = (data: unknown) => process.send?.({ type: 'answer', id: msg.id, data });
-    if (msg.what === 'connections') void (plane?.connections() ?? Promise.resolve([])).then(answer, () => answer([]));
+    if (msg.what === 'connections')
+      void (plane?.connections() ?? Promise.resolve([])).then(
+        (c) => answer([...c, ...(inbound?.connections() ?? [])]),
+        () => answer(inbound?.connections() ?? []),
+      );
     else if (msg.what === 'groups') answer(groups?.states() ?? []);
     else if (msg.what === 'dns-release') {
       const d = dns;
@@ -247,16 +296,20 @@ process.on('message', (msg: ToChild) => {
   } else if (msg.type === 'logs') {
     process.send?.({ type: 'answer', id: msg.id, data: logRing.read({ since: msg.after, limit: 2000 }).entries });
   } else if (msg.type === 'close-connection') {
-    void (plane?.closeConnection(msg.conn) ?? Promise.resolve(false)).then(
+    const closed = inbound?.closeConnection(msg.conn) ? Promise.resolve(true) : undefined;
+    void (closed ?? plane?.closeConnection(msg.conn) ?? Promise.resolve(false)).then(
       (data) => process.send?.({ type: 'answer', id: msg.id, data }),
       () => process.send?.({ type: 'answer', id: msg.id, data: false }),
     );
   } else if (msg.type === 'shutdown') {
     const p = plane;
     if (!p) process.exit(0);
-    void Promise.all([p.stopAccepting(), udp?.close(), dns?.close()])
-      .then(() => p.drain(msg.drainMs))
-      .then(() => p.destroyAll())
+    void Promise.all([p.stopAccepting(), inbound?.stopAccepting(), udp?.close(), dns?.close()])
+      .then(() => Promise.all([p.drain(msg.drainMs), inbound?.drain(msg.drainMs)]))
+      .then(() => {
+        inbound?.destroyAll();
+        return p.destroyAll();
+      })
       .then(() => {
         send({ type: 'drained' });
         process.exit(0);

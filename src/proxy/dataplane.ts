@@ -18,7 +18,7 @@ import { requestAuthority } from '../sniff/authority.js';
 import { peek } from '../sniff/peek.js';
 import { sniff } from '../sniff/index.js';
 import type { Router } from '../route/index.js';
-import { OutboundError, type TcpOutbound } from '../outbound/types.js';
+import { NODE_UNREACHABLE, OutboundError, type TcpOutbound } from '../outbound/types.js';
 import type { Duplex } from 'node:stream';
 import type { RelayPath } from './protocol.js';
 
@@ -107,17 +107,6 @@ export interface ConnectionInfo {
   up?: number;
   down?: number;
 }
-
-/** Outbound error codes that mean the node itself could not be reached. */
-const NODE_UNREACHABLE = new Set([
-  'ECONNREFUSED',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ECONNRESET',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
 
 interface Upstream {
   stream: Duplex;

@@ -32,6 +32,17 @@ export interface ChildStart {
   udp: { families: (4 | 6)[]; idleTimeoutMs: number } | undefined;
   /** Listener fds arrive as the child's file descriptors 4, 5, …, in this order. */
   listeners: { family: 4 | 6; label: string }[];
+  /**
+   * Proxy mode (mixed HTTP proxy + SOCKS5 inbound): its listener fds follow the capture
+   * listeners', in this order; undefined: off.
+   */
+  proxy:
+    | {
+        listeners: { family: 4 | 6; label: string }[];
+        auth: { username: string; password: string } | undefined;
+        udpIdleTimeoutMs: number;
+      }
+    | undefined;
 }
 
 export interface ChildShutdown {

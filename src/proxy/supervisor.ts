@@ -17,7 +17,7 @@ import { dataPlanePrivileges } from './privileges.js';
 import { missingPlugins, setPluginUser, stopIdlePluginsAfter } from '../outbound/sip003.js';
 import { bridgeNfWarning } from '../firewall/forwarding.js';
 import { applyPlan, detectBackend, removeRules, showRules, type Backend } from '../firewall/apply.js';
-import { capturePlanOf, type RunConfig } from '../config/run-config.js';
+import { capturePlanOf, ownPortsOf, type RunConfig } from '../config/run-config.js';
 import type { Logger } from '../observe/log.js';
 import type { LogEntry, LogRing } from '../observe/log-ring.js';
 import type { Family } from '../firewall/plan.js';
@@ -70,6 +70,25 @@ function bindListeners(cfg: RunConfig, log: Logger): Listener[] {
         throw new PermissionError(`${(e as Error).message}: TPROXY listeners need root or CAP_NET_ADMIN`);
       }
       throw e;
+    }
+  }
+  return out;
+}
+
+/** Proxy mode's listeners: plain sockets on the addresses given (a LAN address, usually). */
+function bindProxyListeners(cfg: RunConfig): Listener[] {
+  const out: Listener[] = [];
+  for (const { host, port } of cfg.proxyMode?.listen ?? []) {
+    const family = host.includes(':') ? 6 : 4;
+    const label = family === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+    try {
+      out.push({ fd: createListenerFd({ family, address: host, port, transparent: false }), family, label });
+    } catch (e) {
+      for (const l of out) closeFd(l.fd);
+      const code = e instanceof SyscallError ? e.code : (e as Error).message;
+      throw new TranproxyError(
+        `--listen-proxy ${label}: ${code}${code === 'EADDRINUSE' ? ': the port is taken' : code === 'EADDRNOTAVAIL' ? ': no interface has this address' : ''}`,
+      );
     }
   }
   return out;
@@ -212,6 +231,7 @@ export class Supervisor implements SupervisorControl {
   private workers: Worker[] = [];
   private draining = new Set<Worker>();
   private listeners: Listener[] = [];
+  private proxyListeners: Listener[] = [];
   private families: Family[] = [];
   private backend: Backend | undefined;
   private rulesApplied = false;
@@ -249,6 +269,7 @@ export class Supervisor implements SupervisorControl {
       if (cfg.firewall !== 'none') this.backend = cfg.firewall === 'auto' ? detectBackend() : cfg.firewall;
       this.listeners = bindListeners(cfg, this.log);
       this.families = this.listeners.map((l) => (l.family === 4 ? 'ipv4' : 'ipv6'));
+      this.proxyListeners = bindProxyListeners(cfg);
       this.workers = await this.startGeneration(cfg);
       if (cfg.mode === 'tproxy') {
         const warning = bridgeNfWarning();
@@ -343,6 +364,8 @@ export class Supervisor implements SupervisorControl {
       capture: cfg.capture.join(','),
       protocols: cfg.udp ? 'tcp,udp' : 'tcp',
       listen: this.listeners.map((l) => l.label).join(','),
+      proxy: this.proxyListeners.map((l) => l.label).join(',') || undefined,
+      'proxy-auth': cfg.proxyMode ? (cfg.proxyMode.auth ? 'on' : 'off') : undefined,
       ports: cfg.ports.length
         ? cfg.ports.map((p) => (p.from === p.to ? `${p.from}` : `${p.from}-${p.to}`)).join(',')
         : 'all',
@@ -505,6 +528,7 @@ export class Supervisor implements SupervisorControl {
   private async applyWith(next: RunConfig): Promise<void> {
     // The mode can change live when the listeners are transparent (see transparentListeners).
     const fixed: (keyof RunConfig)[] = ['listenPort', 'families', 'proxyUser', 'firewall', 'udp', 'admin', 'workers'];
+    if (JSON.stringify(next.proxyMode?.listen) !== JSON.stringify(this.cfg.proxyMode?.listen)) fixed.push('proxyMode');
     if (!transparentListeners(this.cfg)) fixed.unshift('mode');
     const changed = fixed.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.cfg[k]));
     if (changed.length) {
@@ -615,7 +639,7 @@ export class Supervisor implements SupervisorControl {
     const child = forkModule(
       CHILD_ENTRY,
       {
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...this.listeners.map((l) => l.fd)],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...[...this.listeners, ...this.proxyListeners].map((l) => l.fd)],
         // A small young generation: garbage from connections handed to the splice engine no
         // longer keeps megabytes resident (idle RSS per connection, issue 6).
         execArgv: ['--max-semi-space-size=1'],
@@ -627,7 +651,7 @@ export class Supervisor implements SupervisorControl {
       logFormat: cfg.logFormat,
       mode: cfg.mode,
       listenPort: cfg.listenPort,
-      ownPorts: [cfg.listenPort, ...(cfg.admin ? [cfg.admin.port] : []), ...(cfg.console ? [cfg.console.port] : [])],
+      ownPorts: ownPortsOf(cfg),
       connectTimeoutMs: cfg.connectTimeoutMs,
       idleTimeoutMs: cfg.idleTimeoutMs,
       headTimeoutMs: cfg.headTimeoutMs,
@@ -648,6 +672,13 @@ export class Supervisor implements SupervisorControl {
       routing: cfg.routing,
       udp: cfg.udp ? { families: this.listeners.map((l) => l.family), idleTimeoutMs: cfg.udpIdleTimeoutMs } : undefined,
       listeners: this.listeners.map((l) => ({ family: l.family, label: l.label })),
+      proxy: cfg.proxyMode
+        ? {
+            listeners: this.proxyListeners.map((l) => ({ family: l.family, label: l.label })),
+            auth: cfg.proxyMode.auth,
+            udpIdleTimeoutMs: cfg.udpIdleTimeoutMs,
+          }
+        : undefined,
     };
     return new Worker(child, start, (w, code, signal, wasReady) => {
       if (this.stopping || !wasReady || this.draining.has(w)) return;
@@ -689,8 +720,9 @@ export class Supervisor implements SupervisorControl {
       }
       await this.services?.close();
       await this.admin?.close();
-      for (const l of this.listeners) closeFd(l.fd);
+      for (const l of [...this.listeners, ...this.proxyListeners]) closeFd(l.fd);
       this.listeners = [];
+      this.proxyListeners = [];
     })();
     return this.stopping;
   }
