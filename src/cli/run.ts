@@ -1,4 +1,5 @@
 // `tranproxy run`: flags → RunConfig → Supervisor. Nothing else.
+import { dirname } from 'node:path';
 import { Command, Option } from 'commander';
 import { parseRunOptions, type RawRunOptions } from '../config/run-config.js';
 import { loadConfigFile, type ConfigFile } from '../config/file.js';
@@ -6,7 +7,8 @@ import { checkConfigFile } from '../config/file-permissions.js';
 import { checkConsoleConfig, consoleService } from '../console/index.js';
 import { createLogger } from '../observe/log.js';
 import { LogRing } from '../observe/log-ring.js';
-import { Supervisor } from '../proxy/supervisor.js';
+import { Supervisor, type SupervisorOptions } from '../proxy/supervisor.js';
+import { fetchMissingRuleSets, ruleSetService } from '../ruleset/updater.js';
 import { UsageError } from '../errors.js';
 import { addCaptureOptions, collect } from './capture-options.js';
 import { withFile } from './file-options.js';
@@ -119,10 +121,10 @@ export function runCommand(): Command {
           `unexpected argument '${command[0]}': put the program to run after --, e.g. tranproxy run -P 80 -- curl http://example`,
         );
       }
-      const file = opts.config ? loadConfigFile(opts.config) : undefined;
+      let file = opts.config ? loadConfigFile(opts.config) : undefined;
       // Refuses a file others could change; warns about secrets everybody can read.
       const permissionWarnings = file ? checkConfigFile(file) : [];
-      const cfg = parseRunOptions(file ? withFile(file.run, opts, self) : opts, command, undefined, file);
+      let cfg = parseRunOptions(file ? withFile(file.run, opts, self) : opts, command, undefined, file);
       checkConsoleConfig(cfg, opts.config, file);
       // The console's Logs page reads the last lines from memory (no log file needed).
       const logRing = cfg.console ? new LogRing() : undefined;
@@ -130,7 +132,10 @@ export function runCommand(): Command {
       for (const w of permissionWarnings) log.warn(w);
       // SIGHUP re-reads the file (and the console applies its edits the same way); flags
       // typed on the command line still win.
-      const build = (f: ConfigFile) => parseRunOptions(withFile(f.run, opts, self), command, undefined, f);
+      const build = (f: ConfigFile) => {
+        file = f;
+        return parseRunOptions(withFile(f.run, opts, self), command, undefined, f);
+      };
       const reload = opts.config
         ? () => {
             const f = loadConfigFile(opts.config!);
@@ -138,7 +143,15 @@ export function runCommand(): Command {
             return build(f);
           }
         : undefined;
-      const services = cfg.console && opts.config ? consoleService(cfg.console, opts.config, build, log) : undefined;
+      const ruleSets = opts.config ? { baseDir: dirname(opts.config), log } : undefined;
+      // Rule sets never fetched are fetched before the first generation; the others start from their copy.
+      if (file && ruleSets && (await fetchMissingRuleSets(file.ruleSets, ruleSets))) cfg = reload!();
+      const services = combineServices(
+        cfg.console && opts.config ? consoleService(cfg.console, opts.config, build, log) : undefined,
+        ruleSets && reload && Object.keys(file?.ruleSets ?? {}).length
+          ? ruleSetService(ruleSets, () => file?.ruleSets ?? {}, reload)
+          : undefined,
+      );
       const status = await new Supervisor(cfg, log, {
         ...(reload ? { reload } : {}),
         ...(services ? { services } : {}),
@@ -147,4 +160,27 @@ export function runCommand(): Command {
       process.exit(status);
     });
   return cmd;
+}
+
+type Service = NonNullable<SupervisorOptions['services']>;
+
+/** One `services` hook running each given one; closed in reverse order. */
+function combineServices(...hooks: (Service | undefined)[]): Service | undefined {
+  const given = hooks.filter((h): h is Service => h !== undefined);
+  if (given.length <= 1) return given[0];
+  return async (ctl) => {
+    const started: { close(): Promise<void> }[] = [];
+    const closeAll = async () => {
+      for (const s of started.reverse()) await s.close();
+    };
+    try {
+      for (const h of given) started.push(await h(ctl));
+    } catch (e) {
+      await closeAll();
+      throw e;
+    }
+    return {
+      close: closeAll,
+    };
+  };
 }

@@ -11,10 +11,20 @@ import {
   RULE_FIELD_NAMES,
   RuleError,
   suggest,
+  parseRuleSet,
   type DomainList,
+  type ParsedRuleSet,
   type RuleSpec,
 } from '../route/index.js';
-import { ConfigSchema, describe, KNOWN_KEYS, settingsOf, type ConfigRule, type ConfigSettings } from './schema.js';
+import {
+  ConfigSchema,
+  describe,
+  KNOWN_KEYS,
+  settingsOf,
+  type ConfigRule,
+  type ConfigSettings,
+  type RuleSetConfig,
+} from './schema.js';
 import { locateInYaml as locate, placeZodIssues } from './yaml-issues.js';
 import { readNamedFileSync } from './safe-read.js';
 
@@ -50,6 +60,26 @@ export interface ParseOptions {
   readFile?: (path: string) => string;
   /** Directory relative domain list paths start from. Default: the config file's directory. */
   baseDir?: string;
+  /** Reads a rule set's copy on disk; undefined when there is none yet. Default: readRuleSetCopy. */
+  readRuleSet?: (path: string) => string | undefined;
+}
+
+/** Largest rule-set copy read or fetched. */
+export const MAX_RULE_SET_BYTES = 32 << 20;
+
+/** Where the last good copy of rule set `name` is kept: rule-sets/NAME.txt next to the config file. */
+export function ruleSetPath(baseDir: string, name: string): string {
+  return join(baseDir, 'rule-sets', `${name}.txt`);
+}
+
+/** A rule set's copy on disk (a regular file, owner checked), or undefined when none was fetched yet. */
+export function readRuleSetCopy(path: string): string | undefined {
+  try {
+    return readNamedFileSync('rule set', path, MAX_RULE_SET_BYTES);
+  } catch (e) {
+    if (e instanceof UsageError && /no such file$/.test(e.message)) return undefined;
+    throw e;
+  }
 }
 
 type Path = (string | number)[];
@@ -73,6 +103,7 @@ function keysFor(path: readonly PropertyKey[]): readonly string[] {
   if (path[0] === 'dns' && path.length === 1) return KNOWN_KEYS.dns;
   if (path[0] === 'dns' && path[1] === 'fake-ip' && path.length === 2) return KNOWN_KEYS.fakeIp;
   if (path[0] === 'console' && path.length === 1) return KNOWN_KEYS.console;
+  if (path[0] === 'rule-sets' && path.length === 2) return KNOWN_KEYS.ruleSet;
   return [];
 }
 
@@ -188,8 +219,12 @@ export function parseConfigText(text: string, path: string, opts: ParseOptions =
   const read = opts.readFile ?? ((p: string) => readNamedFileSync('domain list', p));
   const cache = new Map<string, DomainList>();
   const issues: ConfigIssue[] = [];
+  const sets = readRuleSets(settings.ruleSets, baseDir, opts.readRuleSet ?? readRuleSetCopy, (name, why) => {
+    const loc = locate(doc, ['rule-sets', name]);
+    issues.push(issueAt(loc.offset, loc.path, why));
+  });
   const routeRules: RuleSpec[] = settings.rules.map((r: ConfigRule, i) => {
-    const { domainList, ...rest } = r;
+    const { domainList, ruleSet, ...rest } = r;
     const spec: RuleSpec = { ...rest, name: `rules[${i}]` };
     if (domainList) {
       const lists: DomainList[] = [];
@@ -214,6 +249,13 @@ export function parseConfigText(text: string, path: string, opts: ParseOptions =
       });
       spec.domainList = lists;
     }
+    if (ruleSet) {
+      const problem = addRuleSets(spec, ruleSet, (name) => sets.get(name));
+      if (problem) {
+        const loc = locate(doc, ['rules', i, 'rule-set']);
+        issues.push(issueAt(loc.offset, loc.path, problem));
+      }
+    }
     return spec;
   });
   if (issues.length) fail(issues);
@@ -232,6 +274,55 @@ export function parseConfigText(text: string, path: string, opts: ParseOptions =
     throw e;
   }
   return { path, ...settings, routeRules };
+}
+
+/** Each rule set's copy on disk, parsed; an empty set for one not fetched yet. */
+function readRuleSets(
+  defs: Record<string, RuleSetConfig>,
+  baseDir: string,
+  read: (path: string) => string | undefined,
+  problem: (name: string, why: string) => void,
+): Map<string, ParsedRuleSet> {
+  const out = new Map<string, ParsedRuleSet>();
+  for (const [name, def] of Object.entries(defs)) {
+    const path = ruleSetPath(baseDir, name);
+    try {
+      const text = read(path);
+      out.set(name, text === undefined ? EMPTY_RULE_SET : parseRuleSet(text, def.format, `rule set ${name}`));
+    } catch (e) {
+      problem(name, (e as Error).message);
+    }
+  }
+  return out;
+}
+
+const EMPTY_RULE_SET: ParsedRuleSet = { domains: undefined, cidrs: [], skipped: {} };
+
+/**
+ * A rule's rule sets added to its matchers (domain entries as lists, CIDRs as its cidr);
+ * a reason when they cannot be: domain and IP entries together would have to match both.
+ */
+function addRuleSets(
+  spec: RuleSpec,
+  names: readonly string[],
+  get: (name: string) => ParsedRuleSet | undefined,
+): string | undefined {
+  const lists: DomainList[] = [];
+  const cidrs: string[] = [];
+  for (const name of names) {
+    const set = get(name);
+    if (!set) return undefined; // its own problem is reported already
+    if (set.domains) lists.push(set.domains);
+    cidrs.push(...set.cidrs);
+  }
+  const hasDomains = lists.length > 0 || spec.domain || spec.domainSuffix || spec.domainKeyword || spec.domainList;
+  if (cidrs.length && (hasDomains || spec.cidr))
+    return 'these rule sets hold IP entries, and the rule also has domain or cidr matchers (a rule needs all of its matchers): put the IP rule set in a rule of its own';
+  spec.ruleSet = names;
+  if (cidrs.length) spec.cidr = cidrs;
+  // A set with nothing yet (not fetched) matches no flow until it has entries.
+  else spec.domainList = [...((spec.domainList as DomainList[] | undefined) ?? []), ...lists];
+  return undefined;
 }
 
 /** Absolute paths of the domain list files `text` names (none when it does not parse). */

@@ -34,9 +34,11 @@
 //
 // Beyond the flags:
 //   nodes:    name → URI (socks5://, socks5h://, http://, ss://, vmess://, vless://, trojan://) or { uri, label, connect-timeout, udp, fallback }
-//   rules:    list of { domain | domain-suffix | domain-keyword | domain-list | cidr | port |
+//   rules:    list of { domain | domain-suffix | domain-keyword | domain-list | rule-set | cidr | port |
 //             source-cidr | network …, outbound }; every matcher given must match (the domain
 //             ones count as one: any of them); first matching rule wins
+//   rule-sets: name → { url, interval (default 1d, 0: never), format: domain | cidr | clash, user-agent }
+//             fetched to rule-sets/NAME.txt next to the file; a rule names them with `rule-set`
 //   groups:   name → { type: select | url-test | fallback, members, url, interval, tolerance }
 //             a group is an outbound like a node (rules, default, default-udp, other groups)
 //   default:  outbound for flows no rule matches (default: direct)
@@ -62,10 +64,12 @@ import { parseHeaderFlag, validateHeader, type HeaderSpec } from '../http/inject
 import {
   BUILTIN_OUTBOUNDS,
   normalizeDomainEntry,
+  RULE_SET_FORMATS,
   suggest,
   unknownOutboundMessage,
   type DomainEntryKind,
   type Network,
+  type RuleSetFormat,
 } from '../route/index.js';
 import type { RawRunOptions } from './run-options.js';
 import {
@@ -232,6 +236,7 @@ const RuleSchema = z.strictObject({
   'domain-suffix': domainEntries('suffix', 'a domain suffix, e.g. example.com'),
   'domain-keyword': domainEntries('keyword', 'a domain keyword'),
   'domain-list': many(text('a domain list file path')).optional(),
+  'rule-set': many(text('a rule-set name (a key of rule-sets)')).optional(),
   cidr: many(cidr).optional(),
   port: many(portRange).optional(),
   'source-cidr': many(cidr).optional(),
@@ -300,6 +305,15 @@ const SubscriptionSchema = z.strictObject({
   /** What the last import took and skipped ("3 imported, 2 skipped: tuic not supported"). */
   result: z.string().optional(),
   error: z.string().optional(),
+});
+
+const RuleSetSchema = z.strictObject({
+  url: text('an http(s) URL', (t) => {
+    if (!/^https?:\/\/[^\s]+$/i.test(t.trim())) throw new UsageError(`: '${t}' is not an http:// or https:// URL`);
+  }),
+  interval: durationOrOff.optional(),
+  format: oneOf(RULE_SET_FORMATS).optional(),
+  'user-agent': text('a User-Agent header value').optional(),
 });
 
 const ConsoleSchema = z.strictObject({
@@ -377,6 +391,7 @@ export const ConfigSchema = z
     nodes: z.record(NodeName, NodeSchema).optional(),
     groups: z.record(NodeName, GroupSchema).optional(),
     rules: many(RuleSchema).optional(),
+    'rule-sets': z.record(NodeName, RuleSetSchema).optional(),
     default: text('an outbound name (direct, reject or a node)').optional(),
     'default-udp': text('an outbound name (direct, reject or a node)').optional(),
     dns: DnsSchema.optional(),
@@ -395,13 +410,22 @@ export const ConfigSchema = z
       else if (!allowReject && name === 'reject')
         ctx.addIssue({ code: 'custom', path, message: "'reject' cannot carry DNS queries: use direct or a node" });
     };
+    const ruleSets = Object.keys(cfg['rule-sets'] ?? {});
     cfg.rules?.forEach((rule, i) => {
       outbound(rule.outbound, ['rules', i, 'outbound']);
+      (rule['rule-set'] ?? []).forEach((name, j) => {
+        if (!ruleSets.includes(name)) {
+          const guess = suggest(name, ruleSets);
+          const message = `unknown rule set '${name}' (${ruleSets.length ? `defined: ${ruleSets.join(', ')}` : 'rule-sets defines none'})${guess ? `; did you mean '${guess}'?` : ''}`;
+          ctx.addIssue({ code: 'custom', path: ['rules', i, 'rule-set', j], message });
+        }
+      });
       for (const key of [
         'domain',
         'domain-suffix',
         'domain-keyword',
         'domain-list',
+        'rule-set',
         'cidr',
         'port',
         'source-cidr',
@@ -442,6 +466,7 @@ export const KNOWN_KEYS = {
   dns: Object.keys(DnsSchema.shape),
   console: Object.keys(ConsoleSchema.shape),
   fakeIp: Object.keys(FakeIpSchema.shape),
+  ruleSet: Object.keys(RuleSetSchema.shape),
 } as const;
 
 // ---------------------------------------------------------------------------------------
@@ -466,6 +491,8 @@ export interface ConfigRule {
   domainKeyword?: string[];
   /** Paths as written (relative to the config file's directory). */
   domainList?: string[];
+  /** Names of `rule-sets` entries. */
+  ruleSet?: string[];
   cidr?: string[];
   port?: string[];
   sourceCidr?: string[];
@@ -499,7 +526,20 @@ export interface ConfigSettings {
   /** `check-targets`, as written. */
   checkTargets: string[];
   console: ConsoleConfig | undefined;
+  /** `rule-sets`, by name. */
+  ruleSets: Record<string, RuleSetConfig>;
 }
+
+export interface RuleSetConfig {
+  url: string;
+  /** Refresh interval in ms (0: never). */
+  intervalMs: number;
+  format: RuleSetFormat;
+  userAgent: string;
+}
+
+/** Rule sets refresh once a day unless the file says otherwise. */
+export const RULE_SET_INTERVAL_MS = 24 * 3600_000;
 
 export interface ConsoleSubscription {
   url: string;
@@ -635,6 +675,7 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
     if (r['domain-suffix']) out.domainSuffix = r['domain-suffix'];
     if (r['domain-keyword']) out.domainKeyword = r['domain-keyword'];
     if (r['domain-list']) out.domainList = r['domain-list'];
+    if (r['rule-set']) out.ruleSet = r['rule-set'].map((n) => n.trim());
     if (r.cidr) out.cidr = strs(r.cidr);
     if (r.port) out.port = strs(r.port);
     if (r['source-cidr']) out.sourceCidr = strs(r['source-cidr']);
@@ -695,5 +736,22 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
     defaultUdp: f['default-udp'],
     checkTargets: strs(f['check-targets']) ?? [],
     console: consoleCfg,
+    ruleSets: ruleSetsOf(f['rule-sets']),
   };
+}
+
+function ruleSetsOf(sets: ConfigFileInput['rule-sets']): Record<string, RuleSetConfig> {
+  const out: Record<string, RuleSetConfig> = Object.create(null);
+  for (const [name, s] of Object.entries(sets ?? {})) {
+    out[name] = {
+      url: s.url.trim(),
+      intervalMs:
+        s.interval === undefined
+          ? RULE_SET_INTERVAL_MS
+          : parseDurationOrOff(String(s.interval), `rule-sets.${name}.interval`),
+      format: s.format ?? 'domain',
+      userAgent: s['user-agent']?.trim() ?? SUBSCRIPTION_USER_AGENT,
+    };
+  }
+  return out;
 }

@@ -34,9 +34,9 @@ export function parseCidr(text: string, flag: string): Cidr {
 
 /** "250ms", "10s", "5m", "1h", or plain milliseconds. */
 export function parseDuration(text: string, flag: string): number {
-  const m = text.trim().match(/^(\d+(?:\.\d+)?)(ms|s|m|h)?$/);
+  const m = text.trim().match(/^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/);
   if (!m) throw new UsageError(`${flag}: '${text}' is not a duration: use e.g. 500ms, 10s, 5m`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 'ms'] ?? 1;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? 'ms'] ?? 1;
   const ms = Math.round(Number(m[1]) * unit);
   if (ms <= 0) throw new UsageError(`${flag}: duration must be positive`);
   return ms;
@@ -44,7 +44,7 @@ export function parseDuration(text: string, flag: string): number {
 
 /** A duration, or 0 (also "0s", "0ms", …) for a limit that is switched off. */
 export function parseDurationOrOff(text: string, flag: string): number {
-  if (/^0+(?:\.0+)?(ms|s|m|h)?$/.test(text.trim())) return 0;
+  if (/^0+(?:\.0+)?(ms|s|m|h|d)?$/.test(text.trim())) return 0;
   return parseDuration(text, flag);
 }
 

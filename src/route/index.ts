@@ -21,5 +21,12 @@ export {
   type DomainEntryKind,
   type PackedDomainList,
 } from './domain-list.js';
+export {
+  parseRuleSet,
+  RULE_SET_FORMATS,
+  ruleSetSize,
+  type ParsedRuleSet,
+  type RuleSetFormat,
+} from './rule-set.js';
 export { KeywordSet, NameSet, NameSetBuilder } from './name-set.js';
 export { CidrSet, ipv4ToNumber, parseFlowIp, PortSet, type ParsedIp } from './ip-set.js';

@@ -38,6 +38,8 @@ export interface RuleSpec {
   domainKeyword?: OneOrMany<string>;
   /** Parsed domain list files (parseDomainList), or their JSON form (DomainList.toJSON). */
   domainList?: OneOrMany<DomainList | PackedDomainList>;
+  /** The rule-set names its domain lists or CIDRs came from: such a rule may be empty (not fetched yet). */
+  ruleSet?: readonly string[];
   /** Destination CIDRs (a bare address is a /32 or /128). */
   cidr?: OneOrMany<string>;
   /** Destination ports: 443, "443", "8000-8100", or { from, to }. */
@@ -79,6 +81,7 @@ export const RULE_FIELD_NAMES: Record<Exclude<keyof RuleSpec, 'name'>, string> =
   domainSuffix: 'domain-suffix',
   domainKeyword: 'domain-keyword',
   domainList: 'domain-list',
+  ruleSet: 'rule-set',
   cidr: 'cidr',
   port: 'port',
   sourceCidr: 'source-cidr',
@@ -263,7 +266,7 @@ export function compileRules(
       ports,
       network,
     };
-    if (hasDomain && domainEntries === 0)
+    if (hasDomain && domainEntries === 0 && spec.ruleSet === undefined)
       fail(
         spec.domainList !== undefined ? 'domainList' : undefined,
         'the domain matchers have no entries: the rule could never match',
