@@ -2,7 +2,6 @@
 // table, TRANPROXY_* chains (+ their jumps) and tagged ip rules/routes are ever touched.
 import { enableForwarding, restoreForwarding } from './forwarding.js';
 import { ToolFailedError, ToolMissingError } from '../errors.js';
-import { hasTool, runSync } from '../kernel/exec.js';
 import { NFT_TABLE, type CapturePlan, type Family } from './plan.js';
 import { renderNft, renderNftRemove } from './render-nft.js';
 import {
@@ -14,7 +13,7 @@ import {
   type IptablesRender,
 } from './render-iptables.js';
 import { applyRouting, removeRouting, routingCommands, routingFor, showRouting } from './routes.js';
-import type { Target } from './target.js';
+import { hasToolAt, runAt, type Target } from './target.js';
 import { FAMILIES, FAMILY_LABEL, validatePlan } from './validate.js';
 
 export type Backend = 'nft' | 'iptables';
@@ -22,9 +21,9 @@ export type Backend = 'nft' | 'iptables';
 const TABLES = ['nat', 'mangle'] as const;
 
 /** nft when the nft tool exists, else iptables; ToolMissingError when neither does. */
-export function detectBackend(_target?: Target): Backend {
-  if (hasTool('nft')) return 'nft';
-  if (hasTool('iptables-restore')) return 'iptables';
+export function detectBackend(target?: Target): Backend {
+  if (hasToolAt(target, 'nft')) return 'nft';
+  if (hasToolAt(target, 'iptables-restore')) return 'iptables';
   throw new ToolMissingError('nft', 'nftables');
 }
 
@@ -43,7 +42,7 @@ export function renderPlan(plan: CapturePlan, backend: Backend): string {
 
 function nftHasTable(target?: Target): boolean {
   try {
-    const out = runSync('nft', ['list', 'tables'], { netns: target?.netns }).stdout;
+    const out = runAt(target, 'nft', ['list', 'tables']).stdout;
     return out.split('\n').some((l) => l.trim() === `table inet ${NFT_TABLE}`);
   } catch (e) {
     if (e instanceof ToolFailedError) return false; // nf_tables unusable here: nothing of ours either
@@ -52,23 +51,20 @@ function nftHasTable(target?: Target): boolean {
 }
 
 function removeNft(target?: Target): void {
-  if (hasTool('nft') && nftHasTable(target))
-    runSync('nft', ['-f', '-'], { input: renderNftRemove(), netns: target?.netns });
+  if (hasToolAt(target, 'nft') && nftHasTable(target)) runAt(target, 'nft', ['-f', '-'], { input: renderNftRemove() });
 }
 
 function liveIptables(family: Family, target?: Target) {
-  const text = TABLES.map((t) => runSync(IPT_TOOLS[family].save, ['-t', t], { netns: target?.netns }).stdout).join(
-    '\n',
-  );
+  const text = TABLES.map((t) => runAt(target, IPT_TOOLS[family].save, ['-t', t]).stdout).join('\n');
   return parseSave(text);
 }
 
 /** Bring one family's iptables state to `desired` (undefined: nothing of ours) in one restore. */
 function reconcileIptables(family: Family, desired: IptablesRender | undefined, target?: Target): void {
   const tools = IPT_TOOLS[family];
-  if (!desired?.chains.length && !(hasTool(tools.save) && hasTool(tools.restore))) return;
+  if (!desired?.chains.length && !(hasToolAt(target, tools.save) && hasToolAt(target, tools.restore))) return;
   const text = reconcileRestore(desired, liveIptables(family, target));
-  if (text) runSync(tools.restore, ['--noflush'], { input: text, netns: target?.netns });
+  if (text) runAt(target, tools.restore, ['--noflush'], { input: text });
 }
 
 /**
@@ -85,7 +81,7 @@ export function applyPlan(plan: CapturePlan, backend: Backend, target?: Target):
     else removeNft(target);
     // Routes before rules: a marked packet without its route would leak out unproxied.
     applyRouting(routing, target);
-    if (backend === 'nft') runSync('nft', ['-f', '-'], { input: nft, netns: target?.netns });
+    if (backend === 'nft') runAt(target, 'nft', ['-f', '-'], { input: nft });
     else for (const r of ipt) reconcileIptables(r.family, r.chains.length ? r : undefined, target);
     // A gateway forwards what it does not capture; the old values come back on removal.
     if (p.capture.includes('prerouting')) enableForwarding(p.families, target);
@@ -110,13 +106,13 @@ export function removeRules(target?: Target): void {
 /** Everything of ours currently installed, '' when none. */
 export function showRules(target?: Target): string {
   const parts: string[] = [];
-  if (hasTool('nft') && nftHasTable(target)) {
-    parts.push(runSync('nft', ['list', 'table', 'inet', NFT_TABLE], { netns: target?.netns }).stdout.trimEnd());
+  if (hasToolAt(target, 'nft') && nftHasTable(target)) {
+    parts.push(runAt(target, 'nft', ['list', 'table', 'inet', NFT_TABLE]).stdout.trimEnd());
   }
   for (const f of FAMILIES) {
-    if (!hasTool(IPT_TOOLS[f].save)) continue;
+    if (!hasToolAt(target, IPT_TOOLS[f].save)) continue;
     for (const t of TABLES) {
-      const out = runSync(IPT_TOOLS[f].save, ['-t', t], { netns: target?.netns }).stdout;
+      const out = runAt(target, IPT_TOOLS[f].save, ['-t', t]).stdout;
       const lines = out.split('\n').filter((l) => l.includes('TRANPROXY') && !l.startsWith('#'));
       if (lines.length) parts.push([`# ${FAMILY_LABEL[f]} ${t} (${IPT_TOOLS[f].save})`, ...lines].join('\n'));
     }

@@ -2,9 +2,8 @@
 // when the rules go. The previous values live in a small state file keyed by network
 // namespace, so `tranproxy rules remove` after a crash still restores them.
 import { mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { runSync } from '../kernel/exec.js';
 import type { Family } from './plan.js';
-import type { Target } from './target.js';
+import { runAt, type Target } from './target.js';
 
 const STATE_DIR = '/run/tranproxy';
 const KEYS: Record<Family, string> = { ipv4: 'net.ipv4.ip_forward', ipv6: 'net.ipv6.conf.all.forwarding' };
@@ -16,12 +15,12 @@ function stateFile(target?: Target): string {
 }
 
 function read(key: string, target?: Target): string | undefined {
-  const r = runSync('sysctl', ['-n', key], { netns: target?.netns, allowFailure: true });
+  const r = runAt(target, 'sysctl', ['-n', key], { allowFailure: true });
   return r.status === 0 ? r.stdout.trim() : undefined;
 }
 
 function write(key: string, value: string, target?: Target): void {
-  runSync('sysctl', ['-q', '-w', `${key}=${value}`], { netns: target?.netns });
+  runAt(target, 'sysctl', ['-q', '-w', `${key}=${value}`]);
 }
 
 /** Enable forwarding for `families`, remembering the old values (only the first time). */
@@ -33,15 +32,16 @@ export function enableForwarding(families: Family[], target?: Target): void {
   } catch {
     // no earlier state
   }
+  mkdirSync(STATE_DIR, { recursive: true });
   for (const f of families) {
     const key = KEYS[f];
     const old = read(key, target);
     if (old === undefined) continue; // e.g. IPv6 disabled in this kernel
     if (!(key in saved)) saved[key] = old;
+    // Saved before the change: if a later write fails, the rollback still restores this one.
+    writeFileSync(file, JSON.stringify(saved));
     if (old !== '1') write(key, '1', target);
   }
-  mkdirSync(STATE_DIR, { recursive: true });
-  writeFileSync(file, JSON.stringify(saved));
 }
 
 /** Restore what enableForwarding changed; idempotent. */

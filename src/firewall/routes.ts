@@ -2,8 +2,8 @@
 // table T`, per family. Everything we add carries routing protocol ROUTE_PROTO, so removal
 // finds it without knowing the mark or table (the kernel matches `protocol` on delete).
 import { ToolFailedError } from '../errors.js';
-import { runSync } from '../kernel/exec.js';
 import type { CapturePlan, Family } from './plan.js';
+import { runAt, type Target } from './target.js';
 import { FULL_MASK, markText, validatePlan } from './validate.js';
 
 /** rtnetlink protocol tag of our rules and routes (unassigned in /etc/iproute2/rt_protos). */
@@ -85,10 +85,6 @@ export function routingCommands(r: Routing): string[] {
   return [...r.rules.map(ruleArgs), ...r.routes.map(routeArgs)].map((a) => `ip ${a.join(' ')}`);
 }
 
-interface Opts {
-  netns?: string;
-}
-
 interface LiveRule {
   priority: number;
   fwmark?: string;
@@ -98,19 +94,16 @@ interface LiveRule {
 }
 
 /** Our tagged rules of one family; [] when the family is unavailable (IPv6 disabled). */
-function liveRules(family: Family, o: Opts): LiveRule[] {
-  const r = runSync('ip', ['-N', '-j', FLAG[family], 'rule', 'show'], {
-    netns: o.netns,
-    allowFailure: family === 'ipv6',
-  });
+function liveRules(family: Family, o: Target): LiveRule[] {
+  const r = runAt(o, 'ip', ['-N', '-j', FLAG[family], 'rule', 'show'], { allowFailure: family === 'ipv6' });
   if (r.status !== 0) return [];
   const all = JSON.parse(r.stdout || '[]') as LiveRule[];
   return all.filter((x) => x.protocol === String(ROUTE_PROTO));
 }
 
-function liveRouteTables(family: Family, o: Opts): string[] {
+function liveRouteTables(family: Family, o: Target): string[] {
   const args = ['-N', '-j', FLAG[family], 'route', 'show', 'table', 'all', 'proto', String(ROUTE_PROTO)];
-  const r = runSync('ip', args, { netns: o.netns, allowFailure: family === 'ipv6' });
+  const r = runAt(o, 'ip', args, { allowFailure: family === 'ipv6' });
   if (r.status !== 0) return [];
   return (JSON.parse(r.stdout || '[]') as { table?: string }[]).map((x) => x.table ?? 'main');
 }
@@ -125,26 +118,24 @@ function sameRule(live: LiveRule, r: PolicyRule): boolean {
   );
 }
 
-function delRule(family: Family, r: LiveRule, o: Opts): void {
-  runSync('ip', [FLAG[family], 'rule', 'del', 'pref', String(r.priority), 'protocol', String(ROUTE_PROTO)], {
-    netns: o.netns,
-  });
+function delRule(family: Family, r: LiveRule, o: Target): void {
+  runAt(o, 'ip', [FLAG[family], 'rule', 'del', 'pref', String(r.priority), 'protocol', String(ROUTE_PROTO)]);
 }
 
-function delRoutes(family: Family, table: string, o: Opts): void {
-  runSync('ip', [FLAG[family], 'route', 'flush', 'table', table, 'proto', String(ROUTE_PROTO)], { netns: o.netns });
+function delRoutes(family: Family, table: string, o: Target): void {
+  runAt(o, 'ip', [FLAG[family], 'route', 'flush', 'table', table, 'proto', String(ROUTE_PROTO)]);
 }
 
 /**
  * The local routes go through `lo`; in a fresh network namespace it is down and the kernel
  * refuses IPv6 routes on it ("Nexthop device is not up"). Up is harmless, so it stays up.
  */
-function ensureLoopbackUp(o: Opts): void {
-  const r = runSync('ip', ['-j', 'link', 'show', 'dev', 'lo'], { netns: o.netns });
+function ensureLoopbackUp(o: Target): void {
+  const r = runAt(o, 'ip', ['-j', 'link', 'show', 'dev', 'lo']);
   const flags = (JSON.parse(r.stdout || '[]') as { flags?: string[] }[])[0]?.flags ?? [];
   if (flags.includes('UP')) return;
   try {
-    runSync('ip', ['link', 'set', 'dev', 'lo', 'up'], { netns: o.netns });
+    runAt(o, 'ip', ['link', 'set', 'dev', 'lo', 'up']);
   } catch (e) {
     if (!(e instanceof ToolFailedError)) throw e;
     throw new ToolFailedError(
@@ -157,7 +148,7 @@ function ensureLoopbackUp(o: Opts): void {
 }
 
 /** Idempotent: keeps matching tagged entries, deletes other tagged ones, adds what is missing. */
-export function applyRouting(want: Routing, o: Opts = {}): void {
+export function applyRouting(want: Routing, o: Target = {}): void {
   if (want.routes.length) ensureLoopbackUp(o);
   for (const family of ['ipv4', 'ipv6'] as const) {
     const rules = want.rules.filter((r) => r.family === family);
@@ -167,27 +158,27 @@ export function applyRouting(want: Routing, o: Opts = {}): void {
       if (match) kept.add(match);
       else delRule(family, live, o);
     }
-    for (const r of rules) if (!kept.has(r)) runSync('ip', ruleArgs(r), { netns: o.netns });
+    for (const r of rules) if (!kept.has(r)) runAt(o, 'ip', ruleArgs(r));
     const tables = want.routes.filter((r) => r.family === family).map((r) => String(r.table));
     for (const t of new Set(liveRouteTables(family, o))) if (!tables.includes(t)) delRoutes(family, t, o);
-    for (const r of want.routes.filter((x) => x.family === family)) runSync('ip', routeArgs(r), { netns: o.netns });
+    for (const r of want.routes.filter((x) => x.family === family)) runAt(o, 'ip', routeArgs(r));
   }
 }
 
 /** Idempotent removal of every tagged rule and route, both families. */
-export function removeRouting(o: Opts = {}): void {
+export function removeRouting(o: Target = {}): void {
   applyRouting({ rules: [], routes: [] }, o);
 }
 
 /** Tagged rules and routes as `ip` prints them; '' when none. */
-export function showRouting(o: Opts = {}): string {
+export function showRouting(o: Target = {}): string {
   const lines: string[] = [];
   for (const family of ['ipv4', 'ipv6'] as const) {
-    const rules = runSync('ip', ['-N', FLAG[family], 'rule', 'show'], { netns: o.netns, allowFailure: true });
+    const rules = runAt(o, 'ip', ['-N', FLAG[family], 'rule', 'show'], { allowFailure: true });
     const tag = new RegExp(`\\bproto ${ROUTE_PROTO}\\b`);
     for (const l of rules.stdout.split('\n')) if (tag.test(l)) lines.push(`ip ${FLAG[family]} rule: ${l.trim()}`);
     const args = [FLAG[family], 'route', 'show', 'table', 'all', 'proto', String(ROUTE_PROTO)];
-    const routes = runSync('ip', args, { netns: o.netns, allowFailure: true });
+    const routes = runAt(o, 'ip', args, { allowFailure: true });
     for (const l of routes.stdout.split('\n')) if (l.trim()) lines.push(`ip ${FLAG[family]} route: ${l.trim()}`);
   }
   return lines.join('\n');

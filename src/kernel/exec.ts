@@ -97,6 +97,19 @@ export function hasTool(tool: string): boolean {
   return res.status === 0;
 }
 
+/**
+ * The seam between set-up code (firewall, publish, netlab) and the system tools it runs:
+ * systemRunner in production, a recording fake in tests.
+ */
+export interface ToolRunner {
+  /** Like runSync: throws ToolFailedError on a non-zero exit unless allowFailure. */
+  run(tool: string, args: readonly string[], opts?: RunOptions): RunResult;
+  /** Whether the tool is installed. */
+  has(tool: string): boolean;
+}
+
+export const systemRunner: ToolRunner = { run: runSync, has: hasTool };
+
 /** Start a user's program with our stdio (the `-- cmd args` of `tranproxy run`). */
 export function spawnCommand(argv: readonly string[]): import('node:child_process').ChildProcess {
   const [cmd, ...args] = argv;

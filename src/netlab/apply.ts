@@ -2,11 +2,11 @@
 // whether its piece already exists (check) and make it (apply, returning what to undo);
 // `status` runs only the checks; `down` undoes what the state file recorded and then removes
 // whatever still carries the lab's names (so a lost state file is no obstacle).
-// Every tool runs through kernel/exec (runSync); the process never switches namespace.
+// Every tool runs through a ToolRunner (kernel/exec's by default); the process never switches namespace.
 import { existsSync, mkdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join, resolve as resolvePath } from 'node:path';
 import { TranproxyError } from '../errors.js';
-import { runSync, type RunOptions } from '../kernel/exec.js';
+import { systemRunner, type RunOptions, type ToolRunner } from '../kernel/exec.js';
 import { describeDrop, dropsFamily, type IpFamily } from '../firewall/forward-drop.js';
 import { probeForwardDrops } from '../firewall/forward-drop-probe.js';
 import { killAndDeleteNetns, netnsExists, netnsPids, signalIfAlive, sleepSync } from './netns.js';
@@ -28,8 +28,8 @@ import { logDir, mergeResources, readState, removeState, writeState, type LabSta
 // ---------------------------------------------------------------------------------------
 // Small kernel readers and writers
 
-function ip(netns: string | null, args: string[], opts: RunOptions = {}) {
-  return runSync('ip', netns ? ['-n', netns, ...args] : args, opts);
+function ip(runner: ToolRunner, netns: string | null, args: string[], opts: RunOptions = {}) {
+  return runner.run('ip', netns ? ['-n', netns, ...args] : args, opts);
 }
 
 interface LinkInfo {
@@ -42,9 +42,9 @@ interface LinkInfo {
   addr_info?: { family: string; local: string; prefixlen: number }[];
 }
 
-function linkInfo(netns: string | null, dev: string): LinkInfo | undefined {
+function linkInfo(runner: ToolRunner, netns: string | null, dev: string): LinkInfo | undefined {
   if (netns && !netnsExists(netns)) return undefined;
-  const r = ip(netns, ['-j', '-d', 'addr', 'show', 'dev', dev], { allowFailure: true });
+  const r = ip(runner, netns, ['-j', '-d', 'addr', 'show', 'dev', dev], { allowFailure: true });
   if (r.status !== 0) return undefined;
   try {
     return (JSON.parse(r.stdout) as LinkInfo[])[0];
@@ -53,14 +53,14 @@ function linkInfo(netns: string | null, dev: string): LinkInfo | undefined {
   }
 }
 
-function sysctlGet(netns: string | null, key: string): string | undefined {
+function sysctlGet(runner: ToolRunner, netns: string | null, key: string): string | undefined {
   if (netns && !netnsExists(netns)) return undefined;
-  const r = runSync('sysctl', ['-n', key], { ...(netns ? { netns } : {}), allowFailure: true });
+  const r = runner.run('sysctl', ['-n', key], { ...(netns ? { netns } : {}), allowFailure: true });
   return r.status === 0 ? r.stdout.trim().replace(/\s+/g, ' ') : undefined;
 }
 
-function sysctlSet(netns: string | null, key: string, value: string): void {
-  runSync('sysctl', ['-qw', `${key}=${value}`], netns ? { netns } : {});
+function sysctlSet(runner: ToolRunner, netns: string | null, key: string, value: string): void {
+  runner.run('sysctl', ['-qw', `${key}=${value}`], netns ? { netns } : {});
 }
 
 interface RouteInfo {
@@ -74,9 +74,9 @@ function normDst(dst: string, family: 4 | 6): string {
   return dst === 'default' || dst.includes('/') ? dst : `${dst}/${family === 4 ? 32 : 128}`;
 }
 
-function routeExists(netns: string | null, r: RouteSpec): boolean {
+function routeExists(runner: ToolRunner, netns: string | null, r: RouteSpec): boolean {
   if (netns && !netnsExists(netns)) return false;
-  const res = ip(netns, [`-${r.family}`, '-j', 'route', 'show', 'table', 'main'], { allowFailure: true });
+  const res = ip(runner, netns, [`-${r.family}`, '-j', 'route', 'show', 'table', 'main'], { allowFailure: true });
   if (res.status !== 0) return false;
   let list: RouteInfo[];
   try {
@@ -93,14 +93,14 @@ function routeExists(netns: string | null, r: RouteSpec): boolean {
   );
 }
 
-function nftTable(netns: string | null, table: string): string | undefined {
+function nftTable(runner: ToolRunner, netns: string | null, table: string): string | undefined {
   if (netns && !netnsExists(netns)) return undefined;
-  const r = runSync('nft', ['list', 'table', 'inet', table], { ...(netns ? { netns } : {}), allowFailure: true });
+  const r = runner.run('nft', ['list', 'table', 'inet', table], { ...(netns ? { netns } : {}), allowFailure: true });
   return r.status === 0 ? r.stdout : undefined;
 }
 
-function nftRun(netns: string | null, script: string): void {
-  runSync('nft', ['-f', '-'], { input: script, ...(netns ? { netns } : {}) });
+function nftRun(runner: ToolRunner, netns: string | null, script: string): void {
+  runner.run('nft', ['-f', '-'], { input: script, ...(netns ? { netns } : {}) });
 }
 
 // Processes ---------------------------------------------------------------------------
@@ -140,9 +140,9 @@ function stopProcess(pid: number, start: string): boolean {
 }
 
 /** Kill what is left in a lab namespace, then delete it (its interfaces go with it). */
-function deleteNetns(netns: string): boolean {
+function deleteNetns(runner: ToolRunner, netns: string): boolean {
   if (!netnsExists(netns)) return false;
-  killAndDeleteNetns(netns);
+  killAndDeleteNetns(netns, runner);
   return true;
 }
 
@@ -155,13 +155,13 @@ function logTail(file: string, lines = 15): string {
   }
 }
 
-function portListening(netns: string, port: number): boolean {
-  const r = runSync('ss', ['-Hlnt', `sport = :${port}`], { netns, allowFailure: true });
+function portListening(runner: ToolRunner, netns: string, port: number): boolean {
+  const r = runner.run('ss', ['-Hlnt', `sport = :${port}`], { netns, allowFailure: true });
   return r.status === 0 && r.stdout.trim().length > 0;
 }
 
 /** Start `p` detached in `netns`, output appended to `log`; returns its pid and start time. */
-function startProcess(netns: string, host: string, p: ProcessSpec, log: string): Resource {
+function startProcess(runner: ToolRunner, netns: string, host: string, p: ProcessSpec, log: string): Resource {
   if (!existsSync(p.cwd) || !statSync(p.cwd).isDirectory())
     throw new TranproxyError(`${host}: cwd ${p.cwd} is not a directory`);
   mkdirSync(resolvePath(log, '..'), { recursive: true });
@@ -170,7 +170,7 @@ function startProcess(netns: string, host: string, p: ProcessSpec, log: string):
   // A background job of a non-interactive shell is no group leader, so setsid(1) does not
   // fork: $! is the program's pid (ip netns exec, env and setsid all exec the next one).
   const script = 'log=$1; dir=$2; shift 2; cd "$dir" || exit 1; setsid "$@" </dev/null >>"$log" 2>&1 & echo $!';
-  const r = runSync('sh', ['-c', script, 'sh', log, p.cwd, ...inner]);
+  const r = runner.run('sh', ['-c', script, 'sh', log, p.cwd, ...inner]);
   const pid = Number(r.stdout.trim());
   const start = procStart(pid);
   const fail = (why: string): never => {
@@ -180,7 +180,7 @@ function startProcess(netns: string, host: string, p: ProcessSpec, log: string):
   if (!Number.isInteger(pid) || pid <= 0 || !start) fail('did not start');
   if (p.waitPort !== undefined) {
     const deadline = Date.now() + 10_000;
-    while (!portListening(netns, p.waitPort)) {
+    while (!portListening(runner, netns, p.waitPort)) {
       if (procStart(pid) !== start) fail(`exited before listening on port ${p.waitPort}`);
       if (Date.now() > deadline) fail(`nothing listens on port ${p.waitPort} after 10 s`);
       sleepSync(50);
@@ -232,7 +232,7 @@ function describeIf(i: { place: string; name: string }): string {
 }
 
 /** The ordered steps that build `model`. `state` lets process checks find pids `up` recorded. */
-export function planSteps(model: LabModel, state?: LabState): Step[] {
+export function planSteps(model: LabModel, state?: LabState, runner: ToolRunner = systemRunner): Step[] {
   const steps: Step[] = [];
   const places: PlaceSpec[] = [model.root, ...model.hosts];
   const nsOf = (place: string) => placeNetns(model, place);
@@ -245,7 +245,7 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
       what: `netns ${ns}`,
       check: () => netnsExists(ns),
       apply: () => {
-        runSync('ip', ['netns', 'add', ns]);
+        runner.run('ip', ['netns', 'add', ns]);
         const rec: Resource = { kind: 'netns', netns: ns };
         try {
           if (visibleToParent(ns) === false) {
@@ -254,9 +254,9 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
                 'enter just the network namespace instead, e.g. nsenter --net=/run/netns/NAME tranproxy lab up FILE',
             );
           }
-          ip(ns, ['link', 'set', 'lo', 'up']);
+          ip(runner, ns, ['link', 'set', 'lo', 'up']);
           // IPv6 on, no duplicate address detection: addresses work at once.
-          runSync(
+          runner.run(
             'sysctl',
             [
               '-qw',
@@ -268,7 +268,7 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
             { netns: ns },
           );
         } catch (e) {
-          undo(rec, 'rollback');
+          undo(rec, 'rollback', runner);
           throw e;
         }
         return [rec];
@@ -283,12 +283,12 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
       steps.push({
         place: p.name,
         what: `sysctl ${s.key}=${s.value}`,
-        check: () => sysctlGet(ns, s.key) === s.value.replace(/\s+/g, ' '),
+        check: () => sysctlGet(runner, ns, s.key) === s.value.replace(/\s+/g, ' '),
         apply: () => {
-          const old = sysctlGet(ns, s.key);
+          const old = sysctlGet(runner, ns, s.key);
           if (old === undefined)
             throw new TranproxyError(`${p.name}: sysctl ${s.key}: no such key${ns ? ` in netns ${ns}` : ''}`);
-          sysctlSet(ns, s.key, s.value);
+          sysctlSet(runner, ns, s.key, s.value);
           return [{ kind: 'sysctl', netns: ns, key: s.key, old }];
         },
       });
@@ -298,10 +298,10 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
   for (const p of places) sysctlSteps(p, true);
 
   // 3. interfaces
-  for (const c of model.creates) steps.push(createStep(model, c));
+  for (const c of model.creates) steps.push(createStep(runner, model, c));
 
   // 3b. link settings (mac, mtu, promisc) of the interfaces the lab creates
-  for (const i of model.interfaces) if (i.settings) steps.push(settingsStep(nsOf(i.place), i, i.settings));
+  for (const i of model.interfaces) if (i.settings) steps.push(settingsStep(runner, nsOf(i.place), i, i.settings));
 
   // 4. bridge ports, addresses, link up
   for (const i of model.interfaces) {
@@ -310,9 +310,9 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
     steps.push({
       place: i.place,
       what: `port ${i.name} on bridge ${i.master}`,
-      check: () => linkInfo(ns, i.name)?.master === i.master,
+      check: () => linkInfo(runner, ns, i.name)?.master === i.master,
       apply: () => {
-        ip(ns, ['link', 'set', 'dev', i.name, 'master', i.master!]);
+        ip(runner, ns, ['link', 'set', 'dev', i.name, 'master', i.master!]);
         return [{ kind: 'master', netns: ns, name: i.name }];
       },
     });
@@ -327,9 +327,10 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
       steps.push({
         place: i.place,
         what: `address ${a.text} on ${i.name}`,
-        check: () => !!linkInfo(ns, i.name)?.addr_info?.some((x) => x.local === a.addr && x.prefixlen === a.len),
+        check: () =>
+          !!linkInfo(runner, ns, i.name)?.addr_info?.some((x) => x.local === a.addr && x.prefixlen === a.len),
         apply: () => {
-          ip(ns, [`-${a.family}`, 'addr', 'add', a.text, 'dev', i.name, ...(a.family === 6 ? ['nodad'] : [])]);
+          ip(runner, ns, [`-${a.family}`, 'addr', 'add', a.text, 'dev', i.name, ...(a.family === 6 ? ['nodad'] : [])]);
           return [{ kind: 'addr', netns: ns, dev: i.name, cidr: a.text }];
         },
       });
@@ -340,9 +341,9 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
     steps.push({
       place: i.place,
       what: `${i.name} up`,
-      check: () => !!linkInfo(ns, i.name)?.flags?.includes('UP'),
+      check: () => !!linkInfo(runner, ns, i.name)?.flags?.includes('UP'),
       apply: () => {
-        ip(ns, ['link', 'set', 'dev', i.name, 'up']);
+        ip(runner, ns, ['link', 'set', 'dev', i.name, 'up']);
         return [{ kind: 'up', netns: ns, dev: i.name }];
       },
     });
@@ -355,9 +356,9 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
       steps.push({
         place: p.name,
         what: `route ${r.args.join(' ')}`,
-        check: () => routeExists(p.netns, r),
+        check: () => routeExists(runner, p.netns, r),
         apply: () => {
-          ip(p.netns, [`-${r.family}`, 'route', 'add', ...r.args]);
+          ip(runner, p.netns, [`-${r.family}`, 'route', 'add', ...r.args]);
           return [{ kind: 'route', netns: p.netns, family: r.family, args: r.args }];
         },
       });
@@ -373,10 +374,10 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
     steps.push({
       place: p.name,
       what: `nft table inet ${model.table} (${p.nat.length} NAT rule${p.nat.length === 1 ? '' : 's'}${forwardWhat})`,
-      check: () => nftTable(p.netns, model.table)?.includes(`comment "${comment}"`) ?? false,
+      check: () => nftTable(runner, p.netns, model.table)?.includes(`comment "${comment}"`) ?? false,
       apply: () => {
-        const old = nftTable(p.netns, model.table);
-        nftRun(p.netns, `table inet ${model.table}\ndelete table inet ${model.table}\n${script}`);
+        const old = nftTable(runner, p.netns, model.table);
+        nftRun(runner, p.netns, `table inet ${model.table}\ndelete table inet ${model.table}\n${script}`);
         return [{ kind: 'nft', netns: p.netns, table: model.table, ...(old !== undefined ? { old } : {}) }];
       },
     });
@@ -387,8 +388,8 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
       steps.push({
         place: h.name,
         what: `process ${p.argv.join(' ')}`,
-        check: () => findProcess(ns, p, state) !== undefined,
-        apply: () => [startProcess(ns, h.name, p, join(logDir(model.name), `${h.name}.${idx}.log`))],
+        check: () => findProcess(ns, p, state, runner) !== undefined,
+        apply: () => [startProcess(runner, ns, h.name, p, join(logDir(model.name), `${h.name}.${idx}.log`))],
       });
     });
   }
@@ -396,7 +397,12 @@ export function planSteps(model: LabModel, state?: LabState): Step[] {
 }
 
 /** A running instance of `p` in `netns`: the pid `up` recorded, or any process there with the same argv. */
-export function findProcess(netns: string, p: ProcessSpec, state?: LabState): number | undefined {
+export function findProcess(
+  netns: string,
+  p: ProcessSpec,
+  state?: LabState,
+  runner: ToolRunner = systemRunner,
+): number | undefined {
   for (const r of state?.resources ?? []) {
     if (
       r.kind === 'process' &&
@@ -409,7 +415,7 @@ export function findProcess(netns: string, p: ProcessSpec, state?: LabState): nu
   // Same argv; the program may show as a full path (PATH lookups, version-manager shims).
   const base = (a: string) => a.slice(a.lastIndexOf('/') + 1);
   const want = JSON.stringify([base(p.argv[0]!), ...p.argv.slice(1)]);
-  return netnsPids(netns).find((pid) => {
+  return netnsPids(netns, runner).find((pid) => {
     const c = procCmdline(pid);
     return !!c?.length && JSON.stringify([base(c[0]!), ...c.slice(1)]) === want;
   });
@@ -424,12 +430,12 @@ function settingsArgs(t: LinkSettings): string[] {
 }
 
 /** `ip link set dev X address MAC mtu N promisc on|off`; nothing to undo (the lab deletes the interface). */
-function settingsStep(ns: string | null, i: IfaceSpec, t: LinkSettings): Step {
+function settingsStep(runner: ToolRunner, ns: string | null, i: IfaceSpec, t: LinkSettings): Step {
   return {
     place: i.place,
     what: `${i.name} ${settingsArgs(t).join(' ')}`,
     check: () => {
-      const l = linkInfo(ns, i.name);
+      const l = linkInfo(runner, ns, i.name);
       if (!l) return false;
       const promisc = l.flags?.includes('PROMISC') ?? false;
       return (
@@ -439,13 +445,13 @@ function settingsStep(ns: string | null, i: IfaceSpec, t: LinkSettings): Step {
       );
     },
     apply: () => {
-      ip(ns, ['link', 'set', 'dev', i.name, ...settingsArgs(t)]);
+      ip(runner, ns, ['link', 'set', 'dev', i.name, ...settingsArgs(t)]);
       return [];
     },
   };
 }
 
-function createStep(model: LabModel, c: CreateSpec): Step {
+function createStep(runner: ToolRunner, model: LabModel, c: CreateSpec): Step {
   const nsOf = (place: string) => placeNetns(model, place);
   const linkRec = (i: IfaceSpec, what: string): Resource => ({
     kind: 'link',
@@ -460,9 +466,9 @@ function createStep(model: LabModel, c: CreateSpec): Step {
       return {
         place: c.iface.place,
         what: `${c.kind} ${c.iface.name}`,
-        check: () => linkInfo(ns, c.iface.name) !== undefined,
+        check: () => linkInfo(runner, ns, c.iface.name) !== undefined,
         apply: () => {
-          ip(ns, ['link', 'add', c.iface.name, 'type', c.kind]);
+          ip(runner, ns, ['link', 'add', c.iface.name, 'type', c.kind]);
           return [linkRec(c.iface, c.kind)];
         },
       };
@@ -473,15 +479,15 @@ function createStep(model: LabModel, c: CreateSpec): Step {
       return {
         place: a.place,
         what: `veth ${describeIf(a)} <-> ${describeIf(b)}`,
-        check: () => linkInfo(na, a.name) !== undefined && linkInfo(nb, b.name) !== undefined,
+        check: () => linkInfo(runner, na, a.name) !== undefined && linkInfo(runner, nb, b.name) !== undefined,
         apply: () => {
           // A lone end left over from an earlier run (its peer's namespace was deleted) goes first.
           for (const [ns, i] of [
             [na, a],
             [nb, b],
           ] as const)
-            if (linkInfo(ns, i.name)) ip(ns, ['link', 'del', i.name]);
-          ip(null, [
+            if (linkInfo(runner, ns, i.name)) ip(runner, ns, ['link', 'del', i.name]);
+          ip(runner, null, [
             'link',
             'add',
             a.name,
@@ -506,14 +512,14 @@ function createStep(model: LabModel, c: CreateSpec): Step {
       return {
         place: c.iface.place,
         what: `macvlan ${c.iface.name} on ${describeIf(c.parent)} (mode ${c.mode})`,
-        check: () => linkInfo(ns, c.iface.name) !== undefined,
+        check: () => linkInfo(runner, ns, c.iface.name) !== undefined,
         apply: () => {
-          if (!linkInfo(pns, c.parent.name)) {
+          if (!linkInfo(runner, pns, c.parent.name)) {
             throw new TranproxyError(
               `macvlan ${describeIf(c.iface)}: parent interface ${c.parent.name} does not exist in ${pns ? `netns ${pns}` : 'the root namespace'}`,
             );
           }
-          ip(pns, [
+          ip(runner, pns, [
             'link',
             'add',
             'link',
@@ -539,45 +545,48 @@ function createStep(model: LabModel, c: CreateSpec): Step {
 type UndoMode = 'rollback' | 'down';
 
 /** Undo one resource; never throws. Returns a line saying what was removed, or undefined if nothing was there. */
-export function undo(r: Resource, mode: UndoMode): string | undefined {
+export function undo(r: Resource, mode: UndoMode, runner: ToolRunner = systemRunner): string | undefined {
   try {
     const where = (ns: string | null) => (ns ? ns : 'root');
     switch (r.kind) {
       case 'netns':
-        return deleteNetns(r.netns) ? `netns ${r.netns}` : undefined;
+        return deleteNetns(runner, r.netns) ? `netns ${r.netns}` : undefined;
       case 'link':
-        if (!linkInfo(r.netns, r.name)) return undefined;
-        ip(r.netns, ['link', 'del', r.name], { allowFailure: true });
+        if (!linkInfo(runner, r.netns, r.name)) return undefined;
+        ip(runner, r.netns, ['link', 'del', r.name], { allowFailure: true });
         return `${where(r.netns)}: ${r.what} ${r.name}`;
       case 'master':
-        if (!linkInfo(r.netns, r.name)?.master) return undefined;
-        ip(r.netns, ['link', 'set', 'dev', r.name, 'nomaster'], { allowFailure: true });
+        if (!linkInfo(runner, r.netns, r.name)?.master) return undefined;
+        ip(runner, r.netns, ['link', 'set', 'dev', r.name, 'nomaster'], { allowFailure: true });
         return `${where(r.netns)}: port ${r.name} off its bridge`;
       case 'addr': {
         const [a, len] = r.cidr.split('/');
-        if (!linkInfo(r.netns, r.dev)?.addr_info?.some((x) => x.local === a && String(x.prefixlen) === len))
+        if (!linkInfo(runner, r.netns, r.dev)?.addr_info?.some((x) => x.local === a && String(x.prefixlen) === len))
           return undefined;
-        ip(r.netns, ['addr', 'del', r.cidr, 'dev', r.dev], { allowFailure: true });
+        ip(runner, r.netns, ['addr', 'del', r.cidr, 'dev', r.dev], { allowFailure: true });
         return `${where(r.netns)}: address ${r.cidr} on ${r.dev}`;
       }
       case 'up':
-        if (!linkInfo(r.netns, r.dev)?.flags?.includes('UP')) return undefined;
-        ip(r.netns, ['link', 'set', 'dev', r.dev, 'down'], { allowFailure: true });
+        if (!linkInfo(runner, r.netns, r.dev)?.flags?.includes('UP')) return undefined;
+        ip(runner, r.netns, ['link', 'set', 'dev', r.dev, 'down'], { allowFailure: true });
         return `${where(r.netns)}: ${r.dev} down`;
       case 'sysctl': {
-        const now = sysctlGet(r.netns, r.key);
+        const now = sysctlGet(runner, r.netns, r.key);
         if (now === undefined || now === r.old) return undefined;
-        runSync('sysctl', ['-qw', `${r.key}=${r.old}`], { ...(r.netns ? { netns: r.netns } : {}), allowFailure: true });
+        runner.run('sysctl', ['-qw', `${r.key}=${r.old}`], {
+          ...(r.netns ? { netns: r.netns } : {}),
+          allowFailure: true,
+        });
         return `${where(r.netns)}: sysctl ${r.key} restored to ${r.old}`;
       }
       case 'route': {
-        const del = ip(r.netns, [`-${r.family}`, 'route', 'del', ...r.args], { allowFailure: true });
+        const del = ip(runner, r.netns, [`-${r.family}`, 'route', 'del', ...r.args], { allowFailure: true });
         return del.status === 0 ? `${where(r.netns)}: route ${r.args.join(' ')}` : undefined;
       }
       case 'nft': {
-        if (nftTable(r.netns, r.table) === undefined) return undefined;
+        if (nftTable(runner, r.netns, r.table) === undefined) return undefined;
         const restore = mode === 'rollback' && r.old !== undefined ? r.old : '';
-        runSync('nft', ['-f', '-'], {
+        runner.run('nft', ['-f', '-'], {
           input: `delete table inet ${r.table}\n${restore}`,
           ...(r.netns ? { netns: r.netns } : {}),
           allowFailure: true,
@@ -606,7 +615,11 @@ export class LabUpError extends TranproxyError {}
  * Make everything `model` declares that does not exist yet. On a failure, undo every change of
  * this run (in reverse order), leave the state file as it was, and throw.
  */
-export function labUp(model: LabModel, opts: { onChange?: (line: string) => void } = {}): UpResult {
+export function labUp(
+  model: LabModel,
+  opts: { onChange?: (line: string) => void; runner?: ToolRunner } = {},
+): UpResult {
+  const runner = opts.runner ?? systemRunner;
   const prev = readState(model.name);
   const base: LabState = prev ?? {
     version: 1,
@@ -615,7 +628,7 @@ export function labUp(model: LabModel, opts: { onChange?: (line: string) => void
     updated: '',
     resources: [],
   };
-  const steps = planSteps(model, prev);
+  const steps = planSteps(model, prev, runner);
   const done: Resource[] = [];
   const created: string[] = [];
   let present = 0;
@@ -638,7 +651,7 @@ export function labUp(model: LabModel, opts: { onChange?: (line: string) => void
       opts.onChange?.(line);
       writeState({ ...base, file: resolvePath(model.file), resources: mergeResources(base.resources, done) });
     } catch (e) {
-      const undone = rollback(done);
+      const undone = rollback(runner, done);
       if (prev) writeState(prev);
       else removeState(model.name);
       const why = e instanceof Error ? e.message : String(e);
@@ -651,7 +664,7 @@ export function labUp(model: LabModel, opts: { onChange?: (line: string) => void
   return { created, present };
 }
 
-function rollback(done: readonly Resource[]): string[] {
+function rollback(runner: ToolRunner, done: readonly Resource[]): string[] {
   const out: string[] = [];
   // Processes first, then everything else newest first; what lives in a namespace made by
   // this run goes with that namespace.
@@ -666,7 +679,7 @@ function rollback(done: readonly Resource[]): string[] {
     // Addresses, ports and link state of an interface about to be deleted need no undoing.
     if ((r.kind === 'addr' || r.kind === 'up') && links.has(`${r.netns ?? ''}/${r.dev}`)) continue;
     if (r.kind === 'master' && links.has(`${r.netns ?? ''}/${r.name}`)) continue;
-    const line = undo(r, 'rollback');
+    const line = undo(r, 'rollback', runner);
     if (line) out.push(line);
   }
   return out;
@@ -693,9 +706,9 @@ export interface StatusResult {
   state: LabState | undefined;
 }
 
-export function labStatus(model: LabModel): StatusResult {
+export function labStatus(model: LabModel, runner: ToolRunner = systemRunner): StatusResult {
   const state = readState(model.name);
-  const lines = planSteps(model, state).map((s) => {
+  const lines = planSteps(model, state, runner).map((s) => {
     let present = false;
     try {
       present = s.check();
@@ -707,11 +720,11 @@ export function labStatus(model: LabModel): StatusResult {
   const pids = new Map<string, number>();
   for (const h of model.hosts) {
     for (const p of h.processes) {
-      const pid = findProcess(h.netns!, p, state);
+      const pid = findProcess(h.netns!, p, state, runner);
       if (pid !== undefined) pids.set(`${h.name}: process ${p.argv.join(' ')}`, pid);
     }
   }
-  return { lines, pids, state, forwardProblems: forwardProblems(model) };
+  return { lines, pids, state, forwardProblems: forwardProblems(runner, model) };
 }
 
 /** The families a place forwards, as its sysctls declare them. */
@@ -724,12 +737,12 @@ function forwardedFamilies(p: PlaceSpec): IpFamily[] {
 }
 
 /** Drops by chains the lab does not own (its own declared `forward:` is intentional). */
-function forwardProblems(model: LabModel): ForwardProblem[] {
+function forwardProblems(runner: ToolRunner, model: LabModel): ForwardProblem[] {
   const out: ForwardProblem[] = [];
   for (const p of [model.root, ...model.hosts]) {
     const families = forwardedFamilies(p);
     if (families.length === 0 || (p.netns && !netnsExists(p.netns))) continue;
-    for (const d of probeForwardDrops([model.table], p.netns ?? undefined)) {
+    for (const d of probeForwardDrops([model.table], { ...(p.netns ? { netns: p.netns } : {}), runner })) {
       const hit = families.filter((f) => dropsFamily(d, f));
       if (hit.length === 0) continue;
       out.push({
@@ -753,7 +766,7 @@ export interface DownResult {
  * anything that still carries the lab's names per the file (namespaces, root-namespace
  * interfaces, the nft table). Never throws for a missing piece.
  */
-export function labDown(model: LabModel): DownResult {
+export function labDown(model: LabModel, runner: ToolRunner = systemRunner): DownResult {
   const state = readState(model.name);
   const removed: string[] = [];
   const warnings: string[] = [];
@@ -762,7 +775,7 @@ export function labDown(model: LabModel): DownResult {
   };
   const recs = state?.resources ?? [];
   // 1. processes, gracefully
-  for (const r of recs) if (r.kind === 'process') push(undo(r, 'down'));
+  for (const r of recs) if (r.kind === 'process') push(undo(r, 'down', runner));
   // 2. root-namespace changes, newest first (inside lab namespaces everything goes with them)
   const rootLinks = new Set([
     ...recs.flatMap((r) => (r.kind === 'link' && r.netns === null ? [r.name] : [])),
@@ -773,7 +786,7 @@ export function labDown(model: LabModel): DownResult {
     // Addresses, ports and link state of an interface about to be deleted need no undoing.
     if ((r.kind === 'addr' || r.kind === 'up') && rootLinks.has(r.dev)) continue;
     if (r.kind === 'master' && rootLinks.has(r.name)) continue;
-    push(undo(r, 'down'));
+    push(undo(r, 'down', runner));
   }
   // 3. what carries the lab's names in the root namespace (before the namespaces: a veth end
   //    deleted here takes its peer at once, while a namespace's interfaces go asynchronously)
@@ -788,16 +801,17 @@ export function labDown(model: LabModel): DownResult {
       undo(
         { kind: 'link', netns: null, name: i.name, what: kindOf.get(`${i.place}/${i.name}`) ?? 'interface' },
         'down',
+        runner,
       ),
     );
   }
-  push(undo({ kind: 'nft', netns: null, table: tableName(model.name) }, 'down'));
+  push(undo({ kind: 'nft', netns: null, table: tableName(model.name) }, 'down', runner));
   // 4. namespaces: recorded ones and the file's
   const spaces = new Set<string>([
     ...recs.flatMap((r) => (r.kind === 'netns' ? [r.netns] : [])),
     ...model.hosts.map((h) => h.netns!),
   ]);
-  for (const ns of spaces) push(undo({ kind: 'netns', netns: ns }, 'down'));
+  for (const ns of spaces) push(undo({ kind: 'netns', netns: ns }, 'down', runner));
   if (!state && removed.length) {
     const sys = model.root.sysctls.map((s) => s.key);
     if (sys.length)
@@ -808,7 +822,7 @@ export function labDown(model: LabModel): DownResult {
       (r) => r.dev === undefined || !model.interfaces.some((i) => i.place === ROOT && i.name === r.dev),
     );
     for (const r of routes) {
-      if (routeExists(null, r))
+      if (routeExists(runner, null, r))
         warnings.push(`no state file: root route ${r.args.join(' ')} left in place (it may predate the lab)`);
     }
   }

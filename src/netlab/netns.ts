@@ -3,7 +3,7 @@
 // paths cannot await.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { runSync } from '../kernel/exec.js';
+import { systemRunner, type ToolRunner } from '../kernel/exec.js';
 
 /** Blocking sleep. */
 export function sleepSync(ms: number): void {
@@ -24,9 +24,10 @@ export function netnsExists(netns: string): boolean {
 }
 
 /** Pids of the processes inside `netns` (none when it does not exist). */
-export function netnsPids(netns: string): number[] {
+export function netnsPids(netns: string, runner: ToolRunner = systemRunner): number[] {
   if (!netnsExists(netns)) return [];
-  return runSync('ip', ['netns', 'pids', netns], { allowFailure: true })
+  return runner
+    .run('ip', ['netns', 'pids', netns], { allowFailure: true })
     .stdout.split(/\s+/)
     .filter(Boolean)
     .map(Number);
@@ -36,12 +37,12 @@ export function netnsPids(netns: string): number[] {
  * SIGKILL every process still inside `netns`, wait (≤1 s) until none is left, then delete
  * the netns — its interfaces go with it once no process holds it.
  */
-export function killAndDeleteNetns(netns: string): void {
+export function killAndDeleteNetns(netns: string, runner: ToolRunner = systemRunner): void {
   for (let i = 0; i < 50; i++) {
-    const pids = netnsPids(netns);
+    const pids = netnsPids(netns, runner);
     if (pids.length === 0) break;
     for (const p of pids) signalIfAlive(p, 'SIGKILL');
     sleepSync(20);
   }
-  runSync('ip', ['netns', 'del', netns], { allowFailure: true });
+  runner.run('ip', ['netns', 'del', netns], { allowFailure: true });
 }

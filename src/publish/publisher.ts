@@ -6,6 +6,7 @@
 //   4. on SIGINT/SIGTERM/SIGHUP: remove our rules (restoring route_localnet when we were
 //      its last user), release the ports. A crash leaves rules behind: the next run of the
 //      same mappings replaces them; `publish --remove-all` removes them all.
+import { systemRunner, type ToolRunner } from '../kernel/exec.js';
 import type { Logger } from '../observe/log.js';
 import { formatMappings, type PortMapping } from './mapping.js';
 import { buildPlan, checkLoops, type PublishPlan, type TargetRoute } from './plan.js';
@@ -38,38 +39,43 @@ export interface PublishConfig {
 }
 
 /** Routes to the targets, probed once each. */
-function routeCache(): (ip: string) => TargetRoute {
+function routeCache(runner: ToolRunner = systemRunner): (ip: string) => TargetRoute {
   const routes = new Map<string, TargetRoute>();
   return (ip) => {
     let r = routes.get(ip);
-    if (!r) routes.set(ip, (r = probeRoute(ip)));
+    if (!r) routes.set(ip, (r = probeRoute(ip, runner)));
     return r;
   };
 }
 
 /** The plan for this host as it is now (routes, forwarding sysctls). */
-export function planFor(cfg: PublishConfig, owner: number, route = routeCache()): PublishPlan {
+export function planFor(
+  cfg: PublishConfig,
+  owner: number,
+  runner: ToolRunner = systemRunner,
+  route = routeCache(runner),
+): PublishPlan {
   checkLoops(cfg.mappings, (ip) => route(ip).local);
   return buildPlan({
     mappings: cfg.mappings,
     owner,
     userlandProxy: cfg.userlandProxy,
-    forwarding: forwardingEnabled(),
+    forwarding: forwardingEnabled(runner),
     route,
-    forwardDrops: probeForwardDrops(),
+    forwardDrops: probeForwardDrops(runner),
   });
 }
 
 /** The nft transaction `publish` would run now (dry run; needs nft only to read the live table). */
-export function dryRun(cfg: PublishConfig, owner: number): string {
-  const plan = planFor(cfg, owner);
+export function dryRun(cfg: PublishConfig, owner: number, runner: ToolRunner = systemRunner): string {
+  const plan = planFor(cfg, owner, runner);
   let live: ReturnType<typeof readLiveTable> | undefined;
   try {
-    live = readLiveTable();
+    live = readLiveTable(runner);
   } catch {
     live = undefined; // not root: render as if the table were empty
   }
-  const original = plan.needsRouteLocalnet ? readSysctl(LOCALNET_SYSCTL) : undefined;
+  const original = plan.needsRouteLocalnet ? readSysctl(LOCALNET_SYSCTL, runner) : undefined;
   const warnings = plan.warnings.map((w) => `# warning: ${w}\n`).join('');
   return (
     warnings +
@@ -97,12 +103,16 @@ function renderAcceptDryRun(plan: PublishPlan): string {
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 /** Publish until a signal arrives; resolves with the exit status. */
-export async function runPublisher(cfg: PublishConfig, log: Logger): Promise<number> {
+export async function runPublisher(
+  cfg: PublishConfig,
+  log: Logger,
+  runner: ToolRunner = systemRunner,
+): Promise<number> {
   const owner = process.pid;
   let stop!: (sig: string) => void;
   const stopped = new Promise<string>((r) => (stop = r));
   const onSignal = (sig: NodeJS.Signals) => stop(sig);
-  const route = routeCache();
+  const route = routeCache(runner);
   checkLoops(cfg.mappings, (ip) => route(ip).local); // before anything is bound
   for (const s of SIGNALS) process.on(s, onSignal);
 
@@ -121,7 +131,7 @@ export async function runPublisher(cfg: PublishConfig, log: Logger): Promise<num
     if (!rulesMayExist) return;
     rulesMayExist = false;
     try {
-      const r = removePublish(owner);
+      const r = removePublish(owner, runner);
       if (r.restoredLocalnet !== undefined) log.info('restored sysctl', { [LOCALNET_SYSCTL]: r.restoredLocalnet });
     } catch (e) {
       log.error(
@@ -135,13 +145,13 @@ export async function runPublisher(cfg: PublishConfig, log: Logger): Promise<num
   try {
     // 2. Rules.
     if (cfg.firewall === 'nft') {
-      const plan = planFor(cfg, owner, route);
+      const plan = planFor(cfg, owner, runner, route);
       for (const w of plan.warnings) log.warn(w);
-      const original = plan.needsRouteLocalnet ? readSysctl(LOCALNET_SYSCTL) : undefined;
+      const original = plan.needsRouteLocalnet ? readSysctl(LOCALNET_SYSCTL, runner) : undefined;
       rulesMayExist = true;
-      applyPublish(plan, original);
+      applyPublish(plan, original, runner);
       if (plan.needsRouteLocalnet && original !== '1') {
-        writeSysctl(LOCALNET_SYSCTL, '1');
+        writeSysctl(LOCALNET_SYSCTL, '1', runner);
         log.info('set sysctl (restored on exit)', { [LOCALNET_SYSCTL]: 1 });
       }
     }
