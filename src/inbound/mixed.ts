@@ -64,6 +64,8 @@ export interface ProxyConnectionInfo {
 
 export interface MixedInbound {
   readonly active: number;
+  /** Where the listeners are bound. */
+  addresses(): { address: string; port: number }[];
   connections(): ProxyConnectionInfo[];
   closeConnection(id: number): boolean;
   stopAccepting(): Promise<void>;
@@ -328,6 +330,7 @@ export async function startMixedInbound(
     get active() {
       return sockets.size;
     },
+    addresses: () => servers.map((s) => s.address() as net.AddressInfo),
     connections: () =>
       [...live.values()].map((f) => ({
         id: f.id,

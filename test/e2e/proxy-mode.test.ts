@@ -130,7 +130,7 @@ test('proxy mode: HTTP proxy and SOCKS5 on one port, routed by domain rules to a
       ].join('\n'),
       { mode: 0o600 },
     );
-    const proxy = await startTranproxy(g.gw, gatewayRunArgs(g, ['--config', config, '-N', IP.direct]));
+    const proxy = await startTranproxy(g.gw, gatewayRunArgs(g, ['--config', config, '-N', IP.direct, '--admin']));
     assert.match(proxy.output(), new RegExp(`proxy=${GW}:${PORT} proxy-auth=off`));
     const x = ['-x', `http://${GW}:${PORT}`];
 
@@ -182,6 +182,32 @@ test('proxy mode: HTTP proxy and SOCKS5 on one port, routed by domain rules to a
     await proxy.waitForOutput(
       /conn .*inbound=socks5 .*dst=udp-associate:0 .*up=18 down=18 flows=2 dropped=1 .*close=eof/,
     );
+    // A held CONNECT tunnel shows in /connections; the flows count in /metrics under the proxy listener.
+    const hold = g.lan.spawn('python3', [
+      '-c',
+      'import socket,sys,time\nc=socket.create_connection((sys.argv[1],int(sys.argv[2])))\n' +
+        'c.sendall(b"CONNECT www.direct.test:80 HTTP/1.1\\r\\n\\r\\n")\nprint(c.recv(100).decode().split("\\r")[0],flush=True)\ntime.sleep(5)',
+      GW,
+      String(PORT),
+    ]);
+    await hold.waitForOutput(/^HTTP\/1\.1 200 Connection established$/m);
+    const conns = await g.gw.run('curl', ['-sS', 'http://127.0.0.1:15000/connections']);
+    const held = (JSON.parse(conns.stdout) as Record<string, unknown>[]).map(({ listener, dst, domain, via }) => ({
+      listener,
+      dst,
+      domain,
+      via,
+    }));
+    assert.deepEqual(held, [
+      { listener: `${GW}:${PORT}`, dst: 'www.direct.test:80', domain: 'www.direct.test', via: 'direct' },
+    ]);
+    await hold.stop();
+    const metrics = await g.gw.run('curl', ['-sS', 'http://127.0.0.1:15000/metrics']);
+    assert.match(
+      metrics.stdout,
+      new RegExp(`tranproxy_connections_total\\{listener="${GW}:${PORT}",outbound="socks",result="eof"\\} 2`),
+    );
+
     // The remote saw the node (Shadowsocks), the direct server saw the gateway.
     assert.match(remoteEcho.output(), new RegExp(`^${IP.nodeSideOfRemote.replaceAll('.', '\\.')} \\d+$`, 'm'));
     assert.match(directEcho.output(), new RegExp(`^${IP.gwDirect.replaceAll('.', '\\.')} \\d+$`, 'm'));
