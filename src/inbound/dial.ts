@@ -4,9 +4,9 @@
 // flow dispatch once it exists.
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Endpoint } from '../kernel/sockaddr.js';
+import { formatEndpoint, type Endpoint } from '../kernel/sockaddr.js';
 import { LocalAddresses } from '../kernel/local-addresses.js';
-import { connectDirect, ConnectError, fmt } from '../outbound/direct.js';
+import { connectDirect, ConnectError } from '../outbound/direct.js';
 import { NODE_UNREACHABLE, OutboundError, type TcpOutbound } from '../outbound/types.js';
 import type { Logger } from '../observe/log.js';
 import type { Router } from '../route/index.js';
@@ -59,7 +59,7 @@ export function proxyDialer(opts: ProxyDialOptions): ProxyDialer {
     }
     // The admin API and console listen on loopback: a LAN client must not reach them through us.
     if (isLoopback(ep.address) || (own.has(ep.port) && local.has(ep.address)))
-      throw new ConnectError('ELOOP', `${fmt(ep)} is this host's own service`, 'direct', rule, domain);
+      throw new ConnectError('ELOOP', `${formatEndpoint(ep)} is this host's own service`, 'direct', rule, domain);
     try {
       return await connectDirect(ep, { connectTimeoutMs: opts.connectTimeoutMs, mark: opts.mark || undefined, signal });
     } catch (e) {

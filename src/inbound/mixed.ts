@@ -5,8 +5,8 @@
 // /connections), with `inbound=http|socks5`.
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { unmapAddress, type Endpoint } from '../kernel/sockaddr.js';
-import { ConnectError, fmt } from '../outbound/direct.js';
+import { formatEndpoint, unmapAddress, type Endpoint } from '../kernel/sockaddr.js';
+import { ConnectError } from '../outbound/direct.js';
 import { Handshake } from '../outbound/node-conn.js';
 import { METHOD_NONE_ACCEPTABLE, METHOD_USERPASS } from '../outbound/socks5.js';
 import type { LogFields, Logger } from '../observe/log.js';
@@ -127,7 +127,7 @@ export async function startMixedInbound(
     const src: Endpoint = { address: unmapAddress(client.remoteAddress ?? '?'), port: client.remotePort ?? 0, family };
     client.on('error', () => {}); // reported by the relay once attached; before that, just closed
     if (sockets.size >= cfg.maxConnections) {
-      refused({ src: fmt(src), reason: 'max-connections', limit: cfg.maxConnections });
+      refused({ src: formatEndpoint(src), reason: 'max-connections', limit: cfg.maxConnections });
       client.destroy();
       return;
     }
@@ -137,14 +137,18 @@ export async function startMixedInbound(
       if (sockets.size === 0) drained?.();
     });
     void serve(client, src, listener).catch((e: Error) => {
-      refused({ src: fmt(src), reason: 'handshake-failed', error: (e as { code?: string }).code ?? e.message });
+      refused({
+        src: formatEndpoint(src),
+        reason: 'handshake-failed',
+        error: (e as { code?: string }).code ?? e.message,
+      });
       client.destroy();
     });
   };
 
   const serve = async (client: net.Socket, src: Endpoint, listener: string): Promise<void> => {
     // One deadline for the whole handshake (greeting, auth, request); the dial has its own.
-    const hs = new Handshake(client, 'proxy-inbound', fmt(src), cfg.handshakeTimeoutMs, undefined);
+    const hs = new Handshake(client, 'proxy-inbound', formatEndpoint(src), cfg.handshakeTimeoutMs, undefined);
     const first = await hs.read(firstByte, 'first byte');
     if (first.byte === 5) return serveSocks(hs, client, src, listener);
     return serveHttp(hs, client, src, listener);
@@ -154,13 +158,17 @@ export async function startMixedInbound(
     const { head } = await hs.read(httpHead, 'request head');
     hs.done();
     if (!head.ok) {
-      refused({ src: fmt(src), reason: 'bad-request', status: head.status, error: head.error });
+      refused({ src: formatEndpoint(src), reason: 'bad-request', status: head.status, error: head.error });
       closeWith(client, proxyResponse(head.status, head.error));
       return;
     }
     const auth = head.auth;
     if (cfg.auth && (auth === undefined || auth === 'malformed' || !credentialsMatch(auth, cfg.auth))) {
-      refused({ src: fmt(src), reason: 'auth-failed', user: auth && auth !== 'malformed' ? auth.username : undefined });
+      refused({
+        src: formatEndpoint(src),
+        reason: 'auth-failed',
+        user: auth && auth !== 'malformed' ? auth.username : undefined,
+      });
       closeWith(client, proxyResponse(407));
       return;
     }
@@ -179,7 +187,7 @@ export async function startMixedInbound(
     hs.write(encodeMethodChoice(method));
     if (method === METHOD_NONE_ACCEPTABLE) {
       hs.done();
-      refused({ src: fmt(src), reason: 'auth-failed', error: 'no acceptable SOCKS5 method' });
+      refused({ src: formatEndpoint(src), reason: 'auth-failed', error: 'no acceptable SOCKS5 method' });
       closeWith(client);
       return;
     }
@@ -189,7 +197,7 @@ export async function startMixedInbound(
       hs.write(encodeUserPassStatus(ok));
       if (!ok) {
         hs.done();
-        refused({ src: fmt(src), reason: 'auth-failed', user: creds.username });
+        refused({ src: formatEndpoint(src), reason: 'auth-failed', user: creds.username });
         closeWith(client);
         return;
       }
@@ -199,7 +207,7 @@ export async function startMixedInbound(
     const target: ProxyTarget = { host: req.address.host, port: req.address.port };
     if (req.cmd === CMD_UDP_ASSOCIATE && cfg.udp) return associate(client, src, listener, target);
     if (req.cmd !== CMD_CONNECT) {
-      refused({ src: fmt(src), reason: 'unsupported-command', command: req.cmd });
+      refused({ src: formatEndpoint(src), reason: 'unsupported-command', command: req.cmd });
       closeWith(client, encodeSocksReply(REP.commandNotSupported));
       return;
     }
@@ -335,7 +343,7 @@ export async function startMixedInbound(
       [...live.values()].map((f) => ({
         id: f.id,
         listener: f.listener,
-        src: fmt(f.src),
+        src: formatEndpoint(f.src),
         dst: f.dst,
         ...(f.domain ? { domain: f.domain } : {}),
         ...(f.via ? { via: f.via } : {}),
@@ -373,7 +381,7 @@ function closeWith(client: net.Socket, bytes?: string | Buffer): void {
 }
 
 function flowFields(f: Flow): LogFields {
-  return { id: f.id, inbound: f.inbound, src: fmt(f.src), dst: f.dst };
+  return { id: f.id, inbound: f.inbound, src: formatEndpoint(f.src), dst: f.dst };
 }
 
 function listen(l: ProxyListener, onConn: (c: net.Socket) => void, servers: net.Server[], log: Logger): Promise<void> {

@@ -8,7 +8,15 @@ export interface Endpoint {
   /** Textual address: dotted IPv4, or IPv6 without brackets. IPv4-mapped IPv6 is unmapped. */
   address: string;
   port: number;
-  family: 4 | 6;
+  family: IpFamily;
+}
+
+/** IP version, spelled this one way on the connection path. */
+export type IpFamily = 4 | 6;
+
+/** `1.2.3.4:80` or `[::1]:80`: how logs, messages and the admin API write an endpoint. */
+export function formatEndpoint(ep: { address: string; port: number }): string {
+  return ep.address.includes(':') ? `[${ep.address}]:${ep.port}` : `${ep.address}:${ep.port}`;
 }
 
 export const SOCKADDR_IN_SIZE = 16;

@@ -3,7 +3,7 @@
 // full transparency: the server sees the client's address).
 import net from 'node:net';
 import { closeFd, createOutboundFd } from '../kernel/sockets.js';
-import type { Endpoint } from '../kernel/sockaddr.js';
+import { formatEndpoint, type Endpoint } from '../kernel/sockaddr.js';
 
 export interface DirectOptions {
   connectTimeoutMs: number;
@@ -32,7 +32,7 @@ export class ConnectError extends Error {
 export function connectDirect(dst: Endpoint, opts: DirectOptions): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     if (opts.signal?.aborted) {
-      reject(new ConnectError('EABORTED', `connect to ${fmt(dst)} aborted`));
+      reject(new ConnectError('EABORTED', `connect to ${formatEndpoint(dst)} aborted`));
       return;
     }
     let socket: net.Socket;
@@ -52,18 +52,20 @@ export function connectDirect(dst: Endpoint, opts: DirectOptions): Promise<net.S
     const onAbort = (): void => {
       done();
       socket.destroy();
-      reject(new ConnectError('EABORTED', `connect to ${fmt(dst)} aborted`));
+      reject(new ConnectError('EABORTED', `connect to ${formatEndpoint(dst)} aborted`));
     };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => {
       done();
       socket.destroy();
-      reject(new ConnectError('ETIMEDOUT', `connect to ${fmt(dst)} timed out after ${opts.connectTimeoutMs} ms`));
+      reject(
+        new ConnectError('ETIMEDOUT', `connect to ${formatEndpoint(dst)} timed out after ${opts.connectTimeoutMs} ms`),
+      );
     }, opts.connectTimeoutMs);
     socket.once('error', (e: NodeJS.ErrnoException) => {
       done();
       socket.destroy();
-      reject(new ConnectError(e.code ?? 'ECONNECT', `connect to ${fmt(dst)}: ${e.message}`));
+      reject(new ConnectError(e.code ?? 'ECONNECT', `connect to ${formatEndpoint(dst)}: ${e.message}`));
     });
     socket.connect({ host: dst.address, port: dst.port }, () => {
       done();
@@ -72,8 +74,4 @@ export function connectDirect(dst: Endpoint, opts: DirectOptions): Promise<net.S
       resolve(socket);
     });
   });
-}
-
-export function fmt(ep: { address: string; port: number }): string {
-  return ep.address.includes(':') ? `[${ep.address}]:${ep.port}` : `${ep.address}:${ep.port}`;
 }

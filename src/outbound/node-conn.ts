@@ -5,7 +5,8 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type net from 'node:net';
 import { OutboundError } from './types.js';
-import { ConnectError, connectDirect, fmt } from './direct.js';
+import { ConnectError, connectDirect } from './direct.js';
+import { formatEndpoint } from '../kernel/sockaddr.js';
 import type { NodeSpec } from './uri.js';
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -42,7 +43,7 @@ export abstract class NodeOutbound<Spec extends NodeSpec> {
     protected readonly opts: NodeConnOptions = {},
   ) {
     this.name = spec.name;
-    this.where = fmt({ address: spec.host, port: spec.port });
+    this.where = formatEndpoint({ address: spec.host, port: spec.port });
   }
 }
 
@@ -59,7 +60,7 @@ export async function connectNode(
 ): Promise<net.Socket> {
   const timeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const started = Date.now();
-  const where = fmt({ address: host, port });
+  const where = formatEndpoint({ address: host, port });
   if (signal?.aborted) throw new OutboundError(outbound, 'EABORTED', `connect to node ${where} aborted`);
   let address = host;
   let family = isIP(host) as 0 | 4 | 6;

@@ -9,7 +9,7 @@
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, type CipherGCMTypes } from 'node:crypto';
 import type net from 'node:net';
 import { Duplex } from 'node:stream';
-import { fmt } from './direct.js';
+import { formatEndpoint } from '../kernel/sockaddr.js';
 import { connectNode, NodeOutbound, type NodeConnOptions } from './node-conn.js';
 import { decodeSocksAddress, destinationAddress, encodeSocksAddress, type SocksAddress } from './socks5.js';
 import { OutboundError, type ConnectContext, type Destination, type TcpOutbound } from './types.js';
@@ -432,7 +432,7 @@ export class ShadowsocksOutbound extends ShadowsocksNodeOutbound implements TcpO
       throw new OutboundError(
         this.name,
         'EINVAL',
-        `cannot ask node ${this.where} for ${fmt({ address: dst.ip, port: dst.port })}: ${(e as Error).message}`,
+        `cannot ask node ${this.where} for ${formatEndpoint({ address: dst.ip, port: dst.port })}: ${(e as Error).message}`,
       );
     }
     const socket = this.spec.plugin

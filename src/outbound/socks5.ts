@@ -4,7 +4,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { encodeSockaddr, ipv6FromBytes } from '../kernel/sockaddr.js';
-import { fmt } from './direct.js';
+import { formatEndpoint } from '../kernel/sockaddr.js';
 import { connectNode, DEFAULT_HANDSHAKE_TIMEOUT_MS, Handshake, NodeOutbound, type Parsed } from './node-conn.js';
 import { OutboundError, type ConnectContext, type Destination, type TcpOutbound } from './types.js';
 import type { Socks5NodeSpec } from './uri.js';
@@ -244,7 +244,7 @@ export class Socks5Outbound extends NodeOutbound<Socks5NodeSpec> implements TcpO
       if (e instanceof OutboundError) throw e;
       return hs.failWith(
         'EINVAL',
-        `cannot ask node ${this.where} for ${fmt({ address: dst.ip, port: dst.port })}: ${(e as Error).message}`,
+        `cannot ask node ${this.where} for ${formatEndpoint({ address: dst.ip, port: dst.port })}: ${(e as Error).message}`,
       );
     }
   }
@@ -258,7 +258,7 @@ export class Socks5Outbound extends NodeOutbound<Socks5NodeSpec> implements TcpO
       const shown =
         target.type === ATYP_DOMAIN
           ? `${target.host}:${target.port}`
-          : fmt({ address: target.host, port: target.port });
+          : formatEndpoint({ address: target.host, port: target.port });
       hs.failWith(
         'EREFUSED',
         `node ${this.where} could not connect to ${shown}: ${socksReplyText(r.reply)} (SOCKS reply ${r.reply})`,

@@ -9,7 +9,7 @@
 // handshake: the session is ready once the node's name is resolved and the socket exists.
 // A node without UDP relaying answers with ICMP port unreachable: the session ends 'refused'.
 import type { UdpFlowInfo, UdpOutbound, UdpSession } from '../udp/types.js';
-import { fmt } from './direct.js';
+import { formatEndpoint } from '../kernel/sockaddr.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from './node-conn.js';
 import { decryptUdpPacket, encryptUdpPacket, ShadowsocksNodeOutbound } from './shadowsocks.js';
 import { encodeSocksAddress, type SocksAddress } from './socks5.js';
@@ -28,7 +28,7 @@ export class ShadowsocksUdpOutbound extends ShadowsocksNodeOutbound implements U
       throw new OutboundError(
         this.name,
         'EINVAL',
-        `cannot address ${fmt(flow.dst)} through node ${this.where}: ${(e as Error).message}`,
+        `cannot address ${formatEndpoint(flow.dst)} through node ${this.where}: ${(e as Error).message}`,
       );
     }
     const node = await resolveNode(
@@ -43,7 +43,11 @@ export class ShadowsocksUdpOutbound extends ShadowsocksNodeOutbound implements U
       return new ShadowsocksUdpSession(sock, flow, this.spec.method, this.master, target);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
-      throw new OutboundError(this.name, err.code ?? 'EUDP', `UDP socket to node ${fmt(node)}: ${err.message}`);
+      throw new OutboundError(
+        this.name,
+        err.code ?? 'EUDP',
+        `UDP socket to node ${formatEndpoint(node)}: ${err.message}`,
+      );
     }
   }
 }

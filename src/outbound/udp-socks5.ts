@@ -22,7 +22,7 @@ import type net from 'node:net';
 import { isIP } from 'node:net';
 import type { Endpoint } from '../kernel/sockaddr.js';
 import type { UdpFlowInfo, UdpOutbound, UdpSession } from '../udp/types.js';
-import { fmt } from './direct.js';
+import { formatEndpoint } from '../kernel/sockaddr.js';
 import {
   connectNode,
   DEFAULT_CONNECT_TIMEOUT_MS,
@@ -72,7 +72,7 @@ export class Socks5UdpOutbound extends NodeOutbound<Socks5NodeSpec> implements U
       throw new OutboundError(
         this.name,
         'EINVAL',
-        `cannot address ${fmt(flow.dst)} through node ${this.where}: ${(e as Error).message}`,
+        `cannot address ${formatEndpoint(flow.dst)} through node ${this.where}: ${(e as Error).message}`,
       );
     }
     const control = await connectNode(this.name, this.spec.host, this.spec.port, this.opts, undefined);
@@ -92,7 +92,7 @@ export class Socks5UdpOutbound extends NodeOutbound<Socks5NodeSpec> implements U
       throw new OutboundError(
         this.name,
         err.code ?? 'EUDP',
-        `UDP socket to the relay ${fmt(relay)} of node ${this.where}: ${err.message}`,
+        `UDP socket to the relay ${formatEndpoint(relay)} of node ${this.where}: ${err.message}`,
       );
     }
     return new Socks5UdpSession(sock, flow, header, control);

@@ -6,7 +6,7 @@
 import type { Duplex } from 'node:stream';
 import type { Endpoint } from '../kernel/sockaddr.js';
 import type { UdpFlowInfo, UdpOutbound, UdpSession } from '../udp/types.js';
-import { fmt } from './direct.js';
+import { formatEndpoint } from '../kernel/sockaddr.js';
 import { CodecError } from './framed-stream.js';
 import { NodeOutbound, type NodeConnOptions } from './node-conn.js';
 import { decodeSocksAddress, encodeSocksAddress, type SocksAddress } from './socks5.js';
@@ -222,7 +222,7 @@ export class V2rayUdpOutbound extends NodeOutbound<V2rayNodeSpec> implements Udp
       throw new OutboundError(
         this.name,
         'EINVAL',
-        `cannot address ${fmt(flow.dst)} through node ${this.where}: ${(e as Error).message}`,
+        `cannot address ${formatEndpoint(flow.dst)} through node ${this.where}: ${(e as Error).message}`,
       );
     }
     const to = { outbound: this.name, host: this.spec.host, port: this.spec.port, where: this.where };

@@ -3,7 +3,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { encodeSockaddr } from '../kernel/sockaddr.js';
-import { fmt } from './direct.js';
+import { formatEndpoint } from '../kernel/sockaddr.js';
 import { FramedStream, type FrameCodec } from './framed-stream.js';
 import { NodeOutbound, type NodeConnOptions } from './node-conn.js';
 import { ATYP_DOMAIN, ATYP_IPV4, ATYP_IPV6, destinationAddress, type SocksAddress } from './socks5.js';
@@ -60,7 +60,7 @@ export abstract class V2rayTcpOutbound<Spec extends V2rayNodeSpec> extends NodeO
       throw new OutboundError(
         this.name,
         'EINVAL',
-        `cannot ask node ${this.where} for ${fmt({ address: dst.ip, port: dst.port })}: ${(e as Error).message}`,
+        `cannot ask node ${this.where} for ${formatEndpoint({ address: dst.ip, port: dst.port })}: ${(e as Error).message}`,
       );
     }
     const to = { outbound: this.name, host: this.spec.host, port: this.spec.port, where: this.where };

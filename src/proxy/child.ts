@@ -19,7 +19,7 @@ import type { Logger } from '../observe/log.js';
 import { FIRST_LISTENER_FD, type ChildStart, type FromChild, type ToChild } from './protocol.js';
 import { startDnsForwarder, type DnsForwarder } from '../dns/forwarder.js';
 import { dnsForwarderOptions } from '../dns/config.js';
-import { fmt } from '../outbound/direct.js';
+import { formatEndpoint } from '../kernel/sockaddr.js';
 import { onPluginEvent, type PluginEvent } from '../outbound/sip003.js';
 import { buildGroups, udpGroupOutbounds, type Groups } from './groups.js';
 import { startMixedInbound, type MixedInbound } from '../inbound/mixed.js';
@@ -164,7 +164,7 @@ async function start(msg: ChildStart): Promise<void> {
       };
     }
     log.info('dns ready:', {
-      listen: forwarder.addresses.map((a) => fmt(a)).join(','),
+      listen: forwarder.addresses.map((a) => formatEndpoint(a)).join(','),
       via: dnsCfg.via,
       'fake-ip': dnsCfg.fakeIp?.enabled ? dnsCfg.fakeIp.range : 'off',
     });

@@ -3,14 +3,16 @@
 // the supervisor owns the firewall.
 import net from 'node:net';
 import { originalDestination } from '../kernel/sockets.js';
-import { unmapAddress, type Endpoint } from '../kernel/sockaddr.js';
-import { connectDirect, ConnectError, fmt } from '../outbound/direct.js';
+import { formatEndpoint, unmapAddress, type Endpoint } from '../kernel/sockaddr.js';
+import { connectDirect, ConnectError } from '../outbound/direct.js';
 import { relay, type RelayResult, type UpstreamRewriter } from '../relay/relay.js';
 import { relayAuto, wouldSplice } from '../relay/zero-copy.js';
 import { createSpliceEngine, spliceAvailable, type SpliceEngine } from '../relay/engine/engine.js';
 import { LocalAddresses } from '../kernel/local-addresses.js';
 import { startServedPlane } from './served-plane.js';
-import type { LogFields, Logger } from '../observe/log.js';
+import type { Logger } from '../observe/log.js';
+import { FlowReporter, type Flow, type Refusal } from '../flow/record.js';
+import type { DataPlane, ListenerHandle } from './plane.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
 import type { CaptureMode } from '../firewall/plan.js';
 import type { RelayEngineChoice } from '../config/run-config.js';
@@ -20,14 +22,9 @@ import { sniff } from '../sniff/index.js';
 import type { Router } from '../route/index.js';
 import { NODE_UNREACHABLE, OutboundError, type TcpOutbound } from '../outbound/types.js';
 import type { Duplex } from 'node:stream';
-import type { RelayPath } from './protocol.js';
 
-export interface ListenerHandle {
-  fd: number;
-  family: 4 | 6;
-  /** For logs only. */
-  label: string;
-}
+export type { ConnectionInfo, DataPlane, ListenerHandle } from './plane.js';
+export type { Flow } from '../flow/record.js';
 
 export interface DataPlaneConfig {
   mode: CaptureMode;
@@ -94,20 +91,6 @@ interface LiveFlow {
   client?: WeakRef<net.Socket>;
 }
 
-/** One active flow, as the admin API shows it. */
-export interface ConnectionInfo {
-  id: number;
-  listener: string;
-  src: string;
-  dst: string;
-  domain?: string;
-  via?: string;
-  ageMs: number;
-  /** Bytes so far from / to the client, while its socket is in JS (a spliced flow counts in the kernel). */
-  up?: number;
-  down?: number;
-}
-
 interface Upstream {
   stream: Duplex;
   via: string;
@@ -126,29 +109,6 @@ class RouteRejected extends Error {
   ) {
     super('rejected by rule');
   }
-}
-
-export interface Flow {
-  id: number;
-  /** Label of the listener that accepted it. */
-  listener: string;
-  src: Endpoint;
-  dst: Endpoint;
-  started: number;
-}
-
-export interface DataPlane {
-  readonly active: number;
-  readonly relay: RelayPath;
-  connections(): Promise<ConnectionInfo[]>;
-  /** Close one active connection; false if not found. */
-  closeConnection(id: number): Promise<boolean>;
-  /** Stop accepting; resolves when every listener is closed. */
-  stopAccepting(): Promise<void>;
-  /** Resolves when no connection is active, or after `deadlineMs`. */
-  drain(deadlineMs: number): Promise<void>;
-  /** Closes every connection, JS-relayed or spliced, and stops the splice engine. */
-  destroyAll(): Promise<void>;
 }
 
 export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[], log: Logger): Promise<DataPlane> {
@@ -188,10 +148,8 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
 
   const metrics = cfg.metrics;
   const live = new Map<number, LiveFlow>();
-  const refused = (fields: LogFields & { reason: string }): void => {
-    metrics?.refused.inc({ reason: fields.reason });
-    log.warn('refused', fields);
-  };
+  const report = new FlowReporter(log, metrics);
+  const refused = (r: Refusal): void => report.refused(r);
 
   const track = (client: net.Socket): void => {
     flows++;
@@ -209,7 +167,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     const started = Date.now();
     const src: Endpoint = { address: unmapAddress(client.remoteAddress ?? '?'), port: client.remotePort ?? 0, family };
     if (flows >= cfg.maxConnections) {
-      refused({ src: fmt(src), reason: 'max-connections', limit: cfg.maxConnections });
+      refused({ src, reason: 'max-connections', limit: cfg.maxConnections });
       client.destroy();
       return;
     }
@@ -225,12 +183,12 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
         void destinationFromHost(client, src, started, listener).finally(finishFlow);
         return;
       }
-      refused({ src: fmt(src), reason: 'no-original-destination', error: (e as Error).message });
+      refused({ src, reason: 'no-original-destination', error: (e as Error).message });
       client.destroy();
       return;
     }
     if (isLoop(dst)) {
-      refused({ src: fmt(src), dst: fmt(dst), reason: 'loop' });
+      refused({ src, dst, reason: 'loop' });
       client.destroy();
       return;
     }
@@ -257,7 +215,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     const head = peeked.head;
     const authority = peeked.result ?? 'none';
     if (authority === 'none') {
-      refused({ src: fmt(src), reason: 'no-original-destination', error: 'no usable Host header' });
+      refused({ src, reason: 'no-original-destination', error: 'no usable Host header' });
       if (!client.destroyed) client.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
@@ -266,13 +224,13 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       const r = await opts.resolve(authority.host);
       dst = { address: r.address, port: authority.port, family: r.family };
     } catch (e) {
-      refused({ src: fmt(src), reason: 'resolve-failed', host: authority.host, error: (e as Error).message });
+      refused({ src, reason: 'resolve-failed', host: authority.host, error: (e as Error).message });
       if (!client.destroyed) client.end('HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
     // A Host header must not reach this host's own loopback services (admin API, …).
     if (isLoop(dst) || dst.address.startsWith('127.') || dst.address === '::1') {
-      refused({ src: fmt(src), dst: fmt(dst), reason: 'loop' });
+      refused({ src, dst, reason: 'loop' });
       client.destroy();
       return;
     }
@@ -382,41 +340,30 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     try {
       up = await connectUpstream(flow, client, head);
     } catch (e) {
-      const rejectedByRule = e instanceof RouteRejected;
-      metrics?.total.inc({
-        listener: flow.listener,
-        outbound: rejectedByRule ? 'reject' : e instanceof ConnectError ? e.via : 'direct',
-        result: rejectedByRule ? 'rejected-by-rule' : 'connect-failed',
-      });
+      const rejected = e instanceof RouteRejected;
+      const failed = e instanceof ConnectError ? e : undefined;
       resetClient(client);
-      const rejected = rejectedByRule;
-      log.info('conn', {
-        ...baseFields(flow),
-        domain: rejected ? e.domain : e instanceof ConnectError ? e.domain : undefined,
-        via: rejected ? 'reject' : e instanceof ConnectError ? e.via : undefined,
-        route: rejected ? e.rule : e instanceof ConnectError ? e.rule : undefined,
+      report.ended(flow, {
+        via: rejected ? 'reject' : (failed?.via ?? 'direct'),
+        showVia: rejected || failed !== undefined,
+        domain: rejected ? e.domain : failed?.domain,
+        rule: rejected ? e.rule : failed?.rule,
         up: 0,
         down: 0,
-        dur: `${Date.now() - flow.started}ms`,
+        durMs: Date.now() - flow.started,
         close: rejected ? 'rejected-by-rule' : 'connect-failed',
-        error: rejected ? undefined : e instanceof ConnectError ? e.code : (e as Error).message,
-        detail: !rejected && e instanceof ConnectError && e.via !== 'direct' ? e.message : undefined,
+        error: rejected ? undefined : (failed?.code ?? (e as Error).message),
+        detail: failed && failed.via !== 'direct' ? failed.message : undefined,
       });
       return;
     }
-    metrics?.connectSeconds.observe({ outbound: up.via }, Number(process.hrtime.bigint() - connectStart) / 1e9);
+    report.connected(up.via, Number(process.hrtime.bigint() - connectStart) / 1e9);
     liveFlow.via = up.via;
     if (up.domain) liveFlow.domain = up.domain;
     const upstream = up.stream;
     if (client.destroyed) {
       upstream.destroy();
-      log.info('conn', {
-        ...baseFields(flow),
-        up: 0,
-        down: 0,
-        dur: `${Date.now() - flow.started}ms`,
-        close: 'client-gone',
-      });
+      report.ended(flow, { via: up.via, up: 0, down: 0, durMs: Date.now() - flow.started, close: 'client-gone' });
       return;
     }
     const meta: FlowMeta = {
@@ -430,7 +377,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     if (eng && wouldSplice(client, upstream, {})) {
       // Returned, not awaited: once handed over, nothing in JS refers to the sockets any more.
       // relayAuto falls back to the JS relay itself if the engine refuses the pair.
-      return report(
+      return reportSpliced(
         flow,
         meta,
         undefined,
@@ -450,7 +397,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     finishLog(flow, meta, rewriter, r);
   };
 
-  const report = (
+  const reportSpliced = (
     flow: Flow,
     meta: FlowMeta,
     rewriter: UpstreamRewriter | undefined,
@@ -465,19 +412,15 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     r: RelayResult,
     engineName?: 'splice',
   ): void => {
-    metrics?.total.inc({ listener: flow.listener, outbound: meta.via, result: r.reason });
-    metrics?.bytes.inc({ direction: 'up' }, r.bytesUp);
-    metrics?.bytes.inc({ direction: 'down' }, r.bytesDown);
-    if (rewriter?.requests) metrics?.injected.inc(rewriter.requests);
-    log.info('conn', {
-      ...baseFields(flow),
+    report.ended(flow, {
+      via: meta.via,
+      showVia: cfg.routing !== undefined,
       domain: meta.domain,
-      via: cfg.routing ? meta.via : undefined,
-      'fallback-from': meta.fallbackFrom,
-      route: meta.rule,
+      fallbackFrom: meta.fallbackFrom,
+      rule: meta.rule,
       up: r.bytesUp,
       down: r.bytesDown,
-      dur: `${Date.now() - flow.started}ms`,
+      durMs: Date.now() - flow.started,
       close: r.reason,
       error: r.error,
       requests: rewriter?.requests,
@@ -492,15 +435,10 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
           const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (c) =>
             onConnection(c, l.family, l.label),
           );
-          let lastAcceptError = 0;
           server.on('error', (e) => {
             // Accept errors (EMFILE when descriptors run out) must not kill the proxy: libuv
-            // keeps listening and sheds the pending connection; we log at most once a second.
-            if (Date.now() - lastAcceptError > 1000) {
-              lastAcceptError = Date.now();
-              log.error('accept failed', { listener: l.label, error: (e as NodeJS.ErrnoException).code ?? e.message });
-            }
-            metrics?.refused.inc({ reason: 'accept-error' });
+            // keeps listening and sheds the pending connection.
+            report.acceptFailed(l.label, (e as NodeJS.ErrnoException).code ?? e.message);
             reject(e);
           });
           server.listen({ fd: l.fd }, () => resolve());
@@ -516,8 +454,8 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       [...live.values()].map((l) => ({
         id: l.flow.id,
         listener: l.flow.listener,
-        src: fmt(l.flow.src),
-        dst: fmt(l.flow.dst),
+        src: formatEndpoint(l.flow.src),
+        dst: formatEndpoint(l.flow.dst),
         ...(l.domain ? { domain: l.domain } : {}),
         ...(l.via ? { via: l.via } : {}),
         ageMs: Date.now() - l.flow.started,
@@ -557,10 +495,6 @@ interface FlowMeta {
   domain?: string;
   rule?: string;
   fallbackFrom?: string;
-}
-
-function baseFields(flow: Flow): LogFields {
-  return { id: flow.id, src: fmt(flow.src), dst: fmt(flow.dst) };
 }
 
 function bytesOf(client: net.Socket | undefined): { up?: number; down?: number } {

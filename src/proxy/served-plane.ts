@@ -2,61 +2,61 @@
 // no --dst-from-host): the splice engine accepts, connects and relays them itself, so no
 // connection ever becomes a Node socket (src/relay/engine/worker.ts). This side turns the
 // engine's batched flow records into the same log lines and metrics the JS path writes.
+import { FlowReporter } from '../flow/record.js';
 import type { FlowRecord, ServedListener, SpliceEngine } from '../relay/engine/engine.js';
-import type { LogFields, Logger } from '../observe/log.js';
+import { formatEndpoint } from '../kernel/sockaddr.js';
+import type { Logger } from '../observe/log.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
-import { fmt } from '../outbound/direct.js';
-import type { ConnectionInfo, DataPlane, DataPlaneConfig, ListenerHandle } from './dataplane.js';
+import type { CaptureMode } from '../firewall/plan.js';
+import type { ConnectionInfo, DataPlane, ListenerHandle } from './plane.js';
+
+/** What the engine needs to serve listeners itself. */
+export interface ServedConfig {
+  mode: CaptureMode;
+  listenPort: number;
+  ownPorts?: number[];
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  maxConnections: number;
+  outboundMark: number;
+  preserveSource: boolean;
+  metrics?: DataPlaneMetrics;
+}
 
 /** Hands the listeners to the engine; the returned plane reports and controls its flows. */
 export function startServedPlane(
-  cfg: DataPlaneConfig,
+  cfg: ServedConfig,
   listeners: ListenerHandle[],
   log: Logger,
   engine: SpliceEngine,
 ): DataPlane {
-  const metrics: DataPlaneMetrics | undefined = cfg.metrics;
+  const metrics = cfg.metrics;
+  const report = new FlowReporter(log, metrics);
   let active = 0;
   let drained: (() => void) | undefined;
-  let lastAcceptError = 0;
   const labels = new Set(listeners.map((l) => l.label));
 
   const onRecord = (r: FlowRecord): void => {
     if (r.t === 'refused') {
-      metrics?.refused.inc({ reason: r.reason });
-      if (r.reason === 'accept-error') {
-        // Out of descriptors: logged at most once a second, like the JS listeners.
-        if (Date.now() - lastAcceptError > 1000) {
-          lastAcceptError = Date.now();
-          log.error('accept failed', { listener: r.listener, error: r.error });
-        }
-        return;
-      }
-      const fields: LogFields = {
-        ...(r.src ? { src: fmt(r.src) } : {}),
-        ...(r.dst ? { dst: fmt(r.dst) } : {}),
+      if (r.reason === 'accept-error') return report.acceptFailed(r.listener, r.error);
+      return report.refused({
+        ...(r.src ? { src: r.src } : {}),
+        ...(r.dst ? { dst: r.dst } : {}),
         reason: r.reason,
-      };
-      if (r.reason === 'max-connections') fields.limit = cfg.maxConnections;
-      if (r.error) fields.error = r.error;
-      log.warn('refused', fields);
-      return;
+        ...(r.reason === 'max-connections' ? { limit: cfg.maxConnections } : {}),
+        ...(r.error ? { error: r.error } : {}),
+      });
     }
     const failed = r.reason === 'connect-failed';
-    metrics?.total.inc({ listener: r.listener, outbound: 'direct', result: r.reason });
-    if (r.connectMs !== undefined) metrics?.connectSeconds.observe({ outbound: 'direct' }, r.connectMs / 1000);
-    metrics?.bytes.inc({ direction: 'up' }, r.bytesUp);
-    metrics?.bytes.inc({ direction: 'down' }, r.bytesDown);
-    log.info('conn', {
-      id: r.id,
-      src: fmt(r.src),
-      dst: fmt(r.dst),
+    if (r.connectMs !== undefined) report.connected('direct', r.connectMs / 1000);
+    report.ended(r, {
+      via: 'direct',
       up: r.bytesUp,
       down: r.bytesDown,
-      dur: `${r.ended - r.started}ms`,
+      durMs: r.ended - r.started,
       close: r.reason,
-      error: r.error,
-      relay: failed ? undefined : 'splice',
+      ...(r.error ? { error: r.error } : {}),
+      ...(failed ? {} : { relay: 'splice' as const }),
     });
   };
 
@@ -105,8 +105,8 @@ export function startServedPlane(
       return (await engine.servedConnections()).map((c) => ({
         id: c.id,
         listener: c.listener,
-        src: fmt(c.src),
-        dst: fmt(c.dst),
+        src: formatEndpoint(c.src),
+        dst: formatEndpoint(c.dst),
         via: 'direct',
         ageMs: now - c.started,
         up: c.bytesUp,

@@ -8,7 +8,7 @@
 // up/down are payload bytes, packets are datagrams up/down; close is idle | refused | error |
 // shutdown (or a reason an outbound session reported).
 import type { Logger } from '../observe/log.js';
-import { encodeSockaddr, type Endpoint } from '../kernel/sockaddr.js';
+import { encodeSockaddr, formatEndpoint, type Endpoint } from '../kernel/sockaddr.js';
 import { FlowTable, flowKey } from './flow-table.js';
 import type { UdpFlowInfo, UdpOutbound, UdpSession } from './types.js';
 
@@ -47,10 +47,6 @@ interface Flow extends UdpFlowInfo {
   upPackets: number;
   downPackets: number;
   ended: boolean;
-}
-
-export function formatEndpoint(ep: Endpoint): string {
-  return ep.family === 6 ? `[${ep.address}]:${ep.port}` : `${ep.address}:${ep.port}`;
 }
 
 export class UdpRelay {

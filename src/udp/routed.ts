@@ -11,7 +11,7 @@
 //   udp route src=… dst=… via=web route=default refused=udp-unsupported reason="node 'web' is an HTTP CONNECT proxy…"
 import type { Logger } from '../observe/log.js';
 import type { Router } from '../route/index.js';
-import { formatEndpoint } from './relay.js';
+import { formatEndpoint } from '../kernel/sockaddr.js';
 import type { UdpFlowInfo, UdpOutbound, UdpSession } from './types.js';
 
 /** A flow the routing refused; `code` is short and stable (relay logs it as error=CODE). */

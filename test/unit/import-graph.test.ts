@@ -17,8 +17,6 @@ const KERNEL_ONLY = new Set(['koffi', 'node:child_process', 'child_process']);
  * (repo-relative files, or folders for folder cycles). Empty when the tree is clean.
  */
 const ALLOWED_EDGES = new Set<string>([
-  // flow (#15): the data plane split; served-plane reuses dataplane's pieces
-  'src/proxy/served-plane.ts -> src/proxy/dataplane.ts',
   // flow (#15): UDP dispatch moving under src/flow/; udp/routed.ts names the Router
   'src/udp -> src/route',
   // engine (#16): the splice engine moving from kernel/ to relay/engine/
