@@ -45,7 +45,7 @@ export function runCommand(): Command {
     )
     .option(
       '--listen-proxy <address:port>',
-      'proxy mode: an HTTP proxy (CONNECT and http:// URLs) and SOCKS5 (CONNECT, UDP ASSOCIATE) on this address, routed by the same rules and nodes; repeatable. Without --proxy-auth, anyone who can reach the address can use it',
+      'proxy mode: an HTTP proxy (CONNECT and http:// URLs) and SOCKS5 (CONNECT, UDP ASSOCIATE) on this address, routed by the same rules and nodes; repeatable. WARNING: without --proxy-auth, anyone who can reach this address can use the gateway as a proxy',
       collect,
     )
     .option(

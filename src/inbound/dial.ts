@@ -51,7 +51,8 @@ export function proxyDialer(opts: ProxyDialOptions): ProxyDialer {
   const direct = async (t: ProxyTarget, signal: AbortSignal, rule?: string, domain?: string) => {
     let ep: Endpoint;
     try {
-      const r = await opts.resolve(t.host);
+      const literal = isIP(t.host);
+      const r = literal ? { address: t.host, family: literal as 4 | 6 } : await opts.resolve(t.host);
       ep = { address: r.address, port: t.port, family: r.family };
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? 'ENOTFOUND';

@@ -12,7 +12,12 @@ import { createListenerFd } from '../../src/kernel/sockets.js';
 import { connectDirect } from '../../src/outbound/direct.js';
 import { createLogger } from '../../src/observe/log.js';
 import { directUdpOutbound } from '../../src/udp/direct.js';
-import type { ProxyDialer } from '../../src/inbound/dial.js';
+import { networkInterfaces } from 'node:os';
+import { PassThrough } from 'node:stream';
+import { proxyDialer, type ProxyDialer } from '../../src/inbound/dial.js';
+import type { ConnectError } from '../../src/outbound/direct.js';
+import { OutboundError, type Destination, type TcpOutbound } from '../../src/outbound/types.js';
+import { compileRules } from '../../src/route/index.js';
 import { startMixedInbound, type MixedInbound } from '../../src/inbound/mixed.js';
 
 const HANDSHAKE_MS = 300;
@@ -63,7 +68,7 @@ async function exchange(port: number, chunks: Buffer[], gapMs = 0): Promise<{ go
   const t0 = Date.now();
   const s = net.connect(port, '127.0.0.1');
   s.on('error', () => {});
-  const closed = once(s, 'close');
+  const closed = new Promise((r) => s.once('close', r)); // once() would reject on the RST
   const got: Buffer[] = [];
   s.on('data', (d) => got.push(d));
   await once(s, 'connect');
@@ -189,4 +194,63 @@ test('UDP ASSOCIATE: datagrams from another address are dropped; the relay close
     );
     echo.close();
   });
+});
+
+test('the dialer: domain rules match the asked name, nodes get the name, fallbacks on an unreachable node; loopback and own ports refused', async () => {
+  const asked: Destination[] = [];
+  const node = (name: string, fail?: string): TcpOutbound => ({
+    name,
+    kind: 'test',
+    connect: async (dst) => {
+      asked.push(dst);
+      if (fail) throw new OutboundError(name, fail, 'down');
+      return new PassThrough();
+    },
+  });
+  const outbounds = new Map([
+    ['a', node('a')],
+    ['dead', node('dead', 'ECONNREFUSED')],
+  ]);
+  const router = compileRules(
+    [
+      { domainSuffix: 'via-a.test', outbound: 'a' },
+      { domain: 'dead.test', outbound: 'dead' },
+      { domain: 'blocked.test', outbound: 'reject' },
+    ],
+    'direct',
+    ['a', 'dead'],
+  );
+  const log = createLogger('text', () => {});
+  const dial = proxyDialer({
+    routing: { router, outbounds, fallbacks: new Map([['dead', 'a']]) },
+    resolve: async (n) => {
+      if (n === 'loop.test') return { address: '127.0.0.1', family: 4 };
+      throw Object.assign(new Error('no'), { code: 'ENOTFOUND' });
+    },
+    connectTimeoutMs: 1000,
+    mark: 0,
+    ownPorts: [15001],
+    log,
+  });
+  const src = { address: '10.0.0.2', port: 5000, family: 4 as const };
+  const signal = new AbortController().signal;
+  const viaA = await dial({ host: 'www.via-a.test', port: 443 }, src, signal);
+  assert.deepEqual([viaA.via, viaA.rule, viaA.domain], ['a', 'rules[0]', 'www.via-a.test']);
+  assert.equal(asked[0]?.domain, 'www.via-a.test', 'the node gets the name, not an address');
+  const fell = await dial({ host: 'dead.test', port: 80 }, src, signal);
+  assert.deepEqual([fell.via, fell.fallbackFrom], ['a', 'dead']);
+  const codeOf = (p: Promise<unknown>) =>
+    p.then(
+      () => 'connected',
+      (e: ConnectError) => e.code,
+    );
+  assert.equal(await codeOf(dial({ host: 'blocked.test', port: 80 }, src, signal)), 'EREJECTED');
+  assert.equal(await codeOf(dial({ host: 'loop.test', port: 15000 }, src, signal)), 'ELOOP');
+  assert.equal(await codeOf(dial({ host: '127.0.0.1', port: 22 }, src, signal)), 'ELOOP');
+  assert.equal(await codeOf(dial({ host: '::1', port: 22 }, src, signal)), 'ELOOP');
+  assert.equal(await codeOf(dial({ host: 'nowhere.test', port: 80 }, src, signal)), 'ENOTFOUND');
+  const ownAddress = Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
+  if (ownAddress) assert.equal(await codeOf(dial({ host: ownAddress, port: 15001 }, src, signal)), 'ELOOP');
 });
