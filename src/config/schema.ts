@@ -46,7 +46,7 @@
 //   default-udp:    outbound for UDP flows no rule matches (default: the same as `default`)
 //   enabled:        the main switch: false keeps the proxy running with no capture rules (default true)
 //   check-targets:  "host:port" list the web console's reachability check tries
-//   console:  { listen, password-hash, subscriptions: [{ url, nodes, kept, interval, user-agent, updated-at, result, error }] }
+//   console:  { listen, password-hash, test-url, subscriptions: [{ url, nodes, kept, interval, user-agent, updated-at, result, error }] }
 //             the web console (`--console`); `tranproxy console passwd` writes password-hash
 // Outbound names: `direct`, `reject`, or a key of `nodes`. Unknown keys are errors.
 import { isIP } from 'node:net';
@@ -330,6 +330,9 @@ const ConsoleSchema = z.strictObject({
       );
   }).optional(),
   subscriptions: many(SubscriptionSchema).optional(),
+  'test-url': text('an http:// or https:// URL the node test requests through each node', (t) => {
+    if (!/^https?:\/\/[^\s/]+\S*$/i.test(t.trim())) throw new UsageError(`: '${t}' is not an http:// or https:// URL`);
+  }).optional(),
 });
 
 const FakeIpSchema = z.strictObject({
@@ -565,6 +568,8 @@ export interface ConsoleConfig {
   listen?: string;
   passwordHash?: string;
   subscriptions: ConsoleSubscription[];
+  /** What the console's node test requests through a node (`test-url`); default DEFAULT_PROBE_URL. */
+  testUrl?: string;
 }
 
 const strs = (v: readonly (string | number)[] | undefined): string[] | undefined => v?.map((x) => String(x).trim());
@@ -723,6 +728,7 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
           ...(s.result !== undefined ? { result: s.result } : {}),
           ...(s.error !== undefined ? { error: s.error } : {}),
         })),
+        ...(c['test-url'] !== undefined ? { testUrl: c['test-url'].trim() } : {}),
       }
     : undefined;
   return {

@@ -26,7 +26,12 @@ import {
 import { baseName, importSummary, parseLinks, uniqueName } from './links.js';
 import { Subscriptions, type FetchText } from './subscriptions.js';
 import { checkDirect, checkViaNode, testNode, type ProbeOptions } from './probe.js';
-import { resolverForNames } from '../dns/resolver.js';
+import { NameResolver, resolverForNames } from '../dns/resolver.js';
+import { DEFAULT_PROBE_URL } from '../outbound/group.js';
+import type { ConfigFile } from '../config/file.js';
+import { NodeTests } from './node-tests.js';
+import { exportText, importDiff, importedDoc, replaceContents, type ImportDiff } from './transfer.js';
+import { basename } from 'node:path';
 import { fetchSubscription } from './subscription-fetch.js';
 import { redactUri } from '../outbound/uri.js';
 import { parseCheckTarget } from '../config/schema.js';
@@ -112,6 +117,7 @@ function stringList(v: unknown, field: string): string[] {
 
 export class ConsoleApi {
   readonly subscriptions: Subscriptions;
+  private readonly nodeTests = new NodeTests();
 
   constructor(private readonly deps: ApiDeps) {
     this.subscriptions = new Subscriptions({
@@ -182,6 +188,10 @@ export class ConsoleApi {
       if (b !== undefined && seg.length === 2 && method === 'DELETE') return ok(this.state(await this.deleteNode(b)));
       if (b !== undefined && c === 'test' && seg.length === 3 && method === 'POST') return this.testNode(b);
     }
+    if (a === 'node-tests' && seg.length === 1) {
+      if (method === 'GET') return ok(await this.testResults(false));
+      if (method === 'POST') return ok(await this.testResults(true));
+    }
     if (a === 'subscriptions') {
       if (method === 'POST' && seg.length === 1) return this.subscribe(objectBody(req.body), false);
       if (method === 'POST' && b === 'refresh' && seg.length === 2) return this.subscribe(objectBody(req.body), true);
@@ -218,13 +228,17 @@ export class ConsoleApi {
     }
     if (method === 'POST' && path === '/check') return this.check(req.body ?? {});
     if (method === 'GET' && path === '/logs') return ok(await readLogs(this.deps.control, req.query));
+    if (method === 'GET' && path === '/config/export')
+      return ok(await this.exportConfig(req.query.get('secrets') === '1'));
+    if (method === 'POST' && path === '/config/import')
+      return ok(await this.importConfig(objectBody(req.body, 'yaml')));
     return { status: 404, body: { error: `no such API route: ${method} /api${path}` } };
   }
 
   // -- settings --------------------------------------------------------------------------
 
   private editSettings(doc: Document, body: Obj): void {
-    const known = ['enabled', 'mode', 'lan', 'tcpNode', 'udpNode', 'checkTargets'];
+    const known = ['enabled', 'mode', 'lan', 'tcpNode', 'udpNode', 'checkTargets', 'udp', 'testUrl'];
     for (const k of Object.keys(body))
       if (!known.includes(k)) throw invalid('', `unknown setting '${k}' (known: ${known.join(', ')})`);
     // Types are the schema's business (its messages land on the field); only shapes here.
@@ -243,6 +257,12 @@ export class ConsoleApi {
     }
     if ('tcpNode' in body) setIn(doc, ['default'], body.tcpNode);
     if ('udpNode' in body) setIn(doc, ['default-udp'], body.udpNode === 'same' ? undefined : body.udpNode);
+    // `udp: false` is the default: written only while on.
+    if ('udp' in body) setIn(doc, ['udp'], body.udp === false ? undefined : body.udp);
+    if ('testUrl' in body) {
+      if (typeof body.testUrl !== 'string') throw invalid('testUrl', 'expected an http:// or https:// URL');
+      setIn(doc, ['console', 'test-url'], body.testUrl.trim() || undefined);
+    }
     if ('checkTargets' in body) {
       const list = stringList(body.checkTargets, 'checkTargets');
       setIn(doc, ['check-targets'], list.length ? list : undefined);
@@ -324,10 +344,19 @@ export class ConsoleApi {
     );
   }
 
-  /** Probes carry the bypass mark and resolve names as the proxy does (-N). */
-  private probeOptions(): ProbeOptions {
+  /**
+   * Probes carry the bypass mark and resolve names with the nameservers the console shows
+   * (`dns.nameservers`), else the proxy's (-N), else the system's.
+   */
+  private probeOptions(file: ConfigFile): ProbeOptions {
     const cfg = this.deps.control.config();
-    const resolve = resolverForNames(cfg.resolver, cfg.nameserversGiven);
+    const servers = (file.dns?.nameservers ?? []).map((n) =>
+      n.host.includes(':') ? `[${n.host}]:${n.port}` : `${n.host}:${n.port}`,
+    );
+    const configured = servers.length ? new NameResolver({ ...cfg.resolver, nameservers: servers }) : undefined;
+    const resolve = configured
+      ? (name: string) => configured.resolve(name)
+      : resolverForNames(cfg.resolver, cfg.nameserversGiven);
     return { mark: cfg.bypassMark, timeoutMs: CHECK_TIMEOUT_MS, ...(resolve ? { resolve } : {}) };
   }
 
@@ -335,7 +364,46 @@ export class ConsoleApi {
     const { doc, file } = await this.deps.store.read();
     const uri = nodeUri(doc, name);
     if (uri === undefined) return { status: 404, body: { error: `no node named '${name}'` } };
-    return { status: 200, body: await testNode(uri, name, file.checkTargets[0], this.probeOptions()) };
+    const opts = this.probeOptions(file);
+    const url = file.console?.testUrl ?? DEFAULT_PROBE_URL;
+    return { status: 200, body: await this.nodeTests.run(name, uri, () => testNode(uri, name, url, opts)) };
+  }
+
+  /** The kept node test results (GET), or every node tested afresh first ("Test all"). */
+  private async testResults(runAll: boolean): Promise<{ url: string; results: Record<string, unknown> }> {
+    const { doc, file } = await this.deps.store.read();
+    const nodes = nodeNames(doc).flatMap((name) => {
+      const uri = nodeUri(doc, name);
+      return uri === undefined ? [] : [{ name, uri }];
+    });
+    const url = file.console?.testUrl ?? DEFAULT_PROBE_URL;
+    if (!runAll) return { url, results: this.nodeTests.current(nodes) };
+    const opts = this.probeOptions(file);
+    return { url, results: await this.nodeTests.runAll(nodes, (name, uri) => testNode(uri, name, url, opts)) };
+  }
+
+  // -- import / export -------------------------------------------------------------------
+
+  private async exportConfig(includeSecrets: boolean): Promise<{ yaml: string; filename: string; redacted: boolean }> {
+    const { text } = await this.deps.store.read();
+    return {
+      yaml: exportText(text, includeSecrets),
+      filename: basename(this.deps.store.path),
+      redacted: !includeSecrets,
+    };
+  }
+
+  /** `{ yaml }`: what importing it would change; `{ yaml, apply: true }`: import it (saved and applied, or nothing). */
+  private async importConfig(body: Obj): Promise<{ diff: ImportDiff; applied: boolean; state?: ConsoleState }> {
+    if (typeof body.yaml !== 'string' || !body.yaml.trim())
+      throw invalid('yaml', 'expected the YAML text of a config file');
+    const yamlText = body.yaml;
+    const edit = (doc: Document) => replaceContents(doc, importedDoc(yamlText, doc));
+    const { before, file } = await this.deps.store.preview(edit, []);
+    const diff = importDiff(before.file, file);
+    if (body.apply !== true) return { diff, applied: false };
+    const snap = await this.change(edit, []);
+    return { diff, applied: true, state: this.state(snap) };
   }
 
   // -- subscriptions ---------------------------------------------------------------------
@@ -376,7 +444,7 @@ export class ConsoleApi {
     }
     const node = file.default;
     const uri = node === 'direct' || node === 'reject' ? undefined : nodeUri(doc, node);
-    const opts = this.probeOptions();
+    const opts = this.probeOptions(file);
     const results = await Promise.all(
       targets.map(async (target) => {
         const [direct, via] = await Promise.all([

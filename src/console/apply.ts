@@ -112,6 +112,7 @@ export class ConfigStore {
         mode: cfg.mode,
         interfaces: cfg.inInterfaces,
         sources: cfg.sourceCidrs.map((c) => c.text),
+        udp: cfg.udp,
       },
       this.control.rulesInKernel(),
       dnsServerOf(cfg),
@@ -134,10 +135,11 @@ export class ConfigStore {
     return run;
   }
 
-  private async changeNow(
+  /** What `edit` would make of the file now: validated and built, neither applied nor saved. */
+  async preview(
     edit: (doc: Document, before: Snapshot) => void | Promise<void>,
     fields: FieldMap,
-  ): Promise<Snapshot> {
+  ): Promise<{ before: Snapshot; text: string; file: ConfigFile; cfg: RunConfig }> {
     const before = await this.read();
     const doc = parseDoc(before.text);
     await edit(doc, before);
@@ -148,13 +150,19 @@ export class ConfigStore {
       fields,
       await this.namedFiles(text, new Set(domainListPaths(before.text, this.path))),
     );
-    let cfg: RunConfig;
     try {
-      cfg = this.build(file);
+      return { before, text, file, cfg: this.build(file) };
     } catch (e) {
       if (e instanceof UsageError) throw new ValidationError(usageErrors(e, fields));
       throw e;
     }
+  }
+
+  private async changeNow(
+    edit: (doc: Document, before: Snapshot) => void | Promise<void>,
+    fields: FieldMap,
+  ): Promise<Snapshot> {
+    const { before, text, file, cfg } = await this.preview(edit, fields);
     if (text === before.text) {
       this.emit();
       return { text, doc: parseDoc(text), file };

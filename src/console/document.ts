@@ -8,6 +8,7 @@ import { ConfigError, parseConfigText, type ConfigFile, type ParseOptions } from
 import { UsageError } from '../errors.js';
 import { parseNodeUri, redactUri } from '../outbound/uri.js';
 import { labelFromUri, nodeType } from './links.js';
+import { DEFAULT_PROBE_URL } from '../outbound/group.js';
 
 /** One problem, named by the console form field it belongs to ('' for none). */
 export interface FieldError {
@@ -38,6 +39,8 @@ export const SETTINGS_FIELDS: FieldMap = [
   ['default-udp', 'udpNode'],
   ['default', 'tcpNode'],
   ['check-targets', 'checkTargets'],
+  ['udp', 'udp'],
+  ['console.test-url', 'testUrl'],
 ];
 
 export const DNS_FIELDS: FieldMap = [
@@ -51,7 +54,8 @@ export const DNS_FIELDS: FieldMap = [
 const FLAG_PATHS: [RegExp, string][] = [
   [/^--in-interface/, 'in-interfaces'],
   [/^--source-cidr/, 'source-cidrs'],
-  [/^--(mode|preserve-source|udp)\b/, 'mode'],
+  [/^--udp\b/, 'udp'],
+  [/^--(mode|preserve-source)\b/, 'mode'],
   [/^default-udp:/, 'default-udp'],
   [/^default:/, 'default'],
   [/^dns\./, 'dns'],
@@ -483,6 +487,10 @@ export interface ConsoleState {
   checkTargets: string[];
   applied: boolean;
   dnsServer: DnsServerState;
+  /** Whether UDP is captured now (the running configuration). */
+  udp: boolean;
+  /** What the node test requests through a node. */
+  testUrl: string;
 }
 
 const asList = (v: unknown): unknown[] => (v === undefined || v === null ? [] : Array.isArray(v) ? v : [v]);
@@ -501,7 +509,7 @@ export function rulesOf(doc: Document): Record<string, unknown>[] {
 export function stateOf(
   file: ConfigFile,
   doc: Document,
-  running: { enabled: boolean; mode: 'redirect' | 'tproxy'; interfaces: string[]; sources: string[] },
+  running: { enabled: boolean; mode: 'redirect' | 'tproxy'; interfaces: string[]; sources: string[]; udp: boolean },
   applied: boolean,
   dnsServer: DnsServerState,
 ): ConsoleState {
@@ -541,5 +549,7 @@ export function stateOf(
     checkTargets: file.checkTargets,
     applied,
     dnsServer,
+    udp: running.udp,
+    testUrl: file.console?.testUrl ?? DEFAULT_PROBE_URL,
   };
 }

@@ -5,14 +5,18 @@ import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { parseCheckTarget } from '../config/schema.js';
 import { connectDirect } from '../outbound/direct.js';
+import { httpProbe } from '../outbound/group.js';
 import { createOutbound, parseNodeUri, type Destination, type HostResolver } from '../outbound/index.js';
+import type { TcpOutbound } from '../outbound/types.js';
 import { systemResolver } from '../outbound/node-conn.js';
 
 export interface ProbeOptions {
   mark?: number;
   timeoutMs: number;
-  /** Host names through the -N nameservers when given; default: the system resolver. */
+  /** Host names through the configured nameservers when given; default: the system resolver. */
   resolve?: HostResolver;
+  /** See targetOutcome; default SETTLE_MS. */
+  settleMs?: number;
 }
 
 export interface ProbeResult {
@@ -23,8 +27,10 @@ export interface ProbeResult {
 
 export interface NodeTestResult {
   ok: boolean;
-  connectMs?: number;
-  handshakeMs?: number;
+  /** The URL requested through the node. */
+  url: string;
+  /** Time to the answer's status line, as the anchors' delay test shows it. */
+  delayMs?: number;
   error?: string;
 }
 
@@ -88,7 +94,40 @@ export async function checkDirect(target: string, opts: ProbeOptions): Promise<P
   }
 }
 
-/** Through a node: the outbound's connect (its handshake included), and HEAD for :80. */
+/** Outbounds whose connect waits for the proxy's own answer about the target (SOCKS5 reply, CONNECT status). */
+const CONFIRMS_TARGET = new Set(['socks5', 'http']);
+/** How long a target reached through a node that does not confirm connections has to close on us. */
+const SETTLE_MS = 1500;
+
+/**
+ * Shadowsocks, VMess, VLESS and Trojan hand back a stream before the node has reached the
+ * target: the node closes it when the target refuses. Waits up to `settleMs` for that close;
+ * data or a stream still open means the target took the connection. Resolves with the time of
+ * the first byte, or undefined when nothing arrived.
+ */
+export function targetOutcome(stream: Duplex, settleMs: number): Promise<number | undefined> {
+  const t0 = process.hrtime.bigint();
+  return new Promise((resolve, reject) => {
+    const finish = (e?: Error, firstByteMs?: number): void => {
+      clearTimeout(timer);
+      stream.off('data', onData).off('end', onClose).off('close', onClose).off('error', onError);
+      stream.destroy();
+      if (e) reject(e);
+      else resolve(firstByteMs);
+    };
+    const onData = () => finish(undefined, since(t0));
+    const onClose = () => finish(new Error('the node closed the connection: the target refused it or is unreachable'));
+    const onError = (e: Error) => finish(e);
+    const timer = setTimeout(() => finish(), settleMs);
+    stream.on('data', onData).once('end', onClose).once('close', onClose).once('error', onError);
+  });
+}
+
+/**
+ * Through a node: the outbound's connect (its handshake included), then the target's own
+ * outcome: HEAD for :80, the node's answer where the protocol has one, else a close within
+ * a short window (a closed port is a failure, not "reachable").
+ */
 export async function checkViaNode(
   uri: string,
   name: string,
@@ -98,56 +137,42 @@ export async function checkViaNode(
   const t0 = process.hrtime.bigint();
   try {
     const dst = await destinationOf(target, opts.resolve);
-    const ob = createOutbound(parseNodeUri(uri, name), {
-      ...(opts.mark ? { mark: opts.mark } : {}),
-      ...(opts.resolve ? { resolve: opts.resolve } : {}),
-      connectTimeoutMs: opts.timeoutMs,
-      handshakeTimeoutMs: opts.timeoutMs,
-    });
-    const s = await ob.connect(dst, { source: { address: '0.0.0.0', port: 0 } });
+    const spec = parseNodeUri(uri, name);
+    const s = await nodeOutbound(uri, name, opts).connect(dst, { source: { address: '0.0.0.0', port: 0 } });
+    const connectedMs = since(t0);
     if (dst.port === 80) await headRequest(s, dst.domain ?? dst.ip, opts.timeoutMs);
-    else s.destroy();
-    return { ok: true, ms: since(t0) };
+    else if (CONFIRMS_TARGET.has(spec.kind)) s.destroy();
+    else await targetOutcome(s, Math.min(opts.settleMs ?? SETTLE_MS, opts.timeoutMs));
+    return { ok: true, ms: dst.port === 80 ? since(t0) : connectedMs };
   } catch (e) {
     return { ok: false, error: message(e) };
   }
 }
 
-/** Latency test of a node: TCP connect to it, then the whole way to `target` through it. */
-export async function testNode(
-  uri: string,
-  name: string,
-  target: string | undefined,
-  opts: ProbeOptions,
-): Promise<NodeTestResult> {
-  let spec: ReturnType<typeof parseNodeUri>;
+function nodeOutbound(uri: string, name: string, opts: ProbeOptions): TcpOutbound {
+  return createOutbound(parseNodeUri(uri, name), {
+    ...(opts.mark ? { mark: opts.mark } : {}),
+    ...(opts.resolve ? { resolve: opts.resolve } : {}),
+    connectTimeoutMs: opts.timeoutMs,
+    handshakeTimeoutMs: opts.timeoutMs,
+  });
+}
+
+/**
+ * The anchors' delay test: an HTTP GET of `url` through the node (a `generate_204`-style URL);
+ * a 2xx answer is success and the time to its status line is the delay.
+ */
+export async function testNode(uri: string, name: string, url: string, opts: ProbeOptions): Promise<NodeTestResult> {
+  let ob: TcpOutbound;
   try {
-    spec = parseNodeUri(uri, name);
+    ob = nodeOutbound(uri, name, opts);
   } catch (e) {
-    return { ok: false, error: message(e) };
+    return { ok: false, url, error: message(e) };
   }
-  const t0 = process.hrtime.bigint();
-  let connectMs: number;
   try {
-    let address = spec.host;
-    let family = isIP(address) as 0 | 4 | 6;
-    if (!family) {
-      const a = await (opts.resolve ?? systemResolver)(spec.host);
-      address = a.address;
-      family = a.family as 4 | 6;
-    }
-    const s = await connectDirect(
-      { address, port: spec.port, family },
-      { connectTimeoutMs: opts.timeoutMs, ...(opts.mark ? { mark: opts.mark } : {}) },
-    );
-    connectMs = since(t0);
-    s.destroy();
+    const ms = await httpProbe(ob, url, opts.timeoutMs);
+    return { ok: true, url, delayMs: Math.round(ms * 10) / 10 };
   } catch (e) {
-    return { ok: false, error: `cannot reach the node: ${message(e)}` };
+    return { ok: false, url, error: message(e) };
   }
-  if (!target) return { ok: true, connectMs, error: 'no check target configured: handshake not tested' };
-  const via = await checkViaNode(uri, name, target, opts);
-  return via.ok
-    ? { ok: true, connectMs, ...(via.ms !== undefined ? { handshakeMs: via.ms } : {}) }
-    : { ok: false, connectMs, error: `through the node to ${target}: ${via.error}` };
 }

@@ -527,7 +527,9 @@ export class Supervisor implements SupervisorControl {
 
   private async applyWith(next: RunConfig): Promise<void> {
     // The mode can change live when the listeners are transparent (see transparentListeners).
-    const fixed: (keyof RunConfig)[] = ['listenPort', 'families', 'proxyUser', 'firewall', 'udp', 'admin', 'workers'];
+    // udp may change: the new generation opens (or not) its UDP listeners and the plan adds
+    // (or drops) the UDP rules; the old generation closes its UDP socket as it starts draining.
+    const fixed: (keyof RunConfig)[] = ['listenPort', 'families', 'proxyUser', 'firewall', 'admin', 'workers'];
     if (JSON.stringify(next.proxyMode?.listen) !== JSON.stringify(this.cfg.proxyMode?.listen)) fixed.push('proxyMode');
     if (!transparentListeners(this.cfg)) fixed.unshift('mode');
     const changed = fixed.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.cfg[k]));
@@ -577,6 +579,7 @@ export class Supervisor implements SupervisorControl {
       workers: fresh.length,
       draining: old.length,
       mode: next.mode,
+      protocols: next.udp ? 'tcp,udp' : 'tcp',
       rules: next.routing?.rules.length,
       nodes: next.routing ? Object.keys(next.routing.nodes).join(',') : undefined,
       capture: next.enabled ? 'on' : 'off',

@@ -144,6 +144,8 @@ test('state from the file', async (t) => {
     rules: [{ cidr: ['192.168.0.0/16'], outbound: 'direct' }],
     checkTargets: [],
     applied: true,
+    udp: false,
+    testUrl: 'http://www.gstatic.com/generate_204',
   });
 });
 
@@ -571,4 +573,87 @@ default: direct
   const changed = before.flatMap((line, i) => (line === after[i] ? [] : [[line, after[i]]]));
   assert.deepEqual(changed, [['    outbound: direct', '    outbound: office']]);
   assert.equal(after[11], '    outbound: office');
+});
+
+test('UDP capture from the console: on writes udp: true and applies it; off removes the key; REDIRECT refuses it on the udp field', async (t) => {
+  const h = harness(t, ORIGINAL.replace('capture: prerouting', 'capture: prerouting\nproxy-user: none'));
+  const on = await call(h, 'PUT', '/settings', { udp: true });
+  assert.equal(on.status, 200, JSON.stringify(on.body));
+  assert.equal(on.body.udp, true);
+  assert.equal(h.applied.at(-1)?.udp, true);
+  assert.match(readFileSync(h.path, 'utf8'), /\nudp: true\n/);
+  const off = await call(h, 'PUT', '/settings', { udp: false });
+  assert.equal(off.body.udp, false);
+  assert.equal(h.applied.at(-1)?.udp, false);
+  assert.doesNotMatch(readFileSync(h.path, 'utf8'), /udp:/);
+  const redirect = await call(h, 'PUT', '/settings', { mode: 'redirect', udp: true });
+  assert.equal(redirect.status, 400);
+  assert.equal(redirect.body.errors?.[0]?.field, 'udp');
+  assert.doesNotMatch(readFileSync(h.path, 'utf8'), /udp:|redirect/);
+});
+
+test('node test URL: saved under console.test-url, shown in the state; not a URL: refused on its field', async (t) => {
+  const h = harness(t);
+  const r = await call(h, 'PUT', '/settings', { testUrl: 'http://192.0.2.80/generate_204' });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.equal(r.body.testUrl, 'http://192.0.2.80/generate_204');
+  assert.match(readFileSync(h.path, 'utf8'), /console:\n {2}test-url: http:\/\/192\.0\.2\.80\/generate_204\n/);
+  const bad = await call(h, 'PUT', '/settings', { testUrl: 'ftp://x' });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.body.errors?.[0]?.field, 'testUrl');
+});
+
+test('export/import through the API: redacted export, preview then apply, hostile imports change nothing', async (t) => {
+  const h = harness(t);
+  const ex = await call(h, 'GET', '/config/export');
+  assert.equal(ex.status, 200);
+  const yaml = (ex.body as { yaml: string }).yaml;
+  assert.ok(!yaml.includes('user:pw@'), yaml);
+  assert.match(yaml, /office: "socks5:\/\/user:\*\*\*@192\.0\.2\.10:1080"/);
+  assert.equal(
+    ((await call(h, 'GET', '/config/export', undefined, 'secrets=1')).body as { yaml: string }).yaml,
+    ORIGINAL,
+  );
+  // Preview: the diff, nothing applied or written.
+  const edited = yaml
+    .replace('default: direct', 'default: office')
+    .replace('nodes:\n', 'nodes:\n  extra: socks5://192.0.2.20:1080\n');
+  const preview = await call(h, 'POST', '/config/import', { yaml: edited });
+  assert.equal(preview.status, 200, JSON.stringify(preview.body));
+  assert.deepEqual(preview.body.diff, {
+    nodes: { added: ['extra'], removed: [], changed: [] },
+    groups: { added: [], removed: [], changed: [] },
+    rules: { before: 1, after: 1 },
+    settings: ['default'],
+    unchanged: false,
+  });
+  assert.equal(preview.body.applied, false);
+  assert.equal(h.applied.length, 0);
+  assert.equal(readFileSync(h.path, 'utf8'), ORIGINAL);
+  // Hostile: bad YAML, prototype keys, a list, an invalid setting, too large: 400, nothing changed.
+  for (const [text, re] of [
+    ['mode: [tproxy\n', /^YAML: /],
+    ['nodes:\n  __proto__: socks5://192.0.2.1:1080\n', /__proto__/],
+    ['constructor: {}\n', /constructor/],
+    ['- 1\n', /YAML mapping/],
+    ['mode: sideways\n', /sideways|redirect/],
+    [`x: "${'a'.repeat(600 << 10)}"\n`, /larger than/],
+  ] as const) {
+    for (const apply of [false, true]) {
+      const r = await call(h, 'POST', '/config/import', { yaml: text, apply });
+      assert.equal(r.status, 400, `${text.slice(0, 40)}: ${JSON.stringify(r.body).slice(0, 200)}`);
+      assert.match(r.body.errors?.map((e) => e.message).join('\n') ?? '', re);
+    }
+  }
+  assert.equal(h.applied.length, 0);
+  assert.equal(readFileSync(h.path, 'utf8'), ORIGINAL);
+  // Apply: saved and applied; the redacted password came back from the stored file.
+  const applied = await call(h, 'POST', '/config/import', { yaml: edited, apply: true });
+  assert.equal(applied.status, 200, JSON.stringify(applied.body));
+  assert.equal(applied.body.applied, true);
+  assert.equal(h.applied.at(-1)?.routing?.defaultOutbound, 'office');
+  const saved = readFileSync(h.path, 'utf8');
+  assert.match(saved, /office: "?socks5:\/\/user:pw@192\.0\.2\.10:1080/);
+  assert.match(saved, /# the office node/);
+  assert.match(saved, /extra: socks5:\/\/192\.0\.2\.20:1080/);
 });

@@ -7,7 +7,7 @@ import { explain, renumberRules } from '../../ui/src/errors.js';
 
 const placeholders = (s: string) => [...s.matchAll(/\{(\w+)\}/g)].map((m) => m[1]).sort();
 // The same in both languages on purpose: protocol names, symbols.
-const SAME = new Set<Key>(['nav.dns', 'common.none', 'nodes.usedTcp', 'nodes.usedUdp', 'dns.fakeIp']);
+const SAME = new Set<Key>(['nav.dns', 'common.none', 'nodes.usedTcp', 'nodes.usedUdp', 'dns.fakeIp', 'nodes.delay']);
 
 test('English and Chinese catalogues: same keys, no empty values, same {placeholders}, Chinese actually translated', () => {
   const en = catalogues.en;

@@ -48,6 +48,10 @@ export interface State {
   applied: boolean;
   /** Absent from gateways older than the field. */
   dnsServer?: DnsServer;
+  /** Whether UDP is captured now; absent from older gateways. */
+  udp?: boolean;
+  /** The URL the node test requests through each node. */
+  testUrl?: string;
 }
 export interface Conn {
   id: string;
@@ -68,12 +72,6 @@ export interface CheckResult {
   target: string;
   direct: Probe;
   node: Probe & { node?: string };
-}
-export interface TestResult {
-  ok: boolean;
-  connectMs?: number;
-  handshakeMs?: number;
-  error?: string;
 }
 export interface FieldError {
   field: string;

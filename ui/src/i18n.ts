@@ -1,8 +1,10 @@
 // The console's words in English and Simplified Chinese. `zh` is typed by `en`'s keys, so a
 // missing or extra translation fails `tsc -p ui` (run by `npm run build:ui`). `{name}` marks a
 // value filled in by `t`. Pure module: test/unit/ui-i18n.test.ts imports it under Node.
+import { nodesEn, nodesZh } from './i18n-nodes.js';
 
 const en = {
+  ...nodesEn,
   'app.title': 'tranproxy console',
   'app.loading': 'Loading…',
   'app.skip': 'Skip to content',
@@ -92,7 +94,6 @@ const en = {
   'nodes.confirmDelete': 'Delete node {name}?',
   'nodes.deleted': 'Deleted {name}.',
   'nodes.testing': 'testing…',
-  'nodes.testOk': 'connect {connect} ms · handshake {handshake} ms',
   'nodes.testFailed': 'failed: {error}',
   'nodes.editForm': 'Edit node {name}',
   'nodes.name': 'Name',
@@ -293,6 +294,7 @@ export type Lang = 'en' | 'zh';
 export type Params = Record<string, string | number>;
 
 const zh: Record<Key, string> = {
+  ...nodesZh,
   'app.title': 'tranproxy 控制台',
   'app.loading': '加载中…',
   'app.skip': '跳到正文',
@@ -380,7 +382,6 @@ const zh: Record<Key, string> = {
   'nodes.confirmDelete': '确定删除节点 {name}？',
   'nodes.deleted': '已删除 {name}。',
   'nodes.testing': '测速中…',
-  'nodes.testOk': '连接 {connect} ms · 握手 {handshake} ms',
   'nodes.testFailed': '失败：{error}',
   'nodes.editForm': '编辑节点 {name}',
   'nodes.name': '名称',

@@ -1,6 +1,8 @@
-import { useState } from 'preact/hooks';
-import { del, post, put, type ImportReport, type NodeInfo, type State, type TestResult } from '../api';
+import { useEffect, useState } from 'preact/hooks';
+import { del, post, put, type ImportReport, type NodeInfo, type State } from '../api';
+import { byDelay, delayClass, loadTests, testAll, testOne, type NodeTest } from '../api-nodes';
 import type { AppCtx } from '../ctx';
+import { Groups } from './Groups';
 import { lang, t } from '../i18n';
 import { ErrorText, Field, FormStatus, Section, rich, useAction } from '../ui';
 
@@ -13,6 +15,7 @@ export function Nodes({ state, setState }: AppCtx) {
     <>
       <AddNodes setState={setState} />
       <NodeList state={state} setState={setState} />
+      <Groups state={state} setState={setState} />
       <Subscriptions state={state} setState={setState} />
     </>
   );
@@ -66,25 +69,55 @@ function AddNodes({ setState }: { setState: (s: State) => void }) {
   );
 }
 
+const SORT_KEY = 'tranproxy.nodeSort';
+type Sort = 'delay' | 'file';
+
 function NodeList({ state, setState }: { state: State; setState: (s: State) => void }) {
   const a = useAction(() => false);
   const [editing, setEditing] = useState<string | null>(null);
-  const [tests, setTests] = useState<Record<string, TestResult | 'running'>>({});
+  const [tests, setTests] = useState<Record<string, NodeTest>>({});
+  const [running, setRunning] = useState<Set<string>>(new Set());
+  const [sort, setSortState] = useState<Sort>(() => (localStorage.getItem(SORT_KEY) === 'file' ? 'file' : 'delay'));
+  const setSort = (s: Sort) => {
+    localStorage.setItem(SORT_KEY, s);
+    setSortState(s);
+  };
+  // Results are kept by the gateway: another page or a reload shows them again.
+  useEffect(() => {
+    loadTests().then(
+      (r) => setTests(r.results),
+      () => {},
+    );
+  }, []);
   const users = (n: string) =>
     [
       state.tcpNode === n ? t('nodes.usedTcp') : '',
       state.udpNode === n || (state.udpNode === 'same' && state.tcpNode === n) ? t('nodes.usedUdp') : '',
     ].filter(Boolean);
+  const mark = (names: string[], on: boolean) =>
+    setRunning((old) => {
+      const next = new Set(old);
+      for (const n of names) on ? next.add(n) : next.delete(n);
+      return next;
+    });
 
   const test = async (n: string) => {
-    setTests((t) => ({ ...t, [n]: 'running' }));
-    let r: TestResult;
+    mark([n], true);
     try {
-      r = await post<TestResult>(`/api/nodes/${enc(n)}/test`);
+      const r = await testOne(n);
+      setTests((old) => ({ ...old, [n]: r }));
     } catch (e) {
-      r = { ok: false, error: (e as Error).message };
+      setTests((old) => ({ ...old, [n]: { ok: false, url: '', error: (e as Error).message, at: '' } }));
+    } finally {
+      mark([n], false);
     }
-    setTests((t) => ({ ...t, [n]: r }));
+  };
+  const all = async () => {
+    const names = state.nodes.map((n) => n.name);
+    mark(names, true);
+    const r = await a.run(testAll, (r) => t('nodes.testedAll', { n: Object.keys(r.results).length }));
+    if (r) setTests(r.results);
+    mark(names, false);
   };
   const remove = async (n: string) => {
     if (!confirm(t('nodes.confirmDelete', { name: n }))) return;
@@ -94,13 +127,42 @@ function NodeList({ state, setState }: { state: State; setState: (s: State) => v
     );
     if (r) setState(r);
   };
+  const use = async (n: string) => {
+    const r = await a.run(
+      () => put<State>('/api/settings', { tcpNode: n }),
+      () => t('nodes.nowUsed', { name: n }),
+    );
+    if (r) setState(r);
+  };
 
+  const byName = new Map(state.nodes.map((n) => [n.name, n]));
+  const names = state.nodes.map((n) => n.name);
+  const order = sort === 'delay' ? byDelay(names, tests) : names;
   return (
     <Section title={t('nodes.list', { n: state.nodes.length })} id="nodes">
       {state.nodes.length === 0 ? <p class="empty">{t('nodes.empty')}</p> : null}
+      {state.nodes.length ? (
+        <div class="node-toolbar">
+          <button type="button" class="primary" id="test-all" onClick={all} disabled={running.size > 0}>
+            {running.size > 0 ? t('nodes.testingAll') : t('nodes.testAll')}
+          </button>
+          <label class="inline">
+            {t('nodes.sort')}{' '}
+            <select
+              name="sort"
+              value={sort}
+              onChange={(e) => setSort((e.currentTarget as HTMLSelectElement).value as Sort)}
+            >
+              <option value="delay">{t('nodes.sortDelay')}</option>
+              <option value="file">{t('nodes.sortFile')}</option>
+            </select>
+          </label>
+        </div>
+      ) : null}
       <ul class="nodes">
-        {state.nodes.map((n) =>
-          editing === n.name ? (
+        {order.map((name) => {
+          const n = byName.get(name)!;
+          return editing === n.name ? (
             <li key={n.name} class="node editing">
               <EditNode
                 node={n}
@@ -125,16 +187,27 @@ function NodeList({ state, setState }: { state: State; setState: (s: State) => v
                   {n.server}:{n.port}
                 </div>
               </div>
-              <TestOut r={tests[n.name]} />
+              <TestOut r={running.has(n.name) ? 'running' : tests[n.name]} />
               <div class="node-actions">
                 <button
                   type="button"
                   onClick={() => test(n.name)}
-                  disabled={tests[n.name] === 'running'}
-                  aria-label={t('nodes.testLabel', { name: n.name })}
+                  disabled={running.has(n.name)}
+                  aria-label={t('nodes.testLabel', { name: n.label ?? n.name })}
                 >
                   {t('nodes.test')}
                 </button>
+                {state.tcpNode === n.name ? null : (
+                  <button
+                    type="button"
+                    class="use"
+                    disabled={a.busy}
+                    onClick={() => use(n.name)}
+                    aria-label={t('nodes.useLabel', { name: n.label ?? n.name })}
+                  >
+                    {t('nodes.use')}
+                  </button>
+                )}
                 <button
                   type="button"
                   onClick={() => setEditing(n.name)}
@@ -152,21 +225,23 @@ function NodeList({ state, setState }: { state: State; setState: (s: State) => v
                 </button>
               </div>
             </li>
-          ),
-        )}
+          );
+        })}
       </ul>
       <FormStatus a={a} />
     </Section>
   );
 }
 
-function TestOut({ r }: { r: TestResult | 'running' | undefined }) {
+function TestOut({ r }: { r: NodeTest | 'running' | undefined }) {
   return (
     <div class="node-test" aria-live="polite">
       {r === undefined ? null : r === 'running' ? (
         <span class="muted">{t('nodes.testing')}</span>
-      ) : r.ok ? (
-        <span class="good">{t('nodes.testOk', { connect: r.connectMs ?? '–', handshake: r.handshakeMs ?? '–' })}</span>
+      ) : r.ok && r.delayMs !== undefined ? (
+        <span class={'delay ' + delayClass(r.delayMs)} data-delay={r.delayMs}>
+          {t('nodes.delay', { ms: Math.round(r.delayMs) })}
+        </span>
       ) : (
         <span class="bad">
           {rich('nodes.testFailed', { error: <ErrorText p={{ field: '', message: r.error ?? '', status: 0 }} /> })}

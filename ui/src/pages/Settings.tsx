@@ -1,10 +1,11 @@
 import { useEffect, useState } from 'preact/hooks';
 import { put, type State } from '../api';
 import type { AppCtx } from '../ctx';
+import { ConfigTransfer, UdpSwitch } from './SettingsExtra';
 import { t } from '../i18n';
 import { Field, FieldErr, FormStatus, Section, idOf, splitList, splitLines, useAction } from '../ui';
 
-const FIELDS = ['enabled', 'mode', 'lan.interfaces', 'lan.sources', 'tcpNode', 'udpNode', 'checkTargets'];
+const FIELDS = ['enabled', 'mode', 'lan.interfaces', 'lan.sources', 'tcpNode', 'udpNode', 'checkTargets', 'testUrl'];
 const isField = (f: string) => FIELDS.includes(f);
 
 interface Form {
@@ -14,6 +15,7 @@ interface Form {
   tcpNode: string;
   udpNode: string;
   checkTargets: string;
+  testUrl: string;
 }
 const formOf = (s: State): Form => ({
   mode: s.mode,
@@ -22,6 +24,7 @@ const formOf = (s: State): Form => ({
   tcpNode: s.tcpNode,
   udpNode: s.udpNode,
   checkTargets: s.checkTargets.join('\n'),
+  testUrl: s.testUrl ?? '',
 });
 
 export function Settings({ state, setState }: AppCtx) {
@@ -59,6 +62,7 @@ export function Settings({ state, setState }: AppCtx) {
           tcpNode: form.tcpNode,
           udpNode: form.udpNode,
           checkTargets: splitLines(form.checkTargets.replace(/,/g, '\n')),
+          testUrl: form.testUrl,
         }),
       () => t('settings.saved'),
     );
@@ -193,6 +197,17 @@ export function Settings({ state, setState }: AppCtx) {
           onInput={(v) => set('checkTargets', v)}
           spellcheck={false}
         />
+        <Field
+          a={a}
+          name="testUrl"
+          type="url"
+          label={t('settings.testUrl')}
+          hint={t('settings.testUrlHint')}
+          value={form.testUrl}
+          onInput={(v) => set('testUrl', v)}
+          autoComplete="off"
+          spellcheck={false}
+        />
 
         <div class="actions">
           <button type="submit" class="primary" disabled={a.busy}>
@@ -213,6 +228,8 @@ export function Settings({ state, setState }: AppCtx) {
         </div>
         <FormStatus a={a} />
       </form>
+      <UdpSwitch state={state} setState={setState} />
+      <ConfigTransfer setState={setState} />
     </>
   );
 }
