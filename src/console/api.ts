@@ -382,6 +382,18 @@ export class ConsoleApi {
     return { url, results: await this.nodeTests.runAll(nodes, (name, uri) => testNode(uri, name, url, opts)) };
   }
 
+  /** The node a group (through nested groups) uses now; a node or built-in as is. */
+  private async memberInUse(name: string): Promise<string> {
+    const groups = (await this.deps.control.groups?.()) ?? [];
+    let at = name;
+    for (let hops = 0; hops < 32; hops++) {
+      const g = groups.find((x) => x.name === at);
+      if (!g) break;
+      at = g.now;
+    }
+    return at;
+  }
+
   // -- import / export -------------------------------------------------------------------
 
   private async exportConfig(includeSecrets: boolean): Promise<{ yaml: string; filename: string; redacted: boolean }> {
@@ -442,7 +454,8 @@ export class ConsoleApi {
         throw invalid('targets', (e as Error).message.replace(/^: /, ''));
       }
     }
-    const node = file.default;
+    // A group checks through the member it uses now (the data plane's choice).
+    const node = await this.memberInUse(file.default);
     const uri = node === 'direct' || node === 'reject' ? undefined : nodeUri(doc, node);
     const opts = this.probeOptions(file);
     const results = await Promise.all(
@@ -455,7 +468,11 @@ export class ConsoleApi {
               ? checkDirect(target, opts)
               : checkViaNode(uri, node, target, opts),
         ]);
-        return { target, direct, node: { ...via, node } };
+        return {
+          target,
+          direct,
+          node: { ...via, node: file.default, ...(node !== file.default ? { member: node } : {}) },
+        };
       }),
     );
     return { status: 200, body: { results } };

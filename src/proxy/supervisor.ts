@@ -247,6 +247,8 @@ export class Supervisor implements SupervisorControl {
   private quit: ((status: number) => void) | undefined;
   /** Spare descriptors for nft/ip/fork when a flood used up the rest (see FdReserve). */
   private spare: FdReserve | undefined;
+  /** Members chosen in select groups from the console: group → member. */
+  private readonly selected = new Map<string, string>();
 
   constructor(
     private cfg: RunConfig,
@@ -430,13 +432,24 @@ export class Supervisor implements SupervisorControl {
   }
 
   async selectGroup(group: string, member: string): Promise<void> {
+    await this.selectIn(this.workers, group, member);
+    this.selected.set(group, member);
+  }
+
+  private async selectIn(workers: Worker[], group: string, member: string): Promise<void> {
     const answers = await Promise.all(
-      this.workers.map((w) => w.ask((q) => ({ type: 'select-group', id: q, group, member }))),
+      workers.map((w) => w.ask((q) => ({ type: 'select-group', id: q, group, member }))),
     );
     const failed = answers.find((a) => (a as { ok?: boolean } | undefined)?.ok !== true) as
       | { error?: string }
       | undefined;
     if (failed) throw new UsageError(failed.error ?? `group '${group}': no answer from the data plane`);
+  }
+
+  /** A new generation keeps the members chosen in select groups (those that still exist). */
+  private async keepSelections(workers: Worker[]): Promise<void> {
+    for (const [group, member] of this.selected)
+      await this.selectIn(workers, group, member).catch(() => this.selected.delete(group));
   }
 
   async closeConnection(worker: number, id: number): Promise<boolean> {
@@ -549,6 +562,7 @@ export class Supervisor implements SupervisorControl {
     };
     try {
       fresh = await this.startGeneration(next);
+      await this.keepSelections(fresh);
     } catch (e) {
       await restoreDns();
       this.metrics.reloads.inc({ result: 'failed' });

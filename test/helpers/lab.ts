@@ -65,7 +65,7 @@ export function peerPath(script: string): string {
   return join(ROOT, 'test/peers', script);
 }
 
-export type PeerName = 'echo_headers' | 'tcp_echo' | 'udp_echo';
+export type PeerName = 'echo_headers' | 'tcp_echo' | 'udp_echo' | 'http_204';
 
 /**
  * Start a python peer (test/peers/NAME.py PORT BIND) in `host`; resolves once it listens.

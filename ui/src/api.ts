@@ -71,7 +71,8 @@ export interface Probe {
 export interface CheckResult {
   target: string;
   direct: Probe;
-  node: Probe & { node?: string };
+  /** `member`: the node a group used for the check. */
+  node: Probe & { node?: string; member?: string };
 }
 export interface FieldError {
   field: string;

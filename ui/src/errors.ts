@@ -32,6 +32,9 @@ const PATTERNS: [RegExp, Key | ((m: RegExpExecArray) => [Key, Params?])][] = [
   [/\bEROFS\b|read-only file system/i, 'err.readOnly'],
   [/\bENOSPC\b/, 'err.diskFull'],
   [/\b(EACCES|EPERM)\b|permission denied/i, 'err.permission'],
+  [/node (\S+) refused the connection/, (m) => ['err.nodeRefused', { addr: m[1]! }]],
+  [/\bHTTP status (\d+)/, (m) => ['err.testStatus', { code: m[1]! }]],
+  [/the target refused it or is unreachable/, 'err.targetRefused'],
   [
     /\b(ENETUNREACH|EHOSTUNREACH)\b(?: ([\d.:a-f[\]]+))?/i,
     (m) => (m[2] ? ['err.noRoute', { addr: m[2] }] : ['err.noRouteAny']),

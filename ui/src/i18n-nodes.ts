@@ -50,6 +50,9 @@ export const nodesEn = {
   'transfer.groupsChanged': 'Groups changed: {names}',
   'transfer.rules': 'Rules: {before} → {after}',
   'transfer.settings': 'Settings changed: {names}',
+  'err.nodeRefused': 'The node {addr} refused the connection: is its proxy server running?',
+  'err.testStatus': 'The test URL answered {code}, not 204 or 2xx.',
+  'err.targetRefused': 'The node could not reach the target: nothing listens on that port, or it is unreachable.',
 };
 
 export const nodesZh: Record<keyof typeof nodesEn, string> = {
@@ -99,4 +102,7 @@ export const nodesZh: Record<keyof typeof nodesEn, string> = {
   'transfer.groupsChanged': '修改策略组：{names}',
   'transfer.rules': '规则：{before} 条 → {after} 条',
   'transfer.settings': '修改的设置：{names}',
+  'err.nodeRefused': '节点 {addr} 拒绝了连接：节点上的代理服务在运行吗？',
+  'err.testStatus': '测速地址返回了 {code}，而不是 204 或 2xx。',
+  'err.targetRefused': '节点连不上目标：该端口上没有服务，或目标不可达。',
 };

@@ -76,7 +76,13 @@ export function Check({ state }: AppCtx) {
                     <span>
                       <ProbeOut p={r.node} />
                       {r.node.node ? (
-                        <span class="muted"> · {t('check.via', { node: outboundLabel(r.node.node) })}</span>
+                        <span class="muted">
+                          {' '}
+                          ·{' '}
+                          {t('check.via', {
+                            node: outboundLabel(r.node.node) + (r.node.member ? ` → ${r.node.member}` : ''),
+                          })}
+                        </span>
                       ) : null}
                     </span>
                   </td>

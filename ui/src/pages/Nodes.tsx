@@ -3,6 +3,7 @@ import { del, post, put, type ImportReport, type NodeInfo, type State } from '..
 import { byDelay, delayClass, loadTests, testAll, testOne, type NodeTest } from '../api-nodes';
 import type { AppCtx } from '../ctx';
 import { Groups } from './Groups';
+import './nodes.css';
 import { lang, t } from '../i18n';
 import { ErrorText, Field, FormStatus, Section, rich, useAction } from '../ui';
 
