@@ -52,12 +52,15 @@ export interface FlowEnd {
   /** HTTP requests that had headers injected. */
   requests?: number;
   relay?: 'splice';
+  /** Proxy mode: the protocol the client spoke to the mixed inbound (http, socks5). */
+  inbound?: string;
 }
 
 /** The `conn` line's fields, in the order every data plane writes them. */
 export function connFields(flow: { id: number; src: Endpoint; dst: Endpoint }, end: FlowEnd): LogFields {
   return {
     id: flow.id,
+    inbound: end.inbound,
     src: formatEndpoint(flow.src),
     dst: formatEndpoint(flow.dst),
     domain: end.domain,

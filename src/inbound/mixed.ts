@@ -11,6 +11,7 @@ import { Handshake } from '../outbound/node-conn.js';
 import { METHOD_NONE_ACCEPTABLE, METHOD_USERPASS } from '../outbound/socks5.js';
 import type { LogFields, Logger } from '../observe/log.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
+import { FlowReporter } from '../flow/record.js';
 import { relay, type RelayResult } from '../relay/relay.js';
 import type { UdpOutbound } from '../udp/types.js';
 import type { ProxyDialer, ProxyTarget } from './dial.js';
@@ -81,7 +82,8 @@ interface Flow {
   listener: string;
   inbound: 'http' | 'socks5';
   src: Endpoint;
-  dst: string;
+  /** As the client asked: a name or an address. */
+  dst: Endpoint;
   started: number;
   client: net.Socket;
   via?: string;
@@ -117,6 +119,7 @@ export async function startMixedInbound(
   let nextId = PROXY_FLOW_ID_BASE;
   let drained: (() => void) | undefined;
   const metrics = cfg.metrics;
+  const reporter = new FlowReporter(log, metrics);
 
   const refused = (fields: LogFields & { reason: string }): void => {
     metrics?.refused.inc({ reason: fields.reason });
@@ -260,7 +263,7 @@ export async function startMixedInbound(
     listener: string,
     t: ProxyTarget,
   ): Flow => {
-    const dst = t.host.includes(':') ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`;
+    const dst: Endpoint = { address: t.host, port: t.port, family: t.host.includes(':') ? 6 : 4 };
     const flow: Flow = { id: nextId++, listener, inbound, src, dst, started: Date.now(), client };
     live.set(flow.id, flow);
     return flow;
@@ -274,7 +277,7 @@ export async function startMixedInbound(
     const t0 = process.hrtime.bigint();
     try {
       const up = await cfg.dial(target, flow.src, abort.signal);
-      metrics?.connectSeconds.observe({ outbound: up.via }, Number(process.hrtime.bigint() - t0) / 1e9);
+      reporter.connected(up.via, Number(process.hrtime.bigint() - t0) / 1e9);
       flow.via = up.via;
       if (up.domain) flow.domain = up.domain;
       return up;
@@ -282,15 +285,15 @@ export async function startMixedInbound(
       const c = e instanceof ConnectError ? e : undefined;
       const rejected = c?.code === 'EREJECTED';
       const result = rejected ? 'rejected-by-rule' : 'connect-failed';
-      metrics?.total.inc({ listener: flow.listener, outbound: c?.via ?? 'direct', result });
-      log.info('conn', {
-        ...flowFields(flow),
-        domain: c?.domain,
+      reporter.ended(flow, {
+        inbound: flow.inbound,
         via: c?.via,
-        route: c?.rule,
+        showVia: true,
+        domain: c?.domain,
+        rule: c?.rule,
         up: 0,
         down: 0,
-        dur: `${Date.now() - flow.started}ms`,
+        durMs: Date.now() - flow.started,
         close: result,
         error: rejected ? undefined : (c?.code ?? (e as Error).message),
         detail: !rejected && c && c.via !== 'direct' ? c.message : undefined,
@@ -316,24 +319,22 @@ export async function startMixedInbound(
       live.delete(flow.id);
       metrics?.active.dec({ listener: flow.listener });
     }
-    metrics?.total.inc({ listener: flow.listener, outbound: up.via, result: r.reason });
-    metrics?.bytes.inc({ direction: 'up' }, r.bytesUp);
-    metrics?.bytes.inc({ direction: 'down' }, r.bytesDown);
-    log.info('conn', {
-      ...flowFields(flow),
-      domain: flow.domain,
+    reporter.ended(flow, {
+      inbound: flow.inbound,
       via: up.via,
-      'fallback-from': up.fallbackFrom,
-      route: up.rule,
+      showVia: true,
+      domain: flow.domain,
+      rule: up.rule,
+      ...(up.fallbackFrom ? { fallbackFrom: up.fallbackFrom } : {}),
       up: r.bytesUp,
       down: r.bytesDown,
-      dur: `${Date.now() - flow.started}ms`,
+      durMs: Date.now() - flow.started,
       close: r.reason,
       error: r.error,
     });
   };
 
-  await Promise.all(listeners.map((l) => listen(l, (c) => onConnection(c, l.family, l.label), servers, log)));
+  await Promise.all(listeners.map((l) => listen(l, (c) => onConnection(c, l.family, l.label), servers, reporter)));
   return {
     get active() {
       return sockets.size;
@@ -344,7 +345,7 @@ export async function startMixedInbound(
         id: f.id,
         listener: f.listener,
         src: formatEndpoint(f.src),
-        dst: f.dst,
+        dst: formatEndpoint(f.dst),
         ...(f.domain ? { domain: f.domain } : {}),
         ...(f.via ? { via: f.via } : {}),
         ageMs: Date.now() - f.started,
@@ -381,19 +382,15 @@ function closeWith(client: net.Socket, bytes?: string | Buffer): void {
 }
 
 function flowFields(f: Flow): LogFields {
-  return { id: f.id, inbound: f.inbound, src: formatEndpoint(f.src), dst: f.dst };
+  return { id: f.id, inbound: f.inbound, src: formatEndpoint(f.src), dst: formatEndpoint(f.dst) };
 }
 
-function listen(l: ProxyListener, onConn: (c: net.Socket) => void, servers: net.Server[], log: Logger): Promise<void> {
+function listen(l: ProxyListener, onConn: (c: net.Socket) => void, servers: net.Server[], reporter: FlowReporter) {
   return new Promise<void>((resolve, reject) => {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, onConn);
-    let lastError = 0;
+    // Accept errors (EMFILE) must not end the proxy: counted, logged at most once a second.
     server.on('error', (e: NodeJS.ErrnoException) => {
-      // Accept errors (EMFILE) must not end the proxy: logged at most once a second.
-      if (Date.now() - lastError > 1000) {
-        lastError = Date.now();
-        log.error('accept failed', { listener: l.label, error: e.code ?? e.message });
-      }
+      reporter.acceptFailed(l.label, e.code ?? e.message);
       reject(e);
     });
     server.listen({ fd: l.fd }, () => resolve());
