@@ -26,7 +26,7 @@ import {
   type RuleSetConfig,
 } from './schema.js';
 import { locateInYaml as locate, placeZodIssues } from './yaml-issues.js';
-import { readNamedFileSync } from './safe-read.js';
+import { MAX_NAMED_FILE_BYTES, readNamedFileSync } from './safe-read.js';
 
 export interface ConfigFile extends ConfigSettings {
   /** The file as named by the user. */
@@ -64,8 +64,8 @@ export interface ParseOptions {
   readRuleSet?: (path: string) => string | undefined;
 }
 
-/** Largest rule-set copy read or fetched. */
-export const MAX_RULE_SET_BYTES = 32 << 20;
+/** Largest rule-set copy read or fetched: the cap of every file a config names. */
+export const MAX_RULE_SET_BYTES = MAX_NAMED_FILE_BYTES;
 
 /** Where the last good copy of rule set `name` is kept: rule-sets/NAME.txt next to the config file. */
 export function ruleSetPath(baseDir: string, name: string): string {

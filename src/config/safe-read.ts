@@ -7,8 +7,8 @@ import { open, realpath } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { UsageError } from '../errors.js';
 
-/** Largest file a config may name (a full v2fly geosite list is ~2 MiB). */
-export const MAX_NAMED_FILE_BYTES = 16 << 20;
+/** Largest file a config may name (a full v2fly geosite list is ~2 MiB; a million-entry domain list ~20 MiB). */
+export const MAX_NAMED_FILE_BYTES = 32 << 20;
 
 const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY;
 
