@@ -90,12 +90,49 @@ export function normalizeDomainEntry(kind: DomainEntryKind, text: string): { val
   return { value: v };
 }
 
-/** A line in its simplest form: a bare name or `kind:name`, no comment, blank or attribute. */
-const PLAIN_LINE = /^(?:(full|domain|keyword):)?([a-z0-9_.-]+)$/;
+/** Bytes of a name: a-z 0-9 _ - (and '.', checked apart). */
+const NAME_BYTE = new Uint8Array(128);
+for (const c of 'abcdefghijklmnopqrstuvwxyz0123456789_-') NAME_BYTE[c.charCodeAt(0)] = 1;
+const DOT = 46;
+const PREFIXES = [
+  ['full:', 'full'],
+  ['domain:', 'suffix'],
+  ['keyword:', 'keyword'],
+].map(([p, kind]) => ({ bytes: Buffer.from(p!, 'latin1'), kind: kind as DomainEntryKind }));
+
+/** The kind a line's prefix says (and where its value starts), or a bare name's. */
+function prefixOf(b: Uint8Array, start: number, end: number): { kind: DomainEntryKind; at: number } {
+  for (const p of PREFIXES) {
+    const n = p.bytes.length;
+    if (end - start <= n || b[start + n - 1] !== 58) continue;
+    let i = 0;
+    while (i < n && b[start + i] === p.bytes[i]) i++;
+    if (i === n) return { kind: p.kind, at: start + n };
+  }
+  return { kind: 'suffix', at: start };
+}
+
+/** Whether b[start, end) is a normalised name: lower-case labels, no empty one, at most 253 bytes. */
+function isPlainName(b: Uint8Array, start: number, end: number): boolean {
+  if (end <= start || end - start > 253 || b[start] === DOT || b[end - 1] === DOT) return false;
+  for (let i = start; i < end; i++) {
+    const c = b[i]!;
+    if (c === DOT) {
+      if (b[i + 1] === DOT) return false;
+    } else if (c >= 128 || NAME_BYTE[c] === 0) return false;
+  }
+  return true;
+}
 
 export function parseDomainList(text: string, source = 'domain list'): DomainList {
-  const full = new NameSetBuilder();
-  const suffix = new NameSetBuilder();
+  // Most lines of a big list are plain lower-case entries: checked and added from the bytes,
+  // no string per line. Non-ASCII text keeps one char a byte only through the slow path.
+  const ascii = Buffer.byteLength(text, 'utf8') === text.length;
+  const b = ascii ? Buffer.from(text, 'latin1') : undefined;
+  // Sized for the whole list up front: no table grows and rehashes on the way.
+  const expect = { entries: b ? lineCount(b) : 256, bytes: b ? b.length : 1 << 12 };
+  const full = new NameSetBuilder(expect);
+  const suffix = new NameSetBuilder(expect);
   const keyword = new Set<string>();
   const add = (kind: DomainEntryKind, v: string) =>
     kind === 'full' ? full.add(v) : kind === 'suffix' ? suffix.add(v) : keyword.add(v);
@@ -103,18 +140,26 @@ export function parseDomainList(text: string, source = 'domain list'): DomainLis
   for (let start = 0; start < text.length; n++) {
     let end = text.indexOf('\n', start);
     if (end < 0) end = text.length;
-    const line = text.slice(start, end > start && text.charCodeAt(end - 1) === 13 ? end - 1 : end);
+    const lineEnd = end > start && text.charCodeAt(end - 1) === 13 ? end - 1 : end;
+    const lineStart = start;
     start = end + 1;
-    // Most lines of a big list are plain lower-case entries: one regex test, no copies.
-    const m = PLAIN_LINE.exec(line);
-    if (m && (m[1] === 'keyword' || (m[2]!.length <= 253 && NAME.test(m[2]!)))) {
-      add(m[1] === 'full' ? 'full' : m[1] === 'keyword' ? 'keyword' : 'suffix', m[2]!);
-      continue;
+    if (b) {
+      const p = prefixOf(b, lineStart, lineEnd);
+      if (p.kind !== 'keyword' && isPlainName(b, p.at, lineEnd)) {
+        (p.kind === 'full' ? full : suffix).addBytes(b, p.at, lineEnd);
+        continue;
+      }
     }
-    const entry = parseLine(line, source, n + 1);
+    const entry = parseLine(text.slice(lineStart, lineEnd), source, n + 1);
     if (entry) add(entry.kind, entry.value);
   }
   return new DomainList(source, full.build(), suffix.build(), [...keyword]);
+}
+
+function lineCount(b: Uint8Array): number {
+  let n = 1;
+  for (let i = b.indexOf(10); i >= 0; i = b.indexOf(10, i + 1)) n++;
+  return n;
 }
 
 /** Any other line: comments, attributes, upper case, spaces; undefined for a blank one. */

@@ -98,16 +98,44 @@ function tableOf(hashes: Uint32Array, count: number, size: number): Int32Array {
 
 /** Collects ASCII names (duplicates ignored) into a NameSet. */
 export class NameSetBuilder {
-  private bytes: Uint8Array = new Uint8Array(1 << 12);
+  private bytes: Uint8Array;
   private used = 0;
-  private ends: Uint32Array = new Uint32Array(256);
-  private slots: Int32Array = new Int32Array(16);
+  private ends: Uint32Array;
+  private slots: Int32Array;
   /** Each entry's hash, so growing the table never hashes a name again. */
-  private hashes: Uint32Array = new Uint32Array(256);
+  private hashes: Uint32Array;
   private count = 0;
+
+  /** `entries` and `bytes`: what to expect (a hint: the builder grows past it). */
+  constructor(expect: { entries: number; bytes: number } = { entries: 256, bytes: 1 << 12 }) {
+    this.bytes = new Uint8Array(Math.max(16, expect.bytes));
+    this.ends = new Uint32Array(Math.max(16, expect.entries));
+    this.hashes = new Uint32Array(Math.max(16, expect.entries));
+    this.slots = new Int32Array(slotsFor(expect.entries));
+  }
 
   get size(): number {
     return this.count;
+  }
+
+  /** Adds the name in bytes[from, to) (ASCII, already normalised); false when it was there already. */
+  addBytes(bytes: Uint8Array, from: number, to: number): boolean {
+    if ((this.count + 1) * 2 > this.slots.length) this.rehash(this.slots.length * 2);
+    const mask = this.slots.length - 1;
+    let hash = FNV_OFFSET;
+    for (let i = from; i < to; i++) hash = Math.imul(hash ^ bytes[i]!, FNV_PRIME);
+    hash >>>= 0;
+    let at = hash & mask;
+    for (; this.slots[at] !== 0; at = (at + 1) & mask)
+      if (this.equalsBytes(this.slots[at]! - 1, bytes, from, to)) return false;
+    const len = to - from;
+    while (this.used + len + 1 > this.bytes.length) this.bytes = grow(this.bytes, this.bytes.length * 2);
+    const out = this.bytes;
+    for (let i = from, o = this.used; i < to; i++, o++) out[o] = bytes[i]!;
+    this.used += len;
+    this.bytes[this.used++] = 10;
+    this.record(hash, at);
+    return true;
   }
 
   /** Adds `name` (ASCII, already normalised); false when it was there already. */
@@ -121,6 +149,12 @@ export class NameSetBuilder {
     for (let i = 0; i < name.length; i++) this.bytes[this.used + i] = name.charCodeAt(i);
     this.used += name.length;
     this.bytes[this.used++] = 10;
+    this.record(hash, at);
+    return true;
+  }
+
+  /** The entry just written at the end of `bytes`: its end, its hash, its table slot. */
+  private record(hash: number, at: number): void {
     if (this.count === this.ends.length) {
       this.ends = grow(this.ends, this.ends.length * 2);
       this.hashes = grow(this.hashes, this.hashes.length * 2);
@@ -128,7 +162,6 @@ export class NameSetBuilder {
     this.hashes[this.count] = hash;
     this.ends[this.count++] = this.used - 1;
     this.slots[at] = this.count;
-    return true;
   }
 
   build(): NameSet {
@@ -142,6 +175,13 @@ export class NameSetBuilder {
     const start = entry === 0 ? 0 : this.ends[entry - 1]! + 1;
     if (this.ends[entry]! - start !== name.length) return false;
     for (let i = 0; i < name.length; i++) if (this.bytes[start + i] !== name.charCodeAt(i)) return false;
+    return true;
+  }
+
+  private equalsBytes(entry: number, bytes: Uint8Array, from: number, to: number): boolean {
+    const start = entry === 0 ? 0 : this.ends[entry - 1]! + 1;
+    if (this.ends[entry]! - start !== to - from) return false;
+    for (let i = from; i < to; i++) if (this.bytes[start + i - from] !== bytes[i]) return false;
     return true;
   }
 

@@ -207,3 +207,48 @@ test('router: a list shared by rules is compiled once and packed once per JSON c
     'both rules share one unpacked list',
   );
 });
+
+test('a big generated list (200,000 lines, every line form): suffix, exact and keyword lookups agree with sets, also after the JSON crossing', () => {
+  let seed = 7;
+  const rnd = (n: number) => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n;
+  const word = () => (rnd(36 ** 5) + 36 ** 4).toString(36);
+  const full = new Set<string>();
+  const suffix = new Set<string>();
+  const keywords: string[] = [];
+  const lines: string[] = [];
+  for (let i = 0; i < 200_000; i++) {
+    const d = `${word()}${i}.${['com', 'net', 'cn'][i % 3]}`;
+    const form = rnd(100);
+    if (form < 45) suffix.add(d), lines.push(d);
+    else if (form < 65) suffix.add(d), lines.push(`domain:${d}`);
+    else if (form < 85) full.add(`www.${d}`), lines.push(`full:www.${d}`);
+    else if (form < 86 && i % 10 === 0) keywords.push(`kw${i}x`), lines.push(`keyword:kw${i}x`);
+    // The slow path: case, trailing dot, leading dot, CRLF, comments, attributes.
+    else if (form < 90) suffix.add(d), lines.push(d.toUpperCase());
+    else if (form < 93) full.add(`a.${d}`), lines.push(`full:a.${d}.`);
+    else if (form < 95) suffix.add(d), lines.push(`domain:.${d}\r`);
+    else if (form < 97) suffix.add(d), lines.push(`${d} @ads # why`);
+    else lines.push(`# ${d}`, '');
+  }
+  const dl = parseDomainList(lines.join('\n'), 'big.txt');
+  assert.equal(dl.size, full.size + suffix.size + keywords.length);
+  const expected = (n: string) => {
+    if (full.has(n)) return true;
+    for (let at = 0; at >= 0; at = n.indexOf('.', at) + 1 || -1) if (suffix.has(n.slice(at))) return true;
+    return keywords.some((k) => n.includes(k));
+  };
+  const probes: string[] = [];
+  for (const s of [...suffix].slice(0, 6_000)) probes.push(s, `x.${s}`, `x${s}`, s.slice(0, s.indexOf('.')));
+  for (const f of [...full].slice(0, 6_000)) probes.push(f, `x.${f}`, f.slice(f.indexOf('.') + 1));
+  for (const k of keywords.slice(0, 300)) probes.push(`a${k}b.org`, `${k.slice(0, -1)}.org`);
+  const [rules] = [reviveRuleLists(JSON.parse(JSON.stringify([{ domainList: dl, outbound: 'reject' }])))];
+  const router = compileRules(rules, 'direct', []);
+  let hits = 0;
+  for (const p of probes) {
+    const want = expected(p);
+    hits += want ? 1 : 0;
+    assert.equal(dl.matches(p), want, p);
+    assert.equal(router.route(flow(p)).action, want ? 'reject' : 'direct', `${p} after the JSON crossing`);
+  }
+  assert.ok(hits > 10_000 && hits < probes.length - 10_000, `both answers are tested (${hits} of ${probes.length})`);
+});

@@ -1,0 +1,72 @@
+// Compiling a big domain list, phase by phase, in one process (no sockets, no lab): what the
+// supervisor does per (re)load (read + parse the file with the config, one trial compile), what
+// crosses to the data plane (JSON), and what the child does (unpack, compile), with CPU and
+// wall time of each phase and the RSS after. Run several times; the first round pays the JIT.
+// Run: node --import tsx bench/domain-list.bench.ts [ENTRIES] [ROUNDS]   (default 1000000 3)
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfigFile } from '../src/config/file.js';
+import { compileRules, reviveRuleLists } from '../src/route/index.js';
+
+/** Half bare names, a quarter domain:, 23% full:, 2% keyword: (the list of bench/run.ts case j). */
+function domainListText(n: number): string {
+  let seed = 12345;
+  const rnd = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  const word = (): string => Math.floor(rnd() * 36 ** 6).toString(36);
+  const tlds = ['com', 'net', 'org', 'cn', 'io'];
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = rnd();
+    const d = `${word()}${i}.${tlds[i % 5]}`;
+    out.push(r < 0.5 ? d : r < 0.75 ? `domain:${d}` : r < 0.98 ? `full:www.${d}` : `keyword:${word()}${i}`);
+  }
+  return `${out.join('\n')}\n`;
+}
+
+const entries = Number(process.argv[2] ?? 1_000_000);
+const rounds = Number(process.argv[3] ?? 3);
+const dir = mkdtempSync(join(tmpdir(), 'tpx-bench-list-'));
+chmodSync(dir, 0o755);
+writeFileSync(join(dir, 'list.txt'), domainListText(entries), { mode: 0o644 });
+writeFileSync(join(dir, 't.yaml'), 'rules:\n  - domain-list: list.txt\n    outbound: direct\ndefault: direct\n', {
+  mode: 0o600,
+});
+
+const cpu = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+function phase<T>(name: string, fn: () => T, out: string[]): T {
+  const c0 = cpu();
+  const t0 = performance.now();
+  const r = fn();
+  out.push(`${name} ${(cpu() - c0).toFixed(2)}/${((performance.now() - t0) / 1000).toFixed(2)}`);
+  return r;
+}
+
+try {
+  for (let round = 1; round <= rounds; round++) {
+    const out: string[] = [];
+    const c0 = cpu();
+    const t0 = performance.now();
+    const file = phase('read+parse+check', () => loadConfigFile(join(dir, 't.yaml')), out);
+    const json = phase('to JSON', () => JSON.stringify(file.routeRules), out);
+    const rules = phase('child: from JSON + unpack', () => reviveRuleLists(JSON.parse(json)), out);
+    const router = phase('child: compile', () => compileRules(rules, 'direct', []), out);
+    const total = `total CPU ${(cpu() - c0).toFixed(2)} s, wall ${((performance.now() - t0) / 1000).toFixed(2)} s`;
+    const t1 = performance.now();
+    const n = 100_000;
+    for (let i = 0; i < n; i++)
+      router.route({
+        dst: { ip: '192.0.2.1', port: 443, family: 4, domain: `www.x${i}.example.com` },
+        src: '10.0.0.2',
+        network: 'tcp',
+      });
+    const perRoute = (((performance.now() - t1) / n) * 1000).toFixed(1);
+    const rss = (process.memoryUsage().rss / 1048576).toFixed(0);
+    console.log(`round ${round}: ${total}; ${out.join(', ')} (CPU/wall s); route ${perRoute} µs; RSS ${rss} MB`);
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
