@@ -67,3 +67,16 @@ export const IP_TRANSPARENT = 19;
 export const IPV6_TRANSPARENT = 75;
 /** Also IP6T_SO_ORIGINAL_DST. */
 export const SO_ORIGINAL_DST = 80;
+
+// ---- more socket options, UDP original destination, recvmsg flags ----
+export const SOCK_DGRAM = 2;
+export const SO_REUSEADDR = 2;
+export const SO_RCVBUF = 8;
+export const IPV6_V6ONLY = 26;
+/** IP_RECVORIGDSTADDR (setsockopt) and IP_ORIGDSTADDR (cmsg type) share the number 20. */
+export const IP_ORIGDSTADDR = 20;
+/** IPV6_RECVORIGDSTADDR / IPV6_ORIGDSTADDR. */
+export const IPV6_ORIGDSTADDR = 74;
+/** msg_flags bits. */
+export const MSG_TRUNC = 0x20;
+export const MSG_CTRUNC = 0x08;

@@ -10,6 +10,18 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { ToolMissingError } from '../errors.js';
 import { hasTool, runSync } from './exec.js';
+import {
+  AF_INET,
+  AF_INET6,
+  IP_TRANSPARENT,
+  IPV6_TRANSPARENT,
+  SO_MARK,
+  SOCK_CLOEXEC,
+  SOCK_STREAM,
+  SOL_IP,
+  SOL_IPV6,
+  SOL_SOCKET,
+} from './linux.js';
 
 export interface ProbeRun {
   status: number | null;
@@ -35,17 +47,6 @@ export interface SystemProbe {
   /** Effective user id of this process. */
   uid: number;
 }
-
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_STREAM = 1;
-const SOCK_CLOEXEC = 0o2000000;
-const SOL_SOCKET = 1;
-const SO_MARK = 36;
-const SOL_IP = 0;
-const SOL_IPV6 = 41;
-const IP_TRANSPARENT = 19;
-const IPV6_TRANSPARENT = 75;
 
 async function transparentSocket(family: 4 | 6): Promise<SocketProbe> {
   let ffi: typeof import('./ffi.js');

@@ -1,8 +1,6 @@
 // sockaddr_in / sockaddr_in6 codec (Linux layout). Pure: unit-tested without root.
 import { isIPv4, isIPv6 } from 'node:net';
-
-export const AF_INET = 2;
-export const AF_INET6 = 10;
+import { AF_INET, AF_INET6 } from './linux.js';
 
 export interface Endpoint {
   /** Textual address: dotted IPv4, or IPv6 without brackets. IPv4-mapped IPv6 is unmapped. */

@@ -2,29 +2,24 @@
 // sockets with SO_MARK or a spoofed (transparent) source, and SO_ORIGINAL_DST for REDIRECT.
 import type { Socket } from 'node:net';
 import { SyscallError } from '../errors.js';
+import { SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, decodeSockaddr, encodeSockaddr, type Endpoint } from './sockaddr.js';
+import { sysBind, sysClose, sysGetsockopt, sysListen, sysSetsockoptInt, sysSocket } from './ffi.js';
 import {
   AF_INET,
   AF_INET6,
-  SOCKADDR_IN6_SIZE,
-  SOCKADDR_IN_SIZE,
-  decodeSockaddr,
-  encodeSockaddr,
-  type Endpoint,
-} from './sockaddr.js';
-import { sysBind, sysClose, sysGetsockopt, sysListen, sysSetsockoptInt, sysSocket } from './ffi.js';
-
-const SOCK_STREAM = 1;
-const SOCK_DGRAM = 2;
-const SOCK_CLOEXEC = 0o2000000;
-const SOL_SOCKET = 1;
-const SO_REUSEADDR = 2;
-const SO_MARK = 36;
-const SOL_IP = 0;
-const SOL_IPV6 = 41;
-const IP_TRANSPARENT = 19;
-const IPV6_TRANSPARENT = 75;
-const IPV6_V6ONLY = 26;
-const SO_ORIGINAL_DST = 80; // also IP6T_SO_ORIGINAL_DST
+  IP_TRANSPARENT,
+  IPV6_TRANSPARENT,
+  IPV6_V6ONLY,
+  SO_MARK,
+  SO_ORIGINAL_DST,
+  SO_REUSEADDR,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOCK_STREAM,
+  SOL_IP,
+  SOL_IPV6,
+  SOL_SOCKET,
+} from './linux.js';
 
 /** The OS file descriptor behind a connected Node socket (libuv handle). */
 export function socketFd(socket: Socket): number {

@@ -17,8 +17,19 @@ import {
   sysShutdown,
   sysSocket,
 } from './ffi.js';
-import { EAGAIN, MSG_DONTWAIT, SHUT_RDWR } from './linux.js';
-import { AF_INET, AF_INET6, decodeSockaddr, encodeSockaddr } from './sockaddr.js';
+import {
+  AF_INET,
+  AF_INET6,
+  EAGAIN,
+  IPV6_V6ONLY,
+  MSG_DONTWAIT,
+  SHUT_RDWR,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOCK_NONBLOCK,
+  SOL_IPV6,
+} from './linux.js';
+import { decodeSockaddr, encodeSockaddr } from './sockaddr.js';
 import {
   IOVEC_SIZE,
   MMSGHDR_SIZE,
@@ -28,14 +39,9 @@ import {
   MSG_NAMELEN,
   NAME_SLOT,
   RecvBatchLayout,
-  SOL_IPV6,
   assertSupportedAbi,
 } from './udp-msg.js';
 
-const SOCK_DGRAM = 2;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
-const IPV6_V6ONLY = 26;
 const BATCH = 32;
 const MAX_BATCHES_PER_WAKE = 16;
 /** Largest query read (bigger ones are truncated: MSG_TRUNC, dropped). */

@@ -5,13 +5,7 @@
 // Layouts are those of 64-bit Linux (LP64: x64, arm64, riscv64, loong64, ppc64le, s390x is
 // big-endian and rejected): pointers and size_t are 8 bytes, little-endian.
 import { decodeSockaddr, type Endpoint } from './sockaddr.js';
-
-export const SOL_IP = 0;
-export const SOL_IPV6 = 41;
-/** IP_RECVORIGDSTADDR (setsockopt) and IP_ORIGDSTADDR (cmsg type) share the number 20. */
-export const IP_ORIGDSTADDR = 20;
-/** IPV6_RECVORIGDSTADDR / IPV6_ORIGDSTADDR. */
-export const IPV6_ORIGDSTADDR = 74;
+import { IP_ORIGDSTADDR, IPV6_ORIGDSTADDR, MSG_CTRUNC, MSG_TRUNC, SOL_IP, SOL_IPV6 } from './linux.js';
 
 // struct msghdr { void *name; socklen_t namelen; struct iovec *iov; size_t iovlen;
 //                 void *control; size_t controllen; int flags; }           56 bytes
@@ -29,10 +23,6 @@ export const MMSG_LEN = 56;
 export const MMSGHDR_SIZE = 64;
 export const IOVEC_SIZE = 16;
 export const CMSGHDR_SIZE = 16;
-
-/** msg_flags bits. */
-export const MSG_TRUNC = 0x20;
-export const MSG_CTRUNC = 0x08;
 
 /** Room for one sockaddr_in6 (28) rounded up. */
 export const NAME_SLOT = 32;

@@ -46,29 +46,30 @@ import {
   sysSocket,
   type FdPoller,
 } from './ffi.js';
-import { EAGAIN, MSG_DONTWAIT, SHUT_RDWR } from './linux.js';
-import { AF_INET, AF_INET6, decodeSockaddr, encodeSockaddr, type Endpoint } from './sockaddr.js';
 import {
+  AF_INET,
+  AF_INET6,
+  EAGAIN,
   IP_ORIGDSTADDR,
+  IP_TRANSPARENT,
   IPV6_ORIGDSTADDR,
-  MAX_DATAGRAM,
-  RecvBatchLayout,
+  IPV6_TRANSPARENT,
+  IPV6_V6ONLY,
+  MSG_DONTWAIT,
+  SHUT_RDWR,
+  SO_MARK,
+  SO_RCVBUF,
+  SO_REUSEADDR,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOCK_NONBLOCK,
   SOL_IP,
   SOL_IPV6,
-  assertSupportedAbi,
-  type ReceivedDatagram,
-} from './udp-msg.js';
+  SOL_SOCKET,
+} from './linux.js';
+import { decodeSockaddr, encodeSockaddr, type Endpoint } from './sockaddr.js';
+import { MAX_DATAGRAM, RecvBatchLayout, assertSupportedAbi, type ReceivedDatagram } from './udp-msg.js';
 import { decodeWorkerBatch, type WorkerInit } from './udp-worker-protocol.js';
-
-const SOCK_DGRAM = 2;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
-const SOL_SOCKET = 1;
-const SO_REUSEADDR = 2;
-const SO_MARK = 36;
-const IP_TRANSPARENT = 19;
-const IPV6_TRANSPARENT = 75;
-const IPV6_V6ONLY = 26;
 
 export const BATCH = 32;
 const MAX_BATCHES_PER_WAKE = 16;
@@ -125,8 +126,6 @@ function udpSocket(family: 4 | 6): number {
   }
   return fd;
 }
-
-const SO_RCVBUF = 8;
 
 /** Bound transparent UDP listener fd with original-destination reporting. */
 export function createUdpListenerFd(opts: {

@@ -5,8 +5,6 @@ import { encodeSockaddr } from '../../src/kernel/sockaddr.js';
 import {
   CONTROL_SLOT,
   IOVEC_SIZE,
-  IPV6_ORIGDSTADDR,
-  IP_ORIGDSTADDR,
   MMSGHDR_SIZE,
   MMSG_LEN,
   MSG_CONTROL,
@@ -16,17 +14,15 @@ import {
   MSG_IOVLEN,
   MSG_NAME,
   MSG_NAMELEN,
-  MSG_TRUNC,
   NAME_SLOT,
   RecvBatchLayout,
-  SOL_IP,
-  SOL_IPV6,
   assertSupportedAbi,
   encodeCmsg,
   findOrigDst,
   parseCmsgs,
 } from '../../src/kernel/udp-msg.js';
 import { decodeWorkerBatch, encodeWorkerBatch } from '../../src/kernel/udp-worker-protocol.js';
+import { IP_ORIGDSTADDR, IPV6_ORIGDSTADDR, MSG_TRUNC, SOL_IP, SOL_IPV6 } from '../../src/kernel/linux.js';
 
 /** Distinct fake addresses per buffer, so pointer arithmetic can be checked. */
 function fakeAddresses(): (b: Buffer) => bigint {
