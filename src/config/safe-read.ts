@@ -4,7 +4,7 @@
 // Errors name the file and never show what is in it.
 import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { open, realpath } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative, sep } from 'node:path';
+import { isAbsolute, relative, sep } from 'node:path';
 import { UsageError } from '../errors.js';
 
 /** Largest file a config may name (a full v2fly geosite list is ~2 MiB; a million-entry domain list ~20 MiB). */
@@ -136,9 +136,4 @@ export async function confineToDirs(label: string, path: string, dirs: readonly 
   throw new UsageError(
     `${label}: ${path} is outside ${dirs.join(', ')}: the console may only name files in the config file's directory`,
   );
-}
-
-/** `file` as a config names it, made absolute against the config file's directory. */
-export function namedPath(configPath: string, file: string): string {
-  return isAbsolute(file) ? file : join(dirname(configPath), file);
 }

@@ -60,7 +60,7 @@ import {
   type GroupSpec,
 } from '../outbound/group.js';
 import { groupProblems } from './groups.js';
-import { parseHeaderFlag, validateHeader, type HeaderSpec } from '../http/inject-config.js';
+import { parseHeaderFlag, validateHeader } from '../http/inject-config.js';
 import {
   BUILTIN_OUTBOUNDS,
   normalizeDomainEntry,
@@ -586,11 +586,6 @@ function headerFlags(items: ConfigFileInput['headers']): string[] | undefined {
 
 function identityFlag(v: boolean | string | number | undefined): string | boolean | undefined {
   return typeof v === 'number' ? String(v) : v;
-}
-
-/** Parsed headers of a validated file (for callers that want them as HeaderSpec). */
-export function headersOf(cfg: ConfigSettings): HeaderSpec[] {
-  return (cfg.run.header ?? []).map((h) => parseHeaderFlag(h));
 }
 
 /** A validated file → settings. */

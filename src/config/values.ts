@@ -54,13 +54,6 @@ function u32(text: string): number {
   return Number.isInteger(n) && n > 0 && n <= 0xffffffff ? n : NaN;
 }
 
-/** Firewall marks: decimal or 0x hex, non-zero, 32 bits. */
-export function parseMark(text: string, flag: string): number {
-  const n = u32(text);
-  if (Number.isNaN(n)) throw new UsageError(`${flag}: '${text}' is not a mark: use a non-zero number such as 0x100`);
-  return n;
-}
-
 /** "0x1e7" (all bits count) or "0x1/0x1" (only the mask's bits): as iptables and ip rule write it. */
 export function parseMarkMask(text: string, flag: string): { mark: number; mask: number } {
   const [v, m, extra] = text.split('/');

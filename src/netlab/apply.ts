@@ -829,12 +829,3 @@ export function labDown(model: LabModel, runner: ToolRunner = systemRunner): Dow
   removeState(model.name);
   return { removed, warnings };
 }
-
-/** Names a lab file's `down` would look for, for messages and tests. */
-export function labNames(model: LabModel): { netns: string[]; rootInterfaces: string[]; table: string } {
-  return {
-    netns: model.hosts.map((h) => h.netns!),
-    rootInterfaces: model.interfaces.filter((i) => i.place === ROOT).map((i) => i.name),
-    table: tableName(model.name),
-  };
-}

@@ -1,5 +1,5 @@
 // The shape of the source tree: no import cycles (type imports included) between files or
-// between src/<folder>/ concerns, FFI and child processes only in src/kernel/.
+// between src/<folder>/ concerns, FFI and child processes only in src/kernel/, no dead exports.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -9,6 +9,10 @@ import ts from 'typescript';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SOURCE_ROOTS = ['src', 'ui/src'];
+/** Where an export of src/ may be used. */
+const USE_ROOTS = ['src', 'ui/src', 'test', 'bench', 'scripts'];
+/** The Linux ABI table: complete by design, not every constant is used yet. */
+const DEAD_EXPORT_EXEMPT = new Set(['src/kernel/linux.ts']);
 /** Modules that only src/kernel/ may import (FFI, system tools). */
 const KERNEL_ONLY = new Set(['koffi', 'node:child_process', 'child_process']);
 
@@ -192,4 +196,40 @@ test('import graph: koffi and node:child_process only under src/kernel/', () => 
     for (const r of refs) if (KERNEL_ONLY.has(r.spec) && !r.typeOnly) bad.push(`${file} imports ${r.spec}`);
   }
   assert.deepEqual(bad, []);
+});
+
+/** Names a file exports by declaration (export function/class/const/interface/type/enum). */
+function declaredExports(file: string): string[] {
+  const sf = ts.createSourceFile(file, readFileSync(join(ROOT, file), 'utf8'), ts.ScriptTarget.Latest, false);
+  const names: string[] = [];
+  for (const st of sf.statements) {
+    const mods = ts.canHaveModifiers(st) ? ts.getModifiers(st) : undefined;
+    if (!mods?.some((m) => m.kind === ts.SyntaxKind.ExportKeyword)) continue;
+    if (ts.isVariableStatement(st)) {
+      for (const d of st.declarationList.declarations) if (ts.isIdentifier(d.name)) names.push(d.name.text);
+    } else if (
+      (ts.isFunctionDeclaration(st) ||
+        ts.isClassDeclaration(st) ||
+        ts.isInterfaceDeclaration(st) ||
+        ts.isTypeAliasDeclaration(st) ||
+        ts.isEnumDeclaration(st)) &&
+      st.name
+    )
+      names.push(st.name.text);
+  }
+  return names;
+}
+
+test('no dead exports: every name src/ exports is used somewhere (its own file, src/, test/, bench/, ui/)', () => {
+  const words = new Map<string, number>();
+  for (const root of USE_ROOTS)
+    for (const f of sourceFiles(root, /\.(ts|tsx|mjs)$/))
+      for (const w of readFileSync(join(ROOT, f), 'utf8').match(/[A-Za-z_$][\w$]*/g) ?? [])
+        words.set(w, (words.get(w) ?? 0) + 1);
+  const dead: string[] = [];
+  for (const file of sourceFiles('src', /\.ts$/)) {
+    if (DEAD_EXPORT_EXEMPT.has(file)) continue;
+    for (const name of declaredExports(file)) if ((words.get(name) ?? 0) <= 1) dead.push(`${file}: ${name}`);
+  }
+  assert.deepEqual(dead, [], 'exported but never used: delete them');
 });
