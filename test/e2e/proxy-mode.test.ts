@@ -233,5 +233,26 @@ test('proxy mode: HTTP proxy and SOCKS5 on one port, routed by domain rules to a
     assert.match(await seenBy(g.lan, ['--socks5-hostname', at, 'http://www.direct.test/k']), /^curl exit 97/);
     await authed.waitForOutput(/refused inbound=proxy src=\S+ reason=auth-failed user=alice/);
     assert.doesNotMatch(authed.output(), /nope|wrong|s3:cret/, 'passwords are never logged');
+    await authed.stop();
+
+    // From the file, with SIGHUP: the password changes on reload; the listeners cannot.
+    const authFile = join(g.tmp, 'auth.yaml');
+    const writeAuth = (port: number, pass: string) =>
+      writeFileSync(authFile, `listen-proxy: ${GW}:${port}\nproxy-auth: "bob:${pass}"\n`, { mode: 0o600 });
+    writeAuth(PORT + 2, 'first');
+    const reloaded = await startTranproxy(g.gw, gatewayRunArgs(g, ['--config', authFile, '-N', IP.direct]));
+    const at2 = `${GW}:${PORT + 2}`;
+    assert.equal(await seenBy(g.lan, ['-x', `http://bob:first@${at2}`, 'http://www.direct.test/l']), IP.gwDirect);
+    writeAuth(PORT + 2, 'second');
+    reloaded.child.kill('SIGHUP');
+    await reloaded.waitForOutput(/reloaded:/);
+    assert.equal(await httpStatus(g.lan, ['-x', `http://bob:first@${at2}`, 'http://www.direct.test/m']), '407');
+    assert.equal(await seenBy(g.lan, ['-x', `http://bob:second@${at2}`, 'http://www.direct.test/n']), IP.gwDirect);
+    writeAuth(PORT + 3, 'second');
+    reloaded.child.kill('SIGHUP');
+    await reloaded.waitForOutput(
+      /reload rejected, keeping the running configuration: proxyMode cannot change on reload/,
+    );
+    assert.equal(await seenBy(g.lan, ['-x', `http://bob:second@${at2}`, 'http://www.direct.test/o']), IP.gwDirect);
   });
 });

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseConfigText } from '../../src/config/file.js';
+import { configSecrets } from '../../src/config/file-permissions.js';
 import { capturePlanOf, ownPortsOf, parseRunOptions, type HostFacts } from '../../src/config/run-config.js';
 import { UsageError } from '../../src/errors.js';
 
@@ -68,6 +69,7 @@ test('config file: listen-proxy (one or a list) and proxy-auth', () => {
     listen: [{ host: '10.0.0.1', port: 7890 }],
     auth: { username: 'u', password: 'p' },
   });
+  assert.ok(configSecrets(file).includes('proxy-auth'), 'a world-readable file with it gets the secrets warning');
   const list = parseConfigText('listen-proxy: ["10.0.0.1:7890", "10.0.0.1:7891"]\n', 'tranproxy.yaml');
   assert.equal(list.run.listenProxy?.length, 2);
 });
