@@ -28,7 +28,7 @@ import {
   parseUpstream,
   TcpFramer,
   TcpPool,
-  udpExchange,
+  UdpUpstreamPool,
   UpstreamError,
   type Exchanged,
   type UdpSocketFactory,
@@ -188,6 +188,8 @@ class Forwarder implements DnsForwarder {
   private readonly tcpPool: TcpPool;
   private readonly udpFactory: UdpSocketFactory | undefined;
   private readonly inflight = new Map<string, Promise<Exchanged>>();
+  /** Shared UDP sockets per upstream (see UdpUpstreamPool). */
+  private readonly udpPools = new Map<Upstream, UdpUpstreamPool>();
   private readonly listeners: Listener[] = [];
   private readonly tcpClients = new Set<net.Socket>();
   private readonly lastWarn = new Map<string, number>();
@@ -627,7 +629,7 @@ class Forwarder implements DnsForwarder {
         let ex: Exchanged;
         if (this.opts.via) ex = await this.tcpPool.exchange(up, query, qmsg, this.timeoutMs);
         else {
-          ex = await udpExchange(up, query, qmsg, this.timeoutMs, this.udpFactory);
+          ex = await this.udpPool(up).exchange(query, qmsg, this.timeoutMs);
           if (ex.msg.header.tc) {
             this.counters.tcpFallbacks++;
             ex = await this.tcpPool.exchange(up, query, qmsg, this.timeoutMs);
@@ -652,6 +654,15 @@ class Forwarder implements DnsForwarder {
     }
     if (fallback) return fallback;
     throw lastError ?? new UpstreamError('closed', '-', 'forwarder closed');
+  }
+
+  private udpPool(up: Upstream): UdpUpstreamPool {
+    let pool = this.udpPools.get(up);
+    if (!pool) {
+      pool = new UdpUpstreamPool(up, this.udpFactory);
+      this.udpPools.set(up, pool);
+    }
+    return pool;
   }
 
   /** One warning per subject per 10 s. */
@@ -724,6 +735,7 @@ class Forwarder implements DnsForwarder {
     if (this.closed) return;
     this.closed = true;
     this.tcpPool.close();
+    for (const pool of this.udpPools.values()) pool.close();
     for (const s of this.tcpClients) s.destroy();
     await Promise.all(
       this.listeners.map(

@@ -1,5 +1,6 @@
-// Talking to upstream nameservers: one UDP exchange per query (a fresh connected socket, so
-// the source port is random and an ICMP port-unreachable fails the attempt at once), and
+// Talking to upstream nameservers: over UDP on a few shared connected sockets per upstream
+// (random ids, ports renewed every few hundred queries; an ICMP port-unreachable fails the
+// attempt at once), and
 // DNS over TCP (RFC 7766: 2-byte length framing) on reused, pipelined connections, either
 // straight to the server or through an outbound node (SOCKS5 / HTTP CONNECT / Shadowsocks).
 import dgram from 'node:dgram';
@@ -57,61 +58,148 @@ export interface Exchanged {
 /** Makes a UDP socket for one exchange (lets the caller add SO_MARK); default: a plain one. */
 export type UdpSocketFactory = (family: 4 | 6) => dgram.Socket | Promise<dgram.Socket>;
 
+interface UdpSlot {
+  ready: Promise<dgram.Socket>;
+  pending: Map<number, Pending>;
+  /** Queries sent on it; past queriesPerSocket it is retired (a new source port). */
+  used: number;
+  retired: boolean;
+}
+
 /**
- * Sends `query` (parsed as `qmsg`) over UDP and waits for a response with the same id and
- * question; anything else that arrives is ignored (spoofing, late answers).
+ * UDP exchanges with one upstream over a few shared connected sockets: a query gets a random
+ * id unused on its socket and the answer is matched by id and question, so one socket carries
+ * many queries at once (no socket to create, connect and close per query). Each socket is
+ * retired after `queriesPerSocket` queries, so source ports keep changing: a spoofer must
+ * guess the port (one of a few, each short-lived) and the id. An ICMP port-unreachable fails
+ * the queries waiting on that socket at once.
  */
-export async function udpExchange(
-  up: Upstream,
-  query: Buffer,
-  qmsg: DnsMessage,
-  timeoutMs: number,
-  factory?: UdpSocketFactory,
-): Promise<Exchanged> {
-  const sock = factory ? await factory(up.family) : dgram.createSocket(up.family === 6 ? 'udp6' : 'udp4');
-  return new Promise<Exchanged>((resolve, reject) => {
-    let done = false;
-    const finish = (err: UpstreamError | undefined, value?: Exchanged) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      sock.removeAllListeners('message');
-      sock.on('error', () => {});
-      try {
-        sock.close();
-      } catch {
-        /* already closed */
-      }
-      if (err) reject(err);
-      else resolve(value!);
-    };
-    const timer = setTimeout(
-      () => finish(new UpstreamError('timeout', up.label, `no answer over UDP in ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-    sock.on('error', (e: NodeJS.ErrnoException) => {
-      const refused = e.code === 'ECONNREFUSED';
-      finish(
-        new UpstreamError(
-          refused ? 'refused' : 'network',
-          up.label,
-          refused ? 'port unreachable' : `UDP: ${e.code ?? e.message}`,
-        ),
+export class UdpUpstreamPool {
+  private readonly slots: UdpSlot[] = [];
+  private next = 0;
+  private closed = false;
+
+  constructor(
+    private readonly up: Upstream,
+    private readonly factory?: UdpSocketFactory,
+    private readonly opts = { sockets: 4, queriesPerSocket: 512 },
+  ) {}
+
+  exchange(query: Buffer, qmsg: DnsMessage, timeoutMs: number): Promise<Exchanged> {
+    if (this.closed) return Promise.reject(new UpstreamError('closed', this.up.label, 'forwarder closed'));
+    const slot = this.slot();
+    let id = (Math.random() * 0x10000) | 0;
+    while (slot.pending.has(id)) id = (id + 1) & 0xffff;
+    const wire = Buffer.from(query);
+    wire.writeUInt16BE(id, 0);
+    const expect: DnsMessage = { ...qmsg, header: { ...qmsg.header, id } };
+    return new Promise<Exchanged>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        slot.pending.delete(id);
+        this.release(slot);
+        reject(new UpstreamError('timeout', this.up.label, `no answer over UDP in ${timeoutMs} ms`));
+      }, timeoutMs);
+      slot.pending.set(id, { qmsg: expect, resolve, reject, timer });
+      slot.ready.then(
+        (sock) =>
+          sock.send(wire, (err) => {
+            if (err) this.fail(slot, id, 'network', `UDP send: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+          }),
+        (e: Error) => this.fail(slot, id, 'network', `UDP: ${(e as NodeJS.ErrnoException).code ?? e.message}`),
       );
     });
-    sock.on('message', (data: Buffer) => {
-      const r = tryParseMessage(data);
-      if (r.ok && isResponseTo(r.msg, qmsg)) finish(undefined, { response: data, msg: r.msg });
-    });
-    sock.connect(up.port, up.host, () => {
-      sock.send(query, (err) => {
-        if (err)
-          finish(
-            new UpstreamError('network', up.label, `UDP send: ${(err as NodeJS.ErrnoException).code ?? err.message}`),
-          );
+  }
+
+  /** The socket for the next query, round robin; a worn-out one is replaced. */
+  private slot(): UdpSlot {
+    const i = this.next++ % this.opts.sockets;
+    let slot = this.slots[i];
+    if (!slot || slot.retired || slot.used >= this.opts.queriesPerSocket) {
+      if (slot) this.retire(slot);
+      slot = this.open();
+      this.slots[i] = slot;
+    }
+    slot.used++;
+    return slot;
+  }
+
+  private open(): UdpSlot {
+    const slot: UdpSlot = { ready: undefined!, pending: new Map(), used: 0, retired: false };
+    slot.ready = (async () => {
+      const sock = this.factory
+        ? await this.factory(this.up.family)
+        : dgram.createSocket(this.up.family === 6 ? 'udp6' : 'udp4');
+      sock.on('message', (data: Buffer) => this.onMessage(slot, data));
+      sock.on('error', (e: NodeJS.ErrnoException) => this.onError(slot, e));
+      await new Promise<void>((resolve, reject) => {
+        sock.once('error', reject);
+        sock.connect(this.up.port, this.up.host, () => {
+          sock.off('error', reject);
+          resolve();
+        });
       });
-    });
-  });
+      return sock;
+    })();
+    slot.ready.catch(() => this.retire(slot));
+    return slot;
+  }
+
+  private onMessage(slot: UdpSlot, data: Buffer): void {
+    if (data.length < 12) return;
+    const p = slot.pending.get(data.readUInt16BE(0));
+    if (!p) return; // late, or not ours
+    const r = tryParseMessage(data);
+    if (!r.ok || !isResponseTo(r.msg, p.qmsg)) return;
+    slot.pending.delete(r.msg.header.id);
+    clearTimeout(p.timer);
+    p.resolve({ response: data, msg: r.msg });
+    this.release(slot);
+  }
+
+  private onError(slot: UdpSlot, e: NodeJS.ErrnoException): void {
+    const refused = e.code === 'ECONNREFUSED';
+    const why = refused ? 'port unreachable' : `UDP: ${e.code ?? e.message}`;
+    for (const id of [...slot.pending.keys()]) this.fail(slot, id, refused ? 'refused' : 'network', why);
+    this.retire(slot);
+  }
+
+  private fail(slot: UdpSlot, id: number, code: UpstreamErrorCode, why: string): void {
+    const p = slot.pending.get(id);
+    if (!p) return;
+    slot.pending.delete(id);
+    clearTimeout(p.timer);
+    p.reject(new UpstreamError(code, this.up.label, why));
+    this.release(slot);
+  }
+
+  /** No new queries on `slot`; it is closed once nothing waits on it. */
+  private retire(slot: UdpSlot): void {
+    slot.retired = true;
+    this.release(slot);
+  }
+
+  private release(slot: UdpSlot): void {
+    if (!slot.retired || slot.pending.size > 0) return;
+    void slot.ready.then(
+      (sock) => {
+        try {
+          sock.close();
+        } catch {
+          /* already closed */
+        }
+      },
+      () => {},
+    );
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const slot of this.slots) {
+      for (const id of [...slot.pending.keys()]) this.fail(slot, id, 'closed', 'forwarder closed');
+      this.retire(slot);
+    }
+    this.slots.length = 0;
+  }
 }
 
 interface Pending {
@@ -265,7 +353,7 @@ export function directConnector(o: { mark?: number; connectTimeoutMs?: number } 
   };
 }
 
-/** A UDP socket carrying SO_MARK (needs CAP_NET_ADMIN), for udpExchange. */
+/** A UDP socket carrying SO_MARK (needs CAP_NET_ADMIN), for UdpUpstreamPool. */
 export function markedUdpSocket(mark: number): UdpSocketFactory {
   return (family) => {
     const fd = createOutboundFd({ family, mark, udp: true });
