@@ -2,9 +2,8 @@
 // and SSE). Every change goes through ConfigStore.change: edit → validate → apply → save.
 // The contract is src/console/API.md.
 import type { Document } from 'yaml';
-import type { MetricsSnapshot } from '../observe/metrics.js';
 import type { Logger } from '../observe/log.js';
-import type { SupervisorControl, WorkerConnection } from '../proxy/supervisor.js';
+import type { SupervisorControl } from '../proxy/supervisor.js';
 import type { ConfigStore, Snapshot } from './apply.js';
 import {
   deleteNode,
@@ -36,6 +35,7 @@ import { fetchSubscription } from './subscription-fetch.js';
 import { redactUri } from '../outbound/uri.js';
 import { parseCheckTarget } from '../config/schema.js';
 import { readLogs } from './logs-api.js';
+import { connectionRow, liveConnections, readTraffic, type ConsoleConnection } from './live-api.js';
 
 export interface ApiRequest {
   method: string;
@@ -56,47 +56,6 @@ export interface ApiDeps {
   log: Logger;
   /** Fetches a subscription URL's body with the subscription's User-Agent (injectable for tests). */
   fetchText?: FetchText;
-}
-
-/** A console connection row. */
-export interface ConsoleConnection {
-  id: string;
-  src: string;
-  dst: string;
-  domain?: string;
-  node: string;
-  up: number;
-  down: number;
-  startedAt: string;
-}
-
-export function connectionRow(c: WorkerConnection, now = Date.now()): ConsoleConnection {
-  return {
-    id: `${c.worker}-${c.id}`,
-    src: c.src,
-    dst: c.dst,
-    ...(c.domain ? { domain: c.domain } : {}),
-    node: c.via ?? '',
-    up: c.up ?? 0,
-    down: c.down ?? 0,
-    startedAt: new Date(now - c.ageMs).toISOString(),
-  };
-}
-
-/** Bytes relayed so far, up and down, summed over the workers' snapshots. */
-export function byteTotals(snaps: MetricsSnapshot[]): { up: number; down: number } {
-  let up = 0;
-  let down = 0;
-  for (const snap of snaps) {
-    for (const m of snap) {
-      if (m.name !== 'tranproxy_bytes_total') continue;
-      for (const v of m.values) {
-        if (v.labels.direction === 'up') up += v.value;
-        else if (v.labels.direction === 'down') down += v.value;
-      }
-    }
-  }
-  return { up, down };
 }
 
 const CHECK_TIMEOUT_MS = 5000;
@@ -136,6 +95,7 @@ export class ConsoleApi {
   }
 
   async connections(): Promise<ConsoleConnection[]> {
+    if (this.deps.control.live) return liveConnections(await this.deps.control.live());
     const now = Date.now();
     return (await this.deps.control.connections()).map((c) => connectionRow(c, now));
   }
@@ -216,7 +176,7 @@ export class ConsoleApi {
           : {
               status: 404,
               body: {
-                error: `no active connection '${b}' (it may have ended, or it is relayed in the kernel and cannot be closed individually)`,
+                error: `no active connection '${b}' (it may have ended already)`,
               },
             };
       }
@@ -232,6 +192,7 @@ export class ConsoleApi {
       return ok(await this.exportConfig(req.query.get('secrets') === '1'));
     if (method === 'POST' && path === '/config/import')
       return ok(await this.importConfig(objectBody(req.body, 'yaml')));
+    if (method === 'GET' && path === '/traffic') return ok((await readTraffic(this.deps.control)) ?? {});
     return { status: 404, body: { error: `no such API route: ${method} /api${path}` } };
   }
 

@@ -8,7 +8,8 @@ import { extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../observe/log.js';
 import type { SupervisorControl } from '../proxy/supervisor.js';
-import { ConsoleApi, byteTotals } from './api.js';
+import { ConsoleApi } from './api.js';
+import { liveConnections, trafficBody } from './live-api.js';
 import type { ConfigStore } from './apply.js';
 import { LoginLimiter, SessionStore, verifyPassword, type Session } from './auth.js';
 
@@ -20,6 +21,8 @@ const MAX_BODY = 1 << 20;
 /** A login body is `{"password": …}`: nothing legitimate comes near this. */
 const MAX_LOGIN_BODY = 8 << 10;
 const TICK_MS = 1000;
+/** Bytes an event stream may have queued for a client that does not read. */
+const MAX_STREAM_BACKLOG = 1 << 20;
 
 export { originMatches };
 
@@ -210,33 +213,39 @@ export function startConsoleServer(opts: ConsoleServerOptions): Promise<ConsoleS
     res.write('retry: 2000\n\n');
     req.socket.setTimeout(0); // a stream is idle between events by design
     streams.add(res);
+    lastClosed = undefined; // the newcomer gets the closed list at the next tick
     req.on('close', () => streams.delete(res));
   };
   const broadcast = (event: string, data: unknown): void => {
     const text = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-    for (const s of streams) s.write(text);
+    for (const s of streams) {
+      // A client that does not read must not make us buffer for it: it reconnects (retry:).
+      if (s.writableLength > MAX_STREAM_BACKLOG) {
+        streams.delete(s);
+        s.destroy();
+      } else s.write(text);
+    }
   };
 
-  // Once a second, while someone watches: connections and throughput.
-  let last: { t: number; up: number; down: number } | undefined;
+  // Once a second, while someone watches: connections, throughput and totals from the live
+  // counters (kernel-relayed flows included), and the closed list when it changed.
+  let lastClosed: string | undefined;
   let ticking = false;
   const tick = async (): Promise<void> => {
-    if (ticking || streams.size === 0) {
-      if (streams.size === 0) last = undefined;
-      return;
-    }
+    if (ticking || streams.size === 0) return;
     ticking = true;
     try {
-      const [conns, snaps] = await Promise.all([api.connections(), control.metricSnapshots()]);
-      const now = Date.now();
-      const totals = byteTotals(snaps);
-      // A worker generation that exits takes its counters along: never report negative rates.
-      const rate = (cur: number, prev: number | undefined) =>
-        prev === undefined || !last ? 0 : Math.max(0, Math.round(((cur - prev) * 1000) / Math.max(1, now - last.t)));
-      const point = { t: now, up: rate(totals.up, last?.up), down: rate(totals.down, last?.down) };
-      last = { t: now, ...totals };
-      broadcast('connections', conns);
-      broadcast('throughput', point);
+      if (!control.live) return broadcast('connections', await api.connections());
+      const view = await control.live();
+      const body = trafficBody(view);
+      broadcast('connections', liveConnections(view));
+      broadcast('throughput', { t: view.t, ...body.rate });
+      broadcast('traffic', { totals: body.totals, byNode: body.byNode });
+      const closedKey = `${body.closed.length}:${body.closed[0]?.id ?? ''}`;
+      if (closedKey !== lastClosed) {
+        lastClosed = closedKey;
+        broadcast('closed', body.closed);
+      }
     } catch (e) {
       log.warn('console: live update failed', { error: (e as Error).message });
     } finally {

@@ -293,6 +293,9 @@ process.on('message', (msg: ToChild) => {
     } catch (e) {
       process.send?.({ type: 'answer', id: msg.id, data: { ok: false, error: (e as Error).message } });
     }
+  } else if (msg.type === 'live') {
+    const answer = (data: unknown) => process.send?.({ type: 'answer', id: msg.id, data });
+    void (plane?.live(msg.closedAfter) ?? Promise.resolve(undefined)).then(answer, () => answer(undefined));
   } else if (msg.type === 'logs') {
     process.send?.({ type: 'answer', id: msg.id, data: logRing.read({ since: msg.after, limit: 2000 }).entries });
   } else if (msg.type === 'close-connection') {

@@ -11,8 +11,10 @@ import { createSpliceEngine, spliceAvailable, type SpliceEngine } from '../relay
 import { LocalAddresses } from '../kernel/local-addresses.js';
 import { startServedPlane } from './served-plane.js';
 import type { Logger } from '../observe/log.js';
-import { FlowReporter, type Flow, type Refusal } from '../flow/record.js';
-import type { DataPlane, ListenerHandle } from './plane.js';
+import { FlowReporter, type Flow, type FlowEnd, type Refusal } from '../flow/record.js';
+import type { ConnectionInfo, DataPlane, ListenerHandle } from './plane.js';
+import { FlowStats, nodeOf } from '../observe/flow-stats.js';
+import { closedOf, memberPath } from './live-flows.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
 import type { CaptureMode } from '../firewall/plan.js';
 import type { RelayEngineChoice } from '../config/run-config.js';
@@ -23,7 +25,7 @@ import type { Router } from '../route/index.js';
 import { NODE_UNREACHABLE, OutboundError, type TcpOutbound } from '../outbound/types.js';
 import type { Duplex } from 'node:stream';
 
-export type { ConnectionInfo, DataPlane, ListenerHandle } from './plane.js';
+export type { ConnectionInfo, DataPlane, ListenerHandle, LiveAnswer } from './plane.js';
 export type { Flow } from '../flow/record.js';
 
 export interface DataPlaneConfig {
@@ -87,8 +89,12 @@ interface LiveFlow {
   flow: Flow;
   via?: string;
   domain?: string;
+  rule?: string;
+  path?: string[];
   /** Weak: a flow handed to the splice engine must not keep its socket object alive. */
   client?: WeakRef<net.Socket>;
+  /** In the splice engine: its live counters (reported every 500 ms) and how to end it. */
+  spliced?: { bytes(): { up: number; down: number }; close(): Promise<boolean> };
 }
 
 interface Upstream {
@@ -98,6 +104,8 @@ interface Upstream {
   fallbackFrom?: string;
   rule?: string;
   domain?: string;
+  /** Through groups: the members chosen. */
+  path?: string[];
   /** Client bytes read before connecting, to relay first. */
   head: Buffer | undefined;
 }
@@ -150,6 +158,12 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
   const live = new Map<number, LiveFlow>();
   const report = new FlowReporter(log, metrics);
   const refused = (r: Refusal): void => report.refused(r);
+  const stats = new FlowStats();
+  /** The flow's line and metrics, and its entry in the recently closed list. */
+  const ended = (flow: Flow, end: FlowEnd, path?: string[]): void => {
+    report.ended(flow, end);
+    stats.recordClosed(closedOf(flow, end, path));
+  };
 
   const track = (client: net.Socket): void => {
     flows++;
@@ -292,12 +306,21 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       }
       const outbound = routing.outbounds.get(name);
       if (!outbound) throw new ConnectError('ENOOUTBOUND', `no outbound named ${name}`);
+      const path = memberPath(routing.outbounds, outbound);
       try {
         const stream = await outbound.connect(
           { ip: flow.dst.address, port: flow.dst.port, family: flow.dst.family, ...(domain ? { domain } : {}) },
           { source: { address: flow.src.address, port: flow.src.port } },
         );
-        return { stream, via: name, rule, domain, head, ...(tried.size > 1 ? { fallbackFrom: decision.action } : {}) };
+        return {
+          stream,
+          via: name,
+          rule,
+          domain,
+          head,
+          ...(path.length ? { path } : {}),
+          ...(tried.size > 1 ? { fallbackFrom: decision.action } : {}),
+        };
       } catch (e) {
         const code = e instanceof OutboundError ? e.code : 'ERROR';
         const next = routing.fallbacks?.get(name);
@@ -343,7 +366,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       const rejected = e instanceof RouteRejected;
       const failed = e instanceof ConnectError ? e : undefined;
       resetClient(client);
-      report.ended(flow, {
+      ended(flow, {
         via: rejected ? 'reject' : (failed?.via ?? 'direct'),
         showVia: rejected || failed !== undefined,
         domain: rejected ? e.domain : failed?.domain,
@@ -360,16 +383,19 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     report.connected(up.via, Number(process.hrtime.bigint() - connectStart) / 1e9);
     liveFlow.via = up.via;
     if (up.domain) liveFlow.domain = up.domain;
+    if (up.rule) liveFlow.rule = up.rule;
+    if (up.path) liveFlow.path = up.path;
     const upstream = up.stream;
     if (client.destroyed) {
       upstream.destroy();
-      report.ended(flow, { via: up.via, up: 0, down: 0, durMs: Date.now() - flow.started, close: 'client-gone' });
+      ended(flow, { via: up.via, up: 0, down: 0, durMs: Date.now() - flow.started, close: 'client-gone' }, up.path);
       return;
     }
     const meta: FlowMeta = {
       via: up.via,
       ...(up.domain ? { domain: up.domain } : {}),
       ...(up.rule ? { rule: up.rule } : {}),
+      ...(up.path ? { path: up.path } : {}),
       ...(up.fallbackFrom ? { fallbackFrom: up.fallbackFrom } : {}),
     };
     const rewriter = cfg.rewriterFor?.(flow);
@@ -412,21 +438,39 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     r: RelayResult,
     engineName?: 'splice',
   ): void => {
-    report.ended(flow, {
-      via: meta.via,
-      showVia: cfg.routing !== undefined,
-      domain: meta.domain,
-      fallbackFrom: meta.fallbackFrom,
-      rule: meta.rule,
-      up: r.bytesUp,
-      down: r.bytesDown,
-      durMs: Date.now() - flow.started,
-      close: r.reason,
-      error: r.error,
-      requests: rewriter?.requests,
-      relay: engineName,
-    });
+    ended(
+      flow,
+      {
+        via: meta.via,
+        showVia: cfg.routing !== undefined,
+        domain: meta.domain,
+        fallbackFrom: meta.fallbackFrom,
+        rule: meta.rule,
+        up: r.bytesUp,
+        down: r.bytesDown,
+        durMs: Date.now() - flow.started,
+        close: r.reason,
+        error: r.error,
+        requests: rewriter?.requests,
+        relay: engineName,
+      },
+      meta.path,
+    );
   };
+
+  const liveRows = (): ConnectionInfo[] =>
+    [...live.values()].map((l) => ({
+      id: l.flow.id,
+      listener: l.flow.listener,
+      src: formatEndpoint(l.flow.src),
+      dst: formatEndpoint(l.flow.dst),
+      ...(l.domain ? { domain: l.domain } : {}),
+      ...(l.via ? { via: l.via } : {}),
+      ...(l.rule ? { rule: l.rule } : {}),
+      ...(l.path ? { path: l.path } : {}),
+      ageMs: Date.now() - l.flow.started,
+      ...(l.spliced ? l.spliced.bytes() : bytesOf(l.client?.deref())),
+    }));
 
   return Promise.all(
     listeners.map(
@@ -450,19 +494,20 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       return flows;
     },
     relay: engine === null ? 'js' : 'splice',
-    connections: async () =>
-      [...live.values()].map((l) => ({
-        id: l.flow.id,
-        listener: l.flow.listener,
-        src: formatEndpoint(l.flow.src),
-        dst: formatEndpoint(l.flow.dst),
-        ...(l.domain ? { domain: l.domain } : {}),
-        ...(l.via ? { via: l.via } : {}),
-        ageMs: Date.now() - l.flow.started,
-        ...bytesOf(l.client?.deref()),
-      })),
+    connections: async () => liveRows(),
+    live: async (closedAfter: number) => {
+      const flows = liveRows();
+      const bytes = flows.map((f) => ({
+        up: f.up ?? 0,
+        down: f.down ?? 0,
+        ...(f.via ? { node: nodeOf(f.via, f.path) } : {}),
+      }));
+      return { flows, traffic: stats.snapshot(bytes, closedAfter) };
+    },
     closeConnection: async (id: number) => {
-      const c = live.get(id)?.client?.deref();
+      const l = live.get(id);
+      if (l?.spliced) return l.spliced.close();
+      const c = l?.client?.deref();
       if (!c || c.destroyed) return false;
       c.destroy();
       return true;
@@ -494,11 +539,12 @@ interface FlowMeta {
   via: string;
   domain?: string;
   rule?: string;
+  path?: string[];
   fallbackFrom?: string;
 }
 
 function bytesOf(client: net.Socket | undefined): { up?: number; down?: number } {
-  return client && !client.destroyed ? { up: client.bytesRead, down: client.bytesWritten } : {};
+  return client ? { up: client.bytesRead, down: client.bytesWritten } : {};
 }
 
 function resetClient(client: net.Socket): void {

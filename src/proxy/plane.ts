@@ -1,5 +1,6 @@
 // What a data plane offers the child process and the supervisor, whichever relays its flows.
 import type { RelayPath } from './protocol.js';
+import type { TrafficSnapshot } from '../observe/flow-stats.js';
 
 export interface ListenerHandle {
   fd: number;
@@ -16,16 +17,28 @@ export interface ConnectionInfo {
   dst: string;
   domain?: string;
   via?: string;
+  /** The routing rule that matched (`rules[0]`, `default`). */
+  rule?: string;
+  /** Through groups: the member chosen, and on through nested groups. */
+  path?: string[];
   ageMs: number;
-  /** Bytes so far from / to the client, while its socket is in JS (a spliced flow counts in the kernel). */
+  /** Bytes so far from / to the client (JS relay: its socket's counters; splice engine: its reports). */
   up?: number;
   down?: number;
+}
+
+/** Live flows and traffic counters in one answer, so that both describe the same moment. */
+export interface LiveAnswer {
+  flows: ConnectionInfo[];
+  traffic: TrafficSnapshot;
 }
 
 export interface DataPlane {
   readonly active: number;
   readonly relay: RelayPath;
   connections(): Promise<ConnectionInfo[]>;
+  /** Live flows with current bytes, and the traffic counters with flows closed after `closedAfter`. */
+  live(closedAfter: number): Promise<LiveAnswer>;
   /** Close one active connection; false if not found. */
   closeConnection(id: number): Promise<boolean>;
   /** Stop accepting; resolves when every listener is closed. */

@@ -84,7 +84,21 @@ export interface ChildLogs {
   after: number;
 }
 
-export type ToChild = ChildStart | ChildShutdown | ChildQuery | ChildCloseConnection | ChildSelectGroup | ChildLogs;
+/** Live flows and traffic counters (LiveAnswer), with the flows closed after `closedAfter`. */
+export interface ChildLive {
+  type: 'live';
+  id: number;
+  closedAfter: number;
+}
+
+export type ToChild =
+  | ChildStart
+  | ChildShutdown
+  | ChildQuery
+  | ChildCloseConnection
+  | ChildSelectGroup
+  | ChildLogs
+  | ChildLive;
 
 export type FromChild =
   /** relay: how this worker's flows are relayed (RelayPath). */

@@ -9,6 +9,8 @@ import type { Logger } from '../observe/log.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
 import type { CaptureMode } from '../firewall/plan.js';
 import type { ConnectionInfo, DataPlane, ListenerHandle } from './plane.js';
+import { FlowStats } from '../observe/flow-stats.js';
+import { closedOf } from './live-flows.js';
 
 /** What the engine needs to serve listeners itself. */
 export interface ServedConfig {
@@ -35,6 +37,7 @@ export function startServedPlane(
   let active = 0;
   let drained: (() => void) | undefined;
   const labels = new Set(listeners.map((l) => l.label));
+  const stats = new FlowStats();
 
   const onRecord = (r: FlowRecord): void => {
     if (r.t === 'refused') {
@@ -49,7 +52,7 @@ export function startServedPlane(
     }
     const failed = r.reason === 'connect-failed';
     if (r.connectMs !== undefined) report.connected('direct', r.connectMs / 1000);
-    report.ended(r, {
+    const end = {
       via: 'direct',
       up: r.bytesUp,
       down: r.bytesDown,
@@ -57,7 +60,23 @@ export function startServedPlane(
       close: r.reason,
       ...(r.error ? { error: r.error } : {}),
       ...(failed ? {} : { relay: 'splice' as const }),
-    });
+    };
+    report.ended(r, end);
+    stats.recordClosed(closedOf(r, end));
+  };
+
+  const connections = async (): Promise<ConnectionInfo[]> => {
+    const now = Date.now();
+    return (await engine.servedConnections()).map((c) => ({
+      id: c.id,
+      listener: c.listener,
+      src: formatEndpoint(c.src),
+      dst: formatEndpoint(c.dst),
+      via: 'direct',
+      ageMs: now - c.started,
+      up: c.bytesUp,
+      down: c.bytesDown,
+    }));
   };
 
   engine.serve(
@@ -100,18 +119,11 @@ export function startServedPlane(
       return active;
     },
     relay: 'kernel',
-    connections: async (): Promise<ConnectionInfo[]> => {
-      const now = Date.now();
-      return (await engine.servedConnections()).map((c) => ({
-        id: c.id,
-        listener: c.listener,
-        src: formatEndpoint(c.src),
-        dst: formatEndpoint(c.dst),
-        via: 'direct',
-        ageMs: now - c.started,
-        up: c.bytesUp,
-        down: c.bytesDown,
-      }));
+    connections,
+    live: async (closedAfter) => {
+      const flows = await connections();
+      const bytes = flows.map((f) => ({ up: f.up ?? 0, down: f.down ?? 0, node: 'direct' }));
+      return { flows, traffic: stats.snapshot(bytes, closedAfter) };
     },
     closeConnection: (id) => engine.closeServed(id),
     stopAccepting: () => engine.stopServing(),

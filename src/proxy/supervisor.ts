@@ -24,7 +24,9 @@ import type { Family } from '../firewall/plan.js';
 import type { ChildStart, FromChild, QueryKind, RelayPath, ToChild } from './protocol.js';
 import { SupervisorMetrics, type MetricsSnapshot } from '../observe/metrics.js';
 import { startAdminServer, type AdminServer } from '../observe/admin.js';
-import type { ConnectionInfo } from './dataplane.js';
+import type { ConnectionInfo, LiveAnswer } from './dataplane.js';
+import { TrafficTotals, type ClosedRow, type WorkerTraffic } from '../observe/traffic.js';
+import type { Bytes } from '../observe/flow-stats.js';
 import type { GroupState } from '../outbound/group.js';
 
 const CHILD_ENTRY = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -204,6 +206,19 @@ export interface WorkerConnection extends ConnectionInfo {
   worker: number;
 }
 
+/** Live flows with their rates, throughput and totals from live counters, the last closed flows. */
+export interface LiveView {
+  t: number;
+  flows: (WorkerConnection & { rate: Bytes })[];
+  /** Bytes per second over every worker, now. */
+  rate: Bytes;
+  /** Bytes moved since the supervisor started. */
+  totals: Bytes;
+  byNode: Record<string, Bytes>;
+  /** Newest first. */
+  closed: ClosedRow[];
+}
+
 /** What the web console may do with a running supervisor. */
 export interface SupervisorControl {
   /** The configuration in force. */
@@ -211,6 +226,8 @@ export interface SupervisorControl {
   /** Apply a configuration the way SIGHUP does; rejects with the reason, the running state kept. */
   apply(next: RunConfig): Promise<void>;
   connections(): Promise<WorkerConnection[]>;
+  /** Flows, rates and totals from live counters (kernel-relayed flows included). */
+  live?(): Promise<LiveView>;
   metricSnapshots(): Promise<MetricsSnapshot[]>;
   closeConnection(worker: number, id: number): Promise<boolean>;
   /** Node groups and their chosen members, as the first worker sees them. */
@@ -288,7 +305,7 @@ export class Supervisor implements SupervisorControl {
               contentType: this.metrics.contentType,
               body: await this.metrics.render(await this.collect<MetricsSnapshot>('metrics')),
             }),
-            connections: async () => (await this.collect<ConnectionInfo[]>('connections')).flat(),
+            connections: async () => (await this.live()).flows,
             groups: () => this.groups(),
             quit: () => this.quit?.(0),
           },
@@ -455,6 +472,47 @@ export class Supervisor implements SupervisorControl {
   async closeConnection(worker: number, id: number): Promise<boolean> {
     const w = [...this.workers, ...this.draining].find((x) => x.child.pid === worker);
     return (await w?.ask((q) => ({ type: 'close-connection', id: q, conn: id }))) === true;
+  }
+
+  private readonly traffic = new TrafficTotals();
+  private livePoll: Promise<LiveView> | undefined;
+  private lastLive: LiveView | undefined;
+
+  /** Polls every worker once (callers within 250 ms share one poll). */
+  live(): Promise<LiveView> {
+    if (this.lastLive && Date.now() - this.lastLive.t < 250) return Promise.resolve(this.lastLive);
+    this.livePoll ??= this.pollLive().finally(() => {
+      this.livePoll = undefined;
+    });
+    return this.livePoll;
+  }
+
+  private async pollLive(): Promise<LiveView> {
+    const all = [...this.workers, ...this.draining];
+    const answers = await Promise.all(
+      all.map((w) => w.ask((id) => ({ type: 'live', id, closedAfter: this.traffic.cursor(w.child.pid ?? 0) }))),
+    );
+    const flows: WorkerConnection[] = [];
+    const updates: WorkerTraffic[] = [];
+    answers.forEach((a, i) => {
+      const answer = a as LiveAnswer | undefined;
+      if (!answer?.traffic || !Array.isArray(answer.flows)) return;
+      const pid = all[i]!.child.pid ?? 0;
+      for (const f of answer.flows) flows.push({ ...f, worker: pid });
+      const bytes = answer.flows.map((f) => ({ key: `${pid}-${f.id}`, up: f.up ?? 0, down: f.down ?? 0 }));
+      updates.push({ pid, traffic: answer.traffic, flows: bytes });
+    });
+    const t = Date.now();
+    this.traffic.update(t, updates);
+    this.lastLive = {
+      t,
+      flows: flows.map((f) => ({ ...f, rate: this.traffic.flowRate(`${f.worker}-${f.id}`) })),
+      rate: this.traffic.rate(),
+      totals: this.traffic.totals(),
+      byNode: this.traffic.byNode(),
+      closed: this.traffic.recentlyClosed(),
+    };
+    return this.lastLive;
   }
 
   private logCursor = new WeakMap<Worker, number>();

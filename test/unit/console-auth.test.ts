@@ -274,6 +274,14 @@ test('HTTP: 401 before login, cookie flags, CSRF and Origin checks, logout', asy
       cfg = next;
     },
     connections: async () => [],
+    live: async () => ({
+      t: Date.now(),
+      flows: [],
+      rate: { up: 0, down: 0 },
+      totals: { up: 0, down: 0 },
+      byNode: {},
+      closed: [],
+    }),
     metricSnapshots: async () => [],
     closeConnection: async () => false,
     flushDns: async () => 0,
@@ -366,6 +374,8 @@ test('HTTP: 401 before login, cookie flags, CSRF and Origin checks, logout', asy
   };
   await waitFor(/event: connections\ndata: \[\]\n\n/);
   await waitFor(/event: throughput\ndata: \{"t":\d+,"up":0,"down":0\}\n\n/);
+  await waitFor(/event: traffic\ndata: \{"totals":\{"up":0,"down":0\},"byNode":\{\}\}\n\n/);
+  await waitFor(/event: closed\ndata: \[\]\n\n/);
   await req('PUT', '/api/settings', { enabled: true }, { cookie, 'x-csrf-token': csrf });
   await waitFor(/event: state\ndata: \{"enabled":true,/);
   seen = '';

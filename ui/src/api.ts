@@ -58,10 +58,25 @@ export interface Conn {
   src: string;
   dst: string;
   domain?: string;
+  /** The routing rule that matched (`rules[0]`, `default`). */
+  rule?: string;
   node: string;
+  /** Through groups: the member chosen, and on through nested groups. */
+  path?: string[];
   up: number;
   down: number;
+  /** Bytes per second now. */
+  rate?: { up: number; down: number };
   startedAt: string | number;
+}
+export interface Closed extends Omit<Conn, 'rate'> {
+  durMs: number;
+  outcome: string;
+  error?: string;
+}
+export interface Traffic {
+  totals: { up: number; down: number };
+  byNode: Record<string, { up: number; down: number }>;
 }
 export interface Probe {
   ok: boolean;

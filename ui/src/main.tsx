@@ -1,7 +1,7 @@
 import { render } from 'preact';
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import './style.css';
-import { ApiError, get, post, setApiHandlers, setCsrf, type Conn, type State } from './api';
+import { ApiError, get, post, setApiHandlers, setCsrf, type Closed, type Conn, type State, type Traffic } from './api';
 import { t, type Key, type Lang } from './i18n';
 import { applyLang, applyTheme, initialLang, initialTheme, type Theme } from './prefs';
 import { ErrorText, type Problem } from './ui';
@@ -66,6 +66,8 @@ function App() {
   const [loadError, setLoadError] = useState<Problem | null>(null);
   const [conns, setConns] = useState<Conn[]>([]);
   const [samples, setSamples] = useState<Sample[]>([]);
+  const [traffic, setTraffic] = useState<Traffic | null>(null);
+  const [closed, setClosed] = useState<Closed[]>([]);
   const [live, setLive] = useState<'connecting' | 'open' | 'closed'>('closed');
   const mainRef = useRef<HTMLElement>(null);
 
@@ -107,6 +109,8 @@ function App() {
     setStateRaw(null);
     setConns([]);
     setSamples([]);
+    setTraffic(null);
+    setClosed([]);
     setAuth((a) => (a === 'in' ? 'expired' : a));
   }, []);
 
@@ -170,6 +174,20 @@ function App() {
       try {
         const s = JSON.parse((ev as MessageEvent).data) as Sample;
         setSamples((old) => [...old, s].slice(-60));
+      } catch {
+        /* ignore */
+      }
+    });
+    es.addEventListener('traffic', (ev) => {
+      try {
+        setTraffic(JSON.parse((ev as MessageEvent).data) as Traffic);
+      } catch {
+        /* ignore */
+      }
+    });
+    es.addEventListener('closed', (ev) => {
+      try {
+        setClosed(JSON.parse((ev as MessageEvent).data) as Closed[]);
       } catch {
         /* ignore */
       }
@@ -281,7 +299,7 @@ function App() {
         ) : page === 'dns' ? (
           <Dns {...ctx} />
         ) : page === 'live' ? (
-          <Live conns={conns} samples={samples} live={live} />
+          <Live conns={conns} samples={samples} live={live} traffic={traffic} closed={closed} />
         ) : page === 'logs' ? (
           <Logs />
         ) : (

@@ -1,7 +1,8 @@
 import { useEffect, useState } from 'preact/hooks';
-import { del, fmtAge, fmtBytes, type Conn } from '../api';
+import { del, fmtAge, fmtBytes, type Closed, type Conn, type Traffic } from '../api';
 import { t, type Key } from '../i18n';
-import { FormStatus, Section, outboundLabel, useAction } from '../ui';
+import { FormStatus, Section, useAction } from '../ui';
+import { NodeTotals, RecentlyClosed, rateText, routeLabel, ruleLabel } from './LiveTraffic';
 
 export interface Sample {
   t: number;
@@ -13,10 +14,14 @@ export function Live({
   conns,
   samples,
   live,
+  traffic,
+  closed,
 }: {
   conns: Conn[];
   samples: Sample[];
   live: 'connecting' | 'open' | 'closed';
+  traffic: Traffic | null;
+  closed: Closed[];
 }) {
   const a = useAction(() => false);
   const [now, setNow] = useState(Date.now());
@@ -32,7 +37,11 @@ export function Live({
     );
   const f = filter.trim().toLowerCase();
   const shown = f
-    ? conns.filter((c) => [c.src, c.dst, c.domain ?? '', c.node].some((x) => x.toLowerCase().includes(f)))
+    ? conns.filter((c) =>
+        [c.src, c.dst, c.domain ?? '', c.node, ...(c.path ?? []), ruleLabel(c.rule)].some((x) =>
+          x.toLowerCase().includes(f),
+        ),
+      )
     : conns;
   const last = samples[samples.length - 1];
 
@@ -70,7 +79,11 @@ export function Live({
                 <th scope="col">{t('live.src')}</th>
                 <th scope="col">{t('live.dst')}</th>
                 <th scope="col">{t('live.domain')}</th>
+                <th scope="col">{t('live.rule')}</th>
                 <th scope="col">{t('live.node')}</th>
+                <th scope="col" class="num">
+                  {t('live.rate')}
+                </th>
                 <th scope="col" class="num">
                   {t('live.upCol')}
                 </th>
@@ -88,7 +101,7 @@ export function Live({
             <tbody>
               {shown.length === 0 ? (
                 <tr>
-                  <td colSpan={8} class="empty">
+                  <td colSpan={10} class="empty">
                     {conns.length ? t('live.noMatch') : t('live.none')}
                   </td>
                 </tr>
@@ -104,8 +117,14 @@ export function Live({
                     <td data-col="domain" data-label={t('live.domain')}>
                       {c.domain || <span class="muted">–</span>}
                     </td>
+                    <td data-col="rule" data-label={t('live.rule')}>
+                      {ruleLabel(c.rule)}
+                    </td>
                     <td data-col="node" data-label={t('live.node')}>
-                      {c.node ? outboundLabel(c.node) : <span class="muted">{t('live.connecting')}</span>}
+                      {c.node ? routeLabel(c) : <span class="muted">{t('live.connecting')}</span>}
+                    </td>
+                    <td data-col="rate" data-label={t('live.rate')} class="num">
+                      {rateText(c.rate)}
                     </td>
                     <td data-col="up" data-label={t('live.upCol')} class="num">
                       {fmtBytes(c.up)}
@@ -134,6 +153,8 @@ export function Live({
         </div>
         <FormStatus a={a} />
       </Section>
+      <NodeTotals traffic={traffic} />
+      <RecentlyClosed closed={closed} />
     </>
   );
 }

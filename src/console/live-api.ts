@@ -1,0 +1,97 @@
+// The Live page's data from the supervisor's live view: connection rows with rule, group
+// member and rate, throughput and per-node totals from live counters, recently closed flows.
+import type { Bytes } from '../observe/flow-stats.js';
+import type { LiveView, SupervisorControl, WorkerConnection } from '../proxy/supervisor.js';
+
+/** A console connection row. */
+export interface ConsoleConnection {
+  id: string;
+  src: string;
+  dst: string;
+  domain?: string;
+  /** The routing rule that matched. */
+  rule?: string;
+  node: string;
+  /** Through groups: the member chosen, and on through nested groups. */
+  path?: string[];
+  up: number;
+  down: number;
+  /** Bytes per second now (from live counters). */
+  rate?: { up: number; down: number };
+  startedAt: string;
+}
+
+export function connectionRow(c: WorkerConnection, now = Date.now()): ConsoleConnection {
+  return {
+    id: `${c.worker}-${c.id}`,
+    src: c.src,
+    dst: c.dst,
+    ...(c.domain ? { domain: c.domain } : {}),
+    ...(c.rule ? { rule: c.rule } : {}),
+    node: c.via ?? '',
+    ...(c.path?.length ? { path: c.path } : {}),
+    up: c.up ?? 0,
+    down: c.down ?? 0,
+    startedAt: new Date(now - c.ageMs).toISOString(),
+  };
+}
+
+/** A recently closed flow as the console shows it. */
+export interface ClosedConnection {
+  id: string;
+  src: string;
+  dst: string;
+  domain?: string;
+  rule?: string;
+  node: string;
+  path?: string[];
+  up: number;
+  down: number;
+  startedAt: string;
+  durMs: number;
+  outcome: string;
+  error?: string;
+}
+
+export interface TrafficBody {
+  t: number;
+  /** Bytes per second now. */
+  rate: Bytes;
+  /** Since the gateway started. */
+  totals: Bytes;
+  byNode: Record<string, Bytes>;
+  closed: ClosedConnection[];
+}
+
+const round = (b: Bytes): Bytes => ({ up: Math.round(b.up), down: Math.round(b.down) });
+
+export function liveConnections(view: LiveView): ConsoleConnection[] {
+  return view.flows.map((f) => ({ ...connectionRow(f, view.t), rate: round(f.rate) }));
+}
+
+export function closedRows(view: LiveView): ClosedConnection[] {
+  return view.closed.map((c) => ({
+    id: `${c.worker}-${c.id}`,
+    src: c.src,
+    dst: c.dst,
+    ...(c.domain ? { domain: c.domain } : {}),
+    ...(c.rule ? { rule: c.rule } : {}),
+    node: c.via ?? '',
+    ...(c.path?.length ? { path: c.path } : {}),
+    up: c.up,
+    down: c.down,
+    startedAt: new Date(c.started).toISOString(),
+    durMs: c.durMs,
+    outcome: c.outcome,
+    ...(c.error ? { error: c.error } : {}),
+  }));
+}
+
+export function trafficBody(view: LiveView): TrafficBody {
+  return { t: view.t, rate: round(view.rate), totals: view.totals, byNode: view.byNode, closed: closedRows(view) };
+}
+
+/** GET /api/traffic. */
+export async function readTraffic(control: SupervisorControl): Promise<TrafficBody | undefined> {
+  return control.live ? trafficBody(await control.live()) : undefined;
+}
