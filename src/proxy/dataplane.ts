@@ -7,7 +7,7 @@ import { formatEndpoint, unmapAddress, type Endpoint } from '../kernel/sockaddr.
 import { connectDirect, ConnectError } from '../outbound/direct.js';
 import { relay, type RelayResult, type UpstreamRewriter } from '../relay/relay.js';
 import { relayAuto, wouldSplice } from '../relay/zero-copy.js';
-import { createSpliceEngine, spliceAvailable, type SpliceEngine } from '../relay/engine/engine.js';
+import { createSpliceEngine, spliceAvailable, type EngineFlow, type SpliceEngine } from '../relay/engine/engine.js';
 import { LocalAddresses } from '../kernel/local-addresses.js';
 import { startServedPlane } from './served-plane.js';
 import type { Logger } from '../observe/log.js';
@@ -94,7 +94,7 @@ interface LiveFlow {
   /** Weak: a flow handed to the splice engine must not keep its socket object alive. */
   client?: WeakRef<net.Socket>;
   /** In the splice engine: its live counters (reported every 500 ms) and how to end it. */
-  spliced?: { bytes(): { up: number; down: number }; close(): Promise<boolean> };
+  spliced?: EngineFlow;
 }
 
 interface Upstream {
@@ -410,6 +410,9 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
         relayAuto(client, upstream, {
           idleTimeoutMs: cfg.idleTimeoutMs,
           engine: eng,
+          onSpliced: (f) => {
+            liveFlow.spliced = f;
+          },
           ...(up.head ? { head: up.head } : {}),
         }),
         'splice',

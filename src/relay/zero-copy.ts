@@ -2,7 +2,14 @@
 // when nothing needs to see the bytes any more, the JS relay (relay.ts) otherwise.
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { HandoverError, canSplice, createSpliceEngine, spliceAvailable, type SpliceEngine } from './engine/engine.js';
+import {
+  HandoverError,
+  canSplice,
+  createSpliceEngine,
+  spliceAvailable,
+  type EngineFlow,
+  type SpliceEngine,
+} from './engine/engine.js';
 import { relay, type RelayOptions, type RelayResult } from './relay.js';
 
 export interface AutoRelayOptions extends RelayOptions {
@@ -11,6 +18,8 @@ export interface AutoRelayOptions extends RelayOptions {
    * worker thread) when splice is available. null: always the JS relay.
    */
   engine?: SpliceEngine | null;
+  /** Called when the engine takes the flow: its live counters (head included) and close. */
+  onSpliced?: (flow: EngineFlow) => void;
 }
 
 let shared: SpliceEngine | null | undefined;
@@ -43,7 +52,22 @@ export function relayAuto(client: net.Socket, upstream: Duplex, opts: AutoRelayO
   if (opts.head && head > 0) upstream.write(opts.head);
   let spliced: Promise<RelayResult>;
   try {
-    spliced = engine.relay(client, upstream, { idleTimeoutMs: opts.idleTimeoutMs });
+    const onSpliced = opts.onSpliced;
+    spliced = engine.relay(client, upstream, {
+      idleTimeoutMs: opts.idleTimeoutMs,
+      ...(onSpliced
+        ? {
+            onHandedOver: (f: EngineFlow) =>
+              onSpliced({
+                bytes: () => {
+                  const b = f.bytes();
+                  return { up: b.up + head, down: b.down };
+                },
+                close: () => f.close(),
+              }),
+          }
+        : {}),
+    });
   } catch (e) {
     if (!(e instanceof HandoverError)) throw e;
     // Nothing was done to the sockets (the head, if any, is already on its way).
@@ -59,6 +83,6 @@ function withHead(p: Promise<RelayResult>, head: number): Promise<RelayResult> {
 }
 
 function jsOptions(opts: AutoRelayOptions): RelayOptions {
-  const { engine: _engine, ...rest } = opts;
+  const { engine: _engine, onSpliced: _onSpliced, ...rest } = opts;
   return rest;
 }

@@ -74,7 +74,7 @@ interface ConsoleState {
 
 const PHONE = { width: 390, height: 844 };
 const DESKTOP = { width: 1280, height: 800 };
-const PAGES = ['settings', 'nodes', 'rules', 'dns', 'live', 'check'];
+const PAGES = ['settings', 'nodes', 'rules', 'dns', 'live', 'logs', 'check'];
 
 /** Every page at the current size, each once its content is there (no fixed sleeps). */
 async function shootAll(page: Page, lang: string, size: string): Promise<void> {
@@ -82,6 +82,7 @@ async function shootAll(page: Page, lang: string, size: string): Promise<void> {
     await gotoPage(page, p);
     await page.locator('main .card').first().waitFor();
     if (p === 'live') await page.locator('.live-dot.open').waitFor();
+    if (p === 'logs') await page.locator('ol.logs li').first().waitFor();
     if (p === 'check') {
       await page.click('form button[type="submit"]');
       await page
@@ -542,7 +543,7 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
           await zh.fill('input[name="password"]', PASSWORD);
           await zh.click('button[type="submit"]');
           await zh.locator('nav a[aria-current="page"]').waitFor();
-          assert.deepEqual(await zh.locator('nav a').allInnerTexts(), ['设置', '节点', '规则', 'DNS', '连接', '检测']);
+          assert.deepEqual(await zh.locator('nav a').allInnerTexts(), ['设置', '节点', '规则', 'DNS', '连接', '日志', '检测']);
           // The switch on from the Chinese page: switch and pill show what /api/state says.
           await zh.locator('button[role="switch"][name="enabled"][aria-checked="false"]').click();
           await zh.locator('button[role="switch"][name="enabled"][aria-checked="true"]').waitFor();

@@ -57,6 +57,15 @@ export interface SpliceEngineOptions {
 export interface SpliceRelayOptions {
   /** Close both sides when neither moved a byte for this long; ≤ 0: never. */
   idleTimeoutMs: number;
+  /** Called at hand-over with the flow's live counters and a way to close it. */
+  onHandedOver?: (flow: EngineFlow) => void;
+}
+
+/** A handed-over flow while it runs: bytes so far (the worker reports every 500 ms), and close. */
+export interface EngineFlow {
+  bytes(): { up: number; down: number };
+  /** Ends it (reason 'aborted'); false when it is not (or no longer) in the engine. */
+  close(): Promise<boolean>;
 }
 
 export interface SpliceEngine {
@@ -258,6 +267,8 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
     throw new Error('splice relay is not available on this system (needs Linux x86-64/AArch64 and koffi)');
   const threads = Math.max(1, Math.floor(opts.threads ?? 1));
   const pending = new Map<number, Pending>();
+  /** Handed-over flows' counters as last reported by their worker ([up, down]). */
+  const liveBytes = new Map<number, [number, number]>();
   let nextId = 1;
   let rr = 0;
   let closing: Promise<void> | undefined;
@@ -269,6 +280,7 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
     const p = pending.get(id);
     if (!p) return;
     pending.delete(id);
+    liveBytes.delete(id);
     if (--p.worker.active === 0) p.worker.worker.unref();
     p.resolve({ ...r, bytesUp: r.bytesUp + p.preUp, bytesDown: r.bytesDown + p.preDown });
   };
@@ -344,7 +356,10 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
           ...(m.error ? { error: m.error } : {}),
         });
       else if (m.t === 'flows') sink?.records(m.records, m.active);
-      else if (m.t === 'list' || m.t === 'killed') {
+      else if (m.t === 'bytes') {
+        for (let i = 0; i + 2 < m.flows.length; i += 3)
+          if (pending.has(m.flows[i]!)) liveBytes.set(m.flows[i]!, [m.flows[i + 1]!, m.flows[i + 2]!]);
+      } else if (m.t === 'list' || m.t === 'killed') {
         replies.get(m.req)?.(m);
         replies.delete(m.req);
       } else if (m.t === 'unlistened') unlistened?.();
@@ -417,6 +432,21 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
     const result = new Promise<RelayResult>((resolve) =>
       pending.set(id, (entry = { resolve, preUp: 0, preDown: 0, worker: slot })),
     );
+    ro.onHandedOver?.({
+      bytes: () => {
+        const b = liveBytes.get(id);
+        return { up: entry.preUp + (b?.[0] ?? 0), down: entry.preDown + (b?.[1] ?? 0) };
+      },
+      close: () =>
+        pending.has(id)
+          ? ask(
+              slot,
+              (req) => ({ t: 'kill', req, id, handedOver: true }),
+              false,
+              (m) => m.t === 'killed' && m.found,
+            )
+          : Promise.resolve(false),
+    });
 
     stopReading(client);
     stopReading(upstream);

@@ -93,7 +93,8 @@ export type ToWorker =
   | { t: 'listen'; listener: ServedListener }
   | { t: 'unlisten' }
   | { t: 'list'; req: number }
-  | { t: 'kill'; req: number; id: number }
+  /** Close a served flow, or with `handedOver` a handed-over one (by the main thread's id). */
+  | { t: 'kill'; req: number; id: number; handedOver?: boolean }
   | { t: 'close' };
 
 /** worker → main (parentPort). */
@@ -109,6 +110,11 @@ export type FromWorker =
     }
   /** Kernel-only flows since the last batch, and how many are live per listener label. */
   | { t: 'flows'; records: FlowRecord[]; active: Record<string, number> }
+  /**
+   * Handed-over flows whose counters moved since the last report, every BYTES_REPORT_MS:
+   * [id, bytesUp, bytesDown] flat, at most one triple per live flow.
+   */
+  | { t: 'bytes'; flows: number[] }
   | { t: 'unlistened' }
   | { t: 'list'; req: number; conns: ServedConnection[] }
   | { t: 'killed'; req: number; found: boolean }

@@ -109,6 +109,8 @@ const SHORT_READ_PIPE = 1 << 20;
 /** Flow records wait at most this long (or until there are RECORD_BATCH) before they are posted. */
 const RECORD_FLUSH_MS = 20;
 const RECORD_BATCH = 256;
+/** Live byte counters of handed-over flows go to the main thread this often (changed ones only). */
+const BYTES_REPORT_MS = 500;
 
 type Side = 0 | 1; // 0: client, 1: upstream
 type Reason = Extract<FromWorker, { t: 'done' }>['reason'];
@@ -143,6 +145,8 @@ interface Conn {
   up: Dir; // client → upstream
   down: Dir; // upstream → client
   closed: boolean;
+  /** up + down bytes at the last 'bytes' report. */
+  reported: number;
   /** Set for kernel-only flows (accepted by this worker). */
   served?: Served;
 }
@@ -212,6 +216,7 @@ class Engine {
   private now = Date.now();
   private sweepMs = 1000;
   private nextSweep = 0;
+  private nextBytesReport = 0;
   private stopping = false;
   private readonly exitFlag: Int32Array;
 
@@ -234,6 +239,10 @@ class Engine {
       let timeout = -1;
       if (this.again.length > 0) timeout = 0;
       else if (this.conns.size > 0 || this.resting()) timeout = Math.max(0, this.nextSweep - Date.now());
+      if (this.conns.size > this.served.size && timeout !== 0) {
+        const reportIn = Math.max(0, this.nextBytesReport - Date.now());
+        if (timeout < 0 || reportIn < timeout) timeout = reportIn;
+      }
       if (this.outbox.length > 0 || this.activeChanged) {
         const flushIn = Math.max(0, this.lastFlush + RECORD_FLUSH_MS - Date.now());
         if (timeout < 0 || flushIn < timeout) timeout = flushIn;
@@ -261,6 +270,7 @@ class Engine {
       if (wake) this.onWake();
       if (this.now >= this.nextSweep) this.sweep();
       this.flushRecords();
+      if (this.now >= this.nextBytesReport) this.reportBytes();
     }
   }
 
@@ -390,7 +400,15 @@ class Engine {
   }
 
   private newConn(id: number, clientFd: number, upstreamFd: number, idleMs: number): Conn {
-    const c = { key: this.takeKey(), id, fds: [clientFd, upstreamFd], idleMs, last: this.now, closed: false } as Conn;
+    const c = {
+      key: this.takeKey(),
+      id,
+      fds: [clientFd, upstreamFd],
+      idleMs,
+      last: this.now,
+      closed: false,
+      reported: 0,
+    } as Conn;
     c.up = makeDir(c, clientFd, upstreamFd, 0);
     c.down = makeDir(c, upstreamFd, clientFd, 1);
     this.conns.set(c.key, c);
@@ -524,11 +542,30 @@ class Engine {
         this.flushRecords(true); // what has ended is reported before what is live
         this.out({ t: 'list', req: msg.req, conns: this.list() });
       } else if (msg.t === 'kill') {
-        const c = this.served.get(msg.id);
+        const c = msg.handedOver ? this.handedOver(msg.id) : this.served.get(msg.id);
         if (c) this.finish(c, 'aborted', 'closed by request');
         this.out({ t: 'killed', req: msg.req, found: c !== undefined });
       } else if (msg.t === 'close') return this.shutdown();
     }
+  }
+
+  /** Counters of handed-over flows that moved since the last report (served flows are listed on demand). */
+  private reportBytes(): void {
+    this.nextBytesReport = this.now + BYTES_REPORT_MS;
+    const flows: number[] = [];
+    for (const c of this.conns.values()) {
+      if (c.served) continue;
+      const sum = c.up.bytes + c.down.bytes;
+      if (sum === c.reported) continue;
+      c.reported = sum;
+      flows.push(c.id, c.up.bytes, c.down.bytes);
+    }
+    if (flows.length) this.out({ t: 'bytes', flows });
+  }
+
+  private handedOver(id: number): Conn | undefined {
+    for (const c of this.conns.values()) if (!c.served && c.id === id) return c;
+    return undefined;
   }
 
   // ---- kernel-only flows ----
