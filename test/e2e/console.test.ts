@@ -543,7 +543,15 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
           await zh.fill('input[name="password"]', PASSWORD);
           await zh.click('button[type="submit"]');
           await zh.locator('nav a[aria-current="page"]').waitFor();
-          assert.deepEqual(await zh.locator('nav a').allInnerTexts(), ['设置', '节点', '规则', 'DNS', '连接', '日志', '检测']);
+          assert.deepEqual(await zh.locator('nav a').allInnerTexts(), [
+            '设置',
+            '节点',
+            '规则',
+            'DNS',
+            '连接',
+            '日志',
+            '检测',
+          ]);
           // The switch on from the Chinese page: switch and pill show what /api/state says.
           await zh.locator('button[role="switch"][name="enabled"][aria-checked="false"]').click();
           await zh.locator('button[role="switch"][name="enabled"][aria-checked="true"]').waitFor();

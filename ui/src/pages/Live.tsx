@@ -49,10 +49,10 @@ export function Live({
     <>
       <Section title={t('live.throughput')} id="throughput">
         <div class="tp-head">
-          <span class="legend up">
+          <span class="legend up" data-bps={last?.up}>
             ▲ {t('live.up')} {last ? fmtBytes(last.up) + '/s' : '–'}
           </span>
-          <span class="legend down">
+          <span class="legend down" data-bps={last?.down}>
             ▼ {t('live.down')} {last ? fmtBytes(last.down) + '/s' : '–'}
           </span>
           <span class={'live-dot ' + live} title={t('live.stateTitle', { state: t(`live.state.${live}` as Key) })}>
