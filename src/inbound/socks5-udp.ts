@@ -6,7 +6,8 @@
 import dgram from 'node:dgram';
 import { isIP } from 'node:net';
 import type net from 'node:net';
-import { unmapAddress, type Endpoint } from '../kernel/sockaddr.js';
+import { formatEndpoint, unmapAddress, type Endpoint } from '../kernel/sockaddr.js';
+import { UdpRefusedError } from '../udp/routed.js';
 import { ATYP_DOMAIN, ATYP_IPV4, ATYP_IPV6, type SocksAddress } from '../outbound/socks5.js';
 import type { Logger } from '../observe/log.js';
 import type { UdpOutbound, UdpSession } from '../udp/types.js';
@@ -67,6 +68,7 @@ export async function startUdpAssociation(
     throw e;
   });
   const totals: AssociationTotals = { up: 0, down: 0, flows: 0, dropped: 0 };
+  let ended = false;
   const flows = new Map<string, UdpFlow>();
   const requestedPort = o.requested.port;
   const requestedHost = isIP(o.requested.host) ? unmapAddress(o.requested.host) : '';
@@ -94,10 +96,17 @@ export async function startUdpAssociation(
       session.onClose(() => closeFlow(key));
       for (const p of f.pending) session.send(p);
       f.pending = [];
-    })().catch(() => {
+    })().catch((e: NodeJS.ErrnoException) => {
       // Refused (the routed outbound logged why) or unreachable: drop until it expires.
       f.failed = true;
       f.pending = [];
+      if (!(e instanceof UdpRefusedError))
+        o.log.info('udp route', {
+          src: formatEndpoint(f.client),
+          dst: formatEndpoint({ address: t.host, port: t.port }),
+          refused: 'open-failed',
+          error: e.code ?? e.message,
+        });
     });
   };
 
@@ -105,6 +114,7 @@ export async function startUdpAssociation(
     const source: SocksAddress = from
       ? { host: from.address, port: from.port, type: isIP(from.address) === 6 ? ATYP_IPV6 : ATYP_IPV4 }
       : f.target;
+    if (ended) return; // a late reply after the association closed its socket
     f.last = Date.now();
     totals.down += payload.length;
     sock.send(encodeSocksUdpPacket({ frag: 0, address: source, payload }), f.client.port, f.client.address);
@@ -157,7 +167,6 @@ export async function startUdpAssociation(
   sweep.unref();
 
   const done = new Promise<AssociationTotals>((resolve) => {
-    let ended = false;
     const end = (): void => {
       if (ended) return;
       ended = true;

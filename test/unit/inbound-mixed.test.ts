@@ -44,7 +44,10 @@ async function withInbound(
     {
       dial,
       udp: directUdpOutbound(),
-      resolve: async (n) => ({ address: n, family: 4 }),
+      resolve: async (n) => {
+        if (n.endsWith('.invalid')) throw Object.assign(new Error('no such name'), { code: 'ENOTFOUND' });
+        return { address: n, family: 4 };
+      },
       ...(opts.auth ? { auth: opts.auth } : {}),
       handshakeTimeoutMs: HANDSHAKE_MS,
       idleTimeoutMs: 5000,
@@ -184,12 +187,26 @@ test('UDP ASSOCIATE: datagrams from another address are dropped; the relay close
     assert.equal(await ask('127.0.0.1'), 'hi-127.0.0.1');
     assert.equal(await ask('127.0.0.2'), 'timeout', 'another address may not use the association');
     assert.equal(await ask('127.0.0.1', 1), 'timeout', 'fragments are dropped');
+    // A name that does not resolve: no answer, and a line says why.
+    const u = dgram.createSocket('udp4');
+    u.send(Buffer.from([0, 0, 0, 3, 12, ...Buffer.from('none.invalid'), 0, 53, 0x71]), relayPort, '127.0.0.1');
+    for (
+      let i = 0;
+      i < 20 && !lines.some((l) => /udp route .*dst=none\.invalid:53 refused=open-failed error=ENOTFOUND/.test(l));
+      i++
+    )
+      await new Promise((r) => setTimeout(r, 25));
+    u.close();
+    assert.ok(
+      lines.some((l) => /udp route .*dst=none\.invalid:53 refused=open-failed error=ENOTFOUND/.test(l)),
+      lines.join('\n'),
+    );
     control.end();
     await once(control, 'close');
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(await ask('127.0.0.1'), 'timeout', 'the relay closed with its control connection');
     assert.ok(
-      lines.some((l) => /conn .*dst=udp-associate:0 .*flows=1 dropped=2/.test(l)),
+      lines.some((l) => /conn .*dst=udp-associate:0 .*flows=2 dropped=2/.test(l)),
       lines.join('\n'),
     );
     echo.close();
