@@ -2,6 +2,9 @@
 // (src/console/node-tests.ts) and the Nodes page's latency order (ui/src/api-nodes.ts).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { once } from 'node:events';
+import net from 'node:net';
+import { targetOutcome } from '../../src/console/probe.js';
 import { parseConfigText } from '../../src/config/file.js';
 import { parseDoc } from '../../src/console/document.js';
 import { mapLimit, NodeTests } from '../../src/console/node-tests.js';
@@ -140,4 +143,34 @@ test('Nodes page order: answering nodes by delay, then failed, then untested (ea
     byDelay(['a', 'b', 'c', 'd', 'e', 'f'], { b: r(true, 300), c: r(false), d: r(true, 20), f: r(false) }),
     ['d', 'b', 'c', 'f', 'a', 'e'],
   );
+});
+
+test('check through a node that answers before reaching the target: a close within the window is a failure; data or an open stream is the target taking it', async () => {
+  const server = net.createServer((s) => {
+    s.once('data', (b) => {
+      const what = b.toString();
+      if (what === 'close') s.end();
+      else if (what === 'talk') s.write('banner');
+      // 'silent': nothing, stays open
+    });
+    s.on('error', () => {});
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as { port: number }).port;
+  const open = async (first: string) => {
+    const s = net.connect(port, '127.0.0.1');
+    await once(s, 'connect');
+    s.write(first);
+    return s;
+  };
+  try {
+    await assert.rejects(targetOutcome(await open('close'), 2000), /the target refused it or is unreachable/);
+    assert.equal(typeof (await targetOutcome(await open('talk'), 2000)), 'number');
+    const t0 = Date.now();
+    assert.equal(await targetOutcome(await open('silent'), 300), undefined);
+    assert.ok(Date.now() - t0 >= 290);
+  } finally {
+    server.close();
+  }
 });
