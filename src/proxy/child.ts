@@ -9,6 +9,7 @@ import { compileInjectConfig, type CompiledInject } from '../http/inject-config.
 import { RequestRewriter } from '../http/rewriter.js';
 import { NameResolver, resolverForNames } from '../dns/resolver.js';
 import { startDataPlane, type DataPlane, type DataPlaneRouting } from './dataplane.js';
+import type { LiveAnswer } from './plane.js';
 import { compileRules, reviveRuleLists } from '../route/index.js';
 import { createOutbound, parseNodeUri, type HostResolver, type TcpOutbound } from '../outbound/index.js';
 import type { RoutingConfig } from '../config/routing.js';
@@ -295,7 +296,13 @@ process.on('message', (msg: ToChild) => {
     }
   } else if (msg.type === 'live') {
     const answer = (data: unknown) => process.send?.({ type: 'answer', id: msg.id, data });
-    void (plane?.live(msg.closedAfter) ?? Promise.resolve(undefined)).then(answer, () => answer(undefined));
+    // Proxy-mode flows are listed too (their bytes are not in the traffic counters yet).
+    const withProxy = (a: LiveAnswer | undefined) =>
+      a && inbound ? { ...a, flows: [...a.flows, ...inbound.connections()] } : a;
+    void (plane?.live(msg.closedAfter) ?? Promise.resolve(undefined)).then(
+      (a) => answer(withProxy(a)),
+      () => answer(undefined),
+    );
   } else if (msg.type === 'logs') {
     process.send?.({ type: 'answer', id: msg.id, data: logRing.read({ since: msg.after, limit: 2000 }).entries });
   } else if (msg.type === 'close-connection') {
