@@ -129,8 +129,9 @@ export function parseDomainList(text: string, source = 'domain list'): DomainLis
   // no string per line. Non-ASCII text keeps one char a byte only through the slow path.
   const ascii = Buffer.byteLength(text, 'utf8') === text.length;
   const b = ascii ? Buffer.from(text, 'latin1') : undefined;
-  // Sized for the whole list up front: no table grows and rehashes on the way.
-  const expect = { entries: b ? lineCount(b) : 256, bytes: b ? b.length : 1 << 12 };
+  // Tables sized for the whole list up front (none grows and rehashes on the way); the name
+  // bytes grow as needed (a copy of the list per set would be most of the peak memory).
+  const expect = { entries: b ? lineCount(b) : 256, bytes: b ? b.length >> 2 : 1 << 12 };
   const full = new NameSetBuilder(expect);
   const suffix = new NameSetBuilder(expect);
   const keyword = new Set<string>();
