@@ -51,7 +51,8 @@ export interface FlowEnd {
   detail?: string;
   /** HTTP requests that had headers injected. */
   requests?: number;
-  relay?: 'splice';
+  /** Engine flows: spliced (nobody inspects them) or run through the rewriter in the engine. */
+  relay?: 'splice' | 'engine';
   /** Proxy mode: the protocol the client spoke to the mixed inbound (http, socks5). */
   inbound?: string;
 }

@@ -24,6 +24,7 @@ import { sniff } from '../sniff/index.js';
 import type { Router } from '../route/index.js';
 import { NODE_UNREACHABLE, OutboundError, type TcpOutbound } from '../outbound/types.js';
 import type { Duplex } from 'node:stream';
+import type { InjectConfig } from '../http/inject-config.js';
 
 export type { ConnectionInfo, DataPlane, ListenerHandle, LiveAnswer } from './plane.js';
 export type { Flow } from '../flow/record.js';
@@ -52,6 +53,8 @@ export interface DataPlaneConfig {
   metrics?: DataPlaneMetrics;
   /** Builds a rewriter for the client→server stream of a new connection, if any. */
   rewriterFor?: (flow: Flow) => UpstreamRewriter | undefined;
+  /** The injection that `rewriterFor` applies, as plain data: the engine runs it in its threads. */
+  inject?: InjectConfig;
   /**
    * Byte pump: 'auto' (default) hands flows nobody needs to inspect to the splice engine and
    * keeps the JS relay for the rest and as the fallback; 'js' never splices; 'splice' is
@@ -148,8 +151,10 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     return engine;
   };
 
-  // Nobody needs to see these flows' bytes: the engine accepts and relays them itself.
-  if (engine === undefined && !cfg.routing && !cfg.rewriterFor && !cfg.dstFromHost && !cfg.inboundMark) {
+  // The engine accepts and relays these flows itself: nobody inspects their bytes, or only
+  // the header rewriter, which runs in the engine's threads.
+  const engineCanServe = !cfg.rewriterFor || cfg.inject !== undefined;
+  if (engine === undefined && engineCanServe && !cfg.routing && !cfg.dstFromHost && !cfg.inboundMark) {
     const eng = spliceEngine();
     if (eng) return Promise.resolve(startServedPlane(cfg, listeners, log, eng));
   }

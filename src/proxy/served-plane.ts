@@ -1,4 +1,4 @@
-// The data plane for listeners whose flows nobody inspects (no header injection, no routing,
+// The data plane for listeners whose flows nobody inspects but the header rewriter (no routing,
 // no --dst-from-host): the splice engine accepts, connects and relays them itself, so no
 // connection ever becomes a Node socket (src/relay/engine/worker.ts). This side turns the
 // engine's batched flow records into the same log lines and metrics the JS path writes.
@@ -8,6 +8,7 @@ import { formatEndpoint } from '../kernel/sockaddr.js';
 import type { Logger } from '../observe/log.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
 import type { CaptureMode } from '../firewall/plan.js';
+import type { InjectConfig } from '../http/inject-config.js';
 import type { ConnectionInfo, DataPlane, ListenerHandle } from './plane.js';
 import { FlowStats } from '../observe/flow-stats.js';
 import { closedOf } from './live-flows.js';
@@ -23,6 +24,10 @@ export interface ServedConfig {
   outboundMark: number;
   preserveSource: boolean;
   metrics?: DataPlaneMetrics;
+  /** Header injection, run by the engine's threads on every flow's client bytes. */
+  inject?: InjectConfig;
+  /** With inject: a request head must be complete this long after it began; 0: no limit. */
+  headTimeoutMs?: number;
 }
 
 /** Hands the listeners to the engine; the returned plane reports and controls its flows. */
@@ -59,7 +64,8 @@ export function startServedPlane(
       durMs: r.ended - r.started,
       close: r.reason,
       ...(r.error ? { error: r.error } : {}),
-      ...(failed ? {} : { relay: 'splice' as const }),
+      ...(r.requests !== undefined ? { requests: r.requests } : {}),
+      ...(failed ? {} : { relay: r.requests === undefined ? ('splice' as const) : ('engine' as const) }),
     };
     report.ended(r, end);
     stats.recordClosed(closedOf(r, end));
@@ -92,6 +98,7 @@ export function startServedPlane(
         preserveSource: cfg.preserveSource,
         ownPorts: [...new Set([cfg.listenPort, ...(cfg.ownPorts ?? [])])],
         maxConnections: cfg.maxConnections,
+        ...(cfg.inject ? { inject: cfg.inject, headTimeoutMs: cfg.headTimeoutMs ?? 0 } : {}),
       }),
     ),
     {

@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { startPeer, startTranproxy, withLab } from '../helpers/lab.js';
+import { startPeer, startTranproxy, withLab, type Host, type LabProcess } from '../helpers/lab.js';
 import { stopGracefully } from '../helpers/procs.js';
 
 /** Greets every connection with one byte, then echoes nothing (a server that speaks first). */
@@ -67,7 +67,7 @@ test('the splice engine serves a listener itself: echo, server-speaks-first, lis
   });
 });
 
-test('tranproxy run: relay=kernel without inspection, relay=splice with headers, relay=js on request; kernel flows logged and counted', {
+test('tranproxy run: relay=kernel without inspection and with headers, relay=js on request; kernel flows logged and counted', {
   timeout: 120_000,
 }, async () => {
   await withLab(async (lab) => {
@@ -78,14 +78,15 @@ test('tranproxy run: relay=kernel without inspection, relay=splice with headers,
     await startPeer(server, 'echo_headers', 80, '0.0.0.0');
 
     const cases: [string[], string][] = [
-      [['-P', '80', '-P', '7000', '-H', 'x-test: 1'], 'splice'],
+      [['-P', '80', '-P', '7000', '-H', 'x-test: 1', '--admin', '127.0.0.1:15000'], 'kernel'],
       [['-P', '7000', '--relay', 'js'], 'js'],
       [['-P', '7000', '-P', '7999', '--admin', '127.0.0.1:15000'], 'kernel'],
     ];
     for (const [args, want] of cases) {
       const proxy = await startTranproxy(client, ['run', '--family', 'ipv4', ...args]);
       assert.match(proxy.output(), new RegExp(`ready: .* relay=${want}( |$)`, 'm'), proxy.output());
-      if (want !== 'kernel') {
+      if (args.includes('-H')) await injectedFlowInEngine(client, proxy);
+      if (want !== 'kernel' || args.includes('-H')) {
         assert.equal(await stopGracefully(proxy), 0, proxy.output());
         continue;
       }
@@ -137,3 +138,29 @@ test('tranproxy run: relay=kernel without inspection, relay=splice with headers,
     }
   });
 });
+
+/** A header-injecting flow runs in the engine: stamped, listed while held, logged and counted. */
+async function injectedFlowInEngine(client: Host, proxy: LabProcess): Promise<void> {
+  const GET = `
+    const net = require('node:net');
+    const s = net.connect({ host: '10.77.2.2', port: 80 });
+    let got = '';
+    s.on('connect', () => s.write('GET /a HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'));
+    s.on('data', (d) => {
+      got += d;
+      if (got.includes('}')) { console.log(got.includes('x-test') ? 'stamped' : 'unstamped ' + got); console.log('held'); }
+    });
+    setTimeout(() => process.exit(0), 60000);`;
+  const holder = client.spawn(process.execPath, ['-e', GET]);
+  await holder.waitForOutput(/held/);
+  assert.match(holder.output(), /stamped/);
+  assert.doesNotMatch(holder.output(), /unstamped/);
+  const conns = await client.run('curl', ['-sf', 'http://127.0.0.1:15000/connections']);
+  const list = JSON.parse(conns.stdout) as { dst: string }[];
+  assert.equal(list.length, 1, conns.stdout);
+  assert.equal(list[0]!.dst, '10.77.2.2:80');
+  await holder.stop('SIGKILL');
+  await proxy.waitForOutput(/conn id=\d+ .*dst=10\.77\.2\.2:80 .*requests=1 relay=engine/);
+  const metrics = await client.run('curl', ['-sf', 'http://127.0.0.1:15000/metrics']);
+  assert.match(metrics.stdout, /tranproxy_http_requests_injected_total 1/);
+}

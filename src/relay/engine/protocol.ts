@@ -2,6 +2,7 @@
 // (splice-worker.ts). Plain structured-clone data.
 import type { MessagePort } from 'node:worker_threads';
 import type { Endpoint } from '../../kernel/sockaddr.js';
+import type { InjectConfig } from '../../http/inject-config.js';
 
 /** workerData of a splice worker. */
 export interface SpliceWorkerInit {
@@ -39,6 +40,10 @@ export interface ServedListener {
   ownPorts: number[];
   /** Flows at once over all served listeners; beyond it new ones are refused. */
   maxConnections: number;
+  /** Header injection: every flow's client bytes go through the streaming rewriter (inspected flows). */
+  inject?: InjectConfig;
+  /** With `inject`: a request head must be complete this long after it began (408 after); 0: no limit. */
+  headTimeoutMs?: number;
 }
 
 /** How a kernel-only flow ended, or why it was refused: one record each, sent in batches. */
@@ -56,8 +61,18 @@ export type FlowRecord =
       connectMs?: number;
       bytesUp: number;
       bytesDown: number;
-      reason: 'eof' | 'idle' | 'client-error' | 'upstream-error' | 'aborted' | 'connect-failed';
+      reason:
+        | 'eof'
+        | 'idle'
+        | 'client-error'
+        | 'upstream-error'
+        | 'aborted'
+        | 'connect-failed'
+        | 'rejected'
+        | 'head-timeout';
       error?: string;
+      /** Inspected flows: request heads rewritten. */
+      requests?: number;
     }
   | {
       t: 'refused';

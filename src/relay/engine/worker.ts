@@ -87,6 +87,9 @@ import type {
   ToWorker,
 } from './protocol.js';
 import { decodeSockaddr, type Endpoint } from '../../kernel/sockaddr.js';
+import { compileInjectConfig, type CompiledInject } from '../../http/inject-config.js';
+import { RequestRewriter } from '../../http/rewriter.js';
+import { InspectedFlow, InspectScratch, type InspectHost, type InspectedReason } from './inspected.js';
 import { LocalAddresses } from '../../kernel/local-addresses.js';
 
 const MAX_EVENTS = 256;
@@ -113,7 +116,7 @@ const RECORD_BATCH = 256;
 const BYTES_REPORT_MS = 500;
 
 type Side = 0 | 1; // 0: client, 1: upstream
-type Reason = Extract<FromWorker, { t: 'done' }>['reason'];
+type Reason = Extract<FromWorker, { t: 'done' }>['reason'] | InspectedReason;
 
 interface Pipe {
   r: number;
@@ -149,6 +152,10 @@ interface Conn {
   reported: number;
   /** Set for kernel-only flows (accepted by this worker). */
   served?: Served;
+  /** Set while an inspected flow's bytes go through the rewriter (copied, not spliced). */
+  insp?: InspectedFlow;
+  /** Request heads an inspected flow rewrote (kept once it splices). */
+  requests?: number;
 }
 
 interface Served {
@@ -171,6 +178,8 @@ interface Listener {
   armed: boolean;
   resumeAt: number;
   active: number;
+  /** Header injection on this listener's flows. */
+  inject?: CompiledInject;
 }
 
 function makeDir(conn: Conn, src: number, dst: number, srcSide: Side): Dir {
@@ -209,6 +218,7 @@ class Engine {
   private readonly eventsAddr: bigint;
   private readonly ctlScratch = Buffer.alloc(64);
   private readonly scratch = Buffer.alloc(64);
+  private inspectScratch: InspectScratch | undefined;
   /** Directions that used up their turn and must go on without waiting for an edge. */
   private again: Dir[] = [];
   /** Directions that could not get a pipe (descriptors exhausted); retried later. */
@@ -284,6 +294,7 @@ class Engine {
       else if (side === 0) c.served.clientEvents |= mask;
       return;
     }
+    if (c.insp) return this.inspectedEvent(c, c.insp, side, mask);
     if (mask & EPOLLERR) {
       const r = getsockoptInt(c.fds[side], SOL_SOCKET, SO_ERROR, this.scratch);
       const err = 'value' in r ? r.value : r.errno;
@@ -462,7 +473,7 @@ class Engine {
         id: c.id,
         bytesUp: c.up.bytes,
         bytesDown: c.down.bytes,
-        reason,
+        reason: reason as Extract<FromWorker, { t: 'done' }>['reason'],
         ...(error ? { error } : {}),
       });
     this.record(c, reason, error);
@@ -477,6 +488,7 @@ class Engine {
     this.starved.delete(c.down);
     for (const side of [0, 1] as const) {
       const fd = c.fds[side];
+      if (fd < 0) continue; // an inspected flow's upstream, closed while the client is answered
       // close(2) then sends an RST, like Node's resetAndDestroy()
       if (reset && (resetSide === 'both' || resetSide === side)) setLingerZero(fd);
       // A served flow's descriptors are the only references to their sockets: close(2)
@@ -507,6 +519,7 @@ class Engine {
       bytesDown: c.down.bytes,
       reason,
       ...(error ? { error } : {}),
+      ...(s.listener.inject ? { requests: c.insp?.requests ?? c.requests ?? 0 } : {}),
     });
   }
 
@@ -516,6 +529,7 @@ class Engine {
       if (c.served?.connecting) {
         if (this.now >= c.served.connectDeadline) this.connectFailed(c, ETIMEDOUT);
       } else if (c.idleMs > 0 && this.now - c.last >= c.idleMs) this.finish(c, 'idle');
+      else if (c.insp && c.insp.deadline > 0 && this.now >= c.insp.deadline) c.insp.onTimer(this.now);
     }
     for (const l of this.listeners.values()) if (!l.armed && l.resumeAt > 0 && this.now >= l.resumeAt) this.arm(l);
     if (this.starved.size > 0) {
@@ -572,6 +586,10 @@ class Engine {
 
   private listen(cfg: ServedListener): void {
     const l: Listener = { token: this.nextListenerToken++, cfg, armed: false, resumeAt: 0, active: 0 };
+    if (cfg.inject) {
+      l.inject = compileInjectConfig(cfg.inject);
+      if (cfg.headTimeoutMs) this.sweepAtLeastEvery(cfg.headTimeoutMs);
+    }
     if (l.token >= FIRST_CONN_KEY * 2) throw new Error('too many served listeners');
     this.listeners.set(l.token, l);
     if (cfg.connectTimeoutMs > 0) this.sweepAtLeastEvery(cfg.connectTimeoutMs);
@@ -672,6 +690,7 @@ class Engine {
     this.served.set(c.id, c);
     l.active++;
     this.activeChanged = true;
+    if (l.inject) c.insp = this.inspect(c, l.inject, cfg.headTimeoutMs ?? 0);
 
     // The upstream socket: same family as the destination's sockaddr, our mark, the client's source.
     const family = dstAddr.readUInt16LE(0) === 2 ? 4 : 6;
@@ -718,6 +737,7 @@ class Engine {
     s.connecting = false;
     s.connectMs = this.now - s.started;
     c.last = this.now;
+    if (c.insp) return c.insp.start();
     // The client's edges were held back while connecting. The upstream's first edge is this
     // one: a server that speaks first may already have sent (on a fast link the handshake and
     // its first bytes can land before the socket is even in epoll), so it is pumped too then.
@@ -730,6 +750,45 @@ class Engine {
   private connectFailed(c: Conn, errno: number): void {
     if (!this.close(c, true, 0)) return;
     this.record(c, 'connect-failed', errnoName(errno));
+  }
+
+  // ---- inspected flows ----
+
+  private inspect(c: Conn, inject: CompiledInject, headTimeoutMs: number): InspectedFlow {
+    this.inspectScratch ??= new InspectScratch();
+    const host: InspectHost = {
+      now: () => this.now,
+      finish: (reason, error, reset) => this.finish(c, reason, error, reset),
+      closeUpstream: (reset) => this.closeUpstream(c, reset),
+      toSplice: () => {
+        c.requests = c.insp?.requests;
+        c.insp = undefined;
+        this.again.push(c.up, c.down);
+      },
+    };
+    return new InspectedFlow(c, host, this.inspectScratch, {
+      rewriter: new RequestRewriter(inject),
+      headTimeoutMs,
+    });
+  }
+
+  private inspectedEvent(c: Conn, insp: InspectedFlow, side: Side, mask: number): void {
+    if (mask & EPOLLERR) {
+      const r = getsockoptInt(c.fds[side], SOL_SOCKET, SO_ERROR, this.scratch);
+      const err = 'value' in r ? r.value : r.errno;
+      if (err > 0) return insp.onSocketError(side, errnoName(err));
+    }
+    const readable = (mask & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) !== 0;
+    insp.onEvent(side, readable, (mask & (EPOLLOUT | EPOLLHUP | EPOLLERR)) !== 0);
+  }
+
+  /** An inspected flow's upstream closes early (refusals): the client's side goes on. */
+  private closeUpstream(c: Conn, reset: boolean): void {
+    const fd = c.fds[1];
+    if (fd < 0) return;
+    if (reset) setLingerZero(fd);
+    rawClose(fd);
+    c.fds[1] = -1;
   }
 
   private list(): ServedConnection[] {
