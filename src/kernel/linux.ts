@@ -37,6 +37,7 @@ export const EPOLLERR = 0x008;
 export const EPOLLHUP = 0x010;
 export const EPOLLRDHUP = 0x2000;
 export const EPOLLET = 0x80000000;
+export const EPOLLEXCLUSIVE = 1 << 28;
 /** sizeof(struct epoll_event): packed on x86-64 (12 bytes), naturally aligned elsewhere (16). */
 export const EPOLL_EVENT_SIZE = process.arch === 'x64' ? 12 : 16;
 /** Offset of epoll_event.data. */

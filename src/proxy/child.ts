@@ -193,6 +193,7 @@ async function start(msg: ChildStart): Promise<void> {
       ...(routing ? { routing } : {}),
       metrics,
       relay: msg.relay,
+      engineThreads: msg.engineThreads,
       ...(msg.inject ? { inject: msg.inject, rewriterFor: rewriterFactory(compileInjectConfig(msg.inject)) } : {}),
     },
     msg.listeners.map((l, i) => ({ fd: FIRST_LISTENER_FD + i, family: l.family, label: l.label })),

@@ -9,7 +9,7 @@ import { relay, type RelayResult, type UpstreamRewriter } from '../relay/relay.j
 import { relayAuto, wouldSplice } from '../relay/zero-copy.js';
 import { createSpliceEngine, spliceAvailable, type EngineFlow, type SpliceEngine } from '../relay/engine/engine.js';
 import { LocalAddresses } from '../kernel/local-addresses.js';
-import { startServedPlane } from './served-plane.js';
+import { engineServes, startServedPlane } from './served-plane.js';
 import type { Logger } from '../observe/log.js';
 import { FlowReporter, type Flow, type FlowEnd, type Refusal } from '../flow/record.js';
 import type { ConnectionInfo, DataPlane, ListenerHandle } from './plane.js';
@@ -55,6 +55,8 @@ export interface DataPlaneConfig {
   rewriterFor?: (flow: Flow) => UpstreamRewriter | undefined;
   /** The injection that `rewriterFor` applies, as plain data: the engine runs it in its threads. */
   inject?: InjectConfig;
+  /** Engine threads (epoll loops sharing the listeners); default 1. */
+  engineThreads?: number;
   /**
    * Byte pump: 'auto' (default) hands flows nobody needs to inspect to the splice engine and
    * keeps the JS relay for the rest and as the fallback; 'js' never splices; 'splice' is
@@ -143,7 +145,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
   const spliceEngine = (): SpliceEngine | null => {
     if (engine !== undefined || closed) return engine ?? null;
     try {
-      engine = createSpliceEngine();
+      engine = createSpliceEngine({ threads: cfg.engineThreads ?? 1 });
     } catch (e) {
       engine = null;
       log.warn('splice relay failed to start; every flow uses the JS relay', { error: (e as Error).message });
@@ -153,8 +155,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
 
   // The engine accepts and relays these flows itself: nobody inspects their bytes, or only
   // the header rewriter, which runs in the engine's threads.
-  const engineCanServe = !cfg.rewriterFor || cfg.inject !== undefined;
-  if (engine === undefined && engineCanServe && !cfg.routing && !cfg.dstFromHost && !cfg.inboundMark) {
+  if (engine === undefined && engineServes({ ...cfg, otherInspection: !!cfg.rewriterFor && !cfg.inject })) {
     const eng = spliceEngine();
     if (eng) return Promise.resolve(startServedPlane(cfg, listeners, log, eng));
   }

@@ -27,6 +27,8 @@ export interface ChildStart {
   nameserversGiven: boolean;
   dstFromHost: boolean;
   relay: RelayEngineChoice;
+  /** Splice engine threads in this process (--workers when the engine serves every flow). */
+  engineThreads: number;
   routing: RoutingConfig | undefined;
   /** TPROXY UDP on listenPort for these families, or undefined. */
   udp: { families: (4 | 6)[]; idleTimeoutMs: number } | undefined;

@@ -6,6 +6,7 @@ import { FlowReporter } from '../flow/record.js';
 import type { FlowRecord, ServedListener, SpliceEngine } from '../relay/engine/engine.js';
 import { formatEndpoint } from '../kernel/sockaddr.js';
 import type { Logger } from '../observe/log.js';
+import type { RelayEngineChoice } from '../config/run-config.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
 import type { CaptureMode } from '../firewall/plan.js';
 import type { InjectConfig } from '../http/inject-config.js';
@@ -28,6 +29,23 @@ export interface ServedConfig {
   inject?: InjectConfig;
   /** With inject: a request head must be complete this long after it began; 0: no limit. */
   headTimeoutMs?: number;
+}
+
+/** What decides whether the engine serves a data plane's flows (supervisor and child agree). */
+export interface ServedPlaneInputs {
+  relay?: RelayEngineChoice;
+  /** Header injection as plain data (the engine's threads run the rewriter). */
+  inject?: unknown;
+  /** Some other inspection the engine cannot run (a rewriter without its plain config). */
+  otherInspection?: boolean;
+  routing?: unknown;
+  dstFromHost?: unknown;
+  inboundMark?: number;
+}
+
+/** True when the engine accepts and relays every flow itself (given that splice works here). */
+export function engineServes(o: ServedPlaneInputs): boolean {
+  return o.relay !== 'js' && !o.otherInspection && !o.routing && !o.dstFromHost && !o.inboundMark;
 }
 
 /** Hands the listeners to the engine; the returned plane reports and controls its flows. */
@@ -56,7 +74,6 @@ export function startServedPlane(
       });
     }
     const failed = r.reason === 'connect-failed';
-    if (r.connectMs !== undefined) report.connected('direct', r.connectMs / 1000);
     const end = {
       via: 'direct',
       up: r.bytesUp,
@@ -102,7 +119,8 @@ export function startServedPlane(
       }),
     ),
     {
-      records(records, byLabel) {
+      records(records, byLabel, connectMs) {
+        for (const ms of connectMs) report.connected('direct', ms / 1000);
         for (const r of records) onRecord(r);
         active = 0;
         for (const label of labels) {

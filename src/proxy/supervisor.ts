@@ -27,6 +27,8 @@ import { startAdminServer, type AdminServer } from '../observe/admin.js';
 import type { ConnectionInfo, LiveAnswer } from './dataplane.js';
 import { TrafficTotals, type ClosedRow, type WorkerTraffic } from '../observe/traffic.js';
 import type { Bytes } from '../observe/flow-stats.js';
+import { engineServes } from './served-plane.js';
+import { spliceAvailable } from '../relay/engine/engine.js';
 import type { GroupState } from '../outbound/group.js';
 
 const CHILD_ENTRY = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -679,7 +681,7 @@ export class Supervisor implements SupervisorControl {
   }
 
   private startGeneration(cfg: RunConfig): Promise<Worker[]> {
-    const workers = Array.from({ length: cfg.workers }, () => this.startWorker(cfg));
+    const workers = Array.from({ length: workerLayout(cfg).processes }, () => this.startWorker(cfg));
     return Promise.all(workers.map((w) => w.ready)).then(
       () => workers,
       async (e) => {
@@ -732,18 +734,19 @@ export class Supervisor implements SupervisorControl {
       headTimeoutMs: cfg.headTimeoutMs,
       // Refuse cleanly at the fd budget rather than fail accept/connect with EMFILE.
       maxConnections: Math.min(
-        Math.ceil(cfg.maxConnections / cfg.workers),
+        Math.ceil(cfg.maxConnections / workerLayout(cfg).processes),
         Math.max(1, Math.floor((this.fdLimit - 64) / 2)),
       ),
       // Excluded by its uid, or marked (SO_MARK, with CAP_NET_ADMIN) where output capture could catch it.
       outboundMark: priv.mark,
-      inboundMark: cfg.capture.includes('inbound') && cfg.mode === 'tproxy' && cfg.preserveSource ? cfg.tproxyMark : 0,
+      inboundMark: inboundMarkOf(cfg),
       preserveSource: cfg.preserveSource,
       inject: cfg.inject,
       resolver: cfg.resolver,
       nameserversGiven: cfg.nameserversGiven,
       dstFromHost: cfg.dstFromHost,
       relay: cfg.relay,
+      engineThreads: workerLayout(cfg).threads,
       routing: cfg.routing,
       udp: cfg.udp ? { families: this.listeners.map((l) => l.family), idleTimeoutMs: cfg.udpIdleTimeoutMs } : undefined,
       listeners: this.listeners.map((l) => ({ family: l.family, label: l.label })),
@@ -805,4 +808,19 @@ export class Supervisor implements SupervisorControl {
 
 function signalNumber(sig: NodeJS.Signals): number {
   return os.constants.signals[sig] ?? 0;
+}
+
+/** SO_MARK for connections to a local app: TPROXY inbound keeping the client's address. */
+function inboundMarkOf(cfg: RunConfig): number {
+  return cfg.capture.includes('inbound') && cfg.mode === 'tproxy' && cfg.preserveSource ? cfg.tproxyMark : 0;
+}
+
+/**
+ * --workers N: when the splice engine serves every flow, one process with N engine threads
+ * (one epoll loop each, sharing the listeners: one process's memory instead of N); else N
+ * data-plane processes sharing the listeners.
+ */
+function workerLayout(cfg: RunConfig): { processes: number; threads: number } {
+  const served = spliceAvailable() && engineServes({ ...cfg, inboundMark: inboundMarkOf(cfg) });
+  return served ? { processes: 1, threads: cfg.workers } : { processes: cfg.workers, threads: 1 };
 }

@@ -39,7 +39,7 @@ function hold(h: Host): { proc: LabProcess; say(line: string): Promise<void> } {
   };
 }
 
-test('admin API: readiness, metrics aggregated over 2 workers, live connections, POST /quitquitquit', async () => {
+test('admin API: readiness, metrics over 2 engine threads, live connections, POST /quitquitquit', async () => {
   await withLab(async (lab) => {
     const { client } = await twoHosts(lab);
     const proxy = await startTranproxy(client, [
@@ -58,10 +58,11 @@ test('admin API: readiness, metrics aggregated over 2 workers, live connections,
     ]);
     assert.match(proxy.output(), /workers=2 .*admin=127\.0\.0\.1:15000/);
     const workers = childProcesses(proxy.pid).filter((c) => c.args.includes('child.js'));
+    // --workers 2 with the engine serving every flow: one process, two engine threads.
     assert.deepEqual(
       workers.map((w) => w.uid),
-      [1337, 1337],
-      'two data-plane workers of this proxy, as 1337',
+      [1337],
+      'one data-plane process of this proxy, as 1337',
     );
     for (let i = 0; i < 6; i++) assert.equal((await get(client, `http://${SERVER}/m${i}`)).status, 0);
     assert.match((await get(client, 'http://127.0.0.1:15000/readyz')).stdout, /ready/);

@@ -20,52 +20,55 @@ net.createServer((s) => { s.on('error', () => {}); s.write('g'); }).listen(Numbe
 
 const DRIVER = fileURLToPath(new URL('../helpers/served-engine-driver.ts', import.meta.url));
 
-test('the splice engine serves a listener itself: echo, server-speaks-first, list/close, limits, connect failures, idle, EMFILE pause and resume', {
-  timeout: 120_000,
-}, async () => {
-  await withLab(async (lab) => {
-    const client = lab.addHost('client');
-    const server = lab.addHost('server');
-    lab.link(client, server, { a: ['10.77.1.1/24'], b: ['10.77.1.2/24'] });
-    await startPeer(server, 'tcp_echo', 7000, '0.0.0.0');
-    const greeter = server.spawn(process.execPath, ['-e', GREETER, '7001']);
-    await greeter.waitForOutput(/^listening/m);
-    const cfg = {
-      serverIp: '10.77.1.2',
-      echoPort: 7000,
-      greetPort: 7001,
-      deadPort: 7999,
-      silentIp: '10.77.1.99',
-      ownIp: '10.77.1.1',
-      listenPort: 15001,
-    };
-    // A modest descriptor limit, so that step 7 can exhaust it quickly.
-    const p = client.spawn('prlimit', [
-      '--nofile=2048:2048',
-      process.execPath,
-      '--import',
-      'tsx',
-      DRIVER,
-      JSON.stringify(cfg),
-    ]);
-    await p.waitForOutput(/^(done|FAILED:)/m, 100_000).catch(() => undefined);
-    const out = p.output();
-    assert.match(out, /^done$/m, out);
-    for (const step of [
-      'echo 60 flows',
-      'server speaks first',
-      'list shows',
-      'beyond max-connections',
-      'connect refused',
-      'idle flow closed',
-      'a connection straight to the listener',
-      'out of descriptors',
-    ]) {
-      assert.match(out, new RegExp(`^ok ${step}`, 'm'));
-    }
-    for (const line of out.split('\n').filter((l) => l.startsWith('ok '))) console.log(`# ${line}`);
+for (const threads of [1, 2])
+  test(`the splice engine (${threads} thread${threads > 1 ? 's' : ''}) serves a listener itself: echo, server-speaks-first, list/close, limits, connect failures, idle, EMFILE pause and resume`, {
+    timeout: 120_000,
+  }, async () => {
+    await withLab(async (lab) => {
+      const client = lab.addHost('client');
+      const server = lab.addHost('server');
+      lab.link(client, server, { a: ['10.77.1.1/24'], b: ['10.77.1.2/24'] });
+      await startPeer(server, 'tcp_echo', 7000, '0.0.0.0');
+      const greeter = server.spawn(process.execPath, ['-e', GREETER, '7001']);
+      await greeter.waitForOutput(/^listening/m);
+      const cfg = {
+        serverIp: '10.77.1.2',
+        echoPort: 7000,
+        greetPort: 7001,
+        deadPort: 7999,
+        silentIp: '10.77.1.99',
+        ownIp: '10.77.1.1',
+        listenPort: 15001,
+        threads,
+      };
+      // A modest descriptor limit, so that step 7 can exhaust it quickly.
+      const p = client.spawn('prlimit', [
+        '--nofile=2048:2048',
+        process.execPath,
+        '--import',
+        'tsx',
+        DRIVER,
+        JSON.stringify(cfg),
+      ]);
+      await p.waitForOutput(/^(done|FAILED:)/m, 100_000).catch(() => undefined);
+      const out = p.output();
+      assert.match(out, /^done$/m, out);
+      for (const step of [
+        'echo 60 flows',
+        'server speaks first',
+        'list shows',
+        'beyond max-connections',
+        'connect refused',
+        'idle flow closed',
+        'a connection straight to the listener',
+        'out of descriptors',
+        ...(threads > 1 ? [`${threads} threads accepted`] : []),
+      ]) {
+        assert.match(out, new RegExp(`^ok ${step}`, 'm'));
+      }
+      for (const line of out.split('\n').filter((l) => l.startsWith('ok '))) console.log(`# ${line}`);
+    });
   });
-});
 
 test('tranproxy run: relay=kernel without inspection and with headers, relay=js on request; kernel flows logged and counted', {
   timeout: 120_000,

@@ -28,6 +28,8 @@ export interface DriverConfig {
   /** This namespace's own address. */
   ownIp: string;
   listenPort: number;
+  /** Engine threads sharing the listener (default 1). */
+  threads?: number;
 }
 
 const cfg = JSON.parse(process.argv[2] ?? '{}') as DriverConfig;
@@ -120,7 +122,8 @@ async function held(): Promise<net.Socket> {
   return s;
 }
 
-const engine = createSpliceEngine();
+const THREADS = cfg.threads ?? 1;
+const engine = createSpliceEngine({ threads: THREADS });
 const listenFd = createListenerFd({ family: 4, address: '0.0.0.0', port: cfg.listenPort, transparent: false });
 engine.serve(
   [
@@ -196,6 +199,12 @@ try {
     `every greeting of a server-speaks-first protocol reached its client (${greetOk} did); ${JSON.stringify(records.slice(-3))}`,
   );
   console.log('ok server speaks first: 400 greetings relayed, 100 connections at a time');
+  if (THREADS > 1) {
+    // Flow ids tell the thread (id − 1 ≡ thread mod threads): every thread accepted some.
+    const perThread = new Set(ends().map((r) => (r.id - 1) % THREADS));
+    assert.equal(perThread.size, THREADS, `flows by thread: ${[...perThread]}`);
+    console.log(`ok ${THREADS} threads accepted flows from the one listener`);
+  }
 
   // 2. Live list and close by id.
   const hold = [await held(), await held(), await held()];

@@ -14,9 +14,9 @@
 // The result has the same shape as relay()'s: bytes counted as read from each side,
 // including the bytes flushed in step 3.
 //
-// serve(): listeners whose flows nobody inspects are given to the first worker outright; it
-// accepts, connects and splices itself (kernel-only flows) and reports each flow's end in
-// batches, so those connections never exist as Node sockets at all.
+// serve(): listeners whose flows nobody inspects (or only the header rewriter) are given to
+// every worker thread outright; each accepts, connects and relays itself and reports each
+// flow's end in batches, so those connections never exist as Node sockets at all.
 import net from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { MessageChannel, Worker } from 'node:worker_threads';
@@ -97,7 +97,8 @@ export interface SpliceEngine {
 }
 
 export interface ServedSink {
-  records(records: FlowRecord[], active: Record<string, number>): void;
+  /** Flows ended, live flows per label, and upstream connect times (ms) since the last call. */
+  records(records: FlowRecord[], active: Record<string, number>, connectMs: number[]): void;
   /** The worker serving the listeners died: its flows and listeners are gone. */
   failed?(error: string): void;
 }
@@ -286,8 +287,12 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
   };
 
   const slots: WorkerSlot[] = [];
-  // Kernel-only flows live on the first worker (served listeners are few, accepts cheap).
+  // Served listeners are shared by every thread (each waits on them in its own epoll loop).
   let sink: ServedSink | undefined;
+  /** Live served flows per label, as each thread last reported them. */
+  const activeBy = new Map<WorkerSlot, Record<string, number>>();
+  let unlistening = 0;
+  const servedCount = new SharedArrayBuffer(4);
   let nextReq = 1;
   const replies = new Map<number, (m: FromWorker) => void>();
   let unlistened: (() => void) | undefined;
@@ -314,6 +319,9 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
         pipeSize: opts.pipeSize ?? 1 << 20,
         pipePool: Math.max(0, opts.pipePool ?? 64),
         exitFlag: exitFlag.buffer as SharedArrayBuffer,
+        index: i,
+        threads,
+        servedCount,
       },
       port2,
     );
@@ -335,14 +343,15 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
       // closed here (the worker may have closed some already; a double close is worse).
       for (const [id, p] of pending)
         if (p.worker === slot) settle(id, { bytesUp: 0, bytesDown: 0, reason: 'aborted', error });
-      if (slot === slots[0]) {
+      if (sink) {
         for (const r of replies.values()) r({ t: 'closed' });
         replies.clear();
         unlistened?.();
         // Served flows are gone with the worker: say so, and that none is live any more.
-        if (sink && error !== 'engine closed') {
+        if (error !== 'engine closed') {
+          activeBy.delete(slot);
           sink.failed?.(error);
-          sink.records([], {});
+          sink.records([], sumActive(), []);
         }
       }
       onClosed();
@@ -355,15 +364,18 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
           reason: m.reason,
           ...(m.error ? { error: m.error } : {}),
         });
-      else if (m.t === 'flows') sink?.records(m.records, m.active);
-      else if (m.t === 'bytes') {
+      else if (m.t === 'flows') {
+        activeBy.set(slot, m.active);
+        sink?.records(m.records, sumActive(), m.connectMs);
+      } else if (m.t === 'bytes') {
         for (let i = 0; i + 2 < m.flows.length; i += 3)
           if (pending.has(m.flows[i]!)) liveBytes.set(m.flows[i]!, [m.flows[i + 1]!, m.flows[i + 2]!]);
       } else if (m.t === 'list' || m.t === 'killed') {
         replies.get(m.req)?.(m);
         replies.delete(m.req);
-      } else if (m.t === 'unlistened') unlistened?.();
-      else if (m.t === 'ready') {
+      } else if (m.t === 'unlistened') {
+        if (--unlistening === 0) unlistened?.();
+      } else if (m.t === 'ready') {
         if (slot.active === 0) worker.unref(); // an unref() before the thread is online does not stick
       } else if (m.t === 'closed') die('engine closed');
       else if (m.t === 'fatal') die(`splice worker failed: ${m.error}`);
@@ -373,6 +385,12 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
     void slot.exited.then(() => rawClose(wakeFd));
     slots.push(slot);
   }
+
+  const sumActive = (): Record<string, number> => {
+    const sum: Record<string, number> = {};
+    for (const a of activeBy.values()) for (const [label, n] of Object.entries(a)) sum[label] = (sum[label] ?? 0) + n;
+    return sum;
+  };
 
   // At process exit Node waits for every worker to stop, and ours block in epoll_wait.
   const onExit = (): void => {
@@ -512,37 +530,48 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
       return pending.size;
     },
     serve(listeners, s) {
-      const slot = slots[0]!;
       if (sink) throw new Error('engine.serve() may be called once');
-      if (closing || slot.dead) throw new HandoverError('splice engine closed');
+      if (closing || slots.some((x) => x.dead)) throw new HandoverError('splice engine closed');
       sink = s;
-      // A worker with served listeners must keep the process (and itself) alive.
-      slot.active++;
-      slot.worker.ref();
-      for (const listener of listeners) post(slot, { t: 'listen', listener }, true);
-    },
-    stopServing() {
-      const slot = slots[0]!;
-      if (!sink || slot.dead || closing) return Promise.resolve();
-      return new Promise<void>((resolve) => {
-        unlistened = () => {
-          unlistened = undefined;
-          if (--slot.active === 0) slot.worker.unref();
-          resolve();
-        };
-        post(slot, { t: 'unlisten' }, true);
+      // Each thread gets its own descriptor of each listening socket (it closes it at unlisten).
+      const fds = slots.map((_, i) => listeners.map((l) => (i === 0 ? l.fd : sysDupCloexec(l.fd))));
+      slots.forEach((slot, i) => {
+        // A worker with served listeners must keep the process (and itself) alive.
+        slot.active++;
+        slot.worker.ref();
+        listeners.forEach((l, k) => post(slot, { t: 'listen', listener: { ...l, fd: fds[i]![k]! } }, true));
       });
     },
-    servedConnections: () =>
-      ask(
-        slots[0],
-        (req) => ({ t: 'list', req }),
-        [] as ServedConnection[],
-        (m) => (m.t === 'list' ? m.conns : []),
-      ),
+    stopServing() {
+      const live = slots.filter((x) => !x.dead);
+      if (!sink || live.length === 0 || closing) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        unlistening = live.length;
+        unlistened = () => {
+          unlistened = undefined;
+          for (const slot of live) if (--slot.active === 0) slot.worker.unref();
+          resolve();
+        };
+        for (const slot of live) post(slot, { t: 'unlisten' }, true);
+      });
+    },
+    servedConnections: async () => {
+      const lists = await Promise.all(
+        slots.map((slot) =>
+          ask(
+            slot,
+            (req) => ({ t: 'list', req }),
+            [] as ServedConnection[],
+            (m) => (m.t === 'list' ? m.conns : []),
+          ),
+        ),
+      );
+      return lists.flat();
+    },
+    // Served flow ids are spread over the threads: id − 1 ≡ thread index (mod threads).
     closeServed: (id) =>
       ask(
-        slots[0],
+        slots[(id - 1) % threads],
         (req) => ({ t: 'kill', req, id }),
         false,
         (m) => m.t === 'killed' && m.found,

@@ -15,6 +15,11 @@ export interface SpliceWorkerInit {
   port: MessagePort;
   /** Int32Array over it: [0] ≠ 0 means the process is exiting: leave the loop at once. */
   exitFlag: SharedArrayBuffer;
+  /** This thread's place among the engine's `threads`: served flow ids are index+1, +threads, … */
+  index: number;
+  threads: number;
+  /** Int32Array over it: [0] is the number of served flows live in all threads (--max-connections). */
+  servedCount: SharedArrayBuffer;
 }
 
 /**
@@ -123,8 +128,8 @@ export type FromWorker =
       reason: 'eof' | 'idle' | 'client-error' | 'upstream-error' | 'aborted';
       error?: string;
     }
-  /** Kernel-only flows since the last batch, and how many are live per listener label. */
-  | { t: 'flows'; records: FlowRecord[]; active: Record<string, number> }
+  /** Kernel-only flows ended since the last batch, upstream connect times since then, live flows per label. */
+  | { t: 'flows'; records: FlowRecord[]; active: Record<string, number>; connectMs: number[] }
   /**
    * Handed-over flows whose counters moved since the last report, every BYTES_REPORT_MS:
    * [id, bytesUp, bytesDown] flat, at most one triple per live flow.

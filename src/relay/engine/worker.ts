@@ -52,6 +52,7 @@ import {
   ENOMEM,
   EPOLLERR,
   EPOLLET,
+  EPOLLEXCLUSIVE,
   EPOLLHUP,
   EPOLLIN,
   EPOLLOUT,
@@ -206,8 +207,12 @@ class Engine {
   private readonly listeners = new Map<number, Listener>();
   private nextListenerToken = 1;
   private readonly served = new Map<number, Conn>();
-  private nextServedId = 1;
+  private nextServedId: number;
+  /** Served flows live in every thread of the engine (shared with them). */
+  private readonly servedCount: Int32Array;
   private outbox: FlowRecord[] = [];
+  /** Upstream connect times (ms) since the last batch: the metric counts a flow once connected. */
+  private connectTimes: number[] = [];
   private activeChanged = false;
   private lastFlush = 0;
   private readonly sa = sockaddrScratch();
@@ -236,6 +241,8 @@ class Engine {
     private readonly out: (m: FromWorker) => void,
   ) {
     this.exitFlag = new Int32Array(init.exitFlag);
+    this.servedCount = new Int32Array(init.servedCount);
+    this.nextServedId = init.index + 1;
     this.epfd = sysEpollCreate();
     this.eventsAddr = addressOf(this.events);
     const r = rawEpollCtl(this.epfd, EPOLL_CTL_ADD, init.wakeFd, EPOLLIN, WAKE_TOKEN, this.ctlScratch);
@@ -253,7 +260,7 @@ class Engine {
         const reportIn = Math.max(0, this.nextBytesReport - Date.now());
         if (timeout < 0 || reportIn < timeout) timeout = reportIn;
       }
-      if (this.outbox.length > 0 || this.activeChanged) {
+      if (this.unreported()) {
         const flushIn = Math.max(0, this.lastFlush + RECORD_FLUSH_MS - Date.now());
         if (timeout < 0 || flushIn < timeout) timeout = flushIn;
       }
@@ -504,6 +511,7 @@ class Engine {
   private record(c: Conn, reason: Extract<FlowRecord, { t: 'end' }>['reason'], error?: string): void {
     const s = c.served!;
     this.served.delete(c.id);
+    Atomics.sub(this.servedCount, 0, 1);
     s.listener.active--;
     this.activeChanged = true;
     this.outbox.push({
@@ -603,7 +611,10 @@ class Engine {
   /** (Re)registers a listener, level-triggered: pending clients are picked up turn after turn. */
   private arm(l: Listener): void {
     l.resumeAt = 0;
-    const r = rawEpollCtl(this.epfd, EPOLL_CTL_ADD, l.cfg.fd, EPOLLIN, l.token, this.ctlScratch);
+    // Every thread waits on the same listening socket; EPOLLEXCLUSIVE wakes one of them per
+    // new connection instead of all (no thundering herd).
+    const events = this.init.threads > 1 ? (EPOLLIN | EPOLLEXCLUSIVE) >>> 0 : EPOLLIN;
+    const r = rawEpollCtl(this.epfd, EPOLL_CTL_ADD, l.cfg.fd, events, l.token, this.ctlScratch);
     if (r < 0) throw new Error(`epoll_ctl(listener ${l.cfg.label}): ${errnoName(-r)}`);
     l.armed = true;
   }
@@ -670,14 +681,16 @@ class Engine {
     } catch {
       return refuse('no-original-destination', 'unknown peer address family');
     }
-    if (this.served.size >= cfg.maxConnections) return refuse('max-connections');
+    if (Atomics.load(this.servedCount, 0) >= cfg.maxConnections) return refuse('max-connections');
     const r = rawLocalOrOriginal(fd, cfg.mode === 'redirect' ? cfg.family : undefined, this.sa2);
     if (r < 0) return refuse('no-original-destination', errnoName(-r));
     const dstAddr = scratchSockaddr(this.sa2);
     dst = decodeSockaddr(dstAddr);
     if (cfg.ownPorts.includes(dst.port) && this.local.has(dst.address)) return refuse('loop');
 
-    const c = this.newConn(this.nextServedId++, fd, -1, cfg.idleMs);
+    const c = this.newConn(this.nextServedId, fd, -1, cfg.idleMs);
+    this.nextServedId += this.init.threads;
+    Atomics.add(this.servedCount, 0, 1);
     c.served = {
       listener: l,
       src,
@@ -736,6 +749,7 @@ class Engine {
     }
     s.connecting = false;
     s.connectMs = this.now - s.started;
+    this.connectTimes.push(s.connectMs);
     c.last = this.now;
     if (c.insp) return c.insp.start();
     // The client's edges were held back while connecting. The upstream's first edge is this
@@ -803,9 +817,13 @@ class Engine {
     }));
   }
 
+  private unreported(): boolean {
+    return this.outbox.length > 0 || this.activeChanged || this.connectTimes.length > 0;
+  }
+
   /** Posts the records (and live counts) at most every RECORD_FLUSH_MS, or at once if `now`. */
   private flushRecords(now = false): void {
-    if (this.outbox.length === 0 && !this.activeChanged) return;
+    if (!this.unreported()) return;
     if (!now && this.outbox.length < RECORD_BATCH && this.now - this.lastFlush < RECORD_FLUSH_MS) return;
     this.lastFlush = this.now;
     const active: Record<string, number> = {};
@@ -815,8 +833,9 @@ class Engine {
       const label = c.served!.listener.cfg.label;
       if (!this.listeners.has(c.served!.listener.token)) active[label] = (active[label] ?? 0) + 1;
     }
-    this.out({ t: 'flows', records: this.outbox, active });
+    this.out({ t: 'flows', records: this.outbox, active, connectMs: this.connectTimes });
     this.outbox = [];
+    this.connectTimes = [];
     this.activeChanged = false;
   }
 
