@@ -1188,7 +1188,7 @@ function domainListText(n: number): string {
     const d = `${word()}${i}.${tlds[i % 5]}`;
     out.push(r < 0.5 ? d : r < 0.75 ? `domain:${d}` : r < 0.98 ? `full:www.${d}` : `keyword:${word()}${i}`);
   }
-  return out.join('\n') + '\n';
+  return `${out.join('\n')}\n`;
 }
 
 function ruleSetCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {

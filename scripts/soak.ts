@@ -258,7 +258,7 @@ async function main(): Promise<number> {
     const table = rows.map((r) => [r.minute, ...cols.slice(1).map((c) => r.cells[c] ?? '-')]);
     const width = cols.map((c, i) => Math.max(c.length, ...table.map((r) => r[i]!.length)));
     const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(width[i]!)).join(' | ')} |`;
-    console.log('\n' + line(cols));
+    console.log(`\n${line(cols)}`);
     console.log(`|${width.map((w) => '-'.repeat(w + 2)).join('|')}|`);
     for (const r of table) console.log(line(r));
     for (const p of proxies) {

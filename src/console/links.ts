@@ -155,7 +155,7 @@ const NAME_OK = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 function flagsToLetters(s: string): string {
   return s.replace(
     /[\u{1F1E6}-\u{1F1FF}]{2}/gu,
-    (pair) => [...pair].map((c) => String.fromCharCode(c.codePointAt(0)! - 0x1f1e6 + 65)).join('') + ' ',
+    (pair) => `${[...pair].map((c) => String.fromCharCode(c.codePointAt(0)! - 0x1f1e6 + 65)).join('')} `,
   );
 }
 

@@ -46,7 +46,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       report.lab.removed = labGone(prefix);
       report.ok &&= report.lab.removed;
     }
-    process.stdout.write(opts.json ? JSON.stringify(report, null, 2) + '\n' : renderText(report, styleFor(opts.color)));
+    process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : renderText(report, styleFor(opts.color)));
     if (opts.keep) {
       process.stderr.write(keepInstructions(report));
       await new Promise<void>((resolve) => (endKeep = resolve));

@@ -26,7 +26,7 @@ const req = http.get(url, { agent: false, timeout: 5000, headers: { 'user-agent'
     } catch {
       /* not ours: report the raw text */
     }
-    process.stdout.write(JSON.stringify({ status: res.statusCode, local, body }) + '\n');
+    process.stdout.write(`${JSON.stringify({ status: res.statusCode, local, body })}\n`);
   });
 });
 req.on('socket', (s) => {

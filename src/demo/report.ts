@@ -242,7 +242,7 @@ export function renderText(report: DemoReport, st: Style): string {
           `FAILED: step${bad.length === 1 ? '' : 's'} ${bad.map((s) => s.n).join(', ')}${failed ? ` (${failed} failed check${failed === 1 ? '' : 's'})` : ''} in ${seconds(report.durationMs)}; ${labText}${skipText}.`,
         ),
   );
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 /** For --keep: what to try in the lab, and how to enter it. */

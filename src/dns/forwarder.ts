@@ -434,7 +434,7 @@ class Forwarder implements DnsForwarder {
   }
 
   private fakeExcluded(name: string): boolean {
-    return this.fakeExclude.some((s) => name === s || name.endsWith('.' + s));
+    return this.fakeExclude.some((s) => name === s || name.endsWith(`.${s}`));
   }
 
   /** What fakeAnswer + buildResponse give for an A/AAAA query, written directly. */
@@ -724,7 +724,7 @@ class Forwarder implements DnsForwarder {
     try {
       await mkdir(dirname(path), { recursive: true });
       const tmp = `${path}.${process.pid}.tmp`;
-      await writeFile(tmp, JSON.stringify({ version: 1, entries: this.fake.entries() }) + '\n');
+      await writeFile(tmp, `${JSON.stringify({ version: 1, entries: this.fake.entries() })}\n`);
       await rename(tmp, path);
     } catch (e) {
       this.log.warn('cannot save the fake-IP map', { path, error: (e as Error).message });

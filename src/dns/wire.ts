@@ -177,7 +177,7 @@ function labelText(buf: Uint8Array, start: number, len: number): string {
   for (let i = start; i < start + len; i++) {
     const c = buf[i]!;
     if (c > 0x20 && c < 0x7f && c !== 0x2e && c !== 0x5c) s += String.fromCharCode(c);
-    else s += '\\' + String(c).padStart(3, '0');
+    else s += `\\${String(c).padStart(3, '0')}`;
   }
   return s;
 }
@@ -584,8 +584,7 @@ export function ipv6ToBigInt(ip: string): bigint {
   const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
   if (v4) {
     const n = v4[1]!.split('.').map(Number);
-    text =
-      text.slice(0, -v4[1]!.length) + ((n[0]! << 8) | n[1]!).toString(16) + ':' + ((n[2]! << 8) | n[3]!).toString(16);
+    text = `${text.slice(0, -v4[1]!.length) + ((n[0]! << 8) | n[1]!).toString(16)}:${((n[2]! << 8) | n[3]!).toString(16)}`;
   }
   const [head, tail] = text.split('::') as [string, string | undefined];
   const h = head ? head.split(':') : [];
@@ -628,7 +627,7 @@ export function reverseNameToIp(name: string): string | undefined {
   m = /^((?:[0-9a-f]\.){32})ip6\.arpa$/.exec(n);
   if (m) {
     const nibbles = m[1]!.split('.').slice(0, 32).reverse().join('');
-    return bigIntToIpv6(BigInt('0x' + nibbles));
+    return bigIntToIpv6(BigInt(`0x${nibbles}`));
   }
   return undefined;
 }

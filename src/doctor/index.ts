@@ -66,5 +66,5 @@ export function formatText(results: readonly CheckResult[]): string {
   }
   const count = (s: Status): number => results.filter((r) => r.status === s).length;
   lines.push('', `${results.length} checks: ${count('OK')} OK, ${count('WARN')} WARN, ${count('FAIL')} FAIL`);
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }

@@ -119,5 +119,5 @@ export function showRules(target?: Target): string {
   }
   const routes = showRouting(target);
   if (routes) parts.push(routes);
-  return parts.length ? parts.join('\n\n') + '\n' : '';
+  return parts.length ? `${parts.join('\n\n')}\n` : '';
 }

@@ -71,7 +71,7 @@ function portMatches(ranges: readonly PortRange[]): string[] {
 function perPort(p: CapturePlan, ranges: readonly PortRange[], action: string, why: string): IptRule[] {
   const matches = ranges.length ? portMatches(ranges) : [''];
   return p.protocols.flatMap((proto) =>
-    matches.map((m) => ({ spec: `-p ${proto} ${m ? m + ' ' : ''}${action}`, why })),
+    matches.map((m) => ({ spec: `-p ${proto} ${m ? `${m} ` : ''}${action}`, why })),
   );
 }
 
@@ -320,7 +320,7 @@ export function renderIptables(plan: CapturePlan, family: Family): IptablesRende
     const mine = chains.filter((c) => c.table === t);
     lines.push(`*${t}`, ...mine.map((c) => `:${c.name} - [0:0]`), ...mine.flatMap(chainRules), 'COMMIT');
   }
-  return { family, chains, jumps, restore: lines.join('\n') + '\n' };
+  return { family, chains, jumps, restore: `${lines.join('\n')}\n` };
 }
 
 /** `iptables -t nat -I OUTPUT 1 -j TRANPROXY_OUTPUT`-style commands, for display. */
@@ -387,5 +387,5 @@ export function reconcileRestore(desired: IptablesRender | undefined, live: Map<
       'COMMIT',
     );
   }
-  return out.length ? out.join('\n') + '\n' : '';
+  return out.length ? `${out.join('\n')}\n` : '';
 }

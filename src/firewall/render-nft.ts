@@ -259,10 +259,10 @@ export function renderNft(plan: CapturePlan): string {
     lines.push('\t}');
   });
   lines.push('}');
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 /** Idempotent removal: creating the table first makes the delete succeed when it is absent. */
 export function renderNftRemove(): string {
-  return PREAMBLE.join('\n') + '\n';
+  return `${PREAMBLE.join('\n')}\n`;
 }

@@ -42,7 +42,7 @@ export function diff(before: unknown, after: unknown, base: PathSegment[] = []):
 
 /** RFC 6901: `~` → `~0`, `/` → `~1`. */
 export function pointer(path: readonly PathSegment[]): string {
-  return path.map((s) => '/' + String(s).replace(/~/g, '~0').replace(/\//g, '~1')).join('');
+  return path.map((s) => `/${String(s).replace(/~/g, '~0').replace(/\//g, '~1')}`).join('');
 }
 
 /** The patch as the API server wants it: `[{op, path: "/a/b", value}]`. */

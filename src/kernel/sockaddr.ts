@@ -29,7 +29,7 @@ function ipv6ToBytes(address: string): Buffer {
   const dotted = text.match(/(\d+\.\d+\.\d+\.\d+)$/);
   if (dotted) {
     const b = ipv4ToBytes(dotted[1]!);
-    text = text.slice(0, -dotted[1]!.length) + `${b.readUInt16BE(0).toString(16)}:${b.readUInt16BE(2).toString(16)}`;
+    text = `${text.slice(0, -dotted[1]!.length)}${b.readUInt16BE(0).toString(16)}:${b.readUInt16BE(2).toString(16)}`;
   }
   const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
   const headParts = head ? head.split(':') : [];

@@ -140,10 +140,10 @@ export function startAdminServer(listen: AdminListen, hooks: AdminHooks, log?: L
     if (path === '/connections') {
       return void hooks
         .connections()
-        .then((c) => send(200, JSON.stringify(c, null, 1) + '\n', 'application/json'), fail);
+        .then((c) => send(200, `${JSON.stringify(c, null, 1)}\n`, 'application/json'), fail);
     }
     if (path === '/groups' && hooks.groups) {
-      return void hooks.groups().then((g) => send(200, JSON.stringify(g, null, 1) + '\n', 'application/json'), fail);
+      return void hooks.groups().then((g) => send(200, `${JSON.stringify(g, null, 1)}\n`, 'application/json'), fail);
     }
     if (path === '/quitquitquit') {
       // POST only: a stray GET (a browser, a crawler) must not stop the proxy.

@@ -14,5 +14,5 @@ export function formatListing(listed: readonly ListedMapping[], alive: (pid: num
     }
   }
   const width = Math.max(...rows.map(([m]) => m.length));
-  return rows.map(([m, o]) => `${m.padEnd(width)}  ${o}`).join('\n') + '\n';
+  return `${rows.map(([m, o]) => `${m.padEnd(width)}  ${o}`).join('\n')}\n`;
 }

@@ -97,7 +97,7 @@ function renderAcceptDryRun(plan: PublishPlan): string {
       if (p.family === family && p.forwardAccept.includes(backend))
         lines.push(`# ${tool} -A ${ACCEPT_CHAIN} ${acceptRule(p)}`);
   }
-  return lines.length ? lines.join('\n') + '\n' : '';
+  return lines.length ? `${lines.join('\n')}\n` : '';
 }
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;

@@ -150,7 +150,7 @@ export function renderApply(plan: PublishPlan, live: LiveTable = EMPTY_TABLE, op
     lines.push(`# ${p.key}${p.notes.length ? ` (${p.notes.join('; ')})` : ''}`);
     for (const [chain, rule] of mappingRules(p)) lines.push(`add rule ${T} ${chain} ${rule} comment "${p.tag}"`);
   }
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 export interface Removal {
@@ -181,7 +181,7 @@ export function planRemoval(live: LiveTable, owner?: number): Removal {
     return { script: `add table ${T}\ndelete table ${T}\n`, removed: removed.length, ...extra };
   }
   const deletes = [...removed, ...(restoreLocalnet !== undefined && state ? [state.rule] : [])];
-  return { script: deletes.length ? deletes.map(deleteRule).join('\n') + '\n' : '', removed: removed.length, ...extra };
+  return { script: deletes.length ? `${deletes.map(deleteRule).join('\n')}\n` : '', removed: removed.length, ...extra };
 }
 
 export interface ListedMapping {

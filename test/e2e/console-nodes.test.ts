@@ -89,7 +89,7 @@ function gatewayConfig(g: GatewayLab): string {
     'enabled: true',
     'default: hk',
     'nodes:',
-    '  dead: socks5://' + g.ip.node + ':1081   # nothing listens there',
+    `  dead: socks5://${g.ip.node}:1081   # nothing listens there`,
     `  hk: { uri: "${ss}", label: "${HK_LABEL}" }`,
     `  s5: socks5://${g.ip.node}:1080`,
     'groups:',

@@ -522,7 +522,7 @@ test('fake-IP: A from the range, lookupFakeIp maps back, AAAA empty, PTR, exclus
         assert.equal(aaaa.header.rcode, RCODE.NOERROR);
         assert.equal(aaaa.answers.length, 0);
         // PTR of a fake address gives the domain back; of an unused one, NXDOMAIN.
-        const rev = ip.split('.').reverse().join('.') + '.in-addr.arpa';
+        const rev = `${ip.split('.').reverse().join('.')}.in-addr.arpa`;
         const ptr = (await udpAsk(port, q(rev, TYPE.PTR)))!;
         assert.deepEqual(answers(ptr), ['video.example.com']);
         assert.equal(

@@ -237,12 +237,12 @@ for (const backend of BACKENDS) {
       const dir = mkdtempSync(join(tmpdir(), 'tpxfw-'));
       writeFileSync(
         join(dir, tool),
-        [
+        `${[
           '#!/bin/sh',
           'tmp=$(mktemp); cat > "$tmp"',
           `if grep -qF -e '${marker}' "$tmp"; then rm -f "$tmp"; echo 'injected failure' >&2; exit 1; fi`,
           `${real} "$@" < "$tmp"; rc=$?; rm -f "$tmp"; exit $rc`,
-        ].join('\n') + '\n',
+        ].join('\n')}\n`,
       );
       chmodSync(join(dir, tool), 0o755);
       const path = process.env.PATH;

@@ -218,7 +218,7 @@ test('WebSocket: headers go into the handshake, then raw bytes pass both ways', 
       'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
     // Bytes after the handshake look like a malformed HTTP request: they must pass raw.
     const r = await p.run(NODE, [peerPath('raw_client.mjs'), SERVER, '80', '1500'], {
-      input: handshake + 'NOT HTTP \x00\x01 raw-after-upgrade',
+      input: `${handshake}NOT HTTP \x00\x01 raw-after-upgrade`,
     });
     assert.match(r.stdout, /^HTTP\/1\.1 101 Switching Protocols/);
     assert.match(r.stdout, /Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=/);

@@ -577,7 +577,7 @@ function privileges(ns: string, sc: Ctr['securityContext']): string[] {
     `--reuid=${uid}`,
     `--regid=${gid}`,
     '--clear-groups',
-    `--bounding-set=-all${caps.length ? ',' + caps.join(',') : ''}`,
+    `--bounding-set=-all${caps.length ? `,${caps.join(',')}` : ''}`,
     '--inh-caps=-all',
     ...(sc.allowPrivilegeEscalation === false ? ['--no-new-privs'] : []),
   ];

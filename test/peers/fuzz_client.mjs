@@ -51,4 +51,4 @@ const worker = async () => {
   while (next < job.conns.length) await one(job.conns[next++]);
 };
 await Promise.all(Array.from({ length: job.parallel }, worker));
-process.stdout.write(JSON.stringify({ done: job.conns.length, statuses }) + '\n');
+process.stdout.write(`${JSON.stringify({ done: job.conns.length, statuses })}\n`);

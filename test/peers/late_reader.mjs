@@ -14,7 +14,7 @@ const done = () => {
   const all = Buffer.concat(got);
   const head = all.subarray(0, 400).toString('latin1');
   const tail = all.subarray(Math.max(0, all.length - 400)).toString('latin1');
-  process.stdout.write(JSON.stringify({ total: all.length, head, tail }) + '\n');
+  process.stdout.write(`${JSON.stringify({ total: all.length, head, tail })}\n`);
   sock.destroy();
   process.exit(0);
 };

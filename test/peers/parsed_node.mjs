@@ -10,7 +10,7 @@ const port = Number(process.argv[2]);
 const record = (req) => {
   const headers = [];
   for (let i = 0; i < req.rawHeaders.length; i += 2) headers.push([req.rawHeaders[i], req.rawHeaders[i + 1]]);
-  process.stdout.write(JSON.stringify({ server: 'node', method: req.method, target: req.url, headers }) + '\n');
+  process.stdout.write(`${JSON.stringify({ server: 'node', method: req.method, target: req.url, headers })}\n`);
 };
 const server = http.createServer((req, res) => {
   record(req);

@@ -333,7 +333,7 @@ test('names: escapes, limits, root', () => {
   assert.equal(readName(odd, 0).name, 'a\\046b.c\\032d');
   assert.deepEqual(encodeName(readName(odd, 0).name), odd);
   assert.throws(() => encodeName('a..b'), DnsWireError);
-  assert.throws(() => encodeName('x'.repeat(64) + '.com'), DnsWireError);
+  assert.throws(() => encodeName(`${'x'.repeat(64)}.com`), DnsWireError);
   assert.throws(() => encodeName(Array(130).fill('ab').join('.')), DnsWireError);
 });
 

@@ -30,7 +30,7 @@ for (const [name, plan] of Object.entries(PLANS)) {
     golden(`${name}.v4.iptables`, iptablesText(plan, 'ipv4'));
     golden(`${name}.v6.iptables`, iptablesText(plan, 'ipv6'));
     const routes = routingCommands(routingFor(plan));
-    golden(`${name}.routes`, routes.length ? routes.join('\n') + '\n' : '');
+    golden(`${name}.routes`, routes.length ? `${routes.join('\n')}\n` : '');
   });
 }
 

@@ -156,7 +156,7 @@ test('what cannot be followed makes the framer give up: no switch, no completion
     'SSH-2.0-x\r\n\r\n',
     'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n',
   ]) {
-    const r = frame([0, REQ_UPGRADE], bad + 'HTTP/1.1 101 Switching Protocols\r\n\r\n');
+    const r = frame([0, REQ_UPGRADE], `${bad}HTTP/1.1 101 Switching Protocols\r\n\r\n`);
     assert.deepEqual(r.verdicts, [FR_DECLINED], bad);
     assert.ok(!done(r) && !r.eofComplete, bad);
   }

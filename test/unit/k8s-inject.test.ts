@@ -72,7 +72,7 @@ test('documents injection does not touch are copied byte for byte', () => {
 });
 
 test('multi-document: only the workload is rewritten, comments elsewhere survive', () => {
-  const input = readFileSync(FIXTURES + 'multi-document.yaml', 'utf8');
+  const input = readFileSync(`${FIXTURES}multi-document.yaml`, 'utf8');
   const out = injectYaml(input).text;
   assert.match(out, /PARTNER_URL: http:\/\/partner\.example\.com {3}# plain HTTP: headers get injected/);
   assert.match(out, /# Opted out: a debugging pod/);
@@ -83,7 +83,7 @@ test('multi-document: only the workload is rewritten, comments elsewhere survive
 });
 
 test('native: the sidecar is the first init container, existing ones follow in order; app containers and env untouched', () => {
-  const pod = parse(readFileSync(FIXTURES + 'pod-existing-init.yaml', 'utf8'));
+  const pod = parse(readFileSync(`${FIXTURES}pod-existing-init.yaml`, 'utf8'));
   const r = injectPodTemplate(pod);
   assert.equal(r.status, 'injected');
   const spec = r.template.spec!;
@@ -107,7 +107,7 @@ test('native: the sidecar is the first init container, existing ones follow in o
 });
 
 test('classic: rules init container last, unprivileged proxy first in containers, kubectl default container kept', () => {
-  const pod = parse(readFileSync(FIXTURES + 'pod-existing-init.yaml', 'utf8'));
+  const pod = parse(readFileSync(`${FIXTURES}pod-existing-init.yaml`, 'utf8'));
   const r = injectPodTemplate(pod, { defaults: CLASSIC });
   const spec = r.template.spec!;
   assert.deepEqual(
@@ -132,7 +132,7 @@ test('classic: rules init container last, unprivileged proxy first in containers
 });
 
 test('existing pod and container securityContext are kept; ours overrides only in our container', () => {
-  const pod = parse(readFileSync(FIXTURES + 'pod-security-context.yaml', 'utf8'));
+  const pod = parse(readFileSync(`${FIXTURES}pod-security-context.yaml`, 'utf8'));
   const r = injectPodTemplate(pod);
   assert.deepEqual(r.template.spec!.securityContext, pod.spec.securityContext);
   assert.deepEqual(r.template.spec!.containers, pod.spec.containers);

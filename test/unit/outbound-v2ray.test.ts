@@ -131,10 +131,7 @@ test('VMess request header: auth ID, sealed length and header open as v2ray open
 
 test('VMess address encoding: port first, then type 1/2/3', () => {
   assert.equal(encodePortThenAddress(IPV4).toString('hex'), '0050010a000007');
-  assert.equal(
-    encodePortThenAddress({ host: '::1', port: 1, type: 4 }).toString('hex'),
-    '000103' + '0'.repeat(30) + '01',
-  );
+  assert.equal(encodePortThenAddress({ host: '::1', port: 1, type: 4 }).toString('hex'), `000103${'0'.repeat(30)}01`);
   assert.equal(encodePortThenAddress({ host: 'ab', port: 2, type: 3 }).toString('hex'), '000202026162');
 });
 
@@ -223,7 +220,7 @@ test('VMess auth ID carries the time and its checksum', () => {
 // ── VLESS and Trojan ─────────────────────────────────────────────────────────
 
 test('VLESS request bytes; response header stripped however it arrives', () => {
-  assert.equal(encodeVlessRequest(ID, 1, IPV4).toString('hex'), `00${ID.replace(/-/g, '')}0001` + '0050010a000007');
+  assert.equal(encodeVlessRequest(ID, 1, IPV4).toString('hex'), `00${ID.replace(/-/g, '')}00010050010a000007`);
   for (const wire of [
     [Buffer.from([0, 0]), Buffer.from('data')],
     [Buffer.from([0]), Buffer.from([2, 9]), Buffer.from([9, 0x41])],
@@ -245,10 +242,7 @@ test('Trojan request: hex SHA-224 of the password, CRLF, command, SOCKS5 address
   assert.equal(trojanPasswordHash('password'), 'd63dc919e201d7bc4c825630d2cf25fdc93d4b2f0d46706d29038d01');
   const req = encodeTrojanRequest(trojanPasswordHash('pw'), 1, DOMAIN);
   assert.equal(req.subarray(0, 56).toString(), trojanPasswordHash('pw'));
-  assert.equal(
-    req.subarray(56).toString('hex'),
-    '0d0a' + '01' + '030f' + Buffer.from('www.example.com').toString('hex') + '01bb' + '0d0a',
-  );
+  assert.equal(req.subarray(56).toString('hex'), `0d0a01030f${Buffer.from('www.example.com').toString('hex')}01bb0d0a`);
   const c = new TrojanCodec(trojanPasswordHash('pw'), DOMAIN);
   assert.equal(c.answered, false);
   assert.deepEqual(c.decode(Buffer.from('x')).data, [Buffer.from('x')]);

@@ -74,7 +74,7 @@ test('sniffHttp: non-HTTP is recognised early', () => {
 
 test('sniffHttp: the limit ends the wait', () => {
   const head = 'GET / HTTP/1.1\r\nHost: big.example\r\n';
-  const padded = b(head + `X-Pad: ${'p'.repeat(HTTP_SNIFF_LIMIT)}`);
+  const padded = b(`${head}X-Pad: ${'p'.repeat(HTTP_SNIFF_LIMIT)}`);
   assert.deepEqual(sniffHttp(padded), { domain: 'big.example' }); // Host seen before the limit
   assert.equal(sniffHttp(padded.subarray(0, 200)), 'need-more');
   assert.deepEqual(sniffHttp(padded.subarray(0, 200), { maxBytes: 200 }), { domain: 'big.example' });

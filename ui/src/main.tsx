@@ -255,7 +255,7 @@ function App() {
           </span>
           <span class="wide-only">tranproxy</span>
           {state ? (
-            <span class={'pill ' + pill} id="switch-pill" data-state={pill}>
+            <span class={`pill ${pill}`} id="switch-pill" data-state={pill}>
               {t(pill === 'on' ? 'pill.on' : pill === 'warn' ? 'pill.notApplied' : 'pill.off')}
             </span>
           ) : null}
@@ -264,7 +264,7 @@ function App() {
           <ul>
             {PAGES.map((p) => (
               <li key={p}>
-                <a href={'#/' + p} aria-current={p === page ? 'page' : undefined}>
+                <a href={`#/${p}`} aria-current={p === page ? 'page' : undefined}>
                   {t(`nav.${p}` as Key)}
                 </a>
               </li>

@@ -7,7 +7,7 @@ import { ApiError } from './api';
 import { explain, fieldLabel } from './errors';
 import { t, type Key } from './i18n';
 
-export const idOf = (name: string) => 'f-' + name.replace(/[^A-Za-z0-9_-]/g, '_');
+export const idOf = (name: string) => `f-${name.replace(/[^A-Za-z0-9_-]/g, '_')}`;
 
 /** A problem as the gateway (or the browser) said it; put in words when shown. */
 export interface Problem {
@@ -139,7 +139,7 @@ export function FormStatus({ a }: { a: Action }) {
 export function FieldErr({ name, a }: { name: string; a: Action }) {
   const mine = a.fieldErrors.filter((f) => f.field === name);
   return (
-    <div class="field-error" id={idOf(name) + '-err'} data-for={name} aria-live="polite" hidden={!mine.length}>
+    <div class="field-error" id={`${idOf(name)}-err`} data-for={name} aria-live="polite" hidden={!mine.length}>
       {mine.map((p, i) => (
         <ErrorText key={i} p={p} />
       ))}
@@ -171,7 +171,7 @@ export function Field(
   const { name, label, a, hint, multiline, value, onInput, ...rest } = props;
   const id = idOf(name);
   const m = a.err(name);
-  const described = [hint ? id + '-hint' : '', m ? id + '-err' : ''].filter(Boolean).join(' ') || undefined;
+  const described = [hint ? `${id}-hint` : '', m ? `${id}-err` : ''].filter(Boolean).join(' ') || undefined;
   const common = {
     id,
     name,
@@ -181,7 +181,7 @@ export function Field(
     onInput: (e: Event) => onInput((e.currentTarget as HTMLInputElement).value),
   };
   return (
-    <div class={'field' + (m ? ' invalid' : '')}>
+    <div class={`field${m ? ' invalid' : ''}`}>
       <label for={id}>{label}</label>
       {multiline ? (
         <textarea {...(rest as object)} {...common} />
@@ -189,7 +189,7 @@ export function Field(
         <input type="text" {...(rest as object)} {...common} />
       )}
       {hint ? (
-        <p class="hint" id={id + '-hint'}>
+        <p class="hint" id={`${id}-hint`}>
           {hint}
         </p>
       ) : null}
@@ -211,7 +211,7 @@ export const splitLines = (s: string) =>
     .filter(Boolean);
 
 export function Section(props: { title: string; children: ComponentChildren; id: string }) {
-  const hid = props.id + '-h';
+  const hid = `${props.id}-h`;
   return (
     <section class="card" aria-labelledby={hid}>
       <h2 id={hid}>{props.title}</h2>

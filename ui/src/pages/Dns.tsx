@@ -38,7 +38,7 @@ export function Dns({ state, setState }: AppCtx) {
     );
 
   const check = (name: string, label: string, hint: string, v: boolean, set: (b: boolean) => void) => (
-    <div class={'field check' + (a.err(name) ? ' invalid' : '')}>
+    <div class={`field check${a.err(name) ? ' invalid' : ''}`}>
       <input
         type="checkbox"
         id={idOf(name)}
@@ -51,7 +51,7 @@ export function Dns({ state, setState }: AppCtx) {
         }}
       />
       <label for={idOf(name)}>{label}</label>
-      <p class="hint" id={idOf(name) + '-hint'}>
+      <p class="hint" id={`${idOf(name)}-hint`}>
         {hint}
       </p>
       <FieldErr name={name} a={a} />

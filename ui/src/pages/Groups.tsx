@@ -102,7 +102,7 @@ function Health({ m }: { m: GroupMember }) {
     );
   if (m.delayMs === undefined) return <span class="muted member-health">{t('groups.untested')}</span>;
   return (
-    <span class={'delay member-health ' + delayClass(m.delayMs)}>
+    <span class={`delay member-health ${delayClass(m.delayMs)}`}>
       {t('nodes.delay', { ms: Math.round(m.delayMs) })}
     </span>
   );

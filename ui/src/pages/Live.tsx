@@ -50,12 +50,12 @@ export function Live({
       <Section title={t('live.throughput')} id="throughput">
         <div class="tp-head">
           <span class="legend up" data-bps={last?.up}>
-            ▲ {t('live.up')} {last ? fmtBytes(last.up) + '/s' : '–'}
+            ▲ {t('live.up')} {last ? `${fmtBytes(last.up)}/s` : '–'}
           </span>
           <span class="legend down" data-bps={last?.down}>
-            ▼ {t('live.down')} {last ? fmtBytes(last.down) + '/s' : '–'}
+            ▼ {t('live.down')} {last ? `${fmtBytes(last.down)}/s` : '–'}
           </span>
-          <span class={'live-dot ' + live} title={t('live.stateTitle', { state: t(`live.state.${live}` as Key) })}>
+          <span class={`live-dot ${live}`} title={t('live.stateTitle', { state: t(`live.state.${live}` as Key) })}>
             {t(`live.state.${live}` as Key)}
           </span>
         </div>

@@ -53,7 +53,7 @@ export function Login({
             {notice}
           </p>
         ) : null}
-        <div class={'field' + (error ? ' invalid' : '')}>
+        <div class={`field${error ? ' invalid' : ''}`}>
           <label for="f-password">{t('login.password')}</label>
           <input
             id="f-password"

@@ -92,7 +92,7 @@ export function Logs() {
             onInput={(e) => setTyped(e.currentTarget.value)}
           />
         </div>
-        <span class={'live-dot ' + (running ? 'open' : 'connecting')} id="logs-state">
+        <span class={`live-dot ${running ? 'open' : 'connecting'}`} id="logs-state">
           {t(running ? 'live.state.open' : 'live.state.connecting')}
         </span>
       </div>
@@ -106,7 +106,7 @@ export function Logs() {
           {lines.map((e) => (
             <li key={e.seq} data-level={e.level} data-seq={e.seq}>
               <time class="muted">{time(e.t)}</time>{' '}
-              <span class={'lvl ' + e.level}>{t(`logs.lvl.${e.level}` as Key)}</span>{' '}
+              <span class={`lvl ${e.level}`}>{t(`logs.lvl.${e.level}` as Key)}</span>{' '}
               <span class="mono text">{e.text}</span>
             </li>
           ))}

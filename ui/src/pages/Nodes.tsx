@@ -9,7 +9,7 @@ import { ErrorText, Field, FormStatus, Section, rich, useAction } from '../ui';
 
 const enc = encodeURIComponent;
 /** " 2 links skipped: …" in the page's language (the server's summary is English). */
-const skippedNote = (r?: ImportReport) => (r?.skipped?.length ? ' ' + t('nodes.skipped', { n: r.skipped.length }) : '');
+const skippedNote = (r?: ImportReport) => (r?.skipped?.length ? ` ${t('nodes.skipped', { n: r.skipped.length })}` : '');
 
 export function Nodes({ state, setState }: AppCtx) {
   return (
@@ -240,7 +240,7 @@ function TestOut({ r }: { r: NodeTest | 'running' | undefined }) {
       {r === undefined ? null : r === 'running' ? (
         <span class="muted">{t('nodes.testing')}</span>
       ) : r.ok && r.delayMs !== undefined ? (
-        <span class={'delay ' + delayClass(r.delayMs)} data-delay={r.delayMs}>
+        <span class={`delay ${delayClass(r.delayMs)}`} data-delay={r.delayMs}>
           {t('nodes.delay', { ms: Math.round(r.delayMs) })}
         </span>
       ) : (

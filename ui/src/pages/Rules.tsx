@@ -147,7 +147,7 @@ export function Rules({ state, setState }: AppCtx) {
         })}
       </p>
       {json !== null ? (
-        <div class={'field' + (allRuleErrors || jsonError ? ' invalid' : '')}>
+        <div class={`field${allRuleErrors || jsonError ? ' invalid' : ''}`}>
           <label for={idOf('rules')}>{t('rules.jsonLabel')}</label>
           <textarea
             id={idOf('rules')}
@@ -156,7 +156,7 @@ export function Rules({ state, setState }: AppCtx) {
             class="mono"
             spellcheck={false}
             value={json}
-            aria-describedby={idOf('rules') + '-err'}
+            aria-describedby={`${idOf('rules')}-err`}
             aria-invalid={allRuleErrors || jsonError ? 'true' : undefined}
             onInput={(e) => {
               setJson(e.currentTarget.value);
@@ -165,7 +165,7 @@ export function Rules({ state, setState }: AppCtx) {
           />
           <div
             class="field-error"
-            id={idOf('rules') + '-err'}
+            id={`${idOf('rules')}-err`}
             data-for="rules"
             aria-live="polite"
             hidden={!(allRuleErrors || jsonError)}
@@ -236,7 +236,7 @@ export function Rules({ state, setState }: AppCtx) {
                           spellcheck={false}
                           autoComplete="off"
                           aria-invalid={err ? 'true' : undefined}
-                          aria-describedby={idOf(name) + '-err'}
+                          aria-describedby={`${idOf(name)}-err`}
                           onInput={(e) =>
                             edit((rs) => {
                               rs[i]!.matchers[j]!.value = e.currentTarget.value;
@@ -280,7 +280,7 @@ export function Rules({ state, setState }: AppCtx) {
                       id={idOf(`rules[${i}].outbound`)}
                       name={`rules[${i}].outbound`}
                       value={row.outbound}
-                      aria-describedby={idOf(`rules[${i}].outbound`) + '-err'}
+                      aria-describedby={`${idOf(`rules[${i}].outbound`)}-err`}
                       onChange={(e) =>
                         edit((rs) => {
                           rs[i]!.outbound = e.currentTarget.value;

@@ -86,16 +86,16 @@ export function Settings({ state, setState }: AppCtx) {
             role="switch"
             name="enabled"
             id={idOf('enabled')}
-            class={'switch' + (state.enabled ? ' on' : '')}
+            class={`switch${state.enabled ? ' on' : ''}`}
             aria-checked={state.enabled ? 'true' : 'false'}
-            aria-describedby={idOf('enabled') + '-desc ' + idOf('enabled') + '-err'}
+            aria-describedby={`${idOf('enabled')}-desc ${idOf('enabled')}-err`}
             disabled={sw.busy}
             onClick={toggle}
           >
             <span class="knob" aria-hidden="true" />
             <span class="switch-label">{t(state.enabled ? 'settings.on' : 'settings.off')}</span>
           </button>
-          <p id={idOf('enabled') + '-desc'} class="hint">
+          <p id={`${idOf('enabled')}-desc`} class="hint">
             {state.enabled
               ? state.applied
                 ? t('settings.descOn')
@@ -110,13 +110,13 @@ export function Settings({ state, setState }: AppCtx) {
       <form class="card" onSubmit={save} aria-labelledby="settings-h" noValidate>
         <h2 id="settings-h">{t('settings.routing')}</h2>
         <div class="grid2">
-          <div class={'field' + (a.err('tcpNode') ? ' invalid' : '')}>
+          <div class={`field${a.err('tcpNode') ? ' invalid' : ''}`}>
             <label for={idOf('tcpNode')}>{t('settings.tcpNode')}</label>
             <select
               id={idOf('tcpNode')}
               name="tcpNode"
               value={form.tcpNode}
-              aria-describedby={idOf('tcpNode') + '-err'}
+              aria-describedby={`${idOf('tcpNode')}-err`}
               aria-invalid={a.err('tcpNode') ? 'true' : undefined}
               onChange={(e) => set('tcpNode', e.currentTarget.value)}
             >
@@ -129,13 +129,13 @@ export function Settings({ state, setState }: AppCtx) {
             </select>
             <FieldErr name="tcpNode" a={a} />
           </div>
-          <div class={'field' + (a.err('udpNode') ? ' invalid' : '')}>
+          <div class={`field${a.err('udpNode') ? ' invalid' : ''}`}>
             <label for={idOf('udpNode')}>{t('settings.udpNode')}</label>
             <select
               id={idOf('udpNode')}
               name="udpNode"
               value={form.udpNode}
-              aria-describedby={idOf('udpNode') + '-err'}
+              aria-describedby={`${idOf('udpNode')}-err`}
               aria-invalid={a.err('udpNode') ? 'true' : undefined}
               onChange={(e) => set('udpNode', e.currentTarget.value)}
             >
@@ -151,7 +151,7 @@ export function Settings({ state, setState }: AppCtx) {
           </div>
         </div>
 
-        <fieldset class={'field' + (a.err('mode') ? ' invalid' : '')} aria-describedby={idOf('mode') + '-err'}>
+        <fieldset class={`field${a.err('mode') ? ' invalid' : ''}`} aria-describedby={`${idOf('mode')}-err`}>
           <legend>{t('settings.mode')}</legend>
           <div class="radios">
             {(['redirect', 'tproxy'] as const).map((m) => (

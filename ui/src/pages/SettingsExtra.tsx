@@ -22,16 +22,16 @@ export function UdpSwitch({ state, setState }: { state: State; setState: (s: Sta
           role="switch"
           name="udp"
           id={idOf('udp')}
-          class={'switch' + (on ? ' on' : '')}
+          class={`switch${on ? ' on' : ''}`}
           aria-checked={on ? 'true' : 'false'}
-          aria-describedby={idOf('udp') + '-desc ' + idOf('udp') + '-err'}
+          aria-describedby={`${idOf('udp')}-desc ${idOf('udp')}-err`}
           disabled={a.busy}
           onClick={toggle}
         >
           <span class="knob" aria-hidden="true" />
           <span class="switch-label">{t(on ? 'settings.on' : 'settings.off')}</span>
         </button>
-        <p id={idOf('udp') + '-desc'} class="hint">
+        <p id={`${idOf('udp')}-desc`} class="hint">
           {t(on ? 'udp.descOn' : 'udp.descOff')}
         </p>
       </div>
