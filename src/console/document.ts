@@ -362,7 +362,9 @@ export function renameNode(doc: Document, from: string, to: string): void {
   if (doc.getIn(['dns', 'via']) === from) doc.setIn(['dns', 'via'], to);
   const rules = doc.toJS().rules as unknown;
   if (Array.isArray(rules))
-    rules.forEach((r: { outbound?: unknown }, i) => r?.outbound === from && doc.setIn(['rules', i, 'outbound'], to));
+    rules.forEach((r: { outbound?: unknown }, i) => {
+      if (r?.outbound === from) doc.setIn(['rules', i, 'outbound'], to);
+    });
   for (const n of nodeNames(doc))
     if (doc.getIn(['nodes', n, 'fallback']) === from) doc.setIn(['nodes', n, 'fallback'], to);
   const subs = subscriptionsOf(doc);
@@ -382,7 +384,9 @@ export function nodeUsers(doc: Document, name: string): string[] {
   if (doc.getIn(['dns', 'via']) === name) out.push('dns.via');
   const rules = doc.toJS().rules as unknown;
   if (Array.isArray(rules))
-    rules.forEach((r: { outbound?: unknown }, i) => r?.outbound === name && out.push(`rules[${i}]`));
+    rules.forEach((r: { outbound?: unknown }, i) => {
+      if (r?.outbound === name) out.push(`rules[${i}]`);
+    });
   for (const n of nodeNames(doc))
     if (n !== name && doc.getIn(['nodes', n, 'fallback']) === name) out.push(`nodes.${n}.fallback`);
   return out;

@@ -121,8 +121,14 @@ export function parseEntries(entries: readonly LinkEntry[]): { links: ParsedLink
     const label = cleanLabel(entry.label) || frag.label || vmessLabel(frag.uri);
     const scheme = schemeOf(frag.uri);
     const skip = (reason: string) => skipped.push({ line, ...(label ? { label } : {}), reason });
-    if (entry.skip) return skip(entry.skip);
-    if (scheme && UNSUPPORTED_SCHEMES.has(scheme)) return skip(`${scheme} not supported`);
+    if (entry.skip) {
+      skip(entry.skip);
+      return;
+    }
+    if (scheme && UNSUPPORTED_SCHEMES.has(scheme)) {
+      skip(`${scheme} not supported`);
+      return;
+    }
     try {
       links.push({ uri: frag.uri, spec: parseNodeUri(frag.uri), ...(label ? { label } : {}), line });
     } catch (e) {

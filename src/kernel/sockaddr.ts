@@ -36,7 +36,9 @@ function ipv6ToBytes(address: string): Buffer {
   const tailParts = tail ? tail.split(':') : [];
   const zeros = 8 - headParts.length - tailParts.length;
   const parts = tail === undefined ? headParts : [...headParts, ...Array<string>(zeros).fill('0'), ...tailParts];
-  parts.forEach((p, i) => out.writeUInt16BE(parseInt(p, 16), i * 2));
+  parts.forEach((p, i) => {
+    out.writeUInt16BE(parseInt(p, 16), i * 2);
+  });
   return out;
 }
 

@@ -68,7 +68,9 @@ export function buildGroups(
   return {
     byName,
     states: () => [...byName.values()].map((g) => g.state()),
-    stop: () => byName.forEach((g) => g.stop()),
+    stop: () => {
+      for (const g of byName.values()) g.stop();
+    },
   };
 }
 

@@ -62,7 +62,9 @@ interface TestUpstream {
 
 function soa(ttl: number, minimum: number): AnswerRecord {
   const fixed = Buffer.alloc(20);
-  [2024, 7200, 3600, 1209600, minimum].forEach((v, i) => fixed.writeUInt32BE(v, i * 4));
+  [2024, 7200, 3600, 1209600, minimum].forEach((v, i) => {
+    fixed.writeUInt32BE(v, i * 4);
+  });
   return {
     name: 'test',
     type: TYPE.SOA,

@@ -154,7 +154,9 @@ try {
   const sizes = Array.from({ length: 60 }, (_, i) => (i % 3 === 0 ? 1 : i % 3 === 1 ? 16_384 : 300_000));
   for (let i = 0; i < sizes.length; i += 10) {
     const got = await Promise.all(sizes.slice(i, i + 10).map((n) => echo(n)));
-    got.forEach((g, j) => assert.equal(g.length, sizes[i + j], `echo of ${sizes[i + j]} bytes`));
+    got.forEach((g, j) => {
+      assert.equal(g.length, sizes[i + j], `echo of ${sizes[i + j]} bytes`);
+    });
   }
   await until('60 end records', () => ends().length === 60 && activeNow() === 0);
   for (const r of ends()) {

@@ -27,7 +27,9 @@ function response(name: string, rcode: number, answers: AnswerRecord[], authorit
 
 function soa(zone: string, ttl: number, minimum: number): AnswerRecord {
   const fixed = Buffer.alloc(20);
-  [1, 7200, 3600, 1209600, minimum].forEach((v, i) => fixed.writeUInt32BE(v, i * 4));
+  [1, 7200, 3600, 1209600, minimum].forEach((v, i) => {
+    fixed.writeUInt32BE(v, i * 4);
+  });
   return {
     name: zone,
     type: TYPE.SOA,

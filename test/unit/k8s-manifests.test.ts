@@ -88,7 +88,10 @@ function validate(schema: Schema, v: unknown, path = ''): string[] {
       errs.push(`${at}: fewer than ${schema.minItems} items`);
     if (schema.maxItems !== undefined && v.length > schema.maxItems)
       errs.push(`${at}: more than ${schema.maxItems} items`);
-    if (schema.items) v.forEach((x, i) => errs.push(...validate(schema.items, x, `${path}[${i}]`)));
+    if (schema.items)
+      v.forEach((x, i) => {
+        errs.push(...validate(schema.items, x, `${path}[${i}]`));
+      });
   }
   if (typeOf(v) === 'object') {
     const o = v as Record<string, unknown>;

@@ -57,7 +57,7 @@ function collect(session: UdpSession) {
   const waiters: (() => void)[] = [];
   session.onMessage((p, from) => {
     msgs.push({ text: p.toString(), ...(from ? { from } : {}) });
-    waiters.splice(0).forEach((w) => w());
+    for (const w of waiters.splice(0)) w();
   });
   const closed = new Promise<[string, string | undefined]>((r) =>
     session.onClose((reason, error) => r([reason, error])),

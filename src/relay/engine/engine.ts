@@ -539,7 +539,9 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
         // A worker with served listeners must keep the process (and itself) alive.
         slot.active++;
         slot.worker.ref();
-        listeners.forEach((l, k) => post(slot, { t: 'listen', listener: { ...l, fd: fds[i]![k]! } }, true));
+        listeners.forEach((l, k) => {
+          post(slot, { t: 'listen', listener: { ...l, fd: fds[i]![k]! } }, true);
+        });
       });
     },
     stopServing() {
