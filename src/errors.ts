@@ -51,3 +51,36 @@ export class SyscallError extends TranproxyError {
     super(`${syscall} failed: ${code} (errno ${errno})${detail ? `: ${detail}` : ''}`);
   }
 }
+
+/**
+ * Why a flow could not be carried (connect failed, refused by a rule, the outbound cannot).
+ * `code` is short and stable: log lines (`error=`) and metric labels read it, never the
+ * class. `outbound` names the outbound that failed, when one did.
+ */
+export class FlowError extends TranproxyError {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly outbound?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Stable codes of flow errors tranproxy makes itself (outbounds also pass on errno names: ECONNREFUSED, …). */
+export const FLOW_CODES = {
+  /** A rule (or a group's current member) routes the flow to `reject`. */
+  rejected: 'EREJECTED',
+  /** A route names an outbound that does not exist. */
+  noOutbound: 'ENOOUTBOUND',
+  /** A fake-IP domain routed direct has no real address. */
+  notFound: 'ENOTFOUND',
+} as const;
+
+/** The stable code of any error on the connection path: FlowError's, else errno's, else 'ERROR'. */
+export function errorCode(e: unknown): string {
+  if (e instanceof FlowError) return e.code;
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : 'ERROR';
+}

@@ -1,13 +1,15 @@
-// Where a proxy-mode request goes: the same router, nodes, groups and fallbacks as captured
-// flows, but the destination is the name the client asked for (so domain rules match it)
-// and is resolved here only when the flow goes direct. The one seam to point at the shared
-// flow dispatch once it exists.
+// Where a proxy-mode request goes: the shared flow dispatch (router, nodes, groups, fallbacks),
+// with the name the client asked for as the destination (so domain rules match it). The
+// 'direct' outbound here resolves that name, and refuses this host's own services.
 import { isIP } from 'node:net';
-import type { Duplex } from 'node:stream';
+import { FlowError } from '../errors.js';
+import { connectTcp, route, type Connected, type Dispatch } from '../flow/dispatch.js';
+import { isLoopForNamedTarget } from '../flow/admission.js';
 import { formatEndpoint, type Endpoint } from '../kernel/sockaddr.js';
 import { LocalAddresses } from '../kernel/local-addresses.js';
-import { connectDirect, ConnectError } from '../outbound/direct.js';
-import { NODE_UNREACHABLE, OutboundError, type TcpOutbound } from '../outbound/types.js';
+import { rejectOutbound } from '../outbound/builtin.js';
+import { connectDirect } from '../outbound/direct.js';
+import type { TcpOutbound } from '../outbound/types.js';
 import type { Logger } from '../observe/log.js';
 import type { Router } from '../route/index.js';
 
@@ -17,15 +19,16 @@ export interface ProxyTarget {
   port: number;
 }
 
-export interface Dialed {
-  stream: Duplex;
+/** The outbound chosen for a request, and how to connect through it. */
+export interface ProxyRoute {
   via: string;
   rule?: string;
   domain?: string;
-  fallbackFrom?: string;
+  /** Rejects with a FlowError: EREJECTED (a rule), ELOOP (this host's own services) or the outbound's code. */
+  connect(signal: AbortSignal): Promise<Connected>;
 }
 
-export type ProxyDialer = (target: ProxyTarget, src: Endpoint, signal: AbortSignal) => Promise<Dialed>;
+export type ProxyDialer = (target: ProxyTarget, src: Endpoint) => ProxyRoute;
 
 export interface ProxyDialOptions {
   routing?: {
@@ -44,74 +47,63 @@ export interface ProxyDialOptions {
   log: Logger;
 }
 
-/** Rejects with ConnectError: code EREJECTED (a rule), ELOOP (this host's own services) or the outbound's code. */
 export function proxyDialer(opts: ProxyDialOptions): ProxyDialer {
   const local = new LocalAddresses();
-  const own = new Set(opts.ownPorts);
-  const direct = async (t: ProxyTarget, signal: AbortSignal, rule?: string, domain?: string) => {
-    let ep: Endpoint;
-    try {
-      const literal = isIP(t.host);
-      const r = literal ? { address: t.host, family: literal as 4 | 6 } : await opts.resolve(t.host);
-      ep = { address: r.address, port: t.port, family: r.family };
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code ?? 'ENOTFOUND';
-      throw new ConnectError(code, `cannot resolve ${t.host}: ${code}`, 'direct', rule, domain);
-    }
-    // The admin API and console listen on loopback: a LAN client must not reach them through us.
-    if (isLoopback(ep.address) || (own.has(ep.port) && local.has(ep.address)))
-      throw new ConnectError('ELOOP', `${formatEndpoint(ep)} is this host's own service`, 'direct', rule, domain);
-    try {
-      return await connectDirect(ep, { connectTimeoutMs: opts.connectTimeoutMs, mark: opts.mark || undefined, signal });
-    } catch (e) {
-      const c = e as ConnectError;
-      throw new ConnectError(c.code, c.message, 'direct', rule, domain);
-    }
-  };
-  return async (asked, src, signal) => {
-    const fake = isIP(asked.host) ? opts.routing?.fakeIp?.lookup(asked.host) : undefined;
-    const target = fake ? { host: fake, port: asked.port } : asked;
-    const family = isIP(target.host) === 6 ? 6 : 4;
-    const domain = isIP(target.host) ? undefined : target.host.replace(/\.$/, '').toLowerCase();
-    const routing = opts.routing;
-    if (!routing) return { stream: await direct(target, signal), via: 'direct' };
-    const decision = routing.router.route({
-      dst: { ip: target.host, port: target.port, family, ...(domain ? { domain } : {}) },
-      src: src.address,
-      network: 'tcp',
-    });
-    const rule = decision.rule === 'default' ? 'default' : `rules[${decision.rule}]`;
-    if (decision.action === 'reject')
-      throw new ConnectError('EREJECTED', `rejected by ${rule}`, 'reject', rule, domain);
-    const meta = { rule, ...(domain ? { domain } : {}) };
-    const tried = new Set<string>();
-    for (let name = decision.action; ; ) {
-      tried.add(name);
-      const fallback = tried.size > 1 ? { fallbackFrom: decision.action } : {};
-      if (name === 'direct')
-        return { stream: await direct(target, signal, rule, domain), via: 'direct', ...meta, ...fallback };
-      const outbound = routing.outbounds.get(name);
-      if (!outbound) throw new ConnectError('ENOOUTBOUND', `no outbound named ${name}`, name, rule, domain);
+  const policy = { ownPorts: opts.ownPorts };
+  const direct: TcpOutbound = {
+    name: 'direct',
+    kind: 'direct',
+    async connect(dst, ctx) {
+      let ep: Endpoint;
+      const host = dst.domain ?? dst.ip;
       try {
-        const stream = await outbound.connect(
-          { ip: target.host, port: target.port, family, ...(domain ? { domain } : {}) },
-          { source: { address: src.address, port: src.port }, signal },
-        );
-        return { stream, via: name, ...meta, ...fallback };
+        const literal = isIP(host);
+        const r = literal ? { address: host, family: literal as 4 | 6 } : await opts.resolve(host);
+        ep = { address: r.address, port: dst.port, family: r.family };
       } catch (e) {
-        const code = e instanceof OutboundError ? e.code : 'ERROR';
-        const next = routing.fallbacks?.get(name);
-        if (next && !tried.has(next) && NODE_UNREACHABLE.has(code) && !signal.aborted) {
-          opts.log.warn('node unreachable, using fallback', { node: name, error: code, fallback: next });
-          name = next;
-          continue;
-        }
-        throw new ConnectError(code, (e as Error).message, name, rule, domain);
+        const code = (e as NodeJS.ErrnoException).code ?? 'ENOTFOUND';
+        throw new FlowError(code, `cannot resolve ${host}: ${code}`, 'direct');
       }
-    }
+      // The admin API and console listen on loopback: a LAN client must not reach them through us.
+      if (isLoopForNamedTarget(policy, ep, (a) => local.has(a)) || ep.address.startsWith('::ffff:127.'))
+        throw new FlowError('ELOOP', `${formatEndpoint(ep)} is this host's own service`, 'direct');
+      return connectDirect(ep, {
+        connectTimeoutMs: opts.connectTimeoutMs,
+        mark: opts.mark || undefined,
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+      });
+    },
   };
-}
-
-function isLoopback(address: string): boolean {
-  return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.');
+  const routing = opts.routing;
+  const builtins = new Map([
+    ['direct', direct],
+    ['reject', rejectOutbound],
+  ]);
+  const dispatch: Dispatch<TcpOutbound> = {
+    outbounds: { get: (name) => builtins.get(name) ?? routing?.outbounds.get(name) },
+    ...(routing ? { router: routing.router } : {}),
+    ...(routing?.fallbacks ? { fallbacks: routing.fallbacks } : {}),
+  };
+  return (asked, src) => {
+    const fake = isIP(asked.host) ? routing?.fakeIp?.lookup(asked.host) : undefined;
+    const target = fake ? { host: fake, port: asked.port } : asked;
+    const domain = isIP(target.host) ? undefined : target.host.replace(/\.$/, '').toLowerCase();
+    const r = route(dispatch, {
+      network: 'tcp',
+      src,
+      dst: {
+        ip: target.host,
+        port: target.port,
+        family: isIP(target.host) === 6 ? 6 : 4,
+        ...(domain ? { domain } : {}),
+      },
+    });
+    return {
+      via: r.via,
+      ...(r.rule ? { rule: r.rule } : {}),
+      ...(domain ? { domain } : {}),
+      connect: (signal) =>
+        connectTcp(dispatch, r, { source: src, signal, log: opts.log, clientGone: () => signal.aborted }),
+    };
+  };
 }

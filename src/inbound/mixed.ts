@@ -6,7 +6,7 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { formatEndpoint, unmapAddress, type Endpoint } from '../kernel/sockaddr.js';
-import { ConnectError } from '../outbound/direct.js';
+import { errorCode, FLOW_CODES, FlowError } from '../errors.js';
 import { Handshake } from '../outbound/node-conn.js';
 import { METHOD_NONE_ACCEPTABLE, METHOD_USERPASS } from '../outbound/socks5.js';
 import type { LogFields, Logger } from '../observe/log.js';
@@ -92,7 +92,7 @@ interface Flow {
 
 /** What a connect attempt failed with, as a reply the client understands. */
 function failureStatus(e: unknown): { http: number; socks: number; code: string } {
-  const code = e instanceof ConnectError ? e.code : 'ERROR';
+  const code = errorCode(e);
   if (code === 'EREJECTED' || code === 'ELOOP') return { http: 403, socks: REP.notAllowed, code };
   if (code === 'ETIMEDOUT') return { http: 504, socks: REP.ttlExpired, code };
   if (code === 'ECONNREFUSED') return { http: 502, socks: REP.connectionRefused, code };
@@ -275,28 +275,31 @@ export async function startMixedInbound(
     const onClose = () => abort.abort();
     flow.client.once('close', onClose);
     const t0 = process.hrtime.bigint();
+    const planned = cfg.dial(target, flow.src);
     try {
-      const up = await cfg.dial(target, flow.src, abort.signal);
+      const connected = await planned.connect(abort.signal);
+      const up = { ...connected, ...(planned.rule ? { rule: planned.rule } : {}) };
       reporter.connected(up.via, Number(process.hrtime.bigint() - t0) / 1e9);
       flow.via = up.via;
-      if (up.domain) flow.domain = up.domain;
+      if (planned.domain) flow.domain = planned.domain;
       return up;
     } catch (e) {
-      const c = e instanceof ConnectError ? e : undefined;
-      const rejected = c?.code === 'EREJECTED';
+      const code = errorCode(e);
+      const via = (e instanceof FlowError ? e.outbound : undefined) ?? planned.via;
+      const rejected = code === FLOW_CODES.rejected;
       const result = rejected ? 'rejected-by-rule' : 'connect-failed';
       reporter.ended(flow, {
         inbound: flow.inbound,
-        via: c?.via,
+        via,
         showVia: true,
-        domain: c?.domain,
-        rule: c?.rule,
+        domain: planned.domain,
+        rule: planned.rule,
         up: 0,
         down: 0,
         durMs: Date.now() - flow.started,
         close: result,
-        error: rejected ? undefined : (c?.code ?? (e as Error).message),
-        detail: !rejected && c && c.via !== 'direct' ? c.message : undefined,
+        error: rejected ? undefined : code,
+        detail: !rejected && via !== 'direct' ? (e as Error).message : undefined,
       });
       live.delete(flow.id);
       if (!flow.client.destroyed) answer(e);

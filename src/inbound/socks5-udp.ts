@@ -7,7 +7,7 @@ import dgram from 'node:dgram';
 import { isIP } from 'node:net';
 import type net from 'node:net';
 import { formatEndpoint, unmapAddress, type Endpoint } from '../kernel/sockaddr.js';
-import { UdpRefusedError } from '../udp/routed.js';
+import { UdpRefusedError } from '../flow/udp-routed.js';
 import { ATYP_DOMAIN, ATYP_IPV4, ATYP_IPV6, type SocksAddress } from '../outbound/socks5.js';
 import type { Logger } from '../observe/log.js';
 import type { UdpOutbound, UdpSession } from '../udp/types.js';

@@ -2,6 +2,7 @@
 // SO_MARK (so the firewall plan skips our own packets) or a spoofed client source (TPROXY
 // full transparency: the server sees the client's address).
 import net from 'node:net';
+import { FlowError } from '../errors.js';
 import { closeFd, createOutboundFd } from '../kernel/sockets.js';
 import { formatEndpoint, type Endpoint } from '../kernel/sockaddr.js';
 
@@ -14,17 +15,10 @@ export interface DirectOptions {
   signal?: AbortSignal;
 }
 
-export class ConnectError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    /** Outbound, rule and domain of the attempt, for logs. */
-    readonly via = 'direct',
-    readonly rule?: string,
-    readonly domain?: string,
-  ) {
-    super(message);
-    this.name = 'ConnectError';
+/** A direct connect failed: `code` is the errno name, ETIMEDOUT, EABORTED or ESOCKET. */
+export class ConnectError extends FlowError {
+  constructor(code: string, message: string) {
+    super(code, message, 'direct');
   }
 }
 

@@ -1,5 +1,6 @@
 // What every outbound (direct, socks5, http, shadowsocks) offers the data plane.
 import type { Duplex } from 'node:stream';
+import { FlowError } from '../errors.js';
 
 /** Where a flow wants to go: the original destination, plus the domain when one is known. */
 export interface Destination {
@@ -27,15 +28,11 @@ export interface TcpOutbound {
   connect(dst: Destination, ctx: ConnectContext): Promise<Duplex>;
 }
 
-/** Why an outbound could not connect; `code` is short and stable for logs and metrics. */
-export class OutboundError extends Error {
-  constructor(
-    readonly outbound: string,
-    readonly code: string,
-    message: string,
-  ) {
-    super(`${outbound}: ${message}`);
-    this.name = 'OutboundError';
+/** Why an outbound could not connect: a FlowError naming the outbound in its message. */
+export class OutboundError extends FlowError {
+  declare readonly outbound: string;
+  constructor(outbound: string, code: string, message: string) {
+    super(code, `${outbound}: ${message}`, outbound);
   }
 }
 

@@ -14,7 +14,7 @@ import { compileRules, reviveRuleLists } from '../route/index.js';
 import { createOutbound, parseNodeUri, type HostResolver, type TcpOutbound } from '../outbound/index.js';
 import type { RoutingConfig } from '../config/routing.js';
 import { directUdpOutbound, startUdpTproxy, type UdpOutbound, type UdpTproxy } from '../udp/index.js';
-import { routedUdpOutbound } from '../udp/routed.js';
+import { routedUdpOutbound } from '../flow/udp-routed.js';
 import { createUdpOutbound, udpUnsupportedReason } from '../outbound/udp-outbound.js';
 import type { Logger } from '../observe/log.js';
 import { FIRST_LISTENER_FD, type ChildStart, type FromChild, type ToChild } from './protocol.js';

@@ -4,7 +4,10 @@
 import net from 'node:net';
 import { originalDestination } from '../kernel/sockets.js';
 import { formatEndpoint, unmapAddress, type Endpoint } from '../kernel/sockaddr.js';
-import { connectDirect, ConnectError } from '../outbound/direct.js';
+import { directOutbound, rejectOutbound } from '../outbound/builtin.js';
+import { errorCode, FLOW_CODES, FlowError } from '../errors.js';
+import { admit, isLoopForNamedTarget, type AdmissionPolicy } from '../flow/admission.js';
+import { connectTcp, fakeDomain, route, type Connected, type Dispatch, type FakeIpMap } from '../flow/dispatch.js';
 import { relay, type RelayResult, type UpstreamRewriter } from '../relay/relay.js';
 import { relayAuto, wouldSplice } from '../relay/zero-copy.js';
 import { createSpliceEngine, spliceAvailable, type EngineFlow, type SpliceEngine } from '../relay/engine/engine.js';
@@ -22,8 +25,7 @@ import { requestAuthority } from '../sniff/authority.js';
 import { peek } from '../sniff/peek.js';
 import { sniff } from '../sniff/index.js';
 import type { Router } from '../route/index.js';
-import { NODE_UNREACHABLE, OutboundError, type TcpOutbound } from '../outbound/types.js';
-import type { Duplex } from 'node:stream';
+import type { TcpOutbound } from '../outbound/types.js';
 import type { InjectConfig } from '../http/inject-config.js';
 
 export type { ConnectionInfo, DataPlane, ListenerHandle, LiveAnswer } from './plane.js';
@@ -84,10 +86,7 @@ export interface DataPlaneRouting {
   fallbacks?: Map<string, string>;
   sniffTimeoutMs: number;
   /** Fake-IP DNS: map a destination back to its domain, and find real addresses for direct flows. */
-  fakeIp?: {
-    lookup(ip: string): string | undefined;
-    resolveReal(domain: string, family: 4 | 6): Promise<string[]>;
-  };
+  fakeIp?: FakeIpMap;
 }
 
 interface LiveFlow {
@@ -100,28 +99,6 @@ interface LiveFlow {
   client?: WeakRef<net.Socket>;
   /** In the splice engine: its live counters (reported every 500 ms) and how to end it. */
   spliced?: EngineFlow;
-}
-
-interface Upstream {
-  stream: Duplex;
-  via: string;
-  /** The node that was chosen but unreachable, when a fallback carried the flow. */
-  fallbackFrom?: string;
-  rule?: string;
-  domain?: string;
-  /** Through groups: the members chosen. */
-  path?: string[];
-  /** Client bytes read before connecting, to relay first. */
-  head: Buffer | undefined;
-}
-
-class RouteRejected extends Error {
-  constructor(
-    readonly rule: string,
-    readonly domain: string | undefined,
-  ) {
-    super('rejected by rule');
-  }
 }
 
 export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[], log: Logger): Promise<DataPlane> {
@@ -186,42 +163,49 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     client.pause();
     const started = Date.now();
     const src: Endpoint = { address: unmapAddress(client.remoteAddress ?? '?'), port: client.remotePort ?? 0, family };
-    if (flows >= cfg.maxConnections) {
-      refused({ src, reason: 'max-connections', limit: cfg.maxConnections });
+    const admission = admit(
+      policy,
+      flows,
+      () => {
+        try {
+          return cfg.mode === 'redirect'
+            ? originalDestination(client, family)
+            : { address: unmapAddress(client.localAddress ?? ''), port: client.localPort ?? 0, family };
+        } catch (e) {
+          return { error: (e as Error).message };
+        }
+      },
+      isLocal,
+    );
+    if (!admission.ok && admission.reason === 'no-original-destination' && cfg.dstFromHost) {
+      track(client);
+      void destinationFromHost(client, src, started, listener).finally(finishFlow);
+      return;
+    }
+    if (!admission.ok) {
+      const { reason, error } = admission;
+      refused({
+        src,
+        ...(admission.dst ? { dst: admission.dst } : {}),
+        reason,
+        ...(reason === 'max-connections' ? { limit: cfg.maxConnections } : {}),
+        ...(error ? { error } : {}),
+      });
       client.destroy();
       return;
     }
-    let dst: Endpoint;
-    try {
-      dst =
-        cfg.mode === 'redirect'
-          ? originalDestination(client, family)
-          : { address: unmapAddress(client.localAddress ?? ''), port: client.localPort ?? 0, family };
-    } catch (e) {
-      if (cfg.dstFromHost) {
-        track(client);
-        void destinationFromHost(client, src, started, listener).finally(finishFlow);
-        return;
-      }
-      refused({ src, reason: 'no-original-destination', error: (e as Error).message });
-      client.destroy();
-      return;
-    }
-    if (isLoop(dst)) {
-      refused({ src, dst, reason: 'loop' });
-      client.destroy();
-      return;
-    }
+    const dst = admission.dst;
     track(client);
     const flow: Flow = { id: nextId++, listener, src, dst, started };
     // No closure here holds `client`: after a splice hand-over it must be collectable.
     void handle(flow, client).finally(finishFlow);
   };
 
-  // Connecting to ourselves would loop until file descriptors run out; and a client must not
-  // reach our admin API or console through us (from our address, with our uid).
-  const ownPorts = new Set([cfg.listenPort, ...(cfg.ownPorts ?? [])]);
-  const isLoop = (dst: Endpoint): boolean => ownPorts.has(dst.port) && local.has(dst.address);
+  const policy: AdmissionPolicy = {
+    maxConnections: cfg.maxConnections,
+    ownPorts: [...new Set([cfg.listenPort, ...(cfg.ownPorts ?? [])])],
+  };
+  const isLocal = (address: string): boolean => local.has(address);
 
   /** --dst-from-host: read the request head, resolve its Host, then relay as usual. */
   const destinationFromHost = async (
@@ -249,7 +233,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       return;
     }
     // A Host header must not reach this host's own loopback services (admin API, …).
-    if (isLoop(dst) || dst.address.startsWith('127.') || dst.address === '::1') {
+    if (isLoopForNamedTarget(policy, dst, isLocal)) {
       refused({ src, dst, reason: 'loop' });
       client.destroy();
       return;
@@ -258,95 +242,61 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     return handle({ id: nextId++, listener, src, dst, started }, client, head);
   };
 
-  /** Where a flow goes: sniff (if routing), pick an outbound, connect. */
-  const connectUpstream = async (flow: Flow, client: net.Socket, head: Buffer | undefined): Promise<Upstream> => {
-    const routing = cfg.routing;
-    if (!routing) {
-      const socket = await connectDirect(flow.dst, directOptions(flow));
-      return { stream: socket, via: 'direct', head };
-    }
-    // A fake-IP destination names its domain outright; no sniffing needed for it.
-    const fakeDomain = routing.fakeIp?.lookup(flow.dst.address);
-    let domain: string | undefined = fakeDomain;
-    if (fakeDomain) {
-      // nothing to peek
-    } else if (!head) {
-      const peeked = await peek(client, (b) => sniff(b), routing.sniffTimeoutMs);
-      head = peeked.head.length ? peeked.head : undefined;
-      domain = peeked.result?.domain;
-    } else {
-      const r = sniff(head);
-      domain = r === 'need-more' ? undefined : r.domain;
-    }
-    const decision = routing.router.route({
-      dst: { ip: flow.dst.address, port: flow.dst.port, family: flow.dst.family, ...(domain ? { domain } : {}) },
-      src: flow.src.address,
-      network: 'tcp',
-    });
-    const rule = decision.rule === 'default' ? 'default' : `rules[${decision.rule}]`;
-    if (decision.action === 'reject') throw new RouteRejected(rule, domain);
-    if (decision.action === 'direct') {
-      let target = flow.dst;
-      if (fakeDomain) {
-        // The fake address leads nowhere: connect to the domain's real address.
-        const real = (await routing.fakeIp!.resolveReal(fakeDomain, flow.dst.family).catch(() => []))[0];
-        if (!real) throw new ConnectError('ENOTFOUND', `no address for ${fakeDomain}`, 'direct', rule, domain);
-        target = { ...flow.dst, address: real };
-      }
-      return { stream: await connectDirect(target, directOptions(flow)), via: 'direct', rule, domain, head };
-    }
-    // The chosen node, then its fallbacks in order while a node cannot be reached.
-    let name = decision.action;
-    const tried = new Set<string>();
-    for (;;) {
-      tried.add(name);
-      if (name === 'direct') {
-        return {
-          stream: await connectDirect(flow.dst, directOptions(flow)),
-          via: 'direct',
-          rule,
-          domain,
-          head,
-          ...(tried.size > 1 ? { fallbackFrom: decision.action } : {}),
-        };
-      }
-      const outbound = routing.outbounds.get(name);
-      if (!outbound) throw new ConnectError('ENOOUTBOUND', `no outbound named ${name}`);
-      const path = memberPath(routing.outbounds, outbound);
-      try {
-        const stream = await outbound.connect(
-          { ip: flow.dst.address, port: flow.dst.port, family: flow.dst.family, ...(domain ? { domain } : {}) },
-          { source: { address: flow.src.address, port: flow.src.port } },
-        );
-        return {
-          stream,
-          via: name,
-          rule,
-          domain,
-          head,
-          ...(path.length ? { path } : {}),
-          ...(tried.size > 1 ? { fallbackFrom: decision.action } : {}),
-        };
-      } catch (e) {
-        const code = e instanceof OutboundError ? e.code : 'ERROR';
-        const next = routing.fallbacks?.get(name);
-        // Only an unreachable node warrants another path; a refusal by the node (the target
-        // is down, auth failed) would fail the same way elsewhere.
-        if (next && !tried.has(next) && NODE_UNREACHABLE.has(code) && !client.destroyed) {
-          log.warn('node unreachable, using fallback', { node: name, error: code, fallback: next });
-          name = next;
-          continue;
-        }
-        throw new ConnectError(code, (e as Error).message, name, rule, domain);
-      }
-    }
+  const routing = cfg.routing;
+  const builtins = new Map<string, TcpOutbound>([
+    [
+      'direct',
+      directOutbound((dst, ctx) => ({
+        connectTimeoutMs: cfg.connectTimeoutMs,
+        mark: (cfg.inboundMark && local.has(dst.ip) ? cfg.inboundMark : cfg.outboundMark) || undefined,
+        spoofSource: cfg.preserveSource ? ctx.source.address : undefined,
+      })),
+    ],
+    ['reject', rejectOutbound],
+  ]);
+  const dispatch: Dispatch<TcpOutbound> = {
+    outbounds: { get: (name) => builtins.get(name) ?? routing?.outbounds.get(name) },
+    ...(routing ? { router: routing.router } : {}),
+    ...(routing?.fallbacks ? { fallbacks: routing.fallbacks } : {}),
+    // Read per flow: the child sets fake-IP on the routing after building it.
+    get fakeIp() {
+      return routing?.fakeIp;
+    },
   };
 
-  const directOptions = (flow: Flow) => ({
-    connectTimeoutMs: cfg.connectTimeoutMs,
-    mark: (cfg.inboundMark && local.has(flow.dst.address) ? cfg.inboundMark : cfg.outboundMark) || undefined,
-    spoofSource: cfg.preserveSource ? flow.src.address : undefined,
-  });
+  /** The domain a flow's first bytes name (HTTP Host, TLS SNI), when routing wants one. */
+  const sniffDomain = async (
+    flow: Flow,
+    client: net.Socket,
+    head: Buffer | undefined,
+  ): Promise<{ domain?: string; head: Buffer | undefined }> => {
+    // A fake-IP destination names its domain outright; no sniffing needed for it.
+    if (!routing || fakeDomain(dispatch, flow.dst.address)) return { head };
+    if (head) {
+      const r = sniff(head);
+      return r === 'need-more' || !r.domain ? { head } : { domain: r.domain, head };
+    }
+    const peeked = await peek(client, (b) => sniff(b), routing.sniffTimeoutMs);
+    const domain = peeked.result?.domain;
+    return { ...(domain ? { domain } : {}), head: peeked.head.length ? peeked.head : undefined };
+  };
+
+  /** Where a flow goes: sniff (if routing), pick an outbound, connect. */
+  const routeFlow = async (flow: Flow, client: net.Socket, head: Buffer | undefined) => {
+    const sniffed = await sniffDomain(flow, client, head);
+    const dst = flow.dst;
+    const r = route(dispatch, {
+      network: 'tcp',
+      src: flow.src,
+      dst: {
+        ip: dst.address,
+        port: dst.port,
+        family: dst.family,
+        ...(sniffed.domain ? { domain: sniffed.domain } : {}),
+      },
+    });
+    return { route: r, head: sniffed.head };
+  };
 
   const handle = (flow: Flow, client: net.Socket, head?: Buffer): Promise<void> => {
     const liveFlow: LiveFlow = { flow, client: new WeakRef(client) };
@@ -364,44 +314,51 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     head: Buffer | undefined,
     liveFlow: LiveFlow,
   ): Promise<void> => {
-    let up: Upstream;
     const connectStart = process.hrtime.bigint();
+    let routed: Awaited<ReturnType<typeof routeFlow>> | undefined;
+    let up: Connected;
     try {
-      up = await connectUpstream(flow, client, head);
+      routed = await routeFlow(flow, client, head);
+      up = await connectTcp(dispatch, routed.route, { source: flow.src, log, clientGone: () => client.destroyed });
     } catch (e) {
-      const rejected = e instanceof RouteRejected;
-      const failed = e instanceof ConnectError ? e : undefined;
+      const code = errorCode(e);
+      const via = (e instanceof FlowError ? e.outbound : undefined) ?? routed?.route.via ?? 'direct';
+      const rejected = code === FLOW_CODES.rejected;
       resetClient(client);
       ended(flow, {
-        via: rejected ? 'reject' : (failed?.via ?? 'direct'),
-        showVia: rejected || failed !== undefined,
-        domain: rejected ? e.domain : failed?.domain,
-        rule: rejected ? e.rule : failed?.rule,
+        via,
+        showVia: true,
+        domain: routed?.route.dst.domain,
+        rule: routed?.route.rule,
         up: 0,
         down: 0,
         durMs: Date.now() - flow.started,
         close: rejected ? 'rejected-by-rule' : 'connect-failed',
-        error: rejected ? undefined : (failed?.code ?? (e as Error).message),
-        detail: failed && failed.via !== 'direct' ? failed.message : undefined,
+        error: rejected ? undefined : code,
+        detail: rejected || via === 'direct' ? undefined : (e as Error).message,
       });
       return;
     }
     report.connected(up.via, Number(process.hrtime.bigint() - connectStart) / 1e9);
+    const domain = routed.route.dst.domain;
+    const rule = routed.route.rule;
     liveFlow.via = up.via;
-    if (up.domain) liveFlow.domain = up.domain;
-    if (up.rule) liveFlow.rule = up.rule;
-    if (up.path) liveFlow.path = up.path;
+    const carried = dispatch.outbounds.get(up.via);
+    const path = routing && carried ? memberPath(routing.outbounds, carried) : [];
+    if (domain) liveFlow.domain = domain;
+    if (rule) liveFlow.rule = rule;
+    if (path.length) liveFlow.path = path;
     const upstream = up.stream;
     if (client.destroyed) {
       upstream.destroy();
-      ended(flow, { via: up.via, up: 0, down: 0, durMs: Date.now() - flow.started, close: 'client-gone' }, up.path);
+      ended(flow, { via: up.via, up: 0, down: 0, durMs: Date.now() - flow.started, close: 'client-gone' }, path);
       return;
     }
     const meta: FlowMeta = {
       via: up.via,
-      ...(up.domain ? { domain: up.domain } : {}),
-      ...(up.rule ? { rule: up.rule } : {}),
-      ...(up.path ? { path: up.path } : {}),
+      ...(domain ? { domain } : {}),
+      ...(rule ? { rule } : {}),
+      ...(path.length ? { path } : {}),
       ...(up.fallbackFrom ? { fallbackFrom: up.fallbackFrom } : {}),
     };
     const rewriter = cfg.rewriterFor?.(flow);
@@ -419,7 +376,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
           onSpliced: (f) => {
             liveFlow.spliced = f;
           },
-          ...(up.head ? { head: up.head } : {}),
+          ...(routed.head ? { head: routed.head } : {}),
         }),
         'splice',
       );
@@ -427,7 +384,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     const r = await relay(client, upstream, {
       idleTimeoutMs: cfg.idleTimeoutMs,
       ...(rewriter ? { rewriter, headTimeoutMs: cfg.headTimeoutMs ?? 0 } : {}),
-      ...(up.head ? { head: up.head } : {}),
+      ...(routed.head ? { head: routed.head } : {}),
     });
     finishLog(flow, meta, rewriter, r);
   };

@@ -1,12 +1,12 @@
 // The data plane's node groups: built over the node outbounds, probed on their interval,
 // their choices logged and exported as gauges.
 import { Gauge } from 'prom-client';
-import { connectDirect } from '../outbound/direct.js';
+import { directOutbound, rejectOutbound } from '../outbound/builtin.js';
 import { GroupOutbound, httpProbe, type GroupSpec, type GroupState } from '../outbound/group.js';
-import { OutboundError, type TcpOutbound } from '../outbound/types.js';
+import type { TcpOutbound } from '../outbound/types.js';
 import type { Logger } from '../observe/log.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
-import { UdpRefusedError } from '../udp/routed.js';
+import { UdpRefusedError } from '../flow/udp-routed.js';
 import type { UdpFlowInfo, UdpOutbound, UdpSession } from '../udp/index.js';
 
 /** Probes give up after this long (or the interval, when shorter). */
@@ -14,23 +14,10 @@ const PROBE_TIMEOUT_MS = 5000;
 
 /** `direct` and `reject` as outbounds, for groups that list them as members. */
 function builtinOutbounds(mark: number, connectTimeoutMs: number): Map<string, TcpOutbound> {
-  const direct: TcpOutbound = {
-    name: 'direct',
-    kind: 'direct',
-    connect: (dst, ctx) =>
-      connectDirect(
-        { address: dst.ip, port: dst.port, family: dst.family },
-        { connectTimeoutMs, ...(mark ? { mark } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) },
-      ),
-  };
-  const reject: TcpOutbound = {
-    name: 'reject',
-    kind: 'reject',
-    connect: () => Promise.reject(new OutboundError('reject', 'EREJECTED', 'rejected')),
-  };
+  const direct = directOutbound(() => ({ connectTimeoutMs, ...(mark ? { mark } : {}) }));
   return new Map([
     ['direct', direct],
-    ['reject', reject],
+    ['reject', rejectOutbound],
   ]);
 }
 

@@ -20,10 +20,7 @@ const KERNEL_ONLY = new Set(['koffi', 'node:child_process', 'child_process']);
  * Edges that still form a cycle and belong to another engineer's open work, as 'from -> to'
  * (repo-relative files, or folders for folder cycles). Empty when the tree is clean.
  */
-const ALLOWED_EDGES = new Set<string>([
-  // flow (#15): UDP dispatch moving under src/flow/; udp/routed.ts names the Router
-  'src/udp -> src/route',
-]);
+const ALLOWED_EDGES = new Set<string>([]);
 
 interface ImportRef {
   spec: string;

@@ -15,7 +15,7 @@ import { directUdpOutbound } from '../../src/udp/direct.js';
 import { networkInterfaces } from 'node:os';
 import { PassThrough } from 'node:stream';
 import { proxyDialer, type ProxyDialer } from '../../src/inbound/dial.js';
-import type { ConnectError } from '../../src/outbound/direct.js';
+import type { FlowError } from '../../src/errors.js';
 import { OutboundError, type Destination, type TcpOutbound } from '../../src/outbound/types.js';
 import { compileRules } from '../../src/route/index.js';
 import { startMixedInbound, type MixedInbound } from '../../src/inbound/mixed.js';
@@ -31,12 +31,15 @@ async function withInbound(
   echo.listen(0, '127.0.0.1');
   await once(echo, 'listening');
   const echoPort = (echo.address() as net.AddressInfo).port;
-  const dial: ProxyDialer = async (_t, _src, signal) => ({
-    stream: await connectDirect(
-      { address: '127.0.0.1', port: echoPort, family: 4 },
-      { connectTimeoutMs: 1000, signal },
-    ),
+  const dial: ProxyDialer = () => ({
     via: 'direct',
+    connect: async (signal) => ({
+      stream: await connectDirect(
+        { address: '127.0.0.1', port: echoPort, family: 4 },
+        { connectTimeoutMs: 1000, signal },
+      ),
+      via: 'direct',
+    }),
   });
   const lines: string[] = [];
   const fd = createListenerFd({ family: 4, address: '127.0.0.1', port: 0, transparent: false });
@@ -251,23 +254,25 @@ test('the dialer: domain rules match the asked name, nodes get the name, fallbac
   });
   const src = { address: '10.0.0.2', port: 5000, family: 4 as const };
   const signal = new AbortController().signal;
-  const viaA = await dial({ host: 'www.via-a.test', port: 443 }, src, signal);
-  assert.deepEqual([viaA.via, viaA.rule, viaA.domain], ['a', 'rules[0]', 'www.via-a.test']);
+  const connect = (t: { host: string; port: number }) => dial(t, src).connect(signal);
+  const planA = dial({ host: 'www.via-a.test', port: 443 }, src);
+  const viaA = await planA.connect(signal);
+  assert.deepEqual([viaA.via, planA.rule, planA.domain], ['a', 'rules[0]', 'www.via-a.test']);
   assert.equal(asked[0]?.domain, 'www.via-a.test', 'the node gets the name, not an address');
-  const fell = await dial({ host: 'dead.test', port: 80 }, src, signal);
+  const fell = await connect({ host: 'dead.test', port: 80 });
   assert.deepEqual([fell.via, fell.fallbackFrom], ['a', 'dead']);
   const codeOf = (p: Promise<unknown>) =>
     p.then(
       () => 'connected',
-      (e: ConnectError) => e.code,
+      (e: FlowError) => e.code,
     );
-  assert.equal(await codeOf(dial({ host: 'blocked.test', port: 80 }, src, signal)), 'EREJECTED');
-  assert.equal(await codeOf(dial({ host: 'loop.test', port: 15000 }, src, signal)), 'ELOOP');
-  assert.equal(await codeOf(dial({ host: '127.0.0.1', port: 22 }, src, signal)), 'ELOOP');
-  assert.equal(await codeOf(dial({ host: '::1', port: 22 }, src, signal)), 'ELOOP');
-  assert.equal(await codeOf(dial({ host: 'nowhere.test', port: 80 }, src, signal)), 'ENOTFOUND');
+  assert.equal(await codeOf(connect({ host: 'blocked.test', port: 80 })), 'EREJECTED');
+  assert.equal(await codeOf(connect({ host: 'loop.test', port: 15000 })), 'ELOOP');
+  assert.equal(await codeOf(connect({ host: '127.0.0.1', port: 22 })), 'ELOOP');
+  assert.equal(await codeOf(connect({ host: '::1', port: 22 })), 'ELOOP');
+  assert.equal(await codeOf(connect({ host: 'nowhere.test', port: 80 })), 'ENOTFOUND');
   const ownAddress = Object.values(networkInterfaces())
     .flat()
     .find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
-  if (ownAddress) assert.equal(await codeOf(dial({ host: ownAddress, port: 15001 }, src, signal)), 'ELOOP');
+  if (ownAddress) assert.equal(await codeOf(connect({ host: ownAddress, port: 15001 })), 'ELOOP');
 });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type { Endpoint } from '../../src/kernel/sockaddr.js';
 import { createLogger } from '../../src/observe/log.js';
 import { compileRules } from '../../src/route/index.js';
-import { routedUdpOutbound, UdpRefusedError } from '../../src/udp/routed.js';
+import { routedUdpOutbound, UdpRefusedError } from '../../src/flow/udp-routed.js';
 import { UdpRelay } from '../../src/udp/relay.js';
 import type { UdpFlowInfo, UdpOutbound, UdpSession } from '../../src/udp/types.js';
 
