@@ -3,32 +3,25 @@
 // turns errors into one line and an exit status (2 for usage errors).
 import { Command, CommanderError } from 'commander';
 import { TranproxyError } from '../errors.js';
-import { runCommand } from './run.js';
-import { rulesCommand } from './rules.js';
-import { demoCommand } from './demo.js';
 import { withDefaultCommand } from './default-command.js';
 
-const program = new Command('tranproxy')
-  .description('Linux transparent proxy: capture connections with REDIRECT or TPROXY and relay them')
-  .version(process.env.npm_package_version ?? '0.1.0')
-  .showHelpAfterError('(add --help for usage)')
-  .addCommand(runCommand())
-  .addCommand(rulesCommand())
-  .addCommand(demoCommand())
-  .addCommand((await import('./inject.js')).injectCommand())
-  .addCommand((await import('./webhook.js')).webhookCommand())
-  .addCommand((await import('./publish.js')).publishCommand())
-  .addCommand((await import('./lab.js')).labCommand())
-  .addCommand((await import('./doctor.js')).doctorCommand())
-  .addCommand((await import('./console.js')).consoleCommand());
+/**
+ * Each subcommand's module, loaded only when that subcommand runs (or for help), so the
+ * long-running `run` supervisor keeps no console, Kubernetes or lab code resident.
+ */
+const SUBCOMMANDS: Record<string, () => Promise<Command>> = {
+  run: async () => (await import('./run.js')).runCommand(),
+  rules: async () => (await import('./rules.js')).rulesCommand(),
+  demo: async () => (await import('./demo.js')).demoCommand(),
+  inject: async () => (await import('./inject.js')).injectCommand(),
+  webhook: async () => (await import('./webhook.js')).webhookCommand(),
+  publish: async () => (await import('./publish.js')).publishCommand(),
+  lab: async () => (await import('./lab.js')).labCommand(),
+  doctor: async () => (await import('./doctor.js')).doctorCommand(),
+  console: async () => (await import('./console.js')).consoleCommand(),
+};
+const subcommands = Object.keys(SUBCOMMANDS);
 
-function exitOverrideAll(cmd: Command): void {
-  cmd.exitOverride();
-  for (const sub of cmd.commands) exitOverrideAll(sub);
-}
-exitOverrideAll(program);
-
-const subcommands = program.commands.map((c) => c.name());
 let argv: string[];
 try {
   argv = [
@@ -39,6 +32,20 @@ try {
   process.stderr.write(`tranproxy: ${(e as Error).message}\n`);
   process.exit(2);
 }
+
+const program = new Command('tranproxy')
+  .description('Linux transparent proxy: capture connections with REDIRECT or TPROXY and relay them')
+  .version(process.env.npm_package_version ?? '0.1.0')
+  .showHelpAfterError('(add --help for usage)');
+// A named subcommand loads alone; anything else (help, version, a typo) needs them all.
+const named = argv[2] !== undefined && Object.hasOwn(SUBCOMMANDS, argv[2]) ? [argv[2]] : subcommands;
+for (const name of named) program.addCommand(await SUBCOMMANDS[name]!());
+
+function exitOverrideAll(cmd: Command): void {
+  cmd.exitOverride();
+  for (const sub of cmd.commands) exitOverrideAll(sub);
+}
+exitOverrideAll(program);
 
 program.parseAsync(argv).catch((e: unknown) => {
   if (e instanceof CommanderError) {

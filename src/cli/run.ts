@@ -4,11 +4,9 @@ import { Command, Option } from 'commander';
 import { parseRunOptions, type RawRunOptions } from '../config/run-config.js';
 import { loadConfigFile, type ConfigFile } from '../config/file.js';
 import { checkConfigFile } from '../config/file-permissions.js';
-import { checkConsoleConfig, consoleService } from '../console/index.js';
 import { createLogger } from '../observe/log.js';
 import { LogRing } from '../observe/log-ring.js';
 import { Supervisor, type SupervisorOptions } from '../proxy/supervisor.js';
-import { fetchMissingRuleSets, ruleSetService } from '../ruleset/updater.js';
 import { UsageError } from '../errors.js';
 import { addCaptureOptions, collect } from './capture-options.js';
 import { withFile } from './file-options.js';
@@ -125,7 +123,9 @@ export function runCommand(): Command {
       // Refuses a file others could change; warns about secrets everybody can read.
       const permissionWarnings = file ? checkConfigFile(file) : [];
       let cfg = parseRunOptions(file ? withFile(file.run, opts, self) : opts, command, undefined, file);
-      checkConsoleConfig(cfg, opts.config, file);
+      // The console's code loads only when it is asked for: a sidecar keeps none of it resident.
+      const consoleModule = cfg.console ? await import('../console/index.js') : undefined;
+      consoleModule?.checkConsoleConfig(cfg, opts.config, file);
       // The console's Logs page reads the last lines from memory (no log file needed).
       const logRing = cfg.console ? new LogRing() : undefined;
       const log = createLogger(cfg.logFormat, undefined, logRing);
@@ -144,12 +144,14 @@ export function runCommand(): Command {
           }
         : undefined;
       const ruleSets = opts.config ? { baseDir: dirname(opts.config), log } : undefined;
+      // The fetcher loads only for a file that names rule sets (its HTTP client stays out of a sidecar).
+      const updater = Object.keys(file?.ruleSets ?? {}).length ? await import('../ruleset/updater.js') : undefined;
       // Rule sets never fetched are fetched before the first generation; the others start from their copy.
-      if (file && ruleSets && (await fetchMissingRuleSets(file.ruleSets, ruleSets))) cfg = reload!();
+      if (file && ruleSets && updater && (await updater.fetchMissingRuleSets(file.ruleSets, ruleSets))) cfg = reload!();
       const services = combineServices(
-        cfg.console && opts.config ? consoleService(cfg.console, opts.config, build, log) : undefined,
-        ruleSets && reload && Object.keys(file?.ruleSets ?? {}).length
-          ? ruleSetService(ruleSets, () => file?.ruleSets ?? {}, reload)
+        cfg.console && opts.config ? consoleModule?.consoleService(cfg.console, opts.config, build, log) : undefined,
+        ruleSets && reload && updater
+          ? updater.ruleSetService(ruleSets, () => file?.ruleSets ?? {}, reload)
           : undefined,
       );
       const status = await new Supervisor(cfg, log, {

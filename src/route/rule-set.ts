@@ -7,7 +7,7 @@
 //            domain entries ('+.x' and '.x' suffix, '*.x' suffix, 'x' exact), ipcidr
 //            entries, or classical ones (DOMAIN, DOMAIN-SUFFIX, DOMAIN-KEYWORD, IP-CIDR,
 //            IP-CIDR6; other types are skipped and counted)
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import { UsageError } from '../errors.js';
 import { parseDomainList, type DomainList } from './domain-list.js';
 import { CidrSet } from './ip-set.js';
@@ -54,6 +54,11 @@ function checkCidr(cidr: string, source: string, lineNo: number): void {
     // Never quote the line: a path pointed at a secret file must not echo it.
     throw new UsageError(`${source}:${lineNo}: not a CIDR or IP address`);
   }
+}
+
+/** The YAML parser, loaded on first use: the data plane imports this file but never parses a provider. */
+function parseYaml(text: string, options: { maxAliasCount: number }): unknown {
+  return (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text, options);
 }
 
 /** The provider's entries: YAML `payload:` or, failing that, one entry a line. */
