@@ -1,5 +1,5 @@
 // The Nodes page's part of the console API: kept delay tests and node groups.
-import { get, post, put } from './api.js';
+import { get, post, put, type State } from './api.js';
 
 /** A node's delay test: an HTTP GET of `url` through the node (the anchors' delay). */
 export interface NodeTest {
@@ -31,6 +31,8 @@ export interface Group {
 export const loadTests = () => get<NodeTests>('/api/node-tests');
 export const testAll = () => post<NodeTests>('/api/node-tests');
 export const testOne = (name: string) => post<NodeTest>(`/api/nodes/${encodeURIComponent(name)}/test`);
+/** Make a node or group the default TCP outbound (`default`). */
+export const setTcpDefault = (name: string) => put<State>('/api/settings', { tcpNode: name });
 export const loadGroups = () => get<Group[]>('/api/groups');
 export const selectMember = (group: string, member: string) =>
   put<Group[]>(`/api/groups/${encodeURIComponent(group)}`, { member });

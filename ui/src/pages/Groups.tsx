@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
-import { put, type State } from '../api';
-import { delayClass, loadGroups, selectMember, type Group, type GroupMember } from '../api-nodes';
+import type { State } from '../api';
+import { delayClass, loadGroups, selectMember, setTcpDefault, type Group, type GroupMember } from '../api-nodes';
 import { t, type Key } from '../i18n';
 import { ErrorText, FormStatus, Section, outboundLabel, useAction } from '../ui';
 
@@ -23,7 +23,7 @@ export function Groups({ state, setState }: { state: State; setState: (s: State)
   };
   const use = async (g: string) => {
     const r = await a.run(
-      () => put<State>('/api/settings', { tcpNode: g }),
+      () => setTcpDefault(g),
       () => t('nodes.nowUsed', { name: g }),
     );
     if (r) setState(r);

@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { del, post, put, type ImportReport, type NodeInfo, type State } from '../api';
-import { byDelay, delayClass, loadTests, testAll, testOne, type NodeTest } from '../api-nodes';
+import { byDelay, delayClass, loadTests, testAll, testOne, setTcpDefault, type NodeTest } from '../api-nodes';
 import type { AppCtx } from '../ctx';
 import { Groups } from './Groups';
 import './nodes.css';
@@ -130,7 +130,7 @@ function NodeList({ state, setState }: { state: State; setState: (s: State) => v
   };
   const use = async (n: string) => {
     const r = await a.run(
-      () => put<State>('/api/settings', { tcpNode: n }),
+      () => setTcpDefault(n),
       () => t('nodes.nowUsed', { name: n }),
     );
     if (r) setState(r);

@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { put, type State } from '../api';
 import type { AppCtx } from '../ctx';
-import { ConfigTransfer, UdpSwitch } from './SettingsExtra';
+import { ConfigTransfer, Switch, UdpSwitch } from './SettingsExtra';
 import { t } from '../i18n';
 import { Field, FieldErr, FormStatus, Section, idOf, splitList, splitLines, useAction } from '../ui';
 
@@ -81,20 +81,7 @@ export function Settings({ state, setState }: AppCtx) {
     <>
       <Section title={t('settings.switch')} id="main-switch">
         <div class="switch-row">
-          <button
-            type="button"
-            role="switch"
-            name="enabled"
-            id={idOf('enabled')}
-            class={`switch${state.enabled ? ' on' : ''}`}
-            aria-checked={state.enabled ? 'true' : 'false'}
-            aria-describedby={`${idOf('enabled')}-desc ${idOf('enabled')}-err`}
-            disabled={sw.busy}
-            onClick={toggle}
-          >
-            <span class="knob" aria-hidden="true" />
-            <span class="switch-label">{t(state.enabled ? 'settings.on' : 'settings.off')}</span>
-          </button>
+          <Switch name="enabled" on={state.enabled} busy={sw.busy} onClick={toggle} />
           <p id={`${idOf('enabled')}-desc`} class="hint">
             {state.enabled
               ? state.applied

@@ -3,6 +3,27 @@ import { get, post, put, type State } from '../api';
 import { t } from '../i18n';
 import { FieldErr, FormStatus, Section, idOf, useAction } from '../ui';
 
+/** An on/off switch named `name`, described by `#<id>-desc` and its error line. */
+export function Switch(props: { name: string; on: boolean; busy: boolean; onClick: () => void }) {
+  const id = idOf(props.name);
+  return (
+    <button
+      type="button"
+      role="switch"
+      name={props.name}
+      id={id}
+      class={`switch${props.on ? ' on' : ''}`}
+      aria-checked={props.on ? 'true' : 'false'}
+      aria-describedby={`${id}-desc ${id}-err`}
+      disabled={props.busy}
+      onClick={props.onClick}
+    >
+      <span class="knob" aria-hidden="true" />
+      <span class="switch-label">{t(props.on ? 'settings.on' : 'settings.off')}</span>
+    </button>
+  );
+}
+
 /** UDP capture on/off (TPROXY); shows what the running gateway does. */
 export function UdpSwitch({ state, setState }: { state: State; setState: (s: State) => void }) {
   const a = useAction((f) => f === 'udp');
@@ -17,20 +38,7 @@ export function UdpSwitch({ state, setState }: { state: State; setState: (s: Sta
   return (
     <Section title={t('udp.title')} id="udp">
       <div class="switch-row">
-        <button
-          type="button"
-          role="switch"
-          name="udp"
-          id={idOf('udp')}
-          class={`switch${on ? ' on' : ''}`}
-          aria-checked={on ? 'true' : 'false'}
-          aria-describedby={`${idOf('udp')}-desc ${idOf('udp')}-err`}
-          disabled={a.busy}
-          onClick={toggle}
-        >
-          <span class="knob" aria-hidden="true" />
-          <span class="switch-label">{t(on ? 'settings.on' : 'settings.off')}</span>
-        </button>
+        <Switch name="udp" on={on} busy={a.busy} onClick={toggle} />
         <p id={`${idOf('udp')}-desc`} class="hint">
           {t(on ? 'udp.descOn' : 'udp.descOff')}
         </p>
