@@ -7,7 +7,7 @@ export {
   RuleError,
   suggest,
   unknownOutboundMessage,
-  type Flow,
+  type RouteQuery,
   type Network,
   type RouteDecision,
   type Router,

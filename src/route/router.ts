@@ -53,7 +53,7 @@ export interface RuleSpec {
   name?: string;
 }
 
-export interface Flow {
+export interface RouteQuery {
   dst: Destination;
   /** Source IP address. */
   src: string;
@@ -68,7 +68,7 @@ export interface RouteDecision {
 }
 
 export interface Router {
-  route(flow: Flow): RouteDecision;
+  route(flow: RouteQuery): RouteDecision;
   readonly ruleCount: number;
 }
 
@@ -281,7 +281,7 @@ export function compileRules(
     if (!hasDomain) withoutDomain.push(i);
   });
 
-  const otherMatch = (r: CompiledRule, flow: Flow, ips: { dst?: ParsedIp; src?: ParsedIp }): boolean => {
+  const otherMatch = (r: CompiledRule, flow: RouteQuery, ips: { dst?: ParsedIp; src?: ParsedIp }): boolean => {
     if (r.network !== undefined && r.network !== flow.network) return false;
     if (r.ports !== undefined && !r.ports.has(flow.dst.port)) return false;
     if (r.dst !== undefined && !r.dst.has(ips.dst === undefined ? (ips.dst = parseFlowIp(flow.dst.ip)) : ips.dst))
@@ -297,7 +297,7 @@ export function compileRules(
 
   return {
     ruleCount: compiled.length,
-    route(flow: Flow): RouteDecision {
+    route(flow: RouteQuery): RouteDecision {
       const ips: { dst?: ParsedIp; src?: ParsedIp } = {};
       // Rules whose domain group matches the flow's name, ascending.
       const hits = scratch;

@@ -35,7 +35,7 @@ export interface UdpRelayStats {
   drops: Record<string, number>;
 }
 
-interface Flow extends UdpFlowInfo {
+interface UdpRelayFlow extends UdpFlowInfo {
   readonly key: string;
   /** The client's sockaddr, encoded once for every reply. */
   readonly srcSockaddr: Buffer;
@@ -51,7 +51,7 @@ interface Flow extends UdpFlowInfo {
 
 export class UdpRelay {
   readonly stats: UdpRelayStats = { flowsTotal: 0, datagramsUp: 0, datagramsDown: 0, drops: {} };
-  private readonly table: FlowTable<Flow>;
+  private readonly table: FlowTable<UdpRelayFlow>;
   private readonly now: () => number;
   private readonly maxFlows: number;
   private readonly maxPending: number;
@@ -60,7 +60,7 @@ export class UdpRelay {
 
   constructor(private readonly opts: UdpRelayOptions) {
     this.now = opts.now ?? Date.now;
-    this.table = new FlowTable<Flow>({ idleTimeoutMs: opts.idleTimeoutMs, now: this.now });
+    this.table = new FlowTable<UdpRelayFlow>({ idleTimeoutMs: opts.idleTimeoutMs, now: this.now });
     this.maxFlows = opts.maxFlows ?? 16_384;
     this.maxPending = opts.maxPending ?? 64;
   }
@@ -121,7 +121,7 @@ export class UdpRelay {
     for (const [, flow] of this.table.drain()) this.end(flow, reason);
   }
 
-  private open(flow: Flow): void {
+  private open(flow: UdpRelayFlow): void {
     let opening: Promise<UdpSession>;
     try {
       opening = this.opts.outbound.open(flow);
@@ -142,7 +142,7 @@ export class UdpRelay {
     );
   }
 
-  private reply(flow: Flow, payload: Buffer, from?: Endpoint): void {
+  private reply(flow: UdpRelayFlow, payload: Buffer, from?: Endpoint): void {
     if (flow.ended) return;
     this.table.touch(flow.key);
     flow.downBytes += payload.length;
@@ -159,7 +159,7 @@ export class UdpRelay {
     if (!ok) this.drop('reply-failed');
   }
 
-  private end(flow: Flow, reason: string, error?: string): void {
+  private end(flow: UdpRelayFlow, reason: string, error?: string): void {
     if (flow.ended) return;
     flow.ended = true;
     if (this.table.get(flow.key) === flow) this.table.delete(flow.key);

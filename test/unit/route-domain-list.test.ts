@@ -12,11 +12,11 @@ import {
   NameSetBuilder,
   parseDomainList,
   reviveRuleLists,
-  type Flow,
+  type RouteQuery,
   type RuleSpec,
 } from '../../src/route/index.js';
 
-const flow = (domain: string | undefined, port = 443): Flow => ({
+const flow = (domain: string | undefined, port = 443): RouteQuery => ({
   dst: { ip: '192.0.2.9', port, family: 4, ...(domain ? { domain } : {}) },
   src: '10.0.0.2',
   network: 'tcp',

@@ -10,12 +10,18 @@ import {
   parseFlowIp,
   PortSet,
   RuleError,
-  type Flow,
+  type RouteQuery,
   type RuleSpec,
 } from '../../src/route/index.js';
 import { UsageError } from '../../src/errors.js';
 
-function flow(ip: string, port: number, domain?: string, src = '192.168.1.10', network: 'tcp' | 'udp' = 'tcp'): Flow {
+function flow(
+  ip: string,
+  port: number,
+  domain?: string,
+  src = '192.168.1.10',
+  network: 'tcp' | 'udp' = 'tcp',
+): RouteQuery {
   return { dst: { ip, port, family: ip.includes(':') ? 6 : 4, ...(domain ? { domain } : {}) }, src, network };
 }
 
