@@ -3,31 +3,23 @@
 import type { Command } from 'commander';
 import { loadConfigFile, type ConfigFile } from '../config/file.js';
 import { checkConfigFile } from '../config/file-permissions.js';
-import type { RawRunOptions } from '../config/run-config.js';
-
-/** File settings, overridden by flags the user actually typed (not commander's defaults). */
-export function withFile(fromFile: RawRunOptions, flags: RawRunOptions, cmd: Command): RawRunOptions {
-  const merged: Record<string, unknown> = { ...flags };
-  for (const [key, value] of Object.entries(fromFile)) {
-    if (value === undefined) continue;
-    const source = cmd.getOptionValueSource(key);
-    if (source !== 'cli' && source !== 'env') merged[key] = value;
-  }
-  return merged as RawRunOptions;
-}
+import { commandSettings, type SettingValues } from '../config/settings.js';
 
 export interface FileOptions {
   file?: ConfigFile;
-  /** The flags merged over the file's settings. */
-  opts: RawRunOptions;
+  /** The typed flags over the file's settings. */
+  settings: SettingValues;
+  /** The flags the user typed, alone (they win over the file on every reload too). */
+  flags: SettingValues;
   /** Permission warnings (a file others could change is refused outright). */
   warnings: string[];
 }
 
-/** Load `--config` (if given) and merge it under the typed flags. */
-export function loadWithFile(opts: RawRunOptions & { config?: string }, cmd: Command): FileOptions {
-  if (!opts.config) return { opts, warnings: [] };
-  const file = loadConfigFile(opts.config);
+/** Load `--config` (if given) and lay the flags the user typed (not commander's defaults) over it. */
+export function loadWithFile(config: string | undefined, cmd: Command): FileOptions {
+  const flags = commandSettings(cmd);
+  if (!config) return { settings: flags, flags, warnings: [] };
+  const file = loadConfigFile(config);
   const warnings = checkConfigFile(file);
-  return { file, opts: withFile(file.run, opts, cmd), warnings };
+  return { file, settings: { ...file.run, ...flags }, flags, warnings };
 }

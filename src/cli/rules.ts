@@ -1,13 +1,13 @@
 // `tranproxy rules plan|apply|remove|show`: the firewall part alone.
 import { Command } from 'commander';
-import { capturePlanOf, parseRunOptions, type RawRunOptions } from '../config/run-config.js';
+import { capturePlanOf, runConfigOf, type RunConfig } from '../config/run-config.js';
 import { applyPlan, detectBackend, removeRules, renderPlan, showRules, type Backend } from '../firewall/apply.js';
 import { addCaptureOptions } from './capture-options.js';
 import { loadWithFile } from './file-options.js';
 import { UsageError } from '../errors.js';
 
-function backendOf(opts: RawRunOptions): Backend {
-  const fw = opts.firewall ?? 'auto';
+function backendOf(cfg: RunConfig): Backend {
+  const fw = cfg.firewall;
   if (fw === 'none') throw new UsageError('--firewall none means no rules: choose nft, iptables or auto');
   return fw === 'nft' || fw === 'iptables' ? fw : detectBackend();
 }
@@ -26,19 +26,19 @@ export function rulesCommand(): Command {
   );
   const plan = withConfig(
     addCaptureOptions(new Command('plan').description('print the rules that would be applied (dry run)')),
-  ).action((raw: RawRunOptions & { config?: string }, self: Command) => {
-    const { opts, file, warnings } = loadWithFile(raw, self);
+  ).action((opts: { config?: string }, self: Command) => {
+    const { settings, file, warnings } = loadWithFile(opts.config, self);
     for (const w of warnings) process.stderr.write(`tranproxy: warning: ${w}\n`);
-    const cfg = parseRunOptions(opts, [], undefined, file);
-    process.stdout.write(renderPlan(capturePlanOf(cfg), backendOf(opts)));
+    const cfg = runConfigOf(settings, [], undefined, file);
+    process.stdout.write(renderPlan(capturePlanOf(cfg), backendOf(cfg)));
   });
   const apply = withConfig(
     addCaptureOptions(new Command('apply').description('apply the rules (replacing any tranproxy rules present)')),
-  ).action((raw: RawRunOptions & { config?: string }, self: Command) => {
-    const { opts, file, warnings } = loadWithFile(raw, self);
+  ).action((opts: { config?: string }, self: Command) => {
+    const { settings, file, warnings } = loadWithFile(opts.config, self);
     for (const w of warnings) process.stderr.write(`tranproxy: warning: ${w}\n`);
-    const cfg = parseRunOptions(opts, [], undefined, file);
-    applyPlan(capturePlanOf(cfg), backendOf(opts));
+    const cfg = runConfigOf(settings, [], undefined, file);
+    applyPlan(capturePlanOf(cfg), backendOf(cfg));
     process.stderr.write('tranproxy: rules applied\n');
   });
   const remove = new Command('remove')

@@ -1,16 +1,17 @@
 // Gateway routing: named upstream nodes, rules, the default outbound. Built from the
-// config file and --upstream, validated here (URIs parsed, rules compiled) so a bad node or
-// rule fails at start-up, not on the first connection. Plain data: it crosses to the data
-// plane child over IPC.
+// config file and --upstream; node URIs are parsed here, once, so a bad node fails at
+// start-up (the file's rules were compiled when it was loaded). Plain data: it crosses to
+// the data plane child over IPC as JSON.
 import { UsageError } from '../errors.js';
 import type { GroupSpec } from '../outbound/group.js';
-import { parseNodeUri } from '../outbound/uri.js';
-import { compileRules, type RuleSpec } from '../route/index.js';
+import { parseNodeUri, type NodeSpec } from '../outbound/uri.js';
+import { compileRules, reviveRuleLists, type Router, type RuleSpec } from '../route/index.js';
 import type { ConfigFile } from './file.js';
 import type { DnsConfig } from './schema.js';
 
 export interface NodeConfig {
-  uri: string;
+  /** The node's URI, parsed (the data plane builds its outbound from this). */
+  spec: NodeSpec;
   connectTimeoutMs?: number;
   /** Outbound tried when this node cannot be reached ('direct' or another node). */
   fallback?: string;
@@ -38,25 +39,19 @@ export function routingOf(
   upstream: string | undefined,
   sniffTimeoutMs: number,
 ): RoutingConfig | undefined {
-  const nodes: Record<string, NodeConfig> = Object.create(null); // a name never reaches a prototype
-  for (const [name, n] of Object.entries(file?.nodes ?? {})) {
-    nodes[name] = {
-      uri: n.uri,
-      ...(n.connectTimeoutMs ? { connectTimeoutMs: n.connectTimeoutMs } : {}),
-      ...(n.fallback ? { fallback: n.fallback } : {}),
-    };
-  }
+  const uris: Record<string, { uri: string; connectTimeoutMs?: number; fallback?: string }> = Object.create(null);
+  for (const [name, n] of Object.entries(file?.nodes ?? {})) uris[name] = n;
   if (upstream !== undefined) {
-    if (nodes[UPSTREAM_NODE])
+    if (uris[UPSTREAM_NODE])
       throw new UsageError(`--upstream: the config file already has a node named '${UPSTREAM_NODE}'`);
-    nodes[UPSTREAM_NODE] = { uri: upstream };
+    uris[UPSTREAM_NODE] = { uri: upstream };
   }
   const rules = file?.routeRules ?? [];
   const dns = file?.dns;
   const defaultUdp = file?.defaultUdp;
   const groups = file?.groups ?? {};
   if (
-    !Object.keys(nodes).length &&
+    !Object.keys(uris).length &&
     !Object.keys(groups).length &&
     !rules.length &&
     !file?.defaultGiven &&
@@ -64,9 +59,14 @@ export function routingOf(
     defaultUdp === undefined
   )
     return undefined;
-  for (const [name, n] of Object.entries(nodes)) {
+  const nodes: Record<string, NodeConfig> = Object.create(null); // a name never reaches a prototype
+  for (const [name, n] of Object.entries(uris)) {
     try {
-      parseNodeUri(n.uri, name);
+      nodes[name] = {
+        spec: parseNodeUri(n.uri, name),
+        ...(n.connectTimeoutMs ? { connectTimeoutMs: n.connectTimeoutMs } : {}),
+        ...(n.fallback ? { fallback: n.fallback } : {}),
+      };
     } catch (e) {
       throw new UsageError(
         `${name === UPSTREAM_NODE && upstream !== undefined ? '--upstream' : `node '${name}'`}: ${(e as Error).message}`,
@@ -82,15 +82,8 @@ export function routingOf(
     if (n.fallback === name) throw new UsageError(`nodes.${name}.fallback: a node cannot fall back to itself`);
   }
   const defaultOutbound = file?.defaultGiven ? file.default : upstream !== undefined ? UPSTREAM_NODE : 'direct';
-  const outbounds = [...Object.keys(nodes), ...Object.keys(groups)];
-  compileRules(rules, defaultOutbound, outbounds); // throws with the rule's name
-  if (defaultUdp !== undefined) {
-    try {
-      compileRules([], defaultUdp, outbounds);
-    } catch (e) {
-      throw new UsageError(`default-udp: ${(e as Error).message.replace(/^default: /, '')}`);
-    }
-  }
+  // The rules, the default and default-udp were checked against the file's nodes and groups
+  // when it was loaded; --upstream only adds a node, and defaults to it.
   if (dns && dns.via !== 'direct' && !nodes[dns.via]) {
     throw new UsageError(
       `dns.via: unknown outbound '${dns.via}' (known: direct, ${Object.keys(nodes).join(', ') || 'no nodes'})`,
@@ -105,4 +98,23 @@ export function routingOf(
     sniffTimeoutMs,
     ...(dns ? { dns } : {}),
   };
+}
+
+/**
+ * The routers of a generation's data plane: the rules compiled once (their domain lists
+ * unpacked once); UDP flows no rule matches take default-udp, when set.
+ */
+export function routersOf(cfg: RoutingConfig): { tcp: Router; udp: Router } {
+  const outbounds = [...Object.keys(cfg.nodes), ...Object.keys(cfg.groups ?? {})];
+  const tcp = compileRules(reviveRuleLists(cfg.rules), cfg.defaultOutbound, outbounds);
+  const udpDefault = cfg.defaultUdpOutbound;
+  if (udpDefault === undefined) return { tcp, udp: tcp };
+  const udp: Router = {
+    ruleCount: tcp.ruleCount,
+    route: (flow) => {
+      const d = tcp.route(flow);
+      return d.rule === 'default' ? { action: udpDefault, rule: 'default' } : d;
+    },
+  };
+  return { tcp, udp };
 }

@@ -1,44 +1,30 @@
 // `tranproxy run` configuration: raw flag values in, a validated RunConfig out, and the
 // capture plan derived from it. No I/O here beyond reading defaults passed in.
 import os from 'node:os';
-import { isIP } from 'node:net';
 import { UsageError } from '../errors.js';
-import {
-  compileInjectConfig,
-  DEFAULT_MAX_HEAD_BYTES,
-  parseHeaderFlag,
-  validateHeader,
-  type InjectConfig,
-  type XffMode,
-} from '../http/inject-config.js';
+import { compileInjectConfig, validateHeader, type InjectConfig } from '../http/inject-config.js';
 import { podAddress, readResolvConf, type ResolvConf } from './host-identity.js';
-import { routingOf, type RoutingConfig } from './routing.js';
-import { parseAdminAddress } from '../observe/admin.js';
+import { ownPortsOf } from './own-traffic.js';
 import { proxyModeOf, type ProxyModeConfig } from './proxy-mode.js';
+import { routingOf, type RoutingConfig } from './routing.js';
 import type { ConfigFile } from './file.js';
-import type { RawRunOptions } from './run-options.js';
 import type { CaptureMode, CapturePlan, CapturePoint, Cidr, Family, PortRange } from '../firewall/plan.js';
 import {
-  parseChoice,
-  parseCidr,
-  parseDuration,
-  parseDurationOrOff,
-  parseId,
-  parseInterfaceName,
-  parseMarkMask,
-  parsePort,
-  parsePortRange,
-  parsePositiveInt,
-  parseUidGid,
-  splitList,
-} from './values.js';
+  defaultOf,
+  fixedOnReload,
+  flagSettings,
+  type RawRunOptions,
+  type SettingKey,
+  type Settings,
+  type SettingValues,
+} from './settings.js';
 
-export type { RawRunOptions } from './run-options.js';
+export type { RawRunOptions, SettingValues };
 
-export type FirewallChoice = 'auto' | 'nft' | 'iptables' | 'none';
-export type FamilyChoice = 'dual' | 'ipv4' | 'ipv6';
-export type LogFormat = 'text' | 'json';
-export type RelayEngineChoice = 'auto' | 'js' | 'splice';
+export type FirewallChoice = Settings['firewall'];
+export type FamilyChoice = Settings['family'];
+export type LogFormat = Settings['logFormat'];
+export type RelayEngineChoice = Settings['relay'];
 
 export interface RunConfig {
   mode: CaptureMode;
@@ -107,7 +93,6 @@ export interface RunConfig {
   proxyMode: ProxyModeConfig | undefined;
 }
 
-/** What commander hands over: strings, string arrays, booleans, undefined. */
 /** Facts the sidecar defaults depend on; injectable for tests. */
 export interface HostFacts {
   podAddress(): string | undefined;
@@ -121,19 +106,12 @@ const REAL_HOST: HostFacts = {
   resolvConf: () => readResolvConf(),
 };
 
-function injectOf(raw: RawRunOptions, facts: HostFacts): InjectConfig | undefined {
-  const headers = (raw.header ?? []).map((h) => {
-    try {
-      return parseHeaderFlag(h);
-    } catch (e) {
-      throw new UsageError(`-H/--header '${h}': ${(e as Error).message}`);
-    }
-  });
-  const xffFlag = raw.SetForwardedFor ?? raw.setForwardedFor;
-  const hostFlag = raw.SetClientHostname ?? raw.setClientHostname;
+function injectOf(v: SettingValues, facts: HostFacts): InjectConfig | undefined {
+  const headers = [...(v.header ?? [])];
+  const xffFlag = v.setForwardedFor;
+  const hostFlag = v.setClientHostname;
   let forwardedFor: InjectConfig['forwardedFor'];
   if (xffFlag !== undefined && xffFlag !== false) {
-    const mode = parseChoice(raw.xffMode ?? 'append', ['append', 'replace'] as const, '--xff-mode') as XffMode;
     let value: string | undefined;
     if (xffFlag === true || xffFlag === 'default') {
       value = facts.podAddress();
@@ -142,8 +120,8 @@ function injectOf(raw: RawRunOptions, facts: HostFacts): InjectConfig | undefine
           '--Set-Forwarded-For: no pod address found: set PODIP or give a value, e.g. --Set-Forwarded-For 10.0.0.5',
         );
     } else value = xffFlag === 'hostname' ? facts.hostname() : xffFlag;
-    forwardedFor = { value: validateHeader('X-Forwarded-For', value).value, mode };
-  } else if (raw.xffMode !== undefined) {
+    forwardedFor = { value: validateHeader('X-Forwarded-For', value).value, mode: setting(v, 'xffMode') };
+  } else if (v.xffMode !== undefined) {
     throw new UsageError('--xff-mode needs --Set-Forwarded-For');
   }
   if (hostFlag !== undefined && hostFlag !== false) {
@@ -151,52 +129,28 @@ function injectOf(raw: RawRunOptions, facts: HostFacts): InjectConfig | undefine
     headers.push(validateHeader('X-Client-Hostname', value));
   }
   if (!headers.length && !forwardedFor) return undefined;
-  const maxHeadBytes =
-    raw.maxHeadSize === undefined
-      ? DEFAULT_MAX_HEAD_BYTES
-      : parsePositiveInt(raw.maxHeadSize, '--max-head-size', 1 << 24);
   const cfg: InjectConfig = {
     headers,
-    maxHeadBytes,
+    maxHeadBytes: setting(v, 'maxHeadSize'),
     ...(forwardedFor ? { forwardedFor } : {}),
-    ...(raw.allowH2c ? { allowH2c: true } : {}),
-    ...(raw.httpOnly ? { httpOnly: true } : {}),
+    ...(v.allowH2c ? { allowH2c: true } : {}),
+    ...(v.httpOnly ? { httpOnly: true } : {}),
   };
   compileInjectConfig(cfg); // validates combinations (e.g. XFF given twice)
   return cfg;
 }
 
-export const DEFAULT_ADMIN = '127.0.0.1:15000';
-
-function adminOf(flag: string | boolean | undefined, tokenFile: string | undefined): RunConfig['admin'] {
-  if (flag === undefined || flag === false) {
-    if (tokenFile !== undefined) throw new UsageError('--admin-token-file needs --admin');
+function adminOf(v: SettingValues): RunConfig['admin'] {
+  if (v.admin === undefined) {
+    if (v.adminTokenFile !== undefined) throw new UsageError('--admin-token-file needs --admin');
     return undefined;
   }
-  const text = flag === true ? DEFAULT_ADMIN : flag;
-  const a = parseAdminAddress(text);
-  if (!a)
-    throw new UsageError(`--admin: '${text}' is not ADDRESS:PORT (e.g. ${DEFAULT_ADMIN}; loopback keeps it private)`);
-  return tokenFile !== undefined ? { ...a, tokenFile } : a;
+  return v.adminTokenFile !== undefined ? { ...v.admin, tokenFile: v.adminTokenFile } : v.admin;
 }
 
-export const DEFAULT_CONSOLE = '127.0.0.1:8080';
-
-function consoleOf(flag: string | boolean | undefined): RunConfig['console'] {
-  if (flag === undefined || flag === false) return undefined;
-  const text = flag === true ? DEFAULT_CONSOLE : /^\d+$/.test(flag.trim()) ? `:${flag.trim()}` : flag;
-  const a = parseAdminAddress(text);
-  if (!a)
-    throw new UsageError(
-      `--console: '${text}' is not ADDRESS:PORT (e.g. ${DEFAULT_CONSOLE}; loopback keeps it private)`,
-    );
-  return a;
-}
-
-function resolverOf(raw: RawRunOptions, facts: HostFacts): ResolvConf {
+function resolverOf(v: SettingValues, facts: HostFacts): ResolvConf {
   const conf = facts.resolvConf();
-  const given = splitList(raw.nameserver);
-  for (const ns of given) if (!isIP(ns)) throw new UsageError(`-N/--nameserver: '${ns}' is not an IP address`);
+  const given = v.nameserver ?? [];
   return { ...conf, nameservers: given.length ? given : conf.nameservers };
 }
 
@@ -216,24 +170,23 @@ export const RESERVED_CIDRS: Cidr[] = [
   ...['::1/128', 'fc00::/7', 'fe80::/10', 'ff00::/8'].map((text) => ({ family: 'ipv6' as const, text })),
 ];
 
-export const DEFAULTS = {
-  listenPort: 15001,
-  proxyUser: '1337:1337',
-  bypassMark: 0x539, // 1337
-  tproxyMark: 0x1e7,
-  tproxyTable: 233,
-  connectTimeout: '10s',
-  idleTimeout: '10m',
-  headTimeout: '30s',
-  maxConnections: 8000,
-} as const;
+/** RunConfig fields a reload must keep (the settings the table marks reload: false). */
+export const FIXED_ON_RELOAD = fixedOnReload() as (keyof RunConfig)[];
 
-function marksOf(raw: RawRunOptions): Pick<RunConfig, 'bypassMark' | 'bypassMask' | 'tproxyMark' | 'tproxyMask'> {
-  const tproxy = parseMarkMask(raw.tproxyMark ?? String(DEFAULTS.tproxyMark), '--tproxy-mark');
-  let bypass = { mark: DEFAULTS.bypassMark as number, mask: 0xffffffff };
-  if (raw.bypassMark !== undefined) bypass = parseMarkMask(raw.bypassMark, '--bypass-mark');
+/** The user the proxy runs as with --capture output, unless --proxy-user says otherwise. */
+export const DEFAULT_PROXY_USER = defaultOf('proxyUser') as { uid: number; gid: number };
+
+/** A setting's value: given, or its default from the table. */
+function setting<K extends SettingKey>(v: SettingValues, key: K): Settings[K] {
+  const given = v[key];
+  return given !== undefined ? (given as Settings[K]) : defaultOf(key);
+}
+
+function marksOf(v: SettingValues): Pick<RunConfig, 'bypassMark' | 'bypassMask' | 'tproxyMark' | 'tproxyMask'> {
+  const tproxy = setting(v, 'tproxyMark');
+  const bypass = { ...setting(v, 'bypassMark') };
   // The default bypass mark must not carry a masked TPROXY mark's bits (0x539 has bit 0x1).
-  else if ((bypass.mark & tproxy.mask) >>> 0 === tproxy.mark)
+  if (v.bypassMark === undefined && (bypass.mark & tproxy.mask) >>> 0 === tproxy.mark)
     bypass.mark = (bypass.mark & ~tproxy.mask) >>> 0 || 0x80000000;
   return { bypassMark: bypass.mark, bypassMask: bypass.mask, tproxyMark: tproxy.mark, tproxyMask: tproxy.mask };
 }
@@ -242,50 +195,53 @@ function families(choice: FamilyChoice): Family[] {
   return choice === 'dual' ? ['ipv4', 'ipv6'] : [choice];
 }
 
+/** Flag values (as commander hands them over) → RunConfig; `file` gives nodes and rules. */
 export function parseRunOptions(
   raw: RawRunOptions,
   command: string[] = [],
   facts: HostFacts = REAL_HOST,
   file?: ConfigFile,
 ): RunConfig {
-  const mode = parseChoice(raw.mode ?? 'redirect', ['redirect', 'tproxy'] as const, '--mode');
-  const capture = [
-    ...new Set(
-      splitList(raw.capture ?? ['output']).map((c) =>
-        parseChoice(c, ['output', 'prerouting', 'inbound'] as const, '--capture'),
-      ),
-    ),
-  ];
-  const inboundPorts = splitList(raw.inboundPort).map((p) => parsePortRange(p, '--inbound-port'));
-  const excludeInboundPorts = splitList(raw.excludeInboundPort).map((p) => parsePortRange(p, '--exclude-inbound-port'));
+  return runConfigOf(flagSettings(raw), command, facts, file);
+}
+
+/** Typed settings (the file's, the flags' over them) → RunConfig, with the checks across settings. */
+export function runConfigOf(
+  v: SettingValues,
+  command: string[] = [],
+  facts: HostFacts = REAL_HOST,
+  file?: ConfigFile,
+): RunConfig {
+  const mode = setting(v, 'mode');
+  const capture = [...new Set(setting(v, 'capture'))];
+  const inboundPorts = v.inboundPort ?? [];
+  const excludeInboundPorts = v.excludeInboundPort ?? [];
   if (!capture.includes('inbound') && (inboundPorts.length || excludeInboundPorts.length)) {
     throw new UsageError(
       '--inbound-port and --exclude-inbound-port apply to connections to this host: add --capture inbound',
     );
   }
-  const fam = parseChoice(raw.family ?? 'dual', ['dual', 'ipv4', 'ipv6'] as const, '--family');
-  const inInterfaces = splitList(raw.inInterface).map((i) => parseInterfaceName(i, '--in-interface'));
-  const sourceCidrs = splitList(raw.sourceCidr).map((c) => parseCidr(c, '--source-cidr'));
+  const inInterfaces = v.inInterface ?? [];
+  const sourceCidrs = v.sourceCidr ?? [];
   if (!capture.includes('prerouting') && (inInterfaces.length || sourceCidrs.length)) {
     throw new UsageError('--in-interface and --source-cidr apply to routed traffic: add --capture prerouting');
   }
-  const firewall = parseChoice(raw.firewall ?? 'auto', ['auto', 'nft', 'iptables', 'none'] as const, '--firewall');
-  const proxyUserText = raw.proxyUser ?? (capture.includes('output') ? DEFAULTS.proxyUser : 'none');
-  const proxyUser = proxyUserText === 'none' ? undefined : parseUidGid(proxyUserText, '--proxy-user');
+  const user = v.proxyUser ?? (capture.includes('output') ? DEFAULT_PROXY_USER : 'none');
+  const proxyUser = user === 'none' ? undefined : user;
   // Without a dedicated user (--proxy-user none) the proxy marks its own sockets with the
   // bypass mark instead, which needs CAP_NET_ADMIN in the data plane.
-  const preserveSource = raw.preserveSource ?? (mode === 'tproxy' && !capture.includes('output'));
+  const preserveSource = v.preserveSource ?? (mode === 'tproxy' && !capture.includes('output'));
   if (preserveSource && mode !== 'tproxy') {
     throw new UsageError('--preserve-source needs --mode tproxy (REDIRECT rewrites the destination, not the source)');
   }
-  const udp = raw.udp ?? false;
+  const udp = setting(v, 'udp');
   if (udp && mode !== 'tproxy')
     throw new UsageError('--udp needs --mode tproxy: REDIRECT cannot recover a UDP destination');
   if (udp && proxyUser) {
     throw new UsageError('--udp needs a privileged data plane (transparent UDP sockets): add --proxy-user none');
   }
-  const listenPort = parsePort(raw.listenPort ?? String(DEFAULTS.listenPort), '--listen-port');
-  const ports = splitList(raw.port).map((p) => parsePortRange(p, '--port'));
+  const listenPort = setting(v, 'listenPort');
+  const ports = v.port ?? [];
   if (ports.some((p) => p.from <= listenPort && listenPort <= p.to)) {
     throw new UsageError(
       `--port includes the proxy's own --listen-port ${listenPort}: that would loop; choose another --listen-port`,
@@ -294,49 +250,48 @@ export function parseRunOptions(
   return {
     mode,
     capture,
-    families: families(fam),
+    families: families(setting(v, 'family')),
     listenPort,
     ports,
-    excludePorts: splitList(raw.excludePort).map((p) => parsePortRange(p, '--exclude-port')),
-    includeCidrs: splitList(raw.includeCidr).map((c) => parseCidr(c, '--include-cidr')),
+    excludePorts: v.excludePort ?? [],
+    includeCidrs: v.includeCidr ?? [],
     excludeCidrs: [
-      ...splitList(raw.excludeCidr).map((c) => parseCidr(c, '--exclude-cidr')),
+      ...(v.excludeCidr ?? []),
       // A gateway leaves LAN-internal and reserved destinations alone unless told otherwise.
-      ...(capture.includes('prerouting') && (raw.bypassPrivate ?? true) ? RESERVED_CIDRS : []),
+      ...(capture.includes('prerouting') && setting(v, 'bypassPrivate') ? RESERVED_CIDRS : []),
     ],
     sourceCidrs,
     inInterfaces,
     inboundPorts,
     excludeInboundPorts,
     proxyUser,
-    excludeUids: splitList(raw.excludeUid).map((u) => parseId(u, '--exclude-uid')),
-    excludeGids: splitList(raw.excludeGid).map((g) => parseId(g, '--exclude-gid')),
-    firewall,
-    ...marksOf(raw),
-    tproxyTable: parsePositiveInt(raw.tproxyTable ?? String(DEFAULTS.tproxyTable), '--tproxy-table', 0xfffffffe),
-    tproxyRulePref:
-      raw.tproxyRulePref === undefined ? undefined : parsePositiveInt(raw.tproxyRulePref, '--tproxy-rule-pref', 32765),
+    excludeUids: v.excludeUid ?? [],
+    excludeGids: v.excludeGid ?? [],
+    firewall: setting(v, 'firewall'),
+    ...marksOf(v),
+    tproxyTable: setting(v, 'tproxyTable'),
+    tproxyRulePref: v.tproxyRulePref,
     preserveSource,
-    connectTimeoutMs: parseDuration(raw.connectTimeout ?? DEFAULTS.connectTimeout, '--connect-timeout'),
-    idleTimeoutMs: parseDuration(raw.idleTimeout ?? DEFAULTS.idleTimeout, '--idle-timeout'),
-    headTimeoutMs: parseDurationOrOff(raw.headTimeout ?? DEFAULTS.headTimeout, '--head-timeout'),
-    maxConnections: parsePositiveInt(raw.maxConnections ?? String(DEFAULTS.maxConnections), '--max-connections'),
-    logFormat: parseChoice(raw.logFormat ?? 'text', ['text', 'json'] as const, '--log-format'),
+    connectTimeoutMs: setting(v, 'connectTimeout'),
+    idleTimeoutMs: setting(v, 'idleTimeout'),
+    headTimeoutMs: setting(v, 'headTimeout'),
+    maxConnections: setting(v, 'maxConnections'),
+    logFormat: setting(v, 'logFormat'),
     command,
-    inject: injectOf(raw, facts),
-    resolver: resolverOf(raw, facts),
-    nameserversGiven: splitList(raw.nameserver).length > 0,
-    dstFromHost: raw.dstFromHost ?? false,
-    workers: parsePositiveInt(raw.workers ?? '1', '--workers', 64),
-    relay: parseChoice(raw.relay ?? 'auto', ['auto', 'js', 'splice'] as const, '--relay'),
-    admin: adminOf(raw.admin, raw.adminTokenFile),
-    drainTimeoutMs: parseDuration(raw.drainTimeout ?? '5s', '--drain-timeout'),
+    inject: injectOf(v, facts),
+    resolver: resolverOf(v, facts),
+    nameserversGiven: (v.nameserver ?? []).length > 0,
+    dstFromHost: v.dstFromHost ?? false,
+    workers: setting(v, 'workers'),
+    relay: setting(v, 'relay'),
+    admin: adminOf(v),
+    drainTimeoutMs: setting(v, 'drainTimeout'),
     udp,
-    udpIdleTimeoutMs: parseDuration(raw.udpIdleTimeout ?? '60s', '--udp-idle-timeout'),
-    routing: routingOf(file, raw.upstream, parseDuration(raw.sniffTimeout ?? '300ms', '--sniff-timeout')),
-    enabled: raw.enabled ?? true,
-    console: consoleOf(raw.console),
-    proxyMode: proxyModeOf(raw.listenProxy, raw.proxyAuth, raw.proxyAuthFile),
+    udpIdleTimeoutMs: setting(v, 'udpIdleTimeout'),
+    routing: routingOf(file, v.upstream, setting(v, 'sniffTimeout')),
+    enabled: setting(v, 'enabled'),
+    console: v.console,
+    proxyMode: proxyModeOf(v.listenProxy, v.proxyAuth, v.proxyAuthFile),
   };
 }
 
@@ -377,14 +332,4 @@ function inboundPlan(
     excludeInboundPorts: [...cfg.excludeInboundPorts, ...own.map((port) => ({ from: port, to: port }))],
     inboundPreserveSource: cfg.mode === 'tproxy' && cfg.preserveSource,
   };
-}
-
-/** Ports tranproxy serves itself on (listener, admin API, console, proxy mode). */
-export function ownPortsOf(cfg: RunConfig): number[] {
-  return [
-    cfg.listenPort,
-    ...(cfg.admin ? [cfg.admin.port] : []),
-    ...(cfg.console ? [cfg.console.port] : []),
-    ...(cfg.proxyMode?.listen.map((l) => l.port) ?? []),
-  ];
 }

@@ -1,31 +1,7 @@
 // The YAML config file (`tranproxy run --config FILE`): its schema, and what it becomes.
 //
-// Key style: kebab-case everywhere. Settings that `tranproxy run` also takes as flags use the
-// flag's long name; flags that may be repeated take a list here and use the plural:
-//
-//   file key              flag                    file key              flag
-//   mode                  --mode                  firewall              --firewall
-//   capture (list)        --capture               bypass-mark           --bypass-mark
-//   family                --family                tproxy-mark           --tproxy-mark
-//   listen-port           --listen-port           tproxy-table          --tproxy-table
-//   tproxy-rule-pref      --tproxy-rule-pref
-//   inbound-ports (list)  --inbound-port          exclude-inbound-ports (list) --exclude-inbound-port
-//   ports (list)          -P/--port               preserve-source       --[no-]preserve-source
-//   exclude-ports (list)  --exclude-port          connect-timeout       --connect-timeout
-//   include-cidrs (list)  --include-cidr          idle-timeout          --idle-timeout
-//   exclude-cidrs (list)  --exclude-cidr          max-connections       --max-connections
-//   source-cidrs (list)   --source-cidr           log-format            --log-format
-//   in-interfaces (list)  -i/--in-interface       headers (list)        -H/--header
-//   proxy-user            --proxy-user            set-forwarded-for     --Set-Forwarded-For
-//   exclude-uids (list)   --exclude-uid           set-client-hostname   --Set-Client-Hostname
-//   exclude-gids (list)   --exclude-gid           xff-mode              --xff-mode
-//   nameservers (list)    -N/--nameserver         max-head-size         --max-head-size
-//   dst-from-host         --dst-from-host         relay                 --relay
-//   bypass-private        --[no-]bypass-private   head-timeout          --head-timeout
-//   allow-h2c             --allow-h2c             http-only             --http-only
-//   udp                   --udp
-//   listen-proxy (list)   --listen-proxy          proxy-auth            --proxy-auth
-//   proxy-auth-file       --proxy-auth-file
+// Key style: kebab-case everywhere. The settings `tranproxy run` also takes as flags, with
+// their keys, are declared in settings.ts (a repeatable flag's key is a list, in the plural).
 //
 // A list key also takes a single value (`ports: 80`). Durations are "10s", "5m", "250ms" or
 // a number of milliseconds. `headers` items are "Name: value" strings or `Name: value` maps.
@@ -59,8 +35,8 @@ import {
   GROUP_TYPES,
   type GroupSpec,
 } from '../outbound/group.js';
+import { NODE_SCHEMES } from '../outbound/uri.js';
 import { groupProblems } from './groups.js';
-import { parseHeaderFlag, validateHeader } from '../http/inject-config.js';
 import {
   BUILTIN_OUTBOUNDS,
   normalizeDomainEntry,
@@ -71,87 +47,22 @@ import {
   type Network,
   type RuleSetFormat,
 } from '../route/index.js';
-import type { RawRunOptions } from './run-options.js';
-import {
-  parseCidr,
-  parseDuration,
-  parseDurationOrOff,
-  parseId,
-  parseInterfaceName,
-  parseMarkMask,
-  parsePort,
-  parsePortRange,
-  parsePositiveInt,
-  parseUidGid,
-} from './values.js';
+import { fileSettings, fileSettingsShape, settingFromText, type SettingValues } from './settings.js';
+import { parseCidr, parseDuration, parseDurationOrOff, parsePort, parsePortRange } from './values.js';
+import { bool, many, oneOf, scalar, text } from './zod-parts.js';
 
-/** Node URI schemes the outbound layer implements (see src/outbound/uri.ts). */
-export const NODE_SCHEMES = ['socks5', 'socks5h', 'http', 'ss', 'vmess', 'vless', 'trojan'] as const;
+export { describe } from './zod-parts.js';
+
 /** Fake-IP range used when `dns.fake-ip.enabled` is set without a range. */
 export const DEFAULT_FAKE_IP_RANGE = '198.18.0.0/15';
 
 // ---------------------------------------------------------------------------------------
 // Building blocks
 
-/** Run one of values.ts's parsers (they throw UsageError "<flag>: <reason>") as a zod check. */
-function check(parse: (text: string) => unknown) {
-  return (v: string | number, ctx: z.RefinementCtx) => {
-    try {
-      parse(String(v));
-    } catch (e) {
-      if (!(e instanceof UsageError)) throw e;
-      ctx.addIssue({ code: 'custom', message: e.message.replace(/^: /, '') });
-    }
-  };
-}
-
-/** A string or number (YAML gives `80` as a number, `8000-8100` as a string), checked by `parse`. */
-function scalar(what: string, parse?: (text: string) => unknown) {
-  const base = z.custom<string | number>((v) => typeof v === 'string' || typeof v === 'number', {
-    message: `expected ${what}`,
-  });
-  return parse ? base.superRefine(check(parse)) : base;
-}
-
-function text(what: string, parse?: (text: string) => unknown) {
-  const base = z.custom<string>((v) => typeof v === 'string' && v.trim().length > 0, { message: `expected ${what}` });
-  return parse ? base.superRefine(check(parse)) : base;
-}
-
-/** A list; a single value stands for a list of one. */
-function many<T extends z.ZodType>(item: T) {
-  return z.preprocess((v) => (v === undefined || Array.isArray(v) ? v : [v]), z.array(item));
-}
-
-const bool = z.custom<boolean>((v) => typeof v === 'boolean', { message: 'expected true or false' });
-
-function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
-  return z.custom<T[number]>((v) => typeof v === 'string' && (values as readonly string[]).includes(v), {
-    error: (iss) => {
-      const guess = typeof iss.input === 'string' ? suggest(iss.input, values) : undefined;
-      return `${describe(iss.input)} is not one of ${values.join(', ')}${guess ? `; did you mean '${guess}'?` : ''}`;
-    },
-  });
-}
-
-/** How a value reads in a message. */
-export function describe(v: unknown): string {
-  if (v === undefined) return 'nothing';
-  if (v === null) return 'an empty value';
-  if (typeof v === 'string') return `'${v}'`;
-  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
-  if (Array.isArray(v)) return 'a list';
-  return 'a mapping';
-}
-
 const portRange = scalar('a port or range, e.g. 80 or 8000-8100', (t) => parsePortRange(t, ''));
 const cidr = text('a CIDR, e.g. 10.0.0.0/8', (t) => parseCidr(t, ''));
 const duration = scalar('a duration, e.g. 10s or 500ms', (t) => parseDuration(t, ''));
 const durationOrOff = scalar('a duration, e.g. 10s or 500ms, or 0 for none', (t) => parseDurationOrOff(t, ''));
-const ipAddress = text('an IP address', (t) => {
-  if (!isIP(t.trim())) throw new UsageError(`: '${t}' is not an IP address`);
-});
-
 /** "53", "127.0.0.1:53", "[::1]:53", "::1" (no port), "1.1.1.1". */
 export function parseHostPort(t: string, defaultPort: number | undefined): { host: string | undefined; port: number } {
   const s = t.trim();
@@ -182,51 +93,6 @@ function domainEntries(kind: DomainEntryKind, what: string) {
     }),
   ).optional();
 }
-
-const headerItem = z
-  .custom<string | Record<string, unknown>>(
-    (v) => typeof v === 'string' || (typeof v === 'object' && v !== null && !Array.isArray(v)),
-    {
-      message: "expected 'Name: value' or a mapping Name: value",
-    },
-  )
-  .superRefine((v, ctx) => {
-    const add = (message: string, key?: string) =>
-      ctx.addIssue({ code: 'custom', message, ...(key === undefined ? {} : { path: [key] }) });
-    try {
-      if (typeof v === 'string') parseHeaderFlag(v);
-      else if (Object.keys(v).length === 0) add('expected at least one Name: value');
-    } catch (e) {
-      if (!(e instanceof UsageError)) throw e;
-      add(e.message);
-    }
-    if (typeof v === 'string') return;
-    for (const [name, value] of Object.entries(v)) {
-      if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
-        add(`expected a text value for header '${name}', got ${describe(value)}`, name);
-        continue;
-      }
-      try {
-        validateHeader(name, String(value));
-      } catch (e) {
-        if (!(e instanceof UsageError)) throw e;
-        add(e.message, name);
-      }
-    }
-  });
-
-const identityHeader = (header: string) =>
-  z
-    .custom<boolean | string>(
-      (v) => typeof v === 'boolean' || (typeof v === 'string' && v.trim() !== '') || typeof v === 'number',
-      {
-        message: "expected true, false, 'default', 'hostname' or a value",
-      },
-    )
-    .superRefine((v, ctx) => {
-      if (typeof v !== 'boolean' && v !== 'default' && v !== 'hostname')
-        check((t) => validateHeader(header, t))(String(v), ctx);
-    });
 
 // ---------------------------------------------------------------------------------------
 // The file
@@ -350,47 +216,7 @@ const DnsSchema = z.strictObject({
 
 export const ConfigSchema = z
   .strictObject({
-    mode: oneOf(['redirect', 'tproxy']).optional(),
-    capture: many(oneOf(['output', 'prerouting', 'inbound'])).optional(),
-    'inbound-ports': many(portRange).optional(),
-    'exclude-inbound-ports': many(portRange).optional(),
-    family: oneOf(['dual', 'ipv4', 'ipv6']).optional(),
-    'listen-port': scalar('a port', (t) => parsePort(t, '')).optional(),
-    ports: many(portRange).optional(),
-    'exclude-ports': many(portRange).optional(),
-    'include-cidrs': many(cidr).optional(),
-    'exclude-cidrs': many(cidr).optional(),
-    'source-cidrs': many(cidr).optional(),
-    'in-interfaces': many(text('an interface name', (t) => parseInterfaceName(t, ''))).optional(),
-    'proxy-user': scalar('UID:GID or none', (t) => t === 'none' || parseUidGid(t, '')).optional(),
-    'exclude-uids': many(scalar('a uid', (t) => parseId(t, ''))).optional(),
-    'exclude-gids': many(scalar('a gid', (t) => parseId(t, ''))).optional(),
-    firewall: oneOf(['auto', 'nft', 'iptables', 'none']).optional(),
-    'bypass-mark': scalar('a mark or MARK/MASK, e.g. 0x539 or 0x2/0x2', (t) => parseMarkMask(t, '')).optional(),
-    'tproxy-mark': scalar('a mark or MARK/MASK, e.g. 0x1e7 or 0x1/0x1', (t) => parseMarkMask(t, '')).optional(),
-    'tproxy-table': scalar('a route table number', (t) => parsePositiveInt(t, '', 0xfffffffe)).optional(),
-    'tproxy-rule-pref': scalar('an ip rule preference, 1-32765', (t) => parsePositiveInt(t, '', 32765)).optional(),
-    'preserve-source': bool.optional(),
-    'connect-timeout': duration.optional(),
-    'idle-timeout': duration.optional(),
-    'head-timeout': durationOrOff.optional(),
-    'max-connections': scalar('a number', (t) => parsePositiveInt(t, '')).optional(),
-    'log-format': oneOf(['text', 'json']).optional(),
-    headers: many(headerItem).optional(),
-    'set-forwarded-for': identityHeader('X-Forwarded-For').optional(),
-    'set-client-hostname': identityHeader('X-Client-Hostname').optional(),
-    'xff-mode': oneOf(['append', 'replace']).optional(),
-    'max-head-size': scalar('a number of bytes', (t) => parsePositiveInt(t, '', 1 << 24)).optional(),
-    nameservers: many(ipAddress).optional(),
-    'dst-from-host': bool.optional(),
-    udp: bool.optional(),
-    'listen-proxy': many(text('ADDRESS:PORT, e.g. 192.168.1.1:7890')).optional(),
-    'proxy-auth': text('USER:PASS').optional(),
-    'proxy-auth-file': text('a file holding USER:PASS').optional(),
-    'allow-h2c': bool.optional(),
-    'http-only': bool.optional(),
-    'bypass-private': bool.optional(),
-    relay: oneOf(['auto', 'js', 'splice']).optional(),
+    ...fileSettingsShape(),
     nodes: z.record(NodeName, NodeSchema).optional(),
     groups: z.record(NodeName, GroupSchema).optional(),
     rules: many(RuleSchema).optional(),
@@ -398,7 +224,6 @@ export const ConfigSchema = z
     default: text('an outbound name (direct, reject or a node)').optional(),
     'default-udp': text('an outbound name (direct, reject or a node)').optional(),
     dns: DnsSchema.optional(),
-    enabled: bool.optional(),
     'check-targets': many(text('HOST:PORT', parseCheckTarget)).optional(),
     console: ConsoleSchema.optional(),
   })
@@ -450,10 +275,8 @@ export const ConfigSchema = z
           });
     });
     outbound(cfg.dns?.via, ['dns', 'via'], false);
-    if (
-      cfg['xff-mode'] !== undefined &&
-      (cfg['set-forwarded-for'] === undefined || cfg['set-forwarded-for'] === false)
-    ) {
+    const identity = (cfg as Record<string, unknown>)['set-forwarded-for'];
+    if ((cfg as Record<string, unknown>)['xff-mode'] !== undefined && (identity === undefined || identity === false)) {
       ctx.addIssue({ code: 'custom', path: ['xff-mode'], message: 'xff-mode needs set-forwarded-for' });
     }
   });
@@ -514,8 +337,8 @@ export interface DnsConfig {
 }
 
 export interface ConfigSettings {
-  /** The flag-equivalent settings, exactly as commander would hand them to parseRunOptions. */
-  run: RawRunOptions;
+  /** The settings flags can give too (see settings.ts), typed. */
+  run: SettingValues;
   nodes: Record<string, ConfigNode>;
   groups: Record<string, GroupSpec>;
   rules: ConfigRule[];
@@ -574,70 +397,10 @@ export interface ConsoleConfig {
 
 const strs = (v: readonly (string | number)[] | undefined): string[] | undefined => v?.map((x) => String(x).trim());
 
-function headerFlags(items: ConfigFileInput['headers']): string[] | undefined {
-  if (!items) return undefined;
-  const out: string[] = [];
-  for (const item of items) {
-    if (typeof item === 'string') out.push(item);
-    else for (const [name, value] of Object.entries(item)) out.push(`${name}:${String(value)}`);
-  }
-  return out;
-}
-
-function identityFlag(v: boolean | string | number | undefined): string | boolean | undefined {
-  return typeof v === 'number' ? String(v) : v;
-}
-
 /** A validated file → settings. */
 export function settingsOf(f: ConfigFileInput): ConfigSettings {
-  const run: RawRunOptions = {};
-  const set = <K extends keyof RawRunOptions>(k: K, v: RawRunOptions[K] | undefined) => {
-    if (v !== undefined) run[k] = v;
-  };
-  const one = (v: string | number | undefined) => (v === undefined ? undefined : String(v).trim());
-  set('mode', f.mode);
-  set('capture', f.capture);
-  set('family', f.family);
-  set('listenPort', one(f['listen-port']));
-  set('port', strs(f.ports));
-  set('excludePort', strs(f['exclude-ports']));
-  set('includeCidr', strs(f['include-cidrs']));
-  set('excludeCidr', strs(f['exclude-cidrs']));
-  set('sourceCidr', strs(f['source-cidrs']));
-  set('inInterface', strs(f['in-interfaces']));
-  set('inboundPort', strs(f['inbound-ports']));
-  set('excludeInboundPort', strs(f['exclude-inbound-ports']));
-  set('proxyUser', one(f['proxy-user']));
-  set('excludeUid', strs(f['exclude-uids']));
-  set('excludeGid', strs(f['exclude-gids']));
-  set('firewall', f.firewall);
-  set('bypassMark', one(f['bypass-mark']));
-  set('tproxyMark', one(f['tproxy-mark']));
-  set('tproxyTable', one(f['tproxy-table']));
-  set('tproxyRulePref', one(f['tproxy-rule-pref']));
-  set('preserveSource', f['preserve-source']);
-  set('connectTimeout', one(f['connect-timeout']));
-  set('idleTimeout', one(f['idle-timeout']));
-  set('headTimeout', one(f['head-timeout']));
-  set('maxConnections', one(f['max-connections']));
-  set('logFormat', f['log-format']);
-  set('header', headerFlags(f.headers));
-  set('setForwardedFor', identityFlag(f['set-forwarded-for']));
-  set('setClientHostname', identityFlag(f['set-client-hostname']));
-  set('xffMode', f['xff-mode']);
-  set('maxHeadSize', one(f['max-head-size']));
-  set('nameserver', strs(f.nameservers));
-  set('dstFromHost', f['dst-from-host']);
-  set('udp', f.udp);
-  set('listenProxy', strs(f['listen-proxy']));
-  set('proxyAuth', f['proxy-auth']);
-  set('proxyAuthFile', f['proxy-auth-file']);
-  set('allowH2c', f['allow-h2c']);
-  set('httpOnly', f['http-only']);
-  set('bypassPrivate', f['bypass-private']);
-  set('enabled', f.enabled);
-  if (f.console?.listen !== undefined) set('console', String(f.console.listen).trim());
-  set('relay', f.relay);
+  const run = fileSettings(f as Record<string, unknown>);
+  if (f.console?.listen !== undefined) run.console = settingFromText('console', String(f.console.listen).trim());
 
   const nodes: Record<string, ConfigNode> = Object.create(null); // a name never reaches a prototype
   for (const [name, n] of Object.entries(f.nodes ?? {})) {

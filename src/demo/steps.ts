@@ -5,7 +5,7 @@ import os from 'node:os';
 import type { Host, Lab, LabProcess } from '../netlab/lab.js';
 import { showRules } from '../firewall/apply.js';
 import { hasTool } from '../kernel/exec.js';
-import { DEFAULTS } from '../config/run-config.js';
+import { DEFAULT_PROXY_USER } from '../config/run-config.js';
 import { PUBLISH_TABLE } from '../publish/plan.js';
 import {
   ADDR,
@@ -206,7 +206,7 @@ export async function baselineStep(ctx: Ctx): Promise<StepResult> {
 // ─── step 1: sidecar + headers ─────────────────────────────────────────────────────────
 
 export function sidecarStep(ctx: Ctx, n: number, sidecarUser: boolean): Promise<StepResult> {
-  const uid = DEFAULTS.proxyUser.split(':')[0];
+  const uid = String(DEFAULT_PROXY_USER.uid);
   const hostname = os.hostname();
   const args = [
     'run',

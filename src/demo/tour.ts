@@ -10,7 +10,7 @@
 import os from 'node:os';
 import { Lab, type Host } from '../netlab/lab.js';
 import { runSync } from '../kernel/exec.js';
-import { DEFAULTS } from '../config/run-config.js';
+import { DEFAULT_PROXY_USER } from '../config/run-config.js';
 import { idMapped } from './rootless.js';
 import {
   ADDR,
@@ -79,7 +79,7 @@ function createLabHosts(lab: Lab, rootless: boolean): Ctx {
 
 /** Whether the sidecar's own user (uid:gid 1337 by default) exists in this user namespace. */
 function sidecarUserAvailable(): boolean {
-  const [uid, gid] = DEFAULTS.proxyUser.split(':').map(Number) as [number, number];
+  const { uid, gid } = DEFAULT_PROXY_USER;
   return idMapped(uid, 'uid') && idMapped(gid, 'gid');
 }
 

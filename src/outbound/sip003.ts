@@ -7,7 +7,7 @@ import net from 'node:net';
 import { ToolMissingError } from '../errors.js';
 import { pluginBinary, spawnPlugin } from '../kernel/plugin-process.js';
 import { OutboundError } from './types.js';
-import { parseNodeUri, type ShadowsocksNodeSpec } from './uri.js';
+import type { NodeSpec, ShadowsocksNodeSpec } from './uri.js';
 
 export type PluginEvent =
   | { type: 'started'; plugin: string; node: string; pid: number; port: number }
@@ -85,15 +85,9 @@ export function stopAllPlugins(): void {
 process.once('exit', stopAllPlugins);
 
 /** Warnings for nodes whose plugin is not installed here (start-up; connections fail with the same words). */
-export function missingPlugins(nodes: Record<string, { uri: string }>): string[] {
+export function missingPlugins(nodes: Record<string, { spec: NodeSpec }>): string[] {
   const out: string[] = [];
-  for (const [name, n] of Object.entries(nodes)) {
-    let spec: ReturnType<typeof parseNodeUri>;
-    try {
-      spec = parseNodeUri(n.uri, name);
-    } catch {
-      continue; // reported where the config is validated
-    }
+  for (const [name, { spec }] of Object.entries(nodes)) {
     if (spec.kind !== 'shadowsocks' || !spec.plugin) continue;
     try {
       pluginBinary(spec.plugin.name);

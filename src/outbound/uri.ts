@@ -63,7 +63,7 @@ export interface ShadowsocksNodeSpec extends NodeBase {
 
 export type NodeSpec = Socks5NodeSpec | HttpNodeSpec | ShadowsocksNodeSpec | V2rayNodeSpec;
 
-const SCHEMES: Record<string, NodeSpec['kind']> = {
+const SCHEMES = {
   socks5: 'socks5',
   socks5h: 'socks5',
   http: 'http',
@@ -71,7 +71,10 @@ const SCHEMES: Record<string, NodeSpec['kind']> = {
   vmess: 'vmess',
   vless: 'vless',
   trojan: 'trojan',
-};
+} as const satisfies Record<string, NodeSpec['kind']>;
+
+/** The URI schemes parseNodeUri takes. */
+export const NODE_SCHEMES = Object.keys(SCHEMES) as (keyof typeof SCHEMES)[];
 
 /** Parse a node URI. `name` overrides the URI's #tag. Throws UsageError. */
 export function parseNodeUri(uri: string, name?: string): NodeSpec {
@@ -84,16 +87,16 @@ export function parseNodeUri(uri: string, name?: string): NodeSpec {
   const text = uri.trim();
   if (/[\x00-\x20\x7f]/.test(text)) fail('URI contains spaces or control characters');
   const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/s.exec(text);
-  if (!m) fail('not a URI; expected scheme://host:port (socks5, socks5h, http, ss, vmess, vless, trojan)');
+  if (!m) fail(`not a URI; expected scheme://host:port (${NODE_SCHEMES.join(', ')})`);
   const scheme = m![1]!.toLowerCase();
-  const kind = SCHEMES[scheme];
-  if (!kind) {
+  if (!Object.hasOwn(SCHEMES, scheme)) {
     fail(
       scheme === 'https'
         ? 'https:// proxies (TLS to the proxy) are not supported; use http://, socks5:// or ss://'
-        : `unsupported scheme '${scheme}'; use socks5, socks5h, http, ss, vmess, vless or trojan`,
+        : `unsupported scheme '${scheme}'; use ${NODE_SCHEMES.join(', ')}`,
     );
   }
+  const kind: NodeSpec['kind'] = SCHEMES[scheme as keyof typeof SCHEMES];
   let rest = m![2]!;
   if (kind === 'vmess' || kind === 'vless' || kind === 'trojan') return parseV2rayUri(kind, rest, name, fail);
 

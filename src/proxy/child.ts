@@ -5,19 +5,22 @@ import { createLogger } from '../observe/log.js';
 import { batchedStderr } from '../observe/batched-stderr.js';
 import { LogRing } from '../observe/log-ring.js';
 import { DataPlaneMetrics } from '../observe/metrics.js';
-import { compileInjectConfig, type CompiledInject } from '../http/inject-config.js';
+import { compileInjectConfig, DEFAULT_MAX_HEAD_BYTES, type CompiledInject } from '../http/inject-config.js';
 import { RequestRewriter } from '../http/rewriter.js';
 import { NameResolver, resolverForNames } from '../dns/resolver.js';
 import { startDataPlane, type DataPlane, type DataPlaneRouting } from './dataplane.js';
 import type { LiveAnswer } from './plane.js';
-import { compileRules, reviveRuleLists } from '../route/index.js';
-import { createOutbound, parseNodeUri, type HostResolver, type TcpOutbound } from '../outbound/index.js';
-import type { RoutingConfig } from '../config/routing.js';
+import type { Router } from '../route/index.js';
+import { createOutbound, type HostResolver, type TcpOutbound } from '../outbound/index.js';
+import { routersOf, type RoutingConfig } from '../config/routing.js';
+import { inboundMarkOf, ownPortsOf } from '../config/own-traffic.js';
+import type { RunConfig } from '../config/run-config.js';
+import type { DnsConfig } from '../config/schema.js';
 import { directUdpOutbound, startUdpTproxy, type UdpOutbound, type UdpTproxy } from '../udp/index.js';
 import { routedUdpOutbound } from '../flow/udp-routed.js';
 import { createUdpOutbound, udpUnsupportedReason } from '../outbound/udp-outbound.js';
 import type { Logger } from '../observe/log.js';
-import { FIRST_LISTENER_FD, type ChildStart, type FromChild, type ToChild } from './protocol.js';
+import { FIRST_LISTENER_FD, type ChildStart, type FromChild, type ToChild, type WorkerShare } from './protocol.js';
 import { startDnsForwarder, type DnsForwarder } from '../dns/forwarder.js';
 import { dnsForwarderOptions } from '../dns/config.js';
 import { formatEndpoint } from '../kernel/sockaddr.js';
@@ -44,6 +47,7 @@ let inbound: MixedInbound | undefined;
 /** Outbounds and router from plain config (validated already by the supervisor). */
 function buildRouting(
   cfg: RoutingConfig,
+  router: Router,
   mark: number,
   connectTimeoutMs: number,
   resolve: HostResolver | undefined,
@@ -53,7 +57,7 @@ function buildRouting(
   for (const [name, node] of Object.entries(cfg.nodes)) {
     outbounds.set(
       name,
-      createOutbound(parseNodeUri(node.uri, name), {
+      createOutbound(node.spec, {
         ...(mark ? { mark } : {}),
         ...(resolve ? { resolve } : {}),
         connectTimeoutMs: node.connectTimeoutMs ?? connectTimeoutMs,
@@ -64,22 +68,18 @@ function buildRouting(
   const fallbacks = new Map(
     Object.entries(cfg.nodes).flatMap(([name, n]) => (n.fallback ? [[name, n.fallback] as const] : [])),
   );
-  return {
-    router: compileRules(cfg.rules, cfg.defaultOutbound, [...outbounds.keys()]),
-    outbounds,
-    fallbacks,
-    sniffTimeoutMs: cfg.sniffTimeoutMs,
-  };
+  return { router, outbounds, fallbacks, sniffTimeoutMs: cfg.sniffTimeoutMs };
 }
 
 /**
- * UDP side of the routing: the same router (network 'udp') and fake-IP map, a UDP outbound
+ * UDP side of the routing: the same rules (network 'udp') and fake-IP map, a UDP outbound
  * per node that can carry UDP (SOCKS5 UDP ASSOCIATE, Shadowsocks); flows routed to other
  * nodes (HTTP CONNECT) are refused with the reason.
  */
 function buildUdpRouting(
   cfg: RoutingConfig,
   routing: DataPlaneRouting,
+  router: Router,
   mark: number,
   connectTimeoutMs: number,
   log: Logger,
@@ -88,20 +88,14 @@ function buildUdpRouting(
   const outbounds = new Map<string, UdpOutbound>();
   const unsupported = new Map<string, string>();
   for (const [name, node] of Object.entries(cfg.nodes)) {
-    const spec = parseNodeUri(node.uri, name);
-    const ob = createUdpOutbound(spec, {
+    const ob = createUdpOutbound(node.spec, {
       ...(mark ? { mark } : {}),
       ...(resolve ? { resolve } : {}),
       connectTimeoutMs: node.connectTimeoutMs ?? connectTimeoutMs,
     });
     if (ob) outbounds.set(name, ob);
-    else unsupported.set(name, udpUnsupportedReason(spec) ?? `node '${name}' cannot carry UDP`);
+    else unsupported.set(name, udpUnsupportedReason(node.spec) ?? `node '${name}' cannot carry UDP`);
   }
-  // UDP flows no rule matches take `default-udp` when set: the same rules, another default.
-  const router =
-    cfg.defaultUdpOutbound !== undefined
-      ? compileRules(cfg.rules, cfg.defaultUdpOutbound, [...routing.outbounds.keys()])
-      : routing.router;
   const direct = directUdpOutbound(mark ? { mark } : {});
   for (const [name, ob] of udpGroupOutbounds(groups?.byName ?? new Map(), new Map(outbounds), direct, unsupported))
     outbounds.set(name, ob);
@@ -131,83 +125,61 @@ function logPluginEvent(log: Logger, e: PluginEvent): void {
   else log.error(`plugin failed: node '${e.node}': ${e.error}`);
 }
 
-async function start(msg: ChildStart): Promise<void> {
-  const log = createLogger(msg.logFormat, batchedStderr(), logRing); // one write per event-loop turn
+async function start({ cfg, worker }: ChildStart): Promise<void> {
+  const log = createLogger(cfg.logFormat, batchedStderr(), logRing); // one write per event-loop turn
   onPluginEvent((e) => logPluginEvent(log, e));
-  const resolver = new NameResolver(msg.resolver);
-  // Domain lists arrive packed (DomainList.toJSON): unpacked once, shared by the TCP and UDP routers.
-  if (msg.routing) msg.routing.rules = reviveRuleLists(msg.routing.rules);
-  const resolveNames = resolverForNames(msg.resolver, msg.nameserversGiven);
-  const routing = msg.routing
-    ? buildRouting(msg.routing, msg.outboundMark, msg.connectTimeoutMs, resolveNames, log)
-    : undefined;
-  if (msg.routing?.dns && routing) {
-    // The DNS forwarder lives here, next to the data plane, so fake-IP lookups are calls.
-    const dnsCfg = msg.routing.dns;
-    const dnsOptions = dnsForwarderOptions(dnsCfg, {
-      log,
-      ...(dnsCfg.via !== 'direct' ? { via: routing.outbounds.get(dnsCfg.via)! } : {}),
-      ...(msg.outboundMark ? { mark: msg.outboundMark } : {}),
-      fallbackNameservers: msg.resolver.nameservers,
-      families: msg.listeners.map((l) => l.family),
-    });
-    // Kept so this worker can hand the DNS port to the next generation ('dns-release') and
-    // take it back if that generation fails to start ('dns-restore').
-    restartDns = async () => {
-      dns = await startDnsForwarder(dnsOptions);
-    };
-    await restartDns();
-    const forwarder = dns!;
-    if (dnsCfg.fakeIp?.enabled) {
-      routing.fakeIp = {
-        lookup: (ip) => (dns ?? forwarder).lookupFakeIp(ip),
-        resolveReal: (d, f) => (dns ?? forwarder).resolveReal(d, f),
-      };
-    }
-    log.info('dns ready:', {
-      listen: forwarder.addresses.map((a) => formatEndpoint(a)).join(','),
-      via: dnsCfg.via,
-      'fake-ip': dnsCfg.fakeIp?.enabled ? dnsCfg.fakeIp.range : 'off',
-    });
-  }
+  const resolver = new NameResolver(cfg.resolver);
+  const mark = worker.outboundMark;
+  const families = worker.listeners.map((l) => l.family);
+  const resolveNames = resolverForNames(cfg.resolver, cfg.nameserversGiven);
+  // The rules compile once here, for TCP and UDP alike.
+  const routers = cfg.routing ? routersOf(cfg.routing) : undefined;
+  const routing =
+    cfg.routing && routers
+      ? buildRouting(cfg.routing, routers.tcp, mark, cfg.connectTimeoutMs, resolveNames, log)
+      : undefined;
+  if (cfg.routing?.dns && routing) await startDns(cfg.routing.dns, routing, cfg, mark, families, log);
   plane = await startDataPlane(
     {
-      mode: msg.mode,
-      listenPort: msg.listenPort,
-      ownPorts: msg.ownPorts,
-      connectTimeoutMs: msg.connectTimeoutMs,
-      idleTimeoutMs: msg.idleTimeoutMs,
-      headTimeoutMs: msg.headTimeoutMs,
-      maxConnections: msg.maxConnections,
-      outboundMark: msg.outboundMark,
-      ...(msg.inboundMark ? { inboundMark: msg.inboundMark } : {}),
-      preserveSource: msg.preserveSource,
-      ...(msg.dstFromHost
+      mode: cfg.mode,
+      listenPort: cfg.listenPort,
+      ownPorts: ownPortsOf(cfg),
+      connectTimeoutMs: cfg.connectTimeoutMs,
+      idleTimeoutMs: cfg.idleTimeoutMs,
+      headTimeoutMs: cfg.headTimeoutMs,
+      maxConnections: worker.maxConnections,
+      outboundMark: mark,
+      ...(inboundMarkOf(cfg) ? { inboundMark: inboundMarkOf(cfg) } : {}),
+      preserveSource: cfg.preserveSource,
+      ...(cfg.dstFromHost
         ? {
             dstFromHost: {
               resolve: (n: string) => resolver.resolve(n),
-              maxHeadBytes: msg.inject?.maxHeadBytes ?? 65536,
+              maxHeadBytes: cfg.inject?.maxHeadBytes ?? DEFAULT_MAX_HEAD_BYTES,
             },
           }
         : {}),
       ...(routing ? { routing } : {}),
       metrics,
-      relay: msg.relay,
-      engineThreads: msg.engineThreads,
-      ...(msg.inject ? { inject: msg.inject, rewriterFor: rewriterFactory(compileInjectConfig(msg.inject)) } : {}),
+      relay: cfg.relay,
+      engineThreads: worker.engineThreads,
+      ...(cfg.inject ? { inject: cfg.inject, rewriterFor: rewriterFactory(compileInjectConfig(cfg.inject)) } : {}),
     },
-    msg.listeners.map((l, i) => ({ fd: FIRST_LISTENER_FD + i, family: l.family, label: l.label })),
+    worker.listeners.map((l, i) => ({ fd: FIRST_LISTENER_FD + i, family: l.family, label: l.label })),
     log,
   );
-  if (msg.proxy) inbound = await startProxyMode(msg, msg.proxy, routing, resolveNames, log);
-  if (msg.udp) {
+  if (cfg.proxyMode)
+    inbound = await startProxyMode(cfg, cfg.proxyMode, worker, routing, routers?.udp, resolveNames, log);
+  if (cfg.udp) {
     udp = await startUdpTproxy({
-      port: msg.listenPort,
-      families: msg.udp.families,
-      idleTimeoutMs: msg.udp.idleTimeoutMs,
-      ...(msg.outboundMark ? { mark: msg.outboundMark } : {}),
-      ...(msg.routing && routing
-        ? { outbound: buildUdpRouting(msg.routing, routing, msg.outboundMark, msg.connectTimeoutMs, log, resolveNames) }
+      port: cfg.listenPort,
+      families,
+      idleTimeoutMs: cfg.udpIdleTimeoutMs,
+      ...(mark ? { mark } : {}),
+      ...(cfg.routing && routing && routers
+        ? {
+            outbound: buildUdpRouting(cfg.routing, routing, routers.udp, mark, cfg.connectTimeoutMs, log, resolveNames),
+          }
         : {}),
       log,
     });
@@ -216,42 +188,80 @@ async function start(msg: ChildStart): Promise<void> {
 
 /** Proxy mode: the mixed inbound on its listeners, routed like captured flows. */
 function startProxyMode(
-  msg: ChildStart,
-  proxy: NonNullable<ChildStart['proxy']>,
+  cfg: RunConfig,
+  proxy: NonNullable<RunConfig['proxyMode']>,
+  worker: WorkerShare,
   routing: DataPlaneRouting | undefined,
+  udpRouter: Router | undefined,
   resolveNames: HostResolver | undefined,
   log: Logger,
 ): Promise<MixedInbound> {
   const resolve = resolveNames ?? systemResolver;
-  const mark = msg.outboundMark;
+  const mark = worker.outboundMark;
   const dial = proxyDialer({
     ...(routing ? { routing } : {}),
     resolve,
-    connectTimeoutMs: msg.connectTimeoutMs,
+    connectTimeoutMs: cfg.connectTimeoutMs,
     mark,
-    ownPorts: msg.ownPorts,
+    ownPorts: ownPortsOf(cfg),
     log,
   });
   const udpOutbound =
-    msg.routing && routing
-      ? buildUdpRouting(msg.routing, routing, mark, msg.connectTimeoutMs, log, resolveNames)
+    cfg.routing && routing && udpRouter
+      ? buildUdpRouting(cfg.routing, routing, udpRouter, mark, cfg.connectTimeoutMs, log, resolveNames)
       : directUdpOutbound(mark ? { mark } : {});
-  const first = FIRST_LISTENER_FD + msg.listeners.length;
+  const first = FIRST_LISTENER_FD + worker.listeners.length;
   return startMixedInbound(
     {
       dial,
       udp: udpOutbound,
       resolve,
       ...(proxy.auth ? { auth: proxy.auth } : {}),
-      handshakeTimeoutMs: msg.connectTimeoutMs,
-      idleTimeoutMs: msg.idleTimeoutMs,
-      udpIdleTimeoutMs: proxy.udpIdleTimeoutMs,
-      maxConnections: msg.maxConnections,
+      handshakeTimeoutMs: cfg.connectTimeoutMs,
+      idleTimeoutMs: cfg.idleTimeoutMs,
+      udpIdleTimeoutMs: cfg.udpIdleTimeoutMs,
+      maxConnections: worker.maxConnections,
       metrics,
     },
-    proxy.listeners.map((l, i) => ({ fd: first + i, family: l.family, label: l.label })),
+    worker.proxyListeners.map((l, i) => ({ fd: first + i, family: l.family, label: l.label })),
     log,
   );
+}
+
+/** The DNS forwarder lives here, next to the data plane, so fake-IP lookups are calls. */
+async function startDns(
+  dnsCfg: DnsConfig,
+  routing: DataPlaneRouting,
+  cfg: RunConfig,
+  mark: number,
+  families: (4 | 6)[],
+  log: Logger,
+): Promise<void> {
+  const dnsOptions = dnsForwarderOptions(dnsCfg, {
+    log,
+    ...(dnsCfg.via !== 'direct' ? { via: routing.outbounds.get(dnsCfg.via)! } : {}),
+    ...(mark ? { mark } : {}),
+    fallbackNameservers: cfg.resolver.nameservers,
+    families,
+  });
+  // Kept so this worker can hand the DNS port to the next generation ('dns-release') and
+  // take it back if that generation fails to start ('dns-restore').
+  restartDns = async () => {
+    dns = await startDnsForwarder(dnsOptions);
+  };
+  await restartDns();
+  const forwarder = dns!;
+  if (dnsCfg.fakeIp?.enabled) {
+    routing.fakeIp = {
+      lookup: (ip) => (dns ?? forwarder).lookupFakeIp(ip),
+      resolveReal: (d, f) => (dns ?? forwarder).resolveReal(d, f),
+    };
+  }
+  log.info('dns ready:', {
+    listen: forwarder.addresses.map((a) => formatEndpoint(a)).join(','),
+    via: dnsCfg.via,
+    'fake-ip': dnsCfg.fakeIp?.enabled ? dnsCfg.fakeIp.range : 'off',
+  });
 }
 
 process.on('message', (msg: ToChild) => {

@@ -1,50 +1,25 @@
 // Messages between the supervisor and its data-plane child over the IPC channel.
-import type { CaptureMode } from '../firewall/plan.js';
-import type { LogFormat, RelayEngineChoice } from '../config/run-config.js';
-import type { InjectConfig } from '../http/inject-config.js';
-import type { ResolvConf } from '../config/host-identity.js';
-import type { RoutingConfig } from '../config/routing.js';
+import type { RunConfig } from '../config/run-config.js';
 
 export interface ChildStart {
   type: 'start';
-  logFormat: LogFormat;
-  mode: CaptureMode;
-  listenPort: number;
-  /** Ports this host serves tranproxy itself on (listener, admin, console): never a destination at a local address. */
-  ownPorts: number[];
-  connectTimeoutMs: number;
-  idleTimeoutMs: number;
-  /** HTTP injection: deadline for a request head once begun; 0: none. */
-  headTimeoutMs: number;
+  /** The generation's settings as the supervisor parsed them (plain data; nodes as parsed specs). */
+  cfg: RunConfig;
+  /** What belongs to this worker alone. */
+  worker: WorkerShare;
+}
+
+export interface WorkerShare {
+  /** This worker's share of cfg.maxConnections, within the process's descriptor budget. */
   maxConnections: number;
+  /** SO_MARK on upstream connections (0: none; the dropped user is excluded by uid instead). */
   outboundMark: number;
-  /** SO_MARK on connections to a local app (TPROXY inbound keeping the client's address); 0: none. */
-  inboundMark: number;
-  preserveSource: boolean;
-  inject: InjectConfig | undefined;
-  resolver: ResolvConf;
-  /** Resolve upstream node names with resolver's nameservers (-N given), not getaddrinfo. */
-  nameserversGiven: boolean;
-  dstFromHost: boolean;
-  relay: RelayEngineChoice;
   /** Splice engine threads in this process (--workers when the engine serves every flow). */
   engineThreads: number;
-  routing: RoutingConfig | undefined;
-  /** TPROXY UDP on listenPort for these families, or undefined. */
-  udp: { families: (4 | 6)[]; idleTimeoutMs: number } | undefined;
   /** Listener fds arrive as the child's file descriptors 4, 5, …, in this order. */
   listeners: { family: 4 | 6; label: string }[];
-  /**
-   * Proxy mode (mixed HTTP proxy + SOCKS5 inbound): its listener fds follow the capture
-   * listeners', in this order; undefined: off.
-   */
-  proxy:
-    | {
-        listeners: { family: 4 | 6; label: string }[];
-        auth: { username: string; password: string } | undefined;
-        udpIdleTimeoutMs: number;
-      }
-    | undefined;
+  /** Proxy mode's listener fds follow the capture listeners', in this order (cfg.proxyMode). */
+  proxyListeners: { family: 4 | 6; label: string }[];
 }
 
 export interface ChildShutdown {

@@ -17,7 +17,8 @@ import { dataPlanePrivileges } from './privileges.js';
 import { missingPlugins, setPluginUser, stopIdlePluginsAfter } from '../outbound/sip003.js';
 import { bridgeNfWarning } from '../firewall/forwarding.js';
 import { applyPlan, detectBackend, removeRules, showRules, type Backend } from '../firewall/apply.js';
-import { capturePlanOf, ownPortsOf, type RunConfig } from '../config/run-config.js';
+import { capturePlanOf, FIXED_ON_RELOAD, type RunConfig } from '../config/run-config.js';
+import { inboundMarkOf } from '../config/own-traffic.js';
 import type { Logger } from '../observe/log.js';
 import type { LogEntry, LogRing } from '../observe/log-ring.js';
 import type { Family } from '../firewall/plan.js';
@@ -602,9 +603,9 @@ export class Supervisor implements SupervisorControl {
     // The mode can change live when the listeners are transparent (see transparentListeners).
     // udp may change: the new generation opens (or not) its UDP listeners and the plan adds
     // (or drops) the UDP rules; the old generation closes its UDP socket as it starts draining.
-    const fixed: (keyof RunConfig)[] = ['listenPort', 'families', 'proxyUser', 'firewall', 'admin', 'workers'];
+    const fixed = FIXED_ON_RELOAD.filter((k) => k !== 'mode' || !transparentListeners(this.cfg));
+    // Proxy mode's listeners are bound once; its credentials may change.
     if (JSON.stringify(next.proxyMode?.listen) !== JSON.stringify(this.cfg.proxyMode?.listen)) fixed.push('proxyMode');
-    if (!transparentListeners(this.cfg)) fixed.unshift('mode');
     const changed = fixed.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.cfg[k]));
     if (changed.length) {
       this.metrics.reloads.inc({ result: 'rejected' });
@@ -725,38 +726,19 @@ export class Supervisor implements SupervisorControl {
     );
     const start: ChildStart = {
       type: 'start',
-      logFormat: cfg.logFormat,
-      mode: cfg.mode,
-      listenPort: cfg.listenPort,
-      ownPorts: ownPortsOf(cfg),
-      connectTimeoutMs: cfg.connectTimeoutMs,
-      idleTimeoutMs: cfg.idleTimeoutMs,
-      headTimeoutMs: cfg.headTimeoutMs,
-      // Refuse cleanly at the fd budget rather than fail accept/connect with EMFILE.
-      maxConnections: Math.min(
-        Math.ceil(cfg.maxConnections / workerLayout(cfg).processes),
-        Math.max(1, Math.floor((this.fdLimit - 64) / 2)),
-      ),
-      // Excluded by its uid, or marked (SO_MARK, with CAP_NET_ADMIN) where output capture could catch it.
-      outboundMark: priv.mark,
-      inboundMark: inboundMarkOf(cfg),
-      preserveSource: cfg.preserveSource,
-      inject: cfg.inject,
-      resolver: cfg.resolver,
-      nameserversGiven: cfg.nameserversGiven,
-      dstFromHost: cfg.dstFromHost,
-      relay: cfg.relay,
-      engineThreads: workerLayout(cfg).threads,
-      routing: cfg.routing,
-      udp: cfg.udp ? { families: this.listeners.map((l) => l.family), idleTimeoutMs: cfg.udpIdleTimeoutMs } : undefined,
-      listeners: this.listeners.map((l) => ({ family: l.family, label: l.label })),
-      proxy: cfg.proxyMode
-        ? {
-            listeners: this.proxyListeners.map((l) => ({ family: l.family, label: l.label })),
-            auth: cfg.proxyMode.auth,
-            udpIdleTimeoutMs: cfg.udpIdleTimeoutMs,
-          }
-        : undefined,
+      cfg,
+      worker: {
+        // Refuse cleanly at the fd budget rather than fail accept/connect with EMFILE.
+        maxConnections: Math.min(
+          Math.ceil(cfg.maxConnections / workerLayout(cfg).processes),
+          Math.max(1, Math.floor((this.fdLimit - 64) / 2)),
+        ),
+        // Excluded by its uid, or marked (SO_MARK, with CAP_NET_ADMIN) where output capture could catch it.
+        outboundMark: priv.mark,
+        engineThreads: workerLayout(cfg).threads,
+        listeners: this.listeners.map((l) => ({ family: l.family, label: l.label })),
+        proxyListeners: this.proxyListeners.map((l) => ({ family: l.family, label: l.label })),
+      },
     };
     return new Worker(child, start, (w, code, signal, wasReady) => {
       if (this.stopping || !wasReady || this.draining.has(w)) return;
@@ -808,11 +790,6 @@ export class Supervisor implements SupervisorControl {
 
 function signalNumber(sig: NodeJS.Signals): number {
   return os.constants.signals[sig] ?? 0;
-}
-
-/** SO_MARK for connections to a local app: TPROXY inbound keeping the client's address. */
-function inboundMarkOf(cfg: RunConfig): number {
-  return cfg.capture.includes('inbound') && cfg.mode === 'tproxy' && cfg.preserveSource ? cfg.tproxyMark : 0;
 }
 
 /**

@@ -163,6 +163,9 @@ export function unknownOutboundMessage(name: string, known: readonly string[]): 
   return `unknown outbound '${name}' (known: ${known.join(', ')})${guess ? `; did you mean '${guess}'?` : ''}`;
 }
 
+/** How many times compileRules ran in this process (tests check that a generation compiles once). */
+export const compileCount = { calls: 0 };
+
 /**
  * Compile rules. Throws RuleError naming the rule and field for an unknown outbound, a
  * bad CIDR, port, network or domain entry, or a rule without matchers; UsageError for an
@@ -173,6 +176,7 @@ export function compileRules(
   defaultAction: string,
   knownOutbounds: readonly string[],
 ): Router {
+  compileCount.calls++;
   const known = [...new Set<string>([...BUILTIN_OUTBOUNDS, ...knownOutbounds])];
   const knownSet = new Set(known);
   if (!knownSet.has(defaultAction)) throw new UsageError(`default: ${unknownOutboundMessage(defaultAction, known)}`);

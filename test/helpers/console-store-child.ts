@@ -3,14 +3,14 @@
 // The console-readonly e2e test runs it inside a mount namespace where that directory is read-only.
 import { ConfigStore } from '../../src/console/apply.js';
 import { ConsoleApi } from '../../src/console/api.js';
-import { parseRunOptions, type RunConfig } from '../../src/config/run-config.js';
+import { runConfigOf, type RunConfig } from '../../src/config/run-config.js';
 import { loadConfigFile, type ConfigFile } from '../../src/config/file.js';
 import { createLogger } from '../../src/observe/log.js';
 import type { SupervisorControl } from '../../src/proxy/supervisor.js';
 
 const path = process.argv[2]!;
 const body = JSON.parse(process.argv[3]!) as unknown;
-const build = (f: ConfigFile): RunConfig => parseRunOptions({ ...f.run, firewall: 'none' }, [], undefined, f);
+const build = (f: ConfigFile): RunConfig => runConfigOf({ ...f.run, firewall: 'none' }, [], undefined, f);
 let cfg = build(loadConfigFile(path));
 const applied: boolean[] = [];
 const control: SupervisorControl = {

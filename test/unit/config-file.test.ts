@@ -1,10 +1,10 @@
 // The YAML config file: a full example, broken files with exact FILE:LINE:COL messages,
-// and the hand-off to parseRunOptions and compileRules.
+// and the hand-off to runConfigOf and compileRules.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ConfigError, loadConfigFile, parseConfigText } from '../../src/config/file.js';
-import { capturePlanOf, parseRunOptions, type HostFacts } from '../../src/config/run-config.js';
+import { capturePlanOf, runConfigOf, type HostFacts } from '../../src/config/run-config.js';
 import { UsageError } from '../../src/errors.js';
 import { compileRules, type DomainList } from '../../src/route/index.js';
 
@@ -38,14 +38,23 @@ function textErrors(text: string, opts = {}): string[] {
   assert.fail('parsed without error');
 }
 
-test('full example: every section, handed on to parseRunOptions and compileRules', () => {
+test('full example: every section, handed on to runConfigOf and compileRules', () => {
   const cfg = loadConfigFile(join(DIR, 'full.yaml'));
   assert.equal(cfg.path, join(DIR, 'full.yaml'));
-  assert.deepEqual(cfg.run.port, ['80', '443', '8000-8100']);
-  assert.deepEqual(cfg.run.excludePort, ['22']);
-  assert.deepEqual(cfg.run.header, ['X-Team: payments', 'X-Env:staging', 'X-Build:42']);
-  assert.equal(cfg.run.bypassMark, '1337'); // YAML reads 0x539 as a number
-  assert.equal(cfg.run.tproxyMark, '0x1e7');
+  // Typed straight from the file: nothing is turned back into flag text.
+  assert.deepEqual(cfg.run.port, [
+    { from: 80, to: 80 },
+    { from: 443, to: 443 },
+    { from: 8000, to: 8100 },
+  ]);
+  assert.deepEqual(cfg.run.excludePort, [{ from: 22, to: 22 }]);
+  assert.deepEqual(cfg.run.header, [
+    { name: 'X-Team', value: 'payments' },
+    { name: 'X-Env', value: 'staging' },
+    { name: 'X-Build', value: '42' },
+  ]);
+  assert.deepEqual(cfg.run.bypassMark, { mark: 1337, mask: 0xffffffff }); // YAML reads 0x539 as a number
+  assert.deepEqual(cfg.run.tproxyMark, { mark: 0x1e7, mask: 0xffffffff });
   assert.equal(cfg.run.setForwardedFor, 'default');
   assert.equal(Object.getPrototypeOf(cfg.nodes), null, 'node names are keys of a null-prototype map');
   assert.deepEqual(
@@ -72,7 +81,7 @@ test('full example: every section, handed on to parseRunOptions and compileRules
   assert.deepEqual(cfg.rules[1], { outbound: 'corp', domainSuffix: ['corp.example', 'internal.example'] });
   assert.deepEqual(cfg.rules[0]!.domainList, ['lists/ads.txt']);
 
-  const run = parseRunOptions(cfg.run, [], FACTS);
+  const run = runConfigOf(cfg.run, [], FACTS);
   assert.equal(run.mode, 'tproxy');
   assert.deepEqual(run.capture, ['prerouting']);
   assert.deepEqual(run.ports, [
@@ -263,13 +272,13 @@ test('loadConfigFile: a missing file is a UsageError naming it', () => {
 });
 
 test('udp: true in the file captures UDP like --udp (#17); absent, only TCP', () => {
-  const on = parseRunOptions(parseConfigText('mode: tproxy\nproxy-user: none\nudp: true\n', 'udp.yaml').run, [], FACTS);
+  const on = runConfigOf(parseConfigText('mode: tproxy\nproxy-user: none\nudp: true\n', 'udp.yaml').run, [], FACTS);
   assert.equal(on.udp, true);
   assert.deepEqual(capturePlanOf(on).protocols, ['tcp', 'udp']);
-  const off = parseRunOptions(parseConfigText('mode: tproxy\nproxy-user: none\n', 'tcp.yaml').run, [], FACTS);
+  const off = runConfigOf(parseConfigText('mode: tproxy\nproxy-user: none\n', 'tcp.yaml').run, [], FACTS);
   assert.deepEqual(capturePlanOf(off).protocols, ['tcp']);
   assert.throws(
-    () => parseRunOptions(parseConfigText('mode: redirect\nproxy-user: none\nudp: true\n', 'r.yaml').run, [], FACTS),
+    () => runConfigOf(parseConfigText('mode: redirect\nproxy-user: none\nudp: true\n', 'r.yaml').run, [], FACTS),
     /--udp needs --mode tproxy/,
   );
   assert.throws(() => parseConfigText('udp: yes please\n', 'bad.yaml'), ConfigError);

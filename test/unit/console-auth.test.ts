@@ -18,7 +18,7 @@ import {
 } from '../../src/console/auth.js';
 import { ConfigStore } from '../../src/console/apply.js';
 import { originMatches, startConsoleServer } from '../../src/console/server.js';
-import { parseRunOptions } from '../../src/config/run-config.js';
+import { parseRunOptions, runConfigOf } from '../../src/config/run-config.js';
 import type { SupervisorControl } from '../../src/proxy/supervisor.js';
 import type { RunConfig } from '../../src/config/run-config.js';
 import { createLogger } from '../../src/observe/log.js';
@@ -157,11 +157,7 @@ async function consoleServer(
     rulesInKernel: () => false,
     onApplied: () => () => {},
   } as unknown as SupervisorControl;
-  const store = new ConfigStore(
-    path,
-    (f) => parseRunOptions({ ...f.run, firewall: 'none' }, [], undefined, f),
-    control,
-  );
+  const store = new ConfigStore(path, (f) => runConfigOf({ ...f.run, firewall: 'none' }, [], undefined, f), control);
   const logged: string[] = [];
   const log = createLogger('text', (line) => void logged.push(line));
   const server = await startConsoleServer({
@@ -291,11 +287,7 @@ test('HTTP: 401 before login, cookie flags, CSRF and Origin checks, logout', asy
       return () => {};
     },
   };
-  const store = new ConfigStore(
-    path,
-    (f) => parseRunOptions({ ...f.run, firewall: 'none' }, [], undefined, f),
-    control,
-  );
+  const store = new ConfigStore(path, (f) => runConfigOf({ ...f.run, firewall: 'none' }, [], undefined, f), control);
   const server = await startConsoleServer({
     listen: { host: '127.0.0.1', port: 0 },
     store,

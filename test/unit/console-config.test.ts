@@ -14,7 +14,7 @@ import { ConsoleApi } from '../../src/console/api.js';
 import { fieldOf, parseDoc, SETTINGS_FIELDS, writeFileAtomic } from '../../src/console/document.js';
 import { baseName, parseLinks, uniqueName } from '../../src/console/links.js';
 import { decodeSubscription } from '../../src/console/subscription-formats.js';
-import { parseRunOptions, type RunConfig } from '../../src/config/run-config.js';
+import { runConfigOf, type RunConfig } from '../../src/config/run-config.js';
 import { loadConfigFile } from '../../src/config/file.js';
 import { reviveDomainList } from '../../src/route/domain-list.js';
 import { parseNodeUri } from '../../src/outbound/uri.js';
@@ -57,7 +57,7 @@ function harness(
   const path = join(dir, 'gateway.yaml');
   writeFileSync(path, text, { mode: 0o640 });
   const build = (f: Parameters<ConstructorParameters<typeof ConfigStore>[1]>[0]) =>
-    parseRunOptions({ ...f.run, firewall: 'none' }, [], undefined, f);
+    runConfigOf({ ...f.run, firewall: 'none' }, [], undefined, f);
   let cfg: RunConfig = build(loadConfigFile(path));
   const applied: RunConfig[] = [];
   const failNextApply = { value: undefined as string | undefined };
@@ -406,17 +406,17 @@ test('nodes: a redacted secret is kept whatever else changes; prototype names re
   assert.equal(socks.status, 200, JSON.stringify(socks.body));
   const office = await call(h, 'PUT', '/nodes/office', { uri: 'socks5://user:***@192.0.2.10:1081' });
   assert.equal(office.status, 200);
-  const nodes = h.applied.at(-1)!.routing!.nodes as Record<string, { uri: string }>;
-  assert.deepEqual(parseNodeUri(nodes.hk2!.uri), {
+  const nodes = h.applied.at(-1)!.routing!.nodes;
+  assert.deepEqual(nodes.hk2!.spec, {
     kind: 'shadowsocks',
-    name: 'moved',
+    name: 'hk2', // the data plane names a node by its key
     host: '203.0.113.12',
     port: 9999,
     method: 'aes-256-gcm',
     password: 'secret',
   });
-  assert.equal((parseNodeUri(nodes[s5Name!]!.uri) as { password?: string }).password, 'p@ss');
-  assert.equal((parseNodeUri(nodes.office!.uri) as { password?: string }).password, 'pw');
+  assert.equal((nodes[s5Name!]!.spec as { password?: string }).password, 'p@ss');
+  assert.equal((nodes.office!.spec as { password?: string }).password, 'pw');
   assert.doesNotMatch(readFileSync(h.path, 'utf8'), /\*\*\*/, 'no literal *** stored');
 
   const before = readFileSync(h.path, 'utf8');

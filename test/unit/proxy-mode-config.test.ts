@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseConfigText } from '../../src/config/file.js';
 import { configSecrets } from '../../src/config/file-permissions.js';
-import { capturePlanOf, ownPortsOf, parseRunOptions, type HostFacts } from '../../src/config/run-config.js';
+import { ownPortsOf } from '../../src/config/own-traffic.js';
+import { capturePlanOf, parseRunOptions, runConfigOf, type HostFacts } from '../../src/config/run-config.js';
 import { UsageError } from '../../src/errors.js';
 
 const FACTS: HostFacts = {
@@ -64,7 +65,7 @@ test('--proxy-auth-file: one USER:PASS line from a file others cannot read', () 
 test('config file: listen-proxy (one or a list) and proxy-auth', () => {
   const file = parseConfigText('listen-proxy: 10.0.0.1:7890\nproxy-auth: "u:p"\n', 'tranproxy.yaml');
   assert.deepEqual(file.run.listenProxy, ['10.0.0.1:7890']);
-  const cfg = parseRunOptions(file.run, [], FACTS, file);
+  const cfg = runConfigOf(file.run, [], FACTS, file);
   assert.deepEqual(cfg.proxyMode, {
     listen: [{ host: '10.0.0.1', port: 7890 }],
     auth: { username: 'u', password: 'p' },

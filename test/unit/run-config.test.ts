@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { capturePlanOf, parseRunOptions } from '../../src/config/run-config.js';
+import { capturePlanOf, parseRunOptions, runConfigOf } from '../../src/config/run-config.js';
 import { parseConfigText } from '../../src/config/file.js';
+import { flagSettings } from '../../src/config/settings.js';
 import { UsageError } from '../../src/errors.js';
 
 test('defaults: REDIRECT output capture, dual stack, proxy user 1337 excluded', () => {
@@ -57,7 +58,7 @@ test('marks with masks, as the seeds write them: --tproxy-mark 0x1/0x1, --bypass
     'mode: tproxy\ntproxy-mark: 0x10/0xf0\nbypass-mark: "0x2/0x2"\ntproxy-rule-pref: 77\n',
     't.yaml',
   );
-  const fromFile = capturePlanOf(parseRunOptions(file.run));
+  const fromFile = capturePlanOf(runConfigOf(file.run));
   assert.deepEqual(
     [fromFile.tproxyMark, fromFile.tproxyMask, fromFile.bypassMark, fromFile.bypassMask, fromFile.rulePref],
     [0x10, 0xf0, 2, 2, 77],
@@ -91,7 +92,7 @@ test("--capture inbound: ports, tranproxy's own ports always excluded, TPROXY ke
     'REDIRECT: the app sees the pod address',
   );
   const file = parseConfigText('capture: [inbound]\ninbound-ports: [8080]\nexclude-inbound-ports: 9090\n', 't.yaml');
-  assert.deepEqual(parseRunOptions(file.run).inboundPorts, [{ from: 8080, to: 8080 }]);
+  assert.deepEqual(runConfigOf(file.run).inboundPorts, [{ from: 8080, to: 8080 }]);
 });
 
 test('tproxy prerouting preserves the client source by default and runs as root', () => {
@@ -109,9 +110,9 @@ test('--head-timeout: 30s by default, the --idle-timeout duration syntax, 0 swit
   assert.equal(parseRunOptions({ headTimeout: '0' }).headTimeoutMs, 0);
   assert.equal(parseRunOptions({ headTimeout: '0s' }).headTimeoutMs, 0);
   const file = (yaml: string) => parseConfigText(yaml, 'tranproxy.yaml', {}).run;
-  assert.equal(file('head-timeout: 5s\n').headTimeout, '5s');
-  assert.equal(parseRunOptions(file('head-timeout: 5s\n')).headTimeoutMs, 5000);
-  assert.equal(parseRunOptions(file('head-timeout: 0\n')).headTimeoutMs, 0);
+  assert.equal(file('head-timeout: 5s\n').headTimeout, 5000);
+  assert.equal(runConfigOf(file('head-timeout: 5s\n')).headTimeoutMs, 5000);
+  assert.equal(runConfigOf(file('head-timeout: 0\n')).headTimeoutMs, 0);
   assert.throws(() => file('head-timeout: soon\n'), /head-timeout: 'soon' is not a duration/);
 });
 
@@ -123,8 +124,10 @@ test('--allow-h2c and --http-only: off by default, reach the injection config, a
   assert.equal(inject({ allowH2c: true }).allowH2c, true);
   assert.equal(inject({ httpOnly: true }).httpOnly, true);
   const file = (yaml: string) => parseConfigText(yaml, 'tranproxy.yaml', {}).run;
-  assert.equal(inject(file('allow-h2c: true\nhttp-only: true\n')).allowH2c, true);
-  assert.equal(inject(file('allow-h2c: true\nhttp-only: true\n')).httpOnly, true);
+  const fromFile = (yaml: string) =>
+    runConfigOf({ ...file(yaml), ...flagSettings({ header: ['tranproxy:true'] }) }).inject!;
+  assert.equal(fromFile('allow-h2c: true\nhttp-only: true\n').allowH2c, true);
+  assert.equal(fromFile('allow-h2c: true\nhttp-only: true\n').httpOnly, true);
   assert.throws(() => file('http-only: maybe\n'), /http-only/);
 });
 

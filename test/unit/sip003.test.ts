@@ -70,7 +70,8 @@ test('a missing plugin binary is named with its Debian package, at start-up and 
     c: { uri: 'socks5://192.0.2.1:1080' },
   };
   await withPath('/nonexistent', async () => {
-    assert.deepEqual(missingPlugins(nodes), [
+    const specs = Object.fromEntries(Object.entries(nodes).map(([n, { uri }]) => [n, { spec: parseNodeUri(uri, n) }]));
+    assert.deepEqual(missingPlugins(specs), [
       "node 'a': SIP003 plugin 'v2ray-plugin' is not installed: apt-get install shadowsocks-v2ray-plugin",
       "node 'b': SIP003 plugin 'obfs-local' is not installed: apt-get install simple-obfs",
     ]);

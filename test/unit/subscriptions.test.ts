@@ -12,7 +12,7 @@ import { ConsoleApi } from '../../src/console/api.js';
 import { baseName, importSummary, parseEntries, parseLinks } from '../../src/console/links.js';
 import { decodeSubscription } from '../../src/console/subscription-formats.js';
 import { isDue, planRefresh, type SubNode } from '../../src/console/subscriptions.js';
-import { parseRunOptions, type RunConfig } from '../../src/config/run-config.js';
+import { runConfigOf, type RunConfig } from '../../src/config/run-config.js';
 import { createLogger } from '../../src/observe/log.js';
 import { parseNodeUri } from '../../src/outbound/uri.js';
 import type { SupervisorControl } from '../../src/proxy/supervisor.js';
@@ -267,7 +267,7 @@ function harness(
   const path = join(dir, 'gw.yaml');
   writeFileSync(path, text, { mode: 0o600 });
   const build = (f: Parameters<ConstructorParameters<typeof ConfigStore>[1]>[0]) =>
-    parseRunOptions({ ...f.run, firewall: 'none' }, [], undefined, f);
+    runConfigOf({ ...f.run, firewall: 'none' }, [], undefined, f);
   let cfg: RunConfig = build(loadConfigFile(path));
   const control = {
     config: () => cfg,
