@@ -72,7 +72,13 @@ test('admin API: readiness, metrics over 2 engine threads, live connections, POS
     // Port 7 is an injection port here: a first byte that is not a token character keeps the
     // connection raw (a letter would make it HTTP, and 'hello' would get a 400).
     await h.say('<hello>');
-    const metrics = (await get(client, 'http://127.0.0.1:15000/metrics')).stdout;
+    // The engine threads post their flow records every 20 ms: wait for the held flow's connect.
+    let metrics = '';
+    for (const deadline = Date.now() + 5000; Date.now() < deadline; ) {
+      metrics = (await get(client, 'http://127.0.0.1:15000/metrics')).stdout;
+      if (/tranproxy_upstream_connect_seconds_count\{outbound="direct"\} 7/.test(metrics)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
     assert.match(
       metrics,
       /tranproxy_connections_total\{listener="0\.0\.0\.0:15001",outbound="direct",result="eof"\} 6/,
