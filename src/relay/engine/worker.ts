@@ -92,6 +92,7 @@ import { compileInjectConfig, type CompiledInject } from '../../http/inject-conf
 import { RequestRewriter } from '../../http/rewriter.js';
 import { InspectedFlow, InspectScratch, type InspectHost, type InspectedReason } from './inspected.js';
 import { LocalAddresses } from '../../kernel/local-addresses.js';
+import { admit } from '../../flow/admission.js';
 
 const MAX_EVENTS = 256;
 const FLAGS = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
@@ -681,12 +682,21 @@ class Engine {
     } catch {
       return refuse('no-original-destination', 'unknown peer address family');
     }
-    if (Atomics.load(this.servedCount, 0) >= cfg.maxConnections) return refuse('max-connections');
-    const r = rawLocalOrOriginal(fd, cfg.mode === 'redirect' ? cfg.family : undefined, this.sa2);
-    if (r < 0) return refuse('no-original-destination', errnoName(-r));
+    const a = admit(
+      cfg,
+      Atomics.load(this.servedCount, 0),
+      () => {
+        const r = rawLocalOrOriginal(fd, cfg.mode === 'redirect' ? cfg.family : undefined, this.sa2);
+        return r < 0 ? { error: errnoName(-r) } : decodeSockaddr(scratchSockaddr(this.sa2));
+      },
+      (address) => this.local.has(address),
+    );
+    if (!a.ok) {
+      dst = a.dst;
+      return refuse(a.reason, a.error);
+    }
+    dst = a.dst;
     const dstAddr = scratchSockaddr(this.sa2);
-    dst = decodeSockaddr(dstAddr);
-    if (cfg.ownPorts.includes(dst.port) && this.local.has(dst.address)) return refuse('loop');
 
     const c = this.newConn(this.nextServedId, fd, -1, cfg.idleMs);
     this.nextServedId += this.init.threads;
