@@ -149,22 +149,30 @@ function dropNulls(v: unknown, top = true): unknown {
   return out;
 }
 
+/** A YAML document read for validation: the plain value and how to report issues at offsets in it. */
+export interface LoadedYaml {
+  doc: Document;
+  raw: unknown;
+  issueAt: (offset: number, p: readonly PropertyKey[], message: string) => ConfigIssue;
+  fail: (issues: ConfigIssue[]) => never;
+}
+
 /**
- * Parse and validate config text. `path` names the file in messages and anchors relative
- * domain list paths. Throws ConfigError (a UsageError) listing every problem with its line.
+ * Parses YAML text of a config or lab file into a plain value. Refuses, with the position:
+ * syntax errors, duplicate keys, an alias inside the node it names (a cyclic value),
+ * prototype keys, and more than 1000 alias expansions.
  */
-export function parseConfigText(text: string, path: string, opts: ParseOptions = {}): ConfigFile {
+export function loadYamlDocument(text: string, file: string): LoadedYaml {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   const issueAt = (offset: number, p: readonly PropertyKey[], message: string): ConfigIssue => {
     const { line, col } = lineCounter.linePos(offset);
-    return { file: path, line, col, path: pathText(p), message };
+    return { file, line, col, path: pathText(p), message };
   };
   const fail = (issues: ConfigIssue[]): never => {
     issues.sort((a, b) => a.line - b.line || a.col - b.col);
     throw new ConfigError(issues);
   };
-
   if (doc.errors.length) {
     fail(
       doc.errors.map((e) =>
@@ -201,6 +209,16 @@ export function parseConfigText(text: string, path: string, opts: ParseOptions =
   } catch (e) {
     fail([issueAt(0, [], `YAML: ${(e as Error).message}`)]);
   }
+  return { doc, raw, issueAt, fail };
+}
+
+/**
+ * Parse and validate config text. `path` names the file in messages and anchors relative
+ * domain list paths. Throws ConfigError (a UsageError) listing every problem with its line.
+ */
+export function parseConfigText(text: string, path: string, opts: ParseOptions = {}): ConfigFile {
+  const { doc, raw: loaded, issueAt, fail } = loadYamlDocument(text, path);
+  let raw = loaded;
   if (raw === null || raw === undefined) raw = {};
   if (typeof raw !== 'object' || Array.isArray(raw)) {
     fail([issueAt(0, [], `expected a mapping of settings (key: value), got ${describe(raw)}`)]);

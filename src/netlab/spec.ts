@@ -64,9 +64,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
-import { ConfigError, pathText, type ConfigIssue } from '../config/file.js';
+import { loadYamlDocument, pathText } from '../config/file.js';
 import { describe } from '../config/schema.js';
 import { locateInYaml, placeZodIssues, type YamlPath } from '../config/yaml-issues.js';
 import { UsageError } from '../errors.js';
@@ -563,29 +562,7 @@ function unknownKeyMessage(key: string, known: readonly string[]): string {
 
 /** Parse and check lab file text. Throws ConfigError listing every problem with its position. */
 export function parseLabText(textIn: string, file: string, opts: ParseLabOptions = {}): LabModel {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(textIn, { lineCounter, prettyErrors: false, uniqueKeys: true });
-  const issueAt = (offset: number, p: readonly PropertyKey[], message: string): ConfigIssue => {
-    const { line, col } = lineCounter.linePos(offset);
-    return { file, line, col, path: pathText(p), message };
-  };
-  const fail = (issues: ConfigIssue[]): never => {
-    issues.sort((a, b) => a.line - b.line || a.col - b.col);
-    throw new ConfigError(issues);
-  };
-  if (doc.errors.length) {
-    fail(
-      doc.errors.map((e) =>
-        issueAt(e.pos[0], [], `YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`),
-      ),
-    );
-  }
-  let raw: unknown;
-  try {
-    raw = doc.toJS({ maxAliasCount: 1000 });
-  } catch (e) {
-    fail([issueAt(0, [], `YAML: ${(e as Error).message}`)]);
-  }
+  const { doc, raw, issueAt, fail } = loadYamlDocument(textIn, file);
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     fail([issueAt(0, [], `expected a lab description (name:, hosts:, links: …), got ${describe(raw)}`)]);
   }

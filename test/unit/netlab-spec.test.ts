@@ -396,3 +396,16 @@ links:
     /links\[0\]\.a\.promisc: expected (true or false|boolean)/,
   );
 });
+
+test('a lab file is read by the config loader: alias cycles and prototype keys refused with their line', () => {
+  const cyclic = errors('name: x\nhosts: &h\n  a: *h\n');
+  assert.ok(
+    cyclic.some((l) => /lab\.yaml:3:.*alias refers to a node that contains it/.test(l)),
+    cyclic.join('\n'),
+  );
+  const proto = errors('name: x\nhosts:\n  __proto__: {}\n');
+  assert.ok(
+    proto.some((l) => /lab\.yaml:3:.*'__proto__' cannot be a key/.test(l)),
+    proto.join('\n'),
+  );
+});
