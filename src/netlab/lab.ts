@@ -121,11 +121,20 @@ class LabProcessImpl implements LabProcess {
     child.stdin?.on('error', () => {});
     this.exitPromise = new Promise((resolve) => {
       const done = () => {
+        if (this.exited) return;
         this.exited = true;
         for (const w of this.waiters) w();
         resolve();
       };
-      child.once('exit', done);
+      // 'exit' can come before the last output is read: wait for the pipes to close, or
+      // briefly when a grandchild (a daemon) keeps them open.
+      child.once('exit', () => {
+        const grace = setTimeout(done, 500);
+        child.once('close', () => {
+          clearTimeout(grace);
+          done();
+        });
+      });
       // Spawn failure (e.g. no `ip`): there is no process to wait for.
       child.once('error', (err) => {
         this.buf += `\n${err.message}`;
