@@ -11,7 +11,7 @@ import { Handshake } from '../outbound/node-conn.js';
 import { METHOD_NONE_ACCEPTABLE, METHOD_USERPASS } from '../outbound/socks5.js';
 import type { LogFields, Logger } from '../observe/log.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
-import { FlowReporter } from '../flow/record.js';
+import { FlowReporter, type Flow } from '../flow/record.js';
 import { relay, type RelayResult } from '../relay/relay.js';
 import type { UdpOutbound } from '../udp/types.js';
 import type { ProxyDialer, ProxyTarget } from './dial.js';
@@ -77,14 +77,9 @@ export interface MixedInbound {
 /** Ids of proxy-mode flows start here, so /connections never confuses them with captured ones. */
 export const PROXY_FLOW_ID_BASE = 1_000_000_000;
 
-interface Flow {
-  id: number;
-  listener: string;
+/** A proxy-mode flow: the common record, with `dst` as the client asked (a name or an address). */
+interface ProxyFlow extends Flow {
   inbound: 'http' | 'socks5';
-  src: Endpoint;
-  /** As the client asked: a name or an address. */
-  dst: Endpoint;
-  started: number;
   client: net.Socket;
   via?: string;
   domain?: string;
@@ -115,7 +110,7 @@ export async function startMixedInbound(
 ): Promise<MixedInbound> {
   const servers: net.Server[] = [];
   const sockets = new Set<net.Socket>();
-  const live = new Map<number, Flow>();
+  const live = new Map<number, ProxyFlow>();
   let nextId = PROXY_FLOW_ID_BASE;
   let drained: (() => void) | undefined;
   const metrics = cfg.metrics;
@@ -257,20 +252,20 @@ export async function startMixedInbound(
   };
 
   const newFlow = (
-    inbound: Flow['inbound'],
+    inbound: ProxyFlow['inbound'],
     client: net.Socket,
     src: Endpoint,
     listener: string,
     t: ProxyTarget,
-  ): Flow => {
+  ): ProxyFlow => {
     const dst: Endpoint = { address: t.host, port: t.port, family: t.host.includes(':') ? 6 : 4 };
-    const flow: Flow = { id: nextId++, listener, inbound, src, dst, started: Date.now(), client };
+    const flow: ProxyFlow = { id: nextId++, listener, inbound, src, dst, started: Date.now(), client };
     live.set(flow.id, flow);
     return flow;
   };
 
   /** The routed connection, or undefined after telling the client why not (`answer`). */
-  const dialFor = async (flow: Flow, target: ProxyTarget, answer: (e: unknown) => void) => {
+  const dialFor = async (flow: ProxyFlow, target: ProxyTarget, answer: (e: unknown) => void) => {
     const abort = new AbortController();
     const onClose = () => abort.abort();
     flow.client.once('close', onClose);
@@ -310,7 +305,7 @@ export async function startMixedInbound(
   };
 
   const relayFlow = async (
-    flow: Flow,
+    flow: ProxyFlow,
     up: { stream: Duplex; via: string; rule?: string; fallbackFrom?: string },
     head?: Buffer,
   ): Promise<void> => {
@@ -384,7 +379,7 @@ function closeWith(client: net.Socket, bytes?: string | Buffer): void {
   setTimeout(() => client.destroy(), 2000).unref();
 }
 
-function flowFields(f: Flow): LogFields {
+function flowFields(f: ProxyFlow): LogFields {
   return { id: f.id, inbound: f.inbound, src: formatEndpoint(f.src), dst: formatEndpoint(f.dst) };
 }
 
