@@ -247,7 +247,7 @@ test('SIGKILL of the supervisor mid-traffic, then restart: rules not duplicated,
     const c = await connectClient(t.client, t.serverIp, 7000);
     await echoOnce(c, 'first-run');
     let n = 0;
-    const pump = setInterval(() => c.send(`tick${n++}`), 50);
+    const pump = setInterval(() => c.send(`tick${n++}`), 50).unref(); // unref: a failed assertion must not keep the file alive
     await c.proc.waitForOutput(/^echo: tick5$/m, 15_000);
     const firstWorker = workerPid(first.pid);
     process.kill(first.pid, 'SIGKILL');
