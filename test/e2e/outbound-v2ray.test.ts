@@ -18,6 +18,7 @@ import {
 } from '../helpers/gateway-lab.js';
 import { startPeer, startTranproxy, waitForPort } from '../helpers/lab.js';
 import type { Host } from '../../src/netlab/lab.js';
+import { selfSignedCertArgs } from '../helpers/certs.js';
 
 const NET = 86;
 const {
@@ -139,25 +140,7 @@ async function withV2rayLab(fn: (g: GatewayLab, ca: string) => Promise<void>): P
   await withGatewayLab({ net: NET, tmpPrefix: 'tpx-v2ray-', remoteNames: names }, async (g) => {
     const cert = join(g.tmp, 'node.crt');
     const key = join(g.tmp, 'node.key');
-    await g.node.run('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-days',
-      '2',
-      '-subj',
-      '/CN=node.test',
-      '-addext',
-      `subjectAltName=DNS:node.test,IP:${NODE_IP}`,
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ]);
+    await g.node.run('openssl', selfSignedCertArgs({ names: ['node.test', NODE_IP], keyFile: key, certFile: cert }));
     // The data plane reads the CA after dropping its privileges: it must be readable to all.
     chmodSync(g.tmp, 0o711);
     chmodSync(cert, 0o644);

@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { injectObject } from '../../src/k8s/inject.js';
 import { DEFAULT_INJECT, type InjectDefaults } from '../../src/k8s/config.js';
+import { selfSignedCertArgs } from '../helpers/certs.js';
 
 const DEFAULTS_CLASSIC: InjectDefaults = { ...DEFAULT_INJECT, mode: 'classic' };
 
@@ -32,25 +33,13 @@ let ca = '';
 function makeCert(name: string): void {
   const r = spawnSync(
     'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      join(dir, `${name}.key`),
-      '-out',
-      join(dir, `${name}.crt`),
-      '-days',
-      '1',
-      '-subj',
-      `/CN=tranproxy-webhook-${name}`,
-      '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
-    ],
+    selfSignedCertArgs({
+      names: ['127.0.0.1', 'localhost'],
+      cn: `tranproxy-webhook-${name}`,
+      days: 1,
+      keyFile: join(dir, `${name}.key`),
+      certFile: join(dir, `${name}.crt`),
+    }),
     { encoding: 'utf8' },
   );
   assert.equal(r.status, 0, `openssl failed: ${r.stderr}`);

@@ -18,6 +18,7 @@ import { VlessCodec } from '../../src/outbound/vless.js';
 import { VmessChunkReader, VmessChunkWriter, VmessCodec, vmessCmdKey } from '../../src/outbound/vmess.js';
 import { acceptKeyFor, WsFrameDecoder, WsProtocolError } from '../../src/outbound/websocket.js';
 import { fc, params, splitAt } from './harness.js';
+import { selfSignedCertArgs } from '../helpers/certs.js';
 
 const ID = '0d7e8f9a-1b2c-4d3e-8f40-5a6b7c8d9e0f';
 const TARGET = { host: '10.0.0.1', port: 80, type: 1 as const };
@@ -179,23 +180,10 @@ test('hostile servers: garbage, early close, cut or endless frames, bad upgrades
   const dir = mkdtempSync(join(tmpdir(), 'tpx-v2ray-fuzz-'));
   const servers: net.Server[] = [];
   try {
-    const made = spawnSync('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=other.test',
-      '-keyout',
-      join(dir, 'k'),
-      '-out',
-      join(dir, 'c'),
-    ]);
+    const made = spawnSync(
+      'openssl',
+      selfSignedCertArgs({ names: [], cn: 'other.test', days: 1, keyFile: join(dir, 'k'), certFile: join(dir, 'c') }),
+    );
     assert.equal(made.status, 0, made.stderr?.toString());
     const cert = { key: readFileSync(join(dir, 'k')), cert: readFileSync(join(dir, 'c')) };
     const before = fds();

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runSync } from '../../src/kernel/exec.js';
 import { Lab, type Host, type LabProcess } from '../../src/netlab/lab.js';
+import { selfSignedCertArgs } from './certs.js';
 
 export { Lab, type Host, type LabProcess };
 
@@ -103,26 +104,7 @@ export async function startTlsServer(
   tempDirs.push(dir);
   const certFile = join(dir, 'cert.pem');
   const keyFile = join(dir, 'key.pem');
-  const san = names.map((n) => (/^[\d.]+$|:/.test(n) ? `IP:${n}` : `DNS:${n}`)).join(',');
-  await host.run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    `/CN=${names[0]}`,
-    '-addext',
-    `subjectAltName=${san}`,
-    '-keyout',
-    keyFile,
-    '-out',
-    certFile,
-  ]);
+  await host.run('openssl', selfSignedCertArgs({ names, keyFile, certFile }));
   const proc = host.spawn('python3', [peerPath('tls_server.py'), String(port), certFile, keyFile, opts.bind ?? '::']);
   await proc.waitForOutput(/^listening .*$/m);
   return { proc, certFile, keyFile };
