@@ -1,8 +1,9 @@
 // Export and import of the config file from the console. Export redacts secrets (node links,
-// the console's password hash, subscription URL tokens) unless asked; import takes a whole
+// the console's password hash, subscription URL tokens, the proxy-mode password, credential
+// headers) unless asked; import takes a whole
 // file, puts back secrets that were exported redacted, and goes through the same
 // validate → apply → save path as every other change.
-import { isMap, isScalar, type Document } from 'yaml';
+import { isMap, isScalar, isSeq, type Document, type Scalar } from 'yaml';
 import type { ConfigFile } from '../config/file.js';
 import { redactUri } from '../outbound/uri.js';
 import { invalid, keepRedactedSecret, nodeNames, nodeUri, parseDoc, setNodeUri } from './document.js';
@@ -21,6 +22,33 @@ export function redactUrl(url: string): string {
   } catch {
     return REDACTED;
   }
+}
+
+/** Injected headers whose value is a credential (Authorization: Bearer …, X-Api-Key, a cookie). */
+const SECRET_HEADER = /^(proxy-)?authorization$|cookie|token|secret|key|auth|pass|session|signature|credential/i;
+
+/** `proxy-auth: user:pass` with the password redacted: `user:***`. */
+const redactProxyAuth = (v: string): string => `${v.slice(0, Math.max(0, v.indexOf(':')))}:${REDACTED}`;
+
+/** The `headers:` items that carry a credential: where the value sits, the header name and the value. */
+function secretHeaders(doc: Document): { node: Scalar; name: string; value: string; inline: boolean }[] {
+  const seq = doc.get('headers', true);
+  if (!isSeq(seq)) return [];
+  const out: { node: Scalar; name: string; value: string; inline: boolean }[] = [];
+  for (const item of seq.items) {
+    if (isScalar(item) && typeof item.value === 'string') {
+      const at = item.value.indexOf(':');
+      const name = item.value.slice(0, Math.max(0, at)).trim();
+      if (at > 0 && SECRET_HEADER.test(name))
+        out.push({ node: item, name, value: item.value.slice(at + 1).trim(), inline: true });
+    } else if (isMap(item))
+      for (const pair of item.items) {
+        const name = isScalar(pair.key) ? String(pair.key.value) : '';
+        if (SECRET_HEADER.test(name) && isScalar(pair.value))
+          out.push({ node: pair.value, name, value: String(pair.value.value), inline: false });
+      }
+  }
+  return out;
 }
 
 const subscriptionCount = (doc: Document): number => {
@@ -43,6 +71,10 @@ export function exportText(text: string, includeSecrets: boolean): string {
     redact(['nodes', name, 'uri'], redactUri);
   }
   redact(['console', 'password-hash'], () => REDACTED);
+  redact(['proxy-auth'], redactProxyAuth);
+  for (const h of secretHeaders(doc))
+    if (h.node.range)
+      edits.push({ at: [h.node.range[0], h.node.range[1]], value: h.inline ? `${h.name}: ${REDACTED}` : REDACTED });
   for (let i = 0; i < subscriptionCount(doc); i++) redact(['console', 'subscriptions', i, 'url'], redactUrl);
   // Back to front, so earlier offsets stay valid; a JSON string is a valid YAML scalar anywhere.
   let out = text;
@@ -78,6 +110,8 @@ export function importedDoc(yamlText: string, current: Document): Document {
     doc.setIn(['console', 'password-hash'], currentHash);
   else if (hash === undefined && typeof currentHash === 'string') doc.set('console', { 'password-hash': currentHash });
   else if (hash === REDACTED) throw invalid('yaml', 'console.password-hash is redacted (***) and none is stored');
+  restoreProxyAuth(doc, current);
+  restoreHeaders(doc, current);
   for (let i = 0; i < subscriptionCount(doc); i++) {
     const url = doc.getIn(['console', 'subscriptions', i, 'url']);
     if (typeof url !== 'string' || !url.includes(REDACTED)) continue;
@@ -87,6 +121,27 @@ export function importedDoc(yamlText: string, current: Document): Document {
     doc.setIn(['console', 'subscriptions', i, 'url'], old);
   }
   return doc;
+}
+
+function restoreProxyAuth(doc: Document, current: Document): void {
+  const auth = doc.get('proxy-auth');
+  if (typeof auth !== 'string' || !auth.includes(REDACTED)) return;
+  const old = current.get('proxy-auth');
+  if (typeof old !== 'string' || redactProxyAuth(old) !== auth)
+    throw invalid('yaml', 'proxy-auth: its password is redacted (***) and the stored user differs or has none');
+  doc.set('proxy-auth', old);
+}
+
+/** A redacted credential header takes the stored value of the same-named header back. */
+function restoreHeaders(doc: Document, current: Document): void {
+  const stored = new Map(secretHeaders(current).map((h) => [h.name.toLowerCase(), h.value]));
+  for (const h of secretHeaders(doc)) {
+    if (h.value !== REDACTED) continue;
+    const old = stored.get(h.name.toLowerCase());
+    if (old === undefined)
+      throw invalid('yaml', `header '${h.name}': its value is redacted (***) and no stored header of that name has it`);
+    h.node.value = h.inline ? `${h.name}: ${old}` : old;
+  }
 }
 
 /** Replace the document's contents with the imported one's (comments included). */

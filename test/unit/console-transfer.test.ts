@@ -174,3 +174,30 @@ test('check through a node that answers before reaching the target: a close with
     server.close();
   }
 });
+
+test('export redacts the proxy-mode password and credential headers; import takes them back by name', () => {
+  const text = [
+    'proxy-auth: alice:pr0xy-pw',
+    'headers:',
+    '  - "Authorization: Bearer tok-123"',
+    '  - X-Team: blue',
+    '    X-Api-Key: k-456',
+    '  - "X-Client-Hostname: pod-1"',
+    '',
+  ].join('\n');
+  const out = exportText(text, false);
+  for (const secret of ['pr0xy-pw', 'tok-123', 'k-456']) assert.ok(!out.includes(secret), `${secret} leaked: ${out}`);
+  assert.match(out, /proxy-auth: "alice:\*\*\*"/);
+  assert.match(out, /X-Team: blue/);
+  assert.match(out, /X-Client-Hostname: pod-1/);
+  const doc = parseDoc(text);
+  replaceContents(doc, importedDoc(out, doc));
+  const back = parseConfigText(doc.toString(), 'x.yaml');
+  assert.equal(back.run.proxyAuth, 'alice:pr0xy-pw');
+  assert.deepEqual(
+    back.run.header?.map((h) => `${h.name}: ${h.value}`),
+    ['Authorization: Bearer tok-123', 'X-Team: blue', 'X-Api-Key: k-456', 'X-Client-Hostname: pod-1'],
+  );
+  // A redacted secret with nothing stored to take it from is refused, not imported as '***'.
+  assert.throws(() => importedDoc(out, parseDoc('mode: tproxy\n')), ValidationError);
+});
