@@ -446,7 +446,7 @@ export const RUN_SETTINGS = {
   }),
   admin: one({
     flag: '--admin [address:port]',
-    help: `admin HTTP listener: /healthz /readyz /metrics /connections /groups, POST /quitquitquit (default ${DEFAULT_ADMIN})`,
+    help: `admin HTTP listener: /healthz /readyz /metrics /connections /groups, DELETE /connections/WORKER-ID, POST /quitquitquit (default ${DEFAULT_ADMIN})`,
     parse: parseAdmin,
     bare: parseAdmin(DEFAULT_ADMIN, '--admin'),
     reload: false,

@@ -26,6 +26,8 @@ export interface AdminHooks {
   connections(): Promise<unknown[]>;
   /** Node groups: type, chosen member, members' health. */
   groups?(): Promise<unknown[]>;
+  /** Ends one live flow (the `worker` and `id` of /connections); false when it is gone. */
+  closeConnection?(worker: number, id: number): Promise<boolean>;
   /** Begin a graceful exit (status 0). */
   quit(): void;
 }
@@ -97,7 +99,9 @@ function refusal(
     return [421, 'Host is not this listener (DNS rebinding?)'];
   if (!originMatches(req.headers.origin, req.headers.host))
     return [403, 'Origin does not match Host (a cross-site request)'];
-  const changesState = path === '/quitquitquit' && req.method === 'POST';
+  const changesState =
+    (path === '/quitquitquit' && req.method === 'POST') ||
+    (path.startsWith('/connections/') && req.method === 'DELETE');
   if (changesState && !token && !req.headers[ADMIN_INTENT_HEADER.toLowerCase()])
     return [403, `missing ${ADMIN_INTENT_HEADER} header`];
   return undefined;
@@ -129,7 +133,7 @@ export function startAdminServer(listen: AdminListen, hooks: AdminHooks, log?: L
     if (path === '/metrics') return void hooks.metrics().then((m) => send(200, m.body, m.contentType), fail);
     if (
       token &&
-      (path === '/connections' || path === '/groups' || path === '/quitquitquit') &&
+      (path === '/connections' || path.startsWith('/connections/') || path === '/groups' || path === '/quitquitquit') &&
       !authorized(req.headers.authorization, token)
     ) {
       refused.note(req, 401, 'no valid bearer token');
@@ -142,6 +146,15 @@ export function startAdminServer(listen: AdminListen, hooks: AdminHooks, log?: L
         .connections()
         .then((c) => send(200, `${JSON.stringify(c, null, 1)}\n`, 'application/json'), fail);
     }
+    if (path.startsWith('/connections/') && hooks.closeConnection) {
+      if (req.method !== 'DELETE') return send(405, 'use DELETE /connections/WORKER-ID to close a connection\n');
+      const m = /^\/connections\/(\d+)-(\d+)$/.exec(path);
+      if (!m) return send(404, 'expected /connections/WORKER-ID (the worker and id fields of /connections)\n');
+      return void hooks.closeConnection(Number(m[1]), Number(m[2])).then((closed) => {
+        if (closed) log?.info('admin: connection closed', { worker: Number(m[1]), id: Number(m[2]) });
+        send(closed ? 200 : 404, closed ? 'closed\n' : 'no such connection (it may have ended already)\n');
+      }, fail);
+    }
     if (path === '/groups' && hooks.groups) {
       return void hooks.groups().then((g) => send(200, `${JSON.stringify(g, null, 1)}\n`, 'application/json'), fail);
     }
@@ -152,7 +165,10 @@ export function startAdminServer(listen: AdminListen, hooks: AdminHooks, log?: L
       send(200, 'bye\n');
       return hooks.quit();
     }
-    send(404, 'not found: try /healthz /readyz /metrics /connections /groups /quitquitquit\n');
+    send(
+      404,
+      'not found: try /healthz /readyz /metrics /connections /groups /quitquitquit, DELETE /connections/WORKER-ID\n',
+    );
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);

@@ -310,6 +310,7 @@ export class Supervisor implements SupervisorControl {
             }),
             connections: async () => (await this.live()).flows,
             groups: () => this.groups(),
+            closeConnection: (worker, id) => this.closeConnection(worker, id),
             quit: () => this.quit?.(0),
           },
           this.log,

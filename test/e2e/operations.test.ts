@@ -91,9 +91,19 @@ test('admin API: readiness, metrics over 2 engine threads, live connections, POS
     const conns = JSON.parse((await get(client, 'http://127.0.0.1:15000/connections')).stdout) as {
       dst: string;
       ageMs: number;
+      worker: number;
+      id: number;
     }[];
     assert.equal(conns.length, 1);
     assert.equal(conns[0]!.dst, `${SERVER}:7`);
+    // Close by id: a state change, so it needs the intent header (or the token) like quitquitquit.
+    const byId = `http://127.0.0.1:15000/connections/${conns[0]!.worker}-${conns[0]!.id}`;
+    assert.match((await get(client, byId, ['-X', 'DELETE'])).stdout, /refused: missing X-Tranproxy header/);
+    await h.say('still-open');
+    assert.equal((await get(client, byId, ['-X', 'DELETE', '-H', 'X-Tranproxy: 1'])).stdout.trim(), 'closed');
+    h.proc.child.stdin!.write('after-close\n');
+    await h.proc.waitForOutput(/closed/, 5000);
+    assert.match((await get(client, byId, ['-X', 'DELETE', '-H', 'X-Tranproxy: 1'])).stdout, /no such connection/);
     assert.equal((await get(client, 'http://127.0.0.1:15000/quitquitquit')).stdout.trim(), 'use POST');
     h.proc.child.stdin!.end();
     assert.match(

@@ -35,6 +35,7 @@ async function withAdmin(
       ready: () => true,
       metrics: async () => ({ contentType: 'text/plain', body: 'm 1\n' }),
       connections: async () => [{ id: 1 }],
+      closeConnection: async (worker, id) => worker === 7 && id === 1,
       quit: () => void quits++,
     },
     createLogger('text', (line) => void logged.push(line)),
@@ -185,6 +186,26 @@ test('token files others can read or write, empty ones and missing ones are refu
         ),
       UsageError,
     );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('DELETE /connections/WORKER-ID closes one flow: the token when there is one, else the intent header', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tpx-admin-'));
+  try {
+    await withAdmin(tokenFile(dir, `${TOKEN}\n`), async (base) => {
+      assert.equal(await raw(base, 'DELETE', '/connections/7-1'), 401);
+      assert.equal(await raw(base, 'DELETE', '/connections/7-1', { 'x-tranproxy': '1' }), 401);
+      assert.equal(await raw(base, 'DELETE', '/connections/7-1', { authorization: `Bearer ${TOKEN}` }), 200);
+      assert.equal(await raw(base, 'DELETE', '/connections/7-2', { authorization: `Bearer ${TOKEN}` }), 404);
+      assert.equal(await raw(base, 'GET', '/connections/7-1', { authorization: `Bearer ${TOKEN}` }), 405);
+    });
+    await withAdmin(undefined, async (base) => {
+      assert.equal(await raw(base, 'DELETE', '/connections/7-1'), 403);
+      assert.equal(await raw(base, 'DELETE', '/connections/7-1', { 'x-tranproxy': '1' }), 200);
+      assert.equal(await raw(base, 'DELETE', '/connections/x', { 'x-tranproxy': '1' }), 404);
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
