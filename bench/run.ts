@@ -11,12 +11,17 @@
 //        b  bulk TCP through TPROXY on a gateway — tranproxy, HAProxy, no proxy
 //        c  HTTP keep-alive req/s and latency with 3 injected headers — tranproxy, nginx ×2, none
 //        d  new HTTP connections per second (Connection: close) — same variants as c
-//        e  RSS per idle proxied connection (8,000 held open) — tranproxy, HAProxy
+//        e  memory per idle inspected connection (8,000 held open) — tranproxy (3 headers), HAProxy
 //        f  CPU seconds per GB relayed, from the proxies' utime+stime during a (and b)
 //        g  DNS answers from the cache (dnsperf -c 10, 50 names) — tranproxy's forwarder, dnsmasq
 //        h  DNS fake-IP answers — tranproxy (fake-ip), dnsmasq answering from --address
 //        i  DNS uncached (every query asked upstream) — tranproxy (cache off), dnsmasq (cache-size 0)
 //        j  start-up and SIGHUP reload with a 200k and a 1M-entry domain list (no anchor)
+//        k  sidecar idle memory, all processes — tranproxy, nginx as nginx-tranproxy, HAProxy
+//
+// The anchors run at their best: HAProxy with its default threads and an `option splice-auto`
+// variant ("best HAProxy" is the better of the two per metric), nginx with worker_processes
+// auto, tranproxy with --workers = CPUs. Every variant's memory is read from smaps_rollup.
 //
 // A full run (and --profile) ends with a --cpu-prof of tranproxy's data-plane child during a
 // bulk transfer and during keep-alive HTTP, summarised in RESULTS.md ("where the time goes").
@@ -27,12 +32,13 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab, type Host, type LabProcess } from '../src/netlab/lab.js';
-import { haproxyRedirect, haproxyTproxy, nginxFast, nginxSeed, nginxServer } from './lib/configs.js';
+import { type HaproxyOpts, haproxyRedirect, haproxyTproxy, nginxFast, nginxSeed, nginxServer } from './lib/configs.js';
 import { parseIperf, parseWrk, fmtNum, type IperfResult, type WrkResult } from './lib/parse.js';
 import {
   cpuSeconds,
   descendants,
   fdCount,
+  memOf,
   readLog,
   rssKb,
   sleep,
@@ -41,7 +47,7 @@ import {
   waitForLog,
 } from './lib/proc.js';
 import { renderProfile, summarizeProfile, type ProfileSummary } from './lib/profile.js';
-import { medianOf, newCase, pairedRatio, record, renderCase, type CaseResult } from './lib/report.js';
+import { addBestOf, medianOf, newCase, pairedRatio, record, renderCase, type CaseResult } from './lib/report.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 // BENCH_DIST: run a snapshot of dist/ (others may rebuild dist/ during a long run on a shared tree).
@@ -64,7 +70,7 @@ const ADDR = {
 const PORT = { iperf: 5201, http: 80, hold: 7000, tranproxy: 15001, haproxy: 15002, nginx: 15004 } as const;
 const UID = { tranproxy: 1337, haproxy: 1338, nginx: 1339 } as const;
 
-type CaseId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 'g' | 'h' | 'i' | 'j';
+type CaseId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 'g' | 'h' | 'i' | 'j' | 'k';
 const CASE_NAMES: Record<CaseId, string> = {
   a: 'redirect-throughput',
   b: 'tproxy-throughput',
@@ -76,6 +82,7 @@ const CASE_NAMES: Record<CaseId, string> = {
   h: 'dns-fake-ip',
   i: 'dns-uncached',
   j: 'rule-set-load',
+  k: 'sidecar-memory',
 };
 const DNS_CASES = ['g', 'h', 'i'] as const;
 
@@ -184,8 +191,9 @@ async function rulesRemove(host: Host): Promise<void> {
   await host.run(NODE, [MAIN, 'rules', 'remove'], { allowFailure: true, timeoutMs: 30_000 });
 }
 
-/** Flags every tranproxy run gets: one data-plane process, like the anchors' one worker
- *  (`--workers` is given only if this build has it; its default is 1 anyway). */
+/** CPUs: tranproxy's `--workers`, nginx's `worker_processes auto`, HAProxy's default nbthread. */
+const NPROC = os.availableParallelism();
+/** Flags every tranproxy run gets: one data-plane process per CPU, like the anchors at their best. */
 let TP_COMMON: string[] = [];
 
 const TP = {
@@ -220,6 +228,7 @@ const TP = {
   ],
   /** Port 80 without header injection: a plain TCP relay (the splice engine under --relay auto). */
   httpPlain: () => ['-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), ...TP_COMMON],
+  /** Held connections, inspected: the same 3 headers as the HTTP cases. */
   hold: () => [
     '-P',
     String(PORT.hold),
@@ -229,6 +238,12 @@ const TP = {
     String(PORT.tranproxy),
     '--max-connections',
     '9000',
+    '-H',
+    'a:1',
+    '-H',
+    'b:2',
+    '-H',
+    'c:3',
     ...TP_COMMON,
   ],
 };
@@ -336,6 +351,49 @@ async function startNginx(
 
 const cpuOf = (proxy: RunningProxy | undefined): number =>
   proxy ? proxy.pids.reduce((s, pid) => s + cpuSeconds(pid), 0) : 0;
+
+const HAPROXY = 'HAProxy 2.6';
+const BEST_HAPROXY = { key: 'haproxy-best', label: 'best HAProxy' };
+const HAPROXY_TCP_BEST = { key: 'haproxy-tcp-best', label: 'best HAProxy, tcp mode' };
+
+/**
+ * HAProxy at its best, as two variants: default threads (one per CPU), and the same with
+ * `option splice-auto`; `addBestOf` later reports the better of the two per metric.
+ */
+function haproxyPair(
+  base: Omit<VariantDef, 'start'> & { start: (o: HaproxyOpts) => Promise<RunningProxy> },
+): VariantDef[] {
+  return [
+    { ...base, detail: `${base.detail}; default threads (${NPROC})`, start: () => base.start({}) },
+    {
+      ...base,
+      key: `${base.key}-splice`,
+      label: `${base.label}, splice-auto`,
+      detail: `${base.detail}; default threads (${NPROC}), \`option splice-auto\``,
+      start: () => base.start({ splice: true }),
+    },
+  ];
+}
+
+/** Idle memory columns: smaps_rollup summed over every process of the variant. */
+const MEM_METRICS = [
+  { key: 'rss', label: 'idle RSS MB', better: 'lower' as const },
+  { key: 'pss', label: 'idle PSS MB', better: 'lower' as const },
+  { key: 'anon', label: 'idle anon MB', better: 'lower' as const },
+];
+
+function recordIdleMemory(c: CaseResult, variant: string, round: number, proxy: RunningProxy | undefined): void {
+  if (!proxy) return;
+  const m = memOf(proxy.pids);
+  record(c, 'rss', variant, round, m.rss / 1024);
+  record(c, 'pss', variant, round, m.pss / 1024);
+  record(c, 'anon', variant, round, m.anon / 1024);
+}
+
+const MEM_NOTE =
+  'Memory: /proc/PID/smaps_rollup (Rss, Pss, Anonymous) summed over every process of the variant (tranproxy: supervisor + data-plane children; ' +
+  "nginx: master + workers; HAProxy: its one process), read right after it is ready, before the load. nginx's workers share copy-on-write anonymous pages " +
+  'with their master, so its summed anon counts them twice; PSS does not.';
 
 // ---------------------------------------------------------------------------------------------
 // Load generators
@@ -467,13 +525,14 @@ function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: () => Pr
           ],
       variants: [],
       subject: 'tranproxy',
-      anchors: ['haproxy', 'none'],
+      anchors: [BEST_HAPROXY.key, 'none'],
     },
     [
       { key: 'g1', label: '1 stream Gbit/s', better: 'higher' },
       { key: 'g4', label: '4 streams Gbit/s', better: 'higher' },
       { key: 'cpu1', label: 'proxy CPU s/GB, 1 stream', better: 'lower' },
       { key: 'cpu4', label: 'proxy CPU s/GB, 4 streams', better: 'lower' },
+      ...MEM_METRICS,
     ],
   );
   const client = tp ? ctx.tcli! : ctx.cli!;
@@ -488,12 +547,12 @@ function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: () => Pr
           detail: `${tpCmd(TP.tproxy())} (supervisor + data-plane child, as root)`,
           start: () => startTranproxy(proxyHost, TP.tproxy()),
         },
-        {
+        ...haproxyPair({
           key: 'haproxy',
-          label: 'HAProxy 2.6',
-          detail: `\`mode tcp\`, \`bind :${PORT.haproxy} transparent\`, \`source 0.0.0.0 usesrc clientip\`, \`server s 0.0.0.0:0\`, nbthread 1, as root; rules: \`tranproxy rules apply --mode tproxy --capture prerouting --listen-port ${PORT.haproxy} -P ${PORT.iperf}\``,
-          start: () =>
-            startHaproxy(proxyHost, haproxyTproxy(PORT.haproxy, 9000), PORT.haproxy, undefined, [
+          label: HAPROXY,
+          detail: `\`mode tcp\`, \`bind :${PORT.haproxy} transparent\`, \`source 0.0.0.0 usesrc clientip\`, \`server s 0.0.0.0:0\`, as root; rules: \`tranproxy rules apply --mode tproxy --capture prerouting --listen-port ${PORT.haproxy} -P ${PORT.iperf}\``,
+          start: (o) =>
+            startHaproxy(proxyHost, haproxyTproxy(PORT.haproxy, 9000, o), PORT.haproxy, undefined, [
               '--mode',
               'tproxy',
               '--capture',
@@ -505,7 +564,7 @@ function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: () => Pr
               '--listen-port',
               String(PORT.haproxy),
             ]),
-        },
+        }),
         { key: 'none', label: 'no proxy', detail: 'routed through the gateway, no rules' },
       ]
     : [
@@ -515,12 +574,12 @@ function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: () => Pr
           detail: `${tpCmd(TP.redirect())} (supervisor as root, data-plane child as uid ${UID.tranproxy})`,
           start: () => startTranproxy(proxyHost, TP.redirect()),
         },
-        {
+        ...haproxyPair({
           key: 'haproxy',
-          label: 'HAProxy 2.6',
-          detail: `\`mode tcp\`, \`server s 0.0.0.0:0\` (follows SO_ORIGINAL_DST), nbthread 1, as uid ${UID.haproxy}; rules: \`tranproxy rules apply --proxy-user ${UID.haproxy}:${UID.haproxy} --listen-port ${PORT.haproxy} -P ${PORT.iperf}\``,
-          start: () =>
-            startHaproxy(proxyHost, haproxyRedirect(PORT.haproxy, 9000), PORT.haproxy, UID.haproxy, [
+          label: HAPROXY,
+          detail: `\`mode tcp\`, \`server s 0.0.0.0:0\` (follows SO_ORIGINAL_DST), as uid ${UID.haproxy}; rules: \`tranproxy rules apply --proxy-user ${UID.haproxy}:${UID.haproxy} --listen-port ${PORT.haproxy} -P ${PORT.iperf}\``,
+          start: (o) =>
+            startHaproxy(proxyHost, haproxyRedirect(PORT.haproxy, 9000, o), PORT.haproxy, UID.haproxy, [
               '--proxy-user',
               `${UID.haproxy}:${UID.haproxy}`,
               '-P',
@@ -530,7 +589,7 @@ function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: () => Pr
               '--listen-port',
               String(PORT.haproxy),
             ]),
-        },
+        }),
         { key: 'none', label: 'no proxy', detail: 'no rules' },
       ];
   c.variants = variants.map(({ key, label, detail }) => ({ key, label, detail }));
@@ -540,11 +599,13 @@ function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: () => Pr
       : `HAProxy ${'2.6'}'s \`server s 0.0.0.0:0\` does follow SO_ORIGINAL_DST here: every test through it reaches the iperf3 server (nothing listens on ${PORT.iperf} in the client ns, and 0.0.0.0:0 itself is not connectable), and its CPU time shows it relayed the bytes.`,
     'A proxied test only counts if the proxy used CPU in proportion (≥ 0.05 s per second of test): traffic that bypassed the proxy fails the round instead of flattering it.',
     'The no-proxy rows vary most: the kernel path alone is fast enough that the load generators and other work on the 2 CPUs decide it.',
+    MEM_NOTE,
   );
   const run = async (): Promise<void> => {
     const srv = await startIperfServer(server);
     try {
       await alternate(ctx, c, variants, async (v, proxy, round) => {
+        recordIdleMemory(c, v.key, round, proxy);
         const line: string[] = [];
         for (const streams of [1, 4]) {
           const cpu0 = cpuOf(proxy);
@@ -566,11 +627,12 @@ function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: () => Pr
             `${streams}×: ${r.gbps.toFixed(2)} Gbit/s${proxy ? ` (proxy ${cpu.toFixed(2)} CPU s, ${(cpu / (r.bytes / 1e9)).toFixed(2)} s/GB)` : ''}`,
           );
         }
-        ctx.log(`  [${id}] round ${round} ${v.label.padEnd(12)} ${line.join('  ')}`);
+        ctx.log(`  [${id}] round ${round} ${v.label.padEnd(24)} ${line.join('  ')}`);
       });
     } finally {
       await srv.proc.stop();
     }
+    addBestOf(c, BEST_HAPROXY.key, BEST_HAPROXY.label, ['haproxy', 'haproxy-splice']);
   };
   return { c, run };
 }
@@ -583,7 +645,8 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
   const common = [
     `wrk \`-t1 -c50 -d${secs}s --latency\` in the client ns to \`${url}\` (port ${PORT.http} captured with REDIRECT in OUTPUT); the server is nginx in the server ns`,
     '(1 worker, `return 200 "ok"`, keepalive_requests 1000000). Every proxy adds three headers (a: 1, b: 2, c: 3) — checked before each run',
-    'through `/check`, which echoes them — and runs one worker process under its own uid. The anchors log nothing (tranproxy writes one log line per connection).',
+    `through \`/check\`, which echoes them — and runs under its own uid with one worker per CPU (${NPROC}: tranproxy \`--workers ${NPROC}\`, nginx \`worker_processes auto\`,`,
+    'HAProxy its default nbthread). The anchors log nothing (tranproxy writes one log line per connection).',
     'Each proxy start is followed by a 1 s keep-alive warm-up run (not measured), then the measured run(s).',
   ];
   const variants: VariantDef[] = [
@@ -597,7 +660,7 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
       key: 'nginx-seed',
       label: 'nginx as nginx-tranproxy',
       detail:
-        `nginx 1.22, worker_processes 1, as uid ${UID.nginx}: \`resolver\`, \`proxy_pass http://$host:${PORT.http}$request_uri\`, \`proxy_set_header\` ×3, ` +
+        `nginx 1.22, worker_processes auto, as uid ${UID.nginx}: \`resolver\`, \`proxy_pass http://$host:${PORT.http}$request_uri\`, \`proxy_set_header\` ×3, ` +
         "defaults otherwise (HTTP/1.0 upstream, one upstream connection per request) — the configuration nginx-tranproxy generates; the Host is the server's IP, so no DNS query is made",
       start: () =>
         startNginx(cli, 'seed', (p) => nginxSeed(p, PORT.nginx, PORT.http, '127.0.0.1'), PORT.nginx, UID.nginx, [
@@ -615,7 +678,7 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
       key: 'nginx-fast',
       label: 'nginx, upstream keepalive',
       detail:
-        `nginx 1.22, worker_processes 1, as uid ${UID.nginx}: \`upstream { server ${ADDR.srv}:${PORT.http}; keepalive 64; }\`, \`proxy_http_version 1.1\`, ` +
+        `nginx 1.22, worker_processes auto, as uid ${UID.nginx}: \`upstream { server ${ADDR.srv}:${PORT.http}; keepalive 64; }\`, \`proxy_http_version 1.1\`, ` +
         '`proxy_set_header Connection ""`, `proxy_set_header` ×3 — its fastest form (a fixed upstream: not a transparent proxy, it ignores the original destination)',
       start: () =>
         startNginx(cli, 'fast', (p) => nginxFast(p, PORT.nginx, `${ADDR.srv}:${PORT.http}`), PORT.nginx, UID.nginx, [
@@ -637,12 +700,12 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
       only: ['d'],
       plain: true,
     },
-    {
+    ...haproxyPair({
       key: 'haproxy-tcp',
-      label: 'HAProxy 2.6, tcp mode',
-      detail: `\`mode tcp\`, \`server s 0.0.0.0:0\` (follows SO_ORIGINAL_DST), nbthread 1, as uid ${UID.haproxy}; no headers (tcp mode cannot add any)`,
-      start: () =>
-        startHaproxy(cli, haproxyRedirect(PORT.haproxy, 9000), PORT.haproxy, UID.haproxy, [
+      label: `${HAPROXY}, tcp mode`,
+      detail: `\`mode tcp\`, \`server s 0.0.0.0:0\` (follows SO_ORIGINAL_DST), as uid ${UID.haproxy}; no headers (tcp mode cannot add any)`,
+      start: (o) =>
+        startHaproxy(cli, haproxyRedirect(PORT.haproxy, 9000, o), PORT.haproxy, UID.haproxy, [
           '--proxy-user',
           `${UID.haproxy}:${UID.haproxy}`,
           '-P',
@@ -654,7 +717,7 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
         ]),
       only: ['d'],
       plain: true,
-    },
+    }),
     { key: 'none', label: 'no proxy', detail: 'no rules; no headers added', plain: true },
   ];
   const inC = variants.filter((v) => !v.only || v.only.includes('c'));
@@ -667,6 +730,7 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
     { key: 'rps', label: 'req/s', better: 'higher' as const },
     { key: 'p50', label: 'p50 ms', better: 'lower' as const },
     { key: 'p99', label: 'p99 ms', better: 'lower' as const },
+    ...MEM_METRICS,
   ];
   const cCase = newCase(
     {
@@ -684,9 +748,10 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
       method: [
         ...common,
         'Each request on a new connection (`-H "Connection: close"`): the server closes after answering, wrk reconnects; requests/s = connections/s.',
-        'Two more variants add no headers, for the connections/s target against HAProxy in tcp mode (which cannot add headers): "tranproxy, no headers" and "HAProxy 2.6, tcp mode".',
+        'More variants add no headers, for the connections/s target against HAProxy in tcp mode (which cannot add headers): "tranproxy, no headers" and HAProxy in tcp mode',
+        '(default threads, and with `option splice-auto`; "best HAProxy, tcp mode" is the better of the two).',
       ],
-      ...base(variants, ['nginx-seed', 'nginx-fast', 'haproxy-tcp', 'none']),
+      ...base(variants, ['nginx-seed', 'nginx-fast', HAPROXY_TCP_BEST.key, 'none']),
     },
     metrics.map((m) => (m.key === 'rps' ? { ...m, label: 'conn/s' } : m)),
   );
@@ -700,6 +765,7 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
   cCase.notes.push(
     '"nginx, upstream keepalive" is the fastest nginx can do this job, but it is not a transparent proxy: it sends everything to one fixed upstream.',
   );
+  for (const c of [cCase, dCase]) c.notes.push(MEM_NOTE);
   const cases = [...(which.has('c') ? [cCase] : []), ...(which.has('d') ? [dCase] : [])];
   const run = async (): Promise<void> => {
     const server = await startHttpServer(srv);
@@ -716,6 +782,7 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
           };
           try {
             proxy = v.start ? await v.start() : undefined;
+            for (const c of vCases) recordIdleMemory(c, v.key, round, proxy);
             const check = await cli.run('curl', ['-sS', '--max-time', '5', `${url}check`], { allowFailure: true });
             const want = v.plain ? 'a= b= c=' : 'a=1 b=2 c=3';
             if (check.stdout.trim() !== want)
@@ -772,7 +839,7 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
                 record(c, 'p99', v.key, round, r.p99ms);
                 const errs = r.errors + r.non2xx ? ` (${r.errors} socket errors, ${r.non2xx} non-2xx)` : '';
                 ctx.log(
-                  `  [${c.id}] round ${round} ${v.label.padEnd(26)} ${fmtNum(r.rps)} ${c.id === 'd' ? 'conn' : 'req'}/s  p50 ${fmtNum(r.p50ms)} ms  p99 ${fmtNum(r.p99ms)} ms${proxy ? `  proxy CPU ${cpu.toFixed(2)} s` : ''}${errs}`,
+                  `  [${c.id}] round ${round} ${v.label.padEnd(36)} ${fmtNum(r.rps)} ${c.id === 'd' ? 'conn' : 'req'}/s  p50 ${fmtNum(r.p50ms)} ms  p99 ${fmtNum(r.p99ms)} ms${proxy ? `  proxy CPU ${cpu.toFixed(2)} s` : ''}${errs}`,
                 );
               } catch (e) {
                 fail(c, e);
@@ -792,6 +859,7 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
     } finally {
       await server.stop('SIGQUIT');
     }
+    addBestOf(dCase, HAPROXY_TCP_BEST.key, HAPROXY_TCP_BEST.label, ['haproxy-tcp', 'haproxy-tcp-splice']);
   };
   return { cases, run };
 }
@@ -916,37 +984,41 @@ function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {
   const c = newCase(
     {
       id: 'e',
-      title: `(e) Memory per idle proxied connection (${n.toLocaleString('en-US')} held open)`,
+      title: `(e) Memory per idle proxied connection (${n.toLocaleString('en-US')} held open, inspected: 3 injected headers)`,
       method: [
-        `A Node client in the client ns opens ${n.toLocaleString('en-US')} connections to an idle server in the server ns (port ${PORT.hold}, captured with REDIRECT),`,
-        '200 connecting at a time; the server writes one byte on each, and a connection counts once that byte reached the client (so it is relayed end to end).',
-        'RSS (VmRSS) is read 2 s after the last one, minus the RSS read before (after a warm-up of 200 connections opened and closed, then 1.5 s idle), ÷ connections.',
-        '"data plane" is the relaying process (tranproxy\'s child; HAProxy\'s only process); "all processes" adds tranproxy\'s supervisor.',
+        `A Node client in the client ns opens ${n.toLocaleString('en-US')} connections to a server in the server ns (port ${PORT.hold}, captured with REDIRECT),`,
+        '200 connecting at a time; on each it sends one keep-alive HTTP/1.1 request and waits for the whole answer, then holds the connection idle.',
+        'tranproxy inspects every one (3 injected headers, `-H a:1 -H b:2 -H c:3`; the server answers whether they arrived and the runner checks all did);',
+        "HAProxy relays them in tcp mode. Memory is /proc/PID/smaps_rollup (Rss, Pss, Anonymous) summed over all the variant's processes",
+        '(tranproxy: supervisor + data-plane children), read 2 s after the last connection is held, minus the same read before',
+        '(after a warm-up of 200 connections opened and closed, then 1.5 s idle), ÷ connections. The idle columns are that before-read.',
       ],
       variants: [],
       subject: 'tranproxy',
-      anchors: ['haproxy'],
+      anchors: [BEST_HAPROXY.key],
     },
     [
-      { key: 'kb', label: 'data plane KB/conn', better: 'lower' },
-      { key: 'kbAll', label: 'all processes KB/conn', better: 'lower' },
-      { key: 'base', label: 'idle RSS MB', better: 'lower' },
-      { key: 'loaded', label: `RSS MB with ${n} conns`, better: 'lower' },
+      { key: 'kbRss', label: 'RSS KB/conn', better: 'lower' },
+      { key: 'kbPss', label: 'PSS KB/conn', better: 'lower' },
+      { key: 'kbAnon', label: 'anon KB/conn', better: 'lower' },
+      ...MEM_METRICS,
+      { key: 'loadedRss', label: `RSS MB, ${n} conns`, better: 'lower' },
+      { key: 'loadedAnon', label: `anon MB, ${n} conns`, better: 'lower' },
     ],
   );
   const variants: VariantDef[] = [
     {
       key: 'tranproxy',
       label: 'tranproxy',
-      detail: `${tpCmd(TP.hold())} (child as uid ${UID.tranproxy})`,
+      detail: `${tpCmd(TP.hold())} (children as uid ${UID.tranproxy})`,
       start: () => startTranproxy(cli, TP.hold()),
     },
-    {
+    ...haproxyPair({
       key: 'haproxy',
-      label: 'HAProxy 2.6',
-      detail: `\`mode tcp\`, \`server s 0.0.0.0:0\`, maxconn 9000, nbthread 1, as uid ${UID.haproxy}`,
-      start: () =>
-        startHaproxy(cli, haproxyRedirect(PORT.haproxy, 9000), PORT.haproxy, UID.haproxy, [
+      label: HAPROXY,
+      detail: `\`mode tcp\`, \`server s 0.0.0.0:0\`, maxconn 9000, as uid ${UID.haproxy}`,
+      start: (o) =>
+        startHaproxy(cli, haproxyRedirect(PORT.haproxy, 9000, o), PORT.haproxy, UID.haproxy, [
           '--proxy-user',
           `${UID.haproxy}:${UID.haproxy}`,
           '-P',
@@ -956,46 +1028,63 @@ function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {
           '--listen-port',
           String(PORT.haproxy),
         ]),
-    },
+      plain: true,
+    }),
   ];
   c.variants = variants.map(({ key, label, detail }) => ({ key, label, detail }));
   c.notes.push(
     'Each held connection is two sockets in the proxy (client side and upstream); the runner checks the proxy holds ≥ 2 fds per connection.',
     "Kernel socket memory (buffers, TCP state) is not in a process's RSS and is the same for both proxies; this is the proxies' own user-space cost.",
-    "tranproxy's RSS is read as it is (no forced GC): garbage not yet collected counts, as it would in production.",
+    "tranproxy's memory is read as it is (no forced GC): garbage not yet collected counts, as it would in production.",
   );
-  const rss = (pids: number[]): number => pids.reduce((s, p) => s + rssKb(p), 0);
+  const fds = (pids: number[]): number => pids.reduce((s, p) => s + fdCount(p), 0);
+  const holdArgs = (count: number, extra: string[]): string[] => [
+    HOLD_CLIENT,
+    ADDR.srv,
+    String(PORT.hold),
+    String(count),
+    '200',
+    '--http',
+    ...extra,
+  ];
   const run = async (): Promise<void> => {
     const log = logPath('hold-server');
-    const server = startLogged(srv, log, NODE, [HOLD_SERVER, String(PORT.hold), '0.0.0.0']);
+    const server = startLogged(srv, log, NODE, [HOLD_SERVER, String(PORT.hold), '0.0.0.0', '--http']);
     try {
       await waitForListen(srv, PORT.hold, server, log);
       await alternate(ctx, c, variants, async (v, proxy, round) => {
         if (!proxy) return;
-        const warm = await cli.run(NODE, [HOLD_CLIENT, ADDR.srv, String(PORT.hold), '200', '100', '--close'], {
-          timeoutMs: 60_000,
-        });
+        const warm = await cli.run(NODE, holdArgs(200, ['--close']), { timeoutMs: 60_000 });
         if (!/held 200 failed 0/.test(warm.stdout))
           throw new Error(`warm-up: ${warm.stdout.trim()} ${warm.stderr.trim()}`);
         await sleep(1500);
-        const base = { data: rssKb(proxy.dataPid), all: rss(proxy.pids) };
-        const holder = cli.spawn(NODE, [HOLD_CLIENT, ADDR.srv, String(PORT.hold), String(n), '200']);
+        const base = memOf(proxy.pids);
+        const holder = cli.spawn(NODE, holdArgs(n, []));
         try {
-          const line = await holder.waitForOutput(/held \d+ failed \d+/, 180_000);
-          const held = Number(/held (\d+)/.exec(line)![1]);
+          const line = await holder.waitForOutput(/held \d+ failed \d+ injected \d+/, 180_000);
+          const [held, injected] = [/held (\d+)/, /injected (\d+)/].map((re) => Number(re.exec(line)![1])) as [
+            number,
+            number,
+          ];
           if (held < n) throw new Error(`only ${line}`);
+          if (!v.plain && injected !== held) throw new Error(`headers injected on ${injected} of ${held} connections`);
           await sleep(2000);
-          const loaded = { data: rssKb(proxy.dataPid), all: rss(proxy.pids) };
-          const fds = fdCount(proxy.dataPid);
-          if (fds < 2 * held)
-            throw new Error(`the proxy holds ${fds} fds for ${held} connections: they do not go through it`);
-          record(c, 'kb', v.key, round, (loaded.data - base.data) / held);
-          record(c, 'kbAll', v.key, round, (loaded.all - base.all) / held);
-          record(c, 'base', v.key, round, base.all / 1024);
-          record(c, 'loaded', v.key, round, loaded.all / 1024);
+          const loaded = memOf(proxy.pids);
+          const open = fds(proxy.pids);
+          if (open < 2 * held)
+            throw new Error(`the proxy holds ${open} fds for ${held} connections: they do not go through it`);
+          record(c, 'kbRss', v.key, round, (loaded.rss - base.rss) / held);
+          record(c, 'kbPss', v.key, round, (loaded.pss - base.pss) / held);
+          record(c, 'kbAnon', v.key, round, (loaded.anon - base.anon) / held);
+          record(c, 'rss', v.key, round, base.rss / 1024);
+          record(c, 'pss', v.key, round, base.pss / 1024);
+          record(c, 'anon', v.key, round, base.anon / 1024);
+          record(c, 'loadedRss', v.key, round, loaded.rss / 1024);
+          record(c, 'loadedAnon', v.key, round, loaded.anon / 1024);
+          const mb = (kb: number): string => (kb / 1024).toFixed(1);
           ctx.log(
-            `  [e] round ${round} ${v.label.padEnd(12)} ${held} conns, ${fds} fds: data plane ${(base.data / 1024).toFixed(1)} → ${(loaded.data / 1024).toFixed(1)} MB = ` +
-              `${((loaded.data - base.data) / held).toFixed(2)} KB/conn; all ${(base.all / 1024).toFixed(1)} → ${(loaded.all / 1024).toFixed(1)} MB = ${((loaded.all - base.all) / held).toFixed(2)} KB/conn`,
+            `  [e] round ${round} ${v.label.padEnd(24)} ${held} conns (${injected} injected), ${open} fds: RSS ${mb(base.rss)} → ${mb(loaded.rss)} MB, ` +
+              `PSS ${mb(base.pss)} → ${mb(loaded.pss)}, anon ${mb(base.anon)} → ${mb(loaded.anon)} = ${((loaded.anon - base.anon) / held).toFixed(2)} KB anon/conn`,
           );
         } finally {
           await holder.stop();
@@ -1004,6 +1093,114 @@ function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {
       });
     } finally {
       await server.stop();
+    }
+    addBestOf(c, BEST_HAPROXY.key, BEST_HAPROXY.label, ['haproxy', 'haproxy-splice']);
+  };
+  return { c, run };
+}
+
+/** (k) Idle memory of a sidecar: every process of `tranproxy run -P 80 -H a:1 --Set-Forwarded-For default`. */
+function sidecarCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {
+  const cli = ctx.cli!;
+  const srv = ctx.srv!;
+  const sidecar = ['-P', String(PORT.http), '-H', 'a:1', '--Set-Forwarded-For', 'default'];
+  const redirectRules = (uid: number, port: number): string[] => [
+    '--proxy-user',
+    `${uid}:${uid}`,
+    '-P',
+    String(PORT.http),
+    '--family',
+    'ipv4',
+    '--listen-port',
+    String(port),
+  ];
+  const c = newCase(
+    {
+      id: 'k',
+      title: '(k) Sidecar idle memory, all processes',
+      method: [
+        `Each variant starts in the client ns as a sidecar for port ${PORT.http} (REDIRECT in OUTPUT), relays one request to the nginx server in the server ns`,
+        '(`/check`: proves it relays, and for tranproxy and nginx that the header arrived), then sits idle for 2 s; then /proc/PID/smaps_rollup',
+        '(Rss, Pss, Anonymous) is summed over all its processes (tranproxy: supervisor + data-plane child; nginx: master + workers; HAProxy: one process).',
+        'The issue #16 targets for tranproxy: anonymous ≤ 16 MB, PSS ≤ 50 MB.',
+      ],
+      variants: [],
+      subject: 'tranproxy',
+      anchors: ['nginx-seed', 'haproxy'],
+    },
+    [
+      ...MEM_METRICS.map((m) => ({ ...m, label: m.label.replace('idle ', '') })),
+      { key: 'procs', label: 'processes', better: 'lower' as const },
+    ],
+  );
+  const variants: VariantDef[] = [
+    {
+      key: 'tranproxy',
+      label: 'tranproxy',
+      detail: `\`tranproxy run ${sidecar.join(' ')}\` (its defaults: one data-plane child, as uid ${UID.tranproxy})`,
+      start: () => startTranproxy(cli, sidecar),
+    },
+    {
+      key: 'nginx-seed',
+      label: 'nginx as nginx-tranproxy',
+      detail: `nginx 1.22, worker_processes auto (${NPROC}), \`proxy_pass http://$host:${PORT.http}$request_uri\`, 3 × \`proxy_set_header\`, as uid ${UID.nginx}`,
+      start: () =>
+        startNginx(
+          cli,
+          'sidecar',
+          (p) => nginxSeed(p, PORT.nginx, PORT.http, '127.0.0.1'),
+          PORT.nginx,
+          UID.nginx,
+          redirectRules(UID.nginx, PORT.nginx),
+        ),
+    },
+    {
+      key: 'haproxy',
+      label: HAPROXY,
+      detail: `\`mode tcp\`, \`server s 0.0.0.0:0\`, default threads (${NPROC}), as uid ${UID.haproxy} (tcp mode adds no header)`,
+      start: () =>
+        startHaproxy(
+          cli,
+          haproxyRedirect(PORT.haproxy, 9000),
+          PORT.haproxy,
+          UID.haproxy,
+          redirectRules(UID.haproxy, PORT.haproxy),
+        ),
+      plain: true,
+    },
+  ];
+  c.variants = variants.map(({ key, label, detail }) => ({ key, label, detail }));
+  c.notes.push(
+    "PSS divides shared pages among every process that maps them, on the whole machine: tranproxy's node binary pages are shared with the bench runner",
+    '(also node) and any other node process running, so its PSS here is lower than in a pod of its own; RSS and anonymous memory do not depend on that.',
+    "nginx's workers share copy-on-write anonymous pages with their master: its summed anon counts them twice, its PSS does not.",
+  );
+  const url = `http://${ADDR.srv}/check`;
+  const run = async (): Promise<void> => {
+    const server = await startHttpServer(srv);
+    try {
+      await alternate(ctx, c, variants, async (v, proxy, round) => {
+        if (!proxy) return;
+        const check = await cli.run('curl', ['-sS', '--max-time', '5', url], { allowFailure: true });
+        const got = check.stdout.trim();
+        if (!(v.plain ? /^a= / : /^a=1 /).test(got))
+          throw new Error(`header check: got '${got}' ${check.stderr.trim()}`);
+        await sleep(2000);
+        const m = memOf(proxy.pids);
+        record(c, 'rss', v.key, round, m.rss / 1024);
+        record(c, 'pss', v.key, round, m.pss / 1024);
+        record(c, 'anon', v.key, round, m.anon / 1024);
+        record(c, 'procs', v.key, round, proxy.pids.length);
+        const per = proxy.pids.map((p) => {
+          const x = memOf([p]);
+          return `${p}: ${(x.rss / 1024).toFixed(1)}/${(x.pss / 1024).toFixed(1)}/${(x.anon / 1024).toFixed(1)}`;
+        });
+        ctx.log(
+          `  [k] round ${round} ${v.label.padEnd(24)} RSS ${(m.rss / 1024).toFixed(1)} MB, PSS ${(m.pss / 1024).toFixed(1)}, anon ${(m.anon / 1024).toFixed(1)} (per process RSS/PSS/anon: ${per.join('; ')})`,
+        );
+      });
+    } finally {
+      await server.stop('SIGQUIT');
     }
   };
   return { c, run };
@@ -1295,7 +1492,7 @@ function cpuCase(from: CaseResult[]): CaseResult {
       ],
       variants: from[0]?.variants.filter((v) => v.key !== 'none') ?? [],
       subject: 'tranproxy',
-      anchors: ['haproxy'],
+      anchors: [BEST_HAPROXY.key],
     },
     from.flatMap((src) => [
       { key: `${src.id}1`, label: `(${src.id}) 1 stream s/GB`, better: 'lower' as const },
@@ -1443,7 +1640,7 @@ function render(
     for (const s of [1, 4]) {
       const m = `g${s}`;
       summary.push(
-        `| ${id === 'a' ? 'REDIRECT' : 'TPROXY'} throughput, ${s} stream${s > 1 ? 's' : ''} | ${med(c, m, 'tranproxy')} Gbit/s | HAProxy ${med(c, m, 'haproxy')}, no proxy ${med(c, m, 'none')} | ${ratioText(c, m, 'haproxy', 'HAProxy')}; ${ratioText(c, m, 'none', 'no proxy')} |`,
+        `| ${id === 'a' ? 'REDIRECT' : 'TPROXY'} throughput, ${s} stream${s > 1 ? 's' : ''} | ${med(c, m, 'tranproxy')} Gbit/s | HAProxy ${med(c, m, 'haproxy')}, with splice-auto ${med(c, m, 'haproxy-splice')}, no proxy ${med(c, m, 'none')} | ${ratioText(c, m, BEST_HAPROXY.key, 'best HAProxy')}; ${ratioText(c, m, 'none', 'no proxy')} |`,
       );
     }
   }
@@ -1454,23 +1651,32 @@ function render(
     summary.push(
       `| ${id === 'c' ? 'HTTP keep-alive, 3 headers added' : 'new HTTP connections'} | ${med(c, 'rps', 'tranproxy')} ${unit}, p99 ${med(c, 'p99', 'tranproxy')} ms | nginx as nginx-tranproxy ${med(c, 'rps', 'nginx-seed')} (p99 ${med(c, 'p99', 'nginx-seed')} ms), nginx with upstream keepalive ${med(c, 'rps', 'nginx-fast')} (p99 ${med(c, 'p99', 'nginx-fast')} ms), no proxy ${med(c, 'rps', 'none')} | ${unit}: ${ratioText(c, 'rps', 'nginx-seed', 'nginx as nginx-tranproxy')}; ${ratioText(c, 'rps', 'nginx-fast', 'nginx with keepalive')} |`,
     );
-    if (id === 'd' && c.metrics.some((m) => m.values.has('haproxy-tcp'))) {
+    if (id === 'd' && c.metrics.some((m) => m.values.has(HAPROXY_TCP_BEST.key))) {
+      const hb = HAPROXY_TCP_BEST.key;
       summary.push(
-        `| new TCP connections, no headers (HTTP Connection: close) | tranproxy ${med(c, 'rps', 'tranproxy-tcp')} conn/s, p99 ${med(c, 'p99', 'tranproxy-tcp')} ms | HAProxy tcp mode ${med(c, 'rps', 'haproxy-tcp')} (p99 ${med(c, 'p99', 'haproxy-tcp')} ms) | conn/s: ${ratioText(c, 'rps', 'haproxy-tcp', 'HAProxy', 'tranproxy-tcp')}; with 3 headers added: ${ratioText(c, 'rps', 'haproxy-tcp', 'HAProxy')} |`,
+        `| new TCP connections, no headers (HTTP Connection: close) | tranproxy ${med(c, 'rps', 'tranproxy-tcp')} conn/s, p99 ${med(c, 'p99', 'tranproxy-tcp')} ms | HAProxy tcp mode ${med(c, 'rps', 'haproxy-tcp')}, with splice-auto ${med(c, 'rps', 'haproxy-tcp-splice')} (best p99 ${med(c, 'p99', hb)} ms) | conn/s: ${ratioText(c, 'rps', hb, 'best HAProxy', 'tranproxy-tcp')}; with 3 headers added: ${ratioText(c, 'rps', hb, 'best HAProxy')} |`,
       );
     }
   }
   const e = byId('e');
   if (e) {
+    const hb = BEST_HAPROXY.key;
     summary.push(
-      `| memory per idle proxied connection ↓ | ${med(e, 'kb', 'tranproxy')} KB (data plane; idle RSS ${med(e, 'base', 'tranproxy')} MB, supervisor included) | HAProxy ${med(e, 'kb', 'haproxy')} KB (idle RSS ${med(e, 'base', 'haproxy')} MB) | ${ratioText(e, 'kb', 'haproxy', 'HAProxy')} |`,
+      `| memory per idle inspected connection (3 headers) ↓ | anon ${med(e, 'kbAnon', 'tranproxy')} KB, RSS ${med(e, 'kbRss', 'tranproxy')} KB, PSS ${med(e, 'kbPss', 'tranproxy')} KB (all processes) | best HAProxy anon ${med(e, 'kbAnon', hb)} KB, RSS ${med(e, 'kbRss', hb)} KB, PSS ${med(e, 'kbPss', hb)} KB | anon: ${ratioText(e, 'kbAnon', hb, 'best HAProxy')}; RSS: ${ratioText(e, 'kbRss', hb, 'best HAProxy')} |`,
+    );
+  }
+  const k = byId('k');
+  if (k) {
+    const mem = (v: string): string => `${med(k, 'rss', v)} / ${med(k, 'pss', v)} / ${med(k, 'anon', v)} MB`;
+    summary.push(
+      `| sidecar idle memory, all processes, RSS / PSS / anon ↓ | ${mem('tranproxy')} | nginx as nginx-tranproxy ${mem('nginx-seed')}; HAProxy ${mem('haproxy')} | anon: ${ratioText(k, 'anon', 'nginx-seed', 'nginx')}, ${ratioText(k, 'anon', 'haproxy', 'HAProxy')}; PSS: ${ratioText(k, 'pss', 'nginx-seed', 'nginx')} (targets: anon ≤ 16 MB, PSS ≤ 50 MB) |`,
     );
   }
   const f = byId('f');
   if (f) {
     for (const m of f.metrics.filter((x) => (x.values.get('tranproxy')?.size ?? 0) > 0)) {
       summary.push(
-        `| CPU ${m.label} ↓ | ${med(f, m.key, 'tranproxy')} | HAProxy ${med(f, m.key, 'haproxy')} | ${ratioText(f, m.key, 'haproxy', 'HAProxy')} |`,
+        `| CPU ${m.label} ↓ | ${med(f, m.key, 'tranproxy')} | best HAProxy ${med(f, m.key, BEST_HAPROXY.key)} | ${ratioText(f, m.key, BEST_HAPROXY.key, 'best HAProxy')} |`,
       );
     }
   }
@@ -1523,7 +1729,7 @@ async function main(): Promise<void> {
   }
   process.env.PATH = `${process.env.PATH}:/usr/sbin:/sbin`;
   if (execFileSync(NODE, [MAIN, 'run', '--help'], { encoding: 'utf8' }).includes('--workers'))
-    TP_COMMON = ['--workers', '1'];
+    TP_COMMON = ['--workers', String(NPROC)];
   // BENCH_TRANPROXY_ARGS="--relay js": extra flags for every tranproxy run (experiments; recorded in the set-up lines).
   if (process.env.BENCH_TRANPROXY_ARGS)
     TP_COMMON = [...TP_COMMON, ...process.env.BENCH_TRANPROXY_ARGS.split(/\s+/).filter(Boolean)];
@@ -1559,7 +1765,7 @@ async function main(): Promise<void> {
   try {
     const hosts = buildLab(
       lab,
-      opts.profile || ['a', 'c', 'd', 'e', 'j', ...DNS_CASES].some((id) => want.has(id as CaseId)),
+      opts.profile || ['a', 'c', 'd', 'e', 'j', 'k', ...DNS_CASES].some((id) => want.has(id as CaseId)),
       want.has('b'),
     );
     const ctx: Ctx = { opts, lab, log, ...hosts };
@@ -1586,6 +1792,12 @@ async function main(): Promise<void> {
       const m = memoryCase(ctx);
       cases.push(m.c);
       await m.run();
+    }
+    if (want.has('k')) {
+      log(`(k) ${CASE_NAMES.k}`);
+      const k = sidecarCase(ctx);
+      cases.push(k.c);
+      await k.run();
     }
     if (want.has('f') && tput.length) cases.push(cpuCase(tput));
     if (want.has('j')) {

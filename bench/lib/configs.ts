@@ -1,21 +1,31 @@
 // Configuration files of the anchors (HAProxy, nginx) and of the HTTP server, as text.
-// Each anchor gets one worker (nbthread 1 / worker_processes 1), as tranproxy's data plane is
-// one process, and logs nothing (tranproxy writes one line per connection; the anchors'
-// access logs are off, which can only flatter them).
+// The anchors run at their best: HAProxy with its default threads (one per CPU), optionally
+// with `option splice-auto`; nginx with `worker_processes auto`. They log nothing (tranproxy
+// writes one line per connection; the anchors' access logs are off, which can only flatter them).
 
-/** HAProxy `mode tcp` with `server 0.0.0.0:0`: the destination is the client connection's
- *  original destination (getsockname, then SO_ORIGINAL_DST for IPv4 in HAProxy 2.6). */
-export function haproxyRedirect(listenPort: number, maxconn: number): string {
-  return `global
-    maxconn ${maxconn}
-    nbthread 1
+export interface HaproxyOpts {
+  /** `option splice-auto`: splice(2) between the sockets when HAProxy thinks it pays. */
+  splice?: boolean;
+}
 
-defaults
+// Splice needs a pipe (2 fds) per spliced connection, maxconn/4 pipes by default: with maxconn 9000
+// HAProxy would ask for more fds than the lab's hard limit (20,000) lets an unprivileged user raise to.
+const haproxyPipes = (o: HaproxyOpts): string => (o.splice ? '\n    maxpipes 900' : '');
+
+const haproxyDefaults = (o: HaproxyOpts): string => `defaults
     mode tcp
     timeout connect 5s
     timeout client 1h
-    timeout server 1h
+    timeout server 1h${o.splice ? '\n    option splice-auto' : ''}
+`;
 
+/** HAProxy `mode tcp` with `server 0.0.0.0:0`: the destination is the client connection's
+ *  original destination (getsockname, then SO_ORIGINAL_DST for IPv4 in HAProxy 2.6). */
+export function haproxyRedirect(listenPort: number, maxconn: number, o: HaproxyOpts = {}): string {
+  return `global
+    maxconn ${maxconn}${haproxyPipes(o)}
+
+${haproxyDefaults(o)}
 listen redirect
     bind 0.0.0.0:${listenPort}
     maxconn ${maxconn}
@@ -24,17 +34,11 @@ listen redirect
 }
 
 /** HAProxy as a TPROXY gateway: transparent bind, upstream from the client's own address. */
-export function haproxyTproxy(listenPort: number, maxconn: number): string {
+export function haproxyTproxy(listenPort: number, maxconn: number, o: HaproxyOpts = {}): string {
   return `global
-    maxconn ${maxconn}
-    nbthread 1
+    maxconn ${maxconn}${haproxyPipes(o)}
 
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 1h
-    timeout server 1h
-
+${haproxyDefaults(o)}
 listen tproxy
     bind 0.0.0.0:${listenPort} transparent
     source 0.0.0.0 usesrc clientip
@@ -42,8 +46,9 @@ listen tproxy
 `;
 }
 
-function nginxCommon(prefix: string, body: string): string {
-  return `worker_processes 1;
+/** `workers`: 'auto' for the anchors (one per CPU), 1 for the lab's HTTP server. */
+function nginxCommon(prefix: string, body: string, workers: 'auto' | 1 = 'auto'): string {
+  return `worker_processes ${workers};
 daemon off;
 master_process on;
 pid ${prefix}/nginx.pid;
@@ -80,6 +85,7 @@ export function nginxServer(prefix: string, port: number): string {
             return 200 "ok";
         }
     }`,
+    1,
   );
 }
 

@@ -148,3 +148,35 @@ export function comm(pid: number): string {
     return '';
   }
 }
+
+/** Memory of a process from /proc/PID/smaps_rollup, in KiB. */
+export interface MemKb {
+  rss: number;
+  /** Proportional set size: shared pages divided among the processes that map them. */
+  pss: number;
+  /** Anonymous pages (heap, stacks): private memory the program itself allocated. */
+  anon: number;
+}
+
+/** smaps_rollup of one process (zeros if it is gone). */
+export function smapsRollup(pid: number): MemKb {
+  try {
+    const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0);
+    return { rss: kb('Rss'), pss: kb('Pss'), anon: kb('Anonymous') };
+  } catch {
+    return { rss: 0, pss: 0, anon: 0 };
+  }
+}
+
+/** smaps_rollup summed over processes (a proxy's master and workers, supervisor and child). */
+export function memOf(pids: number[]): MemKb {
+  const sum = { rss: 0, pss: 0, anon: 0 };
+  for (const p of pids) {
+    const m = smapsRollup(p);
+    sum.rss += m.rss;
+    sum.pss += m.pss;
+    sum.anon += m.anon;
+  }
+  return sum;
+}

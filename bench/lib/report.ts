@@ -137,3 +137,22 @@ export function renderCase(c: CaseResult): string {
   }
   return out.join('\n');
 }
+
+/**
+ * Adds variant `key`: per metric, the values of whichever of `from` has the better median
+ * (e.g. "best HAProxy" of its default-threads and splice-auto runs), so ratios can be taken
+ * against the anchor at its best. Its detail says which one each metric came from.
+ */
+export function addBestOf(c: CaseResult, key: string, label: string, from: string[]): void {
+  const picked: string[] = [];
+  for (const m of c.metrics) {
+    const candidates = from.filter((k) => (m.values.get(k)?.size ?? 0) > 0);
+    if (candidates.length === 0) continue;
+    const med = (k: string): number => median(valuesOf(m, k));
+    const best = candidates.reduce((a, b) => ((m.better === 'higher' ? med(b) > med(a) : med(b) < med(a)) ? b : a));
+    m.values.set(key, new Map(m.values.get(best)));
+    picked.push(`${m.label}: ${c.variants.find((v) => v.key === best)?.label ?? best}`);
+  }
+  if (picked.length === 0) return;
+  c.variants.push({ key, label, detail: `per metric, the better median of the variants above (${picked.join('; ')})` });
+}
