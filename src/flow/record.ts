@@ -3,6 +3,7 @@
 import { formatEndpoint, type Endpoint } from '../kernel/sockaddr.js';
 import type { LogFields, Logger } from '../observe/log.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
+import type { ClosedFlow, FlowStats } from '../observe/flow-stats.js';
 
 /** One accepted TCP flow. */
 export interface Flow {
@@ -92,12 +93,37 @@ export function refusedFields(r: Refusal): LogFields {
 }
 
 /** Writes flow lines and metrics: one place for what a refusal and an ended flow leave behind. */
+/** The "recently closed" entry of a flow that ended with `end`. */
+export function closedOf(
+  flow: { id: number; src: Endpoint; dst: Endpoint; started: number },
+  end: FlowEnd,
+  path?: string[],
+): Omit<ClosedFlow, 'seq'> {
+  return {
+    id: flow.id,
+    src: formatEndpoint(flow.src),
+    dst: formatEndpoint(flow.dst),
+    ...(end.domain ? { domain: end.domain } : {}),
+    ...(end.rule ? { rule: end.rule } : {}),
+    ...(end.via ? { via: end.via } : {}),
+    ...(path?.length ? { path } : {}),
+    up: end.up,
+    down: end.down,
+    started: flow.started,
+    durMs: end.durMs,
+    outcome: end.close,
+    ...(end.error ? { error: end.error } : {}),
+  };
+}
+
 export class FlowReporter {
   private lastAcceptError = 0;
 
   constructor(
     private readonly log: Logger,
     private readonly metrics: DataPlaneMetrics | undefined,
+    /** Where ended flows go for the Live view's totals and "recently closed" (proxy mode). */
+    private readonly stats?: FlowStats,
   ) {}
 
   refused(r: Refusal): void {
@@ -118,7 +144,8 @@ export class FlowReporter {
     this.metrics?.connectSeconds.observe({ outbound: via }, seconds);
   }
 
-  ended(flow: { id: number; listener: string; src: Endpoint; dst: Endpoint }, end: FlowEnd): void {
+  ended(flow: { id: number; listener: string; src: Endpoint; dst: Endpoint; started: number }, end: FlowEnd): void {
+    this.stats?.recordClosed(closedOf(flow, end));
     this.metrics?.total.inc({ listener: flow.listener, outbound: end.via ?? 'direct', result: end.close });
     this.metrics?.bytes.inc({ direction: 'up' }, end.up);
     this.metrics?.bytes.inc({ direction: 'down' }, end.down);

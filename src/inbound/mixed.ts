@@ -11,6 +11,7 @@ import { Handshake } from '../outbound/node-conn.js';
 import { METHOD_NONE_ACCEPTABLE, METHOD_USERPASS } from '../outbound/socks5.js';
 import type { LogFields, Logger } from '../observe/log.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
+import type { FlowStats } from '../observe/flow-stats.js';
 import { FlowReporter, type Flow } from '../flow/record.js';
 import { relay, type RelayResult } from '../relay/relay.js';
 import type { UdpOutbound } from '../udp/types.js';
@@ -43,6 +44,8 @@ export interface MixedInboundConfig {
   udpIdleTimeoutMs: number;
   maxConnections: number;
   metrics?: DataPlaneMetrics;
+  /** Ended flows are counted here too (the data plane's, so the Live totals include proxy mode). */
+  stats?: FlowStats;
 }
 
 export interface ProxyListener {
@@ -114,7 +117,7 @@ export async function startMixedInbound(
   let nextId = PROXY_FLOW_ID_BASE;
   let drained: (() => void) | undefined;
   const metrics = cfg.metrics;
-  const reporter = new FlowReporter(log, metrics);
+  const reporter = new FlowReporter(log, metrics, cfg.stats);
 
   const refused = (fields: LogFields & { reason: string }): void => {
     metrics?.refused.inc({ reason: fields.reason });

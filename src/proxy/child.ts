@@ -4,6 +4,7 @@
 import { createLogger } from '../observe/log.js';
 import { batchedStderr } from '../observe/batched-stderr.js';
 import { LogRing } from '../observe/log-ring.js';
+import { FlowStats, nodeOf } from '../observe/flow-stats.js';
 import { DataPlaneMetrics } from '../observe/metrics.js';
 import { compileInjectConfig, DEFAULT_MAX_HEAD_BYTES, type CompiledInject } from '../http/inject-config.js';
 import { RequestRewriter } from '../http/rewriter.js';
@@ -36,6 +37,8 @@ function send(msg: FromChild): void {
 
 let plane: DataPlane | undefined;
 const metrics = new DataPlaneMetrics();
+/** Totals and recently closed flows of this process: the data plane's and proxy mode's. */
+const stats = new FlowStats();
 /** This worker's last log lines; the supervisor pulls them for the console ('logs'). */
 const logRing = new LogRing();
 let udp: UdpTproxy | undefined;
@@ -161,6 +164,7 @@ async function start({ cfg, worker }: ChildStart): Promise<void> {
         : {}),
       ...(routing ? { routing } : {}),
       metrics,
+      stats,
       relay: cfg.relay,
       engineThreads: worker.engineThreads,
       ...(cfg.inject ? { inject: cfg.inject, rewriterFor: rewriterFactory(compileInjectConfig(cfg.inject)) } : {}),
@@ -222,6 +226,7 @@ function startProxyMode(
       udpIdleTimeoutMs: cfg.udpIdleTimeoutMs,
       maxConnections: worker.maxConnections,
       metrics,
+      stats,
     },
     worker.proxyListeners.map((l, i) => ({ fd: first + i, family: l.family, label: l.label })),
     log,
@@ -307,10 +312,11 @@ process.on('message', (msg: ToChild) => {
     }
   } else if (msg.type === 'live') {
     const answer = (data: unknown) => process.send?.({ type: 'answer', id: msg.id, data });
-    // Proxy-mode flows are listed too (their bytes are not in the traffic counters yet).
-    const withProxy = (a: LiveAnswer | undefined) =>
-      a && inbound ? { ...a, flows: [...a.flows, ...inbound.connections()] } : a;
-    void (plane?.live(msg.closedAfter) ?? Promise.resolve(undefined)).then(
+    // Proxy-mode flows are listed and counted too (one FlowStats for both).
+    const proxyFlows = inbound?.connections() ?? [];
+    const proxyBytes = proxyFlows.map((f) => ({ up: f.up ?? 0, down: f.down ?? 0, node: nodeOf(f.via, undefined) }));
+    const withProxy = (a: LiveAnswer | undefined) => (a ? { ...a, flows: [...a.flows, ...proxyFlows] } : a);
+    void (plane?.live(msg.closedAfter, proxyBytes) ?? Promise.resolve(undefined)).then(
       (a) => answer(withProxy(a)),
       () => answer(undefined),
     );

@@ -14,10 +14,10 @@ import { createSpliceEngine, spliceAvailable, type EngineFlow, type SpliceEngine
 import { LocalAddresses } from '../kernel/local-addresses.js';
 import { engineServes, startServedPlane } from './served-plane.js';
 import type { Logger } from '../observe/log.js';
-import { FlowReporter, type Flow, type FlowEnd, type Refusal } from '../flow/record.js';
+import { closedOf, FlowReporter, type Flow, type FlowEnd, type Refusal } from '../flow/record.js';
 import type { ConnectionInfo, DataPlane, ListenerHandle } from './plane.js';
-import { FlowStats, nodeOf } from '../observe/flow-stats.js';
-import { closedOf, memberPath } from './live-flows.js';
+import { FlowStats, nodeOf, type LiveBytes } from '../observe/flow-stats.js';
+import { memberPath } from './live-flows.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
 import type { CaptureMode } from '../firewall/plan.js';
 import type { RelayEngineChoice } from '../config/run-config.js';
@@ -65,6 +65,8 @@ export interface DataPlaneConfig {
    * 'auto' that refuses to start without the engine.
    */
   relay?: RelayEngineChoice;
+  /** Totals and recently closed flows, shared with proxy mode so the Live view counts both. */
+  stats?: FlowStats;
 }
 
 /** --relay splice on a system where splice(2) via koffi cannot work. */
@@ -141,7 +143,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
   const live = new Map<number, LiveFlow>();
   const report = new FlowReporter(log, metrics);
   const refused = (r: Refusal): void => report.refused(r);
-  const stats = new FlowStats();
+  const stats = cfg.stats ?? new FlowStats();
   /** The flow's line and metrics, and its entry in the recently closed list. */
   const ended = (flow: Flow, end: FlowEnd, path?: string[]): void => {
     report.ended(flow, end);
@@ -461,14 +463,14 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     },
     relay: engine === null ? 'js' : 'splice',
     connections: async () => liveRows(),
-    live: async (closedAfter: number) => {
+    live: async (closedAfter: number, extra: readonly LiveBytes[] = []) => {
       const flows = liveRows();
       const bytes = flows.map((f) => ({
         up: f.up ?? 0,
         down: f.down ?? 0,
         ...(f.via ? { node: nodeOf(f.via, f.path) } : {}),
       }));
-      return { flows, traffic: stats.snapshot(bytes, closedAfter) };
+      return { flows, traffic: stats.snapshot([...bytes, ...extra], closedAfter) };
     },
     closeConnection: async (id: number) => {
       const l = live.get(id);

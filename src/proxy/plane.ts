@@ -1,6 +1,6 @@
 // What a data plane offers the child process and the supervisor, whichever relays its flows.
 import type { RelayPath } from './protocol.js';
-import type { TrafficSnapshot } from '../observe/flow-stats.js';
+import type { LiveBytes, TrafficSnapshot } from '../observe/flow-stats.js';
 
 export interface ListenerHandle {
   fd: number;
@@ -37,8 +37,11 @@ export interface DataPlane {
   readonly active: number;
   readonly relay: RelayPath;
   connections(): Promise<ConnectionInfo[]>;
-  /** Live flows with current bytes, and the traffic counters with flows closed after `closedAfter`. */
-  live(closedAfter: number): Promise<LiveAnswer>;
+  /**
+   * Live flows with current bytes, and the traffic counters with flows closed after
+   * `closedAfter`; `extra`: live bytes of flows this plane does not own (proxy mode's).
+   */
+  live(closedAfter: number, extra?: readonly LiveBytes[]): Promise<LiveAnswer>;
   /** Close one active connection; false if not found. */
   closeConnection(id: number): Promise<boolean>;
   /** Stop accepting; resolves when every listener is closed. */

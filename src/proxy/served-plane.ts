@@ -2,7 +2,7 @@
 // no --dst-from-host): the splice engine accepts, connects and relays them itself, so no
 // connection ever becomes a Node socket (src/relay/engine/worker.ts). This side turns the
 // engine's batched flow records into the same log lines and metrics the JS path writes.
-import { FlowReporter } from '../flow/record.js';
+import { closedOf, FlowReporter } from '../flow/record.js';
 import type { FlowRecord, ServedListener, SpliceEngine } from '../relay/engine/engine.js';
 import { formatEndpoint } from '../kernel/sockaddr.js';
 import type { Logger } from '../observe/log.js';
@@ -12,7 +12,6 @@ import type { CaptureMode } from '../firewall/plan.js';
 import type { InjectConfig } from '../http/inject-config.js';
 import type { ConnectionInfo, DataPlane, ListenerHandle } from './plane.js';
 import { FlowStats } from '../observe/flow-stats.js';
-import { closedOf } from './live-flows.js';
 
 /** What the engine needs to serve listeners itself. */
 export interface ServedConfig {
@@ -29,6 +28,8 @@ export interface ServedConfig {
   inject?: InjectConfig;
   /** With inject: a request head must be complete this long after it began; 0: no limit. */
   headTimeoutMs?: number;
+  /** Totals and recently closed flows, shared with proxy mode. */
+  stats?: FlowStats;
 }
 
 /** What decides whether the engine serves a data plane's flows (supervisor and child agree). */
@@ -60,7 +61,7 @@ export function startServedPlane(
   let active = 0;
   let drained: (() => void) | undefined;
   const labels = new Set(listeners.map((l) => l.label));
-  const stats = new FlowStats();
+  const stats = cfg.stats ?? new FlowStats();
 
   const onRecord = (r: FlowRecord): void => {
     if (r.t === 'refused') {
@@ -145,10 +146,10 @@ export function startServedPlane(
     },
     relay: 'kernel',
     connections,
-    live: async (closedAfter) => {
+    live: async (closedAfter, extra = []) => {
       const flows = await connections();
       const bytes = flows.map((f) => ({ up: f.up ?? 0, down: f.down ?? 0, node: 'direct' }));
-      return { flows, traffic: stats.snapshot(bytes, closedAfter) };
+      return { flows, traffic: stats.snapshot([...bytes, ...extra], closedAfter) };
     },
     closeConnection: (id) => engine.closeServed(id),
     stopAccepting: () => engine.stopServing(),

@@ -3,12 +3,14 @@ import assert from 'node:assert/strict';
 import { connFields, FlowReporter, refusedFields } from '../../src/flow/record.js';
 import { createLogger } from '../../src/observe/log.js';
 import { DataPlaneMetrics } from '../../src/observe/metrics.js';
+import { FlowStats } from '../../src/observe/flow-stats.js';
 
 const flow = {
   id: 7,
   listener: 'tcp4',
   src: { address: '10.0.0.2', port: 40000, family: 4 as const },
   dst: { address: '2001:db8::1', port: 443, family: 6 as const },
+  started: 1_000,
 };
 
 function capture() {
@@ -115,4 +117,26 @@ test('accept errors are counted each time but logged at most once a second', asy
   assert.deepEqual(await counter(metrics, 'tranproxy_connections_refused_total'), [
     { reason: 'accept-error', value: 3 },
   ]);
+});
+
+test('a reporter with FlowStats (proxy mode) puts ended flows in the Live totals, per node, and in recently closed', () => {
+  const stats = new FlowStats();
+  const report = new FlowReporter(
+    createLogger('text', () => {}),
+    undefined,
+    stats,
+  );
+  report.ended(flow, { via: 'hk', up: 100, down: 2_000, durMs: 5, close: 'eof', inbound: 'socks5' });
+  report.ended({ ...flow, id: 8 }, { via: 'direct', up: 1, down: 2, durMs: 1, close: 'connect-failed' });
+  // A live proxy-mode flow's bytes come in as `extra` at snapshot time.
+  const snap = stats.snapshot([{ up: 10, down: 20, node: 'hk' }], 0);
+  assert.deepEqual(snap.moved, { up: 111, down: 2_022 });
+  assert.deepEqual(snap.byNode, { hk: { up: 110, down: 2_020 }, direct: { up: 1, down: 2 } });
+  assert.deepEqual(
+    snap.closed.map((c) => [c.id, c.via, c.outcome, c.dst]),
+    [
+      [7, 'hk', 'eof', '[2001:db8::1]:443'],
+      [8, 'direct', 'connect-failed', '[2001:db8::1]:443'],
+    ],
+  );
 });
