@@ -116,6 +116,24 @@ export function closedOf(
   };
 }
 
+/** One active flow, as the admin API shows it. */
+export interface ConnectionInfo {
+  id: number;
+  listener: string;
+  src: string;
+  dst: string;
+  domain?: string;
+  via?: string;
+  /** The routing rule that matched (`rules[0]`, `default`). */
+  rule?: string;
+  /** Through groups: the member chosen, and on through nested groups. */
+  path?: string[];
+  ageMs: number;
+  /** Bytes so far from / to the client (JS relay: its socket's counters; splice engine: its reports). */
+  up?: number;
+  down?: number;
+}
+
 export class FlowReporter {
   private lastAcceptError = 0;
 

@@ -12,7 +12,7 @@ import { METHOD_NONE_ACCEPTABLE, METHOD_USERPASS } from '../outbound/socks5.js';
 import type { LogFields, Logger } from '../observe/log.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
 import type { FlowStats } from '../observe/flow-stats.js';
-import { FlowReporter, type Flow } from '../flow/record.js';
+import { FlowReporter, type ConnectionInfo, type Flow } from '../flow/record.js';
 import { relay, type RelayResult } from '../relay/relay.js';
 import type { UdpOutbound } from '../udp/types.js';
 import type { ProxyDialer, ProxyTarget } from './dial.js';
@@ -54,23 +54,11 @@ export interface ProxyListener {
   label: string;
 }
 
-export interface ProxyConnectionInfo {
-  id: number;
-  listener: string;
-  src: string;
-  dst: string;
-  domain?: string;
-  via?: string;
-  ageMs: number;
-  up?: number;
-  down?: number;
-}
-
 export interface MixedInbound {
   readonly active: number;
   /** Where the listeners are bound. */
   addresses(): { address: string; port: number }[];
-  connections(): ProxyConnectionInfo[];
+  connections(): ConnectionInfo[];
   closeConnection(id: number): boolean;
   stopAccepting(): Promise<void>;
   drain(deadlineMs: number): Promise<void>;

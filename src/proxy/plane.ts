@@ -1,30 +1,15 @@
 // What a data plane offers the child process and the supervisor, whichever relays its flows.
 import type { RelayPath } from './protocol.js';
 import type { LiveBytes, TrafficSnapshot } from '../observe/flow-stats.js';
+import type { ConnectionInfo } from '../flow/record.js';
+
+export type { ConnectionInfo } from '../flow/record.js';
 
 export interface ListenerHandle {
   fd: number;
   family: 4 | 6;
   /** For logs only. */
   label: string;
-}
-
-/** One active flow, as the admin API shows it. */
-export interface ConnectionInfo {
-  id: number;
-  listener: string;
-  src: string;
-  dst: string;
-  domain?: string;
-  via?: string;
-  /** The routing rule that matched (`rules[0]`, `default`). */
-  rule?: string;
-  /** Through groups: the member chosen, and on through nested groups. */
-  path?: string[];
-  ageMs: number;
-  /** Bytes so far from / to the client (JS relay: its socket's counters; splice engine: its reports). */
-  up?: number;
-  down?: number;
 }
 
 /** Live flows and traffic counters in one answer, so that both describe the same moment. */
