@@ -6,7 +6,16 @@
 //   UDP packet: salt + seal(subkey, zero nonce, address + payload).
 // The crypto is pure and exported (known-answer tests, fuzzing); ShadowsocksStream puts it
 // around a TCP socket as a Duplex the relay can use like a socket.
-import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, type CipherGCMTypes } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createSecretKey,
+  hkdfSync,
+  randomBytes,
+  type CipherGCMTypes,
+  type KeyObject,
+} from 'node:crypto';
 import type net from 'node:net';
 import { Duplex } from 'node:stream';
 import { formatEndpoint } from '../kernel/sockaddr.js';
@@ -58,6 +67,11 @@ export function deriveSubkey(master: Buffer, salt: Buffer, keyLen: number): Buff
   return Buffer.from(hkdfSync('sha1', master, salt, SUBKEY_INFO, keyLen));
 }
 
+/** The session subkey as a KeyObject: each chunk's cipher then skips the key's conversion. */
+function sessionKey(master: Buffer, salt: Buffer, keyLen: number): KeyObject {
+  return createSecretKey(deriveSubkey(master, salt, keyLen));
+}
+
 /** Increments a little-endian counter nonce in place. */
 export function incrementNonce(nonce: Buffer): void {
   for (let i = 0; i < nonce.length; i++) {
@@ -67,19 +81,34 @@ export function incrementNonce(nonce: Buffer): void {
 }
 
 /** ciphertext + tag */
-export function aeadSeal(info: SsCipherInfo, key: Buffer, nonce: Buffer, plaintext: Buffer): Buffer {
+export function aeadSeal(info: SsCipherInfo, key: Buffer | KeyObject, nonce: Buffer, plaintext: Buffer): Buffer {
   const c = createCipheriv(info.cipher as CipherGCMTypes, key, nonce, { authTagLength: TAG_LEN });
   const out = Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
   return out;
 }
 
+/** Ciphertext and tag as two buffers (no copy into one): for the stream's gathered write. */
+function aeadSealParts(info: SsCipherInfo, key: KeyObject, nonce: Buffer, plaintext: Buffer): [Buffer, Buffer] {
+  const c = createCipheriv(info.cipher as CipherGCMTypes, key, nonce, { authTagLength: TAG_LEN });
+  const ct = c.update(plaintext);
+  c.final(); // AEAD ciphers emit nothing here
+  return [ct, c.getAuthTag()];
+}
+
 /** plaintext, or undefined when the tag does not verify. */
-export function aeadOpen(info: SsCipherInfo, key: Buffer, nonce: Buffer, sealed: Buffer): Buffer | undefined {
+export function aeadOpen(
+  info: SsCipherInfo,
+  key: Buffer | KeyObject,
+  nonce: Buffer,
+  sealed: Buffer,
+): Buffer | undefined {
   if (sealed.length < TAG_LEN) return undefined;
   const d = createDecipheriv(info.cipher as CipherGCMTypes, key, nonce, { authTagLength: TAG_LEN });
   d.setAuthTag(sealed.subarray(sealed.length - TAG_LEN));
   try {
-    return Buffer.concat([d.update(sealed.subarray(0, sealed.length - TAG_LEN)), d.final()]);
+    const plain = d.update(sealed.subarray(0, sealed.length - TAG_LEN));
+    d.final(); // verifies the tag; AEAD ciphers emit nothing here
+    return plain;
   } catch {
     return undefined;
   }
@@ -88,7 +117,7 @@ export function aeadOpen(info: SsCipherInfo, key: Buffer, nonce: Buffer, sealed:
 /** Encrypts one direction of a TCP session. The first output starts with the salt. */
 export class AeadStreamEncryptor {
   readonly salt: Buffer;
-  private readonly key: Buffer;
+  private readonly key: KeyObject;
   private readonly nonce = Buffer.alloc(NONCE_LEN);
   private saltSent = false;
 
@@ -99,26 +128,36 @@ export class AeadStreamEncryptor {
   ) {
     this.salt = salt ?? randomBytes(info.saltLen);
     if (this.salt.length !== info.saltLen) throw new TypeError(`salt must be ${info.saltLen} bytes`);
-    this.key = deriveSubkey(master, this.salt, info.keyLen);
+    this.key = sessionKey(master, this.salt, info.keyLen);
   }
 
   /** Chunks of at most MAX_PAYLOAD bytes; an empty input gives no chunk (only the salt, once). */
   seal(data: Buffer): Buffer {
+    const out = this.sealParts(data);
+    return out.length === 1 ? out[0]! : Buffer.concat(out);
+  }
+
+  /**
+   * seal() as the pieces to send in order, not joined: a corked socket writes them with one
+   * writev, and no 64 KiB buffer is allocated and copied per write.
+   */
+  sealParts(data: Buffer): Buffer[] {
     const out: Buffer[] = [];
     if (!this.saltSent) {
       out.push(this.salt);
       this.saltSent = true;
     }
-    const len = Buffer.alloc(2);
+    const len = Buffer.allocUnsafe(2);
     for (let off = 0; off < data.length; off += MAX_PAYLOAD) {
       const piece = data.subarray(off, Math.min(data.length, off + MAX_PAYLOAD));
       len.writeUInt16BE(piece.length, 0);
-      out.push(aeadSeal(this.info, this.key, this.nonce, len));
+      const [lenCt, lenTag] = aeadSealParts(this.info, this.key, this.nonce, len);
       incrementNonce(this.nonce);
-      out.push(aeadSeal(this.info, this.key, this.nonce, piece));
+      const [ct, tag] = aeadSealParts(this.info, this.key, this.nonce, piece);
       incrementNonce(this.nonce);
+      out.push(Buffer.concat([lenCt, lenTag], 2 + TAG_LEN), ct, tag);
     }
-    return out.length === 1 ? out[0]! : Buffer.concat(out);
+    return out;
   }
 }
 
@@ -135,8 +174,10 @@ export class SsDecryptError extends Error {
 
 /** Decrypts one direction of a TCP session, incrementally. */
 export class AeadStreamDecryptor {
-  private buf: Buffer = Buffer.alloc(0);
-  private key: Buffer | undefined;
+  /** Bytes of the unit (salt, sealed length, sealed payload) that a read left incomplete. */
+  private held: Buffer[] = [];
+  private heldLen = 0;
+  private key: KeyObject | undefined;
   private readonly nonce = Buffer.alloc(NONCE_LEN);
   /** Payload length of the chunk whose length was read, awaiting its payload. */
   private payloadLen = -1;
@@ -156,54 +197,76 @@ export class AeadStreamDecryptor {
 
   /** Bytes held that are not yet a whole chunk (non-zero at EOF: truncated stream). */
   get pending(): number {
-    return this.buf.length + (this.payloadLen >= 0 ? 1 : 0);
+    return this.heldLen + (this.payloadLen >= 0 ? 1 : 0);
   }
 
-  /** Decrypted payloads of the complete chunks so far. Throws SsDecryptError. */
+  /**
+   * Decrypted payloads of the complete chunks so far. Throws SsDecryptError. Units are opened
+   * where they lie in `data`; only a unit split across reads is joined (at most one chunk).
+   */
   push(data: Buffer): Buffer[] {
     if (this.broken) throw new SsDecryptError('EPROTO', 'stream already failed');
-    this.buf = this.buf.length === 0 ? data : Buffer.concat([this.buf, data]);
     const out: Buffer[] = [];
-    let off = 0;
     try {
-      for (;;) {
-        if (!this.key) {
-          if (this.buf.length - off < this.info.saltLen) break;
-          this.key = deriveSubkey(this.master, this.buf.subarray(off, off + this.info.saltLen), this.info.keyLen);
-          off += this.info.saltLen;
-          continue;
+      let off = 0;
+      if (this.heldLen > 0) {
+        const need = this.unitLen() - this.heldLen;
+        if (data.length < need) {
+          this.hold(data);
+          return out;
         }
-        if (this.payloadLen < 0) {
-          if (this.buf.length - off < 2 + TAG_LEN) break;
-          const len = aeadOpen(this.info, this.key, this.nonce, this.buf.subarray(off, off + 2 + TAG_LEN));
-          if (!len) throw new SsDecryptError('EAUTH', 'chunk length failed authentication (wrong password or method?)');
-          incrementNonce(this.nonce);
-          off += 2 + TAG_LEN;
-          const n = len.readUInt16BE(0);
-          if (n === 0 || n > MAX_PAYLOAD) throw new SsDecryptError('EPROTO', `invalid chunk length ${n}`);
-          this.payloadLen = n;
-          continue;
-        }
-        if (this.buf.length - off < this.payloadLen + TAG_LEN) break;
-        const payload = aeadOpen(
-          this.info,
-          this.key,
-          this.nonce,
-          this.buf.subarray(off, off + this.payloadLen + TAG_LEN),
-        );
-        if (!payload) throw new SsDecryptError('EAUTH', 'chunk payload failed authentication');
-        incrementNonce(this.nonce);
-        off += this.payloadLen + TAG_LEN;
-        this.payloadLen = -1;
-        this.bytesOut += payload.length;
-        out.push(payload);
+        this.held.push(data.subarray(0, need));
+        const unit = Buffer.concat(this.held, this.heldLen + need);
+        this.held = [];
+        this.heldLen = 0;
+        this.open(unit, out);
+        off = need;
       }
+      for (let n = this.unitLen(); data.length - off >= n; n = this.unitLen()) {
+        this.open(data.subarray(off, off + n), out);
+        off += n;
+      }
+      if (off < data.length) this.hold(data.subarray(off));
     } catch (e) {
       this.broken = true;
       throw e;
     }
-    this.buf = off === this.buf.length ? Buffer.alloc(0) : this.buf.subarray(off);
     return out;
+  }
+
+  /** Size of the next unit: the salt, a sealed length, or the sealed payload it announced. */
+  private unitLen(): number {
+    if (!this.key) return this.info.saltLen;
+    return this.payloadLen < 0 ? 2 + TAG_LEN : this.payloadLen + TAG_LEN;
+  }
+
+  private hold(b: Buffer): void {
+    if (b.length === 0) return;
+    this.held.push(b);
+    this.heldLen += b.length;
+  }
+
+  /** Takes one whole unit. */
+  private open(unit: Buffer, out: Buffer[]): void {
+    if (!this.key) {
+      this.key = sessionKey(this.master, unit, this.info.keyLen);
+      return;
+    }
+    if (this.payloadLen < 0) {
+      const len = aeadOpen(this.info, this.key, this.nonce, unit);
+      if (!len) throw new SsDecryptError('EAUTH', 'chunk length failed authentication (wrong password or method?)');
+      incrementNonce(this.nonce);
+      const n = len.readUInt16BE(0);
+      if (n === 0 || n > MAX_PAYLOAD) throw new SsDecryptError('EPROTO', `invalid chunk length ${n}`);
+      this.payloadLen = n;
+      return;
+    }
+    const payload = aeadOpen(this.info, this.key, this.nonce, unit);
+    if (!payload) throw new SsDecryptError('EAUTH', 'chunk payload failed authentication');
+    incrementNonce(this.nonce);
+    this.payloadLen = -1;
+    this.bytesOut += payload.length;
+    out.push(payload);
   }
 }
 
@@ -366,8 +429,18 @@ export class ShadowsocksStream extends Duplex {
     }
     if (data.length === 0) return cb();
     this.sentAny = true;
-    if (this.socket.write(this.enc.seal(data))) cb();
+    if (this.writeParts(this.enc.sealParts(data))) cb();
     else this.writeCb = cb;
+  }
+
+  /** One writev for a write's chunks; true while the socket takes more. */
+  private writeParts(parts: Buffer[]): boolean {
+    const s = this.socket;
+    s.cork();
+    let more = true;
+    for (const p of parts) more = s.write(p);
+    s.uncork();
+    return more;
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
