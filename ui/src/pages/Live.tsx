@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { del, fmtAge, fmtBytes, type Closed, type Conn, type Traffic } from '../api';
 import { t, type Key } from '../i18n';
 import { FormStatus, Section, useAction } from '../ui';
-import { NodeTotals, RecentlyClosed, rateText, routeLabel, ruleLabel } from './LiveTraffic';
+import { NodeTotals, RecentlyClosed, TableHead, rateText, routeLabel, ruleLabel } from './LiveTraffic';
 
 export interface Sample {
   t: number;
@@ -74,30 +74,20 @@ export function Live({
         </div>
         <div class="table-wrap">
           <table class="conns">
-            <thead>
-              <tr>
-                <th scope="col">{t('live.src')}</th>
-                <th scope="col">{t('live.dst')}</th>
-                <th scope="col">{t('live.domain')}</th>
-                <th scope="col">{t('live.rule')}</th>
-                <th scope="col">{t('live.node')}</th>
-                <th scope="col" class="num">
-                  {t('live.rate')}
-                </th>
-                <th scope="col" class="num">
-                  {t('live.upCol')}
-                </th>
-                <th scope="col" class="num">
-                  {t('live.downCol')}
-                </th>
-                <th scope="col" class="num">
-                  {t('live.age')}
-                </th>
-                <th scope="col">
-                  <span class="sr-only">{t('live.actions')}</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead
+              cols={[
+                'live.src',
+                'live.dst',
+                'live.domain',
+                'live.rule',
+                'live.node',
+                ['live.rate', 'num'],
+                ['live.upCol', 'num'],
+                ['live.downCol', 'num'],
+                ['live.age', 'num'],
+                ['live.actions', 'sr'],
+              ]}
+            />
             <tbody>
               {shown.length === 0 ? (
                 <tr>

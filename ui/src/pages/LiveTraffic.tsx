@@ -41,6 +41,27 @@ function fmtDuration(ms: number): string {
   return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
 }
 
+/** A column: its label key, `num` for right-aligned numbers; `sr` names an icon column for screen readers only. */
+type Column = Key | [Key, 'num' | 'sr'];
+
+/** The header row of a Live table. */
+export function TableHead({ cols }: { cols: Column[] }) {
+  return (
+    <thead>
+      <tr>
+        {cols.map((c) => {
+          const [key, kind] = typeof c === 'string' ? [c, undefined] : c;
+          return (
+            <th scope="col" key={key} class={kind === 'num' ? 'num' : undefined}>
+              {kind === 'sr' ? <span class="sr-only">{t(key)}</span> : t(key)}
+            </th>
+          );
+        })}
+      </tr>
+    </thead>
+  );
+}
+
 /** Bytes up and down per node since the gateway started. */
 export function NodeTotals({ traffic }: { traffic: Traffic | null }) {
   const rows = Object.entries(traffic?.byNode ?? {}).sort((a, b) => b[1].up + b[1].down - (a[1].up + a[1].down));
@@ -55,17 +76,7 @@ export function NodeTotals({ traffic }: { traffic: Traffic | null }) {
         <p class="empty">{t('live.nodesNone')}</p>
       ) : (
         <table class="totals">
-          <thead>
-            <tr>
-              <th scope="col">{t('live.node')}</th>
-              <th scope="col" class="num">
-                {t('live.upCol')}
-              </th>
-              <th scope="col" class="num">
-                {t('live.downCol')}
-              </th>
-            </tr>
-          </thead>
+          <TableHead cols={['live.node', ['live.upCol', 'num'], ['live.downCol', 'num']]} />
           <tbody>
             {rows.map(([node, b]) => (
               <tr key={node} data-node={node}>
@@ -94,24 +105,18 @@ export function RecentlyClosed({ closed }: { closed: Closed[] }) {
       ) : (
         <div class="table-wrap">
           <table class="closed-list">
-            <thead>
-              <tr>
-                <th scope="col">{t('live.src')}</th>
-                <th scope="col">{t('live.dst')}</th>
-                <th scope="col">{t('live.rule')}</th>
-                <th scope="col">{t('live.node')}</th>
-                <th scope="col" class="num">
-                  {t('live.upCol')}
-                </th>
-                <th scope="col" class="num">
-                  {t('live.downCol')}
-                </th>
-                <th scope="col" class="num">
-                  {t('live.duration')}
-                </th>
-                <th scope="col">{t('live.outcome')}</th>
-              </tr>
-            </thead>
+            <TableHead
+              cols={[
+                'live.src',
+                'live.dst',
+                'live.rule',
+                'live.node',
+                ['live.upCol', 'num'],
+                ['live.downCol', 'num'],
+                ['live.duration', 'num'],
+                'live.outcome',
+              ]}
+            />
             <tbody>
               {closed.map((c) => (
                 <tr key={c.id} data-id={c.id}>
