@@ -20,6 +20,7 @@ import type { TcpOutbound } from '../outbound/types.js';
 import { batchUdpAvailable, openBatchUdpSocket, type BatchUdpSocket } from '../kernel/udp-batch.js';
 import { cacheKey, DnsCache } from './cache.js';
 import { FakeIpPool } from './fake-ip.js';
+import { UdpRelay } from './udp-relay.js';
 import {
   directConnector,
   frame,
@@ -107,6 +108,8 @@ export interface DnsForwarderOptions {
   fastPath?: boolean;
   /** UDP sockets: 'auto' (default) batches with recvmmsg/sendmmsg when the FFI can; 'dgram': Node's dgram. */
   udpBackend?: 'auto' | 'dgram';
+  /** UDP queries being answered at once, at most (more are dropped: the client retries). Default 10,000. */
+  maxUdpInflight?: number;
 }
 
 export interface DnsForwarderStats {
@@ -196,6 +199,8 @@ class Forwarder implements DnsForwarder {
   private preferred = 0;
   /** UDP listeners use recvmmsg/sendmmsg (kernel/udp-batch.ts) rather than dgram. */
   private udpBatched = false;
+  /** Forwards batched UDP queries of plain shape to the upstreams directly (see UdpRelay). */
+  private relay: UdpRelay | undefined;
   private udpInflight = 0;
   private closed = false;
   /** The saved fake-IP map was read (or there was none): saving may overwrite it. */
@@ -235,6 +240,36 @@ class Forwarder implements DnsForwarder {
     }
     this.tcpPool = new TcpPool(opts.via ? outboundConnector(opts.via) : directConnector({ mark: opts.mark }));
     this.udpFactory = opts.mark ? markedUdpSocket(opts.mark) : undefined;
+  }
+
+  /** The relay for batched listeners: direct upstreams only (a `via` node takes the TCP path). */
+  private makeRelay(): UdpRelay | undefined {
+    if (this.opts.via || this.upstreams.length === 0 || this.opts.fastPath === false) return undefined;
+    return new UdpRelay({
+      upstreams: this.upstreams,
+      timeoutMs: this.timeoutMs,
+      mark: this.opts.mark,
+      maxWaiting: this.maxUdpInflight,
+      counters: this.counters,
+      accept: (key, resp) => {
+        if (!this.cache) return true;
+        const r = tryParseMessage(resp);
+        if (!r.ok) return false;
+        this.cache.set(key, resp, r.msg);
+        return true;
+      },
+      overTcp: async (up, query) =>
+        (await this.tcpPool.exchange(up, query, parseMessage(query), this.timeoutMs)).response,
+      servfail: (query) => {
+        const r = tryParseMessage(query);
+        return r.ok ? buildResponse(query, r.msg, { rcode: RCODE.SERVFAIL }) : undefined;
+      },
+      warn: (up, error) => this.warnOnce(up.label, 'dns upstream failed', { upstream: up.label, error }),
+    });
+  }
+
+  private get maxUdpInflight(): number {
+    return this.opts.maxUdpInflight ?? MAX_UDP_INFLIGHT;
   }
 
   get addresses(): readonly { address: string; port: number; family: 4 | 6 }[] {
@@ -317,17 +352,23 @@ class Forwarder implements DnsForwarder {
   private async bindUdp(address: string, port: number, family: 4 | 6, ipv6Only: boolean): Promise<{ close(): void }> {
     if (this.opts.udpBackend !== 'dgram' && batchUdpAvailable()) {
       this.udpBatched = true;
+      this.relay ??= this.makeRelay();
       const sock: BatchUdpSocket = openBatchUdpSocket({
         family,
         address,
         port,
         ipv6Only,
         onDatagram: (payload, from) => {
-          const quick = this.quickAnswer(payload, 'udp');
-          if (quick) return quick;
+          const q = this.peek(payload);
+          if (q) {
+            const quick = this.quickAnswer(payload, q, 'udp');
+            if (quick) return quick;
+            if (this.relayed(q, payload, from, sock)) return undefined;
+          }
           const to = Buffer.from(from); // views into the batch: the next one overwrites them
           return this.slowUdp(Buffer.from(payload), (resp) => sock.send(to, resp));
         },
+        onDrained: () => this.relay?.flush(),
         onError: (message) => this.warnOnce('udp-listener', 'dns UDP listener error', { error: message }),
       });
       return sock;
@@ -347,7 +388,8 @@ class Forwarder implements DnsForwarder {
     }
     udp.on('error', (e) => this.log.error('dns UDP listener error', { error: e.message }));
     udp.on('message', (m, rinfo) => {
-      const quick = this.quickAnswer(m, 'udp');
+      const q = this.peek(m);
+      const quick = q && this.quickAnswer(m, q, 'udp');
       if (quick) udp.send(quick, rinfo.port, rinfo.address);
       else this.slowUdp(m, (resp) => udp.send(resp, rinfo.port, rinfo.address, () => {}));
     });
@@ -356,7 +398,7 @@ class Forwarder implements DnsForwarder {
 
   /** A query the fast path could not answer: handle() it, send the answer when it comes. */
   private slowUdp(packet: Buffer, send: (resp: Buffer) => void): undefined {
-    if (this.udpInflight >= MAX_UDP_INFLIGHT) {
+    if (this.udpInflight >= this.maxUdpInflight) {
       this.counters.dropped++;
       return undefined;
     }
@@ -390,7 +432,8 @@ class Forwarder implements DnsForwarder {
     });
     sock.on('data', (chunk: Buffer) => {
       for (const m of framer.push(chunk)) {
-        const quick = this.quickAnswer(m, 'tcp');
+        const q = this.peek(m);
+        const quick = q && this.quickAnswer(m, q, 'tcp');
         if (quick) {
           if (sock.writable) sock.write(frame(quick));
           continue;
@@ -416,10 +459,7 @@ class Forwarder implements DnsForwarder {
    * The answer when it needs no waiting: a fake-IP address or a cache hit, for a query of
    * plain shape (peekQuery). Byte for byte what handle() would answer; undefined: use handle().
    */
-  private quickAnswer(packet: Buffer, transport: Transport): Buffer | undefined {
-    if (this.closed || this.opts.fastPath === false) return undefined;
-    const q = peekQuery(packet);
-    if (!q) return undefined;
+  private quickAnswer(packet: Buffer, q: QuickQuery, transport: Transport): Buffer | undefined {
     let out: Buffer | undefined;
     const fakeable = this.fake !== undefined && q.class === CLASS_IN && (q.type === TYPE.A || q.type === TYPE.AAAA);
     if (fakeable && q.name !== '' && !this.fakeExcluded(q.name)) {
@@ -431,6 +471,30 @@ class Forwarder implements DnsForwarder {
     this.counters.queries++;
     this.counters[transport === 'udp' ? 'udpQueries' : 'tcpQueries']++;
     return out;
+  }
+
+  /** The query's plain shape (peekQuery), when the fast paths may take it. */
+  private peek(packet: Buffer): QuickQuery | undefined {
+    if (this.closed || this.opts.fastPath === false) return undefined;
+    return peekQuery(packet);
+  }
+
+  /**
+   * Hands a query the fast path could not answer to the relay when handle() would forward it
+   * (not a fake-IP or PTR question of the pool, not in the cache); false: handle() takes it.
+   */
+  private relayed(q: QuickQuery, packet: Buffer, from: Buffer, listener: BatchUdpSocket): boolean {
+    if (!this.relay) return false;
+    if (this.fake) {
+      const fakeable = q.class === CLASS_IN && (q.type === TYPE.A || q.type === TYPE.AAAA) && q.name !== '';
+      if (q.type === TYPE.PTR || (fakeable && !this.fakeExcluded(q.name))) return false;
+    }
+    const key = `${q.name}|${q.type}|${q.class}|${q.edns?.do ? 1 : 0}${q.cd ? 1 : 0}`;
+    if (this.inflight.has(key) || this.cache?.get(key)) return false; // handle() joins or answers it
+    this.counters.queries++;
+    this.counters.udpQueries++;
+    this.relay.take(q, key, packet, from, listener);
+    return true;
   }
 
   private fakeExcluded(name: string): boolean {
@@ -543,7 +607,7 @@ class Forwarder implements DnsForwarder {
     const key = cacheKey({ name: question.name, type: question.type, class: question.class, do: dnssecOk, cd });
     const hit = this.cache?.get(key);
     if (hit) return Promise.resolve({ response: hit.response, msg: hit.msg });
-    const running = this.inflight.get(key);
+    const running = this.inflight.get(key) ?? this.joinRelay(key);
     if (running) {
       this.counters.coalesced++;
       return running;
@@ -558,6 +622,17 @@ class Forwarder implements DnsForwarder {
       () => this.inflight.delete(key),
     );
     return p;
+  }
+
+  /** The relay's answer to a question it is asking already. */
+  private joinRelay(key: string): Promise<Exchanged> | undefined {
+    const joined = this.relay?.join(key);
+    if (!joined) return undefined;
+    return joined.then((response) => {
+      const r = response ? tryParseMessage(response) : undefined;
+      if (!response || !r?.ok) throw new UpstreamError('network', '-', 'no answer from the upstreams');
+      return { response, msg: r.msg };
+    });
   }
 
   async resolveReal(domain: string, family: 4 | 6 = 4): Promise<string[]> {
@@ -687,7 +762,7 @@ class Forwarder implements DnsForwarder {
       cacheHits: this.cache?.hits ?? 0,
       cacheMisses: this.cache?.misses ?? 0,
       cacheEntries: this.cache?.size ?? 0,
-      inflight: this.inflight.size,
+      inflight: this.inflight.size + (this.relay?.size ?? 0),
       tcpConnects: this.tcpPool.connects,
       fakeIpEntries: this.fake?.size ?? 0,
       fakeIpEvictions: this.fake?.evictions ?? 0,
@@ -734,6 +809,7 @@ class Forwarder implements DnsForwarder {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.relay?.close();
     this.tcpPool.close();
     for (const pool of this.udpPools.values()) pool.close();
     for (const s of this.tcpClients) s.destroy();

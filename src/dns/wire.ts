@@ -739,3 +739,50 @@ export function peekQuery(buf: Uint8Array): QuickQuery | undefined {
     edns,
   };
 }
+
+/** Offset after the (possibly compressed) name at `off`, or -1 when it runs past the end. */
+function skipName(buf: Uint8Array, off: number): number {
+  for (let hops = 0; off < buf.length && hops < 128; hops++) {
+    const len = buf[off]!;
+    if (len === 0) return off + 1;
+    if ((len & 0xc0) === 0xc0) return off + 2 <= buf.length ? off + 2 : -1;
+    if (len > MAX_LABEL_LENGTH) return -1;
+    off += len + 1;
+  }
+  return -1;
+}
+
+/**
+ * Where the OPT record of a response lies, walking its records from `from` (the end of its
+ * single question) without decoding them: [start, end], [0, 0] when it has none, undefined when
+ * the records run past the end (malformed).
+ */
+export function optSpan(buf: Uint8Array, from: number): [number, number] | undefined {
+  const records = u16(buf, 6) + u16(buf, 8) + u16(buf, 10);
+  let off = from;
+  let span: [number, number] = [0, 0];
+  for (let i = 0; i < records; i++) {
+    const start = off;
+    off = skipName(buf, off);
+    if (off < 0 || off + 10 > buf.length) return undefined;
+    const end = off + 10 + u16(buf, off + 8);
+    if (end > buf.length) return undefined;
+    if (u16(buf, off) === TYPE.OPT) span = [start, end];
+    off = end;
+  }
+  return span;
+}
+
+/**
+ * Whether `resp` (QR set, one question) asks the question at [HEADER_SIZE, end) of `query`,
+ * whose name is lower case: the name compared up to ASCII letter case, type and class exactly.
+ */
+export function sameQuestionBytes(resp: Uint8Array, query: Uint8Array, end: number): boolean {
+  if (resp.length < end || (resp[2]! & 0x80) === 0 || u16(resp, 4) !== 1) return false;
+  const nameEnd = end - 4;
+  for (let i = HEADER_SIZE; i < nameEnd; i++) {
+    const a = resp[i]!;
+    if ((a >= 0x41 && a <= 0x5a ? a | 0x20 : a) !== query[i]) return false;
+  }
+  return u32(resp, nameEnd) === u32(query, nameEnd);
+}
