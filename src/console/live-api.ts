@@ -1,25 +1,10 @@
 // The Live page's data from the supervisor's live view: connection rows with rule, group
 // member and rate, throughput and per-node totals from live counters, recently closed flows.
 import type { Bytes } from '../observe/flow-stats.js';
-import type { LiveView, SupervisorControl, WorkerConnection } from '../proxy/supervisor.js';
+import type { ClosedConnection, ConsoleConnection, TrafficBody } from './live-wire.js';
 
-/** A console connection row. */
-export interface ConsoleConnection {
-  id: string;
-  src: string;
-  dst: string;
-  domain?: string;
-  /** The routing rule that matched. */
-  rule?: string;
-  node: string;
-  /** Through groups: the member chosen, and on through nested groups. */
-  path?: string[];
-  up: number;
-  down: number;
-  /** Bytes per second now (from live counters). */
-  rate?: { up: number; down: number };
-  startedAt: string;
-}
+export type { ConsoleConnection } from './live-wire.js';
+import type { LiveView, SupervisorControl, WorkerConnection } from '../proxy/supervisor.js';
 
 export function connectionRow(c: WorkerConnection, now = Date.now()): ConsoleConnection {
   return {
@@ -34,33 +19,6 @@ export function connectionRow(c: WorkerConnection, now = Date.now()): ConsoleCon
     down: c.down ?? 0,
     startedAt: new Date(now - c.ageMs).toISOString(),
   };
-}
-
-/** A recently closed flow as the console shows it. */
-export interface ClosedConnection {
-  id: string;
-  src: string;
-  dst: string;
-  domain?: string;
-  rule?: string;
-  node: string;
-  path?: string[];
-  up: number;
-  down: number;
-  startedAt: string;
-  durMs: number;
-  outcome: string;
-  error?: string;
-}
-
-export interface TrafficBody {
-  t: number;
-  /** Bytes per second now. */
-  rate: Bytes;
-  /** Since the gateway started. */
-  totals: Bytes;
-  byNode: Record<string, Bytes>;
-  closed: ClosedConnection[];
 }
 
 const round = (b: Bytes): Bytes => ({ up: Math.round(b.up), down: Math.round(b.down) });

@@ -53,31 +53,11 @@ export interface State {
   /** The URL the node test requests through each node. */
   testUrl?: string;
 }
-export interface Conn {
-  id: string;
-  src: string;
-  dst: string;
-  domain?: string;
-  /** The routing rule that matched (`rules[0]`, `default`). */
-  rule?: string;
-  node: string;
-  /** Through groups: the member chosen, and on through nested groups. */
-  path?: string[];
-  up: number;
-  down: number;
-  /** Bytes per second now. */
-  rate?: { up: number; down: number };
-  startedAt: string | number;
-}
-export interface Closed extends Omit<Conn, 'rate'> {
-  durMs: number;
-  outcome: string;
-  error?: string;
-}
-export interface Traffic {
-  totals: { up: number; down: number };
-  byNode: Record<string, { up: number; down: number }>;
-}
+export type {
+  ClosedConnection as Closed,
+  ConsoleConnection as Conn,
+  TrafficBody as Traffic,
+} from '../../src/console/live-wire';
 export interface Probe {
   ok: boolean;
   ms?: number;
@@ -187,8 +167,8 @@ export function fmtBytes(n: number): string {
   return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${u[i]}`;
 }
 
-export function fmtAge(startedAt: string | number, now: number): string {
-  const t = typeof startedAt === 'number' ? startedAt : Date.parse(startedAt);
+export function fmtAge(startedAt: string, now: number): string {
+  const t = Date.parse(startedAt);
   if (!Number.isFinite(t)) return '–';
   let s = Math.max(0, Math.round((now - t) / 1000));
   if (s < 60) return `${s}s`;
