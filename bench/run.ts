@@ -27,13 +27,12 @@
 // bulk transfer and during keep-alive HTTP, summarised in RESULTS.md ("where the time goes").
 // BENCH_DEBUG=1 prints socket and conntrack counts of the lab namespaces after each wrk run.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Lab, type Host, type LabProcess } from '../src/netlab/lab.js';
-import { type HaproxyOpts, haproxyRedirect, haproxyTproxy, nginxFast, nginxSeed, nginxServer } from './lib/configs.js';
-import { parseIperf, parseWrk, fmtNum, type IperfResult, type WrkResult } from './lib/parse.js';
+import { haproxyRedirect, haproxyTproxy, nginxFast, nginxSeed, nginxServer } from './lib/configs.js';
+import { fmtNum } from './lib/parse.js';
 import {
   cpuSeconds,
   descendants,
@@ -48,29 +47,48 @@ import {
 } from './lib/proc.js';
 import { renderProfile, summarizeProfile, type ProfileSummary } from './lib/profile.js';
 import { addBestOf, medianOf, newCase, pairedRatio, record, renderCase, type CaseResult } from './lib/report.js';
+import {
+  ADDR,
+  alternate,
+  BEST_HAPROXY,
+  type CaseId,
+  cpuOf,
+  type Ctx,
+  HAPROXY,
+  HAPROXY_TCP_BEST,
+  haproxyPair,
+  iperf,
+  logPath,
+  MAIN,
+  MEM_METRICS,
+  MEM_NOTE,
+  nextSeq,
+  NODE,
+  NPROC,
+  type Options,
+  PORT,
+  recordIdleMemory,
+  ROOT,
+  type RunningProxy,
+  setTmpDir,
+  setTpCommon,
+  startHaproxy,
+  startIperfServer,
+  startNginx,
+  startTranproxy,
+  tmpDir,
+  TP,
+  tpCmd,
+  tpCommon,
+  UID,
+  type VariantDef,
+  wrk,
+} from './lib/runner.js';
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
-// BENCH_DIST: run a snapshot of dist/ (others may rebuild dist/ during a long run on a shared tree).
-const MAIN = join(process.env.BENCH_DIST ?? join(ROOT, 'dist'), 'cli/main.js');
-const NODE = process.execPath;
 const HOLD_SERVER = join(ROOT, 'bench/peers/hold-server.mjs');
 const HOLD_CLIENT = join(ROOT, 'bench/peers/hold-client.mjs');
 const PROF_PRELOAD = join(ROOT, 'bench/lib/cpu-prof-preload.cjs');
 
-// Documentation ranges (RFC 5737), only ever inside the lab's own namespaces: a gateway's
-// default capture excludes private destinations (10/8, 192.168/16, …), these it captures.
-const ADDR = {
-  cli: '192.0.2.1',
-  srv: '192.0.2.2',
-  tcli: '198.51.100.1',
-  gwLan: '198.51.100.2',
-  gwWan: '203.0.113.1',
-  tsrv: '203.0.113.2',
-} as const;
-const PORT = { iperf: 5201, http: 80, hold: 7000, tranproxy: 15001, haproxy: 15002, nginx: 15004 } as const;
-const UID = { tranproxy: 1337, haproxy: 1338, nginx: 1339 } as const;
-
-type CaseId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 'g' | 'h' | 'i' | 'j' | 'k';
 const CASE_NAMES: Record<CaseId, string> = {
   a: 'redirect-throughput',
   b: 'tproxy-throughput',
@@ -85,18 +103,6 @@ const CASE_NAMES: Record<CaseId, string> = {
   k: 'sidecar-memory',
 };
 const DNS_CASES = ['g', 'h', 'i'] as const;
-
-interface Options {
-  quick: boolean;
-  only: Set<CaseId>;
-  rounds: number;
-  iperfSecs: number;
-  wrkSecs: number;
-  holdCount: number;
-  out: string;
-  keepLogs: boolean;
-  profile: boolean;
-}
 
 function usage(): never {
   process.stderr.write(
@@ -152,356 +158,6 @@ function parseArgs(argv: string[]): Options {
     keepLogs,
     profile: profile ?? !partial,
   };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Proxies
-
-interface RunningProxy {
-  /** Every process of the proxy (CPU and RSS are summed over these). */
-  pids: number[];
-  /** The process that relays (tranproxy's data-plane child, HAProxy itself, nginx's worker). */
-  dataPid: number;
-  /** Where the proxy logs its errors (nginx's error.log), for failure notes. */
-  errorLog?: string;
-  stop(): Promise<void>;
-}
-
-interface VariantDef {
-  key: string;
-  label: string;
-  detail: string;
-  /** undefined: no proxy. */
-  start?: () => Promise<RunningProxy>;
-  /** Only in these cases (default: every case of its group). */
-  only?: CaseId[];
-  /** Adds no headers (a plain TCP relay). */
-  plain?: boolean;
-}
-
-let TMP = '';
-let seq = 0;
-const logPath = (name: string): string => join(TMP, `${String(++seq).padStart(3, '0')}-${name}.log`);
-
-async function tranproxyCli(host: Host, args: string[]): Promise<void> {
-  await host.run(NODE, [MAIN, ...args], { timeoutMs: 30_000 });
-}
-
-async function rulesRemove(host: Host): Promise<void> {
-  await host.run(NODE, [MAIN, 'rules', 'remove'], { allowFailure: true, timeoutMs: 30_000 });
-}
-
-/** CPUs: tranproxy's `--workers`, nginx's `worker_processes auto`, HAProxy's default nbthread. */
-const NPROC = os.availableParallelism();
-/** Flags every tranproxy run gets: one data-plane process per CPU, like the anchors at their best. */
-let TP_COMMON: string[] = [];
-
-const TP = {
-  redirect: () => ['-P', String(PORT.iperf), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), ...TP_COMMON],
-  tproxy: () => [
-    '--mode',
-    'tproxy',
-    '--capture',
-    'prerouting',
-    '-P',
-    String(PORT.iperf),
-    '--family',
-    'ipv4',
-    '--listen-port',
-    String(PORT.tranproxy),
-    ...TP_COMMON,
-  ],
-  http: () => [
-    '-P',
-    String(PORT.http),
-    '--family',
-    'ipv4',
-    '--listen-port',
-    String(PORT.tranproxy),
-    '-H',
-    'a:1',
-    '-H',
-    'b:2',
-    '-H',
-    'c:3',
-    ...TP_COMMON,
-  ],
-  /** Port 80 without header injection: a plain TCP relay (the splice engine under --relay auto). */
-  httpPlain: () => ['-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), ...TP_COMMON],
-  /** Held connections, inspected: the same 3 headers as the HTTP cases. */
-  hold: () => [
-    '-P',
-    String(PORT.hold),
-    '--family',
-    'ipv4',
-    '--listen-port',
-    String(PORT.tranproxy),
-    '--max-connections',
-    '9000',
-    '-H',
-    'a:1',
-    '-H',
-    'b:2',
-    '-H',
-    'c:3',
-    ...TP_COMMON,
-  ],
-};
-const tpCmd = (args: string[]): string => `\`tranproxy run ${args.join(' ')}\``;
-
-/** `tranproxy run ARGS` in `host`; ready when it prints its ready line (rules applied). */
-async function startTranproxy(host: Host, args: string[], env?: NodeJS.ProcessEnv): Promise<RunningProxy> {
-  const log = logPath('tranproxy');
-  // BENCH_TRANPROXY_NODE_OPTIONS: V8 flags for tranproxy's processes (experiments).
-  const nodeOpts = process.env.BENCH_TRANPROXY_NODE_OPTIONS;
-  const e = nodeOpts ? { ...env, NODE_OPTIONS: `${env?.NODE_OPTIONS ?? ''} ${nodeOpts}`.trim() } : env;
-  const p = startLogged(host, log, NODE, [MAIN, 'run', ...args], e ? { env: e } : {});
-  try {
-    await waitForLog(p, log, /^tranproxy:? ready:.*$/m, 20_000);
-  } catch (e) {
-    await p.stop();
-    await rulesRemove(host);
-    throw e;
-  }
-  const kids = descendants(p.pid);
-  // The data plane: the child holding the listeners (most fds), should there be other children.
-  const data = kids.reduce((best, k) => (fdCount(k) > fdCount(best) ? k : best), kids[0] ?? p.pid);
-  return {
-    pids: [p.pid, ...kids],
-    dataPid: data,
-    stop: async () => {
-      await p.stop('SIGTERM');
-      await rulesRemove(host); // in case the supervisor was killed before removing its rules
-    },
-  };
-}
-
-/** HAProxy in the foreground (-db) as `uid` (undefined: root); then `tranproxy rules apply RULES`. */
-async function startHaproxy(
-  host: Host,
-  config: string,
-  listenPort: number,
-  uid: number | undefined,
-  rules: string[],
-): Promise<RunningProxy> {
-  const cfg = join(TMP, `haproxy-${++seq}.cfg`);
-  writeFileSync(cfg, config, { mode: 0o644 });
-  const log = logPath('haproxy');
-  const p = startLogged(host, log, 'haproxy', ['-db', '-f', cfg], uid === undefined ? {} : { uid, gid: uid });
-  try {
-    await waitForListen(host, listenPort, p, log);
-    await tranproxyCli(host, ['rules', 'apply', ...rules]);
-  } catch (e) {
-    await rulesRemove(host);
-    await p.stop();
-    throw e;
-  }
-  return {
-    pids: [p.pid],
-    dataPid: p.pid,
-    stop: async () => {
-      await rulesRemove(host);
-      await p.stop();
-    },
-  };
-}
-
-/** nginx (master + 1 worker) as `uid`, with its own prefix directory; then the rules. */
-async function startNginx(
-  host: Host,
-  name: string,
-  config: (prefix: string) => string,
-  listenPort: number,
-  uid: number,
-  rules: string[],
-): Promise<RunningProxy> {
-  const prefix = join(TMP, `nginx-${name}-${++seq}`);
-  mkdirSync(prefix);
-  chownSync(prefix, uid, uid);
-  const conf = join(prefix, 'nginx.conf');
-  writeFileSync(conf, config(prefix), { mode: 0o644 });
-  const log = logPath(`nginx-${name}`);
-  const p = startLogged(host, log, 'nginx', ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')], {
-    uid,
-    gid: uid,
-  });
-  let workers: number[] = [];
-  try {
-    await waitForListen(host, listenPort, p, log);
-    for (let i = 0; i < 50 && workers.length === 0; i++) {
-      workers = descendants(p.pid);
-      if (workers.length === 0) await sleep(50);
-    }
-    await tranproxyCli(host, ['rules', 'apply', ...rules]);
-  } catch (e) {
-    await rulesRemove(host);
-    await p.stop();
-    throw new Error(`${(e as Error).message}\nnginx error.log:\n${readLog(join(prefix, 'error.log')).slice(-1500)}`);
-  }
-  return {
-    pids: [p.pid, ...workers],
-    dataPid: workers[0] ?? p.pid,
-    errorLog: join(prefix, 'error.log'),
-    stop: async () => {
-      await rulesRemove(host);
-      await p.stop('SIGQUIT');
-    },
-  };
-}
-
-const cpuOf = (proxy: RunningProxy | undefined): number =>
-  proxy ? proxy.pids.reduce((s, pid) => s + cpuSeconds(pid), 0) : 0;
-
-const HAPROXY = 'HAProxy 2.6';
-const BEST_HAPROXY = { key: 'haproxy-best', label: 'best HAProxy' };
-const HAPROXY_TCP_BEST = { key: 'haproxy-tcp-best', label: 'best HAProxy, tcp mode' };
-
-/**
- * HAProxy at its best, as two variants: default threads (one per CPU), and the same with
- * `option splice-auto`; `addBestOf` later reports the better of the two per metric.
- */
-function haproxyPair(
-  base: Omit<VariantDef, 'start'> & { start: (o: HaproxyOpts) => Promise<RunningProxy> },
-): VariantDef[] {
-  return [
-    { ...base, detail: `${base.detail}; default threads (${NPROC})`, start: () => base.start({}) },
-    {
-      ...base,
-      key: `${base.key}-splice`,
-      label: `${base.label}, splice-auto`,
-      detail: `${base.detail}; default threads (${NPROC}), \`option splice-auto\``,
-      start: () => base.start({ splice: true }),
-    },
-  ];
-}
-
-/** Idle memory columns: smaps_rollup summed over every process of the variant. */
-const MEM_METRICS = [
-  { key: 'rss', label: 'idle RSS MB', better: 'lower' as const },
-  { key: 'pss', label: 'idle PSS MB', better: 'lower' as const },
-  { key: 'anon', label: 'idle anon MB', better: 'lower' as const },
-];
-
-function recordIdleMemory(c: CaseResult, variant: string, round: number, proxy: RunningProxy | undefined): void {
-  if (!proxy) return;
-  const m = memOf(proxy.pids);
-  record(c, 'rss', variant, round, m.rss / 1024);
-  record(c, 'pss', variant, round, m.pss / 1024);
-  record(c, 'anon', variant, round, m.anon / 1024);
-}
-
-const MEM_NOTE =
-  'Memory: /proc/PID/smaps_rollup (Rss, Pss, Anonymous) summed over every process of the variant (tranproxy: supervisor + data-plane children; ' +
-  "nginx: master + workers; HAProxy: its one process), read right after it is ready, before the load. nginx's workers share copy-on-write anonymous pages " +
-  'with their master, so its summed anon counts them twice; PSS does not.';
-
-// ---------------------------------------------------------------------------------------------
-// Load generators
-
-interface IperfServer {
-  proc: LabProcess;
-  log: string;
-}
-
-async function startIperfServer(host: Host): Promise<IperfServer> {
-  const log = logPath(`iperf3-server-${host.name}`);
-  const proc = startLogged(host, log, 'iperf3', ['-s', '-p', String(PORT.iperf), '--forceflush']);
-  await waitForListen(host, PORT.iperf, proc, log);
-  return { proc, log };
-}
-
-/** One iperf3 test; on a failure the server is restarted and the test tried once more. */
-async function iperf(
-  client: Host,
-  server: Host,
-  srv: IperfServer,
-  dst: string,
-  streams: number,
-  secs: number,
-): Promise<IperfResult> {
-  const args = [
-    '-c',
-    dst,
-    '-p',
-    String(PORT.iperf),
-    '-t',
-    String(secs),
-    '-P',
-    String(streams),
-    '-J',
-    '--connect-timeout',
-    '3000',
-  ];
-  let lastError = '';
-  for (let attempt = 0; attempt < 2; attempt++) {
-    const r = await client.run('iperf3', args, { allowFailure: true, timeoutMs: secs * 1000 + 30_000 });
-    try {
-      return parseIperf(r.stdout);
-    } catch (e) {
-      lastError = `${(e as Error).message}${r.stderr ? ` (${r.stderr.trim().slice(0, 300)})` : ''}`;
-      await srv.proc.stop();
-      Object.assign(srv, await startIperfServer(server));
-    }
-  }
-  throw new Error(lastError);
-}
-
-async function wrk(client: Host, url: string, secs: number, close: boolean): Promise<WrkResult> {
-  const args = [
-    '-t1',
-    '-c50',
-    `-d${secs}s`,
-    '--latency',
-    '--timeout',
-    '5s',
-    ...(close ? ['-H', 'Connection: close'] : []),
-    url,
-  ];
-  const r = await client.run('wrk', args, { allowFailure: true, timeoutMs: secs * 1000 + 30_000 });
-  if (r.status !== 0) throw new Error(`wrk failed (${r.status}): ${r.stderr || r.stdout}`);
-  return parseWrk(r.stdout);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Cases
-
-interface Ctx {
-  opts: Options;
-  lab: Lab;
-  cli?: Host;
-  srv?: Host;
-  tcli?: Host;
-  gw?: Host;
-  tsrv?: Host;
-  log: (line: string) => void;
-}
-
-/** Runs `body` for every variant, round after round (A B C, A B C, …). A failure is recorded, not fatal. */
-async function alternate(
-  ctx: Ctx,
-  c: CaseResult,
-  variants: VariantDef[],
-  body: (v: VariantDef, proxy: RunningProxy | undefined, round: number) => Promise<void>,
-): Promise<void> {
-  for (let round = 1; round <= ctx.opts.rounds; round++) {
-    for (const v of variants) {
-      let proxy: RunningProxy | undefined;
-      try {
-        proxy = v.start ? await v.start() : undefined;
-        await body(v, proxy, round);
-      } catch (e) {
-        const msg = `round ${round}, ${v.label}: ${(e as Error).message}`;
-        c.errors.push(msg);
-        ctx.log(`  FAILED ${msg}`);
-      } finally {
-        try {
-          await proxy?.stop();
-        } catch (e) {
-          c.errors.push(`round ${round}, ${v.label}: stop failed: ${(e as Error).message}`);
-        }
-      }
-    }
-  }
 }
 
 function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: () => Promise<void> } {
@@ -866,7 +522,7 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
 
 /** The nginx HTTP server (root master, worker as nobody) on port 80 of `srv`. */
 async function startHttpServer(srv: Host): Promise<LabProcess> {
-  const prefix = join(TMP, `nginx-server-${++seq}`);
+  const prefix = join(tmpDir(), `nginx-server-${nextSeq()}`);
   mkdirSync(prefix);
   const conf = join(prefix, 'nginx.conf');
   writeFileSync(conf, nginxServer(prefix, PORT.http), { mode: 0o644 });
@@ -889,7 +545,7 @@ async function startHttpServer(srv: Host): Promise<LabProcess> {
 async function profileTranproxy(ctx: Ctx): Promise<string[]> {
   const cli = ctx.cli!;
   const srv = ctx.srv!;
-  const dir = join(TMP, 'cpu-prof');
+  const dir = join(tmpDir(), 'cpu-prof');
   mkdirSync(dir);
   chmodSync(dir, 0o1777); // the child writes here as uid 1337
   // `--cpu-prof` is not allowed in NODE_OPTIONS: a preload runs the profiler, toggled by SIGUSR2.
@@ -1294,7 +950,7 @@ function dnsCase(ctx: Ctx, id: DnsMode): { c: CaseResult; run: () => Promise<voi
       label: 'tranproxy',
       detail: `\`tranproxy run --config FILE --firewall none\` with \`${dnsYaml.trim().replace(/\n\s*/g, ' ')}\``,
       start: async () => {
-        const file = join(TMP, `dns-${id}.yaml`);
+        const file = join(tmpDir(), `dns-${id}.yaml`);
         writeFileSync(file, dnsYaml);
         chmodSync(file, 0o644);
         const p = await startTranproxy(srv, [
@@ -1339,7 +995,7 @@ function dnsCase(ctx: Ctx, id: DnsMode): { c: CaseResult; run: () => Promise<voi
     },
   ];
   c.variants = variants.map(({ key, label, detail }) => ({ key, label, detail }));
-  const queries = join(TMP, 'dns-queries.txt');
+  const queries = join(tmpDir(), 'dns-queries.txt');
   const run = async (): Promise<void> => {
     writeFileSync(queries, Array.from({ length: DNS.names }, (_, i) => `n${i + 1}.${DNS.zone} A\n`).join(''));
     chmodSync(queries, 0o644);
@@ -1424,7 +1080,7 @@ function ruleSetCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {
     for (let round = 1; round <= ctx.opts.rounds; round++) {
       for (const n of sizes) {
         const key = `n${n}`;
-        const dir = mkdtempSync(join(TMP, 'rules-'));
+        const dir = mkdtempSync(join(tmpDir(), 'rules-'));
         chmodSync(dir, 0o755);
         writeFileSync(join(dir, 'list.txt'), domainListText(n));
         writeFileSync(
@@ -1729,10 +1385,10 @@ async function main(): Promise<void> {
   }
   process.env.PATH = `${process.env.PATH}:/usr/sbin:/sbin`;
   if (execFileSync(NODE, [MAIN, 'run', '--help'], { encoding: 'utf8' }).includes('--workers'))
-    TP_COMMON = ['--workers', String(NPROC)];
+    setTpCommon(['--workers', String(NPROC)]);
   // BENCH_TRANPROXY_ARGS="--relay js": extra flags for every tranproxy run (experiments; recorded in the set-up lines).
   if (process.env.BENCH_TRANPROXY_ARGS)
-    TP_COMMON = [...TP_COMMON, ...process.env.BENCH_TRANPROXY_ARGS.split(/\s+/).filter(Boolean)];
+    setTpCommon([...tpCommon(), ...process.env.BENCH_TRANPROXY_ARGS.split(/\s+/).filter(Boolean)]);
   const want = new Set(opts.only);
   if (want.has('f')) want.add('a'); // (f) is measured during (a)
 
@@ -1742,7 +1398,8 @@ async function main(): Promise<void> {
     .loadavg()
     .map((x) => x.toFixed(2))
     .join(' / ');
-  TMP = mkdtempSync(join(os.tmpdir(), 'tpx-bench-'));
+  const TMP = mkdtempSync(join(os.tmpdir(), 'tpx-bench-'));
+  setTmpDir(TMP);
   chmodSync(TMP, 0o755); // proxies running as other uids open their logs and configs here
   const removeTmp = (): void => {
     if (!opts.keepLogs) rmSync(TMP, { recursive: true, force: true });
