@@ -18,6 +18,9 @@
 //        i  DNS uncached (every query asked upstream) — tranproxy (cache off), dnsmasq (cache-size 0)
 //        j  start-up and SIGHUP reload with a 200k and a 1M-entry domain list (no anchor)
 //        k  sidecar idle memory, all processes — tranproxy, nginx as nginx-tranproxy, HAProxy
+//        l  gateway through a Shadowsocks node (aes-256-gcm): bulk and conn/s — tranproxy, ss-redir
+//        m  the same with chacha20-ietf-poly1305 — tranproxy, ss-redir
+//        n  gateway through a SOCKS5 node (microsocks) — tranproxy, redsocks
 //
 // The anchors run at their best: HAProxy with its default threads and an `option splice-auto`
 // variant ("best HAProxy" is the better of the two per metric), nginx with worker_processes
@@ -31,7 +34,8 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } 
 import os from 'node:os';
 import { join } from 'node:path';
 import { Lab, type Host, type LabProcess } from '../src/netlab/lab.js';
-import { haproxyRedirect, haproxyTproxy, nginxFast, nginxSeed, nginxServer } from './lib/configs.js';
+import { haproxyRedirect, haproxyTproxy, nginxFast, nginxSeed } from './lib/configs.js';
+import { buildGatewayLab, gatewayCase } from './cases/gateway.js';
 import { fmtNum } from './lib/parse.js';
 import {
   cpuSeconds,
@@ -62,7 +66,6 @@ import {
   MAIN,
   MEM_METRICS,
   MEM_NOTE,
-  nextSeq,
   NODE,
   NPROC,
   type Options,
@@ -73,6 +76,7 @@ import {
   setTmpDir,
   setTpCommon,
   startHaproxy,
+  startHttpServer,
   startIperfServer,
   startNginx,
   startTranproxy,
@@ -101,7 +105,11 @@ const CASE_NAMES: Record<CaseId, string> = {
   i: 'dns-uncached',
   j: 'rule-set-load',
   k: 'sidecar-memory',
+  l: 'gateway-ss-aes',
+  m: 'gateway-ss-chacha',
+  n: 'gateway-socks5',
 };
+const GATEWAY_CASES = { l: 'aes', m: 'chacha', n: 'socks' } as const;
 const DNS_CASES = ['g', 'h', 'i'] as const;
 
 function usage(): never {
@@ -518,23 +526,6 @@ function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: ()
     addBestOf(dCase, HAPROXY_TCP_BEST.key, HAPROXY_TCP_BEST.label, ['haproxy-tcp', 'haproxy-tcp-splice']);
   };
   return { cases, run };
-}
-
-/** The nginx HTTP server (root master, worker as nobody) on port 80 of `srv`. */
-async function startHttpServer(srv: Host): Promise<LabProcess> {
-  const prefix = join(tmpDir(), `nginx-server-${nextSeq()}`);
-  mkdirSync(prefix);
-  const conf = join(prefix, 'nginx.conf');
-  writeFileSync(conf, nginxServer(prefix, PORT.http), { mode: 0o644 });
-  const log = logPath('nginx-server');
-  const server = startLogged(srv, log, 'nginx', ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')]);
-  try {
-    await waitForListen(srv, PORT.http, server, log);
-  } catch (e) {
-    await server.stop();
-    throw e;
-  }
-  return server;
 }
 
 /**
@@ -1328,6 +1319,15 @@ function render(
       `| sidecar idle memory, all processes, RSS / PSS / anon ↓ | ${mem('tranproxy')} | nginx as nginx-tranproxy ${mem('nginx-seed')}; HAProxy ${mem('haproxy')} | anon: ${ratioText(k, 'anon', 'nginx-seed', 'nginx')}, ${ratioText(k, 'anon', 'haproxy', 'HAProxy')}; PSS: ${ratioText(k, 'pss', 'nginx-seed', 'nginx')} (targets: anon ≤ 16 MB, PSS ≤ 50 MB) |`,
     );
   }
+  for (const id of ['l', 'm', 'n'] as const) {
+    const c = byId(id);
+    if (!c) continue;
+    const anchor = id === 'n' ? 'redsocks' : 'ss-redir';
+    const what = { l: 'Shadowsocks aes-256-gcm', m: 'Shadowsocks chacha20', n: 'SOCKS5' }[id];
+    summary.push(
+      `| gateway via ${what} node: bulk 1 / 4 streams, conn/s | ${med(c, 'g1', 'tranproxy')} / ${med(c, 'g4', 'tranproxy')} Gbit/s, ${med(c, 'cps', 'tranproxy')} conn/s; idle anon ${med(c, 'anon', 'tranproxy')} MB | ${anchor} ${med(c, 'g1', anchor)} / ${med(c, 'g4', anchor)} Gbit/s, ${med(c, 'cps', anchor)} conn/s; idle anon ${med(c, 'anon', anchor)} MB | 1 stream ${ratioText(c, 'g1', anchor, anchor)}; 4 streams ${ratioText(c, 'g4', anchor, anchor)}; conn/s ${ratioText(c, 'cps', anchor, anchor)} |`,
+    );
+  }
   const f = byId('f');
   if (f) {
     for (const m of f.metrics.filter((x) => (x.values.get('tranproxy')?.size ?? 0) > 0)) {
@@ -1384,6 +1384,15 @@ async function main(): Promise<void> {
     }
   }
   process.env.PATH = `${process.env.PATH}:/usr/sbin:/sbin`;
+  const gatewayTools = ['ss-server', 'ss-redir', 'microsocks', 'redsocks'];
+  if (['l', 'm', 'n'].some((id) => opts.only.has(id as CaseId)))
+    for (const tool of gatewayTools) {
+      try {
+        execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+      } catch {
+        throw new Error(`${tool} is missing: run scripts/setup-deps.sh (gateway cases l, m, n)`);
+      }
+    }
   if (execFileSync(NODE, [MAIN, 'run', '--help'], { encoding: 'utf8' }).includes('--workers'))
     setTpCommon(['--workers', String(NPROC)]);
   // BENCH_TRANPROXY_ARGS="--relay js": extra flags for every tranproxy run (experiments; recorded in the set-up lines).
@@ -1455,6 +1464,14 @@ async function main(): Promise<void> {
       const k = sidecarCase(ctx);
       cases.push(k.c);
       await k.run();
+    }
+    const gwIds = (Object.keys(GATEWAY_CASES) as Array<keyof typeof GATEWAY_CASES>).filter((id) => want.has(id));
+    const gwHosts = gwIds.length ? buildGatewayLab(lab, tuneNetns) : undefined;
+    for (const id of gwIds) {
+      log(`(${id}) ${CASE_NAMES[id]}`);
+      const g = gatewayCase(ctx, gwHosts!, id, GATEWAY_CASES[id]);
+      cases.push(g.c);
+      await g.run();
     }
     if (want.has('f') && tput.length) cases.push(cpuCase(tput));
     if (want.has('j')) {

@@ -5,7 +5,7 @@ import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Host, Lab, LabProcess } from '../../src/netlab/lab.js';
-import type { HaproxyOpts } from './configs.js';
+import { type HaproxyOpts, nginxServer } from './configs.js';
 import { parseIperf, parseWrk, type IperfResult, type WrkResult } from './parse.js';
 import {
   cpuSeconds,
@@ -38,7 +38,7 @@ export const ADDR = {
 export const PORT = { iperf: 5201, http: 80, hold: 7000, tranproxy: 15001, haproxy: 15002, nginx: 15004 } as const;
 export const UID = { tranproxy: 1337, haproxy: 1338, nginx: 1339 } as const;
 
-export type CaseId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 'g' | 'h' | 'i' | 'j' | 'k';
+export type CaseId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 'g' | 'h' | 'i' | 'j' | 'k' | 'l' | 'm' | 'n';
 
 export interface Options {
   quick: boolean;
@@ -411,4 +411,21 @@ export async function alternate(
       }
     }
   }
+}
+
+/** The nginx HTTP server (root master, worker as nobody) on port 80 of `srv`. */
+export async function startHttpServer(srv: Host): Promise<LabProcess> {
+  const prefix = join(tmpDir(), `nginx-server-${nextSeq()}`);
+  mkdirSync(prefix);
+  const conf = join(prefix, 'nginx.conf');
+  writeFileSync(conf, nginxServer(prefix, PORT.http), { mode: 0o644 });
+  const log = logPath('nginx-server');
+  const server = startLogged(srv, log, 'nginx', ['-p', prefix, '-c', conf, '-e', join(prefix, 'error.log')]);
+  try {
+    await waitForListen(srv, PORT.http, server, log);
+  } catch (e) {
+    await server.stop();
+    throw e;
+  }
+  return server;
 }
