@@ -136,6 +136,8 @@ export interface DnsForwarderStats {
   fakeIpAnswers: number;
   /** Queries answered in the socket's message handler (cache hits and fake-IP answers of plain shape). */
   fastAnswers: number;
+  /** UDP queries forwarded by the batched relay (udp-relay.ts) rather than handle(). */
+  relayed: number;
   fakeIpEntries: number;
   fakeIpEvictions: number;
 }
@@ -219,6 +221,7 @@ class Forwarder implements DnsForwarder {
     dropped: 0,
     fakeIpAnswers: 0,
     fastAnswers: 0,
+    relayed: 0,
   };
 
   constructor(private readonly opts: DnsForwarderOptions) {
@@ -493,6 +496,7 @@ class Forwarder implements DnsForwarder {
     if (this.inflight.has(key) || this.cache?.get(key)) return false; // handle() joins or answers it
     this.counters.queries++;
     this.counters.udpQueries++;
+    this.counters.relayed++;
     this.relay.take(q, key, packet, from, listener);
     return true;
   }

@@ -49,6 +49,9 @@ interface Seen {
   transport: 'udp' | 'tcp';
   name: string;
   type: number;
+  /** The query's id and, over UDP, its source port. */
+  id: number;
+  port?: number;
 }
 
 interface TestUpstream {
@@ -128,7 +131,7 @@ async function startUpstream(host = '127.0.0.1'): Promise<TestUpstream> {
     s.on('data', (chunk: Buffer) => {
       for (const m of framer.push(chunk)) {
         const q = parseMessage(m);
-        up.seen.push({ transport: 'tcp', name: q.questions[0]!.name, type: q.questions[0]!.type });
+        up.seen.push({ transport: 'tcp', name: q.questions[0]!.name, type: q.questions[0]!.type, id: q.header.id });
         if (up.silent) continue;
         void answer(m, q, true).then((r) => s.writable && s.write(frame(r)));
       }
@@ -142,7 +145,8 @@ async function startUpstream(host = '127.0.0.1'): Promise<TestUpstream> {
   await once(udp, 'listening');
   udp.on('message', (m, rinfo) => {
     const q = parseMessage(m);
-    up.seen.push({ transport: 'udp', name: q.questions[0]!.name, type: q.questions[0]!.type });
+    const question = q.questions[0]!;
+    up.seen.push({ transport: 'udp', name: question.name, type: question.type, id: q.header.id, port: rinfo.port });
     if (up.silent) return;
     void answer(m, q, false).then((r) => udp.send(r, rinfo.port, rinfo.address));
   });
@@ -668,7 +672,7 @@ test('an upstream that is the forwarder itself is refused', async () => {
   );
 });
 
-test("fast path: cache hits and fake-IP answers are byte for byte the full path's, on batched and dgram sockets", async () => {
+test("fast path: cache hits, fake-IP answers and relayed misses are byte for byte the full path's, on batched and dgram sockets", async () => {
   const up = await startUpstream();
   const fake = { range: '198.18.0.0/24', range6: 'fc00:18::/120' };
   const names = ['www.a.test', 'x.lan', 'nope.test', 'deep.sub.a.test'];
@@ -734,12 +738,119 @@ test("fast path: cache hits and fake-IP answers are byte for byte the full path'
       assert.deepEqual(byId(tcpA), byId(tcpB), `${what} over TCP`);
     }
     assert.equal(slowFake.stats().fastAnswers + slowPlain.stats().fastAnswers, 0);
+    // Pass 0 of the cache comparison: the misses of plain shape went through the relay, byte for byte handle()'s.
+    assert.ok(fastPlain.stats().relayed >= names.length, JSON.stringify(fastPlain.stats()));
+    assert.equal(slowPlain.stats().relayed + dgramFake.stats().relayed, 0);
     // Pass 1 of the cache comparison: every query but big.test's and the uncacheable ones came from the fast path.
     assert.ok(fastPlain.stats().fastAnswers >= names.length * shapes.length * 3, JSON.stringify(fastPlain.stats()));
     assert.ok(fastFake.stats().fastAnswers >= 2 * 3 * shapes.length * 2, JSON.stringify(fastFake.stats()));
     assert.ok(dgramFake.stats().fastAnswers > 0);
   } finally {
     await Promise.all(fwd.map((f) => f.close()));
+    await up.close();
+  }
+});
+
+// ── the relay (uncached UDP queries of plain shape, batched, ids of ours) ──────
+
+/** The A address the test upstream gives `name` (see answer()). */
+const addressOfName = (name: string) =>
+  `192.0.2.${[...name.toLowerCase()].reduce((h, c) => (h * 31 + c.charCodeAt(0)) & 0xff, 7) || 1}`;
+
+test('relay: clients using the same id at once each get their own answer; ids are unique per upstream socket', async () => {
+  const up = await startUpstream();
+  try {
+    await withForwarder({ upstreams: [`127.0.0.1:${up.port}`], cache: false }, async (f, port) => {
+      // slow.*: the upstream holds each answer 300 ms, so all twelve are in flight together.
+      const names = Array.from({ length: 12 }, (_, i) => `slow.c${i}.a.test`);
+      const rs = await Promise.all(names.map((n) => udpAsk(port, q(n, TYPE.A, 0x1234))));
+      rs.forEach((r, i) => {
+        const m = parseMessage(r!);
+        assert.equal(m.header.id, 0x1234);
+        assert.equal(m.questions[0]!.name, names[i]);
+        assert.deepEqual(answers(r!), [addressOfName(names[i]!)]);
+      });
+      const seen = up.seen.filter((s) => s.name.startsWith('slow.c'));
+      assert.equal(seen.length, 12);
+      const perPort = new Map<number, number[]>();
+      for (const s of seen) perPort.set(s.port!, [...(perPort.get(s.port!) ?? []), s.id]);
+      for (const ids of perPort.values()) assert.equal(new Set(ids).size, ids.length, `ids on one socket: ${ids}`);
+      assert.equal(f.stats().relayed, 12);
+      assert.equal(f.stats().inflight, 0);
+    });
+  } finally {
+    await up.close();
+  }
+});
+
+test('relay: past the in-flight bound queries are dropped; unanswered ones get SERVFAIL after the attempts', async () => {
+  const hole = await blackhole();
+  try {
+    await withForwarder(
+      { upstreams: [`127.0.0.1:${hole.port}`], cache: false, timeoutMs: 150, maxUdpInflight: 4 },
+      async (f, port) => {
+        const rs: Promise<Buffer | undefined>[] = [];
+        for (let i = 0; i < 6; i++) {
+          rs.push(udpAsk(port, q(`b${i}.a.test`, TYPE.A, 0x700 + i), 1500));
+          await sleep(20); // in this order: the first four are taken, the last two dropped
+        }
+        const got = await Promise.all(rs);
+        for (let i = 0; i < 4; i++) {
+          const m = parseMessage(got[i]!);
+          assert.equal(m.header.rcode, RCODE.SERVFAIL);
+          assert.equal(m.header.id, 0x700 + i);
+          assert.equal(m.questions[0]!.name, `b${i}.a.test`);
+        }
+        assert.deepEqual(got.slice(4), [undefined, undefined]);
+        const st = f.stats();
+        assert.equal(st.dropped, 2);
+        assert.equal(st.servfail, 4);
+        assert.equal(st.upstreamQueries, 8, 'two attempts each');
+        assert.equal(st.inflight, 0);
+      },
+    );
+  } finally {
+    hole.close();
+  }
+});
+
+test('relay: TC from the upstream goes over TCP; each client gets the answer fitted to it, OPT only with EDNS, its own spelling', async () => {
+  const up = await startUpstream();
+  try {
+    await withForwarder({ upstreams: [`127.0.0.1:${up.port}`], cache: false }, async (f, port) => {
+      const whole = (await udpAsk(port, q('Big.Test', TYPE.TXT, 0x51, { udpSize: 4096 })))!;
+      const wm = parseMessage(whole);
+      assert.equal(wm.header.tc, false);
+      assert.equal(wm.header.id, 0x51);
+      assert.equal(wm.questions[0]!.name, 'Big.Test');
+      assert.equal(wm.answers.length, 1);
+      assert.ok(wm.edns, 'an EDNS client gets the OPT');
+
+      const classic = (await udpAsk(port, q('big.test', TYPE.TXT, 0x52)))!;
+      const cm = parseMessage(classic);
+      assert.equal(cm.header.tc, true);
+      assert.equal(cm.header.id, 0x52);
+      assert.equal(cm.answers.length, 0);
+      assert.equal(cm.edns, undefined);
+      assert.ok(classic.length <= 512);
+      assert.deepEqual(
+        up.seen.filter((s) => s.name === 'big.test').map((s) => s.transport),
+        ['udp', 'tcp', 'udp', 'tcp'],
+      );
+
+      // The upstream is asked with our OPT; a client without EDNS gets none back, RD as it sent it.
+      const plain = (await udpAsk(port, buildQuery({ id: 0x53, name: 'PLAIN.a.test', type: TYPE.A, rd: false })))!;
+      const pm = parseMessage(plain);
+      assert.equal(pm.edns, undefined);
+      assert.equal(pm.header.arcount, 0);
+      assert.equal(pm.header.rd, false);
+      assert.equal(pm.questions[0]!.name, 'PLAIN.a.test');
+      assert.deepEqual(answers(plain), [addressOfName('plain.a.test')]);
+      assert.equal(up.seen.find((s) => s.name === 'plain.a.test')?.transport, 'udp', 'asked in lower case');
+      assert.equal(f.stats().relayed, 3);
+      assert.equal(f.stats().tcpFallbacks, 2);
+    });
+  } finally {
     await up.close();
   }
 });

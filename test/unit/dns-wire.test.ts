@@ -32,6 +32,8 @@ import {
   normalizeName,
   peekQuery,
   withQuestionOf,
+  optSpan,
+  sameQuestionBytes,
 } from '../../src/dns/wire.js';
 
 /** Hex with spaces, comments after '#' and 'quoted ascii'. */
@@ -446,4 +448,32 @@ test('peekQuery: anything but the plain shape is left to the full parse', () => 
   assert.equal(peekQuery(tsig), undefined, 'an additional record that is not OPT');
   const long = buildQuery({ id: 1, name: Array.from({ length: 4 }, () => 'a'.repeat(62)).join('.'), type: TYPE.A });
   assert.equal(peekQuery(long)?.name.length, 4 * 62 + 3, 'a 253-character name');
+});
+
+test('optSpan finds the OPT record without decoding (as parseMessage places it), and refuses records past the end', () => {
+  const query = buildQuery({ id: 1, name: 'www.example.com', type: TYPE.A, edns: { udpSize: 1232 } });
+  const qmsg = parseMessage(query);
+  const resp = buildResponse(query, qmsg, {
+    rcode: RCODE.NOERROR,
+    answers: [{ type: TYPE.A, ttl: 60, rdata: ipRdata('192.0.2.1') }],
+  });
+  const m = parseMessage(resp);
+  const end = m.questions[0]!.end;
+  assert.deepEqual(optSpan(resp, end), [m.edns!.record!.start, m.edns!.record!.end]);
+  const noEdns = withoutOpt(resp, m);
+  assert.deepEqual(optSpan(noEdns, end), [0, 0]);
+  assert.equal(optSpan(resp.subarray(0, resp.length - 3), end), undefined);
+});
+
+test('sameQuestionBytes: the name up to letter case, type and class exactly, QR set and one question', () => {
+  const ours = buildQuery({ id: 1, name: 'a-b.example', type: TYPE.A });
+  const end = parseMessage(ours).questions[0]!.end;
+  const answerTo = (name: string, type: number = TYPE.A) => {
+    const q = buildQuery({ id: 1, name, type });
+    return buildResponse(q, parseMessage(q), { rcode: RCODE.NOERROR });
+  };
+  assert.equal(sameQuestionBytes(answerTo('A-B.Example'), ours, end), true);
+  assert.equal(sameQuestionBytes(answerTo('a-c.example'), ours, end), false);
+  assert.equal(sameQuestionBytes(answerTo('a-b.example', TYPE.AAAA), ours, end), false);
+  assert.equal(sameQuestionBytes(ours, ours, end), false, 'a query is not an answer');
 });
