@@ -854,3 +854,58 @@ test('relay: TC from the upstream goes over TCP; each client gets the answer fit
     await up.close();
   }
 });
+
+test('relay: spoofed answers (other question, other id) are ignored; upstream sockets are renewed, so source ports change', async () => {
+  const ports = new Set<number>();
+  const up = dgram.createSocket('udp4');
+  up.bind(0, '127.0.0.1');
+  await once(up, 'listening');
+  up.on('message', (m, rinfo) => {
+    ports.add(rinfo.port);
+    const qm = parseMessage(m);
+    const name = qm.questions[0]!.name;
+    const reply = (query: Buffer, ip: string) => {
+      const qq = parseMessage(query);
+      up.send(
+        buildResponse(query, qq, { rcode: 0, answers: [{ type: TYPE.A, ttl: 60, rdata: ipRdata(ip) }] }),
+        rinfo.port,
+        rinfo.address,
+      );
+    };
+    if (name === 'spoofed.test') {
+      reply(buildQuery({ id: qm.header.id, name: 'other.test', type: TYPE.A }), '6.6.6.6'); // right id, other question
+      const wrongId = Buffer.from(m);
+      wrongId.writeUInt16BE(qm.header.id ^ 0x5555, 0);
+      reply(wrongId, '6.6.6.7'); // right question, other id
+    }
+    reply(m, '192.0.2.77');
+  });
+  try {
+    await withForwarder({ upstreams: [`127.0.0.1:${up.address().port}`], cache: false }, async (f, port) => {
+      assert.deepEqual(answers((await udpAsk(port, q('spoofed.test')))!), ['192.0.2.77']);
+      // Four sockets, each renewed after 512 queries: 2,100 queries leave from more than four ports.
+      const client = dgram.createSocket('udp4');
+      try {
+        client.connect(port, '127.0.0.1');
+        await once(client, 'connect');
+        let got = 0;
+        client.on('message', () => got++);
+        for (let i = 0; i < 2100; i++) {
+          client.send(q(`r${i}.test`, TYPE.A, i));
+          if (i % 50 === 49) {
+            const want = i + 1;
+            for (let w = 0; w < 200 && got < want; w++) await sleep(5);
+          }
+        }
+        for (let w = 0; w < 200 && got < 2100; w++) await sleep(5);
+        assert.equal(got, 2100);
+      } finally {
+        client.close();
+      }
+      assert.ok(ports.size > 4, `source ports: ${ports.size}`);
+      assert.ok(f.stats().relayed >= 2101);
+    });
+  } finally {
+    up.close();
+  }
+});
