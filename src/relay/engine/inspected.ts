@@ -23,6 +23,29 @@ const WRITE_COALESCE = 64 << 10;
 
 export type InspectedReason = 'eof' | 'rejected' | 'head-timeout' | 'client-error' | 'upstream-error';
 
+/**
+ * What the epoll event that led to a read says of the socket (edge-triggered: bytes or a FIN
+ * arriving after the event was taken raise a new one). NO_READ: nothing to read yet.
+ * UNTIL_EAGAIN: no such knowledge, read until EAGAIN. SHORT_DRAINED: no FIN or error was
+ * seen, so a read shorter than asked emptied the socket (no extra read just to see EAGAIN).
+ * SHORT_EOF: the peer's FIN was seen (RDHUP), so after a short read only the EOF is left.
+ */
+export const NO_READ = -1;
+export const UNTIL_EAGAIN = 0;
+export const SHORT_DRAINED = 1;
+export const SHORT_EOF = 2;
+export type ReadHint = typeof NO_READ | typeof UNTIL_EAGAIN | typeof SHORT_DRAINED | typeof SHORT_EOF;
+
+/** The descriptor calls of a flow (raw syscalls in the engine; in-memory sockets in tests). */
+export interface InspectIo {
+  /** read(2) into the scratch read buffer: bytes, 0 at EOF, or −errno. */
+  read(fd: number, len: number): number;
+  /** write(2) of b[off, off + len): bytes written, or −errno. */
+  write(fd: number, b: Buffer, off: number, len: number): number;
+  /** shutdown(fd, SHUT_WR); errors are left to the other direction to report. */
+  shutdown(fd: number): void;
+}
+
 /** What the flow needs of its connection and the engine. */
 export interface InspectedConn {
   fds: [number, number];
@@ -55,14 +78,14 @@ class OutQueue {
   }
 
   /** Writes as much as the socket takes: 0 when empty, 1 when it would block, or −errno. */
-  flush(fd: number, scratch: Buffer, scratchAddr: bigint): number {
+  flush(fd: number, scratch: Buffer, io: InspectIo): number {
     while (this.len > 0) {
       const first = this.bufs[0]!;
       let n: number;
       if (this.bufs.length === 1 || first.length - this.off >= WRITE_COALESCE) {
-        n = rawWrite(fd, addressOf(first) + BigInt(this.off), first.length - this.off);
+        n = io.write(fd, first, this.off, first.length - this.off);
       } else {
-        n = rawWrite(fd, scratchAddr, this.gather(scratch));
+        n = io.write(fd, scratch, 0, this.gather(scratch));
       }
       if (n === -EAGAIN) return 1;
       if (n === -EINTR) continue;
@@ -70,6 +93,23 @@ class OutQueue {
       this.consume(n);
     }
     return 0;
+  }
+
+  /**
+   * Writes b[0, len) (a scratch buffer, reused after this call) behind what is queued: straight
+   * from `b` when nothing is, a copy of what the socket did not take. Results as flush().
+   */
+  send(fd: number, b: Buffer, len: number, scratch: Buffer, io: InspectIo): number {
+    if (this.len > 0) {
+      this.push(Buffer.from(b.subarray(0, len)));
+      return this.flush(fd, scratch, io);
+    }
+    let n = io.write(fd, b, 0, len);
+    while (n === -EINTR) n = io.write(fd, b, 0, len);
+    if (n === len) return 0;
+    if (n < 0 && n !== -EAGAIN) return n;
+    this.push(Buffer.from(b.subarray(Math.max(0, n), len)));
+    return 1;
   }
 
   /** Copies the queue's head into `scratch` (one write for many small pieces). */
@@ -108,12 +148,28 @@ export interface InspectedOptions {
 const backlogged = (rw: UpstreamRewriter): boolean =>
   (rw.heldBytes ?? 0) > HOLD_LIMIT || (rw.unanswered ?? 0) > MAX_UNANSWERED;
 
-/** Per-thread buffers the flows share (every call is synchronous). */
+/** Per-thread buffers the flows share (every call is synchronous), and the calls on descriptors. */
 export class InspectScratch {
   readonly read = Buffer.allocUnsafeSlow(READ_SIZE);
-  readonly readAddr = addressOf(this.read);
   readonly write = Buffer.allocUnsafeSlow(WRITE_COALESCE);
-  readonly writeAddr = addressOf(this.write);
+  readonly io: InspectIo;
+
+  constructor(io?: (s: InspectScratch) => InspectIo) {
+    this.io = io ? io(this) : syscallIo(this);
+  }
+}
+
+function syscallIo(s: InspectScratch): InspectIo {
+  const readAddr = addressOf(s.read);
+  const writeAddr = addressOf(s.write);
+  return {
+    read: (fd, len) => rawRead(fd, readAddr, len),
+    write: (fd, b, off, len) => {
+      const base = b === s.write ? writeAddr : b === s.read ? readAddr : addressOf(b);
+      return rawWrite(fd, off === 0 ? base : base + BigInt(off), len);
+    },
+    shutdown: (fd) => void rawShutdown(fd, SHUT_WR),
+  };
 }
 
 export class InspectedFlow {
@@ -153,19 +209,19 @@ export class InspectedFlow {
     return Math.min(this.headDeadline, this.lingerDeadline);
   }
 
-  /** Connected: bytes may already be queued on either side. */
-  start(): void {
-    this.onClientReadable();
-    if (!this.c.closed) this.onUpstreamReadable();
+  /** Connected: what the events taken so far say each side has to read. */
+  start(client: ReadHint, upstream: ReadHint): void {
+    if (client !== NO_READ) this.onClientReadable(client);
+    if (upstream !== NO_READ && !this.c.closed) this.onUpstreamReadable(upstream);
   }
 
-  onEvent(side: 0 | 1, readable: boolean, writable: boolean): void {
+  onEvent(side: 0 | 1, read: ReadHint, writable: boolean): void {
     if (this.spliced) return;
     if (side === 0) {
-      if (readable) this.onClientReadable();
+      if (read !== NO_READ) this.onClientReadable(read);
       if (writable && !this.c.closed) this.flushClient();
     } else {
-      if (readable) this.onUpstreamReadable();
+      if (read !== NO_READ) this.onUpstreamReadable(read);
       if (writable && !this.c.closed) this.flushUp();
     }
   }
@@ -195,7 +251,7 @@ export class InspectedFlow {
 
   // ---- client → upstream ----
 
-  private onClientReadable(): void {
+  private onClientReadable(hint: ReadHint = UNTIL_EAGAIN): void {
     const c = this.c;
     if (this.rejected !== undefined) {
       if (this.answered) this.dropClientBytes();
@@ -207,7 +263,7 @@ export class InspectedFlow {
         this.clientStalled = true;
         break;
       }
-      const n = rawRead(c.fds[0], this.s.readAddr, READ_SIZE);
+      const n = this.s.io.read(c.fds[0], READ_SIZE);
       if (n === -EAGAIN) break;
       if (n === -EINTR) continue;
       if (n < 0) return this.host.finish('client-error', errnoName(-n), true);
@@ -221,6 +277,11 @@ export class InspectedFlow {
       c.up.bytes += n;
       c.last = this.host.now();
       this.fromClient(chunk);
+      if (n < READ_SIZE && hint === SHORT_DRAINED) break;
+      if (n < READ_SIZE && hint === SHORT_EOF && !c.closed && !this.spliced && this.rejected === undefined) {
+        this.clientEof();
+        break;
+      }
     }
     if (!c.closed && !this.spliced) this.flushUp();
   }
@@ -270,14 +331,15 @@ export class InspectedFlow {
   private flushUp(): void {
     const c = this.c;
     if (this.upstreamClosed || this.spliced) return;
-    const r = this.toUp.flush(c.fds[1], this.s.write, this.s.writeAddr);
+    const r = this.toUp.flush(c.fds[1], this.s.write, this.s.io);
     if (r < 0) {
       if (this.rejected !== undefined) return this.upstreamGone();
       return this.host.finish('upstream-error', errnoName(-r), true);
     }
     if (r === 0 && this.upstreamEndSent && !c.up.shut) {
       c.up.shut = true;
-      rawShutdown(c.fds[1], SHUT_WR);
+      // Both sides ended and the server's was relayed: the close right after sends the FIN.
+      if (!(c.up.eof && this.downDone())) this.s.io.shutdown(c.fds[1]);
     }
     if (this.clientStalled && this.toUp.len <= QUEUE_HIGH && !this.holdPaused) this.onClientReadable();
     else this.maybeDone();
@@ -285,7 +347,7 @@ export class InspectedFlow {
 
   // ---- upstream → client ----
 
-  private onUpstreamReadable(): void {
+  private onUpstreamReadable(hint: ReadHint = UNTIL_EAGAIN): void {
     const c = this.c;
     this.upstreamStalled = false;
     while (!c.down.eof && !c.closed && !this.spliced && !this.upstreamClosed) {
@@ -293,7 +355,7 @@ export class InspectedFlow {
         this.upstreamStalled = true;
         return;
       }
-      const n = rawRead(c.fds[1], this.s.readAddr, READ_SIZE);
+      const n = this.s.io.read(c.fds[1], READ_SIZE);
       if (n === -EAGAIN) return;
       if (n === -EINTR) continue;
       if (n < 0) {
@@ -303,11 +365,16 @@ export class InspectedFlow {
       if (n === 0) return this.upstreamEof();
       c.down.bytes += n;
       c.last = this.host.now();
-      const view = this.s.read.subarray(0, n);
-      // Server bytes go to the client unchanged first, then may decide a held request.
-      this.toClient.push(Buffer.from(view));
-      this.flushClient();
-      if (this.rw !== undefined && !c.closed) this.onResponse(view);
+      // Server bytes go to the client unchanged first (no copy if the socket takes them all),
+      // then may decide a held request.
+      const rw = this.rw;
+      const view = rw?.pushResponse !== undefined ? this.s.read.subarray(0, n) : undefined;
+      this.flushClient(n);
+      if (view !== undefined && !c.closed) this.onResponse(view);
+      if (n < READ_SIZE && hint === SHORT_DRAINED) return;
+      // The FIN is next: it follows the bytes just written at once (no read to find it).
+      if (n < READ_SIZE && hint === SHORT_EOF && !c.closed && !this.spliced && !this.upstreamClosed)
+        return this.upstreamEof();
     }
   }
 
@@ -342,18 +409,33 @@ export class InspectedFlow {
     this.flushClient();
   }
 
-  private flushClient(): void {
+  /** Writes what is queued for the client, after it the first `fromRead` bytes of the read buffer. */
+  private flushClient(fromRead = 0): void {
     const c = this.c;
     if (this.spliced) return;
-    const r = this.toClient.flush(c.fds[0], this.s.write, this.s.writeAddr);
+    const r =
+      fromRead > 0
+        ? this.toClient.send(c.fds[0], this.s.read, fromRead, this.s.write, this.s.io)
+        : this.toClient.flush(c.fds[0], this.s.write, this.s.io);
     if (r < 0) return this.host.finish('client-error', errnoName(-r), true);
     if (r === 1) return;
     if ((c.down.eof || this.answered) && !c.down.shut) {
       c.down.shut = true;
-      rawShutdown(c.fds[0], SHUT_WR);
+      // Both sides ended and the client's was relayed: the close right after sends the FIN.
+      if (this.answered || !this.upDone()) this.s.io.shutdown(c.fds[0]);
     }
     if (this.upstreamStalled) this.onUpstreamReadable();
     if (!c.closed) this.maybeDone();
+  }
+
+  /** The server's side ended and all of it reached the client. */
+  private downDone(): boolean {
+    return this.c.down.eof && this.c.down.shut && this.toClient.len === 0;
+  }
+
+  /** The client's side ended and all of it reached the server. */
+  private upDone(): boolean {
+    return this.c.up.eof && this.c.up.shut && this.toUp.len === 0;
   }
 
   private endUpstream(): void {
@@ -414,7 +496,7 @@ export class InspectedFlow {
   private dropClientBytes(): void {
     const c = this.c;
     for (;;) {
-      const n = rawRead(c.fds[0], this.s.readAddr, READ_SIZE);
+      const n = this.s.io.read(c.fds[0], READ_SIZE);
       if (n === -EINTR) continue;
       if (n === -EAGAIN) return;
       if (n > 0) {

@@ -90,9 +90,20 @@ import type {
 import { decodeSockaddr, type Endpoint } from '../../kernel/sockaddr.js';
 import { compileInjectConfig, type CompiledInject } from '../../http/inject-config.js';
 import { RequestRewriter } from '../../http/rewriter.js';
-import { InspectedFlow, InspectScratch, type InspectHost, type InspectedReason } from './inspected.js';
+import {
+  InspectedFlow,
+  InspectScratch,
+  NO_READ,
+  SHORT_DRAINED,
+  SHORT_EOF,
+  UNTIL_EAGAIN,
+  type InspectHost,
+  type InspectedReason,
+  type ReadHint,
+} from './inspected.js';
 import { LocalAddresses } from '../../kernel/local-addresses.js';
 import { admit } from '../../flow/admission.js';
+import { startThreadProfile } from './thread-profile.js';
 
 const MAX_EVENTS = 256;
 const FLAGS = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
@@ -184,6 +195,13 @@ interface Listener {
   inject?: CompiledInject;
 }
 
+/** What an epoll event (or several, or'ed) says of reading its socket (see ReadHint). */
+function readHint(mask: number): ReadHint {
+  if ((mask & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === 0) return NO_READ;
+  if (mask & (EPOLLHUP | EPOLLERR)) return UNTIL_EAGAIN;
+  return mask & EPOLLRDHUP ? SHORT_EOF : SHORT_DRAINED;
+}
+
 function makeDir(conn: Conn, src: number, dst: number, srcSide: Side): Dir {
   return {
     conn,
@@ -252,6 +270,7 @@ class Engine {
 
   run(): void {
     this.out({ t: 'ready' });
+    const stopProfile = startThreadProfile(this.init.index);
     const ev = this.events;
     while (!this.stopping) {
       let timeout = -1;
@@ -290,6 +309,7 @@ class Engine {
       this.flushRecords();
       if (this.now >= this.nextBytesReport) this.reportBytes();
     }
+    stopProfile?.();
   }
 
   private onSocketEvent(token: number, mask: number): void {
@@ -761,7 +781,7 @@ class Engine {
     s.connectMs = this.now - s.started;
     this.connectTimes.push(s.connectMs);
     c.last = this.now;
-    if (c.insp) return c.insp.start();
+    if (c.insp) return c.insp.start(readHint(s.clientEvents), readHint(mask));
     // The client's edges were held back while connecting. The upstream's first edge is this
     // one: a server that speaks first may already have sent (on a fast link the handshake and
     // its first bytes can land before the socket is even in epoll), so it is pumped too then.
@@ -802,8 +822,7 @@ class Engine {
       const err = 'value' in r ? r.value : r.errno;
       if (err > 0) return insp.onSocketError(side, errnoName(err));
     }
-    const readable = (mask & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) !== 0;
-    insp.onEvent(side, readable, (mask & (EPOLLOUT | EPOLLHUP | EPOLLERR)) !== 0);
+    insp.onEvent(side, readHint(mask), (mask & (EPOLLOUT | EPOLLHUP | EPOLLERR)) !== 0);
   }
 
   /** An inspected flow's upstream closes early (refusals): the client's side goes on. */
