@@ -605,85 +605,185 @@ function str(v: string | number | boolean): string {
   return typeof v === 'boolean' ? (v ? '1' : '0') : String(v);
 }
 
+type PlaceInput = {
+  sysctls?: Record<string, string | number | boolean>;
+  addresses?: Record<string, string[] | undefined>;
+  routes?: string[];
+  nat?: NonNullable<LabInput['root']>['nat'];
+  forward?: NonNullable<LabInput['root']>['forward'];
+  processes?: NonNullable<NonNullable<LabInput['hosts']>[string]['processes']>;
+};
+type NatInput = NonNullable<NonNullable<LabInput['root']>['nat']>[number];
+type ForwardInput = NonNullable<NonNullable<NonNullable<LabInput['root']>['forward']>['accept']>[number];
+type ProcessInput = NonNullable<PlaceInput['processes']>[number];
+type LinkKeysInput = { mac?: string | undefined; mtu?: number | undefined; promisc?: boolean | undefined };
+
+/** One end of a link while interface names are handed out. */
+interface EndPlan {
+  place: PlaceName;
+  bridge?: IfaceSpec;
+  explicit?: string;
+  path: Path;
+  addrs: string[] | undefined;
+  other?: EndPlan;
+  iface?: IfaceSpec;
+  input?: LinkKeysInput;
+}
+
+interface LinkPlan {
+  a: EndPlan;
+  b: EndPlan;
+  mtu?: number;
+}
+
+interface MacvlanPlan {
+  place: PlaceName;
+  explicit?: string;
+  path: Path;
+  input: NonNullable<LabInput['macvlan']>[number];
+  iface?: IfaceSpec;
+  parentPlace?: PlaceName;
+}
+
+/** Whether every field of one NAT or forward rule is valid: a rule is dropped after all its problems are told. */
+interface RuleCheck {
+  ok: boolean;
+}
+
+function emptyPlace(name: PlaceName, netns: string | null): PlaceSpec {
+  return { name, netns, sysctls: [], routes: [], nat: [], processes: [], extraAddresses: [] };
+}
+
+/** `8080` or `8000-8010` within 1–65535 (`text`: as matched), or undefined. */
+function portRange(v: string | number): { first: number; last: number; text: string } | undefined {
+  const pm = String(v)
+    .trim()
+    .match(/^(\d+)(?:-(\d+))?$/);
+  if (!pm) return undefined;
+  const first = Number(pm[1]);
+  const last = pm[2] !== undefined ? Number(pm[2]) : first;
+  return first < 1 || last > 65535 || last < first ? undefined : { first, last, text: pm[0] };
+}
+
+function placeText(place: PlaceName): string {
+  return place === ROOT ? 'the root namespace' : `host '${place}'`;
+}
+
 function build(input: LabInput, file: string, opts: ParseLabOptions, problems: Problem[]): LabModel {
-  const problem = (path: Path, message: string, at?: 'key' | 'value') =>
-    problems.push({ path, message, ...(at ? { at } : {}) });
+  return new LabBuilder(input, file, opts, problems).build();
+}
 
-  // The lab name.
-  let name = opts.name ?? input.name;
-  const nameWhere: Path = ['name'];
-  if (!LAB_NAME_RE.test(name)) {
-    problem(
-      nameWhere,
-      `lab name '${name}' must be a lower-case letter followed by letters and digits${opts.name ? ' (given with --name)' : ''}`,
-    );
-    name = 'x';
-  } else if (name.length > MAX_LAB_NAME) {
-    problem(
-      nameWhere,
-      `lab name '${name}' is too long (${name.length} characters, at most ${MAX_LAB_NAME}): it prefixes interface names, which have at most 15${opts.name ? ' (given with --name)' : ''}`,
-    );
-    name = name.slice(0, MAX_LAB_NAME);
+/**
+ * Turns a schema-checked lab file into a LabModel, collecting every problem on the way.
+ * The stages of `build` run in file order and share the state below; problems keep that order.
+ */
+class LabBuilder {
+  private readonly input: LabInput;
+  private readonly file: string;
+  private readonly opts: ParseLabOptions;
+  private readonly problems: Problem[];
+  private readonly name: string;
+  private readonly hostNames: string[];
+  private readonly root = emptyPlace(ROOT, null);
+  private readonly hosts: PlaceSpec[] = [];
+  private readonly places = new Map<PlaceName, PlaceSpec>();
+  /** Interface names per place: declared → real, and real → where it was declared (for duplicates). */
+  private readonly declaredIn = new Map<PlaceName, Map<string, string>>();
+  private readonly realIn = new Map<PlaceName, Map<string, Path>>();
+  private readonly bridges = new Map<string, IfaceSpec>();
+  private readonly creates: CreateSpec[] = [];
+  private readonly interfaces: IfaceSpec[] = [];
+
+  constructor(input: LabInput, file: string, opts: ParseLabOptions, problems: Problem[]) {
+    this.input = input;
+    this.file = file;
+    this.opts = opts;
+    this.problems = problems;
+    this.name = this.labName();
+    this.hostNames = Object.keys(input.hosts ?? {});
   }
 
-  // Places.
-  const hostNames = Object.keys(input.hosts ?? {});
-  const places = new Map<PlaceName, PlaceSpec>();
-  const root: PlaceSpec = {
-    name: ROOT,
-    netns: null,
-    sysctls: [],
-    routes: [],
-    nat: [],
-    processes: [],
-    extraAddresses: [],
-  };
-  places.set(ROOT, root);
-  const hosts: PlaceSpec[] = [];
-  for (const h of hostNames) {
-    if (h === ROOT) problem(['hosts', h], `'root' names the namespace lab up runs in: choose another host name`, 'key');
-    else if (!HOST_RE.test(h)) {
-      problem(
-        ['hosts', h],
-        h.length > 15
-          ? `host name '${h}' is too long (${h.length} characters, at most 15)`
-          : `host name '${h}' must be a lower-case letter followed by lower-case letters, digits or '_'`,
-        'key',
-      );
+  build(): LabModel {
+    this.declarePlaces();
+    this.createDevices();
+    const links = this.planLinks();
+    const macvlans = this.planMacvlans();
+    this.claimExplicitNames(links, macvlans);
+    this.claimHostNames(links, macvlans);
+    this.claimTowardNames(links, macvlans);
+    this.createLinks(links);
+    this.createMacvlans(macvlans);
+    for (const [place, base, settings] of this.placeInputs()) if (settings) this.applySettings(place, base, settings);
+    this.checkAddressesUnique();
+    const { name, file, root, hosts, creates, interfaces } = this;
+    return { name, file, table: tableName(name), root, hosts, creates, interfaces };
+  }
+
+  private problem(path: Path, message: string, at?: 'key' | 'value'): void {
+    this.problems.push({ path, message, ...(at ? { at } : {}) });
+  }
+
+  // -- Names and places
+
+  /** The lab name (--name wins); a wrong one is reported and replaced so the other checks still run. */
+  private labName(): string {
+    const { opts } = this;
+    const name = opts.name ?? this.input.name;
+    const given = opts.name ? ' (given with --name)' : '';
+    if (!LAB_NAME_RE.test(name)) {
+      this.problem(['name'], `lab name '${name}' must be a lower-case letter followed by letters and digits${given}`);
+      return 'x';
     }
-    const p: PlaceSpec = {
-      name: h,
-      netns: netnsName(name, h),
-      sysctls: [],
-      routes: [],
-      nat: [],
-      processes: [],
-      extraAddresses: [],
-    };
-    places.set(h, p);
-    hosts.push(p);
+    if (name.length > MAX_LAB_NAME) {
+      this.problem(
+        ['name'],
+        `lab name '${name}' is too long (${name.length} characters, at most ${MAX_LAB_NAME}): it prefixes interface names, which have at most 15${given}`,
+      );
+      return name.slice(0, MAX_LAB_NAME);
+    }
+    return name;
   }
-  const placeRef = (v: string | undefined, path: Path): PlaceName | undefined => {
+
+  private declarePlaces(): void {
+    this.places.set(ROOT, this.root);
+    for (const h of this.hostNames) {
+      if (h === ROOT)
+        this.problem(['hosts', h], `'root' names the namespace lab up runs in: choose another host name`, 'key');
+      else if (!HOST_RE.test(h)) {
+        this.problem(
+          ['hosts', h],
+          h.length > 15
+            ? `host name '${h}' is too long (${h.length} characters, at most 15)`
+            : `host name '${h}' must be a lower-case letter followed by lower-case letters, digits or '_'`,
+          'key',
+        );
+      }
+      const p = emptyPlace(h, netnsName(this.name, h));
+      this.places.set(h, p);
+      this.hosts.push(p);
+    }
+    for (const p of this.places.keys()) {
+      this.declaredIn.set(p, new Map());
+      this.realIn.set(p, new Map([['lo', []]]));
+    }
+  }
+
+  /** A `host:` value (default root) that names a place, or undefined after reporting it. */
+  private placeRef(v: string | undefined, path: Path): PlaceName | undefined {
     const p = v ?? ROOT;
-    if (places.has(p)) return p;
-    const guess = suggest(p, [...places.keys()]);
-    problem(
+    if (this.places.has(p)) return p;
+    const guess = suggest(p, [...this.places.keys()]);
+    this.problem(
       path,
-      `unknown host '${p}'${guess ? `; did you mean '${guess}'?` : ''} (hosts: ${hostNames.join(', ') || 'none'}; 'root' is the namespace lab up runs in)`,
+      `unknown host '${p}'${guess ? `; did you mean '${guess}'?` : ''} (hosts: ${this.hostNames.join(', ') || 'none'}; 'root' is the namespace lab up runs in)`,
     );
     return undefined;
-  };
-
-  // Interface names per place: declared → real, and where each was declared (for duplicates).
-  const declaredIn = new Map<PlaceName, Map<string, string>>();
-  const realIn = new Map<PlaceName, Map<string, Path>>();
-  for (const p of places.keys()) {
-    declaredIn.set(p, new Map());
-    realIn.set(p, new Map([['lo', []]]));
   }
-  const claim = (place: PlaceName, declared: string, path: Path, at?: 'key'): IfaceSpec | undefined => {
+
+  /** Takes an interface name in a place for a new interface; undefined (reported) when invalid or taken. */
+  private claim(place: PlaceName, declared: string, path: Path, at?: 'key'): IfaceSpec | undefined {
     if (!IFNAME_RE.test(declared) || declared === '.' || declared === '..') {
-      problem(
+      this.problem(
         path,
         declared.length > 15
           ? `interface name '${declared}' is too long (${declared.length} characters, at most 15)`
@@ -692,14 +792,14 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
       );
       return undefined;
     }
-    const real = place === ROOT ? rootIfName(name, declared) : declared;
-    const decl = declaredIn.get(place)!;
-    const reals = realIn.get(place)!;
+    const real = place === ROOT ? rootIfName(this.name, declared) : declared;
+    const decl = this.declaredIn.get(place)!;
+    const reals = this.realIn.get(place)!;
     if (decl.has(declared) || reals.has(real)) {
       const first = reals.get(real);
-      problem(
+      this.problem(
         path,
-        `duplicate interface name '${declared}' in ${place === ROOT ? 'the root namespace' : `host '${place}'`}${first?.length ? ` (first at ${pathText(first)})` : declared === 'lo' ? ' (the loopback interface)' : ''}`,
+        `duplicate interface name '${declared}' in ${placeText(place)}${first?.length ? ` (first at ${pathText(first)})` : declared === 'lo' ? ' (the loopback interface)' : ''}`,
         at,
       );
       return undefined;
@@ -707,38 +807,54 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
     decl.set(declared, real);
     reals.set(real, path);
     return { place, name: real, declared, addresses: [] };
-  };
-  const addresses = (list: string[] | undefined, path: Path): Cidr[] => {
+  }
+
+  /** Real name for an interface reference in `place`; undeclared names are existing interfaces in root only. */
+  private ifRef(place: PlaceName, ref: string, path: Path, at?: 'key'): string | undefined {
+    const declared = this.declaredIn.get(place)!;
+    const real = declared.get(ref);
+    if (real) return real;
+    if (ref === 'lo') return 'lo';
+    if (place === ROOT) {
+      if (!IFNAME_RE.test(ref)) {
+        this.problem(path, `'${ref}' is not an interface name (1–15 letters, digits, . _ - +)`, at);
+        return undefined;
+      }
+      return ref; // an interface of the root namespace the lab does not create
+    }
+    const names = [...declared.keys()];
+    const guess = suggest(ref, names);
+    this.problem(
+      path,
+      `unknown interface '${ref}' in host '${place}'${guess ? `; did you mean '${guess}'?` : ''} (interfaces: ${['lo', ...names].join(', ')})`,
+      at,
+    );
+    return undefined;
+  }
+
+  private addresses(list: string[] | undefined, path: Path): Cidr[] {
     const out: Cidr[] = [];
     (list ?? []).forEach((a, i) => {
       try {
         const c = parseCidrText(String(a));
-        if (out.some((o) => o.addr === c.addr)) problem([...path, i], `address ${c.addr} given twice`);
+        if (out.some((o) => o.addr === c.addr)) this.problem([...path, i], `address ${c.addr} given twice`);
         else out.push(c);
       } catch (e) {
-        problem([...path, i], (e as Error).message);
+        this.problem([...path, i], (e as Error).message);
       }
     });
     return out;
-  };
+  }
 
-  const creates: CreateSpec[] = [];
-  const interfaces: IfaceSpec[] = [];
-  const bridges = new Map<string, IfaceSpec>();
   /** mac/mtu/promisc of a declared interface (`linkMtu`: the link's own mtu, for both ends). */
-  const linkSettings = (
-    i: IfaceSpec,
-    v: { mac?: string | undefined; mtu?: number | undefined; promisc?: boolean | undefined },
-    path: Path,
-    linkMtu?: number,
-  ): void => {
+  private linkSettings(i: IfaceSpec, v: LinkKeysInput, path: Path, linkMtu?: number): void {
     const out: LinkSettings = {};
     if (v.mac !== undefined) {
       const mac = v.mac.trim().toLowerCase();
       if (!MAC_RE.test(mac))
-        problem([...path, 'mac'], `'${v.mac}' is not a MAC address (six hex pairs, e.g. 02:42:ac:12:00:02)`);
+        this.problem([...path, 'mac'], `'${v.mac}' is not a MAC address (six hex pairs, e.g. 02:42:ac:12:00:02)`);
       else if (parseInt(mac.slice(0, 2), 16) & 1)
-        problem(
+        this.problem(
           [...path, 'mac'],
           `${mac} is a multicast address: an interface needs a unicast one (even first octet, e.g. 02:…)`,
         );
@@ -748,394 +864,379 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
     if (mtu !== undefined) out.mtu = mtu;
     if (v.promisc !== undefined) out.promisc = v.promisc;
     if (Object.keys(out).length) i.settings = out;
-  };
-
-  // Bridges and dummies.
-  for (const kind of ['bridge', 'dummy'] as const) {
-    const section = kind === 'bridge' ? 'bridges' : 'dummies';
-    for (const [key, dev] of Object.entries(input[section] ?? {})) {
-      const place = placeRef(dev.host, [section, key, 'host']);
-      if (place === undefined) continue;
-      if (kind === 'bridge' && bridges.has(key)) continue; // YAML already refuses duplicate keys
-      const iface = claim(place, key, [section, key], 'key');
-      if (!iface) continue;
-      iface.addresses = addresses(dev.addresses, [section, key, 'addresses']);
-      linkSettings(iface, dev, [section, key]);
-      if (kind === 'bridge') bridges.set(key, iface);
-      creates.push({ kind, iface });
-      interfaces.push(iface);
-    }
   }
-  // Names the other checks need before interfaces are claimed: the root-or-dummy names of a
-  // bridge and the dummies are claimed; links and macvlan next.
 
-  // Links: first pass resolves places and explicit names; default names come after, so an
-  // explicit eth1 further down is never taken by a generated one.
-  type EndPlan = {
-    place: PlaceName;
-    bridge?: IfaceSpec;
-    explicit?: string;
-    path: Path;
-    addrs: string[] | undefined;
-    other?: EndPlan;
-    iface?: IfaceSpec;
-    input?: { mac?: string | undefined; mtu?: number | undefined; promisc?: boolean | undefined };
-  };
-  const linkPlans: { a: EndPlan; b: EndPlan; mtu?: number }[] = [];
-  (input.links ?? []).forEach((l, i) => {
-    const ends: EndPlan[] = [];
-    for (const side of ['a', 'b'] as const) {
-      const e = l[side];
-      const path: Path = ['links', i, side];
-      if (e.ifname !== undefined && !IFNAME_RE.test(e.ifname)) {
-        problem(
-          [...path, 'ifname'],
-          e.ifname.length > 15
-            ? `interface name '${e.ifname}' is too long (${e.ifname.length} characters, at most 15)`
-            : `'${e.ifname}' is not an interface name (1–15 letters, digits, . _ - +)`,
-        );
-        continue;
+  // -- Interfaces: bridges and dummies, then links and macvlan
+
+  private createDevices(): void {
+    for (const kind of ['bridge', 'dummy'] as const) {
+      const section = kind === 'bridge' ? 'bridges' : 'dummies';
+      for (const [key, dev] of Object.entries(this.input[section] ?? {})) {
+        const place = this.placeRef(dev.host, [section, key, 'host']);
+        if (place === undefined) continue;
+        if (kind === 'bridge' && this.bridges.has(key)) continue; // YAML already refuses duplicate keys
+        const iface = this.claim(place, key, [section, key], 'key');
+        if (!iface) continue;
+        iface.addresses = this.addresses(dev.addresses, [section, key, 'addresses']);
+        this.linkSettings(iface, dev, [section, key]);
+        if (kind === 'bridge') this.bridges.set(key, iface);
+        this.creates.push({ kind, iface });
+        this.interfaces.push(iface);
       }
-      if ((e.host === undefined) === (e.bridge === undefined)) {
-        problem(
-          path,
-          e.host === undefined
-            ? 'an end needs host: (root or a host name) or bridge: (a bridge name)'
-            : 'an end is either on a host or on a bridge, not both',
-        );
-        continue;
-      }
-      if (e.bridge !== undefined) {
-        const br = bridges.get(e.bridge);
-        if (!br) {
-          const guess = suggest(e.bridge, [...bridges.keys()]);
-          problem(
-            [...path, 'bridge'],
-            `unknown bridge '${e.bridge}'${guess ? `; did you mean '${guess}'?` : ''} (bridges: ${[...bridges.keys()].join(', ') || 'none'})`,
-          );
-          continue;
-        }
-        if (e.addresses?.length)
-          problem([...path, 'addresses'], 'a bridge port takes no addresses: give them to the bridge');
-        ends.push({ place: br.place, bridge: br, explicit: e.ifname, path, addrs: undefined, input: e });
-        continue;
-      }
-      const place = placeRef(e.host, [...path, 'host']);
-      if (place === undefined) continue;
-      ends.push({ place, explicit: e.ifname, path, addrs: e.addresses, input: e });
     }
-    if (ends.length !== 2) return;
-    const [a, b] = ends as [EndPlan, EndPlan];
-    if (a.bridge && b.bridge) {
-      problem(['links', i], 'both ends are bridge ports: link a host to a bridge, or two hosts');
-      return;
-    }
-    if (a.place === b.place && !a.bridge && !b.bridge) {
-      problem(
-        ['links', i, 'b', 'host'],
-        `both ends are in ${a.place === ROOT ? 'the root namespace' : `host '${a.place}'`}: a link joins two namespaces`,
-      );
-      return;
-    }
-    a.other = b;
-    b.other = a;
-    linkPlans.push({ a, b, ...(l.mtu !== undefined ? { mtu: l.mtu } : {}) });
-  });
-  type MvPlan = {
-    place: PlaceName;
-    explicit?: string;
-    path: Path;
-    input: NonNullable<LabInput['macvlan']>[number];
-    iface?: IfaceSpec;
-    parentPlace?: PlaceName;
-  };
-  const mvPlans: MvPlan[] = [];
-  (input.macvlan ?? []).forEach((m, i) => {
-    const place = placeRef(m.host, ['macvlan', i, 'host']);
-    const parentPlace = placeRef(m['parent-host'], ['macvlan', i, 'parent-host']);
-    if (place === undefined || parentPlace === undefined) return;
-    mvPlans.push({ place, explicit: m.ifname, path: ['macvlan', i], input: m, parentPlace });
-  });
+  }
 
-  // Explicit names first.
-  for (const lp of linkPlans) {
-    for (const e of [lp.a, lp.b]) {
-      if (e.explicit !== undefined) e.iface = claim(e.place, e.explicit, [...e.path, 'ifname']);
-    }
-  }
-  for (const mp of mvPlans)
-    if (mp.explicit !== undefined) mp.iface = claim(mp.place, mp.explicit, [...mp.path, 'ifname']);
-  // Then generated ones: ethN in hosts; toward-host names in the root namespace and on bridges.
-  const nextEth = new Map<PlaceName, number>();
-  const genEth = (place: PlaceName, path: Path) => {
-    let n = nextEth.get(place) ?? 0;
-    while (declaredIn.get(place)!.has(`eth${n}`)) n++;
-    nextEth.set(place, n + 1);
-    return claim(place, `eth${n}`, path);
-  };
-  // Non-bridge ends in hosts get ethN before bridge ports are named (ports are named after them).
-  for (const lp of linkPlans) {
-    for (const e of [lp.a, lp.b]) {
-      if (e.explicit === undefined && !e.bridge && e.place !== ROOT) e.iface = genEth(e.place, e.path);
-    }
-  }
-  for (const mp of mvPlans) if (mp.explicit === undefined && mp.place !== ROOT) mp.iface = genEth(mp.place, mp.path);
-  // Root ends and bridge ports: named after the host at the other end.
-  const towardCount = new Map<string, number>();
-  const towardKey = (e: EndPlan) => `${e.place}\u0000${e.other!.place}`;
-  for (const lp of linkPlans) {
-    for (const e of [lp.a, lp.b]) {
-      if (e.explicit === undefined && (e.bridge || e.place === ROOT))
-        towardCount.set(towardKey(e), (towardCount.get(towardKey(e)) ?? 0) + 1);
-    }
-  }
-  for (const lp of linkPlans) {
-    for (const e of [lp.a, lp.b]) {
-      if (e.explicit !== undefined || !(e.bridge || e.place === ROOT)) continue;
-      const other = e.other!;
-      const otherIf = other.iface?.declared ?? 'x';
-      const token = (towardCount.get(towardKey(e)) ?? 0) > 1 ? `${other.place}-${otherIf}` : other.place;
-      e.iface = claim(e.place, e.place === ROOT ? token : shortIfName('', token), [
-        ...e.path,
-        e.bridge ? 'bridge' : 'host',
-      ]);
-    }
-  }
-  mvPlans.forEach((mp, n) => {
-    if (mp.explicit === undefined && mp.place === ROOT) mp.iface = claim(ROOT, `mv${n}`, [...mp.path, 'host']);
-  });
-
-  // Addresses, bridge ports, creations.
-  for (const lp of linkPlans) {
-    for (const e of [lp.a, lp.b]) {
-      if (!e.iface) continue;
-      e.iface.addresses = addresses(e.addrs, [...e.path, 'addresses']);
-      linkSettings(e.iface, e.input ?? {}, e.path, lp.mtu);
-      if (e.bridge) e.iface.master = e.bridge.name;
-    }
-    if (lp.a.iface && lp.b.iface) {
-      creates.push({ kind: 'veth', a: lp.a.iface, b: lp.b.iface, ...(lp.mtu !== undefined ? { mtu: lp.mtu } : {}) });
-      interfaces.push(lp.a.iface, lp.b.iface);
-    }
-  }
-  for (const mp of mvPlans) {
-    if (!mp.iface) continue;
-    mp.iface.addresses = addresses(mp.input.addresses, [...mp.path, 'addresses']);
-    linkSettings(mp.iface, mp.input, mp.path);
-    const parentName = ifRef(mp.parentPlace!, mp.input.parent, [...mp.path, 'parent']);
-    if (parentName === undefined) continue;
-    if (mp.parentPlace === mp.place && parentName === mp.iface.name) {
-      problem([...mp.path, 'parent'], 'a macvlan interface cannot be its own parent');
-      continue;
-    }
-    creates.push({
-      kind: 'macvlan',
-      iface: mp.iface,
-      parent: { place: mp.parentPlace!, name: parentName },
-      mode: mp.input.mode ?? 'bridge',
+  /** Links with both ends' places resolved; names are claimed afterwards, explicit ones first. */
+  private planLinks(): LinkPlan[] {
+    const plans: LinkPlan[] = [];
+    (this.input.links ?? []).forEach((l, i) => {
+      const ends = (['a', 'b'] as const).flatMap((side) => this.planLinkEnd(l[side], ['links', i, side]) ?? []);
+      if (ends.length !== 2) return;
+      const [a, b] = ends as [EndPlan, EndPlan];
+      if (a.bridge && b.bridge) {
+        this.problem(['links', i], 'both ends are bridge ports: link a host to a bridge, or two hosts');
+        return;
+      }
+      if (a.place === b.place && !a.bridge && !b.bridge) {
+        this.problem(['links', i, 'b', 'host'], `both ends are in ${placeText(a.place)}: a link joins two namespaces`);
+        return;
+      }
+      a.other = b;
+      b.other = a;
+      plans.push({ a, b, ...(l.mtu !== undefined ? { mtu: l.mtu } : {}) });
     });
-    interfaces.push(mp.iface);
+    return plans;
   }
 
-  /** Real name for an interface reference in `place`; undeclared names are existing interfaces in root only. */
-  function ifRef(place: PlaceName, ref: string, path: Path, at?: 'key'): string | undefined {
-    const declared = declaredIn.get(place)!;
-    const real = declared.get(ref);
-    if (real) return real;
-    if (ref === 'lo') return 'lo';
-    if (place === ROOT) {
-      if (!IFNAME_RE.test(ref)) {
-        problem(path, `'${ref}' is not an interface name (1–15 letters, digits, . _ - +)`, at);
+  private planLinkEnd(e: NonNullable<LabInput['links']>[number]['a'], path: Path): EndPlan | undefined {
+    if (e.ifname !== undefined && !IFNAME_RE.test(e.ifname)) {
+      this.problem(
+        [...path, 'ifname'],
+        e.ifname.length > 15
+          ? `interface name '${e.ifname}' is too long (${e.ifname.length} characters, at most 15)`
+          : `'${e.ifname}' is not an interface name (1–15 letters, digits, . _ - +)`,
+      );
+      return undefined;
+    }
+    if ((e.host === undefined) === (e.bridge === undefined)) {
+      this.problem(
+        path,
+        e.host === undefined
+          ? 'an end needs host: (root or a host name) or bridge: (a bridge name)'
+          : 'an end is either on a host or on a bridge, not both',
+      );
+      return undefined;
+    }
+    if (e.bridge !== undefined) {
+      const br = this.bridges.get(e.bridge);
+      if (!br) {
+        const guess = suggest(e.bridge, [...this.bridges.keys()]);
+        this.problem(
+          [...path, 'bridge'],
+          `unknown bridge '${e.bridge}'${guess ? `; did you mean '${guess}'?` : ''} (bridges: ${[...this.bridges.keys()].join(', ') || 'none'})`,
+        );
         return undefined;
       }
-      return ref; // an interface of the root namespace the lab does not create
+      if (e.addresses?.length)
+        this.problem([...path, 'addresses'], 'a bridge port takes no addresses: give them to the bridge');
+      return { place: br.place, bridge: br, explicit: e.ifname, path, addrs: undefined, input: e };
     }
-    const names = [...declared.keys()];
-    const guess = suggest(ref, names);
-    problem(
-      path,
-      `unknown interface '${ref}' in host '${place}'${guess ? `; did you mean '${guess}'?` : ''} (interfaces: ${['lo', ...names].join(', ')})`,
-      at,
-    );
-    return undefined;
+    const place = this.placeRef(e.host, [...path, 'host']);
+    if (place === undefined) return undefined;
+    return { place, explicit: e.ifname, path, addrs: e.addresses, input: e };
   }
 
-  // Per-place settings.
-  const settings: [
-    PlaceSpec,
-    Path,
-    (
-      | {
-          sysctls?: Record<string, string | number | boolean>;
-          addresses?: Record<string, string[] | undefined>;
-          routes?: string[];
-          nat?: NonNullable<LabInput['root']>['nat'];
-          forward?: NonNullable<LabInput['root']>['forward'];
-          processes?: NonNullable<NonNullable<LabInput['hosts']>[string]['processes']>;
-        }
-      | undefined
-    ),
-  ][] = [
-    [root, ['root'], input.root],
-    ...hosts.map(
-      (h) => [h, ['hosts', h.name], input.hosts?.[h.name]] as [PlaceSpec, Path, NonNullable<LabInput['hosts']>[string]],
-    ),
-  ];
-  const baseDir = dirname(resolvePath(file));
-  for (const [place, base, s] of settings) {
-    if (!s) continue;
-    // sysctls
-    for (const [key, value] of Object.entries(s.sysctls ?? {})) {
-      const path = [...base, 'sysctls', key];
-      if (!SYSCTL_RE.test(key)) {
-        problem(path, `'${key}' is not a sysctl name (e.g. net.ipv4.ip_forward)`, 'key');
+  private planMacvlans(): MacvlanPlan[] {
+    const plans: MacvlanPlan[] = [];
+    (this.input.macvlan ?? []).forEach((m, i) => {
+      const place = this.placeRef(m.host, ['macvlan', i, 'host']);
+      const parentPlace = this.placeRef(m['parent-host'], ['macvlan', i, 'parent-host']);
+      if (place === undefined || parentPlace === undefined) return;
+      plans.push({ place, explicit: m.ifname, path: ['macvlan', i], input: m, parentPlace });
+    });
+    return plans;
+  }
+
+  /** Explicit names first, so an explicit eth1 further down is never taken by a generated one. */
+  private claimExplicitNames(links: LinkPlan[], macvlans: MacvlanPlan[]): void {
+    for (const lp of links) {
+      for (const e of [lp.a, lp.b]) {
+        if (e.explicit !== undefined) e.iface = this.claim(e.place, e.explicit, [...e.path, 'ifname']);
+      }
+    }
+    for (const mp of macvlans)
+      if (mp.explicit !== undefined) mp.iface = this.claim(mp.place, mp.explicit, [...mp.path, 'ifname']);
+  }
+
+  /** ethN for unnamed ends in hosts, before bridge ports are named (ports are named after them). */
+  private claimHostNames(links: LinkPlan[], macvlans: MacvlanPlan[]): void {
+    const nextEth = new Map<PlaceName, number>();
+    const genEth = (place: PlaceName, path: Path) => {
+      let n = nextEth.get(place) ?? 0;
+      while (this.declaredIn.get(place)!.has(`eth${n}`)) n++;
+      nextEth.set(place, n + 1);
+      return this.claim(place, `eth${n}`, path);
+    };
+    for (const lp of links) {
+      for (const e of [lp.a, lp.b]) {
+        if (e.explicit === undefined && !e.bridge && e.place !== ROOT) e.iface = genEth(e.place, e.path);
+      }
+    }
+    for (const mp of macvlans) if (mp.explicit === undefined && mp.place !== ROOT) mp.iface = genEth(mp.place, mp.path);
+  }
+
+  /** Unnamed root ends and bridge ports: named after the host at the other end; root macvlan mvN. */
+  private claimTowardNames(links: LinkPlan[], macvlans: MacvlanPlan[]): void {
+    const towardCount = new Map<string, number>();
+    const towardKey = (e: EndPlan) => `${e.place}\u0000${e.other!.place}`;
+    const unnamedToward = (e: EndPlan) => e.explicit === undefined && (e.bridge || e.place === ROOT);
+    for (const lp of links) {
+      for (const e of [lp.a, lp.b]) {
+        if (unnamedToward(e)) towardCount.set(towardKey(e), (towardCount.get(towardKey(e)) ?? 0) + 1);
+      }
+    }
+    for (const lp of links) {
+      for (const e of [lp.a, lp.b]) {
+        if (!unnamedToward(e)) continue;
+        const other = e.other!;
+        const otherIf = other.iface?.declared ?? 'x';
+        const token = (towardCount.get(towardKey(e)) ?? 0) > 1 ? `${other.place}-${otherIf}` : other.place;
+        e.iface = this.claim(e.place, e.place === ROOT ? token : shortIfName('', token), [
+          ...e.path,
+          e.bridge ? 'bridge' : 'host',
+        ]);
+      }
+    }
+    macvlans.forEach((mp, n) => {
+      if (mp.explicit === undefined && mp.place === ROOT) mp.iface = this.claim(ROOT, `mv${n}`, [...mp.path, 'host']);
+    });
+  }
+
+  /** Addresses, bridge ports and the veth creations of links whose both ends got a name. */
+  private createLinks(links: LinkPlan[]): void {
+    for (const lp of links) {
+      for (const e of [lp.a, lp.b]) {
+        if (!e.iface) continue;
+        e.iface.addresses = this.addresses(e.addrs, [...e.path, 'addresses']);
+        this.linkSettings(e.iface, e.input ?? {}, e.path, lp.mtu);
+        if (e.bridge) e.iface.master = e.bridge.name;
+      }
+      if (lp.a.iface && lp.b.iface) {
+        this.creates.push({
+          kind: 'veth',
+          a: lp.a.iface,
+          b: lp.b.iface,
+          ...(lp.mtu !== undefined ? { mtu: lp.mtu } : {}),
+        });
+        this.interfaces.push(lp.a.iface, lp.b.iface);
+      }
+    }
+  }
+
+  private createMacvlans(macvlans: MacvlanPlan[]): void {
+    for (const mp of macvlans) {
+      if (!mp.iface) continue;
+      mp.iface.addresses = this.addresses(mp.input.addresses, [...mp.path, 'addresses']);
+      this.linkSettings(mp.iface, mp.input, mp.path);
+      const parentName = this.ifRef(mp.parentPlace!, mp.input.parent, [...mp.path, 'parent']);
+      if (parentName === undefined) continue;
+      if (mp.parentPlace === mp.place && parentName === mp.iface.name) {
+        this.problem([...mp.path, 'parent'], 'a macvlan interface cannot be its own parent');
         continue;
       }
-      const parts = key.split('.');
-      if (
-        parts[0] === 'net' &&
-        (parts[1] === 'ipv4' || parts[1] === 'ipv6') &&
-        (parts[2] === 'conf' || parts[2] === 'neigh') &&
-        parts.length >= 5
-      ) {
-        const dev = parts[3]!;
-        if (!['all', 'default'].includes(dev)) {
-          const real = ifRef(place.name, dev, path, 'key');
-          if (real === undefined) continue;
-          parts[3] = real;
-        }
-      }
-      place.sysctls.push({ key: parts.join('.'), value: str(value) });
-    }
-    // addresses by interface name
-    for (const [dev, list] of Object.entries(s.addresses ?? {})) {
-      const path = [...base, 'addresses', dev];
-      const real = ifRef(place.name, dev, path, 'key');
-      if (real === undefined) continue;
-      const own = interfaces.find((i) => i.place === place.name && i.name === real);
-      const add = addresses(list, path).filter((a) => {
-        const dup = (own?.addresses ?? place.extraAddresses.find((x) => x.dev === real)?.addresses ?? []).some(
-          (o) => o.addr === a.addr,
-        );
-        if (dup) problem(path, `address ${a.addr} given twice for ${dev}`);
-        return !dup;
+      this.creates.push({
+        kind: 'macvlan',
+        iface: mp.iface,
+        parent: { place: mp.parentPlace!, name: parentName },
+        mode: mp.input.mode ?? 'bridge',
       });
-      if (own) own.addresses.push(...add);
-      else place.extraAddresses.push({ dev: real, addresses: add });
+      this.interfaces.push(mp.iface);
     }
-    // routes
+  }
+
+  // -- Per-place settings
+
+  private placeInputs(): [PlaceSpec, Path, PlaceInput | undefined][] {
+    return [
+      [this.root, ['root'], this.input.root],
+      ...this.hosts.map((h) => [h, ['hosts', h.name], this.input.hosts?.[h.name]] as [PlaceSpec, Path, PlaceInput]),
+    ];
+  }
+
+  /** Processes run inside hosts only (root has no `processes` key in the schema). */
+  private applySettings(place: PlaceSpec, base: Path, s: PlaceInput): void {
+    for (const [key, value] of Object.entries(s.sysctls ?? {}))
+      this.addSysctl(place, [...base, 'sysctls', key], key, value);
+    for (const [dev, list] of Object.entries(s.addresses ?? {}))
+      this.addExtraAddresses(place, [...base, 'addresses', dev], dev, list);
     (s.routes ?? []).forEach((t, i) => {
-      const path = [...base, 'routes', i];
-      let r: ParsedRoute;
-      try {
-        r = parseRoute(t);
-      } catch (e) {
-        problem(path, (e as Error).message);
-        return;
-      }
-      if (r.dev !== undefined) {
-        const real = ifRef(place.name, r.dev, path);
-        if (real === undefined) return;
-        r.dev = real;
-      }
-      const spec: RouteSpec = { ...r, text: t, args: routeArgs(r) };
-      if (
-        place.routes.some(
-          (o) => o.family === spec.family && o.dst === spec.dst && (o.metric ?? 0) === (spec.metric ?? 0),
-        )
-      ) {
-        problem(
-          path,
-          `a second route to ${spec.dst}${spec.metric !== undefined ? ` metric ${spec.metric}` : ''}: the kernel keeps one per destination and metric`,
-        );
-        return;
-      }
-      place.routes.push(spec);
+      this.addRoute(place, [...base, 'routes', i], t);
     });
-    // nat
     (s.nat ?? []).forEach((n, i) => {
-      const nat = natRule(place.name, n, [...base, 'nat', i]);
+      const nat = this.natRule(place.name, n, [...base, 'nat', i]);
       if (nat) place.nat.push(nat);
     });
-    // forward policy and accept rules
     if (s.forward) {
       const accept = (s.forward.accept ?? []).flatMap(
-        (r, i) => forwardRule(place.name, r, [...base, 'forward', 'accept', i]) ?? [],
+        (r, i) => this.forwardRule(place.name, r, [...base, 'forward', 'accept', i]) ?? [],
       );
       place.forward = { policy: s.forward.policy ?? 'accept', accept };
     }
-    // processes
     (s.processes ?? []).forEach((p, i) => {
-      const path = [...base, 'processes', i];
-      const cmd = Array.isArray(p.command) ? p.command.map(str) : [p.command];
-      if (cmd.length === 0 || !cmd[0]) {
-        problem([...path, 'command'], 'empty command');
-        return;
-      }
-      const env: Record<string, string> = {};
-      for (const [k, v] of Object.entries(p.env ?? {})) {
-        if (!ENV_RE.test(k)) problem([...path, 'env', k], `'${k}' is not an environment variable name`, 'key');
-        env[k] = str(v);
-      }
-      place.processes.push({
-        argv: [...cmd, ...(p.args ?? []).map(str)],
-        env,
-        cwd: p.cwd === undefined ? baseDir : isAbsolute(p.cwd) ? p.cwd : resolvePath(baseDir, p.cwd),
-        ...(p['wait-port'] !== undefined ? { waitPort: p['wait-port'] } : {}),
-      });
+      this.addProcess(place, [...base, 'processes', i], p);
     });
   }
-  // Processes run inside hosts only (root has no `processes` key in the schema).
 
-  function forwardRule(
-    place: PlaceName,
-    r: NonNullable<NonNullable<NonNullable<LabInput['root']>['forward']>['accept']>[number],
-    path: Path,
-  ): ForwardRule | undefined {
-    let ok = true;
-    const out: ForwardRule = {};
-    for (const key of ['in', 'out'] as const) {
-      const v = r[key];
-      if (v === undefined) continue;
-      const neg = /^!\s*(.*)$/.exec(v.trim());
-      const real = ifRef(place, neg ? neg[1]! : v.trim(), [...path, key]);
-      if (real === undefined) ok = false;
-      else if (key === 'in') Object.assign(out, { in: real, ...(neg ? { inNot: true } : {}) });
-      else Object.assign(out, { out: real, ...(neg ? { outNot: true } : {}) });
+  /** A sysctl, with a declared root interface name in net.ipv4/6.conf|neigh.IF.* translated. */
+  private addSysctl(place: PlaceSpec, path: Path, key: string, value: string | number | boolean): void {
+    if (!SYSCTL_RE.test(key)) {
+      this.problem(path, `'${key}' is not a sysctl name (e.g. net.ipv4.ip_forward)`, 'key');
+      return;
     }
-    for (const key of ['source', 'destination'] as const) {
-      const v = r[key];
-      if (v === undefined) continue;
-      try {
-        out[key] = parseCidrText(v);
-      } catch (e) {
-        problem([...path, key], (e as Error).message);
-        ok = false;
+    const parts = key.split('.');
+    if (
+      parts[0] === 'net' &&
+      (parts[1] === 'ipv4' || parts[1] === 'ipv6') &&
+      (parts[2] === 'conf' || parts[2] === 'neigh') &&
+      parts.length >= 5
+    ) {
+      const dev = parts[3]!;
+      if (!['all', 'default'].includes(dev)) {
+        const real = this.ifRef(place.name, dev, path, 'key');
+        if (real === undefined) return;
+        parts[3] = real;
       }
     }
+    place.sysctls.push({ key: parts.join('.'), value: str(value) });
+  }
+
+  /** `addresses:` by interface name: added to a lab interface, or kept for an existing one (lo, root's). */
+  private addExtraAddresses(place: PlaceSpec, path: Path, dev: string, list: string[] | undefined): void {
+    const real = this.ifRef(place.name, dev, path, 'key');
+    if (real === undefined) return;
+    const own = this.interfaces.find((i) => i.place === place.name && i.name === real);
+    const add = this.addresses(list, path).filter((a) => {
+      const dup = (own?.addresses ?? place.extraAddresses.find((x) => x.dev === real)?.addresses ?? []).some(
+        (o) => o.addr === a.addr,
+      );
+      if (dup) this.problem(path, `address ${a.addr} given twice for ${dev}`);
+      return !dup;
+    });
+    if (own) own.addresses.push(...add);
+    else place.extraAddresses.push({ dev: real, addresses: add });
+  }
+
+  private addRoute(place: PlaceSpec, path: Path, t: string): void {
+    let r: ParsedRoute;
+    try {
+      r = parseRoute(t);
+    } catch (e) {
+      this.problem(path, (e as Error).message);
+      return;
+    }
+    if (r.dev !== undefined) {
+      const real = this.ifRef(place.name, r.dev, path);
+      if (real === undefined) return;
+      r.dev = real;
+    }
+    const spec: RouteSpec = { ...r, text: t, args: routeArgs(r) };
+    if (
+      place.routes.some((o) => o.family === spec.family && o.dst === spec.dst && (o.metric ?? 0) === (spec.metric ?? 0))
+    ) {
+      this.problem(
+        path,
+        `a second route to ${spec.dst}${spec.metric !== undefined ? ` metric ${spec.metric}` : ''}: the kernel keeps one per destination and metric`,
+      );
+      return;
+    }
+    place.routes.push(spec);
+  }
+
+  private addProcess(place: PlaceSpec, path: Path, p: ProcessInput): void {
+    const cmd = Array.isArray(p.command) ? p.command.map(str) : [p.command];
+    if (cmd.length === 0 || !cmd[0]) {
+      this.problem([...path, 'command'], 'empty command');
+      return;
+    }
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(p.env ?? {})) {
+      if (!ENV_RE.test(k)) this.problem([...path, 'env', k], `'${k}' is not an environment variable name`, 'key');
+      env[k] = str(v);
+    }
+    const baseDir = dirname(resolvePath(this.file));
+    place.processes.push({
+      argv: [...cmd, ...(p.args ?? []).map(str)],
+      env,
+      cwd: p.cwd === undefined ? baseDir : isAbsolute(p.cwd) ? p.cwd : resolvePath(baseDir, p.cwd),
+      ...(p['wait-port'] !== undefined ? { waitPort: p['wait-port'] } : {}),
+    });
+  }
+
+  // -- NAT and forward rules
+
+  /** A CIDR field of a rule; a wrong one is reported and fails the rule. */
+  private ruleCidr(check: RuleCheck, v: string | undefined, path: Path): Cidr | undefined {
+    if (v === undefined) return undefined;
+    try {
+      return parseCidrText(v);
+    } catch (e) {
+      this.problem(path, (e as Error).message);
+      check.ok = false;
+      return undefined;
+    }
+  }
+
+  /** An interface field of a rule, or `!IF` (any but IF, as iptables' `! -i IF`). */
+  private ruleIface(
+    check: RuleCheck,
+    place: PlaceName,
+    v: string | undefined,
+    path: Path,
+  ): { name: string; not: boolean } | undefined {
+    if (v === undefined) return undefined;
+    const neg = /^!\s*(.*)$/.exec(v.trim());
+    const real = this.ifRef(place, neg ? neg[1]! : v.trim(), path);
+    if (real === undefined) check.ok = false;
+    return real === undefined ? undefined : { name: real, not: !!neg };
+  }
+
+  private forwardRule(place: PlaceName, r: ForwardInput, path: Path): ForwardRule | undefined {
+    const check: RuleCheck = { ok: true };
+    const out: ForwardRule = {};
+    const inIf = this.ruleIface(check, place, r.in, [...path, 'in']);
+    if (inIf) Object.assign(out, { in: inIf.name, ...(inIf.not ? { inNot: true } : {}) });
+    const outIf = this.ruleIface(check, place, r.out, [...path, 'out']);
+    if (outIf) Object.assign(out, { out: outIf.name, ...(outIf.not ? { outNot: true } : {}) });
+    for (const key of ['source', 'destination'] as const) {
+      const c = this.ruleCidr(check, r[key], [...path, key]);
+      if (c) out[key] = c;
+    }
     if (out.source && out.destination && out.source.family !== out.destination.family) {
-      problem([...path, 'destination'], `source is IPv${out.source.family}, destination IPv${out.destination.family}`);
-      ok = false;
+      this.problem(
+        [...path, 'destination'],
+        `source is IPv${out.source.family}, destination IPv${out.destination.family}`,
+      );
+      check.ok = false;
     }
     if (r.port !== undefined) {
-      const pm = String(r.port)
-        .trim()
-        .match(/^(\d+)(?:-(\d+))?$/);
-      if (!pm || Number(pm[1]) < 1 || Number(pm[2] ?? pm[1]) > 65535 || Number(pm[2] ?? pm[1]) < Number(pm[1])) {
-        problem([...path, 'port'], `'${r.port}' is not a port or range (1–65535, e.g. 8080 or 8000-8010)`);
-        ok = false;
-      } else out.port = pm[0];
+      const range = portRange(r.port);
+      if (!range) {
+        this.problem([...path, 'port'], `'${r.port}' is not a port or range (1–65535, e.g. 8080 or 8000-8010)`);
+        check.ok = false;
+      } else out.port = range.text;
       if (r.protocol === undefined) out.protocol = 'tcp';
     }
     if (r.protocol !== undefined) out.protocol = r.protocol;
-    return ok ? out : undefined;
+    return check.ok ? out : undefined;
   }
 
-  function natRule(
-    place: PlaceName,
-    n: NonNullable<NonNullable<LabInput['root']>['nat']>[number],
-    path: Path,
-  ): NatSpec | undefined {
+  private natRule(place: PlaceName, n: NatInput, path: Path): NatSpec | undefined {
+    const check: RuleCheck = { ok: this.natKeysApply(n, path) };
+    return n.type === 'dnat' ? this.dnatRule(check, place, n, path) : this.sourceNatRule(check, place, n, path);
+  }
+
+  /** Reports every key that does not belong to the rule's type. */
+  private natKeysApply(n: NatInput, path: Path): boolean {
     const allowed: Record<NatSpec['type'], string[]> = {
       masquerade: ['type', 'source', 'out'],
       snat: ['type', 'source', 'out', 'to'],
@@ -1144,130 +1245,125 @@ function build(input: LabInput, file: string, opts: ParseLabOptions, problems: P
     let ok = true;
     for (const k of Object.keys(n)) {
       if (!allowed[n.type].includes(k)) {
-        problem([...path, k], `'${k}' does not apply to ${n.type} (keys: ${allowed[n.type].join(', ')})`, 'key');
+        this.problem([...path, k], `'${k}' does not apply to ${n.type} (keys: ${allowed[n.type].join(', ')})`, 'key');
         ok = false;
       }
     }
-    const cidr = (v: string | undefined, key: string): Cidr | undefined => {
-      if (v === undefined) return undefined;
-      try {
-        return parseCidrText(v);
-      } catch (e) {
-        problem([...path, key], (e as Error).message);
-        ok = false;
-        return undefined;
-      }
-    };
-    /** An interface, or `!IF` (any but IF, as iptables' `! -i IF`). */
-    const iface = (v: string | undefined, key: string): { name: string; not: boolean } | undefined => {
-      if (v === undefined) return undefined;
-      const neg = /^!\s*(.*)$/.exec(v.trim());
-      const r = ifRef(place, neg ? neg[1]! : v.trim(), [...path, key]);
-      if (r === undefined) ok = false;
-      return r === undefined ? undefined : { name: r, not: !!neg };
-    };
-    if (n.type === 'masquerade' || n.type === 'snat') {
-      const source = cidr(n.source, 'source');
-      const out = iface(n.out, 'out');
-      if (n.source === undefined && n.out === undefined) {
-        problem(path, `${n.type} needs source: (a CIDR) or out: (an interface), or both`);
-        return undefined;
-      }
-      const outKeys = out ? { out: out.name, ...(out.not ? { outNot: true } : {}) } : {};
-      if (n.type === 'masquerade')
-        return ok ? { type: 'masquerade', ...(source ? { source } : {}), ...outKeys } : undefined;
-      if (n.to === undefined) {
-        problem([...path, 'to'], 'required: the address to rewrite the source to');
-        return undefined;
-      }
-      const to = normalizeIp(n.to);
-      if (!to) {
-        problem([...path, 'to'], `'${n.to}' is not an IP address`);
-        return undefined;
-      }
-      if (source && source.family !== to.family) {
-        problem([...path, 'to'], `${to.addr} is IPv${to.family}, source ${source.text} is IPv${source.family}`);
-        return undefined;
-      }
-      return ok
-        ? { type: 'snat', ...(source ? { source } : {}), ...outKeys, to: to.addr, toFamily: to.family }
-        : undefined;
+    return ok;
+  }
+
+  /** masquerade or snat. */
+  private sourceNatRule(check: RuleCheck, place: PlaceName, n: NatInput, path: Path): NatSpec | undefined {
+    const source = this.ruleCidr(check, n.source, [...path, 'source']);
+    const out = this.ruleIface(check, place, n.out, [...path, 'out']);
+    if (n.source === undefined && n.out === undefined) {
+      this.problem(path, `${n.type} needs source: (a CIDR) or out: (an interface), or both`);
+      return undefined;
     }
-    // dnat
-    const inIf = iface(n.in, 'in');
+    const outKeys = out ? { out: out.name, ...(out.not ? { outNot: true } : {}) } : {};
+    if (n.type === 'masquerade')
+      return check.ok ? { type: 'masquerade', ...(source ? { source } : {}), ...outKeys } : undefined;
+    if (n.to === undefined) {
+      this.problem([...path, 'to'], 'required: the address to rewrite the source to');
+      return undefined;
+    }
+    const to = normalizeIp(n.to);
+    if (!to) {
+      this.problem([...path, 'to'], `'${n.to}' is not an IP address`);
+      return undefined;
+    }
+    if (source && source.family !== to.family) {
+      this.problem([...path, 'to'], `${to.addr} is IPv${to.family}, source ${source.text} is IPv${source.family}`);
+      return undefined;
+    }
+    return check.ok
+      ? { type: 'snat', ...(source ? { source } : {}), ...outKeys, to: to.addr, toFamily: to.family }
+      : undefined;
+  }
+
+  private dnatRule(check: RuleCheck, place: PlaceName, n: NatInput, path: Path): NatSpec | undefined {
+    const inIf = this.ruleIface(check, place, n.in, [...path, 'in']);
     let destination: { family: 4 | 6; addr: string } | undefined;
     if (n.destination !== undefined) {
       destination = normalizeIp(n.destination);
       if (!destination) {
-        problem([...path, 'destination'], `'${n.destination}' is not an IP address`);
-        ok = false;
+        this.problem([...path, 'destination'], `'${n.destination}' is not an IP address`);
+        check.ok = false;
       }
     }
     if (n.port === undefined) {
-      problem([...path, 'port'], 'required: the port (or range) to forward, e.g. 8080');
+      this.problem([...path, 'port'], 'required: the port (or range) to forward, e.g. 8080');
       return undefined;
     }
-    const pm = String(n.port)
-      .trim()
-      .match(/^(\d+)(?:-(\d+))?$/);
-    const p1 = pm ? Number(pm[1]) : NaN;
-    const p2 = pm?.[2] !== undefined ? Number(pm[2]) : p1;
-    if (!pm || p1 < 1 || p2 > 65535 || p2 < p1) {
-      problem([...path, 'port'], `'${n.port}' is not a port or range (1–65535, e.g. 8080 or 8000-8010)`);
+    const ports = portRange(n.port);
+    if (!ports) {
+      this.problem([...path, 'port'], `'${n.port}' is not a port or range (1–65535, e.g. 8080 or 8000-8010)`);
       return undefined;
     }
-    if (n.to === undefined) {
-      problem([...path, 'to'], 'required: where to send it, e.g. 172.18.0.2:80');
-      return undefined;
-    }
-    const tm = n.to.match(/^\[([^\]]+)\](?::(\d+))?$/) ?? n.to.match(/^([^:]+)(?::(\d+))?$/) ?? [n.to, n.to, undefined];
-    const to = normalizeIp(tm[1]!);
-    const toPort = tm[2] !== undefined ? Number(tm[2]) : undefined;
-    if (!to || (toPort !== undefined && (toPort < 1 || toPort > 65535))) {
-      problem([...path, 'to'], `'${n.to}' is not ADDRESS or ADDRESS:PORT (IPv6 in brackets: [fd00::2]:80)`);
-      return undefined;
-    }
-    if (toPort !== undefined && p2 !== p1) {
-      problem([...path, 'to'], 'a port range keeps its ports: leave the port out of to:');
-      return undefined;
-    }
+    const target = this.dnatTarget(n.to, ports.first !== ports.last, [...path, 'to']);
+    if (!target) return undefined;
+    const { to, toPort } = target;
     if (destination && destination.family !== to.family) {
-      problem(
+      this.problem(
         [...path, 'to'],
         `${to.addr} is IPv${to.family}, destination ${destination.addr} is IPv${destination.family}`,
       );
       return undefined;
     }
-    if (!ok) return undefined;
+    if (!check.ok) return undefined;
     return {
       type: 'dnat',
       ...(inIf ? { in: inIf.name, ...(inIf.not ? { inNot: true } : {}) } : {}),
       ...(destination ? { destination: destination.addr } : {}),
       protocol: n.protocol ?? 'tcp',
-      port: p1 === p2 ? String(p1) : `${p1}-${p2}`,
+      port: ports.first === ports.last ? String(ports.first) : `${ports.first}-${ports.last}`,
       to: to.addr,
       ...(toPort !== undefined ? { toPort } : {}),
       toFamily: to.family,
     };
   }
 
-  // Addresses must not repeat across the lab's interfaces of one namespace.
-  for (const p of places.keys()) {
-    const seen = new Map<string, string>();
-    for (const i of interfaces.filter((x) => x.place === p)) {
-      for (const a of i.addresses) {
-        const prev = seen.get(a.addr);
-        if (prev)
-          problems.push({
-            path: [],
-            message: `address ${a.addr} is on both ${prev} and ${i.declared} in ${p === ROOT ? 'the root namespace' : `host '${p}'`}`,
-          });
-        seen.set(a.addr, i.declared);
+  /** A dnat `to:` (ADDR, ADDR:PORT or [V6]:PORT); a port range keeps its ports, so takes no PORT. */
+  private dnatTarget(
+    v: string | undefined,
+    isRange: boolean,
+    path: Path,
+  ): { to: { family: 4 | 6; addr: string }; toPort: number | undefined } | undefined {
+    if (v === undefined) {
+      this.problem(path, 'required: where to send it, e.g. 172.18.0.2:80');
+      return undefined;
+    }
+    const tm = v.match(/^\[([^\]]+)\](?::(\d+))?$/) ?? v.match(/^([^:]+)(?::(\d+))?$/) ?? [v, v, undefined];
+    const to = normalizeIp(tm[1]!);
+    const toPort = tm[2] !== undefined ? Number(tm[2]) : undefined;
+    if (!to || (toPort !== undefined && (toPort < 1 || toPort > 65535))) {
+      this.problem(path, `'${v}' is not ADDRESS or ADDRESS:PORT (IPv6 in brackets: [fd00::2]:80)`);
+      return undefined;
+    }
+    if (toPort !== undefined && isRange) {
+      this.problem(path, 'a port range keeps its ports: leave the port out of to:');
+      return undefined;
+    }
+    return { to, toPort };
+  }
+
+  /** Addresses must not repeat across the lab's interfaces of one namespace. */
+  private checkAddressesUnique(): void {
+    for (const p of this.places.keys()) {
+      const seen = new Map<string, string>();
+      for (const i of this.interfaces.filter((x) => x.place === p)) {
+        for (const a of i.addresses) {
+          const prev = seen.get(a.addr);
+          if (prev)
+            this.problems.push({
+              path: [],
+              message: `address ${a.addr} is on both ${prev} and ${i.declared} in ${placeText(p)}`,
+            });
+          seen.set(a.addr, i.declared);
+        }
       }
     }
   }
-
-  return { name, file, table: tableName(name), root, hosts, creates, interfaces };
 }
 
 // ---------------------------------------------------------------------------------------
