@@ -26,7 +26,7 @@ import {
   type RuleSetConfig,
 } from './schema.js';
 import { locateInYaml as locate, placeZodIssues } from './yaml-issues.js';
-import { MAX_NAMED_FILE_BYTES, readNamedFileSync } from './safe-read.js';
+import { MAX_NAMED_FILE_BYTES, readNamedFileBytesSync, readNamedFileSync } from './safe-read.js';
 
 export interface ConfigFile extends ConfigSettings {
   /** The file as named by the user. */
@@ -56,8 +56,8 @@ export function formatIssue(i: ConfigIssue): string {
 }
 
 export interface ParseOptions {
-  /** Reads a domain list file (absolute path). Default: readNamedFileSync (regular files only, capped, owner checked). */
-  readFile?: (path: string) => string;
+  /** Reads a domain list file (absolute path). Default: readNamedFileBytesSync (regular files only, capped, owner checked). */
+  readFile?: (path: string) => string | Uint8Array;
   /** Directory relative domain list paths start from. Default: the config file's directory. */
   baseDir?: string;
   /** Reads a rule set's copy on disk; undefined when there is none yet. Default: readRuleSetCopy. */
@@ -234,7 +234,7 @@ export function parseConfigText(text: string, path: string, opts: ParseOptions =
 
   // Domain list files, relative to the config file.
   const baseDir = opts.baseDir ?? dirname(path);
-  const read = opts.readFile ?? ((p: string) => readNamedFileSync('domain list', p));
+  const read = opts.readFile ?? ((p: string) => readNamedFileBytesSync('domain list', p));
   const cache = new Map<string, DomainList>();
   const issues: ConfigIssue[] = [];
   const sets = readRuleSets(settings.ruleSets, baseDir, opts.readRuleSet ?? readRuleSetCopy, (name, why) => {

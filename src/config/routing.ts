@@ -1,7 +1,7 @@
 // Gateway routing: named upstream nodes, rules, the default outbound. Built from the
 // config file and --upstream; node URIs are parsed here, once, so a bad node fails at
-// start-up (the file's rules were compiled when it was loaded). Plain data: it crosses to
-// the data plane child over IPC as JSON.
+// start-up (the file's rules were compiled when it was loaded). Plain data but for the domain
+// lists: it crosses to the data plane child over IPC as JSON, the lists as bytes (packRuleLists).
 import { UsageError } from '../errors.js';
 import type { GroupSpec } from '../outbound/group.js';
 import { parseNodeUri, type NodeSpec } from '../outbound/uri.js';
@@ -101,12 +101,14 @@ export function routingOf(
 }
 
 /**
- * The routers of a generation's data plane: the rules compiled once (their domain lists
- * unpacked once); UDP flows no rule matches take default-udp, when set.
+ * The routers of a generation's data plane: the rules compiled once; their domain lists are
+ * used from `listBytes` as packed (packRuleLists) when they crossed as references. UDP flows
+ * no rule matches take default-udp, when set.
  */
-export function routersOf(cfg: RoutingConfig): { tcp: Router; udp: Router } {
+export function routersOf(cfg: RoutingConfig, listBytes?: Uint8Array): { tcp: Router; udp: Router } {
   const outbounds = [...Object.keys(cfg.nodes), ...Object.keys(cfg.groups ?? {})];
-  const tcp = compileRules(reviveRuleLists(cfg.rules), cfg.defaultOutbound, outbounds);
+  const rules = listBytes ? reviveRuleLists(cfg.rules, listBytes) : cfg.rules;
+  const tcp = compileRules(rules, cfg.defaultOutbound, outbounds);
   const udpDefault = cfg.defaultUdpOutbound;
   if (udpDefault === undefined) return { tcp, udp: tcp };
   const udp: Router = {

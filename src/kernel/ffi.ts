@@ -56,6 +56,7 @@ interface Libc {
   epollCtl: KoffiFn;
   epollWait: KoffiFn;
   eventfd: KoffiFn;
+  memfdCreate: KoffiFn;
   read: KoffiFn;
   write: KoffiFn;
   errno: () => number;
@@ -125,6 +126,7 @@ function bind(koffi: Koffi, lib: { func(sig: string): KoffiFn }): Libc {
     epollCtl: lib.func('int epoll_ctl(int epfd, int op, int fd, uintptr_t event)'),
     epollWait: lib.func('int epoll_wait(int epfd, uintptr_t events, int maxevents, int timeout)'),
     eventfd: lib.func('int eventfd(unsigned int initval, int flags)'),
+    memfdCreate: lib.func('int memfd_create(const char *name, unsigned int flags)'),
     read: lib.func('intptr_t read(int fd, uintptr_t buf, size_t count)'),
     write: lib.func('intptr_t write(int fd, uintptr_t buf, size_t count)'),
     errno: () => koffi.errno(),
@@ -228,6 +230,16 @@ export function sysEpollCreate(): number {
 export function sysEventfd(): number {
   const n = Number(load().eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (n < 0) fail('eventfd');
+  return n;
+}
+
+/** MFD_CLOEXEC of memfd_create(2). */
+const MFD_CLOEXEC = 1;
+
+/** An anonymous in-memory file, close-on-exec (a child gets it only as one of its stdio fds). */
+export function sysMemfd(name: string): number {
+  const n = Number(load().memfdCreate(name, MFD_CLOEXEC));
+  if (n < 0) fail('memfd_create');
   return n;
 }
 

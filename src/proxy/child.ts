@@ -30,6 +30,7 @@ import { buildGroups, udpGroupOutbounds, type Groups } from './groups.js';
 import { startMixedInbound, type MixedInbound } from '../inbound/mixed.js';
 import { proxyDialer } from '../inbound/dial.js';
 import { systemResolver } from '../outbound/node-conn.js';
+import { readListFile } from './rule-lists.js';
 
 function send(msg: FromChild): void {
   process.send?.(msg);
@@ -135,8 +136,9 @@ async function start({ cfg, worker }: ChildStart): Promise<void> {
   const mark = worker.outboundMark;
   const families = worker.listeners.map((l) => l.family);
   const resolveNames = resolverForNames(cfg.resolver, cfg.nameserversGiven);
-  // The rules compile once here, for TCP and UDP alike.
-  const routers = cfg.routing ? routersOf(cfg.routing) : undefined;
+  // The rules compile once here, for TCP and UDP alike; domain lists are used as packed.
+  const lists = worker.lists ? readListFile(worker.lists.fd, worker.lists.length) : undefined;
+  const routers = cfg.routing ? routersOf(cfg.routing, lists) : undefined;
   const routing =
     cfg.routing && routers
       ? buildRouting(cfg.routing, routers.tcp, mark, cfg.connectTimeoutMs, resolveNames, log)

@@ -20,6 +20,8 @@ export interface WorkerShare {
   listeners: { family: 4 | 6; label: string }[];
   /** Proxy mode's listener fds follow the capture listeners', in this order (cfg.proxyMode). */
   proxyListeners: { family: 4 | 6; label: string }[];
+  /** The generation's packed domain lists (proxy/rule-lists.ts): the child's descriptor and its length. */
+  lists?: { fd: number; length: number };
 }
 
 export interface ChildShutdown {

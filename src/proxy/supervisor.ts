@@ -22,7 +22,14 @@ import { inboundMarkOf } from '../config/own-traffic.js';
 import type { Logger } from '../observe/log.js';
 import type { LogEntry, LogRing } from '../observe/log-ring.js';
 import type { Family } from '../firewall/plan.js';
-import type { ChildStart, FromChild, QueryKind, RelayPath, ToChild } from './protocol.js';
+import {
+  FIRST_LISTENER_FD,
+  type ChildStart,
+  type FromChild,
+  type QueryKind,
+  type RelayPath,
+  type ToChild,
+} from './protocol.js';
 import { SupervisorMetrics, type MetricsSnapshot } from '../observe/metrics.js';
 import { startAdminServer, type AdminServer } from '../observe/admin.js';
 import type { ConnectionInfo, LiveAnswer } from './dataplane.js';
@@ -31,6 +38,7 @@ import type { Bytes } from '../observe/flow-stats.js';
 import { engineServes } from './served-plane.js';
 import { spliceAvailable } from '../relay/engine/engine.js';
 import type { GroupState } from '../outbound/group.js';
+import { ListFile } from './rule-lists.js';
 
 const CHILD_ENTRY = fileURLToPath(new URL('./child.js', import.meta.url));
 
@@ -269,6 +277,8 @@ export class Supervisor implements SupervisorControl {
   private spare: FdReserve | undefined;
   /** Members chosen in select groups from the console: group → member. */
   private readonly selected = new Map<string, string>();
+  /** Each starting or running generation's config as it crosses to its workers, with its list file. */
+  private readonly wire = new Map<RunConfig, { cfg: RunConfig; file: ListFile | undefined }>();
 
   constructor(
     private cfg: RunConfig,
@@ -626,6 +636,7 @@ export class Supervisor implements SupervisorControl {
       fresh = await this.startGeneration(next);
       await this.keepSelections(fresh);
     } catch (e) {
+      this.dropWireBut(this.cfg);
       await restoreDns();
       this.metrics.reloads.inc({ result: 'failed' });
       this.log.error(`reload failed, keeping the running configuration: ${(e as Error).message}`);
@@ -635,6 +646,7 @@ export class Supervisor implements SupervisorControl {
       this.applyRulesFor(next);
     } catch (e) {
       await Promise.all(fresh.map((w) => w.stop(0)));
+      this.dropWireBut(this.cfg);
       await restoreDns();
       // applyPlan removed everything (fail closed); put the running plan back.
       try {
@@ -650,6 +662,7 @@ export class Supervisor implements SupervisorControl {
     const old = this.workers;
     this.workers = fresh;
     this.cfg = next;
+    this.dropWireBut(next);
     this.metrics.reloads.inc({ result: 'ok' });
     this.log.info('reloaded:', {
       workers: fresh.length,
@@ -713,12 +726,34 @@ export class Supervisor implements SupervisorControl {
     return p;
   }
 
+  /** `cfg` as its workers get it: packed once per generation, kept while the generation may start a worker. */
+  private wireOf(cfg: RunConfig): { cfg: RunConfig; file: ListFile | undefined } {
+    let w = this.wire.get(cfg);
+    if (!w) {
+      w = ListFile.of(cfg);
+      this.wire.set(cfg, w);
+    }
+    return w;
+  }
+
+  /** Lets go of the list file of every generation but the running one (`keep`). */
+  private dropWireBut(keep: RunConfig | undefined): void {
+    for (const [cfg, w] of this.wire) {
+      if (cfg === keep) continue;
+      w.file?.close();
+      this.wire.delete(cfg);
+    }
+  }
+
   private startWorker(cfg: RunConfig): Worker {
     const priv = this.workerDrop(cfg);
+    const wire = this.wireOf(cfg);
+    const fds = [...this.listeners, ...this.proxyListeners].map((l) => l.fd);
+    const lists = wire.file ? { fd: FIRST_LISTENER_FD + fds.length, length: wire.file.length } : undefined;
     const child = forkModule(
       CHILD_ENTRY,
       {
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...[...this.listeners, ...this.proxyListeners].map((l) => l.fd)],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds, ...(wire.file ? [wire.file.fd] : [])],
         // A small young generation: garbage from connections handed to the splice engine no
         // longer keeps megabytes resident (idle RSS per connection, issue 6).
         execArgv: ['--max-semi-space-size=1'],
@@ -727,8 +762,9 @@ export class Supervisor implements SupervisorControl {
     );
     const start: ChildStart = {
       type: 'start',
-      cfg,
+      cfg: wire.cfg,
       worker: {
+        ...(lists ? { lists } : {}),
         // Refuse cleanly at the fd budget rather than fail accept/connect with EMFILE.
         maxConnections: Math.min(
           Math.ceil(cfg.maxConnections / workerLayout(cfg).processes),
@@ -782,6 +818,7 @@ export class Supervisor implements SupervisorControl {
       await this.services?.close();
       await this.admin?.close();
       for (const l of [...this.listeners, ...this.proxyListeners]) closeFd(l.fd);
+      this.dropWireBut(undefined);
       this.listeners = [];
       this.proxyListeners = [];
     })();

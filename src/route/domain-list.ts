@@ -9,31 +9,30 @@
 //   ads.example @ads          trailing @attributes are ignored
 //
 // A list is compiled as it is parsed (packed name sets, a keyword automaton), once per
-// file per generation: every compileRules call of that generation shares it.
+// file per generation: every compileRules call of that generation shares it, and the data
+// plane receives its typed arrays as bytes (packRuleLists) and uses them as they are.
 import { UsageError } from '../errors.js';
-import { KeywordSet, NameSet, NameSetBuilder } from './name-set.js';
+import { KeywordSet, KeywordSetBuilder, NameSet, NameSetBuilder } from './name-set.js';
+import type { PackedArray } from './packed.js';
 
-/** How a DomainList crosses to the data plane (JSON IPC): see DomainList.toJSON. */
-export interface PackedDomainList {
+/** Where a rule's list lies in the bytes its generation's lists were packed into (packRuleLists). */
+export interface DomainListRef {
   source: string;
-  full: string;
-  suffix: string;
-  keyword: string[];
+  offset: number;
+  length: number;
 }
 
 export class DomainList {
-  private keywordSet: KeywordSet | undefined;
-
   constructor(
     /** Where the entries came from (a file path), for messages. */
     readonly source: string,
     readonly full: NameSet,
     readonly suffix: NameSet,
-    readonly keyword: readonly string[],
+    readonly keywords: KeywordSet,
   ) {}
 
   get size(): number {
-    return this.full.size + this.suffix.size + this.keyword.length;
+    return this.full.size + this.suffix.size + this.keywords.size;
   }
 
   /** Whether the list matches `name` (lower case, no trailing dot). */
@@ -42,28 +41,49 @@ export class DomainList {
     if (this.suffix.size > 0) {
       for (let at = 0; at >= 0; at = name.indexOf('.', at) + 1 || -1) if (this.suffix.has(name, at)) return true;
     }
-    if (this.keyword.length === 0) return false;
-    this.keywordSet ??= new KeywordSet(this.keyword);
-    return this.keywordSet.matches(name);
+    return this.keywords.matches(name);
   }
 
   /** The entries as written lists (tests, messages). */
   entries(): { full: string[]; suffix: string[]; keyword: string[] } {
-    return { full: this.full.names(), suffix: this.suffix.names(), keyword: [...this.keyword] };
+    return { full: this.full.names(), suffix: this.suffix.names(), keyword: this.keywords.keywords };
   }
 
-  toJSON(): PackedDomainList {
-    return { source: this.source, full: this.full.pack(), suffix: this.suffix.pack(), keyword: [...this.keyword] };
+  /** The compiled list's typed arrays (views): see fromArrays. */
+  arrays(): PackedArray[] {
+    return [...this.full.arrays(), ...this.suffix.arrays(), ...this.keywords.arrays()];
   }
 
-  static fromJSON(p: PackedDomainList): DomainList {
-    return new DomainList(p.source, NameSet.unpack(p.full), NameSet.unpack(p.suffix), p.keyword);
+  /** The list `arrays` gave, used as it is; throws TypeError when they do not fit. */
+  static fromArrays(source: string, a: readonly PackedArray[]): DomainList {
+    const is = <T>(K: new (n: number) => T, v: unknown): T => {
+      if (!(v instanceof K)) throw new TypeError('packed domain list: an array of the wrong type');
+      return v;
+    };
+    if (a.length !== 12) throw new TypeError('packed domain list: wrong number of arrays');
+    const names = (i: number) =>
+      NameSet.fromArrays(is(Uint8Array, a[i]), is(Uint32Array, a[i + 1]), is(Int32Array, a[i + 2]));
+    const keywords = KeywordSet.fromArrays(
+      is(Uint8Array, a[6]),
+      is(Int32Array, a[7]),
+      is(Uint16Array, a[8]),
+      is(Int32Array, a[9]),
+      is(Int32Array, a[10]),
+      is(Uint8Array, a[11]),
+    );
+    return new DomainList(source, names(0), names(3), keywords);
+  }
+
+  /** A summary: a list crosses to the data plane as bytes (packRuleLists), never as JSON. */
+  toJSON(): { source: string; entries: number } {
+    return { source: this.source, entries: this.size };
   }
 }
 
-/** A DomainList, or its JSON form after crossing to the data plane. */
-export function reviveDomainList(v: DomainList | PackedDomainList): DomainList {
-  return v instanceof DomainList ? v : DomainList.fromJSON(v);
+/** A rule's domain list as a DomainList (a reference must go through reviveRuleLists first). */
+export function reviveDomainList(v: DomainList | DomainListRef): DomainList {
+  if (v instanceof DomainList) return v;
+  throw new TypeError(`domain list ${v.source}: not unpacked (reviveRuleLists)`);
 }
 
 const NAME = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/;
@@ -124,42 +144,104 @@ function isPlainName(b: Uint8Array, start: number, end: number): boolean {
   return true;
 }
 
-export function parseDomainList(text: string, source = 'domain list'): DomainList {
-  // Most lines of a big list are plain lower-case entries: checked and added from the bytes,
-  // no string per line. Non-ASCII text keeps one char a byte only through the slow path.
-  const ascii = Buffer.byteLength(text, 'utf8') === text.length;
-  const b = ascii ? Buffer.from(text, 'latin1') : undefined;
-  // Tables sized for the whole list up front (none grows and rehashes on the way); the name
-  // bytes grow as needed (a copy of the list per set would be most of the peak memory).
-  const expect = { entries: b ? lineCount(b) : 256, bytes: b ? b.length >> 2 : 1 << 12 };
-  const full = new NameSetBuilder(expect);
-  const suffix = new NameSetBuilder(expect);
-  const keyword = new Set<string>();
-  const add = (kind: DomainEntryKind, v: string) =>
-    kind === 'full' ? full.add(v) : kind === 'suffix' ? suffix.add(v) : keyword.add(v);
+/** Whether b[start, end) is a keyword as normalised: name bytes and dots only. */
+function isPlainKeyword(b: Uint8Array, start: number, end: number): boolean {
+  if (end <= start) return false;
+  for (let i = start; i < end; i++) {
+    const c = b[i]!;
+    if (c !== DOT && (c >= 128 || NAME_BYTE[c] === 0)) return false;
+  }
+  return true;
+}
+
+interface Builders {
+  full: NameSetBuilder;
+  suffix: NameSetBuilder;
+  keyword: KeywordSetBuilder;
+}
+
+/**
+ * Parse a domain list file's bytes (UTF-8) or text. Plain lines (bare, domain:, full:,
+ * keyword: in lower case) are checked and added straight from the bytes, no string per line;
+ * comments, attributes, upper case and CRLF take the line parser.
+ */
+export function parseDomainList(input: string | Uint8Array, source = 'domain list'): DomainList {
+  const b = typeof input === 'string' ? asciiBytes(input) : isAscii(input) ? input : undefined;
+  const text = b ? undefined : typeof input === 'string' ? input : Buffer.from(input).toString('utf8');
+  // Each set sized up front from a count of its lines (no table grows, rehashes or is copied
+  // on the way when the lines are plain and distinct).
+  const n = b ? countKinds(b) : { full: { entries: 256, bytes: 1 << 12 }, suffix: { entries: 256, bytes: 1 << 12 } };
+  const sets: Builders = {
+    full: new NameSetBuilder(n.full),
+    suffix: new NameSetBuilder(n.suffix),
+    keyword: new KeywordSetBuilder(),
+  };
+  if (b) addLines(b, sets, source);
+  else addTextLines(text!, sets, source);
+  return new DomainList(source, sets.full.build(), sets.suffix.build(), sets.keyword.build());
+}
+
+function addLines(b: Uint8Array, sets: Builders, source: string): void {
+  const len = b.length;
+  let n = 0;
+  for (let start = 0; start < len; n++) {
+    let end = start;
+    while (end < len && b[end] !== 10) end++;
+    const lineEnd = end > start && b[end - 1] === 13 ? end - 1 : end;
+    const lineStart = start;
+    start = end + 1;
+    const p = prefixOf(b, lineStart, lineEnd);
+    if (p.kind === 'keyword') {
+      if (isPlainKeyword(b, p.at, lineEnd)) {
+        sets.keyword.addBytes(b, p.at, lineEnd);
+        continue;
+      }
+    } else if (isPlainName(b, p.at, lineEnd)) {
+      sets[p.kind].addBytes(b, p.at, lineEnd);
+      continue;
+    }
+    const line = Buffer.from(b.buffer, b.byteOffset + lineStart, lineEnd - lineStart).toString('latin1');
+    addEntry(sets, parseLine(line, source, n + 1));
+  }
+}
+
+function addTextLines(text: string, sets: Builders, source: string): void {
   let n = 0;
   for (let start = 0; start < text.length; n++) {
     let end = text.indexOf('\n', start);
     if (end < 0) end = text.length;
-    const lineEnd = end > start && text.charCodeAt(end - 1) === 13 ? end - 1 : end;
-    const lineStart = start;
+    addEntry(sets, parseLine(text.slice(start, end), source, n + 1));
     start = end + 1;
-    if (b) {
-      const p = prefixOf(b, lineStart, lineEnd);
-      if (p.kind !== 'keyword' && isPlainName(b, p.at, lineEnd)) {
-        (p.kind === 'full' ? full : suffix).addBytes(b, p.at, lineEnd);
-        continue;
-      }
-    }
-    const entry = parseLine(text.slice(lineStart, lineEnd), source, n + 1);
-    if (entry) add(entry.kind, entry.value);
   }
-  return new DomainList(source, full.build(), suffix.build(), [...keyword]);
 }
 
-function lineCount(b: Uint8Array): number {
-  let n = 1;
-  for (let i = b.indexOf(10); i >= 0; i = b.indexOf(10, i + 1)) n++;
+function addEntry(sets: Builders, entry: { kind: DomainEntryKind; value: string } | undefined): void {
+  if (entry) sets[entry.kind].add(entry.value);
+}
+
+/** The text's bytes when it is ASCII (one byte a char), else undefined. */
+function asciiBytes(text: string): Uint8Array | undefined {
+  return Buffer.byteLength(text, 'utf8') === text.length ? Buffer.from(text, 'latin1') : undefined;
+}
+
+function isAscii(b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i]! >= 128) return false;
+  return true;
+}
+
+/** Lines and their bytes (each with its '\n') per set, as the plain lines' prefixes say. */
+function countKinds(b: Uint8Array): Record<'full' | 'suffix', { entries: number; bytes: number }> {
+  const n = { full: { entries: 0, bytes: 0 }, suffix: { entries: 0, bytes: 0 } };
+  for (let start = 0; start < b.length; ) {
+    let end = start;
+    while (end < b.length && b[end] !== 10) end++;
+    const p = prefixOf(b, start, end);
+    if (p.kind !== 'keyword' && end > p.at) {
+      n[p.kind].entries++;
+      n[p.kind].bytes += end - p.at + 1;
+    }
+    start = end + 1;
+  }
   return n;
 }
 

@@ -2,7 +2,6 @@
 export {
   BUILTIN_OUTBOUNDS,
   compileRules,
-  reviveRuleLists,
   RULE_FIELD_NAMES,
   RuleError,
   suggest,
@@ -19,8 +18,9 @@ export {
   parseDomainList,
   reviveDomainList,
   type DomainEntryKind,
-  type PackedDomainList,
+  type DomainListRef,
 } from './domain-list.js';
+export { packedBytes, packRuleLists, reviveRuleLists, type PackedRuleLists } from './rule-lists.js';
 export {
   parseRuleSet,
   RULE_SET_FORMATS,
@@ -28,5 +28,5 @@ export {
   type ParsedRuleSet,
   type RuleSetFormat,
 } from './rule-set.js';
-export { KeywordSet, NameSet, NameSetBuilder } from './name-set.js';
+export { KeywordSet, KeywordSetBuilder, NameSet, NameSetBuilder } from './name-set.js';
 export { CidrSet, ipv4ToNumber, parseFlowIp, PortSet, type ParsedIp } from './ip-set.js';

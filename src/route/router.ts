@@ -18,11 +18,11 @@ import { parsePortRange } from '../firewall/ports.js';
 import type { PortRange } from '../firewall/plan.js';
 import type { Destination } from '../outbound/types.js';
 import {
-  DomainList,
   normalizeDomainEntry,
   reviveDomainList,
   type DomainEntryKind,
-  type PackedDomainList,
+  type DomainList,
+  type DomainListRef,
 } from './domain-list.js';
 import { CidrSet, parseFlowIp, PortSet, type ParsedIp } from './ip-set.js';
 
@@ -36,8 +36,8 @@ export interface RuleSpec {
   domainSuffix?: OneOrMany<string>;
   /** Substrings of the name. */
   domainKeyword?: OneOrMany<string>;
-  /** Parsed domain list files (parseDomainList), or their JSON form (DomainList.toJSON). */
-  domainList?: OneOrMany<DomainList | PackedDomainList>;
+  /** Parsed domain list files (parseDomainList); references into packed bytes on the way to the data plane (packRuleLists). */
+  domainList?: OneOrMany<DomainList | DomainListRef>;
   /** The rule-set names its domain lists or CIDRs came from: such a rule may be empty (not fetched yet). */
   ruleSet?: readonly string[];
   /** Destination CIDRs (a bare address is a /32 or /128). */
@@ -337,24 +337,4 @@ export function compileRules(
       return { action: defaultAction, rule: 'default' };
     },
   };
-}
-
-/**
- * The rules with every domain list in its compiled form: lists that crossed to the data plane
- * as JSON are unpacked once here, so each compileRules call of a generation shares them.
- */
-export function reviveRuleLists(rules: readonly RuleSpec[]): RuleSpec[] {
-  const seen = new Map<string, DomainList>();
-  const revive = (v: DomainList | PackedDomainList): DomainList => {
-    if (v instanceof DomainList) return v;
-    // The same list in several rules arrives as several copies: unpack each content once.
-    const key = `${v.source}\0${v.full}\0${v.suffix}\0${v.keyword.join('\n')}`;
-    let dl = seen.get(key);
-    if (!dl) {
-      dl = reviveDomainList(v);
-      seen.set(key, dl);
-    }
-    return dl;
-  };
-  return rules.map((r) => (r.domainList === undefined ? r : { ...r, domainList: list(r.domainList).map(revive) }));
 }

@@ -10,11 +10,19 @@ import {
   KeywordSet,
   NameSet,
   NameSetBuilder,
+  packedBytes,
+  packRuleLists,
   parseDomainList,
   reviveRuleLists,
   type RouteQuery,
   type RuleSpec,
 } from '../../src/route/index.js';
+
+/** The rules as the data plane gets them: lists packed into bytes, references through JSON. */
+function crossed(rules: RuleSpec[]): RuleSpec[] {
+  const packed = packRuleLists(rules);
+  return reviveRuleLists(JSON.parse(JSON.stringify(packed.rules)) as RuleSpec[], packedBytes(packed));
+}
 
 const flow = (domain: string | undefined, port = 443): RouteQuery => ({
   dst: { ip: '192.0.2.9', port, family: 4, ...(domain ? { domain } : {}) },
@@ -69,16 +77,17 @@ test('NameSet: membership of whole names and of a name from an offset, duplicate
   assert.ok(!NameSet.EMPTY.has('x'));
 });
 
-test('NameSet: pack/unpack round trip over many names; garbage is refused', () => {
+test('NameSet: used from its arrays as they are over many names; arrays that do not fit are refused', () => {
   const b = new NameSetBuilder();
   for (let i = 0; i < 5000; i++) b.add(`n${i}.example${i % 7}.org`);
-  const s = NameSet.unpack(b.build().pack());
+  const [bytes, ends, slots] = b.build().arrays();
+  const s = NameSet.fromArrays(bytes.slice(), ends.slice(), slots.slice());
   assert.equal(s.size, 5000);
   for (let i = 0; i < 5000; i += 97) assert.ok(s.has(`n${i}.example${i % 7}.org`));
   assert.ok(!s.has('n5000.example2.org'));
-  assert.equal(NameSet.unpack('').size, 0);
-  assert.throws(() => NameSet.unpack('a.example'), /not newline-terminated/);
-  assert.throws(() => NameSet.unpack('a\n\nb\n'), /an empty name/);
+  assert.equal(NameSet.fromArrays(new Uint8Array(0), new Uint32Array(0), new Int32Array(16)).size, 0);
+  assert.throws(() => NameSet.fromArrays(bytes, ends, slots.subarray(1)), /do not fit/);
+  assert.throws(() => NameSet.fromArrays(bytes.subarray(0, 10), ends, slots), /do not fit/);
 });
 
 test('KeywordSet: contains-any agrees with String.includes (property)', () => {
@@ -88,7 +97,7 @@ test('KeywordSet: contains-any agrees with String.includes (property)', () => {
       fc.stringMatching(/^[abc.]{0,16}$/),
       (kws, n) => {
         assert.equal(
-          new KeywordSet(kws).matches(n),
+          KeywordSet.of(kws).matches(n),
           kws.some((k) => n.includes(k)),
           `${JSON.stringify(kws)} in '${n}'`,
         );
@@ -148,8 +157,8 @@ test('router: first match wins across lists, inline entries and ports, like the 
         });
         const outs = specs.map((s) => s.outbound);
         const direct = compileRules(specs, 'direct', outs);
-        // The data plane's copy: lists packed to JSON and unpacked again.
-        const revived = compileRules(reviveRuleLists(JSON.parse(JSON.stringify(specs)) as RuleSpec[]), 'direct', outs);
+        // The data plane's copy: lists packed into bytes and used from them.
+        const revived = compileRules(crossed(specs), 'direct', outs);
         for (const [n, port] of flows) {
           const want = plain.findIndex(
             (p) =>
@@ -191,16 +200,17 @@ test('router: suffix, full and keyword semantics of a list; case and trailing do
   assert.equal(r.route(flow(undefined)).action, 'direct', 'no name: no domain rule');
 });
 
-test('router: a list shared by rules is compiled once and packed once per JSON copy', () => {
+test('router: a list shared by rules is packed once and used from the bytes once', () => {
   const dl = parseDomainList('a.example\n', 'l.txt');
-  const rules = reviveRuleLists(
-    JSON.parse(
-      JSON.stringify([
-        { domainList: dl, outbound: 'x' },
-        { domainList: [dl], outbound: 'y' },
-      ]),
-    ) as RuleSpec[],
-  );
+  const packed = packRuleLists([
+    { domainList: dl, outbound: 'x' },
+    { domainList: [dl], outbound: 'y' },
+  ]);
+  assert.equal(packed.length, packRuleLists([{ domainList: dl, outbound: 'x' }]).length, 'packed once');
+  const rules = crossed([
+    { domainList: dl, outbound: 'x' },
+    { domainList: [dl], outbound: 'y' },
+  ]);
   assert.equal(
     [rules[0]!.domainList].flat()[0],
     [rules[1]!.domainList].flat()[0],
@@ -208,7 +218,7 @@ test('router: a list shared by rules is compiled once and packed once per JSON c
   );
 });
 
-test('a big generated list (200,000 lines, every line form): suffix, exact and keyword lookups agree with sets, also after the JSON crossing', () => {
+test('a big generated list (200,000 lines, every line form): suffix, exact and keyword lookups agree with sets, also packed for the data plane', () => {
   let seed = 7;
   const rnd = (n: number) => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n;
   const word = () => (rnd(36 ** 5) + 36 ** 4).toString(36);
@@ -241,14 +251,14 @@ test('a big generated list (200,000 lines, every line form): suffix, exact and k
   for (const s of [...suffix].slice(0, 6_000)) probes.push(s, `x.${s}`, `x${s}`, s.slice(0, s.indexOf('.')));
   for (const f of [...full].slice(0, 6_000)) probes.push(f, `x.${f}`, f.slice(f.indexOf('.') + 1));
   for (const k of keywords.slice(0, 300)) probes.push(`a${k}b.org`, `${k.slice(0, -1)}.org`);
-  const [rules] = [reviveRuleLists(JSON.parse(JSON.stringify([{ domainList: dl, outbound: 'reject' }])))];
+  const rules = crossed([{ domainList: dl, outbound: 'reject' }]);
   const router = compileRules(rules, 'direct', []);
   let hits = 0;
   for (const p of probes) {
     const want = expected(p);
     hits += want ? 1 : 0;
     assert.equal(dl.matches(p), want, p);
-    assert.equal(router.route(flow(p)).action, want ? 'reject' : 'direct', `${p} after the JSON crossing`);
+    assert.equal(router.route(flow(p)).action, want ? 'reject' : 'direct', `${p} packed for the data plane`);
   }
   assert.ok(hits > 10_000 && hits < probes.length - 10_000, `both answers are tested (${hits} of ${probes.length})`);
 });

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, parseConfigText, ruleSetPath } from '../../src/config/file.js';
 import type { RuleSetConfig } from '../../src/config/schema.js';
-import { compileRules, parseRuleSet } from '../../src/route/index.js';
+import { compileRules, packedBytes, packRuleLists, parseRuleSet, reviveRuleLists } from '../../src/route/index.js';
 import { fetchMissingRuleSets, refreshRuleSet, startRuleSetRefresh } from '../../src/ruleset/updater.js';
 
 const flow = (domain: string | undefined, ip = '203.0.113.9') => ({
@@ -106,8 +106,13 @@ test('config: a rule names rule sets; their copies on disk are its entries; one 
   assert.deepEqual(r.route(flow('ads.example.com')), { action: 'reject', rule: 0 });
   assert.deepEqual(r.route(flow(undefined, '198.51.100.7')), { action: 'reject', rule: 1 });
   assert.deepEqual(r.route(flow('other.test')), { action: 'direct', rule: 'default' });
-  // The data plane gets the rules as JSON.
-  const again = compileRules(JSON.parse(JSON.stringify(cfg.routeRules)), cfg.default, []);
+  // The data plane gets the rules as JSON, their lists packed into bytes.
+  const packed = packRuleLists(cfg.routeRules);
+  const again = compileRules(
+    reviveRuleLists(JSON.parse(JSON.stringify(packed.rules)), packedBytes(packed)),
+    cfg.default,
+    [],
+  );
   assert.deepEqual(again.route(flow('x.doubleclick.net')), { action: 'reject', rule: 0 });
 });
 
