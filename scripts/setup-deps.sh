@@ -26,6 +26,7 @@ PAIRS=(
   microsocks:microsocks
   danted:dante-server
   ss-server:shadowsocks-libev
+  redsocks:redsocks
   tinyproxy:tinyproxy
   v2ray:v2ray
   trojan:trojan
@@ -100,6 +101,7 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     case $pkg in
       nginx*) svc=nginx ;; haproxy) svc=haproxy ;; dante-server) svc=danted ;;
       tinyproxy) svc=tinyproxy ;; shadowsocks-libev) svc=shadowsocks-libev ;; iperf3) svc=iperf3 ;;
+      redsocks) svc=redsocks ;;
       *) continue ;;
     esac
     systemctl disable --now "$svc" >/dev/null 2>&1 || true

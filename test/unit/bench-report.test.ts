@@ -1,0 +1,50 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Buffer } from 'node:buffer';
+import { haproxyRedirect, nginxSeed } from '../../bench/lib/configs.js';
+import { memOf, smapsRollup } from '../../bench/lib/proc.js';
+import { addBestOf, medianOf, newCase, record } from '../../bench/lib/report.js';
+
+test('addBestOf: per metric, the variant with the better median (higher or lower is better)', () => {
+  const c = newCase({ id: 'x', title: 'x', method: [], variants: [], subject: 's', anchors: ['best'] }, [
+    { key: 'gbps', label: 'Gbit/s', better: 'higher' },
+    { key: 'mb', label: 'MB', better: 'lower' },
+  ]);
+  c.variants.push({ key: 'h', label: 'HAProxy', detail: '' }, { key: 'hs', label: 'HAProxy, splice-auto', detail: '' });
+  for (const [round, h, hs] of [
+    [1, 4, 5],
+    [2, 4, 6],
+    [3, 4, 1],
+  ] as const) {
+    record(c, 'gbps', 'h', round, h);
+    record(c, 'gbps', 'hs', round, hs);
+    record(c, 'mb', 'h', round, 10 + round);
+    record(c, 'mb', 'hs', round, 20 + round);
+  }
+  addBestOf(c, 'best', 'best HAProxy', ['h', 'hs']);
+  assert.equal(medianOf(c, 'gbps', 'best'), 5); // splice-auto's median (5) beats 4
+  assert.equal(medianOf(c, 'mb', 'best'), 12); // default threads' median (12) beats 22
+  const best = c.variants.find((v) => v.key === 'best');
+  assert.match(best?.detail ?? '', /Gbit\/s: HAProxy, splice-auto; MB: HAProxy\b/);
+});
+
+test('smapsRollup: RSS, PSS and anonymous memory of a live process; memOf sums them', () => {
+  const keep = Buffer.alloc(32 << 20, 1); // 32 MiB of touched anonymous memory
+  const m = smapsRollup(process.pid);
+  assert.ok(m.anon >= 32 << 10, `anon ${m.anon} kB`);
+  assert.ok(m.rss >= m.anon && m.rss >= m.pss && m.pss > 0, JSON.stringify(m));
+  const twice = memOf([process.pid, process.pid]);
+  assert.ok(twice.anon >= 2 * (32 << 10));
+  assert.deepEqual(smapsRollup(2 ** 30), { rss: 0, pss: 0, anon: 0 }); // no such process
+  assert.equal(keep[0], 1);
+});
+
+test('anchors at their best: HAProxy without nbthread 1, splice-auto variant with bounded pipes; nginx worker_processes auto', () => {
+  const plain = haproxyRedirect(15002, 9000);
+  assert.doesNotMatch(plain, /nbthread/);
+  assert.doesNotMatch(plain, /splice/);
+  const splice = haproxyRedirect(15002, 9000, { splice: true });
+  assert.match(splice, /option splice-auto/);
+  assert.match(splice, /maxpipes 900/);
+  assert.match(nginxSeed('/tmp/x', 15004, 80, '127.0.0.1'), /^worker_processes auto;/);
+});
