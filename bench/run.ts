@@ -22,8 +22,8 @@
 //        m  the same with chacha20-ietf-poly1305 — tranproxy, ss-redir
 //        n  gateway through a SOCKS5 node (microsocks) — tranproxy, redsocks
 //
-// The anchors run at their best: HAProxy with its default threads and an `option splice-auto`
-// variant ("best HAProxy" is the better of the two per metric), nginx with worker_processes
+// The anchors run at their best: HAProxy with its default threads and, for bulk, a variant that
+// splices ("best HAProxy" is the better of the two per metric), nginx with worker_processes
 // auto, tranproxy with --workers = CPUs. Every variant's memory is read from smaps_rollup.
 //
 // A full run (and --profile) ends with a --cpu-prof of tranproxy's data-plane child during a
@@ -48,7 +48,6 @@ import {
   BEST_HAPROXY,
   type CaseId,
   type Ctx,
-  HAPROXY_TCP_BEST,
   MAIN,
   NODE,
   NPROC,
@@ -265,7 +264,7 @@ function render(
     for (const s of [1, 4]) {
       const m = `g${s}`;
       summary.push(
-        `| ${id === 'a' ? 'REDIRECT' : 'TPROXY'} throughput, ${s} stream${s > 1 ? 's' : ''} | ${med(c, m, 'tranproxy')} Gbit/s | HAProxy ${med(c, m, 'haproxy')}, with splice-auto ${med(c, m, 'haproxy-splice')}, no proxy ${med(c, m, 'none')} | ${ratioText(c, m, BEST_HAPROXY.key, 'best HAProxy')}; ${ratioText(c, m, 'none', 'no proxy')} |`,
+        `| ${id === 'a' ? 'REDIRECT' : 'TPROXY'} throughput, ${s} stream${s > 1 ? 's' : ''} | ${med(c, m, 'tranproxy')} Gbit/s | HAProxy ${med(c, m, 'haproxy')}, with splice ${med(c, m, 'haproxy-splice')}, no proxy ${med(c, m, 'none')} | ${ratioText(c, m, BEST_HAPROXY.key, 'best HAProxy')}; ${ratioText(c, m, 'none', 'no proxy')} |`,
       );
     }
   }
@@ -276,18 +275,18 @@ function render(
     summary.push(
       `| ${id === 'c' ? 'HTTP keep-alive, 3 headers added' : 'new HTTP connections'} | ${med(c, 'rps', 'tranproxy')} ${unit}, p99 ${med(c, 'p99', 'tranproxy')} ms | nginx as nginx-tranproxy ${med(c, 'rps', 'nginx-seed')} (p99 ${med(c, 'p99', 'nginx-seed')} ms), nginx with upstream keepalive ${med(c, 'rps', 'nginx-fast')} (p99 ${med(c, 'p99', 'nginx-fast')} ms), no proxy ${med(c, 'rps', 'none')} | ${unit}: ${ratioText(c, 'rps', 'nginx-seed', 'nginx as nginx-tranproxy')}; ${ratioText(c, 'rps', 'nginx-fast', 'nginx with keepalive')} |`,
     );
-    if (id === 'd' && c.metrics.some((m) => m.values.has(HAPROXY_TCP_BEST.key))) {
-      const hb = HAPROXY_TCP_BEST.key;
+    if (id === 'd' && c.metrics.some((m) => m.values.has('haproxy-tcp'))) {
+      const hb = 'haproxy-tcp';
       summary.push(
-        `| new TCP connections, no headers (HTTP Connection: close) | tranproxy ${med(c, 'rps', 'tranproxy-tcp')} conn/s, p99 ${med(c, 'p99', 'tranproxy-tcp')} ms | HAProxy tcp mode ${med(c, 'rps', 'haproxy-tcp')}, with splice-auto ${med(c, 'rps', 'haproxy-tcp-splice')} (best p99 ${med(c, 'p99', hb)} ms) | conn/s: ${ratioText(c, 'rps', hb, 'best HAProxy', 'tranproxy-tcp')}; with 3 headers added: ${ratioText(c, 'rps', hb, 'best HAProxy')} |`,
+        `| new TCP connections, no headers (HTTP Connection: close) | tranproxy ${med(c, 'rps', 'tranproxy-tcp')} conn/s, p99 ${med(c, 'p99', 'tranproxy-tcp')} ms | HAProxy tcp mode ${med(c, 'rps', hb)} (p99 ${med(c, 'p99', hb)} ms) | conn/s: ${ratioText(c, 'rps', hb, 'HAProxy', 'tranproxy-tcp')}; with 3 headers added: ${ratioText(c, 'rps', hb, 'HAProxy')} |`,
       );
     }
   }
   const e = byId('e');
   if (e) {
-    const hb = BEST_HAPROXY.key;
+    const hb = 'haproxy';
     summary.push(
-      `| memory per idle inspected connection (3 headers) ↓ | anon ${med(e, 'kbAnon', 'tranproxy')} KB, RSS ${med(e, 'kbRss', 'tranproxy')} KB, PSS ${med(e, 'kbPss', 'tranproxy')} KB (all processes) | best HAProxy anon ${med(e, 'kbAnon', hb)} KB, RSS ${med(e, 'kbRss', hb)} KB, PSS ${med(e, 'kbPss', hb)} KB | anon: ${ratioText(e, 'kbAnon', hb, 'best HAProxy')}; RSS: ${ratioText(e, 'kbRss', hb, 'best HAProxy')} |`,
+      `| memory per idle inspected connection (3 headers) ↓ | anon ${med(e, 'kbAnon', 'tranproxy')} KB, RSS ${med(e, 'kbRss', 'tranproxy')} KB, PSS ${med(e, 'kbPss', 'tranproxy')} KB (all processes) | HAProxy anon ${med(e, 'kbAnon', hb)} KB, RSS ${med(e, 'kbRss', hb)} KB, PSS ${med(e, 'kbPss', hb)} KB | anon: ${ratioText(e, 'kbAnon', hb, 'HAProxy')}; RSS: ${ratioText(e, 'kbRss', hb, 'HAProxy')} |`,
     );
   }
   const k = byId('k');

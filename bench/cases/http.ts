@@ -1,15 +1,13 @@
 import { haproxyRedirect, nginxFast, nginxSeed } from '../lib/configs.js';
 import { fmtNum } from '../lib/parse.js';
 import { readLog } from '../lib/proc.js';
-import { addBestOf, newCase, record, type CaseResult } from '../lib/report.js';
+import { newCase, record, type CaseResult } from '../lib/report.js';
 import {
   ADDR,
   type CaseId,
   cpuOf,
   type Ctx,
   HAPROXY,
-  HAPROXY_TCP_BEST,
-  haproxyPair,
   MEM_METRICS,
   MEM_NOTE,
   NPROC,
@@ -90,12 +88,12 @@ export function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; 
       only: ['d'],
       plain: true,
     },
-    ...haproxyPair({
+    {
       key: 'haproxy-tcp',
       label: `${HAPROXY}, tcp mode`,
-      detail: `\`mode tcp\`, \`server s 0.0.0.0:0\` (follows SO_ORIGINAL_DST), as uid ${UID.haproxy}; no headers (tcp mode cannot add any)`,
-      start: (o) =>
-        startHaproxy(cli, haproxyRedirect(PORT.haproxy, 9000, o), PORT.haproxy, UID.haproxy, [
+      detail: `\`mode tcp\`, \`server s 0.0.0.0:0\` (follows SO_ORIGINAL_DST), default threads (${NPROC}), as uid ${UID.haproxy}; no headers (tcp mode cannot add any)`,
+      start: () =>
+        startHaproxy(cli, haproxyRedirect(PORT.haproxy, 9000), PORT.haproxy, UID.haproxy, [
           '--proxy-user',
           `${UID.haproxy}:${UID.haproxy}`,
           '-P',
@@ -107,7 +105,7 @@ export function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; 
         ]),
       only: ['d'],
       plain: true,
-    }),
+    },
     { key: 'none', label: 'no proxy', detail: 'no rules; no headers added', plain: true },
   ];
   const inC = variants.filter((v) => !v.only || v.only.includes('c'));
@@ -139,9 +137,9 @@ export function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; 
         ...common,
         'Each request on a new connection (`-H "Connection: close"`): the server closes after answering, wrk reconnects; requests/s = connections/s.',
         'More variants add no headers, for the connections/s target against HAProxy in tcp mode (which cannot add headers): "tranproxy, no headers" and HAProxy in tcp mode',
-        '(default threads, and with `option splice-auto`; "best HAProxy, tcp mode" is the better of the two).',
+        `(default threads; no splicing variant here: a connection that carries a few hundred bytes gains nothing from splice(2)).`,
       ],
-      ...base(variants, ['nginx-seed', 'nginx-fast', HAPROXY_TCP_BEST.key, 'none']),
+      ...base(variants, ['nginx-seed', 'nginx-fast', 'haproxy-tcp', 'none']),
     },
     metrics.map((m) => (m.key === 'rps' ? { ...m, label: 'conn/s' } : m)),
   );
@@ -249,7 +247,6 @@ export function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; 
     } finally {
       await server.stop('SIGQUIT');
     }
-    addBestOf(dCase, HAPROXY_TCP_BEST.key, HAPROXY_TCP_BEST.label, ['haproxy-tcp', 'haproxy-tcp-splice']);
   };
   return { cases, run };
 }

@@ -1,14 +1,12 @@
 import { join } from 'node:path';
 import { haproxyRedirect, nginxSeed } from '../lib/configs.js';
 import { fdCount, memOf, sleep, startLogged, waitForListen } from '../lib/proc.js';
-import { addBestOf, newCase, record, type CaseResult } from '../lib/report.js';
+import { newCase, record, type CaseResult } from '../lib/report.js';
 import {
   ADDR,
   alternate,
-  BEST_HAPROXY,
   type Ctx,
   HAPROXY,
-  haproxyPair,
   logPath,
   MEM_METRICS,
   NODE,
@@ -46,7 +44,7 @@ export function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> 
       ],
       variants: [],
       subject: 'tranproxy',
-      anchors: [BEST_HAPROXY.key],
+      anchors: ['haproxy'],
     },
     [
       { key: 'kbRss', label: 'RSS KB/conn', better: 'lower' },
@@ -64,12 +62,12 @@ export function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> 
       detail: `${tpCmd(TP.hold())} (children as uid ${UID.tranproxy})`,
       start: () => startTranproxy(cli, TP.hold()),
     },
-    ...haproxyPair({
+    {
       key: 'haproxy',
       label: HAPROXY,
-      detail: `\`mode tcp\`, \`server s 0.0.0.0:0\`, maxconn 9000, as uid ${UID.haproxy}`,
-      start: (o) =>
-        startHaproxy(cli, haproxyRedirect(PORT.haproxy, 9000, o), PORT.haproxy, UID.haproxy, [
+      detail: `\`mode tcp\`, \`server s 0.0.0.0:0\`, maxconn 9000, default threads (${NPROC}), as uid ${UID.haproxy} (no splicing variant: idle connections hold no pipes)`,
+      start: () =>
+        startHaproxy(cli, haproxyRedirect(PORT.haproxy, 9000), PORT.haproxy, UID.haproxy, [
           '--proxy-user',
           `${UID.haproxy}:${UID.haproxy}`,
           '-P',
@@ -80,7 +78,7 @@ export function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> 
           String(PORT.haproxy),
         ]),
       plain: true,
-    }),
+    },
   ];
   c.variants = variants.map(({ key, label, detail }) => ({ key, label, detail }));
   c.notes.push(
@@ -145,7 +143,6 @@ export function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> 
     } finally {
       await server.stop();
     }
-    addBestOf(c, BEST_HAPROXY.key, BEST_HAPROXY.label, ['haproxy', 'haproxy-splice']);
   };
   return { c, run };
 }

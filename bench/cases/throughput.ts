@@ -14,6 +14,7 @@ import {
   MEM_NOTE,
   PORT,
   recordIdleMemory,
+  SPLICE_NOTE,
   startHaproxy,
   startIperfServer,
   startTranproxy,
@@ -118,6 +119,7 @@ export function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: (
       : `HAProxy ${'2.6'}'s \`server s 0.0.0.0:0\` does follow SO_ORIGINAL_DST here: every test through it reaches the iperf3 server (nothing listens on ${PORT.iperf} in the client ns, and 0.0.0.0:0 itself is not connectable), and its CPU time shows it relayed the bytes.`,
     'A proxied test only counts if the proxy used CPU in proportion (≥ 0.05 s per second of test): traffic that bypassed the proxy fails the round instead of flattering it.',
     'The no-proxy rows vary most: the kernel path alone is fast enough that the load generators and other work on the 2 CPUs decide it.',
+    SPLICE_NOTE,
     MEM_NOTE,
   );
   const run = async (): Promise<void> => {
