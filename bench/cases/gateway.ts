@@ -231,6 +231,11 @@ async function startNode(h: GatewayHosts, node: Node): Promise<() => Promise<voi
   };
 }
 
+const SOCKS_NOTE =
+  'Bulk through this node is slow for both gateways (0.07–0.19 Gbit/s when this case was added, against 0.6–0.9 Gbit/s for ss-redir through ss-server): ' +
+  'most likely the node, microsocks (a thread per connection), caps it, not the gateway, so the bulk ratio says little here; conn/s and the ' +
+  "gateway's CPU per GB tell the gateways apart.';
+
 const CASE_TITLE: Record<Node, string> = {
   aes: 'Shadowsocks node, aes-256-gcm: tranproxy vs ss-redir',
   chacha: 'Shadowsocks node, chacha20-ietf-poly1305: tranproxy vs ss-redir',
@@ -278,6 +283,7 @@ export function gatewayCase(
     "Only the gateway's proxy is measured for CPU and memory; the node's server (and its CPU) is the same for both. All of it shares the machine's CPUs.",
     MEM_NOTE,
   );
+  if (node === 'socks') c.notes.push(SOCKS_NOTE);
   const url = `http://${GW.target}/`;
   const run = async (): Promise<void> => {
     const stopNode = await startNode(h, node);
