@@ -234,7 +234,7 @@ async function startNode(h: GatewayHosts, node: Node): Promise<() => Promise<voi
 const SOCKS_NOTE =
   'Bulk through this node is slow for both gateways (0.07–0.19 Gbit/s when this case was added, against 0.6–0.9 Gbit/s for ss-redir through ss-server): ' +
   'most likely the node, microsocks (a thread per connection), caps it, not the gateway, so the bulk ratio says little here; conn/s and the ' +
-  "gateway's CPU per GB tell the gateways apart.';
+  "gateway's CPU per GB tell the gateways apart.";
 
 const CASE_TITLE: Record<Node, string> = {
   aes: 'Shadowsocks node, aes-256-gcm: tranproxy vs ss-redir',
