@@ -90,7 +90,8 @@ export class RecvBatchLayout {
     for (let i = 0; i < n; i++) {
       const m = i * MMSGHDR_SIZE;
       this.vec.writeUInt32LE(NAME_SLOT, m + MSG_NAMELEN);
-      this.vec.writeBigUInt64LE(BigInt(CONTROL_SLOT), m + MSG_CONTROLLEN);
+      this.vec.writeUInt32LE(CONTROL_SLOT, m + MSG_CONTROLLEN); // a size_t: no BigInt per slot per batch
+      this.vec.writeUInt32LE(0, m + MSG_CONTROLLEN + 4);
       this.vec.writeInt32LE(0, m + MSG_FLAGS);
       this.vec.writeUInt32LE(0, m + MMSG_LEN);
     }
