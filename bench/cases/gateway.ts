@@ -121,7 +121,7 @@ function ssLink(method: string): string {
   return `ss://${user}@${GW.node}:${NODE_PORT[method === METHOD.aes ? 'aes' : 'chacha']}#bench`;
 }
 
-function variantsFor(node: Node, h: GatewayHosts, withNone: boolean): VariantDef[] {
+function variantsFor(node: Node, h: GatewayHosts): VariantDef[] {
   const upstream = node === 'socks' ? `socks5://${GW.node}:${NODE_PORT.socks}` : ssLink(METHOD[node]);
   const tpArgs = (): string[] => [
     ...CAPTURE,
@@ -182,13 +182,7 @@ function variantsFor(node: Node, h: GatewayHosts, withNone: boolean): VariantDef
               LISTEN.ssRedir,
             ),
         };
-  return [
-    tranproxy,
-    anchor,
-    ...(withNone
-      ? [{ key: 'none', label: 'no proxy', detail: 'routed through the gateway straight to the target, no rules' }]
-      : []),
-  ];
+  return [tranproxy, anchor];
 }
 
 /** The node's server processes in the node ns: two ss-servers (one per cipher) or microsocks. */
@@ -250,7 +244,7 @@ export function gatewayCase(
   node: Node,
 ): { c: CaseResult; run: () => Promise<void> } {
   const secs = ctx.opts.quick ? 1 : 3;
-  const variants = variantsFor(node, h, node === 'aes');
+  const variants = variantsFor(node, h);
   const anchor = variants[1]!.key;
   const nodeDesc =
     node === 'socks'
@@ -265,10 +259,11 @@ export function gatewayCase(
         `The gateway captures the LAN's connections to ports ${PORT.iperf} and ${PORT.http} (REDIRECT in PREROUTING, the same \`tranproxy rules\` for every variant) and sends them through the node;`,
         `iperf3 ${secs} s, 1 stream and \`-P 4\`; then wrk \`-t1 -c50 -d${secs}s -H "Connection: close"\` to http://${GW.target}/ after a 1 s warm-up (one node connection per request).`,
         `A proxied run only counts if the target saw the iperf3 test come from the node's address (${GW.node}), not the client's (${GW.cli}).`,
+        'What the same client → gateway → server path does without any proxy: the no-proxy row of case (b).',
       ],
       variants: variants.map(({ key, label, detail }) => ({ key, label, detail })),
       subject: 'tranproxy',
-      anchors: [anchor, ...(node === 'aes' ? ['none'] : [])],
+      anchors: [anchor],
     },
     [
       { key: 'g1', label: '1 stream Gbit/s', better: 'higher' },
