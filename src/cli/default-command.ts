@@ -18,3 +18,14 @@ export function withDefaultCommand(
   if (first === undefined || subcommands.includes(first) || PROGRAM_FLAGS.has(first)) return [...args];
   return [dflt, ...args];
 }
+
+/** Makes `run` print its parsed configuration as JSON and exit (the lean entry's parser). */
+export const PARSE_ONLY_ENV = 'TRANPROXY_PARSE_ONLY';
+
+/** `run … --one-process …` (before a bare --), not asking for help, not the parser itself: the lean entry. */
+export function wantsOneProcess(args: readonly string[], env = process.env): boolean {
+  if (args[0] !== 'run' || env[PARSE_ONLY_ENV] === '1') return false;
+  const end = args.indexOf('--');
+  const own = end < 0 ? args.slice(1) : args.slice(1, end);
+  return own.includes('--one-process') && !own.some((a) => a === '-h' || a === '--help');
+}

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // tranproxy's command line: one file per subcommand; this file only assembles them and
 // turns errors into one line and an exit status (2 for usage errors).
-import { Command, CommanderError } from 'commander';
+import type { Command } from 'commander';
 import { TranproxyError } from '../errors.js';
-import { withDefaultCommand } from './default-command.js';
+import { withDefaultCommand, wantsOneProcess } from './default-command.js';
 
 /**
  * Each subcommand's module, loaded only when that subcommand runs (or for help), so the
@@ -33,7 +33,12 @@ try {
   process.exit(2);
 }
 
-const program = new Command('tranproxy')
+// `run --one-process` serves in this process for as long as the pod lives: it keeps no
+// command-line or config code resident (a short-lived child parses the arguments).
+if (wantsOneProcess(argv.slice(2))) await (await import('./one-process.js')).runOneProcess(argv.slice(2));
+
+const { Command: Program, CommanderError } = await import('commander');
+const program = new Program('tranproxy')
   .description('Linux transparent proxy: capture connections with REDIRECT or TPROXY and relay them')
   .version(process.env.npm_package_version ?? '0.1.0')
   .showHelpAfterError('(add --help for usage)');

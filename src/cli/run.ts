@@ -1,14 +1,16 @@
 // `tranproxy run`: flags → RunConfig → Supervisor. Nothing else.
 import { dirname } from 'node:path';
 import { Command } from 'commander';
-import { runConfigOf } from '../config/run-config.js';
+import { FIXED_ON_RELOAD, runConfigOf, type RunConfig } from '../config/run-config.js';
 import { addSettingOptions } from '../config/settings.js';
 import { loadConfigFile, type ConfigFile } from '../config/file.js';
 import { checkConfigFile } from '../config/file-permissions.js';
 import { createLogger } from '../observe/log.js';
 import { LogRing } from '../observe/log-ring.js';
-import { Supervisor, type SupervisorOptions } from '../proxy/supervisor.js';
+import type { SupervisorOptions } from '../proxy/supervisor.js';
+import type { LoadedConfig } from '../proxy/one-process.js';
 import { UsageError } from '../errors.js';
+import { PARSE_ONLY_ENV } from './default-command.js';
 import { addCaptureOptions } from './capture-options.js';
 import { loadWithFile } from './file-options.js';
 
@@ -53,6 +55,24 @@ export function runCommand(): Command {
           return build(f);
         }
       : undefined;
+    if (cfg.oneProcess) {
+      const loadedConfig = (c: RunConfig, w: string[]): LoadedConfig => ({
+        cfg: c,
+        fixedOnReload: FIXED_ON_RELOAD,
+        warnings: w,
+        reloadable: opts.config !== undefined,
+      });
+      if (Object.keys(file?.ruleSets ?? {}).length)
+        throw new UsageError('--one-process does not fetch or refresh rule sets: drop one of them');
+      // The lean entry (cli/one-process.ts) asked only for the parsed configuration.
+      if (process.env[PARSE_ONLY_ENV] === '1') {
+        process.stdout.write(JSON.stringify(loadedConfig(cfg, permissionWarnings)));
+        process.exit(0);
+      }
+      const { OneProcess } = await import('../proxy/one-process.js');
+      const again = reload ? async () => loadedConfig(reload(), []) : undefined;
+      process.exit(await new OneProcess(loadedConfig(cfg, permissionWarnings), again).run());
+    }
     const ruleSets = opts.config ? { baseDir: dirname(opts.config), log } : undefined;
     // The fetcher loads only for a file that names rule sets (its HTTP client stays out of a sidecar).
     const updater = Object.keys(file?.ruleSets ?? {}).length ? await import('../ruleset/updater.js') : undefined;
@@ -62,6 +82,7 @@ export function runCommand(): Command {
       cfg.console && opts.config ? consoleModule?.consoleService(cfg.console, opts.config, build, log) : undefined,
       ruleSets && reload && updater ? updater.ruleSetService(ruleSets, () => file?.ruleSets ?? {}, reload) : undefined,
     );
+    const { Supervisor } = await import('../proxy/supervisor.js');
     const status = await new Supervisor(cfg, log, {
       ...(reload ? { reload } : {}),
       ...(services ? { services } : {}),

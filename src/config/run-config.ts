@@ -74,6 +74,8 @@ export interface RunConfig {
   dstFromHost: boolean;
   /** Data-plane worker processes sharing the listeners. */
   workers: number;
+  /** `--one-process`: this process serves (no supervisor, no rules; firewall 'none'). */
+  oneProcess: boolean;
   /** Byte pump: splice engine where nothing inspects the bytes ('auto'), never ('js'), or required ('splice'). */
   relay: RelayEngineChoice;
   /** Admin HTTP listener (health, readiness, metrics, connections); undefined: off. */
@@ -138,6 +140,18 @@ function injectOf(v: SettingValues, facts: HostFacts): InjectConfig | undefined 
   };
   compileInjectConfig(cfg); // validates combinations (e.g. XFF given twice)
   return cfg;
+}
+
+/** --one-process serves only: the rules, a wrapped command and the console need the supervisor. */
+function oneProcessOf(v: SettingValues, command: string[]): boolean {
+  if (!setting(v, 'oneProcess')) return false;
+  if (setting(v, 'firewall') !== 'none')
+    throw new UsageError(
+      '--one-process applies no rules: add --firewall none and apply them first with `tranproxy rules apply` (an init container)',
+    );
+  if (command.length) throw new UsageError('--one-process cannot run a command after --: drop one of them');
+  if (v.console) throw new UsageError('--one-process has no web console: drop one of them');
+  return true;
 }
 
 function adminOf(v: SettingValues): RunConfig['admin'] {
@@ -283,6 +297,7 @@ export function runConfigOf(
     nameserversGiven: (v.nameserver ?? []).length > 0,
     dstFromHost: v.dstFromHost ?? false,
     workers: setting(v, 'workers'),
+    oneProcess: oneProcessOf(v, command),
     relay: setting(v, 'relay'),
     admin: adminOf(v),
     drainTimeoutMs: setting(v, 'drainTimeout'),

@@ -444,6 +444,16 @@ export const RUN_SETTINGS = {
     field: 'workers',
     scope: 'run',
   }),
+  oneProcess: one<boolean>({
+    flag: '--one-process',
+    help: 'serve in this one process: no supervisor and no rules (with --firewall none: an init container ran `tranproxy rules apply`); SIGHUP reloads, SIGTERM drains',
+    file: 'one-process',
+    default: 'false',
+    cliDefault: false,
+    reload: false,
+    field: 'oneProcess',
+    scope: 'run',
+  }),
   admin: one({
     flag: '--admin [address:port]',
     help: `admin HTTP listener: /healthz /readyz /metrics /connections /groups, DELETE /connections/WORKER-ID, POST /quitquitquit (default ${DEFAULT_ADMIN})`,

@@ -117,6 +117,26 @@ export function spawnCommand(argv: readonly string[]): import('node:child_proces
   return spawn(cmd, args, { stdio: 'inherit' });
 }
 
+/**
+ * This program again (node, its flags, its script) with `args` and extra environment; its
+ * stderr is ours. Resolves with its exit status and what it printed on stdout.
+ */
+export function runSelf(
+  args: readonly string[],
+  env: Record<string, string>,
+): Promise<{ status: number; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status: status ?? 1, stdout }));
+  });
+}
+
 /** Whether a process with this pid exists (signal 0; EPERM means it exists but is not ours). */
 export function pidAlive(pid: number): boolean {
   try {

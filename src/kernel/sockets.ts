@@ -3,7 +3,7 @@
 import type { Socket } from 'node:net';
 import { SyscallError } from '../errors.js';
 import { SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, decodeSockaddr, encodeSockaddr, type Endpoint } from './sockaddr.js';
-import { sysBind, sysClose, sysGetsockopt, sysListen, sysSetsockoptInt, sysSocket } from './ffi.js';
+import { sysBind, sysClose, sysDupCloexec, sysGetsockopt, sysListen, sysSetsockoptInt, sysSocket } from './ffi.js';
 import {
   AF_INET,
   AF_INET6,
@@ -111,6 +111,11 @@ export function createOutboundFd(spec: OutboundSpec): number | undefined {
 
 export function closeFd(fd: number): void {
   sysClose(fd);
+}
+
+/** A second descriptor for the same socket (close-on-exec); closing one leaves the other open. */
+export function dupFd(fd: number): number {
+  return sysDupCloexec(fd);
 }
 
 export { SOCK_DGRAM };

@@ -1,6 +1,6 @@
 // One logger for every room: text (key=value, one line per event, for people) or JSON lines
 // through pino (for collectors), on stderr so a wrapped command's stdout stays its own.
-import { pino, destination } from 'pino';
+import { createRequire } from 'node:module';
 import type { LogRing } from './log-ring.js';
 export type LogFields = Record<string, string | number | boolean | undefined>;
 export type Level = 'debug' | 'info' | 'warn' | 'error';
@@ -26,6 +26,8 @@ export function textOf(msg: string, fields: LogFields = {}): string {
 /** `ring`: every line is also kept there, as text (the console's Logs page). */
 export function createLogger(format: 'text' | 'json', out?: (line: string) => void, ring?: LogRing): Logger {
   if (format === 'json') {
+    // pino loads only for JSON lines: the text format (a sidecar's default) keeps it out of memory.
+    const { pino, destination } = createRequire(import.meta.url)('pino') as typeof import('pino');
     const p = pino(
       {
         base: { pid: process.pid },

@@ -8,8 +8,8 @@
 import type { ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { PermissionError, SyscallError, TranproxyError, UsageError } from '../errors.js';
-import { closeFd, createListenerFd } from '../kernel/sockets.js';
+import { TranproxyError, UsageError } from '../errors.js';
+import { closeFd } from '../kernel/sockets.js';
 import { getFdLimit, raiseFdLimit } from '../kernel/ffi.js';
 import { FdReserve, spawnCommand } from '../kernel/exec.js';
 import { forkModule, idMapped, type DropSpec } from '../kernel/privdrop.js';
@@ -18,7 +18,6 @@ import { missingPlugins, setPluginUser, stopIdlePluginsAfter } from '../outbound
 import { bridgeNfWarning } from '../firewall/forwarding.js';
 import { applyPlan, detectBackend, removeRules, showRules, type Backend } from '../firewall/apply.js';
 import { capturePlanOf, FIXED_ON_RELOAD, type RunConfig } from '../config/run-config.js';
-import { inboundMarkOf } from '../config/own-traffic.js';
 import type { Logger } from '../observe/log.js';
 import type { LogEntry, LogRing } from '../observe/log-ring.js';
 import type { Family } from '../firewall/plan.js';
@@ -35,77 +34,12 @@ import { startAdminServer, type AdminServer } from '../observe/admin.js';
 import type { ConnectionInfo, LiveAnswer } from './dataplane.js';
 import { TrafficTotals, type ClosedRow, type WorkerTraffic } from '../observe/traffic.js';
 import type { Bytes } from '../observe/flow-stats.js';
-import { engineServes } from './served-plane.js';
-import { spliceAvailable } from '../relay/engine/engine.js';
+import { bindListeners, bindProxyListeners, transparentListeners, workerLayout, type Listener } from './listeners.js';
+import { readyFields } from './ready-line.js';
 import type { GroupState } from '../outbound/group.js';
 import { ListFile } from './rule-lists.js';
 
 const CHILD_ENTRY = fileURLToPath(new URL('./child.js', import.meta.url));
-
-interface Listener {
-  fd: number;
-  family: 4 | 6;
-  label: string;
-}
-
-/**
- * With the web console, listeners are always made IP_TRANSPARENT (the supervisor has
- * CAP_NET_ADMIN) so the console can switch REDIRECT ↔ TPROXY live without rebinding: a
- * transparent listener accepts REDIRECTed connections just the same, and rebinding the port
- * while the old generation still holds it would either fail or (SO_REUSEPORT) split new
- * connections between the generations. Only the rules and the new workers change.
- */
-function transparentListeners(cfg: RunConfig): boolean {
-  return cfg.mode === 'tproxy' || cfg.console !== undefined;
-}
-
-function bindListeners(cfg: RunConfig, log: Logger): Listener[] {
-  const out: Listener[] = [];
-  for (const fam of cfg.families) {
-    const family = fam === 'ipv4' ? 4 : 6;
-    const address = family === 4 ? '0.0.0.0' : '::';
-    try {
-      const fd = createListenerFd({ family, address, port: cfg.listenPort, transparent: transparentListeners(cfg) });
-      out.push({ fd, family, label: family === 4 ? `0.0.0.0:${cfg.listenPort}` : `[::]:${cfg.listenPort}` });
-    } catch (e) {
-      const code = e instanceof SyscallError ? e.code : '';
-      if (family === 6 && cfg.families.length === 2 && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) {
-        log.warn('IPv6 is not available here; capturing IPv4 only', { error: code });
-        continue;
-      }
-      for (const l of out) closeFd(l.fd);
-      if (code === 'EADDRINUSE') {
-        throw new TranproxyError(
-          `listen port ${cfg.listenPort} is already in use: stop what holds it or choose another --listen-port`,
-        );
-      }
-      if (code === 'EPERM' || code === 'EACCES') {
-        throw new PermissionError(`${(e as Error).message}: TPROXY listeners need root or CAP_NET_ADMIN`);
-      }
-      throw e;
-    }
-  }
-  return out;
-}
-
-/** Proxy mode's listeners: plain sockets on the addresses given (a LAN address, usually). */
-function bindProxyListeners(cfg: RunConfig): Listener[] {
-  const out: Listener[] = [];
-  for (const { host, port } of cfg.proxyMode?.listen ?? []) {
-    const family = host.includes(':') ? 6 : 4;
-    const label = family === 6 ? `[${host}]:${port}` : `${host}:${port}`;
-    try {
-      out.push({ fd: createListenerFd({ family, address: host, port, transparent: false }), family, label });
-    } catch (e) {
-      for (const l of out) closeFd(l.fd);
-      const code = e instanceof SyscallError ? e.code : (e as Error).message;
-      throw new TranproxyError(
-        `--listen-proxy ${label}: ${code}${code === 'EADDRINUSE' ? ': the port is taken' : code === 'EADDRNOTAVAIL' ? ': no interface has this address' : ''}`,
-      );
-    }
-  }
-  return out;
-}
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
@@ -392,35 +326,20 @@ export class Supervisor implements SupervisorControl {
   private logReady(cfg: RunConfig): void {
     for (const warning of missingPlugins(cfg.routing?.nodes ?? {})) this.log.warn(warning);
     stopIdlePluginsAfter(60_000); // plugins here serve only the console's node tests
-    this.log.info('ready:', {
-      mode: cfg.mode,
-      capture: cfg.capture.join(','),
-      protocols: cfg.udp ? 'tcp,udp' : 'tcp',
-      listen: this.listeners.map((l) => l.label).join(','),
-      proxy: this.proxyListeners.map((l) => l.label).join(',') || undefined,
-      'proxy-auth': cfg.proxyMode ? (cfg.proxyMode.auth ? 'on' : 'off') : undefined,
-      ports: cfg.ports.length
-        ? cfg.ports.map((p) => (p.from === p.to ? `${p.from}` : `${p.from}-${p.to}`)).join(',')
-        : 'all',
-      firewall: this.backend ?? 'none',
-      user: this.workerUser,
-      caps: this.workerCaps,
-      families: this.families.join(','),
-      workers: cfg.workers > 1 ? cfg.workers : undefined,
-      relay: this.workers[0]?.relay,
-      'fd-limit': this.fdLimit,
-      'max-connections': cfg.maxConnections,
-      admin: this.admin?.address,
-      default: cfg.routing ? cfg.routing.defaultOutbound : undefined,
-      nodes: cfg.routing ? Object.keys(cfg.routing.nodes).join(',') || undefined : undefined,
-      rules: cfg.routing ? cfg.routing.rules.length : undefined,
-      inject: cfg.inject
-        ? [
-            ...cfg.inject.headers.map((h) => h.name),
-            ...(cfg.inject.forwardedFor ? [`X-Forwarded-For(${cfg.inject.forwardedFor.mode})`] : []),
-          ].join(',')
-        : undefined,
-    });
+    this.log.info(
+      'ready:',
+      readyFields(cfg, {
+        listeners: this.listeners,
+        proxyListeners: this.proxyListeners,
+        firewall: this.backend ?? 'none',
+        user: this.workerUser,
+        caps: this.workerCaps,
+        families: this.families,
+        relay: this.workers[0]?.relay,
+        fdLimit: this.fdLimit,
+        admin: this.admin?.address,
+      }),
+    );
   }
 
   private applyRules(cfg: RunConfig): void {
@@ -828,14 +747,4 @@ export class Supervisor implements SupervisorControl {
 
 function signalNumber(sig: NodeJS.Signals): number {
   return os.constants.signals[sig] ?? 0;
-}
-
-/**
- * --workers N: when the splice engine serves every flow, one process with N engine threads
- * (one epoll loop each, sharing the listeners: one process's memory instead of N); else N
- * data-plane processes sharing the listeners.
- */
-function workerLayout(cfg: RunConfig): { processes: number; threads: number } {
-  const served = spliceAvailable() && engineServes({ ...cfg, inboundMark: inboundMarkOf(cfg) });
-  return served ? { processes: 1, threads: cfg.workers } : { processes: cfg.workers, threads: 1 };
 }

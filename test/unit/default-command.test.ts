@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { withDefaultCommand } from '../../src/cli/default-command.js';
+import { PARSE_ONLY_ENV, wantsOneProcess, withDefaultCommand } from '../../src/cli/default-command.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SUBS = ['run', 'rules', 'demo', 'inject', 'webhook', 'publish', 'lab', 'doctor', 'console'];
@@ -66,4 +66,15 @@ test('deploy/entrypoint.sh: the seed arguments reach `tranproxy run`, subcommand
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('run --one-process goes to the lean entry; help, a program after --, and the parser itself do not', () => {
+  const env = {};
+  assert.equal(wantsOneProcess(['run', '-P', '80', '--firewall', 'none', '--one-process'], env), true);
+  assert.equal(wantsOneProcess(['run', '-P', '80'], env), false);
+  assert.equal(wantsOneProcess(['rules', 'apply', '--one-process'], env), false);
+  assert.equal(wantsOneProcess(['run', '--one-process', '--help'], env), false);
+  assert.equal(wantsOneProcess(['run', '-P', '80', '--', 'prog', '--one-process'], env), false);
+  // The parser child runs `run --one-process` again: it must parse, not start another parser.
+  assert.equal(wantsOneProcess(['run', '--firewall', 'none', '--one-process'], { [PARSE_ONLY_ENV]: '1' }), false);
 });

@@ -69,7 +69,40 @@ test('the data-plane child loads no console, Kubernetes, lab, CLI, YAML or schem
 test('`tranproxy run` loads no console, Kubernetes, lab or other subcommand at start', () => {
   const loaded = loadedAtStart('src/cli/main.ts');
   assert.ok(!loaded.has('src/cli/run.ts'), 'main.ts loads the subcommand it runs, not all of them');
-  assert.deepEqual(offenders('src/cli/main.ts', /^src\/(?!cli\/main|cli\/default-command|errors)/), []);
-  assert.ok(loadedAtStart('src/cli/run.ts').has('src/proxy/supervisor.ts'), 'the walk follows run');
-  assert.deepEqual(offenders('src/cli/run.ts', /^src\/(console|k8s|netlab|demo|publish|doctor)\//), []);
+  assert.deepEqual(offenders('src/cli/main.ts', /^src\/(?!cli\/main|cli\/default-command|errors)|^commander$/), []);
+  assert.ok(loadedAtStart('src/proxy/supervisor.ts').has('src/firewall/apply.ts'), 'the walk follows the supervisor');
+  for (const entry of ['src/cli/run.ts', 'src/proxy/supervisor.ts'])
+    assert.deepEqual(offenders(entry, /^src\/(console|k8s|netlab|demo|publish|doctor)\//), [], entry);
+});
+
+// What a sidecar's data plane must never keep resident: node protocols (only the built-in
+// direct/reject outbounds), the DNS forwarder, UDP and proxy mode's inbound. They load from
+// gateway-parts.ts when the configuration has nodes, DNS, UDP or proxy mode.
+const GATEWAY_ONLY =
+  /^src\/(dns|udp|inbound)\/|^src\/outbound\/(?!builtin|direct|types|group)|^src\/proxy\/(gateway-parts|groups)\.ts$/;
+
+test('the data plane (child or one process) loads no node protocol, DNS, UDP or inbound code unless configured', () => {
+  for (const entry of ['src/proxy/child.ts', 'src/proxy/one-process.ts']) {
+    assert.ok(loadedAtStart(entry).has('src/proxy/plane-runtime.ts'), `the walk follows ${entry}`);
+    assert.deepEqual(offenders(entry, GATEWAY_ONLY), [], entry);
+  }
+  // The parts it leaves out are real, and are what gateway-parts.ts brings.
+  const parts = loadedAtStart('src/proxy/gateway-parts.ts');
+  for (const m of ['src/dns/forwarder.ts', 'src/udp/tproxy.ts', 'src/inbound/mixed.ts', 'src/outbound/shadowsocks.ts'])
+    assert.ok(parts.has(m), m);
+});
+
+test('`run --one-process` keeps no command-line, config, firewall, supervisor, metrics or JSON-log code', () => {
+  // The lean entry main.ts hands over to, and what it serves with.
+  for (const entry of ['src/cli/one-process.ts', 'src/proxy/one-process.ts']) {
+    assert.deepEqual(
+      offenders(
+        entry,
+        /^(commander|zod|yaml|prom-client|pino)$|^src\/(firewall|console|k8s|cli\/(?!one-process|default-command))|^src\/config\/(settings|schema|file|run-config|routing)\.ts$|^src\/proxy\/(supervisor|child)\.ts$/,
+      ),
+      [],
+      entry,
+    );
+  }
+  assert.ok(loadedAtStart('src/proxy/one-process.ts').has('src/proxy/dataplane.ts'), 'the walk follows the data plane');
 });

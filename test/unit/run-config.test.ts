@@ -162,3 +162,17 @@ for (const [raw, re] of bad) {
     );
   });
 }
+
+test('--one-process serves only: it needs --firewall none and takes no command or console', () => {
+  assert.equal(parseRunOptions({ oneProcess: true, firewall: 'none' }).oneProcess, true);
+  assert.equal(parseRunOptions({}).oneProcess, false);
+  assert.throws(() => parseRunOptions({ oneProcess: true }), /--one-process applies no rules: add --firewall none/);
+  assert.throws(
+    () => parseRunOptions({ oneProcess: true, firewall: 'none' }, ['curl', 'http://x']),
+    /--one-process cannot run a command/,
+  );
+  assert.throws(
+    () => parseRunOptions({ oneProcess: true, firewall: 'none', console: '127.0.0.1:9090' }),
+    /--one-process has no web console/,
+  );
+});

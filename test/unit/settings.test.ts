@@ -42,6 +42,7 @@ const EXAMPLES: Partial<Record<SettingKey, string | string[] | boolean>> = {
   sourceCidr: ['10.9.0.0/24'],
   inInterface: ['veth0', 'eth1'],
   udp: true,
+  oneProcess: true,
   bypassPrivate: false,
   proxyUser: '1000:1001',
   excludeUid: ['0', '33'],
