@@ -10,7 +10,7 @@ import { parseChoice, parseCidr, parsePort, parsePortRange, parseUidGid } from '
 
 /** Name of the sidecar container; its presence marks a pod as injected. */
 export const SIDECAR_NAME = 'tranproxy';
-/** Classic mode: the init container that applies the rules. */
+/** The init container that applies the rules (both modes). */
 export const INIT_NAME = 'tranproxy-init';
 export const ANNOTATION_PREFIX = 'tranproxy.io/';
 /** Written on injected pods: how they were injected (informational only). */

@@ -9,7 +9,7 @@ import {
   sidecarConfig,
   type InjectDefaults,
 } from './config.js';
-import { classicInit, classicSidecar, nativeSidecar } from './sidecar.js';
+import { rulesInit, classicSidecar, nativeSidecar } from './sidecar.js';
 import { isObject, type Container, type JsonObject, type KubeObject, type PodSpec, type PodTemplate } from './types.js';
 
 export type InjectStatus = 'injected' | 'already-injected' | 'skipped';
@@ -143,14 +143,14 @@ export function injectPodTemplate(template: PodTemplate, opts: InjectOptions = {
   const newAnnotations: Record<string, unknown> = { ...(annotations ?? {}), [STATUS_ANNOTATION]: config.mode };
   const newSpec: PodSpec = { ...spec };
   if (config.mode === 'native') {
-    // First, so that it is ready before the other init containers and the app start.
-    newSpec.initContainers = [nativeSidecar(config), ...initContainers];
+    // First: the rules, then the proxy, ready before the other init containers and the app start.
+    newSpec.initContainers = [rulesInit(config), nativeSidecar(config), ...initContainers];
     newSpec.containers = containers;
   } else {
     // Last among the init containers: the rules capture from the moment they exist, and
     // the proxy starts only with the app containers, so earlier init containers would
     // have their connections on captured ports refused.
-    newSpec.initContainers = [...initContainers, classicInit(config)];
+    newSpec.initContainers = [...initContainers, rulesInit(config)];
     // First among the containers, so that `kubectl logs/exec` keep finding the app.
     newSpec.containers = [classicSidecar(config), ...containers];
     if (newAnnotations['kubectl.kubernetes.io/default-container'] === undefined) {

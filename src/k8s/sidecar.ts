@@ -1,15 +1,16 @@
-// The containers tranproxy adds to a pod, as plain Kubernetes objects.
+// The containers tranproxy adds to a pod, as plain Kubernetes objects. Both modes use the
+// init-container layout: `tranproxy-init` applies the rules (root, NET_ADMIN, like
+// istio-init) and exits; the proxy then runs as ONE unprivileged process (`run --firewall
+// none --one-process`, as the proxy user, no capabilities), which the rules never capture.
+// Measured idle (bench/RESULTS.md): about half the private memory of the supervisor layout
+// (a root supervisor applying the rules + an unprivileged data-plane child).
 //
-// native (default, Kubernetes >= 1.29): one init container with `restartPolicy: Always` (a
-//   native sidecar), first in initContainers. It starts as root with CAP_NET_ADMIN, binds its
-//   listener, starts the data plane as the proxy user (CAP_SETUID/SETGID for that switch),
-//   applies the rules once the data plane is ready and removes them on exit. Its startupProbe
-//   holds back the containers after it until /readyz answers; it is stopped after the app
-//   containers, so the app's last requests are still proxied.
-// classic (before 1.29): `tranproxy-init` applies the rules (root, NET_ADMIN) and exits; the
-//   proxy then runs as a plain container with no privileges at all (`--firewall none`, as
-//   the proxy user), first in containers with a postStart hook that holds the app
-//   containers back until it is ready.
+// native (default, Kubernetes >= 1.29): the proxy is an init container with `restartPolicy:
+//   Always` (a native sidecar) right after tranproxy-init, before the other init
+//   containers. Its startupProbe holds back the containers after it until /readyz answers;
+//   it is stopped after the app containers, so the app's last requests are still proxied.
+// classic (before 1.29): tranproxy-init last among the init containers; the proxy first in
+//   containers, with a postStart hook that holds the app containers back until it is ready.
 import { captureArgs, httpArgs, INIT_NAME, SIDECAR_NAME, type SidecarConfig } from './config.js';
 import type { Container } from './types.js';
 
@@ -69,25 +70,36 @@ function baseContainer(c: SidecarConfig, name: string, args: string[]): Containe
   return { name, image: c.image, imagePullPolicy: c.imagePullPolicy, args };
 }
 
-/** native mode: the one container (an init container with restartPolicy: Always). */
+/** The proxy's own arguments: it serves only; the rules are tranproxy-init's. */
+function proxyArgs(c: SidecarConfig): string[] {
+  return ['run', '--firewall', 'none', '--one-process', '--admin', adminAddress(c), ...captureArgs(c), ...httpArgs(c)];
+}
+
+/** The proxy user, no capabilities at all. */
+function proxySecurityContext(c: SidecarConfig): Record<string, unknown> {
+  return {
+    runAsUser: c.proxyUser.uid,
+    runAsGroup: c.proxyUser.gid,
+    runAsNonRoot: true,
+    privileged: false,
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+}
+
+/** native mode: the proxy as a native sidecar (an init container with restartPolicy: Always). */
 export function nativeSidecar(c: SidecarConfig): Container {
   return {
-    ...baseContainer(c, SIDECAR_NAME, [
-      'run',
-      '--admin',
-      adminAddress(c),
-      ...firewallArg(c),
-      ...captureArgs(c),
-      ...httpArgs(c),
-    ]),
+    ...baseContainer(c, SIDECAR_NAME, proxyArgs(c)),
     restartPolicy: 'Always',
     env: [PODIP_ENV],
     // The kubelet starts the next container only once this succeeds (native sidecars).
     startupProbe: probe(c, { periodSeconds: 1, timeoutSeconds: 3, failureThreshold: 60 }),
     readinessProbe: probe(c, { periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 }),
     resources: resources(c),
-    // SETUID/SETGID: start the data plane as the proxy user; KILL: signal it (another uid).
-    securityContext: rootSecurityContext([...ruleCapabilities(c), 'KILL', 'SETGID', 'SETUID']),
+    securityContext: proxySecurityContext(c),
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
 }
@@ -96,8 +108,8 @@ function firewallArg(c: SidecarConfig): string[] {
   return c.firewall === 'auto' ? [] : ['--firewall', c.firewall];
 }
 
-/** classic mode: the init container that applies the rules and exits. */
-export function classicInit(c: SidecarConfig): Container {
+/** Both modes: the init container that applies the rules and exits. */
+export function rulesInit(c: SidecarConfig): Container {
   return {
     ...baseContainer(c, INIT_NAME, ['rules', 'apply', ...firewallArg(c), ...captureArgs(c)]),
     resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: c.memoryLimit } },
@@ -109,31 +121,14 @@ export function classicInit(c: SidecarConfig): Container {
 /** classic mode: the proxy as an ordinary, unprivileged container. */
 export function classicSidecar(c: SidecarConfig): Container {
   return {
-    ...baseContainer(c, SIDECAR_NAME, [
-      'run',
-      '--firewall',
-      'none',
-      '--admin',
-      adminAddress(c),
-      ...captureArgs(c),
-      ...httpArgs(c),
-    ]),
+    ...baseContainer(c, SIDECAR_NAME, proxyArgs(c)),
     env: [PODIP_ENV],
     // Containers start in order and each waits for the one before's postStart hook: the
     // app containers (after this one) start once the proxy is ready.
     lifecycle: { postStart: { exec: { command: ['node', '-e', waitReadyScript(c.adminPort, 60)] } } },
     readinessProbe: probe(c, { periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 }),
     resources: resources(c),
-    securityContext: {
-      runAsUser: c.proxyUser.uid,
-      runAsGroup: c.proxyUser.gid,
-      runAsNonRoot: true,
-      privileged: false,
-      allowPrivilegeEscalation: false,
-      readOnlyRootFilesystem: true,
-      capabilities: { drop: ['ALL'] },
-      seccompProfile: { type: 'RuntimeDefault' },
-    },
+    securityContext: proxySecurityContext(c),
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
 }

@@ -672,33 +672,39 @@ test('injected pods run with exactly the privileges they are given (native and c
     const nftTables = () =>
       spawnSync('ip', ['netns', 'exec', app, 'nft', 'list', 'tables'], { encoding: 'utf8' }).stdout;
 
-    await t.test('native: one root sidecar with NET_ADMIN, KILL, SETUID, SETGID', async () => {
-      const injected = injectObject({ apiVersion: 'v1', kind: 'Pod', ...pod }).object as {
-        spec: { initContainers: Ctr[] };
-      };
-      const side = injected.spec.initContainers[0]!;
-      let log = '';
-      const p = spawn(
-        privileges(app, side.securityContext)[0]!,
-        [...privileges(app, side.securityContext).slice(1), ...entrypoint(side.args)],
-        { stdio: ['ignore', 'ignore', 'pipe'] },
-      );
-      procs.push(p);
-      p.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-      // The kubelet runs the startupProbe until it passes, then starts the app.
-      await until(
-        `startupProbe (log: ${log})`,
-        () => execAction(app, side.securityContext, side.startupProbe!.exec.command) === 0,
-      );
-      assert.equal(curlAsApp(), 'team=payments xff=192.0.2.2');
-      assert.equal(execAction(app, side.securityContext, side.readinessProbe!.exec.command), 0);
-      assert.match(nftTables(), /table inet tranproxy/);
-      const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
-      p.kill('SIGTERM');
-      assert.equal(await exited, 0, log);
-      assert.doesNotMatch(nftTables(), /tranproxy/, 'rules removed on exit');
-      assert.equal(curlAsApp(), 'team=None xff=None', 'uncaptured once the sidecar is gone');
-    });
+    await t.test(
+      'native: rules by a NET_ADMIN init container, then one unprivileged process as a native sidecar',
+      async () => {
+        const injected = injectObject({ apiVersion: 'v1', kind: 'Pod', ...pod }).object as {
+          spec: { initContainers: Ctr[] };
+        };
+        const [init, side] = injected.spec.initContainers as [Ctr, Ctr];
+        assert.equal(side.securityContext.runAsUser, 1337);
+        assert.deepEqual(side.securityContext.capabilities?.add, undefined);
+        const r = runIn(privileges(app, init.securityContext), entrypoint(init.args));
+        assert.equal(r.status, 0, r.stderr);
+        let log = '';
+        const p = spawn(
+          privileges(app, side.securityContext)[0]!,
+          [...privileges(app, side.securityContext).slice(1), ...entrypoint(side.args)],
+          { stdio: ['ignore', 'ignore', 'pipe'] },
+        );
+        procs.push(p);
+        p.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+        // The kubelet runs the startupProbe until it passes, then starts the app.
+        await until(
+          `startupProbe (log: ${log})`,
+          () => execAction(app, side.securityContext, side.startupProbe!.exec.command) === 0,
+        );
+        assert.match(log, /ready: .*user=1337:1337 caps=none .*layout=one-process/);
+        assert.equal(curlAsApp(), 'team=payments xff=192.0.2.2');
+        assert.equal(execAction(app, side.securityContext, side.readinessProbe!.exec.command), 0);
+        const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
+        p.kill('SIGTERM');
+        assert.equal(await exited, 0, log);
+        assert.match(nftTables(), /table inet tranproxy/, 'the rules outlive the proxy (the netns goes with the pod)');
+      },
+    );
 
     await t.test('classic: rules by a NET_ADMIN init container, then a proxy with no privileges at all', async () => {
       const injected = injectObject({ apiVersion: 'v1', kind: 'Pod', ...pod }, { defaults: { ...DEFAULTS_CLASSIC } })

@@ -78,31 +78,42 @@ test('multi-document: only the workload is rewritten, comments elsewhere survive
   assert.match(out, /# Opted out: a debugging pod/);
   const docs = out.split(/^---$/m).map((d) => parse(d));
   assert.equal(docs.length, 5);
-  assert.equal(docs[3].spec.template.spec.initContainers[0].name, 'tranproxy');
+  assert.deepEqual(
+    docs[3].spec.template.spec.initContainers.map((c: { name: string }) => c.name),
+    ['tranproxy-init', 'tranproxy'],
+  );
   assert.equal(docs[4].spec.initContainers, undefined, 'opted-out pod untouched');
 });
 
-test('native: the sidecar is the first init container, existing ones follow in order; app containers and env untouched', () => {
+test('native: rules init container, then the one-process sidecar, then existing ones in order; app containers untouched', () => {
   const pod = parse(readFileSync(`${FIXTURES}pod-existing-init.yaml`, 'utf8'));
   const r = injectPodTemplate(pod);
   assert.equal(r.status, 'injected');
   const spec = r.template.spec!;
   assert.deepEqual(
     spec.initContainers!.map((c) => c.name),
-    ['tranproxy', 'wait-for-db', 'migrate'],
+    ['tranproxy-init', 'tranproxy', 'wait-for-db', 'migrate'],
   );
-  assert.deepEqual(spec.initContainers![1], pod.spec.initContainers[0]);
+  assert.deepEqual(spec.initContainers![2], pod.spec.initContainers[0]);
   assert.deepEqual(spec.containers, pod.spec.containers, 'app containers (and their PODIP env) unchanged');
-  const side = spec.initContainers![0]!;
+  const init = spec.initContainers![0]!;
+  assert.deepEqual(init.args, ['rules', 'apply', '-P', '80', '--proxy-user', '1337:1337']);
+  assert.equal(init.restartPolicy, undefined, 'applies the rules and exits');
+  assert.deepEqual((init.securityContext as { capabilities: unknown }).capabilities, {
+    drop: ['ALL'],
+    add: ['NET_ADMIN'],
+  });
+  const side = spec.initContainers![1]!;
+  assert.deepEqual((side.args as string[]).slice(0, 4), ['run', '--firewall', 'none', '--one-process']);
   assert.equal(side.restartPolicy, 'Always');
   assert.deepEqual(side.env, [
     { name: 'PODIP', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'status.podIP' } } },
   ]);
   assert.ok(side.startupProbe, 'native sidecars hold the app back with a startupProbe');
-  assert.deepEqual((side.securityContext as { capabilities: unknown }).capabilities, {
-    drop: ['ALL'],
-    add: ['NET_ADMIN', 'KILL', 'SETGID', 'SETUID'],
-  });
+  const sc = side.securityContext as Record<string, unknown>;
+  assert.equal(sc.runAsUser, 1337);
+  assert.equal(sc.runAsNonRoot, true);
+  assert.deepEqual(sc.capabilities, { drop: ['ALL'] }, 'one unprivileged process, no capabilities');
   assert.equal(pod.spec.initContainers.length, 2, 'input not modified');
 });
 
@@ -123,7 +134,14 @@ test('classic: rules init container last, unprivileged proxy first in containers
   assert.deepEqual(init.args, ['rules', 'apply', '-P', '80', '--proxy-user', '1337:1337']);
   const proxy = spec.containers![0]!;
   assert.equal(proxy.restartPolicy, undefined);
-  assert.deepEqual((proxy.args as string[]).slice(0, 5), ['run', '--firewall', 'none', '--admin', '127.0.0.1:15000']);
+  assert.deepEqual((proxy.args as string[]).slice(0, 6), [
+    'run',
+    '--firewall',
+    'none',
+    '--one-process',
+    '--admin',
+    '127.0.0.1:15000',
+  ]);
   const sc = proxy.securityContext as Record<string, unknown>;
   assert.equal(sc.runAsUser, 1337);
   assert.equal(sc.runAsNonRoot, true);
@@ -137,13 +155,9 @@ test('existing pod and container securityContext are kept; ours overrides only i
   assert.deepEqual(r.template.spec!.securityContext, pod.spec.securityContext);
   assert.deepEqual(r.template.spec!.containers, pod.spec.containers);
   const sc = r.template.spec!.initContainers![0]!.securityContext as Record<string, unknown>;
-  assert.equal(sc.runAsNonRoot, false, 'the pod-level runAsNonRoot: true is overridden for the sidecar only');
+  assert.equal(sc.runAsNonRoot, false, 'the pod-level runAsNonRoot: true is overridden for the rules init only');
   assert.equal(sc.runAsUser, 0);
-  assert.deepEqual(
-    (sc.capabilities as { add: string[] }).add,
-    ['NET_ADMIN', 'NET_RAW', 'KILL', 'SETGID', 'SETUID'],
-    'iptables backend: NET_RAW',
-  );
+  assert.deepEqual((sc.capabilities as { add: string[] }).add, ['NET_ADMIN', 'NET_RAW'], 'iptables backend: NET_RAW');
   assert.match(r.warnings.join('\n'), /container metrics runs as uid 1337/);
 });
 
@@ -185,8 +199,8 @@ test('--force re-injects with the current annotations; without it an existing si
   assert.equal(injectPodTemplate(once).status, 'already-injected');
   const again = injectPodTemplate(once, { force: true });
   assert.equal(again.status, 'injected');
-  assert.equal(again.template.spec!.initContainers!.length, 1);
-  assert.deepEqual((again.template.spec!.initContainers![0]!.args as string[]).slice(3, 5), ['-P', '8080']);
+  assert.equal(again.template.spec!.initContainers!.length, 2);
+  assert.deepEqual((again.template.spec!.initContainers![0]!.args as string[]).slice(2, 4), ['-P', '8080']);
   // A classic injection is replaced by a native one, not stacked.
   const classic = injectPodTemplate(pod, { defaults: CLASSIC }).template;
   const native = injectPodTemplate(classic, { force: true }).template;
@@ -196,7 +210,7 @@ test('--force re-injects with the current annotations; without it an existing si
   );
   assert.deepEqual(
     native.spec!.initContainers!.map((c) => c.name),
-    ['tranproxy'],
+    ['tranproxy-init', 'tranproxy'],
   );
 });
 
@@ -301,8 +315,15 @@ test('probe http: kubelet httpGet on the admin port, admin API on all addresses'
     metadata: { annotations: { 'tranproxy.io/probe': 'http', 'tranproxy.io/admin-port': '15020' } },
     spec: { containers: [{ name: 'a' }] },
   });
-  const c = r.template.spec!.initContainers![0]!;
-  assert.deepEqual((c.args as string[]).slice(0, 3), ['run', '--admin', '0.0.0.0:15020']);
+  const c = r.template.spec!.initContainers![1]!;
+  assert.deepEqual((c.args as string[]).slice(0, 6), [
+    'run',
+    '--firewall',
+    'none',
+    '--one-process',
+    '--admin',
+    '0.0.0.0:15020',
+  ]);
   assert.deepEqual((c.readinessProbe as { httpGet: unknown }).httpGet, { path: '/readyz', port: 15020 });
 });
 
