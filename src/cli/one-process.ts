@@ -13,7 +13,13 @@ async function parseInChild(args: string[]): Promise<LoadedConfig> {
   const { status, stdout } = await runSelf(args, { [PARSE_ONLY_ENV]: '1', TRANPROXY_DEFAULT_COMMAND: '' });
   if (status !== 0) throw new ParseFailed(status);
   try {
-    return JSON.parse(stdout) as LoadedConfig;
+    const { lists: b64, ...wire } = JSON.parse(stdout) as Omit<LoadedConfig, 'lists'> & { lists?: string };
+    if (b64 === undefined) return wire;
+    // A fresh buffer: the lists' typed arrays are views that need its aligned offsets.
+    const bytes = Buffer.from(b64, 'base64');
+    const lists = new Uint8Array(bytes.length);
+    lists.set(bytes);
+    return { ...wire, lists };
   } catch (e) {
     throw new TranproxyError(`reading the parsed configuration: ${(e as Error).message}`);
   }

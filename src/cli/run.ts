@@ -66,7 +66,7 @@ export function runCommand(): Command {
         throw new UsageError('--one-process does not fetch or refresh rule sets: drop one of them');
       // The lean entry (cli/one-process.ts) asked only for the parsed configuration.
       if (process.env[PARSE_ONLY_ENV] === '1') {
-        process.stdout.write(JSON.stringify(loadedConfig(cfg, permissionWarnings)));
+        process.stdout.write(JSON.stringify(await wireOf(loadedConfig(cfg, permissionWarnings))));
         process.exit(0);
       }
       const { OneProcess } = await import('../proxy/one-process.js');
@@ -91,6 +91,23 @@ export function runCommand(): Command {
     process.exit(status);
   });
   return cmd;
+}
+
+/**
+ * The parsed configuration as JSON can carry it to the lean entry: compiled domain lists
+ * packed (packRuleLists) into base64 `lists`, the rules holding references into them.
+ */
+async function wireOf(loaded: LoadedConfig): Promise<Omit<LoadedConfig, 'lists'> & { lists?: string }> {
+  const { lists: _none, ...plain } = loaded;
+  const routing = loaded.cfg.routing;
+  if (!routing?.rules.some((r) => r.domainList !== undefined)) return plain;
+  const { packRuleLists, packedBytes } = await import('../route/index.js');
+  const packed = packRuleLists(routing.rules);
+  return {
+    ...plain,
+    cfg: { ...loaded.cfg, routing: { ...routing, rules: packed.rules } },
+    lists: Buffer.from(packedBytes(packed)).toString('base64'),
+  };
 }
 
 type Service = NonNullable<SupervisorOptions['services']>;

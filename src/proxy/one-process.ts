@@ -23,6 +23,8 @@ export interface LoadedConfig {
   warnings: string[];
   /** From a config file: SIGHUP reads it again. */
   reloadable: boolean;
+  /** The bytes the rules' domain-list references point into, when they crossed packed (packRuleLists). */
+  lists?: Uint8Array;
 }
 
 /** A generation serves duplicates of the listeners: its stopAccepting closes those, not ours. */
@@ -95,7 +97,7 @@ export class OneProcess {
     this.proxyListeners = bindProxyListeners(cfg);
     // prom-client only for an admin API (its /metrics).
     if (cfg.admin) this.metrics = new (await import('../observe/metrics.js')).DataPlaneMetrics();
-    this.current = await this.startGeneration(cfg);
+    this.current = await this.startGeneration(cfg, this.loaded.lists);
     if (cfg.admin) this.admin = await this.startAdmin(cfg.admin);
     this.ready = true;
   }
@@ -112,11 +114,11 @@ export class OneProcess {
     };
   }
 
-  private async startGeneration(cfg: RunConfig): Promise<Generation> {
+  private async startGeneration(cfg: RunConfig, lists: Uint8Array | undefined): Promise<Generation> {
     const fds = [...this.listeners, ...this.proxyListeners].map((l) => dupFd(l.fd));
     const runtime = new PlaneRuntime(this.metrics);
     try {
-      await runtime.start(cfg, this.workerShare(cfg), fds, this.log);
+      await runtime.start(cfg, this.workerShare(cfg), fds, this.log, lists);
     } catch (e) {
       // A started data plane closes its descriptors as it stops; before that they are ours.
       if (runtime.relay === undefined) for (const fd of fds) closeFd(fd);
@@ -210,7 +212,7 @@ export class OneProcess {
     if (handover) await old.runtime.releaseDns();
     let fresh: Generation;
     try {
-      fresh = await this.startGeneration(next.cfg);
+      fresh = await this.startGeneration(next.cfg, next.lists);
     } catch (e) {
       if (handover) await old.runtime.restoreDns().catch(() => false);
       this.log.error(`reload failed, keeping the running configuration: ${(e as Error).message}`);
