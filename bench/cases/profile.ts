@@ -17,6 +17,8 @@ import {
   wrk,
 } from '../lib/runner.js';
 
+// One data-plane process (the last --workers wins), so its profile sees all of the load.
+const ONE_WORKER = ['--workers', '1'];
 const PROF_PRELOAD = join(ROOT, 'bench/lib/cpu-prof-preload.cjs');
 
 /**
@@ -77,7 +79,7 @@ export async function profileTranproxy(ctx: Ctx): Promise<string[]> {
   if (iperfSrv)
     try {
       const { result, summary } = await profiled(
-        TP.redirect(),
+        [...TP.redirect(), ...ONE_WORKER],
         () => iperf(cli, srv, iperfSrv, ADDR.srv, 1, 1),
         () => iperf(cli, srv, iperfSrv, ADDR.srv, 1, secs),
       );
@@ -97,7 +99,7 @@ export async function profileTranproxy(ctx: Ctx): Promise<string[]> {
       if (!pick.has(which)) continue;
       const close = which !== 'keepalive';
       const { result, summary } = await profiled(
-        which === 'close-plain' ? TP.httpPlain() : TP.http(),
+        [...(which === 'close-plain' ? TP.httpPlain() : TP.http()), ...ONE_WORKER],
         () => wrk(cli, url, 1, false),
         () => wrk(cli, url, ctx.opts.wrkSecs, close),
       );
