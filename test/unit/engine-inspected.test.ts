@@ -89,12 +89,12 @@ function harness(cfg: Partial<InjectConfig> = {}, headTimeoutMs = 0) {
   };
   const host: InspectHost = {
     now: () => state.now,
-    finish: (reason, error, reset) => {
+    finish: (_c, reason, error, reset) => {
       if (conn.closed) return;
       conn.closed = true;
       state.ended = { reason, ...(error ? { error } : {}), ...(reset ? { reset } : {}) };
     },
-    closeUpstream: (reset) => {
+    closeUpstream: (_c, reset) => {
       state.upstreamClosed = reset ? 'rst' : 'fin';
       socks.delete(UPSTREAM);
       conn.fds[1] = -1;

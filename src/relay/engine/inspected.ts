@@ -55,14 +55,15 @@ export interface InspectedConn {
   down: { eof: boolean; shut: boolean; bytes: number };
 }
 
-export interface InspectHost {
+/** The engine's side, one per thread: every call names the connection it is about. */
+export interface InspectHost<C extends InspectedConn = InspectedConn> {
   now(): number;
   /** Closes what is still open (RST with `reset`) and records the flow. */
-  finish(reason: InspectedReason, error?: string, reset?: boolean): void;
+  finish(c: C, reason: InspectedReason, error?: string, reset?: boolean): void;
   /** Closes the upstream descriptor only (the client is still being answered). */
-  closeUpstream(reset: boolean): void;
+  closeUpstream(c: C, reset: boolean): void;
   /** The rewriter let go and nothing is queued: splice from here on (from the next turn). */
-  toSplice(): void;
+  toSplice(c: C): void;
 }
 
 /** Buffers waiting to be written to one descriptor, oldest first. */
@@ -172,7 +173,7 @@ function syscallIo(s: InspectScratch): InspectIo {
   };
 }
 
-export class InspectedFlow {
+export class InspectedFlow<C extends InspectedConn = InspectedConn> {
   private rw: UpstreamRewriter | undefined;
   private readonly toUp = new OutQueue();
   private readonly toClient = new OutQueue();
@@ -194,8 +195,8 @@ export class InspectedFlow {
   private spliced = false;
 
   constructor(
-    private readonly c: InspectedConn,
-    private readonly host: InspectHost,
+    private readonly c: C,
+    private readonly host: InspectHost<C>,
     private readonly s: InspectScratch,
     private readonly opts: InspectedOptions,
   ) {
@@ -228,13 +229,13 @@ export class InspectedFlow {
 
   onSocketError(side: 0 | 1, error: string): void {
     if (side === 1 && this.rejected !== undefined) return this.upstreamGone();
-    this.host.finish(side === 0 ? 'client-error' : 'upstream-error', error, true);
+    this.host.finish(this.c, side === 0 ? 'client-error' : 'upstream-error', error, true);
   }
 
   /** Head timeout and linger, from the engine's sweep. */
   onTimer(now: number): void {
     if (this.lingerDeadline > 0 && now >= this.lingerDeadline) {
-      return this.host.finish(this.rejectedAs, this.rejected);
+      return this.host.finish(this.c, this.rejectedAs, this.rejected);
     }
     if (this.headDeadline > 0 && now >= this.headDeadline) {
       this.headDeadline = 0;
@@ -266,7 +267,7 @@ export class InspectedFlow {
       const n = this.s.io.read(c.fds[0], READ_SIZE);
       if (n === -EAGAIN) break;
       if (n === -EINTR) continue;
-      if (n < 0) return this.host.finish('client-error', errnoName(-n), true);
+      if (n < 0) return this.host.finish(this.c, 'client-error', errnoName(-n), true);
       if (n === 0) {
         this.clientEof();
         break;
@@ -334,7 +335,7 @@ export class InspectedFlow {
     const r = this.toUp.flush(c.fds[1], this.s.write, this.s.io);
     if (r < 0) {
       if (this.rejected !== undefined) return this.upstreamGone();
-      return this.host.finish('upstream-error', errnoName(-r), true);
+      return this.host.finish(this.c, 'upstream-error', errnoName(-r), true);
     }
     if (r === 0 && this.upstreamEndSent && !c.up.shut) {
       c.up.shut = true;
@@ -360,7 +361,7 @@ export class InspectedFlow {
       if (n === -EINTR) continue;
       if (n < 0) {
         if (this.rejected !== undefined) return this.upstreamGone();
-        return this.host.finish('upstream-error', errnoName(-n), true);
+        return this.host.finish(this.c, 'upstream-error', errnoName(-n), true);
       }
       if (n === 0) return this.upstreamEof();
       c.down.bytes += n;
@@ -417,7 +418,7 @@ export class InspectedFlow {
       fromRead > 0
         ? this.toClient.send(c.fds[0], this.s.read, fromRead, this.s.write, this.s.io)
         : this.toClient.flush(c.fds[0], this.s.write, this.s.io);
-    if (r < 0) return this.host.finish('client-error', errnoName(-r), true);
+    if (r < 0) return this.host.finish(this.c, 'client-error', errnoName(-r), true);
     if (r === 1) return;
     if ((c.down.eof || this.answered) && !c.down.shut) {
       c.down.shut = true;
@@ -478,7 +479,7 @@ export class InspectedFlow {
   private closeUpstream(reset: boolean): void {
     if (this.upstreamClosed) return;
     this.upstreamClosed = true;
-    this.host.closeUpstream(reset);
+    this.host.closeUpstream(this.c, reset);
   }
 
   private answerRejected(response: Buffer | undefined): void {
@@ -512,14 +513,14 @@ export class InspectedFlow {
     const c = this.c;
     if (c.closed || this.spliced) return;
     if (this.answered) {
-      if (c.up.eof && this.toClient.len === 0) this.host.finish(this.rejectedAs, this.rejected);
+      if (c.up.eof && this.toClient.len === 0) this.host.finish(this.c, this.rejectedAs, this.rejected);
       return;
     }
     if (this.rw === undefined && this.toUp.len === 0 && this.toClient.len === 0 && !c.up.eof && !c.down.eof) {
       this.spliced = true;
-      return this.host.toSplice();
+      return this.host.toSplice(this.c);
     }
     if (c.up.eof && c.down.eof && c.up.shut && c.down.shut && this.toUp.len === 0 && this.toClient.len === 0)
-      this.host.finish('eof');
+      this.host.finish(this.c, 'eof');
   }
 }

@@ -115,6 +115,12 @@ const FIRST_CONN_KEY = 512;
 const SOCKET_EVENTS = (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) >>> 0;
 /** Accepts per listener per loop turn (the listener is level-triggered: the rest come next turn). */
 const ACCEPT_BURST = 64;
+/**
+ * With several threads on one listener, one accept per turn (like nginx's multi_accept off):
+ * a thread that drained a burst of new clients would keep them all (keep-alive flows stay
+ * where they were accepted) while the others idle.
+ */
+const SHARED_ACCEPT_BURST = 1;
 /** After EMFILE/ENFILE/ENOBUFS on accept, the listener rests this long (the backlog keeps the clients). */
 const ACCEPT_PAUSE_MS = 100;
 const ETIMEDOUT = 110;
@@ -166,7 +172,7 @@ interface Conn {
   /** Set for kernel-only flows (accepted by this worker). */
   served?: Served;
   /** Set while an inspected flow's bytes go through the rewriter (copied, not spliced). */
-  insp?: InspectedFlow;
+  insp?: InspectedFlow<Conn>;
   /** Request heads an inspected flow rewrote (kept once it splices). */
   requests?: number;
 }
@@ -243,6 +249,17 @@ class Engine {
   private readonly ctlScratch = Buffer.alloc(64);
   private readonly scratch = Buffer.alloc(64);
   private inspectScratch: InspectScratch | undefined;
+  /** What inspected flows call back (one object for all: no closures per connection). */
+  private readonly inspectHost: InspectHost<Conn> = {
+    now: () => this.now,
+    finish: (c, reason, error, reset) => this.finish(c, reason, error, reset),
+    closeUpstream: (c, reset) => this.closeUpstream(c, reset),
+    toSplice: (c) => {
+      c.requests = c.insp?.requests;
+      c.insp = undefined;
+      this.again.push(c.up, c.down);
+    },
+  };
   /** Directions that used up their turn and must go on without waiting for an edge. */
   private again: Dir[] = [];
   /** Directions that could not get a pipe (descriptors exhausted); retried later. */
@@ -474,7 +491,7 @@ class Engine {
 
   private add(m: Extract<ToWorker, { t: 'add' }>): void {
     const c = this.newConn(m.id, m.clientFd, m.upstreamFd, m.idleMs);
-    for (const side of [0, 1] as const) {
+    for (let side: Side = 0; side <= 1; side++) {
       const fd = c.fds[side];
       // The descriptors share their file status flags with Node's: normally non-blocking already.
       const fl = rawFcntl(fd, F_GETFL, 0);
@@ -514,7 +531,7 @@ class Engine {
     this.conns.delete(c.key);
     this.starved.delete(c.up);
     this.starved.delete(c.down);
-    for (const side of [0, 1] as const) {
+    for (let side: Side = 0; side <= 1; side++) {
       const fd = c.fds[side];
       if (fd < 0) continue; // an inspected flow's upstream, closed while the client is answered
       // close(2) then sends an RST, like Node's resetAndDestroy()
@@ -666,7 +683,8 @@ class Engine {
     const l = this.listeners.get(token);
     if (!l?.armed) return;
     const cfg = l.cfg;
-    for (let i = 0; i < ACCEPT_BURST; i++) {
+    const burst = this.init.threads > 1 ? SHARED_ACCEPT_BURST : ACCEPT_BURST;
+    for (let i = 0; i < burst; i++) {
       const fd = rawAccept(cfg.fd, this.sa);
       if (fd < 0) {
         if (fd === -EAGAIN) return;
@@ -682,41 +700,48 @@ class Engine {
     }
   }
 
+  private refuse(
+    cfg: ServedListener,
+    fd: number,
+    reason: Extract<FlowRecord, { t: 'refused' }>['reason'],
+    src: Endpoint | undefined,
+    dst: Endpoint | undefined,
+    error: string | undefined,
+  ): void {
+    rawClose(fd);
+    this.outbox.push({
+      t: 'refused',
+      listener: cfg.label,
+      ...(src ? { src } : {}),
+      ...(dst ? { dst } : {}),
+      reason,
+      ...(error ? { error } : {}),
+    });
+  }
+
+  /** The connection being admitted (admit() asks for its destination only below the limit). */
+  private admitting = { fd: -1, cfg: undefined as ServedListener | undefined };
+  private readonly originalDst = (): Endpoint | { error: string } => {
+    const { fd, cfg } = this.admitting;
+    const r = rawLocalOrOriginal(fd, cfg!.mode === 'redirect' ? cfg!.family : undefined, this.sa2);
+    return r < 0 ? { error: errnoName(-r) } : decodeSockaddr(scratchSockaddr(this.sa2));
+  };
+  private readonly isLocal = (address: string): boolean => this.local.has(address);
+
   private accepted(l: Listener, fd: number): void {
     const cfg = l.cfg;
-    let src: Endpoint | undefined;
-    let dst: Endpoint | undefined;
-    const refuse = (reason: Extract<FlowRecord, { t: 'refused' }>['reason'], error?: string): void => {
-      rawClose(fd);
-      this.outbox.push({
-        t: 'refused',
-        listener: cfg.label,
-        ...(src ? { src } : {}),
-        ...(dst ? { dst } : {}),
-        reason,
-        ...(error ? { error } : {}),
-      });
-    };
+    let src: Endpoint;
     try {
       src = decodeSockaddr(scratchSockaddr(this.sa));
     } catch {
-      return refuse('no-original-destination', 'unknown peer address family');
+      return this.refuse(cfg, fd, 'no-original-destination', undefined, undefined, 'unknown peer address family');
     }
-    const a = admit(
-      cfg,
-      Atomics.load(this.servedCount, 0),
-      () => {
-        const r = rawLocalOrOriginal(fd, cfg.mode === 'redirect' ? cfg.family : undefined, this.sa2);
-        return r < 0 ? { error: errnoName(-r) } : decodeSockaddr(scratchSockaddr(this.sa2));
-      },
-      (address) => this.local.has(address),
-    );
-    if (!a.ok) {
-      dst = a.dst;
-      return refuse(a.reason, a.error);
-    }
-    dst = a.dst;
-    const dstAddr = scratchSockaddr(this.sa2);
+    this.admitting.fd = fd;
+    this.admitting.cfg = cfg;
+    const a = admit(cfg, Atomics.load(this.servedCount, 0), this.originalDst, this.isLocal);
+    if (!a.ok) return this.refuse(cfg, fd, a.reason, src, a.dst, a.error);
+    const dst = a.dst;
+    const dstAddr = this.sa2.buf;
 
     const c = this.newConn(this.nextServedId, fd, -1, cfg.idleMs);
     this.nextServedId += this.init.threads;
@@ -762,7 +787,7 @@ class Engine {
       if (e === -EINPROGRESS) e = 0;
     }
     if (e < 0) return this.connectFailed(c, -e);
-    for (const side of [0, 1] as const) {
+    for (let side: Side = 0; side <= 1; side++) {
       const r2 = rawEpollCtl(this.epfd, EPOLL_CTL_ADD, c.fds[side], SOCKET_EVENTS, c.key * 2 + side, this.ctlScratch);
       if (r2 < 0) return this.finish(c, 'aborted', `epoll_ctl: ${errnoName(-r2)}`);
     }
@@ -798,19 +823,9 @@ class Engine {
 
   // ---- inspected flows ----
 
-  private inspect(c: Conn, inject: CompiledInject, headTimeoutMs: number): InspectedFlow {
+  private inspect(c: Conn, inject: CompiledInject, headTimeoutMs: number): InspectedFlow<Conn> {
     this.inspectScratch ??= new InspectScratch();
-    const host: InspectHost = {
-      now: () => this.now,
-      finish: (reason, error, reset) => this.finish(c, reason, error, reset),
-      closeUpstream: (reset) => this.closeUpstream(c, reset),
-      toSplice: () => {
-        c.requests = c.insp?.requests;
-        c.insp = undefined;
-        this.again.push(c.up, c.down);
-      },
-    };
-    return new InspectedFlow(c, host, this.inspectScratch, {
+    return new InspectedFlow(c, this.inspectHost, this.inspectScratch, {
       rewriter: new RequestRewriter(inject),
       headTimeoutMs,
     });
