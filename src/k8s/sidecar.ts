@@ -42,6 +42,12 @@ function adminAddress(c: SidecarConfig): string {
 }
 
 const PODIP_ENV = { name: 'PODIP', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'status.podIP' } } };
+/**
+ * A small young generation, as the supervisor gives its data-plane child: garbage from
+ * connections handed to the engine does not keep megabytes resident (8,000 held
+ * connections: 46 → 44 MB anonymous in bench/RESULTS.md).
+ */
+const V8_ENV = { name: 'NODE_OPTIONS', value: '--max-semi-space-size=1' };
 
 function resources(c: SidecarConfig): Record<string, unknown> {
   return { requests: { cpu: c.cpuRequest, memory: c.memoryRequest }, limits: { memory: c.memoryLimit } };
@@ -94,7 +100,7 @@ export function nativeSidecar(c: SidecarConfig): Container {
   return {
     ...baseContainer(c, SIDECAR_NAME, proxyArgs(c)),
     restartPolicy: 'Always',
-    env: [PODIP_ENV],
+    env: [PODIP_ENV, V8_ENV],
     // The kubelet starts the next container only once this succeeds (native sidecars).
     startupProbe: probe(c, { periodSeconds: 1, timeoutSeconds: 3, failureThreshold: 60 }),
     readinessProbe: probe(c, { periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 }),
@@ -122,7 +128,7 @@ export function rulesInit(c: SidecarConfig): Container {
 export function classicSidecar(c: SidecarConfig): Container {
   return {
     ...baseContainer(c, SIDECAR_NAME, proxyArgs(c)),
-    env: [PODIP_ENV],
+    env: [PODIP_ENV, V8_ENV],
     // Containers start in order and each waits for the one before's postStart hook: the
     // app containers (after this one) start once the proxy is ready.
     lifecycle: { postStart: { exec: { command: ['node', '-e', waitReadyScript(c.adminPort, 60)] } } },

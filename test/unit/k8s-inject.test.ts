@@ -108,6 +108,7 @@ test('native: rules init container, then the one-process sidecar, then existing 
   assert.equal(side.restartPolicy, 'Always');
   assert.deepEqual(side.env, [
     { name: 'PODIP', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'status.podIP' } } },
+    { name: 'NODE_OPTIONS', value: '--max-semi-space-size=1' },
   ]);
   assert.ok(side.startupProbe, 'native sidecars hold the app back with a startupProbe');
   const sc = side.securityContext as Record<string, unknown>;
