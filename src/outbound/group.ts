@@ -89,6 +89,11 @@ export class GroupOutbound implements TcpOutbound {
     return this.current;
   }
 
+  /** The outbound of the member in use (undefined if missing). */
+  get nowOutbound(): TcpOutbound | undefined {
+    return this.members.get(this.current);
+  }
+
   connect(dst: Destination, ctx: ConnectContext): Promise<Duplex> {
     const m = this.members.get(this.current);
     if (!m) return Promise.reject(new OutboundError(this.name, 'ENOOUTBOUND', `member '${this.current}' missing`));

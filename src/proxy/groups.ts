@@ -122,15 +122,20 @@ export function udpGroupOutbounds(
   unsupported: ReadonlyMap<string, string>,
 ): Map<string, UdpOutbound> {
   const memberOf = (name: string): UdpOutbound => {
-    let at = name;
-    for (let g = groups.get(at); g; g = groups.get(at)) at = g.now; // no cycles: refused at load
-    if (at === 'direct') return direct;
-    const ob = nodes.get(at);
+    // The member in use, through nested groups (no cycles: refused at load); its kind says what it is.
+    let key = name;
+    let at: TcpOutbound | undefined = groups.get(name);
+    while (at instanceof GroupOutbound) {
+      key = at.now;
+      at = at.nowOutbound;
+    }
+    if (at?.kind === 'direct') return direct;
+    if (at?.kind === 'reject') throw new UdpRefusedError('rejected-by-rule', `group '${name}' uses ${key}`);
+    const ob = nodes.get(key);
     if (ob) return ob;
-    if (at === 'reject') throw new UdpRefusedError('rejected-by-rule', `group '${name}' uses reject`);
     throw new UdpRefusedError(
       'udp-unsupported',
-      `group '${name}' uses ${unsupported.get(at) ?? `'${at}', which cannot carry UDP`}`,
+      `group '${name}' uses ${unsupported.get(key) ?? `'${key}', which cannot carry UDP`}`,
     );
   };
   return new Map(

@@ -60,6 +60,7 @@ export class PlaneRuntime {
     if (parts && cfg.routing && routers) {
       const metrics = this.metrics ?? new (await import('../observe/metrics.js')).DataPlaneMetrics();
       ({ routing, groups: this.groups } = parts.buildRouting(cfg.routing, routers.tcp, opts, metrics));
+      this.keepSelections(worker.selected ?? {}, log);
       if (cfg.routing.dns) await this.startDns(parts, cfg, routing, mark, families, log);
     }
     const resolver = cfg.dstFromHost ? new NameResolver(cfg.resolver) : undefined;
@@ -177,6 +178,17 @@ export class PlaneRuntime {
   }
 
   /** Choose a select group's member; throws with the reason. */
+  /** The members chosen before this worker started (a crash, a reload); one no longer in the config is dropped. */
+  private keepSelections(selected: Record<string, string>, log: Logger): void {
+    for (const [group, member] of Object.entries(selected)) {
+      try {
+        this.selectGroup(group, member);
+      } catch (e) {
+        log.warn(`group '${group}': the member chosen before is not kept: ${(e as Error).message}`);
+      }
+    }
+  }
+
   selectGroup(group: string, member: string): void {
     const g = this.groups?.byName.get(group);
     if (!g) throw new Error(`no group named '${group}'`);

@@ -22,6 +22,8 @@ export interface WorkerShare {
   proxyListeners: { family: 4 | 6; label: string }[];
   /** The generation's packed domain lists (proxy/rule-lists.ts): the child's descriptor and its length. */
   lists?: { fd: number; length: number };
+  /** Members chosen in select groups (group → member), kept by the supervisor: in force before the worker serves. */
+  selected?: Record<string, string>;
 }
 
 export interface ChildShutdown {

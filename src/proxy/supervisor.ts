@@ -684,6 +684,8 @@ export class Supervisor implements SupervisorControl {
       cfg: wire.cfg,
       worker: {
         ...(lists ? { lists } : {}),
+        // A worker restarted after a crash, or a new generation, starts with the choices made.
+        ...(this.selected.size ? { selected: Object.fromEntries(this.selected) } : {}),
         // Refuse cleanly at the fd budget rather than fail accept/connect with EMFILE.
         maxConnections: Math.min(
           Math.ceil(cfg.maxConnections / workerLayout(cfg).processes),

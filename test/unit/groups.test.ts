@@ -16,6 +16,7 @@ import {
   type MemberHealth,
 } from '../../src/outbound/group.js';
 import type { TcpOutbound } from '../../src/outbound/types.js';
+import { directOutbound, rejectOutbound } from '../../src/outbound/builtin.js';
 
 const h = (entries: Record<string, MemberHealth>) => new Map(Object.entries(entries));
 
@@ -234,7 +235,26 @@ test('UDP: a group routes each flow to the UDP outbound of its current member, t
   const { udpGroupOutbounds } = await import('../../src/proxy/groups.js');
   const opened: string[] = [];
   const udp = (name: string) => ({ name, kind: 'fake', open: async () => (opened.push(name), {} as never) });
-  const inner = fakeGroup('select', ['a', 'http1', 'direct', 'reject']).g;
+  // Real builtins as members: the UDP side asks a member's outbound what it is.
+  const fake = (name: string): TcpOutbound => ({ name, kind: 'fake', connect: () => Promise.reject(new Error(name)) });
+  const innerSpec: GroupSpec = {
+    type: 'select',
+    members: ['a', 'http1', 'direct', 'reject'],
+    url: 'http://probe/',
+    intervalMs: 60_000,
+    toleranceMs: 50,
+  };
+  const inner = new GroupOutbound(
+    'g',
+    innerSpec,
+    new Map<string, TcpOutbound>([
+      ['a', fake('a')],
+      ['http1', fake('http1')],
+      ['direct', directOutbound(() => ({ connectTimeoutMs: 1000 }))],
+      ['reject', rejectOutbound],
+    ]),
+    async () => 1,
+  );
   const outerSpec: GroupSpec = {
     type: 'select',
     members: ['g', 'a'],
@@ -242,7 +262,15 @@ test('UDP: a group routes each flow to the UDP outbound of its current member, t
     intervalMs: 60_000,
     toleranceMs: 50,
   };
-  const outer = new GroupOutbound('outer', outerSpec, new Map(), async () => 1);
+  const outer = new GroupOutbound(
+    'outer',
+    outerSpec,
+    new Map<string, TcpOutbound>([
+      ['g', inner],
+      ['a', fake('a')],
+    ]),
+    async () => 1,
+  );
   const obs = udpGroupOutbounds(
     new Map([
       ['g', inner],
