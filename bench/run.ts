@@ -293,7 +293,7 @@ function render(
   if (k) {
     const mem = (v: string): string => `${med(k, 'rss', v)} / ${med(k, 'pss', v)} / ${med(k, 'anon', v)} MB`;
     summary.push(
-      `| sidecar idle memory, all processes, RSS / PSS / anon ↓ | ${mem('tranproxy')} | nginx as nginx-tranproxy ${mem('nginx-seed')}; HAProxy ${mem('haproxy')} | anon: ${ratioText(k, 'anon', 'nginx-seed', 'nginx')}, ${ratioText(k, 'anon', 'haproxy', 'HAProxy')}; PSS: ${ratioText(k, 'pss', 'nginx-seed', 'nginx')} (targets: anon ≤ 16 MB, PSS ≤ 50 MB) |`,
+      `| sidecar idle memory, all processes, RSS / PSS / anon ↓ | ${mem('tranproxy')}${k.metrics[0]!.values.has('tranproxy-one') ? `; \`--one-process\` (init-container layout) ${mem('tranproxy-one')}` : ''} | nginx as nginx-tranproxy ${mem('nginx-seed')}; HAProxy ${mem('haproxy')} | anon: ${ratioText(k, 'anon', 'nginx-seed', 'nginx')}, ${ratioText(k, 'anon', 'haproxy', 'HAProxy')}; PSS: ${ratioText(k, 'pss', 'nginx-seed', 'nginx')} (targets: anon ≤ 16 MB, PSS ≤ 50 MB) |`,
     );
   }
   for (const id of ['l', 'm', 'n'] as const) {

@@ -1,6 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import type { Host } from '../../src/netlab/lab.js';
 import { haproxyRedirect, nginxSeed } from '../lib/configs.js';
-import { fdCount, memOf, sleep, startLogged, waitForListen } from '../lib/proc.js';
+import { descendants, fdCount, memOf, sleep, startLogged, waitForListen, waitForLog } from '../lib/proc.js';
 import { newCase, record, type CaseResult } from '../lib/report.js';
 import {
   ADDR,
@@ -8,17 +10,21 @@ import {
   type Ctx,
   HAPROXY,
   logPath,
+  MAIN,
   MEM_METRICS,
   NODE,
   NPROC,
   PORT,
   ROOT,
+  type RunningProxy,
+  rulesRemove,
   startHaproxy,
   startHttpServer,
   startNginx,
   startTranproxy,
   TP,
   tpCmd,
+  tranproxyCli,
   UID,
   type VariantDef,
 } from '../lib/runner.js';
@@ -147,6 +153,36 @@ export function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> 
   return { c, run };
 }
 
+/** Whether this build has the init-container layout (`run --one-process`). */
+function hasOneProcess(): boolean {
+  return execFileSync(NODE, [MAIN, 'run', '--help'], { encoding: 'utf8' }).includes('--one-process');
+}
+
+/** The init-container layout: the rules applied first (as an init container would), then one unprivileged process. */
+async function startOneProcess(host: Host, args: string[]): Promise<RunningProxy> {
+  await tranproxyCli(host, ['rules', 'apply', '-P', String(PORT.http)]);
+  const log = logPath('tranproxy-one');
+  const p = startLogged(host, log, NODE, [MAIN, 'run', '--firewall', 'none', '--one-process', ...args], {
+    uid: UID.tranproxy,
+    gid: UID.tranproxy,
+  });
+  try {
+    await waitForLog(p, log, /^tranproxy:? ready:.*$/m, 20_000);
+  } catch (e) {
+    await p.stop();
+    await rulesRemove(host);
+    throw e;
+  }
+  return {
+    pids: [p.pid, ...descendants(p.pid)],
+    dataPid: p.pid,
+    stop: async () => {
+      await p.stop('SIGTERM');
+      await rulesRemove(host);
+    },
+  };
+}
+
 /** (k) Idle memory of a sidecar: every process of `tranproxy run -P 80 -H a:1 --Set-Forwarded-For default`. */
 export function sidecarCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> } {
   const cli = ctx.cli!;
@@ -169,7 +205,7 @@ export function sidecarCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void>
       method: [
         `Each variant starts in the client ns as a sidecar for port ${PORT.http} (REDIRECT in OUTPUT), relays one request to the nginx server in the server ns`,
         '(`/check`: proves it relays, and for tranproxy and nginx that the header arrived), then sits idle for 2 s; then /proc/PID/smaps_rollup',
-        '(Rss, Pss, Anonymous) is summed over all its processes (tranproxy: supervisor + data-plane child; nginx: master + workers; HAProxy: one process).',
+        '(Rss, Pss, Anonymous) is summed over all its processes (tranproxy: supervisor + data-plane child, or the one process of `--one-process`; nginx: master + workers; HAProxy: one process).',
         'The issue #16 targets for tranproxy: anonymous ≤ 16 MB, PSS ≤ 50 MB.',
       ],
       variants: [],
@@ -188,6 +224,16 @@ export function sidecarCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void>
       detail: `\`tranproxy run ${sidecar.join(' ')}\` (its defaults: one data-plane child, as uid ${UID.tranproxy})`,
       start: () => startTranproxy(cli, sidecar),
     },
+    ...(hasOneProcess()
+      ? [
+          {
+            key: 'tranproxy-one',
+            label: 'tranproxy --one-process',
+            detail: `the init-container layout: \`tranproxy rules apply -P ${PORT.http}\` (as root, then gone), then \`tranproxy run --firewall none --one-process ${sidecar.join(' ')}\` as uid ${UID.tranproxy}: one process`,
+            start: () => startOneProcess(cli, sidecar),
+          },
+        ]
+      : []),
     {
       key: 'nginx-seed',
       label: 'nginx as nginx-tranproxy',
