@@ -121,6 +121,13 @@ const ACCEPT_BURST = 64;
  * where they were accepted) while the others idle.
  */
 const SHARED_ACCEPT_BURST = 1;
+/**
+ * A thread holding more than its share of the served flows (plus this slack) leaves new
+ * clients to the others for REBALANCE_MS: on a loaded machine the thread woken first stays
+ * the listener's only "sleeper" until it runs, and would take a whole burst anyway.
+ */
+const REBALANCE_SLACK = 2;
+const REBALANCE_MS = 2;
 /** After EMFILE/ENFILE/ENOBUFS on accept, the listener rests this long (the backlog keeps the clients). */
 const ACCEPT_PAUSE_MS = 100;
 const ETIMEDOUT = 110;
@@ -683,7 +690,10 @@ class Engine {
     const l = this.listeners.get(token);
     if (!l?.armed) return;
     const cfg = l.cfg;
-    const burst = this.init.threads > 1 ? SHARED_ACCEPT_BURST : ACCEPT_BURST;
+    const threads = this.init.threads;
+    if (threads > 1 && this.served.size > Atomics.load(this.servedCount, 0) / threads + REBALANCE_SLACK)
+      return this.disarm(l, this.now + REBALANCE_MS);
+    const burst = threads > 1 ? SHARED_ACCEPT_BURST : ACCEPT_BURST;
     for (let i = 0; i < burst; i++) {
       const fd = rawAccept(cfg.fd, this.sa);
       if (fd < 0) {
