@@ -56,22 +56,22 @@ export function runCommand(): Command {
         }
       : undefined;
     if (cfg.oneProcess) {
-      const loadedConfig = (c: RunConfig, w: string[]): LoadedConfig => ({
+      // Its warnings are logged above (by the parser child, on its stderr: ours).
+      const loadedConfig = (c: RunConfig): LoadedConfig => ({
         cfg: c,
         fixedOnReload: FIXED_ON_RELOAD,
-        warnings: w,
         reloadable: opts.config !== undefined,
       });
       if (Object.keys(file?.ruleSets ?? {}).length)
         throw new UsageError('--one-process does not fetch or refresh rule sets: drop one of them');
       // The lean entry (cli/one-process.ts) asked only for the parsed configuration.
       if (process.env[PARSE_ONLY_ENV] === '1') {
-        process.stdout.write(JSON.stringify(await wireOf(loadedConfig(cfg, permissionWarnings))));
+        process.stdout.write(JSON.stringify(await wireOf(loadedConfig(cfg))));
         process.exit(0);
       }
       const { OneProcess } = await import('../proxy/one-process.js');
-      const again = reload ? async () => loadedConfig(reload(), []) : undefined;
-      process.exit(await new OneProcess(loadedConfig(cfg, permissionWarnings), again).run());
+      const again = reload ? async () => loadedConfig(reload()) : undefined;
+      process.exit(await new OneProcess(loadedConfig(cfg), again).run());
     }
     const ruleSets = opts.config ? { baseDir: dirname(opts.config), log } : undefined;
     // The fetcher loads only for a file that names rule sets (its HTTP client stays out of a sidecar).

@@ -20,7 +20,6 @@ import { readyFields } from './ready-line.js';
 export interface LoadedConfig {
   cfg: RunConfig;
   fixedOnReload: (keyof RunConfig)[];
-  warnings: string[];
   /** From a config file: SIGHUP reads it again. */
   reloadable: boolean;
   /** The bytes the rules' domain-list references point into, when they crossed packed (packRuleLists). */
@@ -64,7 +63,6 @@ export class OneProcess {
     const early: NodeJS.Signals[] = [];
     const onEarly = (sig: NodeJS.Signals): void => void early.push(sig);
     for (const sig of SIGNALS) process.on(sig, onEarly);
-    for (const w of this.loaded.warnings) this.log.warn(w);
     try {
       await this.start();
     } catch (e) {
@@ -218,7 +216,6 @@ export class OneProcess {
       this.log.error(`reload failed, keeping the running configuration: ${(e as Error).message}`);
       return;
     }
-    for (const w of next.warnings) this.log.warn(w);
     this.current = fresh;
     this.loaded = next;
     this.log.info('reloaded:', { workers: 1, draining: 1, mode: next.cfg.mode, layout: 'one-process' });
