@@ -233,145 +233,152 @@ function describeIf(i: { place: string; name: string }): string {
 
 /** The ordered steps that build `model`. `state` lets process checks find pids `up` recorded. */
 export function planSteps(model: LabModel, state?: LabState, runner: ToolRunner = systemRunner): Step[] {
-  const steps: Step[] = [];
   const places: PlaceSpec[] = [model.root, ...model.hosts];
   const nsOf = (place: string) => placeNetns(model, place);
+  return [
+    // 1. namespaces
+    ...model.hosts.map((h) => netnsStep(runner, h)),
+    // 2. sysctls for interfaces yet to come (net.*.conf.default.*)
+    ...places.flatMap((p) => sysctlSteps(runner, p, true)),
+    // 3. interfaces, and the link settings (mac, mtu, promisc) of those the lab creates
+    ...model.creates.map((c) => createStep(runner, model, c)),
+    ...model.interfaces.flatMap((i) => (i.settings ? [settingsStep(runner, nsOf(i.place), i, i.settings)] : [])),
+    // 4. bridge ports, addresses, link up
+    ...model.interfaces.flatMap((i) => (i.master ? [portStep(runner, nsOf(i.place), i, i.master)] : [])),
+    ...addressSteps(runner, model, places),
+    ...model.interfaces.map((i) => upStep(runner, nsOf(i.place), i)),
+    // 5. sysctls, routes, NAT, processes
+    ...places.flatMap((p) => sysctlSteps(runner, p, false)),
+    ...places.flatMap((p) => p.routes.map((r) => routeStep(runner, p, r))),
+    ...places.flatMap((p) => nftSteps(runner, model, p)),
+    ...model.hosts.flatMap((h) => processSteps(runner, model, h, state)),
+  ];
+}
 
-  // 1. namespaces
-  for (const h of model.hosts) {
-    const ns = h.netns!;
-    steps.push({
-      place: h.name,
-      what: `netns ${ns}`,
-      check: () => netnsExists(ns),
-      apply: () => {
-        runner.run('ip', ['netns', 'add', ns]);
-        const rec: Resource = { kind: 'netns', netns: ns };
-        try {
-          if (visibleToParent(ns) === false) {
-            throw new TranproxyError(
-              `netns ${ns} is only visible in this process's own mount namespace (as under \`ip netns exec\`) and would vanish with it: ` +
-                'enter just the network namespace instead, e.g. nsenter --net=/run/netns/NAME tranproxy lab up FILE',
-            );
-          }
-          ip(runner, ns, ['link', 'set', 'lo', 'up']);
-          // IPv6 on, no duplicate address detection: addresses work at once.
-          runner.run(
-            'sysctl',
-            [
-              '-qw',
-              'net.ipv6.conf.all.disable_ipv6=0',
-              'net.ipv6.conf.default.disable_ipv6=0',
-              'net.ipv6.conf.all.accept_dad=0',
-              'net.ipv6.conf.default.accept_dad=0',
-            ],
-            { netns: ns },
+/** A host's namespace, with lo up and IPv6 on; rolled back when any of that fails. */
+function netnsStep(runner: ToolRunner, h: PlaceSpec): Step {
+  const ns = h.netns!;
+  return {
+    place: h.name,
+    what: `netns ${ns}`,
+    check: () => netnsExists(ns),
+    apply: () => {
+      runner.run('ip', ['netns', 'add', ns]);
+      const rec: Resource = { kind: 'netns', netns: ns };
+      try {
+        if (visibleToParent(ns) === false) {
+          throw new TranproxyError(
+            `netns ${ns} is only visible in this process's own mount namespace (as under \`ip netns exec\`) and would vanish with it: ` +
+              'enter just the network namespace instead, e.g. nsenter --net=/run/netns/NAME tranproxy lab up FILE',
           );
-        } catch (e) {
-          undo(rec, 'rollback', runner);
-          throw e;
         }
-        return [rec];
-      },
-    });
-  }
-
-  const sysctlSteps = (p: PlaceSpec, early: boolean) => {
-    for (const s of p.sysctls) {
-      if ((s.key.split('.')[3] === 'default') !== early) continue;
-      const ns = p.netns;
-      steps.push({
-        place: p.name,
-        what: `sysctl ${s.key}=${s.value}`,
-        check: () => sysctlGet(runner, ns, s.key) === s.value.replace(/\s+/g, ' '),
-        apply: () => {
-          const old = sysctlGet(runner, ns, s.key);
-          if (old === undefined)
-            throw new TranproxyError(`${p.name}: sysctl ${s.key}: no such key${ns ? ` in netns ${ns}` : ''}`);
-          sysctlSet(runner, ns, s.key, s.value);
-          return [{ kind: 'sysctl', netns: ns, key: s.key, old }];
-        },
-      });
-    }
+        ip(runner, ns, ['link', 'set', 'lo', 'up']);
+        // IPv6 on, no duplicate address detection: addresses work at once.
+        runner.run(
+          'sysctl',
+          [
+            '-qw',
+            'net.ipv6.conf.all.disable_ipv6=0',
+            'net.ipv6.conf.default.disable_ipv6=0',
+            'net.ipv6.conf.all.accept_dad=0',
+            'net.ipv6.conf.default.accept_dad=0',
+          ],
+          { netns: ns },
+        );
+      } catch (e) {
+        undo(rec, 'rollback', runner);
+        throw e;
+      }
+      return [rec];
+    },
   };
-  // 2. sysctls for interfaces yet to come (net.*.conf.default.*)
-  for (const p of places) sysctlSteps(p, true);
+}
 
-  // 3. interfaces
-  for (const c of model.creates) steps.push(createStep(runner, model, c));
-
-  // 3b. link settings (mac, mtu, promisc) of the interfaces the lab creates
-  for (const i of model.interfaces) if (i.settings) steps.push(settingsStep(runner, nsOf(i.place), i, i.settings));
-
-  // 4. bridge ports, addresses, link up
-  for (const i of model.interfaces) {
-    if (!i.master) continue;
-    const ns = nsOf(i.place);
-    steps.push({
-      place: i.place,
-      what: `port ${i.name} on bridge ${i.master}`,
-      check: () => linkInfo(runner, ns, i.name)?.master === i.master,
-      apply: () => {
-        ip(runner, ns, ['link', 'set', 'dev', i.name, 'master', i.master!]);
-        return [{ kind: 'master', netns: ns, name: i.name }];
+/** A place's sysctls: `early` the net.*.conf.default.* ones (before interfaces), else the rest. */
+function sysctlSteps(runner: ToolRunner, p: PlaceSpec, early: boolean): Step[] {
+  const ns = p.netns;
+  return p.sysctls
+    .filter((s) => (s.key.split('.')[3] === 'default') === early)
+    .map((s) => ({
+      place: p.name,
+      what: `sysctl ${s.key}=${s.value}`,
+      check: () => sysctlGet(runner, ns, s.key) === s.value.replace(/\s+/g, ' '),
+      apply: (): Resource[] => {
+        const old = sysctlGet(runner, ns, s.key);
+        if (old === undefined)
+          throw new TranproxyError(`${p.name}: sysctl ${s.key}: no such key${ns ? ` in netns ${ns}` : ''}`);
+        sysctlSet(runner, ns, s.key, s.value);
+        return [{ kind: 'sysctl', netns: ns, key: s.key, old }];
       },
-    });
-  }
+    }));
+}
+
+function portStep(runner: ToolRunner, ns: string | null, i: IfaceSpec, master: string): Step {
+  return {
+    place: i.place,
+    what: `port ${i.name} on bridge ${master}`,
+    check: () => linkInfo(runner, ns, i.name)?.master === master,
+    apply: () => {
+      ip(runner, ns, ['link', 'set', 'dev', i.name, 'master', master]);
+      return [{ kind: 'master', netns: ns, name: i.name }];
+    },
+  };
+}
+
+/** Addresses of the lab's interfaces, then the extra ones (lo, existing root interfaces). */
+function addressSteps(runner: ToolRunner, model: LabModel, places: PlaceSpec[]): Step[] {
   const addressed = [
     ...model.interfaces,
     ...places.flatMap((p) => p.extraAddresses.map((x) => ({ place: p.name, name: x.dev, addresses: x.addresses }))),
   ];
-  for (const i of addressed) {
-    const ns = nsOf(i.place);
-    for (const a of i.addresses) {
-      steps.push({
-        place: i.place,
-        what: `address ${a.text} on ${i.name}`,
-        check: () =>
-          !!linkInfo(runner, ns, i.name)?.addr_info?.some((x) => x.local === a.addr && x.prefixlen === a.len),
-        apply: () => {
-          ip(runner, ns, [`-${a.family}`, 'addr', 'add', a.text, 'dev', i.name, ...(a.family === 6 ? ['nodad'] : [])]);
-          return [{ kind: 'addr', netns: ns, dev: i.name, cidr: a.text }];
-        },
-      });
-    }
-  }
-  for (const i of model.interfaces) {
-    const ns = nsOf(i.place);
-    steps.push({
+  return addressed.flatMap((i) => {
+    const ns = placeNetns(model, i.place);
+    return i.addresses.map((a) => ({
       place: i.place,
-      what: `${i.name} up`,
-      check: () => !!linkInfo(runner, ns, i.name)?.flags?.includes('UP'),
-      apply: () => {
-        ip(runner, ns, ['link', 'set', 'dev', i.name, 'up']);
-        return [{ kind: 'up', netns: ns, dev: i.name }];
+      what: `address ${a.text} on ${i.name}`,
+      check: () => !!linkInfo(runner, ns, i.name)?.addr_info?.some((x) => x.local === a.addr && x.prefixlen === a.len),
+      apply: (): Resource[] => {
+        ip(runner, ns, [`-${a.family}`, 'addr', 'add', a.text, 'dev', i.name, ...(a.family === 6 ? ['nodad'] : [])]);
+        return [{ kind: 'addr', netns: ns, dev: i.name, cidr: a.text }];
       },
-    });
-  }
+    }));
+  });
+}
 
-  // 5. sysctls, routes, NAT, processes
-  for (const p of places) sysctlSteps(p, false);
-  for (const p of places) {
-    for (const r of p.routes) {
-      steps.push({
-        place: p.name,
-        what: `route ${r.args.join(' ')}`,
-        check: () => routeExists(runner, p.netns, r),
-        apply: () => {
-          ip(runner, p.netns, [`-${r.family}`, 'route', 'add', ...r.args]);
-          return [{ kind: 'route', netns: p.netns, family: r.family, args: r.args }];
-        },
-      });
-    }
-  }
-  for (const p of places) {
-    const script = renderNat(model.name, p.nat, p.forward);
-    if (!script) continue;
-    const forwardWhat = p.forward
-      ? `, forward policy ${p.forward.policy} + ${p.forward.accept.length} accept rule${p.forward.accept.length === 1 ? '' : 's'}`
-      : '';
-    const comment = script.match(/comment "([^"]+)"/)![1]!;
-    steps.push({
+function upStep(runner: ToolRunner, ns: string | null, i: IfaceSpec): Step {
+  return {
+    place: i.place,
+    what: `${i.name} up`,
+    check: () => !!linkInfo(runner, ns, i.name)?.flags?.includes('UP'),
+    apply: () => {
+      ip(runner, ns, ['link', 'set', 'dev', i.name, 'up']);
+      return [{ kind: 'up', netns: ns, dev: i.name }];
+    },
+  };
+}
+
+function routeStep(runner: ToolRunner, p: PlaceSpec, r: RouteSpec): Step {
+  return {
+    place: p.name,
+    what: `route ${r.args.join(' ')}`,
+    check: () => routeExists(runner, p.netns, r),
+    apply: () => {
+      ip(runner, p.netns, [`-${r.family}`, 'route', 'add', ...r.args]);
+      return [{ kind: 'route', netns: p.netns, family: r.family, args: r.args }];
+    },
+  };
+}
+
+/** The lab's nft table in a place (NAT and forward rules), replaced as a whole; none when it has no rules. */
+function nftSteps(runner: ToolRunner, model: LabModel, p: PlaceSpec): Step[] {
+  const script = renderNat(model.name, p.nat, p.forward);
+  if (!script) return [];
+  const forwardWhat = p.forward
+    ? `, forward policy ${p.forward.policy} + ${p.forward.accept.length} accept rule${p.forward.accept.length === 1 ? '' : 's'}`
+    : '';
+  const comment = script.match(/comment "([^"]+)"/)![1]!;
+  return [
+    {
       place: p.name,
       what: `nft table inet ${model.table} (${p.nat.length} NAT rule${p.nat.length === 1 ? '' : 's'}${forwardWhat})`,
       check: () => nftTable(runner, p.netns, model.table)?.includes(`comment "${comment}"`) ?? false,
@@ -380,20 +387,18 @@ export function planSteps(model: LabModel, state?: LabState, runner: ToolRunner 
         nftRun(runner, p.netns, `table inet ${model.table}\ndelete table inet ${model.table}\n${script}`);
         return [{ kind: 'nft', netns: p.netns, table: model.table, ...(old !== undefined ? { old } : {}) }];
       },
-    });
-  }
-  for (const h of model.hosts) {
-    h.processes.forEach((p, idx) => {
-      const ns = h.netns!;
-      steps.push({
-        place: h.name,
-        what: `process ${p.argv.join(' ')}`,
-        check: () => findProcess(ns, p, state, runner) !== undefined,
-        apply: () => [startProcess(runner, ns, h.name, p, join(logDir(model.name), `${h.name}.${idx}.log`))],
-      });
-    });
-  }
-  return steps;
+    },
+  ];
+}
+
+function processSteps(runner: ToolRunner, model: LabModel, h: PlaceSpec, state: LabState | undefined): Step[] {
+  const ns = h.netns!;
+  return h.processes.map((p, idx) => ({
+    place: h.name,
+    what: `process ${p.argv.join(' ')}`,
+    check: () => findProcess(ns, p, state, runner) !== undefined,
+    apply: () => [startProcess(runner, ns, h.name, p, join(logDir(model.name), `${h.name}.${idx}.log`))],
+  }));
 }
 
 /** A running instance of `p` in `netns`: the pid `up` recorded, or any process there with the same argv. */
