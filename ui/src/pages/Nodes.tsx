@@ -5,7 +5,7 @@ import type { AppCtx } from '../ctx';
 import { Groups } from './Groups';
 import './nodes.css';
 import { lang, t } from '../i18n';
-import { ErrorText, Field, FormStatus, Section, rich, useAction } from '../ui';
+import { type Action, ErrorText, Field, FormStatus, Section, rich, useAction } from '../ui';
 
 const enc = encodeURIComponent;
 /** " 2 links skipped: …" in the page's language (the server's summary is English). */
@@ -73,16 +73,18 @@ function AddNodes({ setState }: { setState: (s: State) => void }) {
 const SORT_KEY = 'tranproxy.nodeSort';
 type Sort = 'delay' | 'file';
 
-function NodeList({ state, setState }: { state: State; setState: (s: State) => void }) {
-  const a = useAction(() => false);
-  const [editing, setEditing] = useState<string | null>(null);
+/** Who uses node `n` now (the TCP default, the UDP one), in words. */
+function usersOf(state: State, n: string): string[] {
+  return [
+    state.tcpNode === n ? t('nodes.usedTcp') : '',
+    state.udpNode === n || (state.udpNode === 'same' && state.tcpNode === n) ? t('nodes.usedUdp') : '',
+  ].filter(Boolean);
+}
+
+/** Node test results (kept by the gateway) and the nodes being tested now. */
+function useNodeTests(a: Action, state: State) {
   const [tests, setTests] = useState<Record<string, NodeTest>>({});
   const [running, setRunning] = useState<Set<string>>(new Set());
-  const [sort, setSortState] = useState<Sort>(() => (localStorage.getItem(SORT_KEY) === 'file' ? 'file' : 'delay'));
-  const setSort = (s: Sort) => {
-    localStorage.setItem(SORT_KEY, s);
-    setSortState(s);
-  };
   // Results are kept by the gateway: another page or a reload shows them again.
   useEffect(() => {
     loadTests().then(
@@ -90,18 +92,12 @@ function NodeList({ state, setState }: { state: State; setState: (s: State) => v
       () => {},
     );
   }, []);
-  const users = (n: string) =>
-    [
-      state.tcpNode === n ? t('nodes.usedTcp') : '',
-      state.udpNode === n || (state.udpNode === 'same' && state.tcpNode === n) ? t('nodes.usedUdp') : '',
-    ].filter(Boolean);
   const mark = (names: string[], on: boolean) =>
     setRunning((old) => {
       const next = new Set(old);
       for (const n of names) on ? next.add(n) : next.delete(n);
       return next;
     });
-
   const test = async (n: string) => {
     mark([n], true);
     try {
@@ -119,6 +115,18 @@ function NodeList({ state, setState }: { state: State; setState: (s: State) => v
     const r = await a.run(testAll, (r) => t('nodes.testedAll', { n: Object.keys(r.results).length }));
     if (r) setTests(r.results);
     mark(names, false);
+  };
+  return { tests, running, test, all };
+}
+
+function NodeList({ state, setState }: { state: State; setState: (s: State) => void }) {
+  const a = useAction(() => false);
+  const [editing, setEditing] = useState<string | null>(null);
+  const { tests, running, test, all } = useNodeTests(a, state);
+  const [sort, setSortState] = useState<Sort>(() => (localStorage.getItem(SORT_KEY) === 'file' ? 'file' : 'delay'));
+  const setSort = (s: Sort) => {
+    localStorage.setItem(SORT_KEY, s);
+    setSortState(s);
   };
   const remove = async (n: string) => {
     if (!confirm(t('nodes.confirmDelete', { name: n }))) return;
@@ -143,22 +151,7 @@ function NodeList({ state, setState }: { state: State; setState: (s: State) => v
     <Section title={t('nodes.list', { n: state.nodes.length })} id="nodes">
       {state.nodes.length === 0 ? <p class="empty">{t('nodes.empty')}</p> : null}
       {state.nodes.length ? (
-        <div class="node-toolbar">
-          <button type="button" class="primary" id="test-all" onClick={all} disabled={running.size > 0}>
-            {running.size > 0 ? t('nodes.testingAll') : t('nodes.testAll')}
-          </button>
-          <label class="inline">
-            {t('nodes.sort')}{' '}
-            <select
-              name="sort"
-              value={sort}
-              onChange={(e) => setSort((e.currentTarget as HTMLSelectElement).value as Sort)}
-            >
-              <option value="delay">{t('nodes.sortDelay')}</option>
-              <option value="file">{t('nodes.sortFile')}</option>
-            </select>
-          </label>
-        </div>
+        <NodeToolbar testing={running.size > 0} onTestAll={all} sort={sort} setSort={setSort} />
       ) : null}
       <ul class="nodes">
         {order.map((name) => {
@@ -175,62 +168,109 @@ function NodeList({ state, setState }: { state: State; setState: (s: State) => v
             </li>
           ) : (
             <li key={n.name} class="node" data-node={n.name}>
-              <div class="node-main">
-                <strong class="node-name">{n.label ?? n.name}</strong>
-                {n.label && n.label !== n.name ? <span class="muted mono node-key">{n.name}</span> : null}
-                <span class="tag">{n.plugin ? `${n.type}+${n.plugin}` : n.type}</span>
-                {users(n.name).map((u) => (
-                  <span key={u} class="tag used">
-                    {u}
-                  </span>
-                ))}
-                <div class="muted mono">
-                  {n.server}:{n.port}
-                </div>
-              </div>
-              <TestOut r={running.has(n.name) ? 'running' : tests[n.name]} />
-              <div class="node-actions">
-                <button
-                  type="button"
-                  onClick={() => test(n.name)}
-                  disabled={running.has(n.name)}
-                  aria-label={t('nodes.testLabel', { name: n.label ?? n.name })}
-                >
-                  {t('nodes.test')}
-                </button>
-                {state.tcpNode === n.name ? null : (
-                  <button
-                    type="button"
-                    class="use"
-                    disabled={a.busy}
-                    onClick={() => use(n.name)}
-                    aria-label={t('nodes.useLabel', { name: n.label ?? n.name })}
-                  >
-                    {t('nodes.use')}
-                  </button>
-                )}
-                <button
-                  type="button"
-                  onClick={() => setEditing(n.name)}
-                  aria-label={t('nodes.editLabel', { name: n.name })}
-                >
-                  {t('common.edit')}
-                </button>
-                <button
-                  type="button"
-                  class="danger"
-                  onClick={() => remove(n.name)}
-                  aria-label={t('nodes.deleteLabel', { name: n.name })}
-                >
-                  {t('common.delete')}
-                </button>
-              </div>
+              <NodeEntry
+                n={n}
+                users={usersOf(state, n.name)}
+                result={running.has(n.name) ? 'running' : tests[n.name]}
+                isTcpDefault={state.tcpNode === n.name}
+                busy={a.busy}
+                onTest={() => test(n.name)}
+                onUse={() => use(n.name)}
+                onEdit={() => setEditing(n.name)}
+                onRemove={() => remove(n.name)}
+              />
             </li>
           );
         })}
       </ul>
       <FormStatus a={a} />
     </Section>
+  );
+}
+
+function NodeToolbar(props: { testing: boolean; onTestAll: () => void; sort: Sort; setSort: (s: Sort) => void }) {
+  return (
+    <div class="node-toolbar">
+      <button type="button" class="primary" id="test-all" onClick={props.onTestAll} disabled={props.testing}>
+        {props.testing ? t('nodes.testingAll') : t('nodes.testAll')}
+      </button>
+      <label class="inline">
+        {t('nodes.sort')}{' '}
+        <select
+          name="sort"
+          value={props.sort}
+          onChange={(e) => props.setSort((e.currentTarget as HTMLSelectElement).value as Sort)}
+        >
+          <option value="delay">{t('nodes.sortDelay')}</option>
+          <option value="file">{t('nodes.sortFile')}</option>
+        </select>
+      </label>
+    </div>
+  );
+}
+
+/** One node: name, type, who uses it, address, its test result, and its buttons. */
+function NodeEntry(props: {
+  n: NodeInfo;
+  users: string[];
+  result: NodeTest | 'running' | undefined;
+  isTcpDefault: boolean;
+  busy: boolean;
+  onTest: () => void;
+  onUse: () => void;
+  onEdit: () => void;
+  onRemove: () => void;
+}) {
+  const { n } = props;
+  return (
+    <>
+      <div class="node-main">
+        <strong class="node-name">{n.label ?? n.name}</strong>
+        {n.label && n.label !== n.name ? <span class="muted mono node-key">{n.name}</span> : null}
+        <span class="tag">{n.plugin ? `${n.type}+${n.plugin}` : n.type}</span>
+        {props.users.map((u) => (
+          <span key={u} class="tag used">
+            {u}
+          </span>
+        ))}
+        <div class="muted mono">
+          {n.server}:{n.port}
+        </div>
+      </div>
+      <TestOut r={props.result} />
+      <div class="node-actions">
+        <button
+          type="button"
+          onClick={props.onTest}
+          disabled={props.result === 'running'}
+          aria-label={t('nodes.testLabel', { name: n.label ?? n.name })}
+        >
+          {t('nodes.test')}
+        </button>
+        {props.isTcpDefault ? null : (
+          <button
+            type="button"
+            class="use"
+            disabled={props.busy}
+            onClick={props.onUse}
+            aria-label={t('nodes.useLabel', { name: n.label ?? n.name })}
+          >
+            {t('nodes.use')}
+          </button>
+        )}
+        <button type="button" onClick={props.onEdit} aria-label={t('nodes.editLabel', { name: n.name })}>
+          {t('common.edit')}
+        </button>
+        <button
+          type="button"
+          class="danger"
+          onClick={props.onRemove}
+          aria-label={t('nodes.deleteLabel', { name: n.name })}
+        >
+          {t('common.delete')}
+        </button>
+      </div>
+    </>
   );
 }
 
