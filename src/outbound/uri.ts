@@ -82,6 +82,26 @@ export function parseNodeUri(uri: string, name?: string): NodeSpec {
   const fail = (problem: string): never => {
     throw new UsageError(`proxy node ${shown}: ${problem}`);
   };
+  const { kind, rest } = schemeOf(uri, fail);
+  if (kind === 'vmess' || kind === 'vless' || kind === 'trojan') return parseV2rayUri(kind, rest, name, fail);
+  const { tag, authority, plugin } = uriParts(kind, rest, fail);
+  const at = authority.lastIndexOf('@');
+  const userinfo = at >= 0 ? authority.slice(0, at) : undefined;
+  const hostport = at >= 0 ? authority.slice(at + 1) : authority;
+  if (kind === 'shadowsocks' && userinfo === undefined)
+    return withPlugin(legacySsSpec(authority, name ?? tag, fail), plugin);
+  const { host, port } = parseHostPort(hostport, fail);
+  if (kind === 'shadowsocks') {
+    const creds = ssCredentials(userinfo!, fail);
+    return withPlugin(ssSpec(creds.user, creds.pass, host, port, name ?? tag, fail), plugin);
+  }
+  return userNodeSpec(kind, userinfo, { name: name ?? tag ?? defaultName(kind, host, port), host, port }, fail);
+}
+
+type Fail = (problem: string) => never;
+
+/** The node kind of a URI's scheme, and what follows `scheme://`. */
+function schemeOf(uri: string, fail: Fail): { kind: NodeSpec['kind']; rest: string } {
   if (typeof uri !== 'string' || uri.trim() === '')
     fail('empty URI; expected e.g. socks5://host:1080, http://host:3128 or ss://…');
   const text = uri.trim();
@@ -96,10 +116,16 @@ export function parseNodeUri(uri: string, name?: string): NodeSpec {
         : `unsupported scheme '${scheme}'; use ${NODE_SCHEMES.join(', ')}`,
     );
   }
-  const kind: NodeSpec['kind'] = SCHEMES[scheme as keyof typeof SCHEMES];
-  let rest = m![2]!;
-  if (kind === 'vmess' || kind === 'vless' || kind === 'trojan') return parseV2rayUri(kind, rest, name, fail);
+  return { kind: SCHEMES[scheme as keyof typeof SCHEMES], rest: m![2]! };
+}
 
+/** `AUTHORITY[/][?QUERY][#TAG]`: the tag, the authority, and the SIP003 plugin of the query (ss only). */
+function uriParts(
+  kind: NodeSpec['kind'],
+  text: string,
+  fail: Fail,
+): { tag: string | undefined; authority: string; plugin: ShadowsocksNodeSpec['plugin'] } {
+  let rest = text;
   let tag: string | undefined;
   const hash = rest.indexOf('#');
   if (hash >= 0) {
@@ -132,56 +158,45 @@ export function parseNodeUri(uri: string, name?: string): NodeSpec {
       else if (key !== '') fail(`unknown query parameter '${key}'`);
     }
   }
+  return { tag, authority, plugin };
+}
 
-  let userinfo: string | undefined;
-  let hostport = authority;
-  const at = authority.lastIndexOf('@');
-  if (at >= 0) {
-    userinfo = authority.slice(0, at);
-    hostport = authority.slice(at + 1);
+/** Legacy ss: the whole authority is BASE64(method:password@host:port). */
+function legacySsSpec(authority: string, name: string | undefined, fail: Fail): ShadowsocksNodeSpec {
+  const b64 = pctDecode(authority, 'the base64 part', fail);
+  const decoded = decodeBase64(b64) ?? (b64.endsWith('/') ? decodeBase64(b64.slice(0, -1)) : undefined);
+  if (decoded === undefined)
+    fail('expected ss://BASE64(method:password)@host:port or ss://BASE64(method:password@host:port)');
+  const legacyAt = decoded!.lastIndexOf('@');
+  if (legacyAt < 0) fail('the base64 part does not decode to method:password@host:port');
+  const creds = splitCredentials(decoded!.slice(0, legacyAt), fail);
+  const { host, port } = parseHostPort(decoded!.slice(legacyAt + 1), fail);
+  return ssSpec(creds.user, creds.pass, host, port, name, fail);
+}
+
+/** SIP002 userinfo: method:password (percent-encoded; required for AEAD-2022) or base64 of it. */
+function ssCredentials(raw: string, fail: Fail): { user: string; pass: string } {
+  if (raw.includes(':') || /%3a/i.test(raw)) {
+    const c = raw.indexOf(':');
+    if (c < 0) fail('userinfo must be method:password');
+    return {
+      user: pctDecode(raw.slice(0, c), 'the method', fail),
+      pass: pctDecode(raw.slice(c + 1), 'the password', fail),
+    };
   }
+  const decoded = decodeBase64(pctDecode(raw, 'the userinfo', fail));
+  if (decoded === undefined) fail('userinfo is neither method:password nor base64 of it');
+  return splitCredentials(decoded!, fail);
+}
 
-  if (kind === 'shadowsocks' && userinfo === undefined) {
-    // Legacy: the whole authority is BASE64(method:password@host:port).
-    const b64 = pctDecode(authority, 'the base64 part', fail);
-    const decoded = decodeBase64(b64) ?? (b64.endsWith('/') ? decodeBase64(b64.slice(0, -1)) : undefined);
-    if (decoded === undefined)
-      fail('expected ss://BASE64(method:password)@host:port or ss://BASE64(method:password@host:port)');
-    const legacyAt = decoded!.lastIndexOf('@');
-    if (legacyAt < 0) fail('the base64 part does not decode to method:password@host:port');
-    const creds = splitCredentials(decoded!.slice(0, legacyAt), fail);
-    hostport = decoded!.slice(legacyAt + 1);
-    const { host, port } = parseHostPort(hostport, fail);
-    return withPlugin(ssSpec(creds.user, creds.pass, host, port, name ?? tag, fail), plugin);
-  }
-
-  const { host, port } = parseHostPort(hostport, fail);
-
-  if (kind === 'shadowsocks') {
-    let creds: { user: string; pass: string };
-    const raw = userinfo!;
-    if (raw.includes(':') || /%3a/i.test(raw)) {
-      // Plain (percent-encoded) userinfo: required for AEAD-2022, allowed for the others.
-      const c = raw.indexOf(':');
-      if (c < 0) fail('userinfo must be method:password');
-      creds = {
-        user: pctDecode(raw.slice(0, c), 'the method', fail),
-        pass: pctDecode(raw.slice(c + 1), 'the password', fail),
-      };
-    } else {
-      const decoded = decodeBase64(pctDecode(raw, 'the userinfo', fail));
-      if (decoded === undefined) fail('userinfo is neither method:password nor base64 of it');
-      creds = splitCredentials(decoded!, fail);
-    }
-    return withPlugin(ssSpec(creds.user, creds.pass, host, port, name ?? tag, fail), plugin);
-  }
-
-  const spec: Socks5NodeSpec | HttpNodeSpec = {
-    kind,
-    name: name ?? tag ?? defaultName(kind, host, port),
-    host,
-    port,
-  } as Socks5NodeSpec | HttpNodeSpec;
+/** A SOCKS5 or HTTP node, with `user[:password]` credentials when the URI has them. */
+function userNodeSpec(
+  kind: 'socks5' | 'http',
+  userinfo: string | undefined,
+  base: NodeBase,
+  fail: Fail,
+): Socks5NodeSpec | HttpNodeSpec {
+  const spec = { kind, ...base } as Socks5NodeSpec | HttpNodeSpec;
   if (userinfo !== undefined) {
     const c = userinfo.indexOf(':');
     const username = pctDecode(c >= 0 ? userinfo.slice(0, c) : userinfo, 'the user name', fail);
