@@ -118,8 +118,11 @@ export class NameSetBuilder {
     for (let i = from; i < to; i++) hash = Math.imul(hash ^ bytes[i]!, FNV_PRIME);
     hash >>>= 0;
     let at = hash & mask;
-    for (; this.slots[at] !== 0; at = (at + 1) & mask)
-      if (this.equalsBytes(this.slots[at]! - 1, bytes, from, to)) return false;
+    // The stored hash first: most occupied slots hold another name, told apart without its bytes.
+    for (; this.slots[at] !== 0; at = (at + 1) & mask) {
+      const e = this.slots[at]! - 1;
+      if (this.hashes[e] === hash && this.equalsBytes(e, bytes, from, to)) return false;
+    }
     const len = to - from;
     while (this.used + len + 1 > this.bytes.length) this.bytes = grow(this.bytes, this.bytes.length * 2);
     const out = this.bytes;
@@ -136,7 +139,10 @@ export class NameSetBuilder {
     const mask = this.slots.length - 1;
     const hash = hashChars(name, 0, name.length);
     let at = hash & mask;
-    for (; this.slots[at] !== 0; at = (at + 1) & mask) if (this.equals(this.slots[at]! - 1, name)) return false;
+    for (; this.slots[at] !== 0; at = (at + 1) & mask) {
+      const e = this.slots[at]! - 1;
+      if (this.hashes[e] === hash && this.equals(e, name)) return false;
+    }
     while (this.used + name.length + 1 > this.bytes.length) this.bytes = grow(this.bytes, this.bytes.length * 2);
     for (let i = 0; i < name.length; i++) this.bytes[this.used + i] = name.charCodeAt(i);
     this.used += name.length;
