@@ -57,7 +57,7 @@ export type {
   ClosedConnection as Closed,
   ConsoleConnection as Conn,
   TrafficBody as Traffic,
-} from '../../src/console/live-wire';
+} from '../../src/console/live-wire.js';
 export interface Probe {
   ok: boolean;
   ms?: number;
