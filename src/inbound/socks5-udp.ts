@@ -56,6 +56,14 @@ export async function startUdpAssociation(
 ): Promise<{ bound: Endpoint; done: Promise<AssociationTotals> }> {
   const local = unmapAddress(o.control.localAddress ?? '0.0.0.0');
   const family = isIP(local) === 6 ? 6 : 4;
+  const sock = await bindRelaySocket(local, family);
+  const association = new UdpAssociation(o, sock, family);
+  const addr = sock.address();
+  return { bound: { address: addr.address, port: addr.port, family }, done: association.done };
+}
+
+/** A UDP socket on the address the client reached us at, any port; closed again when binding fails. */
+async function bindRelaySocket(local: string, family: 4 | 6): Promise<dgram.Socket> {
   const sock = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
   await new Promise<void>((resolve, reject) => {
     sock.once('error', reject);
@@ -67,33 +75,117 @@ export async function startUdpAssociation(
     sock.close();
     throw e;
   });
-  const totals: AssociationTotals = { up: 0, down: 0, flows: 0, dropped: 0 };
-  let ended = false;
-  const flows = new Map<string, UdpFlow>();
-  const requestedPort = o.requested.port;
-  const requestedHost = isIP(o.requested.host) ? unmapAddress(o.requested.host) : '';
-  const specific = requestedHost !== '' && requestedHost !== '0.0.0.0' && requestedHost !== '::';
+  return sock;
+}
 
-  const closeFlow = (key: string): void => {
-    flows.get(key)?.session?.close();
-    flows.delete(key);
-  };
+/** One association: its relay socket, a flow per destination, idle expiry, and its end with the control connection. */
+class UdpAssociation {
+  readonly totals: AssociationTotals = { up: 0, down: 0, flows: 0, dropped: 0 };
+  readonly done: Promise<AssociationTotals>;
+  private ended = false;
+  private readonly flows = new Map<string, UdpFlow>();
+  private readonly requestedHost: string;
+  /** The request named the client's address: datagrams must come from it. */
+  private readonly specific: boolean;
+  private readonly sweep: NodeJS.Timeout;
 
-  const open = (key: string, f: UdpFlow): void => {
+  constructor(
+    private readonly o: UdpAssociationOptions,
+    private readonly sock: dgram.Socket,
+    private readonly family: 4 | 6,
+  ) {
+    this.requestedHost = isIP(o.requested.host) ? unmapAddress(o.requested.host) : '';
+    this.specific = this.requestedHost !== '' && this.requestedHost !== '0.0.0.0' && this.requestedHost !== '::';
+    sock.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo));
+    sock.on('error', () => {}); // a send to a client that went away; the control connection decides
+    this.sweep = setInterval(() => this.expireIdle(), Math.min(Math.max(o.idleTimeoutMs / 2, 1000), 30_000));
+    this.sweep.unref();
+    this.done = new Promise<AssociationTotals>((resolve) => {
+      const end = (): void => {
+        if (this.end()) resolve(this.totals);
+      };
+      // The control connection carries nothing more; its end is the association's end.
+      o.control.on('data', () => {});
+      o.control.once('end', end);
+      o.control.once('close', end);
+      o.control.on('error', end);
+      o.control.resume();
+      if (o.control.destroyed) end();
+    });
+  }
+
+  /** Closes everything once; false when already ended. */
+  private end(): boolean {
+    if (this.ended) return false;
+    this.ended = true;
+    clearInterval(this.sweep);
+    for (const key of [...this.flows.keys()]) this.closeFlow(key);
+    this.sock.close();
+    this.o.control.destroy();
+    return true;
+  }
+
+  /** From the client only (and its port, when the request named one); unfragmented SOCKS datagrams. */
+  private fromClient(msg: Buffer, rinfo: dgram.RemoteInfo) {
+    const from = unmapAddress(rinfo.address);
+    const requestedPort = this.o.requested.port;
+    const ok =
+      from === this.o.client.address &&
+      (requestedPort === 0 || rinfo.port === requestedPort) &&
+      (!this.specific || from === this.requestedHost);
+    const d = ok ? decodeSocksUdpPacket(msg) : undefined;
+    return d?.ok && d.packet.frag === 0 ? d.packet : undefined;
+  }
+
+  private onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const { totals } = this;
+    const packet = this.fromClient(msg, rinfo);
+    if (!packet) {
+      totals.dropped++;
+      return;
+    }
+    const target = packet.address;
+    const key = `${target.host}|${target.port}`;
+    let f = this.flows.get(key);
+    if (!f) {
+      if (this.flows.size >= MAX_FLOWS) {
+        totals.dropped++;
+        return;
+      }
+      f = { target, client: { address: rinfo.address, port: rinfo.port }, pending: [], last: Date.now() };
+      this.flows.set(key, f);
+      totals.flows++;
+      this.open(key, f);
+    }
+    f.client = { address: rinfo.address, port: rinfo.port };
+    f.last = Date.now();
+    const payload = packet.payload;
+    if (f.failed || (!f.session && f.pending.length >= MAX_PENDING)) {
+      totals.dropped++;
+      return;
+    }
+    totals.up += payload.length;
+    if (f.session) f.session.send(payload);
+    else f.pending.push(payload);
+  }
+
+  /** Opens the flow's session on the routed outbound (a domain resolved first), then sends what waited. */
+  private open(key: string, f: UdpFlow): void {
+    const { o } = this;
     const t = f.target;
     const domain = t.type === ATYP_DOMAIN ? t.host : undefined;
     void (async () => {
       const r = domain ? await o.resolve(domain) : { address: unmapAddress(t.host), family: isIP(t.host) as 4 | 6 };
       const session = await o.outbound.open({
         id: nextUdpFlowId++,
-        src: { ...f.client, family },
+        src: { ...f.client, family: this.family },
         dst: { address: r.address, port: t.port, family: r.family },
         ...(domain ? { domain } : {}),
       });
-      if (flows.get(key) !== f) return session.close();
+      if (this.flows.get(key) !== f) return session.close();
       f.session = session;
-      session.onMessage((payload, from) => reply(f, payload, from));
-      session.onClose(() => closeFlow(key));
+      session.onMessage((payload, from) => this.reply(f, payload, from));
+      session.onClose(() => this.closeFlow(key));
       for (const p of f.pending) session.send(p);
       f.pending = [];
     })().catch((e: NodeJS.ErrnoException) => {
@@ -108,82 +200,25 @@ export async function startUdpAssociation(
           error: e.code ?? e.message,
         });
     });
-  };
+  }
 
-  const reply = (f: UdpFlow, payload: Buffer, from?: Endpoint): void => {
+  private reply(f: UdpFlow, payload: Buffer, from?: Endpoint): void {
     const source: SocksAddress = from
       ? { host: from.address, port: from.port, type: isIP(from.address) === 6 ? ATYP_IPV6 : ATYP_IPV4 }
       : f.target;
-    if (ended) return; // a late reply after the association closed its socket
+    if (this.ended) return; // a late reply after the association closed its socket
     f.last = Date.now();
-    totals.down += payload.length;
-    sock.send(encodeSocksUdpPacket({ frag: 0, address: source, payload }), f.client.port, f.client.address);
-  };
+    this.totals.down += payload.length;
+    this.sock.send(encodeSocksUdpPacket({ frag: 0, address: source, payload }), f.client.port, f.client.address);
+  }
 
-  sock.on('message', (msg, rinfo) => {
-    const from = unmapAddress(rinfo.address);
-    const ok =
-      from === o.client.address &&
-      (requestedPort === 0 || rinfo.port === requestedPort) &&
-      (!specific || from === requestedHost);
-    const d = ok ? decodeSocksUdpPacket(msg) : undefined;
-    if (!d?.ok || d.packet.frag !== 0) {
-      totals.dropped++;
-      return;
-    }
-    const target = d.packet.address;
-    const key = `${target.host}|${target.port}`;
-    let f = flows.get(key);
-    if (!f) {
-      if (flows.size >= MAX_FLOWS) {
-        totals.dropped++;
-        return;
-      }
-      f = { target, client: { address: rinfo.address, port: rinfo.port }, pending: [], last: Date.now() };
-      flows.set(key, f);
-      totals.flows++;
-      open(key, f);
-    }
-    f.client = { address: rinfo.address, port: rinfo.port };
-    f.last = Date.now();
-    const payload = d.packet.payload;
-    if (f.failed || (!f.session && f.pending.length >= MAX_PENDING)) {
-      totals.dropped++;
-      return;
-    }
-    totals.up += payload.length;
-    if (f.session) f.session.send(payload);
-    else f.pending.push(payload);
-  });
-  sock.on('error', () => {}); // a send to a client that went away; the control connection decides
+  private closeFlow(key: string): void {
+    this.flows.get(key)?.session?.close();
+    this.flows.delete(key);
+  }
 
-  const sweep = setInterval(
-    () => {
-      const now = Date.now();
-      for (const [key, f] of flows) if (now - f.last > o.idleTimeoutMs) closeFlow(key);
-    },
-    Math.min(Math.max(o.idleTimeoutMs / 2, 1000), 30_000),
-  );
-  sweep.unref();
-
-  const done = new Promise<AssociationTotals>((resolve) => {
-    const end = (): void => {
-      if (ended) return;
-      ended = true;
-      clearInterval(sweep);
-      for (const key of [...flows.keys()]) closeFlow(key);
-      sock.close();
-      o.control.destroy();
-      resolve(totals);
-    };
-    // The control connection carries nothing more; its end is the association's end.
-    o.control.on('data', () => {});
-    o.control.once('end', end);
-    o.control.once('close', end);
-    o.control.on('error', end);
-    o.control.resume();
-    if (o.control.destroyed) end();
-  });
-  const addr = sock.address();
-  return { bound: { address: addr.address, port: addr.port, family }, done };
+  private expireIdle(): void {
+    const now = Date.now();
+    for (const [key, f] of this.flows) if (now - f.last > this.o.idleTimeoutMs) this.closeFlow(key);
+  }
 }
