@@ -188,81 +188,77 @@ function inboundReplies(p: CapturePlan, mark: string, setMark: string): IptRule[
   ];
 }
 
-function build(p: CapturePlan, f: Family): { chains: IptChain[]; jumps: IptJump[] } {
+interface BuiltRules {
+  chains: IptChain[];
+  jumps: IptJump[];
+}
+
+function build(p: CapturePlan, f: Family): BuiltRules {
+  return p.mode === 'redirect' ? buildRedirect(p, f) : buildTproxy(p, f);
+}
+
+function buildRedirect(p: CapturePlan, f: Family): BuiltRules {
   const chains: IptChain[] = [];
   const jumps: IptJump[] = [];
   const has = (point: CapturePoint) => p.capture.includes(point);
-  if (p.mode === 'redirect') {
-    const redirect = perPort(
-      p,
-      p.includePorts,
-      `-j REDIRECT --to-ports ${p.proxyPort}`,
-      'capture: redirect to the proxy',
-    );
-    if (has('output')) {
-      const head = [...scope(p), ...ownTraffic(p), ...excludes(p, f)];
-      chains.push(...pipeline('nat', C.natOut, head, [destinationStage(p, f)], redirect));
-      jumps.push({ table: 'nat', chain: 'OUTPUT', target: C.natOut });
-    }
-    if (has('prerouting')) {
-      const head = [...scope(p), ...local(f), ...excludes(p, f)];
-      chains.push(...pipeline('nat', C.natPre, head, sourceStages(p, f), redirect));
-      jumps.push({ table: 'nat', chain: 'PREROUTING', target: C.natPre });
-    }
-    if (has('inbound')) {
-      const rules = [
-        ...inboundHead(p),
-        ...perPort(p, p.inboundPorts ?? [], `-j REDIRECT --to-ports ${p.proxyPort}`, 'inbound: redirect to the proxy'),
-      ];
-      chains.push({ table: 'nat', name: C.natIn, rules });
-      jumps.push({ table: 'nat', chain: 'PREROUTING', target: C.natIn });
-    }
-    return { chains, jumps };
+  const redirect = perPort(
+    p,
+    p.includePorts,
+    `-j REDIRECT --to-ports ${p.proxyPort}`,
+    'capture: redirect to the proxy',
+  );
+  if (has('output')) {
+    const head = [...scope(p), ...ownTraffic(p), ...excludes(p, f)];
+    chains.push(...pipeline('nat', C.natOut, head, [destinationStage(p, f)], redirect));
+    jumps.push({ table: 'nat', chain: 'OUTPUT', target: C.natOut });
   }
+  if (has('prerouting')) {
+    const head = [...scope(p), ...local(f), ...excludes(p, f)];
+    chains.push(...pipeline('nat', C.natPre, head, sourceStages(p, f), redirect));
+    jumps.push({ table: 'nat', chain: 'PREROUTING', target: C.natPre });
+  }
+  if (has('inbound')) {
+    const rules = [
+      ...inboundHead(p),
+      ...perPort(p, p.inboundPorts ?? [], `-j REDIRECT --to-ports ${p.proxyPort}`, 'inbound: redirect to the proxy'),
+    ];
+    chains.push({ table: 'nat', name: C.natIn, rules });
+    jumps.push({ table: 'nat', chain: 'PREROUTING', target: C.natIn });
+  }
+  return { chains, jumps };
+}
+
+/** The TPROXY plan's mark (`V` or `V/M`), its TPROXY target, and the MARK target that sets the mark. */
+interface TproxyTargets {
+  mark: string;
+  tproxy: string;
+  setMark: string;
+}
+
+function buildTproxy(p: CapturePlan, f: Family): BuiltRules {
+  const chains: IptChain[] = [];
+  const jumps: IptJump[] = [];
+  const has = (point: CapturePoint) => p.capture.includes(point);
   const mark = markText(p.tproxyMark, p.tproxyMask);
-  const tproxy = `-j TPROXY --on-port ${p.proxyPort} --tproxy-mark ${hex(p.tproxyMark)}/${hex(p.tproxyMask ?? FULL_MASK)}`;
-  // --set-mark replaces the whole mark; --set-xmark V/M changes only the mask's bits.
-  const setMark = mark.includes('/') ? `-j MARK --set-xmark ${mark}` : `-j MARK --set-mark ${mark}`;
+  const t: TproxyTargets = {
+    mark,
+    tproxy: `-j TPROXY --on-port ${p.proxyPort} --tproxy-mark ${hex(p.tproxyMark)}/${hex(p.tproxyMask ?? FULL_MASK)}`,
+    // --set-mark replaces the whole mark; --set-xmark V/M changes only the mask's bits.
+    setMark: mark.includes('/') ? `-j MARK --set-xmark ${mark}` : `-j MARK --set-mark ${mark}`,
+  };
   chains.push({
     table: 'mangle',
     name: C.divert,
     rules: [
-      { spec: setMark, why: 'deliver locally through the tproxy route table' },
+      { spec: t.setMark, why: 'deliver locally through the tproxy route table' },
       { spec: '-j ACCEPT', why: 'no further mangling' },
     ],
   });
-  const head: IptRule[] = [
-    {
-      spec: `-p tcp -m socket --transparent -j ${C.divert}`,
-      why: 'packet of an existing transparent socket (also replies to spoofed-source connections)',
-    },
-  ];
-  if (has('output')) {
-    if (p.inboundPreserveSource) {
-      head.push({
-        spec: '-i lo -m addrtype --dst-type LOCAL -j RETURN',
-        why: "the proxy's own connections to a local app",
-      });
-    }
-    // Host traffic marked in TRANPROXY_MANGLE_OUT comes back through lo: tproxy it before any filter.
-    head.push(
-      ...perPort(p, p.includePorts, tproxy, 'host traffic rerouted via lo by TRANPROXY_MANGLE_OUT').map((r) => ({
-        ...r,
-        spec: `-i lo -m mark --mark ${mark} ${r.spec}`,
-      })),
-    );
-  }
+  const head = transparentHead(p, t);
   if (has('prerouting')) {
     head.push(...scope(p), ...local(f), ...excludes(p, f));
-    chains.push(
-      ...pipeline(
-        'mangle',
-        C.manglePre,
-        head,
-        sourceStages(p, f),
-        perPort(p, p.includePorts, tproxy, 'capture: tproxy to the proxy'),
-      ),
-    );
+    const capture = perPort(p, p.includePorts, t.tproxy, 'capture: tproxy to the proxy');
+    chains.push(...pipeline('mangle', C.manglePre, head, sourceStages(p, f), capture));
   } else {
     chains.push({ table: 'mangle', name: C.manglePre, rules: head });
   }
@@ -271,27 +267,60 @@ function build(p: CapturePlan, f: Family): { chains: IptChain[]; jumps: IptJump[
     chains.push({
       table: 'mangle',
       name: C.mangleIn,
-      rules: [...inboundHead(p), ...perPort(p, p.inboundPorts ?? [], tproxy, 'inbound: tproxy to the proxy')],
+      rules: [...inboundHead(p), ...perPort(p, p.inboundPorts ?? [], t.tproxy, 'inbound: tproxy to the proxy')],
     });
     jumps.push({ table: 'mangle', chain: 'PREROUTING', target: C.mangleIn });
   }
-  const replies = inboundReplies(p, mark, setMark);
-  if (!has('output') && replies.length) {
-    chains.push({ table: 'mangle', name: C.mangleOut, rules: replies });
-    jumps.push({ table: 'mangle', chain: 'OUTPUT', target: C.mangleOut });
+  const out = tproxyOutput(p, f, t);
+  return { chains: [...chains, ...out.chains], jumps: [...jumps, ...out.jumps] };
+}
+
+/** First rules of TRANPROXY_MANGLE_PRE: existing transparent sockets, and host traffic back through lo. */
+function transparentHead(p: CapturePlan, t: TproxyTargets): IptRule[] {
+  const head: IptRule[] = [
+    {
+      spec: `-p tcp -m socket --transparent -j ${C.divert}`,
+      why: 'packet of an existing transparent socket (also replies to spoofed-source connections)',
+    },
+  ];
+  if (!p.capture.includes('output')) return head;
+  if (p.inboundPreserveSource) {
+    head.push({
+      spec: '-i lo -m addrtype --dst-type LOCAL -j RETURN',
+      why: "the proxy's own connections to a local app",
+    });
   }
-  if (has('output')) {
-    const outHead = [...replies, ...scope(p), ...ownTraffic(p), ...local(f), ...excludes(p, f)];
-    const reroute = perPort(
-      p,
-      p.includePorts,
-      setMark,
-      `capture: mark so ip rule fwmark ${mark} reroutes it via lo to TRANPROXY_MANGLE_PRE`,
-    );
-    chains.push(...pipeline('mangle', C.mangleOut, outHead, [destinationStage(p, f)], reroute));
-    jumps.push({ table: 'mangle', chain: 'OUTPUT', target: C.mangleOut });
+  // Host traffic marked in TRANPROXY_MANGLE_OUT comes back through lo: tproxy it before any filter.
+  head.push(
+    ...perPort(p, p.includePorts, t.tproxy, 'host traffic rerouted via lo by TRANPROXY_MANGLE_OUT').map((r) => ({
+      ...r,
+      spec: `-i lo -m mark --mark ${t.mark} ${r.spec}`,
+    })),
+  );
+  return head;
+}
+
+/** mangle OUTPUT: host traffic marked to be rerouted via lo, and (inbound) the app's replies. */
+function tproxyOutput(p: CapturePlan, f: Family, t: TproxyTargets): BuiltRules {
+  const replies = inboundReplies(p, t.mark, t.setMark);
+  if (!p.capture.includes('output')) {
+    if (!replies.length) return { chains: [], jumps: [] };
+    return {
+      chains: [{ table: 'mangle', name: C.mangleOut, rules: replies }],
+      jumps: [{ table: 'mangle', chain: 'OUTPUT', target: C.mangleOut }],
+    };
   }
-  return { chains, jumps };
+  const outHead = [...replies, ...scope(p), ...ownTraffic(p), ...local(f), ...excludes(p, f)];
+  const reroute = perPort(
+    p,
+    p.includePorts,
+    t.setMark,
+    `capture: mark so ip rule fwmark ${t.mark} reroutes it via lo to TRANPROXY_MANGLE_PRE`,
+  );
+  return {
+    chains: pipeline('mangle', C.mangleOut, outHead, [destinationStage(p, f)], reroute),
+    jumps: [{ table: 'mangle', chain: 'OUTPUT', target: C.mangleOut }],
+  };
 }
 
 function tablesOf(chains: readonly IptChain[]): IptTable[] {
