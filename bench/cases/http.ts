@@ -3,6 +3,7 @@ import { fmtNum } from '../lib/parse.js';
 import { readLog } from '../lib/proc.js';
 import { newCase, record, type CaseResult } from '../lib/report.js';
 import {
+  anchorRules,
   ADDR,
   type CaseId,
   cpuOf,
@@ -51,16 +52,14 @@ export function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; 
         `nginx 1.22, worker_processes auto, as uid ${UID.nginx}: \`resolver\`, \`proxy_pass http://$host:${PORT.http}$request_uri\`, \`proxy_set_header\` ×3, ` +
         "defaults otherwise (HTTP/1.0 upstream, one upstream connection per request) — the configuration nginx-tranproxy generates; the Host is the server's IP, so no DNS query is made",
       start: () =>
-        startNginx(cli, 'seed', (p) => nginxSeed(p, PORT.nginx, PORT.http, '127.0.0.1'), PORT.nginx, UID.nginx, [
-          '--proxy-user',
-          `${UID.nginx}:${UID.nginx}`,
-          '-P',
-          String(PORT.http),
-          '--family',
-          'ipv4',
-          '--listen-port',
-          String(PORT.nginx),
-        ]),
+        startNginx(
+          cli,
+          'seed',
+          (p) => nginxSeed(p, PORT.nginx, PORT.http, '127.0.0.1'),
+          PORT.nginx,
+          UID.nginx,
+          anchorRules(UID.nginx, PORT.http, PORT.nginx),
+        ),
     },
     {
       key: 'nginx-fast',
@@ -69,16 +68,14 @@ export function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; 
         `nginx 1.22, worker_processes auto, as uid ${UID.nginx}: \`upstream { server ${ADDR.srv}:${PORT.http}; keepalive 64; }\`, \`proxy_http_version 1.1\`, ` +
         '`proxy_set_header Connection ""`, `proxy_set_header` ×3 — its fastest form (a fixed upstream: not a transparent proxy, it ignores the original destination)',
       start: () =>
-        startNginx(cli, 'fast', (p) => nginxFast(p, PORT.nginx, `${ADDR.srv}:${PORT.http}`), PORT.nginx, UID.nginx, [
-          '--proxy-user',
-          `${UID.nginx}:${UID.nginx}`,
-          '-P',
-          String(PORT.http),
-          '--family',
-          'ipv4',
-          '--listen-port',
-          String(PORT.nginx),
-        ]),
+        startNginx(
+          cli,
+          'fast',
+          (p) => nginxFast(p, PORT.nginx, `${ADDR.srv}:${PORT.http}`),
+          PORT.nginx,
+          UID.nginx,
+          anchorRules(UID.nginx, PORT.http, PORT.nginx),
+        ),
     },
     {
       key: 'tranproxy-tcp',
@@ -93,16 +90,13 @@ export function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; 
       label: `${HAPROXY}, tcp mode`,
       detail: `\`mode tcp\`, \`server s 0.0.0.0:0\` (follows SO_ORIGINAL_DST), default threads (${NPROC}), as uid ${UID.haproxy}; no headers (tcp mode cannot add any)`,
       start: () =>
-        startHaproxy(cli, haproxyRedirect(PORT.haproxy, 9000), PORT.haproxy, UID.haproxy, [
-          '--proxy-user',
-          `${UID.haproxy}:${UID.haproxy}`,
-          '-P',
-          String(PORT.http),
-          '--family',
-          'ipv4',
-          '--listen-port',
-          String(PORT.haproxy),
-        ]),
+        startHaproxy(
+          cli,
+          haproxyRedirect(PORT.haproxy, 9000),
+          PORT.haproxy,
+          UID.haproxy,
+          anchorRules(UID.haproxy, PORT.http, PORT.haproxy),
+        ),
       only: ['d'],
       plain: true,
     },

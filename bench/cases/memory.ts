@@ -5,6 +5,7 @@ import { haproxyRedirect, nginxSeed } from '../lib/configs.js';
 import { descendants, fdCount, memOf, sleep, startLogged, waitForListen, waitForLog } from '../lib/proc.js';
 import { newCase, record, type CaseResult } from '../lib/report.js';
 import {
+  anchorRules,
   ADDR,
   alternate,
   type Ctx,
@@ -73,16 +74,13 @@ export function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> 
       label: HAPROXY,
       detail: `\`mode tcp\`, \`server s 0.0.0.0:0\`, maxconn 9000, default threads (${NPROC}), as uid ${UID.haproxy} (no splicing variant: idle connections hold no pipes)`,
       start: () =>
-        startHaproxy(cli, haproxyRedirect(PORT.haproxy, 9000), PORT.haproxy, UID.haproxy, [
-          '--proxy-user',
-          `${UID.haproxy}:${UID.haproxy}`,
-          '-P',
-          String(PORT.hold),
-          '--family',
-          'ipv4',
-          '--listen-port',
-          String(PORT.haproxy),
-        ]),
+        startHaproxy(
+          cli,
+          haproxyRedirect(PORT.haproxy, 9000),
+          PORT.haproxy,
+          UID.haproxy,
+          anchorRules(UID.haproxy, PORT.hold, PORT.haproxy),
+        ),
       plain: true,
     },
   ];
@@ -188,16 +186,7 @@ export function sidecarCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void>
   const cli = ctx.cli!;
   const srv = ctx.srv!;
   const sidecar = ['-P', String(PORT.http), '-H', 'a:1', '--Set-Forwarded-For', 'default'];
-  const redirectRules = (uid: number, port: number): string[] => [
-    '--proxy-user',
-    `${uid}:${uid}`,
-    '-P',
-    String(PORT.http),
-    '--family',
-    'ipv4',
-    '--listen-port',
-    String(port),
-  ];
+  const redirectRules = (uid: number, port: number): string[] => anchorRules(uid, PORT.http, port);
   const c = newCase(
     {
       id: 'k',

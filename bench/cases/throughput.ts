@@ -2,6 +2,8 @@ import { haproxyRedirect, haproxyTproxy } from '../lib/configs.js';
 import { readLog } from '../lib/proc.js';
 import { addBestOf, newCase, record, type CaseResult } from '../lib/report.js';
 import {
+  anchorRules,
+  captureArgs,
   ADDR,
   alternate,
   BEST_HAPROXY,
@@ -72,18 +74,13 @@ export function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: (
           label: HAPROXY,
           detail: `\`mode tcp\`, \`bind :${PORT.haproxy} transparent\`, \`source 0.0.0.0 usesrc clientip\`, \`server s 0.0.0.0:0\`, as root; rules: \`tranproxy rules apply --mode tproxy --capture prerouting --listen-port ${PORT.haproxy} -P ${PORT.iperf}\``,
           start: (o) =>
-            startHaproxy(proxyHost, haproxyTproxy(PORT.haproxy, 9000, o), PORT.haproxy, undefined, [
-              '--mode',
-              'tproxy',
-              '--capture',
-              'prerouting',
-              '-P',
-              String(PORT.iperf),
-              '--family',
-              'ipv4',
-              '--listen-port',
-              String(PORT.haproxy),
-            ]),
+            startHaproxy(
+              proxyHost,
+              haproxyTproxy(PORT.haproxy, 9000, o),
+              PORT.haproxy,
+              undefined,
+              captureArgs(PORT.iperf, PORT.haproxy, 'tproxy'),
+            ),
         }),
         { key: 'none', label: 'no proxy', detail: 'routed through the gateway, no rules' },
       ]
@@ -99,16 +96,13 @@ export function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: (
           label: HAPROXY,
           detail: `\`mode tcp\`, \`server s 0.0.0.0:0\` (follows SO_ORIGINAL_DST), as uid ${UID.haproxy}; rules: \`tranproxy rules apply --proxy-user ${UID.haproxy}:${UID.haproxy} --listen-port ${PORT.haproxy} -P ${PORT.iperf}\``,
           start: (o) =>
-            startHaproxy(proxyHost, haproxyRedirect(PORT.haproxy, 9000, o), PORT.haproxy, UID.haproxy, [
-              '--proxy-user',
-              `${UID.haproxy}:${UID.haproxy}`,
-              '-P',
-              String(PORT.iperf),
-              '--family',
-              'ipv4',
-              '--listen-port',
-              String(PORT.haproxy),
-            ]),
+            startHaproxy(
+              proxyHost,
+              haproxyRedirect(PORT.haproxy, 9000, o),
+              PORT.haproxy,
+              UID.haproxy,
+              anchorRules(UID.haproxy, PORT.iperf, PORT.haproxy),
+            ),
         }),
         { key: 'none', label: 'no proxy', detail: 'no rules' },
       ];

@@ -105,56 +105,28 @@ export function setTpCommon(args: string[]): void {
 }
 export const tpCommon = (): string[] => TP_COMMON;
 
+/** Capture of `port` to `listen` (IPv4), as `tranproxy run` and `rules apply` spell it; TPROXY on the gateway's PREROUTING. */
+export const captureArgs = (port: number, listen: number, mode: 'redirect' | 'tproxy' = 'redirect'): string[] => [
+  ...(mode === 'tproxy' ? ['--mode', 'tproxy', '--capture', 'prerouting'] : []),
+  ...['-P', String(port), '--family', 'ipv4', '--listen-port', String(listen)],
+];
+
+/** An anchor's REDIRECT rules: its own uid excluded from capture, `port` sent to its `listen` port. */
+export const anchorRules = (uid: number, port: number, listen: number): string[] => [
+  ...['--proxy-user', `${uid}:${uid}`],
+  ...captureArgs(port, listen),
+];
+
+const THREE_HEADERS = ['-H', 'a:1', '-H', 'b:2', '-H', 'c:3'];
+
 export const TP = {
-  redirect: () => ['-P', String(PORT.iperf), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), ...TP_COMMON],
-  tproxy: () => [
-    '--mode',
-    'tproxy',
-    '--capture',
-    'prerouting',
-    '-P',
-    String(PORT.iperf),
-    '--family',
-    'ipv4',
-    '--listen-port',
-    String(PORT.tranproxy),
-    ...TP_COMMON,
-  ],
-  http: () => [
-    '-P',
-    String(PORT.http),
-    '--family',
-    'ipv4',
-    '--listen-port',
-    String(PORT.tranproxy),
-    '-H',
-    'a:1',
-    '-H',
-    'b:2',
-    '-H',
-    'c:3',
-    ...TP_COMMON,
-  ],
+  redirect: () => [...captureArgs(PORT.iperf, PORT.tranproxy), ...TP_COMMON],
+  tproxy: () => [...captureArgs(PORT.iperf, PORT.tranproxy, 'tproxy'), ...TP_COMMON],
+  http: () => [...captureArgs(PORT.http, PORT.tranproxy), ...THREE_HEADERS, ...TP_COMMON],
   /** Port 80 without header injection: a plain TCP relay (the splice engine under --relay auto). */
-  httpPlain: () => ['-P', String(PORT.http), '--family', 'ipv4', '--listen-port', String(PORT.tranproxy), ...TP_COMMON],
+  httpPlain: () => [...captureArgs(PORT.http, PORT.tranproxy), ...TP_COMMON],
   /** Held connections, inspected: the same 3 headers as the HTTP cases. */
-  hold: () => [
-    '-P',
-    String(PORT.hold),
-    '--family',
-    'ipv4',
-    '--listen-port',
-    String(PORT.tranproxy),
-    '--max-connections',
-    '9000',
-    '-H',
-    'a:1',
-    '-H',
-    'b:2',
-    '-H',
-    'c:3',
-    ...TP_COMMON,
-  ],
+  hold: () => [...captureArgs(PORT.hold, PORT.tranproxy), '--max-connections', '9000', ...THREE_HEADERS, ...TP_COMMON],
 };
 export const tpCmd = (args: string[]): string => `\`tranproxy run ${args.join(' ')}\``;
 
