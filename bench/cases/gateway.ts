@@ -257,7 +257,7 @@ export function gatewayCase(
       method: [
         `LAN client ns (${GW.cli}) → gateway ns → two WAN links: the node ns (${nodeDesc}) and the target ns (${GW.target}: iperf3 -s and the nginx HTTP server).`,
         `The gateway captures the LAN's connections to ports ${PORT.iperf} and ${PORT.http} (REDIRECT in PREROUTING, the same \`tranproxy rules\` for every variant) and sends them through the node;`,
-        `iperf3 ${secs} s, 1 stream and \`-P 4\`; then wrk \`-t1 -c50 -d${secs}s -H "Connection: close"\` to http://${GW.target}/ after a 1 s warm-up (one node connection per request).`,
+        `after a 1 s iperf3 warm-up, iperf3 ${secs} s, 1 stream and \`-P 4\`; then wrk \`-t1 -c50 -d${secs}s -H "Connection: close"\` to http://${GW.target}/ after a 1 s warm-up (one node connection per request).`,
         `A proxied run only counts if the target saw the iperf3 test come from the node's address (${GW.node}), not the client's (${GW.cli}).`,
         'What the same client → gateway → server path does without any proxy: the no-proxy row of case (b).',
       ],
@@ -288,6 +288,7 @@ export function gatewayCase(
       await alternate(ctx, c, variants, async (v, proxy, round) => {
         recordIdleMemory(c, v.key, round, proxy);
         const line: string[] = [];
+        await iperf(h.cli, h.target, srv, GW.target, 1, 1); // warm-up (JIT, node connections), not measured
         for (const streams of [1, 4]) {
           const cpu0 = cpuOf(proxy);
           const r = await iperf(h.cli, h.target, srv, GW.target, streams, secs);

@@ -362,7 +362,7 @@ export interface Ctx {
   log: (line: string) => void;
 }
 
-/** Runs `body` for every variant, round after round (A B C, A B C, …). A failure is recorded, not fatal. */
+/** Runs `body` for every variant, round after round, each round starting one later (A B C, B C A, …). A failure is recorded, not fatal. */
 export async function alternate(
   ctx: Ctx,
   c: CaseResult,
@@ -370,7 +370,9 @@ export async function alternate(
   body: (v: VariantDef, proxy: RunningProxy | undefined, round: number) => Promise<void>,
 ): Promise<void> {
   for (let round = 1; round <= ctx.opts.rounds; round++) {
-    for (const v of variants) {
+    // Each round starts with the next variant, so none is always the first after a pause.
+    const turn = (round - 1) % variants.length;
+    for (const v of [...variants.slice(turn), ...variants.slice(0, turn)]) {
       let proxy: RunningProxy | undefined;
       try {
         proxy = v.start ? await v.start() : undefined;
