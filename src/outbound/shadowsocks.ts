@@ -338,6 +338,10 @@ export class ShadowsocksStream extends Duplex {
   private headerTimer: NodeJS.Immediate | undefined;
   private writeCb: ((err?: Error | null) => void) | undefined;
   private sentAny = false;
+  /** The client sent bytes beyond the target header. */
+  private sentPayload = false;
+  /** Our side is half-closed (the client's EOF). */
+  private ended = false;
   private eof = false;
 
   constructor(
@@ -384,8 +388,16 @@ export class ShadowsocksStream extends Duplex {
     }
   };
 
+  /**
+   * Closed before the node's first byte: a wrong key or an unreachable target, unless the
+   * client sent nothing and ended: then closing is the target's (or node's) fair answer.
+   */
+  private noReply(): boolean {
+    return !this.dec.started && this.sentAny && (this.sentPayload || !this.ended);
+  }
+
   private readonly onEnd = (): void => {
-    if (!this.dec.started && this.sentAny) {
+    if (this.noReply()) {
       this.fail('ENOREPLY', `node ${this.o.where} ${NO_REPLY}`);
       return;
     }
@@ -398,7 +410,7 @@ export class ShadowsocksStream extends Duplex {
   };
 
   private readonly onError = (e: NodeJS.ErrnoException): void => {
-    if (!this.dec.started && this.sentAny && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) {
+    if (this.noReply() && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) {
       this.fail('ENOREPLY', `node ${this.o.where} ${NO_REPLY} (reset)`);
       return;
     }
@@ -423,6 +435,7 @@ export class ShadowsocksStream extends Duplex {
   }
 
   private send(data: Buffer, cb: (err?: Error | null) => void): void {
+    if (data.length > 0) this.sentPayload = true;
     if (this.header) {
       data = Buffer.concat([this.header, data]);
       this.header = undefined;
@@ -452,6 +465,7 @@ export class ShadowsocksStream extends Duplex {
   }
 
   override _final(cb: (err?: Error | null) => void): void {
+    this.ended = true;
     this.flushHeader();
     if (this.socket.destroyed) return cb();
     this.socket.end(() => cb());

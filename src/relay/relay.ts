@@ -78,6 +78,8 @@ export function relay(client: Socket, upstream: Duplex, opts: RelayOptions): Pro
     let rejectedAs: CloseReason = 'rejected'; // or 'head-timeout'
     const headTimeoutMs = opts.headTimeoutMs ?? 0;
     let headTimer: NodeJS.Timeout | undefined; // runs only while a head is incomplete
+    // Small replies (an encrypted node's, a rewritten head) must not wait behind Nagle.
+    client.setNoDelay(true);
 
     const finish = (reason: CloseReason, error?: string): void => {
       if (settled) return;

@@ -7,6 +7,8 @@ import { once } from 'node:events';
 import { relay, type RelayResult, type UpstreamRewriter } from '../../src/relay/relay.js';
 import { RequestRewriter } from '../../src/http/rewriter.js';
 import { compileInjectConfig } from '../../src/http/inject-config.js';
+import { getsockoptInt } from '../../src/kernel/ffi.js';
+import { IPPROTO_TCP, TCP_NODELAY } from '../../src/kernel/linux.js';
 
 /** A proxy on loopback that relays every accepted client to `target` with `relay()`. */
 async function withRelay(
@@ -298,3 +300,36 @@ test('a client pipelining requests to a server that does not answer is paused af
   });
   upstream.close();
 });
+
+test('the client socket gets TCP_NODELAY: small replies (an encrypted node, a rewritten head) do not wait on Nagle', async () => {
+  const upstream = await listen((s) => s.on('end', () => s.end('ok')).resume());
+  let accepted: net.Socket | undefined;
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
+    accepted = client;
+    const before = nodelay(client);
+    assert.equal(before, 0, 'accepted sockets start with Nagle on');
+    const up = net.connect({ port: (upstream.address() as net.AddressInfo).port, host: '127.0.0.1' });
+    void once(up, 'connect').then(() => relay(client, up, { idleTimeoutMs: 10_000 }));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  try {
+    const c = net.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+    const reply = readAll(c);
+    for (let i = 0; i < 100 && (!accepted || nodelay(accepted) !== 1); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(nodelay(accepted!), 1);
+    c.end();
+    assert.equal((await reply).toString(), 'ok');
+    c.destroy();
+  } finally {
+    server.close();
+    upstream.close();
+  }
+});
+
+function nodelay(s: net.Socket): number {
+  const fd = (s as unknown as { _handle: { fd: number } })._handle.fd;
+  const r = getsockoptInt(fd, IPPROTO_TCP, TCP_NODELAY, Buffer.alloc(16));
+  if ('errno' in r) throw new Error(`getsockopt errno ${r.errno}`);
+  return r.value === 0 ? 0 : 1;
+}
