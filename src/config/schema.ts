@@ -401,9 +401,29 @@ const strs = (v: readonly (string | number)[] | undefined): string[] | undefined
 export function settingsOf(f: ConfigFileInput): ConfigSettings {
   const run = fileSettings(f as Record<string, unknown>);
   if (f.console?.listen !== undefined) run.console = settingFromText('console', String(f.console.listen).trim());
+  const nodes = nodesOf(f.nodes);
+  const groups = groupsOf(f.groups);
+  const rules = (f.rules ?? []).map(ruleOf);
+  const dns = f.dns ? dnsOf(f.dns) : undefined;
+  const consoleCfg = f.console ? consoleOf(f.console) : undefined;
+  return {
+    run,
+    nodes,
+    groups,
+    rules,
+    default: f.default ?? 'direct',
+    defaultGiven: f.default !== undefined,
+    dns,
+    defaultUdp: f['default-udp'],
+    checkTargets: strs(f['check-targets']) ?? [],
+    console: consoleCfg,
+    ruleSets: ruleSetsOf(f['rule-sets']),
+  };
+}
 
+function nodesOf(input: ConfigFileInput['nodes']): Record<string, ConfigNode> {
   const nodes: Record<string, ConfigNode> = Object.create(null); // a name never reaches a prototype
-  for (const [name, n] of Object.entries(f.nodes ?? {})) {
+  for (const [name, n] of Object.entries(input ?? {})) {
     nodes[name] = {
       uri: n.uri.trim(),
       ...(n.label !== undefined && n.label.trim() !== '' ? { label: n.label } : {}),
@@ -414,9 +434,12 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
       ...(n.fallback !== undefined ? { fallback: n.fallback } : {}),
     };
   }
+  return nodes;
+}
 
+function groupsOf(input: ConfigFileInput['groups']): Record<string, GroupSpec> {
   const groups: Record<string, GroupSpec> = {};
-  for (const [name, g] of Object.entries(f.groups ?? {})) {
+  for (const [name, g] of Object.entries(input ?? {})) {
     groups[name] = {
       type: g.type,
       members: g.members.map((m) => m.trim()),
@@ -431,76 +454,62 @@ export function settingsOf(f: ConfigFileInput): ConfigSettings {
           : parseDurationOrOff(String(g.tolerance), `groups.${name}.tolerance`),
     };
   }
+  return groups;
+}
 
-  const rules: ConfigRule[] = (f.rules ?? []).map((r) => {
-    const out: ConfigRule = { outbound: r.outbound };
-    if (r.domain) out.domain = r.domain;
-    if (r['domain-suffix']) out.domainSuffix = r['domain-suffix'];
-    if (r['domain-keyword']) out.domainKeyword = r['domain-keyword'];
-    if (r['domain-list']) out.domainList = r['domain-list'];
-    if (r['rule-set']) out.ruleSet = r['rule-set'].map((n) => n.trim());
-    if (r.cidr) out.cidr = strs(r.cidr);
-    if (r.port) out.port = strs(r.port);
-    if (r['source-cidr']) out.sourceCidr = strs(r['source-cidr']);
-    if (r.network) out.network = r.network;
-    return out;
-  });
+function ruleOf(r: NonNullable<ConfigFileInput['rules']>[number]): ConfigRule {
+  const out: ConfigRule = { outbound: r.outbound };
+  if (r.domain) out.domain = r.domain;
+  if (r['domain-suffix']) out.domainSuffix = r['domain-suffix'];
+  if (r['domain-keyword']) out.domainKeyword = r['domain-keyword'];
+  if (r['domain-list']) out.domainList = r['domain-list'];
+  if (r['rule-set']) out.ruleSet = r['rule-set'].map((n) => n.trim());
+  if (r.cidr) out.cidr = strs(r.cidr);
+  if (r.port) out.port = strs(r.port);
+  if (r['source-cidr']) out.sourceCidr = strs(r['source-cidr']);
+  if (r.network) out.network = r.network;
+  return out;
+}
 
-  let dns: DnsConfig | undefined;
-  if (f.dns) {
-    const d = f.dns;
-    const fake = d['fake-ip'];
-    dns = {
-      ...(d.listen !== undefined ? { listen: parseHostPort(String(d.listen), undefined) } : {}),
-      nameservers: (d.nameservers ?? []).map((n) => {
-        const hp = parseHostPort(n, 53);
-        return { host: hp.host!, port: hp.port };
-      }),
-      via: d.via ?? 'direct',
-      cache: d.cache ?? true,
-      ...(fake
-        ? {
-            fakeIp: {
-              enabled: fake.enabled ?? true,
-              range: parseCidr(fake.range ?? DEFAULT_FAKE_IP_RANGE, 'dns.fake-ip.range').text,
-            },
-          }
-        : {}),
-    };
-  }
-  const c = f.console;
-  const consoleCfg: ConsoleConfig | undefined = c
-    ? {
-        ...(c.listen !== undefined ? { listen: String(c.listen).trim() } : {}),
-        ...(c['password-hash'] !== undefined ? { passwordHash: c['password-hash'].trim() } : {}),
-        subscriptions: (c.subscriptions ?? []).map((s) => ({
-          url: s.url.trim(),
-          nodes: s.nodes ?? [],
-          kept: s.kept ?? [],
-          intervalMs:
-            s.interval === undefined
-              ? SUBSCRIPTION_INTERVAL_MS
-              : parseDurationOrOff(String(s.interval), 'console.subscriptions.interval'),
-          userAgent: s['user-agent']?.trim() ?? SUBSCRIPTION_USER_AGENT,
-          updatedAt: s['updated-at'] ?? null,
-          ...(s.result !== undefined ? { result: s.result } : {}),
-          ...(s.error !== undefined ? { error: s.error } : {}),
-        })),
-        ...(c['test-url'] !== undefined ? { testUrl: c['test-url'].trim() } : {}),
-      }
-    : undefined;
+function dnsOf(d: NonNullable<ConfigFileInput['dns']>): DnsConfig {
+  const fake = d['fake-ip'];
   return {
-    run,
-    nodes,
-    groups,
-    rules,
-    default: f.default ?? 'direct',
-    defaultGiven: f.default !== undefined,
-    dns,
-    defaultUdp: f['default-udp'],
-    checkTargets: strs(f['check-targets']) ?? [],
-    console: consoleCfg,
-    ruleSets: ruleSetsOf(f['rule-sets']),
+    ...(d.listen !== undefined ? { listen: parseHostPort(String(d.listen), undefined) } : {}),
+    nameservers: (d.nameservers ?? []).map((n) => {
+      const hp = parseHostPort(n, 53);
+      return { host: hp.host!, port: hp.port };
+    }),
+    via: d.via ?? 'direct',
+    cache: d.cache ?? true,
+    ...(fake
+      ? {
+          fakeIp: {
+            enabled: fake.enabled ?? true,
+            range: parseCidr(fake.range ?? DEFAULT_FAKE_IP_RANGE, 'dns.fake-ip.range').text,
+          },
+        }
+      : {}),
+  };
+}
+
+function consoleOf(c: NonNullable<ConfigFileInput['console']>): ConsoleConfig {
+  return {
+    ...(c.listen !== undefined ? { listen: String(c.listen).trim() } : {}),
+    ...(c['password-hash'] !== undefined ? { passwordHash: c['password-hash'].trim() } : {}),
+    subscriptions: (c.subscriptions ?? []).map((s) => ({
+      url: s.url.trim(),
+      nodes: s.nodes ?? [],
+      kept: s.kept ?? [],
+      intervalMs:
+        s.interval === undefined
+          ? SUBSCRIPTION_INTERVAL_MS
+          : parseDurationOrOff(String(s.interval), 'console.subscriptions.interval'),
+      userAgent: s['user-agent']?.trim() ?? SUBSCRIPTION_USER_AGENT,
+      updatedAt: s['updated-at'] ?? null,
+      ...(s.result !== undefined ? { result: s.result } : {}),
+      ...(s.error !== undefined ? { error: s.error } : {}),
+    })),
+    ...(c['test-url'] !== undefined ? { testUrl: c['test-url'].trim() } : {}),
   };
 }
 
