@@ -208,22 +208,7 @@ export function sidecarConfig(
   annotations: Record<string, unknown> | undefined,
   defaults: InjectDefaults = DEFAULT_INJECT,
 ): ConfigResult {
-  const a: Record<string, string> = {};
-  const warnings: string[] = [];
-  for (const [k, v] of Object.entries(annotations ?? {})) {
-    if (!k.startsWith(ANNOTATION_PREFIX)) continue;
-    if (typeof v !== 'string')
-      throw new AnnotationError(`${k}: annotation values are strings, got ${JSON.stringify(v)}`);
-    if (!KNOWN.includes(k)) {
-      const hint = suggest(k, KNOWN);
-      warnings.push(`unknown annotation ${k} ignored${hint ? `; did you mean ${hint}?` : ''}`);
-      continue;
-    }
-    a[k] = v;
-  }
-  const get = (name: string): string | undefined => a[`${ANNOTATION_PREFIX}${name}`];
-  const key = (name: string): string => `${ANNOTATION_PREFIX}${name}`;
-
+  const { a, warnings } = ourAnnotations(annotations);
   const cfg: SidecarConfig = {
     ...defaults,
     ports: [],
@@ -238,8 +223,41 @@ export function sidecarConfig(
     logFormat: undefined,
     nameservers: [],
   };
-  const v = (name: string): string | undefined => get(name)?.trim();
+  applyScalars(cfg, a);
+  applyLists(cfg, a);
+  applyHeaders(cfg, a);
+  return { config: cfg, warnings };
+}
 
+/** The full annotation name. */
+function key(name: string): string {
+  return `${ANNOTATION_PREFIX}${name}`;
+}
+
+/** The tranproxy.io/* annotations we know (string values only); unknown ones become warnings. */
+function ourAnnotations(annotations: Record<string, unknown> | undefined): {
+  a: Record<string, string>;
+  warnings: string[];
+} {
+  const a: Record<string, string> = {};
+  const warnings: string[] = [];
+  for (const [k, v] of Object.entries(annotations ?? {})) {
+    if (!k.startsWith(ANNOTATION_PREFIX)) continue;
+    if (typeof v !== 'string')
+      throw new AnnotationError(`${k}: annotation values are strings, got ${JSON.stringify(v)}`);
+    if (!KNOWN.includes(k)) {
+      const hint = suggest(k, KNOWN);
+      warnings.push(`unknown annotation ${k} ignored${hint ? `; did you mean ${hint}?` : ''}`);
+      continue;
+    }
+    a[k] = v;
+  }
+  return { a, warnings };
+}
+
+/** Choices, image, ports, proxy user and resources. */
+function applyScalars(cfg: SidecarConfig, a: Record<string, string>): void {
+  const v = (name: string): string | undefined => a[key(name)]?.trim();
   if (v('mode') !== undefined)
     cfg.mode = checked(key('mode'), () => parseChoice(v('mode')!, ['native', 'classic'] as const, key('mode')));
   if (v('probe') !== undefined)
@@ -278,7 +296,11 @@ export function sidecarConfig(
   if (v('cpu') !== undefined) cfg.cpuRequest = quantity(key('cpu'), v('cpu')!);
   if (v('memory') !== undefined) cfg.memoryRequest = quantity(key('memory'), v('memory')!);
   if (v('memory-limit') !== undefined) cfg.memoryLimit = quantity(key('memory-limit'), v('memory-limit')!);
+}
 
+/** Port ranges, CIDRs and nameservers; tranproxy's own ports must stay out of the captured ones. */
+function applyLists(cfg: SidecarConfig, a: Record<string, string>): void {
+  const get = (name: string): string | undefined => a[key(name)];
   const ranges = (name: string): string[] =>
     list(get(name) ?? '').map((p) =>
       checked(key(name), () => {
@@ -305,6 +327,11 @@ export function sidecarConfig(
   }
   if (cfg.adminPort === cfg.listenPort)
     throw new AnnotationError(`${key('admin-port')}: the admin port and the listen port are both ${cfg.adminPort}`);
+}
+
+/** Extra headers and the X-Forwarded-For / X-Client-Hostname switches, each header once. */
+function applyHeaders(cfg: SidecarConfig, a: Record<string, string>): void {
+  const get = (name: string): string | undefined => a[key(name)];
   cfg.headers = parseHeadersAnnotation(get('headers') ?? '');
   cfg.setForwardedFor = switchValue(key('set-forwarded-for'), 'X-Forwarded-For', get('set-forwarded-for'));
   cfg.setClientHostname = switchValue(key('set-client-hostname'), 'X-Client-Hostname', get('set-client-hostname'));
@@ -320,7 +347,6 @@ export function sidecarConfig(
   if (cfg.setForwardedFor && names.has('x-forwarded-for')) {
     throw new AnnotationError(`${key('headers')}: X-Forwarded-For is set by ${key('set-forwarded-for')}; give it once`);
   }
-  return { config: cfg, warnings };
 }
 
 function inRange(port: number, range: string): boolean {
