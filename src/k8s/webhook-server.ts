@@ -65,61 +65,10 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 export async function startWebhookServer(opts: WebhookOptions): Promise<WebhookServer> {
   const { log } = opts;
   const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY;
-  let pair = readPair(opts.certFile, opts.keyFile);
-
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path === '/healthz' || path === '/readyz') {
-      if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed\n');
-      return send(res, 200, 'ok\n');
-    }
-    if (path !== '/mutate') return send(res, 404, 'not found\n');
-    if (req.method !== 'POST') return send(res, 405, 'method not allowed\n');
-    const started = process.hrtime.bigint();
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let tooBig = false;
-    req.on('data', (c: Buffer) => {
-      if (tooBig) return;
-      size += c.length;
-      if (size > maxBody) {
-        tooBig = true;
-        chunks.length = 0;
-        send(res, 413, { error: `request body larger than ${maxBody} bytes` });
-        req.resume();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('error', () => res.destroy());
-    req.on('end', () => {
-      if (tooBig) return;
-      let body: unknown;
-      try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-      } catch (e) {
-        log.warn('admission: bad JSON', { error: (e as Error).message });
-        return send(res, 400, { error: `request body is not JSON: ${(e as Error).message}` });
-      }
-      const out = review(body, opts.defaults);
-      const s = out.summary;
-      const fields = {
-        uid: s.uid,
-        namespace: s.namespace,
-        pod: s.name,
-        result: s.result,
-        reason: s.reason || undefined,
-        warnings: s.warnings?.length ? s.warnings.join('; ') : undefined,
-        ms: Number(process.hrtime.bigint() - started) / 1e6,
-      };
-      if (s.result === 'error') log.error('admission', fields);
-      else if (s.result === 'bad-request' || s.result === 'denied') log.warn('admission', fields);
-      else log.info('admission', fields);
-      send(res, out.status, out.body);
-    });
-  };
-
-  const server = https.createServer({ ...pair, minVersion: 'TLSv1.2' }, handle);
+  const pair = readPair(opts.certFile, opts.keyFile);
+  const server = https.createServer({ ...pair, minVersion: 'TLSv1.2' }, (req, res) =>
+    handleRequest(opts, maxBody, req, res),
+  );
   // The API server keeps idle connections up to 90 s; closing ours first would race its
   // next POST (which it does not retry). Let it close them.
   server.keepAliveTimeout = 95_000;
@@ -127,8 +76,78 @@ export async function startWebhookServer(opts: WebhookOptions): Promise<WebhookS
   server.requestTimeout = 15_000;
   server.on('tlsClientError', (e) => log.warn('admission: TLS handshake failed', { error: e.message }));
   server.on('clientError', (_e, socket) => socket.destroy());
+  await listen(server, opts);
+  const timer = watchCertificate(server, opts, pair);
+  return {
+    address: server.address() as AddressInfo,
+    close: () =>
+      new Promise<void>((resolve) => {
+        if (timer) clearInterval(timer);
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      }),
+  };
+}
 
-  await new Promise<void>((resolve, reject) => {
+function handleRequest(opts: WebhookOptions, maxBody: number, req: IncomingMessage, res: ServerResponse): void {
+  const path = (req.url ?? '/').split('?')[0];
+  if (path === '/healthz' || path === '/readyz') {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed\n');
+    return send(res, 200, 'ok\n');
+  }
+  if (path !== '/mutate') return send(res, 404, 'not found\n');
+  if (req.method !== 'POST') return send(res, 405, 'method not allowed\n');
+  const started = process.hrtime.bigint();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let tooBig = false;
+  req.on('data', (c: Buffer) => {
+    if (tooBig) return;
+    size += c.length;
+    if (size > maxBody) {
+      tooBig = true;
+      chunks.length = 0;
+      send(res, 413, { error: `request body larger than ${maxBody} bytes` });
+      req.resume();
+      return;
+    }
+    chunks.push(c);
+  });
+  req.on('error', () => res.destroy());
+  req.on('end', () => {
+    if (!tooBig) answerReview(opts, Buffer.concat(chunks), started, res);
+  });
+}
+
+/** Reviews one AdmissionReview body and logs the outcome with its latency. */
+function answerReview(opts: WebhookOptions, raw: Buffer, started: bigint, res: ServerResponse): void {
+  const { log } = opts;
+  let body: unknown;
+  try {
+    body = JSON.parse(raw.toString('utf8'));
+  } catch (e) {
+    log.warn('admission: bad JSON', { error: (e as Error).message });
+    return send(res, 400, { error: `request body is not JSON: ${(e as Error).message}` });
+  }
+  const out = review(body, opts.defaults);
+  const s = out.summary;
+  const fields = {
+    uid: s.uid,
+    namespace: s.namespace,
+    pod: s.name,
+    result: s.result,
+    reason: s.reason || undefined,
+    warnings: s.warnings?.length ? s.warnings.join('; ') : undefined,
+    ms: Number(process.hrtime.bigint() - started) / 1e6,
+  };
+  if (s.result === 'error') log.error('admission', fields);
+  else if (s.result === 'bad-request' || s.result === 'denied') log.warn('admission', fields);
+  else log.info('admission', fields);
+  send(res, out.status, out.body);
+}
+
+function listen(server: https.Server, opts: WebhookOptions): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) => {
       reject(
         e.code === 'EADDRINUSE'
@@ -142,33 +161,31 @@ export async function startWebhookServer(opts: WebhookOptions): Promise<WebhookS
     });
     server.listen({ host: opts.host || undefined, port: opts.port }, () => resolve());
   });
+}
 
+/** Re-reads the certificate and key every reloadIntervalMs and swaps them in when they changed. */
+function watchCertificate(
+  server: https.Server,
+  opts: WebhookOptions,
+  first: { cert: string; key: string },
+): NodeJS.Timeout | undefined {
+  const { log } = opts;
+  let pair = first;
   const interval = opts.reloadIntervalMs ?? 30_000;
-  const timer =
-    interval > 0
-      ? setInterval(() => {
-          try {
-            const next = readPair(opts.certFile, opts.keyFile);
-            if (next.cert !== pair.cert || next.key !== pair.key) {
-              server.setSecureContext({ ...next, minVersion: 'TLSv1.2' });
-              pair = next;
-              log.info('webhook: TLS certificate reloaded', { cert: opts.certFile });
-            }
-          } catch (e) {
-            // Mid-rotation (new cert, old key) or a missing file: keep serving the old pair.
-            log.warn('webhook: certificate reload skipped', { error: (e as Error).message });
-          }
-        }, interval)
-      : undefined;
-  timer?.unref();
-
-  return {
-    address: server.address() as AddressInfo,
-    close: () =>
-      new Promise<void>((resolve) => {
-        if (timer) clearInterval(timer);
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      }),
-  };
+  if (!(interval > 0)) return undefined;
+  const timer = setInterval(() => {
+    try {
+      const next = readPair(opts.certFile, opts.keyFile);
+      if (next.cert !== pair.cert || next.key !== pair.key) {
+        server.setSecureContext({ ...next, minVersion: 'TLSv1.2' });
+        pair = next;
+        log.info('webhook: TLS certificate reloaded', { cert: opts.certFile });
+      }
+    } catch (e) {
+      // Mid-rotation (new cert, old key) or a missing file: keep serving the old pair.
+      log.warn('webhook: certificate reload skipped', { error: (e as Error).message });
+    }
+  }, interval);
+  timer.unref();
+  return timer;
 }
