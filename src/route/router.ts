@@ -163,6 +163,142 @@ export function unknownOutboundMessage(name: string, known: readonly string[]): 
   return `unknown outbound '${name}' (known: ${known.join(', ')})${guess ? `; did you mean '${guess}'?` : ''}`;
 }
 
+/** The domain matchers of every rule, indexed for one lookup per flow. */
+interface DomainIndex {
+  exact: Index;
+  suffix: Index;
+  keywords: { kw: string; rule: number }[];
+  /** Each distinct list once, with the rules that use it (ascending). */
+  lists: Map<DomainList, number[]>;
+}
+
+type FailRule = (field: keyof RuleSpec | undefined, msg: string) => never;
+
+/** Adds rule `i`'s domain matchers to the index; how many entries they hold. */
+function indexDomains(spec: RuleSpec, i: number, index: DomainIndex, fail: FailRule): number {
+  let entries = 0;
+  const add = (field: keyof RuleSpec, kind: DomainEntryKind, values: readonly string[]) => {
+    for (const raw of values) {
+      const r = normalizeDomainEntry(kind, String(raw));
+      if ('error' in r) fail(field, r.error);
+      const v = 'error' in r ? raw : r.value;
+      entries++;
+      if (kind === 'full') addTo(index.exact, v, i);
+      else if (kind === 'suffix') addTo(index.suffix, v, i);
+      else index.keywords.push({ kw: v, rule: i });
+    }
+  };
+  add('domain', 'full', list(spec.domain));
+  add('domainSuffix', 'suffix', list(spec.domainSuffix));
+  add('domainKeyword', 'keyword', list(spec.domainKeyword));
+  for (const packed of list(spec.domainList)) {
+    const dl = reviveDomainList(packed);
+    entries += dl.size;
+    const users = index.lists.get(dl);
+    if (!users) index.lists.set(dl, [i]);
+    else if (users[users.length - 1] !== i) users.push(i);
+  }
+  return entries;
+}
+
+function ruleCidrs(spec: RuleSpec, field: 'cidr' | 'sourceCidr', fail: FailRule): CidrSet | undefined {
+  const v = spec[field];
+  if (v === undefined) return undefined;
+  const texts = list(v);
+  if (!texts.length) fail(field, 'empty list');
+  try {
+    return new CidrSet(texts.map(String));
+  } catch (e) {
+    return fail(field, (e as Error).message);
+  }
+}
+
+function rulePorts(spec: RuleSpec, fail: FailRule): PortSet | undefined {
+  if (spec.port === undefined) return undefined;
+  const items = list(spec.port);
+  if (!items.length) fail('port', 'empty list');
+  try {
+    return new PortSet(
+      items.map((p) =>
+        typeof p === 'object' ? parsePortRange(`${p.from}-${p.to}`, '') : parsePortRange(String(p), ''),
+      ),
+    );
+  } catch (e) {
+    return fail('port', (e as Error).message.replace(/^: /, ''));
+  }
+}
+
+/** One of tcp/udp, or undefined for both (or no network matcher). */
+function ruleNetwork(spec: RuleSpec, fail: FailRule): Network | undefined {
+  if (spec.network === undefined) return undefined;
+  const nets = new Set(list(spec.network));
+  for (const n of nets) if (n !== 'tcp' && n !== 'udp') fail('network', `'${String(n)}' is not tcp or udp`);
+  if (nets.size === 0) fail('network', 'empty list');
+  return nets.size === 1 ? [...nets][0] : undefined;
+}
+
+/** Rule `i` checked and compiled; its domain matchers go into `index`. */
+function compileRule(
+  spec: RuleSpec,
+  i: number,
+  known: readonly string[],
+  knownSet: ReadonlySet<string>,
+  index: DomainIndex,
+): CompiledRule {
+  const label = spec.name ?? `rules[${i}]`;
+  const fail: FailRule = (field, msg) => {
+    throw new RuleError(i, field, `${label}${field && field !== 'name' ? `.${RULE_FIELD_NAMES[field]}` : ''}: ${msg}`);
+  };
+  if (typeof spec.outbound !== 'string' || !knownSet.has(spec.outbound))
+    fail('outbound', unknownOutboundMessage(String(spec.outbound), known));
+  const domainEntries = indexDomains(spec, i, index, fail);
+  const hasDomain =
+    spec.domain !== undefined ||
+    spec.domainSuffix !== undefined ||
+    spec.domainKeyword !== undefined ||
+    spec.domainList !== undefined;
+  const rule: CompiledRule = {
+    action: spec.outbound,
+    hasDomain,
+    dst: ruleCidrs(spec, 'cidr', fail),
+    src: ruleCidrs(spec, 'sourceCidr', fail),
+    ports: rulePorts(spec, fail),
+    network: ruleNetwork(spec, fail),
+  };
+  if (hasDomain && domainEntries === 0 && spec.ruleSet === undefined)
+    fail(
+      spec.domainList !== undefined ? 'domainList' : undefined,
+      'the domain matchers have no entries: the rule could never match',
+    );
+  if (!hasDomain && !rule.dst && !rule.src && !rule.ports && spec.network === undefined)
+    fail(
+      undefined,
+      'no matcher (domain, domain-suffix, domain-keyword, domain-list, cidr, port, source-cidr, network); use `default` for a catch-all',
+    );
+  return rule;
+}
+
+/** The rule's matchers other than its domain group (parsed IPs cached in `ips` across rules). */
+function otherMatch(r: CompiledRule, flow: RouteQuery, ips: { dst?: ParsedIp; src?: ParsedIp }): boolean {
+  if (r.network !== undefined && r.network !== flow.network) return false;
+  if (r.ports !== undefined && !r.ports.has(flow.dst.port)) return false;
+  if (r.dst !== undefined && !r.dst.has(ips.dst === undefined ? (ips.dst = parseFlowIp(flow.dst.ip)) : ips.dst))
+    return false;
+  if (r.src !== undefined && !r.src.has(ips.src === undefined ? (ips.src = parseFlowIp(flow.src)) : ips.src))
+    return false;
+  return true;
+}
+
+/** Rules whose domain group matches `name` (lower case, no trailing dot), ascending, into `hits`. */
+function domainHits(index: DomainIndex, listUsers: [DomainList, number[]][], name: string, hits: number[]): void {
+  collect(index.exact, name, hits);
+  for (let at = 0; at >= 0; at = name.indexOf('.', at) + 1 || -1)
+    collect(index.suffix, at === 0 ? name : name.slice(at), hits);
+  for (const k of index.keywords) if (name.includes(k.kw)) hits.push(k.rule);
+  for (const [dl, users] of listUsers) if (dl.matches(name)) for (const r of users) hits.push(r);
+  if (hits.length > 1) hits.sort((a, b) => a - b);
+}
+
 /** How many times compileRules ran in this process (tests check that a generation compiles once). */
 export const compileCount = { calls: 0 };
 
@@ -180,142 +316,24 @@ export function compileRules(
   const known = [...new Set<string>([...BUILTIN_OUTBOUNDS, ...knownOutbounds])];
   const knownSet = new Set(known);
   if (!knownSet.has(defaultAction)) throw new UsageError(`default: ${unknownOutboundMessage(defaultAction, known)}`);
-
-  const exact: Index = new Map();
-  const suffix: Index = new Map();
-  const keywords: { kw: string; rule: number }[] = [];
-  /** Each distinct list once, with the rules that use it (ascending). */
-  const lists = new Map<DomainList, number[]>();
-  const compiled: CompiledRule[] = [];
-  const withoutDomain: number[] = [];
-
-  rules.forEach((spec, i) => {
-    const label = spec.name ?? `rules[${i}]`;
-    const fail = (field: keyof RuleSpec | undefined, msg: string): never => {
-      throw new RuleError(
-        i,
-        field,
-        `${label}${field && field !== 'name' ? `.${RULE_FIELD_NAMES[field]}` : ''}: ${msg}`,
-      );
-    };
-    if (typeof spec.outbound !== 'string' || !knownSet.has(spec.outbound))
-      fail('outbound', unknownOutboundMessage(String(spec.outbound), known));
-
-    let domainEntries = 0;
-    const addDomain = (field: keyof RuleSpec, kind: DomainEntryKind, values: readonly string[]) => {
-      for (const raw of values) {
-        let v = raw;
-        const r = normalizeDomainEntry(kind, String(raw));
-        if ('error' in r) fail(field, r.error);
-        else v = r.value;
-        domainEntries++;
-        if (kind === 'full') addTo(exact, v, i);
-        else if (kind === 'suffix') addTo(suffix, v, i);
-        else keywords.push({ kw: v, rule: i });
-      }
-    };
-    addDomain('domain', 'full', list(spec.domain));
-    addDomain('domainSuffix', 'suffix', list(spec.domainSuffix));
-    addDomain('domainKeyword', 'keyword', list(spec.domainKeyword));
-    for (const packed of list(spec.domainList)) {
-      const dl = reviveDomainList(packed);
-      domainEntries += dl.size;
-      const users = lists.get(dl);
-      if (!users) lists.set(dl, [i]);
-      else if (users[users.length - 1] !== i) users.push(i);
-    }
-    const hasDomain =
-      spec.domain !== undefined ||
-      spec.domainSuffix !== undefined ||
-      spec.domainKeyword !== undefined ||
-      spec.domainList !== undefined;
-
-    const cidrs = (field: 'cidr' | 'sourceCidr'): CidrSet | undefined => {
-      const v = spec[field];
-      if (v === undefined) return undefined;
-      const texts = list(v);
-      if (!texts.length) fail(field, 'empty list');
-      try {
-        return new CidrSet(texts.map(String));
-      } catch (e) {
-        return fail(field, (e as Error).message);
-      }
-    };
-    let ports: PortSet | undefined;
-    if (spec.port !== undefined) {
-      const items = list(spec.port);
-      if (!items.length) fail('port', 'empty list');
-      try {
-        ports = new PortSet(
-          items.map((p) =>
-            typeof p === 'object' ? parsePortRange(`${p.from}-${p.to}`, '') : parsePortRange(String(p), ''),
-          ),
-        );
-      } catch (e) {
-        fail('port', (e as Error).message.replace(/^: /, ''));
-      }
-    }
-    let network: Network | undefined;
-    if (spec.network !== undefined) {
-      const nets = new Set(list(spec.network));
-      for (const n of nets) if (n !== 'tcp' && n !== 'udp') fail('network', `'${String(n)}' is not tcp or udp`);
-      if (nets.size === 0) fail('network', 'empty list');
-      network = nets.size === 1 ? [...nets][0] : undefined;
-    }
-    const rule: CompiledRule = {
-      action: spec.outbound,
-      hasDomain,
-      dst: cidrs('cidr'),
-      src: cidrs('sourceCidr'),
-      ports,
-      network,
-    };
-    if (hasDomain && domainEntries === 0 && spec.ruleSet === undefined)
-      fail(
-        spec.domainList !== undefined ? 'domainList' : undefined,
-        'the domain matchers have no entries: the rule could never match',
-      );
-    if (!hasDomain && !rule.dst && !rule.src && !rule.ports && spec.network === undefined) {
-      fail(
-        undefined,
-        'no matcher (domain, domain-suffix, domain-keyword, domain-list, cidr, port, source-cidr, network); use `default` for a catch-all',
-      );
-    }
-    compiled.push(rule);
-    if (!hasDomain) withoutDomain.push(i);
-  });
-
-  const otherMatch = (r: CompiledRule, flow: RouteQuery, ips: { dst?: ParsedIp; src?: ParsedIp }): boolean => {
-    if (r.network !== undefined && r.network !== flow.network) return false;
-    if (r.ports !== undefined && !r.ports.has(flow.dst.port)) return false;
-    if (r.dst !== undefined && !r.dst.has(ips.dst === undefined ? (ips.dst = parseFlowIp(flow.dst.ip)) : ips.dst))
-      return false;
-    if (r.src !== undefined && !r.src.has(ips.src === undefined ? (ips.src = parseFlowIp(flow.src)) : ips.src))
-      return false;
-    return true;
-  };
-
+  const index: DomainIndex = { exact: new Map(), suffix: new Map(), keywords: [], lists: new Map() };
+  const compiled = rules.map((spec, i) => compileRule(spec, i, known, knownSet, index));
+  const withoutDomain = compiled.flatMap((r, i) => (r.hasDomain ? [] : [i]));
   const hasDomainRules = withoutDomain.length !== compiled.length;
   const scratch: number[] = [];
-  const listUsers = [...lists];
+  const listUsers = [...index.lists];
 
   return {
     ruleCount: compiled.length,
     route(flow: RouteQuery): RouteDecision {
       const ips: { dst?: ParsedIp; src?: ParsedIp } = {};
-      // Rules whose domain group matches the flow's name, ascending.
       const hits = scratch;
       hits.length = 0;
       let name = flow.dst.domain;
       if (hasDomainRules && name) {
         name = name.toLowerCase();
         if (name.endsWith('.')) name = name.slice(0, -1);
-        collect(exact, name, hits);
-        for (let at = 0; at >= 0; at = name.indexOf('.', at) + 1 || -1)
-          collect(suffix, at === 0 ? name : name.slice(at), hits);
-        for (const k of keywords) if (name.includes(k.kw)) hits.push(k.rule);
-        for (const [dl, users] of listUsers) if (dl.matches(name)) for (const r of users) hits.push(r);
-        if (hits.length > 1) hits.sort((a, b) => a - b);
+        domainHits(index, listUsers, name, hits);
       }
       // Walk both ascending lists in rule order: domain hits and rules without a domain group.
       let h = 0;
