@@ -8,22 +8,8 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfigFile } from '../src/config/file.js';
+import { domainListText } from './cases/rules.js';
 import { compileRules, packedBytes, packRuleLists, reviveRuleLists, type RuleSpec } from '../src/route/index.js';
-
-/** Half bare names, a quarter domain:, 23% full:, 2% keyword: (the list of bench/run.ts case j). */
-function domainListText(n: number): string {
-  let seed = 12345;
-  const rnd = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
-  const word = (): string => Math.floor(rnd() * 36 ** 6).toString(36);
-  const tlds = ['com', 'net', 'org', 'cn', 'io'];
-  const out: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const r = rnd();
-    const d = `${word()}${i}.${tlds[i % 5]}`;
-    out.push(r < 0.5 ? d : r < 0.75 ? `domain:${d}` : r < 0.98 ? `full:www.${d}` : `keyword:${word()}${i}`);
-  }
-  return `${out.join('\n')}\n`;
-}
 
 const entries = Number(process.argv[2] ?? 1_000_000);
 const rounds = Number(process.argv[3] ?? 3);

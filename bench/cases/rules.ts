@@ -6,7 +6,7 @@ import { newCase, record, type CaseResult } from '../lib/report.js';
 import { type Ctx, logPath, MAIN, NODE, PORT, tmpDir } from '../lib/runner.js';
 
 /** A domain list of `n` entries: half bare names, a quarter domain:, 23% full:, 2% keyword: (deterministic). */
-function domainListText(n: number): string {
+export function domainListText(n: number): string {
   let seed = 12345;
   const rnd = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
   const word = (): string => Math.floor(rnd() * 36 ** 6).toString(36);
