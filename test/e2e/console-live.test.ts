@@ -29,7 +29,7 @@ const BASE = `http://${CONSOLE}/`;
 const PASSWORD = 'live and logs';
 /** iperf3 -b (Mbit/s) and -t. */
 const RATE_MBIT = 24;
-const SECONDS = 6;
+const SECONDS = 8;
 
 const PHONE = { width: 390, height: 844 };
 const DESKTOP = { width: 1280, height: 800 };
@@ -151,6 +151,7 @@ test('console Live and Logs in chromium: live throughput of a kernel-relayed flo
           // ahead of the receiver) through kernel-relayed flows.
           const started = Date.now();
           const iperf = lan.spawn('iperf3', ['-c', WEB, '-R', '-b', `${RATE_MBIT}M`, '-t', String(SECONDS), '-J']);
+          const closed = new Promise<number | null>((r) => iperf.child.once('close', (code) => r(code)));
           const row = page.locator(`table.conns tbody tr:has(td[data-col="dst"]:text-is("${WEB}:5201"))`).first();
           await row.waitFor();
           assert.equal(await row.locator('td[data-col="rule"]').innerText(), 'rule 1');
@@ -166,8 +167,15 @@ test('console Live and Logs in chromium: live throughput of a kernel-relayed flo
             `${WEB}:5201`,
           );
           await page.waitForSelector('table.conns tbody tr td[data-col="rate"]:has-text("MiB/s")');
+          // Three readings past the first 2.5 s before the screenshot: a slow machine's renderer
+          // may stall while it paints the full page.
+          await page.waitForFunction(
+            (since) =>
+              (window as unknown as { rates: { t: number }[] }).rates.filter((r) => r.t > since).length >= 3,
+            started + 2500,
+          );
           await page.screenshot({ path: join(SHOTS, 'en-live-transfer-desktop.png'), fullPage: true });
-          const status = await new Promise<number | null>((r) => iperf.child.once('close', (code) => r(code)));
+          const status = await closed;
           const ended = Date.now();
           assert.equal(status, 0, iperf.output());
           const report = JSON.parse(iperf.output().slice(iperf.output().indexOf('{'))) as {

@@ -65,6 +65,18 @@ async function metric(app: Host, re: RegExp): Promise<number> {
   return m ? Number(m[1]) : 0;
 }
 
+/** Waits (up to 15 s) until the proxy counts `n` active connections. */
+async function activeBackTo(app: Host, n: number): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  let active = -1;
+  while (Date.now() < deadline) {
+    active = await metric(app, /^tranproxy_connections_active(?:\{[^}]*\})? (\d+)/m);
+    if (active === n) return;
+    await sleep(100);
+  }
+  assert.fail(`the proxy still counts ${active} active connections, not ${n}`);
+}
+
 /** Soft "Max open files" of `pid`. */
 function fdLimitOf(pid: number): number {
   const line = readFileSync(`/proc/${pid}/limits`, 'utf8')
@@ -181,7 +193,7 @@ test('beyond --max-connections the excess is refused and counted; the proxy keep
     assert.equal(s.errors + s.bad, 0, 'the connections within the limit are unaffected');
     assert.equal(await metric(app, /^tranproxy_connections_refused_total\{reason="max-connections"\} (\d+)/m), 50);
     // Capacity comes back once the held connections are gone.
-    await sleep(500);
+    await activeBackTo(app, 0);
     const again = await summaryOf(loadClient(app, 100, 1, 1), 60_000);
     assert.equal(again.opened, 100, JSON.stringify(again));
     assert.equal(workerPid(proxy.pid), worker, 'no crash, no restart');
@@ -219,6 +231,7 @@ test('with a low fd limit (prlimit) the proxy reports it at start and refuses, n
       await metric(app, /^tranproxy_connections_refused_total\{reason="max-connections"\} (\d+)/m),
       200 - budget,
     );
+    await activeBackTo(app, 0);
     const again = await summaryOf(loadClient(app, 50, 1, 1), 60_000);
     assert.equal(again.opened, 50, JSON.stringify(again));
     assert.equal(workerPid(p.pid), worker, 'no crash, no restart');
