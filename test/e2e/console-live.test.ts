@@ -170,8 +170,7 @@ test('console Live and Logs in chromium: live throughput of a kernel-relayed flo
           // Three readings past the first 2.5 s before the screenshot: a slow machine's renderer
           // may stall while it paints the full page.
           await page.waitForFunction(
-            (since) =>
-              (window as unknown as { rates: { t: number }[] }).rates.filter((r) => r.t > since).length >= 3,
+            (since) => (window as unknown as { rates: { t: number }[] }).rates.filter((r) => r.t > since).length >= 3,
             started + 2500,
           );
           await page.screenshot({ path: join(SHOTS, 'en-live-transfer-desktop.png'), fullPage: true });
