@@ -4,7 +4,8 @@
 //
 // Builds its own netns lab (client ns ⇄ server ns on a veth pair; client ⇄ gateway ⇄ server
 // for TPROXY), runs every case for tranproxy and the anchors alternately (A B C, B C A, …),
-// prints medians and ratios and writes bench/RESULTS.md. Needs root, `npm run build`
+// prints medians and ratios and writes the generated part of bench/RESULTS.md (between its marker comments;
+// the hand-written sections after the end marker are kept). Needs root, `npm run build`
 // (dist/cli/main.js), haproxy, nginx, iperf3 and wrk (scripts/setup-deps.sh).
 //
 // Cases: a  bulk TCP through REDIRECT (iperf3 1 and 4 streams) — tranproxy, HAProxy, no proxy
@@ -30,7 +31,7 @@
 // bulk transfer and during keep-alive HTTP, summarised in RESULTS.md ("where the time goes").
 // BENCH_DEBUG=1 prints socket and conntrack counts of the lab namespaces after each wrk run.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { Lab, type Host } from '../src/netlab/lab.js';
@@ -42,7 +43,7 @@ import { profileTranproxy } from './cases/profile.js';
 import { ruleSetCase } from './cases/rules.js';
 import { cpuCase, throughputCase } from './cases/throughput.js';
 import { fmtNum } from './lib/parse.js';
-import { medianOf, pairedRatio, renderCase, type CaseResult } from './lib/report.js';
+import { medianOf, pairedRatio, renderCase, replaceGenerated, type CaseResult } from './lib/report.js';
 import {
   ADDR,
   BEST_HAPROXY,
@@ -491,7 +492,8 @@ async function main(): Promise<void> {
     },
     extra,
   );
-  writeFileSync(opts.out, text);
+  // Only the part between the markers is replaced: the hand-written sections after it stay.
+  writeFileSync(opts.out, replaceGenerated(existsSync(opts.out) ? readFileSync(opts.out, 'utf8') : undefined, text));
   process.stdout.write(`\n${text}\nbench: wrote ${opts.out} (${Math.round(elapsed)} s)\n`);
   if (cases.some((c) => c.errors.length)) process.exitCode = 1;
 }

@@ -156,3 +156,23 @@ export function addBestOf(c: CaseResult, key: string, label: string, from: strin
   if (picked.length === 0) return;
   c.variants.push({ key, label, detail: `per metric, the better median of the variants above (${picked.join('; ')})` });
 }
+
+/** The generated part of RESULTS.md stands between these; what follows the end marker is hand-written and kept. */
+export const GENERATED_BEGIN =
+  '<!-- bench/run.ts: generated part begins; a run replaces everything down to the end marker -->';
+export const GENERATED_END =
+  '<!-- bench/run.ts: generated part ends; hand-written sections below are kept by every run -->';
+
+/**
+ * The results file after a run: `generated` between the markers, and whatever the old file had
+ * before the begin marker and after the end marker. An old file without both markers (in order)
+ * is kept whole below the end marker, so a first run never loses hand-written text.
+ */
+export function replaceGenerated(old: string | undefined, generated: string): string {
+  const block = `${GENERATED_BEGIN}\n${generated.replace(/\n+$/, '')}\n\n${GENERATED_END}\n`;
+  if (!old?.trim()) return block;
+  const begin = old.indexOf(GENERATED_BEGIN);
+  const end = old.indexOf(GENERATED_END);
+  if (begin < 0 || end < begin) return `${block}\n${old}`;
+  return old.slice(0, begin) + block + old.slice(end + GENERATED_END.length).replace(/^\n/, '');
+}

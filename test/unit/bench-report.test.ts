@@ -3,7 +3,15 @@ import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
 import { haproxyRedirect, nginxSeed } from '../../bench/lib/configs.js';
 import { memOf, smapsRollup } from '../../bench/lib/proc.js';
-import { addBestOf, medianOf, newCase, record } from '../../bench/lib/report.js';
+import {
+  GENERATED_BEGIN,
+  GENERATED_END,
+  addBestOf,
+  medianOf,
+  newCase,
+  record,
+  replaceGenerated,
+} from '../../bench/lib/report.js';
 
 test('addBestOf: per metric, the variant with the better median (higher or lower is better)', () => {
   const c = newCase({ id: 'x', title: 'x', method: [], variants: [], subject: 's', anchors: ['best'] }, [
@@ -47,4 +55,34 @@ test('anchors at their best: HAProxy without nbthread 1, a variant that splices 
   assert.match(splice, /option splice-request\n\s+option splice-response/);
   assert.match(splice, /maxpipes 900/);
   assert.match(nginxSeed('/tmp/x', 15004, 80, '127.0.0.1'), /^worker_processes auto;/);
+});
+
+test('replaceGenerated: a run replaces only the part between the markers; hand-written text after the end marker stays', () => {
+  const first = replaceGenerated(undefined, '# results\n\nrun 1\n');
+  assert.equal(first, `${GENERATED_BEGIN}\n# results\n\nrun 1\n\n${GENERATED_END}\n`);
+  const edited = `${first}\n## Analysis (hand-written)\n\nrun 1 was slow\n`;
+  const second = replaceGenerated(edited, '# results\n\nrun 2\n');
+  assert.equal(
+    second,
+    `${GENERATED_BEGIN}\n# results\n\nrun 2\n\n${GENERATED_END}\n\n## Analysis (hand-written)\n\nrun 1 was slow\n`,
+  );
+  assert.doesNotMatch(second, /run 1\n\n/); // the old generated part is gone
+  assert.equal(replaceGenerated(second, '# results\n\nrun 2\n'), second); // a rerun changes nothing else
+  const withPreface = `note above\n${second}`;
+  assert.equal(replaceGenerated(withPreface, '# results\n\nrun 3'), withPreface.replace('run 2', 'run 3'));
+});
+
+test('replaceGenerated: a file without both markers in order is kept whole below the new generated part', () => {
+  const old = '# tranproxy benchmarks\n\nold table\n\n## Earlier hand-written sections\n\nanalysis\n';
+  const out = replaceGenerated(old, '# tranproxy benchmarks\n\nnew table\n');
+  assert.ok(out.startsWith(`${GENERATED_BEGIN}\n# tranproxy benchmarks\n\nnew table\n\n${GENERATED_END}\n`));
+  assert.ok(out.endsWith(`\n${old}`));
+  // The next run then replaces only its own part and keeps the old file's text.
+  const next = replaceGenerated(out, 'newer table');
+  assert.match(next, /newer table/);
+  assert.doesNotMatch(next, /new table/);
+  assert.ok(next.endsWith(`\n${old}`));
+  for (const broken of [`${GENERATED_END}\nx\n${GENERATED_BEGIN}\n`, `${GENERATED_BEGIN}\nno end\n`]) {
+    assert.ok(replaceGenerated(broken, 'g').endsWith(`\n${broken}`), broken); // markers out of order: nothing dropped
+  }
 });
