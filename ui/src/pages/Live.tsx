@@ -1,8 +1,8 @@
 import { useEffect, useState } from 'preact/hooks';
-import { del, fmtAge, fmtBytes, type Closed, type Conn, type Traffic } from '../api';
+import { del, fmtBytes, type Closed, type Conn, type Traffic } from '../api';
 import { t, type Key } from '../i18n';
 import { FormStatus, Section, useAction } from '../ui';
-import { NodeTotals, RecentlyClosed, TableHead, rateText, routeLabel, ruleLabel } from './LiveTraffic';
+import { ConnCells, NodeTotals, RecentlyClosed, TableHead, ruleLabel } from './LiveTraffic';
 
 export interface Sample {
   t: number;
@@ -98,33 +98,7 @@ export function Live({
               ) : (
                 shown.map((c) => (
                   <tr key={c.id} data-id={c.id}>
-                    <td data-col="src" data-label={t('live.src')} class="mono">
-                      {c.src}
-                    </td>
-                    <td data-col="dst" data-label={t('live.dst')} class="mono">
-                      {c.dst}
-                    </td>
-                    <td data-col="domain" data-label={t('live.domain')}>
-                      {c.domain || <span class="muted">–</span>}
-                    </td>
-                    <td data-col="rule" data-label={t('live.rule')}>
-                      {ruleLabel(c.rule)}
-                    </td>
-                    <td data-col="node" data-label={t('live.node')}>
-                      {c.node ? routeLabel(c) : <span class="muted">{t('live.connecting')}</span>}
-                    </td>
-                    <td data-col="rate" data-label={t('live.rate')} class="num">
-                      {rateText(c.rate)}
-                    </td>
-                    <td data-col="up" data-label={t('live.upCol')} class="num">
-                      {fmtBytes(c.up)}
-                    </td>
-                    <td data-col="down" data-label={t('live.downCol')} class="num">
-                      {fmtBytes(c.down)}
-                    </td>
-                    <td data-col="age" data-label={t('live.age')} class="num">
-                      {fmtAge(c.startedAt, now)}
-                    </td>
+                    <ConnCells c={c} now={now} />
                     <td class="act">
                       <button
                         type="button"

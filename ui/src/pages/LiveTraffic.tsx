@@ -1,4 +1,5 @@
-import { fmtBytes, type Closed, type Conn, type Traffic } from '../api';
+import type { ComponentChildren } from 'preact';
+import { fmtAge, fmtBytes, type Closed, type Conn, type Traffic } from '../api';
 import { t, type Key } from '../i18n';
 import { Section, outboundLabel } from '../ui';
 
@@ -24,11 +25,11 @@ export function ruleLabel(rule: string | undefined): string {
 }
 
 /** The outbound, and through groups the member the flow went through: `auto → hk-1`. */
-export function routeLabel(c: Pick<Conn, 'node' | 'path'>): string {
+function routeLabel(c: Pick<Conn, 'node' | 'path'>): string {
   return [c.node, ...(c.path ?? [])].map(outboundLabel).join(' → ');
 }
 
-export const rateText = (r: { up: number; down: number } | undefined) =>
+const rateText = (r: { up: number; down: number } | undefined) =>
   r ? `▲ ${fmtBytes(r.up)}/s ▼ ${fmtBytes(r.down)}/s` : '–';
 
 function outcomeLabel(o: string): string {
@@ -39,6 +40,68 @@ function fmtDuration(ms: number): string {
   if (ms < 1000) return `${ms} ms`;
   const s = Math.round(ms / 1000);
   return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+}
+
+/** One cell of a flow row: `data-col` names the column, `data-label` heads the cell when narrow screens stack a row. */
+function Cell(p: { col: string; label: Key; cls?: string; title?: string; children: ComponentChildren }) {
+  return (
+    <td data-col={p.col} data-label={t(p.label)} class={p.cls} title={p.title}>
+      {p.children}
+    </td>
+  );
+}
+
+/** The rule and the route of a flow (open or closed); `unrouted` while it has no outbound. */
+function RouteCells({ flow, unrouted }: { flow: Pick<Conn, 'rule' | 'node' | 'path'>; unrouted: ComponentChildren }) {
+  return (
+    <>
+      <Cell col="rule" label="live.rule">
+        {ruleLabel(flow.rule)}
+      </Cell>
+      <Cell col="node" label="live.node">
+        {flow.node ? routeLabel(flow) : unrouted}
+      </Cell>
+    </>
+  );
+}
+
+/** Bytes up and down of a flow. */
+function ByteCells({ flow }: { flow: { up: number; down: number } }) {
+  return (
+    <>
+      <Cell col="up" label="live.upCol" cls="num">
+        {fmtBytes(flow.up)}
+      </Cell>
+      <Cell col="down" label="live.downCol" cls="num">
+        {fmtBytes(flow.down)}
+      </Cell>
+    </>
+  );
+}
+
+/** The cells of an open connection's row, before its actions. */
+export function ConnCells({ c, now }: { c: Conn; now: number }) {
+  return (
+    <>
+      <Cell col="src" label="live.src" cls="mono">
+        {c.src}
+      </Cell>
+      <Cell col="dst" label="live.dst" cls="mono">
+        {c.dst}
+      </Cell>
+      <Cell col="domain" label="live.domain">
+        {c.domain || <span class="muted">–</span>}
+      </Cell>
+      <RouteCells flow={c} unrouted={<span class="muted">{t('live.connecting')}</span>} />
+      <Cell col="rate" label="live.rate" cls="num">
+        {rateText(c.rate)}
+      </Cell>
+      <ByteCells flow={c} />
+      <Cell col="age" label="live.age" cls="num">
+        {fmtAge(c.startedAt, now)}
+      </Cell>
+    </>
+  );
 }
 
 /** A column: its label key, `num` for right-aligned numbers; `sr` names an icon column for screen readers only. */
@@ -120,30 +183,20 @@ export function RecentlyClosed({ closed }: { closed: Closed[] }) {
             <tbody>
               {closed.map((c) => (
                 <tr key={c.id} data-id={c.id}>
-                  <td data-col="src" data-label={t('live.src')} class="mono">
+                  <Cell col="src" label="live.src" cls="mono">
                     {c.src}
-                  </td>
-                  <td data-col="dst" data-label={t('live.dst')} class="mono">
+                  </Cell>
+                  <Cell col="dst" label="live.dst" cls="mono">
                     {c.domain ? `${c.domain} (${c.dst})` : c.dst}
-                  </td>
-                  <td data-col="rule" data-label={t('live.rule')}>
-                    {ruleLabel(c.rule)}
-                  </td>
-                  <td data-col="node" data-label={t('live.node')}>
-                    {c.node ? routeLabel(c) : t('common.none')}
-                  </td>
-                  <td data-col="up" data-label={t('live.upCol')} class="num">
-                    {fmtBytes(c.up)}
-                  </td>
-                  <td data-col="down" data-label={t('live.downCol')} class="num">
-                    {fmtBytes(c.down)}
-                  </td>
-                  <td data-col="dur" data-label={t('live.duration')} class="num">
+                  </Cell>
+                  <RouteCells flow={c} unrouted={t('common.none')} />
+                  <ByteCells flow={c} />
+                  <Cell col="dur" label="live.duration" cls="num">
                     {fmtDuration(c.durMs)}
-                  </td>
-                  <td data-col="outcome" data-label={t('live.outcome')} title={c.error}>
+                  </Cell>
+                  <Cell col="outcome" label="live.outcome" title={c.error}>
                     {outcomeLabel(c.outcome)}
-                  </td>
+                  </Cell>
                 </tr>
               ))}
             </tbody>
