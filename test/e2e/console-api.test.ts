@@ -12,12 +12,14 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Host, LabProcess } from '../../src/netlab/lab.js';
+import { buildConsoleLab, setConsolePassword } from '../helpers/console-lab.js';
 import { peerPath, startPeer, startTranproxy, tranproxyBin, waitForPort, withLab } from '../helpers/lab.js';
 
-const NODE_IP = '10.76.2.2';
-const WEB = '10.76.3.2';
-const NODE_SIDE_OF_WEB = '10.76.3.1';
-const LAN_CLIENT = '10.76.1.2';
+const NET = 76;
+const NODE_IP = `10.${NET}.2.2`;
+const WEB = `10.${NET}.3.2`;
+const NODE_SIDE_OF_WEB = `10.${NET}.3.1`;
+const LAN_CLIENT = `10.${NET}.1.2`;
 const CONSOLE = '127.0.0.1:8080';
 const PASSWORD = 'api test password';
 const SS_PORT = 8388;
@@ -106,15 +108,7 @@ test('console API: login, CSRF, ss:// node, switch on, live connection and close
   try {
     await withLab(
       async (lab) => {
-        const lan = lab.addHost('lan');
-        const gw = lab.addHost('gw');
-        const node = lab.addHost('node');
-        const web = lab.addHost('web');
-        const l = lab.link(lan, gw, { a: [`${LAN_CLIENT}/24`], b: ['10.76.1.1/24'] });
-        lab.link(gw, node, { a: ['10.76.2.1/24'], b: [`${NODE_IP}/24`] });
-        lab.link(node, web, { a: [`${NODE_SIDE_OF_WEB}/24`], b: [`${WEB}/24`] });
-        lan.addRoute('default', '10.76.1.1');
-        gw.enableForwarding();
+        const { lan, gw, node, web, lanIf } = buildConsoleLab(lab, NET, { node: true });
         await startPeer(web, 'echo_headers', 80);
         await startPeer(web, 'tcp_echo', 7);
         node.spawn('ss-server', ['-s', NODE_IP, '-p', String(SS_PORT), '-k', 'api-secret', '-m', 'aes-256-gcm']);
@@ -125,7 +119,7 @@ test('console API: login, CSRF, ss:// node, switch on, live connection and close
           '# gateway for the console API test',
           'mode: tproxy            # clients keep their addresses',
           'capture: prerouting',
-          `in-interfaces: [${l.b}]`,
+          `in-interfaces: [${lanIf}]`,
           'family: ipv4',
           'bypass-private: false   # the lab uses private addresses',
           'connect-timeout: 3s',
@@ -153,12 +147,7 @@ test('console API: login, CSRF, ss:// node, switch on, live connection and close
         assert.equal(noConfig.status, 2);
         assert.match(noConfig.stderr, /--console needs --config FILE/);
 
-        const passwd = await gw.run(
-          process.execPath,
-          [tranproxyBin(), 'console', 'passwd', '--config', config, '--password-stdin'],
-          { input: `${PASSWORD}\n` },
-        );
-        assert.equal(passwd.status, 0, passwd.stderr);
+        await setConsolePassword(gw, config, PASSWORD);
         const withHash = readFileSync(config, 'utf8');
         assert.match(withHash, /\nconsole:\n {2}password-hash: scrypt\$\d+\$\d+\$\d+\$/);
         assert.ok(
@@ -387,7 +376,7 @@ test('console API: login, CSRF, ss:// node, switch on, live connection and close
             ['lab-ss'],
           );
           assert.deepEqual(st.body.checkTargets, [CHECK_TARGET]);
-          assert.deepEqual(st.body.lan.interfaces, [l.b]);
+          assert.deepEqual(st.body.lan.interfaces, [lanIf]);
           const finalText = readFileSync(config, 'utf8');
           assert.ok(finalText.startsWith('# gateway for the console API test\n'), 'comments survive every edit');
           assert.match(finalText, /bypass-private: false # the lab uses private addresses/);

@@ -11,19 +11,27 @@
 // sizes, with screenshots in test/.artifacts/console-live.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { LabProcess } from '../../src/netlab/lab.js';
-import { peerPath, startPeer, startTranproxy, tranproxyBin, waitForPort, withLab } from '../helpers/lab.js';
+import {
+  assertFits,
+  buildConsoleLab,
+  CHROMIUM,
+  launchChromiumIn,
+  loginPage,
+  pageApi,
+  setConsolePassword,
+} from '../helpers/console-lab.js';
+import { peerPath, startPeer, startTranproxy, waitForPort, withLab } from '../helpers/lab.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SHOTS = join(ROOT, 'test/.artifacts/console-live');
-const LAN_CLIENT = '10.76.1.2';
-const WEB = '10.76.3.2';
+const NET = 76;
+const WEB = `10.${NET}.3.2`;
 const CONSOLE = '127.0.0.1:8080';
 const BASE = `http://${CONSOLE}/`;
 const PASSWORD = 'live and logs';
@@ -38,20 +46,9 @@ interface LogPage {
   entries: { level: string; text: string }[];
 }
 
-async function pageApi<T>(page: Page, path: string): Promise<T> {
-  return page.evaluate(async (p) => (await fetch(p, { credentials: 'same-origin' })).json(), path) as Promise<T>;
-}
-
 async function gotoPage(page: Page, name: string): Promise<void> {
   await page.click(`nav a[href="#/${name}"]`);
   await page.waitForSelector(`nav a[href="#/${name}"][aria-current="page"]`);
-}
-
-async function assertFits(page: Page, what: string): Promise<void> {
-  const overflow = await page.evaluate(
-    () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
-  );
-  assert.ok(overflow <= 0, `${what}: ${overflow}px wider than the window`);
 }
 
 /** Every down rate the page shows, as it changes (recorded in the page, read at the end). */
@@ -78,14 +75,7 @@ test('console Live and Logs in chromium: live throughput of a kernel-relayed flo
   try {
     await withLab(
       async (lab) => {
-        const lan = lab.addHost('lan');
-        const gw = lab.addHost('gw');
-        const web = lab.addHost('web');
-        const l = lab.link(lan, gw, { a: [`${LAN_CLIENT}/24`], b: ['10.76.1.1/24'] });
-        lab.link(gw, web, { a: ['10.76.3.1/24'], b: [`${WEB}/24`] });
-        lan.addRoute('default', '10.76.1.1');
-        web.addRoute('default', '10.76.3.1');
-        gw.enableForwarding();
+        const { lan, gw, web, lanIf } = buildConsoleLab(lab, NET, { node: false });
         web.spawn('iperf3', ['-s', '-1', '-B', WEB]);
         await waitForPort(web, 5201);
         await startPeer(web, 'tcp_echo', 7);
@@ -96,7 +86,7 @@ test('console Live and Logs in chromium: live throughput of a kernel-relayed flo
           [
             'mode: tproxy',
             'capture: prerouting',
-            `in-interfaces: [${l.b}]`,
+            `in-interfaces: [${lanIf}]`,
             'family: ipv4',
             'enabled: true',
             'default: direct',
@@ -109,12 +99,7 @@ test('console Live and Logs in chromium: live throughput of a kernel-relayed flo
           ].join('\n'),
           { mode: 0o600 },
         );
-        const passwd = await gw.run(
-          process.execPath,
-          [tranproxyBin(), 'console', 'passwd', '--config', config, '--password-stdin'],
-          { input: `${PASSWORD}\n` },
-        );
-        assert.equal(passwd.status, 0, passwd.stderr);
+        await setConsolePassword(gw, config, PASSWORD);
         const proxy = await startTranproxy(
           gw,
           ['run', '--config', config, '--console', CONSOLE, '--no-bypass-private'],
@@ -125,24 +110,13 @@ test('console Live and Logs in chromium: live throughput of a kernel-relayed flo
         let hold: LabProcess | undefined;
         try {
           await proxy.waitForOutput(/console ready/);
-          const wrapper = join(tmp, 'chromium-in-netns.sh');
-          writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${gw.netns} ${CHROMIUM} "$@"\n`);
-          chmodSync(wrapper, 0o755);
-          browser = await chromium.launch({
-            executablePath: wrapper,
-            headless: true,
-            timeout: 60_000,
-            args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-          });
+          browser = await launchChromiumIn(gw, tmp);
           const context = await browser.newContext({ viewport: DESKTOP, locale: 'en-US' });
           const page = await context.newPage();
           page.setDefaultTimeout(15_000);
           const pageErrors: string[] = [];
           page.on('pageerror', (e) => pageErrors.push(e.message));
-          await page.goto(BASE);
-          await page.fill('input[name="password"]', PASSWORD);
-          await page.click('button[type="submit"]');
-          await page.waitForSelector('nav a[aria-current="page"]');
+          await loginPage(page, BASE, PASSWORD);
           await gotoPage(page, 'live');
           await page.waitForSelector('.live-dot.open');
           await recordRates(page);

@@ -9,15 +9,22 @@
 // results that survive are the gateway's. Screenshots go to test/.artifacts/console-nodes/.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { Host } from '../../src/netlab/lab.js';
+import {
+  assertFits,
+  CHROMIUM,
+  launchChromiumIn,
+  loginPage,
+  pageApi,
+  setConsolePassword,
+} from '../helpers/console-lab.js';
 import { udpExchange, withGatewayLab, type GatewayLab } from '../helpers/gateway-lab.js';
-import { startPeer, startTranproxy, tranproxyBin, waitForPort } from '../helpers/lab.js';
+import { startPeer, startTranproxy, waitForPort } from '../helpers/lab.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SHOTS = join(ROOT, 'test/.artifacts/console-nodes');
 const CONSOLE = '127.0.0.1:8080';
@@ -47,22 +54,11 @@ const COMBOS = [
   { lang: 'zh', locale: 'zh-CN', size: 'desktop', viewport: { width: 1280, height: 800 } },
 ] as const;
 
-async function pageApi<T>(page: Page, path: string): Promise<T> {
-  return page.evaluate(async (p) => (await fetch(p, { credentials: 'same-origin' })).json(), path) as Promise<T>;
-}
-
 async function gotoPage(page: Page, name: string): Promise<void> {
   const link = `nav a[href="#/${name}"]`;
   await page.click(link);
   await page.waitForSelector(`${link}[aria-current="page"]`);
   await page.locator('main .card').first().waitFor();
-}
-
-async function noSideScroll(page: Page, what: string): Promise<void> {
-  const overflow = await page.evaluate(
-    () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
-  );
-  assert.ok(overflow <= 0, `${what}: ${overflow}px wider than the window`);
 }
 
 /** The UDP part of tranproxy's nft table (empty: no UDP rule). */
@@ -102,25 +98,6 @@ function gatewayConfig(g: GatewayLab): string {
     `  test-url: http://${g.ip.remote}/generate_204`,
     '',
   ].join('\n');
-}
-
-async function launch(g: GatewayLab): Promise<Browser> {
-  const wrapper = join(g.tmp, 'chromium-in-netns.sh');
-  writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${g.gw.netns} ${CHROMIUM} "$@"\n`);
-  chmodSync(wrapper, 0o755);
-  return chromium.launch({
-    executablePath: wrapper,
-    headless: true,
-    timeout: 60_000,
-    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-sync'],
-  });
-}
-
-async function login(page: Page): Promise<void> {
-  await page.goto(BASE);
-  await page.fill('input[name="password"]', PASSWORD);
-  await page.click('button[type="submit"]');
-  await page.waitForSelector('nav a[aria-current="page"]');
 }
 
 /** The node list as shown: name, delay (ms, or null when failed/untested), in page order. */
@@ -182,18 +159,13 @@ test('Nodes page in chromium, en/zh × desktop/phone: Test all sorted and kept, 
 
     const config = join(g.tmp, 'gateway.yaml');
     writeFileSync(config, gatewayConfig(g), { mode: 0o600 });
-    const passwd = await gw.run(
-      process.execPath,
-      [tranproxyBin(), 'console', 'passwd', '--config', config, '--password-stdin'],
-      { input: `${PASSWORD}\n` },
-    );
-    assert.equal(passwd.status, 0, passwd.stderr);
+    await setConsolePassword(gw, config, PASSWORD);
     const proxy = await startTranproxy(gw, ['run', '--config', config, '--console', CONSOLE], { timeoutMs: 20_000 });
     let browser: Browser | undefined;
     try {
       await proxy.waitForOutput(/console ready/);
       assert.equal(await udpRules(gw), '', 'udp off at start: no UDP rule');
-      browser = await launch(g);
+      browser = await launchChromiumIn(gw, g.tmp);
       let udpOn = false;
       for (const [i, c] of COMBOS.entries()) {
         const tag = `${c.lang}-${c.size}`;
@@ -202,7 +174,7 @@ test('Nodes page in chromium, en/zh × desktop/phone: Test all sorted and kept, 
         page.setDefaultTimeout(20_000);
         const errors: string[] = [];
         page.on('pageerror', (e) => errors.push(e.message));
-        await login(page);
+        await loginPage(page, BASE, PASSWORD);
         assert.equal(await page.getAttribute('html', 'lang'), c.lang === 'zh' ? 'zh-CN' : 'en');
 
         // ── Nodes: results kept by the gateway show at once in a fresh context (after the first run).
@@ -230,7 +202,7 @@ test('Nodes page in chromium, en/zh × desktop/phone: Test all sorted and kept, 
         await page.waitForSelector('nav a[aria-current="page"]');
         await waitForTests(page, 4);
         assert.deepEqual(await shownOrder(page), rows, 'results kept after a reload');
-        await noSideScroll(page, `${tag} nodes`);
+        await assertFits(page, `${tag} nodes`);
         await page.screenshot({ path: join(SHOTS, `${tag}-nodes-tested.png`), fullPage: true });
 
         // ── Groups: chosen member and health; choose a select group's member; use a group by default.
@@ -328,7 +300,7 @@ test('Nodes page in chromium, en/zh × desktop/phone: Test all sorted and kept, 
         assert.match(after, new RegExp(`\\n {2}${extra}: socks5://`));
         assert.ok(after.includes(SS_USERINFO), 'the redacted secret came back from the stored file');
         assert.ok((await pageApi<State>(page, '/api/state')).nodes.some((n) => n.name === extra));
-        await noSideScroll(page, `${tag} settings`);
+        await assertFits(page, `${tag} settings`);
         await page.screenshot({ path: join(SHOTS, `${tag}-settings.png`), fullPage: true });
         assert.deepEqual(errors, []);
         await context.close();

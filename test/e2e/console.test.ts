@@ -9,30 +9,29 @@
 // reaches the console on the gateway's loopback without touching the host's network.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { Host, LabProcess } from '../../src/netlab/lab.js';
-import { peerPath, startPeer, startTranproxy, tranproxyBin, waitForPort, withLab } from '../helpers/lab.js';
+import {
+  assertFits,
+  buildConsoleLab,
+  CHROMIUM,
+  launchChromiumIn,
+  pageApi,
+  setConsolePassword,
+} from '../helpers/console-lab.js';
+import { peerPath, startPeer, startTranproxy, waitForPort, withLab } from '../helpers/lab.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SHOTS = join(ROOT, 'test/.artifacts/console');
-const NODE_IP = '10.75.2.2';
-const WEB = '10.75.3.2';
-const NODE_SIDE_OF_WEB = '10.75.3.1';
-const LAN_CLIENT = '10.75.1.2';
+const NET = 75;
+const NODE_IP = `10.${NET}.2.2`;
+const WEB = `10.${NET}.3.2`;
+const NODE_SIDE_OF_WEB = `10.${NET}.3.1`;
+const LAN_CLIENT = `10.${NET}.1.2`;
 const CONSOLE = '127.0.0.1:8080';
 const BASE = `http://${CONSOLE}/`;
 const PASSWORD = 'correct horse battery staple';
@@ -57,11 +56,6 @@ async function curlFromLan(lan: Host, url: string): Promise<{ status: number | n
 
 async function shoot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
-}
-
-/** The API as the logged-in page sees it (same cookies); for assertions only. */
-async function pageApi<T>(page: Page, path: string): Promise<T> {
-  return page.evaluate(async (p) => (await fetch(p, { credentials: 'same-origin' })).json(), path) as Promise<T>;
 }
 
 interface ConsoleState {
@@ -89,11 +83,7 @@ async function shootAll(page: Page, lang: string, size: string): Promise<void> {
         .locator(`table.check tr[data-target="${CHECK_TARGET}"] td.probe-node .good`)
         .waitFor({ timeout: 30_000 });
     }
-    // Nothing wider than the window (a phone must not scroll sideways).
-    const overflow = await page.evaluate(
-      () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
-    );
-    assert.ok(overflow <= 0, `${lang} ${p} ${size}: ${overflow}px wider than the window`);
+    await assertFits(page, `${lang} ${p} ${size}`);
     await shoot(page, `${lang}-${p}-${size}`);
   }
 }
@@ -171,15 +161,7 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
   try {
     await withLab(
       async (lab) => {
-        const lan = lab.addHost('lan');
-        const gw = lab.addHost('gw');
-        const node = lab.addHost('node');
-        const web = lab.addHost('web');
-        const l = lab.link(lan, gw, { a: [`${LAN_CLIENT}/24`], b: ['10.75.1.1/24'] });
-        lab.link(gw, node, { a: ['10.75.2.1/24'], b: [`${NODE_IP}/24`] });
-        lab.link(node, web, { a: [`${NODE_SIDE_OF_WEB}/24`], b: [`${WEB}/24`] });
-        lan.addRoute('default', '10.75.1.1');
-        gw.enableForwarding();
+        const { lan, gw, node, web, lanIf } = buildConsoleLab(lab, NET, { node: true });
         await startPeer(web, 'echo_headers', 80);
         await startPeer(web, 'tcp_echo', 7);
         node.spawn('ss-server', ['-s', NODE_IP, '-p', String(SS_PORT), '-k', 'lab-secret', '-m', 'aes-256-gcm']);
@@ -193,7 +175,7 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
             '# gateway for the console e2e test',
             'mode: tproxy',
             'capture: prerouting',
-            `in-interfaces: [${l.b}]`,
+            `in-interfaces: [${lanIf}]`,
             'family: ipv4',
             'connect-timeout: 3s',
             'enabled: false',
@@ -210,12 +192,7 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
           ].join('\n'),
           { mode: 0o600 },
         );
-        const passwd = await gw.run(
-          process.execPath,
-          [tranproxyBin(), 'console', 'passwd', '--config', config, '--password-stdin'],
-          { input: `${PASSWORD}\n` },
-        );
-        assert.equal(passwd.status, 0, passwd.stderr);
+        await setConsolePassword(gw, config, PASSWORD);
         assert.match(readFileSync(config, 'utf8'), /password-hash: .?scrypt\$/);
         assert.doesNotMatch(readFileSync(config, 'utf8'), new RegExp(PASSWORD), 'the password itself is never stored');
         const runArgs = ['run', '--config', config, '--console', CONSOLE, '--no-bypass-private'];
@@ -239,24 +216,7 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
           await waitForPort(gw, 8099);
           const SUB_URL = 'http://127.0.0.1:8099/sub.txt';
 
-          // Chromium inside the gateway's netns.
-          const wrapper = join(tmp, 'chromium-in-netns.sh');
-          writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${gw.netns} ${CHROMIUM} "$@"\n`);
-          chmodSync(wrapper, 0o755);
-          browser = await chromium.launch({
-            executablePath: wrapper,
-            headless: true,
-            timeout: 60_000,
-            args: [
-              '--no-sandbox',
-              '--disable-gpu',
-              '--disable-quic',
-              '--no-first-run',
-              '--disable-background-networking',
-              '--disable-component-update',
-              '--disable-sync',
-            ],
-          });
+          browser = await launchChromiumIn(gw, tmp);
           const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
           const page = await context.newPage();
           page.setDefaultTimeout(15_000);

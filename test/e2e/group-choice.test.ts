@@ -7,7 +7,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Host } from '../../src/netlab/lab.js';
-import { startTranproxy, tranproxyBin, withLab } from '../helpers/lab.js';
+import { setConsolePassword } from '../helpers/console-lab.js';
+import { startTranproxy, withLab } from '../helpers/lab.js';
 
 const CONSOLE = '127.0.0.1:8080';
 const PASSWORD = 'group choice password';
@@ -62,14 +63,7 @@ test('select group: the member chosen in the console survives a data-plane crash
         ].join('\n'),
         { mode: 0o600 },
       );
-      const passwd = await gw.run(
-        process.execPath,
-        [tranproxyBin(), 'console', 'passwd', '--config', config, '--password-stdin'],
-        {
-          input: `${PASSWORD}\n`,
-        },
-      );
-      assert.equal(passwd.status, 0, passwd.stderr);
+      await setConsolePassword(gw, config, PASSWORD);
       const proxy = await startTranproxy(
         gw,
         ['run', '--config', config, '--firewall', 'none', '--admin', '--console', CONSOLE],
