@@ -589,6 +589,30 @@ function execAction(ns: string, sc: Ctr['securityContext'], command: string[]): 
   return runIn(privileges(ns, sc), cmd).status;
 }
 
+/**
+ * The pod's start as the kubelet runs it: the init container (NET_ADMIN: the rules) to completion,
+ * then the sidecar, which must run as 1337 with no capabilities. Its stderr collects in `log()`.
+ */
+function startPod(ns: string, init: Ctr, side: Ctr, procs: ChildProcess[]): { p: ChildProcess; log: () => string } {
+  assert.equal(side.securityContext.runAsUser, 1337);
+  assert.deepEqual(side.securityContext.capabilities?.add, undefined);
+  const r = runIn(privileges(ns, init.securityContext), entrypoint(init.args));
+  assert.equal(r.status, 0, r.stderr);
+  const [bin, ...args] = [...privileges(ns, side.securityContext), ...entrypoint(side.args)];
+  const p = spawn(bin!, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  procs.push(p);
+  let log = '';
+  p.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  return { p, log: () => log };
+}
+
+/** SIGTERM to the sidecar: it must exit 0. */
+async function stopSidecar(p: ChildProcess, log: () => string): Promise<void> {
+  const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
+  p.kill('SIGTERM');
+  assert.equal(await exited, 0, log());
+}
+
 async function until(what: string, fn: () => boolean, ms = 15_000): Promise<void> {
   const end = Date.now() + ms;
   while (!fn()) {
@@ -679,31 +703,18 @@ test('injected pods run with exactly the privileges they are given (native and c
           spec: { initContainers: Ctr[] };
         };
         const [init, side] = injected.spec.initContainers as [Ctr, Ctr];
-        assert.equal(side.securityContext.runAsUser, 1337);
-        assert.deepEqual(side.securityContext.capabilities?.add, undefined);
-        const r = runIn(privileges(app, init.securityContext), entrypoint(init.args));
-        assert.equal(r.status, 0, r.stderr);
-        let log = '';
-        const p = spawn(
-          privileges(app, side.securityContext)[0]!,
-          [...privileges(app, side.securityContext).slice(1), ...entrypoint(side.args)],
-          { stdio: ['ignore', 'ignore', 'pipe'] },
-        );
-        procs.push(p);
-        p.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+        const { p, log } = startPod(app, init, side, procs);
         // The kubelet runs the startupProbe until it passes, then starts the app.
         await until(
-          `startupProbe (log: ${log})`,
+          `startupProbe (log: ${log()})`,
           () => execAction(app, side.securityContext, side.startupProbe!.exec.command) === 0,
         );
         // The probe can pass a moment before the batched log line reaches stderr.
-        await until('the ready line', () => /ready: /.test(log), 5_000);
-        assert.match(log, /ready: .*user=1337:1337 caps=none .*layout=one-process/);
+        await until('the ready line', () => /ready: /.test(log()), 5_000);
+        assert.match(log(), /ready: .*user=1337:1337 caps=none .*layout=one-process/);
         assert.equal(curlAsApp(), 'team=payments xff=192.0.2.2');
         assert.equal(execAction(app, side.securityContext, side.readinessProbe!.exec.command), 0);
-        const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
-        p.kill('SIGTERM');
-        assert.equal(await exited, 0, log);
+        await stopSidecar(p, log);
         assert.match(nftTables(), /table inet tranproxy/, 'the rules outlive the proxy (the netns goes with the pod)');
       },
     );
@@ -720,24 +731,11 @@ test('injected pods run with exactly the privileges they are given (native and c
         .object as { spec: { initContainers: Ctr[]; containers: Ctr[] } };
       const init = injected.spec.initContainers.at(-1)!;
       const side = injected.spec.containers[0]!;
-      assert.equal(side.securityContext.runAsUser, 1337);
-      assert.deepEqual(side.securityContext.capabilities?.add, undefined);
-      const r = runIn(privileges(app, init.securityContext), entrypoint(init.args));
-      assert.equal(r.status, 0, r.stderr);
-      let log = '';
-      const p = spawn(
-        privileges(app, side.securityContext)[0]!,
-        [...privileges(app, side.securityContext).slice(1), ...entrypoint(side.args)],
-        { stdio: ['ignore', 'ignore', 'pipe'] },
-      );
-      procs.push(p);
-      p.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+      const { p, log } = startPod(app, init, side, procs);
       // The postStart hook holds the app containers back until the proxy is ready.
-      assert.equal(execAction(app, side.securityContext, side.lifecycle!.postStart!.exec.command), 0, log);
+      assert.equal(execAction(app, side.securityContext, side.lifecycle!.postStart!.exec.command), 0, log());
       assert.equal(curlAsApp(), 'team=payments xff=192.0.2.2');
-      const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
-      p.kill('SIGTERM');
-      assert.equal(await exited, 0, log);
+      await stopSidecar(p, log);
       assert.match(
         nftTables(),
         /table inet tranproxy/,
