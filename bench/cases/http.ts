@@ -1,4 +1,4 @@
-import { haproxyRedirect, nginxFast, nginxSeed } from '../lib/configs.js';
+import { nginxFast } from '../lib/configs.js';
 import { fmtNum } from '../lib/parse.js';
 import { readLog } from '../lib/proc.js';
 import { newCase, record, type CaseResult } from '../lib/report.js';
@@ -15,7 +15,6 @@ import {
   PORT,
   recordIdleMemory,
   type RunningProxy,
-  startHaproxy,
   startHttpServer,
   startNginx,
   startTranproxy,
@@ -25,6 +24,7 @@ import {
   type VariantDef,
   wrk,
 } from '../lib/runner.js';
+import { startHaproxyRedirect, startNginxSeed } from '../lib/anchors.js';
 
 export function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; run: () => Promise<void> } {
   const secs = ctx.opts.wrkSecs;
@@ -51,15 +51,7 @@ export function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; 
       detail:
         `nginx 1.22, worker_processes auto, as uid ${UID.nginx}: \`resolver\`, \`proxy_pass http://$host:${PORT.http}$request_uri\`, \`proxy_set_header\` ×3, ` +
         "defaults otherwise (HTTP/1.0 upstream, one upstream connection per request) — the configuration nginx-tranproxy generates; the Host is the server's IP, so no DNS query is made",
-      start: () =>
-        startNginx(
-          cli,
-          'seed',
-          (p) => nginxSeed(p, PORT.nginx, PORT.http, '127.0.0.1'),
-          PORT.nginx,
-          UID.nginx,
-          anchorRules(UID.nginx, PORT.http, PORT.nginx),
-        ),
+      start: () => startNginxSeed(cli, 'seed'),
     },
     {
       key: 'nginx-fast',
@@ -89,14 +81,7 @@ export function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; 
       key: 'haproxy-tcp',
       label: `${HAPROXY}, tcp mode`,
       detail: `\`mode tcp\`, \`server s 0.0.0.0:0\` (follows SO_ORIGINAL_DST), default threads (${NPROC}), as uid ${UID.haproxy}; no headers (tcp mode cannot add any)`,
-      start: () =>
-        startHaproxy(
-          cli,
-          haproxyRedirect(PORT.haproxy, 9000),
-          PORT.haproxy,
-          UID.haproxy,
-          anchorRules(UID.haproxy, PORT.http, PORT.haproxy),
-        ),
+      start: () => startHaproxyRedirect(cli, PORT.http),
       only: ['d'],
       plain: true,
     },

@@ -1,11 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { Host } from '../../src/netlab/lab.js';
-import { haproxyRedirect, nginxSeed } from '../lib/configs.js';
 import { descendants, fdCount, memOf, sleep, startLogged, waitForListen, waitForLog } from '../lib/proc.js';
 import { newCase, record, type CaseResult } from '../lib/report.js';
 import {
-  anchorRules,
   ADDR,
   alternate,
   type Ctx,
@@ -19,9 +17,7 @@ import {
   ROOT,
   type RunningProxy,
   rulesRemove,
-  startHaproxy,
   startHttpServer,
-  startNginx,
   startTranproxy,
   TP,
   tpCmd,
@@ -29,6 +25,7 @@ import {
   UID,
   type VariantDef,
 } from '../lib/runner.js';
+import { startHaproxyRedirect, startNginxSeed } from '../lib/anchors.js';
 
 const HOLD_SERVER = join(ROOT, 'bench/peers/hold-server.mjs');
 const HOLD_CLIENT = join(ROOT, 'bench/peers/hold-client.mjs');
@@ -73,14 +70,7 @@ export function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> 
       key: 'haproxy',
       label: HAPROXY,
       detail: `\`mode tcp\`, \`server s 0.0.0.0:0\`, maxconn 9000, default threads (${NPROC}), as uid ${UID.haproxy} (no splicing variant: idle connections hold no pipes)`,
-      start: () =>
-        startHaproxy(
-          cli,
-          haproxyRedirect(PORT.haproxy, 9000),
-          PORT.haproxy,
-          UID.haproxy,
-          anchorRules(UID.haproxy, PORT.hold, PORT.haproxy),
-        ),
+      start: () => startHaproxyRedirect(cli, PORT.hold),
       plain: true,
     },
   ];
@@ -186,7 +176,6 @@ export function sidecarCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void>
   const cli = ctx.cli!;
   const srv = ctx.srv!;
   const sidecar = ['-P', String(PORT.http), '-H', 'a:1', '--Set-Forwarded-For', 'default'];
-  const redirectRules = (uid: number, port: number): string[] => anchorRules(uid, PORT.http, port);
   const c = newCase(
     {
       id: 'k',
@@ -227,28 +216,13 @@ export function sidecarCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void>
       key: 'nginx-seed',
       label: 'nginx as nginx-tranproxy',
       detail: `nginx 1.22, worker_processes auto (${NPROC}), \`proxy_pass http://$host:${PORT.http}$request_uri\`, 3 × \`proxy_set_header\`, as uid ${UID.nginx}`,
-      start: () =>
-        startNginx(
-          cli,
-          'sidecar',
-          (p) => nginxSeed(p, PORT.nginx, PORT.http, '127.0.0.1'),
-          PORT.nginx,
-          UID.nginx,
-          redirectRules(UID.nginx, PORT.nginx),
-        ),
+      start: () => startNginxSeed(cli, 'sidecar'),
     },
     {
       key: 'haproxy',
       label: HAPROXY,
       detail: `\`mode tcp\`, \`server s 0.0.0.0:0\`, default threads (${NPROC}), as uid ${UID.haproxy} (tcp mode adds no header)`,
-      start: () =>
-        startHaproxy(
-          cli,
-          haproxyRedirect(PORT.haproxy, 9000),
-          PORT.haproxy,
-          UID.haproxy,
-          redirectRules(UID.haproxy, PORT.haproxy),
-        ),
+      start: () => startHaproxyRedirect(cli, PORT.http),
       plain: true,
     },
   ];

@@ -1,8 +1,7 @@
-import { haproxyRedirect, haproxyTproxy } from '../lib/configs.js';
+import { haproxyTproxy } from '../lib/configs.js';
 import { readLog } from '../lib/proc.js';
 import { addBestOf, newCase, record, type CaseResult } from '../lib/report.js';
 import {
-  anchorRules,
   captureArgs,
   ADDR,
   alternate,
@@ -25,6 +24,7 @@ import {
   UID,
   type VariantDef,
 } from '../lib/runner.js';
+import { startHaproxyRedirect } from '../lib/anchors.js';
 
 export function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: () => Promise<void> } {
   const tp = id === 'b';
@@ -95,14 +95,7 @@ export function throughputCase(ctx: Ctx, id: 'a' | 'b'): { c: CaseResult; run: (
           key: 'haproxy',
           label: HAPROXY,
           detail: `\`mode tcp\`, \`server s 0.0.0.0:0\` (follows SO_ORIGINAL_DST), as uid ${UID.haproxy}; rules: \`tranproxy rules apply --proxy-user ${UID.haproxy}:${UID.haproxy} --listen-port ${PORT.haproxy} -P ${PORT.iperf}\``,
-          start: (o) =>
-            startHaproxy(
-              proxyHost,
-              haproxyRedirect(PORT.haproxy, 9000, o),
-              PORT.haproxy,
-              UID.haproxy,
-              anchorRules(UID.haproxy, PORT.iperf, PORT.haproxy),
-            ),
+          start: (o) => startHaproxyRedirect(proxyHost, PORT.iperf, o),
         }),
         { key: 'none', label: 'no proxy', detail: 'no rules' },
       ];
