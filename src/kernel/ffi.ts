@@ -278,6 +278,9 @@ export function sysPoll(fdsAddr: bigint, nfds: number, timeoutMs: number): numbe
 
 export interface FdPoller {
   close(): void;
+  /** Whether the poll keeps the process alive (it does at first, like any libuv handle). */
+  ref(): void;
+  unref(): void;
 }
 
 /** True when this koffi offers readiness polling on the Node event loop (koffi.node.poll). */
@@ -301,6 +304,8 @@ export function pollReadable(fd: number, onReadable: () => void, onError: (statu
       if (!livePolls.delete(handle)) return;
       handle.close();
     },
+    ref: () => livePolls.has(handle) && handle.ref(),
+    unref: () => livePolls.has(handle) && handle.unref(),
   };
 }
 

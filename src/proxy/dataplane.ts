@@ -10,7 +10,14 @@ import { admit, isLoopForNamedTarget, type AdmissionPolicy } from '../flow/admis
 import { connectTcp, fakeDomain, route, type Connected, type Dispatch, type FakeIpMap } from '../flow/dispatch.js';
 import { relay, type RelayResult, type UpstreamRewriter } from '../relay/relay.js';
 import { relayAuto, wouldSplice } from '../relay/zero-copy.js';
-import { createSpliceEngine, spliceAvailable, type EngineFlow, type SpliceEngine } from '../relay/engine/engine.js';
+import {
+  createSpliceEngine,
+  servedHosting,
+  spliceAvailable,
+  type EngineFlow,
+  type EngineHosting,
+  type SpliceEngine,
+} from '../relay/engine/engine.js';
 import { LocalAddresses } from '../kernel/local-addresses.js';
 import { engineServes, startServedPlane } from './served-plane.js';
 import type { Logger } from '../observe/log.js';
@@ -121,10 +128,10 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
   if (relayChoice === 'auto' && engine === null)
     log.warn('splice relay unavailable here; every flow uses the JS relay', {});
   let closed = false;
-  const spliceEngine = (): SpliceEngine | null => {
+  const spliceEngine = (hosting: EngineHosting = 'worker'): SpliceEngine | null => {
     if (engine !== undefined || closed) return engine ?? null;
     try {
-      engine = createSpliceEngine({ threads: cfg.engineThreads ?? 1 });
+      engine = createSpliceEngine({ threads: cfg.engineThreads ?? 1, hosting });
     } catch (e) {
       engine = null;
       log.warn('splice relay failed to start; every flow uses the JS relay', { error: (e as Error).message });
@@ -135,7 +142,8 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
   // The engine accepts and relays these flows itself: nobody inspects their bytes, or only
   // the header rewriter, which runs in the engine's threads.
   if (engine === undefined && engineServes({ ...cfg, otherInspection: !!cfg.rewriterFor && !cfg.inject })) {
-    const eng = spliceEngine();
+    // One loop doing all the work runs on this thread (no second V8 isolate): the sidecar.
+    const eng = spliceEngine(servedHosting());
     if (eng) return Promise.resolve(startServedPlane(cfg, listeners, log, eng));
   }
 

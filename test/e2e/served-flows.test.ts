@@ -20,8 +20,14 @@ net.createServer((s) => { s.on('error', () => {}); s.write('g'); }).listen(Numbe
 
 const DRIVER = fileURLToPath(new URL('../helpers/served-engine-driver.ts', import.meta.url));
 
-for (const threads of [1, 2])
-  test(`the splice engine (${threads} thread${threads > 1 ? 's' : ''}) serves a listener itself: echo, server-speaks-first, list/close, limits, connect failures, idle, EMFILE pause and resume`, {
+const HOSTINGS = [
+  { threads: 1, hosting: 'inline', name: '1 thread, inline on the main thread' },
+  { threads: 1, hosting: 'worker', name: '1 worker thread' },
+  { threads: 2, hosting: 'worker', name: '2 worker threads' },
+] as const;
+
+for (const { threads, hosting, name } of HOSTINGS)
+  test(`the splice engine (${name}) serves a listener itself: echo, server-speaks-first, list/close, limits, connect failures, idle, EMFILE pause and resume`, {
     timeout: 120_000,
   }, async () => {
     await withLab(async (lab) => {
@@ -40,6 +46,7 @@ for (const threads of [1, 2])
         ownIp: '10.77.1.1',
         listenPort: 15001,
         threads,
+        hosting,
       };
       // A modest descriptor limit, so that step 7 can exhaust it quickly.
       const p = client.spawn('prlimit', [

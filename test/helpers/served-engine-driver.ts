@@ -30,6 +30,8 @@ export interface DriverConfig {
   listenPort: number;
   /** Engine threads sharing the listener (default 1). */
   threads?: number;
+  /** Where one thread's loop runs (default: a worker thread). */
+  hosting?: 'worker' | 'inline';
 }
 
 const cfg = JSON.parse(process.argv[2] ?? '{}') as DriverConfig;
@@ -123,7 +125,7 @@ async function held(): Promise<net.Socket> {
 }
 
 const THREADS = cfg.threads ?? 1;
-const engine = createSpliceEngine({ threads: THREADS });
+const engine = createSpliceEngine({ threads: THREADS, ...(cfg.hosting ? { hosting: cfg.hosting } : {}) });
 const listenFd = createListenerFd({ family: 4, address: '0.0.0.0', port: cfg.listenPort, transparent: false });
 engine.serve(
   [

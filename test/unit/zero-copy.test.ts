@@ -13,19 +13,39 @@ import {
   HandoverError,
   spliceAvailable,
   type SpliceEngine,
+  type SpliceEngineOptions,
 } from '../../src/relay/engine/engine.js';
 import { relayAuto } from '../../src/relay/zero-copy.js';
 import type { RelayResult } from '../../src/relay/relay.js';
 
 const skip = !spliceAvailable() && 'splice(2) via koffi is not available here';
+
+// Every test runs in both hostings of the engine's loops: worker threads, and inline on this
+// (the main) thread.
+const HOSTINGS: { name: string; opts: SpliceEngineOptions }[] = [
+  { name: 'worker threads', opts: { threads: 2 } },
+  { name: 'inline', opts: { hosting: 'inline' } },
+];
+const engines = new Map<string, SpliceEngine>();
+/** The engine of the test running now (tests in a file run one at a time). */
 let engine: SpliceEngine;
+let hostingOpts: SpliceEngineOptions;
 
 before(() => {
-  if (!skip) engine = createSpliceEngine({ threads: 2 });
+  if (!skip) for (const h of HOSTINGS) engines.set(h.name, createSpliceEngine(h.opts));
 });
 after(async () => {
-  if (!skip) await engine.close();
+  await Promise.all([...engines.values()].map((e) => e.close()));
 });
+
+function engineTest(name: string, opts: { skip: string | false; timeout?: number }, fn: () => Promise<void>): void {
+  for (const h of HOSTINGS)
+    test(`${name} [${h.name}]`, opts, () => {
+      engine = engines.get(h.name)!;
+      hostingOpts = h.opts;
+      return fn();
+    });
+}
 
 type Relayer = (client: net.Socket, upstream: net.Socket) => Promise<RelayResult>;
 
@@ -105,7 +125,7 @@ async function sendPattern(s: net.Socket, total: number, seed: Buffer): Promise<
   return h.digest('hex');
 }
 
-test('100 MB in both directions at once arrive byte-identical', { skip, timeout: 120_000 }, async () => {
+engineTest('100 MB in both directions at once arrive byte-identical', { skip, timeout: 120_000 }, async () => {
   const MB100 = 100 << 20;
   const seedUp = randomBytes(1 << 20);
   const seedDown = randomBytes(1 << 20);
@@ -128,7 +148,7 @@ test('100 MB in both directions at once arrive byte-identical', { skip, timeout:
   upstream.close();
 });
 
-test('half-close: the client FIN reaches the server, and the reply still flows back', { skip }, async () => {
+engineTest('half-close: the client FIN reaches the server, and the reply still flows back', { skip }, async () => {
   const upstream = await listen((s) => {
     const got: Buffer[] = [];
     s.on('data', (d: Buffer) => got.push(d));
@@ -144,7 +164,7 @@ test('half-close: the client FIN reaches the server, and the reply still flows b
   upstream.close();
 });
 
-test('half-close: the server FIN reaches the client, and the client can still send', { skip }, async () => {
+engineTest('half-close: the server FIN reaches the client, and the client can still send', { skip }, async () => {
   let serverGot: Promise<Buffer> | undefined;
   const upstream = await listen((s) => {
     serverGot = readAll(s);
@@ -164,7 +184,7 @@ test('half-close: the server FIN reaches the client, and the client can still se
   upstream.close();
 });
 
-test('an upstream reset reaches the client as a reset', { skip }, async () => {
+engineTest('an upstream reset reaches the client as a reset', { skip }, async () => {
   const upstream = await listen((s) => {
     s.once('data', () => s.resetAndDestroy());
   });
@@ -181,7 +201,7 @@ test('an upstream reset reaches the client as a reset', { skip }, async () => {
   upstream.close();
 });
 
-test('a client reset reaches the server as a reset', { skip }, async () => {
+engineTest('a client reset reaches the server as a reset', { skip }, async () => {
   let serverErr: Promise<unknown> | undefined;
   const upstream = await listen((s) => {
     serverErr = once(s, 'error').then(([e]) => e);
@@ -201,7 +221,7 @@ test('a client reset reaches the server as a reset', { skip }, async () => {
   upstream.close();
 });
 
-test('idle timeout closes both sides; traffic keeps it alive', { skip, timeout: 10_000 }, async () => {
+engineTest('idle timeout closes both sides; traffic keeps it alive', { skip, timeout: 10_000 }, async () => {
   const serverEnded: Promise<unknown>[] = [];
   const upstream = await listen((s) => {
     serverEnded.push(once(s, 'end'));
@@ -232,7 +252,7 @@ test('idle timeout closes both sides; traffic keeps it alive', { skip, timeout: 
   upstream.close();
 });
 
-test('byte counts are per direction and include what Node had already read', { skip }, async () => {
+engineTest('byte counts are per direction and include what Node had already read', { skip }, async () => {
   // A server-first protocol: the banner is read by Node before the hand-over and must be
   // flushed to the client and counted.
   let serverGot: Promise<Buffer> | undefined;
@@ -267,7 +287,7 @@ test('byte counts are per direction and include what Node had already read', { s
   upstream.close();
 });
 
-test('hand-over sends nothing: the peers see no FIN while the engine holds the sockets', { skip }, async () => {
+engineTest('hand-over sends nothing: the peers see no FIN while the engine holds the sockets', { skip }, async () => {
   let serverSock: net.Socket | undefined;
   let serverEnded = false;
   const upstream = await listen((s) => {
@@ -298,8 +318,8 @@ test('hand-over sends nothing: the peers see no FIN while the engine holds the s
   upstream.close();
 });
 
-test('closing the engine closes its live connections', { skip }, async () => {
-  const own = createSpliceEngine();
+engineTest('closing the engine closes its live connections', { skip }, async () => {
+  const own = createSpliceEngine(hostingOpts);
   const serverEnds: Promise<unknown>[] = [];
   const upstream = await listen((s) => {
     serverEnds.push(once(s, 'end'));
@@ -328,71 +348,75 @@ test('closing the engine closes its live connections', { skip }, async () => {
   upstream.close();
 });
 
-test('relayAuto: the engine for plain sockets, the JS relay for rewriters and other streams', { skip }, async () => {
-  const upstream = await listen((s) => s.pipe(s));
-  const target = upstream.address() as net.AddressInfo;
-  // Plain sockets with a sniffed head: engine (the Node sockets are destroyed at hand-over).
-  let handedOver = false;
-  await withProxy(
-    target,
-    async (c, u) => {
-      const p = relayAuto(c, u, { idleTimeoutMs: 5000, engine, head: Buffer.from('HEAD') });
-      await new Promise((r) => setTimeout(r, 50));
-      handedOver = c.destroyed && u.destroyed;
-      return p;
-    },
-    async (port, results) => {
-      const c = await connect(port);
-      const got = readAll(c);
-      c.end('tail');
-      assert.equal((await got).toString(), 'HEADtail');
-      assert.deepEqual(await results[0]!, { bytesUp: 8, bytesDown: 8, reason: 'eof' });
-      c.destroy();
-    },
-  );
-  assert.equal(handedOver, true);
-  // A rewriter: the JS relay (the sockets stay Node's).
-  let jsRelay = false;
-  let checked!: () => void;
-  const check = new Promise<void>((r) => (checked = r));
-  await withProxy(
-    target,
-    async (c, u) => {
-      const rewriter = { push: (chunk: Buffer) => [{ kind: 'forward' as const, chunks: [chunk] }] };
-      const p = relayAuto(c, u, { idleTimeoutMs: 5000, engine, rewriter });
-      await new Promise((r) => setTimeout(r, 50));
-      jsRelay = !c.destroyed && !u.destroyed;
-      checked();
-      return p;
-    },
-    async (port, results) => {
-      const c = await connect(port);
-      await check;
-      const got = readAll(c);
-      c.end('abc');
-      assert.equal((await got).toString(), 'abc');
-      assert.equal((await results[0]!).reason, 'eof');
-      c.destroy();
-    },
-  );
-  assert.equal(jsRelay, true);
-  // Not a socket upstream (e.g. an encrypted outbound stream): the JS relay.
-  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
-    const pt = new PassThrough();
-    void relayAuto(client, pt, { idleTimeoutMs: 5000, engine }); // echoes through the PassThrough
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const c = await connect((server.address() as net.AddressInfo).port);
-  c.write('echo');
-  const [d] = (await once(c, 'data')) as [Buffer];
-  assert.equal(d.toString(), 'echo');
-  c.destroy();
-  server.close();
-  upstream.close();
-});
+engineTest(
+  'relayAuto: the engine for plain sockets, the JS relay for rewriters and other streams',
+  { skip },
+  async () => {
+    const upstream = await listen((s) => s.pipe(s));
+    const target = upstream.address() as net.AddressInfo;
+    // Plain sockets with a sniffed head: engine (the Node sockets are destroyed at hand-over).
+    let handedOver = false;
+    await withProxy(
+      target,
+      async (c, u) => {
+        const p = relayAuto(c, u, { idleTimeoutMs: 5000, engine, head: Buffer.from('HEAD') });
+        await new Promise((r) => setTimeout(r, 50));
+        handedOver = c.destroyed && u.destroyed;
+        return p;
+      },
+      async (port, results) => {
+        const c = await connect(port);
+        const got = readAll(c);
+        c.end('tail');
+        assert.equal((await got).toString(), 'HEADtail');
+        assert.deepEqual(await results[0]!, { bytesUp: 8, bytesDown: 8, reason: 'eof' });
+        c.destroy();
+      },
+    );
+    assert.equal(handedOver, true);
+    // A rewriter: the JS relay (the sockets stay Node's).
+    let jsRelay = false;
+    let checked!: () => void;
+    const check = new Promise<void>((r) => (checked = r));
+    await withProxy(
+      target,
+      async (c, u) => {
+        const rewriter = { push: (chunk: Buffer) => [{ kind: 'forward' as const, chunks: [chunk] }] };
+        const p = relayAuto(c, u, { idleTimeoutMs: 5000, engine, rewriter });
+        await new Promise((r) => setTimeout(r, 50));
+        jsRelay = !c.destroyed && !u.destroyed;
+        checked();
+        return p;
+      },
+      async (port, results) => {
+        const c = await connect(port);
+        await check;
+        const got = readAll(c);
+        c.end('abc');
+        assert.equal((await got).toString(), 'abc');
+        assert.equal((await results[0]!).reason, 'eof');
+        c.destroy();
+      },
+    );
+    assert.equal(jsRelay, true);
+    // Not a socket upstream (e.g. an encrypted outbound stream): the JS relay.
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
+      const pt = new PassThrough();
+      void relayAuto(client, pt, { idleTimeoutMs: 5000, engine }); // echoes through the PassThrough
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const c = await connect((server.address() as net.AddressInfo).port);
+    c.write('echo');
+    const [d] = (await once(c, 'data')) as [Buffer];
+    assert.equal(d.toString(), 'echo');
+    c.destroy();
+    server.close();
+    upstream.close();
+  },
+);
 
-test('ineligible sockets are refused untouched', { skip }, async () => {
+engineTest('ineligible sockets are refused untouched', { skip }, async () => {
   const upstream = await listen((s) => s.pipe(s));
   const c1 = await connect((upstream.address() as net.AddressInfo).port);
   const c2 = await connect((upstream.address() as net.AddressInfo).port);
@@ -407,7 +431,7 @@ test('ineligible sockets are refused untouched', { skip }, async () => {
   upstream.close();
 });
 
-test('relayAuto: a sniffed head goes first, then what Node buffered, then the rest', { skip }, async () => {
+engineTest('relayAuto: a sniffed head goes first, then what Node buffered, then the rest', { skip }, async () => {
   const upstream = await listen((s) => s.pipe(s));
   await withProxy(
     upstream.address() as net.AddressInfo,
@@ -433,45 +457,49 @@ test('relayAuto: a sniffed head goes first, then what Node buffered, then the re
   upstream.close();
 });
 
-test('backpressure: a server that does not read stalls the client; nothing piles up; all bytes arrive', {
-  skip,
-  timeout: 60_000,
-}, async () => {
-  let serverSock: net.Socket | undefined;
-  const upstream = await listen((s) => {
-    serverSock = s;
-    s.pause(); // not reading (yet)
-  });
-  await withProxy(upstream.address() as net.AddressInfo, viaEngine(), async (port, results) => {
-    const c = await connect(port);
-    const chunk = Buffer.alloc(1 << 20, 9);
-    // Write until the kernel stops taking bytes: client sndbuf + proxy rcvbuf + one pipe +
-    // proxy sndbuf + server rcvbuf, a few MiB on loopback, not the 64 MiB offered.
-    let accepted = 0;
-    for (let i = 0; i < 64; i++) {
-      c.write(chunk);
-      await new Promise((r) => setTimeout(r, 10));
+engineTest(
+  'backpressure: a server that does not read stalls the client; nothing piles up; all bytes arrive',
+  {
+    skip,
+    timeout: 60_000,
+  },
+  async () => {
+    let serverSock: net.Socket | undefined;
+    const upstream = await listen((s) => {
+      serverSock = s;
+      s.pause(); // not reading (yet)
+    });
+    await withProxy(upstream.address() as net.AddressInfo, viaEngine(), async (port, results) => {
+      const c = await connect(port);
+      const chunk = Buffer.alloc(1 << 20, 9);
+      // Write until the kernel stops taking bytes: client sndbuf + proxy rcvbuf + one pipe +
+      // proxy sndbuf + server rcvbuf, a few MiB on loopback, not the 64 MiB offered.
+      let accepted = 0;
+      for (let i = 0; i < 64; i++) {
+        c.write(chunk);
+        await new Promise((r) => setTimeout(r, 10));
+        accepted = c.bytesWritten - c.writableLength;
+      }
+      await new Promise((r) => setTimeout(r, 200));
       accepted = c.bytesWritten - c.writableLength;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-    accepted = c.bytesWritten - c.writableLength;
-    assert.ok(
-      c.writableLength > 16 << 20,
-      `the client is held back (${c.writableLength} bytes still queued in the client)`,
-    );
-    assert.ok(accepted < 48 << 20, `${accepted} bytes accepted while nobody reads`);
-    // The server reads now: everything arrives.
-    let got = 0;
-    serverSock!.on('data', (d: Buffer) => (got += d.length));
-    serverSock!.on('end', () => serverSock!.end());
-    serverSock!.resume();
-    c.end();
-    await once(serverSock!, 'end');
-    assert.equal(got, 64 << 20);
-    c.on('data', () => {});
-    await once(c, 'end');
-    assert.deepEqual(await results[0]!, { bytesUp: 64 << 20, bytesDown: 0, reason: 'eof' });
-    c.destroy();
-  });
-  upstream.close();
-});
+      assert.ok(
+        c.writableLength > 16 << 20,
+        `the client is held back (${c.writableLength} bytes still queued in the client)`,
+      );
+      assert.ok(accepted < 48 << 20, `${accepted} bytes accepted while nobody reads`);
+      // The server reads now: everything arrives.
+      let got = 0;
+      serverSock!.on('data', (d: Buffer) => (got += d.length));
+      serverSock!.on('end', () => serverSock!.end());
+      serverSock!.resume();
+      c.end();
+      await once(serverSock!, 'end');
+      assert.equal(got, 64 << 20);
+      c.on('data', () => {});
+      await once(c, 'end');
+      assert.deepEqual(await results[0]!, { bytesUp: 64 << 20, bytesDown: 0, reason: 'eof' });
+      c.destroy();
+    });
+    upstream.close();
+  },
+);

@@ -1,6 +1,7 @@
 // The zero-copy relay engine: connections that need no more byte inspection leave libuv and
 // are relayed by splice(2) (socket → pipe → socket, the bytes never enter user space) in an
-// epoll loop on worker threads (worker.ts).
+// epoll loop (worker.ts) on worker threads, or for a single loop inline on the main thread
+// (inline.ts; hosting.ts hosts either).
 //
 // Hand-over of a pair of connected TCP sockets (engine.relay):
 //   1. eligibility (canSplice): plain TCP net.Sockets, open both ways, not corked, no 'data'
@@ -19,29 +20,22 @@
 // flow's end in batches, so those connections never exist as Node sockets at all.
 import net from 'node:net';
 import { TLSSocket } from 'node:tls';
-import { MessageChannel, Worker } from 'node:worker_threads';
 import {
   addressOf,
-  eventfdSignal,
+  hasEventLoopPoll,
   loadLibc,
   rawClose,
   rawPipe,
   rawSplice,
   rawWrite,
   sysDupCloexec,
-  sysEventfd,
 } from '../../kernel/ffi.js';
 import { SPLICE_F_NONBLOCK } from '../../kernel/linux.js';
 import { socketFd } from '../../kernel/sockets.js';
 import type { RelayResult } from '../relay.js';
-import type {
-  FlowRecord,
-  FromWorker,
-  ServedConnection,
-  ServedListener,
-  SpliceWorkerInit,
-  ToWorker,
-} from './protocol.js';
+import { startWorkerLoop, type EngineThread, type LoopEvents } from './hosting.js';
+import { startInlineLoop } from './inline.js';
+import type { EngineInit, FlowRecord, FromWorker, ServedConnection, ServedListener, ToWorker } from './protocol.js';
 
 export type { FlowRecord, ServedConnection, ServedListener } from './protocol.js';
 
@@ -52,6 +46,21 @@ export interface SpliceEngineOptions {
   pipeSize?: number;
   /** Empty pipes each worker keeps open for reuse (2 descriptors each). Default 64. */
   pipePool?: number;
+  /**
+   * 'inline': one loop, run on the main thread (polled by Node's event loop) instead of a
+   * worker thread: no second V8 isolate (~7 MB less). Only with threads 1. Default 'worker'.
+   */
+  hosting?: EngineHosting;
+}
+
+export type EngineHosting = 'worker' | 'inline';
+
+/**
+ * The hosting of an engine that serves a data plane's listeners: 'inline' (the loop is then
+ * nearly all the process does; with one thread), or TRANPROXY_ENGINE_HOSTING to compare.
+ */
+export function servedHosting(): EngineHosting {
+  return process.env.TRANPROXY_ENGINE_HOSTING === 'worker' ? 'worker' : 'inline';
 }
 
 export interface SpliceRelayOptions {
@@ -231,284 +240,243 @@ function flushed(
   });
 }
 
+/** A flow handed over to a loop and not yet settled. */
 interface Pending {
   resolve: (r: RelayResult) => void;
+  /** Bytes Node had read already, moved at hand-over (counted in the result). */
   preUp: number;
   preDown: number;
-  worker: WorkerSlot;
+  slot: Slot;
 }
 
-interface WorkerSlot {
-  worker: Worker;
-  port: MessagePort;
-  wakeFd: number;
+/** One engine loop as the main thread sees it. */
+interface Slot {
+  thread: EngineThread;
+  /** Handed-over flows in it, plus one while it serves listeners: it keeps the process alive while > 0. */
   active: number;
   dead: boolean;
-  exited: Promise<void>;
+  /** Resolves when it has said 'closed' or died. */
   closed: Promise<void>;
+  onClosed: () => void;
 }
 
-function spawn(init: Omit<SpliceWorkerInit, 'port'>, port: MessagePort): Worker {
-  const workerData: SpliceWorkerInit = { ...init, port };
-  const opts = { workerData, transferList: [port] as unknown as Transferable[] };
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url), opts);
-  // Running from sources under tsx: its --import hooks do not reach worker threads.
-  const tsxApi = import.meta.resolve('tsx/esm/api');
-  const entry = new URL('./worker.ts', import.meta.url).href;
-  const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
-  return new Worker(code, { ...opts, eval: true });
-}
+type Done = Omit<RelayResult, 'bytesUp' | 'bytesDown'> & { bytesUp: number; bytesDown: number };
+type Add = Extract<ToWorker, { t: 'add' }>;
 
-type Transferable = import('node:worker_threads').TransferListItem;
-type MessagePort = import('node:worker_threads').MessagePort;
-
-/** Starts the engine's worker threads. Throws when splice is unavailable (see spliceAvailable()). */
+/** Starts the engine's loops. Throws when splice is unavailable (see spliceAvailable()). */
 export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine {
   if (!spliceAvailable())
     throw new Error('splice relay is not available on this system (needs Linux x86-64/AArch64 and koffi)');
-  const threads = Math.max(1, Math.floor(opts.threads ?? 1));
-  const pending = new Map<number, Pending>();
-  /** Handed-over flows' counters as last reported by their worker ([up, down]). */
-  const liveBytes = new Map<number, [number, number]>();
-  let nextId = 1;
-  let rr = 0;
-  let closing: Promise<void> | undefined;
+  return new EngineFront(opts);
+}
 
-  const settle = (
-    id: number,
-    r: Omit<RelayResult, 'bytesUp' | 'bytesDown'> & { bytesUp: number; bytesDown: number },
-  ): void => {
-    const p = pending.get(id);
+/** The main thread's side of the engine: hand-overs, served listeners, and what the loops report. */
+class EngineFront implements SpliceEngine {
+  private readonly threads: number;
+  private readonly slots: Slot[] = [];
+  private readonly pending = new Map<number, Pending>();
+  /** Handed-over flows' counters as last reported by their loop ([up, down]). */
+  private readonly liveBytes = new Map<number, [number, number]>();
+  private nextId = 1;
+  private rr = 0;
+  private closing: Promise<void> | undefined;
+  // Served listeners are shared by every loop (each waits on them in its own epoll set).
+  private sink: ServedSink | undefined;
+  /** Live served flows per label, as each loop last reported them. */
+  private readonly activeBy = new Map<Slot, Record<string, number>>();
+  private unlistening = 0;
+  private unlistened: (() => void) | undefined;
+  private nextReq = 1;
+  private readonly replies = new Map<number, (m: FromWorker) => void>();
+
+  constructor(opts: SpliceEngineOptions) {
+    this.threads = Math.max(1, Math.floor(opts.threads ?? 1));
+    const inline = opts.hosting === 'inline' && this.threads === 1 && hasEventLoopPoll();
+    const servedCount = new SharedArrayBuffer(4);
+    for (let index = 0; index < this.threads; index++) {
+      const init: EngineInit = {
+        pipeSize: opts.pipeSize ?? 1 << 20,
+        pipePool: Math.max(0, opts.pipePool ?? 64),
+        index,
+        threads: this.threads,
+        servedCount,
+      };
+      this.slots.push(this.startSlot(init, inline));
+    }
+  }
+
+  get active(): number {
+    return this.pending.size;
+  }
+
+  private startSlot(init: EngineInit, inline: boolean): Slot {
+    let onClosed!: () => void;
+    const closed = new Promise<void>((r) => (onClosed = r));
+    const slot = { active: 0, dead: false, closed, onClosed } as Slot;
+    const events: LoopEvents = { message: (m) => this.onMessage(slot, m), died: (e) => this.die(slot, e) };
+    slot.thread = inline ? startInlineLoop(init, events) : startWorkerLoop(init, events);
+    return slot;
+  }
+
+  private onMessage(slot: Slot, m: FromWorker): void {
+    if (m.t === 'done') {
+      const { id, t: _, ...done } = m;
+      this.settle(id, done);
+    } else if (m.t === 'flows') {
+      this.activeBy.set(slot, m.active);
+      this.sink?.records(m.records, this.sumActive(), m.connectMs);
+    } else if (m.t === 'bytes') {
+      const f = m.flows;
+      for (let i = 0; i + 2 < f.length; i += 3)
+        if (this.pending.has(f[i]!)) this.liveBytes.set(f[i]!, [f[i + 1]!, f[i + 2]!]);
+    } else if (m.t === 'list' || m.t === 'killed') {
+      this.replies.get(m.req)?.(m);
+      this.replies.delete(m.req);
+    } else if (m.t === 'unlistened') {
+      if (--this.unlistening === 0) this.unlistened?.();
+    } else if (m.t === 'closed') this.die(slot, 'engine closed');
+    else if (m.t === 'fatal') this.die(slot, `splice worker failed: ${m.error}`);
+  }
+
+  /** A loop is gone (closed, failed or its thread exited). */
+  private die(slot: Slot, error: string): void {
+    if (slot.dead) return;
+    slot.dead = true;
+    // Connections still in it are lost: report them. Their descriptors are not closed here
+    // (the loop may have closed some already; a double close is worse).
+    for (const [id, p] of this.pending)
+      if (p.slot === slot) this.settle(id, { bytesUp: 0, bytesDown: 0, reason: 'aborted', error });
+    if (this.sink) {
+      for (const r of this.replies.values()) r({ t: 'closed' });
+      this.replies.clear();
+      this.unlistened?.();
+      // Served flows are gone with the loop: say so, and that none is live any more.
+      if (error !== 'engine closed') {
+        this.activeBy.delete(slot);
+        this.sink.failed?.(error);
+        this.sink.records([], this.sumActive(), []);
+      }
+    }
+    slot.onClosed();
+  }
+
+  private settle(id: number, r: Done): void {
+    const p = this.pending.get(id);
     if (!p) return;
-    pending.delete(id);
-    liveBytes.delete(id);
-    if (--p.worker.active === 0) p.worker.worker.unref();
+    this.pending.delete(id);
+    this.liveBytes.delete(id);
+    this.release(p.slot);
     p.resolve({ ...r, bytesUp: r.bytesUp + p.preUp, bytesDown: r.bytesDown + p.preDown });
-  };
+  }
 
-  const slots: WorkerSlot[] = [];
-  // Served listeners are shared by every thread (each waits on them in its own epoll loop).
-  let sink: ServedSink | undefined;
-  /** Live served flows per label, as each thread last reported them. */
-  const activeBy = new Map<WorkerSlot, Record<string, number>>();
-  let unlistening = 0;
-  const servedCount = new SharedArrayBuffer(4);
-  let nextReq = 1;
-  const replies = new Map<number, (m: FromWorker) => void>();
-  let unlistened: (() => void) | undefined;
-  const ask = <T>(
-    slot: WorkerSlot | undefined,
+  private hold(slot: Slot): void {
+    if (slot.active++ === 0) slot.thread.ref();
+  }
+
+  private release(slot: Slot): void {
+    if (--slot.active === 0) slot.thread.unref();
+  }
+
+  private sumActive(): Record<string, number> {
+    const sum: Record<string, number> = {};
+    for (const a of this.activeBy.values())
+      for (const [label, n] of Object.entries(a)) sum[label] = (sum[label] ?? 0) + n;
+    return sum;
+  }
+
+  /** Sends `m(req)` and resolves with what its reply says (`empty` when the loop is gone). */
+  private ask<T>(
+    slot: Slot | undefined,
     m: (req: number) => ToWorker,
     empty: T,
     pick: (m: FromWorker) => T,
-  ): Promise<T> => {
-    if (!slot || slot.dead || closing) return Promise.resolve(empty);
-    const req = nextReq++;
+  ): Promise<T> {
+    if (!slot || slot.dead || this.closing) return Promise.resolve(empty);
+    const req = this.nextReq++;
     return new Promise<T>((resolve) => {
-      replies.set(req, (r) => resolve(pick(r)));
-      post(slot, m(req), true);
+      this.replies.set(req, (r) => resolve(pick(r)));
+      slot.thread.send(m(req), true);
     });
-  };
-  const exitFlag = new Int32Array(new SharedArrayBuffer(4));
-  for (let i = 0; i < threads; i++) {
-    const wakeFd = sysEventfd();
-    const { port1, port2 } = new MessageChannel();
-    const worker = spawn(
-      {
-        wakeFd,
-        pipeSize: opts.pipeSize ?? 1 << 20,
-        pipePool: Math.max(0, opts.pipePool ?? 64),
-        exitFlag: exitFlag.buffer as SharedArrayBuffer,
-        index: i,
-        threads,
-        servedCount,
-      },
-      port2,
-    );
-    worker.unref();
-    let onClosed!: () => void;
-    const slot: WorkerSlot = {
-      worker,
-      port: port1,
-      wakeFd,
-      active: 0,
-      dead: false,
-      exited: new Promise<void>((r) => worker.once('exit', () => r())),
-      closed: new Promise<void>((r) => (onClosed = r)),
-    };
-    const die = (error: string): void => {
-      if (slot.dead) return;
-      slot.dead = true;
-      // Connections still in the worker are lost: report them. Their descriptors are not
-      // closed here (the worker may have closed some already; a double close is worse).
-      for (const [id, p] of pending)
-        if (p.worker === slot) settle(id, { bytesUp: 0, bytesDown: 0, reason: 'aborted', error });
-      if (sink) {
-        for (const r of replies.values()) r({ t: 'closed' });
-        replies.clear();
-        unlistened?.();
-        // Served flows are gone with the worker: say so, and that none is live any more.
-        if (error !== 'engine closed') {
-          activeBy.delete(slot);
-          sink.failed?.(error);
-          sink.records([], sumActive(), []);
-        }
-      }
-      onClosed();
-    };
-    worker.on('message', (m: FromWorker) => {
-      if (m.t === 'done')
-        settle(m.id, {
-          bytesUp: m.bytesUp,
-          bytesDown: m.bytesDown,
-          reason: m.reason,
-          ...(m.error ? { error: m.error } : {}),
-        });
-      else if (m.t === 'flows') {
-        activeBy.set(slot, m.active);
-        sink?.records(m.records, sumActive(), m.connectMs);
-      } else if (m.t === 'bytes') {
-        for (let i = 0; i + 2 < m.flows.length; i += 3)
-          if (pending.has(m.flows[i]!)) liveBytes.set(m.flows[i]!, [m.flows[i + 1]!, m.flows[i + 2]!]);
-      } else if (m.t === 'list' || m.t === 'killed') {
-        replies.get(m.req)?.(m);
-        replies.delete(m.req);
-      } else if (m.t === 'unlistened') {
-        if (--unlistening === 0) unlistened?.();
-      } else if (m.t === 'ready') {
-        if (slot.active === 0) worker.unref(); // an unref() before the thread is online does not stick
-      } else if (m.t === 'closed') die('engine closed');
-      else if (m.t === 'fatal') die(`splice worker failed: ${m.error}`);
-    });
-    worker.on('error', (e) => die(`splice worker failed: ${e.message}`));
-    worker.on('exit', () => die('splice worker exited'));
-    void slot.exited.then(() => rawClose(wakeFd));
-    slots.push(slot);
   }
 
-  const sumActive = (): Record<string, number> => {
-    const sum: Record<string, number> = {};
-    for (const a of activeBy.values()) for (const [label, n] of Object.entries(a)) sum[label] = (sum[label] ?? 0) + n;
-    return sum;
-  };
-
-  // At process exit Node waits for every worker to stop, and ours block in epoll_wait.
-  const onExit = (): void => {
-    Atomics.store(exitFlag, 0, 1);
-    for (const s of slots) if (!s.dead) eventfdSignal(s.wakeFd);
-  };
-  exitHooks.add(onExit);
-  if (exitHooks.size === 1) process.on('exit', runExitHooks);
-
-  // One eventfd write per worker per event-loop turn, however many hand-overs that turn
-  // made: a write that wakes a thread is a costly FFI call, and new connections come in bursts.
-  const toWake = new Set<WorkerSlot>();
-  let wakeScheduled = false;
-  const wakeAll = (): void => {
-    wakeScheduled = false;
-    for (const s of toWake) if (!s.dead) eventfdSignal(s.wakeFd);
-    toWake.clear();
-  };
-  const post = (slot: WorkerSlot, m: ToWorker, now = false): void => {
-    slot.port.postMessage(m);
-    if (now) return eventfdSignal(slot.wakeFd);
-    toWake.add(slot);
-    if (!wakeScheduled) {
-      wakeScheduled = true;
-      setImmediate(wakeAll);
-    }
-  };
-
   /** Synchronous up to the hand-over, so that refusals throw before anything is touched. */
-  const relay = (client: net.Socket, upstream: net.Socket, ro: SpliceRelayOptions): Promise<RelayResult> => {
-    const live = slots.filter((s) => !s.dead);
-    if (closing || live.length === 0)
-      throw new HandoverError(closing ? 'splice engine closed' : 'splice engine has no live worker');
+  relay(client: net.Socket, upstream: net.Socket, ro: SpliceRelayOptions): Promise<RelayResult> {
+    const live = this.slots.filter((s) => !s.dead);
+    if (this.closing || live.length === 0)
+      throw new HandoverError(this.closing ? 'splice engine closed' : 'splice engine has no live worker');
     const why = ineligible(client) ?? ineligible(upstream);
     if (why) throw new HandoverError(`cannot hand over: ${why}`);
-    // dup first: if it fails (EMFILE), nothing has been done to the sockets yet.
-    let clientFd = -1;
-    let upstreamFd: number;
-    try {
-      clientFd = sysDupCloexec(socketFd(client));
-      upstreamFd = sysDupCloexec(socketFd(upstream));
-    } catch (e) {
-      if (clientFd >= 0) rawClose(clientFd);
-      throw new HandoverError(`dup: ${(e as Error).message}`);
-    }
-    // Least busy worker; ties go round-robin.
-    const start = rr++ % live.length;
-    let slot = live[start]!;
-    for (let i = 1; i < live.length; i++) {
-      const s = live[(start + i) % live.length]!;
-      if (s.active < slot.active) slot = s;
-    }
-    const id = nextId++;
-    slot.active++;
-    slot.worker.ref();
+    const [clientFd, upstreamFd] = dupPair(client, upstream);
+    const slot = this.leastBusy(live);
+    const id = this.nextId++;
+    this.hold(slot);
     let entry!: Pending;
     const result = new Promise<RelayResult>((resolve) =>
-      pending.set(id, (entry = { resolve, preUp: 0, preDown: 0, worker: slot })),
+      this.pending.set(id, (entry = { resolve, preUp: 0, preDown: 0, slot })),
     );
-    ro.onHandedOver?.({
-      bytes: () => {
-        const b = liveBytes.get(id);
-        return { up: entry.preUp + (b?.[0] ?? 0), down: entry.preDown + (b?.[1] ?? 0) };
-      },
-      close: () =>
-        pending.has(id)
-          ? ask(
-              slot,
-              (req) => ({ t: 'kill', req, id, handedOver: true }),
-              false,
-              (m) => m.t === 'killed' && m.found,
-            )
-          : Promise.resolve(false),
-    });
+    ro.onHandedOver?.(this.flowOf(id, entry));
 
     stopReading(client);
     stopReading(upstream);
     entry.preUp = moveBuffered(client, upstream);
     entry.preDown = moveBuffered(upstream, client);
-    const add: ToWorker = { t: 'add', id, clientFd, upstreamFd, idleMs: ro.idleTimeoutMs };
-    if (client.writableLength === 0 && upstream.writableLength === 0) commit(slot, client, upstream, add);
-    else void flushThenCommit(slot, client, upstream, add, ro.idleTimeoutMs);
+    const add: Add = { t: 'add', id, clientFd, upstreamFd, idleMs: ro.idleTimeoutMs };
+    if (client.writableLength === 0 && upstream.writableLength === 0) this.commit(slot, client, upstream, add);
+    else void this.flushThenCommit(slot, client, upstream, add, ro.idleTimeoutMs);
     // Nothing here keeps the Node sockets alive: they can be collected during the relay.
     return result;
-  };
+  }
+
+  /** Least busy loop; ties go round-robin. */
+  private leastBusy(live: Slot[]): Slot {
+    const start = this.rr++ % live.length;
+    let slot = live[start]!;
+    for (let i = 1; i < live.length; i++) {
+      const s = live[(start + i) % live.length]!;
+      if (s.active < slot.active) slot = s;
+    }
+    return slot;
+  }
+
+  /** A handed-over flow's live counters and its close. */
+  private flowOf(id: number, entry: Pending): EngineFlow {
+    return {
+      bytes: () => {
+        const b = this.liveBytes.get(id);
+        return { up: entry.preUp + (b?.[0] ?? 0), down: entry.preDown + (b?.[1] ?? 0) };
+      },
+      close: () =>
+        this.pending.has(id)
+          ? this.ask(
+              entry.slot,
+              (req) => ({ t: 'kill', req, id, handedOver: true }),
+              false,
+              (m) => m.t === 'killed' && m.found,
+            )
+          : Promise.resolve(false),
+    };
+  }
 
   /** Node closes its own descriptors (close(2): no shutdown(2), no FIN: the dups keep the sockets). */
-  const commit = (
-    slot: WorkerSlot,
-    client: net.Socket,
-    upstream: net.Socket,
-    add: Extract<ToWorker, { t: 'add' }>,
-  ): void => {
+  private commit(slot: Slot, client: net.Socket, upstream: net.Socket, add: Add): void {
     client.destroy();
     upstream.destroy();
-    post(slot, add);
-  };
+    slot.thread.send(add);
+  }
 
-  const flushThenCommit = async (
-    slot: WorkerSlot,
+  private async flushThenCommit(
+    slot: Slot,
     client: net.Socket,
     upstream: net.Socket,
-    add: Extract<ToWorker, { t: 'add' }>,
+    add: Add,
     idleMs: number,
-  ): Promise<void> => {
+  ): Promise<void> {
     const bad = await flushed(client, upstream, idleMs);
-    if (!bad && !client.destroyed && !upstream.destroyed && !closing && !slot.dead)
-      return commit(slot, client, upstream, add);
+    if (!bad && !client.destroyed && !upstream.destroyed && !this.closing && !slot.dead)
+      return this.commit(slot, client, upstream, add);
     rawClose(add.clientFd);
     rawClose(add.upstreamFd);
-    const reason: RelayResult['reason'] =
-      bad?.side === 'timeout'
-        ? 'idle'
-        : bad?.side === 'client'
-          ? 'client-error'
-          : bad?.side === 'upstream'
-            ? 'upstream-error'
-            : 'aborted';
+    const reason = flushFailure(bad);
     if (reason === 'client-error' || reason === 'upstream-error') {
       resetOrDestroy(reason === 'client-error' ? upstream : client);
       resetOrDestroy(reason === 'client-error' ? client : upstream);
@@ -516,94 +484,103 @@ export function createSpliceEngine(opts: SpliceEngineOptions = {}): SpliceEngine
       client.destroy();
       upstream.destroy();
     }
-    settle(add.id, {
+    this.settle(add.id, {
       bytesUp: 0,
       bytesDown: 0,
       reason,
       ...(bad && bad.side !== 'timeout' ? { error: bad.error } : {}),
     });
-  };
+  }
 
-  return {
-    relay,
-    get active() {
-      return pending.size;
-    },
-    serve(listeners, s) {
-      if (sink) throw new Error('engine.serve() may be called once');
-      if (closing || slots.some((x) => x.dead)) throw new HandoverError('splice engine closed');
-      sink = s;
-      // Each thread gets its own descriptor of each listening socket (it closes it at unlisten).
-      const fds = slots.map((_, i) => listeners.map((l) => (i === 0 ? l.fd : sysDupCloexec(l.fd))));
-      slots.forEach((slot, i) => {
-        // A worker with served listeners must keep the process (and itself) alive.
-        slot.active++;
-        slot.worker.ref();
-        listeners.forEach((l, k) => {
-          post(slot, { t: 'listen', listener: { ...l, fd: fds[i]![k]! } }, true);
-        });
+  serve(listeners: ServedListener[], sink: ServedSink): void {
+    if (this.sink) throw new Error('engine.serve() may be called once');
+    if (this.closing || this.slots.some((x) => x.dead)) throw new HandoverError('splice engine closed');
+    this.sink = sink;
+    // Each loop gets its own descriptor of each listening socket (it closes it at unlisten).
+    const fds = this.slots.map((_, i) => listeners.map((l) => (i === 0 ? l.fd : sysDupCloexec(l.fd))));
+    this.slots.forEach((slot, i) => {
+      // A loop with served listeners must keep the process (and itself) alive.
+      this.hold(slot);
+      listeners.forEach((l, k) => {
+        slot.thread.send({ t: 'listen', listener: { ...l, fd: fds[i]![k]! } }, true);
       });
-    },
-    stopServing() {
-      const live = slots.filter((x) => !x.dead);
-      if (!sink || live.length === 0 || closing) return Promise.resolve();
-      return new Promise<void>((resolve) => {
-        unlistening = live.length;
-        unlistened = () => {
-          unlistened = undefined;
-          for (const slot of live) if (--slot.active === 0) slot.worker.unref();
-          resolve();
-        };
-        for (const slot of live) post(slot, { t: 'unlisten' }, true);
-      });
-    },
-    servedConnections: async () => {
-      const lists = await Promise.all(
-        slots.map((slot) =>
-          ask(
-            slot,
-            (req) => ({ t: 'list', req }),
-            [] as ServedConnection[],
-            (m) => (m.t === 'list' ? m.conns : []),
-          ),
+    });
+  }
+
+  stopServing(): Promise<void> {
+    const live = this.slots.filter((x) => !x.dead);
+    if (!this.sink || live.length === 0 || this.closing) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.unlistening = live.length;
+      this.unlistened = () => {
+        this.unlistened = undefined;
+        for (const slot of live) this.release(slot);
+        resolve();
+      };
+      for (const slot of live) slot.thread.send({ t: 'unlisten' }, true);
+    });
+  }
+
+  async servedConnections(): Promise<ServedConnection[]> {
+    const lists = await Promise.all(
+      this.slots.map((slot) =>
+        this.ask(
+          slot,
+          (req) => ({ t: 'list', req }),
+          [] as ServedConnection[],
+          (m) => (m.t === 'list' ? m.conns : []),
         ),
-      );
-      return lists.flat();
-    },
-    // Served flow ids are spread over the threads: id − 1 ≡ thread index (mod threads).
-    closeServed: (id) =>
-      ask(
-        slots[(id - 1) % threads],
-        (req) => ({ t: 'kill', req, id }),
-        false,
-        (m) => m.t === 'killed' && m.found,
       ),
-    close() {
-      closing ??= (async () => {
-        for (const s of slots) {
-          if (s.dead) continue;
-          s.worker.ref();
-          post(s, { t: 'close' }, true);
-        }
-        await Promise.all(slots.map((s) => s.closed));
-        await Promise.all(
-          slots.map((s) => Promise.race([s.exited, new Promise<void>((r) => setTimeout(r, 2000).unref())])),
-        );
-        for (const s of slots) {
-          s.port.close();
-          await s.worker.terminate();
-        }
-        exitHooks.delete(onExit);
-        if (exitHooks.size === 0) process.removeListener('exit', runExitHooks);
-      })();
-      return closing;
-    },
-  };
+    );
+    return lists.flat();
+  }
+
+  /** Served flow ids are spread over the loops: id − 1 ≡ loop index (mod threads). */
+  closeServed(id: number): Promise<boolean> {
+    return this.ask(
+      this.slots[(id - 1) % this.threads],
+      (req) => ({ t: 'kill', req, id }),
+      false,
+      (m) => m.t === 'killed' && m.found,
+    );
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    for (const s of this.slots) {
+      if (s.dead) continue;
+      s.thread.ref();
+      s.thread.send({ t: 'close' }, true);
+    }
+    await Promise.all(this.slots.map((s) => s.closed));
+    const gone = (s: Slot) => Promise.race([s.thread.exited, new Promise<void>((r) => setTimeout(r, 2000).unref())]);
+    await Promise.all(this.slots.map(gone));
+    for (const s of this.slots) await s.thread.terminate();
+  }
 }
 
-const exitHooks = new Set<() => void>();
-function runExitHooks(): void {
-  for (const h of exitHooks) h();
+/** dup(2) of both descriptors: if it fails (EMFILE), nothing has been done to the sockets yet. */
+function dupPair(client: net.Socket, upstream: net.Socket): [number, number] {
+  let clientFd = -1;
+  try {
+    clientFd = sysDupCloexec(socketFd(client));
+    return [clientFd, sysDupCloexec(socketFd(upstream))];
+  } catch (e) {
+    if (clientFd >= 0) rawClose(clientFd);
+    throw new HandoverError(`dup: ${(e as Error).message}`);
+  }
+}
+
+/** Why a flow ended before its hand-over completed. */
+function flushFailure(bad: Awaited<ReturnType<typeof flushed>>): RelayResult['reason'] {
+  if (bad?.side === 'timeout') return 'idle';
+  if (bad?.side === 'client') return 'client-error';
+  if (bad?.side === 'upstream') return 'upstream-error';
+  return 'aborted';
 }
 
 function resetOrDestroy(s: net.Socket): void {

@@ -1,25 +1,46 @@
-// Messages between the splice engine (main thread, splice.ts) and its workers
-// (splice-worker.ts). Plain structured-clone data.
+// Messages between the splice engine (main thread, engine.ts) and its loops (worker.ts).
+// Plain structured-clone data.
 import type { MessagePort } from 'node:worker_threads';
 import type { Endpoint } from '../../kernel/sockaddr.js';
 import type { InjectConfig } from '../../http/inject-config.js';
 
-/** workerData of a splice worker. */
-export interface SpliceWorkerInit {
-  /** eventfd the main thread signals after posting on `port`; owned (closed) by the main thread. */
-  wakeFd: number;
+/** What an engine loop needs, however it is hosted (a worker thread, or inline on the main thread). */
+export interface EngineInit {
   /** Requested pipe size (F_SETPIPE_SZ); the kernel's default is kept if refused. */
   pipeSize: number;
   /** Idle pipes kept open for reuse. */
   pipePool: number;
-  port: MessagePort;
-  /** Int32Array over it: [0] ≠ 0 means the process is exiting: leave the loop at once. */
-  exitFlag: SharedArrayBuffer;
   /** This thread's place among the engine's `threads`: served flow ids are index+1, +threads, … */
   index: number;
   threads: number;
   /** Int32Array over it: [0] is the number of served flows live in all threads (--max-connections). */
   servedCount: SharedArrayBuffer;
+}
+
+/** workerData of a splice worker. */
+export interface SpliceWorkerInit extends EngineInit {
+  /** eventfd the main thread signals after posting on `port`; owned (closed) by the main thread. */
+  wakeFd: number;
+  port: MessagePort;
+  /** Int32Array over it: [0] ≠ 0 means the process is exiting: leave the loop at once. */
+  exitFlag: SharedArrayBuffer;
+}
+
+/**
+ * How an engine loop talks to the main thread: a worker reads a MessagePort and posts back
+ * (structured clone); the inline hosting hands messages over as they are.
+ */
+export interface EngineHost {
+  /** The next message from the main thread; undefined when none is waiting. */
+  receive(): ToWorker | undefined;
+  /** A message to the main thread. */
+  post(m: FromWorker): void;
+  /** The engine is shutting down: stop delivering (called before its epoll descriptor closes). */
+  close(): void;
+  /** Signalled when messages are queued (worker hosting); without it the loop reads them every turn. */
+  wakeFd?: number;
+  /** [0] ≠ 0: the process is exiting, leave the loop at the next wake (worker hosting). */
+  exitFlag?: Int32Array;
 }
 
 /**

@@ -1,8 +1,8 @@
-// The splice engine's worker thread: one epoll loop that relays every connection handed to
-// it with splice(2), socket → pipe → socket, one pipe per direction while bytes are in
-// flight. Blocks in epoll_wait (a plain synchronous koffi call: this thread does nothing
-// else); the main thread posts new connections on a MessagePort and signals an eventfd,
-// the loop picks them up with receiveMessageOnPort.
+// The splice engine's loop: one epoll loop that relays every connection handed to it with
+// splice(2), socket → pipe → socket, one pipe per direction while bytes are in flight.
+// Hosted by a worker thread (main() below: blocks in epoll_wait, a plain synchronous koffi
+// call; the main thread posts on a MessagePort and signals an eventfd, the loop reads with
+// receiveMessageOnPort) or inline on the main thread (inline.ts: one turn at a time).
 //
 // Per direction (src socket → pipe → dst socket):
 //   - read:  splice(src → pipe) while the pipe has room; 0 = EOF; EAGAIN = wait for EPOLLIN.
@@ -18,7 +18,7 @@
 // accepts itself (accept4, SO_ORIGINAL_DST or getsockname, a non-blocking connect) and the
 // connection never becomes a Node socket: a third of the system calls of a hand-over and no
 // JS objects beyond the Conn below. How each ended goes back in one batch per loop turn.
-import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
+import { isMainThread, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import {
   addressOf,
   errnoName,
@@ -80,6 +80,8 @@ import {
   TCP_NODELAY,
 } from '../../kernel/linux.js';
 import type {
+  EngineHost,
+  EngineInit,
   FlowRecord,
   FromWorker,
   ServedConnection,
@@ -230,8 +232,9 @@ function makeDir(conn: Conn, src: number, dst: number, srcSide: Side): Dir {
   };
 }
 
-class Engine {
-  private readonly epfd: number;
+export class Engine {
+  /** Readable while events are ready: the inline hosting polls it from the Node event loop. */
+  readonly epfd: number;
   /** By key. */
   private readonly conns = new Map<number, Conn>();
   private nextKey = FIRST_CONN_KEY;
@@ -276,64 +279,81 @@ class Engine {
   private nextSweep = 0;
   private nextBytesReport = 0;
   private stopping = false;
-  private readonly exitFlag: Int32Array;
+  private readonly out: (m: FromWorker) => void;
 
   constructor(
-    private readonly init: SpliceWorkerInit,
-    private readonly port: MessagePort,
-    private readonly out: (m: FromWorker) => void,
+    private readonly init: EngineInit,
+    private readonly host: EngineHost,
   ) {
-    this.exitFlag = new Int32Array(init.exitFlag);
+    this.out = host.post;
     this.servedCount = new Int32Array(init.servedCount);
     this.nextServedId = init.index + 1;
     this.epfd = sysEpollCreate();
     this.eventsAddr = addressOf(this.events);
-    const r = rawEpollCtl(this.epfd, EPOLL_CTL_ADD, init.wakeFd, EPOLLIN, WAKE_TOKEN, this.ctlScratch);
+    if (host.wakeFd === undefined) return;
+    const r = rawEpollCtl(this.epfd, EPOLL_CTL_ADD, host.wakeFd, EPOLLIN, WAKE_TOKEN, this.ctlScratch);
     if (r < 0) throw new Error(`epoll_ctl(eventfd): ${errnoName(-r)}`);
   }
 
+  /** True once 'close' was handled (or the process is exiting): no more turns. */
+  get stopped(): boolean {
+    return this.stopping;
+  }
+
+  /** The worker hosting: this thread does nothing else, so the loop blocks in epoll_wait. */
   run(): void {
     this.out({ t: 'ready' });
     const stopProfile = startThreadProfile(this.init.index);
-    const ev = this.events;
-    while (!this.stopping) {
-      let timeout = -1;
-      if (this.again.length > 0) timeout = 0;
-      else if (this.conns.size > 0 || this.resting()) timeout = Math.max(0, this.nextSweep - Date.now());
-      if (this.conns.size > this.served.size && timeout !== 0) {
-        const reportIn = Math.max(0, this.nextBytesReport - Date.now());
-        if (timeout < 0 || reportIn < timeout) timeout = reportIn;
-      }
-      if (this.unreported()) {
-        const flushIn = Math.max(0, this.lastFlush + RECORD_FLUSH_MS - Date.now());
-        if (timeout < 0 || flushIn < timeout) timeout = flushIn;
-      }
-      const n = rawEpollWait(this.epfd, this.eventsAddr, MAX_EVENTS, timeout);
-      this.now = Date.now();
-      if (n < 0) {
-        if (n === -EINTR) continue;
-        throw new Error(`epoll_wait: ${errnoName(-n)}`);
-      }
-      let wake = false;
-      for (let i = 0; i < n; i++) {
-        const off = i * EPOLL_EVENT_SIZE;
-        const mask = ev.readUInt32LE(off);
-        const token = ev.readUInt32LE(off + EPOLL_DATA_OFFSET);
-        if (token === WAKE_TOKEN) wake = true;
-        else if (token < FIRST_CONN_KEY * 2) this.onListenerEvent(token);
-        else this.onSocketEvent(token, mask);
-      }
-      if (this.again.length > 0) {
-        const list = this.again;
-        this.again = [];
-        for (const d of list) if (!d.conn.closed) this.pump(d);
-      }
-      if (wake) this.onWake();
-      if (this.now >= this.nextSweep) this.sweep();
-      this.flushRecords();
-      if (this.now >= this.nextBytesReport) this.reportBytes();
-    }
+    while (!this.stopping) this.turn(this.waitMs());
     stopProfile?.();
+  }
+
+  /** How long the next turn may wait for events: −1 until one comes, 0 not at all. */
+  waitMs(): number {
+    let timeout = -1;
+    if (this.again.length > 0) timeout = 0;
+    else if (this.conns.size > 0 || this.resting()) timeout = Math.max(0, this.nextSweep - Date.now());
+    if (this.conns.size > this.served.size && timeout !== 0) {
+      const reportIn = Math.max(0, this.nextBytesReport - Date.now());
+      if (timeout < 0 || reportIn < timeout) timeout = reportIn;
+    }
+    if (this.unreported()) {
+      const flushIn = Math.max(0, this.lastFlush + RECORD_FLUSH_MS - Date.now());
+      if (timeout < 0 || flushIn < timeout) timeout = flushIn;
+    }
+    return timeout;
+  }
+
+  /**
+   * One loop turn: waits up to `timeout` ms for events, handles them, then the queued
+   * messages (on a wake, or every turn when the host has no wake eventfd), then timers.
+   */
+  turn(timeout: number): void {
+    const ev = this.events;
+    const n = rawEpollWait(this.epfd, this.eventsAddr, MAX_EVENTS, timeout);
+    this.now = Date.now();
+    if (n < 0) {
+      if (n === -EINTR) return;
+      throw new Error(`epoll_wait: ${errnoName(-n)}`);
+    }
+    let wake = this.host.wakeFd === undefined;
+    for (let i = 0; i < n; i++) {
+      const off = i * EPOLL_EVENT_SIZE;
+      const mask = ev.readUInt32LE(off);
+      const token = ev.readUInt32LE(off + EPOLL_DATA_OFFSET);
+      if (token === WAKE_TOKEN) wake = true;
+      else if (token < FIRST_CONN_KEY * 2) this.onListenerEvent(token);
+      else this.onSocketEvent(token, mask);
+    }
+    if (this.again.length > 0) {
+      const list = this.again;
+      this.again = [];
+      for (const d of list) if (!d.conn.closed) this.pump(d);
+    }
+    if (wake) this.onWake();
+    if (this.now >= this.nextSweep) this.sweep();
+    this.flushRecords();
+    if (this.now >= this.nextBytesReport) this.reportBytes();
   }
 
   private onSocketEvent(token: number, mask: number): void {
@@ -593,15 +613,15 @@ class Engine {
   }
 
   private onWake(): void {
-    eventfdDrain(this.init.wakeFd, this.scratch);
+    const { wakeFd, exitFlag } = this.host;
+    if (wakeFd !== undefined) eventfdDrain(wakeFd, this.scratch);
     // The process is exiting (Node waits for its workers, and this one would sit in
     // epoll_wait forever): stop now; the kernel closes the descriptors with the process.
-    if (Atomics.load(this.exitFlag, 0) !== 0) {
+    if (exitFlag && Atomics.load(exitFlag, 0) !== 0) {
       this.stopping = true;
       return;
     }
-    for (let m = receiveMessageOnPort(this.port); m; m = receiveMessageOnPort(this.port)) {
-      const msg = m.message as ToWorker;
+    for (let msg = this.host.receive(); msg; msg = this.host.receive()) {
       if (msg.t === 'add') this.add(msg);
       else if (msg.t === 'listen') this.listen(msg.listener);
       else if (msg.t === 'unlisten') this.unlisten();
@@ -903,21 +923,28 @@ class Engine {
       rawClose(p.r);
       rawClose(p.w);
     }
-    rawEpollCtl(this.epfd, EPOLL_CTL_DEL, this.init.wakeFd, 0, 0, this.ctlScratch);
+    if (this.host.wakeFd !== undefined) rawEpollCtl(this.epfd, EPOLL_CTL_DEL, this.host.wakeFd, 0, 0, this.ctlScratch);
+    this.host.close();
     rawClose(this.epfd);
-    this.port.close();
     this.out({ t: 'closed' });
   }
 }
 
-function main(): void {
-  const init = workerData as SpliceWorkerInit;
-  const post = (m: FromWorker): void => parentPort!.postMessage(m);
+function main(init: SpliceWorkerInit): void {
+  const { port } = init;
+  const host: EngineHost = {
+    receive: () => receiveMessageOnPort(port)?.message as ToWorker | undefined,
+    post: (m) => parentPort!.postMessage(m),
+    close: () => port.close(),
+    wakeFd: init.wakeFd,
+    exitFlag: new Int32Array(init.exitFlag),
+  };
   try {
-    new Engine(init, init.port, post).run();
+    new Engine(init, host).run();
   } catch (e) {
-    post({ t: 'fatal', error: (e as Error).stack ?? String(e) });
+    host.post({ t: 'fatal', error: (e as Error).stack ?? String(e) });
   }
 }
 
-main();
+// The inline hosting (inline.ts) imports this module on the main thread for the Engine alone.
+if (!isMainThread && (workerData as Partial<SpliceWorkerInit> | null)?.port) main(workerData as SpliceWorkerInit);
