@@ -16,6 +16,7 @@ import {
   EPOLL_CTL_DEL,
   EPOLL_DATA_OFFSET,
   F_DUPFD_CLOEXEC,
+  MSG_MORE,
   O_CLOEXEC,
   O_NONBLOCK,
   RLIMIT_NOFILE,
@@ -345,6 +346,14 @@ export function rawRead(fd: number, addr: bigint, len: number): number {
 /** write(2) from memory given by address: bytes written, or −errno. */
 export function rawWrite(fd: number, addr: bigint, len: number): number {
   return raw(load().write(fd, addr, len));
+}
+
+/**
+ * send(2) with MSG_MORE: the bytes wait in the socket (no segment) until the next send, a
+ * shutdown or a close pushes them, so a FIN right after rides in the same segment.
+ */
+export function rawSendMore(fd: number, addr: bigint, len: number): number {
+  return raw(load().sendto(fd, addr, len, MSG_MORE, 0n, 0));
 }
 
 /** epoll_wait(2) into a buffer given by address: ready count, or −errno. */

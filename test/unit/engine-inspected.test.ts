@@ -34,6 +34,10 @@ class FakeSocket {
   reads = 0;
   writes = 0;
   shut = false;
+  /** Writes with MSG_MORE, and whether their bytes still wait for a FIN, a close or a push. */
+  moreWrites = 0;
+  waiting = false;
+  pushes = 0;
 
   deliver(s: string): void {
     this.queued = Buffer.concat([this.queued, Buffer.from(s, 'latin1')]);
@@ -47,8 +51,10 @@ class FakeSocket {
     return n;
   }
 
-  write(b: Buffer, off: number, len: number): number {
+  write(b: Buffer, off: number, len: number, more = false): number {
     this.writes++;
+    if (more) this.moreWrites++;
+    this.waiting = more;
     if (this.room <= 0) return -EAGAIN;
     const n = Math.min(len, this.room);
     this.room -= n;
@@ -71,8 +77,15 @@ function harness(cfg: Partial<InjectConfig> = {}, headTimeoutMs = 0) {
   };
   const io = (s: InspectScratch): InspectIo => ({
     read: (fd, len) => sock(fd).read(s.read, len),
-    write: (fd, b, off, len) => sock(fd).write(b, off, len),
-    shutdown: (fd) => void (sock(fd).shut = true),
+    write: (fd, b, off, len, more) => sock(fd).write(b, off, len, more),
+    shutdown: (fd) => {
+      sock(fd).shut = true;
+      sock(fd).waiting = false;
+    },
+    push: (fd) => {
+      sock(fd).pushes++;
+      sock(fd).waiting = false;
+    },
   });
   const conn = {
     fds: [CLIENT, UPSTREAM] as [number, number],
@@ -162,6 +175,8 @@ test('the server FIN seen with its last bytes: the response and the FIN go out i
   h.flow.onEvent(1, SHORT_EOF, false);
   assert.equal(h.client.written, RESP('ok'));
   assert.ok(h.client.shut, "the server's FIN is relayed right after its bytes");
+  assert.equal(h.client.moreWrites, 1, 'the response waits (MSG_MORE) for the FIN: one segment for both');
+  assert.equal(h.client.pushes, 0, 'the shutdown sends it: no push');
   assert.equal(h.upstream.reads, 1, 'no read to find the EOF the event announced');
   assert.equal(h.state.ended, undefined, 'the client may still send');
   h.client.fin = true;
@@ -187,6 +202,26 @@ test("a client's half-close reaches the server after its bytes, and the server s
   h.upstream.fin = true;
   h.flow.onEvent(1, SHORT_EOF, false);
   assert.deepEqual(h.state.ended, { reason: 'eof' });
+  assert.ok(!h.client.shut && h.client.moreWrites === 0, 'nothing new for the client: the close sends the FIN');
+});
+
+test('a response sent with MSG_MORE whose FIN cannot follow (the client took only part) is pushed', () => {
+  const h = harness();
+  h.client.deliver(REQ('/'));
+  h.flow.onEvent(0, SHORT_DRAINED, false);
+  h.client.room = 5;
+  h.upstream.deliver(RESP('abcdef'));
+  h.upstream.fin = true;
+  h.flow.onEvent(1, SHORT_EOF, false);
+  assert.equal(h.client.written, RESP('abcdef').slice(0, 5));
+  assert.equal(h.client.moreWrites, 1);
+  assert.equal(h.client.shut, false, 'the FIN waits for the rest of the response');
+  assert.equal(h.client.pushes, 1, 'so the bytes written are sent now, not held back');
+  assert.equal(h.client.waiting, false);
+  h.client.room = Number.POSITIVE_INFINITY;
+  h.flow.onEvent(0, NO_READ, true);
+  assert.equal(h.client.written, RESP('abcdef'));
+  assert.ok(h.client.shut, 'then the FIN');
 });
 
 test('a client that takes nothing gets the response queued and written on its next EPOLLOUT', () => {

@@ -5,8 +5,16 @@
 // refusals only after the responses in flight, hold-until-101, head-read timeout, half-close.
 // Once the rewriter lets go (passthrough: TLS, a 101) and both queues are empty, the flow
 // goes back to the engine's splice pump.
-import { addressOf, errnoName, rawRead, rawShutdown, rawWrite } from '../../kernel/ffi.js';
-import { EAGAIN, EINTR, SHUT_WR } from '../../kernel/linux.js';
+import {
+  addressOf,
+  errnoName,
+  rawRead,
+  rawSendMore,
+  rawSetsockoptInt,
+  rawShutdown,
+  rawWrite,
+} from '../../kernel/ffi.js';
+import { EAGAIN, EINTR, SHUT_WR, SOL_TCP, TCP_NODELAY } from '../../kernel/linux.js';
 import { RESPONSE_408, type RewriteEvent } from '../../http/rewriter.js';
 import type { UpstreamRewriter } from '../relay.js';
 
@@ -40,10 +48,15 @@ export type ReadHint = typeof NO_READ | typeof UNTIL_EAGAIN | typeof SHORT_DRAIN
 export interface InspectIo {
   /** read(2) into the scratch read buffer: bytes, 0 at EOF, or −errno. */
   read(fd: number, len: number): number;
-  /** write(2) of b[off, off + len): bytes written, or −errno. */
-  write(fd: number, b: Buffer, off: number, len: number): number;
+  /**
+   * write(2) of b[off, off + len): bytes written, or −errno. `more`: send(2) with MSG_MORE, the
+   * bytes wait for the FIN that follows (one segment for both); a push() must follow otherwise.
+   */
+  write(fd: number, b: Buffer, off: number, len: number, more?: boolean): number;
   /** shutdown(fd, SHUT_WR); errors are left to the other direction to report. */
   shutdown(fd: number): void;
+  /** Sends what a `more` write left waiting (TCP_NODELAY on: pushes the pending segment). */
+  push(fd: number): void;
 }
 
 /** What the flow needs of its connection and the engine. */
@@ -100,13 +113,13 @@ class OutQueue {
    * Writes b[0, len) (a scratch buffer, reused after this call) behind what is queued: straight
    * from `b` when nothing is, a copy of what the socket did not take. Results as flush().
    */
-  send(fd: number, b: Buffer, len: number, scratch: Buffer, io: InspectIo): number {
+  send(fd: number, b: Buffer, len: number, scratch: Buffer, io: InspectIo, more = false): number {
     if (this.len > 0) {
       this.push(Buffer.from(b.subarray(0, len)));
       return this.flush(fd, scratch, io);
     }
-    let n = io.write(fd, b, 0, len);
-    while (n === -EINTR) n = io.write(fd, b, 0, len);
+    let n = io.write(fd, b, 0, len, more);
+    while (n === -EINTR) n = io.write(fd, b, 0, len, more);
     if (n === len) return 0;
     if (n < 0 && n !== -EAGAIN) return n;
     this.push(Buffer.from(b.subarray(Math.max(0, n), len)));
@@ -163,13 +176,16 @@ export class InspectScratch {
 function syscallIo(s: InspectScratch): InspectIo {
   const readAddr = addressOf(s.read);
   const writeAddr = addressOf(s.write);
+  const opt = Buffer.alloc(4);
   return {
     read: (fd, len) => rawRead(fd, readAddr, len),
-    write: (fd, b, off, len) => {
+    write: (fd, b, off, len, more) => {
       const base = b === s.write ? writeAddr : b === s.read ? readAddr : addressOf(b);
-      return rawWrite(fd, off === 0 ? base : base + BigInt(off), len);
+      const addr = off === 0 ? base : base + BigInt(off);
+      return more ? rawSendMore(fd, addr, len) : rawWrite(fd, addr, len);
     },
     shutdown: (fd) => void rawShutdown(fd, SHUT_WR),
+    push: (fd) => void rawSetsockoptInt(fd, SOL_TCP, TCP_NODELAY, 1, opt),
   };
 }
 
@@ -193,6 +209,8 @@ export class InspectedFlow<C extends InspectedConn = InspectedConn> {
   lingerDeadline = 0;
   /** Handed back to the splice pump: this object is done. */
   private spliced = false;
+  /** A response went to the client with MSG_MORE: its FIN (or a push) must follow this turn. */
+  private corked = false;
 
   constructor(
     private readonly c: C,
@@ -349,6 +367,15 @@ export class InspectedFlow<C extends InspectedConn = InspectedConn> {
   // ---- upstream → client ----
 
   private onUpstreamReadable(hint: ReadHint = UNTIL_EAGAIN): void {
+    this.readUpstream(hint);
+    if (!this.corked) return;
+    this.corked = false;
+    // No FIN or close followed the last response bytes: send them now.
+    const c = this.c;
+    if (!c.closed && !c.down.shut && c.fds[0] >= 0) this.s.io.push(c.fds[0]);
+  }
+
+  private readUpstream(hint: ReadHint): void {
     const c = this.c;
     this.upstreamStalled = false;
     while (!c.down.eof && !c.closed && !this.spliced && !this.upstreamClosed) {
@@ -370,7 +397,8 @@ export class InspectedFlow<C extends InspectedConn = InspectedConn> {
       // then may decide a held request.
       const rw = this.rw;
       const view = rw?.pushResponse !== undefined ? this.s.read.subarray(0, n) : undefined;
-      this.flushClient(n);
+      // A short read after the peer's FIN was seen: the FIN follows these bytes in one segment.
+      this.flushClient(n, n < READ_SIZE && hint === SHORT_EOF);
       if (view !== undefined && !c.closed) this.onResponse(view);
       if (n < READ_SIZE && hint === SHORT_DRAINED) return;
       // The FIN is next: it follows the bytes just written at once (no read to find it).
@@ -411,14 +439,15 @@ export class InspectedFlow<C extends InspectedConn = InspectedConn> {
   }
 
   /** Writes what is queued for the client, after it the first `fromRead` bytes of the read buffer. */
-  private flushClient(fromRead = 0): void {
+  private flushClient(fromRead = 0, more = false): void {
     const c = this.c;
     if (this.spliced) return;
     const r =
       fromRead > 0
-        ? this.toClient.send(c.fds[0], this.s.read, fromRead, this.s.write, this.s.io)
+        ? this.toClient.send(c.fds[0], this.s.read, fromRead, this.s.write, this.s.io, more)
         : this.toClient.flush(c.fds[0], this.s.write, this.s.io);
     if (r < 0) return this.host.finish(this.c, 'client-error', errnoName(-r), true);
+    if (more) this.corked = true;
     if (r === 1) return;
     if ((c.down.eof || this.answered) && !c.down.shut) {
       c.down.shut = true;
