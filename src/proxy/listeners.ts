@@ -7,7 +7,7 @@ import type { RunConfig } from '../config/run-config.js';
 import { inboundMarkOf } from '../config/own-traffic.js';
 import type { Logger } from '../observe/log.js';
 import { engineServes } from './served-plane.js';
-import { spliceAvailable } from '../relay/engine/engine.js';
+import { spliceAvailable } from '../relay/engine/available.js';
 
 export interface Listener {
   fd: number;

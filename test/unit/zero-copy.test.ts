@@ -7,6 +7,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
+import { spawn } from 'node:child_process';
 import {
   canSplice,
   createSpliceEngine,
@@ -503,3 +504,39 @@ engineTest(
     upstream.close();
   },
 );
+
+/** In a child process: the threads an engine adds, and whether the process then exits on its own. */
+const THREADS_ADDED = `
+import { readdirSync } from 'node:fs';
+import { createSpliceEngine, spliceAvailable } from ${JSON.stringify(new URL('../../src/relay/engine/engine.ts', import.meta.url).href)};
+spliceAvailable(); // koffi loaded before counting
+const tasks = () => readdirSync('/proc/self/task').length;
+const before = tasks();
+createSpliceEngine({ hosting: process.argv[1] });
+setTimeout(() => console.log(JSON.stringify({ added: tasks() - before })), 300);
+`;
+
+test('inline hosting runs the loop on the main thread: no thread is started (a worker adds one); idle, neither holds the process', {
+  skip,
+  timeout: 30_000,
+}, async () => {
+  const run = (hosting: string) =>
+    new Promise<{ added: number; code: number | null; ms: number }>((resolve, reject) => {
+      const t0 = Date.now();
+      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', THREADS_ADDED, hosting], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const kill = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      child.on('error', reject);
+      child.on('exit', (code) => {
+        clearTimeout(kill);
+        resolve({ ...(JSON.parse(out || '{"added":-1}') as { added: number }), code, ms: Date.now() - t0 });
+      });
+    });
+  const [inline, worker] = [await run('inline'), await run('worker')];
+  assert.equal(inline.added, 0, 'no thread for the inline loop');
+  assert.ok(worker.added >= 1, `a worker thread for the worker loop (${worker.added})`);
+  assert.deepEqual([inline.code, worker.code], [0, 0], 'both exited on their own (not killed)');
+});

@@ -20,24 +20,16 @@
 // flow's end in batches, so those connections never exist as Node sockets at all.
 import net from 'node:net';
 import { TLSSocket } from 'node:tls';
-import {
-  addressOf,
-  hasEventLoopPoll,
-  loadLibc,
-  rawClose,
-  rawPipe,
-  rawSplice,
-  rawWrite,
-  sysDupCloexec,
-} from '../../kernel/ffi.js';
-import { SPLICE_F_NONBLOCK } from '../../kernel/linux.js';
+import { hasEventLoopPoll, rawClose, sysDupCloexec } from '../../kernel/ffi.js';
 import { socketFd } from '../../kernel/sockets.js';
 import type { RelayResult } from '../relay.js';
+import { spliceAvailable } from './available.js';
 import { startWorkerLoop, type EngineThread, type LoopEvents } from './hosting.js';
 import { startInlineLoop } from './inline.js';
 import type { EngineInit, FlowRecord, FromWorker, ServedConnection, ServedListener, ToWorker } from './protocol.js';
 
 export type { FlowRecord, ServedConnection, ServedListener } from './protocol.js';
+export { spliceAvailable };
 
 export interface SpliceEngineOptions {
   /** Worker threads running epoll loops (connections are spread over them). Default 1. */
@@ -115,41 +107,6 @@ export interface ServedSink {
 /** The sockets cannot be handed over; nothing was done to them. */
 export class HandoverError extends Error {
   override readonly name = 'HandoverError';
-}
-
-let available: boolean | undefined;
-
-/**
- * True when splice(2), epoll and koffi work here (Linux x86-64/AArch64, koffi loads, a
- * pipe-to-pipe splice moves a byte). Cached; never throws.
- */
-export function spliceAvailable(): boolean {
-  if (available !== undefined) return available;
-  try {
-    available =
-      process.platform === 'linux' &&
-      (process.arch === 'x64' || process.arch === 'arm64') &&
-      (loadLibc(), probeSplice());
-  } catch {
-    available = false;
-  }
-  return available;
-}
-
-/** A one-byte pipe-to-pipe splice: proves splice(2) works here. Closes what it opens. */
-function probeSplice(): boolean {
-  const scratch = Buffer.alloc(64);
-  const byte = Buffer.alloc(1);
-  const a = rawPipe(scratch);
-  if (typeof a === 'number') return false;
-  const b = rawPipe(scratch);
-  try {
-    if (typeof b === 'number') return false;
-    if (rawWrite(a[1], addressOf(byte), 1) !== 1) return false;
-    return rawSplice(a[0], b[1], 1, SPLICE_F_NONBLOCK) === 1;
-  } finally {
-    for (const fd of [...a, ...(typeof b === 'number' ? [] : b)]) rawClose(fd);
-  }
 }
 
 interface NodeHandle {
