@@ -19,6 +19,7 @@ import type { FlowError } from '../../src/errors.js';
 import { OutboundError, type Destination, type TcpOutbound } from '../../src/outbound/types.js';
 import { compileRules } from '../../src/route/index.js';
 import { startMixedInbound, type MixedInbound } from '../../src/inbound/mixed.js';
+import { until } from '../helpers/wait.js';
 
 const HANDSHAKE_MS = 300;
 
@@ -112,8 +113,10 @@ test('hostile clients: silent, dripping, oversize, garbage, bad SOCKS versions: 
     assert.deepEqual([...badRequest.got], [5, 0], 'method chosen, then the bad request closes it');
     // Many at once, then the descriptors are all back.
     await Promise.all(Array.from({ length: 50 }, () => exchange(port, [Buffer.from('junk\r\n\r\n')])));
-    await new Promise((r) => setTimeout(r, 100));
-    assert.ok(fdCount() <= before + 2, `fds: ${before} before, ${fdCount()} after`);
+    await until(
+      () => `fds back to ${before} + 2: ${fdCount()}`,
+      () => fdCount() <= before + 2,
+    );
     assert.ok(lines.some((l) => /refused inbound=proxy .*reason=bad-request status=431/.test(l)));
   });
 });
@@ -193,25 +196,21 @@ test('UDP ASSOCIATE: datagrams from another address are dropped; the relay close
     // A name that does not resolve: no answer, and a line says why.
     const u = dgram.createSocket('udp4');
     u.send(Buffer.from([0, 0, 0, 3, 12, ...Buffer.from('none.invalid'), 0, 53, 0x71]), relayPort, '127.0.0.1');
-    for (
-      let i = 0;
-      i < 20 && !lines.some((l) => /udp route .*dst=none\.invalid:53 refused=open-failed error=ENOTFOUND/.test(l));
-      i++
-    )
-      await new Promise((r) => setTimeout(r, 25));
-    u.close();
-    assert.ok(
-      lines.some((l) => /udp route .*dst=none\.invalid:53 refused=open-failed error=ENOTFOUND/.test(l)),
-      lines.join('\n'),
+    await until(
+      () => `the open-failed line in:\n${lines.join('\n')}`,
+      () => lines.some((l) => /udp route .*dst=none\.invalid:53 refused=open-failed error=ENOTFOUND/.test(l)),
+      2000,
     );
+    u.close();
     control.end();
     await once(control, 'close');
-    await new Promise((r) => setTimeout(r, 50));
-    assert.equal(await ask('127.0.0.1'), 'timeout', 'the relay closed with its control connection');
-    assert.ok(
-      lines.some((l) => /conn .*dst=udp-associate:0 .*flows=2 dropped=2/.test(l)),
-      lines.join('\n'),
+    // The association's closing line says the relay is gone; only then may no answer prove it.
+    await until(
+      () => `the association's close line in:\n${lines.join('\n')}`,
+      () => lines.some((l) => /conn .*dst=udp-associate:0 .*flows=2 dropped=2/.test(l)),
+      2000,
     );
+    assert.equal(await ask('127.0.0.1'), 'timeout', 'the relay closed with its control connection');
     echo.close();
   });
 });

@@ -8,6 +8,7 @@ import { createLogger } from '../../src/observe/log.js';
 import { parseMappings } from '../../src/publish/mapping.js';
 import { checkLoops } from '../../src/publish/plan.js';
 import { PortUnavailableError, UserlandProxy, type UserlandOptions } from '../../src/publish/userland.js';
+import { until } from '../helpers/wait.js';
 
 function logSink(): { lines: string[]; opts: Pick<UserlandOptions, 'log'> } {
   const lines: string[] = [];
@@ -88,7 +89,7 @@ test('TCP: held from hold(), relayed after start(), half-close and 1 MB both way
     const back = await halfCloseExchange(hostPort, payload);
     assert.equal(back.length, payload.length);
     assert.ok(back.equals(payload));
-    await new Promise((r) => setTimeout(r, 50));
+    await until('the conn line', () => /conn id=1 proto=tcp/.test(sink.lines.join('')), 5000);
     assert.match(
       sink.lines.join(''),
       new RegExp(
@@ -112,7 +113,7 @@ test('TCP: a refused target resets the client and logs connect-error', async () 
   await proxy.start();
   try {
     await assert.rejects(halfCloseExchange(hostPort, Buffer.from('x')), /ECONNRESET/);
-    await new Promise((r) => setTimeout(r, 50));
+    await until('the conn line', () => /conn id=1 proto=tcp/.test(sink.lines.join('')), 5000);
     assert.match(sink.lines.join(''), /conn id=1 proto=tcp .* close=connect-error error=ECONNREFUSED/);
     assert.equal(proxy.stats().connections, 0);
   } finally {
@@ -191,9 +192,13 @@ test('UDP: one upstream socket per client, replies only from the target, idle ti
       /conn id=\d+ proto=udp src=127\.0\.0\.1:\d+ via=127\.0\.0\.1:\d+ dst=127\.0\.0\.1:\d+ up=4 down=\d+ dur=\d+ms close=evicted/,
     );
     // Idle: both remaining flows end after 300 ms without packets.
-    await new Promise((r) => setTimeout(r, 800));
-    assert.equal(proxy.stats().udpFlows, 0);
-    assert.equal(sink.lines.join('').match(/close=idle/g)?.length, 2);
+    const idleLines = () => sink.lines.join('').match(/close=idle/g)?.length ?? 0;
+    await until(
+      () => `the idle flows to end (${proxy.stats().udpFlows} left, ${idleLines()} idle lines)`,
+      () => proxy.stats().udpFlows === 0 && idleLines() >= 2,
+      5000,
+    );
+    assert.equal(idleLines(), 2);
     for (const s of [a.sock, b.sock, c.sock]) s.close();
   } finally {
     await proxy.close();

@@ -9,6 +9,7 @@ import { RequestRewriter } from '../../src/http/rewriter.js';
 import { compileInjectConfig } from '../../src/http/inject-config.js';
 import { getsockoptInt } from '../../src/kernel/ffi.js';
 import { IPPROTO_TCP, TCP_NODELAY } from '../../src/kernel/linux.js';
+import { until } from '../helpers/wait.js';
 
 /** A proxy on loopback that relays every accepted client to `target` with `relay()`. */
 async function withRelay(
@@ -261,7 +262,12 @@ test('Upgrade not yet answered: the client is paused after ~64 KiB held; a 101 r
     const frames = Buffer.alloc(4 << 20, 0x81);
     c.write(head);
     c.write(frames);
-    await new Promise((r) => setTimeout(r, 300));
+    await until(
+      () => `the client paused (held ${rw.heldBytes})`,
+      settledAbove(() => rw.heldBytes, 65536),
+      10_000,
+      100,
+    );
     assert.equal(
       got.toString('latin1'),
       head.replace('\r\n\r\n', '\r\nX-Id: pod\r\n\r\n'),
@@ -292,7 +298,12 @@ test('a client pipelining requests to a server that does not answer is paused af
     const c = net.connect({ port, host: '127.0.0.1' });
     await once(c, 'connect');
     c.write('GET / HTTP/1.1\r\n\r\n'.repeat(100_000)); // 1.8 MB of tiny requests
-    await new Promise((r) => setTimeout(r, 500));
+    await until(
+      () => `the client paused (${rw.unanswered} unanswered)`,
+      settledAbove(() => rw.requests, 4096),
+      10_000,
+      100,
+    );
     assert.ok(rw.unanswered > 4096 && rw.unanswered < 4096 + 5000, `${rw.unanswered} requests in flight`);
     assert.ok(rw.requests < 20_000, `${rw.requests} requests read`);
     assert.ok(received > 0);
@@ -326,6 +337,17 @@ test('the client socket gets TCP_NODELAY: small replies (an encrypted node, a re
     upstream.close();
   }
 });
+
+/** True once `read()` is above `floor` and unchanged since the previous call: the relay stopped reading. */
+function settledAbove(read: () => number, floor: number): () => boolean {
+  let last = -1;
+  return () => {
+    const now = read();
+    const settled = now > floor && now === last;
+    last = now;
+    return settled;
+  };
+}
 
 function nodelay(s: net.Socket): number {
   const fd = (s as unknown as { _handle: { fd: number } })._handle.fd;

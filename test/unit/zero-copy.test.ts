@@ -18,6 +18,7 @@ import {
 } from '../../src/relay/engine/engine.js';
 import { relayAuto } from '../../src/relay/zero-copy.js';
 import type { RelayResult } from '../../src/relay/relay.js';
+import { until } from '../helpers/wait.js';
 
 const skip = !spliceAvailable() && 'splice(2) via koffi is not available here';
 
@@ -303,8 +304,7 @@ engineTest('hand-over sends nothing: the peers see no FIN while the engine holds
     const c = await connect(port);
     let clientEnded = false;
     c.on('end', () => (clientEnded = true));
-    await new Promise((r) => setTimeout(r, 200)); // hand-over done, Node sockets destroyed
-    assert.equal(engine.active >= 1, true);
+    await until('the hand-over to the engine', () => engine.active >= 1, 5000);
     assert.equal(serverEnded, false);
     assert.equal(clientEnded, false);
     c.write('ping');
@@ -361,7 +361,7 @@ engineTest(
       target,
       async (c, u) => {
         const p = relayAuto(c, u, { idleTimeoutMs: 5000, engine, head: Buffer.from('HEAD') });
-        await new Promise((r) => setTimeout(r, 50));
+        await until('the hand-over', () => c.destroyed && u.destroyed, 5000).catch(() => {});
         handedOver = c.destroyed && u.destroyed;
         return p;
       },
