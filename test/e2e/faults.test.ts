@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { Host, Lab, LabProcess } from '../../src/netlab/lab.js';
 import { fdCount, peerPath, startTranproxy, withLab } from '../helpers/lab.js';
-import { stopGracefully, workerPid } from '../helpers/procs.js';
+import { fdsBackTo, stopGracefully, workerPid } from '../helpers/procs.js';
 
 const IDLE_S = 2;
 const CONNECT_S = 2;
@@ -20,17 +20,6 @@ const SLACK_MS = 6000;
 const TIMEOUTS = ['--idle-timeout', `${IDLE_S}s`, '--connect-timeout', `${CONNECT_S}s`];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Poll until the worker holds `baseline` fds again; returns the last count seen. */
-async function fdsBackTo(pid: number, baseline: number, timeoutMs = 20_000): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  let n = fdCount(pid);
-  while (n > baseline && Date.now() < deadline) {
-    await sleep(200);
-    n = fdCount(pid);
-  }
-  return n;
-}
 
 interface Client {
   proc: LabProcess;
@@ -206,7 +195,7 @@ async function faultSuite(t: Topology, label: string, extra: string[] = []): Pro
     `# ${label}: reset → client ${ra.kind} after ${ra.ms} ms; blackhole → ${rb.kind} after ${rb.ms} ms (idle ${IDLE_S}s); ` +
       `killed → ${rc.kind} after ${rc.ms} ms; host down → ${rd.kind} after ${rd.ms} ms (connect ${CONNECT_S}s); worker fds ${baseline} → ${after}`,
   );
-  assert.equal(after, baseline, `${label}: worker fds back to baseline`);
+  assert.ok(after <= baseline, `${label}: worker fds back to baseline ${baseline} (now ${after})`);
   assert.equal(await stopGracefully(proxy), 0);
   await server.stop();
 }

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import type { Host, Lab, LabProcess } from '../../src/netlab/lab.js';
 import { fdCount, peerPath, startTranproxy, tranproxyBin, withLab } from '../helpers/lab.js';
-import { rssKiB, stopGracefully, workerPid } from '../helpers/procs.js';
+import { fdsBackTo, rssKiB, stopGracefully, workerPid } from '../helpers/procs.js';
 
 const SERVER = '10.83.1.2';
 const PORT = 7000;
@@ -85,16 +85,6 @@ function fdLimitOf(pid: number): number {
   return Number(line.split(/\s{2,}/)[1]);
 }
 
-async function fdsBackTo(pid: number, baseline: number, timeoutMs = 30_000): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  let n = fdCount(pid);
-  while (n > baseline && Date.now() < deadline) {
-    await sleep(250);
-    n = fdCount(pid);
-  }
-  return n;
-}
-
 test('8,000 concurrent connections held for 60 s: no error, every echo right, fds back to baseline, RSS flat', async () => {
   await withLab(async (lab) => {
     const N = 8000;
@@ -162,7 +152,7 @@ test('8,000 concurrent connections held for 60 s: no error, every echo right, fd
     // Each connection echoes about every 10 s for 60 s: at least 4 each on any machine.
     assert.ok(summary.echoes >= N * 4, `${summary.echoes} echoes`);
     assert.ok(samples[0]!.fds >= 2 * N, `both sides of every connection held during the test (${samples[0]!.fds})`);
-    assert.equal(after, baseline, 'no fd leaked');
+    assert.ok(after <= baseline, `no fd leaked: ${after} against a baseline of ${baseline}`);
     const first = samples[0]!.rssMiB;
     const last = samples[samples.length - 1]!.rssMiB;
     assert.ok(samples.length >= 6, `${samples.length} RSS samples`);

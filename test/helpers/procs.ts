@@ -79,3 +79,14 @@ export async function stopGracefully(
   if ((await Promise.race([exited, t])) === 'timeout') return p.stop('SIGKILL').then(() => null);
   return p.child.exitCode;
 }
+
+/** Polls until `pid` holds at most `baseline` descriptors (or the time is up); the last count seen. */
+export async function fdsBackTo(pid: number, baseline: number, timeoutMs = 30_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let n = readdirSync(`/proc/${pid}/fd`).length;
+  while (n > baseline && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    n = readdirSync(`/proc/${pid}/fd`).length;
+  }
+  return n;
+}
