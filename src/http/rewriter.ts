@@ -32,6 +32,7 @@
 
 import {
   type CompiledInject,
+  type NameEntry,
   FOLD,
   KIND_CONTENT_LENGTH,
   KIND_REPLACE,
@@ -150,6 +151,156 @@ const drops: number[] = [];
 const xffVals: number[] = [];
 let nDrops = 0;
 let nXff = 0;
+
+// What scanFields found in the head's field lines (scratch shared like drops).
+let fContentLength = -1;
+let fTe = false;
+let fTeChunked = false;
+/** A coding follows chunked. */
+let fTeBad = false;
+let fUpgrade = false;
+let fH2c = false;
+/** Why scanFields refused the head. */
+let fieldError = '';
+
+function fieldFails(reason: string): number {
+  fieldError = reason;
+  return -1;
+}
+
+/**
+ * Scan the field lines of a head from b[p]: note the framing facts and the lines to drop.
+ * Returns the start of the blank line, or -1 with fieldError set.
+ */
+function scanFields(b: Buffer, p: number, byLen: CompiledInject['byLen']): number {
+  nDrops = 0;
+  nXff = 0;
+  fContentLength = -1;
+  fTe = false;
+  fTeChunked = false;
+  fTeBad = false;
+  fUpgrade = false;
+  fH2c = false;
+  for (let first = true; ; first = false) {
+    const ls = p;
+    let x = b[p];
+    if (x === LF) return p;
+    if (x === CR) return b[p + 1] === LF ? p : fieldFails('bare CR in request head');
+    if (x === SP || x === HT) {
+      return fieldFails(
+        first ? 'whitespace before the first header line' : 'obsolete line folding (obs-fold) in header',
+      );
+    }
+    while (TCHAR[b[p] as number] === 1) p++;
+    const nEnd = p;
+    if (b[p] !== COLON || nEnd === ls) return fieldFails('malformed header line');
+    p++;
+    while (b[p] === SP || b[p] === HT) p++;
+    const vStart = p;
+    for (;;) {
+      x = b[p];
+      if (x === undefined || (x < SP ? x !== HT : x === DEL)) break;
+      p++;
+    }
+    let vEnd = p;
+    if (x === LF) p += 1;
+    else if (x === CR && b[p + 1] === LF) p += 2;
+    else return fieldFails('invalid character in header value');
+    while (vEnd > vStart && (b[vEnd - 1] === SP || b[vEnd - 1] === HT)) vEnd--;
+    const named = nEnd - ls < byLen.length ? byLen[nEnd - ls] : undefined;
+    if (named === undefined) continue;
+    const kind = fieldKind(b, ls, named);
+    if (kind !== 0 && noteField(kind, b, ls, vStart, vEnd, p) < 0) return -1;
+  }
+}
+
+/** The KIND_* of the field named at b[ls] among the names of its length, or 0 for one the rewriter ignores. */
+function fieldKind(b: Buffer, ls: number, list: NameEntry[]): number {
+  for (let li = 0; li < list.length; li++) {
+    const lower = list[li]!.lower;
+    const fold = list[li]!.kind >= KIND_XFF ? FOLD : LOWER;
+    let j = 0;
+    while (j < lower.length && fold[b[ls + j] as number] === lower[j]) j++;
+    if (j === lower.length) return list[li]!.kind;
+  }
+  return 0;
+}
+
+/** Note a field the rewriter acts on (value b[vStart, vEnd), line b[ls, lineEnd)); returns lineEnd, or -1 with fieldError set. */
+function noteField(kind: number, b: Buffer, ls: number, vStart: number, vEnd: number, lineEnd: number): number {
+  switch (kind) {
+    case KIND_CONTENT_LENGTH: {
+      if (fContentLength >= 0) return fieldFails('more than one Content-Length header');
+      const v = contentLength(b, vStart, vEnd);
+      if (v < 0) return fieldFails('invalid Content-Length');
+      fContentLength = v;
+      break;
+    }
+    case KIND_TRANSFER_ENCODING:
+      fTe = true;
+      noteTransferCodings(b, vStart, vEnd);
+      break;
+    case KIND_UPGRADE:
+      if (vEnd > vStart) fUpgrade = true;
+      if (hasToken(b, vStart, vEnd, H2C)) fH2c = true;
+      break;
+    case KIND_XFF:
+      drops[nDrops++] = ls;
+      drops[nDrops++] = lineEnd;
+      if (vEnd > vStart) {
+        xffVals[nXff++] = vStart;
+        xffVals[nXff++] = vEnd;
+      }
+      break;
+    case KIND_REPLACE:
+      drops[nDrops++] = ls;
+      drops[nDrops++] = lineEnd;
+      break;
+  }
+  return lineEnd;
+}
+
+/** The Content-Length value b[s, e), or -1 if it is not 1-16 digits of a safe integer. */
+function contentLength(b: Buffer, s: number, e: number): number {
+  const n = e - s;
+  if (n === 0 || n > 16) return -1;
+  let v = 0;
+  for (let j = s; j < e; j++) {
+    const d = (b[j] as number) - 0x30;
+    if (d < 0 || d > 9) return -1;
+    v = v * 10 + d;
+  }
+  return Number.isSafeInteger(v) ? v : -1;
+}
+
+/** Walk a Transfer-Encoding comma list b[s, e): chunked must be the final coding and appear once. */
+function noteTransferCodings(b: Buffer, s: number, e: number): void {
+  let j = s;
+  while (j < e) {
+    while (j < e && (b[j] === SP || b[j] === HT || b[j] === COMMA)) j++;
+    if (j === e) break;
+    let k = j;
+    while (k < e && b[k] !== COMMA) k++;
+    let ke = k;
+    while (ke > j && (b[ke - 1] === SP || b[ke - 1] === HT)) ke--;
+    if (fTeChunked) fTeBad = true; // something after chunked
+    let isChunked = ke - j === 7;
+    for (let q = 0; isChunked && q < 7; q++) if (LOWER[b[j + q] as number] !== CHUNKED[q]) isChunked = false;
+    if (isChunked) fTeChunked = true;
+    j = k;
+  }
+}
+
+/** Why the framing facts of a scanned head refuse it, or null. */
+function framingRefusal(http10: boolean, allowH2c: boolean): string | null {
+  if (fTe) {
+    if (fContentLength >= 0) return 'Transfer-Encoding together with Content-Length';
+    if (http10) return 'Transfer-Encoding in an HTTP/1.0 request';
+    if (!fTeChunked || fTeBad) return 'Transfer-Encoding whose final coding is not chunked';
+  }
+  if (fH2c && !allowH2c) return 'Upgrade: h2c refused on an injection port (--allow-h2c)';
+  return null;
+}
 
 /** Returned when a push produces no event (frozen: shared by all rewriters). */
 const NO_EVENTS = Object.freeze([]) as unknown as RewriteEvent[];
@@ -612,186 +763,80 @@ export class RequestRewriter {
     const inPlace = b === c;
     // Where a rejected head's bytes start in c (earlier bytes are complete messages).
     const rejAt = inPlace ? s : 0;
-    let p = this.parseRequestLine(b, s);
-    if (p < 0) {
-      if (p === RL_H2) {
-        if (!inPlace && this.inj.policy.allowH2c && this.count === 0) {
-          this.emit(b.subarray(s, e));
-          this.fwd = ce;
-        }
-        return this.h2Preface(c, rejAt, false);
-      }
-      return this.reject(c, rejAt, 400, p === RL_VERSION ? 'unsupported HTTP version' : 'malformed request line');
+    const p = this.parseRequestLine(b, s);
+    if (p < 0) return this.refuseRequestLine(c, b, s, e, ce, p);
+    const bl = scanFields(b, p, this.inj.byLen);
+    if (bl < 0) return this.reject(c, rejAt, 400, fieldError);
+    const refusal = framingRefusal(this.rlHttp10, this.inj.policy.allowH2c);
+    if (refusal !== null) return this.reject(c, rejAt, 400, refusal);
+    this.emitHead(c, b, s, e, bl, ce);
+    this.startMessage();
+    return ce;
+  }
+
+  /** A complete head whose request line is not HTTP/1.x: h2c prior knowledge or a 400. */
+  private refuseRequestLine(c: Buffer, b: Buffer, s: number, e: number, ce: number, verdict: number): number {
+    const inPlace = b === c;
+    const rejAt = inPlace ? s : 0;
+    if (verdict !== RL_H2) {
+      return this.reject(c, rejAt, 400, verdict === RL_VERSION ? 'unsupported HTTP version' : 'malformed request line');
     }
-
-    const byLen = this.inj.byLen;
-    nDrops = 0;
-    nXff = 0;
-    let cl = -1;
-    let te = false;
-    let teChunked = false;
-    let teBad = false;
-    let upgrade = false;
-    let h2c = false;
-    let first = true;
-    let bl: number; // start of the blank line
-
-    for (;;) {
-      const ls = p;
-      let x = b[p];
-      if (x === LF) {
-        bl = ls;
-        break;
-      }
-      if (x === CR) {
-        if (b[p + 1] === LF) {
-          bl = ls;
-          break;
-        }
-        return this.reject(c, rejAt, 400, 'bare CR in request head');
-      }
-      if (x === SP || x === HT) {
-        return this.reject(
-          c,
-          rejAt,
-          400,
-          first ? 'whitespace before the first header line' : 'obsolete line folding (obs-fold) in header',
-        );
-      }
-      first = false;
-      while (TCHAR[b[p] as number] === 1) p++;
-      const nEnd = p;
-      if (b[p] !== COLON || nEnd === ls) return this.reject(c, rejAt, 400, 'malformed header line');
-      p++;
-      while (b[p] === SP || b[p] === HT) p++;
-      const vStart = p;
-      for (;;) {
-        x = b[p];
-        if (x === undefined || (x < SP ? x !== HT : x === DEL)) break;
-        p++;
-      }
-      let vEnd = p;
-      if (x === LF) p += 1;
-      else if (x === CR && b[p + 1] === LF) p += 2;
-      else return this.reject(c, rejAt, 400, 'invalid character in header value');
-      while (vEnd > vStart && (b[vEnd - 1] === SP || b[vEnd - 1] === HT)) vEnd--;
-
-      const nLen = nEnd - ls;
-      const list = nLen < byLen.length ? byLen[nLen] : undefined;
-      if (list === undefined) continue;
-      let kind = 0;
-      for (let li = 0; li < list.length; li++) {
-        const lower = list[li]!.lower;
-        const fold = list[li]!.kind >= KIND_XFF ? FOLD : LOWER;
-        let j = 0;
-        while (j < lower.length && fold[b[ls + j] as number] === lower[j]) j++;
-        if (j === lower.length) {
-          kind = list[li]!.kind;
-          break;
-        }
-      }
-      switch (kind) {
-        case 0:
-          break;
-        case KIND_CONTENT_LENGTH: {
-          if (cl >= 0) return this.reject(c, rejAt, 400, 'more than one Content-Length header');
-          const n = vEnd - vStart;
-          if (n === 0 || n > 16) return this.reject(c, rejAt, 400, 'invalid Content-Length');
-          let v = 0;
-          for (let j = vStart; j < vEnd; j++) {
-            const d = (b[j] as number) - 0x30;
-            if (d < 0 || d > 9) return this.reject(c, rejAt, 400, 'invalid Content-Length');
-            v = v * 10 + d;
-          }
-          if (!Number.isSafeInteger(v)) return this.reject(c, rejAt, 400, 'invalid Content-Length');
-          cl = v;
-          break;
-        }
-        case KIND_TRANSFER_ENCODING: {
-          te = true;
-          // Walk the comma list; chunked must be the final coding and appear once.
-          let j = vStart;
-          while (j < vEnd) {
-            while (j < vEnd && (b[j] === SP || b[j] === HT || b[j] === COMMA)) j++;
-            if (j === vEnd) break;
-            let k = j;
-            while (k < vEnd && b[k] !== COMMA) k++;
-            let ke = k;
-            while (ke > j && (b[ke - 1] === SP || b[ke - 1] === HT)) ke--;
-            if (teChunked) teBad = true; // something after chunked
-            let isChunked = ke - j === 7;
-            for (let q = 0; isChunked && q < 7; q++) if (LOWER[b[j + q] as number] !== CHUNKED[q]) isChunked = false;
-            if (isChunked) teChunked = true;
-            j = k;
-          }
-          break;
-        }
-        case KIND_UPGRADE:
-          if (vEnd > vStart) upgrade = true;
-          if (hasToken(b, vStart, vEnd, H2C)) h2c = true;
-          break;
-        case KIND_XFF:
-          drops[nDrops++] = ls;
-          drops[nDrops++] = p;
-          if (vEnd > vStart) {
-            xffVals[nXff++] = vStart;
-            xffVals[nXff++] = vEnd;
-          }
-          break;
-        case KIND_REPLACE:
-          drops[nDrops++] = ls;
-          drops[nDrops++] = p;
-          break;
-      }
-    }
-
-    if (te) {
-      if (cl >= 0) return this.reject(c, rejAt, 400, 'Transfer-Encoding together with Content-Length');
-      if (this.rlHttp10) return this.reject(c, rejAt, 400, 'Transfer-Encoding in an HTTP/1.0 request');
-      if (!teChunked || teBad) return this.reject(c, rejAt, 400, 'Transfer-Encoding whose final coding is not chunked');
-    }
-    if (h2c && !this.inj.policy.allowH2c)
-      return this.reject(c, rejAt, 400, 'Upgrade: h2c refused on an injection port (--allow-h2c)');
-
-    // ---- emit: kept segments (views), then the injected block before the blank line ----
-    const inj = this.inj;
-    if (inj.empty) {
-      if (!inPlace) this.emit(b.subarray(s, e)); // else: stays in the forward range
-    } else {
-      let seg = inPlace ? this.fwd : s;
-      for (let i = 0; i < nDrops; i += 2) {
-        const ds = drops[i]!;
-        if (ds > seg) this.emit(b.subarray(seg, ds));
-        seg = drops[i + 1]!;
-      }
-      if (bl > seg) this.emit(b.subarray(seg, bl));
-      const lfOnly = b[bl] === LF;
-      if (inj.xffAppend && nXff > 0) {
-        this.emit(this.mergedXff(b));
-        this.emit(lfOnly ? inj.restLF : inj.restCRLF);
-      } else {
-        this.emit(lfOnly ? inj.blockLF : inj.blockCRLF);
-      }
+    if (!inPlace && this.inj.policy.allowH2c && this.count === 0) {
+      this.emit(b.subarray(s, e));
       this.fwd = ce;
     }
-    if (!inPlace) this.fwd = ce;
+    return this.h2Preface(c, rejAt, false);
+  }
+
+  /**
+   * Emit the head b[s, e) without its dropped lines (views), the injected block before the
+   * blank line at bl; the chunk c is then consumed up to ce.
+   */
+  private emitHead(c: Buffer, b: Buffer, s: number, e: number, bl: number, ce: number): void {
+    const inj = this.inj;
+    const inPlace = b === c;
+    if (inj.empty) {
+      if (!inPlace) {
+        this.emit(b.subarray(s, e));
+        this.fwd = ce;
+      } // else: the head stays in the forward range
+      return;
+    }
+    let seg = inPlace ? this.fwd : s;
+    for (let i = 0; i < nDrops; i += 2) {
+      const ds = drops[i]!;
+      if (ds > seg) this.emit(b.subarray(seg, ds));
+      seg = drops[i + 1]!;
+    }
+    if (bl > seg) this.emit(b.subarray(seg, bl));
+    const lfOnly = b[bl] === LF;
+    if (inj.xffAppend && nXff > 0) {
+      this.emit(this.mergedXff(b));
+      this.emit(lfOnly ? inj.restLF : inj.restCRLF);
+    } else {
+      this.emit(lfOnly ? inj.blockLF : inj.blockCRLF);
+    }
+    this.fwd = ce;
+  }
+
+  /** A head was forwarded: expect its response and frame its body from the facts scanFields found. */
+  private startMessage(): void {
     this.count++;
     this.rlChecked = false;
     this.rlScan = 0;
-
+    const upgrade = fUpgrade;
     // The response framer pairs responses with requests; a protocol switch is the server's call.
     this.framer.expect((this.rlHead ? REQ_HEAD : 0) | (this.rlConnect ? REQ_CONNECT : 0) | (upgrade ? REQ_UPGRADE : 0));
     if (this.rlConnect || upgrade) this.awaiting = this.framer.awaiting = true;
-    if (te) {
+    if (fTe) {
       this.state = S_CS;
       this.csVal = 0;
       this.csDigits = 0;
       this.lineLen = 0;
-    } else if (cl > 0) {
+    } else if (fContentLength > 0) {
       this.state = S_BODY;
-      this.remaining = cl;
+      this.remaining = fContentLength;
     }
-    return ce;
   }
 
   /** "X-Forwarded-For: <client values joined by ', '>, <value>\r\n" */
