@@ -134,8 +134,18 @@ export interface ConnectionInfo {
   down?: number;
 }
 
+/** Metric updates of flows ended in one batch, added up (one update per label set, not per flow). */
+interface Tally {
+  /** `listener\0outbound\0result` → flows. */
+  total: Map<string, number>;
+  up: number;
+  down: number;
+  injected: number;
+}
+
 export class FlowReporter {
   private lastAcceptError = 0;
+  private tally: Tally | undefined;
 
   constructor(
     private readonly log: Logger,
@@ -164,10 +174,45 @@ export class FlowReporter {
 
   ended(flow: { id: number; listener: string; src: Endpoint; dst: Endpoint; started: number }, end: FlowEnd): void {
     this.stats?.recordClosed(closedOf(flow, end));
-    this.metrics?.total.inc({ listener: flow.listener, outbound: end.via ?? 'direct', result: end.close });
-    this.metrics?.bytes.inc({ direction: 'up' }, end.up);
-    this.metrics?.bytes.inc({ direction: 'down' }, end.down);
-    if (end.requests) this.metrics?.injected.inc(end.requests);
+    const t = this.tally;
+    if (t) {
+      const key = `${flow.listener}\0${end.via ?? 'direct'}\0${end.close}`;
+      t.total.set(key, (t.total.get(key) ?? 0) + 1);
+      t.up += end.up;
+      t.down += end.down;
+      t.injected += end.requests ?? 0;
+    } else if (this.metrics) {
+      this.metrics.total.inc({ listener: flow.listener, outbound: end.via ?? 'direct', result: end.close });
+      this.metrics.bytes.inc({ direction: 'up' }, end.up);
+      this.metrics.bytes.inc({ direction: 'down' }, end.down);
+      if (end.requests) this.metrics.injected.inc(end.requests);
+    }
     this.log.info('conn', connFields(flow, end));
+  }
+
+  /**
+   * Many flows ended at once (the engine's batches): each gets its line as from ended(), and
+   * their metrics are added up and applied once at the end (prom-client hashes the labels of
+   * every update: four updates per flow were a tenth of the main thread's time per connection).
+   */
+  endedBatch(each: (ended: FlowReporter['ended']) => void): void {
+    if (!this.metrics) return each((flow, end) => this.ended(flow, end));
+    const t: Tally = { total: new Map(), up: 0, down: 0, injected: 0 };
+    this.tally = t;
+    try {
+      each((flow, end) => this.ended(flow, end));
+    } finally {
+      this.tally = undefined;
+      const m = this.metrics;
+      for (const [key, n] of t.total) {
+        const [listener, outbound, result] = key.split('\0') as [string, string, string];
+        m.total.inc({ listener, outbound, result }, n);
+      }
+      if (t.total.size > 0) {
+        m.bytes.inc({ direction: 'up' }, t.up);
+        m.bytes.inc({ direction: 'down' }, t.down);
+      }
+      if (t.injected) m.injected.inc(t.injected);
+    }
   }
 }

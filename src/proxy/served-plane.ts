@@ -2,7 +2,7 @@
 // no --dst-from-host): the splice engine accepts, connects and relays them itself, so no
 // connection ever becomes a Node socket (src/relay/engine/worker.ts). This side turns the
 // engine's batched flow records into the same log lines and metrics the JS path writes.
-import { closedOf, FlowReporter } from '../flow/record.js';
+import { closedOf, FlowReporter, type FlowEnd } from '../flow/record.js';
 import type { FlowRecord, ServedListener, SpliceEngine } from '../relay/engine/engine.js';
 import { formatEndpoint } from '../kernel/sockaddr.js';
 import type { Logger } from '../observe/log.js';
@@ -63,7 +63,7 @@ export function startServedPlane(
   const labels = new Set(listeners.map((l) => l.label));
   const stats = cfg.stats ?? new FlowStats();
 
-  const onRecord = (r: FlowRecord): void => {
+  const onRecord = (r: FlowRecord, ended: FlowReporter['ended']): void => {
     if (r.t === 'refused') {
       if (r.reason === 'accept-error') return report.acceptFailed(r.listener, r.error);
       return report.refused({
@@ -74,18 +74,18 @@ export function startServedPlane(
         ...(r.error ? { error: r.error } : {}),
       });
     }
-    const failed = r.reason === 'connect-failed';
-    const end = {
+    // Optional fields assigned, not spread: this runs once per connection.
+    const end: FlowEnd = {
       via: 'direct',
       up: r.bytesUp,
       down: r.bytesDown,
       durMs: r.ended - r.started,
       close: r.reason,
-      ...(r.error ? { error: r.error } : {}),
-      ...(r.requests !== undefined ? { requests: r.requests } : {}),
-      ...(failed ? {} : { relay: r.requests === undefined ? ('splice' as const) : ('engine' as const) }),
     };
-    report.ended(r, end);
+    if (r.error) end.error = r.error;
+    if (r.requests !== undefined) end.requests = r.requests;
+    if (r.reason !== 'connect-failed') end.relay = r.requests === undefined ? 'splice' : 'engine';
+    ended(r, end);
     stats.recordClosed(closedOf(r, end));
   };
 
@@ -122,7 +122,10 @@ export function startServedPlane(
     {
       records(records, byLabel, connectMs) {
         for (const ms of connectMs) report.connected('direct', ms / 1000);
-        for (const r of records) onRecord(r);
+        if (records.length > 0)
+          report.endedBatch((ended) => {
+            for (const r of records) onRecord(r, ended);
+          });
         active = 0;
         for (const label of labels) {
           const n = byLabel[label] ?? 0;

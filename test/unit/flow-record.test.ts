@@ -140,3 +140,31 @@ test('a reporter with FlowStats (proxy mode) puts ended flows in the Live totals
     ],
   );
 });
+
+test('a batch of ended flows (engine records): the same lines and totals as one by one, one update per label set', async () => {
+  const one = capture();
+  const batch = capture();
+  const ends = [
+    { via: 'direct', up: 10, down: 20, durMs: 1, close: 'eof', requests: 2, relay: 'engine' as const },
+    { via: 'direct', up: 5, down: 0, durMs: 2, close: 'eof', requests: 1, relay: 'engine' as const },
+    { via: 'direct', up: 0, down: 0, durMs: 3, close: 'connect-failed', error: 'ECONNREFUSED' },
+  ];
+  for (const end of ends) one.report.ended(flow, end);
+  let updates = 0;
+  const inc = batch.metrics.total.inc.bind(batch.metrics.total);
+  batch.metrics.total.inc = ((...a: Parameters<typeof inc>) => {
+    updates++;
+    return inc(...a);
+  }) as typeof inc;
+  batch.report.endedBatch((ended) => {
+    for (const end of ends) ended(flow, end);
+  });
+  assert.deepEqual(batch.lines, one.lines);
+  for (const name of ['tranproxy_connections_total', 'tranproxy_bytes_total', 'tranproxy_http_requests_injected_total'])
+    assert.deepEqual(await counter(batch.metrics, name), await counter(one.metrics, name), name);
+  assert.deepEqual(await counter(batch.metrics, 'tranproxy_bytes_total'), [
+    { direction: 'up', value: 15 },
+    { direction: 'down', value: 20 },
+  ]);
+  assert.equal(updates, 2, 'three flows, two label sets (eof, connect-failed): two counter updates');
+});
