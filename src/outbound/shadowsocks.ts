@@ -10,12 +10,13 @@ import {
   createCipheriv,
   createDecipheriv,
   createHash,
+  createHmac,
   createSecretKey,
-  hkdfSync,
   randomBytes,
   type CipherGCMTypes,
   type KeyObject,
 } from 'node:crypto';
+import { aeadContext, type AeadContext } from '../kernel/aead.js';
 import type net from 'node:net';
 import { Duplex } from 'node:stream';
 import { formatEndpoint } from '../kernel/sockaddr.js';
@@ -28,7 +29,7 @@ import { pluginHostFor } from './sip003.js';
 
 export interface SsCipherInfo {
   /** Node's cipher name. */
-  cipher: CipherGCMTypes | 'chacha20-poly1305';
+  cipher: 'aes-128-gcm' | 'aes-256-gcm' | 'chacha20-poly1305';
   keyLen: number;
   saltLen: number;
 }
@@ -62,14 +63,58 @@ export function masterKey(method: SsMethod, password: string): Buffer {
   return evpBytesToKey(password, SS_CIPHERS[method].keyLen);
 }
 
-/** HKDF-SHA1(master key, salt, "ss-subkey") → per-session subkey. */
+/**
+ * HKDF-SHA1(master key, salt, "ss-subkey") → per-session subkey (RFC 5869 written out with
+ * HMACs: two per connection, and hkdfSync costs about twice as much).
+ */
 export function deriveSubkey(master: Buffer, salt: Buffer, keyLen: number): Buffer {
-  return Buffer.from(hkdfSync('sha1', master, salt, SUBKEY_INFO, keyLen));
+  const prk = createHmac('sha1', salt).update(master).digest();
+  const blocks: Buffer[] = [];
+  let prev = Buffer.alloc(0);
+  for (let i = 1, have = 0; have < keyLen; i++) {
+    prev = createHmac('sha1', prk).update(prev).update(SUBKEY_INFO).update(Buffer.of(i)).digest();
+    blocks.push(prev);
+    have += prev.length;
+  }
+  return Buffer.concat(blocks).subarray(0, keyLen);
 }
 
-/** The session subkey as a KeyObject: each chunk's cipher then skips the key's conversion. */
-function sessionKey(master: Buffer, salt: Buffer, keyLen: number): KeyObject {
-  return createSecretKey(deriveSubkey(master, salt, keyLen));
+/**
+ * One direction's AEAD under one session subkey: OpenSSL's context reused for every chunk when
+ * kernel/aead can reach it, else a node:crypto cipher per chunk (with the key as a KeyObject,
+ * so each chunk skips the key's conversion).
+ */
+class SessionAead {
+  private readonly ctx: AeadContext | undefined;
+  private readonly key: KeyObject | undefined;
+
+  constructor(
+    private readonly info: SsCipherInfo,
+    subkey: Buffer,
+    op: 'seal' | 'open',
+  ) {
+    this.ctx = aeadContext(info.cipher, subkey, op);
+    if (!this.ctx) this.key = createSecretKey(subkey);
+  }
+
+  /** Appends ciphertext and tag to `out` (one buffer or two). */
+  seal(nonce: Buffer, plaintext: Buffer, out: Buffer[]): void {
+    if (this.ctx) out.push(this.ctx.seal(nonce, plaintext));
+    else out.push(...aeadSealParts(this.info, this.key!, nonce, plaintext));
+  }
+
+  /** The OpenSSL context, when there is one: it can seal into a caller's buffer. */
+  get context(): AeadContext | undefined {
+    return this.ctx;
+  }
+
+  open(nonce: Buffer, sealed: Buffer): Buffer | undefined {
+    return this.ctx ? this.ctx.open(nonce, sealed) : aeadOpen(this.info, this.key!, nonce, sealed);
+  }
+
+  free(): void {
+    this.ctx?.free();
+  }
 }
 
 /** Increments a little-endian counter nonce in place. */
@@ -117,18 +162,19 @@ export function aeadOpen(
 /** Encrypts one direction of a TCP session. The first output starts with the salt. */
 export class AeadStreamEncryptor {
   readonly salt: Buffer;
-  private readonly key: KeyObject;
+  private readonly aead: SessionAead;
   private readonly nonce = Buffer.alloc(NONCE_LEN);
   private saltSent = false;
 
-  constructor(
-    private readonly info: SsCipherInfo,
-    master: Buffer,
-    salt?: Buffer,
-  ) {
+  constructor(info: SsCipherInfo, master: Buffer, salt?: Buffer) {
     this.salt = salt ?? randomBytes(info.saltLen);
     if (this.salt.length !== info.saltLen) throw new TypeError(`salt must be ${info.saltLen} bytes`);
-    this.key = sessionKey(master, this.salt, info.keyLen);
+    this.aead = new SessionAead(info, deriveSubkey(master, this.salt, info.keyLen), 'seal');
+  }
+
+  /** Releases the cipher context (the stream is done; a collected encryptor releases it too). */
+  free(): void {
+    this.aead.free();
   }
 
   /** Chunks of at most MAX_PAYLOAD bytes; an empty input gives no chunk (only the salt, once). */
@@ -147,15 +193,40 @@ export class AeadStreamEncryptor {
       out.push(this.salt);
       this.saltSent = true;
     }
+    const ctx = this.aead.context;
+    if (ctx && data.length > 0) {
+      out.push(this.sealChunksTo(ctx, data));
+      return out;
+    }
     const len = Buffer.allocUnsafe(2);
     for (let off = 0; off < data.length; off += MAX_PAYLOAD) {
       const piece = data.subarray(off, Math.min(data.length, off + MAX_PAYLOAD));
       len.writeUInt16BE(piece.length, 0);
-      const [lenCt, lenTag] = aeadSealParts(this.info, this.key, this.nonce, len);
+      const sealedLen: Buffer[] = [];
+      this.aead.seal(this.nonce, len, sealedLen);
       incrementNonce(this.nonce);
-      const [ct, tag] = aeadSealParts(this.info, this.key, this.nonce, piece);
+      out.push(sealedLen.length === 1 ? sealedLen[0]! : Buffer.concat(sealedLen, 2 + TAG_LEN));
+      this.aead.seal(this.nonce, piece, out);
       incrementNonce(this.nonce);
-      out.push(Buffer.concat([lenCt, lenTag], 2 + TAG_LEN), ct, tag);
+    }
+    return out;
+  }
+
+  /** Every chunk of `data`, sealed into one buffer: one allocation per write, not three per chunk. */
+  private sealChunksTo(ctx: AeadContext, data: Buffer): Buffer {
+    const chunks = Math.ceil(data.length / MAX_PAYLOAD);
+    const out = Buffer.allocUnsafe(data.length + chunks * (2 + 2 * TAG_LEN));
+    const len = Buffer.allocUnsafe(2);
+    let at = 0;
+    for (let off = 0; off < data.length; off += MAX_PAYLOAD) {
+      const piece = data.subarray(off, Math.min(data.length, off + MAX_PAYLOAD));
+      len.writeUInt16BE(piece.length, 0);
+      ctx.sealTo(this.nonce, len, out, at);
+      incrementNonce(this.nonce);
+      at += 2 + TAG_LEN;
+      ctx.sealTo(this.nonce, piece, out, at);
+      incrementNonce(this.nonce);
+      at += piece.length + TAG_LEN;
     }
     return out;
   }
@@ -177,7 +248,7 @@ export class AeadStreamDecryptor {
   /** Bytes of the unit (salt, sealed length, sealed payload) that a read left incomplete. */
   private held: Buffer[] = [];
   private heldLen = 0;
-  private key: KeyObject | undefined;
+  private aead: SessionAead | undefined;
   private readonly nonce = Buffer.alloc(NONCE_LEN);
   /** Payload length of the chunk whose length was read, awaiting its payload. */
   private payloadLen = -1;
@@ -192,7 +263,12 @@ export class AeadStreamDecryptor {
 
   /** True when the salt has arrived (the peer answered with this key's session). */
   get started(): boolean {
-    return this.key !== undefined;
+    return this.aead !== undefined;
+  }
+
+  /** Releases the cipher context (the stream is done; a collected decryptor releases it too). */
+  free(): void {
+    this.aead?.free();
   }
 
   /** Bytes held that are not yet a whole chunk (non-zero at EOF: truncated stream). */
@@ -236,7 +312,7 @@ export class AeadStreamDecryptor {
 
   /** Size of the next unit: the salt, a sealed length, or the sealed payload it announced. */
   private unitLen(): number {
-    if (!this.key) return this.info.saltLen;
+    if (!this.aead) return this.info.saltLen;
     return this.payloadLen < 0 ? 2 + TAG_LEN : this.payloadLen + TAG_LEN;
   }
 
@@ -248,12 +324,12 @@ export class AeadStreamDecryptor {
 
   /** Takes one whole unit. */
   private open(unit: Buffer, out: Buffer[]): void {
-    if (!this.key) {
-      this.key = sessionKey(this.master, unit, this.info.keyLen);
+    if (!this.aead) {
+      this.aead = new SessionAead(this.info, deriveSubkey(this.master, unit, this.info.keyLen), 'open');
       return;
     }
     if (this.payloadLen < 0) {
-      const len = aeadOpen(this.info, this.key, this.nonce, unit);
+      const len = this.aead.open(this.nonce, unit);
       if (!len) throw new SsDecryptError('EAUTH', 'chunk length failed authentication (wrong password or method?)');
       incrementNonce(this.nonce);
       const n = len.readUInt16BE(0);
@@ -261,7 +337,7 @@ export class AeadStreamDecryptor {
       this.payloadLen = n;
       return;
     }
-    const payload = aeadOpen(this.info, this.key, this.nonce, unit);
+    const payload = this.aead.open(this.nonce, unit);
     if (!payload) throw new SsDecryptError('EAUTH', 'chunk payload failed authentication');
     incrementNonce(this.nonce);
     this.payloadLen = -1;
@@ -492,6 +568,8 @@ export class ShadowsocksStream extends Duplex {
       err,
     );
     pending?.(err ?? undefined);
+    this.enc.free();
+    this.dec.free();
     cb(err);
   }
 }

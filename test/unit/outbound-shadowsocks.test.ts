@@ -103,9 +103,10 @@ test('stream encryption with a fixed salt gives the known answer, in one call or
     assert.equal(out.length, KAT[m].bigLen, m);
     assert.equal(createHash('sha256').update(out).digest('hex'), KAT[m].bigSha256, `${m}: chunks of at most 0x3FFF`);
 
-    // The stream writes the pieces unjoined (one writev): in order they are the same bytes.
+    // The stream writes the pieces unjoined (one writev; the salt stays a piece of its own):
+    // in order they are the same bytes.
     const parts = new AeadStreamEncryptor(info, masterKey(m, KAT_PASSWORD), fixedSalt(info.saltLen)).sealParts(big);
-    assert.ok(parts.length > 3, m);
+    assert.ok(parts.length >= 2, m);
     const joined = createHash('sha256');
     for (const p of parts) joined.update(p);
     assert.equal(joined.digest('hex'), KAT[m].bigSha256, `${m}: sealParts`);
