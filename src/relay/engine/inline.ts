@@ -9,6 +9,12 @@ import type { EngineThread, LoopEvents } from './hosting.js';
 import type { EngineHost, EngineInit, ToWorker } from './protocol.js';
 import { Engine } from './worker.js';
 
+/**
+ * Turns per wake while they keep finding events: events that came in meanwhile are taken
+ * without a round through libuv (measured: no clear difference either way under load).
+ */
+const DRAIN_TURNS = 4;
+
 /** Starts the loop on this thread (unref'd until told otherwise). */
 export function startInlineLoop(init: EngineInit, events: LoopEvents): EngineThread {
   return new InlineLoop(init, events);
@@ -85,7 +91,7 @@ class InlineLoop implements EngineThread {
     this.queued = undefined;
     if (this.gone) return;
     try {
-      this.engine.turn(0);
+      for (let i = 0; i < DRAIN_TURNS && this.engine.turn(0) > 0 && !this.engine.stopped; i++);
     } catch (e) {
       return this.fail((e as Error).stack ?? String(e));
     }

@@ -327,13 +327,14 @@ export class Engine {
   /**
    * One loop turn: waits up to `timeout` ms for events, handles them, then the queued
    * messages (on a wake, or every turn when the host has no wake eventfd), then timers.
+   * Returns how many events it handled.
    */
-  turn(timeout: number): void {
+  turn(timeout: number): number {
     const ev = this.events;
     const n = rawEpollWait(this.epfd, this.eventsAddr, MAX_EVENTS, timeout);
     this.now = Date.now();
     if (n < 0) {
-      if (n === -EINTR) return;
+      if (n === -EINTR) return 0;
       throw new Error(`epoll_wait: ${errnoName(-n)}`);
     }
     let wake = this.host.wakeFd === undefined;
@@ -354,6 +355,7 @@ export class Engine {
     if (this.now >= this.nextSweep) this.sweep();
     this.flushRecords();
     if (this.now >= this.nextBytesReport) this.reportBytes();
+    return n;
   }
 
   private onSocketEvent(token: number, mask: number): void {
