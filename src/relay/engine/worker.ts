@@ -75,6 +75,7 @@ import {
   SOL_TCP,
   SO_ERROR,
   SO_MARK,
+  SPLICE_F_MORE,
   SPLICE_F_MOVE,
   SPLICE_F_NONBLOCK,
   TCP_NODELAY,
@@ -216,6 +217,9 @@ function readHint(mask: number): ReadHint {
   if (mask & (EPOLLHUP | EPOLLERR)) return UNTIL_EAGAIN;
   return mask & EPOLLRDHUP ? SHORT_EOF : SHORT_DRAINED;
 }
+
+/** The peer's FIN has arrived, and no error or reset: reading ends at EOF. */
+const finSeen = (mask: number): boolean => (mask & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === EPOLLRDHUP;
 
 function makeDir(conn: Conn, src: number, dst: number, srcSide: Side): Dir {
   return {
@@ -383,7 +387,7 @@ export class Engine {
       from.inPipe === 0 &&
       !this.starved.has(from)
     ) {
-      this.pump(from, (mask & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === 0);
+      this.pump(from, (mask & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === 0, finSeen(mask));
     }
     if (mask & (EPOLLOUT | EPOLLHUP | EPOLLERR) && to.inPipe > 0 && !c.closed) this.pump(to);
   }
@@ -396,8 +400,12 @@ export class Engine {
    * edge): no extra splice just to see EAGAIN. Only with a pipe large enough that a short
    * read cannot be a pipe out of slots.
    */
-  private pump(d: Dir, shortMeansDrained = false): void {
+  private pump(d: Dir, shortMeansDrained = false, finSeen = false): void {
     const c = d.conn;
+    // The source's FIN is in: every write of this call is followed by another or by the FIN
+    // (shutdown or close) before the call returns, or the socket is full (ACKs push it), so the
+    // bytes wait for it (SPLICE_F_MORE) and the last of them leave in the FIN's segment.
+    const writeFlags = finSeen ? FLAGS | SPLICE_F_MORE : FLAGS;
     let budget = TURN_BUDGET;
     let drained = false; // the source has nothing more for now: wait for its next edge
     for (;;) {
@@ -425,7 +433,7 @@ export class Engine {
         }
       }
       if (d.inPipe > 0) {
-        const n = rawSplice(d.pipe!.r, d.dst, d.inPipe, FLAGS);
+        const n = rawSplice(d.pipe!.r, d.dst, d.inPipe, writeFlags);
         if (n > 0) {
           d.inPipe -= n;
           c.last = this.now;
@@ -842,9 +850,9 @@ export class Engine {
     // The client's edges were held back while connecting. The upstream's first edge is this
     // one: a server that speaks first may already have sent (on a fast link the handshake and
     // its first bytes can land before the socket is even in epoll), so it is pumped too then.
-    this.pump(c.up, (s.clientEvents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === 0);
+    this.pump(c.up, (s.clientEvents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === 0, finSeen(s.clientEvents));
     if (!c.closed && mask & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))
-      this.pump(c.down, (mask & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === 0);
+      this.pump(c.down, (mask & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === 0, finSeen(mask));
   }
 
   /** The client gets an RST (as the JS path's resetAndDestroy), the upstream socket a close. */
