@@ -12,6 +12,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { Host, Lab, LabProcess } from '../../src/netlab/lab.js';
 import { fdCount, peerPath, startTranproxy, withLab } from '../helpers/lab.js';
 import { fdsBackTo, stopGracefully, workerPid } from '../helpers/procs.js';
+import { steady } from '../helpers/wait.js';
 
 const IDLE_S = 2;
 const CONNECT_S = 2;
@@ -132,8 +133,7 @@ async function faultSuite(t: Topology, label: string, extra: string[] = []): Pro
   await echoOnce(warm, 'warm');
   warm.proc.child.stdin!.end();
   await proxy.waitForOutput(/conn .*dst=10\.8\d\.\d\.2:7000 .*close=eof/, 15_000);
-  await sleep(300);
-  const baseline = fdCount(worker);
+  const baseline = await steady("the worker's fd count", () => fdCount(worker));
 
   // (a) The server resets mid-stream: the client learns at once (reset or close).
   const a = await connectClient(t.client, t.serverIp, 7000);

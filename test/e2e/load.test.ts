@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import type { Host, Lab, LabProcess } from '../../src/netlab/lab.js';
 import { fdCount, peerPath, startTranproxy, tranproxyBin, withLab } from '../helpers/lab.js';
 import { fdsBackTo, rssKiB, stopGracefully, workerPid } from '../helpers/procs.js';
+import { steady } from '../helpers/wait.js';
 
 const SERVER = '10.83.1.2';
 const PORT = 7000;
@@ -109,8 +110,7 @@ test('8,000 concurrent connections held for 60 s: no error, every echo right, fd
 
     const warm = loadClient(app, 20, 0, 1);
     assert.equal((await summaryOf(warm, 30_000)).opened, 20);
-    await sleep(1000);
-    const baseline = fdCount(worker);
+    const baseline = await steady("the worker's fd count after the warm-up", () => fdCount(worker));
 
     const started = Date.now();
     const client = loadClient(app, N, HOLD_S, 10);

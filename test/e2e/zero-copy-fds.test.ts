@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { createSpliceEngine, spliceAvailable, type SpliceEngine } from '../../src/relay/engine/engine.js';
 import type { RelayResult } from '../../src/relay/relay.js';
+import { steady } from '../helpers/wait.js';
 
 const skip = !spliceAvailable() && 'splice(2) via koffi is not available here';
 
@@ -45,7 +46,7 @@ async function warmUp(engine: SpliceEngine): Promise<void> {
   } finally {
     await r.close();
   }
-  await settle(200);
+  await steady('the fd count after the warm-up', fdCount);
 }
 
 const settle = (ms = 50): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -160,7 +161,7 @@ test('1,000 sequential + 200 concurrent connections leave no descriptor behind (
   const first = createSpliceEngine({ threads: 1 });
   await warmUp(first);
   await first.close();
-  await settle(200);
+  await steady('the fd count after the first engine closed', fdCount);
   const before = fdList();
   const engine = createSpliceEngine({ threads: 2, pipePool: 0 });
   await warmUp(engine);
@@ -181,8 +182,7 @@ test('with the default pipe pool: pooled pipes only, all closed by engine.close(
   await warmUp(engine);
   const withEngine = fdCount();
   await exercise(engine, 300);
-  await settle(200);
-  const held = fdCount() - withEngine;
+  const held = (await steady("the pool's fd count", fdCount)) - withEngine;
   assert.ok(held >= 0 && held <= 2 * 64, `${held} descriptors held by the pool (at most 64 pipes)`);
   assert.equal(held % 2, 0, 'pipes come in pairs');
   await engine.close();

@@ -19,3 +19,24 @@ export async function until(
     await sleep(everyMs);
   }
 }
+
+/**
+ * Polls `read` every `everyMs` until it gives the same value `times` times in a row (whatever
+ * was still closing has closed) and returns that value; throws naming `what` after `ms`.
+ */
+export async function steady<T>(
+  what: string,
+  read: () => T,
+  { everyMs = 100, times = 3, ms = 10_000 }: { everyMs?: number; times?: number; ms?: number } = {},
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last = read();
+  for (let same = 1; same < times; ) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} to hold still (last ${String(last)})`);
+    await sleep(everyMs);
+    const now = read();
+    same = now === last ? same + 1 : 1;
+    last = now;
+  }
+  return last;
+}
