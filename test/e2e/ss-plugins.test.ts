@@ -11,12 +11,12 @@ import type { Host } from '../../src/netlab/lab.js';
 import { gatewayLabAddresses, gatewayRunArgs, withGatewayLab, type GatewayLab } from '../helpers/gateway-lab.js';
 import { startPeer, startTranproxy, waitForPort } from '../helpers/lab.js';
 import { childPids, procStatus, workerPid } from '../helpers/procs.js';
+import { until } from '../helpers/wait.js';
 
 const IP = gatewayLabAddresses(91);
 const PW = 'plug:in pw';
 const METHOD = 'aes-256-gcm';
 const TLS_HOST = 'ws.remote.test';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** name, ss-server's plugin and its options, the link's plugin=, the remote port routed through it */
 function variants(certDir: string) {
@@ -79,14 +79,6 @@ function dead(pid: number): boolean {
     return /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return true;
-  }
-}
-
-async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) assert.fail(`${what} within ${ms} ms`);
-    await sleep(100);
   }
 }
 

@@ -17,6 +17,7 @@ import { parse } from 'yaml';
 import { injectObject } from '../../src/k8s/inject.js';
 import { DEFAULT_INJECT, type InjectDefaults } from '../../src/k8s/config.js';
 import { selfSignedCertArgs } from '../helpers/certs.js';
+import { until } from '../helpers/wait.js';
 
 const DEFAULTS_CLASSIC: InjectDefaults = { ...DEFAULT_INJECT, mode: 'classic' };
 
@@ -613,14 +614,6 @@ async function stopSidecar(p: ChildProcess, log: () => string): Promise<void> {
   assert.equal(await exited, 0, log());
 }
 
-async function until(what: string, fn: () => boolean, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 test('injected pods run with exactly the privileges they are given (native and classic, emulated)', {
   skip: CAN_EMULATE === true ? false : CAN_EMULATE,
 }, async (t) => {
@@ -676,10 +669,14 @@ test('injected pods run with exactly the privileges they are given (native and c
       );
       return r.stdout;
     };
-    await until('the echo server', () =>
-      spawnSync('ip', ['netns', 'exec', srv, 'curl', '-s', '-m', '1', 'http://192.0.2.1/'], {
-        encoding: 'utf8',
-      }).stdout.startsWith('team='),
+    await until(
+      'the echo server',
+      () =>
+        spawnSync('ip', ['netns', 'exec', srv, 'curl', '-s', '-m', '1', 'http://192.0.2.1/'], {
+          encoding: 'utf8',
+        }).stdout.startsWith('team='),
+      15_000,
+      200,
     );
 
     const pod = {
@@ -706,11 +703,13 @@ test('injected pods run with exactly the privileges they are given (native and c
         const { p, log } = startPod(app, init, side, procs);
         // The kubelet runs the startupProbe until it passes, then starts the app.
         await until(
-          `startupProbe (log: ${log()})`,
+          () => `startupProbe (log: ${log()})`,
           () => execAction(app, side.securityContext, side.startupProbe!.exec.command) === 0,
+          15_000,
+          200,
         );
         // The probe can pass a moment before the batched log line reaches stderr.
-        await until('the ready line', () => /ready: /.test(log()), 5_000);
+        await until('the ready line', () => /ready: /.test(log()), 5_000, 200);
         assert.match(log(), /ready: .*user=1337:1337 caps=none .*layout=one-process/);
         assert.equal(curlAsApp(), 'team=payments xff=192.0.2.2');
         assert.equal(execAction(app, side.securityContext, side.readinessProbe!.exec.command), 0);

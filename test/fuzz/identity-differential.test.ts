@@ -16,6 +16,7 @@ import type { Host } from '../../src/netlab/lab.js';
 import { peerPath, startTranproxy, waitForPort, withLab } from '../helpers/lab.js';
 import { startNginx } from '../helpers/nginx.js';
 import { mulberry32 } from '../helpers/prng.js';
+import { steady } from '../helpers/wait.js';
 
 const SERVER = '10.74.1.2';
 const POD = '10.74.1.1';
@@ -235,7 +236,10 @@ test(`differential: every request nginx, Node and python parse carries exactly t
         timeoutMs: 60_000 * SCALE + 30_000,
       });
       assert.equal(run.status, 0, run.stderr);
-      await new Promise((r) => setTimeout(r, 500)); // the servers' last lines
+      // The servers' last lines: their logs stop growing once every parsed request is written out.
+      const logged = () =>
+        peers.nginx.read('parsed.log').length + peers.node.output().length + peers.python.output().length;
+      await steady("the servers' logs", logged, { everyMs: 200 });
 
       const records = [
         ...parsedBy(peers.nginx.read('parsed.log'), 'nginx'),
