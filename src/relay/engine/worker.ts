@@ -589,7 +589,7 @@ export class Engine {
     Atomics.sub(this.servedCount, 0, 1);
     s.listener.active--;
     this.activeChanged = true;
-    this.outbox.push({
+    const r: Extract<FlowRecord, { t: 'end' }> = {
       t: 'end',
       id: c.id,
       listener: s.listener.cfg.label,
@@ -597,13 +597,15 @@ export class Engine {
       dst: s.dst,
       started: s.started,
       ended: this.now,
-      ...(s.connectMs !== undefined ? { connectMs: s.connectMs } : {}),
       bytesUp: c.up.bytes,
       bytesDown: c.down.bytes,
       reason,
-      ...(error ? { error } : {}),
-      ...(s.listener.inject ? { requests: c.insp?.requests ?? c.requests ?? 0 } : {}),
-    });
+    };
+    // Optional fields assigned, not spread (one record per connection).
+    if (s.connectMs !== undefined) r.connectMs = s.connectMs;
+    if (error) r.error = error;
+    if (s.listener.inject) r.requests = c.insp?.requests ?? c.requests ?? 0;
+    this.outbox.push(r);
   }
 
   private sweep(): void {
