@@ -33,6 +33,29 @@ interface Evp {
   address: (b: Buffer) => number;
   /** Where EVP_*Update/Final write their int output length (read by nobody, kept alive here). */
   outl: Buffer;
+  /** Addresses of nonces, inputs and outputs: see AddressCache. */
+  at: { nonce: AddressCache; input: AddressCache; output: AddressCache };
+}
+
+/**
+ * A buffer's address from the last ArrayBuffer seen in its role: koffi.address costs more than
+ * the EVP call it feeds, and a write's chunks (or a read's units) are views of one ArrayBuffer.
+ * Holds that one ArrayBuffer, so the remembered address stays valid.
+ */
+class AddressCache {
+  private ab: ArrayBufferLike | undefined;
+  private base = 0;
+
+  constructor(private readonly address: (b: Buffer) => number) {}
+
+  of(b: Buffer): number {
+    const ab = b.buffer;
+    if (ab !== this.ab) {
+      this.base = this.address(b) - b.byteOffset;
+      this.ab = ab;
+    }
+    return this.base + b.byteOffset;
+  }
 }
 
 const EVP_CTRL_AEAD_GET_TAG = 0x10;
@@ -55,6 +78,12 @@ function load(): Evp | null {
     const update = (op: string): Fn =>
       f(`int EVP_${op}Update(void *ctx, uintptr_t out, uintptr_t outl, uintptr_t src, int inl)`);
     const final = (op: string): Fn => f(`int EVP_${op}Final_ex(void *ctx, uintptr_t out, uintptr_t outl)`);
+    // A small Uint8Array can live inside V8's heap, where a GC moves it; reading .buffer moves
+    // it out for good, so the address stays valid across allocations (and is safe to keep).
+    const address = (b: Buffer): number => {
+      void b.buffer;
+      return Number(koffi.address(b));
+    };
     evp = {
       ctxNew: f('void *EVP_CIPHER_CTX_new()'),
       ctxFree: f('void EVP_CIPHER_CTX_free(void *ctx)'),
@@ -68,12 +97,8 @@ function load(): Evp | null {
       final: { seal: final('Encrypt'), open: final('Decrypt') },
       ctrl: f('int EVP_CIPHER_CTX_ctrl(void *ctx, int type, int arg, uintptr_t ptr)'),
       outl: Buffer.alloc(4),
-      // A small Uint8Array can live inside V8's heap, where a GC moves it; reading .buffer moves
-      // it out for good, so the address stays valid across allocations (and is safe to keep).
-      address: (b) => {
-        void b.buffer;
-        return Number(koffi.address(b));
-      },
+      address,
+      at: { nonce: new AddressCache(address), input: new AddressCache(address), output: new AddressCache(address) },
     };
     for (const c of Object.values(evp.cipher)) if (!c) evp = null;
   } catch {
@@ -110,9 +135,9 @@ export function aeadContext(cipher: AeadCipherName, key: Buffer, op: 'seal' | 'o
       if (!live) throw new Error('AEAD context used after free()');
       const n = plaintext.length;
       if (offset < 0 || offset + n + AEAD_TAG_LEN > out.length) throw new RangeError('sealTo: output too small');
-      const at = e.address(out) + offset;
-      e.init.seal(ctx, null, null, 0, e.address(nonce));
-      if (n > 0) e.update.seal(ctx, at, outlAt, e.address(plaintext), n);
+      const at = e.at.output.of(out) + offset;
+      e.init.seal(ctx, null, null, 0, e.at.nonce.of(nonce));
+      if (n > 0) e.update.seal(ctx, at, outlAt, e.at.input.of(plaintext), n);
       e.final.seal(ctx, at + n, outlAt);
       e.ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, AEAD_TAG_LEN, at + n);
     },
@@ -121,9 +146,9 @@ export function aeadContext(cipher: AeadCipherName, key: Buffer, op: 'seal' | 'o
       const n = sealed.length - AEAD_TAG_LEN;
       if (n < 0) return undefined;
       const out = Buffer.allocUnsafe(n);
-      const at = e.address(out);
-      const inAt = e.address(sealed);
-      e.init.open(ctx, null, null, 0, e.address(nonce));
+      const at = e.at.output.of(out);
+      const inAt = e.at.input.of(sealed);
+      e.init.open(ctx, null, null, 0, e.at.nonce.of(nonce));
       if (n > 0) e.update.open(ctx, at, outlAt, inAt, n);
       e.ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, AEAD_TAG_LEN, inAt + n);
       // Final verifies the tag; for these ciphers it writes no bytes.

@@ -68,9 +68,11 @@ export function encodeSocksAddress(addr: SocksAddress): Buffer {
   let out: Buffer;
   if (addr.type === ATYP_IPV4) {
     if (!isIPv4(addr.host)) throw new TypeError(`not an IPv4 address: ${addr.host}`);
-    out = Buffer.alloc(7);
+    // Every node connection encodes one: the four numbers written directly, no sockaddr built.
+    out = Buffer.allocUnsafe(7);
     out[0] = ATYP_IPV4;
-    encodeSockaddr({ address: addr.host, port: 0 }).copy(out, 1, 4, 8);
+    const q = addr.host.split('.');
+    for (let i = 0; i < 4; i++) out[1 + i] = Number(q[i]);
   } else if (addr.type === ATYP_IPV6) {
     if (!isIPv6(addr.host)) throw new TypeError(`not an IPv6 address: ${addr.host}`);
     out = Buffer.alloc(19);
