@@ -12,8 +12,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Host, LabProcess } from '../../src/netlab/lab.js';
-import { buildConsoleLab, setConsolePassword } from '../helpers/console-lab.js';
-import { peerPath, startPeer, startTranproxy, tranproxyBin, waitForPort, withLab } from '../helpers/lab.js';
+import { buildConsoleLab, setConsolePassword, startNodeLabPeers } from '../helpers/console-lab.js';
+import { peerPath, startTranproxy, tranproxyBin, waitForPort, withLab } from '../helpers/lab.js';
 
 const NET = 76;
 const NODE_IP = `10.${NET}.2.2`;
@@ -108,11 +108,9 @@ test('console API: login, CSRF, ss:// node, switch on, live connection and close
   try {
     await withLab(
       async (lab) => {
-        const { lan, gw, node, web, lanIf } = buildConsoleLab(lab, NET, { node: true });
-        await startPeer(web, 'echo_headers', 80);
-        await startPeer(web, 'tcp_echo', 7);
-        node.spawn('ss-server', ['-s', NODE_IP, '-p', String(SS_PORT), '-k', 'api-secret', '-m', 'aes-256-gcm']);
-        await waitForPort(node, SS_PORT);
+        const cl = buildConsoleLab(lab, NET, { node: true });
+        const { lan, gw, node, lanIf } = cl;
+        await startNodeLabPeers(cl, 'api-secret', SS_PORT);
 
         const config = join(tmp, 'gateway.yaml');
         const original = [

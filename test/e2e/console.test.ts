@@ -18,12 +18,13 @@ import type { Host, LabProcess } from '../../src/netlab/lab.js';
 import {
   assertFits,
   buildConsoleLab,
+  startNodeLabPeers,
   CHROMIUM,
   launchChromiumIn,
   pageApi,
   setConsolePassword,
 } from '../helpers/console-lab.js';
-import { peerPath, startPeer, startTranproxy, waitForPort, withLab } from '../helpers/lab.js';
+import { peerPath, startTranproxy, waitForPort, withLab } from '../helpers/lab.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SHOTS = join(ROOT, 'test/.artifacts/console');
@@ -161,11 +162,9 @@ test('web console in chromium: login, add an ss:// node, switch on, live connect
   try {
     await withLab(
       async (lab) => {
-        const { lan, gw, node, web, lanIf } = buildConsoleLab(lab, NET, { node: true });
-        await startPeer(web, 'echo_headers', 80);
-        await startPeer(web, 'tcp_echo', 7);
-        node.spawn('ss-server', ['-s', NODE_IP, '-p', String(SS_PORT), '-k', 'lab-secret', '-m', 'aes-256-gcm']);
-        await waitForPort(node, SS_PORT);
+        const cl = buildConsoleLab(lab, NET, { node: true });
+        const { lan, gw, lanIf } = cl;
+        await startNodeLabPeers(cl, 'lab-secret', SS_PORT);
 
         // The gateway: switch off, no nodes; one rule so "state unchanged" means something.
         const config = join(tmp, 'gateway.yaml');

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { createSpliceEngine, spliceAvailable, type SpliceEngine } from '../../src/relay/engine/engine.js';
 import type { RelayResult } from '../../src/relay/relay.js';
-import { steady } from '../helpers/wait.js';
+import { steady, until } from '../helpers/wait.js';
 
 const skip = !spliceAvailable() && 'splice(2) via koffi is not available here';
 
@@ -40,8 +40,8 @@ async function warmUp(engine: SpliceEngine): Promise<void> {
   try {
     await Promise.all(Array.from({ length: 4 }, () => client(r.port, 1000, 'clean')));
     await until(
-      () => engine.active === 0 && r.liveServerSockets() === 0,
       () => `${engine.active} active`,
+      () => engine.active === 0 && r.liveServerSockets() === 0,
     );
   } finally {
     await r.close();
@@ -50,15 +50,6 @@ async function warmUp(engine: SpliceEngine): Promise<void> {
 }
 
 const settle = (ms = 50): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Waits until `cond` holds (polling), or fails after `ms`. */
-async function until(cond: () => boolean, what: () => string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting: ${what()}`);
-    await settle(20);
-  }
-}
 
 interface Rig {
   port: number;
@@ -140,8 +131,8 @@ async function exercise(engine: SpliceEngine, idleTimeoutMs: number): Promise<vo
     for (let i = 0; i < 1000; i++) await client(r.port, 1 + ((i * 7919) % 65_536), kindOf(i));
     await Promise.all(Array.from({ length: 200 }, (_, i) => client(r.port, 1 + ((i * 104_729) % 300_000), kindOf(i))));
     await until(
-      () => r.results.length === 1200 && engine.active === 0 && r.liveServerSockets() === 0,
       () => `${r.results.length} results, ${engine.active} active, ${r.liveServerSockets()} upstream sockets`,
+      () => r.results.length === 1200 && engine.active === 0 && r.liveServerSockets() === 0,
     );
     const reasons = new Map<string, number>();
     for (const x of r.results) reasons.set(x.reason, (reasons.get(x.reason) ?? 0) + 1);

@@ -5,7 +5,7 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { Host, Lab } from '../../src/netlab/lab.js';
-import { tranproxyBin } from './lab.js';
+import { startPeer, tranproxyBin, waitForPort } from './lab.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 
@@ -44,6 +44,17 @@ export function buildConsoleLab(lab: Lab, net: number, opts: { node: boolean }):
   lan.addRoute('default', `${p}.1.1`);
   gw.enableForwarding();
   return { lan, gw, web, node, lanIf: l.b, ip };
+}
+
+/**
+ * The peers of the lab with a node: on `web` an HTTP server echoing headers (80) and a TCP echo
+ * (7); on the node an ss-server (aes-256-gcm) with `secret` on `port`.
+ */
+export async function startNodeLabPeers(l: ConsoleLab & { node: Host }, secret: string, port: number): Promise<void> {
+  await startPeer(l.web, 'echo_headers', 80);
+  await startPeer(l.web, 'tcp_echo', 7);
+  l.node.spawn('ss-server', ['-s', l.ip.node, '-p', String(port), '-k', secret, '-m', 'aes-256-gcm']);
+  await waitForPort(l.node, port);
 }
 
 /** Sets the console password in `config` with `tranproxy console passwd`, run in the gateway's netns. */

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { compileInjectConfig } from '../../src/http/inject-config.js';
 import { RequestRewriter } from '../../src/http/rewriter.js';
 import { relay, type RelayResult } from '../../src/relay/relay.js';
+import { until } from '../helpers/wait.js';
 
 const INJECT = compileInjectConfig({ headers: [{ name: 'X-Injected', value: 'yes' }], maxHeadBytes: 65536 });
 const RESPONSE_408 = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n';
@@ -73,13 +74,14 @@ async function connect(port: number): Promise<{ sock: net.Socket; got: () => str
   return { sock, got: () => text, ended };
 }
 
-async function until(cond: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(10);
-  }
-}
+/** Until the client has received `text` (3 s at most). */
+const received = (c: { got: () => string }, text: string): Promise<void> =>
+  until(
+    () => `${JSON.stringify(text)} in ${JSON.stringify(c.got())}`,
+    () => c.got().includes(text),
+    3000,
+    10,
+  );
 
 /** Writes `text` a byte at a time every `everyMs` until done or the socket stops being writable. */
 async function drip(sock: net.Socket, text: string, everyMs: number): Promise<void> {
@@ -124,11 +126,11 @@ test('a head split across chunks but complete in time is served; the connection 
       c.sock.write(piece);
       await sleep(60); // 240 ms in all: within 600 ms
     }
-    await until(() => c.got().includes('GET /a 0 yes'));
+    await received(c, 'GET /a 0 yes');
     await sleep(900); // well past the first head's deadline: no timer may still be running
     assert.doesNotMatch(c.got(), /408/);
     c.sock.write('GET /b HTTP/1.1\r\nHost: x\r\n\r\n');
-    await until(() => c.got().includes('GET /b 0 yes'));
+    await received(c, 'GET /b 0 yes');
     c.sock.end();
     const r = await results[0]!;
     assert.equal(r.reason, 'eof');
@@ -142,10 +144,10 @@ test('keep-alive: a connection idle between requests longer than the head timeou
   await withProxy(up.port, 200, async (port, results) => {
     const c = await connect(port);
     c.sock.write('GET /first HTTP/1.1\r\nHost: x\r\n\r\n');
-    await until(() => c.got().includes('GET /first 0 yes'));
+    await received(c, 'GET /first 0 yes');
     await sleep(700); // idle: covered by the idle timeout, not the head timeout
     c.sock.write('GET /second HTTP/1.1\r\nHost: x\r\n\r\n');
-    await until(() => c.got().includes('GET /second 0 yes'));
+    await received(c, 'GET /second 0 yes');
     assert.doesNotMatch(c.got(), /408/);
     c.sock.end();
     assert.equal((await results[0]!).reason, 'eof');
@@ -163,7 +165,7 @@ test('each head has its own deadline: a chunk that ends one head and begins the 
     c.sock.write('st: x\r\n\r\nGET /b HTTP/1.1\r\nHo'); // pipelined: /b begins here
     await sleep(400); // 800 ms after /a began, 400 ms after /b began
     c.sock.write('st: x\r\n\r\n');
-    await until(() => c.got().includes('GET /b 0 yes'));
+    await received(c, 'GET /b 0 yes');
     assert.doesNotMatch(c.got(), /408/);
     assert.match(c.got(), /GET \/a 0 yes[\s\S]*GET \/b 0 yes/);
     c.sock.end();
@@ -178,7 +180,7 @@ test('a slow second request on a keep-alive connection gets 408 after the first 
   await withProxy(up.port, 300, async (port, results) => {
     const c = await connect(port);
     c.sock.write('GET /fast HTTP/1.1\r\nHost: x\r\n\r\n');
-    await until(() => c.got().includes('GET /fast 0 yes'));
+    await received(c, 'GET /fast 0 yes');
     const t0 = Date.now();
     void drip(c.sock, SLOW_HEAD, 30);
     const endedAt = await c.ended;
@@ -198,7 +200,7 @@ test('a body dripped slower than the head timeout is not cut (no timer while a b
     const c = await connect(port);
     c.sock.write('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n');
     await drip(c.sock, 'abcdef', 100); // 600 ms of body
-    await until(() => c.got().includes('POST /upload 6 yes'));
+    await received(c, 'POST /upload 6 yes');
     assert.doesNotMatch(c.got(), /408/);
     c.sock.end();
     assert.equal((await results[0]!).reason, 'eof');
@@ -215,7 +217,7 @@ test('non-HTTP bytes the rewriter passes through are not subject to the head tim
     const c = await connect(port);
     const tlsLike = '\x16\x03\x01\x00\x05hello';
     await drip(c.sock, tlsLike, 60); // 600 ms, 4× the timeout
-    await until(() => c.got() === tlsLike);
+    await until('the echo', () => c.got() === tlsLike, 3000, 10);
     await sleep(300);
     assert.equal(c.sock.readableEnded, false, 'passthrough connection was closed');
     c.sock.end();
@@ -232,7 +234,7 @@ test('headTimeoutMs 0 switches the limit off', async () => {
     c.sock.write('GET /patient HTTP/1.1\r\nHo');
     await sleep(400);
     c.sock.write('st: x\r\n\r\n');
-    await until(() => c.got().includes('GET /patient 0 yes'));
+    await received(c, 'GET /patient 0 yes');
     c.sock.end();
     assert.equal((await results[0]!).reason, 'eof');
     c.sock.destroy();
