@@ -15,7 +15,7 @@ import type { FlowStats } from '../observe/flow-stats.js';
 import { FlowReporter, type ConnectionInfo, type Flow } from '../flow/record.js';
 import { relay, type RelayResult } from '../relay/relay.js';
 import type { UdpOutbound } from '../udp/types.js';
-import type { ProxyDialer, ProxyTarget } from './dial.js';
+import type { ProxyDialer, ProxyRoute, ProxyTarget } from './dial.js';
 import { parseProxyHead, proxyResponse, type Credentials, type ProxyHeadResult } from './http-proxy.js';
 import {
   chooseMethod,
@@ -99,61 +99,134 @@ export async function startMixedInbound(
   listeners: ProxyListener[],
   log: Logger,
 ): Promise<MixedInbound> {
-  const servers: net.Server[] = [];
-  const sockets = new Set<net.Socket>();
-  const live = new Map<number, ProxyFlow>();
-  let nextId = PROXY_FLOW_ID_BASE;
-  let drained: (() => void) | undefined;
-  const metrics = cfg.metrics;
-  const reporter = new FlowReporter(log, metrics, cfg.stats);
+  const inbound = new MixedInboundServer(cfg, log);
+  await inbound.listen(listeners);
+  return inbound;
+}
 
-  const refused = (fields: LogFields & { reason: string }): void => {
-    metrics?.refused.inc({ reason: fields.reason });
-    log.warn('refused', { inbound: 'proxy', ...fields });
-  };
+type RoutedConnection = { stream: Duplex; via: string; rule?: string; fallbackFrom?: string };
 
-  const onConnection = (client: net.Socket, family: 4 | 6, listener: string): void => {
+/** The listeners of the mixed port, the connections they accepted and the flows being relayed. */
+class MixedInboundServer implements MixedInbound {
+  private readonly cfg: MixedInboundConfig;
+  private readonly log: Logger;
+  private readonly metrics: DataPlaneMetrics | undefined;
+  private readonly reporter: FlowReporter;
+  private readonly servers: net.Server[] = [];
+  private readonly sockets = new Set<net.Socket>();
+  private readonly live = new Map<number, ProxyFlow>();
+  private nextId = PROXY_FLOW_ID_BASE;
+  private drained: (() => void) | undefined;
+
+  constructor(cfg: MixedInboundConfig, log: Logger) {
+    this.cfg = cfg;
+    this.log = log;
+    this.metrics = cfg.metrics;
+    this.reporter = new FlowReporter(log, cfg.metrics, cfg.stats);
+  }
+
+  async listen(listeners: ProxyListener[]): Promise<void> {
+    await Promise.all(
+      listeners.map((l) => listen(l, (c) => this.onConnection(c, l.family, l.label), this.servers, this.reporter)),
+    );
+  }
+
+  get active(): number {
+    return this.sockets.size;
+  }
+
+  addresses(): { address: string; port: number }[] {
+    return this.servers.map((s) => s.address() as net.AddressInfo);
+  }
+
+  connections(): ConnectionInfo[] {
+    return [...this.live.values()].map((f) => ({
+      id: f.id,
+      listener: f.listener,
+      src: formatEndpoint(f.src),
+      dst: formatEndpoint(f.dst),
+      ...(f.domain ? { domain: f.domain } : {}),
+      ...(f.via ? { via: f.via } : {}),
+      ageMs: Date.now() - f.started,
+      ...(f.client.destroyed ? {} : { up: f.client.bytesRead, down: f.client.bytesWritten }),
+    }));
+  }
+
+  closeConnection(id: number): boolean {
+    const f = this.live.get(id);
+    if (!f || f.client.destroyed) return false;
+    f.client.destroy();
+    return true;
+  }
+
+  stopAccepting(): Promise<void> {
+    return Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => {});
+  }
+
+  drain(deadlineMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (this.sockets.size === 0) return resolve();
+      const t = setTimeout(resolve, deadlineMs);
+      this.drained = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  destroyAll(): void {
+    for (const s of this.sockets) s.destroy();
+  }
+
+  private refused(fields: LogFields & { reason: string }): void {
+    this.metrics?.refused.inc({ reason: fields.reason });
+    this.log.warn('refused', { inbound: 'proxy', ...fields });
+  }
+
+  private onConnection(client: net.Socket, family: 4 | 6, listener: string): void {
     const src: Endpoint = { address: unmapAddress(client.remoteAddress ?? '?'), port: client.remotePort ?? 0, family };
     client.on('error', () => {}); // reported by the relay once attached; before that, just closed
-    if (sockets.size >= cfg.maxConnections) {
-      refused({ src: formatEndpoint(src), reason: 'max-connections', limit: cfg.maxConnections });
+    const sockets = this.sockets;
+    if (sockets.size >= this.cfg.maxConnections) {
+      this.refused({ src: formatEndpoint(src), reason: 'max-connections', limit: this.cfg.maxConnections });
       client.destroy();
       return;
     }
     sockets.add(client);
     client.once('close', () => {
       sockets.delete(client);
-      if (sockets.size === 0) drained?.();
+      if (sockets.size === 0) this.drained?.();
     });
-    void serve(client, src, listener).catch((e: Error) => {
-      refused({
+    void this.serve(client, src, listener).catch((e: Error) => {
+      this.refused({
         src: formatEndpoint(src),
         reason: 'handshake-failed',
         error: (e as { code?: string }).code ?? e.message,
       });
       client.destroy();
     });
-  };
+  }
 
-  const serve = async (client: net.Socket, src: Endpoint, listener: string): Promise<void> => {
+  private async serve(client: net.Socket, src: Endpoint, listener: string): Promise<void> {
     // One deadline for the whole handshake (greeting, auth, request); the dial has its own.
-    const hs = new Handshake(client, 'proxy-inbound', formatEndpoint(src), cfg.handshakeTimeoutMs, undefined);
+    const hs = new Handshake(client, 'proxy-inbound', formatEndpoint(src), this.cfg.handshakeTimeoutMs, undefined);
     const first = await hs.read(firstByte, 'first byte');
-    if (first.byte === 5) return serveSocks(hs, client, src, listener);
-    return serveHttp(hs, client, src, listener);
-  };
+    if (first.byte === 5) return this.serveSocks(hs, client, src, listener);
+    return this.serveHttp(hs, client, src, listener);
+  }
 
-  const serveHttp = async (hs: Handshake, client: net.Socket, src: Endpoint, listener: string): Promise<void> => {
+  private async serveHttp(hs: Handshake, client: net.Socket, src: Endpoint, listener: string): Promise<void> {
     const { head } = await hs.read(httpHead, 'request head');
     hs.done();
     if (!head.ok) {
-      refused({ src: formatEndpoint(src), reason: 'bad-request', status: head.status, error: head.error });
+      this.refused({ src: formatEndpoint(src), reason: 'bad-request', status: head.status, error: head.error });
       closeWith(client, proxyResponse(head.status, head.error));
       return;
     }
     const auth = head.auth;
-    if (cfg.auth && (auth === undefined || auth === 'malformed' || !credentialsMatch(auth, cfg.auth))) {
-      refused({
+    const required = this.cfg.auth;
+    if (required && (auth === undefined || auth === 'malformed' || !credentialsMatch(auth, required))) {
+      this.refused({
         src: formatEndpoint(src),
         reason: 'auth-failed',
         user: auth && auth !== 'malformed' ? auth.username : undefined,
@@ -161,55 +234,62 @@ export async function startMixedInbound(
       closeWith(client, proxyResponse(407));
       return;
     }
-    const flow = newFlow('http', client, src, listener, head);
-    const up = await dialFor(flow, head, (e) =>
+    const flow = this.newFlow('http', client, src, listener, head);
+    const up = await this.dialFor(flow, head, (e) =>
       closeWith(client, proxyResponse(failureStatus(e).http, (e as Error).message)),
     );
     if (!up) return;
     if (head.kind === 'connect') client.write(proxyResponse(200));
-    await relayFlow(flow, up, head.upstreamHead);
-  };
+    await this.relayFlow(flow, up, head.upstreamHead);
+  }
 
-  const serveSocks = async (hs: Handshake, client: net.Socket, src: Endpoint, listener: string): Promise<void> => {
-    const greeting = await hs.read(parseGreeting, 'greeting');
-    const method = chooseMethod(greeting.methods, cfg.auth !== undefined);
-    hs.write(encodeMethodChoice(method));
-    if (method === METHOD_NONE_ACCEPTABLE) {
-      hs.done();
-      refused({ src: formatEndpoint(src), reason: 'auth-failed', error: 'no acceptable SOCKS5 method' });
-      closeWith(client);
-      return;
-    }
-    if (method === METHOD_USERPASS) {
-      const creds = await hs.read(parseUserPass, 'username/password');
-      const ok = credentialsMatch(creds, cfg.auth!);
-      hs.write(encodeUserPassStatus(ok));
-      if (!ok) {
-        hs.done();
-        refused({ src: formatEndpoint(src), reason: 'auth-failed', user: creds.username });
-        closeWith(client);
-        return;
-      }
-    }
+  private async serveSocks(hs: Handshake, client: net.Socket, src: Endpoint, listener: string): Promise<void> {
+    if (!(await this.socksAuthenticated(hs, client, src))) return;
     const req = await hs.read(parseSocksRequest, 'request');
     hs.done();
     const target: ProxyTarget = { host: req.address.host, port: req.address.port };
-    if (req.cmd === CMD_UDP_ASSOCIATE && cfg.udp) return associate(client, src, listener, target);
+    if (req.cmd === CMD_UDP_ASSOCIATE && this.cfg.udp) return this.associate(client, src, listener, target);
     if (req.cmd !== CMD_CONNECT) {
-      refused({ src: formatEndpoint(src), reason: 'unsupported-command', command: req.cmd });
+      this.refused({ src: formatEndpoint(src), reason: 'unsupported-command', command: req.cmd });
       closeWith(client, encodeSocksReply(REP.commandNotSupported));
       return;
     }
-    const flow = newFlow('socks5', client, src, listener, target);
-    const up = await dialFor(flow, target, (e) => closeWith(client, encodeSocksReply(failureStatus(e).socks)));
+    const flow = this.newFlow('socks5', client, src, listener, target);
+    const up = await this.dialFor(flow, target, (e) => closeWith(client, encodeSocksReply(failureStatus(e).socks)));
     if (!up) return;
     const s = up.stream as Partial<net.Socket>;
     client.write(encodeSocksReply(REP.succeeded, { address: s.localAddress ?? '0.0.0.0', port: s.localPort ?? 0 }));
-    await relayFlow(flow, up);
-  };
+    await this.relayFlow(flow, up);
+  }
 
-  const associate = async (client: net.Socket, src: Endpoint, listener: string, requested: ProxyTarget) => {
-    const flow = newFlow('socks5', client, src, listener, { host: 'udp-associate', port: 0 });
+  /** The SOCKS5 greeting and, when required, username/password: false once the client is refused. */
+  private async socksAuthenticated(hs: Handshake, client: net.Socket, src: Endpoint): Promise<boolean> {
+    const greeting = await hs.read(parseGreeting, 'greeting');
+    const method = chooseMethod(greeting.methods, this.cfg.auth !== undefined);
+    hs.write(encodeMethodChoice(method));
+    if (method === METHOD_NONE_ACCEPTABLE) {
+      hs.done();
+      this.refused({ src: formatEndpoint(src), reason: 'auth-failed', error: 'no acceptable SOCKS5 method' });
+      closeWith(client);
+      return false;
+    }
+    if (method === METHOD_USERPASS) {
+      const creds = await hs.read(parseUserPass, 'username/password');
+      const ok = credentialsMatch(creds, this.cfg.auth!);
+      hs.write(encodeUserPassStatus(ok));
+      if (!ok) {
+        hs.done();
+        this.refused({ src: formatEndpoint(src), reason: 'auth-failed', user: creds.username });
+        closeWith(client);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private async associate(client: net.Socket, src: Endpoint, listener: string, requested: ProxyTarget): Promise<void> {
+    const { cfg, log, metrics } = this;
+    const flow = this.newFlow('socks5', client, src, listener, { host: 'udp-associate', port: 0 });
     flow.via = 'udp';
     metrics?.active.inc({ listener });
     try {
@@ -237,78 +317,83 @@ export async function startMixedInbound(
       closeWith(client, encodeSocksReply(REP.generalFailure));
       log.info('conn', { ...flowFields(flow), close: 'connect-failed', error: (e as Error).message });
     } finally {
-      live.delete(flow.id);
+      this.live.delete(flow.id);
       metrics?.active.dec({ listener });
     }
-  };
+  }
 
-  const newFlow = (
+  private newFlow(
     inbound: ProxyFlow['inbound'],
     client: net.Socket,
     src: Endpoint,
     listener: string,
     t: ProxyTarget,
-  ): ProxyFlow => {
+  ): ProxyFlow {
     const dst: Endpoint = { address: t.host, port: t.port, family: t.host.includes(':') ? 6 : 4 };
-    const flow: ProxyFlow = { id: nextId++, listener, inbound, src, dst, started: Date.now(), client };
-    live.set(flow.id, flow);
+    const flow: ProxyFlow = { id: this.nextId++, listener, inbound, src, dst, started: Date.now(), client };
+    this.live.set(flow.id, flow);
     return flow;
-  };
+  }
 
   /** The routed connection, or undefined after telling the client why not (`answer`). */
-  const dialFor = async (flow: ProxyFlow, target: ProxyTarget, answer: (e: unknown) => void) => {
+  private async dialFor(
+    flow: ProxyFlow,
+    target: ProxyTarget,
+    answer: (e: unknown) => void,
+  ): Promise<RoutedConnection | undefined> {
     const abort = new AbortController();
     const onClose = () => abort.abort();
     flow.client.once('close', onClose);
     const t0 = process.hrtime.bigint();
-    const planned = cfg.dial(target, flow.src);
+    const planned = this.cfg.dial(target, flow.src);
     try {
       const connected = await planned.connect(abort.signal);
       const up = { ...connected, ...(planned.rule ? { rule: planned.rule } : {}) };
-      reporter.connected(up.via, Number(process.hrtime.bigint() - t0) / 1e9);
+      this.reporter.connected(up.via, Number(process.hrtime.bigint() - t0) / 1e9);
       flow.via = up.via;
       if (planned.domain) flow.domain = planned.domain;
       return up;
     } catch (e) {
-      const code = errorCode(e);
-      const via = (e instanceof FlowError ? e.outbound : undefined) ?? planned.via;
-      const rejected = code === FLOW_CODES.rejected;
-      const result = rejected ? 'rejected-by-rule' : 'connect-failed';
-      reporter.ended(flow, {
-        inbound: flow.inbound,
-        via,
-        showVia: true,
-        domain: planned.domain,
-        rule: planned.rule,
-        up: 0,
-        down: 0,
-        durMs: Date.now() - flow.started,
-        close: result,
-        error: rejected ? undefined : code,
-        detail: !rejected && via !== 'direct' ? (e as Error).message : undefined,
-      });
-      live.delete(flow.id);
+      this.dialFailed(flow, planned, e);
       if (!flow.client.destroyed) answer(e);
       return undefined;
     } finally {
       flow.client.removeListener('close', onClose);
     }
-  };
+  }
 
-  const relayFlow = async (
-    flow: ProxyFlow,
-    up: { stream: Duplex; via: string; rule?: string; fallbackFrom?: string },
-    head?: Buffer,
-  ): Promise<void> => {
+  /** A flow whose dial failed (or a rule rejected) ends here: logged, counted, forgotten. */
+  private dialFailed(flow: ProxyFlow, planned: ProxyRoute, e: unknown): void {
+    const code = errorCode(e);
+    const via = (e instanceof FlowError ? e.outbound : undefined) ?? planned.via;
+    const rejected = code === FLOW_CODES.rejected;
+    this.reporter.ended(flow, {
+      inbound: flow.inbound,
+      via,
+      showVia: true,
+      domain: planned.domain,
+      rule: planned.rule,
+      up: 0,
+      down: 0,
+      durMs: Date.now() - flow.started,
+      close: rejected ? 'rejected-by-rule' : 'connect-failed',
+      error: rejected ? undefined : code,
+      detail: !rejected && via !== 'direct' ? (e as Error).message : undefined,
+    });
+    this.live.delete(flow.id);
+  }
+
+  private async relayFlow(flow: ProxyFlow, up: RoutedConnection, head?: Buffer): Promise<void> {
+    const metrics = this.metrics;
     metrics?.active.inc({ listener: flow.listener });
     let r: RelayResult;
     try {
-      r = await relay(flow.client, up.stream, { idleTimeoutMs: cfg.idleTimeoutMs, ...(head ? { head } : {}) });
+      r = await relay(flow.client, up.stream, { idleTimeoutMs: this.cfg.idleTimeoutMs, ...(head ? { head } : {}) });
     } finally {
-      live.delete(flow.id);
+      this.live.delete(flow.id);
       metrics?.active.dec({ listener: flow.listener });
     }
-    reporter.ended(flow, {
+    this.reporter.ended(flow, {
       inbound: flow.inbound,
       via: up.via,
       showVia: true,
@@ -321,45 +406,7 @@ export async function startMixedInbound(
       close: r.reason,
       error: r.error,
     });
-  };
-
-  await Promise.all(listeners.map((l) => listen(l, (c) => onConnection(c, l.family, l.label), servers, reporter)));
-  return {
-    get active() {
-      return sockets.size;
-    },
-    addresses: () => servers.map((s) => s.address() as net.AddressInfo),
-    connections: () =>
-      [...live.values()].map((f) => ({
-        id: f.id,
-        listener: f.listener,
-        src: formatEndpoint(f.src),
-        dst: formatEndpoint(f.dst),
-        ...(f.domain ? { domain: f.domain } : {}),
-        ...(f.via ? { via: f.via } : {}),
-        ageMs: Date.now() - f.started,
-        ...(f.client.destroyed ? {} : { up: f.client.bytesRead, down: f.client.bytesWritten }),
-      })),
-    closeConnection: (id) => {
-      const f = live.get(id);
-      if (!f || f.client.destroyed) return false;
-      f.client.destroy();
-      return true;
-    },
-    stopAccepting: () => Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => {}),
-    drain: (deadlineMs) =>
-      new Promise<void>((resolve) => {
-        if (sockets.size === 0) return resolve();
-        const t = setTimeout(resolve, deadlineMs);
-        drained = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      }),
-    destroyAll: () => {
-      for (const s of sockets) s.destroy();
-    },
-  };
+  }
 }
 
 /** Last words to a refused client: what it sent next is read and dropped, and a client that never closes is cut off. */
