@@ -7,7 +7,15 @@ import { formatEndpoint, unmapAddress, type Endpoint } from '../kernel/sockaddr.
 import { directOutbound, rejectOutbound } from '../outbound/builtin.js';
 import { errorCode, FLOW_CODES, FlowError } from '../errors.js';
 import { admit, isLoopForNamedTarget, type AdmissionPolicy } from '../flow/admission.js';
-import { connectTcp, fakeDomain, route, type Connected, type Dispatch, type FakeIpMap } from '../flow/dispatch.js';
+import {
+  connectTcp,
+  fakeDomain,
+  route,
+  type Connected,
+  type Dispatch,
+  type FakeIpMap,
+  type Route,
+} from '../flow/dispatch.js';
 import { relay, type RelayResult, type UpstreamRewriter } from '../relay/relay.js';
 import { relayAuto, wouldSplice } from '../relay/zero-copy.js';
 import {
@@ -22,7 +30,8 @@ import { LocalAddresses } from '../kernel/local-addresses.js';
 import { engineServes, startServedPlane } from './served-plane.js';
 import type { Logger } from '../observe/log.js';
 import { closedOf, FlowReporter, type Flow, type FlowEnd, type Refusal } from '../flow/record.js';
-import type { ConnectionInfo, DataPlane, ListenerHandle } from './plane.js';
+import type { ConnectionInfo, DataPlane, ListenerHandle, LiveAnswer } from './plane.js';
+import type { RelayPath } from './protocol.js';
 import { FlowStats, nodeOf, type LiveBytes } from '../observe/flow-stats.js';
 import { memberPath } from './live-flows.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
@@ -111,126 +120,305 @@ interface LiveFlow {
 }
 
 export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[], log: Logger): Promise<DataPlane> {
-  const servers: net.Server[] = [];
-  // Client sockets the JS side holds (sniffing, connecting, JS relay). A spliced flow's
-  // sockets leave at hand-over (their 'close'), so nothing keeps the Node objects alive.
-  const sockets = new Set<net.Socket>();
-  // Flows from accept to their log line, wherever their bytes are (JS or splice engine).
-  let flows = 0;
-  const local = new LocalAddresses();
-  let nextId = 1;
-  let drained: (() => void) | undefined;
-
   const relayChoice = cfg.relay ?? 'auto';
   if (relayChoice === 'splice' && !spliceAvailable()) return Promise.reject(new SpliceUnavailableError());
-  // Started on the first flow that can use it: a sidecar whose flows all get headers never needs it.
-  let engine: SpliceEngine | null | undefined = relayChoice === 'js' || !spliceAvailable() ? null : undefined;
-  if (relayChoice === 'auto' && engine === null)
-    log.warn('splice relay unavailable here; every flow uses the JS relay', {});
-  let closed = false;
-  const spliceEngine = (hosting: EngineHosting = 'worker'): SpliceEngine | null => {
-    if (engine !== undefined || closed) return engine ?? null;
-    try {
-      engine = createSpliceEngine({ threads: cfg.engineThreads ?? 1, hosting });
-    } catch (e) {
-      engine = null;
-      log.warn('splice relay failed to start; every flow uses the JS relay', { error: (e as Error).message });
-    }
-    return engine;
-  };
-
+  const engine = new LazySpliceEngine(relayChoice, cfg.engineThreads ?? 1, log);
   // The engine accepts and relays these flows itself: nobody inspects their bytes, or only
   // the header rewriter, which runs in the engine's threads.
-  if (engine === undefined && engineServes({ ...cfg, otherInspection: !!cfg.rewriterFor && !cfg.inject })) {
+  if (engine.undecided && engineServes({ ...cfg, otherInspection: !!cfg.rewriterFor && !cfg.inject })) {
     // One loop doing all the work runs on this thread (no second V8 isolate): the sidecar.
-    const eng = spliceEngine(servedHosting());
+    const eng = engine.get(servedHosting());
     if (eng) return Promise.resolve(startServedPlane(cfg, listeners, log, eng));
   }
+  const plane = new JsDataPlane(cfg, log, engine);
+  return plane.listen(listeners).then(() => plane);
+}
 
-  const metrics = cfg.metrics;
-  const live = new Map<number, LiveFlow>();
-  const report = new FlowReporter(log, metrics);
-  const refused = (r: Refusal): void => report.refused(r);
-  const stats = cfg.stats ?? new FlowStats();
+/** The splice engine, started on the first flow that can use it: a sidecar whose flows all get headers never needs it. */
+class LazySpliceEngine {
+  /** undefined: not started yet; null: none (--relay js, unavailable, failed to start, or closed). */
+  private engine: SpliceEngine | null | undefined;
+  private closed = false;
+  private readonly threads: number;
+  private readonly log: Logger;
+
+  constructor(choice: RelayEngineChoice, threads: number, log: Logger) {
+    this.threads = threads;
+    this.log = log;
+    this.engine = choice === 'js' || !spliceAvailable() ? null : undefined;
+    if (choice === 'auto' && this.engine === null)
+      log.warn('splice relay unavailable here; every flow uses the JS relay', {});
+  }
+
+  get undecided(): boolean {
+    return this.engine === undefined;
+  }
+
+  get none(): boolean {
+    return this.engine === null;
+  }
+
+  get(hosting: EngineHosting = 'worker'): SpliceEngine | null {
+    if (this.engine !== undefined || this.closed) return this.engine ?? null;
+    try {
+      this.engine = createSpliceEngine({ threads: this.threads, hosting });
+    } catch (e) {
+      this.engine = null;
+      this.log.warn('splice relay failed to start; every flow uses the JS relay', { error: (e as Error).message });
+    }
+    return this.engine;
+  }
+
+  /** Spliced flows end as 'aborted' (and get their log lines) before the workers stop. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const e = this.engine;
+    this.engine = null;
+    if (e) await e.close();
+  }
+}
+
+/** How a connection without its original destination is answered (--dst-from-host). */
+const RESPONSE_400 = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n';
+const RESPONSE_502 = 'HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n';
+
+/** The destination the kernel kept for an intercepted connection (REDIRECT: SO_ORIGINAL_DST; TPROXY: the local address). */
+function interceptedDestination(client: net.Socket, family: 4 | 6, mode: CaptureMode): Endpoint | { error: string } {
+  try {
+    return mode === 'redirect'
+      ? originalDestination(client, family)
+      : { address: unmapAddress(client.localAddress ?? ''), port: client.localPort ?? 0, family };
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
+}
+
+/** Where a flow goes: the route chosen and the bytes sniffing read from the client. */
+interface RoutedFlow {
+  route: Route<TcpOutbound>;
+  head: Buffer | undefined;
+}
+
+/** The data plane whose flows JS accepts: relayed in JS, or handed to the splice engine. */
+class JsDataPlane implements DataPlane {
+  relay: RelayPath = 'js';
+  private readonly cfg: DataPlaneConfig;
+  private readonly log: Logger;
+  private readonly engine: LazySpliceEngine;
+  private readonly servers: net.Server[] = [];
+  // Client sockets the JS side holds (sniffing, connecting, JS relay). A spliced flow's
+  // sockets leave at hand-over (their 'close'), so nothing keeps the Node objects alive.
+  private readonly sockets = new Set<net.Socket>();
+  // Flows from accept to their log line, wherever their bytes are (JS or splice engine).
+  private flows = 0;
+  private readonly local = new LocalAddresses();
+  private nextId = 1;
+  private drained: (() => void) | undefined;
+  private readonly metrics: DataPlaneMetrics | undefined;
+  private readonly liveFlows = new Map<number, LiveFlow>();
+  private readonly report: FlowReporter;
+  private readonly stats: FlowStats;
+  private readonly policy: AdmissionPolicy;
+  private readonly routing: DataPlaneRouting | undefined;
+  private readonly dispatch: Dispatch<TcpOutbound>;
+
+  constructor(cfg: DataPlaneConfig, log: Logger, engine: LazySpliceEngine) {
+    this.cfg = cfg;
+    this.log = log;
+    this.engine = engine;
+    this.metrics = cfg.metrics;
+    this.report = new FlowReporter(log, cfg.metrics);
+    this.stats = cfg.stats ?? new FlowStats();
+    this.policy = {
+      maxConnections: cfg.maxConnections,
+      ownPorts: [...new Set([cfg.listenPort, ...(cfg.ownPorts ?? [])])],
+    };
+    this.routing = cfg.routing;
+    this.dispatch = this.tcpDispatch();
+  }
+
+  listen(listeners: ListenerHandle[]): Promise<void> {
+    return Promise.all(listeners.map((l) => this.listenOn(l))).then(() => {
+      this.relay = this.engine.none ? 'js' : 'splice';
+    });
+  }
+
+  private listenOn(l: ListenerHandle): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (c) =>
+        this.onConnection(c, l.family, l.label),
+      );
+      server.on('error', (e) => {
+        // Accept errors (EMFILE when descriptors run out) must not kill the proxy: libuv
+        // keeps listening and sheds the pending connection.
+        this.report.acceptFailed(l.label, (e as NodeJS.ErrnoException).code ?? e.message);
+        reject(e);
+      });
+      server.listen({ fd: l.fd }, () => resolve());
+      this.servers.push(server);
+    });
+  }
+
+  /** direct and reject built in, the routing's nodes by name. */
+  private tcpDispatch(): Dispatch<TcpOutbound> {
+    const { cfg, local, routing } = this;
+    const builtins = new Map<string, TcpOutbound>([
+      [
+        'direct',
+        directOutbound((dst, ctx) => ({
+          connectTimeoutMs: cfg.connectTimeoutMs,
+          mark: (cfg.inboundMark && local.has(dst.ip) ? cfg.inboundMark : cfg.outboundMark) || undefined,
+          spoofSource: cfg.preserveSource ? ctx.source.address : undefined,
+        })),
+      ],
+      ['reject', rejectOutbound],
+    ]);
+    return {
+      outbounds: { get: (name) => builtins.get(name) ?? routing?.outbounds.get(name) },
+      ...(routing ? { router: routing.router } : {}),
+      ...(routing?.fallbacks ? { fallbacks: routing.fallbacks } : {}),
+      // Read per flow: the child sets fake-IP on the routing after building it.
+      get fakeIp() {
+        return routing?.fakeIp;
+      },
+    };
+  }
+
+  // ---- the DataPlane interface ----
+
+  get active(): number {
+    return this.flows;
+  }
+
+  async connections(): Promise<ConnectionInfo[]> {
+    return this.liveRows();
+  }
+
+  async live(closedAfter: number, extra: readonly LiveBytes[] = []): Promise<LiveAnswer> {
+    const flows = this.liveRows();
+    const bytes = flows.map((f) => ({
+      up: f.up ?? 0,
+      down: f.down ?? 0,
+      ...(f.via ? { node: nodeOf(f.via, f.path) } : {}),
+    }));
+    return { flows, traffic: this.stats.snapshot([...bytes, ...extra], closedAfter) };
+  }
+
+  async closeConnection(id: number): Promise<boolean> {
+    const l = this.liveFlows.get(id);
+    if (l?.spliced) return l.spliced.close();
+    const c = l?.client?.deref();
+    if (!c || c.destroyed) return false;
+    c.destroy();
+    return true;
+  }
+
+  stopAccepting(): Promise<void> {
+    return Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined);
+  }
+
+  drain(deadlineMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (this.flows === 0) return resolve();
+      const t = setTimeout(resolve, deadlineMs);
+      this.drained = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  async destroyAll(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await this.engine.close();
+  }
+
+  private liveRows(): ConnectionInfo[] {
+    return [...this.liveFlows.values()].map((l) => ({
+      id: l.flow.id,
+      listener: l.flow.listener,
+      src: formatEndpoint(l.flow.src),
+      dst: formatEndpoint(l.flow.dst),
+      ...(l.domain ? { domain: l.domain } : {}),
+      ...(l.via ? { via: l.via } : {}),
+      ...(l.rule ? { rule: l.rule } : {}),
+      ...(l.path ? { path: l.path } : {}),
+      ageMs: Date.now() - l.flow.started,
+      ...(l.spliced ? l.spliced.bytes() : bytesOf(l.client?.deref())),
+    }));
+  }
+
+  // ---- accepting ----
+
+  private readonly isLocal = (address: string): boolean => this.local.has(address);
+
+  private refused(r: Refusal): void {
+    this.report.refused(r);
+  }
+
   /** The flow's line and metrics, and its entry in the recently closed list. */
-  const ended = (flow: Flow, end: FlowEnd, path?: string[]): void => {
-    report.ended(flow, end);
-    stats.recordClosed(closedOf(flow, end, path));
-  };
+  private ended(flow: Flow, end: FlowEnd, path?: string[]): void {
+    this.report.ended(flow, end);
+    this.stats.recordClosed(closedOf(flow, end, path));
+  }
 
-  const track = (client: net.Socket): void => {
-    flows++;
+  private track(client: net.Socket): void {
+    this.flows++;
+    const sockets = this.sockets;
     sockets.add(client);
     client.once('close', () => sockets.delete(client));
     client.on('error', () => {}); // reported by relay once attached; before that, just closed
-  };
-  const finishFlow = (): void => {
-    flows--;
-    if (flows === 0 && drained) drained();
+  }
+
+  private readonly finishFlow = (): void => {
+    this.flows--;
+    if (this.flows === 0 && this.drained) this.drained();
   };
 
-  const onConnection = (client: net.Socket, family: 4 | 6, listener: string): void => {
+  private onConnection(client: net.Socket, family: 4 | 6, listener: string): void {
     client.pause();
     const started = Date.now();
     const src: Endpoint = { address: unmapAddress(client.remoteAddress ?? '?'), port: client.remotePort ?? 0, family };
-    const admission = admit(
-      policy,
-      flows,
-      () => {
-        try {
-          return cfg.mode === 'redirect'
-            ? originalDestination(client, family)
-            : { address: unmapAddress(client.localAddress ?? ''), port: client.localPort ?? 0, family };
-        } catch (e) {
-          return { error: (e as Error).message };
-        }
-      },
-      isLocal,
-    );
-    if (!admission.ok && admission.reason === 'no-original-destination' && cfg.dstFromHost) {
-      track(client);
-      void destinationFromHost(client, src, started, listener).finally(finishFlow);
+    const mode = this.cfg.mode;
+    const admission = admit(this.policy, this.flows, () => interceptedDestination(client, family, mode), this.isLocal);
+    if (!admission.ok && admission.reason === 'no-original-destination' && this.cfg.dstFromHost) {
+      this.track(client);
+      void this.destinationFromHost(client, src, started, listener).finally(this.finishFlow);
       return;
     }
     if (!admission.ok) {
       const { reason, error } = admission;
-      refused({
+      this.refused({
         src,
         ...(admission.dst ? { dst: admission.dst } : {}),
         reason,
-        ...(reason === 'max-connections' ? { limit: cfg.maxConnections } : {}),
+        ...(reason === 'max-connections' ? { limit: this.cfg.maxConnections } : {}),
         ...(error ? { error } : {}),
       });
       client.destroy();
       return;
     }
     const dst = admission.dst;
-    track(client);
-    const flow: Flow = { id: nextId++, listener, src, dst, started };
+    this.track(client);
+    const flow: Flow = { id: this.nextId++, listener, src, dst, started };
     // No closure here holds `client`: after a splice hand-over it must be collectable.
-    void handle(flow, client).finally(finishFlow);
-  };
-
-  const policy: AdmissionPolicy = {
-    maxConnections: cfg.maxConnections,
-    ownPorts: [...new Set([cfg.listenPort, ...(cfg.ownPorts ?? [])])],
-  };
-  const isLocal = (address: string): boolean => local.has(address);
+    void this.handle(flow, client).finally(this.finishFlow);
+  }
 
   /** --dst-from-host: read the request head, resolve its Host, then relay as usual. */
-  const destinationFromHost = async (
+  private async destinationFromHost(
     client: net.Socket,
     src: Endpoint,
     started: number,
     listener: string,
-  ): Promise<void> => {
-    const opts = cfg.dstFromHost!;
-    const peeked = await peek(client, (b) => requestAuthority(b, opts.maxHeadBytes), cfg.connectTimeoutMs);
+  ): Promise<void> {
+    const opts = this.cfg.dstFromHost!;
+    const peeked = await peek(client, (b) => requestAuthority(b, opts.maxHeadBytes), this.cfg.connectTimeoutMs);
     const head = peeked.head;
     const authority = peeked.result ?? 'none';
     if (authority === 'none') {
-      refused({ src, reason: 'no-original-destination', error: 'no usable Host header' });
-      if (!client.destroyed) client.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      this.refused({ src, reason: 'no-original-destination', error: 'no usable Host header' });
+      if (!client.destroyed) client.end(RESPONSE_400);
       return;
     }
     let dst: Endpoint;
@@ -238,50 +426,31 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       const r = await opts.resolve(authority.host);
       dst = { address: r.address, port: authority.port, family: r.family };
     } catch (e) {
-      refused({ src, reason: 'resolve-failed', host: authority.host, error: (e as Error).message });
-      if (!client.destroyed) client.end('HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      this.refused({ src, reason: 'resolve-failed', host: authority.host, error: (e as Error).message });
+      if (!client.destroyed) client.end(RESPONSE_502);
       return;
     }
     // A Host header must not reach this host's own loopback services (admin API, …).
-    if (isLoopForNamedTarget(policy, dst, isLocal)) {
-      refused({ src, dst, reason: 'loop' });
+    if (isLoopForNamedTarget(this.policy, dst, this.isLocal)) {
+      this.refused({ src, dst, reason: 'loop' });
       client.destroy();
       return;
     }
     // Returned, not awaited: this frame (and its reference to `client`) ends here.
-    return handle({ id: nextId++, listener, src, dst, started }, client, head);
-  };
+    return this.handle({ id: this.nextId++, listener, src, dst, started }, client, head);
+  }
 
-  const routing = cfg.routing;
-  const builtins = new Map<string, TcpOutbound>([
-    [
-      'direct',
-      directOutbound((dst, ctx) => ({
-        connectTimeoutMs: cfg.connectTimeoutMs,
-        mark: (cfg.inboundMark && local.has(dst.ip) ? cfg.inboundMark : cfg.outboundMark) || undefined,
-        spoofSource: cfg.preserveSource ? ctx.source.address : undefined,
-      })),
-    ],
-    ['reject', rejectOutbound],
-  ]);
-  const dispatch: Dispatch<TcpOutbound> = {
-    outbounds: { get: (name) => builtins.get(name) ?? routing?.outbounds.get(name) },
-    ...(routing ? { router: routing.router } : {}),
-    ...(routing?.fallbacks ? { fallbacks: routing.fallbacks } : {}),
-    // Read per flow: the child sets fake-IP on the routing after building it.
-    get fakeIp() {
-      return routing?.fakeIp;
-    },
-  };
+  // ---- routing and connecting ----
 
   /** The domain a flow's first bytes name (HTTP Host, TLS SNI), when routing wants one. */
-  const sniffDomain = async (
+  private async sniffDomain(
     flow: Flow,
     client: net.Socket,
     head: Buffer | undefined,
-  ): Promise<{ domain?: string; head: Buffer | undefined }> => {
+  ): Promise<{ domain?: string; head: Buffer | undefined }> {
+    const routing = this.routing;
     // A fake-IP destination names its domain outright; no sniffing needed for it.
-    if (!routing || fakeDomain(dispatch, flow.dst.address)) return { head };
+    if (!routing || fakeDomain(this.dispatch, flow.dst.address)) return { head };
     if (head) {
       const r = sniff(head);
       return r === 'need-more' || !r.domain ? { head } : { domain: r.domain, head };
@@ -289,13 +458,13 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
     const peeked = await peek(client, (b) => sniff(b), routing.sniffTimeoutMs);
     const domain = peeked.result?.domain;
     return { ...(domain ? { domain } : {}), head: peeked.head.length ? peeked.head : undefined };
-  };
+  }
 
-  /** Where a flow goes: sniff (if routing), pick an outbound, connect. */
-  const routeFlow = async (flow: Flow, client: net.Socket, head: Buffer | undefined) => {
-    const sniffed = await sniffDomain(flow, client, head);
+  /** Where a flow goes: sniff (if routing), pick an outbound. */
+  private async routeFlow(flow: Flow, client: net.Socket, head: Buffer | undefined): Promise<RoutedFlow> {
+    const sniffed = await this.sniffDomain(flow, client, head);
     const dst = flow.dst;
-    const r = route(dispatch, {
+    const r = route(this.dispatch, {
       network: 'tcp',
       src: flow.src,
       dst: {
@@ -306,77 +475,102 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       },
     });
     return { route: r, head: sniffed.head };
-  };
+  }
 
-  const handle = (flow: Flow, client: net.Socket, head?: Buffer): Promise<void> => {
+  private handle(flow: Flow, client: net.Socket, head?: Buffer): Promise<void> {
     const liveFlow: LiveFlow = { flow, client: new WeakRef(client) };
-    live.set(flow.id, liveFlow);
+    const { liveFlows, metrics } = this;
+    liveFlows.set(flow.id, liveFlow);
     metrics?.active.inc({ listener: flow.listener });
-    return relayFlow(flow, client, head, liveFlow).finally(() => {
-      live.delete(flow.id);
+    return this.relayFlow(flow, client, head, liveFlow).finally(() => {
+      liveFlows.delete(flow.id);
       metrics?.active.dec({ listener: flow.listener });
     });
-  };
+  }
 
-  const relayFlow = async (
+  /** Route and connect a flow; undefined once a failure is reported (and the client reset). */
+  private async connectFlow(
     flow: Flow,
     client: net.Socket,
     head: Buffer | undefined,
-    liveFlow: LiveFlow,
-  ): Promise<void> => {
+  ): Promise<{ routed: RoutedFlow; up: Connected } | undefined> {
     const connectStart = process.hrtime.bigint();
-    let routed: Awaited<ReturnType<typeof routeFlow>> | undefined;
+    let routed: RoutedFlow | undefined;
     let up: Connected;
     try {
-      routed = await routeFlow(flow, client, head);
-      up = await connectTcp(dispatch, routed.route, { source: flow.src, log, clientGone: () => client.destroyed });
-    } catch (e) {
-      const code = errorCode(e);
-      const via = (e instanceof FlowError ? e.outbound : undefined) ?? routed?.route.via ?? 'direct';
-      const rejected = code === FLOW_CODES.rejected;
-      resetClient(client);
-      ended(flow, {
-        via,
-        showVia: true,
-        domain: routed?.route.dst.domain,
-        rule: routed?.route.rule,
-        up: 0,
-        down: 0,
-        durMs: Date.now() - flow.started,
-        close: rejected ? 'rejected-by-rule' : 'connect-failed',
-        error: rejected ? undefined : code,
-        detail: rejected || via === 'direct' ? undefined : (e as Error).message,
+      routed = await this.routeFlow(flow, client, head);
+      up = await connectTcp(this.dispatch, routed.route, {
+        source: flow.src,
+        log: this.log,
+        clientGone: () => client.destroyed,
       });
-      return;
+    } catch (e) {
+      this.connectFailed(flow, client, routed, e);
+      return undefined;
     }
-    report.connected(up.via, Number(process.hrtime.bigint() - connectStart) / 1e9);
+    this.report.connected(up.via, Number(process.hrtime.bigint() - connectStart) / 1e9);
+    return { routed, up };
+  }
+
+  private connectFailed(flow: Flow, client: net.Socket, routed: RoutedFlow | undefined, e: unknown): void {
+    const code = errorCode(e);
+    const via = (e instanceof FlowError ? e.outbound : undefined) ?? routed?.route.via ?? 'direct';
+    const rejected = code === FLOW_CODES.rejected;
+    resetClient(client);
+    this.ended(flow, {
+      via,
+      showVia: true,
+      domain: routed?.route.dst.domain,
+      rule: routed?.route.rule,
+      up: 0,
+      down: 0,
+      durMs: Date.now() - flow.started,
+      close: rejected ? 'rejected-by-rule' : 'connect-failed',
+      error: rejected ? undefined : code,
+      detail: rejected || via === 'direct' ? undefined : (e as Error).message,
+    });
+  }
+
+  /** What the Live view and the log line say of a connected flow. */
+  private connectedMeta(routed: RoutedFlow, up: Connected, liveFlow: LiveFlow): FlowMeta {
     const domain = routed.route.dst.domain;
     const rule = routed.route.rule;
     liveFlow.via = up.via;
-    const carried = dispatch.outbounds.get(up.via);
-    const path = routing && carried ? memberPath(routing.outbounds, carried) : [];
+    const carried = this.dispatch.outbounds.get(up.via);
+    const path = this.routing && carried ? memberPath(this.routing.outbounds, carried) : [];
     if (domain) liveFlow.domain = domain;
     if (rule) liveFlow.rule = rule;
     if (path.length) liveFlow.path = path;
-    const upstream = up.stream;
-    if (client.destroyed) {
-      upstream.destroy();
-      ended(flow, { via: up.via, up: 0, down: 0, durMs: Date.now() - flow.started, close: 'client-gone' }, path);
-      return;
-    }
-    const meta: FlowMeta = {
+    return {
       via: up.via,
       ...(domain ? { domain } : {}),
       ...(rule ? { rule } : {}),
       ...(path.length ? { path } : {}),
       ...(up.fallbackFrom ? { fallbackFrom: up.fallbackFrom } : {}),
     };
+  }
+
+  // ---- relaying ----
+
+  private async relayFlow(flow: Flow, client: net.Socket, head: Buffer | undefined, liveFlow: LiveFlow): Promise<void> {
+    const connected = await this.connectFlow(flow, client, head);
+    if (!connected) return;
+    const { routed, up } = connected;
+    const meta = this.connectedMeta(routed, up, liveFlow);
+    const upstream = up.stream;
+    if (client.destroyed) {
+      upstream.destroy();
+      const durMs = Date.now() - flow.started;
+      this.ended(flow, { via: up.via, up: 0, down: 0, durMs, close: 'client-gone' }, meta.path);
+      return;
+    }
+    const cfg = this.cfg;
     const rewriter = cfg.rewriterFor?.(flow);
-    const eng = rewriter ? null : spliceEngine();
+    const eng = rewriter ? null : this.engine.get();
     if (eng && wouldSplice(client, upstream, {})) {
       // Returned, not awaited: once handed over, nothing in JS refers to the sockets any more.
       // relayAuto falls back to the JS relay itself if the engine refuses the pair.
-      return reportSpliced(
+      return this.reportSpliced(
         flow,
         meta,
         undefined,
@@ -396,29 +590,31 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       ...(rewriter ? { rewriter, headTimeoutMs: cfg.headTimeoutMs ?? 0 } : {}),
       ...(routed.head ? { head: routed.head } : {}),
     });
-    finishLog(flow, meta, rewriter, r);
-  };
+    this.finishLog(flow, meta, rewriter, r);
+  }
 
-  const reportSpliced = (
+  private reportSpliced(
     flow: Flow,
     meta: FlowMeta,
     rewriter: UpstreamRewriter | undefined,
     p: Promise<RelayResult>,
     engineName: 'splice',
-  ): Promise<void> => p.then((r) => finishLog(flow, meta, rewriter, r, engineName));
+  ): Promise<void> {
+    return p.then((r) => this.finishLog(flow, meta, rewriter, r, engineName));
+  }
 
-  const finishLog = (
+  private finishLog(
     flow: Flow,
     meta: FlowMeta,
     rewriter: UpstreamRewriter | undefined,
     r: RelayResult,
     engineName?: 'splice',
-  ): void => {
-    ended(
+  ): void {
+    this.ended(
       flow,
       {
         via: meta.via,
-        showVia: cfg.routing !== undefined,
+        showVia: this.cfg.routing !== undefined,
         domain: meta.domain,
         fallbackFrom: meta.fallbackFrom,
         rule: meta.rule,
@@ -432,82 +628,7 @@ export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[]
       },
       meta.path,
     );
-  };
-
-  const liveRows = (): ConnectionInfo[] =>
-    [...live.values()].map((l) => ({
-      id: l.flow.id,
-      listener: l.flow.listener,
-      src: formatEndpoint(l.flow.src),
-      dst: formatEndpoint(l.flow.dst),
-      ...(l.domain ? { domain: l.domain } : {}),
-      ...(l.via ? { via: l.via } : {}),
-      ...(l.rule ? { rule: l.rule } : {}),
-      ...(l.path ? { path: l.path } : {}),
-      ageMs: Date.now() - l.flow.started,
-      ...(l.spliced ? l.spliced.bytes() : bytesOf(l.client?.deref())),
-    }));
-
-  return Promise.all(
-    listeners.map(
-      (l) =>
-        new Promise<void>((resolve, reject) => {
-          const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (c) =>
-            onConnection(c, l.family, l.label),
-          );
-          server.on('error', (e) => {
-            // Accept errors (EMFILE when descriptors run out) must not kill the proxy: libuv
-            // keeps listening and sheds the pending connection.
-            report.acceptFailed(l.label, (e as NodeJS.ErrnoException).code ?? e.message);
-            reject(e);
-          });
-          server.listen({ fd: l.fd }, () => resolve());
-          servers.push(server);
-        }),
-    ),
-  ).then(() => ({
-    get active() {
-      return flows;
-    },
-    relay: engine === null ? 'js' : 'splice',
-    connections: async () => liveRows(),
-    live: async (closedAfter: number, extra: readonly LiveBytes[] = []) => {
-      const flows = liveRows();
-      const bytes = flows.map((f) => ({
-        up: f.up ?? 0,
-        down: f.down ?? 0,
-        ...(f.via ? { node: nodeOf(f.via, f.path) } : {}),
-      }));
-      return { flows, traffic: stats.snapshot([...bytes, ...extra], closedAfter) };
-    },
-    closeConnection: async (id: number) => {
-      const l = live.get(id);
-      if (l?.spliced) return l.spliced.close();
-      const c = l?.client?.deref();
-      if (!c || c.destroyed) return false;
-      c.destroy();
-      return true;
-    },
-    stopAccepting: () =>
-      Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined),
-    drain: (deadlineMs: number) =>
-      new Promise<void>((resolve) => {
-        if (flows === 0) return resolve();
-        const t = setTimeout(resolve, deadlineMs);
-        drained = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      }),
-    destroyAll: async () => {
-      for (const s of sockets) s.destroy();
-      closed = true;
-      const e = engine;
-      engine = null;
-      // Spliced flows end as 'aborted' (and get their log lines) before the workers stop.
-      if (e) await e.close();
-    },
-  }));
+  }
 }
 
 /** What the log line and metrics need of a connected flow (not its sockets). */
