@@ -208,6 +208,15 @@ try {
     const perThread = new Set(ends().map((r) => (r.id - 1) % THREADS));
     assert.equal(perThread.size, THREADS, `flows by thread: ${[...perThread]}`);
     console.log(`ok ${THREADS} threads accepted flows from the one listener`);
+    // Accepts come in bursts, but a thread stops taking clients once it holds more than its
+    // share: 40 keep-alive flows opened at once are spread over the threads.
+    const many = await Promise.all(Array.from({ length: 40 }, held));
+    const byThread = new Array<number>(THREADS).fill(0);
+    for (const c of await engine.servedConnections()) byThread[(c.id - 1) % THREADS]!++;
+    for (const s of many) s.destroy();
+    await until('the held flows ended', () => activeNow() === 0);
+    assert.ok(Math.min(...byThread) >= 40 / THREADS - 8, `40 held flows by thread: ${byThread}`);
+    console.log(`ok 40 flows opened at once, held by thread: ${byThread}`);
   }
 
   // 2. Live list and close by id.
