@@ -89,36 +89,10 @@ export function startServedPlane(
     stats.recordClosed(closedOf(r, end));
   };
 
-  const connections = async (): Promise<ConnectionInfo[]> => {
-    const now = Date.now();
-    return (await engine.servedConnections()).map((c) => ({
-      id: c.id,
-      listener: c.listener,
-      src: formatEndpoint(c.src),
-      dst: formatEndpoint(c.dst),
-      via: 'direct',
-      ageMs: now - c.started,
-      up: c.bytesUp,
-      down: c.bytesDown,
-    }));
-  };
+  const connections = (): Promise<ConnectionInfo[]> => servedConnections(engine);
 
   engine.serve(
-    listeners.map(
-      (l): ServedListener => ({
-        fd: l.fd,
-        family: l.family,
-        label: l.label,
-        mode: cfg.mode,
-        connectTimeoutMs: cfg.connectTimeoutMs,
-        idleMs: cfg.idleTimeoutMs,
-        mark: cfg.outboundMark,
-        preserveSource: cfg.preserveSource,
-        ownPorts: [...new Set([cfg.listenPort, ...(cfg.ownPorts ?? [])])],
-        maxConnections: cfg.maxConnections,
-        ...(cfg.inject ? { inject: cfg.inject, headTimeoutMs: cfg.headTimeoutMs ?? 0 } : {}),
-      }),
-    ),
+    listeners.map((l) => servedListener(cfg, l)),
     {
       records(records, byLabel, connectMs) {
         for (const ms of connectMs) report.connected('direct', ms / 1000);
@@ -168,4 +142,36 @@ export function startServedPlane(
       }),
     destroyAll: () => engine.close(),
   };
+}
+
+/** What the engine needs to accept and relay on one listener. */
+function servedListener(cfg: ServedConfig, l: ListenerHandle): ServedListener {
+  return {
+    fd: l.fd,
+    family: l.family,
+    label: l.label,
+    mode: cfg.mode,
+    connectTimeoutMs: cfg.connectTimeoutMs,
+    idleMs: cfg.idleTimeoutMs,
+    mark: cfg.outboundMark,
+    preserveSource: cfg.preserveSource,
+    ownPorts: [...new Set([cfg.listenPort, ...(cfg.ownPorts ?? [])])],
+    maxConnections: cfg.maxConnections,
+    ...(cfg.inject ? { inject: cfg.inject, headTimeoutMs: cfg.headTimeoutMs ?? 0 } : {}),
+  };
+}
+
+/** The engine's live flows as /connections rows. */
+async function servedConnections(engine: SpliceEngine): Promise<ConnectionInfo[]> {
+  const now = Date.now();
+  return (await engine.servedConnections()).map((c) => ({
+    id: c.id,
+    listener: c.listener,
+    src: formatEndpoint(c.src),
+    dst: formatEndpoint(c.dst),
+    via: 'direct',
+    ageMs: now - c.started,
+    up: c.bytesUp,
+    down: c.bytesDown,
+  }));
 }
