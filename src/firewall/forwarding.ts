@@ -37,7 +37,9 @@ export function enableForwarding(families: Family[], target?: Target): void {
     const key = KEYS[f];
     const old = read(key, target);
     if (old === undefined) continue; // e.g. IPv6 disabled in this kernel
-    if (!(key in saved)) saved[key] = old;
+    // A saved value stands only while our '1' does: a value other than '1' now means the file
+    // outlived what it recorded (a namespace deleted under a crashed run, its inode reused).
+    if (!(key in saved) || old !== '1') saved[key] = old;
     // Saved before the change: if a later write fails, the rollback still restores this one.
     writeFileSync(file, JSON.stringify(saved));
     if (old !== '1') write(key, '1', target);

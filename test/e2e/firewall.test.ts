@@ -36,7 +36,10 @@ async function withNetns(count: number, fn: (ns: string[], lab: Lab) => Promise<
     await fn(lab.ns, lab);
   } finally {
     for (const p of lab.procs) p.kill('SIGKILL');
-    for (const name of lab.ns) runSync('ip', ['netns', 'del', name], { allowFailure: true });
+    for (const name of lab.ns) {
+      runSync('ip', ['netns', 'del', name], { allowFailure: true });
+      rmSync(`/run/tranproxy/forwarding-${name}.json`, { force: true }); // a subtest may end with rules left
+    }
   }
 }
 

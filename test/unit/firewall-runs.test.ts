@@ -2,10 +2,11 @@
 // files in test/golden/runs/ (UPDATE_GOLDEN=1 rewrites them), through a fake runner with small
 // models of iptables, nft and sysctl state: fail-closed, rollback and idempotent removal, no root.
 import { test } from 'node:test';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { ToolFailedError } from '../../src/errors.js';
 import { applyPlan, removeRules, type Backend } from '../../src/firewall/apply.js';
-import { restoreForwarding } from '../../src/firewall/forwarding.js';
+import { enableForwarding, restoreForwarding } from '../../src/firewall/forwarding.js';
 import type { CapturePlan } from '../../src/firewall/plan.js';
 import type { Target } from '../../src/firewall/target.js';
 import { PLANS } from '../golden/plans.js';
@@ -137,4 +138,16 @@ test('rules apply with leftovers of the other backend removes them first (nft af
     applyPlan(PLANS['redirect-output']!, 'nft', r.target);
     assert.deepEqual(r.sys.ipt.iptables.leftovers(), []);
     assert.deepEqual([...r.sys.nft.tables], ['tranproxy']);
+  }));
+
+test('a forwarding state file that outlived its namespace (value now not 1) is replaced, so remove restores the real value', () =>
+  withRig(undefined, (r) => {
+    r.sys.sysctl.set('net.ipv4.ip_forward', '0');
+    // Left by a run killed in a namespace since deleted, whose name (or inode) is now reused.
+    mkdirSync('/run/tranproxy', { recursive: true });
+    writeFileSync(`/run/tranproxy/forwarding-${r.target.netns}.json`, JSON.stringify({ 'net.ipv4.ip_forward': '1' }));
+    enableForwarding(['ipv4'], r.target);
+    assert.equal(r.sys.sysctl.get('net.ipv4.ip_forward'), '1');
+    restoreForwarding(r.target);
+    assert.equal(r.sys.sysctl.get('net.ipv4.ip_forward'), '0', 'the stale saved value was restored');
   }));
