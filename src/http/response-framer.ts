@@ -157,19 +157,21 @@ export class ResponseFramer {
 
   /** Consume a response head from c[pos..]; returns the index after it, or -1 (all consumed). */
   private head(c: Buffer, pos: number): number {
+    let b = c;
+    let s = pos;
+    let end: number;
     if (this.hlen === 0) {
       // Stray CRLFs between responses are tolerated as clients do.
       while (pos < c.length && (c[pos] === CR || c[pos] === LF)) pos++;
       if (pos === c.length) return -1;
-    }
-    const end = findHeadEnd(c, pos, this.hbuf, this.hlen);
+      s = pos;
+      end = scanHead(c, pos); // the whole head in this chunk: its lines are walked once
+    } else end = findHeadEnd(c, pos, this.hbuf, this.hlen);
     if (end < 0) {
       if (this.hlen + (c.length - pos) > MAX_RESPONSE_HEAD) return this.lose();
       this.gather(c, pos, c.length);
       return -1;
     }
-    let b = c;
-    let s = pos;
     let e = end;
     if (this.hlen + end - pos > MAX_RESPONSE_HEAD) return this.lose(); // the same however split
     if (this.hlen > 0) {
@@ -179,6 +181,7 @@ export class ResponseFramer {
       e = this.hlen;
       this.hbuf = null;
       this.hlen = 0;
+      scanHead(b, 0);
     }
     return this.onHead(b, s, e) ? end : this.lose();
   }
@@ -232,7 +235,7 @@ export class ResponseFramer {
     }
     this.dequeue(flags);
     if ((flags & REQ_HEAD) !== 0 || status === 204 || status === 304) return true; // no body
-    return this.bodyFraming(b, s, e);
+    return this.bodyFraming();
   }
 
   private dequeue(flags: number): void {
@@ -252,38 +255,15 @@ export class ResponseFramer {
     }
   }
 
-  /** Content-Length / Transfer-Encoding of the head b[s, e). */
-  private bodyFraming(b: Buffer, s: number, e: number): boolean {
-    let cl = -1;
-    let te = 0; // 0 none, 1 chunked last, 2 other
-    let p = b.indexOf(LF, s) + 1;
-    while (p < e) {
-      const ls = p;
-      const nl = b.indexOf(LF, ls);
-      if (nl < 0 || nl >= e) break;
-      p = nl + 1;
-      let colon = ls;
-      while (colon < nl && b[colon] !== 0x3a) colon++;
-      if (colon === nl) continue; // the blank line (or garbage the client must judge)
-      const nLen = colon - ls;
-      let vs = colon + 1;
-      let ve = nl;
-      while (vs < ve && (b[vs] === SP || b[vs] === HT)) vs++;
-      while (ve > vs && (b[ve - 1] === SP || b[ve - 1] === HT || b[ve - 1] === CR)) ve--;
-      if (nLen === 14 && nameIs(b, ls, CONTENT_LENGTH)) {
-        const v = parseLength(b, vs, ve);
-        if (v < 0 || (cl >= 0 && v !== cl)) return false;
-        cl = v;
-      } else if (nLen === 17 && nameIs(b, ls, TRANSFER_ENCODING)) {
-        te = lastCodingChunked(b, vs, ve) ? 1 : 2;
-      }
-    }
-    if (te === 1) this.startChunk();
-    else if (te === 2) this.state = S_EOF;
-    else if (cl > 0) {
+  /** Body framing from what scanHead found in the head's fields. */
+  private bodyFraming(): boolean {
+    if (hBad) return false;
+    if (hTe === 1) this.startChunk();
+    else if (hTe === 2) this.state = S_EOF;
+    else if (hCl > 0) {
       this.state = S_BODY;
-      this.remaining = cl;
-    } else if (cl < 0) this.state = S_EOF;
+      this.remaining = hCl;
+    } else if (hCl < 0) this.state = S_EOF;
     return true;
   }
 
@@ -358,6 +338,61 @@ function lastCodingChunked(b: Buffer, s: number, e: number): boolean {
   while (k > s && b[k - 1] !== COMMA) k--;
   while (k < e && (b[k] === SP || b[k] === HT)) k++;
   return e - k === 7 && nameIs(b, k, CHUNKED);
+}
+
+// What scanHead found in a head's fields (shared scratch: push() is synchronous).
+let hCl = -1;
+/** Transfer-Encoding: 0 none, 1 chunked last, 2 another coding last. */
+let hTe = 0;
+/** Content-Length values that disagree or are not a length. */
+let hBad = false;
+
+/**
+ * Walk the head starting at b[s] (its status line) line by line, once: returns the index just
+ * past its end (LF LF or LF CR LF), or -1 if b ends first; on the way notes Content-Length and
+ * Transfer-Encoding in hCl, hTe and hBad (meaningful only when the end was found).
+ */
+function scanHead(b: Buffer, s: number): number {
+  const len = b.length;
+  hCl = -1;
+  hTe = 0;
+  hBad = false;
+  let p = b.indexOf(LF, s) + 1; // past the status line
+  if (p === 0) return -1;
+  for (;;) {
+    if (p >= len) return -1;
+    const x = b[p];
+    if (x === LF) return p + 1;
+    if (x === CR) {
+      if (p + 1 >= len) return -1;
+      if (b[p + 1] === LF) return p + 2;
+    }
+    // A field line: its colon and its LF in one pass (response field lines are short).
+    const ls = p;
+    let colon = -1;
+    while (p < len) {
+      const y = b[p];
+      if (y === LF) break;
+      if (y === 0x3a && colon < 0) colon = p;
+      p++;
+    }
+    if (p === len) return -1;
+    const nl = p++;
+    if (colon < 0) continue; // garbage the client must judge
+    const nLen = colon - ls;
+    if (nLen !== 14 && nLen !== 17) continue;
+    let vs = colon + 1;
+    let ve = nl;
+    while (vs < ve && (b[vs] === SP || b[vs] === HT)) vs++;
+    while (ve > vs && (b[ve - 1] === SP || b[ve - 1] === HT || b[ve - 1] === CR)) ve--;
+    if (nLen === 14 && nameIs(b, ls, CONTENT_LENGTH)) {
+      const v = parseLength(b, vs, ve);
+      if (v < 0 || (hCl >= 0 && v !== hCl)) hBad = true;
+      else hCl = v;
+    } else if (nLen === 17 && nameIs(b, ls, TRANSFER_ENCODING)) {
+      hTe = lastCodingChunked(b, vs, ve) ? 1 : 2;
+    }
+  }
 }
 
 /**
