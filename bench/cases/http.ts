@@ -135,7 +135,7 @@ export function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; 
     metrics.map((m) => (m.key === 'rps' ? { ...m, label: 'conn/s' } : m)),
   );
   dCase.notes.push(
-    'Observed (BENCH_DEBUG=1 counts TIME_WAIT sockets after each run): through tranproxy, wrk is the side that closes first — tranproxy passes the server's FIN on ' +
+    "Observed (BENCH_DEBUG=1 counts TIME_WAIT sockets after each run): through tranproxy, wrk is the side that closes first — tranproxy passes the server's FIN on " +
       "with the response — so the TIME_WAIT sockets sit on the client's ephemeral ports towards port 80, the same port space " +
       "tranproxy's upstream connections draw from; nginx terminates HTTP and closes the client connection itself, so its TIME_WAITs sit on its own listen port.",
     'The lab namespaces use ip_local_port_range 20000–65535 and tcp_tw_reuse=1 so that no variant runs out of ports (without them every variant, even ' +
