@@ -1,7 +1,7 @@
 // The splice engine on loopback sockets: integrity, half-close both ways, reset propagation,
 // idle timeout, byte counts, hand-over of bytes Node already read, engine close, relayAuto's
 // choice. No root needed.
-import { after, before, test } from 'node:test';
+import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
@@ -18,7 +18,7 @@ import {
 } from '../../src/relay/engine/engine.js';
 import { relayAuto } from '../../src/relay/zero-copy.js';
 import type { RelayResult } from '../../src/relay/relay.js';
-import { until } from '../helpers/wait.js';
+import { sleep, until } from '../helpers/wait.js';
 
 const skip = !spliceAvailable() && 'splice(2) via koffi is not available here';
 
@@ -40,12 +40,55 @@ after(async () => {
   await Promise.all([...engines.values()].map((e) => e.close()));
 });
 
+// What the running test opened, closed when it ends, passed or failed: a server still
+// listening or a socket still reading after a failed assertion keeps the process alive after
+// the last test (until CI's job time-out). In the test's finally, and again after each test
+// (a timed-out test never reaches its finally).
+const opened = { servers: new Set<net.Server>(), sockets: new Set<net.Socket>(), engines: new Set<SpliceEngine>() };
+
+async function closeOpened(): Promise<void> {
+  for (const s of opened.sockets) s.destroy();
+  for (const s of opened.servers) s.close();
+  const own = [...opened.engines];
+  opened.sockets.clear();
+  opened.servers.clear();
+  opened.engines.clear();
+  await Promise.all(own.map((e) => e.close()));
+}
+afterEach(closeOpened);
+
+/** A server closed (and its connections destroyed) when the test ends. */
+function tracked(server: net.Server): net.Server {
+  opened.servers.add(server);
+  server.on('connection', (s: net.Socket) => opened.sockets.add(s));
+  return server;
+}
+
+/** A socket destroyed when the test ends. */
+function trackedSocket(s: net.Socket): net.Socket {
+  opened.sockets.add(s);
+  return s;
+}
+
+/** An engine of the test's own, closed when the test ends. */
+function ownEngine(opts: SpliceEngineOptions): SpliceEngine {
+  const e = createSpliceEngine(opts);
+  opened.engines.add(e);
+  return e;
+}
+
 function engineTest(name: string, opts: { skip: string | false; timeout?: number }, fn: () => Promise<void>): void {
+  // A test waiting for an event that never comes fails instead of holding CI for hours.
+  const withTimeout = { timeout: 30_000, ...opts };
   for (const h of HOSTINGS)
-    test(`${name} [${h.name}]`, opts, () => {
+    test(`${name} [${h.name}]`, withTimeout, async () => {
       engine = engines.get(h.name)!;
       hostingOpts = h.opts;
-      return fn();
+      try {
+        await fn();
+      } finally {
+        await closeOpened();
+      }
     });
 }
 
@@ -59,16 +102,18 @@ async function withProxy(
   beforeRelay?: (client: net.Socket, upstream: net.Socket) => Promise<void>,
 ): Promise<void> {
   const results: Promise<RelayResult>[] = [];
-  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
-    const upstream = net.connect({ port: target.port, host: '127.0.0.1', allowHalfOpen: true });
-    client.on('error', () => {});
-    results.push(
-      once(upstream, 'connect').then(async () => {
-        if (beforeRelay) await beforeRelay(client, upstream);
-        return relayer(client, upstream);
-      }),
-    );
-  });
+  const server = tracked(
+    net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
+      const upstream = trackedSocket(net.connect({ port: target.port, host: '127.0.0.1', allowHalfOpen: true }));
+      client.on('error', () => {});
+      results.push(
+        once(upstream, 'connect').then(async () => {
+          if (beforeRelay) await beforeRelay(client, upstream);
+          return relayer(client, upstream);
+        }),
+      );
+    }),
+  );
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   try {
@@ -83,15 +128,18 @@ const viaEngine =
   (c, u) =>
     engine.relay(c, u, { idleTimeoutMs });
 
-async function listen(handler: (s: net.Socket) => void): Promise<net.Server> {
-  const s = net.createServer({ allowHalfOpen: true }, handler);
+async function listen(
+  handler: (s: net.Socket) => void,
+  opts: net.ServerOpts = { allowHalfOpen: true },
+): Promise<net.Server> {
+  const s = tracked(net.createServer(opts, handler));
   s.listen(0, '127.0.0.1');
   await once(s, 'listening');
   return s;
 }
 
 async function connect(port: number): Promise<net.Socket> {
-  const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  const c = trackedSocket(net.connect({ port, host: '127.0.0.1', allowHalfOpen: true }));
   await once(c, 'connect');
   return c;
 }
@@ -147,7 +195,6 @@ engineTest('100 MB in both directions at once arrive byte-identical', { skip, ti
     const r = await results[0]!;
     assert.deepEqual(r, { bytesUp: MB100, bytesDown: MB100, reason: 'eof' });
   });
-  upstream.close();
 });
 
 engineTest('half-close: the client FIN reaches the server, and the reply still flows back', { skip }, async () => {
@@ -163,7 +210,6 @@ engineTest('half-close: the client FIN reaches the server, and the reply still f
     c.destroy();
     assert.deepEqual(await results[0]!, { bytesUp: 123_456, bytesDown: 16, reason: 'eof' });
   });
-  upstream.close();
 });
 
 engineTest('half-close: the server FIN reaches the client, and the client can still send', { skip }, async () => {
@@ -183,7 +229,6 @@ engineTest('half-close: the server FIN reaches the client, and the client can st
     assert.deepEqual(r, { bytesUp: 77_777, bytesDown: 14, reason: 'eof' });
     c.destroy();
   });
-  upstream.close();
 });
 
 engineTest('an upstream reset reaches the client as a reset', { skip }, async () => {
@@ -200,7 +245,6 @@ engineTest('an upstream reset reaches the client as a reset', { skip }, async ()
     assert.equal(r.error, 'ECONNRESET');
     assert.equal(r.bytesUp, 5);
   });
-  upstream.close();
 });
 
 engineTest('a client reset reaches the server as a reset', { skip }, async () => {
@@ -220,38 +264,44 @@ engineTest('a client reset reaches the server as a reset', { skip }, async () =>
     assert.equal(r.error, 'ECONNRESET');
     assert.equal(r.bytesDown, 2);
   });
-  upstream.close();
 });
 
-engineTest('idle timeout closes both sides; traffic keeps it alive', { skip, timeout: 10_000 }, async () => {
+engineTest('idle timeout closes both sides; traffic keeps it alive', { skip, timeout: 15_000 }, async () => {
+  const IDLE = 500;
   const serverEnded: Promise<unknown>[] = [];
   const upstream = await listen((s) => {
     serverEnded.push(once(s, 'end'));
     s.on('error', () => {});
     s.on('data', () => {});
   });
-  await withProxy(upstream.address() as net.AddressInfo, viaEngine(300), async (port, results) => {
+  await withProxy(upstream.address() as net.AddressInfo, viaEngine(IDLE), async (port, results) => {
     const c = await connect(port);
     c.on('data', () => {});
     c.on('error', () => {});
-    // 700 ms of a byte every 100 ms (longer than the timeout): still open.
-    const t0 = Date.now();
+    let settled = false;
+    void results[0]!.then(() => (settled = true));
+    // 700 ms of a byte every 100 ms (longer than the timeout, each gap a fifth of it): still open.
+    const gaps: number[] = [];
+    let lastWrite = 0;
     for (let i = 0; i < 7; i++) {
+      const t = Date.now();
+      if (i > 0) gaps.push(t - lastWrite);
+      lastWrite = t;
       c.write('x');
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
-    assert.equal(c.destroyed, false);
+    assert.equal(settled, false, `closed while bytes kept coming (gaps ${gaps.join(', ')} ms)`);
     const ended = once(c, 'end'); // a FIN (allowHalfOpen keeps the socket itself open)
     const r = await results[0]!;
-    const quiet = Date.now() - t0 - 700;
+    // The quiet began with the last byte: the engine read it after this write, and closes no
+    // sooner than IDLE after reading (both are Date.now(), the engine's clock).
+    const quiet = Date.now() - lastWrite;
     assert.equal(r.reason, 'idle');
     assert.equal(r.bytesUp, 7);
-    assert.ok(quiet >= 200 && quiet < 1500, `closed after ${quiet} ms of quiet`);
+    assert.ok(quiet >= IDLE && quiet < IDLE + 1300, `closed after ${quiet} ms of quiet (gaps ${gaps.join(', ')} ms)`);
     await ended;
     await serverEnded[0];
-    c.destroy();
   });
-  upstream.close();
 });
 
 engineTest('byte counts are per direction and include what Node had already read', { skip }, async () => {
@@ -286,7 +336,6 @@ engineTest('byte counts are per direction and include what Node had already read
     },
     beforeRelay,
   );
-  upstream.close();
 });
 
 engineTest('hand-over sends nothing: the peers see no FIN while the engine holds the sockets', { skip }, async () => {
@@ -316,11 +365,10 @@ engineTest('hand-over sends nothing: the peers see no FIN while the engine holds
     assert.deepEqual(await results[0]!, { bytesUp: 4, bytesDown: 4, reason: 'eof' });
     c.destroy();
   });
-  upstream.close();
 });
 
 engineTest('closing the engine closes its live connections', { skip }, async () => {
-  const own = createSpliceEngine(hostingOpts);
+  const own = ownEngine(hostingOpts);
   const serverEnds: Promise<unknown>[] = [];
   const upstream = await listen((s) => {
     serverEnds.push(once(s, 'end'));
@@ -346,7 +394,6 @@ engineTest('closing the engine closes its live connections', { skip }, async () 
       for (const c of clients) c.destroy();
     },
   );
-  upstream.close();
 });
 
 engineTest(
@@ -401,19 +448,18 @@ engineTest(
     );
     assert.equal(jsRelay, true);
     // Not a socket upstream (e.g. an encrypted outbound stream): the JS relay.
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
-      const pt = new PassThrough();
-      void relayAuto(client, pt, { idleTimeoutMs: 5000, engine }); // echoes through the PassThrough
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
+    const server = await listen(
+      (client) => {
+        const pt = new PassThrough();
+        void relayAuto(client, pt, { idleTimeoutMs: 5000, engine }); // echoes through the PassThrough
+      },
+      { allowHalfOpen: true, pauseOnConnect: true },
+    );
     const c = await connect((server.address() as net.AddressInfo).port);
     c.write('echo');
     const [d] = (await once(c, 'data')) as [Buffer];
     assert.equal(d.toString(), 'echo');
     c.destroy();
-    server.close();
-    upstream.close();
   },
 );
 
@@ -429,7 +475,6 @@ engineTest('ineligible sockets are refused untouched', { skip }, async () => {
   assert.equal(canSplice(c2, c2), false);
   c1.destroy();
   c2.destroy();
-  upstream.close();
 });
 
 engineTest('relayAuto: a sniffed head goes first, then what Node buffered, then the rest', { skip }, async () => {
@@ -455,7 +500,6 @@ engineTest('relayAuto: a sniffed head goes first, then what Node buffered, then 
       c.destroy();
     },
   );
-  upstream.close();
 });
 
 engineTest(
@@ -501,7 +545,6 @@ engineTest(
       assert.deepEqual(await results[0]!, { bytesUp: 64 << 20, bytesDown: 0, reason: 'eof' });
       c.destroy();
     });
-    upstream.close();
   },
 );
 
@@ -539,4 +582,65 @@ test('inline hosting runs the loop on the main thread: no thread is started (a w
   assert.equal(inline.added, 0, 'no thread for the inline loop');
   assert.ok(worker.added >= 1, `a worker thread for the worker loop (${worker.added})`);
   assert.deepEqual([inline.code, worker.code], [0, 0], 'both exited on their own (not killed)');
+});
+
+/** In a child process: one flow through an engine, then it ends ('ended') or the engine closes under it ('closed'). */
+const FLOW_THEN = `
+import net from 'node:net';
+import { once } from 'node:events';
+import { createSpliceEngine } from ${JSON.stringify(new URL('../../src/relay/engine/engine.ts', import.meta.url).href)};
+const [hosting, mode] = process.argv.slice(1);
+const engine = createSpliceEngine({ hosting });
+const upstream = net.createServer((s) => s.pipe(s)).listen(0, '127.0.0.1');
+await once(upstream, 'listening');
+let result;
+const proxy = net.createServer({ pauseOnConnect: true }, (client) => {
+  const up = net.connect(upstream.address().port, '127.0.0.1');
+  result = once(up, 'connect').then(() => engine.relay(client, up, { idleTimeoutMs: 60_000 }));
+}).listen(0, '127.0.0.1');
+await once(proxy, 'listening');
+const c = net.connect(proxy.address().port, '127.0.0.1');
+c.on('error', () => {});
+await once(c, 'connect');
+c.write('ping');
+await once(c, 'data');
+upstream.close();
+proxy.close();
+c.resume();
+if (mode === 'ended') c.end();
+else await engine.close();
+console.log(JSON.stringify({ reason: (await result).reason }));
+`;
+
+test('an engine holds the process only while it has work: after its last flow ended, or once close() (with a flow live) resolved, the process exits on its own', {
+  skip,
+  timeout: 60_000,
+}, async () => {
+  const run = (hosting: string, mode: string) =>
+    new Promise<{ out: string; code: number | null }>((resolve, reject) => {
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', '--input-type=module', '-e', FLOW_THEN, hosting, mode],
+        {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        },
+      );
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const kill = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      child.on('error', reject);
+      child.on('exit', (code) => {
+        clearTimeout(kill);
+        resolve({ out: out.trim(), code });
+      });
+    });
+  for (const hosting of ['inline', 'worker'])
+    for (const [mode, reason] of [
+      ['ended', 'eof'],
+      ['closed', 'aborted'],
+    ] as const) {
+      const r = await run(hosting, mode);
+      // 13: the event loop ran out with close() still pending (an unref'd worker it waited for)
+      assert.deepEqual(r, { out: JSON.stringify({ reason }), code: 0 }, `${hosting}, ${mode}`);
+    }
 });

@@ -330,8 +330,13 @@ class EngineFront implements SpliceEngine {
     if (slot.active++ === 0) slot.thread.ref();
   }
 
+  /**
+   * Once closing, the loops stay ref'd until they are gone: close() settles the flows left
+   * (releasing them) before it waits for the threads to exit, and an unref'd worker then let
+   * the process run out of things to do with close() never resolving.
+   */
   private release(slot: Slot): void {
-    if (--slot.active === 0) slot.thread.unref();
+    if (--slot.active === 0 && !this.closing) slot.thread.unref();
   }
 
   private sumActive(): Record<string, number> {
