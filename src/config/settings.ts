@@ -437,7 +437,7 @@ export const RUN_SETTINGS = {
   }),
   workers: one({
     flag: '--workers <n>',
-    help: 'data-plane processes sharing the listeners (like nginx worker_processes)',
+    help: 'data-plane workers sharing the listeners (like nginx worker_processes): engine threads in one process when the engine serves every flow, else processes',
     parse: (t, name) => parsePositiveInt(t, name, 64),
     default: '1',
     reload: false,
