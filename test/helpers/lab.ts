@@ -1,6 +1,6 @@
 // Test helpers around netlab's Lab: scoped labs, readiness waits, real peers, leak checks.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +16,26 @@ export async function withLab<T>(fn: (lab: Lab) => Promise<T>, opts: { prefix?: 
   try {
     return await fn(lab);
   } finally {
+    removeForwardingState(lab.prefix);
     await lab.destroy();
+  }
+}
+
+/** A tranproxy killed inside a lab host (SIGKILL tests) leaves its forwarding state file behind:
+ *  it is keyed by the netns inode, which a later namespace may reuse. */
+function removeForwardingState(prefix: string): void {
+  let names: string[] = [];
+  try {
+    names = readdirSync('/run/netns').filter((n) => n.startsWith(`${prefix}-`));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    try {
+      rmSync(`/run/tranproxy/forwarding-${statSync(`/run/netns/${name}`).ino}.json`, { force: true });
+    } catch {
+      // the namespace went already
+    }
   }
 }
 
