@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { startDnsForwarder, type DnsForwarder, type DnsForwarderOptions } from '../../src/dns/forwarder.js';
 import { frame, TcpFramer } from '../../src/dns/upstream.js';
+import { until } from '../helpers/wait.js';
 import {
   buildQuery,
   buildResponse,
@@ -787,12 +788,15 @@ test('relay: past the in-flight bound queries are dropped; unanswered ones get S
   const hole = await blackhole();
   try {
     await withForwarder(
-      { upstreams: [`127.0.0.1:${hole.port}`], cache: false, timeoutMs: 150, maxUdpInflight: 4 },
+      { upstreams: [`127.0.0.1:${hole.port}`], cache: false, timeoutMs: 500, maxUdpInflight: 4 },
       async (f, port) => {
         const rs: Promise<Buffer | undefined>[] = [];
         for (let i = 0; i < 6; i++) {
-          rs.push(udpAsk(port, q(`b${i}.a.test`, TYPE.A, 0x700 + i), 1500));
-          await sleep(20); // in this order: the first four are taken, the last two dropped
+          rs.push(udpAsk(port, q(`b${i}.a.test`, TYPE.A, 0x700 + i), 2500));
+          // In this order: the first four are taken, the last two dropped, all before the first
+          // one's two 500 ms attempts are over (a fixed gap between sends decided that on a loaded machine).
+          const counted = () => f.stats().inflight + f.stats().dropped === i + 1;
+          await until(`query ${i} taken or dropped`, counted, 1000, 2);
         }
         const got = await Promise.all(rs);
         for (let i = 0; i < 4; i++) {
