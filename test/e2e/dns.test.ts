@@ -416,18 +416,19 @@ test('next upstream on timeout; all upstreams down → SERVFAIL quickly', async 
   const closed = await closedPort();
   try {
     await withForwarder(
-      { upstreams: [`127.0.0.1:${hole.port}`, `127.0.0.1:${up.port}`], timeoutMs: 300 },
+      { upstreams: [`127.0.0.1:${hole.port}`, `127.0.0.1:${up.port}`], timeoutMs: 1000 },
       async (f, port) => {
         const t0 = Date.now();
-        const r = (await udpAsk(port, q('failover.a.test')))!;
+        const r = (await udpAsk(port, q('failover.a.test'), 6000))!;
         const took = Date.now() - t0;
         assert.equal(parseMessage(r).header.rcode, RCODE.NOERROR);
-        assert.ok(took >= 250 && took < 1500, `took ${took} ms`);
-        // The working upstream is preferred from now on.
-        const t1 = Date.now();
-        await udpAsk(port, q('second.a.test'));
-        assert.ok(Date.now() - t1 < 250, 'no second timeout');
-        assert.ok(f.stats().upstreamErrors >= 1);
+        assert.ok(took >= 950 && took < 4000, `took ${took} ms`);
+        // The working upstream is preferred from now on: no second timeout (counted, not timed).
+        const errors = f.stats().upstreamErrors;
+        assert.ok(errors >= 1);
+        const second = (await udpAsk(port, q('second.a.test')))!;
+        assert.equal(parseMessage(second).header.rcode, RCODE.NOERROR);
+        assert.equal(f.stats().upstreamErrors, errors, 'no second timeout');
       },
     );
 
@@ -444,12 +445,12 @@ test('next upstream on timeout; all upstreams down → SERVFAIL quickly', async 
       assert.equal(f.stats().servfail, 2);
     });
 
-    // A silent upstream: SERVFAIL after the attempts (2 × timeout), not never.
+    // A silent upstream: SERVFAIL after the attempts (2 × timeout, swept every 50 ms), not never.
     await withForwarder({ upstreams: [`127.0.0.1:${hole.port}`], timeoutMs: 200 }, async (_f, port) => {
       const t0 = Date.now();
-      const r = (await udpAsk(port, q('silent.a.test')))!;
+      const r = (await udpAsk(port, q('silent.a.test'), 5000))!;
       assert.equal(parseMessage(r).header.rcode, RCODE.SERVFAIL);
-      assert.ok(Date.now() - t0 < 1000);
+      assert.ok(Date.now() - t0 < 2500, `SERVFAIL after ${Date.now() - t0} ms`);
     });
     assert.ok(logLines.some((l) => l.startsWith('warn dns upstream failed')));
   } finally {
