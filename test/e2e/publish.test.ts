@@ -212,6 +212,12 @@ test('publish: remote, localhost, host IP, hairpin, held ports, UDP, IPv6, --lis
           /conn id=\d+ proto=tcp src=127\.0\.0\.1:\d+ via=127\.0\.0\.1:9000 dst=10\.0\.0\.2:7000 up=100000 down=100000 close=eof/,
         );
         assert.equal((await httpClient(host, 'http://[::1]:8086/')).client.address, 'fd00::1');
+        // Its line too: one still to come would show up after the next subtest's mark.
+        await waitLine(
+          pub,
+          mark,
+          /conn id=\d+ proto=tcp src=\[::1\]:\d+ via=\[::1\]:8086 dst=\[fd00::2\]:80 .*close=eof/,
+        );
         // ::1 to an IPv4 target: the [::] listener relays across families.
         assert.equal((await httpClient(host, 'http://[::1]:8080/')).client.address, '10.0.0.1');
         await waitLine(pub, mark, /conn id=\d+ proto=tcp src=\[::1\]:\d+ via=\[::1\]:8080 dst=10\.0\.0\.2:80 /);
