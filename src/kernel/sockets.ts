@@ -3,7 +3,16 @@
 import type { Socket } from 'node:net';
 import { SyscallError } from '../errors.js';
 import { SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, decodeSockaddr, encodeSockaddr, type Endpoint } from './sockaddr.js';
-import { sysBind, sysClose, sysDupCloexec, sysGetsockopt, sysListen, sysSetsockoptInt, sysSocket } from './ffi.js';
+import {
+  rawShutdown,
+  sysBind,
+  sysClose,
+  sysDupCloexec,
+  sysGetsockopt,
+  sysListen,
+  sysSetsockoptInt,
+  sysSocket,
+} from './ffi.js';
 import {
   AF_INET,
   AF_INET6,
@@ -18,6 +27,7 @@ import {
   SOCK_STREAM,
   SOL_IP,
   SOL_IPV6,
+  SHUT_RD,
   SOL_SOCKET,
 } from './linux.js';
 
@@ -111,6 +121,15 @@ export function createOutboundFd(spec: OutboundSpec): number | undefined {
 
 export function closeFd(fd: number): void {
   sysClose(fd);
+}
+
+/**
+ * Takes a listening socket out of LISTEN for every process holding it (shutdown(SHUT_RD) on a
+ * listener is a disconnect): connections not yet accepted are reset and new ones refused,
+ * instead of waiting in the backlog. Whoever still polls it must have stopped accepting.
+ */
+export function stopListening(fd: number): void {
+  rawShutdown(fd, SHUT_RD); // fails only if it no longer listens: nothing left to do
 }
 
 /** A second descriptor for the same socket (close-on-exec); closing one leaves the other open. */

@@ -65,10 +65,12 @@ process.on('message', (msg: ToChild) => {
   else if (msg.type === 'close-connection') answer(msg.id, runtime.closeConnection(msg.conn), false);
   else if (msg.type === 'shutdown') {
     if (!started) process.exit(0);
-    void runtime.shutdown(msg.drainMs).then(() => {
-      send({ type: 'drained' });
-      process.exit(0);
-    });
+    void runtime
+      .shutdown(msg.drainMs, () => send({ type: 'not-accepting' }))
+      .then(() => {
+        send({ type: 'drained' });
+        process.exit(0);
+      });
   }
 });
 

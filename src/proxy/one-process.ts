@@ -4,7 +4,7 @@
 // offers a sidecar: SIGHUP starts a new generation on the same sockets (the old one finishes
 // its connections), SIGTERM/SIGINT drain and exit, the admin API and the log lines.
 import { getFdLimit, raiseFdLimit } from '../kernel/ffi.js';
-import { closeFd, dupFd } from '../kernel/sockets.js';
+import { closeFd, dupFd, stopListening } from '../kernel/sockets.js';
 import { createLogger, type Logger } from '../observe/log.js';
 import { batchedStderr } from '../observe/batched-stderr.js';
 import type { AdminServer } from '../observe/admin.js';
@@ -223,16 +223,24 @@ export class OneProcess {
     void this.retire(old, next.cfg.idleTimeoutMs).then(() => this.draining.delete(old));
   }
 
-  private async retire(g: Generation, drainMs: number): Promise<void> {
-    await g.runtime.shutdown(drainMs).catch(() => {});
+  private async retire(g: Generation, drainMs: number, notAccepting?: () => void): Promise<void> {
+    await g.runtime.shutdown(drainMs, notAccepting).catch(() => notAccepting?.());
   }
 
   /** Stop accepting, drain up to drainMs, close listeners. Idempotent. */
   shutdown(drainMs: number): Promise<void> {
     this.stopping ??= (async () => {
       this.ready = false;
-      const all = [...(this.current ? [this.current] : []), ...this.draining];
-      await Promise.all(all.map((g) => this.retire(g, drainMs)));
+      // Draining generations stopped accepting at their reload; once the current one has too,
+      // the listening sockets are shut so that connections made during the drain are refused.
+      const shutListeners = (): void => {
+        for (const l of [...this.listeners, ...this.proxyListeners]) stopListening(l.fd);
+      };
+      if (drainMs > 0 && this.current)
+        this.log.info(`stopping: no new connections; draining for up to ${drainMs / 1000}s`);
+      const current = this.current ? [this.retire(this.current, drainMs, shutListeners)] : [];
+      if (!this.current) shutListeners();
+      await Promise.all([...current, ...[...this.draining].map((g) => this.retire(g, drainMs))]);
       await this.admin?.close();
       for (const l of [...this.listeners, ...this.proxyListeners]) closeFd(l.fd);
       this.listeners = [];

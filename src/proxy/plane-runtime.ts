@@ -223,11 +223,15 @@ export class PlaneRuntime {
     return (await this.plane?.closeConnection(id)) ?? false;
   }
 
-  /** Stop accepting, let connections finish for up to drainMs, then close the rest. */
-  async shutdown(drainMs: number): Promise<void> {
+  /**
+   * Stop accepting, let connections finish for up to drainMs, then close the rest.
+   * `notAccepting` runs once nothing of this runtime accepts any more.
+   */
+  async shutdown(drainMs: number, notAccepting?: () => void): Promise<void> {
     const p = this.plane;
-    if (!p) return;
+    if (!p) return notAccepting?.();
     await Promise.all([p.stopAccepting(), this.inbound?.stopAccepting(), this.udp?.close(), this.dns?.close()]);
+    notAccepting?.();
     await Promise.all([p.drain(drainMs), this.inbound?.drain(drainMs)]);
     this.inbound?.destroyAll();
     await p.destroyAll();

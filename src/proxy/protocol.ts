@@ -85,6 +85,8 @@ export type FromChild =
   /** relay: how this worker's flows are relayed (RelayPath). */
   | { type: 'ready'; relay: RelayPath }
   | { type: 'failed'; message: string }
+  /** Its servers no longer accept (shutdown): the supervisor may now shut the listening sockets. */
+  | { type: 'not-accepting' }
   | { type: 'drained' }
   | { type: 'answer'; id: number; data: unknown };
 

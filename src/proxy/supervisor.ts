@@ -9,7 +9,8 @@ import type { ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { TranproxyError, UsageError } from '../errors.js';
-import { closeFd } from '../kernel/sockets.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { closeFd, stopListening } from '../kernel/sockets.js';
 import { getFdLimit, raiseFdLimit } from '../kernel/ffi.js';
 import { FdReserve, spawnCommand } from '../kernel/exec.js';
 import { forkModule, idMapped, type DropSpec } from '../kernel/privdrop.js';
@@ -51,6 +52,9 @@ class Worker {
   exited = false;
   /** How its flows are relayed, from its ready message. */
   relay: RelayPath | undefined;
+  /** Settles once it no longer accepts (asked to stop, or gone). */
+  readonly notAccepting: Promise<void>;
+  private onNotAccepting!: () => void;
 
   constructor(
     readonly child: ChildProcess,
@@ -58,13 +62,15 @@ class Worker {
     onExit: (w: Worker, code: number | null, signal: NodeJS.Signals | null, wasReady: boolean) => void,
   ) {
     let wasReady = false;
+    this.notAccepting = new Promise<void>((r) => (this.onNotAccepting = r));
     this.ready = new Promise<void>((resolve, reject) => {
       child.on('message', (m: FromChild) => {
         if (m.type === 'ready') {
           wasReady = true;
           this.relay = m.relay;
           resolve();
-        } else if (m.type === 'failed') reject(new TranproxyError(`data plane failed to start: ${m.message}`));
+        } else if (m.type === 'not-accepting') this.onNotAccepting();
+        else if (m.type === 'failed') reject(new TranproxyError(`data plane failed to start: ${m.message}`));
         else if (m.type === 'answer') {
           this.pending.get(m.id)?.(m.data);
           this.pending.delete(m.id);
@@ -72,6 +78,7 @@ class Worker {
       });
       child.on('exit', (code, signal) => {
         this.exited = true;
+        this.onNotAccepting();
         for (const answer of this.pending.values()) answer(undefined);
         this.pending.clear();
         if (!wasReady) reject(new TranproxyError(`data plane exited during start-up (${signal ?? `exit ${code}`})`));
@@ -722,11 +729,25 @@ export class Supervisor implements SupervisorControl {
     w.ready.catch((e: Error) => this.log.error(e.message));
   }
 
+  /**
+   * Once every worker stopped accepting (2 s at most), the listening sockets are shut: a
+   * connection made during the drain is refused at once instead of waiting in the backlog.
+   */
+  private async stopListening(workers: Worker[]): Promise<void> {
+    await Promise.race([Promise.all(workers.map((w) => w.notAccepting)), sleep(2000, undefined, { ref: false })]);
+    for (const l of [...this.listeners, ...this.proxyListeners]) stopListening(l.fd);
+  }
+
   /** Stop accepting, drain up to drainMs, remove rules, close listeners. Idempotent. */
   shutdown(drainMs: number): Promise<void> {
     this.stopping ??= (async () => {
       this.ready = false;
-      await Promise.all([...this.workers, ...this.draining].map((w) => w.stop(drainMs)));
+      const workers = [...this.workers, ...this.draining];
+      if (drainMs > 0 && workers.length > 0)
+        this.log.info(`stopping: no new connections; draining for up to ${drainMs / 1000}s`);
+      const stopped = Promise.all(workers.map((w) => w.stop(drainMs)));
+      await this.stopListening(workers);
+      await stopped;
       this.spare?.release(); // no await until removeRules: nothing else can take them
       if (this.rulesApplied) {
         try {

@@ -6,7 +6,7 @@ import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Host, Lab, LabProcess } from '../../src/netlab/lab.js';
-import { peerPath, startPeer, startTranproxy, withLab } from '../helpers/lab.js';
+import { peerPath, startPeer, startTranproxy, tranproxyBin, withLab } from '../helpers/lab.js';
 import { childProcesses } from '../helpers/procs.js';
 
 const SERVER = '10.75.1.2';
@@ -171,3 +171,36 @@ test('SIGTERM drains in-flight connections before the rules go', async () => {
     assert.doesNotMatch((await client.run('nft', ['list', 'ruleset'])).stdout, /tranproxy/);
   });
 });
+
+// "Stop accepting" means refused at once: the listening socket is shut, so a connection made
+// during the drain is not left in the kernel's backlog to wait for the drain's end and a reset.
+const CAPTURE = ['-P', '7', '-P', '80', '--family', 'ipv4'];
+const LAYOUTS: Record<string, string[]> = {
+  'engine relay': ['--relay', 'auto'],
+  'JS relay': ['--relay', 'js'],
+  'one process, rules applied first': ['--one-process', '--firewall', 'none'],
+};
+for (const [layout, flags] of Object.entries(LAYOUTS)) {
+  test(`SIGTERM (${layout}): a connection made during the drain is refused at once; the held one ends at --drain-timeout and is logged`, async () => {
+    await withLab(async (lab) => {
+      const { client } = await twoHosts(lab);
+      const oneProcess = flags.includes('--one-process');
+      if (oneProcess) await client.run(process.execPath, [tranproxyBin(), 'rules', 'apply', ...CAPTURE]);
+      const proxy = await startTranproxy(client, ['run', ...CAPTURE, ...flags, '--drain-timeout', '2s']);
+      const h = hold(client);
+      await h.proc.waitForOutput(/connected/);
+      await h.say('one');
+      const exited = new Promise<number | null>((r) => proxy.child.once('exit', (code) => r(code)));
+      proxy.child.kill('SIGTERM');
+      await proxy.waitForOutput(/stopping: no new connections; draining for up to 2s/, 5000);
+      const late = await get(client, `http://${SERVER}/`, ['--connect-timeout', '4']);
+      assert.equal(late.status, 7, `curl: connection refused (exit 7), not left waiting (28): ${late.stdout}`);
+      await h.say('during-drain');
+      // At the deadline the proxy closes the held flow itself and exits 0; its end is logged.
+      assert.equal(await exited, 0);
+      assert.match(proxy.output(), new RegExp(`dst=${SERVER.replace(/\./g, '\\.')}:7 .*(?:aborted|drain)`));
+      if (oneProcess) await client.run(process.execPath, [tranproxyBin(), 'rules', 'remove']);
+      assert.doesNotMatch((await client.run('nft', ['list', 'ruleset'])).stdout, /tranproxy/);
+    });
+  });
+}
