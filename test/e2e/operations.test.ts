@@ -72,22 +72,23 @@ test('admin API: readiness, metrics over 2 engine threads, live connections, POS
     // Port 7 is an injection port here: a first byte that is not a token character keeps the
     // connection raw (a letter would make it HTTP, and 'hello' would get a 400).
     await h.say('<hello>');
-    // The engine threads post their flow records every 20 ms: wait for the held flow's connect.
+    // Each engine thread posts its flow records every 20 ms: the held flow's connect (one thread)
+    // can be counted before the last GET's end (the other thread), so wait for every figure.
+    const want = [
+      /tranproxy_connections_total\{listener="0\.0\.0\.0:15001",outbound="direct",result="eof"\} 6/,
+      /tranproxy_connections_active\{listener="0\.0\.0\.0:15001"\} 1/,
+      /tranproxy_http_requests_injected_total 6/,
+      /tranproxy_upstream_connect_seconds_count\{outbound="direct"\} 7/,
+      /tranproxy_bytes_total\{direction="up"\} \d+/,
+      /tranproxy_rule_applies_total 1/,
+    ];
     let metrics = '';
-    for (const deadline = Date.now() + 5000; Date.now() < deadline; ) {
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
       metrics = (await get(client, 'http://127.0.0.1:15000/metrics')).stdout;
-      if (/tranproxy_upstream_connect_seconds_count\{outbound="direct"\} 7/.test(metrics)) break;
+      if (want.every((re) => re.test(metrics))) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    assert.match(
-      metrics,
-      /tranproxy_connections_total\{listener="0\.0\.0\.0:15001",outbound="direct",result="eof"\} 6/,
-    );
-    assert.match(metrics, /tranproxy_connections_active\{listener="0\.0\.0\.0:15001"\} 1/);
-    assert.match(metrics, /tranproxy_http_requests_injected_total 6/);
-    assert.match(metrics, /tranproxy_upstream_connect_seconds_count\{outbound="direct"\} 7/);
-    assert.match(metrics, /tranproxy_bytes_total\{direction="up"\} \d+/);
-    assert.match(metrics, /tranproxy_rule_applies_total 1/);
+    for (const re of want) assert.match(metrics, re);
     const conns = JSON.parse((await get(client, 'http://127.0.0.1:15000/connections')).stdout) as {
       dst: string;
       ageMs: number;
