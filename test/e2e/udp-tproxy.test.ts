@@ -153,7 +153,9 @@ test('UDP TPROXY on a gateway: echo v4 and v6, reply from the original destinati
     const runner = await startRunner(gw, {
       port: PORT,
       families: [4, 6],
-      idleTimeoutMs: 1500,
+      // Both flows must still be live when counted, after a second client process (python start-up
+      // on a loaded machine) and a wait for the server's line: 1.5 s was under 5x that time.
+      idleTimeoutMs: 4000,
       mark: MARK,
       ports: [[5353, 5353]],
       inInterfaces: [lanIf],
