@@ -17,6 +17,7 @@ import {
   EPOLL_DATA_OFFSET,
   F_DUPFD_CLOEXEC,
   MSG_MORE,
+  MSG_PEEK,
   O_CLOEXEC,
   O_NONBLOCK,
   RLIMIT_NOFILE,
@@ -46,6 +47,7 @@ interface Libc {
   recvmmsg: KoffiFn;
   sendmmsg: KoffiFn;
   sendto: KoffiFn;
+  recvfrom: KoffiFn;
   poll: KoffiFn;
   getsockname: KoffiFn;
   getrlimit: KoffiFn;
@@ -112,6 +114,9 @@ function bind(koffi: Koffi, lib: { func(sig: string): KoffiFn }): Libc {
     recvmmsg: lib.func('int recvmmsg(int fd, uintptr_t msgvec, unsigned int vlen, int flags, void *timeout)'),
     sendmmsg: lib.func('int sendmmsg(int fd, uintptr_t msgvec, unsigned int vlen, int flags)'),
     sendto: lib.func('intptr_t sendto(int fd, uintptr_t buf, size_t len, int flags, uintptr_t addr, uint32_t addrlen)'),
+    recvfrom: lib.func(
+      'intptr_t recvfrom(int fd, uintptr_t buf, size_t len, int flags, uintptr_t addr, uintptr_t addrlen)',
+    ),
     poll: lib.func('int poll(uintptr_t fds, uint64_t nfds, int timeout)'),
     getsockname: lib.func('int getsockname(int fd, uintptr_t addr, uintptr_t len)'),
     getrlimit: lib.func('int getrlimit(int resource, uintptr_t rlim)'),
@@ -354,6 +359,11 @@ export function rawWrite(fd: number, addr: bigint, len: number): number {
  */
 export function rawSendMore(fd: number, addr: bigint, len: number): number {
   return raw(load().sendto(fd, addr, len, MSG_MORE, 0n, 0));
+}
+
+/** recv(2) with MSG_PEEK: the bytes stay queued (a later read gets them again); count, 0 at EOF, or −errno. */
+export function rawPeek(fd: number, addr: bigint, len: number): number {
+  return raw(load().recvfrom(fd, addr, len, MSG_PEEK, 0n, 0n));
 }
 
 /** epoll_wait(2) into a buffer given by address: ready count, or −errno. */

@@ -54,6 +54,7 @@ export const SHUT_WR = 1;
 export const SHUT_RDWR = 2;
 export const MSG_DONTWAIT = 0x40;
 export const MSG_MORE = 0x8000;
+export const MSG_PEEK = 2;
 export const SOL_SOCKET = 1;
 export const SO_TYPE = 3;
 export const SO_ERROR = 4;

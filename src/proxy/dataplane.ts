@@ -43,6 +43,7 @@ import { sniff } from '../sniff/index.js';
 import type { Router } from '../route/index.js';
 import type { TcpOutbound } from '../outbound/types.js';
 import type { InjectConfig } from '../http/inject-config.js';
+import type { EngineNode } from '../relay/engine/protocol.js';
 
 export type { ConnectionInfo, DataPlane, ListenerHandle, LiveAnswer } from './plane.js';
 export type { Flow } from '../flow/record.js';
@@ -83,6 +84,8 @@ export interface DataPlaneConfig {
   relay?: RelayEngineChoice;
   /** Totals and recently closed flows, shared with proxy mode so the Live view counts both. */
   stats?: FlowStats;
+  /** With routing: the one node the engine may carry every flow through itself (engineNodeOf). */
+  node?: EngineNode;
 }
 
 /** --relay splice on a system where splice(2) via koffi cannot work. */

@@ -6,7 +6,7 @@ import { closeFd, createListenerFd } from '../kernel/sockets.js';
 import type { RunConfig } from '../config/run-config.js';
 import { inboundMarkOf } from '../config/own-traffic.js';
 import type { Logger } from '../observe/log.js';
-import { engineServes } from './served-plane.js';
+import { engineNodeOf, engineServes } from './served-plane.js';
 import { spliceAvailable } from '../relay/engine/available.js';
 
 export interface Listener {
@@ -80,6 +80,7 @@ export function bindProxyListeners(cfg: RunConfig): Listener[] {
  * data-plane processes sharing the listeners.
  */
 export function workerLayout(cfg: RunConfig): { processes: number; threads: number } {
-  const served = spliceAvailable() && engineServes({ ...cfg, inboundMark: inboundMarkOf(cfg) });
+  const served =
+    spliceAvailable() && engineServes({ ...cfg, inboundMark: inboundMarkOf(cfg), node: engineNodeOf(cfg) });
   return served ? { processes: 1, threads: cfg.workers } : { processes: cfg.workers, threads: 1 };
 }

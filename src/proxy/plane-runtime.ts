@@ -7,6 +7,7 @@ import type { DataPlaneMetrics, MetricsSnapshot } from '../observe/metrics.js';
 import { compileInjectConfig, DEFAULT_MAX_HEAD_BYTES, type CompiledInject } from '../http/inject-config.js';
 import { RequestRewriter } from '../http/rewriter.js';
 import { startDataPlane, type DataPlane, type DataPlaneRouting } from './dataplane.js';
+import { engineNodeOf } from './served-plane.js';
 import type { ConnectionInfo, LiveAnswer } from './plane.js';
 import type { Router } from '../route/index.js';
 import { inboundMarkOf, ownPortsOf } from '../config/own-traffic.js';
@@ -64,6 +65,7 @@ export class PlaneRuntime {
       if (cfg.routing.dns) await this.startDns(parts, cfg, routing, mark, families, log);
     }
     const resolver = cfg.dstFromHost ? new NameResolver(cfg.resolver) : undefined;
+    const engineNode = engineNodeOf(cfg);
     this.plane = await startDataPlane(
       {
         mode: cfg.mode,
@@ -85,6 +87,7 @@ export class PlaneRuntime {
             }
           : {}),
         ...(routing ? { routing } : {}),
+        ...(engineNode ? { node: engineNode } : {}),
         ...(this.metrics ? { metrics: this.metrics } : {}),
         relay: cfg.relay,
         engineThreads: worker.engineThreads,

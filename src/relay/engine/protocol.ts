@@ -70,6 +70,23 @@ export interface ServedListener {
   inject?: InjectConfig;
   /** With `inject`: a request head must be complete this long after it began (408 after); 0: no limit. */
   headTimeoutMs?: number;
+  /** Every flow goes through this node: the loop connects to it and speaks its handshake first. */
+  node?: EngineNode;
+}
+
+/** A proxy node the engine's loops speak to themselves (SOCKS5). */
+export interface EngineNode {
+  kind: 'socks5';
+  /** Its name in log lines and metrics (via=). */
+  name: string;
+  /** An IP address: the loop cannot resolve names. */
+  address: Endpoint;
+  username?: string;
+  password?: string;
+  connectTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  /** How long to wait for a client's first bytes to find the domain to ask the node for; 0: never. */
+  sniffTimeoutMs: number;
 }
 
 /** How a kernel-only flow ended, or why it was refused: one record each, sent in batches. */
@@ -99,6 +116,10 @@ export type FlowRecord =
       error?: string;
       /** Inspected flows: request heads rewritten. */
       requests?: number;
+      /** Through a node: the domain sniffed from the client's first bytes (the node was asked for it). */
+      domain?: string;
+      /** Through a node: what went wrong in words (the handshake's failure). */
+      detail?: string;
     }
   | {
       t: 'refused';
@@ -118,6 +139,7 @@ export interface ServedConnection {
   started: number;
   bytesUp: number;
   bytesDown: number;
+  domain?: string;
 }
 
 /** main → worker (on `port`, read with receiveMessageOnPort). */

@@ -32,11 +32,14 @@ import {
   rawEpollWait,
   rawFcntl,
   rawLocalOrOriginal,
+  rawPeek,
   rawPipe,
+  rawRead,
   rawSetsockoptInt,
   rawShutdown,
   rawSplice,
   rawTcpSocket,
+  rawWrite,
   scratchSockaddr,
   setLingerZero,
   sockaddrScratch,
@@ -83,6 +86,7 @@ import {
 import type {
   EngineHost,
   EngineInit,
+  EngineNode,
   FlowRecord,
   FromWorker,
   ServedConnection,
@@ -90,7 +94,7 @@ import type {
   SpliceWorkerInit,
   ToWorker,
 } from './protocol.js';
-import { decodeSockaddr, type Endpoint } from '../../kernel/sockaddr.js';
+import { decodeSockaddr, encodeSockaddr, formatEndpoint, type Endpoint } from '../../kernel/sockaddr.js';
 import { compileInjectConfig, type CompiledInject } from '../../http/inject-config.js';
 import { RequestRewriter } from '../../http/rewriter.js';
 import {
@@ -107,6 +111,9 @@ import {
 import { LocalAddresses } from '../../kernel/local-addresses.js';
 import { admit } from '../../flow/admission.js';
 import { startThreadProfile } from './thread-profile.js';
+import { sniff } from '../../sniff/index.js';
+import { TLS_SNIFF_LIMIT } from '../../sniff/result.js';
+import { Socks5Dialog } from './socks5-dialog.js';
 
 const MAX_EVENTS = 256;
 const FLAGS = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
@@ -144,6 +151,8 @@ const RECORD_FLUSH_MS = 20;
 const RECORD_BATCH = 256;
 /** Live byte counters of handed-over flows go to the main thread this often (changed ones only). */
 const BYTES_REPORT_MS = 500;
+/** A client's first bytes peeked for a domain: enough for the sniffers' limits. */
+const PEEK_SIZE = TLS_SNIFF_LIMIT + 1024;
 
 type Side = 0 | 1; // 0: client, 1: upstream
 type Reason = Extract<FromWorker, { t: 'done' }>['reason'] | InspectedReason;
@@ -199,6 +208,23 @@ interface Served {
   clientEvents: number;
   connectDeadline: number;
   connectMs?: number;
+  /** Through a node: waiting for the client's first bytes (to sniff a domain) until then; 0: not waiting. */
+  sniffUntil: number;
+  domain?: string;
+  /** Through a node: its handshake, from the TCP connect to the CONNECT reply. */
+  dialog?: Socks5Dialog;
+  /** The handshake's first message went out (the TCP connect to the node completed). */
+  greeted: boolean;
+}
+
+/** A listener's node as the loop dials it. */
+interface NodeDial {
+  cfg: EngineNode;
+  /** Its sockaddr (kept referenced: connect(2) reads it by address). */
+  sa: Buffer;
+  addr: bigint;
+  /** host:port, as messages name it. */
+  where: string;
 }
 
 interface Listener {
@@ -210,6 +236,8 @@ interface Listener {
   active: number;
   /** Header injection on this listener's flows. */
   inject?: CompiledInject;
+  /** Every flow goes through this node. */
+  node?: NodeDial;
 }
 
 /** What an epoll event (or several, or'ed) says of reading its socket (see ReadHint). */
@@ -263,6 +291,11 @@ export class Engine {
   private readonly eventsAddr: bigint;
   private readonly ctlScratch = Buffer.alloc(64);
   private readonly scratch = Buffer.alloc(64);
+  /** Node handshakes: one message in or out at a time. */
+  private readonly hsBuf = Buffer.alloc(1024);
+  private readonly hsAddr = addressOf(this.hsBuf);
+  private peekBuf: Buffer | undefined;
+  private peekAddr = 0n;
   private inspectScratch: InspectScratch | undefined;
   /** What inspected flows call back (one object for all: no closures per connection). */
   private readonly inspectHost: InspectHost<Conn> = {
@@ -367,10 +400,14 @@ export class Engine {
     const c = this.conns.get(token >>> 1);
     if (!c) return; // stale: already closed
     const side = (token & 1) as Side;
-    if (c.served?.connecting) {
+    const s = c.served;
+    if (s?.connecting) {
       // Client events wait: once connected, the client's side is pumped anyway.
-      if (side === 1 && mask & (EPOLLOUT | EPOLLERR | EPOLLHUP)) this.onConnected(c, mask);
-      else if (side === 0) c.served.clientEvents |= mask;
+      if (side === 0) {
+        s.clientEvents |= mask;
+        if (s.sniffUntil > 0) this.sniffClient(c);
+      } else if (s.greeted) this.onNodeBytes(c, mask);
+      else if (mask & (EPOLLOUT | EPOLLERR | EPOLLHUP)) this.onConnected(c, mask);
       return;
     }
     if (c.insp) return this.inspectedEvent(c, c.insp, side, mask);
@@ -584,7 +621,7 @@ export class Engine {
     return true;
   }
 
-  private record(c: Conn, reason: Extract<FlowRecord, { t: 'end' }>['reason'], error?: string): void {
+  private record(c: Conn, reason: Extract<FlowRecord, { t: 'end' }>['reason'], error?: string, detail?: string): void {
     const s = c.served!;
     this.served.delete(c.id);
     Atomics.sub(this.servedCount, 0, 1);
@@ -606,14 +643,22 @@ export class Engine {
     if (s.connectMs !== undefined) r.connectMs = s.connectMs;
     if (error) r.error = error;
     if (s.listener.inject) r.requests = c.insp?.requests ?? c.requests ?? 0;
+    if (s.domain) r.domain = s.domain;
+    if (detail) r.detail = detail;
     this.outbox.push(r);
   }
 
   private sweep(): void {
     this.nextSweep = this.now + this.sweepMs;
     for (const c of this.conns.values()) {
-      if (c.served?.connecting) {
-        if (this.now >= c.served.connectDeadline) this.connectFailed(c, ETIMEDOUT);
+      const s = c.served;
+      if (s?.connecting) {
+        if (s.sniffUntil > 0) {
+          if (this.now >= s.sniffUntil) this.dialNode(c);
+        } else if (this.now >= s.connectDeadline) {
+          if (s.greeted) this.handshakeTimedOut(c);
+          else this.connectFailed(c, ETIMEDOUT);
+        }
       } else if (c.idleMs > 0 && this.now - c.last >= c.idleMs) this.finish(c, 'idle');
       else if (c.insp && c.insp.deadline > 0 && this.now >= c.insp.deadline) c.insp.onTimer(this.now);
     }
@@ -676,6 +721,7 @@ export class Engine {
       l.inject = compileInjectConfig(cfg.inject);
       if (cfg.headTimeoutMs) this.sweepAtLeastEvery(cfg.headTimeoutMs);
     }
+    if (cfg.node) l.node = this.nodeDial(cfg.node);
     if (l.token >= FIRST_CONN_KEY * 2) throw new Error('too many served listeners');
     this.listeners.set(l.token, l);
     if (cfg.connectTimeoutMs > 0) this.sweepAtLeastEvery(cfg.connectTimeoutMs);
@@ -788,7 +834,6 @@ export class Engine {
     const a = admit(cfg, Atomics.load(this.servedCount, 0), this.originalDst, this.isLocal);
     if (!a.ok) return this.refuse(cfg, fd, a.reason, src, a.dst, a.error);
     const dst = a.dst;
-    const dstAddr = this.sa2.buf;
 
     const c = this.newConn(this.nextServedId, fd, -1, cfg.idleMs);
     this.nextServedId += this.init.threads;
@@ -801,22 +846,36 @@ export class Engine {
       connecting: true,
       clientEvents: 0,
       connectDeadline: cfg.connectTimeoutMs > 0 ? this.now + cfg.connectTimeoutMs : Infinity,
+      sniffUntil: 0,
+      greeted: false,
     };
     this.served.set(c.id, c);
     l.active++;
     this.activeChanged = true;
+    if (l.node) return this.startNodeFlow(c, l.node);
     if (l.inject) c.insp = this.inspect(c, l.inject, cfg.headTimeoutMs ?? 0);
-
     // The upstream socket: same family as the destination's sockaddr, our mark, the client's source.
-    const family = dstAddr.readUInt16LE(0) === 2 ? 4 : 6;
+    const dstAddr = this.sa2;
+    const family = dstAddr.buf.readUInt16LE(0) === 2 ? 4 : 6;
+    if (!this.openUpstream(c, family, dstAddr.addr, dstAddr.buf.readUInt32LE(128), cfg.preserveSource)) return;
+    if (this.register(c, 0)) this.register(c, 1);
+    // Registration reports a writable (connected) socket at once; onConnected runs then.
+  }
+
+  /** Opens the upstream socket (nodelay, mark, TPROXY source) and starts connecting; false once failed and recorded. */
+  private openUpstream(c: Conn, family: 4 | 6, addr: bigint, len: number, spoof: boolean): boolean {
+    const cfg = c.served!.listener.cfg;
     const ufd = rawTcpSocket(family);
-    if (ufd < 0) return this.connectFailed(c, -ufd);
+    if (ufd < 0) {
+      this.connectFailed(c, -ufd);
+      return false;
+    }
     c.fds[1] = ufd;
     c.up.dst = ufd;
     c.down.src = ufd;
     let e = rawSetsockoptInt(ufd, SOL_TCP, TCP_NODELAY, 1, this.scratch);
     if (e === 0 && cfg.mark) e = rawSetsockoptInt(ufd, SOL_SOCKET, SO_MARK, cfg.mark, this.scratch);
-    if (e === 0 && cfg.preserveSource) {
+    if (e === 0 && spoof) {
       e = rawSetsockoptInt(
         ufd,
         family === 4 ? SOL_IP : SOL_IPV6,
@@ -830,15 +889,18 @@ export class Engine {
       }
     }
     if (e === 0) {
-      e = rawConnect(ufd, this.sa2.addr, this.sa2.buf.readUInt32LE(128));
+      e = rawConnect(ufd, addr, len);
       if (e === -EINPROGRESS) e = 0;
     }
-    if (e < 0) return this.connectFailed(c, -e);
-    for (let side: Side = 0; side <= 1; side++) {
-      const r2 = rawEpollCtl(this.epfd, EPOLL_CTL_ADD, c.fds[side], SOCKET_EVENTS, c.key * 2 + side, this.ctlScratch);
-      if (r2 < 0) return this.finish(c, 'aborted', `epoll_ctl: ${errnoName(-r2)}`);
-    }
-    // Registration reports a writable (connected) socket at once; onConnected runs then.
+    if (e < 0) this.connectFailed(c, -e);
+    return e >= 0;
+  }
+
+  /** Adds one side's socket to epoll; false once the flow is finished for it. */
+  private register(c: Conn, side: Side): boolean {
+    const r = rawEpollCtl(this.epfd, EPOLL_CTL_ADD, c.fds[side], SOCKET_EVENTS, c.key * 2 + side, this.ctlScratch);
+    if (r < 0) this.finish(c, 'aborted', `epoll_ctl: ${errnoName(-r)}`);
+    return r >= 0;
   }
 
   private onConnected(c: Conn, mask: number): void {
@@ -849,10 +911,8 @@ export class Engine {
       const err = 'value' in r ? r.value : r.errno || 111; /* ECONNREFUSED */
       if (err > 0) return this.connectFailed(c, err);
     }
-    s.connecting = false;
-    s.connectMs = this.now - s.started;
-    this.connectTimes.push(s.connectMs);
-    c.last = this.now;
+    if (s.dialog) return this.greet(c, s, mask);
+    this.connected(c, s);
     if (c.insp) return c.insp.start(readHint(s.clientEvents), readHint(mask));
     // The client's edges were held back while connecting. The upstream's first edge is this
     // one: a server that speaks first may already have sent (on a fast link the handshake and
@@ -862,10 +922,143 @@ export class Engine {
       this.pump(c.down, (mask & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === 0, finSeen(mask));
   }
 
+  /** The upstream (or the node's handshake) is done: bytes may move, the connect time counts. */
+  private connected(c: Conn, s: Served): void {
+    s.connecting = false;
+    s.connectMs = this.now - s.started;
+    this.connectTimes.push(s.connectMs);
+    c.last = this.now;
+  }
+
   /** The client gets an RST (as the JS path's resetAndDestroy), the upstream socket a close. */
   private connectFailed(c: Conn, errno: number): void {
     if (!this.close(c, true, 0)) return;
-    this.record(c, 'connect-failed', errnoName(errno));
+    const node = c.served!.listener.node;
+    this.record(c, 'connect-failed', errnoName(errno), node ? nodeConnectText(node, errno) : undefined);
+  }
+
+  // ---- flows through a node ----
+
+  private nodeDial(cfg: EngineNode): NodeDial {
+    const sa = encodeSockaddr(cfg.address);
+    for (const ms of [cfg.connectTimeoutMs, cfg.handshakeTimeoutMs, cfg.sniffTimeoutMs])
+      if (ms > 0) this.sweepAtLeastEvery(ms);
+    return { cfg, sa, addr: addressOf(sa), where: formatEndpoint(cfg.address) };
+  }
+
+  /** Waits for the client's first bytes when a domain may be sniffed from them, else dials at once. */
+  private startNodeFlow(c: Conn, n: NodeDial): void {
+    if (n.cfg.sniffTimeoutMs <= 0) return this.dialNode(c);
+    c.served!.sniffUntil = this.now + n.cfg.sniffTimeoutMs;
+    this.register(c, 0);
+  }
+
+  /** Peeks at what the client sent so far (the bytes stay queued for the relay): a domain, or wait for more. */
+  private sniffClient(c: Conn): void {
+    const s = c.served!;
+    if (!this.peekBuf) {
+      this.peekBuf = Buffer.allocUnsafeSlow(PEEK_SIZE);
+      this.peekAddr = addressOf(this.peekBuf);
+    }
+    const n = rawPeek(c.fds[0], this.peekAddr, PEEK_SIZE);
+    if (n === -EAGAIN || n === -EINTR) return;
+    if (n < 0) return this.finish(c, 'client-error', errnoName(-n), true);
+    if (n > 0) {
+      const r = sniff(this.peekBuf.subarray(0, n));
+      // More may come (a new edge), unless the client's side has ended.
+      if (r === 'need-more' && n < PEEK_SIZE && !(s.clientEvents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return;
+      if (r !== 'need-more' && r.domain) s.domain = r.domain;
+    }
+    this.dialNode(c);
+  }
+
+  /** Connects to the node; its handshake starts once connected (onConnected → greet). */
+  private dialNode(c: Conn): void {
+    const s = c.served!;
+    const n = s.listener.node!;
+    const registered = s.sniffUntil > 0;
+    s.sniffUntil = 0;
+    s.connectDeadline = this.now + n.cfg.connectTimeoutMs;
+    const creds =
+      n.cfg.username !== undefined ? { username: n.cfg.username, password: n.cfg.password ?? '' } : undefined;
+    s.dialog = new Socks5Dialog(n.where, { dst: s.dst, ...(s.domain ? { domain: s.domain } : {}) }, creds);
+    if (!this.openUpstream(c, n.cfg.address.family, n.addr, n.sa.length, false)) return;
+    if (registered || this.register(c, 0)) this.register(c, 1);
+  }
+
+  private greet(c: Conn, s: Served, mask: number): void {
+    s.greeted = true;
+    s.connectDeadline = this.now + s.listener.node!.cfg.handshakeTimeoutMs;
+    if (this.nodeSend(c, s.dialog!.first()) && mask & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) this.onNodeBytes(c, mask);
+  }
+
+  /** One handshake message to the node (a few hundred bytes into a fresh socket: all or nothing). */
+  private nodeSend(c: Conn, bytes: Buffer): boolean {
+    bytes.copy(this.hsBuf);
+    let n = rawWrite(c.fds[1], this.hsAddr, bytes.length);
+    while (n === -EINTR) n = rawWrite(c.fds[1], this.hsAddr, bytes.length);
+    if (n === bytes.length) return true;
+    const where = c.served!.listener.node!.where;
+    const why = n < 0 ? errnoName(-n) : `${n} of ${bytes.length} bytes written`;
+    this.nodeFailed(
+      c,
+      n < 0 ? errnoName(-n) : 'EHANDSHAKE',
+      `connection to node ${where} failed during handshake: ${why}`,
+    );
+    return false;
+  }
+
+  /** The node's replies, read exactly (what follows the last one stays for the splice). */
+  private onNodeBytes(c: Conn, mask: number): void {
+    const s = c.served!;
+    const where = s.listener.node!.where;
+    for (;;) {
+      const n = rawRead(c.fds[1], this.hsAddr, s.dialog!.want());
+      if (n === -EAGAIN) {
+        if (mask & EPOLLERR) {
+          const r = getsockoptInt(c.fds[1], SOL_SOCKET, SO_ERROR, this.scratch);
+          const err = 'value' in r ? r.value : r.errno;
+          if (err > 0)
+            this.nodeFailed(
+              c,
+              errnoName(err),
+              `connection to node ${where} failed during handshake: ${errnoName(err)}`,
+            );
+        }
+        return;
+      }
+      if (n === -EINTR) continue;
+      if (n < 0)
+        return this.nodeFailed(
+          c,
+          errnoName(-n),
+          `connection to node ${where} failed during handshake: ${errnoName(-n)}`,
+        );
+      const step = n === 0 ? s.dialog!.closed() : s.dialog!.feed(this.hsBuf.subarray(0, n));
+      if (step.t === 'failed') return this.nodeFailed(c, step.code, step.detail);
+      if (step.t === 'send' && !this.nodeSend(c, step.bytes)) return;
+      if (step.t === 'done') return this.nodeReady(c, s);
+    }
+  }
+
+  /** CONNECT answered: from here the flow is spliced like any other. */
+  private nodeReady(c: Conn, s: Served): void {
+    s.dialog = undefined;
+    this.connected(c, s);
+    this.pump(c.up, (s.clientEvents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === 0, finSeen(s.clientEvents));
+    // The target may have spoken already: its bytes wait behind the reply (no edge will say so).
+    if (!c.closed) this.pump(c.down);
+  }
+
+  private handshakeTimedOut(c: Conn): void {
+    const n = c.served!.listener.node!;
+    this.nodeFailed(c, 'ETIMEDOUT', `handshake with node ${n.where} timed out after ${n.cfg.handshakeTimeoutMs} ms`);
+  }
+
+  /** The handshake failed: client reset, node closed, the record says why (as the JS path's line). */
+  private nodeFailed(c: Conn, code: string, detail: string): void {
+    if (!this.close(c, true, 0)) return;
+    this.record(c, 'connect-failed', code, `${c.served!.listener.node!.cfg.name}: ${detail}`);
   }
 
   // ---- inspected flows ----
@@ -905,6 +1098,7 @@ export class Engine {
       started: c.served!.started,
       bytesUp: c.up.bytes,
       bytesDown: c.down.bytes,
+      ...(c.served!.domain ? { domain: c.served!.domain } : {}),
     }));
   }
 
@@ -965,3 +1159,15 @@ function main(init: SpliceWorkerInit): void {
 
 // The inline hosting (inline.ts) imports this module on the main thread for the Engine alone.
 if (!isMainThread && (workerData as Partial<SpliceWorkerInit> | null)?.port) main(workerData as SpliceWorkerInit);
+
+/** A failed connect to a node in the words of the JS path's (node-conn.ts). */
+function nodeConnectText(n: NodeDial, errno: number): string {
+  const code = errnoName(errno);
+  const text =
+    code === 'ECONNREFUSED'
+      ? `node ${n.where} refused the connection (is the proxy running?)`
+      : code === 'ETIMEDOUT'
+        ? `connect to node ${n.where} timed out after ${n.cfg.connectTimeoutMs} ms`
+        : `connect to node ${n.where}: ${code}`;
+  return `${n.cfg.name}: ${text}`;
+}
