@@ -158,12 +158,14 @@ test('keep-alive: a connection idle between requests longer than the head timeou
 
 test('each head has its own deadline: a chunk that ends one head and begins the next restarts it', async () => {
   const up = await httpUpstream();
-  await withProxy(up.port, 600, async (port, results) => {
+  // Each head takes 700 ms of its 1,200: a stalled event loop (the proxy runs in this process)
+  // has 500 ms before a deadline fires ahead of the write that completes the head.
+  await withProxy(up.port, 1200, async (port, results) => {
     const c = await connect(port);
     c.sock.write('GET /a HTTP/1.1\r\nHo');
-    await sleep(400);
+    await sleep(700);
     c.sock.write('st: x\r\n\r\nGET /b HTTP/1.1\r\nHo'); // pipelined: /b begins here
-    await sleep(400); // 800 ms after /a began, 400 ms after /b began
+    await sleep(700); // 1,400 ms after /a began, 700 ms after /b began
     c.sock.write('st: x\r\n\r\n');
     await received(c, 'GET /b 0 yes');
     assert.doesNotMatch(c.got(), /408/);
