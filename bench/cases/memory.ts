@@ -2,10 +2,11 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { Host } from '../../src/netlab/lab.js';
 import { descendants, fdCount, memOf, sleep, startLogged, waitForListen, waitForLog } from '../lib/proc.js';
-import { newCase, record, type CaseResult } from '../lib/report.js';
+import { addBestOf, newCase, record, type CaseResult } from '../lib/report.js';
 import {
   ADDR,
   alternate,
+  captureArgs,
   type Ctx,
   HAPROXY,
   logPath,
@@ -43,7 +44,7 @@ export function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> 
         '200 connecting at a time; on each it sends one keep-alive HTTP/1.1 request and waits for the whole answer, then holds the connection idle.',
         'tranproxy inspects every one (3 injected headers, `-H a:1 -H b:2 -H c:3`; the server answers whether they arrived and the runner checks all did);',
         "HAProxy relays them in tcp mode. Memory is /proc/PID/smaps_rollup (Rss, Pss, Anonymous) summed over all the variant's processes",
-        '(tranproxy: supervisor + data-plane children), read 2 s after the last connection is held, minus the same read before',
+        '(tranproxy: supervisor + data-plane children, or the one process), read 2 s after the last connection is held, minus the same read before',
         '(after a warm-up of 200 connections opened and closed, then 1.5 s idle), ÷ connections. The idle columns are that before-read.',
       ],
       variants: [],
@@ -59,13 +60,28 @@ export function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> 
       { key: 'loadedAnon', label: `anon MB, ${n} conns`, better: 'lower' },
     ],
   );
+  const oneProcess = hasOneProcess();
   const variants: VariantDef[] = [
     {
-      key: 'tranproxy',
-      label: 'tranproxy',
+      key: oneProcess ? 'tranproxy-n' : 'tranproxy',
+      label: oneProcess ? `tranproxy, ${NPROC} workers` : 'tranproxy',
       detail: `${tpCmd(TP.hold())} (children as uid ${UID.tranproxy})`,
       start: () => startTranproxy(cli, TP.hold()),
     },
+    ...(oneProcess
+      ? [
+          {
+            key: 'tranproxy-one',
+            label: 'tranproxy --one-process',
+            detail: `the sidecar's init-container layout: \`tranproxy rules apply ${captureArgs(PORT.hold, PORT.tranproxy).join(' ')}\` as root, then \`tranproxy run --firewall none --one-process ${TP.holdOne().join(' ')}\` as uid ${UID.tranproxy} with \`NODE_OPTIONS=${INJECTED_NODE_OPTIONS}\` as \`tranproxy inject\` sets it (one process, one engine thread)`,
+            start: () =>
+              startOneProcess(cli, TP.holdOne(), captureArgs(PORT.hold, PORT.tranproxy), {
+                ...process.env,
+                NODE_OPTIONS: INJECTED_NODE_OPTIONS,
+              }),
+          },
+        ]
+      : []),
     {
       key: 'haproxy',
       label: HAPROXY,
@@ -91,6 +107,10 @@ export function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> 
     ...extra,
   ];
   const run = async (): Promise<void> => {
+    await runHolds();
+    if (oneProcess) addBestOf(c, 'tranproxy', 'tranproxy at its best', ['tranproxy-n', 'tranproxy-one']);
+  };
+  const runHolds = async (): Promise<void> => {
     const log = logPath('hold-server');
     const server = startLogged(srv, log, NODE, [HOLD_SERVER, String(PORT.hold), '0.0.0.0', '--http']);
     try {
@@ -141,18 +161,27 @@ export function memoryCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void> 
   return { c, run };
 }
 
+/** What `tranproxy inject` puts in the sidecar's environment (src/k8s/sidecar.ts V8_ENV). */
+const INJECTED_NODE_OPTIONS = '--max-semi-space-size=1';
+
 /** Whether this build has the init-container layout (`run --one-process`). */
 function hasOneProcess(): boolean {
   return execFileSync(NODE, [MAIN, 'run', '--help'], { encoding: 'utf8' }).includes('--one-process');
 }
 
 /** The init-container layout: the rules applied first (as an init container would), then one unprivileged process. */
-async function startOneProcess(host: Host, args: string[]): Promise<RunningProxy> {
-  await tranproxyCli(host, ['rules', 'apply', '-P', String(PORT.http)]);
+async function startOneProcess(
+  host: Host,
+  args: string[],
+  capture: string[],
+  env?: NodeJS.ProcessEnv,
+): Promise<RunningProxy> {
+  await tranproxyCli(host, ['rules', 'apply', ...capture]);
   const log = logPath('tranproxy-one');
   const p = startLogged(host, log, NODE, [MAIN, 'run', '--firewall', 'none', '--one-process', ...args], {
     uid: UID.tranproxy,
     gid: UID.tranproxy,
+    ...(env ? { env } : {}),
   });
   try {
     await waitForLog(p, log, /^tranproxy:? ready:.*$/m, 20_000);
@@ -208,7 +237,7 @@ export function sidecarCase(ctx: Ctx): { c: CaseResult; run: () => Promise<void>
             key: 'tranproxy-one',
             label: 'tranproxy --one-process',
             detail: `the init-container layout: \`tranproxy rules apply -P ${PORT.http}\` (as root, then gone), then \`tranproxy run --firewall none --one-process ${sidecar.join(' ')}\` as uid ${UID.tranproxy}: one process`,
-            start: () => startOneProcess(cli, sidecar),
+            start: () => startOneProcess(cli, sidecar, ['-P', String(PORT.http)]),
           },
         ]
       : []),

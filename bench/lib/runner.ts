@@ -127,6 +127,8 @@ export const TP = {
   httpPlain: () => [...captureArgs(PORT.http, PORT.tranproxy), ...TP_COMMON],
   /** Held connections, inspected: the same 3 headers as the HTTP cases. */
   hold: () => [...captureArgs(PORT.hold, PORT.tranproxy), '--max-connections', '9000', ...THREE_HEADERS, ...TP_COMMON],
+  /** The same, as the sidecar's one process runs it (its default: one engine thread). */
+  holdOne: () => [...captureArgs(PORT.hold, PORT.tranproxy), '--max-connections', '9000', ...THREE_HEADERS],
 };
 export const tpCmd = (args: string[]): string => `\`tranproxy run ${args.join(' ')}\``;
 
