@@ -72,8 +72,8 @@ export interface NodeEligibility {
 /**
  * The node every TCP flow goes through, when the engine's loop can speak to it itself: no
  * rules or groups (the outbound needs no sniffing to be known), no DNS forwarder (fake IPs),
- * no UDP capture, proxy mode or header injection, and a SOCKS5 node at an IP address without
- * a fallback. Otherwise undefined: the JS path as before.
+ * no UDP capture, proxy mode or header injection, and a SOCKS5 or Shadowsocks (no plugin) node
+ * at an IP address without a fallback. Otherwise undefined: the JS path as before.
  */
 export function engineNodeOf(cfg: NodeEligibility): EngineNode | undefined {
   const r = cfg.routing;
@@ -82,14 +82,18 @@ export function engineNodeOf(cfg: NodeEligibility): EngineNode | undefined {
     return undefined;
   const node = Object.hasOwn(r.nodes, r.defaultOutbound) ? r.nodes[r.defaultOutbound] : undefined;
   const spec = node?.spec;
-  if (!node || spec?.kind !== 'socks5' || node.fallback !== undefined) return undefined;
+  if (!node || node.fallback !== undefined) return undefined;
+  if (spec?.kind !== 'socks5' && (spec?.kind !== 'shadowsocks' || spec.plugin)) return undefined;
   const family = isIP(spec.host);
   if (family === 0) return undefined;
   return {
-    kind: 'socks5',
+    kind: spec.kind,
     name: r.defaultOutbound,
     address: { address: spec.host, port: spec.port, family: family as 4 | 6 },
-    ...(spec.username !== undefined ? { username: spec.username, password: spec.password ?? '' } : {}),
+    ...(spec.kind === 'shadowsocks' ? { method: spec.method, password: spec.password } : {}),
+    ...(spec.kind === 'socks5' && spec.username !== undefined
+      ? { username: spec.username, password: spec.password ?? '' }
+      : {}),
     connectTimeoutMs: node.connectTimeoutMs ?? cfg.connectTimeoutMs,
     handshakeTimeoutMs: NODE_HANDSHAKE_TIMEOUT_MS,
     sniffTimeoutMs: r.sniffTimeoutMs,
@@ -138,7 +142,8 @@ export function startServedPlane(
     }
     if (r.error) end.error = r.error;
     if (r.requests !== undefined) end.requests = r.requests;
-    if (r.reason !== 'connect-failed') end.relay = r.requests === undefined ? 'splice' : 'engine';
+    if (r.reason !== 'connect-failed')
+      end.relay = r.requests === undefined && cfg.node?.kind !== 'shadowsocks' ? 'splice' : 'engine';
     ended(r, end);
     stats.recordClosed(closedOf(r, end));
   };

@@ -1,4 +1,4 @@
-// Issue 16: flows through one SOCKS5 node (--upstream, no rules) are served by the splice
+// Issue 16: flows through one SOCKS5 or Shadowsocks node (--upstream, no rules) are served by the splice
 // engine itself: its loop accepts, sniffs the domain, connects to the node, speaks SOCKS5 on
 // the raw descriptor and splices, with no Node socket per flow. In the gateway lab, with real
 // microsocks (with and without auth) and a hostile node (garbage, early close, refusal).
@@ -19,12 +19,16 @@ const { node: NODE_IP, remote: REMOTE, nodeSideOfRemote: NODE_SIDE_OF_REMOTE } =
 /** Connects, writes argv[3], prints what came back and how it ended: "DATA|end", "DATA|ECONNRESET", … */
 const CLIENT = `
 const net = require('node:net');
+// "x*N" stands for N x's (arguments have a size limit).
+const arg = (a) => (a && a.startsWith('x*') ? 'x'.repeat(Number(a.slice(2))) : a);
+const send = arg(process.argv[3]);
+const until = arg(process.argv[4]);
 const s = net.connect({ host: process.argv[1], port: Number(process.argv[2]) });
 const got = [];
 let shown = false;
 const show = (how) => { if (shown) return; shown = true; console.log(Buffer.concat(got).toString() + '|' + how); s.destroy(); };
-s.on('connect', () => { if (process.argv[3]) s.write(process.argv[3]); });
-s.on('data', (d) => { got.push(d); if (process.argv[4] && Buffer.concat(got).toString().includes(process.argv[4])) show('match'); });
+s.on('connect', () => { if (send) s.write(send); });
+s.on('data', (d) => { got.push(d); if (until && Buffer.concat(got).toString().includes(until)) show('match'); });
 s.on('end', () => show('end'));
 s.on('error', (e) => show(e.code));
 setTimeout(() => show('timeout'), Number(process.argv[5] || 5000));
@@ -214,6 +218,56 @@ test('a hostile SOCKS5 node: garbage, an early close and a refusal reset the cli
       assert.match(proxy.output(), /ready: .* relay=kernel( |$)/m);
       const got = await exchange(g.lan, 7, 'hi', 'banner\n');
       assert.equal(got, outcome === 'match' ? 'banner\n|match' : `|${outcome}`, `node port ${port}`);
+      await proxy.waitForOutput(line);
+      await stopGracefully(proxy);
+    }
+  });
+});
+
+/** Fake Shadowsocks nodes: 1094 answers anything with bytes that are no AEAD stream, 1095 closes without a word. */
+const HOSTILE_SS = `
+const net = require('node:net');
+net.createServer((s) => { s.on('error', () => {}); s.once('data', () => s.write(require('node:crypto').randomBytes(200))); }).listen(1094, process.argv[2]);
+net.createServer((s) => { s.on('error', () => {}); s.once('data', () => s.end()); }).listen(1095, process.argv[2]);
+console.log('listening');
+`;
+
+test('through one Shadowsocks node (each cipher) the engine seals and opens the stream itself; a node sending garbage or closing unanswered ends the flow with the reason', {
+  timeout: 90_000,
+}, async () => {
+  await withGatewayLab({ net: NET, tmpPrefix: 'tpx-node-engine-' }, async (g) => {
+    await startPeer(g.remote, 'echo_headers', 80);
+    await startPeer(g.remote, 'tcp_echo', 7);
+    for (const [i, method] of ['aes-128-gcm', 'aes-256-gcm', 'chacha20-ietf-poly1305'].entries()) {
+      const port = 8388 + i;
+      g.node.spawn('ss-server', ['-s', NODE_IP, '-p', String(port), '-k', 'pa:ss', '-m', method]);
+      await waitForPort(g.node, port);
+      const uri = `ss://${Buffer.from(`${method}:pa:ss`).toString('base64url')}@${NODE_IP}:${port}#n${i}`;
+      const proxy = await startTranproxy(g.gw, gatewayRunArgs(g, ['--upstream', uri]));
+      assert.match(proxy.output(), /ready: .* relay=kernel( |$)/m, proxy.output());
+      const r = await g.lan.run('curl', ['-sS', '--max-time', '6', `http://${REMOTE}/ss`]);
+      assert.match(
+        r.stdout,
+        new RegExp(`"address": ?"${NODE_SIDE_OF_REMOTE.replace(/\./g, '\\.')}"`),
+        `${method} ${r.stdout}`,
+      );
+      await proxy.waitForOutput(/conn .*dst=10\.66\.3\.2:80 .*via=upstream route=default .*close=eof relay=engine/);
+      // 200 KB up and back: many chunks each way, split across reads.
+      const echoed = await exchange(g.lan, 7, 'x*200000', 'x*200000');
+      assert.equal(echoed, `${'x'.repeat(200_000)}|match`, method);
+      await stopGracefully(proxy);
+    }
+    const script = join(g.tmp, 'hostile-ss.js');
+    writeFileSync(script, HOSTILE_SS);
+    const hostile = g.node.spawn(process.execPath, [script, NODE_IP]);
+    await hostile.waitForOutput(/^listening/m);
+    const link = (port: number) => `ss://${Buffer.from('aes-256-gcm:pa:ss').toString('base64url')}@${NODE_IP}:${port}`;
+    for (const [port, line] of [
+      [1094, /close=upstream-error error=EAUTH detail=.*chunk length failed authentication/],
+      [1095, /close=upstream-error error=ENOREPLY detail=.*closed the connection without answering/],
+    ] as const) {
+      const proxy = await startTranproxy(g.gw, gatewayRunArgs(g, ['--upstream', link(port)]));
+      assert.equal(await exchange(g.lan, 7, 'hi', 'never'), '|ECONNRESET', `node port ${port}`);
       await proxy.waitForOutput(line);
       await stopGracefully(proxy);
     }

@@ -7,6 +7,13 @@ import { engineNodeOf, engineServes, NODE_HANDSHAKE_TIMEOUT_MS } from '../../src
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS } from '../../src/outbound/node-conn.js';
 import { routingOf } from '../../src/config/routing.js';
 import type { ConfigFile } from '../../src/config/file.js';
+import { SsSession } from '../../src/relay/engine/ss-session.js';
+import {
+  AeadStreamDecryptor,
+  AeadStreamEncryptor,
+  masterKey,
+  SS_CIPHERS,
+} from '../../src/outbound/shadowsocks-aead.js';
 
 const DST = { address: '203.0.113.7', port: 443, family: 4 as const };
 
@@ -123,7 +130,7 @@ test('engineNodeOf: anything the engine cannot carry stays on the JS path', () =
   for (const uri of [
     'socks5://node.example:1080', // a name: the loop cannot resolve
     'http://10.1.2.3:3128',
-    'ss://YWVzLTI1Ni1nY206c2VjcmV0@10.1.2.3:8388',
+    'ss://YWVzLTI1Ni1nY206c2VjcmV0@10.1.2.3:8388/?plugin=obfs-local%3Bobfs%3Dhttp',
   ])
     assert.equal(engineNodeOf({ ...base, routing: routingOf(undefined, uri, 300) }), undefined, uri);
   const withRules = { ...socks!, rules: [{ match: { port: [25] }, outbound: 'reject' }] } as unknown as typeof socks;
@@ -145,4 +152,41 @@ test('engineNodeOf: anything the engine cannot carry stays on the JS path', () =
     300,
   );
   assert.equal(engineNodeOf({ ...base, routing: fromFile })?.name, 'a');
+  const ss = engineNodeOf({
+    ...base,
+    routing: routingOf(undefined, 'ss://YWVzLTI1Ni1nY206c2VjcmV0@10.1.2.3:8388', 300),
+  });
+  assert.equal(ss?.kind, 'shadowsocks');
+  assert.equal(ss?.method, 'aes-256-gcm');
+  assert.equal(ss?.password, 'secret');
+});
+
+test('SsSession: the header rides with the first client bytes; the node stream opens; tampered, truncated and silent nodes fail with the JS codes', () => {
+  const info = SS_CIPHERS['chacha20-ietf-poly1305'];
+  const master = masterKey('chacha20-ietf-poly1305', 'pw');
+  const header = Buffer.from([1, 10, 0, 0, 1, 0, 80]);
+  const s = new SsSession(info, master, header, 'n: node 10.0.0.1:8388');
+  const server = new AeadStreamDecryptor(info, master);
+  const sealed = (s.push(Buffer.from('GET /')) as { kind: 'forward'; chunks: Buffer[] }[])[0]!.chunks;
+  assert.deepEqual(Buffer.concat(server.push(Buffer.concat(sealed))), Buffer.concat([header, Buffer.from('GET /')]));
+  assert.equal(s.takeHeader(), undefined, 'the header went with the bytes');
+  const reply = new AeadStreamEncryptor(info, master).seal(Buffer.from('HTTP/1.1 200 OK\r\n'));
+  // Split mid-chunk: the first part is held until the rest comes.
+  assert.deepEqual(s.decode(reply.subarray(0, 40)), []);
+  assert.equal(Buffer.concat(s.decode(reply.subarray(40))).toString(), 'HTTP/1.1 200 OK\r\n');
+  assert.equal(s.end(false), undefined);
+  s.free();
+
+  const tampered = new SsSession(info, master, header, 'n: node x');
+  const bad = Buffer.from(reply);
+  bad[bad.length - 1]! ^= 1;
+  assert.throws(() => tampered.decode(bad));
+  assert.equal(tampered.failure?.code, 'EAUTH');
+  const cut = new SsSession(info, master, header, 'n: node x');
+  cut.decode(reply.subarray(0, reply.length - 3));
+  assert.equal(cut.end(true)?.code, 'EPROTO');
+  const silent = new SsSession(info, master, header, 'n: node x');
+  assert.ok(silent.takeHeader()!.length > 0, 'a client that waits: the header goes alone');
+  assert.equal(silent.end(false)?.code, 'ENOREPLY');
+  assert.match(silent.failure!.detail, /^n: node x closed the connection without answering/);
 });

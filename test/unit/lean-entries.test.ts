@@ -78,9 +78,10 @@ test('`tranproxy run` loads no console, Kubernetes, lab or other subcommand at s
 // What a sidecar's data plane must never keep resident: node protocols (only the built-in
 // direct/reject outbounds), the DNS forwarder, UDP and proxy mode's inbound. They load from
 // gateway-parts.ts when the configuration has nodes, DNS, UDP or proxy mode. The SOCKS5 wire
-// codec (pure, a few KB) is the exception: the splice engine's loop speaks it to a node.
+// codec and the Shadowsocks AEAD streams (pure, a few KB) are the exception: the splice
+// engine's loop speaks them to a node.
 const GATEWAY_ONLY =
-  /^src\/(dns|udp|inbound)\/|^src\/outbound\/(?!builtin|direct|types|group|socks5-wire)|^src\/proxy\/(gateway-parts|groups)\.ts$/;
+  /^src\/(dns|udp|inbound)\/|^src\/outbound\/(?!builtin|direct|types|group|socks5-wire|shadowsocks-aead)|^src\/proxy\/(gateway-parts|groups)\.ts$/;
 
 test('the data plane (child or one process) loads no node protocol, DNS, UDP or inbound code unless configured', () => {
   for (const entry of ['src/proxy/child.ts', 'src/proxy/one-process.ts']) {

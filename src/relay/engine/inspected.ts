@@ -157,6 +157,16 @@ export interface InspectedOptions {
   rewriter: UpstreamRewriter;
   /** 0: no limit. */
   headTimeoutMs: number;
+  /** The server's bytes are transformed on their way to the client (a node's stream cipher). */
+  decoder?: StreamDecoder;
+}
+
+/** What turns an upstream's bytes into the client's (e.g. Shadowsocks chunks into plaintext). */
+export interface StreamDecoder {
+  /** `chunk` is the caller's to keep (it may be held); throws when the stream is bad. */
+  decode(chunk: Buffer): Buffer[];
+  /** At the upstream's EOF: an error code when the stream ended badly. */
+  end(clientEnded: boolean): { code: string } | undefined;
 }
 
 const backlogged = (rw: UpstreamRewriter): boolean =>
@@ -248,6 +258,15 @@ export class InspectedFlow<C extends InspectedConn = InspectedConn> {
   onSocketError(side: 0 | 1, error: string): void {
     if (side === 1 && this.rejected !== undefined) return this.upstreamGone();
     this.host.finish(this.c, side === 0 ? 'client-error' : 'upstream-error', error, true);
+  }
+
+  /** Bytes for the upstream that come from no client read (a node's request header): queued and written. */
+  sendUp(chunks: Buffer[]): void {
+    for (const b of chunks) {
+      this.sentUp += b.length;
+      this.toUp.push(b);
+    }
+    this.flushUp();
   }
 
   /** Head timeout and linger, from the engine's sweep. */
@@ -393,6 +412,10 @@ export class InspectedFlow<C extends InspectedConn = InspectedConn> {
       if (n === 0) return this.upstreamEof();
       c.down.bytes += n;
       c.last = this.host.now();
+      if (this.opts.decoder) {
+        if (!this.decodeInto(n)) return;
+        continue;
+      }
       // Server bytes go to the client unchanged first (no copy if the socket takes them all),
       // then may decide a held request.
       const rw = this.rw;
@@ -405,6 +428,20 @@ export class InspectedFlow<C extends InspectedConn = InspectedConn> {
       if (n < READ_SIZE && hint === SHORT_EOF && !c.closed && !this.spliced && !this.upstreamClosed)
         return this.upstreamEof();
     }
+  }
+
+  /** A decoder's plaintext of the n bytes just read, queued and written to the client; false once the flow failed. */
+  private decodeInto(n: number): boolean {
+    let plain: Buffer[];
+    try {
+      plain = this.opts.decoder!.decode(Buffer.from(this.s.read.subarray(0, n)));
+    } catch (e) {
+      this.host.finish(this.c, 'upstream-error', (e as { code?: string }).code ?? 'EPROTO', true);
+      return false;
+    }
+    for (const p of plain) this.toClient.push(p);
+    this.flushClient();
+    return !this.c.closed && !this.upstreamStalled;
   }
 
   private onResponse(chunk: Buffer): void {
@@ -429,6 +466,8 @@ export class InspectedFlow<C extends InspectedConn = InspectedConn> {
   }
 
   private upstreamEof(): void {
+    const bad = this.opts.decoder?.end(this.c.up.eof);
+    if (bad) return this.host.finish(this.c, 'upstream-error', bad.code, true);
     this.c.down.eof = true;
     if (this.rejected !== undefined && this.sentUp > 0) {
       // A response cut short by the EOF gets no refusal appended (it would read as body).

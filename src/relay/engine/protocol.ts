@@ -3,6 +3,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { Endpoint } from '../../kernel/sockaddr.js';
 import type { InjectConfig } from '../../http/inject-config.js';
+import type { SsMethod } from '../../outbound/uri.js';
 
 /** What an engine loop needs, however it is hosted (a worker thread, or inline on the main thread). */
 export interface EngineInit {
@@ -74,15 +75,18 @@ export interface ServedListener {
   node?: EngineNode;
 }
 
-/** A proxy node the engine's loops speak to themselves (SOCKS5). */
+/** A proxy node the engine's loops speak to themselves: SOCKS5, or Shadowsocks AEAD without a plugin. */
 export interface EngineNode {
-  kind: 'socks5';
+  kind: 'socks5' | 'shadowsocks';
   /** Its name in log lines and metrics (via=). */
   name: string;
   /** An IP address: the loop cannot resolve names. */
   address: Endpoint;
+  /** SOCKS5: user/password (optional); Shadowsocks: the password. */
   username?: string;
   password?: string;
+  /** Shadowsocks: the AEAD method. */
+  method?: SsMethod;
   connectTimeoutMs: number;
   handshakeTimeoutMs: number;
   /** How long to wait for a client's first bytes to find the domain to ask the node for; 0: never. */

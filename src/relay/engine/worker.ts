@@ -114,6 +114,9 @@ import { startThreadProfile } from './thread-profile.js';
 import { sniff } from '../../sniff/index.js';
 import { TLS_SNIFF_LIMIT } from '../../sniff/result.js';
 import { Socks5Dialog } from './socks5-dialog.js';
+import { SsSession } from './ss-session.js';
+import { masterKey, SS_CIPHERS, type SsCipherInfo } from '../../outbound/shadowsocks-aead.js';
+import { destinationAddress, encodeSocksAddress } from '../../outbound/socks5-wire.js';
 
 const MAX_EVENTS = 256;
 const FLAGS = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
@@ -195,6 +198,8 @@ interface Conn {
   insp?: InspectedFlow<Conn>;
   /** Request heads an inspected flow rewrote (kept once it splices). */
   requests?: number;
+  /** Through a Shadowsocks node: its session (the ciphers; freed at close). */
+  ss?: SsSession;
 }
 
 interface Served {
@@ -222,6 +227,8 @@ interface NodeDial {
   cfg: EngineNode;
   /** Its sockaddr (kept referenced: connect(2) reads it by address). */
   sa: Buffer;
+  /** Shadowsocks: the cipher and master key. */
+  ss?: { info: SsCipherInfo; master: Buffer };
   addr: bigint;
   /** host:port, as messages name it. */
   where: string;
@@ -618,6 +625,7 @@ export class Engine {
     }
     this.release(c.up);
     this.release(c.down);
+    c.ss?.free();
     return true;
   }
 
@@ -645,6 +653,7 @@ export class Engine {
     if (s.listener.inject) r.requests = c.insp?.requests ?? c.requests ?? 0;
     if (s.domain) r.domain = s.domain;
     if (detail) r.detail = detail;
+    else if (c.ss?.failure) r.detail = c.ss.failure.detail;
     this.outbox.push(r);
   }
 
@@ -913,6 +922,7 @@ export class Engine {
     }
     if (s.dialog) return this.greet(c, s, mask);
     this.connected(c, s);
+    if (c.ss) return this.startSs(c, c.ss, s, mask);
     if (c.insp) return c.insp.start(readHint(s.clientEvents), readHint(mask));
     // The client's edges were held back while connecting. The upstream's first edge is this
     // one: a server that speaks first may already have sent (on a fast link the handshake and
@@ -943,7 +953,11 @@ export class Engine {
     const sa = encodeSockaddr(cfg.address);
     for (const ms of [cfg.connectTimeoutMs, cfg.handshakeTimeoutMs, cfg.sniffTimeoutMs])
       if (ms > 0) this.sweepAtLeastEvery(ms);
-    return { cfg, sa, addr: addressOf(sa), where: formatEndpoint(cfg.address) };
+    const ss =
+      cfg.kind === 'shadowsocks'
+        ? { info: SS_CIPHERS[cfg.method!], master: masterKey(cfg.method!, cfg.password ?? '') }
+        : undefined;
+    return { cfg, sa, addr: addressOf(sa), where: formatEndpoint(cfg.address), ...(ss ? { ss } : {}) };
   }
 
   /** Waits for the client's first bytes when a domain may be sniffed from them, else dials at once. */
@@ -979,9 +993,20 @@ export class Engine {
     const registered = s.sniffUntil > 0;
     s.sniffUntil = 0;
     s.connectDeadline = this.now + n.cfg.connectTimeoutMs;
-    const creds =
-      n.cfg.username !== undefined ? { username: n.cfg.username, password: n.cfg.password ?? '' } : undefined;
-    s.dialog = new Socks5Dialog(n.where, { dst: s.dst, ...(s.domain ? { domain: s.domain } : {}) }, creds);
+    if (n.ss) {
+      const dst = {
+        ip: s.dst.address,
+        port: s.dst.port,
+        family: s.dst.family,
+        ...(s.domain ? { domain: s.domain } : {}),
+      };
+      const header = encodeSocksAddress(destinationAddress(dst));
+      c.ss = new SsSession(n.ss.info, n.ss.master, header, `${n.cfg.name}: node ${n.where}`);
+    } else {
+      const creds =
+        n.cfg.username !== undefined ? { username: n.cfg.username, password: n.cfg.password ?? '' } : undefined;
+      s.dialog = new Socks5Dialog(n.where, { dst: s.dst, ...(s.domain ? { domain: s.domain } : {}) }, creds);
+    }
     if (!this.openUpstream(c, n.cfg.address.family, n.addr, n.sa.length, false)) return;
     if (registered || this.register(c, 0)) this.register(c, 1);
   }
@@ -1048,6 +1073,21 @@ export class Engine {
     this.pump(c.up, (s.clientEvents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) === 0, finSeen(s.clientEvents));
     // The target may have spoken already: its bytes wait behind the reply (no edge will say so).
     if (!c.closed) this.pump(c.down);
+  }
+
+  /** Shadowsocks: no handshake; the flow's bytes go through the session both ways from here. */
+  private startSs(c: Conn, ss: SsSession, s: Served, mask: number): void {
+    this.inspectScratch ??= new InspectScratch();
+    const insp = new InspectedFlow(c, this.inspectHost, this.inspectScratch, {
+      rewriter: ss,
+      headTimeoutMs: 0,
+      decoder: ss,
+    });
+    c.insp = insp;
+    insp.start(readHint(s.clientEvents), readHint(mask));
+    // The client said nothing yet (the server speaks first): the target goes alone.
+    const header = c.closed ? undefined : ss.takeHeader();
+    if (header) insp.sendUp(header);
   }
 
   private handshakeTimedOut(c: Conn): void {
