@@ -410,12 +410,12 @@ export class InspectedFlow<C extends InspectedConn = InspectedConn> {
         return this.host.finish(this.c, 'upstream-error', errnoName(-n), true);
       }
       if (n === 0) return this.upstreamEof();
-      c.down.bytes += n;
       c.last = this.host.now();
       if (this.opts.decoder) {
         if (!this.decodeInto(n)) return;
         continue;
       }
+      c.down.bytes += n;
       // Server bytes go to the client unchanged first (no copy if the socket takes them all),
       // then may decide a held request.
       const rw = this.rw;
@@ -439,7 +439,11 @@ export class InspectedFlow<C extends InspectedConn = InspectedConn> {
       this.host.finish(this.c, 'upstream-error', (e as { code?: string }).code ?? 'EPROTO', true);
       return false;
     }
-    for (const p of plain) this.toClient.push(p);
+    // What the client gets is counted (as the JS path counts its socket's writes), not the cipher's overhead.
+    for (const p of plain) {
+      this.c.down.bytes += p.length;
+      this.toClient.push(p);
+    }
     this.flushClient();
     return !this.c.closed && !this.upstreamStalled;
   }
