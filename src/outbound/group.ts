@@ -130,6 +130,8 @@ export class GroupOutbound implements TcpOutbound {
           } catch (e) {
             this.health.set(name, { alive: false, error: (e as Error).message });
           }
+          // The member in use is known down: leave it now, not when the slowest probe is back.
+          if (this.health.get(this.current)?.alive === false) this.repick();
         }),
       );
     } finally {

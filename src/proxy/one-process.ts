@@ -14,7 +14,7 @@ import { TranproxyError } from '../errors.js';
 import { bindListeners, bindProxyListeners, workerLayout, type Listener } from './listeners.js';
 import { PlaneRuntime } from './plane-runtime.js';
 import type { WorkerShare } from './protocol.js';
-import { readyFields } from './ready-line.js';
+import { readyFields, stoppingLine } from './ready-line.js';
 
 /** A configuration as `run` parsed it, with the fields a reload must keep. */
 export interface LoadedConfig {
@@ -235,9 +235,8 @@ export class OneProcess {
       // the listening sockets are shut so that connections made during the drain are refused.
       const shutListeners = (): void => {
         for (const l of [...this.listeners, ...this.proxyListeners]) stopListening(l.fd);
+        if (drainMs > 0 && this.current) this.log.info(stoppingLine(drainMs));
       };
-      if (drainMs > 0 && this.current)
-        this.log.info(`stopping: no new connections; draining for up to ${drainMs / 1000}s`);
       const current = this.current ? [this.retire(this.current, drainMs, shutListeners)] : [];
       if (!this.current) shutListeners();
       await Promise.all([...current, ...[...this.draining].map((g) => this.retire(g, drainMs))]);

@@ -50,3 +50,8 @@ export function readyFields(cfg: RunConfig, s: ReadyState): LogFields {
       : undefined,
   };
 }
+
+/** Said on SIGTERM once the listening sockets are shut. */
+export function stoppingLine(drainMs: number): string {
+  return `stopping: new connections are refused; draining for up to ${drainMs / 1000}s`;
+}

@@ -36,7 +36,7 @@ import type { ConnectionInfo, LiveAnswer } from './dataplane.js';
 import { TrafficTotals, type ClosedRow, type WorkerTraffic } from '../observe/traffic.js';
 import type { Bytes } from '../observe/flow-stats.js';
 import { bindListeners, bindProxyListeners, transparentListeners, workerLayout, type Listener } from './listeners.js';
-import { readyFields } from './ready-line.js';
+import { readyFields, stoppingLine } from './ready-line.js';
 import type { GroupState } from '../outbound/group.js';
 import { ListFile } from './rule-lists.js';
 
@@ -743,10 +743,9 @@ export class Supervisor implements SupervisorControl {
     this.stopping ??= (async () => {
       this.ready = false;
       const workers = [...this.workers, ...this.draining];
-      if (drainMs > 0 && workers.length > 0)
-        this.log.info(`stopping: no new connections; draining for up to ${drainMs / 1000}s`);
       const stopped = Promise.all(workers.map((w) => w.stop(drainMs)));
       await this.stopListening(workers);
+      if (drainMs > 0 && workers.length > 0) this.log.info(stoppingLine(drainMs));
       await stopped;
       this.spare?.release(); // no await until removeRules: nothing else can take them
       if (this.rulesApplied) {

@@ -194,9 +194,8 @@ for (const [layout, flags] of Object.entries(LAYOUTS)) {
       await h.say('one');
       const exited = new Promise<number | null>((r) => proxy.child.once('exit', (code) => r(code)));
       proxy.child.kill('SIGTERM');
-      await proxy.waitForOutput(/stopping: no new connections; draining for up to 2s/, 5000);
-      // That line opens the drain; the listening socket is shut once the workers said they stopped
-      // accepting (another process): a connection made in between would still be taken.
+      await proxy.waitForOutput(/stopping: new connections are refused; draining for up to 2s/, 5000);
+      // The line comes once the listening socket is shut (and that happens while draining).
       await until('the proxy to stop listening on :15001', async () => {
         const r = await client.run('ss', ['-Hlnt', 'sport = :15001']);
         return r.stdout.trim() === '';

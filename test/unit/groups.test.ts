@@ -103,6 +103,36 @@ test('fallback moves off a member that goes down and back when it returns; conne
   assert.deepEqual(changes, ['hk->jp (hk down: ECONNREFUSED)', 'jp->hk (back up)']);
 });
 
+test('a member in use whose probe fails is left at once, not when the slowest probe of the round returns', async () => {
+  for (const type of ['url-test', 'fallback'] as const) {
+    let releaseSlow!: () => void;
+    const slow = new Promise<number>((_, reject) => (releaseSlow = () => reject(new Error('timeout'))));
+    const probes: Record<string, () => Promise<number>> = {
+      dead: () => Promise.reject(new Error('ECONNREFUSED')),
+      fast: () => Promise.resolve(15),
+      slow: () => slow,
+    };
+    const outbound = (name: string): TcpOutbound => ({
+      name,
+      kind: 'fake',
+      connect: () => Promise.reject(new Error(name)),
+    });
+    const members = ['dead', 'fast', 'slow'];
+    const g = new GroupOutbound(
+      'g',
+      { type, members, url: 'http://probe/', intervalMs: 60_000, toleranceMs: 50 },
+      new Map(members.map((m) => [m, outbound(m)])),
+      (m) => probes[m.name]!(),
+    );
+    const round = g.checkNow();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(g.now, 'fast', `${type}: the dead member is left while 'slow' is still being probed`);
+    releaseSlow();
+    await round;
+    assert.equal(g.now, 'fast', type);
+  }
+});
+
 test('url-test switches to the faster member only beyond the tolerance', async () => {
   const { g, results, changes } = fakeGroup('url-test', ['a', 'b']);
   results.set('a', 100).set('b', 70);
