@@ -1,6 +1,6 @@
 // The head-read timeout (--head-timeout, against slowloris) on loopback sockets: the relay
 // with the real request rewriter in front of a real keep-alive HTTP server. No root needed.
-import { test } from 'node:test';
+import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
@@ -10,6 +10,13 @@ import { compileInjectConfig } from '../../src/http/inject-config.js';
 import { RequestRewriter } from '../../src/http/rewriter.js';
 import { relay, type RelayResult } from '../../src/relay/relay.js';
 import { until } from '../helpers/wait.js';
+
+/** Whatever a test opened: closed after each test, so a failed assertion fails the run instead of hanging it. */
+const opened = new Set<() => void>();
+afterEach(() => {
+  for (const close of opened) close();
+  opened.clear();
+});
 
 const INJECT = compileInjectConfig({ headers: [{ name: 'X-Injected', value: 'yes' }], maxHeadBytes: 65536 });
 const RESPONSE_408 = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n';
@@ -29,6 +36,10 @@ async function httpUpstream(): Promise<{ port: number; requests: () => number; c
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
+  opened.add(() => {
+    server.closeAllConnections();
+    server.close();
+  });
   return {
     port: (server.address() as net.AddressInfo).port,
     requests: () => requests,
@@ -48,6 +59,7 @@ async function withProxy(
   const results: Promise<RelayResult>[] = [];
   const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
     const upstream = net.connect({ port: target, host: '127.0.0.1', allowHalfOpen: true });
+    opened.add(() => client.destroy()).add(() => upstream.destroy());
     results.push(
       once(upstream, 'connect').then(() =>
         relay(client, upstream, { idleTimeoutMs: 10_000, headTimeoutMs, rewriter: new RequestRewriter(INJECT) }),
@@ -66,6 +78,7 @@ async function withProxy(
 /** A client that collects what it receives; `allowHalfOpen` so it never closes its side by itself. */
 async function connect(port: number): Promise<{ sock: net.Socket; got: () => string; ended: Promise<number> }> {
   const sock = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  opened.add(() => sock.destroy());
   sock.on('error', () => {});
   await once(sock, 'connect');
   let text = '';
@@ -215,6 +228,7 @@ test('non-HTTP bytes the rewriter passes through are not subject to the head tim
   const echo = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s));
   echo.listen(0, '127.0.0.1');
   await once(echo, 'listening');
+  opened.add(() => echo.close());
   await withProxy((echo.address() as net.AddressInfo).port, 150, async (port, results) => {
     const c = await connect(port);
     const tlsLike = '\x16\x03\x01\x00\x05hello';
