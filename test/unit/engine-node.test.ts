@@ -55,9 +55,12 @@ test('SOCKS5 dialog: the sniffed domain is asked for; a domain-typed reply is re
   assert.deepEqual(run(d, Buffer.concat([reply, Buffer.from('target bytes')])), [{ t: 'done' }]);
 });
 
-test('SOCKS5 dialog with credentials: offers user/password only, sends RFC 1929, then the request', () => {
+test('SOCKS5 dialog with credentials: offers no-auth and user/password, sends RFC 1929 when asked, then the request', () => {
+  const open = new Socks5Dialog('n:1', { dst: DST }, { username: 'alice', password: 's3cret' });
+  const [direct] = run(open, Buffer.from([5, 0])); // a node that needs none: straight to the request, as on the JS path
+  assert.deepEqual(direct, { t: 'send', bytes: Buffer.from([5, 1, 0, 1, 203, 0, 113, 7, 1, 187]) });
   const d = new Socks5Dialog('n:1', { dst: DST }, { username: 'alice', password: 's3cret' });
-  assert.deepEqual(d.first(), Buffer.from([5, 1, 2]));
+  assert.deepEqual(d.first(), Buffer.from([5, 2, 0, 2]));
   const [auth] = run(d, Buffer.from([5, 2]));
   assert.deepEqual(auth, {
     t: 'send',

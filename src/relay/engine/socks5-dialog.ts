@@ -53,9 +53,9 @@ export class Socks5Dialog {
     private readonly creds?: { username: string; password: string },
   ) {}
 
-  /** The greeting: no-auth, or with credentials user/password only (nothing to guess which follows). */
+  /** The greeting: no-auth, and with credentials user/password too (as the JS path offers: a node may need none). */
   first(): Buffer {
-    return encodeGreeting(this.creds ? [METHOD_USERPASS] : [METHOD_NO_AUTH]);
+    return encodeGreeting(this.creds ? [METHOD_NO_AUTH, METHOD_USERPASS] : [METHOD_NO_AUTH]);
   }
 
   /** Bytes to read next: exactly what completes the current reply as far as known. */
@@ -101,7 +101,7 @@ export class Socks5Dialog {
       this.stage = 'auth';
       return { t: 'send', bytes: encodeUserPassAuth(this.creds.username, this.creds.password) };
     }
-    if (m.method !== METHOD_NO_AUTH || this.creds)
+    if (m.method !== METHOD_NO_AUTH)
       return this.fail('EHANDSHAKE', `chose authentication method ${m.method}, which was not offered`);
     return this.request();
   }
