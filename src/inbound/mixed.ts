@@ -12,6 +12,7 @@ import { METHOD_NONE_ACCEPTABLE, METHOD_USERPASS } from '../outbound/socks5.js';
 import type { LogFields, Logger } from '../observe/log.js';
 import type { DataPlaneMetrics } from '../observe/metrics.js';
 import type { FlowStats } from '../observe/flow-stats.js';
+import { Drain } from '../flow/drain.js';
 import { FlowReporter, type ConnectionInfo, type Flow } from '../flow/record.js';
 import { relay, type RelayResult } from '../relay/relay.js';
 import type { UdpOutbound } from '../udp/types.js';
@@ -116,7 +117,7 @@ class MixedInboundServer implements MixedInbound {
   private readonly sockets = new Set<net.Socket>();
   private readonly live = new Map<number, ProxyFlow>();
   private nextId = PROXY_FLOW_ID_BASE;
-  private drained: (() => void) | undefined;
+  private readonly drainer = new Drain();
 
   constructor(cfg: MixedInboundConfig, log: Logger) {
     this.cfg = cfg;
@@ -159,21 +160,12 @@ class MixedInboundServer implements MixedInbound {
     return true;
   }
 
-  /** Closes the listening handles at once (close()'s callback would wait for every connection: drain does that). */
   stopAccepting(): Promise<void> {
-    for (const s of this.servers) s.close(() => {});
-    return Promise.resolve();
+    return this.drainer.stopAccepting(this.servers);
   }
 
   drain(deadlineMs: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      if (this.sockets.size === 0) return resolve();
-      const t = setTimeout(resolve, deadlineMs);
-      this.drained = () => {
-        clearTimeout(t);
-        resolve();
-      };
-    });
+    return this.drainer.wait(this.sockets.size, deadlineMs);
   }
 
   destroyAll(): void {
@@ -197,7 +189,7 @@ class MixedInboundServer implements MixedInbound {
     sockets.add(client);
     client.once('close', () => {
       sockets.delete(client);
-      if (sockets.size === 0) this.drained?.();
+      this.drainer.settled(sockets.size);
     });
     void this.serve(client, src, listener).catch((e: Error) => {
       this.refused({

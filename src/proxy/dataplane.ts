@@ -29,6 +29,7 @@ import {
 import { LocalAddresses } from '../kernel/local-addresses.js';
 import { engineServes, startServedPlane } from './served-plane.js';
 import type { Logger } from '../observe/log.js';
+import { Drain } from '../flow/drain.js';
 import { closedOf, FlowReporter, type Flow, type FlowEnd, type Refusal } from '../flow/record.js';
 import type { ConnectionInfo, DataPlane, ListenerHandle, LiveAnswer } from './plane.js';
 import type { RelayPath } from './protocol.js';
@@ -216,7 +217,7 @@ class JsDataPlane implements DataPlane {
   private flows = 0;
   private readonly local = new LocalAddresses();
   private nextId = 1;
-  private drained: (() => void) | undefined;
+  private readonly drainer = new Drain();
   private readonly metrics: DataPlaneMetrics | undefined;
   private readonly liveFlows = new Map<number, LiveFlow>();
   private readonly report: FlowReporter;
@@ -316,21 +317,12 @@ class JsDataPlane implements DataPlane {
     return true;
   }
 
-  /** Closes the listening handles at once (close()'s callback would wait for every connection: drain does that). */
   stopAccepting(): Promise<void> {
-    for (const s of this.servers) s.close(() => {});
-    return Promise.resolve();
+    return this.drainer.stopAccepting(this.servers);
   }
 
   drain(deadlineMs: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      if (this.flows === 0) return resolve();
-      const t = setTimeout(resolve, deadlineMs);
-      this.drained = () => {
-        clearTimeout(t);
-        resolve();
-      };
-    });
+    return this.drainer.wait(this.flows, deadlineMs);
   }
 
   async destroyAll(): Promise<void> {
@@ -379,7 +371,7 @@ class JsDataPlane implements DataPlane {
 
   private readonly finishFlow = (): void => {
     this.flows--;
-    if (this.flows === 0 && this.drained) this.drained();
+    this.drainer.settled(this.flows);
   };
 
   private onConnection(client: net.Socket, family: 4 | 6, listener: string): void {

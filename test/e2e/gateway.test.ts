@@ -7,7 +7,13 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Host, Lab, LabProcess } from '../../src/netlab/lab.js';
-import { gatewayLabAddresses, gatewayRunArgs, withGatewayLab, type GatewayLab } from '../helpers/gateway-lab.js';
+import {
+  gatewayLabAddresses,
+  gatewayRunArgs,
+  microsocks,
+  withGatewayLab,
+  type GatewayLab,
+} from '../helpers/gateway-lab.js';
 import { peerPath, startPeer, startTranproxy, waitForPort } from '../helpers/lab.js';
 
 const {
@@ -50,21 +56,9 @@ async function tcpExchange(h: Host, ip: string, port: number, text: string): Pro
   return r.stdout;
 }
 
-async function microsocks(node: Host, port: number, auth?: [string, string]): Promise<LabProcess> {
-  const p = node.spawn('microsocks', [
-    '-i',
-    NODE_IP,
-    '-p',
-    String(port),
-    ...(auth ? ['-u', auth[0], '-P', auth[1]] : []),
-  ]);
-  await waitForPort(node, port);
-  return p;
-}
-
 test('SOCKS5 node: curl and a raw TCP exchange from a LAN host leave through the node', async () => {
   await withGateway(async (g) => {
-    await microsocks(g.node, 1080);
+    await microsocks(g.node, NODE_IP, 1080);
     const proxy = await startTranproxy(g.gw, gatewayRunArgs(g, ['--upstream', `socks5://${NODE_IP}:1080`]));
     const echo = await curlJson(g.lan, `http://${REMOTE}/via-node`);
     assert.equal(echo?.client.address, NODE_SIDE_OF_REMOTE, 'the remote server sees the node, not the client');
@@ -81,7 +75,7 @@ test('SOCKS5 node: curl and a raw TCP exchange from a LAN host leave through the
 
 test('-N: the upstream node given by name is resolved through the -N nameserver', async () => {
   await withGateway(async (g) => {
-    await microsocks(g.node, 1080);
+    await microsocks(g.node, NODE_IP, 1080);
     // Only this nameserver knows the node's name; the system resolver does not.
     const dnsPeer = g.direct.spawn('python3', [
       peerPath('dns_server.py'),
@@ -104,7 +98,7 @@ test('-N: the upstream node given by name is resolved through the -N nameserver'
 test('SOCKS5 with auth, HTTP CONNECT (tinyproxy) and Shadowsocks (each cipher) nodes', async () => {
   await withGateway(async (g) => {
     const nodes: [string, () => Promise<LabProcess>][] = [];
-    nodes.push([`socks5://alice:s3cret@${NODE_IP}:1081`, () => microsocks(g.node, 1081, ['alice', 's3cret'])]);
+    nodes.push([`socks5://alice:s3cret@${NODE_IP}:1081`, () => microsocks(g.node, NODE_IP, 1081, ['alice', 's3cret'])]);
     const tinyConf = join(g.tmp, 'tinyproxy.conf');
     writeFileSync(
       tinyConf,
@@ -144,7 +138,7 @@ test('SOCKS5 with auth, HTTP CONNECT (tinyproxy) and Shadowsocks (each cipher) n
 
 test('domain rules: one name direct, another through the node, a third rejected; node down is quick and isolated', async () => {
   await withGateway(async (g) => {
-    const socks = await microsocks(g.node, 1080);
+    const socks = await microsocks(g.node, NODE_IP, 1080);
     const config = join(g.tmp, 'gateway.yaml');
     writeFileSync(
       config,
@@ -218,7 +212,7 @@ test('UDP through the gateway: TPROXY UDP relayed direct, replies come from the 
 
 test('DNS forwarder on the gateway: queries go through the node, fake-IP maps connections back to their domain', async () => {
   await withGateway(async (g) => {
-    await microsocks(g.node, 1080);
+    await microsocks(g.node, NODE_IP, 1080);
     const dnsPeer = g.remote.spawn('python3', [peerPath('dns_server.py'), '53', REMOTE, `www.remote.test=${REMOTE}`]);
     await dnsPeer.waitForOutput(/^listening /m);
     const config = join(g.tmp, 'dns.yaml');
@@ -264,7 +258,7 @@ test('DNS forwarder on the gateway: queries go through the node, fake-IP maps co
 
 test('node down: its fallback node carries the flow', async () => {
   await withGateway(async (g) => {
-    await microsocks(g.node, 1082); // the fallback; the primary (1080) is not running
+    await microsocks(g.node, NODE_IP, 1082); // the fallback; the primary (1080) is not running
     const config = join(g.tmp, 'fallback.yaml');
     writeFileSync(
       config,

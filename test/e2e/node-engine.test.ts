@@ -8,10 +8,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Host, LabProcess } from '../../src/netlab/lab.js';
-import { gatewayLabAddresses, gatewayRunArgs, withGatewayLab } from '../helpers/gateway-lab.js';
+import type { Host } from '../../src/netlab/lab.js';
+import { gatewayLabAddresses, gatewayRunArgs, microsocks, withGatewayLab } from '../helpers/gateway-lab.js';
 import { startPeer, startTranproxy, waitForPort } from '../helpers/lab.js';
 import { stopGracefully } from '../helpers/procs.js';
+import { until } from '../helpers/wait.js';
 
 const NET = 66;
 const { node: NODE_IP, remote: REMOTE, nodeSideOfRemote: NODE_SIDE_OF_REMOTE } = gatewayLabAddresses(NET);
@@ -87,24 +88,6 @@ function socketsAndPipes(pid: number): { sockets: number; pipes: number } {
 /** Each engine thread keeps up to 64 empty pipes (2 descriptors each) for its next flows. */
 const PIPE_POOLS_FDS = 2 * 2 * 64;
 
-async function until(ok: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!ok() && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
-  return ok();
-}
-
-async function microsocks(node: Host, port: number, auth?: [string, string]): Promise<LabProcess> {
-  const p = node.spawn('microsocks', [
-    '-i',
-    NODE_IP,
-    '-p',
-    String(port),
-    ...(auth ? ['-u', auth[0], '-P', auth[1]] : []),
-  ]);
-  await waitForPort(node, port);
-  return p;
-}
-
 test('through one SOCKS5 node the engine serves every flow: relay=kernel, node address at the target, domain, auth, /connections and close, fds back to baseline', {
   timeout: 90_000,
 }, async () => {
@@ -115,7 +98,7 @@ test('through one SOCKS5 node the engine serves every flow: relay=kernel, node a
       [1080, undefined],
       [1081, ['alice', 's3cret']],
     ] as const) {
-      await microsocks(g.node, port, auth ? [...auth] : undefined);
+      await microsocks(g.node, NODE_IP, port, auth ? [...auth] : undefined);
       const uri = `socks5://${auth ? `${auth[0]}:${auth[1]}@` : ''}${NODE_IP}:${port}`;
       const proxy = await startTranproxy(
         g.gw,
@@ -180,9 +163,12 @@ test('through one SOCKS5 node the engine serves every flow: relay=kernel, node a
       await proxy.waitForOutput(/conn .*dst=10\.66\.3\.2:7 .*via=upstream .*close=aborted/);
       // Sockets back to the baseline; pipes may stay in the threads' pools, whose size follows how
       // many flows ran at once (the 20 echoes), not a count a baseline can hold.
-      assert.ok(
-        await until(() => socketsAndPipes(child).sockets <= baseline.sockets, 8000),
-        `sockets: ${JSON.stringify(socketsAndPipes(child))} after, ${JSON.stringify(baseline)} before`,
+      await until(
+        () =>
+          `sockets back to the baseline: ${JSON.stringify(socketsAndPipes(child))} after, ${JSON.stringify(baseline)} before`,
+        () => socketsAndPipes(child).sockets <= baseline.sockets,
+        8000,
+        100,
       );
       assert.ok(
         socketsAndPipes(child).pipes <= baseline.pipes + PIPE_POOLS_FDS,

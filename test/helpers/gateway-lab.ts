@@ -10,7 +10,8 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { withLab, type Host, type Lab } from './lab.js';
+import type { LabProcess } from '../../src/netlab/lab.js';
+import { waitForPort, withLab, type Host, type Lab } from './lab.js';
 
 /** The lab's IPv4 addresses, all in 10.<net>.0.0/16, one /24 per link. */
 export interface GatewayLabAddresses {
@@ -156,4 +157,11 @@ export async function udpExchange(
   ].join('\n');
   const r = await h.run('python3', ['-c', script, ip, String(port), ...messages], { allowFailure: true });
   return r.stdout.trim().split('\n').filter(Boolean);
+}
+
+/** A microsocks SOCKS5 node listening on `ip`:`port` in `node` (with user/password when `auth`). */
+export async function microsocks(node: Host, ip: string, port: number, auth?: [string, string]): Promise<LabProcess> {
+  const p = node.spawn('microsocks', ['-i', ip, '-p', String(port), ...(auth ? ['-u', auth[0], '-P', auth[1]] : [])]);
+  await waitForPort(node, port);
+  return p;
 }
