@@ -304,6 +304,55 @@ engineTest('idle timeout closes both sides; traffic keeps it alive', { skip, tim
   });
 });
 
+// Inline only: the loop then runs on this thread, where Date.now can be made to jump (a
+// worker thread has its own). Nothing of the host's clock is touched.
+test('idle deadlines are on a monotonic clock: a wall-clock step ahead does not close an idle flow early, one back does not keep it open [inline]', {
+  skip,
+  timeout: 20_000,
+}, async () => {
+  const IDLE = 1500;
+  const HOURS = 3 * 3600_000;
+  const own = ownEngine({ hosting: 'inline' });
+  let gotByte!: () => void;
+  const upstreamGot = new Promise<void>((r) => (gotByte = r));
+  const upstream = await listen((s) => {
+    s.on('error', () => {});
+    s.on('data', () => gotByte());
+  });
+  const realNow = Date.now;
+  try {
+    await withProxy(
+      upstream.address() as net.AddressInfo,
+      (c, u) => own.relay(c, u, { idleTimeoutMs: IDLE }),
+      async (port, results) => {
+        const c = await connect(port);
+        c.on('error', () => {});
+        c.resume();
+        await until('the hand-over', () => results.length === 1 && own.active === 1);
+        let settled = false;
+        void results[0]!.then(() => (settled = true));
+        c.write('x');
+        await upstreamGot; // the engine has read it: its idle time starts now
+        const lastByte = performance.now();
+        Date.now = () => realNow() + HOURS;
+        await sleep(IDLE / 2);
+        assert.equal(settled, false, 'closed as idle once the wall clock jumped 3 hours ahead');
+        Date.now = () => realNow() - HOURS;
+        const r = await Promise.race([results[0]!, sleep(IDLE + 3000).then(() => undefined)]);
+        const quiet = performance.now() - lastByte;
+        assert.ok(
+          r,
+          `still open ${Math.round(quiet)} ms after its last byte (idle timeout ${IDLE} ms), the wall clock 3 hours back`,
+        );
+        assert.equal(r.reason, 'idle');
+        assert.ok(quiet >= IDLE - 20 && quiet < IDLE + 1300, `closed after ${Math.round(quiet)} ms of quiet`);
+      },
+    );
+  } finally {
+    Date.now = realNow;
+  }
+});
+
 engineTest('byte counts are per direction and include what Node had already read', { skip }, async () => {
   // A server-first protocol: the banner is read by Node before the hand-over and must be
   // flushed to the client and counted.

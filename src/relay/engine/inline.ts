@@ -108,7 +108,7 @@ class InlineLoop implements EngineThread {
   private schedule(ms: number): void {
     if (ms === 0) return this.queueTurn();
     if (ms < 0) return;
-    const due = Date.now() + ms;
+    const due = performance.now() + ms;
     // A timer that fires early only costs a turn that finds nothing due.
     if (this.timer && this.timerDue <= due) return;
     clearTimeout(this.timer);

@@ -206,7 +206,10 @@ interface Served {
   listener: Listener;
   src: Endpoint;
   dst: Endpoint;
+  /** Date.now() at accept (for records). */
   started: number;
+  /** The loop's monotonic clock at accept. */
+  t0: number;
   /** Until the upstream connect completes: no bytes move, the deadline applies. */
   connecting: boolean;
   /** epoll events of the client's socket while connecting (held back until connected). */
@@ -319,7 +322,8 @@ export class Engine {
   private again: Dir[] = [];
   /** Directions that could not get a pipe (descriptors exhausted); retried later. */
   private readonly starved = new Set<Dir>();
-  private now = Date.now();
+  /** Monotonic ms: a wall-clock step must not move deadlines. Records take Date.now(). */
+  private now = performance.now();
   private sweepMs = 1000;
   private nextSweep = 0;
   private nextBytesReport = 0;
@@ -357,13 +361,13 @@ export class Engine {
   waitMs(): number {
     let timeout = -1;
     if (this.again.length > 0) timeout = 0;
-    else if (this.conns.size > 0 || this.resting()) timeout = Math.max(0, this.nextSweep - Date.now());
+    else if (this.conns.size > 0 || this.resting()) timeout = Math.max(0, this.nextSweep - performance.now());
     if (this.conns.size > this.served.size && timeout !== 0) {
-      const reportIn = Math.max(0, this.nextBytesReport - Date.now());
+      const reportIn = Math.max(0, this.nextBytesReport - performance.now());
       if (timeout < 0 || reportIn < timeout) timeout = reportIn;
     }
     if (this.unreported()) {
-      const flushIn = Math.max(0, this.lastFlush + RECORD_FLUSH_MS - Date.now());
+      const flushIn = Math.max(0, this.lastFlush + RECORD_FLUSH_MS - performance.now());
       if (timeout < 0 || flushIn < timeout) timeout = flushIn;
     }
     return timeout;
@@ -377,7 +381,7 @@ export class Engine {
   turn(timeout: number): number {
     const ev = this.events;
     const n = rawEpollWait(this.epfd, this.eventsAddr, MAX_EVENTS, timeout);
-    this.now = Date.now();
+    this.now = performance.now();
     if (n < 0) {
       if (n === -EINTR) return 0;
       throw new Error(`epoll_wait: ${errnoName(-n)}`);
@@ -642,7 +646,7 @@ export class Engine {
       src: s.src,
       dst: s.dst,
       started: s.started,
-      ended: this.now,
+      ended: Date.now(),
       bytesUp: c.up.bytes,
       bytesDown: c.down.bytes,
       reason,
@@ -851,7 +855,8 @@ export class Engine {
       listener: l,
       src,
       dst,
-      started: this.now,
+      started: Date.now(),
+      t0: this.now,
       connecting: true,
       clientEvents: 0,
       connectDeadline: cfg.connectTimeoutMs > 0 ? this.now + cfg.connectTimeoutMs : Infinity,
@@ -935,7 +940,7 @@ export class Engine {
   /** The upstream (or the node's handshake) is done: bytes may move, the connect time counts. */
   private connected(c: Conn, s: Served): void {
     s.connecting = false;
-    s.connectMs = this.now - s.started;
+    s.connectMs = this.now - s.t0;
     this.connectTimes.push(s.connectMs);
     c.last = this.now;
   }
