@@ -353,6 +353,68 @@ test('idle deadlines are on a monotonic clock: a wall-clock step ahead does not 
   }
 });
 
+/** In a child process: N connections to 127.0.0.1:PORT, a byte on each every 100 ms. */
+const TRICKLE = `
+const net = require('node:net');
+const [port, n] = process.argv.slice(1).map(Number);
+const socks = [];
+let open = 0;
+for (let i = 0; i < n; i++) {
+  const s = net.connect(port, '127.0.0.1', () => ++open === n && console.log('connected'));
+  s.setNoDelay(true);
+  s.on('error', () => {});
+  s.resume();
+  socks.push(s);
+}
+setInterval(() => { for (const s of socks) if (!s.connecting) s.write('x'); }, 100);
+process.stdin.on('end', () => process.exit(0));
+`;
+
+// epoll_wait hands out 256 events a turn: after a stall longer than the idle timeout, the
+// flows whose events come in the next batches must not be taken for idle meanwhile.
+test('after a stall longer than the idle timeout, 300 flows with bytes waiting are not closed as idle [inline]', {
+  skip,
+  timeout: 30_000,
+}, async () => {
+  const N = 300;
+  const IDLE = 1000;
+  const own = ownEngine({ hosting: 'inline' });
+  const upstream = await listen((s) => {
+    s.on('error', () => {});
+    s.resume();
+  });
+  let clients: ReturnType<typeof spawn> | undefined;
+  try {
+    await withProxy(
+      upstream.address() as net.AddressInfo,
+      (c, u) => own.relay(c, u, { idleTimeoutMs: IDLE }),
+      async (port, results) => {
+        const child = spawn(process.execPath, ['-e', TRICKLE, String(port), String(N)], {
+          stdio: ['pipe', 'pipe', 'inherit'],
+        });
+        clients = child;
+        let out = '';
+        child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+        await until('the clients connected', () => out.includes('connected'));
+        await until(
+          () => `${N} flows in the engine (accepted ${results.length}, in the engine ${own.active})`,
+          () => results.length === N && own.active === N,
+        );
+        const ended: string[] = [];
+        for (const r of results) void r.then((x) => ended.push(x.reason));
+        // The main thread (the inline loop's) busy for twice the idle timeout, bytes arriving meanwhile.
+        const stallEnd = performance.now() + 2 * IDLE;
+        while (performance.now() < stallEnd);
+        await sleep(500);
+        assert.deepEqual(ended, [], `flows closed after the stall: ${ended.length}`);
+        assert.equal(own.active, N);
+      },
+    );
+  } finally {
+    clients?.kill('SIGKILL');
+  }
+});
+
 engineTest('byte counts are per direction and include what Node had already read', { skip }, async () => {
   // A server-first protocol: the banner is read by Node before the hand-over and must be
   // flushed to the client and counted.

@@ -324,6 +324,11 @@ export class Engine {
   private readonly starved = new Set<Dir>();
   /** Monotonic ms: a wall-clock step must not move deadlines. Records take Date.now(). */
   private now = performance.now();
+  /**
+   * `now` of the last epoll_wait that returned less than a full batch (no event left unread):
+   * idleness counts to there, so after a stall a flow whose events are not read yet stays.
+   */
+  private drainedAt = this.now;
   private sweepMs = 1000;
   private nextSweep = 0;
   private nextBytesReport = 0;
@@ -386,6 +391,7 @@ export class Engine {
       if (n === -EINTR) return 0;
       throw new Error(`epoll_wait: ${errnoName(-n)}`);
     }
+    if (n < MAX_EVENTS) this.drainedAt = this.now;
     let wake = this.host.wakeFd === undefined;
     for (let i = 0; i < n; i++) {
       const off = i * EPOLL_EVENT_SIZE;
@@ -672,7 +678,7 @@ export class Engine {
           if (s.greeted) this.handshakeTimedOut(c);
           else this.connectFailed(c, ETIMEDOUT);
         }
-      } else if (c.idleMs > 0 && this.now - c.last >= c.idleMs) this.finish(c, 'idle');
+      } else if (c.idleMs > 0 && this.drainedAt - c.last >= c.idleMs) this.finish(c, 'idle');
       else if (c.insp && c.insp.deadline > 0 && this.now >= c.insp.deadline) c.insp.onTimer(this.now);
     }
     for (const l of this.listeners.values()) if (!l.armed && l.resumeAt > 0 && this.now >= l.resumeAt) this.arm(l);
