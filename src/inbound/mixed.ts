@@ -62,8 +62,10 @@ export interface MixedInbound {
   connections(): ConnectionInfo[];
   closeConnection(id: number): boolean;
   stopAccepting(): Promise<void>;
+  /** Resolves once no connection is left and every flow's end is logged, or at the deadline. */
   drain(deadlineMs: number): Promise<void>;
-  destroyAll(): void;
+  /** Destroys the connections left; resolves once their ends are logged (at most 1 s). */
+  destroyAll(): Promise<void>;
 }
 
 /** Ids of proxy-mode flows start here, so /connections never confuses them with captured ones. */
@@ -165,11 +167,22 @@ class MixedInboundServer implements MixedInbound {
   }
 
   drain(deadlineMs: number): Promise<void> {
-    return this.drainer.wait(this.sockets.size, deadlineMs);
+    return this.drainer.wait(this.pending(), deadlineMs);
   }
 
-  destroyAll(): void {
+  destroyAll(): Promise<void> {
     for (const s of this.sockets) s.destroy();
+    // Their relays log them as they see the close: let that happen before the process exits.
+    return this.drain(1000);
+  }
+
+  /** Connections still open, or flows whose end is not logged yet (0: nothing left). */
+  private pending(): number {
+    return this.sockets.size + this.live.size;
+  }
+
+  private settle(): void {
+    this.drainer.settled(this.pending());
   }
 
   private refused(fields: LogFields & { reason: string }): void {
@@ -189,7 +202,7 @@ class MixedInboundServer implements MixedInbound {
     sockets.add(client);
     client.once('close', () => {
       sockets.delete(client);
-      this.drainer.settled(sockets.size);
+      this.settle();
     });
     void this.serve(client, src, listener).catch((e: Error) => {
       this.refused({
@@ -313,6 +326,7 @@ class MixedInboundServer implements MixedInbound {
     } finally {
       this.live.delete(flow.id);
       metrics?.active.dec({ listener });
+      this.settle();
     }
   }
 
@@ -375,6 +389,7 @@ class MixedInboundServer implements MixedInbound {
       detail: !rejected && via !== 'direct' ? (e as Error).message : undefined,
     });
     this.live.delete(flow.id);
+    this.settle();
   }
 
   private async relayFlow(flow: ProxyFlow, up: RoutedConnection, head?: Buffer): Promise<void> {
@@ -400,6 +415,7 @@ class MixedInboundServer implements MixedInbound {
       close: r.reason,
       error: r.error,
     });
+    this.settle();
   }
 }
 

@@ -236,7 +236,6 @@ export class PlaneRuntime {
     await Promise.all([p.stopAccepting(), this.inbound?.stopAccepting(), this.udp?.close(), this.dns?.close()]);
     notAccepting?.();
     await Promise.all([p.drain(drainMs), this.inbound?.drain(drainMs)]);
-    this.inbound?.destroyAll();
-    await p.destroyAll();
+    await Promise.all([this.inbound?.destroyAll(), p.destroyAll()]);
   }
 }

@@ -213,3 +213,52 @@ for (const [layout, flags] of Object.entries(LAYOUTS)) {
     });
   });
 }
+
+/** N CONNECT tunnels through an HTTP proxy to HOST:PORT (an echo server), each proven with an echo; then held. */
+const HOLD_TUNNELS = `
+import socket,sys,time
+proxy,port,host,dport,n=sys.argv[1],int(sys.argv[2]),sys.argv[3],sys.argv[4],int(sys.argv[5])
+held=[]
+for i in range(n):
+    c=socket.create_connection((proxy,port),timeout=5)
+    c.sendall(('CONNECT %s:%s HTTP/1.1\\r\\n\\r\\n'%(host,dport)).encode())
+    r=b''
+    while b'\\r\\n\\r\\n' not in r: r+=c.recv(100)
+    assert r.startswith(b'HTTP/1.1 200'),r
+    c.sendall(b'tunnel%d\\n'%i)
+    assert c.recv(100)==b'tunnel%d\\n'%i
+    held.append(c)
+print('held %d'%len(held),flush=True)
+time.sleep(60)
+`;
+
+test('SIGTERM (proxy mode): each flow still held through the mixed inbound at --drain-timeout is logged before the exit', async () => {
+  await withLab(async (lab) => {
+    const { client } = await twoHosts(lab);
+    const N = 20;
+    const proxy = await startTranproxy(client, [
+      'run',
+      '-P',
+      '80',
+      '--family',
+      'ipv4',
+      '--listen-proxy',
+      '127.0.0.1:7890',
+      '--drain-timeout',
+      '1s',
+    ]);
+    const tunnels = client.spawn('python3', ['-c', HOLD_TUNNELS, '127.0.0.1', '7890', SERVER, '7', String(N)]);
+    await tunnels.waitForOutput(new RegExp(`held ${N}`), 10_000);
+    const exited = new Promise<number | null>((r) => proxy.child.once('exit', (code) => r(code)));
+    proxy.child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+    // 'exit' can come before the last output is read from the pipe.
+    const endLine = new RegExp(`conn .*inbound=http .*dst=${SERVER.replace(/\./g, '\\.')}:7 .*close=`, 'g');
+    await until(
+      () => `${N} end lines; got ${proxy.output().match(endLine)?.length ?? 0}:\n${proxy.output()}`,
+      () => (proxy.output().match(endLine)?.length ?? 0) === N,
+      3000,
+    );
+    await tunnels.stop();
+  });
+});

@@ -65,7 +65,7 @@ async function withInbound(
     await fn(inbound.addresses()[0]!.port, lines, inbound, echoPort);
   } finally {
     await inbound.stopAccepting();
-    inbound.destroyAll();
+    await inbound.destroyAll();
     echo.close();
   }
 }
