@@ -3,7 +3,7 @@
 // process in its own netns; the choice is made through the console API and read from /groups.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Host } from '../../src/netlab/lab.js';
@@ -57,8 +57,10 @@ test('select group: the member chosen in the console survives a data-plane crash
         config,
         [
           'family: ipv4',
+          'nodes:',
+          '  n1: socks5://127.0.0.1:9',
           'groups:',
-          '  pick: { type: select, members: [direct, reject], url: "http://127.0.0.1:9/", interval: 60s }',
+          '  pick: { type: select, members: [direct, reject, n1], url: "http://127.0.0.1:9/", interval: 60s }',
           'default: pick',
           '',
         ].join('\n'),
@@ -77,17 +79,28 @@ test('select group: the member chosen in the console survives a data-plane crash
         const login = await call(gw, 'POST', `http://${CONSOLE}/api/login`, { password: PASSWORD });
         assert.equal(login.status, 200);
         const auth = { cookie: login.cookie!.split(';')[0]!, 'x-csrf-token': login.body.csrf as string };
-        const chose = await call(gw, 'PUT', `http://${CONSOLE}/api/groups/pick`, { member: 'reject' }, auth);
-        assert.equal(chose.status, 200, JSON.stringify(chose.body));
-        assert.equal(await memberOf(gw, 'pick', 'reject'), 'reject');
+        const choose = async (member: string) => {
+          const r = await call(gw, 'PUT', `http://${CONSOLE}/api/groups/pick`, { member }, auth);
+          assert.equal(r.status, 200, JSON.stringify(r.body));
+          assert.equal(await memberOf(gw, 'pick', member), member);
+        };
+        // Two choices: what is kept must be the last one, neither the default nor the one before.
+        await choose('reject');
+        await choose('n1');
 
         const [worker] = workersOf(proxy.pid);
         assert.ok(worker, 'the supervisor has a data-plane worker');
         process.kill(worker, 'SIGKILL');
         await proxy.waitForOutput(/data plane exited; restarting/);
-        await until('a new worker', () => workersOf(proxy.pid).some((w) => w !== worker));
-        assert.equal(await memberOf(gw, 'pick', 'reject'), 'reject', 'kept across the crash');
+        // Read once the old worker is gone and another runs: only the new one can answer.
+        await until(
+          'a new worker, the old one gone',
+          () => !existsSync(`/proc/${worker}`) && workersOf(proxy.pid).some((w) => w !== worker),
+        );
+        assert.equal(await memberOf(gw, 'pick', 'n1'), 'n1', 'kept across the crash');
 
+        // Chosen again in the new worker; the reload must carry this one, not the one before the crash.
+        await choose('reject');
         process.kill(proxy.pid, 'SIGHUP');
         await proxy.waitForOutput(/reloaded:/, 20_000);
         assert.equal(await memberOf(gw, 'pick', 'reject'), 'reject', 'kept across the reload');
