@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Host, Lab, LabProcess } from '../../src/netlab/lab.js';
 import { fmtNum } from '../lib/parse.js';
-import { readLog, startLogged, waitForListen } from '../lib/proc.js';
+import { readLog, startLogged, waitForListen, workCost } from '../lib/proc.js';
 import { addBestOf, newCase, record, type CaseResult } from '../lib/report.js';
 import {
   alternate,
@@ -273,6 +273,7 @@ export function gatewayCase(
       { key: 'cps', label: 'conn/s', better: 'higher' },
       { key: 'p99', label: 'conn p99 ms', better: 'lower' },
       { key: 'cpu1', label: 'gateway CPU s/GB, 1 stream', better: 'lower' },
+      { key: 'cpuk', label: 'gateway CPU s per 1k conn', better: 'lower' },
       ...MEM_METRICS,
     ],
   );
@@ -305,10 +306,20 @@ export function gatewayCase(
           line.push(`${streams}×: ${r.gbps.toFixed(2)} Gbit/s${proxy ? ` (${cpu.toFixed(2)} CPU s)` : ''}`);
         }
         await wrk(h.cli, url, 1, true);
-        const w = await wrk(h.cli, url, secs, true);
+        const {
+          result: w,
+          cpuPerK,
+          detail,
+        } = await workCost(
+          proxy?.pids ?? [],
+          () => wrk(h.cli, url, secs, true),
+          (r) => r.requests,
+        );
+        if (detail) ctx.log(`  [${id}] ${v.label}: ${detail}`);
         if (w.errors + w.non2xx > 0.01 * w.requests)
           throw new Error(`wrk: ${w.errors} socket errors and ${w.non2xx} non-2xx responses in ${w.requests} requests`);
         record(c, 'cps', v.key, round, w.rps);
+        if (proxy) record(c, 'cpuk', v.key, round, cpuPerK);
         record(c, 'p99', v.key, round, w.p99ms);
         ctx.log(
           `  [${id}] round ${round} ${v.label.padEnd(10)} ${line.join('  ')}  ${fmtNum(w.rps)} conn/s, p99 ${fmtNum(w.p99ms)} ms`,

@@ -1,6 +1,6 @@
 import { nginxFast } from '../lib/configs.js';
 import { fmtNum } from '../lib/parse.js';
-import { readLog } from '../lib/proc.js';
+import { readLog, workCost } from '../lib/proc.js';
 import { addBestOf, newCase, record, type CaseResult } from '../lib/report.js';
 import {
   anchorRules,
@@ -109,6 +109,7 @@ export function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; 
     { key: 'rps', label: 'req/s', better: 'higher' as const },
     { key: 'p50', label: 'p50 ms', better: 'lower' as const },
     { key: 'p99', label: 'p99 ms', better: 'lower' as const },
+    { key: 'cpuk', label: 'proxy CPU s per 1k req', better: 'lower' as const },
     ...MEM_METRICS,
   ];
   const cCase = newCase(
@@ -170,8 +171,17 @@ export function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; 
             for (const c of vCases) {
               try {
                 const cpu0 = cpuOf(proxy);
-                const r = await wrk(cli, url, secs, c.id === 'd');
+                const {
+                  result: r,
+                  cpuPerK,
+                  detail,
+                } = await workCost(
+                  proxy?.pids ?? [],
+                  () => wrk(cli, url, secs, c.id === 'd'),
+                  (w) => w.requests,
+                );
                 const cpu = cpuOf(proxy) - cpu0;
+                if (detail) ctx.log(`  [${c.id}] ${v.label}: ${detail}`);
                 if (process.env.BENCH_DEBUG) {
                   for (const h of [cli, srv]) {
                     const ss = await h.run('ss', ['-s'], { allowFailure: true });
@@ -216,6 +226,7 @@ export function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; 
                 record(c, 'rps', v.key, round, r.rps);
                 record(c, 'p50', v.key, round, r.p50ms);
                 record(c, 'p99', v.key, round, r.p99ms);
+                if (proxy) record(c, 'cpuk', v.key, round, cpuPerK);
                 const errs = r.errors + r.non2xx ? ` (${r.errors} socket errors, ${r.non2xx} non-2xx)` : '';
                 ctx.log(
                   `  [${c.id}] round ${round} ${v.label.padEnd(36)} ${fmtNum(r.rps)} ${c.id === 'd' ? 'conn' : 'req'}/s  p50 ${fmtNum(r.p50ms)} ms  p99 ${fmtNum(r.p99ms)} ms${proxy ? `  proxy CPU ${cpu.toFixed(2)} s` : ''}${errs}`,
