@@ -25,6 +25,7 @@ import { OutboundError, type Destination, type TcpOutbound } from '../../src/out
 import { AeadStreamDecryptor, AeadStreamEncryptor, masterKey, SS_CIPHERS } from '../../src/outbound/shadowsocks.js';
 import { decodeSocksAddress } from '../../src/outbound/socks5.js';
 import { SS_METHODS, type SsMethod } from '../../src/outbound/uri.js';
+import { refusingPort } from '../helpers/ports.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -343,17 +344,19 @@ test('socks5 via microsocks: 1 MiB round trip by IP and by domain, refusals, nod
       await roundTrip(ob, dst(portOf(echo), 'localhost')); // ATYP 3: microsocks resolves it
       await halfCloseNoReply(ob);
 
-      const closed = await freePort();
+      const closed = await refusingPort();
       await expectError(
-        ob.connect(dst(closed), CTX),
+        ob.connect(dst(closed.port), CTX),
         'EREFUSED',
         2000,
         /could not connect to 127\.0\.0\.1:\d+: .*\(SOCKS reply \d\)/,
       );
+      closed.release();
 
-      const down = await freePort();
-      const gone = createOutbound(parseNodeUri(`socks5://127.0.0.1:${down}`), opts);
+      const down = await refusingPort();
+      const gone = createOutbound(parseNodeUri(`socks5://127.0.0.1:${down.port}`), opts);
       await expectError(gone.connect(dst(portOf(echo)), CTX), 'ECONNREFUSED', 1000, /refused the connection/);
+      down.release();
 
       // The socket to the node carries the bypass mark.
       const marked = createOutbound(parseNodeUri(`socks5://127.0.0.1:${port}`), { ...opts, mark: 0x2a5 });
@@ -483,19 +486,21 @@ test('http CONNECT via tinyproxy: 1 MiB round trip by IP and domain, refusals, n
       await roundTrip(ob, dst(portOf(echo)));
       await roundTrip(ob, dst(portOf(echo), 'localhost'));
       await halfCloseNoReply(ob);
-      const closed = await freePort();
+      const closed = await refusingPort();
       await expectError(
-        ob.connect(dst(closed), CTX),
+        ob.connect(dst(closed.port), CTX),
         'EREFUSED',
         3000,
         /refused CONNECT 127\.0\.0\.1:\d+: HTTP\/1\.[01] 5\d\d/,
       );
-      const down = await freePort();
+      closed.release();
+      const down = await refusingPort();
       await expectError(
-        createOutbound(parseNodeUri(`http://127.0.0.1:${down}`), opts).connect(dst(portOf(echo)), CTX),
+        createOutbound(parseNodeUri(`http://127.0.0.1:${down.port}`), opts).connect(dst(portOf(echo)), CTX),
         'ECONNREFUSED',
         1000,
       );
+      down.release();
     } finally {
       echo.close();
     }
@@ -582,17 +587,19 @@ for (const method of SS_METHODS) {
         w.destroy();
 
         // Target refused: the node closes without a reply too (Shadowsocks has no error replies).
-        const closed = await freePort();
-        const r = await streamOutcome(ob, dst(closed), Buffer.from('hello'));
+        const closed = await refusingPort();
+        const r = await streamOutcome(ob, dst(closed.port), Buffer.from('hello'));
         assert.equal(r.error?.code, 'ENOREPLY');
         assert.ok(r.ms < 2000, `took ${r.ms} ms`);
+        closed.release();
 
-        const down = await freePort();
+        const down = await refusingPort();
         await expectError(
-          createOutbound(parseNodeUri(`ss://${method}:x@127.0.0.1:${down}`), opts).connect(dst(portOf(echo)), CTX),
+          createOutbound(parseNodeUri(`ss://${method}:x@127.0.0.1:${down.port}`), opts).connect(dst(portOf(echo)), CTX),
           'ECONNREFUSED',
           1000,
         );
+        down.release();
       } finally {
         echo.close();
       }

@@ -8,6 +8,7 @@ import { createLogger } from '../../src/observe/log.js';
 import { parseMappings } from '../../src/publish/mapping.js';
 import { checkLoops } from '../../src/publish/plan.js';
 import { PortUnavailableError, UserlandProxy, type UserlandOptions } from '../../src/publish/userland.js';
+import { bindFreePort, refusingPort } from '../helpers/ports.js';
 import { until } from '../helpers/wait.js';
 
 function logSink(): { lines: string[]; opts: Pick<UserlandOptions, 'log'> } {
@@ -27,21 +28,12 @@ function options(over: Partial<UserlandOptions> = {}): UserlandOptions {
   };
 }
 
-/** A free port on 127.0.0.1 for both TCP and UDP (checked, then released). */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const srv = net.createServer();
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    const port = (srv.address() as net.AddressInfo).port;
-    await new Promise((r) => srv.close(r));
-    const u = dgram.createSocket('udp4');
-    const ok = await new Promise<boolean>((r) => {
-      u.once('error', () => r(false));
-      u.bind(port, '127.0.0.1', () => r(true));
-    });
-    await new Promise<void>((r) => (ok ? u.close(() => r()) : r()));
-    if (ok) return port;
-  }
+/** The proxy holding the mapping `spec(port)` on a port it could take (another, if a parallel suite took the first). */
+function holdOnFreePort(spec: (port: number) => string, opts: UserlandOptions) {
+  return bindFreePort(
+    (port) => UserlandProxy.hold(parseMappings([spec(port)]), opts),
+    (e) => e instanceof PortUnavailableError,
+  );
 }
 
 /** TCP echo that answers the client's FIN with its own after echoing everything. */
@@ -70,10 +62,9 @@ function halfCloseExchange(port: number, payload: Buffer): Promise<Buffer> {
 
 test('TCP: held from hold(), relayed after start(), half-close and 1 MB both ways', async () => {
   const echo = await tcpEcho();
-  const hostPort = await freePort();
   const sink = logSink();
-  const proxy = await UserlandProxy.hold(
-    parseMappings([`127.0.0.1:${hostPort}:127.0.0.1:${echo.port}`]),
+  const { port: hostPort, bound: proxy } = await holdOnFreePort(
+    (p) => `127.0.0.1:${p}:127.0.0.1:${echo.port}`,
     options(sink.opts),
   );
   try {
@@ -103,11 +94,10 @@ test('TCP: held from hold(), relayed after start(), half-close and 1 MB both way
 });
 
 test('TCP: a refused target resets the client and logs connect-error', async () => {
-  const deadPort = await freePort();
-  const hostPort = await freePort();
+  const dead = await refusingPort();
   const sink = logSink();
-  const proxy = await UserlandProxy.hold(
-    parseMappings([`127.0.0.1:${hostPort}:127.0.0.1:${deadPort}`]),
+  const { bound: proxy, port: hostPort } = await holdOnFreePort(
+    (p) => `127.0.0.1:${p}:127.0.0.1:${dead.port}`,
     options(sink.opts),
   );
   await proxy.start();
@@ -118,20 +108,32 @@ test('TCP: a refused target resets the client and logs connect-error', async () 
     assert.equal(proxy.stats().connections, 0);
   } finally {
     await proxy.close();
+    dead.release();
   }
 });
 
 test('hold is all or nothing: one port in use releases the others', async () => {
-  const a = await freePort();
   const busy = net.createServer();
   await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
   const b = (busy.address() as net.AddressInfo).port;
   try {
-    await assert.rejects(
-      UserlandProxy.hold(parseMappings([`127.0.0.1:${a}:127.0.0.1:1`, `127.0.0.1:${b}:127.0.0.1:2`]), options()),
-      (e: unknown) =>
-        e instanceof PortUnavailableError &&
-        new RegExp(`host port ${b}/tcp on 127\\.0\\.0\\.1 is already in use`).test(e.message),
+    // Refused for b; again on another a while a parallel suite took a first (the refusal names a).
+    const { port: a, bound: refusal } = await bindFreePort(
+      async (a) => {
+        const mappings = parseMappings([`127.0.0.1:${a}:127.0.0.1:1`, `127.0.0.1:${b}:127.0.0.1:2`]);
+        const e = await UserlandProxy.hold(mappings, options()).then(
+          async (held) => void (await held.close()),
+          (e: unknown) => e,
+        );
+        if (e instanceof PortUnavailableError && e.message.includes(`host port ${a}/`)) throw e;
+        return e;
+      },
+      (e) => e instanceof PortUnavailableError,
+    );
+    assert.ok(
+      refusal instanceof PortUnavailableError &&
+        new RegExp(`host port ${b}/tcp on 127\\.0\\.0\\.1 is already in use`).test(refusal.message),
+      String(refusal),
     );
     // a was released again.
     const again = net.createServer();
@@ -170,10 +172,9 @@ test('UDP: one upstream socket per client, replies only from the target, idle ti
     target.send(`${m.toString()}@${r.port}`, r.port, r.address);
   });
   const tport = target.address().port;
-  const hostPort = await freePort();
   const sink = logSink();
-  const proxy = await UserlandProxy.hold(
-    parseMappings([`127.0.0.1:${hostPort}:127.0.0.1:${tport}/udp`]),
+  const { port: hostPort, bound: proxy } = await holdOnFreePort(
+    (p) => `127.0.0.1:${p}:127.0.0.1:${tport}/udp`,
     options({ ...sink.opts, udpIdleTimeoutMs: 300, maxUdpFlowsPerPort: 2 }),
   );
   await proxy.start();
@@ -208,10 +209,9 @@ test('UDP: one upstream socket per client, replies only from the target, idle ti
 
 test('connection budget: beyond maxConnections new clients are reset', async () => {
   const echo = await tcpEcho();
-  const hostPort = await freePort();
   const sink = logSink();
-  const proxy = await UserlandProxy.hold(
-    parseMappings([`127.0.0.1:${hostPort}:127.0.0.1:${echo.port}`]),
+  const { port: hostPort, bound: proxy } = await holdOnFreePort(
+    (p) => `127.0.0.1:${p}:127.0.0.1:${echo.port}`,
     options({ ...sink.opts, maxConnections: 1 }),
   );
   await proxy.start();
