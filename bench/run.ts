@@ -29,7 +29,15 @@
 //
 // A full run (and --profile) ends with a --cpu-prof of tranproxy's data-plane child during a
 // bulk transfer and during keep-alive HTTP, summarised in RESULTS.md ("where the time goes").
-// BENCH_DEBUG=1 prints socket and conntrack counts of the lab namespaces after each wrk run.
+// Cases c, d, l, m and n also report the proxy's CPU seconds per 1,000 requests (every process and
+// thread of the variant, utime+stime during the measured wrk run).
+// Diagnostics (off by default; bench/lib/proc.ts workCost): BENCH_DEBUG=1 prints socket and
+// conntrack counts of the lab namespaces after each wrk run and splits the CPU per request into user
+// and system time and by thread; BENCH_SYSCALLS=1 counts syscalls per request (strace -c, which
+// slows the proxy); BENCH_PERF_DIR=DIR records `perf record -g` of each measured wrk run;
+// BENCH_CPU_PROF_DIR=DIR with BENCH_TRANPROXY_NODE_OPTIONS="--require $PWD/bench/lib/cpu-prof-preload.cjs"
+// writes a V8 CPU profile of each tranproxy process for the measured run (the directory must be
+// writable by the data plane's uid).
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';

@@ -14,6 +14,7 @@ import {
   iperf,
   logPath,
   MEM_METRICS,
+  CPU_PER_K_NOTE,
   MEM_NOTE,
   NPROC,
   PORT,
@@ -279,6 +280,7 @@ export function gatewayCase(
   );
   c.notes.push(
     "Only the gateway's proxy is measured for CPU and memory; the node's server (and its CPU) is the same for both. All of it shares the machine's CPUs.",
+    CPU_PER_K_NOTE,
     MEM_NOTE,
   );
   if (node === 'socks') c.notes.push(SOCKS_NOTE);

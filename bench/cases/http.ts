@@ -10,6 +10,7 @@ import {
   type Ctx,
   HAPROXY,
   MEM_METRICS,
+  CPU_PER_K_NOTE,
   MEM_NOTE,
   NPROC,
   PORT,
@@ -145,7 +146,7 @@ export function httpCases(ctx: Ctx, which: Set<CaseId>): { cases: CaseResult[]; 
   cCase.notes.push(
     '"nginx, upstream keepalive" is the fastest nginx can do this job, but it is not a transparent proxy: it sends everything to one fixed upstream.',
   );
-  for (const c of [cCase, dCase]) c.notes.push(MEM_NOTE);
+  for (const c of [cCase, dCase]) c.notes.push(CPU_PER_K_NOTE, MEM_NOTE);
   const cases = [...(which.has('c') ? [cCase] : []), ...(which.has('d') ? [dCase] : [])];
   const run = async (): Promise<void> => {
     const server = await startHttpServer(srv);

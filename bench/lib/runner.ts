@@ -278,6 +278,8 @@ export const SPLICE_NOTE =
   'call at all in this lab — `perf stat -e syscalls:sys_enter_splice,syscalls:sys_enter_recvfrom -p PID` over a 3 s iperf3 through it counted 0 splice and ' +
   '54–64k recvfrom, and 2.3–2.8 Gbit/s; forced, 46–54k splice and 2 recvfrom, 4.0–4.7 Gbit/s — so splice-auto is the default-threads row again.';
 
+export const CPU_PER_K_NOTE =
+  "CPU s per 1k: utime+stime of every process and thread of the proxy during the measured wrk run, per 1,000 requests (with `Connection: close`, per 1,000 connections): what the proxy costs per unit of work, whatever share of the machine's 2 CPUs it got.";
 export const MEM_NOTE =
   'Memory: /proc/PID/smaps_rollup (Rss, Pss, Anonymous) summed over every process of the variant (tranproxy: supervisor + data-plane children; ' +
   "nginx: master + workers; HAProxy: its one process), read right after it is ready, before the load. nginx's workers share copy-on-write anonymous pages " +
