@@ -266,6 +266,13 @@ function render(
     const paired = pairedRatio(metric, subject, anchor);
     return `${(a / b).toFixed(2)}×${Number.isFinite(paired) ? ` (${paired.toFixed(2)}×)` : ''} of ${label}`;
   };
+  /** "; CPU per request X ms vs LABEL Y ms (ratio)" when the case measured it for both. */
+  const cpuK = (c: CaseResult, subject: string, anchor: string, label: string): string => {
+    const a = medianOf(c, 'cpuk', subject);
+    const b = medianOf(c, 'cpuk', anchor);
+    if (!Number.isFinite(a) || !Number.isFinite(b) || b === 0) return '';
+    return `; CPU per request ${fmtNum(a)} ms vs ${label} ${fmtNum(b)} ms (${(a / b).toFixed(2)}×)`;
+  };
   const summary: string[] = [];
   for (const id of ['a', 'b'] as const) {
     const c = byId(id);
@@ -282,12 +289,12 @@ function render(
     if (!c) continue;
     const unit = id === 'c' ? 'req/s' : 'conn/s';
     summary.push(
-      `| ${id === 'c' ? 'HTTP keep-alive, 3 headers added' : 'new HTTP connections'} | ${med(c, 'rps', 'tranproxy')} ${unit}, p99 ${med(c, 'p99', 'tranproxy')} ms | nginx as nginx-tranproxy ${med(c, 'rps', 'nginx-seed')} (p99 ${med(c, 'p99', 'nginx-seed')} ms), nginx with upstream keepalive ${med(c, 'rps', 'nginx-fast')} (p99 ${med(c, 'p99', 'nginx-fast')} ms), no proxy ${med(c, 'rps', 'none')} | ${unit}: ${ratioText(c, 'rps', 'nginx-seed', 'nginx as nginx-tranproxy')}; ${ratioText(c, 'rps', 'nginx-fast', 'nginx with keepalive')} |`,
+      `| ${id === 'c' ? 'HTTP keep-alive, 3 headers added' : 'new HTTP connections'} | ${med(c, 'rps', 'tranproxy')} ${unit}, p99 ${med(c, 'p99', 'tranproxy')} ms | nginx as nginx-tranproxy ${med(c, 'rps', 'nginx-seed')} (p99 ${med(c, 'p99', 'nginx-seed')} ms), nginx with upstream keepalive ${med(c, 'rps', 'nginx-fast')} (p99 ${med(c, 'p99', 'nginx-fast')} ms), no proxy ${med(c, 'rps', 'none')} | ${unit}: ${ratioText(c, 'rps', 'nginx-seed', 'nginx as nginx-tranproxy')}; ${ratioText(c, 'rps', 'nginx-fast', 'nginx with keepalive')}${cpuK(c, 'tranproxy', 'nginx-seed', 'nginx as nginx-tranproxy')} |`,
     );
     if (id === 'd' && c.metrics.some((m) => m.values.has('haproxy-tcp'))) {
       const hb = 'haproxy-tcp';
       summary.push(
-        `| new TCP connections, no headers (HTTP Connection: close) | tranproxy ${med(c, 'rps', 'tranproxy-tcp')} conn/s, p99 ${med(c, 'p99', 'tranproxy-tcp')} ms | HAProxy tcp mode ${med(c, 'rps', hb)} (p99 ${med(c, 'p99', hb)} ms) | conn/s: ${ratioText(c, 'rps', hb, 'HAProxy', 'tranproxy-tcp')}; with 3 headers added: ${ratioText(c, 'rps', hb, 'HAProxy')} |`,
+        `| new TCP connections, no headers (HTTP Connection: close) | tranproxy ${med(c, 'rps', 'tranproxy-tcp')} conn/s, p99 ${med(c, 'p99', 'tranproxy-tcp')} ms | HAProxy tcp mode ${med(c, 'rps', hb)} (p99 ${med(c, 'p99', hb)} ms) | conn/s: ${ratioText(c, 'rps', hb, 'HAProxy', 'tranproxy-tcp')}; with 3 headers added: ${ratioText(c, 'rps', hb, 'HAProxy')}${cpuK(c, 'tranproxy-tcp', hb, 'HAProxy')} |`,
       );
     }
   }
@@ -311,7 +318,7 @@ function render(
     const anchor = id === 'n' ? 'redsocks' : 'ss-redir';
     const what = { l: 'Shadowsocks aes-256-gcm', m: 'Shadowsocks chacha20', n: 'SOCKS5' }[id];
     summary.push(
-      `| gateway via ${what} node: bulk 1 / 4 streams, conn/s | ${med(c, 'g1', 'tranproxy')} / ${med(c, 'g4', 'tranproxy')} Gbit/s, ${med(c, 'cps', 'tranproxy')} conn/s; idle anon ${med(c, 'anon', 'tranproxy')} MB | ${anchor} ${med(c, 'g1', anchor)} / ${med(c, 'g4', anchor)} Gbit/s, ${med(c, 'cps', anchor)} conn/s; idle anon ${med(c, 'anon', anchor)} MB | 1 stream ${ratioText(c, 'g1', anchor, anchor)}; 4 streams ${ratioText(c, 'g4', anchor, anchor)}; conn/s ${ratioText(c, 'cps', anchor, anchor)} |`,
+      `| gateway via ${what} node: bulk 1 / 4 streams, conn/s | ${med(c, 'g1', 'tranproxy')} / ${med(c, 'g4', 'tranproxy')} Gbit/s, ${med(c, 'cps', 'tranproxy')} conn/s; idle anon ${med(c, 'anon', 'tranproxy')} MB | ${anchor} ${med(c, 'g1', anchor)} / ${med(c, 'g4', anchor)} Gbit/s, ${med(c, 'cps', anchor)} conn/s; idle anon ${med(c, 'anon', anchor)} MB | 1 stream ${ratioText(c, 'g1', anchor, anchor)}; 4 streams ${ratioText(c, 'g4', anchor, anchor)}; conn/s ${ratioText(c, 'cps', anchor, anchor)}${cpuK(c, 'tranproxy', anchor, anchor)} |`,
     );
   }
   const f = byId('f');
