@@ -84,19 +84,24 @@ async function listen(handler: (s: net.Socket) => void, port = 0, host = '127.0.
 const portOf = (s: net.Server) => (s.address() as net.AddressInfo).port;
 
 /** Waits until something listens on 127.0.0.1:port (asked of `ss`, no probe connection). */
-async function waitListening(port: number, proc: ChildProcess, name: string): Promise<void> {
+/** Until `proc` itself listens on `port` (not whoever else may have taken it); false if it exited first. */
+async function waitListening(port: number, proc: ChildProcess, name: string): Promise<boolean> {
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const r = spawnSync('ss', ['-Hlnt', `sport = :${port}`], { encoding: 'utf8' });
-    if (r.stdout.trim()) return;
-    if (proc.exitCode !== null) throw new Error(`${name} exited with ${proc.exitCode}`);
+    const r = spawnSync('ss', ['-Hlntp', `sport = :${port}`], { encoding: 'utf8' });
+    if (r.stdout.includes(`pid=${proc.pid},`)) return true;
+    if (proc.exitCode !== null || proc.signalCode !== null) return false;
     if (Date.now() > deadline) throw new Error(`${name} does not listen on ${port}`);
     await sleep(30);
   }
 }
 
 interface Peers {
-  start(name: string, cmd: string, args: string[], port: number): Promise<ChildProcess>;
+  /**
+   * Starts `cmd` with `args(port)` on a free port of `host`, and returns the port once it
+   * listens there; again on another port if it exits first (a parallel suite took the port).
+   */
+  start(name: string, cmd: string, args: (port: number) => string[], host?: string): Promise<number>;
   dir: string;
 }
 
@@ -108,23 +113,28 @@ async function withPeers(fn: (p: Peers) => Promise<void>): Promise<void> {
   try {
     await fn({
       dir,
-      async start(name, cmd, args, port) {
-        const p = spawn(cmd, args, {
-          stdio: ['ignore', 'pipe', 'pipe'],
-          env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` },
-        });
-        procs.push(p);
-        logs.set(p, '');
-        const keep = (d: Buffer) => logs.set(p, (logs.get(p)! + d.toString()).slice(-4000));
-        p.stdout!.on('data', keep);
-        p.stderr!.on('data', keep);
-        p.on('error', (e) => logs.set(p, `${logs.get(p)}\nspawn error: ${e.message}`));
-        try {
-          await waitListening(port, p, name);
-        } catch (e) {
-          throw new Error(`${(e as Error).message}\n${logs.get(p)}`);
+      async start(name, cmd, args, host = '127.0.0.1') {
+        for (let attempt = 1; ; attempt++) {
+          const port = await freePort(host);
+          const p = spawn(cmd, args(port), {
+            stdio: ['ignore', 'pipe', 'pipe'],
+            env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` },
+          });
+          procs.push(p);
+          logs.set(p, '');
+          const keep = (d: Buffer) => logs.set(p, (logs.get(p)! + d.toString()).slice(-4000));
+          p.stdout!.on('data', keep);
+          p.stderr!.on('data', keep);
+          p.on('error', (e) => logs.set(p, `${logs.get(p)}\nspawn error: ${e.message}`));
+          let listening: boolean;
+          try {
+            listening = await waitListening(port, p, name);
+          } catch (e) {
+            throw new Error(`${(e as Error).message}\n${logs.get(p)}`);
+          }
+          if (listening) return port;
+          if (attempt >= 5) throw new Error(`${name} exited with ${p.exitCode ?? p.signalCode}\n${logs.get(p)}`);
         }
-        return p;
       },
     });
   } finally {
@@ -334,8 +344,7 @@ test('socks5 via microsocks: 1 MiB round trip by IP and by domain, refusals, nod
 }, async () => {
   await withPeers(async (peers) => {
     const echo = await echoServer();
-    const port = await freePort();
-    await peers.start('microsocks', 'microsocks', ['-i', '127.0.0.1', '-p', String(port)], port);
+    const port = await peers.start('microsocks', 'microsocks', (p) => ['-i', '127.0.0.1', '-p', String(p)]);
     try {
       // The node by name: resolved from /etc/hosts.
       const ob = createOutbound(parseNodeUri(`socks5://localhost:${port}`, 'ms'), opts);
@@ -374,13 +383,16 @@ test('socks5 via microsocks: 1 MiB round trip by IP and by domain, refusals, nod
 test('socks5 via microsocks with -u/-P: credentials, wrong password, none offered', { skip: skipAll }, async () => {
   await withPeers(async (peers) => {
     const echo = await echoServer();
-    const port = await freePort();
-    await peers.start(
-      'microsocks',
-      'microsocks',
-      ['-i', '127.0.0.1', '-p', String(port), '-u', 'alice', '-P', 's3cr:t@'],
-      port,
-    );
+    const port = await peers.start('microsocks', 'microsocks', (p) => [
+      '-i',
+      '127.0.0.1',
+      '-p',
+      String(p),
+      '-u',
+      'alice',
+      '-P',
+      's3cr:t@',
+    ]);
     try {
       await roundTrip(
         createOutbound(parseNodeUri(`socks5://alice:s3cr%3At%40@127.0.0.1:${port}`), opts),
@@ -406,10 +418,8 @@ test('socks5 via dante: reply after the client half-closes arrives', { skip: ski
   await withPeers(async (peers) => {
     const target = await afterEofServer();
     const echo = await echoServer();
-    const port = await freePort();
     const conf = join(peers.dir, 'danted.conf');
-    writeFileSync(
-      conf,
+    const danteConf = (port: number) =>
       [
         'logoutput: stderr',
         `internal: 127.0.0.1 port = ${port}`,
@@ -421,9 +431,11 @@ test('socks5 via dante: reply after the client half-closes arrives', { skip: ski
         'client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }',
         'socks pass { from: 127.0.0.0/8 to: 127.0.0.0/8 }',
         '',
-      ].join('\n'),
-    );
-    await peers.start('danted', 'danted', ['-f', conf, '-p', join(peers.dir, 'danted.pid'), '-N', '1'], port);
+      ].join('\n');
+    const port = await peers.start('danted', 'danted', (p) => {
+      writeFileSync(conf, danteConf(p));
+      return ['-f', conf, '-p', join(peers.dir, 'danted.pid'), '-N', '1'];
+    });
     try {
       const ob = createOutbound(parseNodeUri(`socks5h://127.0.0.1:${port}`), opts);
       await halfCloseReply(ob, target);
@@ -439,14 +451,12 @@ test('IPv6: nodes at [::1], target ::1 sent as ATYP 4, via microsocks and ss-ser
   await withPeers(async (peers) => {
     const echo = await echoServer('::1');
     const target: Destination = { ip: '::1', port: portOf(echo), family: 6 };
-    const msPort = await freePort('::1');
-    await peers.start('microsocks', 'microsocks', ['-i', '::1', '-p', String(msPort)], msPort);
-    const ssPort = await freePort('::1');
-    await peers.start(
+    const msPort = await peers.start('microsocks', 'microsocks', (p) => ['-i', '::1', '-p', String(p)], '::1');
+    const ssPort = await peers.start(
       'ss-server',
       'ss-server',
-      ['-s', '::1', '-p', String(ssPort), '-k', 'pw', '-m', 'aes-256-gcm'],
-      ssPort,
+      (p) => ['-s', '::1', '-p', String(p), '-k', 'pw', '-m', 'aes-256-gcm'],
+      '::1',
     );
     try {
       await roundTrip(
@@ -473,13 +483,14 @@ test('http CONNECT via tinyproxy: 1 MiB round trip by IP and domain, refusals, n
 }, async () => {
   await withPeers(async (peers) => {
     const echo = await echoServer();
-    const port = await freePort();
     const conf = join(peers.dir, 'tinyproxy.conf');
-    writeFileSync(
-      conf,
-      `Port ${port}\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 30\nMaxClients 50\nLogLevel Warning\n`,
-    );
-    await peers.start('tinyproxy', 'tinyproxy', ['-d', '-c', conf], port);
+    const port = await peers.start('tinyproxy', 'tinyproxy', (p) => {
+      writeFileSync(
+        conf,
+        `Port ${p}\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 30\nMaxClients 50\nLogLevel Warning\n`,
+      );
+      return ['-d', '-c', conf];
+    });
     try {
       const ob = createOutbound(parseNodeUri(`http://127.0.0.1:${port}`), opts);
       assert.equal(ob.kind, 'http');
@@ -512,10 +523,11 @@ test('http CONNECT via tinyproxy with BasicAuth: credentials, wrong password →
 }, async () => {
   await withPeers(async (peers) => {
     const echo = await echoServer();
-    const port = await freePort();
     const conf = join(peers.dir, 'tinyproxy.conf');
-    writeFileSync(conf, `Port ${port}\nListen 127.0.0.1\nAllow 127.0.0.1\nBasicAuth bob hunter2\nLogLevel Warning\n`);
-    await peers.start('tinyproxy', 'tinyproxy', ['-d', '-c', conf], port);
+    const port = await peers.start('tinyproxy', 'tinyproxy', (p) => {
+      writeFileSync(conf, `Port ${p}\nListen 127.0.0.1\nAllow 127.0.0.1\nBasicAuth bob hunter2\nLogLevel Warning\n`);
+      return ['-d', '-c', conf];
+    });
     try {
       await roundTrip(
         createOutbound(parseNodeUri(`http://bob:hunter2@127.0.0.1:${port}`), opts),
@@ -549,13 +561,16 @@ for (const method of SS_METHODS) {
   }, async () => {
     await withPeers(async (peers) => {
       const echo = await echoServer();
-      const port = await freePort();
-      await peers.start(
-        'ss-server',
-        'ss-server',
-        ['-s', '127.0.0.1', '-p', String(port), '-k', 'p@ss word', '-m', method],
-        port,
-      );
+      const port = await peers.start('ss-server', 'ss-server', (p) => [
+        '-s',
+        '127.0.0.1',
+        '-p',
+        String(p),
+        '-k',
+        'p@ss word',
+        '-m',
+        method,
+      ]);
       try {
         const ob = createOutbound(
           parseNodeUri(
@@ -636,13 +651,16 @@ test('shadowsocks known-answer vector (computed with Python cryptography) is acc
   }
   try {
     await withPeers(async (peers) => {
-      const port = await freePort();
-      await peers.start(
-        'ss-server',
-        'ss-server',
-        ['-s', '127.0.0.1', '-p', String(port), '-k', 'tranproxy-kat', '-m', 'aes-256-gcm'],
-        port,
-      );
+      const port = await peers.start('ss-server', 'ss-server', (p) => [
+        '-s',
+        '127.0.0.1',
+        '-p',
+        String(p),
+        '-k',
+        'tranproxy-kat',
+        '-m',
+        'aes-256-gcm',
+      ]);
       const sock = net.connect({ port, host: '127.0.0.1' });
       await once(sock, 'connect');
       const dec = new AeadStreamDecryptor(SS_CIPHERS['aes-256-gcm'], masterKey('aes-256-gcm', 'tranproxy-kat'));
