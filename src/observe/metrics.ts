@@ -1,13 +1,19 @@
 // Prometheus metrics of one data-plane process (prom-client, a private registry). The
 // supervisor collects every worker's JSON snapshot over IPC and aggregates them, so the
 // admin endpoint shows one set of numbers however many workers run.
-import { AggregatorRegistry, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, type GaugeConfiguration } from 'prom-client';
 
 /** A registry's getMetricsAsJSON() output: plain data, fine for IPC. */
 export type MetricsSnapshot = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 
 export class DataPlaneMetrics {
   readonly registry = new Registry();
+
+  /** A gauge in this registry (for code that keeps prom-client out of its own imports). */
+  gauge<T extends string>(config: Omit<GaugeConfiguration<T>, 'registers'>): Gauge<T> {
+    return new Gauge({ ...config, registers: [this.registry] });
+  }
+
   readonly active = new Gauge({
     name: 'tranproxy_connections_active',
     help: 'Connections being relayed',

@@ -4,7 +4,6 @@
 import { createLogger } from '../observe/log.js';
 import { batchedStderr } from '../observe/batched-stderr.js';
 import { LogRing } from '../observe/log-ring.js';
-import { DataPlaneMetrics } from '../observe/metrics.js';
 import { PlaneRuntime } from './plane-runtime.js';
 import { FIRST_LISTENER_FD, type FromChild, type ToChild, type WorkerShare } from './protocol.js';
 import { readListFile } from './rule-lists.js';
@@ -13,8 +12,9 @@ function send(msg: FromChild): void {
   process.send?.(msg);
 }
 
-// The supervisor aggregates every worker's metrics for its admin API.
-const runtime = new PlaneRuntime(new DataPlaneMetrics());
+// Replaced at start: with metrics when there is an admin API (the supervisor aggregates every
+// worker's for its /metrics); without one, prom-client stays out of the process.
+let runtime = new PlaneRuntime(undefined);
 let started = false;
 /** This worker's last log lines; the supervisor pulls them for the console ('logs'). */
 const logRing = new LogRing();
@@ -41,6 +41,11 @@ function listenerFds(w: WorkerShare): number[] {
   return [...w.listeners, ...w.proxyListeners].map((_, i) => FIRST_LISTENER_FD + i);
 }
 
+/** A runtime with metrics when `wanted` (loads prom-client), before it starts. */
+async function withMetrics(wanted: boolean): Promise<void> {
+  if (wanted) runtime = new PlaneRuntime(new (await import('../observe/metrics.js')).DataPlaneMetrics());
+}
+
 process.on('message', (msg: ToChild) => {
   if (msg.type === 'start') {
     started = true;
@@ -48,10 +53,12 @@ process.on('message', (msg: ToChild) => {
     // Domain lists arrive packed in a memory file: used as they are, nothing parsed again.
     const w = msg.worker;
     const lists = w.lists ? readListFile(w.lists.fd, w.lists.length) : undefined;
-    runtime.start(msg.cfg, w, listenerFds(w), log, lists).then(
-      (relay) => send({ type: 'ready', relay }),
-      (e: Error) => send({ type: 'failed', message: e.message }),
-    );
+    withMetrics(msg.cfg.admin !== undefined)
+      .then(() => runtime.start(msg.cfg, w, listenerFds(w), log, lists))
+      .then(
+        (relay) => send({ type: 'ready', relay }),
+        (e: Error) => send({ type: 'failed', message: e.message }),
+      );
   } else if (msg.type === 'query') onQuery(msg);
   else if (msg.type === 'select-group') {
     try {

@@ -31,7 +31,7 @@ export function buildRouting(
   cfg: RoutingConfig,
   router: Router,
   opts: { mark: number; connectTimeoutMs: number; resolve: HostResolver | undefined; log: Logger },
-  metrics: DataPlaneMetrics,
+  metrics: DataPlaneMetrics | undefined,
 ): { routing: DataPlaneRouting; groups: Groups } {
   const { mark, connectTimeoutMs, resolve, log } = opts;
   logPluginsTo(log);

@@ -1,6 +1,6 @@
 // The data plane's node groups: built over the node outbounds, probed on their interval,
 // their choices logged and exported as gauges.
-import { Gauge } from 'prom-client';
+import type { Gauge } from 'prom-client';
 import { directOutbound, rejectOutbound } from '../outbound/builtin.js';
 import { GroupOutbound, httpProbe, type GroupSpec, type GroupState } from '../outbound/group.js';
 import type { TcpOutbound } from '../outbound/types.js';
@@ -31,7 +31,7 @@ export interface Groups {
 export function buildGroups(
   specs: Record<string, GroupSpec>,
   outbounds: Map<string, TcpOutbound>,
-  opts: { mark: number; connectTimeoutMs: number; log: Logger; metrics: DataPlaneMetrics },
+  opts: { mark: number; connectTimeoutMs: number; log: Logger; metrics: DataPlaneMetrics | undefined },
 ): Groups {
   const byName = new Map<string, GroupOutbound>();
   const all = new Map([...builtinOutbounds(opts.mark, opts.connectTimeoutMs), ...outbounds]);
@@ -51,7 +51,8 @@ export function buildGroups(
   };
   for (const name of Object.keys(specs)) build(name);
   for (const g of byName.values()) g.start();
-  exportGauges([...byName.values()], opts.metrics);
+  // Gauges only for an admin API's /metrics (prom-client loads with it).
+  if (opts.metrics) exportGauges([...byName.values()], opts.metrics);
   return {
     byName,
     states: () => [...byName.values()].map((g) => g.state()),
@@ -78,32 +79,28 @@ function exportGauges(groups: GroupOutbound[], metrics: DataPlaneMetrics): void 
     return d === undefined ? undefined : d / 1000;
   });
   const labelNames = ['group', 'member'];
-  const registers = [metrics.registry];
-  new Gauge({
+  metrics.gauge({
     name: 'tranproxy_group_member_up',
     help: 'Whether the last probe of a group member succeeded (1 before the first probe)',
     labelNames,
-    registers,
     aggregator: 'min',
     collect() {
       up(this);
     },
   });
-  new Gauge({
+  metrics.gauge({
     name: 'tranproxy_group_member_selected',
     help: 'The member a group uses now (1) and the others (0)',
     labelNames,
-    registers,
     aggregator: 'max',
     collect() {
       selected(this);
     },
   });
-  new Gauge({
+  metrics.gauge({
     name: 'tranproxy_group_member_delay_seconds',
     help: "Time to the response headers of a group member's last good probe",
     labelNames,
-    registers,
     aggregator: 'average',
     collect() {
       delay(this);

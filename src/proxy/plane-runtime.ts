@@ -59,8 +59,7 @@ export class PlaneRuntime {
     const routers = cfg.routing ? (await import('../config/routing.js')).routersOf(cfg.routing, lists) : undefined;
     let routing: DataPlaneRouting | undefined;
     if (parts && cfg.routing && routers) {
-      const metrics = this.metrics ?? new (await import('../observe/metrics.js')).DataPlaneMetrics();
-      ({ routing, groups: this.groups } = parts.buildRouting(cfg.routing, routers.tcp, opts, metrics));
+      ({ routing, groups: this.groups } = parts.buildRouting(cfg.routing, routers.tcp, opts, this.metrics));
       this.keepSelections(worker.selected ?? {}, log);
       if (cfg.routing.dns) await this.startDns(parts, cfg, routing, mark, families, log);
     }

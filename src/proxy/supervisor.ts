@@ -30,7 +30,7 @@ import {
   type RelayPath,
   type ToChild,
 } from './protocol.js';
-import { SupervisorMetrics, type MetricsSnapshot } from '../observe/metrics.js';
+import type { SupervisorMetrics, MetricsSnapshot } from '../observe/metrics.js';
 import { startAdminServer, type AdminServer } from '../observe/admin.js';
 import type { ConnectionInfo, LiveAnswer } from './dataplane.js';
 import { TrafficTotals, type ClosedRow, type WorkerTraffic } from '../observe/traffic.js';
@@ -212,7 +212,8 @@ export class Supervisor implements SupervisorControl {
   private readonly appliedListeners = new Set<() => void>();
   private stopping: Promise<void> | undefined;
   private restarts: number[] = [];
-  private readonly metrics = new SupervisorMetrics();
+  /** Only for an admin API (its /metrics): prom-client stays out of a supervisor without one. */
+  private metrics: SupervisorMetrics | undefined;
   private quit: ((status: number) => void) | undefined;
   /** Spare descriptors for nft/ip/fork when a flood used up the rest (see FdReserve). */
   private spare: FdReserve | undefined;
@@ -238,6 +239,7 @@ export class Supervisor implements SupervisorControl {
     for (const sig of SIGNALS) process.on(sig, onEarly);
     try {
       this.checkFdLimit();
+      if (cfg.admin) this.metrics = new (await import('../observe/metrics.js')).SupervisorMetrics();
       this.spare = new FdReserve();
       if (cfg.firewall !== 'none') this.backend = cfg.firewall === 'auto' ? detectBackend() : cfg.firewall;
       this.listeners = bindListeners(cfg, this.log);
@@ -256,8 +258,8 @@ export class Supervisor implements SupervisorControl {
           {
             ready: () => this.ready,
             metrics: async () => ({
-              contentType: this.metrics.contentType,
-              body: await this.metrics.render(await this.collect<MetricsSnapshot>('metrics')),
+              contentType: this.metrics!.contentType,
+              body: await this.metrics!.render(await this.collect<MetricsSnapshot>('metrics')),
             }),
             connections: async () => (await this.live()).flows,
             groups: () => this.groups(),
@@ -354,9 +356,9 @@ export class Supervisor implements SupervisorControl {
     this.rulesApplied = true; // set first: a half-applied plan is removed on the way out too
     try {
       applyPlan({ ...capturePlanOf(cfg), families: this.families }, this.backend);
-      this.metrics.ruleApplies.inc();
+      this.metrics?.ruleApplies.inc();
     } catch (e) {
-      this.metrics.ruleErrors.inc();
+      this.metrics?.ruleErrors.inc();
       throw e;
     }
   }
@@ -507,7 +509,7 @@ export class Supervisor implements SupervisorControl {
       next = this.opts.reload();
     } catch (e) {
       this.spare?.refill();
-      this.metrics.reloads.inc({ result: 'rejected' });
+      this.metrics?.reloads.inc({ result: 'rejected' });
       this.log.error(`reload rejected, keeping the running configuration: ${(e as Error).message}`);
       return;
     }
@@ -545,7 +547,7 @@ export class Supervisor implements SupervisorControl {
     if (JSON.stringify(next.proxyMode?.listen) !== JSON.stringify(this.cfg.proxyMode?.listen)) fixed.push('proxyMode');
     const changed = fixed.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.cfg[k]));
     if (changed.length) {
-      this.metrics.reloads.inc({ result: 'rejected' });
+      this.metrics?.reloads.inc({ result: 'rejected' });
       const e = new TranproxyError(`${changed.join(', ')} cannot change on reload: restart tranproxy`);
       this.log.error(`reload rejected, keeping the running configuration: ${e.message}`);
       throw e;
@@ -564,7 +566,7 @@ export class Supervisor implements SupervisorControl {
     } catch (e) {
       this.dropWireBut(this.cfg);
       await restoreDns();
-      this.metrics.reloads.inc({ result: 'failed' });
+      this.metrics?.reloads.inc({ result: 'failed' });
       this.log.error(`reload failed, keeping the running configuration: ${(e as Error).message}`);
       throw e;
     }
@@ -581,7 +583,7 @@ export class Supervisor implements SupervisorControl {
       } catch (e2) {
         this.log.error(`restoring the previous rules failed: ${(e2 as Error).message}`);
       }
-      this.metrics.reloads.inc({ result: 'failed' });
+      this.metrics?.reloads.inc({ result: 'failed' });
       this.log.error(`reload failed, keeping the running configuration: ${(e as Error).message}`);
       throw e;
     }
@@ -589,7 +591,7 @@ export class Supervisor implements SupervisorControl {
     this.workers = fresh;
     this.cfg = next;
     this.dropWireBut(next);
-    this.metrics.reloads.inc({ result: 'ok' });
+    this.metrics?.reloads.inc({ result: 'ok' });
     this.log.info('reloaded:', {
       workers: fresh.length,
       draining: old.length,
@@ -752,7 +754,7 @@ export class Supervisor implements SupervisorControl {
         try {
           removeRules();
         } catch (e) {
-          this.metrics.ruleErrors.inc();
+          this.metrics?.ruleErrors.inc();
           this.log.error(`removing rules failed: ${(e as Error).message}; run 'tranproxy rules remove'`);
         }
       }

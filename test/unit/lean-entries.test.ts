@@ -108,3 +108,15 @@ test('`run --one-process` keeps no command-line, config, firewall, supervisor, m
   }
   assert.ok(loadedAtStart('src/proxy/one-process.ts').has('src/proxy/dataplane.ts'), 'the walk follows the data plane');
 });
+
+test('prom-client (and its OpenTelemetry dependency) loads only for an admin API, in every long-running process', () => {
+  // A gateway's supervisor and data plane (with its gateway parts: groups, nodes, DNS) import it on demand.
+  for (const entry of ['src/proxy/child.ts', 'src/proxy/gateway-parts.ts', 'src/proxy/supervisor.ts']) {
+    assert.ok(
+      loadedAtStart(entry).has('src/proxy/protocol.ts') || entry.includes('gateway'),
+      `the walk follows ${entry}`,
+    );
+    assert.deepEqual(offenders(entry, /^prom-client$|^src\/observe\/metrics\.ts$/), [], entry);
+  }
+  assert.ok(loadedAtStart('src/proxy/gateway-parts.ts').has('src/proxy/groups.ts'), 'the walk reaches the groups');
+});
