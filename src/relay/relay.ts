@@ -82,7 +82,8 @@ class RelayedConnection {
   private bytesDown = 0;
   /** Bytes written upstream (after rewriting). */
   private sentUp = 0;
-  private lastActivity = Date.now();
+  /** Monotonic (a wall-clock step must not end or prolong the idle timeout). */
+  private lastActivity = performance.now();
   private clientEnded = false;
   private upstreamEnded = false;
   private upstreamEndSent = false;
@@ -182,7 +183,7 @@ class RelayedConnection {
 
   private readonly onClientData = (chunk: Buffer): void => {
     this.bytesUp += chunk.length;
-    this.lastActivity = Date.now();
+    this.lastActivity = performance.now();
     const rewriter = this.rewriter;
     if (!rewriter) {
       this.sentUp += chunk.length;
@@ -239,7 +240,7 @@ class RelayedConnection {
 
   private readonly onUpstreamData = (chunk: Buffer): void => {
     this.bytesDown += chunk.length;
-    this.lastActivity = Date.now();
+    this.lastActivity = performance.now();
     if (!this.client.write(chunk) && !this.upstreamPaused) {
       this.upstreamPaused = true;
       this.upstream.pause();
@@ -399,7 +400,7 @@ class RelayedConnection {
 
   private readonly onIdle = (): void => {
     const idleTimeoutMs = this.opts.idleTimeoutMs;
-    const quiet = Date.now() - this.lastActivity;
+    const quiet = performance.now() - this.lastActivity;
     if (quiet >= idleTimeoutMs) {
       this.client.destroy();
       this.upstream.destroy();

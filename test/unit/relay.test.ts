@@ -137,6 +137,33 @@ test('idle timeout closes a connection quiet in both directions', async () => {
   upstream.close();
 });
 
+test('idle timeout on a monotonic clock: the wall clock stepping 3 hours back does not keep a quiet connection open', async () => {
+  const IDLE = 300;
+  let gotByte!: () => void;
+  const upstreamGot = new Promise<void>((r) => (gotByte = r));
+  const upstream = await listen((s) => s.on('data', () => gotByte()));
+  const realNow = Date.now;
+  try {
+    await withRelay(upstream.address() as net.AddressInfo, { idleTimeoutMs: IDLE }, async (port, results) => {
+      const c = net.connect({ port, host: '127.0.0.1' });
+      c.on('error', () => {});
+      await once(c, 'connect');
+      try {
+        c.write('x');
+        await upstreamGot; // relayed: the quiet starts now
+        Date.now = () => realNow() - 3 * 3600_000;
+        const r = await Promise.race([results[0]!, new Promise<undefined>((res) => setTimeout(res, IDLE + 3000))]);
+        assert.equal(r?.reason, 'idle', `still open ${IDLE + 3000} ms after its last byte (idle timeout ${IDLE} ms)`);
+      } finally {
+        c.destroy();
+      }
+    });
+  } finally {
+    Date.now = realNow;
+    upstream.close();
+  }
+});
+
 test('an upstream reset is propagated to the client as an error, not a clean EOF', async () => {
   const upstream = await listen((s) => s.once('data', () => s.resetAndDestroy()));
   await withRelay(upstream.address() as net.AddressInfo, {}, async (port, results) => {
