@@ -12,7 +12,7 @@ export interface DnsCacheOptions {
   maxTtl?: number;
   /** Longest time a negative answer is kept; default 1 hour (RFC 2308 suggests 1-3 h). */
   maxNegativeTtl?: number;
-  /** Milliseconds clock; default Date.now. */
+  /** Milliseconds clock; default performance.now (monotonic: a wall-clock step moves no expiry). */
   now?: () => number;
 }
 
@@ -76,7 +76,7 @@ export class DnsCache {
     this.maxEntries = Math.max(1, o.maxEntries ?? 10_000);
     this.maxTtl = o.maxTtl ?? 86_400;
     this.maxNegativeTtl = o.maxNegativeTtl ?? 3_600;
-    this.now = o.now ?? Date.now;
+    this.now = o.now ?? (() => performance.now());
   }
 
   get size(): number {

@@ -185,7 +185,7 @@ export class UdpRelay {
       this.dirtySockets.add(sock);
       p.socket = sock;
       p.id = id;
-      p.deadline = Date.now() + this.o.timeoutMs;
+      p.deadline = performance.now() + this.o.timeoutMs;
       return;
     }
     this.finish(p, p.fallback);
@@ -307,7 +307,7 @@ export class UdpRelay {
       this.sweeper = undefined;
       return;
     }
-    const now = Date.now();
+    const now = performance.now();
     for (const p of [...this.byKey.values()]) {
       if (p.deadline > now || !p.socket) continue;
       const up = this.o.upstreams[p.socket.upstream]!;

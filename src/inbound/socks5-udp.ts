@@ -152,13 +152,13 @@ class UdpAssociation {
         totals.dropped++;
         return;
       }
-      f = { target, client: { address: rinfo.address, port: rinfo.port }, pending: [], last: Date.now() };
+      f = { target, client: { address: rinfo.address, port: rinfo.port }, pending: [], last: performance.now() };
       this.flows.set(key, f);
       totals.flows++;
       this.open(key, f);
     }
     f.client = { address: rinfo.address, port: rinfo.port };
-    f.last = Date.now();
+    f.last = performance.now();
     const payload = packet.payload;
     if (f.failed || (!f.session && f.pending.length >= MAX_PENDING)) {
       totals.dropped++;
@@ -207,7 +207,7 @@ class UdpAssociation {
       ? { host: from.address, port: from.port, type: isIP(from.address) === 6 ? ATYP_IPV6 : ATYP_IPV4 }
       : f.target;
     if (this.ended) return; // a late reply after the association closed its socket
-    f.last = Date.now();
+    f.last = performance.now();
     this.totals.down += payload.length;
     this.sock.send(encodeSocksUdpPacket({ frag: 0, address: source, payload }), f.client.port, f.client.address);
   }
@@ -218,7 +218,7 @@ class UdpAssociation {
   }
 
   private expireIdle(): void {
-    const now = Date.now();
+    const now = performance.now();
     for (const [key, f] of this.flows) if (now - f.last > this.o.idleTimeoutMs) this.closeFlow(key);
   }
 }

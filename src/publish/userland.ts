@@ -185,7 +185,7 @@ export class UserlandProxy {
       return;
     }
     const id = ++this.nextId;
-    const started = Date.now();
+    const started = performance.now();
     const src = ep(client.remoteAddress ?? '?', client.remotePort ?? 0);
     const via = ep(client.localAddress ?? b.address, client.localPort ?? m.hostPort);
     const dst = ep(m.targetIp, m.targetPort);
@@ -197,7 +197,15 @@ export class UserlandProxy {
     const done = (fields: Record<string, string | number>) => {
       this.conns.delete(client);
       this.tcpActive--;
-      this.opts.log.info('conn', { id, proto: 'tcp', src, via, dst, ...fields, dur: `${Date.now() - started}ms` });
+      this.opts.log.info('conn', {
+        id,
+        proto: 'tcp',
+        src,
+        via,
+        dst,
+        ...fields,
+        dur: `${Math.round(performance.now() - started)}ms`,
+      });
     };
     connectDirect(
       { family: familyOf(m.targetIp), address: m.targetIp, port: m.targetPort },
@@ -232,7 +240,7 @@ export class UserlandProxy {
       this.udpFlows++;
     }
     b.flows.set(key, flow);
-    flow.last = Date.now();
+    flow.last = performance.now();
     flow.up += msg.length;
     const m = b.mapping;
     flow.upstream.send(msg, m.targetPort, m.targetIp, () => {});
@@ -241,7 +249,7 @@ export class UserlandProxy {
   private newFlow(b: UdpBinding, key: string, rinfo: dgram.RemoteInfo): UdpFlow {
     const m = b.mapping;
     const upstream = dgram.createSocket(familyOf(m.targetIp) === 6 ? 'udp6' : 'udp4');
-    const now = Date.now();
+    const now = performance.now();
     const flow: UdpFlow = {
       id: ++this.nextId,
       key,
@@ -257,7 +265,7 @@ export class UserlandProxy {
     upstream.on('message', (reply, from) => {
       // Only the target's answers go back to the client.
       if (from.port !== m.targetPort || canonicalIp(from.address) !== m.targetIp) return;
-      flow.last = Date.now();
+      flow.last = performance.now();
       flow.down += reply.length;
       b.socket.send(reply, flow.clientPort, flow.clientAddress, () => {});
     });
@@ -266,7 +274,7 @@ export class UserlandProxy {
   }
 
   private checkIdle(b: UdpBinding, flow: UdpFlow): void {
-    const quiet = Date.now() - flow.last;
+    const quiet = performance.now() - flow.last;
     if (quiet >= this.opts.udpIdleTimeoutMs) this.endFlow(b, flow, 'idle');
     else flow.timer = setTimeout(() => this.checkIdle(b, flow), this.opts.udpIdleTimeoutMs - quiet + 1);
   }
@@ -290,7 +298,7 @@ export class UserlandProxy {
       dst: ep(m.targetIp, m.targetPort),
       up: flow.up,
       down: flow.down,
-      dur: `${Date.now() - flow.started}ms`,
+      dur: `${Math.round(performance.now() - flow.started)}ms`,
       close: reason,
       ...(error ? { error } : {}),
     });

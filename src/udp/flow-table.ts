@@ -19,7 +19,7 @@ export class FlowTable<V> {
   constructor(opts: FlowTableOptions) {
     if (!(opts.idleTimeoutMs > 0)) throw new RangeError(`idle timeout must be positive, got ${opts.idleTimeoutMs}`);
     this.idleTimeoutMs = opts.idleTimeoutMs;
-    this.now = opts.now ?? Date.now;
+    this.now = opts.now ?? (() => performance.now());
   }
 
   get size(): number {

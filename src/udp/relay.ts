@@ -59,7 +59,7 @@ export class UdpRelay {
   private closed = false;
 
   constructor(private readonly opts: UdpRelayOptions) {
-    this.now = opts.now ?? Date.now;
+    this.now = opts.now ?? (() => performance.now());
     this.table = new FlowTable<UdpRelayFlow>({ idleTimeoutMs: opts.idleTimeoutMs, now: this.now });
     this.maxFlows = opts.maxFlows ?? 16_384;
     this.maxPending = opts.maxPending ?? 64;
@@ -171,7 +171,7 @@ export class UdpRelay {
       up: flow.upBytes,
       down: flow.downBytes,
       packets: `${flow.upPackets}/${flow.downPackets}`,
-      dur: `${this.now() - flow.started}ms`,
+      dur: `${Math.round(this.now() - flow.started)}ms`,
       close: reason,
       out: this.opts.outbound.name,
       ...(error ? { error } : {}),

@@ -141,3 +141,21 @@ test('cache keys: case and trailing dot fold; type, class, DO and CD do not', ()
   assert.notEqual(k('a', 1), k('a', 1, 1, true));
   assert.notEqual(k('a', 1), k('a', 1, 1, false, true));
 });
+
+test('the default clock is monotonic: a wall-clock step neither expires nor extends an entry', () => {
+  const realNow = Date.now;
+  let wall = realNow();
+  Date.now = () => wall; // the wall clock, as a cache built now would read it
+  try {
+    const cache = new DnsCache();
+    const r = response('step.example', RCODE.NOERROR, [{ type: TYPE.A, ttl: 60, rdata: ipRdata('192.0.2.9') }]);
+    const key = cacheKey({ name: 'step.example', type: TYPE.A, class: 1, do: false });
+    assert.equal(cache.set(key, r.buf, r.msg), true);
+    wall += 3 * 3600_000; // NTP steps the clock 3 hours ahead
+    assert.ok(cache.get(key), 'still cached after the wall clock jumped ahead');
+    wall -= 6 * 3600_000; // and 3 hours behind where it was
+    assert.equal(cache.get(key)!.remaining, 60, 'its TTL did not grow');
+  } finally {
+    Date.now = realNow;
+  }
+});

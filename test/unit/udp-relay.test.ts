@@ -38,6 +38,21 @@ test('flow table: entries expire after the idle timeout counted from their last 
   assert.throws(() => new FlowTable({ idleTimeoutMs: 0 }), RangeError);
 });
 
+test('flow table: the default clock is monotonic (a wall-clock step ahead does not make every flow idle)', () => {
+  const realNow = Date.now;
+  let wall = realNow();
+  Date.now = () => wall; // the wall clock, as a table built now would read it
+  try {
+    const t = new FlowTable<string>({ idleTimeoutMs: 60_000 });
+    t.set('a', 'A');
+    wall += 3 * 3600_000;
+    assert.deepEqual(t.sweep(), []);
+    assert.ok(t.idleFor('a') < 60_000);
+  } finally {
+    Date.now = realNow;
+  }
+});
+
 test('flow keys separate clients, ports and destinations; sweep interval is bounded', () => {
   const keys = new Set([
     flowKey(v4('10.0.0.1', 1), v4('192.0.2.1', 53)),
