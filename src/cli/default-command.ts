@@ -29,3 +29,11 @@ export function wantsOneProcess(args: readonly string[], env = process.env): boo
   const own = end < 0 ? args.slice(1) : args.slice(1, end);
   return own.includes('--one-process') && !own.some((a) => a === '-h' || a === '--help');
 }
+
+/** `run` not asking for help, not the parser itself: the lean supervisor entry (lean-run.ts). */
+export function wantsLeanRun(args: readonly string[], env = process.env): boolean {
+  if (args[0] !== 'run' || env[PARSE_ONLY_ENV] === '1') return false;
+  const end = args.indexOf('--');
+  const own = end < 0 ? args.slice(1) : args.slice(1, end);
+  return !own.some((a) => a === '-h' || a === '--help');
+}

@@ -3,7 +3,7 @@
 // turns errors into one line and an exit status (2 for usage errors).
 import type { Command } from 'commander';
 import { TranproxyError } from '../errors.js';
-import { withDefaultCommand, wantsOneProcess } from './default-command.js';
+import { withDefaultCommand, wantsLeanRun, wantsOneProcess } from './default-command.js';
 
 /**
  * Each subcommand's module, loaded only when that subcommand runs (or for help), so the
@@ -36,6 +36,8 @@ try {
 // `run --one-process` serves in this process for as long as the pod lives: it keeps no
 // command-line or config code resident (a short-lived child parses the arguments).
 if (wantsOneProcess(argv.slice(2))) await (await import('./one-process.js')).runOneProcess(argv.slice(2));
+// `run` supervises the same way unless its configuration needs the parsers at run time.
+if (wantsLeanRun(argv.slice(2))) await (await import('./lean-run.js')).runSupervised(argv.slice(2));
 
 const { Command: Program, CommanderError } = await import('commander');
 const program = new Program('tranproxy')

@@ -1,6 +1,7 @@
 // `tranproxy rules plan|apply|remove|show`: the firewall part alone.
 import { Command } from 'commander';
-import { capturePlanOf, runConfigOf, type RunConfig } from '../config/run-config.js';
+import { runConfigOf, type RunConfig } from '../config/run-config.js';
+import { capturePlanOf } from '../config/capture-plan.js';
 import { applyPlan, detectBackend, removeRules, renderPlan, showRules, type Backend } from '../firewall/apply.js';
 import { addCaptureOptions } from './capture-options.js';
 import { loadWithFile } from './file-options.js';

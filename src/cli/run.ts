@@ -35,6 +35,18 @@ export function runCommand(): Command {
     const { flags, warnings: permissionWarnings } = loaded;
     let file = loaded.file;
     let cfg = runConfigOf(loaded.settings, command, undefined, file);
+    const loadedConfig = (c: RunConfig): LoadedConfig => ({
+      cfg: c,
+      fixedOnReload: FIXED_ON_RELOAD,
+      reloadable: opts.config !== undefined,
+    });
+    // The lean entry (lean-run.ts) asked: what needs the parsers at run time is served here.
+    const parseOnly = process.env[PARSE_ONLY_ENV] === '1' && !cfg.oneProcess;
+    const leanWire = parseOnly && !cfg.console && !hasRuleSets(file) ? await wireOf(loadedConfig(cfg)) : undefined;
+    if (parseOnly && (leanWire === undefined || !isPlainData(leanWire))) {
+      process.stdout.write(JSON.stringify({ full: true }));
+      process.exit(0);
+    }
     // The console's code loads only when it is asked for: a sidecar keeps none of it resident.
     const consoleModule = cfg.console ? await import('../console/index.js') : undefined;
     consoleModule?.checkConsoleConfig(cfg, opts.config, file);
@@ -55,14 +67,13 @@ export function runCommand(): Command {
           return build(f);
         }
       : undefined;
+    if (parseOnly) {
+      process.stdout.write(JSON.stringify(leanWire)); // its warnings went to stderr above
+      process.exit(0);
+    }
     if (cfg.oneProcess) {
       // Its warnings are logged above (by the parser child, on its stderr: ours).
-      const loadedConfig = (c: RunConfig): LoadedConfig => ({
-        cfg: c,
-        fixedOnReload: FIXED_ON_RELOAD,
-        reloadable: opts.config !== undefined,
-      });
-      if (Object.keys(file?.ruleSets ?? {}).length)
+      if (hasRuleSets(file))
         throw new UsageError('--one-process does not fetch or refresh rule sets: drop one of them');
       // The lean entry (cli/one-process.ts) asked only for the parsed configuration.
       if (process.env[PARSE_ONLY_ENV] === '1') {
@@ -75,7 +86,7 @@ export function runCommand(): Command {
     }
     const ruleSets = opts.config ? { baseDir: dirname(opts.config), log } : undefined;
     // The fetcher loads only for a file that names rule sets (its HTTP client stays out of a sidecar).
-    const updater = Object.keys(file?.ruleSets ?? {}).length ? await import('../ruleset/updater.js') : undefined;
+    const updater = hasRuleSets(file) ? await import('../ruleset/updater.js') : undefined;
     // Rule sets never fetched are fetched before the first generation; the others start from their copy.
     if (file && ruleSets && updater && (await updater.fetchMissingRuleSets(file.ruleSets, ruleSets))) cfg = reload!();
     const services = combineServices(
@@ -84,6 +95,7 @@ export function runCommand(): Command {
     );
     const { Supervisor } = await import('../proxy/supervisor.js');
     const status = await new Supervisor(cfg, log, {
+      fixedOnReload: FIXED_ON_RELOAD,
       ...(reload ? { reload } : {}),
       ...(services ? { services } : {}),
       ...(logRing ? { logRing } : {}),
@@ -108,6 +120,21 @@ async function wireOf(loaded: LoadedConfig): Promise<Omit<LoadedConfig, 'lists'>
     cfg: { ...loaded.cfg, routing: { ...routing, rules: packed.rules } },
     lists: Buffer.from(packedBytes(packed)).toString('base64'),
   };
+}
+
+function hasRuleSets(file: ConfigFile | undefined): boolean {
+  return Object.keys(file?.ruleSets ?? {}).length > 0;
+}
+
+/** Whether `v` crosses JSON unchanged: no typed arrays, Maps, Sets, functions, NaN or Infinity. */
+export function isPlainData(v: unknown): boolean {
+  if (v === null || typeof v === 'string' || typeof v === 'boolean') return true;
+  if (typeof v === 'number') return Number.isFinite(v);
+  if (Array.isArray(v)) return v.every((x) => x !== undefined && isPlainData(x));
+  if (typeof v !== 'object') return false;
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) return false;
+  return Object.values(v).every((x) => x === undefined || isPlainData(x));
 }
 
 type Service = NonNullable<SupervisorOptions['services']>;

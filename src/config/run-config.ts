@@ -4,11 +4,10 @@ import os from 'node:os';
 import { UsageError } from '../errors.js';
 import { compileInjectConfig, validateHeader, type InjectConfig } from '../http/inject-config.js';
 import { podAddress, readResolvConf, type ResolvConf } from './host-identity.js';
-import { ownPortsOf } from './own-traffic.js';
 import { proxyModeOf, type ProxyModeConfig } from './proxy-mode.js';
 import { routingOf, type RoutingConfig } from './routing.js';
 import type { ConfigFile } from './file.js';
-import type { CaptureMode, CapturePlan, CapturePoint, Cidr, Family, PortRange } from '../firewall/plan.js';
+import type { CaptureMode, CapturePoint, Cidr, Family, PortRange } from '../firewall/plan.js';
 import {
   defaultOf,
   fixedOnReload,
@@ -307,44 +306,5 @@ export function runConfigOf(
     enabled: setting(v, 'enabled'),
     console: v.console,
     proxyMode: proxyModeOf(v.listenProxy, v.proxyAuth, v.proxyAuthFile),
-  };
-}
-
-/** The firewall plan a RunConfig asks for. */
-export function capturePlanOf(cfg: RunConfig): CapturePlan {
-  return {
-    mode: cfg.mode,
-    capture: cfg.capture,
-    families: cfg.families,
-    protocols: cfg.udp ? ['tcp', 'udp'] : ['tcp'],
-    proxyPort: cfg.listenPort,
-    includePorts: cfg.ports,
-    excludePorts: cfg.excludePorts,
-    includeDestinations: cfg.includeCidrs,
-    excludeDestinations: cfg.excludeCidrs,
-    sourceCidrs: cfg.sourceCidrs,
-    inInterfaces: cfg.inInterfaces,
-    excludeUids: [...new Set([...(cfg.proxyUser ? [cfg.proxyUser.uid] : []), ...cfg.excludeUids])],
-    excludeGids: [...new Set([...(cfg.proxyUser ? [cfg.proxyUser.gid] : []), ...cfg.excludeGids])],
-    bypassMark: cfg.bypassMark,
-    tproxyMark: cfg.tproxyMark,
-    tproxyTable: cfg.tproxyTable,
-    // Only when not the default, so plans (and their JSON) stay as before for plain marks.
-    ...(cfg.bypassMask !== 0xffffffff ? { bypassMask: cfg.bypassMask } : {}),
-    ...(cfg.tproxyMask !== 0xffffffff ? { tproxyMask: cfg.tproxyMask } : {}),
-    ...(cfg.tproxyRulePref !== undefined ? { rulePref: cfg.tproxyRulePref } : {}),
-    ...(cfg.capture.includes('inbound') ? inboundPlan(cfg) : {}),
-  };
-}
-
-/** Inbound capture never takes tranproxy's own ports (listener, admin API, console). */
-function inboundPlan(
-  cfg: RunConfig,
-): Pick<CapturePlan, 'inboundPorts' | 'excludeInboundPorts' | 'inboundPreserveSource'> {
-  const own = ownPortsOf(cfg);
-  return {
-    inboundPorts: cfg.inboundPorts,
-    excludeInboundPorts: [...cfg.excludeInboundPorts, ...own.map((port) => ({ from: port, to: port }))],
-    inboundPreserveSource: cfg.mode === 'tproxy' && cfg.preserveSource,
   };
 }

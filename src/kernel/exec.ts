@@ -74,7 +74,7 @@ export function run(tool: string, args: readonly string[], opts: RunOptions = {}
     const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', (err: NodeJS.ErrnoException) => {
       reject(err.code === 'ENOENT' ? new ToolMissingError(cmd, PACKAGE_OF[cmd] ?? cmd) : err);
@@ -119,21 +119,25 @@ export function spawnCommand(argv: readonly string[]): import('node:child_proces
 
 /**
  * This program again (node, its flags, its script) with `args` and extra environment; its
- * stderr is ours. Resolves with its exit status and what it printed on stdout.
+ * stderr is ours, or with `captureStderr` returned as `stderr`. Resolves with its exit status
+ * and what it printed on stdout.
  */
 export function runSelf(
   args: readonly string[],
   env: Record<string, string>,
-): Promise<{ status: number; stdout: string }> {
+  opts: { captureStderr?: boolean } = {},
+): Promise<{ status: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], {
       env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'inherit'],
+      stdio: ['ignore', 'pipe', opts.captureStderr ? 'pipe' : 'inherit'],
     });
     let stdout = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', reject);
-    child.on('close', (status) => resolve({ status: status ?? 1, stdout }));
+    child.on('close', (status) => resolve({ status: status ?? 1, stdout, stderr }));
   });
 }
 

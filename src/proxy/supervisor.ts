@@ -18,7 +18,8 @@ import { dataPlanePrivileges } from './privileges.js';
 import { missingPlugins, setPluginUser, stopIdlePluginsAfter } from '../outbound/sip003.js';
 import { bridgeNfWarning } from '../firewall/forwarding.js';
 import { applyPlan, detectBackend, removeRules, showRules, type Backend } from '../firewall/apply.js';
-import { capturePlanOf, FIXED_ON_RELOAD, type RunConfig } from '../config/run-config.js';
+import type { RunConfig } from '../config/run-config.js';
+import { capturePlanOf } from '../config/capture-plan.js';
 import type { Logger } from '../observe/log.js';
 import type { LogEntry, LogRing } from '../observe/log-ring.js';
 import type { Family } from '../firewall/plan.js';
@@ -145,8 +146,10 @@ class Worker {
 }
 
 export interface SupervisorOptions {
-  /** Re-reads the configuration (file + flags) for SIGHUP; throws on a bad config. */
-  reload?: () => RunConfig;
+  /** The settings a reload must keep (FIXED_ON_RELOAD; passed in: the option parsers stay out of this process). */
+  fixedOnReload: readonly (keyof RunConfig)[];
+  /** Re-reads the configuration (file + flags) for SIGHUP; throws (rejects) on a bad config. */
+  reload?: () => RunConfig | Promise<RunConfig>;
   /** Started once the proxy is ready (the web console), closed on shutdown. */
   services?: (ctl: SupervisorControl) => Promise<{ close(): Promise<void> }>;
   /** The supervisor's own log lines (its logger writes there); workers' lines are merged in by logs(). */
@@ -225,7 +228,7 @@ export class Supervisor implements SupervisorControl {
   constructor(
     private cfg: RunConfig,
     private readonly log: Logger,
-    private readonly opts: SupervisorOptions = {},
+    private readonly opts: SupervisorOptions,
   ) {}
 
   /** Runs until signalled or until the wrapped command exits; resolves with the exit status. */
@@ -506,7 +509,7 @@ export class Supervisor implements SupervisorControl {
     let next: RunConfig;
     this.spare?.release(); // reading the file needs a descriptor, even after a flood
     try {
-      next = this.opts.reload();
+      next = await this.opts.reload();
     } catch (e) {
       this.spare?.refill();
       this.metrics?.reloads.inc({ result: 'rejected' });
@@ -542,7 +545,7 @@ export class Supervisor implements SupervisorControl {
     // The mode can change live when the listeners are transparent (see transparentListeners).
     // udp may change: the new generation opens (or not) its UDP listeners and the plan adds
     // (or drops) the UDP rules; the old generation closes its UDP socket as it starts draining.
-    const fixed = FIXED_ON_RELOAD.filter((k) => k !== 'mode' || !transparentListeners(this.cfg));
+    const fixed = this.opts.fixedOnReload.filter((k) => k !== 'mode' || !transparentListeners(this.cfg));
     // Proxy mode's listeners are bound once; its credentials may change.
     if (JSON.stringify(next.proxyMode?.listen) !== JSON.stringify(this.cfg.proxyMode?.listen)) fixed.push('proxyMode');
     const changed = fixed.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.cfg[k]));

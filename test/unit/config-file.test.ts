@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ConfigError, loadConfigFile, parseConfigText } from '../../src/config/file.js';
-import { capturePlanOf, runConfigOf, type HostFacts } from '../../src/config/run-config.js';
+import { runConfigOf, type HostFacts } from '../../src/config/run-config.js';
+import { capturePlanOf } from '../../src/config/capture-plan.js';
 import { UsageError } from '../../src/errors.js';
 import { compileRules, type DomainList } from '../../src/route/index.js';
 

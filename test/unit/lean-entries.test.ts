@@ -100,7 +100,7 @@ test('`run --one-process` keeps no command-line, config, firewall, supervisor, m
     assert.deepEqual(
       offenders(
         entry,
-        /^(commander|zod|yaml|prom-client|pino)$|^src\/(firewall|console|k8s|cli\/(?!one-process|default-command))|^src\/config\/(settings|schema|file|run-config|routing)\.ts$|^src\/proxy\/(supervisor|child)\.ts$/,
+        /^(commander|zod|yaml|prom-client|pino)$|^src\/(firewall|console|k8s|cli\/(?!one-process|parse-child|default-command))|^src\/config\/(settings|schema|file|run-config|routing)\.ts$|^src\/proxy\/(supervisor|child)\.ts$/,
       ),
       [],
       entry,
@@ -119,4 +119,19 @@ test('prom-client (and its OpenTelemetry dependency) loads only for an admin API
     assert.deepEqual(offenders(entry, /^prom-client$|^src\/observe\/metrics\.ts$/), [], entry);
   }
   assert.ok(loadedAtStart('src/proxy/gateway-parts.ts').has('src/proxy/groups.ts'), 'the walk reaches the groups');
+});
+
+test('`tranproxy run` supervises without the option parsers: commander, zod and YAML load in a short-lived child', () => {
+  // lean-run.ts serves every configuration that does not need them at run time (no console, no rule sets).
+  for (const entry of ['src/cli/lean-run.ts', 'src/proxy/supervisor.ts']) {
+    assert.ok(loadedAtStart(entry).has('src/errors.ts'), `the walk follows ${entry}`);
+    assert.deepEqual(
+      offenders(
+        entry,
+        /^(commander|zod|yaml)$|^src\/cli\/(?!lean-run|parse-child|default-command)|^src\/config\/(settings|schema|file|run-config|routing|zod-parts)\.ts$/,
+      ),
+      [],
+      entry,
+    );
+  }
 });

@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import { parseConfigText } from '../../src/config/file.js';
 import { configSecrets } from '../../src/config/file-permissions.js';
 import { ownPortsOf } from '../../src/config/own-traffic.js';
-import { capturePlanOf, parseRunOptions, runConfigOf, type HostFacts } from '../../src/config/run-config.js';
+import { parseRunOptions, runConfigOf, type HostFacts } from '../../src/config/run-config.js';
+import { capturePlanOf } from '../../src/config/capture-plan.js';
 import { UsageError } from '../../src/errors.js';
 
 const FACTS: HostFacts = {

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { capturePlanOf, parseRunOptions, runConfigOf } from '../../src/config/run-config.js';
+import { parseRunOptions, runConfigOf } from '../../src/config/run-config.js';
+import { capturePlanOf } from '../../src/config/capture-plan.js';
 import { parseConfigText } from '../../src/config/file.js';
 import { flagSettings } from '../../src/config/settings.js';
 import { UsageError } from '../../src/errors.js';
