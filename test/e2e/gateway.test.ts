@@ -14,7 +14,8 @@ import {
   withGatewayLab,
   type GatewayLab,
 } from '../helpers/gateway-lab.js';
-import { peerPath, startPeer, startTranproxy, waitForPort } from '../helpers/lab.js';
+import { peerPath, startPeer, startTranproxy, tranproxyBin, waitForPort } from '../helpers/lab.js';
+import { childPids } from '../helpers/procs.js';
 
 const {
   node: NODE_IP,
@@ -70,6 +71,36 @@ test('SOCKS5 node: curl and a raw TCP exchange from a LAN host leave through the
     const named = await curlJson(g.lan, 'http://www.remote.test/', ['--resolve', `www.remote.test:80:${REMOTE}`]);
     assert.equal(named?.client.address, NODE_SIDE_OF_REMOTE);
     await proxy.waitForOutput(/conn .*domain=www\.remote\.test via=upstream/);
+  });
+});
+
+test('small-router layout: rules apply, then one process (--one-process, no child) carries the LAN through the node', async () => {
+  await withGateway(async (g) => {
+    await microsocks(g.node, NODE_IP, 1080);
+    const capture = [
+      '--mode',
+      'tproxy',
+      '--capture',
+      'prerouting',
+      '-i',
+      g.lanIf,
+      '--family',
+      'ipv4',
+      '--no-bypass-private',
+    ];
+    const cli = (args: string[]) => g.gw.run(process.execPath, [tranproxyBin(), ...args]);
+    await cli(['rules', 'apply', ...capture]);
+    try {
+      const upstream = ['--upstream', `socks5://${NODE_IP}:1080`];
+      const proxy = await startTranproxy(g.gw, ['run', ...capture, '--firewall', 'none', '--one-process', ...upstream]);
+      assert.match(proxy.output(), /ready: .*layout=one-process .*relay=kernel/);
+      assert.deepEqual(childPids(proxy.pid), [], 'no data-plane child process');
+      const echo = await curlJson(g.lan, `http://${REMOTE}/one-process`);
+      assert.equal(echo?.client.address, NODE_SIDE_OF_REMOTE, 'the remote server sees the node, not the client');
+      await proxy.waitForOutput(/conn .*dst=10\.74\.3\.2:80 .*via=upstream route=default/);
+    } finally {
+      await cli(['rules', 'remove']);
+    }
   });
 });
 
