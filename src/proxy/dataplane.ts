@@ -87,6 +87,8 @@ export interface DataPlaneConfig {
   stats?: FlowStats;
   /** With routing: the one node the engine may carry every flow through itself (engineNodeOf). */
   node?: EngineNode;
+  /** With node and no routing: the routing, built when the engine cannot carry the flows. */
+  routingIfJs?: () => Promise<DataPlaneRouting>;
 }
 
 /** --relay splice on a system where splice(2) via koffi cannot work. */
@@ -123,19 +125,25 @@ interface LiveFlow {
   spliced?: EngineFlow;
 }
 
-export function startDataPlane(cfg: DataPlaneConfig, listeners: ListenerHandle[], log: Logger): Promise<DataPlane> {
+export async function startDataPlane(
+  cfg: DataPlaneConfig,
+  listeners: ListenerHandle[],
+  log: Logger,
+): Promise<DataPlane> {
   const relayChoice = cfg.relay ?? 'auto';
-  if (relayChoice === 'splice' && !spliceAvailable()) return Promise.reject(new SpliceUnavailableError());
+  if (relayChoice === 'splice' && !spliceAvailable()) throw new SpliceUnavailableError();
   const engine = new LazySpliceEngine(relayChoice, cfg.engineThreads ?? 1, log);
   // The engine accepts and relays these flows itself: nobody inspects their bytes, or only
   // the header rewriter, which runs in the engine's threads.
   if (engine.undecided && engineServes({ ...cfg, otherInspection: !!cfg.rewriterFor && !cfg.inject })) {
     // One loop doing all the work runs on this thread (no second V8 isolate): the sidecar.
     const eng = engine.get(servedHosting());
-    if (eng) return Promise.resolve(startServedPlane(cfg, listeners, log, eng));
+    if (eng) return startServedPlane(cfg, listeners, log, eng);
   }
-  const plane = new JsDataPlane(cfg, log, engine);
-  return plane.listen(listeners).then(() => plane);
+  const routing = cfg.routing ?? (await cfg.routingIfJs?.());
+  const plane = new JsDataPlane(routing ? { ...cfg, routing } : cfg, log, engine);
+  await plane.listen(listeners);
+  return plane;
 }
 
 /** The splice engine, started on the first flow that can use it: a sidecar whose flows all get headers never needs it. */

@@ -49,14 +49,18 @@ export class PlaneRuntime {
    * with `cfg`; `lists`: the bytes its rules' domain-list references point into (packRuleLists).
    */
   async start(cfg: RunConfig, worker: WorkerShare, fds: number[], log: Logger, lists?: Uint8Array): Promise<RelayPath> {
-    const parts = needsGatewayParts(cfg) ? await import('./gateway-parts.js') : undefined;
+    // With one node the engine speaks to, the engine carries every flow: the JS routing (node
+    // protocols, gateway parts) is built only if it cannot (--relay js, no engine here).
+    const engineNode = engineNodeOf(cfg);
+    const parts = needsGatewayParts(cfg) && !engineNode ? await import('./gateway-parts.js') : undefined;
     const mark = worker.outboundMark;
     const families = worker.listeners.map((l) => l.family);
     const { resolverForNames, NameResolver } = await import('../dns/resolver.js');
     const resolveNames = resolverForNames(cfg.resolver, cfg.nameserversGiven);
     const opts = { mark, connectTimeoutMs: cfg.connectTimeoutMs, resolve: resolveNames, log };
     // The rules compile once here, for TCP and UDP alike.
-    const routers = cfg.routing ? (await import('../config/routing.js')).routersOf(cfg.routing, lists) : undefined;
+    const routers =
+      cfg.routing && !engineNode ? (await import('../config/routing.js')).routersOf(cfg.routing, lists) : undefined;
     let routing: DataPlaneRouting | undefined;
     if (parts && cfg.routing && routers) {
       ({ routing, groups: this.groups } = parts.buildRouting(cfg.routing, routers.tcp, opts, this.metrics));
@@ -64,7 +68,6 @@ export class PlaneRuntime {
       if (cfg.routing.dns) await this.startDns(parts, cfg, routing, mark, families, log);
     }
     const resolver = cfg.dstFromHost ? new NameResolver(cfg.resolver) : undefined;
-    const engineNode = engineNodeOf(cfg);
     this.plane = await startDataPlane(
       {
         mode: cfg.mode,
@@ -86,7 +89,7 @@ export class PlaneRuntime {
             }
           : {}),
         ...(routing ? { routing } : {}),
-        ...(engineNode ? { node: engineNode } : {}),
+        ...(engineNode ? { node: engineNode, routingIfJs: () => this.nodeRouting(cfg, opts, lists) } : {}),
         ...(this.metrics ? { metrics: this.metrics } : {}),
         relay: cfg.relay,
         engineThreads: worker.engineThreads,
@@ -103,6 +106,19 @@ export class PlaneRuntime {
         families,
       });
     return this.plane.relay;
+  }
+
+  /** The JS routing of a configuration whose every flow goes to one node (engineNodeOf): no rules, groups or DNS. */
+  private async nodeRouting(
+    cfg: RunConfig,
+    opts: Parameters<typeof GatewayParts.buildRouting>[2],
+    lists: Uint8Array | undefined,
+  ): Promise<DataPlaneRouting> {
+    const [parts, { routersOf }] = await Promise.all([import('./gateway-parts.js'), import('../config/routing.js')]);
+    const routing = cfg.routing!;
+    const built = parts.buildRouting(routing, routersOf(routing, lists).tcp, opts, this.metrics);
+    this.groups = built.groups;
+    return built.routing;
   }
 
   private async startDns(

@@ -104,6 +104,18 @@ test('small-router layout: rules apply, then one process (--one-process, no chil
   });
 });
 
+test('one node without the engine (--relay js): the JS path builds the routing the engine would not need', async () => {
+  await withGateway(async (g) => {
+    await microsocks(g.node, NODE_IP, 1080);
+    const args = ['--upstream', `socks5://${NODE_IP}:1080`, '--relay', 'js'];
+    const proxy = await startTranproxy(g.gw, gatewayRunArgs(g, args));
+    assert.doesNotMatch(proxy.output(), /ready: .*relay=kernel/, 'not the engine-only path');
+    const echo = await curlJson(g.lan, `http://${REMOTE}/js-path`);
+    assert.equal(echo?.client.address, NODE_SIDE_OF_REMOTE, 'the remote server sees the node, not the client');
+    await proxy.waitForOutput(/conn .*dst=10\.74\.3\.2:80 .*via=upstream route=default .*close=eof/);
+  });
+});
+
 test('-N: the upstream node given by name is resolved through the -N nameserver', async () => {
   await withGateway(async (g) => {
     await microsocks(g.node, NODE_IP, 1080);
