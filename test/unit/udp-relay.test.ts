@@ -47,7 +47,7 @@ test('flow table: the default clock is monotonic (a wall-clock step ahead does n
     t.set('a', 'A');
     wall += 3 * 3600_000;
     assert.deepEqual(t.sweep(), []);
-    assert.ok(t.idleFor('a') < 60_000);
+    assert.ok((t.idleFor('a') ?? Infinity) < 60_000);
   } finally {
     Date.now = realNow;
   }
