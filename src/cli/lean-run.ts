@@ -2,6 +2,7 @@
 // resident: a short-lived child parses the arguments and the config file (parse-child.ts),
 // this process supervises with the result and parses in a child again for SIGHUP. What needs
 // them at run time (the console, rule sets fetched from URLs) is served by run.ts as before.
+import { readFileSync } from 'node:fs';
 import { TranproxyError } from '../errors.js';
 import type { RunConfig } from '../config/run-config.js';
 import type { LoadedConfig } from '../proxy/one-process.js';
@@ -22,8 +23,37 @@ async function reloaded(args: string[]): Promise<RunConfig> {
   return revived(p);
 }
 
+/** The config file `run ARGS` names (`-c FILE`, `-cFILE`, `--config FILE`, `--config=FILE`), if any. */
+export function configPathOf(args: readonly string[]): string | undefined {
+  const end = args.indexOf('--');
+  const own = end < 0 ? args : args.slice(0, end);
+  for (let i = 0; i < own.length; i++) {
+    const a = own[i]!;
+    if (a === '-c' || a === '--config') return own[i + 1];
+    if (a.startsWith('--config=')) return a.slice('--config='.length);
+    if (a.startsWith('-c') && !a.startsWith('--')) return a.slice(2);
+  }
+  return undefined;
+}
+
+/**
+ * Whether the file names domain lists or rule sets (read as text: no YAML here). Those can be
+ * large: parsed in a child and again here, a 1M-entry list took 1.7x as long to start and 4x to
+ * reload, so such a file runs in run's own process as before.
+ */
+export function namesLists(args: readonly string[]): boolean {
+  const path = configPathOf(args.slice(1));
+  if (path === undefined) return false;
+  try {
+    return /domain-list|rule-set/.test(readFileSync(path, 'utf8'));
+  } catch {
+    return false; // the parser says what is wrong with it
+  }
+}
+
 /** Serves `run args`; falls back to run.ts (resolves false) when the parser says it needs it. */
 export async function runSupervised(args: string[]): Promise<false> {
+  if (namesLists(args)) return false;
   let first: LoadedConfig;
   try {
     const p = await parseInChild(args);
