@@ -19,7 +19,10 @@ async function revived(loaded: LoadedConfig): Promise<RunConfig> {
 /** SIGHUP's configuration: the parser's error (file, line, column) is the reload's. */
 async function reloaded(args: string[]): Promise<RunConfig> {
   const p = await parseInChild(args, { quiet: true });
-  if ('full' in p) throw new TranproxyError('the console or rule sets cannot be added on reload: restart tranproxy');
+  if ('full' in p)
+    throw new TranproxyError(
+      'the console, rule sets and large domain lists (over ~10,000 entries) cannot be added on reload: restart tranproxy',
+    );
   return revived(p);
 }
 
