@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { Host, Lab, LabProcess } from '../../src/netlab/lab.js';
 import {
   gatewayLabAddresses,
+  gatewayCapture,
   gatewayRunArgs,
   microsocks,
   withGatewayLab,
@@ -77,17 +78,7 @@ test('SOCKS5 node: curl and a raw TCP exchange from a LAN host leave through the
 test('small-router layout: rules apply, then one process (--one-process, no child) carries the LAN through the node', async () => {
   await withGateway(async (g) => {
     await microsocks(g.node, NODE_IP, 1080);
-    const capture = [
-      '--mode',
-      'tproxy',
-      '--capture',
-      'prerouting',
-      '-i',
-      g.lanIf,
-      '--family',
-      'ipv4',
-      '--no-bypass-private',
-    ];
+    const capture = gatewayCapture(g);
     const cli = (args: string[]) => g.gw.run(process.execPath, [tranproxyBin(), ...args]);
     await cli(['rules', 'apply', ...capture]);
     try {

@@ -555,22 +555,18 @@ test('http CONNECT via tinyproxy with BasicAuth: credentials, wrong password →
 
 // ── Shadowsocks ─────────────────────────────────────────────────────────────
 
+/** ss-server on loopback at the port the peer harness picks. */
+const ssServerArgs =
+  (password: string, method: string) =>
+  (port: number): string[] => ['-s', '127.0.0.1', '-p', String(port), '-k', password, '-m', method];
+
 for (const method of SS_METHODS) {
   test(`shadowsocks ${method} via ss-server: 1 MiB round trip by IP and domain, wrong password, refusals, node down`, {
     skip: skipAll,
   }, async () => {
     await withPeers(async (peers) => {
       const echo = await echoServer();
-      const port = await peers.start('ss-server', 'ss-server', (p) => [
-        '-s',
-        '127.0.0.1',
-        '-p',
-        String(p),
-        '-k',
-        'p@ss word',
-        '-m',
-        method,
-      ]);
+      const port = await peers.start('ss-server', 'ss-server', ssServerArgs('p@ss word', method));
       try {
         const ob = createOutbound(
           parseNodeUri(
@@ -651,16 +647,7 @@ test('shadowsocks known-answer vector (computed with Python cryptography) is acc
   }
   try {
     await withPeers(async (peers) => {
-      const port = await peers.start('ss-server', 'ss-server', (p) => [
-        '-s',
-        '127.0.0.1',
-        '-p',
-        String(p),
-        '-k',
-        'tranproxy-kat',
-        '-m',
-        'aes-256-gcm',
-      ]);
+      const port = await peers.start('ss-server', 'ss-server', ssServerArgs('tranproxy-kat', 'aes-256-gcm'));
       const sock = net.connect({ port, host: '127.0.0.1' });
       await once(sock, 'connect');
       const dec = new AeadStreamDecryptor(SS_CIPHERS['aes-256-gcm'], masterKey('aes-256-gcm', 'tranproxy-kat'));

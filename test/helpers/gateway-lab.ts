@@ -113,23 +113,14 @@ export async function withGatewayLab(
   });
 }
 
-/** `tranproxy run` arguments for the gateway: TPROXY on gw's LAN interface, IPv4, then `extra`. */
+/** The gateway's capture: TPROXY on gw's LAN interface, IPv4, private destinations too. */
+export function gatewayCapture(g: GatewayLab): string[] {
+  return ['--mode', 'tproxy', '--capture', 'prerouting', '-i', g.lanIf, '--family', 'ipv4', '--no-bypass-private'];
+}
+
+/** `tranproxy run` arguments for the gateway: its capture, a 3 s connect timeout, then `extra`. */
 export function gatewayRunArgs(g: GatewayLab, extra: readonly string[]): string[] {
-  return [
-    'run',
-    '--mode',
-    'tproxy',
-    '--capture',
-    'prerouting',
-    '-i',
-    g.lanIf,
-    '--family',
-    'ipv4',
-    '--connect-timeout',
-    '3s',
-    '--no-bypass-private',
-    ...extra,
-  ];
+  return ['run', ...gatewayCapture(g), '--connect-timeout', '3s', ...extra];
 }
 
 /**
